@@ -1,0 +1,89 @@
+"""DRF authentication by ``Authorization: Bearer <JWT>`` for users, nodes and algorithm containers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.request import Request
+
+from accounts.permissions import Principal, principal_for_container, principal_for_node, principal_for_user
+from accounts.tokens import TokenError, decode
+from vantage6.api.errors import ApiError
+
+# last_seen is written at most this often per identity: every request would cost a write otherwise.
+LAST_SEEN_RESOLUTION = timedelta(seconds=30)
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.META.get("HTTP_AUTHORIZATION")
+    if not header:
+        return None
+    parts = header.split()
+    if len(parts) != 2 or parts[0] != "Bearer":
+        raise ApiError(422, "Bad Authorization header. Expected 'Authorization: Bearer <JWT>'")
+    return parts[1]
+
+
+def _touch_last_seen(identity) -> None:
+    from accounts.models import Authenticatable
+
+    now = timezone.now()
+    if identity.last_seen is None or now - identity.last_seen >= LAST_SEEN_RESOLUTION:
+        identity.last_seen = now
+        Authenticatable.objects.filter(pk=identity.pk).update(last_seen=now)
+
+
+def principal_from_claims(claims: dict) -> Principal:
+    """Load the identity a verified access token names (401 when it no longer exists)."""
+    client_type = claims.get("client_type")
+    sub = claims["sub"]
+    if client_type == "container":
+        if not isinstance(sub, dict) or "task_id" not in sub or claims.get("purpose"):
+            raise ApiError(422, "Invalid container token")
+        return principal_for_container(sub)
+    if client_type == "user":
+        from accounts.models import User
+
+        user = User.objects.filter(pk=sub).first() if isinstance(sub, int) else None
+        if user is None:
+            raise ApiError(401, f"Error loading the user {sub}")
+        _touch_last_seen(user)
+        return principal_for_user(user)
+    if client_type == "node":
+        from nodes.models import Node
+
+        node = Node.objects.filter(pk=sub).first() if isinstance(sub, int) else None
+        if node is None:
+            raise ApiError(401, f"Error loading the user {sub}")
+        _touch_last_seen(node)
+        return principal_for_node(node)
+    raise ApiError(422, "Unknown client type in token")
+
+
+class JWTAuthentication(BaseAuthentication):
+    """Access tokens only; refresh tokens are accepted by the refresh endpoint alone."""
+
+    accept_refresh = False
+
+    def authenticate(self, request: Request) -> tuple[Principal, dict] | None:
+        raw = bearer_token(request)
+        if raw is None:
+            return None
+        try:
+            claims = decode(raw)
+        except TokenError as exc:
+            raise ApiError(exc.status, exc.msg) from None
+        if claims.get("type") == "refresh" and not self.accept_refresh:
+            raise ApiError(422, "Only non-refresh tokens are allowed")
+        if claims.get("type") != "refresh" and self.accept_refresh:
+            raise ApiError(422, "Only refresh tokens are allowed")
+        return principal_from_claims(claims), claims
+
+    def authenticate_header(self, request: Request) -> str:
+        return "Bearer"
+
+
+class RefreshJWTAuthentication(JWTAuthentication):
+    accept_refresh = True

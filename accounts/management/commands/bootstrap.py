@@ -1,0 +1,26 @@
+"""Prepare the server for its first (or next) start: migrate, seed, and make sure root exists."""
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from accounts.services import root_user_ensure
+
+
+class Command(BaseCommand):
+    help = "Apply migrations, seed rules and built-in roles, and create the root user on a first start."
+
+    def handle(self, *_args, **_options) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        _, generated = root_user_ensure(password=settings.ROOT_PASSWORD)
+        base = f"http://{settings.HOST}:{settings.PORT}"
+        self.stdout.write(f"API:      {base}{settings.API_PATH}")
+        self.stdout.write(f"API docs: {base}{settings.API_PATH}/docs")
+        self.stdout.write(f"Admin:    {base}/admin/")
+        if generated:
+            self.stdout.write(self.style.WARNING(f"Created user 'root' with password: {generated}"))
+            self.stdout.write("This password is shown only once; change it after logging in.")
+        else:
+            self.stdout.write(
+                "Log in as 'root' with the password you set (V6_ROOT_PASSWORD on the first start)."
+            )

@@ -1,0 +1,137 @@
+"""Identities (users and nodes share one id space), roles, rules and the audit trail."""
+
+from __future__ import annotations
+
+import bcrypt
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.db import models
+
+from accounts.catalogue import OPERATIONS, SCOPES
+
+
+class AuthStatus(models.TextChoices):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class Authenticatable(models.Model):
+    """The common parent of users and nodes: its id is the JWT ``sub`` of both."""
+
+    type = models.CharField(max_length=50)
+    ip = models.CharField(max_length=64, null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=AuthStatus.choices, null=True, blank=True)
+
+    class Meta:
+        db_table = "authenticatable"
+
+
+class Rule(models.Model):
+    """One (resource, scope, operation) permission of the fixed catalogue."""
+
+    name = models.CharField(max_length=64)
+    scope = models.CharField(max_length=16, choices=[(v, v) for v in SCOPES.values()])
+    operation = models.CharField(max_length=16, choices=[(v, v) for v in OPERATIONS.values()])
+    description = models.CharField(max_length=256, blank=True, default="")
+
+    class Meta:
+        db_table = "rule"
+        constraints = [
+            models.UniqueConstraint(fields=["name", "scope", "operation"], name="rule_unique_triple")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.scope.lower()} {self.operation.lower()}"
+
+
+class Role(models.Model):
+    name = models.CharField(max_length=128)
+    description = models.CharField(max_length=1024, blank=True, default="")
+    organization = models.ForeignKey(
+        "collaborations.Organization", null=True, blank=True, on_delete=models.CASCADE, related_name="roles"
+    )
+    is_default_role = models.BooleanField(default=False)
+    rules = models.ManyToManyField(Rule, related_name="roles", db_table="role_rule", blank=True)
+
+    class Meta:
+        db_table = "role"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class UserManager(BaseUserManager):
+    def create_user(self, username: str, password: str | None = None, **fields: object) -> User:
+        user = self.model(username=username, **fields)
+        user.set_password(password)
+        user.save()
+        return user
+
+
+class User(AbstractBaseUser, Authenticatable):
+    authenticatable_ptr = models.OneToOneField(
+        Authenticatable, parent_link=True, primary_key=True, on_delete=models.CASCADE, related_name="user"
+    )
+    username = models.CharField(max_length=128, unique=True)
+    firstname = models.CharField(max_length=128, blank=True, default="")
+    lastname = models.CharField(max_length=128, blank=True, default="")
+    email = models.CharField(max_length=256, unique=True)
+    organization = models.ForeignKey(
+        "collaborations.Organization", on_delete=models.CASCADE, related_name="users"
+    )
+    failed_login_attempts = models.IntegerField(default=0)
+    last_login_attempt = models.DateTimeField(null=True, blank=True)
+    otp_secret = models.CharField(max_length=32, null=True, blank=True)
+    last_email_failed_login_sent = models.DateTimeField(null=True, blank=True)
+    last_email_recover_password_sent = models.DateTimeField(null=True, blank=True)
+    roles = models.ManyToManyField(Role, related_name="users", db_table="permission", blank=True)
+    rules = models.ManyToManyField(Rule, related_name="users", db_table="user_permission", blank=True)
+
+    USERNAME_FIELD = "username"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS = ["email"]
+    objects = UserManager()
+
+    class Meta:
+        db_table = "user"
+
+    def __str__(self) -> str:
+        return self.username
+
+    def save(self, *args, **kwargs) -> None:
+        self.type = "user"
+        super().save(*args, **kwargs)
+
+    # Passwords are plain bcrypt hashes (``$2b$``) as in vantage6, so existing hashes can be imported.
+    def set_password(self, raw_password: str | None) -> None:
+        if raw_password is None:
+            self.set_unusable_password()
+            return
+        salt = bcrypt.gensalt(rounds=settings.BCRYPT_ROUNDS)
+        self.password = bcrypt.hashpw(raw_password.encode(), salt).decode()
+        self._password = raw_password
+
+    def check_password(self, raw_password: str) -> bool:
+        if not self.password or not self.password.startswith("$2"):
+            return False
+        try:
+            return bcrypt.checkpw(raw_password.encode(), self.password.encode())
+        except ValueError:
+            return False
+
+
+class AuditEntry(models.Model):
+    """One state-changing action: who did what to which object."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor_type = models.CharField(max_length=16)  # user, node, container or system
+    actor_id = models.IntegerField(null=True)
+    action = models.CharField(max_length=64)  # e.g. "task.create"
+    object_type = models.CharField(max_length=32)
+    object_id = models.IntegerField(null=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        db_table = "audit_entry"
+        verbose_name_plural = "audit entries"

@@ -1,0 +1,270 @@
+"""The permission engine: who may do what, and which rows each principal may see.
+
+Every scope question of the server is answered here, for REST endpoints, ``include=``, query
+filters and websocket rooms alike. A principal is a user, a node or an algorithm container; its
+rules are loaded once per request. The helpers are those of vantage6 (``ALLOW_ORG``,
+``ALLOW_ORG_IN_COL``, ``CAN_COL``, ``AT_LEAST``, ``MAX_SCOPE``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from django.db.models import Q, QuerySet
+
+from accounts.catalogue import CONTAINER, NODE, OPERATIONS, SCOPE_RANK, SCOPES
+from vantage6.api.errors import unauthorized
+
+GLO, COL, ORG, OWN = "GLOBAL", "COLLABORATION", "ORGANIZATION", "OWN"
+_SCOPES_DESC = (GLO, COL, ORG, OWN)
+
+
+def _op(operation: str) -> str:
+    """Accept an operation code (``v``), name (``view``) or NAME (``VIEW``)."""
+    return OPERATIONS.get(operation, operation.upper())
+
+
+@dataclass
+class Principal:
+    """The caller of a request: a user, a node or an algorithm container."""
+
+    kind: str  # "user", "node" or "container"
+    organization_id: int
+    # (resource, scope NAME, operation NAME) triples.
+    rules: frozenset[tuple[str, str, str]]
+    user: object | None = None  # accounts.User
+    node: object | None = None  # nodes.Node
+    claims: dict = field(default_factory=dict)  # the container token's identity
+
+    # --- identity --------------------------------------------------------------------------------
+    @property
+    def id(self) -> int | None:
+        """The authenticatable id of a user or node; None for containers."""
+        if self.user is not None:
+            return self.user.pk
+        if self.node is not None:
+            return self.node.pk
+        return None
+
+    @property
+    def is_user(self) -> bool:
+        return self.kind == "user"
+
+    @property
+    def is_node(self) -> bool:
+        return self.kind == "node"
+
+    @property
+    def is_container(self) -> bool:
+        return self.kind == "container"
+
+    # DRF and Django read these from ``request.user``.
+    is_authenticated = True
+    is_active = True
+
+    @cached_property
+    def collaboration_ids(self) -> frozenset[int]:
+        """The "auth collaborations": those of the organization; for a container only its own."""
+        if self.is_container:
+            return frozenset([self.claims["collaboration_id"]])
+        from collaborations.models import Collaboration
+
+        return frozenset(
+            Collaboration.objects.filter(organizations=self.organization_id).values_list("id", flat=True)
+        )
+
+    @cached_property
+    def collaborating_organization_ids(self) -> frozenset[int]:
+        """Organizations in any auth collaboration (the own one only through a shared collaboration)."""
+        from collaborations.models import Collaboration
+
+        return frozenset(
+            Collaboration.organizations.through.objects.filter(
+                collaboration_id__in=self.collaboration_ids
+            ).values_list("organization_id", flat=True)
+        )
+
+    # --- the vantage6 helpers ----------------------------------------------------------------------
+    def has(self, resource: str, scope: str, operation: str) -> bool:
+        return (resource, SCOPES.get(scope, scope), _op(operation)) in self.rules
+
+    def max_scope(self, resource: str, operation: str) -> str | None:
+        """The broadest scope at which the principal holds (resource, operation), else None."""
+        operation = _op(operation)
+        for scope in _SCOPES_DESC:
+            if (resource, scope, operation) in self.rules:
+                return scope
+        return None
+
+    def at_least(self, scope: str, resource: str, operation: str) -> bool:
+        best = self.max_scope(resource, operation)
+        return best is not None and SCOPE_RANK[best] >= SCOPE_RANK[SCOPES.get(scope, scope)]
+
+    def allow_org(self, resource: str, operation: str, organization_id: int | None) -> bool:
+        """ALLOW_ORG: for objects that belong to an organization alone (users, roles, organizations)."""
+        operation = _op(operation)
+        return (
+            (resource, GLO, operation) in self.rules
+            or ((resource, ORG, operation) in self.rules and organization_id == self.organization_id)
+            or (
+                (resource, COL, operation) in self.rules
+                and organization_id in self.collaborating_organization_ids
+            )
+        )
+
+    def allow_org_in_col(
+        self, resource: str, operation: str, organization_id: int | None, collaboration_id: int | None
+    ) -> bool:
+        """ALLOW_ORG_IN_COL: for objects that live in one collaboration (node, task, run, study, …)."""
+        operation = _op(operation)
+        return (
+            (resource, GLO, operation) in self.rules
+            or ((resource, ORG, operation) in self.rules and organization_id == self.organization_id)
+            or ((resource, COL, operation) in self.rules and collaboration_id in self.collaboration_ids)
+        )
+
+    def can_col(self, resource: str, operation: str, collaboration_id: int | None) -> bool:
+        """CAN_COL: global, or collaboration scope on one of the auth collaborations."""
+        operation = _op(operation)
+        return (resource, GLO, operation) in self.rules or (
+            (resource, COL, operation) in self.rules and collaboration_id in self.collaboration_ids
+        )
+
+    def require(self, allowed: bool, msg: str | None = None) -> None:
+        """Raise the vantage6 401 unless ``allowed``."""
+        if not allowed:
+            raise unauthorized(msg) if msg else unauthorized()
+
+    # --- row-level visibility ------------------------------------------------------------------------
+    def visible(self, resource: str, queryset: QuerySet, operation: str = "view") -> QuerySet:
+        """``queryset`` narrowed to what the principal's broadest scope allows; 401 without any rule."""
+        scope = self.max_scope(resource, operation)
+        if scope is None:
+            raise unauthorized()
+        if scope == GLO:
+            return queryset
+        narrow = SCOPE_FILTERS[resource].get(scope)
+        if narrow is None:
+            return queryset.none()
+        return (
+            queryset.filter(narrow(self)).distinct()
+            if resource in _M2M_FILTERED
+            else queryset.filter(narrow(self))
+        )
+
+    def visible_or_none(self, resource: str, queryset: QuerySet, operation: str = "view") -> QuerySet:
+        """As ``visible`` but an empty queryset instead of a 401 (for ``include=`` and socket rooms)."""
+        if self.max_scope(resource, operation) is None:
+            return queryset.none()
+        return self.visible(resource, queryset, operation)
+
+
+def _own_org(p: Principal) -> Q:
+    return Q(id=p.organization_id)
+
+
+# Per resource and scope: the rows a principal sees (list endpoints, include=, rooms). The global scope
+# sees everything. Lookups are relative to each resource's model.
+SCOPE_FILTERS: dict[str, dict[str, Callable[[Principal], Q]]] = {
+    "organization": {
+        COL: lambda p: Q(id__in=p.collaborating_organization_ids) | _own_org(p),
+        ORG: _own_org,
+    },
+    "collaboration": {
+        ORG: lambda p: Q(id__in=p.collaboration_ids),
+    },
+    "user": {
+        COL: lambda p: (
+            Q(organization_id__in=p.collaborating_organization_ids) | Q(organization_id=p.organization_id)
+        ),
+        ORG: lambda p: Q(organization_id=p.organization_id),
+    },
+    "node": {
+        COL: lambda p: Q(collaboration_id__in=p.collaboration_ids),
+        ORG: lambda p: Q(organization_id=p.organization_id),
+    },
+    "study": {
+        COL: lambda p: Q(collaboration_id__in=p.collaboration_ids),
+        ORG: lambda p: Q(organizations=p.organization_id),
+    },
+    "task": {
+        COL: lambda p: Q(collaboration_id__in=p.collaboration_ids),
+        ORG: lambda p: Q(init_org_id=p.organization_id),
+        OWN: lambda p: Q(init_user_id=p.id) if p.is_user else Q(pk__in=[]),
+    },
+    "run": {
+        COL: lambda p: Q(task__collaboration_id__in=p.collaboration_ids),
+        ORG: lambda p: Q(organization_id=p.organization_id),
+        OWN: lambda p: Q(task__init_user_id=p.id) if p.is_user else Q(pk__in=[]),
+    },
+    # Algorithm stores are governed by collaboration rules: own collaborations' stores and global ones.
+    "algorithmstore": {
+        ORG: lambda p: Q(collaboration_id__in=p.collaboration_ids) | Q(collaboration__isnull=True),
+    },
+    "role": {
+        COL: lambda p: (
+            Q(organization_id__in=p.collaborating_organization_ids)
+            | Q(organization__isnull=True)
+            | Q(users=p.id)
+        ),
+        ORG: lambda p: Q(organization_id=p.organization_id) | Q(organization__isnull=True) | Q(users=p.id),
+    },
+}
+# Filters that cross a many-to-many relation and may repeat rows.
+_M2M_FILTERED = {"study", "role"}
+
+
+def rules_of_role(role_name: str) -> frozenset[tuple[str, str, str]]:
+    """The rules of the built-in node or container role, loaded once per process.
+
+    Their rule sets change only when the catalogue is seeded again (the API refuses to edit built-in
+    roles), so a process restart after an upgrade is enough to see a change.
+    """
+    cached = _ROLE_RULES.get(role_name)
+    if cached is None:
+        from accounts.models import Rule
+
+        cached = frozenset(
+            Rule.objects.filter(roles__name=role_name, roles__is_default_role=True).values_list(
+                "name", "scope", "operation"
+            )
+        )
+        _ROLE_RULES[role_name] = cached
+    return cached
+
+
+_ROLE_RULES: dict[str, frozenset[tuple[str, str, str]]] = {}
+
+
+def clear_role_rule_cache() -> None:
+    _ROLE_RULES.clear()
+
+
+def rules_of_user(user_id: int) -> frozenset[tuple[str, str, str]]:
+    """All rules of a user: those of its roles and those given directly, in one query."""
+    from accounts.models import Rule
+
+    via_roles = Rule.objects.filter(roles__users=user_id).values_list("name", "scope", "operation")
+    direct = Rule.objects.filter(users=user_id).values_list("name", "scope", "operation")
+    return frozenset(via_roles.union(direct))
+
+
+def principal_for_user(user) -> Principal:
+    return Principal(
+        kind="user", organization_id=user.organization_id, rules=rules_of_user(user.pk), user=user
+    )
+
+
+def principal_for_node(node) -> Principal:
+    return Principal(kind="node", organization_id=node.organization_id, rules=rules_of_role(NODE), node=node)
+
+
+def principal_for_container(claims: dict) -> Principal:
+    return Principal(
+        kind="container",
+        organization_id=claims["organization_id"],
+        rules=rules_of_role(CONTAINER),
+        claims=claims,
+    )

@@ -1,0 +1,93 @@
+"""JWTs laid out as vantage6 (flask-jwt-extended) lays them out, so the official clients read them.
+
+Claims: ``fresh, iat, jti, type ("access"/"refresh"), sub, nbf, csrf, exp, client_type, roles``.
+``sub`` is the integer id of a user or node, or an object for an algorithm container (whose token
+never expires). Reset tokens carry a ``purpose`` claim so they can never be used as API tokens.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import jwt
+from django.conf import settings
+from rest_framework_simplejwt.tokens import Token
+
+ALGORITHM = "HS256"
+
+
+class _VantageToken(Token):
+    """A simplejwt token with the extra claims of flask-jwt-extended."""
+
+    def __init__(
+        self, sub: object, client_type: str, roles: list[str] | None = None, **extra: object
+    ) -> None:
+        super().__init__()
+        self.payload.update(
+            {
+                "sub": sub,
+                "fresh": False,
+                "nbf": self.payload["iat"],
+                "csrf": str(uuid.uuid4()),
+                "client_type": client_type,
+                "roles": roles or [],
+                **extra,
+            }
+        )
+
+
+class AccessToken(_VantageToken):
+    token_type = "access"
+    lifetime = settings.ACCESS_TOKEN_LIFETIME
+
+
+class RefreshToken(_VantageToken):
+    token_type = "refresh"
+    lifetime = settings.REFRESH_TOKEN_LIFETIME
+
+
+class _ResetToken(_VantageToken):
+    token_type = "access"
+    lifetime = timedelta(minutes=settings.EMAIL_TOKEN_VALIDITY_MINUTES)
+
+
+def login_tokens(sub: int, client_type: str, roles: list[str] | None = None) -> tuple[str, str]:
+    """An (access, refresh) pair for a user or node."""
+    return str(AccessToken(sub, client_type, roles)), str(RefreshToken(sub, client_type, roles))
+
+
+def container_token(identity: dict) -> str:
+    """A container token: never expires; ``sub`` is the container's identity object."""
+    token = AccessToken(identity, "container")
+    del token.payload["exp"]
+    return str(token)
+
+
+def reset_token(user_id: int, purpose: str) -> str:
+    """A mailed token for a password or two-factor reset; ``purpose`` keeps it off the API."""
+    return str(_ResetToken({"id": str(user_id)}, "container", purpose=purpose))
+
+
+class TokenError(Exception):
+    """A token that cannot be used: ``status`` and ``msg`` are what the client gets."""
+
+    def __init__(self, status: int, msg: str) -> None:
+        super().__init__(msg)
+        self.status = status
+        self.msg = msg
+
+
+def decode(raw: str) -> dict:
+    """The verified claims of ``raw``; TokenError with flask-jwt-extended's status and message."""
+    try:
+        return jwt.decode(
+            raw,
+            settings.JWT_SECRET_KEY,
+            algorithms=[ALGORITHM],
+            options={"verify_sub": False, "require": ["iat", "type", "sub"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise TokenError(401, "Token has expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise TokenError(422, str(exc) or "Invalid token") from None

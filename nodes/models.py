@@ -1,0 +1,60 @@
+"""Nodes (one per organization and collaboration) and the configuration they share."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from django.db import models
+
+from accounts.models import Authenticatable
+
+
+def api_key_digest(api_key: str) -> str:
+    """The stored, indexed form of a node API key.
+
+    Keys are random UUID4s (122 bits), so one SHA-256 is enough to make the stored form useless to a
+    reader of the database, and it lets login find the node in one indexed lookup.
+    """
+    return hashlib.sha256(api_key.strip().lower().encode()).hexdigest()
+
+
+class Node(Authenticatable):
+    authenticatable_ptr = models.OneToOneField(
+        Authenticatable, parent_link=True, primary_key=True, on_delete=models.CASCADE, related_name="node"
+    )
+    name = models.CharField(max_length=256, unique=True)
+    api_key_hash = models.CharField(max_length=64, unique=True)
+    organization = models.ForeignKey(
+        "collaborations.Organization", on_delete=models.CASCADE, related_name="nodes"
+    )
+    collaboration = models.ForeignKey(
+        "collaborations.Collaboration", null=True, blank=True, on_delete=models.CASCADE, related_name="nodes"
+    )
+
+    class Meta:
+        db_table = "node"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        self.type = "node"
+        super().save(*args, **kwargs)
+
+    def set_api_key(self, api_key: str) -> None:
+        self.api_key_hash = api_key_digest(api_key)
+
+    def check_api_key(self, api_key: str) -> bool:
+        return hmac.compare_digest(self.api_key_hash, api_key_digest(api_key))
+
+
+class NodeConfig(models.Model):
+    """One value of the configuration a node shares over its socket (a list is several rows)."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="config")
+    key = models.CharField(max_length=256)
+    value = models.TextField(blank=True, default="")
+
+    class Meta:
+        db_table = "nodeconfig"

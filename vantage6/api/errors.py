@@ -1,0 +1,83 @@
+"""The vantage6 error bodies: ``{"msg": ...}`` everywhere, validation errors with ``errors``."""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions
+from rest_framework.response import Response
+
+logger = logging.getLogger("vantage6.api")
+
+BODY_INCORRECT = "Request body is incorrect"
+NO_PERMISSION = "You lack the permission to do that!"
+UNEXPECTED = "An unexpected error occurred on the server!"
+
+
+class ApiError(exceptions.APIException):
+    """An error answered as ``{"msg": msg}`` with the given status (and optional extra keys)."""
+
+    def __init__(self, status: int, msg: object, **extra: object) -> None:
+        self.status_code = status
+        self.msg = msg
+        self.extra = extra
+        super().__init__(detail=str(msg))
+
+
+def bad_request(msg: object, **extra: object) -> ApiError:
+    return ApiError(400, msg, **extra)
+
+
+def unauthorized(msg: str = NO_PERMISSION) -> ApiError:
+    return ApiError(401, msg)
+
+
+def not_found(msg: str) -> ApiError:
+    return ApiError(404, msg)
+
+
+def validation_error(errors: dict) -> ApiError:
+    return ApiError(400, BODY_INCORRECT, errors=errors)
+
+
+def _flatten(detail: object) -> object:
+    """DRF's ErrorDetail tree as plain lists and dicts of strings."""
+    if isinstance(detail, dict):
+        return {key: _flatten(value) for key, value in detail.items()}
+    if isinstance(detail, list):
+        return [_flatten(item) for item in detail]
+    return str(detail)
+
+
+def exception_handler(exc: Exception, context: dict) -> Response:
+    if isinstance(exc, ApiError):
+        return Response({"msg": exc.msg, **exc.extra}, status=exc.status_code)
+    if isinstance(exc, exceptions.ValidationError):
+        errors = _flatten(exc.detail)
+        if not isinstance(errors, dict):
+            errors = {"_schema": errors if isinstance(errors, list) else [errors]}
+        return Response({"msg": BODY_INCORRECT, "errors": errors}, status=400)
+    if isinstance(exc, exceptions.ParseError):
+        return Response({"msg": BODY_INCORRECT, "errors": {"_schema": [str(exc.detail)]}}, status=400)
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return Response({"msg": str(exc.detail)}, status=415)
+    if isinstance(exc, exceptions.NotAuthenticated):
+        return Response({"msg": "Missing Authorization Header"}, status=401)
+    if isinstance(exc, (exceptions.PermissionDenied, DjangoPermissionDenied)):
+        return Response({"msg": NO_PERMISSION}, status=401)
+    if isinstance(exc, (exceptions.NotFound, Http404)):
+        return Response({"msg": str(exc) or "Not found"}, status=404)
+    if isinstance(exc, exceptions.APIException):
+        return Response({"msg": _flatten(exc.detail)}, status=exc.status_code)
+    logger.exception("Unhandled error in %s", context.get("view").__class__.__name__, exc_info=exc)
+    return Response({"msg": UNEXPECTED}, status=500)
+
+
+def json_404(request, exception=None) -> JsonResponse:  # noqa: ARG001 - Django's handler signature
+    return JsonResponse({"msg": "The requested URL was not found on the server."}, status=404)
+
+
+def json_500(request) -> JsonResponse:  # noqa: ARG001
+    return JsonResponse({"msg": UNEXPECTED}, status=500)

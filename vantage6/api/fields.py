@@ -1,0 +1,52 @@
+"""Serializer fields shared by the apps: references, link strings and vantage6 timestamps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rest_framework import serializers
+
+from vantage6.api.references import list_link, ref
+
+
+def format_datetime(value: datetime | None) -> str | None:
+    """Naive ISO-8601 in UTC, microseconds dropped when zero (``datetime.isoformat``)."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat()
+
+
+class TimestampField(serializers.DateTimeField):
+    def to_representation(self, value: datetime | None) -> str | None:
+        return format_datetime(value)
+
+
+class RefField(serializers.Field):
+    """A to-one reference built from the ``<fk>_id`` attribute, so it costs no query."""
+
+    def __init__(self, resource: str, fk_attr: str | None = None, **kwargs) -> None:
+        self.resource = resource
+        self.fk_attr = fk_attr
+        kwargs.setdefault("read_only", True)
+        kwargs["source"] = "*"
+        super().__init__(**kwargs)
+
+    def to_representation(self, instance: object) -> dict | None:
+        attr = self.fk_attr or f"{self.field_name}_id"
+        return ref(self.resource, getattr(instance, attr))
+
+
+class ListLinkField(serializers.Field):
+    """A to-many reference: ``/api/<resource>?<filter>=<this object's id>``."""
+
+    def __init__(self, resource: str, filter_name: str, **kwargs) -> None:
+        self.resource = resource
+        self.filter_name = filter_name
+        kwargs.setdefault("read_only", True)
+        kwargs["source"] = "*"
+        super().__init__(**kwargs)
+
+    def to_representation(self, instance: object) -> str:
+        return list_link(self.resource, **{self.filter_name: instance.pk})

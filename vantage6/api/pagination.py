@@ -1,0 +1,101 @@
+"""The vantage6 list envelope: ``page``/``per_page``/``sort``, ``links``, ``total-count`` and ``Link``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from math import ceil
+from urllib.parse import urlencode
+
+from django.db.models import QuerySet
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from vantage6.api.errors import bad_request
+
+EXPOSED_HEADERS = "total-count, Link"
+
+
+def _positive_int(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise bad_request(f"{name} needs to be >= 1")
+    return value
+
+
+def sort_order(request: Request, queryset: QuerySet, default: Iterable[str]) -> list[str]:
+    """``sort=a,-b`` as an ``order_by`` list; unknown fields are a 400. ``id`` always breaks ties."""
+    raw = request.query_params.get("sort")
+    order: list[str] = []
+    if raw:
+        fields = {f.name: f.attname for f in queryset.model._meta.concrete_fields}
+        fields.update({attname: attname for attname in list(fields.values())})
+        for item in raw.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            descending = item.startswith("-")
+            name = item.lstrip("+-")
+            if name not in fields:
+                raise bad_request(
+                    f"Cannot sort a '{queryset.model.__name__}' by '{name}' because it does not exist"
+                )
+            order.append(("-" if descending else "") + fields[name])
+    for key in default:
+        if key.lstrip("-") not in {o.lstrip("-") for o in order}:
+            order.append(key)
+    return order
+
+
+def _link(path: str, params: list[tuple[str, str]], page: int) -> str:
+    query = [(key, value) for key, value in params if key != "page"]
+    if any(key == "page" for key, _ in params):
+        query = [(key, str(page) if key == "page" else value) for key, value in params]
+    else:
+        query.append(("page", str(page)))
+    return f"{path}?{urlencode(query)}"
+
+
+def paginate(
+    request: Request,
+    queryset: QuerySet,
+    serialize: Callable[[list], list],
+    *,
+    default_order: Iterable[str] = ("id",),
+    paginated: bool = True,
+) -> Response:
+    """One page of ``queryset`` in the vantage6 envelope; ``serialize`` turns the rows into dicts."""
+    page = _positive_int(request, "page", 1)
+    per_page = _positive_int(request, "per_page", 10)
+    queryset = queryset.order_by(*sort_order(request, queryset, default_order))
+    total = queryset.count()
+    if not paginated:
+        page, per_page = 1, max(total, 1)
+    rows = list(queryset[(page - 1) * per_page : page * per_page]) if total else []
+    last = ceil(total / per_page)
+
+    # Only the first value of a repeated query argument survives in the links, as in vantage6.
+    seen: dict[str, str] = {}
+    for key, value in request.query_params.items():
+        seen.setdefault(key, value)
+    params = list(seen.items())
+    path = request.path
+    links = {"first": _link(path, params, 1)}
+    if page > 1:
+        links["previous"] = _link(path, params, page - 1)
+    links["self"] = _link(path, params, page)
+    if page < last:
+        links["next"] = _link(path, params, page + 1)
+    if last:
+        links["last"] = _link(path, params, last)
+
+    response = Response({"data": serialize(rows), "links": links})
+    response["total-count"] = str(total)
+    response["Link"] = ",".join(f"<{url}>; rel={rel}" for rel, url in links.items())
+    response["access-control-expose-headers"] = EXPOSED_HEADERS
+    return response

@@ -1,0 +1,75 @@
+"""Strict parsing of query parameters: a malformed value is a 400 with a message, never a 500."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from rest_framework.request import Request
+
+from vantage6.api.errors import bad_request
+
+
+def flag(request: Request, name: str) -> bool:
+    """vantage6 flags are true when present with any non-empty value (``?x=false`` is true)."""
+    return bool(request.query_params.get(name))
+
+
+def int_param(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be an integer, got {raw!r}") from None
+
+
+def int_list_param(request: Request, name: str) -> list[int]:
+    """Repeated and/or comma-separated integers: ``ids=1&ids=2`` or ``ids=1,2``."""
+    values: list[int] = []
+    for raw in request.query_params.getlist(name):
+        for item in raw.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            try:
+                values.append(int(item))
+            except ValueError:
+                raise bad_request(f"{name} must be a list of integers, got {raw!r}") from None
+    return values
+
+
+def list_param(request: Request, name: str) -> list[str]:
+    """Repeated and/or comma-separated strings (``include=runs,results&include=task``)."""
+    return [
+        item.strip() for raw in request.query_params.getlist(name) for item in raw.split(",") if item.strip()
+    ]
+
+
+def date_param(request: Request, name: str) -> date | None:
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be a date as YYYY-MM-DD, got {raw!r}") from None
+
+
+def datetime_param(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    try:
+        return parse_datetime(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be an ISO-8601 date or datetime, got {raw!r}") from None
+
+
+def parse_datetime(raw: str) -> datetime:
+    """Any ISO-8601 date or datetime, as naive UTC (raises ValueError)."""
+
+    value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value

@@ -1,0 +1,79 @@
+"""Base views: the client-type gate, the viewset every resource builds on, and the service endpoints."""
+
+from __future__ import annotations
+
+from django.db import connection
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.viewsets import GenericViewSet
+
+from accounts.permissions import Principal
+from vantage6 import VANTAGE6_VERSION
+from vantage6.api.errors import ApiError
+
+USER, NODE, CONTAINER = "user", "node", "container"
+ANY_CLIENT = (USER, NODE, CONTAINER)
+
+
+class ClientTypeGate(BasePermission):
+    """Let through only the client types the view allows for the current action.
+
+    A view declares ``clients`` (a tuple of "user", "node", "container") and may refine it per
+    action in ``action_clients``. A wrong client type is a 401 with a message (vantage6 gives a 500).
+    """
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        allowed = getattr(view, "action_clients", {}).get(getattr(view, "action", None), view.clients)
+        principal = request.user
+        if principal is None:
+            if not allowed:
+                return True
+            raise ApiError(401, "Missing Authorization Header")
+        if principal.kind not in allowed:
+            raise ApiError(401, f"This endpoint is not available to {principal.kind}s")
+        return True
+
+
+class ApiViewSet(GenericViewSet):
+    """The base of every resource viewset: JWT auth, the client-type gate, the vantage6 envelope.
+
+    Rows a caller may see are decided by the permission engine (``self.principal.visible``), never
+    re-implemented here.
+    """
+
+    clients: tuple[str, ...] = (USER,)
+    action_clients: dict[str, tuple[str, ...]] = {}
+    permission_classes = [ClientTypeGate]
+    lookup_value_regex = r"[0-9]+"
+
+    @property
+    def principal(self) -> Principal:
+        return self.request.user
+
+
+class HealthView(APIView):
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    @extend_schema(responses=inline_serializer("Health", {"database": serializers.BooleanField()}))
+    def get(self, request: Request) -> Response:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                healthy = cursor.fetchone() == (1,)
+        except Exception:  # any database failure means "not healthy", never a 500
+            healthy = False
+        return Response({"database": healthy})
+
+
+class VersionView(APIView):
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    @extend_schema(responses=inline_serializer("Version", {"version": serializers.CharField()}))
+    def get(self, request: Request) -> Response:
+        return Response({"version": VANTAGE6_VERSION})

@@ -1,0 +1,206 @@
+"""Settings of the vantage6 server, read from ``V6_`` environment variables only (see README)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from vantage6.env import (
+    env_amqp,
+    env_api_path,
+    env_bool,
+    env_choice,
+    env_database,
+    env_int,
+    env_list,
+    env_secret,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "data"))).resolve()
+
+TESTING = "pytest" in sys.modules
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_secret("SECRET_KEY", DATA_DIR)
+JWT_SECRET_KEY = env_secret("JWT_SECRET_KEY", DATA_DIR)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
+
+HOST = env_str("HOST", "127.0.0.1")
+PORT = env_int("PORT", 7601, minimum=1, maximum=65535)
+API_PATH = env_api_path("API_PATH", "/api")
+SERVER_NAME = env_str("SERVER_NAME", "cotopaxi")
+# Public URL of this server's API, sent to algorithm stores (config `server_url` + api path upstream).
+SERVER_URL = env_str("SERVER_URL", "").rstrip("/")
+ROOT_PASSWORD = env_str("ROOT_PASSWORD", "")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "guardian",
+    "channels",
+    "accounts",
+    "collaborations",
+    "nodes",
+    "tasks",
+]
+
+MIDDLEWARE = [
+    "vantage6.api.middleware.CorsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+# `/api/user/` is a 404 in vantage6; never redirect to add or remove slashes.
+APPEND_SLASH = False
+
+ROOT_URLCONF = "vantage6.urls"
+ASGI_APPLICATION = "vantage6.asgi.application"
+WSGI_APPLICATION = "vantage6.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env_database("DATABASE_URL", DATA_DIR / "vantage6.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "accounts.backends.RuleBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+ANONYMOUS_USER_NAME = None  # guardian: no anonymous user row
+
+# vantage6 stores naive UTC timestamps and emits them without an offset.
+USE_TZ = False
+TIME_ZONE = "UTC"
+USE_I18N = False
+LANGUAGE_CODE = "en-us"
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+# --- API behaviour -------------------------------------------------------------------------------
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", ["*"])
+ACCESS_TOKEN_LIFETIME = timedelta(hours=env_int("TOKEN_EXPIRES_HOURS", 6, minimum=1))
+REFRESH_TOKEN_LIFETIME = timedelta(hours=env_int("REFRESH_TOKEN_EXPIRES_HOURS", 48, minimum=2))
+if REFRESH_TOKEN_LIFETIME <= ACCESS_TOKEN_LIFETIME:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("V6_REFRESH_TOKEN_EXPIRES_HOURS must exceed V6_TOKEN_EXPIRES_HOURS")
+TWO_FACTOR_AUTH = env_bool("TWO_FACTOR_AUTH", False)
+PASSWORD_MAX_FAILED_ATTEMPTS = env_int("PASSWORD_MAX_FAILED_ATTEMPTS", 5, minimum=1)
+PASSWORD_INACTIVATION_MINUTES = env_int("PASSWORD_INACTIVATION_MINUTES", 15, minimum=0)
+PASSWORD_BETWEEN_USER_EMAILS_MINUTES = env_int("PASSWORD_BETWEEN_USER_EMAILS_MINUTES", 60, minimum=0)
+# bcrypt cost of user passwords; vantage6 uses 12.
+BCRYPT_ROUNDS = env_int("BCRYPT_ROUNDS", 12, minimum=4, maximum=16)
+RUNS_DATA_CLEANUP_DAYS = env_int("RUNS_DATA_CLEANUP_DAYS", 0, minimum=0)
+RUNS_DATA_CLEANUP_INCLUDE_INPUT = env_bool("RUNS_DATA_CLEANUP_INCLUDE_INPUT", False)
+# Large results: "" (off), a folder on disk ("file:///path" or a plain path), or "storage:<alias>".
+LARGE_RESULT_STORE = env_str("LARGE_RESULT_STORE", "")
+ALGORITHM_STORE_TIMEOUT_SECONDS = env_int("ALGORITHM_STORE_TIMEOUT_SECONDS", 10, minimum=1)
+METRICS_ENABLED = env_bool("METRICS", False)
+
+# --- E-mail ---------------------------------------------------------------------------------------
+EMAIL_HOST = env_str("SMTP_SERVER", "")
+EMAIL_PORT = env_int("SMTP_PORT", 587, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("SMTP_USERNAME", "")
+EMAIL_HOST_PASSWORD = env_str("SMTP_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("SMTP_USE_TLS", True)
+DEFAULT_FROM_EMAIL = env_str("SMTP_EMAIL_FROM", "noreply@vantage6.ai")
+EMAIL_TOKEN_VALIDITY_MINUTES = env_int("SMTP_EMAIL_TOKEN_VALIDITY_MINUTES", 60, minimum=1)
+SUPPORT_EMAIL = env_str("SUPPORT_EMAIL", "support@vantage6.ai")
+SMTP_CONFIGURED = bool(EMAIL_HOST)
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if SMTP_CONFIGURED
+    else "django.core.mail.backends.console.EmailBackend"
+)
+
+# --- Channels --------------------------------------------------------------------------------------
+RABBITMQ_URI = env_amqp("RABBITMQ_URI")
+if RABBITMQ_URI:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_rabbitmq.core.RabbitmqChannelLayer",
+            # Bursts (a task for many organizations, a kill list) must not be dropped.
+            "CONFIG": {"host": RABBITMQ_URI, "local_capacity": 10000, "remote_capacity": 10000},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10000}}
+    }
+
+# --- Django REST framework -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.JWTAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "vantage6.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": [],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "vantage6 server API",
+    "DESCRIPTION": "The REST API of the vantage6 central server (compatible with vantage6 4.15).",
+    "VERSION": "4.15.2",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+SIMPLE_JWT = {
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": JWT_SECRET_KEY,
+    "ACCESS_TOKEN_LIFETIME": ACCESS_TOKEN_LIFETIME,
+    "REFRESH_TOKEN_LIFETIME": REFRESH_TOKEN_LIFETIME,
+    "USER_ID_CLAIM": "sub",
+    "TOKEN_TYPE_CLAIM": "type",
+    "JTI_CLAIM": "jti",
+    "UPDATE_LAST_LOGIN": False,
+}
+
+# --- Logging ----------------------------------------------------------------------------------------
+LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")).upper()
+LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "vantage6.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "daphne": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,26 @@
+"""URL routes: the API under ``V6_API_PATH`` (no trailing slashes), its schema and docs, the admin."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from vantage6.api.views import HealthView, VersionView
+
+api = settings.API_PATH.lstrip("/")
+prefix = f"{api}/" if api else ""
+
+urlpatterns = [
+    path(f"{prefix}health", HealthView.as_view(), name="health"),
+    path(f"{prefix}version", VersionView.as_view(), name="version"),
+    path(f"{prefix}schema", SpectacularAPIView.as_view(), name="schema"),
+    path(f"{prefix}docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path(prefix, include("accounts.urls")),
+    path(prefix, include("collaborations.urls")),
+    path(prefix, include("nodes.urls")),
+    path(prefix, include("tasks.urls")),
+    path("admin/", admin.site.urls),
+]
+
+handler404 = "vantage6.api.errors.json_404"
+handler500 = "vantage6.api.errors.json_500"
