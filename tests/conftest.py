@@ -1,0 +1,69 @@
+"""Shared fixtures: an API client, and a small world of three organizations.
+
+``world`` has organization A (own) and B sharing collaboration AB, and C (outsider) alone in
+collaboration C; each organization has a node in its collaborations.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests import factories
+
+SERVICES_REQUIRED = bool(os.environ.get("V6_REQUIRE_SERVICES"))
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.BCRYPT_ROUNDS = 4
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@dataclass
+class World:
+    org_a: object
+    org_b: object
+    org_c: object
+    collab_ab: object
+    collab_c: object
+    node_a: object
+    node_b: object
+    node_c: object
+    keys: dict
+
+
+@pytest.fixture
+def world(db) -> World:  # noqa: ARG001 - needs the database
+    org_a, org_b, org_c = factories.make_org("A"), factories.make_org("B"), factories.make_org("C")
+    collab_ab = factories.make_collab(org_a, org_b, name="AB")
+    collab_c = factories.make_collab(org_c, name="C")
+    node_a, key_a = factories.make_node(org_a, collab_ab, "node-a")
+    node_b, key_b = factories.make_node(org_b, collab_ab, "node-b")
+    node_c, key_c = factories.make_node(org_c, collab_c, "node-c")
+    return World(
+        org_a, org_b, org_c, collab_ab, collab_c, node_a, node_b, node_c,
+        keys={node_a.pk: key_a, node_b.pk: key_b, node_c.pk: key_c},
+    )  # fmt: skip
+
+
+def requires_services(*names: str) -> pytest.MarkDecorator:
+    """Skip unless the named services (``postgres``, ``rabbitmq``) are configured.
+
+    With ``V6_REQUIRE_SERVICES`` set (CI), a missing service fails the test instead.
+    """
+    missing = []
+    if "postgres" in names and not os.environ.get("V6_DATABASE_URL", "").startswith("postgres"):
+        missing.append("PostgreSQL (V6_DATABASE_URL)")
+    if "rabbitmq" in names and not os.environ.get("V6_RABBITMQ_URI"):
+        missing.append("RabbitMQ (V6_RABBITMQ_URI)")
+    if missing and SERVICES_REQUIRED:
+        pytest.fail(f"required services are not configured: {', '.join(missing)}", pytrace=False)
+    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}")

@@ -1,0 +1,63 @@
+"""Small builders of valid object graphs for tests (organization → collaboration → node → task → run)."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+
+from accounts.models import Role, User
+from accounts.tokens import container_token, login_tokens
+from collaborations.models import Collaboration, Organization, Study
+from nodes.models import Node
+
+_seq = itertools.count(1)
+PASSWORD = "Password1!"
+
+
+def make_org(name: str | None = None, **fields) -> Organization:
+    return Organization.objects.create(name=name or f"org-{next(_seq)}", **fields)
+
+
+def make_collab(*orgs: Organization, name: str | None = None, encrypted: bool = False) -> Collaboration:
+    collab = Collaboration.objects.create(name=name or f"collab-{next(_seq)}", encrypted=encrypted)
+    collab.organizations.add(*orgs)
+    return collab
+
+
+def make_study(collab: Collaboration, *orgs: Organization, name: str | None = None) -> Study:
+    study = Study.objects.create(name=name or f"study-{next(_seq)}", collaboration=collab)
+    study.organizations.add(*orgs)
+    return study
+
+
+def make_user(org: Organization, *role_names: str, username: str | None = None, rules=()) -> User:
+    """A user of ``org`` holding the named built-in (or own) roles and extra rules."""
+    username = username or f"user{next(_seq)}"
+    user = User.objects.create_user(
+        username=username, password=PASSWORD, email=f"{username}@example.org", organization=org
+    )
+    if role_names:
+        user.roles.add(*Role.objects.filter(name__in=role_names))
+    if rules:
+        user.rules.add(*rules)
+    return user
+
+
+def make_node(org: Organization, collab: Collaboration, name: str | None = None) -> tuple[Node, str]:
+    """A node and its plaintext API key."""
+    api_key = str(uuid.uuid4())
+    node = Node(name=name or f"node-{next(_seq)}", organization=org, collaboration=collab, status="offline")
+    node.set_api_key(api_key)
+    node.save()
+    return node, api_key
+
+
+def bearer(identity: User | Node | dict) -> dict[str, str]:
+    """Request headers with an access token for a user, a node, or a container identity (a dict)."""
+    if isinstance(identity, dict):
+        token = container_token(identity)
+    elif isinstance(identity, User):
+        token = login_tokens(identity.pk, "user", list(identity.roles.values_list("name", flat=True)))[0]
+    else:
+        token = login_tokens(identity.pk, "node")[0]
+    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}

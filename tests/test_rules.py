@@ -1,0 +1,79 @@
+"""The read-only rule catalogue: /api/rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from accounts.catalogue import seed_rules_and_roles
+from accounts.models import Role, Rule
+from tests.factories import bearer, make_org, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def viewer():
+    return make_user(make_org(), "Viewer")
+
+
+def test_catalogue_has_86_rules_and_the_builtin_roles():
+    assert Rule.objects.count() == 86
+    counts = {role.name: role.rules.count() for role in Role.objects.filter(is_default_role=True)}
+    assert counts == {
+        "Root": 86, "container": 8, "node": 10, "Viewer": 15, "Researcher": 17,
+        "Organization Admin": 25, "Collaboration Admin": 41,
+    }  # fmt: skip
+
+
+def test_seeding_again_changes_nothing_and_restores_builtin_rule_sets():
+    viewer = Role.objects.get(name="Viewer")
+    before = set(viewer.rules.values_list("id", flat=True))
+    viewer.rules.remove(*viewer.rules.all()[:3])
+    seed_rules_and_roles()
+    seed_rules_and_roles()
+    assert set(viewer.rules.values_list("id", flat=True)) == before
+    assert Rule.objects.count() == 86
+
+
+def test_rule_list_needs_a_token(api):
+    response = api.get("/api/rule")
+    assert response.status_code == 401
+    assert response.json() == {"msg": "Missing Authorization Header"}
+
+
+def test_rule_list_filters_by_scope_code_or_name(api, viewer):
+    by_code = api.get("/api/rule?scope=glo&operation=v&per_page=100", **bearer(viewer)).json()["data"]
+    by_name = api.get("/api/rule?scope=GLOBAL&operation=VIEW&per_page=100", **bearer(viewer)).json()["data"]
+    assert by_code == by_name
+    assert {rule["name"] for rule in by_code} == {
+        "node", "collaboration", "organization", "task", "run", "user", "role", "port", "study",
+    }  # fmt: skip
+    assert all(rule["scope"] == "GLOBAL" and rule["operation"] == "VIEW" for rule in by_code)
+
+
+def test_rule_list_of_a_user_is_the_union_of_roles_and_direct_rules(api, viewer):
+    extra = Rule.objects.get(name="task", scope="GLOBAL", operation="VIEW")
+    viewer.rules.add(extra)
+    response = api.get(f"/api/rule?user_id={viewer.pk}&no_pagination=1", **bearer(viewer))
+    ids = {rule["id"] for rule in response.json()["data"]}
+    expected = set(Role.objects.get(name="Viewer").rules.values_list("id", flat=True)) | {extra.pk}
+    assert ids == expected
+    assert response["total-count"] == str(len(expected))
+
+
+def test_rule_list_unknown_role_is_a_400(api, viewer):
+    response = api.get("/api/rule?role_id=9999", **bearer(viewer))
+    assert response.status_code == 400
+    assert "msg" in response.json()
+
+
+def test_rule_detail_and_404(api, viewer):
+    rule = Rule.objects.get(name="user", scope="OWN", operation="EDIT")
+    body = api.get(f"/api/rule/{rule.pk}", **bearer(viewer)).json()
+    assert body == {
+        "id": rule.pk, "name": "user", "description": "Edit your own info", "scope": "OWN",
+        "operation": "EDIT", "users": f"/api/user?rule_id={rule.pk}",
+    }  # fmt: skip
+    missing = api.get("/api/rule/100000", **bearer(viewer))
+    assert missing.status_code == 404
+    assert "msg" in missing.json()
