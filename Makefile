@@ -1,28 +1,43 @@
-# The two commands of the README. Both honour the V6_ variables of the calling environment.
+# The two commands of the README: `make run` serves, `make test` checks. Both read the V6_ variables
+# of the calling environment (see README), e.g. `V6_PORT=8000 make run`.
 PYTHON ?= python3.11
 VENV ?= .venv
-V6_HOST ?= 127.0.0.1
-V6_PORT ?= 7601
+PIP = $(VENV)/bin/pip install -q --disable-pip-version-check
+export V6_HOST ?= 127.0.0.1
+export V6_PORT ?= 7601
 
 .PHONY: run test lint
 
-$(VENV)/.installed: requirements.txt
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) is needed (set PYTHON=...)"; exit 1; }
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -r requirements.txt
-	touch $@
+# Debian's Python needs the python3-venv package for `-m venv`; installed here when running as root.
+$(VENV)/bin/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) is needed (or set PYTHON=...)" >&2; exit 1; }
+	@if ! $(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "Installing python3-venv for '$(PYTHON) -m venv'"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				python3-venv $$(basename $(PYTHON))-venv >/dev/null || exit 1; \
+		else \
+			echo "'$(PYTHON) -m venv' needs ensurepip: apt-get install python3-venv (as root)" >&2; exit 1; \
+		fi; \
+	fi
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
+
+$(VENV)/.installed: $(VENV)/bin/python requirements.txt
+	$(PIP) -r requirements.txt
+	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
-	$(VENV)/bin/pip install -q -r requirements-test.txt
-	touch $@
+	$(PIP) -r requirements-test.txt
+	@touch $@
 
+# Migrate, seed rules and roles, create root on the first start (its password is printed), then serve.
 run: $(VENV)/.installed
 	$(VENV)/bin/python manage.py bootstrap
-	$(VENV)/bin/daphne -b $(V6_HOST) -p $(V6_PORT) vantage6.asgi:application
+	exec $(VENV)/bin/daphne -b "$$V6_HOST" -p "$$V6_PORT" vantage6.asgi:application
 
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test

@@ -1,22 +1,114 @@
-"""Django authentication backend that answers admin permissions from the rule engine."""
+"""Django authentication backend: the admin site obeys the same rules as the API.
+
+Django permissions (``accounts.change_user``, ``collaborations.view_organization``, ...) are answered
+from the rule engine, with and without an object; nothing is stored per object for what a scope
+rule decides.
+"""
 
 from __future__ import annotations
 
-from django.contrib.auth.backends import BaseBackend
+from accounts.permissions import Principal, principal_for_user
+from vantage6.api.errors import ApiError
+
+# Django model → vantage6 rule resource; Django action → rule operation.
+RESOURCES = {"accounts.user": "user", "accounts.role": "role", "collaborations.organization": "organization"}
+OPERATIONS = {"view": "view", "change": "edit", "add": "create", "delete": "delete"}
+# Rules that give access to the admin site: managing users, roles or organizations beyond oneself.
+STAFF_RULES = [(resource, op) for resource in RESOURCES.values() for op in ("edit", "create")]
 
 
-class RuleBackend(BaseBackend):
-    """Logs users in with their bcrypt password; permissions come from vantage6 rules."""
+def principal_of(user) -> Principal:
+    """The principal of a Django-side user (the admin), computed once per user object.
 
-    def authenticate(self, request, username: str | None = None, password: str | None = None, **_):
+    Anonymous visitors (the admin's login page) get a principal without any rule.
+    """
+    if not getattr(user, "is_authenticated", False):
+        return Principal(kind="user", organization_id=None, rules=frozenset())
+    cached = getattr(user, "_principal", None)
+    if cached is None:
+        cached = user._principal = principal_for_user(user)
+    return cached
+
+
+def is_staff(user) -> bool:
+    principal = principal_of(user)
+    return any(principal.at_least("org", resource, op) for resource, op in STAFF_RULES)
+
+
+def object_allowed(principal: Principal, resource: str, op: str, obj: object) -> bool:
+    """The API's check of ``op`` on one user, role or organization."""
+    from accounts.selectors import role_viewable
+
+    if resource == "user":
+        own = obj.pk == principal.id and op in ("view", "edit", "delete")
+        return (own and (op == "view" or principal.has("user", "own", op))) or principal.allow_org(
+            "user", op, obj.organization_id
+        )
+    if resource == "role":
+        if op == "view":
+            return role_viewable(principal, obj)
+        return not obj.is_default_role and principal.allow_org("role", op, obj.organization_id)
+    if op == "delete" and obj.pk == principal.organization_id:
+        return False  # nobody deletes their own organization
+    return principal.allow_org("organization", op, obj.pk)
+
+
+class RuleBackend:
+    """Logs users in with their password (lock-out and two-factor code included); rules give permissions."""
+
+    def authenticate(
+        self,
+        request,
+        username: str | None = None,
+        password: str | None = None,
+        mfa_code: str | None = None,
+        **_,
+    ):
+        from accounts.login import authenticate_user
+
+        if username is None or password is None:
+            return None
         from accounts.models import User
 
-        user = User.objects.filter(username=username).first()
-        if user is not None and password is not None and user.check_password(password):
-            return user
-        return None
+        try:
+            outcome = authenticate_user(
+                username=username, password=password, mfa_code=mfa_code, setup_allowed=False
+            )
+        except ApiError:
+            return None
+        return outcome if isinstance(outcome, User) else None  # a dict: the code is still missing
 
     def get_user(self, user_id: int):
         from accounts.models import User
 
         return User.objects.filter(pk=user_id).first()
+
+    def has_perm(self, user_obj, perm: str, obj: object | None = None) -> bool:
+        if not getattr(user_obj, "is_authenticated", False) or "." not in perm:
+            return False
+        app_label, codename = perm.split(".", 1)
+        action, _, model = codename.partition("_")
+        if f"{app_label}.{model}" == "accounts.rule":
+            return action == "view" and is_staff(user_obj)  # the catalogue is readable, never editable
+        resource = RESOURCES.get(f"{app_label}.{model}")
+        op = OPERATIONS.get(action)
+        if resource is None or op is None:
+            return False
+        principal = principal_of(user_obj)
+        if obj is None:
+            return principal.at_least("org", resource, op)
+        return object_allowed(principal, resource, op, obj)
+
+    def has_module_perms(self, user_obj, app_label: str) -> bool:
+        if not getattr(user_obj, "is_authenticated", False):
+            return False
+        principal = principal_of(user_obj)
+        return any(
+            principal.at_least("org", resource, op)
+            for model, resource in RESOURCES.items()
+            if model.startswith(f"{app_label}.")
+            for op in OPERATIONS.values()
+        )
+
+    def get_all_permissions(self, user_obj, obj: object | None = None) -> set[str]:
+        return set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bcrypt
 from django.conf import settings
+from django.contrib import auth
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.db import models
 
@@ -102,6 +103,37 @@ class User(AbstractBaseUser, Authenticatable):
     def save(self, *args, **kwargs) -> None:
         self.type = "user"
         super().save(*args, **kwargs)
+
+    # --- the admin site: permissions come from rules (accounts.backends), never from Django tables ---
+    is_superuser = False
+
+    @property
+    def is_staff(self) -> bool:
+        from accounts.backends import is_staff
+
+        return is_staff(self)
+
+    @property
+    def groups(self) -> models.QuerySet:
+        """No Django groups: per-object grants (guardian) are given to users directly."""
+        from django.contrib.auth.models import Group
+
+        return Group.objects.none()
+
+    def has_perm(self, perm: str, obj: object | None = None) -> bool:
+        return any(
+            hasattr(backend, "has_perm") and backend.has_perm(self, perm, obj)
+            for backend in auth.get_backends()
+        )
+
+    def has_perms(self, perm_list: list[str], obj: object | None = None) -> bool:
+        return all(self.has_perm(perm, obj) for perm in perm_list)
+
+    def has_module_perms(self, app_label: str) -> bool:
+        return any(
+            hasattr(backend, "has_module_perms") and backend.has_module_perms(self, app_label)
+            for backend in auth.get_backends()
+        )
 
     # Passwords are plain bcrypt hashes (``$2b$``) as in vantage6, so existing hashes can be imported.
     def set_password(self, raw_password: str | None) -> None:

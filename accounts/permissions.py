@@ -8,7 +8,7 @@ rules are loaded once per request. The helpers are those of vantage6 (``ALLOW_OR
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -137,12 +137,33 @@ class Principal:
         if not allowed:
             raise unauthorized(msg) if msg else unauthorized()
 
+    def require_holds(self, rules: Iterable[tuple[str, str, str]]) -> None:
+        """Hold what you grant: each (resource, scope, operation) needs that operation at that scope or
+        broader; otherwise the 401 names the first rule that is missing."""
+        for resource, scope, operation in rules:
+            if not self.at_least(scope, resource, operation):
+                raise unauthorized(
+                    f"You don't have the rule ({resource}, {scope.lower()}, {_op(operation).lower()})"
+                )
+
+    @cached_property
+    def role_ids(self) -> frozenset[int]:
+        """The ids of the user's own roles (empty for nodes and containers)."""
+        if not self.is_user:
+            return frozenset()
+        from accounts.models import Role
+
+        return frozenset(Role.objects.filter(users=self.id).values_list("id", flat=True))
+
     # --- row-level visibility ------------------------------------------------------------------------
     def visible(self, resource: str, queryset: QuerySet, operation: str = "view") -> QuerySet:
         """``queryset`` narrowed to what the principal's broadest scope allows; 401 without any rule."""
-        scope = self.max_scope(resource, operation)
+        scope = self.max_scope(RULE_RESOURCE.get(resource, resource), operation)
         if scope is None:
-            raise unauthorized()
+            fallback = WITHOUT_RULE_FILTERS.get((resource, _op(operation)))
+            if fallback is None:
+                raise unauthorized()
+            return queryset.filter(fallback(self))
         if scope == GLO:
             return queryset
         narrow = SCOPE_FILTERS[resource].get(scope)
@@ -156,7 +177,7 @@ class Principal:
 
     def visible_or_none(self, resource: str, queryset: QuerySet, operation: str = "view") -> QuerySet:
         """As ``visible`` but an empty queryset instead of a 401 (for ``include=`` and socket rooms)."""
-        if self.max_scope(resource, operation) is None:
+        if self.max_scope(RULE_RESOURCE.get(resource, resource), operation) is None:
             return queryset.none()
         return self.visible(resource, queryset, operation)
 
@@ -203,17 +224,27 @@ SCOPE_FILTERS: dict[str, dict[str, Callable[[Principal], Q]]] = {
     "algorithmstore": {
         ORG: lambda p: Q(collaboration_id__in=p.collaboration_ids) | Q(collaboration__isnull=True),
     },
+    # Built-in roles and the caller's own roles are always part of what a role viewer sees.
     "role": {
         COL: lambda p: (
             Q(organization_id__in=p.collaborating_organization_ids)
+            | Q(organization_id=p.organization_id)
             | Q(organization__isnull=True)
-            | Q(users=p.id)
+            | Q(id__in=p.role_ids)
         ),
-        ORG: lambda p: Q(organization_id=p.organization_id) | Q(organization__isnull=True) | Q(users=p.id),
+        ORG: lambda p: (
+            Q(organization_id=p.organization_id) | Q(organization__isnull=True) | Q(id__in=p.role_ids)
+        ),
     },
 }
+# Resources without rules of their own, judged by another resource's rules.
+RULE_RESOURCE = {"algorithmstore": "collaboration"}
 # Filters that cross a many-to-many relation and may repeat rows.
-_M2M_FILTERED = {"study", "role"}
+_M2M_FILTERED = {"study"}
+# What a principal without any rule of (resource, operation) still sees, instead of a 401.
+WITHOUT_RULE_FILTERS: dict[tuple[str, str], Callable[[Principal], Q]] = {
+    ("role", "VIEW"): lambda p: Q(id__in=p.role_ids),
+}
 
 
 def rules_of_role(role_name: str) -> frozenset[tuple[str, str, str]]:

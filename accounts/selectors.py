@@ -1,14 +1,18 @@
-"""Reads on identities: filtered querysets for the list endpoints."""
+"""Reads on identities: filtered querysets for the list endpoints, and what a single row shows."""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from datetime import timedelta
+
+from django.db.models import Q, QuerySet
 from rest_framework.request import Request
 
 from accounts.catalogue import OPERATIONS, SCOPES
 from accounts.models import Role, Rule, User
-from vantage6.api.errors import bad_request
-from vantage6.api.params import int_param
+from accounts.permissions import Principal
+from vantage6.api.errors import bad_request, not_found, unauthorized
+from vantage6.api.lookups import like
+from vantage6.api.params import date_param, flag, int_list_param, int_param
 
 
 def _name_or_code(value: str, codes: dict[str, str]) -> str:
@@ -37,3 +41,110 @@ def rule_list(request: Request) -> QuerySet[Rule]:
         )
         rules = rules.distinct()
     return rules
+
+
+def _members_of(collaboration_id: int) -> QuerySet:
+    from collaborations.models import Collaboration
+
+    return Collaboration.organizations.through.objects.filter(collaboration_id=collaboration_id).values(
+        "organization_id"
+    )
+
+
+def user_list(request: Request) -> QuerySet[User]:
+    principal: Principal = request.user
+    params = request.query_params
+    if principal.max_scope("user", "view") is None:
+        # Without a view rule a user may still look themself up by username.
+        if params.get("username") != principal.user.username:
+            raise unauthorized()
+        users = User.objects.filter(pk=principal.id)
+    else:
+        users = principal.visible("user", User.objects.all())
+    for name in ("username", "firstname", "lastname", "email"):
+        if value := params.get(name):
+            users = users.filter(like(name, value))
+    if (organization_id := int_param(request, "organization_id")) is not None:
+        principal.require(principal.allow_org("user", "view", organization_id))
+        users = users.filter(organization_id=organization_id)
+    if (collaboration_id := int_param(request, "collaboration_id")) is not None:
+        principal.require(principal.can_col("user", "view", collaboration_id))
+        users = users.filter(organization_id__in=_members_of(collaboration_id))
+    if (role_id := int_param(request, "role_id")) is not None:
+        role = Role.objects.filter(pk=role_id).only("organization_id").first()
+        if role is None:
+            raise bad_request(f"Role id={role_id} does not exist!")
+        if role.organization_id is not None:
+            principal.require(principal.allow_org("user", "view", role.organization_id))
+        users = users.filter(roles=role_id)
+    if (rule_id := int_param(request, "rule_id")) is not None:
+        if not Rule.objects.filter(pk=rule_id).exists():
+            raise bad_request(f"Rule id={rule_id} does not exist!")
+        users = users.filter(rules=rule_id)
+    if since := date_param(request, "last_seen_from"):
+        users = users.filter(last_seen__gte=since)
+    if till := date_param(request, "last_seen_till"):
+        users = users.filter(last_seen__lt=till + timedelta(days=1))  # the whole day counts
+    return users
+
+
+def user_viewable(principal: Principal, user: User) -> bool:
+    return user.pk == principal.id or principal.allow_org("user", "view", user.organization_id)
+
+
+def user_permissions(user: User) -> dict:
+    """What the UI reads after login: the user's roles, effective rules and collaborating organizations."""
+    from collaborations.models import Collaboration
+
+    via_roles = Rule.objects.filter(roles__users=user.pk).values_list("id", flat=True)
+    direct = Rule.objects.filter(users=user.pk).values_list("id", flat=True)
+    members = Collaboration.organizations.through.objects.filter(
+        collaboration_id__in=Collaboration.organizations.through.objects.filter(
+            organization_id=user.organization_id
+        ).values("collaboration_id")
+    )
+    return {
+        "roles": sorted(user.roles.values_list("id", flat=True)),
+        "rules": sorted(via_roles.union(direct)),
+        "orgs_in_collabs": sorted(set(members.values_list("organization_id", flat=True))),
+    }
+
+
+def role_list(request: Request) -> QuerySet[Role]:
+    principal: Principal = request.user
+    roles = principal.visible("role", Role.objects.all())
+    include_root = flag(request, "include_root")
+    builtin = Q(organization__isnull=True) if include_root else Q(pk__in=[])
+    if organization_ids := int_list_param(request, "organization_id"):
+        for organization_id in organization_ids:
+            principal.require(principal.allow_org("role", "view", organization_id))
+        roles = roles.filter(Q(organization_id__in=organization_ids) | builtin)
+    if (collaboration_id := int_param(request, "collaboration_id")) is not None:
+        principal.require(principal.can_col("role", "view", collaboration_id))
+        roles = roles.filter(Q(organization_id__in=_members_of(collaboration_id)) | builtin)
+    for name in ("name", "description"):
+        if values := [value for value in request.query_params.getlist(name) if value]:
+            match = Q()
+            for value in values:
+                match |= like(name, value)
+            roles = roles.filter(match)
+    if (rule_id := int_param(request, "rule_id")) is not None:
+        if not Rule.objects.filter(pk=rule_id).exists():
+            raise not_found(f"Rule id={rule_id} not found!")
+        roles = roles.filter(rules=rule_id)
+    if (user_id := int_param(request, "user_id")) is not None:
+        organization_id = User.objects.filter(pk=user_id).values_list("organization_id", flat=True).first()
+        if organization_id is None:
+            raise bad_request(f"User id={user_id} does not exist!")
+        principal.require(user_id == principal.id or principal.allow_org("role", "view", organization_id))
+        roles = roles.filter(users=user_id)
+    return roles
+
+
+def role_viewable(principal: Principal, role: Role) -> bool:
+    """Roles of a visible organization, the caller's own roles, and built-in roles for role viewers."""
+    return (
+        principal.allow_org("role", "view", role.organization_id)
+        or role.pk in principal.role_ids
+        or (role.organization_id is None and principal.at_least("org", "role", "view"))
+    )

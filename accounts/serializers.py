@@ -1,11 +1,96 @@
-"""Output and input serializers of users, roles and rules."""
+"""Output and input serializers of users, roles, rules and the login and recovery bodies."""
 
 from __future__ import annotations
 
+import re
+
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
-from accounts.models import Rule
-from vantage6.api.fields import ListLinkField
+from accounts.catalogue import DEFAULT_ROLE_NAMES
+from accounts.models import Role, Rule, User
+from vantage6.api.fields import ListLinkField, RefField, TimestampField
+
+MAX_ID = 2**31 - 1
+
+
+class IdField(serializers.IntegerField):
+    """A database id: a positive integer that fits the column (huge numbers are a 400, not a 500)."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(**kwargs)
+
+
+def id_list(**kwargs) -> serializers.ListField:
+    return serializers.ListField(child=IdField(), **kwargs)
+
+
+def _optional_text(max_length: int) -> serializers.CharField:
+    return serializers.CharField(max_length=max_length, required=False, allow_blank=True, allow_null=True)
+
+
+# --- passwords -------------------------------------------------------------------------------------
+_PASSWORD_RULES = (
+    (re.compile(r"\d"), "Password must contain at least one digit"),
+    (re.compile(r"[A-Z]"), "Password must contain at least one uppercase letter"),
+    (re.compile(r"[a-z]"), "Password must contain at least one lowercase letter"),
+    (re.compile(r"[^a-zA-Z0-9]"), "Password must contain at least one special character"),
+)
+
+
+def validate_password_policy(value: str) -> str:
+    """8 to 128 characters with a digit, an upper- and a lower-case letter and a special character."""
+    errors = [] if 8 <= len(value) <= 128 else ["Password must be between 8 and 128 characters long"]
+    errors += [message for pattern, message in _PASSWORD_RULES if not pattern.search(value)]
+    if errors:
+        raise serializers.ValidationError(errors)
+    return value
+
+
+def password_field(*, policy: bool) -> serializers.CharField:
+    validators = [validate_password_policy] if policy else []
+    return serializers.CharField(
+        min_length=None if policy else 1, max_length=None if policy else 128, trim_whitespace=False,
+        validators=validators,
+    )  # fmt: skip
+
+
+# --- output ----------------------------------------------------------------------------------------
+class UserOutput(serializers.ModelSerializer):
+    type = serializers.SerializerMethodField()
+    last_seen = TimestampField()
+    otp_secret = serializers.SerializerMethodField()
+    last_email_failed_login_sent = TimestampField()
+    last_email_recover_password_sent = TimestampField()
+    organization = RefField("organization")
+    roles = ListLinkField("role", "user_id")
+    rules = ListLinkField("rule", "user_id")
+
+    class Meta:
+        model = User
+        fields = [
+            "id", "type", "ip", "last_seen", "status", "username", "firstname", "lastname", "email",
+            "otp_secret", "last_email_failed_login_sent", "last_email_recover_password_sent",
+            "organization", "roles", "rules",
+        ]  # fmt: skip
+
+    def get_type(self, _user: User) -> str:
+        return "user"
+
+    def get_otp_secret(self, _user: User) -> None:
+        return None  # the two-factor secret never leaves the server
+
+
+class RoleOutput(serializers.ModelSerializer):
+    organization = RefField("organization")
+    rules = ListLinkField("rule", "role_id")
+    users = ListLinkField("user", "role_id")
+
+    class Meta:
+        model = Role
+        fields = ["id", "name", "description", "is_default_role", "organization", "rules", "users"]
 
 
 class RuleOutput(serializers.ModelSerializer):
@@ -14,3 +99,91 @@ class RuleOutput(serializers.ModelSerializer):
     class Meta:
         model = Rule
         fields = ["id", "name", "description", "scope", "operation", "users"]
+
+
+# --- tokens and recovery ---------------------------------------------------------------------------
+class LoginInput(serializers.Serializer):
+    username = serializers.CharField(max_length=128)
+    password = password_field(policy=False)
+    # The official client may send the code as a number.
+    mfa_code = serializers.CharField(max_length=10, required=False, allow_blank=True, allow_null=True)
+
+
+class RecoverLostInput(serializers.Serializer):
+    email = serializers.EmailField(max_length=256, required=False)
+    username = serializers.CharField(max_length=128, required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        if not attrs.get("email") and not attrs.get("username"):
+            raise serializers.ValidationError("Provide a username or an email address")
+        return attrs
+
+
+class ResetTokenInput(serializers.Serializer):
+    reset_token = serializers.CharField(max_length=1024)
+
+
+class PasswordResetInput(ResetTokenInput):
+    password = password_field(policy=True)
+
+
+class PasswordChangeInput(serializers.Serializer):
+    current_password = password_field(policy=False)
+    new_password = password_field(policy=True)
+
+
+# --- users -----------------------------------------------------------------------------------------
+_username_validator = RegexValidator(
+    r"^[a-zA-Z][a-zA-Z0-9._-]+$",
+    "Username must start with a letter and contain only letters, digits, '.', '_' and '-'",
+)
+
+
+def _username_field(**kwargs) -> serializers.CharField:
+    return serializers.CharField(min_length=3, max_length=128, validators=[_username_validator], **kwargs)
+
+
+class UserCreateInput(serializers.Serializer):
+    username = _username_field()
+    email = serializers.EmailField(max_length=256)
+    password = password_field(policy=True)
+    firstname = _optional_text(128)
+    lastname = _optional_text(128)
+    organization_id = IdField(required=False, allow_null=True)
+    roles = id_list(required=False, allow_null=True)
+    rules = id_list(required=False, allow_null=True)
+
+
+class UserUpdateInput(serializers.Serializer):
+    username = _username_field(required=False)
+    email = serializers.EmailField(max_length=256, required=False)
+    firstname = _optional_text(128)
+    lastname = _optional_text(128)
+    organization_id = IdField(required=False)
+    roles = id_list(required=False)
+    rules = id_list(required=False)
+
+
+# --- roles -----------------------------------------------------------------------------------------
+def validate_role_name(value: str) -> str:
+    if value in DEFAULT_ROLE_NAMES:
+        raise serializers.ValidationError(f"Role name '{value}' is reserved for a default role")
+    if value.strip().lstrip("-").isdigit():
+        raise serializers.ValidationError("Role name cannot be a number")
+    return value
+
+
+class RoleCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=128, validators=[validate_role_name])
+    description = _optional_text(1024)
+    rules = id_list()
+    organization_id = IdField(required=False, allow_null=True)
+
+
+class RoleUpdateInput(serializers.Serializer):
+    # The official client sends null for what it leaves unchanged.
+    name = serializers.CharField(
+        max_length=128, validators=[validate_role_name], required=False, allow_null=True
+    )
+    description = _optional_text(1024)
+    rules = id_list(required=False, allow_null=True)

@@ -1,13 +1,17 @@
-"""Writes on identities: the root account and the audit trail."""
+"""Writes on identities: users, roles, the root account and the audit trail."""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from accounts.catalogue import ROOT
-from accounts.models import AuditEntry, Role, User
+from accounts.models import AuditEntry, Role, Rule, User
+from accounts.permissions import Principal
+from vantage6.api.errors import bad_request, not_found, unauthorized
 
 ROOT_USERNAME = "root"
 
@@ -46,3 +50,238 @@ def root_user_ensure(*, password: str = "") -> tuple[User, str | None]:
     user.roles.add(Role.objects.get(name=ROOT, is_default_role=True))
     audit(None, "user.create", user, username=ROOT_USERNAME)
     return user, generated
+
+
+# --- shared guards ----------------------------------------------------------------------------------
+def _triples(rules: Iterable[Rule]) -> list[tuple[str, str, str]]:
+    return [(rule.name, rule.scope, rule.operation) for rule in rules]
+
+
+def _by_ids(queryset: QuerySet, ids: Iterable[int], *, strict: bool, label: str) -> list:
+    """The rows with these ids; with ``strict`` an unknown id is a 404, otherwise it is skipped."""
+    ids = list(dict.fromkeys(ids))
+    found = {row.pk: row for row in queryset.filter(pk__in=ids)}
+    if strict:
+        for pk in ids:
+            if pk not in found:
+                raise not_found(f"{label} with id={pk} not found!")
+    return [found[pk] for pk in ids if pk in found]
+
+
+def _roles(ids: Iterable[int], *, strict: bool) -> list[Role]:
+    return _by_ids(Role.objects.prefetch_related("rules"), ids, strict=strict, label="Role")
+
+
+def _rules(ids: Iterable[int], *, strict: bool) -> list[Rule]:
+    return _by_ids(Rule.objects.all(), ids, strict=strict, label="Rule")
+
+
+def _require_assignable(principal: Principal, roles: Iterable[Role], organization_id: int) -> None:
+    """Roles given to a user must be built-in or of the user's organization, and be held by the giver."""
+    roles = list(roles)
+    for role in roles:
+        if role.organization_id not in (None, organization_id):
+            raise unauthorized(
+                f"Role '{role.name}' (id={role.pk}) belongs to another organization than the user"
+            )
+    principal.require_holds(triple for role in roles for triple in _triples(role.rules.all()))
+
+
+def _require_not_default(role: Role) -> None:
+    if role.is_default_role:
+        raise bad_request(f"Role '{role.name}' is a default role and cannot be changed or deleted")
+
+
+# --- users ------------------------------------------------------------------------------------------
+@transaction.atomic
+def user_create(
+    *,
+    principal: Principal,
+    username: str,
+    email: str,
+    password: str,
+    firstname: str = "",
+    lastname: str = "",
+    organization_id: int | None = None,
+    role_ids: Iterable[int] = (),
+    rule_ids: Iterable[int] = (),
+) -> User:
+    """A new user; unknown role and rule ids are skipped, as in vantage6."""
+    from collaborations.models import Organization
+
+    organization_id = organization_id or principal.organization_id
+    principal.require(principal.allow_org("user", "create", organization_id))
+    if not Organization.objects.filter(pk=organization_id).exists():
+        raise not_found(f"Organization id={organization_id} not found!")
+    if User.objects.filter(username=username).exists():
+        raise bad_request("username already exists.")
+    if User.objects.filter(email=email).exists():
+        raise bad_request("email already exists.")
+    roles, rules = _roles(role_ids, strict=False), _rules(rule_ids, strict=False)
+    _require_assignable(principal, roles, organization_id)
+    principal.require_holds(_triples(rules))
+    user = User.objects.create_user(
+        username=username,
+        password=password,
+        email=email,
+        firstname=firstname or "",
+        lastname=lastname or "",
+        organization_id=organization_id,
+    )
+    user.roles.set(roles)
+    user.rules.set(rules)
+    audit(principal, "user.create", user, username=username)
+    return user
+
+
+def may_edit_user(principal: Principal, user: User) -> bool:
+    own = user.pk == principal.id and principal.has("user", "own", "edit")
+    return own or principal.allow_org("user", "edit", user.organization_id)
+
+
+@transaction.atomic
+def user_update(*, principal: Principal, user: User, data: dict) -> User:
+    """Apply a partial update; ``roles``/``rules`` replace the sets (unknown ids are a 404)."""
+    principal.require(may_edit_user(principal, user))
+    is_self = user.pk == principal.id
+    if is_self and ("roles" in data or "rules" in data):
+        raise unauthorized("You cannot change your own roles or rules")
+
+    if data.get("organization_id", user.organization_id) != user.organization_id:
+        _move_user(principal, user, data["organization_id"], data.get("roles"))
+    if "username" in data and data["username"] != user.username:
+        if not is_self:
+            raise bad_request("You cannot change the username of another user")
+        if User.objects.filter(username=data["username"]).exclude(pk=user.pk).exists():
+            raise bad_request("username already exists.")
+        user.username = data["username"]
+    if "email" in data and data["email"] != user.email:
+        if User.objects.filter(email=data["email"]).exclude(pk=user.pk).exists():
+            raise bad_request("email already exists.")
+        user.email = data["email"]
+    for name in ("firstname", "lastname"):
+        if name in data:
+            setattr(user, name, data[name] or "")
+    user.save()
+
+    if "roles" in data:
+        new = _roles(data["roles"], strict=True)
+        old = list(user.roles.prefetch_related("rules"))
+        new_ids, old_ids = {role.pk for role in new}, {role.pk for role in old}
+        _require_assignable(principal, [role for role in new if role.pk not in old_ids], user.organization_id)
+        removed = [role for role in old if role.pk not in new_ids]
+        principal.require_holds(triple for role in removed for triple in _triples(role.rules.all()))
+        user.roles.set(new)
+    if "rules" in data:
+        new = set(_rules(data["rules"], strict=True))
+        old = set(user.rules.all())
+        principal.require_holds(_triples(new ^ old))
+        user.rules.set(new)
+    audit(principal, "user.update", user, fields=sorted(data))
+    return user
+
+
+def _move_user(principal: Principal, user: User, organization_id: int, new_role_ids: list | None) -> None:
+    """Moving a user to another organization is for global user editors, and leaves no foreign role."""
+    from collaborations.models import Organization
+
+    principal.require(principal.has("user", "glo", "edit"))
+    if not Organization.objects.filter(pk=organization_id).exists():
+        raise not_found(f"Organization id={organization_id} not found!")
+    role_orgs = (
+        Role.objects.filter(pk__in=new_role_ids) if new_role_ids is not None else user.roles.all()
+    ).values_list("organization_id", flat=True)
+    if any(org not in (None, organization_id) for org in role_orgs):
+        raise bad_request("The user holds roles of its current organization; remove them first")
+    user.organization_id = organization_id
+
+
+@transaction.atomic
+def user_delete(*, principal: Principal, user: User, delete_dependents: bool) -> None:
+    from tasks.models import Task
+    from tasks.services import task_delete
+
+    own = user.pk == principal.id and principal.has("user", "own", "delete")
+    principal.require(own or principal.allow_org("user", "delete", user.organization_id))
+    tasks = Task.objects.filter(init_user=user)
+    if tasks.exists():
+        if not delete_dependents:
+            raise bad_request(
+                f"User id={user.pk} has created tasks. Delete them first, or set the "
+                "'delete_dependents' parameter to delete them along with the user."
+            )
+        # Each tree once (subtasks inherit the creator); running work is stopped first.
+        for task in tasks.exclude(parent__init_user=user):
+            task_delete(principal=principal, task=task)
+    audit(principal, "user.delete", user, username=user.username)
+    user.delete()
+
+
+# --- roles ------------------------------------------------------------------------------------------
+@transaction.atomic
+def role_create(
+    *,
+    principal: Principal,
+    name: str,
+    rule_ids: Iterable[int],
+    description: str = "",
+    organization_id: int | None = None,
+) -> Role:
+    from collaborations.models import Organization
+
+    organization_id = organization_id or principal.organization_id
+    principal.require(principal.allow_org("role", "create", organization_id))
+    if not Organization.objects.filter(pk=organization_id).exists():
+        raise not_found(f"Organization id={organization_id} not found!")
+    rules = _rules(rule_ids, strict=True)
+    principal.require_holds(_triples(rules))
+    role = Role.objects.create(name=name, description=description or "", organization_id=organization_id)
+    role.rules.set(rules)
+    audit(principal, "role.create", role, name=name)
+    return role
+
+
+@transaction.atomic
+def role_update(*, principal: Principal, role: Role, data: dict) -> Role:
+    """Apply a partial update; a new rule list must be held in full, and so must the rules it drops."""
+    _require_not_default(role)
+    principal.require(principal.allow_org("role", "edit", role.organization_id))
+    if data.get("name") is not None:
+        role.name = data["name"]
+    if data.get("description") is not None:
+        role.description = data["description"]
+    role.save()
+    if data.get("rules") is not None:
+        new = set(_rules(data["rules"], strict=True))
+        principal.require_holds(_triples(new | set(role.rules.all())))
+        role.rules.set(new)
+    audit(principal, "role.update", role, fields=sorted(k for k, v in data.items() if v is not None))
+    return role
+
+
+@transaction.atomic
+def role_delete(*, principal: Principal, role: Role, delete_dependents: bool) -> None:
+    _require_not_default(role)
+    principal.require(principal.allow_org("role", "delete", role.organization_id))
+    if not delete_dependents and role.users.exists():
+        raise bad_request(
+            f"Role id={role.pk} is assigned to users. Set the 'delete_dependents' parameter to remove it "
+            "from them as well."
+        )
+    audit(principal, "role.delete", role, name=role.name)
+    role.delete()
+
+
+@transaction.atomic
+def role_rule_change(*, principal: Principal, role: Role, rule: Rule, add: bool) -> None:
+    """Add a rule to, or remove one from, a role of an organization (the caller must hold it)."""
+    _require_not_default(role)
+    principal.require(principal.allow_org("role", "edit", role.organization_id))
+    principal.require_holds(_triples([rule]))
+    if add:
+        role.rules.add(rule)
+    else:
+        if not role.rules.filter(pk=rule.pk).exists():
+            raise not_found(f"Rule id={rule.pk} is not part of role id={role.pk}!")
+        role.rules.remove(rule)
+    audit(principal, "role.rule_add" if add else "role.rule_remove", role, rule_id=rule.pk)

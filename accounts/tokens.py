@@ -91,3 +91,23 @@ def decode(raw: str) -> dict:
         raise TokenError(401, "Token has expired") from None
     except jwt.InvalidTokenError as exc:
         raise TokenError(422, str(exc) or "Invalid token") from None
+
+
+def reset_token_user_id(raw: str, purpose: str) -> int:
+    """The user id a mailed reset token of ``purpose`` was issued for.
+
+    TokenError: 401 when it expired, 400 when it is not a reset token of that purpose.
+    """
+    try:
+        claims = decode(raw)
+    except TokenError as exc:
+        if exc.status == 401:
+            raise
+        raise TokenError(400, "Invalid reset token") from None
+    sub = claims.get("sub")
+    if claims.get("purpose") != purpose or not isinstance(sub, dict):
+        raise TokenError(400, "Invalid reset token")
+    try:
+        return int(sub["id"])
+    except (KeyError, TypeError, ValueError):
+        raise TokenError(400, "Invalid reset token") from None

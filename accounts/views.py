@@ -1,19 +1,280 @@
-"""Endpoints of users, roles and rules."""
+"""Endpoints of tokens, account recovery, users, roles and rules."""
 
 from __future__ import annotations
 
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from accounts.models import Rule
-from accounts.selectors import rule_list
-from accounts.serializers import RuleOutput
-from vantage6.api.errors import not_found
+from accounts import login, services
+from accounts.authentication import RefreshJWTAuthentication
+from accounts.models import Role, Rule, User
+from accounts.selectors import (
+    role_list,
+    role_viewable,
+    rule_list,
+    user_list,
+    user_permissions,
+    user_viewable,
+)
+from accounts.serializers import (
+    MAX_ID,
+    LoginInput,
+    PasswordChangeInput,
+    PasswordResetInput,
+    RecoverLostInput,
+    ResetTokenInput,
+    RoleCreateInput,
+    RoleOutput,
+    RoleUpdateInput,
+    RuleOutput,
+    UserCreateInput,
+    UserOutput,
+    UserUpdateInput,
+)
+from vantage6.api.errors import bad_request, not_found
 from vantage6.api.pagination import paginate
 from vantage6.api.params import flag
-from vantage6.api.views import ApiViewSet
+from vantage6.api.views import NODE, USER, ApiViewSet, ClientTypeGate
 
 
+def _by_pk(queryset: QuerySet, pk: str, label: str) -> object:
+    """The row with this id, or the 404 (ids beyond the column's range cannot exist)."""
+    row = queryset.filter(pk=int(pk)).first() if int(pk) <= MAX_ID else None
+    if row is None:
+        raise not_found(f"{label} with id={pk} not found!")
+    return row
+
+
+def _valid(serializer_class: type[serializers.Serializer], data: object) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _login_response(result: login.LoginResult) -> Response:
+    return Response(result.body, headers=result.headers)
+
+
+# --- tokens -----------------------------------------------------------------------------------------
+class PublicView(APIView):
+    """Reachable without a token (login and recovery)."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+
+class TokenUserView(PublicView):
+    @extend_schema(request=LoginInput, responses={200: dict})
+    def post(self, request: Request) -> Response:
+        data = _valid(LoginInput, request.data)
+        return _login_response(
+            login.login(username=data["username"], password=data["password"], mfa_code=data.get("mfa_code"))
+        )
+
+
+class TokenRefreshView(APIView):
+    """A new token pair for the holder of a refresh token (a user or a node)."""
+
+    authentication_classes = [RefreshJWTAuthentication]
+    permission_classes = [ClientTypeGate]
+    clients = (USER, NODE)
+
+    @extend_schema(request=None, responses={200: dict})
+    def post(self, request: Request) -> Response:
+        principal = request.user
+        identity = principal.user if principal.is_user else principal.node
+        return _login_response(login.token_body(identity, principal.kind))
+
+
+class TokenUserValidateView(APIView):
+    permission_classes = [ClientTypeGate]
+    clients = (USER,)
+
+    @extend_schema(request=None, responses={200: dict})
+    def post(self, request: Request) -> Response:
+        user = request.user.user
+        return Response(
+            {
+                "msg": "Token is valid",
+                "user_id": user.pk,
+                "username": user.username,
+                "email": user.email,
+                "organization_id": user.organization_id,
+            }
+        )
+
+
+# --- recovery -----------------------------------------------------------------------------------------
+class RecoverLostView(PublicView):
+    @extend_schema(request=RecoverLostInput, responses={200: dict})
+    def post(self, request: Request) -> Response:
+        data = _valid(RecoverLostInput, request.data)
+        login.password_recovery_request(username=data.get("username"), email=data.get("email"))
+        return Response({"msg": login.RECOVERY_SENT})
+
+
+class RecoverResetView(PublicView):
+    @extend_schema(request=PasswordResetInput, responses={200: dict})
+    def post(self, request: Request) -> Response:
+        data = _valid(PasswordResetInput, request.data)
+        login.password_reset(token=data["reset_token"], password=data["password"])
+        return Response({"msg": "Your password has been reset."})
+
+
+class Recover2faLostView(PublicView):
+    @extend_schema(request=LoginInput, responses={200: dict})
+    def post(self, request: Request) -> Response:
+        data = _valid(LoginInput, request.data)
+        login.two_factor_recovery_request(username=data["username"], password=data["password"])
+        return Response(
+            {"msg": "An e-mail with a token to reset your two-factor authentication has been sent."}
+        )
+
+
+class Recover2faResetView(PublicView):
+    @extend_schema(request=ResetTokenInput, responses={200: dict})
+    def post(self, request: Request) -> Response:
+        data = _valid(ResetTokenInput, request.data)
+        return Response(login.two_factor_reset(token=data["reset_token"]))
+
+
+class PasswordChangeView(APIView):
+    permission_classes = [ClientTypeGate]
+    clients = (USER,)
+
+    @extend_schema(request=PasswordChangeInput, responses={200: dict})
+    def patch(self, request: Request) -> Response:
+        data = _valid(PasswordChangeInput, request.data)
+        login.password_change(
+            principal=request.user,
+            current_password=data["current_password"],
+            new_password=data["new_password"],
+        )
+        return Response({"msg": "Your password has been changed!"})
+
+
+# --- users ------------------------------------------------------------------------------------------
+class UserViewSet(ApiViewSet):
+    queryset = User.objects.all()
+    serializer_class = UserOutput
+
+    def _get(self, pk: str) -> User:
+        if pk.isdigit() and int(pk) == self.principal.id:
+            return self.principal.user  # already loaded by the authentication
+        return _by_pk(User.objects.all(), pk, "User")
+
+    def list(self, request: Request) -> Response:
+        return paginate(request, user_list(request), lambda rows: UserOutput(rows, many=True).data)
+
+    @extend_schema(request=UserCreateInput)
+    def create(self, request: Request) -> Response:
+        data = _valid(UserCreateInput, request.data)
+        user = services.user_create(
+            principal=self.principal,
+            username=data["username"],
+            email=data["email"],
+            password=data["password"],
+            firstname=data.get("firstname") or "",
+            lastname=data.get("lastname") or "",
+            organization_id=data.get("organization_id"),
+            role_ids=data.get("roles") or (),
+            rule_ids=data.get("rules") or (),
+        )
+        return Response(UserOutput(user).data, status=201)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        user = self._get(pk)
+        self.principal.require(user_viewable(self.principal, user))
+        body = UserOutput(user).data
+        if flag(request, "include_permissions"):
+            body["permissions"] = user_permissions(user)
+        return Response(body)
+
+    @extend_schema(request=UserUpdateInput)
+    def partial_update(self, request: Request, pk: str) -> Response:
+        user = self._get(pk)
+        if isinstance(request.data, dict) and "password" in request.data:
+            raise bad_request("You cannot change your password here!")
+        data = _valid(UserUpdateInput, request.data)
+        user = services.user_update(principal=self.principal, user=user, data=data)
+        return Response(UserOutput(user).data)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        user = self._get(pk)
+        services.user_delete(
+            principal=self.principal, user=user, delete_dependents=flag(request, "delete_dependents")
+        )
+        return Response({"msg": f"user id={pk} is removed from the database"})
+
+
+# --- roles ------------------------------------------------------------------------------------------
+def _role_input(serializer_class: type[serializers.Serializer], data: object) -> dict:
+    """Role endpoints answer validation errors as ``{"msg": {field: [...]}}``, as vantage6 does."""
+    serializer = serializer_class(data=data)
+    if not serializer.is_valid():
+        raise bad_request({field: [str(e) for e in errors] for field, errors in serializer.errors.items()})
+    return serializer.validated_data
+
+
+class RoleViewSet(ApiViewSet):
+    queryset = Role.objects.all()
+    serializer_class = RoleOutput
+
+    def _get(self, pk: str) -> Role:
+        return _by_pk(Role.objects.all(), pk, "Role")
+
+    def list(self, request: Request) -> Response:
+        return paginate(request, role_list(request), lambda rows: RoleOutput(rows, many=True).data)
+
+    @extend_schema(request=RoleCreateInput)
+    def create(self, request: Request) -> Response:
+        data = _role_input(RoleCreateInput, request.data)
+        role = services.role_create(
+            principal=self.principal,
+            name=data["name"],
+            description=data.get("description") or "",
+            rule_ids=data["rules"],
+            organization_id=data.get("organization_id"),
+        )
+        return Response(RoleOutput(role).data, status=201)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        role = self._get(pk)
+        self.principal.require(role_viewable(self.principal, role))
+        return Response(RoleOutput(role).data)
+
+    @extend_schema(request=RoleUpdateInput)
+    def partial_update(self, request: Request, pk: str) -> Response:
+        role = self._get(pk)
+        if isinstance(request.data, dict) and "organization_id" in request.data:
+            raise bad_request({"organization_id": ["The organization of a role cannot be changed"]})
+        data = _role_input(RoleUpdateInput, request.data)
+        role = services.role_update(principal=self.principal, role=role, data=data)
+        return Response(RoleOutput(role).data)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        services.role_delete(
+            principal=self.principal, role=self._get(pk), delete_dependents=flag(request, "delete_dependents")
+        )
+        return Response({"msg": "Role removed from the database."})
+
+    @extend_schema(request=None, responses=RuleOutput(many=True))
+    @action(detail=True, methods=["post", "delete"], url_path=r"rule/(?P<rule_id>[0-9]+)")
+    def rule(self, request: Request, pk: str, rule_id: str) -> Response:
+        role = self._get(pk)
+        rule = _by_pk(Rule.objects.all(), rule_id, "Rule")
+        add = request.method == "POST"
+        services.role_rule_change(principal=self.principal, role=role, rule=rule, add=add)
+        rules = RuleOutput(role.rules.order_by("id"), many=True).data
+        return Response(rules, status=201 if add else 200)
+
+
+# --- rules ------------------------------------------------------------------------------------------
 class RuleViewSet(ApiViewSet):
     """The read-only rule catalogue; any logged-in user may read it."""
 
@@ -29,7 +290,4 @@ class RuleViewSet(ApiViewSet):
         )
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        rule = Rule.objects.filter(pk=pk).first()
-        if rule is None:
-            raise not_found(f"Rule id={pk} not found!")
-        return Response(RuleOutput(rule).data)
+        return Response(RuleOutput(_by_pk(Rule.objects.all(), pk, "Rule")).data)

@@ -58,3 +58,49 @@ class NodeConfig(models.Model):
 
     class Meta:
         db_table = "nodeconfig"
+
+
+class SocketSession(models.Model):
+    """An Engine.IO session, kept in the database so that every server instance can serve it.
+
+    Long-polling requests of one session may land on any instance, and the websocket upgrade may too.
+    """
+
+    sid = models.CharField(max_length=32, primary_key=True)
+    transport = models.CharField(max_length=16)  # "polling" or "websocket"
+    headers = models.JSONField(default=dict)  # of the handshake request, lower-case names
+    # Connected Socket.IO namespaces: {namespace: {"sid": socket id, "state": {...}}}.
+    namespaces = models.JSONField(default=dict)
+    owner = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    created_at = models.DateTimeField()
+    last_activity = models.DateTimeField(db_index=True)
+    ping_sent_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "socket_session"
+
+
+class SocketRoom(models.Model):
+    """Membership of a session's namespace in a room."""
+
+    session = models.ForeignKey(SocketSession, on_delete=models.CASCADE, related_name="rooms")
+    namespace = models.CharField(max_length=128)
+    room = models.CharField(max_length=128)
+
+    class Meta:
+        db_table = "socket_room"
+        indexes = [models.Index(fields=["room", "namespace"], name="socket_room_room_ns")]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "namespace", "room"], name="socket_room_unique")
+        ]
+
+
+class SocketPacket(models.Model):
+    """An Engine.IO packet waiting for the next long-polling GET of its session."""
+
+    session = models.ForeignKey(SocketSession, on_delete=models.CASCADE, related_name="outbox")
+    packet = models.TextField()
+
+    class Meta:
+        db_table = "socket_packet"
+        ordering = ["id"]

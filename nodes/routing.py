@@ -1,4 +1,11 @@
-"""ASGI routes of the Socket.IO endpoint (filled in by the real-time layer)."""
+"""ASGI routes of the Socket.IO endpoint ``/socket.io/`` (long-polling over HTTP, and websocket)."""
 
-http_routes: list = []
-websocket_routes: list = []
+from django.urls import re_path
+
+from nodes.consumers import server
+from nodes.socketio.consumers import PollingConsumer, WebsocketConsumer
+
+SOCKET_PATH = r"^socket\.io/?$"
+
+http_routes: list = [re_path(SOCKET_PATH, PollingConsumer.as_asgi(server=server))]
+websocket_routes: list = [re_path(SOCKET_PATH, WebsocketConsumer.as_asgi(server=server))]

@@ -1,5 +1,14 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-router = SimpleRouter(trailing_slash=False)
+from nodes.views import NodeRecoverView, NodeTokenValidateView, NodeTokenView, NodeViewSet
 
-urlpatterns = router.urls
+router = SimpleRouter(trailing_slash=False)
+router.register("node", NodeViewSet, basename="node")
+
+urlpatterns = [
+    path("token/node", NodeTokenView.as_view(), name="token-node"),
+    path("token/node/validate", NodeTokenValidateView.as_view(), name="token-node-validate"),
+    path("recover/node", NodeRecoverView.as_view(), name="recover-node"),
+    *router.urls,
+]

@@ -3,6 +3,22 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    DateTimeField,
+    F,
+    IntegerField,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 
@@ -24,7 +40,62 @@ OPEN_STATUSES = (TaskStatus.PENDING, TaskStatus.INITIALIZING, TaskStatus.ACTIVE)
 FAILED_STATUSES = tuple(s for s in TaskStatus if s not in OPEN_STATUSES and s != TaskStatus.COMPLETED)
 
 
+def is_finished(status: str) -> bool:
+    """Completed or any failure status: the run (or task) will not run again."""
+    return status not in OPEN_STATUSES
+
+
+# Precedence of the open statuses in the derived task status: active > initializing > pending.
+_OPEN_RANK = {TaskStatus.ACTIVE: 3, TaskStatus.INITIALIZING: 2, TaskStatus.PENDING: 1}
+
+
+class TaskQuerySet(models.QuerySet):
+    def with_status(self) -> TaskQuerySet:
+        """Annotate the derived ``status`` and ``finished_at`` from the runs, in the database.
+
+        Any failed run: the shared failure status, or "failed" when they differ; else the most
+        advanced open status; else "completed" (also without runs). ``finished_at`` is the latest
+        run end of a completed task. Each is one correlated subquery, so a page of tasks only
+        aggregates the runs of its own rows and counting the tasks skips them.
+        """
+        runs = Run.objects.filter(task=OuterRef("pk")).order_by().values("task")
+        failed = Q(status__in=FAILED_STATUSES)
+        summary = runs.alias(
+            failure_kinds=Count("status", filter=failed, distinct=True),
+            failure=Min("status", filter=failed),
+            open_rank=Max(
+                Case(
+                    *(When(status=status, then=Value(rank)) for status, rank in _OPEN_RANK.items()),
+                    default=Value(0),
+                    output_field=IntegerField(),
+                )
+            ),
+        )
+        status = summary.annotate(
+            derived=Case(
+                When(failure_kinds=1, then=F("failure")),
+                When(failure_kinds__gt=1, then=Value(TaskStatus.FAILED.value)),
+                *(When(open_rank=rank, then=Value(status.value)) for status, rank in _OPEN_RANK.items()),
+                default=Value(TaskStatus.COMPLETED.value),
+                output_field=CharField(),
+            )
+        ).values("derived")
+        finished_at = summary.annotate(
+            end=Case(
+                When(Q(failure_kinds=0, open_rank=0), then=Max("finished_at")),
+                default=None,
+                output_field=DateTimeField(),
+            )
+        ).values("end")
+        return self.annotate(
+            status=Coalesce(Subquery(status), Value(TaskStatus.COMPLETED.value), output_field=CharField()),
+            finished_at=Subquery(finished_at, output_field=DateTimeField()),
+        )
+
+
 class Task(models.Model):
+    """A computation request; ``status`` and ``finished_at`` come from ``Task.objects.with_status()``."""
+
     name = models.CharField(max_length=128, blank=True, default="")
     description = models.CharField(max_length=1024, blank=True, default="")
     image = models.CharField(max_length=512)
@@ -52,6 +123,8 @@ class Task(models.Model):
         on_delete=models.SET_NULL,
         related_name="tasks",
     )
+
+    objects = TaskQuerySet.as_manager()
 
     class Meta:
         db_table = "task"
@@ -90,6 +163,10 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.pk} of task {self.task_id}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.finished_at is not None or is_finished(self.status)
 
 
 class AlgorithmPort(models.Model):

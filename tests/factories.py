@@ -61,3 +61,32 @@ def bearer(identity: User | Node | dict) -> dict[str, str]:
     else:
         token = login_tokens(identity.pk, "node")[0]
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+def make_task(collab, init_org, *orgs, init_user=None, parent=None, image="some/image", **fields):
+    """A task in ``collab`` (created by ``init_org``) with a pending run for each of ``orgs``."""
+    from tasks.models import Task
+
+    task = Task.objects.create(
+        collaboration=collab,
+        init_org=init_org,
+        init_user=init_user,
+        parent=parent,
+        image=image,
+        job_id=parent.job_id if parent else 0,
+        **fields,
+    )
+    if parent is None:
+        task.job_id = task.pk
+        task.save(update_fields=["job_id"])
+    for org in orgs:
+        make_run(task, org)
+    return task
+
+
+def make_run(task, org, status: str = "pending", **fields):
+    from tasks.models import Run
+
+    return Run.objects.create(
+        task=task, organization=org, status=status, input=fields.pop("input", ""), **fields
+    )

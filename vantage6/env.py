@@ -1,15 +1,17 @@
 """Strict parsing of the ``V6_`` environment variables.
 
 Every setting of the server comes from the environment through these helpers. A value that
-cannot be parsed stops start-up with one line naming the variable.
+cannot be parsed raises ``SettingError`` naming the variable; ``load_settings_or_exit`` turns it
+into one line on stderr and a non-zero exit. Every name asked for is kept in ``KNOWN_VARIABLES``.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import sys
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -18,9 +20,28 @@ PREFIX = "V6_"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
+# Every variable the settings read (filled as they are read), e.g. to check deployment files.
+KNOWN_VARIABLES: set[str] = set()
+
+
+class SettingError(ImproperlyConfigured):
+    """A ``V6_`` variable with a value that cannot be used; the message names the variable."""
+
 
 def _raw(name: str) -> str | None:
+    KNOWN_VARIABLES.add(PREFIX + name)
     return os.environ.get(PREFIX + name)
+
+
+def load_settings_or_exit() -> None:
+    """Load the settings; an invalid variable ends the process with one line instead of a traceback."""
+    from django.conf import settings
+
+    try:
+        settings.INSTALLED_APPS  # noqa: B018 - evaluating the settings is the point
+    except SettingError as exc:
+        print(f"Configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def env_str(name: str, default: str) -> str:
@@ -37,7 +58,7 @@ def env_bool(name: str, default: bool = False) -> bool:
         return True
     if lowered in _FALSE:
         return False
-    raise ImproperlyConfigured(f"{PREFIX}{name} must be a boolean (1/0, true/false), got {value!r}")
+    raise SettingError(f"{PREFIX}{name} must be a boolean (1/0, true/false), got {value!r}")
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -47,9 +68,11 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
     try:
         number = int(value.strip())
     except ValueError:
-        raise ImproperlyConfigured(f"{PREFIX}{name} must be an integer, got {value!r}") from None
-    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-        raise ImproperlyConfigured(f"{PREFIX}{name} must be between {minimum} and {maximum}, got {number}")
+        raise SettingError(f"{PREFIX}{name} must be an integer, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise SettingError(f"{PREFIX}{name} must be at least {minimum}, got {number}")
+    if maximum is not None and number > maximum:
+        raise SettingError(f"{PREFIX}{name} must be at most {maximum}, got {number}")
     return number
 
 
@@ -63,7 +86,7 @@ def env_list(name: str, default: list[str]) -> list[str]:
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env_str(name, default).strip().lower()
     if value not in choices:
-        raise ImproperlyConfigured(f"{PREFIX}{name} must be one of {', '.join(choices)}, got {value!r}")
+        raise SettingError(f"{PREFIX}{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
 
 
@@ -71,7 +94,7 @@ def env_api_path(name: str, default: str) -> str:
     """A URL path prefix: starts with '/', no trailing slash (``/`` itself becomes ``""``)."""
     value = env_str(name, default).strip()
     if not value.startswith("/") or "//" in value or " " in value:
-        raise ImproperlyConfigured(f"{PREFIX}{name} must be a path starting with '/', got {value!r}")
+        raise SettingError(f"{PREFIX}{name} must be a path starting with '/', got {value!r}")
     return value.rstrip("/")
 
 
@@ -80,16 +103,28 @@ def env_secret(name: str, data_dir: Path, *, length: int = 64) -> str:
     value = _raw(name)
     if value is not None:
         if len(value) < 32:
-            raise ImproperlyConfigured(f"{PREFIX}{name} must be at least 32 characters long")
+            raise SettingError(f"{PREFIX}{name} must be at least 32 characters long")
         return value
     path = data_dir / name.lower()
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    generated = secrets.token_urlsafe(length)
-    path.touch(mode=0o600)
-    path.write_text(generated)
-    return generated
+    if not path.exists():
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            # Written aside, then linked into place: processes starting together agree on one secret.
+            draft = data_dir / f".{path.name}.{os.getpid()}"
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(length))
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
+        except OSError as exc:
+            raise SettingError(
+                f"{PREFIX}{name} is unset and {path} cannot be written: {exc.strerror}"
+            ) from None
+    return path.read_text().strip()
 
 
 def env_database(name: str, default_sqlite: Path) -> dict:
@@ -101,18 +136,20 @@ def env_database(name: str, default_sqlite: Path) -> dict:
     if url.scheme == "sqlite":
         # sqlite:///relative/path or sqlite:////absolute/path
         if url.netloc or len(url.path) < 2:
-            raise ImproperlyConfigured(
+            raise SettingError(
                 f"{PREFIX}{name}: an SQLite URL looks like sqlite:///relative or sqlite:////abs"
             )
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": url.path[1:]}
     if url.scheme in ("postgres", "postgresql", "postgresql+psycopg2"):
         db_name = unquote(url.path.lstrip("/"))
         if not url.hostname or not db_name:
-            raise ImproperlyConfigured(f"{PREFIX}{name}: a PostgreSQL URL needs a host and a database name")
+            raise SettingError(f"{PREFIX}{name}: a PostgreSQL URL needs a host and a database name")
         try:
             port = url.port
         except ValueError:
-            raise ImproperlyConfigured(f"{PREFIX}{name}: invalid port") from None
+            raise SettingError(f"{PREFIX}{name}: invalid port") from None
+        # Query arguments (e.g. ?sslmode=require) are libpq connection options.
+        options = dict(parse_qsl(url.query))
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": db_name,
@@ -122,8 +159,12 @@ def env_database(name: str, default_sqlite: Path) -> dict:
             "PORT": str(port or 5432),
             "CONN_MAX_AGE": 60,
             "CONN_HEALTH_CHECKS": True,
+            **({"OPTIONS": options} if options else {}),
         }
-    raise ImproperlyConfigured(f"{PREFIX}{name} must start with sqlite:// or postgres://, got {value!r}")
+    # The URL is not echoed: it may hold a password.
+    raise SettingError(
+        f"{PREFIX}{name} must start with sqlite:// or postgres://, got {url.scheme or 'no'} scheme"
+    )
 
 
 def env_amqp(name: str) -> str | None:
@@ -132,6 +173,6 @@ def env_amqp(name: str) -> str | None:
         return None
     url = urlsplit(value.strip())
     if url.scheme not in ("amqp", "amqps") or not url.hostname:
-        raise ImproperlyConfigured(f"{PREFIX}{name} must be an amqp:// URL, got {value!r}")
+        raise SettingError(f"{PREFIX}{name} must be an amqp://user:password@host:port URL")
     # A trailing '/' means vhost "" to the AMQP client; the default vhost is what is meant.
     return value.strip().rstrip("/") if url.path == "/" else value.strip()

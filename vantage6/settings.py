@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from vantage6.env import (
+    SettingError,
     env_amqp,
     env_api_path,
     env_bool,
@@ -55,6 +56,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "vantage6.api.observability.RequestLogMiddleware",
     "vantage6.api.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -87,6 +89,10 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env_database("DATABASE_URL", DATA_DIR / "vantage6.sqlite3")}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Socket consumers and request threads write concurrently: a transaction takes the write lock when
+    # it starts, so that it waits for another writer instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -110,9 +116,7 @@ CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", ["*"])
 ACCESS_TOKEN_LIFETIME = timedelta(hours=env_int("TOKEN_EXPIRES_HOURS", 6, minimum=1))
 REFRESH_TOKEN_LIFETIME = timedelta(hours=env_int("REFRESH_TOKEN_EXPIRES_HOURS", 48, minimum=2))
 if REFRESH_TOKEN_LIFETIME <= ACCESS_TOKEN_LIFETIME:
-    from django.core.exceptions import ImproperlyConfigured
-
-    raise ImproperlyConfigured("V6_REFRESH_TOKEN_EXPIRES_HOURS must exceed V6_TOKEN_EXPIRES_HOURS")
+    raise SettingError("V6_REFRESH_TOKEN_EXPIRES_HOURS must exceed V6_TOKEN_EXPIRES_HOURS")
 TWO_FACTOR_AUTH = env_bool("TWO_FACTOR_AUTH", False)
 PASSWORD_MAX_FAILED_ATTEMPTS = env_int("PASSWORD_MAX_FAILED_ATTEMPTS", 5, minimum=1)
 PASSWORD_INACTIVATION_MINUTES = env_int("PASSWORD_INACTIVATION_MINUTES", 15, minimum=0)
@@ -156,6 +160,13 @@ else:
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10000}}
     }
+
+# --- Sockets ---------------------------------------------------------------------------------------
+# Engine.IO ping period and timeout announced to clients, and how long after its last heartbeat a node
+# counts as offline (seconds). The defaults are vantage6's; tests shorten them.
+SOCKET_PING_INTERVAL = env_int("SOCKET_PING_INTERVAL", 25, minimum=1)
+SOCKET_PING_TIMEOUT = env_int("SOCKET_PING_TIMEOUT", 60, minimum=1)
+NODE_HEARTBEAT_TIMEOUT = env_int("NODE_HEARTBEAT_TIMEOUT", 65, minimum=2)
 
 # --- Django REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from vantage6.api.observability import metrics_view
 from vantage6.api.views import HealthView, VersionView
 
 api = settings.API_PATH.lstrip("/")
@@ -13,6 +14,7 @@ prefix = f"{api}/" if api else ""
 urlpatterns = [
     path(f"{prefix}health", HealthView.as_view(), name="health"),
     path(f"{prefix}version", VersionView.as_view(), name="version"),
+    path(f"{prefix}metrics", metrics_view, name="metrics"),
     path(f"{prefix}schema", SpectacularAPIView.as_view(), name="schema"),
     path(f"{prefix}docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path(prefix, include("accounts.urls")),

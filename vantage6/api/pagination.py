@@ -13,10 +13,18 @@ from rest_framework.response import Response
 from vantage6.api.errors import bad_request
 
 EXPOSED_HEADERS = "total-count, Link"
+# Larger values overflow the databases' LIMIT/OFFSET integers.
+MAX_PAGE_ARG = 2**31 - 1
+
+
+def _first(request: Request, name: str) -> str | None:
+    """The first value of a repeated argument, as vantage6 reads it (Django's ``get`` gives the last)."""
+    values = request.query_params.getlist(name)
+    return values[0] if values else None
 
 
 def _positive_int(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
+    raw = _first(request, name)
     if raw is None or raw == "":
         return default
     try:
@@ -25,12 +33,14 @@ def _positive_int(request: Request, name: str, default: int) -> int:
         raise bad_request(f"{name} must be an integer, got {raw!r}") from None
     if value < 1:
         raise bad_request(f"{name} needs to be >= 1")
+    if value > MAX_PAGE_ARG:
+        raise bad_request(f"{name} needs to be <= {MAX_PAGE_ARG}")
     return value
 
 
 def sort_order(request: Request, queryset: QuerySet, default: Iterable[str]) -> list[str]:
     """``sort=a,-b`` as an ``order_by`` list; unknown fields are a 400. ``id`` always breaks ties."""
-    raw = request.query_params.get("sort")
+    raw = _first(request, "sort")
     order: list[str] = []
     if raw:
         fields = {f.name: f.attname for f in queryset.model._meta.concrete_fields}
@@ -80,10 +90,7 @@ def paginate(
     last = ceil(total / per_page)
 
     # Only the first value of a repeated query argument survives in the links, as in vantage6.
-    seen: dict[str, str] = {}
-    for key, value in request.query_params.items():
-        seen.setdefault(key, value)
-    params = list(seen.items())
+    params = [(key, values[0]) for key, values in request.query_params.lists()]
     path = request.path
     links = {"first": _link(path, params, 1)}
     if page > 1:

@@ -1,0 +1,311 @@
+"""The admin site: organizations, users, roles and the rule catalogue, under the API's rules.
+
+Every list is narrowed by the rule engine and every change goes through the same services as the
+API, so the escalation guards (hold what you grant, no own roles, roles of the user's organization)
+hold here too.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import authenticate
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from rest_framework.exceptions import ValidationError as ApiValidationError
+
+from accounts import services
+from accounts.backends import principal_of
+from accounts.models import Role, Rule, User
+from accounts.serializers import validate_password_policy, validate_role_name
+from collaborations.models import Organization
+from vantage6.api.errors import ApiError
+
+
+# --- login ------------------------------------------------------------------------------------------
+class AdminLoginForm(AdminAuthenticationForm):
+    """Password login with the lock-out policy, and the two-factor code when that is switched on."""
+
+    mfa_code = forms.CharField(label="Two-factor code", max_length=10, required=False)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not settings.TWO_FACTOR_AUTH:
+            del self.fields["mfa_code"]
+
+    def clean(self) -> dict:
+        username, password = self.cleaned_data.get("username"), self.cleaned_data.get("password")
+        if username is not None and password:
+            self.user_cache = authenticate(
+                self.request, username=username, password=password, mfa_code=self.cleaned_data.get("mfa_code")
+            )
+            if self.user_cache is None:
+                raise self.get_invalid_login_error()
+            self.confirm_login_allowed(self.user_cache)
+        return self.cleaned_data
+
+
+admin.site.login_form = AdminLoginForm
+admin.site.login_template = "accounts/admin_login.html"
+admin.site.site_header = "vantage6 server administration"
+
+
+# --- rule-scoped admin --------------------------------------------------------------------------------
+class _DryRun(Exception):
+    """Rolls back a service call made only to validate a form."""
+
+
+class RuleScopedAdmin(admin.ModelAdmin):
+    """Rows and actions as the rule engine allows them to the logged-in user."""
+
+    resource: str
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return principal_of(request.user).visible_or_none(self.resource, super().get_queryset(request))
+
+    def _allowed(self, request: HttpRequest, action: str, obj: object | None) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.{action}_{self.opts.model_name}", obj)
+
+    def has_view_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
+        return self._allowed(request, "view", obj) or self._allowed(request, "change", obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
+        return self._allowed(request, "change", obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
+        return self._allowed(request, "delete", obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self._allowed(request, "add", None)
+
+    def get_form(self, request: HttpRequest, obj: object | None = None, **kwargs) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, **kwargs)
+        form.principal = principal_of(request.user)
+        return form
+
+    def save_model(self, request: HttpRequest, obj: object, form: forms.ModelForm, change: bool) -> None:
+        saved = form.apply()
+        obj.pk = obj.id = saved.pk  # the admin logs and redirects to the row the service wrote
+
+    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: list, change: bool) -> None:
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)  # relations were set by the service
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+class ServiceForm(forms.ModelForm):
+    """A form whose save is a service call; ``clean`` runs that call once and rolls it back, so every
+    refusal of the API shows as a form error."""
+
+    principal = None
+
+    def apply(self) -> object:
+        raise NotImplementedError
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        try:
+            with transaction.atomic():
+                self.apply()
+                raise _DryRun
+        except _DryRun:
+            pass
+        except ApiError as exc:
+            raise forms.ValidationError(str(exc.msg)) from None
+        return cleaned
+
+    def _ids(self, name: str) -> list[int]:
+        return [row.pk for row in self.cleaned_data.get(name) or []]
+
+    def _changed(self, *names: str) -> dict:
+        return {name: self.cleaned_data.get(name) for name in names if name in self.changed_data}
+
+
+def _policy_checked(value: str, validator) -> str:
+    try:
+        return validator(value)
+    except ApiValidationError as exc:
+        raise forms.ValidationError([str(message) for message in exc.detail]) from None
+
+
+# --- organizations --------------------------------------------------------------------------------------
+@admin.register(Organization)
+class OrganizationAdmin(RuleScopedAdmin):
+    resource = "organization"
+    list_display = ["id", "name", "domain", "country"]
+    search_fields = ["name", "domain"]
+    fields = ["name", "domain", "address1", "address2", "zipcode", "country"]
+
+    def save_model(
+        self, request: HttpRequest, obj: Organization, form: forms.ModelForm, change: bool
+    ) -> None:
+        obj.save()
+        services.audit(
+            principal_of(request.user), "organization.update" if change else "organization.create", obj
+        )
+
+    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: list, change: bool) -> None:
+        admin.ModelAdmin.save_related(self, request, form, formsets, change)
+
+    def delete_model(self, request: HttpRequest, obj: Organization) -> None:
+        services.audit(principal_of(request.user), "organization.delete", obj, name=obj.name)
+        obj.delete()
+
+
+# --- users ------------------------------------------------------------------------------------------------
+class UserAdminForm(ServiceForm):
+    new_password = forms.CharField(
+        label="New password",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="At least 8 characters with a digit, an upper- and a lower-case letter and a symbol. "
+        "Leave empty to keep the current password.",
+    )
+
+    class Meta:
+        model = User
+        fields = ["username", "email", "firstname", "lastname", "organization", "roles", "rules"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        principal = self.principal
+        self.fields["organization"].queryset = principal.visible_or_none(
+            "organization", Organization.objects.order_by("name")
+        )
+        self.fields["roles"].queryset = principal.visible_or_none("role", Role.objects.order_by("name"))
+        self.fields["rules"].queryset = Rule.objects.order_by("id")
+        if self.instance.pk is None:
+            self.fields["new_password"].required = True
+
+    def clean_new_password(self) -> str:
+        value = self.cleaned_data.get("new_password") or ""
+        return _policy_checked(value, validate_password_policy) if value else value
+
+    def apply(self) -> User:
+        data = self.cleaned_data
+        if self.instance.pk is None:
+            return services.user_create(
+                principal=self.principal,
+                username=data["username"],
+                email=data["email"],
+                password=data["new_password"],
+                firstname=data.get("firstname") or "",
+                lastname=data.get("lastname") or "",
+                organization_id=data["organization"].pk,
+                role_ids=self._ids("roles"),
+                rule_ids=self._ids("rules"),
+            )
+        changes = self._changed("username", "email", "firstname", "lastname")
+        if "organization" in self.changed_data:
+            changes["organization_id"] = data["organization"].pk
+        for name in ("roles", "rules"):
+            if name in self.changed_data:
+                changes[name] = self._ids(name)
+        user = services.user_update(
+            principal=self.principal, user=User.objects.get(pk=self.instance.pk), data=changes
+        )
+        if data.get("new_password"):
+            user.set_password(data["new_password"])
+            user.save(update_fields=["password"])
+            services.audit(self.principal, "user.password_set", user)
+        return user
+
+
+@admin.register(User)
+class UserAdmin(RuleScopedAdmin):
+    resource = "user"
+    form = UserAdminForm
+    list_display = ["id", "username", "email", "firstname", "lastname", "organization", "last_seen"]
+    list_select_related = ["organization"]
+    list_filter = ["organization"]
+    search_fields = ["username", "email", "firstname", "lastname"]
+    filter_horizontal = ["roles", "rules"]
+    fieldsets = [
+        (None, {"fields": ["username", "new_password", "email", "firstname", "lastname", "organization"]}),
+        ("Permissions", {"fields": ["roles", "rules"]}),
+    ]
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        # The confirmation page lists the tasks the user created; confirming deletes them too.
+        services.user_delete(principal=principal_of(request.user), user=obj, delete_dependents=True)
+
+
+# --- roles ------------------------------------------------------------------------------------------------
+class RoleAdminForm(ServiceForm):
+    class Meta:
+        model = Role
+        fields = ["name", "description", "organization", "rules"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "organization" in self.fields:
+            self.fields["organization"].required = True
+            self.fields["organization"].queryset = self.principal.visible_or_none(
+                "organization", Organization.objects.order_by("name")
+            )
+        self.fields["rules"].queryset = Rule.objects.order_by("id")
+
+    def clean_name(self) -> str:
+        return _policy_checked(self.cleaned_data["name"], validate_role_name)
+
+    def apply(self) -> Role:
+        data = self.cleaned_data
+        if self.instance.pk is None:
+            return services.role_create(
+                principal=self.principal,
+                name=data["name"],
+                description=data.get("description") or "",
+                rule_ids=self._ids("rules"),
+                organization_id=data["organization"].pk,
+            )
+        changes = self._changed("name", "description")
+        if "rules" in self.changed_data:
+            changes["rules"] = self._ids("rules")
+        return services.role_update(
+            principal=self.principal, role=Role.objects.get(pk=self.instance.pk), data=changes
+        )
+
+
+@admin.register(Role)
+class RoleAdmin(RuleScopedAdmin):
+    resource = "role"
+    form = RoleAdminForm
+    list_display = ["id", "name", "organization", "is_default_role"]
+    list_select_related = ["organization"]
+    list_filter = ["is_default_role", "organization"]
+    search_fields = ["name", "description"]
+    filter_horizontal = ["rules"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Role | None = None) -> list[str]:
+        return ["organization", "is_default_role"] if obj is not None else []
+
+    def delete_model(self, request: HttpRequest, obj: Role) -> None:
+        services.role_delete(principal=principal_of(request.user), role=obj, delete_dependents=True)
+
+
+# --- rules ------------------------------------------------------------------------------------------------
+@admin.register(Rule)
+class RuleAdmin(admin.ModelAdmin):
+    """The fixed catalogue: readable by every admin user, never editable."""
+
+    list_display = ["id", "name", "scope", "operation", "description"]
+    list_filter = ["name", "scope", "operation"]
+    readonly_fields = ["name", "scope", "operation", "description"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Rule | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Rule | None = None) -> bool:
+        return False

@@ -1,0 +1,630 @@
+"""REST benchmark: this server against vantage6-server 4.15.2, on the same data, on this machine.
+
+    .venv/bin/python bench/api.py                      # everything (~15 min): fresh data, all rows
+    .venv/bin/python bench/api.py --targets original,daphne --duration 5
+    .venv/bin/python bench/api.py --reuse --only task  # servers and data of the last run, some rows
+
+What it does, all on 127.0.0.1 and bounded in time:
+1. starts the original (``bench/setup_original.sh``: uWSGI + gevent, one worker) on a fresh SQLite
+   database and this server under each deployment of ``--targets`` (all on one fresh SQLite
+   database in ``bench/.ours``), and fills both databases through the API (``bench/seed.py``);
+2. for every row (endpoint) and every target in turn, probes once, then runs ``wrk`` for
+   ``--duration`` seconds with ``--connections`` connections (after a 1 s warm-up). A row answering
+   404/405/501 is marked ``missing``, any other failure ``error``. A row slower than 1 s a request
+   (node login on the original) is timed with sequential requests instead (``seq``);
+3. grows both datasets to 300 nodes and measures node login again;
+4. prints the tables (requests per second, ratio to the original, p50/p99 latency) and keeps them in
+   ``bench/results/`` (latest.md, and a JSON file per run).
+
+Rows run target after target for each endpoint, so that load from elsewhere on the machine hits all
+targets alike; ``--rounds N`` repeats every measurement and keeps the best.
+Needs ``wrk`` (``apt-get install wrk``); the extra deployments need gunicorn and uvicorn[standard],
+which are installed into ``bench/.deps`` on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+VENV_PY = ROOT / ".venv" / "bin" / "python"
+OURS_DIR = BENCH / ".ours"
+ORIG_DIR = BENCH / ".original"
+RESULTS = BENCH / "results"
+DEPS = BENCH / ".deps"
+ORIG_PORT = 7602
+OURS_ROOT_PASSWORD = "Bench-root-password-1!"
+# Fixed secrets: tokens stay valid across the restarts of the deployments of one dataset.
+OURS_ENV = {
+    "V6_DATA_DIR": str(OURS_DIR / "data"),
+    "V6_JWT_SECRET_KEY": "bench-jwt-secret-0123456789abcdef0123456789abcdef",
+    "V6_SECRET_KEY": "bench-django-secret-0123456789abcdef0123456789abcdef",
+    "V6_ROOT_PASSWORD": OURS_ROOT_PASSWORD,
+    "V6_LOG_LEVEL": "warning",
+    "V6_DEBUG": "false",
+}
+SLOW_SECONDS = 1.0
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    workers: int
+    command: list[str] | None  # None: the original, started by setup_original.sh
+    note: str
+    needs_deps: bool = False
+    proc: subprocess.Popen | None = None
+    manifest: dict = field(default_factory=dict)
+    tokens: dict = field(default_factory=dict)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+
+def _serve(kind: str, port: int, workers: int) -> list[str]:
+    return [str(VENV_PY), str(BENCH / "serve.py"), kind, "--port", str(port), "--workers", str(workers)]
+
+
+TARGETS = {
+    "original": Target("original", ORIG_PORT, 1, None, "vantage6-server 4.15.2, uWSGI + gevent, 1 worker"),
+    "daphne": Target(
+        "daphne",
+        7611,
+        1,
+        [str(ROOT / ".venv/bin/daphne"), "-b", "127.0.0.1", "-p", "7611", "vantage6.asgi:application"],
+        "ours, daphne (make run / Docker), 1 process",
+    ),
+    "uvicorn": Target(
+        "uvicorn", 7612, 1, _serve("uvicorn", 7612, 1), "ours, uvicorn+uvloop, 1 process", True
+    ),
+    "gunicorn-wsgi": Target(
+        "gunicorn-wsgi",
+        7613,
+        1,
+        _serve("gunicorn-wsgi", 7613, 1),
+        "ours, gunicorn gthread WSGI, 1 worker",
+        True,
+    ),
+    "uvicorn-2": Target(
+        "uvicorn-2", 7614, 2, _serve("uvicorn", 7614, 2), "ours, uvicorn+uvloop, 2 processes", True
+    ),
+    "gunicorn-wsgi-2": Target(
+        "gunicorn-wsgi-2",
+        7615,
+        2,
+        _serve("gunicorn-wsgi", 7615, 2),
+        "ours, gunicorn gthread WSGI, 2 workers",
+        True,
+    ),
+}
+
+
+@dataclass
+class Row:
+    label: str
+    method: str
+    path: str  # may hold {placeholders} filled from the manifest
+    auth: str | None = "root"  # "root", "researcher" or None
+    body: str | None = None  # a manifest-dependent body key: "user_login", "node_login"
+    phase: str = "main"  # "main" rows run on the seeded data, "nodes300" after growing to 300 nodes
+
+
+ROWS = [
+    Row("GET /api/version (no auth, no db)", "GET", "/version", None),
+    Row("POST /api/token/user (bcrypt)", "POST", "/token/user", None, "user_login"),
+    Row("POST /api/token/node (30 nodes)", "POST", "/token/node", None, "node_login"),
+    Row("GET /api/user", "GET", "/user"),
+    Row("GET /api/user/<id>", "GET", "/user/{user_id}"),
+    Row("GET /api/organization", "GET", "/organization"),
+    Row("GET /api/organization/<id>", "GET", "/organization/{org_id}"),
+    Row("GET /api/collaboration", "GET", "/collaboration"),
+    Row("GET /api/collaboration/<id>", "GET", "/collaboration/{collab_id}"),
+    Row("GET /api/node", "GET", "/node"),
+    Row("GET /api/node/<id>", "GET", "/node/{node_id}"),
+    Row("GET /api/task", "GET", "/task"),
+    Row("GET /api/task/<id>", "GET", "/task/{task_id}"),
+    Row("GET /api/run", "GET", "/run"),
+    Row("GET /api/run?include=task", "GET", "/run?include=task"),
+    Row("GET /api/run/<id>", "GET", "/run/{run_id}"),
+    Row("GET /api/task (researcher)", "GET", "/task", "researcher"),
+    Row("GET /api/run (researcher)", "GET", "/run", "researcher"),
+    Row("GET /api/node (as a node)", "GET", "/node", "node"),
+    Row("GET /api/task?per_page=100", "GET", "/task?per_page=100"),
+    Row("POST /api/token/node (300 nodes)", "POST", "/token/node", None, "node_login", "nodes300"),
+]
+
+
+# --- processes --------------------------------------------------------------------------------------
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def request(base: str, method: str, path: str, token: str | None = None, body: bytes | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", int(base.split(":")[2].split("/")[0]), timeout=300)
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    started = time.perf_counter()
+    try:
+        conn.request(method, "/api" + path, body=body, headers=headers)
+        response = conn.getresponse()
+        raw = response.read()
+    finally:
+        conn.close()
+    return response.status, raw, time.perf_counter() - started
+
+
+def wait_up(target: Target, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            if request(target.base, "GET", "/version")[0] == 200:
+                return
+        if target.proc is not None and target.proc.poll() is not None:
+            raise SystemExit(f"{target.name} exited with {target.proc.returncode}; see {_log_path(target)}")
+        time.sleep(0.3)
+    raise SystemExit(f"{target.name} did not answer on port {target.port}; see {_log_path(target)}")
+
+
+def _log_path(target: Target) -> Path:
+    return OURS_DIR / f"{target.name}.log"
+
+
+def ours_env() -> dict:
+    return {**os.environ, **OURS_ENV, "PYTHONUNBUFFERED": "1"}
+
+
+def start_ours(target: Target) -> None:
+    OURS_DIR.mkdir(parents=True, exist_ok=True)
+    out = _log_path(target).open("wb")
+    target.proc = subprocess.Popen(
+        target.command, cwd=ROOT, env=ours_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    wait_up(target)
+
+
+def stop_ours(target: Target) -> None:
+    if target.proc is None or target.proc.poll() is not None:
+        return
+    # The process group is the one this script created for this server (start_new_session).
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(target.proc.pid, signal.SIGTERM)
+    try:
+        target.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(target.proc.pid, signal.SIGKILL)
+        target.proc.wait(5)
+
+
+def ensure_deps() -> None:
+    if (DEPS / "uvicorn").exists() and (DEPS / "gunicorn").exists():
+        return
+    log("installing gunicorn and uvicorn[standard] into bench/.deps ...")
+    subprocess.run(
+        [str(VENV_PY), "-m", "pip", "install", "-q", "--target", str(DEPS), "gunicorn", "uvicorn[standard]"],
+        check=True,
+    )
+
+
+def seed(target: Target, root_password: str, fresh: bool, extend: int | None = None) -> None:
+    manifest = (ORIG_DIR if target.command is None else OURS_DIR) / "seed.json"
+    if fresh or extend:
+        cmd = [sys.executable, str(BENCH / "seed.py"), "--url", target.base, "--out", str(manifest)]
+        cmd += ["--root-password", root_password]
+        if extend:
+            cmd += ["--extend-nodes", str(extend)]
+        log(f"seeding {target.name}{f' to {extend} nodes' if extend else ''} ...")
+        subprocess.run(cmd, check=True)
+    target.manifest = json.loads(manifest.read_text())
+
+
+def login(target: Target) -> None:
+    m = target.manifest
+    status, raw, _ = request(
+        target.base,
+        "POST",
+        "/token/user",
+        body=json.dumps({"username": "root", "password": m["root"]["password"]}).encode(),
+    )
+    if status != 200:
+        raise SystemExit(f"{target.name}: root login failed: {status} {raw[:200]!r}")
+    target.tokens["root"] = json.loads(raw)["access_token"]
+    researcher = next(u for u in m["users"] if u["role"] == "Researcher")
+    status, raw, _ = request(
+        target.base,
+        "POST",
+        "/token/user",
+        body=json.dumps({"username": researcher["username"], "password": m["user_password"]}).encode(),
+    )
+    if status == 200:
+        target.tokens["researcher"] = json.loads(raw)["access_token"]
+    node = m["nodes"][0]
+    status, raw, _ = request(
+        target.base, "POST", "/token/node", body=json.dumps({"api_key": node["api_key"]}).encode()
+    )
+    if status == 200:
+        target.tokens["node"] = json.loads(raw)["access_token"]
+
+
+# --- measuring --------------------------------------------------------------------------------------
+
+
+def resolve(row: Row, target: Target) -> tuple[str, bytes | None]:
+    m = target.manifest
+    researcher = next(u for u in m["users"] if u["role"] == "Researcher")
+    values = {
+        "user_id": researcher["id"],
+        "org_id": m["organizations"][0],
+        "collab_id": m["collaborations"][0],
+        "node_id": m["nodes"][0]["id"],
+        "task_id": m["tasks"][len(m["tasks"]) // 2],
+        "run_id": m["runs"][0],
+    }
+    body = None
+    if row.body == "user_login":
+        body = json.dumps({"username": researcher["username"], "password": m["user_password"]})
+    elif row.body == "node_login":
+        # A node in the middle of the id order of the dataset of the row (30 or 300 nodes): the
+        # original compares the key with every node up to the matching one, in id order.
+        middle = (300 if row.phase == "nodes300" else 30) // 2
+        body = json.dumps({"api_key": m["nodes"][middle]["api_key"]})
+    return row.path.format(**values), body.encode() if body else None
+
+
+LUA = """wrk.method = {method}
+wrk.body = {body}
+wrk.headers["Content-Type"] = "application/json"
+{auth}
+"""
+
+
+def _lua_str(value: str | None) -> str:
+    return "nil" if value is None else json.dumps(value)
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def run_wrk(url: str, script: Path, duration: float, connections: int) -> dict:
+    cmd = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(duration))}s",
+        "--latency",
+        "--timeout",
+        "60s",
+        "-s",
+        str(script),
+        url,
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 90)
+    out = done.stdout
+    if "Requests/sec" not in out:
+        raise RuntimeError(f"wrk failed: {done.stderr or out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    return {
+        "rps": rps,
+        "p50": p50,
+        "p99": p99,
+        "requests": total,
+        "non2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": errors.group(0) if errors else "",
+        "mode": "wrk",
+    }
+
+
+def run_sequential(target: Target, row: Row, path: str, body: bytes | None, token, budget: float) -> dict:
+    samples, started = [], time.monotonic()
+    while not samples or (time.monotonic() - started < budget and len(samples) < 20):
+        status, _, seconds = request(target.base, row.method, path, token, body)
+        if status >= 300:
+            return {"mode": "error", "status": status}
+        samples.append(seconds)
+    elapsed = time.monotonic() - started
+    return {
+        "rps": len(samples) / elapsed,
+        "p50": statistics.median(samples) * 1000,
+        "p99": max(samples) * 1000,
+        "requests": len(samples),
+        "non2xx": 0,
+        "socket_errors": "",
+        "mode": "seq",
+    }
+
+
+def server_pids(target: Target) -> list[int]:
+    """The server's processes: its root process and all descendants (workers, uWSGI's router)."""
+    root = target.proc.pid if target.proc is not None else int((ORIG_DIR / "uwsgi.pid").read_text())
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    pids, frontier = [root], [root]
+    while frontier:
+        children = [pid for pid, ppid in parents.items() if ppid in frontier]
+        pids += children
+        frontier = children
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measure(target: Target, row: Row, args) -> dict:
+    token = target.tokens.get(row.auth) if row.auth else None
+    if row.auth and token is None:
+        return {"mode": "error", "status": f"no {row.auth} token"}
+    path, body = resolve(row, target)
+    try:
+        status, raw, seconds = request(target.base, row.method, path, token, body)
+    except (OSError, http.client.HTTPException) as exc:
+        return {"mode": "error", "status": type(exc).__name__}
+    if status in (404, 405, 501):
+        return {"mode": "missing", "status": status}
+    if status >= 300:
+        return {"mode": "error", "status": status, "body": raw[:200].decode(errors="replace")}
+    pids = server_pids(target)
+    best = None
+    if seconds <= SLOW_SECONDS:
+        auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
+        lua = LUA.format(
+            method=_lua_str(row.method), body=_lua_str(body.decode() if body else None), auth=auth
+        )
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+            fh.write(lua)
+        script = Path(fh.name)
+        try:
+            url = target.base + path
+            run_wrk(url, script, 1, args.connections)  # warm-up
+            for _ in range(args.rounds):
+                cpu = cpu_seconds(pids)
+                result = run_wrk(url, script, args.duration, args.connections)
+                result["cpu_ms"] = (cpu_seconds(pids) - cpu) * 1000 / max(result["requests"], 1)
+                if best is None or result["rps"] > best["rps"]:
+                    best = result
+        finally:
+            script.unlink()
+    if best is None or best["requests"] < 5:
+        # Too slow for wrk's fixed duration: one request at a time, within a time budget.
+        cpu = cpu_seconds(pids)
+        best = run_sequential(target, row, path, body, token, budget=max(3 * args.duration, 1))
+        if "requests" in best:
+            best["cpu_ms"] = (cpu_seconds(pids) - cpu) * 1000 / best["requests"]
+    return best
+
+
+# --- report -----------------------------------------------------------------------------------------
+
+
+def _cell(result: dict | None) -> str:
+    if result is None:
+        return "-"
+    if result["mode"] == "missing":
+        return f"missing ({result['status']})"
+    if result["mode"] == "error":
+        return f"error ({result['status']})"
+    flag = " seq" if result["mode"] == "seq" else ""
+    bad = f" !{result['non2xx']} non-2xx" if result.get("non2xx") else ""
+    rps = result["rps"]
+    return (f"{rps:.0f}" if rps >= 10 else f"{rps:.2f}") + flag + bad
+
+
+def _ratio(result: dict | None, reference: dict | None, key: str = "rps", inverse: bool = False) -> str:
+    if not result or not reference or not result.get(key) or not reference.get(key):
+        return "-"
+    value = reference[key] / result[key] if inverse else result[key] / reference[key]
+    return f"{value:.1f}x"
+
+
+def _lat(result: dict | None) -> str:
+    if not result or "p50" not in result:
+        return "-"
+    return f"{result['p50']:.1f} / {result['p99']:.1f}"
+
+
+def _cpu(result: dict | None) -> str:
+    if not result or not result.get("cpu_ms"):
+        return _cell(result) if result and result["mode"] in ("missing", "error") else "-"
+    return f"{result['cpu_ms']:.2f}"
+
+
+def _table(title: str, header: list[str], body: list[list[str]]) -> list[str]:
+    lines = [title, "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return [*lines, ""]
+
+
+def render(targets: list[Target], results: dict, meta: dict) -> str:
+    names = [t.name for t in targets]
+    ours = [n for n in names if n != "original"]
+    rows = [row for row in ROWS if row.label in results]
+    lines = [
+        f"Run {meta['when']}: wrk -t1 -c{meta['connections']} -d{meta['duration']}s per cell "
+        f"(best of {meta['rounds']}); load average {meta['load']} at start ({meta['cpus']} CPUs).",
+        "",
+    ]
+    lines += _table(
+        "Requests per second, wall clock (x = ratio to the original):",
+        ["endpoint", *names, *(f"x {n}" for n in ours)],
+        [
+            [
+                row.label,
+                *(_cell(results[row.label].get(n)) for n in names),
+                *(_ratio(results[row.label].get(n), results[row.label].get("original")) for n in ours),
+            ]
+            for row in rows
+        ],
+    )
+    lines += _table(
+        "Server CPU time per request in ms, all processes of the server "
+        "(x = CPU cost of the original / ours: requests per second per core, load-independent):",
+        ["endpoint", *names, *(f"x {n}" for n in ours)],
+        [
+            [
+                row.label,
+                *(_cpu(results[row.label].get(n)) for n in names),
+                *(
+                    _ratio(results[row.label].get(n), results[row.label].get("original"), "cpu_ms", True)
+                    for n in ours
+                ),
+            ]
+            for row in rows
+        ],
+    )
+    lines += _table(
+        "Latency p50 / p99 in ms:",
+        ["endpoint", *names],
+        [[row.label, *(_lat(results[row.label].get(n)) for n in names)] for row in rows],
+    )
+    lines += ["Targets:", ""] + [f"- `{t.name}`: {t.note}" for t in targets]
+    return "\n".join(lines) + "\n"
+
+
+# --- main ---------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="REST benchmark against vantage6-server 4.15.2")
+    parser.add_argument(
+        "--targets", default="original,daphne,uvicorn,gunicorn-wsgi,uvicorn-2,gunicorn-wsgi-2"
+    )
+    parser.add_argument("--duration", type=int, default=5, help="seconds of wrk per cell (default 5)")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=1, help="repeat each cell, keep the best")
+    parser.add_argument("--only", help="only rows whose label contains this text")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the data (and running original) of the last run"
+    )
+    parser.add_argument("--skip-300", action="store_true", help="skip growing to 300 nodes")
+    parser.add_argument("--keep-running", action="store_true", help="leave the original running at the end")
+    args = parser.parse_args()
+
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    names = [n.strip() for n in args.targets.split(",") if n.strip()]
+    unknown = set(names) - set(TARGETS)
+    if unknown:
+        raise SystemExit(f"unknown targets {sorted(unknown)}; known: {', '.join(TARGETS)}")
+    targets = [TARGETS[n] for n in names]
+    if any(t.needs_deps for t in targets):
+        ensure_deps()
+    rows = [r for r in ROWS if not args.only or args.only in r.label]
+    if args.skip_300:
+        rows = [r for r in rows if r.phase == "main"]
+
+    original = next((t for t in targets if t.command is None), None)
+    ours = [t for t in targets if t.command is not None]
+    fresh = not args.reuse
+    try:
+        if original:
+            if fresh or not (ORIG_DIR / "seed.json").exists():
+                subprocess.run([str(BENCH / "setup_original.sh"), "restart"], check=True)
+                seed(original, "root", True)
+            else:
+                subprocess.run(
+                    [str(BENCH / "setup_original.sh"), "start"],
+                    check=True,
+                    env={**os.environ, "ORIG_KEEP_DB": "1"},
+                )
+                seed(original, "root", False)
+        if ours:
+            ours_fresh = fresh or not (OURS_DIR / "seed.json").exists()
+            if ours_fresh:
+                shutil.rmtree(OURS_DIR / "data", ignore_errors=True)
+            (OURS_DIR / "data").mkdir(parents=True, exist_ok=True)
+            subprocess.run(
+                [str(VENV_PY), "manage.py", "bootstrap"],
+                cwd=ROOT,
+                env=ours_env(),
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            for t in ours:
+                log(f"starting {t.name} on port {t.port} ...")
+                start_ours(t)
+            seed(ours[0], OURS_ROOT_PASSWORD, ours_fresh)
+            for t in ours[1:]:
+                t.manifest = ours[0].manifest
+        for t in targets:
+            login(t)
+
+        load = os.getloadavg()
+        meta = {
+            "when": time.strftime("%Y-%m-%d %H:%M"),
+            "duration": args.duration,
+            "connections": args.connections,
+            "rounds": args.rounds,
+            "load": " ".join(f"{x:.2f}" for x in load),
+            "cpus": os.cpu_count(),
+        }
+        results: dict[str, dict] = {}
+        for phase in ("main", "nodes300"):
+            phase_rows = [r for r in rows if r.phase == phase]
+            if not phase_rows:
+                continue
+            if phase == "nodes300":
+                if original:
+                    seed(original, "root", False, extend=300)
+                if ours:
+                    seed(ours[0], OURS_ROOT_PASSWORD, False, extend=300)
+                    for t in ours[1:]:
+                        t.manifest = ours[0].manifest
+            for row in phase_rows:
+                results[row.label] = {}
+                for t in targets:
+                    result = measure(t, row, args)
+                    results[row.label][t.name] = result
+                    log(f"{row.label:40s} {t.name:16s} {_cell(result):>16s}  p50/p99 {_lat(result)}")
+    finally:
+        for t in ours:
+            stop_ours(t)
+        if original and not args.keep_running:
+            subprocess.run([str(BENCH / "setup_original.sh"), "stop"], check=False)
+
+    table = render(targets, results, meta)
+    print(table)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.md").write_text(table)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (RESULTS / f"api-{stamp}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

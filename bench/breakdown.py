@@ -1,0 +1,290 @@
+"""Where the milliseconds of one request go, measured inside one process (no HTTP server, no network).
+
+Runs on the dataset of the last ``api.py`` run (``bench/.ours``). For each path it reports the CPU
+time per request through Django's WSGI handler and through the ASGI application (what daphne and
+uvicorn call), the SQL queries of one request, and the cost of pieces measured on their own
+(middleware chain, JWT decoding, loading the principal, JSON rendering). ``--cprofile`` adds the
+functions and packages that take the time (cProfile, WSGI path).
+
+    .venv/bin/python bench/breakdown.py                       # the default paths
+    .venv/bin/python bench/breakdown.py /api/task /api/run?include=task --cprofile
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(BENCH))
+
+from api import OURS_DIR, OURS_ENV  # noqa: E402 - the benchmark's own settings
+
+DEFAULT_PATHS = [
+    "/api/version",
+    "/api/organization",
+    "/api/organization/{org_id}",
+    "/api/user",
+    "/api/node",
+    "/api/task",
+    "/api/run",
+    "/api/run?include=task",
+]
+
+
+def setup() -> dict:
+    os.environ.update(OURS_ENV)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vantage6.settings")
+    import django
+
+    django.setup()
+    return json.loads((OURS_DIR / "seed.json").read_text())
+
+
+def root_token(manifest: dict) -> str:
+    from accounts.tokens import login_tokens
+
+    return login_tokens(manifest["root"]["id"], "user", ["Root"])[0]
+
+
+def environ(path: str, token: str | None) -> dict:
+    route, _, query = path.partition("?")
+    env = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": route,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "7611",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "127.0.0.1:7611",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "wsgi.version": (1, 0),
+    }
+    if token:
+        env["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return env
+
+
+def call_wsgi(handler, path: str, token: str | None) -> tuple[str, bytes]:
+    statuses = []
+    body = b"".join(handler(environ(path, token), lambda status, *_: statuses.append(status)))
+    return statuses[0], body
+
+
+def cpu_per_call(fn, n: int, batches: int = 5) -> float:
+    """CPU milliseconds per call of ``fn`` (all threads of this process), after a warm-up.
+
+    The best of a few batches: other load on the machine only ever adds time.
+    """
+    for _ in range(min(20, n)):
+        fn()
+    size = max(1, n // batches)
+    best = float("inf")
+    for _ in range(batches):
+        started = time.process_time()
+        for _ in range(size):
+            fn()
+        best = min(best, (time.process_time() - started) * 1000 / size)
+    return best
+
+
+def asgi_runner(path: str, token: str | None, application=None):
+    """One GET through the ASGI application, as daphne or uvicorn would call it."""
+    if application is None:
+        from vantage6.asgi import application
+
+    route, _, query = path.partition("?")
+    headers = [(b"host", b"127.0.0.1:7611")]
+    if token:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": route,
+        "raw_path": route.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 7611),
+    }
+
+    async def send(_message):
+        return None
+
+    async def one_request():
+        sent = False
+
+        async def receive():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await asyncio.Event().wait()  # no disconnect: Django cancels this when it is done
+
+        await application(dict(scope), receive, send)
+
+    loop = asyncio.new_event_loop()
+    return lambda: loop.run_until_complete(one_request())
+
+
+def sql_of(handler, path: str, token: str | None) -> list[tuple[float, str]]:
+    from django.db import connection
+
+    queries: list[tuple[float, str]] = []
+
+    def wrapper(execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            queries.append(((time.perf_counter() - started) * 1000, sql))
+
+    call_wsgi(handler, path, token)  # warm caches first
+    with connection.execute_wrapper(wrapper):
+        call_wsgi(handler, path, token)
+    return queries
+
+
+def pieces(token: str, path: str, n: int) -> dict[str, float]:
+    """CPU ms of parts of the request measured on their own."""
+    from django.conf import settings
+    from django.core.handlers.asgi import ASGIHandler
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.test import override_settings
+    from rest_framework.renderers import JSONRenderer
+
+    from accounts.authentication import principal_from_claims
+    from accounts.tokens import decode
+
+    out = {"jwt decode": cpu_per_call(lambda: decode(token), n)}
+    claims = decode(token)
+    out["load principal (user + rules queries)"] = cpu_per_call(lambda: principal_from_claims(claims), n)
+    handler = WSGIHandler()
+    full = cpu_per_call(lambda: call_wsgi(handler, path, token), n)
+    with override_settings(MIDDLEWARE=["vantage6.api.middleware.CorsMiddleware"]):
+        lean = WSGIHandler()
+        out["middleware other than CORS"] = full - cpu_per_call(lambda: call_wsgi(lean, path, token), n)
+    # The same chain under ASGI, without the project's two sync-only middleware: Django then needs
+    # one thread hop (to the sync view) instead of three per request.
+    asgi_full = cpu_per_call(asgi_runner(path, token, ASGIHandler()), n)
+    with override_settings(MIDDLEWARE=[m for m in settings.MIDDLEWARE if m.startswith("django.")]):
+        asgi_async_only = cpu_per_call(asgi_runner(path, token, ASGIHandler()), n)
+    with override_settings(MIDDLEWARE=[]):
+        asgi_bare = cpu_per_call(asgi_runner(path, token, ASGIHandler()), n)
+        bare = WSGIHandler()
+        wsgi_bare = cpu_per_call(lambda: call_wsgi(bare, path, token), n)
+    out["ASGI: the 2 sync-only middleware (thread hops)"] = asgi_full - asgi_async_only
+    out["ASGI: all middleware"] = asgi_full - asgi_bare
+    out["ASGI over WSGI, no middleware"] = asgi_bare - wsgi_bare
+    body = json.loads(call_wsgi(handler, path, token)[1])
+    out["JSON rendering of the body"] = cpu_per_call(lambda: JSONRenderer().render(body), n)
+    return out
+
+
+PACKAGES = (
+    ("rest_framework/", "DRF"),
+    ("django/db/", "Django ORM"),
+    ("django/", "Django (other)"),
+    ("asgiref/", "asgiref"),
+    ("jwt/", "PyJWT"),
+    ("sqlite3", "sqlite3 (C)"),
+    ("json/", "json"),
+    ("accounts/", "project: accounts"),
+    ("collaborations/", "project: collaborations"),
+    ("nodes/", "project: nodes"),
+    ("tasks/", "project: tasks"),
+    ("vantage6/", "project: vantage6"),
+)
+
+
+def package_of(filename: str, name: str) -> str:
+    for needle, label in PACKAGES:
+        if needle in filename or needle in name:
+            return label
+    if filename == "~":
+        return "builtins (C)"
+    return "other Python"
+
+
+def cprofile(handler, path: str, token: str | None, n: int, top: int) -> str:
+    profiler = cProfile.Profile()
+    for _ in range(20):
+        call_wsgi(handler, path, token)
+    profiler.enable()
+    for _ in range(n):
+        call_wsgi(handler, path, token)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    by_package: Counter[str] = Counter()
+    for (filename, _line, name), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():
+        by_package[package_of(filename, name)] += tottime
+    total = sum(by_package.values())
+    lines = [f"  self time by package (cProfile, {n} requests; {total * 1000 / n:.2f} ms/request profiled):"]
+    lines += [f"    {label:28s} {100 * t / total:5.1f}%" for label, t in by_package.most_common()]
+    stream = io.StringIO()
+    stats.stream = stream
+    stats.sort_stats("cumulative").print_stats(top)
+    lines += ["  by cumulative time:", stream.getvalue()]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="*")
+    parser.add_argument("-n", type=int, default=200, help="requests per measurement")
+    parser.add_argument("--cprofile", action="store_true")
+    parser.add_argument("--top", type=int, default=40)
+    args = parser.parse_args()
+
+    manifest = setup()
+    from django.core.handlers.wsgi import WSGIHandler
+
+    token = root_token(manifest)
+    values = {"org_id": manifest["organizations"][0], "task_id": manifest["tasks"][0]}
+    handler = WSGIHandler()
+    for template in args.paths or DEFAULT_PATHS:
+        path = template.format(**values)
+        auth = None if path.endswith("/version") else token
+        status, body = call_wsgi(handler, path, auth)
+        if not status.startswith("200"):
+            print(f"{path}: {status}")
+            continue
+        wsgi_ms = cpu_per_call(lambda: call_wsgi(handler, path, auth), args.n)  # noqa: B023
+        asgi_ms = cpu_per_call(asgi_runner(path, auth), args.n)
+        queries = sql_of(handler, path, auth)
+        print(f"{path}  ({len(body)} bytes)")
+        print(f"  CPU per request: WSGI handler {wsgi_ms:.2f} ms, ASGI application {asgi_ms:.2f} ms")
+        print(f"  SQL: {len(queries)} queries, {sum(q[0] for q in queries):.2f} ms wall")
+        for ms, sql in queries:
+            print(f"    {ms:6.2f} ms  {sql[:150]}")
+        if auth:
+            for label, ms in pieces(auth, path, args.n).items():
+                print(f"  {label:40s} {ms:6.2f} ms")
+        if args.cprofile:
+            print(cprofile(handler, path, auth, args.n, args.top))
+        print()
+
+
+if __name__ == "__main__":
+    main()

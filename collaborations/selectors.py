@@ -1,0 +1,157 @@
+"""Reads on organizations, collaborations, studies and algorithm stores."""
+
+from __future__ import annotations
+
+from django.db.models import Model, Q, QuerySet
+from rest_framework.request import Request
+
+from accounts.permissions import GLO, ORG, Principal
+from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
+from vantage6.api.errors import bad_request, not_found, unauthorized
+from vantage6.api.lookups import like
+from vantage6.api.params import int_list_param, int_param
+
+_BOOLEANS = {"1": True, "true": True, "0": False, "false": False}
+
+
+def object_or_404(queryset: QuerySet, pk: int | str, label: str) -> Model:
+    """The row of ``queryset`` with primary key ``pk``, or a 404 naming the ``label``."""
+    obj = queryset.filter(pk=pk).first()
+    if obj is None:
+        raise not_found(f"{label} with id={pk} not found")
+    return obj
+
+
+def require_visible(principal: Principal, resource: str, obj: Model, operation: str = "view") -> None:
+    """401 unless the principal's scope for ``resource``/``operation`` covers the row ``obj``."""
+    rows = principal.visible(resource, type(obj).objects.filter(pk=obj.pk), operation)
+    principal.require(rows.exists())
+
+
+# --- organizations -----------------------------------------------------------------------------------
+def organization_list(principal: Principal, request: Request) -> QuerySet[Organization]:
+    orgs = principal.visible("organization", Organization.objects.all())
+    params = request.query_params
+    if name := params.get("name"):
+        orgs = orgs.filter(like("name", name))
+    if country := params.get("country"):
+        orgs = orgs.filter(country=country)
+    if (collaboration_id := int_param(request, "collaboration_id")) is not None:
+        principal.require(principal.can_col("organization", "view", collaboration_id))
+        orgs = orgs.filter(collaborations=collaboration_id)
+    if (study_id := int_param(request, "study_id")) is not None:
+        study = object_or_404(Study.objects.all(), study_id, "Study")
+        principal.require(principal.can_col("organization", "view", study.collaboration_id))
+        orgs = orgs.filter(studies=study.pk)
+    if ids := int_list_param(request, "ids"):
+        orgs = orgs.filter(id__in=ids)
+    return orgs
+
+
+def organization_get(principal: Principal, pk: int | str, operation: str = "view") -> Organization:
+    organization = object_or_404(Organization.objects.all(), pk, "Organization")
+    principal.require(principal.allow_org("organization", operation, organization.pk))
+    return organization
+
+
+# --- collaborations ----------------------------------------------------------------------------------
+def _with_organizations(queryset: QuerySet, include: bool) -> QuerySet:
+    return queryset.prefetch_related("organizations") if include else queryset
+
+
+def collaboration_list(
+    principal: Principal, request: Request, *, include_organizations: bool = False
+) -> QuerySet[Collaboration]:
+    collabs = principal.visible("collaboration", Collaboration.objects.all())
+    params = request.query_params
+    if name := params.get("name"):
+        collabs = collabs.filter(like("name", name))
+    if encrypted := params.get("encrypted"):
+        if encrypted.lower() not in _BOOLEANS:
+            raise bad_request(f"encrypted must be one of 1, 0, true or false, got {encrypted!r}")
+        collabs = collabs.filter(encrypted=_BOOLEANS[encrypted.lower()])
+    if (organization_id := int_param(request, "organization_id")) is not None:
+        # Those who see every collaboration may filter; the others see only their own anyway.
+        if principal.has("collaboration", GLO, "view"):
+            collabs = collabs.filter(organizations=organization_id)
+        elif organization_id != principal.organization_id:
+            raise unauthorized()
+    if (store_id := int_param(request, "algorithm_store_id")) is not None:
+        store = object_or_404(AlgorithmStore.objects.all(), store_id, "Algorithm store")
+        if store.collaboration_id is not None:
+            collabs = collabs.filter(pk=store.collaboration_id)
+    return _with_organizations(collabs, include_organizations)
+
+
+def collaboration_get(
+    principal: Principal, pk: int | str, *, include_organizations: bool = False
+) -> Collaboration:
+    queryset = _with_organizations(Collaboration.objects.all(), include_organizations)
+    collaboration = object_or_404(queryset, pk, "Collaboration")
+    require_visible(principal, "collaboration", collaboration)
+    return collaboration
+
+
+def collaboration_for_edit(principal: Principal, pk: int | str, operation: str = "edit") -> Collaboration:
+    collaboration = object_or_404(Collaboration.objects.all(), pk, "Collaboration")
+    principal.require(principal.can_col("collaboration", operation, collaboration.pk))
+    return collaboration
+
+
+# --- studies -----------------------------------------------------------------------------------------
+def study_list(
+    principal: Principal, request: Request, *, include_organizations: bool = False
+) -> QuerySet[Study]:
+    studies = principal.visible("study", Study.objects.all())
+    if name := request.query_params.get("name"):
+        studies = studies.filter(like("name", name))
+    scope = principal.max_scope("study", "view")
+    if (organization_id := int_param(request, "organization_id")) is not None:
+        if scope == ORG and organization_id != principal.organization_id:
+            raise unauthorized()
+        studies = studies.filter(organizations=organization_id)
+    if (collaboration_id := int_param(request, "collaboration_id")) is not None:
+        if scope != GLO and collaboration_id not in principal.collaboration_ids:
+            raise unauthorized()
+        studies = studies.filter(collaboration_id=collaboration_id)
+    return _with_organizations(studies, include_organizations)
+
+
+def study_get(
+    principal: Principal, pk: int | str, operation: str = "view", *, include_organizations: bool = False
+) -> Study:
+    study = object_or_404(_with_organizations(Study.objects.all(), include_organizations), pk, "Study")
+    require_visible(principal, "study", study, operation)
+    return study
+
+
+def study_for_member_change(principal: Principal, pk: int | str) -> Study:
+    """A study whose organizations the caller may change: CAN_COL(study.edit) on its collaboration."""
+    study = object_or_404(Study.objects.select_related("collaboration"), pk, "Study")
+    principal.require(principal.can_col("study", "edit", study.collaboration_id))
+    return study
+
+
+# --- algorithm stores --------------------------------------------------------------------------------
+def algorithm_store_list(principal: Principal, request: Request) -> QuerySet[AlgorithmStore]:
+    stores = principal.visible("algorithmstore", AlgorithmStore.objects.all())
+    params = request.query_params
+    if name := params.get("name"):
+        stores = stores.filter(like("name", name))
+    if url := params.get("url"):
+        stores = stores.filter(like("url", url))
+    if (collaboration_id := int_param(request, "collaboration_id")) is not None:
+        object_or_404(Collaboration.objects.all(), collaboration_id, "Collaboration")
+        if (
+            not principal.has("collaboration", GLO, "view")
+            and collaboration_id not in principal.collaboration_ids
+        ):
+            raise unauthorized()
+        stores = stores.filter(Q(collaboration_id=collaboration_id) | Q(collaboration__isnull=True))
+    return stores
+
+
+def algorithm_store_get(principal: Principal, pk: int | str) -> AlgorithmStore:
+    store = object_or_404(AlgorithmStore.objects.all(), pk, "Algorithm store")
+    require_visible(principal, "algorithmstore", store)
+    return store

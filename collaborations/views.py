@@ -1,0 +1,247 @@
+"""Endpoints of organizations, collaborations (with their members and nodes), studies and stores."""
+
+from __future__ import annotations
+
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from collaborations import selectors, services
+from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
+from collaborations.serializers import (
+    AlgorithmStoreCreateInput,
+    AlgorithmStoreOutput,
+    AlgorithmStoreUpdateInput,
+    CollaborationCreateInput,
+    CollaborationOutput,
+    CollaborationUpdateInput,
+    IdInput,
+    OrganizationCreateInput,
+    OrganizationOutput,
+    OrganizationUpdateInput,
+    StudyCreateInput,
+    StudyOutput,
+    StudyUpdateInput,
+    validated,
+)
+from nodes.models import Node
+from nodes.serializers import NodeSimpleOutput
+from vantage6.api.pagination import paginate
+from vantage6.api.params import flag, list_param
+from vantage6.api.views import ANY_CLIENT, NODE, USER, ApiViewSet
+
+
+def _include_organizations(request: Request) -> bool:
+    return "organizations" in list_param(request, "include")
+
+
+def _organizations(queryset) -> list[dict]:
+    return OrganizationOutput(queryset.order_by("id"), many=True).data
+
+
+class OrganizationViewSet(ApiViewSet):
+    queryset = Organization.objects.none()
+    serializer_class = OrganizationOutput
+    action_clients = {"list": ANY_CLIENT, "retrieve": ANY_CLIENT, "partial_update": (USER, NODE)}
+
+    def list(self, request: Request) -> Response:
+        rows = selectors.organization_list(self.principal, request)
+        return paginate(request, rows, lambda page: OrganizationOutput(page, many=True).data)
+
+    def create(self, request: Request) -> Response:
+        data = validated(OrganizationCreateInput, request.data)
+        organization = services.organization_create(principal=self.principal, data=data)
+        return Response(OrganizationOutput(organization).data, status=201)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(OrganizationOutput(selectors.organization_get(self.principal, pk)).data)
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        organization = selectors.organization_get(self.principal, pk, "edit")
+        data = validated(OrganizationUpdateInput, request.data)
+        organization = services.organization_update(
+            principal=self.principal, organization=organization, data=data
+        )
+        return Response(OrganizationOutput(organization).data)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        organization = selectors.object_or_404(Organization.objects.all(), pk, "Organization")
+        services.organization_delete(
+            principal=self.principal,
+            organization=organization,
+            delete_dependents=flag(request, "delete_dependents"),
+        )
+        return Response({"msg": f"Organization id={pk} has been deleted"})
+
+
+class CollaborationViewSet(ApiViewSet):
+    queryset = Collaboration.objects.none()
+    serializer_class = CollaborationOutput
+    action_clients = {"list": (USER, NODE), "retrieve": ANY_CLIENT}
+
+    def _output(self, collaboration: Collaboration, include_organizations: bool = False) -> dict:
+        return CollaborationOutput(
+            collaboration, context={"include_organizations": include_organizations}
+        ).data
+
+    def list(self, request: Request) -> Response:
+        include = _include_organizations(request)
+        rows = selectors.collaboration_list(self.principal, request, include_organizations=include)
+        return paginate(
+            request,
+            rows,
+            lambda page: (
+                CollaborationOutput(page, many=True, context={"include_organizations": include}).data
+            ),
+        )
+
+    def create(self, request: Request) -> Response:
+        data = validated(CollaborationCreateInput, request.data)
+        collaboration = services.collaboration_create(principal=self.principal, **data)
+        # vantage6 answers 200 here, not 201.
+        return Response(self._output(collaboration))
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        include = _include_organizations(request)
+        collaboration = selectors.collaboration_get(self.principal, pk, include_organizations=include)
+        return Response(self._output(collaboration, include))
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        collaboration = selectors.collaboration_for_edit(self.principal, pk)
+        data = validated(CollaborationUpdateInput, request.data)
+        collaboration = services.collaboration_update(
+            principal=self.principal, collaboration=collaboration, data=data
+        )
+        return Response(self._output(collaboration))
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        collaboration = selectors.collaboration_for_edit(self.principal, pk, "delete")
+        services.collaboration_delete(
+            principal=self.principal,
+            collaboration=collaboration,
+            delete_dependents=flag(request, "delete_dependents"),
+        )
+        return Response({"msg": f"Collaboration id={pk} has been deleted"})
+
+    @action(detail=True, methods=["post", "delete"], url_path="organization")
+    def organizations(self, request: Request, pk: str) -> Response:
+        collaboration = selectors.collaboration_for_edit(self.principal, pk)
+        organization_id = validated(IdInput, request.data)["id"]
+        change = (
+            services.collaboration_organization_add
+            if request.method == "POST"
+            else services.collaboration_organization_remove
+        )
+        change(principal=self.principal, collaboration=collaboration, organization_id=organization_id)
+        return Response(_organizations(collaboration.organizations.all()))
+
+    @action(detail=True, methods=["post", "delete"], url_path="node")
+    def nodes(self, request: Request, pk: str) -> Response:
+        collaboration = selectors.collaboration_for_edit(self.principal, pk)
+        node_id = validated(IdInput, request.data)["id"]
+        if request.method == "DELETE":
+            services.collaboration_node_remove(
+                principal=self.principal, collaboration=collaboration, node_id=node_id
+            )
+            return Response({"msg": f"Node id={node_id} removed from collaboration id={collaboration.pk}"})
+        services.collaboration_node_add(
+            principal=self.principal, collaboration=collaboration, node_id=node_id
+        )
+        nodes = Node.objects.filter(collaboration=collaboration).order_by("id")
+        return Response(NodeSimpleOutput(nodes, many=True).data, status=201)
+
+
+class StudyViewSet(ApiViewSet):
+    queryset = Study.objects.none()
+    serializer_class = StudyOutput
+    action_clients = {"list": (USER, NODE), "retrieve": ANY_CLIENT}
+
+    def _output(self, study: Study, include_organizations: bool = True) -> dict:
+        return StudyOutput(study, context={"include_organizations": include_organizations}).data
+
+    def list(self, request: Request) -> Response:
+        include = _include_organizations(request)
+        rows = selectors.study_list(self.principal, request, include_organizations=include)
+        return paginate(
+            request,
+            rows,
+            lambda page: StudyOutput(page, many=True, context={"include_organizations": include}).data,
+        )
+
+    def create(self, request: Request) -> Response:
+        data = validated(StudyCreateInput, request.data)
+        study = services.study_create(principal=self.principal, **data)
+        return Response(self._output(study), status=201)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        include = _include_organizations(request)
+        study = selectors.study_get(self.principal, pk, include_organizations=include)
+        return Response(self._output(study, include))
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        study = selectors.study_get(self.principal, pk, "edit")
+        data = validated(StudyUpdateInput, request.data)
+        data.pop("collaboration_id", None)
+        study = services.study_update(principal=self.principal, study=study, data=data)
+        return Response(self._output(study))
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        study = selectors.study_get(self.principal, pk, "delete")
+        services.study_delete(
+            principal=self.principal, study=study, delete_dependents=flag(request, "delete_dependents")
+        )
+        return Response({"msg": f"Study id={pk} has been deleted"})
+
+    @action(detail=True, methods=["post", "delete"], url_path="organization")
+    def organizations(self, request: Request, pk: str) -> Response:
+        study = selectors.study_for_member_change(self.principal, pk)
+        organization_id = validated(IdInput, request.data)["id"]
+        change = (
+            services.study_organization_add
+            if request.method == "POST"
+            else services.study_organization_remove
+        )
+        change(principal=self.principal, study=study, organization_id=organization_id)
+        return Response(_organizations(study.organizations.all()))
+
+
+class AlgorithmStoreViewSet(ApiViewSet):
+    queryset = AlgorithmStore.objects.none()
+    serializer_class = AlgorithmStoreOutput
+    action_clients = {"retrieve": (USER, NODE)}
+
+    def list(self, request: Request) -> Response:
+        rows = selectors.algorithm_store_list(self.principal, request)
+        return paginate(request, rows, lambda page: AlgorithmStoreOutput(page, many=True).data)
+
+    def create(self, request: Request) -> Response:
+        data = validated(AlgorithmStoreCreateInput, request.data)
+        store = services.algorithm_store_create(
+            principal=self.principal,
+            name=data["name"],
+            url=data["algorithm_store_url"],
+            collaboration_id=data.get("collaboration_id"),
+            server_url=data.get("server_url"),
+            force=data["force"],
+            authorization=request.META.get("HTTP_AUTHORIZATION"),
+        )
+        return Response(AlgorithmStoreOutput(store).data, status=201)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(AlgorithmStoreOutput(selectors.algorithm_store_get(self.principal, pk)).data)
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        store = selectors.object_or_404(AlgorithmStore.objects.all(), pk, "Algorithm store")
+        data = validated(AlgorithmStoreUpdateInput, request.data)
+        store = services.algorithm_store_update(principal=self.principal, store=store, data=data)
+        return Response(AlgorithmStoreOutput(store).data)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        store = selectors.object_or_404(AlgorithmStore.objects.all(), pk, "Algorithm store")
+        services.algorithm_store_delete(
+            principal=self.principal,
+            store=store,
+            server_url=request.query_params.get("server_url"),
+            authorization=request.META.get("HTTP_AUTHORIZATION"),
+        )
+        return Response({"msg": f"Algorithm store id={pk} has been deleted"})

@@ -1,0 +1,298 @@
+"""The vantage6 events of namespace ``/tasks``: who joins which rooms, and what nodes report.
+
+A socket is identified by the access token of its handshake's ``Authorization`` header. Connections
+are always accepted; a socket without a usable token just never joins a room.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+
+import jwt
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.authentication import principal_from_claims
+from accounts.models import Authenticatable, AuthStatus
+from accounts.permissions import COL, GLO, ORG, Principal
+from accounts.tokens import TokenError, decode
+from collaborations.models import Collaboration
+from nodes.events import ALL_NODES_ROOM, TASKS_NAMESPACE, collaboration_room, organization_room
+from nodes.models import NodeConfig
+from nodes.socket_store import DatabaseSessionStore
+from nodes.socketio.server import Namespace, Server, Socket
+from tasks.models import Run
+from vantage6.api.errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+NODE_EVENTS = {"algorithm_status_change", "algorithm_log", "node_info_update", "node_metrics_update"}
+
+
+# --- identification ------------------------------------------------------------------------------------
+def identify(authorization: str | None) -> dict | str | None:
+    """The identity a handshake's Authorization header names, marked online: a dict (``kind``, ``id``,
+    ``name``, ``rooms``, and for nodes ``org_id``, ``collaboration_id``); or the event that tells the
+    client its token is unusable (``expired_token``, ``invalid_token``); or None."""
+    parts = (authorization or "").split()
+    if len(parts) != 2 or parts[0] != "Bearer":
+        return None
+    try:
+        claims = decode(parts[1])
+    except TokenError as exc:
+        if exc.status == 401:
+            return "expired_token"
+        # decode() hides the cause from tracebacks but keeps it as the context.
+        if isinstance(exc.__context__, jwt.InvalidSignatureError):
+            return "invalid_token"
+        return None
+    if claims.get("type") != "access" or claims.get("client_type") not in ("user", "node"):
+        return None
+    try:
+        principal = principal_from_claims(claims)
+    except ApiError:
+        return None
+    # A connection is a heartbeat: the sweep measures silence from here.
+    Authenticatable.objects.filter(pk=principal.id).update(status=AuthStatus.ONLINE, last_seen=timezone.now())
+    if principal.is_node:
+        node = principal.node
+        return {
+            "kind": "node",
+            "id": node.pk,
+            "name": node.name,
+            "org_id": node.organization_id,
+            "collaboration_id": node.collaboration_id,
+            "rooms": node_rooms(node.organization_id, node.collaboration_id),
+        }
+    return {
+        "kind": "user",
+        "id": principal.id,
+        "name": principal.user.username,
+        "rooms": user_rooms(principal),
+    }
+
+
+def node_rooms(organization_id: int, collaboration_id: int | None) -> list[str]:
+    if collaboration_id is None:
+        return [ALL_NODES_ROOM]
+    return [
+        ALL_NODES_ROOM,
+        collaboration_room(collaboration_id),
+        organization_room(collaboration_id, organization_id),
+    ]
+
+
+def user_rooms(principal: Principal) -> list[str]:
+    """Rooms by the user's broadest ``event`` receive rule (permissions.md §5.7)."""
+    scope = principal.max_scope("event", "receive")
+    if scope == GLO:
+        return [
+            collaboration_room(cid)
+            for cid in Collaboration.objects.order_by("id").values_list("id", flat=True)
+        ]
+    own = sorted(principal.collaboration_ids)
+    if scope == COL:
+        return [collaboration_room(cid) for cid in own]
+    if scope == ORG:
+        return [organization_room(cid, principal.organization_id) for cid in own]
+    return []
+
+
+# --- node reports --------------------------------------------------------------------------------------
+def _own_run(node: dict, data: object) -> Run | None:
+    """The run a node's report is about, if it is a run of that node."""
+    run_id = data.get("run_id") if isinstance(data, dict) else None
+    if not isinstance(run_id, int) or isinstance(run_id, bool):
+        return None
+    return (
+        Run.objects.select_related("task")
+        .filter(pk=run_id, organization_id=node["org_id"], task__collaboration_id=node["collaboration_id"])
+        .first()
+    )
+
+
+def status_change(node: dict, data: object) -> dict | None:
+    """The ``algorithm_status_change`` to relay: the node's report with ids from the database + job_id."""
+    run = _own_run(node, data)
+    if run is None:
+        return None
+    return {
+        "status": data.get("status"),
+        "run_id": run.pk,
+        "task_id": run.task_id,
+        "job_id": run.task.job_id,
+        "collaboration_id": node["collaboration_id"],
+        "node_id": node["id"],
+        "organization_id": node["org_id"],
+        "parent_id": run.task.parent_id,
+    }
+
+
+@transaction.atomic
+def append_log(node: dict, data: object) -> dict | None:
+    """Append an ``algorithm_log`` line to its run's log; the event to relay."""
+    log = data.get("log") if isinstance(data, dict) else None
+    run = _own_run(node, data)
+    if not isinstance(log, str) or run is None:
+        return None
+    run = Run.objects.select_for_update().get(pk=run.pk)
+    stored = run.log or ""
+    run.log = stored + ("\n" if stored and not stored.endswith("\n") else "") + log
+    run.save(update_fields=["log"])
+    return {"run_id": run.pk, "task_id": run.task_id, "log": log}
+
+
+def _config_text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def config_rows(config: dict) -> list[tuple[str, str]]:
+    """(key, value) rows of a shared node configuration: lists give a row per item, an object's inner
+    keys become keys."""
+    rows = []
+    for key, value in config.items():
+        entries = value.items() if isinstance(value, dict) else [(key, value)]
+        for entry_key, entry in entries:
+            for item in entry if isinstance(entry, list) else [entry]:
+                rows.append((str(entry_key)[:256], _config_text(item)))
+    return rows
+
+
+@transaction.atomic
+def store_config(node_id: int, config: object) -> bool:
+    """Replace the configuration a node shares (``node_info_update``)."""
+    if not isinstance(config, dict):
+        return False
+    NodeConfig.objects.filter(node_id=node_id).delete()
+    NodeConfig.objects.bulk_create(
+        NodeConfig(node_id=node_id, key=key, value=value) for key, value in config_rows(config)
+    )
+    return True
+
+
+def heartbeat(identity_id: int) -> None:
+    Authenticatable.objects.filter(pk=identity_id).update(status=AuthStatus.ONLINE, last_seen=timezone.now())
+
+
+@transaction.atomic
+def went_offline(identity: dict) -> None:
+    Authenticatable.objects.filter(pk=identity["id"]).update(status=AuthStatus.OFFLINE)
+    if identity["kind"] == "node":
+        NodeConfig.objects.filter(node_id=identity["id"]).delete()
+
+
+def node_sweep_period() -> float:
+    return settings.NODE_HEARTBEAT_TIMEOUT / 20
+
+
+def mark_silent_nodes_offline() -> int:
+    """Nodes whose last heartbeat is older than the timeout become offline; how many did.
+
+    Run every ``node_sweep_period()`` seconds, this marks a node offline at most
+    ``NODE_HEARTBEAT_TIMEOUT`` seconds after its last heartbeat, on whichever instance it was connected.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.NODE_HEARTBEAT_TIMEOUT - node_sweep_period())
+    silent = Authenticatable.objects.filter(type="node", status=AuthStatus.ONLINE, last_seen__lt=cutoff)
+    # Look before writing: most sweeps find nothing, and a write (even of no row) takes a lock.
+    return silent.update(status=AuthStatus.OFFLINE) if silent.exists() else 0
+
+
+# --- the namespace ---------------------------------------------------------------------------------------
+def _notice(identity: dict, verb: str, room: str) -> str:
+    return f"{identity['name']} {verb} room {room}"
+
+
+def _node_notice(identity: dict) -> dict:
+    return {"id": identity["id"], "name": identity["name"], "org_id": identity["org_id"]}
+
+
+class TasksNamespace(Namespace):
+    async def on_connect(self, socket: Socket) -> None:
+        identity = await database_sync_to_async(identify)(socket.headers.get("authorization"))
+        if isinstance(identity, str):
+            await socket.emit(identity)
+            return
+        if identity is None:
+            logger.info("socket %s connected without a usable token", socket.sid)
+            return
+        socket.state.update(identity)
+        socket.set_owner(f"{identity['kind']}:{identity['id']}")
+        emit = socket.server.emit
+        if identity["kind"] == "node":
+            await socket.emit("sync")
+            for room in identity["rooms"]:
+                await emit("node-online", _node_notice(identity), room=room, namespace=TASKS_NAMESPACE)
+        for room in identity["rooms"]:
+            await socket.join(room)
+            if room != ALL_NODES_ROOM:
+                await emit("message", _notice(identity, "joined", room), room=room, namespace=TASKS_NAMESPACE)
+
+    async def on_disconnect(self, socket: Socket) -> None:
+        identity = socket.state
+        if "kind" not in identity:
+            return
+        emit = socket.server.emit
+        for room in identity["rooms"]:
+            await socket.leave(room)
+            if room != ALL_NODES_ROOM:
+                await emit("message", _notice(identity, "left", room), room=room, namespace=TASKS_NAMESPACE)
+        owner = socket.session.owner
+        if await database_sync_to_async(socket.server.store.has_owner)(owner, besides=socket.session.sid):
+            return  # still connected through another session (e.g. reconnected before this one timed out)
+        await database_sync_to_async(went_offline)(identity)
+        if identity["kind"] == "node":
+            for room in identity["rooms"]:
+                await emit("node-offline", _node_notice(identity), room=room, namespace=TASKS_NAMESPACE)
+
+    async def on_event(self, socket: Socket, event: str, args: list) -> None:
+        identity = socket.state
+        data = args[0] if args else None
+        if event in ("message", "error"):
+            logger.info("socket %s sent %s: %s", socket.sid, event, data)
+        elif "kind" not in identity:
+            logger.info("unidentified socket %s sent %s; ignored", socket.sid, event)
+        elif event == "ping":
+            await database_sync_to_async(heartbeat)(identity["id"])
+        elif event not in NODE_EVENTS:
+            logger.info("socket %s sent unknown event %s; ignored", socket.sid, event)
+        elif identity["kind"] != "node":
+            logger.warning("%s %s sent node event %s; ignored", identity["kind"], identity["id"], event)
+        else:
+            await self._node_event(socket, identity, event, data)
+
+    async def _node_event(self, socket: Socket, node: dict, event: str, data: object) -> None:
+        if event == "node_info_update":
+            if not await database_sync_to_async(store_config)(node["id"], data):
+                logger.warning("node %s sent a configuration that is not an object", node["id"])
+            return
+        if event == "node_metrics_update":
+            logger.debug("metrics of node %s: %s", node["id"], data)
+            return
+        relay = status_change if event == "algorithm_status_change" else append_log
+        message = await database_sync_to_async(relay)(node, data)
+        if message is None:
+            logger.warning("node %s sent %s about a run that is not its own; ignored", node["id"], event)
+            return
+        await socket.server.emit(
+            event, message, room=collaboration_room(node["collaboration_id"]), namespace=TASKS_NAMESPACE
+        )
+
+
+async def _housekeeping() -> None:
+    await database_sync_to_async(mark_silent_nodes_offline)()
+
+
+server = Server(
+    namespaces={TASKS_NAMESPACE: TasksNamespace()},
+    store=DatabaseSessionStore(),
+    ping_interval=settings.SOCKET_PING_INTERVAL,
+    ping_timeout=settings.SOCKET_PING_TIMEOUT,
+    session_headers=("authorization",),
+    cors_allowed_origins=tuple(settings.CORS_ALLOWED_ORIGINS),
+    housekeeping=_housekeeping,
+    housekeeping_interval=node_sweep_period(),
+)

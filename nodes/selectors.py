@@ -1,0 +1,66 @@
+"""Reads on nodes: the filtered list, one node, and the node an API key belongs to."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, time, timedelta
+
+from django.db.models import Prefetch, QuerySet
+from rest_framework.request import Request
+
+from accounts.permissions import Principal
+from collaborations.models import Study
+from collaborations.selectors import object_or_404
+from nodes.models import Node, NodeConfig, api_key_digest
+from vantage6.api.lookups import like
+from vantage6.api.params import date_param, int_param
+
+
+def _nodes() -> QuerySet[Node]:
+    return Node.objects.prefetch_related(Prefetch("config", queryset=NodeConfig.objects.order_by("id")))
+
+
+def node_list(principal: Principal, request: Request) -> QuerySet[Node]:
+    nodes = principal.visible("node", _nodes())
+    params = request.query_params
+    if (organization_id := int_param(request, "organization_id")) is not None:
+        principal.require(principal.allow_org("node", "view", organization_id))
+        nodes = nodes.filter(organization_id=organization_id)
+    if (collaboration_id := int_param(request, "collaboration_id")) is not None:
+        principal.require(principal.can_col("node", "view", collaboration_id))
+        nodes = nodes.filter(collaboration_id=collaboration_id)
+    if (study_id := int_param(request, "study_id")) is not None:
+        study = object_or_404(Study.objects.all(), study_id, "Study")
+        principal.require(principal.can_col("node", "view", study.collaboration_id))
+        nodes = nodes.filter(
+            collaboration_id=study.collaboration_id,
+            organization_id__in=study.organizations.values("pk"),
+        )
+    if status := params.get("status"):
+        nodes = nodes.filter(status=status)
+    if ip := params.get("ip"):
+        nodes = nodes.filter(ip=ip)
+    if name := params.get("name"):
+        nodes = nodes.filter(like("name", name))
+    # Whole days, both ends included.
+    if (seen_from := date_param(request, "last_seen_from")) is not None:
+        nodes = nodes.filter(last_seen__gte=datetime.combine(seen_from, time.min))
+    if (seen_till := date_param(request, "last_seen_till")) is not None:
+        nodes = nodes.filter(last_seen__lt=datetime.combine(seen_till + timedelta(days=1), time.min))
+    return nodes
+
+
+def node_get(principal: Principal, pk: int | str, operation: str = "view") -> Node:
+    """A node, judged on its own collaboration (not on any collaboration its organization shares)."""
+    node = object_or_404(_nodes(), pk, "Node")
+    principal.require(
+        principal.allow_org_in_col("node", operation, node.organization_id, node.collaboration_id)
+    )
+    return node
+
+
+def node_by_api_key(api_key: uuid.UUID) -> Node | None:
+    """The node holding ``api_key``: one indexed lookup, then a constant-time comparison."""
+    key = str(api_key)
+    node = Node.objects.filter(api_key_hash=api_key_digest(key)).first()
+    return node if node is not None and node.check_api_key(key) else None

@@ -1,0 +1,93 @@
+"""Output and input serializers of nodes and of node login."""
+
+from __future__ import annotations
+
+import uuid
+
+from rest_framework import serializers
+
+from collaborations.serializers import IdField
+from nodes.models import Node
+from vantage6.api.fields import RefField, TimestampField
+
+
+class NodeSimpleOutput(serializers.ModelSerializer):
+    last_seen = TimestampField(read_only=True)
+    organization = RefField("organization")
+
+    class Meta:
+        model = Node
+        fields = ["id", "ip", "last_seen", "status", "name", "organization"]
+
+
+class NodeOutput(NodeSimpleOutput):
+    """A node with the configuration it shares (``config`` must be prefetched)."""
+
+    type = serializers.CharField(read_only=True)
+    collaboration = RefField("collaboration")
+    config = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Node
+        fields = [
+            "id",
+            "type",
+            "ip",
+            "last_seen",
+            "status",
+            "name",
+            "organization",
+            "collaboration",
+            "config",
+        ]
+
+    def get_config(self, node: Node) -> list[dict]:
+        return [{"key": row.key, "value": row.value} for row in node.config.all()]
+
+
+class NodeCreatedOutput(NodeOutput):
+    """The answer to creating a node: the only time its API key is shown."""
+
+    api_key = serializers.SerializerMethodField()
+
+    class Meta(NodeOutput.Meta):
+        fields = [*NodeOutput.Meta.fields, "api_key"]
+
+    def get_api_key(self, node: Node) -> str:
+        return self.context["api_key"]
+
+
+class NodeCreateInput(serializers.Serializer):
+    collaboration_id = IdField()
+    organization_id = IdField(required=False, allow_null=True)
+    name = serializers.CharField(max_length=128, required=False, allow_null=True, allow_blank=True)
+    # Accepted for compatibility; a node reports its address itself.
+    ip = serializers.IPAddressField(required=False, allow_null=True, allow_blank=True)
+
+
+class NodeUpdateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=128, required=False)
+    ip = serializers.IPAddressField(required=False, allow_null=True, allow_blank=True)
+    clear_ip = serializers.BooleanField(required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        moved = sorted({"organization_id", "collaboration_id"} & set(self.initial_data))
+        if moved:
+            raise serializers.ValidationError(
+                {key: ["A node cannot be moved to another organization or collaboration."] for key in moved}
+            )
+        return attrs
+
+
+class NodeLoginInput(serializers.Serializer):
+    api_key = serializers.CharField(max_length=64)
+
+    def validate_api_key(self, value: str) -> uuid.UUID:
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            raise serializers.ValidationError("Not a valid UUID.") from None
+
+
+class NodeRecoverInput(serializers.Serializer):
+    id = IdField()

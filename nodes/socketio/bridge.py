@@ -1,0 +1,84 @@
+"""Running channel-layer work from synchronous code (views, management commands, sync tests).
+
+Layers such as channels-rabbitmq can only be built inside a running event loop and stay bound to it,
+so a fresh loop per call (``async_to_sync``) breaks from the second call on. Synchronous callers
+therefore share one long-lived publisher thread with its own loop and its own layer instance;
+coroutines it runs see that instance through ``layer()``.
+The in-memory layer is the exception: it only works within one process when the sender uses the
+very instance the consumers listen on, which ``async_to_sync`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import threading
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import TypeVar
+
+from asgiref.sync import async_to_sync
+from channels.layers import BaseChannelLayer, channel_layers, get_channel_layer
+from django.conf import settings
+
+T = TypeVar("T")
+
+TIMEOUT_SECONDS = 60
+
+_publisher_layer: ContextVar[BaseChannelLayer | None] = ContextVar("publisher_layer", default=None)
+
+
+def layer(alias: str) -> BaseChannelLayer:
+    """The layer for the running loop: the publisher's own on its thread, else the process's."""
+    return _publisher_layer.get() or get_channel_layer(alias)
+
+
+def _in_memory(alias: str) -> bool:
+    return settings.CHANNEL_LAYERS[alias]["BACKEND"].endswith("InMemoryChannelLayer")
+
+
+class _Publisher:
+    """A daemon thread running an event loop that owns one channel layer."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.loop = asyncio.new_event_loop()
+        self.layer: BaseChannelLayer | None = None
+        self.thread = threading.Thread(target=self.loop.run_forever, name=f"publisher-{alias}", daemon=True)
+        self.thread.start()
+        atexit.register(self.stop)
+
+    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
+        if self.layer is None:
+            self.layer = channel_layers.make_backend(self.alias)
+        _publisher_layer.set(self.layer)  # this task's context only
+        return await call()
+
+    def run(self, call: Callable[[], Awaitable[T]]) -> T:
+        return asyncio.run_coroutine_threadsafe(self._call(call), self.loop).result(TIMEOUT_SECONDS)
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self.layer is not None and hasattr(self.layer, "close"):
+                await self.layer.close()
+
+        if self.loop.is_running():
+            with contextlib.suppress(Exception):  # best effort at interpreter exit
+                asyncio.run_coroutine_threadsafe(close(), self.loop).result(5)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+_publishers: dict[str, _Publisher] = {}
+_lock = threading.Lock()
+
+
+def run(call: Callable[[], Awaitable[T]], alias: str) -> T:
+    """Run the coroutine ``call()`` to completion from synchronous code (not from a loop's thread)."""
+    if _in_memory(alias):
+        return async_to_sync(call)()
+    with _lock:
+        publisher = _publishers.get(alias)
+        if publisher is None:
+            publisher = _publishers[alias] = _Publisher(alias)
+    return publisher.run(call)

@@ -1,0 +1,94 @@
+"""Engine.IO v4 and Socket.IO v5 packets (text only; binary payloads are not supported)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+# Engine.IO packet types.
+OPEN, CLOSE, PING, PONG, MESSAGE, UPGRADE, NOOP = range(7)
+# Socket.IO packet types.
+CONNECT, DISCONNECT, EVENT, ACK, CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = range(7)
+
+# Packets of one long-polling payload are separated by the ASCII record separator.
+RECORD_SEPARATOR = "\x1e"
+
+
+class PacketError(ValueError):
+    """A packet that does not follow the protocol."""
+
+
+def encode_eio(packet_type: int, data: str = "") -> str:
+    return f"{packet_type}{data}"
+
+
+def decode_eio(text: str) -> tuple[int, str]:
+    """(type, data) of an Engine.IO text packet."""
+    if not text or not text[0].isdigit() or int(text[0]) > NOOP:
+        raise PacketError(f"bad Engine.IO packet {text[:20]!r}")
+    return int(text[0]), text[1:]
+
+
+def encode_payload(packets: list[str]) -> str:
+    return RECORD_SEPARATOR.join(packets)
+
+
+def decode_payload(body: str) -> list[tuple[int, str]]:
+    """The Engine.IO packets of a long-polling request body; binary (``b…``) packets are skipped."""
+    return [decode_eio(part) for part in body.split(RECORD_SEPARATOR) if part and part[0] != "b"]
+
+
+def _dumps(data: object) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class SioPacket:
+    type: int
+    namespace: str = "/"
+    data: object = None
+    ack_id: int | None = None
+
+    def encode(self) -> str:
+        """The Engine.IO MESSAGE packet carrying this Socket.IO packet."""
+        parts = [str(MESSAGE), str(self.type)]
+        if self.namespace != "/":
+            parts.append(self.namespace + ",")
+        if self.ack_id is not None:
+            parts.append(str(self.ack_id))
+        if self.data is not None:
+            parts.append(_dumps(self.data))
+        return "".join(parts)
+
+
+def decode_sio(text: str) -> SioPacket:
+    """A Socket.IO packet from the data of an Engine.IO MESSAGE packet."""
+    if not text or not text[0].isdigit():
+        raise PacketError(f"bad Socket.IO packet {text[:20]!r}")
+    packet_type = int(text[0])
+    if packet_type in (BINARY_EVENT, BINARY_ACK):
+        raise PacketError("binary Socket.IO packets are not supported")
+    if packet_type > CONNECT_ERROR:
+        raise PacketError(f"unknown Socket.IO packet type {packet_type}")
+    rest = text[1:]
+    namespace = "/"
+    if rest.startswith("/"):
+        end = rest.find(",")
+        namespace, rest = (rest, "") if end < 0 else (rest[:end], rest[end + 1 :])
+    digits = 0
+    while digits < len(rest) and rest[digits].isdigit():
+        digits += 1
+    ack_id = int(rest[:digits]) if digits else None
+    rest = rest[digits:]
+    try:
+        data = json.loads(rest) if rest else None
+    except ValueError:
+        raise PacketError("bad JSON in Socket.IO packet") from None
+    if packet_type == EVENT and (not isinstance(data, list) or not data or not isinstance(data[0], str)):
+        raise PacketError("an event needs a name")
+    return SioPacket(packet_type, namespace, data, ack_id)
+
+
+def event_packet(namespace: str, event: str, data: object = None) -> str:
+    """The encoded EVENT packet of ``event`` (no argument when ``data`` is None)."""
+    return SioPacket(EVENT, namespace, [event] if data is None else [event, data]).encode()

@@ -1,0 +1,317 @@
+"""A Socket.IO v5 server over Engine.IO v4 whose sessions and rooms span server instances.
+
+Delivery model:
+
+* A room is a channel-layer group (``room_group``); websocket consumers of the room's sessions are its
+  members, so an emit from any instance reaches them wherever they are connected.
+* A long-polling session has no consumer between two GETs, and its GETs may land on any instance.
+  Its packets are queued in the session store and a wake-up is sent to the session's group
+  (``session_group``), where the instance holding a waiting GET (if any) listens.
+* Session state (namespaces, rooms, owner) lives in the store, so any instance can serve any request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from channels.db import database_sync_to_async
+from channels.layers import DEFAULT_CHANNEL_LAYER, BaseChannelLayer
+
+from nodes.socketio import bridge
+from nodes.socketio import packets as p
+from nodes.socketio.store import POLLING, WEBSOCKET, Session, SessionStore
+
+logger = logging.getLogger(__name__)
+
+_ROOM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+WAKE = {"type": "eio.wake"}
+
+
+def room_group(namespace: str, room: str) -> str:
+    return f"sio{namespace.replace('/', '.')}.{room}"
+
+
+def session_group(sid: str) -> str:
+    return f"eio.{sid}"
+
+
+def new_id() -> str:
+    return secrets.token_urlsafe(15)
+
+
+class Sink(Protocol):
+    """The websocket consumer holding a session in this process."""
+
+    async def send_packets(self, packets: list[str]) -> None: ...
+
+    async def group_add(self, group: str) -> None: ...
+
+    async def group_discard(self, group: str) -> None: ...
+
+
+class Socket:
+    """One client connected to one namespace; what namespace handlers work with."""
+
+    def __init__(self, server: Server, session: Session, namespace: str, sink: Sink | None) -> None:
+        self.server = server
+        self.session = session
+        self.namespace = namespace
+        self.sink = sink
+
+    @property
+    def sid(self) -> str:
+        return self.session.namespaces[self.namespace]["sid"]
+
+    @property
+    def state(self) -> dict:
+        """Application data kept with the session (stored after connect and disconnect)."""
+        return self.session.namespaces[self.namespace]["state"]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers of the handshake request, lower-case names."""
+        return self.session.headers
+
+    def set_owner(self, owner: str) -> None:
+        self.session.owner = owner
+
+    async def emit(self, event: str, data: object = None) -> None:
+        await self.server.send(self.session, [p.event_packet(self.namespace, event, data)], self.sink)
+
+    async def join(self, room: str) -> None:
+        if not _ROOM_NAME.match(room):
+            raise ValueError(f"invalid room name {room!r}")
+        await database_sync_to_async(self.server.store.join)(self.session.sid, self.namespace, room)
+        if self.sink is not None:
+            await self.sink.group_add(room_group(self.namespace, room))
+
+    async def leave(self, room: str) -> None:
+        await database_sync_to_async(self.server.store.leave)(self.session.sid, self.namespace, room)
+        if self.sink is not None:
+            await self.sink.group_discard(room_group(self.namespace, room))
+
+
+class Namespace:
+    """Handlers of one namespace. Subclass and override."""
+
+    async def on_connect(self, socket: Socket) -> None:
+        """After the CONNECT ack was sent (connections are always accepted)."""
+
+    async def on_disconnect(self, socket: Socket) -> None:
+        """The client left or its session ended; its rooms are left afterwards."""
+
+    async def on_event(self, socket: Socket, event: str, args: list) -> object:
+        """A client event; a non-None result (or a list of results) is the acknowledgement's data."""
+        return None
+
+
+class Server:
+    """The namespaces, the session store and the timers; one per process, shared by both transports."""
+
+    def __init__(
+        self,
+        *,
+        namespaces: dict[str, Namespace],
+        store: SessionStore,
+        ping_interval: float = 25,
+        ping_timeout: float = 60,
+        max_payload: int = 1_000_000,
+        session_headers: tuple[str, ...] | None = None,
+        cors_allowed_origins: tuple[str, ...] = ("*",),
+        layer_alias: str = DEFAULT_CHANNEL_LAYER,
+        housekeeping: Callable[[], Awaitable[None]] | None = None,
+        housekeeping_interval: float = 5,
+    ) -> None:
+        self.namespaces = namespaces
+        self.store = store
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.max_payload = max_payload
+        self.session_headers = session_headers
+        self.cors_allowed_origins = cors_allowed_origins
+        self.layer_alias = layer_alias
+        self.housekeeping = housekeeping
+        # ``housekeeping`` (the application's periodic work) runs every ``housekeeping_interval`` s.
+        self.housekeeping_interval = housekeeping_interval
+        # Sessions whose websocket is held by a consumer of this process.
+        self.local_websockets: set[str] = set()
+        self._housekeeping_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def layer(self) -> BaseChannelLayer:
+        return bridge.layer(self.layer_alias)
+
+    # --- sessions ------------------------------------------------------------------------------------
+    def open_session(self, transport: str, headers: dict[str, str]) -> tuple[Session, str]:
+        """A new session (stored) and its Engine.IO OPEN packet."""
+        if self.session_headers is not None:
+            headers = {k: v for k, v in headers.items() if k in self.session_headers}
+        session = Session(new_id(), transport, headers, ping_sent_at=time.time())
+        self.store.create(session)
+        handshake = {
+            "sid": session.sid,
+            "upgrades": ["websocket"] if transport == POLLING else [],
+            "pingInterval": int(self.ping_interval * 1000),
+            "pingTimeout": int(self.ping_timeout * 1000),
+            "maxPayload": self.max_payload,
+        }
+        return session, p.encode_eio(p.OPEN, json.dumps(handshake, separators=(",", ":")))
+
+    async def disconnect(
+        self, session: Session, sink: Sink | None = None, idle_before: float | None = None
+    ) -> None:
+        """End a session: its namespaces' disconnect handlers run once, on the instance that claims it."""
+        if not await database_sync_to_async(self.store.claim)(session.sid, idle_before=idle_before):
+            return
+        for namespace in list(session.namespaces):
+            await self._leave_namespace(session, namespace, sink)
+
+    async def _leave_namespace(self, session: Session, namespace: str, sink: Sink | None) -> None:
+        socket = Socket(self, session, namespace, sink)
+        try:
+            await self.namespaces[namespace].on_disconnect(socket)
+        except Exception:
+            logger.exception("disconnect handler of %s failed", namespace)
+        for ns, room in await database_sync_to_async(self.store.rooms)(session.sid):
+            if ns == namespace:
+                await socket.leave(room)
+        del session.namespaces[namespace]
+
+    # --- Socket.IO packets from clients -------------------------------------------------------------------
+    async def receive(self, session: Session, data: str, sink: Sink | None = None) -> None:
+        """Handle the data of an Engine.IO MESSAGE packet from the client."""
+        try:
+            packet = p.decode_sio(data)
+        except p.PacketError as exc:
+            logger.info("session %s: ignored packet: %s", session.sid, exc)
+            return
+        if packet.type == p.CONNECT:
+            await self._connect(session, packet.namespace, sink)
+        elif packet.namespace not in session.namespaces:
+            return
+        elif packet.type == p.DISCONNECT:
+            await self._leave_namespace(session, packet.namespace, sink)
+            if not session.namespaces:
+                session.owner = ""
+            await database_sync_to_async(self.store.save)(session)
+        elif packet.type == p.EVENT:
+            await self._event(session, packet, sink)
+
+    async def _connect(self, session: Session, namespace: str, sink: Sink | None) -> None:
+        handler = self.namespaces.get(namespace)
+        if handler is None:
+            error = p.SioPacket(p.CONNECT_ERROR, namespace, {"message": "Invalid namespace"})
+            await self.send(session, [error.encode()], sink)
+            return
+        if namespace not in session.namespaces:
+            session.namespaces[namespace] = {"sid": new_id(), "state": {}}
+            await database_sync_to_async(self.store.save)(session)
+        socket = Socket(self, session, namespace, sink)
+        await self.send(session, [p.SioPacket(p.CONNECT, namespace, {"sid": socket.sid}).encode()], sink)
+        try:
+            await handler.on_connect(socket)
+        except Exception:
+            logger.exception("connect handler of %s failed", namespace)
+        await database_sync_to_async(self.store.save)(session)
+
+    async def _event(self, session: Session, packet: p.SioPacket, sink: Sink | None) -> None:
+        socket = Socket(self, session, packet.namespace, sink)
+        event, args = packet.data[0], packet.data[1:]
+        try:
+            result = await self.namespaces[packet.namespace].on_event(socket, event, args)
+        except Exception:
+            logger.exception("handler of event %s failed", event)
+            result = None
+        if packet.ack_id is not None:
+            data = list(result) if isinstance(result, list | tuple) else [] if result is None else [result]
+            ack = p.SioPacket(p.ACK, packet.namespace, data, packet.ack_id)
+            await self.send(session, [ack.encode()], sink)
+
+    # --- delivery ------------------------------------------------------------------------------------------
+    async def send(self, session: Session, packets: list[str], sink: Sink | None = None) -> None:
+        """Send Engine.IO packets to one session, wherever it is connected."""
+        if sink is not None:
+            await sink.send_packets(packets)
+        elif session.transport == WEBSOCKET:
+            await self.layer.group_send(
+                session_group(session.sid), {"type": "eio.packets", "packets": packets}
+            )
+        else:
+            await database_sync_to_async(self.store.push)(session.sid, packets)
+            await self.layer.group_send(session_group(session.sid), WAKE)
+
+    async def emit(self, event: str, data: object = None, *, room: str, namespace: str = "/") -> None:
+        """Send an event to every socket of a room on every instance."""
+        packet = p.event_packet(namespace, event, data)
+        polling = await database_sync_to_async(self.store.push_to_room)(namespace, room, packet)
+        await self._fan_out(namespace, room, packet, polling)
+
+    def publish(self, event: str, data: object = None, *, room: str, namespace: str = "/") -> None:
+        """``emit`` for synchronous code; in an event loop's thread it is scheduled instead."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            _keep(loop.create_task(self.emit(event, data, room=room, namespace=namespace)))
+            return
+        packet = p.event_packet(namespace, event, data)
+        polling = self.store.push_to_room(namespace, room, packet)
+        self.run_sync(lambda: self._fan_out(namespace, room, packet, polling))
+
+    def run_sync(self, call: Callable[[], Awaitable[object]]) -> object:
+        """Run the coroutine ``call()`` (e.g. ``sweep``) from synchronous code."""
+        return bridge.run(call, self.layer_alias)
+
+    async def _fan_out(self, namespace: str, room: str, packet: str, polling: list[str]) -> None:
+        layer = self.layer
+        await layer.group_send(room_group(namespace, room), {"type": "eio.packets", "packets": [packet]})
+        for sid in polling:
+            await layer.group_send(session_group(sid), WAKE)
+
+    # --- housekeeping ----------------------------------------------------------------------------------
+    def ensure_housekeeping(self) -> None:
+        """Start the periodic sweep on the running loop (once per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._housekeeping_loop is not loop:
+            self._housekeeping_loop = loop
+            _keep(loop.create_task(self._housekeeping_forever()))
+
+    async def _housekeeping_forever(self) -> None:
+        swept = time.monotonic()
+        while True:
+            await asyncio.sleep(min(self.housekeeping_interval, self.ping_interval))
+            try:
+                if time.monotonic() - swept >= self.ping_interval:
+                    swept = time.monotonic()
+                    await self.sweep()
+                if self.housekeeping is not None:
+                    await self.housekeeping()
+            except Exception:
+                logger.exception("socket housekeeping failed")
+
+    async def sweep(self) -> None:
+        """Keep this process's websocket sessions alive in the store; end sessions nobody serves any
+        more (a long-polling client gone silent, or the websockets of an instance that died)."""
+        await database_sync_to_async(self.store.touch)(sorted(self.local_websockets))
+        idle_before = time.time() - (2 * self.ping_interval + self.ping_timeout)
+        for sid in await database_sync_to_async(self.store.idle)(idle_before):
+            session = await database_sync_to_async(self.store.get)(sid)
+            if session is not None and sid not in self.local_websockets:
+                await self.disconnect(session, idle_before=idle_before)
+
+
+_tasks: set[asyncio.Task] = set()
+
+
+def _keep(task: asyncio.Task) -> None:
+    """Hold a reference to a background task until it finishes."""
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)

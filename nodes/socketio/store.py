@@ -1,0 +1,80 @@
+"""Where sessions live: a store every server instance can reach (see ``SessionStore``)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+
+POLLING, WEBSOCKET = "polling", "websocket"
+
+
+@dataclass
+class Session:
+    """One Engine.IO session and the Socket.IO namespaces connected over it."""
+
+    sid: str
+    transport: str
+    headers: dict[str, str]
+    # {namespace: {"sid": socket id, "state": application data}}
+    namespaces: dict[str, dict] = field(default_factory=dict)
+    # An application key of who is connected (e.g. "user:5"), to find the other sessions of one client.
+    owner: str = ""
+    ping_sent_at: datetime | None = None
+
+
+class SessionStore(ABC):
+    """Shared state of the sessions. Methods are synchronous (database-style); callers in an event
+    loop run them in a thread."""
+
+    @abstractmethod
+    def create(self, session: Session) -> None: ...
+
+    @abstractmethod
+    def get(self, sid: str) -> Session | None: ...
+
+    @abstractmethod
+    def save(self, session: Session) -> None:
+        """Store the namespaces and the owner of a session."""
+
+    @abstractmethod
+    def set_transport(self, sid: str, transport: str) -> None: ...
+
+    @abstractmethod
+    def touch(self, sids: list[str], *, ping_sent: bool = False) -> None:
+        """Record activity of live sessions (and optionally that a PING was just sent)."""
+
+    @abstractmethod
+    def claim(self, sid: str, *, idle_before: datetime | None = None) -> bool:
+        """Delete a session (only if idle since ``idle_before`` when given); True for the one caller
+        that deleted it, so that disconnect handling runs once across instances."""
+
+    @abstractmethod
+    def idle(self, before: datetime) -> list[str]:
+        """Sessions without activity since ``before``."""
+
+    @abstractmethod
+    def join(self, sid: str, namespace: str, room: str) -> None: ...
+
+    @abstractmethod
+    def leave(self, sid: str, namespace: str, room: str) -> None: ...
+
+    @abstractmethod
+    def rooms(self, sid: str) -> list[tuple[str, str]]:
+        """(namespace, room) pairs the session is in."""
+
+    @abstractmethod
+    def push_to_room(self, namespace: str, room: str, packet: str) -> list[str]:
+        """Queue ``packet`` for every long-polling session in the room; their sids."""
+
+    @abstractmethod
+    def push(self, sid: str, packets: list[str]) -> None:
+        """Queue packets for the next long-polling GET of a session."""
+
+    @abstractmethod
+    def pop(self, sid: str) -> list[str]:
+        """Take the queued packets of a session, oldest first."""
+
+    @abstractmethod
+    def has_owner(self, owner: str, *, besides: str) -> bool:
+        """Whether ``owner`` has a session other than ``besides``."""

@@ -1,0 +1,99 @@
+"""Endpoints of nodes, node login and the replacement of a node's API key."""
+
+from __future__ import annotations
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from collaborations.serializers import validated
+from nodes import selectors, services
+from nodes.models import Node
+from nodes.serializers import (
+    NodeCreatedOutput,
+    NodeCreateInput,
+    NodeLoginInput,
+    NodeOutput,
+    NodeRecoverInput,
+    NodeUpdateInput,
+)
+from vantage6.api.pagination import paginate
+from vantage6.api.views import NODE, USER, ApiViewSet, ClientTypeGate
+
+
+class NodeViewSet(ApiViewSet):
+    queryset = Node.objects.none()
+    serializer_class = NodeOutput
+    action_clients = {"list": (USER, NODE), "retrieve": (USER, NODE), "partial_update": (USER, NODE)}
+
+    def list(self, request: Request) -> Response:
+        rows = selectors.node_list(self.principal, request)
+        return paginate(request, rows, lambda page: NodeOutput(page, many=True).data)
+
+    def create(self, request: Request) -> Response:
+        data = validated(NodeCreateInput, request.data)
+        node, api_key = services.node_create(
+            principal=self.principal,
+            collaboration_id=data["collaboration_id"],
+            organization_id=data.get("organization_id"),
+            name=data.get("name"),
+        )
+        return Response(NodeCreatedOutput(node, context={"api_key": api_key}).data, status=201)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(NodeOutput(selectors.node_get(self.principal, pk)).data)
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        node = selectors.node_get(self.principal, pk, "edit")
+        data = validated(NodeUpdateInput, request.data)
+        node = services.node_update(principal=self.principal, node=node, data=data)
+        return Response(NodeOutput(node).data)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        node = selectors.node_get(self.principal, pk, "delete")
+        services.node_delete(principal=self.principal, node=node)
+        return Response({"msg": f"Successfully deleted node id={pk}"})
+
+
+class NodeTokenView(APIView):
+    """Node login with its API key."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+    serializer_class = NodeLoginInput
+
+    def post(self, request: Request) -> Response:
+        api_key = validated(NodeLoginInput, request.data)["api_key"]
+        answer = services.node_login(api_key=api_key)
+        return Response(answer, headers={"jwt-token": answer["access_token"]})
+
+
+class NodeTokenValidateView(APIView):
+    """Lets an algorithm store check a node's token."""
+
+    permission_classes = [ClientTypeGate]
+    clients = (NODE,)
+
+    def post(self, request: Request) -> Response:
+        node = request.user.node
+        return Response(
+            {
+                "msg": "Token is valid",
+                "node_id": node.pk,
+                "name": node.name,
+                "organization_id": node.organization_id,
+            }
+        )
+
+
+class NodeRecoverView(APIView):
+    """A new API key for a node; the old one is invalid at once."""
+
+    permission_classes = [ClientTypeGate]
+    clients = (USER,)
+    serializer_class = NodeRecoverInput
+
+    def post(self, request: Request) -> Response:
+        node_id = validated(NodeRecoverInput, request.data)["id"]
+        node = selectors.node_get(request.user, node_id, "edit")
+        return Response({"api_key": services.node_api_key_reset(principal=request.user, node=node)})

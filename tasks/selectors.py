@@ -1,0 +1,279 @@
+"""Reads on tasks, runs and ports: visible, filtered querysets and the per-object view checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db.models import Prefetch, Q, QuerySet
+from rest_framework.request import Request
+
+from accounts.catalogue import SCOPE_RANK
+from accounts.models import User
+from accounts.permissions import Principal
+from collaborations.models import AlgorithmStore, Study
+from nodes.models import Node, NodeConfig
+from tasks.models import AlgorithmPort, Run, Task, TaskDatabase
+from vantage6.api.errors import bad_request, not_found
+from vantage6.api.lookups import like
+from vantage6.api.params import datetime_param, flag, int_param, list_param
+
+TASK_INCLUDES = {"runs", "results"}
+
+
+# --- per-object checks ---------------------------------------------------------------------------------
+def may(principal: Principal, resource: str, operation: str, task: Task) -> bool:
+    """ALLOW_ORG_IN_COL on the task's organization and collaboration, or own scope for its creator."""
+    return principal.allow_org_in_col(resource, operation, task.init_org_id, task.collaboration_id) or (
+        principal.is_user and principal.has(resource, "own", operation) and task.init_user_id == principal.id
+    )
+
+
+def task_with_status(pk: int | str) -> Task:
+    """The task with its derived status, or 404."""
+    task = Task.objects.with_status().filter(pk=pk).first()
+    if task is None:
+        raise not_found(f"Task id={pk} not found!")
+    return task
+
+
+def task_for_view(principal: Principal, pk: int | str, include: set[str] = frozenset()) -> Task:
+    """One task as ``GET /task/<id>`` returns it (401 without the rights, 404 when missing)."""
+    task = task_queryset(include).filter(pk=pk).first()
+    if task is None:
+        raise not_found(f"Task id={pk} not found!")
+    principal.require(may(principal, "task", "view", task))
+    if "results" in include:
+        principal.require(may(principal, "run", "view", task))
+    if include & TASK_INCLUDES:
+        attach_nodes(run for run in task.runs.all())
+    return task
+
+
+def run_for_view(principal: Principal, pk: int | str, include_task: bool = False) -> Run:
+    run = run_queryset(include_task).filter(pk=pk).first()
+    if run is None:
+        raise not_found(f"Run id={pk} not found!")
+    principal.require(may(principal, "run", "view", run.task))
+    attach_nodes([run])
+    return run
+
+
+# --- querysets -----------------------------------------------------------------------------------------
+def _runs_prefetch() -> Prefetch:
+    return Prefetch("runs", queryset=Run.objects.select_related("task").prefetch_related("ports"))
+
+
+def task_queryset(include: Iterable[str] = ()) -> QuerySet[Task]:
+    tasks = Task.objects.with_status().prefetch_related("databases")
+    if set(include) & TASK_INCLUDES:
+        tasks = tasks.prefetch_related(_runs_prefetch())
+    return tasks
+
+
+def with_run_details(runs: QuerySet[Run], include_task: bool = False) -> QuerySet[Run]:
+    """Load what a Run representation shows: ports and the task (embedded with its status, or bare)."""
+    runs = runs.prefetch_related("ports")
+    if include_task:
+        return runs.prefetch_related(
+            Prefetch("task", queryset=Task.objects.with_status().prefetch_related("databases"))
+        )
+    return runs.select_related("task")
+
+
+def run_queryset(include_task: bool = False) -> QuerySet[Run]:
+    return with_run_details(Run.objects.all(), include_task)
+
+
+def attach_nodes(runs: Iterable[Run]) -> None:
+    """Set ``run.node_info`` (the node of the run's organization in its task's collaboration).
+
+    One query for all runs; their tasks must be loaded.
+    """
+    runs = list(runs)
+    if not runs:
+        return
+    orgs = {run.organization_id for run in runs}
+    collabs = {run.task.collaboration_id for run in runs}
+    nodes = {}
+    for node in Node.objects.filter(organization_id__in=orgs, collaboration_id__in=collabs).values(
+        "id", "ip", "status", "name", "organization_id", "collaboration_id"
+    ):
+        key = (node.pop("organization_id"), node.pop("collaboration_id"))
+        nodes.setdefault(key, node)
+    for run in runs:
+        run.node_info = nodes.get((run.organization_id, run.task.collaboration_id))
+
+
+def include_param(request: Request) -> set[str]:
+    return set(list_param(request, "include"))
+
+
+# --- list filters ---------------------------------------------------------------------------------------
+def _exists_or_400(model, pk: int, label: str):
+    obj = model.objects.filter(pk=pk).first()
+    if obj is None:
+        raise bad_request(f"{label} id={pk} does not exist!")
+    return obj
+
+
+def task_list(principal: Principal, request: Request) -> QuerySet[Task]:
+    include = include_param(request)
+    if "results" in include:
+        task_scope, run_scope = principal.max_scope("task", "view"), principal.max_scope("run", "view")
+        principal.require(
+            task_scope is None or (run_scope is not None and SCOPE_RANK[run_scope] >= SCOPE_RANK[task_scope])
+        )
+    tasks = principal.visible("task", Task.objects.all())
+    params = request.query_params
+
+    if (collaboration_id := int_param(request, "collaboration_id")) is not None:
+        principal.require(principal.can_col("task", "view", collaboration_id))
+        tasks = tasks.filter(collaboration_id=collaboration_id)
+    if (init_org_id := int_param(request, "init_org_id")) is not None:
+        principal.require(principal.allow_org("task", "view", init_org_id))
+        tasks = tasks.filter(init_org_id=init_org_id)
+    if (init_user_id := int_param(request, "init_user_id")) is not None:
+        user = _exists_or_400(User, init_user_id, "User")
+        principal.require(
+            principal.allow_org("task", "view", user.organization_id)
+            or (principal.has("task", "own", "view") and principal.id == user.pk)
+        )
+        tasks = tasks.filter(init_user_id=init_user_id)
+    if (study_id := int_param(request, "study_id")) is not None:
+        study = _exists_or_400(Study, study_id, "Study")
+        principal.require(principal.can_col("task", "view", study.collaboration_id))
+        tasks = tasks.filter(study_id=study_id)
+    if (parent_id := int_param(request, "parent_id")) is not None:
+        parent = _exists_or_400(Task, parent_id, "Task")
+        principal.require(principal.can_col("task", "view", parent.collaboration_id))
+        tasks = tasks.filter(parent_id=parent_id)
+    if (job_id := int_param(request, "job_id")) is not None:
+        job_task = Task.objects.filter(job_id=job_id).order_by("id").first()
+        if job_task is None:
+            raise bad_request(f"Job id={job_id} does not exist!")
+        principal.require(principal.can_col("task", "view", job_task.collaboration_id))
+        tasks = tasks.filter(job_id=job_id)
+    for name in ("name", "image", "description"):
+        if value := params.get(name):
+            tasks = tasks.filter(like(name, value))
+    if database := params.get("database"):
+        tasks = tasks.filter(pk__in=TaskDatabase.objects.filter(database=database).values("task_id"))
+    if (is_user_created := int_param(request, "is_user_created")) is not None:
+        tasks = tasks.filter(parent__isnull=bool(is_user_created))
+    if (store_id := int_param(request, "store_id")) is not None:
+        _exists_or_400(AlgorithmStore, store_id, "Algorithm store")
+        tasks = tasks.filter(algorithm_store_id=store_id)
+    if (run_id := int_param(request, "run_id")) is not None:
+        run = Run.objects.select_related("task").filter(pk=run_id).first()
+        if run is None:
+            raise bad_request(f"Run id={run_id} does not exist!")
+        principal.require(principal.can_col("task", "view", run.task.collaboration_id))
+        tasks = tasks.filter(pk=run.task_id)
+    tasks = tasks.with_status().prefetch_related("databases")
+    if status := params.get("status"):
+        tasks = tasks.filter(status=status)
+    if include & TASK_INCLUDES:
+        tasks = tasks.prefetch_related(_runs_prefetch())
+    return tasks
+
+
+_PERIOD_FILTERS = {
+    f"{field}_{side}": (f"{field}_at__{lookup}")
+    for field in ("assigned", "started", "finished")
+    for side, lookup in (("from", "gte"), ("till", "lte"))
+}
+
+
+def run_list(principal: Principal, request: Request) -> QuerySet[Run]:
+    """The runs (or results) the principal may see, filtered as ``GET /run`` and ``GET /result`` do."""
+    runs = principal.visible("run", Run.objects.all())
+
+    if (task_id := int_param(request, "task_id")) is not None:
+        task = _exists_or_400(Task, task_id, "Task")
+        principal.require(may(principal, "run", "view", task))
+        runs = runs.filter(task_id=task_id)
+    if (organization_id := int_param(request, "organization_id")) is not None:
+        principal.require(principal.allow_org("run", "view", organization_id))
+        runs = runs.filter(organization_id=organization_id)
+    if (node_id := int_param(request, "node_id")) is not None:
+        node = _exists_or_400(Node, node_id, "Node")
+        principal.require(principal.can_col("run", "view", node.collaboration_id))
+        runs = runs.filter(organization_id=node.organization_id, task__collaboration_id=node.collaboration_id)
+    if (collaboration_id := int_param(request, "collaboration_id")) is not None:
+        principal.require(principal.can_col("run", "view", collaboration_id))
+        runs = runs.filter(task__collaboration_id=collaboration_id)
+    if request.query_params.get("state") == "open":
+        runs = runs.filter(finished_at__isnull=True)
+    for name, lookup in _PERIOD_FILTERS.items():
+        if (moment := datetime_param(request, name)) is not None:
+            runs = runs.filter(**{lookup: moment})
+    if (port := int_param(request, "port")) is not None:
+        runs = runs.filter(pk__in=AlgorithmPort.objects.filter(port=port).values("run_id"))
+    return runs
+
+
+ONLY_FLAGS = ("only_children", "only_parent", "only_siblings", "only_self")
+
+
+def algorithm_addresses(principal: Principal, request: Request) -> list[dict]:
+    """VPN addresses of the runs around a container's own task (``/vpn/algorithm/addresses``)."""
+    only = [name for name in ONLY_FLAGS if flag(request, name)]
+    if len(only) > 1:
+        raise bad_request(f"Use at most one of {', '.join(ONLY_FLAGS)}")
+    task = Task.objects.filter(pk=principal.claims.get("task_id")).first()
+    if task is None:
+        return []
+    own = Q(run__task_id=task.pk)
+    children = Q(run__task__parent_id=task.pk)
+    parent = Q(run__task_id=task.parent_id) if task.parent_id else Q(pk__in=[])
+    mine = Q(run__organization_id=principal.organization_id)
+    selection = {
+        "only_children": children,
+        "only_parent": parent,
+        "only_siblings": own & ~mine,
+        "only_self": own & mine,
+    }.get(only[0] if only else "")
+    if selection is None:
+        selection = own
+        if flag(request, "include_children"):
+            selection |= children
+        if flag(request, "include_parent"):
+            selection |= parent
+    ports = AlgorithmPort.objects.filter(selection).select_related("run__task").order_by("id")
+    if label := request.query_params.get("label"):
+        ports = ports.filter(label=label)
+    ports = list(ports)
+    attach_nodes(port.run for port in ports)
+    return [
+        {
+            "port": port.port,
+            "label": port.label,
+            "ip": (port.run.node_info or {}).get("ip"),
+            "organization_id": port.run.organization_id,
+            "task_id": port.run.task_id,
+            "parent_id": port.run.task.parent_id,
+        }
+        for port in ports
+    ]
+
+
+def column_names(collaboration_id: int, db_label: str) -> list[str] | None:
+    """The columns of database ``db_label`` as the first node of the collaboration that shared them."""
+    rows = list(
+        NodeConfig.objects.filter(node__collaboration_id=collaboration_id, key=f"columns_{db_label}")
+        .order_by("node_id", "id")
+        .values_list("node_id", "value")
+    )
+    if not rows:
+        return None
+    first = rows[0][0]
+    return [value for node_id, value in rows if node_id == first]
+
+
+def run_of_blob(name: str) -> Run | None:
+    return (
+        Run.objects.select_related("task")
+        .filter(Q(input=name) | Q(result=name), blob_storage_used=True)
+        .order_by("id")
+        .first()
+    )

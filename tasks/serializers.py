@@ -1,0 +1,272 @@
+"""Output and input serializers of tasks, runs, results and ports."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlparse
+
+from rest_framework import serializers
+
+from tasks.models import AlgorithmPort, Run, Task, TaskStatus
+from vantage6.api.fields import ListLinkField, RefField, TimestampField
+from vantage6.api.params import parse_datetime
+from vantage6.api.references import list_link, ref
+
+MAX_ID = 2**31 - 1
+
+
+# --- output -------------------------------------------------------------------------------------------
+class PortOutput(serializers.ModelSerializer):
+    class Meta:
+        model = AlgorithmPort
+        fields = ["id", "port", "label"]
+
+
+def _database_entries(task: Task) -> list[dict]:
+    return [{"label": db.database, "parameters": db.parameters} for db in task.databases.all()]
+
+
+class TaskOutput(serializers.ModelSerializer):
+    """A task with its derived status; ``include`` in the context embeds runs and/or results.
+
+    Expects a ``Task.objects.with_status()`` row with prefetched ``databases`` (and ``runs`` when
+    included).
+    """
+
+    created_at = TimestampField()
+    status = serializers.CharField()
+    finished_at = TimestampField()
+    collaboration = RefField("collaboration")
+    parent = RefField("task", "parent_id")
+    init_org = RefField("organization")
+    init_user = RefField("user")
+    study = RefField("study")
+    algorithm_store = RefField("algorithmstore")
+    databases = serializers.SerializerMethodField()
+    runs = serializers.SerializerMethodField()
+    results = serializers.SerializerMethodField()
+    children = ListLinkField("task", "parent_id")
+
+    class Meta:
+        model = Task
+        fields = [
+            "id", "name", "description", "image", "job_id", "created_at", "status", "finished_at",
+            "collaboration", "parent", "init_org", "init_user", "study", "algorithm_store", "databases",
+            "runs", "results", "children",
+        ]  # fmt: skip
+
+    def get_databases(self, task: Task) -> list[dict]:
+        return _database_entries(task)
+
+    def get_runs(self, task: Task) -> list[dict] | str:
+        if "runs" in self.context.get("include", ()):
+            return RunOutput(task.runs.all(), many=True).data
+        return list_link("run", task_id=task.pk)
+
+    def get_results(self, task: Task) -> list[dict] | str:
+        if "results" in self.context.get("include", ()):
+            return ResultOutput(task.runs.all(), many=True).data
+        return list_link("result", task_id=task.pk)
+
+    def to_representation(self, instance: Task) -> dict:
+        data = super().to_representation(instance)
+        if self.context.get("embedded"):
+            del data["runs"]
+        return data
+
+
+class RunOutput(serializers.ModelSerializer):
+    """A run; ``node`` comes from ``selectors.attach_nodes``, the embedded task from the context."""
+
+    assigned_at = TimestampField()
+    started_at = TimestampField()
+    finished_at = TimestampField()
+    cleanup_at = TimestampField()
+    organization = RefField("organization")
+    task = serializers.SerializerMethodField()
+    results = serializers.SerializerMethodField()
+    node = serializers.SerializerMethodField()
+    ports = PortOutput(many=True, read_only=True)
+
+    class Meta:
+        model = Run
+        fields = [
+            "id", "input", "assigned_at", "started_at", "finished_at", "status", "log", "cleanup_at",
+            "blob_storage_used", "organization", "task", "results", "node", "ports",
+        ]  # fmt: skip
+
+    def get_task(self, run: Run) -> dict | None:
+        if self.context.get("include_task"):
+            return TaskOutput(run.task, context={"embedded": True}).data
+        return ref("task", run.task_id)
+
+    def get_results(self, run: Run) -> dict:
+        return ref("result", run.pk)
+
+    def get_node(self, run: Run) -> dict | None:
+        return getattr(run, "node_info", None)
+
+
+class ResultOutput(serializers.ModelSerializer):
+    cleanup_at = TimestampField()
+    run = serializers.SerializerMethodField()
+    task = RefField("task")
+
+    class Meta:
+        model = Run
+        fields = ["id", "result", "cleanup_at", "blob_storage_used", "run", "task"]
+
+    def get_run(self, run: Run) -> dict:
+        return ref("run", run.pk)
+
+
+# --- input --------------------------------------------------------------------------------------------
+class StrictCharField(serializers.CharField):
+    """A string and only a string (DRF would turn numbers into strings); stored exactly as sent."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: object) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class IdField(serializers.IntegerField):
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(**kwargs)
+
+
+class IsoDateTimeField(serializers.Field):
+    """Any ISO-8601 date or datetime, stored as naive UTC."""
+
+    default_error_messages = {"invalid": "Not a valid ISO-8601 datetime."}
+
+    def to_internal_value(self, data: object):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        try:
+            return parse_datetime(data)
+        except ValueError:
+            self.fail("invalid")
+
+    def to_representation(self, value):  # pragma: no cover - input only
+        return value
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses keys it does not declare."""
+
+    def to_internal_value(self, data: object) -> dict:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
+        return super().to_internal_value(data)
+
+
+class OrganizationInput(serializers.Serializer):
+    id = IdField()
+    input = StrictCharField(allow_blank=True)
+
+
+class PreprocessingStep(serializers.DictField):
+    def to_internal_value(self, data: object) -> dict:
+        value = super().to_internal_value(data)
+        if "function" not in value:
+            raise serializers.ValidationError("Each preprocessing step needs a 'function'.")
+        return value
+
+
+class DatabaseInput(StrictSerializer):
+    label = StrictCharField(min_length=1, max_length=256)
+    query = StrictCharField(required=False, allow_blank=True)
+    sheet_name = StrictCharField(required=False, allow_blank=True)
+    preprocessing = serializers.ListField(child=PreprocessingStep(), required=False)
+    arguments = serializers.DictField(required=False)
+
+
+class DatabasesField(serializers.ListField):
+    """A list of database entries, or a single label."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(child=DatabaseInput(), **kwargs)
+
+    def to_internal_value(self, data: object) -> list[dict]:
+        if isinstance(data, str):
+            data = [{"label": data}]
+        return super().to_internal_value(data)
+
+
+def http_url(value: str) -> None:
+    """An http(s) URL with a host; hosts without a domain (``http://server:5000``) are fine."""
+    parts = urlparse(value)
+    if value and (parts.scheme not in ("http", "https") or not parts.netloc):
+        raise serializers.ValidationError("Enter an http(s) URL.")
+
+
+def not_numeric(value: str) -> None:
+    if value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise serializers.ValidationError("Must not be a number.")
+
+
+class TaskInput(serializers.Serializer):
+    name = StrictCharField(max_length=128, required=False, allow_blank=True, validators=[not_numeric])
+    description = StrictCharField(max_length=1024, required=False, allow_blank=True)
+    image = StrictCharField(min_length=1, max_length=512)
+    collaboration_id = IdField(required=False, allow_null=True)
+    study_id = IdField(required=False, allow_null=True)
+    store_id = IdField(required=False, allow_null=True)
+    server_url = StrictCharField(required=False, allow_null=True, allow_blank=True, validators=[http_url])
+    organizations = serializers.ListField(child=OrganizationInput(), min_length=1)
+    databases = DatabasesField(required=False, allow_null=True)
+
+    def validate(self, attrs: dict) -> dict:
+        if not attrs.get("collaboration_id") and not attrs.get("study_id"):
+            raise serializers.ValidationError(
+                {"collaboration_id": ["Either a collaboration_id or a study_id is required."]}
+            )
+        ids = [org["id"] for org in attrs["organizations"]]
+        if len(set(ids)) != len(ids):
+            raise serializers.ValidationError({"organizations": ["An organization is listed twice."]})
+        return attrs
+
+
+def database_parameters(entry: dict) -> str:
+    """The compact JSON of a database entry without its label, as stored in TaskDatabase."""
+    return json.dumps({k: v for k, v in entry.items() if k != "label"}, separators=(",", ":"))
+
+
+class RunPatchInput(StrictSerializer):
+    started_at = IsoDateTimeField(required=False, allow_null=True)
+    finished_at = IsoDateTimeField(required=False, allow_null=True)
+    log = StrictCharField(required=False, allow_null=True, allow_blank=True)
+    result = StrictCharField(required=False, allow_null=True, allow_blank=True)
+    status = serializers.ChoiceField(choices=TaskStatus.values, required=False)
+
+
+class ContainerTokenInput(serializers.Serializer):
+    task_id = IdField()
+    image = StrictCharField(min_length=1)
+
+
+class PortInput(serializers.Serializer):
+    port = serializers.IntegerField(min_value=1, max_value=65535)
+    run_id = IdField()
+    label = StrictCharField(max_length=128, required=False, allow_null=True, allow_blank=True)
+
+
+class IdInput(serializers.Serializer):
+    id = IdField()
+
+
+class ColumnInput(serializers.Serializer):
+    db_label = StrictCharField(min_length=1, max_length=256)
+    collaboration_id = IdField()
+    organizations = serializers.ListField(child=OrganizationInput(), min_length=1)
+    sheet_name = StrictCharField(required=False, allow_blank=True)
+    query = StrictCharField(required=False, allow_blank=True)

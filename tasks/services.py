@@ -1,0 +1,427 @@
+"""Writes on tasks and runs: creation (by users and algorithm containers), kills, deletes, run updates."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Case, F, Q, QuerySet, TextField, Value, When
+from django.utils import timezone
+
+from accounts.permissions import Principal
+from accounts.services import audit
+from accounts.tokens import container_token
+from collaborations.models import AlgorithmStore, Collaboration, Study
+from nodes.events import collaboration_room, emit
+from nodes.models import Node, NodeConfig
+from tasks import blobs
+from tasks.models import OPEN_STATUSES, AlgorithmPort, Run, Task, TaskDatabase, TaskStatus, is_finished
+from tasks.serializers import database_parameters
+from tasks.store import algorithm_digest
+from vantage6.api.errors import ApiError, bad_request, not_found
+
+CONTAINER_TOKEN_INVALID = "Container-token is not valid"
+
+
+# --- task creation -------------------------------------------------------------------------------------
+def _collaboration_and_study(data: dict) -> tuple[Collaboration, Study | None]:
+    study = None
+    if study_id := data.get("study_id"):
+        study = Study.objects.filter(pk=study_id).first()
+        if study is None:
+            raise not_found(f"Study id={study_id} not found!")
+    collaboration_id = data.get("collaboration_id") or study.collaboration_id
+    collaboration = Collaboration.objects.filter(pk=collaboration_id).first()
+    if collaboration is None:
+        raise not_found(f"Collaboration id={collaboration_id} not found!")
+    if study is not None and study.collaboration_id != collaboration.pk:
+        raise bad_request(f"Study id={study.pk} is not part of collaboration id={collaboration.pk}!")
+    return collaboration, study
+
+
+def _check_members(
+    collaboration: Collaboration, study: Study | None, org_ids: list[int], members: set[int]
+) -> None:
+    if missing := sorted(set(org_ids) - members):
+        raise bad_request(f"Organization(s) {missing} are not part of collaboration id={collaboration.pk}!")
+    if study is not None:
+        study_members = set(study.organizations.values_list("id", flat=True))
+        if missing := sorted(set(org_ids) - study_members):
+            raise bad_request(f"Organization(s) {missing} are not part of study id={study.pk}!")
+
+
+def _target_nodes(collaboration: Collaboration, org_ids: list[int]) -> list[Node]:
+    nodes = list(Node.objects.filter(collaboration=collaboration, organization_id__in=org_ids))
+    if missing := sorted(set(org_ids) - {node.organization_id for node in nodes}):
+        raise bad_request(
+            "Cannot create this task because there are no nodes for the following organization(s) "
+            f"in collaboration id={collaboration.pk}: {missing}"
+        )
+    return nodes
+
+
+def _check_node_policies(principal: Principal, nodes: list[Node]) -> None:
+    """Nodes that shared ``allowed_users``/``allowed_orgs`` only take tasks from those users/orgs."""
+    rows = NodeConfig.objects.filter(node__in=nodes, key__in=("allowed_users", "allowed_orgs")).values_list(
+        "node_id", "key", "value"
+    )
+    policies: dict[int, dict[str, set[str]]] = {}
+    for node_id, key, value in rows:
+        policies.setdefault(node_id, {"allowed_users": set(), "allowed_orgs": set()})[key].add(value.strip())
+    if not policies:
+        return
+    user = principal.user
+    me = {str(user.pk), user.username}
+    my_org = {str(user.organization_id), user.organization.name}
+    for node in nodes:
+        policy = policies.get(node.pk)
+        if policy and not (policy["allowed_users"] & me or policy["allowed_orgs"] & my_org):
+            raise bad_request(
+                f"Node '{node.name}' does not allow tasks from user '{user.username}' or its organization"
+            )
+
+
+def _check_container(principal: Principal, collaboration: Collaboration, image: str) -> Task:
+    """The parent task of a container's subtask; 401 unless the token may create it."""
+    claims = principal.claims
+    parent = Task.objects.with_status().filter(pk=claims.get("task_id")).first()
+    principal.require(
+        parent is not None
+        and image.endswith(str(claims.get("image")))
+        and not is_finished(parent.status)
+        and claims.get("collaboration_id") == collaboration.pk,
+        CONTAINER_TOKEN_INVALID,
+    )
+    return parent
+
+
+def _image_and_store(
+    data: dict, collaboration: Collaboration, authorization: str | None
+) -> tuple[str, int | None]:
+    """The image to run and the store it comes from; pinned to the store's digest when it has one."""
+    image = data["image"]
+    store_id = data.get("store_id")
+    if not store_id:
+        return image, None
+    store = AlgorithmStore.objects.filter(pk=store_id).first()
+    if store is None:
+        raise bad_request(f"Algorithm store id={store_id} does not exist!")
+    if store.collaboration_id not in (None, collaboration.pk):
+        raise ApiError(
+            403, f"Algorithm store id={store_id} is not part of collaboration id={collaboration.pk}!"
+        )
+    server_url = data.get("server_url") or settings.SERVER_URL
+    if not server_url:
+        raise bad_request(
+            "The algorithm store needs the URL of this server: "
+            "send 'server_url' or configure it on the server"
+        )
+    digest = algorithm_digest(store.url, image, server_url, authorization)
+    if digest is None:
+        return image, None
+    return (image if "@" in image else f"{image}@{digest}"), store.pk
+
+
+def _readable(value: str) -> bool:
+    """Whether an input is plain base64 of UTF-8 text (not encrypted)."""
+    try:
+        base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def _check_inputs(collaboration: Collaboration, organizations: list[dict], blob_store: bool) -> None:
+    for entry in organizations:
+        value = entry["input"]
+        if blob_store:
+            if not blobs.is_blob_id(value):
+                raise bad_request(
+                    f"Input for organization id={entry['id']} must be the UUID of an uploaded blob"
+                )
+        elif collaboration.encrypted and _readable(value):
+            raise bad_request(
+                f"Your collaboration requires encryption, but the input for organization id={entry['id']} "
+                "is not encrypted!"
+            )
+        elif not collaboration.encrypted and not _readable(value):
+            raise bad_request(
+                f"Your collaboration does not use encryption, but the input for organization "
+                f"id={entry['id']} is not readable (it should be base64-encoded text)!"
+            )
+
+
+@transaction.atomic
+def task_create(*, principal: Principal, data: dict, authorization: str | None = None) -> Task:
+    """Create a task, its database entries and one run per organization (POST /task checks, in order)."""
+    collaboration, study = _collaboration_and_study(data)
+    org_ids = [entry["id"] for entry in data["organizations"]]
+    members = set(collaboration.organizations.values_list("id", flat=True))
+    _check_members(collaboration, study, org_ids, members)
+    nodes = _target_nodes(collaboration, org_ids)
+    if principal.is_user:
+        _check_node_policies(principal, nodes)
+    principal.require(
+        principal.organization_id in members,
+        "You can only create tasks in collaborations your organization is part of",
+    )
+    parent = None
+    if principal.is_container:
+        parent = _check_container(principal, collaboration, data["image"])
+        image, store_id = parent.image, parent.algorithm_store_id
+    else:
+        principal.require(principal.can_col("task", "create", collaboration.pk))
+        image, store_id = _image_and_store(data, collaboration, authorization)
+    blob_store = blobs.blob_storage() is not None
+    _check_inputs(collaboration, data["organizations"], blob_store)
+
+    task = Task.objects.create(
+        name=data.get("name") or "",
+        description=data.get("description") or "",
+        image=image,
+        collaboration=collaboration,
+        study=study,
+        job_id=parent.job_id if parent else 0,
+        parent=parent,
+        init_org_id=principal.organization_id,
+        init_user_id=parent.init_user_id if parent else principal.id,
+        algorithm_store_id=store_id,
+    )
+    if parent is None:
+        # A top-level task starts a new job; its own id is unique and above every earlier job id.
+        task.job_id = task.pk
+        Task.objects.filter(pk=task.pk).update(job_id=task.pk)
+    TaskDatabase.objects.bulk_create(
+        TaskDatabase(task=task, database=entry["label"], parameters=database_parameters(entry))
+        for entry in data.get("databases") or []
+    )
+    now = timezone.now()
+    Run.objects.bulk_create(
+        Run(
+            task=task,
+            organization_id=entry["id"],
+            input=entry["input"],
+            assigned_at=now,
+            status=TaskStatus.PENDING,
+            blob_storage_used=blob_store,
+        )
+        for entry in data["organizations"]
+    )
+    audit(principal, "task.create", task)
+    emit("new_task", {"id": task.pk, "parent_id": task.parent_id}, room=collaboration_room(collaboration.pk))
+    return task
+
+
+# --- kill and delete -----------------------------------------------------------------------------------
+def _subtree_ids(task: Task) -> list[int]:
+    """The task and all its descendants (one query per generation)."""
+    ids, level = [task.pk], [task.pk]
+    while level:
+        level = list(Task.objects.filter(parent_id__in=level).values_list("id", flat=True))
+        ids.extend(level)
+    return ids
+
+
+def _kill_runs(collaboration_id: int, runs: QuerySet[Run], *, mark: bool) -> int:
+    """Tell the nodes to stop the open ``runs``; mark them killed. Never sends an empty kill list."""
+    open_runs = runs.filter(finished_at__isnull=True, status__in=OPEN_STATUSES)
+    kill_list = [
+        {"task_id": task_id, "run_id": run_id, "organization_id": org_id}
+        for run_id, task_id, org_id in open_runs.values_list("id", "task_id", "organization_id")
+    ]
+    if not kill_list:
+        return 0
+    if mark:
+        Run.objects.filter(pk__in=[entry["run_id"] for entry in kill_list]).update(
+            status=TaskStatus.KILLED, finished_at=timezone.now()
+        )
+    emit(
+        "kill_containers",
+        {"kill_list": kill_list, "collaboration_id": collaboration_id},
+        room=collaboration_room(collaboration_id),
+    )
+    return len(kill_list)
+
+
+@transaction.atomic
+def task_kill(*, principal: Principal, task: Task) -> None:
+    """Stop the open runs of a task and of its direct children (the task must not be finished)."""
+    if is_finished(task.status):
+        raise bad_request(f"Task id={task.pk} already finished with status '{task.status}', nothing to kill!")
+    _kill_runs(task.collaboration_id, Run.objects.filter(Q(task=task) | Q(task__parent=task)), mark=True)
+    audit(principal, "task.kill", task)
+
+
+@transaction.atomic
+def task_delete(*, principal: Principal, task: Task) -> None:
+    """Delete a task with all its descendants and their runs; running work is stopped first."""
+    subtree = _subtree_ids(task)
+    _kill_runs(task.collaboration_id, Run.objects.filter(task_id__in=subtree), mark=False)
+    audit(principal, "task.delete", task, subtree=subtree)
+    # Children first, so each level's runs (and blobs) go with it.
+    Task.objects.filter(pk__in=subtree).delete()
+
+
+@transaction.atomic
+def node_kill(*, principal: Principal, node: Node) -> None:
+    if node.status != "online":
+        raise bad_request(f"Node id={node.pk} is not online, so its tasks cannot be killed")
+    emit(
+        "kill_containers",
+        {"node_id": node.pk, "collaboration_id": node.collaboration_id},
+        room=collaboration_room(node.collaboration_id),
+    )
+    audit(principal, "node.kill_tasks", node)
+
+
+# --- runs ----------------------------------------------------------------------------------------------
+@transaction.atomic
+def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
+    """A node's update of one of its runs, with the semantics the vantage6 node relies on."""
+    run = Run.objects.select_for_update().select_related("task").filter(pk=run_id).first()
+    if run is None:
+        raise not_found(f"Run id={run_id} not found!")
+    principal.require(
+        run.organization_id == principal.organization_id, "This is not your algorithm run to update!"
+    )
+    if run.finished_at is not None:
+        raise bad_request("Cannot update an already finished algorithm run!")
+    status = data.get("status", run.status)
+    if is_finished(run.status) and status != run.status:
+        raise bad_request(f"Cannot change the status of an algorithm run that ended as '{run.status}'!")
+    emit("status_update", {"run_id": run.pk}, room=collaboration_room(run.task.collaboration_id))
+
+    if data.get("started_at") is not None:
+        run.started_at = data["started_at"]
+    # Absent keys clear these fields: the node always sends them together.
+    run.finished_at = data.get("finished_at")
+    run.result = data.get("result")
+    run.log = data.get("log")
+    run.status = status
+    run.save(update_fields=["started_at", "finished_at", "result", "log", "status"])
+
+    if is_finished(status) and status != TaskStatus.COMPLETED:
+        reason = f"Not started: algorithm run id={run.pk} of this task ended with status '{status}'"
+        Run.objects.filter(task_id=run.task_id, started_at__isnull=True, finished_at__isnull=True).exclude(
+            pk=run.pk
+        ).update(
+            status=TaskStatus.FAILED,
+            finished_at=timezone.now(),
+            log=Case(
+                When(Q(log__isnull=True) | Q(log=""), then=Value(reason)),
+                default=F("log"),
+                output_field=TextField(),
+            ),
+        )
+    audit(principal, "run.update", run, status=status)
+    return run
+
+
+def _run_of_node(principal: Principal, run_id: int) -> Run:
+    """The run, if the calling node is the node that executes it (its organization, its collaboration)."""
+    run = Run.objects.select_related("task").filter(pk=run_id).first()
+    if run is None:
+        raise not_found(f"Run id={run_id} not found!")
+    principal.require(
+        run.organization_id == principal.organization_id
+        and run.task.collaboration_id == principal.node.collaboration_id,
+        "This algorithm run is not executed by your node!",
+    )
+    return run
+
+
+@transaction.atomic
+def port_create(*, principal: Principal, run_id: int, port: int, label: str | None) -> AlgorithmPort:
+    run = _run_of_node(principal, run_id)
+    algorithm_port = AlgorithmPort.objects.create(run=run, port=port, label=label)
+    audit(principal, "port.create", algorithm_port)
+    return algorithm_port
+
+
+@transaction.atomic
+def ports_delete(*, principal: Principal, run_id: int) -> None:
+    run = _run_of_node(principal, run_id)
+    AlgorithmPort.objects.filter(run=run).delete()
+    audit(principal, "port.delete", run)
+
+
+# --- container tokens ----------------------------------------------------------------------------------
+def _database_claims(task: Task) -> list[dict]:
+    entries = []
+    for db in task.databases.all():
+        try:
+            parameters = json.loads(db.parameters or "{}")
+        except ValueError:
+            parameters = {}
+        entries.append({**(parameters if isinstance(parameters, dict) else {}), "label": db.database})
+    return entries
+
+
+def container_token_issue(*, principal: Principal, task_id: int, image: str) -> str:
+    """A token for the algorithm container of ``task_id`` that the calling node is about to start."""
+    task = Task.objects.with_status().filter(pk=task_id).first()
+    if task is None:
+        raise bad_request("Parent task does not exist!")
+    principal.require(image == task.image, "Image of the container does not match the image of the task!")
+    principal.require(
+        principal.node.collaboration_id == task.collaboration_id,
+        "This task is not part of the collaboration of your node!",
+    )
+    if is_finished(task.status):
+        raise bad_request("Task is already finished!")
+    identity = {
+        "client_type": "container",
+        "node_id": principal.node.pk,
+        "organization_id": principal.organization_id,
+        "collaboration_id": task.collaboration_id,
+        "study_id": task.study_id,
+        "store_id": task.algorithm_store_id,
+        "task_id": task.pk,
+        "image": task.image,
+        "databases": _database_claims(task),
+    }
+    audit(principal, "token.container", task)
+    return container_token(identity)
+
+
+# --- large results -------------------------------------------------------------------------------------
+def blob_upload(*, principal: Principal, read: Callable[[int], bytes]) -> str:
+    storage = blobs.blob_storage()
+    if storage is None:
+        raise ApiError(501, "This server has no large result store configured")
+    try:
+        name = blobs.save(storage, read)
+    except OSError as exc:
+        raise ApiError(500, f"Could not store the upload: {exc}") from None
+    audit(principal, "blob.create", None, uuid=name)
+    return name
+
+
+# --- clean-up ------------------------------------------------------------------------------------------
+@transaction.atomic
+def runs_cleanup(*, days: int, include_input: bool, now: datetime | None = None) -> int:
+    """Wipe the results (and optionally inputs) of runs completed more than ``days`` ago."""
+    now = now or timezone.now()
+    runs = Run.objects.filter(
+        status=TaskStatus.COMPLETED, finished_at__lt=now - timedelta(days=days), cleanup_at__isnull=True
+    )
+    blob_names = []
+    for result, input_, used in runs.filter(blob_storage_used=True).values_list(
+        "result", "input", "blob_storage_used"
+    ):
+        blob_names.append(result)
+        if include_input and used:
+            blob_names.append(input_)
+    changes = {"result": "", "cleanup_at": now}
+    if include_input:
+        changes["input"] = ""
+    count = runs.update(**changes)
+    names = [name for name in blob_names if name]
+    transaction.on_commit(lambda: blobs.delete(names))
+    audit(None, "run.cleanup", None, count=count, days=days, include_input=include_input)
+    return count

@@ -1,0 +1,264 @@
+"""Endpoints of tasks, runs, results, ports, kills, container tokens, VPN, columns and large results."""
+
+from __future__ import annotations
+
+from django.http import StreamingHttpResponse
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from collaborations.models import Collaboration
+from nodes.models import Node
+from tasks import blobs, selectors, services
+from tasks.models import Run, Task, is_finished
+from tasks.serializers import (
+    ColumnInput,
+    ContainerTokenInput,
+    IdInput,
+    PortInput,
+    PortOutput,
+    ResultOutput,
+    RunOutput,
+    RunPatchInput,
+    TaskInput,
+    TaskOutput,
+)
+from vantage6.api.errors import ApiError, bad_request, not_found
+from vantage6.api.pagination import paginate
+from vantage6.api.params import int_param
+from vantage6.api.views import ANY_CLIENT, CONTAINER, NODE, USER, ApiViewSet
+
+NEWEST_FIRST = ("-id",)
+
+
+def _valid(serializer_class, request: Request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _task_response(task_id: int, status: int = 200) -> Response:
+    return Response(TaskOutput(selectors.task_queryset().get(pk=task_id)).data, status=status)
+
+
+class TaskViewSet(ApiViewSet):
+    queryset = Task.objects.all()
+    serializer_class = TaskOutput
+    clients = ANY_CLIENT
+    action_clients = {"create": (USER, CONTAINER), "destroy": (USER,), "status": (USER, CONTAINER)}
+
+    def list(self, request: Request) -> Response:
+        include = selectors.include_param(request)
+
+        def serialize(tasks: list[Task]) -> list[dict]:
+            if include & selectors.TASK_INCLUDES:
+                selectors.attach_nodes(run for task in tasks for run in task.runs.all())
+            return TaskOutput(tasks, many=True, context={"include": include}).data
+
+        return paginate(
+            request, selectors.task_list(self.principal, request), serialize, default_order=NEWEST_FIRST
+        )
+
+    def create(self, request: Request) -> Response:
+        data = _valid(TaskInput, request)
+        task = services.task_create(
+            principal=self.principal, data=data, authorization=request.META.get("HTTP_AUTHORIZATION")
+        )
+        return _task_response(task.pk, status=201)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        include = selectors.include_param(request)
+        task = selectors.task_for_view(self.principal, pk, include)
+        return Response(TaskOutput(task, context={"include": include}).data)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        task = selectors.task_with_status(pk)
+        self.principal.require(selectors.may(self.principal, "task", "delete", task))
+        services.task_delete(principal=self.principal, task=task)
+        return Response({"msg": f"task id={pk} and its algorithm run data have been successfully deleted"})
+
+    def status(self, request: Request, pk: str) -> Response:
+        task = selectors.task_with_status(pk)
+        self.principal.require(selectors.may(self.principal, "task", "view", task))
+        return Response({"status": task.status})
+
+
+def _serialize_runs(include_task: bool):
+    def serialize(runs: list[Run]) -> list[dict]:
+        selectors.attach_nodes(runs)
+        return RunOutput(runs, many=True, context={"include_task": include_task}).data
+
+    return serialize
+
+
+class RunViewSet(ApiViewSet):
+    queryset = Run.objects.all()
+    serializer_class = RunOutput
+    clients = ANY_CLIENT
+    action_clients = {"partial_update": (NODE,)}
+
+    def list(self, request: Request) -> Response:
+        include_task = "task" in selectors.include_param(request)
+        runs = selectors.with_run_details(selectors.run_list(self.principal, request), include_task)
+        return paginate(request, runs, _serialize_runs(include_task), default_order=NEWEST_FIRST)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        include_task = request.query_params.get("include") == "task"
+        run = selectors.run_for_view(self.principal, pk, include_task)
+        return Response(RunOutput(run, context={"include_task": include_task}).data)
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        data = _valid(RunPatchInput, request)
+        run = services.run_update(principal=self.principal, run_id=int(pk), data=data)
+        run = selectors.run_queryset().get(pk=run.pk)
+        selectors.attach_nodes([run])
+        return Response(RunOutput(run).data)
+
+
+class ResultViewSet(ApiViewSet):
+    queryset = Run.objects.all()
+    serializer_class = ResultOutput
+    clients = ANY_CLIENT
+
+    def list(self, request: Request) -> Response:
+        return paginate(
+            request,
+            selectors.run_list(self.principal, request),
+            lambda rows: ResultOutput(rows, many=True).data,
+            default_order=NEWEST_FIRST,
+        )
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        run = Run.objects.select_related("task").filter(pk=pk).first()
+        if run is None:
+            raise not_found(f"Result id={pk} not found!")
+        self.principal.require(selectors.may(self.principal, "run", "view", run.task))
+        return Response(ResultOutput(run).data)
+
+
+class PortViewSet(ApiViewSet):
+    clients = (NODE,)
+
+    def create(self, request: Request) -> Response:
+        data = _valid(PortInput, request)
+        port = services.port_create(
+            principal=self.principal, run_id=data["run_id"], port=data["port"], label=data.get("label")
+        )
+        return Response(PortOutput(port).data, status=201)
+
+    def delete_of_run(self, request: Request) -> Response:
+        run_id = int_param(request, "run_id")
+        if run_id is None:
+            raise bad_request("The query parameter run_id is required")
+        services.ports_delete(principal=self.principal, run_id=run_id)
+        return Response({"msg": "Ports removed from the database."})
+
+
+class KillViewSet(ApiViewSet):
+    clients = (USER,)
+
+    def task(self, request: Request) -> Response:
+        task_id = _valid(IdInput, request)["id"]
+        task = selectors.task_with_status(task_id)
+        self.principal.require(self.principal.can_col("event", "send", task.collaboration_id))
+        services.task_kill(principal=self.principal, task=task)
+        return Response({"msg": f"Nodes have been instructed to kill the runs of task id={task_id}."})
+
+    def node_tasks(self, request: Request) -> Response:
+        node_id = _valid(IdInput, request)["id"]
+        node = Node.objects.filter(pk=node_id).first()
+        if node is None:
+            raise not_found(f"Node id={node_id} not found!")
+        self.principal.require(
+            self.principal.allow_org_in_col("event", "send", node.organization_id, node.collaboration_id)
+        )
+        services.node_kill(principal=self.principal, node=node)
+        return Response({"msg": f"Node id={node_id} has been instructed to kill all its algorithm runs."})
+
+
+class ContainerTokenViewSet(ApiViewSet):
+    clients = (NODE,)
+
+    def create(self, request: Request) -> Response:
+        data = _valid(ContainerTokenInput, request)
+        token = services.container_token_issue(
+            principal=self.principal, task_id=data["task_id"], image=data["image"]
+        )
+        return Response({"container_token": token})
+
+
+VPN_NOT_CONFIGURED = "This server has no VPN server configured, so algorithms cannot communicate over VPN."
+
+
+class VpnViewSet(ApiViewSet):
+    clients = (NODE,)
+    action_clients = {"addresses": (CONTAINER,)}
+
+    def config(self, request: Request) -> Response:
+        raise ApiError(501, VPN_NOT_CONFIGURED)
+
+    def update_config(self, request: Request) -> Response:
+        raise ApiError(501, VPN_NOT_CONFIGURED)
+
+    def addresses(self, request: Request) -> Response:
+        return Response({"addresses": selectors.algorithm_addresses(self.principal, request)})
+
+
+COLUMN_TASK_IMAGE = "ghcr.io/vantage6/algorithm-basics:latest"
+
+
+class ColumnViewSet(ApiViewSet):
+    clients = (USER,)
+
+    def create(self, request: Request) -> Response:
+        data = _valid(ColumnInput, request)
+        collaboration = Collaboration.objects.filter(pk=data["collaboration_id"]).first()
+        if collaboration is None:
+            raise not_found(f"Collaboration id={data['collaboration_id']} not found!")
+        self.principal.require(self.principal.can_col("task", "create", collaboration.pk))
+        columns = selectors.column_names(collaboration.pk, data["db_label"])
+        if columns is not None:
+            return Response({"columns": columns})
+        database = {"label": data["db_label"]}
+        database.update({key: data[key] for key in ("sheet_name", "query") if key in data})
+        task = services.task_create(
+            principal=self.principal,
+            data={
+                "name": "get_column_names",
+                "image": COLUMN_TASK_IMAGE,
+                "collaboration_id": collaboration.pk,
+                "organizations": data["organizations"],
+                "databases": [database],
+            },
+        )
+        return _task_response(task.pk, status=201)
+
+
+class BlobViewSet(ApiViewSet):
+    clients = ANY_CLIENT
+
+    def status(self, request: Request) -> Response:
+        return Response({"blob_store_enabled": blobs.blob_storage() is not None})
+
+    def upload(self, request: Request) -> Response:
+        principal = self.principal
+        if principal.is_user:
+            principal.require(principal.at_least("col", "task", "create"))
+        elif principal.is_container:
+            parent = Task.objects.with_status().filter(pk=principal.claims.get("task_id")).first()
+            if parent is None or is_finished(parent.status):
+                raise ApiError(403, "The task of this container has finished; uploads are closed")
+        # The raw body is read in chunks, never as a whole.
+        name = services.blob_upload(principal=principal, read=request._request.read)
+        return Response({"uuid": name}, status=201)
+
+    def download(self, request: Request, uuid: str) -> StreamingHttpResponse:
+        storage = blobs.blob_storage()
+        if storage is None:
+            raise ApiError(501, "This server has no large result store configured")
+        run = selectors.run_of_blob(uuid) if blobs.is_blob_id(uuid) else None
+        if run is None or not storage.exists(uuid):
+            raise not_found(f"Blob {uuid} not found!")
+        self.principal.require(selectors.may(self.principal, "run", "view", run.task))
+        response = StreamingHttpResponse(blobs.stream(storage, uuid), content_type="application/octet-stream")
+        response["Content-Disposition"] = f"attachment; filename=result_{uuid}.bin"
+        return response

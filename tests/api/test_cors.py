@@ -1,0 +1,63 @@
+"""CORS: every origin by default, a configured list otherwise; preflight requests are answered."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+ORIGIN = "https://ui.example.org"
+
+
+def test_simple_request_from_any_origin(api, auth):
+    response = api.get("/api/rule", HTTP_ORIGIN=ORIGIN, **auth)
+    assert response.status_code == 200
+    assert response["Access-Control-Allow-Origin"] == "*"
+    assert response["access-control-expose-headers"] == "total-count, Link"
+
+
+def test_error_responses_carry_the_cors_header_too(api, db):  # noqa: ARG001
+    response = api.get("/api/rule", HTTP_ORIGIN=ORIGIN)
+    assert response.status_code == 401
+    assert response["Access-Control-Allow-Origin"] == "*"
+
+
+def test_no_origin_no_cors_header(api, auth):
+    assert "Access-Control-Allow-Origin" not in api.get("/api/rule", **auth)
+
+
+def test_preflight_needs_no_token(api, db):  # noqa: ARG001
+    response = api.options(
+        "/api/rule",
+        HTTP_ORIGIN=ORIGIN,
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization, content-type",
+    )
+    assert response.status_code == 200
+    assert response["Access-Control-Allow-Origin"] == "*"
+    assert {"GET", "POST", "PATCH", "DELETE"} <= {
+        method.strip() for method in response["Access-Control-Allow-Methods"].split(",")
+    }
+    assert response["Access-Control-Allow-Headers"] == "authorization, content-type"
+
+
+@pytest.fixture
+def restricted(settings):
+    settings.CORS_ALLOWED_ORIGINS = [ORIGIN]
+    return APIClient()  # built after the change: middleware reads the setting when first used
+
+
+def test_configured_origin_is_echoed(restricted, auth):
+    response = restricted.get("/api/rule", HTTP_ORIGIN=ORIGIN, **auth)
+    assert response["Access-Control-Allow-Origin"] == ORIGIN
+    assert "Origin" in response["Vary"]
+
+
+def test_other_origin_gets_no_cors_header(restricted, auth):
+    response = restricted.get("/api/rule", HTTP_ORIGIN="https://evil.example.com", **auth)
+    assert response.status_code == 200
+    assert "Access-Control-Allow-Origin" not in response
+    preflight = restricted.options(
+        "/api/rule", HTTP_ORIGIN="https://evil.example.com", HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET"
+    )
+    assert "Access-Control-Allow-Origin" not in preflight
+    assert "Access-Control-Allow-Methods" not in preflight

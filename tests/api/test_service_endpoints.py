@@ -1,0 +1,36 @@
+"""The endpoints outside the resources: health, version, the API schema and docs, the admin."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from vantage6 import VANTAGE6_VERSION
+
+
+def test_health_reports_the_database(api, db):  # noqa: ARG001
+    response = api.get("/api/health")
+    assert response.status_code == 200
+    assert response.json() == {"database": True}
+
+
+def test_version_is_the_vantage6_release(api):
+    response = api.get("/api/version")
+    assert response.status_code == 200
+    assert response.json() == {"version": VANTAGE6_VERSION} == {"version": "4.15.2"}
+
+
+def test_schema_is_an_openapi_document_of_the_api(api, db):  # noqa: ARG001
+    response = api.get("/api/schema")
+    assert response.status_code == 200
+    schema = yaml.safe_load(response.content)
+    assert schema["openapi"].startswith("3.")
+    assert "/api/rule" in schema["paths"]
+    assert "/api/rule/{id}" in schema["paths"]
+
+
+@pytest.mark.parametrize("path", ["/api/docs", "/admin/login/"])
+def test_html_pages(api, db, path):  # noqa: ARG001
+    response = api.get(path)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")

@@ -1,0 +1,72 @@
+"""The external services, when configured: PostgreSQL as the database, RabbitMQ between processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
+from django.conf import settings
+from django.db import connection
+
+from tests.conftest import requires_services
+
+
+@requires_services("postgres")
+@pytest.mark.django_db
+def test_the_database_is_postgresql():
+    assert connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version()")
+        assert cursor.fetchone()[0].startswith("PostgreSQL ")
+    assert connection.settings_dict["NAME"].startswith("test_")
+
+
+@requires_services("rabbitmq")
+def test_settings_use_the_rabbitmq_layer_with_room_for_bursts():
+    layer = settings.CHANNEL_LAYERS[DEFAULT_CHANNEL_LAYER]
+    assert layer["BACKEND"] == "channels_rabbitmq.core.RabbitmqChannelLayer"
+    assert layer["CONFIG"]["host"] == os.environ["V6_RABBITMQ_URI"].rstrip("/")
+    assert min(layer["CONFIG"]["local_capacity"], layer["CONFIG"]["remote_capacity"]) >= 1000
+
+
+async def _ping_peer(group: str, peer: subprocess.Popen) -> dict:
+    layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+    try:
+        reply_to = await layer.new_channel()
+        for _ in range(20):  # the peer may still be binding its queue: ping until it answers
+            await layer.group_send(group, {"type": "ping", "reply_to": reply_to, "text": "hello"})
+            try:
+                return await asyncio.wait_for(layer.receive(reply_to), timeout=1)
+            except TimeoutError:
+                assert peer.poll() is None, "the peer process ended without answering"
+        raise AssertionError("no answer from the peer process")
+    finally:
+        await layer.close()
+
+
+@requires_services("rabbitmq")
+def test_a_message_crosses_two_processes_through_rabbitmq():
+    group = f"test-{uuid.uuid4().hex}"
+    peer = subprocess.Popen(
+        [sys.executable, "-m", "tests.api.channel_peer", group],
+        cwd=settings.BASE_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert peer.stdout.readline().strip() == "ready", peer.stderr.read()
+        reply = asyncio.run(_ping_peer(group, peer))
+        assert reply == {"type": "pong", "pid": peer.pid, "text": "hello"}
+        assert peer.wait(timeout=30) == 0
+    finally:
+        if peer.poll() is None:
+            peer.kill()
+            peer.wait()
+        peer.stdout.close()
+        peer.stderr.close()

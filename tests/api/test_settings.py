@@ -1,0 +1,294 @@
+"""Settings from V6_ variables: each parser, the start-up error, and the files that set variables."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from django.conf import settings as django_settings
+
+from vantage6 import env
+from vantage6.env import (
+    SettingError,
+    env_amqp,
+    env_api_path,
+    env_bool,
+    env_choice,
+    env_database,
+    env_int,
+    env_list,
+    env_secret,
+    env_str,
+)
+
+BASE_DIR = Path(django_settings.BASE_DIR)
+# The registry as the settings filled it, before any test below asks for made-up names.
+SETTINGS_VARIABLES = frozenset(env.KNOWN_VARIABLES)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch):
+    """No V6_ variable of the calling environment, and a registry of this test's own."""
+    monkeypatch.setattr(env, "KNOWN_VARIABLES", set())
+    for name in [name for name in os.environ if name.startswith("V6_")]:
+        monkeypatch.delenv(name)
+
+
+def _set(monkeypatch, **values: str) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(f"V6_{name}", value)
+
+
+def _fails_naming(variable: str):
+    return pytest.raises(SettingError, match=rf"^V6_{variable}\b")
+
+
+# --- the parsers ---------------------------------------------------------------------------------------
+def test_every_name_asked_for_is_recorded(monkeypatch):
+    _set(monkeypatch, X_SET="1")
+    env_str("X_UNSET", "d")
+    env_int("X_SET", 0)
+    assert {"V6_X_UNSET", "V6_X_SET"} == env.KNOWN_VARIABLES
+
+
+def test_str(monkeypatch):
+    assert env_str("X", "default") == "default"
+    _set(monkeypatch, X="")
+    assert env_str("X", "default") == ""
+    _set(monkeypatch, X=" value ")
+    assert env_str("X", "default") == " value "
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1", True), ("true", True), ("Yes", True), (" ON ", True), ("0", False), ("false", False),
+     ("NO", False), ("off", False), ("", False)],
+)  # fmt: skip
+def test_bool(monkeypatch, raw, expected):
+    _set(monkeypatch, X=raw)
+    assert env_bool("X", not expected) is expected
+
+
+def test_bool_default_and_bad_value(monkeypatch):
+    assert env_bool("X", True) is True
+    _set(monkeypatch, X="maybe")
+    with _fails_naming("X"):
+        env_bool("X")
+
+
+def test_int(monkeypatch):
+    assert env_int("X", 7) == 7
+    _set(monkeypatch, X=" 42 ")
+    assert env_int("X", 7, minimum=1, maximum=42) == 42
+
+
+@pytest.mark.parametrize(("raw", "message"), [("abc", "integer"), ("1.5", "integer"), ("", "integer"),
+                                              ("0", "at least 1"), ("70000", "at most 65535")])  # fmt: skip
+def test_int_bad_values(monkeypatch, raw, message):
+    _set(monkeypatch, X=raw)
+    with pytest.raises(SettingError, match=rf"^V6_X must .*{message}"):
+        env_int("X", 7, minimum=1, maximum=65535)
+
+
+def test_list(monkeypatch):
+    assert env_list("X", ["*"]) == ["*"]
+    _set(monkeypatch, X=" a, b,,c ")
+    assert env_list("X", ["*"]) == ["a", "b", "c"]
+    _set(monkeypatch, X="")
+    assert env_list("X", ["*"]) == []
+
+
+def test_choice(monkeypatch):
+    assert env_choice("X", "info", ("info", "debug")) == "info"
+    _set(monkeypatch, X=" DEBUG ")
+    assert env_choice("X", "info", ("info", "debug")) == "debug"
+    _set(monkeypatch, X="loud")
+    with _fails_naming("X"):
+        env_choice("X", "info", ("info", "debug"))
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("/api", "/api"), ("/api/", "/api"), ("/", ""), ("/server/v6", "/server/v6")]
+)
+def test_api_path(monkeypatch, raw, expected):
+    _set(monkeypatch, API_PATH=raw)
+    assert env_api_path("API_PATH", "/api") == expected
+
+
+@pytest.mark.parametrize("raw", ["api", "", "//api", "/a b", "http://x/api"])
+def test_api_path_bad_values(monkeypatch, raw):
+    _set(monkeypatch, API_PATH=raw)
+    with _fails_naming("API_PATH"):
+        env_api_path("API_PATH", "/api")
+
+
+def test_secret_from_the_environment(monkeypatch, tmp_path):
+    _set(monkeypatch, KEY="k" * 32)
+    assert env_secret("KEY", tmp_path) == "k" * 32
+    assert not list(tmp_path.iterdir())
+    _set(monkeypatch, KEY="short")
+    with _fails_naming("KEY"):
+        env_secret("KEY", tmp_path)
+
+
+def test_secret_is_generated_once_and_kept_private(tmp_path):
+    folder = tmp_path / "data"
+    first = env_secret("KEY", folder)
+    assert len(first) >= 64
+    assert env_secret("KEY", folder) == first
+    assert (folder / "key").read_text() == first
+    assert stat.S_IMODE((folder / "key").stat().st_mode) == 0o600
+    assert [p.name for p in folder.iterdir()] == ["key"]
+
+
+def test_secret_in_an_unwritable_place_names_the_variable(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with _fails_naming("KEY"):
+        env_secret("KEY", blocker / "data")
+
+
+def test_database_default_is_sqlite_in_the_data_folder(monkeypatch, tmp_path):
+    assert env_database("DATABASE_URL", tmp_path / "db.sqlite3") == {
+        "ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "db.sqlite3"),
+    }  # fmt: skip
+    _set(monkeypatch, DATABASE_URL=" ")
+    assert env_database("DATABASE_URL", tmp_path / "x")["NAME"] == str(tmp_path / "x")
+
+
+@pytest.mark.parametrize(
+    ("url", "name"), [("sqlite:///relative/v6.db", "relative/v6.db"), ("sqlite:////abs/v6.db", "/abs/v6.db")]
+)
+def test_database_sqlite_urls(monkeypatch, tmp_path, url, name):
+    _set(monkeypatch, DATABASE_URL=url)
+    assert env_database("DATABASE_URL", tmp_path) == {"ENGINE": "django.db.backends.sqlite3", "NAME": name}
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+psycopg2"])
+def test_database_postgres_urls(monkeypatch, tmp_path, scheme):
+    _set(monkeypatch, DATABASE_URL=f"{scheme}://v6:p%40ss%2Fword@db.example.org:5433/vantage%206")
+    config = env_database("DATABASE_URL", tmp_path)
+    assert {key: config[key] for key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")} == {
+        "ENGINE": "django.db.backends.postgresql", "NAME": "vantage 6", "USER": "v6",
+        "PASSWORD": "p@ss/word", "HOST": "db.example.org", "PORT": "5433",
+    }  # fmt: skip
+    assert "OPTIONS" not in config
+
+
+def test_database_postgres_defaults_and_options(monkeypatch, tmp_path):
+    _set(monkeypatch, DATABASE_URL="postgres://db/v6?sslmode=require&connect_timeout=5")
+    config = env_database("DATABASE_URL", tmp_path)
+    assert (config["USER"], config["PASSWORD"], config["PORT"]) == ("", "", "5432")
+    assert config["OPTIONS"] == {"sslmode": "require", "connect_timeout": "5"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://u:secret@h/db", "postgres://u:secret@h:5432", "postgres://u:secret@h:abc/db",
+     "postgres:///db", "sqlite://host/db", "sqlite://", "just-a-path.db"],
+)  # fmt: skip
+def test_database_bad_urls_name_the_variable_but_not_the_password(monkeypatch, tmp_path, url):
+    _set(monkeypatch, DATABASE_URL=url)
+    with _fails_naming("DATABASE_URL") as failure:
+        env_database("DATABASE_URL", tmp_path)
+    assert "secret" not in str(failure.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(None, None), ("", None), ("amqp://g:g@127.0.0.1:5672", "amqp://g:g@127.0.0.1:5672"),
+     ("amqp://g:g@127.0.0.1:5672/", "amqp://g:g@127.0.0.1:5672"), ("amqp://g:g@mq/asgi", "amqp://g:g@mq/asgi"),
+     ("amqps://g:g@mq:5671", "amqps://g:g@mq:5671")],
+)  # fmt: skip
+def test_amqp(monkeypatch, raw, expected):
+    if raw is not None:
+        _set(monkeypatch, RABBITMQ_URI=raw)
+    assert env_amqp("RABBITMQ_URI") == expected
+
+
+@pytest.mark.parametrize("raw", ["http://mq:5672", "amqp://", "127.0.0.1:5672"])
+def test_amqp_bad_values(monkeypatch, raw):
+    _set(monkeypatch, RABBITMQ_URI=raw)
+    with _fails_naming("RABBITMQ_URI"):
+        env_amqp("RABBITMQ_URI")
+
+
+# --- start-up ------------------------------------------------------------------------------------------
+def _run(args: list[str], tmp_path: Path, **variables: str) -> subprocess.CompletedProcess:
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("V6_")}
+    environment = {**clean, "V6_DATA_DIR": str(tmp_path), **{f"V6_{k}": v for k, v in variables.items()}}
+    return subprocess.run(
+        [sys.executable, *args], env=environment, cwd=BASE_DIR, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("PORT", "abc"), ("PORT", "70000"), ("DEBUG", "maybe"), ("API_PATH", "api"),
+     ("DATABASE_URL", "mysql://u:secret@h/db"), ("RABBITMQ_URI", "http://mq"), ("LOG_LEVEL", "loud"),
+     ("SECRET_KEY", "short"), ("TOKEN_EXPIRES_HOURS", "100")],
+)  # fmt: skip
+def test_bad_variable_stops_manage_py_with_one_line(tmp_path, variable, value):
+    result = _run(["manage.py", "check"], tmp_path, **{variable: value})
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"V6_{variable}" in lines[0]
+    assert "secret" not in lines[0]
+    assert result.stdout == ""
+
+
+def test_bad_variable_stops_the_asgi_application_with_one_line(tmp_path):
+    result = _run(["-c", "import vantage6.asgi"], tmp_path, PORT="abc")
+    assert result.returncode != 0
+    assert result.stderr.strip() == "Configuration error: V6_PORT must be an integer, got 'abc'"
+
+
+# --- files that set variables --------------------------------------------------------------------------
+def test_settings_read_their_variables_through_the_helpers():
+    assert {"V6_PORT", "V6_HOST", "V6_DATABASE_URL", "V6_RABBITMQ_URI", "V6_API_PATH", "V6_SECRET_KEY",
+            "V6_JWT_SECRET_KEY", "V6_DATA_DIR"} <= SETTINGS_VARIABLES  # fmt: skip
+
+
+def test_readme_documents_exactly_the_known_variables():
+    readme = (BASE_DIR / "README.md").read_text()
+    documented = set(re.findall(r"^\| `(V6_[A-Z0-9_]+)` \|", readme, flags=re.MULTILINE))
+    assert documented == SETTINGS_VARIABLES
+
+
+def _compose() -> dict:
+    return yaml.safe_load((BASE_DIR / "docker-compose.yml").read_text())
+
+
+def test_compose_has_the_server_and_its_services():
+    services = _compose()["services"]
+    assert {"postgres", "rabbitmq", "server"} <= set(services)
+    assert services["rabbitmq"]["image"].startswith("rabbitmq:3-management")
+    assert services["server"]["build"] == "."
+
+
+def test_compose_sets_only_known_variables_with_values_the_server_accepts(tmp_path):
+    server = _compose()["services"]["server"]["environment"]
+    names = {name for name in server if name.startswith("V6_")}
+    assert names == set(server), "the server is configured through V6_ variables only"
+    assert names <= SETTINGS_VARIABLES
+    assert not server["V6_RABBITMQ_URI"].endswith("/")
+    assert server["V6_DATABASE_URL"].startswith("postgres://")
+    values = {name.removeprefix("V6_"): str(value) for name, value in server.items()}
+    values["DATA_DIR"] = str(tmp_path)
+    result = _run(["manage.py", "check"], tmp_path, **values)
+    assert result.returncode == 0, result.stderr
+
+
+def test_dockerfile_bootstraps_then_serves():
+    dockerfile = (BASE_DIR / "Dockerfile").read_text()
+    assert dockerfile.startswith("#") and "FROM python:3.11-slim" in dockerfile
+    command = re.search(r"^CMD (.*)$", dockerfile, flags=re.MULTILINE).group(1)
+    assert command.index("manage.py bootstrap") < command.index("daphne")
+    assert "vantage6.asgi:application" in command

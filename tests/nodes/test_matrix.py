@@ -1,0 +1,118 @@
+"""The permission matrix of nodes, node login and node key recovery (tests/matrix.py).
+
+A node of a place is that place's organization's node in that place's collaboration, so it is
+judged with ``allow_org_in_col`` on its own collaboration (permissions.md §3).
+"""
+
+# ruff: noqa: ARG005 - every path/body/status callable takes the same arguments, used or not
+
+from __future__ import annotations
+
+import pytest
+
+from nodes.models import Node
+from tests.factories import make_collab
+from tests.matrix import (
+    OTHER,
+    PLACES,
+    Case,
+    Rules,
+    assert_routes_covered,
+    assert_rules_covered,
+    matrix_params,
+    run_case,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def ok_if(allowed: bool, status: int = 200) -> int:
+    return status if allowed else 401
+
+
+def place_node(ctx) -> Node:
+    return Node.objects.get(organization=ctx.org, collaboration=ctx.collab)
+
+
+def new_collab(ctx):
+    """A collaboration without nodes: of A and B for the own and collaborating places, else of C."""
+    world = ctx.world
+    return make_collab(world.org_c) if ctx.place == OTHER else make_collab(world.org_a, world.org_b)
+
+
+def node_allowed(r: Rules, operation: str, place: str) -> bool:
+    return r.allow_org_in_col("node", operation, place, place)
+
+
+def deleted_unless_refused(ctx, _response, expected: int) -> None:
+    assert Node.objects.filter(pk=ctx.target.pk).exists() == (expected != 200)
+
+
+CASES = [
+    Case(
+        "node list", "get", "node", target=place_node, per_place=False, rules=(("node", "view"),),
+        path=lambda ctx: "/api/node",
+        status=lambda r, _: ok_if(r.max_scope("node", "view") is not None),
+        rows=lambda r, _: {place for place in PLACES if node_allowed(r, "view", place)},
+    ),
+    Case(
+        "node list by organization", "get", "node", target=place_node,
+        path=lambda ctx: f"/api/node?organization_id={ctx.org.pk}",
+        status=lambda r, place: ok_if(r.allow_org("node", "view", place)),
+        rows=lambda r, place: {place} if node_allowed(r, "view", place) else set(),
+    ),
+    Case(
+        "node list by collaboration", "get", "node", target=place_node,
+        path=lambda ctx: f"/api/node?collaboration_id={ctx.collab.pk}",
+        status=lambda r, place: ok_if(r.can_col("node", "view", place)),
+    ),
+    Case(
+        "node detail", "get", "node/<pk>", target=place_node,
+        path=lambda ctx: f"/api/node/{ctx.target.pk}",
+        status=lambda r, place: ok_if(node_allowed(r, "view", place)),
+    ),
+    Case(
+        "node edit", "patch", "node/<pk>", target=place_node, rules=(("node", "edit"),),
+        path=lambda ctx: f"/api/node/{ctx.target.pk}", body=lambda ctx: {"ip": "10.0.0.1"},
+        status=lambda r, place: ok_if(node_allowed(r, "edit", place)),
+    ),
+    Case(
+        "node delete", "delete", "node/<pk>", target=place_node, rules=(("node", "delete"),),
+        path=lambda ctx: f"/api/node/{ctx.target.pk}",
+        status=lambda r, place: ok_if(node_allowed(r, "delete", place)),
+        check=deleted_unless_refused,
+    ),
+    Case(
+        "node create", "post", "node", target=new_collab, rules=(("node", "create"),),
+        path=lambda ctx: "/api/node",
+        body=lambda ctx: {"organization_id": ctx.org.pk, "collaboration_id": ctx.target.pk},
+        status=lambda r, place: ok_if(node_allowed(r, "create", place), 201),
+    ),
+    Case(
+        "node new api key", "post", "recover/node", target=place_node,
+        path=lambda ctx: "/api/recover/node", body=lambda ctx: {"id": ctx.target.pk},
+        status=lambda r, place: ok_if(node_allowed(r, "edit", place)),
+    ),
+    Case(
+        "node login", "post", "token/node", auth="none", per_place=False,
+        path=lambda ctx: "/api/token/node", body=lambda ctx: {"api_key": ctx.world.keys[ctx.world.node_a.pk]},
+        status=lambda r, _: 200,
+    ),
+    Case(
+        "node token validation with a user token", "post", "token/node/validate", per_place=False,
+        path=lambda ctx: "/api/token/node/validate", status=lambda r, _: 401,
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(*matrix_params(CASES))
+def test_matrix(api, world, case, role, place):
+    run_case(api, world, case, role, place)
+
+
+def test_every_endpoint_has_a_case():
+    assert_routes_covered(CASES, "nodes.urls", exempt={})
+
+
+def test_every_node_rule_is_exercised():
+    assert_rules_covered(CASES, ["node"])

@@ -1,0 +1,99 @@
+"""Fixtures of the real-time tests: a live database, daphne servers on it, and socket clients."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.realtime.helpers import NodeSocket, make_world
+from tests.realtime.live import Daphne, LiveDatabase
+
+
+@pytest.fixture(scope="session")
+def live_folder():
+    with tempfile.TemporaryDirectory(prefix="v6-live-") as folder:
+        yield Path(folder)
+
+
+@pytest.fixture(scope="session")
+def live_db(live_folder, django_db_blocker):
+    """A committed database for live servers: on the PostgreSQL server of V6_DATABASE_URL if there is
+    one (instances can share it), else an SQLite file."""
+    url = os.environ.get("V6_DATABASE_URL", "")
+    with django_db_blocker.unblock():
+        database = LiveDatabase(live_folder, postgres_url=url if url.startswith("postgres") else None)
+        try:
+            yield database
+        finally:
+            database.drop()
+
+
+@pytest.fixture
+def live_data(live_db, django_db_blocker):
+    """Access to the live database from the test (``.using(LIVE)``)."""
+    with django_db_blocker.unblock():
+        yield live_db
+
+
+@pytest.fixture
+def live_world(live_data):  # noqa: ARG001 - needs the live database reachable
+    return make_world()
+
+
+def _daphne(live_db, live_folder, **env):
+    daphne = Daphne(live_db.process_env(**env), live_folder)
+    yield daphne
+    daphne.stop()
+
+
+@pytest.fixture(scope="session")
+def _shared_server(live_db, live_folder):
+    yield from _daphne(live_db, live_folder)
+
+
+@pytest.fixture
+def server(_shared_server):
+    """A daphne on the live database with the in-memory channel layer, shared by the tests."""
+    yield _shared_server
+    _shared_server.show_log()
+
+
+@pytest.fixture
+def own_server(live_db, live_folder):
+    """A daphne of the test's own (to restart, for instance)."""
+    for daphne in _daphne(live_db, live_folder):
+        yield daphne
+        daphne.show_log()
+
+
+@pytest.fixture(scope="module")
+def cluster(live_db, live_folder):
+    """Two daphne instances sharing the live database and RabbitMQ."""
+    rabbitmq = os.environ["V6_RABBITMQ_URI"]
+    for first in _daphne(live_db, live_folder, V6_RABBITMQ_URI=rabbitmq):
+        for second in _daphne(live_db, live_folder, V6_RABBITMQ_URI=rabbitmq):
+            yield first, second
+
+
+@pytest.fixture
+def instances(cluster):
+    yield cluster
+    for daphne in cluster:
+        daphne.show_log()
+
+
+@pytest.fixture
+def sockets():
+    """Open ``NodeSocket``s; all are closed at the end of the test."""
+    opened: list[NodeSocket] = []
+
+    def open_socket(*args, **kwargs) -> NodeSocket:
+        opened.append(NodeSocket(*args, **kwargs))
+        return opened[-1]
+
+    yield open_socket
+    for socket in opened:
+        socket.close()

@@ -1,0 +1,219 @@
+"""Clients and data for the real-time tests.
+
+``NodeSocket`` is a python-socketio client set up exactly as the official node sets up its own;
+``PollingSession`` speaks the long-polling protocol with raw HTTP, so each request can go to any host.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import queue
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+import jwt
+import requests
+import socketio
+from django.conf import settings
+
+from accounts.models import Role, Rule, User
+from accounts.tokens import AccessToken, login_tokens
+from collaborations.models import Collaboration, Organization
+from nodes.models import Node
+from tests.factories import PASSWORD
+from tests.realtime.live import LIVE
+
+TASKS = "/tasks"
+
+
+class _Recorder(socketio.ClientNamespace):
+    def __init__(self, namespace: str, events: queue.Queue) -> None:
+        super().__init__(namespace)
+        self.events = events
+
+    def trigger_event(self, event: str, *args) -> None:
+        self.events.put((event, args[0] if args else None))
+
+
+class NodeSocket:
+    """``socketio.Client(request_timeout=60)`` + a ``/tasks`` namespace class +
+    ``connect(url, headers={"Authorization": ...}, wait=False)``, as in the node."""
+
+    def __init__(self, url: str, token: str, *, transports: list[str] | None = None) -> None:
+        self.events: queue.Queue = queue.Queue()
+        self.client = socketio.Client(request_timeout=60)
+        self.client.register_namespace(_Recorder(TASKS, self.events))
+        extra = {"transports": transports} if transports else {}
+        self.client.connect(url, headers={"Authorization": f"Bearer {token}"}, wait=False, **extra)
+
+    def wait_for(self, event: str, timeout: float = 10, where=lambda _: True) -> object:
+        """The data of the next ``event`` (matching ``where``); earlier other events are dropped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {event!r} within {timeout} s")
+            try:
+                name, data = self.events.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if name == event and where(data):
+                return data
+
+    def wait_ready(self, node: Node) -> None:
+        """Until the node got ``sync`` and joined its last room (events to its rooms reach it then)."""
+        self.wait_for("sync")
+        last_room = f"collaboration_{node.collaboration_id}_organization_{node.organization_id}"
+        self.wait_for("message", where=lambda text: text.endswith(f"joined room {last_room}"))
+
+    def received(self, seconds: float) -> list[tuple[str, object]]:
+        """Every server event received within ``seconds`` (not the client's own connect/disconnect)."""
+        got, deadline = [], time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                got.append(self.events.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return [(name, data) for name, data in got if name not in ("connect", "disconnect")]
+
+    def emit(self, event: str, data: object = None) -> None:
+        self.client.emit(event, data, namespace=TASKS)
+
+    @property
+    def transport(self) -> str:
+        return self.client.transport()
+
+    def close(self) -> None:
+        self.client.disconnect()
+
+
+class PollingSession:
+    """Engine.IO long-polling by hand; ``hosts`` are used in turn, one per request."""
+
+    def __init__(self, hosts: list[str], token: str) -> None:
+        self.hosts = hosts
+        self.turn = 0
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {token}"
+        self.sid = json.loads(self._request("GET").text[1:])["sid"]
+
+    def _request(self, method: str, data: str | None = None) -> requests.Response:
+        host = self.hosts[self.turn % len(self.hosts)]
+        self.turn += 1
+        params = {"EIO": "4", "transport": "polling", **({"sid": self.sid} if self.turn > 1 else {})}
+        response = self.http.request(method, f"{host}/socket.io/", params=params, data=data, timeout=30)
+        response.raise_for_status()
+        return response
+
+    def send(self, *packets: str) -> None:
+        assert self._request("POST", "\x1e".join(packets)).text == "ok"
+
+    def poll(self) -> list[str]:
+        return self._request("GET").text.split("\x1e")
+
+    def events(self, seconds: float) -> list[list]:
+        """Socket.IO events of ``/tasks`` received within ``seconds``; PINGs are answered."""
+        got, deadline = [], time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for packet in self.poll():
+                if packet == "2":
+                    self.send("3")
+                elif packet.startswith("42/tasks,"):
+                    got.append(json.loads(packet[len("42/tasks,") :]))
+        return got
+
+
+# --- data in the live database ---------------------------------------------------------------------------
+@dataclass
+class LiveWorld:
+    org_a: Organization
+    org_b: Organization
+    org_c: Organization
+    collab_ab: Collaboration
+    collab_c: Collaboration
+    node_a: Node
+    node_b: Node
+    node_c: Node
+
+
+def _tag() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def make_world() -> LiveWorld:
+    """Organizations A and B in collaboration AB, C alone in collaboration C, a node for each."""
+    tag = _tag()
+    orgs = [Organization.objects.using(LIVE).create(name=f"{name}-{tag}") for name in "ABC"]
+    collabs = []
+    for members in (orgs[:2], orgs[2:]):
+        collab = Collaboration(name=f"collab-{_tag()}", encrypted=False)
+        collab.save(using=LIVE)
+        collab.organizations.add(*members)
+        collabs.append(collab)
+    nodes = []
+    for org, collab in zip(orgs, (collabs[0], collabs[0], collabs[1]), strict=True):
+        node = Node(name=f"node-{org.name}", organization=org, collaboration=collab, status="offline")
+        node.set_api_key(str(uuid.uuid4()))
+        node.save(using=LIVE)
+        nodes.append(node)
+    return LiveWorld(*orgs, *collabs, *nodes)
+
+
+def make_user(org: Organization, *, event_scope: str | None = None, roles: tuple[str, ...] = ()) -> User:
+    user = User(username=f"user-{_tag()}", email=f"{_tag()}@example.org", organization=org)
+    user.set_password(PASSWORD)
+    user.save(using=LIVE)
+    if event_scope:
+        user.rules.add(*Rule.objects.using(LIVE).filter(name="event", scope=event_scope, operation="RECEIVE"))
+    if roles:
+        user.roles.add(*Role.objects.using(LIVE).filter(name__in=roles, is_default_role=True))
+    return user
+
+
+def token(identity: User | Node) -> str:
+    kind = "user" if isinstance(identity, User) else "node"
+    return login_tokens(identity.pk, kind)[0]
+
+
+def expired_token(identity: Node) -> str:
+    access = AccessToken(identity.pk, "node")
+    access.set_exp(lifetime=-timedelta(minutes=1))
+    return str(access)
+
+
+def foreign_token(identity: Node) -> str:
+    """A well-formed token signed with another secret (the server restarted with a new key)."""
+    claims = jwt.decode(
+        token(identity), settings.JWT_SECRET_KEY, algorithms=["HS256"], options={"verify_sub": False}
+    )
+    return jwt.encode(claims, "another-secret-of-more-than-thirty-two-bytes", algorithm="HS256")
+
+
+def create_task(host: str, user: User, collaboration: Collaboration) -> int:
+    """POST /api/task for every organization of ``collaboration``; the task id."""
+    plain = base64.b64encode(json.dumps({"method": "m"}).encode()).decode()
+    body = {
+        "name": "t",
+        "image": "some/image",
+        "collaboration_id": collaboration.pk,
+        "organizations": [{"id": org.pk, "input": plain} for org in collaboration.organizations.all()],
+        "databases": [{"label": "default"}],
+    }
+    response = requests.post(
+        f"{host}/api/task", json=body, headers={"Authorization": f"Bearer {token(user)}"}, timeout=30
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def eventually(check, timeout: float = 10, interval: float = 0.1):
+    """The first truthy result of ``check()`` within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)

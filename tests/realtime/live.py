@@ -1,0 +1,159 @@
+"""Real servers for the real-time tests: daphne processes on a committed database of their own.
+
+The database is a temporary SQLite file, or a temporary PostgreSQL database on the server of
+``V6_DATABASE_URL`` when several instances must share it. The test process reaches it through the
+extra connection alias ``LIVE`` (queries must say ``.using(LIVE)``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg2
+from django.conf import settings
+from django.db import connections
+
+LIVE = "live"
+ROOT = Path(settings.BASE_DIR)
+
+# Short timers so that ping, timeout and sweep behaviour shows within seconds.
+FAST_TIMERS = {
+    "V6_SOCKET_PING_INTERVAL": "2",
+    "V6_SOCKET_PING_TIMEOUT": "2",
+    "V6_NODE_HEARTBEAT_TIMEOUT": "3",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveDatabase:
+    """A migrated database for live servers, registered in the test process as ``LIVE``."""
+
+    def __init__(self, folder: Path, *, postgres_url: str | None = None) -> None:
+        self.folder = folder
+        self.postgres_url = postgres_url
+        if postgres_url:
+            self.name = f"v6_live_{uuid.uuid4().hex[:10]}"
+            self._admin(f'CREATE DATABASE "{self.name}"')
+            self.url = urlsplit(postgres_url)._replace(path=f"/{self.name}").geturl()
+        else:
+            self.url = f"sqlite:///{folder / 'live.sqlite3'}"
+        self.env = {
+            "V6_DATA_DIR": str(folder),
+            "V6_DATABASE_URL": self.url,
+            "V6_SECRET_KEY": settings.SECRET_KEY,
+            "V6_JWT_SECRET_KEY": settings.JWT_SECRET_KEY,
+            "V6_LOG_LEVEL": "warning",
+            **FAST_TIMERS,
+        }
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=self.process_env(), check=True
+        )
+        if postgres_url:
+            database = {**_connection_fields(settings.DATABASES["default"]), "NAME": self.name}
+        else:
+            database = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(folder / "live.sqlite3")}
+        configured = connections.configure_settings(
+            {"default": settings.DATABASES["default"], LIVE: database}
+        )
+        connections.settings[LIVE] = configured[LIVE]
+
+    def process_env(self, **extra: str) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("V6_")}
+        return {**base, **self.env, **extra}
+
+    def _admin(self, sql: str) -> None:
+        conn = psycopg2.connect(self.postgres_url)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql)
+        finally:
+            conn.close()
+
+    def drop(self) -> None:
+        connections[LIVE].close()
+        del connections[LIVE]
+        del connections.settings[LIVE]
+        if self.postgres_url:
+            self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def _connection_fields(database: dict) -> dict:
+    return {key: database[key] for key in ("ENGINE", "USER", "PASSWORD", "HOST", "PORT")}
+
+
+class Daphne:
+    """A daphne process serving the project on a free loopback port."""
+
+    def __init__(self, env: dict[str, str], folder: Path) -> None:
+        self.env = env
+        self.port = free_port()
+        self.log = folder / f"daphne-{self.port}.log"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "vantage6.asgi:application",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited: {self.log.read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("daphne did not start listening")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def show_log(self) -> None:
+        """Print the server's output (pytest shows it for failed tests) and start a fresh log."""
+        if self.log.exists():
+            print(self.log.read_text()[-20000:])
+            self.log.write_text("")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def rss_kib(self) -> int:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))

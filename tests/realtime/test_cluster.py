@@ -1,0 +1,128 @@
+"""Several server instances behind no sticky routing, sharing the database and RabbitMQ."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+import websocket
+
+from accounts.models import Authenticatable
+from nodes.events import collaboration_room, emit
+from nodes.models import SocketSession
+from tests.conftest import requires_services
+from tests.realtime.helpers import PollingSession, create_task, eventually, make_user, token
+from tests.realtime.live import LIVE, Daphne
+
+pytestmark = [pytest.mark.live, requires_services("rabbitmq")]
+
+
+@pytest.mark.parametrize("transports", [None, ["polling"]], ids=["default", "polling"])
+def test_rest_call_to_one_instance_reaches_a_node_on_the_other(instances, live_world, sockets, transports):
+    a, b = instances
+    node = sockets(a.url, token(live_world.node_a), transports=transports)
+    node.wait_ready(live_world.node_a)
+    researcher = make_user(live_world.org_b, roles=("Researcher",))
+
+    task_id = create_task(b.url, researcher, live_world.collab_ab)
+
+    assert node.wait_for("new_task") == {"id": task_id, "parent_id": None}
+
+
+def test_polling_requests_may_alternate_between_instances(instances, live_world):
+    a, b = instances
+    session = PollingSession([a.url, b.url], token(live_world.node_a))  # handshake on a
+    session.send("40/tasks,{}")  # on b
+    room = f"collaboration_{live_world.collab_ab.pk}_organization_{live_world.org_a.pk}"
+    joined = ["message", f"{live_world.node_a.name} joined room {room}"]
+    events = []
+    while joined not in events:
+        events += session.events(0.5)
+    assert events[0] == ["sync"]
+
+    researcher = make_user(live_world.org_a, roles=("Researcher",))
+    task_id = create_task(a.url, researcher, live_world.collab_ab)
+    started = time.monotonic()
+    while ["new_task", {"id": task_id, "parent_id": None}] not in events:
+        events += session.events(0.5)
+        assert time.monotonic() - started < 10
+
+    # Longer than pingInterval + pingTimeout: PINGs come from both instances, PONGs go to both.
+    session.events(5)
+    assert SocketSession.objects.using(LIVE).filter(sid=session.sid).exists()
+
+
+def test_upgrade_to_websocket_on_another_instance(instances, live_world):
+    a, b = instances
+    polling = PollingSession([a.url], token(live_world.node_a))
+    ws = websocket.create_connection(
+        f"ws://127.0.0.1:{b.port}/socket.io/?EIO=4&transport=websocket&sid={polling.sid}", timeout=10
+    )
+    waiting: list[list[str]] = []
+    get = threading.Thread(target=lambda: waiting.append(polling.poll()))
+    get.start()
+    try:
+        ws.send("2probe")
+        assert ws.recv() == "3probe"
+        get.join(10)
+        assert waiting == [["6"]]  # the GET waiting on a is released by the upgrade on b
+        ws.send("5")
+        ws.send("40/tasks,{}")
+        assert ws.recv().startswith('40/tasks,{"sid":')
+        assert ws.recv() == '42/tasks,["sync"]'
+        room = f"collaboration_{live_world.collab_ab.pk}_organization_{live_world.org_a.pk}"
+        while not ws.recv().endswith(f'joined room {room}"]'):
+            pass
+
+        task_id = create_task(a.url, make_user(live_world.org_a, roles=("Researcher",)), live_world.collab_ab)
+
+        expected = f'42/tasks,["new_task",{{"id":{task_id},"parent_id":null}}]'
+        while (packet := ws.recv()) != expected:
+            assert packet.startswith(("42/tasks,", "2")), packet
+            if packet == "2":
+                ws.send("3")
+    finally:
+        ws.close()
+
+
+@pytest.mark.django_db
+def test_emit_from_synchronous_code_works_every_time(
+    instances, live_world, sockets, django_capture_on_commit_callbacks
+):
+    node = sockets(instances[1].url, token(live_world.node_a))
+    node.wait_ready(live_world.node_a)
+    room = collaboration_room(live_world.collab_ab.pk)
+
+    for number in range(3):
+        with django_capture_on_commit_callbacks(execute=True):
+            emit(
+                "kill_containers", {"node_id": number, "collaboration_id": live_world.collab_ab.pk}, room=room
+            )
+
+        assert node.wait_for("kill_containers")["node_id"] == number
+
+
+def test_another_instance_ends_the_sessions_of_a_dead_one(
+    live_db, live_folder, instances, live_world, sockets
+):
+    a, _ = instances
+    doomed = Daphne(live_db.process_env(V6_RABBITMQ_URI=a.env["V6_RABBITMQ_URI"]), live_folder)
+    watcher = make_user(live_world.org_a, event_scope="COLLABORATION")
+    watching = sockets(a.url, token(watcher))
+    watching.wait_for("message", where=lambda text: "joined room" in text)
+    node = sockets(doomed.url, token(live_world.node_a))
+    node.wait_ready(live_world.node_a)
+    node.client.reconnection = False
+    sessions = SocketSession.objects.using(LIVE).filter(owner=f"node:{live_world.node_a.pk}")
+    assert sessions.exists()
+
+    doomed.process.send_signal(signal.SIGKILL)  # no disconnect handling at all
+    doomed.process.wait()
+
+    # Heartbeat timeout (3 s) on the surviving instance's sweep, then the abandoned session is ended.
+    status = Authenticatable.objects.using(LIVE).filter(pk=live_world.node_a.pk)
+    assert eventually(lambda: status.get().status == "offline", timeout=8)
+    assert eventually(lambda: not sessions.exists(), timeout=15)
+    assert watching.wait_for("node-offline", timeout=5)["id"] == live_world.node_a.pk

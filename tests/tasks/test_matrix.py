@@ -1,0 +1,182 @@
+"""The permission matrix of the task endpoints (tasks, runs, results, kills, blobs); see tests/matrix.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from accounts.models import Authenticatable
+from tasks.models import Run, Task
+from tests.factories import make_run, make_task
+from tests.matrix import (
+    OTHER,
+    Case,
+    Rules,
+    assert_routes_covered,
+    assert_rules_covered,
+    matrix_params,
+    run_case,
+)
+from tests.tasks.conftest import plain
+
+pytestmark = pytest.mark.django_db
+
+ALL = {"own", "collab", "other"}
+
+
+def task_in_place(ctx) -> Task:
+    """A task initiated by the place's organization in its collaboration, with an open run there."""
+    task = make_task(ctx.collab, ctx.org)
+    make_run(task, ctx.org)
+    return task
+
+
+def run_in_place(ctx) -> Run:
+    return make_run(make_task(ctx.collab, ctx.org), ctx.org)
+
+
+def node_in_place(ctx):
+    node = {"own": ctx.world.node_a, "collab": ctx.world.node_b, "other": ctx.world.node_c}[ctx.place]
+    Authenticatable.objects.filter(pk=node.pk).update(status="online")
+    return node
+
+
+def ok_if(allowed: bool, status: int = 200) -> int:
+    return status if allowed else 401
+
+
+def task_rows(r: Rules, _place) -> set[str]:
+    scope = r.max_scope("task", "view")
+    return {"glo": ALL, "col": {"own", "collab"}, "org": {"own"}}.get(scope, set())
+
+
+def run_rows(r: Rules, _place) -> set[str]:
+    scope = r.max_scope("run", "view")
+    return {"glo": ALL, "col": {"own", "collab"}, "org": {"own"}}.get(scope, set())
+
+
+def create_status(r: Rules, place) -> int:
+    # Root may create anywhere, but the caller's organization must be a member (permissions.md §5.3).
+    return ok_if(r.can_col("task", "create", place) and place != OTHER, 201)
+
+
+def deleted_unless_refused(ctx, _response, expected: int) -> None:
+    assert Task.objects.filter(pk=ctx.target.pk).exists() == (expected != 200)
+
+
+def killed_if_allowed(ctx, _response, expected: int) -> None:
+    assert Run.objects.filter(task=ctx.target, status="killed by user").exists() == (expected == 200)
+
+
+def fixed(path: str):
+    return lambda _ctx: path
+
+
+def always(status: int):
+    return lambda _rules, _place: status
+
+
+NOT_FOR_USERS = always(401)  # node or container endpoints
+
+CASES = [
+    Case(
+        "task list", "get", "task", target=task_in_place, path=fixed("/api/task?per_page=50"),
+        status=lambda r, _: ok_if(r.max_scope("task", "view") is not None), rows=task_rows, per_place=False,
+        rules=(("task", "view"),),
+    ),
+    Case(
+        "task detail", "get", "task/<pk>", target=task_in_place,
+        path=lambda ctx: f"/api/task/{ctx.target.pk}",
+        status=lambda r, p: ok_if(r.allow_org_in_col("task", "view", p, p)), rules=(("task", "view"),),
+    ),
+    Case(
+        "task status", "get", "task/<int:pk>/status", target=task_in_place,
+        path=lambda ctx: f"/api/task/{ctx.target.pk}/status",
+        status=lambda r, p: ok_if(r.allow_org_in_col("task", "view", p, p)),
+    ),
+    Case(
+        "task create", "post", "task", path=fixed("/api/task"),
+        body=lambda ctx: {"image": "x", "collaboration_id": ctx.collab.pk,
+                          "organizations": [{"id": ctx.org.pk, "input": plain()}]},
+        status=create_status, rules=(("task", "create"),),
+    ),
+    Case(
+        "task delete", "delete", "task/<pk>", target=task_in_place,
+        path=lambda ctx: f"/api/task/{ctx.target.pk}",
+        status=lambda r, p: ok_if(r.allow_org_in_col("task", "delete", p, p)), check=deleted_unless_refused,
+        rules=(("task", "delete"),),
+    ),
+    Case(
+        "run list", "get", "run", target=run_in_place, path=fixed("/api/run?per_page=50"),
+        status=lambda r, _: ok_if(r.max_scope("run", "view") is not None), rows=run_rows, per_place=False,
+        rules=(("run", "view"),),
+    ),
+    Case(
+        "run detail", "get", "run/<pk>", target=run_in_place, path=lambda ctx: f"/api/run/{ctx.target.pk}",
+        status=lambda r, p: ok_if(r.allow_org_in_col("run", "view", p, p)),
+    ),
+    Case(
+        "run patch", "patch", "run/<pk>", target=run_in_place, path=lambda ctx: f"/api/run/{ctx.target.pk}",
+        body=lambda _ctx: {"status": "active"}, status=NOT_FOR_USERS,
+    ),
+    Case(
+        "result list", "get", "result", target=run_in_place, path=fixed("/api/result?per_page=50"),
+        status=lambda r, _: ok_if(r.max_scope("run", "view") is not None), rows=run_rows, per_place=False,
+    ),
+    Case(
+        "result detail", "get", "result/<pk>", target=run_in_place,
+        path=lambda ctx: f"/api/result/{ctx.target.pk}",
+        status=lambda r, p: ok_if(r.allow_org_in_col("run", "view", p, p)),
+    ),
+    Case(
+        "kill task", "post", "kill/task", target=task_in_place, path=fixed("/api/kill/task"),
+        body=lambda ctx: {"id": ctx.target.pk}, status=lambda r, p: ok_if(r.can_col("event", "send", p)),
+        check=killed_if_allowed, rules=(("event", "send"),),
+    ),
+    Case(
+        "kill node tasks", "post", "kill/node/tasks", target=node_in_place,
+        path=fixed("/api/kill/node/tasks"), body=lambda ctx: {"id": ctx.target.pk},
+        status=lambda r, p: ok_if(r.allow_org_in_col("event", "send", p, p)),
+    ),
+    Case(
+        "column", "post", "column", path=fixed("/api/column"),
+        body=lambda ctx: {"db_label": "default", "collaboration_id": ctx.collab.pk,
+                          "organizations": [{"id": ctx.org.pk, "input": plain()}]},
+        status=create_status,
+    ),
+    Case(
+        "blob status", "get", "blobstream/status", per_place=False,
+        path=fixed("/api/blobstream/status"), status=always(200),
+    ),
+    Case(
+        "blob upload (no store)", "post", "blobstream", per_place=False, path=fixed("/api/blobstream"),
+        status=lambda r, _: 501 if r.at_least("col", "task", "create") else 401,
+    ),
+    Case(
+        "blob download (no store)", "get", "blobstream/<str:uuid>", per_place=False,
+        path=fixed("/api/blobstream/5d1f2b9e-7c1a-4a6e-9a43-0c1c2f1e4b11"), status=always(501),
+    ),
+    Case("port create", "post", "port", per_place=False, path=fixed("/api/port"), status=NOT_FOR_USERS),
+    Case("port delete", "delete", "port", per_place=False, path=fixed("/api/port?run_id=1"),
+         status=NOT_FOR_USERS),
+    Case("container token", "post", "token/container", per_place=False, path=fixed("/api/token/container"),
+         status=NOT_FOR_USERS),
+    Case("vpn", "get", "vpn", per_place=False, path=fixed("/api/vpn"), status=NOT_FOR_USERS),
+    Case("vpn update", "post", "vpn/update", per_place=False, path=fixed("/api/vpn/update"),
+         status=NOT_FOR_USERS),
+    Case("vpn addresses", "get", "vpn/algorithm/addresses", per_place=False,
+         path=fixed("/api/vpn/algorithm/addresses"), status=NOT_FOR_USERS),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(*matrix_params(CASES))
+def test_matrix(api, world, case, role, place, settings):
+    settings.LARGE_RESULT_STORE = ""
+    run_case(api, world, case, role, place)
+
+
+def test_every_endpoint_has_a_case():
+    assert_routes_covered(CASES, "tasks.urls", exempt={})
+
+
+def test_every_task_and_run_rule_is_exercised():
+    assert_rules_covered(CASES, ["task", "run"])

@@ -1,0 +1,26 @@
+"""SQL ``LIKE`` with the raw value, as the vantage6 text filters use it.
+
+``%`` and ``_`` are the caller's wildcards and none are added; case sensitivity follows the database.
+``like("name", value)`` is a ``Q`` for ``filter()`` (combinable with ``|`` and ``&``); the ``like``
+lookup (``name__like=value``) is registered on every text column.
+"""
+
+from __future__ import annotations
+
+from django.db.models import CharField, Lookup, Q, TextField
+
+
+@CharField.register_lookup
+@TextField.register_lookup
+class Like(Lookup):
+    lookup_name = "like"
+
+    def as_sql(self, compiler, connection) -> tuple[str, list]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} LIKE {rhs}", [*lhs_params, *rhs_params]
+
+
+def like(field: str, value: str) -> Q:
+    """Rows whose ``field`` matches the LIKE pattern ``value``."""
+    return Q(**{f"{field}__like": value})

@@ -1,0 +1,132 @@
+"""One log line per request, and Prometheus metrics at ``/api/metrics`` when ``V6_METRICS=1``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+
+logger = logging.getLogger("vantage6.request")
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _principal_label(request: HttpRequest) -> str:
+    principal = getattr(request, "user", None)
+    kind = getattr(principal, "kind", None)
+    if kind == "container":
+        return f"container:task={principal.claims.get('task_id')}"
+    if kind is not None:
+        return f"{kind}:{principal.id}"
+    if getattr(principal, "is_authenticated", False):  # a Django admin session
+        return f"user:{principal.pk}"
+    return "anonymous"
+
+
+class RequestMetrics:
+    """Request counts and latency histograms of this process, by route and status."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
+        self.buckets: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+        self.sums: dict[tuple[str, str], float] = defaultdict(float)
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        with self._lock:
+            self.requests[(method, route, status)] += 1
+            self.buckets[(method, route)][bisect_left(LATENCY_BUCKETS, seconds)] += 1
+            self.sums[(method, route)] += seconds
+
+    def render(self) -> list[str]:
+        lines = [
+            "# HELP vantage6_requests_total HTTP requests by route and status",
+            "# TYPE vantage6_requests_total counter",
+        ]
+        with self._lock:
+            for (method, route, status), count in sorted(self.requests.items()):
+                lines.append(
+                    f'vantage6_requests_total{{method="{method}",route="{route}",status="{status}"}} {count}'
+                )
+            lines += [
+                "# HELP vantage6_request_duration_seconds request latency",
+                "# TYPE vantage6_request_duration_seconds histogram",
+            ]
+            for (method, route), counts in sorted(self.buckets.items()):
+                labels = f'method="{method}",route="{route}"'
+                cumulative = 0
+                for bound, count in zip((*LATENCY_BUCKETS, "+Inf"), counts, strict=True):
+                    cumulative += count
+                    lines.append(
+                        f'vantage6_request_duration_seconds_bucket{{{labels},le="{bound}"}} {cumulative}'
+                    )
+                lines.append(f"vantage6_request_duration_seconds_count{{{labels}}} {cumulative}")
+                lines.append(
+                    f"vantage6_request_duration_seconds_sum{{{labels}}} {self.sums[(method, route)]:.6f}"
+                )
+        return lines
+
+
+METRICS = RequestMetrics()
+
+
+class RequestLogMiddleware:
+    """Logs method, path, status, duration and principal of every request (never bodies or secrets)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.metrics = settings.METRICS_ENABLED
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        start = time.perf_counter()
+        response = self.get_response(request)
+        seconds = time.perf_counter() - start
+        if logger.isEnabledFor(logging.INFO):
+            principal = _principal_label(request)
+            logger.info(
+                "%s %s %s %.1fms %s",
+                request.method,
+                request.path,
+                response.status_code,
+                seconds * 1000,
+                principal,
+                extra={
+                    "fields": {
+                        "method": request.method,
+                        "path": request.path,
+                        "status": response.status_code,
+                        "ms": round(seconds * 1000, 2),
+                        "principal": principal,
+                    }
+                },
+            )
+        if self.metrics:
+            match = getattr(request, "resolver_match", None)
+            route = match.route if match is not None else "unmatched"
+            METRICS.observe(request.method, route, response.status_code, seconds)
+        return response
+
+
+def metrics_view(_request: HttpRequest) -> HttpResponse:
+    """Prometheus text format: requests and latencies of this process, online nodes, runs by status."""
+    if not settings.METRICS_ENABLED:
+        return HttpResponse(
+            '{"msg": "Metrics are not enabled (V6_METRICS=1)."}', status=404, content_type="application/json"
+        )
+    from nodes.models import Node
+    from tasks.models import Run
+
+    lines = METRICS.render()
+    lines += ["# HELP vantage6_nodes_online nodes with status online", "# TYPE vantage6_nodes_online gauge"]
+    lines.append(f"vantage6_nodes_online {Node.objects.filter(status='online').count()}")
+    lines += ["# HELP vantage6_runs runs by status", "# TYPE vantage6_runs gauge"]
+    for row in Run.objects.values("status").annotate(n=Count("id")).order_by("status"):
+        lines.append(f'vantage6_runs{{status="{row["status"]}"}} {row["n"]}')
+    return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4")
