@@ -392,9 +392,13 @@ def measure(target: Target, row: Row, args) -> dict:
     if row.auth and token is None:
         return {"mode": "error", "status": f"no {row.auth} token"}
     path, body = resolve(row, target)
+    started = time.perf_counter()
     try:
         status, raw, seconds = request(target.base, row.method, path, token, body)
     except (OSError, http.client.HTTPException) as exc:
+        elapsed = time.perf_counter() - started
+        if elapsed > 30:  # uWSGI's HTTP router gives up on a request after 60 s by default
+            return {"mode": "timeout", "seconds": elapsed}
         return {"mode": "error", "status": type(exc).__name__}
     if status in (404, 405, 501):
         return {"mode": "missing", "status": status}
@@ -440,6 +444,8 @@ def _cell(result: dict | None) -> str:
         return f"missing ({result['status']})"
     if result["mode"] == "error":
         return f"error ({result['status']})"
+    if result["mode"] == "timeout":
+        return f"closed after {result['seconds']:.0f} s"
     flag = " seq" if result["mode"] == "seq" else ""
     bad = f" !{result['non2xx']} non-2xx" if result.get("non2xx") else ""
     rps = result["rps"]
@@ -461,7 +467,7 @@ def _lat(result: dict | None) -> str:
 
 def _cpu(result: dict | None) -> str:
     if not result or not result.get("cpu_ms"):
-        return _cell(result) if result and result["mode"] in ("missing", "error") else "-"
+        return _cell(result) if result and result["mode"] in ("missing", "error", "timeout") else "-"
     return f"{result['cpu_ms']:.2f}"
 
 

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 
-from vantage6.api.errors import ApiError, not_found
+from vantage6.api.errors import ApiError, bad_request, not_found
 
 # A store's answers are small; never read more than this.
 MAX_BODY_BYTES = 1_000_000
@@ -126,3 +126,28 @@ def unregister_server(*, store_url: str, server_url: str, authorization: str | N
         deleted = store_request("DELETE", f"{store_url}/vantage6-server/{entry['id']}", headers=headers)
         if not 200 <= deleted.status < 300:
             raise store_error(deleted)
+
+
+def algorithm_digest(*, store_url: str, image: str, server_url: str, authorization: str | None) -> str | None:
+    """The digest the store records for ``image`` (None when it has none); 400 on any failure.
+
+    Used to pin the image of a task to a digest; any failure of the store is a 400 for the task.
+    """
+    try:
+        response = store_request(
+            "GET",
+            f"{store_url}/algorithm",
+            headers=_headers(server_url, authorization),
+            params={"image": image},
+        )
+    except ApiError as exc:
+        raise bad_request(f"Algorithm store error: could not look up image '{image}' ({exc.msg})") from None
+    if response.status != 200:
+        raise bad_request(f"Algorithm store error: the store answered {response.status} for image '{image}'")
+    entries = response.body.get("data") if isinstance(response.body, dict) else response.body
+    if isinstance(entries, dict):
+        entries = [entries]
+    if not isinstance(entries, list) or not entries or not isinstance(entries[0], dict):
+        raise bad_request(f"Algorithm store error: image '{image}' is not in the algorithm store")
+    digest = entries[0].get("digest")
+    return digest if isinstance(digest, str) and digest else None

@@ -17,12 +17,12 @@ from accounts.permissions import Principal
 from accounts.services import audit
 from accounts.tokens import container_token
 from collaborations.models import AlgorithmStore, Collaboration, Study
+from collaborations.store_client import algorithm_digest
 from nodes.events import collaboration_room, emit
 from nodes.models import Node, NodeConfig
 from tasks import blobs
 from tasks.models import OPEN_STATUSES, AlgorithmPort, Run, Task, TaskDatabase, TaskStatus, is_finished
 from tasks.serializers import database_parameters
-from tasks.store import algorithm_digest
 from vantage6.api.errors import ApiError, bad_request, not_found
 
 CONTAINER_TOKEN_INVALID = "Container-token is not valid"
@@ -121,7 +121,9 @@ def _image_and_store(
             "The algorithm store needs the URL of this server: "
             "send 'server_url' or configure it on the server"
         )
-    digest = algorithm_digest(store.url, image, server_url, authorization)
+    digest = algorithm_digest(
+        store_url=store.url, image=image, server_url=server_url, authorization=authorization
+    )
     if digest is None:
         return image, None
     return (image if "@" in image else f"{image}@{digest}"), store.pk
