@@ -7,7 +7,9 @@
 # Needs root (the servers run as the users postgres and rabbitmq) and the Debian packages
 # postgresql and rabbitmq-server. Prints the V6_ exports on stdout; progress goes to stderr.
 # A previous start of this checkout is stopped first; busy default ports are replaced by free ones.
+# Options (environment): V6_SERVICES_DIR (default .services/), V6_PG_PORT (5432), V6_RABBITMQ_PORT (5672).
 set -euo pipefail
+shopt -s inherit_errexit
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SVC=${V6_SERVICES_DIR:-$ROOT/.services}
@@ -20,6 +22,9 @@ die() { log "$*"; exit 1; }
 wants() { [[ " ${SERVICES[*]} " == *" $1 "* ]]; }
 
 [ "$(id -u)" = 0 ] || die "run as root (PostgreSQL and RabbitMQ run as their own users)"
+for port in "${V6_PG_PORT:-5432}" "${V6_RABBITMQ_PORT:-5672}"; do
+    [[ $port =~ ^[0-9]+$ ]] && [ "$port" -le 65535 ] || die "not a port number: '$port'"
+done
 for service in "${SERVICES[@]}"; do
     case $service in postgres | rabbitmq) ;; *) die "unknown service '$service' (postgres, rabbitmq)" ;; esac
 done
@@ -66,11 +71,14 @@ mkdir -p "$DATA"
 chmod 755 "$DATA"
 echo "DATA=$DATA" >"$STATE"
 
-stop_on_error() {
+stop_on_failure() {
+    local status=$?
+    [ "$status" = 0 ] && return
     log "start-up failed; stopping what was started"
     "$ROOT/scripts/services-stop.sh" || true
+    exit "$status"
 }
-trap stop_on_error ERR
+trap stop_on_failure EXIT
 
 EXPORTS=()
 
@@ -90,6 +98,8 @@ if wants postgres; then
         runuser -u postgres -- "$PGBIN/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 \
             --locale=C.UTF-8 >/dev/null
     fi
+    # A Unix socket path may not exceed 107 bytes: a deep checkout gets a short folder instead.
+    [ ${#PG_SOCK} -le 80 ] || PG_SOCK=/tmp/vantage6-pgsock-$(echo -n "$PG_DATA" | md5sum | cut -c1-12)
     mkdir -p "$PG_SOCK"
     chown postgres:postgres "$PG_SOCK"
     printf 'PGBIN=%q\nPG_DATA=%q\nPG_PORT=%q\n' "$PGBIN" "$PG_DATA" "$PG_PORT" >>"$STATE"
@@ -97,7 +107,6 @@ if wants postgres; then
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -w -t 60 start \
         -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_SOCK -c fsync=off -c full_page_writes=off" \
         >/dev/null
-    until "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; do sleep 0.1; done
     psql() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres "$@"; }
     # CREATEDB: the test runner creates its own test database.
     [ "$(psql -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'vantage6'")" = 1 ] ||
@@ -133,5 +142,5 @@ if wants rabbitmq; then
     EXPORTS+=("export V6_RABBITMQ_URI=amqp://guest:guest@127.0.0.1:$RMQ_PORT")
 fi
 
-trap - ERR
+trap - EXIT
 printf '%s\n' "${EXPORTS[@]}"

@@ -24,9 +24,9 @@ status=0
 if [ -n "${PG_DATA:-}" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
     pid=$(head -n1 "$PG_DATA/postmaster.pid")
     if alive "$pid"; then
-        runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 30 stop >/dev/null || kill "$pid" || status=1
+        runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 30 stop >/dev/null || kill "$pid" 2>/dev/null || true
         reap "$pid" 10
-        log "PostgreSQL stopped"
+        if alive "$pid"; then status=1; else log "PostgreSQL stopped"; fi
     fi
 fi
 
@@ -34,13 +34,15 @@ if [ -n "${RMQ_BASE:-}" ]; then
     export RABBITMQ_NODENAME=rabbit@localhost ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT=$EPMD_PORT
     pid=$(cat "$RMQ_BASE/rabbit.pid" 2>/dev/null || true)
     if alive "$pid"; then
-        rabbitmqctl -q shutdown >/dev/null 2>&1 || kill "$pid" || status=1
+        rabbitmqctl -q shutdown >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
         reap "$pid" 20
-        log "RabbitMQ stopped"
+        if alive "$pid"; then status=1; else log "RabbitMQ stopped"; fi
     fi
     rm -f "$RMQ_BASE/rabbit.pid"
-    # epmd outlives the broker.
-    if alive "${EPMD_PID:-}" && [ "$(ps -o comm= -p "$EPMD_PID")" = epmd ]; then
+    # epmd outlives the broker. Its port was free before the start, so whoever listens there is ours
+    # (also when the start failed before it could note the process id).
+    [ -n "${EPMD_PID:-}" ] || EPMD_PID=$(ss -Hltnp "sport = :$EPMD_PORT" | grep -o "pid=[0-9]*" | head -n1 | cut -d= -f2 || true)
+    if alive "$EPMD_PID" && [ "$(ps -o comm= -p "$EPMD_PID")" = epmd ]; then
         kill "$EPMD_PID"
         reap "$EPMD_PID" 5
     fi

@@ -3,20 +3,26 @@
 import os
 
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-from django.core.asgi import get_asgi_application
 
 from vantage6.env import load_settings_or_exit
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vantage6.settings")
 load_settings_or_exit()
-# The admin's and API docs' static files are served by the server itself: one command starts it all.
-django_application = ASGIStaticFilesHandler(get_asgi_application())
+import django  # noqa: E402
+
+django.setup(set_prefix=False)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402 - needs Django set up first
+from django.conf import settings  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from nodes.consumers import server  # noqa: E402
 from nodes.routing import http_routes, websocket_routes  # noqa: E402
+from vantage6.handler import PooledASGIHandler  # noqa: E402
+
+django_http = PooledASGIHandler()
+# The admin's and API docs' static files are served by the server itself: one command starts it all.
+django_application = ASGIStaticFilesHandler(django_http)
 
 router = ProtocolTypeRouter(
     {
@@ -24,11 +30,16 @@ router = ProtocolTypeRouter(
         "websocket": URLRouter(websocket_routes),
     }
 )
+# API requests skip the routing of the Socket.IO routes and the static files check.
+API_PREFIX = f"{settings.API_PATH}/" if settings.API_PATH else None
 
 
 async def application(scope, receive, send):
     # The periodic sweeps (silent nodes offline, dead socket sessions) run in every instance's loop,
     # started by its first request of any kind.
-    if scope["type"] != "lifespan":
+    kind = scope["type"]
+    if kind != "lifespan":
         server.ensure_housekeeping()
+        if kind == "http" and API_PREFIX and scope["path"].startswith(API_PREFIX):
+            return await django_http(scope, receive, send)
     return await router(scope, receive, send)

@@ -1,4 +1,8 @@
-"""Settings of the vantage6 server, read from ``V6_`` environment variables only (see README)."""
+"""Settings of the vantage6 server, read from ``V6_`` environment variables only.
+
+Read every variable through the ``vantage6.env`` helpers: they reject bad values with a message naming
+the variable and record the name, and a test checks each recorded name has a row in the README table.
+"""
 
 from __future__ import annotations
 
@@ -59,11 +63,12 @@ MIDDLEWARE = [
     "vantage6.api.observability.RequestLogMiddleware",
     "vantage6.api.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Subclasses of Django's session, CSRF, auth and messages middleware that skip API paths.
+    "vantage6.api.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "vantage6.api.middleware.CsrfViewMiddleware",
+    "vantage6.api.middleware.AuthenticationMiddleware",
+    "vantage6.api.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 # `/api/user/` is a 404 in vantage6; never redirect to add or remove slashes.
@@ -92,7 +97,7 @@ DATABASES = {"default": env_database("DATABASE_URL", DATA_DIR / "vantage6.sqlite
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Socket consumers and request threads write concurrently: a transaction takes the write lock when
     # it starts, so that it waits for another writer instead of failing with "database is locked".
-    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    DATABASES["default"].setdefault("OPTIONS", {}).update(transaction_mode="IMMEDIATE", timeout=20)
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
 AUTH_USER_MODEL = "accounts.User"

@@ -11,6 +11,7 @@ import json
 import time
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
@@ -36,7 +37,19 @@ def _db(method):
     return database_sync_to_async(method)
 
 
-class PollingConsumer(AsyncHttpConsumer):
+class _NoConnectionCheck:
+    """Channels closes stale database connections before every handler, a hop to the database
+    thread per message; with a room event fanned out to every socket that hop dominates. The
+    handlers here reach the database only through ``database_sync_to_async``, which does it anyway."""
+
+    async def dispatch(self, message: dict) -> None:
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+
+class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
     """``GET`` without sid: handshake; ``GET`` with sid: long-poll; ``POST``: packets from the client.
 
     A waiting GET listens on its session's group: a wake-up (packets queued by any instance, such as
@@ -194,7 +207,7 @@ class PollingConsumer(AsyncHttpConsumer):
         await self.send_response(status, body, headers=headers)
 
 
-class WebsocketConsumer(AsyncWebsocketConsumer):
+class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
     """``?transport=websocket``: with a sid, the upgrade of a long-polling session (which may have
     been opened on another instance); without, a new websocket-only session."""
 

@@ -87,9 +87,12 @@ def test_upgrade_to_websocket_on_another_instance(instances, live_world):
         ws.close()
 
 
-@pytest.mark.django_db
 def test_emit_from_synchronous_code_works_every_time(
-    instances, live_world, sockets, django_capture_on_commit_callbacks
+    instances,
+    live_world,
+    sockets,
+    db,  # noqa: ARG001 - after live_world: the test database is wrapped only once the live data is in
+    django_capture_on_commit_callbacks,
 ):
     node = sockets(instances[1].url, token(live_world.node_a))
     node.wait_ready(live_world.node_a)

@@ -34,7 +34,13 @@ def test_sweep_command(world):
     # A session of node C that the instance holding it never ended (it crashed an hour ago).
     long_ago = now - timedelta(hours=1)
     rooms = node_rooms(world.org_c.pk, world.collab_c.pk)
-    identity = {"kind": "node", "id": world.node_c.pk, "name": "node-c", "org_id": world.org_c.pk, "rooms": rooms}
+    identity = {
+        "kind": "node",
+        "id": world.node_c.pk,
+        "name": "node-c",
+        "org_id": world.org_c.pk,
+        "rooms": rooms,
+    }
     session = SocketSession.objects.create(
         sid="abandoned",
         transport="websocket",
@@ -45,7 +51,9 @@ def test_sweep_command(world):
         last_activity=long_ago,
         ping_sent_at=long_ago,
     )
-    SocketRoom.objects.bulk_create(SocketRoom(session=session, namespace="/tasks", room=room) for room in rooms)
+    SocketRoom.objects.bulk_create(
+        SocketRoom(session=session, namespace="/tasks", room=room) for room in rooms
+    )
     NodeConfig.objects.create(node=world.node_c, key="encryption", value="false")
     out = io.StringIO()
 

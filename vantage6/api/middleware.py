@@ -1,11 +1,16 @@
-"""CORS for the API and the Socket.IO endpoint (vantage6 allows all origins by default)."""
+"""CORS for the API and the Socket.IO endpoint (vantage6 allows all origins by default), and the
+admin site's middleware kept off the API."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from django.conf import settings
+from django.contrib.auth import middleware as auth_middleware
+from django.contrib.messages import middleware as messages_middleware
+from django.contrib.sessions import middleware as session_middleware
 from django.http import HttpRequest, HttpResponse
+from django.middleware import csrf
 
 ALLOWED_METHODS = "GET, POST, PATCH, PUT, DELETE, OPTIONS"
 
@@ -35,3 +40,38 @@ class CorsMiddleware:
             if "*" not in self.allowed:
                 response["Vary"] = "Origin"
         return response
+
+
+def _api_only_path(path: str) -> bool:
+    """A path of the API proper; its documentation page and schema are part of the site."""
+    return (
+        path.startswith(_API_PREFIX) and not path.startswith(_SITE_PREFIXES) and path not in _SITE_PATHS
+    )
+
+
+_API_PREFIX = f"{settings.API_PATH}/"
+_SITE_PREFIXES = ("/admin/", "/static/")
+_SITE_PATHS = {f"{settings.API_PATH}/docs", f"{settings.API_PATH}/schema"}
+
+
+def site_only(middleware_class: type) -> type:
+    """``middleware_class`` skipped on API paths.
+
+    Sessions, CSRF, the logged-in admin user and flash messages serve the admin site and the API
+    docs only: the API authenticates each request by its bearer token and sets no cookie.
+    """
+
+    class SiteOnly(middleware_class):
+        def __call__(self, request: HttpRequest):
+            if _api_only_path(request.path_info):
+                return self.get_response(request)
+            return super().__call__(request)
+
+    SiteOnly.__name__ = SiteOnly.__qualname__ = f"SiteOnly{middleware_class.__name__}"
+    return SiteOnly
+
+
+SessionMiddleware = site_only(session_middleware.SessionMiddleware)
+CsrfViewMiddleware = site_only(csrf.CsrfViewMiddleware)
+AuthenticationMiddleware = site_only(auth_middleware.AuthenticationMiddleware)
+MessageMiddleware = site_only(messages_middleware.MessageMiddleware)

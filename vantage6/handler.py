@@ -1,0 +1,97 @@
+"""Django over ASGI with each request handled in one pooled worker thread, as under WSGI.
+
+Django's own ``ASGIHandler`` runs the middleware chain in the event loop and hands every sync piece
+(the request-started signal, sync-only middleware, the view, closing the response) to a thread of a
+per-request thread pool: several thread hops and a new thread on every request, so that persistent
+database connections are never reused either. The views of this project are all synchronous, so
+this handler reads the body in the event loop, then runs the whole request - signals, the sync
+middleware chain, the view - in one call to a long-lived thread pool, and sends the response from
+the loop. Code in a view that needs the event loop (``async_to_sync``) still reaches it.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from asgiref.sync import SyncToAsync
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers import base
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.http import FileResponse, HttpResponseBase
+from django.urls import set_script_prefix
+
+# Upper bound of requests served at once by one process; threads are started on demand only, so a
+# process under light load keeps a few. Slow calls (bcrypt, algorithm stores, e-mail) hold a thread.
+MAX_THREADS = 32
+
+
+class PooledASGIHandler(ASGIHandler):
+    def __init__(self, max_threads: int = MAX_THREADS) -> None:
+        base.BaseHandler.__init__(self)
+        self.load_middleware(is_async=False)
+        self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="http")
+
+    def _in_thread(self, func):
+        return SyncToAsync(func, thread_sensitive=False, executor=self.executor)
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        try:
+            response = await self._in_thread(self._respond)(scope, body_file)
+            if response.streaming and not response.is_async:
+                await self._send_streaming(response, send)
+            else:
+                # Complete bodies, and async streams (Django's own path consumes those in the loop).
+                await self.send_response(response, send)
+                if response.streaming:
+                    await self._in_thread(response.close)()
+        finally:
+            body_file.close()
+
+    def _respond(self, scope: dict, body_file) -> HttpResponseBase:
+        """What ``WSGIHandler`` does for one request, minus writing the response."""
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, response = self.create_request(scope, body_file)
+        if request is not None:
+            response = self.get_response(request)
+            response._handler_class = self.__class__
+            if isinstance(response, FileResponse):
+                response.block_size = self.chunk_size
+        if not response.streaming:
+            # The body is complete: the request-finished work (closing files, old database
+            # connections) can run in this thread now instead of costing another hop.
+            response.close()
+        return response
+
+    async def _send_streaming(self, response: HttpResponseBase, send) -> None:
+        """A sync stream, chunk by chunk, each pulled in a worker thread (never all in memory)."""
+        headers = self._headers(response)
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        chunks = iter(response)
+        pull = self._in_thread(lambda: next(chunks, None))
+        try:
+            while (part := await pull()) is not None:
+                for chunk, _last in self.chunk_bytes(part):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body"})
+        finally:
+            await self._in_thread(response.close)()
+
+    @staticmethod
+    def _headers(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
+        headers = [
+            (
+                header.encode("ascii") if isinstance(header, str) else bytes(header),
+                value.encode("latin1") if isinstance(value, str) else bytes(value),
+            )
+            for header, value in response.items()
+        ]
+        headers += [(b"Set-Cookie", c.output(header="").encode("ascii").strip()) for c in response.cookies.values()]
+        return headers
