@@ -30,10 +30,11 @@ $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
 	$(PIP) -r requirements-test.txt
 	@touch $@
 
-# Migrate, seed rules and roles, create root on the first start (its password is printed), then serve.
+# Migrate, seed rules and roles, create root on the first start (its password is printed), then serve
+# with daphne: V6_WORKERS processes (default 1; with V6_RABBITMQ_URI one per core) on one socket.
 run: $(VENV)/.installed
 	$(VENV)/bin/python manage.py bootstrap
-	exec $(VENV)/bin/daphne -b "$$V6_HOST" -p "$$V6_PORT" vantage6.asgi:application
+	exec $(VENV)/bin/python -m vantage6.serve
 
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
@@ -43,3 +44,11 @@ test: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# `make run` with a demo network: three organizations, a collaboration, a node each and a researcher,
+# created on the first start; their password and node API keys are printed (`manage.py demo --help`).
+.PHONY: demo
+demo: $(VENV)/.installed
+	$(VENV)/bin/python manage.py bootstrap
+	$(VENV)/bin/python manage.py demo
+	$(MAKE) run

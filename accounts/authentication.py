@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from accounts.permissions import Principal, principal_for_container, principal_for_node, principal_for_user
+from accounts.permissions import (
+    Principal,
+    principal_for_container,
+    principal_for_node,
+    principal_for_user,
+    users_with_rules,
+)
 from accounts.tokens import TokenError, decode
 from vantage6.api.errors import ApiError
 
@@ -36,6 +43,13 @@ def _touch_last_seen(identity) -> None:
         Authenticatable.objects.filter(pk=identity.pk).update(last_seen=now)
 
 
+def _one(queryset: QuerySet, pk: object) -> object | None:
+    if not isinstance(pk, int):
+        return None
+    rows = list(queryset.filter(pk=pk)[:1])
+    return rows[0] if rows else None
+
+
 def principal_from_claims(claims: dict) -> Principal:
     """Load the identity a verified access token names (401 when it no longer exists)."""
     client_type = claims.get("client_type")
@@ -45,9 +59,8 @@ def principal_from_claims(claims: dict) -> Principal:
             raise ApiError(422, "Invalid container token")
         return principal_for_container(sub)
     if client_type == "user":
-        from accounts.models import User
-
-        user = User.objects.filter(pk=sub).first() if isinstance(sub, int) else None
+        # One query: the user with its rules, by primary key (no ORDER BY).
+        user = _one(users_with_rules(), sub)
         if user is None:
             raise ApiError(401, f"Error loading the user {sub}")
         _touch_last_seen(user)
@@ -55,7 +68,7 @@ def principal_from_claims(claims: dict) -> Principal:
     if client_type == "node":
         from nodes.models import Node
 
-        node = Node.objects.filter(pk=sub).first() if isinstance(sub, int) else None
+        node = _one(Node.objects.all(), sub)
         if node is None:
             raise ApiError(401, f"Error loading the user {sub}")
         _touch_last_seen(node)

@@ -16,6 +16,7 @@ from django.db.models import Q, QuerySet
 
 from accounts.catalogue import CONTAINER, NODE, OPERATIONS, SCOPE_RANK, SCOPES
 from vantage6.api.errors import unauthorized
+from vantage6.api.sql import CorrelatedSQL, string_agg
 
 GLO, COL, ORG, OWN = "GLOBAL", "COLLABORATION", "ORGANIZATION", "OWN"
 _SCOPES_DESC = (GLO, COL, ORG, OWN)
@@ -282,14 +283,81 @@ def rules_of_user(user_id: int) -> frozenset[tuple[str, str, str]]:
     return frozenset(via_roles.union(direct))
 
 
-def principal_for_user(user) -> Principal:
-    return Principal(
-        kind="user", organization_id=user.organization_id, rules=rules_of_user(user.pk), user=user
+def _user_rules_sql(connection) -> tuple[str, tuple]:
+    from accounts.models import Role, Rule, User
+
+    q = connection.ops.quote_name
+    roles, role_rules, direct = User.roles.field, Role.rules.field, User.rules.field
+    key = " || ':' || ".join(f"r.{q(name)}" for name in ("name", "scope", "operation"))
+    return (
+        f"SELECT {string_agg(connection, key, RULE_SEPARATOR)} FROM {q(Rule._meta.db_table)} r "
+        f"WHERE r.{q('id')} IN ("
+        f"SELECT rr.{q(role_rules.m2m_reverse_name())} FROM {q(role_rules.m2m_db_table())} rr "
+        f"INNER JOIN {q(roles.m2m_db_table())} ur ON ur.{q(roles.m2m_reverse_name())} = "
+        f"rr.{q(role_rules.m2m_column_name())} WHERE ur.{q(roles.m2m_column_name())} = {{outer}}"
+        f") OR r.{q('id')} IN ("
+        f"SELECT d.{q(direct.m2m_reverse_name())} FROM {q(direct.m2m_db_table())} d "
+        f"WHERE d.{q(direct.m2m_column_name())} = {{outer}})",
+        (),
     )
+
+
+RULE_SEPARATOR = ","
+
+
+def users_with_rules() -> QuerySet:
+    """Users annotated with ``rule_keys``: all their rules in one string, so that loading the caller
+    and its rules is one query. Built once; each request only adds its filter."""
+    global _users_with_rules
+    if _users_with_rules is None:
+        from django.db.models import CharField
+
+        from accounts.models import User
+
+        _users_with_rules = User.objects.annotate(
+            rule_keys=CorrelatedSQL(_user_rules_sql, output_field=CharField())
+        )
+    return _users_with_rules
+
+
+_users_with_rules: QuerySet | None = None
+
+
+def _rules_of_keys(keys: str | None) -> frozenset[tuple[str, str, str]]:
+    """The rule set of a ``rule_keys`` string; the few distinct sets of a server are parsed once."""
+    rules = _PARSED_RULES.get(keys)
+    if rules is None:
+        rules = frozenset(tuple(key.split(":")) for key in keys.split(RULE_SEPARATOR)) if keys else EMPTY
+        if len(_PARSED_RULES) >= 10_000:
+            _PARSED_RULES.clear()
+        _PARSED_RULES[keys] = rules
+    return rules
+
+
+_PARSED_RULES: dict[str | None, frozenset[tuple[str, str, str]]] = {}
+EMPTY: frozenset[tuple[str, str, str]] = frozenset()
+
+
+def principal_for_user(user) -> Principal:
+    """The principal of ``user``; a user loaded through ``users_with_rules`` costs no further query."""
+    keys = getattr(user, "rule_keys", _NOT_LOADED)
+    rules = rules_of_user(user.pk) if keys is _NOT_LOADED else _rules_of_keys(keys)
+    return Principal(kind="user", organization_id=user.organization_id, rules=rules, user=user)
+
+
+_NOT_LOADED = object()
 
 
 def principal_for_node(node) -> Principal:
     return Principal(kind="node", organization_id=node.organization_id, rules=rules_of_role(NODE), node=node)
+
+
+def principal_for_system() -> Principal:
+    """The server itself (management commands): every rule, audited as ``system``."""
+    from accounts.models import Rule
+
+    rules = frozenset(Rule.objects.values_list("name", "scope", "operation"))
+    return Principal(kind="system", organization_id=0, rules=rules)
 
 
 def principal_for_container(claims: dict) -> Principal:

@@ -10,6 +10,7 @@ from rest_framework import serializers
 from accounts.catalogue import DEFAULT_ROLE_NAMES
 from accounts.models import Role, Rule, User
 from vantage6.api.fields import ListLinkField, RefField, TimestampField
+from vantage6.api.serializers import OutputSerializer
 
 MAX_ID = 2**31 - 1
 
@@ -58,7 +59,7 @@ def password_field(*, policy: bool) -> serializers.CharField:
 
 
 # --- output ----------------------------------------------------------------------------------------
-class UserOutput(serializers.ModelSerializer):
+class UserOutput(OutputSerializer):
     type = serializers.SerializerMethodField()
     last_seen = TimestampField()
     otp_secret = serializers.SerializerMethodField()
@@ -83,7 +84,7 @@ class UserOutput(serializers.ModelSerializer):
         return None  # the two-factor secret never leaves the server
 
 
-class RoleOutput(serializers.ModelSerializer):
+class RoleOutput(OutputSerializer):
     organization = RefField("organization")
     rules = ListLinkField("rule", "role_id")
     users = ListLinkField("user", "role_id")
@@ -93,7 +94,7 @@ class RoleOutput(serializers.ModelSerializer):
         fields = ["id", "name", "description", "is_default_role", "organization", "rules", "users"]
 
 
-class RuleOutput(serializers.ModelSerializer):
+class RuleOutput(OutputSerializer):
     users = ListLinkField("user", "rule_id")
 
     class Meta:

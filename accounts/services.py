@@ -52,6 +52,23 @@ def root_user_ensure(*, password: str = "") -> tuple[User, str | None]:
     return user, generated
 
 
+@transaction.atomic
+def root_password_reset(*, password: str) -> bool:
+    """Create root with ``password``, or give the existing root this password, clear its failed login
+    attempts (lifting a lock-out) and give back the Root role. True when root was created."""
+    if not User.objects.filter(username=ROOT_USERNAME).exists():
+        root_user_ensure(password=password)
+        return True
+    user = User.objects.get(username=ROOT_USERNAME)
+    user.set_password(password)
+    user.failed_login_attempts = 0
+    user.last_login_attempt = None
+    user.save(update_fields=["password", "failed_login_attempts", "last_login_attempt"])
+    user.roles.add(Role.objects.get(name=ROOT, is_default_role=True))
+    audit(None, "user.password_reset", user)
+    return False
+
+
 # --- shared guards ----------------------------------------------------------------------------------
 def _triples(rules: Iterable[Rule]) -> list[tuple[str, str, str]]:
     return [(rule.name, rule.scope, rule.operation) for rule in rules]

@@ -39,7 +39,8 @@ def totp(secret: str, at: float | None = None) -> str:
 
 
 def verify(secret: str, code: str, at: float | None = None) -> bool:
-    code = code.strip()
+    # A code sent as a JSON number has lost its leading zeros.
+    code = code.strip().zfill(DIGITS)
     if len(code) != DIGITS or not code.isdigit():
         return False
     now = _counter(at)

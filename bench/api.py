@@ -19,7 +19,8 @@ What it does, all on 127.0.0.1 and bounded in time:
 Rows run target after target for each endpoint, so that load from elsewhere on the machine hits all
 targets alike; ``--rounds N`` repeats every measurement and keeps the best.
 Needs ``wrk`` (``apt-get install wrk``); the extra deployments need gunicorn and uvicorn[standard],
-which are installed into ``bench/.deps`` on first use.
+which are installed into ``bench/.deps`` on first use. ``daphne-2`` (``make run`` with RabbitMQ on
+this 2-core machine) needs a broker: ``BENCH_RABBITMQ_URI=amqp://...`` (scripts/services-start.sh).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Target:
     command: list[str] | None  # None: the original, started by setup_original.sh
     note: str
     needs_deps: bool = False
+    env: dict = field(default_factory=dict)  # variables of this deployment ("RABBITMQ": the broker's URI)
     proc: subprocess.Popen | None = None
     manifest: dict = field(default_factory=dict)
     tokens: dict = field(default_factory=dict)
@@ -88,8 +90,17 @@ TARGETS = {
         "daphne",
         7611,
         1,
-        [str(ROOT / ".venv/bin/daphne"), "-b", "127.0.0.1", "-p", "7611", "vantage6.asgi:application"],
-        "ours, daphne (make run / Docker), 1 process",
+        [str(VENV_PY), "-m", "vantage6.serve"],
+        "ours, daphne as `make run` starts it without RabbitMQ (1 process)",
+        env={"V6_HOST": "127.0.0.1", "V6_PORT": "7611"},
+    ),
+    "daphne-2": Target(
+        "daphne-2",
+        7616,
+        2,
+        [str(VENV_PY), "-m", "vantage6.serve"],
+        "ours, daphne as `make run` starts it with RabbitMQ on 2 cores (2 processes, one socket)",
+        env={"V6_HOST": "127.0.0.1", "V6_PORT": "7616", "V6_WORKERS": "2", "V6_RABBITMQ_URI": "RABBITMQ"},
     ),
     "uvicorn": Target(
         "uvicorn", 7612, 1, _serve("uvicorn", 7612, 1), "ours, uvicorn+uvloop, 1 process", True
@@ -189,15 +200,32 @@ def _log_path(target: Target) -> Path:
     return OURS_DIR / f"{target.name}.log"
 
 
-def ours_env() -> dict:
-    return {**os.environ, **OURS_ENV, "PYTHONUNBUFFERED": "1"}
+def ours_env(target: Target | None = None) -> dict:
+    """The environment of this server: the benchmark's variables, then the target's own; a broker only
+    for targets that ask for one (``BENCH_RABBITMQ_URI``)."""
+    env = {k: v for k, v in os.environ.items() if k != "V6_RABBITMQ_URI"}
+    env.update(OURS_ENV, PYTHONUNBUFFERED="1")
+    for name, value in (target.env if target else {}).items():
+        if value == "RABBITMQ":
+            value = os.environ.get("BENCH_RABBITMQ_URI", "")
+            if not value:
+                raise SystemExit(
+                    f"{target.name} needs a RabbitMQ: set BENCH_RABBITMQ_URI (see bench/README.md)"
+                )
+        env[name] = value
+    return env
 
 
 def start_ours(target: Target) -> None:
     OURS_DIR.mkdir(parents=True, exist_ok=True)
     out = _log_path(target).open("wb")
     target.proc = subprocess.Popen(
-        target.command, cwd=ROOT, env=ours_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        target.command,
+        cwd=ROOT,
+        env=ours_env(target),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     wait_up(target)
 
@@ -528,9 +556,10 @@ def render(targets: list[Target], results: dict, meta: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="REST benchmark against vantage6-server 4.15.2")
-    parser.add_argument(
-        "--targets", default="original,daphne,uvicorn,gunicorn-wsgi,uvicorn-2,gunicorn-wsgi-2"
-    )
+    default_targets = "original,daphne,uvicorn,gunicorn-wsgi,uvicorn-2,gunicorn-wsgi-2"
+    if os.environ.get("BENCH_RABBITMQ_URI"):
+        default_targets = default_targets.replace("daphne,", "daphne,daphne-2,")
+    parser.add_argument("--targets", default=default_targets)
     parser.add_argument("--duration", type=int, default=5, help="seconds of wrk per cell (default 5)")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1, help="repeat each cell, keep the best")

@@ -19,6 +19,8 @@ class Organization(models.Model):
 
     class Meta:
         db_table = "organization"
+        # Member lists embedded with include=organizations come out in a stable order.
+        ordering = ["id"]
 
     def __str__(self) -> str:
         return self.name

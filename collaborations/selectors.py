@@ -9,7 +9,7 @@ from accounts.permissions import GLO, ORG, Principal
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from vantage6.api.errors import bad_request, not_found, unauthorized
 from vantage6.api.lookups import like
-from vantage6.api.params import int_list_param, int_param
+from vantage6.api.params import first, int_list_param, int_param
 
 _BOOLEANS = {"1": True, "true": True, "0": False, "false": False}
 
@@ -103,7 +103,7 @@ def study_list(
     principal: Principal, request: Request, *, include_organizations: bool = False
 ) -> QuerySet[Study]:
     studies = principal.visible("study", Study.objects.all())
-    if name := request.query_params.get("name"):
+    if name := first(request, "name"):
         studies = studies.filter(like("name", name))
     scope = principal.max_scope("study", "view")
     if (organization_id := int_param(request, "organization_id")) is not None:

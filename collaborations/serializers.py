@@ -10,6 +10,7 @@ from rest_framework import serializers
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from vantage6.api.fields import ListLinkField, RefField
 from vantage6.api.references import list_link
+from vantage6.api.serializers import OutputSerializer
 
 MAX_ID = 2**63 - 1
 
@@ -49,7 +50,7 @@ class IdInput(serializers.Serializer):
 
 
 # --- organizations -----------------------------------------------------------------------------------
-class OrganizationOutput(serializers.ModelSerializer):
+class OrganizationOutput(OutputSerializer):
     public_key = serializers.CharField(read_only=True)
     collaborations = ListLinkField("collaboration", "organization_id")
     nodes = ListLinkField("node", "organization_id")
@@ -100,7 +101,7 @@ class OrganizationUpdateInput(OrganizationCreateInput):
 
 
 # --- collaborations ----------------------------------------------------------------------------------
-class CollaborationOutput(serializers.ModelSerializer):
+class CollaborationOutput(OutputSerializer):
     """``include_organizations`` in the context embeds the member organizations (prefetched)."""
 
     organizations = serializers.SerializerMethodField()
@@ -132,7 +133,7 @@ class CollaborationUpdateInput(serializers.Serializer):
 
 
 # --- studies -----------------------------------------------------------------------------------------
-class StudyOutput(serializers.ModelSerializer):
+class StudyOutput(OutputSerializer):
     """``include_organizations`` in the context embeds the member organizations (prefetched)."""
 
     collaboration = RefField("collaboration")
@@ -163,7 +164,7 @@ class StudyUpdateInput(serializers.Serializer):
 
 
 # --- algorithm stores --------------------------------------------------------------------------------
-class AlgorithmStoreOutput(serializers.ModelSerializer):
+class AlgorithmStoreOutput(OutputSerializer):
     collaborations = serializers.SerializerMethodField()
 
     class Meta:

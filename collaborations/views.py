@@ -27,7 +27,7 @@ from collaborations.serializers import (
 from nodes.models import Node
 from nodes.serializers import NodeSimpleOutput
 from vantage6.api.pagination import paginate
-from vantage6.api.params import flag, list_param
+from vantage6.api.params import first, flag, list_param
 from vantage6.api.views import ANY_CLIENT, NODE, USER, ApiViewSet
 
 
@@ -241,7 +241,7 @@ class AlgorithmStoreViewSet(ApiViewSet):
         services.algorithm_store_delete(
             principal=self.principal,
             store=store,
-            server_url=request.query_params.get("server_url"),
+            server_url=first(request, "server_url"),
             authorization=request.META.get("HTTP_AUTHORIZATION"),
         )
         return Response({"msg": f"Algorithm store id={pk} has been deleted"})

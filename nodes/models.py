@@ -34,6 +34,12 @@ class Node(Authenticatable):
 
     class Meta:
         db_table = "node"
+        constraints = [
+            # One node per organization and collaboration; nodes without a collaboration are not limited.
+            models.UniqueConstraint(
+                fields=["organization", "collaboration"], name="node_one_per_org_and_collab"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name

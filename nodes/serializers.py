@@ -9,9 +9,10 @@ from rest_framework import serializers
 from collaborations.serializers import IdField
 from nodes.models import Node
 from vantage6.api.fields import RefField, TimestampField
+from vantage6.api.serializers import OutputSerializer
 
 
-class NodeSimpleOutput(serializers.ModelSerializer):
+class NodeSimpleOutput(OutputSerializer):
     last_seen = TimestampField(read_only=True)
     organization = RefField("organization")
 

@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import (
-    Case,
-    CharField,
-    Count,
-    DateTimeField,
-    F,
-    IntegerField,
-    Max,
-    Min,
-    OuterRef,
-    Q,
-    Subquery,
-    Value,
-    When,
-)
-from django.db.models.functions import Coalesce
+from django.db.models import CharField, DateTimeField
 from django.utils import timezone
+
+from vantage6.api.sql import CorrelatedSQL
 
 
 class TaskStatus(models.TextChoices):
@@ -49,47 +36,63 @@ def is_finished(status: str) -> bool:
 _OPEN_RANK = {TaskStatus.ACTIVE: 3, TaskStatus.INITIALIZING: 2, TaskStatus.PENDING: 1}
 
 
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _run_summary_sql(connection, select: str) -> tuple[str, tuple]:
+    """``SELECT <select> FROM run r WHERE r.task_id = <outer task>`` with the status aggregates named
+    ``{failed}`` (the set of failure statuses) and ``{rank}`` (a run's open rank) in ``select``."""
+    q = connection.ops.quote_name
+    failed = f"r.{q('status')} IN ({', '.join(_literal(s.value) for s in FAILED_STATUSES)})"
+    rank = " ".join(f"WHEN {_literal(s.value)} THEN {n}" for s, n in _OPEN_RANK.items())
+    select = select.format(
+        failed=failed, rank=f"CASE r.{q('status')} {rank} ELSE 0 END", status=f"r.{q('status')}"
+    )
+    return (
+        f"SELECT {select} FROM {q(Run._meta.db_table)} r WHERE r.{q(Run.task.field.column)} = {{outer}}",
+        (),
+    )
+
+
+def _status_sql(connection) -> tuple[str, tuple]:
+    # Any failed run: the shared failure status, or "failed" when they differ; else the most
+    # advanced open status; else "completed" (also without runs: the aggregates give one row).
+    kinds = "COUNT(DISTINCT CASE WHEN {failed} THEN {status} END)"
+    open_status = " ".join(
+        f"WHEN MAX({{rank}}) = {n} THEN {_literal(s.value)}" for s, n in _OPEN_RANK.items()
+    )
+    return _run_summary_sql(
+        connection,
+        f"CASE WHEN {kinds} = 1 THEN MIN(CASE WHEN {{failed}} THEN {{status}} END) "
+        f"WHEN {kinds} > 1 THEN {_literal(TaskStatus.FAILED.value)} {open_status} "
+        f"ELSE {_literal(TaskStatus.COMPLETED.value)} END",
+    )
+
+
+def _finished_at_sql(connection) -> tuple[str, tuple]:
+    # The latest run end, only when every run completed.
+    q = connection.ops.quote_name
+    return _run_summary_sql(
+        connection,
+        f"CASE WHEN COUNT(CASE WHEN {{failed}} THEN 1 END) = 0 AND MAX({{rank}}) = 0 "
+        f"THEN MAX(r.{q('finished_at')}) END",
+    )
+
+
 class TaskQuerySet(models.QuerySet):
     def with_status(self) -> TaskQuerySet:
         """Annotate the derived ``status`` and ``finished_at`` from the runs, in the database.
 
         Any failed run: the shared failure status, or "failed" when they differ; else the most
         advanced open status; else "completed" (also without runs). ``finished_at`` is the latest
-        run end of a completed task. Each is one correlated subquery, so a page of tasks only
-        aggregates the runs of its own rows and counting the tasks skips them.
+        run end of a completed task. Each is one correlated subquery (SQL written once), so a page
+        of tasks only aggregates the runs of its own rows, counting the tasks skips them, and the
+        task list can still filter on the status.
         """
-        runs = Run.objects.filter(task=OuterRef("pk")).order_by().values("task")
-        failed = Q(status__in=FAILED_STATUSES)
-        summary = runs.alias(
-            failure_kinds=Count("status", filter=failed, distinct=True),
-            failure=Min("status", filter=failed),
-            open_rank=Max(
-                Case(
-                    *(When(status=status, then=Value(rank)) for status, rank in _OPEN_RANK.items()),
-                    default=Value(0),
-                    output_field=IntegerField(),
-                )
-            ),
-        )
-        status = summary.annotate(
-            derived=Case(
-                When(failure_kinds=1, then=F("failure")),
-                When(failure_kinds__gt=1, then=Value(TaskStatus.FAILED.value)),
-                *(When(open_rank=rank, then=Value(status.value)) for status, rank in _OPEN_RANK.items()),
-                default=Value(TaskStatus.COMPLETED.value),
-                output_field=CharField(),
-            )
-        ).values("derived")
-        finished_at = summary.annotate(
-            end=Case(
-                When(Q(failure_kinds=0, open_rank=0), then=Max("finished_at")),
-                default=None,
-                output_field=DateTimeField(),
-            )
-        ).values("end")
         return self.annotate(
-            status=Coalesce(Subquery(status), Value(TaskStatus.COMPLETED.value), output_field=CharField()),
-            finished_at=Subquery(finished_at, output_field=DateTimeField()),
+            status=CorrelatedSQL(_status_sql, output_field=CharField()),
+            finished_at=CorrelatedSQL(_finished_at_sql, output_field=DateTimeField()),
         )
 
 

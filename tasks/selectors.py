@@ -15,7 +15,7 @@ from nodes.models import Node, NodeConfig
 from tasks.models import AlgorithmPort, Run, Task, TaskDatabase
 from vantage6.api.errors import bad_request, not_found
 from vantage6.api.lookups import like
-from vantage6.api.params import datetime_param, flag, int_param, list_param
+from vantage6.api.params import datetime_param, first, flag, int_param, list_param
 
 TASK_INCLUDES = {"runs", "results"}
 
@@ -202,7 +202,7 @@ def run_list(principal: Principal, request: Request) -> QuerySet[Run]:
     if (collaboration_id := int_param(request, "collaboration_id")) is not None:
         principal.require(principal.can_col("run", "view", collaboration_id))
         runs = runs.filter(task__collaboration_id=collaboration_id)
-    if request.query_params.get("state") == "open":
+    if first(request, "state") == "open":
         runs = runs.filter(finished_at__isnull=True)
     for name, lookup in _PERIOD_FILTERS.items():
         if (moment := datetime_param(request, name)) is not None:
@@ -240,7 +240,7 @@ def algorithm_addresses(principal: Principal, request: Request) -> list[dict]:
         if flag(request, "include_parent"):
             selection |= parent
     ports = AlgorithmPort.objects.filter(selection).select_related("run__task").order_by("id")
-    if label := request.query_params.get("label"):
+    if label := first(request, "label"):
         ports = ports.filter(label=label)
     ports = list(ports)
     attach_nodes(port.run for port in ports)

@@ -11,12 +11,13 @@ from tasks.models import AlgorithmPort, Run, Task, TaskStatus
 from vantage6.api.fields import ListLinkField, RefField, TimestampField
 from vantage6.api.params import parse_datetime
 from vantage6.api.references import list_link, ref
+from vantage6.api.serializers import OutputSerializer
 
 MAX_ID = 2**31 - 1
 
 
 # --- output -------------------------------------------------------------------------------------------
-class PortOutput(serializers.ModelSerializer):
+class PortOutput(OutputSerializer):
     class Meta:
         model = AlgorithmPort
         fields = ["id", "port", "label"]
@@ -26,7 +27,7 @@ def _database_entries(task: Task) -> list[dict]:
     return [{"label": db.database, "parameters": db.parameters} for db in task.databases.all()]
 
 
-class TaskOutput(serializers.ModelSerializer):
+class TaskOutput(OutputSerializer):
     """A task with its derived status; ``include`` in the context embeds runs and/or results.
 
     Expects a ``Task.objects.with_status()`` row with prefetched ``databases`` (and ``runs`` when
@@ -75,7 +76,7 @@ class TaskOutput(serializers.ModelSerializer):
         return data
 
 
-class RunOutput(serializers.ModelSerializer):
+class RunOutput(OutputSerializer):
     """A run; ``node`` comes from ``selectors.attach_nodes``, the embedded task from the context."""
 
     assigned_at = TimestampField()
@@ -107,7 +108,7 @@ class RunOutput(serializers.ModelSerializer):
         return getattr(run, "node_info", None)
 
 
-class ResultOutput(serializers.ModelSerializer):
+class ResultOutput(OutputSerializer):
     cleanup_at = TimestampField()
     run = serializers.SerializerMethodField()
     task = RefField("task")

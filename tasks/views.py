@@ -24,7 +24,7 @@ from tasks.serializers import (
 )
 from vantage6.api.errors import ApiError, bad_request, not_found
 from vantage6.api.pagination import paginate
-from vantage6.api.params import int_param
+from vantage6.api.params import first, int_param
 from vantage6.api.views import ANY_CLIENT, CONTAINER, NODE, USER, ApiViewSet
 
 NEWEST_FIRST = ("-id",)
@@ -102,7 +102,7 @@ class RunViewSet(ApiViewSet):
         return paginate(request, runs, _serialize_runs(include_task), default_order=NEWEST_FIRST)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        include_task = request.query_params.get("include") == "task"
+        include_task = first(request, "include") == "task"
         run = selectors.run_for_view(self.principal, pk, include_task)
         return Response(RunOutput(run, context={"include_task": include_task}).data)
 

@@ -93,5 +93,5 @@ class PooledASGIHandler(ASGIHandler):
             )
             for header, value in response.items()
         ]
-        headers += [(b"Set-Cookie", c.output(header="").encode("ascii").strip()) for c in response.cookies.values()]
-        return headers
+        cookies = response.cookies.values()
+        return headers + [(b"Set-Cookie", c.output(header="").encode("ascii").strip()) for c in cookies]

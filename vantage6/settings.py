@@ -6,6 +6,7 @@ the variable and record the name, and a test checks each recorded name has a row
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -98,6 +99,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Socket consumers and request threads write concurrently: a transaction takes the write lock when
     # it starts, so that it waits for another writer instead of failing with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update(transaction_mode="IMMEDIATE", timeout=20)
+    # Request threads are pooled (vantage6.handler): each keeps its connection instead of reopening it.
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -153,6 +156,11 @@ EMAIL_BACKEND = (
 
 # --- Channels --------------------------------------------------------------------------------------
 RABBITMQ_URI = env_amqp("RABBITMQ_URI")
+# Server processes started by `python -m vantage6.serve` (`make run`): they share one listening socket.
+# Several need the RabbitMQ layer, since the in-memory one cannot carry events between processes.
+WORKERS = env_int("WORKERS", len(os.sched_getaffinity(0)) if RABBITMQ_URI else 1, minimum=1, maximum=64)
+if WORKERS > 1 and not RABBITMQ_URI:
+    raise SettingError("V6_WORKERS above 1 needs V6_RABBITMQ_URI (processes share events through RabbitMQ)")
 if RABBITMQ_URI:
     CHANNEL_LAYERS = {
         "default": {

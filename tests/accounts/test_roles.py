@@ -211,8 +211,8 @@ def test_add_and_remove_a_rule(api, world, admin_a):
 
 
 # --- query counts ------------------------------------------------------------------------------------------
-# Loading the caller, its rules, its collaborations and their members, its role ids, the count, the page.
-ROLE_LIST_QUERIES = {VIEWER: 5, COL_ADMIN: 7, ROOT: 4}
+# Loading the caller with its rules, its collaborations and their members, its role ids, the count, the page.
+ROLE_LIST_QUERIES = {VIEWER: 4, COL_ADMIN: 6, ROOT: 3}
 
 
 @pytest.mark.parametrize("role", [VIEWER, COL_ADMIN, ROOT])
@@ -235,5 +235,5 @@ def test_rule_list_query_count_is_fixed(api, world, path, django_assert_num_quer
     headers = bearer(caller)
     api.get("/api/rule", **headers)
     extra = 1 if "role_id" in path else 0  # the existence check of the role
-    with django_assert_num_queries(4 + extra):
+    with django_assert_num_queries(3 + extra):
         api.get(path, **headers)

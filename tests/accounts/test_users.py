@@ -341,8 +341,8 @@ def count_queries(api, path: str, headers: dict) -> int:
     return len(queries)
 
 
-# Loading the caller, its rules, its collaborations and their members, the count and the page.
-USER_LIST_QUERIES = {ORG_ADMIN: 4, COL_ADMIN: 6, ROOT: 4}
+# Loading the caller with its rules, its collaborations and their members, the count and the page.
+USER_LIST_QUERIES = {ORG_ADMIN: 3, COL_ADMIN: 5, ROOT: 3}
 
 
 @pytest.mark.parametrize("role", [ORG_ADMIN, COL_ADMIN, ROOT])
@@ -362,8 +362,8 @@ def test_user_detail_with_permissions_query_count(api, world, django_assert_num_
     user = make_user(world.org_a, VIEWER, RESEARCHER, ORG_ADMIN)
     headers = bearer(user)
     api.get(f"/api/user/{user.pk}", **headers)
-    # caller, its rules; roles, rules and collaborating organizations of the shown user
-    with django_assert_num_queries(5):
+    # caller with its rules; roles, rules and collaborating organizations of the shown user
+    with django_assert_num_queries(4):
         assert api.get(f"/api/user/{user.pk}?include_permissions=1", **headers).status_code == 200
 
 

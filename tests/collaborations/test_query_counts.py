@@ -37,16 +37,16 @@ def queries(api, url: str, headers: dict) -> int:
     return len(captured)
 
 
-# Authentication (identity, rules), the auth collaborations where the scope needs them, the count,
-# the page, and one query per prefetched relation.
+# Authentication (identity with its rules), the auth collaborations where the scope needs them, the
+# count, the page, and one query per prefetched relation.
 EXPECTED = {
-    "/api/organization": 6,
-    "/api/collaboration": 5,
-    "/api/collaboration?include=organizations": 6,
-    "/api/study": 4,
-    "/api/study?include=organizations": 5,
-    "/api/algorithmstore": 5,
-    "/api/node": 6,
+    "/api/organization": 5,
+    "/api/collaboration": 4,
+    "/api/collaboration?include=organizations": 5,
+    "/api/study": 3,
+    "/api/study?include=organizations": 4,
+    "/api/algorithmstore": 4,
+    "/api/node": 5,
 }
 
 

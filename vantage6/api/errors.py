@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import IntegrityError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -71,6 +72,11 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         return Response({"msg": str(exc) or "Not found"}, status=404)
     if isinstance(exc, exceptions.APIException):
         return Response({"msg": _flatten(exc.detail)}, status=exc.status_code)
+    if isinstance(exc, IntegrityError):
+        # Two requests raced past the same uniqueness check; the loser gets what a later one would.
+        return Response(
+            {"msg": "The request conflicts with existing data (a name or link already exists)."}, status=400
+        )
     logger.exception("Unhandled error in %s", context.get("view").__class__.__name__, exc_info=exc)
     return Response({"msg": UNEXPECTED}, status=500)
 

@@ -44,9 +44,7 @@ class CorsMiddleware:
 
 def _api_only_path(path: str) -> bool:
     """A path of the API proper; its documentation page and schema are part of the site."""
-    return (
-        path.startswith(_API_PREFIX) and not path.startswith(_SITE_PREFIXES) and path not in _SITE_PATHS
-    )
+    return path.startswith(_API_PREFIX) and not path.startswith(_SITE_PREFIXES) and path not in _SITE_PATHS
 
 
 _API_PREFIX = f"{settings.API_PATH}/"

@@ -3,19 +3,38 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable
+from functools import lru_cache
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Case, CharField, Count, Value, When
+from django.db.models.functions import Left, StrIndex
 from django.http import HttpRequest, HttpResponse
 
 logger = logging.getLogger("vantage6.request")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Any other method counts as OTHER, so that clients cannot grow the number of series.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _label(value: object) -> str:
+    """A Prometheus label value: backslash, double quote and newline escaped."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+@lru_cache(maxsize=1024)
+def _route_label(route: str) -> str:
+    """A route as a readable template: ``api/run/(?P<pk>[0-9]+)$`` (router regex) → ``api/run/<pk>``."""
+    return _label(_NAMED_GROUP.sub(r"<\1>", route).lstrip("^").rstrip("$"))
+
+
+_NAMED_GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
 
 
 def _principal_label(request: HttpRequest) -> str:
@@ -40,6 +59,8 @@ class RequestMetrics:
         self.sums: dict[tuple[str, str], float] = defaultdict(float)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        method = method if method in METHODS else "OTHER"
+        route = _route_label(route)
         with self._lock:
             self.requests[(method, route, status)] += 1
             self.buckets[(method, route)][bisect_left(LATENCY_BUCKETS, seconds)] += 1
@@ -90,17 +111,19 @@ class RequestLogMiddleware:
         seconds = time.perf_counter() - start
         if logger.isEnabledFor(logging.INFO):
             principal = _principal_label(request)
+            # Control characters (a decoded %0A) must not start a forged log line.
+            path = request.path if request.path.isprintable() else ascii(request.path)[1:-1]
             logger.info(
                 "%s %s %s %.1fms %s",
                 request.method,
-                request.path,
+                path,
                 response.status_code,
                 seconds * 1000,
                 principal,
                 extra={
                     "fields": {
                         "method": request.method,
-                        "path": request.path,
+                        "path": path,
                         "status": response.status_code,
                         "ms": round(seconds * 1000, 2),
                         "principal": principal,
@@ -112,6 +135,26 @@ class RequestLogMiddleware:
             route = match.route if match is not None else "unmatched"
             METRICS.observe(request.method, route, response.status_code, seconds)
         return response
+
+
+def _socket_sessions() -> list[dict]:
+    """Live sessions by transport and by the kind of their owner ("node:5" → node; none yet: anonymous).
+
+    Sessions are kept in the database by every instance, so the count covers the whole deployment.
+    """
+    from nodes.models import SocketSession
+
+    kind = Case(
+        When(owner="", then=Value("anonymous")),
+        default=Left("owner", StrIndex("owner", Value(":")) - 1),
+        output_field=CharField(),
+    )
+    return list(
+        SocketSession.objects.annotate(kind=kind)
+        .values("transport", "kind")
+        .annotate(n=Count("sid"))
+        .order_by("transport", "kind")
+    )
 
 
 def metrics_view(_request: HttpRequest) -> HttpResponse:
@@ -126,6 +169,14 @@ def metrics_view(_request: HttpRequest) -> HttpResponse:
     lines = METRICS.render()
     lines += ["# HELP vantage6_nodes_online nodes with status online", "# TYPE vantage6_nodes_online gauge"]
     lines.append(f"vantage6_nodes_online {Node.objects.filter(status='online').count()}")
+    lines += [
+        "# HELP vantage6_sockets_connected Socket.IO sessions of all server instances, by transport and "
+        "client kind",
+        "# TYPE vantage6_sockets_connected gauge",
+    ]
+    for row in _socket_sessions():
+        labels = f'transport="{_label(row["transport"])}",kind="{_label(row["kind"])}"'
+        lines.append(f"vantage6_sockets_connected{{{labels}}} {row['n']}")
     lines += ["# HELP vantage6_runs runs by status", "# TYPE vantage6_runs gauge"]
     for row in Run.objects.values("status").annotate(n=Count("id")).order_by("status"):
         lines.append(f'vantage6_runs{{status="{row["status"]}"}} {row["n"]}')

@@ -9,13 +9,19 @@ from rest_framework.request import Request
 from vantage6.api.errors import bad_request
 
 
+def first(request: Request, name: str) -> str | None:
+    """The first value of a query parameter: vantage6 reads the first of repeated values."""
+    values = request.query_params.getlist(name)
+    return values[0] if values else None
+
+
 def flag(request: Request, name: str) -> bool:
     """vantage6 flags are true when present with any non-empty value (``?x=false`` is true)."""
-    return bool(request.query_params.get(name))
+    return bool(first(request, name))
 
 
 def int_param(request: Request, name: str) -> int | None:
-    raw = request.query_params.get(name)
+    raw = first(request, name)
     if raw is None or raw == "":
         return None
     try:
@@ -47,7 +53,7 @@ def list_param(request: Request, name: str) -> list[str]:
 
 
 def date_param(request: Request, name: str) -> date | None:
-    raw = request.query_params.get(name)
+    raw = first(request, name)
     if not raw:
         return None
     try:
@@ -57,7 +63,7 @@ def date_param(request: Request, name: str) -> date | None:
 
 
 def datetime_param(request: Request, name: str) -> datetime | None:
-    raw = request.query_params.get(name)
+    raw = first(request, name)
     if not raw:
         return None
     try:

@@ -1,0 +1,39 @@
+"""``manage.py node_key NODE``: a new API key for a node (by id or name); the old one stops working."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from accounts.permissions import principal_for_system
+from collaborations.management.fixture import FixtureError, require_migrated_database
+from nodes.models import Node
+from nodes.services import node_api_key_reset
+
+
+def _node(reference: str) -> Node:
+    by_id = reference.isdigit() and int(reference) < 2**31
+    node = Node.objects.filter(pk=int(reference)).first() if by_id else None
+    node = node or Node.objects.filter(name=reference).first()
+    if node is None:
+        raise CommandError(f"no node with id or name '{reference}' (see /api/node or the admin site)")
+    return node
+
+
+class Command(BaseCommand):
+    help = (
+        "Issue a new API key for a node, given by id or name, and print it. The old key stops working at "
+        "once: put the new one in the node's configuration and restart the node."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("node", help="id or name of the node")
+
+    def handle(self, *_args, node: str, **_options) -> None:
+        try:
+            require_migrated_database()
+        except FixtureError as exc:
+            raise CommandError(exc.problems[0]) from None
+        target = _node(node.strip())
+        api_key = node_api_key_reset(principal=principal_for_system(), node=target)
+        self.stdout.write(f"New API key of node '{target.name}' (id {target.pk}, shown only this once):")
+        self.stdout.write(api_key)
