@@ -19,6 +19,7 @@ from accounts.permissions import (
 )
 from accounts.tokens import TokenError, decode
 from vantage6.api.errors import ApiError
+from vantage6.api.sql import PkLookup
 
 # last_seen is written at most this often per identity: every request would cost a write otherwise.
 LAST_SEEN_RESOLUTION = timedelta(seconds=30)
@@ -43,11 +44,14 @@ def _touch_last_seen(identity) -> None:
         Authenticatable.objects.filter(pk=identity.pk).update(last_seen=now)
 
 
-def _one(queryset: QuerySet, pk: object) -> object | None:
-    if not isinstance(pk, int):
-        return None
-    rows = list(queryset.filter(pk=pk)[:1])
-    return rows[0] if rows else None
+def _node_queryset() -> QuerySet:
+    from nodes.models import Node
+
+    return Node.objects.all()
+
+
+# The caller by primary key in one query compiled once (the user with its rules).
+_load_user, _load_node = PkLookup(users_with_rules), PkLookup(_node_queryset)
 
 
 def principal_from_claims(claims: dict) -> Principal:
@@ -59,16 +63,13 @@ def principal_from_claims(claims: dict) -> Principal:
             raise ApiError(422, "Invalid container token")
         return principal_for_container(sub)
     if client_type == "user":
-        # One query: the user with its rules, by primary key (no ORDER BY).
-        user = _one(users_with_rules(), sub)
+        user = _load_user(sub) if isinstance(sub, int) else None
         if user is None:
             raise ApiError(401, f"Error loading the user {sub}")
         _touch_last_seen(user)
         return principal_for_user(user)
     if client_type == "node":
-        from nodes.models import Node
-
-        node = _one(Node.objects.all(), sub)
+        node = _load_node(sub) if isinstance(sub, int) else None
         if node is None:
             raise ApiError(401, f"Error loading the user {sub}")
         _touch_last_seen(node)

@@ -307,20 +307,12 @@ RULE_SEPARATOR = ","
 
 def users_with_rules() -> QuerySet:
     """Users annotated with ``rule_keys``: all their rules in one string, so that loading the caller
-    and its rules is one query. Built once; each request only adds its filter."""
-    global _users_with_rules
-    if _users_with_rules is None:
-        from django.db.models import CharField
+    and its rules is one query."""
+    from django.db.models import CharField
 
-        from accounts.models import User
+    from accounts.models import User
 
-        _users_with_rules = User.objects.annotate(
-            rule_keys=CorrelatedSQL(_user_rules_sql, output_field=CharField())
-        )
-    return _users_with_rules
-
-
-_users_with_rules: QuerySet | None = None
+    return User.objects.annotate(rule_keys=CorrelatedSQL(_user_rules_sql, output_field=CharField()))
 
 
 def _rules_of_keys(keys: str | None) -> frozenset[tuple[str, str, str]]:

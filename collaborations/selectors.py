@@ -10,13 +10,14 @@ from collaborations.models import AlgorithmStore, Collaboration, Organization, S
 from vantage6.api.errors import bad_request, not_found, unauthorized
 from vantage6.api.lookups import like
 from vantage6.api.params import first, int_list_param, int_param
+from vantage6.api.sql import by_pk
 
 _BOOLEANS = {"1": True, "true": True, "0": False, "false": False}
 
 
 def object_or_404(queryset: QuerySet, pk: int | str, label: str) -> Model:
     """The row of ``queryset`` with primary key ``pk``, or a 404 naming the ``label``."""
-    obj = queryset.filter(pk=pk).first()
+    obj = by_pk(queryset, pk)
     if obj is None:
         raise not_found(f"{label} with id={pk} not found")
     return obj

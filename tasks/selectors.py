@@ -16,6 +16,7 @@ from tasks.models import AlgorithmPort, Run, Task, TaskDatabase
 from vantage6.api.errors import bad_request, not_found
 from vantage6.api.lookups import like
 from vantage6.api.params import datetime_param, first, flag, int_param, list_param
+from vantage6.api.sql import by_pk
 
 TASK_INCLUDES = {"runs", "results"}
 
@@ -30,7 +31,7 @@ def may(principal: Principal, resource: str, operation: str, task: Task) -> bool
 
 def task_with_status(pk: int | str) -> Task:
     """The task with its derived status, or 404."""
-    task = Task.objects.with_status().filter(pk=pk).first()
+    task = by_pk(Task.objects.with_status(), pk)
     if task is None:
         raise not_found(f"Task id={pk} not found!")
     return task
@@ -38,7 +39,7 @@ def task_with_status(pk: int | str) -> Task:
 
 def task_for_view(principal: Principal, pk: int | str, include: set[str] = frozenset()) -> Task:
     """One task as ``GET /task/<id>`` returns it (401 without the rights, 404 when missing)."""
-    task = task_queryset(include).filter(pk=pk).first()
+    task = by_pk(task_queryset(include), pk)
     if task is None:
         raise not_found(f"Task id={pk} not found!")
     principal.require(may(principal, "task", "view", task))
@@ -50,7 +51,7 @@ def task_for_view(principal: Principal, pk: int | str, include: set[str] = froze
 
 
 def run_for_view(principal: Principal, pk: int | str, include_task: bool = False) -> Run:
-    run = run_queryset(include_task).filter(pk=pk).first()
+    run = by_pk(run_queryset(include_task), pk)
     if run is None:
         raise not_found(f"Run id={pk} not found!")
     principal.require(may(principal, "run", "view", run.task))

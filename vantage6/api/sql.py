@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from weakref import WeakKeyDictionary
 
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Expression, F, Field
+from django.db.models import Expression, F, Field, Model, QuerySet
 
 # Builds the SQL of a subquery for one database connection: ``{outer}`` stands for the outer row's
 # primary key column; returns the text and its parameters.
@@ -51,3 +54,85 @@ def string_agg(connection: BaseDatabaseWrapper, expression: str, separator: str)
     if connection.vendor == "postgresql":
         return f"STRING_AGG({expression}, '{separator}')"
     return f"GROUP_CONCAT({expression}, '{separator}')"
+
+
+class PkLookup:
+    """``queryset.filter(pk=...)`` for one row, compiled to SQL once per database connection.
+
+    For the lookup of the caller on every request: each call only runs the SQL and builds the row,
+    as ``QuerySet`` iteration would (field converters, annotations as attributes).
+    """
+
+    _MARKER = 987_654_321  # a primary key value that stands for the looked-up one while compiling
+
+    def __init__(self, queryset: Callable[[], QuerySet]) -> None:
+        self.queryset = queryset
+        self._plans: WeakKeyDictionary[BaseDatabaseWrapper, _Plan] = WeakKeyDictionary()
+
+    def _plan(self, connection: BaseDatabaseWrapper) -> _Plan:
+        compiler = self.queryset().filter(pk=self._MARKER)[:1].query.get_compiler(connection=connection)
+        sql, params = compiler.as_sql()
+        (slot,) = (i for i, value in enumerate(params) if value == self._MARKER)
+        klass_info = compiler.klass_info
+        assert not klass_info.get("related_klass_infos"), "rows of one model only"
+        fields = klass_info["select_fields"]
+        start, end = fields[0], fields[-1] + 1
+        return _Plan(
+            sql=sql,
+            params=list(params),
+            slot=slot,
+            model=klass_info["model"],
+            start=start,
+            end=end,
+            attnames=[column[0].target.attname for column in compiler.select[start:end]],
+            annotations=dict(compiler.annotation_col_map or {}),
+            converters=compiler.get_converters([col for col, _, _ in compiler.select[: compiler.col_count]]),
+        )
+
+    def __call__(self, pk: int) -> Model | None:
+        if not _INT64_MIN <= pk <= _INT64_MAX:
+            return None  # no such row: what the ORM answers instead of an overflow
+        connection = connections[DEFAULT_DB_ALIAS]
+        plan = self._plans.get(connection)
+        if plan is None:
+            plan = self._plans[connection] = self._plan(connection)
+        params = list(plan.params)
+        params[plan.slot] = plan.model._meta.pk.get_db_prep_value(pk, connection)
+        with connection.cursor() as cursor:
+            cursor.execute(plan.sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        if plan.converters:
+            row = list(row)
+            for position, (converters, expression) in plan.converters.items():
+                value = row[position]
+                for converter in converters:
+                    value = converter(value, expression, connection)
+                row[position] = value
+        instance = plan.model.from_db(connection.alias, plan.attnames, row[plan.start : plan.end])
+        for name, position in plan.annotations.items():
+            setattr(instance, name, row[position])
+        return instance
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+@dataclass(frozen=True)
+class _Plan:
+    sql: str
+    params: list
+    slot: int
+    model: type[Model]
+    start: int
+    end: int
+    attnames: list[str]
+    annotations: dict[str, int]
+    converters: dict
+
+
+def by_pk(queryset: QuerySet, pk: object) -> Model | None:
+    """The row of ``queryset`` with this primary key, or None (``first()`` would add an ORDER BY)."""
+    rows = list(queryset.filter(pk=pk)[:1])
+    return rows[0] if rows else None
