@@ -17,6 +17,24 @@ from tests import factories
 SERVICES_REQUIRED = bool(os.environ.get("V6_REQUIRE_SERVICES"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _release_test_database(django_db_setup, django_db_blocker):  # noqa: ARG001 - orders the teardown
+    """End connections other threads still hold, so PostgreSQL can drop the test database.
+
+    Async tests, socket consumers and the event publisher use the database from their own threads;
+    their connections would otherwise make the drop fail ("being accessed by other users").
+    """
+    yield
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.BCRYPT_ROUNDS = 4
