@@ -16,6 +16,7 @@ from accounts.permissions import (
     principal_for_node,
     principal_for_user,
     users_with_rules,
+    with_memberships,
 )
 from accounts.tokens import TokenError, decode
 from vantage6.api.errors import ApiError
@@ -47,10 +48,10 @@ def _touch_last_seen(identity) -> None:
 def _node_queryset() -> QuerySet:
     from nodes.models import Node
 
-    return Node.objects.all()
+    return with_memberships(Node.objects.all())
 
 
-# The caller by primary key in one query compiled once (the user with its rules).
+# The caller by primary key in one query compiled once (a user with its rules; both with memberships).
 _load_user, _load_node = PkLookup(users_with_rules), PkLookup(_node_queryset)
 
 

@@ -70,6 +70,9 @@ class Principal:
         """The "auth collaborations": those of the organization; for a container only its own."""
         if self.is_container:
             return frozenset([self.claims["collaboration_id"]])
+        loaded = _loaded_ids(self.user or self.node, "collaboration_keys")
+        if loaded is not None:
+            return loaded
         from collaborations.models import Collaboration
 
         return frozenset(
@@ -79,6 +82,9 @@ class Principal:
     @cached_property
     def collaborating_organization_ids(self) -> frozenset[int]:
         """Organizations in any auth collaboration (the own one only through a shared collaboration)."""
+        loaded = _loaded_ids(self.user or self.node, "partner_keys")  # None for containers
+        if loaded is not None:
+            return loaded
         from collaborations.models import Collaboration
 
         return frozenset(
@@ -305,14 +311,59 @@ def _user_rules_sql(connection) -> tuple[str, tuple]:
 RULE_SEPARATOR = ","
 
 
+def _memberships(connection) -> tuple[str, str, str]:
+    """The table of collaboration members, its collaboration column and its organization column."""
+    from collaborations.models import Collaboration
+
+    q, field = connection.ops.quote_name, Collaboration.organizations.field
+    return q(field.m2m_db_table()), q(field.m2m_column_name()), q(field.m2m_reverse_name())
+
+
+def _collaborations_sql(connection) -> tuple[str, tuple]:
+    """The collaborations of the outer row's organization, as ``"1,5,7"``."""
+    table, collaboration, organization = _memberships(connection)
+    ids = string_agg(connection, f"CAST(m.{collaboration} AS TEXT)", ",")
+    return f"SELECT {ids} FROM {table} m WHERE m.{organization} = {{outer}}", ()
+
+
+def _partners_sql(connection) -> tuple[str, tuple]:
+    """The organizations sharing a collaboration with the outer row's organization (with repeats)."""
+    table, collaboration, organization = _memberships(connection)
+    ids = string_agg(connection, f"CAST(p.{organization} AS TEXT)", ",")
+    return (
+        f"SELECT {ids} FROM {table} p WHERE p.{collaboration} IN "
+        f"(SELECT m.{collaboration} FROM {table} m WHERE m.{organization} = {{outer}})",
+        (),
+    )
+
+
+def with_memberships(queryset: QuerySet) -> QuerySet:
+    """Users or nodes annotated with the collaborations of their organization and the organizations
+    in those, which most scope checks need: loaded with the caller, they cost no query of their own."""
+    from django.db.models import CharField
+
+    return queryset.annotate(
+        collaboration_keys=CorrelatedSQL(_collaborations_sql, CharField(), outer="organization_id"),
+        partner_keys=CorrelatedSQL(_partners_sql, CharField(), outer="organization_id"),
+    )
+
+
+def _loaded_ids(identity: object, name: str) -> frozenset[int] | None:
+    keys = getattr(identity, name, _NOT_LOADED)
+    if keys is _NOT_LOADED:
+        return None
+    return frozenset(int(key) for key in keys.split(",")) if keys else frozenset()
+
+
 def users_with_rules() -> QuerySet:
-    """Users annotated with ``rule_keys``: all their rules in one string, so that loading the caller
-    and its rules is one query."""
+    """Users annotated with ``rule_keys`` (all their rules in one string) and their memberships, so
+    that loading the caller is one query."""
     from django.db.models import CharField
 
     from accounts.models import User
 
-    return User.objects.annotate(rule_keys=CorrelatedSQL(_user_rules_sql, output_field=CharField()))
+    users = User.objects.annotate(rule_keys=CorrelatedSQL(_user_rules_sql, output_field=CharField()))
+    return with_memberships(users)
 
 
 def _rules_of_keys(keys: str | None) -> frozenset[tuple[str, str, str]]:

@@ -99,7 +99,7 @@ TARGETS = {
         7616,
         2,
         [str(VENV_PY), "-m", "vantage6.serve"],
-        "ours, daphne as `make run` starts it with RabbitMQ on 2 cores (2 processes, one socket)",
+        "ours, daphne as `make run` starts it with RabbitMQ on 2 cores (2 processes, one address)",
         env={"V6_HOST": "127.0.0.1", "V6_PORT": "7616", "V6_WORKERS": "2", "V6_RABBITMQ_URI": "RABBITMQ"},
     ),
     "uvicorn": Target(

@@ -3,8 +3,8 @@
 Runs on the dataset of the last ``api.py`` run (``bench/.ours``). For each path it reports the CPU
 time per request through Django's WSGI handler and through the ASGI application (what daphne and
 uvicorn call), the SQL queries of one request, and the cost of pieces measured on their own
-(middleware chain, JWT decoding, loading the principal, JSON rendering). ``--cprofile`` adds the
-functions and packages that take the time (cProfile, WSGI path).
+(middleware chain, JWT decoding, loading the principal, the ASGI handler, JSON rendering).
+``--cprofile`` adds the functions and packages that take the time (cProfile, WSGI path).
 
     .venv/bin/python bench/breakdown.py                       # the default paths
     .venv/bin/python bench/breakdown.py /api/task /api/run?include=task --cprofile
@@ -167,36 +167,26 @@ def sql_of(handler, path: str, token: str | None) -> list[tuple[float, str]]:
 
 
 def pieces(token: str, path: str, n: int) -> dict[str, float]:
-    """CPU ms of parts of the request measured on their own."""
-    from django.conf import settings
-    from django.core.handlers.asgi import ASGIHandler
+    """CPU ms of parts of the request measured on their own (differences of noisy figures: rough)."""
     from django.core.handlers.wsgi import WSGIHandler
     from django.test import override_settings
     from rest_framework.renderers import JSONRenderer
 
     from accounts.authentication import principal_from_claims
     from accounts.tokens import decode
+    from vantage6.asgi import django_http
 
     out = {"jwt decode": cpu_per_call(lambda: decode(token), n)}
     claims = decode(token)
-    out["load principal (user + rules queries)"] = cpu_per_call(lambda: principal_from_claims(claims), n)
+    out["load principal (one query)"] = cpu_per_call(lambda: principal_from_claims(claims), n)
     handler = WSGIHandler()
     full = cpu_per_call(lambda: call_wsgi(handler, path, token), n)
-    with override_settings(MIDDLEWARE=["vantage6.api.middleware.CorsMiddleware"]):
-        lean = WSGIHandler()
-        out["middleware other than CORS"] = full - cpu_per_call(lambda: call_wsgi(lean, path, token), n)
-    # The same chain under ASGI, without the project's two sync-only middleware: Django then needs
-    # one thread hop (to the sync view) instead of three per request.
-    asgi_full = cpu_per_call(asgi_runner(path, token, ASGIHandler()), n)
-    with override_settings(MIDDLEWARE=[m for m in settings.MIDDLEWARE if m.startswith("django.")]):
-        asgi_async_only = cpu_per_call(asgi_runner(path, token, ASGIHandler()), n)
     with override_settings(MIDDLEWARE=[]):
-        asgi_bare = cpu_per_call(asgi_runner(path, token, ASGIHandler()), n)
         bare = WSGIHandler()
-        wsgi_bare = cpu_per_call(lambda: call_wsgi(bare, path, token), n)
-    out["ASGI: the 2 sync-only middleware (thread hops)"] = asgi_full - asgi_async_only
-    out["ASGI: all middleware"] = asgi_full - asgi_bare
-    out["ASGI over WSGI, no middleware"] = asgi_bare - wsgi_bare
+        out["middleware chain"] = full - cpu_per_call(lambda: call_wsgi(bare, path, token), n)
+    pooled = cpu_per_call(asgi_runner(path, token, django_http), n)
+    out["ASGI handler (vantage6.handler) over WSGI"] = pooled - full
+    out["ASGI routing over the handler"] = cpu_per_call(asgi_runner(path, token), n) - pooled
     body = json.loads(call_wsgi(handler, path, token)[1])
     out["JSON rendering of the body"] = cpu_per_call(lambda: JSONRenderer().render(body), n)
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, time, timedelta
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import QuerySet, TextField
 from rest_framework.request import Request
 
 from accounts.permissions import Principal
@@ -14,10 +14,25 @@ from collaborations.selectors import object_or_404
 from nodes.models import Node, NodeConfig, api_key_digest
 from vantage6.api.lookups import like
 from vantage6.api.params import date_param, int_param
+from vantage6.api.sql import CorrelatedSQL
+
+
+def _config_sql(connection) -> tuple[str, tuple]:
+    """The node's configuration rows as one JSON array of ``[id, key, value]``."""
+    q = connection.ops.quote_name
+    row = ", ".join(f"c.{q(name)}" for name in ("id", "key", "value"))
+    aggregate = (
+        f"CAST(json_agg(json_build_array({row})) AS text)"
+        if connection.vendor == "postgresql"
+        else f"json_group_array(json_array({row}))"
+    )
+    table, node = q(NodeConfig._meta.db_table), q(NodeConfig.node.field.column)
+    return f"SELECT {aggregate} FROM {table} c WHERE c.{node} = {{outer}}", ()
 
 
 def _nodes() -> QuerySet[Node]:
-    return Node.objects.prefetch_related(Prefetch("config", queryset=NodeConfig.objects.order_by("id")))
+    # The configuration comes with each row: no prefetch query, whatever the page size.
+    return Node.objects.annotate(config_rows=CorrelatedSQL(_config_sql, output_field=TextField()))
 
 
 def node_list(principal: Principal, request: Request) -> QuerySet[Node]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from rest_framework import serializers
@@ -21,8 +22,11 @@ class NodeSimpleOutput(OutputSerializer):
         fields = ["id", "ip", "last_seen", "status", "name", "organization"]
 
 
+_NOT_LOADED = object()
+
+
 class NodeOutput(NodeSimpleOutput):
-    """A node with the configuration it shares (``config`` must be prefetched)."""
+    """A node with the configuration it shares (``config_rows`` of ``selectors._nodes``)."""
 
     type = serializers.CharField(read_only=True)
     collaboration = RefField("collaboration")
@@ -43,7 +47,10 @@ class NodeOutput(NodeSimpleOutput):
         ]
 
     def get_config(self, node: Node) -> list[dict]:
-        return [{"key": row.key, "value": row.value} for row in node.config.all()]
+        rows = getattr(node, "config_rows", _NOT_LOADED)
+        if rows is _NOT_LOADED:  # a node not loaded by the selectors
+            return [{"key": row.key, "value": row.value} for row in node.config.all()]
+        return [{"key": key, "value": value} for _id, key, value in sorted(json.loads(rows or "[]"))]
 
 
 class NodeCreatedOutput(NodeOutput):

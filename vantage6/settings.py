@@ -156,7 +156,7 @@ EMAIL_BACKEND = (
 
 # --- Channels --------------------------------------------------------------------------------------
 RABBITMQ_URI = env_amqp("RABBITMQ_URI")
-# Server processes started by `python -m vantage6.serve` (`make run`): they share one listening socket.
+# Server processes started by `python -m vantage6.serve` (`make run`), all listening on one address.
 # Several need the RabbitMQ layer, since the in-memory one cannot carry events between processes.
 WORKERS = env_int("WORKERS", len(os.sched_getaffinity(0)) if RABBITMQ_URI else 1, minimum=1, maximum=64)
 if WORKERS > 1 and not RABBITMQ_URI:

@@ -211,8 +211,8 @@ def test_add_and_remove_a_rule(api, world, admin_a):
 
 
 # --- query counts ------------------------------------------------------------------------------------------
-# Loading the caller with its rules, its collaborations and their members, its role ids, the count, the page.
-ROLE_LIST_QUERIES = {VIEWER: 4, COL_ADMIN: 6, ROOT: 3}
+# Loading the caller with its rules and collaborations (and their members), its role ids, the count, the page.
+ROLE_LIST_QUERIES = {VIEWER: 4, COL_ADMIN: 4, ROOT: 3}
 
 
 @pytest.mark.parametrize("role", [VIEWER, COL_ADMIN, ROOT])

@@ -22,7 +22,7 @@ from nodes.serializers import NodeCreatedOutput, NodeOutput, NodeSimpleOutput
 from tasks import selectors
 from tasks.models import AlgorithmPort, TaskDatabase, TaskStatus
 from tasks.serializers import PortOutput, ResultOutput, RunOutput, TaskOutput
-from tests.factories import make_run, make_study, make_task, make_user
+from tests.factories import bearer, make_run, make_study, make_task, make_user
 from vantage6.api.serializers import OutputSerializer
 
 pytestmark = pytest.mark.django_db
@@ -139,3 +139,27 @@ def test_rows_the_plan_does_not_cover_go_through_drf():
     with pytest.raises(AttributeError):
         PortOutput(WithoutPort()).data  # noqa: B018 - DRF's own error for a required attribute
     assert PortOutput({"id": 1, "port": 2, "label": "x"}).data == {"id": 1, "port": 2, "label": "x"}
+
+
+def test_node_configuration_comes_with_the_row_unchanged(api, world):
+    values = [
+        "",
+        "plain",
+        'quote " and \\ backslash',
+        '{"json": [1, 2]}',
+        "ünïcödé ✓",
+        "line\nbreak",
+        "[1,2]",
+    ]
+    for value in values:
+        NodeConfig.objects.create(node=world.node_a, key=f"k{len(value)}", value=value)
+    NodeConfig.objects.create(node=world.node_a, key="columns_db", value="first")  # a list: several rows
+    NodeConfig.objects.create(node=world.node_a, key="columns_db", value="second")
+    expected = [
+        {"key": c.key, "value": c.value} for c in NodeConfig.objects.filter(node=world.node_a).order_by("id")
+    ]
+    admin = make_user(world.org_a, "Root")
+    assert api.get(f"/api/node/{world.node_a.pk}", **bearer(admin)).json()["config"] == expected
+    listed = {row["id"]: row for row in api.get("/api/node", **bearer(admin)).json()["data"]}
+    assert listed[world.node_a.pk]["config"] == expected
+    assert listed[world.node_b.pk]["config"] == []

@@ -8,9 +8,10 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts.authentication import principal_from_claims
 from accounts.models import Role, Rule
-from accounts.permissions import rules_of_user
+from accounts.permissions import Principal, rules_of_user
 from accounts.tokens import decode
-from tests.factories import bearer, make_user
+from collaborations.models import Collaboration
+from tests.factories import bearer, make_collab, make_org, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -30,6 +31,10 @@ def own_role(world):
 @pytest.fixture
 def admin_a(world):
     return make_user(world.org_a, "Organization Admin")
+
+
+def load(identity) -> Principal:
+    return principal_from_claims(decode(bearer(identity)["HTTP_AUTHORIZATION"].split()[1]))
 
 
 def can_list_users(api, user) -> bool:
@@ -83,14 +88,14 @@ def test_changes_outside_the_api_count_from_the_next_request(api, world, own_rol
 @pytest.mark.parametrize("roles", [(), ("Viewer",), ("Researcher", "Viewer"), ("Root",)])
 def test_the_rules_loaded_with_the_user_are_those_of_its_roles_and_its_own(world, roles):
     user = make_user(world.org_a, *roles, rules=[rule("task", "GLOBAL", "VIEW"), rule(*VIEW_USERS)])
-    principal = principal_from_claims(decode(bearer(user)["HTTP_AUTHORIZATION"].split()[1]))
+    principal = load(user)
     assert principal.rules == rules_of_user(user.pk)
     assert ("task", "GLOBAL", "VIEW") in principal.rules
 
 
 def test_a_user_without_any_rule_has_none(world):
     user = make_user(world.org_a)
-    principal = principal_from_claims(decode(bearer(user)["HTTP_AUTHORIZATION"].split()[1]))
+    principal = load(user)
     assert principal.rules == frozenset()
     assert principal.max_scope("user", "view") is None
 
@@ -114,3 +119,30 @@ def test_a_deleted_user_is_refused(api, world):
     response = api.get("/api/user", **headers)
     assert response.status_code == 401
     assert response.json() == {"msg": f"Error loading the user {user_id}"}
+
+
+def test_memberships_loaded_with_the_caller_are_those_the_database_has(world):
+    loner = make_org("loner")  # in no collaboration
+    make_collab(world.org_a, world.org_c, name="AC")
+    identities = [make_user(org) for org in (world.org_a, world.org_b, world.org_c, loner)]
+    for identity in [*identities, world.node_a, world.node_c]:
+        loaded = load(identity)
+        queried = Principal(kind=loaded.kind, organization_id=identity.organization_id, rules=frozenset())
+        assert loaded.collaboration_ids == queried.collaboration_ids
+        assert loaded.collaborating_organization_ids == queried.collaborating_organization_ids
+    assert load(identities[3]).collaboration_ids == frozenset()
+    assert load(identities[0]).collaboration_ids == {
+        world.collab_ab.pk,
+        Collaboration.objects.get(name="AC").pk,
+    }
+
+
+def test_a_new_membership_counts_from_the_next_request(api, world):
+    viewer = make_user(world.org_a, "Collaboration Admin")
+    newcomer = make_org("newcomer")
+    make_user(newcomer, username="newcomer-user")
+    listed = {row["username"] for row in api.get("/api/user?per_page=100", **bearer(viewer)).json()["data"]}
+    assert "newcomer-user" not in listed
+    make_collab(world.org_a, newcomer, name="with newcomer")
+    listed = {row["username"] for row in api.get("/api/user?per_page=100", **bearer(viewer)).json()["data"]}
+    assert "newcomer-user" in listed

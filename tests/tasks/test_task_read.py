@@ -206,7 +206,7 @@ def test_include_results_needs_run_view_at_least_as_broad_as_task_view(api, worl
 
 
 # --- query counts --------------------------------------------------------------------------------------
-# Each request costs 2 queries for the caller (identity with its rules, collaborations), then the list.
+# Each request costs 1 query for the caller (identity with its rules and collaborations), then the list.
 def _count_queries(api, url, headers) -> int:
     api.get(url, **headers)  # warm-up: last_seen and caches
     with CaptureQueriesContext(connection) as context:
@@ -218,11 +218,11 @@ def _count_queries(api, url, headers) -> int:
 @pytest.mark.parametrize(
     "url, expected",
     [
-        ("/api/task?per_page=100", 5),
-        ("/api/task?per_page=100&include=runs,results", 8),
-        ("/api/run?per_page=100", 6),
-        ("/api/run?per_page=100&include=task", 8),
-        ("/api/result?per_page=100", 4),
+        ("/api/task?per_page=100", 4),
+        ("/api/task?per_page=100&include=runs,results", 7),
+        ("/api/run?per_page=100", 5),
+        ("/api/run?per_page=100&include=task", 7),
+        ("/api/result?per_page=100", 3),
     ],
 )
 def test_list_query_counts_do_not_grow_with_rows(api, world, url, expected):
@@ -239,5 +239,5 @@ def test_list_query_counts_do_not_grow_with_rows(api, world, url, expected):
 
 def test_detail_query_counts(api, world, tasks):
     headers = caller("col", world, tasks)
-    assert _count_queries(api, f"/api/task/{tasks.ab_a.pk}?include=runs,results", headers) == 7
-    assert _count_queries(api, f"/api/run/{tasks.ab_a.runs.first().pk}?include=task", headers) == 7
+    assert _count_queries(api, f"/api/task/{tasks.ab_a.pk}?include=runs,results", headers) == 6
+    assert _count_queries(api, f"/api/run/{tasks.ab_a.runs.first().pk}?include=task", headers) == 6

@@ -11,14 +11,15 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Expression, F, Field, Model, QuerySet
 
 # Builds the SQL of a subquery for one database connection: ``{outer}`` stands for the outer row's
-# primary key column; returns the text and its parameters.
+# column; returns the text and its parameters.
 SqlBuilder = Callable[[BaseDatabaseWrapper], tuple[str, tuple]]
 
 _built: dict[tuple[SqlBuilder, str], tuple[str, tuple]] = {}
 
 
 class CorrelatedSQL(Expression):
-    """A subquery correlated with the primary key of the outer row, from SQL built once per backend.
+    """A subquery correlated with a column of the outer row (its primary key unless ``outer`` names
+    another field), from SQL built once per backend.
 
     Resolving the ORM form of a subquery with aggregates and conditions takes hundreds of expression
     calls on every request; this one resolves a single column reference, whatever alias the outer
@@ -28,10 +29,10 @@ class CorrelatedSQL(Expression):
     contains_aggregate = False
     contains_over_clause = False
 
-    def __init__(self, build: SqlBuilder, output_field: Field) -> None:
+    def __init__(self, build: SqlBuilder, output_field: Field, outer: str = "pk") -> None:
         super().__init__(output_field=output_field)
         self.build = build
-        self.outer = F("pk")
+        self.outer = F(outer)
 
     def get_source_expressions(self) -> list:
         return [self.outer]
