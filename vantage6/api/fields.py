@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from vantage6.api.references import list_link, ref
@@ -23,6 +25,18 @@ class TimestampField(serializers.DateTimeField):
         return format_datetime(value)
 
 
+REFERENCE_SCHEMA = {
+    "type": "object",
+    "nullable": True,
+    "properties": {
+        "id": {"type": "integer"},
+        "link": {"type": "string"},
+        "methods": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+@extend_schema_field(REFERENCE_SCHEMA)
 class RefField(serializers.Field):
     """A to-one reference built from the ``<fk>_id`` attribute, so it costs no query."""
 
@@ -38,6 +52,7 @@ class RefField(serializers.Field):
         return ref(self.resource, getattr(instance, attr))
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class ListLinkField(serializers.Field):
     """A to-many reference: ``/api/<resource>?<filter>=<this object's id>``."""
 
