@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import bcrypt
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 
-from accounts import totp
+from accounts import mail, totp
 from accounts.models import User
 from accounts.permissions import Principal
 from accounts.services import audit
-from accounts.tokens import TokenError, login_tokens, reset_token, reset_token_user_id
+from accounts.tokens import TokenError, login_tokens, reset_token, reset_token_claims
 from vantage6.api.errors import ApiError, bad_request
 from vantage6.api.references import api_path
 
@@ -54,31 +56,54 @@ def token_body(identity: object, kind: str) -> LoginResult:
 
 
 # --- lock-out --------------------------------------------------------------------------------------
-def _blocked_minutes_left(user: User, now: datetime) -> int:
-    """Minutes until a blocked account opens again; 0 when it is not blocked."""
-    attempts = user.failed_login_attempts or 0
-    if attempts < settings.PASSWORD_MAX_FAILED_ATTEMPTS or not user.last_login_attempt:
-        return 0
-    opens = user.last_login_attempt + timedelta(minutes=settings.PASSWORD_INACTIVATION_MINUTES)
-    if now >= opens:
-        return 0
-    return max(1, int((opens - now).total_seconds() // 60) + 1)
+def _open_for_guesses(now: datetime) -> Q:
+    """Accounts that may have a password guess checked: below the limit, or blocked long enough ago."""
+    reopened = now - timedelta(minutes=settings.PASSWORD_INACTIVATION_MINUTES)
+    return (
+        Q(failed_login_attempts__lt=settings.PASSWORD_MAX_FAILED_ATTEMPTS)
+        | Q(last_login_attempt__isnull=True)
+        | Q(last_login_attempt__lte=reopened)
+    )
 
 
-def _register_failure(user: User, now: datetime) -> None:
-    attempts = user.failed_login_attempts or 0
-    user.failed_login_attempts = 1 if attempts >= settings.PASSWORD_MAX_FAILED_ATTEMPTS else attempts + 1
-    user.last_login_attempt = now
-    user.save(update_fields=["failed_login_attempts", "last_login_attempt"])
+def _count_guess(username: str, now: datetime) -> bool:
+    """Count a guess at the password of ``username`` before checking it; False when it is blocked.
+
+    One conditional UPDATE both checks the lock-out and counts, so parallel guesses cannot all pass
+    the check before any of them is counted: a burst gets at most the allowed number checked.
+    """
+    limit = settings.PASSWORD_MAX_FAILED_ATTEMPTS
+    counted = User.objects.filter(_open_for_guesses(now), username=username).update(
+        # a block that ran out starts the count afresh
+        failed_login_attempts=Case(
+            When(failed_login_attempts__gte=limit, then=Value(1)), default=F("failed_login_attempts") + 1
+        ),
+        last_login_attempt=now,
+    )
+    return counted == 1
 
 
-def _mail_blocked(user: User, minutes_left: int, now: datetime) -> None:
+def _uncount_guess(user: User) -> None:
+    """The password was right and no second factor was tried: that was no failed attempt."""
+    User.objects.filter(pk=user.pk, failed_login_attempts__gt=0).update(
+        failed_login_attempts=F("failed_login_attempts") - 1
+    )
+
+
+def _clear_failures(user: User) -> None:
+    if user.failed_login_attempts:
+        user.failed_login_attempts = 0
+        user.save(update_fields=["failed_login_attempts"])
+
+
+def _mail_blocked(user: User, now: datetime) -> None:
     """Tell the owner the account is blocked, at most once per PASSWORD_BETWEEN_USER_EMAILS_MINUTES."""
     pause = timedelta(minutes=settings.PASSWORD_BETWEEN_USER_EMAILS_MINUTES)
-    if user.last_email_failed_login_sent and now - user.last_email_failed_login_sent < pause:
+    due = Q(last_email_failed_login_sent__isnull=True) | Q(last_email_failed_login_sent__lte=now - pause)
+    if not User.objects.filter(due, pk=user.pk).update(last_email_failed_login_sent=now):
         return
-    user.last_email_failed_login_sent = now
-    user.save(update_fields=["last_email_failed_login_sent"])
+    opens = user.last_login_attempt + timedelta(minutes=settings.PASSWORD_INACTIVATION_MINUTES)
+    minutes_left = max(1, int((opens - now).total_seconds() // 60) + 1)
     _mail(
         user,
         f"Failed login attempts on your vantage6 account ({settings.SERVER_NAME})",
@@ -89,19 +114,20 @@ def _mail_blocked(user: User, minutes_left: int, now: datetime) -> None:
     )
 
 
-def _equalise_timing(password: str) -> None:
-    """Spend a bcrypt check on an unknown username too, so its answer takes as long."""
-    stored = User.objects.order_by("pk").values_list("password", flat=True).first()
-    if not stored or not stored.startswith("$2"):
-        stored = bcrypt.hashpw(b"-", bcrypt.gensalt(rounds=settings.BCRYPT_ROUNDS)).decode()
+@functools.cache
+def _stand_in_hash(rounds: int) -> bytes:
+    return bcrypt.hashpw(b"-", bcrypt.gensalt(rounds=rounds))
+
+
+def _equalise_timing(password: str, user: User | None) -> None:
+    """A bcrypt check as costly as that of ``user`` (unknown: a new hash), for an answer that needs
+    none, so unknown and blocked accounts answer as late as a wrong password does."""
+    try:
+        rounds = int(user.password.split("$")[2])
+    except (AttributeError, IndexError, ValueError):  # no user, or no bcrypt hash
+        rounds = settings.BCRYPT_ROUNDS
     with contextlib.suppress(ValueError):
-        bcrypt.checkpw(password.encode(), stored.encode())
-
-
-def _clear_failures(user: User) -> None:
-    if user.failed_login_attempts:
-        user.failed_login_attempts = 0
-        user.save(update_fields=["failed_login_attempts"])
+        bcrypt.checkpw(password.encode(), _stand_in_hash(rounds))
 
 
 def check_credentials(
@@ -109,19 +135,18 @@ def check_credentials(
 ) -> User:
     """The user with this username and password, honouring the lock-out policy (401 otherwise).
 
-    ``complete=False``: a second factor still follows, so the failure counter is kept until it passes.
+    Unknown, blocked and wrong get one answer, each after a bcrypt check of the same cost.
+    ``complete=False``: a second factor still follows, so the guess stays counted until it passes.
     """
-    user = User.objects.filter(username=username).first()
-    if user is None:
-        _equalise_timing(password)
-        raise ApiError(401, failure_msg)
     now = timezone.now()
-    minutes_left = _blocked_minutes_left(user, now)
-    if minutes_left:
-        _mail_blocked(user, minutes_left, now)
+    counted = _count_guess(username, now)
+    user = User.objects.filter(username=username).first()
+    if user is None or not counted:
+        _equalise_timing(password, user)
+        if user is not None:
+            _mail_blocked(user, now)
         raise ApiError(401, failure_msg)
     if not user.check_password(password):
-        _register_failure(user, now)
         raise ApiError(401, failure_msg)
     if complete:
         _clear_failures(user)
@@ -130,7 +155,8 @@ def check_credentials(
 
 def _two_factor_setup(user: User) -> dict:
     user.otp_secret = totp.new_secret()
-    user.save(update_fields=["otp_secret"])
+    user.otp_last_step = None
+    user.save(update_fields=["otp_secret", "otp_last_step"])
     issuer = f"vantage6 ({settings.SERVER_NAME})"
     return {
         "qr_uri": totp.provisioning_uri(user.otp_secret, user.username, issuer),
@@ -145,24 +171,38 @@ def authenticate_user(
     """The user when the credentials (and, with two-factor authentication on, the code) are right.
 
     A dict is a reply without tokens: the two-factor set-up or the request for a code. A wrong code
-    counts as a failed attempt, so codes cannot be guessed past the lock-out. Without
-    ``setup_allowed`` (the admin site) a user who has not set up two-factor authentication is refused.
+    counts as a failed attempt (the one counted with the password), so codes cannot be guessed past
+    the lock-out, and a code is accepted once. Without ``setup_allowed`` (the admin site) a user who
+    has not set up two-factor authentication is refused.
     """
     user = check_credentials(username=username, password=password, complete=not settings.TWO_FACTOR_AUTH)
     if not settings.TWO_FACTOR_AUTH:
         return user
     if not user.otp_secret:
         if not setup_allowed:
+            _uncount_guess(user)
             raise ApiError(401, "Set up two-factor authentication by logging in to the API first")
         _clear_failures(user)
         return _two_factor_setup(user)
     if not mfa_code:
+        _uncount_guess(user)
         return {"msg": MFA_MISSING}
-    if not totp.verify(user.otp_secret, mfa_code):
-        _register_failure(user, timezone.now())
+    if not _accept_code(user, mfa_code):
         raise ApiError(401, MFA_WRONG)
     _clear_failures(user)
     return user
+
+
+def _accept_code(user: User, code: str) -> bool:
+    """Whether ``code`` is a current code of the user, of a time step not used before.
+
+    The step is recorded in the same conditional UPDATE, so parallel requests cannot share a code.
+    """
+    step = totp.matching_step(user.otp_secret, code)
+    if step is None:
+        return False
+    unused = Q(otp_last_step__isnull=True) | Q(otp_last_step__lt=step)
+    return User.objects.filter(unused, pk=user.pk).update(otp_last_step=step) == 1
 
 
 def login(*, username: str, password: str, mfa_code: str | None = None) -> LoginResult:
@@ -174,7 +214,7 @@ def login(*, username: str, password: str, mfa_code: str | None = None) -> Login
 
 # --- recovery --------------------------------------------------------------------------------------
 def _mail(user: User, subject: str, text: str) -> None:
-    send_mail(subject, text, settings.DEFAULT_FROM_EMAIL, [user.email])
+    mail.send_later(user.email, subject, text)
 
 
 def _reset_mail_text(user: User, token: str, what: str) -> str:
@@ -187,34 +227,49 @@ def _reset_mail_text(user: User, token: str, what: str) -> str:
     )
 
 
+def _credentials_fingerprint(user: User) -> str:
+    """Changes with the password hash or the two-factor secret, and so voids earlier reset tokens."""
+    credentials = f"{user.password}\n{user.otp_secret or ''}"
+    return salted_hmac(
+        "accounts.reset-token", credentials, secret=settings.JWT_SECRET_KEY, algorithm="sha256"
+    ).hexdigest()
+
+
+def issue_reset_token(user: User, purpose: str) -> str:
+    """A reset token of ``purpose`` that works once, and only while the credentials stay the same."""
+    return reset_token(user.pk, purpose, _credentials_fingerprint(user))
+
+
 def password_recovery_request(*, username: str | None, email: str | None) -> None:
-    """Mail a password reset token when the account exists (the answer never tells whether it does)."""
+    """Mail a password reset token when the account exists (the answer never tells whether it does).
+
+    The mail leaves after the answer, so known and unknown accounts answer alike, in time too.
+    """
     if not settings.SMTP_CONFIGURED:
         return
-    user = (
-        User.objects.filter(username=username).first()
-        if username
-        else User.objects.filter(email=email).first()
-    )
-    if user is None:
-        return
+    account = Q(username=username) if username else Q(email=email)
     now = timezone.now()
     pause = timedelta(minutes=settings.PASSWORD_BETWEEN_USER_EMAILS_MINUTES)
-    if user.last_email_recover_password_sent and now - user.last_email_recover_password_sent < pause:
+    due = Q(last_email_recover_password_sent__isnull=True) | Q(
+        last_email_recover_password_sent__lte=now - pause
+    )
+    if not User.objects.filter(account, due).update(last_email_recover_password_sent=now):
+        return  # unknown, or mailed a short while ago
+    user = User.objects.filter(account).first()
+    if user is None:  # deleted meanwhile
         return
-    user.last_email_recover_password_sent = now
-    user.save(update_fields=["last_email_recover_password_sent"])
-    token = reset_token(user.pk, PURPOSE_PASSWORD)
+    token = issue_reset_token(user, PURPOSE_PASSWORD)
     _mail(user, "Password reset for vantage6", _reset_mail_text(user, token, "password reset"))
 
 
 def _user_of_reset_token(token: str, purpose: str) -> User:
+    """The user of a valid reset token, locked until the reset is written (so it works once)."""
     try:
-        user_id = reset_token_user_id(token, purpose)
+        user_id, fingerprint = reset_token_claims(token, purpose)
     except TokenError as exc:
         raise ApiError(exc.status, exc.msg) from None
-    user = User.objects.filter(pk=user_id).first()
-    if user is None:
+    user = User.objects.select_for_update().filter(pk=user_id).first()
+    if user is None or not constant_time_compare(fingerprint, _credentials_fingerprint(user)):
         raise bad_request("Invalid reset token")
     return user
 
@@ -233,7 +288,7 @@ def two_factor_recovery_request(*, username: str, password: str) -> None:
     if not settings.SMTP_CONFIGURED:
         raise bad_request("This server cannot send e-mail, so two-factor authentication cannot be reset")
     user = check_credentials(username=username, password=password)
-    token = reset_token(user.pk, PURPOSE_2FA)
+    token = issue_reset_token(user, PURPOSE_2FA)
     _mail(
         user,
         "Two-factor authentication reset for vantage6",

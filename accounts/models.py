@@ -84,6 +84,8 @@ class User(AbstractBaseUser, Authenticatable):
     failed_login_attempts = models.IntegerField(default=0)
     last_login_attempt = models.DateTimeField(null=True, blank=True)
     otp_secret = models.CharField(max_length=32, null=True, blank=True)
+    # The last 30 s step whose two-factor code was accepted: each code logs in once.
+    otp_last_step = models.BigIntegerField(null=True, blank=True)
     last_email_failed_login_sent = models.DateTimeField(null=True, blank=True)
     last_email_recover_password_sent = models.DateTimeField(null=True, blank=True)
     roles = models.ManyToManyField(Role, related_name="users", db_table="permission", blank=True)

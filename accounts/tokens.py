@@ -64,9 +64,13 @@ def container_token(identity: dict) -> str:
     return str(token)
 
 
-def reset_token(user_id: int, purpose: str) -> str:
-    """A mailed token for a password or two-factor reset; ``purpose`` keeps it off the API."""
-    return str(_ResetToken({"id": str(user_id)}, "container", purpose=purpose))
+def reset_token(user_id: int, purpose: str, fingerprint: str) -> str:
+    """A mailed token for a password or two-factor reset; ``purpose`` keeps it off the API.
+
+    ``fingerprint`` stands for the account's credentials when the token is issued: the token is
+    void once they change (by its own use, too).
+    """
+    return str(_ResetToken({"id": str(user_id)}, "container", purpose=purpose, fingerprint=fingerprint))
 
 
 class TokenError(Exception):
@@ -93,8 +97,8 @@ def decode(raw: str) -> dict:
         raise TokenError(422, str(exc) or "Invalid token") from None
 
 
-def reset_token_user_id(raw: str, purpose: str) -> int:
-    """The user id a mailed reset token of ``purpose`` was issued for.
+def reset_token_claims(raw: str, purpose: str) -> tuple[int, str]:
+    """The user id and credentials fingerprint a mailed reset token of ``purpose`` was issued for.
 
     TokenError: 401 when it expired, 400 when it is not a reset token of that purpose.
     """
@@ -104,10 +108,10 @@ def reset_token_user_id(raw: str, purpose: str) -> int:
         if exc.status == 401:
             raise
         raise TokenError(400, "Invalid reset token") from None
-    sub = claims.get("sub")
-    if claims.get("purpose") != purpose or not isinstance(sub, dict):
+    sub, fingerprint = claims.get("sub"), claims.get("fingerprint")
+    if claims.get("purpose") != purpose or not isinstance(sub, dict) or not isinstance(fingerprint, str):
         raise TokenError(400, "Invalid reset token")
     try:
-        return int(sub["id"])
+        return int(sub["id"]), fingerprint
     except (KeyError, TypeError, ValueError):
         raise TokenError(400, "Invalid reset token") from None

@@ -38,13 +38,18 @@ def totp(secret: str, at: float | None = None) -> str:
     return hotp(secret, _counter(at))
 
 
-def verify(secret: str, code: str, at: float | None = None) -> bool:
+def matching_step(secret: str, code: str, at: float | None = None) -> int | None:
+    """The time step within the window whose code is ``code``; None when there is none.
+
+    The caller accepts each step once per user, so a seen code cannot be replayed.
+    """
     # A code sent as a JSON number has lost its leading zeros.
     code = code.strip().zfill(DIGITS)
     if len(code) != DIGITS or not code.isdigit():
-        return False
+        return None
     now = _counter(at)
-    return any(hmac.compare_digest(hotp(secret, now + drift), code) for drift in range(-WINDOW, WINDOW + 1))
+    steps = range(now - WINDOW, now + WINDOW + 1)
+    return next((step for step in steps if hmac.compare_digest(hotp(secret, step), code)), None)
 
 
 def provisioning_uri(secret: str, username: str, issuer: str) -> str:

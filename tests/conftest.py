@@ -40,6 +40,15 @@ def _fast_password_hashing(settings):
     settings.BCRYPT_ROUNDS = 4
 
 
+@pytest.fixture(autouse=True)
+def _mail_stays_in_its_test():
+    """E-mail leaves after the answer: wait for it, so that it never lands in a later test's outbox."""
+    yield
+    from accounts import mail
+
+    mail.wait_sent()
+
+
 @pytest.fixture
 def api() -> APIClient:
     return APIClient()

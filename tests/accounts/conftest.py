@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from django.core.mail.backends import locmem
 from django.utils import timezone
 
+from accounts import mail
 from tests.factories import PASSWORD, make_org, make_user
 
 
@@ -39,3 +44,30 @@ def login(api, username: str = "alice", password: str = PASSWORD, **extra):
 
 def minutes_ago(minutes: float):
     return timezone.now() - timedelta(minutes=minutes)
+
+
+def delivered(outbox: list) -> list:
+    """``outbox`` once every e-mail queued so far has been sent (they leave after the response)."""
+    mail.wait_sent()
+    return outbox
+
+
+def median_seconds(calls: dict[str, Callable[[], object]], times: int = 5) -> dict[str, float]:
+    """The median duration of each call; the calls take turns, so a busy moment hits them all."""
+    durations: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(times):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            durations[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in durations.items()}
+
+
+class SlowMailBackend(locmem.EmailBackend):
+    """The test outbox behind a mail server that takes a while to accept a message."""
+
+    DELAY = 0.3
+
+    def send_messages(self, messages: list) -> int:
+        time.sleep(self.DELAY)
+        return super().send_messages(messages)

@@ -9,10 +9,11 @@ import pytest
 from django.conf import settings
 
 from accounts import totp
+from accounts.login import PURPOSE_2FA, PURPOSE_PASSWORD, issue_reset_token
 from accounts.models import User
-from accounts.tokens import AccessToken, reset_token
-from tests.accounts.conftest import login, minutes_ago
-from tests.factories import PASSWORD, bearer
+from accounts.tokens import AccessToken
+from tests.accounts.conftest import SlowMailBackend, delivered, login, median_seconds, minutes_ago
+from tests.factories import PASSWORD, bearer, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +33,7 @@ def test_lost_password_mails_a_reset_token(api, user, mailoutbox, by):
     response = api.post("/api/recover/lost", {by: value}, format="json")
     assert response.status_code == 200
     assert response.json() == SENT
-    assert len(mailoutbox) == 1 and mailoutbox[0].to == [user.email]
+    assert len(delivered(mailoutbox)) == 1 and mailoutbox[0].to == [user.email]
     user.refresh_from_db()
     assert user.last_email_recover_password_sent is not None
 
@@ -48,25 +49,41 @@ def test_lost_password_answers_the_same_for_unknown_accounts(api, mailoutbox):
     response = api.post("/api/recover/lost", {"username": "nobody"}, format="json")
     assert response.status_code == 200
     assert response.json() == SENT
-    assert mailoutbox == []
+    assert delivered(mailoutbox) == []
+
+
+@pytest.mark.usefixtures("smtp")
+def test_lost_password_answers_alike_in_time(api, org, mailoutbox, settings):
+    """The mail leaves after the answer, so a slow mail server does not tell who has an account."""
+    settings.EMAIL_BACKEND = f"{SlowMailBackend.__module__}.{SlowMailBackend.__name__}"
+    users = iter([make_user(org) for _ in range(3)])
+
+    def ask(username: str):
+        response = api.post("/api/recover/lost", {"username": username}, format="json")
+        assert (response.status_code, response.json()) == (200, SENT)
+
+    times = median_seconds({"known": lambda: ask(next(users).username), "unknown": lambda: ask("nobody")}, 3)
+
+    assert max(times.values()) < SlowMailBackend.DELAY / 2, times
+    assert len(delivered(mailoutbox)) == 3
 
 
 @pytest.mark.usefixtures("smtp")
 def test_lost_password_mail_is_rate_limited(api, user, mailoutbox):
     for _ in range(3):
         api.post("/api/recover/lost", {"email": user.email}, format="json")
-    assert len(mailoutbox) == 1
+    assert len(delivered(mailoutbox)) == 1
     User.objects.filter(pk=user.pk).update(
         last_email_recover_password_sent=minutes_ago(settings.PASSWORD_BETWEEN_USER_EMAILS_MINUTES + 1)
     )
     api.post("/api/recover/lost", {"email": user.email}, format="json")
-    assert len(mailoutbox) == 2
+    assert len(delivered(mailoutbox)) == 2
 
 
 def test_lost_password_without_smtp_sends_nothing(api, user, mailoutbox):
     response = api.post("/api/recover/lost", {"username": user.username}, format="json")
     assert response.status_code == 200
-    assert mailoutbox == []
+    assert delivered(mailoutbox) == []
 
 
 @pytest.mark.parametrize("body", [{}, {"email": "not-an-email"}, {"username": "a" * 129}, []])
@@ -79,14 +96,50 @@ def test_lost_password_body_is_validated(api, body):
 
 def test_reset_unblocks_the_account(api, user):
     User.objects.filter(pk=user.pk).update(failed_login_attempts=5, last_login_attempt=minutes_ago(1))
-    token = reset_token(user.pk, "password-reset")
+    token = issue_reset_token(user, PURPOSE_PASSWORD)
     response = api.post("/api/recover/reset", {"reset_token": token, "password": NEW_PASSWORD}, format="json")
     assert response.status_code == 200
     assert login(api, password=NEW_PASSWORD).status_code == 200
 
 
+def reset(api, token: str, password: str):
+    return api.post("/api/recover/reset", {"reset_token": token, "password": password}, format="json")
+
+
+def test_a_reset_token_works_once(api, user):
+    token = issue_reset_token(user, PURPOSE_PASSWORD)
+    assert reset(api, token, NEW_PASSWORD).status_code == 200
+    again = reset(api, token, "Another-one2")
+    assert again.status_code == 400
+    assert again.json() == {"msg": "Invalid reset token"}
+    assert login(api, password=NEW_PASSWORD).status_code == 200
+    assert login(api, password="Another-one2").status_code == 401
+
+
+@pytest.mark.parametrize("purpose", [PURPOSE_PASSWORD, PURPOSE_2FA])
+def test_reset_tokens_die_when_the_password_changes(api, user, purpose):
+    token = issue_reset_token(user, purpose)
+    assert change(api, user, PASSWORD, NEW_PASSWORD).status_code == 200
+    if purpose == PURPOSE_PASSWORD:
+        response = reset(api, token, "Another-one2")
+    else:
+        response = api.post("/api/recover/2fa/reset", {"reset_token": token}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"msg": "Invalid reset token"}
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD) and user.otp_secret is None
+
+
+@pytest.mark.usefixtures("two_factor")
+def test_reset_tokens_die_when_the_two_factor_secret_changes(api, user):
+    token = issue_reset_token(user, PURPOSE_PASSWORD)
+    assert set(login(api).json()) == {"qr_uri", "otp_secret", "msg"}  # the secret is set up
+    assert reset(api, token, NEW_PASSWORD).status_code == 400
+    assert login(api, password=NEW_PASSWORD).status_code == 401
+
+
 def test_reset_applies_the_password_policy(api, user):
-    token = reset_token(user.pk, "password-reset")
+    token = issue_reset_token(user, PURPOSE_PASSWORD)
     response = api.post("/api/recover/reset", {"reset_token": token, "password": "short"}, format="json")
     assert response.status_code == 400
     assert "password" in response.json()["errors"]
@@ -96,7 +149,7 @@ def test_reset_applies_the_password_policy(api, user):
 def test_reset_refuses_other_tokens(api, user):
     for token in [
         "not-a-token",
-        reset_token(user.pk, "2fa-reset"),  # a token of the other purpose
+        issue_reset_token(user, PURPOSE_2FA),  # a token of the other purpose
         str(AccessToken(user.pk, "user")),  # an API token
     ]:
         response = api.post(
@@ -132,7 +185,7 @@ def test_two_factor_recovery_checks_the_password_like_login(api, user, mailoutbo
     assert response.json() == {"msg": "Failed to login"}
     user.refresh_from_db()
     assert user.failed_login_attempts == 1
-    assert mailoutbox == []
+    assert delivered(mailoutbox) == []
 
 
 @pytest.mark.usefixtures("smtp", "two_factor")
@@ -140,7 +193,7 @@ def test_two_factor_reset_gives_a_new_secret(api, user, mailoutbox):
     old_secret = login(api).json()["otp_secret"]
     response = api.post("/api/recover/2fa/lost", {"username": "alice", "password": PASSWORD}, format="json")
     assert response.status_code == 200
-    token = mailed_token(mailoutbox[0])
+    token = mailed_token(delivered(mailoutbox)[0])
     # the two-factor token cannot reset the password
     assert (
         api.post(
@@ -156,15 +209,19 @@ def test_two_factor_reset_gives_a_new_secret(api, user, mailoutbox):
     user.refresh_from_db()
     assert user.otp_secret == body["otp_secret"]
     assert login(api, mfa_code=totp.totp(body["otp_secret"])).status_code == 200
+    # the token was used up with the old secret
+    again = api.post("/api/recover/2fa/reset", {"reset_token": token}, format="json")
+    assert again.status_code == 400
+    assert User.objects.get(pk=user.pk).otp_secret == body["otp_secret"]
 
 
 def test_two_factor_reset_refuses_bad_tokens(api, user):
-    for token in ["garbage", reset_token(user.pk, "password-reset")]:
+    for token in ["garbage", issue_reset_token(user, PURPOSE_PASSWORD)]:
         assert api.post("/api/recover/2fa/reset", {"reset_token": token}, format="json").status_code == 400
 
 
 def test_a_reset_token_does_not_open_the_api(api, user):
-    token = reset_token(user.pk, "password-reset")
+    token = issue_reset_token(user, PURPOSE_PASSWORD)
     response = api.get("/api/user", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 422
 

@@ -9,9 +9,10 @@ import pytest
 from django.conf import settings
 
 from accounts import totp
+from accounts.login import PURPOSE_PASSWORD, issue_reset_token
 from accounts.models import User
-from accounts.tokens import AccessToken, reset_token
-from tests.accounts.conftest import login, minutes_ago
+from accounts.tokens import AccessToken
+from tests.accounts.conftest import delivered, login, median_seconds, minutes_ago
 from tests.factories import bearer, make_user
 
 pytestmark = pytest.mark.django_db
@@ -102,7 +103,7 @@ def test_lock_out_after_max_failures_and_unlock_after_the_period(api, user, mail
     blocked = login(api)
     assert blocked.status_code == 401
     assert blocked.json() == {"msg": "Failed to login"}
-    assert len(mailoutbox) == 1
+    assert len(delivered(mailoutbox)) == 1
     assert "blocked" in mailoutbox[0].body and mailoutbox[0].to == [user.email]
 
     # the period runs from the last failed attempt
@@ -135,12 +136,40 @@ def test_blocked_account_mail_is_rate_limited(api, user, mailoutbox, settings):
         login(api, password="wrong")
     for _ in range(3):
         assert login(api).status_code == 401
-    assert len(mailoutbox) == 1
+    assert len(delivered(mailoutbox)) == 1
     User.objects.filter(pk=user.pk).update(
         last_email_failed_login_sent=minutes_ago(settings.PASSWORD_BETWEEN_USER_EMAILS_MINUTES + 1)
     )
     assert login(api).status_code == 401
-    assert len(mailoutbox) == 2
+    assert len(delivered(mailoutbox)) == 2
+
+
+def test_blocked_unknown_and_wrong_password_answer_alike(api, org, settings):
+    """The answer, its status and its time never tell whether a username exists or is blocked."""
+    settings.BCRYPT_ROUNDS = 10  # a real cost, well above the noise of a request
+    wrong, blocked = make_user(org, username="wrong"), make_user(org, username="blocked")
+    User.objects.filter(pk=blocked.pk).update(
+        failed_login_attempts=settings.PASSWORD_MAX_FAILED_ATTEMPTS, last_login_attempt=minutes_ago(0)
+    )
+    answers = set()
+
+    def attempt(username: str) -> None:
+        response = login(api, username=username, password="wrong")
+        answers.add((response.status_code, response.content))
+        User.objects.filter(pk=wrong.pk).update(failed_login_attempts=0)  # never blocked
+
+    times = median_seconds(
+        {
+            "bcrypt": lambda: wrong.check_password("wrong"),
+            **{name: lambda name=name: attempt(name) for name in ("wrong", "blocked", "nobody")},
+        },
+        times=7,
+    )
+    bcrypt_cost = times.pop("bcrypt")
+
+    assert answers == {(401, b'{"msg":"Failed to login"}')}
+    assert min(times.values()) > 0.7 * bcrypt_cost, times
+    assert max(times.values()) < 2 * min(times.values()), times
 
 
 # --- two-factor authentication ------------------------------------------------------------------------
@@ -166,11 +195,26 @@ def test_two_factor_asks_for_the_code_then_accepts_it(api):
     ask = login(api)
     assert ask.status_code == 200
     assert ask.json() == {"msg": "Please include your two-factor authentication code"}
-    ok = login(api, mfa_code=totp.totp(secret))
+    # a code of the previous 30 s step is fine too (clock drift); the official client may send a number
+    ok = login(api, mfa_code=int(totp.totp(secret, time.time() - 30)))
     assert ok.status_code == 200
     assert "access_token" in ok.json()
-    # the official client may send the code as a number; a neighbouring 30 s window is fine too
-    assert login(api, mfa_code=int(totp.totp(secret, time.time() - 30))).status_code == 200
+    assert login(api, mfa_code=totp.totp(secret)).status_code == 200
+
+
+@pytest.mark.usefixtures("user", "two_factor")
+def test_a_two_factor_code_is_accepted_once(api):
+    secret = login(api).json()["otp_secret"]
+    early_in_a_time_step()
+    code = totp.totp(secret)
+    assert login(api, mfa_code=code).status_code == 200
+    replay = login(api, mfa_code=code)
+    assert replay.status_code == 401
+    assert replay.json() == {"msg": "Your two-factor authentication code is incorrect!"}
+    # nor is the code of an earlier step, even within the window
+    assert login(api, mfa_code=totp.totp(secret, time.time() - 30)).status_code == 401
+    # the next step's code is new
+    assert login(api, mfa_code=totp.totp(secret, time.time() + 30)).status_code == 200
 
 
 @pytest.mark.usefixtures("two_factor")
@@ -179,7 +223,7 @@ def test_wrong_two_factor_code_is_a_401_and_counts(api, user):
     wrong = str((int(totp.totp(secret)) + 1) % 1_000_000).zfill(6)
     far = totp.totp(secret, time.time() - 120)
     for code in (wrong, far, "abcdef"):
-        if totp.verify(secret, code):
+        if totp.matching_step(secret, code) is not None:
             continue
         response = login(api, mfa_code=code)
         assert response.status_code == 401
@@ -204,8 +248,8 @@ def test_totp_matches_the_rfc_6238_test_vector():
     secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"  # base32 of "12345678901234567890"
     assert totp.totp(secret, 59) == "287082"
     assert totp.totp(secret, 1111111109) == "081804"
-    assert totp.verify(secret, "081804", 1111111109 + 30)
-    assert not totp.verify(secret, "081804", 1111111109 + 90)
+    assert totp.matching_step(secret, "081804", 1111111109 + 30) == 1111111109 // 30
+    assert totp.matching_step(secret, "081804", 1111111109 + 90) is None
 
 
 # --- refresh --------------------------------------------------------------------------------------------
@@ -277,7 +321,7 @@ def test_validate_a_user_token(api, user):
 
 def test_validate_refuses_nodes_and_reset_tokens(api, world, user):
     assert api.post("/api/token/user/validate", **bearer(world.node_a)).status_code == 401
-    reset = reset_token(user.pk, "password-reset")
+    reset = issue_reset_token(user, PURPOSE_PASSWORD)
     response = api.post("/api/token/user/validate", HTTP_AUTHORIZATION=f"Bearer {reset}")
     assert response.status_code == 422  # a mailed token never opens the API
 
