@@ -202,6 +202,16 @@ def test_two_factor_asks_for_the_code_then_accepts_it(api):
     assert login(api, mfa_code=totp.totp(secret)).status_code == 200
 
 
+@pytest.mark.usefixtures("two_factor")
+def test_asking_for_the_code_is_no_failed_attempt(api, user):
+    secret = login(api).json()["otp_secret"]
+    for _ in range(settings.PASSWORD_MAX_FAILED_ATTEMPTS + 1):
+        assert login(api).json() == {"msg": "Please include your two-factor authentication code"}
+    user.refresh_from_db()
+    assert user.failed_login_attempts == 0
+    assert login(api, mfa_code=totp.totp(secret)).status_code == 200
+
+
 @pytest.mark.usefixtures("user", "two_factor")
 def test_a_two_factor_code_is_accepted_once(api):
     secret = login(api).json()["otp_secret"]

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from accounts import totp
+from accounts.login import PURPOSE_PASSWORD, issue_reset_token
 from accounts.models import User
 from collaborations.models import Organization
 from tests.factories import PASSWORD
@@ -67,13 +68,13 @@ def login(url: str, body: dict) -> requests.Response:
     return requests.post(f"{url}/api/token/user", json=body, timeout=120)
 
 
-def burst(url: str, bodies: list[dict]) -> list[requests.Response]:
-    """All ``bodies`` posted to the login endpoint at once, each on its own connection."""
+def burst(url: str, bodies: list[dict], path: str = "/api/token/user") -> list[requests.Response]:
+    """All ``bodies`` posted at once, each on its own connection."""
     start = threading.Barrier(len(bodies))
 
     def post(body: dict) -> requests.Response:
         start.wait()
-        return login(url, body)
+        return requests.post(f"{url}{path}", json=body, timeout=120)
 
     with ThreadPoolExecutor(len(bodies)) as pool:
         return list(pool.map(post, bodies))
@@ -126,3 +127,14 @@ def test_a_code_logs_in_once_even_in_a_burst(two_factor_server, account):
 
     assert sorted(r.status_code for r in responses) == [200] + [401] * 7
     assert login(two_factor_server.url, right).status_code == 401
+
+
+def test_a_reset_token_works_once_even_in_a_burst(password_server, account):
+    token = issue_reset_token(account, PURPOSE_PASSWORD)
+    passwords = [f"New-password{n}" for n in range(8)]
+    bodies = [{"reset_token": token, "password": password} for password in passwords]
+    responses = burst(password_server.url, bodies, path="/api/recover/reset")
+
+    assert sorted(r.status_code for r in responses) == [200] + [400] * 7
+    chosen = passwords[[r.status_code for r in responses].index(200)]
+    assert User.objects.using(LIVE).get(pk=account.pk).check_password(chosen)
