@@ -1,4 +1,4 @@
-"""Bursts of parallel logins against a real server: the lock-out and two-factor codes hold.
+"""Bursts of parallel requests against a real server: the lock-out, two-factor codes and reset tokens hold.
 
 The server runs on an SQLite file, or on PostgreSQL when ``V6_DATABASE_URL`` names one.
 """
