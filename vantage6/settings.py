@@ -136,6 +136,10 @@ RUNS_DATA_CLEANUP_INCLUDE_INPUT = env_bool("RUNS_DATA_CLEANUP_INCLUDE_INPUT", Fa
 # Large results: "" (off), a folder on disk ("file:///path" or a plain path), or "storage:<alias>".
 LARGE_RESULT_STORE = env_str("LARGE_RESULT_STORE", "")
 ALGORITHM_STORE_TIMEOUT_SECONDS = env_int("ALGORITHM_STORE_TIMEOUT_SECONDS", 10, minimum=1)
+# Stores on loopback, private or link-local addresses are refused unless this is on (development).
+ALGORITHM_STORE_ALLOW_PRIVATE = env_bool("ALGORITHM_STORE_ALLOW_PRIVATE", False)
+# Store URLs a user's token may be sent to (besides stores linked by a global administrator).
+ALGORITHM_STORE_TRUSTED = [url.rstrip("/") for url in env_list("ALGORITHM_STORE_TRUSTED", [])]
 METRICS_ENABLED = env_bool("METRICS", False)
 
 # --- E-mail ---------------------------------------------------------------------------------------

@@ -219,7 +219,8 @@ class _StoreHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def store_server():
+def store_server(settings):
+    settings.ALGORITHM_STORE_ALLOW_PRIVATE = True  # the store listens on this machine
     server = HTTPServer(("127.0.0.1", 0), _StoreHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
