@@ -18,11 +18,15 @@ import json
 import socket
 import ssl
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 
 from vantage6.api.errors import ApiError, bad_request, not_found
+
+if TYPE_CHECKING:
+    from collaborations.models import AlgorithmStore
 
 # A store's answers are small; never read more than this.
 MAX_BODY_BYTES = 1_000_000
@@ -158,6 +162,17 @@ def store_error(response: StoreResponse) -> ApiError:
     return ApiError(status, f"Algorithm store error: {message[:MAX_MESSAGE_CHARS]}")
 
 
+def user_authorization(store: AlgorithmStore, authorization: str | None) -> str | None:
+    """The user's credential to send to ``store``: only a store the operator trusts receives it.
+
+    Trusted are the stores linked by a global administrator and the URLs in
+    ``ALGORITHM_STORE_TRUSTED``; any other store was chosen by someone who must not collect the
+    tokens of other users, so it is called without a credential.
+    """
+    trusted = store.trusted or store.url.rstrip("/") in settings.ALGORITHM_STORE_TRUSTED
+    return authorization if trusted else None
+
+
 def _headers(server_url: str, authorization: str | None) -> dict[str, str]:
     headers = {"server_url": server_url}
     if authorization:
@@ -190,12 +205,16 @@ def register_server(*, store_url: str, server_url: str, force: bool, authorizati
 
 
 def unregister_server(*, store_url: str, server_url: str, authorization: str | None) -> None:
-    """Remove this server from the store's whitelist (a store that never listed it is fine)."""
+    """Remove this server from the store's whitelist.
+
+    A store that never listed it is fine, and so is one that wants a credential when none may be
+    sent to it (see ``user_authorization``): the link is removed here all the same.
+    """
     headers = _headers(server_url, authorization)
     response = store_request(
         "GET", f"{store_url}/vantage6-server", headers=headers, params={"url": server_url}
     )
-    if response.status == 403:  # not whitelisted there
+    if response.status == 403 or (response.status == 401 and authorization is None):
         return
     if response.status != 200:
         raise store_error(response)
