@@ -34,6 +34,15 @@ SECRET_KEY = env_secret("SECRET_KEY", DATA_DIR)
 JWT_SECRET_KEY = env_secret("JWT_SECRET_KEY", DATA_DIR)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
 
+# --- Behind a TLS-terminating proxy ---------------------------------------------------------------
+# The proxy tells the scheme in X-Forwarded-Proto: admin cookies only over HTTPS, and HSTS.
+BEHIND_TLS = env_bool("BEHIND_TLS", False)
+if BEHIND_TLS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 365 * 24 * 3600
+
 HOST = env_str("HOST", "127.0.0.1")
 PORT = env_int("PORT", 7601, minimum=1, maximum=65535)
 API_PATH = env_api_path("API_PATH", "/api")
