@@ -7,7 +7,14 @@ a store's own ``msg`` comes back in an error.
 
 from __future__ import annotations
 
+import datetime
+import ssl
+
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from accounts.models import AuditEntry
 from collaborations import store_client
@@ -121,3 +128,65 @@ def test_errors_never_show_a_foreign_body(api, world, settings, status, body):
     assert "SECRET" not in response.content.decode()
     assert response.json()["msg"] == f"Algorithm store error: the store answered with status {status}"
     assert nothing_registered()
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(api, world, settings, monkeypatch):
+    """One lookup per call: a second one (by the HTTP library) could answer another address."""
+    settings.ALGORITHM_STORE_ALLOW_PRIVATE = True
+    lookups = []
+    monkeypatch.setattr(store_client, "resolve", lambda host, _port: lookups.append(host) or ["127.0.0.1"])
+    with FakeStore() as store:
+        store.routes[("POST", "/vantage6-server")] = (201, {"id": 1})
+        port = store.server.server_port
+        response = register(api, f"http://rebind.example:{port}/api", headers=headers_of(world.org_a, "Root"))
+    assert response.status_code == 201, response.json()
+    assert lookups == ["rebind.example"]
+    assert store.requests[0]["headers"]["host"] == f"rebind.example:{port}"
+
+
+def _certificate(tmp_path, name: str) -> tuple[str, str]:
+    """A self-signed certificate for the DNS name ``name``: (certificate file, key file)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(cert_file), str(key_file)
+
+
+@pytest.mark.parametrize(("certified", "expected"), [("tls.example", 201), ("other.example", 404)])
+def test_https_store_certificate_is_checked_against_its_host_name(
+    api, world, settings, monkeypatch, tmp_path, certified, expected
+):
+    settings.ALGORITHM_STORE_ALLOW_PRIVATE = True
+    cert_file, key_file = _certificate(tmp_path, certified)
+    monkeypatch.setattr(store_client, "resolve", lambda _host, _port: ["127.0.0.1"])
+    # This test's certificate is the only one trusted (OpenSSL reads SSL_CERT_FILE).
+    monkeypatch.setenv("SSL_CERT_FILE", cert_file)
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert_file, key_file)
+    store = FakeStore()
+    store.server.socket = server_side.wrap_socket(store.server.socket, server_side=True)
+    store.routes[("POST", "/vantage6-server")] = (201, {"id": 1})
+    with store:
+        url = f"https://tls.example:{store.server.server_port}/api"
+        response = register(api, url, headers=headers_of(world.org_a, "Root"))
+    assert response.status_code == expected, response.json()
+    assert len(store.requests) == (1 if expected == 201 else 0)
