@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 # A store's answers are small; never read more than this.
 MAX_BODY_BYTES = 1_000_000
 # The part of a store's error message passed on to our caller.
-MAX_MESSAGE_CHARS = 200
+MAX_MESSAGE_CHARS = 500
 # Statuses of POST /vantage6-server meaning "registered" and "was already registered".
 REGISTERED = (201, 208)
 
@@ -126,7 +126,8 @@ def store_request(
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _unreachable(url)
     connection_class = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
-    target = (parts.path or "/") + (f"?{urlencode(params)}" if params else "")
+    query = "&".join(part for part in (parts.query, urlencode(params or {})) if part)
+    target = (parts.path or "/") + (f"?{query}" if query else "")
     payload = None if body is None else json.dumps(body).encode()
     all_headers = {"Accept": "application/json", "Content-Type": "application/json", **(headers or {})}
     for address in _checked_addresses(url, parts.hostname, port):

@@ -7,7 +7,10 @@ researchers who create tasks with it, nor of the administrator who removes it.
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
+from django.apps import apps as django_apps
 
 from collaborations.models import AlgorithmStore
 from tasks.models import Task
@@ -88,3 +91,12 @@ def test_removing_an_untrusted_store_sends_it_no_token(api, world, store, answer
     assert not AlgorithmStore.objects.exists()
     assert store.requests
     assert all("authorization" not in request["headers"] for request in store.requests)
+
+
+def test_migration_trusts_the_stores_linked_to_all_collaborations(world):
+    migration = importlib.import_module("collaborations.migrations.0003_store_trust")
+    everywhere = AlgorithmStore.objects.create(name="g", url="https://g.org/api")
+    linked = AlgorithmStore.objects.create(name="l", url="https://l.org/api", collaboration=world.collab_ab)
+    migration.trust_stores_of_all_collaborations(django_apps, None)
+    assert AlgorithmStore.objects.get(pk=everywhere.pk).trusted
+    assert not AlgorithmStore.objects.get(pk=linked.pk).trusted
