@@ -63,6 +63,8 @@ class AlgorithmStore(models.Model):
     collaboration = models.ForeignKey(
         Collaboration, null=True, blank=True, on_delete=models.CASCADE, related_name="algorithm_stores"
     )
+    # Linked by a global administrator: the store may receive the tokens of users creating tasks.
+    trusted = models.BooleanField(default=False)
 
     class Meta:
         db_table = "algorithmstore"

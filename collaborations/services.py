@@ -323,7 +323,12 @@ def algorithm_store_create(
         if collaboration_id is None:
             # The store is now available to all collaborations: the single links are redundant.
             AlgorithmStore.objects.filter(url=url).delete()
-        store = AlgorithmStore.objects.create(name=name, url=url, collaboration_id=collaboration_id)
+        store = AlgorithmStore.objects.create(
+            name=name,
+            url=url,
+            collaboration_id=collaboration_id,
+            trusted=principal.has("collaboration", GLO, "edit"),
+        )
         audit(principal, "algorithmstore.create", store, url=url)
     return store
 
@@ -339,6 +344,7 @@ def algorithm_store_update(*, principal: Principal, store: AlgorithmStore, data:
         _check_link_is_new(store.url, collaboration_id, exclude_pk=store.pk)
         if collaboration_id is None:
             AlgorithmStore.objects.filter(url=store.url).exclude(pk=store.pk).delete()
+            store.trusted = True  # a global administrator made it available to all collaborations
         store.collaboration_id = collaboration_id
     if "name" in data:
         store.name = data["name"]
@@ -357,7 +363,9 @@ def algorithm_store_delete(
         # The URL is linked to other collaborations too, and all links go.
         principal.require(principal.has("collaboration", GLO, "edit"))
     store_client.unregister_server(
-        store_url=store.url, server_url=_server_url(server_url), authorization=authorization
+        store_url=store.url,
+        server_url=_server_url(server_url),
+        authorization=store_client.user_authorization(store, authorization),
     )
     with transaction.atomic():
         audit(principal, "algorithmstore.delete", store, url=store.url)

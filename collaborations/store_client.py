@@ -1,25 +1,37 @@
-"""Calls to a remote algorithm store: registering this server there and removing it again.
+"""Calls to a remote algorithm store: registering this server there, removing it, looking up images.
 
 The standard library is enough for these few JSON calls. Every call has a short timeout
-(``ALGORITHM_STORE_TIMEOUT_SECONDS``); a store that cannot be reached is a 404 as in vantage6,
-and an answer of the store that is not a success is passed on as ``Algorithm store error: ...``.
+(``ALGORITHM_STORE_TIMEOUT_SECONDS``); a store that cannot be reached is a 404 as in vantage6.
+
+A store URL is chosen by an administrator, so these calls must not become a way to reach this
+server's own network: the host is resolved first and loopback, private, link-local, multicast and
+reserved addresses are refused (unless ``ALGORITHM_STORE_ALLOW_PRIVATE``), the connection goes to the
+address that was checked (a second lookup could answer differently), redirects are not followed, and
+only a store's own ``msg`` is passed on in an error, never another body.
 """
 
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
-import urllib.error
-import urllib.request
+import socket
+import ssl
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 
 from vantage6.api.errors import ApiError, bad_request, not_found
 
+if TYPE_CHECKING:
+    from collaborations.models import AlgorithmStore
+
 # A store's answers are small; never read more than this.
 MAX_BODY_BYTES = 1_000_000
+# The part of a store's error message passed on to our caller.
+MAX_MESSAGE_CHARS = 500
 # Statuses of POST /vantage6-server meaning "registered" and "was already registered".
 REGISTERED = (201, 208)
 
@@ -30,11 +42,68 @@ class StoreResponse:
     body: object
 
 
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to an address checked beforehand; the Host header still names the store's host."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """As above, over TLS: the certificate is verified against the store's host name."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self.address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """The addresses of ``host``, in the system's order of preference."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def is_public_address(address: str) -> bool:
+    """Whether an address is on the public internet (an IPv4 one inside IPv6 counts as itself)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        ip = ip.ipv4_mapped or ip.sixtofour or ip
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved)
+
+
+def _checked_addresses(url: str, host: str, port: int) -> list[str]:
+    try:
+        addresses = resolve(host, port)
+    except (OSError, UnicodeError):
+        raise _unreachable(url) from None
+    if not settings.ALGORITHM_STORE_ALLOW_PRIVATE and not all(map(is_public_address, addresses)):
+        raise bad_request(
+            f"Algorithm store URL {url} points to a loopback, private or otherwise non-public address; "
+            "this server only calls algorithm stores on the public internet."
+        )
+    return addresses
+
+
+def _unreachable(url: str) -> ApiError:
+    return not_found(
+        f"Algorithm store cannot be reached at {url}. Make sure that it is online and that its "
+        "URL is correct (including the API path, e.g. /api)."
+    )
+
+
 def _decode(raw: bytes) -> object:
     try:
         return json.loads(raw)
     except ValueError:
-        return raw.decode(errors="replace")
+        return None  # not a store's answer; never shown to anyone
 
 
 def store_request(
@@ -45,35 +114,64 @@ def store_request(
     headers: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
 ) -> StoreResponse:
-    """One HTTP call to a store; a store that cannot be reached is a 404."""
-    if params:
-        url = f"{url}?{urlencode(params)}"
-    request = urllib.request.Request(
-        url,
-        data=None if body is None else json.dumps(body).encode(),
-        method=method,
-        headers={"Accept": "application/json", "Content-Type": "application/json", **(headers or {})},
-    )
+    """One HTTP call to a store at a public address; a store that cannot be reached is a 404.
+
+    A redirect is answered as it is (a 3xx), not followed: it could lead anywhere.
+    """
+    parts = urlsplit(url)
     try:
-        with urllib.request.urlopen(request, timeout=settings.ALGORITHM_STORE_TIMEOUT_SECONDS) as response:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise _unreachable(url) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _unreachable(url)
+    connection_class = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
+    query = "&".join(part for part in (parts.query, urlencode(params or {})) if part)
+    target = (parts.path or "/") + (f"?{query}" if query else "")
+    payload = None if body is None else json.dumps(body).encode()
+    all_headers = {"Accept": "application/json", "Content-Type": "application/json", **(headers or {})}
+    for address in _checked_addresses(url, parts.hostname, port):
+        connection = connection_class(
+            parts.hostname, port, address, timeout=settings.ALGORITHM_STORE_TIMEOUT_SECONDS
+        )
+        try:
+            connection.connect()
+        except OSError:
+            connection.close()
+            continue  # refused or timed out: the store's next address, if it has one
+        try:
+            connection.request(method, target, body=payload, headers=all_headers)
+            response = connection.getresponse()
             return StoreResponse(response.status, _decode(response.read(MAX_BODY_BYTES)))
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return StoreResponse(exc.code, _decode(exc.read(MAX_BODY_BYTES)))
-    except (OSError, ValueError, http.client.HTTPException):
-        # Refused, timed out, unresolvable, not HTTP at all: the store is not there.
-        raise not_found(
-            f"Algorithm store cannot be reached at {url}. Make sure that it is online and that its "
-            "URL is correct (including the API path, e.g. /api)."
-        ) from None
+        except (OSError, ValueError, http.client.HTTPException):
+            raise _unreachable(url) from None  # timed out, or not HTTP at all
+        finally:
+            connection.close()
+    raise _unreachable(url)
 
 
 def store_error(response: StoreResponse) -> ApiError:
-    """The store's failure as our answer; its status is kept, but a store crash is a 502 here."""
+    """The store's failure as our answer; its status is kept, but a store crash is a 502 here.
+
+    Only the ``msg`` of a store's JSON answer is passed on: whatever else answered is not shown.
+    """
     body = response.body
-    detail = body.get("msg", body) if isinstance(body, dict) else body
+    message = body.get("msg") if isinstance(body, dict) else None
+    if not isinstance(message, str):
+        message = f"the store answered with status {response.status}"
     status = response.status if 400 <= response.status < 500 else 502
-    return ApiError(status, f"Algorithm store error: {str(detail)[:500]}")
+    return ApiError(status, f"Algorithm store error: {message[:MAX_MESSAGE_CHARS]}")
+
+
+def user_authorization(store: AlgorithmStore, authorization: str | None) -> str | None:
+    """The user's credential to send to ``store``: only a store the operator trusts receives it.
+
+    Trusted are the stores linked by a global administrator and the URLs in
+    ``ALGORITHM_STORE_TRUSTED``; any other store was chosen by someone who must not collect the
+    tokens of other users, so it is called without a credential.
+    """
+    trusted = store.trusted or store.url.rstrip("/") in settings.ALGORITHM_STORE_TRUSTED
+    return authorization if trusted else None
 
 
 def _headers(server_url: str, authorization: str | None) -> dict[str, str]:
@@ -108,12 +206,16 @@ def register_server(*, store_url: str, server_url: str, force: bool, authorizati
 
 
 def unregister_server(*, store_url: str, server_url: str, authorization: str | None) -> None:
-    """Remove this server from the store's whitelist (a store that never listed it is fine)."""
+    """Remove this server from the store's whitelist.
+
+    A store that never listed it is fine, and so is one that wants a credential when none may be
+    sent to it (see ``user_authorization``): the link is removed here all the same.
+    """
     headers = _headers(server_url, authorization)
     response = store_request(
         "GET", f"{store_url}/vantage6-server", headers=headers, params={"url": server_url}
     )
-    if response.status == 403:  # not whitelisted there
+    if response.status == 403 or (response.status == 401 and authorization is None):
         return
     if response.status != 200:
         raise store_error(response)

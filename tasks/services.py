@@ -17,7 +17,7 @@ from accounts.permissions import Principal
 from accounts.services import audit
 from accounts.tokens import container_token
 from collaborations.models import AlgorithmStore, Collaboration, Study
-from collaborations.store_client import algorithm_digest
+from collaborations.store_client import algorithm_digest, user_authorization
 from nodes.events import collaboration_room, emit
 from nodes.models import Node, NodeConfig
 from tasks import blobs
@@ -122,7 +122,10 @@ def _image_and_store(
             "send 'server_url' or configure it on the server"
         )
     digest = algorithm_digest(
-        store_url=store.url, image=image, server_url=server_url, authorization=authorization
+        store_url=store.url,
+        image=image,
+        server_url=server_url,
+        authorization=user_authorization(store, authorization),
     )
     if digest is None:
         return image, None

@@ -108,7 +108,7 @@ def env_secret(name: str, data_dir: Path, *, length: int = 64) -> str:
     path = data_dir / name.lower()
     if not path.exists():
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Written aside, then linked into place: processes starting together agree on one secret.
             draft = data_dir / f".{path.name}.{os.getpid()}"
             fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

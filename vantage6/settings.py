@@ -34,6 +34,15 @@ SECRET_KEY = env_secret("SECRET_KEY", DATA_DIR)
 JWT_SECRET_KEY = env_secret("JWT_SECRET_KEY", DATA_DIR)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
 
+# --- Behind a TLS-terminating proxy ---------------------------------------------------------------
+# The proxy tells the scheme in X-Forwarded-Proto: admin cookies only over HTTPS, and HSTS.
+BEHIND_TLS = env_bool("BEHIND_TLS", False)
+if BEHIND_TLS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 365 * 24 * 3600
+
 HOST = env_str("HOST", "127.0.0.1")
 PORT = env_int("PORT", 7601, minimum=1, maximum=65535)
 API_PATH = env_api_path("API_PATH", "/api")
@@ -136,6 +145,10 @@ RUNS_DATA_CLEANUP_INCLUDE_INPUT = env_bool("RUNS_DATA_CLEANUP_INCLUDE_INPUT", Fa
 # Large results: "" (off), a folder on disk ("file:///path" or a plain path), or "storage:<alias>".
 LARGE_RESULT_STORE = env_str("LARGE_RESULT_STORE", "")
 ALGORITHM_STORE_TIMEOUT_SECONDS = env_int("ALGORITHM_STORE_TIMEOUT_SECONDS", 10, minimum=1)
+# Stores on loopback, private or link-local addresses are refused unless this is on (development).
+ALGORITHM_STORE_ALLOW_PRIVATE = env_bool("ALGORITHM_STORE_ALLOW_PRIVATE", False)
+# Store URLs a user's token may be sent to (besides stores linked by a global administrator).
+ALGORITHM_STORE_TRUSTED = [url.rstrip("/") for url in env_list("ALGORITHM_STORE_TRUSTED", [])]
 METRICS_ENABLED = env_bool("METRICS", False)
 
 # --- E-mail ---------------------------------------------------------------------------------------

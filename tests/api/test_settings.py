@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -232,7 +233,8 @@ def _run(args: list[str], tmp_path: Path, **variables: str) -> subprocess.Comple
     ("variable", "value"),
     [("PORT", "abc"), ("PORT", "70000"), ("DEBUG", "maybe"), ("API_PATH", "api"),
      ("DATABASE_URL", "mysql://u:secret@h/db"), ("RABBITMQ_URI", "http://mq"), ("LOG_LEVEL", "loud"),
-     ("SECRET_KEY", "short"), ("TOKEN_EXPIRES_HOURS", "100")],
+     ("SECRET_KEY", "short"), ("TOKEN_EXPIRES_HOURS", "100"), ("BEHIND_TLS", "maybe"),
+     ("ALGORITHM_STORE_ALLOW_PRIVATE", "2")],
 )  # fmt: skip
 def test_bad_variable_stops_manage_py_with_one_line(tmp_path, variable, value):
     result = _run(["manage.py", "check"], tmp_path, **{variable: value})
@@ -248,6 +250,34 @@ def test_bad_variable_stops_the_asgi_application_with_one_line(tmp_path):
     result = _run(["-c", "import vantage6.asgi"], tmp_path, PORT="abc")
     assert result.returncode != 0
     assert result.stderr.strip() == "Configuration error: V6_PORT must be an integer, got 'abc'"
+
+
+SHOW_SETTINGS = """
+import json, os, django
+os.environ["DJANGO_SETTINGS_MODULE"] = "vantage6.settings"
+django.setup()
+from django.conf import settings as s
+names = ["SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS", "SECURE_PROXY_SSL_HEADER",
+         "ALGORITHM_STORE_ALLOW_PRIVATE", "ALGORITHM_STORE_TRUSTED"]
+print(json.dumps({name: getattr(s, name) for name in names}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [({}, {"SESSION_COOKIE_SECURE": False, "CSRF_COOKIE_SECURE": False, "SECURE_HSTS_SECONDS": 0,
+           "SECURE_PROXY_SSL_HEADER": None, "ALGORITHM_STORE_ALLOW_PRIVATE": False,
+           "ALGORITHM_STORE_TRUSTED": []}),
+     ({"BEHIND_TLS": "1", "ALGORITHM_STORE_ALLOW_PRIVATE": "yes",
+       "ALGORITHM_STORE_TRUSTED": "https://a.org/api/, https://b.org"},
+      {"SESSION_COOKIE_SECURE": True, "CSRF_COOKIE_SECURE": True, "SECURE_HSTS_SECONDS": 31536000,
+       "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"], "ALGORITHM_STORE_ALLOW_PRIVATE": True,
+       "ALGORITHM_STORE_TRUSTED": ["https://a.org/api", "https://b.org"]})],
+)  # fmt: skip
+def test_tls_switch_and_store_settings(tmp_path, variables, expected):
+    result = _run(["-c", SHOW_SETTINGS], tmp_path, **variables)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == expected
 
 
 # --- files that set variables --------------------------------------------------------------------------

@@ -29,11 +29,12 @@ def ids(response) -> list[int]:
 class FakeStore:
     """An algorithm store on a local port: records every request, answers from ``routes``.
 
-    ``routes`` maps ``(method, path)`` to ``(status, body)`` or to a callable returning that; paths
-    are relative to the store URL (which ends in ``/api``) and have no query string.
+    ``routes`` maps ``(method, path)`` to ``(status, body)`` or ``(status, body, headers)``, or to a
+    callable returning that; paths are relative to the store URL (which ends in ``/api``) and have no
+    query string. A ``bytes`` body is sent as it is, any other as JSON.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.requests: list[dict] = []
         self.routes: dict[tuple[str, str], tuple[int, object] | Callable[[], tuple[int, object]]] = {}
         store = self
@@ -54,10 +55,13 @@ class FakeStore:
                     }
                 )
                 answer = store.routes.get((self.command, path), (404, {"msg": "not found"}))
-                status, body = answer() if callable(answer) else answer
-                payload = json.dumps(body).encode()
+                status, body, *extra = answer() if callable(answer) else answer
+                raw_body = isinstance(body, bytes)
+                payload = body if raw_body else json.dumps(body).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/html" if raw_body else "application/json")
+                for name, value in (extra[0] if extra else {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -67,8 +71,8 @@ class FakeStore:
             def log_message(self, *args) -> None:  # keep test output clean
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/api"
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_port}/api"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     def __enter__(self) -> FakeStore:

@@ -17,6 +17,12 @@ pytestmark = pytest.mark.django_db
 SERVER_URL = "https://v6.example.org/api"
 
 
+@pytest.fixture(autouse=True)
+def _local_stores(settings):
+    """The stores of these tests listen on this machine."""
+    settings.ALGORITHM_STORE_ALLOW_PRIVATE = True
+
+
 @pytest.fixture
 def store():
     with FakeStore() as fake:

@@ -23,6 +23,13 @@ from tests.matrix import (
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def _local_stores(settings):
+    """The store URL below is on this machine."""
+    settings.ALGORITHM_STORE_ALLOW_PRIVATE = True
+
+
 # No store listens there: a request that passes the gates fails with the store's 404.
 STORE_LINK = {"name": "s", "algorithm_store_url": "http://127.0.0.1:9/api", "force": True,
               "server_url": "https://v6.example.org/api"}  # fmt: skip

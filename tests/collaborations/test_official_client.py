@@ -118,7 +118,8 @@ def test_algorithm_stores(client, world):
     assert client.store.update(linked.pk, name="renamed")["name"] == "renamed"
 
 
-def test_algorithm_store_link_and_unlink_with_a_local_store(client, world):
+def test_algorithm_store_link_and_unlink_with_a_local_store(client, world, settings):
+    settings.ALGORITHM_STORE_ALLOW_PRIVATE = True
     with FakeStore() as store:
         store.routes[("POST", "/vantage6-server")] = (201, {"id": 3})
         store.routes[("GET", "/vantage6-server")] = (200, [{"id": 3, "url": client.base_path}])

@@ -219,7 +219,8 @@ class _StoreHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def store_server():
+def store_server(settings):
+    settings.ALGORITHM_STORE_ALLOW_PRIVATE = True  # the store listens on this machine
     server = HTTPServer(("127.0.0.1", 0), _StoreHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -232,7 +233,10 @@ def store_server():
 def _store(world, server, collab="ab"):
     url = f"http://127.0.0.1:{server.server_address[1]}/api"
     collaboration = {"ab": world.collab_ab, "c": world.collab_c, "all": None}[collab]
-    return AlgorithmStore.objects.create(name="s", url=url, collaboration=collaboration)
+    # Only a global administrator links a store to all collaborations: such a store is trusted.
+    return AlgorithmStore.objects.create(
+        name="s", url=url, collaboration=collaboration, trusted=collab == "all"
+    )
 
 
 def test_check7_unknown_store_is_400(api, world, researcher):

@@ -5,12 +5,15 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from accounts.services import root_user_ensure
+from vantage6.startup import deployment_warnings, secure_data_files
 
 
 class Command(BaseCommand):
     help = "Apply migrations, seed rules and built-in roles, and create the root user on a first start."
 
     def handle(self, *_args, **_options) -> None:
+        for warning in [*secure_data_files(), *deployment_warnings()]:
+            self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
         call_command("migrate", interactive=False, verbosity=0)
         _, generated = root_user_ensure(password=settings.ROOT_PASSWORD)
         base = f"http://{settings.HOST}:{settings.PORT}"
