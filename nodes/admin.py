@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -38,6 +39,7 @@ class NodeForm(ServiceForm):
     """A new node is made as POST /api/node makes it; an existing one changes as PATCH /api/node/<id>."""
 
     api_key: str | None = None  # of a node just created, shown once
+    ip = forms.GenericIPAddressField(label="IP", required=False)
 
     class Meta:
         model = Node

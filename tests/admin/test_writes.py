@@ -228,6 +228,8 @@ def test_members_are_only_organizations_the_admin_can_see(world):
         (COL_ADMIN, "nodes/node/add", {"organization": "{org_c}", "collaboration": "{collab_ab}"}),
         # A second node of organization A in collaboration AB.
         (ORG_ADMIN, "nodes/node/add", {"organization": "{org_a}", "collaboration": "{collab_ab}"}),
+        # Not an address, which the API refuses as well.
+        (ORG_ADMIN, "nodes/node/{node_a}", {"ip": "somewhere"}),
         # Studies of another collaboration, or with organizations outside the collaboration.
         (COL_ADMIN, "collaborations/study/add", {"name": "t", "collaboration": "{collab_c}"}),
         (
@@ -244,7 +246,7 @@ def test_an_admin_write_beyond_the_rules_is_refused(world, role, path, fields):
     browser = Browser("admin_a")
     ids = {
         "org_a": world.org_a.pk, "org_b": world.org_b.pk, "org_c": world.org_c.pk,
-        "collab_ab": world.collab_ab.pk, "collab_c": world.collab_c.pk,
+        "collab_ab": world.collab_ab.pk, "collab_c": world.collab_c.pk, "node_a": world.node_a.pk,
     }  # fmt: skip
     path = f"/admin/{path.format(**ids)}/" + ("" if path.endswith("add") else "change/")
 
