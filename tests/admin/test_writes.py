@@ -47,8 +47,10 @@ def state() -> dict:
         "members": sorted(
             Collaboration.organizations.through.objects.values_list("collaboration", "organization")
         ),
-        "studies": sorted(Study.objects.values_list("pk", "name", "collaboration")),
-        "study_members": sorted(Study.organizations.through.objects.values_list("study", "organization")),
+        "studies": sorted(Study.objects.values_list("name", "collaboration")),
+        "study_members": sorted(
+            Study.organizations.through.objects.values_list("study__name", "organization")
+        ),
         "nodes": sorted(Node.objects.values_list("name", "organization", "collaboration", "status", "ip")),
         "organizations": sorted(Organization.objects.values_list("pk", "name", "domain", "country")),
     }
@@ -56,12 +58,12 @@ def state() -> dict:
 
 def outcome(action: Callable[[], object]) -> tuple:
     """The database change and audit records of ``action``, which is then undone."""
-    start, keys = last_audit_id(), dict(Node.objects.values_list("pk", "api_key_hash"))
+    start, keys = last_audit_id(), dict(Node.objects.values_list("name", "api_key_hash"))
     savepoint = transaction.savepoint()
     response = action()
     assert response.status_code in (200, 201, 302), (response.status_code, response.content[:1500])
     new_keys = sorted(
-        pk for pk, digest in Node.objects.values_list("pk", "api_key_hash") if keys.get(pk) != digest
+        name for name, digest in Node.objects.values_list("name", "api_key_hash") if keys.get(name) != digest
     )
     # Rows created by the action get new ids each time: compare them by what they are.
     trail = [row[:4] + row[5:] if row[2].endswith(".create") else row for row in audit_trail(start)]
