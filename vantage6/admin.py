@@ -12,7 +12,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import get_fields_from_path
 from django.db import transaction
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Field, Model, Q, QuerySet
 from django.http import HttpRequest
 
 from accounts.backends import principal_of
@@ -93,7 +93,7 @@ class AdminPage(admin.ModelAdmin):
             parameters |= {exact, f"{name}__isnull"}
         return parameters
 
-    def _filtered_field(self, name: str):
+    def _filtered_field(self, name: str) -> Field:
         return get_fields_from_path(self.model, name)[-1]
 
 

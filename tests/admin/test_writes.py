@@ -14,7 +14,7 @@ from django.db import transaction
 
 from accounts.catalogue import COL_ADMIN, ORG_ADMIN, VIEWER
 from accounts.models import AuditEntry, Rule
-from collaborations.models import Collaboration, Organization, Study
+from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from nodes.models import Node
 from tests.admin.browser import Browser, audit_trail, last_audit_id
 from tests.factories import bearer, make_collab, make_org, make_study, make_user
@@ -30,6 +30,7 @@ class Scene:
     headers: dict
     x: Collaboration  # A and B, a study with both
     study: Study
+    store: AlgorithmStore
 
 
 @pytest.fixture
@@ -37,7 +38,8 @@ def scene(world, api) -> Scene:
     user = make_user(world.org_a, COL_ADMIN, username="col_admin_a")
     x = make_collab(world.org_a, world.org_b, name="X")
     study = make_study(x, world.org_a, world.org_b, name="S")
-    return Scene(world, Browser("col_admin_a"), api, bearer(user), x, study)
+    store = AlgorithmStore.objects.create(name="store", url="https://store.example.org/api", collaboration=x)
+    return Scene(world, Browser("col_admin_a"), api, bearer(user), x, study, store)
 
 
 def state() -> dict:
@@ -52,6 +54,7 @@ def state() -> dict:
             Study.organizations.through.objects.values_list("study__name", "organization")
         ),
         "nodes": sorted(Node.objects.values_list("name", "organization", "collaboration", "status", "ip")),
+        "stores": sorted(AlgorithmStore.objects.values_list("name", "url", "collaboration")),
         "organizations": sorted(Organization.objects.values_list("pk", "name", "domain", "country")),
     }
 
@@ -161,6 +164,12 @@ CASES: dict[str, tuple[Callable[[Scene], object], Callable[[Scene], object]]] = 
             {"name": "B2", "country": "NL"},
             format="json",
             **s.headers,
+        ),
+    ),
+    "rename a store link": (
+        lambda s: s.browser.submit(_change("collaborations/algorithmstore", s.store.pk), {"name": "renamed"}),
+        lambda s: s.api.patch(
+            f"/api/algorithmstore/{s.store.pk}", {"name": "renamed"}, format="json", **s.headers
         ),
     ),
 }
