@@ -204,14 +204,27 @@ def _refused(response, before: dict, audit_start: int) -> None:
     assert audit_trail(audit_start) == []
 
 
-def test_members_are_only_organizations_the_admin_can_see(world):
-    """A collaboration editor who sees only its own organization cannot name another one."""
+@pytest.fixture
+def editor(world) -> Browser:
+    """A collaboration editor who sees only its own organization."""
     rules = Rule.objects.filter(
         name__in=["collaboration", "organization"], scope="ORGANIZATION", operation="VIEW"
     ) | Rule.objects.filter(name__in=["collaboration", "user"], scope="COLLABORATION", operation="EDIT")
     make_user(world.org_a, VIEWER, username="editor", rules=list(rules))
+    return Browser("editor")
+
+
+def test_members_the_admin_cannot_see_stay(world, editor):
+    response = editor.submit(_change("collaborations/collaboration", world.collab_ab.pk), {"name": "AB2"})
+    assert response.status_code == 302
+    assert set(world.collab_ab.organizations.values_list("pk", flat=True)) == {world.org_a.pk, world.org_b.pk}
+    assert Collaboration.objects.get(pk=world.collab_ab.pk).name == "AB2"
+
+
+def test_members_are_only_organizations_the_admin_can_see(world, editor):
+    """It cannot name an organization it does not see."""
     hidden = make_org("Hidden")
-    browser = Browser("editor")
+    browser = editor
     page = browser.get(_change("collaborations/collaboration", world.collab_ab.pk)).content.decode()
     assert "Hidden" not in page
     before, start = state(), last_audit_id()
