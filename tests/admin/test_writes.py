@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 from django.db import transaction
 
-from accounts.catalogue import COL_ADMIN, ORG_ADMIN, VIEWER
+from accounts.catalogue import COL_ADMIN, ORG_ADMIN
 from accounts.models import AuditEntry, Rule
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from nodes.models import Node
@@ -210,7 +210,7 @@ def editor(world) -> Browser:
     rules = Rule.objects.filter(
         name__in=["collaboration", "organization"], scope="ORGANIZATION", operation="VIEW"
     ) | Rule.objects.filter(name__in=["collaboration", "user"], scope="COLLABORATION", operation="EDIT")
-    make_user(world.org_a, VIEWER, username="editor", rules=list(rules))
+    make_user(world.org_a, username="editor", rules=list(rules))
     return Browser("editor")
 
 
