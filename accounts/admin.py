@@ -12,17 +12,19 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import authenticate
-from django.db import transaction
-from django.db.models import QuerySet
+from django.contrib.auth.models import Group
+from django.db.models import Model
 from django.http import HttpRequest
 from rest_framework.exceptions import ValidationError as ApiValidationError
 
 from accounts import services
-from accounts.backends import principal_of
+from accounts.backends import object_allowed, principal_of
 from accounts.models import Role, Rule, User
+from accounts.permissions import Principal
 from accounts.serializers import validate_password_policy, validate_role_name
+from collaborations import services as organization_services
 from collaborations.models import Organization
-from vantage6.api.errors import ApiError
+from vantage6.admin import AdminPage, ScopedAdmin, ServiceForm
 
 
 # --- login ------------------------------------------------------------------------------------------
@@ -51,82 +53,17 @@ class AdminLoginForm(AdminAuthenticationForm):
 admin.site.login_form = AdminLoginForm
 admin.site.login_template = "accounts/admin_login.html"
 admin.site.site_header = "vantage6 server administration"
+admin.site.unregister(Group)  # permissions come from rules, never from Django groups
 
 
 # --- rule-scoped admin --------------------------------------------------------------------------------
-class _DryRun(Exception):
-    """Rolls back a service call made only to validate a form."""
+class RuleScopedAdmin(ScopedAdmin):
+    """Users, roles and organizations: each action judged as Django's permission checks judge it."""
 
-
-class RuleScopedAdmin(admin.ModelAdmin):
-    """Rows and actions as the rule engine allows them to the logged-in user."""
-
-    resource: str
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return principal_of(request.user).visible_or_none(self.resource, super().get_queryset(request))
-
-    def _allowed(self, request: HttpRequest, action: str, obj: object | None) -> bool:
-        return request.user.has_perm(f"{self.opts.app_label}.{action}_{self.opts.model_name}", obj)
-
-    def has_view_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
-        return self._allowed(request, "view", obj) or self._allowed(request, "change", obj)
-
-    def has_change_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
-        return self._allowed(request, "change", obj)
-
-    def has_delete_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
-        return self._allowed(request, "delete", obj)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return self._allowed(request, "add", None)
-
-    def get_form(self, request: HttpRequest, obj: object | None = None, **kwargs) -> type[forms.ModelForm]:
-        form = super().get_form(request, obj, **kwargs)
-        form.principal = principal_of(request.user)
-        return form
-
-    def save_model(self, request: HttpRequest, obj: object, form: forms.ModelForm, change: bool) -> None:
-        saved = form.apply()
-        obj.pk = obj.id = saved.pk  # the admin logs and redirects to the row the service wrote
-
-    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: list, change: bool) -> None:
-        for formset in formsets:
-            self.save_formset(request, form, formset, change=change)  # relations were set by the service
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for obj in queryset:
-            self.delete_model(request, obj)
-
-
-class ServiceForm(forms.ModelForm):
-    """A form whose save is a service call; ``clean`` runs that call once and rolls it back, so every
-    refusal of the API shows as a form error."""
-
-    principal = None
-
-    def apply(self) -> object:
-        raise NotImplementedError
-
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        if self.errors:
-            return cleaned
-        try:
-            with transaction.atomic():
-                self.apply()
-                raise _DryRun
-        except _DryRun:
-            pass
-        except ApiError as exc:
-            raise forms.ValidationError(str(exc.msg)) from None
-        return cleaned
-
-    def _ids(self, name: str) -> list[int]:
-        return [row.pk for row in self.cleaned_data.get(name) or []]
-
-    def _changed(self, *names: str) -> dict:
-        return {name: self.cleaned_data.get(name) for name in names if name in self.changed_data}
+    def allowed(self, principal: Principal, operation: str, obj: Model | None) -> bool:
+        if obj is None:
+            return principal.at_least("org", self.resource, operation)
+        return object_allowed(principal, self.resource, operation, obj)
 
 
 def _policy_checked(value: str, validator) -> str:
@@ -137,27 +74,35 @@ def _policy_checked(value: str, validator) -> str:
 
 
 # --- organizations --------------------------------------------------------------------------------------
+class OrganizationForm(ServiceForm):
+    class Meta:
+        model = Organization
+        fields = ["name", "domain", "address1", "address2", "zipcode", "country"]
+
+    def apply(self) -> Organization:
+        names = self.Meta.fields
+        if self.instance.pk is None:
+            data = {name: self.cleaned_data.get(name) for name in names}
+            return organization_services.organization_create(principal=self.principal, data=data)
+        return organization_services.organization_update(
+            principal=self.principal,
+            organization=Organization.objects.get(pk=self.instance.pk),
+            data=self._changed(*names),
+        )
+
+
 @admin.register(Organization)
 class OrganizationAdmin(RuleScopedAdmin):
     resource = "organization"
+    form = OrganizationForm
     list_display = ["id", "name", "domain", "country"]
     search_fields = ["name", "domain"]
-    fields = ["name", "domain", "address1", "address2", "zipcode", "country"]
-
-    def save_model(
-        self, request: HttpRequest, obj: Organization, form: forms.ModelForm, change: bool
-    ) -> None:
-        obj.save()
-        services.audit(
-            principal_of(request.user), "organization.update" if change else "organization.create", obj
-        )
-
-    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: list, change: bool) -> None:
-        admin.ModelAdmin.save_related(self, request, form, formsets, change)
+    fields = OrganizationForm.Meta.fields
 
     def delete_model(self, request: HttpRequest, obj: Organization) -> None:
-        services.audit(principal_of(request.user), "organization.delete", obj, name=obj.name)
-        obj.delete()
+        organization_services.organization_delete(
+            principal=self.principal(request), organization=obj, delete_dependents=True
+        )
 
 
 # --- users ------------------------------------------------------------------------------------------------
@@ -294,7 +239,7 @@ class RoleAdmin(RuleScopedAdmin):
 
 # --- rules ------------------------------------------------------------------------------------------------
 @admin.register(Rule)
-class RuleAdmin(admin.ModelAdmin):
+class RuleAdmin(AdminPage):
     """The fixed catalogue: readable by every admin user, never editable."""
 
     list_display = ["id", "name", "scope", "operation", "description"]

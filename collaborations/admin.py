@@ -1,98 +1,32 @@
 """Collaborations (with their organizations and nodes), studies and algorithm stores in the admin.
 
-Every page obeys the rules the API applies: rows are narrowed by the rule engine and each action is
-judged as the matching endpoint judges it. Organizations are registered with the accounts.
+Every page obeys the rules the API applies (see ``vantage6.admin``): rows are narrowed by the rule
+engine, each action is judged as the matching endpoint judges it, and writes are the API's service
+calls. Organizations are registered with the accounts.
 """
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import admin
-from django.db.models import Model, QuerySet
+from django.db.models import Model
 from django.http import HttpRequest
 
-from accounts.backends import principal_of
 from accounts.permissions import GLO, Principal
-from accounts.services import audit
+from collaborations import services
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from nodes.models import Node
-
-
-class ScopedAdmin(admin.ModelAdmin):
-    """Rows the rule engine shows the logged-in user; ``allowed`` judges each action like the API."""
-
-    resource: str  # the resource name of the rule engine's row filters
-
-    @staticmethod
-    def principal(request: HttpRequest) -> Principal:
-        return principal_of(request.user)
-
-    def allowed(self, principal: Principal, operation: str, obj: Model | None) -> bool:
-        raise NotImplementedError
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return self.principal(request).visible_or_none(self.resource, super().get_queryset(request))
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return self.has_view_permission(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return self.allowed(self.principal(request), "view", obj)
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return self.allowed(self.principal(request), "edit", obj)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return self.allowed(self.principal(request), "delete", obj)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return self.allowed(self.principal(request), "create", None)
-
-    def _audited(self, request: HttpRequest, obj: Model, action: str) -> None:
-        audit(self.principal(request), f"{self.resource}.{action}", obj)
-
-    def save_model(self, request: HttpRequest, obj: Model, form: forms.ModelForm, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        self._audited(request, obj, "edit" if change else "create")
-
-    def delete_model(self, request: HttpRequest, obj: Model) -> None:
-        self._audited(request, obj, "delete")
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for obj in queryset:
-            self.delete_model(request, obj)
+from vantage6.admin import ScopedAdmin, ServiceForm
 
 
 def visible_rows(principal: Principal, resource: str, obj: Model, operation: str = "view") -> bool:
     return principal.visible_or_none(resource, type(obj).objects.filter(pk=obj.pk), operation).exists()
 
 
+def visible_organizations(principal: Principal):
+    return principal.visible_or_none("organization", Organization.objects.order_by("name"))
+
+
 # --- collaborations -------------------------------------------------------------------------------------
-class MemberInline(admin.TabularInline):
-    """Adding or removing a member is what POST/DELETE /collaboration/<id>/organization allow."""
-
-    model = Collaboration.organizations.through
-    verbose_name = "member organization"
-    verbose_name_plural = "member organizations"
-    extra = 0
-
-    def _may_change(self, request: HttpRequest, obj: Collaboration | None) -> bool:
-        return obj is not None and principal_of(request.user).can_col("collaboration", "edit", obj.pk)
-
-    def has_view_permission(self, request: HttpRequest, obj: Collaboration | None = None) -> bool:
-        return True
-
-    def has_add_permission(self, request: HttpRequest, obj: Collaboration | None = None) -> bool:
-        return self._may_change(request, obj)
-
-    def has_change_permission(self, request: HttpRequest, obj: Collaboration | None = None) -> bool:
-        return self._may_change(request, obj)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Collaboration | None = None) -> bool:
-        return self._may_change(request, obj)
-
-
 class _ReadOnlyInline(admin.TabularInline):
     extra = 0
     show_change_link = True
@@ -124,14 +58,50 @@ class AlgorithmStoreInline(_ReadOnlyInline):
     readonly_fields = fields
 
 
+class CollaborationForm(ServiceForm):
+    """Members change as POST and DELETE /collaboration/<id>/organization change them, one at a time."""
+
+    class Meta:
+        model = Collaboration
+        fields = ["name", "encrypted", "organizations"]
+        labels = {"organizations": "Member organizations"}
+
+    def apply(self) -> Collaboration:
+        data = self.cleaned_data
+        if self.instance.pk is None:
+            return services.collaboration_create(
+                principal=self.principal,
+                name=data["name"],
+                organization_ids=self._ids("organizations"),
+                encrypted=data["encrypted"],
+            )
+        collaboration = Collaboration.objects.get(pk=self.instance.pk)
+        if changes := self._changed("name", "encrypted"):
+            services.collaboration_update(principal=self.principal, collaboration=collaboration, data=changes)
+        if "organizations" in self.changed_data:
+            current = set(collaboration.organizations.values_list("pk", flat=True))
+            wanted = self._kept_ids("organizations", current)
+            for organization_id in sorted(wanted - current):
+                services.collaboration_organization_add(
+                    principal=self.principal, collaboration=collaboration, organization_id=organization_id
+                )
+            for organization_id in sorted(current - wanted):
+                services.collaboration_organization_remove(
+                    principal=self.principal, collaboration=collaboration, organization_id=organization_id
+                )
+        return collaboration
+
+
 @admin.register(Collaboration)
 class CollaborationAdmin(ScopedAdmin):
     resource = "collaboration"
+    form = CollaborationForm
     list_display = ["name", "encrypted"]
     list_filter = ["encrypted"]
     search_fields = ["name"]
-    fields = ["name", "encrypted"]
-    inlines = [MemberInline, NodeInline, AlgorithmStoreInline]
+    fields = ["name", "encrypted", "organizations"]
+    filter_horizontal = ["organizations"]
+    inlines = [NodeInline, AlgorithmStoreInline]
 
     def allowed(self, principal: Principal, operation: str, obj: Collaboration | None) -> bool:
         if operation == "create":
@@ -142,30 +112,40 @@ class CollaborationAdmin(ScopedAdmin):
             return visible_rows(principal, "collaboration", obj)
         return principal.can_col("collaboration", operation, obj.pk)
 
+    def formfield_for_manytomany(self, db_field, request: HttpRequest, **kwargs):
+        if db_field.name == "organizations":
+            kwargs["queryset"] = visible_organizations(self.principal(request))
+            kwargs["required"] = False
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def delete_model(self, request: HttpRequest, obj: Collaboration) -> None:
+        # The confirmation page lists the tasks, nodes and studies that go with it.
+        services.collaboration_delete(
+            principal=self.principal(request), collaboration=obj, delete_dependents=True
+        )
+
 
 # --- studies -------------------------------------------------------------------------------------------
-class StudyForm(forms.ModelForm):
-    principal: Principal
-
+class StudyForm(ServiceForm):
     class Meta:
         model = Study
         fields = ["name", "collaboration", "organizations"]
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        collaboration, organizations = cleaned.get("collaboration"), cleaned.get("organizations")
-        if collaboration is None:
-            return cleaned
-        if self.instance.pk is None and not self.principal.can_col("study", "create", collaboration.pk):
-            raise forms.ValidationError(f"You may not create studies in collaboration '{collaboration}'.")
-        if self.instance.pk is not None and collaboration.pk != self.instance.collaboration_id:
-            raise forms.ValidationError("A study cannot move to another collaboration.")
-        members = set(collaboration.organizations.values_list("pk", flat=True))
-        if outsiders := [org.name for org in organizations or () if org.pk not in members]:
-            raise forms.ValidationError(
-                f"Not members of collaboration '{collaboration}': {', '.join(outsiders)}"
+    def apply(self) -> Study:
+        data = self.cleaned_data
+        if self.instance.pk is None:
+            return services.study_create(
+                principal=self.principal,
+                name=data["name"],
+                collaboration_id=data["collaboration"].pk,
+                organization_ids=self._ids("organizations"),
             )
-        return cleaned
+        study = Study.objects.get(pk=self.instance.pk)
+        changes = self._changed("name")
+        if "organizations" in self.changed_data:
+            current = set(study.organizations.values_list("pk", flat=True))
+            changes["organization_ids"] = sorted(self._kept_ids("organizations", current))
+        return services.study_update(principal=self.principal, study=study, data=changes)
 
 
 @admin.register(Study)
@@ -183,10 +163,8 @@ class StudyAdmin(ScopedAdmin):
             return principal.max_scope("study", operation) is not None
         return visible_rows(principal, "study", obj, operation)
 
-    def get_form(self, request: HttpRequest, obj: Study | None = None, **kwargs) -> type[forms.ModelForm]:
-        form = super().get_form(request, obj, **kwargs)
-        form.principal = self.principal(request)
-        return form
+    def get_readonly_fields(self, request: HttpRequest, obj: Study | None = None) -> list[str]:
+        return ["collaboration"] if obj is not None else []  # a study never moves
 
     def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
         if db_field.name == "collaboration":
@@ -197,22 +175,36 @@ class StudyAdmin(ScopedAdmin):
 
     def formfield_for_manytomany(self, db_field, request: HttpRequest, **kwargs):
         if db_field.name == "organizations":
-            kwargs["queryset"] = self.principal(request).visible_or_none(
-                "organization", Organization.objects.all()
-            )
+            kwargs["queryset"] = visible_organizations(self.principal(request))
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def delete_model(self, request: HttpRequest, obj: Study) -> None:
+        services.study_delete(principal=self.principal(request), study=obj, delete_dependents=True)
 
 
 # --- algorithm stores ------------------------------------------------------------------------------------
+class AlgorithmStoreForm(ServiceForm):
+    class Meta:
+        model = AlgorithmStore
+        fields = ["name"]
+
+    def apply(self) -> AlgorithmStore:
+        store = AlgorithmStore.objects.get(pk=self.instance.pk)
+        return services.algorithm_store_update(
+            principal=self.principal, store=store, data=self._changed("name")
+        )
+
+
 @admin.register(AlgorithmStore)
 class AlgorithmStoreAdmin(ScopedAdmin):
-    """Links of stores to collaborations (empty: all collaborations).
+    """Links of stores to collaborations (empty: all collaborations), renamed here.
 
-    A link is made through the API, which registers this server at the store first. Deleting a link
-    here leaves this server on the store's list.
+    Links are made and removed through the API, which registers this server at the store and takes
+    it off again with the caller's credentials there.
     """
 
     resource = "algorithmstore"
+    form = AlgorithmStoreForm
     list_display = ["name", "url", "collaboration"]
     list_select_related = ["collaboration"]
     search_fields = ["name", "url"]
@@ -220,7 +212,7 @@ class AlgorithmStoreAdmin(ScopedAdmin):
     readonly_fields = ["url", "collaboration"]
 
     def allowed(self, principal: Principal, operation: str, obj: AlgorithmStore | None) -> bool:
-        if operation == "create":
+        if operation in ("create", "delete"):
             return False
         if operation == "view":
             return (

@@ -7,13 +7,11 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from accounts.models import AuthStatus
 from accounts.permissions import Principal
-from collaborations.admin import ScopedAdmin
 from collaborations.models import Collaboration, Organization
+from nodes import services
 from nodes.models import Node, NodeConfig
-from nodes.services import new_api_key, require_no_node_yet
-from vantage6.api.errors import ApiError
+from vantage6.admin import ScopedAdmin, ServiceForm
 
 
 class NodeConfigInline(admin.TabularInline):
@@ -37,33 +35,37 @@ class NodeConfigInline(admin.TabularInline):
         return False
 
 
-class NodeForm(forms.ModelForm):
-    """A new node is checked as POST /api/node checks it."""
+class NodeForm(ServiceForm):
+    """A new node is made as POST /api/node makes it; an existing one changes as PATCH /api/node/<id>."""
 
-    principal: Principal
+    api_key: str | None = None  # of a node just created, shown once
+    ip = forms.GenericIPAddressField(label="IP", required=False)
 
     class Meta:
         model = Node
         fields = ["name", "organization", "collaboration", "ip"]
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        organization, collaboration = cleaned.get("organization"), cleaned.get("collaboration")
-        if self.instance.pk is not None or organization is None:
-            return cleaned
-        if collaboration is None:
-            raise forms.ValidationError("A new node needs a collaboration.")
-        if not self.principal.allow_org_in_col("node", "create", organization.pk, collaboration.pk):
-            raise forms.ValidationError(
-                "You may not create a node for this organization in this collaboration."
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is None:
+            self.fields["name"].required = False
+            self.fields["name"].help_text = "Empty: '<organization> - <collaboration> Node'."
+
+    def apply(self) -> Node:
+        data = self.cleaned_data
+        if self.instance.pk is None:
+            node, self.api_key = services.node_create(
+                principal=self.principal,
+                collaboration_id=data["collaboration"].pk,
+                organization_id=data["organization"].pk,
+                name=data["name"] or None,
             )
-        if not collaboration.organizations.filter(pk=organization.pk).exists():
-            raise forms.ValidationError(f"'{organization}' is not a member of '{collaboration}'.")
-        try:
-            require_no_node_yet(organization_id=organization.pk, collaboration_id=collaboration.pk)
-        except ApiError as exc:
-            raise forms.ValidationError(str(exc.msg)) from None
-        return cleaned
+            return node
+        changes = self._changed("name")
+        if "ip" in self.changed_data:
+            changes.update({"ip": data["ip"]} if data["ip"] else {"clear_ip": True})
+        node = Node.objects.get(pk=self.instance.pk)
+        return services.node_update(principal=self.principal, node=node, data=changes)
 
 
 def _show_api_key(modeladmin: admin.ModelAdmin, request: HttpRequest, node: Node, api_key: str) -> None:
@@ -91,16 +93,13 @@ class NodeAdmin(ScopedAdmin):
         return principal.allow_org_in_col("node", operation, obj.organization_id, obj.collaboration_id)
 
     def get_fields(self, request: HttpRequest, obj: Node | None = None) -> list[str]:
-        return ["name", "organization", "collaboration", "ip", *(["status", "last_seen"] if obj else [])]
+        if obj is None:
+            return ["name", "organization", "collaboration"]
+        return ["name", "organization", "collaboration", "ip", "status", "last_seen"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Node | None = None) -> list[str]:
         # A node never moves: it would take its key into another organization's or collaboration's work.
         return ["organization", "collaboration", "status", "last_seen"] if obj else []
-
-    def get_form(self, request: HttpRequest, obj: Node | None = None, **kwargs) -> type[forms.ModelForm]:
-        form = super().get_form(request, obj, **kwargs)
-        form.principal = self.principal(request)
-        return form
 
     def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
         principal = self.principal(request)
@@ -108,17 +107,16 @@ class NodeAdmin(ScopedAdmin):
             kwargs["queryset"] = principal.visible_or_none("organization", Organization.objects.all())
         if db_field.name == "collaboration":
             kwargs["queryset"] = principal.visible_or_none("collaboration", Collaboration.objects.all())
+            kwargs["required"] = True
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    def save_model(self, request: HttpRequest, obj: Node, form: forms.ModelForm, change: bool) -> None:
-        api_key = None
-        if not change:
-            api_key = new_api_key()
-            obj.set_api_key(api_key)
-            obj.status = AuthStatus.OFFLINE
+    def save_model(self, request: HttpRequest, obj: Node, form: NodeForm, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        if api_key:
-            _show_api_key(self, request, obj, api_key)
+        if form.api_key:
+            _show_api_key(self, request, obj, form.api_key)
+
+    def delete_model(self, request: HttpRequest, obj: Node) -> None:
+        services.node_delete(principal=self.principal(request), node=obj)
 
     @admin.action(description="Give the selected nodes a new API key (the old keys stop working)")
     def reset_api_keys(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
@@ -127,8 +125,5 @@ class NodeAdmin(ScopedAdmin):
             if not self.allowed(principal, "edit", node):
                 self.message_user(request, f"You may not change node '{node.name}'.", messages.ERROR)
                 continue
-            api_key = new_api_key()
-            node.set_api_key(api_key)
-            node.save(update_fields=["api_key_hash"])
-            self._audited(request, node, "api_key_reset")
+            api_key = services.node_api_key_reset(principal=principal, node=node)
             _show_api_key(self, request, node, api_key)

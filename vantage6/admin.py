@@ -1,0 +1,151 @@
+"""The base of every admin page: the API's rules for rows, actions, filters and writes.
+
+A page shows the rows the rule engine lets the logged-in user see, judges each action as the matching
+endpoint judges it, and writes only through the services the API uses, so every check and audit record
+of the API holds here too. Filters accept only their declared parameters and offer only visible
+choices: any other lookup would make the row count an oracle on fields the page never shows.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin.utils import get_fields_from_path
+from django.db import transaction
+from django.db.models import Field, Model, Q, QuerySet
+from django.http import HttpRequest
+
+from accounts.backends import principal_of
+from accounts.permissions import Principal
+from vantage6.api.errors import ApiError
+
+
+class _DryRun(Exception):
+    """Rolls back a service call made only to validate a form."""
+
+
+class ServiceForm(forms.ModelForm):
+    """A form whose save is a service call; ``clean`` runs that call once and rolls it back, so every
+    refusal of the API shows as a form error."""
+
+    principal: Principal
+
+    def apply(self) -> Model:
+        raise NotImplementedError
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        try:
+            with transaction.atomic():
+                self.apply()
+                raise _DryRun
+        except _DryRun:
+            pass
+        except ApiError as exc:
+            raise forms.ValidationError(str(exc.msg)) from None
+        return cleaned
+
+    def _ids(self, name: str) -> list[int]:
+        return [row.pk for row in self.cleaned_data.get(name) or []]
+
+    def _changed(self, *names: str) -> dict:
+        return {name: self.cleaned_data.get(name) for name in names if name in self.changed_data}
+
+    def _kept_ids(self, name: str, current: set[int]) -> set[int]:
+        """The chosen rows, plus current ones the field does not offer (the user cannot see them, so
+        could not have taken them out)."""
+        offered = set(self.fields[name].queryset.values_list("pk", flat=True))
+        return set(self._ids(name)) | (current - offered)
+
+
+class VisibleRelatedFilter(admin.RelatedFieldListFilter):
+    """A relation filter whose choices are the rows the related model's own admin page shows."""
+
+    def field_choices(self, field, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        related_admin = model_admin.admin_site.get_model_admin(field.remote_field.model)
+        return field.get_choices(
+            include_blank=False,
+            ordering=self.field_admin_ordering(field, request, model_admin),
+            limit_choices_to=Q(pk__in=related_admin.get_queryset(request).values("pk")),
+        )
+
+
+class AdminPage(admin.ModelAdmin):
+    """Filters of a page: the declared ones only (field names), relations offering visible choices."""
+
+    def get_list_filter(self, request: HttpRequest) -> list:
+        return [
+            (name, VisibleRelatedFilter) if self._filtered_field(name).is_relation else name
+            for name in self.list_filter
+        ]
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        return lookup in self._filter_parameters()
+
+    def _filter_parameters(self) -> set[str]:
+        """The query parameters of the declared filters, named as Django's field filters name them."""
+        parameters = set()
+        for name in self.list_filter:
+            field = self._filtered_field(name)
+            exact = f"{name}__{field.target_field.name}__exact" if field.is_relation else f"{name}__exact"
+            parameters |= {exact, f"{name}__isnull"}
+        return parameters
+
+    def _filtered_field(self, name: str) -> Field:
+        return get_fields_from_path(self.model, name)[-1]
+
+
+class ScopedAdmin(AdminPage):
+    """Rows the rule engine shows the logged-in user; ``allowed`` judges each action like the API, and
+    the form's ``apply`` and ``delete_model`` write through the API's services."""
+
+    resource: str  # the resource name of the rule engine's row filters
+    form = ServiceForm
+
+    @staticmethod
+    def principal(request: HttpRequest) -> Principal:
+        return principal_of(request.user)
+
+    def allowed(self, principal: Principal, operation: str, obj: Model | None) -> bool:
+        raise NotImplementedError
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return self.principal(request).visible_or_none(self.resource, super().get_queryset(request))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        principal = self.principal(request)
+        return self.allowed(principal, "view", obj) or self.allowed(principal, "edit", obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self.allowed(self.principal(request), "edit", obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self.allowed(self.principal(request), "delete", obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self.allowed(self.principal(request), "create", None)
+
+    def get_form(self, request: HttpRequest, obj: Model | None = None, **kwargs) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, **kwargs)
+        form.principal = self.principal(request)
+        return form
+
+    def save_model(self, request: HttpRequest, obj: Model, form: ServiceForm, change: bool) -> None:
+        saved = form.apply()
+        obj.pk = obj.id = saved.pk  # the admin logs and redirects to the row the service wrote
+
+    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: list, change: bool) -> None:
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)  # relations were set by the service
+
+    def delete_model(self, request: HttpRequest, obj: Model) -> None:
+        raise NotImplementedError  # each page deletes through its service
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
