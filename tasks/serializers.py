@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from urllib.parse import urlparse
 
@@ -170,9 +171,19 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class RunInputField(StrictCharField):
+    """A run's input string; the object older clients send is taken as unencrypted input, i.e. base64
+    of its JSON (what the node reads), and then checked like any other input."""
+
+    def to_internal_value(self, data: object) -> str:
+        if isinstance(data, dict):
+            data = base64.b64encode(json.dumps(data).encode()).decode()
+        return super().to_internal_value(data)
+
+
 class OrganizationInput(serializers.Serializer):
     id = IdField()
-    input = StrictCharField(allow_blank=True)
+    input = RunInputField(allow_blank=True)
 
 
 class PreprocessingStep(serializers.DictField):
