@@ -276,9 +276,15 @@ class IdInput(serializers.Serializer):
     id = IdField()
 
 
+class ColumnOrganizationInput(OrganizationInput):
+    """Shared column names need only the ids; the task that asks the nodes needs the inputs too."""
+
+    input = RunInputField(allow_blank=True, required=False)
+
+
 class ColumnInput(serializers.Serializer):
     db_label = StrictCharField(min_length=1, max_length=256)
     collaboration_id = IdField()
-    organizations = serializers.ListField(child=OrganizationInput(), min_length=1)
+    organizations = serializers.ListField(child=ColumnOrganizationInput(), min_length=1)
     sheet_name = StrictCharField(required=False, allow_blank=True)
     query = StrictCharField(required=False, allow_blank=True)
