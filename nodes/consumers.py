@@ -53,11 +53,11 @@ def identify(authorization: str | None) -> dict | str | None:
     if claims.get("type") != "access" or claims.get("client_type") not in ("user", "node"):
         return None
     try:
-        principal = principal_from_claims(claims)
+        principal = principal_from_claims(claims, seen=False)
     except ApiError:
         return None
-    # A connection is a heartbeat: the sweep measures silence from here.
-    Authenticatable.objects.filter(pk=principal.id).update(status=AuthStatus.ONLINE, last_seen=timezone.now())
+    # Online, but not "seen": only REST calls and ping heartbeats set last_seen.
+    Authenticatable.objects.filter(pk=principal.id).update(status=AuthStatus.ONLINE)
     if principal.is_node:
         node = principal.node
         return {
