@@ -55,8 +55,11 @@ def _node_queryset() -> QuerySet:
 _load_user, _load_node = PkLookup(users_with_rules), PkLookup(_node_queryset)
 
 
-def principal_from_claims(claims: dict) -> Principal:
-    """Load the identity a verified access token names (401 when it no longer exists)."""
+def principal_from_claims(claims: dict, *, seen: bool = True) -> Principal:
+    """Load the identity a verified access token names (401 when it no longer exists).
+
+    ``seen``: the call is a sign of life that sets ``last_seen`` (REST calls; not a socket handshake).
+    """
     client_type = claims.get("client_type")
     sub = claims["sub"]
     if client_type == "container":
@@ -67,13 +70,15 @@ def principal_from_claims(claims: dict) -> Principal:
         user = _load_user(sub) if isinstance(sub, int) else None
         if user is None:
             raise ApiError(401, f"Error loading the user {sub}")
-        _touch_last_seen(user)
+        if seen:
+            _touch_last_seen(user)
         return principal_for_user(user)
     if client_type == "node":
         node = _load_node(sub) if isinstance(sub, int) else None
         if node is None:
             raise ApiError(401, f"Error loading the user {sub}")
-        _touch_last_seen(node)
+        if seen:
+            _touch_last_seen(node)
         return principal_for_node(node)
     raise ApiError(422, "Unknown client type in token")
 

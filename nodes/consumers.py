@@ -22,7 +22,8 @@ from accounts.permissions import COL, GLO, ORG, Principal
 from accounts.tokens import TokenError, decode
 from collaborations.models import Collaboration
 from nodes.events import ALL_NODES_ROOM, TASKS_NAMESPACE, collaboration_room, organization_room
-from nodes.models import NodeConfig
+from nodes.models import NodeConfig, NodeMetrics
+from nodes.services import node_metrics_store
 from nodes.socket_store import DatabaseSessionStore
 from nodes.socketio.server import Namespace, Server, Socket
 from tasks.models import Run
@@ -53,11 +54,11 @@ def identify(authorization: str | None) -> dict | str | None:
     if claims.get("type") != "access" or claims.get("client_type") not in ("user", "node"):
         return None
     try:
-        principal = principal_from_claims(claims)
+        principal = principal_from_claims(claims, seen=False)
     except ApiError:
         return None
-    # A connection is a heartbeat: the sweep measures silence from here.
-    Authenticatable.objects.filter(pk=principal.id).update(status=AuthStatus.ONLINE, last_seen=timezone.now())
+    # Online, but not "seen": only REST calls and ping heartbeats set last_seen.
+    Authenticatable.objects.filter(pk=principal.id).update(status=AuthStatus.ONLINE)
     if principal.is_node:
         node = principal.node
         return {
@@ -183,6 +184,7 @@ def went_offline(identity: dict) -> None:
     Authenticatable.objects.filter(pk=identity["id"]).update(status=AuthStatus.OFFLINE)
     if identity["kind"] == "node":
         NodeConfig.objects.filter(node_id=identity["id"]).delete()
+        NodeMetrics.objects.filter(node_id=identity["id"]).delete()
 
 
 def node_sweep_period() -> float:
@@ -270,7 +272,8 @@ class TasksNamespace(Namespace):
                 logger.warning("node %s sent a configuration that is not an object", node["id"])
             return
         if event == "node_metrics_update":
-            logger.debug("metrics of node %s: %s", node["id"], data)
+            if ignored := await database_sync_to_async(node_metrics_store)(node["id"], data):
+                logger.info("node %s sent metrics that are not kept: %s", node["id"], ", ".join(ignored))
             return
         relay = status_change if event == "algorithm_status_change" else append_log
         message = await database_sync_to_async(relay)(node, data)

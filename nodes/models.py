@@ -110,3 +110,21 @@ class SocketPacket(models.Model):
     class Meta:
         db_table = "socket_packet"
         ordering = ["id"]
+
+
+class NodeMetrics(models.Model):
+    """The last resource report (``node_metrics_update``) of a node, served as Prometheus gauges.
+
+    Kept in the database so that every server process reports the same values, whichever process
+    received the report.
+    """
+
+    node = models.OneToOneField(Node, primary_key=True, on_delete=models.CASCADE, related_name="metrics")
+    os = models.CharField(max_length=64, blank=True, default="")
+    platform = models.CharField(max_length=64, blank=True, default="")
+    # {metric: number} and, for GPU metrics, {metric: [number per GPU]}.
+    values = models.JSONField(default=dict)
+    reported_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "node_metrics"

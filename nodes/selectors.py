@@ -1,4 +1,4 @@
-"""Reads on nodes: the filtered list, one node, and the node an API key belongs to."""
+"""Reads on nodes: the filtered list, one node, the node an API key belongs to, and node metrics."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from datetime import datetime, time, timedelta
 from django.db.models import QuerySet, TextField
 from rest_framework.request import Request
 
+from accounts.models import AuthStatus
 from accounts.permissions import Principal
 from collaborations.models import Study
 from collaborations.selectors import object_or_404
-from nodes.models import Node, NodeConfig, api_key_digest
+from nodes.models import Node, NodeConfig, NodeMetrics, api_key_digest
 from vantage6.api.lookups import like
 from vantage6.api.params import date_param, int_param
 from vantage6.api.sql import CorrelatedSQL
@@ -79,3 +80,8 @@ def node_by_api_key(api_key: uuid.UUID) -> Node | None:
     key = str(api_key)
     node = Node.objects.filter(api_key_hash=api_key_digest(key)).first()
     return node if node is not None and node.check_api_key(key) else None
+
+
+def online_node_metrics() -> QuerySet[NodeMetrics]:
+    """The last resource reports of the nodes that are online, by node id."""
+    return NodeMetrics.objects.filter(node__status=AuthStatus.ONLINE).order_by("node_id")

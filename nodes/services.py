@@ -1,11 +1,14 @@
-"""Writes on nodes: creation (with its API key), edits, deletion, a new API key, and login."""
+"""Writes on nodes: creation (with its API key), edits, deletion, a new API key, login, and the
+resource reports of nodes."""
 
 from __future__ import annotations
 
+import math
 import uuid
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import AuthStatus
 from accounts.permissions import Principal
@@ -13,7 +16,7 @@ from accounts.services import audit
 from accounts.tokens import login_tokens
 from collaborations.models import Collaboration, Organization
 from collaborations.selectors import object_or_404
-from nodes.models import Node
+from nodes.models import Node, NodeMetrics
 from nodes.selectors import node_by_api_key
 from vantage6.api.errors import bad_request, unauthorized
 
@@ -106,3 +109,52 @@ def node_login(*, api_key: uuid.UUID) -> dict:
         "refresh_url": f"{settings.API_PATH}/token/refresh",
         "node_url": f"{settings.API_PATH}/node/{node.pk}",
     }
+
+
+# --- resource reports ----------------------------------------------------------------------------------
+# The metrics a node reports (node_metrics_update), each with its Prometheus help text. Other keys are
+# logged and dropped, so a node cannot add series.
+NODE_METRICS = {
+    "cpu_percent": "CPU use of the node's machine, percent",
+    "memory_percent": "memory use of the node's machine, percent",
+    "num_algorithm_containers": "algorithm containers the node runs",
+    "cpu_count": "CPUs of the node's machine",
+    "memory_total": "memory of the node's machine, bytes",
+    "memory_available": "available memory of the node's machine, bytes",
+    "gpu_count": "GPUs of the node's machine",
+}
+NODE_GPU_METRICS = {
+    "gpu_load": "load of a GPU of the node's machine, percent",
+    "gpu_memory_used": "memory used on a GPU of the node's machine, bytes",
+    "gpu_memory_free": "memory free on a GPU of the node's machine, bytes",
+    "gpu_temperature": "temperature of a GPU of the node's machine, degrees Celsius",
+}
+MAX_GPUS = 16  # GPUs reported per node (bounds the series a node can add)
+LABEL_LENGTH = 64  # of the os and platform labels
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def node_metrics_store(node_id: int, report: object) -> list[str]:
+    """Keep a node's resource report in place of its previous one; the keys left out (unknown, or
+    values of the wrong type)."""
+    if not isinstance(report, dict):
+        return ["<not an object>"]
+    values: dict[str, object] = {}
+    labels = {"os": "", "platform": ""}
+    ignored = []
+    for key, value in report.items():
+        if key in labels and isinstance(value, str):
+            labels[key] = value[:LABEL_LENGTH]
+        elif key in NODE_METRICS and _number(value):
+            values[key] = value
+        elif key in NODE_GPU_METRICS and isinstance(value, list) and all(map(_number, value)):
+            values[key] = value[:MAX_GPUS]
+        else:
+            ignored.append(str(key)[:LABEL_LENGTH])
+    NodeMetrics.objects.update_or_create(
+        node_id=node_id, defaults={**labels, "values": values, "reported_at": timezone.now()}
+    )
+    return ignored

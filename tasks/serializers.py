@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from urllib.parse import urlparse
 
@@ -170,9 +171,19 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class RunInputField(StrictCharField):
+    """A run's input string; the object older clients send is taken as unencrypted input, i.e. base64
+    of its JSON (what the node reads), and then checked like any other input."""
+
+    def to_internal_value(self, data: object) -> str:
+        if isinstance(data, dict):
+            data = base64.b64encode(json.dumps(data).encode()).decode()
+        return super().to_internal_value(data)
+
+
 class OrganizationInput(serializers.Serializer):
     id = IdField()
-    input = StrictCharField(allow_blank=True)
+    input = RunInputField(allow_blank=True)
 
 
 class PreprocessingStep(serializers.DictField):
@@ -265,9 +276,15 @@ class IdInput(serializers.Serializer):
     id = IdField()
 
 
+class ColumnOrganizationInput(OrganizationInput):
+    """Shared column names need only the ids; the task that asks the nodes needs the inputs too."""
+
+    input = RunInputField(allow_blank=True, required=False)
+
+
 class ColumnInput(serializers.Serializer):
     db_label = StrictCharField(min_length=1, max_length=256)
     collaboration_id = IdField()
-    organizations = serializers.ListField(child=OrganizationInput(), min_length=1)
+    organizations = serializers.ListField(child=ColumnOrganizationInput(), min_length=1)
     sheet_name = StrictCharField(required=False, allow_blank=True)
     query = StrictCharField(required=False, allow_blank=True)

@@ -296,9 +296,8 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     )
     if run.finished_at is not None:
         raise bad_request("Cannot update an already finished algorithm run!")
+    # Only finished_at freezes a run: a node may report a final status first and its result later.
     status = data.get("status", run.status)
-    if is_finished(run.status) and status != run.status:
-        raise bad_request(f"Cannot change the status of an algorithm run that ended as '{run.status}'!")
     emit("status_update", {"run_id": run.pk}, room=collaboration_room(run.task.collaboration_id))
 
     if data.get("started_at") is not None:

@@ -31,7 +31,11 @@ NEWEST_FIRST = ("-id",)
 
 
 def _valid(serializer_class, request: Request) -> dict:
-    serializer = serializer_class(data=request.data)
+    return _validated(serializer_class, request.data)
+
+
+def _validated(serializer_class, data: object) -> dict:
+    serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
@@ -220,16 +224,14 @@ class ColumnViewSet(ApiViewSet):
             return Response({"columns": columns})
         database = {"label": data["db_label"]}
         database.update({key: data[key] for key in ("sheet_name", "query") if key in data})
-        task = services.task_create(
-            principal=self.principal,
-            data={
-                "name": "get_column_names",
-                "image": COLUMN_TASK_IMAGE,
-                "collaboration_id": collaboration.pk,
-                "organizations": data["organizations"],
-                "databases": [database],
-            },
-        )
+        body = {
+            "name": "get_column_names",
+            "image": COLUMN_TASK_IMAGE,
+            "collaboration_id": collaboration.pk,
+            "organizations": data["organizations"],
+            "databases": [database],
+        }
+        task = services.task_create(principal=self.principal, data=_validated(TaskInput, body))
         return _task_response(task.pk, status=201)
 
 

@@ -6,7 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from vantage6.api.observability import metrics_view
-from vantage6.api.views import HealthView, VersionView
+from vantage6.api.views import HealthView, RobotsView, VersionView
 
 api = settings.API_PATH.lstrip("/")
 prefix = f"{api}/" if api else ""
@@ -22,6 +22,7 @@ urlpatterns = [
     path(prefix, include("nodes.urls")),
     path(prefix, include("tasks.urls")),
     path("admin/", admin.site.urls),
+    path("robots.txt", RobotsView.as_view(), name="robots"),
 ]
 
 handler404 = "vantage6.api.errors.json_404"

@@ -34,3 +34,18 @@ def test_html_pages(api, db, path):  # noqa: ARG001
     response = api.get(path)
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize("method", ["get", "head"])
+def test_robots_txt_at_the_root_keeps_crawlers_out(api, db, method):  # noqa: ARG001
+    response = getattr(api, method)("/robots.txt")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/plain"
+    if method == "get":
+        assert response.content == b"User-agent: *\nDisallow: /\n"
+
+
+def test_robots_txt_takes_no_writes(api, db):  # noqa: ARG001
+    response = api.post("/robots.txt", {"x": 1}, format="json")
+    assert response.status_code == 405
+    assert "msg" in response.json()

@@ -15,7 +15,8 @@ import pytest
 import requests
 from django.conf import settings
 
-from nodes.models import SocketSession
+from nodes.models import Node, SocketSession
+from nodes.services import node_metrics_store
 from tasks.models import Run
 from tests.factories import PASSWORD, bearer, make_task, make_user
 from tests.realtime.live import ROOT, free_port
@@ -183,8 +184,24 @@ def test_nodes_runs_and_sockets(api, world, metrics_on):  # noqa: ARG001
 def test_metrics_take_a_fixed_number_of_queries(api, world, metrics_on, django_assert_max_num_queries):  # noqa: ARG001
     for _ in range(5):
         make_task(world.collab_ab, world.org_a, world.org_a, world.org_b)
-    with django_assert_max_num_queries(3):
+    for node in (world.node_a, world.node_b):
+        Node.objects.filter(pk=node.pk).update(status="online")
+        node_metrics_store(node.pk, {"cpu_percent": 1, "gpu_load": [1, 2]})
+    with django_assert_max_num_queries(4):
         api.get("/api/metrics")
+
+
+def test_only_online_nodes_report_metrics(api, world, metrics_on):  # noqa: ARG001
+    """A node the heartbeat sweep marked offline no longer shows its last report."""
+    Node.objects.filter(pk=world.node_a.pk).update(status="online")
+    for node in (world.node_a, world.node_b):
+        node_metrics_store(node.pk, {"cpu_percent": 7, "os": "Linux", "platform": "arm64"})
+
+    text = api.get("/api/metrics").content.decode()
+
+    labels = {"os": "Linux", "platform": "arm64"}
+    assert metric(text, "vantage6_node_cpu_percent", node_id=str(world.node_a.pk), **labels) == 7
+    assert metric(text, "vantage6_node_cpu_percent", node_id=str(world.node_b.pk), **labels) is None
 
 
 # --- under daphne -------------------------------------------------------------------------------------

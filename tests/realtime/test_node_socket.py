@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+import requests
 
 from accounts.models import Authenticatable
 from nodes.models import NodeConfig, SocketRoom, SocketSession
@@ -263,18 +264,38 @@ def test_events_are_acknowledged(server, live_world, sockets):
     assert node.client.call("ping", namespace="/tasks", timeout=5) is None
 
 
+def last_seen_of(identity):
+    return Authenticatable.objects.using(LIVE).get(pk=identity.pk).last_seen
+
+
+def test_connect_sets_online_but_only_ping_sets_last_seen(server, live_world, sockets):
+    node_a = live_world.node_a
+    assert last_seen_of(node_a) is None  # never seen: the sweep leaves such a node alone
+    node = sockets(server.url, token(node_a))
+    node.wait_ready(node_a)
+    assert status_of(node_a) == "online"
+    assert last_seen_of(node_a) is None
+
+    node.emit("ping")
+
+    assert eventually(lambda: last_seen_of(node_a) is not None, timeout=3)
+
+
 def test_silent_node_goes_offline_and_ping_brings_it_back(server, live_world, sockets):
+    # The node's REST calls before it connects are its last sign of life.
+    headers = {"Authorization": f"Bearer {token(live_world.node_a)}"}
+    assert requests.get(f"{server.url}/api/node/{live_world.node_a.pk}", headers=headers, timeout=10).ok
     node = sockets(server.url, token(live_world.node_a))
     node.wait_ready(live_world.node_a)
     assert status_of(live_world.node_a) == "online"
 
     # V6_NODE_HEARTBEAT_TIMEOUT is 3 s for the live servers; this node sends no heartbeat.
     assert eventually(lambda: status_of(live_world.node_a) == "offline", timeout=6)
+    silent_since = last_seen_of(live_world.node_a)
     node.emit("ping")
 
     assert eventually(lambda: status_of(live_world.node_a) == "online", timeout=3)
-    last_seen = Authenticatable.objects.using(LIVE).get(pk=live_world.node_a.pk).last_seen
-    assert last_seen is not None
+    assert last_seen_of(live_world.node_a) > silent_since
 
 
 def test_node_reconnects_after_the_server_restarts(own_server, live_world, sockets):

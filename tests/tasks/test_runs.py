@@ -198,14 +198,20 @@ def test_finished_runs_never_change_again(api, world, runs):
     response = patch(api, world.node_a, ra, {"status": "active"})
     assert response.status_code == 400
     assert response.json() == {"msg": "Cannot update an already finished algorithm run!"}
+    assert Run.objects.get(pk=ra.pk).status == "completed"
+
+
+@pytest.mark.parametrize("late", ["completed", "failed", "active"])
+def test_a_final_status_without_finished_at_takes_the_nodes_late_report(api, world, runs, late):
+    """Only finished_at freezes a run: a node that reported a final status without it may still report."""
     rb = runs["rb"]
     assert patch(api, world.node_b, rb, {"status": "killed by user"}).status_code == 200
-    assert patch(api, world.node_b, rb, {"status": "active"}).status_code == 400
-    final = patch(
-        api, world.node_b, rb, {"status": "killed by user", "log": "bye", "finished_at": "2024-01-01"}
+    response = patch(
+        api, world.node_b, rb, {"status": late, "log": "late", "result": "cmVz", "finished_at": "2024-01-01"}
     )
-    assert final.status_code == 200
-    assert Run.objects.get(pk=rb.pk).status == "killed by user"
+    assert response.status_code == 200, response.json()
+    rb.refresh_from_db()
+    assert (rb.status, rb.log, rb.result, rb.finished_at) == (late, "late", "cmVz", datetime(2024, 1, 1))
 
 
 def test_a_failure_fails_the_siblings_that_did_not_start(api, world, runs):

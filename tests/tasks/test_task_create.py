@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -336,6 +337,34 @@ def test_check8_input_must_match_the_encryption_of_the_collaboration(
         assert stored[world.org_b.pk] == value  # stored exactly as sent
     else:
         assert nothing_created()
+
+
+@pytest.mark.parametrize("encrypted, status", [(False, 201), (True, 400)])
+def test_check8_legacy_object_input_is_json_encoded_and_checked_like_any_input(
+    api, world, researcher, encrypted, status
+):
+    """Older clients send the input as an object: it is stored as unencrypted input, base64 of its JSON,
+    so an encrypted collaboration refuses it as it refuses any readable input."""
+    world.collab_ab.encrypted = encrypted
+    world.collab_ab.save()
+    legacy = {"method": "avg", "kwargs": {"column": "age"}}
+    body = task_body(world, organizations=[{"id": world.org_a.pk, "input": legacy}])
+    response = post(api, researcher, body)
+    assert response.status_code == status, response.json()
+    if status == 201:
+        assert json.loads(base64.b64decode(Run.objects.get().input)) == legacy
+    else:
+        assert "requires encryption" in response.json()["msg"]
+        assert nothing_created()
+
+
+@pytest.mark.parametrize("value", [["a"], 5, True, None])
+def test_check1_input_is_a_string_or_a_legacy_object(api, world, researcher, value):
+    body = task_body(world, organizations=[{"id": world.org_a.pk, "input": value}])
+    response = post(api, researcher, body)
+    assert response.status_code == 400
+    assert "input" in response.json()["errors"]["organizations"]["0"]
+    assert nothing_created()
 
 
 def test_check8_with_a_blob_store_inputs_must_be_uuids(api, world, researcher, settings, tmp_path):

@@ -6,7 +6,7 @@ import pytest
 
 from accounts.models import Authenticatable
 from nodes.models import NodeConfig
-from tasks.models import AlgorithmPort, Task
+from tasks.models import AlgorithmPort, Run, Task
 from tests.factories import bearer, make_run, make_task, make_user
 from tests.tasks.conftest import container_identity, plain
 
@@ -96,6 +96,41 @@ def test_column_names_through_a_task_when_no_node_shared_them(api, world):
     data = response.json()
     assert data["name"] == "get_column_names" and data["image"] == "ghcr.io/vantage6/algorithm-basics:latest"
     assert data["databases"] == [{"label": "default", "parameters": '{"query":"SELECT 1"}'}]
+
+
+def test_shared_column_names_need_only_the_organization_ids(api, world):
+    researcher = make_user(world.org_a, "Researcher")
+    NodeConfig.objects.create(node=world.node_b, key="columns_default", value="age")
+    body = {
+        "db_label": "default",
+        "collaboration_id": world.collab_ab.pk,
+        "organizations": [{"id": world.org_a.pk}],
+    }
+    response = api.post("/api/column", body, format="json", **bearer(researcher))
+    assert (response.status_code, response.json()) == (200, {"columns": ["age"]})
+    assert Task.objects.count() == 0
+
+
+def test_a_column_task_needs_an_input_like_any_task(api, world):
+    researcher = make_user(world.org_a, "Researcher")
+    body = {
+        "db_label": "default",
+        "collaboration_id": world.collab_ab.pk,
+        "organizations": [{"id": world.org_a.pk}],
+    }
+    response = api.post("/api/column", body, format="json", **bearer(researcher))
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"organizations": {"0": {"input": ["This field is required."]}}}
+    assert Task.objects.count() == Run.objects.count() == 0
+
+
+def test_a_column_task_takes_the_legacy_object_input(api, world):
+    researcher = make_user(world.org_a, "Researcher")
+    body = {"db_label": "default", "collaboration_id": world.collab_ab.pk,
+            "organizations": [{"id": world.org_a.pk, "input": {"method": "column_names"}}]}  # fmt: skip
+    response = api.post("/api/column", body, format="json", **bearer(researcher))
+    assert response.status_code == 201, response.json()
+    assert Run.objects.get().input == plain({"method": "column_names"})
 
 
 def test_column_errors(api, world):

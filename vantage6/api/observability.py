@@ -157,8 +157,33 @@ def _socket_sessions() -> list[dict]:
     )
 
 
+def _node_metric_lines() -> list[str]:
+    """The last resource report of each online node: a gauge per metric, labelled with the node's id,
+    os and platform (GPU metrics also with ``gpu_id``)."""
+    from nodes.selectors import online_node_metrics
+    from nodes.services import NODE_GPU_METRICS, NODE_METRICS
+
+    reports = list(online_node_metrics().values("node_id", "os", "platform", "values"))
+    lines = []
+    for name, help_text in {**NODE_METRICS, **NODE_GPU_METRICS}.items():
+        lines += [f"# HELP vantage6_node_{name} {help_text}", f"# TYPE vantage6_node_{name} gauge"]
+        for report in reports:
+            labels = (
+                f'node_id="{report["node_id"]}",os="{_label(report["os"])}",'
+                f'platform="{_label(report["platform"])}"'
+            )
+            value = report["values"].get(name)
+            if name in NODE_GPU_METRICS:
+                for gpu_id, gpu_value in enumerate(value or ()):
+                    lines.append(f'vantage6_node_{name}{{{labels},gpu_id="{gpu_id}"}} {gpu_value}')
+            elif value is not None:
+                lines.append(f"vantage6_node_{name}{{{labels}}} {value}")
+    return lines
+
+
 def metrics_view(_request: HttpRequest) -> HttpResponse:
-    """Prometheus text format: requests and latencies of this process, online nodes, runs by status."""
+    """Prometheus text format: requests and latencies of this process, online nodes, runs by status,
+    sockets, and the resource reports of the nodes."""
     if not settings.METRICS_ENABLED:
         return HttpResponse(
             '{"msg": "Metrics are not enabled (V6_METRICS=1)."}', status=404, content_type="application/json"
@@ -180,4 +205,5 @@ def metrics_view(_request: HttpRequest) -> HttpResponse:
     lines += ["# HELP vantage6_runs runs by status", "# TYPE vantage6_runs gauge"]
     for row in Run.objects.values("status").annotate(n=Count("id")).order_by("status"):
         lines.append(f'vantage6_runs{{status="{row["status"]}"}} {row["n"]}')
+    lines += _node_metric_lines()
     return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import connection
+from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
@@ -77,3 +78,15 @@ class VersionView(APIView):
     @extend_schema(responses=inline_serializer("Version", {"version": serializers.CharField()}))
     def get(self, request: Request) -> Response:
         return Response({"version": VANTAGE6_VERSION})
+
+
+class RobotsView(APIView):
+    """``/robots.txt``: the server is an API, not a site to index, so crawlers are asked to stay out."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+    content = "User-agent: *\nDisallow: /\n"
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request) -> HttpResponse:
+        return HttpResponse(self.content, content_type="text/plain")
