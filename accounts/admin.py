@@ -21,6 +21,7 @@ from accounts import services
 from accounts.backends import principal_of
 from accounts.models import Role, Rule, User
 from accounts.serializers import validate_password_policy, validate_role_name
+from accounts.sessions import end_all_logins
 from collaborations.models import Organization
 from vantage6.api.errors import ApiError
 
@@ -216,6 +217,7 @@ class UserAdminForm(ServiceForm):
         if data.get("new_password"):
             user.set_password(data["new_password"])
             user.save(update_fields=["password"])
+            end_all_logins(user.pk)
             services.audit(self.principal, "user.password_set", user)
         return user
 

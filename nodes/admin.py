@@ -12,7 +12,7 @@ from accounts.permissions import Principal
 from collaborations.admin import ScopedAdmin
 from collaborations.models import Collaboration, Organization
 from nodes.models import Node, NodeConfig
-from nodes.services import new_api_key, require_no_node_yet
+from nodes.services import new_api_key, node_api_key_reset, require_no_node_yet
 from vantage6.api.errors import ApiError
 
 
@@ -127,8 +127,4 @@ class NodeAdmin(ScopedAdmin):
             if not self.allowed(principal, "edit", node):
                 self.message_user(request, f"You may not change node '{node.name}'.", messages.ERROR)
                 continue
-            api_key = new_api_key()
-            node.set_api_key(api_key)
-            node.save(update_fields=["api_key_hash"])
-            self._audited(request, node, "api_key_reset")
-            _show_api_key(self, request, node, api_key)
+            _show_api_key(self, request, node, node_api_key_reset(principal=principal, node=node))

@@ -16,6 +16,7 @@ from tests.realtime.helpers import (
     foreign_token,
     make_user,
     token,
+    token_pair,
 )
 from tests.realtime.live import LIVE
 
@@ -73,9 +74,7 @@ def test_unusable_token_is_told_and_joins_nothing(server, live_world, sockets, m
 
 
 def test_refresh_token_stays_unidentified(server, live_world, sockets):
-    from accounts.tokens import login_tokens
-
-    refresh = login_tokens(live_world.node_a.pk, "node")[1]
+    refresh = token_pair(live_world.node_a)[1]
     node = sockets(server.url, refresh)
 
     assert node.received(1.5) == []  # no sync, no token event
