@@ -44,7 +44,7 @@ class LoginResult:
 def token_body(identity: object, kind: str, tokens: tuple[str, str] | None = None) -> LoginResult:
     """The token pair of a new login of a user or node (or ``tokens``, the next pair of a login),
     with the URLs the official clients follow."""
-    access, refresh = tokens or start_login(identity.pk, kind)
+    access, refresh = tokens or start_login(identity, kind)
     body = {
         "access_token": access,
         "refresh_token": refresh,

@@ -43,10 +43,10 @@ def _roles(identity_id: int, client_type: str) -> list[str]:
     return list(Role.objects.filter(users=identity_id).values_list("name", flat=True))
 
 
-def start_login(identity_id: int, client_type: str) -> tuple[str, str]:
-    """A new login of a user or node: its (access, refresh) token pair."""
+def start_login(identity: Authenticatable, client_type: str) -> tuple[str, str]:
+    """A new login of a user or node (as loaded, with its token generation): its token pair."""
     now = timezone.now()
-    generation = Authenticatable.objects.filter(pk=identity_id).values_list("token_generation", flat=True)
+    identity_id = identity.pk
     ends = now + settings.SESSION_MAX_LIFETIME if client_type == "user" else None
     _clear_spent(identity_id, now)
     session = LoginSession.objects.create(
@@ -56,7 +56,7 @@ def start_login(identity_id: int, client_type: str) -> tuple[str, str]:
         identity_id,
         client_type,
         _roles(identity_id, client_type),
-        generation=generation.get(),
+        generation=identity.token_generation,
         session_id=session.id,
         refresh_jti=session.refresh_jti,
         ends=ends,

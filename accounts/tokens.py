@@ -41,12 +41,18 @@ class _VantageToken(Token):
 
 class AccessToken(_VantageToken):
     token_type = "access"
-    lifetime = settings.ACCESS_TOKEN_LIFETIME
+
+    @property
+    def lifetime(self) -> timedelta:
+        return settings.ACCESS_TOKEN_LIFETIME
 
 
 class RefreshToken(_VantageToken):
     token_type = "refresh"
-    lifetime = settings.REFRESH_TOKEN_LIFETIME
+
+    @property
+    def lifetime(self) -> timedelta:
+        return settings.REFRESH_TOKEN_LIFETIME
 
 
 class _ResetToken(_VantageToken):

@@ -53,9 +53,10 @@ def setup() -> dict:
 
 
 def root_token(manifest: dict) -> str:
+    from accounts.models import User
     from accounts.sessions import start_login
 
-    return start_login(manifest["root"]["id"], "user")[0]
+    return start_login(User.objects.get(pk=manifest["root"]["id"]), "user")[0]
 
 
 def environ(path: str, token: str | None) -> dict:

@@ -100,7 +100,7 @@ def node_login(*, api_key: uuid.UUID) -> dict:
     node = node_by_api_key(api_key)
     if node is None:
         raise unauthorized("Api key is not recognized!")
-    access_token, refresh_token = start_login(node.pk, "node")
+    access_token, refresh_token = start_login(node, "node")
     return {
         "access_token": access_token,
         "refresh_token": refresh_token,

@@ -57,10 +57,9 @@ def bearer(identity: User | Node | dict) -> dict[str, str]:
     """Request headers with an access token for a user, a node, or a container identity (a dict)."""
     if isinstance(identity, dict):
         token = container_token(identity)
-    elif isinstance(identity, User):
-        token = start_login(identity.pk, "user")[0]
     else:
-        token = start_login(identity.pk, "node")[0]
+        identity.refresh_from_db(fields=["token_generation"])
+        token = start_login(identity, "user" if isinstance(identity, User) else "node")[0]
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
 
 

@@ -200,7 +200,7 @@ def matrix_params(cases: list[Case]) -> tuple[str, list]:
 def _headers(case: Case, caller) -> dict[str, str]:
     if case.auth == "none":
         return {}
-    access, refresh = start_login(caller.pk, "user")
+    access, refresh = start_login(caller, "user")
     return {"HTTP_AUTHORIZATION": f"Bearer {refresh if case.auth == 'refresh' else access}"}
 
 
