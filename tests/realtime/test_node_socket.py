@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+import requests
 
 from accounts.models import Authenticatable
 from nodes.models import NodeConfig, SocketRoom, SocketSession
@@ -68,6 +69,26 @@ def test_unusable_token_is_told_and_joins_nothing(server, live_world, sockets, m
 
     node.wait_for(event)
     assert node.client.connected  # the connection is kept
+    assert [name for name, _ in node.received(1)] == []
+    assert status_of(live_world.node_a) == "offline"
+    assert not SocketRoom.objects.using(LIVE).filter(room__endswith=f"_{live_world.collab_ab.pk}").exists()
+
+
+def test_a_token_revoked_by_a_new_api_key_is_told_and_joins_nothing(server, live_world, sockets):
+    stolen = token(live_world.node_a)
+    admin = make_user(live_world.org_a, roles=("Organization Admin",))
+    reset = requests.post(
+        f"{server.url}/api/recover/node",
+        json={"id": live_world.node_a.pk},
+        headers={"Authorization": f"Bearer {token(admin)}"},
+        timeout=10,
+    )
+    assert reset.status_code == 200
+
+    node = sockets(server.url, stolen)
+
+    # The node would log in again with its API key, which the holder of a stolen token lacks.
+    node.wait_for("invalid_token")
     assert [name for name, _ in node.received(1)] == []
     assert status_of(live_world.node_a) == "offline"
     assert not SocketRoom.objects.using(LIVE).filter(room__endswith=f"_{live_world.collab_ab.pk}").exists()
