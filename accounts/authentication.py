@@ -72,7 +72,7 @@ def principal_from_claims(claims: dict) -> Principal:
     if client_type == "container":
         if not isinstance(sub, dict) or "task_id" not in sub or claims.get("purpose"):
             raise ApiError(422, "Invalid container token")
-        from tasks.selectors import container_still_running
+        from tasks.selectors import container_still_running  # tasks builds on accounts
 
         if not container_still_running(sub):
             raise ApiError(401, CONTAINER_TOKEN_ENDED)
