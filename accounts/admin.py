@@ -22,6 +22,7 @@ from accounts.backends import object_allowed, principal_of
 from accounts.models import Role, Rule, User
 from accounts.permissions import Principal
 from accounts.serializers import validate_password_policy, validate_role_name
+from accounts.sessions import end_all_logins
 from collaborations import services as organization_services
 from collaborations.models import Organization
 from vantage6.admin import AdminPage, ScopedAdmin, ServiceForm
@@ -161,6 +162,7 @@ class UserAdminForm(ServiceForm):
         if data.get("new_password"):
             user.set_password(data["new_password"])
             user.save(update_fields=["password"])
+            end_all_logins(user.pk)
             services.audit(self.principal, "user.password_set", user)
         return user
 

@@ -18,6 +18,7 @@ from accounts.permissions import (
     users_with_rules,
     with_memberships,
 )
+from accounts.sessions import check_current, with_revoked_logins
 from accounts.tokens import TokenError, decode
 from vantage6.api.errors import ApiError
 from vantage6.api.sql import PkLookup
@@ -48,15 +49,24 @@ def _touch_last_seen(identity) -> None:
 def _node_queryset() -> QuerySet:
     from nodes.models import Node
 
-    return with_memberships(Node.objects.all())
+    return with_revoked_logins(with_memberships(Node.objects.all()))
 
 
-# The caller by primary key in one query compiled once (a user with its rules; both with memberships).
-_load_user, _load_node = PkLookup(users_with_rules), PkLookup(_node_queryset)
+def _user_queryset() -> QuerySet:
+    return with_revoked_logins(users_with_rules())
+
+
+# The caller by primary key in one query compiled once (a user with its rules; both with memberships
+# and the ended logins its token is checked against).
+_load_user, _load_node = PkLookup(_user_queryset), PkLookup(_node_queryset)
+
+
+CONTAINER_TOKEN_ENDED = "This container token is no longer valid"
 
 
 def principal_from_claims(claims: dict, *, seen: bool = True) -> Principal:
-    """Load the identity a verified access token names (401 when it no longer exists).
+    """Load the identity a verified token names: 401 when it no longer exists or the token was
+    revoked; a container token only while its task runs on a node that is still in place.
 
     ``seen``: the call is a sign of life that sets ``last_seen`` (REST calls; not a socket handshake).
     """
@@ -65,11 +75,16 @@ def principal_from_claims(claims: dict, *, seen: bool = True) -> Principal:
     if client_type == "container":
         if not isinstance(sub, dict) or "task_id" not in sub or claims.get("purpose"):
             raise ApiError(422, "Invalid container token")
+        from tasks.selectors import container_still_running  # tasks builds on accounts
+
+        if not container_still_running(sub):
+            raise ApiError(401, CONTAINER_TOKEN_ENDED)
         return principal_for_container(sub)
     if client_type == "user":
         user = _load_user(sub) if isinstance(sub, int) else None
         if user is None:
             raise ApiError(401, f"Error loading the user {sub}")
+        check_current(user, claims)
         if seen:
             _touch_last_seen(user)
         return principal_for_user(user)
@@ -77,6 +92,7 @@ def principal_from_claims(claims: dict, *, seen: bool = True) -> Principal:
         node = _load_node(sub) if isinstance(sub, int) else None
         if node is None:
             raise ApiError(401, f"Error loading the user {sub}")
+        check_current(node, claims)
         if seen:
             _touch_last_seen(node)
         return principal_for_node(node)

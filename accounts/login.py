@@ -18,7 +18,8 @@ from accounts import mail, totp
 from accounts.models import User
 from accounts.permissions import Principal
 from accounts.services import audit
-from accounts.tokens import TokenError, login_tokens, reset_token, reset_token_claims
+from accounts.sessions import end_all_logins, start_login
+from accounts.tokens import TokenError, reset_token, reset_token_claims
 from vantage6.api.errors import ApiError, bad_request
 from vantage6.api.references import api_path
 
@@ -42,10 +43,10 @@ class LoginResult:
     headers: dict = field(default_factory=dict)
 
 
-def token_body(identity: object, kind: str) -> LoginResult:
-    """A fresh token pair for a user or node, with the URLs the official clients follow."""
-    roles = list(identity.roles.values_list("name", flat=True)) if kind == "user" else []
-    access, refresh = login_tokens(identity.pk, kind, roles)
+def token_body(identity: object, kind: str, tokens: tuple[str, str] | None = None) -> LoginResult:
+    """The token pair of a new login of a user or node (or ``tokens``, the next pair of a login),
+    with the URLs the official clients follow."""
+    access, refresh = tokens or start_login(identity, kind)
     body = {
         "access_token": access,
         "refresh_token": refresh,
@@ -280,6 +281,7 @@ def password_reset(*, token: str, password: str) -> None:
     user.set_password(password)
     user.failed_login_attempts = 0
     user.save(update_fields=["password", "failed_login_attempts"])
+    end_all_logins(user.pk)
     audit(None, "user.password_reset", user)
 
 
@@ -315,4 +317,5 @@ def password_change(*, principal: Principal, current_password: str, new_password
         raise bad_request("New password cannot be the same as the current password!")
     user.set_password(new_password)
     user.save(update_fields=["password"])
+    end_all_logins(user.pk)
     audit(principal, "user.password_change", user)

@@ -23,9 +23,29 @@ class Authenticatable(models.Model):
     ip = models.CharField(max_length=64, null=True, blank=True)
     last_seen = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=AuthStatus.choices, null=True, blank=True)
+    # Part of every token of this identity; raising it ends all its logins at once.
+    token_generation = models.PositiveIntegerField(default=0)
 
     class Meta:
         db_table = "authenticatable"
+
+
+class LoginSession(models.Model):
+    """One login of a user or node: the refresh token that may be used next (rotation), and when
+    the login ends. Its id is the ``sid`` claim of all tokens of the login."""
+
+    id = models.CharField(primary_key=True, max_length=32)
+    identity = models.ForeignKey(Authenticatable, on_delete=models.CASCADE, related_name="login_sessions")
+    refresh_jti = models.CharField(max_length=64)
+    # The refresh token used last, still accepted for a moment (parallel refreshes of one client).
+    previous_jti = models.CharField(max_length=64, blank=True, default="")
+    rotated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)  # None: not capped (nodes)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "login_session"
 
 
 class Rule(models.Model):

@@ -110,6 +110,11 @@ class LoginInput(serializers.Serializer):
     mfa_code = serializers.CharField(max_length=10, required=False, allow_blank=True, allow_null=True)
 
 
+class TokenRevokeInput(serializers.Serializer):
+    # True: every login of the caller ends, not only this one.
+    all = serializers.BooleanField(required=False, default=False)
+
+
 class RecoverLostInput(serializers.Serializer):
     email = serializers.EmailField(max_length=256, required=False)
     username = serializers.CharField(max_length=128, required=False)

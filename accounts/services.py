@@ -56,6 +56,8 @@ def root_user_ensure(*, password: str = "") -> tuple[User, str | None]:
 def root_password_reset(*, password: str) -> bool:
     """Create root with ``password``, or give the existing root this password, clear its failed login
     attempts (lifting a lock-out) and give back the Root role. True when root was created."""
+    from accounts.sessions import end_all_logins  # it audits through this module
+
     if not User.objects.filter(username=ROOT_USERNAME).exists():
         root_user_ensure(password=password)
         return True
@@ -64,6 +66,7 @@ def root_password_reset(*, password: str) -> bool:
     user.failed_login_attempts = 0
     user.last_login_attempt = None
     user.save(update_fields=["password", "failed_login_attempts", "last_login_attempt"])
+    end_all_logins(user.pk)
     user.roles.add(Role.objects.get(name=ROOT, is_default_role=True))
     audit(None, "user.password_reset", user)
     return False

@@ -2,13 +2,15 @@
 
 Claims: ``fresh, iat, jti, type ("access"/"refresh"), sub, nbf, csrf, exp, client_type, roles``.
 ``sub`` is the integer id of a user or node, or an object for an algorithm container (whose token
-never expires). Reset tokens carry a ``purpose`` claim so they can never be used as API tokens.
+has no expiry: it is valid while its task runs). Tokens of users and nodes also carry ``gen`` (the
+identity's token generation) and ``sid`` (their login), which revocation checks. Reset tokens carry
+a ``purpose`` claim so they can never be used as API tokens.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import jwt
 from django.conf import settings
@@ -39,12 +41,18 @@ class _VantageToken(Token):
 
 class AccessToken(_VantageToken):
     token_type = "access"
-    lifetime = settings.ACCESS_TOKEN_LIFETIME
+
+    @property
+    def lifetime(self) -> timedelta:
+        return settings.ACCESS_TOKEN_LIFETIME
 
 
 class RefreshToken(_VantageToken):
     token_type = "refresh"
-    lifetime = settings.REFRESH_TOKEN_LIFETIME
+
+    @property
+    def lifetime(self) -> timedelta:
+        return settings.REFRESH_TOKEN_LIFETIME
 
 
 class _ResetToken(_VantageToken):
@@ -52,13 +60,31 @@ class _ResetToken(_VantageToken):
     lifetime = timedelta(minutes=settings.EMAIL_TOKEN_VALIDITY_MINUTES)
 
 
-def login_tokens(sub: int, client_type: str, roles: list[str] | None = None) -> tuple[str, str]:
-    """An (access, refresh) pair for a user or node."""
-    return str(AccessToken(sub, client_type, roles)), str(RefreshToken(sub, client_type, roles))
+def login_tokens(
+    sub: int,
+    client_type: str,
+    roles: list[str] | None,
+    *,
+    generation: int,
+    session_id: str,
+    refresh_jti: str,
+    ends: datetime | None,
+) -> tuple[str, str]:
+    """An (access, refresh) pair of one login of a user or node; neither outlives ``ends``."""
+    pair = []
+    for token in (
+        AccessToken(sub, client_type, roles, gen=generation, sid=session_id),
+        RefreshToken(sub, client_type, roles, gen=generation, sid=session_id, jti=refresh_jti),
+    ):
+        if ends is not None:
+            token.payload["exp"] = min(token.payload["exp"], int(ends.timestamp()))
+        pair.append(str(token))
+    return pair[0], pair[1]
 
 
 def container_token(identity: dict) -> str:
-    """A container token: never expires; ``sub`` is the container's identity object."""
+    """A container token without expiry (checked against its task instead); ``sub`` is the
+    container's identity object."""
     token = AccessToken(identity, "container")
     del token.payload["exp"]
     return str(token)

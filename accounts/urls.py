@@ -12,6 +12,7 @@ urlpatterns = [
     path("token/user", views.TokenUserView.as_view(), name="token-user"),
     path("token/user/validate", views.TokenUserValidateView.as_view(), name="token-user-validate"),
     path("token/refresh", views.TokenRefreshView.as_view(), name="token-refresh"),
+    path("token/revoke", views.TokenRevokeView.as_view(), name="token-revoke"),
     path("recover/lost", views.RecoverLostView.as_view(), name="recover-lost"),
     path("recover/reset", views.RecoverResetView.as_view(), name="recover-reset"),
     path("recover/2fa/lost", views.Recover2faLostView.as_view(), name="recover-2fa-lost"),

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import login, services
+from accounts import login, services, sessions
 from accounts.authentication import RefreshJWTAuthentication
 from accounts.models import Role, Rule, User
 from accounts.selectors import (
@@ -32,6 +32,7 @@ from accounts.serializers import (
     RoleOutput,
     RoleUpdateInput,
     RuleOutput,
+    TokenRevokeInput,
     UserCreateInput,
     UserOutput,
     UserUpdateInput,
@@ -88,7 +89,23 @@ class TokenRefreshView(APIView):
     def post(self, request: Request) -> Response:
         principal = request.user
         identity = principal.user if principal.is_user else principal.node
-        return _login_response(login.token_body(identity, principal.kind))
+        tokens = sessions.refresh_login(principal, request.auth)
+        return _login_response(login.token_body(identity, principal.kind, tokens))
+
+
+class TokenRevokeView(APIView):
+    """Log out: end the login of the access token, or with ``all`` every login of its holder."""
+
+    permission_classes = [ClientTypeGate]
+    clients = (USER, NODE)
+
+    @extend_schema(request=TokenRevokeInput, responses={200: dict})
+    def post(self, request: Request) -> Response:
+        if _valid(TokenRevokeInput, request.data).get("all"):
+            sessions.end_all_logins_of(request.user)
+            return Response({"msg": "All your logins have ended"})
+        sessions.end_login(request.user, request.auth)
+        return Response({"msg": "You are logged out"})
 
 
 class TokenUserValidateView(APIView):

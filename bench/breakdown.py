@@ -53,9 +53,10 @@ def setup() -> dict:
 
 
 def root_token(manifest: dict) -> str:
-    from accounts.tokens import login_tokens
+    from accounts.models import User
+    from accounts.sessions import start_login
 
-    return login_tokens(manifest["root"]["id"], "user", ["Root"])[0]
+    return start_login(User.objects.get(pk=manifest["root"]["id"]), "user")[0]
 
 
 def environ(path: str, token: str | None) -> dict:

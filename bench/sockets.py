@@ -81,9 +81,9 @@ class Node:
 
 def seed(count: int):
     from accounts.models import Role, User
-    from accounts.tokens import login_tokens
     from collaborations.models import Collaboration, Organization
     from nodes.models import Node as NodeRow
+    from tests.realtime.helpers import token
     from tests.realtime.live import LIVE
 
     tag = uuid.uuid4().hex[:6]
@@ -99,12 +99,12 @@ def seed(count: int):
         row.set_api_key(str(uuid.uuid4()))
         row.save(using=LIVE)
         room = f"collaboration_{collab.pk}_organization_{org.pk}"
-        nodes.append(Node(row.name, login_tokens(row.pk, "node")[0], f'joined room {room}"]'))
+        nodes.append(Node(row.name, token(row), f'joined room {room}"]'))
     user = User(username=f"bench-{tag}", email=f"{tag}@example.org", organization=orgs[0])
     user.set_password(uuid.uuid4().hex)
     user.save(using=LIVE)
     user.roles.add(*Role.objects.using(LIVE).filter(name="Researcher", is_default_role=True))
-    return collab, orgs, nodes, login_tokens(user.pk, "user")[0]
+    return collab, orgs, nodes, token(user)
 
 
 def timings(stats: dict[str, float]) -> str:

@@ -19,6 +19,7 @@ from django.utils import timezone
 from accounts.authentication import principal_from_claims
 from accounts.models import Authenticatable, AuthStatus
 from accounts.permissions import COL, GLO, ORG, Principal
+from accounts.sessions import TokenRevoked
 from accounts.tokens import TokenError, decode
 from collaborations.models import Collaboration
 from nodes.events import ALL_NODES_ROOM, TASKS_NAMESPACE, collaboration_room, organization_room
@@ -55,6 +56,9 @@ def identify(authorization: str | None) -> dict | str | None:
         return None
     try:
         principal = principal_from_claims(claims, seen=False)
+    except TokenRevoked:
+        # A node whose login ended logs in again with its API key, which a thief does not hold.
+        return "invalid_token"
     except ApiError:
         return None
     # Online, but not "seen": only REST calls and ping heartbeats set last_seen.

@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.models import AuthStatus
 from accounts.permissions import Principal
 from accounts.services import audit
-from accounts.tokens import login_tokens
+from accounts.sessions import end_all_logins, start_login
 from collaborations.models import Collaboration, Organization
 from collaborations.selectors import object_or_404
 from nodes.models import Node, NodeMetrics
@@ -93,6 +93,7 @@ def node_api_key_reset(*, principal: Principal, node: Node) -> str:
     api_key = new_api_key()
     node.set_api_key(api_key)
     node.save(update_fields=["api_key_hash"])
+    end_all_logins(node.pk)
     audit(principal, "node.api_key_reset", node)
     return api_key
 
@@ -102,7 +103,7 @@ def node_login(*, api_key: uuid.UUID) -> dict:
     node = node_by_api_key(api_key)
     if node is None:
         raise unauthorized("Api key is not recognized!")
-    access_token, refresh_token = login_tokens(node.pk, "node")
+    access_token, refresh_token = start_login(node, "node")
     return {
         "access_token": access_token,
         "refresh_token": refresh_token,

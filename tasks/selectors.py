@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Exists, Prefetch, Q, QuerySet
 from rest_framework.request import Request
 
 from accounts.catalogue import SCOPE_RANK
 from accounts.models import User
 from accounts.permissions import Principal
-from collaborations.models import AlgorithmStore, Study
+from collaborations.models import AlgorithmStore, Collaboration, Study
 from nodes.models import Node, NodeConfig
-from tasks.models import AlgorithmPort, Run, Task, TaskDatabase
+from tasks.models import AlgorithmPort, Run, Task, TaskDatabase, is_finished
 from vantage6.api.errors import bad_request, not_found
 from vantage6.api.lookups import like
 from vantage6.api.params import datetime_param, first, flag, int_param, list_param
@@ -27,6 +27,28 @@ def may(principal: Principal, resource: str, operation: str, task: Task) -> bool
     return principal.allow_org_in_col(resource, operation, task.init_org_id, task.collaboration_id) or (
         principal.is_user and principal.has(resource, "own", operation) and task.init_user_id == principal.id
     )
+
+
+def container_still_running(identity: dict) -> bool:
+    """Whether the container a token names may still act, in one query: its task is unfinished and
+    in its collaboration, its node still exists there and its organization is still a member."""
+    try:
+        task_id, collaboration_id = int(identity["task_id"]), int(identity["collaboration_id"])
+        node_id, organization_id = int(identity["node_id"]), int(identity["organization_id"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    node = Node.objects.filter(pk=node_id, collaboration_id=collaboration_id, organization_id=organization_id)
+    member = Collaboration.organizations.through.objects.filter(
+        collaboration_id=collaboration_id, organization_id=organization_id
+    )
+    row = (
+        Task.objects.with_status()
+        .filter(pk=task_id, collaboration_id=collaboration_id)
+        .annotate(node_there=Exists(node), member=Exists(member))
+        .values_list("status", "node_there", "member")[:1]
+    )
+    found = list(row)
+    return bool(found) and not is_finished(found[0][0]) and found[0][1] and found[0][2]
 
 
 def task_with_status(pk: int | str) -> Task:

@@ -6,7 +6,8 @@ import itertools
 import uuid
 
 from accounts.models import Role, User
-from accounts.tokens import container_token, login_tokens
+from accounts.sessions import start_login
+from accounts.tokens import container_token
 from collaborations.models import Collaboration, Organization, Study
 from nodes.models import Node
 
@@ -56,10 +57,9 @@ def bearer(identity: User | Node | dict) -> dict[str, str]:
     """Request headers with an access token for a user, a node, or a container identity (a dict)."""
     if isinstance(identity, dict):
         token = container_token(identity)
-    elif isinstance(identity, User):
-        token = login_tokens(identity.pk, "user", list(identity.roles.values_list("name", flat=True)))[0]
     else:
-        token = login_tokens(identity.pk, "node")[0]
+        identity.refresh_from_db(fields=["token_generation"])
+        token = start_login(identity, "user" if isinstance(identity, User) else "node")[0]
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
 
 

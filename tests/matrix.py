@@ -68,7 +68,7 @@ from dataclasses import dataclass, field, replace
 from django.urls import URLPattern, URLResolver
 
 from accounts.catalogue import COL_ADMIN, ORG_ADMIN, RESEARCHER, ROOT, RULES, SYNCED_ROLES, VIEWER
-from accounts.tokens import login_tokens
+from accounts.sessions import start_login
 from tests.factories import make_user
 
 ROLES = (VIEWER, RESEARCHER, ORG_ADMIN, COL_ADMIN, ROOT)
@@ -200,8 +200,7 @@ def matrix_params(cases: list[Case]) -> tuple[str, list]:
 def _headers(case: Case, caller) -> dict[str, str]:
     if case.auth == "none":
         return {}
-    roles = list(caller.roles.values_list("name", flat=True))
-    access, refresh = login_tokens(caller.pk, "user", roles)
+    access, refresh = start_login(caller, "user")
     return {"HTTP_AUTHORIZATION": f"Bearer {refresh if case.auth == 'refresh' else access}"}
 
 

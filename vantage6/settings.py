@@ -134,6 +134,9 @@ ACCESS_TOKEN_LIFETIME = timedelta(hours=env_int("TOKEN_EXPIRES_HOURS", 6, minimu
 REFRESH_TOKEN_LIFETIME = timedelta(hours=env_int("REFRESH_TOKEN_EXPIRES_HOURS", 48, minimum=2))
 if REFRESH_TOKEN_LIFETIME <= ACCESS_TOKEN_LIFETIME:
     raise SettingError("V6_REFRESH_TOKEN_EXPIRES_HOURS must exceed V6_TOKEN_EXPIRES_HOURS")
+# A user's login ends this long after the password was given, however often it is refreshed. Nodes
+# are not capped: the official node cannot log in again by itself (reset its API key to end it).
+SESSION_MAX_LIFETIME = timedelta(hours=env_int("SESSION_MAX_HOURS", 168, minimum=1))
 TWO_FACTOR_AUTH = env_bool("TWO_FACTOR_AUTH", False)
 PASSWORD_MAX_FAILED_ATTEMPTS = env_int("PASSWORD_MAX_FAILED_ATTEMPTS", 5, minimum=1)
 PASSWORD_INACTIVATION_MINUTES = env_int("PASSWORD_INACTIVATION_MINUTES", 15, minimum=0)

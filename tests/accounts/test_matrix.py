@@ -77,6 +77,10 @@ CASES = [
         path=lambda ctx: "/api/token/refresh", status=lambda r, _: 200,
     ),
     Case(
+        "logout", "post", "token/revoke", per_place=False,
+        path=lambda ctx: "/api/token/revoke", status=lambda r, _: 200,
+    ),
+    Case(
         "validate", "post", "token/user/validate", per_place=False,
         path=lambda ctx: "/api/token/user/validate", status=lambda r, _: 200,
     ),

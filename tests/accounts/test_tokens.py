@@ -275,9 +275,9 @@ def test_refresh_of_a_user(api, user):
 
 
 def test_refresh_of_a_node(api, world):
-    from accounts.tokens import login_tokens
+    from accounts.sessions import start_login
 
-    refresh = login_tokens(world.node_a.pk, "node")[1]
+    refresh = start_login(world.node_a, "node")[1]
     response = api.post("/api/token/refresh", HTTP_AUTHORIZATION=f"Bearer {refresh}")
     assert response.status_code == 200
     body = response.json()

@@ -8,7 +8,7 @@ import jwt
 import pytest
 from django.conf import settings
 
-from accounts.tokens import login_tokens
+from accounts.sessions import start_login
 
 
 def _with_token(token: str) -> dict[str, str]:
@@ -16,7 +16,7 @@ def _with_token(token: str) -> dict[str, str]:
 
 
 def _claims(user) -> dict:
-    access, _ = login_tokens(user.pk, "user")
+    access, _ = start_login(user, "user")
     return jwt.decode(access, settings.JWT_SECRET_KEY, algorithms=["HS256"], options={"verify_sub": False})
 
 
@@ -61,7 +61,7 @@ def test_authorization_header_not_of_the_bearer_form(api, db, header):  # noqa: 
 
 
 def test_refresh_token_on_a_normal_endpoint(api, user):
-    _, refresh = login_tokens(user.pk, "user")
+    _, refresh = start_login(user, "user")
     response = api.get("/api/rule", **_with_token(refresh))
     assert response.status_code == 422
     assert response.json() == {"msg": "Only non-refresh tokens are allowed"}

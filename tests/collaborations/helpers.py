@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.factories import bearer, make_user
+from tests.factories import bearer, make_task, make_user
 
 # The built-in roles a person can hold, from least to most powerful.
 ROLES = ["Viewer", "Researcher", "Organization Admin", "Collaboration Admin", "Root"]
@@ -86,9 +86,11 @@ class FakeStore:
 
 
 def container_headers(node) -> dict[str, str]:
-    """Request headers of an algorithm container started by ``node`` in its collaboration."""
+    """Request headers of an algorithm container started by ``node`` in its collaboration, for a new
+    task that still runs there."""
+    task = make_task(node.collaboration, node.organization, node.organization, image="x")
     identity = {
         "client_type": "container", "node_id": node.pk, "organization_id": node.organization_id,
-        "collaboration_id": node.collaboration_id, "task_id": 1, "image": "x", "databases": [],
+        "collaboration_id": node.collaboration_id, "task_id": task.pk, "image": "x", "databases": [],
     }  # fmt: skip
     return bearer(identity)

@@ -173,9 +173,23 @@ def make_user(org: Organization, *, event_scope: str | None = None, roles: tuple
     return user
 
 
-def token(identity: User | Node) -> str:
+def token_pair(identity: User | Node) -> tuple[str, str]:
+    """Tokens of a login of ``identity`` on the live database; the login needs no row there for its
+    access token, which is only checked against ended logins."""
     kind = "user" if isinstance(identity, User) else "node"
-    return login_tokens(identity.pk, kind)[0]
+    return login_tokens(
+        identity.pk,
+        kind,
+        [],
+        generation=identity.token_generation,
+        session_id=uuid.uuid4().hex,
+        refresh_jti=uuid.uuid4().hex,
+        ends=None,
+    )
+
+
+def token(identity: User | Node) -> str:
+    return token_pair(identity)[0]
 
 
 def expired_token(identity: Node) -> str:

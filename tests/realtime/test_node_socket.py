@@ -17,6 +17,7 @@ from tests.realtime.helpers import (
     foreign_token,
     make_user,
     token,
+    token_pair,
 )
 from tests.realtime.live import LIVE
 
@@ -73,10 +74,28 @@ def test_unusable_token_is_told_and_joins_nothing(server, live_world, sockets, m
     assert not SocketRoom.objects.using(LIVE).filter(room__endswith=f"_{live_world.collab_ab.pk}").exists()
 
 
-def test_refresh_token_stays_unidentified(server, live_world, sockets):
-    from accounts.tokens import login_tokens
+def test_a_token_revoked_by_a_new_api_key_is_told_and_joins_nothing(server, live_world, sockets):
+    stolen = token(live_world.node_a)
+    admin = make_user(live_world.org_a, roles=("Organization Admin",))
+    reset = requests.post(
+        f"{server.url}/api/recover/node",
+        json={"id": live_world.node_a.pk},
+        headers={"Authorization": f"Bearer {token(admin)}"},
+        timeout=10,
+    )
+    assert reset.status_code == 200
 
-    refresh = login_tokens(live_world.node_a.pk, "node")[1]
+    node = sockets(server.url, stolen)
+
+    # The node would log in again with its API key, which the holder of a stolen token lacks.
+    node.wait_for("invalid_token")
+    assert [name for name, _ in node.received(1)] == []
+    assert status_of(live_world.node_a) == "offline"
+    assert not SocketRoom.objects.using(LIVE).filter(room__endswith=f"_{live_world.collab_ab.pk}").exists()
+
+
+def test_refresh_token_stays_unidentified(server, live_world, sockets):
+    refresh = token_pair(live_world.node_a)[1]
     node = sockets(server.url, refresh)
 
     assert node.received(1.5) == []  # no sync, no token event

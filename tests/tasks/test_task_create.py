@@ -184,7 +184,7 @@ def test_check6_container_token_rules(api, world, researcher):
     Run.objects.filter(task=parent).update(status="completed")
     finished = api.post("/api/task", body, format="json", **headers)
     assert finished.status_code == 401
-    assert finished.json() == {"msg": "Container-token is not valid"}
+    assert finished.json() == {"msg": "This container token is no longer valid"}
 
 
 def test_check6_container_cannot_create_outside_its_collaboration(api, world):

@@ -1,0 +1,161 @@
+"""Logins of users and nodes: starting one, refreshing it with single-use refresh tokens, ending it.
+
+Every token of a login carries the login's id (``sid``) and the identity's token generation
+(``gen``). Access tokens are checked against the caller's row, loaded anyway (``revoked_logins``,
+``token_generation``); a refresh token must be the login's current one. Presenting a refresh token
+that was already used ends the whole login: one of its two holders is not its owner.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import CharField, F, Q, QuerySet
+from django.utils import timezone
+
+from accounts.models import Authenticatable, LoginSession, Role
+from accounts.permissions import Principal
+from accounts.services import audit
+from accounts.tokens import login_tokens
+from vantage6.api.errors import ApiError
+from vantage6.api.sql import CorrelatedSQL, string_agg
+
+TOKEN_REVOKED = "Token has been revoked"
+# A refresh token just replaced still works this long: the official clients may refresh from two
+# threads at once, and both must keep a usable token.
+REUSE_LEEWAY = timedelta(seconds=30)
+
+
+class TokenRevoked(ApiError):
+    """A well-formed token of a login that was ended."""
+
+    def __init__(self) -> None:
+        super().__init__(401, TOKEN_REVOKED)
+
+
+def _roles(identity_id: int, client_type: str) -> list[str]:
+    """The ``roles`` claim: the names of a user's roles (none for nodes)."""
+    if client_type != "user":
+        return []
+    return list(Role.objects.filter(users=identity_id).values_list("name", flat=True))
+
+
+def start_login(identity: Authenticatable, client_type: str) -> tuple[str, str]:
+    """A new login of a user or node (as loaded, with its token generation): its token pair."""
+    now = timezone.now()
+    identity_id = identity.pk
+    ends = now + settings.SESSION_MAX_LIFETIME if client_type == "user" else None
+    _clear_spent(identity_id, now)
+    session = LoginSession.objects.create(
+        id=uuid.uuid4().hex, identity_id=identity_id, refresh_jti=uuid.uuid4().hex, expires_at=ends
+    )
+    return login_tokens(
+        identity_id,
+        client_type,
+        _roles(identity_id, client_type),
+        generation=identity.token_generation,
+        session_id=session.id,
+        refresh_jti=session.refresh_jti,
+        ends=ends,
+    )
+
+
+def _clear_spent(identity_id: int, now: datetime) -> None:
+    """Delete the logins of an identity none of whose tokens can still be valid: past their end, or
+    ended, or unused, for longer than a refresh token lives."""
+    stale = now - settings.REFRESH_TOKEN_LIFETIME
+    LoginSession.objects.filter(
+        Q(expires_at__lte=now)
+        | Q(revoked_at__lte=stale)
+        | Q(rotated_at__lte=stale)
+        | Q(rotated_at__isnull=True, created_at__lte=stale),
+        identity_id=identity_id,
+    ).delete()
+
+
+def refresh_login(principal: Principal, claims: dict) -> tuple[str, str]:
+    """The next token pair of the login of a verified refresh token; the token itself is used up.
+
+    A refresh token used before ends the login (TokenRevoked), unless it was replaced within
+    REUSE_LEEWAY: then the answer repeats the current refresh token's id, so whichever pair the
+    client keeps stays usable.
+    """
+    now = timezone.now()
+    sid, jti = claims.get("sid"), claims.get("jti")
+    live = LoginSession.objects.filter(pk=sid, identity_id=principal.id, revoked_at__isnull=True)
+    session = live.first() if isinstance(sid, str) and isinstance(jti, str) else None
+    if session is None or (session.expires_at is not None and session.expires_at <= now):
+        raise TokenRevoked
+    next_jti = uuid.uuid4().hex
+    rotated = live.filter(refresh_jti=jti).update(refresh_jti=next_jti, previous_jti=jti, rotated_at=now)
+    if not rotated:
+        session.refresh_from_db()
+        recent = session.rotated_at is not None and now - session.rotated_at <= REUSE_LEEWAY
+        if session.revoked_at is not None or session.previous_jti != jti or not recent:
+            _revoke_reused(principal, session)
+            raise TokenRevoked
+        next_jti = session.refresh_jti
+    return login_tokens(
+        principal.id,
+        principal.kind,
+        _roles(principal.id, principal.kind),
+        generation=claims["gen"],
+        session_id=session.id,
+        refresh_jti=next_jti,
+        ends=session.expires_at,
+    )
+
+
+@transaction.atomic
+def _revoke_reused(principal: Principal, session: LoginSession) -> None:
+    live = LoginSession.objects.filter(pk=session.pk, revoked_at__isnull=True)
+    if live.update(revoked_at=timezone.now()):
+        audit(principal, "token.reuse_revoked", principal.user or principal.node, login=session.pk)
+
+
+@transaction.atomic
+def end_login(principal: Principal, claims: dict) -> None:
+    """Log out: the login of this token ends (its other tokens stop working too)."""
+    sessions = LoginSession.objects.filter(pk=claims.get("sid"), identity_id=principal.id)
+    sessions.update(revoked_at=timezone.now())
+    audit(principal, "token.revoke", principal.user or principal.node, login=claims.get("sid"))
+
+
+def end_all_logins(identity_id: int) -> None:
+    """Every token of a user or node stops working (password change or reset, new API key, logout
+    everywhere); the caller audits the action that asked for it."""
+    Authenticatable.objects.filter(pk=identity_id).update(token_generation=F("token_generation") + 1)
+    LoginSession.objects.filter(identity_id=identity_id).delete()
+
+
+@transaction.atomic
+def end_all_logins_of(principal: Principal) -> None:
+    end_all_logins(principal.id)
+    audit(principal, "token.revoke_all", principal.user or principal.node)
+
+
+def _revoked_sql(connection) -> tuple[str, tuple]:
+    q = connection.ops.quote_name
+    ids = string_agg(connection, f"s.{q('id')}", ",")
+    return (
+        f"SELECT {ids} FROM {q(LoginSession._meta.db_table)} s "
+        f"WHERE s.{q('identity_id')} = {{outer}} AND s.{q('revoked_at')} IS NOT NULL",
+        (),
+    )
+
+
+def with_revoked_logins(queryset: QuerySet) -> QuerySet:
+    """Users or nodes annotated with ``revoked_logins``: the ids of their ended logins whose tokens
+    may not have expired yet, so the caller's check costs no query of its own."""
+    return queryset.annotate(revoked_logins=CorrelatedSQL(_revoked_sql, CharField()))
+
+
+def check_current(identity: Authenticatable, claims: dict) -> None:
+    """TokenRevoked unless ``claims`` belong to a login of ``identity`` that has not been ended."""
+    revoked = (getattr(identity, "revoked_logins", None) or "").split(",")
+    sid = claims.get("sid")
+    if claims.get("gen") != identity.token_generation or not isinstance(sid, str) or sid in revoked:
+        raise TokenRevoked
