@@ -214,9 +214,7 @@ class UserAdminForm(ServiceForm):
             principal=self.principal, user=User.objects.get(pk=self.instance.pk), data=changes
         )
         if data.get("new_password"):
-            user.set_password(data["new_password"])
-            user.save(update_fields=["password"])
-            services.audit(self.principal, "user.password_set", user)
+            services.user_password_set(principal=self.principal, user=user, password=data["new_password"])
         return user
 
 
