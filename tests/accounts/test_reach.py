@@ -214,16 +214,37 @@ def test_the_roles_of_a_user_tell_nothing_about_unknown_ids(api, world):
 
 
 # --- one answer per scope question ---------------------------------------------------------------------
-def test_collaboration_scope_alone_sees_own_organizations_users_in_list_and_detail(api):
-    lonely = make_org("lonely")  # in no collaboration
+def _lonely_caller(resource: str) -> tuple:
+    """A user whose only rule is the collaboration-scope view of ``resource``, in an organization
+    that is in no collaboration, and its headers."""
+    lonely = make_org("lonely")
     role = Role.objects.create(name="col viewer", organization=lonely)
-    role.rules.add(rule_id("user", "COLLABORATION", "VIEW"))
+    role.rules.add(rule_id(resource, "COLLABORATION", "VIEW"))
     caller = make_user(lonely, "col viewer")
+    return lonely, caller, bearer(caller)
+
+
+@pytest.mark.parametrize(
+    ("resource", "own_row"),
+    [
+        ("user", lambda org: make_user(org)),
+        ("organization", lambda org: org),
+        ("role", lambda org: Role.objects.create(name="another", organization=org)),
+    ],
+)
+def test_collaboration_scope_alone_covers_the_own_organization_in_list_and_detail(api, resource, own_row):
+    lonely, _caller, headers = _lonely_caller(resource)
+    row = own_row(lonely)
+    listed = {item["id"] for item in api.get(f"/api/{resource}?per_page=100", **headers).json()["data"]}
+    assert row.pk in listed
+    assert api.get(f"/api/{resource}/{row.pk}", **headers).status_code == 200
+
+
+def test_collaboration_scope_alone_sees_own_organizations_users_by_every_path(api):
+    lonely, caller, headers = _lonely_caller("user")
     colleague = make_user(lonely)
-    headers = bearer(caller)
     listed = {row["id"] for row in api.get("/api/user?per_page=100", **headers).json()["data"]}
     assert listed == {caller.pk, colleague.pk}
-    assert api.get(f"/api/user/{colleague.pk}", **headers).status_code == 200
     by_org = api.get(f"/api/user?organization_id={lonely.pk}", **headers)
     assert by_org.status_code == 200 and {row["id"] for row in by_org.json()["data"]} == listed
     assert api.get(f"/api/rule?user_id={colleague.pk}", **headers).status_code == 200
