@@ -51,7 +51,8 @@ def object_allowed(principal: Principal, resource: str, op: str, obj: object) ->
     if resource == "role":
         if op == "view":
             return role_viewable(principal, obj)
-        return not obj.is_default_role and principal.allow_org("role", op, obj.organization_id)
+        held = op != "delete" or principal.holds(obj.rules.values_list("name", "scope", "operation"))
+        return not obj.is_default_role and principal.allow_org("role", op, obj.organization_id) and held
     if op == "delete" and obj.pk == principal.organization_id:
         return False  # nobody deletes their own organization
     return principal.allow_org("organization", op, obj.pk)

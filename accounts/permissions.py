@@ -156,6 +156,9 @@ class Principal:
                 return f"({resource}, {SCOPES.get(scope, scope).lower()}, {_op(operation).lower()})"
         return None
 
+    def holds(self, rules: Iterable[tuple[str, str, str]]) -> bool:
+        return self._first_missing(rules) is None
+
     def require_holds(self, rules: Iterable[tuple[str, str, str]]) -> None:
         """Hold what you grant: each (resource, scope, operation) needs that operation at that scope or
         broader; otherwise the 401 names the first rule that is missing."""
@@ -164,7 +167,7 @@ class Principal:
 
     def holds_target(self, user) -> bool:
         """Hold what you target: the caller holds every rule of ``user`` (always true for oneself)."""
-        return user.pk == self.id or self._first_missing(sorted(rules_of_user(user.pk))) is None
+        return user.pk == self.id or self.holds(sorted(rules_of_user(user.pk)))
 
     def require_holds_target(self, user) -> None:
         """Changing another user's credentials, e-mail, organization, roles or rules, or deleting that

@@ -304,6 +304,7 @@ def role_update(*, principal: Principal, role: Role, data: dict) -> Role:
 def role_delete(*, principal: Principal, role: Role, delete_dependents: bool) -> None:
     _require_not_default(role)
     principal.require(principal.allow_org("role", "delete", role.organization_id))
+    principal.require_holds(_triples(role.rules.all()))  # its users lose them
     if not delete_dependents and role.users.exists():
         raise bad_request(
             f"Role id={role.pk} is assigned to users. Set the 'delete_dependents' parameter to remove it "

@@ -248,3 +248,29 @@ def test_collaboration_scope_alone_sees_own_organizations_users_by_every_path(ap
     by_org = api.get(f"/api/user?organization_id={lonely.pk}", **headers)
     assert by_org.status_code == 200 and {row["id"] for row in by_org.json()["data"]} == listed
     assert api.get(f"/api/rule?user_id={colleague.pk}", **headers).status_code == 200
+
+
+def test_the_admin_bulk_delete_leaves_a_more_privileged_user(world, org_admin, col_admin):
+    viewer = make_user(world.org_a, VIEWER)
+    browser = browser_login(org_admin)
+    response = browser.post(
+        "/admin/accounts/user/",
+        {
+            "action": "delete_selected", "post": "yes", "_selected_action": [col_admin.pk, viewer.pk],
+            "csrfmiddlewaretoken": browser.cookies["csrftoken"].value,
+        },
+    )  # fmt: skip
+    assert response.status_code == 403
+    assert User.objects.filter(pk__in=[col_admin.pk, viewer.pk]).count() == 2
+
+
+def test_deleting_a_role_needs_its_rules(api, world, org_admin, col_admin):
+    """Deleting a role takes it from its users: as for taking it from one user, its rules are needed."""
+    role = Role.objects.create(name="collaboration helpers", organization=world.org_a)
+    role.rules.add(rule_id("user", "COLLABORATION", "EDIT"))
+    col_admin.roles.add(role)
+    response = api.delete(f"/api/role/{role.pk}?delete_dependents=1", **bearer(org_admin))
+    assert response.status_code == 401
+    assert response.json() == {"msg": "You don't have the rule (user, collaboration, edit)"}
+    assert browser_login(org_admin).get(f"/admin/accounts/role/{role.pk}/delete/").status_code == 403
+    assert col_admin.roles.filter(pk=role.pk).exists()
