@@ -258,6 +258,8 @@ def _lookup_matches(obj: object, lookup: str, value: object) -> bool | None:
         path, operator = [*path, operator], "exact"
     target = obj
     for position, name in enumerate(path):
+        if not hasattr(target, "_meta"):
+            return None  # a lookup into a value (``name__icontains`` …)
         if name == "pk":
             target = target.pk
             continue
