@@ -22,7 +22,6 @@ from accounts.backends import object_allowed, principal_of
 from accounts.models import Role, Rule, User
 from accounts.permissions import Principal
 from accounts.serializers import validate_password_policy, validate_role_name
-from accounts.sessions import end_all_logins
 from collaborations import services as organization_services
 from collaborations.models import Organization
 from vantage6.admin import AdminPage, ScopedAdmin, ServiceForm
@@ -160,10 +159,7 @@ class UserAdminForm(ServiceForm):
             principal=self.principal, user=User.objects.get(pk=self.instance.pk), data=changes
         )
         if data.get("new_password"):
-            user.set_password(data["new_password"])
-            user.save(update_fields=["password"])
-            end_all_logins(user.pk)
-            services.audit(self.principal, "user.password_set", user)
+            services.user_password_set(principal=self.principal, user=user, password=data["new_password"])
         return user
 
 

@@ -37,17 +37,22 @@ def is_staff(user) -> bool:
 
 def object_allowed(principal: Principal, resource: str, op: str, obj: object) -> bool:
     """The API's check of ``op`` on one user, role or organization."""
-    from accounts.selectors import role_viewable
+    from accounts.selectors import role_viewable, user_viewable
+    from accounts.services import may_delete_user, may_edit_user
 
     if resource == "user":
-        own = obj.pk == principal.id and op in ("view", "edit", "delete")
-        return (own and (op == "view" or principal.has("user", "own", op))) or principal.allow_org(
-            "user", op, obj.organization_id
-        )
+        if op == "view":
+            return user_viewable(principal, obj)
+        if op == "edit":
+            return may_edit_user(principal, obj)
+        if op == "delete":
+            return may_delete_user(principal, obj) and principal.holds_target(obj)
+        return principal.allow_org("user", op, obj.organization_id)
     if resource == "role":
         if op == "view":
             return role_viewable(principal, obj)
-        return not obj.is_default_role and principal.allow_org("role", op, obj.organization_id)
+        held = op != "delete" or principal.holds(obj.rules.values_list("name", "scope", "operation"))
+        return not obj.is_default_role and principal.allow_org("role", op, obj.organization_id) and held
     if op == "delete" and obj.pk == principal.organization_id:
         return False  # nobody deletes their own organization
     return principal.allow_org("organization", op, obj.pk)

@@ -115,9 +115,14 @@ class Principal:
         return (
             (resource, GLO, operation) in self.rules
             or ((resource, ORG, operation) in self.rules and organization_id == self.organization_id)
+            # Collaboration scope covers the own organization also when it is in no collaboration,
+            # as the list filters do (SCOPE_FILTERS).
             or (
                 (resource, COL, operation) in self.rules
-                and organization_id in self.collaborating_organization_ids
+                and (
+                    organization_id == self.organization_id
+                    or organization_id in self.collaborating_organization_ids
+                )
             )
         )
 
@@ -144,14 +149,32 @@ class Principal:
         if not allowed:
             raise unauthorized(msg) if msg else unauthorized()
 
+    def _first_missing(self, rules: Iterable[tuple[str, str, str]]) -> str | None:
+        """The first (resource, scope, operation) not held at that scope or broader, as the 401 names it."""
+        for resource, scope, operation in rules:
+            if not self.at_least(scope, resource, operation):
+                return f"({resource}, {SCOPES.get(scope, scope).lower()}, {_op(operation).lower()})"
+        return None
+
+    def holds(self, rules: Iterable[tuple[str, str, str]]) -> bool:
+        return self._first_missing(rules) is None
+
     def require_holds(self, rules: Iterable[tuple[str, str, str]]) -> None:
         """Hold what you grant: each (resource, scope, operation) needs that operation at that scope or
         broader; otherwise the 401 names the first rule that is missing."""
-        for resource, scope, operation in rules:
-            if not self.at_least(scope, resource, operation):
-                raise unauthorized(
-                    f"You don't have the rule ({resource}, {scope.lower()}, {_op(operation).lower()})"
-                )
+        if missing := self._first_missing(rules):
+            raise unauthorized(f"You don't have the rule {missing}")
+
+    def holds_target(self, user) -> bool:
+        """Hold what you target: the caller holds every rule of ``user`` (always true for oneself)."""
+        return user.pk == self.id or self.holds(sorted(rules_of_user(user.pk)))
+
+    def require_holds_target(self, user) -> None:
+        """Changing another user's credentials, e-mail, organization, roles or rules, or deleting that
+        user, needs every rule the user holds (the AT_LEAST comparison of ``require_holds``), so
+        nobody takes over an account that can do more than they can."""
+        if user.pk != self.id and (missing := self._first_missing(sorted(rules_of_user(user.pk)))):
+            raise unauthorized(f"User id={user.pk} holds the rule {missing} that you don't have")
 
     @cached_property
     def role_ids(self) -> frozenset[int]:
@@ -163,30 +186,98 @@ class Principal:
         return frozenset(Role.objects.filter(users=self.id).values_list("id", flat=True))
 
     # --- row-level visibility ------------------------------------------------------------------------
-    def visible(self, resource: str, queryset: QuerySet, operation: str = "view") -> QuerySet:
-        """``queryset`` narrowed to what the principal's broadest scope allows; 401 without any rule."""
+    def scope_condition(self, resource: str, operation: str = "view") -> Q | None:
+        """The rows of ``resource`` the principal's broadest scope allows, as a condition on its model
+        (``EVERYTHING``, ``NOTHING`` or a ``Q``); None without any rule. The list filters and the
+        object checks both come from here, so they cannot disagree."""
         scope = self.max_scope(RULE_RESOURCE.get(resource, resource), operation)
         if scope is None:
             fallback = WITHOUT_RULE_FILTERS.get((resource, _op(operation)))
-            if fallback is None:
-                raise unauthorized()
-            return queryset.filter(fallback(self))
+            return fallback(self) if fallback is not None else None
         if scope == GLO:
-            return queryset
+            return EVERYTHING
         narrow = SCOPE_FILTERS[resource].get(scope)
-        if narrow is None:
+        return narrow(self) if narrow is not None else NOTHING
+
+    def visible(self, resource: str, queryset: QuerySet, operation: str = "view") -> QuerySet:
+        """``queryset`` narrowed to what the principal's broadest scope allows; 401 without any rule."""
+        condition = self.scope_condition(resource, operation)
+        if condition is None:
+            raise unauthorized()
+        if condition is EVERYTHING:
+            return queryset
+        if condition is NOTHING:
             return queryset.none()
-        return (
-            queryset.filter(narrow(self)).distinct()
-            if resource in _M2M_FILTERED
-            else queryset.filter(narrow(self))
-        )
+        narrowed = queryset.filter(condition)
+        return narrowed.distinct() if resource in _M2M_FILTERED else narrowed
+
+    def allows(self, resource: str, obj: object, operation: str = "view") -> bool:
+        """Whether ``obj`` is one of the rows ``visible`` gives: evaluated on the loaded row where the
+        condition allows it, otherwise asked of the database."""
+        condition = self.scope_condition(resource, operation)
+        if condition is None or condition is NOTHING:
+            return False
+        if condition is EVERYTHING:
+            return True
+        matched = _matches(condition, obj)
+        if matched is None:
+            matched = type(obj)._default_manager.filter(pk=obj.pk).filter(condition).exists()
+        return matched
 
     def visible_or_none(self, resource: str, queryset: QuerySet, operation: str = "view") -> QuerySet:
         """As ``visible`` but an empty queryset instead of a 401 (for ``include=`` and socket rooms)."""
         if self.max_scope(RULE_RESOURCE.get(resource, resource), operation) is None:
             return queryset.none()
         return self.visible(resource, queryset, operation)
+
+
+EVERYTHING, NOTHING = Q(), Q(pk__in=[])
+
+
+def _matches(condition: Q, obj: object) -> bool | None:
+    """``condition`` evaluated on a loaded row; None when it needs the database."""
+    results = []
+    for child in condition.children:
+        result = _matches(child, obj) if isinstance(child, Q) else _lookup_matches(obj, *child)
+        if result is None:
+            return None
+        results.append(result)
+    combined = all(results) if condition.connector == Q.AND else any(results)
+    return not combined if condition.negated else combined
+
+
+_PLAIN = (int, str, bool, type(None))
+
+
+def _lookup_matches(obj: object, lookup: str, value: object) -> bool | None:
+    """One ``field[__fk…][__in|__isnull|__exact]`` lookup on ``obj``, following foreign keys only."""
+    from django.core.exceptions import FieldDoesNotExist
+
+    *path, operator = lookup.split("__")
+    if operator not in ("in", "isnull", "exact"):
+        path, operator = [*path, operator], "exact"
+    target = obj
+    for position, name in enumerate(path):
+        if not hasattr(target, "_meta"):
+            return None  # a lookup into a value (``name__icontains`` …)
+        if name == "pk":
+            target = target.pk
+            continue
+        try:
+            field = target._meta.get_field(name)
+        except FieldDoesNotExist:
+            return None
+        if not field.concrete or field.many_to_many:
+            return None
+        last = position == len(path) - 1
+        target = getattr(target, field.attname if last or not field.is_relation else name)
+        if target is None:
+            break
+    if operator == "in":
+        return target in value if isinstance(value, (set, frozenset, list, tuple)) else None
+    if operator == "isnull":
+        return (target is None) == value
+    return target == value if isinstance(value, _PLAIN) else None
 
 
 def _own_org(p: Principal) -> Q:
@@ -251,6 +342,12 @@ _M2M_FILTERED = {"study"}
 # What a principal without any rule of (resource, operation) still sees, instead of a 401.
 WITHOUT_RULE_FILTERS: dict[tuple[str, str], Callable[[Principal], Q]] = {
     ("role", "VIEW"): lambda p: Q(id__in=p.role_ids),
+    # No rule edits runs: a node writes the runs it executes, its organization's in its collaboration.
+    ("run", "EDIT"): lambda p: (
+        Q(organization_id=p.organization_id, task__collaboration_id=p.node.collaboration_id)
+        if p.is_node
+        else NOTHING
+    ),
 }
 
 

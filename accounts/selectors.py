@@ -20,7 +20,19 @@ def _name_or_code(value: str, codes: dict[str, str]) -> str:
     return codes.get(value.lower(), value.upper())
 
 
+def _user_for_filter(principal: Principal, user_id: int) -> User:
+    """The user a query filter names. Only who sees every user learns that an id does not exist;
+    to anyone else a missing user is the same 401 as one they may not see."""
+    user = User.objects.filter(pk=user_id).first()
+    if user is None:
+        if principal.max_scope("user", "view") == "GLOBAL":
+            raise bad_request(f"User id={user_id} does not exist!")
+        raise unauthorized()
+    return user
+
+
 def rule_list(request: Request) -> QuerySet[Rule]:
+    principal: Principal = request.user
     rules = Rule.objects.all()
     params = request.query_params
     if name := params.get("name"):
@@ -34,8 +46,8 @@ def rule_list(request: Request) -> QuerySet[Rule]:
             raise bad_request(f"Role id={role_id} does not exist!")
         rules = rules.filter(roles=role_id)
     if (user_id := int_param(request, "user_id")) is not None:
-        if not User.objects.filter(pk=user_id).exists():
-            raise bad_request(f"User id={user_id} does not exist!")
+        user = _user_for_filter(principal, user_id)
+        principal.require(user_viewable(principal, user))
         rules = rules.filter(pk__in=Rule.objects.filter(roles__users=user_id).values("pk")) | rules.filter(
             users=user_id
         )
@@ -89,7 +101,8 @@ def user_list(request: Request) -> QuerySet[User]:
 
 
 def user_viewable(principal: Principal, user: User) -> bool:
-    return user.pk == principal.id or principal.allow_org("user", "view", user.organization_id)
+    """Oneself, or a row of the user list (the same scope condition)."""
+    return user.pk == principal.id or principal.allows("user", user)
 
 
 def user_permissions(user: User) -> dict:
@@ -133,18 +146,15 @@ def role_list(request: Request) -> QuerySet[Role]:
             raise not_found(f"Rule id={rule_id} not found!")
         roles = roles.filter(rules=rule_id)
     if (user_id := int_param(request, "user_id")) is not None:
-        organization_id = User.objects.filter(pk=user_id).values_list("organization_id", flat=True).first()
-        if organization_id is None:
-            raise bad_request(f"User id={user_id} does not exist!")
-        principal.require(user_id == principal.id or principal.allow_org("role", "view", organization_id))
+        user = _user_for_filter(principal, user_id)
+        principal.require(
+            user_id == principal.id or principal.allow_org("role", "view", user.organization_id)
+        )
         roles = roles.filter(users=user_id)
     return roles
 
 
 def role_viewable(principal: Principal, role: Role) -> bool:
-    """Roles of a visible organization, the caller's own roles, and built-in roles for role viewers."""
-    return (
-        principal.allow_org("role", "view", role.organization_id)
-        or role.pk in principal.role_ids
-        or (role.organization_id is None and principal.at_least("org", "role", "view"))
-    )
+    """A row of the role list: roles of a visible organization, the caller's own roles, and built-in
+    roles for role viewers (the same scope condition)."""
+    return principal.allows("role", role)

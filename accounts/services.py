@@ -159,10 +159,22 @@ def may_edit_user(principal: Principal, user: User) -> bool:
     return own or principal.allow_org("user", "edit", user.organization_id)
 
 
+def _touches_account(user: User, data: dict) -> bool:
+    """Whether an update changes what hold-what-you-target guards: the login name, the e-mail (the
+    way to password recovery), the organization, the roles or the rules."""
+    changed = any(
+        name in data and data[name] != getattr(user, name)
+        for name in ("username", "email", "organization_id")
+    )
+    return changed or "roles" in data or "rules" in data
+
+
 @transaction.atomic
 def user_update(*, principal: Principal, user: User, data: dict) -> User:
     """Apply a partial update; ``roles``/``rules`` replace the sets (unknown ids are a 404)."""
     principal.require(may_edit_user(principal, user))
+    if _touches_account(user, data):
+        principal.require_holds_target(user)
     is_self = user.pk == principal.id
     if is_self and ("roles" in data or "rules" in data):
         raise unauthorized("You cannot change your own roles or rules")
@@ -186,16 +198,12 @@ def user_update(*, principal: Principal, user: User, data: dict) -> User:
 
     if "roles" in data:
         new = _roles(data["roles"], strict=True)
-        old = list(user.roles.prefetch_related("rules"))
-        new_ids, old_ids = {role.pk for role in new}, {role.pk for role in old}
+        old_ids = set(user.roles.values_list("pk", flat=True))
         _require_assignable(principal, [role for role in new if role.pk not in old_ids], user.organization_id)
-        removed = [role for role in old if role.pk not in new_ids]
-        principal.require_holds(triple for role in removed for triple in _triples(role.rules.all()))
-        user.roles.set(new)
+        user.roles.set(new)  # what is removed is held: the caller holds every rule of the user
     if "rules" in data:
         new = set(_rules(data["rules"], strict=True))
-        old = set(user.rules.all())
-        principal.require_holds(_triples(new ^ old))
+        principal.require_holds(_triples(new - set(user.rules.all())))
         user.rules.set(new)
     audit(principal, "user.update", user, fields=sorted(data))
     return user
@@ -217,12 +225,31 @@ def _move_user(principal: Principal, user: User, organization_id: int, new_role_
 
 
 @transaction.atomic
+def user_password_set(*, principal: Principal, user: User, password: str) -> None:
+    """Give another user (or oneself) a new password, as an editor of that user who holds every
+    rule the user holds; the password policy is the caller's to check."""
+    principal.require(may_edit_user(principal, user))
+    from accounts.sessions import end_all_logins  # it audits through this module
+
+    principal.require_holds_target(user)
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    end_all_logins(user.pk)
+    audit(principal, "user.password_set", user)
+
+
+def may_delete_user(principal: Principal, user: User) -> bool:
+    own = user.pk == principal.id and principal.has("user", "own", "delete")
+    return own or principal.allow_org("user", "delete", user.organization_id)
+
+
+@transaction.atomic
 def user_delete(*, principal: Principal, user: User, delete_dependents: bool) -> None:
     from tasks.models import Task
     from tasks.services import task_delete
 
-    own = user.pk == principal.id and principal.has("user", "own", "delete")
-    principal.require(own or principal.allow_org("user", "delete", user.organization_id))
+    principal.require(may_delete_user(principal, user))
+    principal.require_holds_target(user)
     tasks = Task.objects.filter(init_user=user)
     if tasks.exists():
         if not delete_dependents:
@@ -283,6 +310,7 @@ def role_update(*, principal: Principal, role: Role, data: dict) -> Role:
 def role_delete(*, principal: Principal, role: Role, delete_dependents: bool) -> None:
     _require_not_default(role)
     principal.require(principal.allow_org("role", "delete", role.organization_id))
+    principal.require_holds(_triples(role.rules.all()))  # its users lose them
     if not delete_dependents and role.users.exists():
         raise bad_request(
             f"Role id={role.pk} is assigned to users. Set the 'delete_dependents' parameter to remove it "

@@ -25,8 +25,7 @@ def object_or_404(queryset: QuerySet, pk: int | str, label: str) -> Model:
 
 def require_visible(principal: Principal, resource: str, obj: Model, operation: str = "view") -> None:
     """401 unless the principal's scope for ``resource``/``operation`` covers the row ``obj``."""
-    rows = principal.visible(resource, type(obj).objects.filter(pk=obj.pk), operation)
-    principal.require(rows.exists())
+    principal.require(principal.allows(resource, obj, operation))
 
 
 # --- organizations -----------------------------------------------------------------------------------
@@ -51,7 +50,7 @@ def organization_list(principal: Principal, request: Request) -> QuerySet[Organi
 
 def organization_get(principal: Principal, pk: int | str, operation: str = "view") -> Organization:
     organization = object_or_404(Organization.objects.all(), pk, "Organization")
-    principal.require(principal.allow_org("organization", operation, organization.pk))
+    require_visible(principal, "organization", organization, operation)
     return organization
 
 

@@ -69,9 +69,7 @@ def node_list(principal: Principal, request: Request) -> QuerySet[Node]:
 def node_get(principal: Principal, pk: int | str, operation: str = "view") -> Node:
     """A node, judged on its own collaboration (not on any collaboration its organization shares)."""
     node = object_or_404(_nodes(), pk, "Node")
-    principal.require(
-        principal.allow_org_in_col("node", operation, node.organization_id, node.collaboration_id)
-    )
+    principal.require(principal.allows("node", node, operation))
     return node
 
 

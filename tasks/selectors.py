@@ -23,7 +23,10 @@ TASK_INCLUDES = {"runs", "results"}
 
 # --- per-object checks ---------------------------------------------------------------------------------
 def may(principal: Principal, resource: str, operation: str, task: Task) -> bool:
-    """ALLOW_ORG_IN_COL on the task's organization and collaboration, or own scope for its creator."""
+    """A task: a row of the task list (the same scope condition). Its runs: ALLOW_ORG_IN_COL on the
+    task's organization and collaboration, or own scope for its creator, as vantage6 judges them."""
+    if resource == "task":
+        return principal.allows("task", task, operation)
     return principal.allow_org_in_col(resource, operation, task.init_org_id, task.collaboration_id) or (
         principal.is_user and principal.has(resource, "own", operation) and task.init_user_id == principal.id
     )

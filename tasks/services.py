@@ -291,9 +291,7 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     run = Run.objects.select_for_update().select_related("task").filter(pk=run_id).first()
     if run is None:
         raise not_found(f"Run id={run_id} not found!")
-    principal.require(
-        run.organization_id == principal.organization_id, "This is not your algorithm run to update!"
-    )
+    principal.require(principal.allows("run", run, "edit"), "This is not your algorithm run to update!")
     if run.finished_at is not None:
         raise bad_request("Cannot update an already finished algorithm run!")
     # Only finished_at freezes a run: a node may report a final status first and its result later.
@@ -332,9 +330,7 @@ def _run_of_node(principal: Principal, run_id: int) -> Run:
     if run is None:
         raise not_found(f"Run id={run_id} not found!")
     principal.require(
-        run.organization_id == principal.organization_id
-        and run.task.collaboration_id == principal.node.collaboration_id,
-        "This algorithm run is not executed by your node!",
+        principal.allows("run", run, "edit"), "This algorithm run is not executed by your node!"
     )
     return run
 

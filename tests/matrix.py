@@ -3,7 +3,10 @@ outcome derived from the rule table instead of written out case by case.
 
 The model
 ---------
-The caller is a user of organization A who holds one default role (``ROLES``). The ``world``
+The caller (``ROLES``) is a user of organization A who holds one default role, or one custom role
+of A with every collaboration-scope rule and nothing else (``COL_ONLY``), or the node of A in AB
+(``NODE``), or the algorithm container of a task of A in AB run by that node (``CONTAINER``). The
+``world``
 fixture (tests/conftest.py) gives three *places* for a target::
 
     own      organization A   (collaboration AB)
@@ -31,6 +34,9 @@ A ``Case`` is one endpoint (or one variant of it)::
         per_place=True,                                  # False: the place does not matter (one run)
         auth="access",                                   # "refresh" or "none" for token endpoints
     )
+
+``clients`` names the client types the endpoint serves (rest-api.md "Who"); any other caller gets
+the 401 of the client-type gate. ``Rules.kind`` tells a status callable which kind the caller is.
 
 For a list case (``rows`` set) a target is built in *every* place first (``ctx.targets``), and the
 rows of the answer are matched against them: exactly the places ``rows(rules, place)`` names must
@@ -67,11 +73,25 @@ from dataclasses import dataclass, field, replace
 
 from django.urls import URLPattern, URLResolver
 
-from accounts.catalogue import COL_ADMIN, ORG_ADMIN, RESEARCHER, ROOT, RULES, SYNCED_ROLES, VIEWER
+from accounts.catalogue import (
+    COL_ADMIN,
+    CONTAINER,
+    NODE,
+    ORG_ADMIN,
+    RESEARCHER,
+    ROOT,
+    RULES,
+    SYNCED_ROLES,
+    VIEWER,
+)
 from accounts.sessions import start_login
-from tests.factories import make_user
+from accounts.tokens import container_token
+from tests.factories import make_task, make_user
 
-ROLES = (VIEWER, RESEARCHER, ORG_ADMIN, COL_ADMIN, ROOT)
+COL_ONLY = "collaboration scope only"  # a custom role of A: every collaboration-scope rule
+ROLES = (VIEWER, RESEARCHER, ORG_ADMIN, COL_ADMIN, ROOT, COL_ONLY, NODE, CONTAINER)
+USER_ONLY = ("user",)
+ANY_CLIENT = ("user", "node", "container")
 PLACES = ("own", "collab", "other")
 OWN, COLLAB, OTHER = PLACES
 
@@ -86,13 +106,24 @@ def _op(operation: str) -> str:
     return _OP_CODES.get(operation, operation)
 
 
+def _triples_of(role: str) -> frozenset[tuple[str, str, str]]:
+    if role == NODE:
+        return frozenset((r[0], r[1], r[2]) for r in RULES if r[4])
+    if role == CONTAINER:
+        return frozenset((r[0], r[1], r[2]) for r in RULES if r[5])
+    if role == COL_ONLY:
+        return frozenset((r[0], r[1], r[2]) for r in RULES if r[1] == "col")
+    keys = SYNCED_ROLES[role][1]
+    return frozenset(keys if keys is not None else ((r[0], r[1], r[2]) for r in RULES))
+
+
 class Rules:
-    """The rules of a default role, and the permissions.md §3 helpers over the three places."""
+    """The rules of a caller, and the permissions.md §3 helpers over the three places."""
 
     def __init__(self, role: str) -> None:
         self.role = role
-        keys = SYNCED_ROLES[role][1]
-        self.triples = frozenset(keys if keys is not None else ((r[0], r[1], r[2]) for r in RULES))
+        self.kind = role if role in (NODE, CONTAINER) else "user"
+        self.triples = _triples_of(role)
 
     def has(self, resource: str, scope: str, operation: str) -> bool:
         return (resource, _SCOPE_CODES[scope], _op(operation)) in self.triples
@@ -177,6 +208,7 @@ class Case:
     check: Callable[[Context, object, int], None] | None = None
     per_place: bool = True
     auth: str = "access"
+    clients: tuple[str, ...] = USER_ONLY
     # The (resource, operation) pairs of the catalogue this case exercises.
     rules: tuple[tuple[str, str], ...] = ()
 
@@ -190,23 +222,54 @@ def matrix_params(cases: list[Case]) -> tuple[str, list]:
 
     params = []
     for case in cases:
-        for role in ROLES:
+        # A call without a token has no caller to vary.
+        for role in ROLES if case.auth != "none" else ROLES[:5]:
             for place in PLACES if case.per_place else (None,):
                 test_id = f"{case.name}-{role}" + (f"-{place}" if place else "")
                 params.append(pytest.param(case, role, place, id=test_id.replace(" ", "_")))
     return "case,role,place", params
 
 
+@dataclass
+class ContainerCaller:
+    """The algorithm container of an open task of A in AB, run by the node of A."""
+
+    claims: dict
+
+    @property
+    def pk(self) -> int:
+        return self.claims["node_id"]
+
+
+def _caller(world, role: str) -> object:
+    """A user of A with ``role``, the node of A in AB, or a container of that node."""
+    if role == NODE:
+        return world.node_a
+    if role == CONTAINER:
+        from tests.tasks.conftest import container_identity
+
+        task = make_task(world.collab_ab, world.org_a, world.org_a)
+        return ContainerCaller(container_identity(task, world.node_a))
+    if role == COL_ONLY:
+        from accounts.models import Role, Rule
+
+        custom = Role.objects.create(name=COL_ONLY, organization=world.org_a)
+        custom.rules.set(Rule.objects.filter(scope="COLLABORATION"))
+    return make_user(world.org_a, role)
+
+
 def _headers(case: Case, caller) -> dict[str, str]:
     if case.auth == "none":
         return {}
-    access, refresh = start_login(caller, "user")
+    if isinstance(caller, ContainerCaller):
+        return {"HTTP_AUTHORIZATION": f"Bearer {container_token(caller.claims)}"}
+    access, refresh = start_login(caller, "user" if hasattr(caller, "roles") else "node")
     return {"HTTP_AUTHORIZATION": f"Bearer {refresh if case.auth == 'refresh' else access}"}
 
 
 def run_case(api, world, case: Case, role: str, place: str | None) -> None:
-    """Build the target(s), call the endpoint as a ``role`` user of organization A, check the outcome."""
-    ctx = Context(world=world, role=role, place=place, caller=make_user(world.org_a, role))
+    """Build the target(s), call the endpoint as a ``role`` caller of organization A, check the outcome."""
+    ctx = Context(world=world, role=role, place=place, caller=_caller(world, role))
     if case.target is not None:
         if case.rows is not None:
             ctx.targets = {p: case.target(replace(ctx, place=p)) for p in PLACES}
@@ -214,7 +277,8 @@ def run_case(api, world, case: Case, role: str, place: str | None) -> None:
         else:
             ctx.target = case.target(ctx)
     rules = Rules(role)
-    expected = case.status(rules, place)
+    # The client-type gate answers first.
+    expected = case.status(rules, place) if rules.kind in case.clients else 401
     kwargs = _headers(case, ctx.caller)
     if case.body is not None:
         kwargs.update(data=case.body(ctx), format="json")

@@ -11,6 +11,7 @@ from accounts.catalogue import RESEARCHER, VIEWER
 from accounts.models import Role, Rule, User
 from tests.factories import PASSWORD, make_user
 from tests.matrix import (
+    ANY_CLIENT,
     Case,
     Rules,
     assert_routes_covered,
@@ -42,6 +43,8 @@ def org_role(ctx) -> Role:
 
 
 def org_user(ctx) -> User:
+    """A Viewer: changing its roles or rules, or deleting it, needs the Viewer's rules (hold what you
+    target)."""
     return make_user(ctx.org, VIEWER)
 
 
@@ -73,11 +76,12 @@ CASES = [
         status=lambda r, _: 200,
     ),
     Case(
-        "refresh", "post", "token/refresh", auth="refresh", per_place=False,
-        path=lambda ctx: "/api/token/refresh", status=lambda r, _: 200,
+        "refresh", "post", "token/refresh", auth="refresh", per_place=False, clients=ANY_CLIENT,
+        path=lambda ctx: "/api/token/refresh",
+        status=lambda r, _: 422 if r.kind == "container" else 200,  # a container has no refresh token
     ),
     Case(
-        "logout", "post", "token/revoke", per_place=False,
+        "logout", "post", "token/revoke", per_place=False, clients=("user", "node"),
         path=lambda ctx: "/api/token/revoke", status=lambda r, _: 200,
     ),
     Case(
@@ -143,7 +147,9 @@ CASES = [
     Case(
         "user edit: grant a direct rule", "patch", "user/<pk>", target=org_user,
         path=lambda ctx: f"/api/user/{ctx.target.pk}", body=lambda ctx: {"rules": [rule(COL_ADMINS).pk]},
-        status=lambda r, place: ok_if(r.allow_org("user", "edit", place) and r.holds([COL_ADMINS])),
+        status=lambda r, place: ok_if(
+            r.allow_org("user", "edit", place) and r.holds([COL_ADMINS]) and r.holds_role(VIEWER)
+        ),
     ),
     Case(
         "user edit: assign the researcher role", "patch", "user/<pk>", target=org_user,
@@ -166,7 +172,7 @@ CASES = [
     Case(
         "user delete", "delete", "user/<pk>", target=org_user, rules=(("user", "delete"),),
         path=lambda ctx: f"/api/user/{ctx.target.pk}",
-        status=lambda r, place: ok_if(r.allow_org("user", "delete", place)),
+        status=lambda r, place: ok_if(r.allow_org("user", "delete", place) and r.holds_role(VIEWER)),
         check=deleted_unless_refused(User),
     ),
     Case(

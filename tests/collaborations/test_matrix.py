@@ -10,6 +10,7 @@ from collaborations.models import AlgorithmStore, Collaboration, Organization, S
 from nodes.models import Node
 from tests.factories import make_org, make_study
 from tests.matrix import (
+    ANY_CLIENT,
     OWN,
     PLACES,
     Case,
@@ -98,28 +99,33 @@ CASES = [
         rules=(("organization", "view"),), path=lambda ctx: "/api/organization?per_page=100",
         status=lambda r, _: ok_if(r.max_scope("organization", "view") is not None),
         rows=lambda r, _: r.places("organization"),
+        clients=ANY_CLIENT,
     ),
     Case(
         "organization list by collaboration", "get", "organization", target=place_org,
         path=lambda ctx: f"/api/organization?collaboration_id={ctx.collab.pk}",
         status=lambda r, place: ok_if(r.can_col("organization", "view", place)),
         rows=lambda r, place: members(place) & r.places("organization"),
+        clients=ANY_CLIENT,
     ),
     Case(
         "organization detail", "get", "organization/<pk>", target=place_org,
         path=lambda ctx: f"/api/organization/{ctx.target.pk}",
         status=lambda r, place: ok_if(r.allow_org("organization", "view", place)),
+        clients=ANY_CLIENT,
     ),
     Case(
         "organization edit", "patch", "organization/<pk>", target=place_org,
         rules=(("organization", "edit"),),
         path=lambda ctx: f"/api/organization/{ctx.target.pk}", body=lambda ctx: {"country": "NL"},
         status=lambda r, place: ok_if(r.allow_org("organization", "edit", place)),
+        clients=("user", "node"),
     ),
     Case(
         "organization public key", "patch", "organization/<pk>", target=place_org,
         path=lambda ctx: f"/api/organization/{ctx.target.pk}", body=lambda ctx: {"public_key": "AAAA"},
         status=lambda r, place: ok_if(r.allow_org("organization", "edit", place) and place == OWN),
+        clients=("user", "node"),
     ),
     Case(
         "organization create", "post", "organization", per_place=False,
@@ -140,11 +146,13 @@ CASES = [
         rules=(("collaboration", "view"),), path=lambda ctx: "/api/collaboration",
         status=lambda r, _: ok_if(r.max_scope("collaboration", "view") is not None),
         rows=lambda r, _: {place for place in PLACES if collab_view(r, place)},
+        clients=("user", "node"),
     ),
     Case(
         "collaboration detail", "get", "collaboration/<pk>", target=place_collab,
         path=lambda ctx: f"/api/collaboration/{ctx.target.pk}?include=organizations",
         status=lambda r, place: ok_if(collab_view(r, place)),
+        clients=ANY_CLIENT,
     ),
     Case(
         "collaboration edit", "patch", "collaboration/<pk>", target=place_collab,
@@ -201,11 +209,13 @@ CASES = [
         path=lambda ctx: "/api/study",
         status=lambda r, _: ok_if(r.max_scope("study", "view") is not None),
         rows=lambda r, _: {place for place in PLACES if study_allowed(r, "view", place)},
+        clients=("user", "node"),
     ),
     Case(
         "study detail", "get", "study/<pk>", target=place_study,
         path=lambda ctx: f"/api/study/{ctx.target.pk}",
         status=lambda r, place: ok_if(study_allowed(r, "view", place)),
+        clients=ANY_CLIENT,
     ),
     Case(
         "study edit", "patch", "study/<pk>", target=place_study, rules=(("study", "edit"),),
@@ -244,6 +254,7 @@ CASES = [
         "algorithm store detail", "get", "algorithmstore/<pk>", target=place_store,
         path=lambda ctx: f"/api/algorithmstore/{ctx.target.pk}",
         status=lambda r, place: ok_if(collab_view(r, place)),
+        clients=("user", "node"),
     ),
     Case(
         "algorithm store edit", "patch", "algorithmstore/<pk>", target=place_store,

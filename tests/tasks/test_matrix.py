@@ -8,7 +8,9 @@ from accounts.models import Authenticatable
 from tasks.models import Run, Task
 from tests.factories import make_run, make_task
 from tests.matrix import (
+    ANY_CLIENT,
     OTHER,
+    OWN,
     Case,
     Rules,
     assert_routes_covered,
@@ -75,29 +77,39 @@ def always(status: int):
     return lambda _rules, _place: status
 
 
-NOT_FOR_USERS = always(401)  # node or container endpoints
+NODE_ONLY = ("node",)
+
+
+def by_the_runs_node(status: int):
+    """Only the node that executes the run: of the run's organization, in the run's collaboration."""
+    return lambda _rules, place: ok_if(place == OWN, status)
+
 
 CASES = [
     Case(
         "task list", "get", "task", target=task_in_place, path=fixed("/api/task?per_page=50"),
         status=lambda r, _: ok_if(r.max_scope("task", "view") is not None), rows=task_rows, per_place=False,
         rules=(("task", "view"),),
+        clients=ANY_CLIENT,
     ),
     Case(
         "task detail", "get", "task/<pk>", target=task_in_place,
         path=lambda ctx: f"/api/task/{ctx.target.pk}",
         status=lambda r, p: ok_if(r.allow_org_in_col("task", "view", p, p)), rules=(("task", "view"),),
+        clients=ANY_CLIENT,
     ),
     Case(
         "task status", "get", "task/<int:pk>/status", target=task_in_place,
         path=lambda ctx: f"/api/task/{ctx.target.pk}/status",
         status=lambda r, p: ok_if(r.allow_org_in_col("task", "view", p, p)),
+        clients=("user", "container"),
     ),
     Case(
         "task create", "post", "task", path=fixed("/api/task"),
         body=lambda ctx: {"image": "x", "collaboration_id": ctx.collab.pk,
                           "organizations": [{"id": ctx.org.pk, "input": plain()}]},
         status=create_status, rules=(("task", "create"),),
+        clients=("user", "container"),
     ),
     Case(
         "task delete", "delete", "task/<pk>", target=task_in_place,
@@ -109,23 +121,27 @@ CASES = [
         "run list", "get", "run", target=run_in_place, path=fixed("/api/run?per_page=50"),
         status=lambda r, _: ok_if(r.max_scope("run", "view") is not None), rows=run_rows, per_place=False,
         rules=(("run", "view"),),
+        clients=ANY_CLIENT,
     ),
     Case(
         "run detail", "get", "run/<pk>", target=run_in_place, path=lambda ctx: f"/api/run/{ctx.target.pk}",
         status=lambda r, p: ok_if(r.allow_org_in_col("run", "view", p, p)),
+        clients=ANY_CLIENT,
     ),
     Case(
         "run patch", "patch", "run/<pk>", target=run_in_place, path=lambda ctx: f"/api/run/{ctx.target.pk}",
-        body=lambda _ctx: {"status": "active"}, status=NOT_FOR_USERS,
+        body=lambda _ctx: {"status": "active"}, status=by_the_runs_node(200), clients=NODE_ONLY,
     ),
     Case(
         "result list", "get", "result", target=run_in_place, path=fixed("/api/result?per_page=50"),
         status=lambda r, _: ok_if(r.max_scope("run", "view") is not None), rows=run_rows, per_place=False,
+        clients=ANY_CLIENT,
     ),
     Case(
         "result detail", "get", "result/<pk>", target=run_in_place,
         path=lambda ctx: f"/api/result/{ctx.target.pk}",
         status=lambda r, p: ok_if(r.allow_org_in_col("run", "view", p, p)),
+        clients=ANY_CLIENT,
     ),
     Case(
         "kill task", "post", "kill/task", target=task_in_place, path=fixed("/api/kill/task"),
@@ -146,25 +162,40 @@ CASES = [
     Case(
         "blob status", "get", "blobstream/status", per_place=False,
         path=fixed("/api/blobstream/status"), status=always(200),
+        clients=ANY_CLIENT,
     ),
     Case(
         "blob upload (no store)", "post", "blobstream", per_place=False, path=fixed("/api/blobstream"),
-        status=lambda r, _: 501 if r.at_least("col", "task", "create") else 401,
+        # Users need to be able to create tasks; nodes and containers upload results.
+        status=lambda r, _: 501 if r.kind != "user" or r.at_least("col", "task", "create") else 401,
+        clients=ANY_CLIENT,
     ),
     Case(
         "blob download (no store)", "get", "blobstream/<str:uuid>", per_place=False,
         path=fixed("/api/blobstream/5d1f2b9e-7c1a-4a6e-9a43-0c1c2f1e4b11"), status=always(501),
+        clients=ANY_CLIENT,
     ),
-    Case("port create", "post", "port", per_place=False, path=fixed("/api/port"), status=NOT_FOR_USERS),
-    Case("port delete", "delete", "port", per_place=False, path=fixed("/api/port?run_id=1"),
-         status=NOT_FOR_USERS),
-    Case("container token", "post", "token/container", per_place=False, path=fixed("/api/token/container"),
-         status=NOT_FOR_USERS),
-    Case("vpn", "get", "vpn", per_place=False, path=fixed("/api/vpn"), status=NOT_FOR_USERS),
+    Case(
+        "port create", "post", "port", target=run_in_place, path=fixed("/api/port"),
+        body=lambda ctx: {"port": 8080, "run_id": ctx.target.pk},
+        status=by_the_runs_node(201), clients=NODE_ONLY,
+    ),
+    Case(
+        "port delete", "delete", "port", target=run_in_place,
+        path=lambda ctx: f"/api/port?run_id={ctx.target.pk}", status=by_the_runs_node(200), clients=NODE_ONLY,
+    ),
+    Case(
+        "container token", "post", "token/container", target=task_in_place,
+        path=fixed("/api/token/container"), clients=NODE_ONLY,
+        body=lambda ctx: {"task_id": ctx.target.pk, "image": ctx.target.image},
+        status=lambda _r, p: ok_if(p != OTHER),  # tasks of the node's own collaboration
+    ),
+    # Without a VPN server configured.
+    Case("vpn", "get", "vpn", per_place=False, path=fixed("/api/vpn"), status=always(501), clients=NODE_ONLY),
     Case("vpn update", "post", "vpn/update", per_place=False, path=fixed("/api/vpn/update"),
-         status=NOT_FOR_USERS),
+         status=always(501), clients=NODE_ONLY),
     Case("vpn addresses", "get", "vpn/algorithm/addresses", per_place=False,
-         path=fixed("/api/vpn/algorithm/addresses"), status=NOT_FOR_USERS),
+         path=fixed("/api/vpn/algorithm/addresses"), status=always(200), clients=("container",)),
 ]  # fmt: skip
 
 

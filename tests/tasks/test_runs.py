@@ -249,6 +249,22 @@ def test_only_the_node_of_the_runs_organization_may_patch(api, world, runs, who,
     assert Run.objects.get(pk=runs["ra"].pk).status == "pending"
 
 
+def test_a_node_cannot_patch_its_organizations_run_in_another_collaboration(api, world):
+    """The node of A in AB must not write the status, result or log of A's run in A's other
+    collaboration, nor trigger the fail-fast of that task's other runs."""
+    other = make_collab(world.org_a, world.org_c, name="AC")
+    make_node(world.org_a, other, "node-a-ac")
+    task = make_task(other, world.org_c)
+    mine, theirs = make_run(task, world.org_a), make_run(task, world.org_c)
+    body = {"status": "crashed", "result": "forged", "log": "forged", "finished_at": "2024-01-01T00:00:00"}
+    response = api.patch(f"/api/run/{mine.pk}", body, format="json", **bearer(world.node_a))
+    assert response.status_code == 401
+    assert response.json() == {"msg": "This is not your algorithm run to update!"}
+    for run in (mine, theirs):
+        run.refresh_from_db()
+        assert (run.status, run.result, run.log, run.finished_at) == ("pending", None, None, None)
+
+
 @pytest.mark.parametrize(
     "body",
     [{"status": "nope"}, {"unknown": 1}, {"started_at": "yesterday"}, {"started_at": 5}, {"log": 5}, [], "x"],
