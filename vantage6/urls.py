@@ -8,6 +8,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from vantage6.api.observability import metrics_view
 from vantage6.api.views import HealthView, VersionView
 
+
+class DocsView(SpectacularSwaggerView):
+    """The Swagger UI page; it renders HTML only, so OPTIONS gets DRF's 405 rather than metadata."""
+
+    metadata_class = None
+
+
 api = settings.API_PATH.lstrip("/")
 prefix = f"{api}/" if api else ""
 
@@ -16,7 +23,7 @@ urlpatterns = [
     path(f"{prefix}version", VersionView.as_view(), name="version"),
     path(f"{prefix}metrics", metrics_view, name="metrics"),
     path(f"{prefix}schema", SpectacularAPIView.as_view(), name="schema"),
-    path(f"{prefix}docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path(f"{prefix}docs", DocsView.as_view(url_name="schema"), name="docs"),
     path(prefix, include("accounts.urls")),
     path(prefix, include("collaborations.urls")),
     path(prefix, include("nodes.urls")),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import connection
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.metadata import SimpleMetadata
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -38,6 +39,15 @@ class ClientTypeGate(BasePermission):
         return True
 
 
+class ApiMetadata(SimpleMetadata):
+    """DRF's answer to ``OPTIONS``; a view without a serializer (raw uploads, commands) lists no fields."""
+
+    def determine_actions(self, request: Request, view: APIView) -> dict:
+        if getattr(view, "serializer_class", None) is None:
+            return {}
+        return super().determine_actions(request, view)
+
+
 class ApiViewSet(GenericViewSet):
     """The base of every resource viewset: JWT auth, the client-type gate, the vantage6 envelope.
 
@@ -48,6 +58,7 @@ class ApiViewSet(GenericViewSet):
     clients: tuple[str, ...] = (USER,)
     action_clients: dict[str, tuple[str, ...]] = {}
     permission_classes = [ClientTypeGate]
+    metadata_class = ApiMetadata
     lookup_value_regex = r"[0-9]+"
 
     @property
