@@ -138,6 +138,12 @@ LARGE_RESULT_STORE = env_str("LARGE_RESULT_STORE", "")
 ALGORITHM_STORE_TIMEOUT_SECONDS = env_int("ALGORITHM_STORE_TIMEOUT_SECONDS", 10, minimum=1)
 METRICS_ENABLED = env_bool("METRICS", False)
 
+# --- Request limits (vantage6.limits) ---------------------------------------------------------------
+# Larger request bodies are answered 413 before they are read; uploads to the blob store with a valid
+# access token have their own limit.
+MAX_BODY_BYTES = env_int("MAX_BODY_MB", 16, minimum=1, maximum=1024) * 2**20
+MAX_BLOB_UPLOAD_BYTES = env_int("MAX_BLOB_UPLOAD_MB", 1024, minimum=1, maximum=1024**2) * 2**20
+
 # --- E-mail ---------------------------------------------------------------------------------------
 EMAIL_HOST = env_str("SMTP_SERVER", "")
 EMAIL_PORT = env_int("SMTP_PORT", 587, minimum=1, maximum=65535)
