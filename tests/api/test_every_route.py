@@ -19,6 +19,8 @@ METHODS = ("get", "post", "patch", "put", "options", "head", "delete")  # delete
 API_PREFIX = settings.API_PATH.lstrip("/") + "/"
 # 501 is the documented answer of a feature this server is not configured for (blob store, VPN).
 NOT_CONFIGURED = 501
+# Ids of no row: within the database's integers, and beyond them.
+MISSING = (999999, 2**63, int("9" * 40))
 PARAMETER = re.compile(r"\(\?P<(\w+)>[^)]*\)|<(?:\w+:)?(\w+)>")
 
 
@@ -86,7 +88,7 @@ def test_no_method_on_a_route_is_a_server_error(api, world, ids, route):
     failures = []
     for caller, headers in _callers(world, ids["task"]).items():
         for method in METHODS:
-            for path in (_path(route, ids), _path(route, {"missing": 999999})):
+            for path in (_path(route, ids), *(_path(route, {"missing": m}) for m in MISSING)):
                 body = {} if method in ("post", "patch", "put") else None
                 response = getattr(api, method)(path, body, format="json", **headers)
                 if response.status_code >= 500 and response.status_code != NOT_CONFIGURED:
