@@ -1,17 +1,21 @@
 """Request body limits, enforced by the HTTP server before a body reaches the application.
 
-daphne (through twisted) receives a whole request body before the application sees any of it, and
-then queues all of it in memory at once; a limit checked by Django would come too late. So daphne's
-request class is replaced by one that compares ``Content-Length`` with the limit as soon as the
-headers are in, and counts the bytes of a body without one (chunked) as they arrive. A body over the
-limit is answered 413 at once and the rest of it is read and thrown away, never stored.
+daphne (through twisted) receives a whole request body into a temporary file before the application
+sees any of it, and then queues all of it in memory at once; a limit checked by Django would come
+too late. So daphne's request class is replaced by one that compares ``Content-Length`` with the
+limit as soon as the headers are in, and counts the bytes of a body without one (chunked) as they
+arrive. A body over the limit is answered 413 at once and the rest of it is read and thrown away,
+never stored. A large body within its limit (a blob upload) is handed to the application from the
+temporary file a chunk at a time, as the application reads it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from daphne import http_protocol
@@ -22,6 +26,9 @@ from accounts.tokens import TokenError, decode
 logger = logging.getLogger("vantage6.limits")
 
 BLOB_UPLOAD_PATH = f"{settings.API_PATH}/blobstream"
+# Bodies larger than this go to the application in chunks of this size, one after the other.
+FEED_CHUNK = 256 * 1024
+FEED_POLL_SECONDS = 0.001
 
 
 def _msg(limit: int) -> str:
@@ -49,9 +56,11 @@ def body_limit(method: bytes, target: bytes, authorization: list[bytes] | None) 
 
 
 class LimitedWebRequest(http_protocol.WebRequest):
-    """daphne's request, refusing a body over its limit before storing it."""
+    """daphne's request: refuses a body over its limit before storing it, and hands a large one to the
+    application in chunks."""
 
     refused = False
+    feeder: asyncio.Future | None = None
 
     def gotLength(self, length: int | None) -> None:
         channel = self.channel
@@ -81,7 +90,34 @@ class LimitedWebRequest(http_protocol.WebRequest):
             # The refused body has been read to its end: the answer is out, the connection ends.
             self.channel.loseConnection()
             return
-        super().process()
+        if self.received <= FEED_CHUNK:
+            super().process()
+            return
+        stored, self.content = self.content, io.BytesIO()
+        # daphne queues the empty body in its place, which is taken back for the stored one.
+        super().process().addCallback(lambda _: self._feed(stored))
+
+    def _feed(self, stored: BinaryIO) -> None:
+        queue = self.application_queue
+        if queue is None or queue.empty():  # answered without the application (a bad request)
+            stored.close()
+            return
+        queue.get_nowait()
+        stored.seek(0)
+        self.feeder = asyncio.ensure_future(_feed(queue, stored))
+
+    def _stop_feeding(self) -> None:
+        """The answer is out or the client gone: the rest of the body is of no use."""
+        if self.feeder is not None:
+            self.feeder.cancel()
+
+    def connectionLost(self, reason: object) -> None:
+        self._stop_feeding()
+        super().connectionLost(reason)
+
+    def finish(self) -> None:
+        self._stop_feeding()
+        super().finish()
 
     def _refuse(self) -> None:
         self.refused = True
@@ -99,6 +135,21 @@ class LimitedWebRequest(http_protocol.WebRequest):
             self.limit,
             getattr(self.channel.transport.getPeer(), "host", "?"),
         )
+
+
+async def _feed(queue: asyncio.Queue, body: BinaryIO) -> None:
+    """``body`` into the application's queue a chunk at a time, each once the last one was taken."""
+    try:
+        while True:
+            chunk = body.read(FEED_CHUNK)
+            more = len(chunk) == FEED_CHUNK
+            queue.put_nowait({"type": "http.request", "body": chunk, "more_body": more})
+            if not more:
+                return
+            while not queue.empty():
+                await asyncio.sleep(FEED_POLL_SECONDS)
+    finally:
+        body.close()
 
 
 def install() -> None:

@@ -12,7 +12,7 @@ from tests.realtime.helpers import make_user, token
 from tests.realtime.live import Daphne
 
 MIB = 2**20
-LIMIT_MIB, BLOB_LIMIT_MIB = 1, 4
+LIMIT_MIB, BLOB_LIMIT_MIB = 1, 64
 OVERSIZED = 32 * MIB
 TOO_LARGE = {"msg": f"The request body is larger than the limit of {LIMIT_MIB} MiB"}
 
@@ -132,6 +132,28 @@ def test_blob_uploads_with_an_access_token_have_the_larger_limit(live_world, lim
         413,
         {"msg": f"The request body is larger than the limit of {BLOB_LIMIT_MIB} MiB"},
     )
+
+
+def test_large_blob_uploads_stream_through_in_flat_memory(live_world, limited):
+    """daphne would hold a whole body in memory on its way to the application; uploads go through
+    in chunks."""
+    researcher = make_user(live_world.org_a, roles=("Researcher",))
+    auth = f"Authorization: Bearer {token(researcher)}"
+    size = 48 * MIB
+
+    def upload(length: int) -> tuple[int, dict | None]:
+        head = _declared("/api/blobstream", length, auth).replace(
+            "application/json", "application/octet-stream"
+        )
+        return _send(limited.port, head, _body(length))
+
+    assert upload(4 * MIB)[0] == 201  # warm-up
+    before = limited.rss_kib()
+    for _ in range(3):
+        status, answer = upload(size)
+        assert status == 201, answer
+    growth_mib = (limited.rss_kib() - before) / 1024
+    assert growth_mib < 16, f"RSS grew {growth_mib:.1f} MiB over three {size // MIB} MiB uploads"
 
 
 @pytest.mark.parametrize(
