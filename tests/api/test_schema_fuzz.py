@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from django.core import signals
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
@@ -16,12 +18,24 @@ from vantage6.wsgi import application
 
 schema = schemathesis.openapi.from_wsgi("/api/schema", application)
 
+
+@pytest.fixture
+def _connection_kept():
+    """The application is called as a server would (not through Django's test client): the end of a
+    request must not close the connection that holds the test's transaction."""
+    for signal in (signals.request_started, signals.request_finished):
+        signal.disconnect(close_old_connections)
+    yield
+    for signal in (signals.request_started, signals.request_finished):
+        signal.connect(close_old_connections)
+
+
 # 501 is the documented answer of a feature this server is not configured for (blob store, VPN).
 NOT_CONFIGURED = 501
 
 
 @pytest.fixture
-def root_headers(world) -> dict[str, str]:  # noqa: ARG001 - rows for the ids to point at
+def root_headers(world, _connection_kept) -> dict[str, str]:  # noqa: ARG001 - rows for the ids to point at
     token = bearer(make_user(make_org("root-org"), "Root"))["HTTP_AUTHORIZATION"]
     return {"Authorization": token}
 
