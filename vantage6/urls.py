@@ -3,17 +3,10 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from vantage6.api.observability import metrics_view
-from vantage6.api.views import HealthView, VersionView
-
-
-class DocsView(SpectacularSwaggerView):
-    """The Swagger UI page; it renders HTML only, so OPTIONS gets DRF's 405 rather than metadata."""
-
-    metadata_class = None
-
+from vantage6.api.views import DocsView, HealthView, VersionView
 
 api = settings.API_PATH.lstrip("/")
 prefix = f"{api}/" if api else ""

@@ -1,9 +1,11 @@
-"""Base views: the client-type gate, the viewset every resource builds on, and the service endpoints."""
+"""Base views: the client-type gate, the viewset every resource builds on, the service endpoints and
+the API docs page."""
 
 from __future__ import annotations
 
 from django.db import connection
 from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework import serializers
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.permissions import BasePermission
@@ -88,3 +90,9 @@ class VersionView(APIView):
     @extend_schema(responses=inline_serializer("Version", {"version": serializers.CharField()}))
     def get(self, request: Request) -> Response:
         return Response({"version": VANTAGE6_VERSION})
+
+
+class DocsView(SpectacularSwaggerView):
+    """The Swagger UI page; it renders HTML only, so OPTIONS gets DRF's 405 rather than metadata."""
+
+    metadata_class = None
