@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from accounts.tokens import login_tokens
+from accounts.tokens import login_tokens, reset_token
 from tests.realtime.helpers import make_user, token
 from tests.realtime.live import Daphne
 
@@ -158,13 +158,20 @@ def test_large_blob_uploads_stream_through_in_flat_memory(live_world, limited):
 
 @pytest.mark.parametrize(
     "auth",
-    ["", "Authorization: Bearer not-a-token", "Authorization: Bearer {refresh}"],
-    ids=["anonymous", "bad token", "refresh token"],
+    [
+        "",
+        "Authorization: Bearer not-a-token",
+        "Authorization: Bearer {refresh}",
+        "Authorization: Bearer {reset}",
+    ],
+    ids=["anonymous", "bad token", "refresh token", "password reset token"],
 )
 def test_blob_uploads_without_an_access_token_have_the_general_limit(live_world, limited, auth):
 
     researcher = make_user(live_world.org_a, roles=("Researcher",))
-    auth = auth.format(refresh=login_tokens(researcher.pk, "user")[1])
+    auth = auth.format(
+        refresh=login_tokens(researcher.pk, "user")[1], reset=reset_token(researcher.pk, "password")
+    )
     head = _declared(
         "/api/blobstream", 2 * LIMIT_MIB * MIB, *([auth] if auth else []), "Expect: 100-continue"
     )
