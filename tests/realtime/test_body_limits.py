@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 
@@ -176,3 +177,23 @@ def test_blob_uploads_without_an_access_token_have_the_general_limit(live_world,
         "/api/blobstream", 2 * LIMIT_MIB * MIB, *([auth] if auth else []), "Expect: 100-continue"
     )
     assert _send(limited.port, head, read_early=True) == (413, TOO_LARGE)
+
+
+def test_a_kept_alive_connection_serves_requests_after_a_large_body(live_world, limited):
+    researcher = make_user(live_world.org_a, roles=("Researcher",))
+    headers = {"Authorization": f"Bearer {token(researcher)}", "Content-Type": "application/octet-stream"}
+    connection = http.client.HTTPConnection("127.0.0.1", limited.port, timeout=30)
+    try:
+        connection.connect()
+        first_socket = connection.sock
+        for _ in range(2):
+            connection.request("POST", "/api/blobstream", body=b"x" * (2 * MIB), headers=headers)
+            response = connection.getresponse()
+            assert response.status == 201, response.read()
+            response.read()
+            connection.request("GET", "/api/blobstream/status", headers=headers)
+            response = connection.getresponse()
+            assert (response.status, json.loads(response.read())) == (200, {"blob_store_enabled": True})
+        assert connection.sock is first_socket  # one connection all along
+    finally:
+        connection.close()
