@@ -46,7 +46,7 @@ def _path(route: str, ids: dict[str, int | str]) -> str:
         name = match.group(1) or match.group(2)
         return str(ids.get(resource if name == "pk" else name, ids["missing"]))
 
-    return "/" + PARAMETER.sub(value, route).replace("$", "").replace("^", "")
+    return "/" + PARAMETER.sub(value, route)
 
 
 @pytest.fixture
