@@ -186,7 +186,9 @@ class UserViewSet(ApiViewSet):
         return _by_pk(User.objects.all(), pk, "User")
 
     def list(self, request: Request) -> Response:
-        return paginate(request, user_list(request), lambda rows: UserOutput(rows, many=True).data)
+        return paginate(
+            request, user_list(request), lambda rows: UserOutput(rows, many=True).data, output=UserOutput
+        )
 
     @extend_schema(request=UserCreateInput)
     def create(self, request: Request) -> Response:
@@ -246,7 +248,9 @@ class RoleViewSet(ApiViewSet):
         return _by_pk(Role.objects.all(), pk, "Role")
 
     def list(self, request: Request) -> Response:
-        return paginate(request, role_list(request), lambda rows: RoleOutput(rows, many=True).data)
+        return paginate(
+            request, role_list(request), lambda rows: RoleOutput(rows, many=True).data, output=RoleOutput
+        )
 
     @extend_schema(request=RoleCreateInput)
     def create(self, request: Request) -> Response:
@@ -303,6 +307,7 @@ class RuleViewSet(ApiViewSet):
             request,
             rule_list(request),
             lambda rows: RuleOutput(rows, many=True).data,
+            output=RuleOutput,
             paginated=not flag(request, "no_pagination"),
         )
 

@@ -46,7 +46,9 @@ class OrganizationViewSet(ApiViewSet):
 
     def list(self, request: Request) -> Response:
         rows = selectors.organization_list(self.principal, request)
-        return paginate(request, rows, lambda page: OrganizationOutput(page, many=True).data)
+        return paginate(
+            request, rows, lambda page: OrganizationOutput(page, many=True).data, output=OrganizationOutput
+        )
 
     def create(self, request: Request) -> Response:
         data = validated(OrganizationCreateInput, request.data)
@@ -93,6 +95,7 @@ class CollaborationViewSet(ApiViewSet):
             lambda page: (
                 CollaborationOutput(page, many=True, context={"include_organizations": include}).data
             ),
+            output=CollaborationOutput,
         )
 
     def create(self, request: Request) -> Response:
@@ -166,6 +169,7 @@ class StudyViewSet(ApiViewSet):
             request,
             rows,
             lambda page: StudyOutput(page, many=True, context={"include_organizations": include}).data,
+            output=StudyOutput,
         )
 
     def create(self, request: Request) -> Response:
@@ -212,7 +216,12 @@ class AlgorithmStoreViewSet(ApiViewSet):
 
     def list(self, request: Request) -> Response:
         rows = selectors.algorithm_store_list(self.principal, request)
-        return paginate(request, rows, lambda page: AlgorithmStoreOutput(page, many=True).data)
+        return paginate(
+            request,
+            rows,
+            lambda page: AlgorithmStoreOutput(page, many=True).data,
+            output=AlgorithmStoreOutput,
+        )
 
     def create(self, request: Request) -> Response:
         data = validated(AlgorithmStoreCreateInput, request.data)

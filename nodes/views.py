@@ -28,7 +28,7 @@ class NodeViewSet(ApiViewSet):
 
     def list(self, request: Request) -> Response:
         rows = selectors.node_list(self.principal, request)
-        return paginate(request, rows, lambda page: NodeOutput(page, many=True).data)
+        return paginate(request, rows, lambda page: NodeOutput(page, many=True).data, output=NodeOutput)
 
     def create(self, request: Request) -> Response:
         data = validated(NodeCreateInput, request.data)

@@ -59,7 +59,11 @@ class TaskViewSet(ApiViewSet):
             return TaskOutput(tasks, many=True, context={"include": include}).data
 
         return paginate(
-            request, selectors.task_list(self.principal, request), serialize, default_order=NEWEST_FIRST
+            request,
+            selectors.task_list(self.principal, request),
+            serialize,
+            output=TaskOutput,
+            default_order=NEWEST_FIRST,
         )
 
     def create(self, request: Request) -> Response:
@@ -103,7 +107,9 @@ class RunViewSet(ApiViewSet):
     def list(self, request: Request) -> Response:
         include_task = "task" in selectors.include_param(request)
         runs = selectors.with_run_details(selectors.run_list(self.principal, request), include_task)
-        return paginate(request, runs, _serialize_runs(include_task), default_order=NEWEST_FIRST)
+        return paginate(
+            request, runs, _serialize_runs(include_task), output=RunOutput, default_order=NEWEST_FIRST
+        )
 
     def retrieve(self, request: Request, pk: str) -> Response:
         include_task = first(request, "include") == "task"
@@ -128,6 +134,7 @@ class ResultViewSet(ApiViewSet):
             request,
             selectors.run_list(self.principal, request),
             lambda rows: ResultOutput(rows, many=True).data,
+            output=ResultOutput,
             default_order=NEWEST_FIRST,
         )
 

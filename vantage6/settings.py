@@ -154,6 +154,12 @@ ALGORITHM_STORE_ALLOW_PRIVATE = env_bool("ALGORITHM_STORE_ALLOW_PRIVATE", False)
 ALGORITHM_STORE_TRUSTED = [url.rstrip("/") for url in env_list("ALGORITHM_STORE_TRUSTED", [])]
 METRICS_ENABLED = env_bool("METRICS", False)
 
+# --- Request limits (vantage6.limits) ---------------------------------------------------------------
+# Larger request bodies are answered 413 before they are read; uploads to the blob store with a valid
+# access token have their own limit.
+MAX_BODY_BYTES = env_int("MAX_BODY_MB", 16, minimum=1, maximum=1024) * 2**20
+MAX_BLOB_UPLOAD_BYTES = env_int("MAX_BLOB_UPLOAD_MB", 1024, minimum=1, maximum=1024**2) * 2**20
+
 # --- E-mail ---------------------------------------------------------------------------------------
 EMAIL_HOST = env_str("SMTP_SERVER", "")
 EMAIL_PORT = env_int("SMTP_PORT", 587, minimum=1, maximum=65535)
@@ -202,7 +208,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": [],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["vantage6.api.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "vantage6.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,

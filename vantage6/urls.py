@@ -3,10 +3,10 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from vantage6.api.observability import metrics_view
-from vantage6.api.views import HealthView, RobotsView, VersionView
+from vantage6.api.views import DocsView, HealthView, RobotsView, VersionView
 
 api = settings.API_PATH.lstrip("/")
 prefix = f"{api}/" if api else ""
@@ -16,7 +16,7 @@ urlpatterns = [
     path(f"{prefix}version", VersionView.as_view(), name="version"),
     path(f"{prefix}metrics", metrics_view, name="metrics"),
     path(f"{prefix}schema", SpectacularAPIView.as_view(), name="schema"),
-    path(f"{prefix}docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path(f"{prefix}docs", DocsView.as_view(url_name="schema"), name="docs"),
     path(prefix, include("accounts.urls")),
     path(prefix, include("collaborations.urls")),
     path(prefix, include("nodes.urls")),

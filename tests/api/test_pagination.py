@@ -7,6 +7,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Rule
+from collaborations.models import Organization
+from tests.factories import bearer, make_org, make_user
 
 RULES = 86
 
@@ -151,3 +153,15 @@ def test_number_of_queries_does_not_grow_with_the_page_size(api, auth):
     with CaptureQueriesContext(connection) as big:
         assert len(_get(api, auth, "?per_page=86").json()["data"]) == RULES
     assert len(small) == len(big)
+
+
+def test_page_size_is_capped(api, db):  # noqa: ARG001
+    """A huge ``per_page`` gets pages of the cap, with links to the rest, not one unbounded page."""
+    root = make_user(make_org("root-org"), "Root")
+    Organization.objects.bulk_create(Organization(name=f"org-{n}") for n in range(1000))
+    response = api.get(f"/api/organization?per_page={2**31 - 1}", **bearer(root))
+    assert response.status_code == 200
+    assert len(response.json()["data"]) == 1000
+    assert response["total-count"] == "1001"
+    assert response.json()["links"]["next"] == f"/api/organization?per_page={2**31 - 1}&page=2"
+    assert len(api.get(f"/api/organization?per_page={2**31 - 1}&page=2", **bearer(root)).json()["data"]) == 1

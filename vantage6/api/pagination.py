@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import cache
 from math import ceil
 from urllib.parse import urlencode
 
 from django.db.models import QuerySet
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -15,6 +17,8 @@ from vantage6.api.errors import bad_request
 EXPOSED_HEADERS = "total-count, Link"
 # Larger values overflow the databases' LIMIT/OFFSET integers.
 MAX_PAGE_ARG = 2**31 - 1
+# Rows of one page at most: a larger ``per_page`` is served in pages of this size (with links).
+MAX_PER_PAGE = 1000
 
 
 def _first(request: Request, name: str) -> str | None:
@@ -38,13 +42,30 @@ def _positive_int(request: Request, name: str, default: int) -> int:
     return value
 
 
-def sort_order(request: Request, queryset: QuerySet, default: Iterable[str]) -> list[str]:
-    """``sort=a,-b`` as an ``order_by`` list; unknown fields are a 400. ``id`` always breaks ties."""
+@cache
+def sortable_fields(output: type[serializers.Serializer]) -> dict[str, str]:
+    """Sort keys (field name, or the column of a foreign key) -> column, for the model fields that
+    ``output`` shows as they are. Hidden columns (password, API key hash, ...) are never sort keys:
+    the order of the rows would reveal them."""
+    model = output.Meta.model
+    columns = {f.name: f.attname for f in model._meta.concrete_fields}
+    shown = [
+        name
+        for name, field in output().fields.items()
+        if name in columns and not isinstance(field, serializers.SerializerMethodField)
+    ]
+    return {key: columns[name] for name in shown for key in (name, columns[name])}
+
+
+def sort_order(
+    request: Request, queryset: QuerySet, default: Iterable[str], output: type[serializers.Serializer]
+) -> list[str]:
+    """``sort=a,-b`` as an ``order_by`` list; fields ``output`` does not show are a 400. ``id`` always
+    breaks ties."""
     raw = _first(request, "sort")
     order: list[str] = []
     if raw:
-        fields = {f.name: f.attname for f in queryset.model._meta.concrete_fields}
-        fields.update({attname: attname for attname in list(fields.values())})
+        fields = sortable_fields(output)
         for item in raw.split(","):
             item = item.strip()
             if not item:
@@ -76,13 +97,15 @@ def paginate(
     queryset: QuerySet,
     serialize: Callable[[list], list],
     *,
+    output: type[serializers.Serializer],
     default_order: Iterable[str] = ("id",),
     paginated: bool = True,
 ) -> Response:
-    """One page of ``queryset`` in the vantage6 envelope; ``serialize`` turns the rows into dicts."""
+    """One page of ``queryset`` in the vantage6 envelope; ``serialize`` turns the rows into dicts of
+    ``output`` (whose shown fields are the sort keys)."""
     page = _positive_int(request, "page", 1)
-    per_page = _positive_int(request, "per_page", 10)
-    queryset = queryset.order_by(*sort_order(request, queryset, default_order))
+    per_page = min(_positive_int(request, "per_page", 10), MAX_PER_PAGE)
+    queryset = queryset.order_by(*sort_order(request, queryset, default_order, output))
     total = queryset.count()
     if not paginated:
         page, per_page = 1, max(total, 1)

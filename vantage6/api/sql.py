@@ -133,7 +133,14 @@ class _Plan:
     converters: dict
 
 
-def by_pk(queryset: QuerySet, pk: object) -> Model | None:
+# Keys beyond the databases' 64-bit integers match no row (SQLite raises on them instead; Django
+# checks the range of integer fields, but not of a primary key that is a link to a parent table).
+MAX_KEY = 2**63 - 1
+
+
+def by_pk(queryset: QuerySet, pk: int | str) -> Model | None:
     """The row of ``queryset`` with this primary key, or None (``first()`` would add an ORDER BY)."""
+    if int(pk) > MAX_KEY:
+        return None
     rows = list(queryset.filter(pk=pk)[:1])
     return rows[0] if rows else None

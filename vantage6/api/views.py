@@ -1,11 +1,14 @@
-"""Base views: the client-type gate, the viewset every resource builds on, and the service endpoints."""
+"""Base views: the client-type gate, the viewset every resource builds on, the service endpoints and
+the API docs page."""
 
 from __future__ import annotations
 
 from django.db import connection
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework import serializers
+from rest_framework.metadata import SimpleMetadata
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -39,6 +42,15 @@ class ClientTypeGate(BasePermission):
         return True
 
 
+class ApiMetadata(SimpleMetadata):
+    """DRF's answer to ``OPTIONS``; a view without a serializer (raw uploads, commands) lists no fields."""
+
+    def determine_actions(self, request: Request, view: APIView) -> dict:
+        if getattr(view, "serializer_class", None) is None:
+            return {}
+        return super().determine_actions(request, view)
+
+
 class ApiViewSet(GenericViewSet):
     """The base of every resource viewset: JWT auth, the client-type gate, the vantage6 envelope.
 
@@ -49,6 +61,7 @@ class ApiViewSet(GenericViewSet):
     clients: tuple[str, ...] = (USER,)
     action_clients: dict[str, tuple[str, ...]] = {}
     permission_classes = [ClientTypeGate]
+    metadata_class = ApiMetadata
     lookup_value_regex = r"[0-9]+"
 
     @property
@@ -90,3 +103,9 @@ class RobotsView(APIView):
     @extend_schema(exclude=True)
     def get(self, request: Request) -> HttpResponse:
         return HttpResponse(self.content, content_type="text/plain")
+
+
+class DocsView(SpectacularSwaggerView):
+    """The Swagger UI page; it renders HTML only, so OPTIONS gets DRF's 405 rather than metadata."""
+
+    metadata_class = None
