@@ -3,8 +3,11 @@ no raw token kept anywhere for those that do."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
+import websocket
 from django.apps import apps
 from django.db import connections
 
@@ -146,6 +149,22 @@ def test_an_anonymous_session_still_gets_its_event(server, live_world):
     assert packets[0].startswith('40/tasks,{"sid":')
     assert '42/tasks,["expired_token"]' in packets + session.poll()
     assert not SocketSession.objects.using(LIVE).filter(sid=session.sid).exists()
+
+
+@pytest.mark.live
+def test_an_anonymous_websocket_is_dropped_at_the_end_of_its_lifetime(server):
+    ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket")
+    ws.settimeout(10)
+    started = time.monotonic()
+    try:
+        assert ws.recv().startswith("0")
+        while (packet := ws.recv()) == "2" and time.monotonic() - started < 10:
+            ws.send("3")  # a live client: it answers the server's PINGs
+        assert packet == ""  # closed
+    finally:
+        ws.close()
+    # pingInterval + pingTimeout of the test server: 4 s, checked every pingInterval (2 s).
+    assert 4 <= time.monotonic() - started < 9
 
 
 def _rows_containing(text: str) -> list[str]:
