@@ -147,7 +147,7 @@ class Server:
         housekeeping_interval: float = 5,
     ) -> None:
         self.namespaces = namespaces
-        # Unauthenticated sessions last about as long as an idle one would in the store, then end.
+        # Unauthenticated sessions end pingInterval + pingTimeout after their handshake.
         local = LocalSessions(
             secret=secret or secrets.token_bytes(32),
             capacity=anonymous_capacity,
