@@ -10,6 +10,9 @@ instance sharing the secret takes the session over on its first request for it. 
 of the official node, which follows its handshake at once and then carries everything, thus works
 wherever it lands. Long-polling requests that alternate between instances work too, only later: packets
 wait on the instance that queued them until a GET lands there (it returns at least every ping interval).
+A dropped session's sid is taken over afresh, without its namespaces and packets, until its lifetime
+ends. An expired or forged sid gets Engine.IO's "Session ID unknown" (400, code 1), on which clients
+start over with a new handshake.
 """
 
 from __future__ import annotations
