@@ -1,13 +1,15 @@
 """The vantage6 events of namespace ``/tasks``: who joins which rooms, and what nodes report.
 
 A socket is identified by the access token of its handshake's ``Authorization`` header. Connections
-are always accepted; a socket without a usable token just never joins a room.
+are always accepted; a socket without a usable token just never joins a room (and its session is never
+stored in the database: see nodes.socketio.local).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import timedelta
 
 import jwt
@@ -36,24 +38,40 @@ NODE_EVENTS = {"algorithm_status_change", "algorithm_log", "node_info_update", "
 
 
 # --- identification ------------------------------------------------------------------------------------
-def identify(authorization: str | None) -> dict | str | None:
-    """The identity a handshake's Authorization header names, marked online: a dict (``kind``, ``id``,
-    ``name``, ``rooms``, and for nodes ``org_id``, ``collaboration_id``); or the event that tells the
-    client its token is unusable (``expired_token``, ``invalid_token``); or None."""
-    parts = (authorization or "").split()
+# What a session keeps of a token: its verified claims are no credential without the signature.
+KEPT_CLAIMS = ("sub", "client_type", "type", "jti", "iat", "exp", "gen", "sid")
+
+
+def handshake_auth(headers: dict[str, str]) -> tuple[dict, bool]:
+    """What a session keeps of its handshake's ``Authorization`` header, and whether the client is
+    authenticated (only then is its session stored in the database): the kept claims of a valid access
+    token of a user or node; else the event that tells the client its token is unusable, if any."""
+    parts = (headers.get("authorization") or "").split()
     if len(parts) != 2 or parts[0] != "Bearer":
-        return None
+        return {}, False
     try:
         claims = decode(parts[1])
     except TokenError as exc:
         if exc.status == 401:
-            return "expired_token"
+            return {"event": "expired_token"}, False
         # decode() hides the cause from tracebacks but keeps it as the context.
         if isinstance(exc.__context__, jwt.InvalidSignatureError):
-            return "invalid_token"
-        return None
+            return {"event": "invalid_token"}, False
+        return {}, False
     if claims.get("type") != "access" or claims.get("client_type") not in ("user", "node"):
-        return None
+        return {}, False
+    return {"claims": {key: claims[key] for key in KEPT_CLAIMS if key in claims}}, True
+
+
+def identify(auth: dict) -> dict | str | None:
+    """The identity a session's handshake authenticated (see ``handshake_auth``), marked online: a dict
+    (``kind``, ``id``, ``name``, ``rooms``, and for nodes ``org_id``, ``collaboration_id``); or the event
+    that tells the client its token is unusable (``expired_token``, ``invalid_token``); or None."""
+    claims = auth.get("claims")
+    if claims is None:
+        return auth.get("event")
+    if claims["exp"] <= time.time():  # expired since the handshake
+        return "expired_token"
     try:
         principal = principal_from_claims(claims, seen=False)
     except TokenRevoked:
@@ -218,7 +236,7 @@ def _node_notice(identity: dict) -> dict:
 
 class TasksNamespace(Namespace):
     async def on_connect(self, socket: Socket) -> None:
-        identity = await database_sync_to_async(identify)(socket.headers.get("authorization"))
+        identity = await database_sync_to_async(identify)(socket.auth)
         if isinstance(identity, str):
             await socket.emit(identity)
             return
@@ -298,7 +316,8 @@ server = Server(
     store=DatabaseSessionStore(),
     ping_interval=settings.SOCKET_PING_INTERVAL,
     ping_timeout=settings.SOCKET_PING_TIMEOUT,
-    session_headers=("authorization",),
+    authenticate=handshake_auth,
+    secret=settings.SECRET_KEY.encode(),
     cors_allowed_origins=tuple(settings.CORS_ALLOWED_ORIGINS),
     housekeeping=_housekeeping,
     housekeeping_interval=node_sweep_period(),

@@ -74,7 +74,8 @@ class SocketSession(models.Model):
 
     sid = models.CharField(max_length=32, primary_key=True)
     transport = models.CharField(max_length=16)  # "polling" or "websocket"
-    headers = models.JSONField(default=dict)  # of the handshake request, lower-case names
+    # What the session keeps of its handshake: the claims of the client's token, never the token itself.
+    auth = models.JSONField(default=dict)
     # Connected Socket.IO namespaces: {namespace: {"sid": socket id, "state": {...}}}.
     namespaces = models.JSONField(default=dict)
     owner = models.CharField(max_length=64, blank=True, default="", db_index=True)

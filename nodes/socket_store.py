@@ -47,7 +47,7 @@ class DatabaseSessionStore(SessionStore):
         SocketSession.objects.create(
             sid=session.sid,
             transport=session.transport,
-            headers=session.headers,
+            auth=session.auth,
             namespaces=session.namespaces,
             owner=session.owner,
             created_at=now,
@@ -62,7 +62,7 @@ class DatabaseSessionStore(SessionStore):
         return Session(
             sid=row.sid,
             transport=row.transport,
-            headers=row.headers,
+            auth=row.auth,
             namespaces=row.namespaces,
             owner=row.owner,
             ping_sent_at=_epoch(row.ping_sent_at),

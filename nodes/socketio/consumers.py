@@ -287,6 +287,10 @@ class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
     async def _ping_forever(self) -> None:
         while True:
             await asyncio.sleep(self.server.ping_interval)
+            expires_at = self.session.expires_at
+            if expires_at is not None and time.time() >= expires_at:
+                await self.close()  # an unauthenticated session's time is up
+                return
             self.pong.clear()
             await self.send(p.encode_eio(p.PING))
             try:

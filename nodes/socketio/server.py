@@ -8,6 +8,8 @@ Delivery model:
   Its packets are queued in the session store and a wake-up is sent to the session's group
   (``session_group``), where the instance holding a waiting GET (if any) listens.
 * Session state (namespaces, rooms, owner) lives in the store, so any instance can serve any request.
+  Only clients that authenticate at the handshake get a session there; the others stay in memory
+  (see ``local``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from channels.layers import DEFAULT_CHANNEL_LAYER, BaseChannelLayer
 
 from nodes.socketio import bridge
 from nodes.socketio import packets as p
+from nodes.socketio.local import LocalSessions, Sessions
 from nodes.socketio.store import POLLING, WEBSOCKET, Session, SessionStore
 
 logger = logging.getLogger(__name__)
@@ -75,9 +78,9 @@ class Socket:
         return self.session.namespaces[self.namespace]["state"]
 
     @property
-    def headers(self) -> dict[str, str]:
-        """Headers of the handshake request, lower-case names."""
-        return self.session.headers
+    def auth(self) -> dict:
+        """What the server's ``authenticate`` kept of the handshake."""
+        return self.session.auth
 
     def set_owner(self, owner: str) -> None:
         self.session.owner = owner
@@ -112,8 +115,20 @@ class Namespace:
         return None
 
 
+Authenticate = Callable[[dict[str, str]], tuple[dict, bool]]
+"""From the handshake's headers (lower-case names): what the session keeps of them (no secret: it is
+stored) and whether the client is authenticated. Runs in a thread: it may use the database."""
+
+
+def _anonymous(_headers: dict[str, str]) -> tuple[dict, bool]:
+    return {}, False
+
+
 class Server:
-    """The namespaces, the session store and the timers; one per process, shared by both transports."""
+    """The namespaces, the session store and the timers; one per process, shared by both transports.
+
+    ``secret`` signs the sids of unauthenticated sessions: instances serving one deployment share it.
+    """
 
     def __init__(
         self,
@@ -123,18 +138,27 @@ class Server:
         ping_interval: float = 25,
         ping_timeout: float = 60,
         max_payload: int = 1_000_000,
-        session_headers: tuple[str, ...] | None = None,
+        authenticate: Authenticate = _anonymous,
+        secret: bytes | None = None,
+        anonymous_capacity: int = 1000,
         cors_allowed_origins: tuple[str, ...] = ("*",),
         layer_alias: str = DEFAULT_CHANNEL_LAYER,
         housekeeping: Callable[[], Awaitable[None]] | None = None,
         housekeeping_interval: float = 5,
     ) -> None:
         self.namespaces = namespaces
-        self.store = store
+        # Unauthenticated sessions end pingInterval + pingTimeout after their handshake.
+        local = LocalSessions(
+            secret=secret or secrets.token_bytes(32),
+            capacity=anonymous_capacity,
+            lifetime=ping_interval + ping_timeout,
+            max_queued=16_384,
+        )
+        self.store = Sessions(store, local)
+        self.authenticate = authenticate
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_payload = max_payload
-        self.session_headers = session_headers
         self.cors_allowed_origins = cors_allowed_origins
         self.layer_alias = layer_alias
         self.housekeeping = housekeeping
@@ -150,11 +174,13 @@ class Server:
 
     # --- sessions ------------------------------------------------------------------------------------
     def open_session(self, transport: str, headers: dict[str, str]) -> tuple[Session, str]:
-        """A new session (stored) and its Engine.IO OPEN packet."""
-        if self.session_headers is not None:
-            headers = {k: v for k, v in headers.items() if k in self.session_headers}
-        session = Session(new_id(), transport, headers, ping_sent_at=time.time())
-        self.store.create(session)
+        """A new session and its Engine.IO OPEN packet."""
+        auth, authenticated = self.authenticate(headers)
+        if authenticated:
+            session = Session(new_id(), transport, auth, ping_sent_at=time.time())
+            self.store.create(session)
+        else:
+            session = self.store.local.open(transport, auth)
         handshake = {
             "sid": session.sid,
             "upgrades": ["websocket"] if transport == POLLING else [],

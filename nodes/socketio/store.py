@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import datetime
 
 POLLING, WEBSOCKET = "polling", "websocket"
 
@@ -15,12 +14,15 @@ class Session:
 
     sid: str
     transport: str
-    headers: dict[str, str]
+    # What the application kept of the handshake (see ``Server``'s ``authenticate``); never a secret.
+    auth: dict = field(default_factory=dict)
     # {namespace: {"sid": socket id, "state": application data}}
     namespaces: dict[str, dict] = field(default_factory=dict)
     # An application key of who is connected (e.g. "user:5"), to find the other sessions of one client.
     owner: str = ""
-    ping_sent_at: datetime | None = None
+    ping_sent_at: float | None = None
+    # Sessions of unauthenticated clients end at this time (epoch seconds); see ``local``.
+    expires_at: float | None = None
 
 
 class SessionStore(ABC):
@@ -45,12 +47,12 @@ class SessionStore(ABC):
         """Record activity of live sessions (and optionally that a PING was just sent)."""
 
     @abstractmethod
-    def claim(self, sid: str, *, idle_before: datetime | None = None) -> bool:
+    def claim(self, sid: str, *, idle_before: float | None = None) -> bool:
         """Delete a session (only if idle since ``idle_before`` when given); True for the one caller
         that deleted it, so that disconnect handling runs once across instances."""
 
     @abstractmethod
-    def idle(self, before: datetime) -> list[str]:
+    def idle(self, before: float) -> list[str]:
         """Sessions without activity since ``before``."""
 
     @abstractmethod

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import jwt
 import psycopg2
 import pytest
 import requests
@@ -167,6 +168,19 @@ def test_a_node_socket_through_the_proxy_gets_new_task_from_a_rest_call(cluster)
         for replica in cluster.replicas:  # whichever replica serves the REST call
             task_id = create_task(f"{replica}/api", researcher, cluster.demo)
             assert socket.wait_for("new_task", timeout=20, where=lambda data, t=task_id: data["id"] == t)
+    finally:
+        socket.close()
+
+
+def test_a_node_with_a_token_of_another_key_is_told_so_through_the_proxy(cluster):
+    node = cluster.demo["nodes"][0]
+    claims = jwt.decode(node_token(cluster.api, node["api_key"]), options={"verify_signature": False})
+    foreign = jwt.encode(claims, "another-secret-of-more-than-thirty-two-bytes", algorithm="HS256")
+
+    # Its session is in the memory of the replica of the handshake; the upgrade lands on the other one.
+    socket = NodeSocket(cluster.url, foreign)
+    try:
+        socket.wait_for("invalid_token", timeout=20)
     finally:
         socket.close()
 

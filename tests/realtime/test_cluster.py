@@ -13,7 +13,15 @@ from accounts.models import Authenticatable
 from nodes.events import collaboration_room, emit
 from nodes.models import SocketSession
 from tests.conftest import requires_services
-from tests.realtime.helpers import PollingSession, create_task, eventually, make_user, token
+from tests.realtime.helpers import (
+    PollingSession,
+    create_task,
+    eventually,
+    expired_token,
+    foreign_token,
+    make_user,
+    token,
+)
 from tests.realtime.live import LIVE, Daphne
 
 pytestmark = [pytest.mark.live, requires_services("rabbitmq")]
@@ -85,6 +93,44 @@ def test_upgrade_to_websocket_on_another_instance(instances, live_world):
                 ws.send("3")
     finally:
         ws.close()
+
+
+UNUSABLE_TOKENS = pytest.mark.parametrize(
+    "make_token, event", [(expired_token, "expired_token"), (foreign_token, "invalid_token")]
+)
+
+
+@UNUSABLE_TOKENS
+def test_an_unauthenticated_session_upgrades_on_another_instance(instances, live_world, make_token, event):
+    a, b = instances
+    polling = PollingSession([a.url], make_token(live_world.node_a))  # kept in a's memory only
+    ws = websocket.create_connection(
+        f"ws://127.0.0.1:{b.port}/socket.io/?EIO=4&transport=websocket&sid={polling.sid}", timeout=10
+    )
+    try:
+        ws.send("2probe")
+        assert ws.recv() == "3probe"
+        ws.send("5")
+        ws.send("40/tasks,{}")
+        assert ws.recv().startswith('40/tasks,{"sid":')
+        assert ws.recv() == f'42/tasks,["{event}"]'
+    finally:
+        ws.close()
+    assert not SocketSession.objects.using(LIVE).filter(sid=polling.sid).exists()
+
+
+@UNUSABLE_TOKENS
+def test_an_unauthenticated_session_is_polled_on_another_instance(instances, live_world, make_token, event):
+    a, b = instances
+    session = PollingSession([a.url], make_token(live_world.node_a))
+    session.hosts = [b.url]  # every request after the handshake lands on b
+
+    session.send("40/tasks,{}")
+
+    packets = session.poll()
+    assert packets[0].startswith('40/tasks,{"sid":')
+    assert f'42/tasks,["{event}"]' in packets or [event] in session.events(3)
+    assert not SocketSession.objects.using(LIVE).filter(sid=session.sid).exists()
 
 
 def test_emit_from_synchronous_code_works_every_time(

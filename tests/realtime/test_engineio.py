@@ -59,6 +59,7 @@ def test_handshake_over_polling_at_the_root(server):
         ({"EIO": "3"}, 400, 5),
         ({"transport": "carrier-pigeon"}, 400, 0),
         ({"sid": "no-such-session"}, 400, 1),
+        ({"sid": "forged.signature"}, 400, 1),
     ],
 )
 def test_bad_requests_are_refused(server, params, status, code):

@@ -44,7 +44,6 @@ def test_sweep_command(world):
     session = SocketSession.objects.create(
         sid="abandoned",
         transport="websocket",
-        headers={},
         namespaces={"/tasks": {"sid": "socket", "state": identity}},
         owner=f"node:{world.node_c.pk}",
         created_at=long_ago,
