@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-from accounts.tokens import login_tokens, reset_token
-from tests.realtime.helpers import make_user, token
+from accounts.tokens import reset_token
+from tests.realtime.helpers import make_user, token, token_pair
 from tests.realtime.live import Daphne
 
 MIB = 2**20
@@ -170,9 +170,7 @@ def test_large_blob_uploads_stream_through_in_flat_memory(live_world, limited):
 def test_blob_uploads_without_an_access_token_have_the_general_limit(live_world, limited, auth):
 
     researcher = make_user(live_world.org_a, roles=("Researcher",))
-    auth = auth.format(
-        refresh=login_tokens(researcher.pk, "user")[1], reset=reset_token(researcher.pk, "password")
-    )
+    auth = auth.format(refresh=token_pair(researcher)[1], reset=reset_token(researcher.pk, "password", "any"))
     head = _declared(
         "/api/blobstream", 2 * LIMIT_MIB * MIB, *([auth] if auth else []), "Expect: 100-continue"
     )
