@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Model
 
@@ -271,18 +270,6 @@ def _require_store_edit(principal: Principal, collaboration_id: int | None) -> N
         principal.require(principal.can_col("collaboration", "edit", collaboration_id))
 
 
-def _server_url(given: str | None) -> str:
-    """The URL of this server's API as the store knows it: the body's, else the configured one."""
-    if given:
-        return given.rstrip("/")
-    if settings.SERVER_URL:
-        url = settings.SERVER_URL
-        return url if url.endswith(settings.API_PATH) else f"{url}{settings.API_PATH}"
-    raise bad_request(
-        "No server URL given: send server_url, or configure the public URL of this server (V6_SERVER_URL)."
-    )
-
-
 def _check_link_is_new(url: str, collaboration_id: int | None, exclude_pk: int | None = None) -> None:
     links = AlgorithmStore.objects.filter(url=url)
     if exclude_pk is not None:
@@ -317,7 +304,10 @@ def algorithm_store_create(
             "as the nodes, cannot reach them."
         )
     store_client.register_server(
-        store_url=url, server_url=_server_url(server_url), force=force, authorization=authorization
+        store_url=url,
+        server_url=store_client.this_server_url(server_url),
+        force=force,
+        authorization=authorization,
     )
     with transaction.atomic():
         if collaboration_id is None:
@@ -364,7 +354,7 @@ def algorithm_store_delete(
         principal.require(principal.has("collaboration", GLO, "edit"))
     store_client.unregister_server(
         store_url=store.url,
-        server_url=_server_url(server_url),
+        server_url=store_client.this_server_url(server_url),
         authorization=store_client.user_authorization(store, authorization),
     )
     with transaction.atomic():

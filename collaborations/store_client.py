@@ -116,8 +116,39 @@ def store_request(
 ) -> StoreResponse:
     """One HTTP call to a store at a public address; a store that cannot be reached is a 404.
 
-    A redirect is answered as it is (a 3xx), not followed: it could lead anywhere.
+    A redirect is answered as it is (a 3xx), not followed: it could lead anywhere. A store registered
+    at ``localhost`` that does not answer there is tried once more at ``DEV_HOST_URI``: in development
+    the store runs beside a server that may itself be in a container.
     """
+    try:
+        return _request_once(method, url, body=body, headers=headers, params=params)
+    except ApiError:
+        retry_url = _on_dev_host(url)
+        if retry_url is None:
+            raise
+        return _request_once(method, retry_url, body=body, headers=headers, params=params)
+
+
+def _on_dev_host(url: str) -> str | None:
+    """``url`` with its ``localhost`` replaced by the host of ``DEV_HOST_URI``, if both apply."""
+    parts = urlsplit(url)
+    if not settings.DEV_HOST_URI or (parts.hostname or "").lower() != "localhost":
+        return None
+    dev = urlsplit(settings.DEV_HOST_URI if "//" in settings.DEV_HOST_URI else f"//{settings.DEV_HOST_URI}")
+    if not dev.hostname:
+        return None
+    netloc = dev.hostname + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _request_once(
+    method: str,
+    url: str,
+    *,
+    body: object,
+    headers: dict[str, str] | None,
+    params: dict[str, str] | None,
+) -> StoreResponse:
     parts = urlsplit(url)
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -151,7 +182,8 @@ def store_request(
 
 
 def store_error(response: StoreResponse) -> ApiError:
-    """The store's failure as our answer; its status is kept, but a store crash is a 502 here.
+    """The store's failure as our answer, with the store's own status (as vantage6 passes it on),
+    but a store's 500 is a 502 here.
 
     Only the ``msg`` of a store's JSON answer is passed on: whatever else answered is not shown.
     """
@@ -159,8 +191,22 @@ def store_error(response: StoreResponse) -> ApiError:
     message = body.get("msg") if isinstance(body, dict) else None
     if not isinstance(message, str):
         message = f"the store answered with status {response.status}"
-    status = response.status if 400 <= response.status < 500 else 502
+    # A 3xx is no answer of ours, and our own 500 would say that this server failed.
+    status = response.status if 400 <= response.status < 600 and response.status != 500 else 502
     return ApiError(status, f"Algorithm store error: {message[:MAX_MESSAGE_CHARS]}")
+
+
+def this_server_url(given: str | None) -> str:
+    """This server's API URL as stores know it: the request's ``server_url``, else ``V6_SERVER_URL``
+    with the API path (registering, looking up images and unregistering must all name the same URL)."""
+    if given:
+        return given.rstrip("/")
+    if settings.SERVER_URL:
+        url = settings.SERVER_URL
+        return url if url.endswith(settings.API_PATH) else f"{url}{settings.API_PATH}"
+    raise bad_request(
+        "No server URL given: send server_url, or configure the public URL of this server (V6_SERVER_URL)."
+    )
 
 
 def user_authorization(store: AlgorithmStore, authorization: str | None) -> str | None:

@@ -8,7 +8,6 @@ import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, F, Q, QuerySet, TextField, Value, When
 from django.utils import timezone
@@ -17,7 +16,7 @@ from accounts.permissions import Principal
 from accounts.services import audit
 from accounts.tokens import container_token
 from collaborations.models import AlgorithmStore, Collaboration, Study
-from collaborations.store_client import algorithm_digest, user_authorization
+from collaborations.store_client import algorithm_digest, this_server_url, user_authorization
 from nodes.events import collaboration_room, emit
 from nodes.models import Node, NodeConfig
 from tasks import blobs
@@ -115,16 +114,10 @@ def _image_and_store(
         raise ApiError(
             403, f"Algorithm store id={store_id} is not part of collaboration id={collaboration.pk}!"
         )
-    server_url = data.get("server_url") or settings.SERVER_URL
-    if not server_url:
-        raise bad_request(
-            "The algorithm store needs the URL of this server: "
-            "send 'server_url' or configure it on the server"
-        )
     digest = algorithm_digest(
         store_url=store.url,
         image=image,
-        server_url=server_url,
+        server_url=this_server_url(data.get("server_url")),
         authorization=user_authorization(store, authorization),
     )
     if digest is None:

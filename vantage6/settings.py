@@ -152,6 +152,9 @@ ALGORITHM_STORE_TIMEOUT_SECONDS = env_int("ALGORITHM_STORE_TIMEOUT_SECONDS", 10,
 ALGORITHM_STORE_ALLOW_PRIVATE = env_bool("ALGORITHM_STORE_ALLOW_PRIVATE", False)
 # Store URLs a user's token may be sent to (besides stores linked by a global administrator).
 ALGORITHM_STORE_TRUSTED = [url.rstrip("/") for url in env_list("ALGORITHM_STORE_TRUSTED", [])]
+# Where a store registered at localhost is tried again (config `dev.host_uri` upstream), e.g.
+# host.docker.internal; off when empty.
+DEV_HOST_URI = env_str("DEV_HOST_URI", "")
 METRICS_ENABLED = env_bool("METRICS", False)
 
 # --- Request limits (vantage6.limits) ---------------------------------------------------------------

@@ -135,8 +135,10 @@ def test_store_refusal_is_fine_when_its_algorithms_are_public(api, world, store)
     assert not AlgorithmStore.objects.exists()
 
 
-@pytest.mark.parametrize("status,expected", [(400, 400), (401, 401), (500, 502), (200, 502)])
-def test_store_errors_are_passed_on_and_store_failures_are_502(api, world, store, status, expected):
+@pytest.mark.parametrize(
+    "status,expected", [(400, 400), (401, 401), (500, 502), (503, 503), (504, 504), (200, 502), (302, 502)]
+)
+def test_store_errors_are_passed_on_with_the_stores_status(api, world, store, status, expected):
     store.routes[("POST", "/vantage6-server")] = (status, {"msg": "store says no"})
     response = create(api, headers_of(world.org_a, "Root"), store.url)
     assert response.status_code == expected
@@ -177,6 +179,29 @@ def test_server_url_comes_from_the_body_or_the_settings(api, world, store, setti
     settings.SERVER_URL = "https://configured.example"
     assert api.post("/api/algorithmstore", body, format="json", **root).status_code == 201
     assert store.requests[-1]["body"]["url"] == "https://configured.example/api"
+
+
+def test_a_store_at_localhost_is_tried_again_at_the_dev_host(api, world, settings):
+    """A development store registered as ``localhost`` is reached at ``V6_DEV_HOST_URI`` (a store
+    beside a containerised server); without that setting it stays unreachable."""
+    with FakeStore(host="127.0.0.2") as fake:  # not on localhost's own addresses
+        fake.routes[("POST", "/vantage6-server")] = (201, {"id": 1, "url": SERVER_URL})
+        local_url = fake.url.replace("127.0.0.2", "localhost")
+        root = headers_of(world.org_a, "Root")
+        assert create(api, root, local_url).status_code == 404
+        settings.DEV_HOST_URI = "http://127.0.0.2"
+        response = create(api, root, local_url)
+        assert response.status_code == 201, response.json()
+        assert response.json()["url"] == local_url
+        assert [request["path"] for request in fake.requests] == ["/vantage6-server"]
+
+
+def test_the_dev_host_is_not_used_for_other_hosts(api, world, settings):
+    with FakeStore(host="127.0.0.2") as fake:
+        settings.DEV_HOST_URI = "127.0.0.2"
+        url = fake.url.replace("127.0.0.2", "127.0.0.3")
+        assert create(api, headers_of(world.org_a, "Root"), url).status_code == 404
+        assert fake.requests == []
 
 
 @pytest.mark.parametrize(

@@ -307,6 +307,19 @@ def test_check7_unreachable_store_or_missing_server_url_is_400(api, world, resea
     assert "server_url" in response.json()["msg"]
 
 
+def test_check7_store_is_told_the_same_server_url_as_at_registration(
+    api, world, researcher, store_server, settings
+):
+    """Without ``server_url`` the configured URL is sent with the API path, as when the store was linked."""
+    settings.SERVER_URL = "https://v6.example.org"
+    server, handler = store_server
+    store = _store(world, server, "all")
+    handler.answers["next"] = (200, {"data": [{"image": "some/image", "digest": "sha256:abc"}]}, 0)
+    response = post(api, researcher, task_body(world, store_id=store.pk))
+    assert response.status_code == 201, response.json()
+    assert handler.seen[0][1] == "https://v6.example.org/api"
+
+
 # --- check 8: input ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "encrypted, value, status",
