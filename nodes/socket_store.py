@@ -41,6 +41,17 @@ def _queue(rows: list[SocketPacket]) -> None:
             pass  # another one ended in between: its packets have nobody to go to
 
 
+def _session(row: SocketSession) -> Session:
+    return Session(
+        sid=row.sid,
+        transport=row.transport,
+        auth=row.auth,
+        namespaces=row.namespaces,
+        owner=row.owner,
+        ping_sent_at=_epoch(row.ping_sent_at),
+    )
+
+
 class DatabaseSessionStore(SessionStore):
     def create(self, session: Session) -> None:
         now = _now()
@@ -57,16 +68,7 @@ class DatabaseSessionStore(SessionStore):
 
     def get(self, sid: str) -> Session | None:
         row = SocketSession.objects.filter(sid=sid).first()
-        if row is None:
-            return None
-        return Session(
-            sid=row.sid,
-            transport=row.transport,
-            auth=row.auth,
-            namespaces=row.namespaces,
-            owner=row.owner,
-            ping_sent_at=_epoch(row.ping_sent_at),
-        )
+        return None if row is None else _session(row)
 
     def save(self, session: Session) -> None:
         SocketSession.objects.filter(sid=session.sid).update(
@@ -131,3 +133,14 @@ class DatabaseSessionStore(SessionStore):
 
     def has_owner(self, owner: str, *, besides: str) -> bool:
         return SocketSession.objects.filter(owner=owner).exclude(sid=besides).exists()
+
+    def owned(self, *, transport: str | None = None, owners: list[str] | None = None) -> list[Session]:
+        rows = SocketSession.objects.exclude(owner="")
+        if transport is not None:
+            rows = rows.filter(transport=transport)
+        if owners is not None:
+            rows = rows.filter(owner__in=owners)
+        return [_session(row) for row in rows]
+
+    def release(self, sid: str, owner: str) -> bool:
+        return SocketSession.objects.filter(sid=sid, owner=owner).update(owner="") > 0
