@@ -373,7 +373,7 @@ class Server:
 
     async def _verify(self) -> None:
         held = {sid: sink for sid, sink in self.local_websockets.items() if sink.session.owner}
-        polling = await database_sync_to_async(self.store.owned)(POLLING)
+        polling = await database_sync_to_async(lambda: self.store.owned(transport=POLLING))()
         sessions = {session.sid: session for session in polling} | {
             sid: sink.session for sid, sink in held.items()
         }
