@@ -17,6 +17,7 @@ from accounts.models import Authenticatable, User
 from nodes.models import Node, SocketRoom, SocketSession
 from tests.factories import PASSWORD
 from tests.realtime.helpers import (
+    PollingSession,
     create_task,
     eventually,
     log_in,
@@ -173,8 +174,7 @@ def test_the_heartbeat_round_finds_a_login_ended_behind_the_servers_back(
     witness = sockets(server.url, token(live_world.node_b))
     witness.wait_ready(live_world.node_b)
 
-    # Straight in the database: no server process hears of it.
-    Authenticatable.objects.using(LIVE).filter(pk=node.pk).update(token_generation=F("token_generation") + 1)
+    _bump_generation(node)  # straight in the database: no server process hears of it
 
     socket.wait_for("invalid_token", timeout=8)  # the live servers' heartbeat round is 2 s
     assert_unidentified(node, "node")
@@ -195,3 +195,26 @@ def test_a_socket_whose_token_expires_is_told_at_the_next_heartbeat_round(
 
     assert_unidentified(user, "user")
     assert_hears_no_new_task(socket, server.url, live_world, witness)
+
+
+def _bump_generation(identity) -> None:
+    Authenticatable.objects.using(LIVE).filter(pk=identity.pk).update(
+        token_generation=F("token_generation") + 1
+    )
+
+
+@pytest.mark.parametrize("deleted", [False, True], ids=["revoked", "deleted"])
+def test_the_token_of_an_ended_login_gets_no_session_in_the_database(server, live_world, deleted):
+    user = make_user(live_world.org_a, event_scope="COLLABORATION")
+    stolen = token(user)
+    if deleted:
+        root = token(make_user(live_world.org_a, roles=("Root",)))
+        _call("DELETE", f"{server.url}/api/user/{user.pk}", root)
+    else:
+        _bump_generation(user)
+
+    session = PollingSession([server.url], stolen)
+    session.send("40/tasks,{}")
+
+    assert ["invalid_token"] in session.events(1)
+    assert not SocketSession.objects.using(LIVE).filter(sid=session.sid).exists()
