@@ -9,6 +9,10 @@ from django.db import IntegrityError, transaction
 from nodes.models import SocketPacket, SocketRoom, SocketSession
 from nodes.socketio.store import POLLING, Session, SessionStore
 
+# Long-polling sessions of one client identity (the ``sub`` of its handshake's token) that have not
+# connected a namespace yet: a loop of handshakes with a valid token ends its own oldest ones.
+MAX_UNCONNECTED_SESSIONS = 20
+
 
 def _moment(epoch: float) -> datetime:
     # Naive UTC, as every timestamp of the server (USE_TZ is off).
@@ -65,6 +69,15 @@ class DatabaseSessionStore(SessionStore):
             last_activity=now,
             ping_sent_at=_moment(session.ping_sent_at) if session.ping_sent_at else now,
         )
+        sub = session.auth.get("claims", {}).get("sub")
+        if session.transport == POLLING and sub is not None:
+            unconnected = SocketSession.objects.filter(
+                auth__claims__sub=sub, transport=POLLING, namespaces={}
+            )
+            oldest = unconnected.order_by("-created_at", "-sid").values_list("sid", flat=True)
+            if excess := list(oldest[MAX_UNCONNECTED_SESSIONS:]):
+                # Nothing of them is anywhere else: no owner, no room, no websocket.
+                SocketSession.objects.filter(sid__in=excess, namespaces={}).delete()
 
     def get(self, sid: str) -> Session | None:
         row = SocketSession.objects.filter(sid=sid).first()

@@ -218,3 +218,15 @@ def test_the_token_of_an_ended_login_gets_no_session_in_the_database(server, liv
 
     assert ["invalid_token"] in session.events(1)
     assert not SocketSession.objects.using(LIVE).filter(sid=session.sid).exists()
+
+
+def test_a_loop_of_handshakes_with_a_valid_token_keeps_at_most_twenty_rows(server, live_world):
+    node_token = token(live_world.node_c)
+    handshakes = [PollingSession([server.url], node_token) for _ in range(25)]
+
+    rows = SocketSession.objects.using(LIVE).filter(auth__claims__sub=live_world.node_c.pk)
+    assert rows.count() == 20
+    assert set(rows.values_list("sid", flat=True)) == {session.sid for session in handshakes[5:]}
+    newest = handshakes[-1]
+    newest.send("40/tasks,{}")  # the newest connects as usual
+    assert ["sync"] in newest.events(1)
