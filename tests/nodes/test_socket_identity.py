@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from django.db.models import F
 
 from accounts.models import Authenticatable
@@ -20,7 +21,8 @@ def _session(number: int, access_token: str, **changed: object) -> Session:
     return Session(str(number), WEBSOCKET, {"claims": {**claims, **changed}}, owner=f"user:{claims['sub']}")
 
 
-def test_one_query_checks_every_socket_of_a_process(db, django_assert_num_queries):  # noqa: ARG001
+@pytest.mark.django_db
+def test_one_query_checks_every_socket_of_a_process(django_assert_num_queries):
     org = make_org()
     users = [make_user(org) for _ in range(5)]
     good, revoked, logged_out, expired, deleted = (start_login(user, "user")[0] for user in users)
