@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import CharField, F, Q, QuerySet
+from django.dispatch import Signal
 from django.utils import timezone
 
 from accounts.models import Authenticatable, LoginSession, Role
@@ -27,6 +28,11 @@ TOKEN_REVOKED = "Token has been revoked"
 # A refresh token just replaced still works this long: the official clients may refresh from two
 # threads at once, and both must keep a usable token.
 REUSE_LEEWAY = timedelta(seconds=30)
+
+
+# Sent with ``identity_id`` and ``login`` (the login's id, or None for all of them) when logins end,
+# within the transaction that ends them: for those who act on it at once, such as live sockets.
+logins_ended = Signal()
 
 
 class TokenRevoked(ApiError):
@@ -121,14 +127,16 @@ def end_login(principal: Principal, claims: dict) -> None:
     """Log out: the login of this token ends (its other tokens stop working too)."""
     sessions = LoginSession.objects.filter(pk=claims.get("sid"), identity_id=principal.id)
     sessions.update(revoked_at=timezone.now())
+    logins_ended.send(sender=None, identity_id=principal.id, login=claims.get("sid"))
     audit(principal, "token.revoke", principal.user or principal.node, login=claims.get("sid"))
 
 
 def end_all_logins(identity_id: int) -> None:
     """Every token of a user or node stops working (password change or reset, new API key, logout
-    everywhere); the caller audits the action that asked for it."""
+    everywhere, deletion); the caller audits the action that asked for it."""
     Authenticatable.objects.filter(pk=identity_id).update(token_generation=F("token_generation") + 1)
     LoginSession.objects.filter(identity_id=identity_id).delete()
+    logins_ended.send(sender=None, identity_id=identity_id, login=None)
 
 
 @transaction.atomic

@@ -1,8 +1,9 @@
-"""Seed the rule catalogue and built-in roles after every migrate."""
+"""Seed the rule catalogue and built-in roles after every migrate; end the logins of deleted users
+and nodes for those who act on it (``logins_ended``)."""
 
 from __future__ import annotations
 
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_delete, post_migrate
 
 
 def _seed(sender, **kwargs) -> None:  # noqa: ARG001
@@ -13,5 +14,15 @@ def _seed(sender, **kwargs) -> None:  # noqa: ARG001
     seed_rules_and_roles()
 
 
+def _deleted(sender, instance, **kwargs) -> None:  # noqa: ARG001
+    from accounts.sessions import logins_ended
+
+    logins_ended.send(sender=None, identity_id=instance.pk, login=None)
+
+
 def connect() -> None:
+    from accounts.models import Authenticatable
+
     post_migrate.connect(_seed, dispatch_uid="accounts.seed_rules_and_roles")
+    # Also when a deletion cascades (an organization's users and nodes).
+    post_delete.connect(_deleted, sender=Authenticatable, dispatch_uid="accounts.logins_of_deleted")

@@ -21,7 +21,7 @@ from django.utils import timezone
 from accounts.authentication import principal_from_claims
 from accounts.models import Authenticatable, AuthStatus
 from accounts.permissions import COL, GLO, ORG, Principal
-from accounts.sessions import TokenRevoked
+from accounts.sessions import TokenRevoked, check_current, with_revoked_logins
 from accounts.tokens import TokenError, decode
 from collaborations.models import Collaboration
 from nodes.events import ALL_NODES_ROOM, TASKS_NAMESPACE, collaboration_room, organization_room
@@ -29,6 +29,7 @@ from nodes.models import NodeConfig, NodeMetrics
 from nodes.services import node_metrics_store
 from nodes.socket_store import DatabaseSessionStore
 from nodes.socketio.server import Namespace, Server, Socket
+from nodes.socketio.store import Session
 from tasks.models import Run
 from vantage6.api.errors import ApiError
 
@@ -60,7 +61,72 @@ def handshake_auth(headers: dict[str, str]) -> tuple[dict, bool]:
         return {}, False
     if claims.get("type") != "access" or claims.get("client_type") not in ("user", "node"):
         return {}, False
-    return {"claims": {key: claims[key] for key in KEPT_CLAIMS if key in claims}}, True
+    kept = {key: claims[key] for key in KEPT_CLAIMS if key in claims}
+    # The token of an ended login gets no session in the database.
+    if event := token_problem(kept, _identities({kept["sub"]}).get(kept["sub"])):
+        return {"event": event}, False
+    return {"claims": kept}, True
+
+
+def _identities(ids: set[object]) -> dict[int, Authenticatable]:
+    """Users and nodes by id, with what their tokens are checked against (one query for all)."""
+    ids = {pk for pk in ids if isinstance(pk, int) and not isinstance(pk, bool)}
+    if not ids:
+        return {}
+    rows = with_revoked_logins(Authenticatable.objects.filter(pk__in=ids)).only("token_generation")
+    return {row.pk: row for row in rows}
+
+
+def token_problem(claims: dict, identity: Authenticatable | None) -> str | None:
+    """The event telling a client that its token is no longer usable (expired; its login ended, or
+    its user or node was deleted), or None while the token is good."""
+    if claims["exp"] <= time.time():
+        return "expired_token"
+    if identity is None:
+        return "invalid_token"
+    try:
+        check_current(identity, claims)
+    except TokenRevoked:
+        # A node whose login ended logs in again with its API key, which a thief does not hold.
+        return "invalid_token"
+    return None
+
+
+def ended_sessions(sessions: list[Session]) -> dict[str, str]:
+    """By sid, the event for each identified session whose token is no longer usable."""
+    claims = {session.sid: session.auth["claims"] for session in sessions if "claims" in session.auth}
+    identities = _identities({claim["sub"] for claim in claims.values()})
+    return {
+        sid: event
+        for sid, claim in claims.items()
+        if (event := token_problem(claim, identities.get(claim["sub"])))
+    }
+
+
+def revoke_sockets(identity_id: int, login: str | None, **_kwargs: object) -> None:
+    """Receiver of ``logins_ended``: after the commit, the sockets of the ended logins are told
+    (``invalid_token``) and lose their identity and rooms, on whichever instance they are."""
+
+    def revoke() -> None:
+        owners = [f"{kind}:{identity_id}" for kind in ("user", "node")]
+        ended = [
+            session
+            for session in server.store.owned(owners=owners)
+            if login is None or session.auth.get("claims", {}).get("sid") == login
+        ]
+        try:
+            if ended:
+                server.run_sync(lambda: _revoke_all(ended))
+        except Exception:
+            # The logins have ended already; the next sweep finds the sockets that were missed.
+            logger.exception("could not revoke the sockets of identity %s", identity_id)
+
+    transaction.on_commit(revoke)
+
+
+async def _revoke_all(sessions: list[Session]) -> None:
+    for session in sessions:
+        await server.revoke(session, "invalid_token")
 
 
 def identify(auth: dict) -> dict | str | None:
@@ -74,8 +140,7 @@ def identify(auth: dict) -> dict | str | None:
         return "expired_token"
     try:
         principal = principal_from_claims(claims, seen=False)
-    except TokenRevoked:
-        # A node whose login ended logs in again with its API key, which a thief does not hold.
+    except TokenRevoked:  # ended since the handshake
         return "invalid_token"
     except ApiError:
         return None
@@ -317,6 +382,7 @@ server = Server(
     ping_interval=settings.SOCKET_PING_INTERVAL,
     ping_timeout=settings.SOCKET_PING_TIMEOUT,
     authenticate=handshake_auth,
+    verify=ended_sessions,
     secret=settings.SECRET_KEY.encode(),
     cors_allowed_origins=tuple(settings.CORS_ALLOWED_ORIGINS),
     housekeeping=_housekeeping,

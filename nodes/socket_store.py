@@ -9,6 +9,10 @@ from django.db import IntegrityError, transaction
 from nodes.models import SocketPacket, SocketRoom, SocketSession
 from nodes.socketio.store import POLLING, Session, SessionStore
 
+# Long-polling sessions of one client identity (the ``sub`` of its handshake's token) that have not
+# connected a namespace yet: a loop of handshakes with a valid token ends its own oldest ones.
+MAX_UNCONNECTED_SESSIONS = 20
+
 
 def _moment(epoch: float) -> datetime:
     # Naive UTC, as every timestamp of the server (USE_TZ is off).
@@ -41,6 +45,17 @@ def _queue(rows: list[SocketPacket]) -> None:
             pass  # another one ended in between: its packets have nobody to go to
 
 
+def _session(row: SocketSession) -> Session:
+    return Session(
+        sid=row.sid,
+        transport=row.transport,
+        auth=row.auth,
+        namespaces=row.namespaces,
+        owner=row.owner,
+        ping_sent_at=_epoch(row.ping_sent_at),
+    )
+
+
 class DatabaseSessionStore(SessionStore):
     def create(self, session: Session) -> None:
         now = _now()
@@ -54,19 +69,19 @@ class DatabaseSessionStore(SessionStore):
             last_activity=now,
             ping_sent_at=_moment(session.ping_sent_at) if session.ping_sent_at else now,
         )
+        sub = session.auth.get("claims", {}).get("sub")
+        if session.transport == POLLING and sub is not None:
+            unconnected = SocketSession.objects.filter(
+                auth__claims__sub=sub, transport=POLLING, namespaces={}
+            )
+            oldest = unconnected.order_by("-created_at", "-sid").values_list("sid", flat=True)
+            if excess := list(oldest[MAX_UNCONNECTED_SESSIONS:]):
+                # Nothing of them is anywhere else: no owner, no room, no websocket.
+                SocketSession.objects.filter(sid__in=excess, namespaces={}).delete()
 
     def get(self, sid: str) -> Session | None:
         row = SocketSession.objects.filter(sid=sid).first()
-        if row is None:
-            return None
-        return Session(
-            sid=row.sid,
-            transport=row.transport,
-            auth=row.auth,
-            namespaces=row.namespaces,
-            owner=row.owner,
-            ping_sent_at=_epoch(row.ping_sent_at),
-        )
+        return None if row is None else _session(row)
 
     def save(self, session: Session) -> None:
         SocketSession.objects.filter(sid=session.sid).update(
@@ -131,3 +146,14 @@ class DatabaseSessionStore(SessionStore):
 
     def has_owner(self, owner: str, *, besides: str) -> bool:
         return SocketSession.objects.filter(owner=owner).exclude(sid=besides).exists()
+
+    def owned(self, *, transport: str | None = None, owners: list[str] | None = None) -> list[Session]:
+        rows = SocketSession.objects.exclude(owner="")
+        if transport is not None:
+            rows = rows.filter(transport=transport)
+        if owners is not None:
+            rows = rows.filter(owner__in=owners)
+        return [_session(row) for row in rows]
+
+    def release(self, sid: str, owner: str) -> bool:
+        return SocketSession.objects.filter(sid=sid, owner=owner).update(owner="") > 0

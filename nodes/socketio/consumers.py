@@ -281,7 +281,7 @@ class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
 
     async def _start(self) -> None:
         self.upgraded = True
-        self.server.local_websockets.add(self.session.sid)
+        self.server.local_websockets[self.session.sid] = self
         self.pinger = asyncio.create_task(self._ping_forever())
 
     async def _ping_forever(self) -> None:
@@ -324,12 +324,16 @@ class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
             # A NOOP left from the upgrade was meant for a long-polling GET.
             await self.send_packets([packet for packet in packets if packet != p.encode_eio(p.NOOP)])
 
+    async def sio_revoke(self, message: dict) -> None:
+        if self.upgraded:
+            await self.server.revoke(self.session, message["event"], self)
+
     async def disconnect(self, code: int) -> None:
         self.closed = True
         if self.pinger is not None:
             self.pinger.cancel()
         if self.session is not None and self.upgraded:
-            self.server.local_websockets.discard(self.session.sid)
+            self.server.local_websockets.pop(self.session.sid, None)
             await self.server.disconnect(self.session, self)
         for group in list(self.joined):
             await self.group_discard(group)

@@ -204,3 +204,9 @@ class Sessions(SessionStore):
 
     def has_owner(self, owner: str, *, besides: str) -> bool:
         return self.shared.has_owner(owner, besides=besides)
+
+    def owned(self, *, transport: str | None = None, owners: list[str] | None = None) -> list[Session]:
+        return self.shared.owned(transport=transport, owners=owners)  # local sessions have no owner
+
+    def release(self, sid: str, owner: str) -> bool:
+        return not is_local(sid) and self.shared.release(sid, owner)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from vantage6.nesting import loads
+
 # Engine.IO packet types.
 OPEN, CLOSE, PING, PONG, MESSAGE, UPGRADE, NOOP = range(7)
 # Socket.IO packet types.
@@ -81,9 +83,9 @@ def decode_sio(text: str) -> SioPacket:
     ack_id = int(rest[:digits]) if digits else None
     rest = rest[digits:]
     try:
-        data = json.loads(rest) if rest else None
-    except ValueError:
-        raise PacketError("bad JSON in Socket.IO packet") from None
+        data = loads(rest) if rest else None
+    except ValueError as exc:  # TooDeep included
+        raise PacketError(f"bad JSON in Socket.IO packet: {exc}") from None
     if packet_type == EVENT and (not isinstance(data, list) or not data or not isinstance(data[0], str)):
         raise PacketError("an event needs a name")
     return SioPacket(packet_type, namespace, data, ack_id)

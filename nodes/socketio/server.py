@@ -52,6 +52,8 @@ def new_id() -> str:
 class Sink(Protocol):
     """The websocket consumer holding a session in this process."""
 
+    session: Session
+
     async def send_packets(self, packets: list[str]) -> None: ...
 
     async def group_add(self, group: str) -> None: ...
@@ -119,6 +121,11 @@ Authenticate = Callable[[dict[str, str]], tuple[dict, bool]]
 """From the handshake's headers (lower-case names): what the session keeps of them (no secret: it is
 stored) and whether the client is authenticated. Runs in a thread: it may use the database."""
 
+Verify = Callable[[list[Session]], dict[str, str]]
+"""From sessions with an owner: by sid, the event that revokes those whose client is no longer who
+its handshake said (see ``Server.revoke``). Runs in a thread, once per sweep for all the sessions
+of a process: it may use the database."""
+
 
 def _anonymous(_headers: dict[str, str]) -> tuple[dict, bool]:
     return {}, False
@@ -139,6 +146,7 @@ class Server:
         ping_timeout: float = 60,
         max_payload: int = 1_000_000,
         authenticate: Authenticate = _anonymous,
+        verify: Verify | None = None,
         secret: bytes | None = None,
         anonymous_capacity: int = 1000,
         cors_allowed_origins: tuple[str, ...] = ("*",),
@@ -156,6 +164,7 @@ class Server:
         )
         self.store = Sessions(store, local)
         self.authenticate = authenticate
+        self.verify = verify
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_payload = max_payload
@@ -164,8 +173,8 @@ class Server:
         self.housekeeping = housekeeping
         # ``housekeeping`` (the application's periodic work) runs every ``housekeeping_interval`` s.
         self.housekeeping_interval = housekeeping_interval
-        # Sessions whose websocket is held by a consumer of this process.
-        self.local_websockets: set[str] = set()
+        # Sessions whose websocket is held by a consumer of this process, and that consumer.
+        self.local_websockets: dict[str, Sink] = {}
         self._housekeeping_loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -200,15 +209,41 @@ class Server:
             await self._leave_namespace(session, namespace, sink)
 
     async def _leave_namespace(self, session: Session, namespace: str, sink: Sink | None) -> None:
-        socket = Socket(self, session, namespace, sink)
-        try:
-            await self.namespaces[namespace].on_disconnect(socket)
-        except Exception:
-            logger.exception("disconnect handler of %s failed", namespace)
-        for ns, room in await database_sync_to_async(self.store.rooms)(session.sid):
-            if ns == namespace:
-                await socket.leave(room)
+        await self._disconnected(Socket(self, session, namespace, sink))
         del session.namespaces[namespace]
+
+    async def _disconnected(self, socket: Socket) -> None:
+        """The namespace's disconnect handler runs; the socket leaves the rooms it is still in."""
+        try:
+            await self.namespaces[socket.namespace].on_disconnect(socket)
+        except Exception:
+            logger.exception("disconnect handler of %s failed", socket.namespace)
+        for ns, room in await database_sync_to_async(self.store.rooms)(socket.session.sid):
+            if ns == socket.namespace:
+                await socket.leave(room)
+
+    async def revoke(self, session: Session, event: str, sink: Sink | None = None) -> None:
+        """The client of ``session`` is no longer who its handshake said (its login ended, say).
+
+        ``event`` is emitted to it in each namespace, whose disconnect handler then runs, and it leaves
+        its rooms: it stays connected, with no state, owner or room (clients told ``event`` go and
+        identify again). Done once, wherever the session is served: a websocket held by another
+        process gets the work over the channel layer.
+        """
+        if sink is None and session.transport == WEBSOCKET:
+            message = {"type": "sio.revoke", "event": event}
+            await self.layer.group_send(session_group(session.sid), message)
+            return
+        release = database_sync_to_async(self.store.release)
+        if not session.owner or not await release(session.sid, session.owner):
+            return
+        for namespace, entry in session.namespaces.items():
+            socket = Socket(self, session, namespace, sink)
+            await socket.emit(event)
+            await self._disconnected(socket)
+            entry["state"] = {}
+        session.owner = ""
+        await database_sync_to_async(self.store.save)(session)
 
     # --- Socket.IO packets from clients -------------------------------------------------------------------
     async def receive(self, session: Session, data: str, sink: Sink | None = None) -> None:
@@ -324,14 +359,28 @@ class Server:
                 logger.exception("socket housekeeping failed")
 
     async def sweep(self) -> None:
-        """Keep this process's websocket sessions alive in the store; end sessions nobody serves any
-        more (a long-polling client gone silent, or the websockets of an instance that died)."""
+        """Keep this process's websocket sessions alive in the store; revoke those ``verify`` finds
+        (and the long-polling ones, which no process holds); end sessions nobody serves any more
+        (a long-polling client gone silent, or the websockets of an instance that died)."""
         await database_sync_to_async(self.store.touch)(sorted(self.local_websockets))
+        if self.verify is not None:
+            await self._verify()
         idle_before = time.time() - (2 * self.ping_interval + self.ping_timeout)
         for sid in await database_sync_to_async(self.store.idle)(idle_before):
             session = await database_sync_to_async(self.store.get)(sid)
             if session is not None and sid not in self.local_websockets:
                 await self.disconnect(session, idle_before=idle_before)
+
+    async def _verify(self) -> None:
+        held = {sid: sink for sid, sink in self.local_websockets.items() if sink.session.owner}
+        polling = await database_sync_to_async(lambda: self.store.owned(transport=POLLING))()
+        sessions = {session.sid: session for session in polling} | {
+            sid: sink.session for sid, sink in held.items()
+        }
+        if not sessions:
+            return
+        for sid, event in (await database_sync_to_async(self.verify)(list(sessions.values()))).items():
+            await self.revoke(sessions[sid], event, held.get(sid))
 
 
 _tasks: set[asyncio.Task] = set()

@@ -80,3 +80,11 @@ class SessionStore(ABC):
     @abstractmethod
     def has_owner(self, owner: str, *, besides: str) -> bool:
         """Whether ``owner`` has a session other than ``besides``."""
+
+    @abstractmethod
+    def owned(self, *, transport: str | None = None, owners: list[str] | None = None) -> list[Session]:
+        """Sessions with an owner (one of ``owners`` when given), of ``transport`` when given."""
+
+    @abstractmethod
+    def release(self, sid: str, owner: str) -> bool:
+        """Clear the owner of a session if it is ``owner``; True for the one caller that did."""

@@ -61,6 +61,13 @@ def server(_shared_server):
     _shared_server.show_log()
 
 
+@pytest.fixture(scope="module")
+def unswept_server(live_db, live_folder):
+    """A daphne whose heartbeat round (and sweep) comes only once a minute: what happens sooner is
+    the work of something else."""
+    yield from _daphne(live_db, live_folder, V6_SOCKET_PING_INTERVAL="60", V6_SOCKET_PING_TIMEOUT="60")
+
+
 @pytest.fixture
 def own_server(live_db, live_folder):
     """A daphne of the test's own (to restart, for instance)."""

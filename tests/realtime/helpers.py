@@ -192,6 +192,29 @@ def token(identity: User | Node) -> str:
     return token_pair(identity)[0]
 
 
+def log_in(host: str, identity: User | Node) -> str:
+    """The access token of a real login (one that can be ended) over REST."""
+    if isinstance(identity, User):
+        path, body = "token/user", {"username": identity.username, "password": PASSWORD}
+    else:
+        api_key = str(uuid.uuid4())
+        identity.set_api_key(api_key)
+        identity.save(using=LIVE, update_fields=["api_key_hash"])
+        path, body = "token/node", {"api_key": api_key}
+    response = requests.post(f"{host}/api/{path}", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+def short_lived_token(identity: User | Node, seconds: float) -> str:
+    """A token of ``identity`` that expires in ``seconds``."""
+    claims = jwt.decode(
+        token(identity), settings.JWT_SECRET_KEY, algorithms=["HS256"], options={"verify_sub": False}
+    )
+    claims["exp"] = int(time.time() + seconds)
+    return jwt.encode(claims, settings.JWT_SECRET_KEY, algorithm="HS256")
+
+
 def expired_token(identity: Node) -> str:
     access = AccessToken(identity.pk, "node")
     access.set_exp(lifetime=-timedelta(minutes=1))
@@ -206,14 +229,17 @@ def foreign_token(identity: Node) -> str:
     return jwt.encode(claims, "another-secret-of-more-than-thirty-two-bytes", algorithm="HS256")
 
 
-def create_task(host: str, user: User, collaboration: Collaboration) -> int:
-    """POST /api/task for every organization of ``collaboration``; the task id."""
+def create_task(
+    host: str, user: User, collaboration: Collaboration, organizations: list[Organization] | None = None
+) -> int:
+    """POST /api/task for ``organizations`` (every one of ``collaboration``); the task id."""
     plain = base64.b64encode(json.dumps({"method": "m"}).encode()).decode()
+    organizations = collaboration.organizations.all() if organizations is None else organizations
     body = {
         "name": "t",
         "image": "some/image",
         "collaboration_id": collaboration.pk,
-        "organizations": [{"id": org.pk, "input": plain} for org in collaboration.organizations.all()],
+        "organizations": [{"id": org.pk, "input": plain} for org in organizations],
         "databases": [{"label": "default"}],
     }
     response = requests.post(

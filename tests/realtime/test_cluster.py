@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+import requests
 import websocket
 
 from accounts.models import Authenticatable
@@ -19,6 +20,7 @@ from tests.realtime.helpers import (
     eventually,
     expired_token,
     foreign_token,
+    log_in,
     make_user,
     token,
 )
@@ -175,3 +177,31 @@ def test_another_instance_ends_the_sessions_of_a_dead_one(
     assert eventually(lambda: status.get().status == "offline", timeout=8)
     assert eventually(lambda: not sessions.exists(), timeout=15)
     assert watching.wait_for("node-offline", timeout=5)["id"] == live_world.node_a.pk
+
+
+@pytest.mark.parametrize("transports", [None, ["polling"]], ids=["websocket", "polling"])
+def test_a_login_ended_on_one_instance_revokes_the_socket_on_the_other(
+    instances, live_world, sockets, transports
+):
+    a, b = instances
+    node = live_world.node_a
+    socket = sockets(a.url, log_in(a.url, node), transports=transports)
+    socket.wait_ready(node)
+    witness = sockets(a.url, token(live_world.node_b))
+    witness.wait_ready(live_world.node_b)
+    admin = make_user(live_world.org_a, roles=("Root",))
+
+    reset = requests.post(
+        f"{b.url}/api/recover/node",
+        json={"id": node.pk},
+        headers={"Authorization": f"Bearer {token(admin)}"},
+        timeout=10,
+    )
+    assert reset.status_code == 200
+
+    socket.wait_for("invalid_token", timeout=5)
+    researcher = make_user(live_world.org_b, roles=("Researcher",))
+    task_id = create_task(b.url, researcher, live_world.collab_ab, [live_world.org_b])
+    assert witness.wait_for("new_task") == {"id": task_id, "parent_id": None}
+    assert "new_task" not in [name for name, _ in socket.received(1)]
+    assert not SocketSession.objects.using(LIVE).filter(owner=f"node:{node.pk}").exists()

@@ -129,3 +129,40 @@ def test_websocket_without_sid_gets_its_own_session(server, live_world):
             assert packet.startswith(("42/tasks,", "2"))
     finally:
         ws.close()
+
+
+DEEP = 200_000  # beyond the recursion limit of the JSON decoder, within the payload limit
+
+
+def _deep_event(depth: int) -> str:
+    return '42/tasks,["node_info_update",' + "[" * depth + "]" * depth + "]"
+
+
+def test_a_deeply_nested_packet_over_websocket_is_ignored(server):
+    ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket")
+    try:
+        assert ws.recv().startswith("0{")
+        ws.send("40/tasks,{}")
+        assert ws.recv().startswith('40/tasks,{"sid":')
+
+        ws.send(_deep_event(DEEP))
+        ws.send('42/tasks,7["ping"]')
+
+        while (packet := ws.recv()) == "2":
+            ws.send("3")
+        assert packet == "43/tasks,7[]"  # the connection lives on, the bad packet had no answer
+    finally:
+        ws.close()
+    assert "Traceback" not in server.log.read_text()
+
+
+def test_a_deeply_nested_packet_over_polling_is_ignored(server, live_world):
+    session = PollingSession([server.url], token(live_world.node_a))
+    session.send("40/tasks,{}")
+
+    session.send(_deep_event(DEEP), '42/tasks,7["ping"]')
+
+    acked = []
+    while "43/tasks,7[]" not in acked:
+        acked += session.poll()
+    assert "Traceback" not in server.log.read_text()

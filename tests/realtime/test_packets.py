@@ -41,6 +41,12 @@ def test_bad_or_binary_socketio_packets_are_refused(text):
         p.decode_sio(text)
 
 
+@pytest.mark.parametrize("depth", [65, 200_000])
+def test_packets_nested_too_deep_are_refused(depth):
+    with pytest.raises(p.PacketError):
+        p.decode_sio('2/tasks,["a",' + "[" * depth + "]" * depth + "]")
+
+
 def test_polling_payload_framing():
     assert p.encode_payload(["2", '42/tasks,["sync"]']) == '2\x1e42/tasks,["sync"]'
     assert p.decode_payload("3\x1e40/tasks,{}\x1ebAQID") == [(p.PONG, ""), (p.MESSAGE, "0/tasks,{}")]
