@@ -80,7 +80,7 @@ class UserOutput(OutputSerializer):
     def get_type(self, _user: User) -> str:
         return "user"
 
-    def get_otp_secret(self, _user: User) -> None:
+    def get_otp_secret(self, _user: User) -> str | None:
         return None  # the two-factor secret never leaves the server
 
 
@@ -102,7 +102,41 @@ class RuleOutput(OutputSerializer):
         fields = ["id", "name", "description", "scope", "operation", "users"]
 
 
+class UserPermissionsOutput(UserOutput):
+    """A user with ``include_permissions``: the ids of its roles and rules, and of the organizations
+    in its organization's collaborations."""
+
+    permissions = serializers.DictField(child=serializers.ListField(child=serializers.IntegerField()))
+    optional_fields = ("permissions",)
+
+    class Meta(UserOutput.Meta):
+        fields = [*UserOutput.Meta.fields, "permissions"]
+
+
 # --- tokens and recovery ---------------------------------------------------------------------------
+class UserTokensOutput(serializers.Serializer):
+    access_token = serializers.CharField()
+    refresh_token = serializers.CharField()
+    refresh_url = serializers.CharField()
+    user_url = serializers.CharField()
+
+
+class TwoFactorSetupOutput(serializers.Serializer):
+    """The secret of a new two-factor setup (instead of tokens)."""
+
+    qr_uri = serializers.CharField()
+    otp_secret = serializers.CharField()
+    msg = serializers.CharField()
+
+
+class TokenValidOutput(serializers.Serializer):
+    msg = serializers.CharField()
+    user_id = serializers.IntegerField()
+    username = serializers.CharField()
+    email = serializers.CharField()
+    organization_id = serializers.IntegerField()
+
+
 class LoginInput(serializers.Serializer):
     username = serializers.CharField(max_length=128)
     password = password_field(policy=False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -33,13 +33,19 @@ from accounts.serializers import (
     RoleUpdateInput,
     RuleOutput,
     TokenRevokeInput,
+    TokenValidOutput,
+    TwoFactorSetupOutput,
     UserCreateInput,
     UserOutput,
+    UserPermissionsOutput,
+    UserTokensOutput,
     UserUpdateInput,
 )
+from nodes.serializers import NodeTokensOutput
 from vantage6.api.errors import bad_request, not_found
 from vantage6.api.pagination import paginate
 from vantage6.api.params import flag
+from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput
 from vantage6.api.views import NODE, USER, ApiViewSet, ClientTypeGate
 
 
@@ -61,6 +67,16 @@ def _login_response(result: login.LoginResult) -> Response:
     return Response(result.body, headers=result.headers)
 
 
+def _one_of(name: str, *outputs: type[serializers.Serializer]) -> PolymorphicProxySerializer:
+    return PolymorphicProxySerializer(
+        component_name=name, serializers=list(outputs), resource_type_field_name=None
+    )
+
+
+# A login answers tokens, or (with two-factor authentication) a new secret or a request for the code.
+LOGIN_ANSWER = _one_of("LoginAnswer", UserTokensOutput, TwoFactorSetupOutput, MessageOutput)
+
+
 # --- tokens -----------------------------------------------------------------------------------------
 class PublicView(APIView):
     """Reachable without a token (login and recovery)."""
@@ -70,7 +86,7 @@ class PublicView(APIView):
 
 
 class TokenUserView(PublicView):
-    @extend_schema(request=LoginInput, responses={200: dict})
+    @extend_schema(request=LoginInput, responses={200: LOGIN_ANSWER, 401: None})
     def post(self, request: Request) -> Response:
         data = _valid(LoginInput, request.data)
         return _login_response(
@@ -85,7 +101,7 @@ class TokenRefreshView(APIView):
     permission_classes = [ClientTypeGate]
     clients = (USER, NODE)
 
-    @extend_schema(request=None, responses={200: dict})
+    @extend_schema(request=None, responses=_one_of("Tokens", UserTokensOutput, NodeTokensOutput))
     def post(self, request: Request) -> Response:
         principal = request.user
         identity = principal.user if principal.is_user else principal.node
@@ -99,7 +115,7 @@ class TokenRevokeView(APIView):
     permission_classes = [ClientTypeGate]
     clients = (USER, NODE)
 
-    @extend_schema(request=TokenRevokeInput, responses={200: dict})
+    @extend_schema(request=TokenRevokeInput, responses=MessageOutput)
     def post(self, request: Request) -> Response:
         if _valid(TokenRevokeInput, request.data).get("all"):
             sessions.end_all_logins_of(request.user)
@@ -112,7 +128,7 @@ class TokenUserValidateView(APIView):
     permission_classes = [ClientTypeGate]
     clients = (USER,)
 
-    @extend_schema(request=None, responses={200: dict})
+    @extend_schema(request=None, responses=TokenValidOutput)
     def post(self, request: Request) -> Response:
         user = request.user.user
         return Response(
@@ -128,7 +144,7 @@ class TokenUserValidateView(APIView):
 
 # --- recovery -----------------------------------------------------------------------------------------
 class RecoverLostView(PublicView):
-    @extend_schema(request=RecoverLostInput, responses={200: dict})
+    @extend_schema(request=RecoverLostInput, responses=MessageOutput)
     def post(self, request: Request) -> Response:
         data = _valid(RecoverLostInput, request.data)
         login.password_recovery_request(username=data.get("username"), email=data.get("email"))
@@ -136,7 +152,7 @@ class RecoverLostView(PublicView):
 
 
 class RecoverResetView(PublicView):
-    @extend_schema(request=PasswordResetInput, responses={200: dict})
+    @extend_schema(request=PasswordResetInput, responses={200: MessageOutput, 401: None, 422: None})
     def post(self, request: Request) -> Response:
         data = _valid(PasswordResetInput, request.data)
         login.password_reset(token=data["reset_token"], password=data["password"])
@@ -144,7 +160,7 @@ class RecoverResetView(PublicView):
 
 
 class Recover2faLostView(PublicView):
-    @extend_schema(request=LoginInput, responses={200: dict})
+    @extend_schema(request=LoginInput, responses={200: MessageOutput, 401: None})
     def post(self, request: Request) -> Response:
         data = _valid(LoginInput, request.data)
         login.two_factor_recovery_request(username=data["username"], password=data["password"])
@@ -154,7 +170,7 @@ class Recover2faLostView(PublicView):
 
 
 class Recover2faResetView(PublicView):
-    @extend_schema(request=ResetTokenInput, responses={200: dict})
+    @extend_schema(request=ResetTokenInput, responses={200: TwoFactorSetupOutput, 401: None, 422: None})
     def post(self, request: Request) -> Response:
         data = _valid(ResetTokenInput, request.data)
         return Response(login.two_factor_reset(token=data["reset_token"]))
@@ -164,7 +180,7 @@ class PasswordChangeView(APIView):
     permission_classes = [ClientTypeGate]
     clients = (USER,)
 
-    @extend_schema(request=PasswordChangeInput, responses={200: dict})
+    @extend_schema(request=PasswordChangeInput, responses=MessageOutput)
     def patch(self, request: Request) -> Response:
         data = _valid(PasswordChangeInput, request.data)
         login.password_change(
@@ -206,6 +222,10 @@ class UserViewSet(ApiViewSet):
         )
         return Response(UserOutput(user).data, status=201)
 
+    @extend_schema(
+        responses=UserPermissionsOutput,
+        parameters=[OpenApiParameter("include_permissions", bool, description="Add the user's permissions.")],
+    )
     def retrieve(self, request: Request, pk: str) -> Response:
         user = self._get(pk)
         self.principal.require(user_viewable(self.principal, user))
@@ -223,6 +243,7 @@ class UserViewSet(ApiViewSet):
         user = services.user_update(principal=self.principal, user=user, data=data)
         return Response(UserOutput(user).data)
 
+    @extend_schema(parameters=[DELETE_DEPENDENTS])
     def destroy(self, request: Request, pk: str) -> Response:
         user = self._get(pk)
         services.user_delete(
@@ -243,6 +264,7 @@ def _role_input(serializer_class: type[serializers.Serializer], data: object) ->
 class RoleViewSet(ApiViewSet):
     queryset = Role.objects.all()
     serializer_class = RoleOutput
+    field_errors_in_msg = True
 
     def _get(self, pk: str) -> Role:
         return _by_pk(Role.objects.all(), pk, "Role")
@@ -278,13 +300,15 @@ class RoleViewSet(ApiViewSet):
         role = services.role_update(principal=self.principal, role=role, data=data)
         return Response(RoleOutput(role).data)
 
+    @extend_schema(parameters=[DELETE_DEPENDENTS])
     def destroy(self, request: Request, pk: str) -> Response:
         services.role_delete(
             principal=self.principal, role=self._get(pk), delete_dependents=flag(request, "delete_dependents")
         )
         return Response({"msg": "Role removed from the database."})
 
-    @extend_schema(request=None, responses=RuleOutput(many=True))
+    @extend_schema(request=None, responses={201: RuleOutput(many=True)}, methods=["POST"])
+    @extend_schema(request=None, responses={200: RuleOutput(many=True)}, methods=["DELETE"])
     @action(detail=True, methods=["post", "delete"], url_path=r"rule/(?P<rule_id>[0-9]+)")
     def rule(self, request: Request, pk: str, rule_id: str) -> Response:
         role = self._get(pk)
