@@ -45,7 +45,7 @@ from nodes.serializers import NodeTokensOutput
 from vantage6.api.errors import bad_request, not_found
 from vantage6.api.pagination import paginate
 from vantage6.api.params import flag
-from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput
+from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, filters
 from vantage6.api.views import NODE, USER, ApiViewSet, ClientTypeGate
 
 
@@ -201,6 +201,12 @@ class UserViewSet(ApiViewSet):
             return self.principal.user  # already loaded by the authentication
         return _by_pk(User.objects.all(), pk, "User")
 
+    @extend_schema(
+        parameters=filters(
+            username="like", firstname="like", lastname="like", email="like", organization_id="id",
+            collaboration_id="id", role_id="id", rule_id="id", last_seen_from="date", last_seen_till="date",
+        )
+    )  # fmt: skip
     def list(self, request: Request) -> Response:
         return paginate(
             request, user_list(request), lambda rows: UserOutput(rows, many=True).data, output=UserOutput
@@ -269,6 +275,12 @@ class RoleViewSet(ApiViewSet):
     def _get(self, pk: str) -> Role:
         return _by_pk(Role.objects.all(), pk, "Role")
 
+    @extend_schema(
+        parameters=filters(
+            organization_id="ids", include_root="flag", collaboration_id="id", name="like",
+            description="like", rule_id="id", user_id="id",
+        )
+    )  # fmt: skip
     def list(self, request: Request) -> Response:
         return paginate(
             request, role_list(request), lambda rows: RoleOutput(rows, many=True).data, output=RoleOutput
@@ -326,6 +338,11 @@ class RuleViewSet(ApiViewSet):
     queryset = Rule.objects.all()
     serializer_class = RuleOutput
 
+    @extend_schema(
+        parameters=filters(
+            name="text", operation="text", scope="text", role_id="id", user_id="id", no_pagination="flag"
+        )
+    )
     def list(self, request: Request) -> Response:
         return paginate(
             request,

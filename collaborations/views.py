@@ -29,7 +29,7 @@ from nodes.models import Node
 from nodes.serializers import NodeSimpleOutput
 from vantage6.api.pagination import paginate
 from vantage6.api.params import first, flag, list_param
-from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, include
+from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, filters, include
 from vantage6.api.views import ANY_CLIENT, NODE, USER, ApiViewSet
 
 # The algorithm store's own refusals are passed on with its status; its failures are a 502.
@@ -49,6 +49,9 @@ class OrganizationViewSet(ApiViewSet):
     serializer_class = OrganizationOutput
     action_clients = {"list": ANY_CLIENT, "retrieve": ANY_CLIENT, "partial_update": (USER, NODE)}
 
+    @extend_schema(
+        parameters=filters(name="like", country="text", collaboration_id="id", study_id="id", ids="ids")
+    )
     def list(self, request: Request) -> Response:
         rows = selectors.organization_list(self.principal, request)
         return paginate(
@@ -94,7 +97,12 @@ class CollaborationViewSet(ApiViewSet):
             collaboration, context={"include_organizations": include_organizations}
         ).data
 
-    @extend_schema(parameters=[include("organizations")])
+    @extend_schema(
+        parameters=[
+            include("organizations"),
+            *filters(name="like", encrypted="text", organization_id="id", algorithm_store_id="id"),
+        ]
+    )
     def list(self, request: Request) -> Response:
         include = _include_organizations(request)
         rows = selectors.collaboration_list(self.principal, request, include_organizations=include)
@@ -178,7 +186,12 @@ class StudyViewSet(ApiViewSet):
     def _output(self, study: Study, include_organizations: bool = True) -> dict:
         return StudyOutput(study, context={"include_organizations": include_organizations}).data
 
-    @extend_schema(parameters=[include("organizations")])
+    @extend_schema(
+        parameters=[
+            include("organizations"),
+            *filters(name="like", organization_id="id", collaboration_id="id"),
+        ]
+    )
     def list(self, request: Request) -> Response:
         include = _include_organizations(request)
         rows = selectors.study_list(self.principal, request, include_organizations=include)
@@ -236,6 +249,7 @@ class AlgorithmStoreViewSet(ApiViewSet):
     serializer_class = AlgorithmStoreOutput
     action_clients = {"retrieve": (USER, NODE)}
 
+    @extend_schema(parameters=filters(name="like", url="like", collaboration_id="id"))
     def list(self, request: Request) -> Response:
         rows = selectors.algorithm_store_list(self.principal, request)
         return paginate(

@@ -22,6 +22,7 @@ from nodes.serializers import (
     NodeUpdateInput,
 )
 from vantage6.api.pagination import paginate
+from vantage6.api.schema import filters
 from vantage6.api.views import NODE, USER, ApiViewSet, ClientTypeGate
 
 
@@ -30,6 +31,12 @@ class NodeViewSet(ApiViewSet):
     serializer_class = NodeOutput
     action_clients = {"list": (USER, NODE), "retrieve": (USER, NODE), "partial_update": (USER, NODE)}
 
+    @extend_schema(
+        parameters=filters(
+            organization_id="id", collaboration_id="id", study_id="id", status="text", ip="text", name="like",
+            last_seen_from="date", last_seen_till="date",
+        )
+    )  # fmt: skip
     def list(self, request: Request) -> Response:
         rows = selectors.node_list(self.principal, request)
         return paginate(request, rows, lambda page: NodeOutput(page, many=True).data, output=NodeOutput)

@@ -28,10 +28,15 @@ from tasks.serializers import (
 from vantage6.api.errors import ApiError, bad_request, not_found
 from vantage6.api.pagination import paginate
 from vantage6.api.params import first, int_param
-from vantage6.api.schema import MessageOutput, include
+from vantage6.api.schema import MessageOutput, filters, include
 from vantage6.api.views import ANY_CLIENT, CONTAINER, NODE, USER, ApiViewSet
 
 NEWEST_FIRST = ("-id",)
+RUN_FILTERS = filters(
+    task_id="id", organization_id="id", node_id="id", collaboration_id="id", state="text",
+    assigned_from="time", assigned_till="time", started_from="time", started_till="time",
+    finished_from="time", finished_till="time", port="int",
+)  # fmt: skip
 NOT_CONFIGURED = OpenApiResponse(description="Not configured on this server")
 
 
@@ -61,7 +66,16 @@ class TaskViewSet(ApiViewSet):
     clients = ANY_CLIENT
     action_clients = {"create": (USER, CONTAINER), "destroy": (USER,), "status": (USER, CONTAINER)}
 
-    @extend_schema(parameters=[include("runs", "results")])
+    @extend_schema(
+        parameters=[
+            include("runs", "results"),
+            *filters(
+                collaboration_id="id", init_org_id="id", init_user_id="id", study_id="id", parent_id="id",
+                job_id="id", name="like", image="like", description="like", database="text",
+                is_user_created="int", store_id="id", run_id="id", status="text",
+            ),
+        ]
+    )  # fmt: skip
     def list(self, request: Request) -> Response:
         include = selectors.include_param(request)
 
@@ -119,7 +133,7 @@ class RunViewSet(ApiViewSet):
     clients = ANY_CLIENT
     action_clients = {"partial_update": (NODE,)}
 
-    @extend_schema(parameters=[include("task")])
+    @extend_schema(parameters=[include("task"), *RUN_FILTERS])
     def list(self, request: Request) -> Response:
         include_task = "task" in selectors.include_param(request)
         runs = selectors.with_run_details(selectors.run_list(self.principal, request), include_task)
@@ -147,6 +161,7 @@ class ResultViewSet(ApiViewSet):
     serializer_class = ResultOutput
     clients = ANY_CLIENT
 
+    @extend_schema(parameters=RUN_FILTERS)
     def list(self, request: Request) -> Response:
         return paginate(
             request,

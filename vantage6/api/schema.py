@@ -13,6 +13,7 @@ import inspect
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema_serializer
 from rest_framework import serializers
 
@@ -218,6 +219,27 @@ DELETE_DEPENDENTS = OpenApiParameter(
 )
 
 
+# Query filter kinds: an id, an integer, a text (``like``: an SQL LIKE pattern), a day, a time, a flag, id lists.
+FILTER_KINDS = {
+    "id": (int, "Only rows related to the object with this id."),
+    "int": (int, "An integer."),
+    "text": (str, "Exact value."),
+    "like": (str, "SQL LIKE pattern (`%` any text, `_` one character)."),
+    "date": (OpenApiTypes.DATE, "A day, YYYY-MM-DD."),
+    "time": (str, "An ISO-8601 date or time."),
+    "flag": (bool, "A flag: any non-empty value is true."),
+    "ids": ({"type": "array", "items": {"type": "integer"}}, "Ids, repeated or comma-separated."),
+}
+
+
+def filters(**kinds: str) -> list[OpenApiParameter]:
+    """The query filters of a list endpoint, by name and kind (see ``FILTER_KINDS``)."""
+    return [
+        OpenApiParameter(name, FILTER_KINDS[kind][0], description=FILTER_KINDS[kind][1])
+        for name, kind in kinds.items()
+    ]
+
+
 def include(*values: str) -> OpenApiParameter:
     """The ``include`` query parameter that embeds related objects (comma-separated or repeated)."""
     return OpenApiParameter("include", str, description=f"Embed related objects: {', '.join(values)}.")
@@ -306,7 +328,7 @@ class ApiSchema(AutoSchema):
             statuses.append("400")
         if authenticated:
             statuses += ["401", "422"]
-        if has_path_ids or (authenticated and self.method in (*BODY_METHODS, "DELETE")):
+        if has_path_ids or self._is_list() or (authenticated and self.method in (*BODY_METHODS, "DELETE")):
             statuses.append("404")
         if has_body:
             statuses += ["413", "415"]
