@@ -57,7 +57,7 @@ def caller_headers(request, world, _connection_kept) -> dict[str, str]:
 
 @schema.parametrize()
 @settings(
-    max_examples=5,
+    max_examples=4,
     derandomize=True,
     deadline=None,
     database=None,
