@@ -18,6 +18,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema_serializer
 from rest_framework import serializers
 
 from vantage6.api.fields import ListLinkField, RefField, TimestampField
+from vantage6.api.pagination import MAX_PAGE_ARG, MAX_PER_PAGE
 
 # The security scheme of each client type's bearer token; all are JWTs from the token endpoints.
 TOKEN_SCHEMES = {
@@ -74,6 +75,7 @@ ERROR_DESCRIPTIONS = {
     "422": "Malformed token, or a token of the wrong kind",
     "501": "Not configured on this server",
     "502": "The algorithm store failed",
+    "4XX": "The algorithm store refused (its status, and its message)",
 }
 BODY_METHODS = ("POST", "PATCH", "PUT")
 
@@ -187,12 +189,12 @@ class Envelope:
                 "in": "query",
                 "required": False,
                 "description": description,
-                "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_ARG},
             }
 
         return [
             integer("page", "Page number (default 1)."),
-            integer("per_page", "Rows per page (default 10, at most 1000 per page)."),
+            integer("per_page", f"Rows per page (default 10; larger pages come in pages of {MAX_PER_PAGE})."),
             {
                 "name": "sort",
                 "in": "query",
@@ -219,7 +221,7 @@ DELETE_DEPENDENTS = OpenApiParameter(
 )
 
 
-# Query filter kinds: an id, an integer, a text (``like``: an SQL LIKE pattern), a day, a time, a flag, id lists.
+# The kinds of query filters: the schema of their values and what they mean.
 FILTER_KINDS = {
     "id": (int, "Only rows related to the object with this id."),
     "int": (int, "An integer."),
@@ -272,6 +274,8 @@ class ApiSchema(AutoSchema):
 
     def _map_basic_serializer(self, serializer: serializers.Serializer, direction: str) -> dict:
         schema = super()._map_basic_serializer(serializer, direction)
+        if type(serializer).__module__ != __name__:
+            schema.pop("description", None)  # serializer docstrings are written for developers
         if direction == "response":
             # Every field of an answer is always there (null when empty), except those a
             # serializer names as optional.
@@ -320,7 +324,8 @@ class ApiSchema(AutoSchema):
 
     def _error_statuses(self) -> list[str]:
         """The 4xx an operation of this kind can answer (views declare the others)."""
-        has_body = self.method in BODY_METHODS and self.get_request_serializer() is not None
+        request = self.get_request_serializer() if self.method in BODY_METHODS else None
+        has_body, raw_body = request is not None, isinstance(request, dict)
         has_path_ids = "{" in self.path
         authenticated = bool(self._clients())
         statuses = []
@@ -331,7 +336,9 @@ class ApiSchema(AutoSchema):
         if has_path_ids or self._is_list() or (authenticated and self.method in (*BODY_METHODS, "DELETE")):
             statuses.append("404")
         if has_body:
-            statuses += ["413", "415"]
+            statuses.append("413")
+        if has_body and not raw_body:  # JSON only
+            statuses.append("415")
         return statuses
 
     def _get_response_bodies(self, direction: str = "response") -> dict:
