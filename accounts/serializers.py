@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 
 from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.catalogue import DEFAULT_ROLE_NAMES
 from accounts.models import Role, Rule, User
+from accounts.selectors import user_permissions
 from vantage6.api.fields import ListLinkField, RefField, TimestampField
 from vantage6.api.serializers import OutputSerializer
 
@@ -106,11 +108,25 @@ class UserPermissionsOutput(UserOutput):
     """A user with ``include_permissions``: the ids of its roles and rules, and of the organizations
     in its organization's collaborations."""
 
-    permissions = serializers.DictField(child=serializers.ListField(child=serializers.IntegerField()))
+    permissions = serializers.SerializerMethodField()
+    # The schema of GET /user/<id> is this one: ``permissions`` only when asked for.
     optional_fields = ("permissions",)
 
     class Meta(UserOutput.Meta):
         fields = [*UserOutput.Meta.fields, "permissions"]
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "properties": {
+                key: {"type": "array", "items": {"type": "integer"}}
+                for key in ("roles", "rules", "orgs_in_collabs")
+            },
+            "required": ["roles", "rules", "orgs_in_collabs"],
+        }
+    )
+    def get_permissions(self, user: User) -> dict:
+        return user_permissions(user)
 
 
 # --- tokens and recovery ---------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from accounts.selectors import (
     role_viewable,
     rule_list,
     user_list,
-    user_permissions,
     user_viewable,
 )
 from accounts.serializers import (
@@ -235,10 +234,8 @@ class UserViewSet(ApiViewSet):
     def retrieve(self, request: Request, pk: str) -> Response:
         user = self._get(pk)
         self.principal.require(user_viewable(self.principal, user))
-        body = UserOutput(user).data
-        if flag(request, "include_permissions"):
-            body["permissions"] = user_permissions(user)
-        return Response(body)
+        output = UserPermissionsOutput if flag(request, "include_permissions") else UserOutput
+        return Response(output(user).data)
 
     @extend_schema(request=UserUpdateInput)
     def partial_update(self, request: Request, pk: str) -> Response:
