@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 import requests
@@ -41,15 +42,18 @@ def generated(live_server, tmp_path):
     )  # fmt: skip
     sys.path.insert(0, str(tmp_path))
     try:
-        yield importlib.import_module(PACKAGE)
+        package = importlib.import_module(PACKAGE)
+        importlib.import_module(f"{PACKAGE}.models")
+        yield package
     finally:
         sys.path.remove(str(tmp_path))
         for name in [name for name in sys.modules if name == PACKAGE or name.startswith(f"{PACKAGE}.")]:
             del sys.modules[name]
 
 
-def _module(package, path: str):
-    return importlib.import_module(f"{package.__name__}.{path}")
+def _endpoint(package, name: str):
+    """The module of one operation of the generated client, e.g. ``task.task_create``."""
+    return importlib.import_module(f"{package.__name__}.api.{name}")
 
 
 def test_generated_client_logs_in_lists_creates_a_task_and_reads_its_run(generated, live_server):
@@ -58,8 +62,8 @@ def test_generated_client_logs_in_lists_creates_a_task_and_reads_its_run(generat
     _node, api_key = make_node(org_b, collab, "gen-node-b")
     user = make_user(org_a, "Root")
 
-    api = lambda path: _module(generated, f"api.{path}")  # noqa: E731 - a short local lookup
-    models = _module(generated, "models")
+    api = partial(_endpoint, generated)
+    models = generated.models
     anonymous = generated.Client(base_url=live_server.url, raise_on_unexpected_status=True)
 
     tokens = api("token.token_user_create").sync(
@@ -119,8 +123,8 @@ def test_generated_client_logs_in_lists_creates_a_task_and_reads_its_run(generat
 
 def test_generated_client_reads_the_documented_error_bodies(generated, live_server):
     user = make_user(make_org("gen-errors"), "Root")
-    api = lambda path: _module(generated, f"api.{path}")  # noqa: E731
-    models = _module(generated, "models")
+    api = partial(_endpoint, generated)
+    models = generated.models
     anonymous = generated.Client(base_url=live_server.url)
 
     refused = api("token.token_user_create").sync(
