@@ -6,7 +6,6 @@ from datetime import timedelta
 
 from django.db.models import QuerySet
 from django.utils import timezone
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
@@ -124,14 +123,3 @@ class JWTAuthentication(BaseAuthentication):
 
 class RefreshJWTAuthentication(JWTAuthentication):
     accept_refresh = True
-
-
-class JWTScheme(OpenApiAuthenticationExtension):
-    """The bearer token scheme in the API schema."""
-
-    target_class = JWTAuthentication
-    match_subclasses = True
-    name = "bearerAuth"
-
-    def get_security_definition(self, auto_schema: object) -> dict:
-        return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}

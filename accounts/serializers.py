@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 
 from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.catalogue import DEFAULT_ROLE_NAMES
 from accounts.models import Role, Rule, User
+from accounts.selectors import user_permissions
 from vantage6.api.fields import ListLinkField, RefField, TimestampField
 from vantage6.api.serializers import OutputSerializer
 
@@ -80,7 +82,7 @@ class UserOutput(OutputSerializer):
     def get_type(self, _user: User) -> str:
         return "user"
 
-    def get_otp_secret(self, _user: User) -> None:
+    def get_otp_secret(self, _user: User) -> str | None:
         return None  # the two-factor secret never leaves the server
 
 
@@ -102,7 +104,55 @@ class RuleOutput(OutputSerializer):
         fields = ["id", "name", "description", "scope", "operation", "users"]
 
 
+class UserPermissionsOutput(UserOutput):
+    """A user with ``include_permissions``: the ids of its roles and rules, and of the organizations
+    in its organization's collaborations."""
+
+    permissions = serializers.SerializerMethodField()
+    # The schema of GET /user/<id> is this one: ``permissions`` only when asked for.
+    optional_fields = ("permissions",)
+
+    class Meta(UserOutput.Meta):
+        fields = [*UserOutput.Meta.fields, "permissions"]
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "properties": {
+                key: {"type": "array", "items": {"type": "integer"}}
+                for key in ("roles", "rules", "orgs_in_collabs")
+            },
+            "required": ["roles", "rules", "orgs_in_collabs"],
+        }
+    )
+    def get_permissions(self, user: User) -> dict:
+        return user_permissions(user)
+
+
 # --- tokens and recovery ---------------------------------------------------------------------------
+class UserTokensOutput(serializers.Serializer):
+    access_token = serializers.CharField()
+    refresh_token = serializers.CharField()
+    refresh_url = serializers.CharField()
+    user_url = serializers.CharField()
+
+
+class TwoFactorSetupOutput(serializers.Serializer):
+    """The secret of a new two-factor setup (instead of tokens)."""
+
+    qr_uri = serializers.CharField()
+    otp_secret = serializers.CharField()
+    msg = serializers.CharField()
+
+
+class TokenValidOutput(serializers.Serializer):
+    msg = serializers.CharField()
+    user_id = serializers.IntegerField()
+    username = serializers.CharField()
+    email = serializers.CharField()
+    organization_id = serializers.IntegerField()
+
+
 class LoginInput(serializers.Serializer):
     username = serializers.CharField(max_length=128)
     password = password_field(policy=False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -18,7 +18,6 @@ from accounts.selectors import (
     role_viewable,
     rule_list,
     user_list,
-    user_permissions,
     user_viewable,
 )
 from accounts.serializers import (
@@ -33,13 +32,19 @@ from accounts.serializers import (
     RoleUpdateInput,
     RuleOutput,
     TokenRevokeInput,
+    TokenValidOutput,
+    TwoFactorSetupOutput,
     UserCreateInput,
     UserOutput,
+    UserPermissionsOutput,
+    UserTokensOutput,
     UserUpdateInput,
 )
+from nodes.serializers import NodeTokensOutput
 from vantage6.api.errors import bad_request, not_found
 from vantage6.api.pagination import paginate
 from vantage6.api.params import flag
+from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, filters
 from vantage6.api.views import NODE, USER, ApiViewSet, ClientTypeGate
 
 
@@ -61,6 +66,16 @@ def _login_response(result: login.LoginResult) -> Response:
     return Response(result.body, headers=result.headers)
 
 
+def _one_of(name: str, *outputs: type[serializers.Serializer]) -> PolymorphicProxySerializer:
+    return PolymorphicProxySerializer(
+        component_name=name, serializers=list(outputs), resource_type_field_name=None
+    )
+
+
+# A login answers tokens, or (with two-factor authentication) a new secret or a request for the code.
+LOGIN_ANSWER = _one_of("LoginAnswer", UserTokensOutput, TwoFactorSetupOutput, MessageOutput)
+
+
 # --- tokens -----------------------------------------------------------------------------------------
 class PublicView(APIView):
     """Reachable without a token (login and recovery)."""
@@ -70,7 +85,7 @@ class PublicView(APIView):
 
 
 class TokenUserView(PublicView):
-    @extend_schema(request=LoginInput, responses={200: dict})
+    @extend_schema(request=LoginInput, responses={200: LOGIN_ANSWER, 401: None})
     def post(self, request: Request) -> Response:
         data = _valid(LoginInput, request.data)
         return _login_response(
@@ -85,7 +100,7 @@ class TokenRefreshView(APIView):
     permission_classes = [ClientTypeGate]
     clients = (USER, NODE)
 
-    @extend_schema(request=None, responses={200: dict})
+    @extend_schema(request=None, responses=_one_of("Tokens", UserTokensOutput, NodeTokensOutput))
     def post(self, request: Request) -> Response:
         principal = request.user
         identity = principal.user if principal.is_user else principal.node
@@ -99,7 +114,7 @@ class TokenRevokeView(APIView):
     permission_classes = [ClientTypeGate]
     clients = (USER, NODE)
 
-    @extend_schema(request=TokenRevokeInput, responses={200: dict})
+    @extend_schema(request=TokenRevokeInput, responses=MessageOutput)
     def post(self, request: Request) -> Response:
         if _valid(TokenRevokeInput, request.data).get("all"):
             sessions.end_all_logins_of(request.user)
@@ -112,7 +127,7 @@ class TokenUserValidateView(APIView):
     permission_classes = [ClientTypeGate]
     clients = (USER,)
 
-    @extend_schema(request=None, responses={200: dict})
+    @extend_schema(request=None, responses=TokenValidOutput)
     def post(self, request: Request) -> Response:
         user = request.user.user
         return Response(
@@ -128,7 +143,7 @@ class TokenUserValidateView(APIView):
 
 # --- recovery -----------------------------------------------------------------------------------------
 class RecoverLostView(PublicView):
-    @extend_schema(request=RecoverLostInput, responses={200: dict})
+    @extend_schema(request=RecoverLostInput, responses=MessageOutput)
     def post(self, request: Request) -> Response:
         data = _valid(RecoverLostInput, request.data)
         login.password_recovery_request(username=data.get("username"), email=data.get("email"))
@@ -136,7 +151,7 @@ class RecoverLostView(PublicView):
 
 
 class RecoverResetView(PublicView):
-    @extend_schema(request=PasswordResetInput, responses={200: dict})
+    @extend_schema(request=PasswordResetInput, responses={200: MessageOutput, 401: None, 422: None})
     def post(self, request: Request) -> Response:
         data = _valid(PasswordResetInput, request.data)
         login.password_reset(token=data["reset_token"], password=data["password"])
@@ -144,7 +159,7 @@ class RecoverResetView(PublicView):
 
 
 class Recover2faLostView(PublicView):
-    @extend_schema(request=LoginInput, responses={200: dict})
+    @extend_schema(request=LoginInput, responses={200: MessageOutput, 401: None})
     def post(self, request: Request) -> Response:
         data = _valid(LoginInput, request.data)
         login.two_factor_recovery_request(username=data["username"], password=data["password"])
@@ -154,7 +169,7 @@ class Recover2faLostView(PublicView):
 
 
 class Recover2faResetView(PublicView):
-    @extend_schema(request=ResetTokenInput, responses={200: dict})
+    @extend_schema(request=ResetTokenInput, responses={200: TwoFactorSetupOutput, 401: None, 422: None})
     def post(self, request: Request) -> Response:
         data = _valid(ResetTokenInput, request.data)
         return Response(login.two_factor_reset(token=data["reset_token"]))
@@ -164,7 +179,7 @@ class PasswordChangeView(APIView):
     permission_classes = [ClientTypeGate]
     clients = (USER,)
 
-    @extend_schema(request=PasswordChangeInput, responses={200: dict})
+    @extend_schema(request=PasswordChangeInput, responses=MessageOutput)
     def patch(self, request: Request) -> Response:
         data = _valid(PasswordChangeInput, request.data)
         login.password_change(
@@ -185,6 +200,12 @@ class UserViewSet(ApiViewSet):
             return self.principal.user  # already loaded by the authentication
         return _by_pk(User.objects.all(), pk, "User")
 
+    @extend_schema(
+        parameters=filters(
+            username="like", firstname="like", lastname="like", email="like", organization_id="id",
+            collaboration_id="id", role_id="id", rule_id="id", last_seen_from="date", last_seen_till="date",
+        )
+    )  # fmt: skip
     def list(self, request: Request) -> Response:
         return paginate(
             request, user_list(request), lambda rows: UserOutput(rows, many=True).data, output=UserOutput
@@ -206,13 +227,15 @@ class UserViewSet(ApiViewSet):
         )
         return Response(UserOutput(user).data, status=201)
 
+    @extend_schema(
+        responses=UserPermissionsOutput,
+        parameters=[OpenApiParameter("include_permissions", bool, description="Add the user's permissions.")],
+    )
     def retrieve(self, request: Request, pk: str) -> Response:
         user = self._get(pk)
         self.principal.require(user_viewable(self.principal, user))
-        body = UserOutput(user).data
-        if flag(request, "include_permissions"):
-            body["permissions"] = user_permissions(user)
-        return Response(body)
+        output = UserPermissionsOutput if flag(request, "include_permissions") else UserOutput
+        return Response(output(user).data)
 
     @extend_schema(request=UserUpdateInput)
     def partial_update(self, request: Request, pk: str) -> Response:
@@ -223,6 +246,7 @@ class UserViewSet(ApiViewSet):
         user = services.user_update(principal=self.principal, user=user, data=data)
         return Response(UserOutput(user).data)
 
+    @extend_schema(parameters=[DELETE_DEPENDENTS])
     def destroy(self, request: Request, pk: str) -> Response:
         user = self._get(pk)
         services.user_delete(
@@ -243,10 +267,17 @@ def _role_input(serializer_class: type[serializers.Serializer], data: object) ->
 class RoleViewSet(ApiViewSet):
     queryset = Role.objects.all()
     serializer_class = RoleOutput
+    field_errors_in_msg = True
 
     def _get(self, pk: str) -> Role:
         return _by_pk(Role.objects.all(), pk, "Role")
 
+    @extend_schema(
+        parameters=filters(
+            organization_id="ids", include_root="flag", collaboration_id="id", name="like",
+            description="like", rule_id="id", user_id="id",
+        )
+    )  # fmt: skip
     def list(self, request: Request) -> Response:
         return paginate(
             request, role_list(request), lambda rows: RoleOutput(rows, many=True).data, output=RoleOutput
@@ -278,13 +309,15 @@ class RoleViewSet(ApiViewSet):
         role = services.role_update(principal=self.principal, role=role, data=data)
         return Response(RoleOutput(role).data)
 
+    @extend_schema(parameters=[DELETE_DEPENDENTS])
     def destroy(self, request: Request, pk: str) -> Response:
         services.role_delete(
             principal=self.principal, role=self._get(pk), delete_dependents=flag(request, "delete_dependents")
         )
         return Response({"msg": "Role removed from the database."})
 
-    @extend_schema(request=None, responses=RuleOutput(many=True))
+    @extend_schema(request=None, responses={201: RuleOutput(many=True)}, methods=["POST"])
+    @extend_schema(request=None, responses={200: RuleOutput(many=True)}, methods=["DELETE"])
     @action(detail=True, methods=["post", "delete"], url_path=r"rule/(?P<rule_id>[0-9]+)")
     def rule(self, request: Request, pk: str, rule_id: str) -> Response:
         role = self._get(pk)
@@ -302,6 +335,11 @@ class RuleViewSet(ApiViewSet):
     queryset = Rule.objects.all()
     serializer_class = RuleOutput
 
+    @extend_schema(
+        parameters=filters(
+            name="text", operation="text", scope="text", role_id="id", user_id="id", no_pagination="flag"
+        )
+    )
     def list(self, request: Request) -> Response:
         return paginate(
             request,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from vantage6.api.fields import ListLinkField, RefField
 from vantage6.api.references import list_link
+from vantage6.api.schema import Embeddable
 from vantage6.api.serializers import OutputSerializer
 
 MAX_ID = 2**63 - 1
@@ -114,6 +116,7 @@ class CollaborationOutput(OutputSerializer):
         model = Collaboration
         fields = ["id", "name", "encrypted", "organizations", "nodes", "tasks", "algorithm_stores", "studies"]
 
+    @extend_schema_field(Embeddable(OrganizationOutput, many=True))
     def get_organizations(self, collaboration: Collaboration) -> str | list[dict]:
         if self.context.get("include_organizations"):
             return OrganizationOutput(collaboration.organizations.all(), many=True).data
@@ -144,6 +147,7 @@ class StudyOutput(OutputSerializer):
         model = Study
         fields = ["id", "name", "collaboration", "organizations", "tasks"]
 
+    @extend_schema_field(Embeddable(OrganizationOutput, many=True))
     def get_organizations(self, study: Study) -> str | list[dict]:
         if self.context.get("include_organizations"):
             return OrganizationOutput(study.organizations.all(), many=True).data

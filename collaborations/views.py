@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -28,7 +29,11 @@ from nodes.models import Node
 from nodes.serializers import NodeSimpleOutput
 from vantage6.api.pagination import paginate
 from vantage6.api.params import first, flag, list_param
+from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, filters, include
 from vantage6.api.views import ANY_CLIENT, NODE, USER, ApiViewSet
+
+# The algorithm store's own refusals are passed on with its status; its failures are a 502.
+STORE_ERRORS = {"4XX": None, 502: None}
 
 
 def _include_organizations(request: Request) -> bool:
@@ -44,12 +49,16 @@ class OrganizationViewSet(ApiViewSet):
     serializer_class = OrganizationOutput
     action_clients = {"list": ANY_CLIENT, "retrieve": ANY_CLIENT, "partial_update": (USER, NODE)}
 
+    @extend_schema(
+        parameters=filters(name="like", country="text", collaboration_id="id", study_id="id", ids="ids")
+    )
     def list(self, request: Request) -> Response:
         rows = selectors.organization_list(self.principal, request)
         return paginate(
             request, rows, lambda page: OrganizationOutput(page, many=True).data, output=OrganizationOutput
         )
 
+    @extend_schema(request=OrganizationCreateInput)
     def create(self, request: Request) -> Response:
         data = validated(OrganizationCreateInput, request.data)
         organization = services.organization_create(principal=self.principal, data=data)
@@ -58,6 +67,7 @@ class OrganizationViewSet(ApiViewSet):
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(OrganizationOutput(selectors.organization_get(self.principal, pk)).data)
 
+    @extend_schema(request=OrganizationUpdateInput)
     def partial_update(self, request: Request, pk: str) -> Response:
         organization = selectors.organization_get(self.principal, pk, "edit")
         data = validated(OrganizationUpdateInput, request.data)
@@ -66,6 +76,7 @@ class OrganizationViewSet(ApiViewSet):
         )
         return Response(OrganizationOutput(organization).data)
 
+    @extend_schema(parameters=[DELETE_DEPENDENTS])
     def destroy(self, request: Request, pk: str) -> Response:
         organization = selectors.object_or_404(Organization.objects.all(), pk, "Organization")
         services.organization_delete(
@@ -86,6 +97,12 @@ class CollaborationViewSet(ApiViewSet):
             collaboration, context={"include_organizations": include_organizations}
         ).data
 
+    @extend_schema(
+        parameters=[
+            include("organizations"),
+            *filters(name="like", encrypted="text", organization_id="id", algorithm_store_id="id"),
+        ]
+    )
     def list(self, request: Request) -> Response:
         include = _include_organizations(request)
         rows = selectors.collaboration_list(self.principal, request, include_organizations=include)
@@ -98,17 +115,20 @@ class CollaborationViewSet(ApiViewSet):
             output=CollaborationOutput,
         )
 
+    @extend_schema(request=CollaborationCreateInput, responses={200: CollaborationOutput})
     def create(self, request: Request) -> Response:
         data = validated(CollaborationCreateInput, request.data)
         collaboration = services.collaboration_create(principal=self.principal, **data)
         # vantage6 answers 200 here, not 201.
         return Response(self._output(collaboration))
 
+    @extend_schema(parameters=[include("organizations")])
     def retrieve(self, request: Request, pk: str) -> Response:
         include = _include_organizations(request)
         collaboration = selectors.collaboration_get(self.principal, pk, include_organizations=include)
         return Response(self._output(collaboration, include))
 
+    @extend_schema(request=CollaborationUpdateInput)
     def partial_update(self, request: Request, pk: str) -> Response:
         collaboration = selectors.collaboration_for_edit(self.principal, pk)
         data = validated(CollaborationUpdateInput, request.data)
@@ -117,6 +137,7 @@ class CollaborationViewSet(ApiViewSet):
         )
         return Response(self._output(collaboration))
 
+    @extend_schema(parameters=[DELETE_DEPENDENTS])
     def destroy(self, request: Request, pk: str) -> Response:
         collaboration = selectors.collaboration_for_edit(self.principal, pk, "delete")
         services.collaboration_delete(
@@ -126,6 +147,7 @@ class CollaborationViewSet(ApiViewSet):
         )
         return Response({"msg": f"Collaboration id={pk} has been deleted"})
 
+    @extend_schema(request=IdInput, responses=OrganizationOutput(many=True))
     @action(detail=True, methods=["post", "delete"], url_path="organization")
     def organizations(self, request: Request, pk: str) -> Response:
         collaboration = selectors.collaboration_for_edit(self.principal, pk)
@@ -138,6 +160,8 @@ class CollaborationViewSet(ApiViewSet):
         change(principal=self.principal, collaboration=collaboration, organization_id=organization_id)
         return Response(_organizations(collaboration.organizations.all()))
 
+    @extend_schema(request=IdInput, responses={201: NodeSimpleOutput(many=True)}, methods=["POST"])
+    @extend_schema(request=IdInput, responses=MessageOutput, methods=["DELETE"])
     @action(detail=True, methods=["post", "delete"], url_path="node")
     def nodes(self, request: Request, pk: str) -> Response:
         collaboration = selectors.collaboration_for_edit(self.principal, pk)
@@ -162,6 +186,12 @@ class StudyViewSet(ApiViewSet):
     def _output(self, study: Study, include_organizations: bool = True) -> dict:
         return StudyOutput(study, context={"include_organizations": include_organizations}).data
 
+    @extend_schema(
+        parameters=[
+            include("organizations"),
+            *filters(name="like", organization_id="id", collaboration_id="id"),
+        ]
+    )
     def list(self, request: Request) -> Response:
         include = _include_organizations(request)
         rows = selectors.study_list(self.principal, request, include_organizations=include)
@@ -172,16 +202,19 @@ class StudyViewSet(ApiViewSet):
             output=StudyOutput,
         )
 
+    @extend_schema(request=StudyCreateInput)
     def create(self, request: Request) -> Response:
         data = validated(StudyCreateInput, request.data)
         study = services.study_create(principal=self.principal, **data)
         return Response(self._output(study), status=201)
 
+    @extend_schema(parameters=[include("organizations")])
     def retrieve(self, request: Request, pk: str) -> Response:
         include = _include_organizations(request)
         study = selectors.study_get(self.principal, pk, include_organizations=include)
         return Response(self._output(study, include))
 
+    @extend_schema(request=StudyUpdateInput)
     def partial_update(self, request: Request, pk: str) -> Response:
         study = selectors.study_get(self.principal, pk, "edit")
         data = validated(StudyUpdateInput, request.data)
@@ -189,6 +222,7 @@ class StudyViewSet(ApiViewSet):
         study = services.study_update(principal=self.principal, study=study, data=data)
         return Response(self._output(study))
 
+    @extend_schema(parameters=[DELETE_DEPENDENTS])
     def destroy(self, request: Request, pk: str) -> Response:
         study = selectors.study_get(self.principal, pk, "delete")
         services.study_delete(
@@ -196,6 +230,7 @@ class StudyViewSet(ApiViewSet):
         )
         return Response({"msg": f"Study id={pk} has been deleted"})
 
+    @extend_schema(request=IdInput, responses=OrganizationOutput(many=True))
     @action(detail=True, methods=["post", "delete"], url_path="organization")
     def organizations(self, request: Request, pk: str) -> Response:
         study = selectors.study_for_member_change(self.principal, pk)
@@ -214,6 +249,7 @@ class AlgorithmStoreViewSet(ApiViewSet):
     serializer_class = AlgorithmStoreOutput
     action_clients = {"retrieve": (USER, NODE)}
 
+    @extend_schema(parameters=filters(name="like", url="like", collaboration_id="id"))
     def list(self, request: Request) -> Response:
         rows = selectors.algorithm_store_list(self.principal, request)
         return paginate(
@@ -223,6 +259,7 @@ class AlgorithmStoreViewSet(ApiViewSet):
             output=AlgorithmStoreOutput,
         )
 
+    @extend_schema(request=AlgorithmStoreCreateInput, responses={201: AlgorithmStoreOutput, **STORE_ERRORS})
     def create(self, request: Request) -> Response:
         data = validated(AlgorithmStoreCreateInput, request.data)
         store = services.algorithm_store_create(
@@ -239,12 +276,19 @@ class AlgorithmStoreViewSet(ApiViewSet):
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(AlgorithmStoreOutput(selectors.algorithm_store_get(self.principal, pk)).data)
 
+    @extend_schema(request=AlgorithmStoreUpdateInput)
     def partial_update(self, request: Request, pk: str) -> Response:
         store = selectors.object_or_404(AlgorithmStore.objects.all(), pk, "Algorithm store")
         data = validated(AlgorithmStoreUpdateInput, request.data)
         store = services.algorithm_store_update(principal=self.principal, store=store, data=data)
         return Response(AlgorithmStoreOutput(store).data)
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("server_url", str, description="This server's URL, as the store knows it.")
+        ],
+        responses={200: MessageOutput, **STORE_ERRORS},
+    )
     def destroy(self, request: Request, pk: str) -> Response:
         store = selectors.object_or_404(AlgorithmStore.objects.all(), pk, "Algorithm store")
         services.algorithm_store_delete(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from collaborations.serializers import IdField
@@ -46,6 +47,16 @@ class NodeOutput(NodeSimpleOutput):
             "config",
         ]
 
+    @extend_schema_field(
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"key": {"type": "string"}, "value": {"type": "string"}},
+                "required": ["key", "value"],
+            },
+        }
+    )
     def get_config(self, node: Node) -> list[dict]:
         rows = getattr(node, "config_rows", _NOT_LOADED)
         if rows is _NOT_LOADED:  # a node not loaded by the selectors
@@ -99,3 +110,21 @@ class NodeLoginInput(serializers.Serializer):
 
 class NodeRecoverInput(serializers.Serializer):
     id = IdField()
+
+
+class NodeTokensOutput(serializers.Serializer):
+    access_token = serializers.CharField()
+    refresh_token = serializers.CharField()
+    refresh_url = serializers.CharField()
+    node_url = serializers.CharField()
+
+
+class NodeTokenValidOutput(serializers.Serializer):
+    msg = serializers.CharField()
+    node_id = serializers.IntegerField()
+    name = serializers.CharField()
+    organization_id = serializers.IntegerField()
+
+
+class ApiKeyOutput(serializers.Serializer):
+    api_key = serializers.CharField()

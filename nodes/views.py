@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -10,14 +11,18 @@ from collaborations.serializers import validated
 from nodes import selectors, services
 from nodes.models import Node
 from nodes.serializers import (
+    ApiKeyOutput,
     NodeCreatedOutput,
     NodeCreateInput,
     NodeLoginInput,
     NodeOutput,
     NodeRecoverInput,
+    NodeTokensOutput,
+    NodeTokenValidOutput,
     NodeUpdateInput,
 )
 from vantage6.api.pagination import paginate
+from vantage6.api.schema import filters
 from vantage6.api.views import NODE, USER, ApiViewSet, ClientTypeGate
 
 
@@ -26,10 +31,17 @@ class NodeViewSet(ApiViewSet):
     serializer_class = NodeOutput
     action_clients = {"list": (USER, NODE), "retrieve": (USER, NODE), "partial_update": (USER, NODE)}
 
+    @extend_schema(
+        parameters=filters(
+            organization_id="id", collaboration_id="id", study_id="id", status="text", ip="text", name="like",
+            last_seen_from="date", last_seen_till="date",
+        )
+    )  # fmt: skip
     def list(self, request: Request) -> Response:
         rows = selectors.node_list(self.principal, request)
         return paginate(request, rows, lambda page: NodeOutput(page, many=True).data, output=NodeOutput)
 
+    @extend_schema(request=NodeCreateInput, responses={201: NodeCreatedOutput})
     def create(self, request: Request) -> Response:
         data = validated(NodeCreateInput, request.data)
         node, api_key = services.node_create(
@@ -43,6 +55,7 @@ class NodeViewSet(ApiViewSet):
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(NodeOutput(selectors.node_get(self.principal, pk)).data)
 
+    @extend_schema(request=NodeUpdateInput)
     def partial_update(self, request: Request, pk: str) -> Response:
         node = selectors.node_get(self.principal, pk, "edit")
         data = validated(NodeUpdateInput, request.data)
@@ -62,6 +75,7 @@ class NodeTokenView(APIView):
     permission_classes: list = []
     serializer_class = NodeLoginInput
 
+    @extend_schema(request=NodeLoginInput, responses={200: NodeTokensOutput, 401: None})
     def post(self, request: Request) -> Response:
         api_key = validated(NodeLoginInput, request.data)["api_key"]
         answer = services.node_login(api_key=api_key)
@@ -74,6 +88,7 @@ class NodeTokenValidateView(APIView):
     permission_classes = [ClientTypeGate]
     clients = (NODE,)
 
+    @extend_schema(request=None, responses=NodeTokenValidOutput)
     def post(self, request: Request) -> Response:
         node = request.user.node
         return Response(
@@ -93,6 +108,7 @@ class NodeRecoverView(APIView):
     clients = (USER,)
     serializer_class = NodeRecoverInput
 
+    @extend_schema(request=NodeRecoverInput, responses=ApiKeyOutput)
     def post(self, request: Request) -> Response:
         node_id = validated(NodeRecoverInput, request.data)["id"]
         node = selectors.node_get(request.user, node_id, "edit")

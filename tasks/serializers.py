@@ -6,12 +6,14 @@ import base64
 import json
 from urllib.parse import urlparse
 
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from tasks.models import AlgorithmPort, Run, Task, TaskStatus
 from vantage6.api.fields import ListLinkField, RefField, TimestampField
 from vantage6.api.params import parse_datetime
 from vantage6.api.references import list_link, ref
+from vantage6.api.schema import Embeddable, ReferenceOutput
 from vantage6.api.serializers import OutputSerializer
 
 MAX_ID = 2**31 - 1
@@ -57,24 +59,38 @@ class TaskOutput(OutputSerializer):
             "runs", "results", "children",
         ]  # fmt: skip
 
+    @extend_schema_field(
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "description": "`parameters`: JSON of the other keys of the database (query, ...).",
+                "properties": {"label": {"type": "string"}, "parameters": {"type": "string"}},
+                "required": ["label", "parameters"],
+            },
+        }
+    )
     def get_databases(self, task: Task) -> list[dict]:
         return _database_entries(task)
 
+    @extend_schema_field(Embeddable(lambda: RunOutput, many=True))
     def get_runs(self, task: Task) -> list[dict] | str:
         if "runs" in self.context.get("include", ()):
             return RunOutput(task.runs.all(), many=True).data
         return list_link("run", task_id=task.pk)
 
+    @extend_schema_field(Embeddable(lambda: ResultOutput, many=True))
     def get_results(self, task: Task) -> list[dict] | str:
         if "results" in self.context.get("include", ()):
             return ResultOutput(task.runs.all(), many=True).data
         return list_link("result", task_id=task.pk)
 
-    def to_representation(self, instance: Task) -> dict:
-        data = super().to_representation(instance)
-        if self.context.get("embedded"):
-            del data["runs"]
-        return data
+
+class EmbeddedTaskOutput(TaskOutput):
+    """A task embedded in its run: without its runs."""
+
+    class Meta(TaskOutput.Meta):
+        fields = [name for name in TaskOutput.Meta.fields if name != "runs"]
 
 
 class RunOutput(OutputSerializer):
@@ -97,14 +113,30 @@ class RunOutput(OutputSerializer):
             "blob_storage_used", "organization", "task", "results", "node", "ports",
         ]  # fmt: skip
 
+    @extend_schema_field(Embeddable(EmbeddedTaskOutput, reference=True))
     def get_task(self, run: Run) -> dict | None:
         if self.context.get("include_task"):
-            return TaskOutput(run.task, context={"embedded": True}).data
+            return EmbeddedTaskOutput(run.task).data
         return ref("task", run.task_id)
 
+    @extend_schema_field(ReferenceOutput)
     def get_results(self, run: Run) -> dict:
         return ref("result", run.pk)
 
+    @extend_schema_field(
+        {
+            "type": "object",
+            "nullable": True,
+            "description": "The node of the run's organization in the task's collaboration.",
+            "properties": {
+                "id": {"type": "integer"},
+                "ip": {"type": "string", "nullable": True},
+                "status": {"type": "string", "nullable": True},
+                "name": {"type": "string"},
+            },
+            "required": ["id", "ip", "status", "name"],
+        }
+    )
     def get_node(self, run: Run) -> dict | None:
         return getattr(run, "node_info", None)
 
@@ -118,6 +150,7 @@ class ResultOutput(OutputSerializer):
         model = Run
         fields = ["id", "result", "cleanup_at", "blob_storage_used", "run", "task"]
 
+    @extend_schema_field(ReferenceOutput)
     def get_run(self, run: Run) -> dict:
         return ref("run", run.pk)
 
@@ -143,6 +176,7 @@ class IdField(serializers.IntegerField):
         super().__init__(**kwargs)
 
 
+@extend_schema_field({"type": "string", "description": "An ISO-8601 date or time (UTC when without offset)."})
 class IsoDateTimeField(serializers.Field):
     """Any ISO-8601 date or datetime, stored as naive UTC."""
 
@@ -272,6 +306,7 @@ class PortInput(serializers.Serializer):
     label = StrictCharField(max_length=128, required=False, allow_null=True, allow_blank=True)
 
 
+@extend_schema_serializer(component_name="Kill")
 class IdInput(serializers.Serializer):
     id = IdField()
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -25,9 +28,22 @@ from tasks.serializers import (
 from vantage6.api.errors import ApiError, bad_request, not_found
 from vantage6.api.pagination import paginate
 from vantage6.api.params import first, int_param
+from vantage6.api.schema import MessageOutput, filters, include
 from vantage6.api.views import ANY_CLIENT, CONTAINER, NODE, USER, ApiViewSet
 
 NEWEST_FIRST = ("-id",)
+RUN_FILTERS = filters(
+    task_id="id", organization_id="id", node_id="id", collaboration_id="id", state="text",
+    assigned_from="time", assigned_till="time", started_from="time", started_till="time",
+    finished_from="time", finished_till="time", port="int",
+)  # fmt: skip
+NOT_CONFIGURED = OpenApiResponse(description="Not configured on this server")
+
+
+def _flags(*names: str) -> list[OpenApiParameter]:
+    return [
+        OpenApiParameter(name, bool, description="A flag: any non-empty value is true.") for name in names
+    ]
 
 
 def _valid(serializer_class, request: Request) -> dict:
@@ -50,6 +66,16 @@ class TaskViewSet(ApiViewSet):
     clients = ANY_CLIENT
     action_clients = {"create": (USER, CONTAINER), "destroy": (USER,), "status": (USER, CONTAINER)}
 
+    @extend_schema(
+        parameters=[
+            include("runs", "results"),
+            *filters(
+                collaboration_id="id", init_org_id="id", init_user_id="id", study_id="id", parent_id="id",
+                job_id="id", name="like", image="like", description="like", database="text",
+                is_user_created="int", store_id="id", run_id="id", status="text",
+            ),
+        ]
+    )  # fmt: skip
     def list(self, request: Request) -> Response:
         include = selectors.include_param(request)
 
@@ -66,6 +92,7 @@ class TaskViewSet(ApiViewSet):
             default_order=NEWEST_FIRST,
         )
 
+    @extend_schema(request=TaskInput, responses={201: TaskOutput, 403: None})
     def create(self, request: Request) -> Response:
         data = _valid(TaskInput, request)
         task = services.task_create(
@@ -73,6 +100,7 @@ class TaskViewSet(ApiViewSet):
         )
         return _task_response(task.pk, status=201)
 
+    @extend_schema(parameters=[include("runs", "results")])
     def retrieve(self, request: Request, pk: str) -> Response:
         include = selectors.include_param(request)
         task = selectors.task_for_view(self.principal, pk, include)
@@ -84,6 +112,7 @@ class TaskViewSet(ApiViewSet):
         services.task_delete(principal=self.principal, task=task)
         return Response({"msg": f"task id={pk} and its algorithm run data have been successfully deleted"})
 
+    @extend_schema(responses=inline_serializer("TaskStatus", {"status": serializers.CharField()}))
     def status(self, request: Request, pk: str) -> Response:
         task = selectors.task_with_status(pk)
         self.principal.require(selectors.may(self.principal, "task", "view", task))
@@ -104,6 +133,7 @@ class RunViewSet(ApiViewSet):
     clients = ANY_CLIENT
     action_clients = {"partial_update": (NODE,)}
 
+    @extend_schema(parameters=[include("task"), *RUN_FILTERS])
     def list(self, request: Request) -> Response:
         include_task = "task" in selectors.include_param(request)
         runs = selectors.with_run_details(selectors.run_list(self.principal, request), include_task)
@@ -111,11 +141,13 @@ class RunViewSet(ApiViewSet):
             request, runs, _serialize_runs(include_task), output=RunOutput, default_order=NEWEST_FIRST
         )
 
+    @extend_schema(parameters=[include("task")])
     def retrieve(self, request: Request, pk: str) -> Response:
         include_task = first(request, "include") == "task"
         run = selectors.run_for_view(self.principal, pk, include_task)
         return Response(RunOutput(run, context={"include_task": include_task}).data)
 
+    @extend_schema(request=RunPatchInput)
     def partial_update(self, request: Request, pk: str) -> Response:
         data = _valid(RunPatchInput, request)
         run = services.run_update(principal=self.principal, run_id=int(pk), data=data)
@@ -129,6 +161,7 @@ class ResultViewSet(ApiViewSet):
     serializer_class = ResultOutput
     clients = ANY_CLIENT
 
+    @extend_schema(parameters=RUN_FILTERS)
     def list(self, request: Request) -> Response:
         return paginate(
             request,
@@ -149,6 +182,7 @@ class ResultViewSet(ApiViewSet):
 class PortViewSet(ApiViewSet):
     clients = (NODE,)
 
+    @extend_schema(request=PortInput, responses={201: PortOutput})
     def create(self, request: Request) -> Response:
         data = _valid(PortInput, request)
         port = services.port_create(
@@ -156,6 +190,10 @@ class PortViewSet(ApiViewSet):
         )
         return Response(PortOutput(port).data, status=201)
 
+    @extend_schema(
+        parameters=[OpenApiParameter("run_id", int, required=True, description="The run whose ports go.")],
+        responses={200: MessageOutput, 400: None},
+    )
     def delete_of_run(self, request: Request) -> Response:
         run_id = int_param(request, "run_id")
         if run_id is None:
@@ -167,6 +205,7 @@ class PortViewSet(ApiViewSet):
 class KillViewSet(ApiViewSet):
     clients = (USER,)
 
+    @extend_schema(request=IdInput, responses=MessageOutput)
     def task(self, request: Request) -> Response:
         task_id = _valid(IdInput, request)["id"]
         task = selectors.task_with_status(task_id)
@@ -174,6 +213,7 @@ class KillViewSet(ApiViewSet):
         services.task_kill(principal=self.principal, task=task)
         return Response({"msg": f"Nodes have been instructed to kill the runs of task id={task_id}."})
 
+    @extend_schema(request=IdInput, responses=MessageOutput)
     def node_tasks(self, request: Request) -> Response:
         node_id = _valid(IdInput, request)["id"]
         node = Node.objects.filter(pk=node_id).first()
@@ -189,6 +229,10 @@ class KillViewSet(ApiViewSet):
 class ContainerTokenViewSet(ApiViewSet):
     clients = (NODE,)
 
+    @extend_schema(
+        request=ContainerTokenInput,
+        responses=inline_serializer("ContainerToken", {"container_token": serializers.CharField()}),
+    )
     def create(self, request: Request) -> Response:
         data = _valid(ContainerTokenInput, request)
         token = services.container_token_issue(
@@ -204,12 +248,47 @@ class VpnViewSet(ApiViewSet):
     clients = (NODE,)
     action_clients = {"addresses": (CONTAINER,)}
 
+    @extend_schema(responses={501: NOT_CONFIGURED})
     def config(self, request: Request) -> Response:
         raise ApiError(501, VPN_NOT_CONFIGURED)
 
+    @extend_schema(request=None, responses={501: NOT_CONFIGURED})
     def update_config(self, request: Request) -> Response:
         raise ApiError(501, VPN_NOT_CONFIGURED)
 
+    @extend_schema(
+        parameters=[
+            *_flags(
+                "include_children",
+                "include_parent",
+                "only_children",
+                "only_parent",
+                "only_siblings",
+                "only_self",
+            ),
+            OpenApiParameter("label", str, description="Only ports with this label."),
+        ],
+        responses={
+            200: inline_serializer(
+                "AlgorithmAddresses",
+                {
+                    "addresses": inline_serializer(
+                        "AlgorithmAddress",
+                        {
+                            "port": serializers.IntegerField(),
+                            "label": serializers.CharField(allow_null=True),
+                            "ip": serializers.CharField(allow_null=True),
+                            "organization_id": serializers.IntegerField(),
+                            "task_id": serializers.IntegerField(),
+                            "parent_id": serializers.IntegerField(allow_null=True),
+                        },
+                        many=True,
+                    )
+                },
+            ),
+            400: None,
+        },
+    )
     def addresses(self, request: Request) -> Response:
         return Response({"addresses": selectors.algorithm_addresses(self.principal, request)})
 
@@ -220,6 +299,15 @@ COLUMN_TASK_IMAGE = "ghcr.io/vantage6/algorithm-basics:latest"
 class ColumnViewSet(ApiViewSet):
     clients = (USER,)
 
+    @extend_schema(
+        request=ColumnInput,
+        responses={
+            200: inline_serializer(
+                "Columns", {"columns": serializers.ListField(child=serializers.CharField())}
+            ),
+            201: OpenApiResponse(TaskOutput, description="No node shares the columns: a task asks them."),
+        },
+    )
     def create(self, request: Request) -> Response:
         data = _valid(ColumnInput, request)
         collaboration = Collaboration.objects.filter(pk=data["collaboration_id"]).first()
@@ -245,9 +333,20 @@ class ColumnViewSet(ApiViewSet):
 class BlobViewSet(ApiViewSet):
     clients = ANY_CLIENT
 
+    @extend_schema(
+        responses=inline_serializer("BlobStoreStatus", {"blob_store_enabled": serializers.BooleanField()})
+    )
     def status(self, request: Request) -> Response:
         return Response({"blob_store_enabled": blobs.blob_storage() is not None})
 
+    @extend_schema(
+        request={"application/octet-stream": OpenApiTypes.BINARY},
+        responses={
+            201: inline_serializer("BlobUploaded", {"uuid": serializers.CharField()}),
+            403: None,
+            501: NOT_CONFIGURED,
+        },
+    )
     def upload(self, request: Request) -> Response:
         principal = self.principal
         if principal.is_user:
@@ -260,6 +359,7 @@ class BlobViewSet(ApiViewSet):
         name = services.blob_upload(principal=principal, read=request._request.read)
         return Response({"uuid": name}, status=201)
 
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 501: NOT_CONFIGURED})
     def download(self, request: Request, uuid: str) -> StreamingHttpResponse:
         storage = blobs.blob_storage()
         if storage is None:

@@ -213,7 +213,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["vantage6.api.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "vantage6.api.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "vantage6.api.schema.ApiSchema",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_THROTTLE_CLASSES": [],
 }
@@ -223,6 +223,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "4.15.2",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": f"{API_PATH}/",
+    "ENUM_NAME_OVERRIDES": {
+        "AuthStatusEnum": "accounts.models.AuthStatus",
+        "RunStatusEnum": "tasks.models.TaskStatus",
+    },
 }
 
 SIMPLE_JWT = {

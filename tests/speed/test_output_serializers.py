@@ -9,7 +9,7 @@ from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 
 from accounts.models import Role, Rule, User
-from accounts.serializers import RoleOutput, RuleOutput, UserOutput
+from accounts.serializers import RoleOutput, RuleOutput, UserOutput, UserPermissionsOutput
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from collaborations.serializers import (
     AlgorithmStoreOutput,
@@ -21,7 +21,7 @@ from nodes.models import Node, NodeConfig
 from nodes.serializers import NodeCreatedOutput, NodeOutput, NodeSimpleOutput
 from tasks import selectors
 from tasks.models import AlgorithmPort, TaskDatabase, TaskStatus
-from tasks.serializers import PortOutput, ResultOutput, RunOutput, TaskOutput
+from tasks.serializers import EmbeddedTaskOutput, PortOutput, ResultOutput, RunOutput, TaskOutput
 from tests.factories import bearer, make_run, make_study, make_task, make_user
 from vantage6.api.serializers import OutputSerializer
 
@@ -82,12 +82,13 @@ def runs(include_task=False):
 CASES = {
     "task": (TaskOutput, lambda: tasks(), {}),
     "task+runs": (TaskOutput, lambda: tasks({"runs", "results"}), {"include": {"runs", "results"}}),
-    "task embedded": (TaskOutput, lambda: tasks(), {"embedded": True}),
+    "task embedded": (EmbeddedTaskOutput, lambda: tasks(), {}),
     "run": (RunOutput, lambda: runs(), {}),
     "run+task": (RunOutput, lambda: runs(True), {"include_task": True}),
     "result": (ResultOutput, lambda: runs(), {}),
     "port": (PortOutput, lambda: AlgorithmPort.objects.order_by("id"), {}),
     "user": (UserOutput, lambda: User.objects.order_by("id"), {}),
+    "user+permissions": (UserPermissionsOutput, lambda: User.objects.order_by("id"), {}),
     "role": (RoleOutput, lambda: Role.objects.order_by("id"), {}),
     "rule": (RuleOutput, lambda: Rule.objects.order_by("id"), {}),
     "organization": (OrganizationOutput, lambda: Organization.objects.order_by("id"), {}),

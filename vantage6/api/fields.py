@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from vantage6.api.references import list_link, ref
@@ -25,18 +23,6 @@ class TimestampField(serializers.DateTimeField):
         return format_datetime(value)
 
 
-REFERENCE_SCHEMA = {
-    "type": "object",
-    "nullable": True,
-    "properties": {
-        "id": {"type": "integer"},
-        "link": {"type": "string"},
-        "methods": {"type": "array", "items": {"type": "string"}},
-    },
-}
-
-
-@extend_schema_field(REFERENCE_SCHEMA)
 class RefField(serializers.Field):
     """A to-one reference built from the ``<fk>_id`` attribute, so it costs no query."""
 
@@ -52,7 +38,6 @@ class RefField(serializers.Field):
         return ref(self.resource, getattr(instance, attr))
 
 
-@extend_schema_field(OpenApiTypes.STR)
 class ListLinkField(serializers.Field):
     """A to-many reference: ``/api/<resource>?<filter>=<this object's id>``."""
 

@@ -1,0 +1,366 @@
+"""The OpenAPI document (``/api/schema``): what every operation of the API answers, in one place.
+
+drf-spectacular describes each view from its serializers; this schema class adds what the API does the
+same way everywhere: the ``{data, links}`` envelope of list endpoints and their headers and query
+parameters, ``{"msg": ...}`` answers of deletions, the error bodies of the 4xx each kind of operation
+returns, and which token (user, node, container, refresh) each operation takes.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import ResolvedComponent
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema_serializer
+from rest_framework import serializers
+
+from vantage6.api.fields import ListLinkField, RefField, TimestampField
+from vantage6.api.pagination import MAX_PAGE_ARG, MAX_PER_PAGE
+
+# The security scheme of each client type's bearer token; all are JWTs from the token endpoints.
+TOKEN_SCHEMES = {
+    "user": ("userToken", "A user's access token (POST /token/user)."),
+    "node": ("nodeToken", "A node's access token (POST /token/node)."),
+    "container": ("containerToken", "An algorithm container's token (POST /token/container)."),
+    "refresh": ("refreshToken", "A user's or node's refresh token (only for POST /token/refresh)."),
+}
+
+ERROR = {
+    "type": "object",
+    "description": "An error: what went wrong, in words.",
+    "properties": {"msg": {"type": "string"}},
+    "required": ["msg"],
+}
+VALIDATION_ERROR = {
+    "type": "object",
+    "description": (
+        "A refused request: `msg` says why; a body that does not validate also has `errors`, the "
+        "messages per field (`_schema` for the body as a whole)."
+    ),
+    "properties": {"msg": {"type": "string"}, "errors": {"type": "object", "additionalProperties": {}}},
+    "required": ["msg"],
+}
+# Role endpoints answer validation errors as ``{"msg": {field: [...]}}`` (as vantage6 does).
+ROLE_VALIDATION_ERROR = {
+    "type": "object",
+    "description": "A refused request: `msg` is a text, or the messages per field of a body.",
+    "properties": {
+        "msg": {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+            ]
+        }
+    },
+    "required": ["msg"],
+}
+LINKS = {
+    "type": "object",
+    "description": "Paths (with query) of the pages; `previous`, `next` and `last` only when they exist.",
+    "properties": {name: {"type": "string"} for name in ("first", "previous", "self", "next", "last")},
+    "required": ["first", "self"],
+}
+
+# What an error status means, for the document's readers.
+ERROR_DESCRIPTIONS = {
+    "400": "Bad request: invalid body or query, or refused by a rule of the data",
+    "401": "No token, an invalid or expired one, or no permission",
+    "403": "Forbidden",
+    "404": "Not found",
+    "413": "Request body too large",
+    "415": "Request body is not JSON",
+    "422": "Malformed token, or a token of the wrong kind",
+    "501": "Not configured on this server",
+    "502": "The algorithm store failed",
+    "4XX": "The algorithm store refused (its status, and its message)",
+}
+BODY_METHODS = ("POST", "PATCH", "PUT")
+
+
+@extend_schema_serializer(component_name="Message")
+class MessageOutput(serializers.Serializer):
+    """A success answer in words."""
+
+    msg = serializers.CharField()
+
+
+@extend_schema_serializer(component_name="Reference")
+class ReferenceOutput(serializers.Serializer):
+    """A reference to another object: its id, its path and the methods of that path."""
+
+    id = serializers.IntegerField()
+    link = serializers.CharField()
+    methods = serializers.ListField(child=serializers.CharField())
+
+
+# Naive ISO-8601 in UTC as ``datetime.isoformat`` writes it (no offset; microseconds only when not zero).
+NAIVE_TIMESTAMP = {
+    "type": "string",
+    "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?$",
+    "description": "A UTC time without offset, e.g. `2024-01-01T10:00:00` or `2024-01-01T10:00:00.795264`.",
+}
+
+
+def _nullable_in_model(field: serializers.Field, attname: str) -> bool:
+    """Whether the model column behind an output field may be null (a computed value may be)."""
+    model = field.parent.Meta.model
+    try:
+        return next(f for f in model._meta.concrete_fields if attname in (f.name, f.attname)).null
+    except StopIteration:
+        return True
+
+
+def _nullable(schema: dict, nullable: bool) -> dict:
+    if not nullable:
+        return schema
+    if "$ref" in schema:
+        return {"allOf": [schema], "nullable": True}
+    return {**schema, "nullable": True}
+
+
+class TimestampFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = TimestampField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict:
+        field = self.target
+        return _nullable(dict(NAIVE_TIMESTAMP), _nullable_in_model(field, field.source))
+
+
+class RefFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = RefField
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict:
+        field = self.target
+        reference = auto_schema.resolve_serializer(ReferenceOutput, direction).ref
+        return _nullable(reference, _nullable_in_model(field, field.fk_attr or f"{field.field_name}_id"))
+
+
+class ListLinkFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = ListLinkField
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict:
+        return {"type": "string", "description": f"Path of the list of the related {self.target.resource}s."}
+
+
+class Embeddable(serializers.Field):
+    """For the schema of a method field: a link (string) or reference, or the embedded object(s) when
+    the request asks for them (``output`` may be given as a function, for classes defined later)."""
+
+    def __init__(self, output: object, *, many: bool = False, reference: bool = False) -> None:
+        self.output, self.many, self.reference = output, many, reference
+        super().__init__(read_only=True)
+
+
+class EmbeddableSchema(OpenApiSerializerFieldExtension):
+    target_class = Embeddable
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict:
+        field = self.target
+        output = field.output if isinstance(field.output, type) else field.output()
+        embedded = auto_schema.resolve_serializer(output, direction).ref
+        if field.many:
+            embedded = {"type": "array", "items": embedded}
+        link = (
+            auto_schema.resolve_serializer(ReferenceOutput, direction).ref
+            if field.reference
+            else {"type": "string"}
+        )
+        return {"oneOf": [link, embedded]}
+
+
+class Envelope:
+    """The list envelope of ``vantage6.api.pagination.paginate``, described for the schema."""
+
+    def get_paginated_response_schema(self, schema: dict) -> dict:
+        return {
+            "type": "object",
+            "properties": {"data": schema, "links": LINKS},
+            "required": ["data", "links"],
+        }
+
+    def get_schema_operation_parameters(self, view: object) -> list[dict]:
+        def integer(name: str, description: str) -> dict:
+            return {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": description,
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_ARG},
+            }
+
+        return [
+            integer("page", "Page number (default 1)."),
+            integer("per_page", f"Rows per page (default 10; larger pages come in pages of {MAX_PER_PAGE})."),
+            {
+                "name": "sort",
+                "in": "query",
+                "required": False,
+                "description": "Comma-separated fields to sort by; `-` in front sorts descending.",
+                "schema": {"type": "string"},
+            },
+        ]
+
+
+LIST_HEADERS = [
+    OpenApiParameter(
+        "total-count", int, OpenApiParameter.HEADER, response=[200], required=True,
+        description="Number of matching rows on all pages.",
+    ),
+    OpenApiParameter(
+        "Link", str, OpenApiParameter.HEADER, response=[200], required=True,
+        description="The `links` as `<path>; rel=<name>`, comma-separated.",
+    ),
+]  # fmt: skip
+
+DELETE_DEPENDENTS = OpenApiParameter(
+    "delete_dependents", bool, description="Also delete what depends on it (any non-empty value is true)."
+)
+
+
+# The kinds of query filters: the schema of their values and what they mean.
+FILTER_KINDS = {
+    "id": (int, "Only rows related to the object with this id."),
+    "int": (int, "An integer."),
+    "text": (str, "Exact value."),
+    "like": (str, "SQL LIKE pattern (`%` any text, `_` one character)."),
+    "date": (OpenApiTypes.DATE, "A day, YYYY-MM-DD."),
+    "time": (str, "An ISO-8601 date or time."),
+    "flag": (bool, "A flag: any non-empty value is true."),
+    "ids": ({"type": "array", "items": {"type": "integer"}}, "Ids, repeated or comma-separated."),
+}
+
+
+def filters(**kinds: str) -> list[OpenApiParameter]:
+    """The query filters of a list endpoint, by name and kind (see ``FILTER_KINDS``)."""
+    return [
+        OpenApiParameter(name, FILTER_KINDS[kind][0], description=FILTER_KINDS[kind][1])
+        for name, kind in kinds.items()
+    ]
+
+
+def include(*values: str) -> OpenApiParameter:
+    """The ``include`` query parameter that embeds related objects (comma-separated or repeated)."""
+    return OpenApiParameter("include", str, description=f"Embed related objects: {', '.join(values)}.")
+
+
+class ApiSchema(AutoSchema):
+    """The schema of one operation, with the conventions of the whole API (see the module doc)."""
+
+    def _action(self) -> str | None:
+        return getattr(self.view, "action", None)
+
+    def _is_list(self) -> bool:
+        return self._action() == "list"
+
+    def get_description(self) -> str:
+        # The docstrings of the handler and of the view class itself; not those of base classes.
+        handler = getattr(self.view, self._action() or self.method.lower(), None)
+        docs = (handler.__doc__ if handler else None, self.view.__class__.__dict__.get("__doc__"))
+        return inspect.cleandoc(next((doc for doc in docs if doc), ""))
+
+    def get_serializer_name(self, serializer: serializers.Serializer, direction: str) -> str:
+        name = super().get_serializer_name(serializer, direction)
+        return name.removesuffix("Output").removesuffix("Input")
+
+    def _get_paginator(self) -> Envelope | None:
+        return Envelope() if self._is_list() else None
+
+    def get_override_parameters(self) -> list:
+        return [*super().get_override_parameters(), *(LIST_HEADERS if self._is_list() else ())]
+
+    def _map_basic_serializer(self, serializer: serializers.Serializer, direction: str) -> dict:
+        schema = super()._map_basic_serializer(serializer, direction)
+        if type(serializer).__module__ != __name__:
+            schema.pop("description", None)  # serializer docstrings are written for developers
+        if direction == "response":
+            # Every field of an answer is always there (null when empty), except those a
+            # serializer names as optional.
+            optional = getattr(serializer, "optional_fields", ())
+            required = [name for name in schema.get("properties", {}) if name not in optional]
+            if required:
+                schema["required"] = required
+            if isinstance(serializer, MessageOutput):
+                # Closed, so that a message is told apart from answers that also carry a ``msg``.
+                schema["additionalProperties"] = False
+        return schema
+
+    # --- security ---------------------------------------------------------------------------------
+    def _clients(self) -> tuple[str, ...]:
+        if not self.view.authentication_classes:
+            return ()
+        if any(getattr(a, "accept_refresh", False) for a in self.view.authentication_classes):
+            return ("refresh",)
+        return getattr(self.view, "action_clients", {}).get(self._action(), getattr(self.view, "clients", ()))
+
+    def get_auth(self) -> list[dict]:
+        requirements = []
+        for client in self._clients():
+            name, description = TOKEN_SCHEMES[client]
+            self.registry.register_on_missing(
+                ResolvedComponent(
+                    name=name,
+                    type=ResolvedComponent.SECURITY_SCHEMA,
+                    object=name,
+                    schema={
+                        "type": "http",
+                        "scheme": "bearer",
+                        "bearerFormat": "JWT",
+                        "description": description,
+                    },
+                )
+            )
+            requirements.append({name: []})
+        return requirements
+
+    # --- responses --------------------------------------------------------------------------------
+    def _component(self, name: str, schema: dict) -> dict:
+        component = ResolvedComponent(name=name, type=ResolvedComponent.SCHEMA, object=name, schema=schema)
+        self.registry.register_on_missing(component)
+        return component.ref
+
+    def _error_statuses(self) -> list[str]:
+        """The 4xx an operation of this kind can answer (views declare the others)."""
+        request = self.get_request_serializer() if self.method in BODY_METHODS else None
+        has_body, raw_body = request is not None, isinstance(request, dict)
+        has_path_ids = "{" in self.path
+        authenticated = bool(self._clients())
+        statuses = []
+        if has_body or has_path_ids or self._is_list() or self.method == "DELETE":
+            statuses.append("400")
+        if authenticated:
+            statuses += ["401", "422"]
+        if has_path_ids or self._is_list() or (authenticated and self.method in (*BODY_METHODS, "DELETE")):
+            statuses.append("404")
+        if has_body:
+            statuses.append("413")
+        if has_body and not raw_body:  # JSON only
+            statuses.append("415")
+        return statuses
+
+    def _get_response_bodies(self, direction: str = "response") -> dict:
+        responses = super()._get_response_bodies(direction)
+        if "204" in responses:  # deletions answer what they did
+            del responses["204"]
+            responses["200"] = self._get_response_for_code(MessageOutput, "200", direction=direction)
+        for status in self._error_statuses():
+            responses.setdefault(status, {})
+        for status, response in responses.items():
+            if status.startswith(("4", "5")) and not response.get("content"):
+                response.update(self._error_response(status))
+        return dict(sorted(responses.items()))
+
+    def _error_response(self, status: str) -> dict:
+        if status == "400" and getattr(self.view, "field_errors_in_msg", False):
+            name, schema = "RoleValidationError", ROLE_VALIDATION_ERROR
+        elif status == "400":
+            name, schema = "ValidationError", VALIDATION_ERROR
+        else:
+            name, schema = "Error", ERROR
+        return {
+            "description": ERROR_DESCRIPTIONS.get(status, "Error"),
+            "content": {"application/json": {"schema": self._component(name, schema)}},
+        }
