@@ -8,7 +8,7 @@ from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from accounts.catalogue import DEFAULT_ROLE_NAMES
-from accounts.models import Role, Rule, User
+from accounts.models import AuditEntry, Role, Rule, User
 from vantage6.api.fields import ListLinkField, RefField, TimestampField
 from vantage6.api.serializers import OutputSerializer
 
@@ -100,6 +100,15 @@ class RuleOutput(OutputSerializer):
     class Meta:
         model = Rule
         fields = ["id", "name", "description", "scope", "operation", "users"]
+
+
+class AuditEntryOutput(OutputSerializer):
+    class Meta:
+        model = AuditEntry
+        fields = [
+            "id", "created_at", "actor_type", "actor_id", "actor_organization_id", "action",
+            "object_type", "object_id", "object_organization_id", "data",
+        ]  # fmt: skip
 
 
 # --- tokens and recovery ---------------------------------------------------------------------------
