@@ -258,7 +258,7 @@ class AuditEntry(models.Model):
     """One state-changing action (or login attempt): who did what to which object. Append-only."""
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    actor_type = models.CharField(max_length=16)  # user, node, container or system
+    actor_type = models.CharField(max_length=16)  # user, node, container, system or anonymous
     actor_id = models.IntegerField(null=True)
     action = models.CharField(max_length=64, choices=AuditAction.choices)
     object_type = models.CharField(max_length=32)
