@@ -1,4 +1,5 @@
-"""The admin site: organizations, users, roles and the rule catalogue, under the API's rules.
+"""The admin site: organizations, users, roles, the rule catalogue and the audit trail, under the API's
+rules.
 
 Every list is narrowed by the rule engine and every change goes through the same services as the
 API, so the escalation guards (hold what you grant, no own roles, roles of the user's organization)
@@ -19,7 +20,7 @@ from rest_framework.exceptions import ValidationError as ApiValidationError
 
 from accounts import services
 from accounts.backends import object_allowed, principal_of
-from accounts.models import Role, Rule, User
+from accounts.models import AuditEntry, Role, Rule, User
 from accounts.permissions import Principal
 from accounts.serializers import validate_password_policy, validate_role_name
 from collaborations import services as organization_services
@@ -252,3 +253,29 @@ class RuleAdmin(AdminPage):
 
     def has_delete_permission(self, request: HttpRequest, obj: Rule | None = None) -> bool:
         return False
+
+
+# --- the audit trail --------------------------------------------------------------------------------------
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ScopedAdmin):
+    """Read-only: the entries the ``audit`` rules show, as ``GET /api/audit`` does."""
+
+    resource = "audit"
+    list_display = [
+        "id", "created_at", "actor_type", "actor_id", "action", "object_type", "object_id",
+        "actor_organization_id", "object_organization_id",
+    ]  # fmt: skip
+    list_filter = ["action", "actor_type", "object_type"]
+    date_hierarchy = "created_at"
+    search_fields = ["=actor_id", "=object_id", "=actor_organization_id", "=object_organization_id"]
+    readonly_fields = [*list_display, "data"]
+    actions = None
+
+    def allowed(self, principal: Principal, operation: str, obj: Model | None) -> bool:
+        if operation != "view":
+            return False
+        return (
+            principal.allows("audit", obj)
+            if obj is not None
+            else principal.max_scope("audit", "view") is not None
+        )

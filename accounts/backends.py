@@ -13,8 +13,11 @@ from vantage6.api.errors import ApiError
 # Django model → vantage6 rule resource; Django action → rule operation.
 RESOURCES = {"accounts.user": "user", "accounts.role": "role", "collaborations.organization": "organization"}
 OPERATIONS = {"view": "view", "change": "edit", "add": "create", "delete": "delete"}
-# Rules that give access to the admin site: managing users, roles or organizations beyond oneself.
-STAFF_RULES = [(resource, op) for resource in RESOURCES.values() for op in ("edit", "create")]
+# Rules that give access to the admin site: managing users, roles or organizations beyond oneself,
+# or reading the audit trail.
+STAFF_RULES = [(resource, op) for resource in RESOURCES.values() for op in ("edit", "create")] + [
+    ("audit", "view")
+]
 
 
 def principal_of(user) -> Principal:

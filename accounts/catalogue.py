@@ -1,4 +1,5 @@
-"""The fixed rule catalogue (86 rules) and the built-in roles of vantage6 4.15, and their seeding."""
+"""The fixed rule catalogue (the 86 rules of vantage6 4.15, then this server's own), the built-in roles,
+and their seeding."""
 
 from __future__ import annotations
 
@@ -125,6 +126,9 @@ RULES: list[tuple[str, str, str, str, bool, bool]] = [
     ("study", "glo", "d", "delete a study", False, False),
     ("study", "col", "d", "delete any study within your collaborations", False, False),
     ("study", "org", "d", "delete studies that your organization is involved in", False, False),
+    # This server's own rules: after vantage6's, so that those keep their ids.
+    ("audit", "glo", "v", "view the audit trail of the whole server", False, False),
+    ("audit", "org", "v", "view the audit trail of your organization's users and objects", False, False),
 ]
 
 ROOT, CONTAINER, NODE = "Root", "container", "node"
@@ -144,7 +148,7 @@ _ORG_ADMIN = [
     *_VIEWER,
     ("user", "org", "c"), ("user", "org", "e"), ("user", "org", "d"), ("organization", "org", "e"),
     ("role", "org", "c"), ("role", "org", "e"), ("role", "org", "d"), ("node", "org", "c"),
-    ("node", "org", "e"), ("event", "org", "s"),
+    ("node", "org", "e"), ("event", "org", "s"), ("audit", "org", "v"),
 ]  # fmt: skip
 _COL_ADMIN = [
     *_ORG_ADMIN,

@@ -15,9 +15,9 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from accounts import mail, totp
-from accounts.models import User
+from accounts.models import AuditAction, User
 from accounts.permissions import Principal
-from accounts.services import audit
+from accounts.services import ANONYMOUS, actor_of, audit
 from accounts.sessions import end_all_logins, start_login
 from accounts.tokens import TokenError, reset_token, reset_token_claims
 from vantage6.api.errors import ApiError, bad_request
@@ -97,6 +97,16 @@ def _clear_failures(user: User) -> None:
         user.save(update_fields=["failed_login_attempts"])
 
 
+def _login_failed(username: str, user: User | None, reason: str) -> None:
+    """Audit a refused login; the guess that reaches the limit also records the lock-out."""
+    if user is None:
+        audit(ANONYMOUS, AuditAction.USER_LOGIN_FAILED, None, username=username, reason=reason)
+        return
+    audit(ANONYMOUS, AuditAction.USER_LOGIN_FAILED, user, reason=reason)
+    if reason != "locked" and user.failed_login_attempts == settings.PASSWORD_MAX_FAILED_ATTEMPTS:
+        audit(ANONYMOUS, AuditAction.USER_LOCK_OUT, user, attempts=user.failed_login_attempts)
+
+
 def _mail_blocked(user: User, now: datetime) -> None:
     """Tell the owner the account is blocked, at most once per PASSWORD_BETWEEN_USER_EMAILS_MINUTES."""
     pause = timedelta(minutes=settings.PASSWORD_BETWEEN_USER_EMAILS_MINUTES)
@@ -146,8 +156,10 @@ def check_credentials(
         _equalise_timing(password, user)
         if user is not None:
             _mail_blocked(user, now)
+        _login_failed(username, user, "unknown user" if user is None else "locked")
         raise ApiError(401, failure_msg)
     if not user.check_password(password):
+        _login_failed(username, user, "password")
         raise ApiError(401, failure_msg)
     if complete:
         _clear_failures(user)
@@ -178,6 +190,7 @@ def authenticate_user(
     """
     user = check_credentials(username=username, password=password, complete=not settings.TWO_FACTOR_AUTH)
     if not settings.TWO_FACTOR_AUTH:
+        audit(actor_of(user), AuditAction.USER_LOGIN, user)
         return user
     if not user.otp_secret:
         if not setup_allowed:
@@ -189,8 +202,10 @@ def authenticate_user(
         _uncount_guess(user)
         return {"msg": MFA_MISSING}
     if not _accept_code(user, mfa_code):
+        _login_failed(username, user, "two-factor code")
         raise ApiError(401, MFA_WRONG)
     _clear_failures(user)
+    audit(actor_of(user), AuditAction.USER_LOGIN, user)
     return user
 
 

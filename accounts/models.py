@@ -175,17 +175,111 @@ class User(AbstractBaseUser, Authenticatable):
             return False
 
 
+class AuditAction(models.TextChoices):
+    """The one vocabulary of audited actions: ``<object type>.<what happened>``."""
+
+    # logins and tokens
+    USER_LOGIN = "user.login"
+    USER_LOGIN_FAILED = "user.login_failed"
+    USER_LOCK_OUT = "user.lock_out"
+    NODE_LOGIN = "node.login"
+    NODE_LOGIN_FAILED = "node.login_failed"
+    TOKEN_REVOKE = "token.revoke"
+    TOKEN_REVOKE_ALL = "token.revoke_all"
+    TOKEN_REUSE_REVOKED = "token.reuse_revoked"
+    TOKEN_CONTAINER = "token.container"
+    # users, roles
+    USER_CREATE = "user.create"
+    USER_UPDATE = "user.update"
+    USER_DELETE = "user.delete"
+    USER_PASSWORD_SET = "user.password_set"
+    USER_PASSWORD_CHANGE = "user.password_change"
+    USER_PASSWORD_RESET = "user.password_reset"
+    USER_2FA_RESET = "user.2fa_reset"
+    ROLE_CREATE = "role.create"
+    ROLE_UPDATE = "role.update"
+    ROLE_DELETE = "role.delete"
+    ROLE_RULE_ADD = "role.rule_add"
+    ROLE_RULE_REMOVE = "role.rule_remove"
+    # organizations, collaborations, studies, algorithm stores
+    ORGANIZATION_CREATE = "organization.create"
+    ORGANIZATION_EDIT = "organization.edit"
+    ORGANIZATION_DELETE = "organization.delete"
+    COLLABORATION_CREATE = "collaboration.create"
+    COLLABORATION_EDIT = "collaboration.edit"
+    COLLABORATION_DELETE = "collaboration.delete"
+    STUDY_CREATE = "study.create"
+    STUDY_EDIT = "study.edit"
+    STUDY_DELETE = "study.delete"
+    ALGORITHMSTORE_CREATE = "algorithmstore.create"
+    ALGORITHMSTORE_EDIT = "algorithmstore.edit"
+    ALGORITHMSTORE_DELETE = "algorithmstore.delete"
+    # nodes
+    NODE_CREATE = "node.create"
+    NODE_EDIT = "node.edit"
+    NODE_DELETE = "node.delete"
+    NODE_API_KEY_RESET = "node.api_key_reset"
+    NODE_KILL_TASKS = "node.kill_tasks"
+    # tasks, runs and what they use
+    TASK_CREATE = "task.create"
+    TASK_KILL = "task.kill"
+    TASK_DELETE = "task.delete"
+    RUN_UPDATE = "run.update"
+    RUN_CLEANUP = "run.cleanup"
+    PORT_CREATE = "port.create"
+    PORT_DELETE = "port.delete"
+    BLOB_CREATE = "blob.create"
+
+
+class AuditTrailIsAppendOnly(Exception):
+    """Raised on any attempt to change or delete an audit entry."""
+
+    def __init__(self) -> None:
+        super().__init__("Audit entries are append-only: they are never changed or deleted")
+
+
+class AuditEntryQuerySet(models.QuerySet):
+    """No bulk path changes or deletes entries either (the database refuses it too, where it can)."""
+
+    def update(self, **kwargs: object) -> int:
+        raise AuditTrailIsAppendOnly
+
+    def delete(self) -> tuple[int, dict]:
+        raise AuditTrailIsAppendOnly
+
+    def bulk_update(self, *args: object, **kwargs: object) -> int:
+        raise AuditTrailIsAppendOnly
+
+    def update_or_create(self, *args: object, **kwargs: object) -> tuple[models.Model, bool]:
+        raise AuditTrailIsAppendOnly
+
+
 class AuditEntry(models.Model):
-    """One state-changing action: who did what to which object."""
+    """One state-changing action (or login attempt): who did what to which object. Append-only."""
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    actor_type = models.CharField(max_length=16)  # user, node, container or system
+    actor_type = models.CharField(max_length=16)  # user, node, container, system or anonymous
     actor_id = models.IntegerField(null=True)
-    action = models.CharField(max_length=64)  # e.g. "task.create"
+    action = models.CharField(max_length=64, choices=AuditAction.choices)
     object_type = models.CharField(max_length=32)
     object_id = models.IntegerField(null=True)
+    # Organizations of the actor and of the object when the entry was written (plain ids: an entry
+    # outlives what it names), which decide who may read the entry.
+    actor_organization_id = models.IntegerField(null=True, db_index=True)
+    object_organization_id = models.IntegerField(null=True, db_index=True)
     data = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEntryQuerySet.as_manager()
 
     class Meta:
         db_table = "audit_entry"
         verbose_name_plural = "audit entries"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self._state.adding:
+            raise AuditTrailIsAppendOnly
+        kwargs["force_insert"] = True  # never an UPDATE, not even of an entry with a chosen id
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict]:
+        raise AuditTrailIsAppendOnly

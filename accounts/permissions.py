@@ -322,6 +322,12 @@ SCOPE_FILTERS: dict[str, dict[str, Callable[[Principal], Q]]] = {
     "algorithmstore": {
         ORG: lambda p: Q(collaboration_id__in=p.collaboration_ids) | Q(collaboration__isnull=True),
     },
+    # Entries whose actor or object belonged to the organization when they were written.
+    "audit": {
+        ORG: lambda p: (
+            Q(actor_organization_id=p.organization_id) | Q(object_organization_id=p.organization_id)
+        ),
+    },
     # Built-in roles and the caller's own roles are always part of what a role viewer sees.
     "role": {
         COL: lambda p: (

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db.models import Q, QuerySet
 from rest_framework.request import Request
 
 from accounts.catalogue import OPERATIONS, SCOPES
-from accounts.models import Role, Rule, User
+from accounts.models import AuditAction, AuditEntry, Role, Rule, User
 from accounts.permissions import Principal
 from vantage6.api.errors import bad_request, not_found, unauthorized
 from vantage6.api.lookups import like
-from vantage6.api.params import date_param, flag, int_list_param, int_param
+from vantage6.api.params import date_param, datetime_param, first, flag, int_list_param, int_param
 
 
 def _name_or_code(value: str, codes: dict[str, str]) -> str:
@@ -158,3 +158,58 @@ def role_viewable(principal: Principal, role: Role) -> bool:
     """A row of the role list: roles of a visible organization, the caller's own roles, and built-in
     roles for role viewers (the same scope condition)."""
     return principal.allows("role", role)
+
+
+# --- the audit trail ------------------------------------------------------------------------------
+def audit_action(value: str) -> AuditAction:
+    """An action name of the vocabulary; anything else is a 400."""
+    try:
+        return AuditAction(value)
+    except ValueError:
+        raise bad_request(f"Unknown action {value!r}; actions are: {', '.join(AuditAction.values)}") from None
+
+
+def audit_filtered(
+    entries: QuerySet[AuditEntry],
+    *,
+    actor_type: str | None = None,
+    actor_id: int | None = None,
+    action: AuditAction | None = None,
+    object_type: str | None = None,
+    object_id: int | None = None,
+    organization_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[AuditEntry]:
+    """Entries narrowed by the filters given (the same for the API and the export command). An
+    organization matches entries whose actor or object belonged to it; ``until`` is exclusive."""
+    exact = {
+        "actor_type": actor_type, "actor_id": actor_id, "action": action,
+        "object_type": object_type, "object_id": object_id,
+    }  # fmt: skip
+    entries = entries.filter(**{name: value for name, value in exact.items() if value is not None})
+    if organization_id is not None:
+        entries = entries.filter(
+            Q(actor_organization_id=organization_id) | Q(object_organization_id=organization_id)
+        )
+    if since is not None:
+        entries = entries.filter(created_at__gte=since)
+    if until is not None:
+        entries = entries.filter(created_at__lt=until)
+    return entries
+
+
+def audit_list(request: Request) -> QuerySet[AuditEntry]:
+    principal: Principal = request.user
+    action = first(request, "action")
+    return audit_filtered(
+        principal.visible("audit", AuditEntry.objects.all()),
+        actor_type=first(request, "actor_type") or None,
+        actor_id=int_param(request, "actor_id"),
+        action=audit_action(action) if action else None,
+        object_type=first(request, "object_type") or None,
+        object_id=int_param(request, "object_id"),
+        organization_id=int_param(request, "organization_id"),
+        since=datetime_param(request, "since"),
+        until=datetime_param(request, "until"),
+    )

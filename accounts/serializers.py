@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.catalogue import DEFAULT_ROLE_NAMES
-from accounts.models import Role, Rule, User
+from accounts.models import AuditEntry, Role, Rule, User
 from accounts.selectors import user_permissions
 from vantage6.api.fields import ListLinkField, RefField, TimestampField
 from vantage6.api.serializers import OutputSerializer
@@ -127,6 +127,15 @@ class UserPermissionsOutput(UserOutput):
     )
     def get_permissions(self, user: User) -> dict:
         return user_permissions(user)
+
+
+class AuditEntryOutput(OutputSerializer):
+    class Meta:
+        model = AuditEntry
+        fields = [
+            "id", "created_at", "actor_type", "actor_id", "actor_organization_id", "action",
+            "object_type", "object_id", "object_organization_id", "data",
+        ]  # fmt: skip
 
 
 # --- tokens and recovery ---------------------------------------------------------------------------

@@ -4,29 +4,60 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.db import transaction
 from django.db.models import QuerySet
 
 from accounts.catalogue import ROOT
-from accounts.models import AuditEntry, Role, Rule, User
+from accounts.models import AuditAction, AuditEntry, Authenticatable, Role, Rule, User
 from accounts.permissions import Principal
 from vantage6.api.errors import bad_request, not_found, unauthorized
 
 ROOT_USERNAME = "root"
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who acted, where no principal exists: a user or node logging in, or an anonymous caller."""
+
+    kind: str
+    id: int | None = None
+    organization_id: int | None = None
+
+
+ANONYMOUS = Actor("anonymous")
+
+
+def actor_of(identity: Authenticatable) -> Actor:
+    """A user or node as the actor of its own login."""
+    return Actor(identity.type, identity.pk, identity.organization_id)
+
+
 def audit(principal: object | None, action: str, obj: object | None = None, **data: object) -> None:
-    """Record one state-changing action by ``principal`` (None: the system itself)."""
+    """Record one state-changing action by ``principal`` (a ``Principal`` or an ``Actor``; None: the
+    system itself). ``action`` is one of ``AuditAction`` (ValueError otherwise)."""
     kind = getattr(principal, "kind", "system")
     AuditEntry.objects.create(
         actor_type=kind,
         actor_id=getattr(principal, "id", None) if kind != "container" else principal.claims.get("node_id"),
-        action=action,
+        actor_organization_id=getattr(principal, "organization_id", None) if kind != "system" else None,
+        action=AuditAction(action),
         object_type=type(obj).__name__.lower() if obj is not None else "",
         object_id=getattr(obj, "pk", None),
+        object_organization_id=_organization_of(obj),
         data=data,
     )
+
+
+def _organization_of(obj: object | None) -> int | None:
+    """The organization an audited object belongs to, if any (as loaded: no query)."""
+    if obj is None:
+        return None
+    if obj._meta.label == "collaborations.Organization":
+        return obj.pk
+    # A task belongs to the organization that created it.
+    return getattr(obj, "organization_id", None) or getattr(obj, "init_org_id", None)
 
 
 @transaction.atomic

@@ -7,6 +7,7 @@ router = SimpleRouter(trailing_slash=False)
 router.register("user", views.UserViewSet, basename="user")
 router.register("role", views.RoleViewSet, basename="role")
 router.register("rule", views.RuleViewSet, basename="rule")
+router.register("audit", views.AuditViewSet, basename="audit")
 
 urlpatterns = [
     path("token/user", views.TokenUserView.as_view(), name="token-user"),

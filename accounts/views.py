@@ -1,4 +1,4 @@
-"""Endpoints of tokens, account recovery, users, roles and rules."""
+"""Endpoints of tokens, account recovery, users, roles, rules and the audit trail."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from rest_framework.views import APIView
 
 from accounts import login, services, sessions
 from accounts.authentication import RefreshJWTAuthentication
-from accounts.models import Role, Rule, User
+from accounts.models import AuditEntry, Role, Rule, User
 from accounts.selectors import (
+    audit_list,
     role_list,
     role_viewable,
     rule_list,
@@ -22,6 +23,7 @@ from accounts.selectors import (
 )
 from accounts.serializers import (
     MAX_ID,
+    AuditEntryOutput,
     LoginInput,
     PasswordChangeInput,
     PasswordResetInput,
@@ -351,3 +353,24 @@ class RuleViewSet(ApiViewSet):
 
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(RuleOutput(_by_pk(Rule.objects.all(), pk, "Rule")).data)
+
+
+# --- the audit trail ------------------------------------------------------------------------------
+class AuditViewSet(ApiViewSet):
+    """The audit trail, read-only: what the ``audit`` rules let the caller see."""
+
+    queryset = AuditEntry.objects.all()
+    serializer_class = AuditEntryOutput
+
+    def list(self, request: Request) -> Response:
+        return paginate(
+            request,
+            audit_list(request),
+            lambda rows: AuditEntryOutput(rows, many=True).data,
+            output=AuditEntryOutput,
+        )
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        entry = _by_pk(AuditEntry.objects.all(), pk, "Audit entry")
+        self.principal.require(self.principal.allows("audit", entry))
+        return Response(AuditEntryOutput(entry).data)

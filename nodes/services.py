@@ -10,9 +10,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import AuthStatus
+from accounts.models import AuditAction, AuthStatus
 from accounts.permissions import Principal
-from accounts.services import audit
+from accounts.services import ANONYMOUS, actor_of, audit
 from accounts.sessions import end_all_logins, start_login
 from collaborations.models import Collaboration, Organization
 from collaborations.selectors import object_or_404
@@ -102,8 +102,10 @@ def node_login(*, api_key: uuid.UUID) -> dict:
     """The login answer of the node holding ``api_key``."""
     node = node_by_api_key(api_key)
     if node is None:
+        audit(ANONYMOUS, AuditAction.NODE_LOGIN_FAILED)
         raise unauthorized("Api key is not recognized!")
     access_token, refresh_token = start_login(node, "node")
+    audit(actor_of(node), AuditAction.NODE_LOGIN, node)
     return {
         "access_token": access_token,
         "refresh_token": refresh_token,

@@ -7,6 +7,7 @@ collaboration C; each organization has a node in its collaborations.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 
 import pytest
@@ -82,7 +83,7 @@ def world(db) -> World:  # noqa: ARG001 - needs the database
 
 
 def requires_services(*names: str) -> pytest.MarkDecorator:
-    """Skip unless the named services (``postgres``, ``rabbitmq``) are configured.
+    """Skip unless the named services (``postgres``, ``rabbitmq``, ``chromium``) are available.
 
     With ``V6_REQUIRE_SERVICES`` set (CI), a missing service fails the test instead.
     """
@@ -91,6 +92,8 @@ def requires_services(*names: str) -> pytest.MarkDecorator:
         missing.append("PostgreSQL (V6_DATABASE_URL)")
     if "rabbitmq" in names and not os.environ.get("V6_RABBITMQ_URI"):
         missing.append("RabbitMQ (V6_RABBITMQ_URI)")
+    if "chromium" in names and shutil.which("chromium") is None:
+        missing.append("a headless browser (chromium)")
     if missing and SERVICES_REQUIRED:
         pytest.fail(f"required services are not configured: {', '.join(missing)}", pytrace=False)
     return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}")

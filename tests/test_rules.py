@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.catalogue import seed_rules_and_roles
+from accounts.catalogue import OPERATIONS, RULES, SCOPES, seed_rules_and_roles
 from accounts.models import Role, Rule
 from tests.factories import bearer, make_org, make_user
 
@@ -16,13 +16,28 @@ def viewer():
     return make_user(make_org(), "Viewer")
 
 
-def test_catalogue_has_86_rules_and_the_builtin_roles():
-    assert Rule.objects.count() == 86
+def test_catalogue_has_the_86_vantage6_rules_then_the_audit_rules_and_the_builtin_roles():
+    assert Rule.objects.count() == 88
     counts = {role.name: role.rules.count() for role in Role.objects.filter(is_default_role=True)}
     assert counts == {
-        "Root": 86, "container": 8, "node": 10, "Viewer": 15, "Researcher": 17,
-        "Organization Admin": 25, "Collaboration Admin": 41,
+        "Root": 88, "container": 8, "node": 10, "Viewer": 15, "Researcher": 17,
+        "Organization Admin": 26, "Collaboration Admin": 42,
     }  # fmt: skip
+
+
+def test_vantage6_rules_keep_their_ids_and_the_audit_rules_come_after_them():
+    rows = list(Rule.objects.order_by("id").values_list("id", "name", "scope", "operation"))
+    expected = [
+        (position, name, SCOPES[scope], OPERATIONS[operation])
+        for position, (name, scope, operation, *_) in enumerate(RULES, start=1)
+    ]
+    assert rows == expected
+    assert [row[1] for row in rows[86:]] == ["audit", "audit"]
+    assert "audit" not in {row[1] for row in rows[:86]}
+    admin_rules = Role.objects.get(name="Organization Admin").rules
+    assert set(admin_rules.filter(name="audit").values_list("scope", "operation")) == {
+        ("ORGANIZATION", "VIEW")
+    }
 
 
 def test_seeding_again_changes_nothing_and_restores_builtin_rule_sets():
@@ -32,7 +47,7 @@ def test_seeding_again_changes_nothing_and_restores_builtin_rule_sets():
     seed_rules_and_roles()
     seed_rules_and_roles()
     assert set(viewer.rules.values_list("id", flat=True)) == before
-    assert Rule.objects.count() == 86
+    assert Rule.objects.count() == 88
 
 
 def test_rule_list_needs_a_token(api):
@@ -46,7 +61,7 @@ def test_rule_list_filters_by_scope_code_or_name(api, viewer):
     by_name = api.get("/api/rule?scope=GLOBAL&operation=VIEW&per_page=100", **bearer(viewer)).json()["data"]
     assert by_code == by_name
     assert {rule["name"] for rule in by_code} == {
-        "node", "collaboration", "organization", "task", "run", "user", "role", "port", "study",
+        "node", "collaboration", "organization", "task", "run", "user", "role", "port", "study", "audit",
     }  # fmt: skip
     assert all(rule["scope"] == "GLOBAL" and rule["operation"] == "VIEW" for rule in by_code)
 

@@ -85,8 +85,11 @@ class AdminPage(admin.ModelAdmin):
         return lookup in self._filter_parameters()
 
     def _filter_parameters(self) -> set[str]:
-        """The query parameters of the declared filters, named as Django's field filters name them."""
+        """The query parameters of the declared filters, named as Django's field filters name them,
+        and those of the date drill-down."""
         parameters = set()
+        if self.date_hierarchy:
+            parameters |= {f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day")}
         for name in self.list_filter:
             field = self._filtered_field(name)
             exact = f"{name}__{field.target_field.name}__exact" if field.is_relation else f"{name}__exact"

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "guardian",
     "channels",
     "accounts",
@@ -91,7 +92,7 @@ WSGI_APPLICATION = "vantage6.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "vantage6" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -228,6 +229,10 @@ SPECTACULAR_SETTINGS = {
         "AuthStatusEnum": "accounts.models.AuthStatus",
         "RunStatusEnum": "tasks.models.TaskStatus",
     },
+    # The docs pages load their scripts from this server, never from a CDN: they work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 SIMPLE_JWT = {

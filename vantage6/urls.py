@@ -6,7 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from vantage6.api.observability import metrics_view
-from vantage6.api.views import DocsView, HealthView, RobotsView, VersionView
+from vantage6.api.views import DocsView, HealthView, RedocView, RobotsView, VersionView
 
 api = settings.API_PATH.lstrip("/")
 prefix = f"{api}/" if api else ""
@@ -17,6 +17,7 @@ urlpatterns = [
     path(f"{prefix}metrics", metrics_view, name="metrics"),
     path(f"{prefix}schema", SpectacularAPIView.as_view(), name="schema"),
     path(f"{prefix}docs", DocsView.as_view(url_name="schema"), name="docs"),
+    path(f"{prefix}redoc", RedocView.as_view(url_name="schema"), name="redoc"),
     path(prefix, include("accounts.urls")),
     path(prefix, include("collaborations.urls")),
     path(prefix, include("nodes.urls")),

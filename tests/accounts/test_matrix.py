@@ -1,4 +1,5 @@
-"""The permission matrix of the identity endpoints (tokens, users, roles, rules); see tests/matrix.py."""
+"""The permission matrix of the identity endpoints (tokens, users, roles, rules, the audit trail); see
+tests/matrix.py."""
 
 # The callables of the table share one signature; not every one needs every argument.
 # ruff: noqa: ARG005
@@ -8,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from accounts.catalogue import RESEARCHER, VIEWER
-from accounts.models import Role, Rule, User
+from accounts.models import AuditAction, AuditEntry, Role, Rule, User
+from accounts.services import audit
 from tests.factories import PASSWORD, make_user
 from tests.matrix import (
     ANY_CLIENT,
@@ -46,6 +48,12 @@ def org_user(ctx) -> User:
     """A Viewer: changing its roles or rules, or deleting it, needs the Viewer's rules (hold what you
     target)."""
     return make_user(ctx.org, VIEWER)
+
+
+def org_entry(ctx) -> AuditEntry:
+    """An entry about a user of the place's organization, written by the system."""
+    audit(None, AuditAction.USER_UPDATE, org_user(ctx))
+    return AuditEntry.objects.latest("id")
 
 
 def deleted_unless_refused(model):
@@ -260,6 +268,24 @@ CASES = [
         "rule detail", "get", "rule/<pk>", per_place=False,
         path=lambda ctx: f"/api/rule/{rule(EVERYONE).pk}", status=lambda r, _: 200,
     ),
+    # --- the audit trail: global scope everything, organization scope its organization's entries ----
+    Case(
+        "audit list", "get", "audit", target=org_entry, per_place=False, rules=(("audit", "view"),),
+        path=lambda ctx: "/api/audit?per_page=1000",
+        status=lambda r, _: ok_if(r.max_scope("audit", "view") is not None),
+        rows=lambda r, _: r.places("audit"),
+    ),
+    Case(
+        "audit list by organization", "get", "audit", target=org_entry,
+        path=lambda ctx: f"/api/audit?per_page=1000&organization_id={ctx.org.pk}",
+        status=lambda r, _: ok_if(r.max_scope("audit", "view") is not None),
+        rows=lambda r, place: {place} & r.places("audit"),
+    ),
+    Case(
+        "audit detail", "get", "audit/<pk>", target=org_entry,
+        path=lambda ctx: f"/api/audit/{ctx.target.pk}",
+        status=lambda r, place: ok_if(r.allow_org("audit", "view", place)),
+    ),
 ]  # fmt: skip
 
 # Reachable without a token, so no rule is involved: tested in test_recovery.py.
@@ -280,5 +306,5 @@ def test_every_endpoint_has_a_case():
     assert_routes_covered(CASES, "accounts.urls", EXEMPT)
 
 
-def test_every_user_and_role_rule_is_exercised():
-    assert_rules_covered(CASES, ["user", "role"])
+def test_every_user_role_and_audit_rule_is_exercised():
+    assert_rules_covered(CASES, ["user", "role", "audit"])

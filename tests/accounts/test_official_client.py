@@ -66,7 +66,7 @@ def test_roles_and_rules_through_the_official_client(client):
     assert not Role.objects.filter(pk=role["id"]).exists()
 
     rules = client.rule.list(per_page=100)["data"]
-    assert len(rules) == 86
+    assert len(rules) == 88  # the 86 of vantage6 and the two audit rules
     assert client.rule.get(rule.pk)["scope"] == "ORGANIZATION"
     assert {
         r["id"] for r in client.rule.list(role=Role.objects.get(name=VIEWER).pk, per_page=100)["data"]

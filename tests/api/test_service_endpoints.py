@@ -29,7 +29,7 @@ def test_schema_is_an_openapi_document_of_the_api(api, db):  # noqa: ARG001
     assert "/api/rule/{id}" in schema["paths"]
 
 
-@pytest.mark.parametrize("path", ["/api/docs", "/admin/login/"])
+@pytest.mark.parametrize("path", ["/api/docs", "/api/redoc", "/admin/login/"])
 def test_html_pages(api, db, path):  # noqa: ARG001
     response = api.get(path)
     assert response.status_code == 200

@@ -8,8 +8,9 @@ import pytest
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 
-from accounts.models import Role, Rule, User
-from accounts.serializers import RoleOutput, RuleOutput, UserOutput, UserPermissionsOutput
+from accounts.models import AuditAction, AuditEntry, Role, Rule, User
+from accounts.serializers import AuditEntryOutput, RoleOutput, RuleOutput, UserOutput, UserPermissionsOutput
+from accounts.services import actor_of, audit
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from collaborations.serializers import (
     AlgorithmStoreOutput,
@@ -51,6 +52,8 @@ def data(world):
     done.save()
     AlgorithmPort.objects.create(run=done, port=8080, label="web")
     AlgorithmPort.objects.create(run=done, port=9000, label=None)
+    audit(None, AuditAction.RUN_CLEANUP, None, count=1, days=30)
+    audit(actor_of(user), AuditAction.USER_LOGIN, user)
     return world
 
 
@@ -91,6 +94,7 @@ CASES = {
     "user+permissions": (UserPermissionsOutput, lambda: User.objects.order_by("id"), {}),
     "role": (RoleOutput, lambda: Role.objects.order_by("id"), {}),
     "rule": (RuleOutput, lambda: Rule.objects.order_by("id"), {}),
+    "audit": (AuditEntryOutput, lambda: AuditEntry.objects.order_by("id"), {}),
     "organization": (OrganizationOutput, lambda: Organization.objects.order_by("id"), {}),
     "collaboration": (CollaborationOutput, lambda: Collaboration.objects.order_by("id"), {}),
     "collaboration+orgs": (

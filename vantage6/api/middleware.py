@@ -49,7 +49,7 @@ def _api_only_path(path: str) -> bool:
 
 _API_PREFIX = f"{settings.API_PATH}/"
 _SITE_PREFIXES = ("/admin/", "/static/")
-_SITE_PATHS = {f"{settings.API_PATH}/docs", f"{settings.API_PATH}/schema"}
+_SITE_PATHS = {f"{settings.API_PATH}/{page}" for page in ("docs", "redoc", "schema")}
 
 
 def site_only(middleware_class: type) -> type:

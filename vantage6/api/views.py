@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db import connection
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
-from drf_spectacular.views import SpectacularSwaggerView
+from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 from rest_framework import serializers
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.permissions import BasePermission
@@ -109,3 +109,10 @@ class DocsView(SpectacularSwaggerView):
     """The Swagger UI page; it renders HTML only, so OPTIONS gets DRF's 405 rather than metadata."""
 
     metadata_class = None
+
+
+class RedocView(SpectacularRedocView):
+    """The ReDoc page, as ``DocsView`` an HTML page only."""
+
+    metadata_class = None
+    template_name = "api/redoc.html"
