@@ -38,7 +38,7 @@ async def _login(uri: str) -> None:
     await asyncio.wait_for(broker.close(), RABBITMQ_TIMEOUT_SECONDS)
 
 
-class _RabbitmqCheck:
+class RabbitmqCheck:
     """An AMQP login (credentials and virtual host included), one at a time, its answer reused for
     ``RABBITMQ_ANSWER_SECONDS``."""
 
@@ -64,7 +64,7 @@ class _RabbitmqCheck:
         return True
 
 
-rabbitmq_ok = _RabbitmqCheck()
+rabbitmq_ok = RabbitmqCheck()
 
 
 def report() -> dict[str, bool]:
