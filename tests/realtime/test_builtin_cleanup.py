@@ -10,8 +10,7 @@ from django.utils import timezone
 
 from accounts.models import AuditEntry
 from tasks.models import PeriodicJob, Run, Task
-from tests.realtime.conftest import _daphne
-from tests.realtime.live import LIVE
+from tests.realtime.live import LIVE, Daphne
 
 
 def _completed_run(world, finished_days_ago: int) -> Run:
@@ -28,14 +27,19 @@ def test_two_processes_clear_old_results_once(live_db, live_folder, live_world):
     PeriodicJob.objects.using(LIVE).all().delete()
     old, recent = _completed_run(live_world, 40), _completed_run(live_world, 2)
     since = timezone.now()
-    for first in _daphne(live_db, live_folder, V6_RUNS_DATA_CLEANUP_DAYS="30"):
-        for second in _daphne(live_db, live_folder, V6_RUNS_DATA_CLEANUP_DAYS="30"):
-            for daphne in (first, second):  # a first request starts a process's periodic work
-                assert requests.get(f"{daphne.url}/api/version", timeout=5).status_code == 200
-            deadline = time.monotonic() + 15
-            while Run.objects.using(LIVE).get(pk=old.pk).result and time.monotonic() < deadline:
-                time.sleep(0.1)
-            time.sleep(1)  # many more periodic rounds of both processes (every 0.15 s here)
+    env = live_db.process_env(V6_RUNS_DATA_CLEANUP_DAYS="30")
+    servers = []
+    try:
+        servers += [Daphne(env, live_folder), Daphne(env, live_folder)]
+        for server in servers:  # a first request starts a process's periodic work
+            assert requests.get(f"{server.url}/api/version", timeout=5).status_code == 200
+        deadline = time.monotonic() + 15
+        while Run.objects.using(LIVE).get(pk=old.pk).result and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)  # many more periodic rounds of both processes (every 0.15 s here)
+    finally:
+        for server in servers:
+            server.stop()
     assert Run.objects.using(LIVE).get(pk=old.pk).result == ""
     assert Run.objects.using(LIVE).get(pk=recent.pk).result == "r"
     assert AuditEntry.objects.using(LIVE).filter(action="run.cleanup", created_at__gte=since).count() == 1

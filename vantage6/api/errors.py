@@ -16,7 +16,7 @@ logger = logging.getLogger("vantage6.api")
 BODY_INCORRECT = "Request body is incorrect"
 NO_PERMISSION = "You lack the permission to do that!"
 UNEXPECTED = "An unexpected error occurred on the server!"
-DATABASE_UNAVAILABLE = "The database is unavailable at the moment; nothing was changed. Try again later."
+DATABASE_UNAVAILABLE = "The database is unavailable at the moment; try again later."
 # PostgreSQL's SQLSTATE for a write in a read-only transaction (a standby, or a database set read-only).
 _READ_ONLY_SQL_TRANSACTION = "25006"
 
@@ -68,7 +68,6 @@ def database_unavailable(exc: BaseException | None) -> bool:
 
 
 def _database_unavailable(exc: BaseException, where: str) -> dict:
-    # The transaction the error ended was rolled back: the request wrote nothing.
     logger.error("Database unavailable, %s answered 503: %s: %s", where, type(exc).__name__, str(exc).strip())
     return {"msg": DATABASE_UNAVAILABLE}
 
