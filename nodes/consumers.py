@@ -31,6 +31,7 @@ from nodes.socket_store import DatabaseSessionStore
 from nodes.socketio.server import Namespace, Server, Socket
 from nodes.socketio.store import Session
 from tasks.models import Run
+from tasks.services import runs_cleanup_if_due
 from vantage6.api.errors import ApiError
 
 logger = logging.getLogger(__name__)
@@ -374,6 +375,7 @@ class TasksNamespace(Namespace):
 
 async def _housekeeping() -> None:
     await database_sync_to_async(mark_silent_nodes_offline)()
+    await database_sync_to_async(runs_cleanup_if_due)()
 
 
 server = Server(

@@ -179,3 +179,17 @@ class AlgorithmPort(models.Model):
 
     class Meta:
         db_table = "algorithmport"
+
+
+class PeriodicJob(models.Model):
+    """When a cluster-wide periodic job last ran: every server process claims the job through its row,
+    so that one of them runs it per period."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    last_run_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "periodic_job"
+
+    def __str__(self) -> str:
+        return f"{self.name} (last run {self.last_run_at})"

@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, F, Q, QuerySet, TextField, Value, When
 from django.utils import timezone
@@ -20,7 +21,16 @@ from collaborations.store_client import algorithm_digest, this_server_url, user_
 from nodes.events import collaboration_room, emit
 from nodes.models import Node, NodeConfig
 from tasks import blobs
-from tasks.models import OPEN_STATUSES, AlgorithmPort, Run, Task, TaskDatabase, TaskStatus, is_finished
+from tasks.models import (
+    OPEN_STATUSES,
+    AlgorithmPort,
+    PeriodicJob,
+    Run,
+    Task,
+    TaskDatabase,
+    TaskStatus,
+    is_finished,
+)
 from tasks.serializers import database_parameters
 from vantage6.api.errors import ApiError, bad_request, not_found
 
@@ -418,3 +428,33 @@ def runs_cleanup(*, days: int, include_input: bool, now: datetime | None = None)
     transaction.on_commit(lambda: blobs.delete(names))
     audit(None, "run.cleanup", None, count=count, days=days, include_input=include_input)
     return count
+
+
+RUNS_CLEANUP_JOB = "runs_cleanup"
+RUNS_CLEANUP_PERIOD = timedelta(hours=1)
+_NEVER = datetime(2000, 1, 1)
+
+
+def _claim(job: str, period: timedelta, now: datetime) -> bool:
+    """Whether the caller runs ``job`` now: true for one caller per ``period`` across all server
+    processes. Call it in a transaction; the claim is undone when that transaction rolls back."""
+    if not PeriodicJob.objects.filter(name=job).exists():
+        PeriodicJob.objects.bulk_create([PeriodicJob(name=job, last_run_at=_NEVER)], ignore_conflicts=True)
+    # A concurrent claimer's UPDATE waits for this row's lock, and then no longer matches.
+    return PeriodicJob.objects.filter(name=job, last_run_at__lte=now - period).update(last_run_at=now) == 1
+
+
+def runs_cleanup_if_due(*, now: datetime | None = None) -> int | None:
+    """The built-in hourly run data clean-up (``V6_RUNS_DATA_CLEANUP_DAYS``), done by one server
+    process per hour: how many runs it cleared, or None when it is off or was not this call's turn."""
+    days = settings.RUNS_DATA_CLEANUP_DAYS
+    if days < 1:
+        return None
+    now = now or timezone.now()
+    last = PeriodicJob.objects.filter(name=RUNS_CLEANUP_JOB).values_list("last_run_at", flat=True).first()
+    if last is not None and last > now - RUNS_CLEANUP_PERIOD:
+        return None  # not due: the usual case, answered without a write
+    with transaction.atomic():
+        if not _claim(RUNS_CLEANUP_JOB, RUNS_CLEANUP_PERIOD, now):
+            return None
+        return runs_cleanup(days=days, include_input=settings.RUNS_DATA_CLEANUP_INCLUDE_INPUT, now=now)

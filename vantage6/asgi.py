@@ -39,8 +39,8 @@ API_PREFIX = f"{settings.API_PATH}/" if settings.API_PATH else None
 
 
 async def application(scope, receive, send):
-    # The periodic sweeps (silent nodes offline, dead socket sessions) run in every instance's loop,
-    # started by its first request of any kind.
+    # The periodic work (silent nodes offline, dead socket sessions, the hourly run data clean-up) runs
+    # in every instance's loop, started by its first request of any kind.
     kind = scope["type"]
     if kind != "lifespan":
         server.ensure_housekeeping()

@@ -127,6 +127,9 @@ def env_secret(name: str, data_dir: Path, *, length: int = 64) -> str:
     return path.read_text().strip()
 
 
+DATABASE_CONNECT_TIMEOUT_SECONDS = 5
+
+
 def env_database(name: str, default_sqlite: Path) -> dict:
     """Django's DATABASES['default'] from a URL: ``sqlite:///path`` or ``postgres://u:p@host:port/db``."""
     value = _raw(name)
@@ -148,8 +151,9 @@ def env_database(name: str, default_sqlite: Path) -> dict:
             port = url.port
         except ValueError:
             raise SettingError(f"{PREFIX}{name}: invalid port") from None
-        # Query arguments (e.g. ?sslmode=require) are libpq connection options.
-        options = dict(parse_qsl(url.query))
+        # Query arguments (e.g. ?sslmode=require) are libpq connection options. A bounded connect: while
+        # the database is unreachable, requests get a 503 in time instead of hanging.
+        options = {"connect_timeout": str(DATABASE_CONNECT_TIMEOUT_SECONDS), **dict(parse_qsl(url.query))}
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": db_name,
@@ -159,7 +163,7 @@ def env_database(name: str, default_sqlite: Path) -> dict:
             "PORT": str(port or 5432),
             "CONN_MAX_AGE": 60,
             "CONN_HEALTH_CHECKS": True,
-            **({"OPTIONS": options} if options else {}),
+            "OPTIONS": options,
         }
     # The URL is not echoed: it may hold a password.
     raise SettingError(

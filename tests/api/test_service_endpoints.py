@@ -11,7 +11,7 @@ from vantage6 import VANTAGE6_VERSION
 def test_health_reports_the_database(api, db):  # noqa: ARG001
     response = api.get("/api/health")
     assert response.status_code == 200
-    assert response.json() == {"database": True}
+    assert response.json()["database"] is True  # and RabbitMQ's state when it is configured
 
 
 def test_version_is_the_vantage6_release(api):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import IntegrityError
+from django.db import IntegrityError, InterfaceError, InternalError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -15,6 +16,9 @@ logger = logging.getLogger("vantage6.api")
 BODY_INCORRECT = "Request body is incorrect"
 NO_PERMISSION = "You lack the permission to do that!"
 UNEXPECTED = "An unexpected error occurred on the server!"
+DATABASE_UNAVAILABLE = "The database is unavailable at the moment; try again later."
+# PostgreSQL's SQLSTATE for a write in a read-only transaction (a standby, or a database set read-only).
+_READ_ONLY_SQL_TRANSACTION = "25006"
 
 
 class ApiError(exceptions.APIException):
@@ -52,7 +56,25 @@ def _flatten(detail: object) -> object:
     return str(detail)
 
 
+def database_unavailable(exc: BaseException | None) -> bool:
+    """Whether ``exc`` says the database cannot serve now (down, unreachable, restarting, read-only,
+    full, locked) rather than that the request is at fault."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return (
+        isinstance(exc, InternalError)
+        and getattr(exc.__cause__, "pgcode", None) == _READ_ONLY_SQL_TRANSACTION
+    )
+
+
+def _database_unavailable(exc: BaseException, where: str) -> dict:
+    logger.error("Database unavailable, %s answered 503: %s: %s", where, type(exc).__name__, str(exc).strip())
+    return {"msg": DATABASE_UNAVAILABLE}
+
+
 def exception_handler(exc: Exception, context: dict) -> Response:
+    if database_unavailable(exc):
+        return Response(_database_unavailable(exc, context["request"].path), status=503)
     if isinstance(exc, ApiError):
         return Response({"msg": exc.msg, **exc.extra}, status=exc.status_code)
     if isinstance(exc, exceptions.ValidationError):
@@ -85,5 +107,9 @@ def json_404(request, exception=None) -> JsonResponse:  # noqa: ARG001 - Django'
     return JsonResponse({"msg": "The requested URL was not found on the server."}, status=404)
 
 
-def json_500(request) -> JsonResponse:  # noqa: ARG001
+def json_500(request) -> JsonResponse:
+    # Django calls this while handling the exception, so it is still at hand.
+    exc = sys.exc_info()[1]
+    if database_unavailable(exc):
+        return JsonResponse(_database_unavailable(exc, request.path), status=503)
     return JsonResponse({"msg": UNEXPECTED}, status=500)

@@ -3,7 +3,6 @@ the API docs page."""
 
 from __future__ import annotations
 
-from django.db import connection
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
@@ -16,7 +15,7 @@ from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
 from accounts.permissions import Principal
-from vantage6 import VANTAGE6_VERSION
+from vantage6 import VANTAGE6_VERSION, health
 from vantage6.api.errors import ApiError
 
 USER, NODE, CONTAINER = "user", "node", "container"
@@ -70,18 +69,33 @@ class ApiViewSet(GenericViewSet):
 
 
 class HealthView(APIView):
+    """Whether this process reaches its database and (when configured) RabbitMQ; 503 when one is down,
+    so that a proxy or orchestrator can route around the process."""
+
     authentication_classes: list = []
     permission_classes: list = []
 
-    @extend_schema(responses=inline_serializer("Health", {"database": serializers.BooleanField()}))
+    @extend_schema(
+        responses={
+            (200, "application/json"): inline_serializer(
+                "Health", {"database": serializers.BooleanField(), "rabbitmq": serializers.BooleanField()}
+            ),
+            (503, "application/json"): inline_serializer(
+                "Unhealthy",
+                {
+                    "msg": serializers.CharField(),
+                    "database": serializers.BooleanField(),
+                    "rabbitmq": serializers.BooleanField(),
+                },
+            ),
+        }
+    )
     def get(self, request: Request) -> Response:
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-                healthy = cursor.fetchone() == (1,)
-        except Exception:  # any database failure means "not healthy", never a 500
-            healthy = False
-        return Response({"database": healthy})
+        state = health.report()
+        down = [service for service, up in state.items() if not up]
+        if down:
+            return Response({"msg": f"Unavailable: {', '.join(down)}", **state}, status=503)
+        return Response(state)
 
 
 class VersionView(APIView):

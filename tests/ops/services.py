@@ -1,0 +1,95 @@
+"""PostgreSQL and RabbitMQ of a test's own, to stop and start for real without touching the shared ones.
+
+Each service is started by ``scripts/services-start.sh`` in a folder of its own under the test's
+temporary folder (so that stopping one leaves the other running), on a free port that it keeps when it
+is started again. Needs root and the Debian packages, as the scripts do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.realtime.live import ROOT, free_port
+
+SCRIPTS = ROOT / "scripts"
+_EXPORT = re.compile(r"^export (V6_[A-Z_]+)=(\S+)$")
+
+
+def available() -> str | None:
+    """Why private services cannot be started here, or None."""
+    if os.geteuid() != 0:
+        return "needs root (the services run as their own users)"
+    if not shutil.which("rabbitmq-server") or not shutil.which("runuser"):
+        return "needs the Debian packages postgresql and rabbitmq-server"
+    return None
+
+
+class PrivateService:
+    """``postgres`` or ``rabbitmq`` on a free loopback port; ``url`` is its V6_ variable's value."""
+
+    def __init__(self, name: str, folder: Path) -> None:
+        self.name = name
+        self.folder = folder / name
+        self.folder.mkdir(parents=True)
+        folder.chmod(0o755)  # the service's own user must reach its data
+        self.port = free_port()
+        self.url = ""
+        self._starting: subprocess.Popen | None = None
+
+    def _env(self) -> dict[str, str]:
+        port_variable = "V6_PG_PORT" if self.name == "postgres" else "V6_RABBITMQ_PORT"
+        return {**os.environ, "V6_SERVICES_DIR": str(self.folder), port_variable: str(self.port)}
+
+    def begin_start(self) -> None:
+        """Start in the background (``wait_started`` waits): two services start side by side."""
+        self._starting = subprocess.Popen(
+            [SCRIPTS / "services-start.sh", self.name],
+            env=self._env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def wait_started(self) -> None:
+        out, err = self._starting.communicate(timeout=120)
+        self._starting = None
+        if (err and "failed" in err) or not out:
+            raise RuntimeError(f"{self.name} did not start: {err}")
+        state = (self.folder / "state.env").read_text()
+        if f"DATA={self.folder}\n" not in state:  # the script keeps data elsewhere if it cannot reach ours
+            raise RuntimeError(f"{self.name} keeps its data outside {self.folder}: {state}")
+        exports = dict(match.groups() for line in out.splitlines() if (match := _EXPORT.match(line)))
+        url = exports["V6_DATABASE_URL" if self.name == "postgres" else "V6_RABBITMQ_URI"]
+        if f":{self.port}" not in url:
+            raise RuntimeError(f"{self.name} came back on another port: {url}")
+        self.url = url
+
+    def start(self) -> None:
+        self.begin_start()
+        self.wait_started()
+
+    def kill(self) -> None:
+        """Stop at once, as a crash does: PostgreSQL's immediate shutdown, the broker killed."""
+        if self.name == "postgres":
+            pid_file, stop_signal = self.folder / "pgdata" / "postmaster.pid", signal.SIGQUIT
+        else:
+            pid_file, stop_signal = self.folder / "rabbitmq" / "rabbit.pid", signal.SIGKILL
+        if not pid_file.exists():
+            return
+        pid = int(pid_file.read_text().split()[0])
+        with contextlib.suppress(ProcessLookupError):  # gone already (killed before)
+            os.kill(pid, stop_signal)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop what is left (RabbitMQ's epmd after a kill); the data goes with the test's folder."""
+        subprocess.run([SCRIPTS / "services-stop.sh"], env=self._env(), check=True, capture_output=True)

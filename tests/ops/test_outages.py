@@ -1,0 +1,146 @@
+"""A live server while its PostgreSQL restarts or its RabbitMQ dies (private instances, stopped for
+real): JSON 503s within a bound during the outage, and recovery without restarting the server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from django.conf import settings
+
+from tests.ops import services
+from tests.realtime.live import FAST_TIMERS, ROOT, Daphne
+
+# A request during an outage is answered within this many seconds (connect_timeout is 5 s, but a
+# refused connection, as from a stopped server, fails at once).
+BOUND = 3
+PASSWORD = "Outage-Passw0rd!"
+
+missing = services.available()
+if missing and os.environ.get("V6_REQUIRE_SERVICES"):
+    pytest.fail(f"private services cannot be started: {missing}", pytrace=False)
+pytestmark = [pytest.mark.live, pytest.mark.skipif(bool(missing), reason=str(missing))]
+
+
+class Stack:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.postgres = services.PrivateService("postgres", folder)
+        self.rabbitmq = services.PrivateService("rabbitmq", folder)
+        self.server: Daphne | None = None
+
+    def start(self) -> None:
+        folder = self.folder
+        # RabbitMQ takes longest to start: the database is migrated meanwhile.
+        for service in (self.postgres, self.rabbitmq):
+            service.begin_start()
+        self.postgres.wait_started()
+        base = {k: v for k, v in os.environ.items() if not k.startswith("V6_")}
+        env = {
+            **base,
+            **FAST_TIMERS,
+            "V6_DATA_DIR": str(folder / "server"),  # made private to its owner, unlike the services' folders
+            "V6_DATABASE_URL": self.postgres.url,
+            "V6_SECRET_KEY": settings.SECRET_KEY,
+            "V6_JWT_SECRET_KEY": settings.JWT_SECRET_KEY,
+            "V6_ROOT_PASSWORD": PASSWORD,
+            "V6_BCRYPT_ROUNDS": "4",
+            "V6_LOG_LEVEL": "warning",
+        }
+        subprocess.run(
+            [sys.executable, "manage.py", "bootstrap"], cwd=ROOT, env=env, check=True, capture_output=True
+        )
+        self.rabbitmq.wait_started()
+        env["V6_RABBITMQ_URI"] = self.rabbitmq.url
+        self.server = Daphne(env, folder)
+        self.url = self.server.url
+
+    def request(
+        self, method: str, path: str, token: str | None = None, **kwargs
+    ) -> tuple[requests.Response, float]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        started = time.monotonic()
+        response = requests.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
+        return response, time.monotonic() - started
+
+    def login(self) -> str:
+        response, _ = self.request("POST", "/api/token/user", json={"username": "root", "password": PASSWORD})
+        assert response.status_code == 200, response.text
+        return response.json()["access_token"]
+
+    def health_becomes(self, status: int, within: float) -> requests.Response:
+        deadline = time.monotonic() + within
+        while True:
+            response, elapsed = self.request("GET", "/api/health")
+            assert elapsed < BOUND
+            if response.status_code == status or time.monotonic() > deadline:
+                return response
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        try:
+            if self.server is not None:
+                self.server.stop()
+                self.server.show_log()
+        finally:
+            for service in (self.postgres, self.rabbitmq):
+                service.kill()
+                service.stop()
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with tempfile.TemporaryDirectory(prefix="v6-outage-") as folder:
+        stack = Stack(Path(folder))
+        try:
+            stack.start()
+            yield stack
+        finally:
+            stack.close()
+
+
+def test_database_restart_answers_503_then_recovers(stack):
+    token = stack.login()
+    assert stack.request("GET", "/api/health")[0].json() == {"database": True, "rabbitmq": True}
+
+    stack.postgres.kill()
+    during = [
+        ("GET", "/api/health", None, {}),
+        ("GET", "/api/user", token, {}),
+        ("POST", "/api/token/user", None, {"json": {"username": "root", "password": PASSWORD}}),
+        ("POST", "/api/organization", token, {"json": {"name": "made-during-the-outage"}}),
+    ]
+    for method, path, auth, kwargs in during:
+        response, elapsed = stack.request(method, path, auth, **kwargs)
+        assert (method, path, response.status_code) == (method, path, 503), response.text
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["msg"]
+        assert elapsed < BOUND
+    health, _ = stack.request("GET", "/api/health")
+    assert (health.json()["msg"], health.json()["database"]) == ("Unavailable: database", False)
+
+    stack.postgres.start()
+    assert stack.health_becomes(200, within=15).json()["database"] is True
+    users, _ = stack.request("GET", "/api/user", token)
+    assert users.status_code == 200, users.text
+    organizations, _ = stack.request("GET", "/api/organization", token, params={"name": "made-during%"})
+    assert organizations.json()["data"] == []  # nothing was written during the outage
+    log = stack.server.log.read_text()
+    assert "Database unavailable, /api/organization answered 503" in log
+    assert "Unhandled error" not in log
+
+
+def test_rabbitmq_outage_is_reported_while_the_api_keeps_answering(stack):
+    token = stack.login()
+    stack.rabbitmq.kill()
+    health = stack.health_becomes(503, within=5)
+    assert health.json() == {"msg": "Unavailable: rabbitmq", "database": True, "rabbitmq": False}
+    for path in ("/api/version", "/api/user"):
+        response, elapsed = stack.request("GET", path, token)
+        assert response.status_code == 200 and elapsed < BOUND
