@@ -24,6 +24,7 @@ from tasks import blobs
 from tasks.models import OPEN_STATUSES, AlgorithmPort, Run, Task, TaskDatabase, TaskStatus, is_finished
 from tasks.serializers import database_parameters
 from vantage6.api.errors import ApiError, bad_request, not_found
+from vantage6.api.sql import by_pk
 
 CONTAINER_TOKEN_INVALID = "Container-token is not valid"
 
@@ -288,7 +289,8 @@ def node_kill(*, principal: Principal, node: Node) -> None:
 @transaction.atomic
 def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     """A node's update of one of its runs, with the semantics the vantage6 node relies on."""
-    run = Run.objects.select_for_update().select_related("task").filter(pk=run_id).first()
+    # Only the run's row is locked: updates of the other runs of the same task go on in parallel.
+    run = by_pk(Run.objects.select_for_update(of=("self",)).select_related("task"), run_id)
     if run is None:
         raise not_found(f"Run id={run_id} not found!")
     principal.require(principal.allows("run", run, "edit"), "This is not your algorithm run to update!")
