@@ -273,13 +273,17 @@ def write_cases(manifest: dict, n: int) -> dict:
     )
 
     def fresh_runs(count: int):
-        task = Task.objects.create(name="breakdown", image="i", collaboration_id=collab, init_org_id=orgs[0])
+        task = Task.objects.create(
+            name="breakdown", image="i", collaboration_id=collab, init_org_id=orgs[0], job_id=0
+        )
         Run.objects.bulk_create(Run(task=task, organization_id=orgs[0], input="") for _ in range(count))
         return iter(list(task.runs.values_list("id", flat=True)))
 
     def fresh_tasks(count: int):
         tasks = [
-            Task.objects.create(name="kill", image="i", collaboration_id=collab, init_org_id=orgs[0])
+            Task.objects.create(
+                name="kill", image="i", collaboration_id=collab, init_org_id=orgs[0], job_id=0
+            )
             for _ in range(count)
         ]
         Run.objects.bulk_create(Run(task=task, organization_id=orgs[0], input="") for task in tasks)
