@@ -3,6 +3,7 @@
     .venv/bin/python bench/api.py                      # everything (~15 min): fresh data, all rows
     .venv/bin/python bench/api.py --targets original,daphne --duration 5
     .venv/bin/python bench/api.py --reuse --only task  # servers and data of the last run, some rows
+    .venv/bin/python bench/api.py --targets original,daphne --only " c" --skip-300  # writes
 
 What it does, all on 127.0.0.1 and bounded in time:
 1. starts the original (``bench/setup_original.sh``: uWSGI + gevent, one worker) on a fresh SQLite
@@ -12,8 +13,11 @@ What it does, all on 127.0.0.1 and bounded in time:
    ``--duration`` seconds with ``--connections`` connections (after a 1 s warm-up). A row answering
    404/405/501 is marked ``missing``, any other failure ``error``. A row slower than 1 s a request
    (node login on the original) is timed with sequential requests instead (``seq``);
-3. grows both datasets to 300 nodes and measures node login again;
-4. prints the tables (requests per second, ratio to the original, p50/p99 latency) and keeps them in
+3. prepares the write rows on both servers (``bench/writes.py``) and measures each write at
+   concurrency 1 and 8 (``c1``, ``c8``): wrk walks through a pool of requests, so that every
+   request succeeds (fresh runs to complete, fresh tasks to kill, new user names);
+4. grows both datasets to 300 nodes and measures node login again;
+5. prints the tables (requests per second, ratio to the original, p50/p99 latency) and keeps them in
    ``bench/results/`` (latest.md, and a JSON file per run).
 
 Rows run target after target for each endpoint, so that load from elsewhere on the machine hits all
@@ -696,6 +700,9 @@ def main() -> None:
         "--pool", type=int, default=1500, help="fresh items per consuming write row (default 1500)"
     )
     parser.add_argument(
+        "--pool-original", type=int, default=200, help="the same for the original (default 200)"
+    )
+    parser.add_argument(
         "--reuse", action="store_true", help="keep the data (and running original) of the last run"
     )
     parser.add_argument("--skip-300", action="store_true", help="skip growing to 300 nodes")
@@ -767,7 +774,8 @@ def main() -> None:
                 continue
             if phase == "writes":
                 for t in targets:
-                    t.writes = prepare(t.base, t.manifest, args.pool, log)
+                    pool = args.pool_original if t.command is None else args.pool
+                    t.writes = prepare(t.base, t.manifest, pool, log)
             if phase == "nodes300":
                 if original:
                     seed(original, "root", False, extend=300)

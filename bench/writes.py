@@ -10,7 +10,7 @@ A pool that runs dry shows as non-2xx answers in the tables.
 Prepared the same way on both servers, as root, with node tokens of the seeded nodes:
 
 * 5 organizations of the first collaboration (their nodes log in), tasks to all five of them:
-  a few for the status change and ports, ``pool / 5`` more whose runs are completed, ``pool / 4``
+  a few for the status change and ports, ``pool / 5`` more whose runs are completed, ``pool``
   single-organization tasks to kill;
 * a collaboration of 50 organizations with a node each (40 organizations are added);
 * a container token of the first node for one of the status tasks (its subtasks).
@@ -102,7 +102,7 @@ def prepare(base: str, manifest: dict, pool: int, log) -> WriteData:
     status_tasks = tasks(STATUS_TASKS, orgs)
     status_runs = _runs_by_org(api, status_tasks)
     completion_runs = _runs_by_org(api, tasks(max(1, pool // ORGS), orgs))
-    kill_tasks = tasks(max(1, pool // 4), orgs[:1])
+    kill_tasks = tasks(pool, orgs[:1])
 
     tag = f"{int(time.time()) % 100000:05d}"
     large_orgs = orgs + manifest["organizations"][ORGS:]
