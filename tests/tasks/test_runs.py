@@ -375,3 +375,19 @@ def test_patch_with_surrogate_characters_is_a_400(api, world, runs, key, text, c
     assert f"U+{code_point}" in json.dumps(response.json())
     runs["ra"].refresh_from_db()
     assert runs["ra"].status == "pending" and runs["ra"].result is None and runs["ra"].log is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"status": "active", "started_at": "2026-01-02T03:04:05.123456+02:00"},
+        {"status": "completed", "result": "cmVzdWx0", "log": "done", "finished_at": "2026-01-02T03:04:05Z"},
+        {"status": "crashed", "log": "boom"},
+    ],
+)
+def test_patch_answers_the_run_as_it_is_stored(api, world, runs, body):
+    AlgorithmPort.objects.create(run=runs["ra"], port=8080, label="api")
+    patched = api.patch(f"/api/run/{runs['ra'].pk}", body, format="json", **bearer(world.node_a))
+    assert patched.status_code == 200, patched.json()
+    assert patched.json() == api.get(f"/api/run/{runs['ra'].pk}", **bearer(world.node_a)).json()
+    assert patched.json()["node"]["id"] == world.node_a.pk and patched.json()["ports"][0]["port"] == 8080
