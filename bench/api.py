@@ -3,6 +3,7 @@
     .venv/bin/python bench/api.py                      # everything (~15 min): fresh data, all rows
     .venv/bin/python bench/api.py --targets original,daphne --duration 5
     .venv/bin/python bench/api.py --reuse --only task  # servers and data of the last run, some rows
+    .venv/bin/python bench/api.py --targets original,daphne --only " c" --skip-300  # writes
 
 What it does, all on 127.0.0.1 and bounded in time:
 1. starts the original (``bench/setup_original.sh``: uWSGI + gevent, one worker) on a fresh SQLite
@@ -12,8 +13,11 @@ What it does, all on 127.0.0.1 and bounded in time:
    ``--duration`` seconds with ``--connections`` connections (after a 1 s warm-up). A row answering
    404/405/501 is marked ``missing``, any other failure ``error``. A row slower than 1 s a request
    (node login on the original) is timed with sequential requests instead (``seq``);
-3. grows both datasets to 300 nodes and measures node login again;
-4. prints the tables (requests per second, ratio to the original, p50/p99 latency) and keeps them in
+3. prepares the write rows on both servers (``bench/writes.py``) and measures each write at
+   concurrency 1 and 8 (``c1``, ``c8``): wrk walks through a pool of requests, so that every
+   request succeeds (fresh runs to complete, fresh tasks to kill, new user names);
+4. grows both datasets to 300 nodes and measures node login again;
+5. prints the tables (requests per second, ratio to the original, p50/p99 latency) and keeps them in
    ``bench/results/`` (latest.md, and a JSON file per run).
 
 Rows run target after target for each endpoint, so that load from elsewhere on the machine hits all
@@ -40,6 +44,9 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from writes import Pool, WriteData, prepare
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -74,6 +81,7 @@ class Target:
     proc: subprocess.Popen | None = None
     manifest: dict = field(default_factory=dict)
     tokens: dict = field(default_factory=dict)
+    writes: WriteData | None = None
 
     @property
     def base(self) -> str:
@@ -135,6 +143,21 @@ class Row:
     auth: str | None = "root"  # "root", "researcher" or None
     body: str | None = None  # a manifest-dependent body key: "user_login", "node_login"
     phase: str = "main"  # "main" rows run on the seeded data, "nodes300" after growing to 300 nodes
+    pool: str | None = None  # a write row: the requests of this pool of ``bench/writes.py``
+    connections: int | None = None  # instead of ``--connections``
+
+
+# The writes a network lives on, each at concurrency 1 and 8 (see bench/writes.py).
+WRITES = [
+    ("PATCH /api/run/<id> (node, status)", "run_status"),
+    ("PATCH /api/run/<id> (node, 10 KiB result)", "run_complete"),
+    ("POST /api/task (5 organizations)", "task5"),
+    ("POST /api/task (50 organizations)", "task50"),
+    ("POST /api/task (container subtask)", "subtask"),
+    ("POST /api/port (node)", "port"),
+    ("POST /api/kill/task", "kill"),
+    ("POST /api/user (bcrypt)", "user"),
+]
 
 
 ROWS = [
@@ -158,6 +181,11 @@ ROWS = [
     Row("GET /api/run (researcher)", "GET", "/run", "researcher"),
     Row("GET /api/node (as a node)", "GET", "/node", "node"),
     Row("GET /api/task?per_page=100", "GET", "/task?per_page=100"),
+    *(
+        Row(f"{label} c{c}", "POST", "", None, pool=pool, phase="writes", connections=c)
+        for label, pool in WRITES
+        for c in (1, 8)
+    ),
     Row("POST /api/token/node (300 nodes)", "POST", "/token/node", None, "node_login", "nodes300"),
 ]
 
@@ -366,6 +394,7 @@ def run_wrk(url: str, script: Path, duration: float, connections: int) -> dict:
         "non2xx": int(bad.group(1)) if bad else 0,
         "socket_errors": errors.group(0) if errors else "",
         "mode": "wrk",
+        "pool_used": sum(int(n) for n in re.findall(r"^POOL_USED (\d+)$", out, re.M)),
     }
 
 
@@ -415,7 +444,110 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+POOL_LUA = """local bodies = {bodies}
+local reqs = {reqs}
+local cycle = {cycle}
+i = 0  -- global: done() reads it to tell how many requests were made
+local threads = {{}}
+setup = function(thread)
+  table.insert(threads, thread)
+end
+done = function()
+  for _, thread in ipairs(threads) do
+    io.write(string.format("POOL_USED %d\\n", thread:get("i")))
+  end
+end
+request = function()
+  i = i + 1
+  local n = i
+  if n > #reqs then
+    n = cycle and ((i - 1) % #reqs) + 1 or #reqs
+  end
+  local r = reqs[n]
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Authorization"] = r[4]
+  return wrk.format(r[1], r[2], wrk.headers, bodies[r[3]])
+end
+"""
+
+
+def _pool_script(pool: Pool) -> Path:
+    """A wrk script sending the pool's next requests (bodies written once, referred to by index)."""
+    bodies: dict[str, int] = {}
+    reqs = []
+    for method, path, body, bearer in pool.batch():
+        index = bodies.setdefault(body, len(bodies) + 1)
+        reqs.append(f"{{{_lua_str(method)}, {_lua_str(path)}, {index}, {_lua_str(bearer)}}}")
+    lua = POOL_LUA.format(
+        bodies="{" + ",\n".join(_lua_str(b) for b in bodies) + "}",
+        reqs="{" + ",\n".join(reqs) + "}",
+        cycle="true" if pool.cycle else "false",
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(lua)
+    return Path(fh.name)
+
+
+def measure_pool(target: Target, row: Row, args) -> dict:
+    """A write row: wrk walks through the row's pool of requests (bench/writes.py)."""
+    pool = target.writes.pools[row.pool]
+    items = pool.batch(1)
+    if not items:
+        return {"mode": "error", "status": "pool empty"}
+    method, path, body, bearer = items[0]
+    status, raw, _ = request(target.base, method, path.removeprefix("/api"), bearer.split()[1], body.encode())
+    pool.take(1)
+    if status in (404, 405, 501):
+        return {"mode": "missing", "status": status}
+    if status >= 300:
+        log(f"  {row.label} on {target.name}: {status} {raw[:300]!r}")
+        return {"mode": "error", "status": status, "body": raw[:200].decode(errors="replace")}
+    pids = server_pids(target)
+    connections = row.connections or args.connections
+    best = None
+    for duration in (1, *([args.duration] * args.rounds)):  # a warm-up first
+        script = _pool_script(pool)
+        try:
+            cpu = cpu_seconds(pids)
+            result = run_wrk(target.base, script, duration, connections)
+            result["cpu_ms"] = (cpu_seconds(pids) - cpu) * 1000 / max(result["requests"], 1)
+        finally:
+            script.unlink()
+        pool.take(result.pop("pool_used"))
+        if duration != 1 and (best is None or result["rps"] > best["rps"]):
+            best = result
+    if best["requests"] < 5:
+        # Too slow for wrk's fixed duration: one request at a time, within a time budget.
+        cpu, samples, started = cpu_seconds(pids), [], time.monotonic()
+        while not samples or (time.monotonic() - started < max(3 * args.duration, 1) and len(samples) < 20):
+            items = pool.batch(1)
+            if not items:
+                break
+            method, path, body, bearer = items[0]
+            pool.take(1)
+            status, raw, seconds = request(
+                target.base, method, path.removeprefix("/api"), bearer.split()[1], body.encode()
+            )
+            if status >= 300:
+                return {"mode": "error", "status": status, "body": raw[:200].decode(errors="replace")}
+            samples.append(seconds)
+        elapsed = time.monotonic() - started
+        best = {
+            "rps": len(samples) / elapsed,
+            "p50": statistics.median(samples) * 1000,
+            "p99": max(samples) * 1000,
+            "requests": len(samples),
+            "non2xx": 0,
+            "socket_errors": "",
+            "mode": "seq",
+            "cpu_ms": (cpu_seconds(pids) - cpu) * 1000 / len(samples),
+        }
+    return best
+
+
 def measure(target: Target, row: Row, args) -> dict:
+    if row.pool:
+        return measure_pool(target, row, args)
     token = target.tokens.get(row.auth) if row.auth else None
     if row.auth and token is None:
         return {"mode": "error", "status": f"no {row.auth} token"}
@@ -565,6 +697,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="repeat each cell, keep the best")
     parser.add_argument("--only", help="only rows whose label contains this text")
     parser.add_argument(
+        "--pool", type=int, default=1500, help="fresh items per consuming write row (default 1500)"
+    )
+    parser.add_argument(
+        "--pool-original", type=int, default=200, help="the same for the original (default 200)"
+    )
+    parser.add_argument(
         "--reuse", action="store_true", help="keep the data (and running original) of the last run"
     )
     parser.add_argument("--skip-300", action="store_true", help="skip growing to 300 nodes")
@@ -582,7 +720,7 @@ def main() -> None:
         ensure_deps()
     rows = [r for r in ROWS if not args.only or args.only in r.label]
     if args.skip_300:
-        rows = [r for r in rows if r.phase == "main"]
+        rows = [r for r in rows if r.phase != "nodes300"]
 
     original = next((t for t in targets if t.command is None), None)
     ours = [t for t in targets if t.command is not None]
@@ -630,10 +768,14 @@ def main() -> None:
             "cpus": os.cpu_count(),
         }
         results: dict[str, dict] = {}
-        for phase in ("main", "nodes300"):
+        for phase in ("main", "writes", "nodes300"):
             phase_rows = [r for r in rows if r.phase == phase]
             if not phase_rows:
                 continue
+            if phase == "writes":
+                for t in targets:
+                    pool = args.pool_original if t.command is None else args.pool
+                    t.writes = prepare(t.base, t.manifest, pool, log)
             if phase == "nodes300":
                 if original:
                     seed(original, "root", False, extend=300)

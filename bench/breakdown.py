@@ -5,9 +5,13 @@ time per request through Django's WSGI handler and through the ASGI application 
 uvicorn call), the SQL queries of one request, and the cost of pieces measured on their own
 (middleware chain, JWT decoding, loading the principal, the ASGI handler, JSON rendering).
 ``--cprofile`` adds the functions and packages that take the time (cProfile, WSGI path).
+``--writes`` measures the writes instead (run updates by a node, task creation, ports, kills; fresh
+rows are made for the writes that consume them): CPU per request, SQL statements and their time with
+the audit insert apart, event publishing and JSON rendering.
 
     .venv/bin/python bench/breakdown.py                       # the default paths
     .venv/bin/python bench/breakdown.py /api/task /api/run?include=task --cprofile
+    .venv/bin/python bench/breakdown.py --writes -n 100
 """
 
 from __future__ import annotations
@@ -59,10 +63,12 @@ def root_token(manifest: dict) -> str:
     return start_login(User.objects.get(pk=manifest["root"]["id"]), "user")[0]
 
 
-def environ(path: str, token: str | None) -> dict:
+def environ(path: str, token: str | None, method: str = "GET", body: bytes = b"") -> dict:
     route, _, query = path.partition("?")
     env = {
-        "REQUEST_METHOD": "GET",
+        "REQUEST_METHOD": method,
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
         "PATH_INFO": route,
         "QUERY_STRING": query,
         "SERVER_NAME": "127.0.0.1",
@@ -71,7 +77,7 @@ def environ(path: str, token: str | None) -> dict:
         "HTTP_HOST": "127.0.0.1:7611",
         "REMOTE_ADDR": "127.0.0.1",
         "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(b""),
+        "wsgi.input": io.BytesIO(body),
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": False,
         "wsgi.multiprocess": False,
@@ -83,10 +89,13 @@ def environ(path: str, token: str | None) -> dict:
     return env
 
 
-def call_wsgi(handler, path: str, token: str | None) -> tuple[str, bytes]:
+def call_wsgi(
+    handler, path: str, token: str | None, method: str = "GET", body: bytes = b""
+) -> tuple[str, bytes]:
     statuses = []
-    body = b"".join(handler(environ(path, token), lambda status, *_: statuses.append(status)))
-    return statuses[0], body
+    env = environ(path, token, method, body)
+    answer = b"".join(handler(env, lambda status, *_: statuses.append(status)))
+    return statuses[0], answer
 
 
 def cpu_per_call(fn, n: int, batches: int = 5) -> float:
@@ -218,13 +227,14 @@ def package_of(filename: str, name: str) -> str:
     return "other Python"
 
 
-def cprofile(handler, path: str, token: str | None, n: int, top: int) -> str:
+def cprofile(one, n: int, top: int) -> str:
+    """Where the time of ``n`` calls of ``one`` (a request) goes."""
     profiler = cProfile.Profile()
     for _ in range(20):
-        call_wsgi(handler, path, token)
+        one()
     profiler.enable()
     for _ in range(n):
-        call_wsgi(handler, path, token)
+        one()
     profiler.disable()
     stats = pstats.Stats(profiler)
     by_package: Counter[str] = Counter()
@@ -240,9 +250,148 @@ def cprofile(handler, path: str, token: str | None, n: int, top: int) -> str:
     return "\n".join(lines)
 
 
+# --- writes ---------------------------------------------------------------------------------------------
+RESULT = "r" * 10240
+
+
+def write_cases(manifest: dict, n: int) -> dict:
+    """Per write: a function giving the next (method, path, body, token); consuming writes get fresh
+    rows, made here through the ORM."""
+    from accounts.sessions import start_login
+    from nodes.models import Node
+    from tasks.models import Run, Task
+
+    collab = manifest["collaborations"][0]
+    orgs = manifest["organizations"][:5]
+    node = Node.objects.get(organization_id=orgs[0], collaboration_id=collab)
+    node_token = start_login(node, "node")[0]
+    root = root_token(manifest)
+    runs = list(
+        Run.objects.filter(organization_id=orgs[0], task__collaboration_id=collab).values_list(
+            "id", flat=True
+        )[:20]
+    )
+
+    def fresh_runs(count: int):
+        task = Task.objects.create(
+            name="breakdown", image="i", collaboration_id=collab, init_org_id=orgs[0], job_id=0
+        )
+        Run.objects.bulk_create(Run(task=task, organization_id=orgs[0], input="") for _ in range(count))
+        return iter(list(task.runs.values_list("id", flat=True)))
+
+    def fresh_tasks(count: int):
+        tasks = [
+            Task.objects.create(
+                name="kill", image="i", collaboration_id=collab, init_org_id=orgs[0], job_id=0
+            )
+            for _ in range(count)
+        ]
+        Run.objects.bulk_create(Run(task=task, organization_id=orgs[0], input="") for task in tasks)
+        return iter([task.pk for task in tasks])
+
+    task_body = json.dumps(
+        {
+            "name": "t",
+            "image": "i",
+            "collaboration_id": collab,
+            "organizations": [{"id": org, "input": "eyJhIjogMX0="} for org in orgs],
+            "databases": [{"label": "default"}],
+        }
+    ).encode()
+    completion = json.dumps({"status": "completed", "result": RESULT, "log": "ok"}).encode()
+    pools: dict = {}
+    needed = 3 * n + 60  # warm-ups, measuring, counting, profiling
+    complete, kill = fresh_runs(needed), fresh_tasks(needed)
+
+    def nth(items: list, key: str):
+        pools[key] = pools.get(key, -1) + 1
+        return items[pools[key] % len(items)]
+
+    return {
+        "PATCH /api/run/<id> (status)": lambda: (
+            "PATCH", f"/api/run/{nth(runs, 'status')}", b'{"status": "active"}', node_token
+        ),
+        "PATCH /api/run/<id> (10 KiB result)": lambda: (
+            "PATCH", f"/api/run/{next(complete)}", completion, node_token
+        ),
+        "POST /api/task (5 organizations)": lambda: ("POST", "/api/task", task_body, root),
+        "POST /api/port": lambda: (
+            "POST", "/api/port", json.dumps({"port": 8080, "run_id": nth(runs, "port")}).encode(), node_token
+        ),
+        "POST /api/kill/task": lambda: (
+            "POST",
+            "/api/kill/task",
+            json.dumps({"id": next(kill)}).encode(),
+            root,
+        ),
+    }  # fmt: skip
+
+
+def write_breakdown(label: str, case, n: int, top: int | None) -> None:
+    """CPU per request of one write, its SQL (the audit insert apart), event publishing and rendering."""
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.db import connection
+    from rest_framework.renderers import JSONRenderer
+
+    from nodes.consumers import server
+
+    handler = WSGIHandler()
+    timings: Counter[str] = Counter()
+
+    def timed(key: str, fn):
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                timings[key] += time.perf_counter() - started
+
+        return wrapper
+
+    def sql(execute, statement, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(statement, params, many, context)
+        finally:
+            key = "SQL: audit insert" if statement.startswith('INSERT INTO "audit_entry"') else "SQL: other"
+            timings[key] += time.perf_counter() - started
+            timings["statements"] += 1
+
+    def one() -> None:
+        status, body = call_wsgi(handler, *_request(case()))
+        if status[0] != "2":
+            raise SystemExit(f"{label}: {status} {body[:200]!r}")
+
+    cpu_ms = cpu_per_call(one, n)
+    publish, render = server.publish, JSONRenderer.render
+    server.publish = timed("event publishing", publish)
+    JSONRenderer.render = timed("JSON rendering", render)
+    try:
+        with connection.execute_wrapper(sql):
+            started = time.perf_counter()
+            for _ in range(n):
+                one()
+            wall = time.perf_counter() - started
+    finally:
+        server.publish, JSONRenderer.render = publish, render
+    print(f"{label}\n  CPU per request (WSGI handler): {cpu_ms:.2f} ms; wall {wall * 1000 / n:.2f} ms")
+    print(f"  SQL statements per request: {timings.pop('statements') / n:.1f}")
+    for key, seconds in sorted(timings.items()):
+        print(f"  {key:28s} {seconds * 1000 / n:6.2f} ms wall per request")
+    if top:
+        print(cprofile(one, n, top))
+    print()
+
+
+def _request(parts: tuple) -> tuple:
+    method, path, body, token = parts
+    return path, token, method, body
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*")
+    parser.add_argument("--writes", action="store_true", help="the write endpoints instead of paths")
     parser.add_argument("-n", type=int, default=200, help="requests per measurement")
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--top", type=int, default=40)
@@ -251,6 +400,10 @@ def main() -> None:
     manifest = setup()
     from django.core.handlers.wsgi import WSGIHandler
 
+    if args.writes:
+        for label, case in write_cases(manifest, args.n).items():
+            write_breakdown(label, case, args.n, args.top if args.cprofile else None)
+        return
     token = root_token(manifest)
     values = {"org_id": manifest["organizations"][0], "task_id": manifest["tasks"][0]}
     handler = WSGIHandler()
@@ -273,7 +426,7 @@ def main() -> None:
             for label, ms in pieces(auth, path, args.n).items():
                 print(f"  {label:40s} {ms:6.2f} ms")
         if args.cprofile:
-            print(cprofile(handler, path, auth, args.n, args.top))
+            print(cprofile(lambda: call_wsgi(handler, path, auth), args.n, args.top))  # noqa: B023
         print()
 
 

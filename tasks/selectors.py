@@ -110,6 +110,11 @@ def run_queryset(include_task: bool = False) -> QuerySet[Run]:
     return with_run_details(Run.objects.all(), include_task)
 
 
+def node_info(node: Node) -> dict:
+    """The node as a run representation shows it (as ``attach_nodes`` sets it)."""
+    return {"id": node.pk, "ip": node.ip, "status": node.status, "name": node.name}
+
+
 def attach_nodes(runs: Iterable[Run]) -> None:
     """Set ``run.node_info`` (the node of the run's organization in its task's collaboration).
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from urllib.parse import urlparse
 
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from tasks.models import AlgorithmPort, Run, Task, TaskStatus
 from vantage6.api.fields import ListLinkField, RefField, TimestampField
@@ -156,12 +159,27 @@ class ResultOutput(OutputSerializer):
 
 
 # --- input --------------------------------------------------------------------------------------------
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class SurrogateValidator(ProhibitSurrogateCharactersValidator):
+    """DRF's check as one regex search; DRF's walks the string in Python (~1 ms for a 10 KiB result)."""
+
+    def __call__(self, value: object) -> None:
+        if found := _SURROGATE.search(str(value)):
+            raise ValidationError(self.message.format(code_point=ord(found.group())), code=self.code)
+
+
 class StrictCharField(serializers.CharField):
     """A string and only a string (DRF would turn numbers into strings); stored exactly as sent."""
 
     def __init__(self, **kwargs) -> None:
         kwargs.setdefault("trim_whitespace", False)
         super().__init__(**kwargs)
+        self.validators = [
+            SurrogateValidator() if isinstance(v, ProhibitSurrogateCharactersValidator) else v
+            for v in self.validators
+        ]
 
     def to_internal_value(self, data: object) -> str:
         if not isinstance(data, str):

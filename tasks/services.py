@@ -33,6 +33,7 @@ from tasks.models import (
 )
 from tasks.serializers import database_parameters
 from vantage6.api.errors import ApiError, bad_request, not_found
+from vantage6.api.sql import by_pk
 
 CONTAINER_TOKEN_INVALID = "Container-token is not valid"
 
@@ -261,7 +262,9 @@ def task_kill(*, principal: Principal, task: Task) -> None:
     """Stop the open runs of a task and of its direct children (the task must not be finished)."""
     if is_finished(task.status):
         raise bad_request(f"Task id={task.pk} already finished with status '{task.status}', nothing to kill!")
-    _kill_runs(task.collaboration_id, Run.objects.filter(Q(task=task) | Q(task__parent=task)), mark=True)
+    # The task ids first: an OR across the join to the tasks would scan every run.
+    family = Task.objects.filter(Q(pk=task.pk) | Q(parent_id=task.pk)).values("id")
+    _kill_runs(task.collaboration_id, Run.objects.filter(task_id__in=family), mark=True)
     audit(principal, "task.kill", task)
 
 
@@ -291,7 +294,8 @@ def node_kill(*, principal: Principal, node: Node) -> None:
 @transaction.atomic
 def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     """A node's update of one of its runs, with the semantics the vantage6 node relies on."""
-    run = Run.objects.select_for_update().select_related("task").filter(pk=run_id).first()
+    # Only the run's row is locked: updates of the other runs of the same task go on in parallel.
+    run = by_pk(Run.objects.select_for_update(of=("self",)).select_related("task"), run_id)
     if run is None:
         raise not_found(f"Run id={run_id} not found!")
     principal.require(principal.allows("run", run, "edit"), "This is not your algorithm run to update!")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db.models import prefetch_related_objects
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -151,8 +152,9 @@ class RunViewSet(ApiViewSet):
     def partial_update(self, request: Request, pk: str) -> Response:
         data = _valid(RunPatchInput, request)
         run = services.run_update(principal=self.principal, run_id=int(pk), data=data)
-        run = selectors.run_queryset().get(pk=run.pk)
-        selectors.attach_nodes([run])
+        # The updated run, its task and its node (the caller) are at hand: only its ports are read.
+        prefetch_related_objects([run], "ports")
+        run.node_info = selectors.node_info(self.principal.node)
         return Response(RunOutput(run).data)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import pytest
@@ -359,3 +360,34 @@ def test_a_container_reads_only_within_its_collaboration(api, world, runs):
     assert api.get(f"/api/result?task_id={runs['u'].pk}", **headers).status_code == 401
     assert api.get(f"/api/run?collaboration_id={world.collab_c.pk}", **headers).status_code == 401
     assert api.delete(f"/api/task/{runs['t'].pk}", **headers).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("text", "code_point"), [("a\ud800b", "D800"), ("\udfff", "DFFF"), ("x" * 10240 + "\udc00", "DC00")]
+)
+@pytest.mark.parametrize("key", ["result", "log"])
+def test_patch_with_surrogate_characters_is_a_400(api, world, runs, key, text, code_point):
+    body = json.dumps({"status": "completed", key: text})  # JSON escapes the lone surrogate
+    response = api.generic(
+        "PATCH", f"/api/run/{runs['ra'].pk}", body, content_type="application/json", **bearer(world.node_a)
+    )
+    assert response.status_code == 400
+    assert f"U+{code_point}" in json.dumps(response.json())
+    runs["ra"].refresh_from_db()
+    assert runs["ra"].status == "pending" and runs["ra"].result is None and runs["ra"].log is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"status": "active", "started_at": "2026-01-02T03:04:05.123456+02:00"},
+        {"status": "completed", "result": "cmVzdWx0", "log": "done", "finished_at": "2026-01-02T03:04:05Z"},
+        {"status": "crashed", "log": "boom"},
+    ],
+)
+def test_patch_answers_the_run_as_it_is_stored(api, world, runs, body):
+    AlgorithmPort.objects.create(run=runs["ra"], port=8080, label="api")
+    patched = api.patch(f"/api/run/{runs['ra'].pk}", body, format="json", **bearer(world.node_a))
+    assert patched.status_code == 200, patched.json()
+    assert patched.json() == api.get(f"/api/run/{runs['ra'].pk}", **bearer(world.node_a)).json()
+    assert patched.json()["node"]["id"] == world.node_a.pk and patched.json()["ports"][0]["port"] == 8080

@@ -1,0 +1,128 @@
+"""The writes a network lives on cost a fixed number of SQL statements, whatever the number of
+organizations in the collaboration (one bulk statement per table). Transaction control (savepoints in
+tests, BEGIN/COMMIT in production) is not counted."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tasks.models import Run
+from tests.factories import bearer, make_collab, make_node, make_org, make_run, make_task, make_user
+from tests.tasks.conftest import container_headers_from, plain
+
+pytestmark = pytest.mark.django_db
+
+RESULT = "x" * 10240
+
+
+def statements(call) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        response = call()
+    assert response.status_code < 300, response.content
+    sql = [q["sql"] for q in captured.captured_queries]
+    return len([s for s in sql if not s.startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))])
+
+
+def network(size: int):
+    """A collaboration of ``size`` organizations, each with its node."""
+    orgs = [make_org(f"org-{size}-{i}") for i in range(size)]
+    collab = make_collab(*orgs, name=f"collab-{size}")
+    nodes = [make_node(org, collab, f"node-{size}-{i}")[0] for i, org in enumerate(orgs)]
+    return orgs, collab, nodes
+
+
+def task_body(collab, orgs) -> dict:
+    return {
+        "name": "t",
+        "image": "some/image",
+        "collaboration_id": collab.pk,
+        "organizations": [{"id": org.pk, "input": plain()} for org in orgs],
+        "databases": [{"label": "default"}],
+    }
+
+
+def warmed(api, identity) -> dict:
+    """Headers of ``identity``, whose first call (it records when it was seen) is behind it."""
+    headers = bearer(identity)
+    api.get("/api/organization", **headers)
+    return headers
+
+
+# The caller, the run with its task (locked), the UPDATE, the audit record, the run's ports.
+PATCH_RUN = {
+    "status": ({"status": "active"}, 5),
+    "completion": ({"status": "completed", "result": RESULT, "log": "ok"}, 5),
+    "failure": ({"status": "failed", "log": "crash"}, 6),  # + the runs of the task that never started
+}
+
+
+@pytest.mark.parametrize("case", PATCH_RUN)
+def test_patch_run_by_its_node(api, case):
+    body, expected = PATCH_RUN[case]
+    orgs, collab, nodes = network(3)
+    task = make_task(collab, orgs[0])
+    run, *_ = (make_run(task, org) for org in orgs)
+    headers = warmed(api, nodes[0])
+    assert statements(lambda: api.patch(f"/api/run/{run.pk}", body, format="json", **headers)) == expected
+
+
+# The caller, the collaboration, its members, the target nodes, their policies, the task (INSERT
+# and its job id), its databases, its runs, the audit record, then the task as the answer shows it
+# (with its status) and its databases.
+POST_TASK = 12
+
+
+@pytest.mark.parametrize("size", [5, 50])
+def test_post_task_does_not_grow_with_the_organizations(api, size):
+    orgs, collab, _ = network(size)
+    headers = warmed(api, make_user(orgs[0], "Researcher"))
+    assert (
+        statements(lambda: api.post("/api/task", task_body(collab, orgs), format="json", **headers))
+        == POST_TASK
+    )
+    assert Run.objects.count() == size
+
+
+def test_container_subtask(api):
+    orgs, collab, nodes = network(5)
+    parent = make_task(collab, orgs[0], *orgs, init_user=make_user(orgs[0], "Researcher"))
+    headers = container_headers_from(api, nodes[1], parent)
+    body = {**task_body(collab, orgs), "image": parent.image}
+    api.post("/api/task", body, format="json", **headers)  # loads the container role's rules, once a process
+    # A task's statements without the node policies (they apply to users).
+    assert statements(lambda: api.post("/api/task", body, format="json", **headers)) == POST_TASK - 1
+
+
+def test_port_of_a_run(api):
+    orgs, collab, nodes = network(2)
+    run = make_run(make_task(collab, orgs[0]), orgs[0])
+    headers = warmed(api, nodes[0])
+    body = {"port": 8080, "run_id": run.pk, "label": "api"}
+    # The caller, the run with its task, the INSERT, the audit record.
+    assert statements(lambda: api.post("/api/port", body, format="json", **headers)) == 4
+
+
+@pytest.mark.parametrize("size", [5, 50])
+def test_kill_task_does_not_grow_with_the_runs(api, size):
+    orgs, collab, _ = network(size)
+    task = make_task(collab, orgs[0])
+    for org in orgs:
+        make_run(task, org, status="active")
+    headers = warmed(api, make_user(orgs[0], "Root"))
+    # The caller, the task (with its status), its open runs, one UPDATE of them, the audit record.
+    kill = lambda: api.post("/api/kill/task", {"id": task.pk}, format="json", **headers)  # noqa: E731
+    assert statements(kill) == 5
+
+
+def test_create_user(api):
+    org = make_org("o")
+    headers = warmed(api, make_user(org, "Organization Admin"))
+    body = {
+        "username": "bob",
+        "email": "bob@example.org",
+        "password": "Bob-password-1!",
+        "organization_id": org.pk,
+    }
+    assert statements(lambda: api.post("/api/user", body, format="json", **headers)) == 9
