@@ -68,6 +68,16 @@ class ApiViewSet(GenericViewSet):
         return self.request.user
 
 
+class HealthOutput(serializers.Serializer):
+    database = serializers.BooleanField()
+    rabbitmq = serializers.BooleanField()
+    optional_fields = ("rabbitmq",)  # only when RabbitMQ is configured
+
+
+class UnhealthyOutput(HealthOutput):
+    msg = serializers.CharField()
+
+
 class HealthView(APIView):
     """Whether this process reaches its database and (when configured) RabbitMQ; 503 when one is down,
     so that a proxy or orchestrator can route around the process."""
@@ -76,19 +86,7 @@ class HealthView(APIView):
     permission_classes: list = []
 
     @extend_schema(
-        responses={
-            (200, "application/json"): inline_serializer(
-                "Health", {"database": serializers.BooleanField(), "rabbitmq": serializers.BooleanField()}
-            ),
-            (503, "application/json"): inline_serializer(
-                "Unhealthy",
-                {
-                    "msg": serializers.CharField(),
-                    "database": serializers.BooleanField(),
-                    "rabbitmq": serializers.BooleanField(),
-                },
-            ),
-        }
+        responses={(200, "application/json"): HealthOutput, (503, "application/json"): UnhealthyOutput}
     )
     def get(self, request: Request) -> Response:
         state = health.report()
