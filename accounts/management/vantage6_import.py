@@ -156,8 +156,10 @@ def build_plan(
         if collab is not None and collab not in collabs:
             skip("algorithmstore", "its collaboration was deleted")
             continue
+        # Who linked a store is not known; only a global administrator can make one available to all.
         put(AlgorithmStore, "algorithmstore", AlgorithmStore(
-            id=row["id"], name=_text(row["name"]), url=_text(row["url"]), collaboration_id=collab
+            id=row["id"], name=_text(row["name"]), url=_text(row["url"]), collaboration_id=collab,
+            trusted=collab is None,
         ))  # fmt: skip
     stores = plan.ids(AlgorithmStore)
 

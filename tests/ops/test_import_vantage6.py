@@ -13,7 +13,7 @@ import pytest
 
 from accounts import totp
 from accounts.models import AuditEntry, Authenticatable, Role, User
-from collaborations.models import Collaboration, Organization
+from collaborations.models import AlgorithmStore, Collaboration, Organization
 from nodes.models import Node, api_key_digest
 from tasks.models import Run, Task
 from tests.factories import make_node, make_org
@@ -82,7 +82,10 @@ ROWS = {
     "Member": [(2, 1), (3, 1), (2, 2), (3, 2), (2, 1)],  # vantage6 allows a duplicate
     "study": [(1, "Study one", 1)],
     "StudyMember": [(2, 1)],
-    "algorithmstore": [(1, "Community store", "https://store.example/api", None)],
+    "algorithmstore": [
+        (1, "Community store", "https://store.example/api", None),
+        (2, "Own store", "https://own.example/api", 1),
+    ],
     "role": [
         (1, "Root", "Super role", None, 1),
         (4, "Viewer", "old description", None, 1),
@@ -225,6 +228,9 @@ def test_users_and_nodes_log_in_as_before_and_see_the_same_data(manage, api, sou
     assert created.status_code == 201, created.content
     assert created.json()["id"] == 4
     assert AuditEntry.objects.filter(action="vantage6.import").count() == 1
+    # A store available to all collaborations was linked by a global administrator; of another, who
+    # linked it is unknown, so users' tokens are not sent to it.
+    assert dict(AlgorithmStore.objects.values_list("pk", "trusted")) == {1: True, 2: False}
 
 
 def test_dry_run_checks_everything_and_writes_nothing(manage, source):
