@@ -12,14 +12,18 @@ import json
 import os
 import socket
 import subprocess
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import psycopg2
 import pytest
 import requests
 from django.conf import settings as django_settings
+from django.db import connection
 
 from nodes.models import Node, api_key_digest
 from tasks.models import AlgorithmPort
+from tests.conftest import requires_services
 from vantage6.client import Client
 from vantage6.common import Singleton
 from vantage6.common.encryption import DummyCryptor, RSACryptor
@@ -47,26 +51,46 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def original(tmp_path):
-    """A vantage6-server 4.15.2 of its own (folder, port, SQLite database); its API URL and database."""
+@contextmanager
+def postgres_source():
+    """A new PostgreSQL database for the old server, next to the test database; its URL."""
+    params = connection.settings_dict
+    name = f"{params['NAME']}_v6source"
+    admin = psycopg2.connect(
+        host=params["HOST"], port=params["PORT"], user=params["USER"], password=params["PASSWORD"],
+        dbname="postgres",
+    )  # fmt: skip
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://{params['USER']}:{params['PASSWORD']}@{params['HOST']}:{params['PORT']}/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=requires_services("postgres"))])
+def original(request, tmp_path):
+    """A vantage6-server 4.15.2 of its own (folder, port, database on SQLite or PostgreSQL): its API
+    URL and its database URL."""
     folder = tmp_path / "original"
     folder.mkdir()
     (folder / "venv").symlink_to(ORIGINAL_VENV)
     environment = {**os.environ, "ORIG_DIR": str(folder), "ORIG_PORT": str(_free_port())}
-    environment.pop("ORIG_DB_URI", None)
-    started = subprocess.run(
-        [str(SETUP), "start"], env=environment, capture_output=True, text=True, timeout=180
-    )
-    assert started.returncode == 0, started.stdout + started.stderr
-    try:
-        yield (
-            f"http://127.0.0.1:{environment['ORIG_PORT']}/api",
-            folder / "data" / "original.sqlite",
-            environment,
+    with ExitStack() as stack:
+        if request.param == "postgresql":
+            environment["ORIG_DB_URI"] = stack.enter_context(postgres_source())
+        else:
+            environment["ORIG_DB_URI"] = f"sqlite:///{folder / 'data' / 'original.sqlite'}"
+        started = subprocess.run(
+            [str(SETUP), "start"], env=environment, capture_output=True, text=True, timeout=180
         )
-    finally:
-        subprocess.run([str(SETUP), "stop"], env=environment, capture_output=True, timeout=60)
+        assert started.returncode == 0, started.stdout + started.stderr
+        stack.callback(subprocess.run, [str(SETUP), "stop"], env=environment, capture_output=True, timeout=60)
+        yield f"http://127.0.0.1:{environment['ORIG_PORT']}/api", environment["ORIG_DB_URI"]
 
 
 class Rest:
@@ -245,7 +269,7 @@ def same(resource: str, key: str, old: object, new: object) -> bool:
 
 
 def test_a_real_vantage6_database_is_taken_over(original, manage, api, tmp_path):
-    base, database, _ = original
+    base, database_url = original
     seeded = seed(base, tmp_path)
     login = requests.post(
         f"{base}/token/user", json={"username": "root", "password": ROOT_PASSWORD}, timeout=30
@@ -253,7 +277,7 @@ def test_a_real_vantage6_database_is_taken_over(original, manage, api, tmp_path)
     old = Rest(base, login.json()["access_token"])
     before = lists(lambda path: old("get", path))
 
-    outcome = manage("import_vantage6", f"sqlite:///{database}")
+    outcome = manage("import_vantage6", database_url)
     assert outcome.code == 0, outcome.err
 
     for username, password in seeded["passwords"].items():
