@@ -129,7 +129,10 @@ class Source:
             return tables
         cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
         names = [name for (name,) in cursor.fetchall()]
-        return {name: {row[1] for row in cursor.execute(f'PRAGMA table_info("{name}")')} for name in names}
+        quoted = {name: name.replace('"', '""') for name in names}
+        return {
+            name: {row[1] for row in cursor.execute(f'PRAGMA table_info("{quoted[name]}")')} for name in names
+        }
 
     def _schema(self) -> dict[str, tuple[str, ...]]:
         """The known columns present per table; SourceError unless this is vantage6 4.x."""
