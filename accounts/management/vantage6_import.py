@@ -56,13 +56,16 @@ def target_contents() -> dict[str, int]:
 
 
 def _checked(model: type[models.Model], table: str, obj: models.Model) -> models.Model:
-    """``obj`` unless a value is missing or too long for this server: then the row is named."""
+    """``obj`` unless a value is missing, of the wrong kind or too long for this server: then the row
+    is named. (SQLite keeps any value in any column.)"""
     for f in model._meta.concrete_fields:
         value = getattr(obj, f.attname)
         if value is None and not f.null and f.has_default():
             setattr(obj, f.attname, f.get_default())
         elif value is None and not f.null and not f.primary_key:
             raise ImportRefused(f"{table} {obj.pk}: {f.column} is empty, this server needs a value")
+        if isinstance(f, models.IntegerField) and value is not None and type(value) is not int:
+            raise ImportRefused(f"{table} {obj.pk}: {f.column} {value!r} is not a whole number")
         if isinstance(value, str) and f.max_length and len(value) > f.max_length:
             raise ImportRefused(f"{table} {obj.pk}: {f.column} is longer than {f.max_length} characters")
     return obj

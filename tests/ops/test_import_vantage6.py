@@ -302,6 +302,8 @@ def test_sources_that_are_no_vantage6_database_are_refused(manage, tmp_path):
         ("organization", 2, (3, "B" * 200, "", "", "", "", "", None), "organization 3: name is longer than"),
         ("run", 0, (20, "x", 10, 2, None, "yesterday", None, None, "pending", None, None, 0),
          "run 20: assigned_at 'yesterday' is not a date and time"),
+        ("algorithmport", 0, (1, "eighty", 22, "jupyter"),
+         "algorithmport 1: port 'eighty' is not a whole number"),
     ],
 )  # fmt: skip
 def test_a_bad_row_is_named_and_nothing_is_written(manage, tmp_path, table, index, row, message):

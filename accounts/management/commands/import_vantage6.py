@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from accounts.management.vantage6_import import (
@@ -87,7 +87,11 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS("Dry run: everything can be imported; nothing was written."))
             return
         self.stdout.write("Writing...")
-        copied = write_plan(plan, self.stdout.write)
+        try:
+            copied = write_plan(plan, self.stdout.write)
+        except DatabaseError as exc:
+            # The checks before writing should leave nothing for the database to refuse.
+            raise ImportRefused(f"the target database refused a row: {str(exc).strip()}") from None
         self._summary(plan, copied, "Copied")
         self.stdout.write(
             self.style.SUCCESS(
