@@ -1,6 +1,7 @@
-"""The database of a real vantage6-server 4.15.2, filled through its REST API with the official client
-and a node's calls, taken over by ``import_vantage6``: every user logs in with the old password, every
-node with its old API key, and the lists answer as the old server answered.
+"""The database of a real vantage6-server 4.15.2 (with two-factor authentication), filled through its
+REST API with the official client and a node's calls, taken over by ``import_vantage6``: every user
+logs in with the old password and two-factor app, every node with its old API key, and the lists
+answer as the old server answered.
 
 The old server is the one ``bench/setup_original.sh install`` puts in ``bench/.original``; without it
 this test is skipped, unless ``V6_REQUIRE_ORIGINAL`` is set (then it fails).
@@ -21,6 +22,7 @@ import requests
 from django.conf import settings as django_settings
 from django.db import connection
 
+from accounts import totp
 from nodes.models import Node, api_key_digest
 from tasks.models import AlgorithmPort
 from tests.conftest import requires_services
@@ -79,7 +81,10 @@ def original(request, tmp_path):
     folder = tmp_path / "original"
     folder.mkdir()
     (folder / "venv").symlink_to(ORIGINAL_VENV)
-    environment = {**os.environ, "ORIG_DIR": str(folder), "ORIG_PORT": str(_free_port())}
+    environment = {
+        **os.environ, "ORIG_DIR": str(folder), "ORIG_PORT": str(_free_port()),
+        "ORIG_EXTRA_CONFIG": "two_factor_auth: true",
+    }  # fmt: skip
     with ExitStack() as stack:
         if request.param == "postgresql":
             environment["ORIG_DB_URI"] = stack.enter_context(postgres_source())
@@ -103,6 +108,21 @@ class Rest:
         return response.json()
 
 
+def old_login(base: str, username: str, password: str, otp: dict[str, str]) -> str:
+    """An access token of the old server, which asks for two-factor codes: a user's first login sets
+    up the secret (kept in ``otp``)."""
+
+    def post(**extra) -> dict:
+        body = {"username": username, "password": password, **extra}
+        return requests.post(f"{base}/token/user", json=body, timeout=30).json()
+
+    if "otp_secret" in (first := post()):
+        otp[username] = first["otp_secret"]
+    answer = post(mfa_code=totp.totp(otp[username]))
+    assert "access_token" in answer, answer
+    return answer["access_token"]
+
+
 def node_rest(base: str, api_key: str) -> Rest:
     response = requests.post(f"{base}/token/node", json={"api_key": api_key}, timeout=30)
     assert response.status_code == 200, response.text
@@ -120,7 +140,9 @@ def seed(base: str, tmp_path: Path) -> dict:
     rights, nodes, and tasks with a subtask and completed, failed and open runs; the secrets."""
     host, port = base.rsplit(":", 1)
     client = Client(host, int(port.split("/")[0]), "/api", log_level="error")
-    client.authenticate("root", ROOT_PASSWORD)
+    otp: dict[str, str] = {}
+    old_login(base, "root", ROOT_PASSWORD, otp)
+    client.authenticate("root", ROOT_PASSWORD, mfa_code=totp.totp(otp["root"]))
     root = Rest(base, client.token)
     orgs = {
         name: client.organization.create(
@@ -159,6 +181,7 @@ def seed(base: str, tmp_path: Path) -> dict:
             roles=[builtin.get(role, role) for role in roles], rules=extra,
         )  # fmt: skip
         passwords[username] = PASSWORD
+        old_login(base, username, PASSWORD, otp)
 
     node_keys = {}
     for org, collab in ((a, plain), (b, plain), (a, secret), (c, secret)):
@@ -237,7 +260,7 @@ def seed(base: str, tmp_path: Path) -> dict:
         f"run/{run_sa['id']}",
         json={"status": "completed", "result": result, "finished_at": "2025-01-01T11:00:00.000001+00:00"},
     )
-    return {"passwords": passwords, "node_keys": node_keys, "encrypted_task": encrypted["id"]}
+    return {"passwords": passwords, "otp": otp, "node_keys": node_keys, "encrypted_task": encrypted["id"]}
 
 
 def lists(get) -> dict[str, list[dict]]:
@@ -258,9 +281,12 @@ EMPTY_AS_NULL = {
 
 def same(resource: str, key: str, old: object, new: object) -> bool:
     """Equal, but for what may differ: the order of the methods of a reference (vantage6's is that of
-    a set), a last_seen moved on by the logins above, and EMPTY_AS_NULL."""
+    a set), two-factor secrets (not shown here), a last_seen moved on by the logins above, and
+    EMPTY_AS_NULL."""
     if isinstance(old, dict) and isinstance(new, dict) and "methods" in old:
         return {**old, "methods": sorted(old["methods"])} == {**new, "methods": sorted(new["methods"])}
+    if resource == "user" and key == "otp_secret":
+        return new is None  # vantage6 shows two-factor secrets; this server never does
     if key == "last_seen" and old and new:
         return new >= old
     if key in EMPTY_AS_NULL.get(resource, ()) and old is None:
@@ -268,21 +294,26 @@ def same(resource: str, key: str, old: object, new: object) -> bool:
     return old == new
 
 
-def test_a_real_vantage6_database_is_taken_over(original, manage, api, tmp_path):
+def test_a_real_vantage6_database_is_taken_over(original, manage, api, tmp_path, settings):
     base, database_url = original
     seeded = seed(base, tmp_path)
-    login = requests.post(
-        f"{base}/token/user", json={"username": "root", "password": ROOT_PASSWORD}, timeout=30
-    )
-    old = Rest(base, login.json()["access_token"])
+    old = Rest(base, old_login(base, "root", ROOT_PASSWORD, seeded["otp"]))
     before = lists(lambda path: old("get", path))
 
     outcome = manage("import_vantage6", database_url)
     assert outcome.code == 0, outcome.err
 
+    # Every user: the old password, and a code of the two-factor app set up with the old server.
+    settings.TWO_FACTOR_AUTH = True
+    tokens = {}
     for username, password in seeded["passwords"].items():
-        response = api.post("/api/token/user", {"username": username, "password": password}, format="json")
+        body = {"username": username, "password": password}
+        ask = api.post("/api/token/user", body, format="json")
+        assert ask.json() == {"msg": "Please include your two-factor authentication code"}, username
+        code = totp.totp(seeded["otp"][username])
+        response = api.post("/api/token/user", {**body, "mfa_code": code}, format="json")
         assert response.status_code == 200, (username, response.content)
+        tokens[username] = response.json()["access_token"]
     for pk, key in seeded["node_keys"].items():
         for _ in range(2):  # by its bcrypt hash, then by its digest
             response = api.post("/api/token/node", {"api_key": key}, format="json")
@@ -290,8 +321,7 @@ def test_a_real_vantage6_database_is_taken_over(original, manage, api, tmp_path)
             assert response.json()["node_url"] == f"/api/node/{pk}"
         assert Node.objects.get(pk=pk).api_key_hash == api_key_digest(key)
 
-    token = api.post("/api/token/user", {"username": "root", "password": ROOT_PASSWORD}, format="json").json()
-    headers = {"HTTP_AUTHORIZATION": f"Bearer {token['access_token']}"}
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {tokens['root']}"}
     after = lists(lambda path: api.get(f"/api/{path}", **headers).json())
     differences = [
         (resource, old.get("id"), key, old.get(key), new.get(key))
