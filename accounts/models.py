@@ -219,6 +219,7 @@ class AuditAction(models.TextChoices):
     NODE_EDIT = "node.edit"
     NODE_DELETE = "node.delete"
     NODE_API_KEY_RESET = "node.api_key_reset"
+    NODE_API_KEY_UPGRADE = "node.api_key_upgrade"
     NODE_KILL_TASKS = "node.kill_tasks"
     # tasks, runs and what they use
     TASK_CREATE = "task.create"
@@ -229,6 +230,8 @@ class AuditAction(models.TextChoices):
     PORT_CREATE = "port.create"
     PORT_DELETE = "port.delete"
     BLOB_CREATE = "blob.create"
+    # the server itself
+    VANTAGE6_IMPORT = "vantage6.import"
 
 
 class AuditTrailIsAppendOnly(Exception):

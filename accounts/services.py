@@ -61,8 +61,9 @@ def _organization_of(obj: object | None) -> int | None:
 
 
 @transaction.atomic
-def root_user_ensure(*, password: str = "") -> tuple[User, str | None]:
-    """Create organization ``root`` and user ``root`` (role Root) if there is no root user yet.
+def root_user_ensure(*, password: str = "", password_hash: str = "") -> tuple[User, str | None]:
+    """Create organization ``root`` and user ``root`` (role Root) if there is no root user yet, with
+    ``password`` or the bcrypt ``password_hash``.
 
     Returns the user and, when it was created without a given password, the generated one.
     """
@@ -72,12 +73,15 @@ def root_user_ensure(*, password: str = "") -> tuple[User, str | None]:
     if user is not None:
         return user, None
     generated = None
-    if not password:
+    if not password and not password_hash:
         password = generated = secrets.token_urlsafe(12)
     organization, _ = Organization.objects.get_or_create(name=ROOT_USERNAME)
     user = User.objects.create_user(
-        username=ROOT_USERNAME, password=password, email="root@domain.ext", organization=organization
+        username=ROOT_USERNAME, password=password or None, email="root@domain.ext", organization=organization
     )
+    if password_hash:
+        user.password = password_hash
+        user.save(update_fields=["password"])
     user.roles.add(Role.objects.get(name=ROOT, is_default_role=True))
     audit(None, "user.create", user, username=ROOT_USERNAME)
     return user, generated

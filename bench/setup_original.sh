@@ -10,7 +10,8 @@
 # Environment: ORIG_PORT (7602), ORIG_DIR (bench/.original, gitignored), ORIG_DB_URI (a SQLite file
 # in ORIG_DIR by default; give a postgresql:// URI to use PostgreSQL, psycopg2-binary is then
 # installed), ORIG_PROCESSES (1: the upstream default), ORIG_KEEP_DB=1 to keep the data of a
-# previous start, PYTHON310 (pyenv's 3.10.13).
+# previous start, ORIG_EXTRA_CONFIG (lines added to its config.yaml, e.g. `two_factor_auth: true`),
+# PYTHON310 (pyenv's 3.10.13).
 # Root logs in as root/root (the upstream default password of a first start).
 set -euo pipefail
 
@@ -61,6 +62,9 @@ logging:
   format: '%(asctime)s - %(name)-14s - %(levelname)-8s - %(message)s'
   datefmt: '%Y-%m-%d %H:%M:%S'
 EOF
+    if [[ -n ${ORIG_EXTRA_CONFIG:-} ]]; then
+        printf '%s\n' "$ORIG_EXTRA_CONFIG" >>"$ORIG_DIR/config.yaml"
+    fi
 }
 
 is_running() {

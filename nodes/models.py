@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import bcrypt
 from django.db import models
 
 from accounts.models import Authenticatable
@@ -17,6 +18,10 @@ def api_key_digest(api_key: str) -> str:
     reader of the database, and it lets login find the node in one indexed lookup.
     """
     return hashlib.sha256(api_key.strip().lower().encode()).hexdigest()
+
+
+# Keys imported from vantage6 are stored as its bcrypt hashes ("$2b$..."); a digest is hex, never "$".
+LEGACY_HASH_PREFIX = "$2"
 
 
 class Node(Authenticatable):
@@ -51,7 +56,16 @@ class Node(Authenticatable):
     def set_api_key(self, api_key: str) -> None:
         self.api_key_hash = api_key_digest(api_key)
 
+    @property
+    def has_legacy_api_key(self) -> bool:
+        return self.api_key_hash.startswith(LEGACY_HASH_PREFIX)
+
     def check_api_key(self, api_key: str) -> bool:
+        if self.has_legacy_api_key:
+            try:
+                return bcrypt.checkpw(api_key.encode(), self.api_key_hash.encode())
+            except ValueError:
+                return False
         return hmac.compare_digest(self.api_key_hash, api_key_digest(api_key))
 
 

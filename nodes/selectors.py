@@ -12,7 +12,7 @@ from accounts.models import AuthStatus
 from accounts.permissions import Principal
 from collaborations.models import Study
 from collaborations.selectors import object_or_404
-from nodes.models import Node, NodeConfig, NodeMetrics, api_key_digest
+from nodes.models import LEGACY_HASH_PREFIX, Node, NodeConfig, NodeMetrics, api_key_digest
 from vantage6.api.lookups import like
 from vantage6.api.params import date_param, int_param
 from vantage6.api.sql import CorrelatedSQL
@@ -74,10 +74,18 @@ def node_get(principal: Principal, pk: int | str, operation: str = "view") -> No
 
 
 def node_by_api_key(api_key: uuid.UUID) -> Node | None:
-    """The node holding ``api_key``: one indexed lookup, then a constant-time comparison."""
+    """The node holding ``api_key``: one indexed lookup, then a constant-time comparison; failing
+    that, the node whose imported bcrypt hash matches (only those nodes are tried)."""
     key = str(api_key)
     node = Node.objects.filter(api_key_hash=api_key_digest(key)).first()
-    return node if node is not None and node.check_api_key(key) else None
+    if node is not None and node.check_api_key(key):
+        return node
+    return next((node for node in legacy_key_nodes() if node.check_api_key(key)), None)
+
+
+def legacy_key_nodes() -> QuerySet[Node]:
+    """The nodes that still hold the bcrypt hash of their key, as imported from vantage6."""
+    return Node.objects.filter(api_key_hash__startswith=LEGACY_HASH_PREFIX).order_by("pk")
 
 
 def online_node_metrics() -> QuerySet[NodeMetrics]:

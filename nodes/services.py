@@ -16,7 +16,7 @@ from accounts.services import ANONYMOUS, actor_of, audit
 from accounts.sessions import end_all_logins, start_login
 from collaborations.models import Collaboration, Organization
 from collaborations.selectors import object_or_404
-from nodes.models import Node, NodeMetrics
+from nodes.models import Node, NodeMetrics, api_key_digest
 from nodes.selectors import node_by_api_key
 from vantage6.api.errors import bad_request, unauthorized
 
@@ -98,12 +98,24 @@ def node_api_key_reset(*, principal: Principal, node: Node) -> str:
     return api_key
 
 
+@transaction.atomic
+def _upgrade_legacy_api_key(node: Node, api_key: str) -> None:
+    """Replace the imported bcrypt hash by the digest: later logins are one indexed lookup."""
+    # Conditional: of two parallel first logins only one records the upgrade.
+    if Node.objects.filter(pk=node.pk, api_key_hash=node.api_key_hash).update(
+        api_key_hash=api_key_digest(api_key)
+    ):
+        audit(None, "node.api_key_upgrade", node)
+
+
 def node_login(*, api_key: uuid.UUID) -> dict:
     """The login answer of the node holding ``api_key``."""
     node = node_by_api_key(api_key)
     if node is None:
         audit(ANONYMOUS, AuditAction.NODE_LOGIN_FAILED)
         raise unauthorized("Api key is not recognized!")
+    if node.has_legacy_api_key:
+        _upgrade_legacy_api_key(node, str(api_key))
     access_token, refresh_token = start_login(node, "node")
     audit(actor_of(node), AuditAction.NODE_LOGIN, node)
     return {

@@ -8,11 +8,13 @@ into one line on stderr and a non-zero exit. Every name asked for is kept in ``K
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sys
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import bcrypt
 from django.core.exceptions import ImproperlyConfigured
 
 PREFIX = "V6_"
@@ -96,6 +98,23 @@ def env_api_path(name: str, default: str) -> str:
     if not value.startswith("/") or "//" in value or " " in value:
         raise SettingError(f"{PREFIX}{name} must be a path starting with '/', got {value!r}")
     return value.rstrip("/")
+
+
+# A bcrypt hash as vantage6 writes it; costs above 16 would stall every start-up check and login.
+_BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|1[0-6])\$[./A-Za-z0-9]{53}")
+
+
+def env_bcrypt_hash(name: str) -> str:
+    """A bcrypt hash (``$2b$12$...``), or "" when unset; never the hash of an empty password."""
+    value = (_raw(name) or "").strip()
+    if not value:
+        return ""
+    # The value is not echoed: it may be a password given by mistake.
+    if not _BCRYPT_HASH.fullmatch(value):
+        raise SettingError(f"{PREFIX}{name} must be a bcrypt hash ($2b$ and cost 04-16), not a password")
+    if bcrypt.checkpw(b"", value.encode()):
+        raise SettingError(f"{PREFIX}{name} is the hash of an empty password")
+    return value
 
 
 def env_secret(name: str, data_dir: Path, *, length: int = 64) -> str:

@@ -15,6 +15,7 @@ from vantage6.env import (
     SettingError,
     env_amqp,
     env_api_path,
+    env_bcrypt_hash,
     env_bool,
     env_choice,
     env_database,
@@ -50,6 +51,10 @@ SERVER_NAME = env_str("SERVER_NAME", "cotopaxi")
 # Public URL of this server's API, sent to algorithm stores (config `server_url` + api path upstream).
 SERVER_URL = env_str("SERVER_URL", "").rstrip("/")
 ROOT_PASSWORD = env_str("ROOT_PASSWORD", "")
+# The first root password as a bcrypt hash, e.g. vantage6's `root_user` setting.
+ROOT_PASSWORD_HASH = env_bcrypt_hash("INIT_SUPER_PASS_HASHED")
+if ROOT_PASSWORD and ROOT_PASSWORD_HASH:
+    raise SettingError("set V6_ROOT_PASSWORD or V6_INIT_SUPER_PASS_HASHED, not both")
 
 INSTALLED_APPS = [
     "daphne",

@@ -15,7 +15,9 @@ class Command(BaseCommand):
         for warning in [*secure_data_files(), *deployment_warnings()]:
             self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
         call_command("migrate", interactive=False, verbosity=0)
-        _, generated = root_user_ensure(password=settings.ROOT_PASSWORD)
+        _, generated = root_user_ensure(
+            password=settings.ROOT_PASSWORD, password_hash=settings.ROOT_PASSWORD_HASH
+        )
         base = f"http://{settings.HOST}:{settings.PORT}"
         self.stdout.write(f"API:      {base}{settings.API_PATH}")
         self.stdout.write(f"API docs: {base}{settings.API_PATH}/docs")
@@ -25,5 +27,6 @@ class Command(BaseCommand):
             self.stdout.write("This password is shown only once; change it after logging in.")
         else:
             self.stdout.write(
-                "Log in as 'root' with the password you set (V6_ROOT_PASSWORD on the first start)."
+                "Log in as 'root' with the password you set (V6_ROOT_PASSWORD or "
+                "V6_INIT_SUPER_PASS_HASHED on the first start)."
             )
