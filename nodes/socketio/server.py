@@ -25,6 +25,7 @@ from typing import Protocol
 
 from channels.db import database_sync_to_async
 from channels.layers import DEFAULT_CHANNEL_LAYER, BaseChannelLayer
+from django.db import DatabaseError
 
 from nodes.socketio import bridge
 from nodes.socketio import packets as p
@@ -355,6 +356,9 @@ class Server:
                     await self.sweep()
                 if self.housekeeping is not None:
                     await self.housekeeping()
+            except DatabaseError as exc:
+                # An outage is answered 503 elsewhere; a traceback on every tick would bury the log.
+                logger.warning("socket housekeeping skipped, database unavailable: %s", exc)
             except Exception:
                 logger.exception("socket housekeeping failed")
 

@@ -1,0 +1,38 @@
+"""The periodic socket housekeeping while the database is down: one plain warning a tick."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from django.db import OperationalError
+
+from nodes.socketio.server import Namespace, Server
+
+
+class _DownStore:
+    """A session store whose database is unreachable."""
+
+    def __getattr__(self, name: str):
+        def unreachable(*_args, **_kwargs):
+            raise OperationalError("connection refused")
+
+        return unreachable
+
+
+def test_a_database_outage_is_one_warning_a_tick_without_a_traceback(caplog):
+    server = Server(
+        namespaces={"/tasks": Namespace()}, store=_DownStore(), ping_interval=0.05, housekeeping_interval=0.05
+    )
+
+    async def a_few_ticks() -> None:
+        server.ensure_housekeeping()
+        await asyncio.sleep(0.3)
+
+    with caplog.at_level(logging.WARNING, logger="nodes.socketio.server"):
+        asyncio.run(a_few_ticks())
+
+    records = [r for r in caplog.records if r.name == "nodes.socketio.server"]
+    assert records
+    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in records)
+    assert "database unavailable: connection refused" in records[0].getMessage()
