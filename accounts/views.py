@@ -209,9 +209,7 @@ class UserViewSet(ApiViewSet):
         )
     )  # fmt: skip
     def list(self, request: Request) -> Response:
-        return paginate(
-            request, user_list(request), lambda rows: UserOutput(rows, many=True).data, output=UserOutput
-        )
+        return paginate(request, user_list(request), UserOutput)
 
     @extend_schema(request=UserCreateInput)
     def create(self, request: Request) -> Response:
@@ -281,9 +279,7 @@ class RoleViewSet(ApiViewSet):
         )
     )  # fmt: skip
     def list(self, request: Request) -> Response:
-        return paginate(
-            request, role_list(request), lambda rows: RoleOutput(rows, many=True).data, output=RoleOutput
-        )
+        return paginate(request, role_list(request), RoleOutput)
 
     @extend_schema(request=RoleCreateInput)
     def create(self, request: Request) -> Response:
@@ -346,8 +342,7 @@ class RuleViewSet(ApiViewSet):
         return paginate(
             request,
             rule_list(request),
-            lambda rows: RuleOutput(rows, many=True).data,
-            output=RuleOutput,
+            RuleOutput,
             paginated=not flag(request, "no_pagination"),
         )
 
@@ -366,8 +361,7 @@ class AuditViewSet(ApiViewSet):
         return paginate(
             request,
             audit_list(request),
-            lambda rows: AuditEntryOutput(rows, many=True).data,
-            output=AuditEntryOutput,
+            AuditEntryOutput,
         )
 
     def retrieve(self, request: Request, pk: str) -> Response:

@@ -54,9 +54,7 @@ class OrganizationViewSet(ApiViewSet):
     )
     def list(self, request: Request) -> Response:
         rows = selectors.organization_list(self.principal, request)
-        return paginate(
-            request, rows, lambda page: OrganizationOutput(page, many=True).data, output=OrganizationOutput
-        )
+        return paginate(request, rows, OrganizationOutput)
 
     @extend_schema(request=OrganizationCreateInput)
     def create(self, request: Request) -> Response:
@@ -109,10 +107,8 @@ class CollaborationViewSet(ApiViewSet):
         return paginate(
             request,
             rows,
-            lambda page: (
-                CollaborationOutput(page, many=True, context={"include_organizations": include}).data
-            ),
-            output=CollaborationOutput,
+            CollaborationOutput,
+            context={"include_organizations": include},
         )
 
     @extend_schema(request=CollaborationCreateInput, responses={200: CollaborationOutput})
@@ -198,8 +194,8 @@ class StudyViewSet(ApiViewSet):
         return paginate(
             request,
             rows,
-            lambda page: StudyOutput(page, many=True, context={"include_organizations": include}).data,
-            output=StudyOutput,
+            StudyOutput,
+            context={"include_organizations": include},
         )
 
     @extend_schema(request=StudyCreateInput)
@@ -255,8 +251,7 @@ class AlgorithmStoreViewSet(ApiViewSet):
         return paginate(
             request,
             rows,
-            lambda page: AlgorithmStoreOutput(page, many=True).data,
-            output=AlgorithmStoreOutput,
+            AlgorithmStoreOutput,
         )
 
     @extend_schema(request=AlgorithmStoreCreateInput, responses={201: AlgorithmStoreOutput, **STORE_ERRORS})

@@ -39,7 +39,7 @@ class NodeViewSet(ApiViewSet):
     )  # fmt: skip
     def list(self, request: Request) -> Response:
         rows = selectors.node_list(self.principal, request)
-        return paginate(request, rows, lambda page: NodeOutput(page, many=True).data, output=NodeOutput)
+        return paginate(request, rows, NodeOutput)
 
     @extend_schema(request=NodeCreateInput, responses={201: NodeCreatedOutput})
     def create(self, request: Request) -> Response:

@@ -88,8 +88,8 @@ class TaskViewSet(ApiViewSet):
         return paginate(
             request,
             selectors.task_list(self.principal, request),
-            serialize,
-            output=TaskOutput,
+            TaskOutput,
+            serialize=serialize,
             default_order=NEWEST_FIRST,
         )
 
@@ -139,7 +139,7 @@ class RunViewSet(ApiViewSet):
         include_task = "task" in selectors.include_param(request)
         runs = selectors.with_run_details(selectors.run_list(self.principal, request), include_task)
         return paginate(
-            request, runs, _serialize_runs(include_task), output=RunOutput, default_order=NEWEST_FIRST
+            request, runs, RunOutput, serialize=_serialize_runs(include_task), default_order=NEWEST_FIRST
         )
 
     @extend_schema(parameters=[include("task")])
@@ -168,8 +168,7 @@ class ResultViewSet(ApiViewSet):
         return paginate(
             request,
             selectors.run_list(self.principal, request),
-            lambda rows: ResultOutput(rows, many=True).data,
-            output=ResultOutput,
+            ResultOutput,
             default_order=NEWEST_FIRST,
         )
 

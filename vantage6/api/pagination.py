@@ -95,14 +95,20 @@ def _link(path: str, params: list[tuple[str, str]], page: int) -> str:
 def paginate(
     request: Request,
     queryset: QuerySet,
-    serialize: Callable[[list], list],
-    *,
     output: type[serializers.Serializer],
+    *,
+    context: dict | None = None,
+    serialize: Callable[[list], list] | None = None,
     default_order: Iterable[str] = ("id",),
     paginated: bool = True,
 ) -> Response:
-    """One page of ``queryset`` in the vantage6 envelope; ``serialize`` turns the rows into dicts of
-    ``output`` (whose shown fields are the sort keys)."""
+    """One page of ``queryset`` in the vantage6 envelope, as ``output`` with ``context`` shows its
+    rows (``serialize`` when a list needs more than that); the shown fields are the sort keys."""
+    if serialize is None:
+
+        def serialize(rows: list) -> list:
+            return output(rows, many=True, context=context or {}).data
+
     page = _positive_int(request, "page", 1)
     per_page = min(_positive_int(request, "per_page", 10), MAX_PER_PAGE)
     queryset = queryset.order_by(*sort_order(request, queryset, default_order, output))
