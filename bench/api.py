@@ -405,7 +405,11 @@ def run_sequential(target: Target, row: Row, path: str, body: bytes | None, toke
         if status >= 300:
             return {"mode": "error", "status": status}
         samples.append(seconds)
-    elapsed = time.monotonic() - started
+    return sequential_result(samples, time.monotonic() - started)
+
+
+def sequential_result(samples: list[float], elapsed: float) -> dict:
+    """The columns of a row timed one request at a time."""
     return {
         "rps": len(samples) / elapsed,
         "p50": statistics.median(samples) * 1000,
@@ -531,17 +535,8 @@ def measure_pool(target: Target, row: Row, args) -> dict:
             if status >= 300:
                 return {"mode": "error", "status": status, "body": raw[:200].decode(errors="replace")}
             samples.append(seconds)
-        elapsed = time.monotonic() - started
-        best = {
-            "rps": len(samples) / elapsed,
-            "p50": statistics.median(samples) * 1000,
-            "p99": max(samples) * 1000,
-            "requests": len(samples),
-            "non2xx": 0,
-            "socket_errors": "",
-            "mode": "seq",
-            "cpu_ms": (cpu_seconds(pids) - cpu) * 1000 / len(samples),
-        }
+        best = sequential_result(samples, time.monotonic() - started)
+        best["cpu_ms"] = (cpu_seconds(pids) - cpu) * 1000 / len(samples)
     return best
 
 
