@@ -11,23 +11,8 @@ from rest_framework import serializers
 from accounts.catalogue import DEFAULT_ROLE_NAMES
 from accounts.models import AuditEntry, Role, Rule, User
 from accounts.selectors import user_permissions
-from vantage6.api.fields import ListLinkField, RefField, TimestampField
+from vantage6.api.fields import IdField, ListLinkField, RefField, TimestampField, id_list
 from vantage6.api.serializers import OutputSerializer
-
-MAX_ID = 2**31 - 1
-
-
-class IdField(serializers.IntegerField):
-    """A database id: a positive integer that fits the column (huge numbers are a 400, not a 500)."""
-
-    def __init__(self, **kwargs) -> None:
-        kwargs.setdefault("min_value", 1)
-        kwargs.setdefault("max_value", MAX_ID)
-        super().__init__(**kwargs)
-
-
-def id_list(**kwargs) -> serializers.ListField:
-    return serializers.ListField(child=IdField(), **kwargs)
 
 
 def _optional_text(max_length: int) -> serializers.CharField:

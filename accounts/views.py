@@ -22,7 +22,6 @@ from accounts.selectors import (
     user_viewable,
 )
 from accounts.serializers import (
-    MAX_ID,
     AuditEntryOutput,
     LoginInput,
     PasswordChangeInput,
@@ -44,9 +43,11 @@ from accounts.serializers import (
 )
 from nodes.serializers import NodeTokensOutput
 from vantage6.api.errors import bad_request, not_found
+from vantage6.api.fields import MAX_ID
 from vantage6.api.pagination import paginate
 from vantage6.api.params import flag
 from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, filters
+from vantage6.api.serializers import validated
 from vantage6.api.views import NODE, USER, ApiViewSet, ClientTypeGate
 
 
@@ -56,12 +57,6 @@ def _by_pk(queryset: QuerySet, pk: str, label: str) -> object:
     if row is None:
         raise not_found(f"{label} with id={pk} not found!")
     return row
-
-
-def _valid(serializer_class: type[serializers.Serializer], data: object) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 def _login_response(result: login.LoginResult) -> Response:
@@ -89,7 +84,7 @@ class PublicView(APIView):
 class TokenUserView(PublicView):
     @extend_schema(request=LoginInput, responses={200: LOGIN_ANSWER, 401: None})
     def post(self, request: Request) -> Response:
-        data = _valid(LoginInput, request.data)
+        data = validated(LoginInput, request.data)
         return _login_response(
             login.login(username=data["username"], password=data["password"], mfa_code=data.get("mfa_code"))
         )
@@ -118,7 +113,7 @@ class TokenRevokeView(APIView):
 
     @extend_schema(request=TokenRevokeInput, responses=MessageOutput)
     def post(self, request: Request) -> Response:
-        if _valid(TokenRevokeInput, request.data).get("all"):
+        if validated(TokenRevokeInput, request.data).get("all"):
             sessions.end_all_logins_of(request.user)
             return Response({"msg": "All your logins have ended"})
         sessions.end_login(request.user, request.auth)
@@ -147,7 +142,7 @@ class TokenUserValidateView(APIView):
 class RecoverLostView(PublicView):
     @extend_schema(request=RecoverLostInput, responses=MessageOutput)
     def post(self, request: Request) -> Response:
-        data = _valid(RecoverLostInput, request.data)
+        data = validated(RecoverLostInput, request.data)
         login.password_recovery_request(username=data.get("username"), email=data.get("email"))
         return Response({"msg": login.RECOVERY_SENT})
 
@@ -155,7 +150,7 @@ class RecoverLostView(PublicView):
 class RecoverResetView(PublicView):
     @extend_schema(request=PasswordResetInput, responses={200: MessageOutput, 401: None, 422: None})
     def post(self, request: Request) -> Response:
-        data = _valid(PasswordResetInput, request.data)
+        data = validated(PasswordResetInput, request.data)
         login.password_reset(token=data["reset_token"], password=data["password"])
         return Response({"msg": "Your password has been reset."})
 
@@ -163,7 +158,7 @@ class RecoverResetView(PublicView):
 class Recover2faLostView(PublicView):
     @extend_schema(request=LoginInput, responses={200: MessageOutput, 401: None})
     def post(self, request: Request) -> Response:
-        data = _valid(LoginInput, request.data)
+        data = validated(LoginInput, request.data)
         login.two_factor_recovery_request(username=data["username"], password=data["password"])
         return Response(
             {"msg": "An e-mail with a token to reset your two-factor authentication has been sent."}
@@ -173,7 +168,7 @@ class Recover2faLostView(PublicView):
 class Recover2faResetView(PublicView):
     @extend_schema(request=ResetTokenInput, responses={200: TwoFactorSetupOutput, 401: None, 422: None})
     def post(self, request: Request) -> Response:
-        data = _valid(ResetTokenInput, request.data)
+        data = validated(ResetTokenInput, request.data)
         return Response(login.two_factor_reset(token=data["reset_token"]))
 
 
@@ -183,7 +178,7 @@ class PasswordChangeView(APIView):
 
     @extend_schema(request=PasswordChangeInput, responses=MessageOutput)
     def patch(self, request: Request) -> Response:
-        data = _valid(PasswordChangeInput, request.data)
+        data = validated(PasswordChangeInput, request.data)
         login.password_change(
             principal=request.user,
             current_password=data["current_password"],
@@ -213,7 +208,7 @@ class UserViewSet(ApiViewSet):
 
     @extend_schema(request=UserCreateInput)
     def create(self, request: Request) -> Response:
-        data = _valid(UserCreateInput, request.data)
+        data = validated(UserCreateInput, request.data)
         user = services.user_create(
             principal=self.principal,
             username=data["username"],
@@ -242,7 +237,7 @@ class UserViewSet(ApiViewSet):
         user = self._get(pk)
         if isinstance(request.data, dict) and "password" in request.data:
             raise bad_request("You cannot change your password here!")
-        data = _valid(UserUpdateInput, request.data)
+        data = validated(UserUpdateInput, request.data)
         user = services.user_update(principal=self.principal, user=user, data=data)
         return Response(UserOutput(user).data)
 

@@ -9,25 +9,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
-from vantage6.api.fields import ListLinkField, RefField
+from vantage6.api.fields import IdField, ListLinkField, RefField, id_list
 from vantage6.api.references import list_link
 from vantage6.api.schema import Embeddable
 from vantage6.api.serializers import OutputSerializer
-
-MAX_ID = 2**63 - 1
-
-
-class IdField(serializers.IntegerField):
-    """A positive id that fits in the database."""
-
-    def __init__(self, **kwargs) -> None:
-        kwargs.setdefault("min_value", 1)
-        kwargs.setdefault("max_value", MAX_ID)
-        super().__init__(**kwargs)
-
-
-def id_list_field(**kwargs) -> serializers.ListField:
-    return serializers.ListField(child=IdField(), allow_empty=False, **kwargs)
 
 
 def _unique_ids(values: list[int] | None) -> list[int] | None:
@@ -125,13 +110,13 @@ class CollaborationOutput(OutputSerializer):
 
 class CollaborationCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=128, validators=[_proper_name])
-    organization_ids = id_list_field(validators=[_unique_ids])
+    organization_ids = id_list(allow_empty=False, validators=[_unique_ids])
     encrypted = serializers.BooleanField()
 
 
 class CollaborationUpdateInput(serializers.Serializer):
     name = serializers.CharField(max_length=128, required=False, validators=[_proper_name])
-    organization_ids = id_list_field(required=False, validators=[_unique_ids])
+    organization_ids = id_list(allow_empty=False, required=False, validators=[_unique_ids])
     encrypted = serializers.BooleanField(required=False)
 
 
@@ -157,12 +142,12 @@ class StudyOutput(OutputSerializer):
 class StudyCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=128, validators=[_proper_name])
     collaboration_id = IdField()
-    organization_ids = id_list_field(validators=[_unique_ids])
+    organization_ids = id_list(allow_empty=False, validators=[_unique_ids])
 
 
 class StudyUpdateInput(serializers.Serializer):
     name = serializers.CharField(max_length=128, required=False, validators=[_proper_name])
-    organization_ids = id_list_field(required=False, validators=[_unique_ids])
+    organization_ids = id_list(allow_empty=False, required=False, validators=[_unique_ids])
     # A study cannot move to another collaboration; the key is accepted and ignored.
     collaboration_id = serializers.JSONField(required=False, write_only=True)
 
@@ -215,10 +200,3 @@ class AlgorithmStoreUpdateInput(serializers.Serializer):
         if {"url", "algorithm_store_url"} & set(self.initial_data):
             raise serializers.ValidationError({"url": ["The URL of an algorithm store cannot be changed."]})
         return attrs
-
-
-def validated(serializer_class: type[serializers.Serializer], data: object, **kwargs) -> dict:
-    """The validated body; a 400 with the field errors otherwise (also for non-object bodies)."""
-    serializer = serializer_class(data=data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)

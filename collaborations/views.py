@@ -23,13 +23,13 @@ from collaborations.serializers import (
     StudyCreateInput,
     StudyOutput,
     StudyUpdateInput,
-    validated,
 )
 from nodes.models import Node
 from nodes.serializers import NodeSimpleOutput
 from vantage6.api.pagination import paginate
 from vantage6.api.params import first, flag, list_param
 from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, filters, include
+from vantage6.api.serializers import validated
 from vantage6.api.views import ANY_CLIENT, NODE, USER, ApiViewSet
 
 # The algorithm store's own refusals are passed on with its status; its failures are a 502.

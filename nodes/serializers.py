@@ -8,9 +8,8 @@ import uuid
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from collaborations.serializers import IdField
 from nodes.models import Node
-from vantage6.api.fields import RefField, TimestampField
+from vantage6.api.fields import IdField, RefField, TimestampField
 from vantage6.api.serializers import OutputSerializer
 
 

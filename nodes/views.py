@@ -7,7 +7,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from collaborations.serializers import validated
 from nodes import selectors, services
 from nodes.models import Node
 from nodes.serializers import (
@@ -23,6 +22,7 @@ from nodes.serializers import (
 )
 from vantage6.api.pagination import paginate
 from vantage6.api.schema import filters
+from vantage6.api.serializers import validated
 from vantage6.api.views import NODE, USER, ApiViewSet, ClientTypeGate
 
 

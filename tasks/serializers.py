@@ -13,13 +13,11 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from tasks.models import AlgorithmPort, Run, Task, TaskStatus
-from vantage6.api.fields import ListLinkField, RefField, TimestampField
+from vantage6.api.fields import IdField, ListLinkField, RefField, TimestampField
 from vantage6.api.params import parse_datetime
 from vantage6.api.references import list_link, ref
 from vantage6.api.schema import Embeddable, ReferenceOutput
 from vantage6.api.serializers import OutputSerializer
-
-MAX_ID = 2**31 - 1
 
 
 # --- output -------------------------------------------------------------------------------------------
@@ -185,13 +183,6 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
-
-
-class IdField(serializers.IntegerField):
-    def __init__(self, **kwargs) -> None:
-        kwargs.setdefault("min_value", 1)
-        kwargs.setdefault("max_value", MAX_ID)
-        super().__init__(**kwargs)
 
 
 @extend_schema_field({"type": "string", "description": "An ISO-8601 date or time (UTC when without offset)."})

@@ -30,6 +30,7 @@ from vantage6.api.errors import ApiError, bad_request, not_found
 from vantage6.api.pagination import paginate
 from vantage6.api.params import first, int_param
 from vantage6.api.schema import MessageOutput, filters, include
+from vantage6.api.serializers import validated
 from vantage6.api.views import ANY_CLIENT, CONTAINER, NODE, USER, ApiViewSet
 
 NEWEST_FIRST = ("-id",)
@@ -45,16 +46,6 @@ def _flags(*names: str) -> list[OpenApiParameter]:
     return [
         OpenApiParameter(name, bool, description="A flag: any non-empty value is true.") for name in names
     ]
-
-
-def _valid(serializer_class, request: Request) -> dict:
-    return _validated(serializer_class, request.data)
-
-
-def _validated(serializer_class, data: object) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 def _task_response(task_id: int, status: int = 200) -> Response:
@@ -95,7 +86,7 @@ class TaskViewSet(ApiViewSet):
 
     @extend_schema(request=TaskInput, responses={201: TaskOutput, 403: None})
     def create(self, request: Request) -> Response:
-        data = _valid(TaskInput, request)
+        data = validated(TaskInput, request.data)
         task = services.task_create(
             principal=self.principal, data=data, authorization=request.META.get("HTTP_AUTHORIZATION")
         )
@@ -150,7 +141,7 @@ class RunViewSet(ApiViewSet):
 
     @extend_schema(request=RunPatchInput)
     def partial_update(self, request: Request, pk: str) -> Response:
-        data = _valid(RunPatchInput, request)
+        data = validated(RunPatchInput, request.data)
         run = services.run_update(principal=self.principal, run_id=int(pk), data=data)
         # The updated run, its task and its node (the caller) are at hand: only its ports are read.
         prefetch_related_objects([run], "ports")
@@ -185,7 +176,7 @@ class PortViewSet(ApiViewSet):
 
     @extend_schema(request=PortInput, responses={201: PortOutput})
     def create(self, request: Request) -> Response:
-        data = _valid(PortInput, request)
+        data = validated(PortInput, request.data)
         port = services.port_create(
             principal=self.principal, run_id=data["run_id"], port=data["port"], label=data.get("label")
         )
@@ -208,7 +199,7 @@ class KillViewSet(ApiViewSet):
 
     @extend_schema(request=IdInput, responses=MessageOutput)
     def task(self, request: Request) -> Response:
-        task_id = _valid(IdInput, request)["id"]
+        task_id = validated(IdInput, request.data)["id"]
         task = selectors.task_with_status(task_id)
         self.principal.require(self.principal.can_col("event", "send", task.collaboration_id))
         services.task_kill(principal=self.principal, task=task)
@@ -216,7 +207,7 @@ class KillViewSet(ApiViewSet):
 
     @extend_schema(request=IdInput, responses=MessageOutput)
     def node_tasks(self, request: Request) -> Response:
-        node_id = _valid(IdInput, request)["id"]
+        node_id = validated(IdInput, request.data)["id"]
         node = Node.objects.filter(pk=node_id).first()
         if node is None:
             raise not_found(f"Node id={node_id} not found!")
@@ -235,7 +226,7 @@ class ContainerTokenViewSet(ApiViewSet):
         responses=inline_serializer("ContainerToken", {"container_token": serializers.CharField()}),
     )
     def create(self, request: Request) -> Response:
-        data = _valid(ContainerTokenInput, request)
+        data = validated(ContainerTokenInput, request.data)
         token = services.container_token_issue(
             principal=self.principal, task_id=data["task_id"], image=data["image"]
         )
@@ -310,7 +301,7 @@ class ColumnViewSet(ApiViewSet):
         },
     )
     def create(self, request: Request) -> Response:
-        data = _valid(ColumnInput, request)
+        data = validated(ColumnInput, request.data)
         collaboration = Collaboration.objects.filter(pk=data["collaboration_id"]).first()
         if collaboration is None:
             raise not_found(f"Collaboration id={data['collaboration_id']} not found!")
@@ -327,7 +318,7 @@ class ColumnViewSet(ApiViewSet):
             "organizations": data["organizations"],
             "databases": [database],
         }
-        task = services.task_create(principal=self.principal, data=_validated(TaskInput, body))
+        task = services.task_create(principal=self.principal, data=validated(TaskInput, body))
         return _task_response(task.pk, status=201)
 
 

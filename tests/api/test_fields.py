@@ -8,9 +8,16 @@ import sys
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from django.apps import apps
 from django.conf import settings as django_settings
+from django.db import models
+from django.db.backends.base.operations import BaseDatabaseOperations
 
-from vantage6.api.fields import format_datetime
+from collaborations.models import Collaboration, Organization
+from nodes.models import Node
+from tasks.models import Task
+from tests.factories import bearer, make_user
+from vantage6.api.fields import MAX_ID, format_datetime
 from vantage6.api.references import list_link, ref
 
 
@@ -68,3 +75,57 @@ def test_the_whole_api_moves_with_v6_api_path(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split(None, 2) == ["200", "404", "Missing Authorization Header\n"]
+
+
+# Every id in a body is checked against the id columns' range: one past it is a 400 naming the field.
+BEYOND_ID_COLUMNS = MAX_ID + 1
+PROJECT_APPS = {"accounts", "collaborations", "nodes", "tasks"}
+TOO_BIG_IDS = [
+    ("/api/collaboration/{collab}/organization", {"id": BEYOND_ID_COLUMNS}, "id"),
+    ("/api/collaboration/{collab}/node", {"id": BEYOND_ID_COLUMNS}, "id"),
+    (
+        "/api/collaboration",
+        {"name": "X", "encrypted": False, "organization_ids": [BEYOND_ID_COLUMNS]},
+        "organization_ids",
+    ),
+    (
+        "/api/study",
+        {"name": "S", "collaboration_id": BEYOND_ID_COLUMNS, "organization_ids": [1]},
+        "collaboration_id",
+    ),
+    ("/api/node", {"collaboration_id": BEYOND_ID_COLUMNS}, "collaboration_id"),
+    (
+        "/api/user",
+        {"username": "u", "password": "Password123!", "roles": [BEYOND_ID_COLUMNS]},
+        "roles",
+    ),
+    (
+        "/api/task",
+        {"image": "x", "collaboration_id": BEYOND_ID_COLUMNS, "organizations": [{"id": 1, "input": "e30="}]},
+        "collaboration_id",
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "field"), TOO_BIG_IDS, ids=[c[0] for c in TOO_BIG_IDS])
+def test_an_id_beyond_the_id_columns_is_a_400_that_changes_nothing(world, api, path, body, field):
+    root = make_user(world.org_a, "Root")
+    tables = (Collaboration, Organization, Node, Task)
+    before = [table.objects.count() for table in tables]
+    response = api.post(path.format(collab=world.collab_ab.pk), body, format="json", **bearer(root))
+    assert response.status_code == 400, response.content
+    assert field in response.json()["errors"]
+    assert [table.objects.count() for table in tables] == before
+
+
+def test_max_id_is_the_limit_of_every_id_column():
+    """The integer ids of every table fit ``MAX_ID`` on PostgreSQL (2**31 - 1 for an AutoField); a table
+    with larger ids (a BigAutoField) needs a larger limit in ``IdField``."""
+    for model in apps.get_models():
+        if model._meta.app_label in PROJECT_APPS:
+            pk = model._meta.pk
+            column = pk.target_field if pk.is_relation else pk
+            if isinstance(column, models.IntegerField):
+                assert BaseDatabaseOperations.integer_field_ranges[column.get_internal_type()][1] == MAX_ID, (
+                    model
+                )

@@ -1,4 +1,4 @@
-"""Serializer fields shared by the apps: references, link strings and vantage6 timestamps."""
+"""Serializer fields shared by the apps: ids, references, link strings and vantage6 timestamps."""
 
 from __future__ import annotations
 
@@ -7,6 +7,23 @@ from datetime import UTC, datetime
 from rest_framework import serializers
 
 from vantage6.api.references import list_link, ref
+
+# The largest id a table holds: every id column is an ``AutoField`` (settings.DEFAULT_AUTO_FIELD), a
+# 32-bit integer on every database, so a larger id is refused as input rather than sent to the database.
+MAX_ID = 2**31 - 1
+
+
+class IdField(serializers.IntegerField):
+    """A database id: a positive integer that fits the id columns (huge numbers are a 400, not a 500)."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(**kwargs)
+
+
+def id_list(**kwargs) -> serializers.ListField:
+    return serializers.ListField(child=IdField(), **kwargs)
 
 
 def format_datetime(value: datetime | None) -> str | None:

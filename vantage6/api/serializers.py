@@ -84,3 +84,10 @@ class OutputSerializer(serializers.ModelSerializer):
             except (_Unusual, serializers.SkipField):
                 pass
         return super().to_representation(instance)
+
+
+def validated(serializer_class: type[serializers.Serializer], data: object, **kwargs) -> dict:
+    """The validated body; a 400 with the field errors otherwise (also for non-object bodies)."""
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
