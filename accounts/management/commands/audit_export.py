@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from accounts.models import AuditAction, AuditEntry
 from accounts.selectors import audit_filtered
 from accounts.serializers import AuditEntryOutput
-from collaborations.management.fixture import FixtureError, require_migrated_database
 from vantage6.api.params import parse_datetime
+from vantage6.management import FixtureError, require_migrated_database
 
 
 def _moment(raw: str) -> datetime:

@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from accounts.serializers import validate_password_policy
 from accounts.services import ROOT_USERNAME, root_password_reset
-from collaborations.management.fixture import FixtureError, require_migrated_database
+from vantage6.management import FixtureError, require_migrated_database
 
 
 def _read_password_file(path: str) -> str:

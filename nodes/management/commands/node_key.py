@@ -6,10 +6,10 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.permissions import principal_for_system
-from collaborations.management.fixture import FixtureError, require_migrated_database
 from nodes.models import Node
 from nodes.selectors import legacy_key_nodes
 from nodes.services import node_api_key_reset
+from vantage6.management import FixtureError, require_migrated_database
 
 
 def _node(reference: str) -> Node:

@@ -16,11 +16,11 @@ from django.core.management.color import no_style
 from django.db import connection, models, transaction
 
 from accounts.catalogue import OPERATIONS, RULES, SCOPES, seed_rules_and_roles
-from accounts.management.vantage6_source import Source
 from accounts.models import Authenticatable, AuthStatus, Role, Rule, User
 from accounts.services import audit
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from nodes.models import Node, NodeConfig, api_key_digest
+from tasks.management.vantage6_source import Source
 from tasks.models import AlgorithmPort, Run, Task, TaskDatabase
 
 

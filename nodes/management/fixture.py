@@ -33,16 +33,9 @@ from collaborations.services import (
 from nodes.models import Node
 from nodes.services import node_create, node_update
 from vantage6.api.errors import ApiError
+from vantage6.management import FixtureError
 
 SECTIONS = ("organizations", "collaborations", "users", "nodes", "studies")
-
-
-class FixtureError(Exception):
-    """The fixture cannot be loaded; ``problems`` name the entry and field of each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 def _names(**kwargs) -> serializers.ListField:
@@ -382,13 +375,3 @@ def node_key_lines(keys: list[tuple[str, str]]) -> list[str]:
         "API keys of the new nodes (shown only this once; put each in its node's configuration):",
         *(f"  {name.ljust(width)}  {api_key}" for name, api_key in keys),
     ]
-
-
-def require_migrated_database() -> None:
-    """FixtureError unless the database has every migration (a first start runs ``bootstrap``)."""
-    from django.db import DEFAULT_DB_ALIAS, connections
-    from django.db.migrations.executor import MigrationExecutor
-
-    executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
-    if executor.migration_plan(executor.loader.graph.leaf_nodes()):
-        raise FixtureError(["the database is not migrated yet: run `python manage.py bootstrap` first"])

@@ -6,14 +6,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from collaborations.management.fixture import (
-    SECTIONS,
-    FixtureError,
-    load,
-    node_key_lines,
-    read,
-    require_migrated_database,
-)
+from nodes.management.fixture import SECTIONS, load, node_key_lines, read
+from vantage6.management import FixtureError, require_migrated_database
 
 
 class Command(BaseCommand):

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, connections
 from django.db.migrations.executor import MigrationExecutor
 
-from accounts.management.vantage6_import import (
+from tasks.management.vantage6_import import (
     ImportRefused,
     Plan,
     build_plan,
@@ -18,7 +18,7 @@ from accounts.management.vantage6_import import (
     target_contents,
     write_plan,
 )
-from accounts.management.vantage6_source import Source, SourceError
+from tasks.management.vantage6_source import Source, SourceError
 
 
 def _ensure_target_database() -> None:

@@ -12,10 +12,11 @@ from django.db import transaction
 from accounts.models import User
 from accounts.permissions import principal_for_system
 from accounts.services import audit
-from collaborations.management.fixture import FixtureError, load, node_key_lines, require_migrated_database
 from collaborations.models import Collaboration, Organization
+from nodes.management.fixture import load, node_key_lines
 from nodes.models import Node
 from nodes.services import node_api_key_reset
+from vantage6.management import FixtureError, require_migrated_database
 
 COLLABORATION = "demo-collaboration"
 ORGANIZATIONS = ("demo-organization-1", "demo-organization-2", "demo-organization-3")
