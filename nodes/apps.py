@@ -7,6 +7,9 @@ class NodesConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts.sessions import logins_ended
+        from nodes import metrics
         from nodes.consumers import revoke_sockets
+        from vantage6.api.observability import register_gauges
 
         logins_ended.connect(revoke_sockets, dispatch_uid="nodes.revoke_sockets")
+        register_gauges(metrics.gauges)

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from django.conf import settings
-from django.db.models import Case, CharField, Count, Value, When
-from django.db.models.functions import Left, StrIndex
 from django.http import HttpRequest, HttpResponse
 
 logger = logging.getLogger("vantage6.request")
@@ -23,7 +21,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def _label(value: object) -> str:
+def label(value: object) -> str:
     """A Prometheus label value: backslash, double quote and newline escaped."""
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -31,7 +29,7 @@ def _label(value: object) -> str:
 @lru_cache(maxsize=1024)
 def _route_label(route: str) -> str:
     """A route as a readable template: ``api/run/(?P<pk>[0-9]+)$`` (router regex) → ``api/run/<pk>``."""
-    return _label(_NAMED_GROUP.sub(r"<\1>", route).lstrip("^").rstrip("$"))
+    return label(_NAMED_GROUP.sub(r"<\1>", route).lstrip("^").rstrip("$"))
 
 
 _NAMED_GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
@@ -96,6 +94,14 @@ class RequestMetrics:
 
 
 METRICS = RequestMetrics()
+# The gauges of the apps, each registered in its AppConfig.ready(): a function giving its lines.
+GAUGES: list[Callable[[], list[str]]] = []
+
+
+def register_gauges(gauges: Callable[[], list[str]]) -> None:
+    """Add an app's gauges to ``/api/metrics``."""
+    if gauges not in GAUGES:
+        GAUGES.append(gauges)
 
 
 class RequestLogMiddleware:
@@ -137,73 +143,13 @@ class RequestLogMiddleware:
         return response
 
 
-def _socket_sessions() -> list[dict]:
-    """Live sessions by transport and by the kind of their owner ("node:5" → node; none yet: anonymous).
-
-    Sessions are kept in the database by every instance, so the count covers the whole deployment.
-    """
-    from nodes.models import SocketSession
-
-    kind = Case(
-        When(owner="", then=Value("anonymous")),
-        default=Left("owner", StrIndex("owner", Value(":")) - 1),
-        output_field=CharField(),
-    )
-    return list(
-        SocketSession.objects.annotate(kind=kind)
-        .values("transport", "kind")
-        .annotate(n=Count("sid"))
-        .order_by("transport", "kind")
-    )
-
-
-def _node_metric_lines() -> list[str]:
-    """The last resource report of each online node: a gauge per metric, labelled with the node's id,
-    os and platform (GPU metrics also with ``gpu_id``)."""
-    from nodes.selectors import online_node_metrics
-    from nodes.services import NODE_GPU_METRICS, NODE_METRICS
-
-    reports = list(online_node_metrics().values("node_id", "os", "platform", "values"))
-    lines = []
-    for name, help_text in {**NODE_METRICS, **NODE_GPU_METRICS}.items():
-        lines += [f"# HELP vantage6_node_{name} {help_text}", f"# TYPE vantage6_node_{name} gauge"]
-        for report in reports:
-            labels = (
-                f'node_id="{report["node_id"]}",os="{_label(report["os"])}",'
-                f'platform="{_label(report["platform"])}"'
-            )
-            value = report["values"].get(name)
-            if name in NODE_GPU_METRICS:
-                for gpu_id, gpu_value in enumerate(value or ()):
-                    lines.append(f'vantage6_node_{name}{{{labels},gpu_id="{gpu_id}"}} {gpu_value}')
-            elif value is not None:
-                lines.append(f"vantage6_node_{name}{{{labels}}} {value}")
-    return lines
-
-
 def metrics_view(_request: HttpRequest) -> HttpResponse:
-    """Prometheus text format: requests and latencies of this process, online nodes, runs by status,
-    sockets, and the resource reports of the nodes."""
+    """Prometheus text format: requests and latencies of this process, then the gauges of the apps."""
     if not settings.METRICS_ENABLED:
         return HttpResponse(
             '{"msg": "Metrics are not enabled (V6_METRICS=1)."}', status=404, content_type="application/json"
         )
-    from nodes.models import Node
-    from tasks.models import Run
-
     lines = METRICS.render()
-    lines += ["# HELP vantage6_nodes_online nodes with status online", "# TYPE vantage6_nodes_online gauge"]
-    lines.append(f"vantage6_nodes_online {Node.objects.filter(status='online').count()}")
-    lines += [
-        "# HELP vantage6_sockets_connected Socket.IO sessions of all server instances, by transport and "
-        "client kind",
-        "# TYPE vantage6_sockets_connected gauge",
-    ]
-    for row in _socket_sessions():
-        labels = f'transport="{_label(row["transport"])}",kind="{_label(row["kind"])}"'
-        lines.append(f"vantage6_sockets_connected{{{labels}}} {row['n']}")
-    lines += ["# HELP vantage6_runs runs by status", "# TYPE vantage6_runs gauge"]
-    for row in Run.objects.values("status").annotate(n=Count("id")).order_by("status"):
-        lines.append(f'vantage6_runs{{status="{row["status"]}"}} {row["n"]}')
-    lines += _node_metric_lines()
+    for gauges in GAUGES:
+        lines += gauges()
     return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4")
