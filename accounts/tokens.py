@@ -123,6 +123,16 @@ def decode(raw: str) -> dict:
         raise TokenError(422, str(exc) or "Invalid token") from None
 
 
+def is_api_access_token(raw: str) -> bool:
+    """A valid access token of this server (signature, expiry); a mailed reset token is an access token
+    with a purpose, and not one of the API."""
+    try:
+        claims = decode(raw)
+    except TokenError:
+        return False
+    return claims.get("type") == "access" and not claims.get("purpose")
+
+
 def reset_token_claims(raw: str, purpose: str) -> tuple[int, str]:
     """The user id and credentials fingerprint a mailed reset token of ``purpose`` was issued for.
 

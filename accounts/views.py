@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import login, services, sessions
+from accounts.api import NODE, USER, ApiViewSet, ClientTypeGate
 from accounts.authentication import RefreshJWTAuthentication
 from accounts.models import AuditEntry, Role, Rule, User
 from accounts.selectors import (
@@ -48,7 +49,6 @@ from vantage6.api.pagination import paginate
 from vantage6.api.params import flag
 from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, filters
 from vantage6.api.serializers import validated
-from vantage6.api.views import NODE, USER, ApiViewSet, ClientTypeGate
 
 
 def _by_pk(queryset: QuerySet, pk: str, label: str) -> object:

@@ -7,6 +7,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.api import ANY_CLIENT, NODE, USER, ApiViewSet
 from collaborations import selectors, services
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from collaborations.serializers import (
@@ -30,7 +31,6 @@ from vantage6.api.pagination import paginate
 from vantage6.api.params import first, flag, list_param
 from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, filters, include
 from vantage6.api.serializers import validated
-from vantage6.api.views import ANY_CLIENT, NODE, USER, ApiViewSet
 
 # The algorithm store's own refusals are passed on with its status; its failures are a 502.
 STORE_ERRORS = {"4XX": None, 502: None}

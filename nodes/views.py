@@ -7,6 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.api import NODE, USER, ApiViewSet, ClientTypeGate
 from nodes import selectors, services
 from nodes.models import Node
 from nodes.serializers import (
@@ -23,7 +24,6 @@ from nodes.serializers import (
 from vantage6.api.pagination import paginate
 from vantage6.api.schema import filters
 from vantage6.api.serializers import validated
-from vantage6.api.views import NODE, USER, ApiViewSet, ClientTypeGate
 
 
 class NodeViewSet(ApiViewSet):

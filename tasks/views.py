@@ -10,6 +10,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.api import ANY_CLIENT, CONTAINER, NODE, USER, ApiViewSet
 from collaborations.models import Collaboration
 from nodes.models import Node
 from tasks import blobs, selectors, services
@@ -31,7 +32,6 @@ from vantage6.api.pagination import paginate
 from vantage6.api.params import first, int_param
 from vantage6.api.schema import MessageOutput, filters, include
 from vantage6.api.serializers import validated
-from vantage6.api.views import ANY_CLIENT, CONTAINER, NODE, USER, ApiViewSet
 
 NEWEST_FIRST = ("-id",)
 RUN_FILTERS = filters(

@@ -130,6 +130,8 @@ AUTHENTICATION_BACKENDS = [
     "guardian.backends.ObjectPermissionBackend",
 ]
 ANONYMOUS_USER_NAME = None  # guardian: no anonymous user row
+# The admin pages (vantage6.admin) judge a logged-in user by this function's principal of it.
+ADMIN_PRINCIPAL = "accounts.backends.principal_of"
 
 # vantage6 stores naive UTC timestamps and emits them without an offset.
 USE_TZ = False

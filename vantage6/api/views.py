@@ -1,5 +1,5 @@
-"""Base views: the client-type gate, the viewset every resource builds on, the service endpoints and
-the API docs page."""
+"""The service endpoints (health, version, robots.txt), the API docs pages and the OPTIONS metadata of
+every view."""
 
 from __future__ import annotations
 
@@ -8,37 +8,11 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 from rest_framework import serializers
 from rest_framework.metadata import SimpleMetadata
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework.viewsets import GenericViewSet
 
-from accounts.permissions import Principal
 from vantage6 import VANTAGE6_VERSION, health
-from vantage6.api.errors import ApiError
-
-USER, NODE, CONTAINER = "user", "node", "container"
-ANY_CLIENT = (USER, NODE, CONTAINER)
-
-
-class ClientTypeGate(BasePermission):
-    """Let through only the client types the view allows for the current action.
-
-    A view declares ``clients`` (a tuple of "user", "node", "container") and may refine it per
-    action in ``action_clients``. A wrong client type is a 401 with a message (vantage6 gives a 500).
-    """
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        allowed = getattr(view, "action_clients", {}).get(getattr(view, "action", None), view.clients)
-        principal = request.user
-        if principal is None:
-            if not allowed:
-                return True
-            raise ApiError(401, "Missing Authorization Header")
-        if principal.kind not in allowed:
-            raise ApiError(401, f"This endpoint is not available to {principal.kind}s")
-        return True
 
 
 class ApiMetadata(SimpleMetadata):
@@ -48,24 +22,6 @@ class ApiMetadata(SimpleMetadata):
         if getattr(view, "serializer_class", None) is None:
             return {}
         return super().determine_actions(request, view)
-
-
-class ApiViewSet(GenericViewSet):
-    """The base of every resource viewset: JWT auth, the client-type gate, the vantage6 envelope.
-
-    Rows a caller may see are decided by the permission engine (``self.principal.visible``), never
-    re-implemented here.
-    """
-
-    clients: tuple[str, ...] = (USER,)
-    action_clients: dict[str, tuple[str, ...]] = {}
-    permission_classes = [ClientTypeGate]
-    metadata_class = ApiMetadata
-    lookup_value_regex = r"[0-9]+"
-
-    @property
-    def principal(self) -> Principal:
-        return self.request.user
 
 
 class HealthOutput(serializers.Serializer):
