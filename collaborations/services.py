@@ -16,8 +16,6 @@ from accounts.services import audit
 from collaborations import store_client
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from collaborations.selectors import object_or_404
-from nodes.models import Node
-from nodes.services import require_no_node_yet
 from vantage6.api.errors import bad_request
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -169,35 +167,6 @@ def collaboration_organization_remove(
         )
     _remove_members(collaboration, {organization.pk})
     audit(principal, "collaboration.edit", collaboration, removed_organization=organization.pk)
-
-
-@transaction.atomic
-def collaboration_node_add(*, principal: Principal, collaboration: Collaboration, node_id: int) -> None:
-    node = object_or_404(Node.objects.select_for_update(), node_id, "Node")
-    if node.collaboration_id == collaboration.pk:
-        raise bad_request(f"Node id={node.pk} is already part of collaboration id={collaboration.pk}")
-    # A node belongs to one collaboration: moving it would hand it the other one's tasks.
-    if node.collaboration_id is not None:
-        raise bad_request(f"Node id={node.pk} already belongs to collaboration id={node.collaboration_id}")
-    if not collaboration.organizations.filter(pk=node.organization_id).exists():
-        raise bad_request(
-            f"Organization id={node.organization_id} of node id={node.pk} is not part of "
-            f"collaboration id={collaboration.pk}"
-        )
-    require_no_node_yet(organization_id=node.organization_id, collaboration_id=collaboration.pk)
-    node.collaboration = collaboration
-    node.save(update_fields=["collaboration"])
-    audit(principal, "collaboration.edit", collaboration, added_node=node.pk)
-
-
-@transaction.atomic
-def collaboration_node_remove(*, principal: Principal, collaboration: Collaboration, node_id: int) -> None:
-    node = object_or_404(Node.objects.all(), node_id, "Node")
-    if node.collaboration_id != collaboration.pk:
-        raise bad_request(f"Node id={node.pk} is not part of collaboration id={collaboration.pk}")
-    node.collaboration = None
-    node.save(update_fields=["collaboration"])
-    audit(principal, "collaboration.edit", collaboration, removed_node=node.pk)
 
 
 # --- studies -----------------------------------------------------------------------------------------

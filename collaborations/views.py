@@ -25,6 +25,7 @@ from collaborations.serializers import (
     StudyOutput,
     StudyUpdateInput,
 )
+from nodes import services as node_services
 from nodes.models import Node
 from nodes.serializers import NodeSimpleOutput
 from vantage6.api.pagination import paginate
@@ -163,11 +164,11 @@ class CollaborationViewSet(ApiViewSet):
         collaboration = selectors.collaboration_for_edit(self.principal, pk)
         node_id = validated(IdInput, request.data)["id"]
         if request.method == "DELETE":
-            services.collaboration_node_remove(
+            node_services.collaboration_node_remove(
                 principal=self.principal, collaboration=collaboration, node_id=node_id
             )
             return Response({"msg": f"Node id={node_id} removed from collaboration id={collaboration.pk}"})
-        services.collaboration_node_add(
+        node_services.collaboration_node_add(
             principal=self.principal, collaboration=collaboration, node_id=node_id
         )
         nodes = Node.objects.filter(collaboration=collaboration).order_by("id")

@@ -39,6 +39,35 @@ def require_no_node_yet(*, organization_id: int, collaboration_id: int) -> None:
 
 
 @transaction.atomic
+def collaboration_node_add(*, principal: Principal, collaboration: Collaboration, node_id: int) -> None:
+    node = object_or_404(Node.objects.select_for_update(), node_id, "Node")
+    if node.collaboration_id == collaboration.pk:
+        raise bad_request(f"Node id={node.pk} is already part of collaboration id={collaboration.pk}")
+    # A node belongs to one collaboration: moving it would hand it the other one's tasks.
+    if node.collaboration_id is not None:
+        raise bad_request(f"Node id={node.pk} already belongs to collaboration id={node.collaboration_id}")
+    if not collaboration.organizations.filter(pk=node.organization_id).exists():
+        raise bad_request(
+            f"Organization id={node.organization_id} of node id={node.pk} is not part of "
+            f"collaboration id={collaboration.pk}"
+        )
+    require_no_node_yet(organization_id=node.organization_id, collaboration_id=collaboration.pk)
+    node.collaboration = collaboration
+    node.save(update_fields=["collaboration"])
+    audit(principal, "collaboration.edit", collaboration, added_node=node.pk)
+
+
+@transaction.atomic
+def collaboration_node_remove(*, principal: Principal, collaboration: Collaboration, node_id: int) -> None:
+    node = object_or_404(Node.objects.all(), node_id, "Node")
+    if node.collaboration_id != collaboration.pk:
+        raise bad_request(f"Node id={node.pk} is not part of collaboration id={collaboration.pk}")
+    node.collaboration = None
+    node.save(update_fields=["collaboration"])
+    audit(principal, "collaboration.edit", collaboration, removed_node=node.pk)
+
+
+@transaction.atomic
 def node_create(
     *,
     principal: Principal,
