@@ -36,14 +36,14 @@ run: $(VENV)/.installed
 	$(VENV)/bin/python manage.py bootstrap
 	exec $(VENV)/bin/python -m vantage6.serve
 
-test: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+# The structure checks (pyproject.toml): import contracts (lint-imports) and types (mypy).
+test: lint
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-logo
 
 # `make run` with a demo network: three organizations, a collaboration, a node each and a researcher,
 # created on the first start; their password and node API keys are printed (`manage.py demo --help`).

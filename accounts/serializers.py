@@ -131,6 +131,13 @@ class UserTokensOutput(serializers.Serializer):
     user_url = serializers.CharField()
 
 
+class NodeTokensOutput(serializers.Serializer):
+    access_token = serializers.CharField()
+    refresh_token = serializers.CharField()
+    refresh_url = serializers.CharField()
+    node_url = serializers.CharField()
+
+
 class TwoFactorSetupOutput(serializers.Serializer):
     """The secret of a new two-factor setup (instead of tokens)."""
 

@@ -25,6 +25,7 @@ from accounts.selectors import (
 from accounts.serializers import (
     AuditEntryOutput,
     LoginInput,
+    NodeTokensOutput,
     PasswordChangeInput,
     PasswordResetInput,
     RecoverLostInput,
@@ -42,7 +43,6 @@ from accounts.serializers import (
     UserTokensOutput,
     UserUpdateInput,
 )
-from nodes.serializers import NodeTokensOutput
 from vantage6.api.errors import bad_request, not_found
 from vantage6.api.fields import MAX_ID
 from vantage6.api.pagination import paginate

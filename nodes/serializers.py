@@ -111,13 +111,6 @@ class NodeRecoverInput(serializers.Serializer):
     id = IdField()
 
 
-class NodeTokensOutput(serializers.Serializer):
-    access_token = serializers.CharField()
-    refresh_token = serializers.CharField()
-    refresh_url = serializers.CharField()
-    node_url = serializers.CharField()
-
-
 class NodeTokenValidOutput(serializers.Serializer):
     msg = serializers.CharField()
     node_id = serializers.IntegerField()

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api import NODE, USER, ApiViewSet, ClientTypeGate
+from accounts.serializers import NodeTokensOutput
 from nodes import selectors, services
 from nodes.models import Node
 from nodes.serializers import (
@@ -17,7 +18,6 @@ from nodes.serializers import (
     NodeLoginInput,
     NodeOutput,
     NodeRecoverInput,
-    NodeTokensOutput,
     NodeTokenValidOutput,
     NodeUpdateInput,
 )
