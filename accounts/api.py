@@ -3,7 +3,7 @@ an endpoint serves."""
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -18,6 +18,11 @@ USER, NODE, CONTAINER = "user", "node", "container"
 ANY_CLIENT = (USER, NODE, CONTAINER)
 
 
+def caller(request: Request) -> Principal:
+    """The principal of the request's token (the token authentication puts it in ``request.user``)."""
+    return cast(Principal, request.user)
+
+
 class ClientTypeGate(BasePermission):
     """Let through only the client types the view allows for the current action.
 
@@ -26,8 +31,9 @@ class ClientTypeGate(BasePermission):
     """
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        allowed = getattr(view, "action_clients", {}).get(getattr(view, "action", None), view.clients)
-        principal = request.user
+        clients = cast(Any, view).clients
+        allowed = getattr(view, "action_clients", {}).get(getattr(view, "action", None), clients)
+        principal = cast(Principal | None, request.user)
         if principal is None:
             if not allowed:
                 return True
@@ -52,4 +58,4 @@ class ApiViewSet(GenericViewSet):
 
     @property
     def principal(self) -> Principal:
-        return cast(Principal, self.request.user)  # set by the token authentication of accounts
+        return caller(self.request)

@@ -7,6 +7,8 @@ rule decides.
 
 from __future__ import annotations
 
+from typing import Any
+
 from accounts.permissions import Principal, principal_for_user
 from vantage6.api.errors import ApiError
 
@@ -26,7 +28,7 @@ def principal_of(user) -> Principal:
     Anonymous visitors (the admin's login page) get a principal without any rule.
     """
     if not getattr(user, "is_authenticated", False):
-        return Principal(kind="user", organization_id=None, rules=frozenset())
+        return Principal(kind="user", organization_id=None, rules=frozenset())  # type: ignore[arg-type]
     cached = getattr(user, "_principal", None)
     if cached is None:
         cached = user._principal = principal_for_user(user)
@@ -38,7 +40,7 @@ def is_staff(user) -> bool:
     return any(principal.at_least("org", resource, op) for resource, op in STAFF_RULES)
 
 
-def object_allowed(principal: Principal, resource: str, op: str, obj: object) -> bool:
+def object_allowed(principal: Principal, resource: str, op: str, obj: Any) -> bool:
     """The API's check of ``op`` on one user, role or organization."""
     from accounts.selectors import role_viewable, user_viewable
     from accounts.services import may_delete_user, may_edit_user

@@ -207,7 +207,7 @@ def seed_rules_and_roles() -> None:
     all_rules = list(by_key.values())
     for name, (description, keys) in SYNCED_ROLES.items():
         rules = all_rules if keys is None else [by_key[key] for key in keys]
-        role = Role.objects.filter(name=name).first()
+        role = Role.objects.filter(name=name).first()  # type: ignore[assignment]  # None: created below
         if role is None:
             role = Role.objects.create(name=name, description=description, is_default_role=True)
         elif not role.is_default_role:

@@ -6,6 +6,7 @@ import contextlib
 import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
 import bcrypt
 from django.conf import settings
@@ -15,7 +16,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from accounts import mail, totp
-from accounts.models import AuditAction, User
+from accounts.models import AuditAction, Authenticatable, User
 from accounts.permissions import Principal
 from accounts.services import ANONYMOUS, actor_of, audit
 from accounts.sessions import end_all_logins, start_login
@@ -43,7 +44,7 @@ class LoginResult:
     headers: dict = field(default_factory=dict)
 
 
-def token_body(identity: object, kind: str, tokens: tuple[str, str] | None = None) -> LoginResult:
+def token_body(identity: Authenticatable, kind: str, tokens: tuple[str, str] | None = None) -> LoginResult:
     """The token pair of a new login of a user or node (or ``tokens``, the next pair of a login),
     with the URLs the official clients follow."""
     access, refresh = tokens or start_login(identity, kind)
@@ -113,7 +114,9 @@ def _mail_blocked(user: User, now: datetime) -> None:
     due = Q(last_email_failed_login_sent__isnull=True) | Q(last_email_failed_login_sent__lte=now - pause)
     if not User.objects.filter(due, pk=user.pk).update(last_email_failed_login_sent=now):
         return
-    opens = user.last_login_attempt + timedelta(minutes=settings.PASSWORD_INACTIVATION_MINUTES)
+    opens = cast(datetime, user.last_login_attempt) + timedelta(
+        minutes=settings.PASSWORD_INACTIVATION_MINUTES
+    )
     minutes_left = max(1, int((opens - now).total_seconds() // 60) + 1)
     _mail(
         user,
@@ -134,7 +137,7 @@ def _equalise_timing(password: str, user: User | None) -> None:
     """A bcrypt check as costly as that of ``user`` (unknown: a new hash), for an answer that needs
     none, so unknown and blocked accounts answer as late as a wrong password does."""
     try:
-        rounds = int(user.password.split("$")[2])
+        rounds = int(user.password.split("$")[2])  # type: ignore[union-attr]  # no user: AttributeError
     except (AttributeError, IndexError, ValueError):  # no user, or no bcrypt hash
         rounds = settings.BCRYPT_ROUNDS
     with contextlib.suppress(ValueError):
@@ -214,7 +217,7 @@ def _accept_code(user: User, code: str) -> bool:
 
     The step is recorded in the same conditional UPDATE, so parallel requests cannot share a code.
     """
-    step = totp.matching_step(user.otp_secret, code)
+    step = totp.matching_step(cast(str, user.otp_secret), code)  # set up before any code is asked
     if step is None:
         return False
     unused = Q(otp_last_step__isnull=True) | Q(otp_last_step__lt=step)

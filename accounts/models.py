@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import bcrypt
 from django.conf import settings
 from django.contrib import auth
@@ -84,7 +86,7 @@ class Role(models.Model):
 
 class UserManager(BaseUserManager):
     def create_user(self, username: str, password: str | None = None, **fields: object) -> User:
-        user = self.model(username=username, **fields)
+        user = cast(User, self.model(username=username, **fields))
         user.set_password(password)
         user.save()
         return user
@@ -114,7 +116,7 @@ class User(AbstractBaseUser, Authenticatable):
     USERNAME_FIELD = "username"
     EMAIL_FIELD = "email"
     REQUIRED_FIELDS = ["email"]
-    objects = UserManager()
+    objects = UserManager()  # type: ignore[misc]  # a user manager for the users of Authenticatable
 
     class Meta:
         db_table = "user"
@@ -142,7 +144,7 @@ class User(AbstractBaseUser, Authenticatable):
 
         return Group.objects.none()
 
-    def has_perm(self, perm: str, obj: object | None = None) -> bool:
+    def has_perm(self, perm: str, obj: Any = None) -> bool:
         return any(
             hasattr(backend, "has_perm") and backend.has_perm(self, perm, obj)
             for backend in auth.get_backends()
@@ -166,7 +168,7 @@ class User(AbstractBaseUser, Authenticatable):
         self.password = bcrypt.hashpw(raw_password.encode(), salt).decode()
         self._password = raw_password
 
-    def check_password(self, raw_password: str) -> bool:
+    def check_password(self, raw_password: str) -> bool:  # type: ignore[override]  # never None here
         if not self.password or not self.password.startswith("$2"):
             return False
         try:
@@ -253,7 +255,7 @@ class AuditEntryQuerySet(models.QuerySet):
     def bulk_update(self, *args: object, **kwargs: object) -> int:
         raise AuditTrailIsAppendOnly
 
-    def update_or_create(self, *args: object, **kwargs: object) -> tuple[models.Model, bool]:
+    def update_or_create(self, *args: Any, **kwargs: Any) -> tuple[Any, bool]:
         raise AuditTrailIsAppendOnly
 
 
@@ -278,7 +280,7 @@ class AuditEntry(models.Model):
         db_table = "audit_entry"
         verbose_name_plural = "audit entries"
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise AuditTrailIsAppendOnly
         kwargs["force_insert"] = True  # never an UPDATE, not even of an entry with a chosen id

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any, cast
 
 from django.db.models import Q, QuerySet
 
@@ -35,8 +36,8 @@ class Principal:
     organization_id: int
     # (resource, scope NAME, operation NAME) triples.
     rules: frozenset[tuple[str, str, str]]
-    user: object | None = None  # accounts.User
-    node: object | None = None  # nodes.Node
+    user: Any = None  # accounts.User
+    node: Any = None  # nodes.Node
     claims: dict = field(default_factory=dict)  # the container token's identity
 
     # --- identity --------------------------------------------------------------------------------
@@ -211,7 +212,7 @@ class Principal:
         narrowed = queryset.filter(condition)
         return narrowed.distinct() if resource in _M2M_FILTERED else narrowed
 
-    def allows(self, resource: str, obj: object, operation: str = "view") -> bool:
+    def allows(self, resource: str, obj: Any, operation: str = "view") -> bool:
         """Whether ``obj`` is one of the rows ``visible`` gives: evaluated on the loaded row where the
         condition allows it, otherwise asked of the database."""
         condition = self.scope_condition(resource, operation)
@@ -234,11 +235,11 @@ class Principal:
 EVERYTHING, NOTHING = Q(), Q(pk__in=[])
 
 
-def _matches(condition: Q, obj: object) -> bool | None:
+def _matches(condition: Q, obj: Any) -> bool | None:
     """``condition`` evaluated on a loaded row; None when it needs the database."""
     results = []
     for child in condition.children:
-        result = _matches(child, obj) if isinstance(child, Q) else _lookup_matches(obj, *child)
+        result = _matches(child, obj) if isinstance(child, Q) else _lookup_matches(obj, *cast(tuple, child))
         if result is None:
             return None
         results.append(result)
@@ -249,14 +250,14 @@ def _matches(condition: Q, obj: object) -> bool | None:
 _PLAIN = (int, str, bool, type(None))
 
 
-def _lookup_matches(obj: object, lookup: str, value: object) -> bool | None:
+def _lookup_matches(obj: Any, lookup: str, value: object) -> bool | None:
     """One ``field[__fk…][__in|__isnull|__exact]`` lookup on ``obj``, following foreign keys only."""
     from django.core.exceptions import FieldDoesNotExist
 
     *path, operator = lookup.split("__")
     if operator not in ("in", "isnull", "exact"):
         path, operator = [*path, operator], "exact"
-    target = obj
+    target: Any = obj
     for position, name in enumerate(path):
         if not hasattr(target, "_meta"):
             return None  # a lookup into a value (``name__icontains`` …)
@@ -452,7 +453,7 @@ def with_memberships(queryset: QuerySet) -> QuerySet:
 
 
 def _loaded_ids(identity: object, name: str) -> frozenset[int] | None:
-    keys = getattr(identity, name, _NOT_LOADED)
+    keys: Any = getattr(identity, name, _NOT_LOADED)
     if keys is _NOT_LOADED:
         return None
     return frozenset(int(key) for key in keys.split(",")) if keys else frozenset()
@@ -473,7 +474,11 @@ def _rules_of_keys(keys: str | None) -> frozenset[tuple[str, str, str]]:
     """The rule set of a ``rule_keys`` string; the few distinct sets of a server are parsed once."""
     rules = _PARSED_RULES.get(keys)
     if rules is None:
-        rules = frozenset(tuple(key.split(":")) for key in keys.split(RULE_SEPARATOR)) if keys else EMPTY
+        rules = (
+            frozenset(cast(tuple[str, str, str], tuple(key.split(":"))) for key in keys.split(RULE_SEPARATOR))
+            if keys
+            else EMPTY
+        )
         if len(_PARSED_RULES) >= 10_000:
             _PARSED_RULES.clear()
         _PARSED_RULES[keys] = rules
@@ -486,7 +491,7 @@ EMPTY: frozenset[tuple[str, str, str]] = frozenset()
 
 def principal_for_user(user) -> Principal:
     """The principal of ``user``; a user loaded through ``users_with_rules`` costs no further query."""
-    keys = getattr(user, "rule_keys", _NOT_LOADED)
+    keys: Any = getattr(user, "rule_keys", _NOT_LOADED)
     rules = rules_of_user(user.pk) if keys is _NOT_LOADED else _rules_of_keys(keys)
     return Principal(kind="user", organization_id=user.organization_id, rules=rules, user=user)
 

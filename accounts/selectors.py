@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.db.models import Q, QuerySet
 from rest_framework.request import Request
@@ -32,7 +33,7 @@ def _user_for_filter(principal: Principal, user_id: int) -> User:
 
 
 def rule_list(request: Request) -> QuerySet[Rule]:
-    principal: Principal = request.user
+    principal = cast(Principal, request.user)
     rules = Rule.objects.all()
     params = request.query_params
     if name := params.get("name"):
@@ -64,13 +65,13 @@ def _members_of(collaboration_id: int) -> QuerySet:
 
 
 def user_list(request: Request) -> QuerySet[User]:
-    principal: Principal = request.user
+    principal = cast(Principal, request.user)
     params = request.query_params
     if principal.max_scope("user", "view") is None:
         # Without a view rule a user may still look themself up by username.
         if params.get("username") != principal.user.username:
             raise unauthorized()
-        users = User.objects.filter(pk=principal.id)
+        users = User.objects.filter(pk=principal.user.pk)
     else:
         users = principal.visible("user", User.objects.all())
     for name in ("username", "firstname", "lastname", "email"):
@@ -124,7 +125,7 @@ def user_permissions(user: User) -> dict:
 
 
 def role_list(request: Request) -> QuerySet[Role]:
-    principal: Principal = request.user
+    principal = cast(Principal, request.user)
     roles = principal.visible("role", Role.objects.all())
     include_root = flag(request, "include_root")
     builtin = Q(organization__isnull=True) if include_root else Q(pk__in=[])
@@ -200,7 +201,7 @@ def audit_filtered(
 
 
 def audit_list(request: Request) -> QuerySet[AuditEntry]:
-    principal: Principal = request.user
+    principal = cast(Principal, request.user)
     action = first(request, "action")
     return audit_filtered(
         principal.visible("audit", AuditEntry.objects.all()),

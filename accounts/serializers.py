@@ -41,7 +41,7 @@ def password_field(*, policy: bool) -> serializers.CharField:
     validators = [validate_password_policy] if policy else []
     return serializers.CharField(
         min_length=None if policy else 1, max_length=None if policy else 128, trim_whitespace=False,
-        validators=validators,
+        validators=validators,  # type: ignore[arg-type]  # a validator's return value is ignored
     )  # fmt: skip
 
 
@@ -231,7 +231,7 @@ def validate_role_name(value: str) -> str:
 
 
 class RoleCreateInput(serializers.Serializer):
-    name = serializers.CharField(max_length=128, validators=[validate_role_name])
+    name = serializers.CharField(max_length=128, validators=[validate_role_name])  # type: ignore[list-item]
     description = _optional_text(1024)
     rules = id_list()
     organization_id = IdField(required=False, allow_null=True)
@@ -240,7 +240,10 @@ class RoleCreateInput(serializers.Serializer):
 class RoleUpdateInput(serializers.Serializer):
     # The official client sends null for what it leaves unchanged.
     name = serializers.CharField(
-        max_length=128, validators=[validate_role_name], required=False, allow_null=True
+        max_length=128,
+        validators=[validate_role_name],  # type: ignore[list-item]
+        required=False,
+        allow_null=True,
     )
     description = _optional_text(1024)
     rules = id_list(required=False, allow_null=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -31,10 +32,10 @@ ANONYMOUS = Actor("anonymous")
 
 def actor_of(identity: Authenticatable) -> Actor:
     """A user or node as the actor of its own login."""
-    return Actor(identity.type, identity.pk, identity.organization_id)
+    return Actor(identity.type, identity.pk, getattr(identity, "organization_id", None))
 
 
-def audit(principal: object | None, action: str, obj: object | None = None, **data: object) -> None:
+def audit(principal: Any, action: str, obj: Any = None, **data: object) -> None:
     """Record one state-changing action by ``principal`` (a ``Principal`` or an ``Actor``; None: the
     system itself). ``action`` is one of ``AuditAction`` (ValueError otherwise)."""
     kind = getattr(principal, "kind", "system")
@@ -50,7 +51,7 @@ def audit(principal: object | None, action: str, obj: object | None = None, **da
     )
 
 
-def _organization_of(obj: object | None) -> int | None:
+def _organization_of(obj: Any) -> int | None:
     """The organization an audited object belongs to, if any (as loaded: no query)."""
     if obj is None:
         return None
@@ -237,9 +238,9 @@ def user_update(*, principal: Principal, user: User, data: dict) -> User:
         _require_assignable(principal, [role for role in new if role.pk not in old_ids], user.organization_id)
         user.roles.set(new)  # what is removed is held: the caller holds every rule of the user
     if "rules" in data:
-        new = set(_rules(data["rules"], strict=True))
-        principal.require_holds(_triples(new - set(user.rules.all())))
-        user.rules.set(new)
+        new_rules = set(_rules(data["rules"], strict=True))
+        principal.require_holds(_triples(new_rules - set(user.rules.all())))
+        user.rules.set(new_rules)
     audit(principal, "user.update", user, fields=sorted(data))
     return user
 

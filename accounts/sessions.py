@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.conf import settings
 from django.db import transaction
@@ -104,10 +105,11 @@ def refresh_login(principal: Principal, claims: dict) -> tuple[str, str]:
             _revoke_reused(principal, session)
             raise TokenRevoked
         next_jti = session.refresh_jti
+    identity_id = cast(int, principal.id)  # a user or node: refresh tokens are theirs
     return login_tokens(
-        principal.id,
+        identity_id,
         principal.kind,
-        _roles(principal.id, principal.kind),
+        _roles(identity_id, principal.kind),
         generation=claims["gen"],
         session_id=session.id,
         refresh_jti=next_jti,
@@ -141,7 +143,7 @@ def end_all_logins(identity_id: int) -> None:
 
 @transaction.atomic
 def end_all_logins_of(principal: Principal) -> None:
-    end_all_logins(principal.id)
+    end_all_logins(cast(int, principal.id))
     audit(principal, "token.revoke_all", principal.user or principal.node)
 
 

@@ -43,7 +43,7 @@ class AccessToken(_VantageToken):
     token_type = "access"
 
     @property
-    def lifetime(self) -> timedelta:
+    def lifetime(self) -> timedelta:  # type: ignore[override]  # read from the settings when a token is made
         return settings.ACCESS_TOKEN_LIFETIME
 
 
@@ -51,7 +51,7 @@ class RefreshToken(_VantageToken):
     token_type = "refresh"
 
     @property
-    def lifetime(self) -> timedelta:
+    def lifetime(self) -> timedelta:  # type: ignore[override]  # read from the settings when a token is made
         return settings.REFRESH_TOKEN_LIFETIME
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from typing import TypeVar, cast
+
+from django.db.models import Model, QuerySet
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
@@ -11,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import login, services, sessions
-from accounts.api import NODE, USER, ApiViewSet, ClientTypeGate
+from accounts.api import NODE, USER, ApiViewSet, ClientTypeGate, caller
 from accounts.authentication import RefreshJWTAuthentication
 from accounts.models import AuditEntry, Role, Rule, User
 from accounts.selectors import (
@@ -50,8 +52,10 @@ from vantage6.api.params import flag
 from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, filters
 from vantage6.api.serializers import validated
 
+M = TypeVar("M", bound=Model)
 
-def _by_pk(queryset: QuerySet, pk: str, label: str) -> object:
+
+def _by_pk(queryset: QuerySet[M], pk: str, label: str) -> M:
     """The row with this id, or the 404 (ids beyond the column's range cannot exist)."""
     row = queryset.filter(pk=int(pk)).first() if int(pk) <= MAX_ID else None
     if row is None:
@@ -99,9 +103,9 @@ class TokenRefreshView(APIView):
 
     @extend_schema(request=None, responses=_one_of("Tokens", UserTokensOutput, NodeTokensOutput))
     def post(self, request: Request) -> Response:
-        principal = request.user
+        principal = caller(request)
         identity = principal.user if principal.is_user else principal.node
-        tokens = sessions.refresh_login(principal, request.auth)
+        tokens = sessions.refresh_login(principal, cast(dict, request.auth))
         return _login_response(login.token_body(identity, principal.kind, tokens))
 
 
@@ -114,9 +118,9 @@ class TokenRevokeView(APIView):
     @extend_schema(request=TokenRevokeInput, responses=MessageOutput)
     def post(self, request: Request) -> Response:
         if validated(TokenRevokeInput, request.data).get("all"):
-            sessions.end_all_logins_of(request.user)
+            sessions.end_all_logins_of(caller(request))
             return Response({"msg": "All your logins have ended"})
-        sessions.end_login(request.user, request.auth)
+        sessions.end_login(caller(request), cast(dict, request.auth))
         return Response({"msg": "You are logged out"})
 
 
@@ -126,7 +130,7 @@ class TokenUserValidateView(APIView):
 
     @extend_schema(request=None, responses=TokenValidOutput)
     def post(self, request: Request) -> Response:
-        user = request.user.user
+        user = caller(request).user
         return Response(
             {
                 "msg": "Token is valid",
@@ -180,7 +184,7 @@ class PasswordChangeView(APIView):
     def patch(self, request: Request) -> Response:
         data = validated(PasswordChangeInput, request.data)
         login.password_change(
-            principal=request.user,
+            principal=caller(request),
             current_password=data["current_password"],
             new_password=data["new_password"],
         )

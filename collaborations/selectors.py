@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from django.db.models import Model, Q, QuerySet
 from rest_framework.request import Request
 
@@ -12,10 +14,11 @@ from vantage6.api.lookups import like
 from vantage6.api.params import first, int_list_param, int_param
 from vantage6.api.sql import by_pk
 
+M = TypeVar("M", bound=Model)
 _BOOLEANS = {"1": True, "true": True, "0": False, "false": False}
 
 
-def object_or_404(queryset: QuerySet, pk: int | str, label: str) -> Model:
+def object_or_404(queryset: QuerySet[M], pk: int | str, label: str) -> M:
     """The row of ``queryset`` with primary key ``pk``, or a 404 naming the ``label``."""
     obj = by_pk(queryset, pk)
     if obj is None:

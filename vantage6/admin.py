@@ -9,14 +9,14 @@ choices: any other lookup would make the row count an oracle on fields the page 
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.utils import get_fields_from_path
 from django.db import transaction
-from django.db.models import Field, Model, Q, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
@@ -45,7 +45,7 @@ class ServiceForm(forms.ModelForm):
         raise NotImplementedError
 
     def clean(self) -> dict:
-        cleaned = super().clean()
+        cleaned = cast(dict, super().clean())
         if self.errors:
             return cleaned
         try:
@@ -67,7 +67,7 @@ class ServiceForm(forms.ModelForm):
     def _kept_ids(self, name: str, current: set[int]) -> set[int]:
         """The chosen rows, plus current ones the field does not offer (the user cannot see them, so
         could not have taken them out)."""
-        offered = set(self.fields[name].queryset.values_list("pk", flat=True))
+        offered = set(cast(QuerySet, self.fields[name].queryset).values_list("pk", flat=True))  # type: ignore[attr-defined]
         return set(self._ids(name)) | (current - offered)
 
 
@@ -107,8 +107,8 @@ class AdminPage(admin.ModelAdmin):
             parameters |= {exact, f"{name}__isnull"}
         return parameters
 
-    def _filtered_field(self, name: str) -> Field:
-        return get_fields_from_path(self.model, name)[-1]
+    def _filtered_field(self, name: object) -> Any:
+        return get_fields_from_path(self.model, cast(str, name))[-1]
 
 
 class ScopedAdmin(AdminPage):
@@ -144,14 +144,16 @@ class ScopedAdmin(AdminPage):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return self.allowed(self.principal(request), "create", None)
 
-    def get_form(self, request: HttpRequest, obj: Model | None = None, **kwargs) -> type[forms.ModelForm]:
-        form = super().get_form(request, obj, **kwargs)
+    def get_form(
+        self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs
+    ) -> type[forms.ModelForm]:
+        form = cast(type[ServiceForm], super().get_form(request, obj, change=change, **kwargs))
         form.principal = self.principal(request)
         return form
 
     def save_model(self, request: HttpRequest, obj: Model, form: ServiceForm, change: bool) -> None:
         saved = form.apply()
-        obj.pk = obj.id = saved.pk  # the admin logs and redirects to the row the service wrote
+        obj.pk = obj.id = saved.pk  # type: ignore[attr-defined]  # the admin logs and redirects to this row
 
     def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: list, change: bool) -> None:
         for formset in formsets:

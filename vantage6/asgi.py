@@ -31,7 +31,7 @@ django_application = ASGIStaticFilesHandler(django_http)
 
 router = ProtocolTypeRouter(
     {
-        "http": URLRouter([*http_routes, re_path(r"", django_application)]),
+        "http": URLRouter([*http_routes, re_path(r"", django_application)]),  # type: ignore[arg-type]  # ASGI app
         "websocket": URLRouter(websocket_routes),
     }
 )

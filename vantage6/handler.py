@@ -61,9 +61,10 @@ class PooledASGIHandler(ASGIHandler):
         request, response = self.create_request(scope, body_file)
         if request is not None:
             response = self.get_response(request)
-            response._handler_class = self.__class__
+            response._handler_class = self.__class__  # type: ignore[attr-defined]  # as Django's handlers do
             if isinstance(response, FileResponse):
                 response.block_size = self.chunk_size
+        assert response is not None  # create_request gives a request or the error response
         if not response.streaming:
             # The body is complete: the request-finished work (closing files, old database
             # connections) can run in this thread now instead of costing another hop.

@@ -95,7 +95,7 @@ class LimitedWebRequest(http_protocol.WebRequest):
         if self.received <= FEED_CHUNK:
             super().process()
             return
-        stored, self.content = self.content, io.BytesIO()
+        stored, self.content = self.content, io.BytesIO()  # type: ignore[has-type]  # twisted's request
         # daphne queues the empty body in its place, which is taken back for the stored one.
         super().process().addCallback(lambda _: self._feed(stored))
 

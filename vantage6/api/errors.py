@@ -110,6 +110,6 @@ def json_404(request, exception=None) -> JsonResponse:  # noqa: ARG001 - Django'
 def json_500(request) -> JsonResponse:
     # Django calls this while handling the exception, so it is still at hand.
     exc = sys.exc_info()[1]
-    if database_unavailable(exc):
+    if exc is not None and database_unavailable(exc):
         return JsonResponse(_database_unavailable(exc, request.path), status=503)
     return JsonResponse({"msg": UNEXPECTED}, status=500)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from django.db.models import Model
 from rest_framework import serializers
 
 from vantage6.api.references import list_link, ref
@@ -36,7 +37,7 @@ def format_datetime(value: datetime | None) -> str | None:
 
 
 class TimestampField(serializers.DateTimeField):
-    def to_representation(self, value: datetime | None) -> str | None:
+    def to_representation(self, value: datetime | None) -> str | None:  # type: ignore[override]  # null stays null
         return format_datetime(value)
 
 
@@ -65,5 +66,5 @@ class ListLinkField(serializers.Field):
         kwargs["source"] = "*"
         super().__init__(**kwargs)
 
-    def to_representation(self, instance: object) -> str:
+    def to_representation(self, instance: Model) -> str:
         return list_link(self.resource, **{self.filter_name: instance.pk})

@@ -15,7 +15,7 @@ from django.db.models import CharField, Lookup, Q, TextField
 class Like(Lookup):
     lookup_name = "like"
 
-    def as_sql(self, compiler, connection) -> tuple[str, list]:
+    def as_sql(self, compiler, connection) -> tuple[str, list]:  # type: ignore[override]  # Lookup's own type
         lhs, lhs_params = self.process_lhs(compiler, connection)
         rhs, rhs_params = self.process_rhs(compiler, connection)
         return f"{lhs} LIKE {rhs}", [*lhs_params, *rhs_params]

@@ -10,6 +10,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -36,7 +37,7 @@ _NAMED_GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
 
 
 def _principal_label(request: HttpRequest) -> str:
-    principal = getattr(request, "user", None)
+    principal: Any = getattr(request, "user", None)
     kind = getattr(principal, "kind", None)
     if kind == "container":
         return f"container:task={principal.claims.get('task_id')}"
@@ -139,7 +140,7 @@ class RequestLogMiddleware:
         if self.metrics:
             match = getattr(request, "resolver_match", None)
             route = match.route if match is not None else "unmatched"
-            METRICS.observe(request.method, route, response.status_code, seconds)
+            METRICS.observe(request.method or "", route, response.status_code, seconds)
         return response
 
 

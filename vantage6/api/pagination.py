@@ -47,7 +47,7 @@ def sortable_fields(output: type[serializers.Serializer]) -> dict[str, str]:
     """Sort keys (field name, or the column of a foreign key) -> column, for the model fields that
     ``output`` shows as they are. Hidden columns (password, API key hash, ...) are never sort keys:
     the order of the rows would reveal them."""
-    model = output.Meta.model
+    model = output.Meta.model  # type: ignore[attr-defined]  # an OutputSerializer
     columns = {f.name: f.attname for f in model._meta.concrete_fields}
     shown = [
         name
@@ -107,7 +107,7 @@ def paginate(
     if serialize is None:
 
         def serialize(rows: list) -> list:
-            return output(rows, many=True, context=context or {}).data
+            return list(output(rows, many=True, context=context or {}).data)
 
     page = _positive_int(request, "page", 1)
     per_page = min(_positive_int(request, "per_page", 10), MAX_PER_PAGE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
@@ -9,7 +11,7 @@ from vantage6.nesting import TOO_DEEP, too_deep
 
 
 class JSONParser(parsers.JSONParser):
-    def parse(self, stream, media_type=None, parser_context=None) -> object:
+    def parse(self, stream, media_type=None, parser_context=None) -> Any:
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:

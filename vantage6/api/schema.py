@@ -9,12 +9,13 @@ returns, and which token (user, node, container, refresh) each operation takes.
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema_serializer
+from drf_spectacular.utils import Direction, OpenApiParameter, extend_schema_serializer
 from rest_framework import serializers
 
 from vantage6.api.fields import ListLinkField, RefField, TimestampField
@@ -106,7 +107,7 @@ NAIVE_TIMESTAMP = {
 
 def _nullable_in_model(field: serializers.Field, attname: str) -> bool:
     """Whether the model column behind an output field may be null (a computed value may be)."""
-    model = field.parent.Meta.model
+    model = field.parent.Meta.model  # type: ignore[attr-defined]  # an OutputSerializer
     try:
         return next(f for f in model._meta.concrete_fields if attname in (f.name, f.attname)).null
     except StopIteration:
@@ -125,7 +126,7 @@ class TimestampFieldSchema(OpenApiSerializerFieldExtension):
     target_class = TimestampField
     match_subclasses = True
 
-    def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict:
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict:
         field = self.target
         return _nullable(dict(NAIVE_TIMESTAMP), _nullable_in_model(field, field.source))
 
@@ -133,7 +134,7 @@ class TimestampFieldSchema(OpenApiSerializerFieldExtension):
 class RefFieldSchema(OpenApiSerializerFieldExtension):
     target_class = RefField
 
-    def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict:
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict:
         field = self.target
         reference = auto_schema.resolve_serializer(ReferenceOutput, direction).ref
         return _nullable(reference, _nullable_in_model(field, field.fk_attr or f"{field.field_name}_id"))
@@ -142,7 +143,7 @@ class RefFieldSchema(OpenApiSerializerFieldExtension):
 class ListLinkFieldSchema(OpenApiSerializerFieldExtension):
     target_class = ListLinkField
 
-    def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict:
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict:
         return {"type": "string", "description": f"Path of the list of the related {self.target.resource}s."}
 
 
@@ -158,7 +159,7 @@ class Embeddable(serializers.Field):
 class EmbeddableSchema(OpenApiSerializerFieldExtension):
     target_class = Embeddable
 
-    def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict:
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict:
         field = self.target
         output = field.output if isinstance(field.output, type) else field.output()
         embedded = auto_schema.resolve_serializer(output, direction).ref
@@ -222,7 +223,7 @@ DELETE_DEPENDENTS = OpenApiParameter(
 
 
 # The kinds of query filters: the schema of their values and what they mean.
-FILTER_KINDS = {
+FILTER_KINDS: dict[str, tuple[Any, str]] = {
     "id": (int, "Only rows related to the object with this id."),
     "int": (int, "An integer."),
     "text": (str, "Exact value."),
@@ -256,13 +257,13 @@ class ApiSchema(AutoSchema):
     def _is_list(self) -> bool:
         return self._action() == "list"
 
-    def get_description(self) -> str:
+    def get_description(self) -> str:  # type: ignore[override]  # drf-spectacular's signature
         # The docstrings of the handler and of the view class itself; not those of base classes.
         handler = getattr(self.view, self._action() or self.method.lower(), None)
         docs = (handler.__doc__ if handler else None, self.view.__class__.__dict__.get("__doc__"))
         return inspect.cleandoc(next((doc for doc in docs if doc), ""))
 
-    def get_serializer_name(self, serializer: serializers.Serializer, direction: str) -> str:
+    def get_serializer_name(self, serializer: serializers.Serializer, direction: Direction) -> str:
         name = super().get_serializer_name(serializer, direction)
         return name.removesuffix("Output").removesuffix("Input")
 
@@ -272,7 +273,7 @@ class ApiSchema(AutoSchema):
     def get_override_parameters(self) -> list:
         return [*super().get_override_parameters(), *(LIST_HEADERS if self._is_list() else ())]
 
-    def _map_basic_serializer(self, serializer: serializers.Serializer, direction: str) -> dict:
+    def _map_basic_serializer(self, serializer: serializers.Serializer, direction: Direction) -> dict:
         schema = super()._map_basic_serializer(serializer, direction)
         if type(serializer).__module__ != __name__:
             schema.pop("description", None)  # serializer docstrings are written for developers
@@ -297,7 +298,7 @@ class ApiSchema(AutoSchema):
         return getattr(self.view, "action_clients", {}).get(self._action(), getattr(self.view, "clients", ()))
 
     def get_auth(self) -> list[dict]:
-        requirements = []
+        requirements: list[dict] = []
         for client in self._clients():
             name, description = TOKEN_SCHEMES[client]
             self.registry.register_on_missing(
@@ -341,7 +342,7 @@ class ApiSchema(AutoSchema):
             statuses.append("415")
         return statuses
 
-    def _get_response_bodies(self, direction: str = "response") -> dict:
+    def _get_response_bodies(self, direction: Direction = "response") -> dict:
         responses = super()._get_response_bodies(direction)
         if "204" in responses:  # deletions answer what they did
             del responses["204"]

@@ -31,7 +31,7 @@ def _step(model: type, name: str, field: serializers.Field) -> Step:
         return lambda _serializer, instance: ref(resource, getattr(instance, attr))
     if isinstance(field, ListLinkField):
         resource, filter_name = field.resource, field.filter_name
-        return lambda _serializer, instance: list_link(resource, **{filter_name: instance.pk})
+        return lambda _serializer, instance: list_link(resource, **{filter_name: instance.pk})  # type: ignore[attr-defined]
     attrs = field.source_attrs
     if len(attrs) != 1 or callable(getattr(model, attrs[0], None)):
 
@@ -73,7 +73,9 @@ class OutputSerializer(serializers.ModelSerializer):
         plan = OutputSerializer._plans.get(cls)
         if plan is None:
             template, model = cls(context={}), cls.Meta.model
-            plan = [(f.field_name, _step(model, f.field_name, f)) for f in template._readable_fields]
+            plan = [
+                (str(f.field_name), _step(model, str(f.field_name), f)) for f in template._readable_fields
+            ]
             OutputSerializer._plans[cls] = plan
         return plan
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar, cast
 from weakref import WeakKeyDictionary
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -37,7 +38,7 @@ class CorrelatedSQL(Expression):
     def get_source_expressions(self) -> list:
         return [self.outer]
 
-    def set_source_expressions(self, exprs: list) -> None:
+    def set_source_expressions(self, exprs: Sequence) -> None:
         (self.outer,) = exprs
 
     def as_sql(self, compiler, connection: BaseDatabaseWrapper) -> tuple[str, tuple]:
@@ -57,7 +58,10 @@ def string_agg(connection: BaseDatabaseWrapper, expression: str, separator: str)
     return f"GROUP_CONCAT({expression}, '{separator}')"
 
 
-class PkLookup:
+M = TypeVar("M", bound=Model)
+
+
+class PkLookup(Generic[M]):
     """``queryset.filter(pk=...)`` for one row, compiled to SQL once per database connection.
 
     For the lookup of the caller on every request: each call only runs the SQL and builds the row,
@@ -66,7 +70,7 @@ class PkLookup:
 
     _MARKER = 987_654_321  # a primary key value that stands for the looked-up one while compiling
 
-    def __init__(self, queryset: Callable[[], QuerySet]) -> None:
+    def __init__(self, queryset: Callable[[], QuerySet[M]]) -> None:
         self.queryset = queryset
         self._plans: WeakKeyDictionary[BaseDatabaseWrapper, _Plan] = WeakKeyDictionary()
 
@@ -90,7 +94,7 @@ class PkLookup:
             converters=compiler.get_converters([col for col, _, _ in compiler.select[: compiler.col_count]]),
         )
 
-    def __call__(self, pk: int) -> Model | None:
+    def __call__(self, pk: int) -> M | None:
         if not _INT64_MIN <= pk <= _INT64_MAX:
             return None  # no such row: what the ORM answers instead of an overflow
         connection = connections[DEFAULT_DB_ALIAS]
@@ -114,7 +118,7 @@ class PkLookup:
         instance = plan.model.from_db(connection.alias, plan.attnames, row[plan.start : plan.end])
         for name, position in plan.annotations.items():
             setattr(instance, name, row[position])
-        return instance
+        return cast(M, instance)
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -138,7 +142,7 @@ class _Plan:
 MAX_KEY = 2**63 - 1
 
 
-def by_pk(queryset: QuerySet, pk: int | str) -> Model | None:
+def by_pk(queryset: QuerySet[M], pk: int | str) -> M | None:
     """The row of ``queryset`` with this primary key, or None (``first()`` would add an ORDER BY)."""
     if int(pk) > MAX_KEY:
         return None
