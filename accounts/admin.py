@@ -98,7 +98,7 @@ class OrganizationAdmin(RuleScopedAdmin):
     form = OrganizationForm
     list_display = ["id", "name", "domain", "country"]
     search_fields = ["name", "domain"]
-    fields = OrganizationForm.Meta.fields
+    fields = OrganizationForm.Meta.fields  # type: ignore[assignment]  # a list of field names
 
     def delete_model(self, request: HttpRequest, obj: Organization) -> None:
         organization_services.organization_delete(
@@ -124,11 +124,11 @@ class UserAdminForm(ServiceForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         principal = self.principal
-        self.fields["organization"].queryset = principal.visible_or_none(
+        self.choices("organization").queryset = principal.visible_or_none(
             "organization", Organization.objects.order_by("name")
         )
-        self.fields["roles"].queryset = principal.visible_or_none("role", Role.objects.order_by("name"))
-        self.fields["rules"].queryset = Rule.objects.order_by("id")
+        self.choices("roles").queryset = principal.visible_or_none("role", Role.objects.order_by("name"))
+        self.choices("rules").queryset = Rule.objects.order_by("id")
         if self.instance.pk is None:
             self.fields["new_password"].required = True
 
@@ -193,10 +193,10 @@ class RoleAdminForm(ServiceForm):
         super().__init__(*args, **kwargs)
         if "organization" in self.fields:
             self.fields["organization"].required = True
-            self.fields["organization"].queryset = self.principal.visible_or_none(
+            self.choices("organization").queryset = self.principal.visible_or_none(
                 "organization", Organization.objects.order_by("name")
             )
-        self.fields["rules"].queryset = Rule.objects.order_by("id")
+        self.choices("rules").queryset = Rule.objects.order_by("id")
 
     def clean_name(self) -> str:
         return _policy_checked(self.cleaned_data["name"], validate_role_name)
@@ -268,7 +268,7 @@ class AuditEntryAdmin(ScopedAdmin):
     list_filter = ["action", "actor_type", "object_type"]
     date_hierarchy = "created_at"
     search_fields = ["=actor_id", "=object_id", "=actor_organization_id", "=object_organization_id"]
-    readonly_fields = [*list_display, "data"]
+    readonly_fields = [*list_display, "data"]  # type: ignore[list-item]  # field names
     actions = None
 
     def allowed(self, principal: Principal, operation: str, obj: Model | None) -> bool:

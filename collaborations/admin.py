@@ -7,6 +7,8 @@ calls. Organizations are registered with the accounts.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.db.models import Model
 from django.http import HttpRequest
@@ -18,7 +20,7 @@ from nodes.models import Node
 from vantage6.admin import ScopedAdmin, ServiceForm
 
 
-def visible_rows(principal: Principal, resource: str, obj: Model, operation: str = "view") -> bool:
+def visible_rows(principal: Principal, resource: str, obj: Any, operation: str = "view") -> bool:
     return principal.visible_or_none(resource, type(obj).objects.filter(pk=obj.pk), operation).exists()
 
 
@@ -49,13 +51,13 @@ class NodeInline(_ReadOnlyInline):
 
     model = Node
     fields = ["name", "organization", "status", "last_seen"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # django-stubs types fields and readonly_fields apart
 
 
 class AlgorithmStoreInline(_ReadOnlyInline):
     model = AlgorithmStore
     fields = ["name", "url"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # django-stubs types fields and readonly_fields apart
 
 
 class CollaborationForm(ServiceForm):

@@ -19,7 +19,7 @@ class NodeConfigInline(admin.TabularInline):
 
     model = NodeConfig
     fields = ["key", "value"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # django-stubs types fields and readonly_fields apart
     extra = 0
 
     def has_view_permission(self, request: HttpRequest, obj: Node | None = None) -> bool:
@@ -92,7 +92,7 @@ class NodeAdmin(ScopedAdmin):
             return principal.max_scope("node", operation) is not None
         return principal.allow_org_in_col("node", operation, obj.organization_id, obj.collaboration_id)
 
-    def get_fields(self, request: HttpRequest, obj: Node | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Node | None = None) -> list[str]:  # type: ignore[override]
         if obj is None:
             return ["name", "organization", "collaboration"]
         return ["name", "organization", "collaboration", "ip", "status", "last_seen"]

@@ -58,6 +58,10 @@ class ServiceForm(forms.ModelForm):
             raise forms.ValidationError(str(exc.msg)) from None
         return cleaned
 
+    def choices(self, name: str) -> forms.ModelChoiceField:
+        """The relation field ``name``; its ``queryset`` is what the form offers."""
+        return cast(forms.ModelChoiceField, self.fields[name])
+
     def _ids(self, name: str) -> list[int]:
         return [row.pk for row in self.cleaned_data.get(name) or []]
 
@@ -67,7 +71,7 @@ class ServiceForm(forms.ModelForm):
     def _kept_ids(self, name: str, current: set[int]) -> set[int]:
         """The chosen rows, plus current ones the field does not offer (the user cannot see them, so
         could not have taken them out)."""
-        offered = set(cast(QuerySet, self.fields[name].queryset).values_list("pk", flat=True))  # type: ignore[attr-defined]
+        offered = set(cast(QuerySet, self.choices(name).queryset).values_list("pk", flat=True))
         return set(self._ids(name)) | (current - offered)
 
 
@@ -122,7 +126,7 @@ class ScopedAdmin(AdminPage):
     def principal(request: HttpRequest) -> Principal:
         return _principal_of()(request.user)
 
-    def allowed(self, principal: Principal, operation: str, obj: Model | None) -> bool:
+    def allowed(self, principal: Principal, operation: str, obj: Any) -> bool:
         raise NotImplementedError
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -151,15 +155,15 @@ class ScopedAdmin(AdminPage):
         form.principal = self.principal(request)
         return form
 
-    def save_model(self, request: HttpRequest, obj: Model, form: ServiceForm, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         saved = form.apply()
-        obj.pk = obj.id = saved.pk  # type: ignore[attr-defined]  # the admin logs and redirects to this row
+        obj.pk = obj.id = saved.pk  # the admin logs and redirects to the row the service wrote
 
     def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: list, change: bool) -> None:
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)  # relations were set by the service
 
-    def delete_model(self, request: HttpRequest, obj: Model) -> None:
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
         raise NotImplementedError  # each page deletes through its service
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
