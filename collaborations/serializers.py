@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Any, cast
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -21,7 +22,7 @@ def _unique_ids(values: list[int] | None) -> list[int] | None:
     return values
 
 
-def _proper_name(value: str | None) -> str | None:
+def _proper_name(value: Any) -> Any:
     if value is not None:
         if not value.strip():
             raise serializers.ValidationError("Name cannot be empty.")
@@ -104,7 +105,7 @@ class CollaborationOutput(OutputSerializer):
     @extend_schema_field(Embeddable(OrganizationOutput, many=True))
     def get_organizations(self, collaboration: Collaboration) -> str | list[dict]:
         if self.context.get("include_organizations"):
-            return OrganizationOutput(collaboration.organizations.all(), many=True).data
+            return cast(list, OrganizationOutput(collaboration.organizations.all(), many=True).data)
         return list_link("organization", collaboration_id=collaboration.pk)
 
 
@@ -135,7 +136,7 @@ class StudyOutput(OutputSerializer):
     @extend_schema_field(Embeddable(OrganizationOutput, many=True))
     def get_organizations(self, study: Study) -> str | list[dict]:
         if self.context.get("include_organizations"):
-            return OrganizationOutput(study.organizations.all(), many=True).data
+            return cast(list, OrganizationOutput(study.organizations.all(), many=True).data)
         return list_link("organization", study_id=study.pk)
 
 
@@ -170,14 +171,14 @@ class AlgorithmStoreOutput(OutputSerializer):
 class _CollaborationIdField(IdField):
     """A collaboration id; the official client sends it as a one-element list."""
 
-    def to_internal_value(self, data: object) -> int:
+    def to_internal_value(self, data: Any) -> int:
         if isinstance(data, list) and len(data) == 1:
             data = data[0]
         return super().to_internal_value(data)
 
 
 class _HttpUrlField(serializers.URLField):
-    def to_internal_value(self, data: object) -> str:
+    def to_internal_value(self, data: Any) -> str:
         value = super().to_internal_value(data)
         if not value.lower().startswith(("http://", "https://")):
             raise serializers.ValidationError("Only http and https URLs are supported.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -42,7 +44,7 @@ def _include_organizations(request: Request) -> bool:
 
 
 def _organizations(queryset) -> list[dict]:
-    return OrganizationOutput(queryset.order_by("id"), many=True).data
+    return cast(list, OrganizationOutput(queryset.order_by("id"), many=True).data)
 
 
 class OrganizationViewSet(ApiViewSet):

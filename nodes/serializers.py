@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -57,7 +58,7 @@ class NodeOutput(NodeSimpleOutput):
         }
     )
     def get_config(self, node: Node) -> list[dict]:
-        rows = getattr(node, "config_rows", _NOT_LOADED)
+        rows: Any = getattr(node, "config_rows", _NOT_LOADED)
         if rows is _NOT_LOADED:  # a node not loaded by the selectors
             return [{"key": row.key, "value": row.value} for row in node.config.all()]
         return [{"key": key, "value": value} for _id, key, value in sorted(json.loads(rows or "[]"))]

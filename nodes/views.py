@@ -7,7 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.api import NODE, USER, ApiViewSet, ClientTypeGate
+from accounts.api import NODE, USER, ApiViewSet, ClientTypeGate, caller
 from accounts.serializers import NodeTokensOutput
 from nodes import selectors, services
 from nodes.models import Node
@@ -90,7 +90,7 @@ class NodeTokenValidateView(APIView):
 
     @extend_schema(request=None, responses=NodeTokenValidOutput)
     def post(self, request: Request) -> Response:
-        node = request.user.node
+        node = caller(request).node
         return Response(
             {
                 "msg": "Token is valid",
@@ -111,5 +111,6 @@ class NodeRecoverView(APIView):
     @extend_schema(request=NodeRecoverInput, responses=ApiKeyOutput)
     def post(self, request: Request) -> Response:
         node_id = validated(NodeRecoverInput, request.data)["id"]
-        node = selectors.node_get(request.user, node_id, "edit")
-        return Response({"api_key": services.node_api_key_reset(principal=request.user, node=node)})
+        principal = caller(request)
+        node = selectors.node_get(principal, node_id, "edit")
+        return Response({"api_key": services.node_api_key_reset(principal=principal, node=node)})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
+from typing import Any, cast
 
 from django.db.models import Exists, Prefetch, Q, QuerySet
 from rest_framework.request import Request
@@ -62,7 +64,7 @@ def task_with_status(pk: int | str) -> Task:
     return task
 
 
-def task_for_view(principal: Principal, pk: int | str, include: set[str] = frozenset()) -> Task:
+def task_for_view(principal: Principal, pk: int | str, include: AbstractSet[str] = frozenset()) -> Task:
     """One task as ``GET /task/<id>`` returns it (401 without the rights, 404 when missing)."""
     task = by_pk(task_queryset(include), pk)
     if task is None:
@@ -125,14 +127,14 @@ def attach_nodes(runs: Iterable[Run]) -> None:
         return
     orgs = {run.organization_id for run in runs}
     collabs = {run.task.collaboration_id for run in runs}
-    nodes = {}
+    nodes: dict[tuple[int, int], Any] = {}
     for node in Node.objects.filter(organization_id__in=orgs, collaboration_id__in=collabs).values(
         "id", "ip", "status", "name", "organization_id", "collaboration_id"
     ):
-        key = (node.pop("organization_id"), node.pop("collaboration_id"))
+        key = (node.pop("organization_id"), node.pop("collaboration_id"))  # type: ignore[misc]
         nodes.setdefault(key, node)
     for run in runs:
-        run.node_info = nodes.get((run.organization_id, run.task.collaboration_id))
+        run.node_info = nodes.get((run.organization_id, run.task.collaboration_id))  # type: ignore[attr-defined]  # read by RunOutput
 
 
 def include_param(request: Request) -> set[str]:
@@ -200,7 +202,7 @@ def task_list(principal: Principal, request: Request) -> QuerySet[Task]:
             raise bad_request(f"Run id={run_id} does not exist!")
         principal.require(principal.can_col("task", "view", run.task.collaboration_id))
         tasks = tasks.filter(pk=run.task_id)
-    tasks = tasks.with_status().prefetch_related("databases")
+    tasks = tasks.with_status().prefetch_related("databases")  # type: ignore[attr-defined]  # a TaskQuerySet
     if status := params.get("status"):
         tasks = tasks.filter(status=status)
     if include & TASK_INCLUDES:
@@ -251,7 +253,7 @@ def algorithm_addresses(principal: Principal, request: Request) -> list[dict]:
     only = [name for name in ONLY_FLAGS if flag(request, name)]
     if len(only) > 1:
         raise bad_request(f"Use at most one of {', '.join(ONLY_FLAGS)}")
-    task = Task.objects.filter(pk=principal.claims.get("task_id")).first()
+    task = Task.objects.filter(pk=cast(int, principal.claims.get("task_id"))).first()
     if task is None:
         return []
     own = Q(run__task_id=task.pk)
@@ -273,18 +275,18 @@ def algorithm_addresses(principal: Principal, request: Request) -> list[dict]:
     ports = AlgorithmPort.objects.filter(selection).select_related("run__task").order_by("id")
     if label := first(request, "label"):
         ports = ports.filter(label=label)
-    ports = list(ports)
-    attach_nodes(port.run for port in ports)
+    rows = list(ports)
+    attach_nodes(port.run for port in rows)
     return [
         {
             "port": port.port,
             "label": port.label,
-            "ip": (port.run.node_info or {}).get("ip"),
+            "ip": (port.run.node_info or {}).get("ip"),  # type: ignore[attr-defined]
             "organization_id": port.run.organization_id,
             "task_id": port.run.task_id,
             "parent_id": port.run.task.parent_id,
         }
-        for port in ports
+        for port in rows
     ]
 
 

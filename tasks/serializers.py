@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from typing import Any, cast
 from urllib.parse import urlparse
 
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
@@ -42,7 +43,7 @@ class TaskOutput(OutputSerializer):
     status = serializers.CharField()
     finished_at = TimestampField()
     collaboration = RefField("collaboration")
-    parent = RefField("task", "parent_id")
+    parent = RefField("task", "parent_id")  # type: ignore[assignment]  # the parent task, not the serializer
     init_org = RefField("organization")
     init_user = RefField("user")
     study = RefField("study")
@@ -77,13 +78,13 @@ class TaskOutput(OutputSerializer):
     @extend_schema_field(Embeddable(lambda: RunOutput, many=True))
     def get_runs(self, task: Task) -> list[dict] | str:
         if "runs" in self.context.get("include", ()):
-            return RunOutput(task.runs.all(), many=True).data
+            return cast(list, RunOutput(task.runs.all(), many=True).data)
         return list_link("run", task_id=task.pk)
 
     @extend_schema_field(Embeddable(lambda: ResultOutput, many=True))
     def get_results(self, task: Task) -> list[dict] | str:
         if "results" in self.context.get("include", ()):
-            return ResultOutput(task.runs.all(), many=True).data
+            return cast(list, ResultOutput(task.runs.all(), many=True).data)
         return list_link("result", task_id=task.pk)
 
 
@@ -121,7 +122,7 @@ class RunOutput(OutputSerializer):
         return ref("task", run.task_id)
 
     @extend_schema_field(ReferenceOutput)
-    def get_results(self, run: Run) -> dict:
+    def get_results(self, run: Run) -> dict | None:
         return ref("result", run.pk)
 
     @extend_schema_field(
@@ -152,7 +153,7 @@ class ResultOutput(OutputSerializer):
         fields = ["id", "result", "cleanup_at", "blob_storage_used", "run", "task"]
 
     @extend_schema_field(ReferenceOutput)
-    def get_run(self, run: Run) -> dict:
+    def get_run(self, run: Run) -> dict | None:
         return ref("run", run.pk)
 
 
@@ -179,7 +180,7 @@ class StrictCharField(serializers.CharField):
             for v in self.validators
         ]
 
-    def to_internal_value(self, data: object) -> str:
+    def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
@@ -191,7 +192,7 @@ class IsoDateTimeField(serializers.Field):
 
     default_error_messages = {"invalid": "Not a valid ISO-8601 datetime."}
 
-    def to_internal_value(self, data: object):
+    def to_internal_value(self, data: Any):
         if not isinstance(data, str):
             self.fail("invalid")
         try:
@@ -206,7 +207,7 @@ class IsoDateTimeField(serializers.Field):
 class StrictSerializer(serializers.Serializer):
     """Refuses keys it does not declare."""
 
-    def to_internal_value(self, data: object) -> dict:
+    def to_internal_value(self, data: Any) -> dict:
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
@@ -218,7 +219,7 @@ class RunInputField(StrictCharField):
     """A run's input string; the object older clients send is taken as unencrypted input, i.e. base64
     of its JSON (what the node reads), and then checked like any other input."""
 
-    def to_internal_value(self, data: object) -> str:
+    def to_internal_value(self, data: Any) -> str:
         if isinstance(data, dict):
             data = base64.b64encode(json.dumps(data).encode()).decode()
         return super().to_internal_value(data)
@@ -230,7 +231,7 @@ class OrganizationInput(serializers.Serializer):
 
 
 class PreprocessingStep(serializers.DictField):
-    def to_internal_value(self, data: object) -> dict:
+    def to_internal_value(self, data: Any) -> dict:
         value = super().to_internal_value(data)
         if "function" not in value:
             raise serializers.ValidationError("Each preprocessing step needs a 'function'.")
@@ -238,7 +239,7 @@ class PreprocessingStep(serializers.DictField):
 
 
 class DatabaseInput(StrictSerializer):
-    label = StrictCharField(min_length=1, max_length=256)
+    label = StrictCharField(min_length=1, max_length=256)  # type: ignore[assignment]  # a field named label
     query = StrictCharField(required=False, allow_blank=True)
     sheet_name = StrictCharField(required=False, allow_blank=True)
     preprocessing = serializers.ListField(child=PreprocessingStep(), required=False)
@@ -251,7 +252,7 @@ class DatabasesField(serializers.ListField):
     def __init__(self, **kwargs) -> None:
         super().__init__(child=DatabaseInput(), **kwargs)
 
-    def to_internal_value(self, data: object) -> list[dict]:
+    def to_internal_value(self, data: Any) -> list[dict]:
         if isinstance(data, str):
             data = [{"label": data}]
         return super().to_internal_value(data)
@@ -312,7 +313,7 @@ class ContainerTokenInput(serializers.Serializer):
 class PortInput(serializers.Serializer):
     port = serializers.IntegerField(min_value=1, max_value=65535)
     run_id = IdField()
-    label = StrictCharField(max_length=128, required=False, allow_null=True, allow_blank=True)
+    label = StrictCharField(max_length=128, required=False, allow_null=True, allow_blank=True)  # type: ignore[assignment]
 
 
 @extend_schema_serializer(component_name="Kill")

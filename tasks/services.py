@@ -260,8 +260,8 @@ def _kill_runs(collaboration_id: int, runs: QuerySet[Run], *, mark: bool) -> int
 @transaction.atomic
 def task_kill(*, principal: Principal, task: Task) -> None:
     """Stop the open runs of a task and of its direct children (the task must not be finished)."""
-    if is_finished(task.status):
-        raise bad_request(f"Task id={task.pk} already finished with status '{task.status}', nothing to kill!")
+    if is_finished(task.status):  # type: ignore[attr-defined]  # with_status()
+        raise bad_request(f"Task id={task.pk} already finished with status '{task.status}', nothing to kill!")  # type: ignore[attr-defined]
     # The task ids first: an OR across the join to the tasks would scan every run.
     family = Task.objects.filter(Q(pk=task.pk) | Q(parent_id=task.pk)).values("id")
     _kill_runs(task.collaboration_id, Run.objects.filter(task_id__in=family), mark=True)

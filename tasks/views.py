@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.db.models import prefetch_related_objects
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -74,7 +76,7 @@ class TaskViewSet(ApiViewSet):
         def serialize(tasks: list[Task]) -> list[dict]:
             if include & selectors.TASK_INCLUDES:
                 selectors.attach_nodes(run for task in tasks for run in task.runs.all())
-            return TaskOutput(tasks, many=True, context={"include": include}).data
+            return cast(list, TaskOutput(tasks, many=True, context={"include": include}).data)
 
         return paginate(
             request,
@@ -108,13 +110,13 @@ class TaskViewSet(ApiViewSet):
     def status(self, request: Request, pk: str) -> Response:
         task = selectors.task_with_status(pk)
         self.principal.require(selectors.may(self.principal, "task", "view", task))
-        return Response({"status": task.status})
+        return Response({"status": task.status})  # type: ignore[attr-defined]  # annotated by with_status()
 
 
 def _serialize_runs(include_task: bool):
     def serialize(runs: list[Run]) -> list[dict]:
         selectors.attach_nodes(runs)
-        return RunOutput(runs, many=True, context={"include_task": include_task}).data
+        return cast(list, RunOutput(runs, many=True, context={"include_task": include_task}).data)
 
     return serialize
 
@@ -145,7 +147,7 @@ class RunViewSet(ApiViewSet):
         run = services.run_update(principal=self.principal, run_id=int(pk), data=data)
         # The updated run, its task and its node (the caller) are at hand: only its ports are read.
         prefetch_related_objects([run], "ports")
-        run.node_info = selectors.node_info(self.principal.node)
+        run.node_info = selectors.node_info(self.principal.node)  # type: ignore[attr-defined]  # read by RunOutput
         return Response(RunOutput(run).data)
 
 
