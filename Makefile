@@ -44,6 +44,7 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-logo
+	$(VENV)/bin/mypy
 
 # `make run` with a demo network: three organizations, a collaboration, a node each and a researcher,
 # created on the first start; their password and node API keys are printed (`manage.py demo --help`).

@@ -22,7 +22,7 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
 def _require_unique_name(model: type[Model], name: str, label: str, exclude_pk: int | None = None) -> None:
-    clash = model.objects.filter(name=name)
+    clash = model._default_manager.filter(name=name)
     if exclude_pk is not None:
         clash = clash.exclude(pk=exclude_pk)
     if clash.exists():

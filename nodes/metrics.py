@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import Case, CharField, Count, Value, When
 from django.db.models.functions import Left, StrIndex
 
@@ -11,7 +13,7 @@ from nodes.services import NODE_GPU_METRICS, NODE_METRICS
 from vantage6.api.observability import label
 
 
-def _socket_sessions() -> list[dict]:
+def _socket_sessions() -> list[Any]:
     """Live sessions by transport and by the kind of their owner ("node:5" → node; none yet: anonymous).
 
     Sessions are kept in the database by every instance, so the count covers the whole deployment.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from typing import cast
 
 from django.conf import settings
 from django.db import transaction
@@ -26,7 +27,7 @@ def new_api_key() -> str:
 
 
 def _require_unique_name(name: str, exclude_pk: int | None = None) -> None:
-    if Node.objects.filter(name=name).exclude(pk=exclude_pk).exists():
+    if Node.objects.filter(name=name).exclude(pk=cast(int, exclude_pk)).exists():  # None excludes nothing
         raise bad_request(f"Node with name '{name}' already exists!")
 
 

@@ -7,6 +7,7 @@ import binascii
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.conf import settings
 from django.db import transaction
@@ -45,7 +46,7 @@ def _collaboration_and_study(data: dict) -> tuple[Collaboration, Study | None]:
         study = Study.objects.filter(pk=study_id).first()
         if study is None:
             raise not_found(f"Study id={study_id} not found!")
-    collaboration_id = data.get("collaboration_id") or study.collaboration_id
+    collaboration_id = data.get("collaboration_id") or study.collaboration_id  # type: ignore[union-attr]
     collaboration = Collaboration.objects.filter(pk=collaboration_id).first()
     if collaboration is None:
         raise not_found(f"Collaboration id={collaboration_id} not found!")
@@ -107,7 +108,7 @@ def _check_container(principal: Principal, collaboration: Collaboration, image: 
         and claims.get("collaboration_id") == collaboration.pk,
         CONTAINER_TOKEN_INVALID,
     )
-    return parent
+    return cast(Task, parent)
 
 
 def _image_and_store(
@@ -285,7 +286,7 @@ def node_kill(*, principal: Principal, node: Node) -> None:
     emit(
         "kill_containers",
         {"node_id": node.pk, "collaboration_id": node.collaboration_id},
-        room=collaboration_room(node.collaboration_id),
+        room=collaboration_room(cast(int, node.collaboration_id)),  # a node to kill runs of has one
     )
     audit(principal, "node.kill_tasks", node)
 

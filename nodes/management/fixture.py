@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 from django.db import transaction
+from django.db.models import Model
 from rest_framework import serializers
 
 from accounts.models import Role, User
@@ -47,20 +48,22 @@ class OrganizationEntry(OrganizationCreateInput):
 
 
 class CollaborationEntry(CollaborationCreateInput):
-    organization_ids = None
+    organization_ids = None  # type: ignore[assignment]  # DRF leaves a field set to None out
     organizations = _names(allow_empty=False)
     encrypted = serializers.BooleanField(default=True)
 
 
 class UserEntry(UserCreateInput):
-    organization_id = None
-    rules = None
+    organization_id = None  # type: ignore[assignment]  # DRF leaves a field set to None out
+    rules = None  # type: ignore[assignment]
     organization = serializers.CharField(max_length=128)
     roles = _names(required=False, default=list)
     # Both only needed for a new user: an existing one keeps its password.
     email = serializers.EmailField(max_length=256, required=False)
     password = serializers.CharField(
-        required=False, trim_whitespace=False, validators=[validate_password_policy]
+        required=False,
+        trim_whitespace=False,
+        validators=[validate_password_policy],  # type: ignore[list-item]
     )
 
 
@@ -71,8 +74,8 @@ class NodeEntry(serializers.Serializer):
 
 
 class StudyEntry(StudyCreateInput):
-    collaboration_id = None
-    organization_ids = None
+    collaboration_id = None  # type: ignore[assignment]  # DRF leaves a field set to None out
+    organization_ids = None  # type: ignore[assignment]
     collaboration = serializers.CharField(max_length=128)
     organizations = _names(allow_empty=False)
 
@@ -163,9 +166,9 @@ def _check_references(sections: dict[str, list[dict]]) -> list[str]:
             seen = Counter(entry[key] for entry in entries)
             problems += [f"{section}: '{name}' appears {n} times" for name, n in seen.items() if n > 1]
 
-    def known(model: type, section: str) -> set[str]:
+    def known(model: type[Model], section: str) -> set[str]:
         wanted = {entry["name"] for entry in sections[section]}
-        return wanted | set(model.objects.values_list("name", flat=True))
+        return wanted | set(model._default_manager.values_list("name", flat=True))
 
     organizations = known(Organization, "organizations")
     collaborations = known(Collaboration, "collaborations")

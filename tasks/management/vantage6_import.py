@@ -11,6 +11,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from django.core.management.color import no_style
 from django.db import connection, models, transaction
@@ -72,9 +73,11 @@ def _checked(model: type[models.Model], table: str, obj: models.Model) -> models
 
 
 def _unique_keys(model: type[models.Model]) -> list[tuple[str, ...]]:
-    keys = [(f.attname,) for f in model._meta.local_concrete_fields if f.unique and not f.primary_key]
+    keys: list[tuple[str, ...]] = [
+        (f.attname,) for f in model._meta.local_concrete_fields if f.unique and not f.primary_key
+    ]
     keys += [
-        tuple(model._meta.get_field(name).attname for name in c.fields)
+        tuple(cast(models.Field, model._meta.get_field(name)).attname for name in c.fields)
         for c in model._meta.constraints
         if isinstance(c, models.UniqueConstraint) and c.fields and c.condition is None
     ]
@@ -324,12 +327,12 @@ def write_plan(plan: Plan, progress: Callable[[str], None]) -> dict[str, int]:
             # Multi-table children: the shared identity row first, then the user or node row itself.
             Authenticatable.objects.bulk_create(
                 [Authenticatable(id=o.pk, type=o.type, ip=o.ip, last_seen=o.last_seen, status=o.status)
-                 for o in objs]
+                 for o in cast(list[Authenticatable], objs)]
             )  # fmt: skip
             for obj in objs:
                 obj.save_base(raw=True, force_insert=True)
         else:
-            model.objects.bulk_create(objs, batch_size=500)
+            model._default_manager.bulk_create(objs, batch_size=500)
         copied[name] = len(objs)
     if connection.vendor == "postgresql":
         # New rows continue after the highest imported id.

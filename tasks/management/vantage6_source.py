@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import psycopg2
@@ -109,6 +110,7 @@ class Source:
     """A vantage6 4.x database, opened read-only; the schema is checked on opening."""
 
     def __init__(self, url: str) -> None:
+        self._connection: Any
         self._connection, self._param = _connect(url)
         self._postgres = self._param == "%s"
         self.columns = self._schema()

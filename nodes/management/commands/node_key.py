@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.permissions import principal_for_system
@@ -44,7 +46,7 @@ class Command(BaseCommand):
         if legacy:
             self._list_legacy()
             return
-        target = _node(node.strip())
+        target = _node(cast(str, node).strip())  # given: legacy is not
         api_key = node_api_key_reset(principal=principal_for_system(), node=target)
         self.stdout.write(f"New API key of node '{target.name}' (id {target.pk}, shown only this once):")
         self.stdout.write(api_key)
