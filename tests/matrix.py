@@ -216,6 +216,20 @@ class Case:
         return self.name
 
 
+def ok_if(allowed: bool, status: int = 200) -> int:
+    """The expected status: ``status`` when the rules allow the call, the 401 of a refusal otherwise."""
+    return status if allowed else 401
+
+
+def deleted_unless_refused(model):
+    """A ``check`` of a delete case: the target is gone exactly when the call succeeded."""
+
+    def check(ctx, _response, expected: int) -> None:
+        assert model.objects.filter(pk=ctx.target.pk).exists() == (expected != 200)
+
+    return check
+
+
 def matrix_params(cases: list[Case]) -> tuple[str, list]:
     """``pytest.mark.parametrize`` arguments: each case for each role (and place, when it matters)."""
     import pytest
