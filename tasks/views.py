@@ -353,7 +353,7 @@ class BlobViewSet(ApiViewSet):
         if principal.is_user:
             principal.require(principal.at_least("col", "task", "create"))
         elif principal.is_container:
-            parent = Task.objects.with_status().filter(pk=principal.claims.get("task_id")).first()
+            parent = Task.objects.filter(pk=principal.claims.get("task_id")).first()
             if parent is None or is_finished(parent.status):
                 raise ApiError(403, "The task of this container has finished; uploads are closed")
         # The raw body is read in chunks, never as a whole.

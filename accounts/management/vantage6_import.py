@@ -21,7 +21,7 @@ from accounts.models import Authenticatable, AuthStatus, Role, Rule, User
 from accounts.services import audit
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from nodes.models import Node, NodeConfig, api_key_digest
-from tasks.models import AlgorithmPort, Run, Task, TaskDatabase
+from tasks.models import AlgorithmPort, Run, Task, TaskDatabase, task_status
 
 
 class ImportRefused(Exception):
@@ -263,6 +263,7 @@ def build_plan(
             blob_storage_used=_flag(row["blob_storage_used"], False),
         ))  # fmt: skip
     runs = plan.ids(Run)
+    _set_task_status(plan)
     for row in each("algorithmport"):
         if row["run_id"] not in runs:
             skip("algorithmport", "its run was deleted")
@@ -275,6 +276,15 @@ def build_plan(
                          (User, "user"), (Node, "node")):  # fmt: skip
         _require_unique(plan, model, table)
     return plan
+
+
+def _set_task_status(plan: Plan) -> None:
+    """Each task's stored status and end, from its imported runs."""
+    runs: dict[int, list[tuple[str, object]]] = {}
+    for run in plan.rows.get(Run, []):
+        runs.setdefault(run.task_id, []).append((run.status, run.finished_at))
+    for task in plan.rows.get(Task, []):
+        task.status, task.finished_at = task_status(runs.get(task.pk, []))
 
 
 def _identity(identities: dict[int, dict], pk: int, kind: str) -> dict:

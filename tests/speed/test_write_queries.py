@@ -50,11 +50,13 @@ def warmed(api, identity) -> dict:
     return headers
 
 
-# The caller, the run with its task (locked), the UPDATE, the audit record, the run's ports.
+# The caller, the run with its task (locked), the statuses of the task's runs, the UPDATE, the audit
+# record, the run's ports; + the task when its status changes (here the first run to become active,
+# and a failure, which also fails the runs of the task that never started).
 PATCH_RUN = {
-    "status": ({"status": "active"}, 5),
-    "completion": ({"status": "completed", "result": RESULT, "log": "ok"}, 5),
-    "failure": ({"status": "failed", "log": "crash"}, 6),  # + the runs of the task that never started
+    "status": ({"status": "active"}, 7),
+    "completion": ({"status": "completed", "result": RESULT, "log": "ok"}, 6),
+    "failure": ({"status": "failed", "log": "crash"}, 8),
 }
 
 
@@ -111,9 +113,10 @@ def test_kill_task_does_not_grow_with_the_runs(api, size):
     for org in orgs:
         make_run(task, org, status="active")
     headers = warmed(api, make_user(orgs[0], "Root"))
-    # The caller, the task (with its status), its open runs, one UPDATE of them, the audit record.
+    # The caller, the task, its family's rows (locked), their runs, one UPDATE of the open ones, one
+    # of the tasks' statuses, the audit record.
     kill = lambda: api.post("/api/kill/task", {"id": task.pk}, format="json", **headers)  # noqa: E731
-    assert statements(kill) == 5
+    assert statements(kill) == 7
 
 
 def test_create_user(api):
