@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db.models import prefetch_related_objects
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -57,8 +56,9 @@ def _validated(serializer_class, data: object) -> dict:
     return serializer.validated_data
 
 
-def _task_response(task_id: int, status: int = 200) -> Response:
-    return Response(TaskOutput(selectors.task_queryset().get(pk=task_id)).data, status=status)
+def _created(task: Task) -> Response:
+    """The task just created, as it was written (its databases are read back)."""
+    return Response(TaskOutput(task).data, status=201)
 
 
 class TaskViewSet(ApiViewSet):
@@ -99,7 +99,7 @@ class TaskViewSet(ApiViewSet):
         task = services.task_create(
             principal=self.principal, data=data, authorization=request.META.get("HTTP_AUTHORIZATION")
         )
-        return _task_response(task.pk, status=201)
+        return _created(task)
 
     @extend_schema(parameters=[include("runs", "results")])
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -153,7 +153,6 @@ class RunViewSet(ApiViewSet):
         data = _valid(RunPatchInput, request)
         run = services.run_update(principal=self.principal, run_id=int(pk), data=data)
         # The updated run, its task and its node (the caller) are at hand: only its ports are read.
-        prefetch_related_objects([run], "ports")
         run.node_info = selectors.node_info(self.principal.node)
         return Response(RunOutput(run).data)
 
@@ -328,7 +327,7 @@ class ColumnViewSet(ApiViewSet):
             "databases": [database],
         }
         task = services.task_create(principal=self.principal, data=_validated(TaskInput, body))
-        return _task_response(task.pk, status=201)
+        return _created(task)
 
 
 class BlobViewSet(ApiViewSet):
