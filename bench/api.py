@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from writes import Pool, WriteData, prepare
+from writes import Pool, WriteData, prepare, socket_status_changes
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -165,6 +165,7 @@ class Row:
     connections: int | None = None  # instead of ``--connections``
 
 
+SOCKET = "socket"  # the row measured over Socket.IO instead of wrk
 # The writes a network lives on, each at concurrency 1 and 8 (see bench/writes.py).
 WRITES = [
     ("PATCH /api/run/<id> (node, status)", "run_status"),
@@ -175,6 +176,7 @@ WRITES = [
     ("POST /api/port (node)", "port"),
     ("POST /api/kill/task", "kill"),
     ("POST /api/user (bcrypt)", "user"),
+    ("algorithm_status_change (node socket)", SOCKET),
 ]
 
 
@@ -559,6 +561,13 @@ def measure_pool(target: Target, row: Row, args) -> dict:
 
 
 def measure(target: Target, row: Row, args) -> dict:
+    if row.pool == SOCKET:
+        pids = server_pids(target)
+        url = target.base.removesuffix("/api")
+        connections = row.connections or args.connections
+        return socket_status_changes(
+            url, target.writes.socket, connections, args.duration, lambda: cpu_seconds(pids)
+        )
     if row.pool:
         return measure_pool(target, row, args)
     token = target.tokens.get(row.auth) if row.auth else None
