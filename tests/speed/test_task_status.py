@@ -10,10 +10,11 @@ from datetime import datetime
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.db.models import Q
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from tasks.models import FAILED_STATUSES, Run, Task, TaskStatus
+from tasks.models import FAILED_STATUSES, Run, Task, TaskStatus, task_status
 from tests.conftest import requires_services
 from tests.factories import bearer, make_collab, make_node, make_org, make_run, make_task, make_user
 
@@ -170,23 +171,20 @@ def test_the_stored_status_follows_the_updates_of_the_runs(api, world, viewer, c
         assert task.status == expected[0]
 
 
-def complete_together(nodes, runs: dict[int, Run]) -> list[int]:
-    """Each node completes its run at the same moment, on its own connection; the status codes."""
-    start, answers = threading.Barrier(len(nodes)), []
+def together(requests: list) -> list[int]:
+    """Make these requests (each a function of an API client) at the same moment, each on its own
+    connection; their status codes."""
+    start, answers = threading.Barrier(len(requests)), []
 
-    def complete(node) -> None:
+    def call(request) -> None:
         try:
-            headers = bearer(node)
+            client = APIClient()
             start.wait()
-            body = {"status": "completed", "finished_at": END_A}
-            run = runs[node.organization_id]
-            answers.append(
-                APIClient().patch(f"/api/run/{run.pk}", body, format="json", **headers).status_code
-            )
+            answers.append(request(client).status_code)
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=complete, args=(node,)) for node in nodes]
+    threads = [threading.Thread(target=call, args=(request,)) for request in requests]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -194,20 +192,47 @@ def complete_together(nodes, runs: dict[int, Run]) -> list[int]:
     return answers
 
 
+def completion(node, run: Run):
+    body, headers = {"status": "completed", "finished_at": END_A}, bearer(node)
+    return lambda api: api.patch(f"/api/run/{run.pk}", body, format="json", **headers)
+
+
+def race(size: int, name: str):
+    orgs = [make_org(f"{name}-{i}") for i in range(size)]
+    collab = make_collab(*orgs)
+    return orgs, collab, [make_node(org, collab, f"{name}-node-{i}")[0] for i, org in enumerate(orgs)]
+
+
 @requires_services("postgres")
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_updates_of_the_runs_of_one_task_leave_its_status_right():
     """The nodes of a task report at the same moment: the last one to commit sees the others' runs, so
     the task ends completed, not with the status one of them saw."""
-    orgs = [make_org(f"race-{i}") for i in range(6)]
-    collab = make_collab(*orgs)
-    nodes = [make_node(org, collab, f"race-node-{i}")[0] for i, org in enumerate(orgs)]
+    orgs, collab, nodes = race(6, "race")
     for _ in range(3):
         task = make_task(collab, orgs[0], *orgs)
         runs = {run.organization_id: run for run in task.runs.all()}
-        assert complete_together(nodes, runs) == [200] * len(nodes)
+        assert together([completion(node, runs[node.organization_id]) for node in nodes]) == [200] * 6
         task.refresh_from_db()
         assert (task.status, task.finished_at.isoformat()) == ("completed", END_A)
+
+
+@requires_services("postgres")
+@pytest.mark.django_db(transaction=True)
+def test_a_kill_racing_the_nodes_updates_leaves_a_status_that_follows_the_runs():
+    """Kills lock the rows of the task and its children before their runs, as updates do: no deadlock
+    (which PostgreSQL would answer with an error, a 500), and the stored status is that of the runs."""
+    orgs, collab, nodes = race(5, "kill-race")
+    headers = bearer(make_user(orgs[0], "Root"))
+    for _ in range(3):
+        task = make_task(collab, orgs[0], *orgs)
+        make_task(collab, orgs[0], orgs[1], parent=task)  # a child, killed with it
+        runs = {run.organization_id: run for run in task.runs.all()}
+        kill = lambda api, pk=task.pk: api.post("/api/kill/task", {"id": pk}, format="json", **headers)  # noqa: E731
+        answers = together([kill, *(completion(node, runs[node.organization_id]) for node in nodes)])
+        assert set(answers) <= {200, 400}, answers
+        for one in Task.objects.filter(Q(pk=task.pk) | Q(parent=task)):
+            assert (one.status, one.finished_at) == task_status(one.runs.values_list("status", "finished_at"))
 
 
 @pytest.mark.django_db(transaction=True)
