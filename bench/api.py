@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from writes import Pool, WriteData, prepare
+from writes import Pool, WriteData, prepare, socket_status_changes
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -55,7 +55,10 @@ OURS_DIR = BENCH / ".ours"
 ORIG_DIR = BENCH / ".original"
 RESULTS = BENCH / "results"
 DEPS = BENCH / ".deps"
-ORIG_PORT = 7602
+# BENCH_PORT_OFFSET moves every server of a run to other ports, so that two runs can share a machine.
+PORT_OFFSET = int(os.environ.get("BENCH_PORT_OFFSET", "0"))
+ORIG_PORT = 7602 + PORT_OFFSET
+os.environ["ORIG_PORT"] = str(ORIG_PORT)  # for setup_original.sh
 OURS_ROOT_PASSWORD = "Bench-root-password-1!"
 # Fixed secrets: tokens stay valid across the restarts of the deployments of one dataset.
 OURS_ENV = {
@@ -96,39 +99,54 @@ TARGETS = {
     "original": Target("original", ORIG_PORT, 1, None, "vantage6-server 4.15.2, uWSGI + gevent, 1 worker"),
     "daphne": Target(
         "daphne",
-        7611,
+        7611 + PORT_OFFSET,
         1,
         [str(VENV_PY), "-m", "vantage6.serve"],
         "ours, daphne as `make run` starts it without RabbitMQ (1 process)",
-        env={"V6_HOST": "127.0.0.1", "V6_PORT": "7611"},
+        env={"V6_HOST": "127.0.0.1", "V6_PORT": str(7611 + PORT_OFFSET)},
     ),
     "daphne-2": Target(
         "daphne-2",
-        7616,
+        7616 + PORT_OFFSET,
         2,
         [str(VENV_PY), "-m", "vantage6.serve"],
         "ours, daphne as `make run` starts it with RabbitMQ on 2 cores (2 processes, one address)",
-        env={"V6_HOST": "127.0.0.1", "V6_PORT": "7616", "V6_WORKERS": "2", "V6_RABBITMQ_URI": "RABBITMQ"},
+        env={
+            "V6_HOST": "127.0.0.1",
+            "V6_PORT": str(7616 + PORT_OFFSET),
+            "V6_WORKERS": "2",
+            "V6_RABBITMQ_URI": "RABBITMQ",
+        },
     ),
     "uvicorn": Target(
-        "uvicorn", 7612, 1, _serve("uvicorn", 7612, 1), "ours, uvicorn+uvloop, 1 process", True
+        "uvicorn",
+        7612 + PORT_OFFSET,
+        1,
+        _serve("uvicorn", 7612 + PORT_OFFSET, 1),
+        "ours, uvicorn+uvloop, 1 process",
+        True,
     ),
     "gunicorn-wsgi": Target(
         "gunicorn-wsgi",
-        7613,
+        7613 + PORT_OFFSET,
         1,
-        _serve("gunicorn-wsgi", 7613, 1),
+        _serve("gunicorn-wsgi", 7613 + PORT_OFFSET, 1),
         "ours, gunicorn gthread WSGI, 1 worker",
         True,
     ),
     "uvicorn-2": Target(
-        "uvicorn-2", 7614, 2, _serve("uvicorn", 7614, 2), "ours, uvicorn+uvloop, 2 processes", True
+        "uvicorn-2",
+        7614 + PORT_OFFSET,
+        2,
+        _serve("uvicorn", 7614 + PORT_OFFSET, 2),
+        "ours, uvicorn+uvloop, 2 processes",
+        True,
     ),
     "gunicorn-wsgi-2": Target(
         "gunicorn-wsgi-2",
-        7615,
+        7615 + PORT_OFFSET,
         2,
-        _serve("gunicorn-wsgi", 7615, 2),
+        _serve("gunicorn-wsgi", 7615 + PORT_OFFSET, 2),
         "ours, gunicorn gthread WSGI, 2 workers",
         True,
     ),
@@ -147,6 +165,7 @@ class Row:
     connections: int | None = None  # instead of ``--connections``
 
 
+SOCKET = "socket"  # the row measured over Socket.IO instead of wrk
 # The writes a network lives on, each at concurrency 1 and 8 (see bench/writes.py).
 WRITES = [
     ("PATCH /api/run/<id> (node, status)", "run_status"),
@@ -157,6 +176,7 @@ WRITES = [
     ("POST /api/port (node)", "port"),
     ("POST /api/kill/task", "kill"),
     ("POST /api/user (bcrypt)", "user"),
+    ("algorithm_status_change (node socket)", SOCKET),
 ]
 
 
@@ -541,6 +561,13 @@ def measure_pool(target: Target, row: Row, args) -> dict:
 
 
 def measure(target: Target, row: Row, args) -> dict:
+    if row.pool == SOCKET:
+        pids = server_pids(target)
+        url = target.base.removesuffix("/api")
+        connections = row.connections or args.connections
+        return socket_status_changes(
+            url, target.writes.socket, connections, args.duration, lambda: cpu_seconds(pids)
+        )
     if row.pool:
         return measure_pool(target, row, args)
     token = target.tokens.get(row.auth) if row.auth else None

@@ -274,7 +274,12 @@ def write_cases(manifest: dict, n: int) -> dict:
 
     def fresh_runs(count: int):
         task = Task.objects.create(
-            name="breakdown", image="i", collaboration_id=collab, init_org_id=orgs[0], job_id=0
+            name="breakdown",
+            image="i",
+            collaboration_id=collab,
+            init_org_id=orgs[0],
+            job_id=0,
+            status="pending",
         )
         Run.objects.bulk_create(Run(task=task, organization_id=orgs[0], input="") for _ in range(count))
         return iter(list(task.runs.values_list("id", flat=True)))
@@ -282,7 +287,12 @@ def write_cases(manifest: dict, n: int) -> dict:
     def fresh_tasks(count: int):
         tasks = [
             Task.objects.create(
-                name="kill", image="i", collaboration_id=collab, init_org_id=orgs[0], job_id=0
+                name="kill",
+                image="i",
+                collaboration_id=collab,
+                init_org_id=orgs[0],
+                job_id=0,
+                status="pending",
             )
             for _ in range(count)
         ]

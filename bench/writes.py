@@ -13,16 +13,24 @@ Prepared the same way on both servers, as root, with node tokens of the seeded n
   a few for the status change and ports, ``pool / 5`` more whose runs are completed, ``pool``
   single-organization tasks to kill;
 * a collaboration of 50 organizations with a node each (40 organizations are added);
-* a container token of the first node for one of the status tasks (its subtasks).
+* a container token of the first node for one of the status tasks (its subtasks);
+* for ``algorithm_status_change`` over the socket: the first node reports the status of its run of a
+  status task on ``c`` sockets at once (at most ``c`` events in flight), while the second node's socket
+  counts the events the server relays to the collaboration (``socket_status_changes``).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import statistics
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import websocket
 from seed import IMAGE, USER_PASSWORD, Api
 
 STATUS_TASKS = 4
@@ -50,8 +58,19 @@ class Pool:
 
 
 @dataclass
+class SocketData:
+    """A node's ``algorithm_status_change`` reports (``event``), and another node of the collaboration
+    that hears them relayed."""
+
+    sender: str  # bearer token
+    listener: str
+    event: dict
+
+
+@dataclass
 class WriteData:
     pools: dict[str, Pool] = field(default_factory=dict)
+    socket: SocketData | None = None
 
 
 def _input() -> str:
@@ -147,6 +166,11 @@ def prepare(base: str, manifest: dict, pool: int, log) -> WriteData:
         for i in range(max(50, pool // 10))
     ]
     subtask = _task(collab, [first], "bench-subtask")
+    status_run = next(run for run, org in _runs_by_org(api, status_tasks[:1]) if org == first)
+    event = {
+        "run_id": status_run, "task_id": status_tasks[0], "collaboration_id": collab, "status": "active",
+        "node_id": node_of[first]["id"], "organization_id": first, "parent_id": None,
+    }  # fmt: skip
     data = WriteData()
     data.pools = {
         "run_status": Pool(
@@ -173,5 +197,94 @@ def prepare(base: str, manifest: dict, pool: int, log) -> WriteData:
         ),
         "subtask": Pool([("POST", "/api/task", json.dumps(subtask), container_bearer)], True),
     }
+    data.socket = SocketData(node_bearer[first], node_bearer[orgs[1]], event)
     log(f"  prepared in {time.monotonic() - started:.0f} s")
     return data
+
+
+# --- algorithm_status_change over the socket: Engine.IO 4 / Socket.IO 5 on a websocket, as the node ---
+RELAYED = '42/tasks,["algorithm_status_change"'
+
+
+def _connect(url: str, bearer: str) -> websocket.WebSocket:
+    """A socket in namespace /tasks, authenticated by the handshake's Authorization header."""
+    ws = websocket.create_connection(
+        f"{url.replace('http', 'ws', 1)}/socket.io/?EIO=4&transport=websocket",
+        header=[f"Authorization: {bearer}"],
+        timeout=30,
+    )
+    ws.recv()  # the Engine.IO open packet
+    ws.send("40/tasks,")
+    while not (message := ws.recv()).startswith(("40/tasks", "44/tasks")):
+        if message == "2":
+            ws.send("3")
+    if message.startswith("44"):
+        raise SystemExit(f"socket refused: {message}")
+    return ws
+
+
+def socket_status_changes(
+    url: str, data: SocketData, connections: int, seconds: float, cpu: Callable
+) -> dict:
+    """``algorithm_status_change`` events of a node on ``connections`` sockets (at most one event in
+    flight each) for ``seconds`` after a warm-up second, each counted when the server has relayed it
+    to the listening node; ``cpu()`` reads the server's CPU seconds. The columns of a row."""
+    listener = _connect(url, data.listener)
+    senders = [_connect(url, data.sender) for _ in range(connections)]
+    time.sleep(0.5)  # the rooms are joined
+    changed = threading.Condition()
+    sent: list[float] = []
+    heard: list[float] = []
+    packet = "42/tasks," + json.dumps(["algorithm_status_change", data.event])
+    running = True
+
+    def read(ws: websocket.WebSocket, counts: bool) -> None:
+        with contextlib.suppress(websocket.WebSocketException, OSError):
+            while running:
+                message = ws.recv()
+                if message == "2":
+                    ws.send("3")
+                elif counts and message.startswith(RELAYED):
+                    with changed:
+                        heard.append(time.monotonic())
+                        changed.notify_all()
+
+    def send(ws: websocket.WebSocket, until: float) -> None:
+        while time.monotonic() < until:
+            with changed:
+                changed.wait_for(lambda: len(sent) - len(heard) < connections)
+                sent.append(time.monotonic())
+            ws.send(packet)
+
+    def burst(until: float) -> None:
+        threads = [threading.Thread(target=send, args=(ws, until)) for ws in senders]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with changed:
+            changed.wait_for(lambda: len(heard) >= len(sent), timeout=30)
+
+    readers = [threading.Thread(target=read, args=(listener, True), daemon=True)]
+    readers += [threading.Thread(target=read, args=(ws, False), daemon=True) for ws in senders]
+    for thread in readers:
+        thread.start()
+    burst(time.monotonic() + 1)
+    first, cpu_before, started = len(sent), cpu(), time.monotonic()
+    burst(started + seconds)
+    elapsed, cpu_used = time.monotonic() - started, cpu() - cpu_before
+    running = False
+    for ws in (listener, *senders):
+        ws.close()
+    events = len(heard) - first
+    latencies = sorted(b - a for a, b in zip(sent[first:], heard[first:], strict=False))
+    return {
+        "rps": events / elapsed,
+        "p50": statistics.median(latencies) * 1000,
+        "p99": latencies[int(0.99 * (len(latencies) - 1))] * 1000,
+        "requests": events,
+        "non2xx": len(sent) - len(heard),  # not relayed within 30 s
+        "socket_errors": "",
+        "mode": "socket",
+        "cpu_ms": cpu_used * 1000 / max(events, 1),
+    }

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from django.db import models
-from django.db.models import CharField, DateTimeField
-from django.utils import timezone
+from collections.abc import Iterable
+from datetime import datetime
 
-from vantage6.api.sql import CorrelatedSQL
+from django.db import models
+from django.utils import timezone
 
 
 class TaskStatus(models.TextChoices):
@@ -32,72 +32,30 @@ def is_finished(status: str) -> bool:
     return status not in OPEN_STATUSES
 
 
-# Precedence of the open statuses in the derived task status: active > initializing > pending.
-_OPEN_RANK = {TaskStatus.ACTIVE: 3, TaskStatus.INITIALIZING: 2, TaskStatus.PENDING: 1}
+# Precedence of the open statuses in a task's status: active > initializing > pending.
+_OPEN_ORDER = (TaskStatus.ACTIVE, TaskStatus.INITIALIZING, TaskStatus.PENDING)
 
 
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+def task_status(runs: Iterable[tuple[str, datetime | None]]) -> tuple[str, datetime | None]:
+    """A task's ``status`` and ``finished_at`` from the ``(status, finished_at)`` of its runs.
 
-
-def _run_summary_sql(connection, select: str) -> tuple[str, tuple]:
-    """``SELECT <select> FROM run r WHERE r.task_id = <outer task>`` with the status aggregates named
-    ``{failed}`` (the set of failure statuses) and ``{rank}`` (a run's open rank) in ``select``."""
-    q = connection.ops.quote_name
-    failed = f"r.{q('status')} IN ({', '.join(_literal(s.value) for s in FAILED_STATUSES)})"
-    rank = " ".join(f"WHEN {_literal(s.value)} THEN {n}" for s, n in _OPEN_RANK.items())
-    select = select.format(
-        failed=failed, rank=f"CASE r.{q('status')} {rank} ELSE 0 END", status=f"r.{q('status')}"
-    )
-    return (
-        f"SELECT {select} FROM {q(Run._meta.db_table)} r WHERE r.{q(Run.task.field.column)} = {{outer}}",
-        (),
-    )
-
-
-def _status_sql(connection) -> tuple[str, tuple]:
-    # Any failed run: the shared failure status, or "failed" when they differ; else the most
-    # advanced open status; else "completed" (also without runs: the aggregates give one row).
-    kinds = "COUNT(DISTINCT CASE WHEN {failed} THEN {status} END)"
-    open_status = " ".join(
-        f"WHEN MAX({{rank}}) = {n} THEN {_literal(s.value)}" for s, n in _OPEN_RANK.items()
-    )
-    return _run_summary_sql(
-        connection,
-        f"CASE WHEN {kinds} = 1 THEN MIN(CASE WHEN {{failed}} THEN {{status}} END) "
-        f"WHEN {kinds} > 1 THEN {_literal(TaskStatus.FAILED.value)} {open_status} "
-        f"ELSE {_literal(TaskStatus.COMPLETED.value)} END",
-    )
-
-
-def _finished_at_sql(connection) -> tuple[str, tuple]:
-    # The latest run end, only when every run completed.
-    q = connection.ops.quote_name
-    return _run_summary_sql(
-        connection,
-        f"CASE WHEN COUNT(CASE WHEN {{failed}} THEN 1 END) = 0 AND MAX({{rank}}) = 0 "
-        f"THEN MAX(r.{q('finished_at')}) END",
-    )
-
-
-class TaskQuerySet(models.QuerySet):
-    def with_status(self) -> TaskQuerySet:
-        """Annotate the derived ``status`` and ``finished_at`` from the runs, in the database.
-
-        Any failed run: the shared failure status, or "failed" when they differ; else the most
-        advanced open status; else "completed" (also without runs). ``finished_at`` is the latest
-        run end of a completed task. Each is one correlated subquery (SQL written once), so a page
-        of tasks only aggregates the runs of its own rows, counting the tasks skips them, and the
-        task list can still filter on the status.
-        """
-        return self.annotate(
-            status=CorrelatedSQL(_status_sql, output_field=CharField()),
-            finished_at=CorrelatedSQL(_finished_at_sql, output_field=DateTimeField()),
-        )
+    Any failed run: the shared failure status, or "failed" when they differ; else the most advanced
+    open status; else "completed" (also without runs), with the latest run end as ``finished_at``.
+    """
+    runs = list(runs)
+    statuses = {status for status, _ in runs}
+    failures = statuses.intersection(FAILED_STATUSES)
+    if failures:
+        return (failures.pop() if len(failures) == 1 else TaskStatus.FAILED), None
+    for status in _OPEN_ORDER:
+        if status in statuses:
+            return status, None
+    return TaskStatus.COMPLETED, max((end for _, end in runs if end is not None), default=None)
 
 
 class Task(models.Model):
-    """A computation request; ``status`` and ``finished_at`` come from ``Task.objects.with_status()``."""
+    """A computation request. ``status`` and ``finished_at`` follow its runs (``task_status``): the
+    services that write runs keep them, so that reads and the ``?status=`` filter use plain columns."""
 
     name = models.CharField(max_length=128, blank=True, default="")
     description = models.CharField(max_length=1024, blank=True, default="")
@@ -126,8 +84,11 @@ class Task(models.Model):
         on_delete=models.SET_NULL,
         related_name="tasks",
     )
-
-    objects = TaskQuerySet.as_manager()
+    # A task without runs counts as completed.
+    status = models.CharField(
+        max_length=32, choices=TaskStatus.choices, default=TaskStatus.COMPLETED, db_index=True
+    )
+    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "task"

@@ -47,8 +47,7 @@ def container_still_running(identity: dict) -> bool:
         collaboration_id=collaboration_id, organization_id=organization_id
     )
     row = (
-        Task.objects.with_status()
-        .filter(pk=task_id, collaboration_id=collaboration_id)
+        Task.objects.filter(pk=task_id, collaboration_id=collaboration_id)
         .annotate(node_there=Exists(node), member=Exists(member))
         .values_list("status", "node_there", "member")[:1]
     )
@@ -57,8 +56,8 @@ def container_still_running(identity: dict) -> bool:
 
 
 def task_with_status(pk: int | str) -> Task:
-    """The task with its derived status, or 404."""
-    task = by_pk(Task.objects.with_status(), pk)
+    """The task, or 404."""
+    task = by_pk(Task.objects.all(), pk)
     if task is None:
         raise not_found(f"Task id={pk} not found!")
     return task
@@ -92,7 +91,7 @@ def _runs_prefetch() -> Prefetch:
 
 
 def task_queryset(include: Iterable[str] = ()) -> QuerySet[Task]:
-    tasks = Task.objects.with_status().prefetch_related("databases")
+    tasks = Task.objects.prefetch_related("databases")
     if set(include) & TASK_INCLUDES:
         tasks = tasks.prefetch_related(_runs_prefetch())
     return tasks
@@ -102,9 +101,7 @@ def with_run_details(runs: QuerySet[Run], include_task: bool = False) -> QuerySe
     """Load what a Run representation shows: ports and the task (embedded with its status, or bare)."""
     runs = runs.prefetch_related("ports")
     if include_task:
-        return runs.prefetch_related(
-            Prefetch("task", queryset=Task.objects.with_status().prefetch_related("databases"))
-        )
+        return runs.prefetch_related(Prefetch("task", queryset=Task.objects.prefetch_related("databases")))
     return runs.select_related("task")
 
 
@@ -202,7 +199,7 @@ def task_list(principal: Principal, request: Request) -> QuerySet[Task]:
             raise bad_request(f"Run id={run_id} does not exist!")
         principal.require(principal.can_col("task", "view", run.task.collaboration_id))
         tasks = tasks.filter(pk=run.task_id)
-    tasks = tasks.with_status().prefetch_related("databases")  # type: ignore[attr-defined]  # a TaskQuerySet
+    tasks = tasks.prefetch_related("databases")
     if status := params.get("status"):
         tasks = tasks.filter(status=status)
     if include & TASK_INCLUDES:

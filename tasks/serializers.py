@@ -33,10 +33,9 @@ def _database_entries(task: Task) -> list[dict]:
 
 
 class TaskOutput(OutputSerializer):
-    """A task with its derived status; ``include`` in the context embeds runs and/or results.
+    """A task; ``include`` in the context embeds runs and/or results.
 
-    Expects a ``Task.objects.with_status()`` row with prefetched ``databases`` (and ``runs`` when
-    included).
+    Expects a task with prefetched ``databases`` (and ``runs`` when included).
     """
 
     created_at = TimestampField()

@@ -7,11 +7,11 @@ import binascii
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, Q, QuerySet, TextField, Value, When
+from django.db.models import Case, F, Q, TextField, Value, When
 from django.utils import timezone
 
 from accounts.permissions import Principal
@@ -31,6 +31,7 @@ from tasks.models import (
     TaskDatabase,
     TaskStatus,
     is_finished,
+    task_status,
 )
 from tasks.serializers import database_parameters
 from vantage6.api.errors import ApiError, bad_request, not_found
@@ -100,7 +101,7 @@ def _check_node_policies(principal: Principal, nodes: list[Node]) -> None:
 def _check_container(principal: Principal, collaboration: Collaboration, image: str) -> Task:
     """The parent task of a container's subtask; 401 unless the token may create it."""
     claims = principal.claims
-    parent = Task.objects.with_status().filter(pk=claims.get("task_id")).first()
+    parent = Task.objects.filter(pk=cast(int, claims.get("task_id"))).first()
     principal.require(
         parent is not None
         and image.endswith(str(claims.get("image")))
@@ -201,6 +202,7 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
         init_org_id=principal.organization_id,
         init_user_id=parent.init_user_id if parent else principal.id,
         algorithm_store_id=store_id,
+        status=TaskStatus.PENDING,  # as all its runs
     )
     if parent is None:
         # A top-level task starts a new job; its own id is unique and above every earlier job id.
@@ -237,18 +239,50 @@ def _subtree_ids(task: Task) -> list[int]:
     return ids
 
 
-def _kill_runs(collaboration_id: int, runs: QuerySet[Run], *, mark: bool) -> int:
-    """Tell the nodes to stop the open ``runs``; mark them killed. Never sends an empty kill list."""
-    open_runs = runs.filter(finished_at__isnull=True, status__in=OPEN_STATUSES)
+def _lock_tasks(tasks: Q) -> dict[int, str]:
+    """Lock the rows of these tasks (in id order), before any of their runs: every write of runs holds
+    its tasks' locks, so the runs it reads next are current and the stored task status stays that of
+    its runs. Their current statuses, by id."""
+    return dict(Task.objects.select_for_update().filter(tasks).order_by("id").values_list("id", "status"))
+
+
+def _store_task_status(runs: list[tuple[int, str, datetime | None]]) -> None:
+    """Store the status of the tasks of these ``(task id, status, finished_at)`` rows: all the runs of
+    each, as they are now."""
+    by_task: dict[int, list[tuple[str, datetime | None]]] = {}
+    for task_id, status, finished_at in runs:
+        by_task.setdefault(task_id, []).append((status, finished_at))
+    tasks = []
+    for task_id, rows in by_task.items():
+        status, finished_at = task_status(rows)
+        tasks.append(Task(pk=task_id, status=status, finished_at=finished_at))
+    Task.objects.bulk_update(tasks, ["status", "finished_at"])
+
+
+def _kill_runs(collaboration_id: int, task_ids: list[int], *, mark: bool) -> int:
+    """Tell the nodes to stop the open runs of these (locked) tasks; mark them killed and store the
+    tasks' new status. Never sends an empty kill list."""
+    runs = list(
+        Run.objects.filter(task_id__in=task_ids)
+        .order_by("id")
+        .values_list("id", "task_id", "organization_id", "status", "finished_at")
+    )
     kill_list = [
-        {"task_id": task_id, "run_id": run_id, "organization_id": org_id}
-        for run_id, task_id, org_id in open_runs.values_list("id", "task_id", "organization_id")
+        {"task_id": task_id, "run_id": pk, "organization_id": org_id}
+        for pk, task_id, org_id, status, end in runs
+        if end is None and status in OPEN_STATUSES
     ]
     if not kill_list:
         return 0
     if mark:
-        Run.objects.filter(pk__in=[entry["run_id"] for entry in kill_list]).update(
-            status=TaskStatus.KILLED, finished_at=timezone.now()
+        now = timezone.now()
+        killed = {entry["run_id"] for entry in kill_list}
+        Run.objects.filter(pk__in=killed).update(status=TaskStatus.KILLED, finished_at=now)
+        _store_task_status(
+            [
+                (task_id, TaskStatus.KILLED, now) if pk in killed else (task_id, status, end)
+                for pk, task_id, _, status, end in runs
+            ]
         )
     emit(
         "kill_containers",
@@ -261,11 +295,13 @@ def _kill_runs(collaboration_id: int, runs: QuerySet[Run], *, mark: bool) -> int
 @transaction.atomic
 def task_kill(*, principal: Principal, task: Task) -> None:
     """Stop the open runs of a task and of its direct children (the task must not be finished)."""
-    if is_finished(task.status):  # type: ignore[attr-defined]  # with_status()
-        raise bad_request(f"Task id={task.pk} already finished with status '{task.status}', nothing to kill!")  # type: ignore[attr-defined]
-    # The task ids first: an OR across the join to the tasks would scan every run.
-    family = Task.objects.filter(Q(pk=task.pk) | Q(parent_id=task.pk)).values("id")
-    _kill_runs(task.collaboration_id, Run.objects.filter(task_id__in=family), mark=True)
+    family = _lock_tasks(Q(pk=task.pk) | Q(parent_id=task.pk))
+    status = family.get(task.pk)
+    if status is None:
+        raise not_found(f"Task id={task.pk} not found!")  # deleted meanwhile
+    if is_finished(status):
+        raise bad_request(f"Task id={task.pk} already finished with status '{status}', nothing to kill!")
+    _kill_runs(task.collaboration_id, list(family), mark=True)
     audit(principal, "task.kill", task)
 
 
@@ -273,7 +309,8 @@ def task_kill(*, principal: Principal, task: Task) -> None:
 def task_delete(*, principal: Principal, task: Task) -> None:
     """Delete a task with all its descendants and their runs; running work is stopped first."""
     subtree = _subtree_ids(task)
-    _kill_runs(task.collaboration_id, Run.objects.filter(task_id__in=subtree), mark=False)
+    _lock_tasks(Q(pk__in=subtree))
+    _kill_runs(task.collaboration_id, subtree, mark=False)
     audit(principal, "task.delete", task, subtree=subtree)
     # Children first, so each level's runs (and blobs) go with it.
     Task.objects.filter(pk__in=subtree).delete()
@@ -295,11 +332,19 @@ def node_kill(*, principal: Principal, node: Node) -> None:
 @transaction.atomic
 def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     """A node's update of one of its runs, with the semantics the vantage6 node relies on."""
-    # Only the run's row is locked: updates of the other runs of the same task go on in parallel.
-    run = by_pk(Run.objects.select_for_update(of=("self",)).select_related("task"), run_id)
+    # The task's row is locked; the run as read here may be older than that lock (on PostgreSQL), so
+    # its status and times are taken from the runs of the task read after it.
+    run = by_pk(Run.objects.select_for_update(of=("task",)).select_related("task"), run_id)
     if run is None:
         raise not_found(f"Run id={run_id} not found!")
     principal.require(principal.allows("run", run, "edit"), "This is not your algorithm run to update!")
+    runs: dict[int, list[Any]] = {
+        pk: [status, started_at, finished_at]
+        for pk, status, started_at, finished_at in Run.objects.filter(task_id=run.task_id).values_list(
+            "id", "status", "started_at", "finished_at"
+        )
+    }
+    run.status, run.started_at, run.finished_at = runs[run.pk]
     if run.finished_at is not None:
         raise bad_request("Cannot update an already finished algorithm run!")
     # Only finished_at freezes a run: a node may report a final status first and its result later.
@@ -314,20 +359,30 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     run.log = data.get("log")
     run.status = status
     run.save(update_fields=["started_at", "finished_at", "result", "log", "status"])
+    runs[run.pk] = [status, run.started_at, run.finished_at]
 
     if is_finished(status) and status != TaskStatus.COMPLETED:
+        now = timezone.now()
         reason = f"Not started: algorithm run id={run.pk} of this task ended with status '{status}'"
         Run.objects.filter(task_id=run.task_id, started_at__isnull=True, finished_at__isnull=True).exclude(
             pk=run.pk
         ).update(
             status=TaskStatus.FAILED,
-            finished_at=timezone.now(),
+            finished_at=now,
             log=Case(
                 When(Q(log__isnull=True) | Q(log=""), then=Value(reason)),
                 default=F("log"),
                 output_field=TextField(),
             ),
         )
+        for pk, row in runs.items():
+            if pk != run.pk and row[1] is None and row[2] is None:
+                row[0], row[2] = TaskStatus.FAILED, now
+    task = run.task
+    new = task_status((status, finished_at) for status, _, finished_at in runs.values())
+    if new != (task.status, task.finished_at):
+        task.status, task.finished_at = new
+        task.save(update_fields=["status", "finished_at"])
     audit(principal, "run.update", run, status=status)
     return run
 
@@ -372,7 +427,7 @@ def _database_claims(task: Task) -> list[dict]:
 
 def container_token_issue(*, principal: Principal, task_id: int, image: str) -> str:
     """A token for the algorithm container of ``task_id`` that the calling node is about to start."""
-    task = Task.objects.with_status().filter(pk=task_id).first()
+    task = Task.objects.filter(pk=task_id).first()
     if task is None:
         raise bad_request("Parent task does not exist!")
     principal.require(image == task.image, "Image of the container does not match the image of the task!")

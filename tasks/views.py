@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import cast
 
-from django.db.models import prefetch_related_objects
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -50,8 +49,9 @@ def _flags(*names: str) -> list[OpenApiParameter]:
     ]
 
 
-def _task_response(task_id: int, status: int = 200) -> Response:
-    return Response(TaskOutput(selectors.task_queryset().get(pk=task_id)).data, status=status)
+def _created(task: Task) -> Response:
+    """The task just created, as it was written (its databases are read back)."""
+    return Response(TaskOutput(task).data, status=201)
 
 
 class TaskViewSet(ApiViewSet):
@@ -92,7 +92,7 @@ class TaskViewSet(ApiViewSet):
         task = services.task_create(
             principal=self.principal, data=data, authorization=request.META.get("HTTP_AUTHORIZATION")
         )
-        return _task_response(task.pk, status=201)
+        return _created(task)
 
     @extend_schema(parameters=[include("runs", "results")])
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -110,7 +110,7 @@ class TaskViewSet(ApiViewSet):
     def status(self, request: Request, pk: str) -> Response:
         task = selectors.task_with_status(pk)
         self.principal.require(selectors.may(self.principal, "task", "view", task))
-        return Response({"status": task.status})  # type: ignore[attr-defined]  # annotated by with_status()
+        return Response({"status": task.status})
 
 
 def _serialize_runs(include_task: bool):
@@ -146,7 +146,6 @@ class RunViewSet(ApiViewSet):
         data = validated(RunPatchInput, request.data)
         run = services.run_update(principal=self.principal, run_id=int(pk), data=data)
         # The updated run, its task and its node (the caller) are at hand: only its ports are read.
-        prefetch_related_objects([run], "ports")
         run.node_info = selectors.node_info(self.principal.node)  # type: ignore[attr-defined]  # read by RunOutput
         return Response(RunOutput(run).data)
 
@@ -321,7 +320,7 @@ class ColumnViewSet(ApiViewSet):
             "databases": [database],
         }
         task = services.task_create(principal=self.principal, data=validated(TaskInput, body))
-        return _task_response(task.pk, status=201)
+        return _created(task)
 
 
 class BlobViewSet(ApiViewSet):
@@ -346,7 +345,7 @@ class BlobViewSet(ApiViewSet):
         if principal.is_user:
             principal.require(principal.at_least("col", "task", "create"))
         elif principal.is_container:
-            parent = Task.objects.with_status().filter(pk=principal.claims.get("task_id")).first()
+            parent = Task.objects.filter(pk=cast(int, principal.claims.get("task_id"))).first()
             if parent is None or is_finished(parent.status):
                 raise ApiError(403, "The task of this container has finished; uploads are closed")
         # The raw body is read in chunks, never as a whole.

@@ -81,12 +81,25 @@ def make_task(collab, init_org, *orgs, init_user=None, parent=None, image="some/
         task.save(update_fields=["job_id"])
     for org in orgs:
         make_run(task, org)
+    store_status(task)
     return task
 
 
 def make_run(task, org, status: str = "pending", **fields):
     from tasks.models import Run
 
-    return Run.objects.create(
+    run = Run.objects.create(
         task=task, organization=org, status=status, input=fields.pop("input", ""), **fields
     )
+    store_status(task)
+    return run
+
+
+def store_status(*tasks) -> None:
+    """Store the status of ``tasks`` from their runs, as the services that write runs do (for tests
+    that write runs directly)."""
+    from tasks.models import task_status
+
+    for task in tasks:
+        task.status, task.finished_at = task_status(task.runs.values_list("status", "finished_at"))
+        task.save(update_fields=["status", "finished_at"])

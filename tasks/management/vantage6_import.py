@@ -11,6 +11,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import cast
 
 from django.core.management.color import no_style
@@ -22,7 +23,7 @@ from accounts.services import audit
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from nodes.models import Node, NodeConfig, api_key_digest
 from tasks.management.vantage6_source import Source
-from tasks.models import AlgorithmPort, Run, Task, TaskDatabase
+from tasks.models import AlgorithmPort, Run, Task, TaskDatabase, task_status
 
 
 class ImportRefused(Exception):
@@ -266,6 +267,7 @@ def build_plan(
             blob_storage_used=_flag(row["blob_storage_used"], False),
         ))  # fmt: skip
     runs = plan.ids(Run)
+    _set_task_status(plan)
     for row in each("algorithmport"):
         if row["run_id"] not in runs:
             skip("algorithmport", "its run was deleted")
@@ -278,6 +280,15 @@ def build_plan(
                          (User, "user"), (Node, "node")):  # fmt: skip
         _require_unique(plan, model, table)
     return plan
+
+
+def _set_task_status(plan: Plan) -> None:
+    """Each task's stored status and end, from its imported runs."""
+    runs: dict[int, list[tuple[str, datetime | None]]] = {}
+    for run in cast(list[Run], plan.rows.get(Run, [])):
+        runs.setdefault(run.task_id, []).append((run.status, run.finished_at))
+    for task in cast(list[Task], plan.rows.get(Task, [])):
+        task.status, task.finished_at = task_status(runs.get(task.pk, []))
 
 
 def _identity(identities: dict[int, dict], pk: int, kind: str) -> dict:

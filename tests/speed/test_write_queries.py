@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tasks.models import Run
+from tasks.models import Run, Task
 from tests.factories import bearer, make_collab, make_node, make_org, make_run, make_task, make_user
 from tests.tasks.conftest import container_headers_from, plain
 
@@ -50,11 +50,13 @@ def warmed(api, identity) -> dict:
     return headers
 
 
-# The caller, the run with its task (locked), the UPDATE, the audit record, the run's ports.
+# The caller, the run with its task (locked), the statuses of the task's runs, the UPDATE, the audit
+# record, the run's ports; + the task when its status changes (here the first run to become active,
+# and a failure, which also fails the runs of the task that never started).
 PATCH_RUN = {
-    "status": ({"status": "active"}, 5),
-    "completion": ({"status": "completed", "result": RESULT, "log": "ok"}, 5),
-    "failure": ({"status": "failed", "log": "crash"}, 6),  # + the runs of the task that never started
+    "status": ({"status": "active"}, 7),
+    "completion": ({"status": "completed", "result": RESULT, "log": "ok"}, 6),
+    "failure": ({"status": "failed", "log": "crash"}, 8),
 }
 
 
@@ -69,9 +71,8 @@ def test_patch_run_by_its_node(api, case):
 
 
 # The caller, the collaboration, its members, the target nodes, their policies, the task (INSERT
-# and its job id), its databases, its runs, the audit record, then the task as the answer shows it
-# (with its status) and its databases.
-POST_TASK = 12
+# and its job id), its databases, its runs, the audit record, then its databases for the answer.
+POST_TASK = 11
 
 
 @pytest.mark.parametrize("size", [5, 50])
@@ -111,9 +112,10 @@ def test_kill_task_does_not_grow_with_the_runs(api, size):
     for org in orgs:
         make_run(task, org, status="active")
     headers = warmed(api, make_user(orgs[0], "Root"))
-    # The caller, the task (with its status), its open runs, one UPDATE of them, the audit record.
+    # The caller, the task, its family's rows (locked), their runs, one UPDATE of the open ones, one
+    # of the tasks' statuses, the audit record.
     kill = lambda: api.post("/api/kill/task", {"id": task.pk}, format="json", **headers)  # noqa: E731
-    assert statements(kill) == 5
+    assert statements(kill) == 7
 
 
 def test_create_user(api):
@@ -126,3 +128,19 @@ def test_create_user(api):
         "organization_id": org.pk,
     }
     assert statements(lambda: api.post("/api/user", body, format="json", **headers)) == 9
+
+
+def test_post_task_answers_the_task_as_it_is_stored(api):
+    """The answer is built from the task as written, not read back: it must be what a read shows."""
+    orgs, collab, nodes = network(2)
+    user = make_user(orgs[0], "Researcher")
+    headers = warmed(api, user)
+    created = api.post("/api/task", task_body(collab, orgs), format="json", **headers)
+    assert created.status_code == 201
+    assert created.json() == api.get(f"/api/task/{created.json()['id']}", **headers).json()
+    parent = Task.objects.get(pk=created.json()["id"])
+    container = container_headers_from(api, nodes[1], parent)
+    body = {**task_body(collab, orgs), "image": parent.image}
+    subtask = api.post("/api/task", body, format="json", **container)
+    assert subtask.status_code == 201
+    assert subtask.json() == api.get(f"/api/task/{subtask.json()['id']}", **headers).json()

@@ -9,7 +9,16 @@ import pytest
 
 from accounts.tokens import decode
 from tasks.models import AlgorithmPort, Run, TaskDatabase
-from tests.factories import bearer, make_collab, make_node, make_org, make_run, make_task, make_user
+from tests.factories import (
+    bearer,
+    make_collab,
+    make_node,
+    make_org,
+    make_run,
+    make_task,
+    make_user,
+    store_status,
+)
 from tests.tasks.conftest import container_identity, rules, user_with
 
 pytestmark = pytest.mark.django_db
@@ -346,6 +355,7 @@ def test_container_token_refusals(api, world, runs):
     user = make_user(world.org_a, "Root")
     assert token_request(api, user, t.pk, t.image).status_code == 401
     Run.objects.filter(task=t).update(status="completed")
+    store_status(t)
     finished = token_request(api, world.node_a, t.pk, t.image)
     assert (finished.status_code, finished.json()) == (400, {"msg": "Task is already finished!"})
     assert api.post("/api/token/container", [], format="json", **bearer(world.node_a)).status_code == 400

@@ -14,7 +14,16 @@ import pytest
 from collaborations.models import AlgorithmStore
 from nodes.models import NodeConfig
 from tasks.models import Run, Task, TaskDatabase
-from tests.factories import bearer, make_collab, make_node, make_org, make_study, make_task, make_user
+from tests.factories import (
+    bearer,
+    make_collab,
+    make_node,
+    make_org,
+    make_study,
+    make_task,
+    make_user,
+    store_status,
+)
 from tests.tasks.conftest import ENCRYPTED, container_headers_from, plain, task_body, user_with
 
 pytestmark = pytest.mark.django_db
@@ -182,6 +191,7 @@ def test_check6_container_token_rules(api, world, researcher):
     assert wrong_image.json() == {"msg": "Container-token is not valid"}
 
     Run.objects.filter(task=parent).update(status="completed")
+    store_status(parent)
     finished = api.post("/api/task", body, format="json", **headers)
     assert finished.status_code == 401
     assert finished.json() == {"msg": "This container token is no longer valid"}
