@@ -47,7 +47,7 @@ def rule_list(request: Request) -> QuerySet[Rule]:
         rules = rules.filter(roles=role_id)
     if (user_id := int_param(request, "user_id")) is not None:
         user = _user_for_filter(principal, user_id)
-        principal.require(user_viewable(principal, user))
+        principal.require(principal.allows("user", user))
         rules = rules.filter(pk__in=Rule.objects.filter(roles__users=user_id).values("pk")) | rules.filter(
             users=user_id
         )
@@ -77,17 +77,17 @@ def user_list(request: Request) -> QuerySet[User]:
         if value := params.get(name):
             users = users.filter(like(name, value))
     if (organization_id := int_param(request, "organization_id")) is not None:
-        principal.require(principal.allow_org("user", "view", organization_id))
+        principal.require(principal.reaches("user", "view", organization_id=organization_id))
         users = users.filter(organization_id=organization_id)
     if (collaboration_id := int_param(request, "collaboration_id")) is not None:
-        principal.require(principal.can_col("user", "view", collaboration_id))
+        principal.require(principal.reaches("user", "view", collaboration_id=collaboration_id))
         users = users.filter(organization_id__in=_members_of(collaboration_id))
     if (role_id := int_param(request, "role_id")) is not None:
         role = Role.objects.filter(pk=role_id).only("organization_id").first()
         if role is None:
             raise bad_request(f"Role id={role_id} does not exist!")
         if role.organization_id is not None:
-            principal.require(principal.allow_org("user", "view", role.organization_id))
+            principal.require(principal.reaches("user", "view", organization_id=role.organization_id))
         users = users.filter(roles=role_id)
     if (rule_id := int_param(request, "rule_id")) is not None:
         if not Rule.objects.filter(pk=rule_id).exists():
@@ -98,11 +98,6 @@ def user_list(request: Request) -> QuerySet[User]:
     if till := date_param(request, "last_seen_till"):
         users = users.filter(last_seen__lt=till + timedelta(days=1))  # the whole day counts
     return users
-
-
-def user_viewable(principal: Principal, user: User) -> bool:
-    """Oneself, or a row of the user list (the same scope condition)."""
-    return user.pk == principal.id or principal.allows("user", user)
 
 
 def user_permissions(user: User) -> dict:
@@ -130,10 +125,10 @@ def role_list(request: Request) -> QuerySet[Role]:
     builtin = Q(organization__isnull=True) if include_root else Q(pk__in=[])
     if organization_ids := int_list_param(request, "organization_id"):
         for organization_id in organization_ids:
-            principal.require(principal.allow_org("role", "view", organization_id))
+            principal.require(principal.reaches("role", "view", organization_id=organization_id))
         roles = roles.filter(Q(organization_id__in=organization_ids) | builtin)
     if (collaboration_id := int_param(request, "collaboration_id")) is not None:
-        principal.require(principal.can_col("role", "view", collaboration_id))
+        principal.require(principal.reaches("role", "view", collaboration_id=collaboration_id))
         roles = roles.filter(Q(organization_id__in=_members_of(collaboration_id)) | builtin)
     for name in ("name", "description"):
         if values := [value for value in request.query_params.getlist(name) if value]:
@@ -148,16 +143,10 @@ def role_list(request: Request) -> QuerySet[Role]:
     if (user_id := int_param(request, "user_id")) is not None:
         user = _user_for_filter(principal, user_id)
         principal.require(
-            user_id == principal.id or principal.allow_org("role", "view", user.organization_id)
+            user_id == principal.id or principal.reaches("role", "view", organization_id=user.organization_id)
         )
         roles = roles.filter(users=user_id)
     return roles
-
-
-def role_viewable(principal: Principal, role: Role) -> bool:
-    """A row of the role list: roles of a visible organization, the caller's own roles, and built-in
-    roles for role viewers (the same scope condition)."""
-    return principal.allows("role", role)
 
 
 # --- the audit trail ------------------------------------------------------------------------------

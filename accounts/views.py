@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
@@ -13,16 +12,9 @@ from rest_framework.views import APIView
 from accounts import login, services, sessions
 from accounts.authentication import RefreshJWTAuthentication
 from accounts.models import AuditEntry, Role, Rule, User
-from accounts.selectors import (
-    audit_list,
-    role_list,
-    role_viewable,
-    rule_list,
-    user_list,
-    user_viewable,
-)
+from accounts.permissions import get_for
+from accounts.selectors import audit_list, role_list, rule_list, user_list
 from accounts.serializers import (
-    MAX_ID,
     AuditEntryOutput,
     LoginInput,
     PasswordChangeInput,
@@ -43,19 +35,11 @@ from accounts.serializers import (
     UserUpdateInput,
 )
 from nodes.serializers import NodeTokensOutput
-from vantage6.api.errors import bad_request, not_found
+from vantage6.api.errors import bad_request
 from vantage6.api.pagination import paginate
 from vantage6.api.params import flag
 from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, filters
 from vantage6.api.views import NODE, USER, ApiViewSet, ClientTypeGate
-
-
-def _by_pk(queryset: QuerySet, pk: str, label: str) -> object:
-    """The row with this id, or the 404 (ids beyond the column's range cannot exist)."""
-    row = queryset.filter(pk=int(pk)).first() if int(pk) <= MAX_ID else None
-    if row is None:
-        raise not_found(f"{label} with id={pk} not found!")
-    return row
 
 
 def _valid(serializer_class: type[serializers.Serializer], data: object) -> dict:
@@ -197,10 +181,14 @@ class UserViewSet(ApiViewSet):
     queryset = User.objects.all()
     serializer_class = UserOutput
 
-    def _get(self, pk: str) -> User:
+    def _get(self, pk: str, operation: str | None = None) -> User:
         if pk.isdigit() and int(pk) == self.principal.id:
-            return self.principal.user  # already loaded by the authentication
-        return _by_pk(User.objects.all(), pk, "User")
+            user = self.principal.user  # already loaded by the authentication
+            self.principal.require(operation is None or self.principal.allows("user", user, operation))
+            return user
+        return get_for(
+            self.principal, User.objects.all(), pk, operation, missing=f"User with id={pk} not found!"
+        )
 
     @extend_schema(
         parameters=filters(
@@ -232,8 +220,7 @@ class UserViewSet(ApiViewSet):
         parameters=[OpenApiParameter("include_permissions", bool, description="Add the user's permissions.")],
     )
     def retrieve(self, request: Request, pk: str) -> Response:
-        user = self._get(pk)
-        self.principal.require(user_viewable(self.principal, user))
+        user = self._get(pk, "view")
         output = UserPermissionsOutput if flag(request, "include_permissions") else UserOutput
         return Response(output(user).data)
 
@@ -269,8 +256,10 @@ class RoleViewSet(ApiViewSet):
     serializer_class = RoleOutput
     field_errors_in_msg = True
 
-    def _get(self, pk: str) -> Role:
-        return _by_pk(Role.objects.all(), pk, "Role")
+    def _get(self, pk: str, operation: str | None = None) -> Role:
+        return get_for(
+            self.principal, Role.objects.all(), pk, operation, missing=f"Role with id={pk} not found!"
+        )
 
     @extend_schema(
         parameters=filters(
@@ -294,8 +283,7 @@ class RoleViewSet(ApiViewSet):
         return Response(RoleOutput(role).data, status=201)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        role = self._get(pk)
-        self.principal.require(role_viewable(self.principal, role))
+        role = self._get(pk, "view")
         return Response(RoleOutput(role).data)
 
     @extend_schema(request=RoleUpdateInput)
@@ -319,7 +307,9 @@ class RoleViewSet(ApiViewSet):
     @action(detail=True, methods=["post", "delete"], url_path=r"rule/(?P<rule_id>[0-9]+)")
     def rule(self, request: Request, pk: str, rule_id: str) -> Response:
         role = self._get(pk)
-        rule = _by_pk(Rule.objects.all(), rule_id, "Rule")
+        rule = get_for(
+            self.principal, Rule.objects.all(), rule_id, None, missing=f"Rule with id={rule_id} not found!"
+        )
         add = request.method == "POST"
         services.role_rule_change(principal=self.principal, role=role, rule=rule, add=add)
         rules = RuleOutput(role.rules.order_by("id"), many=True).data
@@ -347,7 +337,8 @@ class RuleViewSet(ApiViewSet):
         )
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(RuleOutput(_by_pk(Rule.objects.all(), pk, "Rule")).data)
+        rule = get_for(self.principal, Rule.objects.all(), pk, None, missing=f"Rule with id={pk} not found!")
+        return Response(RuleOutput(rule).data)
 
 
 # --- the audit trail ------------------------------------------------------------------------------
@@ -365,6 +356,7 @@ class AuditViewSet(ApiViewSet):
         )
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        entry = _by_pk(AuditEntry.objects.all(), pk, "Audit entry")
-        self.principal.require(self.principal.allows("audit", entry))
+        entry = get_for(
+            self.principal, AuditEntry.objects.all(), pk, missing=f"Audit entry with id={pk} not found!"
+        )
         return Response(AuditEntryOutput(entry).data)

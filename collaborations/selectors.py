@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Q, QuerySet
 from rest_framework.request import Request
 
-from accounts.permissions import GLO, ORG, Principal
+from accounts.permissions import GLO, ORG, Principal, get_for
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
-from vantage6.api.errors import bad_request, not_found, unauthorized
+from vantage6.api.errors import bad_request, unauthorized
 from vantage6.api.lookups import like
 from vantage6.api.params import first, int_list_param, int_param
-from vantage6.api.sql import by_pk
 
 _BOOLEANS = {"1": True, "true": True, "0": False, "false": False}
-
-
-def object_or_404(queryset: QuerySet, pk: int | str, label: str) -> Model:
-    """The row of ``queryset`` with primary key ``pk``, or a 404 naming the ``label``."""
-    obj = by_pk(queryset, pk)
-    if obj is None:
-        raise not_found(f"{label} with id={pk} not found")
-    return obj
-
-
-def require_visible(principal: Principal, resource: str, obj: Model, operation: str = "view") -> None:
-    """401 unless the principal's scope for ``resource``/``operation`` covers the row ``obj``."""
-    principal.require(principal.allows(resource, obj, operation))
 
 
 # --- organizations -----------------------------------------------------------------------------------
@@ -37,11 +23,13 @@ def organization_list(principal: Principal, request: Request) -> QuerySet[Organi
     if country := params.get("country"):
         orgs = orgs.filter(country=country)
     if (collaboration_id := int_param(request, "collaboration_id")) is not None:
-        principal.require(principal.can_col("organization", "view", collaboration_id))
+        principal.require(principal.reaches("organization", "view", collaboration_id=collaboration_id))
         orgs = orgs.filter(collaborations=collaboration_id)
     if (study_id := int_param(request, "study_id")) is not None:
-        study = object_or_404(Study.objects.all(), study_id, "Study")
-        principal.require(principal.can_col("organization", "view", study.collaboration_id))
+        study = get_for(
+            principal, Study.objects.all(), study_id, None, missing=f"Study with id={study_id} not found"
+        )
+        principal.require(principal.reaches("organization", "view", collaboration_id=study.collaboration_id))
         orgs = orgs.filter(studies=study.pk)
     if ids := int_list_param(request, "ids"):
         orgs = orgs.filter(id__in=ids)
@@ -49,9 +37,9 @@ def organization_list(principal: Principal, request: Request) -> QuerySet[Organi
 
 
 def organization_get(principal: Principal, pk: int | str, operation: str = "view") -> Organization:
-    organization = object_or_404(Organization.objects.all(), pk, "Organization")
-    require_visible(principal, "organization", organization, operation)
-    return organization
+    return get_for(
+        principal, Organization.objects.all(), pk, operation, missing=f"Organization with id={pk} not found"
+    )
 
 
 # --- collaborations ----------------------------------------------------------------------------------
@@ -77,7 +65,13 @@ def collaboration_list(
         elif organization_id != principal.organization_id:
             raise unauthorized()
     if (store_id := int_param(request, "algorithm_store_id")) is not None:
-        store = object_or_404(AlgorithmStore.objects.all(), store_id, "Algorithm store")
+        store = get_for(
+            principal,
+            AlgorithmStore.objects.all(),
+            store_id,
+            None,
+            missing=f"Algorithm store with id={store_id} not found",
+        )
         if store.collaboration_id is not None:
             collabs = collabs.filter(pk=store.collaboration_id)
     return _with_organizations(collabs, include_organizations)
@@ -87,15 +81,13 @@ def collaboration_get(
     principal: Principal, pk: int | str, *, include_organizations: bool = False
 ) -> Collaboration:
     queryset = _with_organizations(Collaboration.objects.all(), include_organizations)
-    collaboration = object_or_404(queryset, pk, "Collaboration")
-    require_visible(principal, "collaboration", collaboration)
-    return collaboration
+    return get_for(principal, queryset, pk, missing=f"Collaboration with id={pk} not found")
 
 
 def collaboration_for_edit(principal: Principal, pk: int | str, operation: str = "edit") -> Collaboration:
-    collaboration = object_or_404(Collaboration.objects.all(), pk, "Collaboration")
-    principal.require(principal.can_col("collaboration", operation, collaboration.pk))
-    return collaboration
+    return get_for(
+        principal, Collaboration.objects.all(), pk, operation, missing=f"Collaboration with id={pk} not found"
+    )
 
 
 # --- studies -----------------------------------------------------------------------------------------
@@ -120,15 +112,20 @@ def study_list(
 def study_get(
     principal: Principal, pk: int | str, operation: str = "view", *, include_organizations: bool = False
 ) -> Study:
-    study = object_or_404(_with_organizations(Study.objects.all(), include_organizations), pk, "Study")
-    require_visible(principal, "study", study, operation)
-    return study
+    queryset = _with_organizations(Study.objects.all(), include_organizations)
+    return get_for(principal, queryset, pk, operation, missing=f"Study with id={pk} not found")
 
 
 def study_for_member_change(principal: Principal, pk: int | str) -> Study:
     """A study whose organizations the caller may change: CAN_COL(study.edit) on its collaboration."""
-    study = object_or_404(Study.objects.select_related("collaboration"), pk, "Study")
-    principal.require(principal.can_col("study", "edit", study.collaboration_id))
+    study = get_for(
+        principal,
+        Study.objects.select_related("collaboration"),
+        pk,
+        None,
+        missing=f"Study with id={pk} not found",
+    )
+    principal.require(principal.reaches("study", "edit", collaboration_id=study.collaboration_id))
     return study
 
 
@@ -141,7 +138,13 @@ def algorithm_store_list(principal: Principal, request: Request) -> QuerySet[Alg
     if url := params.get("url"):
         stores = stores.filter(like("url", url))
     if (collaboration_id := int_param(request, "collaboration_id")) is not None:
-        object_or_404(Collaboration.objects.all(), collaboration_id, "Collaboration")
+        get_for(
+            principal,
+            Collaboration.objects.all(),
+            collaboration_id,
+            None,
+            missing=f"Collaboration with id={collaboration_id} not found",
+        )
         if (
             not principal.has("collaboration", GLO, "view")
             and collaboration_id not in principal.collaboration_ids
@@ -152,6 +155,6 @@ def algorithm_store_list(principal: Principal, request: Request) -> QuerySet[Alg
 
 
 def algorithm_store_get(principal: Principal, pk: int | str) -> AlgorithmStore:
-    store = object_or_404(AlgorithmStore.objects.all(), pk, "Algorithm store")
-    require_visible(principal, "algorithmstore", store)
-    return store
+    return get_for(
+        principal, AlgorithmStore.objects.all(), pk, missing=f"Algorithm store with id={pk} not found"
+    )

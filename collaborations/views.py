@@ -7,6 +7,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.permissions import get_for
 from collaborations import selectors, services
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from collaborations.serializers import (
@@ -76,7 +77,13 @@ class OrganizationViewSet(ApiViewSet):
 
     @extend_schema(parameters=[DELETE_DEPENDENTS])
     def destroy(self, request: Request, pk: str) -> Response:
-        organization = selectors.object_or_404(Organization.objects.all(), pk, "Organization")
+        organization = get_for(
+            self.principal,
+            Organization.objects.all(),
+            pk,
+            None,
+            missing=f"Organization with id={pk} not found",
+        )
         services.organization_delete(
             principal=self.principal,
             organization=organization,
@@ -273,7 +280,13 @@ class AlgorithmStoreViewSet(ApiViewSet):
 
     @extend_schema(request=AlgorithmStoreUpdateInput)
     def partial_update(self, request: Request, pk: str) -> Response:
-        store = selectors.object_or_404(AlgorithmStore.objects.all(), pk, "Algorithm store")
+        store = get_for(
+            self.principal,
+            AlgorithmStore.objects.all(),
+            pk,
+            None,
+            missing=f"Algorithm store with id={pk} not found",
+        )
         data = validated(AlgorithmStoreUpdateInput, request.data)
         store = services.algorithm_store_update(principal=self.principal, store=store, data=data)
         return Response(AlgorithmStoreOutput(store).data)
@@ -285,7 +298,13 @@ class AlgorithmStoreViewSet(ApiViewSet):
         responses={200: MessageOutput, **STORE_ERRORS},
     )
     def destroy(self, request: Request, pk: str) -> Response:
-        store = selectors.object_or_404(AlgorithmStore.objects.all(), pk, "Algorithm store")
+        store = get_for(
+            self.principal,
+            AlgorithmStore.objects.all(),
+            pk,
+            None,
+            missing=f"Algorithm store with id={pk} not found",
+        )
         services.algorithm_store_delete(
             principal=self.principal,
             store=store,

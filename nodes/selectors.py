@@ -9,9 +9,8 @@ from django.db.models import QuerySet, TextField
 from rest_framework.request import Request
 
 from accounts.models import AuthStatus
-from accounts.permissions import Principal
+from accounts.permissions import Principal, get_for
 from collaborations.models import Study
-from collaborations.selectors import object_or_404
 from nodes.models import LEGACY_HASH_PREFIX, Node, NodeConfig, NodeMetrics, api_key_digest
 from vantage6.api.lookups import like
 from vantage6.api.params import date_param, int_param
@@ -40,14 +39,16 @@ def node_list(principal: Principal, request: Request) -> QuerySet[Node]:
     nodes = principal.visible("node", _nodes())
     params = request.query_params
     if (organization_id := int_param(request, "organization_id")) is not None:
-        principal.require(principal.allow_org("node", "view", organization_id))
+        principal.require(principal.reaches("node", "view", organization_id=organization_id))
         nodes = nodes.filter(organization_id=organization_id)
     if (collaboration_id := int_param(request, "collaboration_id")) is not None:
-        principal.require(principal.can_col("node", "view", collaboration_id))
+        principal.require(principal.reaches("node", "view", collaboration_id=collaboration_id))
         nodes = nodes.filter(collaboration_id=collaboration_id)
     if (study_id := int_param(request, "study_id")) is not None:
-        study = object_or_404(Study.objects.all(), study_id, "Study")
-        principal.require(principal.can_col("node", "view", study.collaboration_id))
+        study = get_for(
+            principal, Study.objects.all(), study_id, None, missing=f"Study with id={study_id} not found"
+        )
+        principal.require(principal.reaches("node", "view", collaboration_id=study.collaboration_id))
         nodes = nodes.filter(
             collaboration_id=study.collaboration_id,
             organization_id__in=study.organizations.values("pk"),
@@ -68,9 +69,7 @@ def node_list(principal: Principal, request: Request) -> QuerySet[Node]:
 
 def node_get(principal: Principal, pk: int | str, operation: str = "view") -> Node:
     """A node, judged on its own collaboration (not on any collaboration its organization shares)."""
-    node = object_or_404(_nodes(), pk, "Node")
-    principal.require(principal.allows("node", node, operation))
-    return node
+    return get_for(principal, _nodes(), pk, operation, missing=f"Node with id={pk} not found")
 
 
 def node_by_api_key(api_key: uuid.UUID) -> Node | None:

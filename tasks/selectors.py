@@ -9,27 +9,15 @@ from rest_framework.request import Request
 
 from accounts.catalogue import SCOPE_RANK
 from accounts.models import User
-from accounts.permissions import Principal
+from accounts.permissions import Principal, get_for
 from collaborations.models import AlgorithmStore, Collaboration, Study
 from nodes.models import Node, NodeConfig
 from tasks.models import AlgorithmPort, Run, Task, TaskDatabase, is_finished
-from vantage6.api.errors import bad_request, not_found
+from vantage6.api.errors import bad_request
 from vantage6.api.lookups import like
 from vantage6.api.params import datetime_param, first, flag, int_param, list_param
-from vantage6.api.sql import by_pk
 
 TASK_INCLUDES = {"runs", "results"}
-
-
-# --- per-object checks ---------------------------------------------------------------------------------
-def may(principal: Principal, resource: str, operation: str, task: Task) -> bool:
-    """A task: a row of the task list (the same scope condition). Its runs: ALLOW_ORG_IN_COL on the
-    task's organization and collaboration, or own scope for its creator, as vantage6 judges them."""
-    if resource == "task":
-        return principal.allows("task", task, operation)
-    return principal.allow_org_in_col(resource, operation, task.init_org_id, task.collaboration_id) or (
-        principal.is_user and principal.has(resource, "own", operation) and task.init_user_id == principal.id
-    )
 
 
 def container_still_running(identity: dict) -> bool:
@@ -54,32 +42,20 @@ def container_still_running(identity: dict) -> bool:
     return bool(found) and not is_finished(found[0][0]) and found[0][1] and found[0][2]
 
 
-def task_with_status(pk: int | str) -> Task:
-    """The task with its derived status, or 404."""
-    task = by_pk(Task.objects.with_status(), pk)
-    if task is None:
-        raise not_found(f"Task id={pk} not found!")
-    return task
-
-
 def task_for_view(principal: Principal, pk: int | str, include: set[str] = frozenset()) -> Task:
     """One task as ``GET /task/<id>`` returns it (401 without the rights, 404 when missing)."""
-    task = by_pk(task_queryset(include), pk)
-    if task is None:
-        raise not_found(f"Task id={pk} not found!")
-    principal.require(may(principal, "task", "view", task))
+    task = get_for(principal, task_queryset(include), pk, missing=f"Task id={pk} not found!")
     if "results" in include:
-        principal.require(may(principal, "run", "view", task))
+        principal.require(principal.allows("task_runs", task))
     if include & TASK_INCLUDES:
         attach_nodes(run for run in task.runs.all())
     return task
 
 
 def run_for_view(principal: Principal, pk: int | str, include_task: bool = False) -> Run:
-    run = by_pk(run_queryset(include_task), pk)
-    if run is None:
-        raise not_found(f"Run id={pk} not found!")
-    principal.require(may(principal, "run", "view", run.task))
+    """One run as ``GET /run/<id>`` returns it: judged on its task by the run rules."""
+    run = get_for(principal, run_queryset(include_task), pk, None, missing=f"Run id={pk} not found!")
+    principal.require(principal.allows("task_runs", run.task))
     attach_nodes([run])
     return run
 
@@ -158,31 +134,31 @@ def task_list(principal: Principal, request: Request) -> QuerySet[Task]:
     params = request.query_params
 
     if (collaboration_id := int_param(request, "collaboration_id")) is not None:
-        principal.require(principal.can_col("task", "view", collaboration_id))
+        principal.require(principal.reaches("task", "view", collaboration_id=collaboration_id))
         tasks = tasks.filter(collaboration_id=collaboration_id)
     if (init_org_id := int_param(request, "init_org_id")) is not None:
-        principal.require(principal.allow_org("task", "view", init_org_id))
+        principal.require(principal.reaches("task", "view", organization_id=init_org_id))
         tasks = tasks.filter(init_org_id=init_org_id)
     if (init_user_id := int_param(request, "init_user_id")) is not None:
         user = _exists_or_400(User, init_user_id, "User")
         principal.require(
-            principal.allow_org("task", "view", user.organization_id)
+            principal.reaches("task", "view", organization_id=user.organization_id)
             or (principal.has("task", "own", "view") and principal.id == user.pk)
         )
         tasks = tasks.filter(init_user_id=init_user_id)
     if (study_id := int_param(request, "study_id")) is not None:
         study = _exists_or_400(Study, study_id, "Study")
-        principal.require(principal.can_col("task", "view", study.collaboration_id))
+        principal.require(principal.reaches("task", "view", collaboration_id=study.collaboration_id))
         tasks = tasks.filter(study_id=study_id)
     if (parent_id := int_param(request, "parent_id")) is not None:
         parent = _exists_or_400(Task, parent_id, "Task")
-        principal.require(principal.can_col("task", "view", parent.collaboration_id))
+        principal.require(principal.reaches("task", "view", collaboration_id=parent.collaboration_id))
         tasks = tasks.filter(parent_id=parent_id)
     if (job_id := int_param(request, "job_id")) is not None:
         job_task = Task.objects.filter(job_id=job_id).order_by("id").first()
         if job_task is None:
             raise bad_request(f"Job id={job_id} does not exist!")
-        principal.require(principal.can_col("task", "view", job_task.collaboration_id))
+        principal.require(principal.reaches("task", "view", collaboration_id=job_task.collaboration_id))
         tasks = tasks.filter(job_id=job_id)
     for name in ("name", "image", "description"):
         if value := params.get(name):
@@ -198,7 +174,7 @@ def task_list(principal: Principal, request: Request) -> QuerySet[Task]:
         run = Run.objects.select_related("task").filter(pk=run_id).first()
         if run is None:
             raise bad_request(f"Run id={run_id} does not exist!")
-        principal.require(principal.can_col("task", "view", run.task.collaboration_id))
+        principal.require(principal.reaches("task", "view", collaboration_id=run.task.collaboration_id))
         tasks = tasks.filter(pk=run.task_id)
     tasks = tasks.with_status().prefetch_related("databases")
     if status := params.get("status"):
@@ -221,17 +197,17 @@ def run_list(principal: Principal, request: Request) -> QuerySet[Run]:
 
     if (task_id := int_param(request, "task_id")) is not None:
         task = _exists_or_400(Task, task_id, "Task")
-        principal.require(may(principal, "run", "view", task))
+        principal.require(principal.allows("task_runs", task))
         runs = runs.filter(task_id=task_id)
     if (organization_id := int_param(request, "organization_id")) is not None:
-        principal.require(principal.allow_org("run", "view", organization_id))
+        principal.require(principal.reaches("run", "view", organization_id=organization_id))
         runs = runs.filter(organization_id=organization_id)
     if (node_id := int_param(request, "node_id")) is not None:
         node = _exists_or_400(Node, node_id, "Node")
-        principal.require(principal.can_col("run", "view", node.collaboration_id))
+        principal.require(principal.reaches("run", "view", collaboration_id=node.collaboration_id))
         runs = runs.filter(organization_id=node.organization_id, task__collaboration_id=node.collaboration_id)
     if (collaboration_id := int_param(request, "collaboration_id")) is not None:
-        principal.require(principal.can_col("run", "view", collaboration_id))
+        principal.require(principal.reaches("run", "view", collaboration_id=collaboration_id))
         runs = runs.filter(task__collaboration_id=collaboration_id)
     if first(request, "state") == "open":
         runs = runs.filter(finished_at__isnull=True)

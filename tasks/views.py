@@ -10,6 +10,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.permissions import get_for
 from collaborations.models import Collaboration
 from nodes.models import Node
 from tasks import blobs, selectors, services
@@ -108,15 +109,15 @@ class TaskViewSet(ApiViewSet):
         return Response(TaskOutput(task, context={"include": include}).data)
 
     def destroy(self, request: Request, pk: str) -> Response:
-        task = selectors.task_with_status(pk)
-        self.principal.require(selectors.may(self.principal, "task", "delete", task))
+        task = get_for(
+            self.principal, Task.objects.with_status(), pk, "delete", missing=f"Task id={pk} not found!"
+        )
         services.task_delete(principal=self.principal, task=task)
         return Response({"msg": f"task id={pk} and its algorithm run data have been successfully deleted"})
 
     @extend_schema(responses=inline_serializer("TaskStatus", {"status": serializers.CharField()}))
     def status(self, request: Request, pk: str) -> Response:
-        task = selectors.task_with_status(pk)
-        self.principal.require(selectors.may(self.principal, "task", "view", task))
+        task = get_for(self.principal, Task.objects.with_status(), pk, missing=f"Task id={pk} not found!")
         return Response({"status": task.status})
 
 
@@ -173,10 +174,10 @@ class ResultViewSet(ApiViewSet):
         )
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        run = Run.objects.select_related("task").filter(pk=pk).first()
-        if run is None:
-            raise not_found(f"Result id={pk} not found!")
-        self.principal.require(selectors.may(self.principal, "run", "view", run.task))
+        run = get_for(
+            self.principal, Run.objects.select_related("task"), pk, None, missing=f"Result id={pk} not found!"
+        )
+        self.principal.require(self.principal.allows("task_runs", run.task))
         return Response(ResultOutput(run).data)
 
 
@@ -209,19 +210,25 @@ class KillViewSet(ApiViewSet):
     @extend_schema(request=IdInput, responses=MessageOutput)
     def task(self, request: Request) -> Response:
         task_id = _valid(IdInput, request)["id"]
-        task = selectors.task_with_status(task_id)
-        self.principal.require(self.principal.can_col("event", "send", task.collaboration_id))
+        task = get_for(
+            self.principal, Task.objects.with_status(), task_id, None, missing=f"Task id={task_id} not found!"
+        )
+        self.principal.require(
+            self.principal.reaches("event", "send", collaboration_id=task.collaboration_id)
+        )
         services.task_kill(principal=self.principal, task=task)
         return Response({"msg": f"Nodes have been instructed to kill the runs of task id={task_id}."})
 
     @extend_schema(request=IdInput, responses=MessageOutput)
     def node_tasks(self, request: Request) -> Response:
         node_id = _valid(IdInput, request)["id"]
-        node = Node.objects.filter(pk=node_id).first()
-        if node is None:
-            raise not_found(f"Node id={node_id} not found!")
+        node = get_for(
+            self.principal, Node.objects.all(), node_id, None, missing=f"Node id={node_id} not found!"
+        )
         self.principal.require(
-            self.principal.allow_org_in_col("event", "send", node.organization_id, node.collaboration_id)
+            self.principal.reaches(
+                "event", "send", organization_id=node.organization_id, collaboration_id=node.collaboration_id
+            )
         )
         services.node_kill(principal=self.principal, node=node)
         return Response({"msg": f"Node id={node_id} has been instructed to kill all its algorithm runs."})
@@ -311,10 +318,15 @@ class ColumnViewSet(ApiViewSet):
     )
     def create(self, request: Request) -> Response:
         data = _valid(ColumnInput, request)
-        collaboration = Collaboration.objects.filter(pk=data["collaboration_id"]).first()
-        if collaboration is None:
-            raise not_found(f"Collaboration id={data['collaboration_id']} not found!")
-        self.principal.require(self.principal.can_col("task", "create", collaboration.pk))
+        collaboration_id = data["collaboration_id"]
+        collaboration = get_for(
+            self.principal,
+            Collaboration.objects.all(),
+            collaboration_id,
+            None,
+            missing=f"Collaboration id={collaboration_id} not found!",
+        )
+        self.principal.require(self.principal.reaches("task", "create", collaboration_id=collaboration.pk))
         columns = selectors.column_names(collaboration.pk, data["db_label"])
         if columns is not None:
             return Response({"columns": columns})
@@ -368,7 +380,7 @@ class BlobViewSet(ApiViewSet):
         run = selectors.run_of_blob(uuid) if blobs.is_blob_id(uuid) else None
         if run is None or not storage.exists(uuid):
             raise not_found(f"Blob {uuid} not found!")
-        self.principal.require(selectors.may(self.principal, "run", "view", run.task))
+        self.principal.require(self.principal.allows("task_runs", run.task))
         response = StreamingHttpResponse(blobs.stream(storage, uuid), content_type="application/octet-stream")
         response["Content-Disposition"] = f"attachment; filename=result_{uuid}.bin"
         return response
