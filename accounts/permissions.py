@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from django.db.models import Model, Q, QuerySet
+from django.db.models import CharField, Model, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Cast, Concat
 
 from accounts.catalogue import CONTAINER, NODE, OPERATIONS, SCOPE_RANK, SCOPES
 from vantage6.api.errors import not_found, unauthorized
-from vantage6.api.sql import CorrelatedSQL, by_pk, string_agg
+from vantage6.api.sql import by_pk, joined
 
 GLO, COL, ORG, OWN = "GLOBAL", "COLLABORATION", "ORGANIZATION", "OWN"
 _SCOPES_DESC = (GLO, COL, ORG, OWN)
@@ -465,62 +466,39 @@ def rules_of_user(user_id: int) -> frozenset[tuple[str, str, str]]:
     return frozenset(via_roles.union(direct))
 
 
-def _user_rules_sql(connection) -> tuple[str, tuple]:
+def _rules_of_outer_user() -> Subquery:
+    """All rules of the outer user (via its roles and given directly) as ``"name:scope:operation,…"``."""
     from accounts.models import Role, Rule, User
 
-    q = connection.ops.quote_name
-    roles, role_rules, direct = User.roles.field, Role.rules.field, User.rules.field
-    key = " || ':' || ".join(f"r.{q(name)}" for name in ("name", "scope", "operation"))
-    return (
-        f"SELECT {string_agg(connection, key, RULE_SEPARATOR)} FROM {q(Rule._meta.db_table)} r "
-        f"WHERE r.{q('id')} IN ("
-        f"SELECT rr.{q(role_rules.m2m_reverse_name())} FROM {q(role_rules.m2m_db_table())} rr "
-        f"INNER JOIN {q(roles.m2m_db_table())} ur ON ur.{q(roles.m2m_reverse_name())} = "
-        f"rr.{q(role_rules.m2m_column_name())} WHERE ur.{q(roles.m2m_column_name())} = {{outer}}"
-        f") OR r.{q('id')} IN ("
-        f"SELECT d.{q(direct.m2m_reverse_name())} FROM {q(direct.m2m_db_table())} d "
-        f"WHERE d.{q(direct.m2m_column_name())} = {{outer}})",
-        (),
-    )
+    user = OuterRef(OuterRef("pk"))
+    via_roles = Role.rules.through.objects.filter(role__users=user).values("rule_id")
+    direct = User.rules.through.objects.filter(user_id=user).values("rule_id")
+    key = Concat("name", Value(":"), "scope", Value(":"), "operation", output_field=CharField())
+    return joined(Rule.objects.filter(Q(id__in=via_roles) | Q(id__in=direct)), key, RULE_SEPARATOR)
 
 
 RULE_SEPARATOR = ","
 
 
-def _memberships(connection) -> tuple[str, str, str]:
-    """The table of collaboration members, its collaboration column and its organization column."""
+def _members() -> QuerySet:
     from collaborations.models import Collaboration
 
-    q, field = connection.ops.quote_name, Collaboration.organizations.field
-    return q(field.m2m_db_table()), q(field.m2m_column_name()), q(field.m2m_reverse_name())
-
-
-def _collaborations_sql(connection) -> tuple[str, tuple]:
-    """The collaborations of the outer row's organization, as ``"1,5,7"``."""
-    table, collaboration, organization = _memberships(connection)
-    ids = string_agg(connection, f"CAST(m.{collaboration} AS TEXT)", ",")
-    return f"SELECT {ids} FROM {table} m WHERE m.{organization} = {{outer}}", ()
-
-
-def _partners_sql(connection) -> tuple[str, tuple]:
-    """The organizations sharing a collaboration with the outer row's organization (with repeats)."""
-    table, collaboration, organization = _memberships(connection)
-    ids = string_agg(connection, f"CAST(p.{organization} AS TEXT)", ",")
-    return (
-        f"SELECT {ids} FROM {table} p WHERE p.{collaboration} IN "
-        f"(SELECT m.{collaboration} FROM {table} m WHERE m.{organization} = {{outer}})",
-        (),
-    )
+    return Collaboration.organizations.through.objects.all()
 
 
 def with_memberships(queryset: QuerySet) -> QuerySet:
     """Users or nodes annotated with the collaborations of their organization and the organizations
-    in those, which most scope checks need: loaded with the caller, they cost no query of their own."""
-    from django.db.models import CharField
-
+    in those (with repeats), as ``"1,5,7"``, which most scope checks need: loaded with the caller,
+    they cost no query of their own."""
+    own = _members().filter(organization_id=OuterRef("organization_id"))
+    shared = (
+        _members().filter(organization_id=OuterRef(OuterRef("organization_id"))).values("collaboration_id")
+    )
     return queryset.annotate(
-        collaboration_keys=CorrelatedSQL(_collaborations_sql, CharField(), outer="organization_id"),
-        partner_keys=CorrelatedSQL(_partners_sql, CharField(), outer="organization_id"),
+        collaboration_keys=joined(own, Cast("collaboration_id", CharField())),
+        partner_keys=joined(
+            _members().filter(collaboration_id__in=shared), Cast("organization_id", CharField())
+        ),
     )
 
 
@@ -534,12 +512,9 @@ def _loaded_ids(identity: object, name: str) -> frozenset[int] | None:
 def users_with_rules() -> QuerySet:
     """Users annotated with ``rule_keys`` (all their rules in one string) and their memberships, so
     that loading the caller is one query."""
-    from django.db.models import CharField
-
     from accounts.models import User
 
-    users = User.objects.annotate(rule_keys=CorrelatedSQL(_user_rules_sql, output_field=CharField()))
-    return with_memberships(users)
+    return with_memberships(User.objects.annotate(rule_keys=_rules_of_outer_user()))
 
 
 def _rules_of_keys(keys: str | None) -> frozenset[tuple[str, str, str]]:

@@ -8,7 +8,7 @@ from weakref import WeakKeyDictionary
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Expression, F, Field, Model, QuerySet
+from django.db.models import Aggregate, CharField, Expression, F, Field, Model, QuerySet, Subquery, Value
 
 # Builds the SQL of a subquery for one database connection: ``{outer}`` stands for the outer row's
 # column; returns the text and its parameters.
@@ -144,3 +144,24 @@ def by_pk(queryset: QuerySet, pk: int | str) -> Model | None:
         return None
     rows = list(queryset.filter(pk=pk)[:1])
     return rows[0] if rows else None
+
+
+class Joined(Aggregate):
+    """The rows' values as one string joined by ``separator``, on SQLite and PostgreSQL."""
+
+    function = "GROUP_CONCAT"
+
+    def __init__(self, expression: Expression | str, separator: str) -> None:
+        super().__init__(expression, Value(separator), output_field=CharField())
+
+    def as_postgresql(self, compiler, connection: BaseDatabaseWrapper, **extra) -> tuple[str, tuple]:
+        return self.as_sql(compiler, connection, function="STRING_AGG", **extra)
+
+
+def joined(queryset: QuerySet, expression: Expression, separator: str = ",") -> Subquery:
+    """A scalar subquery: ``expression`` over all rows of ``queryset`` joined into one string (NULL
+    without rows). The constant grouping makes the aggregate span the whole queryset."""
+    rows = queryset.order_by().annotate(_all=Value(1)).values("_all")
+    return Subquery(
+        rows.annotate(joined=Joined(expression, separator)).values("joined"), output_field=CharField()
+    )
