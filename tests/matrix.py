@@ -216,6 +216,28 @@ class Case:
         return self.name
 
 
+# --- helpers of the cases ---------------------------------------------------------------------------
+def ok_if(allowed: bool, status: int = 200) -> int:
+    """``status`` when the rules allow the call, else the 401 of a refusal."""
+    return status if allowed else 401
+
+
+def deleted_unless_refused(model: type) -> Callable:
+    """A ``check``: the target is gone exactly when the delete answered 200."""
+
+    def check(ctx, _response, expected: int) -> None:
+        assert model.objects.filter(pk=ctx.target.pk).exists() == (expected != 200)
+
+    return check
+
+
+def place_node(ctx) -> object:
+    """The node of the place's organization in the place's collaboration."""
+    from nodes.models import Node
+
+    return Node.objects.get(organization=ctx.org, collaboration=ctx.collab)
+
+
 def matrix_params(cases: list[Case]) -> tuple[str, list]:
     """``pytest.mark.parametrize`` arguments: each case for each role (and place, when it matters)."""
     import pytest

@@ -18,8 +18,10 @@ from tests.matrix import (
     Rules,
     assert_routes_covered,
     assert_rules_covered,
+    deleted_unless_refused,
     matrix_params,
     members,
+    ok_if,
     run_case,
 )
 
@@ -54,17 +56,6 @@ def org_entry(ctx) -> AuditEntry:
     """An entry about a user of the place's organization, written by the system."""
     audit(None, AuditAction.USER_UPDATE, org_user(ctx))
     return AuditEntry.objects.latest("id")
-
-
-def deleted_unless_refused(model):
-    def check(ctx, _response, expected: int) -> None:
-        assert model.objects.filter(pk=ctx.target.pk).exists() == (expected != 200)
-
-    return check
-
-
-def ok_if(allowed: bool, status: int = 200) -> int:
-    return status if allowed else 401
 
 
 def user_rows(r: Rules, _place) -> set[str]:

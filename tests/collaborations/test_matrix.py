@@ -17,8 +17,11 @@ from tests.matrix import (
     Rules,
     assert_routes_covered,
     assert_rules_covered,
+    deleted_unless_refused,
     matrix_params,
     members,
+    ok_if,
+    place_node,
     run_case,
 )
 
@@ -34,17 +37,6 @@ def _local_stores(settings):
 # No store listens there: a request that passes the gates fails with the store's 404.
 STORE_LINK = {"name": "s", "algorithm_store_url": "http://127.0.0.1:9/api", "force": True,
               "server_url": "https://v6.example.org/api"}  # fmt: skip
-
-
-def ok_if(allowed: bool, status: int = 200) -> int:
-    return status if allowed else 401
-
-
-def deleted_unless_refused(model):
-    def check(ctx, _response, expected: int) -> None:
-        assert model.objects.filter(pk=ctx.target.pk).exists() == (expected != 200)
-
-    return check
 
 
 def place_org(ctx) -> Organization:
@@ -63,10 +55,6 @@ def place_store(ctx) -> AlgorithmStore:
     return AlgorithmStore.objects.create(
         name=f"s-{ctx.place}", url=f"https://{ctx.place}.org/api", collaboration=ctx.collab
     )
-
-
-def place_node(ctx) -> Node:
-    return Node.objects.get(organization=ctx.org, collaboration=ctx.collab)
 
 
 def detached_place_node(ctx) -> Node:

@@ -19,19 +19,14 @@ from tests.matrix import (
     Rules,
     assert_routes_covered,
     assert_rules_covered,
+    deleted_unless_refused,
     matrix_params,
+    ok_if,
+    place_node,
     run_case,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-def ok_if(allowed: bool, status: int = 200) -> int:
-    return status if allowed else 401
-
-
-def place_node(ctx) -> Node:
-    return Node.objects.get(organization=ctx.org, collaboration=ctx.collab)
 
 
 def new_collab(ctx):
@@ -42,10 +37,6 @@ def new_collab(ctx):
 
 def node_allowed(r: Rules, operation: str, place: str) -> bool:
     return r.allow_org_in_col("node", operation, place, place)
-
-
-def deleted_unless_refused(ctx, _response, expected: int) -> None:
-    assert Node.objects.filter(pk=ctx.target.pk).exists() == (expected != 200)
 
 
 CASES = [
@@ -85,7 +76,7 @@ CASES = [
         "node delete", "delete", "node/<pk>", target=place_node, rules=(("node", "delete"),),
         path=lambda ctx: f"/api/node/{ctx.target.pk}",
         status=lambda r, place: ok_if(node_allowed(r, "delete", place)),
-        check=deleted_unless_refused,
+        check=deleted_unless_refused(Node),
     ),
     Case(
         "node create", "post", "node", target=new_collab, rules=(("node", "create"),),

@@ -15,7 +15,9 @@ from tests.matrix import (
     Rules,
     assert_routes_covered,
     assert_rules_covered,
+    deleted_unless_refused,
     matrix_params,
+    ok_if,
     run_case,
 )
 from tests.tasks.conftest import plain
@@ -42,10 +44,6 @@ def node_in_place(ctx):
     return node
 
 
-def ok_if(allowed: bool, status: int = 200) -> int:
-    return status if allowed else 401
-
-
 def task_rows(r: Rules, _place) -> set[str]:
     scope = r.max_scope("task", "view")
     return {"glo": ALL, "col": {"own", "collab"}, "org": {"own"}}.get(scope, set())
@@ -59,10 +57,6 @@ def run_rows(r: Rules, _place) -> set[str]:
 def create_status(r: Rules, place) -> int:
     # Root may create anywhere, but the caller's organization must be a member (permissions.md §5.3).
     return ok_if(r.can_col("task", "create", place) and place != OTHER, 201)
-
-
-def deleted_unless_refused(ctx, _response, expected: int) -> None:
-    assert Task.objects.filter(pk=ctx.target.pk).exists() == (expected != 200)
 
 
 def killed_if_allowed(ctx, _response, expected: int) -> None:
@@ -114,7 +108,8 @@ CASES = [
     Case(
         "task delete", "delete", "task/<pk>", target=task_in_place,
         path=lambda ctx: f"/api/task/{ctx.target.pk}",
-        status=lambda r, p: ok_if(r.allow_org_in_col("task", "delete", p, p)), check=deleted_unless_refused,
+        status=lambda r, p: ok_if(r.allow_org_in_col("task", "delete", p, p)),
+        check=deleted_unless_refused(Task),
         rules=(("task", "delete"),),
     ),
     Case(
