@@ -16,7 +16,7 @@ from django.db.models import CharField, Model, OuterRef, Q, QuerySet, Subquery, 
 from django.db.models.functions import Cast, Concat
 
 from accounts.catalogue import CONTAINER, NODE, OPERATIONS, SCOPE_RANK, SCOPES
-from vantage6.api.errors import not_found, unauthorized
+from vantage6.api.errors import ApiError, not_found, unauthorized
 from vantage6.api.sql import by_pk, joined
 
 GLO, COL, ORG, OWN = "GLOBAL", "COLLABORATION", "ORGANIZATION", "OWN"
@@ -412,17 +412,19 @@ def get_for(
     pk: int | str,
     operation: str | None = "view",
     *,
-    missing: str,
+    missing: str | ApiError,
     resource: str | None = None,
     refused: str | None = None,
 ) -> Model:
-    """The row of ``queryset`` with primary key ``pk``, fetched for ``principal``: a 404 with the
-    message ``missing`` when there is none, the 401 (``refused``) when the principal's scope for
-    ``operation`` on ``resource`` (by default the model's) does not reach it. With ``operation``
-    None the service that acts on the row judges it."""
+    """The row of ``queryset`` with primary key ``pk``, fetched for ``principal``.
+
+    No such row: a 404 with the message ``missing``, or ``missing`` itself when it is an error (a
+    filter naming a row that does not exist is a 400). A row out of reach of the principal's scope
+    for ``operation`` on ``resource`` (by default the model's): the 401 (``refused``). With
+    ``operation`` None the service that acts on the row judges it."""
     row = by_pk(queryset, pk)
     if row is None:
-        raise not_found(missing)
+        raise not_found(missing) if isinstance(missing, str) else missing
     if operation is not None:
         name = queryset.model._meta.model_name
         principal.require(

@@ -37,8 +37,8 @@ from accounts.serializers import (
 from nodes.serializers import NodeTokensOutput
 from vantage6.api.errors import bad_request
 from vantage6.api.pagination import paginate
-from vantage6.api.params import flag
-from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, filters
+from vantage6.api.params import Filters, flag
+from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput
 from vantage6.api.views import NODE, USER, ApiViewSet, ClientTypeGate
 
 
@@ -190,14 +190,14 @@ class UserViewSet(ApiViewSet):
             self.principal, User.objects.all(), pk, operation, missing=f"User with id={pk} not found!"
         )
 
-    @extend_schema(
-        parameters=filters(
-            username="like", firstname="like", lastname="like", email="like", organization_id="id",
-            collaboration_id="id", role_id="id", rule_id="id", last_seen_from="date", last_seen_till="date",
-        )
+    FILTERS = Filters(
+        username="like", firstname="like", lastname="like", email="like", organization_id="id",
+        collaboration_id="id", role_id="id", rule_id="id", last_seen_from="date", last_seen_till="date",
     )  # fmt: skip
+
+    @extend_schema(parameters=FILTERS.parameters)
     def list(self, request: Request) -> Response:
-        return paginate(request, user_list(request), UserOutput)
+        return paginate(request, user_list(self.principal, self.FILTERS.parse(request)), UserOutput)
 
     @extend_schema(request=UserCreateInput)
     def create(self, request: Request) -> Response:
@@ -261,14 +261,14 @@ class RoleViewSet(ApiViewSet):
             self.principal, Role.objects.all(), pk, operation, missing=f"Role with id={pk} not found!"
         )
 
-    @extend_schema(
-        parameters=filters(
-            organization_id="ids", include_root="flag", collaboration_id="id", name="like",
-            description="like", rule_id="id", user_id="id",
-        )
+    FILTERS = Filters(
+        organization_id="ids", include_root="flag", collaboration_id="id", name="likes",
+        description="likes", rule_id="id", user_id="id",
     )  # fmt: skip
+
+    @extend_schema(parameters=FILTERS.parameters)
     def list(self, request: Request) -> Response:
-        return paginate(request, role_list(request), RoleOutput)
+        return paginate(request, role_list(self.principal, self.FILTERS.parse(request)), RoleOutput)
 
     @extend_schema(request=RoleCreateInput)
     def create(self, request: Request) -> Response:
@@ -323,17 +323,18 @@ class RuleViewSet(ApiViewSet):
     queryset = Rule.objects.all()
     serializer_class = RuleOutput
 
-    @extend_schema(
-        parameters=filters(
-            name="text", operation="text", scope="text", role_id="id", user_id="id", no_pagination="flag"
-        )
+    FILTERS = Filters(
+        name="text", operation="text", scope="text", role_id="id", user_id="id", no_pagination="flag"
     )
+
+    @extend_schema(parameters=FILTERS.parameters)
     def list(self, request: Request) -> Response:
+        filters = self.FILTERS.parse(request)
         return paginate(
             request,
-            rule_list(request),
+            rule_list(self.principal, filters),
             RuleOutput,
-            paginated=not flag(request, "no_pagination"),
+            paginated=not filters.get("no_pagination"),
         )
 
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -348,12 +349,14 @@ class AuditViewSet(ApiViewSet):
     queryset = AuditEntry.objects.all()
     serializer_class = AuditEntryOutput
 
+    FILTERS = Filters(
+        actor_type="text", actor_id="int", action="text", object_type="text", object_id="int",
+        organization_id="id", since="time", until="time",
+    )  # fmt: skip
+
+    @extend_schema(parameters=FILTERS.parameters)
     def list(self, request: Request) -> Response:
-        return paginate(
-            request,
-            audit_list(request),
-            AuditEntryOutput,
-        )
+        return paginate(request, audit_list(self.principal, self.FILTERS.parse(request)), AuditEntryOutput)
 
     def retrieve(self, request: Request, pk: str) -> Response:
         entry = get_for(

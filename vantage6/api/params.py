@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 from rest_framework.request import Request
@@ -79,3 +80,48 @@ def parse_datetime(raw: str) -> datetime:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value
+
+
+def likes_param(request: Request, name: str) -> list[str]:
+    """Every non-empty value of a repeated pattern parameter (a row matches any of them)."""
+    return [value for value in request.query_params.getlist(name) if value]
+
+
+_PARSERS: dict[str, Callable[[Request, str], object]] = {
+    "id": int_param,
+    "int": int_param,
+    "ids": int_list_param,
+    "text": first,
+    "like": first,
+    "likes": likes_param,
+    "date": date_param,
+    "time": datetime_param,
+    "flag": flag,
+    "list": list_param,
+}
+
+
+class Filters:
+    """The query filters of one endpoint, declared once by name and kind (``vantage6.api.schema``'s
+    ``FILTER_KINDS``): ``parse`` reads them strictly for the selector (a malformed value is a 400
+    before anything is read), ``parameters`` describes them in the API document."""
+
+    def __init__(self, **kinds: str) -> None:
+        unknown = set(kinds.values()) - set(_PARSERS)
+        assert not unknown, f"unknown filter kinds: {unknown}"
+        self.kinds = kinds
+
+    def parse(self, request: Request) -> dict[str, object]:
+        """The filters the request sets, parsed; absent, empty and false ones are left out."""
+        parsed = {}
+        for name, kind in self.kinds.items():
+            value = _PARSERS[kind](request, name)
+            if value is not None and value is not False and value != "" and value != []:
+                parsed[name] = value
+        return parsed
+
+    @property
+    def parameters(self) -> list:
+        from vantage6.api.schema import filters
+
+        return filters(**self.kinds)

@@ -231,6 +231,8 @@ FILTER_KINDS = {
     "time": (str, "An ISO-8601 date or time."),
     "flag": (bool, "A flag: any non-empty value is true."),
     "ids": ({"type": "array", "items": {"type": "integer"}}, "Ids, repeated or comma-separated."),
+    "likes": (str, "SQL LIKE patterns, repeated: a row matches any of them."),
+    "list": (str, "Values, repeated or comma-separated."),
 }
 
 
