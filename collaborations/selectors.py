@@ -3,35 +3,32 @@
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
-from rest_framework.request import Request
 
 from accounts.permissions import GLO, ORG, Principal, get_for
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from vantage6.api.errors import bad_request, unauthorized
 from vantage6.api.lookups import like
-from vantage6.api.params import first, int_list_param, int_param
 
 _BOOLEANS = {"1": True, "true": True, "0": False, "false": False}
 
 
 # --- organizations -----------------------------------------------------------------------------------
-def organization_list(principal: Principal, request: Request) -> QuerySet[Organization]:
+def organization_list(principal: Principal, filters: dict) -> QuerySet[Organization]:
     orgs = principal.visible("organization", Organization.objects.all())
-    params = request.query_params
-    if name := params.get("name"):
+    if name := filters.get("name"):
         orgs = orgs.filter(like("name", name))
-    if country := params.get("country"):
+    if country := filters.get("country"):
         orgs = orgs.filter(country=country)
-    if (collaboration_id := int_param(request, "collaboration_id")) is not None:
+    if (collaboration_id := filters.get("collaboration_id")) is not None:
         principal.require(principal.reaches("organization", "view", collaboration_id=collaboration_id))
         orgs = orgs.filter(collaborations=collaboration_id)
-    if (study_id := int_param(request, "study_id")) is not None:
+    if (study_id := filters.get("study_id")) is not None:
         study = get_for(
             principal, Study.objects.all(), study_id, None, missing=f"Study with id={study_id} not found"
         )
         principal.require(principal.reaches("organization", "view", collaboration_id=study.collaboration_id))
         orgs = orgs.filter(studies=study.pk)
-    if ids := int_list_param(request, "ids"):
+    if ids := filters.get("ids"):
         orgs = orgs.filter(id__in=ids)
     return orgs
 
@@ -48,23 +45,19 @@ def _with_organizations(queryset: QuerySet, include: bool) -> QuerySet:
 
 
 def collaboration_list(
-    principal: Principal, request: Request, *, include_organizations: bool = False
+    principal: Principal, filters: dict, *, include_organizations: bool = False
 ) -> QuerySet[Collaboration]:
     collabs = principal.visible("collaboration", Collaboration.objects.all())
-    params = request.query_params
-    if name := params.get("name"):
+    if name := filters.get("name"):
         collabs = collabs.filter(like("name", name))
-    if encrypted := params.get("encrypted"):
+    if encrypted := filters.get("encrypted"):
         if encrypted.lower() not in _BOOLEANS:
             raise bad_request(f"encrypted must be one of 1, 0, true or false, got {encrypted!r}")
         collabs = collabs.filter(encrypted=_BOOLEANS[encrypted.lower()])
-    if (organization_id := int_param(request, "organization_id")) is not None:
-        # Those who see every collaboration may filter; the others see only their own anyway.
-        if principal.has("collaboration", GLO, "view"):
-            collabs = collabs.filter(organizations=organization_id)
-        elif organization_id != principal.organization_id:
-            raise unauthorized()
-    if (store_id := int_param(request, "algorithm_store_id")) is not None:
+    if (organization_id := filters.get("organization_id")) is not None:
+        principal.require(principal.reaches("collaboration", "view", organization_id=organization_id))
+        collabs = collabs.filter(organizations=organization_id)
+    if (store_id := filters.get("algorithm_store_id")) is not None:
         store = get_for(
             principal,
             AlgorithmStore.objects.all(),
@@ -92,17 +85,17 @@ def collaboration_for_edit(principal: Principal, pk: int | str, operation: str =
 
 # --- studies -----------------------------------------------------------------------------------------
 def study_list(
-    principal: Principal, request: Request, *, include_organizations: bool = False
+    principal: Principal, filters: dict, *, include_organizations: bool = False
 ) -> QuerySet[Study]:
     studies = principal.visible("study", Study.objects.all())
-    if name := first(request, "name"):
+    if name := filters.get("name"):
         studies = studies.filter(like("name", name))
     scope = principal.max_scope("study", "view")
-    if (organization_id := int_param(request, "organization_id")) is not None:
+    if (organization_id := filters.get("organization_id")) is not None:
         if scope == ORG and organization_id != principal.organization_id:
             raise unauthorized()
         studies = studies.filter(organizations=organization_id)
-    if (collaboration_id := int_param(request, "collaboration_id")) is not None:
+    if (collaboration_id := filters.get("collaboration_id")) is not None:
         if scope != GLO and collaboration_id not in principal.collaboration_ids:
             raise unauthorized()
         studies = studies.filter(collaboration_id=collaboration_id)
@@ -130,14 +123,13 @@ def study_for_member_change(principal: Principal, pk: int | str) -> Study:
 
 
 # --- algorithm stores --------------------------------------------------------------------------------
-def algorithm_store_list(principal: Principal, request: Request) -> QuerySet[AlgorithmStore]:
+def algorithm_store_list(principal: Principal, filters: dict) -> QuerySet[AlgorithmStore]:
     stores = principal.visible("algorithmstore", AlgorithmStore.objects.all())
-    params = request.query_params
-    if name := params.get("name"):
+    if name := filters.get("name"):
         stores = stores.filter(like("name", name))
-    if url := params.get("url"):
+    if url := filters.get("url"):
         stores = stores.filter(like("url", url))
-    if (collaboration_id := int_param(request, "collaboration_id")) is not None:
+    if (collaboration_id := filters.get("collaboration_id")) is not None:
         get_for(
             principal,
             Collaboration.objects.all(),
@@ -145,11 +137,7 @@ def algorithm_store_list(principal: Principal, request: Request) -> QuerySet[Alg
             None,
             missing=f"Collaboration with id={collaboration_id} not found",
         )
-        if (
-            not principal.has("collaboration", GLO, "view")
-            and collaboration_id not in principal.collaboration_ids
-        ):
-            raise unauthorized()
+        principal.require(principal.reaches("algorithmstore", "view", collaboration_id=collaboration_id))
         stores = stores.filter(Q(collaboration_id=collaboration_id) | Q(collaboration__isnull=True))
     return stores
 

@@ -29,8 +29,8 @@ from collaborations.serializers import (
 from nodes.models import Node
 from nodes.serializers import NodeSimpleOutput
 from vantage6.api.pagination import paginate
-from vantage6.api.params import first, flag, list_param
-from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, filters, include
+from vantage6.api.params import Filters, first, flag, list_param
+from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, include
 from vantage6.api.views import ANY_CLIENT, NODE, USER, ApiViewSet
 
 # The algorithm store's own refusals are passed on with its status; its failures are a 502.
@@ -50,11 +50,11 @@ class OrganizationViewSet(ApiViewSet):
     serializer_class = OrganizationOutput
     action_clients = {"list": ANY_CLIENT, "retrieve": ANY_CLIENT, "partial_update": (USER, NODE)}
 
-    @extend_schema(
-        parameters=filters(name="like", country="text", collaboration_id="id", study_id="id", ids="ids")
-    )
+    FILTERS = Filters(name="like", country="text", collaboration_id="id", study_id="id", ids="ids")
+
+    @extend_schema(parameters=FILTERS.parameters)
     def list(self, request: Request) -> Response:
-        rows = selectors.organization_list(self.principal, request)
+        rows = selectors.organization_list(self.principal, self.FILTERS.parse(request))
         return paginate(request, rows, OrganizationOutput)
 
     @extend_schema(request=OrganizationCreateInput)
@@ -102,15 +102,13 @@ class CollaborationViewSet(ApiViewSet):
             collaboration, context={"include_organizations": include_organizations}
         ).data
 
-    @extend_schema(
-        parameters=[
-            include("organizations"),
-            *filters(name="like", encrypted="text", organization_id="id", algorithm_store_id="id"),
-        ]
-    )
+    FILTERS = Filters(name="like", encrypted="text", organization_id="id", algorithm_store_id="id")
+
+    @extend_schema(parameters=[include("organizations"), *FILTERS.parameters])
     def list(self, request: Request) -> Response:
         include = _include_organizations(request)
-        rows = selectors.collaboration_list(self.principal, request, include_organizations=include)
+        filters = self.FILTERS.parse(request)
+        rows = selectors.collaboration_list(self.principal, filters, include_organizations=include)
         return paginate(
             request,
             rows,
@@ -189,15 +187,13 @@ class StudyViewSet(ApiViewSet):
     def _output(self, study: Study, include_organizations: bool = True) -> dict:
         return StudyOutput(study, context={"include_organizations": include_organizations}).data
 
-    @extend_schema(
-        parameters=[
-            include("organizations"),
-            *filters(name="like", organization_id="id", collaboration_id="id"),
-        ]
-    )
+    FILTERS = Filters(name="like", organization_id="id", collaboration_id="id")
+
+    @extend_schema(parameters=[include("organizations"), *FILTERS.parameters])
     def list(self, request: Request) -> Response:
         include = _include_organizations(request)
-        rows = selectors.study_list(self.principal, request, include_organizations=include)
+        filters = self.FILTERS.parse(request)
+        rows = selectors.study_list(self.principal, filters, include_organizations=include)
         return paginate(
             request,
             rows,
@@ -252,9 +248,11 @@ class AlgorithmStoreViewSet(ApiViewSet):
     serializer_class = AlgorithmStoreOutput
     action_clients = {"retrieve": (USER, NODE)}
 
-    @extend_schema(parameters=filters(name="like", url="like", collaboration_id="id"))
+    FILTERS = Filters(name="like", url="like", collaboration_id="id")
+
+    @extend_schema(parameters=FILTERS.parameters)
     def list(self, request: Request) -> Response:
-        rows = selectors.algorithm_store_list(self.principal, request)
+        rows = selectors.algorithm_store_list(self.principal, self.FILTERS.parse(request))
         return paginate(
             request,
             rows,
