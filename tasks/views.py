@@ -29,23 +29,26 @@ from tasks.serializers import (
 )
 from vantage6.api.errors import ApiError, bad_request, not_found
 from vantage6.api.pagination import paginate
-from vantage6.api.params import first, int_param
-from vantage6.api.schema import MessageOutput, filters, include
+from vantage6.api.params import Filters, first, int_param
+from vantage6.api.schema import MessageOutput, include
 from vantage6.api.views import ANY_CLIENT, CONTAINER, NODE, USER, ApiViewSet
 
 NEWEST_FIRST = ("-id",)
-RUN_FILTERS = filters(
+RUN_FILTERS = Filters(
     task_id="id", organization_id="id", node_id="id", collaboration_id="id", state="text",
     assigned_from="time", assigned_till="time", started_from="time", started_till="time",
     finished_from="time", finished_till="time", port="int",
 )  # fmt: skip
+TASK_FILTERS = Filters(
+    collaboration_id="id", init_org_id="id", init_user_id="id", study_id="id", parent_id="id",
+    job_id="id", name="like", image="like", description="like", database="text",
+    is_user_created="int", store_id="id", run_id="id", status="text",
+)  # fmt: skip
+ADDRESS_FILTERS = Filters(
+    include_children="flag", include_parent="flag", only_children="flag", only_parent="flag",
+    only_siblings="flag", only_self="flag", label="text",
+)  # fmt: skip
 NOT_CONFIGURED = OpenApiResponse(description="Not configured on this server")
-
-
-def _flags(*names: str) -> list[OpenApiParameter]:
-    return [
-        OpenApiParameter(name, bool, description="A flag: any non-empty value is true.") for name in names
-    ]
 
 
 def _valid(serializer_class, request: Request) -> dict:
@@ -68,16 +71,7 @@ class TaskViewSet(ApiViewSet):
     clients = ANY_CLIENT
     action_clients = {"create": (USER, CONTAINER), "destroy": (USER,), "status": (USER, CONTAINER)}
 
-    @extend_schema(
-        parameters=[
-            include("runs", "results"),
-            *filters(
-                collaboration_id="id", init_org_id="id", init_user_id="id", study_id="id", parent_id="id",
-                job_id="id", name="like", image="like", description="like", database="text",
-                is_user_created="int", store_id="id", run_id="id", status="text",
-            ),
-        ]
-    )  # fmt: skip
+    @extend_schema(parameters=[include("runs", "results"), *TASK_FILTERS.parameters])
     def list(self, request: Request) -> Response:
         include = selectors.include_param(request)
 
@@ -88,7 +82,7 @@ class TaskViewSet(ApiViewSet):
 
         return paginate(
             request,
-            selectors.task_list(self.principal, request),
+            selectors.task_list(self.principal, TASK_FILTERS.parse(request), include),
             TaskOutput,
             serialize=serialize,
             default_order=NEWEST_FIRST,
@@ -135,10 +129,11 @@ class RunViewSet(ApiViewSet):
     clients = ANY_CLIENT
     action_clients = {"partial_update": (NODE,)}
 
-    @extend_schema(parameters=[include("task"), *RUN_FILTERS])
+    @extend_schema(parameters=[include("task"), *RUN_FILTERS.parameters])
     def list(self, request: Request) -> Response:
         include_task = "task" in selectors.include_param(request)
-        runs = selectors.with_run_details(selectors.run_list(self.principal, request), include_task)
+        runs = selectors.run_list(self.principal, RUN_FILTERS.parse(request))
+        runs = selectors.with_run_details(runs, include_task)
         return paginate(
             request, runs, RunOutput, serialize=_serialize_runs(include_task), default_order=NEWEST_FIRST
         )
@@ -164,11 +159,11 @@ class ResultViewSet(ApiViewSet):
     serializer_class = ResultOutput
     clients = ANY_CLIENT
 
-    @extend_schema(parameters=RUN_FILTERS)
+    @extend_schema(parameters=RUN_FILTERS.parameters)
     def list(self, request: Request) -> Response:
         return paginate(
             request,
-            selectors.run_list(self.principal, request),
+            selectors.run_list(self.principal, RUN_FILTERS.parse(request)),
             ResultOutput,
             default_order=NEWEST_FIRST,
         )
@@ -265,17 +260,7 @@ class VpnViewSet(ApiViewSet):
         raise ApiError(501, VPN_NOT_CONFIGURED)
 
     @extend_schema(
-        parameters=[
-            *_flags(
-                "include_children",
-                "include_parent",
-                "only_children",
-                "only_parent",
-                "only_siblings",
-                "only_self",
-            ),
-            OpenApiParameter("label", str, description="Only ports with this label."),
-        ],
+        parameters=ADDRESS_FILTERS.parameters,
         responses={
             200: inline_serializer(
                 "AlgorithmAddresses",
@@ -298,7 +283,8 @@ class VpnViewSet(ApiViewSet):
         },
     )
     def addresses(self, request: Request) -> Response:
-        return Response({"addresses": selectors.algorithm_addresses(self.principal, request)})
+        filters = ADDRESS_FILTERS.parse(request)
+        return Response({"addresses": selectors.algorithm_addresses(self.principal, filters)})
 
 
 COLUMN_TASK_IMAGE = "ghcr.io/vantage6/algorithm-basics:latest"
