@@ -1,9 +1,14 @@
 """The permission engine: who may do what, and which rows each principal may see.
 
 Every scope question of the server is answered here, for REST endpoints, ``include=``, query
-filters and websocket rooms alike. A principal is a user, a node or an algorithm container; its
-rules are loaded once per request. The helpers are those of vantage6 (``ALLOW_ORG``,
-``ALLOW_ORG_IN_COL``, ``CAN_COL``, ``AT_LEAST``, ``MAX_SCOPE``).
+filters, the admin site and websocket rooms alike. A principal is a user, a node or an algorithm
+container; its rules are loaded once per request.
+
+Each resource has one ``Scope`` definition (``RESOURCE_SCOPES``); from it come the rows a list shows
+(``visible``), the check of one row (``allows``, and ``get_for``: 404 missing, 401 out of reach) and
+the check of a filter value such as ``?organization_id=`` (``reaches``, vantage6's ``ALLOW_ORG``,
+``ALLOW_ORG_IN_COL`` and ``CAN_COL``). ``max_scope`` and ``at_least`` are vantage6's helpers of the
+same names.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeVar
 
 from django.db.models import CharField, Model, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Cast, Concat
@@ -406,16 +412,19 @@ _NO_SCOPE = Scope()
 _MODEL_RESOURCES = {"auditentry": "audit"}
 
 
+M = TypeVar("M", bound=Model)
+
+
 def get_for(
     principal: Principal,
-    queryset: QuerySet,
+    queryset: QuerySet[M],
     pk: int | str,
     operation: str | None = "view",
     *,
     missing: str | ApiError,
     resource: str | None = None,
     refused: str | None = None,
-) -> Model:
+) -> M:
     """The row of ``queryset`` with primary key ``pk``, fetched for ``principal``.
 
     No such row: a 404 with the message ``missing``, or ``missing`` itself when it is an error (a
@@ -426,10 +435,9 @@ def get_for(
     if row is None:
         raise not_found(missing) if isinstance(missing, str) else missing
     if operation is not None:
-        name = queryset.model._meta.model_name
-        principal.require(
-            principal.allows(resource or _MODEL_RESOURCES.get(name, name), row, operation), refused
-        )
+        name = str(queryset.model._meta.model_name)
+        resource = resource or _MODEL_RESOURCES.get(name, name)
+        principal.require(principal.allows(resource, row, operation), refused)
     return row
 
 

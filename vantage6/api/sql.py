@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from weakref import WeakKeyDictionary
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -138,7 +139,10 @@ class _Plan:
 MAX_KEY = 2**63 - 1
 
 
-def by_pk(queryset: QuerySet, pk: int | str) -> Model | None:
+M = TypeVar("M", bound=Model)
+
+
+def by_pk(queryset: QuerySet[M], pk: int | str) -> M | None:
     """The row of ``queryset`` with this primary key, or None (``first()`` would add an ORDER BY)."""
     if int(pk) > MAX_KEY:
         return None
