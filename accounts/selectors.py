@@ -8,7 +8,7 @@ from django.db.models import Q, QuerySet
 
 from accounts.catalogue import OPERATIONS, SCOPES
 from accounts.models import AuditAction, AuditEntry, Role, Rule, User
-from accounts.permissions import Principal, get_for
+from accounts.permissions import GLO, Principal, get_for
 from vantage6.api.errors import bad_request, unauthorized
 from vantage6.api.lookups import like
 
@@ -21,12 +21,9 @@ def _name_or_code(value: str, codes: dict[str, str]) -> str:
 def _user_for_filter(principal: Principal, user_id: int) -> User:
     """The user a query filter names. Only who sees every user learns that an id does not exist;
     to anyone else a missing user is the same 401 as one they may not see."""
-    user = User.objects.filter(pk=user_id).first()
-    if user is None:
-        if principal.max_scope("user", "view") == "GLOBAL":
-            raise bad_request(f"User id={user_id} does not exist!")
-        raise unauthorized()
-    return user
+    sees_all = principal.max_scope("user", "view") == GLO
+    missing = bad_request(f"User id={user_id} does not exist!") if sees_all else unauthorized()
+    return get_for(principal, User.objects.all(), user_id, None, missing=missing)
 
 
 def rule_list(principal: Principal, filters: dict) -> QuerySet[Rule]:
