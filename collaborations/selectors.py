@@ -6,10 +6,8 @@ from django.db.models import Q, QuerySet
 
 from accounts.permissions import GLO, ORG, Principal, get_for
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
-from vantage6.api.errors import bad_request, unauthorized
+from vantage6.api.errors import unauthorized
 from vantage6.api.lookups import like
-
-_BOOLEANS = {"1": True, "true": True, "0": False, "false": False}
 
 
 # --- organizations -----------------------------------------------------------------------------------
@@ -50,10 +48,8 @@ def collaboration_list(
     collabs = principal.visible("collaboration", Collaboration.objects.all())
     if name := filters.get("name"):
         collabs = collabs.filter(like("name", name))
-    if encrypted := filters.get("encrypted"):
-        if encrypted.lower() not in _BOOLEANS:
-            raise bad_request(f"encrypted must be one of 1, 0, true or false, got {encrypted!r}")
-        collabs = collabs.filter(encrypted=_BOOLEANS[encrypted.lower()])
+    if (encrypted := filters.get("encrypted")) is not None:
+        collabs = collabs.filter(encrypted=encrypted)
     if (organization_id := filters.get("organization_id")) is not None:
         principal.require(principal.reaches("collaboration", "view", organization_id=organization_id))
         collabs = collabs.filter(organizations=organization_id)

@@ -102,7 +102,7 @@ class CollaborationViewSet(ApiViewSet):
             collaboration, context={"include_organizations": include_organizations}
         ).data
 
-    FILTERS = Filters(name="like", encrypted="text", organization_id="id", algorithm_store_id="id")
+    FILTERS = Filters(name="like", encrypted="bool", organization_id="id", algorithm_store_id="id")
 
     @extend_schema(parameters=[include("organizations"), *FILTERS.parameters])
     def list(self, request: Request) -> Response:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.db.models import Exists, Model, Prefetch, Q, QuerySet
-from rest_framework.request import Request
 
 from accounts.catalogue import SCOPE_RANK
 from accounts.models import User
@@ -15,7 +14,6 @@ from nodes.models import Node, NodeConfig
 from tasks.models import AlgorithmPort, Run, Task, TaskDatabase, is_finished
 from vantage6.api.errors import bad_request
 from vantage6.api.lookups import like
-from vantage6.api.params import list_param
 
 TASK_INCLUDES = {"runs", "results"}
 
@@ -109,10 +107,6 @@ def attach_nodes(runs: Iterable[Run]) -> None:
         nodes.setdefault(key, node)
     for run in runs:
         run.node_info = nodes.get((run.organization_id, run.task.collaboration_id))
-
-
-def include_param(request: Request) -> set[str]:
-    return set(list_param(request, "include"))
 
 
 # --- list filters ---------------------------------------------------------------------------------------

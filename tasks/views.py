@@ -29,7 +29,7 @@ from tasks.serializers import (
 )
 from vantage6.api.errors import ApiError, bad_request, not_found
 from vantage6.api.pagination import paginate
-from vantage6.api.params import Filters, first, int_param
+from vantage6.api.params import Filters, first, int_param, list_param
 from vantage6.api.schema import MessageOutput, include
 from vantage6.api.views import ANY_CLIENT, CONTAINER, NODE, USER, ApiViewSet
 
@@ -49,6 +49,10 @@ ADDRESS_FILTERS = Filters(
     only_siblings="flag", only_self="flag", label="text",
 )  # fmt: skip
 NOT_CONFIGURED = OpenApiResponse(description="Not configured on this server")
+
+
+def _include(request: Request) -> set[str]:
+    return set(list_param(request, "include"))
 
 
 def _valid(serializer_class, request: Request) -> dict:
@@ -73,7 +77,7 @@ class TaskViewSet(ApiViewSet):
 
     @extend_schema(parameters=[include("runs", "results"), *TASK_FILTERS.parameters])
     def list(self, request: Request) -> Response:
-        include = selectors.include_param(request)
+        include = _include(request)
 
         def serialize(tasks: list[Task]) -> list[dict]:
             if include & selectors.TASK_INCLUDES:
@@ -98,7 +102,7 @@ class TaskViewSet(ApiViewSet):
 
     @extend_schema(parameters=[include("runs", "results")])
     def retrieve(self, request: Request, pk: str) -> Response:
-        include = selectors.include_param(request)
+        include = _include(request)
         task = selectors.task_for_view(self.principal, pk, include)
         return Response(TaskOutput(task, context={"include": include}).data)
 
@@ -131,7 +135,7 @@ class RunViewSet(ApiViewSet):
 
     @extend_schema(parameters=[include("task"), *RUN_FILTERS.parameters])
     def list(self, request: Request) -> Response:
-        include_task = "task" in selectors.include_param(request)
+        include_task = "task" in _include(request)
         runs = selectors.run_list(self.principal, RUN_FILTERS.parse(request))
         runs = selectors.with_run_details(runs, include_task)
         return paginate(

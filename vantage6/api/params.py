@@ -87,6 +87,18 @@ def likes_param(request: Request, name: str) -> list[str]:
     return [value for value in request.query_params.getlist(name) if value]
 
 
+def bool_param(request: Request, name: str) -> bool | None:
+    """``1``, ``true``, ``0`` or ``false`` (any case); anything else is a 400."""
+    raw = first(request, name)
+    if not raw:
+        return None
+    if raw.lower() not in _BOOLEANS:
+        raise bad_request(f"{name} must be one of 1, 0, true or false, got {raw!r}")
+    return _BOOLEANS[raw.lower()]
+
+
+_BOOLEANS = {"1": True, "true": True, "0": False, "false": False}
+
 _PARSERS: dict[str, Callable[[Request, str], object]] = {
     "id": int_param,
     "int": int_param,
@@ -96,7 +108,8 @@ _PARSERS: dict[str, Callable[[Request, str], object]] = {
     "likes": likes_param,
     "date": date_param,
     "time": datetime_param,
-    "flag": flag,
+    "flag": lambda request, name: flag(request, name) or None,
+    "bool": bool_param,
     "list": list_param,
 }
 
@@ -112,11 +125,11 @@ class Filters:
         self.kinds = kinds
 
     def parse(self, request: Request) -> dict[str, object]:
-        """The filters the request sets, parsed; absent, empty and false ones are left out."""
+        """The filters the request sets, parsed; absent and empty ones (and unset flags) are left out."""
         parsed = {}
         for name, kind in self.kinds.items():
             value = _PARSERS[kind](request, name)
-            if value is not None and value is not False and value != "" and value != []:
+            if value is not None and value != "" and value != []:
                 parsed[name] = value
         return parsed
 
