@@ -347,6 +347,7 @@ class Scope:
 
 
 def _any(conditions: Iterable[Q]) -> Q:
+    """The rows any of ``conditions`` gives (none without conditions)."""
     combined = NOTHING
     for position, condition in enumerate(conditions):
         combined = condition if position == 0 else combined | condition
