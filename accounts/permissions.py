@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TypeVar
 
-from django.db.models import CharField, Model, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Cast, Concat
+from django.db.models import CharField, F, Func, Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Cast
 
 from accounts.catalogue import CONTAINER, NODE, OPERATIONS, SCOPE_RANK, SCOPES
 from vantage6.api.errors import ApiError, not_found, unauthorized
@@ -484,7 +484,11 @@ def _rules_of_outer_user() -> Subquery:
     user = OuterRef(OuterRef("pk"))
     via_roles = Role.rules.through.objects.filter(role__users=user).values("rule_id")
     direct = User.rules.through.objects.filter(user_id=user).values("rule_id")
-    key = Concat("name", Value(":"), "scope", Value(":"), "operation", output_field=CharField())
+    # The columns are never NULL: plain concatenation, without Concat's COALESCE around each part.
+    key = Func(
+        F("name"), F("scope"), F("operation"),
+        template="%(expressions)s", arg_joiner=" || ':' || ", output_field=CharField(),
+    )  # fmt: skip
     return joined(Rule.objects.filter(Q(id__in=via_roles) | Q(id__in=direct)), key, RULE_SEPARATOR)
 
 

@@ -154,9 +154,12 @@ class Joined(Aggregate):
     """The rows' values as one string joined by ``separator``, on SQLite and PostgreSQL."""
 
     function = "GROUP_CONCAT"
+    # The separator is a constant of the code, written into the SQL as the hand-written form was.
+    template = "%(function)s(%(distinct)s%(expressions)s, '%(separator)s')"
 
     def __init__(self, expression: Expression | str, separator: str) -> None:
-        super().__init__(expression, Value(separator), output_field=CharField())
+        assert "'" not in separator and "%" not in separator, "a plain separator"
+        super().__init__(expression, separator=separator, output_field=CharField())
 
     def as_postgresql(self, compiler, connection: BaseDatabaseWrapper, **extra) -> tuple[str, tuple]:
         return self.as_sql(compiler, connection, function="STRING_AGG", **extra)
