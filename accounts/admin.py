@@ -272,10 +272,4 @@ class AuditEntryAdmin(ScopedAdmin):
     actions = None
 
     def allowed(self, principal: Principal, operation: str, obj: Model | None) -> bool:
-        if operation != "view":
-            return False
-        return (
-            principal.allows("audit", obj)
-            if obj is not None
-            else principal.max_scope("audit", "view") is not None
-        )
+        return operation == "view" and super().allowed(principal, operation, obj)

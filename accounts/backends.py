@@ -7,6 +7,7 @@ rule decides.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from accounts.permissions import Principal, principal_for_user
@@ -40,27 +41,24 @@ def is_staff(user) -> bool:
     return any(principal.at_least("org", resource, op) for resource, op in STAFF_RULES)
 
 
-def object_allowed(principal: Principal, resource: str, op: str, obj: Any) -> bool:
-    """The API's check of ``op`` on one user, role or organization."""
-    from accounts.selectors import role_viewable, user_viewable
-    from accounts.services import may_delete_user, may_edit_user
+# What the admin refuses on top of the scope of a rule, as the services behind it refuse it.
+GUARDS: dict[tuple[str, str], Callable[[Principal, Any], bool]] = {
+    ("user", "delete"): lambda principal, user: principal.holds_target(user),
+    ("role", "create"): lambda _, role: not role.is_default_role,
+    ("role", "edit"): lambda _, role: not role.is_default_role,
+    ("role", "delete"): lambda principal, role: (
+        not role.is_default_role and principal.holds(role.rules.values_list("name", "scope", "operation"))
+    ),
+    # Nobody deletes their own organization.
+    ("organization", "delete"): lambda principal, organization: organization.pk != principal.organization_id,
+}
 
-    if resource == "user":
-        if op == "view":
-            return user_viewable(principal, obj)
-        if op == "edit":
-            return may_edit_user(principal, obj)
-        if op == "delete":
-            return may_delete_user(principal, obj) and principal.holds_target(obj)
-        return principal.allow_org("user", op, obj.organization_id)
-    if resource == "role":
-        if op == "view":
-            return role_viewable(principal, obj)
-        held = op != "delete" or principal.holds(obj.rules.values_list("name", "scope", "operation"))
-        return not obj.is_default_role and principal.allow_org("role", op, obj.organization_id) and held
-    if op == "delete" and obj.pk == principal.organization_id:
-        return False  # nobody deletes their own organization
-    return principal.allow_org("organization", op, obj.pk)
+
+def object_allowed(principal: Principal, resource: str, op: str, obj: object) -> bool:
+    """The API's check of ``op`` on one user, role or organization: the reach of the scope
+    (``Principal.allows``) and the guard of the service."""
+    guard = GUARDS.get((resource, op))
+    return principal.allows(resource, obj, op) and (guard is None or guard(principal, obj))
 
 
 class RuleBackend:

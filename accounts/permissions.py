@@ -1,9 +1,14 @@
 """The permission engine: who may do what, and which rows each principal may see.
 
 Every scope question of the server is answered here, for REST endpoints, ``include=``, query
-filters and websocket rooms alike. A principal is a user, a node or an algorithm container; its
-rules are loaded once per request. The helpers are those of vantage6 (``ALLOW_ORG``,
-``ALLOW_ORG_IN_COL``, ``CAN_COL``, ``AT_LEAST``, ``MAX_SCOPE``).
+filters, the admin site and websocket rooms alike. A principal is a user, a node or an algorithm
+container; its rules are loaded once per request.
+
+Each resource has one ``Scope`` definition (``RESOURCE_SCOPES``); from it come the rows a list shows
+(``visible``), the check of one row (``allows``, and ``get_for``: 404 missing, 401 out of reach) and
+the check of a filter value such as ``?organization_id=`` (``reaches``, vantage6's ``ALLOW_ORG``,
+``ALLOW_ORG_IN_COL`` and ``CAN_COL``). ``max_scope`` and ``at_least`` are vantage6's helpers of the
+same names.
 """
 
 from __future__ import annotations
@@ -11,13 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from django.db.models import Q, QuerySet
+from django.db.models import CharField, F, Func, Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Cast
 
 from accounts.catalogue import CONTAINER, NODE, OPERATIONS, SCOPE_RANK, SCOPES
-from vantage6.api.errors import unauthorized
-from vantage6.api.sql import CorrelatedSQL, string_agg
+from vantage6.api.errors import ApiError, not_found, unauthorized
+from vantage6.api.sql import by_pk, joined
 
 GLO, COL, ORG, OWN = "GLOBAL", "COLLABORATION", "ORGANIZATION", "OWN"
 _SCOPES_DESC = (GLO, COL, ORG, OWN)
@@ -110,40 +116,50 @@ class Principal:
         best = self.max_scope(resource, operation)
         return best is not None and SCOPE_RANK[best] >= SCOPE_RANK[SCOPES.get(scope, scope)]
 
-    def allow_org(self, resource: str, operation: str, organization_id: int | None) -> bool:
-        """ALLOW_ORG: for objects that belong to an organization alone (users, roles, organizations)."""
-        operation = _op(operation)
-        return (
-            (resource, GLO, operation) in self.rules
-            or ((resource, ORG, operation) in self.rules and organization_id == self.organization_id)
-            # Collaboration scope covers the own organization also when it is in no collaboration,
-            # as the list filters do (SCOPE_FILTERS).
-            or (
-                (resource, COL, operation) in self.rules
-                and (
-                    organization_id == self.organization_id
-                    or organization_id in self.collaborating_organization_ids
-                )
-            )
-        )
-
-    def allow_org_in_col(
-        self, resource: str, operation: str, organization_id: int | None, collaboration_id: int | None
+    def reaches(
+        self,
+        resource: str,
+        operation: str,
+        *,
+        organization_id: int | None = None,
+        collaboration_id: int | None = None,
     ) -> bool:
-        """ALLOW_ORG_IN_COL: for objects that live in one collaboration (node, task, run, study, …)."""
+        """Whether a row of ``resource`` in this organization and/or collaboration lies within a scope
+        the principal holds for ``operation``: what a filter such as ``?organization_id=`` may name.
+
+        Derived from the resource's ``Scope``: collaboration scope reaches the auth collaborations,
+        or, given only an organization, the collaborating organizations and the own one; organization
+        scope reaches the own organization (the own collaborations for a resource without an
+        organization, such as a collaboration).
+        """
+        rules = self.rule_resource(resource)
         operation = _op(operation)
+        if (rules, GLO, operation) in self.rules:
+            return True
+        if (rules, COL, operation) in self.rules and (
+            collaboration_id in self.collaboration_ids
+            if collaboration_id is not None
+            else organization_id == self.organization_id
+            or organization_id in self.collaborating_organization_ids
+        ):
+            return True
+        if (rules, ORG, operation) not in self.rules:
+            return False
+        if organization_id is not None:
+            return organization_id == self.organization_id
+        # Only a resource that belongs to no organization (a collaboration) is reached through the
+        # own collaborations; for any other (events included) organization scope needs the organization.
+        definition = RESOURCE_SCOPES.get(resource)
         return (
-            (resource, GLO, operation) in self.rules
-            or ((resource, ORG, operation) in self.rules and organization_id == self.organization_id)
-            or ((resource, COL, operation) in self.rules and collaboration_id in self.collaboration_ids)
+            definition is not None
+            and not definition.organization
+            and collaboration_id in self.collaboration_ids
         )
 
-    def can_col(self, resource: str, operation: str, collaboration_id: int | None) -> bool:
-        """CAN_COL: global, or collaboration scope on one of the auth collaborations."""
-        operation = _op(operation)
-        return (resource, GLO, operation) in self.rules or (
-            (resource, COL, operation) in self.rules and collaboration_id in self.collaboration_ids
-        )
+    @staticmethod
+    def rule_resource(resource: str) -> str:
+        """The resource whose rules judge ``resource`` (itself unless its ``Scope`` names another)."""
+        return RESOURCE_SCOPES.get(resource, _NO_SCOPE).rule_resource or resource
 
     def require(self, allowed: bool, msg: str | None = None) -> None:
         """Raise the vantage6 401 unless ``allowed``."""
@@ -191,14 +207,18 @@ class Principal:
         """The rows of ``resource`` the principal's broadest scope allows, as a condition on its model
         (``EVERYTHING``, ``NOTHING`` or a ``Q``); None without any rule. The list filters and the
         object checks both come from here, so they cannot disagree."""
-        scope = self.max_scope(RULE_RESOURCE.get(resource, resource), operation)
+        definition = RESOURCE_SCOPES[resource]
+        operation = _op(operation)
+        scope = self.max_scope(self.rule_resource(resource), operation)
         if scope is None:
-            fallback = WITHOUT_RULE_FILTERS.get((resource, _op(operation)))
+            fallback = definition.without_rule.get(operation)
             return fallback(self) if fallback is not None else None
         if scope == GLO:
             return EVERYTHING
-        narrow = SCOPE_FILTERS[resource].get(scope)
-        return narrow(self) if narrow is not None else NOTHING
+        condition = definition.condition(scope, self)
+        if operation == "VIEW" and definition.also_viewable is not None:
+            condition |= definition.also_viewable(self)
+        return condition
 
     def visible(self, resource: str, queryset: QuerySet, operation: str = "view") -> QuerySet:
         """``queryset`` narrowed to what the principal's broadest scope allows; 401 without any rule."""
@@ -210,7 +230,7 @@ class Principal:
         if condition is NOTHING:
             return queryset.none()
         narrowed = queryset.filter(condition)
-        return narrowed.distinct() if resource in _M2M_FILTERED else narrowed
+        return narrowed.distinct() if RESOURCE_SCOPES[resource].repeats_rows else narrowed
 
     def allows(self, resource: str, obj: Any, operation: str = "view") -> bool:
         """Whether ``obj`` is one of the rows ``visible`` gives: evaluated on the loaded row where the
@@ -227,7 +247,7 @@ class Principal:
 
     def visible_or_none(self, resource: str, queryset: QuerySet, operation: str = "view") -> QuerySet:
         """As ``visible`` but an empty queryset instead of a 401 (for ``include=`` and socket rooms)."""
-        if self.max_scope(RULE_RESOURCE.get(resource, resource), operation) is None:
+        if self.max_scope(self.rule_resource(resource), operation) is None:
             return queryset.none()
         return self.visible(resource, queryset, operation)
 
@@ -281,81 +301,145 @@ def _lookup_matches(obj: Any, lookup: str, value: object) -> bool | None:
     return target == value if isinstance(value, _PLAIN) else None
 
 
-def _own_org(p: Principal) -> Q:
-    return Q(id=p.organization_id)
+@dataclass(frozen=True)
+class Scope:
+    """Where a resource's rows stand: the lookups (relative to its model) of the organization it
+    belongs to, the collaboration it lives in and the user who owns it. The row filter of every scope
+    and the object check (``Principal.allows``) are both derived from it, so a new resource is one
+    definition here.
+
+    - global scope: every row;
+    - collaboration scope: rows in an auth collaboration, or, for a resource outside collaborations,
+      rows of a collaborating organization or of the own one;
+    - organization scope: rows of the own organization (any of ``organization``), or, for a resource
+      without an organization, of the own collaborations;
+    - own scope: rows the calling user owns.
+    """
+
+    organization: tuple[str, ...] = ()
+    collaboration: str | None = None
+    own: str | None = None
+    rule_resource: str | None = None  # judged by another resource's rules
+    # Rows every scope below global adds to what it shows (never to what it may change).
+    also_viewable: Callable[[Principal], Q] | None = None
+    # Per operation NAME: what a principal without any rule of it still reaches, instead of a 401.
+    without_rule: dict[str, Callable[[Principal], Q]] = field(default_factory=dict)
+    repeats_rows: bool = False  # the filter crosses a many-to-many relation
+
+    def condition(self, scope: str, p: Principal) -> Q:
+        """The rows ``scope`` (below global) reaches for ``p``."""
+        if scope == COL:
+            if self.collaboration:
+                return Q(**{f"{self.collaboration}__in": p.collaboration_ids})
+            return _any(
+                Q(**{f"{lookup}__in": p.collaborating_organization_ids}) | Q(**{lookup: p.organization_id})
+                for lookup in self.organization
+            )
+        if scope == ORG:
+            if self.organization:
+                return _any(Q(**{lookup: p.organization_id}) for lookup in self.organization)
+            if self.collaboration:
+                return Q(**{f"{self.collaboration}__in": p.collaboration_ids})
+            return NOTHING
+        if scope == OWN and self.own and p.is_user:
+            return Q(**{self.own: p.id})
+        return NOTHING
 
 
-# Per resource and scope: the rows a principal sees (list endpoints, include=, rooms). The global scope
-# sees everything. Lookups are relative to each resource's model.
-SCOPE_FILTERS: dict[str, dict[str, Callable[[Principal], Q]]] = {
-    "organization": {
-        COL: lambda p: Q(id__in=p.collaborating_organization_ids) | _own_org(p),
-        ORG: _own_org,
-    },
-    "collaboration": {
-        ORG: lambda p: Q(id__in=p.collaboration_ids),
-    },
-    "user": {
-        COL: lambda p: (
-            Q(organization_id__in=p.collaborating_organization_ids) | Q(organization_id=p.organization_id)
-        ),
-        ORG: lambda p: Q(organization_id=p.organization_id),
-    },
-    "node": {
-        COL: lambda p: Q(collaboration_id__in=p.collaboration_ids),
-        ORG: lambda p: Q(organization_id=p.organization_id),
-    },
-    "study": {
-        COL: lambda p: Q(collaboration_id__in=p.collaboration_ids),
-        ORG: lambda p: Q(organizations=p.organization_id),
-    },
-    "task": {
-        COL: lambda p: Q(collaboration_id__in=p.collaboration_ids),
-        ORG: lambda p: Q(init_org_id=p.organization_id),
-        OWN: lambda p: Q(init_user_id=p.id) if p.is_user else Q(pk__in=[]),
-    },
-    "run": {
-        COL: lambda p: Q(task__collaboration_id__in=p.collaboration_ids),
-        ORG: lambda p: Q(organization_id=p.organization_id),
-        OWN: lambda p: Q(task__init_user_id=p.id) if p.is_user else Q(pk__in=[]),
-    },
-    # Algorithm stores are governed by collaboration rules: own collaborations' stores and global ones.
-    "algorithmstore": {
-        ORG: lambda p: Q(collaboration_id__in=p.collaboration_ids) | Q(collaboration__isnull=True),
-    },
-    # Entries whose actor or object belonged to the organization when they were written.
-    "audit": {
-        ORG: lambda p: (
-            Q(actor_organization_id=p.organization_id) | Q(object_organization_id=p.organization_id)
-        ),
-    },
-    # Built-in roles and the caller's own roles are always part of what a role viewer sees.
-    "role": {
-        COL: lambda p: (
-            Q(organization_id__in=p.collaborating_organization_ids)
-            | Q(organization_id=p.organization_id)
-            | Q(organization__isnull=True)
-            | Q(id__in=p.role_ids)
-        ),
-        ORG: lambda p: (
-            Q(organization_id=p.organization_id) | Q(organization__isnull=True) | Q(id__in=p.role_ids)
-        ),
-    },
-}
-# Resources without rules of their own, judged by another resource's rules.
-RULE_RESOURCE = {"algorithmstore": "collaboration"}
-# Filters that cross a many-to-many relation and may repeat rows.
-_M2M_FILTERED = {"study"}
-# What a principal without any rule of (resource, operation) still sees, instead of a 401.
-WITHOUT_RULE_FILTERS: dict[tuple[str, str], Callable[[Principal], Q]] = {
-    ("role", "VIEW"): lambda p: Q(id__in=p.role_ids),
+def _any(conditions: Iterable[Q]) -> Q:
+    """The rows any of ``conditions`` gives (none without conditions)."""
+    combined = NOTHING
+    for position, condition in enumerate(conditions):
+        combined = condition if position == 0 else combined | condition
+    return combined
+
+
+def _own_roles(p: Principal) -> Q:
+    return Q(id__in=p.role_ids)
+
+
+def _node_runs(p: Principal) -> Q:
     # No rule edits runs: a node writes the runs it executes, its organization's in its collaboration.
-    ("run", "EDIT"): lambda p: (
-        Q(organization_id=p.organization_id, task__collaboration_id=p.node.collaboration_id)
-        if p.is_node
-        else NOTHING
+    if not p.is_node:
+        return NOTHING
+    return Q(organization_id=p.organization_id, task__collaboration_id=p.node.collaboration_id)
+
+
+RESOURCE_SCOPES: dict[str, Scope] = {
+    "organization": Scope(organization=("id",)),
+    "collaboration": Scope(collaboration="id"),
+    # Oneself is always in reach, also without a rule (a user reads and, with own scope, edits
+    # their own account).
+    "user": Scope(
+        organization=("organization_id",),
+        own="id",
+        without_rule={"VIEW": lambda p: Q(id=p.id) if p.is_user else NOTHING},
+    ),
+    "node": Scope(organization=("organization_id",), collaboration="collaboration_id"),
+    "study": Scope(organization=("organizations",), collaboration="collaboration_id", repeats_rows=True),
+    "task": Scope(organization=("init_org_id",), collaboration="collaboration_id", own="init_user_id"),
+    "run": Scope(
+        organization=("organization_id",),
+        collaboration="task__collaboration_id",
+        own="task__init_user_id",
+        without_rule={"EDIT": _node_runs},
+    ),
+    # The runs of a task, judged on the task by the run rules, as vantage6 judges them.
+    "task_runs": Scope(
+        organization=("init_org_id",),
+        collaboration="collaboration_id",
+        own="init_user_id",
+        rule_resource="run",
+    ),
+    # Algorithm stores are governed by collaboration rules; global stores are seen by all who see any.
+    "algorithmstore": Scope(
+        collaboration="collaboration_id",
+        rule_resource="collaboration",
+        also_viewable=lambda _: Q(collaboration__isnull=True),
+    ),
+    # Entries whose actor or object belonged to the organization when they were written.
+    "audit": Scope(organization=("actor_organization_id", "object_organization_id")),
+    # Built-in roles and the caller's own roles are always part of what a role viewer sees.
+    "role": Scope(
+        organization=("organization_id",),
+        also_viewable=lambda p: Q(organization__isnull=True) | _own_roles(p),
+        without_rule={"VIEW": _own_roles},
     ),
 }
+_NO_SCOPE = Scope()
+
+
+# Models whose resource name is not their model name.
+_MODEL_RESOURCES = {"auditentry": "audit"}
+
+
+M = TypeVar("M", bound=Model)
+
+
+def get_for(
+    principal: Principal,
+    queryset: QuerySet[M],
+    pk: int | str,
+    operation: str | None = "view",
+    *,
+    missing: str | ApiError,
+    resource: str | None = None,
+    refused: str | None = None,
+) -> M:
+    """The row of ``queryset`` with primary key ``pk``, fetched for ``principal``.
+
+    No such row: a 404 with the message ``missing``, or ``missing`` itself when it is an error (a
+    filter naming a row that does not exist is a 400). A row out of reach of the principal's scope
+    for ``operation`` on ``resource`` (by default the model's): the 401 (``refused``). With
+    ``operation`` None the service that acts on the row judges it."""
+    row = by_pk(queryset, pk)
+    if row is None:
+        raise not_found(missing) if isinstance(missing, str) else missing
+    if operation is not None:
+        name = str(queryset.model._meta.model_name)
+        resource = resource or _MODEL_RESOURCES.get(name, name)
+        principal.require(principal.allows(resource, row, operation), refused)
+    return row
 
 
 def rules_of_role(role_name: str) -> frozenset[tuple[str, str, str]]:
@@ -393,62 +477,43 @@ def rules_of_user(user_id: int) -> frozenset[tuple[str, str, str]]:
     return frozenset(via_roles.union(direct))
 
 
-def _user_rules_sql(connection) -> tuple[str, tuple]:
+def _rules_of_outer_user() -> Subquery:
+    """All rules of the outer user (via its roles and given directly) as ``"name:scope:operation,…"``."""
     from accounts.models import Role, Rule, User
 
-    q = connection.ops.quote_name
-    roles, role_rules, direct = User.roles.field, Role.rules.field, User.rules.field
-    key = " || ':' || ".join(f"r.{q(name)}" for name in ("name", "scope", "operation"))
-    return (
-        f"SELECT {string_agg(connection, key, RULE_SEPARATOR)} FROM {q(Rule._meta.db_table)} r "
-        f"WHERE r.{q('id')} IN ("
-        f"SELECT rr.{q(role_rules.m2m_reverse_name())} FROM {q(role_rules.m2m_db_table())} rr "
-        f"INNER JOIN {q(roles.m2m_db_table())} ur ON ur.{q(roles.m2m_reverse_name())} = "
-        f"rr.{q(role_rules.m2m_column_name())} WHERE ur.{q(roles.m2m_column_name())} = {{outer}}"
-        f") OR r.{q('id')} IN ("
-        f"SELECT d.{q(direct.m2m_reverse_name())} FROM {q(direct.m2m_db_table())} d "
-        f"WHERE d.{q(direct.m2m_column_name())} = {{outer}})",
-        (),
-    )
+    user = OuterRef(OuterRef("pk"))
+    via_roles = Role.rules.through.objects.filter(role__users=user).values("rule_id")
+    direct = User.rules.through.objects.filter(user_id=user).values("rule_id")
+    # The columns are never NULL: plain concatenation, without Concat's COALESCE around each part.
+    key = Func(
+        F("name"), F("scope"), F("operation"),
+        template="%(expressions)s", arg_joiner=" || ':' || ", output_field=CharField(),
+    )  # fmt: skip
+    return joined(Rule.objects.filter(Q(id__in=via_roles) | Q(id__in=direct)), key, RULE_SEPARATOR)
 
 
 RULE_SEPARATOR = ","
 
 
-def _memberships(connection) -> tuple[str, str, str]:
-    """The table of collaboration members, its collaboration column and its organization column."""
+def _members() -> QuerySet:
     from collaborations.models import Collaboration
 
-    q, field = connection.ops.quote_name, Collaboration.organizations.field
-    return q(field.m2m_db_table()), q(field.m2m_column_name()), q(field.m2m_reverse_name())
-
-
-def _collaborations_sql(connection) -> tuple[str, tuple]:
-    """The collaborations of the outer row's organization, as ``"1,5,7"``."""
-    table, collaboration, organization = _memberships(connection)
-    ids = string_agg(connection, f"CAST(m.{collaboration} AS TEXT)", ",")
-    return f"SELECT {ids} FROM {table} m WHERE m.{organization} = {{outer}}", ()
-
-
-def _partners_sql(connection) -> tuple[str, tuple]:
-    """The organizations sharing a collaboration with the outer row's organization (with repeats)."""
-    table, collaboration, organization = _memberships(connection)
-    ids = string_agg(connection, f"CAST(p.{organization} AS TEXT)", ",")
-    return (
-        f"SELECT {ids} FROM {table} p WHERE p.{collaboration} IN "
-        f"(SELECT m.{collaboration} FROM {table} m WHERE m.{organization} = {{outer}})",
-        (),
-    )
+    return Collaboration.organizations.through.objects.all()
 
 
 def with_memberships(queryset: QuerySet) -> QuerySet:
     """Users or nodes annotated with the collaborations of their organization and the organizations
-    in those, which most scope checks need: loaded with the caller, they cost no query of their own."""
-    from django.db.models import CharField
-
+    in those (with repeats), as ``"1,5,7"``, which most scope checks need: loaded with the caller,
+    they cost no query of their own."""
+    own = _members().filter(organization_id=OuterRef("organization_id"))
+    shared = (
+        _members().filter(organization_id=OuterRef(OuterRef("organization_id"))).values("collaboration_id")
+    )
     return queryset.annotate(
-        collaboration_keys=CorrelatedSQL(_collaborations_sql, CharField(), outer="organization_id"),
-        partner_keys=CorrelatedSQL(_partners_sql, CharField(), outer="organization_id"),
+        collaboration_keys=joined(own, Cast("collaboration_id", CharField())),
+        partner_keys=joined(
+            _members().filter(collaboration_id__in=shared), Cast("organization_id", CharField())
+        ),
     )
 
 
@@ -462,12 +527,9 @@ def _loaded_ids(identity: object, name: str) -> frozenset[int] | None:
 def users_with_rules() -> QuerySet:
     """Users annotated with ``rule_keys`` (all their rules in one string) and their memberships, so
     that loading the caller is one query."""
-    from django.db.models import CharField
-
     from accounts.models import User
 
-    users = User.objects.annotate(rule_keys=CorrelatedSQL(_user_rules_sql, output_field=CharField()))
-    return with_memberships(users)
+    return with_memberships(User.objects.annotate(rule_keys=_rules_of_outer_user()))
 
 
 def _rules_of_keys(keys: str | None) -> frozenset[tuple[str, str, str]]:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import cast
 
 from django.db.models import Q, QuerySet
-from rest_framework.request import Request
 
 from accounts.catalogue import OPERATIONS, SCOPES
 from accounts.models import AuditAction, AuditEntry, Role, Rule, User
-from accounts.permissions import Principal
-from vantage6.api.errors import bad_request, not_found, unauthorized
+from accounts.permissions import GLO, Principal, get_for
+from vantage6.api.errors import bad_request, unauthorized
 from vantage6.api.lookups import like
-from vantage6.api.params import date_param, datetime_param, first, flag, int_list_param, int_param
 
 
 def _name_or_code(value: str, codes: dict[str, str]) -> str:
@@ -24,31 +21,31 @@ def _name_or_code(value: str, codes: dict[str, str]) -> str:
 def _user_for_filter(principal: Principal, user_id: int) -> User:
     """The user a query filter names. Only who sees every user learns that an id does not exist;
     to anyone else a missing user is the same 401 as one they may not see."""
-    user = User.objects.filter(pk=user_id).first()
-    if user is None:
-        if principal.max_scope("user", "view") == "GLOBAL":
-            raise bad_request(f"User id={user_id} does not exist!")
-        raise unauthorized()
-    return user
+    sees_all = principal.max_scope("user", "view") == GLO
+    missing = bad_request(f"User id={user_id} does not exist!") if sees_all else unauthorized()
+    return get_for(principal, User.objects.all(), user_id, None, missing=missing)
 
 
-def rule_list(request: Request) -> QuerySet[Rule]:
-    principal = cast(Principal, request.user)
+def rule_list(principal: Principal, filters: dict) -> QuerySet[Rule]:
     rules = Rule.objects.all()
-    params = request.query_params
-    if name := params.get("name"):
+    if name := filters.get("name"):
         rules = rules.filter(name=name)
-    if operation := params.get("operation"):
+    if operation := filters.get("operation"):
         rules = rules.filter(operation=_name_or_code(operation, OPERATIONS))
-    if scope := params.get("scope"):
+    if scope := filters.get("scope"):
         rules = rules.filter(scope=_name_or_code(scope, SCOPES))
-    if (role_id := int_param(request, "role_id")) is not None:
-        if not Role.objects.filter(pk=role_id).exists():
-            raise bad_request(f"Role id={role_id} does not exist!")
+    if (role_id := filters.get("role_id")) is not None:
+        get_for(
+            principal,
+            Role.objects.all(),
+            role_id,
+            None,
+            missing=bad_request(f"Role id={role_id} does not exist!"),
+        )
         rules = rules.filter(roles=role_id)
-    if (user_id := int_param(request, "user_id")) is not None:
+    if (user_id := filters.get("user_id")) is not None:
         user = _user_for_filter(principal, user_id)
-        principal.require(user_viewable(principal, user))
+        principal.require(principal.allows("user", user))
         rules = rules.filter(pk__in=Rule.objects.filter(roles__users=user_id).values("pk")) | rules.filter(
             users=user_id
         )
@@ -64,46 +61,43 @@ def _members_of(collaboration_id: int) -> QuerySet:
     )
 
 
-def user_list(request: Request) -> QuerySet[User]:
-    principal = cast(Principal, request.user)
-    params = request.query_params
+def user_list(principal: Principal, filters: dict) -> QuerySet[User]:
     if principal.max_scope("user", "view") is None:
         # Without a view rule a user may still look themself up by username.
-        if params.get("username") != principal.user.username:
+        if filters.get("username") != principal.user.username:
             raise unauthorized()
         users = User.objects.filter(pk=principal.user.pk)
     else:
         users = principal.visible("user", User.objects.all())
     for name in ("username", "firstname", "lastname", "email"):
-        if value := params.get(name):
+        if value := filters.get(name):
             users = users.filter(like(name, value))
-    if (organization_id := int_param(request, "organization_id")) is not None:
-        principal.require(principal.allow_org("user", "view", organization_id))
+    if (organization_id := filters.get("organization_id")) is not None:
+        principal.require(principal.reaches("user", "view", organization_id=organization_id))
         users = users.filter(organization_id=organization_id)
-    if (collaboration_id := int_param(request, "collaboration_id")) is not None:
-        principal.require(principal.can_col("user", "view", collaboration_id))
+    if (collaboration_id := filters.get("collaboration_id")) is not None:
+        principal.require(principal.reaches("user", "view", collaboration_id=collaboration_id))
         users = users.filter(organization_id__in=_members_of(collaboration_id))
-    if (role_id := int_param(request, "role_id")) is not None:
-        role = Role.objects.filter(pk=role_id).only("organization_id").first()
-        if role is None:
-            raise bad_request(f"Role id={role_id} does not exist!")
+    if (role_id := filters.get("role_id")) is not None:
+        missing = bad_request(f"Role id={role_id} does not exist!")
+        role = get_for(principal, Role.objects.all(), role_id, None, missing=missing)
         if role.organization_id is not None:
-            principal.require(principal.allow_org("user", "view", role.organization_id))
+            principal.require(principal.reaches("user", "view", organization_id=role.organization_id))
         users = users.filter(roles=role_id)
-    if (rule_id := int_param(request, "rule_id")) is not None:
-        if not Rule.objects.filter(pk=rule_id).exists():
-            raise bad_request(f"Rule id={rule_id} does not exist!")
+    if (rule_id := filters.get("rule_id")) is not None:
+        get_for(
+            principal,
+            Rule.objects.all(),
+            rule_id,
+            None,
+            missing=bad_request(f"Rule id={rule_id} does not exist!"),
+        )
         users = users.filter(rules=rule_id)
-    if since := date_param(request, "last_seen_from"):
+    if since := filters.get("last_seen_from"):
         users = users.filter(last_seen__gte=since)
-    if till := date_param(request, "last_seen_till"):
+    if till := filters.get("last_seen_till"):
         users = users.filter(last_seen__lt=till + timedelta(days=1))  # the whole day counts
     return users
-
-
-def user_viewable(principal: Principal, user: User) -> bool:
-    """Oneself, or a row of the user list (the same scope condition)."""
-    return user.pk == principal.id or principal.allows("user", user)
 
 
 def user_permissions(user: User) -> dict:
@@ -124,41 +118,33 @@ def user_permissions(user: User) -> dict:
     }
 
 
-def role_list(request: Request) -> QuerySet[Role]:
-    principal = cast(Principal, request.user)
+def role_list(principal: Principal, filters: dict) -> QuerySet[Role]:
     roles = principal.visible("role", Role.objects.all())
-    include_root = flag(request, "include_root")
+    include_root = filters.get("include_root")
     builtin = Q(organization__isnull=True) if include_root else Q(pk__in=[])
-    if organization_ids := int_list_param(request, "organization_id"):
+    if organization_ids := filters.get("organization_id"):
         for organization_id in organization_ids:
-            principal.require(principal.allow_org("role", "view", organization_id))
+            principal.require(principal.reaches("role", "view", organization_id=organization_id))
         roles = roles.filter(Q(organization_id__in=organization_ids) | builtin)
-    if (collaboration_id := int_param(request, "collaboration_id")) is not None:
-        principal.require(principal.can_col("role", "view", collaboration_id))
+    if (collaboration_id := filters.get("collaboration_id")) is not None:
+        principal.require(principal.reaches("role", "view", collaboration_id=collaboration_id))
         roles = roles.filter(Q(organization_id__in=_members_of(collaboration_id)) | builtin)
     for name in ("name", "description"):
-        if values := [value for value in request.query_params.getlist(name) if value]:
+        if values := filters.get(name):
             match = Q()
             for value in values:
                 match |= like(name, value)
             roles = roles.filter(match)
-    if (rule_id := int_param(request, "rule_id")) is not None:
-        if not Rule.objects.filter(pk=rule_id).exists():
-            raise not_found(f"Rule id={rule_id} not found!")
+    if (rule_id := filters.get("rule_id")) is not None:
+        get_for(principal, Rule.objects.all(), rule_id, None, missing=f"Rule id={rule_id} not found!")
         roles = roles.filter(rules=rule_id)
-    if (user_id := int_param(request, "user_id")) is not None:
+    if (user_id := filters.get("user_id")) is not None:
         user = _user_for_filter(principal, user_id)
         principal.require(
-            user_id == principal.id or principal.allow_org("role", "view", user.organization_id)
+            user_id == principal.id or principal.reaches("role", "view", organization_id=user.organization_id)
         )
         roles = roles.filter(users=user_id)
     return roles
-
-
-def role_viewable(principal: Principal, role: Role) -> bool:
-    """A row of the role list: roles of a visible organization, the caller's own roles, and built-in
-    roles for role viewers (the same scope condition)."""
-    return principal.allows("role", role)
 
 
 # --- the audit trail ------------------------------------------------------------------------------
@@ -200,17 +186,16 @@ def audit_filtered(
     return entries
 
 
-def audit_list(request: Request) -> QuerySet[AuditEntry]:
-    principal = cast(Principal, request.user)
-    action = first(request, "action")
+def audit_list(principal: Principal, filters: dict) -> QuerySet[AuditEntry]:
+    action = filters.get("action")
     return audit_filtered(
         principal.visible("audit", AuditEntry.objects.all()),
-        actor_type=first(request, "actor_type") or None,
-        actor_id=int_param(request, "actor_id"),
+        actor_type=filters.get("actor_type"),
+        actor_id=filters.get("actor_id"),
         action=audit_action(action) if action else None,
-        object_type=first(request, "object_type") or None,
-        object_id=int_param(request, "object_id"),
-        organization_id=int_param(request, "organization_id"),
-        since=datetime_param(request, "since"),
-        until=datetime_param(request, "until"),
+        object_type=filters.get("object_type"),
+        object_id=filters.get("object_id"),
+        organization_id=filters.get("organization_id"),
+        since=filters.get("since"),
+        until=filters.get("until"),
     )

@@ -166,7 +166,7 @@ def user_create(
     from collaborations.models import Organization
 
     organization_id = organization_id or principal.organization_id
-    principal.require(principal.allow_org("user", "create", organization_id))
+    principal.require(principal.reaches("user", "create", organization_id=organization_id))
     if not Organization.objects.filter(pk=organization_id).exists():
         raise not_found(f"Organization id={organization_id} not found!")
     if User.objects.filter(username=username).exists():
@@ -190,11 +190,6 @@ def user_create(
     return user
 
 
-def may_edit_user(principal: Principal, user: User) -> bool:
-    own = user.pk == principal.id and principal.has("user", "own", "edit")
-    return own or principal.allow_org("user", "edit", user.organization_id)
-
-
 def _touches_account(user: User, data: dict) -> bool:
     """Whether an update changes what hold-what-you-target guards: the login name, the e-mail (the
     way to password recovery), the organization, the roles or the rules."""
@@ -208,7 +203,7 @@ def _touches_account(user: User, data: dict) -> bool:
 @transaction.atomic
 def user_update(*, principal: Principal, user: User, data: dict) -> User:
     """Apply a partial update; ``roles``/``rules`` replace the sets (unknown ids are a 404)."""
-    principal.require(may_edit_user(principal, user))
+    principal.require(principal.allows("user", user, "edit"))
     if _touches_account(user, data):
         principal.require_holds_target(user)
     is_self = user.pk == principal.id
@@ -264,7 +259,7 @@ def _move_user(principal: Principal, user: User, organization_id: int, new_role_
 def user_password_set(*, principal: Principal, user: User, password: str) -> None:
     """Give another user (or oneself) a new password, as an editor of that user who holds every
     rule the user holds; the password policy is the caller's to check."""
-    principal.require(may_edit_user(principal, user))
+    principal.require(principal.allows("user", user, "edit"))
     from accounts.sessions import end_all_logins  # it audits through this module
 
     principal.require_holds_target(user)
@@ -274,17 +269,12 @@ def user_password_set(*, principal: Principal, user: User, password: str) -> Non
     audit(principal, "user.password_set", user)
 
 
-def may_delete_user(principal: Principal, user: User) -> bool:
-    own = user.pk == principal.id and principal.has("user", "own", "delete")
-    return own or principal.allow_org("user", "delete", user.organization_id)
-
-
 @transaction.atomic
 def user_delete(*, principal: Principal, user: User, delete_dependents: bool) -> None:
     from tasks.models import Task
     from tasks.services import task_delete
 
-    principal.require(may_delete_user(principal, user))
+    principal.require(principal.allows("user", user, "delete"))
     principal.require_holds_target(user)
     tasks = Task.objects.filter(init_user=user)
     if tasks.exists():
@@ -313,7 +303,7 @@ def role_create(
     from collaborations.models import Organization
 
     organization_id = organization_id or principal.organization_id
-    principal.require(principal.allow_org("role", "create", organization_id))
+    principal.require(principal.reaches("role", "create", organization_id=organization_id))
     if not Organization.objects.filter(pk=organization_id).exists():
         raise not_found(f"Organization id={organization_id} not found!")
     rules = _rules(rule_ids, strict=True)
@@ -328,7 +318,7 @@ def role_create(
 def role_update(*, principal: Principal, role: Role, data: dict) -> Role:
     """Apply a partial update; a new rule list must be held in full, and so must the rules it drops."""
     _require_not_default(role)
-    principal.require(principal.allow_org("role", "edit", role.organization_id))
+    principal.require(principal.allows("role", role, "edit"))
     if data.get("name") is not None:
         role.name = data["name"]
     if data.get("description") is not None:
@@ -345,7 +335,7 @@ def role_update(*, principal: Principal, role: Role, data: dict) -> Role:
 @transaction.atomic
 def role_delete(*, principal: Principal, role: Role, delete_dependents: bool) -> None:
     _require_not_default(role)
-    principal.require(principal.allow_org("role", "delete", role.organization_id))
+    principal.require(principal.allows("role", role, "delete"))
     principal.require_holds(_triples(role.rules.all()))  # its users lose them
     if not delete_dependents and role.users.exists():
         raise bad_request(
@@ -360,7 +350,7 @@ def role_delete(*, principal: Principal, role: Role, delete_dependents: bool) ->
 def role_rule_change(*, principal: Principal, role: Role, rule: Rule, add: bool) -> None:
     """Add a rule to, or remove one from, a role of an organization (the caller must hold it)."""
     _require_not_default(role)
-    principal.require(principal.allow_org("role", "edit", role.organization_id))
+    principal.require(principal.allows("role", role, "edit"))
     principal.require_holds(_triples([rule]))
     if add:
         role.rules.add(rule)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TypeVar, cast
+from typing import cast
 
-from django.db.models import Model, QuerySet
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
@@ -16,14 +15,8 @@ from accounts import login, services, sessions
 from accounts.api import NODE, USER, ApiViewSet, ClientTypeGate, caller
 from accounts.authentication import RefreshJWTAuthentication
 from accounts.models import AuditEntry, Role, Rule, User
-from accounts.selectors import (
-    audit_list,
-    role_list,
-    role_viewable,
-    rule_list,
-    user_list,
-    user_viewable,
-)
+from accounts.permissions import get_for
+from accounts.selectors import audit_list, role_list, rule_list, user_list
 from accounts.serializers import (
     AuditEntryOutput,
     LoginInput,
@@ -45,22 +38,11 @@ from accounts.serializers import (
     UserTokensOutput,
     UserUpdateInput,
 )
-from vantage6.api.errors import bad_request, not_found
-from vantage6.api.fields import MAX_ID
+from vantage6.api.errors import bad_request
 from vantage6.api.pagination import paginate
-from vantage6.api.params import flag
-from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, filters
+from vantage6.api.params import Filters, flag
+from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput
 from vantage6.api.serializers import validated
-
-M = TypeVar("M", bound=Model)
-
-
-def _by_pk(queryset: QuerySet[M], pk: str, label: str) -> M:
-    """The row with this id, or the 404 (ids beyond the column's range cannot exist)."""
-    row = queryset.filter(pk=int(pk)).first() if int(pk) <= MAX_ID else None
-    if row is None:
-        raise not_found(f"{label} with id={pk} not found!")
-    return row
 
 
 def _login_response(result: login.LoginResult) -> Response:
@@ -196,19 +178,23 @@ class UserViewSet(ApiViewSet):
     queryset = User.objects.all()
     serializer_class = UserOutput
 
-    def _get(self, pk: str) -> User:
+    def _get(self, pk: str, operation: str | None = None) -> User:
         if pk.isdigit() and int(pk) == self.principal.id:
-            return self.principal.user  # already loaded by the authentication
-        return _by_pk(User.objects.all(), pk, "User")
-
-    @extend_schema(
-        parameters=filters(
-            username="like", firstname="like", lastname="like", email="like", organization_id="id",
-            collaboration_id="id", role_id="id", rule_id="id", last_seen_from="date", last_seen_till="date",
+            user = self.principal.user  # already loaded by the authentication
+            self.principal.require(operation is None or self.principal.allows("user", user, operation))
+            return user
+        return get_for(
+            self.principal, User.objects.all(), pk, operation, missing=f"User with id={pk} not found!"
         )
+
+    FILTERS = Filters(
+        username="like", firstname="like", lastname="like", email="like", organization_id="id",
+        collaboration_id="id", role_id="id", rule_id="id", last_seen_from="date", last_seen_till="date",
     )  # fmt: skip
+
+    @extend_schema(parameters=FILTERS.parameters)
     def list(self, request: Request) -> Response:
-        return paginate(request, user_list(request), UserOutput)
+        return paginate(request, user_list(self.principal, self.FILTERS.parse(request)), UserOutput)
 
     @extend_schema(request=UserCreateInput)
     def create(self, request: Request) -> Response:
@@ -231,8 +217,7 @@ class UserViewSet(ApiViewSet):
         parameters=[OpenApiParameter("include_permissions", bool, description="Add the user's permissions.")],
     )
     def retrieve(self, request: Request, pk: str) -> Response:
-        user = self._get(pk)
-        self.principal.require(user_viewable(self.principal, user))
+        user = self._get(pk, "view")
         output = UserPermissionsOutput if flag(request, "include_permissions") else UserOutput
         return Response(output(user).data)
 
@@ -268,17 +253,19 @@ class RoleViewSet(ApiViewSet):
     serializer_class = RoleOutput
     field_errors_in_msg = True
 
-    def _get(self, pk: str) -> Role:
-        return _by_pk(Role.objects.all(), pk, "Role")
-
-    @extend_schema(
-        parameters=filters(
-            organization_id="ids", include_root="flag", collaboration_id="id", name="like",
-            description="like", rule_id="id", user_id="id",
+    def _get(self, pk: str, operation: str | None = None) -> Role:
+        return get_for(
+            self.principal, Role.objects.all(), pk, operation, missing=f"Role with id={pk} not found!"
         )
+
+    FILTERS = Filters(
+        organization_id="ids", include_root="flag", collaboration_id="id", name="likes",
+        description="likes", rule_id="id", user_id="id",
     )  # fmt: skip
+
+    @extend_schema(parameters=FILTERS.parameters)
     def list(self, request: Request) -> Response:
-        return paginate(request, role_list(request), RoleOutput)
+        return paginate(request, role_list(self.principal, self.FILTERS.parse(request)), RoleOutput)
 
     @extend_schema(request=RoleCreateInput)
     def create(self, request: Request) -> Response:
@@ -293,8 +280,7 @@ class RoleViewSet(ApiViewSet):
         return Response(RoleOutput(role).data, status=201)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        role = self._get(pk)
-        self.principal.require(role_viewable(self.principal, role))
+        role = self._get(pk, "view")
         return Response(RoleOutput(role).data)
 
     @extend_schema(request=RoleUpdateInput)
@@ -318,7 +304,9 @@ class RoleViewSet(ApiViewSet):
     @action(detail=True, methods=["post", "delete"], url_path=r"rule/(?P<rule_id>[0-9]+)")
     def rule(self, request: Request, pk: str, rule_id: str) -> Response:
         role = self._get(pk)
-        rule = _by_pk(Rule.objects.all(), rule_id, "Rule")
+        rule = get_for(
+            self.principal, Rule.objects.all(), rule_id, None, missing=f"Rule with id={rule_id} not found!"
+        )
         add = request.method == "POST"
         services.role_rule_change(principal=self.principal, role=role, rule=rule, add=add)
         rules = RuleOutput(role.rules.order_by("id"), many=True).data
@@ -332,21 +320,23 @@ class RuleViewSet(ApiViewSet):
     queryset = Rule.objects.all()
     serializer_class = RuleOutput
 
-    @extend_schema(
-        parameters=filters(
-            name="text", operation="text", scope="text", role_id="id", user_id="id", no_pagination="flag"
-        )
+    FILTERS = Filters(
+        name="text", operation="text", scope="text", role_id="id", user_id="id", no_pagination="flag"
     )
+
+    @extend_schema(parameters=FILTERS.parameters)
     def list(self, request: Request) -> Response:
+        filters = self.FILTERS.parse(request)
         return paginate(
             request,
-            rule_list(request),
+            rule_list(self.principal, filters),
             RuleOutput,
-            paginated=not flag(request, "no_pagination"),
+            paginated=not filters.get("no_pagination"),
         )
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(RuleOutput(_by_pk(Rule.objects.all(), pk, "Rule")).data)
+        rule = get_for(self.principal, Rule.objects.all(), pk, None, missing=f"Rule with id={pk} not found!")
+        return Response(RuleOutput(rule).data)
 
 
 # --- the audit trail ------------------------------------------------------------------------------
@@ -356,14 +346,17 @@ class AuditViewSet(ApiViewSet):
     queryset = AuditEntry.objects.all()
     serializer_class = AuditEntryOutput
 
+    FILTERS = Filters(
+        actor_type="text", actor_id="int", action="text", object_type="text", object_id="int",
+        organization_id="id", since="time", until="time",
+    )  # fmt: skip
+
+    @extend_schema(parameters=FILTERS.parameters)
     def list(self, request: Request) -> Response:
-        return paginate(
-            request,
-            audit_list(request),
-            AuditEntryOutput,
-        )
+        return paginate(request, audit_list(self.principal, self.FILTERS.parse(request)), AuditEntryOutput)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        entry = _by_pk(AuditEntry.objects.all(), pk, "Audit entry")
-        self.principal.require(self.principal.allows("audit", entry))
+        entry = get_for(
+            self.principal, AuditEntry.objects.all(), pk, missing=f"Audit entry with id={pk} not found!"
+        )
         return Response(AuditEntryOutput(entry).data)

@@ -7,21 +7,15 @@ calls. Organizations are registered with the accounts.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
 from django.db.models import Model
 from django.http import HttpRequest
 
-from accounts.permissions import GLO, Principal
+from accounts.permissions import Principal
 from collaborations import services
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from nodes.models import Node
 from vantage6.admin import ScopedAdmin, ServiceForm
-
-
-def visible_rows(principal: Principal, resource: str, obj: Any, operation: str = "view") -> bool:
-    return principal.visible_or_none(resource, type(obj).objects.filter(pk=obj.pk), operation).exists()
 
 
 def visible_organizations(principal: Principal):
@@ -105,15 +99,6 @@ class CollaborationAdmin(ScopedAdmin):
     filter_horizontal = ["organizations"]
     inlines = [NodeInline, AlgorithmStoreInline]
 
-    def allowed(self, principal: Principal, operation: str, obj: Collaboration | None) -> bool:
-        if operation == "create":
-            return principal.has("collaboration", GLO, "create")
-        if obj is None:
-            return principal.max_scope("collaboration", operation) is not None
-        if operation == "view":
-            return visible_rows(principal, "collaboration", obj)
-        return principal.can_col("collaboration", operation, obj.pk)
-
     def formfield_for_manytomany(self, db_field, request: HttpRequest, **kwargs):
         if db_field.name == "organizations":
             kwargs["queryset"] = visible_organizations(self.principal(request))
@@ -159,11 +144,6 @@ class StudyAdmin(ScopedAdmin):
     list_filter = ["collaboration"]
     search_fields = ["name"]
     filter_horizontal = ["organizations"]
-
-    def allowed(self, principal: Principal, operation: str, obj: Study | None) -> bool:
-        if obj is None:
-            return principal.max_scope("study", operation) is not None
-        return visible_rows(principal, "study", obj, operation)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Study | None = None) -> list[str]:
         return ["collaboration"] if obj is not None else []  # a study never moves
@@ -214,16 +194,5 @@ class AlgorithmStoreAdmin(ScopedAdmin):
     readonly_fields = ["url", "collaboration"]
 
     def allowed(self, principal: Principal, operation: str, obj: AlgorithmStore | None) -> bool:
-        if operation in ("create", "delete"):
-            return False
-        if operation == "view":
-            return (
-                visible_rows(principal, "algorithmstore", obj)
-                if obj
-                else principal.max_scope("collaboration", "view") is not None
-            )
-        if obj is None:
-            return principal.max_scope("collaboration", "edit") is not None
-        if obj.collaboration_id is None:
-            return principal.has("collaboration", GLO, "edit")
-        return principal.can_col("collaboration", "edit", obj.collaboration_id)
+        # Links are made and removed through the API only.
+        return operation not in ("create", "delete") and super().allowed(principal, operation, obj)

@@ -2,59 +2,39 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from django.db.models import Q, QuerySet
 
-from django.db.models import Model, Q, QuerySet
-from rest_framework.request import Request
-
-from accounts.permissions import GLO, ORG, Principal
+from accounts.permissions import GLO, ORG, Principal, get_for
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
-from vantage6.api.errors import bad_request, not_found, unauthorized
+from vantage6.api.errors import unauthorized
 from vantage6.api.lookups import like
-from vantage6.api.params import first, int_list_param, int_param
-from vantage6.api.sql import by_pk
-
-M = TypeVar("M", bound=Model)
-_BOOLEANS = {"1": True, "true": True, "0": False, "false": False}
-
-
-def object_or_404(queryset: QuerySet[M], pk: int | str, label: str) -> M:
-    """The row of ``queryset`` with primary key ``pk``, or a 404 naming the ``label``."""
-    obj = by_pk(queryset, pk)
-    if obj is None:
-        raise not_found(f"{label} with id={pk} not found")
-    return obj
-
-
-def require_visible(principal: Principal, resource: str, obj: Model, operation: str = "view") -> None:
-    """401 unless the principal's scope for ``resource``/``operation`` covers the row ``obj``."""
-    principal.require(principal.allows(resource, obj, operation))
 
 
 # --- organizations -----------------------------------------------------------------------------------
-def organization_list(principal: Principal, request: Request) -> QuerySet[Organization]:
+def organization_list(principal: Principal, filters: dict) -> QuerySet[Organization]:
     orgs = principal.visible("organization", Organization.objects.all())
-    params = request.query_params
-    if name := params.get("name"):
+    if name := filters.get("name"):
         orgs = orgs.filter(like("name", name))
-    if country := params.get("country"):
+    if country := filters.get("country"):
         orgs = orgs.filter(country=country)
-    if (collaboration_id := int_param(request, "collaboration_id")) is not None:
-        principal.require(principal.can_col("organization", "view", collaboration_id))
+    if (collaboration_id := filters.get("collaboration_id")) is not None:
+        principal.require(principal.reaches("organization", "view", collaboration_id=collaboration_id))
         orgs = orgs.filter(collaborations=collaboration_id)
-    if (study_id := int_param(request, "study_id")) is not None:
-        study = object_or_404(Study.objects.all(), study_id, "Study")
-        principal.require(principal.can_col("organization", "view", study.collaboration_id))
+    if (study_id := filters.get("study_id")) is not None:
+        study = get_for(
+            principal, Study.objects.all(), study_id, None, missing=f"Study with id={study_id} not found"
+        )
+        principal.require(principal.reaches("organization", "view", collaboration_id=study.collaboration_id))
         orgs = orgs.filter(studies=study.pk)
-    if ids := int_list_param(request, "ids"):
+    if ids := filters.get("ids"):
         orgs = orgs.filter(id__in=ids)
     return orgs
 
 
 def organization_get(principal: Principal, pk: int | str, operation: str = "view") -> Organization:
-    organization = object_or_404(Organization.objects.all(), pk, "Organization")
-    require_visible(principal, "organization", organization, operation)
-    return organization
+    return get_for(
+        principal, Organization.objects.all(), pk, operation, missing=f"Organization with id={pk} not found"
+    )
 
 
 # --- collaborations ----------------------------------------------------------------------------------
@@ -63,24 +43,24 @@ def _with_organizations(queryset: QuerySet, include: bool) -> QuerySet:
 
 
 def collaboration_list(
-    principal: Principal, request: Request, *, include_organizations: bool = False
+    principal: Principal, filters: dict, *, include_organizations: bool = False
 ) -> QuerySet[Collaboration]:
     collabs = principal.visible("collaboration", Collaboration.objects.all())
-    params = request.query_params
-    if name := params.get("name"):
+    if name := filters.get("name"):
         collabs = collabs.filter(like("name", name))
-    if encrypted := params.get("encrypted"):
-        if encrypted.lower() not in _BOOLEANS:
-            raise bad_request(f"encrypted must be one of 1, 0, true or false, got {encrypted!r}")
-        collabs = collabs.filter(encrypted=_BOOLEANS[encrypted.lower()])
-    if (organization_id := int_param(request, "organization_id")) is not None:
-        # Those who see every collaboration may filter; the others see only their own anyway.
-        if principal.has("collaboration", GLO, "view"):
-            collabs = collabs.filter(organizations=organization_id)
-        elif organization_id != principal.organization_id:
-            raise unauthorized()
-    if (store_id := int_param(request, "algorithm_store_id")) is not None:
-        store = object_or_404(AlgorithmStore.objects.all(), store_id, "Algorithm store")
+    if (encrypted := filters.get("encrypted")) is not None:
+        collabs = collabs.filter(encrypted=encrypted)
+    if (organization_id := filters.get("organization_id")) is not None:
+        principal.require(principal.reaches("collaboration", "view", organization_id=organization_id))
+        collabs = collabs.filter(organizations=organization_id)
+    if (store_id := filters.get("algorithm_store_id")) is not None:
+        store = get_for(
+            principal,
+            AlgorithmStore.objects.all(),
+            store_id,
+            None,
+            missing=f"Algorithm store with id={store_id} not found",
+        )
         if store.collaboration_id is not None:
             collabs = collabs.filter(pk=store.collaboration_id)
     return _with_organizations(collabs, include_organizations)
@@ -90,30 +70,28 @@ def collaboration_get(
     principal: Principal, pk: int | str, *, include_organizations: bool = False
 ) -> Collaboration:
     queryset = _with_organizations(Collaboration.objects.all(), include_organizations)
-    collaboration = object_or_404(queryset, pk, "Collaboration")
-    require_visible(principal, "collaboration", collaboration)
-    return collaboration
+    return get_for(principal, queryset, pk, missing=f"Collaboration with id={pk} not found")
 
 
 def collaboration_for_edit(principal: Principal, pk: int | str, operation: str = "edit") -> Collaboration:
-    collaboration = object_or_404(Collaboration.objects.all(), pk, "Collaboration")
-    principal.require(principal.can_col("collaboration", operation, collaboration.pk))
-    return collaboration
+    return get_for(
+        principal, Collaboration.objects.all(), pk, operation, missing=f"Collaboration with id={pk} not found"
+    )
 
 
 # --- studies -----------------------------------------------------------------------------------------
 def study_list(
-    principal: Principal, request: Request, *, include_organizations: bool = False
+    principal: Principal, filters: dict, *, include_organizations: bool = False
 ) -> QuerySet[Study]:
     studies = principal.visible("study", Study.objects.all())
-    if name := first(request, "name"):
+    if name := filters.get("name"):
         studies = studies.filter(like("name", name))
     scope = principal.max_scope("study", "view")
-    if (organization_id := int_param(request, "organization_id")) is not None:
+    if (organization_id := filters.get("organization_id")) is not None:
         if scope == ORG and organization_id != principal.organization_id:
             raise unauthorized()
         studies = studies.filter(organizations=organization_id)
-    if (collaboration_id := int_param(request, "collaboration_id")) is not None:
+    if (collaboration_id := filters.get("collaboration_id")) is not None:
         if scope != GLO and collaboration_id not in principal.collaboration_ids:
             raise unauthorized()
         studies = studies.filter(collaboration_id=collaboration_id)
@@ -123,38 +101,44 @@ def study_list(
 def study_get(
     principal: Principal, pk: int | str, operation: str = "view", *, include_organizations: bool = False
 ) -> Study:
-    study = object_or_404(_with_organizations(Study.objects.all(), include_organizations), pk, "Study")
-    require_visible(principal, "study", study, operation)
-    return study
+    queryset = _with_organizations(Study.objects.all(), include_organizations)
+    return get_for(principal, queryset, pk, operation, missing=f"Study with id={pk} not found")
 
 
 def study_for_member_change(principal: Principal, pk: int | str) -> Study:
     """A study whose organizations the caller may change: CAN_COL(study.edit) on its collaboration."""
-    study = object_or_404(Study.objects.select_related("collaboration"), pk, "Study")
-    principal.require(principal.can_col("study", "edit", study.collaboration_id))
+    study = get_for(
+        principal,
+        Study.objects.select_related("collaboration"),
+        pk,
+        None,
+        missing=f"Study with id={pk} not found",
+    )
+    principal.require(principal.reaches("study", "edit", collaboration_id=study.collaboration_id))
     return study
 
 
 # --- algorithm stores --------------------------------------------------------------------------------
-def algorithm_store_list(principal: Principal, request: Request) -> QuerySet[AlgorithmStore]:
+def algorithm_store_list(principal: Principal, filters: dict) -> QuerySet[AlgorithmStore]:
     stores = principal.visible("algorithmstore", AlgorithmStore.objects.all())
-    params = request.query_params
-    if name := params.get("name"):
+    if name := filters.get("name"):
         stores = stores.filter(like("name", name))
-    if url := params.get("url"):
+    if url := filters.get("url"):
         stores = stores.filter(like("url", url))
-    if (collaboration_id := int_param(request, "collaboration_id")) is not None:
-        object_or_404(Collaboration.objects.all(), collaboration_id, "Collaboration")
-        if (
-            not principal.has("collaboration", GLO, "view")
-            and collaboration_id not in principal.collaboration_ids
-        ):
-            raise unauthorized()
+    if (collaboration_id := filters.get("collaboration_id")) is not None:
+        get_for(
+            principal,
+            Collaboration.objects.all(),
+            collaboration_id,
+            None,
+            missing=f"Collaboration with id={collaboration_id} not found",
+        )
+        principal.require(principal.reaches("algorithmstore", "view", collaboration_id=collaboration_id))
         stores = stores.filter(Q(collaboration_id=collaboration_id) | Q(collaboration__isnull=True))
     return stores
 
 
 def algorithm_store_get(principal: Principal, pk: int | str) -> AlgorithmStore:
-    store = object_or_404(AlgorithmStore.objects.all(), pk, "Algorithm store")
-    require_visible(principal, "algorithmstore", store)
-    return store
+    return get_for(
+        principal, AlgorithmStore.objects.all(), pk, missing=f"Algorithm store with id={pk} not found"
+    )

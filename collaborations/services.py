@@ -11,11 +11,10 @@ from urllib.parse import urlsplit
 from django.db import transaction
 from django.db.models import Model
 
-from accounts.permissions import GLO, Principal
+from accounts.permissions import GLO, Principal, get_for
 from accounts.services import audit
 from collaborations import store_client
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
-from collaborations.selectors import object_or_404
 from vantage6.api.errors import bad_request
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -151,7 +150,13 @@ def collaboration_delete(
 def collaboration_organization_add(
     *, principal: Principal, collaboration: Collaboration, organization_id: int
 ) -> None:
-    organization = object_or_404(Organization.objects.all(), organization_id, "Organization")
+    organization = get_for(
+        principal,
+        Organization.objects.all(),
+        organization_id,
+        None,
+        missing=f"Organization with id={organization_id} not found",
+    )
     collaboration.organizations.add(organization)
     audit(principal, "collaboration.edit", collaboration, added_organization=organization.pk)
 
@@ -160,7 +165,13 @@ def collaboration_organization_add(
 def collaboration_organization_remove(
     *, principal: Principal, collaboration: Collaboration, organization_id: int
 ) -> None:
-    organization = object_or_404(Organization.objects.all(), organization_id, "Organization")
+    organization = get_for(
+        principal,
+        Organization.objects.all(),
+        organization_id,
+        None,
+        missing=f"Organization with id={organization_id} not found",
+    )
     if not collaboration.organizations.filter(pk=organization.pk).exists():
         raise bad_request(
             f"Organization id={organization.pk} is not part of collaboration id={collaboration.pk}"
@@ -184,8 +195,14 @@ def _study_members(collaboration: Collaboration, organization_ids: list[int]) ->
 def study_create(
     *, principal: Principal, name: str, collaboration_id: int, organization_ids: list[int]
 ) -> Study:
-    collaboration = object_or_404(Collaboration.objects.all(), collaboration_id, "Collaboration")
-    principal.require(principal.can_col("study", "create", collaboration.pk))
+    collaboration = get_for(
+        principal,
+        Collaboration.objects.all(),
+        collaboration_id,
+        None,
+        missing=f"Collaboration with id={collaboration_id} not found",
+    )
+    principal.require(principal.reaches("study", "create", collaboration_id=collaboration.pk))
     _require_unique_name(Study, name, "Study")
     members = _study_members(collaboration, organization_ids)
     study = Study.objects.create(name=name, collaboration=collaboration)
@@ -215,7 +232,13 @@ def study_delete(*, principal: Principal, study: Study, delete_dependents: bool)
 
 @transaction.atomic
 def study_organization_add(*, principal: Principal, study: Study, organization_id: int) -> None:
-    organization = object_or_404(Organization.objects.all(), organization_id, "Organization")
+    organization = get_for(
+        principal,
+        Organization.objects.all(),
+        organization_id,
+        None,
+        missing=f"Organization with id={organization_id} not found",
+    )
     _study_members(study.collaboration, [organization.pk])
     study.organizations.add(organization)
     audit(principal, "study.edit", study, added_organization=organization.pk)
@@ -223,7 +246,13 @@ def study_organization_add(*, principal: Principal, study: Study, organization_i
 
 @transaction.atomic
 def study_organization_remove(*, principal: Principal, study: Study, organization_id: int) -> None:
-    organization = object_or_404(Organization.objects.all(), organization_id, "Organization")
+    organization = get_for(
+        principal,
+        Organization.objects.all(),
+        organization_id,
+        None,
+        missing=f"Organization with id={organization_id} not found",
+    )
     if not study.organizations.filter(pk=organization.pk).exists():
         raise bad_request(f"Organization id={organization.pk} is not part of study id={study.pk}")
     study.organizations.remove(organization)
@@ -236,7 +265,7 @@ def _require_store_edit(principal: Principal, collaboration_id: int | None) -> N
     if collaboration_id is None:
         principal.require(principal.has("collaboration", GLO, "edit"))
     else:
-        principal.require(principal.can_col("collaboration", "edit", collaboration_id))
+        principal.require(principal.reaches("collaboration", "edit", collaboration_id=collaboration_id))
 
 
 def _check_link_is_new(url: str, collaboration_id: int | None, exclude_pk: int | None = None) -> None:
@@ -263,7 +292,13 @@ def algorithm_store_create(
 ) -> AlgorithmStore:
     """Link a store to a collaboration (or to all) after registering this server at the store."""
     if collaboration_id is not None:
-        object_or_404(Collaboration.objects.all(), collaboration_id, "Collaboration")
+        get_for(
+            principal,
+            Collaboration.objects.all(),
+            collaboration_id,
+            None,
+            missing=f"Collaboration with id={collaboration_id} not found",
+        )
     _require_store_edit(principal, collaboration_id)
     url = url.rstrip("/")
     _check_link_is_new(url, collaboration_id)
@@ -298,7 +333,13 @@ def algorithm_store_update(*, principal: Principal, store: AlgorithmStore, data:
     if "collaboration_id" in data:
         collaboration_id = data["collaboration_id"]
         if collaboration_id is not None:
-            object_or_404(Collaboration.objects.all(), collaboration_id, "Collaboration")
+            get_for(
+                principal,
+                Collaboration.objects.all(),
+                collaboration_id,
+                None,
+                missing=f"Collaboration with id={collaboration_id} not found",
+            )
         _require_store_edit(principal, collaboration_id)
         _check_link_is_new(store.url, collaboration_id, exclude_pk=store.pk)
         if collaboration_id is None:

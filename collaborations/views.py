@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import ANY_CLIENT, NODE, USER, ApiViewSet
+from accounts.permissions import get_for
 from collaborations import selectors, services
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from collaborations.serializers import (
@@ -31,8 +32,8 @@ from nodes import services as node_services
 from nodes.models import Node
 from nodes.serializers import NodeSimpleOutput
 from vantage6.api.pagination import paginate
-from vantage6.api.params import first, flag, list_param
-from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, filters, include
+from vantage6.api.params import Filters, first, flag, list_param
+from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, include
 from vantage6.api.serializers import validated
 
 # The algorithm store's own refusals are passed on with its status; its failures are a 502.
@@ -52,11 +53,11 @@ class OrganizationViewSet(ApiViewSet):
     serializer_class = OrganizationOutput
     action_clients = {"list": ANY_CLIENT, "retrieve": ANY_CLIENT, "partial_update": (USER, NODE)}
 
-    @extend_schema(
-        parameters=filters(name="like", country="text", collaboration_id="id", study_id="id", ids="ids")
-    )
+    FILTERS = Filters(name="like", country="text", collaboration_id="id", study_id="id", ids="ids")
+
+    @extend_schema(parameters=FILTERS.parameters)
     def list(self, request: Request) -> Response:
-        rows = selectors.organization_list(self.principal, request)
+        rows = selectors.organization_list(self.principal, self.FILTERS.parse(request))
         return paginate(request, rows, OrganizationOutput)
 
     @extend_schema(request=OrganizationCreateInput)
@@ -79,7 +80,13 @@ class OrganizationViewSet(ApiViewSet):
 
     @extend_schema(parameters=[DELETE_DEPENDENTS])
     def destroy(self, request: Request, pk: str) -> Response:
-        organization = selectors.object_or_404(Organization.objects.all(), pk, "Organization")
+        organization = get_for(
+            self.principal,
+            Organization.objects.all(),
+            pk,
+            None,
+            missing=f"Organization with id={pk} not found",
+        )
         services.organization_delete(
             principal=self.principal,
             organization=organization,
@@ -98,15 +105,13 @@ class CollaborationViewSet(ApiViewSet):
             collaboration, context={"include_organizations": include_organizations}
         ).data
 
-    @extend_schema(
-        parameters=[
-            include("organizations"),
-            *filters(name="like", encrypted="text", organization_id="id", algorithm_store_id="id"),
-        ]
-    )
+    FILTERS = Filters(name="like", encrypted="bool", organization_id="id", algorithm_store_id="id")
+
+    @extend_schema(parameters=[include("organizations"), *FILTERS.parameters])
     def list(self, request: Request) -> Response:
         include = _include_organizations(request)
-        rows = selectors.collaboration_list(self.principal, request, include_organizations=include)
+        filters = self.FILTERS.parse(request)
+        rows = selectors.collaboration_list(self.principal, filters, include_organizations=include)
         return paginate(
             request,
             rows,
@@ -185,15 +190,13 @@ class StudyViewSet(ApiViewSet):
     def _output(self, study: Study, include_organizations: bool = True) -> dict:
         return StudyOutput(study, context={"include_organizations": include_organizations}).data
 
-    @extend_schema(
-        parameters=[
-            include("organizations"),
-            *filters(name="like", organization_id="id", collaboration_id="id"),
-        ]
-    )
+    FILTERS = Filters(name="like", organization_id="id", collaboration_id="id")
+
+    @extend_schema(parameters=[include("organizations"), *FILTERS.parameters])
     def list(self, request: Request) -> Response:
         include = _include_organizations(request)
-        rows = selectors.study_list(self.principal, request, include_organizations=include)
+        filters = self.FILTERS.parse(request)
+        rows = selectors.study_list(self.principal, filters, include_organizations=include)
         return paginate(
             request,
             rows,
@@ -248,9 +251,11 @@ class AlgorithmStoreViewSet(ApiViewSet):
     serializer_class = AlgorithmStoreOutput
     action_clients = {"retrieve": (USER, NODE)}
 
-    @extend_schema(parameters=filters(name="like", url="like", collaboration_id="id"))
+    FILTERS = Filters(name="like", url="like", collaboration_id="id")
+
+    @extend_schema(parameters=FILTERS.parameters)
     def list(self, request: Request) -> Response:
-        rows = selectors.algorithm_store_list(self.principal, request)
+        rows = selectors.algorithm_store_list(self.principal, self.FILTERS.parse(request))
         return paginate(
             request,
             rows,
@@ -276,7 +281,13 @@ class AlgorithmStoreViewSet(ApiViewSet):
 
     @extend_schema(request=AlgorithmStoreUpdateInput)
     def partial_update(self, request: Request, pk: str) -> Response:
-        store = selectors.object_or_404(AlgorithmStore.objects.all(), pk, "Algorithm store")
+        store = get_for(
+            self.principal,
+            AlgorithmStore.objects.all(),
+            pk,
+            None,
+            missing=f"Algorithm store with id={pk} not found",
+        )
         data = validated(AlgorithmStoreUpdateInput, request.data)
         store = services.algorithm_store_update(principal=self.principal, store=store, data=data)
         return Response(AlgorithmStoreOutput(store).data)
@@ -288,7 +299,13 @@ class AlgorithmStoreViewSet(ApiViewSet):
         responses={200: MessageOutput, **STORE_ERRORS},
     )
     def destroy(self, request: Request, pk: str) -> Response:
-        store = selectors.object_or_404(AlgorithmStore.objects.all(), pk, "Algorithm store")
+        store = get_for(
+            self.principal,
+            AlgorithmStore.objects.all(),
+            pk,
+            None,
+            missing=f"Algorithm store with id={pk} not found",
+        )
         services.algorithm_store_delete(
             principal=self.principal,
             store=store,

@@ -7,7 +7,6 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from accounts.permissions import Principal
 from collaborations.models import Collaboration, Organization
 from nodes import services
 from nodes.models import Node, NodeConfig
@@ -86,11 +85,6 @@ class NodeAdmin(ScopedAdmin):
     search_fields = ["name", "organization__name", "collaboration__name"]
     inlines = [NodeConfigInline]
     actions = ["reset_api_keys"]
-
-    def allowed(self, principal: Principal, operation: str, obj: Node | None) -> bool:
-        if obj is None:
-            return principal.max_scope("node", operation) is not None
-        return principal.allow_org_in_col("node", operation, obj.organization_id, obj.collaboration_id)
 
     def get_fields(self, request: HttpRequest, obj: Node | None = None) -> list[str]:  # type: ignore[override]
         if obj is None:

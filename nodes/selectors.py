@@ -6,15 +6,12 @@ import uuid
 from datetime import datetime, time, timedelta
 
 from django.db.models import QuerySet, TextField
-from rest_framework.request import Request
 
 from accounts.models import AuthStatus
-from accounts.permissions import Principal
+from accounts.permissions import Principal, get_for
 from collaborations.models import Study
-from collaborations.selectors import object_or_404
 from nodes.models import LEGACY_HASH_PREFIX, Node, NodeConfig, NodeMetrics, api_key_digest
 from vantage6.api.lookups import like
-from vantage6.api.params import date_param, int_param
 from vantage6.api.sql import CorrelatedSQL
 
 
@@ -36,41 +33,40 @@ def _nodes() -> QuerySet[Node]:
     return Node.objects.annotate(config_rows=CorrelatedSQL(_config_sql, output_field=TextField()))
 
 
-def node_list(principal: Principal, request: Request) -> QuerySet[Node]:
+def node_list(principal: Principal, filters: dict) -> QuerySet[Node]:
     nodes = principal.visible("node", _nodes())
-    params = request.query_params
-    if (organization_id := int_param(request, "organization_id")) is not None:
-        principal.require(principal.allow_org("node", "view", organization_id))
+    if (organization_id := filters.get("organization_id")) is not None:
+        principal.require(principal.reaches("node", "view", organization_id=organization_id))
         nodes = nodes.filter(organization_id=organization_id)
-    if (collaboration_id := int_param(request, "collaboration_id")) is not None:
-        principal.require(principal.can_col("node", "view", collaboration_id))
+    if (collaboration_id := filters.get("collaboration_id")) is not None:
+        principal.require(principal.reaches("node", "view", collaboration_id=collaboration_id))
         nodes = nodes.filter(collaboration_id=collaboration_id)
-    if (study_id := int_param(request, "study_id")) is not None:
-        study = object_or_404(Study.objects.all(), study_id, "Study")
-        principal.require(principal.can_col("node", "view", study.collaboration_id))
+    if (study_id := filters.get("study_id")) is not None:
+        study = get_for(
+            principal, Study.objects.all(), study_id, None, missing=f"Study with id={study_id} not found"
+        )
+        principal.require(principal.reaches("node", "view", collaboration_id=study.collaboration_id))
         nodes = nodes.filter(
             collaboration_id=study.collaboration_id,
             organization_id__in=study.organizations.values("pk"),
         )
-    if status := params.get("status"):
+    if status := filters.get("status"):
         nodes = nodes.filter(status=status)
-    if ip := params.get("ip"):
+    if ip := filters.get("ip"):
         nodes = nodes.filter(ip=ip)
-    if name := params.get("name"):
+    if name := filters.get("name"):
         nodes = nodes.filter(like("name", name))
     # Whole days, both ends included.
-    if (seen_from := date_param(request, "last_seen_from")) is not None:
+    if (seen_from := filters.get("last_seen_from")) is not None:
         nodes = nodes.filter(last_seen__gte=datetime.combine(seen_from, time.min))
-    if (seen_till := date_param(request, "last_seen_till")) is not None:
+    if (seen_till := filters.get("last_seen_till")) is not None:
         nodes = nodes.filter(last_seen__lt=datetime.combine(seen_till + timedelta(days=1), time.min))
     return nodes
 
 
 def node_get(principal: Principal, pk: int | str, operation: str = "view") -> Node:
     """A node, judged on its own collaboration (not on any collaboration its organization shares)."""
-    node = object_or_404(_nodes(), pk, "Node")
-    principal.require(principal.allows("node", node, operation))
-    return node
+    return get_for(principal, _nodes(), pk, operation, missing=f"Node with id={pk} not found")
 
 
 def node_by_api_key(api_key: uuid.UUID) -> Node | None:

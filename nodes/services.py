@@ -12,11 +12,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AuditAction, AuthStatus
-from accounts.permissions import Principal
+from accounts.permissions import Principal, get_for
 from accounts.services import ANONYMOUS, actor_of, audit
 from accounts.sessions import end_all_logins, start_login
 from collaborations.models import Collaboration, Organization
-from collaborations.selectors import object_or_404
 from nodes.models import Node, NodeMetrics, api_key_digest
 from nodes.selectors import node_by_api_key
 from vantage6.api.errors import bad_request, unauthorized
@@ -41,7 +40,13 @@ def require_no_node_yet(*, organization_id: int, collaboration_id: int) -> None:
 
 @transaction.atomic
 def collaboration_node_add(*, principal: Principal, collaboration: Collaboration, node_id: int) -> None:
-    node = object_or_404(Node.objects.select_for_update(), node_id, "Node")
+    node = get_for(
+        principal,
+        Node.objects.select_for_update(),
+        node_id,
+        None,
+        missing=f"Node with id={node_id} not found",
+    )
     if node.collaboration_id == collaboration.pk:
         raise bad_request(f"Node id={node.pk} is already part of collaboration id={collaboration.pk}")
     # A node belongs to one collaboration: moving it would hand it the other one's tasks.
@@ -60,7 +65,7 @@ def collaboration_node_add(*, principal: Principal, collaboration: Collaboration
 
 @transaction.atomic
 def collaboration_node_remove(*, principal: Principal, collaboration: Collaboration, node_id: int) -> None:
-    node = object_or_404(Node.objects.all(), node_id, "Node")
+    node = get_for(principal, Node.objects.all(), node_id, None, missing=f"Node with id={node_id} not found")
     if node.collaboration_id != collaboration.pk:
         raise bad_request(f"Node id={node.pk} is not part of collaboration id={collaboration.pk}")
     node.collaboration = None
@@ -77,11 +82,26 @@ def node_create(
     name: str | None = None,
 ) -> tuple[Node, str]:
     """A new node (offline) and its plaintext API key, which is never stored."""
-    collaboration = object_or_404(Collaboration.objects.all(), collaboration_id, "Collaboration")
-    organization = object_or_404(
-        Organization.objects.all(), organization_id or principal.organization_id, "Organization"
+    collaboration = get_for(
+        principal,
+        Collaboration.objects.all(),
+        collaboration_id,
+        None,
+        missing=f"Collaboration with id={collaboration_id} not found",
     )
-    principal.require(principal.allow_org_in_col("node", "create", organization.pk, collaboration.pk))
+    organization_id = organization_id or principal.organization_id
+    organization = get_for(
+        principal,
+        Organization.objects.all(),
+        organization_id,
+        None,
+        missing=f"Organization with id={organization_id} not found",
+    )
+    principal.require(
+        principal.reaches(
+            "node", "create", organization_id=organization.pk, collaboration_id=collaboration.pk
+        )
+    )
     if not collaboration.organizations.filter(pk=organization.pk).exists():
         raise bad_request(
             f"Organization id={organization.pk} is not part of collaboration id={collaboration.pk}"

@@ -22,7 +22,7 @@ from nodes.serializers import (
     NodeUpdateInput,
 )
 from vantage6.api.pagination import paginate
-from vantage6.api.schema import filters
+from vantage6.api.params import Filters
 from vantage6.api.serializers import validated
 
 
@@ -31,14 +31,14 @@ class NodeViewSet(ApiViewSet):
     serializer_class = NodeOutput
     action_clients = {"list": (USER, NODE), "retrieve": (USER, NODE), "partial_update": (USER, NODE)}
 
-    @extend_schema(
-        parameters=filters(
-            organization_id="id", collaboration_id="id", study_id="id", status="text", ip="text", name="like",
-            last_seen_from="date", last_seen_till="date",
-        )
+    FILTERS = Filters(
+        organization_id="id", collaboration_id="id", study_id="id", status="text", ip="text", name="like",
+        last_seen_from="date", last_seen_till="date",
     )  # fmt: skip
+
+    @extend_schema(parameters=FILTERS.parameters)
     def list(self, request: Request) -> Response:
-        rows = selectors.node_list(self.principal, request)
+        rows = selectors.node_list(self.principal, self.FILTERS.parse(request))
         return paginate(request, rows, NodeOutput)
 
     @extend_schema(request=NodeCreateInput, responses={201: NodeCreatedOutput})

@@ -4,34 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from django.db.models import Exists, Prefetch, Q, QuerySet
-from rest_framework.request import Request
+from django.db.models import Exists, Model, Prefetch, Q, QuerySet
 
 from accounts.catalogue import SCOPE_RANK
 from accounts.models import User
-from accounts.permissions import Principal
+from accounts.permissions import Principal, get_for
 from collaborations.models import AlgorithmStore, Collaboration, Study
 from nodes.models import Node, NodeConfig
 from tasks.models import AlgorithmPort, Run, Task, TaskDatabase, is_finished
-from vantage6.api.errors import bad_request, not_found
+from vantage6.api.errors import bad_request
 from vantage6.api.lookups import like
-from vantage6.api.params import datetime_param, first, flag, int_param, list_param
-from vantage6.api.sql import by_pk
 
+M = TypeVar("M", bound=Model)
 TASK_INCLUDES = {"runs", "results"}
-
-
-# --- per-object checks ---------------------------------------------------------------------------------
-def may(principal: Principal, resource: str, operation: str, task: Task) -> bool:
-    """A task: a row of the task list (the same scope condition). Its runs: ALLOW_ORG_IN_COL on the
-    task's organization and collaboration, or own scope for its creator, as vantage6 judges them."""
-    if resource == "task":
-        return principal.allows("task", task, operation)
-    return principal.allow_org_in_col(resource, operation, task.init_org_id, task.collaboration_id) or (
-        principal.is_user and principal.has(resource, "own", operation) and task.init_user_id == principal.id
-    )
 
 
 def container_still_running(identity: dict) -> bool:
@@ -55,32 +42,20 @@ def container_still_running(identity: dict) -> bool:
     return bool(found) and not is_finished(found[0][0]) and found[0][1] and found[0][2]
 
 
-def task_with_status(pk: int | str) -> Task:
-    """The task, or 404."""
-    task = by_pk(Task.objects.all(), pk)
-    if task is None:
-        raise not_found(f"Task id={pk} not found!")
-    return task
-
-
 def task_for_view(principal: Principal, pk: int | str, include: AbstractSet[str] = frozenset()) -> Task:
     """One task as ``GET /task/<id>`` returns it (401 without the rights, 404 when missing)."""
-    task = by_pk(task_queryset(include), pk)
-    if task is None:
-        raise not_found(f"Task id={pk} not found!")
-    principal.require(may(principal, "task", "view", task))
+    task = get_for(principal, task_queryset(include), pk, missing=f"Task id={pk} not found!")
     if "results" in include:
-        principal.require(may(principal, "run", "view", task))
+        principal.require(principal.allows("task_runs", task))
     if include & TASK_INCLUDES:
         attach_nodes(run for run in task.runs.all())
     return task
 
 
 def run_for_view(principal: Principal, pk: int | str, include_task: bool = False) -> Run:
-    run = by_pk(run_queryset(include_task), pk)
-    if run is None:
-        raise not_found(f"Run id={pk} not found!")
-    principal.require(may(principal, "run", "view", run.task))
+    """One run as ``GET /run/<id>`` returns it: judged on its task by the run rules."""
+    run = get_for(principal, run_queryset(include_task), pk, None, missing=f"Run id={pk} not found!")
+    principal.require(principal.allows("task_runs", run.task))
     attach_nodes([run])
     return run
 
@@ -134,73 +109,67 @@ def attach_nodes(runs: Iterable[Run]) -> None:
         run.node_info = nodes.get((run.organization_id, run.task.collaboration_id))  # type: ignore[attr-defined]  # read by RunOutput
 
 
-def include_param(request: Request) -> set[str]:
-    return set(list_param(request, "include"))
-
-
 # --- list filters ---------------------------------------------------------------------------------------
-def _exists_or_400(model, pk: int, label: str):
-    obj = model.objects.filter(pk=pk).first()
-    if obj is None:
-        raise bad_request(f"{label} id={pk} does not exist!")
-    return obj
+def _named(principal: Principal, queryset: QuerySet[M], pk: int, label: str) -> M:
+    """The row a filter names; a 400 when there is none."""
+    return get_for(principal, queryset, pk, None, missing=bad_request(f"{label} id={pk} does not exist!"))
 
 
-def task_list(principal: Principal, request: Request) -> QuerySet[Task]:
-    include = include_param(request)
+# Filters naming a row: the tasks of its collaboration are only for who may view tasks there.
+_TASKS_OF_COLLABORATION = {
+    "study_id": (Study.objects.all(), "Study", "study_id"),
+    "parent_id": (Task.objects.all(), "Task", "parent_id"),
+}
+
+
+def task_list(principal: Principal, filters: dict, include: AbstractSet[str] = frozenset()) -> QuerySet[Task]:
     if "results" in include:
         task_scope, run_scope = principal.max_scope("task", "view"), principal.max_scope("run", "view")
         principal.require(
             task_scope is None or (run_scope is not None and SCOPE_RANK[run_scope] >= SCOPE_RANK[task_scope])
         )
     tasks = principal.visible("task", Task.objects.all())
-    params = request.query_params
 
-    if (collaboration_id := int_param(request, "collaboration_id")) is not None:
-        principal.require(principal.can_col("task", "view", collaboration_id))
+    if (collaboration_id := filters.get("collaboration_id")) is not None:
+        principal.require(principal.reaches("task", "view", collaboration_id=collaboration_id))
         tasks = tasks.filter(collaboration_id=collaboration_id)
-    if (init_org_id := int_param(request, "init_org_id")) is not None:
-        principal.require(principal.allow_org("task", "view", init_org_id))
+    if (init_org_id := filters.get("init_org_id")) is not None:
+        principal.require(principal.reaches("task", "view", organization_id=init_org_id))
         tasks = tasks.filter(init_org_id=init_org_id)
-    if (init_user_id := int_param(request, "init_user_id")) is not None:
-        user = _exists_or_400(User, init_user_id, "User")
+    if (init_user_id := filters.get("init_user_id")) is not None:
+        user = _named(principal, User.objects.all(), init_user_id, "User")
         principal.require(
-            principal.allow_org("task", "view", user.organization_id)
+            principal.reaches("task", "view", organization_id=user.organization_id)
             or (principal.has("task", "own", "view") and principal.id == user.pk)
         )
         tasks = tasks.filter(init_user_id=init_user_id)
-    if (study_id := int_param(request, "study_id")) is not None:
-        study = _exists_or_400(Study, study_id, "Study")
-        principal.require(principal.can_col("task", "view", study.collaboration_id))
-        tasks = tasks.filter(study_id=study_id)
-    if (parent_id := int_param(request, "parent_id")) is not None:
-        parent = _exists_or_400(Task, parent_id, "Task")
-        principal.require(principal.can_col("task", "view", parent.collaboration_id))
-        tasks = tasks.filter(parent_id=parent_id)
-    if (job_id := int_param(request, "job_id")) is not None:
+    for name, (queryset, label, lookup) in _TASKS_OF_COLLABORATION.items():
+        if (pk := filters.get(name)) is not None:
+            row = cast(Study | Task, _named(principal, queryset, pk, label))
+            principal.require(principal.reaches("task", "view", collaboration_id=row.collaboration_id))
+            tasks = tasks.filter(**{lookup: pk})
+    if (job_id := filters.get("job_id")) is not None:
         job_task = Task.objects.filter(job_id=job_id).order_by("id").first()
         if job_task is None:
             raise bad_request(f"Job id={job_id} does not exist!")
-        principal.require(principal.can_col("task", "view", job_task.collaboration_id))
+        principal.require(principal.reaches("task", "view", collaboration_id=job_task.collaboration_id))
         tasks = tasks.filter(job_id=job_id)
     for name in ("name", "image", "description"):
-        if value := params.get(name):
+        if value := filters.get(name):
             tasks = tasks.filter(like(name, value))
-    if database := params.get("database"):
+    if database := filters.get("database"):
         tasks = tasks.filter(pk__in=TaskDatabase.objects.filter(database=database).values("task_id"))
-    if (is_user_created := int_param(request, "is_user_created")) is not None:
+    if (is_user_created := filters.get("is_user_created")) is not None:
         tasks = tasks.filter(parent__isnull=bool(is_user_created))
-    if (store_id := int_param(request, "store_id")) is not None:
-        _exists_or_400(AlgorithmStore, store_id, "Algorithm store")
+    if (store_id := filters.get("store_id")) is not None:
+        _named(principal, AlgorithmStore.objects.all(), store_id, "Algorithm store")
         tasks = tasks.filter(algorithm_store_id=store_id)
-    if (run_id := int_param(request, "run_id")) is not None:
-        run = Run.objects.select_related("task").filter(pk=run_id).first()
-        if run is None:
-            raise bad_request(f"Run id={run_id} does not exist!")
-        principal.require(principal.can_col("task", "view", run.task.collaboration_id))
+    if (run_id := filters.get("run_id")) is not None:
+        run = _named(principal, Run.objects.select_related("task"), run_id, "Run")
+        principal.require(principal.reaches("task", "view", collaboration_id=run.task.collaboration_id))
         tasks = tasks.filter(pk=run.task_id)
     tasks = tasks.prefetch_related("databases")
-    if status := params.get("status"):
+    if status := filters.get("status"):
         tasks = tasks.filter(status=status)
     if include & TASK_INCLUDES:
         tasks = tasks.prefetch_related(_runs_prefetch())
@@ -214,30 +183,30 @@ _PERIOD_FILTERS = {
 }
 
 
-def run_list(principal: Principal, request: Request) -> QuerySet[Run]:
+def run_list(principal: Principal, filters: dict) -> QuerySet[Run]:
     """The runs (or results) the principal may see, filtered as ``GET /run`` and ``GET /result`` do."""
     runs = principal.visible("run", Run.objects.all())
 
-    if (task_id := int_param(request, "task_id")) is not None:
-        task = _exists_or_400(Task, task_id, "Task")
-        principal.require(may(principal, "run", "view", task))
+    if (task_id := filters.get("task_id")) is not None:
+        task = _named(principal, Task.objects.all(), task_id, "Task")
+        principal.require(principal.allows("task_runs", task))
         runs = runs.filter(task_id=task_id)
-    if (organization_id := int_param(request, "organization_id")) is not None:
-        principal.require(principal.allow_org("run", "view", organization_id))
+    if (organization_id := filters.get("organization_id")) is not None:
+        principal.require(principal.reaches("run", "view", organization_id=organization_id))
         runs = runs.filter(organization_id=organization_id)
-    if (node_id := int_param(request, "node_id")) is not None:
-        node = _exists_or_400(Node, node_id, "Node")
-        principal.require(principal.can_col("run", "view", node.collaboration_id))
+    if (node_id := filters.get("node_id")) is not None:
+        node = _named(principal, Node.objects.all(), node_id, "Node")
+        principal.require(principal.reaches("run", "view", collaboration_id=node.collaboration_id))
         runs = runs.filter(organization_id=node.organization_id, task__collaboration_id=node.collaboration_id)
-    if (collaboration_id := int_param(request, "collaboration_id")) is not None:
-        principal.require(principal.can_col("run", "view", collaboration_id))
+    if (collaboration_id := filters.get("collaboration_id")) is not None:
+        principal.require(principal.reaches("run", "view", collaboration_id=collaboration_id))
         runs = runs.filter(task__collaboration_id=collaboration_id)
-    if first(request, "state") == "open":
+    if filters.get("state") == "open":
         runs = runs.filter(finished_at__isnull=True)
     for name, lookup in _PERIOD_FILTERS.items():
-        if (moment := datetime_param(request, name)) is not None:
+        if (moment := filters.get(name)) is not None:
             runs = runs.filter(**{lookup: moment})
-    if (port := int_param(request, "port")) is not None:
+    if (port := filters.get("port")) is not None:
         runs = runs.filter(pk__in=AlgorithmPort.objects.filter(port=port).values("run_id"))
     return runs
 
@@ -245,9 +214,9 @@ def run_list(principal: Principal, request: Request) -> QuerySet[Run]:
 ONLY_FLAGS = ("only_children", "only_parent", "only_siblings", "only_self")
 
 
-def algorithm_addresses(principal: Principal, request: Request) -> list[dict]:
+def algorithm_addresses(principal: Principal, filters: dict) -> list[dict]:
     """VPN addresses of the runs around a container's own task (``/vpn/algorithm/addresses``)."""
-    only = [name for name in ONLY_FLAGS if flag(request, name)]
+    only = [name for name in ONLY_FLAGS if filters.get(name)]
     if len(only) > 1:
         raise bad_request(f"Use at most one of {', '.join(ONLY_FLAGS)}")
     task = Task.objects.filter(pk=cast(int, principal.claims.get("task_id"))).first()
@@ -265,12 +234,12 @@ def algorithm_addresses(principal: Principal, request: Request) -> list[dict]:
     }.get(only[0] if only else "")
     if selection is None:
         selection = own
-        if flag(request, "include_children"):
+        if filters.get("include_children"):
             selection |= children
-        if flag(request, "include_parent"):
+        if filters.get("include_parent"):
             selection |= parent
     ports = AlgorithmPort.objects.filter(selection).select_related("run__task").order_by("id")
-    if label := first(request, "label"):
+    if label := filters.get("label"):
         ports = ports.filter(label=label)
     rows = list(ports)
     attach_nodes(port.run for port in rows)

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Case, F, Q, TextField, Value, When
 from django.utils import timezone
 
-from accounts.permissions import Principal
+from accounts.permissions import Principal, get_for
 from accounts.services import audit
 from accounts.tokens import container_token
 from collaborations.models import AlgorithmStore, Collaboration, Study
@@ -35,7 +35,6 @@ from tasks.models import (
 )
 from tasks.serializers import database_parameters
 from vantage6.api.errors import ApiError, bad_request, not_found
-from vantage6.api.sql import by_pk
 
 CONTAINER_TOKEN_INVALID = "Container-token is not valid"
 
@@ -186,7 +185,7 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
         parent = _check_container(principal, collaboration, data["image"])
         image, store_id = parent.image, parent.algorithm_store_id
     else:
-        principal.require(principal.can_col("task", "create", collaboration.pk))
+        principal.require(principal.reaches("task", "create", collaboration_id=collaboration.pk))
         image, store_id = _image_and_store(data, collaboration, authorization)
     blob_store = blobs.blob_storage() is not None
     _check_inputs(collaboration, data["organizations"], blob_store)
@@ -334,10 +333,14 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     """A node's update of one of its runs, with the semantics the vantage6 node relies on."""
     # The task's row is locked; the run as read here may be older than that lock (on PostgreSQL), so
     # its status and times are taken from the runs of the task read after it.
-    run = by_pk(Run.objects.select_for_update(of=("task",)).select_related("task"), run_id)
-    if run is None:
-        raise not_found(f"Run id={run_id} not found!")
-    principal.require(principal.allows("run", run, "edit"), "This is not your algorithm run to update!")
+    run = get_for(
+        principal,
+        Run.objects.select_for_update(of=("task",)).select_related("task"),
+        run_id,
+        "edit",
+        missing=f"Run id={run_id} not found!",
+        refused="This is not your algorithm run to update!",
+    )
     runs: dict[int, list[Any]] = {
         pk: [status, started_at, finished_at]
         for pk, status, started_at, finished_at in Run.objects.filter(task_id=run.task_id).values_list(
@@ -389,13 +392,14 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
 
 def _run_of_node(principal: Principal, run_id: int) -> Run:
     """The run, if the calling node is the node that executes it (its organization, its collaboration)."""
-    run = Run.objects.select_related("task").filter(pk=run_id).first()
-    if run is None:
-        raise not_found(f"Run id={run_id} not found!")
-    principal.require(
-        principal.allows("run", run, "edit"), "This algorithm run is not executed by your node!"
+    return get_for(
+        principal,
+        Run.objects.select_related("task"),
+        run_id,
+        "edit",
+        missing=f"Run id={run_id} not found!",
+        refused="This algorithm run is not executed by your node!",
     )
-    return run
 
 
 @transaction.atomic

@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import ANY_CLIENT, CONTAINER, NODE, USER, ApiViewSet
+from accounts.permissions import get_for
 from collaborations.models import Collaboration
 from nodes.models import Node
 from tasks import blobs, selectors, services
@@ -30,23 +31,30 @@ from tasks.serializers import (
 )
 from vantage6.api.errors import ApiError, bad_request, not_found
 from vantage6.api.pagination import paginate
-from vantage6.api.params import first, int_param
-from vantage6.api.schema import MessageOutput, filters, include
+from vantage6.api.params import Filters, first, int_param, list_param
+from vantage6.api.schema import MessageOutput, include
 from vantage6.api.serializers import validated
 
 NEWEST_FIRST = ("-id",)
-RUN_FILTERS = filters(
+RUN_FILTERS = Filters(
     task_id="id", organization_id="id", node_id="id", collaboration_id="id", state="text",
     assigned_from="time", assigned_till="time", started_from="time", started_till="time",
     finished_from="time", finished_till="time", port="int",
 )  # fmt: skip
+TASK_FILTERS = Filters(
+    collaboration_id="id", init_org_id="id", init_user_id="id", study_id="id", parent_id="id",
+    job_id="id", name="like", image="like", description="like", database="text",
+    is_user_created="int", store_id="id", run_id="id", status="text",
+)  # fmt: skip
+ADDRESS_FILTERS = Filters(
+    include_children="flag", include_parent="flag", only_children="flag", only_parent="flag",
+    only_siblings="flag", only_self="flag", label="text",
+)  # fmt: skip
 NOT_CONFIGURED = OpenApiResponse(description="Not configured on this server")
 
 
-def _flags(*names: str) -> list[OpenApiParameter]:
-    return [
-        OpenApiParameter(name, bool, description="A flag: any non-empty value is true.") for name in names
-    ]
+def _include(request: Request) -> set[str]:
+    return set(list_param(request, "include"))
 
 
 def _created(task: Task) -> Response:
@@ -60,18 +68,9 @@ class TaskViewSet(ApiViewSet):
     clients = ANY_CLIENT
     action_clients = {"create": (USER, CONTAINER), "destroy": (USER,), "status": (USER, CONTAINER)}
 
-    @extend_schema(
-        parameters=[
-            include("runs", "results"),
-            *filters(
-                collaboration_id="id", init_org_id="id", init_user_id="id", study_id="id", parent_id="id",
-                job_id="id", name="like", image="like", description="like", database="text",
-                is_user_created="int", store_id="id", run_id="id", status="text",
-            ),
-        ]
-    )  # fmt: skip
+    @extend_schema(parameters=[include("runs", "results"), *TASK_FILTERS.parameters])
     def list(self, request: Request) -> Response:
-        include = selectors.include_param(request)
+        include = _include(request)
 
         def serialize(tasks: list[Task]) -> list[dict]:
             if include & selectors.TASK_INCLUDES:
@@ -80,7 +79,7 @@ class TaskViewSet(ApiViewSet):
 
         return paginate(
             request,
-            selectors.task_list(self.principal, request),
+            selectors.task_list(self.principal, TASK_FILTERS.parse(request), include),
             TaskOutput,
             serialize=serialize,
             default_order=NEWEST_FIRST,
@@ -96,20 +95,18 @@ class TaskViewSet(ApiViewSet):
 
     @extend_schema(parameters=[include("runs", "results")])
     def retrieve(self, request: Request, pk: str) -> Response:
-        include = selectors.include_param(request)
+        include = _include(request)
         task = selectors.task_for_view(self.principal, pk, include)
         return Response(TaskOutput(task, context={"include": include}).data)
 
     def destroy(self, request: Request, pk: str) -> Response:
-        task = selectors.task_with_status(pk)
-        self.principal.require(selectors.may(self.principal, "task", "delete", task))
+        task = get_for(self.principal, Task.objects.all(), pk, "delete", missing=f"Task id={pk} not found!")
         services.task_delete(principal=self.principal, task=task)
         return Response({"msg": f"task id={pk} and its algorithm run data have been successfully deleted"})
 
     @extend_schema(responses=inline_serializer("TaskStatus", {"status": serializers.CharField()}))
     def status(self, request: Request, pk: str) -> Response:
-        task = selectors.task_with_status(pk)
-        self.principal.require(selectors.may(self.principal, "task", "view", task))
+        task = get_for(self.principal, Task.objects.all(), pk, missing=f"Task id={pk} not found!")
         return Response({"status": task.status})
 
 
@@ -127,10 +124,11 @@ class RunViewSet(ApiViewSet):
     clients = ANY_CLIENT
     action_clients = {"partial_update": (NODE,)}
 
-    @extend_schema(parameters=[include("task"), *RUN_FILTERS])
+    @extend_schema(parameters=[include("task"), *RUN_FILTERS.parameters])
     def list(self, request: Request) -> Response:
-        include_task = "task" in selectors.include_param(request)
-        runs = selectors.with_run_details(selectors.run_list(self.principal, request), include_task)
+        include_task = "task" in _include(request)
+        runs = selectors.run_list(self.principal, RUN_FILTERS.parse(request))
+        runs = selectors.with_run_details(runs, include_task)
         return paginate(
             request, runs, RunOutput, serialize=_serialize_runs(include_task), default_order=NEWEST_FIRST
         )
@@ -155,20 +153,20 @@ class ResultViewSet(ApiViewSet):
     serializer_class = ResultOutput
     clients = ANY_CLIENT
 
-    @extend_schema(parameters=RUN_FILTERS)
+    @extend_schema(parameters=RUN_FILTERS.parameters)
     def list(self, request: Request) -> Response:
         return paginate(
             request,
-            selectors.run_list(self.principal, request),
+            selectors.run_list(self.principal, RUN_FILTERS.parse(request)),
             ResultOutput,
             default_order=NEWEST_FIRST,
         )
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        run = Run.objects.select_related("task").filter(pk=pk).first()
-        if run is None:
-            raise not_found(f"Result id={pk} not found!")
-        self.principal.require(selectors.may(self.principal, "run", "view", run.task))
+        run = get_for(
+            self.principal, Run.objects.select_related("task"), pk, None, missing=f"Result id={pk} not found!"
+        )
+        self.principal.require(self.principal.allows("task_runs", run.task))
         return Response(ResultOutput(run).data)
 
 
@@ -201,19 +199,25 @@ class KillViewSet(ApiViewSet):
     @extend_schema(request=IdInput, responses=MessageOutput)
     def task(self, request: Request) -> Response:
         task_id = validated(IdInput, request.data)["id"]
-        task = selectors.task_with_status(task_id)
-        self.principal.require(self.principal.can_col("event", "send", task.collaboration_id))
+        task = get_for(
+            self.principal, Task.objects.all(), task_id, None, missing=f"Task id={task_id} not found!"
+        )
+        self.principal.require(
+            self.principal.reaches("event", "send", collaboration_id=task.collaboration_id)
+        )
         services.task_kill(principal=self.principal, task=task)
         return Response({"msg": f"Nodes have been instructed to kill the runs of task id={task_id}."})
 
     @extend_schema(request=IdInput, responses=MessageOutput)
     def node_tasks(self, request: Request) -> Response:
         node_id = validated(IdInput, request.data)["id"]
-        node = Node.objects.filter(pk=node_id).first()
-        if node is None:
-            raise not_found(f"Node id={node_id} not found!")
+        node = get_for(
+            self.principal, Node.objects.all(), node_id, None, missing=f"Node id={node_id} not found!"
+        )
         self.principal.require(
-            self.principal.allow_org_in_col("event", "send", node.organization_id, node.collaboration_id)
+            self.principal.reaches(
+                "event", "send", organization_id=node.organization_id, collaboration_id=node.collaboration_id
+            )
         )
         services.node_kill(principal=self.principal, node=node)
         return Response({"msg": f"Node id={node_id} has been instructed to kill all its algorithm runs."})
@@ -250,17 +254,7 @@ class VpnViewSet(ApiViewSet):
         raise ApiError(501, VPN_NOT_CONFIGURED)
 
     @extend_schema(
-        parameters=[
-            *_flags(
-                "include_children",
-                "include_parent",
-                "only_children",
-                "only_parent",
-                "only_siblings",
-                "only_self",
-            ),
-            OpenApiParameter("label", str, description="Only ports with this label."),
-        ],
+        parameters=ADDRESS_FILTERS.parameters,
         responses={
             200: inline_serializer(
                 "AlgorithmAddresses",
@@ -283,7 +277,8 @@ class VpnViewSet(ApiViewSet):
         },
     )
     def addresses(self, request: Request) -> Response:
-        return Response({"addresses": selectors.algorithm_addresses(self.principal, request)})
+        filters = ADDRESS_FILTERS.parse(request)
+        return Response({"addresses": selectors.algorithm_addresses(self.principal, filters)})
 
 
 COLUMN_TASK_IMAGE = "ghcr.io/vantage6/algorithm-basics:latest"
@@ -303,10 +298,15 @@ class ColumnViewSet(ApiViewSet):
     )
     def create(self, request: Request) -> Response:
         data = validated(ColumnInput, request.data)
-        collaboration = Collaboration.objects.filter(pk=data["collaboration_id"]).first()
-        if collaboration is None:
-            raise not_found(f"Collaboration id={data['collaboration_id']} not found!")
-        self.principal.require(self.principal.can_col("task", "create", collaboration.pk))
+        collaboration_id = data["collaboration_id"]
+        collaboration = get_for(
+            self.principal,
+            Collaboration.objects.all(),
+            collaboration_id,
+            None,
+            missing=f"Collaboration id={collaboration_id} not found!",
+        )
+        self.principal.require(self.principal.reaches("task", "create", collaboration_id=collaboration.pk))
         columns = selectors.column_names(collaboration.pk, data["db_label"])
         if columns is not None:
             return Response({"columns": columns})
@@ -360,7 +360,7 @@ class BlobViewSet(ApiViewSet):
         run = selectors.run_of_blob(uuid) if blobs.is_blob_id(uuid) else None
         if run is None or not storage.exists(uuid):
             raise not_found(f"Blob {uuid} not found!")
-        self.principal.require(selectors.may(self.principal, "run", "view", run.task))
+        self.principal.require(self.principal.allows("task_runs", run.task))
         response = StreamingHttpResponse(blobs.stream(storage, uuid), content_type="application/octet-stream")
         response["Content-Disposition"] = f"attachment; filename=result_{uuid}.bin"
         return response

@@ -230,6 +230,13 @@ def deleted_unless_refused(model):
     return check
 
 
+def place_node(ctx) -> object:
+    """The node of the place's organization in the place's collaboration."""
+    from nodes.models import Node
+
+    return Node.objects.get(organization=ctx.org, collaboration=ctx.collab)
+
+
 def matrix_params(cases: list[Case]) -> tuple[str, list]:
     """``pytest.mark.parametrize`` arguments: each case for each role (and place, when it matters)."""
     import pytest

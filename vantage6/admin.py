@@ -127,7 +127,11 @@ class ScopedAdmin(AdminPage):
         return _principal_of()(request.user)
 
     def allowed(self, principal: Principal, operation: str, obj: Any) -> bool:
-        raise NotImplementedError
+        """Without a row: whether any rule of the operation is held; with one: whether the scope of
+        the rule engine reaches it, as the endpoint's check does."""
+        if obj is None:
+            return principal.max_scope(principal.rule_resource(self.resource), operation) is not None
+        return principal.allows(self.resource, obj, operation)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return self.principal(request).visible_or_none(self.resource, super().get_queryset(request))

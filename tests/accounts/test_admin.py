@@ -176,3 +176,20 @@ def test_no_guardian_rows_are_written(client, world, org_admin):
 
     test_admin_adds_a_user_with_a_hashed_password(client, world, org_admin)
     assert UserObjectPermission.objects.count() == 0
+
+
+def test_a_stored_object_grant_does_not_widen_the_rules(client, world, org_admin):
+    """Only the scope definitions answer ``has_perm`` with an object: a per-object grant row (put in
+    by a shell, a restore or a plugin) gives nothing beyond the rules, on the admin site or off it."""
+    from guardian.shortcuts import assign_perm
+
+    assign_perm("collaborations.change_organization", org_admin, world.org_c)
+    assign_perm("collaborations.delete_organization", org_admin, world.org_c)
+    assert not org_admin.has_perm("collaborations.change_organization", world.org_c)
+    assert not User.objects.get(pk=org_admin.pk).has_perm("collaborations.delete_organization", world.org_c)
+    logged_in(client, org_admin)
+    response = client.post(
+        f"/admin/collaborations/organization/{world.org_c.pk}/change/", {"name": "taken", "domain": "c.org"}
+    )
+    assert response.status_code in (302, 403)
+    assert Organization.objects.get(pk=world.org_c.pk).name == world.org_c.name

@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 
 from accounts.catalogue import OPERATIONS
-from accounts.models import Role, Rule, User
+from accounts.models import AuditEntry, Role, Rule, User
 from accounts.permissions import (
-    SCOPE_FILTERS,
+    RESOURCE_SCOPES,
+    Principal,
     principal_for_container,
     principal_for_node,
     principal_for_user,
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.django_db
 MODELS = {
     "organization": Organization, "collaboration": Collaboration, "user": User, "node": Node,
     "study": Study, "task": Task, "run": Run, "algorithmstore": AlgorithmStore, "role": Role,
+    "audit": AuditEntry, "task_runs": Task,
 }  # fmt: skip
 
 
@@ -47,9 +49,9 @@ def rows(world):
 
 
 def _callers(world, lonely, resource: str):
-    rule_resource = "collaboration" if resource == "algorithmstore" else resource
+    rule_resource = Principal.rule_resource(resource)
     for org in (world.org_a, lonely):
-        for scope in (*SCOPE_FILTERS[resource], "GLOBAL"):
+        for scope in ("OWN", "ORGANIZATION", "COLLABORATION", "GLOBAL"):
             rule = Rule.objects.filter(name=rule_resource, scope=scope, operation=OPERATIONS["v"]).first()
             if rule is not None:
                 yield f"{scope} in {org.name}", principal_for_user(make_user(org, rules=[rule]))
@@ -65,6 +67,10 @@ def test_the_object_check_agrees_with_the_list_filter(world, rows, resource):
         listed = set(principal.visible_or_none(resource, model.objects.all()).values_list("pk", flat=True))
         for obj in model.objects.all():
             assert principal.allows(resource, obj) == (obj.pk in listed), f"{resource} {obj.pk} for {name}"
+
+
+def test_every_scope_definition_is_checked():
+    assert set(MODELS) == set(RESOURCE_SCOPES)
 
 
 def test_a_node_may_edit_only_the_runs_it_executes(world, rows):  # noqa: ARG001 - the rows

@@ -21,6 +21,7 @@ from tests.matrix import (
     matrix_params,
     members,
     ok_if,
+    place_node,
     run_case,
 )
 
@@ -54,10 +55,6 @@ def place_store(ctx) -> AlgorithmStore:
     return AlgorithmStore.objects.create(
         name=f"s-{ctx.place}", url=f"https://{ctx.place}.org/api", collaboration=ctx.collab
     )
-
-
-def place_node(ctx) -> Node:
-    return Node.objects.get(organization=ctx.org, collaboration=ctx.collab)
 
 
 def detached_place_node(ctx) -> Node:

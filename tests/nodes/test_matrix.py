@@ -22,14 +22,11 @@ from tests.matrix import (
     deleted_unless_refused,
     matrix_params,
     ok_if,
+    place_node,
     run_case,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-def place_node(ctx) -> Node:
-    return Node.objects.get(organization=ctx.org, collaboration=ctx.collab)
 
 
 def new_collab(ctx):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 from rest_framework.request import Request
@@ -79,3 +80,61 @@ def parse_datetime(raw: str) -> datetime:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value
+
+
+def likes_param(request: Request, name: str) -> list[str]:
+    """Every non-empty value of a repeated pattern parameter (a row matches any of them)."""
+    return [value for value in request.query_params.getlist(name) if value]
+
+
+def bool_param(request: Request, name: str) -> bool | None:
+    """``1``, ``true``, ``0`` or ``false`` (any case); anything else is a 400."""
+    raw = first(request, name)
+    if not raw:
+        return None
+    if raw.lower() not in _BOOLEANS:
+        raise bad_request(f"{name} must be one of 1, 0, true or false, got {raw!r}")
+    return _BOOLEANS[raw.lower()]
+
+
+_BOOLEANS = {"1": True, "true": True, "0": False, "false": False}
+
+_PARSERS: dict[str, Callable[[Request, str], object]] = {
+    "id": int_param,
+    "int": int_param,
+    "ids": int_list_param,
+    "text": first,
+    "like": first,
+    "likes": likes_param,
+    "date": date_param,
+    "time": datetime_param,
+    "flag": lambda request, name: flag(request, name) or None,
+    "bool": bool_param,
+    "list": list_param,
+}
+
+
+class Filters:
+    """The query filters of one endpoint, declared once by name and kind (``vantage6.api.schema``'s
+    ``FILTER_KINDS``): ``parse`` reads them strictly for the selector (a malformed value is a 400
+    before anything is read), ``parameters`` describes them in the API document."""
+
+    def __init__(self, **kinds: str) -> None:
+        unknown = set(kinds.values()) - set(_PARSERS)
+        assert not unknown, f"unknown filter kinds: {unknown}"
+        self.kinds = kinds
+
+    def parse(self, request: Request) -> dict[str, object]:
+        """The filters the request sets, parsed; absent and empty ones (and unset flags) are left out."""
+        parsed = {}
+        for name, kind in self.kinds.items():
+            value = _PARSERS[kind](request, name)
+            if value is not None and value != "" and value != []:
+                parsed[name] = value
+        return parsed
+
+    @property
+    def parameters(self) -> list:
+        from vantage6.api.schema import filters
+
+        return filters(**self.kinds)

@@ -231,7 +231,10 @@ FILTER_KINDS: dict[str, tuple[Any, str]] = {
     "date": (OpenApiTypes.DATE, "A day, YYYY-MM-DD."),
     "time": (str, "An ISO-8601 date or time."),
     "flag": (bool, "A flag: any non-empty value is true."),
+    "bool": (bool, "1, 0, true or false."),
     "ids": ({"type": "array", "items": {"type": "integer"}}, "Ids, repeated or comma-separated."),
+    "likes": (str, "SQL LIKE patterns, repeated: a row matches any of them."),
+    "list": (str, "Values, repeated or comma-separated."),
 }
 
 

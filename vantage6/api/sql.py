@@ -9,7 +9,7 @@ from weakref import WeakKeyDictionary
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Expression, F, Field, Model, QuerySet
+from django.db.models import Aggregate, CharField, Expression, F, Field, Model, QuerySet, Subquery, Value
 
 # Builds the SQL of a subquery for one database connection: ``{outer}`` stands for the outer row's
 # column; returns the text and its parameters.
@@ -148,3 +148,27 @@ def by_pk(queryset: QuerySet[M], pk: int | str) -> M | None:
         return None
     rows = list(queryset.filter(pk=pk)[:1])
     return rows[0] if rows else None
+
+
+class Joined(Aggregate):
+    """The rows' values as one string joined by ``separator``, on SQLite and PostgreSQL."""
+
+    function = "GROUP_CONCAT"
+    # The separator is a constant of the code, written into the SQL as the hand-written form was.
+    template = "%(function)s(%(distinct)s%(expressions)s, '%(separator)s')"
+
+    def __init__(self, expression: Expression | str, separator: str) -> None:
+        assert "'" not in separator and "%" not in separator, "a plain separator"
+        super().__init__(expression, separator=separator, output_field=CharField())
+
+    def as_postgresql(self, compiler, connection: BaseDatabaseWrapper, **extra) -> tuple[str, tuple]:
+        return self.as_sql(compiler, connection, function="STRING_AGG", **extra)
+
+
+def joined(queryset: QuerySet, expression: Expression, separator: str = ",") -> Subquery:
+    """A scalar subquery: ``expression`` over all rows of ``queryset`` joined into one string (NULL
+    without rows). The constant grouping makes the aggregate span the whole queryset."""
+    rows = queryset.order_by().annotate(_all=Value(1)).values("_all")
+    return Subquery(
+        rows.annotate(joined=Joined(expression, separator)).values("joined"), output_field=CharField()
+    )

@@ -1,0 +1,55 @@
+"""The check of a filter value (``Principal.reaches``), derived from the scope definitions, answers
+as the helpers of permissions.md §3 (``ALLOW_ORG``, ``ALLOW_ORG_IN_COL``, ``CAN_COL``, written apart in
+tests/matrix.py) for every role, rule of the catalogue and place."""
+
+from __future__ import annotations
+
+import pytest
+
+from accounts.catalogue import OPERATIONS, RULES
+from accounts.permissions import (
+    RESOURCE_SCOPES,
+    principal_for_container,
+    principal_for_node,
+    principal_for_user,
+)
+from tests.matrix import CONTAINER, NODE, PLACES, ROLES, ContainerCaller, Rules, _caller
+
+pytestmark = pytest.mark.django_db
+
+# (resource, operation) of every rule of the catalogue.
+RESOURCE_OPERATIONS = sorted({(resource, OPERATIONS[op].lower()) for resource, _, op, *_ in RULES})
+
+
+def _principal(world, role: str):
+    caller = _caller(world, role)
+    if role == NODE:
+        return principal_for_node(caller)
+    if role == CONTAINER:
+        assert isinstance(caller, ContainerCaller)
+        return principal_for_container(caller.claims)
+    return principal_for_user(caller)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_reaches_answers_as_the_spec_helpers(world, role):
+    principal, rules = _principal(world, role), Rules(role)
+    organizations = {"own": world.org_a.pk, "collab": world.org_b.pk, "other": world.org_c.pk}
+    collaborations = {"own": world.collab_ab.pk, "collab": world.collab_ab.pk, "other": world.collab_c.pk}
+    for resource, operation in RESOURCE_OPERATIONS:
+        belongs_to_organizations = (
+            RESOURCE_SCOPES.get(resource) is None or RESOURCE_SCOPES[resource].organization
+        )
+        for place in PLACES:
+            org, col = organizations[place], collaborations[place]
+            case = f"{resource} {operation} in {place}"
+            assert principal.reaches(resource, operation, organization_id=org) == rules.allow_org(
+                resource, operation, place
+            ), case
+            assert principal.reaches(
+                resource, operation, organization_id=org, collaboration_id=col
+            ) == rules.allow_org_in_col(resource, operation, place, place), case
+            if belongs_to_organizations:  # a collaboration is also reached at organization scope
+                assert principal.reaches(resource, operation, collaboration_id=col) == rules.can_col(
+                    resource, operation, place
+                ), case
