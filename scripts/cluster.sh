@@ -5,6 +5,7 @@
 #   scripts/cluster.sh start     # prints the proxy's URL on stdout; progress goes to stderr
 #   scripts/cluster.sh status    # exit 0 when every process runs
 #   scripts/cluster.sh stop      # stops what start started, by process id
+#   scripts/cluster.sh replica replica-1   # starts a replica that stopped again, on its port
 #
 # Services: with V6_DATABASE_URL (PostgreSQL) and V6_RABBITMQ_URI set, those are used; a missing one is
 # started with scripts/services-start.sh (as root) and stopped again by `stop`.
@@ -53,7 +54,7 @@ cmd_stop() {
     if [ -n "${STARTED_SERVICES:-}" ]; then
         V6_SERVICES_DIR=$STATE/services "$ROOT/scripts/services-stop.sh"
     fi
-    rm -f "$STATE/cluster.env"
+    rm -f "$STATE/cluster.env" "$STATE/replica.env"
 }
 
 cmd_status() {
@@ -151,6 +152,34 @@ $upstream        keepalive 32;
 EOF
 }
 
+# Start replica $1 on port $2: one daphne process (vantage6.serve: stops gracefully on SIGTERM).
+start_replica() {
+    (cd "$ROOT" && V6_HOST=127.0.0.1 V6_PORT=$2 V6_WORKERS=1 exec setsid "$PYTHON" -m vantage6.serve \
+        >>"$STATE/$1.log" 2>&1) &
+    echo $! >"$STATE/$1.pid"
+}
+
+# Start a replica that stopped (or was stopped) again, on its port, with the settings of `start`.
+cmd_replica() {
+    local name=${1:-} url port i=0
+    [ -f "$STATE/cluster.env" ] || die "not running"
+    # shellcheck source=/dev/null
+    . "$STATE/cluster.env"
+    # shellcheck source=/dev/null
+    . "$STATE/replica.env"
+    for url in $REPLICA_URLS; do
+        i=$((i + 1))
+        [ "replica-$i" = "$name" ] || continue
+        alive "$(pid_of "$name")" && die "$name is running"
+        port=${url##*:}
+        start_replica "$name" "$port"
+        wait_http "$name" "$url${V6_API_PATH:-/api}/health" "$(pid_of "$name")"
+        log "$name on $url again"
+        return 0
+    done
+    die "no replica named '$name'"
+}
+
 cmd_start() {
     [[ $REPLICAS =~ ^[1-9][0-9]*$ ]] || die "V6_CLUSTER_REPLICAS must be a positive number, got '$REPLICAS'"
     [[ $PROXY_PORT =~ ^[0-9]+$ ]] && [ "$PROXY_PORT" -le 65535 ] || die "not a port number: '$PROXY_PORT'"
@@ -184,6 +213,8 @@ cmd_start() {
     export V6_DATA_DIR=${V6_DATA_DIR:-$STATE/data}
     local url="http://127.0.0.1:$PROXY_PORT"
     export V6_SERVER_URL=${V6_SERVER_URL:-$url${V6_API_PATH:-/api}}
+    # The replicas' settings, for `replica` to start one again the same way (secrets: owner only).
+    (umask 077 && export -p | grep '^declare -x V6_' >"$STATE/replica.env")
 
     local names ports=() urls=() name port pid
     names=$(replica_names | tr '\n' ' ')
@@ -197,10 +228,7 @@ cmd_start() {
 
     for name in $names; do
         port=$(free_port)
-        # -v 0: no access log of daphne's own; the server logs each request once.
-        (cd "$ROOT" && V6_HOST=127.0.0.1 V6_PORT=$port exec setsid "$ROOT/.venv/bin/daphne" -v 0 \
-            -b 127.0.0.1 -p "$port" vantage6.asgi:application >>"$STATE/$name.log" 2>&1) &
-        echo $! >"$STATE/$name.pid"
+        start_replica "$name" "$port"
         ports+=("$port")
         urls+=("http://127.0.0.1:$port")
     done
@@ -228,7 +256,8 @@ cmd_start() {
 
 case ${1:-} in
     start) cmd_start ;;
+    replica) cmd_replica "${2:-}" ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop|status|replica NAME" >&2; exit 2 ;;
 esac
