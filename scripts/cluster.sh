@@ -29,7 +29,8 @@ STARTUP_TIMEOUT=${V6_CLUSTER_STARTUP_TIMEOUT:-60}
 
 log() { echo "cluster: $*" >&2; }
 die() { log "$*"; exit 1; }
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+# A process that exited but was not reaped yet (a zombie) is not alive.
+alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 pid_of() { cat "$STATE/$1.pid" 2>/dev/null || true; }
 
 # Stop process $2 (named $1): TERM, then KILL after $3 seconds.

@@ -91,7 +91,11 @@ def run_daphne(binding: list[str]) -> None:
             self.stop_by = time.monotonic() + STOP_SECONDS
             for port in self.ports:
                 port.stopListening()
-            closing = [protocol for protocol in self.connections if waits_for_packets(protocol)]
+            closing = [
+                protocol
+                for protocol, details in self.connections.items()
+                if "disconnected" not in details and waits_for_packets(protocol)
+            ]
             for protocol in closing:
                 # A dropped connection, not an Engine.IO CLOSE: clients reconnect to another process.
                 if isinstance(protocol, WebSocketProtocol):
@@ -102,10 +106,12 @@ def run_daphne(binding: list[str]) -> None:
             self._stop_when_done()
 
         def _busy(self) -> int:
+            """Requests still arriving or being answered, and applications still ending."""
             return sum(
                 1
                 for details in self.connections.values()
-                if (instance := details.get("application_instance")) is not None and not instance.done()
+                if "disconnected" not in details
+                or ((instance := details.get("application_instance")) is not None and not instance.done())
             )
 
         def _stop_when_done(self) -> None:
