@@ -14,10 +14,11 @@ import threading
 import time
 from urllib.parse import urlsplit
 
+import jwt
 import pytest
 
 from tests.conftest import requires_services
-from tests.faults.topology import BOUND
+from tests.faults.topology import BOUND, Node
 from tests.ops import services
 
 # The fault suite is about the deployment on PostgreSQL and RabbitMQ: it runs with the suite on those.
@@ -208,3 +209,40 @@ def test_a_read_only_database_is_503_with_a_log_line_and_no_partial_write(topolo
     assert logs.count("Database unavailable, /api/task answered 503: InternalError: cannot execute") == 2
     time.sleep(0.5)
     assert topology.request("POST", "/task", token, json=topology.task_body("ro"))[0].status_code == 201
+
+
+def test_a_node_back_an_hour_later_gets_its_runs_by_sync_and_patches_them(topology, nodes):
+    token = topology.login()
+    node = nodes()[0]
+    assert node.wait_connected(1, 20)
+    first = topology.create_task(token, "started-before-leaving")
+    (run,) = node.own(topology.runs_of([first]))
+    assert node.wait_runs({run}, 10) == set()
+    an_hour_ago = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() - 3600))
+    response, _ = topology.request("PATCH", f"/run/{run}", node.access, json={"started_at": an_hour_ago})
+    assert response.status_code == 200
+    node.close()  # gone mid-run
+    second = topology.create_task(token, "made-while-away")
+
+    # An hour passes: the node's access token expired, the server saw it last an hour ago.
+    claims = jwt.decode(node.access, options={"verify_signature": False})
+    claims.update(iat=claims["iat"] - 3600, exp=int(time.time()) - 60)
+    secret = (topology.state / "secrets" / "V6_JWT_SECRET_KEY").read_text().strip()
+    topology.sql(
+        "UPDATE authenticatable SET last_seen = now() - interval '1 hour', status = 'offline' WHERE id = %s",
+        node.id,
+    )
+    back = Node(topology, node.info, tokens=(jwt.encode(claims, secret, algorithm="HS256"), node.refresh))
+    try:
+        # expired_token -> refresh -> connect again -> sync lists both open runs.
+        runs = node.own(topology.runs_of([first, second]))
+        assert back.wait_runs(runs, 20) == set()
+        assert back.access != node.access
+        for run_id in sorted(runs):
+            assert back.complete(run_id, started=run_id == run) == 200
+    finally:
+        back.close()
+    rows = topology.sql(
+        "SELECT id, started_at < now() - interval '50 minutes' FROM run WHERE id = ANY(%s)", list(runs)
+    )
+    assert dict(rows) == {run_id: run_id == run for run_id in runs}

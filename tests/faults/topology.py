@@ -187,7 +187,14 @@ def _state(pid: int) -> str:
 class Node:
     """A node of the demo network, connected through ``url`` as the official node connects."""
 
-    def __init__(self, topology: Topology, info: dict, *, transports: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        info: dict,
+        *,
+        transports: list[str] | None = None,
+        tokens: tuple[str, str] | None = None,
+    ) -> None:
         self.topology = topology
         self.info = info
         self.id = info["id"]
@@ -202,7 +209,7 @@ class Node:
         self.connects = 0  # connections that became ready (joined the node's rooms)
         self.disconnects: list[float] = []
         self.changed = threading.Condition(self.lock)
-        self.access, self.refresh = self._log_in()
+        self.access, self.refresh = tokens or self._log_in()
         self.socket: NodeSocket | None = None
         self._stop = threading.Event()
         self._connect()
@@ -269,6 +276,10 @@ class Node:
             page += 1
 
     # --- for the tests -----------------------------------------------------------------------------------
+    def own(self, runs: dict[int, int]) -> set[int]:
+        """Those of ``runs`` (run id -> organization id) that are this node's."""
+        return {run for run, organization in runs.items() if organization == self.info["organization_id"]}
+
     def wait_runs(self, run_ids: set[int], timeout: float) -> set[int]:
         """The runs of ``run_ids`` the node has not been handed within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
@@ -284,13 +295,13 @@ class Node:
                 self.changed.wait(min(left, 0.5))
             return self.connects >= connects
 
-    def complete(self, run_id: int, *, started_at: str | None = None) -> int:
-        """Start and finish ``run_id`` as the node does; the status of the last PATCH."""
+    def complete(self, run_id: int, *, started: bool = False) -> int:
+        """Start (unless ``started``) and finish ``run_id`` as the node does; the status of the last PATCH."""
         now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
-        for body in (
-            {"started_at": started_at or now},
-            {"status": "completed", "result": "cmVzdWx0", "log": "done", "finished_at": now},
-        ):
+        bodies = [{"status": "completed", "result": "cmVzdWx0", "log": "done", "finished_at": now}]
+        if not started:
+            bodies.insert(0, {"started_at": now})
+        for body in bodies:
             response, _ = self.topology.request("PATCH", f"/run/{run_id}", self.access, json=body)
             if response.status_code != 200:
                 with self.changed:
