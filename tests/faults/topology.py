@@ -5,7 +5,8 @@ behave as the official node does.
 ``Node`` drives python-socketio as the official node sets it up (``NodeSocket``) and answers its events
 as the node does: on ``sync`` it lists its open runs, on ``new_task`` the runs of that task, on
 ``expired_token`` / ``invalid_token`` it refreshes its token and connects again. Runs it learns of are
-recorded (with how often), and ``complete`` PATCHes one as the node does when its algorithm ends.
+recorded (with how often), and ``complete`` PATCHes one as the node does when its algorithm ends
+(with ``complete_runs``, each run as soon as the node learns of it).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ ROOT_PASSWORD = "Faults-Passw0rd!"
 BOUND = 6
 
 
-def _run(argv: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+def run_in_checkout(argv: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -70,20 +71,20 @@ class Topology:
             "V6_BCRYPT_ROUNDS": "4",
             **self.settings,
         }
-        started = _run([CLUSTER, "start"], self.env, timeout=300)
+        started = run_in_checkout([CLUSTER, "start"], self.env, timeout=300)
         assert started.returncode == 0, started.stderr
         self.url = started.stdout.strip().splitlines()[-1]
-        status = _run([CLUSTER, "status"], self.env, timeout=30).stdout
+        status = run_in_checkout([CLUSTER, "status"], self.env, timeout=30).stdout
         urls = next(line for line in status.splitlines() if line.startswith("replicas:")).split()[1:]
         self.replicas = {f"replica-{number}": url for number, url in enumerate(urls, start=1)}
-        demo = _run([sys.executable, "manage.py", "demo", "--json"], self.env, timeout=120)
+        demo = run_in_checkout([sys.executable, "manage.py", "demo", "--json"], self.env, timeout=120)
         assert demo.returncode == 0, demo.stderr
         self.demo = json.loads(demo.stdout)
 
     def close(self) -> None:
         try:
             if self.env:
-                _run([CLUSTER, "stop"], self.env, timeout=120)
+                run_in_checkout([CLUSTER, "stop"], self.env, timeout=120)
         finally:
             for service in (self.postgres, self.rabbitmq):
                 service.kill()
@@ -106,7 +107,7 @@ class Topology:
         return time.monotonic() - started
 
     def restart(self, replica: str) -> None:
-        started = _run([CLUSTER, "replica", replica], self.env, timeout=120)
+        started = run_in_checkout([CLUSTER, "replica", replica], self.env, timeout=120)
         assert started.returncode == 0, started.stderr
 
     def alive(self, replica: str) -> bool:
@@ -194,11 +195,14 @@ class Node:
         *,
         transports: list[str] | None = None,
         tokens: tuple[str, str] | None = None,
+        complete_runs: bool = False,
     ) -> None:
         self.topology = topology
         self.info = info
         self.id = info["id"]
         self.transports = transports
+        self.complete_runs = complete_runs
+        self.announced: set[int] = set()  # tasks a new_task event was heard of
         self.last_room = (
             f"collaboration_{topology.demo['collaboration']['id']}_organization_{info['organization_id']}"
         )
@@ -249,6 +253,8 @@ class Node:
         elif name == "sync":
             self._fetch({"state": "open", "node_id": self.id, "include": "task"})
         elif name == "new_task":
+            with self.changed:
+                self.announced.add(data["id"])
             self._fetch({"state": "open", "node_id": self.id, "include": "task", "task_id": data["id"]})
         elif name in ("expired_token", "invalid_token"):
             self.socket.close()
@@ -271,6 +277,10 @@ class Node:
                 for run in body["data"]:
                     self.runs[run["id"]] = self.runs.get(run["id"], 0) + 1
                 self.changed.notify_all()
+            if self.complete_runs:  # as if each algorithm ended at once
+                for run in body["data"]:
+                    if run["id"] not in self.completed:
+                        self.complete(run["id"])
             if not body["links"].get("next"):
                 return
             page += 1
