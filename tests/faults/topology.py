@@ -28,6 +28,7 @@ import requests
 from tests.ops import services
 from tests.realtime.helpers import NodeSocket
 from tests.realtime.live import FAST_TIMERS, ROOT, free_port
+from vantage6.client import Client
 
 CLUSTER = str(ROOT / "scripts" / "cluster.sh")
 ROOT_PASSWORD = "Faults-Passw0rd!"
@@ -133,6 +134,28 @@ class Topology:
         response, _ = self.request("POST", "/token/user", json=body)
         assert response.status_code == 200, response.text
         return response.json()["access_token"]
+
+    def client(self) -> Client:
+        """The official client (vantage6-client 4.15.2) of the demo researcher, through the proxy."""
+        host, port = self.url.rsplit(":", 1)
+        client = Client(host, int(port), "/api", log_level="critical")
+        client.authenticate(self.demo["username"], self.demo["password"])
+        client.setup_encryption(None)
+        return client
+
+    def client_task(self, client: Client, name: str) -> int:
+        """A task for every organization of the demo network, made by the official client."""
+        task = client.task.create(
+            collaboration=self.demo["collaboration"]["id"],
+            organizations=[node["organization_id"] for node in self.demo["nodes"]],
+            name=name,
+            image="some/image",
+            description="",
+            input_={"method": "m"},
+            databases=[{"label": "default"}],
+        )
+        assert "id" in task, task
+        return task["id"]
 
     def task_body(self, name: str, input_: str | None = None) -> dict:
         plain = input_ or base64.b64encode(json.dumps({"method": "m"}).encode()).decode()
