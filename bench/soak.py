@@ -54,6 +54,7 @@ class CountingTopology(Topology):
     def __init__(self, folder: Path) -> None:
         super().__init__(folder, V6_LOG_LEVEL="warning")
         self.statuses: collections.Counter = collections.Counter()
+        self.slowest = 0.0
         self.lock = threading.Lock()
 
     def request(self, method: str, path: str, token: str | None = None, **kwargs: object):
@@ -65,6 +66,7 @@ class CountingTopology(Topology):
             raise
         with self.lock:
             self.statuses[response.status_code] += 1
+            self.slowest = max(self.slowest, elapsed)
         return response, elapsed
 
 
@@ -223,6 +225,7 @@ def run(topology: Topology, nodes: list[Node], seconds: float) -> dict:
         "seconds": elapsed,
         "events": events,
         "statuses": topology.statuses,
+        "slowest": topology.slowest,
         "tasks": len(created),
         "runs created": runs_created,
         "runs completed": runs_completed,
@@ -244,6 +247,7 @@ def print_table(report: dict) -> None:
         ("duration", f"{report['seconds'] / 60:.1f} min, {report['nodes']} nodes, {USERS} users"),
         *(("fault", event) for event in report["events"]),
         ("requests served", f"{served} ({served / report['seconds']:.0f}/s)"),
+        ("slowest answer", f"{report['slowest']:.1f} s"),
         ("errors by status", ", ".join(f"{s}: {n}" for s, n in sorted(errors.items(), key=str)) or "none"),
         ("tasks created", str(report["tasks"])),
         ("runs created / completed", f"{report['runs created']} / {report['runs completed']}"),

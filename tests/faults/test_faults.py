@@ -148,7 +148,14 @@ def tiny_tablespace(topology):
     """The table of runs (and its TOAST data) on a filesystem of 2 MiB, a tablespace of its own."""
     mount = topology.folder / "tiny"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        why = f"cannot mount a small filesystem here: {mounted.stderr.decode().strip()}"
+        if os.environ.get("V6_REQUIRE_SERVICES"):
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why)
     try:
         os.chown(mount, *_postgres_ids())
         topology.sql(f"CREATE TABLESPACE tiny LOCATION '{mount}'", superuser=True)
