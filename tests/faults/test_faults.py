@@ -263,3 +263,28 @@ def test_a_node_back_an_hour_later_gets_its_runs_by_sync_and_patches_them(topolo
     )
     assert dict(rows) == {run_id: run_id == run for run_id in runs}
     assert [client.run.get(run_id)["status"] for run_id in sorted(runs)] == ["completed", "completed"]
+
+
+def test_a_rolling_restart_fails_no_request(topology):
+    token = topology.login()
+    answers: list[int] = []
+    done = threading.Event()
+
+    def keep_asking() -> None:
+        while not done.is_set():
+            response, _ = topology.request("POST", "/task", token, json=topology.task_body("rolling"))
+            answers.append(response.status_code)
+            answers.append(topology.request("GET", "/task", token)[0].status_code)
+
+    asking = threading.Thread(target=keep_asking)
+    asking.start()
+    try:
+        for replica in topology.replicas:  # one after the other, each back before the next stops
+            topology.signal(replica, signal.SIGTERM)
+            topology.restart(replica)
+        time.sleep(1)
+    finally:
+        done.set()
+        asking.join(30)
+    assert len(answers) > 20
+    assert set(answers) == {200, 201}
