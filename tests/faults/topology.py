@@ -229,13 +229,12 @@ class Node:
         self.last_room = (
             f"collaboration_{topology.demo['collaboration']['id']}_organization_{info['organization_id']}"
         )
-        self.lock = threading.Lock()
         self.runs: dict[int, int] = {}  # run id -> how often the node was handed it
         self.completed: set[int] = set()
         self.refused: list[tuple[int, int]] = []  # (run id, status) of PATCHes the server refused
         self.connects = 0  # connections that became ready (joined the node's rooms)
         self.disconnects: list[float] = []
-        self.changed = threading.Condition(self.lock)
+        self.changed = threading.Condition()  # guards the records above
         self.access, self.refresh = tokens or self._log_in()
         self.socket: NodeSocket | None = None
         self._stop = threading.Event()
