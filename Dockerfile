@@ -1,4 +1,4 @@
-# The vantage6 server: migrate, seed and create root (bootstrap), then serve with daphne.
+# The vantage6 server: migrate, seed and create root (bootstrap), then serve with daphne (vantage6.serve).
 # Configured only through V6_ variables (see README); docker-compose.yml runs it with its services.
 FROM python:3.11-slim
 
@@ -20,4 +20,4 @@ COPY . .
 
 VOLUME /data
 EXPOSE 7601
-CMD ["sh", "-c", "python manage.py bootstrap && exec daphne -b \"$V6_HOST\" -p \"$V6_PORT\" vantage6.asgi:application"]
+CMD ["sh", "-c", "python manage.py bootstrap && exec python -m vantage6.serve"]

@@ -2,27 +2,37 @@
 
     python -m vantage6.serve
 
-One process: daphne replaces this one. Several: the sockets are bound here, one per daphne process
+One process: daphne runs in this one. Several: the sockets are bound here, one per daphne process
 (``--fd``) on the same address, and the kernel spreads the connections over them (a Python process
 uses one core). Ending this process (SIGTERM, SIGINT) ends them all; when one of them
 exits, the others are stopped and this process exits with its status, for the supervisor to restart.
+
+Every daphne process stops gracefully on SIGTERM or SIGINT: it stops accepting connections, closes
+its Socket.IO connections at once (websockets, and long-polling requests that only wait for packets)
+so that clients reconnect to another process without waiting for a timeout, lets the requests in
+progress finish (at most ``STOP_SECONDS``), and exits with status 0.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 
 APPLICATION = "vantage6.asgi:application"
 STOP_SECONDS = 20
+SOCKET_PATH = b"/socket.io/"
+
+logger = logging.getLogger("vantage6.serve")
 
 
 def daphne(*binding: str) -> list[str]:
-    # -v 0: no access log of daphne's own, the server logs each request itself.
-    return [sys.executable, "-m", "daphne", "-v", "0", *binding, APPLICATION]
+    """The command of one daphne process of this server, bound as ``binding`` says."""
+    return [sys.executable, "-m", "vantage6.serve", *binding]
 
 
 def listen(host: str, port: int, count: int) -> list[socket.socket]:
@@ -42,9 +52,93 @@ def listen(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
+def run_daphne(binding: list[str]) -> None:
+    """Serve in this process until SIGTERM or SIGINT, then stop gracefully."""
+    # daphne.server installs Twisted's asyncio reactor: imported here, before anything imports Twisted.
+    from daphne.cli import CommandLineInterface
+    from daphne.server import Server
+    from daphne.ws_protocol import WebSocketProtocol
+    from twisted.internet import defer, reactor
+
+    def waits_for_packets(protocol: object) -> bool:
+        """A websocket or a long-polling GET: it ends only when the client or the server closes it."""
+        if isinstance(protocol, WebSocketProtocol):
+            return True
+        return protocol.method == b"GET" and protocol.path.startswith(SOCKET_PATH)
+
+    class GracefulServer(Server):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **{**kwargs, "signal_handlers": False})
+            self.ports: list = []
+            self.stop_by = 0.0
+
+        def run(self) -> None:
+            reactor.callWhenRunning(self._on_signals)
+            super().run()
+
+        def _on_signals(self) -> None:
+            loop = reactor._asyncioEventloop
+            for number in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(number, self.drain)
+
+        def listen_success(self, port: object) -> None:
+            self.ports.append(port)
+            super().listen_success(port)
+
+        def drain(self) -> None:
+            if self.stop_by:
+                return
+            self.stop_by = time.monotonic() + STOP_SECONDS
+            for port in self.ports:
+                port.stopListening()
+            closing = [
+                protocol
+                for protocol, details in self.connections.items()
+                if "disconnected" not in details and waits_for_packets(protocol)
+            ]
+            for protocol in closing:
+                # A dropped connection, not an Engine.IO CLOSE: clients reconnect to another process.
+                if isinstance(protocol, WebSocketProtocol):
+                    protocol.dropConnection(abort=True)
+                else:
+                    protocol.channel.transport.abortConnection()
+            logger.info("Stopping: %d socket connections closed, finishing the requests", len(closing))
+            self._stop_when_done()
+
+        def _busy(self) -> int:
+            """Requests still arriving or being answered, and applications still ending."""
+            return sum(
+                1
+                for details in self.connections.values()
+                if "disconnected" not in details
+                or ((instance := details.get("application_instance")) is not None and not instance.done())
+            )
+
+        def _stop_when_done(self) -> None:
+            busy = self._busy()
+            if busy and time.monotonic() < self.stop_by:
+                reactor.callLater(0.05, self._stop_when_done)
+                return
+            if busy:
+                logger.warning("Stopping: %d requests did not finish within %d s", busy, STOP_SECONDS)
+            reactor.stop()
+
+        def kill_all_applications(self) -> defer.Deferred:
+            # daphne's own expects every connection to have an application (a KeyError at exit otherwise).
+            self.connections = {p: d for p, d in self.connections.items() if "application_instance" in d}
+            return super().kill_all_applications()
+
+    class GracefulCommandLine(CommandLineInterface):
+        server_class = GracefulServer
+
+    # -v 0: no access log of daphne's own, the server logs each request itself.
+    GracefulCommandLine().run(["-v", "0", *binding, APPLICATION])
+
+
 def serve(host: str, port: int, workers: int) -> int:
     if workers == 1:
-        os.execv(sys.executable, daphne("-b", host, "-p", str(port)))
+        run_daphne(["-b", host, "-p", str(port)])
+        return 0
     sockets = listen(host, port, workers)
     children = [
         subprocess.Popen(daphne("--fd", str(sock.fileno())), pass_fds=(sock.fileno(),)) for sock in sockets
@@ -63,7 +157,7 @@ def serve(host: str, port: int, workers: int) -> int:
     stop()
     for child in children:
         try:
-            child.wait(STOP_SECONDS)
+            child.wait(STOP_SECONDS + 5)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
@@ -74,6 +168,9 @@ def serve(host: str, port: int, workers: int) -> int:
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vantage6.settings")
+    if sys.argv[1:2] == ["--fd"]:  # one process of several, started by serve()
+        run_daphne(sys.argv[1:3])
+        return
     from django.conf import settings
 
     from vantage6.env import load_settings_or_exit

@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.realtime.live import ROOT, free_port
 
 SCRIPTS = ROOT / "scripts"
@@ -29,6 +31,15 @@ def available() -> str | None:
     if not shutil.which("rabbitmq-server") or not shutil.which("runuser"):
         return "needs the Debian packages postgresql and rabbitmq-server"
     return None
+
+
+def marks() -> list[pytest.MarkDecorator]:
+    """Marks of a module of live tests on private services: skipped where they cannot be started,
+    failed instead under ``V6_REQUIRE_SERVICES`` (CI)."""
+    missing = available()
+    if missing and os.environ.get("V6_REQUIRE_SERVICES"):
+        pytest.fail(f"private services cannot be started: {missing}", pytrace=False)
+    return [pytest.mark.live, pytest.mark.skipif(bool(missing), reason=str(missing))]
 
 
 class PrivateService:

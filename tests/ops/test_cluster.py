@@ -55,11 +55,12 @@ def _run(argv: list[str], env: dict, timeout: float) -> subprocess.CompletedProc
 
 
 def _alive(pid: int) -> bool:
+    """Running: neither gone nor exited and waiting to be reaped by init (a zombie)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
         return False
-    return True
+    return "\nState:\tZ" not in status
 
 
 @pytest.fixture(scope="module")

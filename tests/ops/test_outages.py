@@ -22,10 +22,7 @@ from tests.realtime.live import FAST_TIMERS, ROOT, Daphne
 BOUND = 3
 PASSWORD = "Outage-Passw0rd!"
 
-missing = services.available()
-if missing and os.environ.get("V6_REQUIRE_SERVICES"):
-    pytest.fail(f"private services cannot be started: {missing}", pytrace=False)
-pytestmark = [pytest.mark.live, pytest.mark.skipif(bool(missing), reason=str(missing))]
+pytestmark = services.marks()
 
 
 class Stack:

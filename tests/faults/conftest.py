@@ -1,0 +1,46 @@
+"""One deployment per test module (it takes about 15 s to start), and nodes closed after each test."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.faults.topology import Node, Topology
+
+
+@pytest.fixture(scope="module")
+def topology():
+    # Under /tmp, not pytest's private folder: the services' own users must reach their data.
+    with tempfile.TemporaryDirectory(prefix="v6-faults-") as folder:
+        deployment = Topology(Path(folder))
+        try:
+            deployment.start()
+            yield deployment
+        finally:
+            deployment.close()
+
+
+@pytest.fixture(autouse=True)
+def _every_replica_runs_after_the_test(topology):
+    """A test that stopped a replica and failed before starting it again leaves the next ones a whole
+    deployment."""
+    yield
+    for replica in topology.replicas:
+        if not topology.alive(replica):
+            topology.restart(replica)
+
+
+@pytest.fixture
+def nodes(topology):
+    """The demo network's nodes, connected through the proxy; ``nodes(transports=[...])`` for others."""
+    opened: list[Node] = []
+
+    def connect(**kwargs) -> list[Node]:
+        opened.extend(Node(topology, info, **kwargs) for info in topology.demo["nodes"])
+        return opened[-len(topology.demo["nodes"]) :]
+
+    yield connect
+    for node in opened:
+        node.close()
