@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Any
 
 APPLICATION = "vantage6.asgi:application"
 STOP_SECONDS = 20
@@ -58,15 +59,20 @@ def run_daphne(binding: list[str]) -> None:
     from daphne.cli import CommandLineInterface
     from daphne.server import Server
     from daphne.ws_protocol import WebSocketProtocol
-    from twisted.internet import defer, reactor
+    from twisted.internet import defer
+    from twisted.internet import reactor as twisted_reactor
 
-    def waits_for_packets(protocol: object) -> bool:
+    reactor: Any = twisted_reactor  # the asyncio reactor: its interfaces are not typed as one
+
+    def waits_for_packets(protocol: Any) -> bool:
         """A websocket or a long-polling GET: it ends only when the client or the server closes it."""
         if isinstance(protocol, WebSocketProtocol):
             return True
         return protocol.method == b"GET" and protocol.path.startswith(SOCKET_PATH)
 
     class GracefulServer(Server):
+        connections: dict[Any, dict]
+
         def __init__(self, *args: object, **kwargs: object) -> None:
             super().__init__(*args, **{**kwargs, "signal_handlers": False})
             self.ports: list = []
@@ -107,11 +113,13 @@ def run_daphne(binding: list[str]) -> None:
 
         def _busy(self) -> int:
             """Requests still arriving or being answered, and applications still ending."""
-            return sum(
-                1
-                for details in self.connections.values()
-                if "disconnected" not in details
-                or ((instance := details.get("application_instance")) is not None and not instance.done())
+            return len(
+                [
+                    details
+                    for details in self.connections.values()
+                    if "disconnected" not in details
+                    or ((instance := details.get("application_instance")) is not None and not instance.done())
+                ]
             )
 
         def _stop_when_done(self) -> None:
