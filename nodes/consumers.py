@@ -2,7 +2,7 @@
 
 A socket is identified by the access token of its handshake's ``Authorization`` header. Connections
 are always accepted; a socket without a usable token just never joins a room (and its session is never
-stored in the database: see nodes.socketio.local).
+stored in the database: see vantage6.socketio.local).
 """
 
 from __future__ import annotations
@@ -24,15 +24,20 @@ from accounts.permissions import COL, GLO, ORG, Principal
 from accounts.sessions import TokenRevoked, check_current, with_revoked_logins
 from accounts.tokens import TokenError, decode
 from collaborations.models import Collaboration
-from nodes.events import ALL_NODES_ROOM, TASKS_NAMESPACE, collaboration_room, organization_room
+from nodes.events import (
+    ALL_NODES_ROOM,
+    TASKS_NAMESPACE,
+    collaboration_room,
+    housekeeping_jobs,
+    node_reports,
+    organization_room,
+)
 from nodes.models import NodeConfig, NodeMetrics
 from nodes.services import node_metrics_store
 from nodes.socket_store import DatabaseSessionStore
-from nodes.socketio.server import Namespace, Server, Socket
-from nodes.socketio.store import Session
-from tasks.models import Run
-from tasks.services import runs_cleanup_if_due
 from vantage6.api.errors import ApiError
+from vantage6.socketio.server import Namespace, Server, Socket
+from vantage6.socketio.store import Session
 
 logger = logging.getLogger(__name__)
 
@@ -191,50 +196,7 @@ def user_rooms(principal: Principal) -> list[str]:
     return []
 
 
-# --- node reports --------------------------------------------------------------------------------------
-def _own_run(node: dict, data: object) -> Run | None:
-    """The run a node's report is about, if it is a run of that node."""
-    run_id = data.get("run_id") if isinstance(data, dict) else None
-    if not isinstance(run_id, int) or isinstance(run_id, bool):
-        return None
-    return (
-        Run.objects.select_related("task")
-        .filter(pk=run_id, organization_id=node["org_id"], task__collaboration_id=node["collaboration_id"])
-        .first()
-    )
-
-
-def status_change(node: dict, data: object) -> dict | None:
-    """The ``algorithm_status_change`` to relay: the node's report with ids from the database + job_id."""
-    run = _own_run(node, data)
-    if run is None:
-        return None
-    return {
-        "status": data.get("status"),
-        "run_id": run.pk,
-        "task_id": run.task_id,
-        "job_id": run.task.job_id,
-        "collaboration_id": node["collaboration_id"],
-        "node_id": node["id"],
-        "organization_id": node["org_id"],
-        "parent_id": run.task.parent_id,
-    }
-
-
-@transaction.atomic
-def append_log(node: dict, data: object) -> dict | None:
-    """Append an ``algorithm_log`` line to its run's log; the event to relay."""
-    log = data.get("log") if isinstance(data, dict) else None
-    run = _own_run(node, data)
-    if not isinstance(log, str) or run is None:
-        return None
-    run = Run.objects.select_for_update().get(pk=run.pk)
-    stored = run.log or ""
-    run.log = stored + ("\n" if stored and not stored.endswith("\n") else "") + log
-    run.save(update_fields=["log"])
-    return {"run_id": run.pk, "task_id": run.task_id, "log": log}
-
-
+# --- node reports ---------------------------------------------------------------------------------------
 def _config_text(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
@@ -363,7 +325,10 @@ class TasksNamespace(Namespace):
             if ignored := await database_sync_to_async(node_metrics_store)(node["id"], data):
                 logger.info("node %s sent metrics that are not kept: %s", node["id"], ", ".join(ignored))
             return
-        relay = status_change if event == "algorithm_status_change" else append_log
+        relay = node_reports.get(event)
+        if relay is None:
+            logger.warning("node %s sent %s, which nothing here takes; ignored", node["id"], event)
+            return
         message = await database_sync_to_async(relay)(node, data)
         if message is None:
             logger.warning("node %s sent %s about a run that is not its own; ignored", node["id"], event)
@@ -375,7 +340,8 @@ class TasksNamespace(Namespace):
 
 async def _housekeeping() -> None:
     await database_sync_to_async(mark_silent_nodes_offline)()
-    await database_sync_to_async(runs_cleanup_if_due)()
+    for job in housekeeping_jobs:
+        await database_sync_to_async(job)()
 
 
 server = Server(

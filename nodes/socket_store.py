@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from django.db import IntegrityError, transaction
 
 from nodes.models import SocketPacket, SocketRoom, SocketSession
-from nodes.socketio.store import POLLING, Session, SessionStore
+from vantage6.socketio.store import POLLING, Session, SessionStore
 
 # Long-polling sessions of one client identity (the ``sub`` of its handshake's token) that have not
 # connected a namespace yet: a loop of handshakes with a valid token ends its own oldest ones.

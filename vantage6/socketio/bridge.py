@@ -20,7 +20,6 @@ from typing import TypeVar
 
 from asgiref.sync import async_to_sync
 from channels.layers import BaseChannelLayer, channel_layers, get_channel_layer
-from django.conf import settings
 
 T = TypeVar("T")
 
@@ -35,7 +34,7 @@ def layer(alias: str) -> BaseChannelLayer:
 
 
 def _in_memory(alias: str) -> bool:
-    return settings.CHANNEL_LAYERS[alias]["BACKEND"].endswith("InMemoryChannelLayer")
+    return channel_layers.configs[alias]["BACKEND"].endswith("InMemoryChannelLayer")
 
 
 class _Publisher:

@@ -27,10 +27,10 @@ from channels.db import database_sync_to_async
 from channels.layers import DEFAULT_CHANNEL_LAYER, BaseChannelLayer
 from django.db import DatabaseError
 
-from nodes.socketio import bridge
-from nodes.socketio import packets as p
-from nodes.socketio.local import LocalSessions, Sessions
-from nodes.socketio.store import POLLING, WEBSOCKET, Session, SessionStore
+from vantage6.socketio import bridge
+from vantage6.socketio import packets as p
+from vantage6.socketio.local import LocalSessions, Sessions
+from vantage6.socketio.store import POLLING, WEBSOCKET, Session, SessionStore
 
 logger = logging.getLogger(__name__)
 

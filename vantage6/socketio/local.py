@@ -28,7 +28,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from nodes.socketio.store import POLLING, WEBSOCKET, Session, SessionStore
+from vantage6.socketio.store import POLLING, WEBSOCKET, Session, SessionStore
 
 SIGNED = "."  # only in signed sids: those of the shared store are URL-safe base64
 _TRANSPORTS = (POLLING, WEBSOCKET)

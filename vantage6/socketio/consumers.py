@@ -17,9 +17,9 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from nodes.socketio import packets as p
-from nodes.socketio.server import Server, room_group, session_group
-from nodes.socketio.store import POLLING, WEBSOCKET, Session
+from vantage6.socketio import packets as p
+from vantage6.socketio.server import Server, room_group, session_group
+from vantage6.socketio.store import POLLING, WEBSOCKET, Session
 
 PROTOCOL_VERSION = "4"
 TEXT = "text/plain; charset=UTF-8"
