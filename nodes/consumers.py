@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from datetime import timedelta
 
@@ -31,8 +32,9 @@ from nodes.events import (
     housekeeping_jobs,
     node_reports,
     organization_room,
+    presence_room,
 )
-from nodes.models import NodeConfig, NodeMetrics
+from nodes.models import NodeConfig, NodeMetrics, SocketConnection
 from nodes.services import node_metrics_store
 from nodes.socket_store import DatabaseSessionStore
 from vantage6.api.errors import ApiError
@@ -150,8 +152,7 @@ def identify(auth: dict) -> dict | str | None:
         return "invalid_token"
     except ApiError:
         return None
-    # Online, but not "seen": only REST calls and ping heartbeats set last_seen.
-    Authenticatable.objects.filter(pk=principal.id).update(status=AuthStatus.ONLINE)
+    generation = connected(principal.id)
     if principal.is_node:
         node = principal.node
         return {
@@ -161,13 +162,29 @@ def identify(auth: dict) -> dict | str | None:
             "org_id": node.organization_id,
             "collaboration_id": node.collaboration_id,
             "rooms": node_rooms(node.organization_id, node.collaboration_id),
+            "generation": generation,
         }
     return {
         "kind": "user",
         "id": principal.id,
         "name": principal.user.username,
         "rooms": user_rooms(principal),
+        "generation": generation,
     }
+
+
+def connected(identity_id: int) -> str:
+    """Mark an identity online with a new connection generation, which it returns."""
+    generation = secrets.token_hex(16)
+    # Online, but not "seen": only REST calls and ping heartbeats set last_seen.
+    Authenticatable.objects.filter(pk=identity_id).update(status=AuthStatus.ONLINE)
+    SocketConnection.objects.bulk_create(
+        [SocketConnection(identity_id=identity_id, generation=generation)],
+        update_conflicts=True,
+        unique_fields=["identity"],
+        update_fields=["generation"],
+    )
+    return generation
 
 
 def node_rooms(organization_id: int, collaboration_id: int | None) -> list[str]:
@@ -230,11 +247,17 @@ def heartbeat(identity_id: int) -> None:
 
 
 @transaction.atomic
-def went_offline(identity: dict) -> None:
-    Authenticatable.objects.filter(pk=identity["id"]).update(status=AuthStatus.OFFLINE)
+def went_offline(identity: dict) -> bool:
+    """Mark an identity offline unless it connected again since (a newer generation); whether it did."""
+    rows = Authenticatable.objects.filter(pk=identity["id"])
+    if "generation" in identity:
+        rows = rows.filter(socket_connection__generation=identity["generation"])
+    if not rows.update(status=AuthStatus.OFFLINE):
+        return False
     if identity["kind"] == "node":
         NodeConfig.objects.filter(node_id=identity["id"]).delete()
         NodeMetrics.objects.filter(node_id=identity["id"]).delete()
+    return True
 
 
 def node_sweep_period() -> float:
@@ -262,7 +285,18 @@ def _node_notice(identity: dict) -> dict:
     return {"id": identity["id"], "name": identity["name"], "org_id": identity["org_id"]}
 
 
+async def _tell_users(socket: Socket, event: str, data: object, rooms: list[str]) -> None:
+    """Send a presence notice to the user sockets of ``rooms`` (no user is in ``all_nodes``)."""
+    for room in rooms:
+        if room != ALL_NODES_ROOM:
+            await socket.server.emit(event, data, room=presence_room(room), namespace=TASKS_NAMESPACE)
+
+
 class TasksNamespace(Namespace):
+    """Presence notices go to the user sockets of a room (``presence_room``), plus the joiner's own
+    ``message``: nodes do not act on the presence of others, and sending it to them would cost
+    every connect O(N) frames."""
+
     async def on_connect(self, socket: Socket) -> None:
         identity = await database_sync_to_async(identify)(socket.auth)
         if isinstance(identity, str):
@@ -273,32 +307,34 @@ class TasksNamespace(Namespace):
             return
         socket.state.update(identity)
         socket.set_owner(f"{identity['kind']}:{identity['id']}")
-        emit = socket.server.emit
+        rooms = identity["rooms"]
         if identity["kind"] == "node":
             await socket.emit("sync")
-            for room in identity["rooms"]:
-                await emit("node-online", _node_notice(identity), room=room, namespace=TASKS_NAMESPACE)
-        for room in identity["rooms"]:
+            await _tell_users(socket, "node-online", _node_notice(identity), rooms)
+        for room in rooms:
             await socket.join(room)
             if room != ALL_NODES_ROOM:
-                await emit("message", _notice(identity, "joined", room), room=room, namespace=TASKS_NAMESPACE)
+                notice = _notice(identity, "joined", room)
+                await _tell_users(socket, "message", notice, [room])
+                await socket.emit("message", notice)
+            if identity["kind"] == "user":
+                await socket.join(presence_room(room))
 
     async def on_disconnect(self, socket: Socket) -> None:
         identity = socket.state
         if "kind" not in identity:
             return
-        emit = socket.server.emit
         for room in identity["rooms"]:
             await socket.leave(room)
+            if identity["kind"] == "user":
+                await socket.leave(presence_room(room))
             if room != ALL_NODES_ROOM:
-                await emit("message", _notice(identity, "left", room), room=room, namespace=TASKS_NAMESPACE)
+                await _tell_users(socket, "message", _notice(identity, "left", room), [room])
         owner = socket.session.owner
         if await database_sync_to_async(socket.server.store.has_owner)(owner, besides=socket.session.sid):
             return  # still connected through another session (e.g. reconnected before this one timed out)
-        await database_sync_to_async(went_offline)(identity)
-        if identity["kind"] == "node":
-            for room in identity["rooms"]:
-                await emit("node-offline", _node_notice(identity), room=room, namespace=TASKS_NAMESPACE)
+        if await database_sync_to_async(went_offline)(identity) and identity["kind"] == "node":
+            await _tell_users(socket, "node-offline", _node_notice(identity), identity["rooms"])
 
     async def on_event(self, socket: Socket, event: str, args: list) -> None:
         identity = socket.state

@@ -35,6 +35,12 @@ def organization_room(collaboration_id: int, organization_id: int) -> str:
 ALL_NODES_ROOM = "all_nodes"
 
 
+def presence_room(room: str) -> str:
+    """Where the presence notices of ``room`` go (``node-online``/``node-offline``, join/leave
+    ``message``): its user sockets only, the ones that use them."""
+    return f"presence.{room}"
+
+
 def emit(event: str, data: object = None, *, room: str, namespace: str = TASKS_NAMESPACE) -> None:
     """Send ``event`` with ``data`` to every socket in ``room`` on every server instance."""
 

@@ -143,3 +143,16 @@ class NodeMetrics(models.Model):
 
     class Meta:
         db_table = "node_metrics"
+
+
+class SocketConnection(models.Model):
+    """The newest Socket.IO connection of a user or node: its disconnect may mark the identity offline,
+    an older one's may not (it lost the race with a quick reconnect)."""
+
+    identity = models.OneToOneField(
+        Authenticatable, primary_key=True, on_delete=models.CASCADE, related_name="socket_connection"
+    )
+    generation = models.CharField(max_length=32)
+
+    class Meta:
+        db_table = "socket_connection"
