@@ -374,6 +374,15 @@ class TasksNamespace(Namespace):
         )
 
 
+async def resync_nodes() -> None:
+    """Every node socket held here hears ``sync``: events published while the channel layer had no
+    broker may be lost, and on ``sync`` a node fetches its open work."""
+    for sink in list(server.local_websockets.values()):
+        entry = sink.session.namespaces.get(TASKS_NAMESPACE)
+        if entry is not None and entry["state"].get("kind") == "node":
+            await Socket(server, sink.session, TASKS_NAMESPACE, sink).emit("sync")
+
+
 async def _housekeeping() -> None:
     await database_sync_to_async(mark_silent_nodes_offline)()
     for job in housekeeping_jobs:
@@ -391,4 +400,5 @@ server = Server(
     cors_allowed_origins=tuple(settings.CORS_ALLOWED_ORIGINS),
     housekeeping=_housekeeping,
     housekeeping_interval=node_sweep_period(),
+    layer_reconnected=resync_nodes,
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Awaitable, Callable
@@ -54,8 +55,13 @@ class _Publisher:
         _publisher_layer.set(self.layer)  # this task's context only
         return await call()
 
-    def run(self, call: Callable[[], Awaitable[T]]) -> T:
-        return asyncio.run_coroutine_threadsafe(self._call(call), self.loop).result(TIMEOUT_SECONDS)
+    def run(self, call: Callable[[], Awaitable[T]], timeout: float) -> T:
+        future = asyncio.run_coroutine_threadsafe(self._call(call), self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()  # a broker that is away must not pile up waiting work
+            raise TimeoutError(f"channel layer work not done within {timeout} s") from None
 
     def stop(self) -> None:
         async def close() -> None:
@@ -72,12 +78,13 @@ _publishers: dict[str, _Publisher] = {}
 _lock = threading.Lock()
 
 
-def run(call: Callable[[], Awaitable[T]], alias: str) -> T:
-    """Run the coroutine ``call()`` to completion from synchronous code (not from a loop's thread)."""
+def run(call: Callable[[], Awaitable[T]], alias: str, *, timeout: float = TIMEOUT_SECONDS) -> T:
+    """Run the coroutine ``call()`` to completion from synchronous code (not from a loop's thread);
+    TimeoutError (and the work cancelled) when it takes over ``timeout`` seconds."""
     if _in_memory(alias):
-        return async_to_sync(call)()
+        return async_to_sync(call)()  # never waits on a broker
     with _lock:
         publisher = _publishers.get(alias)
         if publisher is None:
             publisher = _publishers[alias] = _Publisher(alias)
-    return publisher.run(call)
+    return publisher.run(call, timeout)

@@ -15,6 +15,7 @@ Delivery model:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -154,6 +155,8 @@ class Server:
         layer_alias: str = DEFAULT_CHANNEL_LAYER,
         housekeeping: Callable[[], Awaitable[None]] | None = None,
         housekeeping_interval: float = 5,
+        publish_timeout: float = 1,
+        layer_reconnected: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.namespaces = namespaces
         # Unauthenticated sessions end pingInterval + pingTimeout after their handshake.
@@ -174,6 +177,10 @@ class Server:
         self.housekeeping = housekeeping
         # ``housekeeping`` (the application's periodic work) runs every ``housekeeping_interval`` s.
         self.housekeeping_interval = housekeeping_interval
+        # How long ``publish`` (synchronous code: a REST request) waits for the channel layer.
+        self.publish_timeout = publish_timeout
+        # Runs when the channel layer got its broker back: what was published meanwhile may be lost.
+        self.layer_reconnected = layer_reconnected
         # Sessions whose websocket is held by a consumer of this process, and that consumer.
         self.local_websockets: dict[str, Sink] = {}
         self._housekeeping_loop: asyncio.AbstractEventLoop | None = None
@@ -326,7 +333,15 @@ class Server:
             return
         packet = p.event_packet(namespace, event, data)
         polling = self.store.push_to_room(namespace, room, packet)
-        self.run_sync(lambda: self._fan_out(namespace, room, packet, polling))
+        try:
+            bridge.run(
+                lambda: self._fan_out(namespace, room, packet, polling),
+                self.layer_alias,
+                timeout=self.publish_timeout,
+            )
+        except TimeoutError:
+            # The broker is away; the websockets it did not reach get ``layer_reconnected``'s work.
+            logger.warning("event %s to room %s not published within %s s", event, room, self.publish_timeout)
 
     def run_sync(self, call: Callable[[], Awaitable[object]]) -> object:
         """Run the coroutine ``call()`` (e.g. ``sweep``) from synchronous code."""
@@ -345,6 +360,30 @@ class Server:
         if self._housekeeping_loop is not loop:
             self._housekeeping_loop = loop
             _keep(loop.create_task(self._housekeeping_forever()))
+            if self.layer_reconnected is not None:
+                _keep(loop.create_task(self._watch_broker()))
+
+    async def _watch_broker(self) -> None:
+        """Run ``layer_reconnected`` each time the layer's broker connection comes back (a layer without
+        a broker, such as the in-memory one, has nothing to watch)."""
+        layer = self.layer
+        if not hasattr(layer, "carehare_connection"):
+            return
+        previous = None
+        while True:
+            connection = await layer.carehare_connection  # waits while the broker is away
+            if connection is previous:  # the layer has not noticed the loss yet
+                await asyncio.sleep(0.1)
+                continue
+            if previous is not None:
+                logger.warning("channel layer reconnected to its broker")
+                try:
+                    await self.layer_reconnected()
+                except Exception:
+                    logger.exception("work after the channel layer reconnected failed")
+            previous = connection
+            with contextlib.suppress(Exception):  # closed by the broker or by a network error
+                await connection.closed
 
     async def _housekeeping_forever(self) -> None:
         swept = time.monotonic()
