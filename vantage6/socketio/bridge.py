@@ -74,6 +74,10 @@ class _Publisher:
             self.loop.call_soon_threadsafe(self.loop.stop)
 
 
+async def _await(call: Callable[[], Awaitable[T]]) -> T:
+    return await call()
+
+
 _publishers: dict[str, _Publisher] = {}
 _lock = threading.Lock()
 
@@ -82,7 +86,7 @@ def run(call: Callable[[], Awaitable[T]], alias: str, *, timeout: float = TIMEOU
     """Run the coroutine ``call()`` to completion from synchronous code (not from a loop's thread);
     TimeoutError (and the work cancelled) when it takes over ``timeout`` seconds."""
     if _in_memory(alias):
-        return async_to_sync(call)()  # never waits on a broker
+        return async_to_sync(_await)(call)  # never waits on a broker
     with _lock:
         publisher = _publishers.get(alias)
         if publisher is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
@@ -22,6 +23,8 @@ from vantage6.socketio.server import Server, room_group, session_group
 from vantage6.socketio.store import POLLING, WEBSOCKET, Session
 
 PROTOCOL_VERSION = "4"
+# How long after an upgrade a room packet may still be the copy of one sent from the polling queue.
+DOUBLES_WINDOW = 10
 TEXT = "text/plain; charset=UTF-8"
 
 
@@ -220,6 +223,9 @@ class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
         self.session: Session | None = None
         self.upgraded = False
         self.closed = False
+        # Packets of the polling queue sent at the upgrade, whose room copies may still come.
+        self.doubles: Counter[str] = Counter()
+        self.doubles_until = 0.0
         self.joined: set[str] = set()
         self.pinger: asyncio.Task | None = None
         self.pong = asyncio.Event()
@@ -267,17 +273,28 @@ class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
             await self.close()
 
     async def _upgrade(self) -> None:
+        """Rooms first, then the transport: an event published in between is both queued for polling
+        and sent to the rooms, and its second copy is dropped (``eio_packets``); the other order would
+        lose it. Room messages arriving meanwhile wait in the layer until this returns."""
         sid = self.session.sid
-        await _db(self.server.store.set_transport)(sid, WEBSOCKET)
         # Namespaces may have been connected over polling, on any instance.
+        for namespace, room in await _db(self.server.store.rooms)(sid):
+            await self.group_add(room_group(namespace, room))
+        await _db(self.server.store.set_transport)(sid, WEBSOCKET)
         self.session = await _db(self.server.store.get)(sid)
         if self.session is None:
             await self.close()
             return
-        for namespace, room in await _db(self.server.store.rooms)(sid):
-            await self.group_add(room_group(namespace, room))
         await self._start()
-        await self.eio_wake({})
+        queued = await self._pop_queued()
+        self.doubles = Counter(queued)
+        self.doubles_until = time.monotonic() + DOUBLES_WINDOW
+        await self.send_packets(queued)
+
+    async def _pop_queued(self) -> list[str]:
+        packets = await _db(self.server.store.pop)(self.session.sid)
+        # A NOOP left from the upgrade was meant for a long-polling GET.
+        return [packet for packet in packets if packet != p.encode_eio(p.NOOP)]
 
     async def _start(self) -> None:
         self.upgraded = True
@@ -316,13 +333,20 @@ class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
     # --- messages on the session's and rooms' groups ------------------------------------------------
     async def eio_packets(self, message: dict) -> None:
         if self.upgraded:
-            await self.send_packets(message["packets"])
+            await self.send_packets([packet for packet in message["packets"] if not self._double(packet)])
+
+    def _double(self, packet: str) -> bool:
+        """Whether ``packet`` was sent already from the polling queue of the upgrade."""
+        if not self.doubles or time.monotonic() > self.doubles_until:
+            return False
+        if self.doubles[packet] <= 0:
+            return False
+        self.doubles[packet] -= 1
+        return True
 
     async def eio_wake(self, message: dict) -> None:
         if self.upgraded:
-            packets = await _db(self.server.store.pop)(self.session.sid)
-            # A NOOP left from the upgrade was meant for a long-polling GET.
-            await self.send_packets([packet for packet in packets if packet != p.encode_eio(p.NOOP)])
+            await self.send_packets(await self._pop_queued())
 
     async def sio_revoke(self, message: dict) -> None:
         if self.upgraded:
