@@ -34,8 +34,10 @@ import time
 import uuid
 from pathlib import Path
 
-import aiohttp
 import django
+import httpx
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Message, Ping, Request, TextMessage
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -52,6 +54,66 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+class WebSocket:
+    """A minimal websocket client on asyncio streams (text messages only)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.inbox: list[str] = []
+        self.parts: list[str] = []
+
+    @classmethod
+    async def connect(cls, url: str, headers: dict[str, str] | None = None) -> WebSocket:
+        """``url``: http://host:port/path?query."""
+        host_port, _, target = url.removeprefix("http://").partition("/")
+        host, _, port = host_port.partition(":")
+        socket = cls(*await asyncio.open_connection(host, int(port)))
+        extra = [(name.encode(), value.encode()) for name, value in (headers or {}).items()]
+        socket._write(Request(host=host_port, target=f"/{target}", extra_headers=extra))
+        while not await socket._read_until(AcceptConnection):
+            pass
+        return socket
+
+    def _write(self, event: object) -> None:
+        self.writer.write(self.ws.send(event))
+
+    async def _read_until(self, kind: type) -> bool:
+        data = await self.reader.read(65536)
+        if not data:
+            raise ConnectionError("closed by the server")
+        self.ws.receive_data(data)
+        found = False
+        for event in self.ws.events():
+            if isinstance(event, kind):
+                found = True
+            if isinstance(event, TextMessage):
+                self.parts.append(event.data)
+                if event.message_finished:
+                    self.inbox.append("".join(self.parts))
+                    self.parts = []
+            elif isinstance(event, Ping):
+                self._write(event.response())
+            elif isinstance(event, CloseConnection):
+                raise ConnectionError("closed by the server")
+        return found
+
+    async def receive(self) -> str:
+        while not self.inbox:
+            await self._read_until(Message)
+        return self.inbox.pop(0)
+
+    async def send(self, text: str) -> None:
+        self._write(TextMessage(data=text))
+        await self.writer.drain()
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+
+
 class Node:
     """One node's socket: answers PINGs, and notes when it is ready and when events arrive."""
 
@@ -63,25 +125,24 @@ class Node:
         self.received: dict[int, float] = {}  # task id -> monotonic time
         self.arrived = asyncio.Event()
 
-    async def run(self, http: aiohttp.ClientSession, url: str) -> None:
-        async with http.ws_connect(
-            f"{url}/socket.io/?EIO=4&transport=websocket",
-            headers={"Authorization": f"Bearer {self.token}"},
-            autoping=True,
-            max_msg_size=0,
-        ) as ws:
+    async def run(self, url: str) -> None:
+        path = "/socket.io/?EIO=4&transport=websocket"
+        ws = await WebSocket.connect(f"{url}{path}", {"Authorization": f"Bearer {self.token}"})
+        try:
             await ws.receive()  # OPEN
-            await ws.send_str("40/tasks,{}")
-            async for message in ws:
-                data = message.data
+            await ws.send("40/tasks,{}")
+            while True:
+                data = await ws.receive()
                 if data == "2":
-                    await ws.send_str("3")
+                    await ws.send("3")
                 elif data.startswith('42/tasks,["new_task"'):
                     task_id = json.loads(data[len("42/tasks,") :])[1]["id"]
                     self.received[task_id] = time.monotonic()
                     self.arrived.set()
                 elif data.endswith(self.ready_suffix):
                     self.ready.set()
+        finally:
+            await ws.close()
 
 
 def seed(count: int):
@@ -144,12 +205,11 @@ async def measure(args, servers, collab, orgs, nodes, user_token) -> list[Row]:
     rows: list[Row] = []
     rss_before = sum(server.rss_kib() for server in servers)
     limit = asyncio.Semaphore(args.concurrency)
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as http:
+    async with httpx.AsyncClient(timeout=120) as http:
 
         async def connect(index: int, node: Node) -> None:
             async with limit:
-                tasks.append(asyncio.create_task(node.run(http, servers[index % 2].url)))
+                tasks.append(asyncio.create_task(node.run(servers[index % 2].url)))
                 await node.ready.wait()
 
         tasks: list[asyncio.Task] = []
@@ -194,12 +254,12 @@ async def measure(args, servers, collab, orgs, nodes, user_token) -> list[Row]:
             "databases": [{"label": "default"}],
         }
         started = time.monotonic()
-        async with http.post(
+        response = await http.post(
             f"{servers[1].url}/api/task", json=body, headers={"Authorization": f"Bearer {user_token}"}
-        ) as response:
-            answered = time.monotonic() - started
-            task = await response.json()
-            assert response.status == 201, task
+        )
+        answered = time.monotonic() - started
+        task = response.json()
+        assert response.status_code == 201, task
         await wait_all(nodes, task["id"], 60)
         stats = spread(nodes, task["id"], started)
         rows.append((f"POST /api/task ({len(orgs)} runs): response", f"{answered * 1000:.0f} ms", ""))
@@ -209,13 +269,11 @@ async def measure(args, servers, collab, orgs, nodes, user_token) -> list[Row]:
             task_handle.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if args.idle:
-            rows += await idle_sockets(http, servers[0], args.idle, args.hold, args.concurrency)
+            rows += await idle_sockets(servers[0], args.idle, args.hold, args.concurrency)
     return rows
 
 
-async def idle_sockets(
-    http: aiohttp.ClientSession, server, count: int, hold: float, concurrency: int
-) -> list[Row]:
+async def idle_sockets(server, count: int, hold: float, concurrency: int) -> list[Row]:
     """``count`` websockets without a token on one instance, held ``hold`` seconds: how many failed."""
     failed = dropped = connected = 0
     all_open = asyncio.Event()
@@ -226,19 +284,20 @@ async def idle_sockets(
         nonlocal failed, dropped, connected
         try:
             async with limit:
-                ws = await http.ws_connect(url, autoping=True, max_msg_size=0)
+                ws = await WebSocket.connect(url)
                 await ws.receive()  # OPEN
-        except (TimeoutError, aiohttp.ClientError, OSError):
+        except (TimeoutError, OSError, ValueError):
             failed += 1
             return
         connected += 1
         if connected + failed == count:
             all_open.set()
         try:
-            async for message in ws:  # until cancelled at the end of the hold
-                if message.data == "2":
-                    await ws.send_str("3")
-            dropped += 1  # the server closed it
+            while True:  # until cancelled at the end of the hold
+                if await ws.receive() == "2":
+                    await ws.send("3")
+        except ConnectionError:
+            dropped += 1
         finally:
             await ws.close()
 
