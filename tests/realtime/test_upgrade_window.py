@@ -47,10 +47,10 @@ def test_events_published_during_the_upgrade_arrive_once(world, monkeypatch):
     room = collaboration_room(world.collab_ab.pk)
     original = server.store.set_transport
 
-    def set_transport(sid: str, transport: str) -> None:
+    def set_transport(sid: str, transport: str, process: str = "") -> None:
         # Another process publishes just before and just after the switch.
         server.publish("new_task", {"id": 1, "parent_id": None}, room=room, namespace=TASKS_NAMESPACE)
-        original(sid, transport)
+        original(sid, transport, process)
         server.publish("new_task", {"id": 2, "parent_id": None}, room=room, namespace=TASKS_NAMESPACE)
 
     monkeypatch.setattr(server.store, "set_transport", set_transport)

@@ -280,7 +280,7 @@ class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
         # Namespaces may have been connected over polling, on any instance.
         for namespace, room in await _db(self.server.store.rooms)(sid):
             await self.group_add(room_group(namespace, room))
-        await _db(self.server.store.set_transport)(sid, WEBSOCKET)
+        await _db(self.server.store.set_transport)(sid, WEBSOCKET, self.server.process)
         self.session = await _db(self.server.store.get)(sid)
         if self.session is None:
             await self.close()

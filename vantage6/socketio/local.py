@@ -167,8 +167,11 @@ class Sessions(SessionStore):
         if not is_local(session.sid):  # a local session is the very object kept
             self.shared.save(session)
 
-    def set_transport(self, sid: str, transport: str) -> None:
-        (self.local if is_local(sid) else self.shared).set_transport(sid, transport)
+    def set_transport(self, sid: str, transport: str, process: str = "") -> None:
+        if is_local(sid):
+            self.local.set_transport(sid, transport)
+        else:
+            self.shared.set_transport(sid, transport, process)
 
     def touch(self, sids: list[str], *, ping_sent: bool = False) -> None:
         self.local.touch([sid for sid in sids if is_local(sid)], ping_sent=ping_sent)
@@ -179,6 +182,15 @@ class Sessions(SessionStore):
 
     def idle(self, before: float) -> list[str]:
         return self.shared.idle(before)  # local sessions end at their expiry instead
+
+    def beat(self, process: str) -> bool:
+        return self.shared.beat(process)
+
+    def silent_processes(self, before: float) -> list[str]:
+        return self.shared.silent_processes(before)
+
+    def bury(self, process: str, before: float) -> list[str]:
+        return self.shared.bury(process, before)
 
     def join(self, sid: str, namespace: str, room: str) -> None:
         if is_local(sid):

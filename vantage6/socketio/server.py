@@ -62,6 +62,8 @@ class Sink(Protocol):
 
     async def group_discard(self, group: str) -> None: ...
 
+    async def close(self) -> None: ...
+
 
 class Socket:
     """One client connected to one namespace; what namespace handlers work with."""
@@ -183,7 +185,17 @@ class Server:
         self.layer_reconnected = layer_reconnected
         # Sessions whose websocket is held by a consumer of this process, and that consumer.
         self.local_websockets: dict[str, Sink] = {}
+        self._process = ""
+        self._beaten = False
         self._housekeeping_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def process(self) -> str:
+        """This process's id among the server processes (made on first use, so that processes
+        forked from one parent differ)."""
+        if not self._process:
+            self._process = secrets.token_hex(12)
+        return self._process
 
     @property
     def layer(self) -> BaseChannelLayer:
@@ -194,7 +206,8 @@ class Server:
         """A new session and its Engine.IO OPEN packet."""
         auth, authenticated = self.authenticate(headers)
         if authenticated:
-            session = Session(new_id(), transport, auth, ping_sent_at=time.time())
+            process = self.process if transport == WEBSOCKET else ""
+            session = Session(new_id(), transport, auth, ping_sent_at=time.time(), process=process)
             self.store.create(session)
         else:
             session = self.store.local.open(transport, auth)
@@ -387,11 +400,14 @@ class Server:
 
     async def _housekeeping_forever(self) -> None:
         swept = time.monotonic()
+        with contextlib.suppress(DatabaseError):  # else at the first round
+            await self.beat()
         while True:
             await asyncio.sleep(min(self.housekeeping_interval, self.ping_interval))
             try:
                 if time.monotonic() - swept >= self.ping_interval:
                     swept = time.monotonic()
+                    await self.beat()
                     await self.sweep()
                 if self.housekeeping is not None:
                     await self.housekeeping()
@@ -401,18 +417,36 @@ class Server:
             except Exception:
                 logger.exception("socket housekeeping failed")
 
+    async def beat(self) -> None:
+        """Record that this process is alive: one write whatever the number of its sessions. If
+        another process took it for dead meanwhile (it stalled), its sessions were ended there: its
+        websockets are dropped, and their clients connect again afresh."""
+        known = await database_sync_to_async(self.store.beat)(self.process)
+        if not known and self._beaten:
+            logger.warning(
+                "this process was taken for dead; dropping its %d websockets", len(self.local_websockets)
+            )
+            for sink in list(self.local_websockets.values()):
+                await sink.close()
+        self._beaten = True
+
     async def sweep(self) -> None:
-        """Keep this process's websocket sessions alive in the store; revoke those ``verify`` finds
-        (and the long-polling ones, which no process holds); end sessions nobody serves any more
-        (a long-polling client gone silent, or the websockets of an instance that died)."""
-        await database_sync_to_async(self.store.touch)(sorted(self.local_websockets))
+        """Revoke the sessions ``verify`` finds (this process's websockets, and the long-polling ones,
+        which no process holds); end sessions nobody serves any more (a long-polling client gone
+        silent, or the websockets of a process that died)."""
         if self.verify is not None:
             await self._verify()
-        idle_before = time.time() - (2 * self.ping_interval + self.ping_timeout)
-        for sid in await database_sync_to_async(self.store.idle)(idle_before):
-            session = await database_sync_to_async(self.store.get)(sid)
-            if session is not None and sid not in self.local_websockets:
-                await self.disconnect(session, idle_before=idle_before)
+        before = time.time() - (2 * self.ping_interval + self.ping_timeout)
+        for process in await database_sync_to_async(self.store.silent_processes)(before):
+            for sid in await database_sync_to_async(self.store.bury)(process, before):
+                await self._end(sid)
+        for sid in await database_sync_to_async(self.store.idle)(before):
+            await self._end(sid, idle_before=before)
+
+    async def _end(self, sid: str, idle_before: float | None = None) -> None:
+        session = await database_sync_to_async(self.store.get)(sid)
+        if session is not None and sid not in self.local_websockets:
+            await self.disconnect(session, idle_before=idle_before)
 
     async def _verify(self) -> None:
         held = {sid: sink for sid, sink in self.local_websockets.items() if sink.session.owner}
