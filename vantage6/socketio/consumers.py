@@ -55,8 +55,8 @@ class _NoConnectionCheck:
 class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
     """``GET`` without sid: handshake; ``GET`` with sid: long-poll; ``POST``: packets from the client.
 
-    A waiting GET listens on its session's group: a wake-up (packets queued by any instance, such as
-    the NOOP of an upgrade to websocket on some instance) or its own ping timer ends it.
+    A waiting GET is known to the server by its channel: a wake-up (packets queued by any instance,
+    such as the NOOP of an upgrade to websocket on some instance) or its own ping timer ends it.
     """
 
     def __init__(self, *, server: Server) -> None:
@@ -135,7 +135,8 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
         await _db(self.server.store.touch)([sid])
         self.waiting = True
         # Listen before looking at the queue, so that a wake-up in between is not lost.
-        await self.channel_layer.group_add(session_group(sid), self.channel_name)
+        await self.server.listening.wait()
+        self.server.waiting_polls[sid] = self.channel_name
         if await self._flush():
             return
         due = self.session.ping_sent_at + self.server.ping_interval - time.time()
@@ -183,7 +184,8 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
             self.timer = None
         if self.waiting:
             self.waiting = False
-            await self.channel_layer.group_discard(session_group(self.session.sid), self.channel_name)
+            if self.server.waiting_polls.get(self.session.sid) == self.channel_name:
+                del self.server.waiting_polls[self.session.sid]
 
     # --- responses ---------------------------------------------------------------------------------------
     async def _error(self, status: int, code: int, message: str) -> None:

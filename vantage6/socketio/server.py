@@ -5,8 +5,9 @@ Delivery model:
 * A room is a channel-layer group (``room_group``); websocket consumers of the room's sessions are its
   members, so an emit from any instance reaches them wherever they are connected.
 * A long-polling session has no consumer between two GETs, and its GETs may land on any instance.
-  Its packets are queued in the session store and a wake-up is sent to the session's group
-  (``session_group``), where the instance holding a waiting GET (if any) listens.
+  Its packets are queued in the session store and a wake-up naming it is sent to every process
+  (``PROCESSES``, one group all processes listen on): the one holding a waiting GET of the session
+  (if any) passes it on. A GET thus costs no group binding of its own.
 * Session state (namespaces, rooms, owner) lives in the store, so any instance can serve any request.
   Only clients that authenticate at the handshake get a session there; the others stay in memory
   (see ``local``).
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 _ROOM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 WAKE = {"type": "eio.wake"}
+PROCESSES = "eio.processes"
 
 
 def room_group(namespace: str, room: str) -> str:
@@ -185,6 +187,10 @@ class Server:
         self.layer_reconnected = layer_reconnected
         # Sessions whose websocket is held by a consumer of this process, and that consumer.
         self.local_websockets: dict[str, Sink] = {}
+        # The channel of the long-polling GET waiting in this process, by sid; ``listening`` is set
+        # once wake-ups reach them.
+        self.waiting_polls: dict[str, str] = {}
+        self.listening = asyncio.Event()
         self._process = ""
         self._beaten = False
         self._housekeeping_loop: asyncio.AbstractEventLoop | None = None
@@ -327,7 +333,7 @@ class Server:
             )
         else:
             await database_sync_to_async(self.store.push)(session.sid, packets)
-            await self.layer.group_send(session_group(session.sid), WAKE)
+            await self._wake([session.sid])
 
     async def emit(self, event: str, data: object = None, *, room: str, namespace: str = "/") -> None:
         """Send an event to every socket of a room on every instance."""
@@ -363,8 +369,29 @@ class Server:
     async def _fan_out(self, namespace: str, room: str, packet: str, polling: list[str]) -> None:
         layer = self.layer
         await layer.group_send(room_group(namespace, room), {"type": "eio.packets", "packets": [packet]})
-        for sid in polling:
-            await layer.group_send(session_group(sid), WAKE)
+        if polling:
+            await self._wake(polling)
+
+    async def _wake(self, sids: list[str]) -> None:
+        """Tell the GETs waiting for ``sids``, in whichever process, that packets were queued."""
+        await self.layer.group_send(PROCESSES, {"type": "eio.wake", "sids": sids})
+
+    async def _pass_wake_ups(self) -> None:
+        """This process's end of ``PROCESSES``: wake-ups go on to the GETs waiting here."""
+        layer = self.layer
+        channel = await layer.new_channel()
+        await layer.group_add(PROCESSES, channel)
+        self.listening.set()
+        while True:
+            try:
+                message = await layer.receive(channel)
+                for sid in message.get("sids", ()):
+                    if (waiting := self.waiting_polls.get(sid)) is not None:
+                        await layer.send(waiting, WAKE)
+            except Exception:
+                # A GET not woken still returns at its ping; the next wake-ups must get through.
+                logger.exception("passing on a wake-up failed")
+                await asyncio.sleep(1)
 
     # --- housekeeping ----------------------------------------------------------------------------------
     def ensure_housekeeping(self) -> None:
@@ -372,7 +399,9 @@ class Server:
         loop = asyncio.get_running_loop()
         if self._housekeeping_loop is not loop:
             self._housekeeping_loop = loop
+            self.listening = asyncio.Event()
             _keep(loop.create_task(self._housekeeping_forever()))
+            _keep(loop.create_task(self._pass_wake_ups()))
             if self.layer_reconnected is not None:
                 _keep(loop.create_task(self._watch_broker()))
 
