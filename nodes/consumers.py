@@ -124,7 +124,10 @@ def revoke_sockets(identity_id: int, login: str | None, **_kwargs: object) -> No
         ]
         try:
             if ended:
-                server.run_sync(lambda: _revoke_all(ended))
+                # Within the request that ended the logins: a broker that is away must not hold it.
+                server.run_sync(lambda: _revoke_all(ended), timeout=server.publish_timeout)
+        except TimeoutError:
+            logger.warning("the sockets of identity %s are revoked in the background", identity_id)
         except Exception:
             # The logins have ended already; the next sweep finds the sockets that were missed.
             logger.exception("could not revoke the sockets of identity %s", identity_id)

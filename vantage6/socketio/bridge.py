@@ -60,7 +60,7 @@ class _Publisher:
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
-            future.cancel()  # a broker that is away must not pile up waiting work
+            # Not cancelled: the work goes on once the broker is back (half-done work would be worse).
             raise TimeoutError(f"channel layer work not done within {timeout} s") from None
 
     def stop(self) -> None:
@@ -84,7 +84,7 @@ _lock = threading.Lock()
 
 def run(call: Callable[[], Awaitable[T]], alias: str, *, timeout: float = TIMEOUT_SECONDS) -> T:
     """Run the coroutine ``call()`` to completion from synchronous code (not from a loop's thread);
-    TimeoutError (and the work cancelled) when it takes over ``timeout`` seconds."""
+    TimeoutError when it takes over ``timeout`` seconds, while the work goes on in the background."""
     if _in_memory(alias):
         return async_to_sync(_await)(call)  # never waits on a broker
     with _lock:

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.layers import DEFAULT_CHANNEL_LAYER, BaseChannelLayer
 from django.db import DatabaseError
 
@@ -359,12 +360,15 @@ class Server:
                 timeout=self.publish_timeout,
             )
         except TimeoutError:
-            # The broker is away; the websockets it did not reach get ``layer_reconnected``'s work.
+            # The broker is away: the event goes out once it is back, and ``layer_reconnected`` runs.
             logger.warning("event %s to room %s not published within %s s", event, room, self.publish_timeout)
 
-    def run_sync(self, call: Callable[[], Awaitable[object]]) -> object:
-        """Run the coroutine ``call()`` (e.g. ``sweep``) from synchronous code."""
-        return bridge.run(call, self.layer_alias)
+    def run_sync(
+        self, call: Callable[[], Awaitable[object]], *, timeout: float = bridge.TIMEOUT_SECONDS
+    ) -> object:
+        """Run the coroutine ``call()`` (e.g. ``sweep``) from synchronous code; TimeoutError after
+        ``timeout`` seconds (pass ``publish_timeout`` within a request)."""
+        return bridge.run(call, self.layer_alias, timeout=timeout)
 
     async def _fan_out(self, namespace: str, room: str, packet: str, polling: list[str]) -> None:
         layer = self.layer
@@ -388,6 +392,8 @@ class Server:
                 for sid in message.get("sids", ()):
                     if (waiting := self.waiting_polls.get(sid)) is not None:
                         await layer.send(waiting, WAKE)
+            except StopConsumer:
+                return  # the layer was closed: the process is stopping
             except Exception:
                 # A GET not woken still returns at its ping; the next wake-ups must get through.
                 logger.exception("passing on a wake-up failed")
@@ -413,7 +419,10 @@ class Server:
             return
         previous = None
         while True:
-            connection = await layer.carehare_connection  # waits while the broker is away
+            try:
+                connection = await layer.carehare_connection  # waits while the broker is away
+            except StopConsumer:
+                return  # the layer was closed: the process is stopping
             if connection is previous:  # the layer has not noticed the loss yet
                 await asyncio.sleep(0.1)
                 continue
