@@ -112,6 +112,11 @@ class DatabaseSessionStore(SessionStore):
         unheld = SocketSession.objects.exclude(transport=WEBSOCKET, process__gt="")
         return list(unheld.filter(last_activity__lt=_moment(before)).values_list("sid", flat=True))
 
+    def held(self, process: str, before: float) -> list[str]:
+        # last_activity of a websocket session is when it started or upgraded.
+        rows = SocketSession.objects.filter(process=process, last_activity__lt=_moment(before))
+        return list(rows.values_list("sid", flat=True))
+
     def beat(self, process: str) -> bool:
         now = _now()
         if SocketProcess.objects.filter(id=process).update(beat_at=now):

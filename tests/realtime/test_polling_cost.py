@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from asgiref.sync import SyncToAsync
+from asgiref.sync import async_to_sync
 from channels.layers import channel_layers
 from channels.testing import HttpCommunicator
-from django.db import connections
 from django.test import override_settings
 
 from nodes.consumers import server
@@ -22,14 +21,17 @@ from vantage6.socketio.store import POLLING
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_waiting_get_is_woken_without_a_group_binding(world):
+@pytest.mark.django_db
+def test_a_waiting_get_is_woken_without_a_group_binding(world, monkeypatch):
+    monkeypatch.setattr(server, "ensure_housekeeping", lambda: None)
     session, _ = server.open_session(POLLING, {"authorization": f"Bearer {token(world.node_a)}"})
     path = f"/socket.io/?EIO=4&transport=polling&sid={session.sid}"
     bindings: list[str] = []
 
     async def scenario() -> dict:
-        server.ensure_housekeeping()
+        # Only the passing on of wake-ups: the periodic work is not what is looked at here.
+        server.listening = asyncio.Event()
+        listener = asyncio.create_task(server._pass_wake_ups())
         await server.listening.wait()
         layer = server.layer
         group_add, group_discard = layer.group_add, layer.group_discard
@@ -47,15 +49,17 @@ def test_a_waiting_get_is_woken_without_a_group_binding(world):
         response = asyncio.create_task(get.get_response(timeout=10))
         await asyncio.sleep(0.5)  # the GET waits: nothing is queued
         await server.send(session, [p.event_packet(TASKS_NAMESPACE, "hello")])
-        return await response
+        try:
+            return await response
+        finally:
+            listener.cancel()
 
     with override_settings(CHANNEL_LAYERS=IN_MEMORY):
         channel_layers.backends.clear()
         try:
-            response = asyncio.run(scenario())
+            response = async_to_sync(scenario)()
         finally:
             channel_layers.backends.clear()
-            SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
     assert response["status"] == 200
     assert response["body"].decode() == f'42{TASKS_NAMESPACE},["hello"]'

@@ -183,6 +183,9 @@ class Sessions(SessionStore):
     def idle(self, before: float) -> list[str]:
         return self.shared.idle(before)  # local sessions end at their expiry instead
 
+    def held(self, process: str, before: float) -> list[str]:
+        return self.shared.held(process, before)
+
     def beat(self, process: str) -> bool:
         return self.shared.beat(process)
 

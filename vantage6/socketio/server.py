@@ -437,11 +437,8 @@ class Server:
                 await connection.closed
 
     async def _housekeeping_forever(self) -> None:
-        swept = time.monotonic()
-        with contextlib.suppress(DatabaseError):  # else at the first round
-            await self.beat()
+        swept = time.monotonic() - self.ping_interval  # the first beat at once
         while True:
-            await asyncio.sleep(min(self.housekeeping_interval, self.ping_interval))
             try:
                 if time.monotonic() - swept >= self.ping_interval:
                     swept = time.monotonic()
@@ -454,6 +451,7 @@ class Server:
                 logger.warning("socket housekeeping skipped, database unavailable: %s", exc)
             except Exception:
                 logger.exception("socket housekeeping failed")
+            await asyncio.sleep(min(self.housekeeping_interval, self.ping_interval))
 
     async def beat(self) -> None:
         """Record that this process is alive: one write whatever the number of its sessions. If
@@ -480,6 +478,9 @@ class Server:
                 await self._end(sid)
         for sid in await database_sync_to_async(self.store.idle)(before):
             await self._end(sid, idle_before=before)
+        # Websockets of this process whose ending failed (the database was away, say).
+        for sid in await database_sync_to_async(self.store.held)(self.process, before):
+            await self._end(sid)
 
     async def _end(self, sid: str, idle_before: float | None = None) -> None:
         session = await database_sync_to_async(self.store.get)(sid)

@@ -58,6 +58,10 @@ class SessionStore(ABC):
         """Sessions no process holds (long-polling) without activity since ``before``."""
 
     @abstractmethod
+    def held(self, process: str, before: float) -> list[str]:
+        """Websocket sessions ``process`` held since before ``before`` (to find those it lost)."""
+
+    @abstractmethod
     def beat(self, process: str) -> bool:
         """Record that ``process`` is alive; whether it was known alive already (False on its first
         beat, and after another process took it for dead)."""
