@@ -43,7 +43,7 @@ def _statements_of_a_round(held: int) -> list[str]:
     return [query["sql"] for query in context.captured_queries]
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # database_sync_to_async closes a connection inside a transaction
 def test_a_heartbeat_round_costs_the_same_for_one_or_a_thousand_sockets():
     few, many = _statements_of_a_round(1), _statements_of_a_round(1000)
 
@@ -83,7 +83,7 @@ def test_a_dead_process_is_buried_once_with_its_sessions():
     assert store.idle(time.time() + 1) == []  # a held websocket is never idle by its own activity
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_a_websocket_row_this_process_no_longer_holds_is_ended_at_its_next_round():
     store = DatabaseSessionStore()
     store.create(Session("lost", WEBSOCKET, process=server.process))

@@ -21,7 +21,7 @@ from vantage6.socketio.store import POLLING
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # database_sync_to_async closes a connection inside one
 def test_a_waiting_get_is_woken_without_a_group_binding(world, monkeypatch):
     monkeypatch.setattr(server, "ensure_housekeeping", lambda: None)
     session, _ = server.open_session(POLLING, {"authorization": f"Bearer {token(world.node_a)}"})

@@ -40,7 +40,7 @@ async def _upgrade(sid: str) -> list[str]:
     return frames
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # database_sync_to_async closes a connection inside one
 def test_events_published_during_the_upgrade_arrive_once(world, monkeypatch):
     room = collaboration_room(world.collab_ab.pk)
     original = server.store.set_transport
