@@ -14,7 +14,9 @@ What it does, all on 127.0.0.1 and bounded in time (``--timeout``):
 4. sends ``new_task`` to the collaboration, once from plain synchronous code (``nodes.events.emit``)
    and once through ``POST /api/task`` for all organizations of the collaboration, and measures when
    each node receives it;
-5. prints a table, stops the servers and drops the database.
+5. opens ``--idle`` more websockets (clients without a token) on the first instance, holds them for
+   ``--hold`` seconds answering pings, and counts the ones that failed or dropped;
+6. prints a table with the target of each figure, stops the servers and drops the database.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import statistics
@@ -31,8 +34,10 @@ import time
 import uuid
 from pathlib import Path
 
-import aiohttp
 import django
+import httpx
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Message, Ping, Request, TextMessage
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,7 +49,69 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=50, help="connections opened at once")
     parser.add_argument("--timeout", type=float, default=1500, help="give up after this many seconds")
+    parser.add_argument("--idle", type=int, default=10000, help="idle sockets on one instance (0: skip)")
+    parser.add_argument("--hold", type=float, default=20, help="seconds the idle sockets are held")
     return parser.parse_args()
+
+
+class WebSocket:
+    """A minimal websocket client on asyncio streams (text messages only)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.inbox: list[str] = []
+        self.parts: list[str] = []
+
+    @classmethod
+    async def connect(cls, url: str, headers: dict[str, str] | None = None) -> WebSocket:
+        """``url``: http://host:port/path?query."""
+        host_port, _, target = url.removeprefix("http://").partition("/")
+        host, _, port = host_port.partition(":")
+        socket = cls(*await asyncio.open_connection(host, int(port)))
+        extra = [(name.encode(), value.encode()) for name, value in (headers or {}).items()]
+        socket._write(Request(host=host_port, target=f"/{target}", extra_headers=extra))
+        while not await socket._read_until(AcceptConnection):
+            pass
+        return socket
+
+    def _write(self, event: object) -> None:
+        self.writer.write(self.ws.send(event))
+
+    async def _read_until(self, kind: type) -> bool:
+        data = await self.reader.read(65536)
+        if not data:
+            raise ConnectionError("closed by the server")
+        self.ws.receive_data(data)
+        found = False
+        for event in self.ws.events():
+            if isinstance(event, kind):
+                found = True
+            if isinstance(event, TextMessage):
+                self.parts.append(event.data)
+                if event.message_finished:
+                    self.inbox.append("".join(self.parts))
+                    self.parts = []
+            elif isinstance(event, Ping):
+                self._write(event.response())
+            elif isinstance(event, CloseConnection):
+                raise ConnectionError("closed by the server")
+        return found
+
+    async def receive(self) -> str:
+        while not self.inbox:
+            await self._read_until(Message)
+        return self.inbox.pop(0)
+
+    async def send(self, text: str) -> None:
+        self._write(TextMessage(data=text))
+        await self.writer.drain()
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
 
 
 class Node:
@@ -58,25 +125,24 @@ class Node:
         self.received: dict[int, float] = {}  # task id -> monotonic time
         self.arrived = asyncio.Event()
 
-    async def run(self, http: aiohttp.ClientSession, url: str) -> None:
-        async with http.ws_connect(
-            f"{url}/socket.io/?EIO=4&transport=websocket",
-            headers={"Authorization": f"Bearer {self.token}"},
-            autoping=True,
-            max_msg_size=0,
-        ) as ws:
+    async def run(self, url: str) -> None:
+        path = "/socket.io/?EIO=4&transport=websocket"
+        ws = await WebSocket.connect(f"{url}{path}", {"Authorization": f"Bearer {self.token}"})
+        try:
             await ws.receive()  # OPEN
-            await ws.send_str("40/tasks,{}")
-            async for message in ws:
-                data = message.data
+            await ws.send("40/tasks,{}")
+            while True:
+                data = await ws.receive()
                 if data == "2":
-                    await ws.send_str("3")
+                    await ws.send("3")
                 elif data.startswith('42/tasks,["new_task"'):
                     task_id = json.loads(data[len("42/tasks,") :])[1]["id"]
                     self.received[task_id] = time.monotonic()
                     self.arrived.set()
                 elif data.endswith(self.ready_suffix):
                     self.ready.set()
+        finally:
+            await ws.close()
 
 
 def seed(count: int):
@@ -128,20 +194,22 @@ async def wait_all(nodes: list[Node], task_id: int, timeout: float) -> None:
         await asyncio.sleep(0.01)
 
 
-async def measure(args, servers, collab, orgs, nodes, user_token) -> list[tuple[str, str]]:
+Row = tuple[str, str, str]  # label, figure, target
+
+
+async def measure(args, servers, collab, orgs, nodes, user_token) -> list[Row]:
     from asgiref.sync import sync_to_async
 
     from nodes.events import collaboration_room, emit
 
-    rows: list[tuple[str, str]] = []
+    rows: list[Row] = []
     rss_before = sum(server.rss_kib() for server in servers)
     limit = asyncio.Semaphore(args.concurrency)
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as http:
+    async with httpx.AsyncClient(timeout=120) as http:
 
         async def connect(index: int, node: Node) -> None:
             async with limit:
-                tasks.append(asyncio.create_task(node.run(http, servers[index % 2].url)))
+                tasks.append(asyncio.create_task(node.run(servers[index % 2].url)))
                 await node.ready.wait()
 
         tasks: list[asyncio.Task] = []
@@ -150,16 +218,20 @@ async def measure(args, servers, collab, orgs, nodes, user_token) -> list[tuple[
             asyncio.gather(*(connect(i, node) for i, node in enumerate(nodes))), args.timeout * 0.7
         )
         connected = time.monotonic() - started
-        rows.append(("nodes connected and in their rooms", f"{len(nodes)} in {connected:.1f} s"))
+        rows.append(
+            ("nodes connected and in their rooms", f"{len(nodes)} in {connected:.1f} s", "1,000 < 30 s")
+        )
         await asyncio.sleep(5)  # let the join notices settle: idle connections from here
         rss_after = sum(server.rss_kib() for server in servers)
         rows.append(
             (
                 "server RSS before / after (2 instances)",
                 f"{rss_before / 1024:.0f} / {rss_after / 1024:.0f} MiB",
+                "",
             )
         )
-        rows.append(("memory per idle connection", f"{(rss_after - rss_before) / len(nodes):.1f} KiB"))
+        per_node = (rss_after - rss_before) / len(nodes)
+        rows.append(("memory per idle node websocket", f"{per_node:.1f} KiB", "<= 20 KiB"))
 
         # 1. From plain synchronous code, as a management command or a view would (after a first
         # emit elsewhere, which connects the publisher to RabbitMQ).
@@ -169,8 +241,8 @@ async def measure(args, servers, collab, orgs, nodes, user_token) -> list[tuple[
         await sync_to_async(emit_now)(emit, collaboration_room(collab.pk), fake_task)
         await wait_all(nodes, fake_task, 60)
         stats = spread(nodes, fake_task, started)
-        rows.append(("new_task via emit(): reached", f"{stats['reached']} / {len(nodes)}"))
-        rows.append(("  first / median / p99 / last", timings(stats)))
+        rows.append(("new_task via emit(): reached", f"{stats['reached']} / {len(nodes)}", "all"))
+        rows.append(("  first / median / p99 / last", timings(stats), "last < 500 ms"))
 
         # 2. Through the API on the second instance: a task for every organization of the collaboration.
         plain = base64.b64encode(b'{"method": "bench"}').decode()
@@ -182,21 +254,70 @@ async def measure(args, servers, collab, orgs, nodes, user_token) -> list[tuple[
             "databases": [{"label": "default"}],
         }
         started = time.monotonic()
-        async with http.post(
+        response = await http.post(
             f"{servers[1].url}/api/task", json=body, headers={"Authorization": f"Bearer {user_token}"}
-        ) as response:
-            answered = time.monotonic() - started
-            task = await response.json()
-            assert response.status == 201, task
+        )
+        answered = time.monotonic() - started
+        task = response.json()
+        assert response.status_code == 201, task
         await wait_all(nodes, task["id"], 60)
         stats = spread(nodes, task["id"], started)
-        rows.append((f"POST /api/task ({len(orgs)} runs): response", f"{answered * 1000:.0f} ms"))
-        rows.append(("new_task via the API: reached", f"{stats['reached']} / {len(nodes)}"))
-        rows.append(("  first / median / p99 / last (from the request)", timings(stats)))
+        rows.append((f"POST /api/task ({len(orgs)} runs): response", f"{answered * 1000:.0f} ms", ""))
+        rows.append(("new_task via the API: reached", f"{stats['reached']} / {len(nodes)}", "all"))
+        rows.append(("  first / median / p99 / last (from the request)", timings(stats), ""))
         for task_handle in tasks:
             task_handle.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if args.idle:
+            rows += await idle_sockets(servers[0], args.idle, args.hold, args.concurrency)
     return rows
+
+
+async def idle_sockets(server, count: int, hold: float, concurrency: int) -> list[Row]:
+    """``count`` websockets without a token on one instance, held ``hold`` seconds: how many failed."""
+    failed = dropped = connected = 0
+    all_open = asyncio.Event()
+    limit = asyncio.Semaphore(concurrency)
+    url = f"{server.url}/socket.io/?EIO=4&transport=websocket"
+
+    async def hold_one() -> None:
+        nonlocal failed, dropped, connected
+        try:
+            async with limit:
+                ws = await WebSocket.connect(url)
+                await ws.receive()  # OPEN
+        except (TimeoutError, OSError, ValueError):
+            failed += 1
+            return
+        connected += 1
+        if connected + failed == count:
+            all_open.set()
+        try:
+            while True:  # until cancelled at the end of the hold
+                if await ws.receive() == "2":
+                    await ws.send("3")
+        except ConnectionError:
+            dropped += 1
+        finally:
+            await ws.close()
+
+    rss_before = server.rss_kib()
+    started = time.monotonic()
+    sockets = [asyncio.create_task(hold_one()) for _ in range(count)]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(all_open.wait(), 600)
+    opening = time.monotonic() - started
+    await asyncio.sleep(hold)
+    rss_held = server.rss_kib()
+    for socket in sockets:
+        socket.cancel()
+    await asyncio.gather(*sockets, return_exceptions=True)
+    per_socket = (rss_held - rss_before) / max(connected, 1)
+    return [
+        (f"idle websockets on one instance, held {hold:.0f} s", f"{connected} in {opening:.1f} s", "10,000"),
+        ("  failed to open / dropped by the server", f"{failed} / {dropped}", "0 / 0"),
+        ("  memory per idle websocket (no identity)", f"{per_socket:.1f} KiB", "<= 20 KiB"),
+    ]
 
 
 def emit_now(emit, room: str, task_id: int) -> None:
@@ -251,10 +372,12 @@ def main() -> None:
             for server in servers:
                 server.stop()
             database.drop()
-    width = max(len(label) for label, _ in rows)
+    width = max(len(label) for label, _, _ in rows)
+    value_width = max(len(value) for _, value, _ in rows)
     print(f"\nSocket benchmark: {args.nodes} nodes, 2 daphne instances, RabbitMQ channel layer")
-    for label, value in rows:
-        print(f"  {label.ljust(width)}  {value}")
+    print(f"  {'':{width}}  {'figure':{value_width}}  target")
+    for label, value, target in rows:
+        print(f"  {label.ljust(width)}  {value.ljust(value_width)}  {target}")
 
 
 def warm_up(url: str) -> None:

@@ -2,15 +2,17 @@
 
 A socket is identified by the access token of its handshake's ``Authorization`` header. Connections
 are always accepted; a socket without a usable token just never joins a room (and its session is never
-stored in the database: see nodes.socketio.local).
+stored in the database: see vantage6.socketio.local).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from datetime import timedelta
+from typing import cast
 
 import jwt
 from channels.db import database_sync_to_async
@@ -24,15 +26,21 @@ from accounts.permissions import COL, GLO, ORG, Principal
 from accounts.sessions import TokenRevoked, check_current, with_revoked_logins
 from accounts.tokens import TokenError, decode
 from collaborations.models import Collaboration
-from nodes.events import ALL_NODES_ROOM, TASKS_NAMESPACE, collaboration_room, organization_room
-from nodes.models import NodeConfig, NodeMetrics
+from nodes.events import (
+    ALL_NODES_ROOM,
+    TASKS_NAMESPACE,
+    collaboration_room,
+    housekeeping_jobs,
+    node_reports,
+    organization_room,
+    presence_room,
+)
+from nodes.models import NodeConfig, NodeMetrics, SocketConnection
 from nodes.services import node_metrics_store
 from nodes.socket_store import DatabaseSessionStore
-from nodes.socketio.server import Namespace, Server, Socket
-from nodes.socketio.store import Session
-from tasks.models import Run
-from tasks.services import runs_cleanup_if_due
 from vantage6.api.errors import ApiError
+from vantage6.socketio.server import Namespace, Server, Socket
+from vantage6.socketio.store import Session
 
 logger = logging.getLogger(__name__)
 
@@ -71,10 +79,10 @@ def handshake_auth(headers: dict[str, str]) -> tuple[dict, bool]:
 
 def _identities(ids: set[object]) -> dict[int, Authenticatable]:
     """Users and nodes by id, with what their tokens are checked against (one query for all)."""
-    ids = {pk for pk in ids if isinstance(pk, int) and not isinstance(pk, bool)}
-    if not ids:
+    pks = {pk for pk in ids if isinstance(pk, int) and not isinstance(pk, bool)}
+    if not pks:
         return {}
-    rows = with_revoked_logins(Authenticatable.objects.filter(pk__in=ids)).only("token_generation")
+    rows = with_revoked_logins(Authenticatable.objects.filter(pk__in=pks)).only("token_generation")
     return {row.pk: row for row in rows}
 
 
@@ -117,7 +125,10 @@ def revoke_sockets(identity_id: int, login: str | None, **_kwargs: object) -> No
         ]
         try:
             if ended:
-                server.run_sync(lambda: _revoke_all(ended))
+                # Within the request that ended the logins: a broker that is away must not hold it.
+                server.run_sync(lambda: _revoke_all(ended), timeout=server.publish_timeout)
+        except TimeoutError:
+            logger.warning("the sockets of identity %s are revoked in the background", identity_id)
         except Exception:
             # The logins have ended already; the next sweep finds the sockets that were missed.
             logger.exception("could not revoke the sockets of identity %s", identity_id)
@@ -145,8 +156,7 @@ def identify(auth: dict) -> dict | str | None:
         return "invalid_token"
     except ApiError:
         return None
-    # Online, but not "seen": only REST calls and ping heartbeats set last_seen.
-    Authenticatable.objects.filter(pk=principal.id).update(status=AuthStatus.ONLINE)
+    generation = connected(cast(int, principal.id))  # a user or a node: handshake_auth lets no other in
     if principal.is_node:
         node = principal.node
         return {
@@ -156,13 +166,29 @@ def identify(auth: dict) -> dict | str | None:
             "org_id": node.organization_id,
             "collaboration_id": node.collaboration_id,
             "rooms": node_rooms(node.organization_id, node.collaboration_id),
+            "generation": generation,
         }
     return {
         "kind": "user",
         "id": principal.id,
         "name": principal.user.username,
         "rooms": user_rooms(principal),
+        "generation": generation,
     }
+
+
+def connected(identity_id: int) -> str:
+    """Mark an identity online with a new connection generation, which it returns."""
+    generation = secrets.token_hex(16)
+    # Online, but not "seen": only REST calls and ping heartbeats set last_seen.
+    Authenticatable.objects.filter(pk=identity_id).update(status=AuthStatus.ONLINE)
+    SocketConnection.objects.bulk_create(
+        [SocketConnection(identity_id=identity_id, generation=generation)],
+        update_conflicts=True,
+        unique_fields=["identity"],
+        update_fields=["generation"],
+    )
+    return generation
 
 
 def node_rooms(organization_id: int, collaboration_id: int | None) -> list[str]:
@@ -191,50 +217,7 @@ def user_rooms(principal: Principal) -> list[str]:
     return []
 
 
-# --- node reports --------------------------------------------------------------------------------------
-def _own_run(node: dict, data: object) -> Run | None:
-    """The run a node's report is about, if it is a run of that node."""
-    run_id = data.get("run_id") if isinstance(data, dict) else None
-    if not isinstance(run_id, int) or isinstance(run_id, bool):
-        return None
-    return (
-        Run.objects.select_related("task")
-        .filter(pk=run_id, organization_id=node["org_id"], task__collaboration_id=node["collaboration_id"])
-        .first()
-    )
-
-
-def status_change(node: dict, data: object) -> dict | None:
-    """The ``algorithm_status_change`` to relay: the node's report with ids from the database + job_id."""
-    run = _own_run(node, data)
-    if run is None:
-        return None
-    return {
-        "status": data.get("status"),
-        "run_id": run.pk,
-        "task_id": run.task_id,
-        "job_id": run.task.job_id,
-        "collaboration_id": node["collaboration_id"],
-        "node_id": node["id"],
-        "organization_id": node["org_id"],
-        "parent_id": run.task.parent_id,
-    }
-
-
-@transaction.atomic
-def append_log(node: dict, data: object) -> dict | None:
-    """Append an ``algorithm_log`` line to its run's log; the event to relay."""
-    log = data.get("log") if isinstance(data, dict) else None
-    run = _own_run(node, data)
-    if not isinstance(log, str) or run is None:
-        return None
-    run = Run.objects.select_for_update().get(pk=run.pk)
-    stored = run.log or ""
-    run.log = stored + ("\n" if stored and not stored.endswith("\n") else "") + log
-    run.save(update_fields=["log"])
-    return {"run_id": run.pk, "task_id": run.task_id, "log": log}
-
-
+# --- node reports ---------------------------------------------------------------------------------------
 def _config_text(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
@@ -268,11 +251,17 @@ def heartbeat(identity_id: int) -> None:
 
 
 @transaction.atomic
-def went_offline(identity: dict) -> None:
-    Authenticatable.objects.filter(pk=identity["id"]).update(status=AuthStatus.OFFLINE)
+def went_offline(identity: dict) -> bool:
+    """Mark an identity offline unless it connected again since (a newer generation); whether it did."""
+    rows = Authenticatable.objects.filter(pk=identity["id"])
+    if "generation" in identity:
+        rows = rows.filter(socket_connection__generation=identity["generation"])
+    if not rows.update(status=AuthStatus.OFFLINE):
+        return False
     if identity["kind"] == "node":
         NodeConfig.objects.filter(node_id=identity["id"]).delete()
         NodeMetrics.objects.filter(node_id=identity["id"]).delete()
+    return True
 
 
 def node_sweep_period() -> float:
@@ -300,7 +289,18 @@ def _node_notice(identity: dict) -> dict:
     return {"id": identity["id"], "name": identity["name"], "org_id": identity["org_id"]}
 
 
+async def _tell_users(socket: Socket, event: str, data: object, rooms: list[str]) -> None:
+    """Send a presence notice to the user sockets of ``rooms`` (no user is in ``all_nodes``)."""
+    for room in rooms:
+        if room != ALL_NODES_ROOM:
+            await socket.server.emit(event, data, room=presence_room(room), namespace=TASKS_NAMESPACE)
+
+
 class TasksNamespace(Namespace):
+    """Presence notices go to the user sockets of a room (``presence_room``), plus the joiner's own
+    ``message``: nodes do not act on the presence of others, and sending it to them would cost
+    every connect O(N) frames."""
+
     async def on_connect(self, socket: Socket) -> None:
         identity = await database_sync_to_async(identify)(socket.auth)
         if isinstance(identity, str):
@@ -311,32 +311,34 @@ class TasksNamespace(Namespace):
             return
         socket.state.update(identity)
         socket.set_owner(f"{identity['kind']}:{identity['id']}")
-        emit = socket.server.emit
+        rooms = identity["rooms"]
         if identity["kind"] == "node":
             await socket.emit("sync")
-            for room in identity["rooms"]:
-                await emit("node-online", _node_notice(identity), room=room, namespace=TASKS_NAMESPACE)
-        for room in identity["rooms"]:
+            await _tell_users(socket, "node-online", _node_notice(identity), rooms)
+        for room in rooms:
             await socket.join(room)
             if room != ALL_NODES_ROOM:
-                await emit("message", _notice(identity, "joined", room), room=room, namespace=TASKS_NAMESPACE)
+                notice = _notice(identity, "joined", room)
+                await _tell_users(socket, "message", notice, [room])
+                await socket.emit("message", notice)
+            if identity["kind"] == "user":
+                await socket.join(presence_room(room))
 
     async def on_disconnect(self, socket: Socket) -> None:
         identity = socket.state
         if "kind" not in identity:
             return
-        emit = socket.server.emit
         for room in identity["rooms"]:
             await socket.leave(room)
+            if identity["kind"] == "user":
+                await socket.leave(presence_room(room))
             if room != ALL_NODES_ROOM:
-                await emit("message", _notice(identity, "left", room), room=room, namespace=TASKS_NAMESPACE)
+                await _tell_users(socket, "message", _notice(identity, "left", room), [room])
         owner = socket.session.owner
         if await database_sync_to_async(socket.server.store.has_owner)(owner, besides=socket.session.sid):
             return  # still connected through another session (e.g. reconnected before this one timed out)
-        await database_sync_to_async(went_offline)(identity)
-        if identity["kind"] == "node":
-            for room in identity["rooms"]:
-                await emit("node-offline", _node_notice(identity), room=room, namespace=TASKS_NAMESPACE)
+        if await database_sync_to_async(went_offline)(identity) and identity["kind"] == "node":
+            await _tell_users(socket, "node-offline", _node_notice(identity), identity["rooms"])
 
     async def on_event(self, socket: Socket, event: str, args: list) -> None:
         identity = socket.state
@@ -363,7 +365,10 @@ class TasksNamespace(Namespace):
             if ignored := await database_sync_to_async(node_metrics_store)(node["id"], data):
                 logger.info("node %s sent metrics that are not kept: %s", node["id"], ", ".join(ignored))
             return
-        relay = status_change if event == "algorithm_status_change" else append_log
+        relay = node_reports.get(event)
+        if relay is None:
+            logger.warning("node %s sent %s, which nothing here takes; ignored", node["id"], event)
+            return
         message = await database_sync_to_async(relay)(node, data)
         if message is None:
             logger.warning("node %s sent %s about a run that is not its own; ignored", node["id"], event)
@@ -373,9 +378,19 @@ class TasksNamespace(Namespace):
         )
 
 
+async def resync_nodes() -> None:
+    """Every node socket held here hears ``sync``: events published while the channel layer had no
+    broker may be lost, and on ``sync`` a node fetches its open work."""
+    for sink in list(server.local_websockets.values()):
+        entry = sink.session.namespaces.get(TASKS_NAMESPACE)
+        if entry is not None and entry["state"].get("kind") == "node":
+            await Socket(server, sink.session, TASKS_NAMESPACE, sink).emit("sync")
+
+
 async def _housekeeping() -> None:
     await database_sync_to_async(mark_silent_nodes_offline)()
-    await database_sync_to_async(runs_cleanup_if_due)()
+    for job in housekeeping_jobs:
+        await database_sync_to_async(job)()
 
 
 server = Server(
@@ -389,4 +404,5 @@ server = Server(
     cors_allowed_origins=tuple(settings.CORS_ALLOWED_ORIGINS),
     housekeeping=_housekeeping,
     housekeeping_interval=node_sweep_period(),
+    layer_reconnected=resync_nodes,
 )

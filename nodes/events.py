@@ -3,11 +3,15 @@
 This is the one interface through which REST actions notify nodes and users. An event is sent
 after the current database transaction commits, so a node never hears of a task it cannot read yet.
 Every event also fires the ``event_emitted`` signal, which tests use to assert what was sent.
+
+It is also where other apps hook into the socket layer at start-up: ``on_node_report`` takes what a
+node reports about its runs, ``on_housekeeping`` adds periodic work; ``nodes`` knows nothing of them.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.db import transaction
 from django.dispatch import Signal
@@ -31,6 +35,12 @@ def organization_room(collaboration_id: int, organization_id: int) -> str:
 ALL_NODES_ROOM = "all_nodes"
 
 
+def presence_room(room: str) -> str:
+    """Where the presence notices of ``room`` go (``node-online``/``node-offline``, join/leave
+    ``message``): its user sockets only, the ones that use them."""
+    return f"presence.{room}"
+
+
 def emit(event: str, data: object = None, *, room: str, namespace: str = TASKS_NAMESPACE) -> None:
     """Send ``event`` with ``data`` to every socket in ``room`` on every server instance."""
 
@@ -45,3 +55,24 @@ def emit(event: str, data: object = None, *, room: str, namespace: str = TASKS_N
             logger.exception("could not deliver event %s to room %s", event, room)
 
     transaction.on_commit(send)
+
+
+# --- hooks of other apps ----------------------------------------------------------------------------------
+NodeReport = Callable[[dict, object], dict | None]
+"""From the reporting node (``id``, ``org_id``, ``collaboration_id``) and the event's data: the event to
+relay to the node's collaboration room, or None to drop a report about something not the node's.
+Runs in a thread: it may use the database."""
+
+node_reports: dict[str, NodeReport] = {}
+housekeeping_jobs: list[Callable[[], object]] = []
+
+
+def on_node_report(event: str, handler: NodeReport) -> None:
+    """Let ``handler`` take the node event ``event`` (e.g. ``algorithm_status_change``)."""
+    node_reports[event] = handler
+
+
+def on_housekeeping(job: Callable[[], object]) -> None:
+    """Run ``job`` (synchronous, may use the database) in every server process's periodic round."""
+    if job not in housekeeping_jobs:
+        housekeeping_jobs.append(job)

@@ -93,12 +93,26 @@ class SocketSession(models.Model):
     # Connected Socket.IO namespaces: {namespace: {"sid": socket id, "state": {...}}}.
     namespaces = models.JSONField(default=dict)
     owner = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    # The server process holding its websocket ("" for long-polling); see SocketProcess.
+    process = models.CharField(max_length=32, blank=True, default="", db_index=True)
     created_at = models.DateTimeField()
+    # Of long-polling sessions only: a websocket is alive while its process is.
     last_activity = models.DateTimeField(db_index=True)
     ping_sent_at = models.DateTimeField()
 
     class Meta:
         db_table = "socket_session"
+
+
+class SocketProcess(models.Model):
+    """A live server process, which records a beat every heartbeat round; one that falls silent is
+    taken for dead by another, which ends the sessions it held."""
+
+    id = models.CharField(max_length=32, primary_key=True)
+    beat_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "socket_process"
 
 
 class SocketRoom(models.Model):
@@ -143,3 +157,16 @@ class NodeMetrics(models.Model):
 
     class Meta:
         db_table = "node_metrics"
+
+
+class SocketConnection(models.Model):
+    """The newest Socket.IO connection of a user or node: its disconnect may mark the identity offline,
+    an older one's may not (it lost the race with a quick reconnect)."""
+
+    identity = models.OneToOneField(
+        Authenticatable, primary_key=True, on_delete=models.CASCADE, related_name="socket_connection"
+    )
+    generation = models.CharField(max_length=32)
+
+    class Meta:
+        db_table = "socket_connection"

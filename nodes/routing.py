@@ -3,7 +3,7 @@
 from django.urls import re_path
 
 from nodes.consumers import server
-from nodes.socketio.consumers import PollingConsumer, WebsocketConsumer
+from vantage6.socketio.consumers import PollingConsumer, WebsocketConsumer
 
 SOCKET_PATH = r"^socket\.io/?$"
 

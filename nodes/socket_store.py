@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from django.db import IntegrityError, transaction
 
-from nodes.models import SocketPacket, SocketRoom, SocketSession
-from nodes.socketio.store import POLLING, Session, SessionStore
+from nodes.models import SocketPacket, SocketProcess, SocketRoom, SocketSession
+from vantage6.socketio.store import POLLING, WEBSOCKET, Session, SessionStore
 
 # Long-polling sessions of one client identity (the ``sub`` of its handshake's token) that have not
 # connected a namespace yet: a loop of handshakes with a valid token ends its own oldest ones.
@@ -53,6 +53,7 @@ def _session(row: SocketSession) -> Session:
         namespaces=row.namespaces,
         owner=row.owner,
         ping_sent_at=_epoch(row.ping_sent_at),
+        process=row.process,
     )
 
 
@@ -65,6 +66,7 @@ class DatabaseSessionStore(SessionStore):
             auth=session.auth,
             namespaces=session.namespaces,
             owner=session.owner,
+            process=session.process,
             created_at=now,
             last_activity=now,
             ping_sent_at=_moment(session.ping_sent_at) if session.ping_sent_at else now,
@@ -88,8 +90,10 @@ class DatabaseSessionStore(SessionStore):
             namespaces=session.namespaces, owner=session.owner
         )
 
-    def set_transport(self, sid: str, transport: str) -> None:
-        SocketSession.objects.filter(sid=sid).update(transport=transport, last_activity=_now())
+    def set_transport(self, sid: str, transport: str, process: str = "") -> None:
+        SocketSession.objects.filter(sid=sid).update(
+            transport=transport, process=process, last_activity=_now()
+        )
 
     def touch(self, sids: list[str], *, ping_sent: bool = False) -> None:
         now = _now()
@@ -105,9 +109,31 @@ class DatabaseSessionStore(SessionStore):
         return rows.delete()[0] > 0
 
     def idle(self, before: float) -> list[str]:
-        return list(
-            SocketSession.objects.filter(last_activity__lt=_moment(before)).values_list("sid", flat=True)
-        )
+        unheld = SocketSession.objects.exclude(transport=WEBSOCKET, process__gt="")
+        return list(unheld.filter(last_activity__lt=_moment(before)).values_list("sid", flat=True))
+
+    def held(self, process: str, before: float) -> list[str]:
+        # last_activity of a websocket session is when it started or upgraded.
+        rows = SocketSession.objects.filter(process=process, last_activity__lt=_moment(before))
+        return list(rows.values_list("sid", flat=True))
+
+    def beat(self, process: str) -> bool:
+        now = _now()
+        if SocketProcess.objects.filter(id=process).update(beat_at=now):
+            return True
+        SocketProcess.objects.bulk_create([SocketProcess(id=process, beat_at=now)], ignore_conflicts=True)
+        return False
+
+    def silent_processes(self, before: float) -> list[str]:
+        return list(SocketProcess.objects.filter(beat_at__lt=_moment(before)).values_list("id", flat=True))
+
+    def bury(self, process: str, before: float) -> list[str]:
+        with transaction.atomic():
+            # The beat is checked in the same statement that forgets the process: one that was only
+            # stalled and beat since it was found silent keeps its sessions.
+            if not SocketProcess.objects.filter(id=process, beat_at__lt=_moment(before)).delete()[0]:
+                return []
+            return list(SocketSession.objects.filter(process=process).values_list("sid", flat=True))
 
     def join(self, sid: str, namespace: str, room: str) -> None:
         try:

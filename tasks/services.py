@@ -522,3 +522,47 @@ def runs_cleanup_if_due(*, now: datetime | None = None) -> int | None:
         if not _claim(RUNS_CLEANUP_JOB, RUNS_CLEANUP_PERIOD, now):
             return None
         return runs_cleanup(days=days, include_input=settings.RUNS_DATA_CLEANUP_INCLUDE_INPUT, now=now)
+
+
+# --- what nodes report over their socket (registered with nodes.events at start-up) ---------------------
+def _reported_run(node: dict, data: object) -> Run | None:
+    """The run a node's report is about, if it is a run of that node."""
+    run_id = data.get("run_id") if isinstance(data, dict) else None
+    if not isinstance(run_id, int) or isinstance(run_id, bool):
+        return None
+    return (
+        Run.objects.select_related("task")
+        .filter(pk=run_id, organization_id=node["org_id"], task__collaboration_id=node["collaboration_id"])
+        .first()
+    )
+
+
+def run_status_reported(node: dict, data: object) -> dict | None:
+    """The ``algorithm_status_change`` to relay: the node's report with ids from the database + job_id."""
+    run = _reported_run(node, data)
+    if run is None:
+        return None
+    return {
+        "status": cast(dict, data).get("status"),  # a dict: _reported_run found its run_id
+        "run_id": run.pk,
+        "task_id": run.task_id,
+        "job_id": run.task.job_id,
+        "collaboration_id": node["collaboration_id"],
+        "node_id": node["id"],
+        "organization_id": node["org_id"],
+        "parent_id": run.task.parent_id,
+    }
+
+
+@transaction.atomic
+def run_log_reported(node: dict, data: object) -> dict | None:
+    """Append an ``algorithm_log`` line to its run's log; the event to relay."""
+    log = data.get("log") if isinstance(data, dict) else None
+    run = _reported_run(node, data)
+    if not isinstance(log, str) or run is None:
+        return None
+    run = Run.objects.select_for_update().get(pk=run.pk)
+    stored = run.log or ""
+    run.log = stored + ("\n" if stored and not stored.endswith("\n") else "") + log
+    run.save(update_fields=["log"])
+    return {"run_id": run.pk, "task_id": run.task_id, "log": log}

@@ -200,12 +200,19 @@ RABBITMQ_URI = env_amqp("RABBITMQ_URI")
 WORKERS = env_int("WORKERS", len(os.sched_getaffinity(0)) if RABBITMQ_URI else 1, minimum=1, maximum=64)
 if WORKERS > 1 and not RABBITMQ_URI:
     raise SettingError("V6_WORKERS above 1 needs V6_RABBITMQ_URI (processes share events through RabbitMQ)")
+RABBITMQ_LAYER_CONFIG = {
+    # Bursts (a task for many organizations, a kill list) must not be dropped.
+    "local_capacity": 10000,
+    "remote_capacity": 10000,
+    # A message nobody in the process reads (a channel left in a group by a failed group_discard) is
+    # dropped after this many seconds, instead of holding a slot until the process stops receiving.
+    "local_expiry": 5,
+}
 if RABBITMQ_URI:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_rabbitmq.core.RabbitmqChannelLayer",
-            # Bursts (a task for many organizations, a kill list) must not be dropped.
-            "CONFIG": {"host": RABBITMQ_URI, "local_capacity": 10000, "remote_capacity": 10000},
+            "BACKEND": "vantage6.layers.RabbitmqChannelLayer",
+            "CONFIG": {"host": RABBITMQ_URI, **RABBITMQ_LAYER_CONFIG},
         }
     }
 else:

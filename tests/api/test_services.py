@@ -29,7 +29,7 @@ def test_the_database_is_postgresql():
 @requires_services("rabbitmq")
 def test_settings_use_the_rabbitmq_layer_with_room_for_bursts():
     layer = settings.CHANNEL_LAYERS[DEFAULT_CHANNEL_LAYER]
-    assert layer["BACKEND"] == "channels_rabbitmq.core.RabbitmqChannelLayer"
+    assert layer["BACKEND"] == "vantage6.layers.RabbitmqChannelLayer"
     assert layer["CONFIG"]["host"] == os.environ["V6_RABBITMQ_URI"].rstrip("/")
     assert min(layer["CONFIG"]["local_capacity"], layer["CONFIG"]["remote_capacity"]) >= 1000
 

@@ -7,7 +7,7 @@ import logging
 
 from django.db import OperationalError
 
-from nodes.socketio.server import Namespace, Server
+from vantage6.socketio.server import Namespace, Server
 
 
 class _DownStore:
@@ -29,10 +29,10 @@ def test_a_database_outage_is_one_warning_a_tick_without_a_traceback(caplog):
         server.ensure_housekeeping()
         await asyncio.sleep(0.3)
 
-    with caplog.at_level(logging.WARNING, logger="nodes.socketio.server"):
+    with caplog.at_level(logging.WARNING, logger="vantage6.socketio.server"):
         asyncio.run(a_few_ticks())
 
-    records = [r for r in caplog.records if r.name == "nodes.socketio.server"]
+    records = [r for r in caplog.records if r.name == "vantage6.socketio.server"]
     assert records
     assert all(r.levelno == logging.WARNING and r.exc_info is None for r in records)
     assert "database unavailable: connection refused" in records[0].getMessage()

@@ -12,8 +12,8 @@ from accounts.permissions import principal_for_user
 from accounts.sessions import end_login, start_login
 from accounts.tokens import decode
 from nodes.consumers import KEPT_CLAIMS, ended_sessions
-from nodes.socketio.store import WEBSOCKET, Session
 from tests.factories import make_org, make_user
+from vantage6.socketio.store import WEBSOCKET, Session
 
 
 def _session(number: int, access_token: str, **changed: object) -> Session:

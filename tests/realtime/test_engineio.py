@@ -9,8 +9,8 @@ import pytest
 import requests
 import websocket
 
-from nodes.socketio.server import Namespace, Server
 from tests.realtime.helpers import PollingSession, token
+from vantage6.socketio.server import Namespace, Server
 
 pytestmark = pytest.mark.live
 

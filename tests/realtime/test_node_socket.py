@@ -119,7 +119,8 @@ def test_user_joins_the_rooms_of_its_event_rule(server, live_world, sockets, sco
             "ORGANIZATION": {f"collaboration_{ab}_organization_{org_a}"},
             None: set(),
         }[scope]
-        assert rooms == expected
+        # and where the presence notices of those rooms go
+        assert rooms == expected | {f"presence.{room}" for room in expected}
 
 
 def test_user_sees_no_event_of_another_collaboration(server, live_world, sockets):

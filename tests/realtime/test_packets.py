@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nodes.socketio import packets as p
+from vantage6.socketio import packets as p
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,6 @@ from django.apps import apps
 from django.db import connections
 
 from nodes.models import SocketSession
-from nodes.socketio import local
-from nodes.socketio.local import LocalSessions
-from nodes.socketio.server import Namespace, Server
 from tests.realtime.helpers import (
     PollingSession,
     eventually,
@@ -24,6 +21,9 @@ from tests.realtime.helpers import (
     token,
 )
 from tests.realtime.live import LIVE
+from vantage6.socketio import local
+from vantage6.socketio.local import LocalSessions
+from vantage6.socketio.server import Namespace, Server
 
 SECRET = b"a secret of the deployment"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,6 @@ from typing import TypeVar
 
 from asgiref.sync import async_to_sync
 from channels.layers import BaseChannelLayer, channel_layers, get_channel_layer
-from django.conf import settings
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ def layer(alias: str) -> BaseChannelLayer:
 
 
 def _in_memory(alias: str) -> bool:
-    return settings.CHANNEL_LAYERS[alias]["BACKEND"].endswith("InMemoryChannelLayer")
+    return channel_layers.configs[alias]["BACKEND"].endswith("InMemoryChannelLayer")
 
 
 class _Publisher:
@@ -55,8 +55,13 @@ class _Publisher:
         _publisher_layer.set(self.layer)  # this task's context only
         return await call()
 
-    def run(self, call: Callable[[], Awaitable[T]]) -> T:
-        return asyncio.run_coroutine_threadsafe(self._call(call), self.loop).result(TIMEOUT_SECONDS)
+    def run(self, call: Callable[[], Awaitable[T]], timeout: float) -> T:
+        future = asyncio.run_coroutine_threadsafe(self._call(call), self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            # Not cancelled: the work goes on once the broker is back (half-done work would be worse).
+            raise TimeoutError(f"channel layer work not done within {timeout} s") from None
 
     def stop(self) -> None:
         async def close() -> None:
@@ -69,16 +74,21 @@ class _Publisher:
             self.loop.call_soon_threadsafe(self.loop.stop)
 
 
+async def _await(call: Callable[[], Awaitable[T]]) -> T:
+    return await call()
+
+
 _publishers: dict[str, _Publisher] = {}
 _lock = threading.Lock()
 
 
-def run(call: Callable[[], Awaitable[T]], alias: str) -> T:
-    """Run the coroutine ``call()`` to completion from synchronous code (not from a loop's thread)."""
+def run(call: Callable[[], Awaitable[T]], alias: str, *, timeout: float = TIMEOUT_SECONDS) -> T:
+    """Run the coroutine ``call()`` to completion from synchronous code (not from a loop's thread);
+    TimeoutError when it takes over ``timeout`` seconds, while the work goes on in the background."""
     if _in_memory(alias):
-        return async_to_sync(call)()
+        return async_to_sync(_await)(call)  # never waits on a broker
     with _lock:
         publisher = _publishers.get(alias)
         if publisher is None:
             publisher = _publishers[alias] = _Publisher(alias)
-    return publisher.run(call)
+    return publisher.run(call, timeout)

@@ -23,6 +23,8 @@ class Session:
     ping_sent_at: float | None = None
     # Sessions of unauthenticated clients end at this time (epoch seconds); see ``local``.
     expires_at: float | None = None
+    # The server process holding its websocket (none for long-polling: any process serves it).
+    process: str = ""
 
 
 class SessionStore(ABC):
@@ -40,7 +42,7 @@ class SessionStore(ABC):
         """Store the namespaces and the owner of a session."""
 
     @abstractmethod
-    def set_transport(self, sid: str, transport: str) -> None: ...
+    def set_transport(self, sid: str, transport: str, process: str = "") -> None: ...
 
     @abstractmethod
     def touch(self, sids: list[str], *, ping_sent: bool = False) -> None:
@@ -53,7 +55,25 @@ class SessionStore(ABC):
 
     @abstractmethod
     def idle(self, before: float) -> list[str]:
-        """Sessions without activity since ``before``."""
+        """Sessions no process holds (long-polling) without activity since ``before``."""
+
+    @abstractmethod
+    def held(self, process: str, before: float) -> list[str]:
+        """Websocket sessions ``process`` held since before ``before`` (to find those it lost)."""
+
+    @abstractmethod
+    def beat(self, process: str) -> bool:
+        """Record that ``process`` is alive; whether it was known alive already (False on its first
+        beat, and after another process took it for dead)."""
+
+    @abstractmethod
+    def silent_processes(self, before: float) -> list[str]:
+        """Processes without a beat since ``before``."""
+
+    @abstractmethod
+    def bury(self, process: str, before: float) -> list[str]:
+        """Forget ``process`` if it is still silent since ``before`` (checked again, for a process
+        that was only stalled); the sids of the sessions it held, or none if it beat meanwhile."""
 
     @abstractmethod
     def join(self, sid: str, namespace: str, room: str) -> None: ...

@@ -5,8 +5,9 @@ Delivery model:
 * A room is a channel-layer group (``room_group``); websocket consumers of the room's sessions are its
   members, so an emit from any instance reaches them wherever they are connected.
 * A long-polling session has no consumer between two GETs, and its GETs may land on any instance.
-  Its packets are queued in the session store and a wake-up is sent to the session's group
-  (``session_group``), where the instance holding a waiting GET (if any) listens.
+  Its packets are queued in the session store and a wake-up naming it is sent to every process
+  (``PROCESSES``, one group all processes listen on): the one holding a waiting GET of the session
+  (if any) passes it on. A GET thus costs no group binding of its own.
 * Session state (namespaces, rooms, owner) lives in the store, so any instance can serve any request.
   Only clients that authenticate at the handshake get a session there; the others stay in memory
   (see ``local``).
@@ -15,27 +16,30 @@ Delivery model:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.layers import DEFAULT_CHANNEL_LAYER, BaseChannelLayer
 from django.db import DatabaseError
 
-from nodes.socketio import bridge
-from nodes.socketio import packets as p
-from nodes.socketio.local import LocalSessions, Sessions
-from nodes.socketio.store import POLLING, WEBSOCKET, Session, SessionStore
+from vantage6.socketio import bridge
+from vantage6.socketio import packets as p
+from vantage6.socketio.local import LocalSessions, Sessions
+from vantage6.socketio.store import POLLING, WEBSOCKET, Session, SessionStore
 
 logger = logging.getLogger(__name__)
 
 _ROOM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 WAKE = {"type": "eio.wake"}
+PROCESSES = "eio.processes"
 
 
 def room_group(namespace: str, room: str) -> str:
@@ -53,13 +57,16 @@ def new_id() -> str:
 class Sink(Protocol):
     """The websocket consumer holding a session in this process."""
 
-    session: Session
+    @property
+    def session(self) -> Session: ...
 
     async def send_packets(self, packets: list[str]) -> None: ...
 
     async def group_add(self, group: str) -> None: ...
 
     async def group_discard(self, group: str) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class Socket:
@@ -154,6 +161,8 @@ class Server:
         layer_alias: str = DEFAULT_CHANNEL_LAYER,
         housekeeping: Callable[[], Awaitable[None]] | None = None,
         housekeeping_interval: float = 5,
+        publish_timeout: float = 1,
+        layer_reconnected: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.namespaces = namespaces
         # Unauthenticated sessions end pingInterval + pingTimeout after their handshake.
@@ -174,9 +183,27 @@ class Server:
         self.housekeeping = housekeeping
         # ``housekeeping`` (the application's periodic work) runs every ``housekeeping_interval`` s.
         self.housekeeping_interval = housekeeping_interval
+        # How long ``publish`` (synchronous code: a REST request) waits for the channel layer.
+        self.publish_timeout = publish_timeout
+        # Runs when the channel layer got its broker back: what was published meanwhile may be lost.
+        self.layer_reconnected = layer_reconnected
         # Sessions whose websocket is held by a consumer of this process, and that consumer.
         self.local_websockets: dict[str, Sink] = {}
+        # The channel of the long-polling GET waiting in this process, by sid; ``listening`` is set
+        # once wake-ups reach them.
+        self.waiting_polls: dict[str, str] = {}
+        self.listening = asyncio.Event()
+        self._process = ""
+        self._beaten = False
         self._housekeeping_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def process(self) -> str:
+        """This process's id among the server processes (made on first use, so that processes
+        forked from one parent differ)."""
+        if not self._process:
+            self._process = secrets.token_hex(12)
+        return self._process
 
     @property
     def layer(self) -> BaseChannelLayer:
@@ -187,7 +214,8 @@ class Server:
         """A new session and its Engine.IO OPEN packet."""
         auth, authenticated = self.authenticate(headers)
         if authenticated:
-            session = Session(new_id(), transport, auth, ping_sent_at=time.time())
+            process = self.process if transport == WEBSOCKET else ""
+            session = Session(new_id(), transport, auth, ping_sent_at=time.time(), process=process)
             self.store.create(session)
         else:
             session = self.store.local.open(transport, auth)
@@ -285,7 +313,7 @@ class Server:
 
     async def _event(self, session: Session, packet: p.SioPacket, sink: Sink | None) -> None:
         socket = Socket(self, session, packet.namespace, sink)
-        event, args = packet.data[0], packet.data[1:]
+        event, args = cast(list, packet.data)[0], cast(list, packet.data)[1:]  # decode_sio checked it
         try:
             result = await self.namespaces[packet.namespace].on_event(socket, event, args)
         except Exception:
@@ -307,7 +335,7 @@ class Server:
             )
         else:
             await database_sync_to_async(self.store.push)(session.sid, packets)
-            await self.layer.group_send(session_group(session.sid), WAKE)
+            await self._wake([session.sid])
 
     async def emit(self, event: str, data: object = None, *, room: str, namespace: str = "/") -> None:
         """Send an event to every socket of a room on every instance."""
@@ -326,17 +354,51 @@ class Server:
             return
         packet = p.event_packet(namespace, event, data)
         polling = self.store.push_to_room(namespace, room, packet)
-        self.run_sync(lambda: self._fan_out(namespace, room, packet, polling))
+        try:
+            bridge.run(
+                lambda: self._fan_out(namespace, room, packet, polling),
+                self.layer_alias,
+                timeout=self.publish_timeout,
+            )
+        except TimeoutError:
+            # The broker is away: the event goes out once it is back, and ``layer_reconnected`` runs.
+            logger.warning("event %s to room %s not published within %s s", event, room, self.publish_timeout)
 
-    def run_sync(self, call: Callable[[], Awaitable[object]]) -> object:
-        """Run the coroutine ``call()`` (e.g. ``sweep``) from synchronous code."""
-        return bridge.run(call, self.layer_alias)
+    def run_sync(
+        self, call: Callable[[], Awaitable[object]], *, timeout: float = bridge.TIMEOUT_SECONDS
+    ) -> object:
+        """Run the coroutine ``call()`` (e.g. ``sweep``) from synchronous code; TimeoutError after
+        ``timeout`` seconds (pass ``publish_timeout`` within a request)."""
+        return bridge.run(call, self.layer_alias, timeout=timeout)
 
     async def _fan_out(self, namespace: str, room: str, packet: str, polling: list[str]) -> None:
         layer = self.layer
         await layer.group_send(room_group(namespace, room), {"type": "eio.packets", "packets": [packet]})
-        for sid in polling:
-            await layer.group_send(session_group(sid), WAKE)
+        if polling:
+            await self._wake(polling)
+
+    async def _wake(self, sids: list[str]) -> None:
+        """Tell the GETs waiting for ``sids``, in whichever process, that packets were queued."""
+        await self.layer.group_send(PROCESSES, {"type": "eio.wake", "sids": sids})
+
+    async def _pass_wake_ups(self) -> None:
+        """This process's end of ``PROCESSES``: wake-ups go on to the GETs waiting here."""
+        layer = self.layer
+        channel = await layer.new_channel()
+        await layer.group_add(PROCESSES, channel)
+        self.listening.set()
+        while True:
+            try:
+                message = await layer.receive(channel)
+                for sid in message.get("sids", ()):
+                    if (waiting := self.waiting_polls.get(sid)) is not None:
+                        await layer.send(waiting, WAKE)
+            except StopConsumer:
+                return  # the layer was closed: the process is stopping
+            except Exception:
+                # A GET not woken still returns at its ping; the next wake-ups must get through.
+                logger.exception("passing on a wake-up failed")
+                await asyncio.sleep(1)
 
     # --- housekeeping ----------------------------------------------------------------------------------
     def ensure_housekeeping(self) -> None:
@@ -344,15 +406,44 @@ class Server:
         loop = asyncio.get_running_loop()
         if self._housekeeping_loop is not loop:
             self._housekeeping_loop = loop
+            self.listening = asyncio.Event()
             _keep(loop.create_task(self._housekeeping_forever()))
+            _keep(loop.create_task(self._pass_wake_ups()))
+            if self.layer_reconnected is not None:
+                _keep(loop.create_task(self._watch_broker()))
+
+    async def _watch_broker(self) -> None:
+        """Run ``layer_reconnected`` each time the layer's broker connection comes back (a layer without
+        a broker, such as the in-memory one, has nothing to watch)."""
+        layer = self.layer
+        if not hasattr(layer, "carehare_connection"):
+            return
+        previous = None
+        while True:
+            try:
+                connection = await layer.carehare_connection  # waits while the broker is away
+            except StopConsumer:
+                return  # the layer was closed: the process is stopping
+            if connection is previous:  # the layer has not noticed the loss yet
+                await asyncio.sleep(0.1)
+                continue
+            if previous is not None and self.layer_reconnected is not None:
+                logger.warning("channel layer reconnected to its broker")
+                try:
+                    await self.layer_reconnected()
+                except Exception:
+                    logger.exception("work after the channel layer reconnected failed")
+            previous = connection
+            with contextlib.suppress(Exception):  # closed by the broker or by a network error
+                await connection.closed
 
     async def _housekeeping_forever(self) -> None:
-        swept = time.monotonic()
+        swept = time.monotonic() - self.ping_interval  # the first beat at once
         while True:
-            await asyncio.sleep(min(self.housekeeping_interval, self.ping_interval))
             try:
                 if time.monotonic() - swept >= self.ping_interval:
                     swept = time.monotonic()
+                    await self.beat()
                     await self.sweep()
                 if self.housekeeping is not None:
                     await self.housekeeping()
@@ -361,19 +452,41 @@ class Server:
                 logger.warning("socket housekeeping skipped, database unavailable: %s", exc)
             except Exception:
                 logger.exception("socket housekeeping failed")
+            await asyncio.sleep(min(self.housekeeping_interval, self.ping_interval))
+
+    async def beat(self) -> None:
+        """Record that this process is alive: one write whatever the number of its sessions. If
+        another process took it for dead meanwhile (it stalled), its sessions were ended there: its
+        websockets are dropped, and their clients connect again afresh."""
+        known = await database_sync_to_async(self.store.beat)(self.process)
+        if not known and self._beaten:
+            logger.warning(
+                "this process was taken for dead; dropping its %d websockets", len(self.local_websockets)
+            )
+            for sink in list(self.local_websockets.values()):
+                await sink.close()
+        self._beaten = True
 
     async def sweep(self) -> None:
-        """Keep this process's websocket sessions alive in the store; revoke those ``verify`` finds
-        (and the long-polling ones, which no process holds); end sessions nobody serves any more
-        (a long-polling client gone silent, or the websockets of an instance that died)."""
-        await database_sync_to_async(self.store.touch)(sorted(self.local_websockets))
+        """Revoke the sessions ``verify`` finds (this process's websockets, and the long-polling ones,
+        which no process holds); end sessions nobody serves any more (a long-polling client gone
+        silent, or the websockets of a process that died)."""
         if self.verify is not None:
             await self._verify()
-        idle_before = time.time() - (2 * self.ping_interval + self.ping_timeout)
-        for sid in await database_sync_to_async(self.store.idle)(idle_before):
-            session = await database_sync_to_async(self.store.get)(sid)
-            if session is not None and sid not in self.local_websockets:
-                await self.disconnect(session, idle_before=idle_before)
+        before = time.time() - (2 * self.ping_interval + self.ping_timeout)
+        for process in await database_sync_to_async(self.store.silent_processes)(before):
+            for sid in await database_sync_to_async(self.store.bury)(process, before):
+                await self._end(sid)
+        for sid in await database_sync_to_async(self.store.idle)(before):
+            await self._end(sid, idle_before=before)
+        # Websockets of this process whose ending failed (the database was away, say).
+        for sid in await database_sync_to_async(self.store.held)(self.process, before):
+            await self._end(sid)
+
+    async def _end(self, sid: str, idle_before: float | None = None) -> None:
+        session = await database_sync_to_async(self.store.get)(sid)
+        if session is not None and sid not in self.local_websockets:
+            await self.disconnect(session, idle_before=idle_before)
 
     async def _verify(self) -> None:
         held = {sid: sink for sid, sink in self.local_websockets.items() if sink.session.owner}

@@ -28,7 +28,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from nodes.socketio.store import POLLING, WEBSOCKET, Session, SessionStore
+from vantage6.socketio.store import POLLING, WEBSOCKET, Session, SessionStore
 
 SIGNED = "."  # only in signed sids: those of the shared store are URL-safe base64
 _TRANSPORTS = (POLLING, WEBSOCKET)
@@ -111,7 +111,7 @@ class LocalSessions:
         entry = self._entries.get(sid)
         if entry is None:
             return self._take_over(sid, now)
-        if entry.session.expires_at <= now:
+        if entry.session.expires_at is not None and entry.session.expires_at <= now:
             self.claim(sid)
             return None
         return entry.session
@@ -167,8 +167,11 @@ class Sessions(SessionStore):
         if not is_local(session.sid):  # a local session is the very object kept
             self.shared.save(session)
 
-    def set_transport(self, sid: str, transport: str) -> None:
-        (self.local if is_local(sid) else self.shared).set_transport(sid, transport)
+    def set_transport(self, sid: str, transport: str, process: str = "") -> None:
+        if is_local(sid):
+            self.local.set_transport(sid, transport)
+        else:
+            self.shared.set_transport(sid, transport, process)
 
     def touch(self, sids: list[str], *, ping_sent: bool = False) -> None:
         self.local.touch([sid for sid in sids if is_local(sid)], ping_sent=ping_sent)
@@ -179,6 +182,18 @@ class Sessions(SessionStore):
 
     def idle(self, before: float) -> list[str]:
         return self.shared.idle(before)  # local sessions end at their expiry instead
+
+    def held(self, process: str, before: float) -> list[str]:
+        return self.shared.held(process, before)
+
+    def beat(self, process: str) -> bool:
+        return self.shared.beat(process)
+
+    def silent_processes(self, before: float) -> list[str]:
+        return self.shared.silent_processes(before)
+
+    def bury(self, process: str, before: float) -> list[str]:
+        return self.shared.bury(process, before)
 
     def join(self, sid: str, namespace: str, room: str) -> None:
         if is_local(sid):

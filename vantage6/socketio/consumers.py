@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
@@ -17,11 +18,13 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from nodes.socketio import packets as p
-from nodes.socketio.server import Server, room_group, session_group
-from nodes.socketio.store import POLLING, WEBSOCKET, Session
+from vantage6.socketio import packets as p
+from vantage6.socketio.server import Server, room_group, session_group
+from vantage6.socketio.store import POLLING, WEBSOCKET, Session
 
 PROTOCOL_VERSION = "4"
+# How long after an upgrade a room packet may still be the copy of one sent from the polling queue.
+DOUBLES_WINDOW = 10
 TEXT = "text/plain; charset=UTF-8"
 
 
@@ -42,6 +45,14 @@ class _NoConnectionCheck:
     thread per message; with a room event fanned out to every socket that hop dominates. The
     handlers here reach the database only through ``database_sync_to_async``, which does it anyway."""
 
+    _session: Session | None
+
+    @property
+    def session(self) -> Session:
+        """The session of the request or websocket (set once it is known)."""
+        assert self._session is not None, "no session yet"
+        return self._session
+
     async def dispatch(self, message: dict) -> None:
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
@@ -52,15 +63,15 @@ class _NoConnectionCheck:
 class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
     """``GET`` without sid: handshake; ``GET`` with sid: long-poll; ``POST``: packets from the client.
 
-    A waiting GET listens on its session's group: a wake-up (packets queued by any instance, such as
-    the NOOP of an upgrade to websocket on some instance) or its own ping timer ends it.
+    A waiting GET is known to the server by its channel: a wake-up (packets queued by any instance,
+    such as the NOOP of an upgrade to websocket on some instance) or its own ping timer ends it.
     """
 
     def __init__(self, *, server: Server) -> None:
         super().__init__()
         self.server = server
         self.size = 0
-        self.session: Session | None = None
+        self._session: Session | None = None
         self.waiting = False
         self.timer: asyncio.Task | None = None
 
@@ -102,8 +113,8 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
             else:
                 await self._error(400, 3, "Bad request")
         else:
-            self.session = await _db(self.server.store.get)(sid)
-            if self.session is None:
+            self._session = await _db(self.server.store.get)(sid)
+            if self._session is None:
                 await self._error(400, 1, "Session ID unknown")
             elif self.session.transport != POLLING:
                 await self._error(400, 3, "Bad request")
@@ -132,10 +143,11 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
         await _db(self.server.store.touch)([sid])
         self.waiting = True
         # Listen before looking at the queue, so that a wake-up in between is not lost.
-        await self.channel_layer.group_add(session_group(sid), self.channel_name)
+        await self.server.listening.wait()
+        self.server.waiting_polls[sid] = self.channel_name
         if await self._flush():
             return
-        due = self.session.ping_sent_at + self.server.ping_interval - time.time()
+        due = (self.session.ping_sent_at or 0.0) + self.server.ping_interval - time.time()
         if due <= 0:
             await self._ping()
         else:
@@ -180,7 +192,8 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
             self.timer = None
         if self.waiting:
             self.waiting = False
-            await self.channel_layer.group_discard(session_group(self.session.sid), self.channel_name)
+            if self.server.waiting_polls.get(self.session.sid) == self.channel_name:
+                del self.server.waiting_polls[self.session.sid]
 
     # --- responses ---------------------------------------------------------------------------------------
     async def _error(self, status: int, code: int, message: str) -> None:
@@ -217,9 +230,12 @@ class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.server.ensure_housekeeping()
-        self.session: Session | None = None
+        self._session: Session | None = None
         self.upgraded = False
         self.closed = False
+        # Packets of the polling queue sent at the upgrade, whose room copies may still come.
+        self.doubles: Counter[str] = Counter()
+        self.doubles_until = 0.0
         self.joined: set[str] = set()
         self.pinger: asyncio.Task | None = None
         self.pong = asyncio.Event()
@@ -229,15 +245,15 @@ class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
             return
         sid = query.get("sid")
         if sid is None:
-            self.session, open_packet = await _db(self.server.open_session)(WEBSOCKET, _headers(self.scope))
+            self._session, open_packet = await _db(self.server.open_session)(WEBSOCKET, _headers(self.scope))
             await self.accept()
             await self.group_add(session_group(self.session.sid))
             await self.send(open_packet)
             await self._start()
             return
-        self.session = await _db(self.server.store.get)(sid)
-        if self.session is None or self.session.transport != POLLING:
-            self.session = None
+        self._session = await _db(self.server.store.get)(sid)
+        if self._session is None or self.session.transport != POLLING:
+            self._session = None
             await self.close()
             return
         await self.accept()
@@ -267,17 +283,28 @@ class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
             await self.close()
 
     async def _upgrade(self) -> None:
+        """Rooms first, then the transport: an event published in between is both queued for polling
+        and sent to the rooms, and its second copy is dropped (``eio_packets``); the other order would
+        lose it. Room messages arriving meanwhile wait in the layer until this returns."""
         sid = self.session.sid
-        await _db(self.server.store.set_transport)(sid, WEBSOCKET)
         # Namespaces may have been connected over polling, on any instance.
-        self.session = await _db(self.server.store.get)(sid)
-        if self.session is None:
-            await self.close()
-            return
         for namespace, room in await _db(self.server.store.rooms)(sid):
             await self.group_add(room_group(namespace, room))
+        await _db(self.server.store.set_transport)(sid, WEBSOCKET, self.server.process)
+        self._session = await _db(self.server.store.get)(sid)
+        if self._session is None:
+            await self.close()
+            return
         await self._start()
-        await self.eio_wake({})
+        queued = await self._pop_queued()
+        self.doubles = Counter(queued)
+        self.doubles_until = time.monotonic() + DOUBLES_WINDOW
+        await self.send_packets(queued)
+
+    async def _pop_queued(self) -> list[str]:
+        packets = await _db(self.server.store.pop)(self.session.sid)
+        # A NOOP left from the upgrade was meant for a long-polling GET.
+        return [packet for packet in packets if packet != p.encode_eio(p.NOOP)]
 
     async def _start(self) -> None:
         self.upgraded = True
@@ -316,13 +343,20 @@ class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
     # --- messages on the session's and rooms' groups ------------------------------------------------
     async def eio_packets(self, message: dict) -> None:
         if self.upgraded:
-            await self.send_packets(message["packets"])
+            await self.send_packets([packet for packet in message["packets"] if not self._double(packet)])
+
+    def _double(self, packet: str) -> bool:
+        """Whether ``packet`` was sent already from the polling queue of the upgrade."""
+        if not self.doubles or time.monotonic() > self.doubles_until:
+            return False
+        if self.doubles[packet] <= 0:
+            return False
+        self.doubles[packet] -= 1
+        return True
 
     async def eio_wake(self, message: dict) -> None:
         if self.upgraded:
-            packets = await _db(self.server.store.pop)(self.session.sid)
-            # A NOOP left from the upgrade was meant for a long-polling GET.
-            await self.send_packets([packet for packet in packets if packet != p.encode_eio(p.NOOP)])
+            await self.send_packets(await self._pop_queued())
 
     async def sio_revoke(self, message: dict) -> None:
         if self.upgraded:
@@ -332,7 +366,7 @@ class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
         self.closed = True
         if self.pinger is not None:
             self.pinger.cancel()
-        if self.session is not None and self.upgraded:
+        if self._session is not None and self.upgraded:
             self.server.local_websockets.pop(self.session.sid, None)
             await self.server.disconnect(self.session, self)
         for group in list(self.joined):

@@ -1,0 +1,69 @@
+"""An event published while a long-polling session upgrades to websocket reaches it exactly once."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import channel_layers
+from channels.testing import WebsocketCommunicator
+from django.test import override_settings
+
+from nodes.consumers import server
+from nodes.events import TASKS_NAMESPACE, collaboration_room
+from tests.realtime.helpers import token
+from vantage6.socketio.consumers import WebsocketConsumer
+from vantage6.socketio.store import POLLING
+
+IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+def _new_task_ids(frames: list[str]) -> list[int]:
+    prefix = f"42{TASKS_NAMESPACE},"
+    events = [json.loads(frame[len(prefix) :]) for frame in frames if frame.startswith(prefix)]
+    return [data["id"] for name, *rest in events if name == "new_task" for data in rest]
+
+
+async def _upgrade(sid: str) -> list[str]:
+    path = f"/socket.io/?EIO=4&transport=websocket&sid={sid}"
+    socket = WebsocketCommunicator(WebsocketConsumer.as_asgi(server=server), path)
+    connected, _ = await socket.connect()
+    assert connected
+    await socket.send_to("2probe")
+    assert await socket.receive_from() == "3probe"
+    await socket.send_to("5")
+    frames = []
+    while not await socket.receive_nothing(timeout=1):
+        frames.append(await socket.receive_from())
+    await socket.disconnect(timeout=10)
+    return frames
+
+
+@pytest.mark.django_db(transaction=True)  # database_sync_to_async closes a connection inside one
+def test_events_published_during_the_upgrade_arrive_once(world, monkeypatch):
+    room = collaboration_room(world.collab_ab.pk)
+    original = server.store.set_transport
+
+    def set_transport(sid: str, transport: str, process: str = "") -> None:
+        # Another process publishes just before and just after the switch.
+        server.publish("new_task", {"id": 1, "parent_id": None}, room=room, namespace=TASKS_NAMESPACE)
+        original(sid, transport, process)
+        server.publish("new_task", {"id": 2, "parent_id": None}, room=room, namespace=TASKS_NAMESPACE)
+
+    monkeypatch.setattr(server.store, "set_transport", set_transport)
+    monkeypatch.setattr(server, "ensure_housekeeping", lambda: None)  # not what is looked at here
+    session, _ = server.open_session(POLLING, {"authorization": f"Bearer {token(world.node_a)}"})
+
+    async def scenario() -> list[str]:
+        await server.receive(session, f"0{TASKS_NAMESPACE},{{}}")  # connected over polling: in its rooms
+        return await _upgrade(session.sid)
+
+    with override_settings(CHANNEL_LAYERS=IN_MEMORY):
+        channel_layers.backends.clear()
+        try:
+            frames = async_to_sync(scenario)()
+        finally:
+            channel_layers.backends.clear()
+
+    assert _new_task_ids(frames) == [1, 2]
