@@ -6,7 +6,18 @@ class TasksConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        from tasks import metrics, signals  # noqa: F401 - signals connects the blob clean-up of deleted runs
+        from accounts.authentication import register_container_check
+        from accounts.services import UserDependents, register_user_dependents
+        from tasks import metrics, selectors, services, signals  # noqa: F401 - signals connects the blob clean-up of deleted runs
+        from tasks.models import Task
         from vantage6.api.observability import register_gauges
 
         register_gauges(metrics.gauges)
+        register_container_check(selectors.container_still_running)
+        register_user_dependents(
+            UserDependents(
+                "tasks",
+                exist=lambda user: Task.objects.filter(init_user=user).exists(),
+                delete=services.user_tasks_delete,
+            )
+        )

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import Case, F, Q, TextField, Value, When
 from django.utils import timezone
 
+from accounts.models import User
 from accounts.permissions import Principal, get_for
 from accounts.services import audit
 from accounts.tokens import container_token
@@ -313,6 +314,13 @@ def task_delete(*, principal: Principal, task: Task) -> None:
     audit(principal, "task.delete", task, subtree=subtree)
     # Children first, so each level's runs (and blobs) go with it.
     Task.objects.filter(pk__in=subtree).delete()
+
+
+def user_tasks_delete(principal: Principal, user: User) -> None:
+    """The tasks a user created, deleted with the user; each tree once (subtasks inherit the
+    creator), running work stopped first."""
+    for task in Task.objects.filter(init_user=user).exclude(parent__init_user=user):
+        task_delete(principal=principal, task=task)
 
 
 @transaction.atomic
