@@ -1,5 +1,4 @@
-"""The admin site: organizations, users, roles, the rule catalogue and the audit trail, under the API's
-rules.
+"""The admin site: users, roles, the rule catalogue and the audit trail, under the API's rules.
 
 Every list is narrowed by the rule engine and every change goes through the same services as the
 API, so the escalation guards (hold what you grant, no own roles, roles of the user's organization)
@@ -8,13 +7,15 @@ hold here too.
 
 from __future__ import annotations
 
+from typing import cast
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import Group
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from rest_framework.exceptions import ValidationError as ApiValidationError
 
@@ -23,8 +24,6 @@ from accounts.backends import object_allowed, principal_of
 from accounts.models import AuditEntry, Role, Rule, User
 from accounts.permissions import Principal
 from accounts.serializers import validate_password_policy, validate_role_name
-from collaborations import services as organization_services
-from collaborations.models import Organization
 from vantage6.admin import AdminPage, ScopedAdmin, ServiceForm
 
 
@@ -59,7 +58,8 @@ admin.site.unregister(Group)  # permissions come from rules, never from Django g
 
 # --- rule-scoped admin --------------------------------------------------------------------------------
 class RuleScopedAdmin(ScopedAdmin):
-    """Users, roles and organizations: each action judged as Django's permission checks judge it."""
+    """Users, roles and organizations (registered by collaborations): each action judged as Django's
+    permission checks judge it."""
 
     def allowed(self, principal: Principal, operation: str, obj: Model | None) -> bool:
         if obj is None:
@@ -74,36 +74,10 @@ def _policy_checked(value: str, validator) -> str:
         raise forms.ValidationError([str(message) for message in exc.detail]) from None
 
 
-# --- organizations --------------------------------------------------------------------------------------
-class OrganizationForm(ServiceForm):
-    class Meta:
-        model = Organization
-        fields = ["name", "domain", "address1", "address2", "zipcode", "country"]
-
-    def apply(self) -> Organization:
-        names = self.Meta.fields
-        if self.instance.pk is None:
-            data = {name: self.cleaned_data.get(name) for name in names}
-            return organization_services.organization_create(principal=self.principal, data=data)
-        return organization_services.organization_update(
-            principal=self.principal,
-            organization=Organization.objects.get(pk=self.instance.pk),
-            data=self._changed(*names),
-        )
-
-
-@admin.register(Organization)
-class OrganizationAdmin(RuleScopedAdmin):
-    resource = "organization"
-    form = OrganizationForm
-    list_display = ["id", "name", "domain", "country"]
-    search_fields = ["name", "domain"]
-    fields = OrganizationForm.Meta.fields  # type: ignore[assignment]  # a list of field names
-
-    def delete_model(self, request: HttpRequest, obj: Organization) -> None:
-        organization_services.organization_delete(
-            principal=self.principal(request), organization=obj, delete_dependents=True
-        )
+def _offer_visible(form: ServiceForm, name: str, resource: str) -> None:
+    """Offer in the relation field ``name`` only the rows of ``resource`` the caller sees, by name."""
+    field = form.choices(name)
+    field.queryset = form.principal.visible_or_none(resource, cast(QuerySet, field.queryset).order_by("name"))
 
 
 # --- users ------------------------------------------------------------------------------------------------
@@ -123,11 +97,8 @@ class UserAdminForm(ServiceForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        principal = self.principal
-        self.choices("organization").queryset = principal.visible_or_none(
-            "organization", Organization.objects.order_by("name")
-        )
-        self.choices("roles").queryset = principal.visible_or_none("role", Role.objects.order_by("name"))
+        _offer_visible(self, "organization", "organization")
+        _offer_visible(self, "roles", "role")
         self.choices("rules").queryset = Rule.objects.order_by("id")
         if self.instance.pk is None:
             self.fields["new_password"].required = True
@@ -193,9 +164,7 @@ class RoleAdminForm(ServiceForm):
         super().__init__(*args, **kwargs)
         if "organization" in self.fields:
             self.fields["organization"].required = True
-            self.choices("organization").queryset = self.principal.visible_or_none(
-                "organization", Organization.objects.order_by("name")
-            )
+            _offer_visible(self, "organization", "organization")
         self.choices("rules").queryset = Rule.objects.order_by("id")
 
     def clean_name(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.db.models import QuerySet
@@ -45,10 +46,21 @@ def _touch_last_seen(identity) -> None:
         Authenticatable.objects.filter(pk=identity.pk).update(last_seen=now)
 
 
-def _node_queryset() -> QuerySet:
-    from nodes.models import Node
+# Supplied at start-up by the apps above accounts (their AppConfig.ready()), which accounts does not
+# import: the rows of nodes (nodes), and whether the task a container token names still runs (tasks).
+_registered: dict[str, Callable] = {}
 
-    return with_revoked_logins(with_memberships(Node.objects.all()))
+
+def register_node_rows(rows: Callable[[], QuerySet]) -> None:
+    _registered["node_rows"] = rows
+
+
+def register_container_check(still_running: Callable[[dict], bool]) -> None:
+    _registered["container_still_running"] = still_running
+
+
+def _node_queryset() -> QuerySet:
+    return with_revoked_logins(with_memberships(_registered["node_rows"]()))
 
 
 def _user_queryset() -> QuerySet:
@@ -74,9 +86,7 @@ def principal_from_claims(claims: dict, *, seen: bool = True) -> Principal:
     if client_type == "container":
         if not isinstance(sub, dict) or "task_id" not in sub or claims.get("purpose"):
             raise ApiError(422, "Invalid container token")
-        from tasks.selectors import container_still_running  # tasks builds on accounts
-
-        if not container_still_running(sub):
+        if not _registered["container_still_running"](sub):
             raise ApiError(401, CONTAINER_TOKEN_ENDED)
         return principal_for_container(sub)
     if client_type == "user":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -269,23 +269,36 @@ def user_password_set(*, principal: Principal, user: User, password: str) -> Non
     audit(principal, "user.password_set", user)
 
 
+@dataclass(frozen=True)
+class UserDependents:
+    """Rows of an app above accounts that a user created and that go with the user (registered by
+    that app in its ``AppConfig.ready()``, as accounts imports no app above it)."""
+
+    name: str  # what they are, in the error message: "tasks"
+    exist: Callable[[User], bool]
+    delete: Callable[[Principal, User], None]
+
+
+_user_dependents: dict[str, UserDependents] = {}
+
+
+def register_user_dependents(dependents: UserDependents) -> None:
+    _user_dependents[dependents.name] = dependents
+
+
 @transaction.atomic
 def user_delete(*, principal: Principal, user: User, delete_dependents: bool) -> None:
-    from tasks.models import Task
-    from tasks.services import task_delete
-
     principal.require(principal.allows("user", user, "delete"))
     principal.require_holds_target(user)
-    tasks = Task.objects.filter(init_user=user)
-    if tasks.exists():
+    for dependents in _user_dependents.values():
+        if not dependents.exist(user):
+            continue
         if not delete_dependents:
             raise bad_request(
-                f"User id={user.pk} has created tasks. Delete them first, or set the "
+                f"User id={user.pk} has created {dependents.name}. Delete them first, or set the "
                 "'delete_dependents' parameter to delete them along with the user."
             )
-        # Each tree once (subtasks inherit the creator); running work is stopped first.
-        for task in tasks.exclude(parent__init_user=user):
-            task_delete(principal=principal, task=task)
+        dependents.delete(principal, user)
     audit(principal, "user.delete", user, username=user.username)
     user.delete()
 

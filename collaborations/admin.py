@@ -1,8 +1,8 @@
-"""Collaborations (with their organizations and nodes), studies and algorithm stores in the admin.
+"""Organizations, collaborations (nodes adds their nodes), studies and algorithm stores in the admin.
 
 Every page obeys the rules the API applies (see ``vantage6.admin``): rows are narrowed by the rule
 engine, each action is judged as the matching endpoint judges it, and writes are the API's service
-calls. Organizations are registered with the accounts.
+calls.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from django.contrib import admin
 from django.db.models import Model
 from django.http import HttpRequest
 
+from accounts.admin import RuleScopedAdmin
 from accounts.permissions import Principal
 from collaborations import services
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
-from nodes.models import Node
 from vantage6.admin import ScopedAdmin, ServiceForm
 
 
@@ -22,8 +22,40 @@ def visible_organizations(principal: Principal):
     return principal.visible_or_none("organization", Organization.objects.order_by("name"))
 
 
+# --- organizations --------------------------------------------------------------------------------------
+class OrganizationForm(ServiceForm):
+    class Meta:
+        model = Organization
+        fields = ["name", "domain", "address1", "address2", "zipcode", "country"]
+
+    def apply(self) -> Organization:
+        names = self.Meta.fields
+        if self.instance.pk is None:
+            data = {name: self.cleaned_data.get(name) for name in names}
+            return services.organization_create(principal=self.principal, data=data)
+        return services.organization_update(
+            principal=self.principal,
+            organization=Organization.objects.get(pk=self.instance.pk),
+            data=self._changed(*names),
+        )
+
+
+@admin.register(Organization)
+class OrganizationAdmin(RuleScopedAdmin):
+    resource = "organization"
+    form = OrganizationForm
+    list_display = ["id", "name", "domain", "country"]
+    search_fields = ["name", "domain"]
+    fields = OrganizationForm.Meta.fields  # type: ignore[assignment]  # a list of field names
+
+    def delete_model(self, request: HttpRequest, obj: Organization) -> None:
+        services.organization_delete(
+            principal=self.principal(request), organization=obj, delete_dependents=True
+        )
+
+
 # --- collaborations -------------------------------------------------------------------------------------
-class _ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(admin.TabularInline):
     extra = 0
     show_change_link = True
 
@@ -40,15 +72,7 @@ class _ReadOnlyInline(admin.TabularInline):
         return False
 
 
-class NodeInline(_ReadOnlyInline):
-    """The collaboration's nodes; a node is created on its own page, which shows its API key once."""
-
-    model = Node
-    fields = ["name", "organization", "status", "last_seen"]
-    readonly_fields = fields  # type: ignore[assignment]  # django-stubs types fields and readonly_fields apart
-
-
-class AlgorithmStoreInline(_ReadOnlyInline):
+class AlgorithmStoreInline(ReadOnlyInline):
     model = AlgorithmStore
     fields = ["name", "url"]
     readonly_fields = fields  # type: ignore[assignment]  # django-stubs types fields and readonly_fields apart
@@ -97,7 +121,7 @@ class CollaborationAdmin(ScopedAdmin):
     search_fields = ["name"]
     fields = ["name", "encrypted", "organizations"]
     filter_horizontal = ["organizations"]
-    inlines = [NodeInline, AlgorithmStoreInline]
+    inlines = [AlgorithmStoreInline]  # nodes adds the inline of its nodes
 
     def formfield_for_manytomany(self, db_field, request: HttpRequest, **kwargs):
         if db_field.name == "organizations":

@@ -86,6 +86,9 @@ def study_list(
     studies = principal.visible("study", Study.objects.all())
     if name := filters.get("name"):
         studies = studies.filter(like("name", name))
+    # Not ``principal.reaches``: these checks are vantage6's and are laxer, and a client sees the
+    # difference (with collaboration scope, ?organization_id= of a non-partner is 200 and empty; with
+    # organization scope, ?collaboration_id= of an own collaboration is allowed).
     scope = principal.max_scope("study", "view")
     if (organization_id := filters.get("organization_id")) is not None:
         if scope == ORG and organization_id != principal.organization_id:

@@ -28,9 +28,6 @@ from collaborations.serializers import (
     StudyOutput,
     StudyUpdateInput,
 )
-from nodes import services as node_services
-from nodes.models import Node
-from nodes.serializers import NodeSimpleOutput
 from vantage6.api.pagination import paginate
 from vantage6.api.params import Filters, first, flag, list_param
 from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, include
@@ -163,23 +160,6 @@ class CollaborationViewSet(ApiViewSet):
         )
         change(principal=self.principal, collaboration=collaboration, organization_id=organization_id)
         return Response(_organizations(collaboration.organizations.all()))
-
-    @extend_schema(request=IdInput, responses={201: NodeSimpleOutput(many=True)}, methods=["POST"])
-    @extend_schema(request=IdInput, responses=MessageOutput, methods=["DELETE"])
-    @action(detail=True, methods=["post", "delete"], url_path="node")
-    def nodes(self, request: Request, pk: str) -> Response:
-        collaboration = selectors.collaboration_for_edit(self.principal, pk)
-        node_id = validated(IdInput, request.data)["id"]
-        if request.method == "DELETE":
-            node_services.collaboration_node_remove(
-                principal=self.principal, collaboration=collaboration, node_id=node_id
-            )
-            return Response({"msg": f"Node id={node_id} removed from collaboration id={collaboration.pk}"})
-        node_services.collaboration_node_add(
-            principal=self.principal, collaboration=collaboration, node_id=node_id
-        )
-        nodes = Node.objects.filter(collaboration=collaboration).order_by("id")
-        return Response(NodeSimpleOutput(nodes, many=True).data, status=201)
 
 
 class StudyViewSet(ApiViewSet):

@@ -1,4 +1,5 @@
-"""Nodes in the admin: their status, and an API key shown once when a node is created."""
+"""Nodes in the admin: their status, an API key shown once when a node is created, and the nodes on
+a collaboration's page."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from collaborations import admin as collaborations_admin
+from collaborations.admin import ReadOnlyInline
 from collaborations.models import Collaboration, Organization
 from nodes import services
 from nodes.models import Node, NodeConfig
@@ -121,3 +124,21 @@ class NodeAdmin(ScopedAdmin):
                 continue
             api_key = services.node_api_key_reset(principal=principal, node=node)
             _show_api_key(self, request, node, api_key)
+
+
+# --- a collaboration's nodes ---------------------------------------------------------------------------
+class NodeInline(ReadOnlyInline):
+    """The collaboration's nodes; a node is created on its own page, which shows its API key once."""
+
+    model = Node
+    fields = ["name", "organization", "status", "last_seen"]
+    readonly_fields = fields  # type: ignore[assignment]  # django-stubs types fields and readonly_fields apart
+
+
+# The collaboration page of collaborations, with its nodes first.
+admin.site.unregister(Collaboration)
+
+
+@admin.register(Collaboration)
+class CollaborationAdmin(collaborations_admin.CollaborationAdmin):
+    inlines = [NodeInline, *collaborations_admin.CollaborationAdmin.inlines]

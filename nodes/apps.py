@@ -6,10 +6,13 @@ class NodesConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
+        from accounts.authentication import register_node_rows
         from accounts.sessions import logins_ended
         from nodes import metrics
         from nodes.consumers import revoke_sockets
+        from nodes.models import Node
         from vantage6.api.observability import register_gauges
 
+        register_node_rows(Node.objects.all)
         logins_ended.connect(revoke_sockets, dispatch_uid="nodes.revoke_sockets")
         register_gauges(metrics.gauges)

@@ -1,14 +1,18 @@
-"""Endpoints of nodes, node login and the replacement of a node's API key."""
+"""Endpoints of nodes, node login, the replacement of a node's API key and a collaboration's nodes."""
 
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api import NODE, USER, ApiViewSet, ClientTypeGate, caller
 from accounts.serializers import NodeTokensOutput
+from collaborations import selectors as collaboration_selectors
+from collaborations.models import Collaboration
+from collaborations.serializers import IdInput
 from nodes import selectors, services
 from nodes.models import Node
 from nodes.serializers import (
@@ -18,11 +22,13 @@ from nodes.serializers import (
     NodeLoginInput,
     NodeOutput,
     NodeRecoverInput,
+    NodeSimpleOutput,
     NodeTokenValidOutput,
     NodeUpdateInput,
 )
 from vantage6.api.pagination import paginate
 from vantage6.api.params import Filters
+from vantage6.api.schema import MessageOutput
 from vantage6.api.serializers import validated
 
 
@@ -114,3 +120,27 @@ class NodeRecoverView(APIView):
         principal = caller(request)
         node = selectors.node_get(principal, node_id, "edit")
         return Response({"api_key": services.node_api_key_reset(principal=principal, node=node)})
+
+
+class CollaborationNodeViewSet(ApiViewSet):
+    """``/collaboration/<id>/node``: a node joins or leaves a collaboration (the collaboration's other
+    routes are those of collaborations)."""
+
+    queryset = Collaboration.objects.none()
+
+    @extend_schema(request=IdInput, responses={201: NodeSimpleOutput(many=True)}, methods=["POST"])
+    @extend_schema(request=IdInput, responses=MessageOutput, methods=["DELETE"])
+    @action(detail=True, methods=["post", "delete"], url_path="node")
+    def nodes(self, request: Request, pk: str) -> Response:
+        collaboration = collaboration_selectors.collaboration_for_edit(self.principal, pk)
+        node_id = validated(IdInput, request.data)["id"]
+        if request.method == "DELETE":
+            services.collaboration_node_remove(
+                principal=self.principal, collaboration=collaboration, node_id=node_id
+            )
+            return Response({"msg": f"Node id={node_id} removed from collaboration id={collaboration.pk}"})
+        services.collaboration_node_add(
+            principal=self.principal, collaboration=collaboration, node_id=node_id
+        )
+        nodes = Node.objects.filter(collaboration=collaboration).order_by("id")
+        return Response(NodeSimpleOutput(nodes, many=True).data, status=201)

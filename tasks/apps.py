@@ -6,12 +6,22 @@ class TasksConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
+        from accounts.authentication import register_container_check
+        from accounts.services import UserDependents, register_user_dependents
         from nodes.events import on_housekeeping, on_node_report
-        from tasks import metrics, signals  # noqa: F401 - signals connects the blob clean-up of deleted runs
-        from tasks.services import run_log_reported, run_status_reported, runs_cleanup_if_due
+        from tasks import metrics, selectors, services, signals  # noqa: F401 - signals connects the blob clean-up of deleted runs
+        from tasks.models import Task
         from vantage6.api.observability import register_gauges
 
         register_gauges(metrics.gauges)
-        on_node_report("algorithm_status_change", run_status_reported)
-        on_node_report("algorithm_log", run_log_reported)
-        on_housekeeping(runs_cleanup_if_due)
+        on_node_report("algorithm_status_change", services.run_status_reported)
+        on_node_report("algorithm_log", services.run_log_reported)
+        on_housekeeping(services.runs_cleanup_if_due)
+        register_container_check(selectors.container_still_running)
+        register_user_dependents(
+            UserDependents(
+                "tasks",
+                exist=lambda user: Task.objects.filter(init_user=user).exists(),
+                delete=services.user_tasks_delete,
+            )
+        )

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import Case, F, Q, TextField, Value, When
 from django.utils import timezone
 
+from accounts.models import User
 from accounts.permissions import Principal, get_for
 from accounts.services import audit
 from accounts.tokens import container_token
@@ -40,16 +41,21 @@ CONTAINER_TOKEN_INVALID = "Container-token is not valid"
 
 
 # --- task creation -------------------------------------------------------------------------------------
-def _collaboration_and_study(data: dict) -> tuple[Collaboration, Study | None]:
+def _collaboration_and_study(principal: Principal, data: dict) -> tuple[Collaboration, Study | None]:
+    # Fetched only: task_create judges the caller on the collaboration afterwards.
     study = None
     if study_id := data.get("study_id"):
-        study = Study.objects.filter(pk=study_id).first()
-        if study is None:
-            raise not_found(f"Study id={study_id} not found!")
+        study = get_for(
+            principal, Study.objects.all(), study_id, None, missing=f"Study id={study_id} not found!"
+        )
     collaboration_id = data.get("collaboration_id") or study.collaboration_id  # type: ignore[union-attr]
-    collaboration = Collaboration.objects.filter(pk=collaboration_id).first()
-    if collaboration is None:
-        raise not_found(f"Collaboration id={collaboration_id} not found!")
+    collaboration = get_for(
+        principal,
+        Collaboration.objects.all(),
+        collaboration_id,
+        None,
+        missing=f"Collaboration id={collaboration_id} not found!",
+    )
     if study is not None and study.collaboration_id != collaboration.pk:
         raise bad_request(f"Study id={study.pk} is not part of collaboration id={collaboration.pk}!")
     return collaboration, study
@@ -112,16 +118,20 @@ def _check_container(principal: Principal, collaboration: Collaboration, image: 
 
 
 def _image_and_store(
-    data: dict, collaboration: Collaboration, authorization: str | None
+    principal: Principal, data: dict, collaboration: Collaboration, authorization: str | None
 ) -> tuple[str, int | None]:
     """The image to run and the store it comes from; pinned to the store's digest when it has one."""
     image = data["image"]
     store_id = data.get("store_id")
     if not store_id:
         return image, None
-    store = AlgorithmStore.objects.filter(pk=store_id).first()
-    if store is None:
-        raise bad_request(f"Algorithm store id={store_id} does not exist!")
+    store = get_for(
+        principal,
+        AlgorithmStore.objects.all(),
+        store_id,
+        None,
+        missing=bad_request(f"Algorithm store id={store_id} does not exist!"),
+    )
     if store.collaboration_id not in (None, collaboration.pk):
         raise ApiError(
             403, f"Algorithm store id={store_id} is not part of collaboration id={collaboration.pk}!"
@@ -169,7 +179,7 @@ def _check_inputs(collaboration: Collaboration, organizations: list[dict], blob_
 @transaction.atomic
 def task_create(*, principal: Principal, data: dict, authorization: str | None = None) -> Task:
     """Create a task, its database entries and one run per organization (POST /task checks, in order)."""
-    collaboration, study = _collaboration_and_study(data)
+    collaboration, study = _collaboration_and_study(principal, data)
     org_ids = [entry["id"] for entry in data["organizations"]]
     members = set(collaboration.organizations.values_list("id", flat=True))
     _check_members(collaboration, study, org_ids, members)
@@ -186,7 +196,7 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
         image, store_id = parent.image, parent.algorithm_store_id
     else:
         principal.require(principal.reaches("task", "create", collaboration_id=collaboration.pk))
-        image, store_id = _image_and_store(data, collaboration, authorization)
+        image, store_id = _image_and_store(principal, data, collaboration, authorization)
     blob_store = blobs.blob_storage() is not None
     _check_inputs(collaboration, data["organizations"], blob_store)
 
@@ -315,6 +325,13 @@ def task_delete(*, principal: Principal, task: Task) -> None:
     Task.objects.filter(pk__in=subtree).delete()
 
 
+def user_tasks_delete(principal: Principal, user: User) -> None:
+    """The tasks a user created, deleted with the user; each tree once (subtasks inherit the
+    creator), running work stopped first."""
+    for task in Task.objects.filter(init_user=user).exclude(parent__init_user=user):
+        task_delete(principal=principal, task=task)
+
+
 @transaction.atomic
 def node_kill(*, principal: Principal, node: Node) -> None:
     if node.status != "online":
@@ -431,9 +448,9 @@ def _database_claims(task: Task) -> list[dict]:
 
 def container_token_issue(*, principal: Principal, task_id: int, image: str) -> str:
     """A token for the algorithm container of ``task_id`` that the calling node is about to start."""
-    task = Task.objects.filter(pk=task_id).first()
-    if task is None:
-        raise bad_request("Parent task does not exist!")
+    task = get_for(
+        principal, Task.objects.all(), task_id, None, missing=bad_request("Parent task does not exist!")
+    )
     principal.require(image == task.image, "Image of the container does not match the image of the task!")
     principal.require(
         principal.node.collaboration_id == task.collaboration_id,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
-from nodes.models import Node
 from tests.factories import make_org, make_study
 from tests.matrix import (
     ANY_CLIENT,
@@ -21,7 +20,6 @@ from tests.matrix import (
     matrix_params,
     members,
     ok_if,
-    place_node,
     run_case,
 )
 
@@ -55,13 +53,6 @@ def place_store(ctx) -> AlgorithmStore:
     return AlgorithmStore.objects.create(
         name=f"s-{ctx.place}", url=f"https://{ctx.place}.org/api", collaboration=ctx.collab
     )
-
-
-def detached_place_node(ctx) -> Node:
-    node = place_node(ctx)
-    node.collaboration = None
-    node.save()
-    return node
 
 
 def collab_view(r: Rules, place: str) -> bool:
@@ -179,16 +170,6 @@ CASES = [
         "collaboration remove organization", "delete", "collaboration/<pk>/organization",
         target=place_collab, path=lambda ctx: f"/api/collaboration/{ctx.target.pk}/organization",
         body=lambda ctx: {"id": ctx.org.pk},
-        status=lambda r, place: ok_if(r.can_col("collaboration", "edit", place)),
-    ),
-    Case(
-        "collaboration attach node", "post", "collaboration/<pk>/node", target=detached_place_node,
-        path=lambda ctx: f"/api/collaboration/{ctx.collab.pk}/node", body=lambda ctx: {"id": ctx.target.pk},
-        status=lambda r, place: ok_if(r.can_col("collaboration", "edit", place), 201),
-    ),
-    Case(
-        "collaboration detach node", "delete", "collaboration/<pk>/node", target=place_node,
-        path=lambda ctx: f"/api/collaboration/{ctx.collab.pk}/node", body=lambda ctx: {"id": ctx.target.pk},
         status=lambda r, place: ok_if(r.can_col("collaboration", "edit", place)),
     ),
     # --- studies ---------------------------------------------------------------------------------------

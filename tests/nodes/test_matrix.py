@@ -1,4 +1,4 @@
-"""The permission matrix of nodes, node login and node key recovery (tests/matrix.py).
+"""The permission matrix of nodes, node login, key recovery and a collaboration's nodes (tests/matrix.py).
 
 A node of a place is that place's organization's node in that place's collaboration, so it is
 judged with ``allow_org_in_col`` on its own collaboration (permissions.md §3).
@@ -33,6 +33,13 @@ def new_collab(ctx):
     """A collaboration without nodes: of A and B for the own and collaborating places, else of C."""
     world = ctx.world
     return make_collab(world.org_c) if ctx.place == OTHER else make_collab(world.org_a, world.org_b)
+
+
+def detached_place_node(ctx) -> Node:
+    node = place_node(ctx)
+    node.collaboration = None
+    node.save()
+    return node
 
 
 def node_allowed(r: Rules, operation: str, place: str) -> bool:
@@ -97,6 +104,17 @@ CASES = [
     Case(
         "node token validation", "post", "token/node/validate", per_place=False, clients=("node",),
         path=lambda ctx: "/api/token/node/validate", status=lambda r, _: 200,
+    ),
+    # --- a collaboration's nodes ---------------------------------------------------------------------------
+    Case(
+        "collaboration attach node", "post", "collaboration/<pk>/node", target=detached_place_node,
+        path=lambda ctx: f"/api/collaboration/{ctx.collab.pk}/node", body=lambda ctx: {"id": ctx.target.pk},
+        status=lambda r, place: ok_if(r.can_col("collaboration", "edit", place), 201),
+    ),
+    Case(
+        "collaboration detach node", "delete", "collaboration/<pk>/node", target=place_node,
+        path=lambda ctx: f"/api/collaboration/{ctx.collab.pk}/node", body=lambda ctx: {"id": ctx.target.pk},
+        status=lambda r, place: ok_if(r.can_col("collaboration", "edit", place)),
     ),
 ]  # fmt: skip
 
