@@ -35,7 +35,7 @@ from tasks.models import (
 )
 from tasks.serializers import database_parameters
 from vantage6.api.errors import ApiError, bad_request, not_found
-from vantage6.api.sql import by_pk
+from vantage6.api.sql import PkLookup
 
 CONTAINER_TOKEN_INVALID = "Container-token is not valid"
 
@@ -329,12 +329,18 @@ def node_kill(*, principal: Principal, node: Node) -> None:
 
 
 # --- runs ----------------------------------------------------------------------------------------------
+# The run with its task, by primary key, compiled once per connection: the nodes' writes look it up
+# on every call (for an update, with its task's row locked).
+_run_with_task = PkLookup(lambda: Run.objects.select_related("task"))
+_run_with_task_locked = PkLookup(lambda: Run.objects.select_for_update(of=("task",)).select_related("task"))
+
+
 @transaction.atomic
 def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     """A node's update of one of its runs, with the semantics the vantage6 node relies on."""
     # The task's row is locked; the run as read here may be older than that lock (on PostgreSQL), so
     # its status and times are taken from the runs of the task read after it.
-    run = by_pk(Run.objects.select_for_update(of=("task",)).select_related("task"), run_id)
+    run = _run_with_task_locked(run_id)
     if run is None:
         raise not_found(f"Run id={run_id} not found!")
     principal.require(principal.allows("run", run, "edit"), "This is not your algorithm run to update!")
@@ -389,7 +395,7 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
 
 def _run_of_node(principal: Principal, run_id: int) -> Run:
     """The run, if the calling node is the node that executes it (its organization, its collaboration)."""
-    run = Run.objects.select_related("task").filter(pk=run_id).first()
+    run = _run_with_task(run_id)
     if run is None:
         raise not_found(f"Run id={run_id} not found!")
     principal.require(
