@@ -35,7 +35,7 @@ from tasks.models import (
 )
 from tasks.serializers import database_parameters
 from vantage6.api.errors import ApiError, bad_request, not_found
-from vantage6.api.sql import PkLookup
+from vantage6.api.sql import PkLookup, by_pk
 
 CONTAINER_TOKEN_INVALID = "Container-token is not valid"
 
@@ -48,7 +48,7 @@ def _collaboration_and_study(data: dict) -> tuple[Collaboration, Study | None]:
         if study is None:
             raise not_found(f"Study id={study_id} not found!")
     collaboration_id = data.get("collaboration_id") or study.collaboration_id  # type: ignore[union-attr]
-    collaboration = Collaboration.objects.filter(pk=collaboration_id).first()
+    collaboration = by_pk(Collaboration.objects.all(), collaboration_id)
     if collaboration is None:
         raise not_found(f"Collaboration id={collaboration_id} not found!")
     if study is not None and study.collaboration_id != collaboration.pk:
@@ -208,10 +208,11 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
         # A top-level task starts a new job; its own id is unique and above every earlier job id.
         task.job_id = task.pk
         Task.objects.filter(pk=task.pk).update(job_id=task.pk)
-    TaskDatabase.objects.bulk_create(
+    databases = TaskDatabase.objects.bulk_create(
         TaskDatabase(task=task, database=entry["label"], parameters=database_parameters(entry))
         for entry in data.get("databases") or []
     )
+    _known_databases(task, databases)
     now = timezone.now()
     Run.objects.bulk_create(
         Run(
@@ -227,6 +228,15 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     audit(principal, "task.create", task)
     emit("new_task", {"id": task.pk, "parent_id": task.parent_id}, room=collaboration_room(collaboration.pk))
     return task
+
+
+def _known_databases(task: Task, databases: list[TaskDatabase]) -> None:
+    """``task.databases.all()`` gives ``databases`` (as written, in id order) without a query, as if
+    prefetched: the answer to the creation shows them."""
+    queryset = task.databases.all()
+    queryset._result_cache = databases
+    queryset._prefetch_done = True
+    task._prefetched_objects_cache = {"databases": queryset}
 
 
 # --- kill and delete -----------------------------------------------------------------------------------

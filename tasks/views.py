@@ -50,7 +50,7 @@ def _flags(*names: str) -> list[OpenApiParameter]:
 
 
 def _created(task: Task) -> Response:
-    """The task just created, as it was written (its databases are read back)."""
+    """The task just created, as it was written (its databases included: no read back)."""
     return Response(TaskOutput(task).data, status=201)
 
 
