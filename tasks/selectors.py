@@ -18,7 +18,7 @@ from tasks.models import AlgorithmPort, Run, Task, TaskDatabase, is_finished
 from vantage6.api.errors import bad_request, not_found
 from vantage6.api.lookups import like
 from vantage6.api.params import datetime_param, first, flag, int_param, list_param
-from vantage6.api.sql import by_pk
+from vantage6.api.sql import PkLookup, by_pk
 
 TASK_INCLUDES = {"runs", "results"}
 
@@ -55,9 +55,13 @@ def container_still_running(identity: dict) -> bool:
     return bool(found) and not is_finished(found[0][0]) and found[0][1] and found[0][2]
 
 
+# Kills, deletes and status reads look a task up by its key: compiled once per connection.
+_task_by_pk = PkLookup(Task.objects.all)
+
+
 def task_with_status(pk: int | str) -> Task:
     """The task, or 404."""
-    task = by_pk(Task.objects.all(), pk)
+    task = _task_by_pk(int(pk))
     if task is None:
         raise not_found(f"Task id={pk} not found!")
     return task
