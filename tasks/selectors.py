@@ -18,7 +18,7 @@ from tasks.models import AlgorithmPort, Run, Task, TaskDatabase, is_finished
 from vantage6.api.errors import bad_request, not_found
 from vantage6.api.lookups import like
 from vantage6.api.params import datetime_param, first, flag, int_param, list_param
-from vantage6.api.sql import PkLookup, by_pk
+from vantage6.api.sql import CompiledRows, PkLookup, by_pk
 
 TASK_INCLUDES = {"runs", "results"}
 
@@ -34,6 +34,22 @@ def may(principal: Principal, resource: str, operation: str, task: Task) -> bool
     )
 
 
+def _container_state(task: int, collaboration: int, node: int, organization: int) -> QuerySet:
+    node_there = Node.objects.filter(pk=node, collaboration_id=collaboration, organization_id=organization)
+    member = Collaboration.organizations.through.objects.filter(
+        collaboration_id=collaboration, organization_id=organization
+    )
+    return (
+        Task.objects.filter(pk=task, collaboration_id=collaboration)
+        .annotate(node_there=Exists(node_there), member=Exists(member))
+        .values_list("status", "node_there", "member")[:1]
+    )
+
+
+# Checked on every request of a container: compiled once per connection.
+_container_state_rows = CompiledRows(_container_state, "task", "collaboration", "node", "organization")
+
+
 def container_still_running(identity: dict) -> bool:
     """Whether the container a token names may still act, in one query: its task is unfinished and
     in its collaboration, its node still exists there and its organization is still a member."""
@@ -42,17 +58,10 @@ def container_still_running(identity: dict) -> bool:
         node_id, organization_id = int(identity["node_id"]), int(identity["organization_id"])
     except (KeyError, TypeError, ValueError):
         return False
-    node = Node.objects.filter(pk=node_id, collaboration_id=collaboration_id, organization_id=organization_id)
-    member = Collaboration.organizations.through.objects.filter(
-        collaboration_id=collaboration_id, organization_id=organization_id
+    found = _container_state_rows(
+        task=task_id, collaboration=collaboration_id, node=node_id, organization=organization_id
     )
-    row = (
-        Task.objects.filter(pk=task_id, collaboration_id=collaboration_id)
-        .annotate(node_there=Exists(node), member=Exists(member))
-        .values_list("status", "node_there", "member")[:1]
-    )
-    found = list(row)
-    return bool(found) and not is_finished(found[0][0]) and found[0][1] and found[0][2]
+    return bool(found) and not is_finished(found[0][0]) and bool(found[0][1]) and bool(found[0][2])
 
 
 # Kills, deletes and status reads look a task up by its key: compiled once per connection.

@@ -1,4 +1,5 @@
-"""A lookup by primary key compiled once gives what the ORM gives, its related objects included."""
+"""Lookups compiled once give what the ORM gives: a row by primary key (its related objects included),
+the rows of a query with integer parameters."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from django.utils import timezone
 
 from tasks.models import Run, Task
 from tests.factories import make_collab, make_org, make_run, make_task
-from vantage6.api.sql import PkLookup
+from vantage6.api.sql import CompiledRows, PkLookup
 
 pytestmark = pytest.mark.django_db
 
@@ -59,3 +60,25 @@ def test_a_null_foreign_key_gives_no_related_object(tasks, which):
 @pytest.mark.parametrize("pk", [0, 10**9, 2**63, -(2**63) - 1])
 def test_a_missing_row_is_none(pk):
     assert run_with_task(pk) is None
+
+
+runs_of = CompiledRows(
+    lambda task, organization: Run.objects.filter(task_id=task, organization_id=organization).values_list(
+        "id", "status"
+    ),
+    "task",
+    "organization",
+)
+
+
+def test_a_query_compiled_once_gives_the_rows_the_orm_gives_for_each_value(tasks):
+    parent, child = tasks
+    org = parent.init_org
+    for task in (parent, child, parent):
+        expected = list(
+            Run.objects.filter(task_id=task.pk, organization_id=org.pk).values_list("id", "status")
+        )
+        assert expected
+        assert runs_of(task=task.pk, organization=org.pk) == expected
+    assert runs_of(task=parent.pk, organization=org.pk + 1000) == []
+    assert runs_of(task=2**63, organization=org.pk) == []

@@ -165,6 +165,46 @@ class _Plan:
     converters: dict
 
 
+class CompiledRows:
+    """The rows of a query whose parameters are integers, compiled to SQL once per database connection.
+
+    ``build(**values)`` gives the query (a ``values_list``); it is built once per connection with a
+    distinct stand-in integer for each named value, whose places among the SQL's parameters are then
+    filled on every call. Rows come as the database gives them (no field converters).
+    """
+
+    _MARKER = 987_654_000  # stand-ins: _MARKER, _MARKER + 1, ... (values no query of ours uses)
+
+    def __init__(self, build: Callable[..., QuerySet], *names: str) -> None:
+        self.build, self.names = build, names
+        self._plans: WeakKeyDictionary[BaseDatabaseWrapper, tuple[str, list, list[tuple[int, str]]]] = (
+            WeakKeyDictionary()
+        )
+
+    def _plan(self, connection: BaseDatabaseWrapper) -> tuple[str, list, list[tuple[int, str]]]:
+        markers = {self._MARKER + i: name for i, name in enumerate(self.names)}
+        queryset = self.build(**{name: marker for marker, name in markers.items()})
+        sql, params = queryset.query.get_compiler(connection=connection).as_sql()
+        slots = [(i, markers[value]) for i, value in enumerate(params) if value in markers]
+        assert {name for _, name in slots} == set(self.names), "every value is a parameter"
+        return sql, list(params), slots
+
+    def __call__(self, **values: int) -> list[tuple]:
+        if not all(_INT64_MIN <= value <= _INT64_MAX for value in values.values()):
+            return []  # no such row: what the ORM answers instead of an overflow
+        connection = connections[DEFAULT_DB_ALIAS]
+        plan = self._plans.get(connection)
+        if plan is None:
+            plan = self._plans[connection] = self._plan(connection)
+        sql, params, slots = plan
+        params = list(params)
+        for position, name in slots:
+            params[position] = values[name]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+
 # Keys beyond the databases' 64-bit integers match no row (SQLite raises on them instead; Django
 # checks the range of integer fields, but not of a primary key that is a link to a parent table).
 MAX_KEY = 2**63 - 1
