@@ -233,10 +233,10 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
 def _known_databases(task: Task, databases: list[TaskDatabase]) -> None:
     """``task.databases.all()`` gives ``databases`` (as written, in id order) without a query, as if
     prefetched: the answer to the creation shows them."""
-    queryset = task.databases.all()
+    queryset = task.databases.all()  # filled in as Django's prefetching fills it
     queryset._result_cache = databases
-    queryset._prefetch_done = True
-    task._prefetched_objects_cache = {"databases": queryset}
+    queryset._prefetch_done = True  # type: ignore[attr-defined]
+    task._prefetched_objects_cache = {"databases": queryset}  # type: ignore[attr-defined]
 
 
 # --- kill and delete -----------------------------------------------------------------------------------
