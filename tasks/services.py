@@ -35,7 +35,7 @@ from tasks.models import (
 )
 from tasks.serializers import database_parameters
 from vantage6.api.errors import ApiError, bad_request, not_found
-from vantage6.api.sql import PkLookup, by_pk
+from vantage6.api.sql import CompiledRows, PkLookup, by_pk
 
 CONTAINER_TOKEN_INVALID = "Container-token is not valid"
 
@@ -342,6 +342,11 @@ def node_kill(*, principal: Principal, node: Node) -> None:
 # The run with its task, by primary key, compiled once per connection: the nodes' writes look it up
 # on every call (for an update, with its task's row locked).
 _run_with_task = PkLookup(lambda: Run.objects.select_related("task"))
+# The statuses and times of a task's runs, from which the task's status follows.
+_runs_of_task = CompiledRows(
+    lambda task: Run.objects.filter(task_id=task).values_list("id", "status", "started_at", "finished_at"),
+    "task",
+)
 _run_with_task_locked = PkLookup(lambda: Run.objects.select_for_update(of=("task",)).select_related("task"))
 
 
@@ -356,9 +361,7 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     principal.require(principal.allows("run", run, "edit"), "This is not your algorithm run to update!")
     runs: dict[int, list[Any]] = {
         pk: [status, started_at, finished_at]
-        for pk, status, started_at, finished_at in Run.objects.filter(task_id=run.task_id).values_list(
-            "id", "status", "started_at", "finished_at"
-        )
+        for pk, status, started_at, finished_at in _runs_of_task(task=run.task_id)
     }
     run.status, run.started_at, run.finished_at = runs[run.pk]
     if run.finished_at is not None:

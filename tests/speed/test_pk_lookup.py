@@ -64,7 +64,7 @@ def test_a_missing_row_is_none(pk):
 
 runs_of = CompiledRows(
     lambda task, organization: Run.objects.filter(task_id=task, organization_id=organization).values_list(
-        "id", "status"
+        "id", "status", "started_at"
     ),
     "task",
     "organization",
@@ -74,9 +74,12 @@ runs_of = CompiledRows(
 def test_a_query_compiled_once_gives_the_rows_the_orm_gives_for_each_value(tasks):
     parent, child = tasks
     org = parent.init_org
+    make_run(parent, org, started_at=timezone.now())  # a datetime comes as the ORM gives it
     for task in (parent, child, parent):
         expected = list(
-            Run.objects.filter(task_id=task.pk, organization_id=org.pk).values_list("id", "status")
+            Run.objects.filter(task_id=task.pk, organization_id=org.pk).values_list(
+                "id", "status", "started_at"
+            )
         )
         assert expected
         assert runs_of(task=task.pk, organization=org.pk) == expected

@@ -116,13 +116,7 @@ class PkLookup(Generic[M]):
             row = cursor.fetchone()
         if row is None:
             return None
-        if plan.converters:
-            row = list(row)
-            for position, (converters, expression) in plan.converters.items():
-                value = row[position]
-                for converter in converters:
-                    value = converter(value, expression, connection)
-                row[position] = value
+        row = _converted(row, plan.converters, connection)
         instance = plan.row.build(connection.alias, row)
         for rows, local_setter, remote_setter in plan.related:
             obj = rows.build(connection.alias, row)
@@ -165,29 +159,50 @@ class _Plan:
     converters: dict
 
 
+def _converted(row: Sequence, converters: dict, connection: BaseDatabaseWrapper) -> Sequence:
+    """``row`` with the field converters of its columns applied, as ``QuerySet`` iteration does."""
+    if not converters:
+        return row
+    row = list(row)
+    for position, (functions, expression) in converters.items():
+        value = row[position]
+        for converter in functions:
+            value = converter(value, expression, connection)
+        row[position] = value
+    return row
+
+
+@dataclass(frozen=True)
+class _Query:
+    sql: str
+    params: list
+    slots: list[tuple[int, str]]
+    converters: dict
+
+
 class CompiledRows:
     """The rows of a query whose parameters are integers, compiled to SQL once per database connection.
 
     ``build(**values)`` gives the query (a ``values_list``); it is built once per connection with a
     distinct stand-in integer for each named value, whose places among the SQL's parameters are then
-    filled on every call. Rows come as the database gives them (no field converters).
+    filled on every call. Rows come as tuples with the fields' converters applied, as the ORM's.
     """
 
     _MARKER = 987_654_000  # stand-ins: _MARKER, _MARKER + 1, ... (values no query of ours uses)
 
     def __init__(self, build: Callable[..., QuerySet], *names: str) -> None:
         self.build, self.names = build, names
-        self._plans: WeakKeyDictionary[BaseDatabaseWrapper, tuple[str, list, list[tuple[int, str]]]] = (
-            WeakKeyDictionary()
-        )
+        self._plans: WeakKeyDictionary[BaseDatabaseWrapper, _Query] = WeakKeyDictionary()
 
-    def _plan(self, connection: BaseDatabaseWrapper) -> tuple[str, list, list[tuple[int, str]]]:
+    def _plan(self, connection: BaseDatabaseWrapper) -> _Query:
         markers = {self._MARKER + i: name for i, name in enumerate(self.names)}
         queryset = self.build(**{name: marker for marker, name in markers.items()})
-        sql, params = queryset.query.get_compiler(connection=connection).as_sql()
+        compiler = queryset.query.get_compiler(connection=connection)
+        sql, params = compiler.as_sql()
         slots = [(i, markers[value]) for i, value in enumerate(params) if value in markers]
         assert {name for _, name in slots} == set(self.names), "every value is a parameter"
-        return sql, list(params), slots
+        converters = compiler.get_converters([col for col, _, _ in compiler.select[: compiler.col_count]])
+        return _Query(sql, list(params), slots, converters)
 
     def __call__(self, **values: int) -> list[tuple]:
         if not all(_INT64_MIN <= value <= _INT64_MAX for value in values.values()):
@@ -196,13 +211,13 @@ class CompiledRows:
         plan = self._plans.get(connection)
         if plan is None:
             plan = self._plans[connection] = self._plan(connection)
-        sql, params, slots = plan
-        params = list(params)
-        for position, name in slots:
+        params = list(plan.params)
+        for position, name in plan.slots:
             params[position] = values[name]
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
+            cursor.execute(plan.sql, params)
+            rows = cursor.fetchall()
+        return [tuple(_converted(row, plan.converters, connection)) for row in rows]
 
 
 # Keys beyond the databases' 64-bit integers match no row (SQLite raises on them instead; Django
