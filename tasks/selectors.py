@@ -16,9 +16,26 @@ from nodes.models import Node, NodeConfig
 from tasks.models import AlgorithmPort, Run, Task, TaskDatabase, is_finished
 from vantage6.api.errors import bad_request
 from vantage6.api.lookups import like
+from vantage6.api.sql import CompiledRows
 
 M = TypeVar("M", bound=Model)
 TASK_INCLUDES = {"runs", "results"}
+
+
+def _container_state(task: int, collaboration: int, node: int, organization: int) -> QuerySet:
+    node_there = Node.objects.filter(pk=node, collaboration_id=collaboration, organization_id=organization)
+    member = Collaboration.organizations.through.objects.filter(
+        collaboration_id=collaboration, organization_id=organization
+    )
+    return (
+        Task.objects.filter(pk=task, collaboration_id=collaboration)
+        .annotate(node_there=Exists(node_there), member=Exists(member))
+        .values_list("status", "node_there", "member")[:1]
+    )
+
+
+# Checked on every request of a container: compiled once per connection.
+_container_state_rows = CompiledRows(_container_state, "task", "collaboration", "node", "organization")
 
 
 def container_still_running(identity: dict) -> bool:
@@ -29,17 +46,10 @@ def container_still_running(identity: dict) -> bool:
         node_id, organization_id = int(identity["node_id"]), int(identity["organization_id"])
     except (KeyError, TypeError, ValueError):
         return False
-    node = Node.objects.filter(pk=node_id, collaboration_id=collaboration_id, organization_id=organization_id)
-    member = Collaboration.organizations.through.objects.filter(
-        collaboration_id=collaboration_id, organization_id=organization_id
+    found = _container_state_rows(
+        task=task_id, collaboration=collaboration_id, node=node_id, organization=organization_id
     )
-    row = (
-        Task.objects.filter(pk=task_id, collaboration_id=collaboration_id)
-        .annotate(node_there=Exists(node), member=Exists(member))
-        .values_list("status", "node_there", "member")[:1]
-    )
-    found = list(row)
-    return bool(found) and not is_finished(found[0][0]) and found[0][1] and found[0][2]
+    return bool(found) and not is_finished(found[0][0]) and bool(found[0][1]) and bool(found[0][2])
 
 
 def task_for_view(principal: Principal, pk: int | str, include: AbstractSet[str] = frozenset()) -> Task:

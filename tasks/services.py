@@ -36,6 +36,7 @@ from tasks.models import (
 )
 from tasks.serializers import database_parameters
 from vantage6.api.errors import ApiError, bad_request, not_found
+from vantage6.api.sql import CompiledRows, PkLookup
 
 CONTAINER_TOKEN_INVALID = "Container-token is not valid"
 
@@ -217,10 +218,11 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
         # A top-level task starts a new job; its own id is unique and above every earlier job id.
         task.job_id = task.pk
         Task.objects.filter(pk=task.pk).update(job_id=task.pk)
-    TaskDatabase.objects.bulk_create(
+    databases = TaskDatabase.objects.bulk_create(
         TaskDatabase(task=task, database=entry["label"], parameters=database_parameters(entry))
         for entry in data.get("databases") or []
     )
+    _known_databases(task, databases)
     now = timezone.now()
     Run.objects.bulk_create(
         Run(
@@ -236,6 +238,15 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     audit(principal, "task.create", task)
     emit("new_task", {"id": task.pk, "parent_id": task.parent_id}, room=collaboration_room(collaboration.pk))
     return task
+
+
+def _known_databases(task: Task, databases: list[TaskDatabase]) -> None:
+    """``task.databases.all()`` gives ``databases`` (as written, in id order) without a query, as if
+    prefetched: the answer to the creation shows them."""
+    queryset = task.databases.all()  # filled in as Django's prefetching fills it
+    queryset._result_cache = databases
+    queryset._prefetch_done = True  # type: ignore[attr-defined]
+    task._prefetched_objects_cache = {"databases": queryset}  # type: ignore[attr-defined]
 
 
 # --- kill and delete -----------------------------------------------------------------------------------
@@ -345,24 +356,29 @@ def node_kill(*, principal: Principal, node: Node) -> None:
 
 
 # --- runs ----------------------------------------------------------------------------------------------
+# The run with its task, by primary key, compiled once per connection: the nodes' writes look it up
+# on every call (for an update, with its task's row locked).
+_run_with_task = PkLookup(lambda: Run.objects.select_related("task"))
+# The statuses and times of a task's runs, from which the task's status follows.
+_runs_of_task = CompiledRows(
+    lambda task: Run.objects.filter(task_id=task).values_list("id", "status", "started_at", "finished_at"),
+    "task",
+)
+_run_with_task_locked = PkLookup(lambda: Run.objects.select_for_update(of=("task",)).select_related("task"))
+
+
 @transaction.atomic
 def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     """A node's update of one of its runs, with the semantics the vantage6 node relies on."""
     # The task's row is locked; the run as read here may be older than that lock (on PostgreSQL), so
     # its status and times are taken from the runs of the task read after it.
-    run = get_for(
-        principal,
-        Run.objects.select_for_update(of=("task",)).select_related("task"),
-        run_id,
-        "edit",
-        missing=f"Run id={run_id} not found!",
-        refused="This is not your algorithm run to update!",
-    )
+    run = _run_with_task_locked(run_id)
+    if run is None:
+        raise not_found(f"Run id={run_id} not found!")
+    principal.require(principal.allows("run", run, "edit"), "This is not your algorithm run to update!")
     runs: dict[int, list[Any]] = {
         pk: [status, started_at, finished_at]
-        for pk, status, started_at, finished_at in Run.objects.filter(task_id=run.task_id).values_list(
-            "id", "status", "started_at", "finished_at"
-        )
+        for pk, status, started_at, finished_at in _runs_of_task(task=run.task_id)
     }
     run.status, run.started_at, run.finished_at = runs[run.pk]
     if run.finished_at is not None:
@@ -409,14 +425,13 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
 
 def _run_of_node(principal: Principal, run_id: int) -> Run:
     """The run, if the calling node is the node that executes it (its organization, its collaboration)."""
-    return get_for(
-        principal,
-        Run.objects.select_related("task"),
-        run_id,
-        "edit",
-        missing=f"Run id={run_id} not found!",
-        refused="This algorithm run is not executed by your node!",
+    run = _run_with_task(run_id)
+    if run is None:
+        raise not_found(f"Run id={run_id} not found!")
+    principal.require(
+        principal.allows("run", run, "edit"), "This algorithm run is not executed by your node!"
     )
+    return run
 
 
 @transaction.atomic

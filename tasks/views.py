@@ -58,7 +58,7 @@ def _include(request: Request) -> set[str]:
 
 
 def _created(task: Task) -> Response:
-    """The task just created, as it was written (its databases are read back)."""
+    """The task just created, as it was written (its databases included: no read back)."""
     return Response(TaskOutput(task).data, status=201)
 
 

@@ -64,8 +64,9 @@ M = TypeVar("M", bound=Model)
 class PkLookup(Generic[M]):
     """``queryset.filter(pk=...)`` for one row, compiled to SQL once per database connection.
 
-    For the lookup of the caller on every request: each call only runs the SQL and builds the row,
-    as ``QuerySet`` iteration would (field converters, annotations as attributes).
+    For lookups on every request (the caller, the run a node writes): each call only runs the SQL
+    and builds the row, as ``QuerySet`` iteration would (field converters, annotations as
+    attributes, the objects of ``select_related`` one level deep through forward foreign keys).
     """
 
     _MARKER = 987_654_321  # a primary key value that stands for the looked-up one while compiling
@@ -79,20 +80,27 @@ class PkLookup(Generic[M]):
         sql, params = compiler.as_sql()
         (slot,) = (i for i, value in enumerate(params) if value == self._MARKER)
         klass_info = compiler.klass_info
-        assert not klass_info.get("related_klass_infos"), "rows of one model only"
-        fields = klass_info["select_fields"]
-        start, end = fields[0], fields[-1] + 1
+        related = []
+        for info in klass_info.get("related_klass_infos", []):
+            assert not info["reverse"] and not info.get("related_klass_infos"), "forward, one level"
+            related.append((self._rows(compiler, info), info["local_setter"], info["remote_setter"]))
         return _Plan(
             sql=sql,
             params=list(params),
             slot=slot,
-            model=klass_info["model"],
-            start=start,
-            end=end,
-            attnames=[column[0].target.attname for column in compiler.select[start:end]],
+            row=self._rows(compiler, klass_info),
+            related=related,
             annotations=dict(compiler.annotation_col_map or {}),
             converters=compiler.get_converters([col for col, _, _ in compiler.select[: compiler.col_count]]),
         )
+
+    @staticmethod
+    def _rows(compiler, klass_info: dict) -> _Rows:
+        fields = klass_info["select_fields"]
+        start, end = fields[0], fields[-1] + 1
+        attnames = [column[0].target.attname for column in compiler.select[start:end]]
+        model = klass_info["model"]
+        return _Rows(model, start, end, attnames, attnames.index(model._meta.pk.attname))
 
     def __call__(self, pk: int) -> M | None:
         if not _INT64_MIN <= pk <= _INT64_MAX:
@@ -102,20 +110,19 @@ class PkLookup(Generic[M]):
         if plan is None:
             plan = self._plans[connection] = self._plan(connection)
         params = list(plan.params)
-        params[plan.slot] = plan.model._meta.pk.get_db_prep_value(pk, connection)
+        params[plan.slot] = plan.row.model._meta.pk.get_db_prep_value(pk, connection)
         with connection.cursor() as cursor:
             cursor.execute(plan.sql, params)
             row = cursor.fetchone()
         if row is None:
             return None
-        if plan.converters:
-            row = list(row)
-            for position, (converters, expression) in plan.converters.items():
-                value = row[position]
-                for converter in converters:
-                    value = converter(value, expression, connection)
-                row[position] = value
-        instance = plan.model.from_db(connection.alias, plan.attnames, row[plan.start : plan.end])
+        row = _converted(row, plan.converters, connection)
+        instance = plan.row.build(connection.alias, row)
+        for rows, local_setter, remote_setter in plan.related:
+            obj = rows.build(connection.alias, row)
+            local_setter(instance, obj)
+            if obj is not None:
+                remote_setter(obj, instance)
         for name, position in plan.annotations.items():
             setattr(instance, name, row[position])
         return cast(M, instance)
@@ -125,16 +132,92 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
-class _Plan:
-    sql: str
-    params: list
-    slot: int
+class _Rows:
+    """Where one model's columns are in a row of the compiled query."""
+
     model: type[Model]
     start: int
     end: int
     attnames: list[str]
+    pk_index: int
+
+    def build(self, alias: str, row: Sequence) -> Model | None:
+        values = row[self.start : self.end]
+        if values[self.pk_index] is None:
+            return None  # no related row (a null foreign key), as the ORM gives
+        return self.model.from_db(alias, self.attnames, values)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    sql: str
+    params: list
+    slot: int
+    row: _Rows
+    related: list[tuple[_Rows, Callable, Callable]]
     annotations: dict[str, int]
     converters: dict
+
+
+def _converted(row: Sequence, converters: dict, connection: BaseDatabaseWrapper) -> Sequence:
+    """``row`` with the field converters of its columns applied, as ``QuerySet`` iteration does."""
+    if not converters:
+        return row
+    row = list(row)
+    for position, (functions, expression) in converters.items():
+        value = row[position]
+        for converter in functions:
+            value = converter(value, expression, connection)
+        row[position] = value
+    return row
+
+
+@dataclass(frozen=True)
+class _Query:
+    sql: str
+    params: list
+    slots: list[tuple[int, str]]
+    converters: dict
+
+
+class CompiledRows:
+    """The rows of a query whose parameters are integers, compiled to SQL once per database connection.
+
+    ``build(**values)`` gives the query (a ``values_list``); it is built once per connection with a
+    distinct stand-in integer for each named value, whose places among the SQL's parameters are then
+    filled on every call. Rows come as tuples with the fields' converters applied, as the ORM's.
+    """
+
+    _MARKER = 987_654_000  # stand-ins: _MARKER, _MARKER + 1, ... (values no query of ours uses)
+
+    def __init__(self, build: Callable[..., QuerySet], *names: str) -> None:
+        self.build, self.names = build, names
+        self._plans: WeakKeyDictionary[BaseDatabaseWrapper, _Query] = WeakKeyDictionary()
+
+    def _plan(self, connection: BaseDatabaseWrapper) -> _Query:
+        markers = {self._MARKER + i: name for i, name in enumerate(self.names)}
+        queryset = self.build(**{name: marker for marker, name in markers.items()})
+        compiler = queryset.query.get_compiler(connection=connection)
+        sql, params = compiler.as_sql()
+        slots = [(i, markers[value]) for i, value in enumerate(params) if value in markers]
+        assert {name for _, name in slots} == set(self.names), "every value is a parameter"
+        converters = compiler.get_converters([col for col, _, _ in compiler.select[: compiler.col_count]])
+        return _Query(sql, list(params), slots, converters)
+
+    def __call__(self, **values: int) -> list[tuple]:
+        if not all(_INT64_MIN <= value <= _INT64_MAX for value in values.values()):
+            return []  # no such row: what the ORM answers instead of an overflow
+        connection = connections[DEFAULT_DB_ALIAS]
+        plan = self._plans.get(connection)
+        if plan is None:
+            plan = self._plans[connection] = self._plan(connection)
+        params = list(plan.params)
+        for position, name in plan.slots:
+            params[position] = values[name]
+        with connection.cursor() as cursor:
+            cursor.execute(plan.sql, params)
+            rows = cursor.fetchall()
+        return [tuple(_converted(row, plan.converters, connection)) for row in rows]
 
 
 # Keys beyond the databases' 64-bit integers match no row (SQLite raises on them instead; Django

@@ -1,0 +1,87 @@
+"""Lookups compiled once give what the ORM gives: a row by primary key (its related objects included),
+the rows of a query with integer parameters."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from tasks.models import Run, Task
+from tests.factories import make_collab, make_org, make_run, make_task
+from vantage6.api.sql import CompiledRows, PkLookup
+
+pytestmark = pytest.mark.django_db
+
+run_with_task = PkLookup(lambda: Run.objects.select_related("task"))
+task_with_parent = PkLookup(lambda: Task.objects.select_related("parent"))
+
+
+@pytest.fixture
+def tasks():
+    org = make_org()
+    collab = make_collab(org)
+    parent = make_task(collab, org, org)
+    child = make_task(collab, org, org, parent=parent)
+    return parent, child
+
+
+def fields(obj) -> dict:
+    return {field.attname: getattr(obj, field.attname) for field in obj._meta.concrete_fields}
+
+
+def test_a_run_and_its_task_come_in_one_query_as_the_orm_builds_them(tasks):
+    parent, _ = tasks
+    run = make_run(parent, parent.init_org, started_at=timezone.now(), log="log")
+    expected = Run.objects.select_related("task").get(pk=run.pk)
+    with CaptureQueriesContext(connection) as queries:
+        found = run_with_task(run.pk)
+        assert found is not None
+        assert fields(found) == fields(expected)
+        assert fields(found.task) == fields(expected.task)
+    assert len(queries) == 1
+    assert not found._state.adding and found._state.db == expected._state.db
+
+
+@pytest.mark.parametrize("which", ["parent", "child"])
+def test_a_null_foreign_key_gives_no_related_object(tasks, which):
+    parent, child = tasks
+    task = {"parent": parent, "child": child}[which]
+    found = task_with_parent(task.pk)
+    assert found is not None
+    with CaptureQueriesContext(connection) as queries:
+        related = found.parent
+    assert len(queries) == 0  # loaded (or known to be none) without another query
+    assert (related.pk if related else None) == task.parent_id
+
+
+@pytest.mark.usefixtures("tasks")
+@pytest.mark.parametrize("pk", [0, 10**9, 2**63, -(2**63) - 1])
+def test_a_missing_row_is_none(pk):
+    assert run_with_task(pk) is None
+
+
+runs_of = CompiledRows(
+    lambda task, organization: Run.objects.filter(task_id=task, organization_id=organization).values_list(
+        "id", "status", "started_at"
+    ),
+    "task",
+    "organization",
+)
+
+
+def test_a_query_compiled_once_gives_the_rows_the_orm_gives_for_each_value(tasks):
+    parent, child = tasks
+    org = parent.init_org
+    make_run(parent, org, started_at=timezone.now())  # a datetime comes as the ORM gives it
+    for task in (parent, child, parent):
+        expected = list(
+            Run.objects.filter(task_id=task.pk, organization_id=org.pk).values_list(
+                "id", "status", "started_at"
+            )
+        )
+        assert expected
+        assert runs_of(task=task.pk, organization=org.pk) == expected
+    assert runs_of(task=parent.pk, organization=org.pk + 1000) == []
+    assert runs_of(task=2**63, organization=org.pk) == []
