@@ -64,6 +64,9 @@ class Topology:
         self.env = {
             **base,
             **FAST_TIMERS,
+            # The nodes here send no ``ping`` heartbeat (the official node's comes every 60 s): with
+            # the fast timeout the sweep would mark them offline while their sockets are up.
+            "V6_NODE_HEARTBEAT_TIMEOUT": "65",
             "V6_DATABASE_URL": self.postgres.url,
             "V6_RABBITMQ_URI": self.rabbitmq.url,
             "V6_CLUSTER_DIR": str(self.state),
