@@ -43,10 +43,14 @@ def call(app, path: str, *, method: str = "GET", headers: dict | None = None, bo
 
 
 @pytest.fixture
-def application():
-    from vantage6.asgi import application
+def application(monkeypatch):
+    from vantage6 import asgi
 
-    return application
+    # Each call runs in a throwaway event loop of its own: the Socket.IO housekeeping would connect the
+    # RabbitMQ layer there, and channels-rabbitmq's reader, once consuming, cannot be cancelled when
+    # that loop closes. These requests are about the HTTP handler only.
+    monkeypatch.setattr(asgi.server, "ensure_housekeeping", lambda: None)
+    return asgi.application
 
 
 def auth(user) -> dict:
