@@ -31,7 +31,8 @@ def organization_list(principal: Principal, filters: dict) -> QuerySet[Organizat
     return orgs
 
 
-def organization_get(principal: Principal, pk: int | str, operation: str = "view") -> Organization:
+def organization_get(principal: Principal, pk: int | str, operation: str | None = "view") -> Organization:
+    """The organization, or its 404; checked for ``operation`` unless it is None (the caller judges)."""
     return get_for(
         principal, Organization.objects.all(), pk, operation, missing=f"Organization with id={pk} not found"
     )

@@ -15,6 +15,7 @@ from accounts.permissions import GLO, Principal, get_for
 from accounts.services import audit
 from collaborations import store_client
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
+from collaborations.selectors import organization_get
 from vantage6.api.errors import bad_request
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -150,13 +151,7 @@ def collaboration_delete(
 def collaboration_organization_add(
     *, principal: Principal, collaboration: Collaboration, organization_id: int
 ) -> None:
-    organization = get_for(
-        principal,
-        Organization.objects.all(),
-        organization_id,
-        None,
-        missing=f"Organization with id={organization_id} not found",
-    )
+    organization = organization_get(principal, organization_id, None)
     collaboration.organizations.add(organization)
     audit(principal, "collaboration.edit", collaboration, added_organization=organization.pk)
 
@@ -165,13 +160,7 @@ def collaboration_organization_add(
 def collaboration_organization_remove(
     *, principal: Principal, collaboration: Collaboration, organization_id: int
 ) -> None:
-    organization = get_for(
-        principal,
-        Organization.objects.all(),
-        organization_id,
-        None,
-        missing=f"Organization with id={organization_id} not found",
-    )
+    organization = organization_get(principal, organization_id, None)
     if not collaboration.organizations.filter(pk=organization.pk).exists():
         raise bad_request(
             f"Organization id={organization.pk} is not part of collaboration id={collaboration.pk}"
@@ -232,13 +221,7 @@ def study_delete(*, principal: Principal, study: Study, delete_dependents: bool)
 
 @transaction.atomic
 def study_organization_add(*, principal: Principal, study: Study, organization_id: int) -> None:
-    organization = get_for(
-        principal,
-        Organization.objects.all(),
-        organization_id,
-        None,
-        missing=f"Organization with id={organization_id} not found",
-    )
+    organization = organization_get(principal, organization_id, None)
     _study_members(study.collaboration, [organization.pk])
     study.organizations.add(organization)
     audit(principal, "study.edit", study, added_organization=organization.pk)
@@ -246,13 +229,7 @@ def study_organization_add(*, principal: Principal, study: Study, organization_i
 
 @transaction.atomic
 def study_organization_remove(*, principal: Principal, study: Study, organization_id: int) -> None:
-    organization = get_for(
-        principal,
-        Organization.objects.all(),
-        organization_id,
-        None,
-        missing=f"Organization with id={organization_id} not found",
-    )
+    organization = organization_get(principal, organization_id, None)
     if not study.organizations.filter(pk=organization.pk).exists():
         raise bad_request(f"Organization id={organization.pk} is not part of study id={study.pk}")
     study.organizations.remove(organization)

@@ -15,7 +15,8 @@ from accounts.models import AuditAction, AuthStatus
 from accounts.permissions import Principal, get_for
 from accounts.services import ANONYMOUS, actor_of, audit
 from accounts.sessions import end_all_logins, start_login
-from collaborations.models import Collaboration, Organization
+from collaborations.models import Collaboration
+from collaborations.selectors import organization_get
 from nodes.models import Node, NodeMetrics, api_key_digest
 from nodes.selectors import node_by_api_key
 from vantage6.api.errors import bad_request, unauthorized
@@ -90,13 +91,7 @@ def node_create(
         missing=f"Collaboration with id={collaboration_id} not found",
     )
     organization_id = organization_id or principal.organization_id
-    organization = get_for(
-        principal,
-        Organization.objects.all(),
-        organization_id,
-        None,
-        missing=f"Organization with id={organization_id} not found",
-    )
+    organization = organization_get(principal, organization_id, None)
     principal.require(
         principal.reaches(
             "node", "create", organization_id=organization.pk, collaboration_id=collaboration.pk
