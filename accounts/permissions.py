@@ -7,7 +7,8 @@ container; its rules are loaded once per request.
 Each resource has one ``Scope`` definition (``RESOURCE_SCOPES``); from it come the rows a list shows
 (``visible``), the check of one row (``allows``, and ``get_for``: 404 missing, 401 out of reach) and
 the check of a filter value such as ``?organization_id=`` (``reaches``, vantage6's ``ALLOW_ORG``,
-``ALLOW_ORG_IN_COL`` and ``CAN_COL``). ``max_scope`` and ``at_least`` are vantage6's helpers of the
+``ALLOW_ORG_IN_COL`` and ``CAN_COL``; a list filter that a ``Scope`` declares otherwise:
+``filter_reaches``). ``max_scope`` and ``at_least`` are vantage6's helpers of the
 same names.
 """
 
@@ -155,6 +156,19 @@ class Principal:
             and not definition.organization
             and collaboration_id in self.collaboration_ids
         )
+
+    def filter_reaches(self, resource: str, name: str, value: int) -> bool:
+        """Whether a list of ``resource`` may be filtered on ``name`` (``organization_id`` or
+        ``collaboration_id``) equal to ``value``: as the resource's ``Scope.filters`` declares it for
+        the principal's broadest view scope, else as ``reaches`` judges it."""
+        declared = RESOURCE_SCOPES.get(resource, _NO_SCOPE).filters.get(name)
+        if declared is None:
+            return self.reaches(resource, "view", **{name: value})
+        scope = self.max_scope(self.rule_resource(resource), "view")
+        if scope == GLO:
+            return True
+        reach = declared.get(scope) if scope is not None else None
+        return reach is not None and reach(self, value)
 
     @staticmethod
     def rule_resource(resource: str) -> str:
@@ -325,6 +339,9 @@ class Scope:
     # Per operation NAME: what a principal without any rule of it still reaches, instead of a 401.
     without_rule: dict[str, Callable[[Principal], Q]] = field(default_factory=dict)
     repeats_rows: bool = False  # the filter crosses a many-to-many relation
+    # Per list filter (``organization_id``, ``collaboration_id``) that does not follow ``reaches``:
+    # what a value may name at each scope below global (a scope left out refuses every value).
+    filters: dict[str, dict[str, Reach]] = field(default_factory=dict)
 
     def condition(self, scope: str, p: Principal) -> Q:
         """The rows ``scope`` (below global) reaches for ``p``."""
@@ -354,6 +371,22 @@ def _any(conditions: Iterable[Q]) -> Q:
     return combined
 
 
+# What a filter value may name (``Scope.filters``).
+Reach = Callable[[Principal, int], bool]
+
+
+def any_value(_: Principal, __: int) -> bool:
+    return True
+
+
+def own_organization(p: Principal, organization_id: int) -> bool:
+    return organization_id == p.organization_id
+
+
+def auth_collaboration(p: Principal, collaboration_id: int) -> bool:
+    return collaboration_id in p.collaboration_ids
+
+
 def _own_roles(p: Principal) -> Q:
     return Q(id__in=p.role_ids)
 
@@ -376,7 +409,16 @@ RESOURCE_SCOPES: dict[str, Scope] = {
         without_rule={"VIEW": lambda p: Q(id=p.id) if p.is_user else NOTHING},
     ),
     "node": Scope(organization=("organization_id",), collaboration="collaboration_id"),
-    "study": Scope(organization=("organizations",), collaboration="collaboration_id", repeats_rows=True),
+    # vantage6's filters of the study list are laxer than ``reaches``: the scope narrows the rows anyway.
+    "study": Scope(
+        organization=("organizations",),
+        collaboration="collaboration_id",
+        repeats_rows=True,
+        filters={
+            "organization_id": {COL: any_value, ORG: own_organization},
+            "collaboration_id": {COL: auth_collaboration, ORG: auth_collaboration},
+        },
+    ),
     "task": Scope(organization=("init_org_id",), collaboration="collaboration_id", own="init_user_id"),
     "run": Scope(
         organization=("organization_id",),

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from django.db.models import Q, QuerySet
 
-from accounts.permissions import GLO, ORG, Principal, get_for
+from accounts.permissions import Principal, get_for
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
-from vantage6.api.errors import unauthorized
 from vantage6.api.lookups import like
 
 
@@ -87,17 +86,11 @@ def study_list(
     studies = principal.visible("study", Study.objects.all())
     if name := filters.get("name"):
         studies = studies.filter(like("name", name))
-    # Not ``principal.reaches``: these checks are vantage6's and are laxer, and a client sees the
-    # difference (with collaboration scope, ?organization_id= of a non-partner is 200 and empty; with
-    # organization scope, ?collaboration_id= of an own collaboration is allowed).
-    scope = principal.max_scope("study", "view")
     if (organization_id := filters.get("organization_id")) is not None:
-        if scope == ORG and organization_id != principal.organization_id:
-            raise unauthorized()
+        principal.require(principal.filter_reaches("study", "organization_id", organization_id))
         studies = studies.filter(organizations=organization_id)
     if (collaboration_id := filters.get("collaboration_id")) is not None:
-        if scope != GLO and collaboration_id not in principal.collaboration_ids:
-            raise unauthorized()
+        principal.require(principal.filter_reaches("study", "collaboration_id", collaboration_id))
         studies = studies.filter(collaboration_id=collaboration_id)
     return _with_organizations(studies, include_organizations)
 
