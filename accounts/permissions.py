@@ -27,6 +27,7 @@ from vantage6.api.errors import ApiError, not_found, unauthorized
 from vantage6.api.sql import by_pk, joined
 
 GLO, COL, ORG, OWN = "GLOBAL", "COLLABORATION", "ORGANIZATION", "OWN"
+M = TypeVar("M", bound=Model)
 _SCOPES_DESC = (GLO, COL, ORG, OWN)
 
 
@@ -259,6 +260,18 @@ class Principal:
             matched = type(obj)._default_manager.filter(pk=obj.pk).filter(condition).exists()
         return matched
 
+    def get(
+        self,
+        queryset: QuerySet[M],
+        pk: int | str,
+        operation: str | None = "view",
+        *,
+        missing: str | ApiError,
+        resource: str | None = None,
+    ) -> M:
+        """``get_for`` this principal, for callers that hold only the principal (the admin pages)."""
+        return get_for(self, queryset, pk, operation, missing=missing, resource=resource)
+
     def visible_or_none(self, resource: str, queryset: QuerySet, operation: str = "view") -> QuerySet:
         """As ``visible`` but an empty queryset instead of a 401 (for ``include=`` and socket rooms)."""
         if self.max_scope(self.rule_resource(resource), operation) is None:
@@ -453,9 +466,6 @@ _NO_SCOPE = Scope()
 
 # Models whose resource name is not their model name.
 _MODEL_RESOURCES = {"auditentry": "audit"}
-
-
-M = TypeVar("M", bound=Model)
 
 
 def get_for(
