@@ -82,10 +82,10 @@ class Principal:
         loaded = _loaded_ids(self.user or self.node, "collaboration_keys")
         if loaded is not None:
             return loaded
-        from collaborations.models import Collaboration
-
         return frozenset(
-            Collaboration.objects.filter(organizations=self.organization_id).values_list("id", flat=True)
+            memberships()
+            .filter(organization_id=self.organization_id)
+            .values_list("collaboration_id", flat=True)
         )
 
     @cached_property
@@ -94,12 +94,10 @@ class Principal:
         loaded = _loaded_ids(self.user or self.node, "partner_keys")  # None for containers
         if loaded is not None:
             return loaded
-        from collaborations.models import Collaboration
-
         return frozenset(
-            Collaboration.organizations.through.objects.filter(
-                collaboration_id__in=self.collaboration_ids
-            ).values_list("organization_id", flat=True)
+            memberships()
+            .filter(collaboration_id__in=self.collaboration_ids)
+            .values_list("organization_id", flat=True)
         )
 
     # --- the vantage6 helpers ----------------------------------------------------------------------
@@ -547,24 +545,46 @@ def _rules_of_outer_user() -> Subquery:
 RULE_SEPARATOR = ","
 
 
-def _members() -> QuerySet:
-    from collaborations.models import Collaboration
+# The rows of the collaborations app that the engine and the user and role services read, registered
+# by that app at start-up (its AppConfig.ready()): accounts imports no app above it.
+_rows: dict[str, Callable[[], QuerySet]] = {}
 
-    return Collaboration.organizations.through.objects.all()
+
+def register_collaborations(
+    *,
+    organizations: Callable[[], QuerySet],
+    collaborations: Callable[[], QuerySet],
+    memberships: Callable[[], QuerySet],
+) -> None:
+    """``memberships`` gives one row per organization in a collaboration (``collaboration_id``,
+    ``organization_id``)."""
+    _rows.update(organizations=organizations, collaborations=collaborations, memberships=memberships)
+
+
+def organizations() -> QuerySet:
+    return _rows["organizations"]()
+
+
+def collaborations() -> QuerySet:
+    return _rows["collaborations"]()
+
+
+def memberships() -> QuerySet:
+    return _rows["memberships"]()
 
 
 def with_memberships(queryset: QuerySet) -> QuerySet:
     """Users or nodes annotated with the collaborations of their organization and the organizations
     in those (with repeats), as ``"1,5,7"``, which most scope checks need: loaded with the caller,
     they cost no query of their own."""
-    own = _members().filter(organization_id=OuterRef("organization_id"))
+    own = memberships().filter(organization_id=OuterRef("organization_id"))
     shared = (
-        _members().filter(organization_id=OuterRef(OuterRef("organization_id"))).values("collaboration_id")
+        memberships().filter(organization_id=OuterRef(OuterRef("organization_id"))).values("collaboration_id")
     )
     return queryset.annotate(
         collaboration_keys=joined(own, Cast("collaboration_id", CharField())),
         partner_keys=joined(
-            _members().filter(collaboration_id__in=shared), Cast("organization_id", CharField())
+            memberships().filter(collaboration_id__in=shared), Cast("organization_id", CharField())
         ),
     )
 

@@ -8,7 +8,7 @@ from django.db.models import Q, QuerySet
 
 from accounts.catalogue import OPERATIONS, SCOPES
 from accounts.models import AuditAction, AuditEntry, Role, Rule, User
-from accounts.permissions import GLO, Principal, get_for
+from accounts.permissions import GLO, Principal, get_for, memberships
 from vantage6.api.errors import bad_request, unauthorized
 from vantage6.api.lookups import like
 
@@ -54,11 +54,7 @@ def rule_list(principal: Principal, filters: dict) -> QuerySet[Rule]:
 
 
 def _members_of(collaboration_id: int) -> QuerySet:
-    from collaborations.models import Collaboration
-
-    return Collaboration.organizations.through.objects.filter(collaboration_id=collaboration_id).values(
-        "organization_id"
-    )
+    return memberships().filter(collaboration_id=collaboration_id).values("organization_id")
 
 
 def user_list(principal: Principal, filters: dict) -> QuerySet[User]:
@@ -102,14 +98,12 @@ def user_list(principal: Principal, filters: dict) -> QuerySet[User]:
 
 def user_permissions(user: User) -> dict:
     """What the UI reads after login: the user's roles, effective rules and collaborating organizations."""
-    from collaborations.models import Collaboration
-
     via_roles = Rule.objects.filter(roles__users=user.pk).values_list("id", flat=True)
     direct = Rule.objects.filter(users=user.pk).values_list("id", flat=True)
-    members = Collaboration.organizations.through.objects.filter(
-        collaboration_id__in=Collaboration.organizations.through.objects.filter(
-            organization_id=user.organization_id
-        ).values("collaboration_id")
+    members = memberships().filter(
+        collaboration_id__in=memberships()
+        .filter(organization_id=user.organization_id)
+        .values("collaboration_id")
     )
     return {
         "roles": sorted(user.roles.values_list("id", flat=True)),

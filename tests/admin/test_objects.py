@@ -27,7 +27,11 @@ PAGES: list[tuple[str, Callable, Callable]] = [
     ),
     ("collaborations/organization", lambda w: w.org_c, lambda w: w.org_a),
     ("collaborations/collaboration", lambda w: w.collab_c, lambda w: w.collab_ab),
-    ("collaborations/study", lambda w: make_study(w.collab_c, w.org_c), lambda w: make_study(w.collab_ab, w.org_a)),
+    (
+        "collaborations/study",
+        lambda w: make_study(w.collab_c, w.org_c),
+        lambda w: make_study(w.collab_ab, w.org_a),
+    ),
     (
         "collaborations/algorithmstore",
         lambda w: AlgorithmStore.objects.create(name="c", url="https://c.org/api", collaboration=w.collab_c),
@@ -72,7 +76,7 @@ def test_a_row_out_of_scope_is_missing_for_the_admin(world, page, outside, insid
         assert _answer(response) == _answer(missing), view
         if response.status_code == 302:
             followed = browser.get("/admin/").content.decode()
-            assert f"ID “{hidden.pk}” doesn’t exist" in followed, view
+            assert f"ID “{hidden.pk}” doesn\N{RIGHT SINGLE QUOTATION MARK}t exist" in followed, view
 
     token = CSRF.search(browser.get("/admin/").content.decode())
     assert token
