@@ -169,6 +169,20 @@ class Principal:
         reach = declared.get(scope) if scope is not None else None
         return reach is not None and reach(self, value)
 
+    def event_reach(self, operation: str = "receive") -> list[tuple[int, int | None]]:
+        """Where the principal's broadest ``event`` scope for ``operation`` reaches (permissions.md
+        §5.7), as (collaboration, organization) pairs: whole collaborations (organization None) at
+        global scope, every one, and at collaboration scope, the auth collaborations; at organization
+        scope the own organization's part of each auth collaboration."""
+        scope = self.max_scope("event", operation)
+        if scope == GLO:
+            return [(cid, None) for cid in collaborations().order_by("id").values_list("id", flat=True)]
+        if scope == COL:
+            return [(cid, None) for cid in sorted(self.collaboration_ids)]
+        if scope == ORG:
+            return [(cid, self.organization_id) for cid in sorted(self.collaboration_ids)]
+        return []
+
     @staticmethod
     def rule_resource(resource: str) -> str:
         """The resource whose rules judge ``resource`` (itself unless its ``Scope`` names another)."""
