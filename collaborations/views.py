@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -28,7 +29,7 @@ from collaborations.serializers import (
     StudyOutput,
     StudyUpdateInput,
 )
-from vantage6.api.pagination import paginate
+from vantage6.api.lists import ListAction
 from vantage6.api.params import Filters, first, flag, list_param
 from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, include
 from vantage6.api.serializers import validated
@@ -45,17 +46,15 @@ def _organizations(queryset) -> list[dict]:
     return cast(list, OrganizationOutput(queryset.order_by("id"), many=True).data)
 
 
-class OrganizationViewSet(ApiViewSet):
+class OrganizationViewSet(ListAction, ApiViewSet):
     queryset = Organization.objects.none()
     serializer_class = OrganizationOutput
     action_clients = {"list": ANY_CLIENT, "retrieve": ANY_CLIENT, "partial_update": (USER, NODE)}
 
     FILTERS = Filters(name="like", country="text", collaboration_id="id", study_id="id", ids="ids")
 
-    @extend_schema(parameters=FILTERS.parameters)
-    def list(self, request: Request) -> Response:
-        rows = selectors.organization_list(self.principal, self.FILTERS.parse(request))
-        return paginate(request, rows, OrganizationOutput)
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        return selectors.organization_list(self.principal, filters)
 
     @extend_schema(request=OrganizationCreateInput)
     def create(self, request: Request) -> Response:
@@ -92,7 +91,7 @@ class OrganizationViewSet(ApiViewSet):
         return Response({"msg": f"Organization id={pk} has been deleted"})
 
 
-class CollaborationViewSet(ApiViewSet):
+class CollaborationViewSet(ListAction, ApiViewSet):
     queryset = Collaboration.objects.none()
     serializer_class = CollaborationOutput
     action_clients = {"list": (USER, NODE), "retrieve": ANY_CLIENT}
@@ -103,18 +102,15 @@ class CollaborationViewSet(ApiViewSet):
         ).data
 
     FILTERS = Filters(name="like", encrypted="bool", organization_id="id", algorithm_store_id="id")
+    INCLUDES = ("organizations",)
 
-    @extend_schema(parameters=[include("organizations"), *FILTERS.parameters])
-    def list(self, request: Request) -> Response:
-        include = _include_organizations(request)
-        filters = self.FILTERS.parse(request)
-        rows = selectors.collaboration_list(self.principal, filters, include_organizations=include)
-        return paginate(
-            request,
-            rows,
-            CollaborationOutput,
-            context={"include_organizations": include},
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        return selectors.collaboration_list(
+            self.principal, filters, include_organizations="organizations" in include
         )
+
+    def output_context(self, include: set[str]) -> dict:
+        return {"include_organizations": "organizations" in include}
 
     @extend_schema(request=CollaborationCreateInput, responses={200: CollaborationOutput})
     def create(self, request: Request) -> Response:
@@ -162,7 +158,7 @@ class CollaborationViewSet(ApiViewSet):
         return Response(_organizations(collaboration.organizations.all()))
 
 
-class StudyViewSet(ApiViewSet):
+class StudyViewSet(ListAction, ApiViewSet):
     queryset = Study.objects.none()
     serializer_class = StudyOutput
     action_clients = {"list": (USER, NODE), "retrieve": ANY_CLIENT}
@@ -171,18 +167,13 @@ class StudyViewSet(ApiViewSet):
         return StudyOutput(study, context={"include_organizations": include_organizations}).data
 
     FILTERS = Filters(name="like", organization_id="id", collaboration_id="id")
+    INCLUDES = ("organizations",)
 
-    @extend_schema(parameters=[include("organizations"), *FILTERS.parameters])
-    def list(self, request: Request) -> Response:
-        include = _include_organizations(request)
-        filters = self.FILTERS.parse(request)
-        rows = selectors.study_list(self.principal, filters, include_organizations=include)
-        return paginate(
-            request,
-            rows,
-            StudyOutput,
-            context={"include_organizations": include},
-        )
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        return selectors.study_list(self.principal, filters, include_organizations="organizations" in include)
+
+    def output_context(self, include: set[str]) -> dict:
+        return {"include_organizations": "organizations" in include}
 
     @extend_schema(request=StudyCreateInput)
     def create(self, request: Request) -> Response:
@@ -226,21 +217,15 @@ class StudyViewSet(ApiViewSet):
         return Response(_organizations(study.organizations.all()))
 
 
-class AlgorithmStoreViewSet(ApiViewSet):
+class AlgorithmStoreViewSet(ListAction, ApiViewSet):
     queryset = AlgorithmStore.objects.none()
     serializer_class = AlgorithmStoreOutput
     action_clients = {"retrieve": (USER, NODE)}
 
     FILTERS = Filters(name="like", url="like", collaboration_id="id")
 
-    @extend_schema(parameters=FILTERS.parameters)
-    def list(self, request: Request) -> Response:
-        rows = selectors.algorithm_store_list(self.principal, self.FILTERS.parse(request))
-        return paginate(
-            request,
-            rows,
-            AlgorithmStoreOutput,
-        )
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        return selectors.algorithm_store_list(self.principal, filters)
 
     @extend_schema(request=AlgorithmStoreCreateInput, responses={201: AlgorithmStoreOutput, **STORE_ERRORS})
     def create(self, request: Request) -> Response:

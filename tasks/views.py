@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
+from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -30,7 +31,7 @@ from tasks.serializers import (
     TaskOutput,
 )
 from vantage6.api.errors import ApiError, bad_request, not_found
-from vantage6.api.pagination import paginate
+from vantage6.api.lists import ListAction
 from vantage6.api.params import Filters, first, int_param, list_param
 from vantage6.api.schema import MessageOutput, include
 from vantage6.api.serializers import validated
@@ -62,28 +63,23 @@ def _created(task: Task) -> Response:
     return Response(TaskOutput(task).data, status=201)
 
 
-class TaskViewSet(ApiViewSet):
+class TaskViewSet(ListAction, ApiViewSet):
     queryset = Task.objects.all()
     serializer_class = TaskOutput
     clients = ANY_CLIENT
     action_clients = {"create": (USER, CONTAINER), "destroy": (USER,), "status": (USER, CONTAINER)}
 
-    @extend_schema(parameters=[include("runs", "results"), *TASK_FILTERS.parameters])
-    def list(self, request: Request) -> Response:
-        include = _include(request)
+    FILTERS = TASK_FILTERS
+    INCLUDES = ("runs", "results")
+    default_order = NEWEST_FIRST
 
-        def serialize(tasks: list[Task]) -> list[dict]:
-            if include & selectors.TASK_INCLUDES:
-                selectors.attach_nodes(run for task in tasks for run in task.runs.all())
-            return cast(list, TaskOutput(tasks, many=True, context={"include": include}).data)
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        return selectors.task_list(self.principal, filters, include)
 
-        return paginate(
-            request,
-            selectors.task_list(self.principal, TASK_FILTERS.parse(request), include),
-            TaskOutput,
-            serialize=serialize,
-            default_order=NEWEST_FIRST,
-        )
+    def output(self, rows: list, include: set[str]) -> list:
+        if include & selectors.TASK_INCLUDES:
+            selectors.attach_nodes(run for task in rows for run in task.runs.all())
+        return cast(list, TaskOutput(rows, many=True, context={"include": include}).data)
 
     @extend_schema(request=TaskInput, responses={201: TaskOutput, 403: None})
     def create(self, request: Request) -> Response:
@@ -110,28 +106,22 @@ class TaskViewSet(ApiViewSet):
         return Response({"status": task.status})
 
 
-def _serialize_runs(include_task: bool):
-    def serialize(runs: list[Run]) -> list[dict]:
-        selectors.attach_nodes(runs)
-        return cast(list, RunOutput(runs, many=True, context={"include_task": include_task}).data)
-
-    return serialize
-
-
-class RunViewSet(ApiViewSet):
+class RunViewSet(ListAction, ApiViewSet):
     queryset = Run.objects.all()
     serializer_class = RunOutput
     clients = ANY_CLIENT
     action_clients = {"partial_update": (NODE,)}
 
-    @extend_schema(parameters=[include("task"), *RUN_FILTERS.parameters])
-    def list(self, request: Request) -> Response:
-        include_task = "task" in _include(request)
-        runs = selectors.run_list(self.principal, RUN_FILTERS.parse(request))
-        runs = selectors.with_run_details(runs, include_task)
-        return paginate(
-            request, runs, RunOutput, serialize=_serialize_runs(include_task), default_order=NEWEST_FIRST
-        )
+    FILTERS = RUN_FILTERS
+    INCLUDES = ("task",)
+    default_order = NEWEST_FIRST
+
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        return selectors.with_run_details(selectors.run_list(self.principal, filters), "task" in include)
+
+    def output(self, rows: list, include: set[str]) -> list:
+        selectors.attach_nodes(rows)
+        return cast(list, RunOutput(rows, many=True, context={"include_task": "task" in include}).data)
 
     @extend_schema(parameters=[include("task")])
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -148,19 +138,16 @@ class RunViewSet(ApiViewSet):
         return Response(RunOutput(run).data)
 
 
-class ResultViewSet(ApiViewSet):
+class ResultViewSet(ListAction, ApiViewSet):
     queryset = Run.objects.all()
     serializer_class = ResultOutput
     clients = ANY_CLIENT
 
-    @extend_schema(parameters=RUN_FILTERS.parameters)
-    def list(self, request: Request) -> Response:
-        return paginate(
-            request,
-            selectors.run_list(self.principal, RUN_FILTERS.parse(request)),
-            ResultOutput,
-            default_order=NEWEST_FIRST,
-        )
+    FILTERS = RUN_FILTERS
+    default_order = NEWEST_FIRST
+
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        return selectors.run_list(self.principal, filters)
 
     def retrieve(self, request: Request, pk: str) -> Response:
         run = get_for(
