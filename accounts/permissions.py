@@ -496,13 +496,20 @@ def get_for(
     filter naming a row that does not exist is a 400). A row out of reach of the principal's scope
     for ``operation`` on ``resource`` (by default the model's): the 401 (``refused``). With
     ``operation`` None the service that acts on the row judges it."""
-    row = by_pk(queryset, pk)
-    if row is None:
-        raise not_found(missing) if isinstance(missing, str) else missing
+    row = fetch(queryset, pk, missing=missing)
     if operation is not None:
         name = str(queryset.model._meta.model_name)
         resource = resource or _MODEL_RESOURCES.get(name, name)
         principal.require(principal.allows(resource, row, operation), refused)
+    return row
+
+
+def fetch(queryset: QuerySet[M], pk: int | str, *, missing: str | ApiError) -> M:
+    """The row of ``queryset`` with primary key ``pk``, not judged: for a service that judges it itself,
+    or a filter value whose reach is checked apart. No such row: as ``get_for``."""
+    row = by_pk(queryset, pk)
+    if row is None:
+        raise not_found(missing) if isinstance(missing, str) else missing
     return row
 
 

@@ -16,7 +16,7 @@ from accounts import login, services, sessions
 from accounts.api import NODE, USER, ApiViewSet, ClientTypeGate, caller
 from accounts.authentication import RefreshJWTAuthentication
 from accounts.models import AuditEntry, Role, Rule, User
-from accounts.permissions import get_for
+from accounts.permissions import fetch, get_for
 from accounts.selectors import audit_list, role_list, rule_list, user_list
 from accounts.serializers import (
     AuditEntryOutput,
@@ -303,9 +303,7 @@ class RoleViewSet(ListAction, ApiViewSet):
     @action(detail=True, methods=["post", "delete"], url_path=r"rule/(?P<rule_id>[0-9]+)")
     def rule(self, request: Request, pk: str, rule_id: str) -> Response:
         role = self._get(pk)
-        rule = get_for(
-            self.principal, Rule.objects.all(), rule_id, None, missing=f"Rule with id={rule_id} not found!"
-        )
+        rule = fetch(Rule.objects.all(), rule_id, missing=f"Rule with id={rule_id} not found!")
         add = request.method == "POST"
         services.role_rule_change(principal=self.principal, role=role, rule=rule, add=add)
         rules = RuleOutput(role.rules.order_by("id"), many=True).data
@@ -330,7 +328,7 @@ class RuleViewSet(ListAction, ApiViewSet):
         return not filters.get("no_pagination")
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        rule = get_for(self.principal, Rule.objects.all(), pk, None, missing=f"Rule with id={pk} not found!")
+        rule = fetch(Rule.objects.all(), pk, missing=f"Rule with id={pk} not found!")
         return Response(RuleOutput(rule).data)
 
 

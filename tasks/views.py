@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import ANY_CLIENT, CONTAINER, NODE, USER, ApiViewSet
-from accounts.permissions import get_for
+from accounts.permissions import fetch, get_for
 from collaborations.models import Collaboration
 from nodes.models import Node
 from tasks import blobs, selectors, services
@@ -150,9 +150,7 @@ class ResultViewSet(ListAction, ApiViewSet):
         return selectors.run_list(self.principal, filters)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        run = get_for(
-            self.principal, Run.objects.select_related("task"), pk, None, missing=f"Result id={pk} not found!"
-        )
+        run = fetch(Run.objects.select_related("task"), pk, missing=f"Result id={pk} not found!")
         self.principal.require(self.principal.allows("task_runs", run.task))
         return Response(ResultOutput(run).data)
 
@@ -186,9 +184,7 @@ class KillViewSet(ApiViewSet):
     @extend_schema(request=IdInput, responses=MessageOutput)
     def task(self, request: Request) -> Response:
         task_id = validated(IdInput, request.data)["id"]
-        task = get_for(
-            self.principal, Task.objects.all(), task_id, None, missing=f"Task id={task_id} not found!"
-        )
+        task = fetch(Task.objects.all(), task_id, missing=f"Task id={task_id} not found!")
         self.principal.require(
             self.principal.reaches("event", "send", collaboration_id=task.collaboration_id)
         )
@@ -198,9 +194,7 @@ class KillViewSet(ApiViewSet):
     @extend_schema(request=IdInput, responses=MessageOutput)
     def node_tasks(self, request: Request) -> Response:
         node_id = validated(IdInput, request.data)["id"]
-        node = get_for(
-            self.principal, Node.objects.all(), node_id, None, missing=f"Node id={node_id} not found!"
-        )
+        node = fetch(Node.objects.all(), node_id, missing=f"Node id={node_id} not found!")
         self.principal.require(
             self.principal.reaches(
                 "event", "send", organization_id=node.organization_id, collaboration_id=node.collaboration_id
@@ -286,11 +280,9 @@ class ColumnViewSet(ApiViewSet):
     def create(self, request: Request) -> Response:
         data = validated(ColumnInput, request.data)
         collaboration_id = data["collaboration_id"]
-        collaboration = get_for(
-            self.principal,
+        collaboration = fetch(
             Collaboration.objects.all(),
             collaboration_id,
-            None,
             missing=f"Collaboration id={collaboration_id} not found!",
         )
         self.principal.require(self.principal.reaches("task", "create", collaboration_id=collaboration.pk))
