@@ -51,13 +51,6 @@ class CorrelatedSQL(Expression):
         return f"({sql.replace('{outer}', outer_sql)})", params
 
 
-def string_agg(connection: BaseDatabaseWrapper, expression: str, separator: str) -> str:
-    """The aggregate concatenating ``expression`` over the rows, on SQLite and PostgreSQL."""
-    if connection.vendor == "postgresql":
-        return f"STRING_AGG({expression}, '{separator}')"
-    return f"GROUP_CONCAT({expression}, '{separator}')"
-
-
 M = TypeVar("M", bound=Model)
 
 
