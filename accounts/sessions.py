@@ -151,7 +151,7 @@ def with_revoked_logins(queryset: QuerySet) -> QuerySet:
     """Users or nodes annotated with ``revoked_logins``: the ids of their ended logins whose tokens
     may not have expired yet, so the caller's check costs no query of its own."""
     ended = LoginSession.objects.filter(identity_id=OuterRef("pk"), revoked_at__isnull=False)
-    return queryset.annotate(revoked_logins=joined(ended, F("id")))
+    return queryset.annotate(revoked_logins=joined(ended, "id"))
 
 
 def check_current(identity: Authenticatable, claims: dict) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 from django.db.models import QuerySet
@@ -46,6 +47,30 @@ def _organizations(queryset) -> list[dict]:
     return cast(list, OrganizationOutput(queryset.order_by("id"), many=True).data)
 
 
+class _WithMembers(ListAction, ApiViewSet):
+    """Collaborations and studies: rows with organizations, shown on request (``include=``), and
+    changed one at a time (``/organization``)."""
+
+    INCLUDES = ("organizations",)
+
+    def output_context(self, include: set[str]) -> dict:
+        return {"include_organizations": "organizations" in include}
+
+    def _output(self, row: Collaboration | Study, include_organizations: bool) -> dict:
+        return self.serializer_class(row, context={"include_organizations": include_organizations}).data
+
+    def _change_members(
+        self, request: Request, row: Collaboration | Study, add: Callable, remove: Callable
+    ) -> Response:
+        """Add (POST) or remove (DELETE) the organization of the body; the members after it."""
+        organization_id = validated(IdInput, request.data)["id"]
+        change = add if request.method == "POST" else remove
+        # The services name the row after its model: ``collaboration=`` or ``study=``.
+        target = {str(row._meta.model_name): row}
+        change(principal=self.principal, organization_id=organization_id, **target)
+        return Response(_organizations(row.organizations.all()))
+
+
 class OrganizationViewSet(ListAction, ApiViewSet):
     queryset = Organization.objects.none()
     serializer_class = OrganizationOutput
@@ -85,33 +110,24 @@ class OrganizationViewSet(ListAction, ApiViewSet):
         return Response({"msg": f"Organization id={pk} has been deleted"})
 
 
-class CollaborationViewSet(ListAction, ApiViewSet):
+class CollaborationViewSet(_WithMembers):
     queryset = Collaboration.objects.none()
     serializer_class = CollaborationOutput
     action_clients = {"list": (USER, NODE), "retrieve": ANY_CLIENT}
 
-    def _output(self, collaboration: Collaboration, include_organizations: bool = False) -> dict:
-        return CollaborationOutput(
-            collaboration, context={"include_organizations": include_organizations}
-        ).data
-
     FILTERS = Filters(name="like", encrypted="bool", organization_id="id", algorithm_store_id="id")
-    INCLUDES = ("organizations",)
 
     def rows(self, filters: dict, include: set[str]) -> QuerySet:
         return selectors.collaboration_list(
             self.principal, filters, include_organizations="organizations" in include
         )
 
-    def output_context(self, include: set[str]) -> dict:
-        return {"include_organizations": "organizations" in include}
-
     @extend_schema(request=CollaborationCreateInput, responses={200: CollaborationOutput})
     def create(self, request: Request) -> Response:
         data = validated(CollaborationCreateInput, request.data)
         collaboration = services.collaboration_create(principal=self.principal, **data)
         # vantage6 answers 200 here, not 201.
-        return Response(self._output(collaboration))
+        return Response(self._output(collaboration, False))
 
     @extend_schema(parameters=[include("organizations")])
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -126,7 +142,7 @@ class CollaborationViewSet(ListAction, ApiViewSet):
         collaboration = services.collaboration_update(
             principal=self.principal, collaboration=collaboration, data=data
         )
-        return Response(self._output(collaboration))
+        return Response(self._output(collaboration, False))
 
     @extend_schema(parameters=[DELETE_DEPENDENTS])
     def destroy(self, request: Request, pk: str) -> Response:
@@ -141,39 +157,29 @@ class CollaborationViewSet(ListAction, ApiViewSet):
     @extend_schema(request=IdInput, responses=OrganizationOutput(many=True))
     @action(detail=True, methods=["post", "delete"], url_path="organization")
     def organizations(self, request: Request, pk: str) -> Response:
-        collaboration = selectors.collaboration_for_edit(self.principal, pk)
-        organization_id = validated(IdInput, request.data)["id"]
-        change = (
-            services.collaboration_organization_add
-            if request.method == "POST"
-            else services.collaboration_organization_remove
+        return self._change_members(
+            request,
+            selectors.collaboration_for_edit(self.principal, pk),
+            services.collaboration_organization_add,
+            services.collaboration_organization_remove,
         )
-        change(principal=self.principal, collaboration=collaboration, organization_id=organization_id)
-        return Response(_organizations(collaboration.organizations.all()))
 
 
-class StudyViewSet(ListAction, ApiViewSet):
+class StudyViewSet(_WithMembers):
     queryset = Study.objects.none()
     serializer_class = StudyOutput
     action_clients = {"list": (USER, NODE), "retrieve": ANY_CLIENT}
 
-    def _output(self, study: Study, include_organizations: bool = True) -> dict:
-        return StudyOutput(study, context={"include_organizations": include_organizations}).data
-
     FILTERS = Filters(name="like", organization_id="id", collaboration_id="id")
-    INCLUDES = ("organizations",)
 
     def rows(self, filters: dict, include: set[str]) -> QuerySet:
         return selectors.study_list(self.principal, filters, include_organizations="organizations" in include)
-
-    def output_context(self, include: set[str]) -> dict:
-        return {"include_organizations": "organizations" in include}
 
     @extend_schema(request=StudyCreateInput)
     def create(self, request: Request) -> Response:
         data = validated(StudyCreateInput, request.data)
         study = services.study_create(principal=self.principal, **data)
-        return Response(self._output(study), status=201)
+        return Response(self._output(study, True), status=201)
 
     @extend_schema(parameters=[include("organizations")])
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -187,7 +193,7 @@ class StudyViewSet(ListAction, ApiViewSet):
         data = validated(StudyUpdateInput, request.data)
         data.pop("collaboration_id", None)
         study = services.study_update(principal=self.principal, study=study, data=data)
-        return Response(self._output(study))
+        return Response(self._output(study, True))
 
     @extend_schema(parameters=[DELETE_DEPENDENTS])
     def destroy(self, request: Request, pk: str) -> Response:
@@ -200,15 +206,12 @@ class StudyViewSet(ListAction, ApiViewSet):
     @extend_schema(request=IdInput, responses=OrganizationOutput(many=True))
     @action(detail=True, methods=["post", "delete"], url_path="organization")
     def organizations(self, request: Request, pk: str) -> Response:
-        study = selectors.study_for_member_change(self.principal, pk)
-        organization_id = validated(IdInput, request.data)["id"]
-        change = (
-            services.study_organization_add
-            if request.method == "POST"
-            else services.study_organization_remove
+        return self._change_members(
+            request,
+            selectors.study_for_member_change(self.principal, pk),
+            services.study_organization_add,
+            services.study_organization_remove,
         )
-        change(principal=self.principal, study=study, organization_id=organization_id)
-        return Response(_organizations(study.organizations.all()))
 
 
 class AlgorithmStoreViewSet(ListAction, ApiViewSet):

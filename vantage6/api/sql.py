@@ -241,7 +241,7 @@ class Joined(Aggregate):
         return self.as_sql(compiler, connection, function="STRING_AGG", **extra)
 
 
-def joined(queryset: QuerySet, expression: Expression, separator: str = ",") -> Subquery:
+def joined(queryset: QuerySet, expression: Expression | str, separator: str = ",") -> Subquery:
     """A scalar subquery: ``expression`` over all rows of ``queryset`` joined into one string (NULL
     without rows). The constant grouping makes the aggregate span the whole queryset."""
     rows = queryset.order_by().annotate(_all=Value(1)).values("_all")
