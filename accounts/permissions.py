@@ -276,7 +276,7 @@ class Principal:
         self,
         queryset: QuerySet[M],
         pk: int | str,
-        operation: str | None = "view",
+        operation: str = "view",
         *,
         missing: str | ApiError,
         resource: str | None = None,

@@ -145,7 +145,10 @@ class ScopedAdmin(AdminPage):
             return None  # no relation of these models points at another field
         try:
             return self.principal(request).get(
-                super().get_queryset(request), key.to_python(object_id), missing="", resource=self.resource
+                super().get_queryset(request),
+                key.to_python(object_id),
+                missing=f"{self.opts.verbose_name} not found",
+                resource=self.resource,
             )
         except (ApiError, ValidationError):
             return None
