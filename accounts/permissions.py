@@ -7,7 +7,8 @@ container; its rules are loaded once per request.
 Each resource has one ``Scope`` definition (``RESOURCE_SCOPES``); from it come the rows a list shows
 (``visible``), the check of one row (``allows``, and ``get_for``: 404 missing, 401 out of reach) and
 the check of a filter value such as ``?organization_id=`` (``reaches``, vantage6's ``ALLOW_ORG``,
-``ALLOW_ORG_IN_COL`` and ``CAN_COL``). ``max_scope`` and ``at_least`` are vantage6's helpers of the
+``ALLOW_ORG_IN_COL`` and ``CAN_COL``; a list filter that a ``Scope`` declares otherwise:
+``filter_reaches``). ``max_scope`` and ``at_least`` are vantage6's helpers of the
 same names.
 """
 
@@ -26,6 +27,7 @@ from vantage6.api.errors import ApiError, not_found, unauthorized
 from vantage6.api.sql import by_pk, joined
 
 GLO, COL, ORG, OWN = "GLOBAL", "COLLABORATION", "ORGANIZATION", "OWN"
+M = TypeVar("M", bound=Model)
 _SCOPES_DESC = (GLO, COL, ORG, OWN)
 
 
@@ -80,10 +82,10 @@ class Principal:
         loaded = _loaded_ids(self.user or self.node, "collaboration_keys")
         if loaded is not None:
             return loaded
-        from collaborations.models import Collaboration
-
         return frozenset(
-            Collaboration.objects.filter(organizations=self.organization_id).values_list("id", flat=True)
+            memberships()
+            .filter(organization_id=self.organization_id)
+            .values_list("collaboration_id", flat=True)
         )
 
     @cached_property
@@ -92,12 +94,10 @@ class Principal:
         loaded = _loaded_ids(self.user or self.node, "partner_keys")  # None for containers
         if loaded is not None:
             return loaded
-        from collaborations.models import Collaboration
-
         return frozenset(
-            Collaboration.organizations.through.objects.filter(
-                collaboration_id__in=self.collaboration_ids
-            ).values_list("organization_id", flat=True)
+            memberships()
+            .filter(collaboration_id__in=self.collaboration_ids)
+            .values_list("organization_id", flat=True)
         )
 
     # --- the vantage6 helpers ----------------------------------------------------------------------
@@ -155,6 +155,33 @@ class Principal:
             and not definition.organization
             and collaboration_id in self.collaboration_ids
         )
+
+    def filter_reaches(self, resource: str, name: str, value: int) -> bool:
+        """Whether a list of ``resource`` may be filtered on ``name`` (``organization_id`` or
+        ``collaboration_id``) equal to ``value``: as the resource's ``Scope.filters`` declares it for
+        the principal's broadest view scope, else as ``reaches`` judges it."""
+        declared = RESOURCE_SCOPES.get(resource, _NO_SCOPE).filters.get(name)
+        if declared is None:
+            return self.reaches(resource, "view", **{name: value})
+        scope = self.max_scope(self.rule_resource(resource), "view")
+        if scope == GLO:
+            return True
+        reach = declared.get(scope) if scope is not None else None
+        return reach is not None and reach(self, value)
+
+    def event_reach(self, operation: str = "receive") -> list[tuple[int, int | None]]:
+        """Where the principal's broadest ``event`` scope for ``operation`` reaches (permissions.md
+        §5.7), as (collaboration, organization) pairs: whole collaborations (organization None) at
+        global scope, every one, and at collaboration scope, the auth collaborations; at organization
+        scope the own organization's part of each auth collaboration."""
+        scope = self.max_scope("event", operation)
+        if scope == GLO:
+            return [(cid, None) for cid in collaborations().order_by("id").values_list("id", flat=True)]
+        if scope == COL:
+            return [(cid, None) for cid in sorted(self.collaboration_ids)]
+        if scope == ORG:
+            return [(cid, self.organization_id) for cid in sorted(self.collaboration_ids)]
+        return []
 
     @staticmethod
     def rule_resource(resource: str) -> str:
@@ -245,6 +272,18 @@ class Principal:
             matched = type(obj)._default_manager.filter(pk=obj.pk).filter(condition).exists()
         return matched
 
+    def get(
+        self,
+        queryset: QuerySet[M],
+        pk: int | str,
+        operation: str = "view",
+        *,
+        missing: str | ApiError,
+        resource: str | None = None,
+    ) -> M:
+        """``get_for`` this principal, for callers that hold only the principal (the admin pages)."""
+        return get_for(self, queryset, pk, operation, missing=missing, resource=resource)
+
     def visible_or_none(self, resource: str, queryset: QuerySet, operation: str = "view") -> QuerySet:
         """As ``visible`` but an empty queryset instead of a 401 (for ``include=`` and socket rooms)."""
         if self.max_scope(self.rule_resource(resource), operation) is None:
@@ -325,6 +364,9 @@ class Scope:
     # Per operation NAME: what a principal without any rule of it still reaches, instead of a 401.
     without_rule: dict[str, Callable[[Principal], Q]] = field(default_factory=dict)
     repeats_rows: bool = False  # the filter crosses a many-to-many relation
+    # Per list filter (``organization_id``, ``collaboration_id``) that does not follow ``reaches``:
+    # what a value may name at each scope below global (a scope left out refuses every value).
+    filters: dict[str, dict[str, Reach]] = field(default_factory=dict)
 
     def condition(self, scope: str, p: Principal) -> Q:
         """The rows ``scope`` (below global) reaches for ``p``."""
@@ -354,6 +396,22 @@ def _any(conditions: Iterable[Q]) -> Q:
     return combined
 
 
+# What a filter value may name (``Scope.filters``).
+Reach = Callable[[Principal, int], bool]
+
+
+def any_value(_: Principal, __: int) -> bool:
+    return True
+
+
+def own_organization(p: Principal, organization_id: int) -> bool:
+    return organization_id == p.organization_id
+
+
+def auth_collaboration(p: Principal, collaboration_id: int) -> bool:
+    return collaboration_id in p.collaboration_ids
+
+
 def _own_roles(p: Principal) -> Q:
     return Q(id__in=p.role_ids)
 
@@ -376,7 +434,16 @@ RESOURCE_SCOPES: dict[str, Scope] = {
         without_rule={"VIEW": lambda p: Q(id=p.id) if p.is_user else NOTHING},
     ),
     "node": Scope(organization=("organization_id",), collaboration="collaboration_id"),
-    "study": Scope(organization=("organizations",), collaboration="collaboration_id", repeats_rows=True),
+    # vantage6's filters of the study list are laxer than ``reaches``: the scope narrows the rows anyway.
+    "study": Scope(
+        organization=("organizations",),
+        collaboration="collaboration_id",
+        repeats_rows=True,
+        filters={
+            "organization_id": {COL: any_value, ORG: own_organization},
+            "collaboration_id": {COL: auth_collaboration, ORG: auth_collaboration},
+        },
+    ),
     "task": Scope(organization=("init_org_id",), collaboration="collaboration_id", own="init_user_id"),
     "run": Scope(
         organization=("organization_id",),
@@ -413,9 +480,6 @@ _NO_SCOPE = Scope()
 _MODEL_RESOURCES = {"auditentry": "audit"}
 
 
-M = TypeVar("M", bound=Model)
-
-
 def get_for(
     principal: Principal,
     queryset: QuerySet[M],
@@ -432,13 +496,20 @@ def get_for(
     filter naming a row that does not exist is a 400). A row out of reach of the principal's scope
     for ``operation`` on ``resource`` (by default the model's): the 401 (``refused``). With
     ``operation`` None the service that acts on the row judges it."""
-    row = by_pk(queryset, pk)
-    if row is None:
-        raise not_found(missing) if isinstance(missing, str) else missing
+    row = fetch(queryset, pk, missing=missing)
     if operation is not None:
         name = str(queryset.model._meta.model_name)
         resource = resource or _MODEL_RESOURCES.get(name, name)
         principal.require(principal.allows(resource, row, operation), refused)
+    return row
+
+
+def fetch(queryset: QuerySet[M], pk: int | str, *, missing: str | ApiError) -> M:
+    """The row of ``queryset`` with primary key ``pk``, not judged: for a service that judges it itself,
+    or a filter value whose reach is checked apart. No such row: as ``get_for``."""
+    row = by_pk(queryset, pk)
+    if row is None:
+        raise not_found(missing) if isinstance(missing, str) else missing
     return row
 
 
@@ -495,24 +566,46 @@ def _rules_of_outer_user() -> Subquery:
 RULE_SEPARATOR = ","
 
 
-def _members() -> QuerySet:
-    from collaborations.models import Collaboration
+# The rows of the collaborations app that the engine and the user and role services read, registered
+# by that app at start-up (its AppConfig.ready()): accounts imports no app above it.
+_rows: dict[str, Callable[[], QuerySet]] = {}
 
-    return Collaboration.organizations.through.objects.all()
+
+def register_collaborations(
+    *,
+    organizations: Callable[[], QuerySet],
+    collaborations: Callable[[], QuerySet],
+    memberships: Callable[[], QuerySet],
+) -> None:
+    """``memberships`` gives one row per organization in a collaboration (``collaboration_id``,
+    ``organization_id``)."""
+    _rows.update(organizations=organizations, collaborations=collaborations, memberships=memberships)
+
+
+def organizations() -> QuerySet:
+    return _rows["organizations"]()
+
+
+def collaborations() -> QuerySet:
+    return _rows["collaborations"]()
+
+
+def memberships() -> QuerySet:
+    return _rows["memberships"]()
 
 
 def with_memberships(queryset: QuerySet) -> QuerySet:
     """Users or nodes annotated with the collaborations of their organization and the organizations
     in those (with repeats), as ``"1,5,7"``, which most scope checks need: loaded with the caller,
     they cost no query of their own."""
-    own = _members().filter(organization_id=OuterRef("organization_id"))
+    own = memberships().filter(organization_id=OuterRef("organization_id"))
     shared = (
-        _members().filter(organization_id=OuterRef(OuterRef("organization_id"))).values("collaboration_id")
+        memberships().filter(organization_id=OuterRef(OuterRef("organization_id"))).values("collaboration_id")
     )
     return queryset.annotate(
         collaboration_keys=joined(own, Cast("collaboration_id", CharField())),
         partner_keys=joined(
-            _members().filter(collaboration_id__in=shared), Cast("organization_id", CharField())
+            memberships().filter(collaboration_id__in=shared), Cast("organization_id", CharField())
         ),
     )
 

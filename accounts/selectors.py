@@ -8,7 +8,7 @@ from django.db.models import Q, QuerySet
 
 from accounts.catalogue import OPERATIONS, SCOPES
 from accounts.models import AuditAction, AuditEntry, Role, Rule, User
-from accounts.permissions import GLO, Principal, get_for
+from accounts.permissions import GLO, Principal, fetch, memberships
 from vantage6.api.errors import bad_request, unauthorized
 from vantage6.api.lookups import like
 
@@ -23,7 +23,7 @@ def _user_for_filter(principal: Principal, user_id: int) -> User:
     to anyone else a missing user is the same 401 as one they may not see."""
     sees_all = principal.max_scope("user", "view") == GLO
     missing = bad_request(f"User id={user_id} does not exist!") if sees_all else unauthorized()
-    return get_for(principal, User.objects.all(), user_id, None, missing=missing)
+    return fetch(User.objects.all(), user_id, missing=missing)
 
 
 def rule_list(principal: Principal, filters: dict) -> QuerySet[Rule]:
@@ -35,13 +35,7 @@ def rule_list(principal: Principal, filters: dict) -> QuerySet[Rule]:
     if scope := filters.get("scope"):
         rules = rules.filter(scope=_name_or_code(scope, SCOPES))
     if (role_id := filters.get("role_id")) is not None:
-        get_for(
-            principal,
-            Role.objects.all(),
-            role_id,
-            None,
-            missing=bad_request(f"Role id={role_id} does not exist!"),
-        )
+        fetch(Role.objects.all(), role_id, missing=bad_request(f"Role id={role_id} does not exist!"))
         rules = rules.filter(roles=role_id)
     if (user_id := filters.get("user_id")) is not None:
         user = _user_for_filter(principal, user_id)
@@ -54,11 +48,7 @@ def rule_list(principal: Principal, filters: dict) -> QuerySet[Rule]:
 
 
 def _members_of(collaboration_id: int) -> QuerySet:
-    from collaborations.models import Collaboration
-
-    return Collaboration.organizations.through.objects.filter(collaboration_id=collaboration_id).values(
-        "organization_id"
-    )
+    return memberships().filter(collaboration_id=collaboration_id).values("organization_id")
 
 
 def user_list(principal: Principal, filters: dict) -> QuerySet[User]:
@@ -80,18 +70,12 @@ def user_list(principal: Principal, filters: dict) -> QuerySet[User]:
         users = users.filter(organization_id__in=_members_of(collaboration_id))
     if (role_id := filters.get("role_id")) is not None:
         missing = bad_request(f"Role id={role_id} does not exist!")
-        role = get_for(principal, Role.objects.all(), role_id, None, missing=missing)
+        role = fetch(Role.objects.all(), role_id, missing=missing)
         if role.organization_id is not None:
             principal.require(principal.reaches("user", "view", organization_id=role.organization_id))
         users = users.filter(roles=role_id)
     if (rule_id := filters.get("rule_id")) is not None:
-        get_for(
-            principal,
-            Rule.objects.all(),
-            rule_id,
-            None,
-            missing=bad_request(f"Rule id={rule_id} does not exist!"),
-        )
+        fetch(Rule.objects.all(), rule_id, missing=bad_request(f"Rule id={rule_id} does not exist!"))
         users = users.filter(rules=rule_id)
     if since := filters.get("last_seen_from"):
         users = users.filter(last_seen__gte=since)
@@ -102,14 +86,12 @@ def user_list(principal: Principal, filters: dict) -> QuerySet[User]:
 
 def user_permissions(user: User) -> dict:
     """What the UI reads after login: the user's roles, effective rules and collaborating organizations."""
-    from collaborations.models import Collaboration
-
     via_roles = Rule.objects.filter(roles__users=user.pk).values_list("id", flat=True)
     direct = Rule.objects.filter(users=user.pk).values_list("id", flat=True)
-    members = Collaboration.organizations.through.objects.filter(
-        collaboration_id__in=Collaboration.organizations.through.objects.filter(
-            organization_id=user.organization_id
-        ).values("collaboration_id")
+    members = memberships().filter(
+        collaboration_id__in=memberships()
+        .filter(organization_id=user.organization_id)
+        .values("collaboration_id")
     )
     return {
         "roles": sorted(user.roles.values_list("id", flat=True)),
@@ -136,7 +118,7 @@ def role_list(principal: Principal, filters: dict) -> QuerySet[Role]:
                 match |= like(name, value)
             roles = roles.filter(match)
     if (rule_id := filters.get("rule_id")) is not None:
-        get_for(principal, Rule.objects.all(), rule_id, None, missing=f"Rule id={rule_id} not found!")
+        fetch(Rule.objects.all(), rule_id, missing=f"Rule id={rule_id} not found!")
         roles = roles.filter(rules=rule_id)
     if (user_id := filters.get("user_id")) is not None:
         user = _user_for_filter(principal, user_id)

@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 
 from accounts.catalogue import ROOT
 from accounts.models import AuditAction, AuditEntry, Authenticatable, Role, Rule, User
-from accounts.permissions import Principal
+from accounts.permissions import Principal, organizations
 from vantage6.api.errors import bad_request, not_found, unauthorized
 
 ROOT_USERNAME = "root"
@@ -61,6 +61,11 @@ def _organization_of(obj: Any) -> int | None:
     return getattr(obj, "organization_id", None) or getattr(obj, "init_org_id", None)
 
 
+def _organization_must_exist(organization_id: int) -> None:
+    if not organizations().filter(pk=organization_id).exists():
+        raise not_found(f"Organization id={organization_id} not found!")
+
+
 @transaction.atomic
 def root_user_ensure(*, password: str = "", password_hash: str = "") -> tuple[User, str | None]:
     """Create organization ``root`` and user ``root`` (role Root) if there is no root user yet, with
@@ -68,15 +73,13 @@ def root_user_ensure(*, password: str = "", password_hash: str = "") -> tuple[Us
 
     Returns the user and, when it was created without a given password, the generated one.
     """
-    from collaborations.models import Organization
-
     user = User.objects.filter(username=ROOT_USERNAME).first()
     if user is not None:
         return user, None
     generated = None
     if not password and not password_hash:
         password = generated = secrets.token_urlsafe(12)
-    organization, _ = Organization.objects.get_or_create(name=ROOT_USERNAME)
+    organization, _ = organizations().get_or_create(name=ROOT_USERNAME)
     user = User.objects.create_user(
         username=ROOT_USERNAME, password=password or None, email="root@domain.ext", organization=organization
     )
@@ -163,12 +166,9 @@ def user_create(
     rule_ids: Iterable[int] = (),
 ) -> User:
     """A new user; unknown role and rule ids are skipped, as in vantage6."""
-    from collaborations.models import Organization
-
     organization_id = organization_id or principal.organization_id
     principal.require(principal.reaches("user", "create", organization_id=organization_id))
-    if not Organization.objects.filter(pk=organization_id).exists():
-        raise not_found(f"Organization id={organization_id} not found!")
+    _organization_must_exist(organization_id)
     if User.objects.filter(username=username).exists():
         raise bad_request("username already exists.")
     if User.objects.filter(email=email).exists():
@@ -242,11 +242,8 @@ def user_update(*, principal: Principal, user: User, data: dict) -> User:
 
 def _move_user(principal: Principal, user: User, organization_id: int, new_role_ids: list | None) -> None:
     """Moving a user to another organization is for global user editors, and leaves no foreign role."""
-    from collaborations.models import Organization
-
     principal.require(principal.has("user", "glo", "edit"))
-    if not Organization.objects.filter(pk=organization_id).exists():
-        raise not_found(f"Organization id={organization_id} not found!")
+    _organization_must_exist(organization_id)
     role_orgs = (
         Role.objects.filter(pk__in=new_role_ids) if new_role_ids is not None else user.roles.all()
     ).values_list("organization_id", flat=True)
@@ -313,12 +310,9 @@ def role_create(
     description: str = "",
     organization_id: int | None = None,
 ) -> Role:
-    from collaborations.models import Organization
-
     organization_id = organization_id or principal.organization_id
     principal.require(principal.reaches("role", "create", organization_id=organization_id))
-    if not Organization.objects.filter(pk=organization_id).exists():
-        raise not_found(f"Organization id={organization_id} not found!")
+    _organization_must_exist(organization_id)
     rules = _rules(rule_ids, strict=True)
     principal.require_holds(_triples(rules))
     role = Role.objects.create(name=name, description=description or "", organization_id=organization_id)

@@ -14,7 +14,7 @@ from typing import cast
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import CharField, F, Q, QuerySet
+from django.db.models import F, OuterRef, Q, QuerySet
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -23,7 +23,7 @@ from accounts.permissions import Principal
 from accounts.services import audit
 from accounts.tokens import login_tokens
 from vantage6.api.errors import ApiError
-from vantage6.api.sql import CorrelatedSQL, string_agg
+from vantage6.api.sql import joined
 
 TOKEN_REVOKED = "Token has been revoked"
 # A refresh token just replaced still works this long: the official clients may refresh from two
@@ -147,20 +147,11 @@ def end_all_logins_of(principal: Principal) -> None:
     audit(principal, "token.revoke_all", principal.user or principal.node)
 
 
-def _revoked_sql(connection) -> tuple[str, tuple]:
-    q = connection.ops.quote_name
-    ids = string_agg(connection, f"s.{q('id')}", ",")
-    return (
-        f"SELECT {ids} FROM {q(LoginSession._meta.db_table)} s "
-        f"WHERE s.{q('identity_id')} = {{outer}} AND s.{q('revoked_at')} IS NOT NULL",
-        (),
-    )
-
-
 def with_revoked_logins(queryset: QuerySet) -> QuerySet:
     """Users or nodes annotated with ``revoked_logins``: the ids of their ended logins whose tokens
     may not have expired yet, so the caller's check costs no query of its own."""
-    return queryset.annotate(revoked_logins=CorrelatedSQL(_revoked_sql, CharField()))
+    ended = LoginSession.objects.filter(identity_id=OuterRef("pk"), revoked_at__isnull=False)
+    return queryset.annotate(revoked_logins=joined(ended, "id"))
 
 
 def check_current(identity: Authenticatable, claims: dict) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
@@ -15,7 +16,7 @@ from accounts import login, services, sessions
 from accounts.api import NODE, USER, ApiViewSet, ClientTypeGate, caller
 from accounts.authentication import RefreshJWTAuthentication
 from accounts.models import AuditEntry, Role, Rule, User
-from accounts.permissions import get_for
+from accounts.permissions import fetch, get_for
 from accounts.selectors import audit_list, role_list, rule_list, user_list
 from accounts.serializers import (
     AuditEntryOutput,
@@ -39,7 +40,7 @@ from accounts.serializers import (
     UserUpdateInput,
 )
 from vantage6.api.errors import bad_request
-from vantage6.api.pagination import paginate
+from vantage6.api.lists import ListAction
 from vantage6.api.params import Filters, flag
 from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput
 from vantage6.api.serializers import validated
@@ -174,7 +175,7 @@ class PasswordChangeView(APIView):
 
 
 # --- users ------------------------------------------------------------------------------------------
-class UserViewSet(ApiViewSet):
+class UserViewSet(ListAction, ApiViewSet):
     queryset = User.objects.all()
     serializer_class = UserOutput
 
@@ -192,9 +193,8 @@ class UserViewSet(ApiViewSet):
         collaboration_id="id", role_id="id", rule_id="id", last_seen_from="date", last_seen_till="date",
     )  # fmt: skip
 
-    @extend_schema(parameters=FILTERS.parameters)
-    def list(self, request: Request) -> Response:
-        return paginate(request, user_list(self.principal, self.FILTERS.parse(request)), UserOutput)
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        return user_list(self.principal, filters)
 
     @extend_schema(request=UserCreateInput)
     def create(self, request: Request) -> Response:
@@ -248,7 +248,7 @@ def _role_input(serializer_class: type[serializers.Serializer], data: object) ->
     return serializer.validated_data
 
 
-class RoleViewSet(ApiViewSet):
+class RoleViewSet(ListAction, ApiViewSet):
     queryset = Role.objects.all()
     serializer_class = RoleOutput
     field_errors_in_msg = True
@@ -263,9 +263,8 @@ class RoleViewSet(ApiViewSet):
         description="likes", rule_id="id", user_id="id",
     )  # fmt: skip
 
-    @extend_schema(parameters=FILTERS.parameters)
-    def list(self, request: Request) -> Response:
-        return paginate(request, role_list(self.principal, self.FILTERS.parse(request)), RoleOutput)
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        return role_list(self.principal, filters)
 
     @extend_schema(request=RoleCreateInput)
     def create(self, request: Request) -> Response:
@@ -304,9 +303,7 @@ class RoleViewSet(ApiViewSet):
     @action(detail=True, methods=["post", "delete"], url_path=r"rule/(?P<rule_id>[0-9]+)")
     def rule(self, request: Request, pk: str, rule_id: str) -> Response:
         role = self._get(pk)
-        rule = get_for(
-            self.principal, Rule.objects.all(), rule_id, None, missing=f"Rule with id={rule_id} not found!"
-        )
+        rule = fetch(Rule.objects.all(), rule_id, missing=f"Rule with id={rule_id} not found!")
         add = request.method == "POST"
         services.role_rule_change(principal=self.principal, role=role, rule=rule, add=add)
         rules = RuleOutput(role.rules.order_by("id"), many=True).data
@@ -314,7 +311,7 @@ class RoleViewSet(ApiViewSet):
 
 
 # --- rules ------------------------------------------------------------------------------------------
-class RuleViewSet(ApiViewSet):
+class RuleViewSet(ListAction, ApiViewSet):
     """The read-only rule catalogue; any logged-in user may read it."""
 
     queryset = Rule.objects.all()
@@ -324,23 +321,19 @@ class RuleViewSet(ApiViewSet):
         name="text", operation="text", scope="text", role_id="id", user_id="id", no_pagination="flag"
     )
 
-    @extend_schema(parameters=FILTERS.parameters)
-    def list(self, request: Request) -> Response:
-        filters = self.FILTERS.parse(request)
-        return paginate(
-            request,
-            rule_list(self.principal, filters),
-            RuleOutput,
-            paginated=not filters.get("no_pagination"),
-        )
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        return rule_list(self.principal, filters)
+
+    def paginated(self, filters: dict) -> bool:
+        return not filters.get("no_pagination")
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        rule = get_for(self.principal, Rule.objects.all(), pk, None, missing=f"Rule with id={pk} not found!")
+        rule = fetch(Rule.objects.all(), pk, missing=f"Rule with id={pk} not found!")
         return Response(RuleOutput(rule).data)
 
 
 # --- the audit trail ------------------------------------------------------------------------------
-class AuditViewSet(ApiViewSet):
+class AuditViewSet(ListAction, ApiViewSet):
     """The audit trail, read-only: what the ``audit`` rules let the caller see."""
 
     queryset = AuditEntry.objects.all()
@@ -351,9 +344,8 @@ class AuditViewSet(ApiViewSet):
         organization_id="id", since="time", until="time",
     )  # fmt: skip
 
-    @extend_schema(parameters=FILTERS.parameters)
-    def list(self, request: Request) -> Response:
-        return paginate(request, audit_list(self.principal, self.FILTERS.parse(request)), AuditEntryOutput)
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        return audit_list(self.principal, filters)
 
     def retrieve(self, request: Request, pk: str) -> Response:
         entry = get_for(

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from django.db.models import Q, QuerySet
 
-from accounts.permissions import GLO, ORG, Principal, get_for
+from accounts.permissions import Principal, fetch, get_for
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
-from vantage6.api.errors import unauthorized
 from vantage6.api.lookups import like
 
 
@@ -21,9 +20,7 @@ def organization_list(principal: Principal, filters: dict) -> QuerySet[Organizat
         principal.require(principal.reaches("organization", "view", collaboration_id=collaboration_id))
         orgs = orgs.filter(collaborations=collaboration_id)
     if (study_id := filters.get("study_id")) is not None:
-        study = get_for(
-            principal, Study.objects.all(), study_id, None, missing=f"Study with id={study_id} not found"
-        )
+        study = fetch(Study.objects.all(), study_id, missing=f"Study with id={study_id} not found")
         principal.require(principal.reaches("organization", "view", collaboration_id=study.collaboration_id))
         orgs = orgs.filter(studies=study.pk)
     if ids := filters.get("ids"):
@@ -55,12 +52,8 @@ def collaboration_list(
         principal.require(principal.reaches("collaboration", "view", organization_id=organization_id))
         collabs = collabs.filter(organizations=organization_id)
     if (store_id := filters.get("algorithm_store_id")) is not None:
-        store = get_for(
-            principal,
-            AlgorithmStore.objects.all(),
-            store_id,
-            None,
-            missing=f"Algorithm store with id={store_id} not found",
+        store = fetch(
+            AlgorithmStore.objects.all(), store_id, missing=f"Algorithm store with id={store_id} not found"
         )
         if store.collaboration_id is not None:
             collabs = collabs.filter(pk=store.collaboration_id)
@@ -87,17 +80,11 @@ def study_list(
     studies = principal.visible("study", Study.objects.all())
     if name := filters.get("name"):
         studies = studies.filter(like("name", name))
-    # Not ``principal.reaches``: these checks are vantage6's and are laxer, and a client sees the
-    # difference (with collaboration scope, ?organization_id= of a non-partner is 200 and empty; with
-    # organization scope, ?collaboration_id= of an own collaboration is allowed).
-    scope = principal.max_scope("study", "view")
     if (organization_id := filters.get("organization_id")) is not None:
-        if scope == ORG and organization_id != principal.organization_id:
-            raise unauthorized()
+        principal.require(principal.filter_reaches("study", "organization_id", organization_id))
         studies = studies.filter(organizations=organization_id)
     if (collaboration_id := filters.get("collaboration_id")) is not None:
-        if scope != GLO and collaboration_id not in principal.collaboration_ids:
-            raise unauthorized()
+        principal.require(principal.filter_reaches("study", "collaboration_id", collaboration_id))
         studies = studies.filter(collaboration_id=collaboration_id)
     return _with_organizations(studies, include_organizations)
 
@@ -111,13 +98,7 @@ def study_get(
 
 def study_for_member_change(principal: Principal, pk: int | str) -> Study:
     """A study whose organizations the caller may change: CAN_COL(study.edit) on its collaboration."""
-    study = get_for(
-        principal,
-        Study.objects.select_related("collaboration"),
-        pk,
-        None,
-        missing=f"Study with id={pk} not found",
-    )
+    study = fetch(Study.objects.select_related("collaboration"), pk, missing=f"Study with id={pk} not found")
     principal.require(principal.reaches("study", "edit", collaboration_id=study.collaboration_id))
     return study
 
@@ -130,11 +111,9 @@ def algorithm_store_list(principal: Principal, filters: dict) -> QuerySet[Algori
     if url := filters.get("url"):
         stores = stores.filter(like("url", url))
     if (collaboration_id := filters.get("collaboration_id")) is not None:
-        get_for(
-            principal,
+        fetch(
             Collaboration.objects.all(),
             collaboration_id,
-            None,
             missing=f"Collaboration with id={collaboration_id} not found",
         )
         principal.require(principal.reaches("algorithmstore", "view", collaboration_id=collaboration_id))

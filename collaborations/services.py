@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from django.db import transaction
 from django.db.models import Model
 
-from accounts.permissions import GLO, Principal, get_for
+from accounts.permissions import GLO, Principal, fetch
 from accounts.services import audit
 from collaborations import store_client
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
@@ -184,11 +184,9 @@ def _study_members(collaboration: Collaboration, organization_ids: list[int]) ->
 def study_create(
     *, principal: Principal, name: str, collaboration_id: int, organization_ids: list[int]
 ) -> Study:
-    collaboration = get_for(
-        principal,
+    collaboration = fetch(
         Collaboration.objects.all(),
         collaboration_id,
-        None,
         missing=f"Collaboration with id={collaboration_id} not found",
     )
     principal.require(principal.reaches("study", "create", collaboration_id=collaboration.pk))
@@ -269,11 +267,9 @@ def algorithm_store_create(
 ) -> AlgorithmStore:
     """Link a store to a collaboration (or to all) after registering this server at the store."""
     if collaboration_id is not None:
-        get_for(
-            principal,
+        fetch(
             Collaboration.objects.all(),
             collaboration_id,
-            None,
             missing=f"Collaboration with id={collaboration_id} not found",
         )
     _require_store_edit(principal, collaboration_id)
@@ -310,11 +306,9 @@ def algorithm_store_update(*, principal: Principal, store: AlgorithmStore, data:
     if "collaboration_id" in data:
         collaboration_id = data["collaboration_id"]
         if collaboration_id is not None:
-            get_for(
-                principal,
+            fetch(
                 Collaboration.objects.all(),
                 collaboration_id,
-                None,
                 missing=f"Collaboration with id={collaboration_id} not found",
             )
         _require_store_edit(principal, collaboration_id)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import ANY_CLIENT, NODE, USER, ApiViewSet
-from accounts.permissions import get_for
+from accounts.permissions import fetch
 from collaborations import selectors, services
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from collaborations.serializers import (
@@ -28,7 +30,7 @@ from collaborations.serializers import (
     StudyOutput,
     StudyUpdateInput,
 )
-from vantage6.api.pagination import paginate
+from vantage6.api.lists import ListAction
 from vantage6.api.params import Filters, first, flag, list_param
 from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, include
 from vantage6.api.serializers import validated
@@ -45,17 +47,39 @@ def _organizations(queryset) -> list[dict]:
     return cast(list, OrganizationOutput(queryset.order_by("id"), many=True).data)
 
 
-class OrganizationViewSet(ApiViewSet):
+class _WithMembers(ListAction, ApiViewSet):
+    """Collaborations and studies: rows with organizations, shown on request (``include=``), and
+    changed one at a time (``/organization``)."""
+
+    INCLUDES = ("organizations",)
+
+    def output_context(self, include: set[str]) -> dict:
+        return {"include_organizations": "organizations" in include}
+
+    def _output(self, row: Collaboration | Study, include_organizations: bool) -> dict:
+        return self.serializer_class(row, context={"include_organizations": include_organizations}).data
+
+    def _change_members(
+        self, request: Request, row: Collaboration | Study, add: Callable, remove: Callable
+    ) -> Response:
+        """Add (POST) or remove (DELETE) the organization of the body; the members after it."""
+        organization_id = validated(IdInput, request.data)["id"]
+        change = add if request.method == "POST" else remove
+        # The services name the row after its model: ``collaboration=`` or ``study=``.
+        target = {str(row._meta.model_name): row}
+        change(principal=self.principal, organization_id=organization_id, **target)
+        return Response(_organizations(row.organizations.all()))
+
+
+class OrganizationViewSet(ListAction, ApiViewSet):
     queryset = Organization.objects.none()
     serializer_class = OrganizationOutput
     action_clients = {"list": ANY_CLIENT, "retrieve": ANY_CLIENT, "partial_update": (USER, NODE)}
 
     FILTERS = Filters(name="like", country="text", collaboration_id="id", study_id="id", ids="ids")
 
-    @extend_schema(parameters=FILTERS.parameters)
-    def list(self, request: Request) -> Response:
-        rows = selectors.organization_list(self.principal, self.FILTERS.parse(request))
-        return paginate(request, rows, OrganizationOutput)
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        return selectors.organization_list(self.principal, filters)
 
     @extend_schema(request=OrganizationCreateInput)
     def create(self, request: Request) -> Response:
@@ -77,13 +101,7 @@ class OrganizationViewSet(ApiViewSet):
 
     @extend_schema(parameters=[DELETE_DEPENDENTS])
     def destroy(self, request: Request, pk: str) -> Response:
-        organization = get_for(
-            self.principal,
-            Organization.objects.all(),
-            pk,
-            None,
-            missing=f"Organization with id={pk} not found",
-        )
+        organization = fetch(Organization.objects.all(), pk, missing=f"Organization with id={pk} not found")
         services.organization_delete(
             principal=self.principal,
             organization=organization,
@@ -92,28 +110,16 @@ class OrganizationViewSet(ApiViewSet):
         return Response({"msg": f"Organization id={pk} has been deleted"})
 
 
-class CollaborationViewSet(ApiViewSet):
+class CollaborationViewSet(_WithMembers):
     queryset = Collaboration.objects.none()
     serializer_class = CollaborationOutput
     action_clients = {"list": (USER, NODE), "retrieve": ANY_CLIENT}
 
-    def _output(self, collaboration: Collaboration, include_organizations: bool = False) -> dict:
-        return CollaborationOutput(
-            collaboration, context={"include_organizations": include_organizations}
-        ).data
-
     FILTERS = Filters(name="like", encrypted="bool", organization_id="id", algorithm_store_id="id")
 
-    @extend_schema(parameters=[include("organizations"), *FILTERS.parameters])
-    def list(self, request: Request) -> Response:
-        include = _include_organizations(request)
-        filters = self.FILTERS.parse(request)
-        rows = selectors.collaboration_list(self.principal, filters, include_organizations=include)
-        return paginate(
-            request,
-            rows,
-            CollaborationOutput,
-            context={"include_organizations": include},
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        return selectors.collaboration_list(
+            self.principal, filters, include_organizations="organizations" in include
         )
 
     @extend_schema(request=CollaborationCreateInput, responses={200: CollaborationOutput})
@@ -121,7 +127,7 @@ class CollaborationViewSet(ApiViewSet):
         data = validated(CollaborationCreateInput, request.data)
         collaboration = services.collaboration_create(principal=self.principal, **data)
         # vantage6 answers 200 here, not 201.
-        return Response(self._output(collaboration))
+        return Response(self._output(collaboration, False))
 
     @extend_schema(parameters=[include("organizations")])
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -136,7 +142,7 @@ class CollaborationViewSet(ApiViewSet):
         collaboration = services.collaboration_update(
             principal=self.principal, collaboration=collaboration, data=data
         )
-        return Response(self._output(collaboration))
+        return Response(self._output(collaboration, False))
 
     @extend_schema(parameters=[DELETE_DEPENDENTS])
     def destroy(self, request: Request, pk: str) -> Response:
@@ -151,44 +157,29 @@ class CollaborationViewSet(ApiViewSet):
     @extend_schema(request=IdInput, responses=OrganizationOutput(many=True))
     @action(detail=True, methods=["post", "delete"], url_path="organization")
     def organizations(self, request: Request, pk: str) -> Response:
-        collaboration = selectors.collaboration_for_edit(self.principal, pk)
-        organization_id = validated(IdInput, request.data)["id"]
-        change = (
-            services.collaboration_organization_add
-            if request.method == "POST"
-            else services.collaboration_organization_remove
+        return self._change_members(
+            request,
+            selectors.collaboration_for_edit(self.principal, pk),
+            services.collaboration_organization_add,
+            services.collaboration_organization_remove,
         )
-        change(principal=self.principal, collaboration=collaboration, organization_id=organization_id)
-        return Response(_organizations(collaboration.organizations.all()))
 
 
-class StudyViewSet(ApiViewSet):
+class StudyViewSet(_WithMembers):
     queryset = Study.objects.none()
     serializer_class = StudyOutput
     action_clients = {"list": (USER, NODE), "retrieve": ANY_CLIENT}
 
-    def _output(self, study: Study, include_organizations: bool = True) -> dict:
-        return StudyOutput(study, context={"include_organizations": include_organizations}).data
-
     FILTERS = Filters(name="like", organization_id="id", collaboration_id="id")
 
-    @extend_schema(parameters=[include("organizations"), *FILTERS.parameters])
-    def list(self, request: Request) -> Response:
-        include = _include_organizations(request)
-        filters = self.FILTERS.parse(request)
-        rows = selectors.study_list(self.principal, filters, include_organizations=include)
-        return paginate(
-            request,
-            rows,
-            StudyOutput,
-            context={"include_organizations": include},
-        )
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        return selectors.study_list(self.principal, filters, include_organizations="organizations" in include)
 
     @extend_schema(request=StudyCreateInput)
     def create(self, request: Request) -> Response:
         data = validated(StudyCreateInput, request.data)
         study = services.study_create(principal=self.principal, **data)
-        return Response(self._output(study), status=201)
+        return Response(self._output(study, True), status=201)
 
     @extend_schema(parameters=[include("organizations")])
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -202,7 +193,7 @@ class StudyViewSet(ApiViewSet):
         data = validated(StudyUpdateInput, request.data)
         data.pop("collaboration_id", None)
         study = services.study_update(principal=self.principal, study=study, data=data)
-        return Response(self._output(study))
+        return Response(self._output(study, True))
 
     @extend_schema(parameters=[DELETE_DEPENDENTS])
     def destroy(self, request: Request, pk: str) -> Response:
@@ -215,32 +206,23 @@ class StudyViewSet(ApiViewSet):
     @extend_schema(request=IdInput, responses=OrganizationOutput(many=True))
     @action(detail=True, methods=["post", "delete"], url_path="organization")
     def organizations(self, request: Request, pk: str) -> Response:
-        study = selectors.study_for_member_change(self.principal, pk)
-        organization_id = validated(IdInput, request.data)["id"]
-        change = (
-            services.study_organization_add
-            if request.method == "POST"
-            else services.study_organization_remove
+        return self._change_members(
+            request,
+            selectors.study_for_member_change(self.principal, pk),
+            services.study_organization_add,
+            services.study_organization_remove,
         )
-        change(principal=self.principal, study=study, organization_id=organization_id)
-        return Response(_organizations(study.organizations.all()))
 
 
-class AlgorithmStoreViewSet(ApiViewSet):
+class AlgorithmStoreViewSet(ListAction, ApiViewSet):
     queryset = AlgorithmStore.objects.none()
     serializer_class = AlgorithmStoreOutput
     action_clients = {"retrieve": (USER, NODE)}
 
     FILTERS = Filters(name="like", url="like", collaboration_id="id")
 
-    @extend_schema(parameters=FILTERS.parameters)
-    def list(self, request: Request) -> Response:
-        rows = selectors.algorithm_store_list(self.principal, self.FILTERS.parse(request))
-        return paginate(
-            request,
-            rows,
-            AlgorithmStoreOutput,
-        )
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        return selectors.algorithm_store_list(self.principal, filters)
 
     @extend_schema(request=AlgorithmStoreCreateInput, responses={201: AlgorithmStoreOutput, **STORE_ERRORS})
     def create(self, request: Request) -> Response:
@@ -261,13 +243,7 @@ class AlgorithmStoreViewSet(ApiViewSet):
 
     @extend_schema(request=AlgorithmStoreUpdateInput)
     def partial_update(self, request: Request, pk: str) -> Response:
-        store = get_for(
-            self.principal,
-            AlgorithmStore.objects.all(),
-            pk,
-            None,
-            missing=f"Algorithm store with id={pk} not found",
-        )
+        store = fetch(AlgorithmStore.objects.all(), pk, missing=f"Algorithm store with id={pk} not found")
         data = validated(AlgorithmStoreUpdateInput, request.data)
         store = services.algorithm_store_update(principal=self.principal, store=store, data=data)
         return Response(AlgorithmStoreOutput(store).data)
@@ -279,13 +255,7 @@ class AlgorithmStoreViewSet(ApiViewSet):
         responses={200: MessageOutput, **STORE_ERRORS},
     )
     def destroy(self, request: Request, pk: str) -> Response:
-        store = get_for(
-            self.principal,
-            AlgorithmStore.objects.all(),
-            pk,
-            None,
-            missing=f"Algorithm store with id={pk} not found",
-        )
+        store = fetch(AlgorithmStore.objects.all(), pk, missing=f"Algorithm store with id={pk} not found")
         services.algorithm_store_delete(
             principal=self.principal,
             store=store,

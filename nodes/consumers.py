@@ -22,10 +22,8 @@ from django.utils import timezone
 
 from accounts.authentication import principal_from_claims
 from accounts.models import Authenticatable, AuthStatus
-from accounts.permissions import COL, GLO, ORG, Principal
 from accounts.sessions import TokenRevoked, check_current, with_revoked_logins
 from accounts.tokens import TokenError, decode
-from collaborations.models import Collaboration
 from nodes.events import (
     ALL_NODES_ROOM,
     TASKS_NAMESPACE,
@@ -172,7 +170,10 @@ def identify(auth: dict) -> dict | str | None:
         "kind": "user",
         "id": principal.id,
         "name": principal.user.username,
-        "rooms": user_rooms(principal),
+        "rooms": [
+            collaboration_room(cid) if oid is None else organization_room(cid, oid)
+            for cid, oid in principal.event_reach("receive")
+        ],
         "generation": generation,
     }
 
@@ -199,22 +200,6 @@ def node_rooms(organization_id: int, collaboration_id: int | None) -> list[str]:
         collaboration_room(collaboration_id),
         organization_room(collaboration_id, organization_id),
     ]
-
-
-def user_rooms(principal: Principal) -> list[str]:
-    """Rooms by the user's broadest ``event`` receive rule (permissions.md §5.7)."""
-    scope = principal.max_scope("event", "receive")
-    if scope == GLO:
-        return [
-            collaboration_room(cid)
-            for cid in Collaboration.objects.order_by("id").values_list("id", flat=True)
-        ]
-    own = sorted(principal.collaboration_ids)
-    if scope == COL:
-        return [collaboration_room(cid) for cid in own]
-    if scope == ORG:
-        return [organization_room(cid, principal.organization_id) for cid in own]
-    return []
 
 
 # --- node reports ---------------------------------------------------------------------------------------

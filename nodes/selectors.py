@@ -8,7 +8,7 @@ from datetime import datetime, time, timedelta
 from django.db.models import QuerySet, TextField
 
 from accounts.models import AuthStatus
-from accounts.permissions import Principal, get_for
+from accounts.permissions import Principal, fetch, get_for
 from collaborations.models import Study
 from nodes.models import LEGACY_HASH_PREFIX, Node, NodeConfig, NodeMetrics, api_key_digest
 from vantage6.api.lookups import like
@@ -42,9 +42,7 @@ def node_list(principal: Principal, filters: dict) -> QuerySet[Node]:
         principal.require(principal.reaches("node", "view", collaboration_id=collaboration_id))
         nodes = nodes.filter(collaboration_id=collaboration_id)
     if (study_id := filters.get("study_id")) is not None:
-        study = get_for(
-            principal, Study.objects.all(), study_id, None, missing=f"Study with id={study_id} not found"
-        )
+        study = fetch(Study.objects.all(), study_id, missing=f"Study with id={study_id} not found")
         principal.require(principal.reaches("node", "view", collaboration_id=study.collaboration_id))
         nodes = nodes.filter(
             collaboration_id=study.collaboration_id,

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AuditAction, AuthStatus
-from accounts.permissions import Principal, get_for
+from accounts.permissions import Principal, fetch
 from accounts.services import ANONYMOUS, actor_of, audit
 from accounts.sessions import end_all_logins, start_login
 from collaborations.models import Collaboration
@@ -41,13 +41,7 @@ def require_no_node_yet(*, organization_id: int, collaboration_id: int) -> None:
 
 @transaction.atomic
 def collaboration_node_add(*, principal: Principal, collaboration: Collaboration, node_id: int) -> None:
-    node = get_for(
-        principal,
-        Node.objects.select_for_update(),
-        node_id,
-        None,
-        missing=f"Node with id={node_id} not found",
-    )
+    node = fetch(Node.objects.select_for_update(), node_id, missing=f"Node with id={node_id} not found")
     if node.collaboration_id == collaboration.pk:
         raise bad_request(f"Node id={node.pk} is already part of collaboration id={collaboration.pk}")
     # A node belongs to one collaboration: moving it would hand it the other one's tasks.
@@ -66,7 +60,7 @@ def collaboration_node_add(*, principal: Principal, collaboration: Collaboration
 
 @transaction.atomic
 def collaboration_node_remove(*, principal: Principal, collaboration: Collaboration, node_id: int) -> None:
-    node = get_for(principal, Node.objects.all(), node_id, None, missing=f"Node with id={node_id} not found")
+    node = fetch(Node.objects.all(), node_id, missing=f"Node with id={node_id} not found")
     if node.collaboration_id != collaboration.pk:
         raise bad_request(f"Node id={node.pk} is not part of collaboration id={collaboration.pk}")
     node.collaboration = None
@@ -83,11 +77,9 @@ def node_create(
     name: str | None = None,
 ) -> tuple[Node, str]:
     """A new node (offline) and its plaintext API key, which is never stored."""
-    collaboration = get_for(
-        principal,
+    collaboration = fetch(
         Collaboration.objects.all(),
         collaboration_id,
-        None,
         missing=f"Collaboration with id={collaboration_id} not found",
     )
     organization_id = organization_id or principal.organization_id

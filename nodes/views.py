@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -26,13 +27,13 @@ from nodes.serializers import (
     NodeTokenValidOutput,
     NodeUpdateInput,
 )
-from vantage6.api.pagination import paginate
+from vantage6.api.lists import ListAction
 from vantage6.api.params import Filters
 from vantage6.api.schema import MessageOutput
 from vantage6.api.serializers import validated
 
 
-class NodeViewSet(ApiViewSet):
+class NodeViewSet(ListAction, ApiViewSet):
     queryset = Node.objects.none()
     serializer_class = NodeOutput
     action_clients = {"list": (USER, NODE), "retrieve": (USER, NODE), "partial_update": (USER, NODE)}
@@ -42,10 +43,8 @@ class NodeViewSet(ApiViewSet):
         last_seen_from="date", last_seen_till="date",
     )  # fmt: skip
 
-    @extend_schema(parameters=FILTERS.parameters)
-    def list(self, request: Request) -> Response:
-        rows = selectors.node_list(self.principal, self.FILTERS.parse(request))
-        return paginate(request, rows, NodeOutput)
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        return selectors.node_list(self.principal, filters)
 
     @extend_schema(request=NodeCreateInput, responses={201: NodeCreatedOutput})
     def create(self, request: Request) -> Response:

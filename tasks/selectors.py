@@ -10,7 +10,7 @@ from django.db.models import Exists, Model, Prefetch, Q, QuerySet
 
 from accounts.catalogue import SCOPE_RANK
 from accounts.models import User
-from accounts.permissions import Principal, get_for
+from accounts.permissions import Principal, fetch, get_for
 from collaborations.models import AlgorithmStore, Collaboration, Study
 from nodes.models import Node, NodeConfig
 from tasks.models import AlgorithmPort, Run, Task, TaskDatabase, is_finished
@@ -64,7 +64,7 @@ def task_for_view(principal: Principal, pk: int | str, include: AbstractSet[str]
 
 def run_for_view(principal: Principal, pk: int | str, include_task: bool = False) -> Run:
     """One run as ``GET /run/<id>`` returns it: judged on its task by the run rules."""
-    run = get_for(principal, run_queryset(include_task), pk, None, missing=f"Run id={pk} not found!")
+    run = fetch(run_queryset(include_task), pk, missing=f"Run id={pk} not found!")
     principal.require(principal.allows("task_runs", run.task))
     attach_nodes([run])
     return run
@@ -120,9 +120,9 @@ def attach_nodes(runs: Iterable[Run]) -> None:
 
 
 # --- list filters ---------------------------------------------------------------------------------------
-def _named(principal: Principal, queryset: QuerySet[M], pk: int, label: str) -> M:
+def _named(queryset: QuerySet[M], pk: int, label: str) -> M:
     """The row a filter names; a 400 when there is none."""
-    return get_for(principal, queryset, pk, None, missing=bad_request(f"{label} id={pk} does not exist!"))
+    return fetch(queryset, pk, missing=bad_request(f"{label} id={pk} does not exist!"))
 
 
 # Filters naming a row: the tasks of its collaboration are only for who may view tasks there.
@@ -147,7 +147,7 @@ def task_list(principal: Principal, filters: dict, include: AbstractSet[str] = f
         principal.require(principal.reaches("task", "view", organization_id=init_org_id))
         tasks = tasks.filter(init_org_id=init_org_id)
     if (init_user_id := filters.get("init_user_id")) is not None:
-        user = _named(principal, User.objects.all(), init_user_id, "User")
+        user = _named(User.objects.all(), init_user_id, "User")
         principal.require(
             principal.reaches("task", "view", organization_id=user.organization_id)
             or (principal.has("task", "own", "view") and principal.id == user.pk)
@@ -155,7 +155,7 @@ def task_list(principal: Principal, filters: dict, include: AbstractSet[str] = f
         tasks = tasks.filter(init_user_id=init_user_id)
     for name, (queryset, label, lookup) in _TASKS_OF_COLLABORATION.items():
         if (pk := filters.get(name)) is not None:
-            row = cast(Study | Task, _named(principal, queryset, pk, label))
+            row = cast(Study | Task, _named(queryset, pk, label))
             principal.require(principal.reaches("task", "view", collaboration_id=row.collaboration_id))
             tasks = tasks.filter(**{lookup: pk})
     if (job_id := filters.get("job_id")) is not None:
@@ -172,10 +172,10 @@ def task_list(principal: Principal, filters: dict, include: AbstractSet[str] = f
     if (is_user_created := filters.get("is_user_created")) is not None:
         tasks = tasks.filter(parent__isnull=bool(is_user_created))
     if (store_id := filters.get("store_id")) is not None:
-        _named(principal, AlgorithmStore.objects.all(), store_id, "Algorithm store")
+        _named(AlgorithmStore.objects.all(), store_id, "Algorithm store")
         tasks = tasks.filter(algorithm_store_id=store_id)
     if (run_id := filters.get("run_id")) is not None:
-        run = _named(principal, Run.objects.select_related("task"), run_id, "Run")
+        run = _named(Run.objects.select_related("task"), run_id, "Run")
         principal.require(principal.reaches("task", "view", collaboration_id=run.task.collaboration_id))
         tasks = tasks.filter(pk=run.task_id)
     tasks = tasks.prefetch_related("databases")
@@ -198,14 +198,14 @@ def run_list(principal: Principal, filters: dict) -> QuerySet[Run]:
     runs = principal.visible("run", Run.objects.all())
 
     if (task_id := filters.get("task_id")) is not None:
-        task = _named(principal, Task.objects.all(), task_id, "Task")
+        task = _named(Task.objects.all(), task_id, "Task")
         principal.require(principal.allows("task_runs", task))
         runs = runs.filter(task_id=task_id)
     if (organization_id := filters.get("organization_id")) is not None:
         principal.require(principal.reaches("run", "view", organization_id=organization_id))
         runs = runs.filter(organization_id=organization_id)
     if (node_id := filters.get("node_id")) is not None:
-        node = _named(principal, Node.objects.all(), node_id, "Node")
+        node = _named(Node.objects.all(), node_id, "Node")
         principal.require(principal.reaches("run", "view", collaboration_id=node.collaboration_id))
         runs = runs.filter(organization_id=node.organization_id, task__collaboration_id=node.collaboration_id)
     if (collaboration_id := filters.get("collaboration_id")) is not None:

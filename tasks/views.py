@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
+from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -12,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import ANY_CLIENT, CONTAINER, NODE, USER, ApiViewSet
-from accounts.permissions import get_for
+from accounts.permissions import fetch, get_for
 from collaborations.models import Collaboration
 from nodes.models import Node
 from tasks import blobs, selectors, services
@@ -30,7 +31,7 @@ from tasks.serializers import (
     TaskOutput,
 )
 from vantage6.api.errors import ApiError, bad_request, not_found
-from vantage6.api.pagination import paginate
+from vantage6.api.lists import ListAction
 from vantage6.api.params import Filters, first, int_param, list_param
 from vantage6.api.schema import MessageOutput, include
 from vantage6.api.serializers import validated
@@ -62,28 +63,23 @@ def _created(task: Task) -> Response:
     return Response(TaskOutput(task).data, status=201)
 
 
-class TaskViewSet(ApiViewSet):
+class TaskViewSet(ListAction, ApiViewSet):
     queryset = Task.objects.all()
     serializer_class = TaskOutput
     clients = ANY_CLIENT
     action_clients = {"create": (USER, CONTAINER), "destroy": (USER,), "status": (USER, CONTAINER)}
 
-    @extend_schema(parameters=[include("runs", "results"), *TASK_FILTERS.parameters])
-    def list(self, request: Request) -> Response:
-        include = _include(request)
+    FILTERS = TASK_FILTERS
+    INCLUDES = ("runs", "results")
+    default_order = NEWEST_FIRST
 
-        def serialize(tasks: list[Task]) -> list[dict]:
-            if include & selectors.TASK_INCLUDES:
-                selectors.attach_nodes(run for task in tasks for run in task.runs.all())
-            return cast(list, TaskOutput(tasks, many=True, context={"include": include}).data)
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        return selectors.task_list(self.principal, filters, include)
 
-        return paginate(
-            request,
-            selectors.task_list(self.principal, TASK_FILTERS.parse(request), include),
-            TaskOutput,
-            serialize=serialize,
-            default_order=NEWEST_FIRST,
-        )
+    def output(self, rows: list, include: set[str]) -> list:
+        if include & selectors.TASK_INCLUDES:
+            selectors.attach_nodes(run for task in rows for run in task.runs.all())
+        return cast(list, TaskOutput(rows, many=True, context={"include": include}).data)
 
     @extend_schema(request=TaskInput, responses={201: TaskOutput, 403: None})
     def create(self, request: Request) -> Response:
@@ -110,28 +106,22 @@ class TaskViewSet(ApiViewSet):
         return Response({"status": task.status})
 
 
-def _serialize_runs(include_task: bool):
-    def serialize(runs: list[Run]) -> list[dict]:
-        selectors.attach_nodes(runs)
-        return cast(list, RunOutput(runs, many=True, context={"include_task": include_task}).data)
-
-    return serialize
-
-
-class RunViewSet(ApiViewSet):
+class RunViewSet(ListAction, ApiViewSet):
     queryset = Run.objects.all()
     serializer_class = RunOutput
     clients = ANY_CLIENT
     action_clients = {"partial_update": (NODE,)}
 
-    @extend_schema(parameters=[include("task"), *RUN_FILTERS.parameters])
-    def list(self, request: Request) -> Response:
-        include_task = "task" in _include(request)
-        runs = selectors.run_list(self.principal, RUN_FILTERS.parse(request))
-        runs = selectors.with_run_details(runs, include_task)
-        return paginate(
-            request, runs, RunOutput, serialize=_serialize_runs(include_task), default_order=NEWEST_FIRST
-        )
+    FILTERS = RUN_FILTERS
+    INCLUDES = ("task",)
+    default_order = NEWEST_FIRST
+
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        return selectors.with_run_details(selectors.run_list(self.principal, filters), "task" in include)
+
+    def output(self, rows: list, include: set[str]) -> list:
+        selectors.attach_nodes(rows)
+        return cast(list, RunOutput(rows, many=True, context={"include_task": "task" in include}).data)
 
     @extend_schema(parameters=[include("task")])
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -148,24 +138,19 @@ class RunViewSet(ApiViewSet):
         return Response(RunOutput(run).data)
 
 
-class ResultViewSet(ApiViewSet):
+class ResultViewSet(ListAction, ApiViewSet):
     queryset = Run.objects.all()
     serializer_class = ResultOutput
     clients = ANY_CLIENT
 
-    @extend_schema(parameters=RUN_FILTERS.parameters)
-    def list(self, request: Request) -> Response:
-        return paginate(
-            request,
-            selectors.run_list(self.principal, RUN_FILTERS.parse(request)),
-            ResultOutput,
-            default_order=NEWEST_FIRST,
-        )
+    FILTERS = RUN_FILTERS
+    default_order = NEWEST_FIRST
+
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        return selectors.run_list(self.principal, filters)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        run = get_for(
-            self.principal, Run.objects.select_related("task"), pk, None, missing=f"Result id={pk} not found!"
-        )
+        run = fetch(Run.objects.select_related("task"), pk, missing=f"Result id={pk} not found!")
         self.principal.require(self.principal.allows("task_runs", run.task))
         return Response(ResultOutput(run).data)
 
@@ -199,9 +184,7 @@ class KillViewSet(ApiViewSet):
     @extend_schema(request=IdInput, responses=MessageOutput)
     def task(self, request: Request) -> Response:
         task_id = validated(IdInput, request.data)["id"]
-        task = get_for(
-            self.principal, Task.objects.all(), task_id, None, missing=f"Task id={task_id} not found!"
-        )
+        task = fetch(Task.objects.all(), task_id, missing=f"Task id={task_id} not found!")
         self.principal.require(
             self.principal.reaches("event", "send", collaboration_id=task.collaboration_id)
         )
@@ -211,9 +194,7 @@ class KillViewSet(ApiViewSet):
     @extend_schema(request=IdInput, responses=MessageOutput)
     def node_tasks(self, request: Request) -> Response:
         node_id = validated(IdInput, request.data)["id"]
-        node = get_for(
-            self.principal, Node.objects.all(), node_id, None, missing=f"Node id={node_id} not found!"
-        )
+        node = fetch(Node.objects.all(), node_id, missing=f"Node id={node_id} not found!")
         self.principal.require(
             self.principal.reaches(
                 "event", "send", organization_id=node.organization_id, collaboration_id=node.collaboration_id
@@ -299,11 +280,9 @@ class ColumnViewSet(ApiViewSet):
     def create(self, request: Request) -> Response:
         data = validated(ColumnInput, request.data)
         collaboration_id = data["collaboration_id"]
-        collaboration = get_for(
-            self.principal,
+        collaboration = fetch(
             Collaboration.objects.all(),
             collaboration_id,
-            None,
             missing=f"Collaboration id={collaboration_id} not found!",
         )
         self.principal.require(self.principal.reaches("task", "create", collaboration_id=collaboration.pk))

@@ -15,8 +15,9 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.utils import get_fields_from_path
+from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Field, Model, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
@@ -135,6 +136,22 @@ class ScopedAdmin(AdminPage):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return self.principal(request).visible_or_none(self.resource, super().get_queryset(request))
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Any:
+        """The row of a change, history or delete page, fetched by the rule engine (``get_for``); one
+        out of reach is None, as a missing one, so the page cannot tell the two apart."""
+        key = cast(Field, self.model._meta.pk)
+        if from_field not in (None, key.name):
+            return None  # no relation of these models points at another field
+        try:
+            return self.principal(request).get(
+                super().get_queryset(request),
+                key.to_python(object_id),
+                missing=f"{self.opts.verbose_name} not found",
+                resource=self.resource,
+            )
+        except (ApiError, ValidationError):
+            return None
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return self.has_view_permission(request)

@@ -9,10 +9,12 @@ import pytest
 from accounts.catalogue import OPERATIONS, RULES
 from accounts.permissions import (
     RESOURCE_SCOPES,
+    Principal,
     principal_for_container,
     principal_for_node,
     principal_for_user,
 )
+from tests.factories import make_collab
 from tests.matrix import CONTAINER, NODE, PLACES, ROLES, ContainerCaller, Rules, _caller
 
 pytestmark = pytest.mark.django_db
@@ -53,3 +55,19 @@ def test_reaches_answers_as_the_spec_helpers(world, role):
                 assert principal.reaches(resource, operation, collaboration_id=col) == rules.can_col(
                     resource, operation, place
                 ), case
+
+
+@pytest.mark.parametrize("scope", ["GLOBAL", "COLLABORATION", "ORGANIZATION", "OWN", None])
+def test_the_event_reach_follows_the_broadest_receive_scope(world, scope):
+    empty = make_collab(name="nobody yet")
+    rules = frozenset([("event", scope, "RECEIVE")] if scope else [])
+    principal = Principal(kind="user", organization_id=world.org_a.pk, rules=rules)
+    ab, c, a = world.collab_ab.pk, world.collab_c.pk, world.org_a.pk
+    expected = {
+        "GLOBAL": [(ab, None), (c, None), (empty.pk, None)],
+        "COLLABORATION": [(ab, None)],
+        "ORGANIZATION": [(ab, a)],
+        "OWN": [],
+        None: [],
+    }[scope]
+    assert principal.event_reach("receive") == expected

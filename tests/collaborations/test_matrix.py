@@ -49,6 +49,17 @@ def place_study(ctx) -> Study:
     return make_study(ctx.collab, ctx.org, name=f"study-{ctx.place}")
 
 
+def study_filter_status(r: Rules, name: str, place: str) -> int:
+    """rest-api.md §2.11: ``?organization_id=`` is any organization at global and collaboration scope
+    and the own one at organization scope; ``?collaboration_id=`` any collaboration at global scope
+    and an own one at collaboration and organization scope."""
+    scope = r.max_scope("study", "view")
+    if scope == "glo" or (scope == "col" and name == "organization_id"):
+        return 200
+    own = place == OWN if name == "organization_id" else place in members(OWN)
+    return ok_if(scope in ("col", "org") and own)
+
+
 def place_store(ctx) -> AlgorithmStore:
     return AlgorithmStore.objects.create(
         name=f"s-{ctx.place}", url=f"https://{ctx.place}.org/api", collaboration=ctx.collab
@@ -178,6 +189,20 @@ CASES = [
         path=lambda ctx: "/api/study",
         status=lambda r, _: ok_if(r.max_scope("study", "view") is not None),
         rows=lambda r, _: {place for place in PLACES if study_allowed(r, "view", place)},
+        clients=("user", "node"),
+    ),
+    Case(
+        "study list by organization", "get", "study", target=place_study,
+        path=lambda ctx: f"/api/study?organization_id={ctx.org.pk}",
+        status=lambda r, place: study_filter_status(r, "organization_id", place),
+        rows=lambda r, place: {place} if study_allowed(r, "view", place) else set(),
+        clients=("user", "node"),
+    ),
+    Case(
+        "study list by collaboration", "get", "study", target=place_study,
+        path=lambda ctx: f"/api/study?collaboration_id={ctx.collab.pk}",
+        status=lambda r, place: study_filter_status(r, "collaboration_id", place),
+        rows=lambda r, place: {p for p in members(place) if study_allowed(r, "view", p)},
         clients=("user", "node"),
     ),
     Case(

@@ -19,6 +19,7 @@ from drf_spectacular.utils import Direction, OpenApiParameter, extend_schema_ser
 from rest_framework import serializers
 
 from vantage6.api.fields import ListLinkField, RefField, TimestampField
+from vantage6.api.lists import ListAction
 from vantage6.api.pagination import MAX_PAGE_ARG, MAX_PER_PAGE
 
 # The security scheme of each client type's bearer token; all are JWTs from the token endpoints.
@@ -274,7 +275,14 @@ class ApiSchema(AutoSchema):
         return Envelope() if self._is_list() else None
 
     def get_override_parameters(self) -> list:
-        return [*super().get_override_parameters(), *(LIST_HEADERS if self._is_list() else ())]
+        if not self._is_list():
+            return super().get_override_parameters()
+        declared = []
+        if isinstance(self.view, ListAction):
+            if self.view.INCLUDES:
+                declared.append(include(*self.view.INCLUDES))
+            declared += self.view.FILTERS.parameters
+        return [*super().get_override_parameters(), *declared, *LIST_HEADERS]
 
     def _map_basic_serializer(self, serializer: serializers.Serializer, direction: Direction) -> dict:
         schema = super()._map_basic_serializer(serializer, direction)

@@ -51,13 +51,6 @@ class CorrelatedSQL(Expression):
         return f"({sql.replace('{outer}', outer_sql)})", params
 
 
-def string_agg(connection: BaseDatabaseWrapper, expression: str, separator: str) -> str:
-    """The aggregate concatenating ``expression`` over the rows, on SQLite and PostgreSQL."""
-    if connection.vendor == "postgresql":
-        return f"STRING_AGG({expression}, '{separator}')"
-    return f"GROUP_CONCAT({expression}, '{separator}')"
-
-
 M = TypeVar("M", bound=Model)
 
 
@@ -248,7 +241,7 @@ class Joined(Aggregate):
         return self.as_sql(compiler, connection, function="STRING_AGG", **extra)
 
 
-def joined(queryset: QuerySet, expression: Expression, separator: str = ",") -> Subquery:
+def joined(queryset: QuerySet, expression: Expression | str, separator: str = ",") -> Subquery:
     """A scalar subquery: ``expression`` over all rows of ``queryset`` joined into one string (NULL
     without rows). The constant grouping makes the aggregate span the whole queryset."""
     rows = queryset.order_by().annotate(_all=Value(1)).values("_all")

@@ -1,0 +1,50 @@
+"""The ``list`` action every list endpoint shares: declared query filters, the selector, one page."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.db.models import QuerySet
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from vantage6.api.pagination import paginate
+from vantage6.api.params import Filters, list_param
+
+
+class ListAction:
+    """The ``list`` of a viewset: the query filters it declares (``FILTERS``) are parsed strictly,
+    ``rows`` (its selector, called with the caller) reads the rows they select, and one page of those
+    comes back as ``output`` shows them. ``INCLUDES`` names the related objects ``include=`` may
+    embed; the chosen ones reach ``rows`` and ``output`` (``output_context``). The API document
+    takes the query parameters from the same declarations (``vantage6.api.schema``)."""
+
+    FILTERS: ClassVar[Filters] = Filters()
+    INCLUDES: ClassVar[tuple[str, ...]] = ()
+    default_order: ClassVar[tuple[str, ...]] = ("id",)
+    serializer_class: Any  # DRF's attribute: the output serializer of a row
+
+    def rows(self, filters: dict, include: set[str]) -> QuerySet:
+        raise NotImplementedError
+
+    def output(self, rows: list, include: set[str]) -> list:
+        """The rows of one page as the answer shows them."""
+        return list(self.serializer_class(rows, many=True, context=self.output_context(include)).data)
+
+    def output_context(self, include: set[str]) -> dict:
+        return {}
+
+    def paginated(self, filters: dict) -> bool:
+        return True
+
+    def list(self, request: Request) -> Response:
+        filters = self.FILTERS.parse(request)
+        include = set(list_param(request, "include")) & set(self.INCLUDES)
+        return paginate(
+            request,
+            self.rows(filters, include),
+            self.serializer_class,
+            serialize=lambda rows: self.output(rows, include),
+            default_order=self.default_order,
+            paginated=self.paginated(filters),
+        )
