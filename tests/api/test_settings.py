@@ -24,6 +24,7 @@ from vantage6.env import (
     env_database,
     env_int,
     env_list,
+    env_networks,
     env_secret,
     env_str,
 )
@@ -103,6 +104,16 @@ def test_list(monkeypatch):
     assert env_list("X", ["*"]) == ["a", "b", "c"]
     _set(monkeypatch, X="")
     assert env_list("X", ["*"]) == []
+
+
+def test_networks(monkeypatch):
+    assert env_networks("X") == []
+    _set(monkeypatch, X=" 10.0.0.1, 10.0.0.0/8,fd00::/8 ")
+    assert [str(network) for network in env_networks("X")] == ["10.0.0.1/32", "10.0.0.0/8", "fd00::/8"]
+    for bad in ("proxy.example.org", "10.0.0.0/33", "10.0.0.1,*"):
+        _set(monkeypatch, X=bad)
+        with _fails_naming("X"):
+            env_networks("X")
 
 
 def test_choice(monkeypatch):
