@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.db import models
+from django.utils.crypto import salted_hmac
 
 from accounts.catalogue import OPERATIONS, SCOPES
 
@@ -158,6 +159,14 @@ class User(AbstractBaseUser, Authenticatable):
             hasattr(backend, "has_module_perms") and backend.has_module_perms(self, app_label)
             for backend in auth.get_backends()
         )
+
+    def _get_session_auth_hash(self, secret: str | None = None) -> str:
+        """What an admin session is checked against: it ends with the password, as Django's does,
+        and also when every login of the user ends (``token_generation``: logging out everywhere)."""
+        credentials = f"{self.password}\n{self.token_generation}"
+        return salted_hmac(
+            "accounts.User.session_auth_hash", credentials, secret=secret, algorithm="sha256"
+        ).hexdigest()
 
     # Passwords are plain bcrypt hashes (``$2b$``) as in vantage6, so existing hashes can be imported.
     def set_password(self, raw_password: str | None) -> None:
