@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from accounts import mail, totp
-from accounts.models import AuditAction, Authenticatable, User
+from accounts.models import AuditAction, Authenticatable, User, bcrypt_input
 from accounts.permissions import Principal
 from accounts.services import ANONYMOUS, actor_of, audit
 from accounts.sessions import end_all_logins, start_login
@@ -197,7 +197,7 @@ def _equalise_timing(password: str, user: User | None) -> None:
     except (AttributeError, IndexError, ValueError):  # no user, or no bcrypt hash
         rounds = settings.BCRYPT_ROUNDS
     with contextlib.suppress(ValueError):
-        bcrypt.checkpw(password.encode(), _stand_in_hash(rounds))
+        bcrypt.checkpw(bcrypt_input(password), _stand_in_hash(rounds))
 
 
 def check_credentials(

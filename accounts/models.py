@@ -13,6 +13,14 @@ from django.utils.crypto import salted_hmac
 
 from accounts.catalogue import OPERATIONS, SCOPES
 
+# bcrypt reads no more of a password; vantage6's bcrypt ignored the rest, newer ones refuse it.
+BCRYPT_MAX_BYTES = 72
+
+
+def bcrypt_input(raw_password: str) -> bytes:
+    """What bcrypt checks of a password: its first 72 bytes, as vantage6 checked them."""
+    return raw_password.encode()[:BCRYPT_MAX_BYTES]
+
 
 class AuthStatus(models.TextChoices):
     ONLINE = "online"
@@ -181,7 +189,7 @@ class User(AbstractBaseUser, Authenticatable):
         if not self.password or not self.password.startswith("$2"):
             return False
         try:
-            return bcrypt.checkpw(raw_password.encode(), self.password.encode())
+            return bcrypt.checkpw(bcrypt_input(raw_password), self.password.encode())
         except ValueError:
             return False
 

@@ -52,6 +52,8 @@ SERVER_NAME = env_str("SERVER_NAME", "cotopaxi")
 # Public URL of this server's API, sent to algorithm stores (config `server_url` + api path upstream).
 SERVER_URL = env_str("SERVER_URL", "").rstrip("/")
 ROOT_PASSWORD = env_str("ROOT_PASSWORD", "")
+if len(ROOT_PASSWORD.encode()) > 72:  # bcrypt reads no more; the value is not echoed
+    raise SettingError("V6_ROOT_PASSWORD must be at most 72 bytes long")
 # The first root password as a bcrypt hash, e.g. vantage6's `root_user` setting.
 ROOT_PASSWORD_HASH = env_bcrypt_hash("INIT_SUPER_PASS_HASHED")
 if ROOT_PASSWORD and ROOT_PASSWORD_HASH:
