@@ -97,14 +97,16 @@ def failures_limited(meta: Mapping[str, str], failed_action: str) -> Iterator[No
             FAILED_LOGINS.forgive(client, stamp)
 
 
-def audit_unknown_login(action: str, **data: object) -> None:
-    """Audit a failed login with an unknown name or key: once per client address and minute (the
-    others count towards the address's limit only), so guessing cannot grow the trail at will."""
+def audit_failed_login(action: str, obj: object | None = None, *, once_per: str = "", **data: object) -> None:
+    """Audit a failed login, with the client address when known. ``once_per``: a kind of failure
+    (an unknown name or key, a blocked account) recorded once per client address and minute; the
+    others count towards the address's limit only, so guessing cannot grow the trail at will."""
     client = _client.get()
-    if client is None:
-        audit(ANONYMOUS, action, None, **data)
-    elif FAILED_LOGINS.first(client, action):
-        audit(ANONYMOUS, action, None, address=client, **data)
+    if client is not None:
+        if once_per and not FAILED_LOGINS.first(client, once_per):
+            return
+        data["address"] = client
+    audit(ANONYMOUS, action, obj, **data)
 
 
 def name_digest(username: str) -> str:
@@ -157,9 +159,11 @@ def _clear_failures(user: User) -> None:
 def _login_failed(username: str, user: User | None, reason: str) -> None:
     """Audit a refused login; the guess that reaches the limit also records the lock-out."""
     if user is None:
-        audit_unknown_login(AuditAction.USER_LOGIN_FAILED, reason=reason, name_digest=name_digest(username))
+        digest = name_digest(username)
+        audit_failed_login(AuditAction.USER_LOGIN_FAILED, reason=reason, name_digest=digest, once_per=reason)
         return
-    audit(ANONYMOUS, AuditAction.USER_LOGIN_FAILED, user, reason=reason)
+    once_per = f"locked {user.pk}" if reason == "locked" else ""
+    audit_failed_login(AuditAction.USER_LOGIN_FAILED, user, reason=reason, once_per=once_per)
     if reason != "locked" and user.failed_login_attempts == settings.PASSWORD_MAX_FAILED_ATTEMPTS:
         audit(ANONYMOUS, AuditAction.USER_LOCK_OUT, user, attempts=user.failed_login_attempts)
 

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.login import audit_unknown_login
+from accounts.login import audit_failed_login
 from accounts.models import AuditAction, AuthStatus
 from accounts.permissions import Principal, get_for
 from accounts.services import actor_of, audit
@@ -158,7 +158,7 @@ def node_login(*, api_key: uuid.UUID) -> dict:
     """The login answer of the node holding ``api_key``."""
     node = node_by_api_key(api_key)
     if node is None:
-        audit_unknown_login(AuditAction.NODE_LOGIN_FAILED)
+        audit_failed_login(AuditAction.NODE_LOGIN_FAILED, once_per="unknown key")
         raise unauthorized("Api key is not recognized!")
     if node.has_legacy_api_key:
         _upgrade_legacy_api_key(node, str(api_key))

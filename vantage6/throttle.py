@@ -115,10 +115,12 @@ class FailureLimiter:
         """Whether this is the first ``kind`` of event of ``key`` within the window."""
         with self._lock:
             now = self.clock()
-            noted = self._client(key, now).noted
-            if noted.get(kind, -math.inf) > now - self.window:
+            client = self._client(key, now)
+            if client.noted.get(kind, -math.inf) > now - self.window:
                 return False
-            noted[kind] = now
+            # Kinds noted longer ago are forgotten, so that the notes of a client stay few.
+            client.noted = {k: t for k, t in client.noted.items() if t > now - self.window}
+            client.noted[kind] = now
             return True
 
     def clear(self) -> None:

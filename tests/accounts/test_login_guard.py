@@ -12,6 +12,7 @@ import threading
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from accounts.login import FAILED_LOGINS, name_digest
 from accounts.models import AuditAction, AuditEntry, User
@@ -186,6 +187,20 @@ def test_guesses_of_unknown_names_and_keys_are_recorded_once_per_address_and_min
     assert sorted((action, data["address"]) for action, _, data in _trail()) == [
         ("node.login_failed", OTHER), ("node.login_failed", ATTACKER),
         ("user.login_failed", OTHER), ("user.login_failed", ATTACKER),
+    ]  # fmt: skip
+
+
+def test_guesses_at_a_blocked_account_are_recorded_once_per_address_and_minute(api, world, settings):
+    settings.LOGIN_FAILURES_PER_MINUTE = 0
+    user = make_user(world.org_a, username="victim")
+    User.objects.filter(pk=user.pk).update(failed_login_attempts=settings.PASSWORD_MAX_FAILED_ATTEMPTS)
+    User.objects.filter(pk=user.pk).update(last_login_attempt=timezone.now())
+    for _ in range(25):
+        for address in (ATTACKER, OTHER):
+            assert _user_login(api, "victim", PASSWORD, address).status_code == 401
+    rows = [(action, object_id, data["reason"], data["address"]) for action, object_id, data in _trail()]
+    assert sorted(rows) == [
+        ("user.login_failed", user.pk, "locked", OTHER), ("user.login_failed", user.pk, "locked", ATTACKER),
     ]  # fmt: skip
 
 
