@@ -71,30 +71,25 @@ def token_body(identity: Authenticatable, kind: str, tokens: tuple[str, str] | N
 def failures_limited(meta: Mapping[str, str], failed_action: str) -> Iterator[None]:
     """A login attempt (user, node, admin site) by the client of a request with ``meta``.
 
-    It is counted against the client address before it is made and forgiven unless it fails (401),
-    so parallel guesses cannot pass the limit either; an address that used up
-    LOGIN_FAILURES_PER_MINUTE is answered 429 without any check or write (one ``failed_action``
-    entry per address and minute says so).
+    An address with LOGIN_FAILURES_PER_MINUTE failures (401) in the last minute is answered 429
+    without any check or write (one ``failed_action`` entry per address and minute says so).
+    Attempts under way at once are bounded by the request threads of the process.
     """
     client = client_address(meta, settings.TRUSTED_PROXIES)
     limit = settings.LOGIN_FAILURES_PER_MINUTE
-    stamp = FAILED_LOGINS.attempt(client, limit)
-    if stamp is None:
+    if seconds := FAILED_LOGINS.retry_after(client, limit):
         if FAILED_LOGINS.first(client, "refused"):
             audit(ANONYMOUS, failed_action, None, reason="too many failed logins", address=client)
-        seconds = FAILED_LOGINS.retry_after(client, limit)
         raise too_many_requests(TOO_MANY_FAILURES.format(seconds=seconds), seconds)
     token = _client.set(client)
-    failed = False
     try:
         yield
     except ApiError as exc:
-        failed = exc.status_code == 401
+        if exc.status_code == 401:
+            FAILED_LOGINS.fail(client, limit)
         raise
     finally:
         _client.reset(token)
-        if not failed:
-            FAILED_LOGINS.forgive(client, stamp)
 
 
 def audit_failed_login(action: str, obj: object | None = None, *, once_per: str = "", **data: object) -> None:

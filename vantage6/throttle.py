@@ -6,7 +6,6 @@ counts the failures it sees itself.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import math
 import threading
@@ -59,12 +58,9 @@ class _Client:
 
 
 class FailureLimiter:
-    """At most ``limit`` failures per client within a sliding window.
-
-    An attempt is counted before it is made (``attempt``) and forgiven when it succeeds
-    (``forgive``), so parallel attempts cannot all pass before the first of them fails. Also tells
-    the first event of a kind per client and window (``first``), to record repeated events once.
-    """
+    """At most ``limit`` failures per client within a sliding window: then ``retry_after`` tells the
+    client how long to wait. Also tells the first event of a kind per client and window (``first``),
+    to record repeated events once."""
 
     def __init__(self, window: float = WINDOW_SECONDS, max_clients: int = MAX_CLIENTS) -> None:
         self.window = window
@@ -85,31 +81,27 @@ class FailureLimiter:
             client.failures.popleft()
         return client
 
-    def attempt(self, key: str, limit: int) -> float | None:
-        """Count an attempt of ``key``: its stamp, or None when ``key`` has no attempt left.
-        ``limit`` 0 means no limit."""
-        with self._lock:
-            now = self.clock()
-            failures = self._client(key, now).failures
-            if limit and len(failures) >= limit:
-                return None
-            if limit:
-                failures.append(now)
-            return now
-
-    def forgive(self, key: str, stamp: float) -> None:
-        """The attempt of ``stamp`` succeeded: it is no failure."""
-        with self._lock, contextlib.suppress(KeyError, ValueError):
-            self._clients[key].failures.remove(stamp)
-
     def retry_after(self, key: str, limit: int) -> int:
-        """Whole seconds until ``key`` has an attempt again (at least 1)."""
+        """Whole seconds until ``key`` may try again; 0: now. ``limit`` 0 means no limit."""
+        if not limit:
+            return 0
         with self._lock:
             now = self.clock()
             failures = self._client(key, now).failures
-            if not limit or len(failures) < limit:
-                return 1
+            if len(failures) < limit:
+                return 0
             return max(1, math.ceil(failures[-limit] + self.window - now))
+
+    def fail(self, key: str, limit: int) -> None:
+        """Count a failure of ``key`` (only the last ``limit`` are kept: no more are needed)."""
+        if not limit:
+            return
+        with self._lock:
+            now = self.clock()
+            failures = self._client(key, now).failures
+            failures.append(now)
+            while len(failures) > limit:
+                failures.popleft()
 
     def first(self, key: str, kind: str) -> bool:
         """Whether this is the first ``kind`` of event of ``key`` within the window."""

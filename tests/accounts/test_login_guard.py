@@ -8,7 +8,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import threading
 
 import pytest
 from django.test import Client
@@ -230,26 +229,23 @@ def test_client_address(remote, forwarded, expected):
     assert client_address(meta, PROXIES) == expected
 
 
-def test_parallel_attempts_cannot_pass_the_limit():
-    limiter, passed, start = FailureLimiter(), [], threading.Barrier(40)
-
-    def attempt():
-        start.wait()
-        if limiter.attempt("x", 5) is not None:
-            passed.append(1)
-
-    threads = [threading.Thread(target=attempt) for _ in range(40)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(passed) == 5
+def test_the_window_slides():
+    limiter, now = FailureLimiter(), [0.0]
+    limiter.clock = lambda: now[0]
+    for at in (0, 10, 20):
+        now[0] = at
+        assert limiter.retry_after("x", 3) == 0
+        limiter.fail("x", 3)
+    for at, wait in [(20, 40), (30.5, 30), (59.9, 1), (60, 0)]:  # at 60 the first failure is a minute old
+        now[0] = at
+        assert limiter.retry_after("x", 3) == wait, at
+    assert limiter.retry_after("x", 0) == 0  # no limit
 
 
 def test_the_limiter_forgets_the_quietest_address_first():
     limiter = FailureLimiter(max_clients=3)
     for key in ("a", "b", "c"):
-        limiter.attempt(key, 1)
-    limiter.attempt("a", 1)  # a is heard from again
-    limiter.attempt("d", 1)  # b goes
-    assert [limiter.attempt(key, 1) is None for key in ("a", "c", "d", "b")] == [True, True, True, False]
+        limiter.fail(key, 1)
+    limiter.retry_after("a", 1)  # a is heard from again
+    limiter.fail("d", 1)  # b goes
+    assert [bool(limiter.retry_after(key, 1)) for key in ("a", "c", "d", "b")] == [True, True, True, False]
