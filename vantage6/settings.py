@@ -159,7 +159,7 @@ PASSWORD_MAX_FAILED_ATTEMPTS = env_int("PASSWORD_MAX_FAILED_ATTEMPTS", 5, minimu
 PASSWORD_INACTIVATION_MINUTES = env_int("PASSWORD_INACTIVATION_MINUTES", 15, minimum=0)
 PASSWORD_BETWEEN_USER_EMAILS_MINUTES = env_int("PASSWORD_BETWEEN_USER_EMAILS_MINUTES", 60, minimum=0)
 # Failed logins one client address may make per minute, in each server process (0: no limit).
-LOGIN_FAILURES_PER_MINUTE = env_int("LOGIN_FAILURES_PER_MINUTE", 20, minimum=0)
+LOGIN_FAILURES_PER_MINUTE = env_int("LOGIN_FAILURES_PER_MINUTE", 20, minimum=0, maximum=10_000)
 # Proxies whose X-Forwarded-For names the client (the failed-login limit counts per client address).
 TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
 # bcrypt cost of user passwords; vantage6 uses 12.

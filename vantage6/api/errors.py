@@ -111,6 +111,11 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     return Response({"msg": UNEXPECTED}, status=500)
 
 
+def json_400(request, exception=None) -> JsonResponse:  # noqa: ARG001 - Django's handler signature
+    """A request Django refuses before any view (a malformed Host header, too many fields)."""
+    return JsonResponse({"msg": str(exception or "") or "Bad request"}, status=400)
+
+
 def json_404(request, exception=None) -> JsonResponse:  # noqa: ARG001 - Django's handler signature
     return JsonResponse({"msg": "The requested URL was not found on the server."}, status=404)
 
