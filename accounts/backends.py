@@ -72,16 +72,17 @@ class RuleBackend:
         mfa_code: str | None = None,
         **_,
     ):
-        from accounts.login import authenticate_user
+        from accounts.login import authenticate_user, failures_limited
 
         if username is None or password is None:
             return None
-        from accounts.models import User
+        from accounts.models import AuditAction, User
 
         try:
-            outcome = authenticate_user(
-                username=username, password=password, mfa_code=mfa_code, setup_allowed=False
-            )
+            with failures_limited(request.META if request else {}, AuditAction.USER_LOGIN_FAILED):
+                outcome = authenticate_user(
+                    username=username, password=password, mfa_code=mfa_code, setup_allowed=False
+                )
         except ApiError:
             return None
         return outcome if isinstance(outcome, User) else None  # a dict: the code is still missing

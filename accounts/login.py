@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import cast
@@ -16,13 +18,14 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from accounts import mail, totp
-from accounts.models import AuditAction, Authenticatable, User
+from accounts.models import AuditAction, Authenticatable, User, bcrypt_input
 from accounts.permissions import Principal
 from accounts.services import ANONYMOUS, actor_of, audit
 from accounts.sessions import end_all_logins, start_login
 from accounts.tokens import TokenError, reset_token, reset_token_claims
-from vantage6.api.errors import ApiError, bad_request
+from vantage6.api.errors import ApiError, bad_request, too_many_requests
 from vantage6.api.references import api_path
+from vantage6.throttle import FailureLimiter, client_address
 
 LOGIN_FAILED = "Failed to login"
 MFA_MISSING = "Please include your two-factor authentication code"
@@ -33,6 +36,12 @@ MFA_SETUP = (
 )
 RECOVERY_SENT = "If the username or email is in our database you will soon receive an email."
 PURPOSE_PASSWORD, PURPOSE_2FA = "password-reset", "2fa-reset"
+TOO_MANY_FAILURES = "Too many failed logins from your address; try again in {seconds} second(s)"
+
+# Failed logins per client address, in this process (LOGIN_FAILURES_PER_MINUTE).
+FAILED_LOGINS = FailureLimiter()
+# The client address of the login attempt being made (set by ``failures_limited``).
+_client: ContextVar[str | None] = ContextVar("login_client", default=None)
 
 
 @dataclass
@@ -55,6 +64,50 @@ def token_body(identity: Authenticatable, kind: str, tokens: tuple[str, str] | N
         f"{kind}_url": api_path(f"/{kind}/{identity.pk}"),
     }
     return LoginResult(body, access, {"jwt-token": access})
+
+
+# --- failed logins per client address ---------------------------------------------------------------
+@contextlib.contextmanager
+def failures_limited(meta: Mapping[str, str], failed_action: str) -> Iterator[None]:
+    """A login attempt (user, node, admin site) by the client of a request with ``meta``.
+
+    An address with LOGIN_FAILURES_PER_MINUTE failures (401) in the last minute is answered 429
+    without any check or write (one ``failed_action`` entry per address and minute says so).
+    Attempts under way at once are bounded by the request threads of the process.
+    """
+    client = client_address(meta, settings.TRUSTED_PROXIES)
+    limit = settings.LOGIN_FAILURES_PER_MINUTE
+    if seconds := FAILED_LOGINS.retry_after(client, limit):
+        if FAILED_LOGINS.first(client, "refused"):
+            audit(ANONYMOUS, failed_action, None, reason="too many failed logins", address=client)
+        raise too_many_requests(TOO_MANY_FAILURES.format(seconds=seconds), seconds)
+    token = _client.set(client)
+    try:
+        yield
+    except ApiError as exc:
+        if exc.status_code == 401:
+            FAILED_LOGINS.fail(client, limit)
+        raise
+    finally:
+        _client.reset(token)
+
+
+def audit_failed_login(action: str, obj: object | None = None, *, once_per: str = "", **data: object) -> None:
+    """Audit a failed login, with the client address when known. ``once_per``: a kind of failure
+    (an unknown name or key, a blocked account) recorded once per client address and minute; the
+    others count towards the address's limit only, so guessing cannot grow the trail at will."""
+    client = _client.get()
+    if client is not None:
+        if once_per and not FAILED_LOGINS.first(client, once_per):
+            return
+        data["address"] = client
+    audit(ANONYMOUS, action, obj, **data)
+
+
+def name_digest(username: str) -> str:
+    """Stands for a username that matches no account in the audit trail: people type passwords
+    there, so the name itself is never kept; the same name gives the same digest on this server."""
+    return salted_hmac("accounts.unknown-username", username, algorithm="sha256").hexdigest()[:16]
 
 
 # --- lock-out --------------------------------------------------------------------------------------
@@ -101,9 +154,11 @@ def _clear_failures(user: User) -> None:
 def _login_failed(username: str, user: User | None, reason: str) -> None:
     """Audit a refused login; the guess that reaches the limit also records the lock-out."""
     if user is None:
-        audit(ANONYMOUS, AuditAction.USER_LOGIN_FAILED, None, username=username, reason=reason)
+        digest = name_digest(username)
+        audit_failed_login(AuditAction.USER_LOGIN_FAILED, reason=reason, name_digest=digest, once_per=reason)
         return
-    audit(ANONYMOUS, AuditAction.USER_LOGIN_FAILED, user, reason=reason)
+    once_per = f"locked {user.pk}" if reason == "locked" else ""
+    audit_failed_login(AuditAction.USER_LOGIN_FAILED, user, reason=reason, once_per=once_per)
     if reason != "locked" and user.failed_login_attempts == settings.PASSWORD_MAX_FAILED_ATTEMPTS:
         audit(ANONYMOUS, AuditAction.USER_LOCK_OUT, user, attempts=user.failed_login_attempts)
 
@@ -141,7 +196,7 @@ def _equalise_timing(password: str, user: User | None) -> None:
     except (AttributeError, IndexError, ValueError):  # no user, or no bcrypt hash
         rounds = settings.BCRYPT_ROUNDS
     with contextlib.suppress(ValueError):
-        bcrypt.checkpw(password.encode(), _stand_in_hash(rounds))
+        bcrypt.checkpw(bcrypt_input(password), _stand_in_hash(rounds))
 
 
 def check_credentials(

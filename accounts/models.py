@@ -9,8 +9,17 @@ from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.db import models
+from django.utils.crypto import salted_hmac
 
 from accounts.catalogue import OPERATIONS, SCOPES
+
+# bcrypt reads no more of a password; vantage6's bcrypt ignored the rest, newer ones refuse it.
+BCRYPT_MAX_BYTES = 72
+
+
+def bcrypt_input(raw_password: str) -> bytes:
+    """What bcrypt checks of a password: its first 72 bytes, as vantage6 checked them."""
+    return raw_password.encode()[:BCRYPT_MAX_BYTES]
 
 
 class AuthStatus(models.TextChoices):
@@ -159,6 +168,14 @@ class User(AbstractBaseUser, Authenticatable):
             for backend in auth.get_backends()
         )
 
+    def _get_session_auth_hash(self, secret: str | None = None) -> str:
+        """What an admin session is checked against: it ends with the password, as Django's does,
+        and also when every login of the user ends (``token_generation``: logging out everywhere)."""
+        credentials = f"{self.password}\n{self.token_generation}"
+        return salted_hmac(
+            "accounts.User.session_auth_hash", credentials, secret=secret, algorithm="sha256"
+        ).hexdigest()
+
     # Passwords are plain bcrypt hashes (``$2b$``) as in vantage6, so existing hashes can be imported.
     def set_password(self, raw_password: str | None) -> None:
         if raw_password is None:
@@ -172,7 +189,7 @@ class User(AbstractBaseUser, Authenticatable):
         if not self.password or not self.password.startswith("$2"):
             return False
         try:
-            return bcrypt.checkpw(raw_password.encode(), self.password.encode())
+            return bcrypt.checkpw(bcrypt_input(raw_password), self.password.encode())
         except ValueError:
             return False
 

@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.catalogue import DEFAULT_ROLE_NAMES
-from accounts.models import AuditEntry, Role, Rule, User
+from accounts.models import BCRYPT_MAX_BYTES, AuditEntry, Role, Rule, User
 from accounts.selectors import user_permissions
 from vantage6.api.fields import IdField, ListLinkField, RefField, TimestampField, id_list
 from vantage6.api.serializers import OutputSerializer
@@ -31,6 +31,10 @@ _PASSWORD_RULES = (
 def validate_password_policy(value: str) -> str:
     """8 to 128 characters with a digit, an upper- and a lower-case letter and a special character."""
     errors = [] if 8 <= len(value) <= 128 else ["Password must be between 8 and 128 characters long"]
+    if len(value.encode()) > BCRYPT_MAX_BYTES:
+        errors.append(
+            f"Password must be at most {BCRYPT_MAX_BYTES} bytes long (characters outside ASCII count 2 to 4)"
+        )
     errors += [message for pattern, message in _PASSWORD_RULES if not pattern.search(value)]
     if errors:
         raise serializers.ValidationError(errors)

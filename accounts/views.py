@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from accounts import login, services, sessions
 from accounts.api import NODE, USER, ApiViewSet, ClientTypeGate, caller
 from accounts.authentication import RefreshJWTAuthentication
-from accounts.models import AuditEntry, Role, Rule, User
+from accounts.models import AuditAction, AuditEntry, Role, Rule, User
 from accounts.permissions import fetch, get_for
 from accounts.selectors import audit_list, role_list, rule_list, user_list
 from accounts.serializers import (
@@ -69,12 +69,14 @@ class PublicView(APIView):
 
 
 class TokenUserView(PublicView):
-    @extend_schema(request=LoginInput, responses={200: LOGIN_ANSWER, 401: None})
+    @extend_schema(request=LoginInput, responses={200: LOGIN_ANSWER, 401: None, 429: None})
     def post(self, request: Request) -> Response:
         data = validated(LoginInput, request.data)
-        return _login_response(
-            login.login(username=data["username"], password=data["password"], mfa_code=data.get("mfa_code"))
-        )
+        with login.failures_limited(request.META, AuditAction.USER_LOGIN_FAILED):
+            result = login.login(
+                username=data["username"], password=data["password"], mfa_code=data.get("mfa_code")
+            )
+        return _login_response(result)
 
 
 class TokenRefreshView(APIView):
@@ -143,10 +145,11 @@ class RecoverResetView(PublicView):
 
 
 class Recover2faLostView(PublicView):
-    @extend_schema(request=LoginInput, responses={200: MessageOutput, 401: None})
+    @extend_schema(request=LoginInput, responses={200: MessageOutput, 401: None, 429: None})
     def post(self, request: Request) -> Response:
         data = validated(LoginInput, request.data)
-        login.two_factor_recovery_request(username=data["username"], password=data["password"])
+        with login.failures_limited(request.META, AuditAction.USER_LOGIN_FAILED):
+            login.two_factor_recovery_request(username=data["username"], password=data["password"])
         return Response(
             {"msg": "An e-mail with a token to reset your two-factor authentication has been sent."}
         )

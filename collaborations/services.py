@@ -200,12 +200,16 @@ def study_create(
 
 @transaction.atomic
 def study_update(*, principal: Principal, study: Study, data: dict) -> Study:
+    members = data.get("organization_ids")
+    if members is not None and set(members) != set(study.organizations.values_list("pk", flat=True)):
+        # As the /organization sub-endpoints: organization scope may rename a study, not pick its members.
+        principal.require(principal.reaches("study", "edit", collaboration_id=study.collaboration_id))
     if "name" in data:
         _require_unique_name(Study, data["name"], "Study", exclude_pk=study.pk)
         study.name = data["name"]
         study.save(update_fields=["name"])
-    if "organization_ids" in data:
-        study.organizations.set(_study_members(study.collaboration, data["organization_ids"]))
+    if members is not None:
+        study.organizations.set(_study_members(study.collaboration, members))
     audit(principal, "study.edit", study, fields=sorted(data))
     return study
 

@@ -11,9 +11,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.login import audit_failed_login
 from accounts.models import AuditAction, AuthStatus
 from accounts.permissions import Principal, fetch
-from accounts.services import ANONYMOUS, actor_of, audit
+from accounts.services import actor_of, audit
 from accounts.sessions import end_all_logins, start_login
 from collaborations.models import Collaboration
 from collaborations.selectors import organization_get
@@ -149,7 +150,7 @@ def node_login(*, api_key: uuid.UUID) -> dict:
     """The login answer of the node holding ``api_key``."""
     node = node_by_api_key(api_key)
     if node is None:
-        audit(ANONYMOUS, AuditAction.NODE_LOGIN_FAILED)
+        audit_failed_login(AuditAction.NODE_LOGIN_FAILED, once_per="unknown key")
         raise unauthorized("Api key is not recognized!")
     if node.has_legacy_api_key:
         _upgrade_legacy_api_key(node, str(api_key))

@@ -10,6 +10,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api import NODE, USER, ApiViewSet, ClientTypeGate, caller
+from accounts.login import failures_limited
+from accounts.models import AuditAction
 from accounts.serializers import NodeTokensOutput
 from collaborations import selectors as collaboration_selectors
 from collaborations.models import Collaboration
@@ -80,10 +82,11 @@ class NodeTokenView(APIView):
     permission_classes: list = []
     serializer_class = NodeLoginInput
 
-    @extend_schema(request=NodeLoginInput, responses={200: NodeTokensOutput, 401: None})
+    @extend_schema(request=NodeLoginInput, responses={200: NodeTokensOutput, 401: None, 429: None})
     def post(self, request: Request) -> Response:
         api_key = validated(NodeLoginInput, request.data)["api_key"]
-        answer = services.node_login(api_key=api_key)
+        with failures_limited(request.META, AuditAction.NODE_LOGIN_FAILED):
+            answer = services.node_login(api_key=api_key)
         return Response(answer, headers={"jwt-token": answer["access_token"]})
 
 

@@ -156,7 +156,9 @@ EOF
 
 # Start replica $1 on port $2: one daphne process (vantage6.serve: stops gracefully on SIGTERM).
 start_replica() {
-    (cd "$ROOT" && V6_HOST=127.0.0.1 V6_PORT=$2 V6_WORKERS=1 exec setsid "$PYTHON" -m vantage6.serve \
+    # nginx connects from loopback: its X-Forwarded-For names the client (the failed-login limit).
+    (cd "$ROOT" && V6_HOST=127.0.0.1 V6_PORT=$2 V6_WORKERS=1 V6_TRUSTED_PROXIES=${V6_TRUSTED_PROXIES:-127.0.0.1} \
+        exec setsid "$PYTHON" -m vantage6.serve \
         >>"$STATE/$1.log" 2>&1) &
     echo $! >"$STATE/$1.pid"
 }

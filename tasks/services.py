@@ -471,6 +471,11 @@ def container_token_issue(*, principal: Principal, task_id: int, image: str) -> 
         principal.node.collaboration_id == task.collaboration_id,
         "This task is not part of the collaboration of your node!",
     )
+    # A node starts containers for its own runs only; any other token would act in the task's name.
+    principal.require(
+        task.runs.filter(organization_id=principal.organization_id).exists(),
+        "This task has no run of your node's organization!",
+    )
     if is_finished(task.status):
         raise bad_request("Task is already finished!")
     identity = {

@@ -42,6 +42,14 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def _failed_logins_start_afresh():
+    """Each test's client address starts without failed logins (they are counted per process)."""
+    from accounts.login import FAILED_LOGINS
+
+    FAILED_LOGINS.clear()
+
+
+@pytest.fixture(autouse=True)
 def _mail_stays_in_its_test():
     """E-mail leaves after the answer: wait for it, so that it never lands in a later test's outbox."""
     yield

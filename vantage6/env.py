@@ -7,6 +7,7 @@ into one line on stderr and a non-zero exit. Every name asked for is kept in ``K
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -83,6 +84,17 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """A list of IP addresses and networks (``10.0.0.1``, ``10.0.0.0/8``, ``fd00::/8``)."""
+    networks = []
+    for item in env_list(name, []):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingError(f"{PREFIX}{name} must list IP addresses or networks, got {item!r}") from None
+    return networks
 
 
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:

@@ -11,6 +11,7 @@ the loop. Code in a view that needs the event loop (``async_to_sync``) still rea
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import SyncToAsync
@@ -42,6 +43,7 @@ class PooledASGIHandler(ASGIHandler):
             body_file = await self.read_body(receive)
         except RequestAborted:
             return
+        scope = _with_body_length(scope, body_file)
         try:
             response = await self._in_thread(self._respond)(scope, body_file)
             if response.streaming and not response.is_async:
@@ -96,3 +98,16 @@ class PooledASGIHandler(ASGIHandler):
         ]
         cookies = response.cookies.values()
         return headers + [(b"Set-Cookie", c.output(header="").encode("ascii").strip()) for c in cookies]
+
+
+def _with_body_length(scope: dict, body_file) -> dict:
+    """The scope of a request whose body came chunked, with the ``Content-Length`` of that body:
+    without one, the API would read the body as empty. Its size is within the limits already
+    (``vantage6.limits`` refuses a chunked body as it grows past them)."""
+    if any(name == b"content-length" for name, _ in scope["headers"]):
+        return scope
+    size = body_file.seek(0, os.SEEK_END)
+    body_file.seek(0)
+    if not size:
+        return scope
+    return {**scope, "headers": [*scope["headers"], (b"content-length", str(size).encode())]}

@@ -40,7 +40,8 @@ async def _login(uri: str) -> None:
 
 class RabbitmqCheck:
     """An AMQP login (credentials and virtual host included), one at a time, its answer reused for
-    ``RABBITMQ_ANSWER_SECONDS``."""
+    ``RABBITMQ_ANSWER_SECONDS``. While a check is under way, other polls get the previous answer
+    instead of waiting for it: a flood of polls during an outage must not hold the request threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -48,11 +49,16 @@ class RabbitmqCheck:
         self._ok = False
 
     def __call__(self, uri: str) -> bool:
-        with self._lock:
+        # Only before the first answer is there nothing to give but the check's own.
+        if not self._lock.acquire(blocking=self._checked_at == float("-inf")):
+            return self._ok
+        try:
             if time.monotonic() - self._checked_at >= RABBITMQ_ANSWER_SECONDS:
                 self._ok = self._login(uri)
                 self._checked_at = time.monotonic()
             return self._ok
+        finally:
+            self._lock.release()
 
     @staticmethod
     def _login(uri: str) -> bool:

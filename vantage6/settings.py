@@ -21,6 +21,7 @@ from vantage6.env import (
     env_database,
     env_int,
     env_list,
+    env_networks,
     env_secret,
     env_str,
 )
@@ -51,6 +52,8 @@ SERVER_NAME = env_str("SERVER_NAME", "cotopaxi")
 # Public URL of this server's API, sent to algorithm stores (config `server_url` + api path upstream).
 SERVER_URL = env_str("SERVER_URL", "").rstrip("/")
 ROOT_PASSWORD = env_str("ROOT_PASSWORD", "")
+if len(ROOT_PASSWORD.encode()) > 72:  # bcrypt reads no more; the value is not echoed
+    raise SettingError("V6_ROOT_PASSWORD must be at most 72 bytes long")
 # The first root password as a bcrypt hash, e.g. vantage6's `root_user` setting.
 ROOT_PASSWORD_HASH = env_bcrypt_hash("INIT_SUPER_PASS_HASHED")
 if ROOT_PASSWORD and ROOT_PASSWORD_HASH:
@@ -155,6 +158,10 @@ TWO_FACTOR_AUTH = env_bool("TWO_FACTOR_AUTH", False)
 PASSWORD_MAX_FAILED_ATTEMPTS = env_int("PASSWORD_MAX_FAILED_ATTEMPTS", 5, minimum=1)
 PASSWORD_INACTIVATION_MINUTES = env_int("PASSWORD_INACTIVATION_MINUTES", 15, minimum=0)
 PASSWORD_BETWEEN_USER_EMAILS_MINUTES = env_int("PASSWORD_BETWEEN_USER_EMAILS_MINUTES", 60, minimum=0)
+# Failed logins one client address may make per minute, in each server process (0: no limit).
+LOGIN_FAILURES_PER_MINUTE = env_int("LOGIN_FAILURES_PER_MINUTE", 20, minimum=0, maximum=10_000)
+# Proxies whose X-Forwarded-For names the client (the failed-login limit counts per client address).
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
 # bcrypt cost of user passwords; vantage6 uses 12.
 BCRYPT_ROUNDS = env_int("BCRYPT_ROUNDS", 12, minimum=4, maximum=16)
 RUNS_DATA_CLEANUP_DAYS = env_int("RUNS_DATA_CLEANUP_DAYS", 0, minimum=0)

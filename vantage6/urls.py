@@ -26,5 +26,6 @@ urlpatterns = [
     path("robots.txt", RobotsView.as_view(), name="robots"),
 ]
 
+handler400 = "vantage6.api.errors.json_400"
 handler404 = "vantage6.api.errors.json_404"
 handler500 = "vantage6.api.errors.json_500"

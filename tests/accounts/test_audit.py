@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
+from accounts.login import name_digest
 from accounts.models import AuditAction, AuditEntry, AuditTrailIsAppendOnly
 from tests.admin.browser import Browser
 from tests.factories import PASSWORD, bearer, make_org, make_user
@@ -186,7 +187,7 @@ def test_logins_failed_logins_and_the_lock_out_are_recorded(api, world):
     assert (unknown.actor_type, unknown.object_id, unknown.data) == (
         "anonymous",
         None,
-        {"username": "nobody-here", "reason": "unknown user"},
+        {"reason": "unknown user", "name_digest": name_digest("nobody-here"), "address": "127.0.0.1"},
     )
     for _ in range(settings.PASSWORD_MAX_FAILED_ATTEMPTS):
         assert _login(api, user.username, "wrong").status_code == 401
@@ -227,7 +228,7 @@ def test_node_logins_revocations_and_key_resets_are_recorded(api, world):
         ("node.api_key_reset", "user", world.node_a.pk),
     ]
     failed = AuditEntry.objects.get(action=AuditAction.NODE_LOGIN_FAILED)
-    assert (failed.actor_type, failed.object_id, failed.data) == ("anonymous", None, {})
+    assert (failed.actor_type, failed.object_id, failed.data) == ("anonymous", None, {"address": "127.0.0.1"})
 
 
 # --- append-only --------------------------------------------------------------------------------------

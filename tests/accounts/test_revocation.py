@@ -16,6 +16,7 @@ from django.test import Client
 from accounts.models import AuditEntry, LoginSession, User
 from tests.accounts.conftest import login
 from tests.accounts.test_recovery import mailed_token
+from tests.admin.browser import Browser
 from tests.collaborations.helpers import headers_of
 from tests.factories import PASSWORD, make_user
 
@@ -254,6 +255,24 @@ def test_logout_everywhere_ends_every_login(api, user, flag):
     assert_revoked(api, elsewhere, me)
     assert audited("token.revoke_all")
     assert_works(api, user_login(api), me)
+
+
+def test_logout_everywhere_ends_the_admin_sessions_too(api, world):
+    """A stolen admin session cookie is one of "every login"."""
+    make_user(world.org_a, "Organization Admin", username="admin-a")
+    stolen, kept = Browser("admin-a"), Client()
+    assert stolen.get("/admin/").status_code == 200
+    token = user_login(api, "admin-a")["access_token"]
+    response = api.post("/api/token/revoke", {"all": True}, format="json", **auth(token))
+    assert response.status_code == 200
+    page = stolen.get("/admin/")
+    assert (page.status_code, page["Location"]) == (302, "/admin/login/?next=/admin/")
+    assert "_auth_user_id" not in stolen.client.session
+    # Ending one login (logging out of the API) leaves the admin session alone.
+    again = Browser("admin-a")
+    api.post("/api/token/revoke", {}, format="json", **auth(user_login(api, "admin-a")["access_token"]))
+    assert again.get("/admin/").status_code == 200
+    assert kept.get("/admin/").status_code == 302  # never logged in
 
 
 def test_a_node_can_end_all_its_logins(api, world):

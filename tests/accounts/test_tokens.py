@@ -147,6 +147,7 @@ def test_blocked_account_mail_is_rate_limited(api, user, mailoutbox, settings):
 def test_blocked_unknown_and_wrong_password_answer_alike(api, org, settings):
     """The answer, its status and its time never tell whether a username exists or is blocked."""
     settings.BCRYPT_ROUNDS = 10  # a real cost, well above the noise of a request
+    settings.LOGIN_FAILURES_PER_MINUTE = 0  # many guesses from one address
     wrong, blocked = make_user(org, username="wrong"), make_user(org, username="blocked")
     User.objects.filter(pk=blocked.pk).update(
         failed_login_attempts=settings.PASSWORD_MAX_FAILED_ATTEMPTS, last_login_attempt=minutes_ago(0)

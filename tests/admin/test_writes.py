@@ -286,3 +286,17 @@ def test_an_admin_write_beyond_the_rules_is_refused(world, role, path, fields):
         token = browser.client.cookies["csrftoken"].value
         response = browser.client.post(path, {**data, "csrfmiddlewaretoken": token})
     _refused(response, before, start)
+
+
+def test_an_organization_scope_study_editor_cannot_change_the_members(world):
+    """Organization-scope study edit renames a study; its members need collaboration scope, as in the API."""
+    study = make_study(world.collab_ab, world.org_a, world.org_b, name="S")
+    rule = Rule.objects.get(name="study", scope="ORGANIZATION", operation="EDIT")
+    make_user(world.org_a, ORG_ADMIN, username="study_editor", rules=[rule])
+    browser = Browser("study_editor")
+    before, start = state(), last_audit_id()
+    response = browser.submit(_change("collaborations/study", study.pk), {"organizations": [world.org_a.pk]})
+    _refused(response, before, start)
+    renamed = browser.submit(_change("collaborations/study", study.pk), {"name": "S2"})
+    assert renamed.status_code == 302
+    assert Study.objects.get(pk=study.pk).name == "S2"

@@ -104,3 +104,12 @@ def test_trailing_slash_is_a_404_not_a_redirect(api, auth, path):
     response = api.get(path, **auth)
     assert response.status_code == 404
     assert "msg" in response.json()
+
+
+@pytest.mark.parametrize("host", ['"4?L EOj', "a b", "exa mple.org:80"])
+@pytest.mark.parametrize("path", ["/api/version", "/api/token/user"])
+def test_a_malformed_host_header_is_a_json_400(client, db, host, path):  # noqa: ARG001
+    response = client.post(path, {}, content_type="application/json", HTTP_HOST=host)
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["msg"].startswith("Invalid HTTP_HOST header")

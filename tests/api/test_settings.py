@@ -24,6 +24,7 @@ from vantage6.env import (
     env_database,
     env_int,
     env_list,
+    env_networks,
     env_secret,
     env_str,
 )
@@ -103,6 +104,16 @@ def test_list(monkeypatch):
     assert env_list("X", ["*"]) == ["a", "b", "c"]
     _set(monkeypatch, X="")
     assert env_list("X", ["*"]) == []
+
+
+def test_networks(monkeypatch):
+    assert env_networks("X") == []
+    _set(monkeypatch, X=" 10.0.0.1, 10.0.0.0/8,fd00::/8 ")
+    assert [str(network) for network in env_networks("X")] == ["10.0.0.1/32", "10.0.0.0/8", "fd00::/8"]
+    for bad in ("proxy.example.org", "10.0.0.0/33", "10.0.0.1,*"):
+        _set(monkeypatch, X=bad)
+        with _fails_naming("X"):
+            env_networks("X")
 
 
 def test_choice(monkeypatch):
@@ -234,7 +245,8 @@ def _run(args: list[str], tmp_path: Path, **variables: str) -> subprocess.Comple
     [("PORT", "abc"), ("PORT", "70000"), ("DEBUG", "maybe"), ("API_PATH", "api"),
      ("DATABASE_URL", "mysql://u:secret@h/db"), ("RABBITMQ_URI", "http://mq"), ("LOG_LEVEL", "loud"),
      ("SECRET_KEY", "short"), ("TOKEN_EXPIRES_HOURS", "100"), ("BEHIND_TLS", "maybe"),
-     ("ALGORITHM_STORE_ALLOW_PRIVATE", "2")],
+     ("ALGORITHM_STORE_ALLOW_PRIVATE", "2"), ("ROOT_PASSWORD", "secret" * 13), ("TRUSTED_PROXIES", "nginx"),
+     ("LOGIN_FAILURES_PER_MINUTE", "-1")],
 )  # fmt: skip
 def test_bad_variable_stops_manage_py_with_one_line(tmp_path, variable, value):
     result = _run(["manage.py", "check"], tmp_path, **{variable: value})

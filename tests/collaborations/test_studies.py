@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from accounts.models import AuditEntry, Rule
 from collaborations.models import Study
 from tasks.models import Task
 from tests.collaborations.helpers import container_headers, headers_of, ids, ref
-from tests.factories import bearer, make_study, make_task
+from tests.factories import bearer, make_study, make_task, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -145,3 +146,47 @@ def test_delete_with_tasks_needs_the_flag(api, world, studies):
     assert api.delete(f"/api/study/{study.pk}?delete_dependents=true", **admin).status_code == 200
     assert not Task.objects.filter(pk=task.pk).exists()
     assert not Study.objects.filter(pk=study.pk).exists()
+
+
+@pytest.fixture
+def organization_editor(world) -> dict[str, str]:
+    """A user of A whose only study rules are organization-scope view and edit (rules 77 and 81)."""
+    rules = Rule.objects.filter(name="study", scope="ORGANIZATION", operation__in=["VIEW", "EDIT"])
+    return bearer(make_user(world.org_a, rules=rules))
+
+
+def members_of(study: Study) -> list[int]:
+    return sorted(study.organizations.values_list("pk", flat=True))
+
+
+@pytest.mark.parametrize(
+    ("members", "body"),
+    [
+        ("A and B", lambda w: {"organization_ids": [w.org_a.pk]}),  # drops B
+        ("A", lambda w: {"organization_ids": [w.org_a.pk, w.org_b.pk]}),  # brings B in
+        ("A", lambda w: {"name": "renamed", "organization_ids": [w.org_b.pk]}),  # swaps A for B
+    ],
+    ids=["remove a member", "add a member", "replace the members"],
+)
+def test_an_organization_scope_editor_cannot_change_the_members(
+    api, world, organization_editor, members, body
+):
+    study = make_study(world.collab_ab, world.org_a, *([world.org_b] if members == "A and B" else []))
+    before = (study.name, members_of(study), AuditEntry.objects.count())
+    response = api.patch(f"/api/study/{study.pk}", body(world), format="json", **organization_editor)
+    assert response.status_code == 401
+    assert response.json() == {"msg": "You lack the permission to do that!"}
+    study.refresh_from_db()
+    assert (study.name, members_of(study), AuditEntry.objects.count()) == before
+    # The sub-endpoints, which the same rules do not pass either.
+    url = f"/api/study/{study.pk}/organization"
+    assert api.post(url, {"id": world.org_b.pk}, format="json", **organization_editor).status_code == 401
+
+
+def test_an_organization_scope_editor_may_rename_and_resend_the_members(api, world, organization_editor):
+    study = make_study(world.collab_ab, world.org_a, world.org_b)
+    body = {"name": "renamed", "organization_ids": [world.org_b.pk, world.org_a.pk]}
+    response = api.patch(f"/api/study/{study.pk}", body, format="json", **organization_editor)
+    assert response.status_code == 200
+    study.refresh_from_db()
+    assert (study.name, members_of(study)) == ("renamed", [world.org_a.pk, world.org_b.pk])

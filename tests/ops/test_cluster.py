@@ -201,3 +201,18 @@ def test_each_request_is_logged_once_as_a_json_line(cluster):
     assert {(e["method"], e["status"], e["principal"]) for h in hits for e in h} == {
         ("GET", 404, "anonymous")
     }
+
+
+def test_behind_the_proxy_failed_logins_count_per_client(cluster):
+    """The replicas trust the proxy's X-Forwarded-For (the proxy connects from loopback, as this test
+    does to one replica), so one client's guesses do not lock every client out."""
+    replica = cluster.replicas[0]
+
+    def guess(client: str) -> int:
+        body = {"username": "nobody", "password": "wrong"}
+        headers = {"X-Forwarded-For": client}
+        return requests.post(f"{replica}/api/token/user", json=body, headers=headers, timeout=10).status_code
+
+    assert [guess("198.51.100.1") for _ in range(20)] == [401] * 20  # V6_LOGIN_FAILURES_PER_MINUTE
+    assert guess("198.51.100.1") == 429
+    assert guess("198.51.100.2") == 401

@@ -91,3 +91,31 @@ def test_a_hung_broker_is_answered_in_time_and_polled_once(api, settings):
     assert statuses == [503] * 20
     assert elapsed < health.RABBITMQ_TIMEOUT_SECONDS + 1.5
     assert len(listener.accepted) == 1  # twenty anonymous polls, one broker connection
+
+
+def test_polls_during_a_broker_check_do_not_wait_for_it(settings):
+    """An anonymous flood of polls while the broker hangs must not hold the server's request threads."""
+    from django.test import Client
+
+    listener = Listener()
+    settings.RABBITMQ_URI = f"amqp://guest:guest@127.0.0.1:{listener.port}"
+    try:
+        assert Client().get("/api/health").status_code == 503  # the first answer
+        time.sleep(health.RABBITMQ_ANSWER_SECONDS)  # which is now due for another check
+        durations: list[float] = []
+
+        def poll() -> None:
+            started = time.monotonic()
+            assert Client().get("/api/health").status_code == 503
+            durations.append(time.monotonic() - started)
+
+        threads = [threading.Thread(target=poll) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        listener.close()
+    assert len(durations) == 16
+    # One poll makes the check; the others answer with the last result at once.
+    assert sorted(durations)[-2] < 1.0, sorted(durations)

@@ -9,6 +9,7 @@ import socket
 import pytest
 
 from accounts.tokens import reset_token
+from tests.factories import PASSWORD
 from tests.realtime.helpers import make_user, token, token_pair
 from tests.realtime.live import Daphne
 
@@ -195,3 +196,30 @@ def test_a_kept_alive_connection_serves_requests_after_a_large_body(live_world, 
         assert connection.sock is first_socket  # one connection all along
     finally:
         connection.close()
+
+
+def _chunks(data: bytes, size: int = 100_000):
+    for start in range(0, len(data), size):
+        part = data[start : start + size]
+        yield b"%x\r\n%s\r\n" % (len(part), part)
+    yield b"0\r\n\r\n"
+
+
+def test_a_chunked_json_body_is_read(live_world, limited):
+    """A body sent without Content-Length (chunked) is the request's body, not an empty one."""
+    researcher = make_user(live_world.org_a, roles=("Researcher",))
+    body = json.dumps({"username": researcher.username, "password": PASSWORD}).encode()
+    status, answer = _send(limited.port, _streamed("/api/token/user"), _chunks(body, 7))
+    assert status == 200, answer
+    assert set(answer) >= {"access_token", "refresh_token"}
+
+
+def test_a_chunked_blob_upload_keeps_every_byte(live_world, limited, live_folder):
+    researcher = make_user(live_world.org_a, roles=("Researcher",))
+    data = bytes(range(256)) * (3 * MIB // 256)
+    head = _streamed("/api/blobstream", f"Authorization: Bearer {token(researcher)}")
+    status, answer = _send(
+        limited.port, head.replace("application/json", "application/octet-stream"), _chunks(data)
+    )
+    assert status == 201, answer
+    assert (live_folder / "blobs" / answer["uuid"]).read_bytes() == data

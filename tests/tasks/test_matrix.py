@@ -183,7 +183,7 @@ CASES = [
         "container token", "post", "token/container", target=task_in_place,
         path=fixed("/api/token/container"), clients=NODE_ONLY,
         body=lambda ctx: {"task_id": ctx.target.pk, "image": ctx.target.image},
-        status=lambda _r, p: ok_if(p != OTHER),  # tasks of the node's own collaboration
+        status=lambda _r, p: ok_if(p == OWN),  # tasks with a run of the node's organization
     ),
     # Without a VPN server configured.
     Case("vpn", "get", "vpn", per_place=False, path=fixed("/api/vpn"), status=always(501), clients=NODE_ONLY),

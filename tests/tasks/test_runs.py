@@ -7,6 +7,7 @@ from datetime import datetime
 
 import pytest
 
+from accounts.models import AuditEntry
 from accounts.tokens import decode
 from tasks.models import AlgorithmPort, Run, TaskDatabase
 from tests.factories import (
@@ -359,6 +360,20 @@ def test_container_token_refusals(api, world, runs):
     finished = token_request(api, world.node_a, t.pk, t.image)
     assert (finished.status_code, finished.json()) == (400, {"msg": "Task is already finished!"})
     assert api.post("/api/token/container", [], format="json", **bearer(world.node_a)).status_code == 400
+
+
+def test_a_node_gets_no_container_token_for_a_task_its_organization_does_not_run(api, world):
+    """Such a token would let the node create subtasks in the task's name (its user, its study)."""
+    task = make_task(world.collab_ab, world.org_a, init_user=make_user(world.org_a))
+    make_run(task, world.org_a)
+    before = AuditEntry.objects.count()
+    refused = token_request(api, world.node_b, task.pk, task.image)
+    assert (refused.status_code, refused.json()) == (
+        401,
+        {"msg": "This task has no run of your node's organization!"},
+    )
+    assert AuditEntry.objects.count() == before
+    assert token_request(api, world.node_a, task.pk, task.image).status_code == 200
 
 
 def test_a_container_reads_only_within_its_collaboration(api, world, runs):

@@ -24,6 +24,8 @@ _READ_ONLY_SQL_TRANSACTION = "25006"
 class ApiError(exceptions.APIException):
     """An error answered as ``{"msg": msg}`` with the given status (and optional extra keys)."""
 
+    headers: dict[str, str] = {}  # replaced per error, never changed in place
+
     def __init__(self, status: int, msg: object, **extra: object) -> None:
         self.status_code = status
         self.msg = msg
@@ -41,6 +43,12 @@ def unauthorized(msg: str = NO_PERMISSION) -> ApiError:
 
 def not_found(msg: str) -> ApiError:
     return ApiError(404, msg)
+
+
+def too_many_requests(msg: str, retry_after: int) -> ApiError:
+    error = ApiError(429, msg)
+    error.headers = {"Retry-After": str(retry_after)}
+    return error
 
 
 def validation_error(errors: dict) -> ApiError:
@@ -76,7 +84,7 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     if database_unavailable(exc):
         return Response(_database_unavailable(exc, context["request"].path), status=503)
     if isinstance(exc, ApiError):
-        return Response({"msg": exc.msg, **exc.extra}, status=exc.status_code)
+        return Response({"msg": exc.msg, **exc.extra}, status=exc.status_code, headers=exc.headers)
     if isinstance(exc, exceptions.ValidationError):
         errors = _flatten(exc.detail)
         if not isinstance(errors, dict):
@@ -101,6 +109,11 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         )
     logger.exception("Unhandled error in %s", context.get("view").__class__.__name__, exc_info=exc)
     return Response({"msg": UNEXPECTED}, status=500)
+
+
+def json_400(request, exception=None) -> JsonResponse:  # noqa: ARG001 - Django's handler signature
+    """A request Django refuses before any view (a malformed Host header, too many fields)."""
+    return JsonResponse({"msg": str(exception or "") or "Bad request"}, status=400)
 
 
 def json_404(request, exception=None) -> JsonResponse:  # noqa: ARG001 - Django's handler signature
