@@ -8,6 +8,7 @@ import threading
 import pytest
 import requests
 import websocket
+from asgiref.sync import async_to_sync
 
 from tests.realtime.helpers import PollingSession, token
 from vantage6.socketio.server import Namespace, Server
@@ -21,15 +22,12 @@ def handshake(url: str, **params) -> requests.Response:
     )
 
 
-class _CreateOnly:
-    def create(self, session) -> None:
-        self.created = session
-
-
 def test_open_packet_has_the_vantage6_defaults():
-    server = Server(namespaces={"/tasks": Namespace()}, store=_CreateOnly())
+    server = Server(namespaces={"/tasks": Namespace()})
 
-    session, packet = server.open_session("polling", {"authorization": "Bearer x", "cookie": "c"})
+    session, packet = async_to_sync(server.open_session)(
+        "polling", {"authorization": "Bearer x", "cookie": "c"}
+    )
 
     assert packet[0] == "0"
     assert json.loads(packet[1:]) == {
