@@ -425,6 +425,7 @@ server = Server(
     ping_interval=settings.SOCKET_PING_INTERVAL,
     ping_timeout=settings.SOCKET_PING_TIMEOUT,
     authenticate=handshake_auth,
+    client_of=lambda auth: auth["claims"]["sub"],
     verify=ended_sessions,
     secret=settings.SECRET_KEY.encode(),
     cors_allowed_origins=tuple(settings.CORS_ALLOWED_ORIGINS),

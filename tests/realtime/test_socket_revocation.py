@@ -216,3 +216,17 @@ def test_the_token_of_an_ended_login_gets_no_identified_session(server, live_wor
 
     assert ["invalid_token"] in session.events(1)
     assert not Authenticatable.objects.using(LIVE).filter(pk=user.pk, status="online").exists()
+
+
+def test_a_loop_of_handshakes_with_a_valid_token_keeps_at_most_twenty_sessions(server, live_world):
+    node_token = token(live_world.node_c)
+    handshakes = [PollingSession([server.url], node_token) for _ in range(25)]
+
+    def alive(session: PollingSession) -> bool:
+        params = {"EIO": "4", "transport": "polling", "sid": session.sid}
+        return session.http.post(f"{server.url}/socket.io/", params=params, data="3", timeout=10).ok
+
+    assert [alive(session) for session in handshakes] == [False] * 5 + [True] * 20
+    newest = handshakes[-1]
+    newest.send("40/tasks,{}")  # the newest connects as usual
+    assert ["sync"] in newest.events(1)

@@ -190,6 +190,8 @@ class Server:
         verify: Verify | None = None,
         secret: bytes | None = None,
         anonymous_capacity: int = 1000,
+        client_of: Callable[[dict], object] = lambda _auth: None,
+        max_unconnected: int = 20,
         max_queued: int = 1_000_000,
         forward_timeout: float = 5,
         cors_allowed_origins: tuple[str, ...] = ("*",),
@@ -210,6 +212,11 @@ class Server:
         # Unauthenticated sessions: at most this many (a new one ends the oldest), each for
         # pingInterval + pingTimeout after its handshake.
         self.anonymous_capacity = anonymous_capacity
+        # Authenticated sessions of one client (``client_of`` their auth) that have not connected a
+        # namespace yet: at most ``max_unconnected``, so that a loop of handshakes ends its own oldest.
+        self.client_of = client_of
+        self.max_unconnected = max_unconnected
+        self._unconnected: dict[object, OrderedDict[str, None]] = {}
         # A long-polling client that lets more characters than this wait loses its session.
         self.max_queued = max_queued
         # How long a process waits for the owner of a session to answer a forwarded request.
@@ -260,7 +267,7 @@ class Server:
             self._ready = asyncio.Event()
             # Sessions of an earlier loop (tests run several) have no channel any more.
             self.sessions, self.room_members, self.moved, self.pending = {}, {}, {}, {}
-            self._anonymous = OrderedDict()
+            self._anonymous, self._unconnected = OrderedDict(), {}
             _keep(loop.create_task(self._listen(self._ready)))
         await cast(asyncio.Event, self._ready).wait()
 
@@ -377,11 +384,29 @@ class Server:
     async def _adopt(self, session: Session) -> None:
         self.sessions[session.sid] = session
         if session.expires_at is not None:
-            self._anonymous[session.sid] = None
-            while len(self._anonymous) > self.anonymous_capacity:
-                oldest, _ = self._anonymous.popitem(last=False)
-                if (dropped := self.sessions.get(oldest)) is not None:
-                    await self.drop(dropped)
+            await self._bound(self._anonymous, session.sid, self.anonymous_capacity)
+        elif not session.namespaces and (client := self.client_of(session.auth)) is not None:
+            await self._bound(
+                self._unconnected.setdefault(client, OrderedDict()), session.sid, self.max_unconnected
+            )
+
+    async def _bound(self, sids: OrderedDict[str, None], sid: str, capacity: int) -> None:
+        """Add ``sid``; sessions over ``capacity`` end, the oldest first."""
+        sids[sid] = None
+        while len(sids) > capacity:
+            oldest, _ = sids.popitem(last=False)
+            if (dropped := self.sessions.get(oldest)) is not None:
+                await self.drop(dropped)
+
+    def _connected(self, session: Session) -> None:
+        """``session`` connected a namespace (or ended): it no longer counts as unconnected."""
+        if session.expires_at is not None:
+            return
+        client = self.client_of(session.auth)
+        if (sids := self._unconnected.get(client)) is not None:
+            sids.pop(session.sid, None)
+            if not sids:
+                del self._unconnected[client]
 
     async def drop(self, session: Session) -> None:
         """End a session from the server's side: a websocket is closed, a long-polling client
@@ -396,6 +421,7 @@ class Server:
             return  # ended already, or moved
         del self.sessions[session.sid]
         self._anonymous.pop(session.sid, None)
+        self._connected(session)
         waiter = self._stop_waiting(session)
         for namespace in list(session.namespaces):
             await self._leave_namespace(session, namespace)
@@ -582,6 +608,7 @@ class Server:
         if session is not None and session.transport == POLLING:
             del self.sessions[sid]
             self._anonymous.pop(sid, None)
+            self._connected(session)
             for namespace, room in session.rooms:
                 await self._unbind(room_group(namespace, room), sid)
             state = session.handover()
@@ -636,6 +663,7 @@ class Server:
             return
         if namespace not in session.namespaces:
             session.namespaces[namespace] = {"sid": new_id(), "state": {}}
+            self._connected(session)
         socket = Socket(self, session, namespace)
         await self.send(session, [p.SioPacket(p.CONNECT, namespace, {"sid": socket.sid}).encode()])
         try:

@@ -1,0 +1,98 @@
+"""A long-polling request that lands on a process which does not own the session is answered by the
+owner, through the channel layer; an owner that does not answer (it died) makes the session unknown
+within a bound, so that the client starts over."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from asgiref.sync import async_to_sync
+from channels.layers import channel_layers
+from channels.testing import HttpCommunicator
+from django.test import override_settings
+
+from vantage6.socketio import packets as p
+from vantage6.socketio.consumers import PollingConsumer
+from vantage6.socketio.server import Namespace, Server
+
+IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+SECRET = b"the deployment's secret"
+
+
+def _server() -> Server:
+    return Server(namespaces={"/tasks": Namespace()}, secret=SECRET, forward_timeout=0.5)
+
+
+def _get(server: Server, sid: str) -> HttpCommunicator:
+    path = f"/socket.io/?EIO=4&transport=polling&sid={sid}"
+    return HttpCommunicator(PollingConsumer.as_asgi(server=server), "GET", path)
+
+
+def _in_memory(scenario):
+    with override_settings(CHANNEL_LAYERS=IN_MEMORY):
+        channel_layers.backends.clear()
+        try:
+            return async_to_sync(scenario)()
+        finally:
+            channel_layers.backends.clear()
+
+
+def test_a_get_on_another_process_waits_there_for_the_owners_packets():
+    owner, other = _server(), _server()
+
+    async def scenario() -> tuple[dict, float]:
+        session, _ = await owner.open_session("polling", {})
+        await other.listening()
+        started = time.monotonic()
+        response = asyncio.create_task(_get(other, session.sid).get_response(timeout=5))
+        await asyncio.sleep(1)  # longer than the forward bound: the owner holds the GET
+        await owner.send(session, [p.event_packet("/tasks", "hello")])
+        return await response, time.monotonic() - started
+
+    response, elapsed = _in_memory(scenario)
+
+    assert (response["status"], response["body"]) == (200, b'42/tasks,["hello"]')
+    assert elapsed >= 1
+
+
+def test_a_request_for_a_session_of_a_dead_process_is_unknown_within_the_bound():
+    dead, survivor = _server(), _server()
+
+    async def scenario() -> tuple[dict, float]:
+        await survivor.listening()
+        dead.channel = await survivor.layer.new_channel()  # nobody reads it any more
+        sid = dead._new_sid()
+        started = time.monotonic()
+        return await _get(survivor, sid).get_response(timeout=5), time.monotonic() - started
+
+    response, elapsed = _in_memory(scenario)
+
+    assert response["status"] == 400
+    assert json.loads(response["body"]) == {"code": 1, "message": "Session ID unknown"}
+    assert 0.5 <= elapsed < 2
+
+
+def test_a_sid_signed_with_another_secret_is_not_forwarded():
+    other = _server()
+    stranger = Server(namespaces={"/tasks": Namespace()}, secret=b"another deployment")
+    sent: list[dict] = []
+
+    async def scenario() -> dict:
+        session, _ = await stranger.open_session("polling", {})
+        await other.listening()
+        layer = other.layer
+        send = layer.send
+
+        async def counted(channel: str, message: dict) -> None:
+            sent.append(message)
+            await send(channel, message)
+
+        layer.send = counted
+        return await _get(other, session.sid).get_response(timeout=5)
+
+    response = _in_memory(scenario)
+
+    assert response["status"] == 400 and json.loads(response["body"])["code"] == 1
+    assert sent == []
