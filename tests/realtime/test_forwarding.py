@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 
+import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import channel_layers
 from channels.testing import HttpCommunicator
@@ -39,6 +40,7 @@ def _in_memory(scenario):
             channel_layers.backends.clear()
 
 
+@pytest.mark.django_db  # the handshake's check may use the database
 def test_a_get_on_another_process_waits_there_for_the_owners_packets():
     owner, other = _server(), _server()
 
@@ -57,6 +59,7 @@ def test_a_get_on_another_process_waits_there_for_the_owners_packets():
     assert elapsed >= 1
 
 
+@pytest.mark.django_db  # the handshake's check may use the database
 def test_a_request_for_a_session_of_a_dead_process_is_unknown_within_the_bound():
     dead, survivor = _server(), _server()
 
@@ -74,6 +77,7 @@ def test_a_request_for_a_session_of_a_dead_process_is_unknown_within_the_bound()
     assert 0.5 <= elapsed < 2
 
 
+@pytest.mark.django_db  # the handshake's check may use the database
 def test_a_sid_signed_with_another_secret_is_not_forwarded():
     other = _server()
     stranger = Server(namespaces={"/tasks": Namespace()}, secret=b"another deployment")

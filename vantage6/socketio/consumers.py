@@ -201,8 +201,7 @@ class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
             return
         sid = query.get("sid")
         if sid is None:
-            self._session, open_packet = await self.server.open_session(WEBSOCKET, _headers(self.scope))
-            self.session.sink = self
+            self._session, open_packet = await self.server.open_session(WEBSOCKET, _headers(self.scope), self)
             self.upgraded = True
             await self.accept()
             await self.send(open_packet)

@@ -209,8 +209,9 @@ class Server:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_payload = max_payload
-        # Unauthenticated sessions: at most this many (a new one ends the oldest), each for
-        # pingInterval + pingTimeout after its handshake.
+        # Unauthenticated long-polling sessions: at most this many (a new one ends the oldest); every
+        # unauthenticated session ends pingInterval + pingTimeout after its handshake. (A websocket's
+        # connection is bounded by the server's connection limits, not here.)
         self.anonymous_capacity = anonymous_capacity
         # Authenticated sessions of one client (``client_of`` their auth) that have not connected a
         # namespace yet: at most ``max_unconnected``, so that a loop of handshakes ends its own oldest.
@@ -365,12 +366,15 @@ class Server:
         await self.serve_polling(session, message["method"], message["body"], reply, message["id"], held)
 
     # --- sessions ------------------------------------------------------------------------------------
-    async def open_session(self, transport: str, headers: dict[str, str]) -> tuple[Session, str]:
-        """A new session of this process and its Engine.IO OPEN packet."""
+    async def open_session(
+        self, transport: str, headers: dict[str, str], sink: Sink | None = None
+    ) -> tuple[Session, str]:
+        """A new session of this process (of websocket ``sink`` if given) and its Engine.IO OPEN packet."""
         await self.listening()
         auth, authenticated = await database_sync_to_async(self.authenticate)(headers)
         expires_at = None if authenticated else time.time() + self.ping_interval + self.ping_timeout
         session = Session(self._new_sid(), transport, auth, expires_at=expires_at)
+        session.sink = sink
         await self._adopt(session)
         handshake = {
             "sid": session.sid,
@@ -384,7 +388,8 @@ class Server:
     async def _adopt(self, session: Session) -> None:
         self.sessions[session.sid] = session
         if session.expires_at is not None:
-            await self._bound(self._anonymous, session.sid, self.anonymous_capacity)
+            if session.sink is None:
+                await self._bound(self._anonymous, session.sid, self.anonymous_capacity)
         elif not session.namespaces and (client := self.client_of(session.auth)) is not None:
             await self._bound(
                 self._unconnected.setdefault(client, OrderedDict()), session.sid, self.max_unconnected
@@ -621,6 +626,7 @@ class Server:
         """The client switched ``session`` to its websocket: what waited for polling goes there."""
         session.transport = WEBSOCKET
         session.sink = sink
+        self._anonymous.pop(session.sid, None)
         session.ping_sent_at = time.time()
         if (waiter := self._stop_waiting(session)) is not None:
             await waiter.reply(200, p.encode_eio(p.NOOP).encode(), TEXT)
