@@ -22,6 +22,7 @@ def handshake(url: str, **params) -> requests.Response:
     )
 
 
+@pytest.mark.django_db  # the handshake's check may use the database
 def test_open_packet_has_the_vantage6_defaults():
     server = Server(namespaces={"/tasks": Namespace()})
 

@@ -14,7 +14,6 @@ from urllib.parse import parse_qs
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
-from channels.generic.websocket import AsyncWebsocketConsumer
 
 from vantage6.socketio import packets as p
 from vantage6.socketio.server import TEXT, UNKNOWN_SESSION, Server, error, new_id
@@ -182,16 +181,46 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
         await self.send_response(status, body, headers=headers)
 
 
-class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
+class WebsocketConsumer:
     """``?transport=websocket``: with a sid, the upgrade of a long-polling session (taken over from the
-    process that owns it if need be); without, a new websocket-only session."""
+    process that owns it if need be); without, a new websocket-only session.
+
+    A plain ASGI application rather than a Channels consumer: an idle websocket is then one coroutine
+    waiting for its next message, with no dispatch task, channel or per-socket timer of its own.
+    """
+
+    __slots__ = ("_send", "_session", "closed", "scope", "server", "upgraded")
 
     def __init__(self, *, server: Server) -> None:
-        super().__init__()
         self.server = server
-        self._session = None
+        self._session: Session | None = None
         self.upgraded = False
         self.closed = False
+
+    @classmethod
+    def as_asgi(cls, **initkwargs: object):
+        async def app(scope: dict, receive, send) -> None:
+            await cls(**initkwargs)(scope, receive, send)  # type: ignore[arg-type]
+
+        return app
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        self.scope, self._send = scope, send
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                await self.receive(message.get("text"))
+            elif kind == "websocket.connect":
+                await self.connect()
+            elif kind == "websocket.disconnect":
+                await self.disconnect()
+                return
+
+    @property
+    def session(self) -> Session:
+        assert self._session is not None, "no session yet"
+        return self._session
 
     async def connect(self) -> None:
         self.server.ensure_housekeeping()
@@ -203,7 +232,7 @@ class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
         if sid is None:
             self._session, open_packet = await self.server.open_session(WEBSOCKET, _headers(self.scope), self)
             self.upgraded = True
-            await self.accept()
+            await self._send({"type": "websocket.accept"})
             await self.send(open_packet)
             return
         self._session = await self.server.take_over(sid)
@@ -211,9 +240,9 @@ class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
             self._session = None
             await self.close()
             return
-        await self.accept()
+        await self._send({"type": "websocket.accept"})
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+    async def receive(self, text_data: str | None) -> None:
         if text_data is None:
             return  # binary attachments are not supported
         try:
@@ -236,17 +265,21 @@ class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
         elif packet_type == p.CLOSE:
             await self.close()
 
+    async def send(self, text: str) -> None:
+        await self._send({"type": "websocket.send", "text": text})
+
     # --- the Sink of the server ----------------------------------------------------------------------
     async def send_packets(self, packets: list[str]) -> None:
         if not self.closed:
             for packet in packets:
                 await self.send(packet)
 
-    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+    async def close(self) -> None:
         if not self.closed:
-            await super().close(code, reason)
+            self.closed = True
+            await self._send({"type": "websocket.close"})
 
-    async def disconnect(self, code: int) -> None:
+    async def disconnect(self) -> None:
         self.closed = True
         if self._session is not None and self.upgraded:
             await self.server.disconnect(self.session)
