@@ -235,6 +235,7 @@ class Server:
         self._anonymous: OrderedDict[str, None] = OrderedDict()
         # The sids of this process's sessions in each room group it is bound to.
         self.room_members: dict[str, set[str]] = {}
+        self._room_keys: dict[tuple[str, str], tuple[str, str]] = {}
         # Sessions handed over to another process: their sid → (its channel, until when to forward).
         self.moved: dict[str, tuple[str, float]] = {}
         # Forwarded requests of this process waiting for their owner's answer, by request id.
@@ -473,14 +474,15 @@ class Server:
     async def join(self, session: Session, namespace: str, room: str) -> None:
         if session.expires_at is not None:
             raise ValueError("an unauthenticated session cannot join a room")
-        if self.sessions.get(session.sid) is not session or (namespace, room) in session.rooms:
+        key = self._room_keys.setdefault((namespace, room), (namespace, room))  # one copy for all sessions
+        if self.sessions.get(session.sid) is not session or key in session.rooms:
             return
-        session.rooms.add((namespace, room))
+        session.rooms.append(key)
         await self._bind(room_group(namespace, room), session.sid)
 
     async def leave(self, session: Session, namespace: str, room: str) -> None:
         if (namespace, room) in session.rooms:
-            session.rooms.discard((namespace, room))
+            session.rooms.remove((namespace, room))
             await self._unbind(room_group(namespace, room), session.sid)
 
     async def _bind(self, group: str, sid: str) -> None:

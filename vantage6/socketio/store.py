@@ -56,7 +56,8 @@ class Session:
         self.active_at = time.monotonic()
         # Sessions of unauthenticated clients end at this time (epoch seconds).
         self.expires_at = expires_at
-        self.rooms: set[tuple[str, str]] = set()  # (namespace, room)
+        # (namespace, room) pairs, few per session: a list is smaller than a set.
+        self.rooms: list[tuple[str, str]] = []
         self.outbox: list[str] = []  # packets for the next long-polling GET
         self.queued = 0  # characters in the outbox
         self.sink: Any = None  # the websocket consumer, once upgraded
@@ -80,7 +81,7 @@ class Session:
         session = cls(state["sid"], state["transport"], state["auth"], owner=state["owner"])
         session.expires_at = state["expires_at"]
         session.namespaces = state["namespaces"]
-        session.rooms = {(namespace, room) for namespace, room in state["rooms"]}
+        session.rooms = [(namespace, room) for namespace, room in state["rooms"]]
         session.outbox = list(state["outbox"])
         session.queued = sum(len(packet) for packet in session.outbox)
         return session
