@@ -17,7 +17,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
 from vantage6.socketio import packets as p
-from vantage6.socketio.server import TEXT, UNKNOWN_SESSION, Server, error, new_id
+from vantage6.socketio.server import TEXT, UNKNOWN_SESSION, Server, error, keep, new_id
 from vantage6.socketio.store import POLLING, WEBSOCKET, Session
 
 PROTOCOL_VERSION = "4"
@@ -142,7 +142,7 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
 
     def _owner_silent(self) -> None:
         self.server.pending.pop(self.key, None)
-        asyncio.get_running_loop().create_task(self.reply(*UNKNOWN_SESSION))
+        keep(asyncio.get_running_loop().create_task(self.reply(*UNKNOWN_SESSION)))
 
     async def reply(self, status: int, body: bytes, content_type: str) -> None:
         if not self.answered:

@@ -270,7 +270,7 @@ class Server:
             # Sessions of an earlier loop (tests run several) have no channel any more.
             self.sessions, self.room_members, self.moved, self.pending = {}, {}, {}, {}
             self._anonymous, self._unconnected = OrderedDict(), {}
-            _keep(loop.create_task(self._listen(self._ready)))
+            keep(loop.create_task(self._listen(self._ready)))
         await cast(asyncio.Event, self._ready).wait()
 
     async def _listen(self, ready: asyncio.Event) -> None:
@@ -306,7 +306,7 @@ class Server:
             if handler is not None:
                 await handler(message)
         elif kind == "eio.forward":
-            _keep(asyncio.get_running_loop().create_task(self._forwarded(message)))
+            keep(asyncio.get_running_loop().create_task(self._forwarded(message)))
         elif kind == "eio.takeover":
             await self._hand_over(message)
         elif kind == "eio.cancel":
@@ -316,7 +316,7 @@ class Server:
         elif kind == "sio.recheck":
             owners = set(message["owners"])
             sessions = [session for session in self.sessions.values() if session.owner in owners]
-            _keep(asyncio.get_running_loop().create_task(self._verify(sessions)))
+            keep(asyncio.get_running_loop().create_task(self._verify(sessions)))
 
     def owner_of(self, sid: str) -> str | None:
         """The channel of the process that made ``sid``, if this deployment signed it."""
@@ -553,7 +553,7 @@ class Server:
         if session.waiter is waiter:
             session.waiter = None
             session.ping_sent_at = time.time()
-            _keep(asyncio.get_running_loop().create_task(waiter.reply(200, b"2", TEXT)))
+            keep(asyncio.get_running_loop().create_task(waiter.reply(200, b"2", TEXT)))
 
     def _stop_waiting(self, session: Session) -> _Waiter | None:
         waiter, session.waiter = session.waiter, None
@@ -723,7 +723,7 @@ class Server:
         except RuntimeError:
             loop = None
         if loop is not None:
-            _keep(loop.create_task(self.emit(event, data, room=room, namespace=namespace)))
+            keep(loop.create_task(self.emit(event, data, room=room, namespace=namespace)))
             return
         packet = p.event_packet(namespace, event, data)
         try:
@@ -753,10 +753,10 @@ class Server:
         loop = asyncio.get_running_loop()
         if self._housekeeping_loop is not loop:
             self._housekeeping_loop = loop
-            _keep(loop.create_task(self._housekeeping_forever()))
-            _keep(loop.create_task(self._ping_forever()))
+            keep(loop.create_task(self._housekeeping_forever()))
+            keep(loop.create_task(self._ping_forever()))
             if self.layer_reconnected is not None:
-                _keep(loop.create_task(self._watch_broker()))
+                keep(loop.create_task(self._watch_broker()))
 
     async def _watch_broker(self) -> None:
         """Run ``layer_reconnected`` each time the layer's broker connection comes back (a layer without
@@ -863,10 +863,10 @@ class Server:
                 await self.revoke(session, event)
 
 
-_tasks: set[asyncio.Task] = set()
+_running: set[asyncio.Task] = set()
 
 
-def _keep(task: asyncio.Task) -> None:
+def keep(task: asyncio.Task) -> None:
     """Hold a reference to a background task until it finishes."""
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
+    _running.add(task)
+    task.add_done_callback(_running.discard)
