@@ -8,9 +8,8 @@ import threading
 import pytest
 import requests
 import websocket
-from asgiref.sync import async_to_sync
 
-from tests.realtime.helpers import PollingSession, token
+from tests.realtime.helpers import PollingSession, in_memory, token
 from vantage6.socketio.server import Namespace, Server
 
 pytestmark = pytest.mark.live
@@ -26,8 +25,8 @@ def handshake(url: str, **params) -> requests.Response:
 def test_open_packet_has_the_vantage6_defaults():
     server = Server(namespaces={"/tasks": Namespace()})
 
-    session, packet = async_to_sync(server.open_session)(
-        "polling", {"authorization": "Bearer x", "cookie": "c"}
+    session, packet = in_memory(
+        lambda: server.open_session("polling", {"authorization": "Bearer x", "cookie": "c"})
     )
 
     assert packet[0] == "0"

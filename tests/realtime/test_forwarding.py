@@ -9,16 +9,13 @@ import json
 import time
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import channel_layers
 from channels.testing import HttpCommunicator
-from django.test import override_settings
 
+from tests.realtime.helpers import in_memory
 from vantage6.socketio import packets as p
 from vantage6.socketio.consumers import PollingConsumer
 from vantage6.socketio.server import Namespace, Server
 
-IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 SECRET = b"the deployment's secret"
 
 
@@ -29,15 +26,6 @@ def _server() -> Server:
 def _get(server: Server, sid: str) -> HttpCommunicator:
     path = f"/socket.io/?EIO=4&transport=polling&sid={sid}"
     return HttpCommunicator(PollingConsumer.as_asgi(server=server), "GET", path)
-
-
-def _in_memory(scenario):
-    with override_settings(CHANNEL_LAYERS=IN_MEMORY):
-        channel_layers.backends.clear()
-        try:
-            return async_to_sync(scenario)()
-        finally:
-            channel_layers.backends.clear()
 
 
 @pytest.mark.django_db  # the handshake's check may use the database
@@ -53,7 +41,7 @@ def test_a_get_on_another_process_waits_there_for_the_owners_packets():
         await owner.send(session, [p.event_packet("/tasks", "hello")])
         return await response, time.monotonic() - started
 
-    response, elapsed = _in_memory(scenario)
+    response, elapsed = in_memory(scenario)
 
     assert (response["status"], response["body"]) == (200, b'42/tasks,["hello"]')
     assert elapsed >= 1
@@ -70,7 +58,7 @@ def test_a_request_for_a_session_of_a_dead_process_is_unknown_within_the_bound()
         started = time.monotonic()
         return await _get(survivor, sid).get_response(timeout=5), time.monotonic() - started
 
-    response, elapsed = _in_memory(scenario)
+    response, elapsed = in_memory(scenario)
 
     assert response["status"] == 400
     assert json.loads(response["body"]) == {"code": 1, "message": "Session ID unknown"}
@@ -96,7 +84,7 @@ def test_a_sid_signed_with_another_secret_is_not_forwarded():
         layer.send = counted
         return await _get(other, session.sid).get_response(timeout=5)
 
-    response = _in_memory(scenario)
+    response = in_memory(scenario)
 
     assert response["status"] == 400 and json.loads(response["body"])["code"] == 1
     assert sent == []

@@ -8,20 +8,15 @@ import asyncio
 import json
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import channel_layers
 from channels.testing import HttpCommunicator, WebsocketCommunicator
 from django.db import connections
-from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from nodes.consumers import server
 from nodes.events import TASKS_NAMESPACE
-from tests.realtime.helpers import token
+from tests.realtime.helpers import in_memory, token
 from vantage6.socketio import packets as p
 from vantage6.socketio.consumers import PollingConsumer, WebsocketConsumer
-
-IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 
 def _polling(method: str, sid: str | None = None, body: bytes = b"", headers=()) -> HttpCommunicator:
@@ -74,15 +69,6 @@ class _Conversation:
         await asyncio.sleep(0.1)  # the consumer's disconnect handling
 
 
-def _in_memory(scenario):
-    with override_settings(CHANNEL_LAYERS=IN_MEMORY):
-        channel_layers.backends.clear()
-        try:
-            return async_to_sync(scenario)()
-        finally:
-            channel_layers.backends.clear()
-
-
 @pytest.mark.django_db(transaction=True)  # database_sync_to_async closes a connection inside one
 def test_a_node_connects_and_disconnects_in_five_statements_each(world, monkeypatch):
     monkeypatch.setattr(server, "ensure_housekeeping", lambda: None)  # the periodic work is not looked at
@@ -101,7 +87,7 @@ def test_a_node_connects_and_disconnects_in_five_statements_each(world, monkeypa
 
     # From synchronous code the database work runs in this thread, on the test's connection.
     with CaptureQueriesContext(connections["default"]) as captured:
-        answers = _in_memory(scenario)
+        answers = in_memory(scenario)
     queries = [query["sql"] for query in captured.captured_queries]
     connect, disconnect = queries[: marks[1] - marks[0]], queries[marks[1] - marks[0] :]
 
@@ -148,6 +134,6 @@ def test_long_polling_requests_cost_no_sql_and_no_binding(world, monkeypatch):
         return bodies
 
     with CaptureQueriesContext(connections["default"]) as captured:
-        assert _in_memory(scenario) == [b"ok", f'42{TASKS_NAMESPACE},["hello"]'.encode()]
+        assert in_memory(scenario) == [b"ok", f'42{TASKS_NAMESPACE},["hello"]'.encode()]
     assert marks[1] == marks[0]
     assert bindings == []

@@ -8,7 +8,6 @@ import time
 import pytest
 import requests
 import websocket
-from asgiref.sync import async_to_sync
 from django.apps import apps
 from django.db import connections
 
@@ -19,6 +18,7 @@ from tests.realtime.helpers import (
     eventually,
     expired_token,
     foreign_token,
+    in_memory,
     make_user,
     token,
 )
@@ -37,7 +37,7 @@ def _server(**overrides) -> Server:
 
 
 def _open(server: Server, transport: str = "polling") -> Session:
-    return async_to_sync(server.open_session)(transport, {"authorization": "Bearer x"})[0]
+    return in_memory(lambda: server.open_session(transport, {"authorization": "Bearer x"}))[0]
 
 
 @pytest.mark.django_db  # the handshake's check may use the database
@@ -47,7 +47,7 @@ def test_unauthenticated_sessions_are_bounded_the_oldest_dropped_for_a_new_one()
     async def scenario() -> list[Session]:
         return [(await server.open_session("polling", {"authorization": "Bearer x"}))[0] for _ in range(5)]
 
-    sessions = async_to_sync(scenario)()
+    sessions = in_memory(scenario)
 
     assert list(server.sessions) == [session.sid for session in sessions[2:]]
 
@@ -66,7 +66,7 @@ def test_unauthenticated_websockets_are_bounded_by_their_connections_not_by_the_
     async def scenario() -> list[Session]:
         return [(await server.open_session("websocket", {}, _Websocket()))[0] for _ in range(5)]
 
-    sessions = async_to_sync(scenario)()
+    sessions = in_memory(scenario)
 
     assert list(server.sessions) == [session.sid for session in sessions]
 
@@ -96,10 +96,10 @@ def test_a_session_ends_at_its_lifetime(monkeypatch):
         await server._check(session)
 
     now += 4
-    async_to_sync(check)()
+    in_memory(check)
     assert session.sid in server.sessions
     now += 1
-    async_to_sync(check)()
+    in_memory(check)
     assert server.sessions == {}
 
 
@@ -108,9 +108,9 @@ def test_a_client_that_does_not_fetch_its_packets_loses_its_session():
     server = _server(max_queued=20)
     session = _open(server)
 
-    async_to_sync(server.send)(session, ["40/tasks,{}"])
+    in_memory(lambda: server.send(session, ["40/tasks,{}"]))
     assert session.outbox == ["40/tasks,{}"] and session.sid in server.sessions
-    async_to_sync(server.send)(session, ["x" * 12])
+    in_memory(lambda: server.send(session, ["x" * 12]))
     assert server.sessions == {}
 
 

@@ -6,18 +6,13 @@ import asyncio
 import json
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
-from django.test import override_settings
 
 from nodes.consumers import server
 from nodes.events import TASKS_NAMESPACE, collaboration_room
-from tests.realtime.helpers import token
+from tests.realtime.helpers import in_memory, token
 from vantage6.socketio.consumers import WebsocketConsumer
 from vantage6.socketio.store import POLLING
-
-IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 
 def _new_task_ids(frames: list[str]) -> list[int]:
@@ -62,11 +57,6 @@ def test_events_published_during_the_upgrade_arrive_once(world, monkeypatch):
         await server.receive(session, f"0{TASKS_NAMESPACE},{{}}")  # connected over polling: in its rooms
         return await _upgrade(session.sid)
 
-    with override_settings(CHANNEL_LAYERS=IN_MEMORY):
-        channel_layers.backends.clear()
-        try:
-            frames = async_to_sync(scenario)()
-        finally:
-            channel_layers.backends.clear()
+    frames = in_memory(scenario)
 
     assert _new_task_ids(frames) == [1, 2]
