@@ -215,10 +215,7 @@ def run(topology: Topology, nodes: list[Node], seconds: float) -> dict:
     ((runs_created, runs_completed),) = topology.sql(
         "SELECT count(*), count(finished_at) FROM run WHERE task_id = ANY(%s)", task_ids
     )
-    left = {
-        table: topology.sql(f"SELECT count(*) FROM {table}")[0][0]
-        for table in ("socket_session", "socket_room", "socket_packet")
-    }
+    left = {table: topology.sql(f"SELECT count(*) FROM {table}")[0][0] for table in ("socket_process",)}
     left["nodes online"] = topology.sql("SELECT count(*) FROM authenticatable WHERE status = 'online'")[0][0]
     left["open runs"] = topology.sql("SELECT count(*) FROM run WHERE finished_at IS NULL")[0][0]
     return {

@@ -1,8 +1,8 @@
 """The vantage6 events of namespace ``/tasks``: who joins which rooms, and what nodes report.
 
 A socket is identified by the access token of its handshake's ``Authorization`` header. Connections
-are always accepted; a socket without a usable token just never joins a room (and its session is never
-stored in the database: see vantage6.socketio.local).
+are always accepted; a socket without a usable token just never joins a room, and its session ends
+pingInterval + pingTimeout after its handshake.
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ import logging
 import secrets
 import time
 from datetime import timedelta
-from typing import cast
 
 import jwt
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.authentication import principal_from_claims
@@ -33,9 +32,9 @@ from nodes.events import (
     organization_room,
     presence_room,
 )
-from nodes.models import NodeConfig, NodeMetrics, SocketConnection
+from nodes.models import Node, NodeConfig, NodeMetrics, SocketConnection
 from nodes.services import node_metrics_store
-from nodes.socket_store import DatabaseSessionStore
+from nodes.socket_store import DatabaseLiveness
 from vantage6.api.errors import ApiError
 from vantage6.socketio.server import Namespace, Server, Socket
 from vantage6.socketio.store import Session
@@ -52,8 +51,9 @@ KEPT_CLAIMS = ("sub", "client_type", "type", "jti", "iat", "exp", "gen", "sid")
 
 def handshake_auth(headers: dict[str, str]) -> tuple[dict, bool]:
     """What a session keeps of its handshake's ``Authorization`` header, and whether the client is
-    authenticated (only then is its session stored in the database): the kept claims of a valid access
-    token of a user or node; else the event that tells the client its token is unusable, if any."""
+    authenticated (only then may it join rooms and outlive its first ping timeout): the kept claims of
+    a valid access token of a user or node; else the event that tells the client its token is
+    unusable, if any."""
     parts = (headers.get("authorization") or "").split()
     if len(parts) != 2 or parts[0] != "Bearer":
         return {}, False
@@ -69,7 +69,7 @@ def handshake_auth(headers: dict[str, str]) -> tuple[dict, bool]:
     if claims.get("type") != "access" or claims.get("client_type") not in ("user", "node"):
         return {}, False
     kept = {key: claims[key] for key in KEPT_CLAIMS if key in claims}
-    # The token of an ended login gets no session in the database.
+    # The token of an ended login gets no authenticated session.
     if event := token_problem(kept, _identities({kept["sub"]}).get(kept["sub"])):
         return {"event": event}, False
     return {"claims": kept}, True
@@ -110,62 +110,64 @@ def ended_sessions(sessions: list[Session]) -> dict[str, str]:
     }
 
 
-def revoke_sockets(identity_id: int, login: str | None, **_kwargs: object) -> None:
-    """Receiver of ``logins_ended``: after the commit, the sockets of the ended logins are told
-    (``invalid_token``) and lose their identity and rooms, on whichever instance they are."""
+def revoke_sockets(identity_id: int, **_kwargs: object) -> None:
+    """Receiver of ``logins_ended``: after the commit, every server process checks the sockets of the
+    identity again (``ended_sessions``); those of the ended logins are told (``invalid_token``) and
+    lose their identity and rooms."""
 
     def revoke() -> None:
         owners = [f"{kind}:{identity_id}" for kind in ("user", "node")]
-        ended = [
-            session
-            for session in server.store.owned(owners=owners)
-            if login is None or session.auth.get("claims", {}).get("sid") == login
-        ]
         try:
-            if ended:
-                # Within the request that ended the logins: a broker that is away must not hold it.
-                server.run_sync(lambda: _revoke_all(ended), timeout=server.publish_timeout)
+            # Within the request that ended the logins: a broker that is away must not hold it.
+            server.run_sync(lambda: server.recheck(owners), timeout=server.publish_timeout)
         except TimeoutError:
             logger.warning("the sockets of identity %s are revoked in the background", identity_id)
         except Exception:
-            # The logins have ended already; the next sweep finds the sockets that were missed.
+            # The logins have ended already; the next heartbeat round finds the sockets that were missed.
             logger.exception("could not revoke the sockets of identity %s", identity_id)
 
     transaction.on_commit(revoke)
 
 
-async def _revoke_all(sessions: list[Session]) -> None:
-    for session in sessions:
-        await server.revoke(session, "invalid_token")
-
-
-def identify(auth: dict) -> dict | str | None:
-    """The identity a session's handshake authenticated (see ``handshake_auth``), marked online: a dict
-    (``kind``, ``id``, ``name``, ``rooms``, and for nodes ``org_id``, ``collaboration_id``); or the event
-    that tells the client its token is unusable (``expired_token``, ``invalid_token``); or None."""
+def identify(auth: dict, process: str) -> dict | str | None:
+    """The identity a session's handshake authenticated (see ``handshake_auth``), marked online with a
+    connection held by server ``process``: a dict (``kind``, ``id``, ``name``, ``rooms``,
+    ``generation``, and for nodes ``org_id``, ``collaboration_id``); or the event that tells the client
+    its token is unusable (``expired_token``, ``invalid_token``); or None."""
     claims = auth.get("claims")
     if claims is None:
         return auth.get("event")
     if claims["exp"] <= time.time():  # expired since the handshake
         return "expired_token"
     try:
-        principal = principal_from_claims(claims, seen=False)
+        identity = _node(claims) if claims["client_type"] == "node" else _user(claims)
     except TokenRevoked:  # ended since the handshake
         return "invalid_token"
     except ApiError:
         return None
-    generation = connected(cast(int, principal.id))  # a user or a node: handshake_auth lets no other in
-    if principal.is_node:
-        node = principal.node
-        return {
-            "kind": "node",
-            "id": node.pk,
-            "name": node.name,
-            "org_id": node.organization_id,
-            "collaboration_id": node.collaboration_id,
-            "rooms": node_rooms(node.organization_id, node.collaboration_id),
-            "generation": generation,
-        }
+    identity["generation"] = connected(identity["id"], process)
+    return identity
+
+
+def _node(claims: dict) -> dict:
+    """A node's identity: one query (a node's rooms need no permission rule)."""
+    fields = ("name", "organization_id", "collaboration_id", "token_generation")
+    node = with_revoked_logins(Node.objects.filter(pk=claims["sub"]).only(*fields)).first()
+    if node is None:
+        raise TokenRevoked
+    check_current(node, claims)
+    return {
+        "kind": "node",
+        "id": node.pk,
+        "name": node.name,
+        "org_id": node.organization_id,
+        "collaboration_id": node.collaboration_id,
+        "rooms": node_rooms(node.organization_id, node.collaboration_id),
+    }
+
+
+def _user(claims: dict) -> dict:
+    principal = principal_from_claims(claims, seen=False)
     return {
         "kind": "user",
         "id": principal.id,
@@ -174,22 +176,30 @@ def identify(auth: dict) -> dict | str | None:
             collaboration_room(cid) if oid is None else organization_room(cid, oid)
             for cid, oid in principal.event_reach("receive")
         ],
-        "generation": generation,
     }
 
 
-def connected(identity_id: int) -> str:
-    """Mark an identity online with a new connection generation, which it returns."""
+def connected(identity_id: int, process: str) -> str:
+    """Mark an identity online with a new connection generation, held by server ``process``; the
+    generation."""
     generation = secrets.token_hex(16)
     # Online, but not "seen": only REST calls and ping heartbeats set last_seen.
     Authenticatable.objects.filter(pk=identity_id).update(status=AuthStatus.ONLINE)
-    SocketConnection.objects.bulk_create(
-        [SocketConnection(identity_id=identity_id, generation=generation)],
-        update_conflicts=True,
-        unique_fields=["identity"],
-        update_fields=["generation"],
-    )
+    # One statement for a known identity (no transaction around an upsert).
+    rows = SocketConnection.objects.filter(identity_id=identity_id)
+    if not rows.update(generation=generation, process=process):
+        try:
+            SocketConnection.objects.create(identity_id=identity_id, generation=generation, process=process)
+        except IntegrityError:  # a connection of the same identity came first, on another process
+            rows.update(generation=generation, process=process)
     return generation
+
+
+def moved(identity: dict, process: str) -> None:
+    """The connection ``identity`` (of ``identify``) is held by server ``process`` now."""
+    SocketConnection.objects.filter(identity_id=identity["id"], generation=identity["generation"]).update(
+        process=process
+    )
 
 
 def node_rooms(organization_id: int, collaboration_id: int | None) -> list[str]:
@@ -287,7 +297,7 @@ class TasksNamespace(Namespace):
     every connect O(N) frames."""
 
     async def on_connect(self, socket: Socket) -> None:
-        identity = await database_sync_to_async(identify)(socket.auth)
+        identity = await database_sync_to_async(identify)(socket.auth, socket.server.process)
         if isinstance(identity, str):
             await socket.emit(identity)
             return
@@ -319,11 +329,18 @@ class TasksNamespace(Namespace):
                 await socket.leave(presence_room(room))
             if room != ALL_NODES_ROOM:
                 await _tell_users(socket, "message", _notice(identity, "left", room), [room])
-        owner = socket.session.owner
-        if await database_sync_to_async(socket.server.store.has_owner)(owner, besides=socket.session.sid):
-            return  # still connected through another session (e.g. reconnected before this one timed out)
+        # Not if it connected again meanwhile (a newer generation): it lost the race with a quick reconnect.
         if await database_sync_to_async(went_offline)(identity) and identity["kind"] == "node":
             await _tell_users(socket, "node-offline", _node_notice(identity), identity["rooms"])
+
+    async def on_move(self, socket: Socket) -> None:
+        identity = socket.state
+        if "kind" not in identity:
+            return
+        await database_sync_to_async(moved)(identity, socket.server.process)
+        if identity["kind"] == "node":
+            # An event published while the session moved may have missed it: the node fetches its work.
+            await socket.emit("sync")
 
     async def on_event(self, socket: Socket, event: str, args: list) -> None:
         identity = socket.state
@@ -364,12 +381,21 @@ class TasksNamespace(Namespace):
 
 
 async def resync_nodes() -> None:
-    """Every node socket held here hears ``sync``: events published while the channel layer had no
+    """Every node socket of this process hears ``sync``: events published while the channel layer had no
     broker may be lost, and on ``sync`` a node fetches its open work."""
-    for sink in list(server.local_websockets.values()):
-        entry = sink.session.namespaces.get(TASKS_NAMESPACE)
+    for session in list(server.sessions.values()):
+        entry = session.namespaces.get(TASKS_NAMESPACE)
         if entry is not None and entry["state"].get("kind") == "node":
-            await Socket(server, sink.session, TASKS_NAMESPACE, sink).emit("sync")
+            await Socket(server, session, TASKS_NAMESPACE).emit("sync")
+
+
+def _nodes_lost(nodes: list[dict]) -> None:
+    """The user sockets of their rooms hear that nodes whose server process died are offline."""
+    for node in nodes:
+        notice = {"id": node["id"], "name": node["name"], "org_id": node["organization_id"]}
+        for room in node_rooms(node["organization_id"], node["collaboration_id"]):
+            if room != ALL_NODES_ROOM:
+                server.publish("node-offline", notice, room=presence_room(room), namespace=TASKS_NAMESPACE)
 
 
 async def _housekeeping() -> None:
@@ -380,10 +406,11 @@ async def _housekeeping() -> None:
 
 server = Server(
     namespaces={TASKS_NAMESPACE: TasksNamespace()},
-    store=DatabaseSessionStore(),
+    liveness=DatabaseLiveness(nodes_lost=_nodes_lost),
     ping_interval=settings.SOCKET_PING_INTERVAL,
     ping_timeout=settings.SOCKET_PING_TIMEOUT,
     authenticate=handshake_auth,
+    client_of=lambda auth: auth["claims"]["sub"],
     verify=ended_sessions,
     secret=settings.SECRET_KEY.encode(),
     cors_allowed_origins=tuple(settings.CORS_ALLOWED_ORIGINS),

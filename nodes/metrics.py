@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter
 
-from django.db.models import Case, CharField, Count, Value, When
-from django.db.models.functions import Left, StrIndex
-
-from nodes.models import Node, SocketSession
+from nodes.models import Node
 from nodes.selectors import online_node_metrics
 from nodes.services import NODE_GPU_METRICS, NODE_METRICS
 from vantage6.api.observability import label
 
 
-def _socket_sessions() -> list[Any]:
-    """Live sessions by transport and by the kind of their owner ("node:5" → node; none yet: anonymous).
+def _socket_sessions() -> Counter[tuple[str, str]]:
+    """This process's sessions by transport and by the kind of their owner ("node:5" → node; none yet:
+    anonymous). Sessions live in the process that serves them: each instance reports its own."""
+    from nodes.consumers import server  # the Socket.IO server imports the whole namespace
 
-    Sessions are kept in the database by every instance, so the count covers the whole deployment.
-    """
-    kind = Case(
-        When(owner="", then=Value("anonymous")),
-        default=Left("owner", StrIndex("owner", Value(":")) - 1),
-        output_field=CharField(),
-    )
-    return list(
-        SocketSession.objects.annotate(kind=kind)
-        .values("transport", "kind")
-        .annotate(n=Count("sid"))
-        .order_by("transport", "kind")
+    return Counter(
+        (session.transport, session.owner.partition(":")[0] or "anonymous")
+        for session in list(server.sessions.values())
     )
 
 
@@ -56,11 +46,11 @@ def gauges() -> list[str]:
     lines = ["# HELP vantage6_nodes_online nodes with status online", "# TYPE vantage6_nodes_online gauge"]
     lines.append(f"vantage6_nodes_online {Node.objects.filter(status='online').count()}")
     lines += [
-        "# HELP vantage6_sockets_connected Socket.IO sessions of all server instances, by transport and "
+        "# HELP vantage6_sockets_connected Socket.IO sessions of this server process, by transport and "
         "client kind",
         "# TYPE vantage6_sockets_connected gauge",
     ]
-    for row in _socket_sessions():
-        labels = f'transport="{label(row["transport"])}",kind="{label(row["kind"])}"'
-        lines.append(f"vantage6_sockets_connected{{{labels}}} {row['n']}")
+    for (transport, kind), count in sorted(_socket_sessions().items()):
+        labels = f'transport="{label(transport)}",kind="{label(kind)}"'
+        lines.append(f"vantage6_sockets_connected{{{labels}}} {count}")
     return lines + _node_metric_lines()

@@ -80,65 +80,15 @@ class NodeConfig(models.Model):
         db_table = "nodeconfig"
 
 
-class SocketSession(models.Model):
-    """An Engine.IO session, kept in the database so that every server instance can serve it.
-
-    Long-polling requests of one session may land on any instance, and the websocket upgrade may too.
-    """
-
-    sid = models.CharField(max_length=32, primary_key=True)
-    transport = models.CharField(max_length=16)  # "polling" or "websocket"
-    # What the session keeps of its handshake: the claims of the client's token, never the token itself.
-    auth = models.JSONField(default=dict)
-    # Connected Socket.IO namespaces: {namespace: {"sid": socket id, "state": {...}}}.
-    namespaces = models.JSONField(default=dict)
-    owner = models.CharField(max_length=64, blank=True, default="", db_index=True)
-    # The server process holding its websocket ("" for long-polling); see SocketProcess.
-    process = models.CharField(max_length=32, blank=True, default="", db_index=True)
-    created_at = models.DateTimeField()
-    # Of long-polling sessions only: a websocket is alive while its process is.
-    last_activity = models.DateTimeField(db_index=True)
-    ping_sent_at = models.DateTimeField()
-
-    class Meta:
-        db_table = "socket_session"
-
-
 class SocketProcess(models.Model):
     """A live server process, which records a beat every heartbeat round; one that falls silent is
-    taken for dead by another, which ends the sessions it held."""
+    taken for dead by another, which marks offline the identities whose newest connection it held."""
 
     id = models.CharField(max_length=32, primary_key=True)
     beat_at = models.DateTimeField()
 
     class Meta:
         db_table = "socket_process"
-
-
-class SocketRoom(models.Model):
-    """Membership of a session's namespace in a room."""
-
-    session = models.ForeignKey(SocketSession, on_delete=models.CASCADE, related_name="rooms")
-    namespace = models.CharField(max_length=128)
-    room = models.CharField(max_length=128)
-
-    class Meta:
-        db_table = "socket_room"
-        indexes = [models.Index(fields=["room", "namespace"], name="socket_room_room_ns")]
-        constraints = [
-            models.UniqueConstraint(fields=["session", "namespace", "room"], name="socket_room_unique")
-        ]
-
-
-class SocketPacket(models.Model):
-    """An Engine.IO packet waiting for the next long-polling GET of its session."""
-
-    session = models.ForeignKey(SocketSession, on_delete=models.CASCADE, related_name="outbox")
-    packet = models.TextField()
-
-    class Meta:
-        db_table = "socket_packet"
-        ordering = ["id"]
 
 
 class NodeMetrics(models.Model):
@@ -167,6 +117,8 @@ class SocketConnection(models.Model):
         Authenticatable, primary_key=True, on_delete=models.CASCADE, related_name="socket_connection"
     )
     generation = models.CharField(max_length=32)
+    # The server process holding that connection (a SocketProcess id, not a key: rows outlive it).
+    process = models.CharField(max_length=32, db_index=True, default="")
 
     class Meta:
         db_table = "socket_connection"

@@ -8,4 +8,5 @@ from vantage6.socketio.consumers import PollingConsumer, WebsocketConsumer
 SOCKET_PATH = r"^socket\.io/?$"
 
 http_routes: list = [re_path(SOCKET_PATH, PollingConsumer.as_asgi(server=server))]
-websocket_routes: list = [re_path(SOCKET_PATH, WebsocketConsumer.as_asgi(server=server))]
+socket_application = WebsocketConsumer.as_asgi(server=server)
+websocket_routes: list = [re_path(SOCKET_PATH, socket_application)]

@@ -1,6 +1,7 @@
 """The ASGI application: Django for HTTP, and Socket.IO (polling and websocket) at ``/socket.io/``."""
 
 import os
+import re
 
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
@@ -18,7 +19,7 @@ from django.urls import re_path  # noqa: E402
 
 from accounts.tokens import is_api_access_token  # noqa: E402
 from nodes.consumers import server  # noqa: E402
-from nodes.routing import http_routes, websocket_routes  # noqa: E402
+from nodes.routing import http_routes, socket_application, websocket_routes  # noqa: E402
 from vantage6 import limits  # noqa: E402
 from vantage6.handler import PooledASGIHandler  # noqa: E402
 
@@ -37,6 +38,7 @@ router = ProtocolTypeRouter(
 )
 # API requests skip the routing of the Socket.IO routes and the static files check.
 API_PREFIX = f"{settings.API_PATH}/" if settings.API_PATH else None
+SOCKET_PATH = re.compile(r"^/socket\.io/?$")
 
 
 async def application(scope, receive, send):
@@ -47,4 +49,7 @@ async def application(scope, receive, send):
         server.ensure_housekeeping()
         if kind == "http" and API_PREFIX and scope["path"].startswith(API_PREFIX):
             return await django_http(scope, receive, send)
+        if kind == "websocket" and SOCKET_PATH.match(scope["path"]):
+            # No router frames or scope copies held for the life of every websocket.
+            return await socket_application(scope, receive, send)
     return await router(scope, receive, send)

@@ -10,8 +10,8 @@ from django.db import OperationalError
 from vantage6.socketio.server import Namespace, Server
 
 
-class _DownStore:
-    """A session store whose database is unreachable."""
+class _DownLiveness:
+    """Liveness rows in a database that is unreachable."""
 
     def __getattr__(self, name: str):
         def unreachable(*_args, **_kwargs):
@@ -22,7 +22,10 @@ class _DownStore:
 
 def test_a_database_outage_is_one_warning_a_tick_without_a_traceback(caplog):
     server = Server(
-        namespaces={"/tasks": Namespace()}, store=_DownStore(), ping_interval=0.05, housekeeping_interval=0.05
+        namespaces={"/tasks": Namespace()},
+        liveness=_DownLiveness(),
+        ping_interval=0.05,
+        housekeeping_interval=0.05,
     )
 
     async def a_few_ticks() -> None:

@@ -15,13 +15,15 @@ import pytest
 import requests
 from django.conf import settings
 
-from nodes.models import Node, SocketSession
+from nodes.consumers import server as socket_server
+from nodes.models import Node
 from nodes.services import node_metrics_store
 from tasks.models import Run
 from tests.factories import PASSWORD, bearer, make_task, make_user
 from tests.realtime.live import ROOT, free_port
 from vantage6.api.observability import METRICS
 from vantage6.logging import JsonFormatter
+from vantage6.socketio.store import Session
 
 pytestmark = pytest.mark.django_db
 
@@ -150,21 +152,21 @@ def test_requests_by_route_and_status_and_latency(api, world, metrics_on):  # no
     assert "# TYPE vantage6_request_duration_seconds histogram" in text
 
 
-def test_nodes_runs_and_sockets(api, world, metrics_on):  # noqa: ARG001
+def test_nodes_runs_and_sockets(api, world, metrics_on, monkeypatch):  # noqa: ARG001
     world.node_a.status = "online"
     world.node_a.save()
     task = make_task(world.collab_ab, world.org_a, world.org_a, world.org_b)
     Run.objects.filter(task=task, organization=world.org_b).update(status="active")
-    now = datetime.now()
+    sessions = {}
     for sid, transport, owner in [
         ("s1", "websocket", f"node:{world.node_a.pk}"),
         ("s2", "websocket", f"node:{world.node_b.pk}"),
         ("s3", "polling", "user:7"),
         ("s4", "polling", ""),
     ]:
-        SocketSession.objects.create(
-            sid=sid, transport=transport, owner=owner, created_at=now, last_activity=now, ping_sent_at=now
-        )
+        sessions[sid] = Session(sid, transport)
+        sessions[sid].owner = owner
+    monkeypatch.setattr(socket_server, "sessions", sessions)
 
     text = api.get("/api/metrics").content.decode()
 
@@ -176,7 +178,7 @@ def test_nodes_runs_and_sockets(api, world, metrics_on):  # noqa: ARG001
     assert metric(text, "vantage6_sockets_connected", transport="polling", kind="anonymous") == 1
     assert "# TYPE vantage6_sockets_connected gauge" in text
 
-    SocketSession.objects.filter(sid="s2").delete()
+    del sessions["s2"]
     text = api.get("/api/metrics").content.decode()
     assert metric(text, "vantage6_sockets_connected", transport="websocket", kind="node") == 1
 

@@ -17,7 +17,10 @@ from datetime import timedelta
 import jwt
 import requests
 import socketio
+from asgiref.sync import async_to_sync
+from channels.layers import channel_layers
 from django.conf import settings
+from django.test import override_settings
 
 from accounts.models import Role, Rule, User
 from accounts.tokens import AccessToken, login_tokens
@@ -257,3 +260,21 @@ def eventually(check, timeout: float = 10, interval: float = 0.1):
         if result or time.monotonic() > deadline:
             return result
         time.sleep(interval)
+
+
+IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+def in_memory(scenario):
+    """Await ``scenario()`` on the in-memory channel layer (whatever the configured one: a RabbitMQ
+    layer's reader cannot be cancelled when the loop of a synchronous call closes)."""
+
+    async def run():
+        return await scenario()
+
+    with override_settings(CHANNEL_LAYERS=IN_MEMORY):
+        channel_layers.backends.clear()
+        try:
+            return async_to_sync(run)()
+        finally:
+            channel_layers.backends.clear()

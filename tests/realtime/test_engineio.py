@@ -9,7 +9,7 @@ import pytest
 import requests
 import websocket
 
-from tests.realtime.helpers import PollingSession, token
+from tests.realtime.helpers import PollingSession, in_memory, token
 from vantage6.socketio.server import Namespace, Server
 
 pytestmark = pytest.mark.live
@@ -21,15 +21,13 @@ def handshake(url: str, **params) -> requests.Response:
     )
 
 
-class _CreateOnly:
-    def create(self, session) -> None:
-        self.created = session
-
-
+@pytest.mark.django_db  # the handshake's check may use the database
 def test_open_packet_has_the_vantage6_defaults():
-    server = Server(namespaces={"/tasks": Namespace()}, store=_CreateOnly())
+    server = Server(namespaces={"/tasks": Namespace()})
 
-    session, packet = server.open_session("polling", {"authorization": "Bearer x", "cookie": "c"})
+    session, packet = in_memory(
+        lambda: server.open_session("polling", {"authorization": "Bearer x", "cookie": "c"})
+    )
 
     assert packet[0] == "0"
     assert json.loads(packet[1:]) == {

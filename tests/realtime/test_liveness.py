@@ -1,5 +1,6 @@
-"""Process liveness: a heartbeat round costs the same whatever the number of sockets and writes no
-session row; a process found silent loses its sessions only if it is still silent when acted on."""
+"""Process liveness: a heartbeat round costs the same whatever the number of sockets (one query checks
+the identities of all of them), and a process found silent loses its connections only if it is still
+silent when acted on."""
 
 from __future__ import annotations
 
@@ -11,85 +12,112 @@ from asgiref.sync import async_to_sync
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
 
-from nodes.consumers import server
-from nodes.models import SocketProcess, SocketSession
-from nodes.socket_store import DatabaseSessionStore
+from accounts.models import Authenticatable
+from accounts.tokens import decode
+from nodes.consumers import KEPT_CLAIMS, server
+from nodes.models import NodeConfig, SocketConnection, SocketProcess
+from nodes.socket_store import DatabaseLiveness
+from tests.realtime.helpers import token
 from vantage6.socketio.store import WEBSOCKET, Session
 
 
 class _HeldSocket:
     """A websocket of this process, as the heartbeat round sees it."""
 
-    def __init__(self, sid: str) -> None:
-        self.session = Session(sid, WEBSOCKET, process=server.process)
+    async def send_packets(self, packets: list[str]) -> None:
+        raise AssertionError(f"a socket with a good token was sent {packets}")
 
     async def close(self) -> None:
         raise AssertionError("a live process drops none of its sockets")
 
 
-def _statements_of_a_round(held: int) -> list[str]:
+def _statements_of_a_round(held: int, claims: dict) -> list[str]:
     async def heartbeat_round() -> None:
         await server.beat()
         await server.sweep()
 
     async_to_sync(server.beat)()  # the process's row, in this test's database
-    server.local_websockets = {f"held-{n}": _HeldSocket(f"held-{n}") for n in range(held)}
+    sessions = {}
+    for number in range(held):
+        session = Session(f"held-{number}", WEBSOCKET, {"claims": claims})
+        session.owner, session.sink = f"node:{claims['sub']}", _HeldSocket()
+        sessions[session.sid] = session
+    server.sessions = sessions
     try:
         # From synchronous code the database work runs in this thread, on the test's connection.
         with CaptureQueriesContext(connections["default"]) as context:
             async_to_sync(heartbeat_round)()
     finally:
-        server.local_websockets = {}
+        server.sessions = {}
     return [query["sql"] for query in context.captured_queries]
 
 
 @pytest.mark.django_db(transaction=True)  # database_sync_to_async closes a connection inside a transaction
-def test_a_heartbeat_round_costs_the_same_for_one_or_a_thousand_sockets():
-    few, many = _statements_of_a_round(1), _statements_of_a_round(1000)
+def test_a_heartbeat_round_costs_the_same_for_one_or_a_thousand_sockets(world):
+    claims = {key: value for key, value in decode(token(world.node_a)).items() if key in KEPT_CLAIMS}
 
-    assert len(few) == len(many) <= 5
-    assert not [sql for sql in many if "socket_session" in sql and sql.startswith("UPDATE")]
+    few, many = _statements_of_a_round(1, claims), _statements_of_a_round(1000, claims)
+
+    assert len(few) == len(many) <= 4  # beat, identities of all sockets, silent processes
+    assert [sql for sql in many if "authenticatable" in sql.lower()] != []
 
 
 def _ago(seconds: float) -> datetime:
     return datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=seconds)
 
 
+def _held_by(process: str, node) -> None:
+    Authenticatable.objects.filter(pk=node.pk).update(status="online")
+    SocketConnection.objects.create(identity_id=node.pk, generation="g", process=process)
+    NodeConfig.objects.create(node=node, key="encryption", value="false")
+
+
 @pytest.mark.django_db
-def test_a_stalled_process_that_beats_again_keeps_its_sessions():
-    store = DatabaseSessionStore()
+def test_a_stalled_process_that_beats_again_keeps_its_connections(world):
+    liveness = DatabaseLiveness(nodes_lost=_unexpected)
     SocketProcess.objects.create(id="stalled", beat_at=_ago(600))
-    store.create(Session("s1", WEBSOCKET, process="stalled"))
+    _held_by("stalled", world.node_a)
     before = time.time() - 60
 
-    assert store.silent_processes(before) == ["stalled"]
-    store.beat("stalled")  # it wakes up before the survivor acts
+    assert liveness.silent(before) == ["stalled"]
+    liveness.beat("stalled")  # it wakes up before the survivor acts
 
-    assert store.bury("stalled", before) == []
-    assert SocketSession.objects.filter(sid="s1").exists()
+    assert liveness.bury("stalled", before) is False
     assert SocketProcess.objects.filter(id="stalled").exists()
+    assert SocketConnection.objects.filter(process="stalled").exists()
+    assert Authenticatable.objects.get(pk=world.node_a.pk).status == "online"
 
 
-@pytest.mark.django_db
-def test_a_dead_process_is_buried_once_with_its_sessions():
-    store = DatabaseSessionStore()
+def _unexpected(nodes: list[dict]) -> None:
+    raise AssertionError(f"no node was lost: {nodes}")
+
+
+@pytest.mark.django_db(transaction=True)  # the nodes lost are told after the commit
+def test_a_dead_process_is_buried_once_with_what_it_held(world):
+    lost: list[dict] = []
+    liveness = DatabaseLiveness(nodes_lost=lost.extend)
     SocketProcess.objects.create(id="dead", beat_at=_ago(600))
-    store.create(Session("s1", WEBSOCKET, process="dead"))
-    store.create(Session("s2", WEBSOCKET, process="alive"))
+    SocketProcess.objects.create(id="alive", beat_at=_ago(0))
+    _held_by("dead", world.node_a)
+    _held_by("alive", world.node_b)
     before = time.time() - 60
 
-    assert store.bury("dead", before) == ["s1"]
-    assert store.bury("dead", before) == []  # another survivor was first
-    assert store.idle(time.time() + 1) == []  # a held websocket is never idle by its own activity
+    assert liveness.bury("dead", before) is True
+    assert liveness.bury("dead", before) is False  # another survivor was first
 
-
-@pytest.mark.django_db(transaction=True)
-def test_a_websocket_row_this_process_no_longer_holds_is_ended_at_its_next_round():
-    store = DatabaseSessionStore()
-    store.create(Session("lost", WEBSOCKET, process=server.process))
-    store.create(Session("held-0", WEBSOCKET, process=server.process))
-    SocketSession.objects.update(last_activity=_ago(600))
-
-    _statements_of_a_round(1)  # holds "held-0" only
-
-    assert list(SocketSession.objects.values_list("sid", flat=True)) == ["held-0"]
+    statuses = dict(
+        Authenticatable.objects.filter(pk__in=[world.node_a.pk, world.node_b.pk]).values_list("pk", "status")
+    )
+    assert statuses == {world.node_a.pk: "offline", world.node_b.pk: "online"}
+    assert list(NodeConfig.objects.values_list("node_id", flat=True)) == [world.node_b.pk]
+    assert list(SocketConnection.objects.values_list("process", flat=True)) == ["alive"]
+    assert list(SocketProcess.objects.values_list("id", flat=True)) == ["alive"]
+    node = world.node_a
+    assert lost == [
+        {
+            "id": node.pk,
+            "name": node.name,
+            "organization_id": node.organization_id,
+            "collaboration_id": node.collaboration_id,
+        }
+    ]

@@ -36,7 +36,7 @@ def test_a_node_connecting_and_leaving_sends_no_frame_to_the_other_nodes(server,
 
 def _identity(node) -> dict:
     access = token(node)
-    return identify({"claims": decode(access)})
+    return identify({"claims": decode(access)}, "a-process")
 
 
 @pytest.mark.django_db

@@ -14,7 +14,7 @@ from django.db.models import F
 
 from accounts.login import PURPOSE_PASSWORD, issue_reset_token
 from accounts.models import Authenticatable, User
-from nodes.models import Node, SocketRoom, SocketSession
+from nodes.models import Node
 from tests.factories import PASSWORD
 from tests.realtime.helpers import (
     PollingSession,
@@ -87,12 +87,10 @@ USER_ENDINGS = [password_change, password_reset, log_out, log_out_everywhere, us
 NODE_ENDINGS = [new_api_key, log_out, log_out_everywhere, node_deleted]
 
 
-def assert_unidentified(identity, kind: str) -> None:
-    """Soon after the event: no session of the identity has an owner or a room any more."""
-    owned = SocketSession.objects.using(LIVE).filter(owner=f"{kind}:{identity.pk}")
-    mine = SocketSession.objects.using(LIVE).filter(auth__claims__sub=identity.pk)
-    rooms = SocketRoom.objects.using(LIVE).filter(session__in=mine)
-    assert eventually(lambda: not owned.exists() and not rooms.exists(), timeout=3)
+def assert_unidentified(identity) -> None:
+    """Soon after the event: its socket no longer counts as a connection of the identity."""
+    rows = Authenticatable.objects.using(LIVE).filter(pk=identity.pk, status="online")
+    assert eventually(lambda: not rows.exists(), timeout=3)
 
 
 def assert_hears_no_new_task(socket, host, world, witness) -> None:
@@ -123,7 +121,7 @@ def test_a_user_socket_is_told_and_loses_its_rooms_when_its_login_ends(
     end(Login(host, user, own, admin))
 
     socket.wait_for("invalid_token", timeout=5)  # long before the next heartbeat round
-    assert_unidentified(user, "user")
+    assert_unidentified(user)
     assert_hears_no_new_task(socket, host, live_world, witness)
 
 
@@ -144,7 +142,7 @@ def test_a_node_socket_is_told_and_loses_its_rooms_when_its_login_ends(
     end(Login(host, node, own, admin))
 
     socket.wait_for("invalid_token", timeout=5)
-    assert_unidentified(node, "node")
+    assert_unidentified(node)
     assert_hears_no_new_task(socket, host, live_world, witness)
     # Not waiting for the long-poll, which this server answers only after its minute-long ping interval.
     socket.client.eio.disconnect(abort=True)
@@ -177,7 +175,7 @@ def test_the_heartbeat_round_finds_a_login_ended_behind_the_servers_back(
     _bump_generation(node)  # straight in the database: no server process hears of it
 
     socket.wait_for("invalid_token", timeout=8)  # the live servers' heartbeat round is 2 s
-    assert_unidentified(node, "node")
+    assert_unidentified(node)
     assert_hears_no_new_task(socket, server.url, live_world, witness)
 
 
@@ -193,7 +191,7 @@ def test_a_socket_whose_token_expires_is_told_at_the_next_heartbeat_round(
 
     socket.wait_for("expired_token", timeout=10)
 
-    assert_unidentified(user, "user")
+    assert_unidentified(user)
     assert_hears_no_new_task(socket, server.url, live_world, witness)
 
 
@@ -204,7 +202,7 @@ def _bump_generation(identity) -> None:
 
 
 @pytest.mark.parametrize("deleted", [False, True], ids=["revoked", "deleted"])
-def test_the_token_of_an_ended_login_gets_no_session_in_the_database(server, live_world, deleted):
+def test_the_token_of_an_ended_login_gets_no_identified_session(server, live_world, deleted):
     user = make_user(live_world.org_a, event_scope="COLLABORATION")
     stolen = token(user)
     if deleted:
@@ -217,16 +215,18 @@ def test_the_token_of_an_ended_login_gets_no_session_in_the_database(server, liv
     session.send("40/tasks,{}")
 
     assert ["invalid_token"] in session.events(1)
-    assert not SocketSession.objects.using(LIVE).filter(sid=session.sid).exists()
+    assert not Authenticatable.objects.using(LIVE).filter(pk=user.pk, status="online").exists()
 
 
-def test_a_loop_of_handshakes_with_a_valid_token_keeps_at_most_twenty_rows(server, live_world):
+def test_a_loop_of_handshakes_with_a_valid_token_keeps_at_most_twenty_sessions(server, live_world):
     node_token = token(live_world.node_c)
     handshakes = [PollingSession([server.url], node_token) for _ in range(25)]
 
-    rows = SocketSession.objects.using(LIVE).filter(auth__claims__sub=live_world.node_c.pk)
-    assert rows.count() == 20
-    assert set(rows.values_list("sid", flat=True)) == {session.sid for session in handshakes[5:]}
+    def alive(session: PollingSession) -> bool:
+        params = {"EIO": "4", "transport": "polling", "sid": session.sid}
+        return session.http.post(f"{server.url}/socket.io/", params=params, data="3", timeout=10).ok
+
+    assert [alive(session) for session in handshakes] == [False] * 5 + [True] * 20
     newest = handshakes[-1]
     newest.send("40/tasks,{}")  # the newest connects as usual
     assert ["sync"] in newest.events(1)

@@ -1,9 +1,10 @@
-"""The sweep every instance runs, and its command: silent nodes go offline, abandoned sessions end."""
+"""The sweep every instance runs, and its command: silent nodes go offline, dead processes' connections
+end."""
 
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from asgiref.sync import SyncToAsync
@@ -13,8 +14,7 @@ from django.db import connections
 from django.utils import timezone
 
 from accounts.models import Authenticatable
-from nodes.consumers import node_rooms
-from nodes.models import NodeConfig, SocketRoom, SocketSession
+from nodes.models import NodeConfig, SocketConnection, SocketProcess
 
 
 def set_status(node, status: str, last_seen) -> None:
@@ -31,28 +31,11 @@ def test_sweep_command(world):
     set_status(world.node_a, "online", now - timedelta(seconds=settings.NODE_HEARTBEAT_TIMEOUT + 1))
     set_status(world.node_b, "online", now)
     set_status(world.node_c, "online", now)
-    # A session of node C that the instance holding it never ended (it crashed an hour ago).
-    long_ago = now - timedelta(hours=1)
-    rooms = node_rooms(world.org_c.pk, world.collab_c.pk)
-    identity = {
-        "kind": "node",
-        "id": world.node_c.pk,
-        "name": "node-c",
-        "org_id": world.org_c.pk,
-        "rooms": rooms,
-    }
-    session = SocketSession.objects.create(
-        sid="abandoned",
-        transport="websocket",
-        namespaces={"/tasks": {"sid": "socket", "state": identity}},
-        owner=f"node:{world.node_c.pk}",
-        created_at=long_ago,
-        last_activity=long_ago,
-        ping_sent_at=long_ago,
+    # Node C's connection was held by a server process that crashed an hour ago.
+    SocketProcess.objects.create(
+        id="crashed", beat_at=datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=1)
     )
-    SocketRoom.objects.bulk_create(
-        SocketRoom(session=session, namespace="/tasks", room=room) for room in rooms
-    )
+    SocketConnection.objects.create(identity_id=world.node_c.pk, generation="g", process="crashed")
     NodeConfig.objects.create(node=world.node_c, key="encryption", value="false")
     out = io.StringIO()
 
@@ -68,6 +51,6 @@ def test_sweep_command(world):
         "online",
         "offline",
     ]
-    assert not SocketSession.objects.exists()
-    assert not SocketRoom.objects.exists()
+    assert not SocketProcess.objects.exists()
+    assert not SocketConnection.objects.exists()
     assert not NodeConfig.objects.exists()

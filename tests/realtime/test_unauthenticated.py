@@ -1,5 +1,5 @@
-"""Sessions of clients that do not authenticate at the handshake: no database row, bounded memory, and
-no raw token kept anywhere for those that do."""
+"""Sessions of clients that do not authenticate at the handshake: bounded memory and lifetime; no
+session writes a database row, and no raw token is kept anywhere."""
 
 from __future__ import annotations
 
@@ -11,97 +11,107 @@ import websocket
 from django.apps import apps
 from django.db import connections
 
-from nodes.models import SocketSession
+from accounts.models import Authenticatable
+from nodes.models import SocketProcess
 from tests.realtime.helpers import (
     PollingSession,
     eventually,
     expired_token,
     foreign_token,
+    in_memory,
     make_user,
     token,
 )
 from tests.realtime.live import LIVE
-from vantage6.socketio import local
-from vantage6.socketio.local import LocalSessions
+from vantage6.socketio import server as server_module
 from vantage6.socketio.server import Namespace, Server
+from vantage6.socketio.store import Session
 
 SECRET = b"a secret of the deployment"
 
 
-class _Untouchable:
-    """A shared store that must not be used."""
-
-    def __getattr__(self, name: str):
-        raise AssertionError(f"the shared store was used: {name}")
-
-
-def _local(**overrides) -> LocalSessions:
-    return LocalSessions(**{"secret": SECRET, "capacity": 3, "lifetime": 60, "max_queued": 100, **overrides})
+def _server(**overrides) -> Server:
+    return Server(
+        namespaces={"/tasks": Namespace()}, **{"secret": SECRET, "anonymous_capacity": 3, **overrides}
+    )
 
 
-def test_unauthenticated_sessions_stay_in_memory_and_are_bounded():
-    server = Server(namespaces={"/tasks": Namespace()}, store=_Untouchable(), anonymous_capacity=3)
-
-    sessions = [server.open_session("polling", {"authorization": "Bearer x"})[0] for _ in range(5)]
-
-    assert len(server.store.local) == 3
-    assert server.store.get(sessions[-1].sid) is sessions[-1]
+def _open(server: Server, transport: str = "polling") -> Session:
+    return in_memory(lambda: server.open_session(transport, {"authorization": "Bearer x"}))[0]
 
 
-def test_the_oldest_session_is_dropped_for_a_new_one_and_taken_over_afresh():
-    sessions = _local()
-    first = sessions.open("polling", {"event": "expired_token"})
-    first.namespaces["/tasks"] = {"sid": "s", "state": {}}
-    for _ in range(3):
-        sessions.open("polling", {})
+@pytest.mark.django_db  # the handshake's check may use the database
+def test_unauthenticated_sessions_are_bounded_the_oldest_dropped_for_a_new_one():
+    server = _server()
 
-    again = sessions.get(first.sid)
+    async def scenario() -> list[Session]:
+        return [(await server.open_session("polling", {"authorization": "Bearer x"}))[0] for _ in range(5)]
 
-    assert again is not first and again.namespaces == {}
-    assert (again.transport, again.auth) == ("polling", {"event": "expired_token"})
-    assert len(sessions) == 3
+    sessions = in_memory(scenario)
+
+    assert list(server.sessions) == [session.sid for session in sessions[2:]]
 
 
-def test_another_instance_with_the_secret_takes_a_session_over():
-    opened = _local().open("websocket", {"event": "invalid_token"})
+class _Websocket:
+    async def send_packets(self, packets: list[str]) -> None: ...
 
-    taken = _local().get(opened.sid)
-
-    assert (taken.sid, taken.transport, taken.auth) == (opened.sid, "websocket", {"event": "invalid_token"})
-    assert taken.expires_at == opened.expires_at
+    async def close(self) -> None:
+        raise AssertionError("a websocket is not dropped for a new session")
 
 
-def test_forged_or_tampered_sids_are_unknown():
-    sid = _local().open("polling", {}).sid
+@pytest.mark.django_db  # the handshake's check may use the database
+def test_unauthenticated_websockets_are_bounded_by_their_connections_not_by_the_capacity():
+    server = _server()
+
+    async def scenario() -> list[Session]:
+        return [(await server.open_session("websocket", {}, _Websocket()))[0] for _ in range(5)]
+
+    sessions = in_memory(scenario)
+
+    assert list(server.sessions) == [session.sid for session in sessions]
+
+
+@pytest.mark.django_db  # the handshake's check may use the database
+def test_a_sid_names_its_process_and_forged_or_tampered_sids_are_unknown():
+    server = _server()
+    sid = _open(server).sid
     body, mac = sid.split(".")
     tampered = ("A" if body[0] != "A" else "B") + body[1:]
 
-    for forged in ("no.such", f"{tampered}.{mac}", f"{body}.{mac[:-1]}", f"{body}.é", "."):
-        assert _local().get(forged) is None, forged
-    assert _local(secret=b"another deployment").get(sid) is None
+    assert server.owner_of(sid) == server.channel
+    assert len(sid) < 100
+    for forged in ("no.such", f"{tampered}.{mac}", f"{body}.{mac[:-1]}", f"{body}.é", ".", ""):
+        assert server.owner_of(forged) is None, forged
+    assert _server(secret=b"another deployment").owner_of(sid) is None
 
 
+@pytest.mark.django_db  # the handshake's check may use the database
 def test_a_session_ends_at_its_lifetime(monkeypatch):
-    sessions = _local(lifetime=5)
+    server = _server(ping_interval=2, ping_timeout=3)
     now = 1_800_000_000.0
-    monkeypatch.setattr(local.time, "time", lambda: now)
-    sid = sessions.open("polling", {}).sid
+    monkeypatch.setattr(server_module.time, "time", lambda: now)
+    session = _open(server)
 
-    now += 5
+    async def check() -> None:
+        await server._check(session)
 
-    assert sessions.get(sid) is None
-    assert _local(lifetime=5).get(sid) is None
-    assert len(sessions) == 0
+    now += 4
+    in_memory(check)
+    assert session.sid in server.sessions
+    now += 1
+    in_memory(check)
+    assert server.sessions == {}
 
 
+@pytest.mark.django_db  # the handshake's check may use the database
 def test_a_client_that_does_not_fetch_its_packets_loses_its_session():
-    sessions = _local(max_queued=20)
-    sid = sessions.open("polling", {}).sid
-    sessions.push(sid, ["40/tasks,{}"])
+    server = _server(max_queued=20)
+    session = _open(server)
 
-    assert sessions.get(sid) is not None and sessions.pop(sid) == ["40/tasks,{}"]
-    sessions.push(sid, ["x" * 12, "y" * 12])
-    assert len(sessions) == 0
+    in_memory(lambda: server.send(session, ["40/tasks,{}"]))
+    assert session.outbox == ["40/tasks,{}"] and session.sid in server.sessions
+    in_memory(lambda: server.send(session, ["x" * 12]))
+    assert server.sessions == {}
 
 
 # --- against a live server ---------------------------------------------------------------------------
@@ -113,7 +123,7 @@ def _handshake(http: requests.Session, url: str, authorization: str | None) -> r
 
 
 @pytest.mark.live
-def test_a_loop_of_anonymous_handshakes_writes_no_row(server, live_world):
+def test_a_loop_of_handshakes_writes_no_row(server, live_world):
     node = live_world.node_a
     authorizations = [
         None,
@@ -124,6 +134,7 @@ def test_a_loop_of_anonymous_handshakes_writes_no_row(server, live_world):
     ]
     http = requests.Session()
     rss = server.rss_kib()
+    rows = _row_counts()
 
     sids = []
     for number in range(500):
@@ -132,11 +143,10 @@ def test_a_loop_of_anonymous_handshakes_writes_no_row(server, live_world):
         sids.append(response.text.split('"sid":"')[1].split('"')[0])
 
     assert len(set(sids)) == 500
-    assert not SocketSession.objects.using(LIVE).filter(sid__in=sids).exists()
     assert server.rss_kib() - rss < 20_000
-    # A handshake with a usable token is stored, for every instance to serve.
-    stored = _handshake(http, server.url, f"Bearer {token(node)}").text.split('"sid":"')[1].split('"')[0]
-    assert SocketSession.objects.using(LIVE).filter(sid=stored).exists()
+    # Nor does a handshake with a usable token: sessions live in the memory of their process.
+    assert _handshake(http, server.url, f"Bearer {token(node)}").status_code == 200
+    assert _row_counts() == rows
 
 
 @pytest.mark.live
@@ -148,7 +158,6 @@ def test_an_anonymous_session_still_gets_its_event(server, live_world):
     packets = session.poll()
     assert packets[0].startswith('40/tasks,{"sid":')
     assert '42/tasks,["expired_token"]' in packets + session.poll()
-    assert not SocketSession.objects.using(LIVE).filter(sid=session.sid).exists()
 
 
 @pytest.mark.live
@@ -165,6 +174,19 @@ def test_an_anonymous_websocket_is_dropped_at_the_end_of_its_lifetime(server):
         ws.close()
     # pingInterval + pingTimeout of the test server: 4 s, checked every pingInterval (2 s).
     assert 4 <= time.monotonic() - started < 9
+
+
+def _row_counts() -> dict[str, int]:
+    connection = connections[LIVE]
+    counts = {}
+    with connection.cursor() as cursor:
+        for model in apps.get_models(include_auto_created=True):
+            if model is SocketProcess:  # the liveness row of the server process, whatever its sockets
+                continue
+            table = connection.ops.quote_name(model._meta.db_table)
+            cursor.execute(f"SELECT COUNT(*) FROM {table}")
+            counts[table] = cursor.fetchone()[0]
+    return counts
 
 
 def _rows_containing(text: str) -> list[str]:
@@ -189,8 +211,8 @@ def test_no_table_keeps_the_raw_token_of_a_connected_node_or_user(server, live_w
     polling.send("40/tasks,{}")
     polling.poll()
 
-    owners = [f"node:{live_world.node_a.pk}", f"user:{user.pk}"]
-    assert eventually(lambda: SocketSession.objects.using(LIVE).filter(owner__in=owners).count() == 2)
+    identities = Authenticatable.objects.using(LIVE).filter(pk__in=[live_world.node_a.pk, user.pk])
+    assert eventually(lambda: identities.filter(status="online").count() == 2)
     for raw in (node_token, user_token):
         assert _rows_containing(raw) == []
         assert _rows_containing(raw.split(".")[2]) == []  # not even the signature

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
-from django.test import override_settings
 
 from nodes.consumers import server
 from nodes.events import TASKS_NAMESPACE, collaboration_room
-from tests.realtime.helpers import token
+from tests.realtime.helpers import in_memory, token
 from vantage6.socketio.consumers import WebsocketConsumer
 from vantage6.socketio.store import POLLING
-
-IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 
 def _new_task_ids(frames: list[str]) -> list[int]:
@@ -43,27 +39,24 @@ async def _upgrade(sid: str) -> list[str]:
 @pytest.mark.django_db(transaction=True)  # database_sync_to_async closes a connection inside one
 def test_events_published_during_the_upgrade_arrive_once(world, monkeypatch):
     room = collaboration_room(world.collab_ab.pk)
-    original = server.store.set_transport
+    original = server.upgraded
 
-    def set_transport(sid: str, transport: str, process: str = "") -> None:
-        # Another process publishes just before and just after the switch.
-        server.publish("new_task", {"id": 1, "parent_id": None}, room=room, namespace=TASKS_NAMESPACE)
-        original(sid, transport, process)
-        server.publish("new_task", {"id": 2, "parent_id": None}, room=room, namespace=TASKS_NAMESPACE)
+    async def upgraded(session, sink) -> None:
+        # Published just before the switch (queued for polling by then) and just after it.
+        await server.emit("new_task", {"id": 1, "parent_id": None}, room=room, namespace=TASKS_NAMESPACE)
+        await asyncio.sleep(0.1)
+        assert session.outbox
+        await original(session, sink)
+        await server.emit("new_task", {"id": 2, "parent_id": None}, room=room, namespace=TASKS_NAMESPACE)
 
-    monkeypatch.setattr(server.store, "set_transport", set_transport)
+    monkeypatch.setattr(server, "upgraded", upgraded)
     monkeypatch.setattr(server, "ensure_housekeeping", lambda: None)  # not what is looked at here
-    session, _ = server.open_session(POLLING, {"authorization": f"Bearer {token(world.node_a)}"})
 
     async def scenario() -> list[str]:
+        session, _ = await server.open_session(POLLING, {"authorization": f"Bearer {token(world.node_a)}"})
         await server.receive(session, f"0{TASKS_NAMESPACE},{{}}")  # connected over polling: in its rooms
         return await _upgrade(session.sid)
 
-    with override_settings(CHANNEL_LAYERS=IN_MEMORY):
-        channel_layers.backends.clear()
-        try:
-            frames = async_to_sync(scenario)()
-        finally:
-            channel_layers.backends.clear()
+    frames = in_memory(scenario)
 
     assert _new_task_ids(frames) == [1, 2]

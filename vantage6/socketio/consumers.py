@@ -2,30 +2,27 @@
 
 Route both at ``/socket.io/`` with ``Consumer.as_asgi(server=<Server>)``. The server never sends an
 Engine.IO CLOSE or a Socket.IO DISCONNECT: clients reconnect by themselves only after a plain drop.
+Neither consumer has a channel of its own: what reaches a session comes through its process's
+channel (see ``server``), so an idle socket costs the layer nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-from collections import Counter
+from collections.abc import Coroutine
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
-from channels.generic.websocket import AsyncWebsocketConsumer
 
 from vantage6.socketio import packets as p
-from vantage6.socketio.server import Server, room_group, session_group
+from vantage6.socketio.server import TEXT, UNKNOWN_SESSION, Server, error, keep, new_id
 from vantage6.socketio.store import POLLING, WEBSOCKET, Session
 
 PROTOCOL_VERSION = "4"
-# How long after an upgrade a room packet may still be the copy of one sent from the polling queue.
-DOUBLES_WINDOW = 10
-TEXT = "text/plain; charset=UTF-8"
+# A channel-layer alias that is not configured: the consumers get no channel.
+NO_LAYER = "no channel of its own"
 
 
 def _query(scope: dict) -> dict[str, str]:
@@ -36,15 +33,12 @@ def _headers(scope: dict) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
 
 
-def _db(method):
-    return database_sync_to_async(method)
-
-
 class _NoConnectionCheck:
     """Channels closes stale database connections before every handler, a hop to the database
     thread per message; with a room event fanned out to every socket that hop dominates. The
     handlers here reach the database only through ``database_sync_to_async``, which does it anyway."""
 
+    channel_layer_alias = NO_LAYER
     _session: Session | None
 
     @property
@@ -63,8 +57,8 @@ class _NoConnectionCheck:
 class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
     """``GET`` without sid: handshake; ``GET`` with sid: long-poll; ``POST``: packets from the client.
 
-    A waiting GET is known to the server by its channel: a wake-up (packets queued by any instance,
-    such as the NOOP of an upgrade to websocket on some instance) or its own ping timer ends it.
+    A request of a session of another process goes to that process and its answer comes back through
+    this process's channel; a GET that waits is answered later, by whatever delivers to its session.
     """
 
     def __init__(self, *, server: Server) -> None:
@@ -72,12 +66,14 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
         self.server = server
         self.size = 0
         self._session: Session | None = None
-        self.waiting = False
-        self.timer: asyncio.Task | None = None
+        self.key = ""  # of the waiting GET or forwarded request
+        self.answered = False
+        self.owner = ""  # the process a forwarded request went to
+        self.timer: asyncio.TimerHandle | None = None
 
     # --- request handling -------------------------------------------------------------------------------
     async def http_request(self, message: dict) -> None:
-        # As AsyncHttpConsumer's, except that a long-poll GET stays alive after ``handle``.
+        # As AsyncHttpConsumer's, except that a waiting request stays alive after ``handle``.
         body = message.get("body", b"")
         self.size += len(body)
         if self.size <= self.server.max_payload:
@@ -85,124 +81,90 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
         if message.get("more_body"):
             return
         if self.size > self.server.max_payload:
-            await self._error(413, 4, "Payload too large")
+            await self.reply(*error(413, 4, "Payload too large"))
         else:
             await self.handle(b"".join(self.body))
-        if not self.waiting:
+        if self.answered:
             raise StopConsumer()
 
     async def handle(self, body: bytes) -> None:
         self.server.ensure_housekeeping()
         method, query = self.scope["method"], _query(self.scope)
         if method == "OPTIONS":
-            await self._respond(200, b"", preflight=True)
+            await self._respond(200, b"", TEXT, preflight=True)
             return
         if query.get("EIO") != PROTOCOL_VERSION:
-            await self._error(400, 5, "Unsupported protocol version")
+            await self.reply(*error(400, 5, "Unsupported protocol version"))
             return
         if query.get("transport") != POLLING or "j" in query:
-            await self._error(400, 0, "Transport unknown")
+            await self.reply(*error(400, 0, "Transport unknown"))
             return
         sid = query.get("sid")
         if method not in ("GET", "POST"):
-            await self._error(405, 2, "Bad handshake method")
+            await self.reply(*error(405, 2, "Bad handshake method"))
         elif sid is None:
             if method == "GET":
-                _, open_packet = await _db(self.server.open_session)(POLLING, _headers(self.scope))
-                await self._respond(200, open_packet.encode())
+                _, open_packet = await self.server.open_session(POLLING, _headers(self.scope))
+                await self.reply(200, open_packet.encode(), TEXT)
             else:
-                await self._error(400, 3, "Bad request")
+                await self.reply(*error(400, 3, "Bad request"))
         else:
-            self._session = await _db(self.server.store.get)(sid)
-            if self._session is None:
-                await self._error(400, 1, "Session ID unknown")
-            elif self.session.transport != POLLING:
-                await self._error(400, 3, "Bad request")
-            elif method == "GET":
-                await self._long_poll()
+            await self.server.listening()
+            self.key = new_id()
+            self._session = self.server.sessions.get(sid)
+            if self._session is not None:
+                await self.server.serve_polling(self.session, method, body, self.reply, self.key)
             else:
-                await self._receive(body)
+                await self._forward(sid, method, body)
 
-    async def _receive(self, body: bytes) -> None:
-        await _db(self.server.store.touch)([self.session.sid])
-        try:
-            packets = p.decode_payload(body.decode())
-        except (UnicodeDecodeError, p.PacketError):
-            await self._error(400, 3, "Bad request")
+    async def _forward(self, sid: str, method: str, body: bytes) -> None:
+        """To the process that owns the session; a silent owner (it died) makes the session unknown."""
+        server = self.server
+        owner = server.owner_of(sid)
+        owner = server.moved.get(sid, (owner,))[0] if owner else None
+        if owner is None or owner == server.channel:
+            await self.reply(*UNKNOWN_SESSION)
             return
-        for packet_type, data in packets:
-            if packet_type == p.MESSAGE:
-                await self.server.receive(self.session, data)
-            elif packet_type == p.CLOSE:
-                await self.server.disconnect(self.session)
-                break
-        await self._respond(200, b"ok", content_type="text/html; charset=UTF-8")
+        self.owner = owner
+        message = {"type": "eio.forward", "sid": sid, "method": method, "body": body}
+        self.key = await server.ask(owner, message, self._answer)
+        self.timer = asyncio.get_running_loop().call_later(server.forward_timeout, self._owner_silent)
 
-    async def _long_poll(self) -> None:
-        sid = self.session.sid
-        await _db(self.server.store.touch)([sid])
-        self.waiting = True
-        # Listen before looking at the queue, so that a wake-up in between is not lost.
-        await self.server.listening.wait()
-        self.server.waiting_polls[sid] = self.channel_name
-        if await self._flush():
-            return
-        due = (self.session.ping_sent_at or 0.0) + self.server.ping_interval - time.time()
-        if due <= 0:
-            await self._ping()
-        else:
-            self.timer = asyncio.create_task(self._ping_later(due))
-
-    async def _ping_later(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        await self.channel_layer.send(self.channel_name, {"type": "eio.ping_due"})
-
-    async def _flush(self) -> bool:
-        packets = await _db(self.server.store.pop)(self.session.sid)
-        if packets:
-            await self._answer(packets)
-        return bool(packets)
-
-    async def _ping(self) -> None:
-        await _db(self.server.store.touch)([self.session.sid], ping_sent=True)
-        await self._answer([p.encode_eio(p.PING)])
-
-    async def _answer(self, packets: list[str]) -> None:
-        await self._respond(200, p.encode_payload(packets).encode())
-        await self.disconnect()
-
-    # --- messages on the session's group ------------------------------------------------------------------
-    async def eio_wake(self, message: dict) -> None:
-        if self.waiting and await self._flush():
-            raise StopConsumer()
-
-    async def eio_packets(self, message: dict) -> None:
-        if self.waiting:
-            await self._answer(message["packets"])
-            raise StopConsumer()
-
-    async def eio_ping_due(self, message: dict) -> None:
-        if self.waiting:
-            await self._ping()
-            raise StopConsumer()
-
-    async def disconnect(self) -> None:
+    async def _answer(self, message: dict) -> None:
         if self.timer is not None:
             self.timer.cancel()
-            self.timer = None
-        if self.waiting:
-            self.waiting = False
-            if self.server.waiting_polls.get(self.session.sid) == self.channel_name:
-                del self.server.waiting_polls[self.session.sid]
+        if message["type"] == "eio.held":  # a GET the owner holds: it answers within its ping interval
+            bound = self.server.ping_interval + self.server.forward_timeout
+            self.timer = asyncio.get_running_loop().call_later(bound, self._owner_silent)
+            return
+        self.server.pending.pop(self.key, None)
+        await self.reply(message["status"], message["body"], message["content_type"])
+
+    def _owner_silent(self) -> None:
+        self.server.pending.pop(self.key, None)
+        keep(asyncio.get_running_loop().create_task(self.reply(*UNKNOWN_SESSION)))
+
+    async def reply(self, status: int, body: bytes, content_type: str) -> None:
+        if not self.answered:
+            self.answered = True
+            await self._respond(status, body, content_type)
+
+    async def disconnect(self) -> None:
+        if self.answered:
+            return
+        self.answered = True  # the client went away
+        if self.timer is not None:
+            self.timer.cancel()
+        if self._session is not None:
+            self.server.stop_waiting(self.session, self.key)
+        elif self.server.pending.pop(self.key, None) is not None:
+            query = _query(self.scope)
+            await self.server.layer.send(
+                self.owner, {"type": "eio.cancel", "sid": query["sid"], "id": self.key}
+            )
 
     # --- responses ---------------------------------------------------------------------------------------
-    async def _error(self, status: int, code: int, message: str) -> None:
-        body = json.dumps({"code": code, "message": message}).encode()
-        await self._respond(status, body, content_type="application/json")
-
-    async def _respond(
-        self, status: int, body: bytes, *, content_type: str = TEXT, preflight: bool = False
-    ) -> None:
+    async def _respond(self, status: int, body: bytes, content_type: str, *, preflight: bool = False) -> None:
         headers = [(b"Content-Type", content_type.encode()), (b"Content-Length", str(len(body)).encode())]
         origin = _headers(self.scope).get("origin")
         allowed = self.server.cors_allowed_origins
@@ -220,46 +182,70 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
         await self.send_response(status, body, headers=headers)
 
 
-class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
-    """``?transport=websocket``: with a sid, the upgrade of a long-polling session (which may have
-    been opened on another instance); without, a new websocket-only session."""
+class WebsocketConsumer:
+    """``?transport=websocket``: with a sid, the upgrade of a long-polling session (taken over from the
+    process that owns it if need be); without, a new websocket-only session.
+
+    A plain ASGI application rather than a Channels consumer: an idle websocket is then one coroutine
+    waiting for its next message, with no dispatch task, channel or per-socket timer of its own.
+    """
+
+    __slots__ = ("_send", "_session", "closed", "scope", "server", "upgraded")
 
     def __init__(self, *, server: Server) -> None:
-        super().__init__()
         self.server = server
-
-    async def connect(self) -> None:
-        self.server.ensure_housekeeping()
         self._session: Session | None = None
         self.upgraded = False
         self.closed = False
-        # Packets of the polling queue sent at the upgrade, whose room copies may still come.
-        self.doubles: Counter[str] = Counter()
-        self.doubles_until = 0.0
-        self.joined: set[str] = set()
-        self.pinger: asyncio.Task | None = None
-        self.pong = asyncio.Event()
+
+    @classmethod
+    def as_asgi(cls, **initkwargs: object):
+        def app(scope: dict, receive, send) -> Coroutine[object, object, None]:
+            # The coroutine itself, not one awaiting it: one frame less held by every websocket.
+            return cls(**initkwargs)(scope, receive, send)  # type: ignore[arg-type]
+
+        app._asgi_single_callable = True  # type: ignore[attr-defined]  # an ASGI 3 application
+        return app
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        self.scope, self._send = scope, send
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                await self.receive(message.get("text"))
+            elif kind == "websocket.connect":
+                await self.connect()
+            elif kind == "websocket.disconnect":
+                await self.disconnect()
+                return
+
+    @property
+    def session(self) -> Session:
+        assert self._session is not None, "no session yet"
+        return self._session
+
+    async def connect(self) -> None:
+        self.server.ensure_housekeeping()
         query = _query(self.scope)
         if query.get("EIO") != PROTOCOL_VERSION or query.get("transport") != WEBSOCKET:
             await self.close()
             return
         sid = query.get("sid")
         if sid is None:
-            self._session, open_packet = await _db(self.server.open_session)(WEBSOCKET, _headers(self.scope))
-            await self.accept()
-            await self.group_add(session_group(self.session.sid))
+            self._session, open_packet = await self.server.open_session(WEBSOCKET, _headers(self.scope), self)
+            self.upgraded = True
+            await self._send({"type": "websocket.accept"})
             await self.send(open_packet)
-            await self._start()
             return
-        self._session = await _db(self.server.store.get)(sid)
+        self._session = await self.server.take_over(sid)
         if self._session is None or self.session.transport != POLLING:
             self._session = None
             await self.close()
             return
-        await self.accept()
-        await self.group_add(session_group(sid))
+        await self._send({"type": "websocket.accept"})
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+    async def receive(self, text_data: str | None) -> None:
         if text_data is None:
             return  # binary attachments are not supported
         try:
@@ -269,62 +255,21 @@ class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
         if not self.upgraded:
             if packet_type == p.PING and data == "probe":
                 await self.send(p.encode_eio(p.PONG, "probe"))
-                # The GET waiting on any instance (or the next one) must return, so the client can switch.
-                await self.server.send(self.session, [p.encode_eio(p.NOOP)])
+                await self.server.probed(self.session)
             elif packet_type == p.UPGRADE:
-                await self._upgrade()
+                self.upgraded = True
+                await self.server.upgraded(self.session, self)
         elif packet_type == p.MESSAGE:
-            await self.server.receive(self.session, data, self)
+            await self.server.receive(self.session, data)
         elif packet_type == p.PONG:
-            self.pong.set()
+            self.server.ponged(self.session)
         elif packet_type == p.PING:
             await self.send(p.encode_eio(p.PONG, data))
         elif packet_type == p.CLOSE:
             await self.close()
 
-    async def _upgrade(self) -> None:
-        """Rooms first, then the transport: an event published in between is both queued for polling
-        and sent to the rooms, and its second copy is dropped (``eio_packets``); the other order would
-        lose it. Room messages arriving meanwhile wait in the layer until this returns."""
-        sid = self.session.sid
-        # Namespaces may have been connected over polling, on any instance.
-        for namespace, room in await _db(self.server.store.rooms)(sid):
-            await self.group_add(room_group(namespace, room))
-        await _db(self.server.store.set_transport)(sid, WEBSOCKET, self.server.process)
-        self._session = await _db(self.server.store.get)(sid)
-        if self._session is None:
-            await self.close()
-            return
-        await self._start()
-        queued = await self._pop_queued()
-        self.doubles = Counter(queued)
-        self.doubles_until = time.monotonic() + DOUBLES_WINDOW
-        await self.send_packets(queued)
-
-    async def _pop_queued(self) -> list[str]:
-        packets = await _db(self.server.store.pop)(self.session.sid)
-        # A NOOP left from the upgrade was meant for a long-polling GET.
-        return [packet for packet in packets if packet != p.encode_eio(p.NOOP)]
-
-    async def _start(self) -> None:
-        self.upgraded = True
-        self.server.local_websockets[self.session.sid] = self
-        self.pinger = asyncio.create_task(self._ping_forever())
-
-    async def _ping_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.server.ping_interval)
-            expires_at = self.session.expires_at
-            if expires_at is not None and time.time() >= expires_at:
-                await self.close()  # an unauthenticated session's time is up
-                return
-            self.pong.clear()
-            await self.send(p.encode_eio(p.PING))
-            try:
-                await asyncio.wait_for(self.pong.wait(), self.server.ping_timeout)
-            except TimeoutError:
-                await self.close()
-                return
+    async def send(self, text: str) -> None:
+        await self._send({"type": "websocket.send", "text": text})
 
     # --- the Sink of the server ----------------------------------------------------------------------
     async def send_packets(self, packets: list[str]) -> None:
@@ -332,42 +277,12 @@ class WebsocketConsumer(_NoConnectionCheck, AsyncWebsocketConsumer):
             for packet in packets:
                 await self.send(packet)
 
-    async def group_add(self, group: str) -> None:
-        self.joined.add(group)
-        await self.channel_layer.group_add(group, self.channel_name)
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            await self._send({"type": "websocket.close"})
 
-    async def group_discard(self, group: str) -> None:
-        self.joined.discard(group)
-        await self.channel_layer.group_discard(group, self.channel_name)
-
-    # --- messages on the session's and rooms' groups ------------------------------------------------
-    async def eio_packets(self, message: dict) -> None:
-        if self.upgraded:
-            await self.send_packets([packet for packet in message["packets"] if not self._double(packet)])
-
-    def _double(self, packet: str) -> bool:
-        """Whether ``packet`` was sent already from the polling queue of the upgrade."""
-        if not self.doubles or time.monotonic() > self.doubles_until:
-            return False
-        if self.doubles[packet] <= 0:
-            return False
-        self.doubles[packet] -= 1
-        return True
-
-    async def eio_wake(self, message: dict) -> None:
-        if self.upgraded:
-            await self.send_packets(await self._pop_queued())
-
-    async def sio_revoke(self, message: dict) -> None:
-        if self.upgraded:
-            await self.server.revoke(self.session, message["event"], self)
-
-    async def disconnect(self, code: int) -> None:
+    async def disconnect(self) -> None:
         self.closed = True
-        if self.pinger is not None:
-            self.pinger.cancel()
         if self._session is not None and self.upgraded:
-            self.server.local_websockets.pop(self.session.sid, None)
-            await self.server.disconnect(self.session, self)
-        for group in list(self.joined):
-            await self.group_discard(group)
+            await self.server.disconnect(self.session)

@@ -1,27 +1,37 @@
-"""A Socket.IO v5 server over Engine.IO v4 whose sessions and rooms span server instances.
+"""A Socket.IO v5 server over Engine.IO v4 whose sessions live in the process that owns them.
 
-Delivery model:
+Ownership and routing:
 
-* A room is a channel-layer group (``room_group``); websocket consumers of the room's sessions are its
-  members, so an emit from any instance reaches them wherever they are connected.
-* A long-polling session has no consumer between two GETs, and its GETs may land on any instance.
-  Its packets are queued in the session store and a wake-up naming it is sent to every process
-  (``PROCESSES``, one group all processes listen on): the one holding a waiting GET of the session
-  (if any) passes it on. A GET thus costs no group binding of its own.
-* Session state (namespaces, rooms, owner) lives in the store, so any instance can serve any request.
-  Only clients that authenticate at the handshake get a session there; the others stay in memory
-  (see ``local``).
+* A session lives in the memory of the process that answered its handshake: namespaces, rooms,
+  outbox, owner, what its handshake authenticated. Its sid names that process: the process's channel
+  on the channel layer, signed with the server secret (``owner_of``), so a sid cannot point anywhere
+  else.
+* A long-polling GET or POST that lands on another process is forwarded to the owner's channel and
+  answered on the forwarding process's channel (``eio.forward`` / ``eio.reply``); the owner holds a
+  forwarded GET as a local one. An owner that does not answer within ``forward_timeout`` (it died)
+  gets the client "Session ID unknown", on which it starts over.
+* A websocket upgrade that lands on another process takes the session over (``eio.takeover``): the
+  owner hands its state over, forgets it and forwards the session's late polling requests.
+* A room is a channel-layer group. A process is bound once per room any of its sessions is in
+  (``room_members`` counts them), and passes each room packet on to those sessions in memory: one
+  publish per event, one frame per socket.
+* The database keeps no session: only the liveness row of each process (``Liveness``), and what the
+  application keeps of its connections.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import re
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Protocol, cast
 
@@ -32,51 +42,77 @@ from django.db import DatabaseError
 
 from vantage6.socketio import bridge
 from vantage6.socketio import packets as p
-from vantage6.socketio.local import LocalSessions, Sessions
-from vantage6.socketio.store import POLLING, WEBSOCKET, Session, SessionStore
+from vantage6.socketio.store import POLLING, WEBSOCKET, Liveness, Session
 
 logger = logging.getLogger(__name__)
 
 _ROOM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
-WAKE = {"type": "eio.wake"}
+# The group every server process listens on (for work on all the sessions of some owners).
 PROCESSES = "eio.processes"
+SIGNED = "."  # between a sid's body and its signature
+_NONCE_BYTES = 9
+_MAC_BYTES = 16
+TEXT = "text/plain; charset=UTF-8"
+HTML = "text/html; charset=UTF-8"
+JSON = "application/json"
+
+Reply = Callable[[int, bytes, str], Awaitable[None]]
+"""Answers a long-polling request: status, body, content type."""
 
 
 def room_group(namespace: str, room: str) -> str:
     return f"sio{namespace.replace('/', '.')}.{room}"
 
 
-def session_group(sid: str) -> str:
-    return f"eio.{sid}"
-
-
 def new_id() -> str:
     return secrets.token_urlsafe(15)
 
 
-class Sink(Protocol):
-    """The websocket consumer holding a session in this process."""
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
-    @property
-    def session(self) -> Session: ...
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def error(status: int, code: int, message: str) -> tuple[int, bytes, str]:
+    """An Engine.IO error answer."""
+    return status, json.dumps({"code": code, "message": message}).encode(), JSON
+
+
+UNKNOWN_SESSION = error(400, 1, "Session ID unknown")
+BAD_REQUEST = error(400, 3, "Bad request")
+
+
+class Sink(Protocol):
+    """The websocket consumer of a session in this process."""
 
     async def send_packets(self, packets: list[str]) -> None: ...
 
-    async def group_add(self, group: str) -> None: ...
-
-    async def group_discard(self, group: str) -> None: ...
-
     async def close(self) -> None: ...
+
+
+class _Waiter:
+    """A long-polling GET waiting for packets (``key`` tells the forwarded ones apart)."""
+
+    __slots__ = ("key", "reply", "timer")
+
+    def __init__(self, reply: Reply, key: str) -> None:
+        self.reply = reply
+        self.key = key
+        self.timer: asyncio.TimerHandle | None = None
 
 
 class Socket:
     """One client connected to one namespace; what namespace handlers work with."""
 
-    def __init__(self, server: Server, session: Session, namespace: str, sink: Sink | None) -> None:
+    __slots__ = ("namespace", "server", "session")
+
+    def __init__(self, server: Server, session: Session, namespace: str) -> None:
         self.server = server
         self.session = session
         self.namespace = namespace
-        self.sink = sink
 
     @property
     def sid(self) -> str:
@@ -84,7 +120,7 @@ class Socket:
 
     @property
     def state(self) -> dict:
-        """Application data kept with the session (stored after connect and disconnect)."""
+        """Application data kept with the session (it moves with it to another process)."""
         return self.session.namespaces[self.namespace]["state"]
 
     @property
@@ -96,19 +132,15 @@ class Socket:
         self.session.owner = owner
 
     async def emit(self, event: str, data: object = None) -> None:
-        await self.server.send(self.session, [p.event_packet(self.namespace, event, data)], self.sink)
+        await self.server.send(self.session, [p.event_packet(self.namespace, event, data)])
 
     async def join(self, room: str) -> None:
         if not _ROOM_NAME.match(room):
             raise ValueError(f"invalid room name {room!r}")
-        await database_sync_to_async(self.server.store.join)(self.session.sid, self.namespace, room)
-        if self.sink is not None:
-            await self.sink.group_add(room_group(self.namespace, room))
+        await self.server.join(self.session, self.namespace, room)
 
     async def leave(self, room: str) -> None:
-        await database_sync_to_async(self.server.store.leave)(self.session.sid, self.namespace, room)
-        if self.sink is not None:
-            await self.sink.group_discard(room_group(self.namespace, room))
+        await self.server.leave(self.session, self.namespace, room)
 
 
 class Namespace:
@@ -124,15 +156,18 @@ class Namespace:
         """A client event; a non-None result (or a list of results) is the acknowledgement's data."""
         return None
 
+    async def on_move(self, socket: Socket) -> None:
+        """The session was taken over by this process (its websocket upgrade landed here)."""
+
 
 Authenticate = Callable[[dict[str, str]], tuple[dict, bool]]
-"""From the handshake's headers (lower-case names): what the session keeps of them (no secret: it is
-stored) and whether the client is authenticated. Runs in a thread: it may use the database."""
+"""From the handshake's headers (lower-case names): what the session keeps of them (no secret) and
+whether the client is authenticated. Runs in a thread: it may use the database."""
 
 Verify = Callable[[list[Session]], dict[str, str]]
 """From sessions with an owner: by sid, the event that revokes those whose client is no longer who
-its handshake said (see ``Server.revoke``). Runs in a thread, once per sweep for all the sessions
-of a process: it may use the database."""
+its handshake said (see ``Server.revoke``). Runs in a thread, once per heartbeat round for all the
+sessions of a process: it may use the database."""
 
 
 def _anonymous(_headers: dict[str, str]) -> tuple[dict, bool]:
@@ -140,16 +175,14 @@ def _anonymous(_headers: dict[str, str]) -> tuple[dict, bool]:
 
 
 class Server:
-    """The namespaces, the session store and the timers; one per process, shared by both transports.
-
-    ``secret`` signs the sids of unauthenticated sessions: instances serving one deployment share it.
-    """
+    """The namespaces, the sessions of this process and the timers; one per process, shared by both
+    transports. ``secret`` signs the sids: instances serving one deployment share it."""
 
     def __init__(
         self,
         *,
         namespaces: dict[str, Namespace],
-        store: SessionStore,
+        liveness: Liveness | None = None,
         ping_interval: float = 25,
         ping_timeout: float = 60,
         max_payload: int = 1_000_000,
@@ -157,6 +190,10 @@ class Server:
         verify: Verify | None = None,
         secret: bytes | None = None,
         anonymous_capacity: int = 1000,
+        client_of: Callable[[dict], object] = lambda _auth: None,
+        max_unconnected: int = 20,
+        max_queued: int = 1_000_000,
+        forward_timeout: float = 5,
         cors_allowed_origins: tuple[str, ...] = ("*",),
         layer_alias: str = DEFAULT_CHANNEL_LAYER,
         housekeeping: Callable[[], Awaitable[None]] | None = None,
@@ -165,19 +202,26 @@ class Server:
         layer_reconnected: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.namespaces = namespaces
-        # Unauthenticated sessions end pingInterval + pingTimeout after their handshake.
-        local = LocalSessions(
-            secret=secret or secrets.token_bytes(32),
-            capacity=anonymous_capacity,
-            lifetime=ping_interval + ping_timeout,
-            max_queued=16_384,
-        )
-        self.store = Sessions(store, local)
+        self.liveness = liveness
         self.authenticate = authenticate
         self.verify = verify
+        self._key = hmac.new(secret or secrets.token_bytes(32), b"engine.io sid", hashlib.sha256).digest()
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_payload = max_payload
+        # Unauthenticated long-polling sessions: at most this many (a new one ends the oldest); every
+        # unauthenticated session ends pingInterval + pingTimeout after its handshake. (A websocket's
+        # connection is bounded by the server's connection limits, not here.)
+        self.anonymous_capacity = anonymous_capacity
+        # Authenticated sessions of one client (``client_of`` their auth) that have not connected a
+        # namespace yet: at most ``max_unconnected``, so that a loop of handshakes ends its own oldest.
+        self.client_of = client_of
+        self.max_unconnected = max_unconnected
+        self._unconnected: dict[object, OrderedDict[str, None]] = {}
+        # A long-polling client that lets more characters than this wait loses its session.
+        self.max_queued = max_queued
+        # How long a process waits for the owner of a session to answer a forwarded request.
+        self.forward_timeout = forward_timeout
         self.cors_allowed_origins = cors_allowed_origins
         self.layer_alias = layer_alias
         self.housekeeping = housekeeping
@@ -187,14 +231,21 @@ class Server:
         self.publish_timeout = publish_timeout
         # Runs when the channel layer got its broker back: what was published meanwhile may be lost.
         self.layer_reconnected = layer_reconnected
-        # Sessions whose websocket is held by a consumer of this process, and that consumer.
-        self.local_websockets: dict[str, Sink] = {}
-        # The channel of the long-polling GET waiting in this process, by sid; ``listening`` is set
-        # once wake-ups reach them.
-        self.waiting_polls: dict[str, str] = {}
-        self.listening = asyncio.Event()
+        self.sessions: dict[str, Session] = {}
+        self._anonymous: OrderedDict[str, None] = OrderedDict()
+        # The sids of this process's sessions in each room group it is bound to.
+        self.room_members: dict[str, set[str]] = {}
+        self._room_keys: dict[tuple[str, str], tuple[str, str]] = {}
+        # Sessions handed over to another process: their sid → (its channel, until when to forward).
+        self.moved: dict[str, tuple[str, float]] = {}
+        # Forwarded requests of this process waiting for their owner's answer, by request id.
+        self.pending: dict[str, Callable[[dict], Awaitable[None]]] = {}
+        # This process's channel on the layer of its loop (named by the sids of its sessions).
+        self.channel = ""
+        self._ready: asyncio.Event | None = None
         self._process = ""
         self._beaten = False
+        self._listening_loop: asyncio.AbstractEventLoop | None = None
         self._housekeeping_loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -209,16 +260,123 @@ class Server:
     def layer(self) -> BaseChannelLayer:
         return bridge.layer(self.layer_alias)
 
+    # --- the process channel --------------------------------------------------------------------------
+    async def listening(self) -> None:
+        """Make sure this process listens on its channel in the running loop (once per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._listening_loop is not loop:
+            self._listening_loop = loop
+            self._ready = asyncio.Event()
+            # Sessions of an earlier loop (tests run several) have no channel any more.
+            self.sessions, self.room_members, self.moved, self.pending = {}, {}, {}, {}
+            self._anonymous, self._unconnected = OrderedDict(), {}
+            keep(loop.create_task(self._listen(self._ready)))
+        await cast(asyncio.Event, self._ready).wait()
+
+    async def _listen(self, ready: asyncio.Event) -> None:
+        layer = self.layer
+        self.channel = await layer.new_channel()
+        ready.set()
+        try:
+            await layer.group_add(PROCESSES, self.channel)
+        except Exception:
+            logger.exception("could not listen to the other server processes")
+        while True:
+            try:
+                message = await layer.receive(self.channel)
+            except StopConsumer:
+                return  # the layer was closed: the process is stopping
+            except Exception:
+                logger.exception("receiving on the process channel failed")
+                await asyncio.sleep(1)
+                continue
+            try:
+                await self._on_message(message)
+            except Exception:
+                logger.exception("handling %s failed", message.get("type"))
+
+    async def _on_message(self, message: dict) -> None:
+        kind = message["type"]
+        if kind == "eio.packets":
+            for sid in list(self.room_members.get(message["group"], ())):
+                if (session := self.sessions.get(sid)) is not None:
+                    await self._deliver(session, message["packets"])
+        elif kind in ("eio.reply", "eio.held"):
+            handler = self.pending.get(message["id"])
+            if handler is not None:
+                await handler(message)
+        elif kind == "eio.forward":
+            keep(asyncio.get_running_loop().create_task(self._forwarded(message)))
+        elif kind == "eio.takeover":
+            await self._hand_over(message)
+        elif kind == "eio.cancel":
+            session = self.sessions.get(message["sid"])
+            if session is not None and session.waiter is not None and session.waiter.key == message["id"]:
+                self._stop_waiting(session)
+        elif kind == "sio.recheck":
+            owners = set(message["owners"])
+            sessions = [session for session in self.sessions.values() if session.owner in owners]
+            keep(asyncio.get_running_loop().create_task(self._verify(sessions)))
+
+    def owner_of(self, sid: str) -> str | None:
+        """The channel of the process that made ``sid``, if this deployment signed it."""
+        body, _, mac = sid.partition(SIGNED)
+        if not hmac.compare_digest(mac.encode(), self._mac(body).encode()):
+            return None
+        try:
+            return _unb64(body)[_NONCE_BYTES:].decode()
+        except ValueError:
+            return None
+
+    def _mac(self, body: str) -> str:
+        return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest()[:_MAC_BYTES])
+
+    def _new_sid(self) -> str:
+        body = _b64(secrets.token_bytes(_NONCE_BYTES) + self.channel.encode())
+        return f"{body}{SIGNED}{self._mac(body)}"
+
+    async def ask(self, channel: str, message: dict, handler: Callable[[dict], Awaitable[None]]) -> str:
+        """Send a request to another process; its answers go to ``handler``. The request's id."""
+        request_id = new_id()
+        self.pending[request_id] = handler
+        await self.layer.send(channel, {**message, "reply": self.channel, "id": request_id})
+        return request_id
+
+    def _remote(self, message: dict) -> Reply:
+        async def reply(status: int, body: bytes, content_type: str) -> None:
+            answer = {"type": "eio.reply", "id": message["id"], "status": status, "body": body}
+            await self.layer.send(message["reply"], {**answer, "content_type": content_type})
+
+        return reply
+
+    async def _forwarded(self, message: dict) -> None:
+        """A long-polling request of one of this process's sessions, received by another process."""
+        sid = message["sid"]
+        if (moved := self.moved.get(sid)) is not None:
+            await self.layer.send(moved[0], message)  # the session's websocket is served there now
+            return
+        reply = self._remote(message)
+        session = self.sessions.get(sid)
+        if session is None:
+            await reply(*UNKNOWN_SESSION)
+            return
+
+        async def held() -> None:
+            await self.layer.send(message["reply"], {"type": "eio.held", "id": message["id"]})
+
+        await self.serve_polling(session, message["method"], message["body"], reply, message["id"], held)
+
     # --- sessions ------------------------------------------------------------------------------------
-    def open_session(self, transport: str, headers: dict[str, str]) -> tuple[Session, str]:
-        """A new session and its Engine.IO OPEN packet."""
-        auth, authenticated = self.authenticate(headers)
-        if authenticated:
-            process = self.process if transport == WEBSOCKET else ""
-            session = Session(new_id(), transport, auth, ping_sent_at=time.time(), process=process)
-            self.store.create(session)
-        else:
-            session = self.store.local.open(transport, auth)
+    async def open_session(
+        self, transport: str, headers: dict[str, str], sink: Sink | None = None
+    ) -> tuple[Session, str]:
+        """A new session of this process (of websocket ``sink`` if given) and its Engine.IO OPEN packet."""
+        await self.listening()
+        auth, authenticated = await database_sync_to_async(self.authenticate)(headers)
+        expires_at = None if authenticated else time.time() + self.ping_interval + self.ping_timeout
+        session = Session(self._new_sid(), transport, auth, expires_at=expires_at)
+        session.sink = sink
+        await self._adopt(session)
         handshake = {
             "sid": session.sid,
             "upgrades": ["websocket"] if transport == POLLING else [],
@@ -228,17 +386,58 @@ class Server:
         }
         return session, p.encode_eio(p.OPEN, json.dumps(handshake, separators=(",", ":")))
 
-    async def disconnect(
-        self, session: Session, sink: Sink | None = None, idle_before: float | None = None
-    ) -> None:
-        """End a session: its namespaces' disconnect handlers run once, on the instance that claims it."""
-        if not await database_sync_to_async(self.store.claim)(session.sid, idle_before=idle_before):
-            return
-        for namespace in list(session.namespaces):
-            await self._leave_namespace(session, namespace, sink)
+    async def _adopt(self, session: Session) -> None:
+        self.sessions[session.sid] = session
+        if session.expires_at is not None:
+            if session.sink is None:
+                await self._bound(self._anonymous, session.sid, self.anonymous_capacity)
+        elif not session.namespaces and (client := self.client_of(session.auth)) is not None:
+            await self._bound(
+                self._unconnected.setdefault(client, OrderedDict()), session.sid, self.max_unconnected
+            )
 
-    async def _leave_namespace(self, session: Session, namespace: str, sink: Sink | None) -> None:
-        await self._disconnected(Socket(self, session, namespace, sink))
+    async def _bound(self, sids: OrderedDict[str, None], sid: str, capacity: int) -> None:
+        """Add ``sid``; sessions over ``capacity`` end, the oldest first."""
+        sids[sid] = None
+        while len(sids) > capacity:
+            oldest, _ = sids.popitem(last=False)
+            if (dropped := self.sessions.get(oldest)) is not None:
+                await self.drop(dropped)
+
+    def _connected(self, session: Session) -> None:
+        """``session`` connected a namespace (or ended): it no longer counts as unconnected."""
+        if session.expires_at is not None:
+            return
+        client = self.client_of(session.auth)
+        if (sids := self._unconnected.get(client)) is not None:
+            sids.pop(session.sid, None)
+            if not sids:
+                del self._unconnected[client]
+
+    async def drop(self, session: Session) -> None:
+        """End a session from the server's side: a websocket is closed, a long-polling client
+        learns at its next request that its session is unknown."""
+        if session.sink is not None:
+            await session.sink.close()  # its consumer's disconnect ends the session
+        await self.disconnect(session)
+
+    async def disconnect(self, session: Session) -> None:
+        """End a session: its namespaces' disconnect handlers run, then it is forgotten."""
+        if self.sessions.get(session.sid) is not session:
+            return  # ended already, or moved
+        del self.sessions[session.sid]
+        self._anonymous.pop(session.sid, None)
+        self._connected(session)
+        waiter = self._stop_waiting(session)
+        for namespace in list(session.namespaces):
+            await self._leave_namespace(session, namespace)
+        for namespace, room in list(session.rooms):
+            await self.leave(session, namespace, room)
+        if waiter is not None:
+            await waiter.reply(200, p.encode_eio(p.NOOP).encode(), TEXT)
+
+    async def _leave_namespace(self, session: Session, namespace: str) -> None:
+        await self._disconnected(Socket(self, session, namespace))
         del session.namespaces[namespace]
 
     async def _disconnected(self, socket: Socket) -> None:
@@ -247,35 +446,206 @@ class Server:
             await self.namespaces[socket.namespace].on_disconnect(socket)
         except Exception:
             logger.exception("disconnect handler of %s failed", socket.namespace)
-        for ns, room in await database_sync_to_async(self.store.rooms)(socket.session.sid):
-            if ns == socket.namespace:
+        for namespace, room in list(socket.session.rooms):
+            if namespace == socket.namespace:
                 await socket.leave(room)
 
-    async def revoke(self, session: Session, event: str, sink: Sink | None = None) -> None:
+    async def revoke(self, session: Session, event: str) -> None:
         """The client of ``session`` is no longer who its handshake said (its login ended, say).
 
         ``event`` is emitted to it in each namespace, whose disconnect handler then runs, and it leaves
         its rooms: it stays connected, with no state, owner or room (clients told ``event`` go and
-        identify again). Done once, wherever the session is served: a websocket held by another
-        process gets the work over the channel layer.
+        identify again).
         """
-        if sink is None and session.transport == WEBSOCKET:
-            message = {"type": "sio.revoke", "event": event}
-            await self.layer.group_send(session_group(session.sid), message)
+        if not session.owner or self.sessions.get(session.sid) is not session:
             return
-        release = database_sync_to_async(self.store.release)
-        if not session.owner or not await release(session.sid, session.owner):
-            return
+        session.owner = ""
         for namespace, entry in session.namespaces.items():
-            socket = Socket(self, session, namespace, sink)
+            socket = Socket(self, session, namespace)
             await socket.emit(event)
             await self._disconnected(socket)
             entry["state"] = {}
-        session.owner = ""
-        await database_sync_to_async(self.store.save)(session)
+
+    async def recheck(self, owners: list[str]) -> None:
+        """Check the sessions of ``owners`` again with ``verify``, in every process."""
+        await self.layer.group_send(PROCESSES, {"type": "sio.recheck", "owners": owners})
+
+    # --- rooms ------------------------------------------------------------------------------------------
+    async def join(self, session: Session, namespace: str, room: str) -> None:
+        if session.expires_at is not None:
+            raise ValueError("an unauthenticated session cannot join a room")
+        key = self._room_keys.setdefault((namespace, room), (namespace, room))  # one copy for all sessions
+        if self.sessions.get(session.sid) is not session or key in session.rooms:
+            return
+        session.rooms.append(key)
+        await self._bind(room_group(namespace, room), session.sid)
+
+    async def leave(self, session: Session, namespace: str, room: str) -> None:
+        if (namespace, room) in session.rooms:
+            session.rooms.remove((namespace, room))
+            await self._unbind(room_group(namespace, room), session.sid)
+
+    async def _bind(self, group: str, sid: str) -> None:
+        members = self.room_members.get(group)
+        if members is None:
+            members = self.room_members[group] = {sid}
+            await self.layer.group_add(group, self.channel)
+        else:
+            members.add(sid)
+
+    async def _unbind(self, group: str, sid: str) -> None:
+        members = self.room_members.get(group)
+        if members is not None:
+            members.discard(sid)
+            if not members:
+                del self.room_members[group]
+                await self.layer.group_discard(group, self.channel)
+
+    # --- long-polling -------------------------------------------------------------------------------------
+    async def serve_polling(
+        self,
+        session: Session,
+        method: str,
+        body: bytes,
+        reply: Reply,
+        key: str = "",
+        held: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Answer a long-polling GET or POST of a session of this process (``held`` when a GET waits)."""
+        if session.transport != POLLING:
+            await reply(*BAD_REQUEST)
+            return
+        session.active_at = time.monotonic()
+        if method == "POST":
+            await self._posted(session, body, reply)
+            return
+        if session.outbox:
+            packets, session.outbox, session.queued = session.outbox, [], 0
+            await reply(200, p.encode_payload(packets).encode(), TEXT)
+            return
+        due = session.ping_sent_at + self.ping_interval - time.time()
+        if due <= 0:
+            session.ping_sent_at = time.time()
+            await reply(200, p.encode_eio(p.PING).encode(), TEXT)
+            return
+        if (previous := self._stop_waiting(session)) is not None:
+            await previous.reply(200, p.encode_eio(p.NOOP).encode(), TEXT)  # one waiting GET at a time
+        waiter = session.waiter = _Waiter(reply, key)
+        waiter.timer = asyncio.get_running_loop().call_later(due, self._ping_due, session, waiter)
+        if held is not None:
+            await held()
+
+    async def _posted(self, session: Session, body: bytes, reply: Reply) -> None:
+        try:
+            packets = p.decode_payload(body.decode())
+        except (UnicodeDecodeError, p.PacketError):
+            await reply(*BAD_REQUEST)
+            return
+        for packet_type, data in packets:
+            if packet_type == p.MESSAGE:
+                await self.receive(session, data)
+            elif packet_type == p.CLOSE:
+                await self.disconnect(session)
+                break
+        await reply(200, b"ok", HTML)
+
+    def _ping_due(self, session: Session, waiter: _Waiter) -> None:
+        if session.waiter is waiter:
+            session.waiter = None
+            session.ping_sent_at = time.time()
+            keep(asyncio.get_running_loop().create_task(waiter.reply(200, b"2", TEXT)))
+
+    def _stop_waiting(self, session: Session) -> _Waiter | None:
+        waiter, session.waiter = session.waiter, None
+        if waiter is not None and waiter.timer is not None:
+            waiter.timer.cancel()
+        return waiter
+
+    def stop_waiting(self, session: Session, key: str) -> None:
+        """The client of the GET waiting with ``key`` went away: packets wait for its next GET."""
+        if session.waiter is not None and session.waiter.key == key:
+            self._stop_waiting(session)
+            session.active_at = time.monotonic()
+
+    # --- websockets -----------------------------------------------------------------------------------------
+    async def take_over(self, sid: str) -> Session | None:
+        """The long-polling session ``sid`` in this process, for its websocket upgrade: taken over from
+        the process that owns it if need be; None if no process has it."""
+        await self.listening()
+        owner = self.owner_of(sid)
+        if owner is None:
+            return None
+        if sid in self.sessions:
+            return self.sessions[sid]
+        target = self.moved.get(sid, (owner,))[0]
+        if target == self.channel:
+            return None
+        answered: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+
+        async def handler(message: dict) -> None:
+            if not answered.done():
+                answered.set_result(message)
+
+        request_id = await self.ask(target, {"type": "eio.takeover", "sid": sid}, handler)
+        try:
+            message = await asyncio.wait_for(answered, self.forward_timeout)
+        except TimeoutError:
+            return None
+        finally:
+            self.pending.pop(request_id, None)
+        if message.get("state") is None:
+            return None
+        session = Session.taken_over(message["state"])
+        await self._adopt(session)
+        for namespace, room in session.rooms:
+            await self._bind(room_group(namespace, room), sid)
+        for namespace in list(session.namespaces):
+            try:
+                await self.namespaces[namespace].on_move(Socket(self, session, namespace))
+            except Exception:
+                logger.exception("move handler of %s failed", namespace)
+        return session
+
+    async def _hand_over(self, message: dict) -> None:
+        """Another process takes one of this process's sessions over: its state goes there, and
+        requests that still come here for it follow it for a while."""
+        sid = message["sid"]
+        session = self.sessions.get(sid)
+        state = None
+        if session is not None and session.transport == POLLING:
+            del self.sessions[sid]
+            self._anonymous.pop(sid, None)
+            self._connected(session)
+            for namespace, room in session.rooms:
+                await self._unbind(room_group(namespace, room), sid)
+            state = session.handover()
+            self.moved[sid] = (message["reply"], time.monotonic() + self.ping_interval + self.ping_timeout)
+            if (waiter := self._stop_waiting(session)) is not None:
+                await waiter.reply(200, p.encode_eio(p.NOOP).encode(), TEXT)
+        await self.layer.send(message["reply"], {"type": "eio.reply", "id": message["id"], "state": state})
+
+    async def upgraded(self, session: Session, sink: Sink) -> None:
+        """The client switched ``session`` to its websocket: what waited for polling goes there."""
+        session.transport = WEBSOCKET
+        session.sink = sink
+        self._anonymous.pop(session.sid, None)
+        session.ping_sent_at = time.time()
+        if (waiter := self._stop_waiting(session)) is not None:
+            await waiter.reply(200, p.encode_eio(p.NOOP).encode(), TEXT)
+        # A NOOP left from the probe was meant for a long-polling GET.
+        queued = [packet for packet in session.outbox if packet != p.encode_eio(p.NOOP)]
+        session.outbox, session.queued = [], 0
+        await sink.send_packets(queued)
+
+    async def probed(self, session: Session) -> None:
+        """The client probed its websocket: its waiting (or next) GET returns, so that it can switch."""
+        await self.send(session, [p.encode_eio(p.NOOP)])
+
+    def websockets(self) -> list[Session]:
+        return [session for session in self.sessions.values() if session.sink is not None]
 
     # --- Socket.IO packets from clients -------------------------------------------------------------------
-    async def receive(self, session: Session, data: str, sink: Sink | None = None) -> None:
+    async def receive(self, session: Session, data: str) -> None:
         """Handle the data of an Engine.IO MESSAGE packet from the client."""
         try:
             packet = p.decode_sio(data)
@@ -283,36 +653,34 @@ class Server:
             logger.info("session %s: ignored packet: %s", session.sid, exc)
             return
         if packet.type == p.CONNECT:
-            await self._connect(session, packet.namespace, sink)
+            await self._connect(session, packet.namespace)
         elif packet.namespace not in session.namespaces:
             return
         elif packet.type == p.DISCONNECT:
-            await self._leave_namespace(session, packet.namespace, sink)
+            await self._leave_namespace(session, packet.namespace)
             if not session.namespaces:
                 session.owner = ""
-            await database_sync_to_async(self.store.save)(session)
         elif packet.type == p.EVENT:
-            await self._event(session, packet, sink)
+            await self._event(session, packet)
 
-    async def _connect(self, session: Session, namespace: str, sink: Sink | None) -> None:
+    async def _connect(self, session: Session, namespace: str) -> None:
         handler = self.namespaces.get(namespace)
         if handler is None:
-            error = p.SioPacket(p.CONNECT_ERROR, namespace, {"message": "Invalid namespace"})
-            await self.send(session, [error.encode()], sink)
+            error_packet = p.SioPacket(p.CONNECT_ERROR, namespace, {"message": "Invalid namespace"})
+            await self.send(session, [error_packet.encode()])
             return
         if namespace not in session.namespaces:
             session.namespaces[namespace] = {"sid": new_id(), "state": {}}
-            await database_sync_to_async(self.store.save)(session)
-        socket = Socket(self, session, namespace, sink)
-        await self.send(session, [p.SioPacket(p.CONNECT, namespace, {"sid": socket.sid}).encode()], sink)
+            self._connected(session)
+        socket = Socket(self, session, namespace)
+        await self.send(session, [p.SioPacket(p.CONNECT, namespace, {"sid": socket.sid}).encode()])
         try:
             await handler.on_connect(socket)
         except Exception:
             logger.exception("connect handler of %s failed", namespace)
-        await database_sync_to_async(self.store.save)(session)
 
-    async def _event(self, session: Session, packet: p.SioPacket, sink: Sink | None) -> None:
-        socket = Socket(self, session, packet.namespace, sink)
+    async def _event(self, session: Session, packet: p.SioPacket) -> None:
+        socket = Socket(self, session, packet.namespace)
         event, args = cast(list, packet.data)[0], cast(list, packet.data)[1:]  # decode_sio checked it
         try:
             result = await self.namespaces[packet.namespace].on_event(socket, event, args)
@@ -322,26 +690,31 @@ class Server:
         if packet.ack_id is not None:
             data = list(result) if isinstance(result, list | tuple) else [] if result is None else [result]
             ack = p.SioPacket(p.ACK, packet.namespace, data, packet.ack_id)
-            await self.send(session, [ack.encode()], sink)
+            await self.send(session, [ack.encode()])
 
     # --- delivery ------------------------------------------------------------------------------------------
-    async def send(self, session: Session, packets: list[str], sink: Sink | None = None) -> None:
-        """Send Engine.IO packets to one session, wherever it is connected."""
-        if sink is not None:
-            await sink.send_packets(packets)
-        elif session.transport == WEBSOCKET:
-            await self.layer.group_send(
-                session_group(session.sid), {"type": "eio.packets", "packets": packets}
-            )
-        else:
-            await database_sync_to_async(self.store.push)(session.sid, packets)
-            await self._wake([session.sid])
+    async def send(self, session: Session, packets: list[str]) -> None:
+        """Send Engine.IO packets to a session of this process."""
+        await self._deliver(session, packets)
+
+    async def _deliver(self, session: Session, packets: list[str]) -> None:
+        if session.sink is not None:
+            await session.sink.send_packets(packets)
+            return
+        if (waiter := self._stop_waiting(session)) is not None:
+            await waiter.reply(200, p.encode_payload(packets).encode(), TEXT)
+            return
+        session.queued += sum(len(packet) for packet in packets)
+        if session.queued > self.max_queued:
+            logger.info("session %s did not fetch its packets; ended", session.sid)
+            await self.disconnect(session)
+            return
+        session.outbox += packets
 
     async def emit(self, event: str, data: object = None, *, room: str, namespace: str = "/") -> None:
         """Send an event to every socket of a room on every instance."""
         packet = p.event_packet(namespace, event, data)
-        polling = await database_sync_to_async(self.store.push_to_room)(namespace, room, packet)
-        await self._fan_out(namespace, room, packet, polling)
+        await self._fan_out(namespace, room, packet)
 
     def publish(self, event: str, data: object = None, *, room: str, namespace: str = "/") -> None:
         """``emit`` for synchronous code; in an event loop's thread it is scheduled instead."""
@@ -350,13 +723,12 @@ class Server:
         except RuntimeError:
             loop = None
         if loop is not None:
-            _keep(loop.create_task(self.emit(event, data, room=room, namespace=namespace)))
+            keep(loop.create_task(self.emit(event, data, room=room, namespace=namespace)))
             return
         packet = p.event_packet(namespace, event, data)
-        polling = self.store.push_to_room(namespace, room, packet)
         try:
             bridge.run(
-                lambda: self._fan_out(namespace, room, packet, polling),
+                lambda: self._fan_out(namespace, room, packet),
                 self.layer_alias,
                 timeout=self.publish_timeout,
             )
@@ -371,46 +743,20 @@ class Server:
         ``timeout`` seconds (pass ``publish_timeout`` within a request)."""
         return bridge.run(call, self.layer_alias, timeout=timeout)
 
-    async def _fan_out(self, namespace: str, room: str, packet: str, polling: list[str]) -> None:
-        layer = self.layer
-        await layer.group_send(room_group(namespace, room), {"type": "eio.packets", "packets": [packet]})
-        if polling:
-            await self._wake(polling)
-
-    async def _wake(self, sids: list[str]) -> None:
-        """Tell the GETs waiting for ``sids``, in whichever process, that packets were queued."""
-        await self.layer.group_send(PROCESSES, {"type": "eio.wake", "sids": sids})
-
-    async def _pass_wake_ups(self) -> None:
-        """This process's end of ``PROCESSES``: wake-ups go on to the GETs waiting here."""
-        layer = self.layer
-        channel = await layer.new_channel()
-        await layer.group_add(PROCESSES, channel)
-        self.listening.set()
-        while True:
-            try:
-                message = await layer.receive(channel)
-                for sid in message.get("sids", ()):
-                    if (waiting := self.waiting_polls.get(sid)) is not None:
-                        await layer.send(waiting, WAKE)
-            except StopConsumer:
-                return  # the layer was closed: the process is stopping
-            except Exception:
-                # A GET not woken still returns at its ping; the next wake-ups must get through.
-                logger.exception("passing on a wake-up failed")
-                await asyncio.sleep(1)
+    async def _fan_out(self, namespace: str, room: str, packet: str) -> None:
+        group = room_group(namespace, room)
+        await self.layer.group_send(group, {"type": "eio.packets", "group": group, "packets": [packet]})
 
     # --- housekeeping ----------------------------------------------------------------------------------
     def ensure_housekeeping(self) -> None:
-        """Start the periodic sweep on the running loop (once per loop)."""
+        """Start the periodic work on the running loop (once per loop): heartbeat round, pings."""
         loop = asyncio.get_running_loop()
         if self._housekeeping_loop is not loop:
             self._housekeeping_loop = loop
-            self.listening = asyncio.Event()
-            _keep(loop.create_task(self._housekeeping_forever()))
-            _keep(loop.create_task(self._pass_wake_ups()))
+            keep(loop.create_task(self._housekeeping_forever()))
+            keep(loop.create_task(self._ping_forever()))
             if self.layer_reconnected is not None:
-                _keep(loop.create_task(self._watch_broker()))
+                keep(loop.create_task(self._watch_broker()))
 
     async def _watch_broker(self) -> None:
         """Run ``layer_reconnected`` each time the layer's broker connection comes back (a layer without
@@ -454,56 +800,73 @@ class Server:
                 logger.exception("socket housekeeping failed")
             await asyncio.sleep(min(self.housekeeping_interval, self.ping_interval))
 
+    async def _ping_forever(self) -> None:
+        """One loop for all the sessions of this process: PINGs to websockets (the long-polling ones
+        get theirs from their waiting GET), and the end of silent or expired sessions."""
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            for session in list(self.sessions.values()):
+                try:
+                    await self._check(session)
+                except Exception:
+                    logger.exception("pinging session %s failed", session.sid)
+            now = time.monotonic()
+            self.moved = {sid: moved for sid, moved in self.moved.items() if moved[1] > now}
+
+    async def _check(self, session: Session) -> None:
+        now = time.time()
+        if session.expires_at is not None and now >= session.expires_at:
+            await self.drop(session)  # an unauthenticated session's time is up
+        elif session.sink is not None:
+            if not session.pong_due:
+                session.pong_due, session.ping_sent_at = True, now
+                await session.sink.send_packets([p.encode_eio(p.PING)])
+            elif now - session.ping_sent_at >= self.ping_timeout:
+                await self.drop(session)
+        elif session.waiter is None and time.monotonic() - session.active_at > (
+            self.ping_interval + self.ping_timeout
+        ):
+            await self.disconnect(session)  # a long-polling client gone silent
+
+    def ponged(self, session: Session) -> None:
+        session.pong_due = False
+
     async def beat(self) -> None:
         """Record that this process is alive: one write whatever the number of its sessions. If
-        another process took it for dead meanwhile (it stalled), its sessions were ended there: its
-        websockets are dropped, and their clients connect again afresh."""
-        known = await database_sync_to_async(self.store.beat)(self.process)
+        another process took it for dead meanwhile (it stalled), what it kept of its connections was
+        ended there: its sessions end, and their clients connect again afresh."""
+        if self.liveness is None:
+            return
+        known = await database_sync_to_async(self.liveness.beat)(self.process)
         if not known and self._beaten:
-            logger.warning(
-                "this process was taken for dead; dropping its %d websockets", len(self.local_websockets)
-            )
-            for sink in list(self.local_websockets.values()):
-                await sink.close()
+            logger.warning("this process was taken for dead; ending its %d sessions", len(self.sessions))
+            for session in list(self.sessions.values()):
+                await self.drop(session)
         self._beaten = True
 
     async def sweep(self) -> None:
-        """Revoke the sessions ``verify`` finds (this process's websockets, and the long-polling ones,
-        which no process holds); end sessions nobody serves any more (a long-polling client gone
-        silent, or the websockets of a process that died)."""
-        if self.verify is not None:
-            await self._verify()
-        before = time.time() - (2 * self.ping_interval + self.ping_timeout)
-        for process in await database_sync_to_async(self.store.silent_processes)(before):
-            for sid in await database_sync_to_async(self.store.bury)(process, before):
-                await self._end(sid)
-        for sid in await database_sync_to_async(self.store.idle)(before):
-            await self._end(sid, idle_before=before)
-        # Websockets of this process whose ending failed (the database was away, say).
-        for sid in await database_sync_to_async(self.store.held)(self.process, before):
-            await self._end(sid)
-
-    async def _end(self, sid: str, idle_before: float | None = None) -> None:
-        session = await database_sync_to_async(self.store.get)(sid)
-        if session is not None and sid not in self.local_websockets:
-            await self.disconnect(session, idle_before=idle_before)
-
-    async def _verify(self) -> None:
-        held = {sid: sink for sid, sink in self.local_websockets.items() if sink.session.owner}
-        polling = await database_sync_to_async(lambda: self.store.owned(transport=POLLING))()
-        sessions = {session.sid: session for session in polling} | {
-            sid: sink.session for sid, sink in held.items()
-        }
-        if not sessions:
+        """Revoke the sessions of this process that ``verify`` finds (one call for all), and bury the
+        processes that fell silent."""
+        await self._verify([session for session in self.sessions.values() if session.owner])
+        if self.liveness is None:
             return
-        for sid, event in (await database_sync_to_async(self.verify)(list(sessions.values()))).items():
-            await self.revoke(sessions[sid], event, held.get(sid))
+        before = time.time() - (2 * self.ping_interval + self.ping_timeout)
+        for process in await database_sync_to_async(self.liveness.silent)(before):
+            if await database_sync_to_async(self.liveness.bury)(process, before):
+                logger.warning("server process %s fell silent; its connections ended", process)
+
+    async def _verify(self, sessions: list[Session]) -> None:
+        if self.verify is None or not sessions:
+            return
+        for sid, event in (await database_sync_to_async(self.verify)(sessions)).items():
+            if (session := self.sessions.get(sid)) is not None:
+                await self.revoke(session, event)
 
 
-_tasks: set[asyncio.Task] = set()
+_running: set[asyncio.Task] = set()
 
 
-def _keep(task: asyncio.Task) -> None:
+def keep(task: asyncio.Task) -> None:
     """Hold a reference to a background task until it finishes."""
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
+    _running.add(task)
+    task.add_done_callback(_running.discard)

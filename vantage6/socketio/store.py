@@ -1,65 +1,95 @@
-"""Where sessions live: a store every server instance can reach (see ``SessionStore``)."""
+"""What a session is (``Session``, in the memory of its owning process) and what the database keeps of
+the server processes (``Liveness``)."""
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from typing import Any
 
 POLLING, WEBSOCKET = "polling", "websocket"
 
 
-@dataclass
 class Session:
-    """One Engine.IO session and the Socket.IO namespaces connected over it."""
+    """One Engine.IO session and the Socket.IO namespaces connected over it.
 
-    sid: str
-    transport: str
-    # What the application kept of the handshake (see ``Server``'s ``authenticate``); never a secret.
-    auth: dict = field(default_factory=dict)
-    # {namespace: {"sid": socket id, "state": application data}}
-    namespaces: dict[str, dict] = field(default_factory=dict)
-    # An application key of who is connected (e.g. "user:5"), to find the other sessions of one client.
-    owner: str = ""
-    ping_sent_at: float | None = None
-    # Sessions of unauthenticated clients end at this time (epoch seconds); see ``local``.
-    expires_at: float | None = None
-    # The server process holding its websocket (none for long-polling: any process serves it).
-    process: str = ""
+    It lives in the process that answered its handshake (or took over its websocket upgrade); slots
+    and no per-session copy of the handshake keep an idle websocket small.
+    """
+
+    __slots__ = (
+        "active_at",
+        "auth",
+        "expires_at",
+        "namespaces",
+        "outbox",
+        "owner",
+        "ping_sent_at",
+        "pong_due",
+        "queued",
+        "rooms",
+        "sid",
+        "sink",
+        "transport",
+        "waiter",
+    )
+
+    def __init__(
+        self,
+        sid: str,
+        transport: str,
+        auth: dict | None = None,
+        *,
+        owner: str = "",
+        expires_at: float | None = None,
+    ) -> None:
+        self.sid = sid
+        self.transport = transport
+        # What the application kept of the handshake (see ``Server``'s ``authenticate``); never a secret.
+        self.auth: dict = auth or {}
+        # {namespace: {"sid": socket id, "state": application data}}
+        self.namespaces: dict[str, dict] = {}
+        # An application key of who is connected (e.g. "user:5").
+        self.owner = owner
+        self.ping_sent_at = time.time()
+        self.pong_due = False  # a websocket's PING is unanswered
+        self.active_at = time.monotonic()
+        # Sessions of unauthenticated clients end at this time (epoch seconds).
+        self.expires_at = expires_at
+        # (namespace, room) pairs, few per session: a list is smaller than a set.
+        self.rooms: list[tuple[str, str]] = []
+        self.outbox: list[str] = []  # packets for the next long-polling GET
+        self.queued = 0  # characters in the outbox
+        self.sink: Any = None  # the websocket consumer, once upgraded
+        self.waiter: Any = None  # the long-polling GET waiting for packets
+
+    def handover(self) -> dict:
+        """What another process needs to take the session over (it travels over the channel layer)."""
+        return {
+            "sid": self.sid,
+            "transport": self.transport,
+            "auth": self.auth,
+            "namespaces": self.namespaces,
+            "owner": self.owner,
+            "expires_at": self.expires_at,
+            "rooms": [list(room) for room in self.rooms],
+            "outbox": self.outbox,
+        }
+
+    @classmethod
+    def taken_over(cls, state: dict) -> Session:
+        session = cls(state["sid"], state["transport"], state["auth"], owner=state["owner"])
+        session.expires_at = state["expires_at"]
+        session.namespaces = state["namespaces"]
+        session.rooms = [(namespace, room) for namespace, room in state["rooms"]]
+        session.outbox = list(state["outbox"])
+        session.queued = sum(len(packet) for packet in session.outbox)
+        return session
 
 
-class SessionStore(ABC):
-    """Shared state of the sessions. Methods are synchronous (database-style); callers in an event
-    loop run them in a thread."""
-
-    @abstractmethod
-    def create(self, session: Session) -> None: ...
-
-    @abstractmethod
-    def get(self, sid: str) -> Session | None: ...
-
-    @abstractmethod
-    def save(self, session: Session) -> None:
-        """Store the namespaces and the owner of a session."""
-
-    @abstractmethod
-    def set_transport(self, sid: str, transport: str, process: str = "") -> None: ...
-
-    @abstractmethod
-    def touch(self, sids: list[str], *, ping_sent: bool = False) -> None:
-        """Record activity of live sessions (and optionally that a PING was just sent)."""
-
-    @abstractmethod
-    def claim(self, sid: str, *, idle_before: float | None = None) -> bool:
-        """Delete a session (only if idle since ``idle_before`` when given); True for the one caller
-        that deleted it, so that disconnect handling runs once across instances."""
-
-    @abstractmethod
-    def idle(self, before: float) -> list[str]:
-        """Sessions no process holds (long-polling) without activity since ``before``."""
-
-    @abstractmethod
-    def held(self, process: str, before: float) -> list[str]:
-        """Websocket sessions ``process`` held since before ``before`` (to find those it lost)."""
+class Liveness(ABC):
+    """The liveness rows of the server processes, shared by all instances. Methods are synchronous
+    (database-style); callers in an event loop run them in a thread."""
 
     @abstractmethod
     def beat(self, process: str) -> bool:
@@ -67,44 +97,11 @@ class SessionStore(ABC):
         beat, and after another process took it for dead)."""
 
     @abstractmethod
-    def silent_processes(self, before: float) -> list[str]:
+    def silent(self, before: float) -> list[str]:
         """Processes without a beat since ``before``."""
 
     @abstractmethod
-    def bury(self, process: str, before: float) -> list[str]:
-        """Forget ``process`` if it is still silent since ``before`` (checked again, for a process
-        that was only stalled); the sids of the sessions it held, or none if it beat meanwhile."""
-
-    @abstractmethod
-    def join(self, sid: str, namespace: str, room: str) -> None: ...
-
-    @abstractmethod
-    def leave(self, sid: str, namespace: str, room: str) -> None: ...
-
-    @abstractmethod
-    def rooms(self, sid: str) -> list[tuple[str, str]]:
-        """(namespace, room) pairs the session is in."""
-
-    @abstractmethod
-    def push_to_room(self, namespace: str, room: str, packet: str) -> list[str]:
-        """Queue ``packet`` for every long-polling session in the room; their sids."""
-
-    @abstractmethod
-    def push(self, sid: str, packets: list[str]) -> None:
-        """Queue packets for the next long-polling GET of a session."""
-
-    @abstractmethod
-    def pop(self, sid: str) -> list[str]:
-        """Take the queued packets of a session, oldest first."""
-
-    @abstractmethod
-    def has_owner(self, owner: str, *, besides: str) -> bool:
-        """Whether ``owner`` has a session other than ``besides``."""
-
-    @abstractmethod
-    def owned(self, *, transport: str | None = None, owners: list[str] | None = None) -> list[Session]:
-        """Sessions with an owner (one of ``owners`` when given), of ``transport`` when given."""
-
-    @abstractmethod
-    def release(self, sid: str, owner: str) -> bool:
-        """Clear the owner of a session if it is ``owner``; True for the one caller that did."""
+    def bury(self, process: str, before: float) -> bool:
+        """Forget ``process`` if it is still silent since ``before`` (checked again in the same
+        statement, for a process that was only stalled), with what the application kept of its
+        connections; True for the one caller that did."""

@@ -1,4 +1,4 @@
-"""Mark silent nodes offline and end socket sessions that no server instance serves any more.
+"""Mark silent nodes offline and bury the server processes that stopped beating (their connections end).
 
 Every running instance does this by itself; the command is for when none runs (e.g. after a crash,
 before a restart) or for a scheduler.
@@ -10,7 +10,7 @@ from nodes.consumers import mark_silent_nodes_offline, server
 
 
 class Command(BaseCommand):
-    help = "Mark nodes offline whose heartbeats stopped, and end abandoned socket sessions."
+    help = "Mark nodes offline whose heartbeats stopped, and bury server processes that stopped beating."
 
     def handle(self, *_args, **_options) -> None:
         offline = mark_silent_nodes_offline()

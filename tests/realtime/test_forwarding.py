@@ -1,0 +1,139 @@
+"""A long-polling request that lands on a process which does not own the session is answered by the
+owner, through the channel layer; an owner that does not answer (it died) makes the session unknown
+within a bound, so that the client starts over."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from channels.testing import HttpCommunicator
+
+from nodes.consumers import TasksNamespace, handshake_auth
+from nodes.events import TASKS_NAMESPACE, collaboration_room
+from nodes.models import SocketConnection
+from tests.realtime.helpers import in_memory, token
+from vantage6.socketio import packets as p
+from vantage6.socketio.consumers import PollingConsumer
+from vantage6.socketio.server import Namespace, Server
+from vantage6.socketio.store import Session
+
+SECRET = b"the deployment's secret"
+
+
+def _server() -> Server:
+    return Server(namespaces={"/tasks": Namespace()}, secret=SECRET, forward_timeout=0.5)
+
+
+def _get(server: Server, sid: str) -> HttpCommunicator:
+    path = f"/socket.io/?EIO=4&transport=polling&sid={sid}"
+    return HttpCommunicator(PollingConsumer.as_asgi(server=server), "GET", path)
+
+
+@pytest.mark.django_db  # the handshake's check may use the database
+def test_a_get_on_another_process_waits_there_for_the_owners_packets():
+    owner, other = _server(), _server()
+
+    async def scenario() -> tuple[dict, float]:
+        session, _ = await owner.open_session("polling", {})
+        await other.listening()
+        started = time.monotonic()
+        response = asyncio.create_task(_get(other, session.sid).get_response(timeout=5))
+        await asyncio.sleep(1)  # longer than the forward bound: the owner holds the GET
+        await owner.send(session, [p.event_packet("/tasks", "hello")])
+        return await response, time.monotonic() - started
+
+    response, elapsed = in_memory(scenario)
+
+    assert (response["status"], response["body"]) == (200, b'42/tasks,["hello"]')
+    assert elapsed >= 1
+
+
+@pytest.mark.django_db  # the handshake's check may use the database
+def test_a_request_for_a_session_of_a_dead_process_is_unknown_within_the_bound():
+    dead, survivor = _server(), _server()
+
+    async def scenario() -> tuple[dict, float]:
+        await survivor.listening()
+        dead.channel = await survivor.layer.new_channel()  # nobody reads it any more
+        sid = dead._new_sid()
+        started = time.monotonic()
+        return await _get(survivor, sid).get_response(timeout=5), time.monotonic() - started
+
+    response, elapsed = in_memory(scenario)
+
+    assert response["status"] == 400
+    assert json.loads(response["body"]) == {"code": 1, "message": "Session ID unknown"}
+    assert 0.5 <= elapsed < 2
+
+
+@pytest.mark.django_db  # the handshake's check may use the database
+def test_a_sid_signed_with_another_secret_is_not_forwarded():
+    other = _server()
+    stranger = Server(namespaces={"/tasks": Namespace()}, secret=b"another deployment")
+    sent: list[dict] = []
+
+    async def scenario() -> dict:
+        session, _ = await stranger.open_session("polling", {})
+        await other.listening()
+        layer = other.layer
+        send = layer.send
+
+        async def counted(channel: str, message: dict) -> None:
+            sent.append(message)
+            await send(channel, message)
+
+        layer.send = counted
+        return await _get(other, session.sid).get_response(timeout=5)
+
+    response = in_memory(scenario)
+
+    assert response["status"] == 400 and json.loads(response["body"])["code"] == 1
+    assert sent == []
+
+
+def _node_server() -> Server:
+    return Server(
+        namespaces={TASKS_NAMESPACE: TasksNamespace()},
+        authenticate=handshake_auth,
+        secret=SECRET,
+        forward_timeout=0.5,
+    )
+
+
+@pytest.mark.django_db(transaction=True)  # database_sync_to_async closes a connection inside one
+def test_an_upgrade_on_another_process_takes_the_session_over_with_its_rooms(world):
+    owner, other = _node_server(), _node_server()
+    room = collaboration_room(world.collab_ab.pk)
+
+    async def scenario() -> tuple[str, Session, list[str], dict]:
+        session, _ = await owner.open_session("polling", {"authorization": f"Bearer {token(world.node_a)}"})
+        await owner.receive(session, f"0{TASKS_NAMESPACE},{{}}")  # connected over polling: in its rooms
+        session.outbox.clear()
+        await other.listening()
+        taken = await other.take_over(session.sid)
+        await other.emit("new_task", {"id": 7}, room=room, namespace=TASKS_NAMESPACE)
+        await asyncio.sleep(0.2)
+        # A request that still reaches the first process follows the session.
+        late = await _get(owner, session.sid).get_response(timeout=5)
+        return session.sid, taken, owner_state(owner), late
+
+    def owner_state(server: Server) -> list[str]:
+        return [*server.sessions, *server.room_members]
+
+    sid, taken, left, late = in_memory(scenario)
+
+    assert taken.sid == sid and taken.namespaces[TASKS_NAMESPACE]["state"]["kind"] == "node"
+    assert sorted(room for _, room in taken.rooms) == sorted(
+        ["all_nodes", room, f"{room}_organization_{world.org_a.pk}"]
+    )
+    assert left == []  # the first process keeps nothing of it
+    assert other.sessions == {sid: taken}
+    assert late["status"] == 200
+    assert late["body"].decode().split(p.RECORD_SEPARATOR) == [
+        f'42{TASKS_NAMESPACE},["sync"]',  # it may have missed an event while it moved
+        f'42{TASKS_NAMESPACE},["new_task",{{"id":7}}]',
+    ]
+    assert SocketConnection.objects.get(identity_id=world.node_a.pk).process == other.process
