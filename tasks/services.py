@@ -36,7 +36,7 @@ from tasks.models import (
 )
 from tasks.serializers import database_parameters
 from vantage6.api.errors import ApiError, bad_request, not_found
-from vantage6.api.sql import CompiledRows, PkLookup
+from vantage6.api.sql import CompiledInsert, CompiledRows, CompiledUpdate, PkLookup
 
 CONTAINER_TOKEN_INVALID = "Container-token is not valid"
 
@@ -365,6 +365,10 @@ _runs_of_task = CompiledRows(
     "task",
 )
 _run_with_task_locked = PkLookup(lambda: Run.objects.select_for_update(of=("task",)).select_related("task"))
+# What a run update and a port write, written once (the ORM would build each statement per request).
+_save_run = CompiledUpdate(Run, ["started_at", "finished_at", "result", "log", "status"])
+_save_task_status = CompiledUpdate(Task, ["status", "finished_at"])
+_insert_port = CompiledInsert(AlgorithmPort, ["run", "port", "label"])
 
 
 @transaction.atomic
@@ -394,7 +398,7 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     run.result = data.get("result")
     run.log = data.get("log")
     run.status = status
-    run.save(update_fields=["started_at", "finished_at", "result", "log", "status"])
+    _save_run(run)
     runs[run.pk] = [status, run.started_at, run.finished_at]
 
     if is_finished(status) and status != TaskStatus.COMPLETED:
@@ -418,7 +422,7 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     new = task_status((status, finished_at) for status, _, finished_at in runs.values())
     if new != (task.status, task.finished_at):
         task.status, task.finished_at = new
-        task.save(update_fields=["status", "finished_at"])
+        _save_task_status(task)
     audit(principal, "run.update", run, status=status)
     return run
 
@@ -437,7 +441,7 @@ def _run_of_node(principal: Principal, run_id: int) -> Run:
 @transaction.atomic
 def port_create(*, principal: Principal, run_id: int, port: int, label: str | None) -> AlgorithmPort:
     run = _run_of_node(principal, run_id)
-    algorithm_port = AlgorithmPort.objects.create(run=run, port=port, label=label)
+    algorithm_port = cast(AlgorithmPort, _insert_port(run=run, port=port, label=label))
     audit(principal, "port.create", algorithm_port)
     return algorithm_port
 
