@@ -243,10 +243,15 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
 def _known_databases(task: Task, databases: list[TaskDatabase]) -> None:
     """``task.databases.all()`` gives ``databases`` (as written, in id order) without a query, as if
     prefetched: the answer to the creation shows them."""
-    queryset = task.databases.all()  # filled in as Django's prefetching fills it
-    queryset._result_cache = databases
-    queryset._prefetch_done = True  # type: ignore[attr-defined]
-    task._prefetched_objects_cache = {"databases": queryset}  # type: ignore[attr-defined]
+    _known_related(task, "databases", databases)
+
+
+def _known_related(obj: Any, name: str, objects: list) -> None:
+    """``obj.<name>.all()`` (a reverse foreign key) gives ``objects`` without a query, as if prefetched."""
+    queryset = getattr(obj, name).all()  # filled in as Django's prefetching fills it
+    queryset._result_cache = objects
+    queryset._prefetch_done = True
+    obj._prefetched_objects_cache = {**getattr(obj, "_prefetched_objects_cache", {}), name: queryset}
 
 
 # --- kill and delete -----------------------------------------------------------------------------------
@@ -369,6 +374,10 @@ _run_with_task_locked = PkLookup(lambda: Run.objects.select_for_update(of=("task
 _save_run = CompiledUpdate(Run, ["started_at", "finished_at", "result", "log", "status"])
 _save_task_status = CompiledUpdate(Task, ["status", "finished_at"])
 _insert_port = CompiledInsert(AlgorithmPort, ["run", "port", "label"])
+_PORT_FIELDS = ("id", "run_id", "port", "label")
+_ports_of_run = CompiledRows(
+    lambda run: AlgorithmPort.objects.filter(run_id=run).values_list(*_PORT_FIELDS), "run"
+)
 
 
 @transaction.atomic
@@ -424,6 +433,11 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
         task.status, task.finished_at = new
         _save_task_status(task)
     audit(principal, "run.update", run, status=status)
+    # The answer shows the run's ports: read with SQL built once, not by the serializer's ORM query.
+    alias = run._state.db
+    _known_related(
+        run, "ports", [AlgorithmPort.from_db(alias, _PORT_FIELDS, row) for row in _ports_of_run(run=run.pk)]
+    )
     return run
 
 

@@ -257,7 +257,29 @@ def joined(queryset: QuerySet, expression: Expression, separator: str = ",") -> 
     )
 
 
-class CompiledInsert:
+class _CompiledWrite:
+    """A statement writing ``fields`` of one row of ``model``, its SQL written once per database backend."""
+
+    def __init__(self, model: type[Model], fields: Sequence[str]) -> None:
+        meta = model._meta
+        assert meta.pk is not None
+        self.model = model
+        self.fields = [cast(Field, meta.get_field(name)) for name in fields]
+        self.table, self.pk_column = meta.db_table, cast(str, meta.pk.column)
+        self.columns = [cast(str, field.column) for field in self.fields]
+        self._sql: dict[str, str] = {}
+
+    def _build(self, connection: BaseDatabaseWrapper) -> str:
+        raise NotImplementedError
+
+    def sql(self, connection: BaseDatabaseWrapper) -> str:
+        sql = self._sql.get(connection.vendor)
+        if sql is None:
+            sql = self._sql[connection.vendor] = self._build(connection)
+        return sql
+
+
+class CompiledInsert(_CompiledWrite):
     """``Model.objects.create(**values)`` for one row of ``fields``, its SQL written once per database
     backend: the hot writes (audit records, ports) skip building an ``InsertQuery`` on every call.
 
@@ -266,30 +288,21 @@ class CompiledInsert:
     receivers). Gives the saved instance, its primary key set.
     """
 
-    def __init__(self, model: type[Model], fields: Sequence[str]) -> None:
-        self.model = model
-        self.fields = [model._meta.get_field(name) for name in fields]
-        self._sql: dict[str, str] = {}
-
     def _build(self, connection: BaseDatabaseWrapper) -> str:
         quote = connection.ops.quote_name
-        meta = self.model._meta
-        columns = ", ".join(quote(field.column) for field in self.fields)
-        values = ", ".join(["%s"] * len(self.fields))
-        sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({values})"
+        columns = ", ".join(quote(column) for column in self.columns)
+        values = ", ".join(["%s"] * len(self.columns))
+        sql = f"INSERT INTO {quote(self.table)} ({columns}) VALUES ({values})"
         if connection.features.can_return_columns_from_insert:
-            sql += f" RETURNING {quote(meta.pk.column)}"
+            sql += f" RETURNING {quote(self.pk_column)}"
         return sql
 
     def __call__(self, **values: object) -> Model:
         connection = connections[DEFAULT_DB_ALIAS]
-        sql = self._sql.get(connection.vendor)
-        if sql is None:
-            sql = self._sql[connection.vendor] = self._build(connection)
         instance = self.model(**values)
         params = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in self.fields]
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(self.sql(connection), params)
             pk = (
                 cursor.fetchone()[0]
                 if connection.features.can_return_columns_from_insert
@@ -301,32 +314,23 @@ class CompiledInsert:
         return instance
 
 
-class CompiledUpdate:
+class CompiledUpdate(_CompiledWrite):
     """``instance.save(update_fields=fields)`` for a fixed list of fields, its SQL written once per
     database backend (no ``UpdateQuery`` built on every call; no model signals, as ``CompiledInsert``).
     """
 
-    def __init__(self, model: type[Model], fields: Sequence[str]) -> None:
-        self.model = model
-        self.fields = [model._meta.get_field(name) for name in fields]
-        self._sql: dict[str, str] = {}
-
     def _build(self, connection: BaseDatabaseWrapper) -> str:
         quote = connection.ops.quote_name
-        meta = self.model._meta
-        columns = ", ".join(f"{quote(field.column)} = %s" for field in self.fields)
-        return f"UPDATE {quote(meta.db_table)} SET {columns} WHERE {quote(meta.pk.column)} = %s"
+        columns = ", ".join(f"{quote(column)} = %s" for column in self.columns)
+        return f"UPDATE {quote(self.table)} SET {columns} WHERE {quote(self.pk_column)} = %s"
 
     def __call__(self, instance: Model) -> None:
         connection = connections[DEFAULT_DB_ALIAS]
-        sql = self._sql.get(connection.vendor)
-        if sql is None:
-            sql = self._sql[connection.vendor] = self._build(connection)
         params = [
             field.get_db_prep_save(field.pre_save(instance, False), connection) for field in self.fields
         ]
         params.append(instance.pk)
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(self.sql(connection), params)
             if cursor.rowcount != 1:
                 raise DatabaseError(f"{self.model.__name__} id={instance.pk} was not updated")
