@@ -271,6 +271,18 @@ def _lock_tasks(tasks: Q) -> dict[int, str]:
     return dict(Task.objects.select_for_update().filter(tasks).order_by("id").values_list("id", "status"))
 
 
+# _lock_tasks for a task and its direct children (a kill), compiled once per connection.
+_lock_family = CompiledRows(
+    lambda task: (
+        Task.objects.select_for_update()
+        .filter(Q(pk=task) | Q(parent_id=task))
+        .order_by("id")
+        .values_list("id", "status")
+    ),
+    "task",
+)
+
+
 def _store_task_status(runs: list[tuple[int, str, datetime | None]]) -> None:
     """Store the status of the tasks of these ``(task id, status, finished_at)`` rows: all the runs of
     each, as they are now."""
@@ -281,7 +293,10 @@ def _store_task_status(runs: list[tuple[int, str, datetime | None]]) -> None:
     for task_id, rows in by_task.items():
         status, finished_at = task_status(rows)
         tasks.append(Task(pk=task_id, status=status, finished_at=finished_at))
-    Task.objects.bulk_update(tasks, ["status", "finished_at"])
+    if len(tasks) == 1:
+        _save_task_status(tasks[0])  # the usual case, a task without subtasks: the statement built once
+    else:
+        Task.objects.bulk_update(tasks, ["status", "finished_at"])
 
 
 def _kill_runs(collaboration_id: int, task_ids: list[int], *, mark: bool) -> int:
@@ -320,7 +335,7 @@ def _kill_runs(collaboration_id: int, task_ids: list[int], *, mark: bool) -> int
 @transaction.atomic
 def task_kill(*, principal: Principal, task: Task) -> None:
     """Stop the open runs of a task and of its direct children (the task must not be finished)."""
-    family = _lock_tasks(Q(pk=task.pk) | Q(parent_id=task.pk))
+    family = dict(_lock_family(task=task.pk))
     status = family.get(task.pk)
     if status is None:
         raise not_found(f"Task id={task.pk} not found!")  # deleted meanwhile
