@@ -274,6 +274,7 @@ def write_cases(manifest: dict, n: int) -> dict:
     """Per write: a function giving the next (method, path, body, token); consuming writes get fresh
     rows, made here through the ORM."""
     from accounts.sessions import start_login
+    from accounts.tokens import container_token
     from nodes.models import Node
     from tasks.models import Run, Task
 
@@ -334,6 +335,31 @@ def write_cases(manifest: dict, n: int) -> dict:
     pools: dict = {}
     needed = 4 * n + 80  # warm-ups, measuring (WSGI and ASGI), counting, profiling
     complete, kill = fresh_runs(needed), fresh_tasks(needed)
+    # A container of the first node, running a run of a task to the 5 organizations (its subtasks).
+    parent = Task.objects.get(pk=next(fresh_tasks(1)))
+    Run.objects.bulk_create(Run(task=parent, organization_id=org, input="") for org in orgs[1:])
+    container = container_token(
+        {
+            "client_type": "container",
+            "node_id": node.pk,
+            "organization_id": orgs[0],
+            "collaboration_id": collab,
+            "study_id": None,
+            "store_id": None,
+            "task_id": parent.pk,
+            "image": parent.image,
+            "databases": [],
+        }
+    )
+    subtask_body = json.dumps(
+        {
+            "name": "sub",
+            "image": parent.image,
+            "collaboration_id": collab,
+            "organizations": [{"id": orgs[0], "input": "eyJhIjogMX0="}],
+            "databases": [{"label": "default"}],
+        }
+    ).encode()
 
     def nth(items: list, key: str):
         pools[key] = pools.get(key, -1) + 1
@@ -347,6 +373,7 @@ def write_cases(manifest: dict, n: int) -> dict:
             "PATCH", f"/api/run/{next(complete)}", completion, node_token
         ),
         "POST /api/task (5 organizations)": lambda: ("POST", "/api/task", task_body, root),
+        "POST /api/task (container subtask)": lambda: ("POST", "/api/task", subtask_body, container),
         "POST /api/port": lambda: (
             "POST", "/api/port", json.dumps({"port": 8080, "run_id": nth(runs, "port")}).encode(), node_token
         ),

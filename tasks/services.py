@@ -104,10 +104,22 @@ def _check_node_policies(principal: Principal, nodes: list[Node]) -> None:
             )
 
 
+_task_by_pk = PkLookup(lambda: Task.objects.all())
+# The organizations of a collaboration, by its membership rows.
+_members_of = CompiledRows(
+    lambda collaboration: Collaboration.organizations.through.objects.filter(
+        collaboration_id=collaboration
+    ).values_list("organization_id"),
+    "collaboration",
+)
+_save_job_id = CompiledUpdate(Task, ["job_id"])
+
+
 def _check_container(principal: Principal, collaboration: Collaboration, image: str) -> Task:
     """The parent task of a container's subtask; 401 unless the token may create it."""
     claims = principal.claims
-    parent = Task.objects.filter(pk=cast(int, claims.get("task_id"))).first()
+    task_id = claims.get("task_id")
+    parent = _task_by_pk(task_id) if isinstance(task_id, int) else None
     principal.require(
         parent is not None
         and image.endswith(str(claims.get("image")))
@@ -182,7 +194,7 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     """Create a task, its database entries and one run per organization (POST /task checks, in order)."""
     collaboration, study = _collaboration_and_study(principal, data)
     org_ids = [entry["id"] for entry in data["organizations"]]
-    members = set(collaboration.organizations.values_list("id", flat=True))
+    members = {org_id for (org_id,) in _members_of(collaboration=collaboration.pk)}
     _check_members(collaboration, study, org_ids, members)
     nodes = _target_nodes(collaboration, org_ids)
     if principal.is_user:
@@ -217,7 +229,7 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     if parent is None:
         # A top-level task starts a new job; its own id is unique and above every earlier job id.
         task.job_id = task.pk
-        Task.objects.filter(pk=task.pk).update(job_id=task.pk)
+        _save_job_id(task)
     databases = TaskDatabase.objects.bulk_create(
         TaskDatabase(task=task, database=entry["label"], parameters=database_parameters(entry))
         for entry in data.get("databases") or []
