@@ -602,16 +602,25 @@ def runs_cleanup_if_due(*, now: datetime | None = None) -> int | None:
 
 
 # --- what nodes report over their socket (registered with nodes.events at start-up) ---------------------
-def _reported_run(node: dict, data: object) -> Run | None:
-    """The run a node's report is about, if it is a run of that node."""
+# The run a node reports about, if it is a run of that node: its id, task, job and parent task, by SQL
+# built once (a node reports every status change of its runs over its socket).
+_run_of_reporter = CompiledRows(
+    lambda run, organization, collaboration: Run.objects.filter(
+        pk=run, organization_id=organization, task__collaboration_id=collaboration
+    ).values_list("id", "task_id", "task__job_id", "task__parent_id"),
+    "run",
+    "organization",
+    "collaboration",
+)
+
+
+def _reported_run(node: dict, data: object) -> tuple[int, int, int, int | None] | None:
+    """The run a node's report is about, if it is a run of that node: (id, task id, job id, parent id)."""
     run_id = data.get("run_id") if isinstance(data, dict) else None
     if not isinstance(run_id, int) or isinstance(run_id, bool):
         return None
-    return (
-        Run.objects.select_related("task")
-        .filter(pk=run_id, organization_id=node["org_id"], task__collaboration_id=node["collaboration_id"])
-        .first()
-    )
+    rows = _run_of_reporter(run=run_id, organization=node["org_id"], collaboration=node["collaboration_id"])
+    return rows[0] if rows else None
 
 
 def run_status_reported(node: dict, data: object) -> dict | None:
@@ -619,15 +628,16 @@ def run_status_reported(node: dict, data: object) -> dict | None:
     run = _reported_run(node, data)
     if run is None:
         return None
+    run_id, task_id, job_id, parent_id = run
     return {
         "status": cast(dict, data).get("status"),  # a dict: _reported_run found its run_id
-        "run_id": run.pk,
-        "task_id": run.task_id,
-        "job_id": run.task.job_id,
+        "run_id": run_id,
+        "task_id": task_id,
+        "job_id": job_id,
         "collaboration_id": node["collaboration_id"],
         "node_id": node["id"],
         "organization_id": node["org_id"],
-        "parent_id": run.task.parent_id,
+        "parent_id": parent_id,
     }
 
 
@@ -635,10 +645,10 @@ def run_status_reported(node: dict, data: object) -> dict | None:
 def run_log_reported(node: dict, data: object) -> dict | None:
     """Append an ``algorithm_log`` line to its run's log; the event to relay."""
     log = data.get("log") if isinstance(data, dict) else None
-    run = _reported_run(node, data)
-    if not isinstance(log, str) or run is None:
+    reported = _reported_run(node, data)
+    if not isinstance(log, str) or reported is None:
         return None
-    run = Run.objects.select_for_update().get(pk=run.pk)
+    run = Run.objects.select_for_update().get(pk=reported[0])
     stored = run.log or ""
     run.log = stored + ("\n" if stored and not stored.endswith("\n") else "") + log
     run.save(update_fields=["log"])
