@@ -311,14 +311,20 @@ def _store_task_status(runs: list[tuple[int, str, datetime | None]]) -> None:
         Task.objects.bulk_update(tasks, ["status", "finished_at"])
 
 
+_RUN_KILL_FIELDS = ("id", "task_id", "organization_id", "status", "finished_at")
+_runs_to_kill = CompiledRows(
+    lambda task: Run.objects.filter(task_id=task).order_by("id").values_list(*_RUN_KILL_FIELDS), "task"
+)
+_mark_killed = CompiledUpdate(Run, ["status", "finished_at"])
+
+
 def _kill_runs(collaboration_id: int, task_ids: list[int], *, mark: bool) -> int:
     """Tell the nodes to stop the open runs of these (locked) tasks; mark them killed and store the
     tasks' new status. Never sends an empty kill list."""
-    runs = list(
-        Run.objects.filter(task_id__in=task_ids)
-        .order_by("id")
-        .values_list("id", "task_id", "organization_id", "status", "finished_at")
-    )
+    if len(task_ids) == 1:  # the usual case, a task without subtasks: SQL built once
+        runs = _runs_to_kill(task=task_ids[0])
+    else:
+        runs = list(Run.objects.filter(task_id__in=task_ids).order_by("id").values_list(*_RUN_KILL_FIELDS))
     kill_list = [
         {"task_id": task_id, "run_id": pk, "organization_id": org_id}
         for pk, task_id, org_id, status, end in runs
@@ -329,7 +335,7 @@ def _kill_runs(collaboration_id: int, task_ids: list[int], *, mark: bool) -> int
     if mark:
         now = timezone.now()
         killed = {entry["run_id"] for entry in kill_list}
-        Run.objects.filter(pk__in=killed).update(status=TaskStatus.KILLED, finished_at=now)
+        _mark_killed.rows(sorted(killed), [TaskStatus.KILLED, now])
         _store_task_status(
             [
                 (task_id, TaskStatus.KILLED, now) if pk in killed else (task_id, status, end)

@@ -152,3 +152,20 @@ def test_an_update_of_a_missing_row_fails(tasks):
     Run.objects.filter(pk=run.pk).delete()
     with pytest.raises(DatabaseError):
         save_run(run)
+
+
+def test_an_update_of_several_rows_compiled_once_writes_those_rows_only(tasks):
+    parent, _ = tasks
+    runs = [make_run(parent, parent.init_org) for _ in range(3)]
+    now = timezone.now()
+    assert save_run.rows([runs[0].pk, runs[2].pk], [now, "killed", "killed"]) == 2
+    assert save_run.rows([], [now, "x", "x"]) == 0
+    stored = {
+        run.pk: (run.started_at, run.log, run.status)
+        for run in Run.objects.filter(pk__in=[r.pk for r in runs])
+    }
+    assert stored == {
+        runs[0].pk: (now, "killed", "killed"),
+        runs[1].pk: (None, runs[1].log, runs[1].status),
+        runs[2].pk: (now, "killed", "killed"),
+    }

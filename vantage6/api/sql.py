@@ -320,9 +320,10 @@ class CompiledUpdate(_CompiledWrite):
     """
 
     def _build(self, connection: BaseDatabaseWrapper) -> str:
+        # Up to the key's condition, which each call completes.
         quote = connection.ops.quote_name
         columns = ", ".join(f"{quote(column)} = %s" for column in self.columns)
-        return f"UPDATE {quote(self.table)} SET {columns} WHERE {quote(self.pk_column)} = %s"
+        return f"UPDATE {quote(self.table)} SET {columns} WHERE {quote(self.pk_column)}"
 
     def __call__(self, instance: Model) -> None:
         connection = connections[DEFAULT_DB_ALIAS]
@@ -331,6 +332,20 @@ class CompiledUpdate(_CompiledWrite):
         ]
         params.append(instance.pk)
         with connection.cursor() as cursor:
-            cursor.execute(self.sql(connection), params)
+            cursor.execute(self.sql(connection) + " = %s", params)
             if cursor.rowcount != 1:
                 raise DatabaseError(f"{self.model.__name__} id={instance.pk} was not updated")
+
+    def rows(self, pks: Sequence[int], values: Sequence[object]) -> int:
+        """``filter(pk__in=pks).update(...)`` with the fields' ``values``; how many rows it changed."""
+        if not pks:
+            return 0
+        connection = connections[DEFAULT_DB_ALIAS]
+        params = [
+            field.get_db_prep_save(value, connection)
+            for field, value in zip(self.fields, values, strict=True)
+        ]
+        keys = ", ".join(["%s"] * len(pks))
+        with connection.cursor() as cursor:
+            cursor.execute(f"{self.sql(connection)} IN ({keys})", [*params, *pks])
+            return cursor.rowcount
