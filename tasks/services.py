@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, Q, TextField, Value, When
+from django.db.models import Case, F, Model, Q, TextField, Value, When
 from django.utils import timezone
 
 from accounts.models import User
@@ -115,6 +115,16 @@ _members_of = CompiledRows(
 _save_job_id = CompiledUpdate(Task, ["job_id"])
 
 
+def _all_fields(model: type[Model]) -> list[str]:
+    return [field.name for field in model._meta.concrete_fields if not field.primary_key]
+
+
+# The rows of a new task, written by SQL built once (all fields: the model's defaults apply as in create()).
+_insert_task = CompiledInsert(Task, _all_fields(Task))
+_insert_databases = CompiledInsert(TaskDatabase, _all_fields(TaskDatabase))
+_insert_runs = CompiledInsert(Run, _all_fields(Run))
+
+
 def _check_container(principal: Principal, collaboration: Collaboration, image: str) -> Task:
     """The parent task of a container's subtask; 401 unless the token may create it."""
     claims = principal.claims
@@ -213,7 +223,7 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     blob_store = blobs.blob_storage() is not None
     _check_inputs(collaboration, data["organizations"], blob_store)
 
-    task = Task.objects.create(
+    task = _insert_task(
         name=data.get("name") or "",
         description=data.get("description") or "",
         image=image,
@@ -230,22 +240,26 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
         # A top-level task starts a new job; its own id is unique and above every earlier job id.
         task.job_id = task.pk
         _save_job_id(task)
-    databases = TaskDatabase.objects.bulk_create(
-        TaskDatabase(task=task, database=entry["label"], parameters=database_parameters(entry))
-        for entry in data.get("databases") or []
+    databases = _insert_databases.many(
+        [
+            {"task": task, "database": entry["label"], "parameters": database_parameters(entry)}
+            for entry in data.get("databases") or []
+        ]
     )
     _known_databases(task, databases)
     now = timezone.now()
-    Run.objects.bulk_create(
-        Run(
-            task=task,
-            organization_id=entry["id"],
-            input=entry["input"],
-            assigned_at=now,
-            status=TaskStatus.PENDING,
-            blob_storage_used=blob_store,
-        )
-        for entry in data["organizations"]
+    _insert_runs.many(
+        [
+            {
+                "task": task,
+                "organization_id": entry["id"],
+                "input": entry["input"],
+                "assigned_at": now,
+                "status": TaskStatus.PENDING,
+                "blob_storage_used": blob_store,
+            }
+            for entry in data["organizations"]
+        ]
     )
     audit(principal, "task.create", task)
     emit("new_task", {"id": task.pk, "parent_id": task.parent_id}, room=collaboration_room(collaboration.pk))
@@ -488,7 +502,7 @@ def _run_of_node(principal: Principal, run_id: int) -> Run:
 @transaction.atomic
 def port_create(*, principal: Principal, run_id: int, port: int, label: str | None) -> AlgorithmPort:
     run = _run_of_node(principal, run_id)
-    algorithm_port = cast(AlgorithmPort, _insert_port(run=run, port=port, label=label))
+    algorithm_port = _insert_port(run=run, port=port, label=label)
     audit(principal, "port.create", algorithm_port)
     return algorithm_port
 

@@ -169,3 +169,22 @@ def test_an_update_of_several_rows_compiled_once_writes_those_rows_only(tasks):
         runs[1].pk: (None, runs[1].log, runs[1].status),
         runs[2].pk: (now, "killed", "killed"),
     }
+
+
+def test_a_multi_row_insert_compiled_once_writes_the_rows_bulk_create_writes(tasks):
+    parent, _ = tasks
+    org = parent.init_org
+    rows = [{"task": parent, "organization": org, "input": f"in-{i}", "status": "pending"} for i in range(3)]
+    expected = Run.objects.bulk_create(Run(**values) for values in rows)
+    insert_runs = CompiledInsert(Run, [f.name for f in Run._meta.concrete_fields if not f.primary_key])
+    with CaptureQueriesContext(connection) as queries:
+        written = insert_runs.many(rows)
+    assert len(queries) == 1
+    assert [run.input for run in written] == ["in-0", "in-1", "in-2"]
+    for run, reference in zip(written, expected, strict=True):
+        stored = Run.objects.get(pk=run.pk)
+        ignored = {"id", "assigned_at"}  # a default of the time of the insert
+        assert {k: v for k, v in fields(stored).items() if k not in ignored} == {
+            k: v for k, v in fields(Run.objects.get(pk=reference.pk)).items() if k not in ignored
+        }
+    assert insert_runs.many([]) == []

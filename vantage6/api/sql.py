@@ -257,10 +257,10 @@ def joined(queryset: QuerySet, expression: Expression, separator: str = ",") -> 
     )
 
 
-class _CompiledWrite:
+class _CompiledWrite(Generic[M]):
     """A statement writing ``fields`` of one row of ``model``, its SQL written once per database backend."""
 
-    def __init__(self, model: type[Model], fields: Sequence[str]) -> None:
+    def __init__(self, model: type[M], fields: Sequence[str]) -> None:
         meta = model._meta
         assert meta.pk is not None
         self.model = model
@@ -279,7 +279,7 @@ class _CompiledWrite:
         return sql
 
 
-class CompiledInsert(_CompiledWrite):
+class CompiledInsert(_CompiledWrite[M]):
     """``Model.objects.create(**values)`` for one row of ``fields``, its SQL written once per database
     backend: the hot writes (audit records, ports) skip building an ``InsertQuery`` on every call.
 
@@ -287,6 +287,8 @@ class CompiledInsert(_CompiledWrite):
     model apply, then ``get_db_prep_save``); model signals are not sent (none of its models has
     receivers). Gives the saved instance, its primary key set.
     """
+
+    BATCH = 500  # rows per statement of ``many`` (well below the databases' limits of parameters)
 
     def _build(self, connection: BaseDatabaseWrapper) -> str:
         quote = connection.ops.quote_name
@@ -297,7 +299,7 @@ class CompiledInsert(_CompiledWrite):
             sql += f" RETURNING {quote(self.pk_column)}"
         return sql
 
-    def __call__(self, **values: object) -> Model:
+    def __call__(self, **values: object) -> M:
         connection = connections[DEFAULT_DB_ALIAS]
         instance = self.model(**values)
         params = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in self.fields]
@@ -313,8 +315,33 @@ class CompiledInsert(_CompiledWrite):
         instance._state.db = connection.alias
         return instance
 
+    def many(self, rows: Sequence[dict]) -> list[M]:
+        """``bulk_create`` of ``rows`` (each the values of one ``create``): one statement per
+        ``BATCH`` rows; the saved instances, their primary keys set, in the order of ``rows``."""
+        connection = connections[DEFAULT_DB_ALIAS]
+        instances = [self.model(**values) for values in rows]
+        if not connection.features.can_return_rows_from_bulk_insert:  # an SQLite older than 3.35
+            return self.model._default_manager.bulk_create(instances)
+        insert, _, returning = self.sql(connection).partition(" RETURNING ")
+        head, _, one = insert.rpartition(" VALUES ")
+        for start in range(0, len(instances), self.BATCH):
+            batch = instances[start : start + self.BATCH]
+            params = [
+                field.get_db_prep_save(field.pre_save(instance, True), connection)
+                for instance in batch
+                for field in self.fields
+            ]
+            with connection.cursor() as cursor:
+                cursor.execute(f"{head} VALUES {', '.join([one] * len(batch))} RETURNING {returning}", params)
+                keys = [row[0] for row in cursor.fetchall()]
+            for instance, pk in zip(batch, keys, strict=True):
+                instance.pk = pk
+                instance._state.adding = False
+                instance._state.db = connection.alias
+        return instances
 
-class CompiledUpdate(_CompiledWrite):
+
+class CompiledUpdate(_CompiledWrite[M]):
     """``instance.save(update_fields=fields)`` for a fixed list of fields, its SQL written once per
     database backend (no ``UpdateQuery`` built on every call; no model signals, as ``CompiledInsert``).
     """
@@ -325,7 +352,7 @@ class CompiledUpdate(_CompiledWrite):
         columns = ", ".join(f"{quote(column)} = %s" for column in self.columns)
         return f"UPDATE {quote(self.table)} SET {columns} WHERE {quote(self.pk_column)}"
 
-    def __call__(self, instance: Model) -> None:
+    def __call__(self, instance: M) -> None:
         connection = connections[DEFAULT_DB_ALIAS]
         params = [
             field.get_db_prep_save(field.pre_save(instance, False), connection) for field in self.fields
