@@ -14,6 +14,7 @@ from accounts.catalogue import ROOT
 from accounts.models import AuditAction, AuditEntry, Authenticatable, Role, Rule, User
 from accounts.permissions import Principal, organizations
 from vantage6.api.errors import bad_request, not_found, unauthorized
+from vantage6.api.sql import CompiledInsert
 
 ROOT_USERNAME = "root"
 
@@ -35,11 +36,28 @@ def actor_of(identity: Authenticatable) -> Actor:
     return Actor(identity.type, identity.pk, getattr(identity, "organization_id", None))
 
 
+# Every state-changing request writes one: its INSERT is written once, not built per call.
+_insert_audit_entry = CompiledInsert(
+    AuditEntry,
+    [
+        "created_at",
+        "actor_type",
+        "actor_id",
+        "actor_organization_id",
+        "action",
+        "object_type",
+        "object_id",
+        "object_organization_id",
+        "data",
+    ],
+)
+
+
 def audit(principal: Any, action: str, obj: Any = None, **data: object) -> None:
     """Record one state-changing action by ``principal`` (a ``Principal`` or an ``Actor``; None: the
     system itself). ``action`` is one of ``AuditAction`` (ValueError otherwise)."""
     kind = getattr(principal, "kind", "system")
-    AuditEntry.objects.create(
+    _insert_audit_entry(
         actor_type=kind,
         actor_id=getattr(principal, "id", None) if kind != "container" else principal.claims.get("node_id"),
         actor_organization_id=getattr(principal, "organization_id", None) if kind != "system" else None,

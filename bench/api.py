@@ -569,7 +569,10 @@ def measure(target: Target, row: Row, args) -> dict:
             url, target.writes.socket, connections, args.duration, lambda: cpu_seconds(pids)
         )
     if row.pool:
-        return measure_pool(target, row, args)
+        try:
+            return measure_pool(target, row, args)
+        except (OSError, http.client.HTTPException) as exc:  # e.g. the server dropped a connection
+            return {"mode": "error", "status": type(exc).__name__}
     token = target.tokens.get(row.auth) if row.auth else None
     if row.auth and token is None:
         return {"mode": "error", "status": f"no {row.auth} token"}
@@ -718,6 +721,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1, help="repeat each cell, keep the best")
     parser.add_argument("--only", help="only rows whose label contains this text")
+    parser.add_argument("--skip", help="no rows whose label contains this text (e.g. bcrypt)")
     parser.add_argument(
         "--pool", type=int, default=1500, help="fresh items per consuming write row (default 1500)"
     )
@@ -740,7 +744,11 @@ def main() -> None:
     targets = [TARGETS[n] for n in names]
     if any(t.needs_deps for t in targets):
         ensure_deps()
-    rows = [r for r in ROWS if not args.only or args.only in r.label]
+    rows = [
+        r
+        for r in ROWS
+        if (not args.only or args.only in r.label) and not (args.skip and args.skip in r.label)
+    ]
     if args.skip_300:
         rows = [r for r in rows if r.phase != "nodes300"]
 

@@ -117,42 +117,58 @@ def cpu_per_call(fn, n: int, batches: int = 5) -> float:
 
 def asgi_runner(path: str, token: str | None, application=None):
     """One GET through the ASGI application, as daphne or uvicorn would call it."""
+    return asgi_requests(lambda: (path, token, "GET", b""), application)
+
+
+def asgi_requests(request, application=None):
+    """A function making one request through the ASGI application, as daphne or uvicorn would call it;
+    ``request()`` gives its (path, token, method, body). The application's sync work runs in its
+    thread pool with this loop as the main loop, as under daphne (event publishing included)."""
     if application is None:
         from vantage6.asgi import application
 
-    route, _, query = path.partition("?")
-    headers = [(b"host", b"127.0.0.1:7611")]
-    if token:
-        headers.append((b"authorization", f"Bearer {token}".encode()))
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": route,
-        "raw_path": route.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 7611),
-    }
+    answer: dict = {}
 
-    async def send(_message):
-        return None
+    async def send(message):
+        if message["type"] == "http.response.start":
+            answer["status"] = message["status"]
+        elif message["type"] == "http.response.body":
+            answer["body"] = answer.get("body", b"") + message.get("body", b"")
 
     async def one_request():
+        path, token, method, body = request()
+        route, _, query = path.partition("?")
+        headers = [(b"host", b"127.0.0.1:7611"), (b"content-type", b"application/json")]
+        headers.append((b"content-length", str(len(body)).encode()))
+        if token:
+            headers.append((b"authorization", f"Bearer {token}".encode()))
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": route,
+            "raw_path": route.encode(),
+            "query_string": query.encode(),
+            "root_path": "",
+            "headers": headers,
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 7611),
+        }
         sent = False
 
         async def receive():
             nonlocal sent
             if not sent:
                 sent = True
-                return {"type": "http.request", "body": b"", "more_body": False}
+                return {"type": "http.request", "body": body, "more_body": False}
             await asyncio.Event().wait()  # no disconnect: Django cancels this when it is done
 
-        await application(dict(scope), receive, send)
+        answer.clear()
+        await application(scope, receive, send)
+        await asyncio.sleep(0)  # what the request handed to the loop (event publishing) runs too
+        return answer.get("status"), answer.get("body", b"")
 
     loop = asyncio.new_event_loop()
     return lambda: loop.run_until_complete(one_request())
@@ -258,6 +274,7 @@ def write_cases(manifest: dict, n: int) -> dict:
     """Per write: a function giving the next (method, path, body, token); consuming writes get fresh
     rows, made here through the ORM."""
     from accounts.sessions import start_login
+    from accounts.tokens import container_token
     from nodes.models import Node
     from tasks.models import Run, Task
 
@@ -273,16 +290,22 @@ def write_cases(manifest: dict, n: int) -> dict:
     )
 
     def fresh_runs(count: int):
-        task = Task.objects.create(
-            name="breakdown",
-            image="i",
-            collaboration_id=collab,
-            init_org_id=orgs[0],
-            job_id=0,
-            status="pending",
+        # In tasks of 5 runs, as those of api.py: a run update reads the runs of its task.
+        tasks = [
+            Task.objects.create(
+                name="breakdown",
+                image="i",
+                collaboration_id=collab,
+                init_org_id=orgs[0],
+                job_id=0,
+                status="pending",
+            )
+            for _ in range(count // 5 + 1)
+        ]
+        Run.objects.bulk_create(
+            Run(task=task, organization_id=orgs[0], input="") for task in tasks for _ in range(5)
         )
-        Run.objects.bulk_create(Run(task=task, organization_id=orgs[0], input="") for _ in range(count))
-        return iter(list(task.runs.values_list("id", flat=True)))
+        return iter(list(Run.objects.filter(task__in=tasks).order_by("id").values_list("id", flat=True)))
 
     def fresh_tasks(count: int):
         tasks = [
@@ -310,8 +333,33 @@ def write_cases(manifest: dict, n: int) -> dict:
     ).encode()
     completion = json.dumps({"status": "completed", "result": RESULT, "log": "ok"}).encode()
     pools: dict = {}
-    needed = 3 * n + 60  # warm-ups, measuring, counting, profiling
+    needed = 4 * n + 80  # warm-ups, measuring (WSGI and ASGI), counting, profiling
     complete, kill = fresh_runs(needed), fresh_tasks(needed)
+    # A container of the first node, running a run of a task to the 5 organizations (its subtasks).
+    parent = Task.objects.get(pk=next(fresh_tasks(1)))
+    Run.objects.bulk_create(Run(task=parent, organization_id=org, input="") for org in orgs[1:])
+    container = container_token(
+        {
+            "client_type": "container",
+            "node_id": node.pk,
+            "organization_id": orgs[0],
+            "collaboration_id": collab,
+            "study_id": None,
+            "store_id": None,
+            "task_id": parent.pk,
+            "image": parent.image,
+            "databases": [],
+        }
+    )
+    subtask_body = json.dumps(
+        {
+            "name": "sub",
+            "image": parent.image,
+            "collaboration_id": collab,
+            "organizations": [{"id": orgs[0], "input": "eyJhIjogMX0="}],
+            "databases": [{"label": "default"}],
+        }
+    ).encode()
 
     def nth(items: list, key: str):
         pools[key] = pools.get(key, -1) + 1
@@ -325,6 +373,7 @@ def write_cases(manifest: dict, n: int) -> dict:
             "PATCH", f"/api/run/{next(complete)}", completion, node_token
         ),
         "POST /api/task (5 organizations)": lambda: ("POST", "/api/task", task_body, root),
+        "POST /api/task (container subtask)": lambda: ("POST", "/api/task", subtask_body, container),
         "POST /api/port": lambda: (
             "POST", "/api/port", json.dumps({"port": 8080, "run_id": nth(runs, "port")}).encode(), node_token
         ),
@@ -373,6 +422,14 @@ def write_breakdown(label: str, case, n: int, top: int | None) -> None:
             raise SystemExit(f"{label}: {status} {body[:200]!r}")
 
     cpu_ms = cpu_per_call(one, n)
+    through_asgi = asgi_requests(lambda: _request(case()))
+
+    def one_asgi() -> None:
+        status, body = through_asgi()
+        if status is None or not 200 <= status < 300:
+            raise SystemExit(f"{label}: {status} {body[:200]!r}")
+
+    asgi_ms = cpu_per_call(one_asgi, n)
     publish, render = server.publish, JSONRenderer.render
     server.publish = timed("event publishing", publish)
     JSONRenderer.render = timed("JSON rendering", render)
@@ -384,7 +441,8 @@ def write_breakdown(label: str, case, n: int, top: int | None) -> None:
             wall = time.perf_counter() - started
     finally:
         server.publish, JSONRenderer.render = publish, render
-    print(f"{label}\n  CPU per request (WSGI handler): {cpu_ms:.2f} ms; wall {wall * 1000 / n:.2f} ms")
+    print(f"{label}\n  CPU per request: WSGI handler {cpu_ms:.2f} ms, ASGI application {asgi_ms:.2f} ms")
+    print(f"  wall per request (WSGI handler): {wall * 1000 / n:.2f} ms")
     print(f"  SQL statements per request: {timings.pop('statements') / n:.1f}")
     for key, seconds in sorted(timings.items()):
         print(f"  {key:28s} {seconds * 1000 / n:6.2f} ms wall per request")

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, Q, TextField, Value, When
+from django.db.models import Case, F, Model, Q, TextField, Value, When
 from django.utils import timezone
 
 from accounts.models import User
@@ -36,7 +36,7 @@ from tasks.models import (
 )
 from tasks.serializers import database_parameters
 from vantage6.api.errors import ApiError, bad_request, not_found
-from vantage6.api.sql import CompiledRows, PkLookup
+from vantage6.api.sql import CompiledInsert, CompiledRows, CompiledUpdate, PkLookup
 
 CONTAINER_TOKEN_INVALID = "Container-token is not valid"
 
@@ -104,10 +104,32 @@ def _check_node_policies(principal: Principal, nodes: list[Node]) -> None:
             )
 
 
+_task_by_pk = PkLookup(lambda: Task.objects.all())
+# The organizations of a collaboration, by its membership rows.
+_members_of = CompiledRows(
+    lambda collaboration: Collaboration.organizations.through.objects.filter(
+        collaboration_id=collaboration
+    ).values_list("organization_id"),
+    "collaboration",
+)
+_save_job_id = CompiledUpdate(Task, ["job_id"])
+
+
+def _all_fields(model: type[Model]) -> list[str]:
+    return [field.name for field in model._meta.concrete_fields if not field.primary_key]
+
+
+# The rows of a new task, written by SQL built once (all fields: the model's defaults apply as in create()).
+_insert_task = CompiledInsert(Task, _all_fields(Task))
+_insert_databases = CompiledInsert(TaskDatabase, _all_fields(TaskDatabase))
+_insert_runs = CompiledInsert(Run, _all_fields(Run))
+
+
 def _check_container(principal: Principal, collaboration: Collaboration, image: str) -> Task:
     """The parent task of a container's subtask; 401 unless the token may create it."""
     claims = principal.claims
-    parent = Task.objects.filter(pk=cast(int, claims.get("task_id"))).first()
+    task_id = claims.get("task_id")
+    parent = _task_by_pk(task_id) if isinstance(task_id, int) else None
     principal.require(
         parent is not None
         and image.endswith(str(claims.get("image")))
@@ -182,7 +204,7 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     """Create a task, its database entries and one run per organization (POST /task checks, in order)."""
     collaboration, study = _collaboration_and_study(principal, data)
     org_ids = [entry["id"] for entry in data["organizations"]]
-    members = set(collaboration.organizations.values_list("id", flat=True))
+    members = {org_id for (org_id,) in _members_of(collaboration=collaboration.pk)}
     _check_members(collaboration, study, org_ids, members)
     nodes = _target_nodes(collaboration, org_ids)
     if principal.is_user:
@@ -201,7 +223,7 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     blob_store = blobs.blob_storage() is not None
     _check_inputs(collaboration, data["organizations"], blob_store)
 
-    task = Task.objects.create(
+    task = _insert_task(
         name=data.get("name") or "",
         description=data.get("description") or "",
         image=image,
@@ -217,23 +239,27 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     if parent is None:
         # A top-level task starts a new job; its own id is unique and above every earlier job id.
         task.job_id = task.pk
-        Task.objects.filter(pk=task.pk).update(job_id=task.pk)
-    databases = TaskDatabase.objects.bulk_create(
-        TaskDatabase(task=task, database=entry["label"], parameters=database_parameters(entry))
-        for entry in data.get("databases") or []
+        _save_job_id(task)
+    databases = _insert_databases.many(
+        [
+            {"task": task, "database": entry["label"], "parameters": database_parameters(entry)}
+            for entry in data.get("databases") or []
+        ]
     )
     _known_databases(task, databases)
     now = timezone.now()
-    Run.objects.bulk_create(
-        Run(
-            task=task,
-            organization_id=entry["id"],
-            input=entry["input"],
-            assigned_at=now,
-            status=TaskStatus.PENDING,
-            blob_storage_used=blob_store,
-        )
-        for entry in data["organizations"]
+    _insert_runs.many(
+        [
+            {
+                "task": task,
+                "organization_id": entry["id"],
+                "input": entry["input"],
+                "assigned_at": now,
+                "status": TaskStatus.PENDING,
+                "blob_storage_used": blob_store,
+            }
+            for entry in data["organizations"]
+        ]
     )
     audit(principal, "task.create", task)
     emit("new_task", {"id": task.pk, "parent_id": task.parent_id}, room=collaboration_room(collaboration.pk))
@@ -243,10 +269,15 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
 def _known_databases(task: Task, databases: list[TaskDatabase]) -> None:
     """``task.databases.all()`` gives ``databases`` (as written, in id order) without a query, as if
     prefetched: the answer to the creation shows them."""
-    queryset = task.databases.all()  # filled in as Django's prefetching fills it
-    queryset._result_cache = databases
-    queryset._prefetch_done = True  # type: ignore[attr-defined]
-    task._prefetched_objects_cache = {"databases": queryset}  # type: ignore[attr-defined]
+    _known_related(task, "databases", databases)
+
+
+def _known_related(obj: Any, name: str, objects: list) -> None:
+    """``obj.<name>.all()`` (a reverse foreign key) gives ``objects`` without a query, as if prefetched."""
+    queryset = getattr(obj, name).all()  # filled in as Django's prefetching fills it
+    queryset._result_cache = objects
+    queryset._prefetch_done = True
+    obj._prefetched_objects_cache = {**getattr(obj, "_prefetched_objects_cache", {}), name: queryset}
 
 
 # --- kill and delete -----------------------------------------------------------------------------------
@@ -266,6 +297,18 @@ def _lock_tasks(tasks: Q) -> dict[int, str]:
     return dict(Task.objects.select_for_update().filter(tasks).order_by("id").values_list("id", "status"))
 
 
+# _lock_tasks for a task and its direct children (a kill), compiled once per connection.
+_lock_family = CompiledRows(
+    lambda task: (
+        Task.objects.select_for_update()
+        .filter(Q(pk=task) | Q(parent_id=task))
+        .order_by("id")
+        .values_list("id", "status")
+    ),
+    "task",
+)
+
+
 def _store_task_status(runs: list[tuple[int, str, datetime | None]]) -> None:
     """Store the status of the tasks of these ``(task id, status, finished_at)`` rows: all the runs of
     each, as they are now."""
@@ -276,17 +319,26 @@ def _store_task_status(runs: list[tuple[int, str, datetime | None]]) -> None:
     for task_id, rows in by_task.items():
         status, finished_at = task_status(rows)
         tasks.append(Task(pk=task_id, status=status, finished_at=finished_at))
-    Task.objects.bulk_update(tasks, ["status", "finished_at"])
+    if len(tasks) == 1:
+        _save_task_status(tasks[0])  # the usual case, a task without subtasks: the statement built once
+    else:
+        Task.objects.bulk_update(tasks, ["status", "finished_at"])
+
+
+_RUN_KILL_FIELDS = ("id", "task_id", "organization_id", "status", "finished_at")
+_runs_to_kill = CompiledRows(
+    lambda task: Run.objects.filter(task_id=task).order_by("id").values_list(*_RUN_KILL_FIELDS), "task"
+)
+_mark_killed = CompiledUpdate(Run, ["status", "finished_at"])
 
 
 def _kill_runs(collaboration_id: int, task_ids: list[int], *, mark: bool) -> int:
     """Tell the nodes to stop the open runs of these (locked) tasks; mark them killed and store the
     tasks' new status. Never sends an empty kill list."""
-    runs = list(
-        Run.objects.filter(task_id__in=task_ids)
-        .order_by("id")
-        .values_list("id", "task_id", "organization_id", "status", "finished_at")
-    )
+    if len(task_ids) == 1:  # the usual case, a task without subtasks: SQL built once
+        runs = _runs_to_kill(task=task_ids[0])
+    else:
+        runs = list(Run.objects.filter(task_id__in=task_ids).order_by("id").values_list(*_RUN_KILL_FIELDS))
     kill_list = [
         {"task_id": task_id, "run_id": pk, "organization_id": org_id}
         for pk, task_id, org_id, status, end in runs
@@ -297,7 +349,7 @@ def _kill_runs(collaboration_id: int, task_ids: list[int], *, mark: bool) -> int
     if mark:
         now = timezone.now()
         killed = {entry["run_id"] for entry in kill_list}
-        Run.objects.filter(pk__in=killed).update(status=TaskStatus.KILLED, finished_at=now)
+        _mark_killed.rows(sorted(killed), [TaskStatus.KILLED, now])
         _store_task_status(
             [
                 (task_id, TaskStatus.KILLED, now) if pk in killed else (task_id, status, end)
@@ -315,7 +367,7 @@ def _kill_runs(collaboration_id: int, task_ids: list[int], *, mark: bool) -> int
 @transaction.atomic
 def task_kill(*, principal: Principal, task: Task) -> None:
     """Stop the open runs of a task and of its direct children (the task must not be finished)."""
-    family = _lock_tasks(Q(pk=task.pk) | Q(parent_id=task.pk))
+    family = dict(_lock_family(task=task.pk))
     status = family.get(task.pk)
     if status is None:
         raise not_found(f"Task id={task.pk} not found!")  # deleted meanwhile
@@ -365,6 +417,14 @@ _runs_of_task = CompiledRows(
     "task",
 )
 _run_with_task_locked = PkLookup(lambda: Run.objects.select_for_update(of=("task",)).select_related("task"))
+# What a run update and a port write, written once (the ORM would build each statement per request).
+_save_run = CompiledUpdate(Run, ["started_at", "finished_at", "result", "log", "status"])
+_save_task_status = CompiledUpdate(Task, ["status", "finished_at"])
+_insert_port = CompiledInsert(AlgorithmPort, ["run", "port", "label"])
+_PORT_FIELDS = ("id", "run_id", "port", "label")
+_ports_of_run = CompiledRows(
+    lambda run: AlgorithmPort.objects.filter(run_id=run).values_list(*_PORT_FIELDS), "run"
+)
 
 
 @transaction.atomic
@@ -394,7 +454,7 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     run.result = data.get("result")
     run.log = data.get("log")
     run.status = status
-    run.save(update_fields=["started_at", "finished_at", "result", "log", "status"])
+    _save_run(run)
     runs[run.pk] = [status, run.started_at, run.finished_at]
 
     if is_finished(status) and status != TaskStatus.COMPLETED:
@@ -418,8 +478,13 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     new = task_status((status, finished_at) for status, _, finished_at in runs.values())
     if new != (task.status, task.finished_at):
         task.status, task.finished_at = new
-        task.save(update_fields=["status", "finished_at"])
+        _save_task_status(task)
     audit(principal, "run.update", run, status=status)
+    # The answer shows the run's ports: read with SQL built once, not by the serializer's ORM query.
+    alias = run._state.db
+    _known_related(
+        run, "ports", [AlgorithmPort.from_db(alias, _PORT_FIELDS, row) for row in _ports_of_run(run=run.pk)]
+    )
     return run
 
 
@@ -437,7 +502,7 @@ def _run_of_node(principal: Principal, run_id: int) -> Run:
 @transaction.atomic
 def port_create(*, principal: Principal, run_id: int, port: int, label: str | None) -> AlgorithmPort:
     run = _run_of_node(principal, run_id)
-    algorithm_port = AlgorithmPort.objects.create(run=run, port=port, label=label)
+    algorithm_port = _insert_port(run=run, port=port, label=label)
     audit(principal, "port.create", algorithm_port)
     return algorithm_port
 
@@ -562,16 +627,25 @@ def runs_cleanup_if_due(*, now: datetime | None = None) -> int | None:
 
 
 # --- what nodes report over their socket (registered with nodes.events at start-up) ---------------------
-def _reported_run(node: dict, data: object) -> Run | None:
-    """The run a node's report is about, if it is a run of that node."""
+# The run a node reports about, if it is a run of that node: its id, task, job and parent task, by SQL
+# built once (a node reports every status change of its runs over its socket).
+_run_of_reporter = CompiledRows(
+    lambda run, organization, collaboration: Run.objects.filter(
+        pk=run, organization_id=organization, task__collaboration_id=collaboration
+    ).values_list("id", "task_id", "task__job_id", "task__parent_id"),
+    "run",
+    "organization",
+    "collaboration",
+)
+
+
+def _reported_run(node: dict, data: object) -> tuple[int, int, int, int | None] | None:
+    """The run a node's report is about, if it is a run of that node: (id, task id, job id, parent id)."""
     run_id = data.get("run_id") if isinstance(data, dict) else None
     if not isinstance(run_id, int) or isinstance(run_id, bool):
         return None
-    return (
-        Run.objects.select_related("task")
-        .filter(pk=run_id, organization_id=node["org_id"], task__collaboration_id=node["collaboration_id"])
-        .first()
-    )
+    rows = _run_of_reporter(run=run_id, organization=node["org_id"], collaboration=node["collaboration_id"])
+    return rows[0] if rows else None
 
 
 def run_status_reported(node: dict, data: object) -> dict | None:
@@ -579,15 +653,16 @@ def run_status_reported(node: dict, data: object) -> dict | None:
     run = _reported_run(node, data)
     if run is None:
         return None
+    run_id, task_id, job_id, parent_id = run
     return {
         "status": cast(dict, data).get("status"),  # a dict: _reported_run found its run_id
-        "run_id": run.pk,
-        "task_id": run.task_id,
-        "job_id": run.task.job_id,
+        "run_id": run_id,
+        "task_id": task_id,
+        "job_id": job_id,
         "collaboration_id": node["collaboration_id"],
         "node_id": node["id"],
         "organization_id": node["org_id"],
-        "parent_id": run.task.parent_id,
+        "parent_id": parent_id,
     }
 
 
@@ -595,10 +670,10 @@ def run_status_reported(node: dict, data: object) -> dict | None:
 def run_log_reported(node: dict, data: object) -> dict | None:
     """Append an ``algorithm_log`` line to its run's log; the event to relay."""
     log = data.get("log") if isinstance(data, dict) else None
-    run = _reported_run(node, data)
-    if not isinstance(log, str) or run is None:
+    reported = _reported_run(node, data)
+    if not isinstance(log, str) or reported is None:
         return None
-    run = Run.objects.select_for_update().get(pk=run.pk)
+    run = Run.objects.select_for_update().get(pk=reported[0])
     stored = run.log or ""
     run.log = stored + ("\n" if stored and not stored.endswith("\n") else "") + log
     run.save(update_fields=["log"])

@@ -133,7 +133,7 @@ class RunViewSet(ListAction, ApiViewSet):
     def partial_update(self, request: Request, pk: str) -> Response:
         data = validated(RunPatchInput, request.data)
         run = services.run_update(principal=self.principal, run_id=int(pk), data=data)
-        # The updated run, its task and its node (the caller) are at hand: only its ports are read.
+        # The updated run, its task, its ports and its node (the caller) are at hand.
         run.node_info = selectors.node_info(self.principal.node)  # type: ignore[attr-defined]  # read by RunOutput
         return Response(RunOutput(run).data)
 

@@ -1,16 +1,17 @@
 """Lookups compiled once give what the ORM gives: a row by primary key (its related objects included),
-the rows of a query with integer parameters."""
+the rows of a query with integer parameters; writes compiled once write what the ORM writes."""
 
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from tasks.models import Run, Task
+from accounts.models import AuditEntry
+from tasks.models import AlgorithmPort, Run, Task
 from tests.factories import make_collab, make_org, make_run, make_task
-from vantage6.api.sql import CompiledRows, PkLookup
+from vantage6.api.sql import CompiledInsert, CompiledRows, CompiledUpdate, PkLookup
 
 pytestmark = pytest.mark.django_db
 
@@ -85,3 +86,105 @@ def test_a_query_compiled_once_gives_the_rows_the_orm_gives_for_each_value(tasks
         assert runs_of(task=task.pk, organization=org.pk) == expected
     assert runs_of(task=parent.pk, organization=org.pk + 1000) == []
     assert runs_of(task=2**63, organization=org.pk) == []
+
+
+insert_entry = CompiledInsert(
+    AuditEntry, ["created_at", "actor_type", "actor_id", "action", "object_type", "object_id", "data"]
+)
+insert_port = CompiledInsert(AlgorithmPort, ["run", "port", "label"])
+save_run = CompiledUpdate(Run, ["started_at", "log", "status"])
+
+
+@pytest.mark.parametrize(
+    "model, insert, values",
+    [
+        (
+            AuditEntry,
+            insert_entry,
+            {
+                "actor_type": "node",
+                "actor_id": 3,
+                "action": "run.update",
+                "object_type": "run",
+                "data": {"a": [1]},
+            },
+        ),
+        (AuditEntry, insert_entry, {"actor_type": "system", "action": "run.cleanup", "object_type": ""}),
+        (AlgorithmPort, insert_port, {"port": 8080, "label": None}),
+    ],
+)
+def test_an_insert_compiled_once_writes_the_row_the_orm_writes(tasks, model, insert, values):
+    if model is AlgorithmPort:
+        values = {**values, "run": make_run(tasks[0], tasks[0].init_org)}
+    expected = model.objects.create(**values)
+    with CaptureQueriesContext(connection) as queries:
+        written = insert(**values)
+    assert len(queries) == 1
+    assert written.pk is not None and written.pk != expected.pk and not written._state.adding
+    stored, reference = model.objects.get(pk=written.pk), model.objects.get(pk=expected.pk)
+    ignored = {"id", "created_at"}  # auto_now_add: set on each insert
+    assert {k: v for k, v in fields(stored).items() if k not in ignored} == {
+        k: v for k, v in fields(reference).items() if k not in ignored
+    }
+    if model is AuditEntry:
+        assert stored.created_at is not None and stored.created_at >= reference.created_at
+
+
+def test_an_update_compiled_once_writes_the_fields_the_orm_writes(tasks):
+    parent, child = tasks
+    run, other = make_run(parent, parent.init_org), make_run(child, child.init_org)
+    run.started_at, run.log, run.status, run.result = timezone.now(), "log", "active", "not saved"
+    with CaptureQueriesContext(connection) as queries:
+        save_run(run)
+    assert len(queries) == 1
+    stored = Run.objects.get(pk=run.pk)
+    assert (stored.started_at, stored.log, stored.status, stored.result) == (
+        run.started_at,
+        "log",
+        "active",
+        None,
+    )
+    assert fields(Run.objects.get(pk=other.pk)) == fields(other)  # one row only
+
+
+def test_an_update_of_a_missing_row_fails(tasks):
+    run = make_run(tasks[0], tasks[0].init_org)
+    Run.objects.filter(pk=run.pk).delete()
+    with pytest.raises(DatabaseError):
+        save_run(run)
+
+
+def test_an_update_of_several_rows_compiled_once_writes_those_rows_only(tasks):
+    parent, _ = tasks
+    runs = [make_run(parent, parent.init_org) for _ in range(3)]
+    now = timezone.now()
+    assert save_run.rows([runs[0].pk, runs[2].pk], [now, "killed", "killed"]) == 2
+    assert save_run.rows([], [now, "x", "x"]) == 0
+    stored = {
+        run.pk: (run.started_at, run.log, run.status)
+        for run in Run.objects.filter(pk__in=[r.pk for r in runs])
+    }
+    assert stored == {
+        runs[0].pk: (now, "killed", "killed"),
+        runs[1].pk: (None, runs[1].log, runs[1].status),
+        runs[2].pk: (now, "killed", "killed"),
+    }
+
+
+def test_a_multi_row_insert_compiled_once_writes_the_rows_bulk_create_writes(tasks):
+    parent, _ = tasks
+    org = parent.init_org
+    rows = [{"task": parent, "organization": org, "input": f"in-{i}", "status": "pending"} for i in range(3)]
+    expected = Run.objects.bulk_create(Run(**values) for values in rows)
+    insert_runs = CompiledInsert(Run, [f.name for f in Run._meta.concrete_fields if not f.primary_key])
+    with CaptureQueriesContext(connection) as queries:
+        written = insert_runs.many(rows)
+    assert len(queries) == 1
+    assert [run.input for run in written] == ["in-0", "in-1", "in-2"]
+    for run, reference in zip(written, expected, strict=True):
+        stored = Run.objects.get(pk=run.pk)
+        ignored = {"id", "assigned_at"}  # a default of the time of the insert
+        assert {k: v for k, v in fields(stored).items() if k not in ignored} == {
+            k: v for k, v in fields(Run.objects.get(pk=reference.pk)).items() if k not in ignored
+        }
+    assert insert_runs.many([]) == []
