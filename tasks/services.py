@@ -15,7 +15,7 @@ from django.db.models import Case, F, Model, Q, TextField, Value, When
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.permissions import Principal, get_for
+from accounts.permissions import Principal, fetch
 from accounts.services import audit
 from accounts.tokens import container_token
 from collaborations.models import AlgorithmStore, Collaboration, Study
@@ -42,21 +42,14 @@ CONTAINER_TOKEN_INVALID = "Container-token is not valid"
 
 
 # --- task creation -------------------------------------------------------------------------------------
-def _collaboration_and_study(principal: Principal, data: dict) -> tuple[Collaboration, Study | None]:
+def _collaboration_and_study(data: dict) -> tuple[Collaboration, Study | None]:
     # Fetched only: task_create judges the caller on the collaboration afterwards.
     study = None
     if study_id := data.get("study_id"):
-        study = get_for(
-            principal, Study.objects.all(), study_id, None, missing=f"Study id={study_id} not found!"
-        )
+        study = fetch(Study.objects.all(), study_id, missing=f"Study id={study_id} not found!")
     collaboration_id = data.get("collaboration_id") or study.collaboration_id  # type: ignore[union-attr]
-    collaboration = get_for(
-        principal,
-        Collaboration.objects.all(),
-        collaboration_id,
-        None,
-        missing=f"Collaboration id={collaboration_id} not found!",
-    )
+    missing = f"Collaboration id={collaboration_id} not found!"
+    collaboration = fetch(Collaboration.objects.all(), collaboration_id, missing=missing)
     if study is not None and study.collaboration_id != collaboration.pk:
         raise bad_request(f"Study id={study.pk} is not part of collaboration id={collaboration.pk}!")
     return collaboration, study
@@ -141,20 +134,15 @@ def _check_container(principal: Principal, collaboration: Collaboration, image: 
 
 
 def _image_and_store(
-    principal: Principal, data: dict, collaboration: Collaboration, authorization: str | None
+    data: dict, collaboration: Collaboration, authorization: str | None
 ) -> tuple[str, int | None]:
     """The image to run and the store it comes from; pinned to the store's digest when it has one."""
     image = data["image"]
     store_id = data.get("store_id")
     if not store_id:
         return image, None
-    store = get_for(
-        principal,
-        AlgorithmStore.objects.all(),
-        store_id,
-        None,
-        missing=bad_request(f"Algorithm store id={store_id} does not exist!"),
-    )
+    missing = bad_request(f"Algorithm store id={store_id} does not exist!")
+    store = fetch(AlgorithmStore.objects.all(), store_id, missing=missing)
     if store.collaboration_id not in (None, collaboration.pk):
         raise ApiError(
             403, f"Algorithm store id={store_id} is not part of collaboration id={collaboration.pk}!"
@@ -202,7 +190,7 @@ def _check_inputs(collaboration: Collaboration, organizations: list[dict], blob_
 @transaction.atomic
 def task_create(*, principal: Principal, data: dict, authorization: str | None = None) -> Task:
     """Create a task, its database entries and one run per organization (POST /task checks, in order)."""
-    collaboration, study = _collaboration_and_study(principal, data)
+    collaboration, study = _collaboration_and_study(data)
     org_ids = [entry["id"] for entry in data["organizations"]]
     members = {org_id for (org_id,) in _members_of(collaboration=collaboration.pk)}
     _check_members(collaboration, study, org_ids, members)
@@ -219,7 +207,7 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
         image, store_id = parent.image, parent.algorithm_store_id
     else:
         principal.require(principal.reaches("task", "create", collaboration_id=collaboration.pk))
-        image, store_id = _image_and_store(principal, data, collaboration, authorization)
+        image, store_id = _image_and_store(data, collaboration, authorization)
     blob_store = blobs.blob_storage() is not None
     _check_inputs(collaboration, data["organizations"], blob_store)
 
@@ -528,9 +516,7 @@ def _database_claims(task: Task) -> list[dict]:
 
 def container_token_issue(*, principal: Principal, task_id: int, image: str) -> str:
     """A token for the algorithm container of ``task_id`` that the calling node is about to start."""
-    task = get_for(
-        principal, Task.objects.all(), task_id, None, missing=bad_request("Parent task does not exist!")
-    )
+    task = fetch(Task.objects.all(), task_id, missing=bad_request("Parent task does not exist!"))
     principal.require(image == task.image, "Image of the container does not match the image of the task!")
     principal.require(
         principal.node.collaboration_id == task.collaboration_id,
