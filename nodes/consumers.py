@@ -312,16 +312,21 @@ class TasksNamespace(Namespace):
         socket.state.update(identity)
         socket.set_owner(f"{identity['kind']}:{identity['id']}")
         rooms = identity["rooms"]
-        if identity["kind"] == "node":
+        node = identity["kind"] == "node"
+        if node:
+            # Rooms before ``sync``: a task made after the node's listing on ``sync`` reaches it as an event.
+            for room in rooms:
+                await socket.join(room)
             await socket.emit("sync")
             await _tell_users(socket, "node-online", _node_notice(identity), rooms)
         for room in rooms:
-            await socket.join(room)
+            if not node:
+                await socket.join(room)
             if room != ALL_NODES_ROOM:
                 notice = _notice(identity, "joined", room)
                 await _tell_users(socket, "message", notice, [room])
                 await socket.emit("message", notice)
-            if identity["kind"] == "user":
+            if not node:
                 await socket.join(presence_room(room))
 
     async def on_disconnect(self, socket: Socket) -> None:

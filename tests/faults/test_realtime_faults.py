@@ -6,10 +6,11 @@ from __future__ import annotations
 import signal
 import time
 
+import psycopg2
 import pytest
 
 from tests.conftest import requires_services
-from tests.faults.topology import BOUND
+from tests.faults.topology import BOUND, Node
 from tests.ops import services
 
 pytestmark = [*services.marks(), requires_services("postgres", "rabbitmq")]
@@ -47,6 +48,31 @@ def test_rabbitmq_restart_delays_events_not_requests(topology, nodes):
         for run in sorted(node.own(runs)):
             assert node.complete(run) == 200
     assert [node.refused for node in connected] == [[]] * len(connected)  # no run was done twice
+
+
+def test_a_task_made_while_a_node_joins_its_rooms_reaches_it(topology):
+    """A node lists its open runs when it hears ``sync``: a task made after that must reach it as an
+    event, whichever replica publishes it. The moment is widened here: the node's joins wait while
+    the table of room memberships is locked."""
+    token = topology.login()
+    lock = psycopg2.connect(topology.postgres.url)
+    node = None
+    try:
+        with lock.cursor() as cursor:
+            cursor.execute("LOCK TABLE socket_room IN EXCLUSIVE MODE")
+        node = Node(topology, topology.demo["nodes"][0])
+        deadline = time.monotonic() + 3
+        while not node.syncs and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # the node's listing after a ``sync`` is done
+        task_id = topology.create_task(token, "while-joining")
+        lock.rollback()
+
+        assert node.wait_runs(node.own(topology.runs_of([task_id])), 10) == set()
+    finally:
+        lock.close()
+        if node is not None:
+            node.close()
 
 
 def _statuses(topology, node_ids: list[int]) -> dict[int, str]:
