@@ -331,7 +331,9 @@ class TasksNamespace(Namespace):
 
     async def on_disconnect(self, socket: Socket) -> None:
         identity = socket.state
-        if "kind" not in identity:
+        # A process stopping gracefully: the client's next connection, to another process, follows at
+        # once (a node that never comes back is found by the heartbeat sweep). No notices: the UI would flap.
+        if "kind" not in identity or socket.server.stopping:
             return
         for room in identity["rooms"]:
             await socket.leave(room)

@@ -9,7 +9,8 @@ exits, the others are stopped and this process exits with its status, for the su
 
 Every daphne process stops gracefully on SIGTERM or SIGINT: it stops accepting connections, closes
 its Socket.IO connections at once (websockets, and long-polling requests that only wait for packets)
-so that clients reconnect to another process without waiting for a timeout, lets the requests in
+so that clients reconnect to another process without waiting for a timeout (their nodes are not
+announced offline meanwhile), lets the requests in
 progress finish (at most ``STOP_SECONDS``), and exits with status 0.
 """
 
@@ -97,6 +98,9 @@ def run_daphne(binding: list[str]) -> None:
             self.stop_by = time.monotonic() + STOP_SECONDS
             for port in self.ports:
                 port.stopListening()
+            from nodes.consumers import server as sockets
+
+            sockets.stopping = True
             closing = [
                 protocol
                 for protocol, details in self.connections.items()

@@ -193,6 +193,9 @@ class Server:
         # once wake-ups reach them.
         self.waiting_polls: dict[str, str] = {}
         self.listening = asyncio.Event()
+        # Set when this process stops gracefully: its clients reconnect to another one at once, so the
+        # disconnects that follow are no departures.
+        self.stopping = False
         self._process = ""
         self._beaten = False
         self._housekeeping_loop: asyncio.AbstractEventLoop | None = None
