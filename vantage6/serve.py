@@ -10,8 +10,11 @@ exits, the others are stopped and this process exits with its status, for the su
 Every daphne process stops gracefully on SIGTERM or SIGINT: it stops accepting connections, closes
 its Socket.IO connections at once (websockets, and long-polling requests that only wait for packets)
 so that clients reconnect to another process without waiting for a timeout (their nodes are not
-announced offline meanwhile), lets the requests in
-progress finish (at most ``STOP_SECONDS``), and exits with status 0.
+announced offline meanwhile), lets the requests in progress finish (at most ``STOP_SECONDS``), and
+exits with status 0. Its responses from then on say ``Connection: close``, and it leaves the idle
+connections a proxy keeps alive for the proxy to close (for at most ``IDLE_SECONDS``: the proxy's
+upstream ``keepalive_timeout`` must be shorter, as in scripts/proxy): closing one itself could cross
+a request the proxy is sending on it, which is then lost (a 502 for a POST).
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 from typing import Any
 
 APPLICATION = "vantage6.asgi:application"
 STOP_SECONDS = 20
+IDLE_SECONDS = 5
 SOCKET_PATH = b"/socket.io/"
 
 logger = logging.getLogger("vantage6.serve")
@@ -62,8 +67,42 @@ def run_daphne(binding: list[str]) -> None:
     from daphne.ws_protocol import WebSocketProtocol
     from twisted.internet import defer
     from twisted.internet import reactor as twisted_reactor
+    from twisted.web import http
 
     reactor: Any = twisted_reactor  # the asyncio reactor: its interfaces are not typed as one
+
+    class Connection(http.HTTPChannel):
+        """An HTTP connection; once the server drains, each response closes it."""
+
+        draining = False
+        open: weakref.WeakSet = weakref.WeakSet()
+
+        def connectionMade(self) -> None:
+            super().connectionMade()
+            Connection.open.add(self)
+
+        def connectionLost(self, reason: object) -> None:
+            Connection.open.discard(self)
+            super().connectionLost(reason)
+
+        def checkPersistence(self, request: Any, version: bytes) -> bool:
+            if Connection.draining:
+                request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+                return False
+            return super().checkPersistence(request, version)
+
+        def serves_http(self) -> bool:
+            """False once upgraded: the websocket took the transport over."""
+            return not isinstance(getattr(self.transport, "protocol", None), WebSocketProtocol)
+
+        def close_after_response(self) -> None:
+            """The request in progress (if any) is the last one; an idle connection's next request is
+            answered so by ``checkPersistence``."""
+            if self.requests:
+                self.persistent = False
+            for request in self.requests:
+                if not request.startedWriting:
+                    request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
 
     def waits_for_packets(protocol: Any) -> bool:
         """A websocket or a long-polling GET: it ends only when the client or the server closes it."""
@@ -78,6 +117,7 @@ def run_daphne(binding: list[str]) -> None:
             super().__init__(*args, **{**kwargs, "signal_handlers": False})
             self.ports: list = []
             self.stop_by = 0.0
+            self.idle_by = 0.0
 
         def run(self) -> None:
             reactor.callWhenRunning(self._on_signals)
@@ -90,14 +130,22 @@ def run_daphne(binding: list[str]) -> None:
 
         def listen_success(self, port: object) -> None:
             self.ports.append(port)
+            self.http_factory.protocol = self._connection  # before the reactor accepts any
             super().listen_success(port)
+
+        def _connection(self) -> object:
+            return http._GenericHTTPChannelProtocol(Connection())
 
         def drain(self) -> None:
             if self.stop_by:
                 return
             self.stop_by = time.monotonic() + STOP_SECONDS
+            self.idle_by = time.monotonic() + IDLE_SECONDS
             for port in self.ports:
                 port.stopListening()
+            Connection.draining = True
+            for connection in self._http_connections():
+                connection.close_after_response()
             from nodes.consumers import server as sockets
 
             sockets.stopping = True
@@ -126,8 +174,13 @@ def run_daphne(binding: list[str]) -> None:
                 ]
             )
 
+        def _http_connections(self) -> list[Connection]:
+            return [connection for connection in Connection.open if connection.serves_http()]
+
         def _stop_when_done(self) -> None:
             busy = self._busy()
+            if time.monotonic() < self.idle_by:
+                busy += len(self._http_connections())
             if busy and time.monotonic() < self.stop_by:
                 reactor.callLater(0.05, self._stop_when_done)
                 return
