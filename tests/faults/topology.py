@@ -237,6 +237,7 @@ class Node:
         self.refused: list[tuple[int, int]] = []  # (run id, status) of PATCHes the server refused
         self.connects = 0  # connections that became ready (joined the node's rooms)
         self.disconnects: list[float] = []
+        self.syncs: list[float] = []  # when each ``sync`` came
         self.changed = threading.Condition()  # guards the records above
         self.access, self.refresh = tokens or self._log_in()
         self.socket: NodeSocket | None = None
@@ -276,6 +277,8 @@ class Node:
                 self.disconnects.append(time.monotonic())
                 self.changed.notify_all()
         elif name == "sync":
+            with self.changed:
+                self.syncs.append(time.monotonic())
             self._fetch({"state": "open", "node_id": self.id, "include": "task"})
         elif name == "new_task":
             with self.changed:
