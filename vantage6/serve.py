@@ -149,6 +149,14 @@ def run_daphne(binding: list[str]) -> None:
             from nodes.consumers import server as sockets
 
             sockets.stopping = True
+            logger.info(
+                "Stopping: %d socket connections closed, finishing the requests", self._drop_sockets()
+            )
+            self._stop_when_done()
+
+        def _drop_sockets(self) -> int:
+            """Drop the websockets and long-polling requests (also those that came since, on kept-alive
+            connections); how many."""
             closing = [
                 protocol
                 for protocol, details in self.connections.items()
@@ -158,10 +166,9 @@ def run_daphne(binding: list[str]) -> None:
                 # A dropped connection, not an Engine.IO CLOSE: clients reconnect to another process.
                 if isinstance(protocol, WebSocketProtocol):
                     protocol.dropConnection(abort=True)
-                else:
+                elif protocol.channel is not None:  # None once its connection is gone
                     protocol.channel.transport.abortConnection()
-            logger.info("Stopping: %d socket connections closed, finishing the requests", len(closing))
-            self._stop_when_done()
+            return len(closing)
 
         def _busy(self) -> int:
             """Requests still arriving or being answered, and applications still ending."""
@@ -178,6 +185,7 @@ def run_daphne(binding: list[str]) -> None:
             return [connection for connection in Connection.open if connection.serves_http()]
 
         def _stop_when_done(self) -> None:
+            self._drop_sockets()
             busy = self._busy()
             if time.monotonic() < self.idle_by:
                 busy += len(self._http_connections())
