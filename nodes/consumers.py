@@ -331,9 +331,11 @@ class TasksNamespace(Namespace):
 
     async def on_disconnect(self, socket: Socket) -> None:
         identity = socket.state
-        # A process stopping gracefully: the client's next connection, to another process, follows at
-        # once (a node that never comes back is found by the heartbeat sweep). No notices: the UI would flap.
-        if "kind" not in identity or socket.server.stopping:
+        if "kind" not in identity:
+            return
+        if identity["kind"] == "node" and socket.server.stopping:
+            # Its next connection, to another process, follows at once (one that never comes is found
+            # by the heartbeat sweep): notices now would only make the UI flap.
             return
         for room in identity["rooms"]:
             await socket.leave(room)
