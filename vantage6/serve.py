@@ -32,6 +32,7 @@ from typing import Any
 APPLICATION = "vantage6.asgi:application"
 STOP_SECONDS = 20
 IDLE_SECONDS = 5
+BACKLOG = 1024
 SOCKET_PATH = b"/socket.io/"
 
 logger = logging.getLogger("vantage6.serve")
@@ -48,10 +49,10 @@ def listen(host: str, port: int, count: int) -> list[socket.socket]:
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     if family != socket.AF_INET:
         raise SystemExit(f"Configuration error: several workers need an IPv4 V6_HOST, got {host!r}")
-    sockets = [socket.create_server((host, port), family=family, backlog=1024, reuse_port=True)]
+    sockets = [socket.create_server((host, port), family=family, backlog=BACKLOG, reuse_port=True)]
     port = sockets[0].getsockname()[1]  # the one the system chose for port 0
     sockets += [
-        socket.create_server((host, port), family=family, backlog=1024, reuse_port=True)
+        socket.create_server((host, port), family=family, backlog=BACKLOG, reuse_port=True)
         for _ in range(count - 1)
     ]
     for sock in sockets:
@@ -142,6 +143,10 @@ def run_daphne(binding: list[str]) -> None:
             self.stop_by = time.monotonic() + STOP_SECONDS
             self.idle_by = time.monotonic() + IDLE_SECONDS
             for port in self.ports:
+                # Closing the socket resets the connections the kernel completed but nobody accepted yet
+                # (a request already sent on one is lost: a 502 for a POST): accept them all first.
+                port.numberAccepts = BACKLOG
+                port.doRead()
                 port.stopListening()
             Connection.draining = True
             for connection in self._http_connections():
