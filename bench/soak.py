@@ -10,8 +10,9 @@ run as soon as they learn of it; 5 users each create a task for 5 random organiz
 results and read them, and start again. At a third of the time RabbitMQ is killed for 20 s; at two
 thirds replica-2 is killed (SIGKILL) and started again 5 s later. At the end the users stop, the
 nodes get a minute to finish what is open and disconnect, and the table is printed:
-requests, errors by status, tasks created and runs completed, new_task events lost, the RSS of each
-replica, and the sessions and open rows left.
+requests, errors by status, tasks created and runs completed, ``new_task`` events that did not arrive
+live and runs never handed to their node (lost for good), the RSS of each replica, the sessions and
+open rows left, and what the node of each unfinished run knew of it.
 """
 
 from __future__ import annotations
@@ -206,9 +207,11 @@ def run(topology: Topology, nodes: list[Node], seconds: float) -> dict:
         time.sleep(1)
     task_ids = [task_id for task_id, _ in created]
     by_organization = {node.info["organization_id"]: node for node in nodes}
-    lost = sum(
+    late = sum(
         1 for task_id, chosen in created for org in chosen if task_id not in by_organization[org].announced
     )
+    runs = topology.sql("SELECT id, organization_id FROM run WHERE task_id = ANY(%s)", task_ids)
+    lost = sum(1 for run_id, org in runs if run_id not in by_organization[org].runs)
     for node in nodes:
         node.close()
     time.sleep(10)  # pingInterval + pingTimeout and a sweep of the fast timers: abandoned sessions end
@@ -218,6 +221,13 @@ def run(topology: Topology, nodes: list[Node], seconds: float) -> dict:
     left = {table: topology.sql(f"SELECT count(*) FROM {table}")[0][0] for table in ("socket_process",)}
     left["nodes online"] = topology.sql("SELECT count(*) FROM authenticatable WHERE status = 'online'")[0][0]
     left["open runs"] = topology.sql("SELECT count(*) FROM run WHERE finished_at IS NULL")[0][0]
+    unfinished = [
+        describe(by_organization[organization], run_id, task_id, float(age), started)
+        for run_id, task_id, organization, age in topology.sql(
+            "SELECT r.id, r.task_id, r.organization_id, extract(epoch FROM now() - t.created_at)"
+            " FROM run r JOIN task t ON t.id = r.task_id WHERE r.finished_at IS NULL ORDER BY r.id"
+        )
+    ]
     return {
         "seconds": elapsed,
         "events": events,
@@ -226,12 +236,26 @@ def run(topology: Topology, nodes: list[Node], seconds: float) -> dict:
         "tasks": len(created),
         "runs created": runs_created,
         "runs completed": runs_completed,
+        "late": late,
         "lost": lost,
         "expected events": sum(len(chosen) for _, chosen in created),
         "rss": rss,
         "left": left,
         "nodes": len(nodes),
+        "unfinished": unfinished,
     }
+
+
+def describe(node: Node, run_id: int, task_id: int, age: float, started: float) -> str:
+    """What the node of an unfinished run knew of it, for finding where it was lost."""
+    refused = [status for run, status in node.refused if run == run_id]
+    return (
+        f"run {run_id} of task {task_id} (made {time.monotonic() - age - started:.0f} s in), node {node.id}:"
+        f" task announced {task_id in node.announced}, run handed {node.runs.get(run_id, 0)} times,"
+        f" PATCH refused {refused or 'never'}, connects {node.connects},"
+        f" disconnects at {[round(at - started) for at in node.disconnects]} s,"
+        f" syncs at {[round(at - started) for at in node.syncs]} s"
+    )
 
 
 def print_table(report: dict) -> None:
@@ -248,7 +272,8 @@ def print_table(report: dict) -> None:
         ("errors by status", ", ".join(f"{s}: {n}" for s, n in sorted(errors.items(), key=str)) or "none"),
         ("tasks created", str(report["tasks"])),
         ("runs created / completed", f"{report['runs created']} / {report['runs completed']}"),
-        ("new_task events lost", f"{report['lost']} of {report['expected events']}"),
+        ("new_task events not live", f"{report['late']} of {report['expected events']}"),
+        ("runs never handed to their node", str(report["lost"])),
     ]
     for replica in sorted(report["rss"]["start"]):
         sizes = [report["rss"][moment].get(replica) for moment in ("start", "middle", "end")]
@@ -262,6 +287,8 @@ def print_table(report: dict) -> None:
     print(f"|{'-' * (width + 2)}|-------|")
     for name, value in rows:
         print(f"| {name.ljust(width)} | {value} |")
+    for line in report["unfinished"]:
+        print(f"unfinished: {line}")
 
 
 def main() -> None:

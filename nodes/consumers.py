@@ -307,21 +307,28 @@ class TasksNamespace(Namespace):
         socket.state.update(identity)
         socket.set_owner(f"{identity['kind']}:{identity['id']}")
         rooms = identity["rooms"]
-        if identity["kind"] == "node":
+        node = identity["kind"] == "node"
+        # Rooms before ``sync``: a task made after the node's listing on ``sync`` reaches it as an event.
+        for room in rooms:
+            await socket.join(room)
+        if node:
             await socket.emit("sync")
             await _tell_users(socket, "node-online", _node_notice(identity), rooms)
         for room in rooms:
-            await socket.join(room)
             if room != ALL_NODES_ROOM:
                 notice = _notice(identity, "joined", room)
                 await _tell_users(socket, "message", notice, [room])
                 await socket.emit("message", notice)
-            if identity["kind"] == "user":
+            if not node:
                 await socket.join(presence_room(room))
 
     async def on_disconnect(self, socket: Socket) -> None:
         identity = socket.state
         if "kind" not in identity:
+            return
+        if identity["kind"] == "node" and socket.server.stopping:
+            # Its next connection, to another process, follows at once (one that never comes is found
+            # by the heartbeat sweep): notices now would only make the UI flap.
             return
         for room in identity["rooms"]:
             await socket.leave(room)

@@ -145,6 +145,7 @@ http {
     }
     upstream vantage6 {
 $upstream        keepalive 32;
+        keepalive_timeout 2s;  # see scripts/proxy/docker.conf
     }
     server {
         listen 127.0.0.1:$PROXY_PORT;

@@ -9,8 +9,12 @@ exits, the others are stopped and this process exits with its status, for the su
 
 Every daphne process stops gracefully on SIGTERM or SIGINT: it stops accepting connections, closes
 its Socket.IO connections at once (websockets, and long-polling requests that only wait for packets)
-so that clients reconnect to another process without waiting for a timeout, lets the requests in
-progress finish (at most ``STOP_SECONDS``), and exits with status 0.
+so that clients reconnect to another process without waiting for a timeout (their nodes are not
+announced offline meanwhile), lets the requests in progress finish (at most ``STOP_SECONDS``), and
+exits with status 0. Its responses from then on say ``Connection: close``, and it leaves the idle
+connections a proxy keeps alive for the proxy to close (for at most ``IDLE_SECONDS``: the proxy's
+upstream ``keepalive_timeout`` must be shorter, as in scripts/proxy): closing one itself could cross
+a request the proxy is sending on it, which is then lost (a 502 for a POST).
 """
 
 from __future__ import annotations
@@ -22,10 +26,13 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 from typing import Any
 
 APPLICATION = "vantage6.asgi:application"
 STOP_SECONDS = 20
+IDLE_SECONDS = 5
+BACKLOG = 1024
 SOCKET_PATH = b"/socket.io/"
 
 logger = logging.getLogger("vantage6.serve")
@@ -42,10 +49,10 @@ def listen(host: str, port: int, count: int) -> list[socket.socket]:
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     if family != socket.AF_INET:
         raise SystemExit(f"Configuration error: several workers need an IPv4 V6_HOST, got {host!r}")
-    sockets = [socket.create_server((host, port), family=family, backlog=1024, reuse_port=True)]
+    sockets = [socket.create_server((host, port), family=family, backlog=BACKLOG, reuse_port=True)]
     port = sockets[0].getsockname()[1]  # the one the system chose for port 0
     sockets += [
-        socket.create_server((host, port), family=family, backlog=1024, reuse_port=True)
+        socket.create_server((host, port), family=family, backlog=BACKLOG, reuse_port=True)
         for _ in range(count - 1)
     ]
     for sock in sockets:
@@ -61,8 +68,42 @@ def run_daphne(binding: list[str]) -> None:
     from daphne.ws_protocol import WebSocketProtocol
     from twisted.internet import defer
     from twisted.internet import reactor as twisted_reactor
+    from twisted.web import http
 
     reactor: Any = twisted_reactor  # the asyncio reactor: its interfaces are not typed as one
+
+    class Connection(http.HTTPChannel):
+        """An HTTP connection; once the server drains, each response closes it."""
+
+        draining = False
+        open: weakref.WeakSet = weakref.WeakSet()
+
+        def connectionMade(self) -> None:
+            super().connectionMade()
+            Connection.open.add(self)
+
+        def connectionLost(self, reason: object) -> None:
+            Connection.open.discard(self)
+            super().connectionLost(reason)
+
+        def checkPersistence(self, request: Any, version: bytes) -> bool:
+            if Connection.draining:
+                request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+                return False
+            return super().checkPersistence(request, version)
+
+        def serves_http(self) -> bool:
+            """False once upgraded: the websocket took the transport over."""
+            return not isinstance(getattr(self.transport, "protocol", None), WebSocketProtocol)
+
+        def close_after_response(self) -> None:
+            """The request in progress (if any) is the last one; an idle connection's next request is
+            answered so by ``checkPersistence``."""
+            if self.requests:
+                self.persistent = False
+            for request in self.requests:
+                if not request.startedWriting:
+                    request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
 
     def waits_for_packets(protocol: Any) -> bool:
         """A websocket or a long-polling GET: it ends only when the client or the server closes it."""
@@ -77,6 +118,7 @@ def run_daphne(binding: list[str]) -> None:
             super().__init__(*args, **{**kwargs, "signal_handlers": False})
             self.ports: list = []
             self.stop_by = 0.0
+            self.idle_by = 0.0
 
         def run(self) -> None:
             reactor.callWhenRunning(self._on_signals)
@@ -89,14 +131,37 @@ def run_daphne(binding: list[str]) -> None:
 
         def listen_success(self, port: object) -> None:
             self.ports.append(port)
+            self.http_factory.protocol = self._connection  # before the reactor accepts any
             super().listen_success(port)
+
+        def _connection(self) -> object:
+            return http._GenericHTTPChannelProtocol(Connection())
 
         def drain(self) -> None:
             if self.stop_by:
                 return
             self.stop_by = time.monotonic() + STOP_SECONDS
+            self.idle_by = time.monotonic() + IDLE_SECONDS
             for port in self.ports:
+                # Closing the socket resets the connections the kernel completed but nobody accepted yet
+                # (a request already sent on one is lost: a 502 for a POST): accept them all first.
+                port.numberAccepts = BACKLOG
+                port.doRead()
                 port.stopListening()
+            Connection.draining = True
+            for connection in self._http_connections():
+                connection.close_after_response()
+            from nodes.consumers import server as sockets
+
+            sockets.stopping = True
+            logger.info(
+                "Stopping: %d socket connections closed, finishing the requests", self._drop_sockets()
+            )
+            self._stop_when_done()
+
+        def _drop_sockets(self) -> int:
+            """Drop the websockets and long-polling requests (also those that came since, on kept-alive
+            connections); how many."""
             closing = [
                 protocol
                 for protocol, details in self.connections.items()
@@ -106,10 +171,9 @@ def run_daphne(binding: list[str]) -> None:
                 # A dropped connection, not an Engine.IO CLOSE: clients reconnect to another process.
                 if isinstance(protocol, WebSocketProtocol):
                     protocol.dropConnection(abort=True)
-                else:
+                elif protocol.channel is not None:  # None once its connection is gone
                     protocol.channel.transport.abortConnection()
-            logger.info("Stopping: %d socket connections closed, finishing the requests", len(closing))
-            self._stop_when_done()
+            return len(closing)
 
         def _busy(self) -> int:
             """Requests still arriving or being answered, and applications still ending."""
@@ -122,8 +186,14 @@ def run_daphne(binding: list[str]) -> None:
                 ]
             )
 
+        def _http_connections(self) -> list[Connection]:
+            return [connection for connection in Connection.open if connection.serves_http()]
+
         def _stop_when_done(self) -> None:
+            self._drop_sockets()
             busy = self._busy()
+            if time.monotonic() < self.idle_by:
+                busy += len(self._http_connections())
             if busy and time.monotonic() < self.stop_by:
                 reactor.callLater(0.05, self._stop_when_done)
                 return

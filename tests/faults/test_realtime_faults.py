@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import requires_services
 from tests.faults.topology import BOUND
 from tests.ops import services
+from tests.realtime.helpers import NodeSocket
 
 pytestmark = [*services.marks(), requires_services("postgres", "rabbitmq")]
 
@@ -90,3 +91,36 @@ def test_a_stopped_replica_hands_its_nodes_to_the_other(topology, nodes, stop):
     held = "SELECT count(*) FROM socket_connection c JOIN socket_process p ON p.id = c.process"
     assert topology.sql(f"{held} WHERE c.identity_id = ANY(%s)", ids) == [(len(set(ids)),)]
     assert offline == set()
+
+
+def test_a_graceful_stop_does_not_announce_its_nodes_offline(topology, nodes):
+    """The nodes of a replica stopped with SIGTERM reconnect to the other one at once: the researcher's
+    socket (on the other replica) hears no ``node-offline`` and the nodes stay online throughout."""
+    connected = nodes()
+    assert all(node.wait_connected(1, 20) for node in connected)
+    ids = [node.id for node in connected]
+    for victim in topology.replicas:
+        other = next(url for name, url in topology.replicas.items() if name != victim)
+        researcher = NodeSocket(other, topology.login())
+        researcher.wait_for("message")  # joined its rooms
+        topology.signal(victim, signal.SIGTERM)
+        stopped_at = time.monotonic()
+        time.sleep(1)
+        if any(node.disconnects for node in connected):
+            break
+        researcher.close()
+        topology.restart(victim)
+    dropped = [node for node in connected if node.disconnects]
+    assert dropped
+
+    offline = set()
+    while time.monotonic() - stopped_at < 5:
+        offline |= {node for node, status in _statuses(topology, ids).items() if status != "online"}
+        time.sleep(0.2)
+    heard = researcher.received(1)
+    researcher.close()
+    for node in dropped:
+        assert node.wait_connected(2, 0), f"node {node.id} did not reconnect"
+    assert [data for event, data in heard if event == "node-offline"] == []
+    assert offline == set()
+    topology.restart(victim)

@@ -4,9 +4,10 @@ behave as the official node does.
 
 ``Node`` drives python-socketio as the official node sets it up (``NodeSocket``) and answers its events
 as the node does: on ``sync`` it lists its open runs, on ``new_task`` the runs of that task, on
-``expired_token`` / ``invalid_token`` it refreshes its token and connects again. Runs it learns of are
-recorded (with how often), and ``complete`` PATCHes one as the node does when its algorithm ends
-(with ``complete_runs``, each run as soon as the node learns of it).
+``expired_token`` / ``invalid_token`` it refreshes its token and connects again; a request answered
+with an error is sent once more. Runs it learns of are recorded (with how often), and ``complete``
+PATCHes one as the node does when its algorithm ends (with ``complete_runs``, each run as soon as the
+node learns of it).
 """
 
 from __future__ import annotations
@@ -237,6 +238,7 @@ class Node:
         self.refused: list[tuple[int, int]] = []  # (run id, status) of PATCHes the server refused
         self.connects = 0  # connections that became ready (joined the node's rooms)
         self.disconnects: list[float] = []
+        self.syncs: list[float] = []  # when each ``sync`` came
         self.changed = threading.Condition()  # guards the records above
         self.access, self.refresh = tokens or self._log_in()
         self.socket: NodeSocket | None = None
@@ -276,6 +278,8 @@ class Node:
                 self.disconnects.append(time.monotonic())
                 self.changed.notify_all()
         elif name == "sync":
+            with self.changed:
+                self.syncs.append(time.monotonic())
             self._fetch({"state": "open", "node_id": self.id, "include": "task"})
         elif name == "new_task":
             with self.changed:
@@ -291,10 +295,18 @@ class Node:
                 self.access, self.refresh = self._log_in()
             self._connect()
 
+    def _request(self, method: str, path: str, **kwargs: object) -> requests.Response:
+        """As the official node's client: an answer above 210 (a 502 from the proxy, say) gets the
+        request sent once more (it refreshes its token first, which changes nothing here)."""
+        response, _ = self.topology.request(method, path, self.access, **kwargs)
+        if response.status_code > 210:
+            response, _ = self.topology.request(method, path, self.access, **kwargs)
+        return response
+
     def _fetch(self, params: dict) -> None:
         page = 1
         while True:
-            response, _ = self.topology.request("GET", "/run", self.access, params={**params, "page": page})
+            response = self._request("GET", "/run", params={**params, "page": page})
             if response.status_code != 200:
                 return
             body = response.json()
@@ -337,7 +349,7 @@ class Node:
         if not started:
             bodies.insert(0, {"started_at": now})
         for body in bodies:
-            response, _ = self.topology.request("PATCH", f"/run/{run_id}", self.access, json=body)
+            response = self._request("PATCH", f"/run/{run_id}", json=body)
             if response.status_code != 200:
                 with self.changed:
                     self.refused.append((run_id, response.status_code))

@@ -243,6 +243,9 @@ class Server:
         # This process's channel on the layer of its loop (named by the sids of its sessions).
         self.channel = ""
         self._ready: asyncio.Event | None = None
+        # Set when this process stops gracefully: its clients reconnect to another one at once, so the
+        # disconnects that follow are no departures.
+        self.stopping = False
         self._process = ""
         self._beaten = False
         self._listening_loop: asyncio.AbstractEventLoop | None = None
