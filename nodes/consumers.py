@@ -396,13 +396,15 @@ async def resync_nodes() -> None:
             await Socket(server, session, TASKS_NAMESPACE).emit("sync")
 
 
-def _nodes_lost(nodes: list[dict]) -> None:
-    """The user sockets of their rooms hear that nodes whose server process died are offline."""
+def _process_lost(nodes: list[dict]) -> None:
+    """A server process died. The user sockets of their rooms hear that its nodes are offline, and every
+    node syncs: a task the process stored but did not get to publish reaches the nodes of the others."""
     for node in nodes:
         notice = {"id": node["id"], "name": node["name"], "org_id": node["organization_id"]}
         for room in node_rooms(node["organization_id"], node["collaboration_id"]):
             if room != ALL_NODES_ROOM:
                 server.publish("node-offline", notice, room=presence_room(room), namespace=TASKS_NAMESPACE)
+    server.publish("sync", room=ALL_NODES_ROOM, namespace=TASKS_NAMESPACE)
 
 
 async def _housekeeping() -> None:
@@ -413,7 +415,7 @@ async def _housekeeping() -> None:
 
 server = Server(
     namespaces={TASKS_NAMESPACE: TasksNamespace()},
-    liveness=DatabaseLiveness(nodes_lost=_nodes_lost),
+    liveness=DatabaseLiveness(process_lost=_process_lost),
     ping_interval=settings.SOCKET_PING_INTERVAL,
     ping_timeout=settings.SOCKET_PING_TIMEOUT,
     authenticate=handshake_auth,

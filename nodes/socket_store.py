@@ -22,11 +22,11 @@ def _now() -> datetime:
 
 
 class DatabaseLiveness(Liveness):
-    """``nodes_lost`` hears of the nodes (id, name, organization_id, collaboration_id) whose connection
-    was on a process that was buried, after the commit."""
+    """``process_lost`` hears, after the commit, that a process was buried, with the nodes (id, name,
+    organization_id, collaboration_id) whose connection was on it."""
 
-    def __init__(self, nodes_lost: Callable[[list[dict]], None]) -> None:
-        self.nodes_lost = nodes_lost
+    def __init__(self, process_lost: Callable[[list[dict]], None]) -> None:
+        self.process_lost = process_lost
 
     def beat(self, process: str) -> bool:
         now = _now()
@@ -51,6 +51,5 @@ class DatabaseLiveness(Liveness):
             NodeConfig.objects.filter(node_id__in=held).delete()
             NodeMetrics.objects.filter(node_id__in=held).delete()
             SocketConnection.objects.filter(process=process).delete()
-            if nodes:
-                transaction.on_commit(lambda: self.nodes_lost(nodes))
+            transaction.on_commit(lambda: self.process_lost(nodes))
         return True

@@ -74,7 +74,7 @@ def _held_by(process: str, node) -> None:
 
 @pytest.mark.django_db
 def test_a_stalled_process_that_beats_again_keeps_its_connections(world):
-    liveness = DatabaseLiveness(nodes_lost=_unexpected)
+    liveness = DatabaseLiveness(process_lost=_unexpected)
     SocketProcess.objects.create(id="stalled", beat_at=_ago(600))
     _held_by("stalled", world.node_a)
     before = time.time() - 60
@@ -95,7 +95,7 @@ def _unexpected(nodes: list[dict]) -> None:
 @pytest.mark.django_db(transaction=True)  # the nodes lost are told after the commit
 def test_a_dead_process_is_buried_once_with_what_it_held(world):
     lost: list[dict] = []
-    liveness = DatabaseLiveness(nodes_lost=lost.extend)
+    liveness = DatabaseLiveness(process_lost=lost.extend)
     SocketProcess.objects.create(id="dead", beat_at=_ago(600))
     SocketProcess.objects.create(id="alive", beat_at=_ago(0))
     _held_by("dead", world.node_a)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 
 from accounts.models import Authenticatable
-from nodes.models import NodeConfig
+from nodes.models import NodeConfig, SocketProcess
 from tasks.models import Run, Task
 from tests.realtime.helpers import (
     create_task,
@@ -321,3 +322,14 @@ def test_node_reconnects_after_the_server_restarts(own_server, live_world, socke
     node.wait_ready(live_world.node_a)  # a new sync: the node re-lists its work
     node.emit("ping")
     assert eventually(lambda: status_of(live_world.node_a) == "online")
+
+
+def test_every_node_syncs_when_a_dead_server_process_is_buried(server, live_world, sockets):
+    """A process that died after storing a task but before publishing it took the event with it: when a
+    survivor buries it, every node (connected anywhere) is told to ``sync`` and lists its open runs."""
+    node = sockets(server.url, token(live_world.node_b))
+    node.wait_ready(live_world.node_b)
+    long_ago = datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=10)
+    SocketProcess.objects.using(LIVE).create(id=f"dead-{random.randrange(10**9)}", beat_at=long_ago)
+
+    node.wait_for("sync", timeout=10)
