@@ -7,9 +7,11 @@ import json
 import pytest
 from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
+from channels.layers import channel_layers
 from django.core.signals import request_finished
 
 from tests.factories import bearer, make_user
+from tests.realtime.helpers import IN_MEMORY
 from tests.speed import urls
 from vantage6.handler import PooledASGIHandler
 
@@ -43,14 +45,18 @@ def call(app, path: str, *, method: str = "GET", headers: dict | None = None, bo
 
 
 @pytest.fixture
-def application(monkeypatch):
+def application(monkeypatch, settings):
     from vantage6 import asgi
 
-    # Each call runs in a throwaway event loop of its own: the Socket.IO housekeeping would connect the
-    # RabbitMQ layer there, and channels-rabbitmq's reader, once consuming, cannot be cancelled when
-    # that loop closes. These requests are about the HTTP handler only.
+    # Each call runs in a throwaway event loop of its own: the Socket.IO server would connect the
+    # RabbitMQ layer there (its housekeeping, its process channel), and channels-rabbitmq's reader, once
+    # consuming, cannot be cancelled when that loop closes. These requests are about the HTTP handler
+    # only, so the layer is the in-memory one.
     monkeypatch.setattr(asgi.server, "ensure_housekeeping", lambda: None)
-    return asgi.application
+    settings.CHANNEL_LAYERS = IN_MEMORY
+    channel_layers.backends.clear()
+    yield asgi.application
+    channel_layers.backends.clear()
 
 
 def auth(user) -> dict:
