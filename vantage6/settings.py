@@ -160,6 +160,8 @@ PASSWORD_INACTIVATION_MINUTES = env_int("PASSWORD_INACTIVATION_MINUTES", 15, min
 PASSWORD_BETWEEN_USER_EMAILS_MINUTES = env_int("PASSWORD_BETWEEN_USER_EMAILS_MINUTES", 60, minimum=0)
 # Failed logins one client address may make per minute, in each server process (0: no limit).
 LOGIN_FAILURES_PER_MINUTE = env_int("LOGIN_FAILURES_PER_MINUTE", 20, minimum=0, maximum=10_000)
+# Password recovery requests one client address may make per hour, in each server process (0: no limit).
+RECOVERY_REQUESTS_PER_HOUR = env_int("RECOVERY_REQUESTS_PER_HOUR", 10, minimum=0, maximum=10_000)
 # Proxies whose X-Forwarded-For names the client (the failed-login limit counts per client address).
 TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
 # bcrypt cost of user passwords; vantage6 uses 12.

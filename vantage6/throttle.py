@@ -58,9 +58,9 @@ class _Client:
 
 
 class FailureLimiter:
-    """At most ``limit`` failures per client within a sliding window: then ``retry_after`` tells the
-    client how long to wait. Also tells the first event of a kind per client and window (``first``),
-    to record repeated events once."""
+    """At most ``limit`` failures (or attempts) per client within a sliding window: then
+    ``retry_after`` (``attempt``) tells the client how long to wait. Also tells the first event of a
+    kind per client and window (``first``), to record repeated events once."""
 
     def __init__(self, window: float = WINDOW_SECONDS, max_clients: int = MAX_CLIENTS) -> None:
         self.window = window
@@ -102,6 +102,19 @@ class FailureLimiter:
             failures.append(now)
             while len(failures) > limit:
                 failures.popleft()
+
+    def attempt(self, key: str, limit: int) -> int:
+        """Count an attempt of ``key`` unless it is at ``limit``: then the whole seconds to wait
+        (nothing counted); 0: counted. One step, so that a burst in parallel cannot pass the limit."""
+        if not limit:
+            return 0
+        with self._lock:
+            now = self.clock()
+            failures = self._client(key, now).failures
+            if len(failures) >= limit:
+                return max(1, math.ceil(failures[-limit] + self.window - now))
+            failures.append(now)
+            return 0
 
     def first(self, key: str, kind: str) -> bool:
         """Whether this is the first ``kind`` of event of ``key`` within the window."""
