@@ -79,6 +79,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: nothing may see X-Forwarded-Proto from a peer that is not a trusted proxy.
+    "vantage6.api.middleware.ForwardedProtoMiddleware",
     "vantage6.api.observability.RequestLogMiddleware",
     "vantage6.api.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",

@@ -1,4 +1,5 @@
-"""Failures per client address within a sliding minute, and which address a request comes from.
+"""Failures per client address within a sliding minute, which address a request comes from, and
+whether it comes through a trusted proxy.
 
 The counts live in the memory of one server process, bounded in size: each process of a cluster
 counts the failures it sees itself.
@@ -28,6 +29,12 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
     mapped = getattr(address, "ipv4_mapped", None)
     return mapped or address
+
+
+def from_trusted_proxy(meta: Mapping[str, str], trusted_proxies: Iterable[IPNetwork]) -> bool:
+    """Whether the peer of a request with ``meta`` is one of ``trusted_proxies``."""
+    peer = _address(meta.get("REMOTE_ADDR", ""))
+    return peer is not None and any(peer in proxy for proxy in trusted_proxies)
 
 
 def client_address(meta: Mapping[str, str], trusted_proxies: Iterable[IPNetwork]) -> str:
