@@ -121,17 +121,17 @@ class RequestLogMiddleware:
         if logger.isEnabledFor(logging.INFO):
             principal = _principal_label(request)
             # Control characters (a decoded %0A) must not start a forged log line.
-            path = client_text(request.path, PATH_TEXT_LIMIT)
+            method, path = client_text(request.method), client_text(request.path, PATH_TEXT_LIMIT)
             logger.info(
                 "%s %s %s %.1fms %s",
-                request.method,
+                method,
                 path,
                 response.status_code,
                 seconds * 1000,
                 principal,
                 extra={
                     "fields": {
-                        "method": request.method,
+                        "method": method,
                         "path": path,
                         "status": response.status_code,
                         "ms": round(seconds * 1000, 2),
