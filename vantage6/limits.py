@@ -134,7 +134,7 @@ class LimitedWebRequest(http_protocol.WebRequest):
         )
         logger.info(
             "%s %s 413 body over %d bytes from %s",
-            self.channel._command.decode("latin-1"),
+            client_text(self.channel._command.decode("latin-1")),
             client_text(urlsplit(self.channel._path.decode("latin-1")).path, PATH_TEXT_LIMIT),
             self.limit,
             getattr(self.channel.transport.getPeer(), "host", "?"),
