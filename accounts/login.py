@@ -40,6 +40,9 @@ TOO_MANY_FAILURES = "Too many failed logins from your address; try again in {sec
 
 # Failed logins per client address, in this process (LOGIN_FAILURES_PER_MINUTE).
 FAILED_LOGINS = FailureLimiter()
+TOO_MANY_RECOVERIES = "Too many recovery requests from your address; try again in {seconds} second(s)"
+# Password recovery requests per client address, in this process (RECOVERY_REQUESTS_PER_HOUR).
+RECOVERY_REQUESTS = FailureLimiter(window=3600)
 # The client address of the login attempt being made (set by ``failures_limited``).
 _client: ContextVar[str | None] = ContextVar("login_client", default=None)
 
@@ -314,11 +317,16 @@ def issue_reset_token(user: User, purpose: str) -> str:
     return reset_token(user.pk, purpose, _credentials_fingerprint(user))
 
 
-def password_recovery_request(*, username: str | None, email: str | None) -> None:
+def password_recovery_request(meta: Mapping[str, str], *, username: str | None, email: str | None) -> None:
     """Mail a password reset token when the account exists (the answer never tells whether it does).
 
-    The mail leaves after the answer, so known and unknown accounts answer alike, in time too.
+    The mail leaves after the answer, so known and unknown accounts answer alike, in time too. Each
+    client address may ask RECOVERY_REQUESTS_PER_HOUR times, for any account or none (so that the
+    429 tells nothing either): one address cannot have every account it knows of mailed.
     """
+    client = client_address(meta, settings.TRUSTED_PROXIES)
+    if seconds := RECOVERY_REQUESTS.attempt(client, settings.RECOVERY_REQUESTS_PER_HOUR):
+        raise too_many_requests(TOO_MANY_RECOVERIES.format(seconds=seconds), seconds)
     if not settings.SMTP_CONFIGURED:
         return
     account = Q(username=username) if username else Q(email=email)

@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from django.conf import settings
 from django.core.mail import send_mail
 
+from vantage6.logging import client_text
+
 logger = logging.getLogger(__name__)
 
 _sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mail")
@@ -25,7 +27,7 @@ def _send(to: str, subject: str, text: str) -> None:
     try:
         send_mail(subject, text, settings.DEFAULT_FROM_EMAIL, [to])
     except Exception:  # the answer is long gone: the log is the only place left to tell
-        logger.exception("Could not send an e-mail to %s", to)
+        logger.exception("Could not send an e-mail to %s", client_text(to))
 
 
 def wait_sent(timeout: float = 30) -> None:

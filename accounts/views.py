@@ -129,10 +129,10 @@ class TokenUserValidateView(APIView):
 
 # --- recovery -----------------------------------------------------------------------------------------
 class RecoverLostView(PublicView):
-    @extend_schema(request=RecoverLostInput, responses=MessageOutput)
+    @extend_schema(request=RecoverLostInput, responses={200: MessageOutput, 429: None})
     def post(self, request: Request) -> Response:
         data = validated(RecoverLostInput, request.data)
-        login.password_recovery_request(username=data.get("username"), email=data.get("email"))
+        login.password_recovery_request(request.META, username=data.get("username"), email=data.get("email"))
         return Response({"msg": login.RECOVERY_SENT})
 
 

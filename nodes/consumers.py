@@ -36,6 +36,7 @@ from nodes.models import Node, NodeConfig, NodeMetrics, SocketConnection
 from nodes.services import node_metrics_store
 from nodes.socket_store import DatabaseLiveness
 from vantage6.api.errors import ApiError
+from vantage6.logging import client_text
 from vantage6.socketio.server import Namespace, Server, Socket
 from vantage6.socketio.store import Session
 
@@ -352,14 +353,15 @@ class TasksNamespace(Namespace):
     async def on_event(self, socket: Socket, event: str, args: list) -> None:
         identity = socket.state
         data = args[0] if args else None
-        if event in ("message", "error"):
-            logger.info("socket %s sent %s: %s", socket.sid, event, data)
-        elif "kind" not in identity:
-            logger.info("unidentified socket %s sent %s; ignored", socket.sid, event)
+        if "kind" not in identity:
+            # Anyone can open a socket: what it sends is not worth a line of the log.
+            logger.debug("unidentified socket %s sent %s; ignored", socket.sid, client_text(event))
+        elif event in ("message", "error"):
+            logger.info("socket %s sent %s: %s", socket.sid, event, client_text(data))
         elif event == "ping":
             await database_sync_to_async(heartbeat)(identity["id"])
         elif event not in NODE_EVENTS:
-            logger.info("socket %s sent unknown event %s; ignored", socket.sid, event)
+            logger.info("socket %s sent unknown event %s; ignored", socket.sid, client_text(event))
         elif identity["kind"] != "node":
             logger.warning("%s %s sent node event %s; ignored", identity["kind"], identity["id"], event)
         else:
@@ -372,7 +374,8 @@ class TasksNamespace(Namespace):
             return
         if event == "node_metrics_update":
             if ignored := await database_sync_to_async(node_metrics_store)(node["id"], data):
-                logger.info("node %s sent metrics that are not kept: %s", node["id"], ", ".join(ignored))
+                names = client_text(", ".join(ignored))
+                logger.info("node %s sent metrics that are not kept: %s", node["id"], names)
             return
         relay = node_reports.get(event)
         if relay is None:

@@ -43,10 +43,12 @@ def _fast_password_hashing(settings):
 
 @pytest.fixture(autouse=True)
 def _failed_logins_start_afresh():
-    """Each test's client address starts without failed logins (they are counted per process)."""
-    from accounts.login import FAILED_LOGINS
+    """Each test's client address starts without failed logins or recovery requests (they are
+    counted per process)."""
+    from accounts.login import FAILED_LOGINS, RECOVERY_REQUESTS
 
     FAILED_LOGINS.clear()
+    RECOVERY_REQUESTS.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,8 @@ from urllib.parse import unquote, urlsplit
 from daphne import http_protocol
 from django.conf import settings
 
+from vantage6.logging import PATH_TEXT_LIMIT, client_text
+
 logger = logging.getLogger("vantage6.limits")
 
 BLOB_UPLOAD_PATH = f"{settings.API_PATH}/blobstream"
@@ -132,8 +134,8 @@ class LimitedWebRequest(http_protocol.WebRequest):
         )
         logger.info(
             "%s %s 413 body over %d bytes from %s",
-            self.channel._command.decode("latin-1"),
-            urlsplit(self.channel._path.decode("latin-1")).path,
+            client_text(self.channel._command.decode("latin-1")),
+            client_text(urlsplit(self.channel._path.decode("latin-1")).path, PATH_TEXT_LIMIT),
             self.limit,
             getattr(self.channel.transport.getPeer(), "host", "?"),
         )

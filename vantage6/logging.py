@@ -1,4 +1,4 @@
-"""Log formatting: JSON lines when ``V6_LOG_FORMAT=json``."""
+"""Log formatting: JSON lines when ``V6_LOG_FORMAT=json``; text from clients made fit for a log line."""
 
 from __future__ import annotations
 
@@ -19,3 +19,20 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+# Characters of client text a log line keeps: enough to recognise it, too few to flood the log.
+CLIENT_TEXT_LIMIT = 200
+# Request paths in access lines: longer, as they are what a reader of the log looks for.
+PATH_TEXT_LIMIT = 1000
+
+
+def client_text(value: object, limit: int = CLIENT_TEXT_LIMIT) -> str:
+    """``value`` from a client for a log line: at most ``limit`` characters, with control and other
+    unprintable characters escaped (``\\n``, ``\\x1b``), so that it can neither start a forged line nor
+    drive a terminal."""
+    text = str(value)
+    cut = text[:limit]
+    if not cut.isprintable():
+        cut = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in cut)
+    return cut if len(text) <= limit else f"{cut}... ({len(text)} characters)"

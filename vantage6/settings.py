@@ -79,6 +79,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: nothing may see X-Forwarded-Proto from a peer that is not a trusted proxy.
+    "vantage6.api.middleware.ForwardedProtoMiddleware",
     "vantage6.api.observability.RequestLogMiddleware",
     "vantage6.api.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -160,7 +162,10 @@ PASSWORD_INACTIVATION_MINUTES = env_int("PASSWORD_INACTIVATION_MINUTES", 15, min
 PASSWORD_BETWEEN_USER_EMAILS_MINUTES = env_int("PASSWORD_BETWEEN_USER_EMAILS_MINUTES", 60, minimum=0)
 # Failed logins one client address may make per minute, in each server process (0: no limit).
 LOGIN_FAILURES_PER_MINUTE = env_int("LOGIN_FAILURES_PER_MINUTE", 20, minimum=0, maximum=10_000)
-# Proxies whose X-Forwarded-For names the client (the failed-login limit counts per client address).
+# Password recovery requests one client address may make per hour, in each server process (0: no limit).
+RECOVERY_REQUESTS_PER_HOUR = env_int("RECOVERY_REQUESTS_PER_HOUR", 10, minimum=0, maximum=10_000)
+# Proxies whose X-Forwarded-For names the client (limits count per client address) and whose
+# X-Forwarded-Proto tells the scheme (from any peer when none is listed).
 TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
 # bcrypt cost of user passwords; vantage6 uses 12.
 BCRYPT_ROUNDS = env_int("BCRYPT_ROUNDS", 12, minimum=4, maximum=16)

@@ -55,7 +55,8 @@ def _is_loopback(host: str) -> bool:
 
 
 def deployment_warnings() -> list[str]:
-    """Warnings about serving beyond this machine without TLS or without a host name check."""
+    """Warnings about serving beyond this machine without TLS, without knowing the proxy, or without
+    a host name check."""
     if _is_loopback(settings.HOST):
         return []
     warnings = []
@@ -63,6 +64,11 @@ def deployment_warnings() -> list[str]:
         warnings.append(
             f"V6_HOST={settings.HOST} serves other machines over plain HTTP: passwords and tokens travel "
             "unencrypted. Put a TLS-terminating proxy in front and set V6_BEHIND_TLS=1."
+        )
+    elif not settings.TRUSTED_PROXIES:
+        warnings.append(
+            "V6_TRUSTED_PROXIES is empty: any client that reaches this server directly, not through the "
+            "TLS proxy, can claim HTTPS (X-Forwarded-Proto). List the proxy's address in it."
         )
     if "*" in settings.ALLOWED_HOSTS:
         warnings.append("V6_ALLOWED_HOSTS is '*': set it to the host names clients use to reach this server.")

@@ -1,4 +1,5 @@
-"""Failures per client address within a sliding minute, and which address a request comes from.
+"""Failures per client address within a sliding minute, which address a request comes from, and
+whether it comes through a trusted proxy.
 
 The counts live in the memory of one server process, bounded in size: each process of a cluster
 counts the failures it sees itself.
@@ -30,6 +31,12 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return mapped or address
 
 
+def from_trusted_proxy(meta: Mapping[str, str], trusted_proxies: Iterable[IPNetwork]) -> bool:
+    """Whether the peer of a request with ``meta`` is one of ``trusted_proxies``."""
+    peer = _address(meta.get("REMOTE_ADDR", ""))
+    return peer is not None and any(peer in proxy for proxy in trusted_proxies)
+
+
 def client_address(meta: Mapping[str, str], trusted_proxies: Iterable[IPNetwork]) -> str:
     """The address a request comes from: the peer, or, when the peer is a trusted proxy, the last
     address of ``X-Forwarded-For`` that is not one (what a proxy appends cannot be forged by the client).
@@ -58,9 +65,9 @@ class _Client:
 
 
 class FailureLimiter:
-    """At most ``limit`` failures per client within a sliding window: then ``retry_after`` tells the
-    client how long to wait. Also tells the first event of a kind per client and window (``first``),
-    to record repeated events once."""
+    """At most ``limit`` failures (or attempts) per client within a sliding window: then
+    ``retry_after`` (``attempt``) tells the client how long to wait. Also tells the first event of a
+    kind per client and window (``first``), to record repeated events once."""
 
     def __init__(self, window: float = WINDOW_SECONDS, max_clients: int = MAX_CLIENTS) -> None:
         self.window = window
@@ -102,6 +109,19 @@ class FailureLimiter:
             failures.append(now)
             while len(failures) > limit:
                 failures.popleft()
+
+    def attempt(self, key: str, limit: int) -> int:
+        """Count an attempt of ``key`` unless it is at ``limit``: then the whole seconds to wait
+        (nothing counted); 0: counted. One step, so that a burst in parallel cannot pass the limit."""
+        if not limit:
+            return 0
+        with self._lock:
+            now = self.clock()
+            failures = self._client(key, now).failures
+            if len(failures) >= limit:
+                return max(1, math.ceil(failures[-limit] + self.window - now))
+            failures.append(now)
+            return 0
 
     def first(self, key: str, kind: str) -> bool:
         """Whether this is the first ``kind`` of event of ``key`` within the window."""

@@ -246,7 +246,7 @@ def _run(args: list[str], tmp_path: Path, **variables: str) -> subprocess.Comple
      ("DATABASE_URL", "mysql://u:secret@h/db"), ("RABBITMQ_URI", "http://mq"), ("LOG_LEVEL", "loud"),
      ("SECRET_KEY", "short"), ("TOKEN_EXPIRES_HOURS", "100"), ("BEHIND_TLS", "maybe"),
      ("ALGORITHM_STORE_ALLOW_PRIVATE", "2"), ("ROOT_PASSWORD", "secret" * 13), ("TRUSTED_PROXIES", "nginx"),
-     ("LOGIN_FAILURES_PER_MINUTE", "-1")],
+     ("LOGIN_FAILURES_PER_MINUTE", "-1"), ("RECOVERY_REQUESTS_PER_HOUR", "many")],
 )  # fmt: skip
 def test_bad_variable_stops_manage_py_with_one_line(tmp_path, variable, value):
     result = _run(["manage.py", "check"], tmp_path, **{variable: value})

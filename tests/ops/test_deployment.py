@@ -63,16 +63,21 @@ def test_start_up_makes_an_existing_data_folder_owner_only(tmp_path):
         ({"HOST": "localhost"}, []),
         ({"HOST": "::1"}, []),
         ({"HOST": "0.0.0.0"}, ["V6_BEHIND_TLS", "V6_ALLOWED_HOSTS"]),
-        ({"HOST": "10.1.2.3", "BEHIND_TLS": "1"}, ["V6_ALLOWED_HOSTS"]),
+        ({"HOST": "10.1.2.3", "BEHIND_TLS": "1"}, ["V6_TRUSTED_PROXIES", "V6_ALLOWED_HOSTS"]),
+        ({"HOST": "10.1.2.3", "BEHIND_TLS": "1", "TRUSTED_PROXIES": "10.0.0.1"}, ["V6_ALLOWED_HOSTS"]),
         ({"HOST": "v6.example.org", "ALLOWED_HOSTS": "v6.example.org"}, ["V6_BEHIND_TLS"]),
-        ({"HOST": "0.0.0.0", "BEHIND_TLS": "yes", "ALLOWED_HOSTS": "v6.example.org"}, []),
+        ({"HOST": "0.0.0.0", "BEHIND_TLS": "yes", "ALLOWED_HOSTS": "v6.example.org"},
+         ["V6_TRUSTED_PROXIES"]),
+        ({"HOST": "0.0.0.0", "BEHIND_TLS": "yes", "ALLOWED_HOSTS": "v6.example.org",
+          "TRUSTED_PROXIES": "10.0.0.0/8"}, []),
     ],
 )  # fmt: skip
 def test_bootstrap_warns_when_other_machines_are_served_without_tls(tmp_path, variables, warned):
     result = bootstrap(tmp_path / "data", **variables)
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
-    assert [name for name in ("V6_BEHIND_TLS", "V6_ALLOWED_HOSTS") if name in " ".join(warnings)] == warned
+    names = ("V6_BEHIND_TLS", "V6_TRUSTED_PROXIES", "V6_ALLOWED_HOSTS")
+    assert [name for name in names if name in " ".join(warnings)] == warned
     assert len(warnings) == len(warned)
 
 

@@ -80,6 +80,16 @@ def test_control_characters_in_the_path_cannot_forge_a_line(api, caplog):
     assert record.fields["path"] == "/api/x\\nGET /api/fake 200"
 
 
+def test_control_characters_in_the_method_cannot_forge_a_line(api, caplog):
+    caplog.set_level(logging.INFO, logger=REQUEST_LOGGER)
+
+    api.generic("GET\n2026-12-05 INFO vantage6.request: GET", "/api/version")
+
+    (record,) = request_records(caplog)
+    assert record.getMessage().isprintable()
+    assert record.fields["method"] == "GET\\n2026-12-05 INFO VANTAGE6.REQUEST: GET"  # Django upper-cases it
+
+
 def test_json_lines_carry_the_request_fields(api, caplog):
     caplog.set_level(logging.INFO, logger=REQUEST_LOGGER)
     api.get("/api/version")

@@ -1,5 +1,5 @@
-"""CORS for the API and the Socket.IO endpoint (vantage6 allows all origins by default), and the
-admin site's middleware kept off the API."""
+"""The scheme from trusted proxies only, CORS for the API and the Socket.IO endpoint (vantage6 allows
+all origins by default), and the admin site's middleware kept off the API."""
 
 from __future__ import annotations
 
@@ -12,7 +12,24 @@ from django.contrib.sessions import middleware as session_middleware
 from django.http import HttpRequest, HttpResponse
 from django.middleware import csrf
 
+from vantage6.throttle import from_trusted_proxy
+
 ALLOWED_METHODS = "GET, POST, PATCH, PUT, DELETE, OPTIONS"
+
+
+class ForwardedProtoMiddleware:
+    """With ``V6_TRUSTED_PROXIES`` listed, ``X-Forwarded-Proto`` counts only from one of them: a client
+    that reaches the server directly cannot claim HTTPS (secure cookies, HSTS, CSRF's referer check)
+    for a plain connection. Without a list, every peer is taken for the proxy, as documented."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        proxies = settings.TRUSTED_PROXIES
+        if proxies and not from_trusted_proxy(request.META, proxies):
+            request.META.pop("HTTP_X_FORWARDED_PROTO", None)
+        return self.get_response(request)
 
 
 class CorsMiddleware:

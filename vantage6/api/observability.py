@@ -15,6 +15,8 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+from vantage6.logging import PATH_TEXT_LIMIT, client_text
+
 logger = logging.getLogger("vantage6.request")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -119,17 +121,17 @@ class RequestLogMiddleware:
         if logger.isEnabledFor(logging.INFO):
             principal = _principal_label(request)
             # Control characters (a decoded %0A) must not start a forged log line.
-            path = request.path if request.path.isprintable() else ascii(request.path)[1:-1]
+            method, path = client_text(request.method), client_text(request.path, PATH_TEXT_LIMIT)
             logger.info(
                 "%s %s %s %.1fms %s",
-                request.method,
+                method,
                 path,
                 response.status_code,
                 seconds * 1000,
                 principal,
                 extra={
                     "fields": {
-                        "method": request.method,
+                        "method": method,
                         "path": path,
                         "status": response.status_code,
                         "ms": round(seconds * 1000, 2),

@@ -40,6 +40,7 @@ from channels.exceptions import StopConsumer
 from channels.layers import DEFAULT_CHANNEL_LAYER, BaseChannelLayer
 from django.db import DatabaseError
 
+from vantage6.logging import client_text
 from vantage6.socketio import bridge
 from vantage6.socketio import packets as p
 from vantage6.socketio.store import POLLING, WEBSOCKET, Liveness, Session
@@ -688,7 +689,7 @@ class Server:
         try:
             result = await self.namespaces[packet.namespace].on_event(socket, event, args)
         except Exception:
-            logger.exception("handler of event %s failed", event)
+            logger.exception("handler of event %s failed", client_text(event))
             result = None
         if packet.ack_id is not None:
             data = list(result) if isinstance(result, list | tuple) else [] if result is None else [result]
