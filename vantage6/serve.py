@@ -68,6 +68,8 @@ def run_daphne(binding: list[str]) -> None:
     from daphne.ws_protocol import WebSocketProtocol
     from twisted.internet import defer
     from twisted.internet import reactor as twisted_reactor
+    from twisted.internet.protocol import connectionDone
+    from twisted.python.failure import Failure
     from twisted.web import http
 
     reactor: Any = twisted_reactor  # the asyncio reactor: its interfaces are not typed as one
@@ -82,7 +84,7 @@ def run_daphne(binding: list[str]) -> None:
             super().connectionMade()
             Connection.open.add(self)
 
-        def connectionLost(self, reason: object) -> None:
+        def connectionLost(self, reason: Failure = connectionDone) -> None:
             Connection.open.discard(self)
             super().connectionLost(reason)
 
