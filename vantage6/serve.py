@@ -153,7 +153,7 @@ def run_daphne(binding: list[str]) -> None:
             Connection.draining = True
             for connection in self._http_connections():
                 connection.close_after_response()
-            from nodes.consumers import server as sockets
+            from vantage6.asgi import server as sockets  # the application daphne serves, loaded already
 
             sockets.stopping = True
             logger.info(
