@@ -36,7 +36,7 @@ from nodes.models import Node, NodeConfig, NodeMetrics, SocketConnection
 from nodes.services import node_metrics_store
 from nodes.socket_store import DatabaseLiveness
 from vantage6.api.errors import ApiError
-from vantage6.socketio.server import Namespace, Server, Socket, database_call
+from vantage6.socketio.server import Namespace, Server, Socket
 from vantage6.socketio.store import Session
 
 logger = logging.getLogger(__name__)
@@ -350,7 +350,7 @@ class TasksNamespace(Namespace):
         elif "kind" not in identity:
             logger.info("unidentified socket %s sent %s; ignored", socket.sid, event)
         elif event == "ping":
-            await database_call(heartbeat, identity["id"])
+            await database_sync_to_async(heartbeat)(identity["id"])
         elif event not in NODE_EVENTS:
             logger.info("socket %s sent unknown event %s; ignored", socket.sid, event)
         elif identity["kind"] != "node":
@@ -360,18 +360,18 @@ class TasksNamespace(Namespace):
 
     async def _node_event(self, socket: Socket, node: dict, event: str, data: object) -> None:
         if event == "node_info_update":
-            if not await database_call(store_config, node["id"], data):
+            if not await database_sync_to_async(store_config)(node["id"], data):
                 logger.warning("node %s sent a configuration that is not an object", node["id"])
             return
         if event == "node_metrics_update":
-            if ignored := await database_call(node_metrics_store, node["id"], data):
+            if ignored := await database_sync_to_async(node_metrics_store)(node["id"], data):
                 logger.info("node %s sent metrics that are not kept: %s", node["id"], ", ".join(ignored))
             return
         relay = node_reports.get(event)
         if relay is None:
             logger.warning("node %s sent %s, which nothing here takes; ignored", node["id"], event)
             return
-        message = await database_call(relay, node, data)
+        message = await database_sync_to_async(relay)(node, data)
         if message is None:
             logger.warning("node %s sent %s about a run that is not its own; ignored", node["id"], event)
             return

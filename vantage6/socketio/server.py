@@ -33,13 +33,12 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar, cast
+from typing import Protocol, cast
 
-from asgiref.sync import AsyncToSync, SyncToAsync
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.layers import DEFAULT_CHANNEL_LAYER, BaseChannelLayer
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError
 
 from vantage6.socketio import bridge
 from vantage6.socketio import packets as p
@@ -59,28 +58,6 @@ JSON = "application/json"
 
 Reply = Callable[[int, bytes, str], Awaitable[None]]
 """Answers a long-polling request: status, body, content type."""
-
-
-T = TypeVar("T")
-
-
-async def database_call(func: Callable[..., T], *args: object) -> T:
-    """``func(*args)`` where ``database_sync_to_async(func)(*args)`` runs it (asgiref's thread for sync
-    code, stale connections closed before and after), without its per-call context copy and wrappers
-    when no synchronous caller waits above the loop (a server's loop; ~40 µs less per socket event)."""
-    sync_caller = getattr(AsyncToSync.executors, "current", None)
-    if sync_caller is not None or SyncToAsync.thread_sensitive_context.get(None):
-        return await database_sync_to_async(func)(*args)
-    executor = SyncToAsync.single_thread_executor  # read per call: tests replace it
-    return await asyncio.get_running_loop().run_in_executor(executor, _with_fresh_connections, func, args)
-
-
-def _with_fresh_connections(func: Callable[..., T], args: tuple) -> T:
-    close_old_connections()
-    try:
-        return func(*args)
-    finally:
-        close_old_connections()
 
 
 def room_group(namespace: str, room: str) -> str:
