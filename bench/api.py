@@ -720,7 +720,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds of wrk per cell (default 5)")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1, help="repeat each cell, keep the best")
-    parser.add_argument("--only", help="only rows whose label contains this text")
+    parser.add_argument("--only", help="only rows whose label contains this text (several: a|b)")
     parser.add_argument("--skip", help="no rows whose label contains this text (e.g. bcrypt)")
     parser.add_argument(
         "--pool", type=int, default=1500, help="fresh items per consuming write row (default 1500)"
@@ -747,7 +747,8 @@ def main() -> None:
     rows = [
         r
         for r in ROWS
-        if (not args.only or args.only in r.label) and not (args.skip and args.skip in r.label)
+        if (not args.only or any(text in r.label for text in args.only.split("|")))
+        and not (args.skip and args.skip in r.label)
     ]
     if args.skip_300:
         rows = [r for r in rows if r.phase != "nodes300"]

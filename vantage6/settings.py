@@ -244,6 +244,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": [],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "vantage6.api.negotiation.JsonApiNegotiation",
     "DEFAULT_PARSER_CLASSES": ["vantage6.api.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "vantage6.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "vantage6.api.schema.ApiSchema",

@@ -113,3 +113,20 @@ def test_a_malformed_host_header_is_a_json_400(client, db, host, path):  # noqa:
     assert response.status_code == 400
     assert response["Content-Type"] == "application/json"
     assert response.json()["msg"].startswith("Invalid HTTP_HOST header")
+
+
+@pytest.mark.parametrize(
+    ("accept", "query"),
+    [("text/html", ""), ("application/xml", ""), ("application/json; indent=4", ""), ("*/*", "?format=xml")],
+)
+def test_the_api_answers_json_whatever_the_client_accepts(api, auth, accept, query):
+    """As vantage6 does: no 406 or 404 for an ``Accept`` or ``?format`` the API has no renderer for."""
+    response = api.get(f"/api/rule{query}", HTTP_ACCEPT=accept, **auth)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert b"\n" not in response.content  # compact, as for every client
+    assert response.json()["data"]
+
+
+def test_the_api_docs_still_negotiate_their_format(client, db):  # noqa: ARG001
+    assert client.get("/api/schema", HTTP_ACCEPT="application/json").json()["openapi"]
