@@ -297,15 +297,19 @@ class TasksNamespace(Namespace):
     ``message``: nodes do not act on the presence of others, and sending it to them would cost
     every connect O(N) frames."""
 
-    async def on_connect(self, socket: Socket) -> None:
+    async def on_admit(self, socket: Socket) -> None:
+        # Before the CONNECT ack: a database outage refuses the connection, and the client comes back.
         identity = await database_sync_to_async(identify)(socket.auth, socket.server.process)
-        if isinstance(identity, str):
-            await socket.emit(identity)
+        socket.state.update(identity if isinstance(identity, dict) else {"told": identity})
+
+    async def on_connect(self, socket: Socket) -> None:
+        identity = socket.state
+        if "kind" not in identity:
+            if told := identity.pop("told", None):
+                await socket.emit(told)
+            else:
+                logger.info("socket %s connected without a usable token", socket.sid)
             return
-        if identity is None:
-            logger.info("socket %s connected without a usable token", socket.sid)
-            return
-        socket.state.update(identity)
         socket.set_owner(f"{identity['kind']}:{identity['id']}")
         rooms = identity["rooms"]
         node = identity["kind"] == "node"
@@ -383,7 +387,7 @@ class TasksNamespace(Namespace):
             return
         message = await database_sync_to_async(relay)(node, data)
         if message is None:
-            logger.warning("node %s sent %s about a run that is not its own; ignored", node["id"], event)
+            logger.warning("node %s sent %s not valid for a run of its own; ignored", node["id"], event)
             return
         await socket.server.emit(
             event, message, room=collaboration_room(node["collaboration_id"]), namespace=TASKS_NAMESPACE
@@ -421,6 +425,8 @@ server = Server(
     liveness=DatabaseLiveness(process_lost=_process_lost),
     ping_interval=settings.SOCKET_PING_INTERVAL,
     ping_timeout=settings.SOCKET_PING_TIMEOUT,
+    packet_rate=settings.SOCKET_PACKET_RATE,
+    packet_burst=settings.SOCKET_PACKET_BURST,
     authenticate=handshake_auth,
     client_of=lambda auth: auth["claims"]["sub"],
     verify=ended_sessions,

@@ -60,7 +60,8 @@ def emit(event: str, data: object = None, *, room: str, namespace: str = TASKS_N
 # --- hooks of other apps ----------------------------------------------------------------------------------
 NodeReport = Callable[[dict, object], dict | None]
 """From the reporting node (``id``, ``org_id``, ``collaboration_id``) and the event's data: the event to
-relay to the node's collaboration room, or None to drop a report about something not the node's.
+relay to the node's collaboration room, or None to drop a report about something not the node's (or
+not valid).
 Runs in a thread: it may use the database."""
 
 node_reports: dict[str, NodeReport] = {}

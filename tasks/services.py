@@ -635,13 +635,15 @@ def _reported_run(node: dict, data: object) -> tuple[int, int, int, int | None] 
 
 
 def run_status_reported(node: dict, data: object) -> dict | None:
-    """The ``algorithm_status_change`` to relay: the node's report with ids from the database + job_id."""
-    run = _reported_run(node, data)
+    """The ``algorithm_status_change`` to relay: the node's report with ids from the database + job_id.
+    Only a status a run can have: it goes to every socket of the collaboration."""
+    status = data.get("status") if isinstance(data, dict) else None
+    run = _reported_run(node, data) if status in TaskStatus.values else None
     if run is None:
         return None
     run_id, task_id, job_id, parent_id = run
     return {
-        "status": cast(dict, data).get("status"),  # a dict: _reported_run found its run_id
+        "status": status,
         "run_id": run_id,
         "task_id": task_id,
         "job_id": job_id,

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 import requests
+import socketio
+import websocket
 from django.conf import settings
 
 from tests.ops import services
+from tests.realtime.helpers import NodeSocket
 from tests.realtime.live import FAST_TIMERS, ROOT, Daphne
 
 # A request during an outage is answered within this many seconds (connect_timeout is 5 s, but a
@@ -70,6 +73,33 @@ class Stack:
         response, _ = self.request("POST", "/api/token/user", json={"username": "root", "password": PASSWORD})
         assert response.status_code == 200, response.text
         return response.json()["access_token"]
+
+    def node_token(self) -> str:
+        """The access token of a new node (of a new organization and collaboration)."""
+        root = self.login()
+        organization, _ = self.request("POST", "/api/organization", root, json={"name": "outage-org"})
+        collaboration, _ = self.request(
+            "POST",
+            "/api/collaboration",
+            root,
+            json={
+                "name": "outage-collab",
+                "organization_ids": [organization.json()["id"]],
+                "encrypted": False,
+            },
+        )
+        node, _ = self.request(
+            "POST",
+            "/api/node",
+            root,
+            json={
+                "organization_id": organization.json()["id"],
+                "collaboration_id": collaboration.json()["id"],
+            },
+        )
+        assert node.status_code == 201, node.text
+        login, _ = self.request("POST", "/api/token/node", json={"api_key": node.json()["api_key"]})
+        return login.json()["access_token"]
 
     def health_becomes(self, status: int, within: float) -> requests.Response:
         deadline = time.monotonic() + within
@@ -131,6 +161,47 @@ def test_database_restart_answers_503_then_recovers(stack):
     log = stack.server.log.read_text()
     assert "Database unavailable, /api/organization answered 503" in log
     assert "Unhandled error" not in log
+
+
+def test_socket_connects_during_a_database_outage_are_refused_cleanly_then_succeed(stack):
+    token = stack.node_token()
+    auth = {"Authorization": f"Bearer {token}"}
+    ws_url = stack.url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+    opened = websocket.create_connection(ws_url, header=[f"Authorization: Bearer {token}"], timeout=10)
+    assert opened.recv().startswith("0")  # Engine.IO open, while the database is up
+
+    stack.postgres.kill()
+    try:
+        # A namespace connect: the Socket.IO connect error, and the connection dropped (the client
+        # then reconnects by itself).
+        opened.send("40/tasks,{}")
+        assert opened.recv().startswith('44/tasks,{"message":')
+        assert opened.recv_data()[0] == websocket.ABNF.OPCODE_CLOSE
+        # A handshake: a JSON 503 to the polling request, a refused upgrade to a websocket.
+        handshake = requests.get(
+            f"{stack.url}/socket.io/", params={"EIO": "4", "transport": "polling"}, headers=auth, timeout=10
+        )
+        assert handshake.status_code == 503
+        assert handshake.headers["Content-Type"] == "application/json"
+        assert handshake.json()["message"]
+        with pytest.raises(websocket.WebSocketBadStatusException):
+            websocket.create_connection(ws_url, header=[f"Authorization: Bearer {token}"], timeout=10)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            socketio.Client().connect(stack.url, headers=auth, namespaces=["/tasks"], wait_timeout=5)
+    finally:
+        stack.postgres.start()
+
+    assert stack.health_becomes(200, within=15).status_code == 200
+    node = NodeSocket(stack.url, token)
+    try:
+        node.wait_for("sync", timeout=15)
+    finally:
+        node.close()
+    log = stack.server.log.read_text()
+    assert "Traceback" not in log
+    refusals = [line for line in log.splitlines() if "refused, database unavailable" in line]
+    assert len(refusals) == 4, refusals  # one line each: the namespace connect, three handshakes
+    assert all("WARNING" in line for line in refusals)
 
 
 def test_rabbitmq_outage_is_reported_while_the_api_keeps_answering(stack):

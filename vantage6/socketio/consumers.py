@@ -17,7 +17,16 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
 from vantage6.socketio import packets as p
-from vantage6.socketio.server import TEXT, UNKNOWN_SESSION, Server, error, keep, new_id
+from vantage6.socketio.server import (
+    TEXT,
+    UNAVAILABLE,
+    UNKNOWN_SESSION,
+    Server,
+    Unavailable,
+    error,
+    keep,
+    new_id,
+)
 from vantage6.socketio.store import POLLING, WEBSOCKET, Session
 
 PROTOCOL_VERSION = "4"
@@ -104,7 +113,11 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
             await self.reply(*error(405, 2, "Bad handshake method"))
         elif sid is None:
             if method == "GET":
-                _, open_packet = await self.server.open_session(POLLING, _headers(self.scope))
+                try:
+                    _, open_packet = await self.server.open_session(POLLING, _headers(self.scope))
+                except Unavailable:
+                    await self.reply(*UNAVAILABLE)
+                    return
                 await self.reply(200, open_packet.encode(), TEXT)
             else:
                 await self.reply(*error(400, 3, "Bad request"))
@@ -233,7 +246,13 @@ class WebsocketConsumer:
             return
         sid = query.get("sid")
         if sid is None:
-            self._session, open_packet = await self.server.open_session(WEBSOCKET, _headers(self.scope), self)
+            try:
+                self._session, open_packet = await self.server.open_session(
+                    WEBSOCKET, _headers(self.scope), self
+                )
+            except Unavailable:
+                await self.close()  # refused before it was accepted: an HTTP 403 to the upgrade
+                return
             self.upgraded = True
             await self._send({"type": "websocket.accept"})
             await self.send(open_packet)

@@ -84,6 +84,18 @@ def error(status: int, code: int, message: str) -> tuple[int, bytes, str]:
 
 UNKNOWN_SESSION = error(400, 1, "Session ID unknown")
 BAD_REQUEST = error(400, 3, "Bad request")
+UNAVAILABLE_TEXT = "The database is unavailable at the moment; try again later."
+UNAVAILABLE = error(503, 3, UNAVAILABLE_TEXT)
+
+
+class Unavailable(Exception):
+    """The database cannot be reached: the client is refused, and connects again later."""
+
+
+def database_away(what: str, exc: DatabaseError) -> None:
+    """One warning line, no traceback: an outage is neither the client's fault nor a bug."""
+    cause = str(exc).strip().partition("\n")[0]  # the server's own message (host, port), no row values
+    logger.warning("%s, database unavailable: %s: %s", what, type(exc).__name__, cause)
 
 
 class Sink(Protocol):
@@ -147,6 +159,10 @@ class Socket:
 class Namespace:
     """Handlers of one namespace. Subclass and override."""
 
+    async def on_admit(self, socket: Socket) -> None:
+        """Before the CONNECT ack: work that needs the database (a ``DatabaseError`` refuses the
+        connection with a connect error, after which the client connects again)."""
+
     async def on_connect(self, socket: Socket) -> None:
         """After the CONNECT ack was sent (connections are always accepted)."""
 
@@ -201,6 +217,8 @@ class Server:
         housekeeping_interval: float = 5,
         publish_timeout: float = 1,
         layer_reconnected: Callable[[], Awaitable[None]] | None = None,
+        packet_rate: float = 20,
+        packet_burst: int = 200,
     ) -> None:
         self.namespaces = namespaces
         self.liveness = liveness
@@ -232,6 +250,10 @@ class Server:
         self.publish_timeout = publish_timeout
         # Runs when the channel layer got its broker back: what was published meanwhile may be lost.
         self.layer_reconnected = layer_reconnected
+        # Socket.IO packets a client may send: ``packet_burst`` at once, ``packet_rate`` per second
+        # over time; more are dropped (each event may be relayed to every socket of a room).
+        self.packet_rate = packet_rate
+        self.packet_burst = packet_burst
         self.sessions: dict[str, Session] = {}
         self._anonymous: OrderedDict[str, None] = OrderedDict()
         # The sids of this process's sessions in each room group it is bound to.
@@ -376,7 +398,11 @@ class Server:
     ) -> tuple[Session, str]:
         """A new session of this process (of websocket ``sink`` if given) and its Engine.IO OPEN packet."""
         await self.listening()
-        auth, authenticated = await database_sync_to_async(self.authenticate)(headers)
+        try:
+            auth, authenticated = await database_sync_to_async(self.authenticate)(headers)
+        except DatabaseError as exc:
+            database_away(f"{transport} handshake refused", exc)
+            raise Unavailable from None
         expires_at = None if authenticated else time.time() + self.ping_interval + self.ping_timeout
         session = Session(self._new_sid(), transport, auth, expires_at=expires_at)
         session.sink = sink
@@ -448,6 +474,8 @@ class Server:
         """The namespace's disconnect handler runs; the socket leaves the rooms it is still in."""
         try:
             await self.namespaces[socket.namespace].on_disconnect(socket)
+        except DatabaseError as exc:
+            database_away(f"disconnect of session {socket.session.sid} not recorded", exc)
         except Exception:
             logger.exception("disconnect handler of %s failed", socket.namespace)
         for namespace, room in list(socket.session.rooms):
@@ -651,6 +679,8 @@ class Server:
     # --- Socket.IO packets from clients -------------------------------------------------------------------
     async def receive(self, session: Session, data: str) -> None:
         """Handle the data of an Engine.IO MESSAGE packet from the client."""
+        if not self.admits(session):
+            return
         try:
             packet = p.decode_sio(data)
         except p.PacketError as exc:
@@ -667,6 +697,26 @@ class Server:
         elif packet.type == p.EVENT:
             await self._event(session, packet)
 
+    def admits(self, session: Session) -> bool:
+        """Whether the client of ``session`` may send one more packet now (a token bucket); the first
+        refusal of each minute is logged."""
+        now = time.monotonic()
+        allowance = min(self.packet_burst, session.allowance + (now - session.received_at) * self.packet_rate)
+        session.received_at = now
+        if allowance >= 1:
+            session.allowance = allowance - 1
+            return True
+        session.allowance = allowance
+        if now - session.warned_at >= 60:
+            session.warned_at = now
+            logger.warning(
+                "session %s (%s) sends more than %s packets per second; the excess is dropped",
+                session.sid,
+                session.owner or "unidentified",
+                self.packet_rate,
+            )
+        return False
+
     async def _connect(self, session: Session, namespace: str) -> None:
         handler = self.namespaces.get(namespace)
         if handler is None:
@@ -677,6 +727,16 @@ class Server:
             session.namespaces[namespace] = {"sid": new_id(), "state": {}}
             self._connected(session)
         socket = Socket(self, session, namespace)
+        try:
+            await handler.on_admit(socket)
+        except DatabaseError as exc:
+            database_away(f"connect of session {session.sid} to {namespace} refused", exc)
+            del session.namespaces[namespace]
+            refusal = p.SioPacket(p.CONNECT_ERROR, namespace, {"message": UNAVAILABLE_TEXT})
+            await self.send(session, [refusal.encode()])
+            # A plain drop: the client connects again by itself (it would not after a DISCONNECT).
+            await self.drop(session)
+            return
         await self.send(session, [p.SioPacket(p.CONNECT, namespace, {"sid": socket.sid}).encode()])
         try:
             await handler.on_connect(socket)
@@ -688,6 +748,9 @@ class Server:
         event, args = cast(list, packet.data)[0], cast(list, packet.data)[1:]  # decode_sio checked it
         try:
             result = await self.namespaces[packet.namespace].on_event(socket, event, args)
+        except DatabaseError as exc:
+            database_away(f"event {client_text(event)} of session {session.sid} dropped", exc)
+            result = None
         except Exception:
             logger.exception("handler of event %s failed", client_text(event))
             result = None

@@ -3,6 +3,7 @@ the server processes (``Liveness``)."""
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from typing import Any
@@ -19,6 +20,7 @@ class Session:
 
     __slots__ = (
         "active_at",
+        "allowance",
         "auth",
         "expires_at",
         "namespaces",
@@ -27,11 +29,13 @@ class Session:
         "ping_sent_at",
         "pong_due",
         "queued",
+        "received_at",
         "rooms",
         "sid",
         "sink",
         "transport",
         "waiter",
+        "warned_at",
     )
 
     def __init__(
@@ -62,6 +66,10 @@ class Session:
         self.queued = 0  # characters in the outbox
         self.sink: Any = None  # the websocket consumer, once upgraded
         self.waiter: Any = None  # the long-polling GET waiting for packets
+        # The token bucket of the packets the client sends (see ``Server.admits``): full at first.
+        self.allowance = math.inf
+        self.received_at = 0.0
+        self.warned_at = -math.inf  # when it was last logged for sending too many
 
     def handover(self) -> dict:
         """What another process needs to take the session over (it travels over the channel layer)."""
