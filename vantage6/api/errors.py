@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import IntegrityError, InterfaceError, InternalError, OperationalError
+from django.db import DatabaseError, IntegrityError, InterfaceError, InternalError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -75,8 +76,23 @@ def database_unavailable(exc: BaseException | None) -> bool:
     )
 
 
-def _database_unavailable(exc: BaseException, where: str) -> dict:
-    logger.error("Database unavailable, %s answered 503: %s: %s", where, type(exc).__name__, str(exc).strip())
+def database_error_text(exc: DatabaseError) -> str:
+    """What a log line may say of a database error: its class, SQLSTATE and constraint. Not the
+    database's message, which can carry the values of a row (``Key (email)=(...) already exists``);
+    only a failed connection (no SQLSTATE) keeps the first line of it, which names host and port."""
+    cause = exc.__cause__
+    parts = [type(exc).__name__]
+    if code := getattr(cause, "pgcode", None):
+        parts.append(f"SQLSTATE {code}")
+    elif isinstance(exc, OperationalError | InterfaceError):
+        parts.append(str(exc).strip().partition("\n")[0])
+    if constraint := getattr(getattr(cause, "diag", None), "constraint_name", None):
+        parts.append(f"constraint {constraint}")
+    return ", ".join(parts)
+
+
+def _database_unavailable(exc: DatabaseError, where: str) -> dict:
+    logger.error("Database unavailable, %s answered 503: %s", where, database_error_text(exc))
     return {"msg": DATABASE_UNAVAILABLE}
 
 
@@ -102,12 +118,19 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         return Response({"msg": str(exc) or "Not found"}, status=404)
     if isinstance(exc, exceptions.APIException):
         return Response({"msg": _flatten(exc.detail)}, status=exc.status_code)
+    view = context.get("view").__class__.__name__
     if isinstance(exc, IntegrityError):
         # Two requests raced past the same uniqueness check; the loser gets what a later one would.
+        logger.warning("Conflict in %s answered 400: %s", view, database_error_text(exc))
         return Response(
             {"msg": "The request conflicts with existing data (a name or link already exists)."}, status=400
         )
-    logger.exception("Unhandled error in %s", context.get("view").__class__.__name__, exc_info=exc)
+    if isinstance(exc, DatabaseError):
+        # The traceback without the database's message (see database_error_text).
+        where = "".join(traceback.format_tb(exc.__traceback__))
+        logger.error("Unhandled %s in %s\n%s", database_error_text(exc), view, where.rstrip())
+    else:
+        logger.exception("Unhandled error in %s", view, exc_info=exc)
     return Response({"msg": UNEXPECTED}, status=500)
 
 
