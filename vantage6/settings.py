@@ -156,6 +156,8 @@ if REFRESH_TOKEN_LIFETIME <= ACCESS_TOKEN_LIFETIME:
 # A user's login ends this long after the password was given, however often it is refreshed. Nodes
 # are not capped: the official node cannot log in again by itself (reset its API key to end it).
 SESSION_MAX_LIFETIME = timedelta(hours=env_int("SESSION_MAX_HOURS", 168, minimum=1))
+# An admin site session (a cookie) ends no later than an API login.
+SESSION_COOKIE_AGE = int(SESSION_MAX_LIFETIME.total_seconds())
 TWO_FACTOR_AUTH = env_bool("TWO_FACTOR_AUTH", False)
 PASSWORD_MAX_FAILED_ATTEMPTS = env_int("PASSWORD_MAX_FAILED_ATTEMPTS", 5, minimum=1)
 PASSWORD_INACTIVATION_MINUTES = env_int("PASSWORD_INACTIVATION_MINUTES", 15, minimum=0)
