@@ -6,6 +6,8 @@ import json
 import logging
 from datetime import UTC, datetime
 
+from django.db import DatabaseError, InterfaceError, OperationalError
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -36,3 +38,18 @@ def client_text(value: object, limit: int = CLIENT_TEXT_LIMIT) -> str:
     if not cut.isprintable():
         cut = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in cut)
     return cut if len(text) <= limit else f"{cut}... ({len(text)} characters)"
+
+
+def database_error_text(exc: DatabaseError) -> str:
+    """What a log line may say of a database error: its class, SQLSTATE and constraint. Not the
+    database's message, which can carry the values of a row (``Key (email)=(...) already exists``);
+    only a failed connection (no SQLSTATE) keeps the first line of it, which names host and port."""
+    cause = exc.__cause__
+    parts = [type(exc).__name__]
+    if code := getattr(cause, "pgcode", None):
+        parts.append(f"SQLSTATE {code}")
+    elif isinstance(exc, OperationalError | InterfaceError):
+        parts.append(str(exc).strip().partition("\n")[0])
+    if constraint := getattr(getattr(cause, "diag", None), "constraint_name", None):
+        parts.append(f"constraint {constraint}")
+    return ", ".join(parts)

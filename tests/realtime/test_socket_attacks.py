@@ -106,3 +106,22 @@ def test_the_statuses_of_a_run_are_relayed(server, live_world, sockets):
         node.emit("algorithm_status_change", _status(run, status))
 
     assert [node.wait_for("algorithm_status_change")["status"] for _ in statuses] == statuses
+
+
+@pytest.mark.parametrize("event", ["join", "join_room", "enter_room", "subscribe"])
+def test_a_user_cannot_join_a_room_by_name(server, live_world, sockets, event):
+    watcher = sockets(server.url, token(make_user(live_world.org_c, event_scope="GLOBAL")))
+    watcher.wait_for("message", where=lambda text: "joined room" in text)
+    user = sockets(server.url, token(make_user(live_world.org_a, event_scope="COLLABORATION")))
+    user.wait_for("message", where=lambda text: "joined room" in text)
+    node_c = sockets(server.url, token(live_world.node_c))
+    node_c.wait_ready(live_world.node_c)
+    run = _run(live_world.org_c, live_world.collab_c)
+
+    for room in (f"collaboration_{live_world.collab_c.pk}", "all_nodes"):
+        user.emit(event, room)
+        user.emit(event, {"room": room})
+    node_c.emit("algorithm_status_change", _status(run))
+
+    assert watcher.wait_for("algorithm_status_change")["run_id"] == run.pk
+    assert [name for name, _ in user.received(1) if name in ("algorithm_status_change", "node-online")] == []

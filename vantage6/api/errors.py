@@ -12,6 +12,8 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 
+from vantage6.logging import database_error_text
+
 logger = logging.getLogger("vantage6.api")
 
 BODY_INCORRECT = "Request body is incorrect"
@@ -74,21 +76,6 @@ def database_unavailable(exc: BaseException | None) -> bool:
         isinstance(exc, InternalError)
         and getattr(exc.__cause__, "pgcode", None) == _READ_ONLY_SQL_TRANSACTION
     )
-
-
-def database_error_text(exc: DatabaseError) -> str:
-    """What a log line may say of a database error: its class, SQLSTATE and constraint. Not the
-    database's message, which can carry the values of a row (``Key (email)=(...) already exists``);
-    only a failed connection (no SQLSTATE) keeps the first line of it, which names host and port."""
-    cause = exc.__cause__
-    parts = [type(exc).__name__]
-    if code := getattr(cause, "pgcode", None):
-        parts.append(f"SQLSTATE {code}")
-    elif isinstance(exc, OperationalError | InterfaceError):
-        parts.append(str(exc).strip().partition("\n")[0])
-    if constraint := getattr(getattr(cause, "diag", None), "constraint_name", None):
-        parts.append(f"constraint {constraint}")
-    return ", ".join(parts)
 
 
 def _database_unavailable(exc: DatabaseError, where: str) -> dict:

@@ -40,7 +40,7 @@ from channels.exceptions import StopConsumer
 from channels.layers import DEFAULT_CHANNEL_LAYER, BaseChannelLayer
 from django.db import DatabaseError
 
-from vantage6.logging import client_text
+from vantage6.logging import client_text, database_error_text
 from vantage6.socketio import bridge
 from vantage6.socketio import packets as p
 from vantage6.socketio.store import POLLING, WEBSOCKET, Liveness, Session
@@ -92,10 +92,9 @@ class Unavailable(Exception):
     """The database cannot be reached: the client is refused, and connects again later."""
 
 
-def database_away(what: str, exc: DatabaseError) -> None:
-    """One warning line, no traceback: an outage is neither the client's fault nor a bug."""
-    cause = str(exc).strip().partition("\n")[0]  # the server's own message (host, port), no row values
-    logger.warning("%s, database unavailable: %s: %s", what, type(exc).__name__, cause)
+def database_failed(what: str, exc: DatabaseError) -> None:
+    """One warning line without traceback: mostly an outage, neither the client's fault nor a bug."""
+    logger.warning("%s, database error: %s", what, database_error_text(exc))
 
 
 class Sink(Protocol):
@@ -401,7 +400,7 @@ class Server:
         try:
             auth, authenticated = await database_sync_to_async(self.authenticate)(headers)
         except DatabaseError as exc:
-            database_away(f"{transport} handshake refused", exc)
+            database_failed(f"{transport} handshake refused", exc)
             raise Unavailable from None
         expires_at = None if authenticated else time.time() + self.ping_interval + self.ping_timeout
         session = Session(self._new_sid(), transport, auth, expires_at=expires_at)
@@ -475,7 +474,7 @@ class Server:
         try:
             await self.namespaces[socket.namespace].on_disconnect(socket)
         except DatabaseError as exc:
-            database_away(f"disconnect of session {socket.session.sid} not recorded", exc)
+            database_failed(f"disconnect of session {socket.session.sid} not recorded", exc)
         except Exception:
             logger.exception("disconnect handler of %s failed", socket.namespace)
         for namespace, room in list(socket.session.rooms):
@@ -730,7 +729,7 @@ class Server:
         try:
             await handler.on_admit(socket)
         except DatabaseError as exc:
-            database_away(f"connect of session {session.sid} to {namespace} refused", exc)
+            database_failed(f"connect of session {session.sid} to {namespace} refused", exc)
             del session.namespaces[namespace]
             refusal = p.SioPacket(p.CONNECT_ERROR, namespace, {"message": UNAVAILABLE_TEXT})
             await self.send(session, [refusal.encode()])
@@ -749,7 +748,7 @@ class Server:
         try:
             result = await self.namespaces[packet.namespace].on_event(socket, event, args)
         except DatabaseError as exc:
-            database_away(f"event {client_text(event)} of session {session.sid} dropped", exc)
+            database_failed(f"event {client_text(event)} of session {session.sid} dropped", exc)
             result = None
         except Exception:
             logger.exception("handler of event %s failed", client_text(event))
@@ -862,7 +861,9 @@ class Server:
                     await self.housekeeping()
             except DatabaseError as exc:
                 # An outage is answered 503 elsewhere; a traceback on every tick would bury the log.
-                logger.warning("socket housekeeping skipped, database unavailable: %s", exc)
+                logger.warning(
+                    "socket housekeeping skipped, database unavailable: %s", database_error_text(exc)
+                )
             except Exception:
                 logger.exception("socket housekeeping failed")
             await asyncio.sleep(min(self.housekeeping_interval, self.ping_interval))
