@@ -633,6 +633,8 @@ class Server:
         for namespace in list(session.namespaces):
             try:
                 await self.namespaces[namespace].on_move(Socket(self, session, namespace))
+            except DatabaseError as exc:
+                database_failed(f"move of session {sid} not recorded", exc)
             except Exception:
                 logger.exception("move handler of %s failed", namespace)
         return session
@@ -736,6 +738,8 @@ class Server:
             # A plain drop: the client connects again by itself (it would not after a DISCONNECT).
             await self.drop(session)
             return
+        except Exception:
+            logger.exception("admission handler of %s failed", namespace)
         await self.send(session, [p.SioPacket(p.CONNECT, namespace, {"sid": socket.sid}).encode()])
         try:
             await handler.on_connect(socket)
