@@ -865,9 +865,7 @@ class Server:
                     await self.housekeeping()
             except DatabaseError as exc:
                 # An outage is answered 503 elsewhere; a traceback on every tick would bury the log.
-                logger.warning(
-                    "socket housekeeping skipped, database unavailable: %s", database_error_text(exc)
-                )
+                logger.warning("socket housekeeping skipped, database unavailable: %s", exc)
             except Exception:
                 logger.exception("socket housekeeping failed")
             await asyncio.sleep(min(self.housekeeping_interval, self.ping_interval))
