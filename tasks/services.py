@@ -656,13 +656,16 @@ def run_status_reported(node: dict, data: object) -> dict | None:
 
 @transaction.atomic
 def run_log_reported(node: dict, data: object) -> dict | None:
-    """Append an ``algorithm_log`` line to its run's log; the event to relay."""
+    """Append an ``algorithm_log`` line to its run's log; the event to relay. A log grows no larger
+    than one request body could set it (``PATCH /api/run``): the rest is dropped."""
     log = data.get("log") if isinstance(data, dict) else None
     reported = _reported_run(node, data)
     if not isinstance(log, str) or reported is None:
         return None
     run = Run.objects.select_for_update().get(pk=reported[0])
     stored = run.log or ""
+    if len(stored) + 1 + len(log) > settings.MAX_BODY_BYTES:
+        return None
     run.log = stored + ("\n" if stored and not stored.endswith("\n") else "") + log
     run.save(update_fields=["log"])
     return {"run_id": run.pk, "task_id": run.task_id, "log": log}

@@ -1,5 +1,6 @@
 """A socket that floods events (each may be relayed to every socket of a room) has the excess dropped,
-logged once; a node's ordinary traffic passes."""
+logged once; a node's ordinary traffic passes. A run's log grows over the socket no larger than a
+request body could make it."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ BURST, RATE = 10, 5
 @pytest.fixture(scope="module")
 def bounded_server(live_db, live_folder):
     daphne = Daphne(
-        live_db.process_env(V6_SOCKET_PACKET_BURST=str(BURST), V6_SOCKET_PACKET_RATE=str(RATE)), live_folder
+        live_db.process_env(
+            V6_SOCKET_PACKET_BURST=str(BURST), V6_SOCKET_PACKET_RATE=str(RATE), V6_MAX_BODY_MB="1"
+        ),
+        live_folder,
     )
     yield daphne
     daphne.stop()
@@ -66,3 +70,18 @@ def test_an_event_flood_is_relayed_only_up_to_the_bound(bounded_server, live_wor
         time.sleep(0.1)
     assert _relayed(watcher, 2) == 3
     assert bounded_server.log.read_text().count("the excess is dropped") == 1  # once a minute at most
+
+
+def test_a_run_log_grows_no_larger_than_a_request_body(bounded_server, live_world, sockets):
+    node = sockets(bounded_server.url, token(live_world.node_a))
+    node.wait_ready(live_world.node_a)
+    report = _report(live_world)
+    line = "x" * 400_000  # 1 MiB is the request body limit of this server
+
+    for _ in range(3):
+        node.emit("algorithm_log", {**report, "log": line})
+    node.emit("algorithm_log", {**report, "log": "end"})
+
+    relayed = [data["log"] for name, data in node.received(3) if name == "algorithm_log"]
+    assert relayed == [line, line, "end"]
+    assert Run.objects.using(LIVE).get(pk=report["run_id"]).log == f"{line}\n{line}\nend"
