@@ -6,7 +6,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,7 +40,7 @@ def client_text(value: object, limit: int = CLIENT_TEXT_LIMIT) -> str:
     return cut if len(text) <= limit else f"{cut}... ({len(text)} characters)"
 
 
-def database_error_text(exc: DatabaseError) -> str:
+def database_error_text(exc: BaseException) -> str:
     """What a log line may say of a database error: its class, SQLSTATE and constraint. Not the
     database's message, which can carry the values of a row (``Key (email)=(...) already exists``);
     only a failed connection (no SQLSTATE) keeps the first line of it, which names host and port."""

@@ -78,7 +78,7 @@ def database_unavailable(exc: BaseException | None) -> bool:
     )
 
 
-def _database_unavailable(exc: DatabaseError, where: str) -> dict:
+def _database_unavailable(exc: BaseException, where: str) -> dict:
     logger.error("Database unavailable, %s answered 503: %s", where, database_error_text(exc))
     return {"msg": DATABASE_UNAVAILABLE}
 
