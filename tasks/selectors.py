@@ -7,7 +7,7 @@ from collections.abc import Set as AbstractSet
 from typing import TypeVar, cast
 
 from django.db import connection
-from django.db.models import Exists, Model, Prefetch, Q, QuerySet
+from django.db.models import Exists, Model, Prefetch, Q, QuerySet, prefetch_related_objects
 
 from accounts.catalogue import SCOPE_RANK
 from accounts.models import User
@@ -17,7 +17,7 @@ from nodes.models import Node, NodeConfig
 from tasks.models import AlgorithmPort, Run, Task, TaskDatabase, is_finished
 from vantage6.api.errors import bad_request
 from vantage6.api.lookups import like
-from vantage6.api.sql import CompiledRows
+from vantage6.api.sql import CompiledRows, PkLookup
 
 M = TypeVar("M", bound=Model)
 TASK_INCLUDES = {"runs", "results"}
@@ -53,18 +53,25 @@ def container_still_running(identity: dict) -> bool:
     return bool(found) and not is_finished(found[0][0]) and bool(found[0][1]) and bool(found[0][2])
 
 
+# One row by primary key, on every request of the detail endpoints: compiled once per connection.
+_task = PkLookup(Task.objects.all)
+_run_with_task = PkLookup(lambda: run_queryset())
+
+
 def task_for_view(principal: Principal, pk: int | str, include: AbstractSet[str] = frozenset()) -> Task:
     """One task as ``GET /task/<id>`` returns it (401 without the rights, 404 when missing)."""
-    task = get_for(principal, task_queryset(include), pk, missing=f"Task id={pk} not found!")
+    task = get_for(principal, _task, pk, missing=f"Task id={pk} not found!")
     if "results" in include:
         principal.require(principal.allows("task_runs", task))
+    if include & TASK_INCLUDES:
+        prefetch_related_objects([task], _runs_prefetch())
     attach_task_details([task], include)
     return task
 
 
 def run_for_view(principal: Principal, pk: int | str, include_task: bool = False) -> Run:
     """One run as ``GET /run/<id>`` returns it: judged on its task by the run rules."""
-    run = fetch(run_queryset(), pk, missing=f"Run id={pk} not found!")
+    run = fetch(_run_with_task, pk, missing=f"Run id={pk} not found!")
     principal.require(principal.allows("task_runs", run.task))
     attach_run_details([run], include_task)
     return run
@@ -73,14 +80,6 @@ def run_for_view(principal: Principal, pk: int | str, include_task: bool = False
 # --- querysets -----------------------------------------------------------------------------------------
 def _runs_prefetch() -> Prefetch:
     return Prefetch("runs", queryset=Run.objects.select_related("task"))
-
-
-def task_queryset(include: Iterable[str] = ()) -> QuerySet[Task]:
-    """Tasks; with their runs when ``include`` embeds them."""
-    tasks = Task.objects.all()
-    if set(include) & TASK_INCLUDES:
-        tasks = tasks.prefetch_related(_runs_prefetch())
-    return tasks
 
 
 def run_queryset() -> QuerySet[Run]:

@@ -71,7 +71,8 @@ def drf_only(monkeypatch):
 
 
 def tasks(include=frozenset()):
-    rows = list(selectors.task_queryset(include).order_by("id"))
+    rows = Task.objects.order_by("id")
+    rows = list(rows.prefetch_related("runs__task") if include else rows)
     selectors.attach_task_details(rows, include)
     return rows
 
