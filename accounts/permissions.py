@@ -24,7 +24,7 @@ from django.db.models.functions import Cast
 
 from accounts.catalogue import CONTAINER, NODE, OPERATIONS, SCOPE_RANK, SCOPES
 from vantage6.api.errors import ApiError, not_found, unauthorized
-from vantage6.api.sql import by_pk, joined
+from vantage6.api.sql import PkLookup, by_pk, joined
 
 GLO, COL, ORG, OWN = "GLOBAL", "COLLABORATION", "ORGANIZATION", "OWN"
 M = TypeVar("M", bound=Model)
@@ -482,7 +482,7 @@ _MODEL_RESOURCES = {"auditentry": "audit"}
 
 def get_for(
     principal: Principal,
-    queryset: QuerySet[M],
+    queryset: QuerySet[M] | PkLookup[M],
     pk: int | str,
     operation: str | None = "view",
     *,
@@ -490,7 +490,8 @@ def get_for(
     resource: str | None = None,
     refused: str | None = None,
 ) -> M:
-    """The row of ``queryset`` with primary key ``pk``, fetched for ``principal``.
+    """The row of ``queryset`` (or of a compiled ``PkLookup``) with primary key ``pk``, fetched for
+    ``principal``.
 
     No such row: a 404 with the message ``missing``, or ``missing`` itself when it is an error (a
     filter naming a row that does not exist is a 400). A row out of reach of the principal's scope
@@ -498,16 +499,17 @@ def get_for(
     ``operation`` None the service that acts on the row judges it."""
     row = fetch(queryset, pk, missing=missing)
     if operation is not None:
-        name = str(queryset.model._meta.model_name)
+        name = str(type(row)._meta.model_name)
         resource = resource or _MODEL_RESOURCES.get(name, name)
         principal.require(principal.allows(resource, row, operation), refused)
     return row
 
 
-def fetch(queryset: QuerySet[M], pk: int | str, *, missing: str | ApiError) -> M:
-    """The row of ``queryset`` with primary key ``pk``, not judged: for a service that judges it itself,
-    or a filter value whose reach is checked apart. No such row: as ``get_for``."""
-    row = by_pk(queryset, pk)
+def fetch(queryset: QuerySet[M] | PkLookup[M], pk: int | str, *, missing: str | ApiError) -> M:
+    """The row of ``queryset`` (or of a ``PkLookup``: the hot reads, their SQL compiled once) with
+    primary key ``pk``, not judged: for a service that judges it itself, or a filter value whose
+    reach is checked apart. No such row: as ``get_for``."""
+    row = queryset(int(pk)) if isinstance(queryset, PkLookup) else by_pk(queryset, pk)
     if row is None:
         raise not_found(missing) if isinstance(missing, str) else missing
     return row

@@ -11,6 +11,7 @@ from accounts.models import AuditAction, AuditEntry, Role, Rule, User
 from accounts.permissions import GLO, Principal, fetch, memberships
 from vantage6.api.errors import bad_request, unauthorized
 from vantage6.api.lookups import like
+from vantage6.api.sql import PkLookup
 
 
 def _name_or_code(value: str, codes: dict[str, str]) -> str:
@@ -49,6 +50,10 @@ def rule_list(principal: Principal, filters: dict) -> QuerySet[Rule]:
 
 def _members_of(collaboration_id: int) -> QuerySet:
     return memberships().filter(collaboration_id=collaboration_id).values("organization_id")
+
+
+# A user by primary key, on every request of ``GET /user/<id>``: compiled once per connection.
+user_by_pk = PkLookup(User.objects.all)
 
 
 def user_list(principal: Principal, filters: dict) -> QuerySet[User]:

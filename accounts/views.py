@@ -17,7 +17,7 @@ from accounts.api import NODE, USER, ApiViewSet, ClientTypeGate, caller
 from accounts.authentication import RefreshJWTAuthentication
 from accounts.models import AuditAction, AuditEntry, Role, Rule, User
 from accounts.permissions import fetch, get_for
-from accounts.selectors import audit_list, role_list, rule_list, user_list
+from accounts.selectors import audit_list, role_list, rule_list, user_by_pk, user_list
 from accounts.serializers import (
     AuditEntryOutput,
     LoginInput,
@@ -187,9 +187,7 @@ class UserViewSet(ListAction, ApiViewSet):
             user = self.principal.user  # already loaded by the authentication
             self.principal.require(operation is None or self.principal.allows("user", user, operation))
             return user
-        return get_for(
-            self.principal, User.objects.all(), pk, operation, missing=f"User with id={pk} not found!"
-        )
+        return get_for(self.principal, user_by_pk, pk, operation, missing=f"User with id={pk} not found!")
 
     FILTERS = Filters(
         username="like", firstname="like", lastname="like", email="like", organization_id="id",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, prefetch_related_objects
 
 from accounts.permissions import Principal, fetch, get_for
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from vantage6.api.lookups import like
+from vantage6.api.sql import PkLookup
 
 
 # --- organizations -----------------------------------------------------------------------------------
@@ -28,11 +29,14 @@ def organization_list(principal: Principal, filters: dict) -> QuerySet[Organizat
     return orgs
 
 
+# One row by primary key, on every request of the detail endpoints: compiled once per connection.
+_organization = PkLookup(Organization.objects.all)
+_collaboration = PkLookup(Collaboration.objects.all)
+
+
 def organization_get(principal: Principal, pk: int | str, operation: str | None = "view") -> Organization:
     """The organization, or its 404; checked for ``operation`` unless it is None (the caller judges)."""
-    return get_for(
-        principal, Organization.objects.all(), pk, operation, missing=f"Organization with id={pk} not found"
-    )
+    return get_for(principal, _organization, pk, operation, missing=f"Organization with id={pk} not found")
 
 
 # --- collaborations ----------------------------------------------------------------------------------
@@ -63,8 +67,10 @@ def collaboration_list(
 def collaboration_get(
     principal: Principal, pk: int | str, *, include_organizations: bool = False
 ) -> Collaboration:
-    queryset = _with_organizations(Collaboration.objects.all(), include_organizations)
-    return get_for(principal, queryset, pk, missing=f"Collaboration with id={pk} not found")
+    collaboration = get_for(principal, _collaboration, pk, missing=f"Collaboration with id={pk} not found")
+    if include_organizations:
+        prefetch_related_objects([collaboration], "organizations")
+    return collaboration
 
 
 def collaboration_for_edit(principal: Principal, pk: int | str, operation: str = "edit") -> Collaboration:

@@ -12,7 +12,7 @@ from accounts.permissions import Principal, fetch, get_for
 from collaborations.models import Study
 from nodes.models import LEGACY_HASH_PREFIX, Node, NodeConfig, NodeMetrics, api_key_digest
 from vantage6.api.lookups import like
-from vantage6.api.sql import CorrelatedSQL
+from vantage6.api.sql import CorrelatedSQL, PkLookup
 
 
 def _config_sql(connection) -> tuple[str, tuple]:
@@ -28,9 +28,13 @@ def _config_sql(connection) -> tuple[str, tuple]:
     return f"SELECT {aggregate} FROM {table} c WHERE c.{node} = {{outer}}", ()
 
 
+# The configuration comes with each row: no prefetch query, whatever the page size. Built once (its
+# annotation costs more to resolve than to copy); every read takes a copy.
+_NODES = Node.objects.annotate(config_rows=CorrelatedSQL(_config_sql, output_field=TextField()))
+
+
 def _nodes() -> QuerySet[Node]:
-    # The configuration comes with each row: no prefetch query, whatever the page size.
-    return Node.objects.annotate(config_rows=CorrelatedSQL(_config_sql, output_field=TextField()))
+    return _NODES.all()
 
 
 def node_list(principal: Principal, filters: dict) -> QuerySet[Node]:
@@ -62,9 +66,12 @@ def node_list(principal: Principal, filters: dict) -> QuerySet[Node]:
     return nodes
 
 
+_node = PkLookup(_nodes)  # compiled once per connection
+
+
 def node_get(principal: Principal, pk: int | str, operation: str = "view") -> Node:
     """A node, judged on its own collaboration (not on any collaboration its organization shares)."""
-    return get_for(principal, _nodes(), pk, operation, missing=f"Node with id={pk} not found")
+    return get_for(principal, _node, pk, operation, missing=f"Node with id={pk} not found")
 
 
 def node_by_api_key(api_key: uuid.UUID) -> Node | None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
-from django.db.models import Exists, Model, Prefetch, Q, QuerySet
+from django.db import connection
+from django.db.models import Exists, Model, Prefetch, Q, QuerySet, prefetch_related_objects
 
 from accounts.catalogue import SCOPE_RANK
 from accounts.models import User
@@ -16,7 +17,7 @@ from nodes.models import Node, NodeConfig
 from tasks.models import AlgorithmPort, Run, Task, TaskDatabase, is_finished
 from vantage6.api.errors import bad_request
 from vantage6.api.lookups import like
-from vantage6.api.sql import CompiledRows
+from vantage6.api.sql import CompiledRows, PkLookup
 
 M = TypeVar("M", bound=Model)
 TASK_INCLUDES = {"runs", "results"}
@@ -52,46 +53,90 @@ def container_still_running(identity: dict) -> bool:
     return bool(found) and not is_finished(found[0][0]) and bool(found[0][1]) and bool(found[0][2])
 
 
+# One row by primary key, on every request of the detail endpoints: compiled once per connection.
+_task = PkLookup(Task.objects.all)
+_run_with_task = PkLookup(lambda: run_queryset())
+
+
 def task_for_view(principal: Principal, pk: int | str, include: AbstractSet[str] = frozenset()) -> Task:
     """One task as ``GET /task/<id>`` returns it (401 without the rights, 404 when missing)."""
-    task = get_for(principal, task_queryset(include), pk, missing=f"Task id={pk} not found!")
+    task = get_for(principal, _task, pk, missing=f"Task id={pk} not found!")
     if "results" in include:
         principal.require(principal.allows("task_runs", task))
     if include & TASK_INCLUDES:
-        attach_nodes(run for run in task.runs.all())
+        prefetch_related_objects([task], _runs_prefetch())
+    attach_task_details([task], include)
     return task
 
 
 def run_for_view(principal: Principal, pk: int | str, include_task: bool = False) -> Run:
     """One run as ``GET /run/<id>`` returns it: judged on its task by the run rules."""
-    run = fetch(run_queryset(include_task), pk, missing=f"Run id={pk} not found!")
+    run = fetch(_run_with_task, pk, missing=f"Run id={pk} not found!")
     principal.require(principal.allows("task_runs", run.task))
-    attach_nodes([run])
+    attach_run_details([run], include_task)
     return run
 
 
 # --- querysets -----------------------------------------------------------------------------------------
 def _runs_prefetch() -> Prefetch:
-    return Prefetch("runs", queryset=Run.objects.select_related("task").prefetch_related("ports"))
+    return Prefetch("runs", queryset=Run.objects.select_related("task"))
 
 
-def task_queryset(include: Iterable[str] = ()) -> QuerySet[Task]:
-    tasks = Task.objects.prefetch_related("databases")
-    if set(include) & TASK_INCLUDES:
-        tasks = tasks.prefetch_related(_runs_prefetch())
-    return tasks
+def run_queryset() -> QuerySet[Run]:
+    """Runs with their tasks."""
+    return Run.objects.select_related("task")
 
 
-def with_run_details(runs: QuerySet[Run], include_task: bool = False) -> QuerySet[Run]:
-    """Load what a Run representation shows: ports and the task (embedded with its status, or bare)."""
-    runs = runs.prefetch_related("ports")
+# --- what a page shows beside its rows -------------------------------------------------------------------
+# The databases of tasks, the ports and nodes of runs: read with SQL written here, one query each per
+# page. Django's prefetching builds a query and a queryset per row (more CPU than the query itself).
+_DATABASES = (
+    'SELECT "task_id", "database", "parameters" FROM "taskdatabase" WHERE "task_id" IN ({}) ORDER BY "id"'
+)
+_PORTS = 'SELECT "run_id", "id", "port", "label" FROM "algorithmport" WHERE "run_id" IN ({}) ORDER BY "id"'
+_NODES = (
+    'SELECT n."organization_id", n."collaboration_id", n."authenticatable_ptr_id", a."ip", a."status",'
+    ' n."name" FROM "node" n INNER JOIN "authenticatable" a ON a."id" = n."authenticatable_ptr_id"'
+    ' WHERE n."organization_id" IN ({}) AND n."collaboration_id" IN ({})'
+)
+
+
+def _rows(sql: str, *keys: Collection[int]) -> list[tuple]:
+    """The rows of ``sql``, each of its ``{}`` (an ``IN`` list) filled with one collection of ``keys``."""
+    lists = [sorted(group) for group in keys]
+    placeholders = (", ".join(["%s"] * len(values)) for values in lists)
+    with connection.cursor() as cursor:
+        cursor.execute(sql.format(*placeholders), [value for values in lists for value in values])
+        return cursor.fetchall()
+
+
+def attach_task_details(tasks: Sequence[Task], include: AbstractSet[str] = frozenset()) -> None:
+    """Set what a task representation shows beside its row: ``database_entries``, and the details of
+    its runs when ``include`` embeds them (the runs must be prefetched)."""
+    if not tasks:
+        return
+    entries: dict[int, list[dict]] = {task.pk: [] for task in tasks}
+    for task_id, database, parameters in _rows(_DATABASES, entries):
+        entries[task_id].append({"label": database, "parameters": parameters})
+    for task in tasks:
+        task.database_entries = entries[task.pk]  # type: ignore[attr-defined]  # read by TaskOutput
+    if include & TASK_INCLUDES:
+        attach_run_details([run for task in tasks for run in task.runs.all()])
+
+
+def attach_run_details(runs: Sequence[Run], include_task: bool = False) -> None:
+    """Set what a run representation shows beside its row: ``port_entries`` and ``node_info``, and the
+    details of the tasks when they are embedded. The runs' tasks must be loaded."""
+    if not runs:
+        return
+    ports: dict[int, list[dict]] = {run.pk: [] for run in runs}
+    for run_id, pk, port, label in _rows(_PORTS, ports):
+        ports[run_id].append({"id": pk, "port": port, "label": label})
+    for run in runs:
+        run.port_entries = ports[run.pk]  # type: ignore[attr-defined]  # read by RunOutput
+    attach_nodes(runs)
     if include_task:
-        return runs.prefetch_related(Prefetch("task", queryset=Task.objects.prefetch_related("databases")))
-    return runs.select_related("task")
-
-
-def run_queryset(include_task: bool = False) -> QuerySet[Run]:
-    return with_run_details(Run.objects.all(), include_task)
+        attach_task_details([run.task for run in runs])
 
 
 def node_info(node: Node) -> dict:
@@ -109,12 +154,9 @@ def attach_nodes(runs: Iterable[Run]) -> None:
         return
     orgs = {run.organization_id for run in runs}
     collabs = {run.task.collaboration_id for run in runs}
-    nodes: dict[tuple[int, int], Any] = {}
-    for node in Node.objects.filter(organization_id__in=orgs, collaboration_id__in=collabs).values(
-        "id", "ip", "status", "name", "organization_id", "collaboration_id"
-    ):
-        key = (node.pop("organization_id"), node.pop("collaboration_id"))  # type: ignore[misc]
-        nodes.setdefault(key, node)
+    nodes: dict[tuple[int, int], dict] = {}
+    for organization_id, collaboration_id, pk, ip, status, name in _rows(_NODES, orgs, collabs):
+        nodes[organization_id, collaboration_id] = {"id": pk, "ip": ip, "status": status, "name": name}
     for run in runs:
         run.node_info = nodes.get((run.organization_id, run.task.collaboration_id))  # type: ignore[attr-defined]  # read by RunOutput
 
@@ -178,7 +220,6 @@ def task_list(principal: Principal, filters: dict, include: AbstractSet[str] = f
         run = _named(Run.objects.select_related("task"), run_id, "Run")
         principal.require(principal.reaches("task", "view", collaboration_id=run.task.collaboration_id))
         tasks = tasks.filter(pk=run.task_id)
-    tasks = tasks.prefetch_related("databases")
     if status := filters.get("status"):
         tasks = tasks.filter(status=status)
     if include & TASK_INCLUDES:

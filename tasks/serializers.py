@@ -29,13 +29,17 @@ class PortOutput(OutputSerializer):
 
 
 def _database_entries(task: Task) -> list[dict]:
-    return [{"label": db.database, "parameters": db.parameters} for db in task.databases.all()]
+    """As ``selectors.attach_task_details`` sets them on the tasks of a read; from the relation otherwise."""
+    entries = getattr(task, "database_entries", None)
+    if entries is None:
+        entries = [{"label": db.database, "parameters": db.parameters} for db in task.databases.all()]
+    return entries
 
 
 class TaskOutput(OutputSerializer):
     """A task; ``include`` in the context embeds runs and/or results.
 
-    Expects a task with prefetched ``databases`` (and ``runs`` when included).
+    Expects a task with prefetched (or attached) ``databases``, and ``runs`` when included.
     """
 
     created_at = TimestampField()
@@ -95,7 +99,8 @@ class EmbeddedTaskOutput(TaskOutput):
 
 
 class RunOutput(OutputSerializer):
-    """A run; ``node`` comes from ``selectors.attach_nodes``, the embedded task from the context."""
+    """A run; ``node`` comes from ``selectors.attach_nodes``, the embedded task from the context, the
+    ports from ``selectors.attach_run_details`` (or the relation)."""
 
     assigned_at = TimestampField()
     started_at = TimestampField()
@@ -105,7 +110,7 @@ class RunOutput(OutputSerializer):
     task = serializers.SerializerMethodField()
     results = serializers.SerializerMethodField()
     node = serializers.SerializerMethodField()
-    ports = PortOutput(many=True, read_only=True)
+    ports = serializers.SerializerMethodField()
 
     class Meta:
         model = Run
@@ -140,6 +145,13 @@ class RunOutput(OutputSerializer):
     )
     def get_node(self, run: Run) -> dict | None:
         return getattr(run, "node_info", None)
+
+    @extend_schema_field(PortOutput(many=True, read_only=True))
+    def get_ports(self, run: Run) -> list[dict]:
+        entries = getattr(run, "port_entries", None)
+        if entries is None:
+            entries = cast(list, PortOutput(run.ports.all(), many=True).data)
+        return entries
 
 
 class ResultOutput(OutputSerializer):

@@ -77,8 +77,7 @@ class TaskViewSet(ListAction, ApiViewSet):
         return selectors.task_list(self.principal, filters, include)
 
     def output(self, rows: list, include: set[str]) -> list:
-        if include & selectors.TASK_INCLUDES:
-            selectors.attach_nodes(run for task in rows for run in task.runs.all())
+        selectors.attach_task_details(rows, include)
         return cast(list, TaskOutput(rows, many=True, context={"include": include}).data)
 
     @extend_schema(request=TaskInput, responses={201: TaskOutput, 403: None})
@@ -117,10 +116,10 @@ class RunViewSet(ListAction, ApiViewSet):
     default_order = NEWEST_FIRST
 
     def rows(self, filters: dict, include: set[str]) -> QuerySet:
-        return selectors.with_run_details(selectors.run_list(self.principal, filters), "task" in include)
+        return selectors.run_list(self.principal, filters).select_related("task")
 
     def output(self, rows: list, include: set[str]) -> list:
-        selectors.attach_nodes(rows)
+        selectors.attach_run_details(rows, "task" in include)
         return cast(list, RunOutput(rows, many=True, context={"include_task": "task" in include}).data)
 
     @extend_schema(parameters=[include("task")])

@@ -63,6 +63,13 @@ def bearer(identity: User | Node | dict) -> dict[str, str]:
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
 
 
+def full_page(api, path: str, headers: dict) -> str:
+    """``path`` with ``per_page`` set to the number of its rows: one full page, which costs the count
+    query (a page that is not full tells the number of rows itself)."""
+    total = api.get(path, **headers)["total-count"]
+    return f"{path}{'&' if '?' in path else '?'}per_page={total}"
+
+
 def make_task(collab, init_org, *orgs, init_user=None, parent=None, image="some/image", **fields):
     """A task in ``collab`` (created by ``init_org``) with a pending run for each of ``orgs``."""
     from tasks.models import Task

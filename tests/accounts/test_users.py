@@ -10,7 +10,7 @@ from accounts.catalogue import COL_ADMIN, ORG_ADMIN, RESEARCHER, ROOT, VIEWER
 from accounts.models import Role, Rule, User
 from nodes.events import event_emitted
 from tasks.models import Task
-from tests.factories import PASSWORD, bearer, make_org, make_task, make_user
+from tests.factories import PASSWORD, bearer, full_page, make_org, make_task, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -355,7 +355,7 @@ def test_user_list_query_count_is_fixed(api, world, role):
     for org in (world.org_a, world.org_b, world.org_c):
         for _ in range(4):
             make_user(org, VIEWER, RESEARCHER, COL_ADMIN, rules=Rule.objects.all()[:3])
-    many = count_queries(api, "/api/user?per_page=50", headers)
+    many = count_queries(api, full_page(api, "/api/user", headers), headers)
     assert few == many == USER_LIST_QUERIES[role]
 
 

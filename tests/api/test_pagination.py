@@ -155,6 +155,28 @@ def test_number_of_queries_does_not_grow_with_the_page_size(api, auth):
     assert len(small) == len(big)
 
 
+@pytest.mark.parametrize(
+    ("query", "rows", "counted"),
+    [
+        ("?per_page=20&page=5", RULES - 80, False),  # the last page, not full: its rows tell the total
+        (f"?per_page={RULES + 1}", RULES, False),  # one page, not full
+        ("?operation=v&name=nothing", 0, False),  # the first page and empty: no rows at all
+        ("?per_page=22&page=4", 22, True),  # full: more rows may follow
+        (f"?per_page={RULES}", RULES, True),
+        ("?per_page=20&page=6", 0, True),  # past the end: the total is still the number of rows
+        ("?no_pagination=1", RULES, False),
+    ],
+)
+def test_only_full_or_empty_later_pages_cost_a_count_query(api, auth, query, rows, counted):
+    _get(api, auth)  # the first request also records last_seen
+    with CaptureQueriesContext(connection) as captured:
+        response = _get(api, auth, query)
+    assert len(response.json()["data"]) == rows
+    total = Rule.objects.filter(name="nothing").count() if "nothing" in query else RULES
+    assert response["total-count"] == str(total)
+    assert any("COUNT(" in query["sql"] for query in captured.captured_queries) is counted
+
+
 def test_page_size_is_capped(api, db):  # noqa: ARG001
     """A huge ``per_page`` gets pages of the cap, with links to the rest, not one unbounded page."""
     root = make_user(make_org("root-org"), "Root")

@@ -21,7 +21,7 @@ from collaborations.serializers import (
 from nodes.models import Node, NodeConfig
 from nodes.serializers import NodeCreatedOutput, NodeOutput, NodeSimpleOutput
 from tasks import selectors
-from tasks.models import AlgorithmPort, TaskDatabase, TaskStatus
+from tasks.models import AlgorithmPort, Run, Task, TaskDatabase, TaskStatus
 from tasks.serializers import EmbeddedTaskOutput, PortOutput, ResultOutput, RunOutput, TaskOutput
 from tests.factories import bearer, make_run, make_study, make_task, make_user
 from vantage6.api.serializers import OutputSerializer
@@ -71,13 +71,28 @@ def drf_only(monkeypatch):
 
 
 def tasks(include=frozenset()):
-    rows = list(selectors.task_queryset(include).order_by("id"))
-    selectors.attach_nodes(run for task in rows for run in task.runs.all())
+    rows = Task.objects.order_by("id")
+    rows = list(rows.prefetch_related("runs__task") if include else rows)
+    selectors.attach_task_details(rows, include)
     return rows
 
 
 def runs(include_task=False):
-    rows = list(selectors.run_queryset(include_task).order_by("id"))
+    rows = list(selectors.run_queryset().order_by("id"))
+    selectors.attach_run_details(rows, include_task)
+    return rows
+
+
+def tasks_from_relations():
+    """Tasks whose databases and runs' ports come from Django's relations, as written tasks show them."""
+    rows = list(Task.objects.prefetch_related("databases", "runs__task", "runs__ports").order_by("id"))
+    selectors.attach_nodes(run for task in rows for run in task.runs.all())
+    return rows
+
+
+def runs_from_relations():
+    rows = Run.objects.select_related("task").prefetch_related("ports", "task__databases").order_by("id")
+    rows = list(rows)
     selectors.attach_nodes(rows)
     return rows
 
@@ -122,6 +137,30 @@ def test_same_bytes_as_drf(drf_only, case):
     drf_only()
     assert fast == JSONRenderer().render(serializer(rows, many=True, context=context).data)
     assert single == JSONRenderer().render(serializer(rows[-1], context=context).data)
+
+
+@pytest.mark.parametrize(
+    ("serializer", "attached", "related", "context"),
+    [
+        (TaskOutput, tasks, tasks_from_relations, {}),
+        (
+            TaskOutput,
+            lambda: tasks({"runs", "results"}),
+            tasks_from_relations,
+            {"include": {"runs", "results"}},
+        ),
+        (RunOutput, runs, runs_from_relations, {}),
+        (RunOutput, lambda: runs(True), runs_from_relations, {"include_task": True}),
+    ],
+    ids=["task", "task+runs", "run", "run+task"],
+)
+@pytest.mark.usefixtures("data")
+def test_attached_details_show_as_the_relations(serializer, attached, related, context):
+    """The databases and ports a read attaches show as the relations a write leaves on its rows."""
+    rows = attached()
+    assert any(getattr(row, "database_entries", None) or getattr(row, "port_entries", None) for row in rows)
+    fast = JSONRenderer().render(serializer(rows, many=True, context=context).data)
+    assert fast == JSONRenderer().render(serializer(related(), many=True, context=context).data)
 
 
 def test_every_output_serializer_is_covered():

@@ -92,6 +92,16 @@ def _link(path: str, params: list[tuple[str, str]], page: int) -> str:
     return f"{path}?{urlencode(query)}"
 
 
+def _page(queryset: QuerySet, page: int, per_page: int) -> tuple[list, int]:
+    """The rows of one page and the number of rows of all pages. A page that is neither full nor
+    past the end tells the number itself: then there is no count query."""
+    offset = (page - 1) * per_page
+    rows = list(queryset[offset : offset + per_page])
+    if 0 < len(rows) < per_page or (offset == 0 and not rows):
+        return rows, offset + len(rows)
+    return rows, queryset.count()
+
+
 def paginate(
     request: Request,
     queryset: QuerySet,
@@ -112,10 +122,12 @@ def paginate(
     page = _positive_int(request, "page", 1)
     per_page = min(_positive_int(request, "per_page", 10), MAX_PER_PAGE)
     queryset = queryset.order_by(*sort_order(request, queryset, default_order, output))
-    total = queryset.count()
-    if not paginated:
+    if paginated:
+        rows, total = _page(queryset, page, per_page)
+    else:
+        rows = list(queryset)
+        total = len(rows)
         page, per_page = 1, max(total, 1)
-    rows = list(queryset[(page - 1) * per_page : page * per_page]) if total else []
     last = ceil(total / per_page)
 
     # Only the first value of a repeated query argument survives in the links, as in vantage6.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from rest_framework import serializers
 
 from vantage6.api.fields import ListLinkField, RefField, TimestampField, format_datetime
-from vantage6.api.references import list_link, ref
+from vantage6.api.references import ref
 
 Step = Callable[[serializers.Serializer, object], object]
 
@@ -30,8 +31,10 @@ def _step(model: type, name: str, field: serializers.Field) -> Step:
         resource, attr = field.resource, field.fk_attr or f"{name}_id"
         return lambda _serializer, instance: ref(resource, getattr(instance, attr))
     if isinstance(field, ListLinkField):
-        resource, filter_name = field.resource, field.filter_name
-        return lambda _serializer, instance: list_link(resource, **{filter_name: instance.pk})  # type: ignore[attr-defined]
+        # ``list_link``'s string, its constant part made once (the API path is read per row: it is a
+        # setting).
+        tail = f"/{field.resource}?{field.filter_name}="
+        return lambda _serializer, instance: f"{settings.API_PATH}{tail}{instance.pk}"  # type: ignore[attr-defined]
     attrs = field.source_attrs
     if len(attrs) != 1 or callable(getattr(model, attrs[0], None)):
 

@@ -1,0 +1,92 @@
+"""The reads of the benchmark cost a fixed number of SQL statements, whatever the number of rows and of
+organizations in the collaboration (``bench/api.py``'s read rows, as root, a researcher and a node)."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from nodes.models import NodeConfig
+from tasks.models import AlgorithmPort, Task, TaskDatabase
+from tests.factories import bearer, full_page, make_node, make_org, make_task, make_user
+
+pytestmark = pytest.mark.django_db
+
+# Statements of one request: the caller (with its rules and collaborations) first; a list then its
+# page and, on a full page, the count; tasks their databases, runs their ports and nodes (and the
+# embedded tasks' databases): one statement each per page.
+ROWS = [
+    ("root", "/api/user", 3),
+    ("root", "/api/user/{user}", 2),
+    ("root", "/api/organization", 3),
+    ("root", "/api/organization/{organization}", 2),
+    ("root", "/api/collaboration", 3),
+    ("root", "/api/collaboration/{collaboration}", 2),
+    ("root", "/api/node", 3),
+    ("root", "/api/node/{node}", 2),
+    ("root", "/api/task", 4),
+    ("root", "/api/task/{task}", 3),
+    ("root", "/api/run", 5),
+    ("root", "/api/run?include=task", 6),
+    ("root", "/api/run/{run}", 4),
+    ("researcher", "/api/task", 4),
+    ("researcher", "/api/run", 5),
+    ("node", "/api/node", 3),
+]
+
+
+def _grow(world, organizations: int) -> None:
+    """More organizations in the collaboration, each with a node, users and tasks whose runs have
+    ports, and tasks with databases."""
+    for _ in range(organizations):
+        org = make_org()
+        world.collab_ab.organizations.add(org)
+        node, _key = make_node(org, world.collab_ab)
+        NodeConfig.objects.create(node=node, key="columns_default", value="age")
+        make_user(org, "Researcher")
+        task = make_task(world.collab_ab, world.org_a, world.org_a, world.org_b, org)
+        TaskDatabase.objects.create(task=task, database="default", parameters="{}")
+        for run in task.runs.all():
+            AlgorithmPort.objects.create(run=run, port=8000 + run.pk, label="web")
+
+
+def _statements(api, path: str, headers: dict) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        response = api.get(path, **headers)
+    assert response.status_code == 200, response.content
+    return len(captured)
+
+
+@pytest.mark.parametrize(("caller", "path", "expected"), ROWS, ids=[f"{c} {p}" for c, p, _ in ROWS])
+def test_a_read_costs_the_same_statements_for_any_number_of_rows(api, world, caller, path, expected):
+    researcher = make_user(world.org_a, "Researcher")
+    callers = {
+        "root": bearer(make_user(world.org_a, "Root")),
+        "researcher": bearer(researcher),
+        "node": bearer(world.node_a),
+    }
+    _grow(world, 2)
+    task = Task.objects.order_by("id").last()
+    assert task is not None
+    values = {
+        "user": researcher.pk,
+        "organization": world.org_b.pk,
+        "collaboration": world.collab_ab.pk,
+        "node": world.node_b.pk,
+        "task": task.pk,
+        "run": task.runs.order_by("id").first().pk,  # type: ignore[union-attr]
+    }
+    path, headers = path.format(**values), callers[caller]
+    api.get(path, **headers)  # the first request of a token also records when it was seen
+    single = "?" not in path and path.rstrip("/").split("/")[-1].isdigit()
+    # Lists: a page of one row, and one full page of every row, before and after growing.
+    paths = [path] if single else [f"{path}{'&' if '?' in path else '?'}per_page=1"]
+    counts = [_statements(api, p, headers) for p in paths]
+    if not single:
+        counts.append(_statements(api, full_page(api, path, headers), headers))
+    _grow(world, 6)
+    counts += [_statements(api, p, headers) for p in paths]
+    if not single:
+        counts.append(_statements(api, full_page(api, path, headers), headers))
+    assert counts == [expected] * len(counts)
