@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Case, F, Model, Q, TextField, Value, When
 from django.utils import timezone
 
@@ -36,7 +37,7 @@ from tasks.models import (
 )
 from tasks.serializers import database_parameters
 from vantage6.api.errors import ApiError, bad_request, not_found
-from vantage6.api.sql import CompiledInsert, CompiledRows, CompiledUpdate, PkLookup
+from vantage6.api.sql import CompiledInsert, CompiledRows, CompiledUpdate, CorrelatedSQL, PkLookup
 
 CONTAINER_TOKEN_INVALID = "Container-token is not valid"
 
@@ -404,15 +405,33 @@ _runs_of_task = CompiledRows(
     lambda task: Run.objects.filter(task_id=task).values_list("id", "status", "started_at", "finished_at"),
     "task",
 )
-_run_with_task_locked = PkLookup(lambda: Run.objects.select_for_update(of=("task",)).select_related("task"))
+
+
+def _ports_sql(connection: BaseDatabaseWrapper) -> tuple[str, tuple]:
+    """The run's ports as one JSON array of ``[id, port, label]``, in id order."""
+    q = connection.ops.quote_name
+    row = ", ".join(f"p.{q(name)}" for name in ("id", "port", "label"))
+    table, run = q(AlgorithmPort._meta.db_table), q(AlgorithmPort.run.field.column)
+    if connection.vendor == "postgresql":
+        aggregate = f"CAST(json_agg(json_build_array({row}) ORDER BY p.{q('id')}) AS text)"
+        return f"SELECT {aggregate} FROM {table} p WHERE p.{run} = {{outer}}", ()
+    ordered = f"SELECT * FROM {table} WHERE {run} = {{outer}} ORDER BY {q('id')}"
+    return f"SELECT json_group_array(json_array({row})) FROM ({ordered}) p", ()
+
+
+# The run to update, its task's row locked, with its ports (the answer shows them).
+_run_with_task_locked = PkLookup(
+    lambda: (
+        Run.objects.select_for_update(of=("task",))
+        .select_related("task")
+        .annotate(port_rows=CorrelatedSQL(_ports_sql, output_field=TextField()))
+    )
+)
 # What a run update and a port write, written once (the ORM would build each statement per request).
 _save_run = CompiledUpdate(Run, ["started_at", "finished_at", "result", "log", "status"])
 _save_task_status = CompiledUpdate(Task, ["status", "finished_at"])
 _insert_port = CompiledInsert(AlgorithmPort, ["run", "port", "label"])
 _PORT_FIELDS = ("id", "run_id", "port", "label")
-_ports_of_run = CompiledRows(
-    lambda run: AlgorithmPort.objects.filter(run_id=run).values_list(*_PORT_FIELDS), "run"
-)
 
 
 @transaction.atomic
@@ -468,10 +487,13 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
         task.status, task.finished_at = new
         _save_task_status(task)
     audit(principal, "run.update", run, status=status)
-    # The answer shows the run's ports: read with SQL built once, not by the serializer's ORM query.
+    # The answer shows the run's ports, read with the run: not by the serializer's ORM query.
     alias = run._state.db
+    ports = json.loads(getattr(run, "port_rows") or "[]")  # noqa: B009 - an annotation
     _known_related(
-        run, "ports", [AlgorithmPort.from_db(alias, _PORT_FIELDS, row) for row in _ports_of_run(run=run.pk)]
+        run,
+        "ports",
+        [AlgorithmPort.from_db(alias, _PORT_FIELDS, (pk, run.pk, port, label)) for pk, port, label in ports],
     )
     return run
 

@@ -50,13 +50,13 @@ def warmed(api, identity) -> dict:
     return headers
 
 
-# The caller, the run with its task (locked), the statuses of the task's runs, the UPDATE, the audit
-# record, the run's ports; + the task when its status changes (here the first run to become active,
+# The caller, the run with its task (locked) and its ports, the statuses of the task's runs, the
+# UPDATE, the audit record; + the task when its status changes (here the first run to become active,
 # and a failure, which also fails the runs of the task that never started).
 PATCH_RUN = {
-    "status": ({"status": "active"}, 7),
-    "completion": ({"status": "completed", "result": RESULT, "log": "ok"}, 6),
-    "failure": ({"status": "failed", "log": "crash"}, 8),
+    "status": ({"status": "active"}, 6),
+    "completion": ({"status": "completed", "result": RESULT, "log": "ok"}, 5),
+    "failure": ({"status": "failed", "log": "crash"}, 7),
 }
 
 
