@@ -98,6 +98,7 @@ def _check_node_policies(principal: Principal, nodes: list[Node]) -> None:
             )
 
 
+# A task by primary key, compiled once per connection (a container's parent task, a task to kill).
 _task_by_pk = PkLookup(lambda: Task.objects.all())
 # The organizations of a collaboration, by its membership rows.
 _members_of = CompiledRows(
@@ -353,17 +354,22 @@ def _kill_runs(collaboration_id: int, task_ids: list[int], *, mark: bool) -> int
     return len(kill_list)
 
 
-@transaction.atomic
-def task_kill(*, principal: Principal, task: Task) -> None:
-    """Stop the open runs of a task and of its direct children (the task must not be finished)."""
-    family = dict(_lock_family(task=task.pk))
-    status = family.get(task.pk)
-    if status is None:
-        raise not_found(f"Task id={task.pk} not found!")  # deleted meanwhile
-    if is_finished(status):
-        raise bad_request(f"Task id={task.pk} already finished with status '{status}', nothing to kill!")
-    _kill_runs(task.collaboration_id, list(family), mark=True)
-    audit(principal, "task.kill", task)
+def task_kill(*, principal: Principal, task_id: int) -> None:
+    """Stop the open runs of a task and of its direct children (the task must not be finished), for a
+    user who may send events to the task's collaboration."""
+    task = _task_by_pk(task_id)
+    if task is None:
+        raise not_found(f"Task id={task_id} not found!")
+    principal.require(principal.reaches("event", "send", collaboration_id=task.collaboration_id))
+    with transaction.atomic():
+        family = dict(_lock_family(task=task.pk))
+        status = family.get(task.pk)
+        if status is None:
+            raise not_found(f"Task id={task.pk} not found!")  # deleted meanwhile
+        if is_finished(status):
+            raise bad_request(f"Task id={task.pk} already finished with status '{status}', nothing to kill!")
+        _kill_runs(task.collaboration_id, list(family), mark=True)
+        audit(principal, "task.kill", task)
 
 
 @transaction.atomic
