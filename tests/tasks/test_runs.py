@@ -298,9 +298,17 @@ def test_ports_are_managed_by_the_node_of_the_run(api, world, runs):
         api.post("/api/port", body, format="json", **bearer(make_user(world.org_a, "Root"))).status_code
         == 401
     )
+    assert not AlgorithmPort.objects.exists()
     response = api.post("/api/port", body, format="json", **bearer(world.node_a))
     assert response.status_code == 201
     assert response.json() == {"id": AlgorithmPort.objects.get().pk, "port": 8080, "label": "api"}
+    entry = AuditEntry.objects.filter(action="port.create").get()
+    assert (entry.actor_type, entry.actor_id, entry.object_type, entry.object_id) == (
+        "node",
+        world.node_a.pk,
+        "algorithmport",
+        response.json()["id"],
+    )
     for bad in (
         {"port": 0, "run_id": runs["ra"].pk},
         {"port": 70000, "run_id": 1},
@@ -324,6 +332,7 @@ def test_a_node_of_the_same_organization_in_another_collaboration_is_not_the_run
     node, _ = make_node(world.org_a, other, "node-a-2")
     body = {"port": 8080, "run_id": runs["ra"].pk}
     assert api.post("/api/port", body, format="json", **bearer(node)).status_code == 401
+    assert not AlgorithmPort.objects.exists()
 
 
 # --- container tokens ----------------------------------------------------------------------------------
