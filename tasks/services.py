@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Case, F, Model, Q, QuerySet, TextField, Value, When
 from django.utils import timezone
@@ -327,11 +327,19 @@ _runs_to_kill = CompiledRows(
     lambda task: Run.objects.filter(task_id=task).order_by("id").values_list(*_RUN_KILL_FIELDS), "task"
 )
 _mark_killed = CompiledUpdate(Run, ["status", "finished_at"])
+_KILL_LIST_FIELDS = ("id", "task_id", "organization_id")
+# The runs of a task a kill stops: not finished, in an open status.
+_open_runs = CompiledRows(
+    lambda task: Run.objects.filter(
+        task_id=task, finished_at__isnull=True, status__in=OPEN_STATUSES
+    ).values_list("id"),
+    "task",
+)
 
 
-def _kill_runs(collaboration_id: int, task_ids: list[int], *, mark: bool) -> int:
-    """Tell the nodes to stop the open runs of these (locked) tasks; mark them killed and store the
-    tasks' new status. Never sends an empty kill list."""
+def _kill_runs(task_ids: list[int], *, mark: bool) -> list[dict]:
+    """The open runs of these (locked) tasks, as the nodes' kill list; marked killed, with the tasks'
+    new status stored, when ``mark``."""
     if len(task_ids) == 1:  # the usual case, a task without subtasks: SQL built once
         runs = _runs_to_kill(task=task_ids[0])
     else:
@@ -341,9 +349,7 @@ def _kill_runs(collaboration_id: int, task_ids: list[int], *, mark: bool) -> int
         for pk, task_id, org_id, status, end in runs
         if end is None and status in OPEN_STATUSES
     ]
-    if not kill_list:
-        return 0
-    if mark:
+    if mark and kill_list:
         now = timezone.now()
         killed = {entry["run_id"] for entry in kill_list}
         _mark_killed.rows(sorted(killed), [TaskStatus.KILLED, now])
@@ -353,12 +359,30 @@ def _kill_runs(collaboration_id: int, task_ids: list[int], *, mark: bool) -> int
                 for pk, task_id, _, status, end in runs
             ]
         )
-    emit(
-        "kill_containers",
-        {"kill_list": kill_list, "collaboration_id": collaboration_id},
-        room=collaboration_room(collaboration_id),
-    )
-    return len(kill_list)
+    return kill_list
+
+
+def _kill_runs_of_task(task_id: int, status: str) -> list[dict]:
+    """``_kill_runs`` of one (locked) task in ``status`` that has no subtasks, marking: its open runs
+    marked killed by the statement that finds them, then its new status stored."""
+    now = timezone.now()
+    killed = _mark_killed.matching(_open_runs, {"task": task_id}, [TaskStatus.KILLED, now], _KILL_LIST_FIELDS)
+    if killed:
+        # The stored status is that of the runs (every write of runs keeps it, holding the task's lock):
+        # the failures among them so far, or none when it is open; this kill adds "killed".
+        new_status, finished_at = task_status([(status, None), (TaskStatus.KILLED, now)])
+        _save_task_status(Task(pk=task_id, status=new_status, finished_at=finished_at))
+    return [{"task_id": task, "run_id": pk, "organization_id": org} for pk, task, org in sorted(killed)]
+
+
+def _send_kill(collaboration_id: int, kill_list: list[dict]) -> None:
+    """Tell the nodes of the collaboration to stop these runs (never an empty list)."""
+    if kill_list:
+        emit(
+            "kill_containers",
+            {"kill_list": kill_list, "collaboration_id": collaboration_id},
+            room=collaboration_room(collaboration_id),
+        )
 
 
 def task_kill(*, principal: Principal, task_id: int) -> None:
@@ -375,7 +399,11 @@ def task_kill(*, principal: Principal, task_id: int) -> None:
             raise not_found(f"Task id={task.pk} not found!")  # deleted meanwhile
         if is_finished(status):
             raise bad_request(f"Task id={task.pk} already finished with status '{status}', nothing to kill!")
-        _kill_runs(task.collaboration_id, list(family), mark=True)
+        if len(family) == 1 and connection.features.can_return_columns_from_insert:
+            kill_list = _kill_runs_of_task(task.pk, status)
+        else:  # subtasks (or an SQLite older than 3.35, without RETURNING)
+            kill_list = _kill_runs(list(family), mark=True)
+        _send_kill(task.collaboration_id, kill_list)
         audit(principal, "task.kill", task)
 
 
@@ -384,7 +412,7 @@ def task_delete(*, principal: Principal, task: Task) -> None:
     """Delete a task with all its descendants and their runs; running work is stopped first."""
     subtree = _subtree_ids(task)
     _lock_tasks(Q(pk__in=subtree))
-    _kill_runs(task.collaboration_id, subtree, mark=False)
+    _send_kill(task.collaboration_id, _kill_runs(subtree, mark=False))
     audit(principal, "task.delete", task, subtree=subtree)
     # Children first, so each level's runs (and blobs) go with it.
     Task.objects.filter(pk__in=subtree).delete()

@@ -365,6 +365,32 @@ class CompiledUpdate(_CompiledWrite[M]):
             if cursor.rowcount != 1:
                 raise DatabaseError(f"{self.model.__name__} id={instance.pk} was not updated")
 
+    def matching(
+        self,
+        condition: CompiledRows,
+        keys: dict[str, int],
+        values: Sequence[object],
+        returning: Sequence[str],
+    ) -> list[tuple]:
+        """``filter(pk__in=<the keys of condition's rows>).update(...)`` with the fields' ``values``, in
+        one statement: the ``returning`` fields (integer columns, no converters) of the rows it changed.
+        Needs ``UPDATE ... RETURNING`` (PostgreSQL; SQLite 3.35 or later)."""
+        if not _in_range(keys):
+            return []
+        connection = connections[DEFAULT_DB_ALIAS]
+        params = [
+            field.get_db_prep_save(value, connection)
+            for field, value in zip(self.fields, values, strict=True)
+        ]
+        query, condition_params = condition.query(connection, keys)
+        quote, meta = connection.ops.quote_name, self.model._meta
+        columns = ", ".join(quote(cast(str, cast(Field, meta.get_field(name)).column)) for name in returning)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"{self.sql(connection)} IN ({query.sql}) RETURNING {columns}", [*params, *condition_params]
+            )
+            return cursor.fetchall()
+
     def rows(self, pks: Sequence[int], values: Sequence[object]) -> int:
         """``filter(pk__in=pks).update(...)`` with the fields' ``values``; how many rows it changed."""
         if not pks:
