@@ -407,6 +407,8 @@ def write_breakdown(label: str, case, n: int, top: int | None) -> None:
 
         return wrapper
 
+    statements: list[str] = []  # those of the last request
+
     def sql(execute, statement, params, many, context):
         started = time.perf_counter()
         try:
@@ -415,6 +417,7 @@ def write_breakdown(label: str, case, n: int, top: int | None) -> None:
             key = "SQL: audit insert" if statement.startswith('INSERT INTO "audit_entry"') else "SQL: other"
             timings[key] += time.perf_counter() - started
             timings["statements"] += 1
+            statements.append(statement)
 
     def one() -> None:
         status, body = call_wsgi(handler, *_request(case()))
@@ -437,6 +440,7 @@ def write_breakdown(label: str, case, n: int, top: int | None) -> None:
         with connection.execute_wrapper(sql):
             started = time.perf_counter()
             for _ in range(n):
+                statements.clear()
                 one()
             wall = time.perf_counter() - started
     finally:
@@ -446,6 +450,9 @@ def write_breakdown(label: str, case, n: int, top: int | None) -> None:
     print(f"  SQL statements per request: {timings.pop('statements') / n:.1f}")
     for key, seconds in sorted(timings.items()):
         print(f"  {key:28s} {seconds * 1000 / n:6.2f} ms wall per request")
+    print("  SQL of one request (each statement a round trip):")
+    for statement in statements:
+        print(f"    {statement[:140]}")
     if top:
         print(cprofile(one, n, top))
     print()
@@ -463,6 +470,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=200, help="requests per measurement")
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--only", help="with --writes: only writes whose label contains this text (a|b)")
     args = parser.parse_args()
 
     manifest = setup()
@@ -470,6 +478,8 @@ def main() -> None:
 
     if args.writes:
         for label, case in write_cases(manifest, args.n).items():
+            if args.only and not any(text in label for text in args.only.split("|")):
+                continue
             write_breakdown(label, case, args.n, args.top if args.cprofile else None)
         return
     token = root_token(manifest)

@@ -10,8 +10,9 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Case, F, Model, Q, TextField, Value, When
+from django.db import connection, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Case, F, Model, Q, QuerySet, TextField, Value, When
 from django.utils import timezone
 
 from accounts.models import User
@@ -36,7 +37,14 @@ from tasks.models import (
 )
 from tasks.serializers import database_parameters
 from vantage6.api.errors import ApiError, bad_request, not_found
-from vantage6.api.sql import CompiledInsert, CompiledRows, CompiledUpdate, PkLookup
+from vantage6.api.sql import (
+    CompiledInsert,
+    CompiledInsertIf,
+    CompiledRows,
+    CompiledUpdate,
+    CorrelatedSQL,
+    PkLookup,
+)
 
 CONTAINER_TOKEN_INVALID = "Container-token is not valid"
 
@@ -97,6 +105,7 @@ def _check_node_policies(principal: Principal, nodes: list[Node]) -> None:
             )
 
 
+# A task by primary key, compiled once per connection (a container's parent task, a task to kill).
 _task_by_pk = PkLookup(lambda: Task.objects.all())
 # The organizations of a collaboration, by its membership rows.
 _members_of = CompiledRows(
@@ -318,11 +327,19 @@ _runs_to_kill = CompiledRows(
     lambda task: Run.objects.filter(task_id=task).order_by("id").values_list(*_RUN_KILL_FIELDS), "task"
 )
 _mark_killed = CompiledUpdate(Run, ["status", "finished_at"])
+_KILL_LIST_FIELDS = ("id", "task_id", "organization_id")
+# The runs of a task a kill stops: not finished, in an open status.
+_open_runs = CompiledRows(
+    lambda task: Run.objects.filter(
+        task_id=task, finished_at__isnull=True, status__in=OPEN_STATUSES
+    ).values_list("id"),
+    "task",
+)
 
 
-def _kill_runs(collaboration_id: int, task_ids: list[int], *, mark: bool) -> int:
-    """Tell the nodes to stop the open runs of these (locked) tasks; mark them killed and store the
-    tasks' new status. Never sends an empty kill list."""
+def _kill_runs(task_ids: list[int], *, mark: bool) -> list[dict]:
+    """The open runs of these (locked) tasks, as the nodes' kill list; marked killed, with the tasks'
+    new status stored, when ``mark``."""
     if len(task_ids) == 1:  # the usual case, a task without subtasks: SQL built once
         runs = _runs_to_kill(task=task_ids[0])
     else:
@@ -332,9 +349,7 @@ def _kill_runs(collaboration_id: int, task_ids: list[int], *, mark: bool) -> int
         for pk, task_id, org_id, status, end in runs
         if end is None and status in OPEN_STATUSES
     ]
-    if not kill_list:
-        return 0
-    if mark:
+    if mark and kill_list:
         now = timezone.now()
         killed = {entry["run_id"] for entry in kill_list}
         _mark_killed.rows(sorted(killed), [TaskStatus.KILLED, now])
@@ -344,25 +359,52 @@ def _kill_runs(collaboration_id: int, task_ids: list[int], *, mark: bool) -> int
                 for pk, task_id, _, status, end in runs
             ]
         )
-    emit(
-        "kill_containers",
-        {"kill_list": kill_list, "collaboration_id": collaboration_id},
-        room=collaboration_room(collaboration_id),
-    )
-    return len(kill_list)
+    return kill_list
 
 
-@transaction.atomic
-def task_kill(*, principal: Principal, task: Task) -> None:
-    """Stop the open runs of a task and of its direct children (the task must not be finished)."""
-    family = dict(_lock_family(task=task.pk))
-    status = family.get(task.pk)
-    if status is None:
-        raise not_found(f"Task id={task.pk} not found!")  # deleted meanwhile
-    if is_finished(status):
-        raise bad_request(f"Task id={task.pk} already finished with status '{status}', nothing to kill!")
-    _kill_runs(task.collaboration_id, list(family), mark=True)
-    audit(principal, "task.kill", task)
+def _kill_runs_of_task(task_id: int, status: str) -> list[dict]:
+    """``_kill_runs`` of one (locked) task in ``status`` that has no subtasks, marking: its open runs
+    marked killed by the statement that finds them, then its new status stored."""
+    now = timezone.now()
+    killed = _mark_killed.matching(_open_runs, {"task": task_id}, [TaskStatus.KILLED, now], _KILL_LIST_FIELDS)
+    if killed:
+        # The stored status is that of the runs (every write of runs keeps it, holding the task's lock):
+        # the failures among them so far, or none when it is open; this kill adds "killed".
+        new_status, finished_at = task_status([(status, None), (TaskStatus.KILLED, now)])
+        _save_task_status(Task(pk=task_id, status=new_status, finished_at=finished_at))
+    return [{"task_id": task, "run_id": pk, "organization_id": org} for pk, task, org in sorted(killed)]
+
+
+def _send_kill(collaboration_id: int, kill_list: list[dict]) -> None:
+    """Tell the nodes of the collaboration to stop these runs (never an empty list)."""
+    if kill_list:
+        emit(
+            "kill_containers",
+            {"kill_list": kill_list, "collaboration_id": collaboration_id},
+            room=collaboration_room(collaboration_id),
+        )
+
+
+def task_kill(*, principal: Principal, task_id: int) -> None:
+    """Stop the open runs of a task and of its direct children (the task must not be finished), for a
+    user who may send events to the task's collaboration."""
+    task = _task_by_pk(task_id)
+    if task is None:
+        raise not_found(f"Task id={task_id} not found!")
+    principal.require(principal.reaches("event", "send", collaboration_id=task.collaboration_id))
+    with transaction.atomic():
+        family = dict(_lock_family(task=task.pk))
+        status = family.get(task.pk)
+        if status is None:
+            raise not_found(f"Task id={task.pk} not found!")  # deleted meanwhile
+        if is_finished(status):
+            raise bad_request(f"Task id={task.pk} already finished with status '{status}', nothing to kill!")
+        if len(family) == 1 and connection.features.can_return_columns_from_insert:
+            kill_list = _kill_runs_of_task(task.pk, status)
+        else:  # subtasks (or an SQLite older than 3.35, without RETURNING)
+            kill_list = _kill_runs(list(family), mark=True)
+        _send_kill(task.collaboration_id, kill_list)
+        audit(principal, "task.kill", task)
 
 
 @transaction.atomic
@@ -370,7 +412,7 @@ def task_delete(*, principal: Principal, task: Task) -> None:
     """Delete a task with all its descendants and their runs; running work is stopped first."""
     subtree = _subtree_ids(task)
     _lock_tasks(Q(pk__in=subtree))
-    _kill_runs(task.collaboration_id, subtree, mark=False)
+    _send_kill(task.collaboration_id, _kill_runs(subtree, mark=False))
     audit(principal, "task.delete", task, subtree=subtree)
     # Children first, so each level's runs (and blobs) go with it.
     Task.objects.filter(pk__in=subtree).delete()
@@ -404,15 +446,33 @@ _runs_of_task = CompiledRows(
     lambda task: Run.objects.filter(task_id=task).values_list("id", "status", "started_at", "finished_at"),
     "task",
 )
-_run_with_task_locked = PkLookup(lambda: Run.objects.select_for_update(of=("task",)).select_related("task"))
+
+
+def _ports_sql(connection: BaseDatabaseWrapper) -> tuple[str, tuple]:
+    """The run's ports as one JSON array of ``[id, port, label]``, in id order."""
+    q = connection.ops.quote_name
+    row = ", ".join(f"p.{q(name)}" for name in ("id", "port", "label"))
+    table, run = q(AlgorithmPort._meta.db_table), q(AlgorithmPort.run.field.column)
+    if connection.vendor == "postgresql":
+        aggregate = f"CAST(json_agg(json_build_array({row}) ORDER BY p.{q('id')}) AS text)"
+        return f"SELECT {aggregate} FROM {table} p WHERE p.{run} = {{outer}}", ()
+    ordered = f"SELECT * FROM {table} WHERE {run} = {{outer}} ORDER BY {q('id')}"
+    return f"SELECT json_group_array(json_array({row})) FROM ({ordered}) p", ()
+
+
+# The run to update, its task's row locked, with its ports (the answer shows them).
+_run_with_task_locked = PkLookup(
+    lambda: (
+        Run.objects.select_for_update(of=("task",))
+        .select_related("task")
+        .annotate(port_rows=CorrelatedSQL(_ports_sql, output_field=TextField()))
+    )
+)
 # What a run update and a port write, written once (the ORM would build each statement per request).
 _save_run = CompiledUpdate(Run, ["started_at", "finished_at", "result", "log", "status"])
 _save_task_status = CompiledUpdate(Task, ["status", "finished_at"])
 _insert_port = CompiledInsert(AlgorithmPort, ["run", "port", "label"])
 _PORT_FIELDS = ("id", "run_id", "port", "label")
-_ports_of_run = CompiledRows(
-    lambda run: AlgorithmPort.objects.filter(run_id=run).values_list(*_PORT_FIELDS), "run"
-)
 
 
 @transaction.atomic
@@ -468,10 +528,13 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
         task.status, task.finished_at = new
         _save_task_status(task)
     audit(principal, "run.update", run, status=status)
-    # The answer shows the run's ports: read with SQL built once, not by the serializer's ORM query.
+    # The answer shows the run's ports, read with the run: not by the serializer's ORM query.
     alias = run._state.db
+    ports = json.loads(getattr(run, "port_rows") or "[]")  # noqa: B009 - an annotation
     _known_related(
-        run, "ports", [AlgorithmPort.from_db(alias, _PORT_FIELDS, row) for row in _ports_of_run(run=run.pk)]
+        run,
+        "ports",
+        [AlgorithmPort.from_db(alias, _PORT_FIELDS, (pk, run.pk, port, label)) for pk, port, label in ports],
     )
     return run
 
@@ -487,10 +550,33 @@ def _run_of_node(principal: Principal, run_id: int) -> Run:
     return run
 
 
+def _runs_of_node(run: int, organization: int, collaboration: int) -> QuerySet[Run]:
+    """The run, if the node of this organization in this collaboration executes it (the permission
+    engine's rule for the runs a node writes, for SQL built once)."""
+    return Run.objects.filter(pk=run, organization_id=organization, task__collaboration_id=collaboration)
+
+
+_insert_port_of_node = CompiledInsertIf(
+    AlgorithmPort,
+    ["run", "port", "label"],
+    CompiledRows(
+        lambda **keys: _runs_of_node(**keys).values_list("id"), "run", "organization", "collaboration"
+    ),
+)
+
+
 @transaction.atomic
 def port_create(*, principal: Principal, run_id: int, port: int, label: str | None) -> AlgorithmPort:
-    run = _run_of_node(principal, run_id)
-    algorithm_port = _insert_port(run=run, port=port, label=label)
+    # The usual case in one statement: the port of a run the calling node executes.
+    keys = {
+        "run": run_id,
+        "organization": principal.organization_id,
+        "collaboration": principal.node.collaboration_id,
+    }
+    algorithm_port = _insert_port_of_node(keys, run_id=run_id, port=port, label=label)
+    if algorithm_port is None:
+        run = _run_of_node(principal, run_id)  # the 404 or the 401, as the permission engine judges
+        algorithm_port = _insert_port(run=run, port=port, label=label)
     audit(principal, "port.create", algorithm_port)
     return algorithm_port
 
@@ -616,9 +702,7 @@ def runs_cleanup_if_due(*, now: datetime | None = None) -> int | None:
 # The run a node reports about, if it is a run of that node: its id, task, job and parent task, by SQL
 # built once (a node reports every status change of its runs over its socket).
 _run_of_reporter = CompiledRows(
-    lambda run, organization, collaboration: Run.objects.filter(
-        pk=run, organization_id=organization, task__collaboration_id=collaboration
-    ).values_list("id", "task_id", "task__job_id", "task__parent_id"),
+    lambda **keys: _runs_of_node(**keys).values_list("id", "task_id", "task__job_id", "task__parent_id"),
     "run",
     "organization",
     "collaboration",

@@ -183,11 +183,7 @@ class KillViewSet(ApiViewSet):
     @extend_schema(request=IdInput, responses=MessageOutput)
     def task(self, request: Request) -> Response:
         task_id = validated(IdInput, request.data)["id"]
-        task = fetch(Task.objects.all(), task_id, missing=f"Task id={task_id} not found!")
-        self.principal.require(
-            self.principal.reaches("event", "send", collaboration_id=task.collaboration_id)
-        )
-        services.task_kill(principal=self.principal, task=task)
+        services.task_kill(principal=self.principal, task_id=task_id)
         return Response({"msg": f"Nodes have been instructed to kill the runs of task id={task_id}."})
 
     @extend_schema(request=IdInput, responses=MessageOutput)

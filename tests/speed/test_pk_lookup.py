@@ -11,7 +11,7 @@ from django.utils import timezone
 from accounts.models import AuditEntry
 from tasks.models import AlgorithmPort, Run, Task
 from tests.factories import make_collab, make_org, make_run, make_task
-from vantage6.api.sql import CompiledInsert, CompiledRows, CompiledUpdate, PkLookup
+from vantage6.api.sql import CompiledInsert, CompiledInsertIf, CompiledRows, CompiledUpdate, PkLookup
 
 pytestmark = pytest.mark.django_db
 
@@ -128,6 +128,36 @@ def test_an_insert_compiled_once_writes_the_row_the_orm_writes(tasks, model, ins
     }
     if model is AuditEntry:
         assert stored.created_at is not None and stored.created_at >= reference.created_at
+
+
+insert_port_if_in_org = CompiledInsertIf(
+    AlgorithmPort,
+    ["run", "port", "label"],
+    CompiledRows(
+        lambda run, org: Run.objects.filter(pk=run, organization_id=org).values_list("id"), "run", "org"
+    ),
+)
+
+
+@pytest.mark.parametrize("label", ["api", None, 'q"uo\\te ☃'])
+def test_an_insert_compiled_once_with_a_condition_writes_only_when_the_condition_finds_a_row(tasks, label):
+    parent, _ = tasks
+    run = make_run(parent, parent.init_org)
+    other_org = make_org("other")
+    for keys in ({"run": run.pk, "org": other_org.pk}, {"run": run.pk + 1000, "org": run.organization_id}):
+        with CaptureQueriesContext(connection) as queries:
+            assert insert_port_if_in_org(keys, run_id=keys["run"], port=1, label=label) is None
+        assert len(queries) == 1
+    assert insert_port_if_in_org({"run": 2**63, "org": 1}, run_id=1, port=1, label=label) is None
+    assert not AlgorithmPort.objects.exists()
+    with CaptureQueriesContext(connection) as queries:
+        written = insert_port_if_in_org(
+            {"run": run.pk, "org": run.organization_id}, run_id=run.pk, port=8, label=label
+        )
+    assert len(queries) == 1
+    assert written is not None and not written._state.adding
+    stored = AlgorithmPort.objects.get()
+    assert (stored.pk, stored.run_id, stored.port, stored.label) == (written.pk, run.pk, 8, label)
 
 
 def test_an_update_compiled_once_writes_the_fields_the_orm_writes(tasks):

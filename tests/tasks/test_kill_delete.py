@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from accounts.models import Authenticatable
-from tasks.models import AlgorithmPort, Run, Task, TaskDatabase
+from tasks.models import AlgorithmPort, Run, Task, TaskDatabase, task_status
 from tests.factories import bearer, make_run, make_task, make_user
 from tests.tasks.conftest import rules, user_with
 
@@ -53,6 +53,45 @@ def test_kill_task_stops_open_runs_of_the_task_and_its_direct_children(
     # Now finished: a second kill has nothing to do.
     again = kill(api, sender, family["parent"].pk)
     assert again.status_code == 400
+
+
+def test_kill_of_a_task_without_subtasks_stops_exactly_its_open_runs(
+    api, world, events, django_capture_on_commit_callbacks
+):
+    task = make_task(world.collab_ab, world.org_a)
+    end = datetime(2024, 1, 1)
+    runs = {
+        "pending": make_run(task, world.org_a),
+        "active": make_run(task, world.org_b, status="active"),
+        "done": make_run(task, world.org_b, status="completed", finished_at=end),
+        "reported": make_run(task, world.org_a, status="active", finished_at=end),  # its end is stored
+        "initializing": make_run(task, world.org_a, status="initializing"),
+    }
+    other = make_run(make_task(world.collab_ab, world.org_a), world.org_a)  # another task's open run
+    sender = user_with(world.org_a, "event.col.send")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert kill(api, sender, task.pk).status_code == 200
+    event, data, _ = events[-1]
+    stopped = [runs[name] for name in ("pending", "active", "initializing")]
+    assert (event, data["kill_list"]) == (
+        "kill_containers",
+        [{"task_id": task.pk, "run_id": run.pk, "organization_id": run.organization_id} for run in stopped],
+    )
+    states = {
+        name: Run.objects.values_list("status", "finished_at").get(pk=run.pk) for name, run in runs.items()
+    }
+    assert {name: status for name, (status, _) in states.items()} == {
+        "pending": "killed by user",
+        "active": "killed by user",
+        "done": "completed",
+        "reported": "active",
+        "initializing": "killed by user",
+    }
+    assert all(states[name][1] is not None for name in states)
+    assert Run.objects.get(pk=other.pk).status == "pending"
+    task.refresh_from_db()
+    assert (task.status, task.finished_at) == ("killed by user", None)
+    assert (task.status, task.finished_at) == task_status(task.runs.values_list("status", "finished_at"))
 
 
 @pytest.mark.parametrize(

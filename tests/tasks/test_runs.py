@@ -298,9 +298,17 @@ def test_ports_are_managed_by_the_node_of_the_run(api, world, runs):
         api.post("/api/port", body, format="json", **bearer(make_user(world.org_a, "Root"))).status_code
         == 401
     )
+    assert not AlgorithmPort.objects.exists()
     response = api.post("/api/port", body, format="json", **bearer(world.node_a))
     assert response.status_code == 201
     assert response.json() == {"id": AlgorithmPort.objects.get().pk, "port": 8080, "label": "api"}
+    entry = AuditEntry.objects.filter(action="port.create").get()
+    assert (entry.actor_type, entry.actor_id, entry.object_type, entry.object_id) == (
+        "node",
+        world.node_a.pk,
+        "algorithmport",
+        response.json()["id"],
+    )
     for bad in (
         {"port": 0, "run_id": runs["ra"].pk},
         {"port": 70000, "run_id": 1},
@@ -324,6 +332,7 @@ def test_a_node_of_the_same_organization_in_another_collaboration_is_not_the_run
     node, _ = make_node(world.org_a, other, "node-a-2")
     body = {"port": 8080, "run_id": runs["ra"].pk}
     assert api.post("/api/port", body, format="json", **bearer(node)).status_code == 401
+    assert not AlgorithmPort.objects.exists()
 
 
 # --- container tokens ----------------------------------------------------------------------------------
@@ -410,9 +419,16 @@ def test_patch_with_surrogate_characters_is_a_400(api, world, runs, key, text, c
         {"status": "crashed", "log": "boom"},
     ],
 )
-def test_patch_answers_the_run_as_it_is_stored(api, world, runs, body):
-    AlgorithmPort.objects.create(run=runs["ra"], port=8080, label="api")
+@pytest.mark.parametrize("with_ports", [True, False])
+def test_patch_answers_the_run_as_it_is_stored(api, world, runs, body, with_ports):
+    if with_ports:  # the answer reads them with the run: labels of any text, another run's apart
+        AlgorithmPort.objects.create(run=runs["ra"], port=8080, label="api")
+        AlgorithmPort.objects.create(run=runs["rb"], port=8081, label="other run")
+        AlgorithmPort.objects.create(run=runs["ra"], port=9090, label=None)
+        AlgorithmPort.objects.create(run=runs["ra"], port=7070, label='q"uo\\te, [é] ☃')
     patched = api.patch(f"/api/run/{runs['ra'].pk}", body, format="json", **bearer(world.node_a))
     assert patched.status_code == 200, patched.json()
     assert patched.json() == api.get(f"/api/run/{runs['ra'].pk}", **bearer(world.node_a)).json()
-    assert patched.json()["node"]["id"] == world.node_a.pk and patched.json()["ports"][0]["port"] == 8080
+    ports = [(port["port"], port["label"]) for port in patched.json()["ports"]]
+    assert ports == ([(8080, "api"), (9090, None), (7070, 'q"uo\\te, [é] ☃')] if with_ports else [])
+    assert patched.json()["node"]["id"] == world.node_a.pk

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from rest_framework import serializers
+from rest_framework.utils.serializer_helpers import BindingDict
 
 from vantage6.api.fields import ListLinkField, RefField, TimestampField, format_datetime
 from vantage6.api.references import ref
@@ -94,5 +96,28 @@ class OutputSerializer(serializers.ModelSerializer):
 def validated(serializer_class: type[serializers.Serializer], data: object, **kwargs) -> dict:
     """The validated body; a 400 with the field errors otherwise (also for non-object bodies)."""
     serializer = serializer_class(data=data, **kwargs)
+    if not kwargs:
+        _reuse_fields(serializer)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
+
+
+_per_thread = threading.local()
+
+
+def _reuse_fields(serializer: serializers.Serializer) -> None:
+    """Give ``serializer`` the fields of its class built once per thread, bound to it.
+
+    DRF deep-copies the declared fields for every serializer instance; validating a request body
+    needs them only for the call (fields keep no state between validations), and one thread validates
+    one body at a time.
+    """
+    cache: dict[type, BindingDict] = _per_thread.__dict__.setdefault("fields", {})
+    fields = cache.get(type(serializer))
+    if fields is None:
+        cache[type(serializer)] = serializer.fields
+        return
+    fields.serializer = serializer
+    for field in fields.values():
+        field.parent = serializer
+    serializer.__dict__["fields"] = fields  # what the ``fields`` cached property would hold

@@ -197,20 +197,29 @@ class CompiledRows:
         converters = compiler.get_converters([col for col, _, _ in compiler.select[: compiler.col_count]])
         return _Query(sql, list(params), slots, converters)
 
-    def __call__(self, **values: int) -> list[tuple]:
-        if not all(_INT64_MIN <= value <= _INT64_MAX for value in values.values()):
-            return []  # no such row: what the ORM answers instead of an overflow
-        connection = connections[DEFAULT_DB_ALIAS]
+    def query(self, connection: BaseDatabaseWrapper, values: dict[str, int]) -> tuple[_Query, list]:
+        """The compiled query for this connection and its parameters for ``values``."""
         plan = self._plans.get(connection)
         if plan is None:
             plan = self._plans[connection] = self._plan(connection)
         params = list(plan.params)
         for position, name in plan.slots:
             params[position] = values[name]
+        return plan, params
+
+    def __call__(self, **values: int) -> list[tuple]:
+        if not _in_range(values):
+            return []  # no such row: what the ORM answers instead of an overflow
+        connection = connections[DEFAULT_DB_ALIAS]
+        plan, params = self.query(connection, values)
         with connection.cursor() as cursor:
             cursor.execute(plan.sql, params)
             rows = cursor.fetchall()
         return [tuple(_converted(row, plan.converters, connection)) for row in rows]
+
+
+def _in_range(values: dict[str, int]) -> bool:
+    return all(_INT64_MIN <= value <= _INT64_MAX for value in values.values())
 
 
 # Keys beyond the databases' 64-bit integers match no row (SQLite raises on them instead; Django
@@ -356,6 +365,32 @@ class CompiledUpdate(_CompiledWrite[M]):
             if cursor.rowcount != 1:
                 raise DatabaseError(f"{self.model.__name__} id={instance.pk} was not updated")
 
+    def matching(
+        self,
+        condition: CompiledRows,
+        keys: dict[str, int],
+        values: Sequence[object],
+        returning: Sequence[str],
+    ) -> list[tuple]:
+        """``filter(pk__in=<the keys of condition's rows>).update(...)`` with the fields' ``values``, in
+        one statement: the ``returning`` fields (integer columns, no converters) of the rows it changed.
+        Needs ``UPDATE ... RETURNING`` (PostgreSQL; SQLite 3.35 or later)."""
+        if not _in_range(keys):
+            return []
+        connection = connections[DEFAULT_DB_ALIAS]
+        params = [
+            field.get_db_prep_save(value, connection)
+            for field, value in zip(self.fields, values, strict=True)
+        ]
+        query, condition_params = condition.query(connection, keys)
+        quote, meta = connection.ops.quote_name, self.model._meta
+        columns = ", ".join(quote(cast(str, cast(Field, meta.get_field(name)).column)) for name in returning)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"{self.sql(connection)} IN ({query.sql}) RETURNING {columns}", [*params, *condition_params]
+            )
+            return cursor.fetchall()
+
     def rows(self, pks: Sequence[int], values: Sequence[object]) -> int:
         """``filter(pk__in=pks).update(...)`` with the fields' ``values``; how many rows it changed."""
         if not pks:
@@ -369,3 +404,48 @@ class CompiledUpdate(_CompiledWrite[M]):
         with connection.cursor() as cursor:
             cursor.execute(f"{self.sql(connection)} IN ({keys})", [*params, *pks])
             return cursor.rowcount
+
+
+class CompiledInsertIf(_CompiledWrite[M]):
+    """``create(**values)`` of one row of ``model`` only if the query ``condition`` finds a row: a
+    lookup and the write it allows in one statement, its SQL written once per database backend.
+    Values are prepared as ``CompiledInsert`` prepares them. Gives the saved instance, or None when
+    ``condition`` found no row (nothing is written).
+    """
+
+    def __init__(self, model: type[M], fields: Sequence[str], condition: CompiledRows) -> None:
+        super().__init__(model, fields)
+        self.condition = condition
+
+    def _build(self, connection: BaseDatabaseWrapper) -> str:
+        # Up to the condition's query, which each call completes.
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(column) for column in self.columns)
+        values = ", ".join(["%s"] * len(self.columns))
+        return f"INSERT INTO {quote(self.table)} ({columns}) SELECT {values} WHERE EXISTS"
+
+    def __call__(self, keys: dict[str, int], **values: object) -> M | None:
+        """The row of ``values``, if ``condition`` finds a row for ``keys``."""
+        if not _in_range(keys):
+            return None
+        connection = connections[DEFAULT_DB_ALIAS]
+        instance = self.model(**values)
+        params = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in self.fields]
+        query, condition_params = self.condition.query(connection, keys)
+        sql = f"{self.sql(connection)} ({query.sql})"
+        returning = connection.features.can_return_columns_from_insert
+        if returning:
+            sql += f" RETURNING {connection.ops.quote_name(self.pk_column)}"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, *condition_params])
+            if returning:
+                row = cursor.fetchone()
+                pk = row[0] if row else None
+            else:  # an SQLite older than 3.35
+                pk = cursor.lastrowid if cursor.rowcount == 1 else None
+        if pk is None:
+            return None
+        instance.pk = pk
+        instance._state.adding = False
+        instance._state.db = connection.alias
+        return instance
