@@ -154,6 +154,10 @@ class WebSocket:
     # --- Twisted's protocol interface ------------------------------------------------------------------
     def makeConnection(self, transport: Any) -> None:
         self.transport = transport
+        if getattr(transport, "producer", None) is not None:
+            # The HTTP connection made itself the transport's producer: it would stay alive, with its
+            # request and headers, as long as the websocket.
+            transport.unregisterProducer()
         self.factory.sockets.add(self)
 
     def connectionMade(self) -> None:
