@@ -253,3 +253,12 @@ def test_after_the_violations_a_node_still_connects_and_identifies(server, live_
         assert opcode == TEXT and payload.startswith(b'40/tasks,{"sid":')
     finally:
         raw.close()
+
+
+def test_a_connection_object_has_slots_only():
+    """What every idle websocket costs the server: no per-instance dictionary."""
+    from vantage6.websocket import Factory, WebSocket
+
+    socket = Factory(lambda *_: None, max_message=1, scope_headers=()).buildProtocol(None)
+    assert isinstance(socket, WebSocket)
+    assert not hasattr(socket, "__dict__")
