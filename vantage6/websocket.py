@@ -57,7 +57,8 @@ Application = Callable[
 
 
 class ProtocolError(Exception):
-    """The client broke the protocol: the connection fails with ``code``."""
+    """The client broke the protocol: the connection fails with ``code`` (an HTTP status while the
+    handshake is checked, a close code afterwards)."""
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)

@@ -230,6 +230,16 @@ def test_a_fragmented_text_message_is_reassembled_around_a_ping(raw):
     assert opcode == TEXT and payload.startswith(b'40/tasks,{"sid":')
 
 
+@pytest.mark.parametrize("size", [125, 126, 65_535, 65_536, 999_000])
+def test_a_message_within_the_limit_is_taken_whatever_its_length_encoding(raw, size):
+    raw.open()
+    # An Engine.IO MESSAGE of the /tasks namespace's CONNECT, padded with spaces the JSON decoder skips.
+    packet = b"40/tasks,{}"
+    raw.send(TEXT, packet + b" " * (size - len(packet)))
+    opcode, payload = raw.frame()
+    assert opcode == TEXT and payload.startswith(b'40/tasks,{"sid":')
+
+
 def test_the_close_handshake_is_echoed_and_the_server_closes_tcp(raw):
     raw.open()
     raw.send(CLOSE, struct.pack("!H", 1000) + b"bye")
