@@ -11,7 +11,9 @@ import struct
 
 import pytest
 
-from tests.realtime.helpers import token
+from accounts.models import Authenticatable
+from tests.realtime.helpers import eventually, token
+from tests.realtime.live import LIVE
 
 pytestmark = pytest.mark.live
 
@@ -263,6 +265,19 @@ def test_after_the_violations_a_node_still_connects_and_identifies(server, live_
         assert opcode == TEXT and payload.startswith(b'40/tasks,{"sid":')
     finally:
         raw.close()
+
+
+def test_a_dropped_connection_ends_the_session(server, live_world):
+    """TCP gone without a close frame: the node's session ends and it is marked offline."""
+    node = live_world.node_a
+    raw = Raw(server.port)
+    raw.open(Authorization=f"Bearer {token(node)}")
+    raw.text("40/tasks,{}")
+    assert raw.frame()[1].startswith(b'40/tasks,{"sid":')
+    status = Authenticatable.objects.using(LIVE).filter(pk=node.pk).values_list("status", flat=True)
+    assert eventually(lambda: status.get() == "online")
+    raw.close()
+    assert eventually(lambda: status.get() == "offline")
 
 
 def test_a_connection_object_has_slots_only():
