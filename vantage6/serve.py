@@ -7,8 +7,9 @@ One process: daphne runs in this one. Several: the sockets are bound here, one p
 uses one core). Ending this process (SIGTERM, SIGINT) ends them all; when one of them
 exits, the others are stopped and this process exits with its status, for the supervisor to restart.
 
-daphne parses HTTP; the connections it upgrades to websockets are served by ``vantage6.websocket``
-(a lean protocol of our own in place of autobahn's: an idle websocket costs a few KiB less).
+daphne parses HTTP; the connections it upgrades to websockets (``/socket.io/`` only) are served by
+``vantage6.websocket``, a lean protocol of our own in place of autobahn's, which calls the Socket.IO
+websocket consumer directly (``vantage6.asgi``'s websocket route is what plain daphne serves).
 
 Every daphne process stops gracefully on SIGTERM or SIGINT: it stops accepting connections, closes
 its Socket.IO connections at once (websockets, and long-polling requests that only wait for packets)
@@ -139,11 +140,17 @@ def run_daphne(binding: list[str]) -> None:
         def listen_success(self, port: object) -> None:
             self.ports.append(port)
             self.http_factory.protocol = self._connection  # before the reactor accepts any
-            from vantage6.asgi import server as sockets  # the application daphne serves, loaded already
+            from vantage6.asgi import SOCKET_PATH as SOCKETS  # the application daphne serves, loaded
+            from vantage6.asgi import server as sockets
+            from vantage6.socketio.consumers import WebsocketConsumer
 
-            # daphne hands each upgraded connection to this factory's protocol (autobahn's otherwise).
+            def handler_for(path: str) -> WebsocketConsumer | None:
+                return WebsocketConsumer(server=sockets) if SOCKETS.match(path) else None
+
+            # daphne hands each upgraded connection to this factory's protocol (autobahn's otherwise),
+            # which calls the websocket consumer of the Socket.IO server without going through ASGI.
             self.ws_factory = websocket.Factory(
-                self.application, max_message=sockets.max_payload, scope_headers=SCOPE_HEADERS
+                handler_for, max_message=sockets.max_payload, scope_headers=SCOPE_HEADERS
             )
             super().listen_success(port)
 

@@ -1,16 +1,18 @@
-"""A lean RFC 6455 server side for the websockets daphne upgrades, driving the ASGI application.
+"""A lean RFC 6455 server side for the websockets daphne upgrades, calling their handler directly.
 
 daphne parses the upgrade request; it then builds a protocol with ``ws_factory.buildProtocol``,
 moves the TCP transport to it and replays the request's bytes into it. ``Factory`` builds a
-``WebSocket``: it checks the handshake (400 without upgrade for a malformed one), runs the ASGI
-websocket application with a scope of only what the application reads, answers ``101`` when the
-application accepts, and speaks the frames itself: client frames masked, RSV bits zero (no extension
-is negotiated), known opcodes, control frames unfragmented and at most 125 bytes, a message at most
-``max_message`` bytes (close 1009), text valid UTF-8 (close 1007), pings answered, the close
-handshake echoed. Anything else fails the connection with close 1002.
+``WebSocket``: it checks the handshake (400 without upgrade for a malformed one, 404 for a path
+without a ``Handler``), hands the handler an ASGI scope with only the headers it reads, answers
+``101`` when the handler accepts (ASGI's ``websocket.accept`` through ``send``), and speaks the frames
+itself: client frames masked, RSV bits zero (no extension is negotiated), known opcodes, control
+frames unfragmented and at most 125 bytes, a message at most ``max_message`` bytes (close 1009), text
+valid UTF-8 (close 1007), pings answered, the close handshake echoed. Anything else fails the
+connection with close 1002.
 
-An idle connection is one slotted object, the application's coroutine and the one future it awaits:
-no queue, no copy of the request's headers, no timer (keep-alive is the application's own ping).
+The handler's events run one at a time, in order, in a task that exists only while there are any: an
+idle connection is one slotted object and its handler (no task, coroutine, queue, copy of the request's
+headers or timer; keep-alive is the handler's own ping).
 """
 
 from __future__ import annotations
@@ -22,38 +24,41 @@ import hashlib
 import logging
 import struct
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from twisted.internet.interfaces import IProtocol
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 logger = logging.getLogger("vantage6.websocket")
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 VERSION = b"13"
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-NORMAL, PROTOCOL_ERROR, NO_STATUS, ABNORMAL, INVALID_DATA, TOO_BIG, INTERNAL_ERROR = (
-    1000,
-    1002,
-    1005,
-    1006,
-    1007,
-    1009,
-    1011,
-)
+NORMAL, PROTOCOL_ERROR, INVALID_DATA, TOO_BIG, INTERNAL_ERROR = 1000, 1002, 1007, 1009, 1011
 # Close codes a client may send: the defined ones and those for applications (RFC 6455 7.4).
 VALID_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, *range(1007, 1015), *range(3000, 5000)))
 MAX_REQUEST_BYTES = 64 * 1024  # daphne (Twisted) bounds the request head already
-# Messages waiting for the application: reading pauses beyond this many.
+# Events waiting for the handler: reading pauses beyond this many.
 INBOX_LIMIT = 16
 HANDSHAKE, CONNECTING, OPEN, CLOSED = range(4)
+CONNECTED, RECEIVED, DISCONNECTED = range(3)  # the handler's events
 
-Application = Callable[
-    [dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]
-]
+Send = Callable[[dict], Awaitable[None]]
+
+
+class Handler(Protocol):
+    """What serves one websocket; its methods are called one at a time, in order."""
+
+    async def connect(self, scope: dict, send: Send) -> None:
+        """The upgrade request: answer with ``send`` (ASGI ``websocket.accept`` or ``websocket.close``),
+        which then takes the ASGI websocket messages."""
+
+    async def receive(self, text_data: str | None) -> None:
+        """A message (None for a binary one)."""
+
+    async def disconnect(self) -> None:
+        """The connection ended (the last call)."""
 
 
 class ProtocolError(Exception):
@@ -105,14 +110,19 @@ def _tokens(value: bytes) -> set[bytes]:
 
 
 class Factory:
-    """Builds the websockets of one server; keeps those whose application still runs (``sockets``)."""
+    """Builds the websockets of one server; keeps those whose handler has not ended (``sockets``)."""
 
     def __init__(
-        self, application: Application, *, max_message: int, scope_headers: tuple[bytes, ...]
+        self,
+        handler_for: Callable[[str], Handler | None],
+        *,
+        max_message: int,
+        scope_headers: tuple[bytes, ...],
     ) -> None:
-        self.application = application
+        # The handler of a new websocket to a path (None: no websocket there).
+        self.handler_for = handler_for
         self.max_message = max_message
-        # The request headers the application reads (lower case): the scope carries only these.
+        # The request headers the handlers read (lower case): the scope carries only these.
         self.scope_headers = scope_headers
         self.sockets: set[WebSocket] = set()
 
@@ -120,15 +130,15 @@ class Factory:
         return WebSocket(self)
 
 
-@implementer(IProtocol)
 class WebSocket:
-    """One websocket connection (server side)."""
+    """One websocket connection (server side): a Twisted protocol."""
 
     __slots__ = (
         "_raw_query_string",  # set by daphne before the request is replayed
         "accept",
         "buffer",
         "factory",
+        "handler",
         "inbox",
         "message",
         "opcode",
@@ -136,20 +146,19 @@ class WebSocket:
         "state",
         "task",
         "transport",
-        "waiter",
     )
 
     def __init__(self, factory: Factory) -> None:
         self.factory = factory
         self.transport: Any = None
         self.state = HANDSHAKE
-        self.accept = b""  # the Sec-WebSocket-Accept of the answer, until the application accepts
+        self.accept = b""  # the Sec-WebSocket-Accept of the answer, until the handler accepts
         self.buffer: bytes | bytearray = b""
         self.opcode = 0  # of the fragmented message being received
         self.message: bytearray | None = None  # its fragments so far
-        self.inbox: list[dict] | None = None  # events the application has not received yet
-        self.waiter: asyncio.Future | None = None  # the application waiting for the next event
-        self.task: asyncio.Future | None = None
+        self.handler: Handler | None = None
+        self.inbox: list[tuple[int, Any]] | None = None  # events for the handler
+        self.task: asyncio.Future | None = None  # runs them while there are any
         self.paused = False
 
     # --- Twisted's protocol interface ------------------------------------------------------------------
@@ -186,10 +195,10 @@ class WebSocket:
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         was_closed, self.state = self.state == CLOSED, CLOSED
         self.buffer, self.message = b"", None
-        if self.task is None:
+        if self.handler is None:
             self.factory.sockets.discard(self)
         elif not was_closed:
-            self._deliver({"type": "websocket.disconnect", "code": ABNORMAL})
+            self._deliver(DISCONNECTED)
 
     # --- the opening handshake -------------------------------------------------------------------------
     def _handshake(self) -> None:
@@ -215,22 +224,25 @@ class WebSocket:
             extra = b"Sec-WebSocket-Version: 13\r\n" if exc.code == 426 else b""
             self._refuse(b"426 Upgrade Required" if exc.code == 426 else b"400 Bad Request", str(exc), extra)
             return
+        path = unquote(urlsplit(parts[1].decode("ascii")).path)
+        self.handler = self.factory.handler_for(path)
+        if self.handler is None:
+            self._refuse(b"404 Not Found", "No websocket at this path")
+            return
         self.state = CONNECTING
         self.accept = accept_key(headers[b"sec-websocket-key"])
         kept = self.factory.scope_headers
         scope = {
             "type": "websocket",
             "asgi": {"version": "3.0"},
-            "path": unquote(urlsplit(parts[1].decode("ascii")).path),
+            "path": path,
             "query_string": getattr(self, "_raw_query_string", b""),
             "headers": [(name, value) for name, value in headers.items() if name in kept],
             "subprotocols": [],
         }
         if hasattr(self, "_raw_query_string"):
             del self._raw_query_string
-        self._deliver({"type": "websocket.connect"})
-        self.task = asyncio.ensure_future(self.factory.application(scope, self._receive, self._send))
-        self.task.add_done_callback(self._ended)
+        self._deliver(CONNECTED, scope)
 
     @staticmethod
     def _check(parts: list[bytes], headers: dict[bytes, bytes]) -> None:
@@ -323,42 +335,40 @@ class WebSocket:
 
     def _message(self, opcode: int, payload: bytes) -> None:
         if opcode == BINARY:
-            self._deliver({"type": "websocket.receive", "bytes": payload})
+            self._deliver(RECEIVED, None)
             return
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError:
             raise ProtocolError(INVALID_DATA, "text message not valid UTF-8") from None
-        self._deliver({"type": "websocket.receive", "text": text})
+        self._deliver(RECEIVED, text)
 
     def _control(self, opcode: int, payload: bytes) -> None:
         if opcode == PING:
             self.transport.write(frame(PONG, payload))
         elif opcode == CLOSE:
-            code = NO_STATUS
             if len(payload) == 1:
                 raise ProtocolError(PROTOCOL_ERROR, "close frame of one byte")
             if payload:
-                (code,) = struct.unpack_from("!H", payload)
-                if code not in VALID_CLOSE_CODES:
+                if struct.unpack_from("!H", payload)[0] not in VALID_CLOSE_CODES:
                     raise ProtocolError(PROTOCOL_ERROR, "invalid close code")
                 try:
                     payload[2:].decode("utf-8")
                 except UnicodeDecodeError:
                     raise ProtocolError(INVALID_DATA, "close reason not valid UTF-8") from None
             # The close handshake: its code echoed, then the server closes the TCP connection.
-            self._close(frame(CLOSE, payload[:2]), code)
+            self._close(frame(CLOSE, payload[:2]))
 
     def _fail(self, code: int, reason: str) -> None:
         logger.info("websocket closed, %d: %s", code, reason)
-        self._close(close_frame(code), code)
+        self._close(close_frame(code))
 
-    def _close(self, closing: bytes, code: int) -> None:
+    def _close(self, closing: bytes) -> None:
         self.state = CLOSED
         self.buffer, self.message = b"", None
         self.transport.write(closing)
         self.transport.loseConnection()
-        self._deliver({"type": "websocket.disconnect", "code": code})
+        self._deliver(DISCONNECTED)
 
     def drop(self) -> bool:
         """Drop the connection at once, without a close frame (a client then reconnects, maybe to
@@ -368,36 +378,53 @@ class WebSocket:
         self.state = CLOSED
         self.buffer, self.message = b"", None
         self.transport.abortConnection()
-        if self.task is not None:
-            self._deliver({"type": "websocket.disconnect", "code": ABNORMAL})
+        if self.handler is not None:
+            self._deliver(DISCONNECTED)
         return True
 
-    # --- the ASGI application ---------------------------------------------------------------------------
-    def _deliver(self, event: dict) -> None:
-        """Hand an event to the application (at once if it waits for one)."""
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(event)
-            return
+    # --- the handler ------------------------------------------------------------------------------------
+    def _deliver(self, event: int, value: Any = None) -> None:
+        """Queue an event for the handler; a task runs the queue while it is not empty."""
         if self.inbox is None:
             self.inbox = []
-        self.inbox.append(event)
-        if len(self.inbox) >= INBOX_LIMIT and not self.paused and self.state != CLOSED:
-            self.paused = True  # the client sends faster than the application reads
+        self.inbox.append((event, value))
+        if self.task is None:
+            self.task = asyncio.ensure_future(self._run())
+        elif len(self.inbox) >= INBOX_LIMIT and not self.paused and self.state != CLOSED:
+            self.paused = True  # the client sends faster than the handler takes its messages
             self.transport.pauseProducing()
 
-    def _receive(self) -> asyncio.Future:
-        future = asyncio.get_running_loop().create_future()
-        if self.inbox:
-            future.set_result(self.inbox.pop(0))
-            if not self.inbox:
-                self.inbox = None
-                if self.paused:
-                    self.paused = False
-                    self.transport.resumeProducing()
-        else:
-            self.waiter = future
-        return future
+    async def _run(self) -> None:
+        handler = self.handler
+        assert handler is not None
+        while self.inbox:
+            event, value = self.inbox.pop(0)
+            if self.paused and len(self.inbox) < INBOX_LIMIT // 2:
+                self.paused = False
+                self.transport.resumeProducing()
+            try:
+                if event == CONNECTED:
+                    await handler.connect(value, self._send)
+                elif event == RECEIVED:
+                    await handler.receive(value)
+                else:
+                    await handler.disconnect()
+            except Exception:
+                logger.exception("websocket handler failed")
+                self._failed()
+            if event == DISCONNECTED:
+                self.handler = self.inbox = self.task = None
+                self.factory.sockets.discard(self)
+                return
+        self.inbox = self.task = None
+
+    def _failed(self) -> None:
+        """The handler raised: the connection ends (its handler hears ``disconnect``)."""
+        if self.state == CONNECTING:
+            self._refuse(b"500 Internal Server Error", "Internal server error")
+            self._deliver(DISCONNECTED)
+        elif self.state == OPEN:
+            self._close(close_frame(INTERNAL_ERROR))
 
     async def _send(self, message: dict) -> None:
         kind = message["type"]
@@ -413,7 +440,7 @@ class WebSocket:
                     self.dataReceived(b"")
             elif kind == "websocket.close":
                 self._refuse(b"403 Forbidden", "Access denied")
-                self._deliver({"type": "websocket.disconnect", "code": message.get("code") or NORMAL})
+                self._deliver(DISCONNECTED)
             else:
                 raise ValueError(f"{kind} before websocket.accept")
         elif self.state == OPEN:
@@ -423,19 +450,4 @@ class WebSocket:
                 elif (data := message.get("bytes")) is not None:
                     self.transport.write(frame(BINARY, data))
             elif kind == "websocket.close":
-                code = message.get("code") or NORMAL
-                self._close(close_frame(code, message.get("reason") or ""), code)
-
-    def _ended(self, task: asyncio.Future) -> None:
-        """The application returned: a connection it left open is closed."""
-        if not task.cancelled() and (error := task.exception()) is not None:
-            logger.error("Exception inside the websocket application", exc_info=error)
-            code = INTERNAL_ERROR
-        else:
-            code = NORMAL
-        if self.state == CONNECTING:
-            self._refuse(b"500 Internal Server Error", "Internal server error")
-        elif self.state == OPEN:
-            self._close(close_frame(code), code)
-        self.inbox = self.waiter = None
-        self.factory.sockets.discard(self)
+                self._close(close_frame(message.get("code") or NORMAL, message.get("reason") or ""))

@@ -162,6 +162,12 @@ def test_a_malformed_handshake_is_refused_without_upgrade(raw, headers, status):
     raw.data += b"".join(iter(lambda: raw.sock.recv(65536), b""))  # then the server closes
 
 
+def test_no_websocket_elsewhere_than_socket_io(raw):
+    answer, fields = raw.request(handshake(), path="/api/version")
+    assert answer.split()[1] == "404"
+    assert "sec-websocket-accept" not in fields
+
+
 def _oversize(raw: Raw) -> None:
     # Only the header of a 2 MB frame: the server refuses it before its payload comes.
     raw.sock.sendall(struct.pack("!BBQ", 0x81, 0xFF, 2_000_000) + os.urandom(4))
@@ -284,6 +290,6 @@ def test_a_connection_object_has_slots_only():
     """What every idle websocket costs the server: no per-instance dictionary."""
     from vantage6.websocket import Factory, WebSocket
 
-    socket = Factory(lambda *_: None, max_message=1, scope_headers=()).buildProtocol(None)
+    socket = Factory(lambda _path: None, max_message=1, scope_headers=()).buildProtocol(None)
     assert isinstance(socket, WebSocket)
     assert not hasattr(socket, "__dict__")
