@@ -7,6 +7,10 @@ One process: daphne runs in this one. Several: the sockets are bound here, one p
 uses one core). Ending this process (SIGTERM, SIGINT) ends them all; when one of them
 exits, the others are stopped and this process exits with its status, for the supervisor to restart.
 
+daphne parses HTTP; the connections it upgrades to websockets (``/socket.io/`` only) are served by
+``vantage6.websocket``, a lean protocol of our own in place of autobahn's, which calls the Socket.IO
+websocket consumer directly (``vantage6.asgi``'s websocket route is what plain daphne serves).
+
 Every daphne process stops gracefully on SIGTERM or SIGINT: it stops accepting connections, closes
 its Socket.IO connections at once (websockets, and long-polling requests that only wait for packets)
 so that clients reconnect to another process without waiting for a timeout (their nodes are not
@@ -34,6 +38,9 @@ STOP_SECONDS = 20
 IDLE_SECONDS = 5
 BACKLOG = 1024
 SOCKET_PATH = b"/socket.io/"
+# The handshake headers the websocket application reads (the token, in nodes.consumers.handshake_auth):
+# the only ones its scope carries.
+SCOPE_HEADERS = (b"authorization",)
 
 logger = logging.getLogger("vantage6.serve")
 
@@ -65,12 +72,13 @@ def run_daphne(binding: list[str]) -> None:
     # daphne.server installs Twisted's asyncio reactor: imported here, before anything imports Twisted.
     from daphne.cli import CommandLineInterface
     from daphne.server import Server
-    from daphne.ws_protocol import WebSocketProtocol
     from twisted.internet import defer
     from twisted.internet import reactor as twisted_reactor
     from twisted.internet.protocol import connectionDone
     from twisted.python.failure import Failure
     from twisted.web import http
+
+    from vantage6 import websocket
 
     reactor: Any = twisted_reactor  # the asyncio reactor: its interfaces are not typed as one
 
@@ -96,7 +104,7 @@ def run_daphne(binding: list[str]) -> None:
 
         def serves_http(self) -> bool:
             """False once upgraded: the websocket took the transport over."""
-            return not isinstance(getattr(self.transport, "protocol", None), WebSocketProtocol)
+            return not isinstance(getattr(self.transport, "protocol", None), websocket.WebSocket)
 
         def close_after_response(self) -> None:
             """The request in progress (if any) is the last one; an idle connection's next request is
@@ -107,11 +115,9 @@ def run_daphne(binding: list[str]) -> None:
                 if not request.startedWriting:
                     request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
 
-    def waits_for_packets(protocol: Any) -> bool:
-        """A websocket or a long-polling GET: it ends only when the client or the server closes it."""
-        if isinstance(protocol, WebSocketProtocol):
-            return True
-        return protocol.method == b"GET" and protocol.path.startswith(SOCKET_PATH)
+    def waits_for_packets(request: Any) -> bool:
+        """A long-polling GET: it ends only when the client or the server closes it."""
+        return request.method == b"GET" and request.path.startswith(SOCKET_PATH)
 
     class GracefulServer(Server):
         connections: dict[Any, dict]
@@ -134,6 +140,18 @@ def run_daphne(binding: list[str]) -> None:
         def listen_success(self, port: object) -> None:
             self.ports.append(port)
             self.http_factory.protocol = self._connection  # before the reactor accepts any
+            from vantage6.asgi import SOCKET_PATH as SOCKETS  # the application daphne serves, loaded
+            from vantage6.asgi import server as sockets
+            from vantage6.socketio.consumers import WebsocketConsumer
+
+            def handler_for(path: str) -> WebsocketConsumer | None:
+                return WebsocketConsumer(server=sockets) if SOCKETS.match(path) else None
+
+            # daphne hands each upgraded connection to this factory's protocol (autobahn's otherwise),
+            # which calls the websocket consumer of the Socket.IO server without going through ASGI.
+            self.ws_factory = websocket.Factory(
+                handler_for, max_message=sockets.max_payload, scope_headers=SCOPE_HEADERS
+            )
             super().listen_success(port)
 
         def _connection(self) -> object:
@@ -164,22 +182,20 @@ def run_daphne(binding: list[str]) -> None:
         def _drop_sockets(self) -> int:
             """Drop the websockets and long-polling requests (also those that came since, on kept-alive
             connections); how many."""
+            # A dropped connection, not an Engine.IO CLOSE: clients reconnect to another process.
             closing = [
-                protocol
-                for protocol, details in self.connections.items()
-                if "disconnected" not in details and waits_for_packets(protocol)
+                request
+                for request, details in self.connections.items()
+                if "disconnected" not in details and waits_for_packets(request)
             ]
-            for protocol in closing:
-                # A dropped connection, not an Engine.IO CLOSE: clients reconnect to another process.
-                if isinstance(protocol, WebSocketProtocol):
-                    protocol.dropConnection(abort=True)
-                elif protocol.channel is not None:  # None once its connection is gone
-                    protocol.channel.transport.abortConnection()
-            return len(closing)
+            for request in closing:
+                if request.channel is not None:  # None once its connection is gone
+                    request.channel.transport.abortConnection()
+            return len(closing) + len([socket for socket in list(self.ws_factory.sockets) if socket.drop()])
 
         def _busy(self) -> int:
             """Requests still arriving or being answered, and applications still ending."""
-            return len(
+            return len(self.ws_factory.sockets) + len(
                 [
                     details
                     for details in self.connections.values()

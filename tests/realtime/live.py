@@ -95,7 +95,7 @@ def _connection_fields(database: dict) -> dict:
 
 
 class Daphne:
-    """A daphne process serving the project on a free loopback port."""
+    """A server process (``python -m vantage6.serve``: daphne) serving the project on a free loopback port."""
 
     def __init__(self, env: dict[str, str], folder: Path) -> None:
         self.env = env
@@ -108,18 +108,9 @@ class Daphne:
     def start(self) -> None:
         with self.log.open("a") as log:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "daphne",
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.port),
-                    "vantage6.asgi:application",
-                ],
+                [sys.executable, "-m", "vantage6.serve"],
                 cwd=ROOT,
-                env=self.env,
+                env={**self.env, "V6_HOST": "127.0.0.1", "V6_PORT": str(self.port), "V6_WORKERS": "1"},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

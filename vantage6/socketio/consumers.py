@@ -9,7 +9,7 @@ channel (see ``server``), so an idle socket costs the layer nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
@@ -200,10 +200,12 @@ class WebsocketConsumer:
     process that owns it if need be); without, a new websocket-only session.
 
     A plain ASGI application rather than a Channels consumer: an idle websocket is then one coroutine
-    waiting for its next message, with no dispatch task, channel or per-socket timer of its own.
+    waiting for its next message, with no dispatch task, channel or per-socket timer of its own. The
+    server's own websocket protocol (``vantage6.websocket``) calls ``connect``, ``receive`` and
+    ``disconnect`` directly, without even that coroutine.
     """
 
-    __slots__ = ("_send", "_session", "closed", "scope", "server", "upgraded")
+    __slots__ = ("_send", "_session", "closed", "server", "upgraded")
 
     def __init__(self, *, server: Server) -> None:
         self.server = server
@@ -221,14 +223,13 @@ class WebsocketConsumer:
         return app
 
     async def __call__(self, scope: dict, receive, send) -> None:
-        self.scope, self._send = scope, send
         while True:
             message = await receive()
             kind = message["type"]
             if kind == "websocket.receive":
                 await self.receive(message.get("text"))
             elif kind == "websocket.connect":
-                await self.connect()
+                await self.connect(scope, send)
             elif kind == "websocket.disconnect":
                 await self.disconnect()
                 return
@@ -238,18 +239,18 @@ class WebsocketConsumer:
         assert self._session is not None, "no session yet"
         return self._session
 
-    async def connect(self) -> None:
+    async def connect(self, scope: dict, send: Callable[[dict], Awaitable[None]]) -> None:
+        """The upgrade request (its ASGI ``scope``, not kept); ``send`` takes ASGI websocket messages."""
+        self._send = send
         self.server.ensure_housekeeping()
-        query = _query(self.scope)
+        query = _query(scope)
         if query.get("EIO") != PROTOCOL_VERSION or query.get("transport") != WEBSOCKET:
             await self.close()
             return
         sid = query.get("sid")
         if sid is None:
             try:
-                self._session, open_packet = await self.server.open_session(
-                    WEBSOCKET, _headers(self.scope), self
-                )
+                self._session, open_packet = await self.server.open_session(WEBSOCKET, _headers(scope), self)
             except Unavailable:
                 await self.close()  # refused before it was accepted: an HTTP 403 to the upgrade
                 return
