@@ -115,6 +115,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env_database("DATABASE_URL", DATA_DIR / "vantage6.sqlite3")}
+# Django's backend with a connection check without a round trip (vantage6.db).
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"]["ENGINE"] = "vantage6.db.postgresql"
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Socket consumers and request threads write concurrently: a transaction takes the write lock when
     # it starts, so that it waits for another writer instead of failing with "database is locked".

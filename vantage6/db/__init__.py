@@ -1,0 +1,2 @@
+"""Database backends of the server: Django's, with a cheaper connection check (PostgreSQL).
+``vantage6.settings`` selects them."""
