@@ -31,6 +31,7 @@ def sent() -> list[str]:
             statements.append(query if isinstance(query, str) else query.decode())
             return super().execute(query, vars)
 
+    connection.close()  # a new connection: none of the suite's earlier tests reaches its maximum age
     connection.ensure_connection()
     connection.connection.cursor_factory = Recording
     return statements
@@ -62,11 +63,13 @@ def from_another_connection(sql: str, *args) -> list[tuple]:
 @requires_services("postgres")
 def test_a_kept_connection_is_checked_without_a_query(api, headers, sent):
     assert next_request(api, headers).status_code == 200
+    kept = connection.connection.get_backend_pid()
     sent.clear()
 
     response = next_request(api, headers)
 
     assert response.status_code == 200, response.content
+    assert connection.connection.get_backend_pid() == kept
     assert sent, "the request reads the database"
     assert "SELECT 1" not in sent
 
