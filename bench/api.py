@@ -533,6 +533,8 @@ def measure_pool(target: Target, row: Row, args) -> dict:
     connections = row.connections or args.connections
     best = None
     for duration in (1, *([args.duration] * args.rounds)):  # a warm-up first
+        if not pool.batch(1):
+            break  # used up: wrk would have no request to send
         script = _pool_script(pool)
         try:
             cpu = cpu_seconds(pids)
@@ -543,6 +545,8 @@ def measure_pool(target: Target, row: Row, args) -> dict:
         pool.take(result.pop("pool_used"))
         if duration != 1 and (best is None or result["rps"] > best["rps"]):
             best = result
+    if best is None:
+        return {"mode": "error", "status": "pool used up (raise --pool or --pool-original)"}
     if best["requests"] < 5:
         # Too slow for wrk's fixed duration: one request at a time, within a time budget.
         cpu, samples, started = cpu_seconds(pids), [], time.monotonic()

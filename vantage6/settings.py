@@ -115,9 +115,13 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env_database("DATABASE_URL", DATA_DIR / "vantage6.sqlite3")}
+# Django's backends with our connection handling (vantage6.db): "sqlite3" or "postgresql".
+DATABASES["default"]["ENGINE"] = "vantage6.db." + DATABASES["default"]["ENGINE"].rsplit(".", 1)[1]
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Socket consumers and request threads write concurrently: a transaction takes the write lock when
-    # it starts, so that it waits for another writer instead of failing with "database is locked".
+    # it starts, so that it waits for another writer instead of failing with "database is locked"
+    # (the threads of one process queue before it, vantage6.db.sqlite3; `timeout`, in seconds, bounds
+    # both waits).
     # Write-ahead log: readers never wait for the writer, and a commit costs one fsync of the log
     # instead of several of the journal and the database; synchronous=FULL keeps every commit durable.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
