@@ -40,15 +40,22 @@ def client_text(value: object, limit: int = CLIENT_TEXT_LIMIT) -> str:
     return cut if len(text) <= limit else f"{cut}... ({len(text)} characters)"
 
 
+# SQLSTATE classes whose messages describe the server's state, never a row: connection exceptions,
+# invalid transaction state (a read-only database), insufficient resources (a full disk), operator
+# intervention (a shutdown), system errors.
+SERVER_STATE_CLASSES = frozenset({"08", "25", "53", "57", "58"})
+
+
 def database_error_text(exc: BaseException) -> str:
     """What a log line may say of a database error: its class, SQLSTATE and constraint. Not the
     database's message, which can carry the values of a row (``Key (email)=(...) already exists``);
-    only a failed connection (no SQLSTATE) keeps the first line of it, which names host and port."""
+    only a failed connection (no SQLSTATE) and the classes of errors about the server itself keep the
+    first line of it (host and port, a full disk, a read-only database: what the operator must fix)."""
     cause = exc.__cause__
     parts = [type(exc).__name__]
     if code := getattr(cause, "pgcode", None):
         parts.append(f"SQLSTATE {code}")
-    elif isinstance(exc, OperationalError | InterfaceError):
+    if (code[:2] in SERVER_STATE_CLASSES) if code else isinstance(exc, OperationalError | InterfaceError):
         parts.append(str(exc).strip().partition("\n")[0])
     if constraint := getattr(getattr(cause, "diag", None), "constraint_name", None):
         parts.append(f"constraint {constraint}")

@@ -199,7 +199,8 @@ def test_a_full_disk_is_503_with_a_log_line_and_no_partial_write(topology, tiny_
     assert elapsed < BOUND
     assert topology.sql("SELECT count(*) FROM task WHERE name = 'disk-full'") == [(0,)]
     logs = "".join(log_since(topology, name, offset) for name, offset in offsets.items())
-    assert "Database unavailable, /api/task answered 503: OperationalError: could not extend file" in logs
+    answer = "Database unavailable, /api/task answered 503"
+    assert f"{answer}: OperationalError, SQLSTATE 53100, could not extend file" in logs
     filler.unlink()
     response, _ = topology.request("POST", "/task", token, json=topology.task_body("disk-full", large))
     assert response.status_code == 201, response.text
@@ -226,7 +227,8 @@ def test_a_read_only_database_is_503_with_a_log_line_and_no_partial_write(topolo
         topology.sql("SELECT pg_reload_conf()", superuser=True)
     assert topology.sql("SELECT count(*) FROM task WHERE name = 'ro'") == [(0,)]
     logs = "".join(log_since(topology, name, offset) for name, offset in offsets.items())
-    assert logs.count("Database unavailable, /api/task answered 503: InternalError: cannot execute") == 2
+    answer = "Database unavailable, /api/task answered 503"
+    assert logs.count(f"{answer}: InternalError, SQLSTATE 25006, cannot execute") == 2
     time.sleep(0.5)
     assert topology.request("POST", "/task", token, json=topology.task_body("ro"))[0].status_code == 201
 
