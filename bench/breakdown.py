@@ -289,38 +289,25 @@ def write_cases(manifest: dict, n: int) -> dict:
         )[:20]
     )
 
-    def fresh_runs(count: int):
-        # In tasks of 5 runs, as those of api.py: a run update reads the runs of its task.
+    def pending_tasks(name: str, count: int, runs_each: int) -> list[Task]:
         tasks = [
             Task.objects.create(
-                name="breakdown",
-                image="i",
-                collaboration_id=collab,
-                init_org_id=orgs[0],
-                job_id=0,
-                status="pending",
-            )
-            for _ in range(count // 5 + 1)
-        ]
-        Run.objects.bulk_create(
-            Run(task=task, organization_id=orgs[0], input="") for task in tasks for _ in range(5)
-        )
-        return iter(list(Run.objects.filter(task__in=tasks).order_by("id").values_list("id", flat=True)))
-
-    def fresh_tasks(count: int):
-        tasks = [
-            Task.objects.create(
-                name="kill",
-                image="i",
-                collaboration_id=collab,
-                init_org_id=orgs[0],
-                job_id=0,
-                status="pending",
+                name=name, image="i", collaboration_id=collab, init_org_id=orgs[0], job_id=0, status="pending"
             )
             for _ in range(count)
         ]
-        Run.objects.bulk_create(Run(task=task, organization_id=orgs[0], input="") for task in tasks)
-        return iter([task.pk for task in tasks])
+        Run.objects.bulk_create(
+            Run(task=task, organization_id=orgs[0], input="") for task in tasks for _ in range(runs_each)
+        )
+        return tasks
+
+    def fresh_runs(count: int):
+        # In tasks of 5 runs, as those of api.py: a run update reads the runs of its task.
+        tasks = pending_tasks("breakdown", count // 5 + 1, 5)
+        return iter(list(Run.objects.filter(task__in=tasks).order_by("id").values_list("id", flat=True)))
+
+    def fresh_tasks(count: int):
+        return iter([task.pk for task in pending_tasks("kill", count, 1)])
 
     task_body = json.dumps(
         {

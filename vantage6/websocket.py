@@ -296,20 +296,15 @@ class WebSocket:
                 raise ProtocolError(PROTOCOL_ERROR, "unknown opcode")
             elif (opcode == CONTINUATION) != (self.message is not None):
                 raise ProtocolError(PROTOCOL_ERROR, "unexpected continuation or new message")
-            if size == 126:
-                if end - start < 2:
+            if size >= 126:  # an extended length follows: 16 or 64 bits, the shortest that fits
+                layout, least = ("!H", 126) if size == 126 else ("!Q", 2**16)
+                width = struct.calcsize(layout)
+                if end - start < width:
                     break
-                (size,) = struct.unpack_from("!H", data, start)
-                start += 2
-                if size < 126:
-                    raise ProtocolError(PROTOCOL_ERROR, "length not minimally encoded")
-            elif size == 127:
-                if end - start < 8:
-                    break
-                (size,) = struct.unpack_from("!Q", data, start)
-                start += 8
-                if size < 2**16 or size >= 2**63:
-                    raise ProtocolError(PROTOCOL_ERROR, "invalid length")
+                (size,) = struct.unpack_from(layout, data, start)
+                start += width
+                if size < least or size >= 2**63:
+                    raise ProtocolError(PROTOCOL_ERROR, "length not minimally encoded or too large")
             received = len(self.message) if self.message is not None else 0
             if opcode < CLOSE and received + size > limit:
                 raise ProtocolError(TOO_BIG, f"message larger than {limit} bytes")
