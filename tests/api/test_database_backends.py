@@ -18,6 +18,7 @@ from django.db import close_old_connections, connection, connections, transactio
 
 from tests.conftest import requires_services
 from tests.factories import bearer, make_org, make_user
+from tests.realtime.live import sql_apart
 
 
 @pytest.fixture
@@ -50,14 +51,7 @@ def next_request(api, headers: dict[str, str]):
 
 
 def from_another_connection(sql: str, *args) -> list[tuple]:
-    other = psycopg2.connect(**connection.get_connection_params())
-    other.autocommit = True
-    try:
-        with other.cursor() as cursor:
-            cursor.execute(sql, args)
-            return cursor.fetchall() if cursor.description else []
-    finally:
-        other.close()
+    return sql_apart(sql, *args, **connection.get_connection_params())
 
 
 @requires_services("postgres")

@@ -23,12 +23,11 @@ import threading
 import time
 from pathlib import Path
 
-import psycopg2
 import requests
 
 from tests.ops import services
 from tests.realtime.helpers import NodeSocket
-from tests.realtime.live import FAST_TIMERS, ROOT, free_port
+from tests.realtime.live import FAST_TIMERS, ROOT, free_port, sql_apart
 from vantage6.client import Client
 
 CLUSTER = str(ROOT / "scripts" / "cluster.sh")
@@ -190,14 +189,7 @@ class Topology:
         url = self.postgres.url
         if superuser:
             url = url.replace("vantage6:vantage6@", "postgres@")
-        conn = psycopg2.connect(url)
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(query, args)
-                return cursor.fetchall() if cursor.description else []
-        finally:
-            conn.close()
+        return sql_apart(query, *args, dsn=url)
 
     def runs_of(self, task_ids: list[int]) -> dict[int, int]:
         """Run id -> organization id of the runs of these tasks."""

@@ -14,13 +14,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import jwt
-import psycopg2
 import pytest
 import requests
 
 from tests.conftest import requires_services
 from tests.realtime.helpers import NodeSocket
-from tests.realtime.live import ROOT, free_port
+from tests.realtime.live import ROOT, free_port, sql_apart
 
 pytestmark = [pytest.mark.live, requires_services("postgres", "rabbitmq")]
 
@@ -41,13 +40,7 @@ class Cluster:
 
 
 def _admin(url: str, sql: str) -> None:
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(sql)
-    finally:
-        conn.close()
+    sql_apart(sql, dsn=url)
 
 
 def _run(argv: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:

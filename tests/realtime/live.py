@@ -31,6 +31,19 @@ FAST_TIMERS = {
 }
 
 
+def sql_apart(query: str, *args: object, **connect: object) -> list[tuple]:
+    """``query`` on a PostgreSQL connection of its own, in autocommit (``connect``: psycopg2.connect's
+    arguments, e.g. ``dsn=``); its rows, if any."""
+    conn = psycopg2.connect(**connect)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(query, args)
+            return cursor.fetchall() if cursor.description else []
+    finally:
+        conn.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -74,13 +87,7 @@ class LiveDatabase:
         return {**base, **self.env, **extra}
 
     def _admin(self, sql: str) -> None:
-        conn = psycopg2.connect(self.postgres_url)
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(sql)
-        finally:
-            conn.close()
+        sql_apart(sql, dsn=self.postgres_url)
 
     def drop(self) -> None:
         connections[LIVE].close()
