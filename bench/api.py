@@ -1,24 +1,28 @@
 """REST benchmark: this server against vantage6-server 4.15.2, on the same data, on this machine.
 
+    .venv/bin/python bench/api.py --preset evidence    # issue 14's verdict, SQLite and PostgreSQL
     .venv/bin/python bench/api.py                      # everything (~15 min): fresh data, all rows
     .venv/bin/python bench/api.py --targets original,daphne --duration 5
     .venv/bin/python bench/api.py --reuse --only task  # servers and data of the last run, some rows
     .venv/bin/python bench/api.py --targets original,daphne --only " c" --skip-300  # writes
 
 What it does, all on 127.0.0.1 and bounded in time:
-1. starts the original (``bench/setup_original.sh``: uWSGI + gevent, one worker) on a fresh SQLite
-   database and this server under each deployment of ``--targets`` (all on one fresh SQLite
-   database in ``bench/.ours``), and fills both databases through the API (``bench/seed.py``);
+1. for each database of ``--databases`` (``sqlite``; ``postgresql``: ``ORIG_DB_URI`` and
+   ``V6_DATABASE_URL``, both dropped and created afresh), starts the original
+   (``bench/setup_original.sh``: uWSGI + gevent, one worker) and this server under each deployment
+   of ``--targets`` (all on one database), and fills both through the API (``bench/seed.py``);
 2. for every row (endpoint) and every target in turn, probes once, then runs ``wrk`` for
    ``--duration`` seconds with ``--connections`` connections (after a 1 s warm-up). A row answering
    404/405/501 is marked ``missing``, any other failure ``error``. A row slower than 1 s a request
    (node login on the original) is timed with sequential requests instead (``seq``);
 3. prepares the write rows on both servers (``bench/writes.py``) and measures each write at
    concurrency 1 and 8 (``c1``, ``c8``): wrk walks through a pool of requests, so that every
-   request succeeds (fresh runs to complete, fresh tasks to kill, new user names);
+   request succeeds (fresh runs to complete, fresh tasks to kill, new user names), grown before each
+   wrk run to what the row's measured rate needs (a cell that still runs out is marked ``ran_out``);
 4. grows both datasets to 300 nodes and measures node login again;
 5. prints the tables (requests per second, ratio to the original, p50/p99 latency) and keeps them in
-   ``bench/results/`` (latest.md, and a JSON file per run).
+   ``bench/results/`` (latest.md, and a JSON file per run and database, with the load average at the
+   start and end of every cell), then the verdict against issue 14's targets (``bench/summary.py``).
 
 Rows run target after target for each endpoint, so that load from elsewhere on the machine hits all
 targets alike; ``--rounds N`` repeats every measurement and keeps the best.
@@ -44,8 +48,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import summary
 from writes import Pool, WriteData, prepare, socket_status_changes
 
 BENCH = Path(__file__).resolve().parent
@@ -73,6 +79,67 @@ OURS_ENV = {
     "V6_SOCKET_PACKET_RATE": "1000000",
 }
 SLOW_SECONDS = 1.0
+# The 1-minute load average of the machine when a cell started and ended (``load`` of each result).
+LOAD = "load"
+
+
+@dataclass
+class Database:
+    """The database both servers run on: ``original`` for vantage6 (SQLAlchemy URI), ``ours`` for this
+    server (``V6_DATABASE_URL``); None: a SQLite file of each."""
+
+    name: str
+    original: str | None = None
+    ours: str | None = None
+
+    @property
+    def manifest(self) -> str:
+        return "seed.json" if self.name == "sqlite" else f"seed-{self.name}.json"
+
+
+def databases(names: str) -> list[Database]:
+    found = []
+    for name in (n.strip() for n in names.split(",") if n.strip()):
+        if name == "sqlite":
+            found.append(Database("sqlite"))
+        elif name == "postgresql":
+            original, ours = os.environ.get("ORIG_DB_URI", ""), os.environ.get("V6_DATABASE_URL", "")
+            if not original.startswith("postgres") or not ours.startswith("postgres"):
+                raise SystemExit(
+                    "postgresql needs ORIG_DB_URI=postgresql://… and V6_DATABASE_URL=postgres://…"
+                )
+            found.append(Database("postgresql", original, ours))
+        else:
+            raise SystemExit(f"unknown database {name!r} (sqlite, postgresql)")
+    return found
+
+
+# The database of the run under way (``--databases`` runs them one after another).
+DB = Database("sqlite")
+
+
+def reset_postgres(url: str) -> None:
+    """Drop and create the database of ``url``: every run starts on an empty one."""
+    import psycopg2  # the project's own driver, only needed for PostgreSQL runs
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    conn = psycopg2.connect(
+        host=parts.hostname, port=parts.port or 5432, user=parts.username, password=parts.password,
+        dbname="postgres",
+    )  # fmt: skip
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+
+
+def original_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "ORIG_DB_URI"}
+    if DB.original:
+        env["ORIG_DB_URI"] = DB.original
+    return env
 
 
 @dataclass
@@ -254,8 +321,10 @@ def _log_path(target: Target) -> Path:
 def ours_env(target: Target | None = None) -> dict:
     """The environment of this server: the benchmark's variables, then the target's own; a broker only
     for targets that ask for one (``BENCH_RABBITMQ_URI``)."""
-    env = {k: v for k, v in os.environ.items() if k != "V6_RABBITMQ_URI"}
+    env = {k: v for k, v in os.environ.items() if k not in ("V6_RABBITMQ_URI", "V6_DATABASE_URL")}
     env.update(OURS_ENV, PYTHONUNBUFFERED="1")
+    if DB.ours:
+        env["V6_DATABASE_URL"] = DB.ours
     for name, value in (target.env if target else {}).items():
         if value == "RABBITMQ":
             value = os.environ.get("BENCH_RABBITMQ_URI", "")
@@ -306,7 +375,7 @@ def ensure_deps() -> None:
 
 
 def seed(target: Target, root_password: str, fresh: bool, extend: int | None = None) -> None:
-    manifest = (ORIG_DIR if target.command is None else OURS_DIR) / "seed.json"
+    manifest = (ORIG_DIR if target.command is None else OURS_DIR) / DB.manifest
     if fresh or extend:
         cmd = [sys.executable, str(BENCH / "seed.py"), "--url", target.base, "--out", str(manifest)]
         cmd += ["--root-password", root_password]
@@ -348,7 +417,8 @@ def login(target: Target) -> None:
 # --- measuring --------------------------------------------------------------------------------------
 
 
-def resolve(row: Row, target: Target) -> tuple[str, bytes | None]:
+def resolve(row: Row, target: Target) -> tuple[str, list[bytes]]:
+    """The row's path and the bodies its requests take in turn (none, one or several)."""
     m = target.manifest
     researcher = next(u for u in m["users"] if u["role"] == "Researcher")
     values = {
@@ -359,21 +429,31 @@ def resolve(row: Row, target: Target) -> tuple[str, bytes | None]:
         "task_id": m["tasks"][len(m["tasks"]) // 2],
         "run_id": m["runs"][0],
     }
-    body = None
+    bodies = []
     if row.body == "user_login":
-        body = json.dumps({"username": researcher["username"], "password": m["user_password"]})
+        # Every seeded user in turn: concurrent logins of one account count as guesses in flight
+        # towards its lock-out on this server, which would refuse the right password at c8.
+        bodies = [{"username": u["username"], "password": m["user_password"]} for u in m["users"]]
     elif row.body == "node_login":
         # A node in the middle of the id order of the dataset of the row (30 or 300 nodes): the
         # original compares the key with every node up to the matching one, in id order.
         middle = (300 if row.phase == "nodes300" else 30) // 2
-        body = json.dumps({"api_key": m["nodes"][middle]["api_key"]})
-    return row.path.format(**values), body.encode() if body else None
+        bodies = [{"api_key": m["nodes"][middle]["api_key"]}]
+    return row.path.format(**values), [json.dumps(b).encode() for b in bodies]
 
 
 LUA = """wrk.method = {method}
 wrk.body = {body}
 wrk.headers["Content-Type"] = "application/json"
 {auth}
+"""
+# Several bodies: each request takes the next one.
+ROTATE_LUA = """local bodies = {bodies}
+local i = 0
+request = function()
+  i = i % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
 """
 
 
@@ -421,9 +501,10 @@ def run_wrk(url: str, script: Path, duration: float, connections: int) -> dict:
     }
 
 
-def run_sequential(target: Target, row: Row, path: str, body: bytes | None, token, budget: float) -> dict:
+def run_sequential(target: Target, row: Row, path: str, bodies: list[bytes], token, budget: float) -> dict:
     samples, started = [], time.monotonic()
     while not samples or (time.monotonic() - started < budget and len(samples) < 20):
+        body = bodies[len(samples) % len(bodies)] if bodies else None
         status, _, seconds = request(target.base, row.method, path, token, body)
         if status >= 300:
             return {"mode": "error", "status": status}
@@ -515,14 +596,23 @@ def _pool_script(pool: Pool) -> Path:
     return Path(fh.name)
 
 
+# A consuming pool holds this many times what the row's last measured rate needs for a wrk run.
+POOL_MARGIN = 2
+
+
 def measure_pool(target: Target, row: Row, args) -> dict:
-    """A write row: wrk walks through the row's pool of requests (bench/writes.py)."""
+    """A write row: wrk walks through the row's pool of requests (bench/writes.py). A consuming pool
+    is grown before each wrk run from the rate measured last (the probe's latency at first); a run that
+    uses it up is repeated once on a larger pool, and marked ``ran_out`` if it used it up again."""
     pool = target.writes.pools[row.pool]
+    pool.ensure(1)
     items = pool.batch(1)
     if not items:
         return {"mode": "error", "status": "pool empty"}
     method, path, body, bearer = items[0]
-    status, raw, _ = request(target.base, method, path.removeprefix("/api"), bearer.split()[1], body.encode())
+    status, raw, seconds = request(
+        target.base, method, path.removeprefix("/api"), bearer.split()[1], body.encode()
+    )
     pool.take(1)
     if status in (404, 405, 501):
         return {"mode": "missing", "status": status}
@@ -531,30 +621,36 @@ def measure_pool(target: Target, row: Row, args) -> dict:
         return {"mode": "error", "status": status, "body": raw[:200].decode(errors="replace")}
     pids = server_pids(target)
     connections = row.connections or args.connections
+    rate = min(connections, os.cpu_count() or 1) / max(seconds, 0.001)
     best = None
-    for duration in (1, *([args.duration] * args.rounds)):  # a warm-up first
-        if not pool.batch(1):
-            break  # used up: wrk would have no request to send
-        script = _pool_script(pool)
-        try:
-            cpu = cpu_seconds(pids)
-            result = run_wrk(target.base, script, duration, connections)
-            result["cpu_ms"] = (cpu_seconds(pids) - cpu) * 1000 / max(result["requests"], 1)
-        finally:
-            script.unlink()
-        pool.take(result.pop("pool_used"))
-        if duration != 1 and (best is None or result["rps"] > best["rps"]):
+    for measured, duration in enumerate((1, *([args.duration] * args.rounds))):  # a warm-up first
+        for attempt in (1, 2):
+            pool.ensure(int(rate * duration * POOL_MARGIN) + 2 * connections)
+            left = pool.left()
+            script = _pool_script(pool)
+            try:
+                cpu = cpu_seconds(pids)
+                result = run_wrk(target.base, script, duration, connections)
+                result["cpu_ms"] = (cpu_seconds(pids) - cpu) * 1000 / max(result["requests"], 1)
+            finally:
+                script.unlink()
+            used = result.pop("pool_used")
+            pool.take(min(used, left))
+            rate = max(result["rps"], 1)
+            if used <= left:
+                break
+            result["ran_out"] = True
+            rate *= 2  # the run was held back by requests that failed
+            if attempt == 1:
+                log(f"  {row.label} on {target.name}: pool used up ({left:.0f}), again on a larger one")
+        if measured and (best is None or result["rps"] > best["rps"]):
             best = result
-    if best is None:
-        return {"mode": "error", "status": "pool used up (raise --pool or --pool-original)"}
     if best["requests"] < 5:
         # Too slow for wrk's fixed duration: one request at a time, within a time budget.
+        pool.ensure(20)
         cpu, samples, started = cpu_seconds(pids), [], time.monotonic()
         while not samples or (time.monotonic() - started < max(3 * args.duration, 1) and len(samples) < 20):
-            items = pool.batch(1)
-            if not items:
-                break
-            method, path, body, bearer = items[0]
+            method, path, body, bearer = pool.batch(1)[0]
             pool.take(1)
             status, raw, seconds = request(
                 target.base, method, path.removeprefix("/api"), bearer.split()[1], body.encode()
@@ -583,10 +679,10 @@ def measure(target: Target, row: Row, args) -> dict:
     token = target.tokens.get(row.auth) if row.auth else None
     if row.auth and token is None:
         return {"mode": "error", "status": f"no {row.auth} token"}
-    path, body = resolve(row, target)
+    path, bodies = resolve(row, target)
     started = time.perf_counter()
     try:
-        status, raw, seconds = request(target.base, row.method, path, token, body)
+        status, raw, seconds = request(target.base, row.method, path, token, bodies[0] if bodies else None)
     except (OSError, http.client.HTTPException) as exc:
         elapsed = time.perf_counter() - started
         if elapsed > 30:  # uWSGI's HTTP router gives up on a request after 60 s by default
@@ -601,8 +697,10 @@ def measure(target: Target, row: Row, args) -> dict:
     if seconds <= SLOW_SECONDS:
         auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
         lua = LUA.format(
-            method=_lua_str(row.method), body=_lua_str(body.decode() if body else None), auth=auth
+            method=_lua_str(row.method), body=_lua_str(bodies[0].decode() if bodies else None), auth=auth
         )
+        if len(bodies) > 1:
+            lua += ROTATE_LUA.format(bodies="{" + ", ".join(_lua_str(b.decode()) for b in bodies) + "}")
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
             fh.write(lua)
         script = Path(fh.name)
@@ -620,7 +718,7 @@ def measure(target: Target, row: Row, args) -> dict:
     if best is None or best["requests"] < 5:
         # Too slow for wrk's fixed duration: one request at a time, within a time budget.
         cpu = cpu_seconds(pids)
-        best = run_sequential(target, row, path, body, token, budget=max(3 * args.duration, 1))
+        best = run_sequential(target, row, path, bodies, token, budget=max(3 * args.duration, 1))
         if "requests" in best:
             best["cpu_ms"] = (cpu_seconds(pids) - cpu) * 1000 / best["requests"]
     return best
@@ -640,6 +738,7 @@ def _cell(result: dict | None) -> str:
         return f"closed after {result['seconds']:.0f} s"
     flag = " seq" if result["mode"] == "seq" else ""
     bad = f" !{result['non2xx']} non-2xx" if result.get("non2xx") else ""
+    bad += " ran out" if result.get("ran_out") else ""
     rps = result["rps"]
     return (f"{rps:.0f}" if rps >= 10 else f"{rps:.2f}") + flag + bad
 
@@ -674,8 +773,9 @@ def render(targets: list[Target], results: dict, meta: dict) -> str:
     ours = [n for n in names if n != "original"]
     rows = [row for row in ROWS if row.label in results]
     lines = [
-        f"Run {meta['when']}: wrk -t1 -c{meta['connections']} -d{meta['duration']}s per cell "
-        f"(best of {meta['rounds']}); load average {meta['load']} at start ({meta['cpus']} CPUs).",
+        f"Run {meta['when']} on {meta['database']}: wrk -t1 -c{meta['connections']} -d{meta['duration']}s "
+        f"per cell (best of {meta['rounds']}); load average {meta['load']} at start, at most "
+        f"{meta['load_max']:.2f} in a cell ({meta['cpus']} CPUs).",
         "",
     ]
     lines += _table(
@@ -718,67 +818,46 @@ def render(targets: list[Target], results: dict, meta: dict) -> str:
 # --- main ---------------------------------------------------------------------------------------------
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="REST benchmark against vantage6-server 4.15.2")
-    default_targets = "original,daphne,uvicorn,gunicorn-wsgi,uvicorn-2,gunicorn-wsgi-2"
-    if os.environ.get("BENCH_RABBITMQ_URI"):
-        default_targets = default_targets.replace("daphne,", "daphne,daphne-2,")
-    parser.add_argument("--targets", default=default_targets)
-    parser.add_argument("--duration", type=int, default=5, help="seconds of wrk per cell (default 5)")
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=1, help="repeat each cell, keep the best")
-    parser.add_argument("--only", help="only rows whose label contains this text (several: a|b)")
-    parser.add_argument("--skip", help="no rows whose label contains this text (e.g. bcrypt)")
-    parser.add_argument(
-        "--pool", type=int, default=1500, help="fresh items per consuming write row (default 1500)"
-    )
-    parser.add_argument(
-        "--pool-original", type=int, default=200, help="the same for the original (default 200)"
-    )
-    parser.add_argument(
-        "--reuse", action="store_true", help="keep the data (and running original) of the last run"
-    )
-    parser.add_argument("--skip-300", action="store_true", help="skip growing to 300 nodes")
-    parser.add_argument("--keep-running", action="store_true", help="leave the original running at the end")
-    args = parser.parse_args()
+# ``--preset evidence``: issue 14's verdict in one command, ~30 min on this machine (bench/README.md).
+PRESETS = {
+    "evidence": {
+        "targets": "original,daphne,daphne-2",
+        "databases": "sqlite,postgresql",
+        "duration": 3,
+        "skip_300": True,
+    },
+}
 
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is needed: apt-get install wrk")
-    names = [n.strip() for n in args.targets.split(",") if n.strip()]
-    unknown = set(names) - set(TARGETS)
-    if unknown:
-        raise SystemExit(f"unknown targets {sorted(unknown)}; known: {', '.join(TARGETS)}")
-    targets = [TARGETS[n] for n in names]
-    if any(t.needs_deps for t in targets):
-        ensure_deps()
-    rows = [
-        r
-        for r in ROWS
-        if (not args.only or any(text in r.label for text in args.only.split("|")))
-        and not (args.skip and args.skip in r.label)
-    ]
-    if args.skip_300:
-        rows = [r for r in rows if r.phase != "nodes300"]
 
+def run_database(db: Database, targets: list[Target], rows: list[Row], args, stamp: str) -> Path:
+    """Every row on every target on one database; the JSON file of the run."""
+    global DB
+    DB = db
     original = next((t for t in targets if t.command is None), None)
     ours = [t for t in targets if t.command is not None]
     fresh = not args.reuse
+    log(f"--- {db.name} ---")
+    results: dict[str, dict] = {}
     try:
         if original:
-            if fresh or not (ORIG_DIR / "seed.json").exists():
-                subprocess.run([str(BENCH / "setup_original.sh"), "restart"], check=True)
+            if fresh or not (ORIG_DIR / db.manifest).exists():
+                if db.original:
+                    reset_postgres(db.original)
+                subprocess.run([str(BENCH / "setup_original.sh"), "restart"], check=True, env=original_env())
                 seed(original, "root", True)
             else:
                 subprocess.run(
                     [str(BENCH / "setup_original.sh"), "start"],
                     check=True,
-                    env={**os.environ, "ORIG_KEEP_DB": "1"},
+                    env={**original_env(), "ORIG_KEEP_DB": "1"},
                 )
                 seed(original, "root", False)
         if ours:
-            ours_fresh = fresh or not (OURS_DIR / "seed.json").exists()
+            ours_fresh = fresh or not (OURS_DIR / db.manifest).exists()
             if ours_fresh:
                 shutil.rmtree(OURS_DIR / "data", ignore_errors=True)
+                if db.ours:
+                    reset_postgres(db.ours)
             (OURS_DIR / "data").mkdir(parents=True, exist_ok=True)
             subprocess.run(
                 [str(VENV_PY), "manage.py", "bootstrap"],
@@ -796,16 +875,17 @@ def main() -> None:
         for t in targets:
             login(t)
 
-        load = os.getloadavg()
         meta = {
             "when": time.strftime("%Y-%m-%d %H:%M"),
+            "run": stamp,
+            "database": db.name,
+            "targets": [t.name for t in targets],
             "duration": args.duration,
             "connections": args.connections,
             "rounds": args.rounds,
-            "load": " ".join(f"{x:.2f}" for x in load),
+            "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
             "cpus": os.cpu_count(),
         }
-        results: dict[str, dict] = {}
         for phase in ("main", "writes", "nodes300"):
             phase_rows = [r for r in rows if r.phase == phase]
             if not phase_rows:
@@ -824,21 +904,86 @@ def main() -> None:
             for row in phase_rows:
                 results[row.label] = {}
                 for t in targets:
+                    load = os.getloadavg()[0]
                     result = measure(t, row, args)
+                    result[LOAD] = [load, os.getloadavg()[0]]
                     results[row.label][t.name] = result
                     log(f"{row.label:40s} {t.name:16s} {_cell(result):>16s}  p50/p99 {_lat(result)}")
     finally:
         for t in ours:
             stop_ours(t)
         if original and not args.keep_running:
-            subprocess.run([str(BENCH / "setup_original.sh"), "stop"], check=False)
+            subprocess.run([str(BENCH / "setup_original.sh"), "stop"], check=False, env=original_env())
 
+    meta["load_max"] = max((max(r[LOAD]) for cells in results.values() for r in cells.values()), default=0)
     table = render(targets, results, meta)
     print(table)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.md").write_text(table)
+    (RESULTS / ("latest.md" if db.name == "sqlite" else f"latest-{db.name}.md")).write_text(table)
+    out = RESULTS / f"api-{stamp}-{db.name}.json"
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="REST benchmark against vantage6-server 4.15.2")
+    default_targets = "original,daphne,uvicorn,gunicorn-wsgi,uvicorn-2,gunicorn-wsgi-2"
+    if os.environ.get("BENCH_RABBITMQ_URI"):
+        default_targets = default_targets.replace("daphne,", "daphne,daphne-2,")
+    both = os.environ.get("ORIG_DB_URI", "").startswith("postgres") and os.environ.get("V6_DATABASE_URL")
+    parser.add_argument("--preset", choices=PRESETS, help="evidence: " + str(PRESETS["evidence"]))
+    parser.add_argument("--targets", default=default_targets)
+    parser.add_argument(
+        "--databases",
+        default="postgresql" if both else "sqlite",
+        help="sqlite,postgresql (postgresql: ORIG_DB_URI and V6_DATABASE_URL, reset at the start)",
+    )
+    parser.add_argument("--duration", type=int, default=5, help="seconds of wrk per cell (default 5)")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=1, help="repeat each cell, keep the best")
+    parser.add_argument("--only", help="only rows whose label contains this text (several: a|b)")
+    parser.add_argument("--skip", help="no rows whose label contains this text (e.g. bcrypt)")
+    parser.add_argument(
+        "--pool", type=int, default=200, help="fresh items per consuming write row at first (default 200)"
+    )
+    parser.add_argument(
+        "--pool-original", type=int, default=50, help="the same for the original (default 50)"
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the data (and running original) of the last run"
+    )
+    parser.add_argument("--skip-300", action="store_true", help="skip growing to 300 nodes")
+    parser.add_argument("--keep-running", action="store_true", help="leave the original running at the end")
+    preset = parser.parse_known_args()[0].preset
+    if preset:
+        parser.set_defaults(**PRESETS[preset])  # options given on the command line still win
+    args = parser.parse_args()
+
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    names = [n.strip() for n in args.targets.split(",") if n.strip()]
+    unknown = set(names) - set(TARGETS)
+    if unknown:
+        raise SystemExit(f"unknown targets {sorted(unknown)}; known: {', '.join(TARGETS)}")
+    targets = [TARGETS[n] for n in names]
+    for t in targets:
+        ours_env(t)  # a missing broker stops the run before anything starts
+    if any(t.needs_deps for t in targets):
+        ensure_deps()
+    rows = [
+        r
+        for r in ROWS
+        if (not args.only or any(text in r.label for text in args.only.split("|")))
+        and not (args.skip and args.skip in r.label)
+    ]
+    if args.skip_300:
+        rows = [r for r in rows if r.phase != "nodes300"]
+
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    (RESULTS / f"api-{stamp}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    started = time.monotonic()
+    files = [run_database(db, targets, rows, args, stamp) for db in databases(args.databases)]
+    log(f"done in {(time.monotonic() - started) / 60:.1f} min: {', '.join(str(f) for f in files)}")
+    print(summary.render([summary.load(f) for f in files]))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ the audit insert apart, event publishing and JSON rendering.
 
     .venv/bin/python bench/breakdown.py                       # the default paths
     .venv/bin/python bench/breakdown.py /api/task /api/run?include=task --cprofile
+    .venv/bin/python bench/breakdown.py /api/task /api/run --as researcher   # or --as node
     .venv/bin/python bench/breakdown.py --writes -n 100
 """
 
@@ -33,7 +34,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(BENCH))
 
-from api import OURS_DIR, OURS_ENV  # noqa: E402 - the benchmark's own settings
+from api import OURS_DIR, OURS_ENV, Database  # noqa: E402 - the benchmark's own settings
 
 DEFAULT_PATHS = [
     "/api/version",
@@ -53,14 +54,28 @@ def setup() -> dict:
     import django
 
     django.setup()
-    return json.loads((OURS_DIR / "seed.json").read_text())
+    database = Database("postgresql" if os.environ.get("V6_DATABASE_URL") else "sqlite")
+    return json.loads((OURS_DIR / database.manifest).read_text())
 
 
 def root_token(manifest: dict) -> str:
+    return token_as(manifest, "root")
+
+
+def token_as(manifest: dict, who: str) -> str:
+    """An access token of root, of the seeded researcher of ``api.py``'s researcher rows, or of the
+    node of its ``GET /api/node (as a node)`` row."""
     from accounts.models import User
     from accounts.sessions import start_login
+    from nodes.models import Node
 
-    return start_login(User.objects.get(pk=manifest["root"]["id"]), "user")[0]
+    if who == "node":
+        return start_login(Node.objects.get(pk=manifest["nodes"][0]["id"]), "node")[0]
+    if who == "researcher":
+        user_id = next(u["id"] for u in manifest["users"] if u["role"] == "Researcher")
+    else:
+        user_id = manifest["root"]["id"]
+    return start_login(User.objects.get(pk=user_id), "user")[0]
 
 
 def environ(path: str, token: str | None, method: str = "GET", body: bytes = b"") -> dict:
@@ -458,6 +473,9 @@ def main() -> None:
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--only", help="with --writes: only writes whose label contains this text (a|b)")
+    parser.add_argument(
+        "--as", dest="who", choices=("root", "researcher", "node"), default="root", help="who asks (paths)"
+    )
     args = parser.parse_args()
 
     manifest = setup()
@@ -469,7 +487,7 @@ def main() -> None:
                 continue
             write_breakdown(label, case, args.n, args.top if args.cprofile else None)
         return
-    token = root_token(manifest)
+    token = token_as(manifest, args.who)
     values = {"org_id": manifest["organizations"][0], "task_id": manifest["tasks"][0]}
     handler = WSGIHandler()
     for template in args.paths or DEFAULT_PATHS:

@@ -5,13 +5,14 @@ a list of requests (method, path, body, token) that ``wrk`` walks through in ord
 request can be repeated (a run set to ``active`` again, a new port, a new task) cycle through a
 small pool; rows that consume what they touch (completing a run, killing a task, creating a user
 with a unique name) get a pool of fresh items, and each ``wrk`` run starts where the last stopped.
-A pool that runs dry shows as non-2xx answers in the tables.
+Such a pool grows through the API before each ``wrk`` run (``Pool.ensure``: ``api.py`` asks for
+what the measured rate of the row needs); a run that still uses it up is marked ``ran_out``.
 
 Prepared the same way on both servers, as root, with node tokens of the seeded nodes:
 
 * 5 organizations of the first collaboration (their nodes log in), tasks to all five of them:
   a few for the status change and ports, ``pool / 5`` more whose runs are completed, ``pool``
-  single-organization tasks to kill;
+  single-organization tasks to kill (both grown later as needed);
 * a collaboration of 50 organizations with a node each (40 organizations are added);
 * a container token of the first node for one of the status tasks (its subtasks);
 * for ``algorithm_status_change`` over the socket: the first node reports the status of its run of a
@@ -39,15 +40,20 @@ LARGE = 50
 RESULT = base64.b64encode(b"r" * 7680).decode()  # ~10 KiB once encoded, as a node sends it
 
 
+Request = tuple[str, str, str, str]  # method, path, body, "Bearer <token>"
+
+
 @dataclass
 class Pool:
-    """The requests of one row; ``cycle``: walk them round and round, else each one once."""
+    """The requests of one row; ``cycle``: walk them round and round, else each one once.
+    ``grow(n)`` makes ``n`` more fresh requests for a pool that is used up (consuming rows)."""
 
-    requests: list[tuple[str, str, str, str]]
+    requests: list[Request]
     cycle: bool
     used: int = 0
+    grow: Callable[[int], list[Request]] | None = None
 
-    def batch(self, limit: int = 100_000) -> list[tuple[str, str, str, str]]:
+    def batch(self, limit: int = 100_000) -> list[Request]:
         if self.cycle:
             return self.requests
         return self.requests[self.used : self.used + limit]
@@ -55,6 +61,14 @@ class Pool:
     def take(self, count: int) -> None:
         if not self.cycle:
             self.used += count
+
+    def left(self) -> float:
+        return float("inf") if self.cycle else len(self.requests) - self.used
+
+    def ensure(self, count: int) -> None:
+        """At least ``count`` fresh requests left (made through the API when needed)."""
+        if self.grow is not None and self.left() < count:
+            self.requests += self.grow(count - int(self.left()))
 
 
 @dataclass
@@ -84,6 +98,18 @@ def _task(collaboration_id: int, orgs: list[int], name: str = "bench-write") -> 
         "collaboration_id": collaboration_id,
         "organizations": [{"id": org, "input": _input()} for org in orgs],
         "databases": [{"label": "default"}],
+    }
+
+
+def _user(username: str, organization: int, role: int) -> dict:
+    return {
+        "username": username,
+        "email": f"{username}@example.org",
+        "password": USER_PASSWORD,
+        "firstname": "Bench",
+        "lastname": username,
+        "organization_id": organization,
+        "roles": [role],
     }
 
 
@@ -120,8 +146,6 @@ def prepare(base: str, manifest: dict, pool: int, log) -> WriteData:
     log(f"  preparing the write rows on {base} (pool {pool}) ...")
     status_tasks = tasks(STATUS_TASKS, orgs)
     status_runs = _runs_by_org(api, status_tasks)
-    completion_runs = _runs_by_org(api, tasks(max(1, pool // ORGS), orgs))
-    kill_tasks = tasks(pool, orgs[:1])
 
     tag = f"{int(time.time()) % 100000:05d}"
     large_orgs = orgs + manifest["organizations"][ORGS:]
@@ -144,27 +168,32 @@ def prepare(base: str, manifest: dict, pool: int, log) -> WriteData:
         raise SystemExit(f"container token refused: {status} {token}")
     container_bearer = f"Bearer {token['container_token']}"
 
-    def patch(run: int, body: dict) -> tuple[str, str, str, str]:
-        return ("PATCH", f"/api/run/{run}", json.dumps(body), node_bearer[org_of[run]])
+    def patch(run: int, org: int, body: dict) -> Request:
+        return ("PATCH", f"/api/run/{run}", json.dumps(body), node_bearer[org])
 
-    org_of = dict(status_runs + completion_runs)
     now = "2026-01-01T00:00:00.000000"
     completed = {"status": "completed", "result": RESULT, "log": "done\n" * 20, "finished_at": now}
     roles = {r["name"]: r["id"] for r in api.all_rows("/role")}
-    users = [
-        json.dumps(
-            {
-                "username": f"bw{tag}-{i}",
-                "email": f"bw{tag}-{i}@example.org",
-                "password": USER_PASSWORD,
-                "firstname": "Bench",
-                "lastname": f"W{i}",
-                "organization_id": first,
-                "roles": [roles["Researcher"]],
-            }
-        )
-        for i in range(max(50, pool // 10))
-    ]
+    user_count = 0
+
+    def completions(count: int) -> list[Request]:
+        runs = _runs_by_org(api, tasks(-(-count // ORGS), orgs))
+        log(f"  {base}: {len(runs)} more runs to complete")
+        return [patch(run, org, completed) for run, org in runs]
+
+    def kills(count: int) -> list[Request]:
+        log(f"  {base}: {count} more tasks to kill")
+        killed = tasks(count, orgs[:1])
+        return [("POST", "/api/kill/task", json.dumps({"id": t}), root_bearer) for t in killed]
+
+    def users(count: int) -> list[Request]:
+        nonlocal user_count
+        user_count += count
+        return [
+            ("POST", "/api/user", json.dumps(_user(f"bw{tag}-{i}", first, roles["Researcher"])), root_bearer)
+            for i in range(user_count - count, user_count)
+        ]
+
     subtask = _task(collab, [first], "bench-subtask")
     status_run = next(run for run, org in _runs_by_org(api, status_tasks[:1]) if org == first)
     event = {
@@ -174,9 +203,9 @@ def prepare(base: str, manifest: dict, pool: int, log) -> WriteData:
     data = WriteData()
     data.pools = {
         "run_status": Pool(
-            [patch(run, {"status": "active", "started_at": now}) for run, _ in status_runs], True
+            [patch(run, org, {"status": "active", "started_at": now}) for run, org in status_runs], True
         ),
-        "run_complete": Pool([patch(run, completed) for run, _ in completion_runs], False),
+        "run_complete": Pool(completions(pool), False, grow=completions),
         "task5": Pool([("POST", "/api/task", json.dumps(_task(collab, orgs)), root_bearer)], True),
         "task50": Pool([("POST", "/api/task", json.dumps(_task(large, large_orgs)), root_bearer)], True),
         "port": Pool(
@@ -191,10 +220,8 @@ def prepare(base: str, manifest: dict, pool: int, log) -> WriteData:
             ],
             True,
         ),
-        "user": Pool([("POST", "/api/user", body, root_bearer) for body in users], False),
-        "kill": Pool(
-            [("POST", "/api/kill/task", json.dumps({"id": t}), root_bearer) for t in kill_tasks], False
-        ),
+        "user": Pool(users(max(50, pool // 10)), False, grow=users),
+        "kill": Pool(kills(pool), False, grow=kills),
         "subtask": Pool([("POST", "/api/task", json.dumps(subtask), container_bearer)], True),
     }
     data.socket = SocketData(node_bearer[first], node_bearer[orgs[1]], event)
