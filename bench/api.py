@@ -374,16 +374,25 @@ def ensure_deps() -> None:
     )
 
 
-def seed(target: Target, root_password: str, fresh: bool, extend: int | None = None) -> None:
-    manifest = (ORIG_DIR if target.command is None else OURS_DIR) / DB.manifest
-    if fresh or extend:
-        cmd = [sys.executable, str(BENCH / "seed.py"), "--url", target.base, "--out", str(manifest)]
-        cmd += ["--root-password", root_password]
-        if extend:
-            cmd += ["--extend-nodes", str(extend)]
-        log(f"seeding {target.name}{f' to {extend} nodes' if extend else ''} ...")
-        subprocess.run(cmd, check=True)
-    target.manifest = json.loads(manifest.read_text())
+def seed(jobs: list[tuple[Target, str, bool]], extend: int | None = None) -> None:
+    """Read the manifest of each (target, root password, fresh) job, seeding the fresh ones (or all of
+    them to ``extend`` nodes) first, all servers at once."""
+    running = []
+    for target, root_password, fresh in jobs:
+        manifest = (ORIG_DIR if target.command is None else OURS_DIR) / DB.manifest
+        if fresh or extend:
+            cmd = [sys.executable, str(BENCH / "seed.py"), "--url", target.base, "--out", str(manifest)]
+            cmd += ["--root-password", root_password]
+            if extend:
+                cmd += ["--extend-nodes", str(extend)]
+            log(f"seeding {target.name}{f' to {extend} nodes' if extend else ''} ...")
+            running.append(subprocess.Popen(cmd))
+    if any(proc.wait() for proc in running):
+        raise SystemExit("seeding failed")
+    for target, _, _ in jobs:
+        target.manifest = json.loads(
+            ((ORIG_DIR if target.command is None else OURS_DIR) / DB.manifest).read_text()
+        )
 
 
 def login(target: Target) -> None:
@@ -542,6 +551,18 @@ def server_pids(target: Target) -> list[int]:
     return pids
 
 
+def settle(pids: list[int], limit: float = 60) -> None:
+    """Wait until the server has finished what wrk left in flight (its CPU time stops growing), so that
+    the next measurement's CPU time is its own."""
+    deadline, last = time.monotonic() + limit, cpu_seconds(pids)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = cpu_seconds(pids)
+        if now - last < 0.03:
+            return
+        last = now
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time of these processes so far."""
     total = 0
@@ -648,6 +669,7 @@ def measure_pool(target: Target, row: Row, args) -> dict:
     if best["requests"] < 5:
         # Too slow for wrk's fixed duration: one request at a time, within a time budget.
         pool.ensure(20)
+        settle(pids)
         cpu, samples, started = cpu_seconds(pids), [], time.monotonic()
         while not samples or (time.monotonic() - started < max(3 * args.duration, 1) and len(samples) < 20):
             method, path, body, bearer = pool.batch(1)[0]
@@ -717,6 +739,7 @@ def measure(target: Target, row: Row, args) -> dict:
             script.unlink()
     if best is None or best["requests"] < 5:
         # Too slow for wrk's fixed duration: one request at a time, within a time budget.
+        settle(pids)
         cpu = cpu_seconds(pids)
         best = run_sequential(target, row, path, bodies, token, budget=max(3 * args.duration, 1))
         if "requests" in best:
@@ -836,7 +859,9 @@ def run_database(db: Database, targets: list[Target], rows: list[Row], args, sta
     original = next((t for t in targets if t.command is None), None)
     ours = [t for t in targets if t.command is not None]
     fresh = not args.reuse
+    started = time.monotonic()
     log(f"--- {db.name} ---")
+    jobs = []
     results: dict[str, dict] = {}
     try:
         if original:
@@ -844,14 +869,14 @@ def run_database(db: Database, targets: list[Target], rows: list[Row], args, sta
                 if db.original:
                     reset_postgres(db.original)
                 subprocess.run([str(BENCH / "setup_original.sh"), "restart"], check=True, env=original_env())
-                seed(original, "root", True)
+                jobs.append((original, "root", True))
             else:
                 subprocess.run(
                     [str(BENCH / "setup_original.sh"), "start"],
                     check=True,
                     env={**original_env(), "ORIG_KEEP_DB": "1"},
                 )
-                seed(original, "root", False)
+                jobs.append((original, "root", False))
         if ours:
             ours_fresh = fresh or not (OURS_DIR / db.manifest).exists()
             if ours_fresh:
@@ -869,9 +894,10 @@ def run_database(db: Database, targets: list[Target], rows: list[Row], args, sta
             for t in ours:
                 log(f"starting {t.name} on port {t.port} ...")
                 start_ours(t)
-            seed(ours[0], OURS_ROOT_PASSWORD, ours_fresh)
-            for t in ours[1:]:
-                t.manifest = ours[0].manifest
+            jobs.append((ours[0], OURS_ROOT_PASSWORD, ours_fresh))
+        seed(jobs)
+        for t in ours[1:]:
+            t.manifest = ours[0].manifest
         for t in targets:
             login(t)
 
@@ -895,18 +921,16 @@ def run_database(db: Database, targets: list[Target], rows: list[Row], args, sta
                     pool = args.pool_original if t.command is None else args.pool
                     t.writes = prepare(t.base, t.manifest, pool, log)
             if phase == "nodes300":
-                if original:
-                    seed(original, "root", False, extend=300)
-                if ours:
-                    seed(ours[0], OURS_ROOT_PASSWORD, False, extend=300)
-                    for t in ours[1:]:
-                        t.manifest = ours[0].manifest
+                seed(jobs, extend=300)
+                for t in ours[1:]:
+                    t.manifest = ours[0].manifest
             for row in phase_rows:
                 results[row.label] = {}
                 for t in targets:
-                    load = os.getloadavg()[0]
+                    load, cell_started = os.getloadavg()[0], time.monotonic()
                     result = measure(t, row, args)
                     result[LOAD] = [load, os.getloadavg()[0]]
+                    result["seconds"] = round(time.monotonic() - cell_started, 1)
                     results[row.label][t.name] = result
                     log(f"{row.label:40s} {t.name:16s} {_cell(result):>16s}  p50/p99 {_lat(result)}")
     finally:
@@ -915,6 +939,7 @@ def run_database(db: Database, targets: list[Target], rows: list[Row], args, sta
         if original and not args.keep_running:
             subprocess.run([str(BENCH / "setup_original.sh"), "stop"], check=False, env=original_env())
 
+    meta["seconds"] = round(time.monotonic() - started)
     meta["load_max"] = max((max(r[LOAD]) for cells in results.values() for r in cells.values()), default=0)
     table = render(targets, results, meta)
     print(table)

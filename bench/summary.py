@@ -118,14 +118,15 @@ def render(files: list[dict]) -> str:
         "|---" * len(header) + "|",
         *("| " + " | ".join(cells) + " |" for cells in body),
         "",
-        "| file | database | when | duration | load at start | max load in a cell |",
-        "|---|---|---|---|---|---|",
+        "| file | database | when | wrk per cell | minutes | load at start | max load in a cell |",
+        "|---|---|---|---|---|---|---|",
     ]
     for f in files:
         m = f["meta"]
-        load_max = m.get("load_max")
+        load_max, seconds = m.get("load_max"), m.get("seconds")
         lines.append(
-            f"| {f['file']} | {m['database']} | {m['when']} | {m['duration']} s | {m['load']} | "
+            f"| {f['file']} | {m['database']} | {m['when']} | {m['duration']} s | "
+            f"{'-' if seconds is None else f'{seconds / 60:.1f}'} | {m['load']} | "
             f"{'-' if load_max is None else f'{load_max:.2f}'} |"
         )
     return "\n".join(lines) + "\n"
