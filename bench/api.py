@@ -617,8 +617,9 @@ def _pool_script(pool: Pool) -> Path:
     return Path(fh.name)
 
 
-# A consuming pool holds this many times what the row's last measured rate needs for a wrk run.
-POOL_MARGIN = 2
+# A consuming pool holds this many times what the row's last measured rate needs for a wrk run (a run
+# that uses it up anyway is repeated).
+POOL_MARGIN = 1.5
 
 
 def measure_pool(target: Target, row: Row, args) -> dict:

@@ -81,7 +81,7 @@ def _worst(runs: list[dict], label: str, ours: str, key: str, target: float) -> 
 
 def render(files: list[dict]) -> str:
     by_db: dict[str, list[dict]] = {}
-    for f in files:
+    for f in sorted(files, key=lambda f: f["meta"]["database"] != "sqlite"):  # SQLite first
         by_db.setdefault(f["meta"]["database"], []).append(f)
     labels = list(dict.fromkeys(label for f in files for label in f["results"]))
     header = ["endpoint"]
