@@ -880,10 +880,10 @@ def run_database(db: Database, targets: list[Target], rows: list[Row], args, sta
                 jobs.append((original, "root", False))
         if ours:
             ours_fresh = fresh or not (OURS_DIR / db.manifest).exists()
-            if ours_fresh:
+            if ours_fresh and db.ours:
+                reset_postgres(db.ours)
+            elif ours_fresh:  # the SQLite data stays beside a PostgreSQL run, for breakdown.py
                 shutil.rmtree(OURS_DIR / "data", ignore_errors=True)
-                if db.ours:
-                    reset_postgres(db.ours)
             (OURS_DIR / "data").mkdir(parents=True, exist_ok=True)
             subprocess.run(
                 [str(VENV_PY), "manage.py", "bootstrap"],
