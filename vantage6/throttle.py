@@ -91,13 +91,15 @@ class FailureLimiter:
             return 0
         return max(1, math.ceil(row[0] - now))
 
-    def _count(self, key: str, limit: int, now: float) -> bool:
-        """Count a failure of ``key`` unless it is at ``limit``; whether it counted."""
+    def _count(self, key: str, limit: int, now: float, *, tidy: bool = True) -> bool:
+        """Count a failure of ``key`` unless it is at ``limit``; whether it counted. ``tidy``: the
+        first failure of a window also forgets the windows that closed (few, found by the index), so
+        the table holds no more than the clients of the windows open now."""
         params = {"name": self._name(key), "closes": now + self.window, "now": now, "limit": limit}
         with connection.cursor() as cursor:
             cursor.execute(_COUNT, params)
             row = cursor.fetchone()
-            if row == (1,):  # a new window: forget the windows that closed (few, by the index)
+            if tidy and row == (1,):
                 cursor.execute(f"DELETE FROM {TABLE} WHERE closes_at <= %s", [now])
         return row is not None
 
@@ -123,5 +125,6 @@ class FailureLimiter:
         return 0 if self._count(key, limit, now) else max(1, self._wait(key, limit, now))
 
     def first(self, key: str, kind: str) -> bool:
-        """Whether this is the first ``kind`` of event of ``key`` within the window."""
-        return self._count(f"{key} {kind}", 1, self.clock())
+        """Whether this is the first ``kind`` of event of ``key`` within the window (noted along
+        with a failure of ``key``, whose new window does the tidying)."""
+        return self._count(f"{key} {kind}", 1, self.clock(), tidy=False)
