@@ -193,6 +193,12 @@ class Principal:
         if not allowed:
             raise unauthorized(msg) if msg else unauthorized()
 
+    def may_add_members(self) -> bool:
+        """Whether the caller may add an organization to a collaboration. A new member falls within
+        the collaboration-scope rules of every member's users, who could then create users in it with
+        their own roles and see what it does in its other collaborations: only global editors may."""
+        return self.has("collaboration", GLO, "edit")
+
     def _first_missing(self, rules: Iterable[tuple[str, str, str]]) -> str | None:
         """The first (resource, scope, operation) not held at that scope or broader, as the 401 names it."""
         for resource, scope, operation in rules:

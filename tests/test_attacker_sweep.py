@@ -261,3 +261,34 @@ def test_the_writes_work_for_their_owner(api, scene, method, path, body, owner):
     ids, callers = scene
     response = _send(api, method, path, body, ids, callers[owner])
     assert 200 <= response.status_code < 300, response.content
+
+
+# --- a collaboration admin taking another organization in ----------------------------------------------
+def test_a_collaboration_admin_cannot_take_an_organization_into_the_collaboration(api, world):
+    """Once a member, C would lie within the collaboration-scope rules of A's admin, who could then
+    create a user in C with their own roles and read what C does in its other collaborations."""
+    admin = bearer(make_user(world.org_a, "Collaboration Admin"))
+    make_task(world.collab_c, world.org_c, world.org_c, name="zzc-task")
+    before = _state()
+    path = f"/api/collaboration/{world.collab_ab.pk}"
+    for method, url, body in [
+        ("post", f"{path}/organization", {"id": world.org_c.pk}),
+        ("patch", path, {"organization_ids": [world.org_a.pk, world.org_b.pk, world.org_c.pk]}),
+    ]:
+        response = getattr(api, method)(url, body, format="json", **admin)
+        assert response.status_code == 401, response.content
+        assert response.json() == {"msg": "You lack the permission to do that!"}
+    mole = {
+        "username": "mole",
+        "email": "mole@example.org",
+        "password": PASSWORD,
+        "organization_id": world.org_c.pk,
+    }
+    assert api.post("/api/user", mole, format="json", **admin).status_code == 401
+    assert _state() == before
+    # Who may edit any collaboration may still add members; and anyone may take their own away.
+    root = bearer(make_user(make_org("root-org"), "Root"))
+    assert api.post(f"{path}/organization", {"id": world.org_c.pk}, format="json", **root).status_code == 200
+    assert (
+        api.delete(f"{path}/organization", {"id": world.org_c.pk}, format="json", **admin).status_code == 200
+    )
