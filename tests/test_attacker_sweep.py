@@ -14,6 +14,7 @@ from django.apps import apps
 from accounts.models import Role, Rule
 from accounts.services import audit
 from tasks.models import AlgorithmPort, Task
+from tests.admin.browser import Browser
 from tests.factories import (
     PASSWORD,
     bearer,
@@ -292,3 +293,71 @@ def test_a_collaboration_admin_cannot_take_an_organization_into_the_collaboratio
     assert (
         api.delete(f"{path}/organization", {"id": world.org_c.pk}, format="json", **admin).status_code == 200
     )
+
+
+GRANTS = [  # a role or a rule of collaboration scope for a new or an existing user of B
+    ("post", "user", {"roles": ["{role}"]}),
+    ("post", "user", {"rules": ["{rule}"]}),
+    ("patch", "user/{user_b}", {"roles": ["{role}"]}),
+    ("patch", "user/{user_b}", {"rules": ["{rule}"]}),
+]
+NEW_USER = {
+    "username": "mole",
+    "email": "mole@example.org",
+    "password": PASSWORD,
+    "organization_id": "{org_b}",
+}
+
+
+@pytest.fixture
+def grant(api, world):
+    """Sends one of GRANTS as a Collaboration Admin of A."""
+    ids = {
+        "org_b": world.org_b.pk,
+        "user_b": make_user(world.org_b, username="colleague").pk,
+        "role": Role.objects.get(name="Researcher", is_default_role=True).pk,
+        "rule": Rule.objects.get(name="task", scope="COLLABORATION", operation="VIEW").pk,
+    }
+    admin = bearer(make_user(world.org_a, "Collaboration Admin"))
+
+    def send(method: str, path: str, body: dict):
+        return _send(api, method, path, {**NEW_USER, **body} if method == "post" else body, ids, admin)
+
+    return send
+
+
+@pytest.mark.parametrize(("method", "path", "body"), GRANTS)
+def test_a_collaboration_admin_gives_no_partner_user_the_run_of_its_other_collaborations(
+    world, grant, method, path, body
+):
+    """B also works with D, without A: through a user of B, A's admin would read what B and D do."""
+    bd = make_collab(world.org_b, make_org("D"), name="BD")
+    make_task(bd, world.org_b, world.org_b, name="zzd-task")
+    before = _state()
+    response = grant(method, path, body)
+    assert response.status_code == 401, response.content
+    assert "collaborations you are not in" in response.json()["msg"]
+    assert _state() == before
+
+
+@pytest.mark.parametrize(("method", "path", "body"), GRANTS)
+def test_a_collaboration_admin_still_manages_the_users_of_partners_within_its_collaborations(
+    grant, method, path, body
+):
+    assert grant(method, path, body).status_code in (200, 201)
+
+
+def test_nor_through_the_admin_site(world):
+    bd = make_collab(world.org_b, make_org("D"), name="BD")
+    make_task(bd, world.org_b, world.org_b, name="zzd-task")
+    make_user(world.org_a, "Collaboration Admin", username="col_admin_a")
+    browser = Browser("col_admin_a")
+    researcher = Role.objects.get(name="Researcher", is_default_role=True)
+    before = _state()
+    fields = {
+        "username": "mole", "email": "mole@example.org", "new_password": "Secret-pass1!",
+        "organization": str(world.org_b.pk), "roles": [str(researcher.pk)],
+    }  # fmt: skip
+    response = browser.submit("/admin/accounts/user/add/", fields)
+    assert response.status_code == 200 and b"collaborations you are not in" in response.content
+    assert _state() == before
