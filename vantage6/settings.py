@@ -194,6 +194,8 @@ METRICS_ENABLED = env_bool("METRICS", False)
 # access token have their own limit.
 MAX_BODY_BYTES = env_int("MAX_BODY_MB", 16, minimum=1, maximum=1024) * 2**20
 MAX_BLOB_UPLOAD_BYTES = env_int("MAX_BLOB_UPLOAD_MB", 1024, minimum=1, maximum=1024**2) * 2**20
+# What the blobs of one organization may take of the large result store in all (0: no bound).
+BLOB_QUOTA_BYTES = env_int("BLOB_QUOTA_MB", 10240, minimum=0, maximum=1024**3) * 2**20
 
 # --- E-mail ---------------------------------------------------------------------------------------
 EMAIL_HOST = env_str("SMTP_SERVER", "")
