@@ -94,6 +94,12 @@ QUERIES = (
     "sort=organization__name", "sort=input", "per_page=0", "per_page=-1", "per_page=1000000000",
     "page=0", "page=-5", "page=99999999999999999999", "per_page=x", "organization_id={org_c}&include_root=1",
     "object_organization_id={org_c}", "actor_organization_id={org_c}", "object_id={user_c}",
+    # the first value checked, another used?
+    "organization_id={org_a}&organization_id={org_c}",
+    "collaboration_id={collab_ab}&collaboration_id={collab_c}",
+    "init_org_id={org_a}&init_org_id={org_c}", "organization_id[]={org_c}", "organization_id={org_c}.0",
+    "organization_id=%20{org_c}", "organization_id=0{org_c}", "organization_id=-{org_c}",
+    "organization_id=99999999999999999999999", "sort=id&sort=otp_secret", "include=task&include=runs",
 )  # fmt: skip
 DETAILS = (
     "organization/{org_c}", "collaboration/{collab_c}", "user/{user_c}", "user/{user_b}", "role/{role_c}",
@@ -197,6 +203,7 @@ WRITES = [
     ("patch", "run/{run_c}", {"status": "active"}, "node c"),
     ("post", "port", {"run_id": "{run_c}", "port": 8888}, "node c"),
     ("delete", "port?run_id={run_c}", None, "node c"),
+    ("delete", "port?run_id=99999999999999999999999", None, None),
     ("post", "token/container", {"task_id": "{task_c}", "image": "some/image"}, "node c"),
     (
         "post",
