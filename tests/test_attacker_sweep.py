@@ -56,7 +56,9 @@ def scene(world):
         "collab_ab": world.collab_ab.pk, "collab_c": world.collab_c.pk,
         "collab_c2": make_collab(world.org_c, name="zzc-2").pk,  # without a node yet
         "user_a": make_user(world.org_a, "Researcher").pk, "user_b": user_b.pk, "user_c": user_c.pk,
-        "role_b": role_b.pk, "role_c": role_c.pk, "task_c": task_c.pk, "job_c": task_c.job_id,
+        "role_b": role_b.pk, "node_b": world.node_b.pk, "run_b": task_a.runs.get(organization=world.org_b).pk,
+        "task_b": make_task(world.collab_ab, world.org_b, world.org_b, name="task-b").pk,
+        "role_c": role_c.pk, "task_c": task_c.pk, "job_c": task_c.job_id,
         "run_c": run_c.pk, "study_c": study_c.pk, "node_c": world.node_c.pk,
         "rule": Rule.objects.get(name="task", scope="GLOBAL", operation="VIEW").pk,  # no one of A holds it
     }  # fmt: skip
@@ -269,6 +271,34 @@ def test_the_writes_work_for_their_owner(api, scene, method, path, body, owner):
     ids, callers = scene
     response = _send(api, method, path, body, ids, callers[owner])
     assert 200 <= response.status_code < 300, response.content
+
+
+# What the Collaboration Admin of A may not do to B, with which it shares AB (the rules it lacks).
+B_WRITES = [
+    ("patch", "node/{node_b}", {"name": "renamed"}, "root"),
+    ("post", "recover/node", {"id": "{node_b}"}, "root"),
+    ("post", "role", {"name": "intruder", "rules": [], "organization_id": "{org_b}"}, "root"),
+    ("patch", "role/{role_b}", {"name": "renamed"}, "root"),
+    ("delete", "role/{role_b}", None, "root"),
+    ("delete", "user/{user_b}", None, "root"),
+    ("delete", "organization/{org_b}?delete_dependents=1", None, "root"),
+    ("delete", "task/{task_b}", None, "root"),
+    ("patch", "run/{run_b}", {"status": "active"}, "node b"),
+    ("post", "port", {"run_id": "{run_b}", "port": 8888}, "node b"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "owner"), B_WRITES)
+def test_a_collaboration_admin_writes_no_more_of_a_partner_than_its_rules_say(
+    api, scene, world, method, path, body, owner
+):
+    ids, callers = scene
+    before = _state()
+    response = _send(api, method, path, body, ids, callers["collaboration admin"])
+    assert 400 <= response.status_code < 500, response.content
+    assert _state() == before
+    callers["node b"] = bearer(world.node_b)
+    assert 200 <= _send(api, method, path, body, ids, callers[owner]).status_code < 300
 
 
 # --- a collaboration admin taking another organization in ----------------------------------------------
