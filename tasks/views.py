@@ -32,7 +32,7 @@ from tasks.serializers import (
 )
 from vantage6.api.errors import ApiError, bad_request, not_found
 from vantage6.api.lists import ListAction
-from vantage6.api.params import Filters, first, id_param, list_param
+from vantage6.api.params import Filters, first, int_param, list_param
 from vantage6.api.schema import MessageOutput, include
 from vantage6.api.serializers import validated
 
@@ -170,7 +170,7 @@ class PortViewSet(ApiViewSet):
         responses={200: MessageOutput, 400: None},
     )
     def delete_of_run(self, request: Request) -> Response:
-        run_id = id_param(request, "run_id")
+        run_id = int_param(request, "run_id")
         if run_id is None:
             raise bad_request("The query parameter run_id is required")
         services.ports_delete(principal=self.principal, run_id=run_id)

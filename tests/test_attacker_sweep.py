@@ -86,6 +86,9 @@ def _hidden(caller: str) -> tuple[str, ...]:
 
 LISTS = ("user", "organization", "collaboration", "node", "task", "run", "result", "role", "rule", "study",
          "algorithmstore", "audit")  # fmt: skip
+ID_FILTERS = ("organization_id", "collaboration_id", "user_id", "role_id", "rule_id", "task_id", "node_id",
+              "study_id", "init_org_id", "init_user_id", "parent_id", "job_id", "run_id", "store_id",
+              "algorithm_store_id", "actor_id", "object_id")  # fmt: skip
 QUERIES = (
     "organization_id={org_c}", "organization_id={org_b}", "collaboration_id={collab_c}", "user_id={user_c}",
     "user_id={user_b}", "init_org_id={org_c}", "init_user_id={user_c}", "study_id={study_c}",
@@ -101,7 +104,9 @@ QUERIES = (
     "collaboration_id={collab_ab}&collaboration_id={collab_c}",
     "init_org_id={org_a}&init_org_id={org_c}", "organization_id[]={org_c}", "organization_id={org_c}.0",
     "organization_id=%20{org_c}", "organization_id=0{org_c}", "organization_id=-{org_c}",
-    "organization_id=99999999999999999999999", "sort=id&sort=otp_secret", "include=task&include=runs",
+    "sort=id&sort=otp_secret", "include=task&include=runs",
+    # ids past the id columns: nothing found, never a server error
+    *(f"{name}=99999999999999999999999" for name in ID_FILTERS),
 )  # fmt: skip
 DETAILS = (
     "organization/{org_c}", "collaboration/{collab_c}", "user/{user_c}", "user/{user_b}", "role/{role_c}",

@@ -8,7 +8,6 @@ from datetime import UTC, date, datetime
 from rest_framework.request import Request
 
 from vantage6.api.errors import bad_request
-from vantage6.api.fields import MAX_ID
 
 
 def first(request: Request, name: str) -> str | None:
@@ -30,23 +29,6 @@ def int_param(request: Request, name: str) -> int | None:
         return int(raw)
     except ValueError:
         raise bad_request(f"{name} must be an integer, got {raw!r}") from None
-
-
-def _an_id(name: str, value: int) -> int:
-    """``value`` when the id columns can hold it: a larger one names no row, and would overflow the
-    query on some databases."""
-    if not -MAX_ID <= value <= MAX_ID:
-        raise bad_request(f"{name} must be an id (at most {MAX_ID}), got {value}")
-    return value
-
-
-def id_param(request: Request, name: str) -> int | None:
-    value = int_param(request, name)
-    return None if value is None else _an_id(name, value)
-
-
-def id_list_param(request: Request, name: str) -> list[int]:
-    return [_an_id(name, value) for value in int_list_param(request, name)]
 
 
 def int_list_param(request: Request, name: str) -> list[int]:
@@ -118,9 +100,9 @@ def bool_param(request: Request, name: str) -> bool | None:
 _BOOLEANS = {"1": True, "true": True, "0": False, "false": False}
 
 _PARSERS: dict[str, Callable[[Request, str], object]] = {
-    "id": id_param,
+    "id": int_param,
     "int": int_param,
-    "ids": id_list_param,
+    "ids": int_list_param,
     "text": first,
     "like": first,
     "likes": likes_param,
