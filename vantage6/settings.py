@@ -166,9 +166,9 @@ TWO_FACTOR_AUTH = env_bool("TWO_FACTOR_AUTH", False)
 PASSWORD_MAX_FAILED_ATTEMPTS = env_int("PASSWORD_MAX_FAILED_ATTEMPTS", 5, minimum=1)
 PASSWORD_INACTIVATION_MINUTES = env_int("PASSWORD_INACTIVATION_MINUTES", 15, minimum=0)
 PASSWORD_BETWEEN_USER_EMAILS_MINUTES = env_int("PASSWORD_BETWEEN_USER_EMAILS_MINUTES", 60, minimum=0)
-# Failed logins one client address may make per minute, in each server process (0: no limit).
+# Failed logins one client address may make per minute, all server processes together (0: no limit).
 LOGIN_FAILURES_PER_MINUTE = env_int("LOGIN_FAILURES_PER_MINUTE", 20, minimum=0, maximum=10_000)
-# Password recovery requests one client address may make per hour, in each server process (0: no limit).
+# Password recovery requests one client address may make per hour, all processes together (0: no limit).
 RECOVERY_REQUESTS_PER_HOUR = env_int("RECOVERY_REQUESTS_PER_HOUR", 10, minimum=0, maximum=10_000)
 # Proxies whose X-Forwarded-For names the client (limits count per client address) and whose
 # X-Forwarded-Proto tells the scheme (from any peer when none is listed).
