@@ -38,11 +38,11 @@ RECOVERY_SENT = "If the username or email is in our database you will soon recei
 PURPOSE_PASSWORD, PURPOSE_2FA = "password-reset", "2fa-reset"
 TOO_MANY_FAILURES = "Too many failed logins from your address; try again in {seconds} second(s)"
 
-# Failed logins per client address, in this process (LOGIN_FAILURES_PER_MINUTE).
-FAILED_LOGINS = FailureLimiter()
+# Failed logins per client address (LOGIN_FAILURES_PER_MINUTE).
+FAILED_LOGINS = FailureLimiter("login")
 TOO_MANY_RECOVERIES = "Too many recovery requests from your address; try again in {seconds} second(s)"
-# Password recovery requests per client address, in this process (RECOVERY_REQUESTS_PER_HOUR).
-RECOVERY_REQUESTS = FailureLimiter(window=3600)
+# Password recovery requests per client address (RECOVERY_REQUESTS_PER_HOUR).
+RECOVERY_REQUESTS = FailureLimiter("recovery", window=3600)
 # The client address of the login attempt being made (set by ``failures_limited``).
 _client: ContextVar[str | None] = ContextVar("login_client", default=None)
 

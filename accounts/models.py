@@ -12,6 +12,7 @@ from django.db import models
 from django.utils.crypto import salted_hmac
 
 from accounts.catalogue import OPERATIONS, SCOPES
+from vantage6 import throttle
 
 # bcrypt reads no more of a password; vantage6's bcrypt ignored the rest, newer ones refuse it.
 BCRYPT_MAX_BYTES = 72
@@ -57,6 +58,18 @@ class LoginSession(models.Model):
 
     class Meta:
         db_table = "login_session"
+
+
+class ClientLimit(models.Model):
+    """The failures of one client address (of one limiter) in the window open now, shared by every
+    server process (written by ``vantage6.throttle``, in plain SQL)."""
+
+    name = models.TextField(primary_key=True)  # the limiter's name and the client address
+    closes_at = models.FloatField(db_index=True)  # seconds since the epoch
+    hits = models.IntegerField()
+
+    class Meta:
+        db_table = throttle.TABLE
 
 
 class Rule(models.Model):

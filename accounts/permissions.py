@@ -193,6 +193,12 @@ class Principal:
         if not allowed:
             raise unauthorized(msg) if msg else unauthorized()
 
+    def may_add_members(self) -> bool:
+        """Whether the caller may add an organization to a collaboration. A new member falls within
+        the collaboration-scope rules of every member's users, who could then create users in it with
+        their own roles and see what it does in its other collaborations: only global editors may."""
+        return self.has("collaboration", GLO, "edit")
+
     def _first_missing(self, rules: Iterable[tuple[str, str, str]]) -> str | None:
         """The first (resource, scope, operation) not held at that scope or broader, as the 401 names it."""
         for resource, scope, operation in rules:
@@ -203,11 +209,36 @@ class Principal:
     def holds(self, rules: Iterable[tuple[str, str, str]]) -> bool:
         return self._first_missing(rules) is None
 
-    def require_holds(self, rules: Iterable[tuple[str, str, str]]) -> None:
+    def require_holds(
+        self, rules: Iterable[tuple[str, str, str]], organization_id: int | None = None
+    ) -> None:
         """Hold what you grant: each (resource, scope, operation) needs that operation at that scope or
-        broader; otherwise the 401 names the first rule that is missing."""
+        broader; otherwise the 401 names the first rule that is missing.
+
+        Granted to the users of another organization (``organization_id``), a rule of organization or
+        collaboration scope reaches into that organization's collaborations: unless the caller holds it
+        globally, they must all be the caller's (else a Collaboration Admin could give a partner's user
+        the run of collaborations the admin is not in).
+        """
+        rules = list(rules)
         if missing := self._first_missing(rules):
             raise unauthorized(f"You don't have the rule {missing}")
+        if organization_id is None or organization_id == self.organization_id:
+            return
+        reaching = [(r, s, o) for r, s, o in rules if s in (ORG, COL) and not self.has(r, GLO, o)]
+        if reaching and self._beyond(organization_id):
+            resource, scope, operation = reaching[0]
+            raise unauthorized(
+                f"Organization id={organization_id} is in collaborations you are not in: you cannot "
+                f"give its users the rule ({resource}, {scope.lower()}, {_op(operation).lower()})"
+            )
+
+    def _beyond(self, organization_id: int) -> bool:
+        """Whether the organization is in a collaboration that the caller's organization is not in."""
+        theirs = (
+            memberships().filter(organization_id=organization_id).values_list("collaboration_id", flat=True)
+        )
+        return not set(theirs) <= self.collaboration_ids
 
     def holds_target(self, user) -> bool:
         """Hold what you target: the caller holds every rule of ``user`` (always true for oneself)."""

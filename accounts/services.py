@@ -161,7 +161,9 @@ def _require_assignable(principal: Principal, roles: Iterable[Role], organizatio
             raise unauthorized(
                 f"Role '{role.name}' (id={role.pk}) belongs to another organization than the user"
             )
-    principal.require_holds(triple for role in roles for triple in _triples(role.rules.all()))
+    principal.require_holds(
+        (triple for role in roles for triple in _triples(role.rules.all())), organization_id
+    )
 
 
 def _require_not_default(role: Role) -> None:
@@ -193,7 +195,7 @@ def user_create(
         raise bad_request("email already exists.")
     roles, rules = _roles(role_ids, strict=False), _rules(rule_ids, strict=False)
     _require_assignable(principal, roles, organization_id)
-    principal.require_holds(_triples(rules))
+    principal.require_holds(_triples(rules), organization_id)
     user = User.objects.create_user(
         username=username,
         password=password,
@@ -252,7 +254,7 @@ def user_update(*, principal: Principal, user: User, data: dict) -> User:
         user.roles.set(new)  # what is removed is held: the caller holds every rule of the user
     if "rules" in data:
         new_rules = set(_rules(data["rules"], strict=True))
-        principal.require_holds(_triples(new_rules - set(user.rules.all())))
+        principal.require_holds(_triples(new_rules - set(user.rules.all())), user.organization_id)
         user.rules.set(new_rules)
     audit(principal, "user.update", user, fields=sorted(data))
     return user
@@ -332,7 +334,7 @@ def role_create(
     principal.require(principal.reaches("role", "create", organization_id=organization_id))
     _organization_must_exist(organization_id)
     rules = _rules(rule_ids, strict=True)
-    principal.require_holds(_triples(rules))
+    principal.require_holds(_triples(rules), organization_id)
     role = Role.objects.create(name=name, description=description or "", organization_id=organization_id)
     role.rules.set(rules)
     audit(principal, "role.create", role, name=name)
@@ -351,7 +353,7 @@ def role_update(*, principal: Principal, role: Role, data: dict) -> Role:
     role.save()
     if data.get("rules") is not None:
         new = set(_rules(data["rules"], strict=True))
-        principal.require_holds(_triples(new | set(role.rules.all())))
+        principal.require_holds(_triples(new | set(role.rules.all())), role.organization_id)
         role.rules.set(new)
     audit(principal, "role.update", role, fields=sorted(k for k, v in data.items() if v is not None))
     return role
@@ -376,7 +378,7 @@ def role_rule_change(*, principal: Principal, role: Role, rule: Rule, add: bool)
     """Add a rule to, or remove one from, a role of an organization (the caller must hold it)."""
     _require_not_default(role)
     principal.require(principal.allows("role", role, "edit"))
-    principal.require_holds(_triples([rule]))
+    principal.require_holds(_triples([rule]), role.organization_id)
     if add:
         role.rules.add(rule)
     else:

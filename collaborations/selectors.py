@@ -19,7 +19,7 @@ def organization_list(principal: Principal, filters: dict) -> QuerySet[Organizat
         orgs = orgs.filter(country=country)
     if (collaboration_id := filters.get("collaboration_id")) is not None:
         principal.require(principal.reaches("organization", "view", collaboration_id=collaboration_id))
-        orgs = orgs.filter(collaborations=collaboration_id)
+        orgs = orgs.filter(collaborations__id=collaboration_id)  # an id past the column finds nothing
     if (study_id := filters.get("study_id")) is not None:
         study = fetch(Study.objects.all(), study_id, missing=f"Study with id={study_id} not found")
         principal.require(principal.reaches("organization", "view", collaboration_id=study.collaboration_id))
@@ -88,7 +88,7 @@ def study_list(
         studies = studies.filter(like("name", name))
     if (organization_id := filters.get("organization_id")) is not None:
         principal.require(principal.filter_reaches("study", "organization_id", organization_id))
-        studies = studies.filter(organizations=organization_id)
+        studies = studies.filter(organizations__id=organization_id)  # an id past the column finds nothing
     if (collaboration_id := filters.get("collaboration_id")) is not None:
         principal.require(principal.filter_reaches("study", "collaboration_id", collaboration_id))
         studies = studies.filter(collaboration_id=collaboration_id)

@@ -115,7 +115,7 @@ def collaboration_create(
 @transaction.atomic
 def collaboration_update(*, principal: Principal, collaboration: Collaboration, data: dict) -> Collaboration:
     if "organization_ids" in data:
-        principal.require(principal.has("collaboration", GLO, "edit"))
+        principal.require(principal.may_add_members())
         wanted = set(
             Organization.objects.filter(pk__in=data["organization_ids"]).values_list("pk", flat=True)
         )
@@ -151,6 +151,7 @@ def collaboration_delete(
 def collaboration_organization_add(
     *, principal: Principal, collaboration: Collaboration, organization_id: int
 ) -> None:
+    principal.require(principal.may_add_members())
     organization = organization_get(principal, organization_id, None)
     collaboration.organizations.add(organization)
     audit(principal, "collaboration.edit", collaboration, added_organization=organization.pk)

@@ -7,6 +7,7 @@ upload or download of any size takes constant memory.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -14,6 +15,10 @@ from collections.abc import Callable, Iterable, Iterator
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import FileSystemStorage, Storage, storages
+from django.db import connection
+from django.db.models import Sum
+
+from tasks.models import Blob
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +64,62 @@ class _ReaderFile(File):
         return self._read(size)
 
 
-def save(storage: Storage, read: Callable[[int], bytes]) -> str:
-    """Store the bytes ``read`` yields under a new UUID and return it."""
+class QuotaExceeded(Exception):
+    def __init__(self, used: int) -> None:
+        super().__init__(used)
+        self.used = used  # bytes the organization's other blobs hold
+
+
+# One chunk more for the blob, if the organization's blobs stay within the bound with it. Parallel
+# uploads of an organization may each add a chunk on the same sum: the bound holds to a chunk per upload.
+_GROW = f"""
+UPDATE {Blob._meta.db_table} SET size = size + %(chunk)s
+WHERE name = %(name)s AND (%(quota)s = 0 OR %(chunk)s + (
+    SELECT COALESCE(SUM(size), 0) FROM {Blob._meta.db_table} WHERE organization_id = %(organization)s
+) <= %(quota)s)
+"""
+
+
+def _counted(
+    read: Callable[[int], bytes], name: str, organization_id: int, quota: int
+) -> Callable[[int], bytes]:
+    """``read``, each chunk counted for the blob, against the organization's bound (``quota`` bytes; 0:
+    none, but counted all the same, for a bound set later)."""
+
+    def counted(size: int) -> bytes:
+        chunk = read(size)
+        if chunk:
+            params = {"chunk": len(chunk), "name": name, "organization": organization_id, "quota": quota}
+            with connection.cursor() as cursor:
+                cursor.execute(_GROW, params)
+                if cursor.rowcount != 1:
+                    used = Blob.objects.filter(organization_id=organization_id).exclude(name=name)
+                    raise QuotaExceeded(used.aggregate(total=Sum("size"))["total"] or 0)
+        return chunk
+
+    return counted
+
+
+def save(storage: Storage, read: Callable[[int], bytes], *, organization_id: int, quota: int) -> str:
+    """Store the bytes ``read`` yields under a new UUID, counted for the organization; its name.
+
+    QuotaExceeded when the organization's blobs would take more than ``quota`` bytes (0: no bound):
+    then nothing of it is kept.
+    """
     name = str(uuid.uuid4())
-    storage.save(name, _ReaderFile(read))
+    Blob.objects.create(name=name, organization_id=organization_id)
+    try:
+        storage.save(name, _ReaderFile(_counted(read, name, organization_id, quota)))
+    except BaseException:
+        _forget(storage, name)
+        raise
     return name
+
+
+def _forget(storage: Storage, name: str) -> None:
+    with contextlib.suppress(OSError):
+        storage.delete(name)
+    Blob.objects.filter(name=name).delete()
 
 
 def stream(storage: Storage, name: str) -> Iterator[bytes]:
@@ -85,3 +141,5 @@ def delete(names: Iterable[str]) -> None:
             storage.delete(name)
         except Exception:  # a failed clean-up must not undo the database change
             logger.exception("Could not delete blob %s", name)
+        else:
+            Blob.objects.filter(name=name).delete()  # its room is the organization's again

@@ -142,6 +142,18 @@ class AlgorithmPort(models.Model):
         db_table = "algorithmport"
 
 
+class Blob(models.Model):
+    """A blob in the large result store and its size, counted against its organization's bound."""
+
+    name = models.CharField(max_length=36, primary_key=True)
+    organization_id = models.IntegerField(db_index=True)  # only summed: no relation needed
+    size = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "blob"
+
+
 class PeriodicJob(models.Model):
     """When a cluster-wide periodic job last ran: every server process claims the job through its row,
     so that one of them runs it per period."""

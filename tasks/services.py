@@ -635,8 +635,15 @@ def blob_upload(*, principal: Principal, read: Callable[[int], bytes]) -> str:
     storage = blobs.blob_storage()
     if storage is None:
         raise ApiError(501, "This server has no large result store configured")
+    quota = settings.BLOB_QUOTA_BYTES
     try:
-        name = blobs.save(storage, read)
+        name = blobs.save(storage, read, organization_id=principal.organization_id, quota=quota)
+    except blobs.QuotaExceeded as exc:
+        raise ApiError(
+            413,
+            f"The large result store holds {exc.used // 2**20} MiB of your organization's; "
+            f"more than {quota // 2**20} MiB is not taken",
+        ) from None
     except OSError as exc:
         raise ApiError(500, f"Could not store the upload: {exc}") from None
     audit(principal, "blob.create", None, uuid=name)

@@ -42,16 +42,6 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
-def _failed_logins_start_afresh():
-    """Each test's client address starts without failed logins or recovery requests (they are
-    counted per process)."""
-    from accounts.login import FAILED_LOGINS, RECOVERY_REQUESTS
-
-    FAILED_LOGINS.clear()
-    RECOVERY_REQUESTS.clear()
-
-
-@pytest.fixture(autouse=True)
 def _mail_stays_in_its_test():
     """E-mail leaves after the answer: wait for it, so that it never lands in a later test's outbox."""
     yield

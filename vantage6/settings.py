@@ -166,9 +166,9 @@ TWO_FACTOR_AUTH = env_bool("TWO_FACTOR_AUTH", False)
 PASSWORD_MAX_FAILED_ATTEMPTS = env_int("PASSWORD_MAX_FAILED_ATTEMPTS", 5, minimum=1)
 PASSWORD_INACTIVATION_MINUTES = env_int("PASSWORD_INACTIVATION_MINUTES", 15, minimum=0)
 PASSWORD_BETWEEN_USER_EMAILS_MINUTES = env_int("PASSWORD_BETWEEN_USER_EMAILS_MINUTES", 60, minimum=0)
-# Failed logins one client address may make per minute, in each server process (0: no limit).
+# Failed logins one client address may make per minute, all server processes together (0: no limit).
 LOGIN_FAILURES_PER_MINUTE = env_int("LOGIN_FAILURES_PER_MINUTE", 20, minimum=0, maximum=10_000)
-# Password recovery requests one client address may make per hour, in each server process (0: no limit).
+# Password recovery requests one client address may make per hour, all processes together (0: no limit).
 RECOVERY_REQUESTS_PER_HOUR = env_int("RECOVERY_REQUESTS_PER_HOUR", 10, minimum=0, maximum=10_000)
 # Proxies whose X-Forwarded-For names the client (limits count per client address) and whose
 # X-Forwarded-Proto tells the scheme (from any peer when none is listed).
@@ -194,6 +194,8 @@ METRICS_ENABLED = env_bool("METRICS", False)
 # access token have their own limit.
 MAX_BODY_BYTES = env_int("MAX_BODY_MB", 16, minimum=1, maximum=1024) * 2**20
 MAX_BLOB_UPLOAD_BYTES = env_int("MAX_BLOB_UPLOAD_MB", 1024, minimum=1, maximum=1024**2) * 2**20
+# What the blobs of one organization may take of the large result store in all (0: no bound).
+BLOB_QUOTA_BYTES = env_int("BLOB_QUOTA_MB", 10240, minimum=0, maximum=1024**3) * 2**20
 
 # --- E-mail ---------------------------------------------------------------------------------------
 EMAIL_HOST = env_str("SMTP_SERVER", "")

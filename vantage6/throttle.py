@@ -1,23 +1,22 @@
-"""Failures per client address within a sliding minute, which address a request comes from, and
-whether it comes through a trusted proxy.
+"""Failures per client address within a window, which address a request comes from, and whether it
+comes through a trusted proxy.
 
-The counts live in the memory of one server process, bounded in size: each process of a cluster
-counts the failures it sees itself.
+The counts live in the database, so that every process and instance of a deployment shares them: a
+client does not get another budget from each server it reaches through a load balancer.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import math
-import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+
+from django.db import connection
 
 WINDOW_SECONDS = 60.0
-# Client addresses tracked at once; the one not heard from the longest is forgotten first.
-MAX_CLIENTS = 10_000
+# The table of the counts (its model: accounts.models.ClientLimit).
+TABLE = "client_limit"
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -58,83 +57,74 @@ def client_address(meta: Mapping[str, str], trusted_proxies: Iterable[IPNetwork]
     return str(peer)
 
 
-@dataclass
-class _Client:
-    failures: deque[float] = field(default_factory=deque)
-    noted: dict[str, float] = field(default_factory=dict)
+_COUNT = f"""
+INSERT INTO {TABLE} (name, closes_at, hits) VALUES (%(name)s, %(closes)s, 1)
+ON CONFLICT (name) DO UPDATE SET
+    hits = CASE WHEN {TABLE}.closes_at <= %(now)s THEN 1 ELSE {TABLE}.hits + 1 END,
+    closes_at = CASE WHEN {TABLE}.closes_at <= %(now)s THEN excluded.closes_at ELSE {TABLE}.closes_at END
+WHERE {TABLE}.closes_at <= %(now)s OR {TABLE}.hits < %(limit)s
+RETURNING hits
+"""
 
 
 class FailureLimiter:
-    """At most ``limit`` failures (or attempts) per client within a sliding window: then
-    ``retry_after`` (``attempt``) tells the client how long to wait. Also tells the first event of a
-    kind per client and window (``first``), to record repeated events once."""
+    """At most ``limit`` failures (or attempts) per client within a window that opens at its first
+    failure and lasts ``window`` seconds: then ``retry_after`` (``attempt``) tells the client how long
+    to wait, until the window closes. Also tells the first event of a kind per client and window
+    (``first``), to record repeated events once.
 
-    def __init__(self, window: float = WINDOW_SECONDS, max_clients: int = MAX_CLIENTS) -> None:
+    One statement per check and one per count, in the database every server process shares. Unlike a
+    sliding window, a client may fail ``limit`` times at the end of one window and again at the start
+    of the next one: at most twice the limit within any window's time, whatever the number of servers.
+    """
+
+    def __init__(self, name: str, window: float = WINDOW_SECONDS) -> None:
+        self.name = name
         self.window = window
-        self.max_clients = max_clients
-        self.clock = time.monotonic
-        self._clients: OrderedDict[str, _Client] = OrderedDict()
-        self._lock = threading.Lock()
+        self.clock = time.time  # shared by the servers, unlike a monotonic clock
 
-    def _client(self, key: str, now: float) -> _Client:
-        client = self._clients.get(key)
-        if client is None:
-            client = self._clients[key] = _Client()
-            if len(self._clients) > self.max_clients:
-                self._clients.popitem(last=False)
-        else:
-            self._clients.move_to_end(key)
-        while client.failures and client.failures[0] <= now - self.window:
-            client.failures.popleft()
-        return client
+    def _wait(self, key: str, limit: int, now: float) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT closes_at, hits FROM {TABLE} WHERE name = %s", [self._name(key)])
+            row = cursor.fetchone()
+        if row is None or row[0] <= now or row[1] < limit:
+            return 0
+        return max(1, math.ceil(row[0] - now))
+
+    def _count(self, key: str, limit: int, now: float, *, tidy: bool = True) -> bool:
+        """Count a failure of ``key`` unless it is at ``limit``; whether it counted. ``tidy``: the
+        first failure of a window also forgets the windows that closed (few, found by the index), so
+        the table holds no more than the clients of the windows open now."""
+        params = {"name": self._name(key), "closes": now + self.window, "now": now, "limit": limit}
+        with connection.cursor() as cursor:
+            cursor.execute(_COUNT, params)
+            row = cursor.fetchone()
+            if tidy and row == (1,):
+                cursor.execute(f"DELETE FROM {TABLE} WHERE closes_at <= %s", [now])
+        return row is not None
+
+    def _name(self, key: str) -> str:
+        return f"{self.name} {key}"
 
     def retry_after(self, key: str, limit: int) -> int:
         """Whole seconds until ``key`` may try again; 0: now. ``limit`` 0 means no limit."""
-        if not limit:
-            return 0
-        with self._lock:
-            now = self.clock()
-            failures = self._client(key, now).failures
-            if len(failures) < limit:
-                return 0
-            return max(1, math.ceil(failures[-limit] + self.window - now))
+        return self._wait(key, limit, self.clock()) if limit else 0
 
     def fail(self, key: str, limit: int) -> None:
-        """Count a failure of ``key`` (only the last ``limit`` are kept: no more are needed)."""
-        if not limit:
-            return
-        with self._lock:
-            now = self.clock()
-            failures = self._client(key, now).failures
-            failures.append(now)
-            while len(failures) > limit:
-                failures.popleft()
+        """Count a failure of ``key`` (none past ``limit``: the window closes as late anyway)."""
+        if limit:
+            self._count(key, limit, self.clock())
 
     def attempt(self, key: str, limit: int) -> int:
         """Count an attempt of ``key`` unless it is at ``limit``: then the whole seconds to wait
-        (nothing counted); 0: counted. One step, so that a burst in parallel cannot pass the limit."""
+        (nothing counted); 0: counted. One statement, so that a burst in parallel, on any number of
+        servers, cannot pass the limit."""
         if not limit:
             return 0
-        with self._lock:
-            now = self.clock()
-            failures = self._client(key, now).failures
-            if len(failures) >= limit:
-                return max(1, math.ceil(failures[-limit] + self.window - now))
-            failures.append(now)
-            return 0
+        now = self.clock()
+        return 0 if self._count(key, limit, now) else max(1, self._wait(key, limit, now))
 
     def first(self, key: str, kind: str) -> bool:
-        """Whether this is the first ``kind`` of event of ``key`` within the window."""
-        with self._lock:
-            now = self.clock()
-            client = self._client(key, now)
-            if client.noted.get(kind, -math.inf) > now - self.window:
-                return False
-            # Kinds noted longer ago are forgotten, so that the notes of a client stay few.
-            client.noted = {k: t for k, t in client.noted.items() if t > now - self.window}
-            client.noted[kind] = now
-            return True
-
-    def clear(self) -> None:
-        with self._lock:
-            self._clients.clear()
+        """Whether this is the first ``kind`` of event of ``key`` within the window (noted along
+        with a failure of ``key``, whose new window does the tidying)."""
+        return self._count(f"{key} {kind}", 1, self.clock(), tidy=False)

@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.login import FAILED_LOGINS, name_digest
-from accounts.models import AuditAction, AuditEntry, User
+from accounts.models import AuditAction, AuditEntry, ClientLimit, User
 from tests.admin.browser import Browser
 from tests.factories import PASSWORD, bearer, make_org, make_user
 from vantage6.throttle import FailureLimiter, client_address
@@ -167,7 +167,7 @@ def test_a_forwarded_address_counts_only_behind_a_trusted_proxy(api, world, limi
     assert _user_login(api, "victim", PASSWORD, ATTACKER, HTTP_X_FORWARDED_FOR=OTHER).status_code == 429
 
     limited.TRUSTED_PROXIES = [ipaddress.ip_network("10.0.0.0/8")]
-    FAILED_LOGINS.clear()
+    ClientLimit.objects.all().delete()  # the addresses start afresh
     for _ in range(LIMIT):
         # What the client wrote comes first; the proxy appends the address it saw.
         spoofed = f"192.0.2.1, {ATTACKER}"
@@ -229,23 +229,26 @@ def test_client_address(remote, forwarded, expected):
     assert client_address(meta, PROXIES) == expected
 
 
-def test_the_window_slides():
-    limiter, now = FailureLimiter(), [0.0]
+def test_the_window_closes_a_minute_after_its_first_failure():
+    limiter, now = FailureLimiter("test"), [0.0]
     limiter.clock = lambda: now[0]
     for at in (0, 10, 20):
         now[0] = at
         assert limiter.retry_after("x", 3) == 0
         limiter.fail("x", 3)
-    for at, wait in [(20, 40), (30.5, 30), (59.9, 1), (60, 0)]:  # at 60 the first failure is a minute old
+    for at, wait in [(20, 40), (30.5, 30), (59.9, 1), (60, 0)]:  # at 60 the window closes
         now[0] = at
         assert limiter.retry_after("x", 3) == wait, at
     assert limiter.retry_after("x", 0) == 0  # no limit
+    limiter.fail("x", 3)  # a new window
+    assert ClientLimit.objects.get().hits == 1
 
 
-def test_the_limiter_forgets_the_quietest_address_first():
-    limiter = FailureLimiter(max_clients=3)
+def test_closed_windows_are_forgotten():
+    limiter, now = FailureLimiter("test"), [0.0]
+    limiter.clock = lambda: now[0]
     for key in ("a", "b", "c"):
         limiter.fail(key, 1)
-    limiter.retry_after("a", 1)  # a is heard from again
-    limiter.fail("d", 1)  # b goes
-    assert [bool(limiter.retry_after(key, 1)) for key in ("a", "c", "d", "b")] == [True, True, True, False]
+    now[0] = 61
+    limiter.fail("d", 1)  # its window opens: the others' closed
+    assert list(ClientLimit.objects.values_list("name", flat=True)) == ["test d"]

@@ -152,7 +152,7 @@ def test_patch_membership_needs_global_edit(api, world):
 
 # --- members --------------------------------------------------------------------------------------
 def test_add_organization_is_idempotent_and_lists_members(api, world):
-    admin = headers_of(world.org_a, "Collaboration Admin")
+    admin = headers_of(world.org_a, "Root")
     url = f"/api/collaboration/{world.collab_ab.pk}/organization"
     for _ in range(2):
         response = api.post(url, {"id": world.org_c.pk}, format="json", **admin)
