@@ -89,7 +89,12 @@ def _counted(
     def counted(size: int) -> bytes:
         chunk = read(size)
         if chunk:
-            params = {"chunk": len(chunk), "name": name, "organization": organization_id, "quota": quota}
+            params: dict[str, str | int] = {
+                "chunk": len(chunk),
+                "name": name,
+                "organization": organization_id,
+                "quota": quota,
+            }
             with connection.cursor() as cursor:
                 cursor.execute(_GROW, params)
                 if cursor.rowcount != 1:

@@ -95,7 +95,12 @@ class FailureLimiter:
         """Count a failure of ``key`` unless it is at ``limit``; whether it counted. ``tidy``: the
         first failure of a window also forgets the windows that closed (few, found by the index), so
         the table holds no more than the clients of the windows open now."""
-        params = {"name": self._name(key), "closes": now + self.window, "now": now, "limit": limit}
+        params: dict[str, str | float] = {
+            "name": self._name(key),
+            "closes": now + self.window,
+            "now": now,
+            "limit": limit,
+        }
         with connection.cursor() as cursor:
             cursor.execute(_COUNT, params)
             row = cursor.fetchone()
