@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -114,6 +115,12 @@ def name_digest(username: str) -> str:
 
 
 # --- lock-out --------------------------------------------------------------------------------------
+# A password check (bcrypt) takes a fraction of a second; a guess counted this recently may still be
+# being checked, and a guess refused meanwhile waits for it.
+CHECKS_IN_FLIGHT_SECONDS = 2.0
+IN_FLIGHT_POLL_SECONDS = 0.05
+
+
 def _open_for_guesses(now: datetime) -> Q:
     """Accounts that may have a password guess checked: below the limit, or blocked long enough ago."""
     reopened = now - timedelta(minutes=settings.PASSWORD_INACTIVATION_MINUTES)
@@ -139,6 +146,21 @@ def _count_guess(username: str, now: datetime) -> bool:
         last_login_attempt=now,
     )
     return counted == 1
+
+
+def _count_when_checks_end(username: str) -> bool:
+    """Count a guess refused while other checks of the account may still be running (one was counted
+    moments ago): a check holds its count until it ends, and a right password clears them all, so a
+    burst of right passwords passes in turn. Gives up ``CHECKS_IN_FLIGHT_SECONDS`` after the last count."""
+    while User.objects.filter(username=username, last_login_attempt__gt=_in_flight_since()).exists():
+        time.sleep(IN_FLIGHT_POLL_SECONDS)
+        if _count_guess(username, timezone.now()):
+            return True
+    return False
+
+
+def _in_flight_since() -> datetime:
+    return timezone.now() - timedelta(seconds=CHECKS_IN_FLIGHT_SECONDS)
 
 
 def _uncount_guess(user: User) -> None:
@@ -211,7 +233,7 @@ def check_credentials(
     ``complete=False``: a second factor still follows, so the guess stays counted until it passes.
     """
     now = timezone.now()
-    counted = _count_guess(username, now)
+    counted = _count_guess(username, now) or _count_when_checks_end(username)
     user = User.objects.filter(username=username).first()
     if user is None or not counted:
         _equalise_timing(password, user)

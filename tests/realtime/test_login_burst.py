@@ -138,3 +138,11 @@ def test_a_reset_token_works_once_even_in_a_burst(password_server, account):
     assert sorted(r.status_code for r in responses) == [200] + [400] * 7
     chosen = passwords[[r.status_code for r in responses].index(200)]
     assert User.objects.using(LIVE).get(pk=account.pk).check_password(chosen)
+
+
+def test_a_burst_of_right_passwords_logs_every_one_in(password_server, account):
+    # Each check holds its count while it runs: the guesses past the limit wait for a slot.
+    responses = burst(password_server.url, [{"username": account.username, "password": PASSWORD}] * 8)
+
+    assert [r.status_code for r in responses] == [200] * 8
+    assert attempts(account) == 0
