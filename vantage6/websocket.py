@@ -112,14 +112,27 @@ def _tokens(value: bytes) -> set[bytes]:
     return {token.strip().lower() for token in value.split(b",")}
 
 
-_unflushed: list[WebSocket] = []  # the sockets with frames of this turn of the loop
+class _Turn:
+    """The sockets with frames queued in this turn of the loop: written together at its end."""
+
+    def __init__(self) -> None:
+        self.sockets: list[WebSocket] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, socket: WebSocket) -> None:
+        loop = asyncio.get_running_loop()
+        if not self.sockets or self.loop is not loop:
+            self.sockets, self.loop = [], loop  # the sockets of a closed loop went with it
+            loop.call_soon(self.flush)
+        self.sockets.append(socket)
+
+    def flush(self) -> None:
+        sockets, self.sockets = self.sockets, []
+        for socket in sockets:
+            socket._flush()
 
 
-def _flush_all() -> None:
-    sockets = _unflushed[:]
-    _unflushed.clear()
-    for socket in sockets:
-        socket._flush()
+_turn = _Turn()
 
 
 class Factory:
@@ -399,9 +412,7 @@ class WebSocket:
         event reaches every socket in the same turn)."""
         if self.outgoing is None:
             self.outgoing = [data]
-            if not _unflushed:
-                asyncio.get_running_loop().call_soon(_flush_all)
-            _unflushed.append(self)
+            _turn.add(self)
         else:
             self.outgoing.append(data)
 

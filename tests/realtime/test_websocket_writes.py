@@ -151,3 +151,30 @@ async def test_a_close_follows_the_frames_of_its_turn(pair):
     await turns()
     assert received(peer, 3) == frame(TEXT, b"a")
     assert transport.written[1:] == [close_frame(NORMAL)] and transport.disconnecting
+
+
+def test_frames_left_by_a_loop_that_ended_hold_nothing_up_in_the_next(pair):
+    ours, _ = pair
+    ended = asyncio.new_event_loop()
+
+    websocket, _ = ended.run_until_complete(opened(ours, []))
+    ended.call_soon(websocket._write, frame(TEXT, b"never"))
+    ended.call_soon(ended.stop)  # the loop ends with the turn: the frame's write never comes
+    ended.run_forever()
+    ended.close()
+    other, other_peer = socket.socketpair()
+    other.setblocking(False)
+    other_peer.settimeout(5)
+
+    async def next_loop() -> None:
+        websocket, transport = await opened(other, ["a"])
+        transport.drain()
+        websocket.dataReceived(masked("go"))
+        await turns()
+
+    try:
+        asyncio.run(next_loop())
+        assert received(other_peer, 3) == frame(TEXT, b"a")
+    finally:
+        other.close()
+        other_peer.close()
