@@ -37,6 +37,7 @@ from nodes.services import node_metrics_store
 from nodes.socket_store import DatabaseLiveness
 from vantage6.api.errors import ApiError
 from vantage6.logging import client_text
+from vantage6.socketio.database import events
 from vantage6.socketio.server import Namespace, Server, Socket
 from vantage6.socketio.store import Session
 
@@ -363,7 +364,7 @@ class TasksNamespace(Namespace):
         elif event in ("message", "error"):
             logger.info("socket %s sent %s: %s", socket.sid, event, client_text(data))
         elif event == "ping":
-            await database_sync_to_async(heartbeat)(identity["id"])
+            await events.run(heartbeat, identity["id"])
         elif event not in NODE_EVENTS:
             logger.info("socket %s sent unknown event %s; ignored", socket.sid, client_text(event))
         elif identity["kind"] != "node":
@@ -373,11 +374,11 @@ class TasksNamespace(Namespace):
 
     async def _node_event(self, socket: Socket, node: dict, event: str, data: object) -> None:
         if event == "node_info_update":
-            if not await database_sync_to_async(store_config)(node["id"], data):
+            if not await events.run(store_config, node["id"], data):
                 logger.warning("node %s sent a configuration that is not an object", node["id"])
             return
         if event == "node_metrics_update":
-            if ignored := await database_sync_to_async(node_metrics_store)(node["id"], data):
+            if ignored := await events.run(node_metrics_store, node["id"], data):
                 names = client_text(", ".join(ignored))
                 logger.info("node %s sent metrics that are not kept: %s", node["id"], names)
             return
@@ -385,7 +386,7 @@ class TasksNamespace(Namespace):
         if relay is None:
             logger.warning("node %s sent %s, which nothing here takes; ignored", node["id"], event)
             return
-        message = await database_sync_to_async(relay)(node, data)
+        message = await events.run(relay, node, data)
         if message is None:
             logger.warning("node %s sent %s not valid for a run of its own; ignored", node["id"], event)
             return

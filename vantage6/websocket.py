@@ -8,7 +8,8 @@ without a ``Handler``), hands the handler an ASGI scope with only the headers it
 itself: client frames masked, RSV bits zero (no extension is negotiated), known opcodes, control
 frames unfragmented and at most 125 bytes, a message at most ``max_message`` bytes (close 1009), text
 valid UTF-8 (close 1007), pings answered, the close handshake echoed. Anything else fails the
-connection with close 1002.
+connection with close 1002. The frames of one turn of the loop are written together at its end,
+straight to the socket while the transport has nothing buffered.
 
 The handler's events run one at a time, in order, in a task that exists only while there are any: an
 idle connection is one slotted object and its handler (no task, coroutine, queue, copy of the request's
@@ -41,6 +42,8 @@ VALID_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, *range(1007, 1015), *rang
 MAX_REQUEST_BYTES = 64 * 1024  # daphne (Twisted) bounds the request head already
 # Events waiting for the handler: reading pauses beyond this many.
 INBOX_LIMIT = 16
+# Frames longer than this go through the transport's buffer instead of straight to the socket.
+DIRECT_LIMIT = 64 * 1024
 HANDSHAKE, CONNECTING, OPEN, CLOSED = range(4)
 CONNECTED, RECEIVED, DISCONNECTED = range(3)  # the handler's events
 
@@ -109,6 +112,29 @@ def _tokens(value: bytes) -> set[bytes]:
     return {token.strip().lower() for token in value.split(b",")}
 
 
+class _Turn:
+    """The sockets with frames queued in this turn of the loop: written together at its end."""
+
+    def __init__(self) -> None:
+        self.sockets: list[WebSocket] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, socket: WebSocket) -> None:
+        loop = asyncio.get_running_loop()
+        if not self.sockets or self.loop is not loop:
+            self.sockets, self.loop = [], loop  # the sockets of a closed loop went with it
+            loop.call_soon(self.flush)
+        self.sockets.append(socket)
+
+    def flush(self) -> None:
+        sockets, self.sockets = self.sockets, []
+        for socket in sockets:
+            socket._flush()
+
+
+_turn = _Turn()
+
+
 class Factory:
     """Builds the websockets of one server; keeps those whose handler has not ended (``sockets``)."""
 
@@ -142,6 +168,7 @@ class WebSocket:
         "inbox",
         "message",
         "opcode",
+        "outgoing",
         "paused",
         "state",
         "task",
@@ -160,6 +187,7 @@ class WebSocket:
         self.inbox: list[tuple[int, Any]] | None = None  # events for the handler
         self.task: asyncio.Future | None = None  # runs them while there are any
         self.paused = False
+        self.outgoing: list[bytes] | None = None  # frames of this turn of the loop, not written yet
 
     # --- Twisted's protocol interface ------------------------------------------------------------------
     def makeConnection(self, transport: Any) -> None:
@@ -340,7 +368,7 @@ class WebSocket:
 
     def _control(self, opcode: int, payload: bytes) -> None:
         if opcode == PING:
-            self.transport.write(frame(PONG, payload))
+            self._write(frame(PONG, payload))
         elif opcode == CLOSE:
             if len(payload) == 1:
                 raise ProtocolError(PROTOCOL_ERROR, "close frame of one byte")
@@ -361,6 +389,7 @@ class WebSocket:
     def _close(self, closing: bytes) -> None:
         self.state = CLOSED
         self.buffer, self.message = b"", None
+        self._flush()
         self.transport.write(closing)
         self.transport.loseConnection()
         self._deliver(DISCONNECTED)
@@ -376,6 +405,44 @@ class WebSocket:
         if self.handler is not None:
             self._deliver(DISCONNECTED)
         return True
+
+    # --- frames to the client ------------------------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        """Queue a frame: the frames of one turn of the loop go out together, at its end (a room's
+        event reaches every socket in the same turn)."""
+        if self.outgoing is None:
+            self.outgoing = [data]
+            _turn.add(self)
+        else:
+            self.outgoing.append(data)
+
+    def _flush(self) -> None:
+        """Write the queued frames: straight to the socket while the transport holds nothing back (it
+        would register the socket for writing, wait for a turn of the loop, write and unregister it:
+        most of a small frame's cost); what the socket does not take now, and every frame of a
+        transport without a plain socket (TLS), goes through the transport's buffer."""
+        outgoing, self.outgoing = self.outgoing, None
+        if not outgoing:
+            return
+        data = outgoing[0] if len(outgoing) == 1 else b"".join(outgoing)
+        transport = self.transport
+        sock = getattr(transport, "socket", None)
+        if (
+            sock is not None
+            and len(data) <= DIRECT_LIMIT
+            and transport.connected
+            and not transport.disconnecting
+            and not transport.dataBuffer
+            and not getattr(transport, "_tempDataBuffer", True)
+        ):
+            try:
+                data = data[sock.send(data) :]
+            except BlockingIOError:
+                pass
+            except OSError:
+                pass  # the transport finds the error on its own when it reads or writes
+        if data:
+            transport.write(data)
 
     # --- the handler ------------------------------------------------------------------------------------
     def _deliver(self, event: int, value: Any = None) -> None:
@@ -441,8 +508,8 @@ class WebSocket:
         elif self.state == OPEN:
             if kind == "websocket.send":
                 if (text := message.get("text")) is not None:
-                    self.transport.write(frame(TEXT, text.encode()))
+                    self._write(frame(TEXT, text.encode()))
                 elif (data := message.get("bytes")) is not None:
-                    self.transport.write(frame(BINARY, data))
+                    self._write(frame(BINARY, data))
             elif kind == "websocket.close":
                 self._close(close_frame(message.get("code") or NORMAL, message.get("reason") or ""))

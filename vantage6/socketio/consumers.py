@@ -45,7 +45,8 @@ def _headers(scope: dict) -> dict[str, str]:
 class _NoConnectionCheck:
     """Channels closes stale database connections before every handler, a hop to the database
     thread per message; with a room event fanned out to every socket that hop dominates. The
-    handlers here reach the database only through ``database_sync_to_async``, which does it anyway."""
+    handlers here reach the database only through ``database_sync_to_async`` or the events' database
+    thread (``vantage6.socketio.database``), which do it anyway."""
 
     channel_layer_alias = NO_LAYER
     _session: Session | None

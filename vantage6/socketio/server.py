@@ -14,7 +14,8 @@ Ownership and routing:
   owner hands its state over, forgets it and forwards the session's late polling requests.
 * A room is a channel-layer group. A process is bound once per room any of its sessions is in
   (``room_members`` counts them), and passes each room packet on to those sessions in memory: one
-  publish per event, one frame per socket.
+  publish per event, one frame per socket. An event emitted in the process's own loop reaches its
+  sessions at once; the process skips its own publish when it comes back.
 * The database keeps no session: only the liveness row of each process (``Liveness``), and what the
   application keeps of its connections.
 """
@@ -37,7 +38,7 @@ from typing import Protocol, cast
 
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
-from channels.layers import DEFAULT_CHANNEL_LAYER, BaseChannelLayer
+from channels.layers import DEFAULT_CHANNEL_LAYER, BaseChannelLayer, InMemoryChannelLayer
 from django.db import DatabaseError
 
 from vantage6.logging import client_text, database_error_text
@@ -323,9 +324,8 @@ class Server:
     async def _on_message(self, message: dict) -> None:
         kind = message["type"]
         if kind == "eio.packets":
-            for sid in list(self.room_members.get(message["group"], ())):
-                if (session := self.sessions.get(sid)) is not None:
-                    await self._deliver(session, message["packets"])
+            if message.get("origin") != self.channel:  # this process delivered its own already
+                await self._deliver_room(message["group"], message["packets"])
         elif kind in ("eio.reply", "eio.held"):
             handler = self.pending.get(message["id"])
             if handler is not None:
@@ -814,8 +814,22 @@ class Server:
         return bridge.run(call, self.layer_alias, timeout=timeout)
 
     async def _fan_out(self, namespace: str, room: str, packet: str) -> None:
+        """In this process's loop its own sockets of the room get ``packet`` at once, and the layer
+        carries it only to the other processes (in-memory: only if some other is bound to the room)."""
         group = room_group(namespace, room)
-        await self.layer.group_send(group, {"type": "eio.packets", "group": group, "packets": [packet]})
+        message = {"type": "eio.packets", "group": group, "packets": [packet]}
+        if self.channel and asyncio.get_running_loop() is self._listening_loop:
+            await self._deliver_room(group, [packet])
+            layer = self.layer
+            if isinstance(layer, InMemoryChannelLayer) and set(layer.groups.get(group, ())) <= {self.channel}:
+                return
+            message["origin"] = self.channel
+        await self.layer.group_send(group, message)
+
+    async def _deliver_room(self, group: str, packets: list[str]) -> None:
+        for sid in list(self.room_members.get(group, ())):
+            if (session := self.sessions.get(sid)) is not None:
+                await self._deliver(session, packets)
 
     # --- housekeeping ----------------------------------------------------------------------------------
     def ensure_housekeeping(self) -> None:
