@@ -317,6 +317,19 @@ class CompiledInsert(_CompiledWrite[M]):
         instance._state.db = connection.alias
         return instance
 
+    def later(self, **values: object) -> None:
+        """``create(**values)`` sent with the transaction's next statement or its commit, where the
+        database backend can (``defer``: one round trip less on PostgreSQL), else at once. Nothing is
+        given back: for rows nothing reads in the same request (audit records)."""
+        connection = connections[DEFAULT_DB_ALIAS]
+        defer = getattr(connection, "defer", None)
+        if defer is None:
+            self(**values)
+            return
+        instance = self.model(**values)
+        params = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in self.fields]
+        defer(self.sql(connection).partition(" RETURNING ")[0], params)
+
     def many(self, rows: Sequence[dict]) -> list[M]:
         """``bulk_create`` of ``rows`` (each the values of one ``create``): one statement per
         ``BATCH`` rows; the saved instances, their primary keys set, in the order of ``rows``."""
