@@ -7,12 +7,16 @@ from django.db.models import Q, QuerySet, prefetch_related_objects
 from accounts.permissions import Principal, fetch, get_for
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from vantage6.api.lookups import like
-from vantage6.api.sql import PkLookup
-
+from vantage6.api.sql import CompiledList, Narrowed, PkLookup
 
 # --- organizations -----------------------------------------------------------------------------------
-def organization_list(principal: Principal, filters: dict) -> QuerySet[Organization]:
-    orgs = principal.visible("organization", Organization.objects.all())
+# The pages of the lists, compiled once per shape of the caller's scope.
+_organizations = CompiledList(Organization.objects.all)
+_collaborations = CompiledList(Collaboration.objects.all)
+
+
+def organization_list(principal: Principal, filters: dict) -> QuerySet[Organization] | Narrowed[Organization]:
+    orgs = principal.visible("organization", _organizations)
     if name := filters.get("name"):
         orgs = orgs.filter(like("name", name))
     if country := filters.get("country"):
@@ -40,14 +44,14 @@ def organization_get(principal: Principal, pk: int | str, operation: str | None 
 
 
 # --- collaborations ----------------------------------------------------------------------------------
-def _with_organizations(queryset: QuerySet, include: bool) -> QuerySet:
+def _with_organizations(queryset: QuerySet | Narrowed, include: bool) -> QuerySet | Narrowed:
     return queryset.prefetch_related("organizations") if include else queryset
 
 
 def collaboration_list(
     principal: Principal, filters: dict, *, include_organizations: bool = False
-) -> QuerySet[Collaboration]:
-    collabs = principal.visible("collaboration", Collaboration.objects.all())
+) -> QuerySet[Collaboration] | Narrowed[Collaboration]:
+    collabs = principal.visible("collaboration", _collaborations)
     if name := filters.get("name"):
         collabs = collabs.filter(like("name", name))
     if (encrypted := filters.get("encrypted")) is not None:
