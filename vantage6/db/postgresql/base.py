@@ -45,9 +45,11 @@ class DatabaseWrapper(PostgresDatabaseWrapper):
         """Send ``sql`` with the transaction's next statement or with its commit (at once outside a
         transaction). It gives nothing back; an error of it is raised by the statement it goes with.
         The query log shows it in the query string it was sent in."""
-        self.ensure_connection()
-        with self.wrap_database_errors:
-            self.connection.defer(sql, params)
+        if self.get_autocommit():
+            with self.cursor() as cursor:
+                cursor.execute(sql, params)
+        else:
+            self.connection.deferred.append((sql, params))
 
     def _commit(self) -> None:
         if self.connection is not None:
@@ -85,13 +87,6 @@ class Connection(psycopg2.extensions.connection):
         leading += self.deferred
         self.deferred = []
         return leading
-
-    def defer(self, sql: str, params: Sequence) -> None:
-        if self.in_transaction:
-            self.deferred.append((sql, params))
-        else:
-            with self.cursor() as cursor:
-                cursor.send(sql, params)
 
     def commit(self) -> None:
         ending: list[Statement] = self.deferred
