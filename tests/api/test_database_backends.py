@@ -20,24 +20,6 @@ from collaborations.models import Organization
 from tests.conftest import requires_services
 from tests.factories import bearer, make_collab, make_node, make_org, make_run, make_task, make_user
 from tests.realtime.live import sql_apart
-from vantage6.db.postgresql.base import Cursor
-
-
-@pytest.fixture
-def sent() -> list[str]:
-    """The query strings sent on the test thread's PostgreSQL connection (one a round trip), Django's
-    checks and transaction control included (they bypass Django's cursor and its query log)."""
-    statements: list[str] = []
-
-    class Recording(Cursor):
-        def send(self, query, vars):
-            statements.append(query if isinstance(query, str) else query.decode())
-            return super().send(query, vars)
-
-    connection.close()  # a new connection: none of the suite's earlier tests reaches its maximum age
-    connection.ensure_connection()
-    connection.connection.cursor_factory = Recording
-    return statements
 
 
 @pytest.fixture
