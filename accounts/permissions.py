@@ -24,7 +24,7 @@ from django.db.models.functions import Cast
 
 from accounts.catalogue import CONTAINER, NODE, OPERATIONS, SCOPE_RANK, SCOPES
 from vantage6.api.errors import ApiError, not_found, unauthorized
-from vantage6.api.sql import CompiledList, Narrowed, PkLookup, by_pk, joined
+from vantage6.api.sql import CompiledList, PkLookup, by_pk, joined
 
 GLO, COL, ORG, OWN = "GLOBAL", "COLLABORATION", "ORGANIZATION", "OWN"
 M = TypeVar("M", bound=Model)
@@ -247,12 +247,10 @@ class Principal:
             condition |= definition.also_viewable(self)
         return condition
 
-    def visible(
-        self, resource: str, queryset: QuerySet[M] | CompiledList[M], operation: str = "view"
-    ) -> QuerySet[M] | Narrowed[M]:
+    def visible(self, resource: str, queryset: QuerySet | CompiledList, operation: str = "view") -> QuerySet:
         """``queryset`` narrowed to what the principal's broadest scope allows; 401 without any rule.
         For a ``CompiledList`` (a list page's rows), the same rows by SQL compiled once per shape of
-        the condition."""
+        the condition: a ``Narrowed``, which stands in for the queryset."""
         condition = self.scope_condition(resource, operation)
         if condition is None:
             raise unauthorized()
@@ -260,7 +258,7 @@ class Principal:
         if isinstance(queryset, CompiledList):
             if condition is NOTHING:
                 return queryset.queryset().none()
-            return queryset.narrowed(condition, distinct)
+            return cast(QuerySet, queryset.narrowed(condition, distinct))
         if condition is EVERYTHING:
             return queryset
         if condition is NOTHING:

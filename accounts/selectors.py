@@ -11,7 +11,7 @@ from accounts.models import AuditAction, AuditEntry, Role, Rule, User
 from accounts.permissions import GLO, Principal, fetch, memberships
 from vantage6.api.errors import bad_request, unauthorized
 from vantage6.api.lookups import like
-from vantage6.api.sql import CompiledList, Narrowed, PkLookup
+from vantage6.api.sql import CompiledList, PkLookup
 
 
 def _name_or_code(value: str, codes: dict[str, str]) -> str:
@@ -59,7 +59,7 @@ user_by_pk = PkLookup(User.objects.all)
 _users = CompiledList(User.objects.all)  # the pages of the user list
 
 
-def user_list(principal: Principal, filters: dict) -> QuerySet[User] | Narrowed[User]:
+def user_list(principal: Principal, filters: dict) -> QuerySet[User]:
     if principal.max_scope("user", "view") is None:
         # Without a view rule a user may still look themself up by username.
         if filters.get("username") != principal.user.username:

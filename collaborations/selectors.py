@@ -7,7 +7,8 @@ from django.db.models import Q, QuerySet, prefetch_related_objects
 from accounts.permissions import Principal, fetch, get_for
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from vantage6.api.lookups import like
-from vantage6.api.sql import CompiledList, Narrowed, PkLookup
+from vantage6.api.sql import CompiledList, PkLookup
+
 
 # --- organizations -----------------------------------------------------------------------------------
 # The pages of the lists, compiled once per shape of the caller's scope.
@@ -15,7 +16,7 @@ _organizations = CompiledList(Organization.objects.all)
 _collaborations = CompiledList(Collaboration.objects.all)
 
 
-def organization_list(principal: Principal, filters: dict) -> QuerySet[Organization] | Narrowed[Organization]:
+def organization_list(principal: Principal, filters: dict) -> QuerySet[Organization]:
     orgs = principal.visible("organization", _organizations)
     if name := filters.get("name"):
         orgs = orgs.filter(like("name", name))
@@ -44,13 +45,13 @@ def organization_get(principal: Principal, pk: int | str, operation: str | None 
 
 
 # --- collaborations ----------------------------------------------------------------------------------
-def _with_organizations(queryset: QuerySet | Narrowed, include: bool) -> QuerySet | Narrowed:
+def _with_organizations(queryset: QuerySet, include: bool) -> QuerySet:
     return queryset.prefetch_related("organizations") if include else queryset
 
 
 def collaboration_list(
     principal: Principal, filters: dict, *, include_organizations: bool = False
-) -> QuerySet[Collaboration] | Narrowed[Collaboration]:
+) -> QuerySet[Collaboration]:
     collabs = principal.visible("collaboration", _collaborations)
     if name := filters.get("name"):
         collabs = collabs.filter(like("name", name))

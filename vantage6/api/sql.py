@@ -494,7 +494,7 @@ def _shape(condition: Q, values: list[int]) -> Shape | None:
                 return None
             parts.append(part)
             continue
-        lookup, value = child
+        lookup, value = cast(tuple, child)
         if type(value) is int:
             values.append(value)
             parts.append(("int", lookup))
@@ -587,7 +587,7 @@ class CompiledList(Generic[M]):
         """The compiled plan of ``narrowed`` and its condition's values; None: the ORM's way."""
         values: list[int] = []
         shape = _shape(narrowed.condition, values)
-        if shape is None or not _in_range(dict(enumerate(values))):
+        if shape is None or not all(_INT64_MIN <= value <= _INT64_MAX for value in values):
             return None
         connection = connections[DEFAULT_DB_ALIAS]
         plans = self._plans.get(connection)

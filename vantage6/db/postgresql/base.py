@@ -35,7 +35,8 @@ class DatabaseWrapper(PostgresDatabaseWrapper):
             {**conn_params, "connection_factory": Connection, "cursor_factory": Cursor}
         )
         if "isolation_level" in self.settings_dict["OPTIONS"]:
-            connection.begin = f"BEGIN ISOLATION LEVEL {self.isolation_level.name.replace('_', ' ')}"
+            level = self.isolation_level  # type: ignore[attr-defined]  # set by Django's get_new_connection
+            connection.begin = f"BEGIN ISOLATION LEVEL {level.name.replace('_', ' ')}"
         return connection
 
     def _set_autocommit(self, autocommit: bool) -> None:
