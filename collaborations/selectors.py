@@ -9,7 +9,6 @@ from collaborations.models import AlgorithmStore, Collaboration, Organization, S
 from vantage6.api.lookups import like
 from vantage6.api.sql import CompiledList, PkLookup
 
-
 # --- organizations -----------------------------------------------------------------------------------
 # The pages of the lists, compiled once per shape of the caller's scope.
 _organizations = CompiledList(Organization.objects.all)
