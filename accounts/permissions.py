@@ -24,7 +24,7 @@ from django.db.models.functions import Cast
 
 from accounts.catalogue import CONTAINER, NODE, OPERATIONS, SCOPE_RANK, SCOPES
 from vantage6.api.errors import ApiError, not_found, unauthorized
-from vantage6.api.sql import PkLookup, by_pk, joined
+from vantage6.api.sql import CompiledList, PkLookup, by_pk, joined
 
 GLO, COL, ORG, OWN = "GLOBAL", "COLLABORATION", "ORGANIZATION", "OWN"
 M = TypeVar("M", bound=Model)
@@ -278,17 +278,24 @@ class Principal:
             condition |= definition.also_viewable(self)
         return condition
 
-    def visible(self, resource: str, queryset: QuerySet, operation: str = "view") -> QuerySet:
-        """``queryset`` narrowed to what the principal's broadest scope allows; 401 without any rule."""
+    def visible(self, resource: str, queryset: QuerySet | CompiledList, operation: str = "view") -> QuerySet:
+        """``queryset`` narrowed to what the principal's broadest scope allows; 401 without any rule.
+        For a ``CompiledList`` (a list page's rows), the same rows by SQL compiled once per shape of
+        the condition: a ``Narrowed``, which stands in for the queryset."""
         condition = self.scope_condition(resource, operation)
         if condition is None:
             raise unauthorized()
+        distinct = RESOURCE_SCOPES[resource].repeats_rows and condition is not EVERYTHING
+        if isinstance(queryset, CompiledList):
+            if condition is NOTHING:
+                return queryset.queryset().none()
+            return cast(QuerySet, queryset.narrowed(condition, distinct))
         if condition is EVERYTHING:
             return queryset
         if condition is NOTHING:
             return queryset.none()
         narrowed = queryset.filter(condition)
-        return narrowed.distinct() if RESOURCE_SCOPES[resource].repeats_rows else narrowed
+        return narrowed.distinct() if distinct else narrowed
 
     def allows(self, resource: str, obj: Any, operation: str = "view") -> bool:
         """Whether ``obj`` is one of the rows ``visible`` gives: evaluated on the loaded row where the

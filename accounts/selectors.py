@@ -11,7 +11,7 @@ from accounts.models import AuditAction, AuditEntry, Role, Rule, User
 from accounts.permissions import GLO, Principal, fetch, memberships
 from vantage6.api.errors import bad_request, unauthorized
 from vantage6.api.lookups import like
-from vantage6.api.sql import PkLookup
+from vantage6.api.sql import CompiledList, PkLookup
 
 
 def _name_or_code(value: str, codes: dict[str, str]) -> str:
@@ -56,6 +56,9 @@ def _members_of(collaboration_id: int) -> QuerySet:
 user_by_pk = PkLookup(User.objects.all)
 
 
+_users = CompiledList(User.objects.all)  # the pages of the user list
+
+
 def user_list(principal: Principal, filters: dict) -> QuerySet[User]:
     if principal.max_scope("user", "view") is None:
         # Without a view rule a user may still look themself up by username.
@@ -63,7 +66,7 @@ def user_list(principal: Principal, filters: dict) -> QuerySet[User]:
             raise unauthorized()
         users = User.objects.filter(pk=principal.user.pk)
     else:
-        users = principal.visible("user", User.objects.all())
+        users = principal.visible("user", _users)
     for name in ("username", "firstname", "lastname", "email"):
         if value := filters.get(name):
             users = users.filter(like(name, value))

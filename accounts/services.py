@@ -36,7 +36,8 @@ def actor_of(identity: Authenticatable) -> Actor:
     return Actor(identity.type, identity.pk, getattr(identity, "organization_id", None))
 
 
-# Every state-changing request writes one: its INSERT is written once, not built per call.
+# Every state-changing request writes one: its INSERT is written once, not built per call, and goes
+# with the write's next statement or its commit (``CompiledInsert.later``).
 _insert_audit_entry = CompiledInsert(
     AuditEntry,
     [
@@ -57,7 +58,7 @@ def audit(principal: Any, action: str, obj: Any = None, **data: object) -> None:
     """Record one state-changing action by ``principal`` (a ``Principal`` or an ``Actor``; None: the
     system itself). ``action`` is one of ``AuditAction`` (ValueError otherwise)."""
     kind = getattr(principal, "kind", "system")
-    _insert_audit_entry(
+    _insert_audit_entry.later(
         actor_type=kind,
         actor_id=getattr(principal, "id", None) if kind != "container" else principal.claims.get("node_id"),
         actor_organization_id=getattr(principal, "organization_id", None) if kind != "system" else None,

@@ -7,12 +7,16 @@ from django.db.models import Q, QuerySet, prefetch_related_objects
 from accounts.permissions import Principal, fetch, get_for
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from vantage6.api.lookups import like
-from vantage6.api.sql import PkLookup
-
+from vantage6.api.sql import CompiledList, PkLookup
 
 # --- organizations -----------------------------------------------------------------------------------
+# The pages of the lists, compiled once per shape of the caller's scope.
+_organizations = CompiledList(Organization.objects.all)
+_collaborations = CompiledList(Collaboration.objects.all)
+
+
 def organization_list(principal: Principal, filters: dict) -> QuerySet[Organization]:
-    orgs = principal.visible("organization", Organization.objects.all())
+    orgs = principal.visible("organization", _organizations)
     if name := filters.get("name"):
         orgs = orgs.filter(like("name", name))
     if country := filters.get("country"):
@@ -47,7 +51,7 @@ def _with_organizations(queryset: QuerySet, include: bool) -> QuerySet:
 def collaboration_list(
     principal: Principal, filters: dict, *, include_organizations: bool = False
 ) -> QuerySet[Collaboration]:
-    collabs = principal.visible("collaboration", Collaboration.objects.all())
+    collabs = principal.visible("collaboration", _collaborations)
     if name := filters.get("name"):
         collabs = collabs.filter(like("name", name))
     if (encrypted := filters.get("encrypted")) is not None:

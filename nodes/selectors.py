@@ -12,7 +12,7 @@ from accounts.permissions import Principal, fetch, get_for
 from collaborations.models import Study
 from nodes.models import LEGACY_HASH_PREFIX, Node, NodeConfig, NodeMetrics, api_key_digest
 from vantage6.api.lookups import like
-from vantage6.api.sql import CorrelatedSQL, PkLookup
+from vantage6.api.sql import CompiledList, CorrelatedSQL, PkLookup
 
 
 def _config_sql(connection) -> tuple[str, tuple]:
@@ -37,8 +37,11 @@ def _nodes() -> QuerySet[Node]:
     return _NODES.all()
 
 
+_node_pages = CompiledList(_nodes)  # the pages of the node list
+
+
 def node_list(principal: Principal, filters: dict) -> QuerySet[Node]:
-    nodes = principal.visible("node", _nodes())
+    nodes = principal.visible("node", _node_pages)
     if (organization_id := filters.get("organization_id")) is not None:
         principal.require(principal.reaches("node", "view", organization_id=organization_id))
         nodes = nodes.filter(organization_id=organization_id)

@@ -11,9 +11,11 @@ import shutil
 from dataclasses import dataclass
 
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from tests import factories
+from vantage6.db.postgresql.base import Cursor
 
 SERVICES_REQUIRED = bool(os.environ.get("V6_REQUIRE_SERVICES"))
 
@@ -26,8 +28,6 @@ def _release_test_database(django_db_setup, django_db_blocker):  # noqa: ARG001 
     their connections would otherwise make the drop fail ("being accessed by other users").
     """
     yield
-    from django.db import connection
-
     if connection.vendor == "postgresql":
         with django_db_blocker.unblock(), connection.cursor() as cursor:
             cursor.execute(
@@ -97,3 +97,20 @@ def requires_services(*names: str) -> pytest.MarkDecorator:
     if missing and SERVICES_REQUIRED:
         pytest.fail(f"required services are not configured: {', '.join(missing)}", pytrace=False)
     return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}")
+
+
+@pytest.fixture
+def sent() -> list[str]:
+    """The query strings sent on the test thread's PostgreSQL connection (one a round trip), Django's
+    checks and transaction control included (they bypass Django's cursor and its query log)."""
+    statements: list[str] = []
+
+    class Recording(Cursor):
+        def send(self, query, vars):
+            statements.append(query if isinstance(query, str) else query.decode())
+            return super().send(query, vars)
+
+    connection.close()  # a new connection: none of the suite's earlier tests reaches its maximum age
+    connection.ensure_connection()
+    connection.connection.cursor_factory = Recording
+    return statements

@@ -11,31 +11,15 @@ import select
 import threading
 import time
 
-import psycopg2
 import pytest
 from django.conf import settings
-from django.db import close_old_connections, connection, connections, transaction
+from django.db import DatabaseError, close_old_connections, connection, connections, transaction
 
+from accounts.services import audit
+from collaborations.models import Organization
 from tests.conftest import requires_services
-from tests.factories import bearer, make_org, make_user
+from tests.factories import bearer, make_collab, make_node, make_org, make_run, make_task, make_user
 from tests.realtime.live import sql_apart
-
-
-@pytest.fixture
-def sent() -> list[str]:
-    """The statements sent on the test thread's PostgreSQL connection, Django's checks included (they
-    bypass Django's cursor and its query log)."""
-    statements: list[str] = []
-
-    class Recording(psycopg2.extensions.cursor):
-        def execute(self, query, vars=None):
-            statements.append(query if isinstance(query, str) else query.decode())
-            return super().execute(query, vars)
-
-    connection.close()  # a new connection: none of the suite's earlier tests reaches its maximum age
-    connection.ensure_connection()
-    connection.connection.cursor_factory = Recording
-    return statements
 
 
 @pytest.fixture
@@ -160,3 +144,77 @@ def test_two_writers_of_one_process_both_write(sqlite_file, first_fails):
     with sqlite_file.cursor() as cursor:
         cursor.execute("SELECT writer FROM entry ORDER BY rowid")
         assert cursor.fetchall() == ([("second",)] if first_fails else [("first",), ("second",)])
+
+
+# --- PostgreSQL: a write's transaction control and audit record ride with its statements ----------------
+@requires_services("postgres")
+@pytest.mark.usefixtures("transactional_db")
+def test_a_write_begins_with_its_first_statement_and_commits_with_its_audit_record(api, sent):
+    org = make_org("A")
+    collab = make_collab(org)
+    node, _ = make_node(org, collab)
+    run = make_run(make_task(collab, org), org)
+    headers = bearer(node)
+    assert next_request(api, headers).status_code == 200  # the node's first call records when it was seen
+    sent.clear()
+
+    close_old_connections()
+    response = api.post(
+        "/api/port", {"port": 8080, "run_id": run.pk, "label": "api"}, format="json", **headers
+    )
+
+    assert response.status_code == 201, response.content
+    # The caller; BEGIN and the port; the audit record and COMMIT: three round trips (psycopg2 sent
+    # BEGIN and COMMIT on their own, and the audit record was a round trip of its own).
+    assert [statement.split(" ", 3)[:3] for statement in sent] == [
+        ["SELECT", '"authenticatable"."id",', '"authenticatable"."type",'],
+        ["BEGIN;", "INSERT", "INTO"],
+        ["INSERT", "INTO", '"audit_entry"'],
+    ]
+    assert sent[1].startswith('BEGIN; INSERT INTO "algorithmport"')
+    assert sent[2].endswith("; COMMIT")
+    # Committed, as seen by another connection.
+    port = response.json()["id"]
+    assert from_another_connection("SELECT port, label FROM algorithmport WHERE id = %s", port) == [
+        (8080, "api")
+    ]
+    assert from_another_connection(
+        "SELECT actor_type, actor_id, action, object_id FROM audit_entry WHERE action = 'port.create'"
+    ) == [("node", node.pk, "port.create", port)]
+
+
+@requires_services("postgres")
+@pytest.mark.parametrize(
+    "before", [[], ["audit"], ["audit", "update"], ["update", "audit"]], ids=lambda steps: "+".join(steps)
+)
+@pytest.mark.usefixtures("transactional_db")
+def test_a_failed_transaction_leaves_nothing_and_the_connection_usable(before):
+    org = make_org("A")
+    steps = {
+        "audit": lambda: audit(None, "organization.edit", org),
+        "update": lambda: Organization.objects.filter(pk=org.pk).update(name="B"),
+    }
+    with pytest.raises(DatabaseError), transaction.atomic():
+        for step in before:
+            steps[step]()
+        Organization.objects.create(name="B" if "update" in before else "A")  # names are unique
+
+    assert from_another_connection("SELECT name FROM organization") == [("A",)]
+    assert from_another_connection("SELECT count(*) FROM audit_entry") == [(0,)]
+    with transaction.atomic():  # the next transaction begins and commits as any
+        audit(None, "organization.edit", org)
+    assert from_another_connection("SELECT action FROM audit_entry") == [("organization.edit",)]
+
+
+@requires_services("postgres")
+@pytest.mark.usefixtures("transactional_db")
+def test_statements_sent_together_keep_their_own_parameters():
+    org = make_org("A")
+    with transaction.atomic():
+        audit(None, "organization.edit", org, note="50%s")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT '100%'")  # no parameters: its % is its own
+            assert cursor.fetchone() == ("100%",)
+            cursor.execute("SELECT %s || '%%'", ["5"])
+            assert cursor.fetchone() == ("5%",)
+    assert from_another_connection("SELECT data->>'note' FROM audit_entry") == [("50%s",)]

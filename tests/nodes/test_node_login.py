@@ -8,6 +8,7 @@ import uuid
 import jwt
 import pytest
 import requests
+from django.db import connection
 
 from nodes.models import Node
 from tests.collaborations.helpers import headers_of
@@ -65,9 +66,12 @@ def test_unknown_key_is_a_401(api, world):  # noqa: ARG001 - other nodes exist
     assert response.json() == {"msg": "Api key is not recognized!"}
 
 
+# The audit entry: on PostgreSQL it goes with the transaction's next statement, here after the login
+# (the test's own transaction stays open), so it is not among the login's statements.
+AUDIT = 0 if connection.vendor == "postgresql" else 1
 # The failures of the client address, the node, then its login: spent logins cleared, the new one
 # stored, and its audit entry.
-LOGIN_QUERIES = 5
+LOGIN_QUERIES = 4 + AUDIT
 
 
 @pytest.mark.django_db
@@ -83,7 +87,7 @@ def test_login_queries_do_not_grow_with_the_number_of_nodes(api, world, django_a
     # An unknown key: the failures of the address, the digest lookup, the nodes still on an imported
     # vantage6 hash (none here), the audit entry of the failed login (noted once per address and
     # minute), and the failure counted (the first of a minute also forgets the minutes gone).
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(6 + AUDIT):
         assert login(api, str(uuid.uuid4())).status_code == 401
     with django_assert_num_queries(5):
         assert login(api, str(uuid.uuid4())).status_code == 401

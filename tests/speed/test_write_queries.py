@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tasks.models import Run, Task
+from tests.conftest import requires_services
 from tests.factories import bearer, make_collab, make_node, make_org, make_run, make_task, make_user
 from tests.tasks.conftest import container_headers_from, plain
 
@@ -148,3 +149,40 @@ def test_post_task_answers_the_task_as_it_is_stored(api):
     subtask = api.post("/api/task", body, format="json", **container)
     assert subtask.status_code == 201
     assert subtask.json() == api.get(f"/api/task/{subtask.json()['id']}", **headers).json()
+
+
+# Round trips to PostgreSQL of one write as the server runs it (its own transaction, committed): the
+# caller and the write's statements (as above), the first in the transaction with BEGIN in front, and
+# the audit record with COMMIT. BEGIN, the audit record and COMMIT were a round trip each.
+ROUND_TRIPS = [
+    ("port", 3),
+    ("run status", 6),
+    ("run completion", 5),
+    ("kill", 6),
+]
+
+
+@requires_services("postgres")
+@pytest.mark.usefixtures("transactional_db")
+@pytest.mark.parametrize(("write", "expected"), ROUND_TRIPS, ids=[write for write, _ in ROUND_TRIPS])
+def test_round_trips_of_a_write_on_postgresql(api, sent, write, expected):
+    orgs, collab, nodes = network(3)
+    task = make_task(collab, orgs[0])
+    run, *_ = (make_run(task, org, status="active" if write == "kill" else "pending") for org in orgs)
+    writes = {
+        "port": (nodes[0], "/api/port", {"port": 8080, "run_id": run.pk, "label": "api"}),
+        "run status": (nodes[0], f"/api/run/{run.pk}", {"status": "active"}),
+        "run completion": (nodes[0], f"/api/run/{run.pk}", {"status": "completed", "result": RESULT}),
+        "kill": (make_user(orgs[0], "Root"), "/api/kill/task", {"id": task.pk}),
+    }
+    identity, path, body = writes[write]
+    headers = warmed(api, identity)
+    method = api.patch if path.startswith("/api/run/") else api.post
+    sent.clear()
+
+    response = method(path, body, format="json", **headers)
+
+    assert response.status_code < 300, response.content
+    assert [sql.startswith("BEGIN; ") for sql in sent].count(True) == 1
+    assert sent[-1].startswith('INSERT INTO "audit_entry"') and sent[-1].endswith("; COMMIT")
+    assert len(sent) == expected, sent

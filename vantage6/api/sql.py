@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
 from weakref import WeakKeyDictionary
 
+from django.core.exceptions import EmptyResultSet
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Aggregate, CharField, Expression, F, Field, Model, QuerySet, Subquery, Value
+from django.db.models import Aggregate, CharField, Expression, F, Field, Model, Q, QuerySet, Subquery, Value
 
 # Builds the SQL of a subquery for one database connection: ``{outer}`` stands for the outer row's
 # column; returns the text and its parameters.
@@ -72,28 +73,7 @@ class PkLookup(Generic[M]):
         compiler = self.queryset().filter(pk=self._MARKER)[:1].query.get_compiler(connection=connection)
         sql, params = compiler.as_sql()
         (slot,) = (i for i, value in enumerate(params) if value == self._MARKER)
-        klass_info = compiler.klass_info
-        related = []
-        for info in klass_info.get("related_klass_infos", []):
-            assert not info["reverse"] and not info.get("related_klass_infos"), "forward, one level"
-            related.append((self._rows(compiler, info), info["local_setter"], info["remote_setter"]))
-        return _Plan(
-            sql=sql,
-            params=list(params),
-            slot=slot,
-            row=self._rows(compiler, klass_info),
-            related=related,
-            annotations=dict(compiler.annotation_col_map or {}),
-            converters=compiler.get_converters([col for col, _, _ in compiler.select[: compiler.col_count]]),
-        )
-
-    @staticmethod
-    def _rows(compiler, klass_info: dict) -> _Rows:
-        fields = klass_info["select_fields"]
-        start, end = fields[0], fields[-1] + 1
-        attnames = [column[0].target.attname for column in compiler.select[start:end]]
-        model = klass_info["model"]
-        return _Rows(model, start, end, attnames, attnames.index(model._meta.pk.attname))
+        return _Plan(sql=sql, params=list(params), slot=slot, **_instance_plan(compiler))
 
     def __call__(self, pk: int) -> M | None:
         if not _INT64_MIN <= pk <= _INT64_MAX:
@@ -109,16 +89,7 @@ class PkLookup(Generic[M]):
             row = cursor.fetchone()
         if row is None:
             return None
-        row = _converted(row, plan.converters, connection)
-        instance = plan.row.build(connection.alias, row)
-        for rows, local_setter, remote_setter in plan.related:
-            obj = rows.build(connection.alias, row)
-            local_setter(instance, obj)
-            if obj is not None:
-                remote_setter(obj, instance)
-        for name, position in plan.annotations.items():
-            setattr(instance, name, row[position])
-        return cast(M, instance)
+        return cast(M, _instance(plan, _converted(row, plan.converters, connection), connection.alias))
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -142,14 +113,56 @@ class _Rows:
 
 
 @dataclass(frozen=True)
-class _Plan:
-    sql: str
-    params: list
-    slot: int
+class _Instances:
+    """How a compiled query's rows become model instances, as ``QuerySet`` iteration builds them."""
+
     row: _Rows
     related: list[tuple[_Rows, Callable, Callable]]
     annotations: dict[str, int]
     converters: dict
+
+
+@dataclass(frozen=True)
+class _Plan(_Instances):
+    sql: str
+    params: list
+    slot: int
+
+
+def _rows(compiler, klass_info: dict) -> _Rows:
+    fields = klass_info["select_fields"]
+    start, end = fields[0], fields[-1] + 1
+    attnames = [column[0].target.attname for column in compiler.select[start:end]]
+    model = klass_info["model"]
+    return _Rows(model, start, end, attnames, attnames.index(model._meta.pk.attname))
+
+
+def _instance_plan(compiler) -> dict:
+    """The fields of ``_Instances`` for the query of ``compiler`` (compiled: ``as_sql`` was called)."""
+    klass_info = compiler.klass_info
+    related = []
+    for info in klass_info.get("related_klass_infos", []):
+        assert not info["reverse"] and not info.get("related_klass_infos"), "forward, one level"
+        related.append((_rows(compiler, info), info["local_setter"], info["remote_setter"]))
+    return {
+        "row": _rows(compiler, klass_info),
+        "related": related,
+        "annotations": dict(compiler.annotation_col_map or {}),
+        "converters": compiler.get_converters([col for col, _, _ in compiler.select[: compiler.col_count]]),
+    }
+
+
+def _instance(plan: _Instances, row: Sequence, alias: str) -> Model:
+    """The model instance of one row (its converters applied), with its related objects and annotations."""
+    instance = cast(Model, plan.row.build(alias, row))
+    for rows, local_setter, remote_setter in plan.related:
+        obj = rows.build(alias, row)
+        local_setter(instance, obj)
+        if obj is not None:
+            remote_setter(obj, instance)
+    for name, position in plan.annotations.items():
+        setattr(instance, name, row[position])
+    return instance
 
 
 def _converted(row: Sequence, converters: dict, connection: BaseDatabaseWrapper) -> Sequence:
@@ -317,6 +330,19 @@ class CompiledInsert(_CompiledWrite[M]):
         instance._state.db = connection.alias
         return instance
 
+    def later(self, **values: object) -> None:
+        """``create(**values)`` sent with the transaction's next statement or its commit, where the
+        database backend can (``defer``: one round trip less on PostgreSQL), else at once. Nothing is
+        given back: for rows nothing reads in the same request (audit records)."""
+        connection = connections[DEFAULT_DB_ALIAS]
+        defer = getattr(connection, "defer", None)
+        if defer is None:
+            self(**values)
+            return
+        instance = self.model(**values)
+        params = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in self.fields]
+        defer(self.sql(connection).partition(" RETURNING ")[0], params)
+
     def many(self, rows: Sequence[dict]) -> list[M]:
         """``bulk_create`` of ``rows`` (each the values of one ``create``): one statement per
         ``BATCH`` rows; the saved instances, their primary keys set, in the order of ``rows``."""
@@ -449,3 +475,209 @@ class CompiledInsertIf(_CompiledWrite[M]):
         instance._state.adding = False
         instance._state.db = connection.alias
         return instance
+
+
+# A condition's shape: its structure, lookups and constants, with its integers as parameters:
+# ("q", connector, negated, parts); a part is a shape or ("int", lookup), ("ints", lookup, count),
+# ("const", lookup, value).
+Shape = tuple
+
+
+def _shape(condition: Q, values: list[int]) -> Shape | None:
+    """The shape of ``condition``, its integers appended to ``values``; None for a condition of other
+    values (expressions, querysets, ...): those are not compiled."""
+    parts: list = []
+    for child in condition.children:
+        if isinstance(child, Q):
+            part = _shape(child, values)
+            if part is None:
+                return None
+            parts.append(part)
+            continue
+        lookup, value = cast(tuple, child)
+        if type(value) is int:
+            values.append(value)
+            parts.append(("int", lookup))
+        elif isinstance(value, list | tuple | set | frozenset) and all(type(v) is int for v in value):
+            values.extend(value)
+            parts.append(("ints", lookup, len(value)))
+        elif value is None or isinstance(value, bool | str):
+            parts.append(("const", lookup, value))
+        else:
+            return None
+    return ("q", condition.connector, condition.negated, tuple(parts))
+
+
+def _condition(shape: Shape, markers: Iterator[int]) -> Q:
+    """The condition of ``shape`` with the next of ``markers`` for each of its integers."""
+    _, connector, negated, parts = shape
+    children: list = []
+    for part in parts:
+        if part[0] == "q":
+            children.append(_condition(part, markers))
+        elif part[0] == "int":
+            children.append((part[1], next(markers)))
+        elif part[0] == "ints":
+            children.append((part[1], [next(markers) for _ in range(part[2])]))
+        else:
+            children.append((part[1], part[2]))
+    return Q(*children, _connector=connector, _negated=negated)
+
+
+@dataclass(frozen=True)
+class _ListPlan(_Instances):
+    sql: str  # without LIMIT and OFFSET
+    params: list
+    slots: list[tuple[int, int]]  # (position among the SQL's parameters, index of the condition's value)
+    count_sql: str
+    count_params: list
+    count_slots: list[tuple[int, int]]
+
+
+class CompiledList(Generic[M]):
+    """The rows of ``queryset()`` that a condition (the permission engine's) leaves, a page at a time,
+    compiled to SQL once per database connection and shape of the condition, ordering and DISTINCT:
+    each request binds its own condition's values. Building and compiling the ORM's query of a list
+    page and its count cost more than running them. Conditions of other values than integers,
+    strings, booleans and None, and conditions Django finds empty, take the ORM's way.
+    """
+
+    _MARKER = 987_650_000  # stand-ins: _MARKER, _MARKER + 1, ... (values no query of ours uses)
+    MAX_PLANS = 64  # per connection (callers choose the ordering): all are dropped when full
+
+    def __init__(self, queryset: Callable[[], QuerySet[M]]) -> None:
+        self.queryset = queryset
+        self._plans: WeakKeyDictionary[BaseDatabaseWrapper, dict[tuple, _ListPlan | None]] = (
+            WeakKeyDictionary()
+        )
+
+    def narrowed(self, condition: Q, distinct: bool) -> Narrowed[M]:
+        """What ``queryset().filter(condition)`` (``.distinct()``) gives, for a list page."""
+        return Narrowed(self, condition, distinct, ())
+
+    def _compile(
+        self, connection: BaseDatabaseWrapper, shape: Shape, distinct: bool, order: tuple[str, ...]
+    ) -> _ListPlan | None:
+        size = _marker_count(shape)
+        queryset = self.queryset().filter(_condition(shape, iter(range(self._MARKER, self._MARKER + size))))
+        if distinct:
+            queryset = queryset.distinct()
+        try:
+            page = queryset.order_by(*order).query.get_compiler(connection=connection)
+            sql, params = page.as_sql()
+            count_sql, count_params = (
+                queryset.order_by().values("pk").query.get_compiler(connection=connection).as_sql()
+            )
+        except EmptyResultSet:
+            return None
+        slots, count_slots = _slots(params, self._MARKER, size), _slots(count_params, self._MARKER, size)
+        if slots is None or count_slots is None:
+            return None
+        return _ListPlan(
+            sql=sql,
+            params=list(params),
+            slots=slots,
+            count_sql=f'SELECT COUNT(*) FROM ({count_sql}) "rows"',
+            count_params=list(count_params),
+            count_slots=count_slots,
+            **_instance_plan(page),
+        )
+
+    def plan(self, narrowed: Narrowed[M]) -> tuple[_ListPlan, list[int]] | None:
+        """The compiled plan of ``narrowed`` and its condition's values; None: the ORM's way."""
+        values: list[int] = []
+        shape = _shape(narrowed.condition, values)
+        if shape is None or not all(_INT64_MIN <= value <= _INT64_MAX for value in values):
+            return None
+        connection = connections[DEFAULT_DB_ALIAS]
+        plans = self._plans.get(connection)
+        if plans is None:
+            plans = self._plans[connection] = {}
+        key = (shape, narrowed.distinct, narrowed.order)
+        if key not in plans:
+            if len(plans) >= self.MAX_PLANS:
+                plans.clear()
+            plans[key] = self._compile(connection, shape, narrowed.distinct, narrowed.order)
+        plan = plans[key]
+        return None if plan is None else (plan, values)
+
+
+def _marker_count(shape: Shape) -> int:
+    counts = {"int": lambda _: 1, "ints": lambda part: part[2], "const": lambda _: 0, "q": _marker_count}
+    return sum(counts[part[0]](part) for part in shape[3])
+
+
+def _slots(params: Sequence, marker: int, size: int) -> list[tuple[int, int]] | None:
+    """Where the stand-ins of the condition's values are among ``params``; None if one is missing."""
+    slots = [
+        (i, value - marker)
+        for i, value in enumerate(params)
+        if type(value) is int and 0 <= value - marker < size
+    ]
+    return slots if {index for _, index in slots} == set(range(size)) else None
+
+
+def _bound(params: list, slots: list[tuple[int, int]], values: list[int]) -> list:
+    params = list(params)
+    for position, index in slots:
+        params[position] = values[index]
+    return params
+
+
+class Narrowed(Generic[M]):
+    """The rows of a ``CompiledList`` under a condition, for ``vantage6.api.pagination``: ``order_by``,
+    a slice, iteration and ``count`` run compiled SQL; anything else is asked of the ORM's queryset."""
+
+    def __init__(
+        self, compiled: CompiledList[M], condition: Q, distinct: bool, order: tuple[str, ...]
+    ) -> None:
+        self.compiled, self.condition, self.distinct, self.order = compiled, condition, distinct, order
+
+    @property
+    def model(self) -> type[M]:
+        return self.compiled.queryset().model
+
+    def orm(self) -> QuerySet[M]:
+        queryset = self.compiled.queryset().filter(self.condition)
+        queryset = queryset.distinct() if self.distinct else queryset
+        return queryset.order_by(*self.order) if self.order else queryset
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.orm(), name)
+
+    def order_by(self, *order: str) -> Narrowed[M]:
+        return Narrowed(self.compiled, self.condition, self.distinct, order)
+
+    def __getitem__(self, rows: slice) -> list[M]:
+        assert (
+            isinstance(rows, slice) and rows.step is None and rows.start is not None and rows.stop is not None
+        )
+        return self._rows(rows.start, rows.stop - rows.start)
+
+    def __iter__(self) -> Iterator[M]:
+        return iter(self._rows(0, None))
+
+    def _rows(self, offset: int, limit: int | None) -> list[M]:
+        planned = self.compiled.plan(self)
+        if planned is None:
+            orm = self.orm()
+            return list(orm[offset : offset + limit] if limit is not None else orm[offset:])
+        plan, values = planned
+        connection = connections[DEFAULT_DB_ALIAS]
+        sql, params = plan.sql, _bound(plan.params, plan.slots, values)
+        if limit is not None:
+            sql, params = f"{sql} LIMIT %s OFFSET %s", [*params, limit, offset]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        alias = connection.alias
+        return [cast(M, _instance(plan, _converted(row, plan.converters, connection), alias)) for row in rows]
+
+    def count(self) -> int:
+        planned = self.compiled.plan(self)
+        if planned is None:
+            return self.orm().count()
+        plan, values = planned
+        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+            cursor.execute(plan.count_sql, _bound(plan.count_params, plan.count_slots, values))
+            return cursor.fetchone()[0]

@@ -1,0 +1,95 @@
+"""The hot list pages (users, organizations, collaborations, nodes) run SQL compiled once per shape of
+the caller's scope, ordering and DISTINCT (``vantage6.api.sql.CompiledList``): the same answers as the
+ORM's queries, each caller's own rows, and no query built once a shape is compiled."""
+
+from __future__ import annotations
+
+import pytest
+from django.db.models.sql.compiler import SQLCompiler
+
+from tests.factories import bearer, make_collab, make_node, make_org, make_user
+from vantage6.api.sql import CompiledList
+
+pytestmark = pytest.mark.django_db
+
+LISTS = ["/api/user", "/api/organization", "/api/collaboration", "/api/node"]
+# Pages of one row, sorted, past the end, a full page (then the count runs), everything in one page.
+PAGES = ["", "?per_page=1", "?per_page=2&page=2&sort=-name", "?page=9", "?per_page=3", "?sort=-id"]
+CALLERS = ["root", "organization admin", "researcher", "viewer", "collaboration admin", "node", "no rules"]
+
+
+@pytest.fixture
+def callers(world) -> dict[str, dict[str, str]]:
+    """Callers of every scope shape, in a network with rows they may and may not see."""
+    org_d = make_org("D")
+    make_collab(world.org_a, org_d, name="AD")
+    make_node(org_d, world.collab_c, "node-d")
+    for org in (world.org_a, world.org_b, world.org_c, org_d):
+        make_user(org, "Researcher")
+    return {
+        "root": bearer(make_user(world.org_a, "Root")),
+        "organization admin": bearer(make_user(world.org_b, "Organization Admin")),
+        "researcher": bearer(make_user(world.org_a, "Researcher")),
+        "viewer": bearer(make_user(org_d, "Viewer")),
+        "collaboration admin": bearer(make_user(world.org_c, "Collaboration Admin")),
+        "node": bearer(world.node_a),
+        "no rules": bearer(make_user(world.org_a)),
+    }
+
+
+def _answer(response) -> tuple:
+    return response.status_code, response.content, response.get("total-count"), response.get("Link")
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("path", LISTS)
+def test_a_compiled_page_answers_as_the_orms_query(api, callers, monkeypatch, caller, path):
+    headers = callers[caller]
+    compiled = [_answer(api.get(path + page, **headers)) for page in PAGES]
+    compiled += [_answer(api.get(path + page, **headers)) for page in PAGES]  # the plans at work
+    monkeypatch.setattr(CompiledList, "plan", lambda *_: None)  # the ORM's way
+
+    assert compiled == [_answer(api.get(path + page, **headers)) for page in PAGES] * 2
+
+
+@pytest.mark.parametrize("path", LISTS)
+def test_callers_of_one_shape_each_get_their_own_rows(api, world, path):
+    """Organization admins of two organizations: the same shape of scope, other values."""
+    admins = {org.name: make_user(org, "Organization Admin") for org in (world.org_a, world.org_c)}
+    seen = {
+        name: sorted(row["id"] for row in api.get(path, **bearer(admin)).json()["data"])
+        for name, admin in admins.items()
+    }
+    expected = {
+        "/api/user": {name: [admin.pk] for name, admin in admins.items()},
+        "/api/organization": {"A": [world.org_a.pk, world.org_b.pk], "C": [world.org_c.pk]},
+        "/api/collaboration": {"A": [world.collab_ab.pk], "C": [world.collab_c.pk]},
+        "/api/node": {"A": [world.node_a.pk, world.node_b.pk], "C": [world.node_c.pk]},
+    }[path]
+    assert seen == expected
+
+
+# The rows of the benchmark (and a node's organizations, collaborations) and scopes other than global.
+HOT = [(caller, path) for caller in ("root", "organization admin", "researcher") for path in LISTS]
+HOT += [("node", path) for path in LISTS[1:]]
+
+
+@pytest.mark.parametrize(("caller", "path"), HOT)
+def test_a_list_page_builds_no_query_once_its_shape_is_compiled(api, callers, monkeypatch, caller, path):
+    headers = callers[caller]
+    full = f"{path}?per_page=1"  # a full page: the page and the count query
+    assert api.get(full, **headers).status_code == 200
+    compiled: list[str] = []
+    as_sql = SQLCompiler.as_sql
+
+    def counted(self, *args, **kwargs):
+        sql, params = as_sql(self, *args, **kwargs)
+        compiled.append(sql)
+        return sql, params
+
+    monkeypatch.setattr(SQLCompiler, "as_sql", counted)
+    response = api.get(full, **headers)
+
+    assert response.status_code == 200, response.content
+    assert len(response.json()["data"]) == 1
+    assert compiled == []
