@@ -32,7 +32,7 @@ FEED_CHUNK = 256 * 1024
 FEED_POLL_SECONDS = 0.001
 
 
-def _msg(limit: int) -> str:
+def too_large_message(limit: int) -> str:
     return f"The request body is larger than the limit of {limit // 2**20} MiB"
 
 
@@ -127,7 +127,7 @@ class LimitedWebRequest(http_protocol.WebRequest):
         self.refused = True
         self.content.close()
         self.content = io.BytesIO()
-        body = json.dumps({"msg": _msg(self.limit)}).encode()
+        body = json.dumps({"msg": too_large_message(self.limit)}).encode()
         self.channel.transport.write(
             b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nConnection: close\r\n"
             b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
