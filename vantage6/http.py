@@ -357,7 +357,7 @@ class Connection:
         exchange = self.exchange
         if exchange is not None:
             exchange.gone()
-        if exchange is None or not exchange.started:
+        if exchange is None or not (exchange.written or exchange.refused):
             self.transport.write(error_response(status, message))
         if status != 408:
             logger.info("bad request from %s: %s", self.peer(), message)
@@ -567,7 +567,9 @@ class Exchange:
             lines.append(b"%s: %s\r\n" % (name, value))
         if not dated:
             lines.append(b"Date: %s\r\n" % http_date())
-        if not length and not (status < 200 or status in (204, 304)):
+        if status < 200 or status in (204, 304):
+            self.head_only = True  # an answer without a body
+        elif not length:
             if not more:
                 lines.append(b"Content-Length: %d\r\n" % len(body))
             elif self.version == b"HTTP/1.1":

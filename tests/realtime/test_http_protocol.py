@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import socket
 import time
 
@@ -286,3 +287,31 @@ def test_blobs_stream_up_and_down(served, live_world):
         status, fields, body = reader.response()
     assert status == 200 and body == data
     assert "transfer-encoding" in fields or int(fields["content-length"]) == len(data)
+
+
+def test_a_graceful_stop_answers_kept_alive_connections_once_and_drops_long_polls(live_db, live_folder):
+    daphne = Daphne(live_db.process_env(), live_folder)
+    try:
+        with _connect(daphne.port) as kept, _connect(daphne.port) as poll:
+            kept.sendall(VERSION)
+            kept_reader = Reader(kept)
+            assert kept_reader.response()[0] == 200
+            poll.sendall(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n")
+            poll_reader = Reader(poll)
+            status, _, opened = poll_reader.response()
+            sid = json.loads(opened[1:])["sid"].encode()
+            poll.sendall(b"GET /socket.io/?EIO=4&transport=polling&sid=%s HTTP/1.1\r\nHost: x\r\n\r\n" % sid)
+            time.sleep(0.5)  # the long-poll waits for packets
+
+            daphne.process.send_signal(signal.SIGTERM)
+            assert poll_reader.closed()  # dropped without an answer: the client reconnects elsewhere
+            time.sleep(1)
+            assert daphne.process.poll() is None  # the idle kept-alive connection is the proxy's to close
+            kept.sendall(VERSION)
+            status, fields, _ = kept_reader.response()
+            assert (status, fields["connection"]) == (200, "close")
+            assert kept_reader.closed()
+        assert daphne.process.wait(10) == 0
+    finally:
+        daphne.show_log()
+        daphne.stop()
