@@ -6,7 +6,8 @@ too late. So daphne's request class is replaced by one that compares ``Content-L
 limit as soon as the headers are in, and counts the bytes of a body without one (chunked) as they
 arrive. A body over the limit is answered 413 at once and the rest of it is read and thrown away,
 never stored. A large body within its limit (a blob upload) is handed to the application from the
-temporary file a chunk at a time, as the application reads it.
+temporary file a chunk at a time, as the application reads it. That is for plain daphne;
+``python -m vantage6.serve`` serves HTTP with ``vantage6.http``, which applies ``body_limit`` itself.
 """
 
 from __future__ import annotations
