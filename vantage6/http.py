@@ -3,10 +3,10 @@
 daphne serves HTTP through Twisted's ``HTTPChannel`` and ``Request`` (header objects, a temporary file
 per body), its own request class (a queue and checks per message) and periodic sweeps of every request;
 this protocol takes their place. It reads one request at a time: the request line and headers (bounded:
-``MAX_HEAD_BYTES``, ``MAX_HEADERS``; strict, anything malformed is answered 400 and the connection
-closed), a ``Content-Length`` or chunked body (over its limit, ``vantage6.limits``: 413 at once, the
-rest read and thrown away), keep-alive as HTTP/1.0 and 1.1 say, ``Expect: 100-continue`` and HEAD.
-Pipelined requests wait in the buffer until the one before is answered. The application starts once
+``MAX_HEAD_BYTES``, ``MAX_HEADERS``: 431; strict, anything malformed is answered 400, 501 or 505 and
+the connection closed), a ``Content-Length`` or chunked body (over its limit, ``vantage6.limits``: 413
+at once, the rest read and thrown away), keep-alive as HTTP/1.0 and 1.1 say, ``Expect: 100-continue``
+and HEAD. Pipelined requests wait in the buffer until the one before is answered. The application starts once
 the head is in and takes the body as it arrives (reading pauses while it has a ``FEED_CHUNK`` unread);
 a streamed response is written as the transport takes it.
 
@@ -63,6 +63,8 @@ Application = Callable[[dict, Any, Any], Any]
 
 
 class BadRequest(Exception):
+    """The request cannot be served: answered ``status``, then the connection closes."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
