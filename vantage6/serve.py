@@ -126,7 +126,7 @@ def run_daphne(binding: list[str]) -> None:
             self.http.draining = True  # each answer from now on closes its connection
             from vantage6.asgi import server as sockets  # the application daphne serves, loaded already
 
-            sockets.stopping = True
+            sockets.stop()  # its long-polling clients start over with another process
             logger.info(
                 "Stopping: %d socket connections closed, finishing the requests", self._drop_sockets()
             )
