@@ -32,6 +32,7 @@ class PooledASGIHandler(ASGIHandler):
         base.BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
         self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="http")
+        self._respond_in_thread = self._in_thread(self._respond)  # built once: it costs per request
 
     def _in_thread(self, func):
         return SyncToAsync(func, thread_sensitive=False, executor=self.executor)
@@ -45,14 +46,21 @@ class PooledASGIHandler(ASGIHandler):
             return
         scope = _with_body_length(scope, body_file)
         try:
-            response = await self._in_thread(self._respond)(scope, body_file)
-            if response.streaming and not response.is_async:
+            response = await self._respond_in_thread(scope, body_file)
+            if not response.streaming:  # the whole body: one message
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": response.status_code,
+                        "headers": self._headers(response),
+                    }
+                )
+                await send({"type": "http.response.body", "body": response.content})
+            elif not response.is_async:
                 await self._send_streaming(response, send)
-            else:
-                # Complete bodies, and async streams (Django's own path consumes those in the loop).
+            else:  # an async stream: Django's own path consumes it in the loop
                 await self.send_response(response, send)
-                if response.streaming:
-                    await self._in_thread(response.close)()
+                await self._in_thread(response.close)()
         finally:
             body_file.close()
 

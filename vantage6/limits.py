@@ -6,7 +6,8 @@ too late. So daphne's request class is replaced by one that compares ``Content-L
 limit as soon as the headers are in, and counts the bytes of a body without one (chunked) as they
 arrive. A body over the limit is answered 413 at once and the rest of it is read and thrown away,
 never stored. A large body within its limit (a blob upload) is handed to the application from the
-temporary file a chunk at a time, as the application reads it.
+temporary file a chunk at a time, as the application reads it. That is for plain daphne;
+``python -m vantage6.serve`` serves HTTP with ``vantage6.http``, which applies ``body_limit`` itself.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ FEED_CHUNK = 256 * 1024
 FEED_POLL_SECONDS = 0.001
 
 
-def _msg(limit: int) -> str:
+def too_large_message(limit: int) -> str:
     return f"The request body is larger than the limit of {limit // 2**20} MiB"
 
 
@@ -127,7 +128,7 @@ class LimitedWebRequest(http_protocol.WebRequest):
         self.refused = True
         self.content.close()
         self.content = io.BytesIO()
-        body = json.dumps({"msg": _msg(self.limit)}).encode()
+        body = json.dumps({"msg": too_large_message(self.limit)}).encode()
         self.channel.transport.write(
             b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nConnection: close\r\n"
             b"Content-Length: %d\r\n\r\n%s" % (len(body), body)

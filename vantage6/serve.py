@@ -7,9 +7,10 @@ One process: daphne runs in this one. Several: the sockets are bound here, one p
 uses one core). Ending this process (SIGTERM, SIGINT) ends them all; when one of them
 exits, the others are stopped and this process exits with its status, for the supervisor to restart.
 
-daphne parses HTTP; the connections it upgrades to websockets (``/socket.io/`` only) are served by
-``vantage6.websocket``, a lean protocol of our own in place of autobahn's, which calls the Socket.IO
-websocket consumer directly (``vantage6.asgi``'s websocket route is what plain daphne serves).
+daphne runs the event loop; the connections are served by protocols of our own in place of Twisted's
+and autobahn's: ``vantage6.http`` parses HTTP and calls the ASGI application, and hands the
+connections upgraded to websockets (``/socket.io/`` only) to ``vantage6.websocket``, which calls the
+Socket.IO websocket consumer directly (``vantage6.asgi``'s websocket route is what plain daphne serves).
 
 Every daphne process stops gracefully on SIGTERM or SIGINT: it stops accepting connections, closes
 its Socket.IO connections at once (websockets, and long-polling requests that only wait for packets)
@@ -30,14 +31,12 @@ import socket
 import subprocess
 import sys
 import time
-import weakref
 from typing import Any
 
 APPLICATION = "vantage6.asgi:application"
 STOP_SECONDS = 20
 IDLE_SECONDS = 5
 BACKLOG = 1024
-SOCKET_PATH = b"/socket.io/"
 # The handshake headers the websocket application reads (the token, in nodes.consumers.handshake_auth):
 # the only ones its scope carries.
 SCOPE_HEADERS = (b"authorization",)
@@ -72,56 +71,13 @@ def run_daphne(binding: list[str]) -> None:
     # daphne.server installs Twisted's asyncio reactor: imported here, before anything imports Twisted.
     from daphne.cli import CommandLineInterface
     from daphne.server import Server
-    from twisted.internet import defer
     from twisted.internet import reactor as twisted_reactor
-    from twisted.internet.protocol import connectionDone
-    from twisted.python.failure import Failure
-    from twisted.web import http
 
-    from vantage6 import websocket
+    from vantage6 import http, websocket
 
     reactor: Any = twisted_reactor  # the asyncio reactor: its interfaces are not typed as one
 
-    class Connection(http.HTTPChannel):
-        """An HTTP connection; once the server drains, each response closes it."""
-
-        draining = False
-        open: weakref.WeakSet = weakref.WeakSet()
-
-        def connectionMade(self) -> None:
-            super().connectionMade()
-            Connection.open.add(self)
-
-        def connectionLost(self, reason: Failure = connectionDone) -> None:
-            Connection.open.discard(self)
-            super().connectionLost(reason)
-
-        def checkPersistence(self, request: Any, version: bytes) -> bool:
-            if Connection.draining:
-                request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
-                return False
-            return super().checkPersistence(request, version)
-
-        def serves_http(self) -> bool:
-            """False once upgraded: the websocket took the transport over."""
-            return not isinstance(getattr(self.transport, "protocol", None), websocket.WebSocket)
-
-        def close_after_response(self) -> None:
-            """The request in progress (if any) is the last one; an idle connection's next request is
-            answered so by ``checkPersistence``."""
-            if self.requests:
-                self.persistent = False
-            for request in self.requests:
-                if not request.startedWriting:
-                    request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
-
-    def waits_for_packets(request: Any) -> bool:
-        """A long-polling GET: it ends only when the client or the server closes it."""
-        return request.method == b"GET" and request.path.startswith(SOCKET_PATH)
-
     class GracefulServer(Server):
-        connections: dict[Any, dict]
-
         def __init__(self, *args: object, **kwargs: object) -> None:
             super().__init__(*args, **{**kwargs, "signal_handlers": False})
             self.ports: list = []
@@ -139,7 +95,6 @@ def run_daphne(binding: list[str]) -> None:
 
         def listen_success(self, port: object) -> None:
             self.ports.append(port)
-            self.http_factory.protocol = self._connection  # before the reactor accepts any
             from vantage6.asgi import SOCKET_PATH as SOCKETS  # the application daphne serves, loaded
             from vantage6.asgi import server as sockets
             from vantage6.socketio.consumers import WebsocketConsumer
@@ -152,10 +107,10 @@ def run_daphne(binding: list[str]) -> None:
             self.ws_factory = websocket.Factory(
                 handler_for, max_message=sockets.max_payload, scope_headers=SCOPE_HEADERS
             )
+            # The connections are served by the server's own HTTP protocol (daphne's is Twisted's).
+            self.http = http.Factory(self.application, self.ws_factory)
+            self.http_factory.buildProtocol = self.http.buildProtocol  # before the reactor accepts any
             super().listen_success(port)
-
-        def _connection(self) -> object:
-            return http._GenericHTTPChannelProtocol(Connection())
 
         def drain(self) -> None:
             if self.stop_by:
@@ -168,12 +123,10 @@ def run_daphne(binding: list[str]) -> None:
                 port.numberAccepts = BACKLOG
                 port.doRead()
                 port.stopListening()
-            Connection.draining = True
-            for connection in self._http_connections():
-                connection.close_after_response()
+            self.http.draining = True  # each answer from now on closes its connection
             from vantage6.asgi import server as sockets  # the application daphne serves, loaded already
 
-            sockets.stopping = True
+            sockets.stop()  # its long-polling clients start over with another process
             logger.info(
                 "Stopping: %d socket connections closed, finishing the requests", self._drop_sockets()
             )
@@ -183,46 +136,23 @@ def run_daphne(binding: list[str]) -> None:
             """Drop the websockets and long-polling requests (also those that came since, on kept-alive
             connections); how many."""
             # A dropped connection, not an Engine.IO CLOSE: clients reconnect to another process.
-            closing = [
-                request
-                for request, details in self.connections.items()
-                if "disconnected" not in details and waits_for_packets(request)
-            ]
-            for request in closing:
-                if request.channel is not None:  # None once its connection is gone
-                    request.channel.transport.abortConnection()
-            return len(closing) + len([socket for socket in list(self.ws_factory.sockets) if socket.drop()])
+            return self.http.drop_long_polls() + len([s for s in list(self.ws_factory.sockets) if s.drop()])
 
         def _busy(self) -> int:
             """Requests still arriving or being answered, and applications still ending."""
-            return len(self.ws_factory.sockets) + len(
-                [
-                    details
-                    for details in self.connections.values()
-                    if "disconnected" not in details
-                    or ((instance := details.get("application_instance")) is not None and not instance.done())
-                ]
-            )
-
-        def _http_connections(self) -> list[Connection]:
-            return [connection for connection in Connection.open if connection.serves_http()]
+            return len(self.ws_factory.sockets) + self.http.busy()
 
         def _stop_when_done(self) -> None:
             self._drop_sockets()
             busy = self._busy()
             if time.monotonic() < self.idle_by:
-                busy += len(self._http_connections())
+                busy += len(self.http.connections)
             if busy and time.monotonic() < self.stop_by:
                 reactor.callLater(0.05, self._stop_when_done)
                 return
             if busy:
                 logger.warning("Stopping: %d requests did not finish within %d s", busy, STOP_SECONDS)
             reactor.stop()
-
-        def kill_all_applications(self) -> defer.Deferred:
-            # daphne's own expects every connection to have an application (a KeyError at exit otherwise).
-            self.connections = {p: d for p, d in self.connections.items() if "application_instance" in d}
-            return super().kill_all_applications()
 
     class GracefulCommandLine(CommandLineInterface):
         server_class = GracefulServer

@@ -9,6 +9,7 @@ import json
 import time
 
 import pytest
+from asgiref.sync import async_to_sync
 from channels.testing import HttpCommunicator
 
 from nodes.consumers import TasksNamespace, handshake_auth
@@ -67,6 +68,56 @@ def test_a_request_for_a_session_of_a_dead_process_is_unknown_within_the_bound()
     assert response["status"] == 400
     assert json.loads(response["body"]) == {"code": 1, "message": "Session ID unknown"}
     assert 0.5 <= elapsed < 2
+
+
+@pytest.mark.parametrize("get_before_the_stop", [True, False])
+@pytest.mark.django_db  # the handshake's check may use the database
+def test_a_stopping_owner_sends_its_long_polling_clients_elsewhere_at_once(get_before_the_stop):
+    """A GET forwarded to a stopping owner (held there, or arriving since: a proxy retries a GET the
+    stopping process dropped on the other one) must not wait for the owner's end: its client starts
+    over with a live process before the owner is taken for dead and its node announced offline."""
+    owner, other = _server(), _server()
+
+    async def scenario() -> tuple[dict, float, bool]:
+        session, _ = await owner.open_session("polling", {})
+        await other.listening()
+        if get_before_the_stop:
+            response = asyncio.create_task(_get(other, session.sid).get_response(timeout=5))
+            await asyncio.sleep(0.2)  # held by the owner
+        started = time.monotonic()
+        owner.stop()
+        if not get_before_the_stop:
+            response = asyncio.create_task(_get(other, session.sid).get_response(timeout=5))
+        return await response, time.monotonic() - started, session.sid in owner.sessions
+
+    response, elapsed, kept = in_memory(scenario)
+
+    assert response["status"] == 400
+    assert json.loads(response["body"]) == {"code": 1, "message": "Session ID unknown"}
+    assert elapsed < 0.5  # the forward bound: the owner answered
+    assert kept  # not ended there: its node is not announced offline by the stop
+
+
+@pytest.mark.django_db  # database_sync_to_async closes the thread's old connections
+def test_a_dead_process_is_buried_only_after_its_forwarded_requests_gave_up_on_it():
+    """The clients of a killed process learn it within the forward bound (a forwarded GET it held: the
+    ping interval and the forward timeout) and start over elsewhere: burying it sooner announces their
+    nodes offline while they reconnect."""
+    beats: list[float] = []
+
+    class Liveness:
+        def silent(self, before: float) -> list[str]:
+            beats.append(before)
+            return []
+
+    server = Server(namespaces={}, secret=SECRET, ping_interval=2, ping_timeout=2, liveness=Liveness())
+
+    async_to_sync(server.sweep)()
+    swept = time.time()
+
+    # A process's last beat is at most one ping interval before its death.
+    reconnected_by = server.ping_interval + server.forward_timeout + server.ping_interval
+    assert swept - beats[0] - server.ping_interval >= reconnected_by
 
 
 @pytest.mark.django_db  # the handshake's check may use the database

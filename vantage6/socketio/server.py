@@ -554,6 +554,11 @@ class Server:
             packets, session.outbox, session.queued = session.outbox, [], 0
             await reply(200, p.encode_payload(packets).encode(), TEXT)
             return
+        if self.stopping:
+            # Not held until this process ends (a proxy retries a dropped GET on another process, which
+            # forwards it here): the client starts over with a live process at once.
+            await reply(*UNKNOWN_SESSION)
+            return
         due = session.ping_sent_at + self.ping_interval - time.time()
         if due <= 0:
             session.ping_sent_at = time.time()
@@ -585,6 +590,16 @@ class Server:
             session.waiter = None
             session.ping_sent_at = time.time()
             keep(asyncio.get_running_loop().create_task(waiter.reply(200, b"2", TEXT)))
+
+    def stop(self) -> None:
+        """This process stops gracefully: the GETs its long-polling sessions wait with (here or forwarded
+        from another process) and send from now on are answered so that their clients start over with
+        another process. The sessions are not ended here: their nodes are not announced offline."""
+        self.stopping = True
+        loop = asyncio.get_running_loop()
+        for session in self.sessions.values():
+            if (waiter := self._stop_waiting(session)) is not None:
+                keep(loop.create_task(waiter.reply(*UNKNOWN_SESSION)))
 
     def _stop_waiting(self, session: Session) -> _Waiter | None:
         waiter, session.waiter = session.waiter, None
@@ -934,7 +949,11 @@ class Server:
         await self._verify([session for session in self.sessions.values() if session.owner])
         if self.liveness is None:
             return
-        before = time.time() - (2 * self.ping_interval + self.ping_timeout)
+        # Silent longer than a dead session goes unnoticed, plus the bound of a GET forwarded to it and
+        # held there: its long-polling clients have started over elsewhere, and their nodes are not
+        # announced offline meanwhile.
+        held_forward = self.ping_interval + self.forward_timeout
+        before = time.time() - (2 * self.ping_interval + self.ping_timeout + held_forward)
         for process in await database_sync_to_async(self.liveness.silent)(before):
             if await database_sync_to_async(self.liveness.bury)(process, before):
                 logger.warning("server process %s fell silent; its connections ended", process)

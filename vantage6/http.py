@@ -1,0 +1,635 @@
+"""A lean HTTP/1.1 server side for ``vantage6.serve``, calling the ASGI application directly.
+
+daphne serves HTTP through Twisted's ``HTTPChannel`` and ``Request`` (header objects, a temporary file
+per body), its own request class (a queue and checks per message) and periodic sweeps of every request;
+this protocol takes their place. It reads one request at a time: the request line and headers (bounded:
+``MAX_HEAD_BYTES``, ``MAX_HEADERS``: 431; strict, anything malformed is answered 400, 501 or 505 and
+the connection closed), a ``Content-Length`` or chunked body (over its limit, ``vantage6.limits``: 413
+at once, the rest read and thrown away), keep-alive as HTTP/1.0 and 1.1 say, ``Expect: 100-continue``
+and HEAD. Pipelined requests wait in the buffer until the one before is answered. The application starts once
+the head is in and takes the body as it arrives (reading pauses while it has a ``FEED_CHUNK`` unread);
+a streamed response is written as the transport takes it.
+
+A request asking for a websocket (``Upgrade: websocket``) hands the connection to ``vantage6.websocket``
+with the request's bytes, as daphne does. Slow clients: a request head must be complete within
+``HEAD_SECONDS`` of its first byte and a body must not stall for ``BODY_SECONDS`` (408, closed); a
+connection idle for ``KEEPALIVE_SECONDS`` is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote
+
+from twisted.internet.protocol import connectionDone
+from twisted.protocols.policies import ProtocolWrapper
+from twisted.python.failure import Failure
+
+from vantage6 import limits
+from vantage6.logging import PATH_TEXT_LIMIT, client_text
+
+logger = logging.getLogger("vantage6.http")
+
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 100
+MAX_CHUNK_LINE = 1024
+HEAD_SECONDS = 10
+BODY_SECONDS = 30
+# Longer than a proxy keeps an idle upstream connection (scripts/proxy: 2 s; nginx's default: 60 s), so
+# that the proxy closes it first and never sends a request on a connection being closed.
+KEEPALIVE_SECONDS = 75
+FEED_CHUNK = 256 * 1024  # unread body bytes above which reading pauses
+SWEEP_SECONDS = 1.0
+
+TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+TARGET = re.compile(rb"/[\x21-\x7e]*")
+VERSION = re.compile(rb"HTTP/\d\.\d")
+BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
+REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+HEAD, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILER = range(6)  # what the connection reads
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+SOCKET_PATH = b"/socket.io/"
+
+Application = Callable[[dict, Any, Any], Any]
+
+
+class BadRequest(Exception):
+    """The request cannot be served: answered ``status``, then the connection closes."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+_date = (0, b"")
+
+
+def http_date() -> bytes:
+    """The ``Date`` header's value, formatted once a second."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, email.utils.formatdate(now, usegmt=True).encode())
+    return _date[1]
+
+
+class Factory:
+    """Builds the HTTP connections of one server; ``draining`` once it stops (each answer then closes
+    its connection)."""
+
+    def __init__(self, application: Application, ws_factory: Any) -> None:
+        self.application = application
+        self.ws_factory = ws_factory  # builds the protocol an upgraded connection is handed to
+        self.connections: set[Connection] = set()
+        self.tasks: set[asyncio.Future] = set()  # the application's, until they end
+        self.draining = False
+        self.sweeping = False
+
+    def buildProtocol(self, _address: object) -> Connection:
+        if not self.sweeping:
+            self.sweeping = True
+            asyncio.get_running_loop().call_later(SWEEP_SECONDS, self._sweep)
+        return Connection(self)
+
+    def _sweep(self) -> None:
+        """Close the connections whose client is too slow (or idle too long)."""
+        now = time.monotonic()
+        for connection in [c for c in self.connections if c.deadline and c.deadline < now]:
+            connection.timed_out()
+        asyncio.get_running_loop().call_later(SWEEP_SECONDS, self._sweep)
+
+    def drop_long_polls(self) -> int:
+        """Drop the connections of Socket.IO long-polling requests (they only wait for packets); how many."""
+        waiting = [c for c in self.connections if c.exchange is not None and c.exchange.waits_for_packets()]
+        for connection in waiting:
+            connection.transport.abortConnection()
+        return len(waiting)
+
+    def busy(self) -> int:
+        """Requests arriving or being answered, and application calls not ended yet."""
+        return len([c for c in self.connections if c.busy()]) + len(self.tasks)
+
+
+class Connection:
+    """One HTTP connection: a Twisted protocol (and the producer its transport pauses when its write
+    buffer is full)."""
+
+    def __init__(self, factory: Factory) -> None:
+        self.factory = factory
+        self.transport: Any = None
+        self.buffer = bytearray()
+        self.reading = HEAD
+        self.exchange: Exchange | None = None  # the request being answered
+        self.left = 0  # body bytes (or chunk bytes) still to come
+        self.deadline = 0.0  # when the client is too slow (0: none)
+        self.paused = False  # reading, while a request is in progress
+        self.write_paused: asyncio.Future | None = None  # set while the transport's buffer is full
+        self.client: list | None = None
+        self.server: list | None = None
+
+    # --- Twisted's protocol and producer interfaces ----------------------------------------------------
+    def makeConnection(self, transport: Any) -> None:
+        self.transport = transport
+        peer, host = transport.getPeer(), transport.getHost()
+        self.client = [peer.host, peer.port] if hasattr(peer, "port") else None
+        self.server = [host.host, host.port] if hasattr(host, "port") else None
+        transport.registerProducer(self, True)
+        self.factory.connections.add(self)
+        self.deadline = time.monotonic() + KEEPALIVE_SECONDS
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        try:
+            self._read()
+        except BadRequest as exc:
+            self._refuse(exc.status, str(exc))
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.factory.connections.discard(self)
+        self.deadline = 0.0
+        self.buffer = bytearray()
+        if self.exchange is not None:
+            self.exchange.gone()
+        self.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        if self.write_paused is None:
+            self.write_paused = asyncio.get_running_loop().create_future()
+
+    def resumeProducing(self) -> None:
+        if self.write_paused is not None:
+            if not self.write_paused.done():
+                self.write_paused.set_result(None)
+            self.write_paused = None
+
+    def stopProducing(self) -> None:
+        self.resumeProducing()
+
+    # --- requests -------------------------------------------------------------------------------------
+    def peer(self) -> str:
+        return str(self.client[0]) if self.client else "?"
+
+    def busy(self) -> bool:
+        return self.exchange is not None or (self.reading == HEAD and bool(self.buffer))
+
+    def _read(self) -> None:
+        while self.buffer:
+            if self.reading == HEAD:
+                if self.exchange is not None:  # a pipelined request: after the answer to this one
+                    self._pause_if(len(self.buffer) > MAX_HEAD_BYTES)
+                    return
+                if not self._head():
+                    return
+            elif self.reading == BODY:
+                take = min(self.left, len(self.buffer))
+                self._body(bytes(self.buffer[:take]))
+                del self.buffer[:take]
+                self.left -= take
+                if not self.left:
+                    self._body_end()
+            else:
+                if not self._chunked():
+                    return
+
+    def _head(self) -> bool:
+        """Start the request whose head is in the buffer; False until one is complete."""
+        while self.buffer[:2] == b"\r\n":  # empty lines before a request are allowed (RFC 9112 2.2)
+            del self.buffer[:2]
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buffer) > MAX_HEAD_BYTES:
+                raise BadRequest(431, "Request header fields too large")
+            if self.buffer and self.deadline and self.deadline > time.monotonic() + HEAD_SECONDS:
+                self.deadline = time.monotonic() + HEAD_SECONDS  # the first byte of a head
+            return False
+        if end > MAX_HEAD_BYTES:
+            raise BadRequest(431, "Request header fields too large")
+        head = bytes(self.buffer[:end])
+        del self.buffer[: end + 4]
+        method, target, version, headers = parse_head(head)
+        fields = dict(headers)
+        if fields.get(b"upgrade", b"").lower() == b"websocket":
+            self._upgrade(head, target)
+            return False
+        exchange = Exchange(self, method, target, version, fields)
+        self.exchange = exchange
+        self._start(exchange, headers, fields)
+        return True
+
+    def _start(
+        self, exchange: Exchange, headers: list[tuple[bytes, bytes]], fields: dict[bytes, bytes]
+    ) -> None:
+        """Read the body as the headers say (refuse it if over its limit) and call the application."""
+        length = fields.get(b"content-length")
+        if b"transfer-encoding" in fields:
+            if length is not None or exchange.version == b"HTTP/1.0":
+                raise BadRequest(400, "Transfer-Encoding with Content-Length or in HTTP/1.0")
+            if fields[b"transfer-encoding"].lower() != b"chunked":
+                raise BadRequest(501, "Only the chunked transfer coding is supported")
+            self.reading = CHUNK_SIZE
+        elif length is not None:
+            if not length.isdigit() or len(length) > 18:
+                raise BadRequest(400, "Invalid Content-Length")
+            self.left = int(length)
+            if self.left:
+                self.reading = BODY
+        if self.reading == HEAD:  # no body
+            exchange.complete = True
+            self.deadline = 0.0
+        else:
+            self.deadline = time.monotonic() + BODY_SECONDS
+        exchange.limit = limits.body_limit(
+            exchange.method, exchange.target, _listed(fields.get(b"authorization"))
+        )
+        expects = fields.get(b"expect", b"").lower() == b"100-continue" and exchange.version == b"HTTP/1.1"
+        if self.left > exchange.limit:
+            exchange.refuse_body()
+            if expects:
+                self.transport.loseConnection()  # the client waits for "100 Continue": none will come
+            return
+        if expects and not exchange.complete and not self.buffer:
+            self.transport.write(CONTINUE)
+        exchange.run(headers)
+
+    def _body(self, data: bytes) -> None:
+        exchange = self.exchange
+        self.deadline = time.monotonic() + BODY_SECONDS
+        if exchange is None or exchange.refused:
+            return
+        exchange.received += len(data)
+        if exchange.received > exchange.limit:
+            exchange.refuse_body()
+            return
+        exchange.chunks.append(data)
+        exchange.unread += len(data)
+        exchange.wake()
+        self._pause_if(exchange.unread > FEED_CHUNK)
+
+    def _body_end(self) -> None:
+        self.reading = HEAD
+        exchange = self.exchange
+        if exchange is None:
+            return
+        self.deadline = 0.0
+        if exchange.refused:
+            # The refused body has been read to its end: the answer is out, the connection ends.
+            self.transport.loseConnection()
+            return
+        exchange.complete = True
+        exchange.wake()
+
+    def _chunked(self) -> bool:
+        """Decode what the buffer holds of a chunked body; False when more bytes are needed."""
+        if self.reading == CHUNK_DATA:
+            take = min(self.left, len(self.buffer))
+            self._body(bytes(self.buffer[:take]))
+            del self.buffer[:take]
+            self.left -= take
+            if not self.left:
+                self.reading = CHUNK_END
+            return True
+        end = self.buffer.find(b"\r\n")
+        if end < 0:
+            if len(self.buffer) > MAX_CHUNK_LINE:
+                raise BadRequest(400, "Invalid chunked body")
+            return False
+        line = bytes(self.buffer[:end])
+        del self.buffer[: end + 2]
+        if self.reading == CHUNK_END:
+            if line:
+                raise BadRequest(400, "Invalid chunked body")
+            self.reading = CHUNK_SIZE
+        elif self.reading == CHUNK_SIZE:
+            size = line.split(b";", 1)[0].strip()
+            if not HEX.fullmatch(size):
+                raise BadRequest(400, "Invalid chunk size")
+            self.left = int(size, 16)
+            self.reading = CHUNK_DATA if self.left else TRAILER
+        elif not line:  # the empty line after the trailer fields
+            self._body_end()
+        elif len(line) > MAX_CHUNK_LINE:
+            raise BadRequest(400, "Invalid chunked body")
+        return True
+
+    def _pause_if(self, full: bool) -> None:
+        if full and not self.paused:
+            self.paused = True
+            self.transport.pauseProducing()
+
+    def taken(self) -> None:
+        """The application took the body bytes read so far: read on."""
+        if self.paused:
+            self.paused = False
+            self.transport.resumeProducing()
+
+    def answered(self, exchange: Exchange, keep_alive: bool) -> None:
+        """The answer to ``exchange`` is out: the next request, or the end of the connection."""
+        if exchange is not self.exchange:
+            return
+        self.exchange = None
+        if not keep_alive or self.reading != HEAD:
+            # Closed (or a body the application did not wait for: the connection ends after the answer).
+            self.transport.loseConnection()
+            self.deadline = 0.0
+            return
+        self.deadline = time.monotonic() + KEEPALIVE_SECONDS
+        self.taken()
+        if self.buffer:
+            self.dataReceived(b"")
+
+    def timed_out(self) -> None:
+        self.deadline = 0.0
+        if self.exchange is None and self.reading == HEAD and not self.buffer:
+            self.transport.loseConnection()  # idle
+            return
+        logger.info("request from %s too slow: closed", self.peer())
+        self._refuse(408, "Request timeout")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer ``status`` (unless an answer started) and close the connection."""
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.gone()
+        if exchange is None or not (exchange.written or exchange.refused):
+            self.transport.write(error_response(status, message))
+        if status != 408:
+            logger.info("bad request from %s: %s", self.peer(), message)
+        self.buffer = bytearray()
+        self.reading = HEAD
+        self.deadline = 0.0
+        self.transport.loseConnection()
+
+    def _upgrade(self, head: bytes, target: bytes) -> None:
+        """Hand the connection to a websocket protocol, with the request's bytes."""
+        rest, self.buffer = bytes(self.buffer), bytearray()
+        self.factory.connections.discard(self)
+        self.deadline = 0.0
+        protocol = self.factory.ws_factory.buildProtocol(self.transport.getPeer())
+        protocol._raw_query_string = target.partition(b"?")[2]
+        transport, self.transport = self.transport, None
+        if isinstance(transport, ProtocolWrapper):
+            transport.wrappedProtocol = protocol
+        else:
+            transport.protocol = protocol
+        protocol.makeConnection(transport)
+        protocol.dataReceived(head + b"\r\n\r\n" + rest)
+
+
+class Exchange:
+    """One request and its answer: the ASGI ``receive`` and ``send`` of the application's call."""
+
+    __slots__ = (
+        "chunked",
+        "chunks",
+        "complete",
+        "connection",
+        "delivered",
+        "disconnected",
+        "head_only",
+        "keep_alive",
+        "limit",
+        "method",
+        "received",
+        "refused",
+        "started",
+        "target",
+        "unread",
+        "version",
+        "waiter",
+        "written",
+    )
+
+    def __init__(
+        self, connection: Connection, method: bytes, target: bytes, version: bytes, fields: dict[bytes, bytes]
+    ) -> None:
+        self.connection = connection
+        self.method = method
+        self.target = target
+        self.version = version
+        tokens = {t.strip() for t in fields.get(b"connection", b"").lower().split(b",")}
+        self.keep_alive = b"close" not in tokens if version == b"HTTP/1.1" else b"keep-alive" in tokens
+        self.head_only = method == b"HEAD"
+        self.chunks: list[bytes] = []  # body bytes the application has not taken yet
+        self.unread = 0  # their size
+        self.received = 0
+        self.limit = 0
+        self.complete = False  # the whole body is read
+        self.delivered = False  # and given to the application
+        self.disconnected = False  # the client is gone, or the answer is out
+        self.refused = False
+        self.started: tuple[int, Any] | None = None  # the response's status and headers
+        self.written = False  # its head
+        self.chunked = False  # its body goes in chunks
+        self.waiter: asyncio.Future | None = None
+
+    def waits_for_packets(self) -> bool:
+        """A Socket.IO long-polling GET, which ends only when a packet comes or the connection closes."""
+        return self.method == b"GET" and self.target.startswith(SOCKET_PATH) and not self.written
+
+    def run(self, headers: list[tuple[bytes, bytes]]) -> None:
+        path, _, query = self.target.partition(b"?")
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": self.version[5:].decode(),
+            "method": self.method.decode(),
+            "path": unquote(path.decode("ascii")),
+            "raw_path": path,
+            "root_path": "",
+            "scheme": "http",
+            "query_string": query,
+            # As daphne: a name with "_" could pass for one with "-" once Django makes it a META key.
+            "headers": [(name, value) for name, value in headers if b"_" not in name],
+            "client": self.connection.client,
+            "server": self.connection.server,
+        }
+        factory = self.connection.factory
+        task = asyncio.ensure_future(factory.application(scope, self.receive, self.send))
+        factory.tasks.add(task)
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Future) -> None:
+        self.connection.factory.tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            logger.error("Exception inside application: %s", error, exc_info=error)
+        if self.disconnected:
+            return
+        # The application ended without a complete answer: a 500 if none of it is out, the end of the
+        # connection in any case.
+        self.disconnected = True
+        self.keep_alive = False
+        transport = self.connection.transport
+        if not self.written:
+            transport.write(error_response(500, "Internal server error"))
+        self.connection.answered(self, keep_alive=False)
+
+    def wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def gone(self) -> None:
+        """The client is gone, or gets no answer from the application."""
+        self.disconnected = True
+        self.wake()
+
+    def refuse_body(self) -> None:
+        """The body is over its limit: 413 at once; the application (if it started) sees a disconnect."""
+        connection = self.connection
+        self.refused = True
+        self.gone()
+        self.chunks = []
+        body = json.dumps({"msg": limits.too_large_message(self.limit)}).encode()
+        connection.transport.write(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        logger.info(
+            "%s %s 413 body over %d bytes from %s",
+            client_text(self.method.decode("latin-1")),
+            client_text(self.target.partition(b"?")[0].decode("latin-1"), PATH_TEXT_LIMIT),
+            self.limit,
+            connection.peer(),
+        )
+
+    # --- ASGI -----------------------------------------------------------------------------------------
+    async def receive(self) -> dict:
+        while not self.disconnected:
+            if self.chunks or (self.complete and not self.delivered):
+                body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+                self.chunks, self.unread = [], 0
+                self.delivered = self.complete
+                self.connection.taken()
+                return {"type": "http.request", "body": body, "more_body": not self.complete}
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+            self.waiter = None
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict) -> None:
+        if self.disconnected:
+            return
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.started is not None:
+                raise ValueError("HTTP response has already been started")
+            self.started = (message["status"], message.get("headers", ()))
+            return
+        if kind != "http.response.body":
+            raise ValueError(f"Cannot handle message type {kind}")
+        if self.started is None:
+            raise ValueError("HTTP response has not yet been started")
+        body, more = message.get("body", b""), message.get("more_body", False)
+        out = b""
+        if not self.written:
+            out = self._head(body, more)
+            self.written = True
+        if self.head_only:
+            pass
+        elif self.chunked:
+            if body:
+                out += b"%x\r\n%s\r\n" % (len(body), body)
+            if not more:
+                out += b"0\r\n\r\n"
+        else:
+            out += body
+        connection = self.connection
+        if out:
+            connection.transport.write(out)
+        if not more:
+            self.gone()
+            connection.answered(self, self.keep_alive)
+        elif connection.write_paused is not None:
+            await connection.write_paused  # the client reads slower than the application writes
+
+    def _head(self, body: bytes, more: bool) -> bytes:
+        """The response head, for a first body part ``body`` (``more`` to come)."""
+        assert self.started is not None
+        status, headers = self.started
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Unknown"))]
+        length = dated = False
+        for name, value in headers:
+            if not isinstance(name, bytes) or not isinstance(value, bytes):
+                raise ValueError(f"Header {name!r}: {value!r} is not of bytes")
+            if BAD_VALUE.search(value) or not TOKEN.fullmatch(name):
+                raise ValueError(f"Invalid header {name!r}")
+            lower = name.lower()
+            if lower in (b"connection", b"transfer-encoding"):
+                continue  # the framing is this protocol's
+            length = length or lower == b"content-length"
+            dated = dated or lower == b"date"
+            lines.append(b"%s: %s\r\n" % (name, value))
+        if not dated:
+            lines.append(b"Date: %s\r\n" % http_date())
+        if status < 200 or status in (204, 304):
+            self.head_only = True  # an answer without a body
+        elif not length:
+            if not more:
+                lines.append(b"Content-Length: %d\r\n" % len(body))
+            elif self.version == b"HTTP/1.1":
+                self.chunked = True
+                lines.append(b"Transfer-Encoding: chunked\r\n")
+            else:
+                self.keep_alive = False  # the end of the connection ends the body
+        if self.connection.factory.draining:
+            self.keep_alive = False
+        if not self.keep_alive:
+            lines.append(b"Connection: close\r\n")
+        elif self.version == b"HTTP/1.0":
+            lines.append(b"Connection: keep-alive\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+
+def parse_head(head: bytes) -> tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]]:
+    """The method, target, version and headers (lower-case names) of a request head; BadRequest if it
+    is not one."""
+    request_line, *lines = head.split(b"\r\n")
+    parts = request_line.split(b" ")
+    if len(parts) != 3 or not TOKEN.fullmatch(parts[0]) or not TARGET.fullmatch(parts[1]):
+        raise BadRequest(400, "Malformed request line")
+    method, target, version = parts
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        if VERSION.fullmatch(version):
+            raise BadRequest(505, "HTTP version not supported")
+        raise BadRequest(400, "Malformed request line")
+    if len(lines) > MAX_HEADERS:
+        raise BadRequest(431, "Too many header fields")
+    headers = []
+    seen: set[bytes] = set()
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        if not colon or not TOKEN.fullmatch(name):
+            raise BadRequest(400, "Malformed header field")
+        value = value.strip(b" \t")
+        if BAD_VALUE.search(value):
+            raise BadRequest(400, "Invalid header value")
+        name = name.lower()
+        if name in seen and name in (b"content-length", b"transfer-encoding", b"host"):
+            raise BadRequest(400, f"Repeated {name.decode()} header")
+        seen.add(name)
+        headers.append((name, value))
+    return method, target, version, headers
+
+
+def error_response(status: int, message: str) -> bytes:
+    """A whole JSON error answer, after which the connection closes."""
+    body = json.dumps({"msg": message}).encode()
+    head = b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % (
+        status,
+        REASONS.get(status, b"Error"),
+        len(body),
+    )
+    return head + b"Connection: close\r\n\r\n" + body
+
+
+def _listed(value: bytes | None) -> list[bytes] | None:
+    return None if value is None else [value]
