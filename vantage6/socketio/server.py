@@ -596,10 +596,9 @@ class Server:
         from another process) and send from now on are answered so that their clients start over with
         another process. The sessions are not ended here: their nodes are not announced offline."""
         self.stopping = True
-        loop = asyncio.get_running_loop()
         for session in self.sessions.values():
             if (waiter := self._stop_waiting(session)) is not None:
-                keep(loop.create_task(waiter.reply(*UNKNOWN_SESSION)))
+                keep(asyncio.ensure_future(waiter.reply(*UNKNOWN_SESSION)))
 
     def _stop_waiting(self, session: Session) -> _Waiter | None:
         waiter, session.waiter = session.waiter, None
