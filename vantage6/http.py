@@ -190,11 +190,7 @@ class Connection:
                 if not self._head():
                     return
             elif self.reading == BODY:
-                take = min(self.left, len(self.buffer))
-                self._body(bytes(self.buffer[:take]))
-                del self.buffer[:take]
-                self.left -= take
-                if not self.left:
+                if self._take_body():
                     self._body_end()
             else:
                 if not self._chunked():
@@ -287,14 +283,18 @@ class Connection:
         exchange.complete = True
         exchange.wake()
 
+    def _take_body(self) -> bool:
+        """Pass on what the buffer holds of the ``left`` body (or chunk) bytes; True once none are left."""
+        take = min(self.left, len(self.buffer))
+        self._body(bytes(self.buffer[:take]))
+        del self.buffer[:take]
+        self.left -= take
+        return not self.left
+
     def _chunked(self) -> bool:
         """Decode what the buffer holds of a chunked body; False when more bytes are needed."""
         if self.reading == CHUNK_DATA:
-            take = min(self.left, len(self.buffer))
-            self._body(bytes(self.buffer[:take]))
-            del self.buffer[:take]
-            self.left -= take
-            if not self.left:
+            if self._take_body():
                 self.reading = CHUNK_END
             return True
         end = self.buffer.find(b"\r\n")
