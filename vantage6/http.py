@@ -53,7 +53,9 @@ TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 TARGET = re.compile(rb"/[\x21-\x7e]*")
 VERSION = re.compile(rb"HTTP/\d\.\d")
 BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
+# A chunk's size (at most 15 hex digits: no overflow), then optional extensions; no control character
+# (a bare CR or LF, a NUL) anywhere, which a proxy in front could read as the end of the line.
+CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?")
 REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 HEAD, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILER = range(6)  # what the connection reads
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -309,15 +311,23 @@ class Connection:
                 raise BadRequest(400, "Invalid chunked body")
             self.reading = CHUNK_SIZE
         elif self.reading == CHUNK_SIZE:
-            size = line.split(b";", 1)[0].strip()
-            if not HEX.fullmatch(size):
+            if not (match := CHUNK_LINE.fullmatch(line)):
                 raise BadRequest(400, "Invalid chunk size")
-            self.left = int(size, 16)
+            self.left = int(match[1], 16)
             self.reading = CHUNK_DATA if self.left else TRAILER
+            exchange = self.exchange
+            if (
+                exchange is not None
+                and not exchange.refused
+                and exchange.received + self.left > exchange.limit
+            ):
+                exchange.refuse_body()  # a chunk over the limit is refused as it is announced
         elif not line:  # the empty line after the trailer fields
             self._body_end()
         elif len(line) > MAX_CHUNK_LINE:
             raise BadRequest(400, "Invalid chunked body")
+        else:
+            parse_field(line)  # a trailer field: ignored, but it must be one
         return True
 
     def _pause_if(self, full: bool) -> None:
@@ -606,18 +616,23 @@ def parse_head(head: bytes) -> tuple[bytes, bytes, bytes, list[tuple[bytes, byte
     headers = []
     seen: set[bytes] = set()
     for line in lines:
-        name, colon, value = line.partition(b":")
-        if not colon or not TOKEN.fullmatch(name):
-            raise BadRequest(400, "Malformed header field")
-        value = value.strip(b" \t")
-        if BAD_VALUE.search(value):
-            raise BadRequest(400, "Invalid header value")
-        name = name.lower()
+        name, value = parse_field(line)
         if name in seen and name in (b"content-length", b"transfer-encoding", b"host"):
             raise BadRequest(400, f"Repeated {name.decode()} header")
         seen.add(name)
         headers.append((name, value))
     return method, target, version, headers
+
+
+def parse_field(line: bytes) -> tuple[bytes, bytes]:
+    """The name (lower case) and value of a header or trailer field line; BadRequest if it is not one."""
+    name, colon, value = line.partition(b":")
+    if not colon or not TOKEN.fullmatch(name):
+        raise BadRequest(400, "Malformed header field")
+    value = value.strip(b" \t")
+    if BAD_VALUE.search(value):
+        raise BadRequest(400, "Invalid header value")
+    return name.lower(), value
 
 
 def error_response(status: int, message: str) -> bytes:

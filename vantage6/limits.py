@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Callable
 from typing import BinaryIO
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from daphne import http_protocol
 from django.conf import settings
@@ -54,7 +54,8 @@ def _has_access_token(authorization: list[bytes] | None) -> bool:
 def body_limit(method: bytes, target: bytes, authorization: list[bytes] | None) -> int:
     """The largest body accepted for a request: the blob store limit for an upload with an access
     token, the general limit otherwise."""
-    path = unquote(urlsplit(target.decode("latin-1")).path)
+    # The path as the application routes it (urlsplit would refuse some targets: "//[").
+    path = unquote(target.partition(b"?")[0].decode("latin-1"))
     if method == b"POST" and path == BLOB_UPLOAD_PATH and _has_access_token(authorization):
         return settings.MAX_BLOB_UPLOAD_BYTES
     return settings.MAX_BODY_BYTES
@@ -136,7 +137,7 @@ class LimitedWebRequest(http_protocol.WebRequest):
         logger.info(
             "%s %s 413 body over %d bytes from %s",
             client_text(self.channel._command.decode("latin-1")),
-            client_text(urlsplit(self.channel._path.decode("latin-1")).path, PATH_TEXT_LIMIT),
+            client_text(self.channel._path.partition(b"?")[0].decode("latin-1"), PATH_TEXT_LIMIT),
             self.limit,
             getattr(self.channel.transport.getPeer(), "host", "?"),
         )

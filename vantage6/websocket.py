@@ -26,7 +26,7 @@ import logging
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
@@ -252,7 +252,7 @@ class WebSocket:
             extra = b"Sec-WebSocket-Version: 13\r\n" if exc.code == 426 else b""
             self._refuse(b"426 Upgrade Required" if exc.code == 426 else b"400 Bad Request", str(exc), extra)
             return
-        path = unquote(urlsplit(parts[1].decode("ascii")).path)
+        path = unquote(parts[1].partition(b"?")[0].decode("ascii"))  # as for HTTP: no urlsplit ("//[")
         self.handler = self.factory.handler_for(path)
         if self.handler is None:
             self._refuse(b"404 Not Found", "No websocket at this path")

@@ -1,0 +1,119 @@
+"""Raw HTTP/1.1 over plain sockets, for the protocol tests: every byte on the wire is the test's."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+VERSION = b"GET /api/version HTTP/1.1\r\nHost: localhost\r\n\r\n"
+# Log lines that mean an exception escaped to the log.
+ESCAPED = ("Traceback", "Unhandled Error", "Exception inside application")
+
+
+def connect(port: int, timeout: float = 20) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=timeout)
+
+
+class Reader:
+    """Reads responses off one socket: head fields (lower-case names) and body."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.data = b""
+
+    def _more(self) -> bool:
+        chunk = self.sock.recv(1 << 20)
+        self.data += chunk
+        return bool(chunk)
+
+    def _until(self, marker: bytes) -> bytes:
+        while marker not in self.data:
+            if not self._more():
+                raise EOFError(self.data)
+        part, _, self.data = self.data.partition(marker)
+        return part
+
+    def _exactly(self, size: int) -> bytes:
+        while len(self.data) < size:
+            if not self._more():
+                raise EOFError(self.data)
+        part, self.data = self.data[:size], self.data[size:]
+        return part
+
+    def response(self, *, head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
+        status_line, *lines = self._until(b"\r\n\r\n").split(b"\r\n")
+        fields = {}
+        for line in lines:
+            name, _, value = line.decode().partition(":")
+            fields[name.strip().lower()] = value.strip()
+        status = int(status_line.split()[1])
+        if head_only or status in (100, 101, 204, 304):
+            return status, fields, b""
+        if fields.get("transfer-encoding") == "chunked":
+            body = b""
+            while size := int(self._until(b"\r\n"), 16):
+                body += self._exactly(size)
+                self._exactly(2)
+            self._exactly(2)
+            return status, fields, body
+        if "content-length" in fields:
+            return status, fields, self._exactly(int(fields["content-length"]))
+        while self._more():
+            pass
+        body, self.data = self.data, b""
+        return status, fields, body
+
+    def closed(self) -> bool:
+        """Whether the server closed the connection (nothing more comes)."""
+        try:
+            return not self._more() and not self.data
+        except ConnectionResetError:
+            return True
+
+    def all(self) -> tuple[list[int], bool]:
+        """The statuses of every response until the server closes the connection or stays silent for
+        the socket's timeout; whether it closed."""
+        statuses = []
+        while True:
+            try:
+                if not self.data and not self._more():
+                    return statuses, True
+                statuses.append(self.response()[0])
+            except (EOFError, ConnectionResetError):
+                return statuses, True
+            except TimeoutError:
+                return statuses, False
+
+
+def still_serving(port: int) -> None:
+    with connect(port) as sock:
+        sock.sendall(VERSION)
+        status, _, body = Reader(sock).response()
+    assert status == 200 and "version" in json.loads(body)
+
+
+def escaped(log: Path) -> list[str]:
+    """The lines of a server log that show an exception escaping."""
+    return [line for line in log.read_text(errors="replace").splitlines() if any(m in line for m in ESCAPED)]
+
+
+def process_fds(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) the process used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until(check, timeout: float = 10, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
