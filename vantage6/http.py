@@ -134,6 +134,7 @@ class Connection:
         self.left = 0  # body bytes (or chunk bytes) still to come
         self.deadline = 0.0  # when the client is too slow (0: none)
         self.paused = False  # reading, while a request is in progress
+        self.held = False  # the next request, until the client reads the answers written so far
         self.write_paused: asyncio.Future | None = None  # set while the transport's buffer is full
         self.client: list | None = None
         self.server: list | None = None
@@ -159,6 +160,7 @@ class Connection:
         self.factory.connections.discard(self)
         self.deadline = 0.0
         self.buffer = bytearray()
+        self.held = False
         if self.exchange is not None:
             self.exchange.gone()
         self.resumeProducing()
@@ -172,6 +174,9 @@ class Connection:
             if not self.write_paused.done():
                 self.write_paused.set_result(None)
             self.write_paused = None
+        if self.held:
+            self.held = False
+            self._next()
 
     def stopProducing(self) -> None:
         self.resumeProducing()
@@ -186,7 +191,7 @@ class Connection:
     def _read(self) -> None:
         while self.buffer:
             if self.reading == HEAD:
-                if self.exchange is not None:  # a pipelined request: after the answer to this one
+                if self.exchange is not None or self.held:  # a pipelined request: after the answer
                     self._pause_if(len(self.buffer) > MAX_HEAD_BYTES)
                     return
                 if not self._head():
@@ -337,7 +342,7 @@ class Connection:
 
     def taken(self) -> None:
         """The application took the body bytes read so far: read on."""
-        if self.paused:
+        if self.paused and not self.held:
             self.paused = False
             self.transport.resumeProducing()
 
@@ -352,6 +357,16 @@ class Connection:
             self.deadline = 0.0
             return
         self.deadline = time.monotonic() + KEEPALIVE_SECONDS
+        if self.write_paused is not None:
+            # The client does not read its answers (the transport's buffer is full): its next request
+            # waits until it does, and reading stops meanwhile, so that answers cannot pile up.
+            self.held = True
+            self._pause_if(True)
+            return
+        self._next()
+
+    def _next(self) -> None:
+        """Read on: the next request, if it is in the buffer already."""
         self.taken()
         if self.buffer:
             self.dataReceived(b"")
