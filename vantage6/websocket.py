@@ -162,6 +162,7 @@ class WebSocket:
     __slots__ = (
         "_raw_query_string",  # set by daphne before the request is replayed
         "accept",
+        "blocked",
         "buffer",
         "factory",
         "handler",
@@ -186,7 +187,8 @@ class WebSocket:
         self.handler: Handler | None = None
         self.inbox: list[tuple[int, Any]] | None = None  # events for the handler
         self.task: asyncio.Future | None = None  # runs them while there are any
-        self.paused = False
+        self.paused = False  # reading, while the handler has INBOX_LIMIT events waiting
+        self.blocked = False  # reading, while the transport's write buffer is full
         self.outgoing: list[bytes] | None = None  # frames of this turn of the loop, not written yet
 
     # --- Twisted's protocol interface ------------------------------------------------------------------
@@ -196,10 +198,28 @@ class WebSocket:
             # The HTTP connection made itself the transport's producer: it would stay alive, with its
             # request and headers, as long as the websocket.
             transport.unregisterProducer()
+        # The transport tells when its write buffer is full: a client that does not read what it asks
+        # for (pongs, acks) is read no further until it does, so that the answers cannot pile up.
+        transport.registerProducer(self, True)
         self.factory.sockets.add(self)
 
     def connectionMade(self) -> None:
         pass
+
+    def pauseProducing(self) -> None:
+        if not self.blocked:
+            self.blocked = True
+            if not self.paused:
+                self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        if self.blocked:
+            self.blocked = False
+            if not self.paused:
+                self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        pass  # the connection is lost: connectionLost follows
 
     def dataReceived(self, data: bytes) -> None:
         if self.state == CLOSED:
@@ -454,7 +474,8 @@ class WebSocket:
             self.task = asyncio.ensure_future(self._run())
         elif len(self.inbox) >= INBOX_LIMIT and not self.paused and self.state != CLOSED:
             self.paused = True  # the client sends faster than the handler takes its messages
-            self.transport.pauseProducing()
+            if not self.blocked:
+                self.transport.pauseProducing()
 
     async def _run(self) -> None:
         handler = self.handler
@@ -463,7 +484,8 @@ class WebSocket:
             event, value = self.inbox.pop(0)
             if self.paused and len(self.inbox) < INBOX_LIMIT // 2:
                 self.paused = False
-                self.transport.resumeProducing()
+                if not self.blocked:
+                    self.transport.resumeProducing()
             try:
                 if event == CONNECTED:
                     await handler.connect(value, self._send)

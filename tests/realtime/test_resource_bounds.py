@@ -3,6 +3,7 @@ descriptors and CPU of the live process, measured while the clients misbehave.""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -38,10 +39,8 @@ def _send_in_background(sock: socket.socket, data: bytes) -> threading.Thread:
     """Send ``data`` from a thread (the server may stop reading it for a while)."""
 
     def send() -> None:
-        try:
+        with contextlib.suppress(OSError):  # the server may close the connection
             sock.sendall(data)
-        except OSError:
-            pass
 
     thread = threading.Thread(target=send, daemon=True)
     thread.start()

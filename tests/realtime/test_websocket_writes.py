@@ -34,6 +34,9 @@ class Transport:
         self.written.append(data)
         self._tempDataBuffer.append(data)
 
+    def registerProducer(self, producer: object, streaming: bool) -> None:
+        self.producer = producer
+
     def drain(self) -> None:
         self._tempDataBuffer = []
 
