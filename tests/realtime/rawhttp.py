@@ -95,9 +95,18 @@ def still_serving(port: int) -> None:
     assert status == 200 and "version" in json.loads(body)
 
 
-def escaped(log: Path) -> list[str]:
-    """The lines of a server log that show an exception escaping."""
-    return [line for line in log.read_text(errors="replace").splitlines() if any(m in line for m in ESCAPED)]
+def escaped(log: Path, since: int = 0) -> list[str]:
+    """The lines of a server log (from byte ``since`` on) that show the first exception escaping."""
+    with log.open("rb") as file:
+        file.seek(since)
+        text = file.read().decode(errors="replace")
+    lines = text.splitlines()
+    first = next((n for n, line in enumerate(lines) if any(marker in line for marker in ESCAPED)), None)
+    return [] if first is None else lines[first : first + 40]  # the first one, to show
+
+
+def log_size(log: Path) -> int:
+    return log.stat().st_size
 
 
 def process_fds(pid: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from vantage6.nesting import loads
@@ -14,6 +15,12 @@ CONNECT, DISCONNECT, EVENT, ACK, CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = range
 
 # Packets of one long-polling payload are separated by the ASCII record separator.
 RECORD_SEPARATOR = "\x1e"
+# Digits are ASCII digits (str.isdigit takes "²", which int() refuses). An acknowledgement id is at most
+# what a JavaScript client counts exactly (far fewer digits than int() refuses to convert).
+DIGITS = "0123456789"
+MAX_ACK_ID = 2**53 - 1
+# What a \u escape of JSON can put in a string that no UTF-8 text (a log line, a database column) holds.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class PacketError(ValueError):
@@ -26,7 +33,7 @@ def encode_eio(packet_type: int, data: str = "") -> str:
 
 def decode_eio(text: str) -> tuple[int, str]:
     """(type, data) of an Engine.IO text packet."""
-    if not text or not text[0].isdigit() or int(text[0]) > NOOP:
+    if not text or text[0] not in "0123456":
         raise PacketError(f"bad Engine.IO packet {text[:20]!r}")
     return int(text[0]), text[1:]
 
@@ -65,7 +72,7 @@ class SioPacket:
 
 def decode_sio(text: str) -> SioPacket:
     """A Socket.IO packet from the data of an Engine.IO MESSAGE packet."""
-    if not text or not text[0].isdigit():
+    if not text or text[0] not in DIGITS:
         raise PacketError(f"bad Socket.IO packet {text[:20]!r}")
     packet_type = int(text[0])
     if packet_type in (BINARY_EVENT, BINARY_ACK):
@@ -77,18 +84,36 @@ def decode_sio(text: str) -> SioPacket:
     if rest.startswith("/"):
         end = rest.find(",")
         namespace, rest = (rest, "") if end < 0 else (rest[:end], rest[end + 1 :])
-    digits = 0
-    while digits < len(rest) and rest[digits].isdigit():
-        digits += 1
-    ack_id = int(rest[:digits]) if digits else None
+    digits = len(rest) - len(rest.lstrip(DIGITS))
+    ack_id = int(rest[:digits]) if 0 < digits <= len(str(MAX_ACK_ID)) else None
+    if digits and (ack_id is None or ack_id > MAX_ACK_ID):
+        raise PacketError("Socket.IO ack id out of range")
     rest = rest[digits:]
     try:
         data = loads(rest) if rest else None
     except ValueError as exc:  # TooDeep included
         raise PacketError(f"bad JSON in Socket.IO packet: {exc}") from None
+    if "\\u" in rest and _unstorable(data):
+        raise PacketError("a NUL or a lone surrogate in a Socket.IO packet")
     if packet_type == EVENT and (not isinstance(data, list) or not data or not isinstance(data[0], str)):
         raise PacketError("an event needs a name")
     return SioPacket(packet_type, namespace, data, ack_id)
+
+
+def _unstorable(data: object) -> bool:
+    """Whether ``data`` (decoded JSON) holds a string, or a key, that ``UNSTORABLE`` matches."""
+    pending = [data]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if UNSTORABLE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending += item.keys()
+            pending += item.values()
+        elif isinstance(item, list):
+            pending += item
+    return False
 
 
 def event_packet(namespace: str, event: str, data: object = None) -> str:
