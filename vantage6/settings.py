@@ -304,6 +304,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.request": {"level": "ERROR"},
+        # A Host header Django refuses is answered 400 (and in the request log): anyone can send one, so
+        # no error with a traceback for it.
+        "django.security.DisallowedHost": {"level": "CRITICAL"},
         "daphne": {"level": "WARNING"},
     },
 }

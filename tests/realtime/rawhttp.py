@@ -109,8 +109,16 @@ def log_size(log: Path) -> int:
     return log.stat().st_size
 
 
-def process_fds(pid: int) -> int:
-    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+def process_sockets(pid: int) -> int:
+    """The sockets a process holds open (its other descriptors: log, database files)."""
+    return sum(1 for fd in Path(f"/proc/{pid}/fd").iterdir() if _link(fd).startswith("socket:"))
+
+
+def _link(fd: Path) -> str:
+    try:
+        return str(fd.readlink())
+    except OSError:
+        return ""  # closed meanwhile
 
 
 def cpu_seconds(pid: int) -> float:
