@@ -6,14 +6,16 @@ this protocol takes their place. It reads one request at a time: the request lin
 ``MAX_HEAD_BYTES``, ``MAX_HEADERS``: 431; strict, anything malformed is answered 400, 501 or 505 and
 the connection closed), a ``Content-Length`` or chunked body (over its limit, ``vantage6.limits``: 413
 at once, the rest read and thrown away), keep-alive as HTTP/1.0 and 1.1 say, ``Expect: 100-continue``
-and HEAD. Pipelined requests wait in the buffer until the one before is answered. The application starts once
+and HEAD. Pipelined requests wait in the buffer until the one before is answered, and while the client
+leaves the answers unread (the transport's buffer is full) reading stops. The application starts once
 the head is in and takes the body as it arrives (reading pauses while it has a ``FEED_CHUNK`` unread);
 a streamed response is written as the transport takes it.
 
 A request asking for a websocket (``Upgrade: websocket``) hands the connection to ``vantage6.websocket``
 with the request's bytes, as daphne does. Slow clients: a request head must be complete within
-``HEAD_SECONDS`` of its first byte and a body must not stall for ``BODY_SECONDS`` (408, closed); a
-connection idle for ``KEEPALIVE_SECONDS`` is closed.
+``HEAD_SECONDS`` of its first byte and a body must bring ``MIN_BODY_PROGRESS`` bytes (or its end)
+every ``BODY_SECONDS``: a trickle is a stall (408, closed); a connection idle for ``KEEPALIVE_SECONDS``
+is closed.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ MAX_HEADERS = 100
 MAX_CHUNK_LINE = 1024
 HEAD_SECONDS = 10
 BODY_SECONDS = 30
+MIN_BODY_PROGRESS = 4096  # bytes of a body (or all of it) per BODY_SECONDS
 # Longer than a proxy keeps an idle upstream connection (scripts/proxy: 2 s; nginx's default: 60 s), so
 # that the proxy closes it first and never sends a request on a connection being closed.
 KEEPALIVE_SECONDS = 75
@@ -133,6 +136,7 @@ class Connection:
         self.exchange: Exchange | None = None  # the request being answered
         self.left = 0  # body bytes (or chunk bytes) still to come
         self.deadline = 0.0  # when the client is too slow (0: none)
+        self.progress = 0  # body bytes since the deadline was set
         self.paused = False  # reading, while a request is in progress
         self.held = False  # the next request, until the client reads the answers written so far
         self.write_paused: asyncio.Future | None = None  # set while the transport's buffer is full
@@ -249,7 +253,7 @@ class Connection:
             exchange.complete = True
             self.deadline = 0.0
         else:
-            self.deadline = time.monotonic() + BODY_SECONDS
+            self._body_deadline()
         exchange.limit = limits.body_limit(
             exchange.method, exchange.target, _listed(fields.get(b"authorization"))
         )
@@ -263,9 +267,15 @@ class Connection:
             self.transport.write(CONTINUE)
         exchange.run(headers)
 
+    def _body_deadline(self) -> None:
+        self.deadline = time.monotonic() + BODY_SECONDS
+        self.progress = 0
+
     def _body(self, data: bytes) -> None:
         exchange = self.exchange
-        self.deadline = time.monotonic() + BODY_SECONDS
+        self.progress += len(data)
+        if self.progress >= MIN_BODY_PROGRESS:
+            self._body_deadline()
         if exchange is None or exchange.refused:
             return
         exchange.received += len(data)
@@ -345,6 +355,8 @@ class Connection:
         if self.paused and not self.held:
             self.paused = False
             self.transport.resumeProducing()
+            if self.reading != HEAD:
+                self._body_deadline()  # the time reading stood still is not the client's
 
     def answered(self, exchange: Exchange, keep_alive: bool) -> None:
         """The answer to ``exchange`` is out: the next request, or the end of the connection."""

@@ -66,6 +66,14 @@ def listen(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
+def endpoint(host: str, port: int) -> str:
+    """The listening endpoint of a single daphne process: its ``-b``/``-p`` with the ``BACKLOG`` of
+    ``listen`` (Twisted's default of 50 drops the connections of a burst beyond it; their clients retry
+    a second later)."""
+    interface = host.strip("[]").replace(":", r"\:")
+    return f"tcp:port={port}:interface={interface}:backlog={BACKLOG}"
+
+
 def run_daphne(binding: list[str]) -> None:
     """Serve in this process until SIGTERM or SIGINT, then stop gracefully."""
     # daphne.server installs Twisted's asyncio reactor: imported here, before anything imports Twisted.
@@ -163,7 +171,7 @@ def run_daphne(binding: list[str]) -> None:
 
 def serve(host: str, port: int, workers: int) -> int:
     if workers == 1:
-        run_daphne(["-b", host, "-p", str(port)])
+        run_daphne(["-e", endpoint(host, port)])
         return 0
     sockets = listen(host, port, workers)
     children = [

@@ -104,8 +104,9 @@ def _connection_fields(database: dict) -> dict:
 class Daphne:
     """A server process (``python -m vantage6.serve``: daphne) serving the project on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], folder: Path) -> None:
+    def __init__(self, env: dict[str, str], folder: Path, command: list[str] | None = None) -> None:
         self.env = env
+        self.command = command or [sys.executable, "-m", "vantage6.serve"]
         self.port = free_port()
         self.log = folder / f"daphne-{self.port}.log"
         self.url = f"http://127.0.0.1:{self.port}"
@@ -115,7 +116,7 @@ class Daphne:
     def start(self) -> None:
         with self.log.open("a") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "vantage6.serve"],
+                self.command,
                 cwd=ROOT,
                 env={**self.env, "V6_HOST": "127.0.0.1", "V6_PORT": str(self.port), "V6_WORKERS": "1"},
                 stdout=log,
