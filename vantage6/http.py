@@ -46,6 +46,9 @@ MAX_CHUNK_LINE = 1024
 HEAD_SECONDS = 10
 BODY_SECONDS = 30
 MIN_BODY_PROGRESS = 4096  # bytes of a body (or all of it) per BODY_SECONDS
+# Answers the client leaves unread this long (the transport's buffer full, or a closing connection's last
+# answer) end the connection at once: TCP would keep it, and its buffer, for as long as the client lives.
+WRITE_SECONDS = 60
 # Longer than a proxy keeps an idle upstream connection (scripts/proxy: 2 s; nginx's default: 60 s), so
 # that the proxy closes it first and never sends a request on a connection being closed.
 KEEPALIVE_SECONDS = 75
@@ -110,6 +113,8 @@ class Factory:
         now = time.monotonic()
         for connection in [c for c in self.connections if c.deadline and c.deadline < now]:
             connection.timed_out()
+        for connection in [c for c in self.connections if c.write_paused is not None and c.stalled_by < now]:
+            connection.drop("does not read its answers")
         asyncio.get_running_loop().call_later(SWEEP_SECONDS, self._sweep)
 
     def drop_long_polls(self) -> int:
@@ -140,6 +145,8 @@ class Connection:
         self.paused = False  # reading, while a request is in progress
         self.held = False  # the next request, until the client reads the answers written so far
         self.write_paused: asyncio.Future | None = None  # set while the transport's buffer is full
+        self.stalled_by = 0.0  # when the client, not reading, has it dropped
+        self.closing = False  # the connection ends once its answer is out
         self.client: list | None = None
         self.server: list | None = None
 
@@ -172,6 +179,7 @@ class Connection:
     def pauseProducing(self) -> None:
         if self.write_paused is None:
             self.write_paused = asyncio.get_running_loop().create_future()
+            self.stalled_by = time.monotonic() + WRITE_SECONDS
 
     def resumeProducing(self) -> None:
         if self.write_paused is not None:
@@ -261,7 +269,7 @@ class Connection:
         if self.left > exchange.limit:
             exchange.refuse_body()
             if expects:
-                self.transport.loseConnection()  # the client waits for "100 Continue": none will come
+                self._close()  # the client waits for "100 Continue": none will come
             return
         if expects and not exchange.complete and not self.buffer:
             self.transport.write(CONTINUE)
@@ -295,7 +303,7 @@ class Connection:
         self.deadline = 0.0
         if exchange.refused:
             # The refused body has been read to its end: the answer is out, the connection ends.
-            self.transport.loseConnection()
+            self._close()
             return
         exchange.complete = True
         exchange.wake()
@@ -365,8 +373,7 @@ class Connection:
         self.exchange = None
         if not keep_alive or self.reading != HEAD:
             # Closed (or a body the application did not wait for: the connection ends after the answer).
-            self.transport.loseConnection()
-            self.deadline = 0.0
+            self._close()
             return
         self.deadline = time.monotonic() + KEEPALIVE_SECONDS
         if self.write_paused is not None:
@@ -385,8 +392,11 @@ class Connection:
 
     def timed_out(self) -> None:
         self.deadline = 0.0
+        if self.closing:
+            self.drop("does not take its last answer")
+            return
         if self.exchange is None and self.reading == HEAD and not self.buffer:
-            self.transport.loseConnection()  # idle
+            self._close()  # idle
             return
         logger.info("request from %s too slow: closed", self.peer())
         self._refuse(408, "Request timeout")
@@ -402,8 +412,17 @@ class Connection:
             logger.info("bad request from %s: %s", self.peer(), message)
         self.buffer = bytearray()
         self.reading = HEAD
-        self.deadline = 0.0
+        self._close()
+
+    def _close(self) -> None:
+        """End the connection once what is written is out (within ``WRITE_SECONDS``)."""
+        self.closing = True
+        self.deadline = time.monotonic() + WRITE_SECONDS
         self.transport.loseConnection()
+
+    def drop(self, why: str) -> None:
+        logger.info("client %s %s: dropped", self.peer(), why)
+        self.transport.abortConnection()
 
     def _upgrade(self, head: bytes, target: bytes) -> None:
         """Hand the connection to a websocket protocol, with the request's bytes."""

@@ -44,6 +44,9 @@ MAX_REQUEST_BYTES = 64 * 1024  # daphne (Twisted) bounds the request head alread
 INBOX_LIMIT = 16
 # Frames longer than this go through the transport's buffer instead of straight to the socket.
 DIRECT_LIMIT = 64 * 1024
+# A closed connection whose last frames the client leaves unread is dropped after this long (TCP would
+# keep it, and its buffer, for as long as the client lives).
+CLOSE_SECONDS = 30
 HANDSHAKE, CONNECTING, OPEN, CLOSED = range(4)
 CONNECTED, RECEIVED, DISCONNECTED = range(3)  # the handler's events
 
@@ -322,7 +325,7 @@ class WebSocket:
         self.state = CLOSED
         self.buffer = b""
         self.transport.write(_http_error(status, message, extra))
-        self.transport.loseConnection()
+        self._lose()
 
     # --- frames from the client -----------------------------------------------------------------------
     def _frames(self) -> None:
@@ -411,8 +414,13 @@ class WebSocket:
         self.buffer, self.message = b"", None
         self._flush()
         self.transport.write(closing)
-        self.transport.loseConnection()
+        self._lose()
         self._deliver(DISCONNECTED)
+
+    def _lose(self) -> None:
+        """End the connection once what is written is out, or after ``CLOSE_SECONDS``."""
+        self.transport.loseConnection()
+        asyncio.get_running_loop().call_later(CLOSE_SECONDS, self.transport.abortConnection)
 
     def drop(self) -> bool:
         """Drop the connection at once, without a close frame (a client then reconnects, maybe to

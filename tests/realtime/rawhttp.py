@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
 VERSION = b"GET /api/version HTTP/1.1\r\nHost: localhost\r\n\r\n"
 # Log lines that mean an exception escaped to the log.
 ESCAPED = ("Traceback", "Unhandled Error", "Exception inside application")
+MIB = 1024  # RSS is in KiB
 
 
 def connect(port: int, timeout: float = 20) -> socket.socket:
@@ -134,3 +137,24 @@ def wait_until(check, timeout: float = 10, interval: float = 0.05) -> bool:
             return False
         time.sleep(interval)
     return True
+
+
+def small_window(port: int) -> socket.socket:
+    """A connection whose receive buffer is small: what the client does not read stays in the server."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def send_in_background(sock: socket.socket, data: bytes) -> threading.Thread:
+    """Send ``data`` from a thread (the server may stop reading it for a while)."""
+
+    def send() -> None:
+        with contextlib.suppress(OSError):  # the server may close the connection
+            sock.sendall(data)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread

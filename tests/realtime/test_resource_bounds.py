@@ -8,7 +8,6 @@ import json
 import resource
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,19 +18,23 @@ from tasks.models import Blob
 from tests.realtime.helpers import make_user, token
 from tests.realtime.live import LIVE, Daphne
 from tests.realtime.rawhttp import (
+    MIB,
     Reader,
     connect,
     cpu_seconds,
     escaped,
     log_size,
     process_sockets,
+    send_in_background,
+    small_window,
     still_serving,
     wait_until,
 )
+from tests.realtime.test_websocket_conformance import SmallWindow
+from tests.realtime.test_websocket_frames import PING, encode
 
 pytestmark = pytest.mark.live
 
-MIB = 1024  # RSS is in KiB
 DOCS = b"GET /api/docs HTTP/1.1\r\nHost: x\r\n\r\n"  # a few KiB of answer, quickly made
 
 
@@ -48,7 +51,10 @@ def served(live_db, live_folder):
 
 
 # The HTTP protocol's timers, short: what a slow client does shows within seconds.
-HASTY = "import vantage6.http as h; h.HEAD_SECONDS = h.BODY_SECONDS = 1; import vantage6.serve as s; s.main()"
+HASTY = (
+    "import vantage6.http as h, vantage6.websocket as w; h.HEAD_SECONDS = h.BODY_SECONDS = h.WRITE_SECONDS = "
+    "w.CLOSE_SECONDS = 1; import vantage6.serve as s; s.main()"
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,34 +64,13 @@ def hasty(live_db, live_folder):
     daphne.stop()
 
 
-def _small_window(port: int) -> socket.socket:
-    """A connection whose receive buffer is small: what the client does not read stays in the server."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.settimeout(30)
-    sock.connect(("127.0.0.1", port))
-    return sock
-
-
-def _send_in_background(sock: socket.socket, data: bytes) -> threading.Thread:
-    """Send ``data`` from a thread (the server may stop reading it for a while)."""
-
-    def send() -> None:
-        with contextlib.suppress(OSError):  # the server may close the connection
-            sock.sendall(data)
-
-    thread = threading.Thread(target=send, daemon=True)
-    thread.start()
-    return thread
-
-
 def test_pipelined_requests_of_a_client_that_reads_nothing_hold_no_memory(served):
     count = 2000  # about 9 MB of answers
     still_serving(served.port)
     before = served.rss_kib()
-    sock = _small_window(served.port)
+    sock = small_window(served.port)
     with sock:
-        sender = _send_in_background(sock, DOCS * count)
+        sender = send_in_background(sock, DOCS * count)
         grown = 0
         for _ in range(8):
             time.sleep(0.5)
@@ -247,3 +232,39 @@ def test_a_slow_but_steady_body_is_read(hasty):
             sock.sendall(body[start : start + 8192])
             time.sleep(0.3)
         assert Reader(sock).response()[0] == 405
+
+
+@pytest.mark.parametrize(
+    "last",
+    [DOCS, DOCS.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")],
+    ids=["kept alive", "closing after the last answer"],
+)
+def test_a_client_that_never_reads_its_answers_is_dropped(hasty, last):
+    still_serving(hasty.port)
+    sockets, since = process_sockets(hasty.process.pid), log_size(hasty.log)
+    with small_window(hasty.port) as sock:
+        # 7 MB of answers: more than the kernel's buffers take, the rest waits in the server.
+        send_in_background(sock, DOCS * 1500 + last)
+        # The answers stay unread: the server drops the connection rather than hold them for ever.
+        assert wait_until(lambda: "dropped" in _log_since(hasty, since), timeout=8)
+        assert wait_until(lambda: process_sockets(hasty.process.pid) <= sockets)
+
+
+def _log_since(daphne: Daphne, since: int) -> str:
+    with daphne.log.open("rb") as log:
+        log.seek(since)
+        return log.read().decode(errors="replace")
+
+
+def test_a_websocket_that_never_reads_is_dropped_once_closed(hasty):
+    still_serving(hasty.port)
+    sockets = process_sockets(hasty.process.pid)
+    client = SmallWindow(hasty.port)
+    try:
+        client.open()
+        # Pongs the client leaves unread; it answers no Engine.IO ping either: the server closes the
+        # connection after pingInterval + pingTimeout (4 s here), and drops it as the close stays unread.
+        send_in_background(client.sock, encode(PING, b"p" * 125) * 50_000)  # 6 MB of pongs
+        assert wait_until(lambda: process_sockets(hasty.process.pid) <= sockets, timeout=8)
+    finally:
+        client.close()

@@ -10,8 +10,7 @@ import time
 import pytest
 
 from tests.realtime.live import Daphne
-from tests.realtime.rawhttp import escaped, still_serving
-from tests.realtime.test_resource_bounds import MIB, _send_in_background, _small_window
+from tests.realtime.rawhttp import MIB, escaped, send_in_background, small_window, still_serving
 from tests.realtime.test_websocket_frames import BINARY, CLOSE, PING, PONG, TEXT, Raw, encode
 
 pytestmark = pytest.mark.live
@@ -143,11 +142,11 @@ def test_an_empty_close_is_echoed_and_what_follows_is_ignored(raw):
         raw.frame()
 
 
-class _SmallWindow(Raw):
+class SmallWindow(Raw):
     """A websocket client whose receive buffer is small: what it does not read stays in the server."""
 
     def __init__(self, port: int) -> None:
-        self.sock = _small_window(port)
+        self.sock = small_window(port)
         self.data = b""
 
 
@@ -158,12 +157,12 @@ class _SmallWindow(Raw):
 )
 def test_pings_of_a_client_that_reads_nothing_hold_no_memory(served, frame):
     count = 150_000  # about 19 MB of pongs
-    client = _SmallWindow(served.port)
+    client = SmallWindow(served.port)
     try:
         client.open()
         client.send(TEXT, b"5")  # Engine.IO UPGRADE: the session is the websocket's
         before = served.rss_kib()
-        sender = _send_in_background(client.sock, frame * count)
+        sender = send_in_background(client.sock, frame * count)
         grown = 0
         for _ in range(6):
             time.sleep(0.5)
