@@ -146,10 +146,18 @@ PAYLOADS = {
 }
 
 
-def _open(url: str) -> tuple[requests.Session, str]:
+def _open(url: str, **params: str) -> tuple[requests.Session, str]:
     http = requests.Session()
-    opened = http.get(f"{url}/socket.io/", params={"EIO": "4", "transport": "polling"}, timeout=10)
+    opened = http.get(f"{url}/socket.io/", params={"EIO": "4", "transport": "polling", **params}, timeout=10)
     return http, json.loads(opened.text[1:])["sid"]
+
+
+def test_a_request_for_base64_payloads_gets_the_text_protocol(served):
+    """``b64=1`` (Engine.IO 3's binary-less clients) changes nothing: packets are text."""
+    http, sid = _open(served.url, b64="1")
+    params = {"EIO": "4", "transport": "polling", "sid": sid, "b64": "1"}
+    assert http.post(f"{served.url}/socket.io/", params=params, data=CONNECT, timeout=10).text == "ok"
+    assert http.get(f"{served.url}/socket.io/", params=params, timeout=10).text.startswith('40/tasks,{"sid":')
 
 
 @pytest.mark.parametrize("payload", PAYLOADS.values(), ids=PAYLOADS.keys())
