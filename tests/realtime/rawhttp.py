@@ -112,9 +112,14 @@ def log_size(log: Path) -> int:
     return log.stat().st_size
 
 
+def open_files(pid: int) -> list[str]:
+    """What the descriptors of a process are open on (``socket:[…]``, paths)."""
+    return [link for fd in Path(f"/proc/{pid}/fd").iterdir() if (link := _link(fd))]
+
+
 def process_sockets(pid: int) -> int:
     """The sockets a process holds open (its other descriptors: log, database files)."""
-    return sum(1 for fd in Path(f"/proc/{pid}/fd").iterdir() if _link(fd).startswith("socket:"))
+    return sum(1 for link in open_files(pid) if link.startswith("socket:"))
 
 
 def _link(fd: Path) -> str:

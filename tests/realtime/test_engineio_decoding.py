@@ -242,8 +242,7 @@ def test_node_events_of_every_wrong_shape_are_ignored(served, live_world):
         assert raw.frame()[1].startswith(b'40/tasks,{"sid":')
         for event in NODE_EVENTS:
             for data in WRONG_SHAPES:
-                raw.text("42/tasks," + json.dumps([event, data]))
-                time.sleep(0.02)  # within the packet rate
+                raw.text("42/tasks," + json.dumps([event, data]))  # within the packet burst
         raw.text("2probe")
         while raw.frame() != (TEXT, b"3probe"):
             pass

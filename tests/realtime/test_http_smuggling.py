@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.realtime.live import Daphne
 from tests.realtime.rawhttp import Reader, connect, escaped, log_size, still_serving
 
 pytestmark = pytest.mark.live
@@ -158,20 +157,13 @@ CASES: dict[str, tuple[bytes, list[int]]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def served(live_db, live_folder):
-    daphne = Daphne(live_db.process_env(V6_LOG_LEVEL="info", V6_MAX_BODY_MB="1"), live_folder)
-    yield daphne
-    daphne.stop()
-
-
 @pytest.mark.parametrize(("request_bytes", "statuses"), CASES.values(), ids=CASES.keys())
-def test_each_request_is_answered_once_as_itself(served, request_bytes, statuses):
-    since = log_size(served.log)
-    with connect(served.port, timeout=5) as sock:
+def test_each_request_is_answered_once_as_itself(server, request_bytes, statuses):
+    since = log_size(server.log)
+    with connect(server.port, timeout=2) as sock:
         sock.sendall(request_bytes + AFTER)
         answered, closed = Reader(sock).all()
     # A refused body is read to its end (and thrown away) before the connection closes.
     assert (answered, closed) == (statuses, statuses[-1] != 413)
-    still_serving(served.port)
-    assert not escaped(served.log, since), "\n".join(escaped(served.log, since))
+    still_serving(server.port)
+    assert not escaped(server.log, since), "\n".join(escaped(server.log, since))

@@ -9,7 +9,6 @@ import resource
 import socket
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -24,6 +23,7 @@ from tests.realtime.rawhttp import (
     cpu_seconds,
     escaped,
     log_size,
+    open_files,
     process_sockets,
     send_in_background,
     small_window,
@@ -72,7 +72,7 @@ def test_pipelined_requests_of_a_client_that_reads_nothing_hold_no_memory(served
     with sock:
         sender = send_in_background(sock, DOCS * count)
         grown = 0
-        for _ in range(8):
+        for _ in range(6):
             time.sleep(0.5)
             grown = max(grown, served.rss_kib() - before)
             still_serving(served.port)  # others are served meanwhile
@@ -85,7 +85,7 @@ def test_pipelined_requests_of_a_client_that_reads_nothing_hold_no_memory(served
 
 
 def test_a_burst_of_connections_is_accepted_at_once_and_idle_ones_cost_little(served):
-    count = 2000
+    count = 1000  # within the listening backlog, however late the server accepts them
     still_serving(served.port)
     sockets, rss = process_sockets(served.process.pid), served.rss_kib()
     idle, slowest = [], 0.0
@@ -184,8 +184,7 @@ def test_an_aborted_upload_leaves_no_file(served, live_world):
 
 
 def _deleted_files(pid: int) -> list[str]:
-    links = [str(fd.readlink()) for fd in Path(f"/proc/{pid}/fd").iterdir()]
-    return [link for link in links if link.endswith(" (deleted)")]
+    return [link for link in open_files(pid) if link.endswith(" (deleted)")]
 
 
 def test_a_trickled_websocket_handshake_times_out(hasty):

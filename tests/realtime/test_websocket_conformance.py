@@ -156,7 +156,7 @@ class SmallWindow(Raw):
     ids=["websocket pings", "Engine.IO pings"],
 )
 def test_pings_of_a_client_that_reads_nothing_hold_no_memory(served, frame):
-    count = 150_000  # about 19 MB of pongs
+    count = 100_000  # about 13 MB of pongs
     client = SmallWindow(served.port)
     try:
         client.open()
