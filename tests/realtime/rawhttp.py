@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.realtime.live import Daphne
+
 VERSION = b"GET /api/version HTTP/1.1\r\nHost: localhost\r\n\r\n"
 # Log lines that mean an exception escaped to the log.
 ESCAPED = ("Traceback", "Unhandled Error", "Exception inside application")
@@ -117,9 +119,20 @@ def open_files(pid: int) -> list[str]:
     return [link for fd in Path(f"/proc/{pid}/fd").iterdir() if (link := _link(fd))]
 
 
-def process_sockets(pid: int) -> int:
-    """The sockets a process holds open (its other descriptors: log, database files)."""
-    return sum(1 for link in open_files(pid) if link.startswith("socket:"))
+def served_sockets(daphne: Daphne) -> int:
+    """The sockets a server process holds open on its port (listening or connected; not those of its
+    database connections)."""
+    port = daphne.port
+    held = {
+        link[len("socket:[") : -1] for link in open_files(daphne.process.pid) if link.startswith("socket:[")
+    }
+    on_port = set()
+    for table in ("tcp", "tcp6"):
+        for row in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = row.split()
+            if int(fields[1].rpartition(":")[2], 16) == port:
+                on_port.add(fields[9])  # the socket's inode
+    return len(held & on_port)
 
 
 def _link(fd: Path) -> str:

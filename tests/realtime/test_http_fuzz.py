@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from tests.realtime.rawhttp import Reader, escaped, log_size, process_sockets, still_serving
+from tests.realtime.rawhttp import Reader, escaped, log_size, served_sockets, still_serving
 
 pytestmark = pytest.mark.live
 
@@ -179,7 +179,7 @@ def run_batch(port: int, cases: list[bytes]) -> list[bytes]:
 def test_mutated_requests_get_well_formed_answers_and_no_errors(server):
     rng = random.Random(SEED)
     still_serving(server.port)
-    since, rss, sockets = log_size(server.log), server.rss_kib(), process_sockets(server.process.pid)
+    since, rss, sockets = log_size(server.log), server.rss_kib(), served_sockets(server)
     deadline, tried = time.monotonic() + SECONDS, 0
     while time.monotonic() < deadline:
         cases = [mutate(rng.choice(SEEDS), rng) for _ in range(BATCH)]
@@ -195,4 +195,4 @@ def test_mutated_requests_get_well_formed_answers_and_no_errors(server):
     assert tried > 500
     time.sleep(WAIT)  # the connections given up on are closed by now
     assert server.rss_kib() - rss < 40 * MIB
-    assert process_sockets(server.process.pid) <= sockets  # no connection left behind
+    assert served_sockets(server) <= sockets  # no connection left behind
