@@ -3,14 +3,16 @@ fragmentation, lengths, close codes, and clients that flood without reading."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import random
 import struct
 import time
 
 import pytest
 
 from tests.realtime.live import Daphne
-from tests.realtime.rawhttp import MIB, escaped, send_in_background, small_window, still_serving
+from tests.realtime.rawhttp import MIB, escaped, log_size, send_in_background, small_window, still_serving
 from tests.realtime.test_websocket_frames import BINARY, CLOSE, PING, PONG, TEXT, Raw, encode
 
 pytestmark = pytest.mark.live
@@ -164,7 +166,7 @@ def test_pings_of_a_client_that_reads_nothing_hold_no_memory(served, frame):
         before = served.rss_kib()
         sender = send_in_background(client.sock, frame * count)
         grown = 0
-        for _ in range(6):
+        for _ in range(5):
             time.sleep(0.5)
             grown = max(grown, served.rss_kib() - before)
         still_serving(served.port)
@@ -175,3 +177,49 @@ def test_pings_of_a_client_that_reads_nothing_hold_no_memory(served, frame):
     finally:
         client.close()
     assert not escaped(served.log)
+
+
+FUZZ_SEED, FUZZ_SECONDS = 6455, 4
+FRAMES = [
+    encode(TEXT, CONNECT),
+    encode(TEXT, b'42/tasks,["ping"]'),
+    encode(PING, b"ping"),
+    encode(PONG, b""),
+    encode(TEXT, b"40/ta", fin=False) + encode(0, b"sks,{}"),
+    encode(BINARY, b"\x00\xff"),
+    encode(TEXT, b"x" * 200),
+    encode(CLOSE, struct.pack("!H", 1000) + b"bye"),
+]
+
+
+def _mutated_frames(rng: random.Random) -> bytes:
+    out = bytearray(b"".join(rng.choice(FRAMES) for _ in range(rng.randint(1, 4))))
+    for _ in range(rng.randint(1, 3)):
+        at = rng.randrange(len(out))
+        if rng.random() < 0.7:
+            out[at] = rng.randrange(256)  # often a header byte: opcode, flags, length, mask
+        else:
+            del out[at : at + rng.randint(1, 4)]
+    return bytes(out)
+
+
+def test_mutated_frames_close_with_a_protocol_code_and_no_error(served):
+    rng = random.Random(FUZZ_SEED)
+    since, tried = log_size(served.log), 0
+    deadline = time.monotonic() + FUZZ_SECONDS
+    while time.monotonic() < deadline:
+        frames = _mutated_frames(rng)
+        client = Raw(served.port)
+        try:
+            client.open()
+            client.sock.sendall(frames + encode(CLOSE, b""))  # ends what the mutations left in step
+            client.sock.settimeout(0.15)
+            # Whatever comes is well-formed frames (a handler failing would show in the log).
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                while client.frame()[0] != CLOSE:
+                    pass
+        finally:
+            client.close()
+        tried += 1
+    assert tried > 30
+    assert not escaped(served.log, since), "\n".join(escaped(served.log, since))
