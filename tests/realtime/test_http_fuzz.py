@@ -23,7 +23,7 @@ from tests.realtime.rawhttp import Reader, escaped, log_size, served_sockets, st
 pytestmark = pytest.mark.live
 
 SEED = 9112
-SECONDS = 10
+SECONDS = 8
 BATCH = 24
 WAIT = 0.5  # for the answers of a batch: a request the mutation left incomplete gets none
 AFTER = b"GET /api/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"

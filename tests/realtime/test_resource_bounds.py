@@ -65,7 +65,7 @@ def hasty(live_db, live_folder):
 
 
 def test_pipelined_requests_of_a_client_that_reads_nothing_hold_no_memory(served):
-    count = 2000  # about 9 MB of answers
+    count = 1500  # about 7 MB of answers
     still_serving(served.port)
     before = served.rss_kib()
     sock = small_window(served.port)

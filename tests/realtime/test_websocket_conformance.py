@@ -179,7 +179,7 @@ def test_pings_of_a_client_that_reads_nothing_hold_no_memory(served, frame):
     assert not escaped(served.log)
 
 
-FUZZ_SEED, FUZZ_SECONDS = 6455, 4
+FUZZ_SEED, FUZZ_SECONDS = 6455, 3
 FRAMES = [
     encode(TEXT, CONNECT),
     encode(TEXT, b'42/tasks,["ping"]'),
