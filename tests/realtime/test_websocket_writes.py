@@ -43,6 +43,9 @@ class Transport:
     def loseConnection(self) -> None:
         self.disconnecting = True
 
+    def abortConnection(self) -> None:
+        self.connected = False
+
 
 class Sender:
     """A handler that accepts, then sends ``texts`` for every message it receives (and closes after

@@ -33,7 +33,7 @@ def encode_eio(packet_type: int, data: str = "") -> str:
 
 def decode_eio(text: str) -> tuple[int, str]:
     """(type, data) of an Engine.IO text packet."""
-    if not text or text[0] not in "0123456":
+    if not text or text[0] not in DIGITS[: NOOP + 1]:
         raise PacketError(f"bad Engine.IO packet {text[:20]!r}")
     return int(text[0]), text[1:]
 
@@ -85,9 +85,9 @@ def decode_sio(text: str) -> SioPacket:
         end = rest.find(",")
         namespace, rest = (rest, "") if end < 0 else (rest[:end], rest[end + 1 :])
     digits = len(rest) - len(rest.lstrip(DIGITS))
-    ack_id = int(rest[:digits]) if 0 < digits <= len(str(MAX_ACK_ID)) else None
-    if digits and (ack_id is None or ack_id > MAX_ACK_ID):
+    if digits > len(str(MAX_ACK_ID)) or (digits and int(rest[:digits]) > MAX_ACK_ID):
         raise PacketError("Socket.IO ack id out of range")
+    ack_id = int(rest[:digits]) if digits else None
     rest = rest[digits:]
     try:
         data = loads(rest) if rest else None
