@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import socket
 import time
 
 import pytest
@@ -13,8 +12,8 @@ import requests
 
 from tests.realtime.helpers import make_user, token
 from tests.realtime.live import Daphne
+from tests.realtime.rawhttp import VERSION, Reader, connect, still_serving
 
-VERSION = b"GET /api/version HTTP/1.1\r\nHost: localhost\r\n\r\n"
 LOGIN = b"POST /api/token/user HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 
 
@@ -27,77 +26,9 @@ def served(live_db, live_folder):
     daphne.stop()
 
 
-def _connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=20)
-
-
-class Reader:
-    """Reads responses off one socket: head fields (lower-case names) and body."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.data = b""
-
-    def _more(self) -> bool:
-        chunk = self.sock.recv(1 << 20)
-        self.data += chunk
-        return bool(chunk)
-
-    def _until(self, marker: bytes) -> bytes:
-        while marker not in self.data:
-            if not self._more():
-                raise EOFError(self.data)
-        part, _, self.data = self.data.partition(marker)
-        return part
-
-    def _exactly(self, size: int) -> bytes:
-        while len(self.data) < size:
-            if not self._more():
-                raise EOFError(self.data)
-        part, self.data = self.data[:size], self.data[size:]
-        return part
-
-    def response(self, *, head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
-        status_line, *lines = self._until(b"\r\n\r\n").split(b"\r\n")
-        fields = {}
-        for line in lines:
-            name, _, value = line.decode().partition(":")
-            fields[name.strip().lower()] = value.strip()
-        status = int(status_line.split()[1])
-        if head_only or status in (100, 101, 204, 304):
-            return status, fields, b""
-        if fields.get("transfer-encoding") == "chunked":
-            body = b""
-            while size := int(self._until(b"\r\n"), 16):
-                body += self._exactly(size)
-                self._exactly(2)
-            self._exactly(2)
-            return status, fields, body
-        if "content-length" in fields:
-            return status, fields, self._exactly(int(fields["content-length"]))
-        while self._more():
-            pass
-        body, self.data = self.data, b""
-        return status, fields, body
-
-    def closed(self) -> bool:
-        """Whether the server closed the connection (nothing more comes)."""
-        try:
-            return not self._more() and not self.data
-        except ConnectionResetError:
-            return True
-
-
-def _still_serving(port: int) -> None:
-    with _connect(port) as sock:
-        sock.sendall(VERSION)
-        status, _, body = Reader(sock).response()
-    assert status == 200 and "version" in json.loads(body)
-
-
 def test_kept_alive_connection_answers_pipelined_requests_in_order(served):
     ping = LOGIN + b"Content-Length: 2\r\n\r\n{}"
-    with _connect(served.port) as sock:
+    with connect(served.port) as sock:
         sock.sendall(VERSION + ping + VERSION + b"HEAD /api/version HTTP/1.1\r\nHost: x\r\n\r\n" + VERSION)
         reader = Reader(sock)
         answers = [reader.response() for _ in range(3)]
@@ -110,7 +41,7 @@ def test_kept_alive_connection_answers_pipelined_requests_in_order(served):
 
 
 def test_response_head_says_no_server_software(served):
-    with _connect(served.port) as sock:
+    with connect(served.port) as sock:
         sock.sendall(VERSION)
         status, fields, _ = Reader(sock).response()
     assert status == 200
@@ -129,7 +60,7 @@ def test_response_head_says_no_server_software(served):
     ids=["1.0", "1.0 keep-alive", "1.1 close"],
 )
 def test_connection_persistence_follows_the_http_version(served, request_head, connection):
-    with _connect(served.port) as sock:
+    with connect(served.port) as sock:
         sock.sendall(request_head)
         reader = Reader(sock)
         status, fields, _ = reader.response()
@@ -151,7 +82,7 @@ def test_a_chunked_body_with_extensions_and_trailer_is_read(served):
         + body[5:]
         + b"\r\n0\r\nX-T: 1\r\n\r\n"
     )
-    with _connect(served.port) as sock:
+    with connect(served.port) as sock:
         sock.sendall(LOGIN + b"Transfer-Encoding: chunked\r\n\r\n" + chunks + VERSION)
         reader = Reader(sock)
         status, _, answer = reader.response()
@@ -162,7 +93,7 @@ def test_a_chunked_body_with_extensions_and_trailer_is_read(served):
 def test_expect_100_continue_is_answered_before_the_body_comes(served):
     body = b'{"username": "nobody", "password": "wrong"}'
     head = LOGIN + b"Expect: 100-continue\r\n"
-    with _connect(served.port) as sock:
+    with connect(served.port) as sock:
         sock.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body))
         reader = Reader(sock)
         assert reader.response()[0] == 100
@@ -193,14 +124,14 @@ MALFORMED = {
 
 @pytest.mark.parametrize("request_bytes", MALFORMED.values(), ids=MALFORMED.keys())
 def test_a_malformed_request_is_refused_and_its_connection_closed(served, request_bytes):
-    with _connect(served.port) as sock:
+    with connect(served.port) as sock:
         sock.sendall(request_bytes + VERSION)  # nothing after a malformed request is read
         reader = Reader(sock)
         status, fields, body = reader.response()
         assert status in (400, 501, 505)
         assert fields["connection"] == "close" and "msg" in json.loads(body)
         assert reader.closed()
-    _still_serving(served.port)
+    still_serving(served.port)
     assert "Traceback" not in served.log.read_text()
 
 
@@ -210,18 +141,18 @@ def test_a_malformed_request_is_refused_and_its_connection_closed(served, reques
     ids=["head too large", "too many fields"],
 )
 def test_an_oversized_request_head_is_refused(served, extra):
-    with _connect(served.port) as sock:
+    with connect(served.port) as sock:
         with contextlib.suppress(OSError):  # refused before all of it was read
             sock.sendall(b"GET /api/version HTTP/1.1\r\nHost: x\r\n" + extra + b"\r\n")
         reader = Reader(sock)
         assert reader.response()[0] == 431
         assert reader.closed()
-    _still_serving(served.port)
+    still_serving(served.port)
 
 
 def test_an_incomplete_request_head_times_out(served):
     """A slow client cannot hold a connection (and its buffers) by never finishing its request."""
-    with _connect(served.port) as sock:
+    with connect(served.port) as sock:
         sock.sendall(b"GET /api/version HTTP/1.1\r\nHost: x\r\n")
         started = time.monotonic()
         reader = Reader(sock)
@@ -229,12 +160,12 @@ def test_an_incomplete_request_head_times_out(served):
         assert (status, fields["connection"]) == (408, "close")
         assert reader.closed()
     assert 9 < time.monotonic() - started < 15
-    _still_serving(served.port)
+    still_serving(served.port)
 
 
 def test_a_stalled_body_times_out(served):
     head = LOGIN + b"Content-Length: 10\r\n\r\n"
-    with _connect(served.port) as sock:
+    with connect(served.port) as sock:
         sock.settimeout(45)
         sock.sendall(head + b"{")
         reader = Reader(sock)
@@ -249,7 +180,7 @@ def test_a_websocket_upgrade_follows_http_requests_on_the_same_connection(served
         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         b"Authorization: Bearer " + token(researcher).encode() + b"\r\n\r\n"
     )
-    with _connect(served.port) as sock:
+    with connect(served.port) as sock:
         sock.sendall(VERSION + VERSION + upgrade)
         reader = Reader(sock)
         assert [reader.response()[0] for _ in range(2)] == [200, 200]
@@ -267,7 +198,7 @@ def test_blobs_stream_up_and_down(served, live_world):
     auth = b"Authorization: %s\r\n" % headers["Authorization"].encode()
     data = bytes(range(256)) * (6 * 2**20 // 256)
     upload = b"POST /api/blobstream HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n" + auth
-    with _connect(served.port) as sock:
+    with connect(served.port) as sock:
         sock.sendall(upload + b"Content-Length: %d\r\n\r\n" % len(data))
         sock.sendall(data)
         reader = Reader(sock)
@@ -292,7 +223,7 @@ def test_blobs_stream_up_and_down(served, live_world):
 def test_a_graceful_stop_answers_kept_alive_connections_once_and_drops_long_polls(live_db, live_folder):
     daphne = Daphne(live_db.process_env(), live_folder)
     try:
-        with _connect(daphne.port) as kept, _connect(daphne.port) as poll:
+        with connect(daphne.port) as kept, connect(daphne.port) as poll:
             kept.sendall(VERSION)
             kept_reader = Reader(kept)
             assert kept_reader.response()[0] == 200
