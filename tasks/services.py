@@ -718,6 +718,25 @@ def runs_cleanup_if_due(*, now: datetime | None = None) -> int | None:
         return runs_cleanup(days=days, include_input=settings.RUNS_DATA_CLEANUP_INCLUDE_INPUT, now=now)
 
 
+UNUSED_BLOBS_JOB = "unused_blobs"
+
+
+def unused_blobs_cleanup_if_due(*, now: datetime | None = None) -> int | None:
+    """Delete the uploads no run used within ``blobs.UNUSED_LIFETIME`` (else they would count against
+    their organization's bound for ever), by one server process per hour: how many, or None when it
+    was not this call's turn."""
+    now = now or timezone.now()
+    last = PeriodicJob.objects.filter(name=UNUSED_BLOBS_JOB).values_list("last_run_at", flat=True).first()
+    if last is not None and last > now - RUNS_CLEANUP_PERIOD:
+        return None
+    with transaction.atomic():
+        if not _claim(UNUSED_BLOBS_JOB, RUNS_CLEANUP_PERIOD, now):
+            return None
+        names = blobs.unused(now - blobs.UNUSED_LIFETIME)
+        transaction.on_commit(lambda: blobs.delete(names))
+    return len(names)
+
+
 # --- what nodes report over their socket (registered with nodes.events at start-up) ---------------------
 # The run a node reports about, if it is a run of that node: its id, task, job and parent task, by SQL
 # built once (a node reports every status change of its runs over its socket).
