@@ -141,6 +141,8 @@ def _by_ids(
     """The rows with these ids; with ``strict`` an unknown id is a 404, otherwise it is skipped. With
     ``principal``, rows it may not view are unknown, and unknown is its 401 (``fetch_named``)."""
     ids = list(dict.fromkeys(ids))
+    if not ids:
+        return []
     resource = str(queryset.model._meta.model_name)
     if principal is not None:
         queryset = principal.visible(resource, queryset)
