@@ -16,7 +16,7 @@ from django.db.models import Case, F, Model, Q, QuerySet, TextField, Value, When
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.permissions import Principal, fetch, fetch_named
+from accounts.permissions import Principal, fetch_named
 from accounts.services import audit
 from accounts.tokens import container_token
 from collaborations.models import AlgorithmStore, Collaboration, Study
@@ -155,7 +155,7 @@ def _check_container(principal: Principal, collaboration: Collaboration, image: 
 
 
 def _image_and_store(
-    data: dict, collaboration: Collaboration, authorization: str | None
+    principal: Principal, data: dict, collaboration: Collaboration, authorization: str | None
 ) -> tuple[str, int | None]:
     """The image to run and the store it comes from; pinned to the store's digest when it has one."""
     image = data["image"]
@@ -163,7 +163,7 @@ def _image_and_store(
     if not store_id:
         return image, None
     missing = bad_request(f"Algorithm store id={store_id} does not exist!")
-    store = fetch(AlgorithmStore.objects.all(), store_id, missing=missing)
+    store = fetch_named(principal, AlgorithmStore.objects.all(), store_id, missing=missing)
     if store.collaboration_id not in (None, collaboration.pk):
         raise ApiError(
             403, f"Algorithm store id={store_id} is not part of collaboration id={collaboration.pk}!"
@@ -228,7 +228,7 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
         image, store_id = parent.image, parent.algorithm_store_id
     else:
         principal.require(principal.reaches("task", "create", collaboration_id=collaboration.pk))
-        image, store_id = _image_and_store(data, collaboration, authorization)
+        image, store_id = _image_and_store(principal, data, collaboration, authorization)
     blob_store = blobs.blob_storage() is not None
     _check_inputs(collaboration, data["organizations"], blob_store)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from collaborations.models import AlgorithmStore
 from tests.test_attacker_sweep import _filled, _state, _task, scene  # noqa: F401 - scene: a fixture
 
 pytestmark = pytest.mark.django_db
@@ -34,6 +35,8 @@ WRITES = [
     ("post", "task", _task("x", "org_a"), "collab_c"),
     ("post", "task", _task("collab_ab", "x"), "org_c"),
     ("post", "task", _task("collab_ab", "org_a", study_id="{x}"), "study_c"),
+    # (an algorithm container's subtask takes the store of its parent, whatever it names)
+    ("post", "task", _task("collab_ab", "org_a", store_id="{x}"), "store_c", ("container",)),
     ("post", "column", {"db_label": "default", "collaboration_id": "{x}",
                         "organizations": [{"id": "{org_a}"}]}, "collab_c"),
     ("post", "kill/task", {"id": "{x}"}, "task_c"),
@@ -49,11 +52,21 @@ WRITES = [
 ]  # fmt: skip
 
 
+@pytest.fixture
+def hidden_scene(scene, world):  # noqa: F811 - the attacker sweep's scene
+    """The attacker sweep's scene, with an algorithm store of C."""
+    ids, callers = scene
+    store = AlgorithmStore.objects.create(
+        name="zzc-store", url="https://store.example.org/api", collaboration=world.collab_c
+    )
+    return {**ids, "store_c": store.pk}, callers
+
+
 # The detail page of each kind of hidden object: a caller who reads it there learns nothing.
 DETAIL = {
     "org_c": "organization", "role_c": "role", "node_c": "node", "collab_c": "collaboration",
     "collab_c2": "collaboration", "user_c": "user", "study_c": "study", "task_c": "task", "run_c": "run",
-    "job_c": ("task", "task_c"),
+    "job_c": ("task", "task_c"), "store_c": "algorithmstore",
 }  # fmt: skip
 
 
@@ -64,11 +77,11 @@ def _answer(api, method: str, path: str, body: object, ids: dict, headers: dict)
     return response.status_code, response.content.decode()
 
 
-def _compare(api, ids: dict, callers: dict, hidden: str, send) -> dict:
+def _compare(api, ids: dict, callers: dict, hidden: str, send, skip: tuple[str, ...] = ()) -> dict:
     """Per caller that may not read the hidden object: its answers (hidden, none) where they differ
     by more than the id they echo."""
     differ = {}
-    for caller in CALLERS:
+    for caller in (caller for caller in CALLERS if caller not in skip):
         resource, key = DETAIL[hidden] if isinstance(DETAIL[hidden], tuple) else (DETAIL[hidden], hidden)
         if api.get(f"/api/{resource}/{ids[key]}", **callers[caller]).status_code == 200:
             continue  # it sees the object anyway
@@ -78,14 +91,15 @@ def _compare(api, ids: dict, callers: dict, hidden: str, send) -> dict:
     return differ
 
 
-@pytest.mark.parametrize(("method", "path", "body", "hidden"), WRITES)
-def test_a_write_naming_a_hidden_object_answers_as_for_none(api, scene, method, path, body, hidden):  # noqa: F811
-    ids, callers = scene
+@pytest.mark.parametrize(("method", "path", "body", "hidden", "skip"), [(*w, ())[:5] for w in WRITES])
+def test_a_write_naming_a_hidden_object_answers_as_for_none(
+    api, hidden_scene, method, path, body, hidden, skip
+):
+    ids, callers = hidden_scene
     before = _state()
 
-    differ = _compare(
-        api, ids, callers, hidden, lambda ids, caller: _answer(api, method, path, body, ids, caller)
-    )
+    send = lambda ids, caller: _answer(api, method, path, body, ids, caller)  # noqa: E731
+    differ = _compare(api, ids, callers, hidden, send, skip)
 
     assert not differ
     assert _state() == before
@@ -104,8 +118,8 @@ FILTERS = {
 
 
 @pytest.mark.parametrize("name", LISTS)
-def test_a_list_filter_naming_a_hidden_object_answers_as_for_none(api, scene, name):  # noqa: F811
-    ids, callers = scene
+def test_a_list_filter_naming_a_hidden_object_answers_as_for_none(api, hidden_scene, name):
+    ids, callers = hidden_scene
     differ = {}
     for parameter, hidden in FILTERS.items():
 
