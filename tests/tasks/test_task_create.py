@@ -258,9 +258,13 @@ def _store(world, server, collab="ab"):
 
 
 def test_check7_unknown_store_is_400(api, world, researcher):
-    response = post(api, researcher, task_body(world, store_id=4242, server_url="http://me/api"))
+    root = make_user(world.org_a, "Root")
+    response = post(api, root, task_body(world, store_id=4242, server_url="http://me/api"))
     assert response.status_code == 400
     assert "4242" in response.json()["msg"]
+    # who does not view every store gets the 401 of a store out of reach
+    response = post(api, researcher, task_body(world, store_id=4242, server_url="http://me/api"))
+    assert response.status_code == 401
 
 
 def test_check7_store_of_another_collaboration_is_403_before_input_check(
@@ -269,8 +273,9 @@ def test_check7_store_of_another_collaboration_is_403_before_input_check(
     store = _store(world, store_server[0], "c")
     body = task_body(world, store_id=store.pk, server_url="http://me/api",
                      organizations=[{"id": world.org_a.pk, "input": ENCRYPTED}])  # fmt: skip
-    response = post(api, researcher, body)
+    response = post(api, make_user(world.org_a, "Root"), body)
     assert response.status_code == 403
+    assert post(api, researcher, body).status_code == 401  # a store it may not see: as an unknown one
     assert store_server[1].seen == []
 
 
