@@ -5,21 +5,21 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import cast
+from typing import NoReturn, TypeVar, cast
 
 import bcrypt
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from accounts import mail, totp
-from accounts.models import AuditAction, Authenticatable, User, bcrypt_input
+from accounts.models import AuditAction, Authenticatable, LoginCheck, User, bcrypt_input
 from accounts.permissions import Principal
 from accounts.services import ANONYMOUS, actor_of, audit
 from accounts.sessions import end_all_logins, start_login
@@ -114,78 +114,107 @@ def name_digest(username: str) -> str:
     return salted_hmac("accounts.unknown-username", username, algorithm="sha256").hexdigest()[:16]
 
 
+T = TypeVar("T")
+
+
 # --- lock-out --------------------------------------------------------------------------------------
-# A password check (bcrypt) takes a fraction of a second; a guess counted this recently may still be
-# being checked, and a guess refused meanwhile waits for it.
+# A guess counts before its password is checked, as a LoginCheck, until its outcome (a failure, or
+# failures forgiven) is written. A check (bcrypt) takes a fraction of a second; a guess counted longer
+# ago than this was stopped with its process, and no longer counts: its outcome, if it comes, must
+# find room as a new guess would. A guess refused meanwhile waits for the checks under way.
 CHECKS_IN_FLIGHT_SECONDS = 2.0
 IN_FLIGHT_POLL_SECONDS = 0.05
-
-
-def _open_for_guesses(now: datetime) -> Q:
-    """Accounts that may have a password guess checked: below the limit, or blocked long enough ago."""
-    reopened = now - timedelta(minutes=settings.PASSWORD_INACTIVATION_MINUTES)
-    return (
-        Q(failed_login_attempts__lt=settings.PASSWORD_MAX_FAILED_ATTEMPTS)
-        | Q(last_login_attempt__isnull=True)
-        | Q(last_login_attempt__lte=reopened)
-    )
-
-
-def _count_guess(username: str, now: datetime) -> bool:
-    """Count a guess at the password of ``username`` before checking it; False when it is blocked.
-
-    One conditional UPDATE both checks the lock-out and counts, so parallel guesses cannot all pass
-    the check before any of them is counted: a burst gets at most the allowed number checked.
-    """
-    limit = settings.PASSWORD_MAX_FAILED_ATTEMPTS
-    counted = User.objects.filter(_open_for_guesses(now), username=username).update(
-        # a block that ran out starts the count afresh
-        failed_login_attempts=Case(
-            When(failed_login_attempts__gte=limit, then=Value(1)), default=F("failed_login_attempts") + 1
-        ),
-        last_login_attempt=now,
-    )
-    return counted == 1
-
-
-def _count_when_checks_end(username: str) -> bool:
-    """Count a guess refused while other checks of the account may still be running (one was counted
-    moments ago): a check holds its count until it ends, and a right password clears them all, so a
-    burst of right passwords passes in turn. Gives up ``CHECKS_IN_FLIGHT_SECONDS`` after the last count."""
-    while User.objects.filter(username=username, last_login_attempt__gt=_in_flight_since()).exists():
-        time.sleep(IN_FLIGHT_POLL_SECONDS)
-        if _count_guess(username, timezone.now()):
-            return True
-    return False
 
 
 def _in_flight_since() -> datetime:
     return timezone.now() - timedelta(seconds=CHECKS_IN_FLIGHT_SECONDS)
 
 
-def _uncount_guess(user: User) -> None:
-    """The password was right and no second factor was tried: that was no failed attempt."""
-    User.objects.filter(pk=user.pk, failed_login_attempts__gt=0).update(
-        failed_login_attempts=F("failed_login_attempts") - 1
+def _locked_user(**lookup: object) -> User | None:
+    """The user, its row locked until the transaction ends: the lock-out's steps of one account queue."""
+    return User.objects.select_for_update(of=("self",)).filter(**lookup).first()
+
+
+def _room_for_a_guess(user: User, now: datetime) -> bool:
+    """Whether one more guess at the (locked) account may be checked: its failures and the checks
+    under way stay below the limit. Forgets the checks of stopped processes and a block that ran out."""
+    limit = settings.PASSWORD_MAX_FAILED_ATTEMPTS
+    checks = LoginCheck.objects.filter(user=user)
+    checks.filter(started_at__lte=_in_flight_since()).delete()
+    if user.failed_login_attempts >= limit:
+        reopened = now - timedelta(minutes=settings.PASSWORD_INACTIVATION_MINUTES)
+        if user.last_login_attempt is not None and user.last_login_attempt > reopened:
+            return False
+        user.failed_login_attempts = 0  # the block ran out: the count starts afresh
+    return user.failed_login_attempts + checks.count() < limit
+
+
+def _count_guess(username: str) -> tuple[User, LoginCheck] | None:
+    """Count a guess at the password of ``username`` before checking it; None when it is blocked.
+
+    The lock on the account's row spans the check of the lock-out and the count, so parallel guesses
+    cannot all pass the check before any of them is counted: a burst gets at most the allowed number
+    checked.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        user = _locked_user(username=username)
+        if user is None or not _room_for_a_guess(user, now):
+            return None
+        user.last_login_attempt = now
+        user.save(update_fields=["failed_login_attempts", "last_login_attempt"])
+        return user, LoginCheck.objects.create(user=user, started_at=now)
+
+
+def _settle_guess(check: LoginCheck, *, failed: bool) -> int | None:
+    """Write the outcome of a check: one failure more, or the failures forgiven. The account's
+    failures then; None when the guess no longer counted and there is no room for it now."""
+    now = timezone.now()
+    with transaction.atomic():
+        user = _locked_user(pk=check.user_id)
+        if user is None:
+            return None
+        counted = LoginCheck.objects.filter(pk=check.pk, started_at__gt=_in_flight_since()).delete()[0]
+        if not counted and not _room_for_a_guess(user, now):
+            return None
+        user.failed_login_attempts = user.failed_login_attempts + 1 if failed else 0
+        user.last_login_attempt = now if not counted else user.last_login_attempt
+        user.save(update_fields=["failed_login_attempts", "last_login_attempt"])
+        return user.failed_login_attempts
+
+
+def _when_checks_end(attempt: Callable[[], T | None], checks: QuerySet[LoginCheck]) -> T | None:
+    """``attempt``, again while ``checks`` of the account are under way, until it succeeds: a check
+    holds its count until it ends, and a right password forgives the failures, so a burst of right
+    passwords passes in turn. Gives up once no check counted within ``CHECKS_IN_FLIGHT_SECONDS`` is left."""
+    while (outcome := attempt()) is None and checks.filter(started_at__gt=_in_flight_since()).exists():
+        time.sleep(IN_FLIGHT_POLL_SECONDS)
+    return outcome
+
+
+def _guess(username: str) -> tuple[User, LoginCheck] | None:
+    """A counted guess at the account of ``username``, once there is room for it."""
+    return _when_checks_end(
+        lambda: _count_guess(username), LoginCheck.objects.filter(user__username=username)
     )
 
 
-def _clear_failures(user: User) -> None:
-    if user.failed_login_attempts:
-        user.failed_login_attempts = 0
-        user.save(update_fields=["failed_login_attempts"])
+def _outcome(check: LoginCheck, *, failed: bool) -> int | None:
+    """The outcome of a check written (``_settle_guess``), once there is room for it if needed."""
+    checks = LoginCheck.objects.filter(user_id=check.user_id)
+    return _when_checks_end(lambda: _settle_guess(check, failed=failed), checks)
 
 
-def _login_failed(username: str, user: User | None, reason: str) -> None:
-    """Audit a refused login; the guess that reaches the limit also records the lock-out."""
+def _login_failed(username: str, user: User | None, reason: str, failures: int = 0) -> None:
+    """Audit a refused login; the guess whose ``failures`` reach the limit also records the lock-out."""
     if user is None:
         digest = name_digest(username)
         audit_failed_login(AuditAction.USER_LOGIN_FAILED, reason=reason, name_digest=digest, once_per=reason)
         return
     once_per = f"locked {user.pk}" if reason == "locked" else ""
     audit_failed_login(AuditAction.USER_LOGIN_FAILED, user, reason=reason, once_per=once_per)
-    if reason != "locked" and user.failed_login_attempts == settings.PASSWORD_MAX_FAILED_ATTEMPTS:
-        audit(ANONYMOUS, AuditAction.USER_LOCK_OUT, user, attempts=user.failed_login_attempts)
+    if failures == settings.PASSWORD_MAX_FAILED_ATTEMPTS:
+        audit(ANONYMOUS, AuditAction.USER_LOCK_OUT, user, attempts=failures)
 
 
 def _mail_blocked(user: User, now: datetime) -> None:
@@ -224,28 +253,45 @@ def _equalise_timing(password: str, user: User | None) -> None:
         bcrypt.checkpw(bcrypt_input(password), _stand_in_hash(rounds))
 
 
-def check_credentials(
-    *, username: str, password: str, failure_msg: str = LOGIN_FAILED, complete: bool = True
-) -> User:
-    """The user with this username and password, honouring the lock-out policy (401 otherwise).
-
-    Unknown, blocked and wrong get one answer, each after a bcrypt check of the same cost.
-    ``complete=False``: a second factor still follows, so the guess stays counted until it passes.
-    """
-    now = timezone.now()
-    counted = _count_guess(username, now) or _count_when_checks_end(username)
-    user = User.objects.filter(username=username).first()
-    if user is None or not counted:
+def _checked_password(username: str, password: str, failure_msg: str) -> tuple[User, LoginCheck]:
+    """The user with this username and password, and the check of the guess, still counted (401
+    otherwise, the guess a failure). Unknown, blocked and wrong get one answer, each after a bcrypt
+    check of the same cost."""
+    counted = _guess(username)
+    if counted is None:
+        user = User.objects.filter(username=username).first()
         _equalise_timing(password, user)
         if user is not None:
-            _mail_blocked(user, now)
+            _mail_blocked(user, timezone.now())
         _login_failed(username, user, "unknown user" if user is None else "locked")
         raise ApiError(401, failure_msg)
+    user, check = counted
     if not user.check_password(password):
-        _login_failed(username, user, "password")
+        _failed(user, check, "password", failure_msg)
+    return user, check
+
+
+def _failed(user: User, check: LoginCheck, reason: str, msg: str) -> NoReturn:
+    """A wrong password or code: a failure (401 ``msg``), or a refusal as blocked when it came too late."""
+    failures = _outcome(check, failed=True)
+    if failures is None:
+        _login_failed(user.username, user, "locked")
+        raise ApiError(401, LOGIN_FAILED if msg == MFA_WRONG else msg)
+    _login_failed(user.username, user, reason, failures)
+    raise ApiError(401, msg)
+
+
+def _passed(user: User, check: LoginCheck, failure_msg: str) -> None:
+    """Right credentials: the failures forgiven, or a refusal as blocked when they came too late."""
+    if _outcome(check, failed=False) is None:
+        _login_failed(user.username, user, "locked")
         raise ApiError(401, failure_msg)
-    if complete:
-        _clear_failures(user)
+
+
+def check_credentials(*, username: str, password: str, failure_msg: str = LOGIN_FAILED) -> User:
+    """The user with this username and password, honouring the lock-out policy (401 otherwise)."""
+    user, check = _checked_password(username, password, failure_msg)
+    _passed(user, check, failure_msg)
     return user
 
 
@@ -271,23 +317,23 @@ def authenticate_user(
     the lock-out, and a code is accepted once. Without ``setup_allowed`` (the admin site) a user who
     has not set up two-factor authentication is refused.
     """
-    user = check_credentials(username=username, password=password, complete=not settings.TWO_FACTOR_AUTH)
+    user, check = _checked_password(username, password, LOGIN_FAILED)
     if not settings.TWO_FACTOR_AUTH:
+        _passed(user, check, LOGIN_FAILED)
         audit(actor_of(user), AuditAction.USER_LOGIN, user)
         return user
     if not user.otp_secret:
         if not setup_allowed:
-            _uncount_guess(user)
+            check.delete()  # no failed attempt
             raise ApiError(401, "Set up two-factor authentication by logging in to the API first")
-        _clear_failures(user)
+        _passed(user, check, LOGIN_FAILED)
         return _two_factor_setup(user)
     if not mfa_code:
-        _uncount_guess(user)
+        check.delete()  # the password was right, no code was tried: no failed attempt
         return {"msg": MFA_MISSING}
     if not _accept_code(user, mfa_code):
-        _login_failed(username, user, "two-factor code")
-        raise ApiError(401, MFA_WRONG)
-    _clear_failures(user)
+        _failed(user, check, "two-factor code", MFA_WRONG)
+    _passed(user, check, LOGIN_FAILED)
     audit(actor_of(user), AuditAction.USER_LOGIN, user)
     return user
 

@@ -60,6 +60,18 @@ class LoginSession(models.Model):
         db_table = "login_session"
 
 
+class LoginCheck(models.Model):
+    """A password guess at a user's account while it is being checked. It counts towards the lock-out
+    until the check ends, and no longer than a check can take (``accounts.login``), so that a server
+    process stopped mid-check does not leave its guesses counted."""
+
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="+")
+    started_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "login_check"
+
+
 class ClientLimit(models.Model):
     """The failures of one client address (of one limiter) in the window open now, shared by every
     server process (written by ``vantage6.throttle``, in plain SQL)."""

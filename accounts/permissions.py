@@ -527,6 +527,7 @@ def get_for(
     missing: str | ApiError,
     resource: str | None = None,
     refused: str | None = None,
+    named: bool = False,
 ) -> M:
     """The row of ``queryset`` (or of a compiled ``PkLookup``) with primary key ``pk``, fetched for
     ``principal``.
@@ -534,13 +535,55 @@ def get_for(
     No such row: a 404 with the message ``missing``, or ``missing`` itself when it is an error (a
     filter naming a row that does not exist is a 400). A row out of reach of the principal's scope
     for ``operation`` on ``resource`` (by default the model's): the 401 (``refused``). With
-    ``operation`` None the service that acts on the row judges it."""
+    ``operation`` None the service that acts on the row judges it. ``named``: ``pk`` comes from a
+    request body, and a missing row is that 401 too (``missing_to``)."""
+    if named:
+        missing = missing_to(principal, resource or _resource_of(_model_of(queryset)), missing)
     row = fetch(queryset, pk, missing=missing)
     if operation is not None:
-        name = str(type(row)._meta.model_name)
-        resource = resource or _MODEL_RESOURCES.get(name, name)
+        resource = resource or _resource_of(type(row))
         principal.require(principal.allows(resource, row, operation), refused)
     return row
+
+
+def fetch_named(
+    principal: Principal,
+    queryset: QuerySet[M] | PkLookup[M],
+    pk: int | str,
+    *,
+    missing: str | ApiError,
+    through: str = "",
+    reach: Callable[[M], bool] | None = None,
+    listed: str = "",
+) -> M:
+    """The row with primary key ``pk`` that a request body or a list filter names, for the checks
+    that follow. The principal must view it (or the related row ``through`` names, loaded with it),
+    or ``reach`` it (may act on it without viewing it); otherwise the 401, and a missing row is that
+    same 401 (``missing_to`` the row's resource, or the ``listed`` one of a list filter): what such
+    ids name tells the caller nothing it may not see."""
+    resource = listed or _resource_of(_model_of(queryset))
+    row = fetch(queryset, pk, missing=missing_to(principal, resource, missing))
+    judged = getattr(row, through) if through else row
+    viewed = principal.allows(_resource_of(type(judged)), judged)
+    principal.require(viewed or (reach is not None and reach(row)))
+    return row
+
+
+def missing_to(principal: Principal, resource: str, missing: str | ApiError) -> ApiError:
+    """The answer to an id that names no row of ``resource``: only who views every row of it learns so
+    (``missing``; vantage6 tells everyone); to anyone else it is the 401 of a row out of reach."""
+    if principal.max_scope(principal.rule_resource(resource), "view") != GLO:
+        return unauthorized()
+    return not_found(missing) if isinstance(missing, str) else missing
+
+
+def _model_of(queryset: QuerySet | PkLookup) -> type[Model]:
+    return queryset.queryset().model if isinstance(queryset, PkLookup) else queryset.model
+
+
+def _resource_of(model: type[Model]) -> str:
+    name = str(model._meta.model_name)
+    return _MODEL_RESOURCES.get(name, name)
 
 
 def fetch(queryset: QuerySet[M] | PkLookup[M], pk: int | str, *, missing: str | ApiError) -> M:

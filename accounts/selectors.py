@@ -8,7 +8,7 @@ from django.db.models import Q, QuerySet
 
 from accounts.catalogue import OPERATIONS, SCOPES
 from accounts.models import AuditAction, AuditEntry, Role, Rule, User
-from accounts.permissions import GLO, Principal, fetch, memberships
+from accounts.permissions import GLO, Principal, fetch, fetch_named, memberships, missing_to
 from vantage6.api.errors import bad_request, unauthorized
 from vantage6.api.lookups import like
 from vantage6.api.sql import CompiledList, PkLookup
@@ -36,7 +36,9 @@ def rule_list(principal: Principal, filters: dict) -> QuerySet[Rule]:
     if scope := filters.get("scope"):
         rules = rules.filter(scope=_name_or_code(scope, SCOPES))
     if (role_id := filters.get("role_id")) is not None:
-        fetch(Role.objects.all(), role_id, missing=bad_request(f"Role id={role_id} does not exist!"))
+        fetch_named(
+            principal, Role.objects.all(), role_id, missing=bad_request(f"Role id={role_id} does not exist!")
+        )
         rules = rules.filter(roles=role_id)
     if (user_id := filters.get("user_id")) is not None:
         user = _user_for_filter(principal, user_id)
@@ -78,7 +80,7 @@ def user_list(principal: Principal, filters: dict) -> QuerySet[User]:
         users = users.filter(organization_id__in=_members_of(collaboration_id))
     if (role_id := filters.get("role_id")) is not None:
         missing = bad_request(f"Role id={role_id} does not exist!")
-        role = fetch(Role.objects.all(), role_id, missing=missing)
+        role = fetch(Role.objects.all(), role_id, missing=missing_to(principal, "role", missing))
         if role.organization_id is not None:
             principal.require(principal.reaches("user", "view", organization_id=role.organization_id))
         users = users.filter(roles=role_id)

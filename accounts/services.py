@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 
 from accounts.catalogue import ROOT
 from accounts.models import AuditAction, AuditEntry, Authenticatable, Role, Rule, User
-from accounts.permissions import Principal, organizations
+from accounts.permissions import Principal, missing_to, organizations
 from vantage6.api.errors import bad_request, not_found, unauthorized
 from vantage6.api.sql import CompiledInsert
 
@@ -135,19 +135,31 @@ def _triples(rules: Iterable[Rule]) -> list[tuple[str, str, str]]:
     return [(rule.name, rule.scope, rule.operation) for rule in rules]
 
 
-def _by_ids(queryset: QuerySet, ids: Iterable[int], *, strict: bool, label: str) -> list:
-    """The rows with these ids; with ``strict`` an unknown id is a 404, otherwise it is skipped."""
+def _by_ids(
+    queryset: QuerySet, ids: Iterable[int], *, strict: bool, label: str, principal: Principal | None = None
+) -> list:
+    """The rows with these ids; with ``strict`` an unknown id is a 404, otherwise it is skipped. With
+    ``principal``, rows it may not view are unknown, and unknown is its 401 (``fetch_named``)."""
     ids = list(dict.fromkeys(ids))
+    if not ids:
+        return []
+    resource = str(queryset.model._meta.model_name)
+    if principal is not None:
+        queryset = principal.visible(resource, queryset)
     found = {row.pk: row for row in queryset.filter(pk__in=ids)}
     if strict:
         for pk in ids:
             if pk not in found:
-                raise not_found(f"{label} with id={pk} not found!")
+                missing = f"{label} with id={pk} not found!"
+                raise (
+                    missing_to(principal, resource, missing) if principal is not None else not_found(missing)
+                )
     return [found[pk] for pk in ids if pk in found]
 
 
-def _roles(ids: Iterable[int], *, strict: bool) -> list[Role]:
-    return _by_ids(Role.objects.prefetch_related("rules"), ids, strict=strict, label="Role")
+def _roles(principal: Principal, ids: Iterable[int], *, strict: bool) -> list[Role]:
+    queryset = Role.objects.prefetch_related("rules")
+    return _by_ids(queryset, ids, strict=strict, label="Role", principal=principal)
 
 
 def _rules(ids: Iterable[int], *, strict: bool) -> list[Rule]:
@@ -194,7 +206,7 @@ def user_create(
         raise bad_request("username already exists.")
     if User.objects.filter(email=email).exists():
         raise bad_request("email already exists.")
-    roles, rules = _roles(role_ids, strict=False), _rules(rule_ids, strict=False)
+    roles, rules = _roles(principal, role_ids, strict=False), _rules(rule_ids, strict=False)
     _require_assignable(principal, roles, organization_id)
     principal.require_holds(_triples(rules), organization_id)
     user = User.objects.create_user(
@@ -249,7 +261,7 @@ def user_update(*, principal: Principal, user: User, data: dict) -> User:
     user.save()
 
     if "roles" in data:
-        new = _roles(data["roles"], strict=True)
+        new = _roles(principal, data["roles"], strict=True)
         old_ids = set(user.roles.values_list("pk", flat=True))
         _require_assignable(principal, [role for role in new if role.pk not in old_ids], user.organization_id)
         user.roles.set(new)  # what is removed is held: the caller holds every rule of the user

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Q, QuerySet, prefetch_related_objects
 
-from accounts.permissions import Principal, fetch, get_for
+from accounts.permissions import Principal, fetch, fetch_named, get_for, missing_to
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from vantage6.api.lookups import like
 from vantage6.api.sql import CompiledList, PkLookup
@@ -22,10 +22,19 @@ def organization_list(principal: Principal, filters: dict) -> QuerySet[Organizat
     if country := filters.get("country"):
         orgs = orgs.filter(country=country)
     if (collaboration_id := filters.get("collaboration_id")) is not None:
-        principal.require(principal.reaches("organization", "view", collaboration_id=collaboration_id))
+        # who sees every organization still learns the members of its own collaborations only
+        principal.require(
+            principal.reaches("organization", "view", collaboration_id=collaboration_id)
+            and (
+                collaboration_id in principal.collaboration_ids
+                or principal.reaches("collaboration", "view", collaboration_id=collaboration_id)
+            )
+        )
         orgs = orgs.filter(collaborations__id=collaboration_id)  # an id past the column finds nothing
     if (study_id := filters.get("study_id")) is not None:
-        study = fetch(Study.objects.all(), study_id, missing=f"Study with id={study_id} not found")
+        missing = f"Study with id={study_id} not found"
+        studies = Study.objects.select_related("collaboration")
+        study = fetch_named(principal, studies, study_id, missing=missing, through="collaboration")
         principal.require(principal.reaches("organization", "view", collaboration_id=study.collaboration_id))
         orgs = orgs.filter(studies=study.pk)
     if ids := filters.get("ids"):
@@ -124,7 +133,9 @@ def algorithm_store_list(principal: Principal, filters: dict) -> QuerySet[Algori
         fetch(
             Collaboration.objects.all(),
             collaboration_id,
-            missing=f"Collaboration with id={collaboration_id} not found",
+            missing=missing_to(
+                principal, "collaboration", f"Collaboration with id={collaboration_id} not found"
+            ),
         )
         principal.require(principal.reaches("algorithmstore", "view", collaboration_id=collaboration_id))
         stores = stores.filter(Q(collaboration_id=collaboration_id) | Q(collaboration__isnull=True))

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from django.db import transaction
 from django.db.models import Model
 
-from accounts.permissions import GLO, Principal, fetch
+from accounts.permissions import GLO, Principal, fetch_named
 from accounts.services import audit
 from collaborations import store_client
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
@@ -185,10 +185,12 @@ def _study_members(collaboration: Collaboration, organization_ids: list[int]) ->
 def study_create(
     *, principal: Principal, name: str, collaboration_id: int, organization_ids: list[int]
 ) -> Study:
-    collaboration = fetch(
+    collaboration = fetch_named(
+        principal,
         Collaboration.objects.all(),
         collaboration_id,
         missing=f"Collaboration with id={collaboration_id} not found",
+        reach=lambda collaboration: principal.reaches("study", "create", collaboration_id=collaboration.pk),
     )
     principal.require(principal.reaches("study", "create", collaboration_id=collaboration.pk))
     _require_unique_name(Study, name, "Study")
@@ -272,10 +274,14 @@ def algorithm_store_create(
 ) -> AlgorithmStore:
     """Link a store to a collaboration (or to all) after registering this server at the store."""
     if collaboration_id is not None:
-        fetch(
+        fetch_named(
+            principal,
             Collaboration.objects.all(),
             collaboration_id,
             missing=f"Collaboration with id={collaboration_id} not found",
+            reach=lambda collaboration: principal.reaches(
+                "collaboration", "edit", collaboration_id=collaboration.pk
+            ),
         )
     _require_store_edit(principal, collaboration_id)
     url = url.rstrip("/")
@@ -311,10 +317,14 @@ def algorithm_store_update(*, principal: Principal, store: AlgorithmStore, data:
     if "collaboration_id" in data:
         collaboration_id = data["collaboration_id"]
         if collaboration_id is not None:
-            fetch(
+            fetch_named(
+                principal,
                 Collaboration.objects.all(),
                 collaboration_id,
                 missing=f"Collaboration with id={collaboration_id} not found",
+                reach=lambda collaboration: principal.reaches(
+                    "collaboration", "edit", collaboration_id=collaboration.pk
+                ),
             )
         _require_store_edit(principal, collaboration_id)
         _check_link_is_new(store.url, collaboration_id, exclude_pk=store.pk)

@@ -8,7 +8,7 @@ from datetime import datetime, time, timedelta
 from django.db.models import QuerySet, TextField
 
 from accounts.models import AuthStatus
-from accounts.permissions import Principal, fetch, get_for
+from accounts.permissions import Principal, fetch, get_for, missing_to
 from collaborations.models import Study
 from nodes.models import LEGACY_HASH_PREFIX, Node, NodeConfig, NodeMetrics, api_key_digest
 from vantage6.api.lookups import like
@@ -49,7 +49,8 @@ def node_list(principal: Principal, filters: dict) -> QuerySet[Node]:
         principal.require(principal.reaches("node", "view", collaboration_id=collaboration_id))
         nodes = nodes.filter(collaboration_id=collaboration_id)
     if (study_id := filters.get("study_id")) is not None:
-        study = fetch(Study.objects.all(), study_id, missing=f"Study with id={study_id} not found")
+        missing = missing_to(principal, "study", f"Study with id={study_id} not found")
+        study = fetch(Study.objects.all(), study_id, missing=missing)
         principal.require(principal.reaches("node", "view", collaboration_id=study.collaboration_id))
         nodes = nodes.filter(
             collaboration_id=study.collaboration_id,

@@ -13,11 +13,10 @@ from django.utils import timezone
 
 from accounts.login import audit_failed_login
 from accounts.models import AuditAction, AuthStatus
-from accounts.permissions import Principal, fetch
+from accounts.permissions import Principal, fetch_named
 from accounts.services import actor_of, audit
 from accounts.sessions import end_all_logins, start_login
-from collaborations.models import Collaboration
-from collaborations.selectors import organization_get
+from collaborations.models import Collaboration, Organization
 from nodes.models import Node, NodeMetrics, api_key_digest
 from nodes.selectors import node_by_api_key
 from vantage6.api.errors import bad_request, unauthorized
@@ -42,7 +41,12 @@ def require_no_node_yet(*, organization_id: int, collaboration_id: int) -> None:
 
 @transaction.atomic
 def collaboration_node_add(*, principal: Principal, collaboration: Collaboration, node_id: int) -> None:
-    node = fetch(Node.objects.select_for_update(), node_id, missing=f"Node with id={node_id} not found")
+    # A node of a member may join, whoever may view it.
+    members = collaboration.organizations.values_list("pk", flat=True)
+    node = fetch_named(
+        principal, Node.objects.select_for_update(), node_id, missing=f"Node with id={node_id} not found",
+        reach=lambda node: node.organization_id in members,
+    )  # fmt: skip
     if node.collaboration_id == collaboration.pk:
         raise bad_request(f"Node id={node.pk} is already part of collaboration id={collaboration.pk}")
     # A node belongs to one collaboration: moving it would hand it the other one's tasks.
@@ -61,7 +65,11 @@ def collaboration_node_add(*, principal: Principal, collaboration: Collaboration
 
 @transaction.atomic
 def collaboration_node_remove(*, principal: Principal, collaboration: Collaboration, node_id: int) -> None:
-    node = fetch(Node.objects.all(), node_id, missing=f"Node with id={node_id} not found")
+    members = collaboration.organizations.values_list("pk", flat=True)
+    node = fetch_named(
+        principal, Node.objects.all(), node_id, missing=f"Node with id={node_id} not found",
+        reach=lambda node: node.organization_id in members,
+    )  # fmt: skip
     if node.collaboration_id != collaboration.pk:
         raise bad_request(f"Node id={node.pk} is not part of collaboration id={collaboration.pk}")
     node.collaboration = None
@@ -78,13 +86,21 @@ def node_create(
     name: str | None = None,
 ) -> tuple[Node, str]:
     """A new node (offline) and its plaintext API key, which is never stored."""
-    collaboration = fetch(
+    collaboration = fetch_named(
+        principal,
         Collaboration.objects.all(),
         collaboration_id,
         missing=f"Collaboration with id={collaboration_id} not found",
+        reach=lambda collaboration: principal.reaches("node", "create", collaboration_id=collaboration.pk),
     )
     organization_id = organization_id or principal.organization_id
-    organization = organization_get(principal, organization_id, None)
+    organization = fetch_named(
+        principal,
+        Organization.objects.all(),
+        organization_id,
+        missing=f"Organization with id={organization_id} not found",
+        reach=lambda organization: principal.reaches("node", "create", organization_id=organization.pk),
+    )
     principal.require(
         principal.reaches(
             "node", "create", organization_id=organization.pk, collaboration_id=collaboration.pk

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from accounts.api import NODE, USER, ApiViewSet, ClientTypeGate, caller
 from accounts.login import failures_limited
 from accounts.models import AuditAction
+from accounts.permissions import get_for
 from accounts.serializers import NodeTokensOutput
 from collaborations import selectors as collaboration_selectors
 from collaborations.models import Collaboration
@@ -120,7 +121,14 @@ class NodeRecoverView(APIView):
     def post(self, request: Request) -> Response:
         node_id = validated(NodeRecoverInput, request.data)["id"]
         principal = caller(request)
-        node = selectors.node_get(principal, node_id, "edit")
+        node = get_for(
+            principal,
+            Node.objects.all(),
+            node_id,
+            "edit",
+            missing=f"Node with id={node_id} not found",
+            named=True,
+        )
         return Response({"api_key": services.node_api_key_reset(principal=principal, node=node)})
 
 

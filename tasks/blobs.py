@@ -11,18 +11,23 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import FileSystemStorage, Storage, storages
-from django.db import connection
-from django.db.models import Sum
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q, Sum
 
-from tasks.models import Blob
+from tasks.models import Blob, Run
 
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1024 * 1024
+# An upload that no run names this long after it was made is never used: it gives its room back.
+UNUSED_LIFETIME = timedelta(days=1)
+# PostgreSQL advisory locks (key, organization id): the growth of one organization's blobs, in turns.
+_QUOTA_LOCK = 0x626C6F62
 
 
 def blob_storage() -> Storage | None:
@@ -70,8 +75,9 @@ class QuotaExceeded(Exception):
         self.used = used  # bytes the organization's other blobs hold
 
 
-# One chunk more for the blob, if the organization's blobs stay within the bound with it. Parallel
-# uploads of an organization may each add a chunk on the same sum: the bound holds to a chunk per upload.
+# One chunk more for the blob, if the organization's blobs stay within the bound with it. The sum is
+# read after the organization's lock is taken (PostgreSQL; SQLite runs one writer at a time), so
+# parallel uploads of one organization never add their chunks to the same sum.
 _GROW = f"""
 UPDATE {Blob._meta.db_table} SET size = size + %(chunk)s
 WHERE name = %(name)s AND (%(quota)s = 0 OR %(chunk)s + (
@@ -95,7 +101,9 @@ def _counted(
                 "organization": organization_id,
                 "quota": quota,
             }
-            with connection.cursor() as cursor:
+            with transaction.atomic(), connection.cursor() as cursor:
+                if connection.vendor == "postgresql":
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_QUOTA_LOCK, organization_id])
                 cursor.execute(_GROW, params)
                 if cursor.rowcount != 1:
                     used = Blob.objects.filter(organization_id=organization_id).exclude(name=name)
@@ -132,6 +140,14 @@ def stream(storage: Storage, name: str) -> Iterator[bytes]:
     with storage.open(name, "rb") as handle:
         while chunk := handle.read(CHUNK_SIZE):
             yield chunk
+
+
+def unused(made_before: datetime) -> list[str]:
+    """The blobs made before ``made_before`` that no run names (as its input or result)."""
+    named = Run.objects.filter(Q(input=OuterRef("name")) | Q(result=OuterRef("name")), blob_storage_used=True)
+    return list(
+        Blob.objects.filter(created_at__lt=made_before).exclude(Exists(named)).values_list("name", flat=True)
+    )
 
 
 def delete(names: Iterable[str]) -> None:

@@ -11,7 +11,7 @@ from django.db.models import Exists, Model, Prefetch, Q, QuerySet, prefetch_rela
 
 from accounts.catalogue import SCOPE_RANK
 from accounts.models import User
-from accounts.permissions import Principal, fetch, get_for
+from accounts.permissions import Principal, fetch, fetch_named, get_for, missing_to
 from collaborations.models import AlgorithmStore, Collaboration, Study
 from nodes.models import Node, NodeConfig
 from tasks.models import AlgorithmPort, Run, Task, TaskDatabase, is_finished
@@ -162,9 +162,11 @@ def attach_nodes(runs: Iterable[Run]) -> None:
 
 
 # --- list filters ---------------------------------------------------------------------------------------
-def _named(queryset: QuerySet[M], pk: int, label: str) -> M:
-    """The row a filter names; a 400 when there is none."""
-    return fetch(queryset, pk, missing=bad_request(f"{label} id={pk} does not exist!"))
+def _named(principal: Principal, queryset: QuerySet[M], pk: int, label: str, listed: str = "task") -> M:
+    """The row a filter of the ``listed`` resource names, whose reach the filter checks: when there is
+    none, a 400 to who views every row listed, to anyone else the 401 of a row out of reach."""
+    missing = missing_to(principal, listed, bad_request(f"{label} id={pk} does not exist!"))
+    return fetch(queryset, pk, missing=missing)
 
 
 # Filters naming a row: the tasks of its collaboration are only for who may view tasks there.
@@ -189,7 +191,7 @@ def task_list(principal: Principal, filters: dict, include: AbstractSet[str] = f
         principal.require(principal.reaches("task", "view", organization_id=init_org_id))
         tasks = tasks.filter(init_org_id=init_org_id)
     if (init_user_id := filters.get("init_user_id")) is not None:
-        user = _named(User.objects.all(), init_user_id, "User")
+        user = _named(principal, User.objects.all(), init_user_id, "User")
         principal.require(
             principal.reaches("task", "view", organization_id=user.organization_id)
             or (principal.has("task", "own", "view") and principal.id == user.pk)
@@ -197,13 +199,13 @@ def task_list(principal: Principal, filters: dict, include: AbstractSet[str] = f
         tasks = tasks.filter(init_user_id=init_user_id)
     for name, (queryset, label, lookup) in _TASKS_OF_COLLABORATION.items():
         if (pk := filters.get(name)) is not None:
-            row = cast(Study | Task, _named(queryset, pk, label))
+            row = cast(Study | Task, _named(principal, queryset, pk, label))
             principal.require(principal.reaches("task", "view", collaboration_id=row.collaboration_id))
             tasks = tasks.filter(**{lookup: pk})
     if (job_id := filters.get("job_id")) is not None:
         job_task = Task.objects.filter(job_id=job_id).order_by("id").first()
         if job_task is None:
-            raise bad_request(f"Job id={job_id} does not exist!")
+            raise missing_to(principal, "task", bad_request(f"Job id={job_id} does not exist!"))
         principal.require(principal.reaches("task", "view", collaboration_id=job_task.collaboration_id))
         tasks = tasks.filter(job_id=job_id)
     for name in ("name", "image", "description"):
@@ -214,10 +216,16 @@ def task_list(principal: Principal, filters: dict, include: AbstractSet[str] = f
     if (is_user_created := filters.get("is_user_created")) is not None:
         tasks = tasks.filter(parent__isnull=bool(is_user_created))
     if (store_id := filters.get("store_id")) is not None:
-        _named(AlgorithmStore.objects.all(), store_id, "Algorithm store")
+        # no reach checked below: a store of a collaboration is for who views its tasks
+        missing = bad_request(f"Algorithm store id={store_id} does not exist!")
+        fetch_named(
+            principal, AlgorithmStore.objects.all(), store_id, missing=missing, listed="task",
+            reach=lambda store: store.collaboration_id is None
+            or principal.reaches("task", "view", collaboration_id=store.collaboration_id),
+        )  # fmt: skip
         tasks = tasks.filter(algorithm_store_id=store_id)
     if (run_id := filters.get("run_id")) is not None:
-        run = _named(Run.objects.select_related("task"), run_id, "Run")
+        run = _named(principal, Run.objects.select_related("task"), run_id, "Run")
         principal.require(principal.reaches("task", "view", collaboration_id=run.task.collaboration_id))
         tasks = tasks.filter(pk=run.task_id)
     if status := filters.get("status"):
@@ -239,14 +247,14 @@ def run_list(principal: Principal, filters: dict) -> QuerySet[Run]:
     runs = principal.visible("run", Run.objects.all())
 
     if (task_id := filters.get("task_id")) is not None:
-        task = _named(Task.objects.all(), task_id, "Task")
+        task = _named(principal, Task.objects.all(), task_id, "Task", "run")
         principal.require(principal.allows("task_runs", task))
         runs = runs.filter(task_id=task_id)
     if (organization_id := filters.get("organization_id")) is not None:
         principal.require(principal.reaches("run", "view", organization_id=organization_id))
         runs = runs.filter(organization_id=organization_id)
     if (node_id := filters.get("node_id")) is not None:
-        node = _named(Node.objects.all(), node_id, "Node")
+        node = _named(principal, Node.objects.all(), node_id, "Node", "run")
         principal.require(principal.reaches("run", "view", collaboration_id=node.collaboration_id))
         runs = runs.filter(organization_id=node.organization_id, task__collaboration_id=node.collaboration_id)
     if (collaboration_id := filters.get("collaboration_id")) is not None:

@@ -16,7 +16,7 @@ from django.db.models import Case, F, Model, Q, QuerySet, TextField, Value, When
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.permissions import Principal, fetch
+from accounts.permissions import Principal, fetch_named
 from accounts.services import audit
 from accounts.tokens import container_token
 from collaborations.models import AlgorithmStore, Collaboration, Study
@@ -50,14 +50,26 @@ CONTAINER_TOKEN_INVALID = "Container-token is not valid"
 
 
 # --- task creation -------------------------------------------------------------------------------------
-def _collaboration_and_study(data: dict) -> tuple[Collaboration, Study | None]:
-    # Fetched only: task_create judges the caller on the collaboration afterwards.
+def _collaboration_and_study(principal: Principal, data: dict) -> tuple[Collaboration, Study | None]:
+    # Fetched as visible only: task_create judges the caller on the collaboration afterwards. A study
+    # counts as visible with its collaboration (a task may go to a study without the caller's organization).
+    def creates_in(collaboration_id: int) -> bool:
+        return principal.reaches("task", "create", collaboration_id=collaboration_id)
+
     study = None
     if study_id := data.get("study_id"):
-        study = fetch(Study.objects.all(), study_id, missing=f"Study id={study_id} not found!")
+        missing = f"Study id={study_id} not found!"
+        studies = Study.objects.select_related("collaboration")
+        study = fetch_named(
+            principal, studies, study_id, missing=missing, through="collaboration",
+            reach=lambda study: creates_in(study.collaboration_id),
+        )  # fmt: skip
     collaboration_id = data.get("collaboration_id") or study.collaboration_id  # type: ignore[union-attr]
     missing = f"Collaboration id={collaboration_id} not found!"
-    collaboration = fetch(Collaboration.objects.all(), collaboration_id, missing=missing)
+    collaboration = fetch_named(
+        principal, Collaboration.objects.all(), collaboration_id, missing=missing,
+        reach=lambda collaboration: creates_in(collaboration.pk),
+    )  # fmt: skip
     if study is not None and study.collaboration_id != collaboration.pk:
         raise bad_request(f"Study id={study.pk} is not part of collaboration id={collaboration.pk}!")
     return collaboration, study
@@ -143,7 +155,7 @@ def _check_container(principal: Principal, collaboration: Collaboration, image: 
 
 
 def _image_and_store(
-    data: dict, collaboration: Collaboration, authorization: str | None
+    principal: Principal, data: dict, collaboration: Collaboration, authorization: str | None
 ) -> tuple[str, int | None]:
     """The image to run and the store it comes from; pinned to the store's digest when it has one."""
     image = data["image"]
@@ -151,7 +163,7 @@ def _image_and_store(
     if not store_id:
         return image, None
     missing = bad_request(f"Algorithm store id={store_id} does not exist!")
-    store = fetch(AlgorithmStore.objects.all(), store_id, missing=missing)
+    store = fetch_named(principal, AlgorithmStore.objects.all(), store_id, missing=missing)
     if store.collaboration_id not in (None, collaboration.pk):
         raise ApiError(
             403, f"Algorithm store id={store_id} is not part of collaboration id={collaboration.pk}!"
@@ -199,7 +211,7 @@ def _check_inputs(collaboration: Collaboration, organizations: list[dict], blob_
 @transaction.atomic
 def task_create(*, principal: Principal, data: dict, authorization: str | None = None) -> Task:
     """Create a task, its database entries and one run per organization (POST /task checks, in order)."""
-    collaboration, study = _collaboration_and_study(data)
+    collaboration, study = _collaboration_and_study(principal, data)
     org_ids = [entry["id"] for entry in data["organizations"]]
     members = {org_id for (org_id,) in _members_of(collaboration=collaboration.pk)}
     _check_members(collaboration, study, org_ids, members)
@@ -216,7 +228,7 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
         image, store_id = parent.image, parent.algorithm_store_id
     else:
         principal.require(principal.reaches("task", "create", collaboration_id=collaboration.pk))
-        image, store_id = _image_and_store(data, collaboration, authorization)
+        image, store_id = _image_and_store(principal, data, collaboration, authorization)
     blob_store = blobs.blob_storage() is not None
     _check_inputs(collaboration, data["organizations"], blob_store)
 
@@ -388,9 +400,10 @@ def _send_kill(collaboration_id: int, kill_list: list[dict]) -> None:
 def task_kill(*, principal: Principal, task_id: int) -> None:
     """Stop the open runs of a task and of its direct children (the task must not be finished), for a
     user who may send events to the task's collaboration."""
-    task = _task_by_pk(task_id)
-    if task is None:
-        raise not_found(f"Task id={task_id} not found!")
+    task = fetch_named(
+        principal, _task_by_pk, task_id, missing=f"Task id={task_id} not found!",
+        reach=lambda task: principal.reaches("event", "send", collaboration_id=task.collaboration_id),
+    )  # fmt: skip
     principal.require(principal.reaches("event", "send", collaboration_id=task.collaboration_id))
     with transaction.atomic():
         family = dict(_lock_family(task=task.pk))
@@ -541,9 +554,7 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
 
 def _run_of_node(principal: Principal, run_id: int) -> Run:
     """The run, if the calling node is the node that executes it (its organization, its collaboration)."""
-    run = _run_with_task(run_id)
-    if run is None:
-        raise not_found(f"Run id={run_id} not found!")
+    run = fetch_named(principal, _run_with_task, run_id, missing=f"Run id={run_id} not found!")
     principal.require(
         principal.allows("run", run, "edit"), "This algorithm run is not executed by your node!"
     )
@@ -602,7 +613,9 @@ def _database_claims(task: Task) -> list[dict]:
 
 def container_token_issue(*, principal: Principal, task_id: int, image: str) -> str:
     """A token for the algorithm container of ``task_id`` that the calling node is about to start."""
-    task = fetch(Task.objects.all(), task_id, missing=bad_request("Parent task does not exist!"))
+    task = fetch_named(
+        principal, Task.objects.all(), task_id, missing=bad_request("Parent task does not exist!")
+    )
     principal.require(image == task.image, "Image of the container does not match the image of the task!")
     principal.require(
         principal.node.collaboration_id == task.collaboration_id,
@@ -703,6 +716,25 @@ def runs_cleanup_if_due(*, now: datetime | None = None) -> int | None:
         if not _claim(RUNS_CLEANUP_JOB, RUNS_CLEANUP_PERIOD, now):
             return None
         return runs_cleanup(days=days, include_input=settings.RUNS_DATA_CLEANUP_INCLUDE_INPUT, now=now)
+
+
+UNUSED_BLOBS_JOB = "unused_blobs"
+
+
+def unused_blobs_cleanup_if_due(*, now: datetime | None = None) -> int | None:
+    """Delete the uploads no run used within ``blobs.UNUSED_LIFETIME`` (else they would count against
+    their organization's bound for ever), by one server process per hour: how many, or None when it
+    was not this call's turn."""
+    now = now or timezone.now()
+    last = PeriodicJob.objects.filter(name=UNUSED_BLOBS_JOB).values_list("last_run_at", flat=True).first()
+    if last is not None and last > now - RUNS_CLEANUP_PERIOD:
+        return None
+    with transaction.atomic():
+        if not _claim(UNUSED_BLOBS_JOB, RUNS_CLEANUP_PERIOD, now):
+            return None
+        names = blobs.unused(now - blobs.UNUSED_LIFETIME)
+        transaction.on_commit(lambda: blobs.delete(names))
+    return len(names)
 
 
 # --- what nodes report over their socket (registered with nodes.events at start-up) ---------------------

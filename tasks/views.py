@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import ANY_CLIENT, CONTAINER, NODE, USER, ApiViewSet
-from accounts.permissions import fetch, get_for
+from accounts.permissions import fetch, fetch_named, get_for
 from collaborations.models import Collaboration
 from nodes.models import Node
 from tasks import blobs, selectors, services
@@ -189,12 +189,15 @@ class KillViewSet(ApiViewSet):
     @extend_schema(request=IdInput, responses=MessageOutput)
     def node_tasks(self, request: Request) -> Response:
         node_id = validated(IdInput, request.data)["id"]
-        node = fetch(Node.objects.all(), node_id, missing=f"Node id={node_id} not found!")
-        self.principal.require(
-            self.principal.reaches(
+
+        def reached(node: Node) -> bool:
+            return self.principal.reaches(
                 "event", "send", organization_id=node.organization_id, collaboration_id=node.collaboration_id
             )
-        )
+
+        missing = f"Node id={node_id} not found!"
+        node = fetch_named(self.principal, Node.objects.all(), node_id, missing=missing, reach=reached)
+        self.principal.require(reached(node))
         services.node_kill(principal=self.principal, node=node)
         return Response({"msg": f"Node id={node_id} has been instructed to kill all its algorithm runs."})
 
@@ -275,10 +278,14 @@ class ColumnViewSet(ApiViewSet):
     def create(self, request: Request) -> Response:
         data = validated(ColumnInput, request.data)
         collaboration_id = data["collaboration_id"]
-        collaboration = fetch(
+        collaboration = fetch_named(
+            self.principal,
             Collaboration.objects.all(),
             collaboration_id,
             missing=f"Collaboration id={collaboration_id} not found!",
+            reach=lambda collaboration: self.principal.reaches(
+                "task", "create", collaboration_id=collaboration.pk
+            ),
         )
         self.principal.require(self.principal.reaches("task", "create", collaboration_id=collaboration.pk))
         columns = selectors.column_names(collaboration.pk, data["db_label"])

@@ -77,9 +77,12 @@ def test_rule_list_of_a_user_is_the_union_of_roles_and_direct_rules(api, viewer)
 
 
 def test_rule_list_unknown_role_is_a_400(api, viewer):
-    response = api.get("/api/rule?role_id=9999", **bearer(viewer))
+    # to who views every role; to anyone else, as a role it may not view
+    root = make_user(make_org("root-org"), "Root")
+    response = api.get("/api/rule?role_id=9999", **bearer(root))
     assert response.status_code == 400
     assert "msg" in response.json()
+    assert api.get("/api/rule?role_id=9999", **bearer(viewer)).status_code == 401
 
 
 def test_rule_detail_and_404(api, viewer):

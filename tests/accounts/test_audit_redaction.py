@@ -23,6 +23,14 @@ def _migrate(target: tuple[str, str]) -> None:
     executor.migrate([target])
 
 
+@pytest.fixture(autouse=True)
+def _latest_schema_after():
+    """The later tests need every migration, also those after the ones tested here."""
+    yield
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 def _insert(action: str, data: dict, object_id: int | None = None) -> int:
     """An entry as the earlier versions wrote it."""
     with connection.cursor() as cursor:

@@ -203,7 +203,7 @@ def test_attach_and_detach_node(api, world):
     again = api.post(url, {"id": world.node_b.pk}, format="json", **admin)
     assert again.status_code == 400
     assert "already part" in again.json()["msg"]
-    assert api.post(url, {"id": 99999}, format="json", **admin).status_code == 404
+    assert api.post(url, {"id": 99999}, format="json", **admin).status_code == 401  # as a hidden node
 
 
 def test_attach_is_refused_for_outsiders_other_collaborations_and_second_nodes(api, world):

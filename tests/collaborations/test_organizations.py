@@ -96,7 +96,8 @@ def test_list_filters_are_gated(api, world):
     assert api.get(f"/api/organization?collaboration_id={world.collab_c.pk}", **viewer).status_code == 401
     study_c = make_study(world.collab_c, world.org_c)
     assert api.get(f"/api/organization?study_id={study_c.pk}", **viewer).status_code == 401
-    assert api.get("/api/organization?study_id=99999", **viewer).status_code == 404
+    # a missing study is the same 401 as a hidden one
+    assert api.get("/api/organization?study_id=99999", **viewer).status_code == 401
     assert api.get("/api/organization?collaboration_id=x", **viewer).status_code == 400
     assert api.get("/api/organization?ids=1,x", **viewer).status_code == 400
 

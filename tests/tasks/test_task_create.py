@@ -83,23 +83,30 @@ def test_check1_validation_comes_first(api, world, body):
 
 
 def test_check1_unknown_collaboration_is_404_before_membership_or_rights(api, world):
+    # to who views every collaboration and study; to anyone else it is the 401 of one out of reach
+    viewer = user_with(world.org_c, "collaboration.glo.view", "study.glo.view")
     outsider = make_user(world.org_c)
-    response = post(api, outsider, task_body(world, collaboration_id=99999))
-    assert response.status_code == 404
-    response = post(api, outsider, task_body(world, collaboration_id=None, study_id=99999))
-    assert response.status_code == 404
+    for who, status in ((viewer, 404), (outsider, 401)):
+        response = post(api, who, task_body(world, collaboration_id=99999))
+        assert response.status_code == status
+        response = post(api, who, task_body(world, collaboration_id=None, study_id=99999))
+        assert response.status_code == status
 
 
 def test_check1_study_of_another_collaboration_is_400(api, world, researcher):
-    study_c = make_study(world.collab_c, world.org_c)
-    response = post(api, researcher, task_body(world, study_id=study_c.pk))
+    study_a2 = make_study(make_collab(world.org_a, name="A2"), world.org_a)
+    response = post(api, researcher, task_body(world, study_id=study_a2.pk))
     assert response.status_code == 400
     assert "not part of collaboration" in response.json()["msg"]
+    # a study the caller may not see is the 401 of one that does not exist
+    study_c = make_study(world.collab_c, world.org_c)
+    response = post(api, researcher, task_body(world, study_id=study_c.pk))
+    assert response.json() == post(api, researcher, task_body(world, study_id=99999)).json()
 
 
 # --- check 2: target organizations are members ---------------------------------------------------------
 def test_check2_target_outside_collaboration_is_400_before_rights(api, world):
-    outsider = make_user(world.org_c)
+    outsider = make_user(world.org_a, "Viewer")  # sees the collaboration, may not create tasks
     body = task_body(world, organizations=[{"id": world.org_c.pk, "input": plain()}])
     response = post(api, outsider, body)
     assert response.status_code == 400
@@ -122,7 +129,7 @@ def test_check2_target_outside_study_is_400(api, world, researcher):
 def test_check3_target_without_node_is_400_listing_it(api, world):
     org_d = make_org("D")
     world.collab_ab.organizations.add(org_d)
-    outsider = make_user(world.org_c)
+    outsider = make_user(world.org_a, "Viewer")
     body = task_body(
         world, organizations=[{"id": world.org_a.pk, "input": plain()}, {"id": org_d.pk, "input": plain()}]
     )
@@ -134,7 +141,7 @@ def test_check3_target_without_node_is_400_listing_it(api, world):
 # --- check 4: node policies ----------------------------------------------------------------------------
 def test_check4_node_policy_refuses_other_users_before_rights(api, world):
     NodeConfig.objects.create(node=world.node_b, key="allowed_users", value="999999")
-    outsider = make_user(world.org_c)
+    outsider = make_user(world.org_a, "Viewer")
     response = post(api, outsider, task_body(world))
     assert response.status_code == 400
     assert "node-b" in response.json()["msg"]
@@ -251,9 +258,13 @@ def _store(world, server, collab="ab"):
 
 
 def test_check7_unknown_store_is_400(api, world, researcher):
-    response = post(api, researcher, task_body(world, store_id=4242, server_url="http://me/api"))
+    root = make_user(world.org_a, "Root")
+    response = post(api, root, task_body(world, store_id=4242, server_url="http://me/api"))
     assert response.status_code == 400
     assert "4242" in response.json()["msg"]
+    # who does not view every store gets the 401 of a store out of reach
+    response = post(api, researcher, task_body(world, store_id=4242, server_url="http://me/api"))
+    assert response.status_code == 401
 
 
 def test_check7_store_of_another_collaboration_is_403_before_input_check(
@@ -262,8 +273,9 @@ def test_check7_store_of_another_collaboration_is_403_before_input_check(
     store = _store(world, store_server[0], "c")
     body = task_body(world, store_id=store.pk, server_url="http://me/api",
                      organizations=[{"id": world.org_a.pk, "input": ENCRYPTED}])  # fmt: skip
-    response = post(api, researcher, body)
+    response = post(api, make_user(world.org_a, "Root"), body)
     assert response.status_code == 403
+    assert post(api, researcher, body).status_code == 401  # a store it may not see: as an unknown one
     assert store_server[1].seen == []
 
 

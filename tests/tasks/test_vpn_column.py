@@ -139,5 +139,5 @@ def test_column_errors(api, world):
             "organizations": [{"id": world.org_a.pk, "input": plain()}]}  # fmt: skip
     assert api.post("/api/column", body, format="json", **bearer(viewer)).status_code == 401
     missing = {**body, "collaboration_id": 99999}
-    assert api.post("/api/column", missing, format="json", **bearer(viewer)).status_code == 404
+    assert api.post("/api/column", missing, format="json", **bearer(viewer)).status_code == 401
     assert api.post("/api/column", {"db_label": "x"}, format="json", **bearer(viewer)).status_code == 400

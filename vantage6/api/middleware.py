@@ -32,6 +32,27 @@ class ForwardedProtoMiddleware:
         return self.get_response(request)
 
 
+class PrivateAnswersMiddleware:
+    """An answer to a request with credentials (a bearer token) is kept by no cache: a shared one
+    would hand it to the next client. Cookies set over HTTPS (or, from a trusted proxy, for an HTTPS
+    request: ``ForwardedProtoMiddleware`` runs first) are Secure, whether or not V6_BEHIND_TLS is set."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        meta = request.META
+        if "HTTP_AUTHORIZATION" in meta and not response.has_header("Cache-Control"):
+            response["Cache-Control"] = "no-store, private"
+        if response.cookies and (
+            request.is_secure() or meta.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip() == "https"
+        ):
+            for cookie in response.cookies.values():
+                cookie["secure"] = True
+        return response
+
+
 class CorsMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

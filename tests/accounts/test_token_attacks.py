@@ -1,0 +1,167 @@
+"""Tokens used where they do not belong, forged, or outliving what they stand for: each is refused, and
+the refused request changes nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import jwt
+import pytest
+from django.conf import settings
+
+from accounts.models import Role, Rule
+from tasks.models import AlgorithmPort
+from tests.factories import PASSWORD, bearer, make_task, make_user
+from tests.tasks.conftest import container_headers_from
+from tests.test_attacker_sweep import _state
+
+pytestmark = pytest.mark.django_db
+
+
+def login(api, username: str) -> dict:
+    response = api.post("/api/token/user", {"username": username, "password": PASSWORD}, format="json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def auth(token: str) -> dict:
+    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+def _b64(data: dict | bytes) -> str:
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def claims_of(token: str) -> dict:
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+def signed(claims: dict, *, key: str | None = None, algorithm: str = "HS256", **headers: object) -> str:
+    return jwt.encode(claims, key or settings.JWT_SECRET_KEY, algorithm=algorithm, headers=headers or None)
+
+
+FORGERIES = {
+    "alg none": lambda c: f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(c)}.",
+    "alg HS512": lambda c: signed(c, algorithm="HS512"),
+    "alg RS256": lambda c: f"{_b64({'alg': 'RS256', 'typ': 'JWT'})}.{_b64(c)}.{_b64(b'x' * 256)}",
+    "previous secret": lambda c: signed(c, key="the-secret-of-last-year-0123456789abcdef"),
+    "future nbf": lambda c: signed({**c, "nbf": int(time.time()) + 3600}),
+    "future iat": lambda c: signed({**c, "iat": int(time.time()) + 3600, "nbf": int(time.time())}),
+    "no type": lambda c: signed({k: v for k, v in c.items() if k != "type"}),
+    "no sub": lambda c: signed({k: v for k, v in c.items() if k != "sub"}),
+    "no client_type": lambda c: signed({k: v for k, v in c.items() if k != "client_type"}),
+    "no login": lambda c: signed({k: v for k, v in c.items() if k not in ("sid", "gen")}),
+    "a node's client_type": lambda c: signed({**c, "client_type": "node"}),
+    "a container's client_type": lambda c: signed({**c, "client_type": "container"}),
+    "sub as text": lambda c: signed({**c, "sub": str(c["sub"])}),
+    "type refresh": lambda c: signed({**c, "type": "refresh"}),
+}
+
+
+@pytest.mark.parametrize("forgery", FORGERIES)
+def test_a_forged_or_altered_token_is_refused(api, world, forgery):
+    make_user(world.org_a, "Root", username="root-a")
+    claims = claims_of(login(api, "root-a")["access_token"])
+    before = _state()
+
+    response = api.get("/api/user", **auth(FORGERIES[forgery](claims)))
+
+    assert response.status_code in (401, 422), response.content
+    assert set(response.json()) == {"msg"}
+    assert _state() == before
+
+
+def test_a_kid_header_chooses_no_key(api, world):
+    # The key is this server's alone: a kid naming another is ignored, the signature decides.
+    make_user(world.org_a, "Root", username="root-a")
+    claims = claims_of(login(api, "root-a")["access_token"])
+    other = signed(claims, key="another-key-0123456789abcdef0123456789", kid="../../dev/null")
+    assert api.get("/api/user", **auth(other)).status_code == 422
+    assert api.get("/api/user", **auth(signed(claims, kid="anything"))).status_code == 200
+
+
+# --- the wrong kind of token -----------------------------------------------------------------------
+def test_tokens_of_one_kind_do_not_open_the_endpoints_of_another(api, world):
+    make_user(world.org_a, "Root", username="root-a")
+    tokens = login(api, "root-a")
+    node = bearer(world.node_a)
+    task = make_task(world.collab_ab, world.org_a, world.org_a)
+    container = container_headers_from(api, world.node_a, task)
+    before = _state()
+    refused = [
+        ("get", "/api/user", auth(tokens["refresh_token"])),  # a refresh token as an access token
+        ("post", "/api/token/refresh", auth(tokens["access_token"])),  # and the reverse
+        ("post", "/api/token/user/validate", node),
+        ("post", "/api/token/user/validate", container),
+        ("post", "/api/token/node/validate", auth(tokens["access_token"])),
+        ("post", "/api/token/node/validate", container),
+        ("patch", "/api/password/change", container),
+        ("get", "/api/user", container),
+        ("get", "/api/role", container),
+        ("post", "/api/token/container", container),
+        ("post", "/api/token/container", auth(tokens["access_token"])),
+        ("get", "/api/vpn/algorithm/addresses", node),
+        ("get", "/api/vpn/algorithm/addresses", auth(tokens["access_token"])),
+        ("post", "/api/recover/node", node),
+        ("post", "/api/recover/node", container),
+        ("post", "/api/token/revoke", container),
+    ]
+    for method, path, headers in refused:
+        response = getattr(api, method)(path, {}, format="json", **headers)
+        assert response.status_code in (401, 422), (method, path, response.content)
+    assert _state() == before
+
+
+# --- a container beyond its task -------------------------------------------------------------------
+def test_a_container_reads_nothing_of_other_collaborations(api, world):
+    task = make_task(world.collab_ab, world.org_a, world.org_a, world.org_b)
+    container = container_headers_from(api, world.node_a, task)
+    other = make_task(world.collab_c, world.org_c, world.org_c)
+    other_run = other.runs.get()
+    AlgorithmPort.objects.create(run=other_run, port=4444, label="c-port")
+    for path in (f"/api/task/{other.pk}", f"/api/run/{other_run.pk}", f"/api/result/{other_run.pk}",
+                 f"/api/collaboration/{world.collab_c.pk}", f"/api/organization/{world.org_c.pk}",
+                 f"/api/node/{world.node_c.pk}"):  # fmt: skip
+        assert api.get(path, **container).status_code == 401, path
+    hidden = {
+        "task": other.pk, "run": other_run.pk, "result": other_run.pk, "collaboration": world.collab_c.pk,
+        "node": world.node_c.pk, "organization": world.org_c.pk, "study": None,
+    }  # fmt: skip
+    for name, pk in hidden.items():
+        body = api.get(f"/api/{name}?per_page=100", **container).json()
+        assert pk not in {row["id"] for row in body.get("data", [])}, name  # a 401 shows nothing either
+        assert "c-port" not in json.dumps(body)
+    addresses = api.get("/api/vpn/algorithm/addresses?include_children=1&include_parent=1", **container)
+    assert "c-port" not in addresses.content.decode()
+
+
+# --- identities that changed or are gone ---------------------------------------------------------------
+def test_tokens_of_deleted_users_nodes_and_organizations_stop_working(api, world):
+    make_user(world.org_a, "Root", username="root-a")
+    root = auth(login(api, "root-a")["access_token"])
+    make_user(world.org_b, "Viewer", username="viewer-b")
+    viewer = auth(login(api, "viewer-b")["access_token"])
+    node = bearer(world.node_c)
+    assert api.get("/api/organization", **viewer).status_code == 200
+    assert api.post("/api/token/node/validate", **node).status_code == 200
+
+    assert api.delete(f"/api/node/{world.node_c.pk}", **root).status_code == 200
+    assert api.delete(f"/api/organization/{world.org_b.pk}?delete_dependents=1", **root).status_code == 200
+
+    assert api.get("/api/organization", **viewer).status_code == 401
+    assert api.post("/api/token/node/validate", **node).status_code == 401
+
+
+def test_rules_taken_from_a_role_end_on_the_next_request(api, world):
+    role = Role.objects.create(name="readers", organization=world.org_a)
+    role.rules.add(Rule.objects.get(name="user", scope="ORGANIZATION", operation="VIEW"))
+    make_user(world.org_a, username="reader").roles.add(role)
+    reader = auth(login(api, "reader")["access_token"])
+    assert api.get("/api/user", **reader).status_code == 200
+
+    role.rules.clear()
+
+    assert api.get("/api/user", **reader).status_code == 401
