@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
+import re
 from collections.abc import Awaitable, Callable
 
 import pytest
+import requests
 from asgiref.sync import async_to_sync
 from channels.layers import channel_layers
 from django.conf import settings
 from django.test import override_settings
 
+from tasks.models import Run, Task
 from tests.conftest import requires_services
+from tests.realtime.conftest import _daphne
+from tests.realtime.helpers import token
+from tests.realtime.live import LIVE
 from vantage6.socketio.server import Namespace, Server, from_process, room_group
 
 pytestmark = requires_services("rabbitmq")
@@ -192,3 +199,51 @@ def test_a_stopped_process_is_forgotten_and_its_keys_unbound():
 
     assert known == {stopping.process} and after == set()
     assert from_process(room_group(NAMESPACE, "collaboration_1"), stopping.process) not in groups
+
+
+# --- two live processes ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def metered(live_db, live_folder):
+    """Two daphne processes on the live database and RabbitMQ, with their metrics."""
+    env = {"V6_RABBITMQ_URI": os.environ["V6_RABBITMQ_URI"], "V6_METRICS": "1"}
+    for first in _daphne(live_db, live_folder, **env):
+        for second in _daphne(live_db, live_folder, **env):
+            yield first, second
+
+
+def _room_messages(url: str) -> dict[str, int]:
+    text = requests.get(f"{url}/api/metrics", timeout=10).text
+    found = re.findall(
+        r'^vantage6_socket_room_messages_total\{direction="(\w+)"\} (\d+)$', text, re.MULTILINE
+    )
+    return {direction: int(count) for direction, count in found}
+
+
+@pytest.mark.live
+def test_a_node_event_is_published_once_and_received_once_across_two_processes(metered, live_world, sockets):
+    a, b = metered
+    sender = sockets(a.url, token(live_world.node_a))
+    sender.wait_ready(live_world.node_a)
+    listener = sockets(b.url, token(live_world.node_b))
+    listener.wait_ready(live_world.node_b)
+    task = Task(
+        collaboration=live_world.collab_ab,
+        image="i",
+        job_id=random.randrange(10**9),
+        init_org=live_world.org_a,
+    )
+    task.save(using=LIVE)
+    run = Run(task=task, organization=live_world.org_a)
+    run.save(using=LIVE)
+    before = [_room_messages(a.url), _room_messages(b.url)]
+
+    for status in ("active", "completed") * 5:  # one at a time
+        sender.emit("algorithm_status_change", {"run_id": run.pk, "status": status})
+        assert listener.wait_for("algorithm_status_change")["status"] == status
+        assert sender.wait_for("algorithm_status_change")["status"] == status
+
+    after = [_room_messages(a.url), _room_messages(b.url)]
+    published = [after[i]["published"] - before[i]["published"] for i in (0, 1)]
+    received = [after[i]["received"] - before[i]["received"] for i in (0, 1)]
+    assert published == [10, 0]
+    assert received == [0, 10]  # the publisher never consumes its own
