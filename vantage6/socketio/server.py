@@ -703,6 +703,8 @@ class Server:
             if (waiter := self._stop_waiting(session)) is not None:
                 keep(asyncio.ensure_future(waiter.reply(*UNKNOWN_SESSION)))
         if self.channel and self.on_broker:
+            # What it still publishes goes to the rooms' groups, which the others stay bound to.
+            self.settled = False
             keep(asyncio.ensure_future(self._bye(self.process)))
 
     async def _bye(self, process: str) -> None:
@@ -1081,6 +1083,8 @@ class Server:
             logger.warning("this process was taken for dead; ending its %d sessions", len(self.sessions))
             for session in list(self.sessions.values()):
                 await self.drop(session)
+            if self.on_broker:  # the others forgot it
+                keep(asyncio.get_running_loop().create_task(self._introduce()))
         self._beaten = True
 
     async def sweep(self) -> None:
