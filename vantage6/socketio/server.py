@@ -264,7 +264,8 @@ class Server:
         self.housekeeping = housekeeping
         # ``housekeeping`` (the application's periodic work) runs every ``housekeeping_interval`` s.
         self.housekeeping_interval = housekeeping_interval
-        # How long ``publish`` (synchronous code: a REST request) waits for the channel layer.
+        # How long synchronous code (a REST request) waits for channel-layer work it needs done
+        # (``run_sync``; ``publish`` does not wait).
         self.publish_timeout = publish_timeout
         # Runs when the channel layer got its broker back: what was published meanwhile may be lost.
         self.layer_reconnected = layer_reconnected
@@ -912,7 +913,9 @@ class Server:
         await self._fan_out(namespace, room, packet)
 
     def publish(self, event: str, data: object = None, *, room: str, namespace: str = "/") -> None:
-        """``emit`` for synchronous code; in an event loop's thread it is scheduled instead."""
+        """``emit`` for synchronous code, which does not wait for the broker (a REST request answers
+        at once; its events go out in order, once the broker is there); in an event loop's thread it
+        is scheduled instead."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -921,15 +924,7 @@ class Server:
             keep(loop.create_task(self.emit(event, data, room=room, namespace=namespace)))
             return
         packet = p.event_packet(namespace, event, data)
-        try:
-            bridge.run(
-                lambda: self._fan_out(namespace, room, packet),
-                self.layer_alias,
-                timeout=self.publish_timeout,
-            )
-        except TimeoutError:
-            # The broker is away: the event goes out once it is back, and ``layer_reconnected`` runs.
-            logger.warning("event %s to room %s not published within %s s", event, room, self.publish_timeout)
+        bridge.post(lambda: self._fan_out(namespace, room, packet), self.layer_alias)
 
     def run_sync(
         self, call: Callable[[], Awaitable[object]], *, timeout: float = bridge.TIMEOUT_SECONDS
@@ -950,7 +945,11 @@ class Server:
             self._publish_soon(group, packet)
             return
         self.room_messages["published"] += 1
-        await self.layer.group_send(group, {"type": "eio.packets", "group": group, "packets": [packet]})
+        message = {"type": "eio.packets", "group": group, "packets": [packet]}
+        layer = self.layer
+        publish_soon = getattr(layer, "publish_soon", None)
+        if publish_soon is None or not publish_soon(group, message):
+            await layer.group_send(group, message)
 
     def _publish_soon(self, group: str, packet: str) -> None:
         """Publish a room packet of this process's loop to the room's other processes at the end of this
