@@ -234,6 +234,21 @@ def prepare(base: str, manifest: dict, pool: int, log) -> WriteData:
 
 # --- algorithm_status_change over the socket: Engine.IO 4 / Socket.IO 5 on a websocket, as the node ---
 RELAYED = '42/tasks,["algorithm_status_change"'
+# Once connected, the sockets are read and written as raw bytes: the frames of the server are not
+# masked, so each relayed event is this text in the stream, and an Engine.IO PING is this frame. Read
+# frame by frame in Python (with its UTF-8 check), the c + 1 frames out per event made the load
+# generator, one process on the same two cores, the bottleneck of the row.
+RELAYED_BYTES = RELAYED.encode()
+PING_FRAME = b"\x81\x012"
+PONG_FRAME = b"\x81\x81\x00\x00\x00\x003"  # masked with a zero key: the text "3"
+
+
+def _client_frame(text: str) -> bytes:
+    """A client's text frame (masked, with a zero key)."""
+    payload = text.encode()
+    size = len(payload)
+    header = bytes([0x81, 0x80 | size]) if size < 126 else bytes([0x81, 0x80 | 126]) + size.to_bytes(2, "big")
+    return header + b"\x00\x00\x00\x00" + payload
 
 
 def _process_of(open_packet: str) -> str:
@@ -305,18 +320,21 @@ def socket_status_changes(
     # When each listening socket heard each event; an event is heard once all of them have it.
     heard_by: list[list[float]] = [[] for _ in listening]
     heard: list[float] = []
-    packet = "42/tasks," + json.dumps(["algorithm_status_change", data.event])
+    frame = _client_frame("42/tasks," + json.dumps(["algorithm_status_change", data.event]))
     running = True
 
     def read(ws: websocket.WebSocket, times: list[float] | None) -> None:
-        with contextlib.suppress(websocket.WebSocketException, OSError):
-            while running:
-                message = ws.recv()
-                if message == "2":
-                    ws.send("3")
-                elif times is not None and message.startswith(RELAYED):
+        tail = b""  # the end of the last read, where a pattern may begin
+        with contextlib.suppress(OSError):
+            while running and (data := ws.sock.recv(1 << 16)):
+                data = tail + data
+                if PING_FRAME in data:
+                    ws.sock.sendall(PONG_FRAME)
+                tail = data[-len(RELAYED_BYTES) + 1 :]
+                if times is not None and (count := data.count(RELAYED_BYTES)):
                     with changed:
-                        times.append(time.monotonic())
+                        now = time.monotonic()
+                        times += [now] * count
                         while all(len(other) > len(heard) for other in heard_by):
                             heard.append(max(other[len(heard)] for other in heard_by))
                             changed.notify_all()
@@ -326,7 +344,7 @@ def socket_status_changes(
             with changed:
                 changed.wait_for(lambda: len(sent) - len(heard) < connections)
                 sent.append(time.monotonic())
-            ws.send(packet)
+            ws.sock.sendall(frame)
 
     def burst(until: float) -> None:
         threads = [threading.Thread(target=send, args=(ws, until)) for ws in senders]
@@ -350,7 +368,8 @@ def socket_status_changes(
     elapsed, cpu_used = time.monotonic() - started, cpu() - cpu_before
     running = False
     for ws in (*(ws for ws, _ in listening), *senders):
-        ws.close()
+        with contextlib.suppress(OSError, websocket.WebSocketException):
+            ws.close(timeout=1)
     events = len(heard) - first
     latencies = sorted(b - a for a, b in zip(sent[first:], heard[first:], strict=False))
     return {
