@@ -23,7 +23,7 @@ from django.test import override_settings
 from tasks.models import Run, Task
 from tests.conftest import requires_services
 from tests.realtime.conftest import _daphne
-from tests.realtime.helpers import token
+from tests.realtime.helpers import create_task, make_user, token
 from tests.realtime.live import LIVE
 from vantage6.socketio.server import Namespace, Server, from_process, room_group
 
@@ -243,7 +243,13 @@ def test_a_node_event_is_published_once_and_received_once_across_two_processes(m
         assert sender.wait_for("algorithm_status_change")["status"] == status
 
     after = [_room_messages(a.url), _room_messages(b.url)]
-    published = [after[i]["published"] - before[i]["published"] for i in (0, 1)]
-    received = [after[i]["received"] - before[i]["received"] for i in (0, 1)]
-    assert published == [10, 0]
-    assert received == [0, 10]  # the publisher never consumes its own
+    assert [after[i]["published"] - before[i]["published"] for i in (0, 1)] == [10, 0]
+    assert [after[i]["received"] - before[i]["received"] for i in (0, 1)] == [0, 10]  # never its own
+
+    # A REST request's event too: the process that serves it delivers it to its own sockets itself.
+    task_id = create_task(a.url, make_user(live_world.org_a, roles=("Researcher",)), live_world.collab_ab)
+    for socket in (sender, listener):
+        assert socket.wait_for("new_task") == {"id": task_id, "parent_id": None}
+    final = [_room_messages(a.url), _room_messages(b.url)]
+    assert final[0]["received"] == after[0]["received"]
+    assert final[1]["received"] == after[1]["received"] + 1  # new_task to node_b's organization room

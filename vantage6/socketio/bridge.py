@@ -37,7 +37,8 @@ def layer(alias: str) -> BaseChannelLayer:
     return _publisher_layer.get() or get_channel_layer(alias)
 
 
-def _in_memory(alias: str) -> bool:
+def in_memory(alias: str) -> bool:
+    """Whether the layer of ``alias`` is the in-memory one (known without building it)."""
     return channel_layers.configs[alias]["BACKEND"].endswith("InMemoryChannelLayer")
 
 
@@ -67,7 +68,7 @@ class _Publisher:
             raise TimeoutError(f"channel layer work not done within {timeout} s") from None
 
     def post(self, call: Callable[[], Awaitable[object]]) -> None:
-        asyncio.run_coroutine_threadsafe(self._call(call), self.loop).add_done_callback(_log_failure)
+        asyncio.run_coroutine_threadsafe(self._call(call), self.loop).add_done_callback(log_failure)
 
     def stop(self) -> None:
         async def close() -> None:
@@ -91,7 +92,7 @@ _lock = threading.Lock()
 def run(call: Callable[[], Awaitable[T]], alias: str, *, timeout: float = TIMEOUT_SECONDS) -> T:
     """Run the coroutine ``call()`` to completion from synchronous code (not from a loop's thread);
     TimeoutError when it takes over ``timeout`` seconds, while the work goes on in the background."""
-    if _in_memory(alias):
+    if in_memory(alias):
         return async_to_sync(_await)(call)  # never waits on a broker
     return _publisher(alias).run(call, timeout)
 
@@ -100,7 +101,7 @@ def post(call: Callable[[], Awaitable[object]], alias: str) -> None:
     """Start the coroutine ``call()`` from synchronous code without waiting for it (a failure is
     logged); the calls of one thread run in the order they were posted. In memory it runs to
     completion at once (the in-memory layer lives in the caller's loop)."""
-    if _in_memory(alias):
+    if in_memory(alias):
         async_to_sync(_await)(call)
         return
     _publisher(alias).post(call)
@@ -114,6 +115,7 @@ def _publisher(alias: str) -> _Publisher:
     return publisher
 
 
-def _log_failure(future: concurrent.futures.Future) -> None:
+def log_failure(future: concurrent.futures.Future) -> None:
+    """A done callback: the failure of work nobody waits for is logged."""
     if not future.cancelled() and (exc := future.exception()) is not None:
         logger.error("channel layer work failed", exc_info=exc)

@@ -915,7 +915,8 @@ class Server:
     def publish(self, event: str, data: object = None, *, room: str, namespace: str = "/") -> None:
         """``emit`` for synchronous code, which does not wait for the broker (a REST request answers
         at once; its events go out in order, once the broker is there); in an event loop's thread it
-        is scheduled instead."""
+        is scheduled instead. On a broker, the loop of this process's sockets emits it when it runs:
+        its sockets get it at once, and only the room's other processes through the broker."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -924,6 +925,14 @@ class Server:
             keep(loop.create_task(self.emit(event, data, room=room, namespace=namespace)))
             return
         packet = p.event_packet(namespace, event, data)
+        sockets_loop = self._listening_loop
+        if sockets_loop is not None and sockets_loop.is_running() and not bridge.in_memory(self.layer_alias):
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: the publisher's loop takes it
+                emitting = asyncio.run_coroutine_threadsafe(
+                    self._fan_out(namespace, room, packet), sockets_loop
+                )
+                emitting.add_done_callback(bridge.log_failure)
+                return
         bridge.post(lambda: self._fan_out(namespace, room, packet), self.layer_alias)
 
     def run_sync(
