@@ -307,10 +307,13 @@ def _listeners(url: str, bearer: str, processes: int) -> list[tuple[websocket.We
 def socket_status_changes(
     url: str, data: SocketData, connections: int, seconds: float, cpu: Callable, processes: int = 1
 ) -> dict:
-    """``algorithm_status_change`` events of a node on ``connections`` sockets (at most one event in
-    flight each) for ``seconds`` after a warm-up second, each counted when the server has relayed it
-    to the listening node on every one of its ``processes``; ``cpu()`` reads the server's CPU seconds.
-    The columns of a row."""
+    """``algorithm_status_change`` events of a node on ``connections`` sockets (at most
+    ``connections`` events in flight, sent in turn on them) for ``seconds`` after a warm-up second,
+    each counted when the server has relayed it to the listening node on every one of its
+    ``processes``; ``cpu()`` reads the server's CPU seconds. The columns of a row.
+
+    The thread that reads the event's last delivery sends the next one itself (no hand-over to a
+    sending thread: the load generator is one Python process on the server's two cores)."""
     listening = _listeners(url, data.listener, processes)
     order = [process for _, process in listening]
     senders = [_connect(url, data.sender, processes, order[i % processes])[0] for i in range(connections)]
@@ -322,6 +325,13 @@ def socket_status_changes(
     heard: list[float] = []
     frame = _client_frame("42/tasks," + json.dumps(["algorithm_status_change", data.event]))
     running = True
+    until = 0.0
+
+    def send() -> None:
+        """The next event, while there is time (under ``changed``)."""
+        if time.monotonic() < until:
+            sent.append(time.monotonic())
+            senders[len(sent) % connections].sock.sendall(frame)
 
     def read(ws: websocket.WebSocket, times: list[float] | None) -> None:
         tail = b""  # the end of the last read, where a pattern may begin
@@ -337,21 +347,16 @@ def socket_status_changes(
                         times += [now] * count
                         while all(len(other) > len(heard) for other in heard_by):
                             heard.append(max(other[len(heard)] for other in heard_by))
-                            changed.notify_all()
+                            send()
+                        changed.notify_all()
 
-    def send(ws: websocket.WebSocket, until: float) -> None:
-        while time.monotonic() < until:
-            with changed:
-                changed.wait_for(lambda: len(sent) - len(heard) < connections)
-                sent.append(time.monotonic())
-            ws.sock.sendall(frame)
-
-    def burst(until: float) -> None:
-        threads = [threading.Thread(target=send, args=(ws, until)) for ws in senders]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    def burst(end: float) -> None:
+        nonlocal until
+        with changed:
+            until = end
+            for _ in range(connections):
+                send()
+        time.sleep(max(0.0, end - time.monotonic()))
         with changed:
             changed.wait_for(lambda: len(heard) >= len(sent), timeout=30)
 
