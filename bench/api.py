@@ -691,8 +691,9 @@ def measure(target: Target, row: Row, args) -> dict:
         pids = server_pids(target)
         url = target.base.removesuffix("/api")
         connections = row.connections or args.connections
+        processes = target.workers if target.command else 1
         return socket_status_changes(
-            url, target.writes.socket, connections, args.duration, lambda: cpu_seconds(pids)
+            url, target.writes.socket, connections, args.duration, lambda: cpu_seconds(pids), processes
         )
     if row.pool:
         try:

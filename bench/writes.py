@@ -16,8 +16,11 @@ Prepared the same way on both servers, as root, with node tokens of the seeded n
 * a collaboration of 50 organizations with a node each (40 organizations are added);
 * a container token of the first node for one of the status tasks (its subtasks);
 * for ``algorithm_status_change`` over the socket: the first node reports the status of its run of a
-  status task on ``c`` sockets at once (at most ``c`` events in flight), while the second node's socket
-  counts the events the server relays to the collaboration (``socket_status_changes``).
+  status task on ``c`` sockets at once (at most ``c`` events in flight), while the second node's
+  sockets count the events the server relays to the collaboration (``socket_status_changes``). On a
+  deployment of several processes the sending sockets are spread evenly over them and the second node
+  listens on each: an event counts once every process delivered it, as in a network whose nodes and
+  users are connected to all the processes.
 """
 
 from __future__ import annotations
@@ -231,69 +234,137 @@ def prepare(base: str, manifest: dict, pool: int, log) -> WriteData:
 
 # --- algorithm_status_change over the socket: Engine.IO 4 / Socket.IO 5 on a websocket, as the node ---
 RELAYED = '42/tasks,["algorithm_status_change"'
+# Once connected, the sockets are read and written as raw bytes: the frames of the server are not
+# masked, so each relayed event is this text in the stream, and an Engine.IO PING is this frame. Read
+# frame by frame in Python (with its UTF-8 check), the c + 1 frames out per event made the load
+# generator, one process on the same two cores, the bottleneck of the row.
+RELAYED_BYTES = RELAYED.encode()
+PING_FRAME = b"\x81\x012"
+PONG_FRAME = b"\x81\x81\x00\x00\x00\x003"  # masked with a zero key: the text "3"
 
 
-def _connect(url: str, bearer: str) -> websocket.WebSocket:
-    """A socket in namespace /tasks, authenticated by the handshake's Authorization header."""
-    ws = websocket.create_connection(
-        f"{url.replace('http', 'ws', 1)}/socket.io/?EIO=4&transport=websocket",
-        header=[f"Authorization: {bearer}"],
-        timeout=30,
-    )
-    ws.recv()  # the Engine.IO open packet
+def _client_frame(text: str) -> bytes:
+    """A client's text frame (masked, with a zero key)."""
+    payload = text.encode()
+    size = len(payload)
+    header = bytes([0x81, 0x80 | size]) if size < 126 else bytes([0x81, 0x80 | 126]) + size.to_bytes(2, "big")
+    return header + b"\x00\x00\x00\x00" + payload
+
+
+def _process_of(open_packet: str) -> str:
+    """The server process of a session of ours: its sid is the base64 of 9 random bytes and the channel
+    of its process (``vantage6.socketio.server``), whose queue names the process; "" for a server
+    whose sids say nothing of it (the original)."""
+    sid = json.loads(open_packet[1:])["sid"]
+    body = sid.partition(".")[0]
+    try:
+        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))[9:].decode().partition("!")[0]
+    except ValueError:
+        return ""
+
+
+def _connect(
+    url: str, bearer: str, processes: int = 1, on: str | None = None
+) -> tuple[websocket.WebSocket, str]:
+    """A socket in namespace /tasks, authenticated by the handshake's Authorization header, and the
+    server process that has it: ``on`` that one if given (connections are spread over the processes
+    by the kernel, so a few tries land there)."""
+    for _ in range(64):
+        ws = websocket.create_connection(
+            f"{url.replace('http', 'ws', 1)}/socket.io/?EIO=4&transport=websocket",
+            header=[f"Authorization: {bearer}"],
+            timeout=30,
+        )
+        process = _process_of(ws.recv()) if processes > 1 else ""  # the Engine.IO open packet
+        if on is None or process == on:
+            break
+        ws.close()
+    else:
+        raise SystemExit(f"no socket landed on server process {on}")
     ws.send("40/tasks,")
     while not (message := ws.recv()).startswith(("40/tasks", "44/tasks")):
         if message == "2":
             ws.send("3")
     if message.startswith("44"):
         raise SystemExit(f"socket refused: {message}")
-    return ws
+    return ws, process
+
+
+def _listeners(url: str, bearer: str, processes: int) -> list[tuple[websocket.WebSocket, str]]:
+    """A socket on each server process."""
+    sockets: dict[str, websocket.WebSocket] = {}
+    for _ in range(64):
+        if len(sockets) == processes:
+            return [(ws, process) for process, ws in sockets.items()]
+        ws, process = _connect(url, bearer, processes)
+        if process in sockets:
+            ws.close()
+        else:
+            sockets[process] = ws
+    raise SystemExit(f"the sockets landed on {len(sockets)} of {processes} server processes")
 
 
 def socket_status_changes(
-    url: str, data: SocketData, connections: int, seconds: float, cpu: Callable
+    url: str, data: SocketData, connections: int, seconds: float, cpu: Callable, processes: int = 1
 ) -> dict:
-    """``algorithm_status_change`` events of a node on ``connections`` sockets (at most one event in
-    flight each) for ``seconds`` after a warm-up second, each counted when the server has relayed it
-    to the listening node; ``cpu()`` reads the server's CPU seconds. The columns of a row."""
-    listener = _connect(url, data.listener)
-    senders = [_connect(url, data.sender) for _ in range(connections)]
+    """``algorithm_status_change`` events of a node on ``connections`` sockets (at most
+    ``connections`` events in flight, sent in turn on them) for ``seconds`` after a warm-up second,
+    each counted when the server has relayed it to the listening node on every one of its
+    ``processes``; ``cpu()`` reads the server's CPU seconds. The columns of a row.
+
+    The thread that reads the event's last delivery sends the next one itself (no hand-over to a
+    sending thread: the load generator is one Python process on the server's two cores)."""
+    listening = _listeners(url, data.listener, processes)
+    order = [process for _, process in listening]
+    senders = [_connect(url, data.sender, processes, order[i % processes])[0] for i in range(connections)]
     time.sleep(0.5)  # the rooms are joined
     changed = threading.Condition()
     sent: list[float] = []
+    # When each listening socket heard each event; an event is heard once all of them have it.
+    heard_by: list[list[float]] = [[] for _ in listening]
     heard: list[float] = []
-    packet = "42/tasks," + json.dumps(["algorithm_status_change", data.event])
+    frame = _client_frame("42/tasks," + json.dumps(["algorithm_status_change", data.event]))
     running = True
+    until = 0.0
 
-    def read(ws: websocket.WebSocket, counts: bool) -> None:
-        with contextlib.suppress(websocket.WebSocketException, OSError):
-            while running:
-                message = ws.recv()
-                if message == "2":
-                    ws.send("3")
-                elif counts and message.startswith(RELAYED):
+    def send() -> None:
+        """The next event, while there is time (under ``changed``)."""
+        if time.monotonic() < until:
+            sent.append(time.monotonic())
+            senders[len(sent) % connections].sock.sendall(frame)
+
+    def read(ws: websocket.WebSocket, times: list[float] | None) -> None:
+        tail = b""  # the end of the last read, where a pattern may begin
+        with contextlib.suppress(OSError):
+            while running and (data := ws.sock.recv(1 << 16)):
+                data = tail + data
+                if PING_FRAME in data:
+                    ws.sock.sendall(PONG_FRAME)
+                tail = data[-len(RELAYED_BYTES) + 1 :]
+                if times is not None and (count := data.count(RELAYED_BYTES)):
                     with changed:
-                        heard.append(time.monotonic())
+                        now = time.monotonic()
+                        times += [now] * count
+                        while all(len(other) > len(heard) for other in heard_by):
+                            heard.append(max(other[len(heard)] for other in heard_by))
+                            send()
                         changed.notify_all()
 
-    def send(ws: websocket.WebSocket, until: float) -> None:
-        while time.monotonic() < until:
-            with changed:
-                changed.wait_for(lambda: len(sent) - len(heard) < connections)
-                sent.append(time.monotonic())
-            ws.send(packet)
-
-    def burst(until: float) -> None:
-        threads = [threading.Thread(target=send, args=(ws, until)) for ws in senders]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    def burst(end: float) -> None:
+        nonlocal until
+        with changed:
+            until = end
+            for _ in range(connections):
+                send()
+        time.sleep(max(0.0, end - time.monotonic()))
         with changed:
             changed.wait_for(lambda: len(heard) >= len(sent), timeout=30)
 
-    readers = [threading.Thread(target=read, args=(listener, True), daemon=True)]
-    readers += [threading.Thread(target=read, args=(ws, False), daemon=True) for ws in senders]
+    readers = [
+        threading.Thread(target=read, args=(ws, times), daemon=True)
+        for (ws, _), times in zip(listening, heard_by, strict=True)
+    ]
+    readers += [threading.Thread(target=read, args=(ws, None), daemon=True) for ws in senders]
     for thread in readers:
         thread.start()
     burst(time.monotonic() + 1)
@@ -301,8 +372,9 @@ def socket_status_changes(
     burst(started + seconds)
     elapsed, cpu_used = time.monotonic() - started, cpu() - cpu_before
     running = False
-    for ws in (listener, *senders):
-        ws.close()
+    for ws in (*(ws for ws, _ in listening), *senders):
+        with contextlib.suppress(OSError, websocket.WebSocketException):
+            ws.close(timeout=1)
     events = len(heard) - first
     latencies = sorted(b - a for a, b in zip(sent[first:], heard[first:], strict=False))
     return {

@@ -53,4 +53,18 @@ def gauges() -> list[str]:
     for (transport, kind), count in sorted(_socket_sessions().items()):
         labels = f'transport="{label(transport)}",kind="{label(kind)}"'
         lines.append(f"vantage6_sockets_connected{{{labels}}} {count}")
-    return lines + _node_metric_lines()
+    return lines + _room_message_lines() + _node_metric_lines()
+
+
+def _room_message_lines() -> list[str]:
+    """The room messages this process published to the channel layer and received from it."""
+    from nodes.consumers import server
+
+    lines = [
+        "# HELP vantage6_socket_room_messages_total room messages of this server process on the channel "
+        "layer, published and received",
+        "# TYPE vantage6_socket_room_messages_total counter",
+    ]
+    for direction, count in server.room_messages.items():
+        lines.append(f'vantage6_socket_room_messages_total{{direction="{direction}"}} {count}')
+    return lines

@@ -1,4 +1,4 @@
-"""Losing the broker: a REST request is never held long by a publish, every node socket hears ``sync``
+"""Losing the broker: a REST request is never held by a publish, every node socket hears ``sync``
 once the channel layer is back, and a channel left in a group does not wedge a process's delivery."""
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def test_broker_restart_while_nodes_are_connected(server_on_broker, broker, live
 
     broker.kill()
     during, elapsed = _timed_task(host, researcher, live_world.collab_ab)
-    assert elapsed < 3  # the publish gave up after about a second; the task is stored
+    assert elapsed < 1  # its events wait for the broker, the request does not; the task is stored
     broker.start()
 
     # The layer is back: each node hears sync, on which it lists its open runs, the task of the outage

@@ -14,6 +14,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import logging
 import threading
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -23,6 +24,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import BaseChannelLayer, channel_layers, get_channel_layer
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 60
 
@@ -34,7 +37,8 @@ def layer(alias: str) -> BaseChannelLayer:
     return _publisher_layer.get() or get_channel_layer(alias)
 
 
-def _in_memory(alias: str) -> bool:
+def in_memory(alias: str) -> bool:
+    """Whether the layer of ``alias`` is the in-memory one (known without building it)."""
     return channel_layers.configs[alias]["BACKEND"].endswith("InMemoryChannelLayer")
 
 
@@ -63,6 +67,9 @@ class _Publisher:
             # Not cancelled: the work goes on once the broker is back (half-done work would be worse).
             raise TimeoutError(f"channel layer work not done within {timeout} s") from None
 
+    def post(self, call: Callable[[], Awaitable[object]]) -> None:
+        asyncio.run_coroutine_threadsafe(self._call(call), self.loop).add_done_callback(log_failure)
+
     def stop(self) -> None:
         async def close() -> None:
             if self.layer is not None and hasattr(self.layer, "close"):
@@ -85,10 +92,30 @@ _lock = threading.Lock()
 def run(call: Callable[[], Awaitable[T]], alias: str, *, timeout: float = TIMEOUT_SECONDS) -> T:
     """Run the coroutine ``call()`` to completion from synchronous code (not from a loop's thread);
     TimeoutError when it takes over ``timeout`` seconds, while the work goes on in the background."""
-    if _in_memory(alias):
+    if in_memory(alias):
         return async_to_sync(_await)(call)  # never waits on a broker
+    return _publisher(alias).run(call, timeout)
+
+
+def post(call: Callable[[], Awaitable[object]], alias: str) -> None:
+    """Start the coroutine ``call()`` from synchronous code without waiting for it (a failure is
+    logged); the calls of one thread run in the order they were posted. In memory it runs to
+    completion at once (the in-memory layer lives in the caller's loop)."""
+    if in_memory(alias):
+        async_to_sync(_await)(call)
+        return
+    _publisher(alias).post(call)
+
+
+def _publisher(alias: str) -> _Publisher:
     with _lock:
         publisher = _publishers.get(alias)
         if publisher is None:
             publisher = _publishers[alias] = _Publisher(alias)
-    return publisher.run(call, timeout)
+    return publisher
+
+
+def log_failure(future: concurrent.futures.Future) -> None:
+    """A done callback: the failure of work nobody waits for is logged."""
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        logger.error("channel layer work failed", exc_info=exc)

@@ -14,8 +14,15 @@ Ownership and routing:
   owner hands its state over, forgets it and forwards the session's late polling requests.
 * A room is a channel-layer group. A process is bound once per room any of its sessions is in
   (``room_members`` counts them), and passes each room packet on to those sessions in memory: one
-  publish per event, one frame per socket. An event emitted in the process's own loop reaches its
-  sessions at once; the process skips its own publish when it comes back.
+  frame per socket. An event emitted in the process's own loop reaches its sessions at once, and the
+  room packets of one turn of the loop go out together at its end, without waiting for the broker.
+* On a broker, a process in a room is also bound to the room's key of each other process it knows
+  (``from_process``), to which that process publishes the packets of its own loop: the broker
+  routes them to the others in the room, never back to the publisher. The processes learn of each
+  other over ``PROCESSES`` (``eio.hello`` when one starts or gets its broker back, answered with
+  ``eio.peer``; ``eio.bye`` when one stops or was found dead), and a process publishes to the room's
+  own group (skipping its copy when it comes back) until ``settle_time`` after its hello, while the
+  others bind its keys. Synchronous code (a REST request) publishes to the room's group.
 * The database keeps no session: only the liveness row of each process (``Liveness``), and what the
   application keeps of its connections.
 """
@@ -49,6 +56,8 @@ from vantage6.socketio.store import POLLING, WEBSOCKET, Liveness, Session
 logger = logging.getLogger(__name__)
 
 _ROOM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+# Bindings asked of the broker at once when a process learns of another (one per room).
+_BINDINGS_AT_ONCE = 100
 # The group every server process listens on (for work on all the sessions of some owners).
 PROCESSES = "eio.processes"
 SIGNED = "."  # between a sid's body and its signature
@@ -64,6 +73,14 @@ Reply = Callable[[int, bytes, str], Awaitable[None]]
 
 def room_group(namespace: str, room: str) -> str:
     return f"sio{namespace.replace('/', '.')}.{room}"
+
+
+def from_process(group: str, process: str) -> str:
+    """The key of ``group``'s packets published by ``process``: bound by the room's other processes."""
+    key = f"{group}.from.{process}"
+    if len(key) < BaseChannelLayer.MAX_NAME_LENGTH:
+        return key
+    return f"sio.from.{process}.{hashlib.sha256(group.encode()).hexdigest()[:32]}"
 
 
 def new_id() -> str:
@@ -219,6 +236,7 @@ class Server:
         layer_reconnected: Callable[[], Awaitable[None]] | None = None,
         packet_rate: float = 20,
         packet_burst: int = 200,
+        settle_time: float = 0.5,
     ) -> None:
         self.namespaces = namespaces
         self.liveness = liveness
@@ -246,7 +264,8 @@ class Server:
         self.housekeeping = housekeeping
         # ``housekeeping`` (the application's periodic work) runs every ``housekeeping_interval`` s.
         self.housekeeping_interval = housekeeping_interval
-        # How long ``publish`` (synchronous code: a REST request) waits for the channel layer.
+        # How long synchronous code (a REST request) waits for channel-layer work it needs done
+        # (``run_sync``; ``publish`` does not wait).
         self.publish_timeout = publish_timeout
         # Runs when the channel layer got its broker back: what was published meanwhile may be lost.
         self.layer_reconnected = layer_reconnected
@@ -254,11 +273,25 @@ class Server:
         # over time; more are dropped (each event may be relayed to every socket of a room).
         self.packet_rate = packet_rate
         self.packet_burst = packet_burst
+        # On a broker: how long after its hello this process publishes to the rooms' own groups, while
+        # the other processes bind its keys (its socket handshakes wait as long when it starts).
+        self.settle_time = settle_time
         self.sessions: dict[str, Session] = {}
         self._anonymous: OrderedDict[str, None] = OrderedDict()
         # The sids of this process's sessions in each room group it is bound to.
         self.room_members: dict[str, set[str]] = {}
         self._room_keys: dict[tuple[str, str], tuple[str, str]] = {}
+        # On a broker: the other processes known (their ids), whether they all bound this process's
+        # keys by now, and this process's key of each room group.
+        self.peers: set[str] = set()
+        self.settled = False
+        self._hello: asyncio.Event | None = None
+        self._keys: dict[str, str] = {}
+        # The room packets of this turn of the loop, in order: (key, message), and their flush is due.
+        self._outgoing: list[tuple[str, dict]] = []
+        self._flush_due = False
+        # Room messages this process published and received (``eio.packets``), for the metrics.
+        self.room_messages = {"published": 0, "received": 0}
         # Sessions handed over to another process: their sid → (its channel, until when to forward).
         self.moved: dict[str, tuple[str, float]] = {}
         # Forwarded requests of this process waiting for their owner's answer, by request id.
@@ -296,17 +329,29 @@ class Server:
             # Sessions of an earlier loop (tests run several) have no channel any more.
             self.sessions, self.room_members, self.moved, self.pending = {}, {}, {}, {}
             self._anonymous, self._unconnected = OrderedDict(), {}
+            self.peers, self.settled, self._outgoing, self._flush_due = set(), False, [], False
             keep(loop.create_task(self._listen(self._ready)))
         await cast(asyncio.Event, self._ready).wait()
+
+    @property
+    def on_broker(self) -> bool:
+        """Whether the layer is a broker's (whose routing leaves the publisher out, see ``from_process``)."""
+        return hasattr(self.layer, "publish_soon")
 
     async def _listen(self, ready: asyncio.Event) -> None:
         layer = self.layer
         self.channel = await layer.new_channel()
-        ready.set()
+        if not self.on_broker:
+            ready.set()
         try:
             await layer.group_add(PROCESSES, self.channel)
         except Exception:
             logger.exception("could not listen to the other server processes")
+        if self.on_broker:
+            # Socket handshakes wait until the others know this process (at most a bound: its broker may
+            # be away, and then it publishes to the rooms' groups until it comes back).
+            asyncio.get_running_loop().call_later(self.settle_time + self.publish_timeout, ready.set)
+            keep(asyncio.get_running_loop().create_task(self._introduce(ready)))
         while True:
             try:
                 message = await layer.receive(self.channel)
@@ -324,8 +369,19 @@ class Server:
     async def _on_message(self, message: dict) -> None:
         kind = message["type"]
         if kind == "eio.packets":
+            self.room_messages["received"] += 1
             if message.get("origin") != self.channel:  # this process delivered its own already
                 await self._deliver_room(message["group"], message["packets"])
+        elif kind == "eio.hello":
+            if message["process"] == self.process:
+                cast(asyncio.Event, self._hello).set()
+            else:
+                await self._learn(message["process"])
+                await self.layer.send(message["reply"], {"type": "eio.peer", "process": self.process})
+        elif kind == "eio.peer":
+            await self._learn(message["process"])
+        elif kind == "eio.bye":
+            await self._forget(message["process"])
         elif kind in ("eio.reply", "eio.held"):
             handler = self.pending.get(message["id"])
             if handler is not None:
@@ -342,6 +398,51 @@ class Server:
             owners = set(message["owners"])
             sessions = [session for session in self.sessions.values() if session.owner in owners]
             keep(asyncio.get_running_loop().create_task(self._verify(sessions)))
+
+    async def _introduce(self, ready: asyncio.Event | None = None) -> None:
+        """Tell the other processes of this one (each binds this process's key of its rooms, then
+        answers with ``eio.peer``); settled ``settle_time`` after the hello came back to this process
+        (all the others had it by then), publishing to the rooms' groups meanwhile."""
+        self.settled = False
+        hello = self._hello = asyncio.Event()
+        await self.layer.group_send(
+            PROCESSES, {"type": "eio.hello", "process": self.process, "reply": self.channel}
+        )
+        await hello.wait()
+        await asyncio.sleep(self.settle_time)
+        if self._hello is hello:  # not introduced again meanwhile (the broker came back once more)
+            self.settled = True
+            if ready is not None:
+                ready.set()
+
+    async def _learn(self, process: str) -> None:
+        """Another process is known: this process's rooms are bound to its keys."""
+        if process in self.peers:
+            return
+        self.peers.add(process)
+        groups = list(self.room_members)
+        for start in range(0, len(groups), _BINDINGS_AT_ONCE):
+            await asyncio.gather(
+                *(
+                    self.layer.group_add(from_process(group, process), self.channel)
+                    for group in groups[start : start + _BINDINGS_AT_ONCE]
+                    if group in self.room_members
+                )
+            )
+
+    async def _forget(self, process: str) -> None:
+        """Another process stopped (or was found dead): its keys are unbound."""
+        if process not in self.peers:
+            return
+        self.peers.discard(process)
+        groups = list(self.room_members)
+        for start in range(0, len(groups), _BINDINGS_AT_ONCE):
+            await asyncio.gather(
+                *(
+                    self.layer.group_discard(from_process(group, process), self.channel)
+                    for group in groups[start : start + _BINDINGS_AT_ONCE]
+                )
+            )
 
     def owner_of(self, sid: str) -> str | None:
         """The channel of the process that made ``sid``, if this deployment signed it."""
@@ -517,10 +618,12 @@ class Server:
             await self._unbind(room_group(namespace, room), session.sid)
 
     async def _bind(self, group: str, sid: str) -> None:
+        """Bound once the broker has the bindings: what is published from then on reaches the room."""
         members = self.room_members.get(group)
         if members is None:
             members = self.room_members[group] = {sid}
-            await self.layer.group_add(group, self.channel)
+            keys = [group, *(from_process(group, process) for process in self.peers)]
+            await asyncio.gather(*(self.layer.group_add(key, self.channel) for key in keys))
         else:
             members.add(sid)
 
@@ -530,7 +633,8 @@ class Server:
             members.discard(sid)
             if not members:
                 del self.room_members[group]
-                await self.layer.group_discard(group, self.channel)
+                keys = [group, *(from_process(group, process) for process in self.peers)]
+                await asyncio.gather(*(self.layer.group_discard(key, self.channel) for key in keys))
 
     # --- long-polling -------------------------------------------------------------------------------------
     async def serve_polling(
@@ -599,6 +703,14 @@ class Server:
         for session in self.sessions.values():
             if (waiter := self._stop_waiting(session)) is not None:
                 keep(asyncio.ensure_future(waiter.reply(*UNKNOWN_SESSION)))
+        if self.channel and self.on_broker:
+            # What it still publishes goes to the rooms' groups, which the others stay bound to.
+            self.settled = False
+            keep(asyncio.ensure_future(self._bye(self.process)))
+
+    async def _bye(self, process: str) -> None:
+        """Every process forgets ``process`` (it stops, or was found dead)."""
+        await self.layer.group_send(PROCESSES, {"type": "eio.bye", "process": process})
 
     def _stop_waiting(self, session: Session) -> _Waiter | None:
         waiter, session.waiter = session.waiter, None
@@ -801,7 +913,10 @@ class Server:
         await self._fan_out(namespace, room, packet)
 
     def publish(self, event: str, data: object = None, *, room: str, namespace: str = "/") -> None:
-        """``emit`` for synchronous code; in an event loop's thread it is scheduled instead."""
+        """``emit`` for synchronous code, which does not wait for the broker (a REST request answers
+        at once; its events go out in order, once the broker is there); in an event loop's thread it
+        is scheduled instead. On a broker, the loop of this process's sockets emits it when it runs:
+        its sockets get it at once, and only the room's other processes through the broker."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -810,15 +925,15 @@ class Server:
             keep(loop.create_task(self.emit(event, data, room=room, namespace=namespace)))
             return
         packet = p.event_packet(namespace, event, data)
-        try:
-            bridge.run(
-                lambda: self._fan_out(namespace, room, packet),
-                self.layer_alias,
-                timeout=self.publish_timeout,
-            )
-        except TimeoutError:
-            # The broker is away: the event goes out once it is back, and ``layer_reconnected`` runs.
-            logger.warning("event %s to room %s not published within %s s", event, room, self.publish_timeout)
+        sockets_loop = self._listening_loop
+        if sockets_loop is not None and sockets_loop.is_running() and not bridge.in_memory(self.layer_alias):
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: the publisher's loop takes it
+                emitting = asyncio.run_coroutine_threadsafe(
+                    self._fan_out(namespace, room, packet), sockets_loop
+                )
+                emitting.add_done_callback(bridge.log_failure)
+                return
+        bridge.post(lambda: self._fan_out(namespace, room, packet), self.layer_alias)
 
     def run_sync(
         self, call: Callable[[], Awaitable[object]], *, timeout: float = bridge.TIMEOUT_SECONDS
@@ -831,14 +946,48 @@ class Server:
         """In this process's loop its own sockets of the room get ``packet`` at once, and the layer
         carries it only to the other processes (in-memory: only if some other is bound to the room)."""
         group = room_group(namespace, room)
-        message = {"type": "eio.packets", "group": group, "packets": [packet]}
         if self.channel and asyncio.get_running_loop() is self._listening_loop:
             await self._deliver_room(group, [packet])
             layer = self.layer
             if isinstance(layer, InMemoryChannelLayer) and set(layer.groups.get(group, ())) <= {self.channel}:
                 return
-            message["origin"] = self.channel
-        await self.layer.group_send(group, message)
+            self._publish_soon(group, packet)
+            return
+        self.room_messages["published"] += 1
+        message = {"type": "eio.packets", "group": group, "packets": [packet]}
+        layer = self.layer
+        publish_soon = getattr(layer, "publish_soon", None)
+        if publish_soon is None or not publish_soon(group, message):
+            await layer.group_send(group, message)
+
+    def _publish_soon(self, group: str, packet: str) -> None:
+        """Publish a room packet of this process's loop to the room's other processes at the end of this
+        turn of the loop: the packets of one turn to one room in one message, without waiting for
+        the broker's confirm (the frames are written in order)."""
+        if self.settled:
+            key = self._keys.get(group) or self._keys.setdefault(group, from_process(group, self.process))
+        else:
+            key = group
+        if self._outgoing and self._outgoing[-1][0] == key:
+            self._outgoing[-1][1]["packets"].append(packet)
+        else:
+            message = {"type": "eio.packets", "group": group, "packets": [packet]}
+            if key == group:
+                message["origin"] = self.channel  # the process skips its own copy
+            self._outgoing.append((key, message))
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing, self._flush_due = self._outgoing, [], False
+        layer = self.layer
+        publish_soon = getattr(layer, "publish_soon", None)
+        self.room_messages["published"] += len(outgoing)
+        for key, message in outgoing:
+            if publish_soon is None or not publish_soon(key, message):
+                # In memory, or no broker at the moment: published once it is back, in order.
+                keep(asyncio.get_running_loop().create_task(layer.group_send(key, message)))
 
     async def _deliver_room(self, group: str, packets: list[str]) -> None:
         for sid in list(self.room_members.get(group, ())):
@@ -853,12 +1002,12 @@ class Server:
             self._housekeeping_loop = loop
             keep(loop.create_task(self._housekeeping_forever()))
             keep(loop.create_task(self._ping_forever()))
-            if self.layer_reconnected is not None:
-                keep(loop.create_task(self._watch_broker()))
+            keep(loop.create_task(self._watch_broker()))
 
     async def _watch_broker(self) -> None:
-        """Run ``layer_reconnected`` each time the layer's broker connection comes back (a layer without
-        a broker, such as the in-memory one, has nothing to watch)."""
+        """Each time the layer's broker connection comes back, introduce this process again (a process
+        that started meanwhile does not know it) and run ``layer_reconnected`` (a layer without a
+        broker, such as the in-memory one, has nothing to watch)."""
         layer = self.layer
         if not hasattr(layer, "carehare_connection"):
             return
@@ -871,10 +1020,12 @@ class Server:
             if connection is previous:  # the layer has not noticed the loss yet
                 await asyncio.sleep(0.1)
                 continue
-            if previous is not None and self.layer_reconnected is not None:
+            if previous is not None:
                 logger.warning("channel layer reconnected to its broker")
+                keep(asyncio.get_running_loop().create_task(self._introduce()))
                 try:
-                    await self.layer_reconnected()
+                    if self.layer_reconnected is not None:
+                        await self.layer_reconnected()
                 except Exception:
                     logger.exception("work after the channel layer reconnected failed")
             previous = connection
@@ -940,6 +1091,8 @@ class Server:
             logger.warning("this process was taken for dead; ending its %d sessions", len(self.sessions))
             for session in list(self.sessions.values()):
                 await self.drop(session)
+            if self.on_broker:  # the others forgot it
+                keep(asyncio.get_running_loop().create_task(self._introduce()))
         self._beaten = True
 
     async def sweep(self) -> None:
@@ -956,6 +1109,8 @@ class Server:
         for process in await database_sync_to_async(self.liveness.silent)(before):
             if await database_sync_to_async(self.liveness.bury)(process, before):
                 logger.warning("server process %s fell silent; its connections ended", process)
+                if self.on_broker:
+                    await self._bye(process)
 
     async def _verify(self, sessions: list[Session]) -> None:
         if self.verify is None or not sessions:

@@ -1,0 +1,255 @@
+"""On RabbitMQ, a room packet emitted in one process crosses the broker once to the room's other
+processes and never comes back to its publisher; a socket that joined a room hears every event emitted
+after its join, also on a process that started later; a stopped process is forgotten.
+
+Each server here has a channel layer of its own (a queue of its own on the broker), as a process has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+from collections.abc import Awaitable, Callable
+
+import pytest
+import requests
+from asgiref.sync import async_to_sync
+from channels.layers import channel_layers
+from django.conf import settings
+from django.test import override_settings
+
+from tasks.models import Run, Task
+from tests.conftest import requires_services
+from tests.realtime.conftest import _daphne
+from tests.realtime.helpers import create_task, make_user, token
+from tests.realtime.live import LIVE
+from vantage6.socketio.server import Namespace, Server, from_process, room_group
+
+pytestmark = requires_services("rabbitmq")
+
+NAMESPACE = "/tasks"
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.packets: list[str] = []
+
+    async def send_packets(self, packets: list[str]) -> None:
+        self.packets += packets
+
+    async def close(self) -> None:
+        pass
+
+
+def _server(alias: str) -> Server:
+    return Server(
+        namespaces={NAMESPACE: Namespace()},
+        authenticate=lambda _headers: ({}, True),
+        secret=b"secret",
+        layer_alias=alias,
+        settle_time=0.2,
+    )
+
+
+async def _member(server: Server, room: str) -> Sink:
+    sink = Sink()
+    session, _ = await server.open_session("websocket", {}, sink)
+    await server.join(session, NAMESPACE, room)
+    return sink
+
+
+def _on_broker(scenario: Callable[[], Awaitable[object]], aliases: tuple[str, ...]) -> object:
+    """Await ``scenario()`` with a RabbitMQ layer for each alias; the layers are closed at the end."""
+    config = {"host": os.environ["V6_RABBITMQ_URI"], **settings.RABBITMQ_LAYER_CONFIG}
+    layers = {
+        alias: {"BACKEND": "vantage6.layers.RabbitmqChannelLayer", "CONFIG": config} for alias in aliases
+    }
+
+    async def run() -> object:
+        try:
+            return await scenario()
+        finally:
+            for alias in aliases:
+                if alias in channel_layers.backends:
+                    await channel_layers[alias].close()
+
+    with override_settings(CHANNEL_LAYERS=layers):
+        channel_layers.backends.clear()
+        try:
+            return async_to_sync(run)()
+        finally:
+            channel_layers.backends.clear()
+
+
+def _events(count: int) -> list[str]:
+    return [f'42/tasks,["algorithm_status_change",{{"run_id":{number}}}]' for number in range(count)]
+
+
+async def _settled(*servers: Server) -> None:
+    for server in servers:
+        await server.listening()
+    while not all(server.settled for server in servers):
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.django_db  # the handshake's check runs where the database may be used
+def test_an_event_crosses_the_broker_once_and_never_comes_back_to_its_publisher():
+    emitting, other = _server("one"), _server("two")
+
+    async def scenario() -> tuple[Sink, Sink, dict, dict]:
+        await _settled(emitting, other)
+        here, there = await _member(emitting, "collaboration_1"), await _member(other, "collaboration_1")
+        for number in range(10):  # one at a time: a message each
+            await emitting.emit(
+                "algorithm_status_change", {"run_id": number}, room="collaboration_1", namespace=NAMESPACE
+            )
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        return here, there, dict(emitting.room_messages), dict(other.room_messages)
+
+    here, there, sent, heard = _on_broker(scenario, ("one", "two"))
+
+    assert here.packets == _events(10) and there.packets == _events(10)
+    assert sent == {"published": 10, "received": 0}
+    assert heard == {"published": 0, "received": 10}
+
+
+@pytest.mark.django_db  # the handshake's check runs where the database may be used
+def test_the_events_of_one_turn_of_the_loop_go_out_in_one_message():
+    emitting, other = _server("one"), _server("two")
+
+    async def scenario() -> tuple[Sink, Sink, dict, dict]:
+        await _settled(emitting, other)
+        here, there = await _member(emitting, "collaboration_1"), await _member(other, "collaboration_1")
+        await asyncio.gather(
+            *(
+                emitting.emit(
+                    "algorithm_status_change", {"run_id": number}, room="collaboration_1", namespace=NAMESPACE
+                )
+                for number in range(50)
+            )
+        )
+        await asyncio.sleep(0.3)
+        return here, there, dict(emitting.room_messages), dict(other.room_messages)
+
+    here, there, sent, heard = _on_broker(scenario, ("one", "two"))
+
+    assert here.packets == _events(50) and there.packets == _events(50)
+    assert sent == {"published": 1, "received": 0}
+    assert heard == {"published": 0, "received": 1}
+
+
+@pytest.mark.django_db  # the handshake's check runs where the database may be used
+def test_a_socket_hears_every_event_emitted_after_its_join_returned():
+    emitting, joining = _server("one"), _server("two")
+
+    async def scenario() -> list[list[str]]:
+        await _settled(emitting, joining)
+        heard = []
+        for number in range(20):
+            room = f"collaboration_{number}"
+            await _member(emitting, room)
+            sink = await _member(joining, room)
+            await emitting.emit("algorithm_status_change", {"run_id": 0}, room=room, namespace=NAMESPACE)
+            heard.append(sink)
+        await asyncio.sleep(0.3)
+        return [sink.packets for sink in heard]
+
+    assert _on_broker(scenario, ("one", "two")) == [_events(1)] * 20
+
+
+@pytest.mark.django_db  # the handshake's check runs where the database may be used
+def test_a_process_that_starts_later_hears_and_is_heard_once_its_handshakes_are_open():
+    first, second, late = _server("one"), _server("two"), _server("three")
+
+    async def scenario() -> tuple[list[Sink], list[dict]]:
+        await _settled(first, second)
+        sinks = [await _member(first, "collaboration_1"), await _member(second, "collaboration_1")]
+        sinks.append(await _member(late, "collaboration_1"))  # its handshake waits until it is known
+        await late.emit("algorithm_status_change", {"run_id": 0}, room="collaboration_1", namespace=NAMESPACE)
+        await first.emit(
+            "algorithm_status_change", {"run_id": 1}, room="collaboration_1", namespace=NAMESPACE
+        )
+        await asyncio.sleep(0.3)
+        return sinks, [dict(server.room_messages) for server in (first, second, late)]
+
+    sinks, counts = _on_broker(scenario, ("one", "two", "three"))
+
+    assert [sorted(sink.packets) for sink in sinks] == [_events(2)] * 3  # two publishers: any order
+    # Each process heard the others' event once, and never its own.
+    assert [count["received"] for count in counts] == [1, 2, 1]
+
+
+@pytest.mark.django_db  # the handshake's check runs where the database may be used
+def test_a_stopped_process_is_forgotten_and_its_keys_unbound():
+    staying, stopping = _server("one"), _server("two")
+
+    async def scenario() -> tuple[set[str], set[str], set[str]]:
+        await _settled(staying, stopping)
+        await _member(staying, "collaboration_1")
+        known = set(staying.peers)
+        stopping.stop()
+        await asyncio.sleep(0.3)
+        groups = set(channel_layers["one"]._multi_queue._local_groups)
+        return known, set(staying.peers), groups
+
+    known, after, groups = _on_broker(scenario, ("one", "two"))
+
+    assert known == {stopping.process} and after == set()
+    assert from_process(room_group(NAMESPACE, "collaboration_1"), stopping.process) not in groups
+
+
+# --- two live processes ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def metered(live_db, live_folder):
+    """Two daphne processes on the live database and RabbitMQ, with their metrics."""
+    env = {"V6_RABBITMQ_URI": os.environ["V6_RABBITMQ_URI"], "V6_METRICS": "1"}
+    for first in _daphne(live_db, live_folder, **env):
+        for second in _daphne(live_db, live_folder, **env):
+            yield first, second
+
+
+def _room_messages(url: str) -> dict[str, int]:
+    text = requests.get(f"{url}/api/metrics", timeout=10).text
+    found = re.findall(
+        r'^vantage6_socket_room_messages_total\{direction="(\w+)"\} (\d+)$', text, re.MULTILINE
+    )
+    return {direction: int(count) for direction, count in found}
+
+
+@pytest.mark.live
+def test_a_node_event_is_published_once_and_received_once_across_two_processes(metered, live_world, sockets):
+    a, b = metered
+    sender = sockets(a.url, token(live_world.node_a))
+    sender.wait_ready(live_world.node_a)
+    listener = sockets(b.url, token(live_world.node_b))
+    listener.wait_ready(live_world.node_b)
+    task = Task(
+        collaboration=live_world.collab_ab,
+        image="i",
+        job_id=random.randrange(10**9),
+        init_org=live_world.org_a,
+    )
+    task.save(using=LIVE)
+    run = Run(task=task, organization=live_world.org_a)
+    run.save(using=LIVE)
+    before = [_room_messages(a.url), _room_messages(b.url)]
+
+    for status in ("active", "completed") * 5:  # one at a time
+        sender.emit("algorithm_status_change", {"run_id": run.pk, "status": status})
+        assert listener.wait_for("algorithm_status_change")["status"] == status
+        assert sender.wait_for("algorithm_status_change")["status"] == status
+
+    after = [_room_messages(a.url), _room_messages(b.url)]
+    assert [after[i]["published"] - before[i]["published"] for i in (0, 1)] == [10, 0]
+    assert [after[i]["received"] - before[i]["received"] for i in (0, 1)] == [0, 10]  # never its own
+
+    # A REST request's event too: the process that serves it delivers it to its own sockets itself.
+    task_id = create_task(a.url, make_user(live_world.org_a, roles=("Researcher",)), live_world.collab_ab)
+    for socket in (sender, listener):
+        assert socket.wait_for("new_task") == {"id": task_id, "parent_id": None}
+    final = [_room_messages(a.url), _room_messages(b.url)]
+    assert final[0]["received"] == after[0]["received"]
+    assert final[1]["received"] == after[1]["received"] + 1  # new_task to node_b's organization room
