@@ -96,7 +96,8 @@ def test_a_burst_of_connections_is_accepted_at_once_and_idle_ones_cost_little(se
             slowest = max(slowest, time.monotonic() - started)
         # None waited for a retry of its SYN (a second): the listening backlog takes the burst.
         assert slowest < 0.5
-        assert wait_until(lambda: served_sockets(served) >= sockets + count)
+        # At least ours (connections of an earlier test may still be closing, so not "sockets + count").
+        assert wait_until(lambda: served_sockets(served) >= count)
         assert (served.rss_kib() - rss) / count < 10  # KiB per idle connection
         still_serving(served.port)
     finally:
