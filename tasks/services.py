@@ -472,7 +472,6 @@ _run_with_task_locked = PkLookup(
 _save_run = CompiledUpdate(Run, ["started_at", "finished_at", "result", "log", "status"])
 _save_task_status = CompiledUpdate(Task, ["status", "finished_at"])
 _insert_port = CompiledInsert(AlgorithmPort, ["run", "port", "label"])
-_PORT_FIELDS = ("id", "run_id", "port", "label")
 
 
 @transaction.atomic
@@ -528,14 +527,9 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
         task.status, task.finished_at = new
         _save_task_status(task)
     audit(principal, "run.update", run, status=status)
-    # The answer shows the run's ports, read with the run: not by the serializer's ORM query.
-    alias = run._state.db
+    # The answer shows the run's ports, read with the run, as ``selectors.attach_run_details`` sets them.
     ports = json.loads(getattr(run, "port_rows") or "[]")  # noqa: B009 - an annotation
-    _known_related(
-        run,
-        "ports",
-        [AlgorithmPort.from_db(alias, _PORT_FIELDS, (pk, run.pk, port, label)) for pk, port, label in ports],
-    )
+    run.port_entries = [{"id": pk, "port": port, "label": label} for pk, port, label in ports]  # type: ignore[attr-defined]  # read by RunOutput
     return run
 
 
