@@ -15,7 +15,7 @@ class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None) -> Any:
         # The body decoded in one call rather than through DRF's stream reader (a few µs of Python per
         # request); a body cut within a character is refused instead of parsed without that character.
-        encoding = parsers.get_encoding(parser_context or {})
+        encoding = parsers.get_encoding(parser_context or {})  # type: ignore[attr-defined]  # not in the stubs
         try:
             data = json.loads(
                 stream.read().decode(encoding), parse_constant=json.strict_constant if self.strict else None

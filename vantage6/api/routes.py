@@ -23,9 +23,9 @@ _QUANTIFIERS = ("?", "*", "{")
 def _literal_start(pattern: object) -> str:
     """The text every path a route pattern matches starts with ("" when unsure)."""
     if isinstance(pattern, RoutePattern):
-        return str(pattern._route).partition("<")[0]
+        return str(pattern).partition("<")[0]  # its route
     if isinstance(pattern, RegexPattern):
-        regex = str(pattern._regex)
+        regex = str(pattern)  # its regex, as written
         if not regex.startswith("^"):
             return ""  # searched anywhere in the path
         literal = _LITERAL.match(regex, 1)
