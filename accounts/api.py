@@ -12,7 +12,7 @@ from rest_framework.viewsets import GenericViewSet
 
 from accounts.permissions import Principal
 from vantage6.api.errors import ApiError
-from vantage6.api.views import ApiMetadata
+from vantage6.api.views import ApiMetadata, ApiView
 
 USER, NODE, CONTAINER = "user", "node", "container"
 ANY_CLIENT = (USER, NODE, CONTAINER)
@@ -43,7 +43,7 @@ class ClientTypeGate(BasePermission):
         return True
 
 
-class ApiViewSet(GenericViewSet):
+class ApiViewSet(ApiView, GenericViewSet):
     """The base of every resource viewset: JWT auth, the client-type gate, the vantage6 envelope.
 
     Rows a caller may see are decided by the permission engine (``self.principal.visible``), never

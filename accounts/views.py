@@ -10,7 +10,6 @@ from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts import login, services, sessions
 from accounts.api import NODE, USER, ApiViewSet, ClientTypeGate, caller
@@ -44,6 +43,7 @@ from vantage6.api.lists import ListAction
 from vantage6.api.params import Filters, flag
 from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput
 from vantage6.api.serializers import validated
+from vantage6.api.views import ApiView
 
 
 def _login_response(result: login.LoginResult) -> Response:
@@ -61,7 +61,7 @@ LOGIN_ANSWER = _one_of("LoginAnswer", UserTokensOutput, TwoFactorSetupOutput, Me
 
 
 # --- tokens -----------------------------------------------------------------------------------------
-class PublicView(APIView):
+class PublicView(ApiView):
     """Reachable without a token (login and recovery)."""
 
     authentication_classes: list = []
@@ -79,7 +79,7 @@ class TokenUserView(PublicView):
         return _login_response(result)
 
 
-class TokenRefreshView(APIView):
+class TokenRefreshView(ApiView):
     """A new token pair for the holder of a refresh token (a user or a node)."""
 
     authentication_classes = [RefreshJWTAuthentication]
@@ -94,7 +94,7 @@ class TokenRefreshView(APIView):
         return _login_response(login.token_body(identity, principal.kind, tokens))
 
 
-class TokenRevokeView(APIView):
+class TokenRevokeView(ApiView):
     """Log out: end the login of the access token, or with ``all`` every login of its holder."""
 
     permission_classes = [ClientTypeGate]
@@ -109,7 +109,7 @@ class TokenRevokeView(APIView):
         return Response({"msg": "You are logged out"})
 
 
-class TokenUserValidateView(APIView):
+class TokenUserValidateView(ApiView):
     permission_classes = [ClientTypeGate]
     clients = (USER,)
 
@@ -162,7 +162,7 @@ class Recover2faResetView(PublicView):
         return Response(login.two_factor_reset(token=data["reset_token"]))
 
 
-class PasswordChangeView(APIView):
+class PasswordChangeView(ApiView):
     permission_classes = [ClientTypeGate]
     clients = (USER,)
 

@@ -7,7 +7,6 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts.api import NODE, USER, ApiViewSet, ClientTypeGate, caller
 from accounts.login import failures_limited
@@ -34,6 +33,7 @@ from vantage6.api.lists import ListAction
 from vantage6.api.params import Filters
 from vantage6.api.schema import MessageOutput
 from vantage6.api.serializers import validated
+from vantage6.api.views import ApiView
 
 
 class NodeViewSet(ListAction, ApiViewSet):
@@ -76,7 +76,7 @@ class NodeViewSet(ListAction, ApiViewSet):
         return Response({"msg": f"Successfully deleted node id={pk}"})
 
 
-class NodeTokenView(APIView):
+class NodeTokenView(ApiView):
     """Node login with its API key."""
 
     authentication_classes: list = []
@@ -91,7 +91,7 @@ class NodeTokenView(APIView):
         return Response(answer, headers={"jwt-token": answer["access_token"]})
 
 
-class NodeTokenValidateView(APIView):
+class NodeTokenValidateView(ApiView):
     """Lets an algorithm store check a node's token."""
 
     permission_classes = [ClientTypeGate]
@@ -110,7 +110,7 @@ class NodeTokenValidateView(APIView):
         )
 
 
-class NodeRecoverView(APIView):
+class NodeRecoverView(ApiView):
     """A new API key for a node; the old one is invalid at once."""
 
     permission_classes = [ClientTypeGate]

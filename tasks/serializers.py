@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from typing import Any, cast
 from urllib.parse import urlparse
 
@@ -169,15 +168,18 @@ class ResultOutput(OutputSerializer):
 
 
 # --- input --------------------------------------------------------------------------------------------
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 class SurrogateValidator(ProhibitSurrogateCharactersValidator):
-    """DRF's check as one regex search; DRF's walks the string in Python (~1 ms for a 10 KiB result)."""
+    """DRF's check by the UTF-8 encoder, which stops at the first surrogate; DRF's walks the string in
+    Python (~1 ms for a 10 KiB result), a regex search takes ~60 µs, the encoder ~1 µs."""
 
     def __call__(self, value: object) -> None:
-        if found := _SURROGATE.search(str(value)):
-            raise ValidationError(self.message.format(code_point=ord(found.group())), code=self.code)
+        text = str(value)
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:  # only a surrogate cannot be encoded in UTF-8
+            raise ValidationError(
+                self.message.format(code_point=ord(text[exc.start])), code=self.code
+            ) from None
 
 
 class StrictCharField(serializers.CharField):

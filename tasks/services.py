@@ -383,7 +383,7 @@ def _kill_runs_of_task(task_id: int, status: str) -> list[dict]:
         # The stored status is that of the runs (every write of runs keeps it, holding the task's lock):
         # the failures among them so far, or none when it is open; this kill adds "killed".
         new_status, finished_at = task_status([(status, None), (TaskStatus.KILLED, now)])
-        _save_task_status(Task(pk=task_id, status=new_status, finished_at=finished_at))
+        _save_task_status.later(Task(pk=task_id, status=new_status, finished_at=finished_at))
     return [{"task_id": task, "run_id": pk, "organization_id": org} for pk, task, org in sorted(killed)]
 
 
@@ -482,10 +482,11 @@ _run_with_task_locked = PkLookup(
     )
 )
 # What a run update and a port write, written once (the ORM would build each statement per request).
+# The updates of the run and of its (locked) task are read by nothing after them: they go with the
+# transaction's next statement or its commit (``later``), with the audit record.
 _save_run = CompiledUpdate(Run, ["started_at", "finished_at", "result", "log", "status"])
 _save_task_status = CompiledUpdate(Task, ["status", "finished_at"])
 _insert_port = CompiledInsert(AlgorithmPort, ["run", "port", "label"])
-_PORT_FIELDS = ("id", "run_id", "port", "label")
 
 
 @transaction.atomic
@@ -515,7 +516,7 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     run.result = data.get("result")
     run.log = data.get("log")
     run.status = status
-    _save_run(run)
+    _save_run.later(run)
     runs[run.pk] = [status, run.started_at, run.finished_at]
 
     if is_finished(status) and status != TaskStatus.COMPLETED:
@@ -539,16 +540,11 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     new = task_status((status, finished_at) for status, _, finished_at in runs.values())
     if new != (task.status, task.finished_at):
         task.status, task.finished_at = new
-        _save_task_status(task)
+        _save_task_status.later(task)
     audit(principal, "run.update", run, status=status)
-    # The answer shows the run's ports, read with the run: not by the serializer's ORM query.
-    alias = run._state.db
+    # The answer shows the run's ports, read with the run, as ``selectors.attach_run_details`` sets them.
     ports = json.loads(getattr(run, "port_rows") or "[]")  # noqa: B009 - an annotation
-    _known_related(
-        run,
-        "ports",
-        [AlgorithmPort.from_db(alias, _PORT_FIELDS, (pk, run.pk, port, label)) for pk, port, label in ports],
-    )
+    run.port_entries = [{"id": pk, "port": port, "label": label} for pk, port, label in ports]  # type: ignore[attr-defined]  # read by RunOutput
     return run
 
 

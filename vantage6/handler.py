@@ -11,16 +11,23 @@ the loop. Code in a view that needs the event loop (``async_to_sync``) still rea
 
 from __future__ import annotations
 
+import asyncio
+import io
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from asgiref.sync import SyncToAsync
+from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers import base
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.http import FileResponse, HttpResponseBase
-from django.urls import set_script_prefix
+from django.http import FileResponse, HttpRequest, HttpResponseBase
+from django.urls import ResolverMatch, get_resolver, set_script_prefix
+
+from vantage6.api.routes import RouteIndex
 
 # Upper bound of requests served at once by one process; threads are started on demand only, so a
 # process under light load keeps a few. Slow calls (bcrypt, algorithm stores, e-mail) hold a thread.
@@ -32,10 +39,30 @@ class PooledASGIHandler(ASGIHandler):
         base.BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
         self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="http")
-        self._respond_in_thread = self._in_thread(self._respond)  # built once: it costs per request
+        self._routes: RouteIndex | None = None
 
-    def _in_thread(self, func):
-        return SyncToAsync(func, thread_sensitive=False, executor=self.executor)
+    async def _in_thread(self, func: Callable[..., Any], *args: Any) -> Any:
+        """``func(*args)`` in a worker thread of the pool, from where ``async_to_sync`` reaches this loop.
+
+        What asgiref's ``SyncToAsync`` does for that, without its copies of the loop's context into the
+        thread and back on every call: the requests' code keeps nothing in context variables of the
+        loop, so a worker thread keeps its own, as under WSGI.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, _call_from, loop, func, args)
+
+    async def read_body(self, receive) -> Any:
+        """The body as a file: in memory when it comes in one message within Django's in-memory limit
+        (what a client's small request sends), else Django's spooled temporary file."""
+        message = await receive()
+        body = message.get("body", b"")
+        if (
+            message["type"] == "http.request"
+            and not message.get("more_body", False)
+            and len(body) <= settings.FILE_UPLOAD_MAX_MEMORY_SIZE
+        ):
+            return io.BytesIO(body)
+        return await super().read_body(_replay(message, receive))
 
     async def __call__(self, scope: dict, receive, send) -> None:
         if scope["type"] != "http":
@@ -46,7 +73,7 @@ class PooledASGIHandler(ASGIHandler):
             return
         scope = _with_body_length(scope, body_file)
         try:
-            response = await self._respond_in_thread(scope, body_file)
+            response = await self._in_thread(self._respond, scope, body_file)
             if not response.streaming:  # the whole body: one message
                 await send(
                     {
@@ -60,7 +87,7 @@ class PooledASGIHandler(ASGIHandler):
                 await self._send_streaming(response, send)
             else:  # an async stream: Django's own path consumes it in the loop
                 await self.send_response(response, send)
-                await self._in_thread(response.close)()
+                await self._in_thread(response.close)
         finally:
             body_file.close()
 
@@ -81,19 +108,30 @@ class PooledASGIHandler(ASGIHandler):
             response.close()
         return response
 
+    def resolve_request(self, request: HttpRequest) -> ResolverMatch:
+        """Django's, through the routes indexed by their start (the same match, fewer routes tried)."""
+        if hasattr(request, "urlconf"):  # set by a middleware: Django's own way
+            return super().resolve_request(request)
+        resolver = get_resolver()
+        routes = self._routes
+        if routes is None or routes.root is not resolver:  # the first request, or another URLconf
+            routes = self._routes = RouteIndex(resolver)
+        match = routes.resolve(request.path_info)
+        request.resolver_match = match
+        return match
+
     async def _send_streaming(self, response: HttpResponseBase, send) -> None:
         """A sync stream, chunk by chunk, each pulled in a worker thread (never all in memory)."""
         headers = self._headers(response)
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
         chunks = iter(response)
-        pull = self._in_thread(lambda: next(chunks, None))
         try:
-            while (part := await pull()) is not None:
+            while (part := await self._in_thread(next, chunks, None)) is not None:
                 for chunk, _last in self.chunk_bytes(part):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body"})
         finally:
-            await self._in_thread(response.close)()
+            await self._in_thread(response.close)
 
     @staticmethod
     def _headers(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
@@ -106,6 +144,23 @@ class PooledASGIHandler(ASGIHandler):
         ]
         cookies = response.cookies.values()
         return headers + [(b"Set-Cookie", c.output(header="").encode("ascii").strip()) for c in cookies]
+
+
+def _call_from(loop: asyncio.AbstractEventLoop, func: Callable[..., Any], args: tuple) -> Any:
+    """``func(*args)`` in a worker thread, with what ``async_to_sync`` looks up to reach ``loop``."""
+    local = SyncToAsync.threadlocal
+    local.main_event_loop, local.main_event_loop_pid, local.task_context = loop, os.getpid(), None
+    return func(*args)
+
+
+def _replay(first: dict, receive: Callable[[], Any]) -> Callable[[], Any]:
+    """``receive`` that gives ``first`` again before the messages still to come."""
+    pending = [first]
+
+    async def replayed() -> dict:
+        return pending.pop() if pending else await receive()
+
+    return replayed
 
 
 def _with_body_length(scope: dict, body_file) -> dict:

@@ -5,6 +5,7 @@ tests, BEGIN/COMMIT in production) is not counted."""
 from __future__ import annotations
 
 import pytest
+import sqlparse
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -19,10 +20,12 @@ RESULT = "x" * 10240
 
 
 def statements(call) -> int:
+    """The statements ``call`` runs, those sent together in one query string counted one by one (on
+    PostgreSQL the writes nothing reads go with the next statement)."""
     with CaptureQueriesContext(connection) as captured:
         response = call()
     assert response.status_code < 300, response.content
-    sql = [q["sql"] for q in captured.captured_queries]
+    sql = [part for q in captured.captured_queries for part in sqlparse.split(q["sql"])]
     return len([s for s in sql if not s.startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))])
 
 
@@ -153,12 +156,14 @@ def test_post_task_answers_the_task_as_it_is_stored(api):
 
 # Round trips to PostgreSQL of one write as the server runs it (its own transaction, committed): the
 # caller and the write's statements (as above), the first in the transaction with BEGIN in front, and
-# the audit record with COMMIT. BEGIN, the audit record and COMMIT were a round trip each.
+# the audit record with COMMIT. BEGIN, the audit record and COMMIT were a round trip each; the updates
+# of a run and of its task's status (rows the write holds locked, read by nothing after them) go with
+# the audit record and COMMIT too.
 ROUND_TRIPS = [
     ("port", 3),
-    ("run status", 6),
-    ("run completion", 5),
-    ("kill", 6),
+    ("run status", 4),
+    ("run completion", 4),
+    ("kill", 5),
 ]
 
 
@@ -184,5 +189,5 @@ def test_round_trips_of_a_write_on_postgresql(api, sent, write, expected):
 
     assert response.status_code < 300, response.content
     assert [sql.startswith("BEGIN; ") for sql in sent].count(True) == 1
-    assert sent[-1].startswith('INSERT INTO "audit_entry"') and sent[-1].endswith("; COMMIT")
+    assert 'INSERT INTO "audit_entry"' in sent[-1] and sent[-1].endswith("; COMMIT")
     assert len(sent) == expected, sent

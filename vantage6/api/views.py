@@ -3,6 +3,9 @@ every view."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
@@ -13,6 +16,39 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from vantage6 import VANTAGE6_VERSION, health
+
+
+class ApiView(APIView):
+    """The base of every API view: DRF's, with its policy objects (parsers, authenticators, permission
+    checks, throttles, renderers, content negotiator) made once per view class instead of on every
+    request; they keep nothing of a request."""
+
+    _made: dict[tuple[type, str], Any] = {}
+
+    def _once(self, name: str, make: Callable[[], Any]) -> Any:
+        key = (type(self), name)
+        made = ApiView._made.get(key)
+        if made is None:
+            made = ApiView._made[key] = make()
+        return made
+
+    def get_parsers(self) -> list:
+        return self._once("parsers", lambda: [parser() for parser in self.parser_classes])
+
+    def get_authenticators(self) -> list:
+        return self._once("authenticators", lambda: [auth() for auth in self.authentication_classes])
+
+    def get_permissions(self) -> list:
+        return self._once("permissions", lambda: [check() for check in self.permission_classes])
+
+    def get_throttles(self) -> list:
+        return self._once("throttles", lambda: [throttle() for throttle in self.throttle_classes])
+
+    def get_renderers(self) -> list:
+        return self._once("renderers", lambda: [renderer() for renderer in self.renderer_classes])
+
+    def get_content_negotiator(self) -> Any:
+        return self._once("negotiator", self.content_negotiation_class)
 
 
 class ApiMetadata(SimpleMetadata):
@@ -34,7 +70,7 @@ class UnhealthyOutput(HealthOutput):
     msg = serializers.CharField()
 
 
-class HealthView(APIView):
+class HealthView(ApiView):
     """Whether this process reaches its database and (when configured) RabbitMQ; 503 when one is down,
     so that a proxy or orchestrator can route around the process."""
 
@@ -52,7 +88,7 @@ class HealthView(APIView):
         return Response(state)
 
 
-class VersionView(APIView):
+class VersionView(ApiView):
     authentication_classes: list = []
     permission_classes: list = []
 
@@ -61,7 +97,7 @@ class VersionView(APIView):
         return Response({"version": VANTAGE6_VERSION})
 
 
-class RobotsView(APIView):
+class RobotsView(ApiView):
     """``/robots.txt``: the server is an API, not a site to index, so crawlers are asked to stay out."""
 
     authentication_classes: list = []
