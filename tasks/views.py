@@ -116,7 +116,7 @@ class RunViewSet(ListAction, ApiViewSet):
     default_order = NEWEST_FIRST
 
     def rows(self, filters: dict, include: set[str]) -> QuerySet:
-        return selectors.run_list(self.principal, filters).select_related("task")
+        return selectors.run_list(self.principal, filters, with_task=True)
 
     def output(self, rows: list, include: set[str]) -> list:
         selectors.attach_run_details(rows, "task" in include)
