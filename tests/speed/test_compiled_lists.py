@@ -15,13 +15,13 @@ pytestmark = pytest.mark.django_db
 LISTS = ["/api/user", "/api/organization", "/api/collaboration", "/api/node", "/api/task", "/api/run"]
 # Pages of one row, sorted, past the end, a full page (then the count runs), everything in one page.
 PAGES = ["", "?per_page=1", "?per_page=2&page=2&sort=-{text}", "?page=9", "?per_page=3", "?sort=-id"]
+CALLERS = ["root", "organization admin", "researcher", "viewer", "collaboration admin", "node", "no rules"]
 TEXT = {"/api/run": "status"}  # a text column to sort by: ``name`` elsewhere
 
 
 def _pages(path: str) -> list[str]:
     text = TEXT.get(path.partition("?")[0], "name")
     return [path + page.format(text=text).replace("?", "&" if "?" in path else "?") for page in PAGES]
-CALLERS = ["root", "organization admin", "researcher", "viewer", "collaboration admin", "node", "no rules"]
 
 
 @pytest.fixture
