@@ -93,13 +93,13 @@ def _link(path: str, params: list[tuple[str, str]], page: int) -> str:
 
 
 def _page(queryset: QuerySet, page: int, per_page: int) -> tuple[list, int]:
-    """The rows of one page and the number of rows of all pages. A page that is neither full nor
-    past the end tells the number itself: then there is no count query."""
+    """The rows of one page and the number of rows of all pages. The page is read with one row more:
+    a page that is the last one tells the number itself, and then there is no count query."""
     offset = (page - 1) * per_page
-    rows = list(queryset[offset : offset + per_page])
-    if 0 < len(rows) < per_page or (offset == 0 and not rows):
+    rows = list(queryset[offset : offset + per_page + 1])
+    if len(rows) <= per_page and (rows or offset == 0):
         return rows, offset + len(rows)
-    return rows, queryset.count()
+    return rows[:per_page], queryset.count()
 
 
 def paginate(
