@@ -11,6 +11,8 @@ from django.core.exceptions import EmptyResultSet
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Aggregate, CharField, Expression, F, Field, Model, Q, QuerySet, Subquery, Value
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
 
 # Builds the SQL of a subquery for one database connection: ``{outer}`` stands for the outer row's
 # column; returns the text and its parameters.
@@ -104,12 +106,32 @@ class _Rows:
     end: int
     attnames: list[str]
     pk_index: int
+    plain: bool  # instances need no more than their values and state (see ``_plain``)
 
     def build(self, alias: str, row: Sequence) -> Model | None:
         values = row[self.start : self.end]
         if values[self.pk_index] is None:
             return None  # no related row (a null foreign key), as the ORM gives
-        return self.model.from_db(alias, self.attnames, values)
+        if not self.plain:
+            return self.model.from_db(alias, self.attnames, values)
+        # What ``from_db`` leaves: the loaded values as attributes (the others deferred), the state of
+        # a row of ``alias``; without ``__init__``'s work per field and its signals.
+        instance = self.model.__new__(self.model)
+        instance.__dict__.update(zip(self.attnames, values, strict=True))
+        state = instance._state = ModelState()
+        state.adding, state.db = False, alias
+        return instance
+
+
+def _plain(model: type[Model]) -> bool:
+    """Whether ``from_db`` of ``model`` is Django's, building the instance with Django's ``__init__``
+    and nothing listening to its signals."""
+    return (
+        model.__init__ is Model.__init__
+        and getattr(model.from_db, "__func__", None) is Model.from_db.__func__  # type: ignore[attr-defined]
+        and not pre_init.has_listeners(model)
+        and not post_init.has_listeners(model)
+    )
 
 
 @dataclass(frozen=True)
@@ -134,7 +156,7 @@ def _rows(compiler, klass_info: dict) -> _Rows:
     start, end = fields[0], fields[-1] + 1
     attnames = [column[0].target.attname for column in compiler.select[start:end]]
     model = klass_info["model"]
-    return _Rows(model, start, end, attnames, attnames.index(model._meta.pk.attname))
+    return _Rows(model, start, end, attnames, attnames.index(model._meta.pk.attname), _plain(model))
 
 
 def _instance_plan(compiler) -> dict:
