@@ -10,8 +10,21 @@ from weakref import WeakKeyDictionary
 from django.core.exceptions import EmptyResultSet
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Aggregate, CharField, Expression, F, Field, Model, Q, QuerySet, Subquery, Value
+from django.db.models import (
+    Aggregate,
+    CharField,
+    Expression,
+    F,
+    Field,
+    IntegerField,
+    Model,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
 from django.db.models.base import ModelState
+from django.db.models.expressions import RawSQL
 from django.db.models.signals import post_init, pre_init
 
 # Builds the SQL of a subquery for one database connection: ``{outer}`` stands for the outer row's
@@ -548,12 +561,16 @@ def _condition(shape: Shape, markers: Iterator[int]) -> Q:
 
 @dataclass(frozen=True)
 class _ListPlan(_Instances):
-    sql: str  # without LIMIT and OFFSET
+    sql: str  # without LIMIT and OFFSET; its rows hold the number of all rows at ``total``
     params: list
     slots: list[tuple[int, int]]  # (position among the SQL's parameters, index of the condition's value)
+    total: int
     count_sql: str
     count_params: list
     count_slots: list[tuple[int, int]]
+
+
+_TOTAL = "_rows_in_all"  # the column of a page's rows that holds the number of all rows
 
 
 class CompiledList(Generic[M]):
@@ -585,24 +602,31 @@ class CompiledList(Generic[M]):
         if distinct:
             queryset = queryset.distinct()
         try:
-            page = queryset.order_by(*order).query.get_compiler(connection=connection)
-            sql, params = page.as_sql()
             count_sql, count_params = (
                 queryset.order_by().values("pk").query.get_compiler(connection=connection).as_sql()
             )
+            count_sql = f'SELECT COUNT(*) FROM ({count_sql}) "rows"'
+            # The count as a column of every row of the page: one statement (one round trip) for both;
+            # the databases evaluate an uncorrelated subquery once.
+            total = RawSQL(count_sql, count_params, output_field=IntegerField())
+            page = queryset.annotate(**{_TOTAL: total}).order_by(*order)
+            compiler = page.query.get_compiler(connection=connection)
+            sql, params = compiler.as_sql()
         except EmptyResultSet:
             return None
         slots, count_slots = _slots(params, self._MARKER, size), _slots(count_params, self._MARKER, size)
         if slots is None or count_slots is None:
             return None
+        instances = _instance_plan(compiler)
         return _ListPlan(
             sql=sql,
             params=list(params),
             slots=slots,
-            count_sql=f'SELECT COUNT(*) FROM ({count_sql}) "rows"',
+            total=instances["annotations"].pop(_TOTAL),
+            count_sql=count_sql,
             count_params=list(count_params),
             count_slots=count_slots,
-            **_instance_plan(page),
+            **instances,
         )
 
     def plan(self, narrowed: Narrowed[M]) -> tuple[_ListPlan, list[int]] | None:
@@ -654,6 +678,7 @@ class Narrowed(Generic[M]):
         self, compiled: CompiledList[M], condition: Q, distinct: bool, order: tuple[str, ...]
     ) -> None:
         self.compiled, self.condition, self.distinct, self.order = compiled, condition, distinct, order
+        self.total: int | None = None  # the number of all rows, once a page with rows was read
 
     @property
     def model(self) -> type[M]:
@@ -692,10 +717,14 @@ class Narrowed(Generic[M]):
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
+        if rows:
+            self.total = rows[0][plan.total]
         alias = connection.alias
         return [cast(M, _instance(plan, _converted(row, plan.converters, connection), alias)) for row in rows]
 
     def count(self) -> int:
+        if self.total is not None:
+            return self.total
         planned = self.compiled.plan(self)
         if planned is None:
             return self.orm().count()
