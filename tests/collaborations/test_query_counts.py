@@ -43,9 +43,9 @@ EXPECTED = {
     "/api/organization": 2,
     "/api/collaboration": 2,
     "/api/collaboration?include=organizations": 4,
-    "/api/study": 3,
+    "/api/study": 2,
     "/api/study?include=organizations": 4,
-    "/api/algorithmstore": 3,
+    "/api/algorithmstore": 2,
     "/api/node": 2,  # the shared configuration comes with each row
 }
 

@@ -1,22 +1,26 @@
-"""The hot list pages (users, organizations, collaborations, nodes, tasks, runs) run SQL compiled once
-per shape of the caller's scope, ordering and DISTINCT (``vantage6.api.sql.CompiledList``): the same
-answers as the ORM's queries, each caller's own rows, and no query built once a shape is compiled."""
+"""The list pages run SQL compiled once per shape of the caller's scope, ordering and DISTINCT
+(``vantage6.api.sql.CompiledList``): the same answers as the ORM's queries, each caller's own rows, and
+no query built once a shape is compiled."""
 
 from __future__ import annotations
 
 import pytest
 from django.db.models.sql.compiler import SQLCompiler
 
-from tests.factories import bearer, make_collab, make_node, make_org, make_task, make_user
+from accounts.models import Role
+from collaborations.models import AlgorithmStore
+from tests.factories import bearer, make_collab, make_node, make_org, make_study, make_task, make_user
 from vantage6.api.sql import CompiledList
 
 pytestmark = pytest.mark.django_db
 
 LISTS = ["/api/user", "/api/organization", "/api/collaboration", "/api/node", "/api/task", "/api/run"]
+INCLUDES = ["/api/run?include=task", "/api/task?include=runs", "/api/collaboration?include=organizations"]
+MORE = ["/api/role", "/api/rule", "/api/study", "/api/algorithmstore", "/api/result"]
 # Pages of one row, sorted, past the end, a full page (then the count runs), everything in one page.
 PAGES = ["", "?per_page=1", "?per_page=2&page=2&sort=-{text}", "?page=9", "?per_page=3", "?sort=-id"]
 CALLERS = ["root", "organization admin", "researcher", "viewer", "collaboration admin", "node", "no rules"]
-TEXT = {"/api/run": "status"}  # a text column to sort by: ``name`` elsewhere
+TEXT = {"/api/run": "status", "/api/result": "result"}  # a text column to sort by: ``name`` elsewhere
 
 
 def _pages(path: str) -> list[str]:
@@ -34,6 +38,12 @@ def callers(world) -> dict[str, dict[str, str]]:
         researcher = make_user(org, "Researcher")
         for collab in org.collaborations.all():
             make_task(collab, org, *collab.organizations.all(), init_user=researcher)
+            make_study(collab, org)
+            AlgorithmStore.objects.create(
+                name=f"store {collab.pk} {org.pk}", url="https://store", collaboration=collab
+            )
+    AlgorithmStore.objects.create(name="for all", url="https://all")
+    Role.objects.create(name="own", organization=world.org_b)
     return {
         "root": bearer(make_user(world.org_a, "Root")),
         "organization admin": bearer(make_user(world.org_b, "Organization Admin")),
@@ -50,7 +60,7 @@ def _answer(response) -> tuple:
 
 
 @pytest.mark.parametrize("caller", CALLERS)
-@pytest.mark.parametrize("path", [*LISTS, "/api/run?include=task", "/api/task?include=runs"])
+@pytest.mark.parametrize("path", [*LISTS, *MORE, *INCLUDES])
 def test_a_compiled_page_answers_as_the_orms_query(api, callers, monkeypatch, caller, path):
     headers = callers[caller]
     compiled = [_answer(api.get(page, **headers)) for page in _pages(path)]
@@ -83,15 +93,17 @@ def test_callers_of_one_shape_each_get_their_own_rows(api, world, path):
     assert seen == expected
 
 
-# The rows of the benchmark (and a node's organizations, collaborations) and scopes other than global.
-HOT = [(caller, path) for caller in ("root", "organization admin", "researcher") for path in LISTS]
-HOT += [("node", path) for path in LISTS[1:]]
+# The rows of the benchmark (and a node's lists) and scopes other than global (the roles a user holds,
+# part of the role list's scope, are read by a query of their own).
+HOT = [(caller, path) for caller in ("root", "organization admin", "researcher") for path in LISTS + MORE]
+HOT = [(caller, path) for caller, path in HOT if path != "/api/role" or caller == "root"]
+HOT += [("node", path) for path in [*LISTS[1:], "/api/study", "/api/result"]]
 
 
 @pytest.mark.parametrize(("caller", "path"), HOT)
 def test_a_list_page_builds_no_query_once_its_shape_is_compiled(api, callers, monkeypatch, caller, path):
     headers = callers[caller]
-    full = f"{path}?per_page=1"  # a full page: the page and the count query
+    full = f"{path}?per_page=1"  # a page that more rows follow
     assert api.get(full, **headers).status_code == 200
     compiled: list[str] = []
     as_sql = SQLCompiler.as_sql
