@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -9,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from accounts.models import Rule
 from collaborations.models import Organization
 from tests.factories import bearer, make_org, make_user
+from vantage6.api.pagination import page_links
 
 RULES = 88  # the 86 of vantage6 and the two audit rules
 
@@ -196,3 +199,22 @@ def test_page_size_is_capped(api, db):  # noqa: ARG001
     assert response["total-count"] == "1001"
     assert response.json()["links"]["next"] == f"/api/organization?per_page={2**31 - 1}&page=2"
     assert len(api.get(f"/api/organization?per_page={2**31 - 1}&page=2", **bearer(root)).json()["data"]) == 1
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        [],
+        [("page", "2")],
+        [("per_page", "5"), ("page", "2"), ("sort", "-name")],
+        [("name", "a b&c=d/é"), ("per_page", "5")],
+        [("page", "x"), ("include", "task,runs")],
+    ],
+)
+def test_a_link_is_the_query_with_its_page_in_place(params):
+    """The links keep every argument (encoded) and their order; ``page`` is replaced, or comes last."""
+    for page in (1, 7):
+        replaced = [(key, str(page) if key == "page" else value) for key, value in params]
+        if "page" not in dict(params):
+            replaced.append(("page", str(page)))
+        assert page_links("/api/rule", params)(page) == f"/api/rule?{urlencode(replaced)}"
