@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
-from weakref import WeakKeyDictionary
 
 from django.core.exceptions import EmptyResultSet
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
@@ -26,6 +25,10 @@ from django.db.models import (
 from django.db.models.base import ModelState
 from django.db.models.expressions import RawSQL
 from django.db.models.signals import post_init, pre_init
+
+# The compiled queries below are kept per database (its alias), not per connection: the connections of
+# every thread to one database compile the same SQL, and each new request thread (the pool grows with
+# the load) would otherwise compile them all again (several ms for the caller's lookup alone).
 
 # Builds the SQL of a subquery for one database connection: ``{outer}`` stands for the outer row's
 # column; returns the text and its parameters.
@@ -71,7 +74,7 @@ M = TypeVar("M", bound=Model)
 
 
 class PkLookup(Generic[M]):
-    """``queryset.filter(pk=...)`` for one row, compiled to SQL once per database connection.
+    """``queryset.filter(pk=...)`` for one row, compiled to SQL once per database.
 
     For lookups on every request (the caller, the run a node writes): each call only runs the SQL
     and builds the row, as ``QuerySet`` iteration would (field converters, annotations as
@@ -82,7 +85,7 @@ class PkLookup(Generic[M]):
 
     def __init__(self, queryset: Callable[[], QuerySet[M]]) -> None:
         self.queryset = queryset
-        self._plans: WeakKeyDictionary[BaseDatabaseWrapper, _Plan] = WeakKeyDictionary()
+        self._plans: dict[str, _Plan] = {}
 
     def _plan(self, connection: BaseDatabaseWrapper) -> _Plan:
         compiler = self.queryset().filter(pk=self._MARKER)[:1].query.get_compiler(connection=connection)
@@ -94,9 +97,9 @@ class PkLookup(Generic[M]):
         if not _INT64_MIN <= pk <= _INT64_MAX:
             return None  # no such row: what the ORM answers instead of an overflow
         connection = connections[DEFAULT_DB_ALIAS]
-        plan = self._plans.get(connection)
+        plan = self._plans.get(connection.alias)
         if plan is None:
-            plan = self._plans[connection] = self._plan(connection)
+            plan = self._plans[connection.alias] = self._plan(connection)
         params = list(plan.params)
         params[plan.slot] = plan.row.model._meta.pk.get_db_prep_value(pk, connection)
         with connection.cursor() as cursor:
@@ -222,9 +225,9 @@ class _Query:
 
 
 class CompiledRows:
-    """The rows of a query whose parameters are integers, compiled to SQL once per database connection.
+    """The rows of a query whose parameters are integers, compiled to SQL once per database.
 
-    ``build(**values)`` gives the query (a ``values_list``); it is built once per connection with a
+    ``build(**values)`` gives the query (a ``values_list``); it is built once per database with a
     distinct stand-in integer for each named value, whose places among the SQL's parameters are then
     filled on every call. Rows come as tuples with the fields' converters applied, as the ORM's.
     """
@@ -233,7 +236,7 @@ class CompiledRows:
 
     def __init__(self, build: Callable[..., QuerySet], *names: str) -> None:
         self.build, self.names = build, names
-        self._plans: WeakKeyDictionary[BaseDatabaseWrapper, _Query] = WeakKeyDictionary()
+        self._plans: dict[str, _Query] = {}
 
     def _plan(self, connection: BaseDatabaseWrapper) -> _Query:
         markers = {self._MARKER + i: name for i, name in enumerate(self.names)}
@@ -247,9 +250,9 @@ class CompiledRows:
 
     def query(self, connection: BaseDatabaseWrapper, values: dict[str, int]) -> tuple[_Query, list]:
         """The compiled query for this connection and its parameters for ``values``."""
-        plan = self._plans.get(connection)
+        plan = self._plans.get(connection.alias)
         if plan is None:
-            plan = self._plans[connection] = self._plan(connection)
+            plan = self._plans[connection.alias] = self._plan(connection)
         params = list(plan.params)
         for position, name in plan.slots:
             params[position] = values[name]
@@ -575,20 +578,18 @@ _TOTAL = "_rows_in_all"  # the column of a page's rows that holds the number of 
 
 class CompiledList(Generic[M]):
     """The rows of ``queryset()`` that a condition (the permission engine's) leaves, a page at a time,
-    compiled to SQL once per database connection and shape of the condition, ordering and DISTINCT:
+    compiled to SQL once per database and shape of the condition, ordering and DISTINCT:
     each request binds its own condition's values. Building and compiling the ORM's query of a list
     page and its count cost more than running them. Conditions of other values than integers,
     strings, booleans and None, and conditions Django finds empty, take the ORM's way.
     """
 
     _MARKER = 987_650_000  # stand-ins: _MARKER, _MARKER + 1, ... (values no query of ours uses)
-    MAX_PLANS = 64  # per connection (callers choose the ordering): all are dropped when full
+    MAX_PLANS = 64  # per database (callers choose the ordering): all are dropped when full
 
     def __init__(self, queryset: Callable[[], QuerySet[M]]) -> None:
         self.queryset = queryset
-        self._plans: WeakKeyDictionary[BaseDatabaseWrapper, dict[tuple, _ListPlan | None]] = (
-            WeakKeyDictionary()
-        )
+        self._plans: dict[str, dict[tuple, _ListPlan | None]] = {}
 
     def narrowed(self, condition: Q, distinct: bool) -> Narrowed[M]:
         """What ``queryset().filter(condition)`` (``.distinct()``) gives, for a list page."""
@@ -636,9 +637,9 @@ class CompiledList(Generic[M]):
         if shape is None or not all(_INT64_MIN <= value <= _INT64_MAX for value in values):
             return None
         connection = connections[DEFAULT_DB_ALIAS]
-        plans = self._plans.get(connection)
+        plans = self._plans.get(connection.alias)
         if plans is None:
-            plans = self._plans[connection] = {}
+            plans = self._plans[connection.alias] = {}
         key = (shape, narrowed.distinct, narrowed.order)
         if key not in plans:
             if len(plans) >= self.MAX_PLANS:
