@@ -3,12 +3,15 @@ the rows of a query with integer parameters; writes compiled once write what the
 
 from __future__ import annotations
 
+import threading
+
 import pytest
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, connections
+from django.db.models.sql.compiler import SQLCompiler
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from accounts.models import AuditEntry, User
+from accounts.models import AuditEntry, Rule, User
 from nodes.models import Node
 from tasks.models import AlgorithmPort, Run, Task
 from tests.factories import make_collab, make_node, make_org, make_run, make_task, make_user
@@ -253,3 +256,33 @@ def test_an_instance_is_built_as_the_orm_builds_it_and_saves_as_it(tasks, querys
     found.save()  # an update of the loaded columns, as the ORM's instance does
     assert _state(queryset().get(pk=row.pk)) == expected
     assert model.objects.count() == rows
+
+
+rule_by_pk = PkLookup(Rule.objects.all)
+
+
+def test_a_new_thread_compiles_no_query_again(monkeypatch):
+    """Plans are kept per database: the connection of another request thread uses them as they are."""
+    rule = Rule.objects.order_by("id").first()
+    assert rule_by_pk(rule.pk) == rule  # compiled here, if not before
+    compiled: list[str] = []
+    as_sql = SQLCompiler.as_sql
+
+    def counted(self, *args, **kwargs):
+        compiled.append("query")
+        return as_sql(self, *args, **kwargs)
+
+    monkeypatch.setattr(SQLCompiler, "as_sql", counted)
+    looked_up: list[object] = []
+
+    def request_thread() -> None:
+        try:
+            looked_up.append(rule_by_pk(rule.pk))
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    thread = threading.Thread(target=request_thread)
+    thread.start()
+    thread.join()
+    assert looked_up == [rule]
+    assert compiled == []
