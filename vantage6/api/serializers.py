@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Manager
+from django.db.models import Manager, Model
 from rest_framework import serializers
 from rest_framework.utils.serializer_helpers import BindingDict
 
@@ -24,7 +24,7 @@ class _Unusual(Exception):
     """A row the plan does not cover (e.g. a missing attribute): DRF's own path handles it."""
 
 
-def _step(model: type, name: str, field: serializers.Field) -> Step:
+def _step(model: type[Model], name: str, field: serializers.Field) -> Step:
     """``(serializer, instance) -> value`` of one readable field, as ``Serializer.to_representation``
     computes it (a null attribute is null without asking the field)."""
     if isinstance(field, serializers.SerializerMethodField):
@@ -34,8 +34,8 @@ def _step(model: type, name: str, field: serializers.Field) -> Step:
         resource, attr = field.resource, field.fk_attr or f"{name}_id"
         return lambda _serializer, instance: references.ref(resource, getattr(instance, attr))
     if isinstance(field, ListLinkField):
-        # ``list_link``'s string, its constant part made once (the API path is read per row: tests
-        # change it).
+        # ``list_link``'s string, its constant part made once (the API path is read per row: it
+        # follows the setting).
         tail, pk = f"/{field.resource}?{field.filter_name}=", model._meta.pk.attname
         return lambda _serializer, instance: f"{references.API_PATH}{tail}{getattr(instance, pk)}"
     attrs = field.source_attrs
