@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.db.models import Q, QuerySet
 
@@ -27,8 +28,11 @@ def _user_for_filter(principal: Principal, user_id: int) -> User:
     return fetch(User.objects.all(), user_id, missing=missing)
 
 
+_rules = CompiledList(Rule.objects.all)  # the pages of the rule list (every rule is for everyone)
+
+
 def rule_list(principal: Principal, filters: dict) -> QuerySet[Rule]:
-    rules = Rule.objects.all()
+    rules = cast(QuerySet[Rule], _rules.narrowed(Q(), distinct=False))
     if name := filters.get("name"):
         rules = rules.filter(name=name)
     if operation := filters.get("operation"):
@@ -110,8 +114,11 @@ def user_permissions(user: User) -> dict:
     }
 
 
+_roles = CompiledList(Role.objects.all)  # the pages of the role list
+
+
 def role_list(principal: Principal, filters: dict) -> QuerySet[Role]:
-    roles = principal.visible("role", Role.objects.all())
+    roles = principal.visible("role", _roles)
     include_root = filters.get("include_root")
     builtin = Q(organization__isnull=True) if include_root else Q(pk__in=[])
     if organization_ids := filters.get("organization_id"):

@@ -13,6 +13,8 @@ from vantage6.api.sql import CompiledList, PkLookup
 # The pages of the lists, compiled once per shape of the caller's scope.
 _organizations = CompiledList(Organization.objects.all)
 _collaborations = CompiledList(Collaboration.objects.all)
+_studies = CompiledList(Study.objects.all)
+_stores = CompiledList(AlgorithmStore.objects.all)
 
 
 def organization_list(principal: Principal, filters: dict) -> QuerySet[Organization]:
@@ -96,7 +98,7 @@ def collaboration_for_edit(principal: Principal, pk: int | str, operation: str =
 def study_list(
     principal: Principal, filters: dict, *, include_organizations: bool = False
 ) -> QuerySet[Study]:
-    studies = principal.visible("study", Study.objects.all())
+    studies = principal.visible("study", _studies)
     if name := filters.get("name"):
         studies = studies.filter(like("name", name))
     if (organization_id := filters.get("organization_id")) is not None:
@@ -124,7 +126,7 @@ def study_for_member_change(principal: Principal, pk: int | str) -> Study:
 
 # --- algorithm stores --------------------------------------------------------------------------------
 def algorithm_store_list(principal: Principal, filters: dict) -> QuerySet[AlgorithmStore]:
-    stores = principal.visible("algorithmstore", AlgorithmStore.objects.all())
+    stores = principal.visible("algorithmstore", _stores)
     if name := filters.get("name"):
         stores = stores.filter(like("name", name))
     if url := filters.get("url"):

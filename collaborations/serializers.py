@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any, cast
+from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -105,7 +105,7 @@ class CollaborationOutput(OutputSerializer):
     @extend_schema_field(Embeddable(OrganizationOutput, many=True))
     def get_organizations(self, collaboration: Collaboration) -> str | list[dict]:
         if self.context.get("include_organizations"):
-            return cast(list, OrganizationOutput(collaboration.organizations.all(), many=True).data)
+            return OrganizationOutput.represent(collaboration.organizations.all())
         return list_link("organization", collaboration_id=collaboration.pk)
 
 
@@ -136,7 +136,7 @@ class StudyOutput(OutputSerializer):
     @extend_schema_field(Embeddable(OrganizationOutput, many=True))
     def get_organizations(self, study: Study) -> str | list[dict]:
         if self.context.get("include_organizations"):
-            return cast(list, OrganizationOutput(study.organizations.all(), many=True).data)
+            return OrganizationOutput.represent(study.organizations.all())
         return list_link("organization", study_id=study.pk)
 
 

@@ -17,7 +17,7 @@ from nodes.models import Node, NodeConfig
 from tasks.models import AlgorithmPort, Run, Task, TaskDatabase, is_finished
 from vantage6.api.errors import bad_request
 from vantage6.api.lookups import like
-from vantage6.api.sql import CompiledRows, PkLookup
+from vantage6.api.sql import CompiledList, CompiledRows, PkLookup
 
 M = TypeVar("M", bound=Model)
 TASK_INCLUDES = {"runs", "results"}
@@ -85,6 +85,11 @@ def _runs_prefetch() -> Prefetch:
 def run_queryset() -> QuerySet[Run]:
     """Runs with their tasks."""
     return Run.objects.select_related("task")
+
+
+# The pages of the lists, compiled once per shape of the caller's scope.
+_tasks = CompiledList(Task.objects.all)
+_runs, _runs_with_task = CompiledList(Run.objects.all), CompiledList(run_queryset)
 
 
 # --- what a page shows beside its rows -------------------------------------------------------------------
@@ -182,7 +187,7 @@ def task_list(principal: Principal, filters: dict, include: AbstractSet[str] = f
         principal.require(
             task_scope is None or (run_scope is not None and SCOPE_RANK[run_scope] >= SCOPE_RANK[task_scope])
         )
-    tasks = principal.visible("task", Task.objects.all())
+    tasks = principal.visible("task", _tasks)
 
     if (collaboration_id := filters.get("collaboration_id")) is not None:
         principal.require(principal.reaches("task", "view", collaboration_id=collaboration_id))
@@ -242,9 +247,10 @@ _PERIOD_FILTERS = {
 }
 
 
-def run_list(principal: Principal, filters: dict) -> QuerySet[Run]:
-    """The runs (or results) the principal may see, filtered as ``GET /run`` and ``GET /result`` do."""
-    runs = principal.visible("run", Run.objects.all())
+def run_list(principal: Principal, filters: dict, *, with_task: bool = False) -> QuerySet[Run]:
+    """The runs (or results) the principal may see, filtered as ``GET /run`` and ``GET /result`` do;
+    ``with_task``: each with its task loaded."""
+    runs = principal.visible("run", _runs_with_task if with_task else _runs)
 
     if (task_id := filters.get("task_id")) is not None:
         task = _named(principal, Task.objects.all(), task_id, "Task", "run")

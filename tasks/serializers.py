@@ -80,13 +80,13 @@ class TaskOutput(OutputSerializer):
     @extend_schema_field(Embeddable(lambda: RunOutput, many=True))
     def get_runs(self, task: Task) -> list[dict] | str:
         if "runs" in self.context.get("include", ()):
-            return cast(list, RunOutput(task.runs.all(), many=True).data)
+            return RunOutput.represent(task.runs.all())
         return list_link("run", task_id=task.pk)
 
     @extend_schema_field(Embeddable(lambda: ResultOutput, many=True))
     def get_results(self, task: Task) -> list[dict] | str:
         if "results" in self.context.get("include", ()):
-            return cast(list, ResultOutput(task.runs.all(), many=True).data)
+            return ResultOutput.represent(task.runs.all())
         return list_link("result", task_id=task.pk)
 
 
@@ -149,7 +149,7 @@ class RunOutput(OutputSerializer):
     def get_ports(self, run: Run) -> list[dict]:
         entries = getattr(run, "port_entries", None)
         if entries is None:
-            entries = cast(list, PortOutput(run.ports.all(), many=True).data)
+            entries = PortOutput.represent(run.ports.all())
         return entries
 
 

@@ -78,7 +78,7 @@ class TaskViewSet(ListAction, ApiViewSet):
 
     def output(self, rows: list, include: set[str]) -> list:
         selectors.attach_task_details(rows, include)
-        return cast(list, TaskOutput(rows, many=True, context={"include": include}).data)
+        return TaskOutput.represent(rows, {"include": include})
 
     @extend_schema(request=TaskInput, responses={201: TaskOutput, 403: None})
     def create(self, request: Request) -> Response:
@@ -116,11 +116,11 @@ class RunViewSet(ListAction, ApiViewSet):
     default_order = NEWEST_FIRST
 
     def rows(self, filters: dict, include: set[str]) -> QuerySet:
-        return selectors.run_list(self.principal, filters).select_related("task")
+        return selectors.run_list(self.principal, filters, with_task=True)
 
     def output(self, rows: list, include: set[str]) -> list:
         selectors.attach_run_details(rows, "task" in include)
-        return cast(list, RunOutput(rows, many=True, context={"include_task": "task" in include}).data)
+        return RunOutput.represent(rows, {"include_task": "task" in include})
 
     @extend_schema(parameters=[include("task")])
     def retrieve(self, request: Request, pk: str) -> Response:

@@ -64,10 +64,10 @@ def bearer(identity: User | Node | dict) -> dict[str, str]:
 
 
 def full_page(api, path: str, headers: dict) -> str:
-    """``path`` with ``per_page`` set to the number of its rows: one full page, which costs the count
-    query (a page that is not full tells the number of rows itself)."""
-    total = api.get(path, **headers)["total-count"]
-    return f"{path}{'&' if '?' in path else '?'}per_page={total}"
+    """``path`` with ``per_page`` set to the number of its rows less one: the largest page that more
+    rows follow, which costs the count query (the last page tells the number of rows itself)."""
+    total = int(api.get(path, **headers)["total-count"])
+    return f"{path}{'&' if '?' in path else '?'}per_page={max(total - 1, 1)}"
 
 
 def make_task(collab, init_org, *orgs, init_user=None, parent=None, image="some/image", **fields):

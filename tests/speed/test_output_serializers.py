@@ -133,9 +133,11 @@ def test_same_bytes_as_drf(drf_only, case):
     rows = list(rows())
     assert rows
     fast = JSONRenderer().render(serializer(rows, many=True, context=context).data)
+    represented = JSONRenderer().render(serializer.represent(rows, context))
     single = JSONRenderer().render(serializer(rows[-1], context=context).data)
     drf_only()
-    assert fast == JSONRenderer().render(serializer(rows, many=True, context=context).data)
+    drf = JSONRenderer().render(serializer(rows, many=True, context=context).data)
+    assert fast == represented == drf
     assert single == JSONRenderer().render(serializer(rows[-1], context=context).data)
 
 
@@ -183,6 +185,13 @@ def test_rows_the_plan_does_not_cover_go_through_drf():
     with pytest.raises(AttributeError):
         PortOutput(WithoutPort()).data  # noqa: B018 - DRF's own error for a required attribute
     assert PortOutput({"id": 1, "port": 2, "label": "x"}).data == {"id": 1, "port": 2, "label": "x"}
+    rows = [WithoutLabel(), {"id": 1, "port": 2, "label": "x"}]
+    assert PortOutput.represent(rows) == [
+        {"id": 5, "port": 80, "label": None},
+        {"id": 1, "port": 2, "label": "x"},
+    ]
+    with pytest.raises(AttributeError):
+        PortOutput.represent([WithoutPort()])
 
 
 def test_node_configuration_comes_with_the_row_unchanged(api, world):

@@ -3,14 +3,18 @@ the rows of a query with integer parameters; writes compiled once write what the
 
 from __future__ import annotations
 
+import threading
+
 import pytest
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, connections
+from django.db.models.sql.compiler import SQLCompiler
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from accounts.models import AuditEntry
+from accounts.models import AuditEntry, Rule, User
+from nodes.models import Node
 from tasks.models import AlgorithmPort, Run, Task
-from tests.factories import make_collab, make_org, make_run, make_task
+from tests.factories import make_collab, make_node, make_org, make_run, make_task, make_user
 from vantage6.api.sql import CompiledInsert, CompiledInsertIf, CompiledRows, CompiledUpdate, PkLookup
 
 pytestmark = pytest.mark.django_db
@@ -218,3 +222,67 @@ def test_a_multi_row_insert_compiled_once_writes_the_rows_bulk_create_writes(tas
             k: v for k, v in fields(Run.objects.get(pk=reference.pk)).items() if k not in ignored
         }
     assert insert_runs.many([]) == []
+
+
+def _state(obj) -> dict:
+    """An instance's attributes and state, its related objects by primary key."""
+    values = {key: value for key, value in vars(obj).items() if key != "_state"}
+    cache = {name: related.pk for name, related in obj._state.fields_cache.items()}
+    return {**values, "adding": obj._state.adding, "db": obj._state.db, "cache": cache}
+
+
+LOOKUPS = [
+    lambda: Run.objects.select_related("task"),
+    lambda: Task.objects.only("name", "status"),  # the other columns deferred
+    lambda: Node.objects.select_related("organization"),  # a child table of Authenticatable
+    lambda: User.objects.all(),
+]
+
+
+@pytest.mark.parametrize("queryset", LOOKUPS)
+def test_an_instance_is_built_as_the_orm_builds_it_and_saves_as_it(tasks, queryset):
+    parent, _ = tasks
+    make_run(parent, parent.init_org, log="log")
+    make_user(parent.init_org)
+    make_node(parent.init_org, parent.collaboration)
+    model = queryset().model
+    row = queryset().order_by("pk").first()
+    expected = _state(row)
+    found = PkLookup(queryset)(row.pk)
+
+    assert _state(found) == expected
+    assert found.get_deferred_fields() == row.get_deferred_fields()
+    rows = model.objects.count()
+    found.save()  # an update of the loaded columns, as the ORM's instance does
+    assert _state(queryset().get(pk=row.pk)) == expected
+    assert model.objects.count() == rows
+
+
+rule_by_pk = PkLookup(Rule.objects.all)
+
+
+def test_a_new_thread_compiles_no_query_again(monkeypatch):
+    """Plans are kept per database: the connection of another request thread uses them as they are."""
+    rule = Rule.objects.order_by("id").first()
+    assert rule_by_pk(rule.pk) == rule  # compiled here, if not before
+    compiled: list[str] = []
+    as_sql = SQLCompiler.as_sql
+
+    def counted(self, *args, **kwargs):
+        compiled.append("query")
+        return as_sql(self, *args, **kwargs)
+
+    monkeypatch.setattr(SQLCompiler, "as_sql", counted)
+    looked_up: list[object] = []
+
+    def request_thread() -> None:
+        try:
+            looked_up.append(rule_by_pk(rule.pk))
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    thread = threading.Thread(target=request_thread)
+    thread.start()
+    thread.join()
+    assert looked_up == [rule]
+    assert compiled == []

@@ -29,7 +29,7 @@ class ListAction:
 
     def output(self, rows: list, include: set[str]) -> list:
         """The rows of one page as the answer shows them."""
-        return list(self.serializer_class(rows, many=True, context=self.output_context(include)).data)
+        return self.serializer_class.represent(rows, self.output_context(include))
 
     def output_context(self, include: set[str]) -> dict:
         return {}

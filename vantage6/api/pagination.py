@@ -83,23 +83,23 @@ def sort_order(
     return order
 
 
-def _link(path: str, params: list[tuple[str, str]], page: int) -> str:
-    query = [(key, value) for key, value in params if key != "page"]
-    if any(key == "page" for key, _ in params):
-        query = [(key, str(page) if key == "page" else value) for key, value in params]
-    else:
-        query.append(("page", str(page)))
-    return f"{path}?{urlencode(query)}"
+def page_links(path: str, params: list[tuple[str, str]]) -> Callable[[int], str]:
+    """The link to a page: ``params`` with ``page`` set where it is, or last; the other arguments are
+    encoded once for all the links."""
+    at = next((i for i, (key, _) in enumerate(params) if key == "page"), len(params))
+    head, tail = urlencode(params[:at]), urlencode(params[at + 1 :])
+    head, tail = f"{path}?{head}&" if head else f"{path}?", f"&{tail}" if tail else ""
+    return lambda page: f"{head}page={page}{tail}"
 
 
 def _page(queryset: QuerySet, page: int, per_page: int) -> tuple[list, int]:
-    """The rows of one page and the number of rows of all pages. A page that is neither full nor
-    past the end tells the number itself: then there is no count query."""
+    """The rows of one page and the number of rows of all pages. The page is read with one row more:
+    a page that is the last one tells the number itself, and then there is no count query."""
     offset = (page - 1) * per_page
-    rows = list(queryset[offset : offset + per_page])
-    if 0 < len(rows) < per_page or (offset == 0 and not rows):
+    rows = list(queryset[offset : offset + per_page + 1])
+    if len(rows) <= per_page and (rows or offset == 0):
         return rows, offset + len(rows)
-    return rows, queryset.count()
+    return rows[:per_page], queryset.count()
 
 
 def paginate(
@@ -131,16 +131,15 @@ def paginate(
     last = ceil(total / per_page)
 
     # Only the first value of a repeated query argument survives in the links, as in vantage6.
-    params = [(key, values[0]) for key, values in request.query_params.lists()]
-    path = request.path
-    links = {"first": _link(path, params, 1)}
+    link = page_links(request.path, [(key, values[0]) for key, values in request.query_params.lists()])
+    links = {"first": link(1)}
     if page > 1:
-        links["previous"] = _link(path, params, page - 1)
-    links["self"] = _link(path, params, page)
+        links["previous"] = link(page - 1)
+    links["self"] = link(page)
     if page < last:
-        links["next"] = _link(path, params, page + 1)
+        links["next"] = link(page + 1)
     if last:
-        links["last"] = _link(path, params, last)
+        links["last"] = link(last)
 
     response = Response({"data": serialize(rows), "links": links})
     response["total-count"] = str(total)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import Manager, Model
 from rest_framework import serializers
 from rest_framework.utils.serializer_helpers import BindingDict
 
+from vantage6.api import references
 from vantage6.api.fields import ListLinkField, RefField, TimestampField, format_datetime
-from vantage6.api.references import ref
 
 Step = Callable[[serializers.Serializer, object], object]
 
@@ -23,7 +24,7 @@ class _Unusual(Exception):
     """A row the plan does not cover (e.g. a missing attribute): DRF's own path handles it."""
 
 
-def _step(model: type, name: str, field: serializers.Field) -> Step:
+def _step(model: type[Model], name: str, field: serializers.Field) -> Step:
     """``(serializer, instance) -> value`` of one readable field, as ``Serializer.to_representation``
     computes it (a null attribute is null without asking the field)."""
     if isinstance(field, serializers.SerializerMethodField):
@@ -31,12 +32,12 @@ def _step(model: type, name: str, field: serializers.Field) -> Step:
         return lambda serializer, instance: getattr(serializer, method)(instance)
     if isinstance(field, RefField):
         resource, attr = field.resource, field.fk_attr or f"{name}_id"
-        return lambda _serializer, instance: ref(resource, getattr(instance, attr))
+        return lambda _serializer, instance: references.ref(resource, getattr(instance, attr))
     if isinstance(field, ListLinkField):
-        # ``list_link``'s string, its constant part made once (the API path is read per row: it is a
-        # setting).
-        tail = f"/{field.resource}?{field.filter_name}="
-        return lambda _serializer, instance: f"{settings.API_PATH}{tail}{instance.pk}"  # type: ignore[attr-defined]
+        # ``list_link``'s string, its constant part made once (the API path is read per row: it
+        # follows the setting).
+        tail, pk = f"/{field.resource}?{field.filter_name}=", model._meta.pk.attname
+        return lambda _serializer, instance: f"{references.API_PATH}{tail}{getattr(instance, pk)}"
     attrs = field.source_attrs
     if len(attrs) != 1 or callable(getattr(model, attrs[0], None)):
 
@@ -85,12 +86,33 @@ class OutputSerializer(serializers.ModelSerializer):
         return plan
 
     def to_representation(self, instance: object) -> dict:
-        if not isinstance(instance, Mapping):
-            try:
-                return {name: step(self, instance) for name, step in self._plan()}
-            except (_Unusual, serializers.SkipField):
-                pass
-        return super().to_representation(instance)
+        shown = _planned(self, self._plan(), instance)
+        return shown if shown is not None else super().to_representation(instance)
+
+    @classmethod
+    def represent(cls, rows: Iterable | Manager, context: dict | None = None) -> list[dict]:
+        """``cls(rows, many=True, context=context).data``, without DRF's list serializer and the
+        serializer set up for it on every call (more than the rows of a page cost to represent)."""
+        context = context or {}
+        # The plan's method fields read the context only (``self.context``); a row that needs DRF's
+        # own path gets a serializer set up as DRF sets it up.
+        serializer: Any = object.__new__(cls)
+        serializer.parent, serializer._context = None, context
+        plan, shown = cls._plan(), []
+        for row in rows.all() if isinstance(rows, Manager) else rows:
+            one = _planned(serializer, plan, row)
+            shown.append(cls(context=context).to_representation(row) if one is None else one)
+        return shown
+
+
+def _planned(serializer: serializers.Serializer, plan: list[tuple[str, Step]], row: object) -> dict | None:
+    """The representation of ``row`` by the steps of ``plan``; None for a row they do not cover."""
+    if isinstance(row, Mapping):
+        return None
+    try:
+        return {name: step(serializer, row) for name, step in plan}
+    except (_Unusual, serializers.SkipField):
+        return None
 
 
 def validated(serializer_class: type[serializers.Serializer], data: object, **kwargs) -> dict:

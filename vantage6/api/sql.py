@@ -5,12 +5,30 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
-from weakref import WeakKeyDictionary
 
 from django.core.exceptions import EmptyResultSet
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Aggregate, CharField, Expression, F, Field, Model, Q, QuerySet, Subquery, Value
+from django.db.models import (
+    Aggregate,
+    CharField,
+    Expression,
+    F,
+    Field,
+    IntegerField,
+    Model,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.base import ModelState
+from django.db.models.expressions import RawSQL
+from django.db.models.signals import post_init, pre_init
+
+# The compiled queries below are kept per database (its alias), not per connection: the connections of
+# every thread to one database compile the same SQL, and each new request thread (the pool grows with
+# the load) would otherwise compile them all again (several ms for the caller's lookup alone).
 
 # Builds the SQL of a subquery for one database connection: ``{outer}`` stands for the outer row's
 # column; returns the text and its parameters.
@@ -56,7 +74,7 @@ M = TypeVar("M", bound=Model)
 
 
 class PkLookup(Generic[M]):
-    """``queryset.filter(pk=...)`` for one row, compiled to SQL once per database connection.
+    """``queryset.filter(pk=...)`` for one row, compiled to SQL once per database.
 
     For lookups on every request (the caller, the run a node writes): each call only runs the SQL
     and builds the row, as ``QuerySet`` iteration would (field converters, annotations as
@@ -67,7 +85,7 @@ class PkLookup(Generic[M]):
 
     def __init__(self, queryset: Callable[[], QuerySet[M]]) -> None:
         self.queryset = queryset
-        self._plans: WeakKeyDictionary[BaseDatabaseWrapper, _Plan] = WeakKeyDictionary()
+        self._plans: dict[str, _Plan] = {}
 
     def _plan(self, connection: BaseDatabaseWrapper) -> _Plan:
         compiler = self.queryset().filter(pk=self._MARKER)[:1].query.get_compiler(connection=connection)
@@ -79,9 +97,9 @@ class PkLookup(Generic[M]):
         if not _INT64_MIN <= pk <= _INT64_MAX:
             return None  # no such row: what the ORM answers instead of an overflow
         connection = connections[DEFAULT_DB_ALIAS]
-        plan = self._plans.get(connection)
+        plan = self._plans.get(connection.alias)
         if plan is None:
-            plan = self._plans[connection] = self._plan(connection)
+            plan = self._plans[connection.alias] = self._plan(connection)
         params = list(plan.params)
         params[plan.slot] = plan.row.model._meta.pk.get_db_prep_value(pk, connection)
         with connection.cursor() as cursor:
@@ -104,12 +122,32 @@ class _Rows:
     end: int
     attnames: list[str]
     pk_index: int
+    plain: bool  # instances need no more than their values and state (see ``_plain``)
 
     def build(self, alias: str, row: Sequence) -> Model | None:
         values = row[self.start : self.end]
         if values[self.pk_index] is None:
             return None  # no related row (a null foreign key), as the ORM gives
-        return self.model.from_db(alias, self.attnames, values)
+        if not self.plain:
+            return self.model.from_db(alias, self.attnames, values)
+        # What ``from_db`` leaves: the loaded values as attributes (the others deferred), the state of
+        # a row of ``alias``; without ``__init__``'s work per field and its signals.
+        instance = self.model.__new__(self.model)
+        instance.__dict__.update(zip(self.attnames, values, strict=True))
+        state = instance._state = ModelState()
+        state.adding, state.db = False, alias
+        return instance
+
+
+def _plain(model: type[Model]) -> bool:
+    """Whether ``from_db`` of ``model`` is Django's, building the instance with Django's ``__init__``
+    and nothing listening to its signals."""
+    return (
+        model.__init__ is Model.__init__
+        and getattr(model.from_db, "__func__", None) is Model.from_db.__func__  # type: ignore[attr-defined]
+        and not pre_init.has_listeners(model)
+        and not post_init.has_listeners(model)
+    )
 
 
 @dataclass(frozen=True)
@@ -134,7 +172,7 @@ def _rows(compiler, klass_info: dict) -> _Rows:
     start, end = fields[0], fields[-1] + 1
     attnames = [column[0].target.attname for column in compiler.select[start:end]]
     model = klass_info["model"]
-    return _Rows(model, start, end, attnames, attnames.index(model._meta.pk.attname))
+    return _Rows(model, start, end, attnames, attnames.index(model._meta.pk.attname), _plain(model))
 
 
 def _instance_plan(compiler) -> dict:
@@ -187,9 +225,9 @@ class _Query:
 
 
 class CompiledRows:
-    """The rows of a query whose parameters are integers, compiled to SQL once per database connection.
+    """The rows of a query whose parameters are integers, compiled to SQL once per database.
 
-    ``build(**values)`` gives the query (a ``values_list``); it is built once per connection with a
+    ``build(**values)`` gives the query (a ``values_list``); it is built once per database with a
     distinct stand-in integer for each named value, whose places among the SQL's parameters are then
     filled on every call. Rows come as tuples with the fields' converters applied, as the ORM's.
     """
@@ -198,7 +236,7 @@ class CompiledRows:
 
     def __init__(self, build: Callable[..., QuerySet], *names: str) -> None:
         self.build, self.names = build, names
-        self._plans: WeakKeyDictionary[BaseDatabaseWrapper, _Query] = WeakKeyDictionary()
+        self._plans: dict[str, _Query] = {}
 
     def _plan(self, connection: BaseDatabaseWrapper) -> _Query:
         markers = {self._MARKER + i: name for i, name in enumerate(self.names)}
@@ -212,9 +250,9 @@ class CompiledRows:
 
     def query(self, connection: BaseDatabaseWrapper, values: dict[str, int]) -> tuple[_Query, list]:
         """The compiled query for this connection and its parameters for ``values``."""
-        plan = self._plans.get(connection)
+        plan = self._plans.get(connection.alias)
         if plan is None:
-            plan = self._plans[connection] = self._plan(connection)
+            plan = self._plans[connection.alias] = self._plan(connection)
         params = list(plan.params)
         for position, name in plan.slots:
             params[position] = values[name]
@@ -540,30 +578,32 @@ def _condition(shape: Shape, markers: Iterator[int]) -> Q:
 
 @dataclass(frozen=True)
 class _ListPlan(_Instances):
-    sql: str  # without LIMIT and OFFSET
+    sql: str  # without LIMIT and OFFSET; its rows hold the number of all rows at ``total``
     params: list
     slots: list[tuple[int, int]]  # (position among the SQL's parameters, index of the condition's value)
+    total: int
     count_sql: str
     count_params: list
     count_slots: list[tuple[int, int]]
 
 
+_TOTAL = "_rows_in_all"  # the column of a page's rows that holds the number of all rows
+
+
 class CompiledList(Generic[M]):
     """The rows of ``queryset()`` that a condition (the permission engine's) leaves, a page at a time,
-    compiled to SQL once per database connection and shape of the condition, ordering and DISTINCT:
+    compiled to SQL once per database and shape of the condition, ordering and DISTINCT:
     each request binds its own condition's values. Building and compiling the ORM's query of a list
     page and its count cost more than running them. Conditions of other values than integers,
     strings, booleans and None, and conditions Django finds empty, take the ORM's way.
     """
 
     _MARKER = 987_650_000  # stand-ins: _MARKER, _MARKER + 1, ... (values no query of ours uses)
-    MAX_PLANS = 64  # per connection (callers choose the ordering): all are dropped when full
+    MAX_PLANS = 64  # per database (callers choose the ordering): all are dropped when full
 
     def __init__(self, queryset: Callable[[], QuerySet[M]]) -> None:
         self.queryset = queryset
-        self._plans: WeakKeyDictionary[BaseDatabaseWrapper, dict[tuple, _ListPlan | None]] = (
-            WeakKeyDictionary()
-        )
+        self._plans: dict[str, dict[tuple, _ListPlan | None]] = {}
 
     def narrowed(self, condition: Q, distinct: bool) -> Narrowed[M]:
         """What ``queryset().filter(condition)`` (``.distinct()``) gives, for a list page."""
@@ -577,24 +617,31 @@ class CompiledList(Generic[M]):
         if distinct:
             queryset = queryset.distinct()
         try:
-            page = queryset.order_by(*order).query.get_compiler(connection=connection)
-            sql, params = page.as_sql()
             count_sql, count_params = (
                 queryset.order_by().values("pk").query.get_compiler(connection=connection).as_sql()
             )
+            count_sql = f'SELECT COUNT(*) FROM ({count_sql}) "rows"'
+            # The count as a column of every row of the page: one statement (one round trip) for both;
+            # the databases evaluate an uncorrelated subquery once.
+            total = RawSQL(count_sql, count_params, output_field=IntegerField())
+            page = queryset.annotate(**{_TOTAL: total}).order_by(*order)
+            compiler = page.query.get_compiler(connection=connection)
+            sql, params = compiler.as_sql()
         except EmptyResultSet:
             return None
         slots, count_slots = _slots(params, self._MARKER, size), _slots(count_params, self._MARKER, size)
         if slots is None or count_slots is None:
             return None
+        instances = _instance_plan(compiler)
         return _ListPlan(
             sql=sql,
             params=list(params),
             slots=slots,
-            count_sql=f'SELECT COUNT(*) FROM ({count_sql}) "rows"',
+            total=instances["annotations"].pop(_TOTAL),
+            count_sql=count_sql,
             count_params=list(count_params),
             count_slots=count_slots,
-            **_instance_plan(page),
+            **instances,
         )
 
     def plan(self, narrowed: Narrowed[M]) -> tuple[_ListPlan, list[int]] | None:
@@ -604,9 +651,9 @@ class CompiledList(Generic[M]):
         if shape is None or not all(_INT64_MIN <= value <= _INT64_MAX for value in values):
             return None
         connection = connections[DEFAULT_DB_ALIAS]
-        plans = self._plans.get(connection)
+        plans = self._plans.get(connection.alias)
         if plans is None:
-            plans = self._plans[connection] = {}
+            plans = self._plans[connection.alias] = {}
         key = (shape, narrowed.distinct, narrowed.order)
         if key not in plans:
             if len(plans) >= self.MAX_PLANS:
@@ -646,6 +693,7 @@ class Narrowed(Generic[M]):
         self, compiled: CompiledList[M], condition: Q, distinct: bool, order: tuple[str, ...]
     ) -> None:
         self.compiled, self.condition, self.distinct, self.order = compiled, condition, distinct, order
+        self.total: int | None = None  # the number of all rows, once a page with rows was read
 
     @property
     def model(self) -> type[M]:
@@ -684,10 +732,14 @@ class Narrowed(Generic[M]):
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
+        if rows:
+            self.total = rows[0][plan.total]
         alias = connection.alias
         return [cast(M, _instance(plan, _converted(row, plan.converters, connection), alias)) for row in rows]
 
     def count(self) -> int:
+        if self.total is not None:
+            return self.total
         planned = self.compiled.plan(self)
         if planned is None:
             return self.orm().count()
