@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlparse
 
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
