@@ -104,3 +104,12 @@ def sockets():
     yield open_socket
     for socket in opened:
         socket.close()
+
+
+@pytest.fixture(scope="module")
+def unpinged(live_db, live_folder):
+    """A live server with no Engine.IO ping round within a test: a connection closes by the test's doing."""
+    env = live_db.process_env(V6_LOG_LEVEL="info", V6_SOCKET_PING_INTERVAL="60", V6_SOCKET_PING_TIMEOUT="60")
+    daphne = Daphne(env, live_folder)
+    yield daphne
+    daphne.stop()

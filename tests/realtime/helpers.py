@@ -278,3 +278,16 @@ def in_memory(scenario):
             return async_to_sync(run)()
         finally:
             channel_layers.backends.clear()
+
+
+class Sink:
+    """A socket's transport that keeps what the server sends it."""
+
+    def __init__(self) -> None:
+        self.packets: list[str] = []
+
+    async def send_packets(self, packets: list[str]) -> None:
+        self.packets += packets
+
+    async def close(self) -> None:
+        pass

@@ -12,7 +12,6 @@ import pytest
 import requests
 
 from tests.realtime.helpers import token
-from tests.realtime.live import Daphne
 from tests.realtime.rawhttp import escaped, log_size
 from tests.realtime.test_websocket_frames import TEXT, Raw
 from vantage6.socketio import packets as p
@@ -101,14 +100,6 @@ def test_an_ack_id_is_kept_within_what_a_javascript_client_can_count():
         p.decode_sio('2/tasks,9007199254740992["ping"]')
 
 
-@pytest.fixture(scope="module")
-def served(live_db, live_folder):
-    env = live_db.process_env(V6_LOG_LEVEL="info", V6_SOCKET_PING_INTERVAL="60", V6_SOCKET_PING_TIMEOUT="60")
-    daphne = Daphne(env, live_folder)
-    yield daphne
-    daphne.stop()
-
-
 # Polling POST bodies; each is sent by a session of its own.
 PAYLOADS = {
     "empty": "",
@@ -152,27 +143,27 @@ def _open(url: str, **params: str) -> tuple[requests.Session, str]:
     return http, json.loads(opened.text[1:])["sid"]
 
 
-def test_a_request_for_base64_payloads_gets_the_text_protocol(served):
+def test_a_request_for_base64_payloads_gets_the_text_protocol(unpinged):
     """``b64=1`` (Engine.IO 3's binary-less clients) changes nothing: packets are text."""
-    http, sid = _open(served.url, b64="1")
+    http, sid = _open(unpinged.url, b64="1")
     params = {"EIO": "4", "transport": "polling", "sid": sid, "b64": "1"}
-    assert http.post(f"{served.url}/socket.io/", params=params, data=CONNECT, timeout=10).text == "ok"
-    assert http.get(f"{served.url}/socket.io/", params=params, timeout=10).text.startswith('40/tasks,{"sid":')
+    assert http.post(f"{unpinged.url}/socket.io/", params=params, data=CONNECT, timeout=10).text == "ok"
+    answer = http.get(f"{unpinged.url}/socket.io/", params=params, timeout=10)
+    assert answer.text.startswith('40/tasks,{"sid":')
 
 
 @pytest.mark.parametrize("payload", PAYLOADS.values(), ids=PAYLOADS.keys())
-def test_a_hostile_polling_payload_is_answered_without_an_error(served, payload):
-    since = log_size(served.log)
-    http, sid = _open(served.url)
+def test_a_hostile_polling_payload_is_answered_without_an_error(unpinged, payload):
+    since = log_size(unpinged.log)
+    http, sid = _open(unpinged.url)
     params = {"EIO": "4", "transport": "polling", "sid": sid}
-    posted = http.post(f"{served.url}/socket.io/", params=params, data=payload.encode(), timeout=30)
+    posted = http.post(f"{unpinged.url}/socket.io/", params=params, data=payload.encode(), timeout=30)
     assert posted.status_code in (200, 400), posted.text
-    assert not escaped(served.log, since), "\n".join(escaped(served.log, since))
+    assert not escaped(unpinged.log, since), "\n".join(escaped(unpinged.log, since))
     # The server goes on with its other clients.
-    other, other_sid = _open(served.url)
-    assert (
-        other.post(f"{served.url}/socket.io/", params={**params, "sid": other_sid}, data=CONNECT).text == "ok"
-    )
+    other, other_sid = _open(unpinged.url)
+    connected = other.post(f"{unpinged.url}/socket.io/", params={**params, "sid": other_sid}, data=CONNECT)
+    assert connected.text == "ok"
 
 
 # One packet per websocket message (no record separator); all but CLOSE.
@@ -180,9 +171,9 @@ MESSAGES = {name: text for name, text in PAYLOADS.items() if "\x1e" not in text 
 
 
 @pytest.mark.parametrize("payload", MESSAGES.values(), ids=MESSAGES.keys())
-def test_a_hostile_websocket_message_is_ignored(served, payload):
-    since = log_size(served.log)
-    raw = Raw(served.port)
+def test_a_hostile_websocket_message_is_ignored(unpinged, payload):
+    since = log_size(unpinged.log)
+    raw = Raw(unpinged.port)
     try:
         raw.open()
         raw.text("40/tasks,{}")
@@ -196,7 +187,7 @@ def test_a_hostile_websocket_message_is_ignored(served, payload):
                 break
     finally:
         raw.close()
-    assert not escaped(served.log, since), "\n".join(escaped(served.log, since))
+    assert not escaped(unpinged.log, since), "\n".join(escaped(unpinged.log, since))
 
 
 WRONG_SHAPES = [
@@ -233,9 +224,9 @@ NODE_EVENTS = [
 ]
 
 
-def test_node_events_of_every_wrong_shape_are_ignored(served, live_world):
-    since = log_size(served.log)
-    raw = Raw(served.port)
+def test_node_events_of_every_wrong_shape_are_ignored(unpinged, live_world):
+    since = log_size(unpinged.log)
+    raw = Raw(unpinged.port)
     try:
         raw.open(Authorization=f"Bearer {token(live_world.node_a)}")
         raw.text("40/tasks,{}")
@@ -248,4 +239,4 @@ def test_node_events_of_every_wrong_shape_are_ignored(served, live_world):
             pass
     finally:
         raw.close()
-    assert not escaped(served.log, since), "\n".join(escaped(served.log, since))
+    assert not escaped(unpinged.log, since), "\n".join(escaped(unpinged.log, since))

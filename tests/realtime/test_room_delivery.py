@@ -12,22 +12,11 @@ from django.db import connections
 from nodes.consumers import TasksNamespace, handshake_auth
 from nodes.events import TASKS_NAMESPACE
 from tests.factories import make_task
-from tests.realtime.helpers import in_memory, token
+from tests.realtime.helpers import Sink, in_memory, token
 from vantage6.socketio.database import events
 from vantage6.socketio.server import Namespace, Server
 
 ROOM, NAMESPACE = "collaboration_1", "/tasks"
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.packets: list[str] = []
-
-    async def send_packets(self, packets: list[str]) -> None:
-        self.packets += packets
-
-    async def close(self) -> None:
-        pass
 
 
 def _server() -> Server:

@@ -23,24 +23,13 @@ from django.test import override_settings
 from tasks.models import Run, Task
 from tests.conftest import requires_services
 from tests.realtime.conftest import _daphne
-from tests.realtime.helpers import create_task, make_user, token
+from tests.realtime.helpers import Sink, create_task, make_user, token
 from tests.realtime.live import LIVE
 from vantage6.socketio.server import Namespace, Server, from_process, room_group
 
 pytestmark = requires_services("rabbitmq")
 
 NAMESPACE = "/tasks"
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.packets: list[str] = []
-
-    async def send_packets(self, packets: list[str]) -> None:
-        self.packets += packets
-
-    async def close(self) -> None:
-        pass
 
 
 def _server(alias: str) -> Server:

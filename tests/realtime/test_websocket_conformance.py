@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-from tests.realtime.live import Daphne
 from tests.realtime.rawhttp import MIB, escaped, log_size, send_in_background, small_window, still_serving
 from tests.realtime.test_websocket_frames import BINARY, CLOSE, PING, PONG, TEXT, Raw, encode
 
@@ -21,22 +20,13 @@ CONNECT = b"40/tasks,{}"  # answered with the namespace's CONNECT
 LIMIT = 1_000_000  # the Engine.IO maxPayload
 
 
-@pytest.fixture(scope="module")
-def served(live_db, live_folder):
-    # No Engine.IO ping round within a test: what closes a connection is the test's doing.
-    env = live_db.process_env(V6_LOG_LEVEL="info", V6_SOCKET_PING_INTERVAL="60", V6_SOCKET_PING_TIMEOUT="60")
-    daphne = Daphne(env, live_folder)
-    yield daphne
-    daphne.stop()
-
-
 @pytest.fixture
-def raw(served):
-    client = Raw(served.port)
+def raw(unpinged):
+    client = Raw(unpinged.port)
     client.open()
     yield client
     client.close()
-    assert not escaped(served.log)
+    assert not escaped(unpinged.log)
 
 
 def _header(first: int, second: int, extended: bytes = b"") -> bytes:
@@ -157,26 +147,26 @@ class SmallWindow(Raw):
     [encode(PING, b"p" * 125), encode(TEXT, b"2" + b"p" * 120)],
     ids=["websocket pings", "Engine.IO pings"],
 )
-def test_pings_of_a_client_that_reads_nothing_hold_no_memory(served, frame):
+def test_pings_of_a_client_that_reads_nothing_hold_no_memory(unpinged, frame):
     count = 100_000  # about 13 MB of pongs
-    client = SmallWindow(served.port)
+    client = SmallWindow(unpinged.port)
     try:
         client.open()
         client.send(TEXT, b"5")  # Engine.IO UPGRADE: the session is the websocket's
-        before = served.rss_kib()
+        before = unpinged.rss_kib()
         sender = send_in_background(client.sock, frame * count)
         grown = 0
         for _ in range(5):
             time.sleep(0.5)
-            grown = max(grown, served.rss_kib() - before)
-        still_serving(served.port)
+            grown = max(grown, unpinged.rss_kib() - before)
+        still_serving(unpinged.port)
         assert grown < 3 * MIB
         answers = [client.frame() for _ in range(count)]  # then every pong comes
         sender.join(30)
         assert {opcode for opcode, _ in answers} == {PONG if frame[0] & 0x0F == PING else TEXT}
     finally:
         client.close()
-    assert not escaped(served.log)
+    assert not escaped(unpinged.log)
 
 
 FUZZ_SEED, FUZZ_SECONDS = 6455, 3
@@ -203,13 +193,13 @@ def _mutated_frames(rng: random.Random) -> bytes:
     return bytes(out)
 
 
-def test_mutated_frames_close_with_a_protocol_code_and_no_error(served):
+def test_mutated_frames_close_with_a_protocol_code_and_no_error(unpinged):
     rng = random.Random(FUZZ_SEED)
-    since, tried = log_size(served.log), 0
+    since, tried = log_size(unpinged.log), 0
     deadline = time.monotonic() + FUZZ_SECONDS
     while time.monotonic() < deadline:
         frames = _mutated_frames(rng)
-        client = Raw(served.port)
+        client = Raw(unpinged.port)
         try:
             client.open()
             client.sock.sendall(frames + encode(CLOSE, b""))  # ends what the mutations left in step
@@ -222,4 +212,4 @@ def test_mutated_frames_close_with_a_protocol_code_and_no_error(served):
             client.close()
         tried += 1
     assert tried > 30
-    assert not escaped(served.log, since), "\n".join(escaped(served.log, since))
+    assert not escaped(unpinged.log, since), "\n".join(escaped(unpinged.log, since))
