@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import json
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -45,6 +47,8 @@ from vantage6.api.sql import (
     CorrelatedSQL,
     PkLookup,
 )
+
+logger = logging.getLogger(__name__)
 
 CONTAINER_TOKEN_INVALID = "Container-token is not valid"
 
@@ -654,7 +658,10 @@ def blob_upload(*, principal: Principal, read: Callable[[int], bytes]) -> str:
             f"more than {quota // 2**20} MiB is not taken",
         ) from None
     except OSError as exc:
-        raise ApiError(500, f"Could not store the upload: {exc}") from None
+        # The store failed, not the request: its detail (paths of this machine) goes to the log only.
+        logger.error("could not store an upload: %s", exc)
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise ApiError(507 if full else 503, "The large result store cannot take the upload now") from None
     audit(principal, "blob.create", None, uuid=name)
     return name
 

@@ -8,7 +8,8 @@ import uuid
 import pytest
 from django.core.files.storage import storages
 
-from tasks.models import Run
+from accounts.models import AuditEntry
+from tasks.models import Blob, Run
 from tests.factories import bearer, make_run, make_task, make_user, store_status
 from tests.tasks.conftest import container_identity, user_with
 
@@ -68,6 +69,20 @@ def test_upload_rights(api, world):
     store_status(task)
     # The token itself ends with its task (vantage6: a 403 from the upload).
     assert upload(api, container_identity(task, world.node_a), b"x").status_code == 401
+
+
+def test_a_store_that_fails_answers_503_without_its_paths(api, world, settings, tmp_path):
+    # The store's directory is a file: every write fails in the file system (FileExistsError).
+    occupied = tmp_path / "store"
+    occupied.write_bytes(b"")
+    settings.LARGE_RESULT_STORE = f"file://{occupied}"
+    audits = AuditEntry.objects.count()
+
+    response = upload(api, make_user(world.org_a, "Researcher"), b"payload")
+
+    assert response.status_code == 503
+    assert response.json() == {"msg": "The large result store cannot take the upload now"}
+    assert not Blob.objects.exists() and AuditEntry.objects.count() == audits
 
 
 def test_a_django_storage_backend_can_hold_the_blobs(api, world, settings):
