@@ -29,7 +29,7 @@ ROUNDS = 10
 FAILED, CODE_WRONG = {"msg": "Failed to login"}, {"msg": "Your two-factor authentication code is incorrect!"}
 
 
-def _server(live_db, live_folder, **env: str):
+def live_server(live_db, live_folder, **env: str):
     # The bursts test the lock-out of an account; the limit per client address would stop them first.
     limits = {"V6_PASSWORD_MAX_FAILED_ATTEMPTS": str(MAX_ATTEMPTS), "V6_LOGIN_FAILURES_PER_MINUTE": "0"}
     daphne = Daphne(live_db.process_env(**limits, **env), live_folder)
@@ -40,24 +40,29 @@ def _server(live_db, live_folder, **env: str):
 
 @pytest.fixture(scope="module")
 def password_server(live_db, live_folder):
-    yield from _server(live_db, live_folder)
+    yield from live_server(live_db, live_folder)
 
 
 @pytest.fixture(scope="module")
 def two_factor_server(live_db, live_folder):
-    yield from _server(live_db, live_folder, V6_TWO_FACTOR_AUTH="true")
+    yield from live_server(live_db, live_folder, V6_TWO_FACTOR_AUTH="true")
+
+
+def live_account(rounds: int, *, two_factor: bool = False) -> User:
+    """A user of the live database in an organization of its own, its password hashed at ``rounds``."""
+    tag = uuid.uuid4().hex[:8]
+    org = Organization.objects.using(LIVE).create(name=f"org-{tag}")
+    user = User(username=f"user-{tag}", email=f"{tag}@example.org", organization=org)
+    user.password = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds)).decode()
+    user.otp_secret = totp.new_secret() if two_factor else None
+    user.save(using=LIVE)
+    return user
 
 
 @pytest.fixture
 def account(live_data):  # noqa: ARG001 - needs the live database
     """A user of the live database, with two-factor authentication set up."""
-    tag = uuid.uuid4().hex[:8]
-    org = Organization.objects.using(LIVE).create(name=f"org-{tag}")
-    user = User(username=f"user-{tag}", email=f"{tag}@example.org", organization=org)
-    user.password = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(ROUNDS)).decode()
-    user.otp_secret = totp.new_secret()
-    user.save(using=LIVE)
-    return user
+    return live_account(ROUNDS, two_factor=True)
 
 
 def attempts(user: User) -> int:

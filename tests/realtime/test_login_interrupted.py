@@ -7,18 +7,23 @@ The server runs on an SQLite file, or on PostgreSQL when ``V6_DATABASE_URL`` nam
 from __future__ import annotations
 
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import bcrypt
 import pytest
 import requests
 
 from accounts.models import AuditAction, AuditEntry, User
-from collaborations.models import Organization
 from tests.factories import PASSWORD
 from tests.realtime.live import LIVE, Daphne
-from tests.realtime.test_login_burst import FAILED, MAX_ATTEMPTS, attempts, burst, login
+from tests.realtime.test_login_burst import (
+    FAILED,
+    MAX_ATTEMPTS,
+    attempts,
+    burst,
+    live_account,
+    live_server,
+    login,
+)
 
 pytestmark = pytest.mark.live
 
@@ -29,21 +34,12 @@ WRONG = "wrong"
 
 @pytest.fixture
 def server(live_db, live_folder):
-    limits = {"V6_PASSWORD_MAX_FAILED_ATTEMPTS": str(MAX_ATTEMPTS), "V6_LOGIN_FAILURES_PER_MINUTE": "0"}
-    daphne = Daphne(live_db.process_env(**limits), live_folder)
-    yield daphne
-    daphne.show_log()
-    daphne.stop()
+    yield from live_server(live_db, live_folder)
 
 
 @pytest.fixture
 def account(live_data):  # noqa: ARG001 - needs the live database
-    tag = uuid.uuid4().hex[:8]
-    org = Organization.objects.using(LIVE).create(name=f"org-{tag}")
-    user = User(username=f"user-{tag}", email=f"{tag}@example.org", organization=org)
-    user.password = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(SLOW_ROUNDS)).decode()
-    user.save(using=LIVE)
-    return user
+    return live_account(SLOW_ROUNDS)
 
 
 def kill_mid_burst(server: Daphne, user: User, guesses: int) -> None:
