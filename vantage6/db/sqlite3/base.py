@@ -33,7 +33,9 @@ class WriterQueue:
         self._threads = threading.Lock()
         # A database in memory is this process's alone: its threads' queue is all it needs.
         self._file = (
-            None if in_memory else os.open(f"{database}-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            None
+            if in_memory
+            else os.open(f"{database}-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         )
         self._state = threading.Condition()
         self._wanted = False  # the writer at the head of this process's queue waits for the file
@@ -46,7 +48,7 @@ class WriterQueue:
         deadline = time.monotonic() + timeout
         if not self._threads.acquire(timeout=timeout):
             return False
-        if self._file is None or self._take_file(deadline):
+        if self._file is None or self._take_file(self._file, deadline):
             return True
         self._threads.release()
         return False
@@ -56,38 +58,38 @@ class WriterQueue:
             fcntl.flock(self._file, fcntl.LOCK_UN)
         self._threads.release()
 
-    def _take_file(self, deadline: float) -> bool:
-        assert self._file is not None
+    def _take_file(self, file: int, deadline: float) -> bool:
         with self._state:
             if not self._pending:
                 try:
-                    fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     return True
                 except BlockingIOError:
                     pass  # another process writes: wait for the kernel to hand the lock over
             self._wanted = True
             if self._waiter is None:
-                self._waiter = threading.Thread(target=self._wait_for_file, name="sqlite-writer", daemon=True)
+                self._waiter = threading.Thread(
+                    target=self._wait_for_file, args=(file,), name="sqlite-writer", daemon=True
+                )
                 self._waiter.start()
             self._state.notify_all()
             handed = self._state.wait_for(lambda: self._handed, max(0.0, deadline - time.monotonic()))
             self._wanted = self._handed = False
             return handed
 
-    def _wait_for_file(self) -> None:
-        assert self._file is not None
+    def _wait_for_file(self, file: int) -> None:
         while True:
             with self._state:
                 self._state.wait_for(lambda: self._wanted and not self._handed)
                 self._pending = True
-            fcntl.flock(self._file, fcntl.LOCK_EX)
+            fcntl.flock(file, fcntl.LOCK_EX)
             with self._state:
                 self._pending = False
                 if self._wanted:
                     self._handed = True
                     self._state.notify_all()
                 else:  # its writer gave up meanwhile
-                    fcntl.flock(self._file, fcntl.LOCK_UN)
+                    fcntl.flock(file, fcntl.LOCK_UN)
 
 
 # One queue per database file, shared by the connections of every thread of the process; a child
