@@ -219,6 +219,35 @@ def test_a_process_killed_in_its_transaction_holds_up_no_one(sqlite_file):
     assert entries(sqlite_file) == ["this"]  # the killed process's transaction never happened
 
 
+def test_a_process_writing_without_pause_lets_another_process_in(sqlite_file):
+    stop = threading.Event()
+
+    def keep_writing(name: str) -> None:
+        deadline = time.monotonic() + 30
+        while not stop.is_set() and time.monotonic() < deadline:
+            with transaction.atomic(using=WRITERS):
+                connections[WRITERS].cursor().execute("INSERT INTO entry VALUES (%s)", [name])
+        connections[WRITERS].close()
+
+    writers = [threading.Thread(target=keep_writing, args=(f"this-{n}",)) for n in range(4)]
+    for writer in writers:
+        writer.start()
+    other = other_process(Path(sqlite_file.settings_dict["NAME"]), "other", 0)
+    started = time.monotonic()
+    try:
+        began(other)
+        assert time.monotonic() - started < 10  # not after the queue's wait of 20 s
+        assert other.wait(10) == 0
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join(10)
+
+    written = entries(sqlite_file)
+    assert "other" in written[:-10], "the other process wrote while this one kept writing"
+
+
 def test_a_writer_gives_up_after_the_timeout_and_leaves_the_lock_to_the_next(sqlite_file):
     database = Path(sqlite_file.settings_dict["NAME"])
     sqlite_file.settings_dict["OPTIONS"]["timeout"] = 0.3

@@ -20,6 +20,10 @@ import time
 
 from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper
 
+# Writers of one process in a row while another of its writers waits, before the file's lock goes to
+# the other processes: fewer hand-overs between processes (each wakes a thread there), a bounded wait.
+TURNS = 4
+
 
 class WriterQueue:
     """The write queue of one database file: the threads of this process in turn, then the processes.
@@ -42,20 +46,44 @@ class WriterQueue:
         self._pending = False  # the waiting thread is in flock(), or holds the lock for no one yet
         self._handed = False  # the waiting thread got the lock for the writer that wanted it
         self._waiter: threading.Thread | None = None
+        self._count = threading.Lock()
+        self._queued = 0  # writers of this process waiting for their turn
+        self._turns = 0  # writers of this process in a row since it took the file's lock (0: not held)
 
     def enter(self, timeout: float) -> bool:
         """Wait at most ``timeout`` seconds for this process's turn, then for the file's."""
         deadline = time.monotonic() + timeout
-        if not self._threads.acquire(timeout=timeout):
+        with self._count:
+            self._queued += 1
+        turn = self._threads.acquire(timeout=timeout)
+        with self._count:
+            self._queued -= 1
+        if not turn:
+            # The previous writer may have kept the file's lock for this one: release it if no one
+            # else of this process took it over.
+            if self._threads.acquire(blocking=False):
+                self._threads_release()
             return False
-        if self._file is None or self._take_file(self._file, deadline):
+        if self._file is None or self._turns or self._take_file(self._file, deadline):
+            self._turns += 1
             return True
         self._threads.release()
         return False
 
     def leave(self) -> None:
-        if self._file is not None:
-            fcntl.flock(self._file, fcntl.LOCK_UN)
+        with self._count:
+            keep = self._queued and self._turns < TURNS
+        if not keep:
+            self._turns = 0
+            if self._file is not None:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._threads.release()
+
+    def _threads_release(self) -> None:
+        if self._turns:
+            self._turns = 0
+            if self._file is not None:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
         self._threads.release()
 
     def _take_file(self, file: int, deadline: float) -> bool:
