@@ -7,8 +7,10 @@ those sleeps, and a process whose writer slept lost the lock to the other's next
 again. Writers now queue before ``BEGIN``: the threads of one process on a thread lock, then the
 processes on an exclusive ``flock`` of a file beside the database (``<database>-writer``), which the
 kernel hands to the next process the moment it is released, and releases when its process ends, however
-it ends. Both are released at commit, rollback or close. Programs that do not take it still meet at
-SQLite's own lock, with its busy handler. Durability is SQLite's, unchanged.
+it ends. Both are released at commit, rollback or close; a process keeps the file's lock for its next
+writer if one already waits, up to ``TURNS`` in a row. Waits are bounded by the database ``timeout``.
+Programs that do not take the lock still meet at SQLite's own lock, with its busy handler. Durability is
+SQLite's, unchanged.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class WriterQueue:
             # The previous writer may have kept the file's lock for this one: release it if no one
             # else of this process took it over.
             if self._threads.acquire(blocking=False):
-                self._threads_release()
+                self._release(keep_file=False)
             return False
         if self._file is None or self._turns or self._take_file(self._file, deadline):
             self._turns += 1
@@ -72,15 +74,11 @@ class WriterQueue:
 
     def leave(self) -> None:
         with self._count:
-            keep = self._queued and self._turns < TURNS
-        if not keep:
-            self._turns = 0
-            if self._file is not None:
-                fcntl.flock(self._file, fcntl.LOCK_UN)
-        self._threads.release()
+            keep_file = self._queued > 0 and self._turns < TURNS
+        self._release(keep_file)
 
-    def _threads_release(self) -> None:
-        if self._turns:
+    def _release(self, keep_file: bool) -> None:
+        if self._turns and not keep_file:
             self._turns = 0
             if self._file is not None:
                 fcntl.flock(self._file, fcntl.LOCK_UN)
