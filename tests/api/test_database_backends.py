@@ -2,14 +2,20 @@
 
 PostgreSQL: a kept connection is checked before each request's first query without a round trip (its
 socket is looked at), and a connection the server ended is replaced by the next request, unnoticed.
-SQLite: the write transactions of one process queue for each other instead of SQLite's busy handler.
+SQLite: the write transactions of one process, then of the processes, queue for each other instead of
+SQLite's busy handler.
 """
 
 from __future__ import annotations
 
+import os
 import select
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -144,6 +150,122 @@ def test_two_writers_of_one_process_both_write(sqlite_file, first_fails):
     with sqlite_file.cursor() as cursor:
         cursor.execute("SELECT writer FROM entry ORDER BY rowid")
         assert cursor.fetchall() == ([("second",)] if first_fails else [("first",), ("second",)])
+
+
+# A writer in a process of its own, configured as a server process is: it inserts its name, says "began"
+# and holds its transaction `hold` seconds, then commits.
+OTHER_PROCESS = """
+import sys, time, django
+django.setup()
+from django.db import connection, transaction
+name, hold = sys.argv[1], float(sys.argv[2])
+with transaction.atomic():
+    connection.cursor().execute("INSERT INTO entry VALUES (%s)", [name])
+    print("began", flush=True)
+    time.sleep(hold)
+"""
+
+
+def other_process(database: Path, name: str, hold: float) -> subprocess.Popen:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("V6_")}
+    env.update(V6_DATA_DIR=str(database.parent), V6_DATABASE_URL=f"sqlite:///{database}")
+    writer = subprocess.Popen(
+        [sys.executable, "-c", OTHER_PROCESS, name, str(hold)],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return writer
+
+
+def began(writer: subprocess.Popen) -> None:
+    assert writer.stdout.readline() == "began\n", "the other process's transaction began"
+
+
+def entries(sqlite_file) -> list[str]:
+    with sqlite_file.cursor() as cursor:
+        cursor.execute("SELECT writer FROM entry ORDER BY rowid")
+        return [name for (name,) in cursor.fetchall()]
+
+
+def test_a_writer_waits_for_the_transaction_of_another_process(sqlite_file):
+    other = other_process(Path(sqlite_file.settings_dict["NAME"]), "other", 0.5)
+    began(other)
+    errors: list[str] = []
+
+    write("this", threading.Event(), 0, False, errors)  # SQLite alone would give up after 50 ms
+
+    assert other.wait(10) == 0
+    assert errors == []
+    assert entries(sqlite_file) == ["other", "this"]
+
+
+def test_a_process_killed_in_its_transaction_holds_up_no_one(sqlite_file):
+    other = other_process(Path(sqlite_file.settings_dict["NAME"]), "killed", 600)
+    began(other)
+    errors: list[str] = []
+    writer = threading.Thread(target=write, args=("this", threading.Event(), 0, False, errors))
+    writer.start()
+    time.sleep(0.3)
+    assert writer.is_alive(), "it waits for the other process"
+
+    other.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    writer.join(10)
+
+    assert time.monotonic() - killed < 2
+    assert errors == []
+    assert entries(sqlite_file) == ["this"]  # the killed process's transaction never happened
+
+
+def test_a_process_writing_without_pause_lets_another_process_in(sqlite_file):
+    stop = threading.Event()
+
+    def keep_writing(name: str) -> None:
+        deadline = time.monotonic() + 30
+        while not stop.is_set() and time.monotonic() < deadline:
+            with transaction.atomic(using=WRITERS):
+                connections[WRITERS].cursor().execute("INSERT INTO entry VALUES (%s)", [name])
+        connections[WRITERS].close()
+
+    writers = [threading.Thread(target=keep_writing, args=(f"this-{n}",)) for n in range(4)]
+    for writer in writers:
+        writer.start()
+    other = other_process(Path(sqlite_file.settings_dict["NAME"]), "other", 0)
+    started = time.monotonic()
+    try:
+        began(other)
+        assert time.monotonic() - started < 10  # not after the queue's wait of 20 s
+        assert other.wait(10) == 0
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join(10)
+
+    written = entries(sqlite_file)
+    assert "other" in written[:-10], "the other process wrote while this one kept writing"
+
+
+def test_a_writer_gives_up_after_the_timeout_and_leaves_the_lock_to_the_next(sqlite_file):
+    database = Path(sqlite_file.settings_dict["NAME"])
+    sqlite_file.settings_dict["OPTIONS"]["timeout"] = 0.3
+    other = other_process(database, "other", 2)
+    began(other)
+    errors: list[str] = []
+    started = time.monotonic()
+
+    write("this", threading.Event(), 0, False, errors)
+
+    assert errors == ["this: database is locked"]
+    assert time.monotonic() - started < 1.5  # the queue's 0.3 s, then SQLite's 50 ms
+    assert other.wait(10) == 0
+    # The lock this process was still waiting for when the writer gave up is not kept from the others.
+    after = other_process(database, "after", 0)
+    began(after)
+    assert after.wait(5) == 0
+    assert entries(sqlite_file) == ["other", "after"]
 
 
 # --- PostgreSQL: a write's transaction control and audit record ride with its statements ----------------
