@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from django.conf import settings
@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Case, F, Model, Q, QuerySet, TextField, Value, When
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from accounts.models import User
 from accounts.permissions import Principal, fetch_named
@@ -451,14 +452,8 @@ def node_kill(*, principal: Principal, node: Node) -> None:
 
 
 # --- runs ----------------------------------------------------------------------------------------------
-# The run with its task, by primary key, compiled once per connection: the nodes' writes look it up
-# on every call (for an update, with its task's row locked).
+# The run with its task, by primary key, compiled once per database (a node's writes of ports).
 _run_with_task = PkLookup(lambda: Run.objects.select_related("task"))
-# The statuses and times of a task's runs, from which the task's status follows.
-_runs_of_task = CompiledRows(
-    lambda task: Run.objects.filter(task_id=task).values_list("id", "status", "started_at", "finished_at"),
-    "task",
-)
 
 
 def _ports_sql(connection: BaseDatabaseWrapper) -> tuple[str, tuple]:
@@ -473,12 +468,59 @@ def _ports_sql(connection: BaseDatabaseWrapper) -> tuple[str, tuple]:
     return f"SELECT json_group_array(json_array({row})) FROM ({ordered}) p", ()
 
 
-# The run to update, its task's row locked, with its ports (the answer shows them).
-_run_with_task_locked = PkLookup(
-    lambda: (
-        Run.objects.select_for_update(of=("task",))
-        .select_related("task")
-        .annotate(port_rows=CorrelatedSQL(_ports_sql, output_field=TextField()))
+def _task_runs_sql(connection: BaseDatabaseWrapper) -> tuple[str, tuple]:
+    """The runs of the outer row's task as one JSON array of ``[id, status, started_at, finished_at]``."""
+    q = connection.ops.quote_name
+    row = ", ".join(f"r.{q(name)}" for name in ("id", "status", "started_at", "finished_at"))
+    table, task = q(Run._meta.db_table), q(Run.task.field.column)
+    if connection.vendor == "postgresql":
+        aggregate = f"CAST(json_agg(json_build_array({row})) AS text)"
+    else:
+        aggregate = f"json_group_array(json_array({row}))"
+    return f"SELECT {aggregate} FROM {table} r WHERE r.{task} = {{outer}}", ()
+
+
+def _lock_task_of_run_sql(connection: BaseDatabaseWrapper) -> str:
+    q = connection.ops.quote_name
+    task, run = q(Task._meta.db_table), q(Run._meta.db_table)
+    return (
+        f"SELECT 1 FROM {task} WHERE {q('id')} = "
+        f"(SELECT {q(Run.task.field.column)} FROM {run} WHERE {q('id')} = %s) FOR UPDATE"
+    )
+
+
+def _lock_task_of_run(run_id: int) -> None:
+    """Lock the row of the run's task before the run is read: every write of runs holds its task's
+    lock, so the runs read next are current. On PostgreSQL the lock goes with the read (``defer``: one
+    query string, each statement with its own snapshot, so the read sees what was committed before
+    the lock was granted). SQLite has one writer and no row locks."""
+    if not connection.features.has_select_for_update or not -(2**63) <= run_id < 2**63:
+        return
+    defer = getattr(connection, "defer", None)
+    if defer is not None:
+        defer(_lock_task_of_run_sql(connection), [run_id])
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_lock_task_of_run_sql(connection), [run_id])
+
+
+def _datetime(value: str | None) -> datetime | None:
+    """A time as JSON gives it (PostgreSQL: ISO 8601 with its offset; SQLite: as stored), as the ORM
+    reads it: aware with ``USE_TZ`` (SQLite stores UTC), else naive in the default time zone."""
+    parsed = parse_datetime(value) if value is not None else None
+    if parsed is None:
+        return None
+    if settings.USE_TZ:
+        return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=UTC)
+    return timezone.make_naive(parsed) if timezone.is_aware(parsed) else parsed
+
+
+# The run to update with its task, its ports (the answer shows them) and the statuses and times of
+# its task's runs (from which the task's status follows), in one statement after the task's lock.
+_run_to_update = PkLookup(
+    lambda: Run.objects.select_related("task").annotate(
+        port_rows=CorrelatedSQL(_ports_sql, output_field=TextField()),
+        task_runs=CorrelatedSQL(_task_runs_sql, output_field=TextField(), outer="task_id"),
     )
 )
 # What a run update and a port write, written once (the ORM would build each statement per request).
@@ -492,15 +534,14 @@ _insert_port = CompiledInsert(AlgorithmPort, ["run", "port", "label"])
 @transaction.atomic
 def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     """A node's update of one of its runs, with the semantics the vantage6 node relies on."""
-    # The task's row is locked; the run as read here may be older than that lock (on PostgreSQL), so
-    # its status and times are taken from the runs of the task read after it.
-    run = _run_with_task_locked(run_id)
+    _lock_task_of_run(run_id)
+    run = _run_to_update(run_id)
     if run is None:
         raise not_found(f"Run id={run_id} not found!")
     principal.require(principal.allows("run", run, "edit"), "This is not your algorithm run to update!")
     runs: dict[int, list[Any]] = {
-        pk: [status, started_at, finished_at]
-        for pk, status, started_at, finished_at in _runs_of_task(task=run.task_id)
+        pk: [status, _datetime(started_at), _datetime(finished_at)]
+        for pk, status, started_at, finished_at in json.loads(getattr(run, "task_runs"))  # noqa: B009 - an annotation
     }
     run.status, run.started_at, run.finished_at = runs[run.pk]
     if run.finished_at is not None:
