@@ -12,7 +12,8 @@ from typing import Any, cast
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Case, F, Model, Q, QuerySet, TextField, Value, When
+from django.db.models import Case, CharField, F, Model, OuterRef, Q, QuerySet, TextField, Value, When
+from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -45,6 +46,7 @@ from vantage6.api.sql import (
     CompiledUpdate,
     CorrelatedSQL,
     PkLookup,
+    joined,
 )
 
 CONTAINER_TOKEN_INVALID = "Container-token is not valid"
@@ -68,7 +70,7 @@ def _collaboration_and_study(principal: Principal, data: dict) -> tuple[Collabor
     collaboration_id = data.get("collaboration_id") or study.collaboration_id  # type: ignore[union-attr]
     missing = f"Collaboration id={collaboration_id} not found!"
     collaboration = fetch_named(
-        principal, Collaboration.objects.all(), collaboration_id, missing=missing,
+        principal, _collaboration_with_members, collaboration_id, missing=missing,
         reach=lambda collaboration: creates_in(collaboration.pk),
     )  # fmt: skip
     if study is not None and study.collaboration_id != collaboration.pk:
@@ -120,12 +122,14 @@ def _check_node_policies(principal: Principal, nodes: list[Node]) -> None:
 
 # A task by primary key, compiled once per connection (a container's parent task, a task to kill).
 _task_by_pk = PkLookup(lambda: Task.objects.all())
-# The organizations of a collaboration, by its membership rows.
-_members_of = CompiledRows(
-    lambda collaboration: Collaboration.organizations.through.objects.filter(
-        collaboration_id=collaboration
-    ).values_list("organization_id"),
-    "collaboration",
+# A collaboration with the ids of its organizations (``member_ids``, joined by commas), in one query.
+_collaboration_with_members = PkLookup(
+    lambda: Collaboration.objects.annotate(
+        member_ids=joined(
+            Collaboration.organizations.through.objects.filter(collaboration_id=OuterRef("pk")),
+            Cast("organization_id", CharField()),
+        )
+    )
 )
 _save_job_id = CompiledUpdate(Task, ["job_id"])
 
@@ -214,7 +218,7 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     """Create a task, its database entries and one run per organization (POST /task checks, in order)."""
     collaboration, study = _collaboration_and_study(principal, data)
     org_ids = [entry["id"] for entry in data["organizations"]]
-    members = {org_id for (org_id,) in _members_of(collaboration=collaboration.pk)}
+    members = {int(org_id) for org_id in (getattr(collaboration, "member_ids") or "").split(",") if org_id}  # noqa: B009 - an annotation
     _check_members(collaboration, study, org_ids, members)
     nodes = _target_nodes(collaboration, org_ids)
     if principal.is_user:
@@ -249,8 +253,9 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     if parent is None:
         # A top-level task starts a new job; its own id is unique and above every earlier job id.
         task.job_id = task.pk
-        _save_job_id(task)
-    databases = _insert_databases.many(
+        _save_job_id.later(task)
+    # Nothing reads the new rows back in this request: they go with the commit on PostgreSQL.
+    databases = _insert_databases.many_later(
         [
             {"task": task, "database": entry["label"], "parameters": database_parameters(entry)}
             for entry in data.get("databases") or []
@@ -258,7 +263,7 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     )
     _known_databases(task, databases)
     now = timezone.now()
-    _insert_runs.many(
+    _insert_runs.many_later(
         [
             {
                 "task": task,

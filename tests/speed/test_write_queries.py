@@ -78,9 +78,9 @@ def test_patch_run_by_its_node(api, case):
     )
 
 
-# The caller, the collaboration, its members, the target nodes, their policies, the task (INSERT
+# The caller, the collaboration with its members, the target nodes, their policies, the task (INSERT
 # and its job id), its databases, its runs, the audit record (the answer shows them as written).
-POST_TASK = 10
+POST_TASK = 9
 
 
 @pytest.mark.parametrize("size", [5, 50])
@@ -163,12 +163,17 @@ def test_post_task_answers_the_task_as_it_is_stored(api):
 # the audit record with COMMIT. BEGIN, the audit record and COMMIT were a round trip each; the updates
 # of a run and of its task's status (rows the write holds locked, read by nothing after them) go with
 # the audit record and COMMIT too; a run update's lock of its task goes with BEGIN and the read of the
-# run and its task's runs.
+# run and its task's runs. A new task's job id, databases and runs (read by nothing after them: the
+# answer shows them as written) go with the audit record and COMMIT: the caller (a container: whether
+# its task still runs), the collaboration with its members, the nodes, their policies (users) or the
+# parent task (containers), the task's INSERT, the rest with COMMIT.
 ROUND_TRIPS = [
     ("port", 3),
     ("run status", 3),
     ("run completion", 3),
     ("kill", 5),
+    ("task", 6),
+    ("subtask", 6),
 ]
 
 
@@ -177,17 +182,23 @@ ROUND_TRIPS = [
 @pytest.mark.parametrize(("write", "expected"), ROUND_TRIPS, ids=[write for write, _ in ROUND_TRIPS])
 def test_round_trips_of_a_write_on_postgresql(api, sent, write, expected):
     orgs, collab, nodes = network(3)
-    task = make_task(collab, orgs[0])
+    task = make_task(collab, orgs[0], init_user=make_user(orgs[0], "Researcher"))
     run, *_ = (make_run(task, org, status="active" if write == "kill" else "pending") for org in orgs)
     writes = {
         "port": (nodes[0], "/api/port", {"port": 8080, "run_id": run.pk, "label": "api"}),
         "run status": (nodes[0], f"/api/run/{run.pk}", {"status": "active"}),
         "run completion": (nodes[0], f"/api/run/{run.pk}", {"status": "completed", "result": RESULT}),
         "kill": (make_user(orgs[0], "Root"), "/api/kill/task", {"id": task.pk}),
+        "task": (make_user(orgs[0], "Researcher"), "/api/task", task_body(collab, orgs)),
+        "subtask": (None, "/api/task", {**task_body(collab, orgs), "image": task.image}),
     }
     identity, path, body = writes[write]
-    headers = warmed(api, identity)
     method = api.patch if path.startswith("/api/run/") else api.post
+    if identity is None:  # the container of the task's run at nodes[1]
+        headers = container_headers_from(api, nodes[1], task)
+        method(path, body, format="json", **headers)  # loads the container role's rules, once a process
+    else:
+        headers = warmed(api, identity)
     sent.clear()
 
     response = method(path, body, format="json", **headers)

@@ -388,8 +388,35 @@ class CompiledInsert(_CompiledWrite[M]):
         instances = [self.model(**values) for values in rows]
         if not connection.features.can_return_rows_from_bulk_insert:  # an SQLite older than 3.35
             return self.model._default_manager.bulk_create(instances)
-        insert, _, returning = self.sql(connection).partition(" RETURNING ")
-        head, _, one = insert.rpartition(" VALUES ")
+        returning = self.sql(connection).partition(" RETURNING ")[2]
+        for batch, sql, params in self._batches(instances, connection):
+            with connection.cursor() as cursor:
+                cursor.execute(f"{sql} RETURNING {returning}", params)
+                keys = [row[0] for row in cursor.fetchall()]
+            for instance, pk in zip(batch, keys, strict=True):
+                instance.pk = pk
+                instance._state.adding = False
+                instance._state.db = connection.alias
+        return instances
+
+    def many_later(self, rows: Sequence[dict]) -> list[M]:
+        """``many(rows)`` sent with the transaction's next statement or its commit, where the database
+        backend can (``defer``), else at once. Deferred, the instances have no primary keys: for rows
+        nothing reads in the same request but through these instances' other fields."""
+        connection = connections[DEFAULT_DB_ALIAS]
+        defer = getattr(connection, "defer", None)
+        if defer is None:
+            return self.many(rows)
+        instances = [self.model(**values) for values in rows]
+        for _batch, sql, params in self._batches(instances, connection):
+            defer(sql, params)
+        return instances
+
+    def _batches(
+        self, instances: list[M], connection: BaseDatabaseWrapper
+    ) -> Iterator[tuple[list[M], str, list]]:
+        """The ``INSERT`` of each ``BATCH`` of ``instances`` (without ``RETURNING``), and its parameters."""
+        head, _, one = self.sql(connection).partition(" RETURNING ")[0].rpartition(" VALUES ")
         for start in range(0, len(instances), self.BATCH):
             batch = instances[start : start + self.BATCH]
             params = [
@@ -397,14 +424,7 @@ class CompiledInsert(_CompiledWrite[M]):
                 for instance in batch
                 for field in self.fields
             ]
-            with connection.cursor() as cursor:
-                cursor.execute(f"{head} VALUES {', '.join([one] * len(batch))} RETURNING {returning}", params)
-                keys = [row[0] for row in cursor.fetchall()]
-            for instance, pk in zip(batch, keys, strict=True):
-                instance.pk = pk
-                instance._state.adding = False
-                instance._state.db = connection.alias
-        return instances
+            yield batch, f"{head} VALUES {', '.join([one] * len(batch))}", params
 
 
 class CompiledUpdate(_CompiledWrite[M]):
