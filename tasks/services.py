@@ -12,7 +12,20 @@ from typing import Any, cast
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Case, CharField, F, Model, OuterRef, Q, QuerySet, TextField, Value, When
+from django.db.models import (
+    Case,
+    CharField,
+    Exists,
+    F,
+    Model,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+    When,
+)
 from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -346,10 +359,14 @@ _runs_to_kill = CompiledRows(
 )
 _mark_killed = CompiledUpdate(Run, ["status", "finished_at"])
 _KILL_LIST_FIELDS = ("id", "task_id", "organization_id")
-# The runs of a task a kill stops: not finished, in an open status.
-_open_runs = CompiledRows(
+# The runs a kill stops (not finished, in an open status) of a task that is open and has no subtasks.
+_open_runs_of_open_task = CompiledRows(
     lambda task: Run.objects.filter(
-        task_id=task, finished_at__isnull=True, status__in=OPEN_STATUSES
+        ~Exists(Task.objects.filter(parent_id=OuterRef("task_id"))),
+        task_id=task,
+        finished_at__isnull=True,
+        status__in=OPEN_STATUSES,
+        task__status__in=OPEN_STATUSES,
     ).values_list("id"),
     "task",
 )
@@ -380,16 +397,17 @@ def _kill_runs(task_ids: list[int], *, mark: bool) -> list[dict]:
     return kill_list
 
 
-def _kill_runs_of_task(task_id: int, status: str) -> list[dict]:
-    """``_kill_runs`` of one (locked) task in ``status`` that has no subtasks, marking: its open runs
-    marked killed by the statement that finds them, then its new status stored."""
-    now = timezone.now()
-    killed = _mark_killed.matching(_open_runs, {"task": task_id}, [TaskStatus.KILLED, now], _KILL_LIST_FIELDS)
-    if killed:
-        # The stored status is that of the runs (every write of runs keeps it, holding the task's lock):
-        # the failures among them so far, or none when it is open; this kill adds "killed".
-        new_status, finished_at = task_status([(status, None), (TaskStatus.KILLED, now)])
-        _save_task_status.later(Task(pk=task_id, status=new_status, finished_at=finished_at))
+def _kill_open_task(task_id: int) -> list[dict] | None:
+    """The usual kill, an open task without subtasks, by one statement after its family's lock (sent
+    with it): its open runs marked killed by the UPDATE that finds them, and its new status stored
+    ("killed": it was open). The nodes' kill list; None when that UPDATE found no run (a finished or
+    deleted task, subtasks, no open run: ``_kill_runs``'s case)."""
+    _lock_family.lock_later(task=task_id)
+    values = [TaskStatus.KILLED, timezone.now()]
+    killed = _mark_killed.matching(_open_runs_of_open_task, {"task": task_id}, values, _KILL_LIST_FIELDS)
+    if not killed:
+        return None
+    _save_task_status.later(Task(pk=task_id, status=TaskStatus.KILLED, finished_at=None))
     return [{"task_id": task, "run_id": pk, "organization_id": org} for pk, task, org in sorted(killed)]
 
 
@@ -412,15 +430,16 @@ def task_kill(*, principal: Principal, task_id: int) -> None:
     )  # fmt: skip
     principal.require(principal.reaches("event", "send", collaboration_id=task.collaboration_id))
     with transaction.atomic():
-        family = dict(_lock_family(task=task.pk))
-        status = family.get(task.pk)
-        if status is None:
-            raise not_found(f"Task id={task.pk} not found!")  # deleted meanwhile
-        if is_finished(status):
-            raise bad_request(f"Task id={task.pk} already finished with status '{status}', nothing to kill!")
-        if len(family) == 1 and connection.features.can_return_columns_from_insert:
-            kill_list = _kill_runs_of_task(task.pk, status)
-        else:  # subtasks (or an SQLite older than 3.35, without RETURNING)
+        kill_list = _kill_open_task(task.pk) if connection.features.can_return_columns_from_insert else None
+        if kill_list is None:  # not the usual case (or an SQLite older than 3.35, without RETURNING)
+            family = dict(_lock_family(task=task.pk))
+            status = family.get(task.pk)
+            if status is None:
+                raise not_found(f"Task id={task.pk} not found!")  # deleted meanwhile
+            if is_finished(status):
+                raise bad_request(
+                    f"Task id={task.pk} already finished with status '{status}', nothing to kill!"
+                )
             kill_list = _kill_runs(list(family), mark=True)
         _send_kill(task.collaboration_id, kill_list)
         audit(principal, "task.kill", task)
@@ -485,28 +504,16 @@ def _task_runs_sql(connection: BaseDatabaseWrapper) -> tuple[str, tuple]:
     return f"SELECT {aggregate} FROM {table} r WHERE r.{task} = {{outer}}", ()
 
 
-def _lock_task_of_run_sql(connection: BaseDatabaseWrapper) -> str:
-    q = connection.ops.quote_name
-    task, run = q(Task._meta.db_table), q(Run._meta.db_table)
-    return (
-        f"SELECT 1 FROM {task} WHERE {q('id')} = "
-        f"(SELECT {q(Run.task.field.column)} FROM {run} WHERE {q('id')} = %s) FOR UPDATE"
-    )
-
-
-def _lock_task_of_run(run_id: int) -> None:
-    """Lock the row of the run's task before the run is read: every write of runs holds its task's
-    lock, so the runs read next are current. On PostgreSQL the lock goes with the read (``defer``: one
-    query string, each statement with its own snapshot, so the read sees what was committed before
-    the lock was granted). SQLite has one writer and no row locks."""
-    if not connection.features.has_select_for_update or not -(2**63) <= run_id < 2**63:
-        return
-    defer = getattr(connection, "defer", None)
-    if defer is not None:
-        defer(_lock_task_of_run_sql(connection), [run_id])
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(_lock_task_of_run_sql(connection), [run_id])
+# The row of a run's task, locked: taken before the run is read (``lock_later``, with that read), as
+# every write of runs holds its task's lock, so that the runs read next are current.
+_lock_task_of_run = CompiledRows(
+    lambda run: (
+        Task.objects.select_for_update()
+        .filter(pk=Subquery(Run.objects.filter(pk=run).values("task_id")))
+        .values_list("id")
+    ),
+    "run",
+)
 
 
 def _datetime(value: str | None) -> datetime | None:
@@ -539,7 +546,7 @@ _insert_port = CompiledInsert(AlgorithmPort, ["run", "port", "label"])
 @transaction.atomic
 def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     """A node's update of one of its runs, with the semantics the vantage6 node relies on."""
-    _lock_task_of_run(run_id)
+    _lock_task_of_run.lock_later(run=run_id)
     run = _run_to_update(run_id)
     if run is None:
         raise not_found(f"Run id={run_id} not found!")

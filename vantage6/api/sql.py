@@ -268,6 +268,22 @@ class CompiledRows:
             rows = cursor.fetchall()
         return [tuple(_converted(row, plan.converters, connection)) for row in rows]
 
+    def lock_later(self, **values: int) -> None:
+        """Take the row locks of this query (a ``select_for_update`` one) with the transaction's next
+        statement, in its query string, where the database backend can (``defer``: one round trip less
+        on PostgreSQL; each statement of a query string takes its own snapshot, so the next one sees
+        what was committed before the locks were granted), else at once. Without row locks (SQLite,
+        whose one writer excludes the others): nothing."""
+        connection = connections[DEFAULT_DB_ALIAS]
+        if not connection.features.has_select_for_update or not _in_range(values):
+            return
+        defer = getattr(connection, "defer", None)
+        if defer is None:
+            self(**values)
+            return
+        plan, params = self.query(connection, values)
+        defer(plan.sql, params)
+
 
 def _in_range(values: dict[str, int]) -> bool:
     return all(_INT64_MIN <= value <= _INT64_MAX for value in values.values())
