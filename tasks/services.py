@@ -32,7 +32,7 @@ from django.utils.dateparse import parse_datetime
 
 from accounts.models import User
 from accounts.permissions import Principal, fetch_named
-from accounts.services import audit
+from accounts.services import audit, audited_insert
 from accounts.tokens import container_token
 from collaborations.models import AlgorithmStore, Collaboration, Study
 from collaborations.store_client import algorithm_digest, this_server_url, user_authorization
@@ -625,19 +625,25 @@ _insert_port_of_node = CompiledInsertIf(
 )
 
 
-@transaction.atomic
 def port_create(*, principal: Principal, run_id: int, port: int, label: str | None) -> AlgorithmPort:
-    # The usual case in one statement: the port of a run the calling node executes.
+    # The usual case in one statement: the port of a run the calling node executes (on PostgreSQL
+    # with its audit record: one round trip, no transaction of its own).
     keys = {
         "run": run_id,
         "organization": principal.organization_id,
         "collaboration": principal.node.collaboration_id,
     }
-    algorithm_port = _insert_port_of_node(keys, run_id=run_id, port=port, label=label)
-    if algorithm_port is None:
-        run = _run_of_node(principal, run_id)  # the 404 or the 401, as the permission engine judges
-        algorithm_port = _insert_port(run=run, port=port, label=label)
-    audit(principal, "port.create", algorithm_port)
+    values = {"run_id": run_id, "port": port, "label": label}
+    if connection.vendor == "postgresql":
+        algorithm_port = audited_insert(_insert_port_of_node, keys, principal, "port.create", **values)
+        if algorithm_port is not None:
+            return algorithm_port
+    with transaction.atomic():
+        algorithm_port = _insert_port_of_node(keys, **values)
+        if algorithm_port is None:
+            run = _run_of_node(principal, run_id)  # the 404 or the 401, as the permission engine judges
+            algorithm_port = _insert_port(run=run, port=port, label=label)
+        audit(principal, "port.create", algorithm_port)
     return algorithm_port
 
 

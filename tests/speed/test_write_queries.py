@@ -109,8 +109,10 @@ def test_port_of_a_run(api):
     run = make_run(make_task(collab, orgs[0]), orgs[0])
     headers = warmed(api, nodes[0])
     body = {"port": 8080, "run_id": run.pk, "label": "api"}
-    # The caller, the INSERT (if the run is one the node executes), the audit record.
-    assert statements(lambda: api.post("/api/port", body, format="json", **headers)) == 3
+    # The caller, the INSERT (if the run is one the node executes), the audit record (on PostgreSQL in
+    # the INSERT's statement).
+    audit = 0 if connection.vendor == "postgresql" else 1
+    assert statements(lambda: api.post("/api/port", body, format="json", **headers)) == 2 + audit
 
 
 @pytest.mark.parametrize("size", [5, 50])
@@ -169,9 +171,10 @@ def test_post_task_answers_the_task_as_it_is_stored(api):
 # with the UPDATE of its open runs. A new task's job id, databases and runs (the answer shows them as
 # written) go with the audit record and COMMIT: the caller (a container: whether its task still runs),
 # the collaboration with its members, the nodes, their policies (users) or the parent task
-# (containers), the task's INSERT, the rest with COMMIT.
+# (containers), the task's INSERT, the rest with COMMIT. A port and its audit record are one statement
+# (a data-modifying WITH), which needs no transaction of its own.
 ROUND_TRIPS = [
-    ("port", 3),
+    ("port", 2),
     ("run status", 3),
     ("run completion", 3),
     ("kill", 4),
@@ -207,6 +210,9 @@ def test_round_trips_of_a_write_on_postgresql(api, sent, write, expected):
     response = method(path, body, format="json", **headers)
 
     assert response.status_code < 300, response.content
+    assert len(sent) == expected, sent
+    if write == "port":  # one statement with its audit record: atomic alone
+        assert sent[-1].startswith("WITH ") and 'INSERT INTO "audit_entry"' in sent[-1]
+        return
     assert [sql.startswith("BEGIN; ") for sql in sent].count(True) == 1
     assert 'INSERT INTO "audit_entry"' in sent[-1] and sent[-1].endswith("; COMMIT")
-    assert len(sent) == expected, sent

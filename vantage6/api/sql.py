@@ -564,6 +564,48 @@ class CompiledInsertIf(_CompiledWrite[M]):
         instance._state.db = connection.alias
         return instance
 
+    def with_entry(
+        self,
+        keys: dict[str, int],
+        entry: CompiledInsert,
+        entry_values: Callable[[M], dict],
+        reference: str,
+        **values: object,
+    ) -> M | None:
+        """``self(keys, **values)`` and, in the same statement, one row of ``entry`` (the values
+        ``entry_values`` gives for the new instance) whose field ``reference`` is the new row's key:
+        a data-modifying ``WITH`` (PostgreSQL only), atomic on its own. Neither row is written when
+        ``condition`` finds no row."""
+        if not _in_range(keys):
+            return None
+        connection = connections[DEFAULT_DB_ALIAS]
+        instance = self.model(**values)
+        params = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in self.fields]
+        query, condition_params = self.condition.query(connection, keys)
+        noted = entry.model(**entry_values(instance))
+        key = connection.ops.quote_name(self.pk_column)
+        columns, noted_params = [], []
+        for field in entry.fields:
+            if field.name == reference:
+                columns.append(f"n.{key}")
+            else:
+                columns.append("%s")
+                noted_params.append(field.get_db_prep_save(field.pre_save(noted, True), connection))
+        head = entry.sql(connection).partition(" VALUES ")[0]
+        sql = (
+            f"WITH n AS ({self.sql(connection)} ({query.sql}) RETURNING {key}), "
+            f"e AS ({head} SELECT {', '.join(columns)} FROM n) SELECT {key} FROM n"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, *condition_params, *noted_params])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        instance.pk = row[0]
+        instance._state.adding = False
+        instance._state.db = connection.alias
+        return instance
+
 
 # A condition's shape: its structure, lookups and constants, with its integers as parameters:
 # ("q", connector, negated, parts); a part is a shape or ("int", lookup), ("ints", lookup, count),
