@@ -102,8 +102,31 @@ def _check_members(
             raise bad_request(f"Organization(s) {missing} are not part of study id={study.pk}!")
 
 
+_POLICY_KEYS = ("allowed_users", "allowed_orgs")
+
+
+def _policies_sql(connection: BaseDatabaseWrapper) -> tuple[str, tuple]:
+    """The node's ``allowed_users``/``allowed_orgs`` rows as one JSON array of ``[key, value]``."""
+    q = connection.ops.quote_name
+    pair = f"c.{q('key')}, c.{q('value')}"
+    if connection.vendor == "postgresql":
+        aggregate = f"CAST(json_agg(json_build_array({pair})) AS text)"
+    else:
+        aggregate = f"json_group_array(json_array({pair}))"
+    table, node, key = q(NodeConfig._meta.db_table), q(NodeConfig.node.field.column), q("key")
+    return (
+        f"SELECT {aggregate} FROM {table} c WHERE c.{node} = {{outer}} AND c.{key} IN (%s, %s)",
+        _POLICY_KEYS,
+    )
+
+
 def _target_nodes(collaboration: Collaboration, org_ids: list[int]) -> list[Node]:
-    nodes = list(Node.objects.filter(collaboration=collaboration, organization_id__in=org_ids))
+    """The nodes of these organizations in the collaboration, each with its policies (``policy_rows``)."""
+    nodes = list(
+        Node.objects.filter(collaboration=collaboration, organization_id__in=org_ids).annotate(
+            policy_rows=CorrelatedSQL(_policies_sql, output_field=TextField())
+        )
+    )
     if missing := sorted(set(org_ids) - {node.organization_id for node in nodes}):
         raise bad_request(
             "Cannot create this task because there are no nodes for the following organization(s) "
@@ -114,12 +137,10 @@ def _target_nodes(collaboration: Collaboration, org_ids: list[int]) -> list[Node
 
 def _check_node_policies(principal: Principal, nodes: list[Node]) -> None:
     """Nodes that shared ``allowed_users``/``allowed_orgs`` only take tasks from those users/orgs."""
-    rows = NodeConfig.objects.filter(node__in=nodes, key__in=("allowed_users", "allowed_orgs")).values_list(
-        "node_id", "key", "value"
-    )
     policies: dict[int, dict[str, set[str]]] = {}
-    for node_id, key, value in rows:
-        policies.setdefault(node_id, {"allowed_users": set(), "allowed_orgs": set()})[key].add(value.strip())
+    for node in nodes:
+        for key, value in json.loads(getattr(node, "policy_rows") or "[]"):  # noqa: B009 - an annotation
+            policies.setdefault(node.pk, {name: set() for name in _POLICY_KEYS})[key].add(value.strip())
     if not policies:
         return
     user = principal.user
