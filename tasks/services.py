@@ -120,13 +120,13 @@ def _policies_sql(connection: BaseDatabaseWrapper) -> tuple[str, tuple]:
     )
 
 
-def _target_nodes(collaboration: Collaboration, org_ids: list[int]) -> list[Node]:
-    """The nodes of these organizations in the collaboration, each with its policies (``policy_rows``)."""
-    nodes = list(
-        Node.objects.filter(collaboration=collaboration, organization_id__in=org_ids).annotate(
-            policy_rows=CorrelatedSQL(_policies_sql, output_field=TextField())
-        )
-    )
+def _target_nodes(collaboration: Collaboration, org_ids: list[int], *, policies: bool) -> list[Node]:
+    """The nodes of these organizations in the collaboration, with their policies (``policy_rows``)
+    when ``policies``."""
+    queryset = Node.objects.filter(collaboration=collaboration, organization_id__in=org_ids)
+    if policies:
+        queryset = queryset.annotate(policy_rows=CorrelatedSQL(_policies_sql, output_field=TextField()))
+    nodes = list(queryset)
     if missing := sorted(set(org_ids) - {node.organization_id for node in nodes}):
         raise bad_request(
             "Cannot create this task because there are no nodes for the following organization(s) "
@@ -254,7 +254,7 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     org_ids = [entry["id"] for entry in data["organizations"]]
     members = {int(org_id) for org_id in (getattr(collaboration, "member_ids") or "").split(",") if org_id}  # noqa: B009 - an annotation
     _check_members(collaboration, study, org_ids, members)
-    nodes = _target_nodes(collaboration, org_ids)
+    nodes = _target_nodes(collaboration, org_ids, policies=principal.is_user)
     if principal.is_user:
         _check_node_policies(principal, nodes)
     principal.require(
