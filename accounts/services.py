@@ -14,7 +14,7 @@ from accounts.catalogue import ROOT
 from accounts.models import AuditAction, AuditEntry, Authenticatable, Role, Rule, User
 from accounts.permissions import Principal, missing_to, organizations
 from vantage6.api.errors import bad_request, not_found, unauthorized
-from vantage6.api.sql import CompiledInsert
+from vantage6.api.sql import CompiledInsert, CompiledInsertIf, M
 
 ROOT_USERNAME = "root"
 
@@ -57,16 +57,33 @@ _insert_audit_entry = CompiledInsert(
 def audit(principal: Any, action: str, obj: Any = None, **data: object) -> None:
     """Record one state-changing action by ``principal`` (a ``Principal`` or an ``Actor``; None: the
     system itself). ``action`` is one of ``AuditAction`` (ValueError otherwise)."""
+    _insert_audit_entry.later(**audit_entry(principal, action, obj, **data))
+
+
+def audit_entry(principal: Any, action: str, obj: Any = None, **data: object) -> dict:
+    """The values of ``audit``'s record."""
     kind = getattr(principal, "kind", "system")
-    _insert_audit_entry.later(
-        actor_type=kind,
-        actor_id=getattr(principal, "id", None) if kind != "container" else principal.claims.get("node_id"),
-        actor_organization_id=getattr(principal, "organization_id", None) if kind != "system" else None,
-        action=AuditAction(action),
-        object_type=type(obj).__name__.lower() if obj is not None else "",
-        object_id=getattr(obj, "pk", None),
-        object_organization_id=_organization_of(obj),
-        data=data,
+    return {
+        "actor_type": kind,
+        "actor_id": getattr(principal, "id", None)
+        if kind != "container"
+        else principal.claims.get("node_id"),
+        "actor_organization_id": getattr(principal, "organization_id", None) if kind != "system" else None,
+        "action": AuditAction(action),
+        "object_type": type(obj).__name__.lower() if obj is not None else "",
+        "object_id": getattr(obj, "pk", None),
+        "object_organization_id": _organization_of(obj),
+        "data": data,
+    }
+
+
+def audited_insert(
+    insert: CompiledInsertIf[M], keys: dict[str, int], principal: Any, action: str, **values: object
+) -> M | None:
+    """``insert(keys, **values)`` and ``audit``'s record of it in one statement (a data-modifying
+    ``WITH``: atomic on its own, one round trip): PostgreSQL only. None when nothing was written."""
+    return insert.with_entry(
+        keys, _insert_audit_entry, lambda row: audit_entry(principal, action, row), "object_id", **values
     )
 
 

@@ -8,18 +8,33 @@ import errno
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Case, F, Model, Q, QuerySet, TextField, Value, When
+from django.db.models import (
+    Case,
+    CharField,
+    Exists,
+    F,
+    Model,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from accounts.models import User
 from accounts.permissions import Principal, fetch_named
-from accounts.services import audit
+from accounts.services import audit, audited_insert
 from accounts.tokens import container_token
 from collaborations.models import AlgorithmStore, Collaboration, Study
 from collaborations.store_client import algorithm_digest, this_server_url, user_authorization
@@ -46,6 +61,7 @@ from vantage6.api.sql import (
     CompiledUpdate,
     CorrelatedSQL,
     PkLookup,
+    joined,
 )
 
 logger = logging.getLogger(__name__)
@@ -71,7 +87,7 @@ def _collaboration_and_study(principal: Principal, data: dict) -> tuple[Collabor
     collaboration_id = data.get("collaboration_id") or study.collaboration_id  # type: ignore[union-attr]
     missing = f"Collaboration id={collaboration_id} not found!"
     collaboration = fetch_named(
-        principal, Collaboration.objects.all(), collaboration_id, missing=missing,
+        principal, _collaboration_with_members, collaboration_id, missing=missing,
         reach=lambda collaboration: creates_in(collaboration.pk),
     )  # fmt: skip
     if study is not None and study.collaboration_id != collaboration.pk:
@@ -90,8 +106,31 @@ def _check_members(
             raise bad_request(f"Organization(s) {missing} are not part of study id={study.pk}!")
 
 
-def _target_nodes(collaboration: Collaboration, org_ids: list[int]) -> list[Node]:
-    nodes = list(Node.objects.filter(collaboration=collaboration, organization_id__in=org_ids))
+_POLICY_KEYS = ("allowed_users", "allowed_orgs")
+
+
+def _policies_sql(connection: BaseDatabaseWrapper) -> tuple[str, tuple]:
+    """The node's ``allowed_users``/``allowed_orgs`` rows as one JSON array of ``[key, value]``."""
+    q = connection.ops.quote_name
+    pair = f"c.{q('key')}, c.{q('value')}"
+    if connection.vendor == "postgresql":
+        aggregate = f"CAST(json_agg(json_build_array({pair})) AS text)"
+    else:
+        aggregate = f"json_group_array(json_array({pair}))"
+    table, node, key = q(NodeConfig._meta.db_table), q(NodeConfig.node.field.column), q("key")
+    return (
+        f"SELECT {aggregate} FROM {table} c WHERE c.{node} = {{outer}} AND c.{key} IN (%s, %s)",
+        _POLICY_KEYS,
+    )
+
+
+def _target_nodes(collaboration: Collaboration, org_ids: list[int], *, policies: bool) -> list[Node]:
+    """The nodes of these organizations in the collaboration, with their policies (``policy_rows``)
+    when ``policies``."""
+    queryset = Node.objects.filter(collaboration=collaboration, organization_id__in=org_ids)
+    if policies:
+        queryset = queryset.annotate(policy_rows=CorrelatedSQL(_policies_sql, output_field=TextField()))
+    nodes = list(queryset)
     if missing := sorted(set(org_ids) - {node.organization_id for node in nodes}):
         raise bad_request(
             "Cannot create this task because there are no nodes for the following organization(s) "
@@ -102,12 +141,10 @@ def _target_nodes(collaboration: Collaboration, org_ids: list[int]) -> list[Node
 
 def _check_node_policies(principal: Principal, nodes: list[Node]) -> None:
     """Nodes that shared ``allowed_users``/``allowed_orgs`` only take tasks from those users/orgs."""
-    rows = NodeConfig.objects.filter(node__in=nodes, key__in=("allowed_users", "allowed_orgs")).values_list(
-        "node_id", "key", "value"
-    )
     policies: dict[int, dict[str, set[str]]] = {}
-    for node_id, key, value in rows:
-        policies.setdefault(node_id, {"allowed_users": set(), "allowed_orgs": set()})[key].add(value.strip())
+    for node in nodes:
+        for key, value in json.loads(getattr(node, "policy_rows") or "[]"):  # noqa: B009 - an annotation
+            policies.setdefault(node.pk, {name: set() for name in _POLICY_KEYS})[key].add(value.strip())
     if not policies:
         return
     user = principal.user
@@ -123,12 +160,14 @@ def _check_node_policies(principal: Principal, nodes: list[Node]) -> None:
 
 # A task by primary key, compiled once per connection (a container's parent task, a task to kill).
 _task_by_pk = PkLookup(lambda: Task.objects.all())
-# The organizations of a collaboration, by its membership rows.
-_members_of = CompiledRows(
-    lambda collaboration: Collaboration.organizations.through.objects.filter(
-        collaboration_id=collaboration
-    ).values_list("organization_id"),
-    "collaboration",
+# A collaboration with the ids of its organizations (``member_ids``, joined by commas), in one query.
+_collaboration_with_members = PkLookup(
+    lambda: Collaboration.objects.annotate(
+        member_ids=joined(
+            Collaboration.organizations.through.objects.filter(collaboration_id=OuterRef("pk")),
+            Cast("organization_id", CharField()),
+        )
+    )
 )
 _save_job_id = CompiledUpdate(Task, ["job_id"])
 
@@ -217,9 +256,9 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     """Create a task, its database entries and one run per organization (POST /task checks, in order)."""
     collaboration, study = _collaboration_and_study(principal, data)
     org_ids = [entry["id"] for entry in data["organizations"]]
-    members = {org_id for (org_id,) in _members_of(collaboration=collaboration.pk)}
+    members = {int(org_id) for org_id in (getattr(collaboration, "member_ids") or "").split(",") if org_id}  # noqa: B009 - an annotation
     _check_members(collaboration, study, org_ids, members)
-    nodes = _target_nodes(collaboration, org_ids)
+    nodes = _target_nodes(collaboration, org_ids, policies=principal.is_user)
     if principal.is_user:
         _check_node_policies(principal, nodes)
     principal.require(
@@ -252,8 +291,9 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     if parent is None:
         # A top-level task starts a new job; its own id is unique and above every earlier job id.
         task.job_id = task.pk
-        _save_job_id(task)
-    databases = _insert_databases.many(
+        _save_job_id.later(task)
+    # Nothing reads the new rows back in this request: they go with the commit on PostgreSQL.
+    databases = _insert_databases.many_later(
         [
             {"task": task, "database": entry["label"], "parameters": database_parameters(entry)}
             for entry in data.get("databases") or []
@@ -261,7 +301,7 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     )
     _known_databases(task, databases)
     now = timezone.now()
-    _insert_runs.many(
+    _insert_runs.many_later(
         [
             {
                 "task": task,
@@ -344,10 +384,14 @@ _runs_to_kill = CompiledRows(
 )
 _mark_killed = CompiledUpdate(Run, ["status", "finished_at"])
 _KILL_LIST_FIELDS = ("id", "task_id", "organization_id")
-# The runs of a task a kill stops: not finished, in an open status.
-_open_runs = CompiledRows(
+# The runs a kill stops (not finished, in an open status) of a task that is open and has no subtasks.
+_open_runs_of_open_task = CompiledRows(
     lambda task: Run.objects.filter(
-        task_id=task, finished_at__isnull=True, status__in=OPEN_STATUSES
+        ~Exists(Task.objects.filter(parent_id=OuterRef("task_id"))),
+        task_id=task,
+        finished_at__isnull=True,
+        status__in=OPEN_STATUSES,
+        task__status__in=OPEN_STATUSES,
     ).values_list("id"),
     "task",
 )
@@ -378,16 +422,17 @@ def _kill_runs(task_ids: list[int], *, mark: bool) -> list[dict]:
     return kill_list
 
 
-def _kill_runs_of_task(task_id: int, status: str) -> list[dict]:
-    """``_kill_runs`` of one (locked) task in ``status`` that has no subtasks, marking: its open runs
-    marked killed by the statement that finds them, then its new status stored."""
-    now = timezone.now()
-    killed = _mark_killed.matching(_open_runs, {"task": task_id}, [TaskStatus.KILLED, now], _KILL_LIST_FIELDS)
-    if killed:
-        # The stored status is that of the runs (every write of runs keeps it, holding the task's lock):
-        # the failures among them so far, or none when it is open; this kill adds "killed".
-        new_status, finished_at = task_status([(status, None), (TaskStatus.KILLED, now)])
-        _save_task_status.later(Task(pk=task_id, status=new_status, finished_at=finished_at))
+def _kill_open_task(task_id: int) -> list[dict] | None:
+    """The usual kill, an open task without subtasks, by one statement after its family's lock (sent
+    with it): its open runs marked killed by the UPDATE that finds them, and its new status stored
+    ("killed": it was open). The nodes' kill list; None when that UPDATE found no run (a finished or
+    deleted task, subtasks, no open run: ``_kill_runs``'s case)."""
+    _lock_family.lock_later(task=task_id)
+    values = [TaskStatus.KILLED, timezone.now()]
+    killed = _mark_killed.matching(_open_runs_of_open_task, {"task": task_id}, values, _KILL_LIST_FIELDS)
+    if not killed:
+        return None
+    _save_task_status.later(Task(pk=task_id, status=TaskStatus.KILLED, finished_at=None))
     return [{"task_id": task, "run_id": pk, "organization_id": org} for pk, task, org in sorted(killed)]
 
 
@@ -410,15 +455,16 @@ def task_kill(*, principal: Principal, task_id: int) -> None:
     )  # fmt: skip
     principal.require(principal.reaches("event", "send", collaboration_id=task.collaboration_id))
     with transaction.atomic():
-        family = dict(_lock_family(task=task.pk))
-        status = family.get(task.pk)
-        if status is None:
-            raise not_found(f"Task id={task.pk} not found!")  # deleted meanwhile
-        if is_finished(status):
-            raise bad_request(f"Task id={task.pk} already finished with status '{status}', nothing to kill!")
-        if len(family) == 1 and connection.features.can_return_columns_from_insert:
-            kill_list = _kill_runs_of_task(task.pk, status)
-        else:  # subtasks (or an SQLite older than 3.35, without RETURNING)
+        kill_list = _kill_open_task(task.pk) if connection.features.can_return_columns_from_insert else None
+        if kill_list is None:  # not the usual case (or an SQLite older than 3.35, without RETURNING)
+            family = dict(_lock_family(task=task.pk))
+            status = family.get(task.pk)
+            if status is None:
+                raise not_found(f"Task id={task.pk} not found!")  # deleted meanwhile
+            if is_finished(status):
+                raise bad_request(
+                    f"Task id={task.pk} already finished with status '{status}', nothing to kill!"
+                )
             kill_list = _kill_runs(list(family), mark=True)
         _send_kill(task.collaboration_id, kill_list)
         audit(principal, "task.kill", task)
@@ -455,14 +501,8 @@ def node_kill(*, principal: Principal, node: Node) -> None:
 
 
 # --- runs ----------------------------------------------------------------------------------------------
-# The run with its task, by primary key, compiled once per connection: the nodes' writes look it up
-# on every call (for an update, with its task's row locked).
+# The run with its task, by primary key, compiled once per database (a node's writes of ports).
 _run_with_task = PkLookup(lambda: Run.objects.select_related("task"))
-# The statuses and times of a task's runs, from which the task's status follows.
-_runs_of_task = CompiledRows(
-    lambda task: Run.objects.filter(task_id=task).values_list("id", "status", "started_at", "finished_at"),
-    "task",
-)
 
 
 def _ports_sql(connection: BaseDatabaseWrapper) -> tuple[str, tuple]:
@@ -477,12 +517,47 @@ def _ports_sql(connection: BaseDatabaseWrapper) -> tuple[str, tuple]:
     return f"SELECT json_group_array(json_array({row})) FROM ({ordered}) p", ()
 
 
-# The run to update, its task's row locked, with its ports (the answer shows them).
-_run_with_task_locked = PkLookup(
-    lambda: (
-        Run.objects.select_for_update(of=("task",))
-        .select_related("task")
-        .annotate(port_rows=CorrelatedSQL(_ports_sql, output_field=TextField()))
+def _task_runs_sql(connection: BaseDatabaseWrapper) -> tuple[str, tuple]:
+    """The runs of the outer row's task as one JSON array of ``[id, status, started_at, finished_at]``."""
+    q = connection.ops.quote_name
+    row = ", ".join(f"r.{q(name)}" for name in ("id", "status", "started_at", "finished_at"))
+    table, task = q(Run._meta.db_table), q(Run.task.field.column)
+    if connection.vendor == "postgresql":
+        aggregate = f"CAST(json_agg(json_build_array({row})) AS text)"
+    else:
+        aggregate = f"json_group_array(json_array({row}))"
+    return f"SELECT {aggregate} FROM {table} r WHERE r.{task} = {{outer}}", ()
+
+
+# The row of a run's task, locked: taken before the run is read (``lock_later``, with that read), as
+# every write of runs holds its task's lock, so that the runs read next are current.
+_lock_task_of_run = CompiledRows(
+    lambda run: (
+        Task.objects.select_for_update()
+        .filter(pk=Subquery(Run.objects.filter(pk=run).values("task_id")))
+        .values_list("id")
+    ),
+    "run",
+)
+
+
+def _datetime(value: str | None) -> datetime | None:
+    """A time as JSON gives it (PostgreSQL: ISO 8601 with its offset; SQLite: as stored), as the ORM
+    reads it: aware with ``USE_TZ`` (SQLite stores UTC), else naive in the default time zone."""
+    parsed = parse_datetime(value) if value is not None else None
+    if parsed is None:
+        return None
+    if settings.USE_TZ:
+        return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=UTC)
+    return timezone.make_naive(parsed) if timezone.is_aware(parsed) else parsed
+
+
+# The run to update with its task, its ports (the answer shows them) and the statuses and times of
+# its task's runs (from which the task's status follows), in one statement after the task's lock.
+_run_to_update = PkLookup(
+    lambda: Run.objects.select_related("task").annotate(
+        port_rows=CorrelatedSQL(_ports_sql, output_field=TextField()),
+        task_runs=CorrelatedSQL(_task_runs_sql, output_field=TextField(), outer="task_id"),
     )
 )
 # What a run update and a port write, written once (the ORM would build each statement per request).
@@ -496,15 +571,14 @@ _insert_port = CompiledInsert(AlgorithmPort, ["run", "port", "label"])
 @transaction.atomic
 def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     """A node's update of one of its runs, with the semantics the vantage6 node relies on."""
-    # The task's row is locked; the run as read here may be older than that lock (on PostgreSQL), so
-    # its status and times are taken from the runs of the task read after it.
-    run = _run_with_task_locked(run_id)
+    _lock_task_of_run.lock_later(run=run_id)
+    run = _run_to_update(run_id)
     if run is None:
         raise not_found(f"Run id={run_id} not found!")
     principal.require(principal.allows("run", run, "edit"), "This is not your algorithm run to update!")
     runs: dict[int, list[Any]] = {
-        pk: [status, started_at, finished_at]
-        for pk, status, started_at, finished_at in _runs_of_task(task=run.task_id)
+        pk: [status, _datetime(started_at), _datetime(finished_at)]
+        for pk, status, started_at, finished_at in json.loads(getattr(run, "task_runs"))  # noqa: B009 - an annotation
     }
     run.status, run.started_at, run.finished_at = runs[run.pk]
     if run.finished_at is not None:
@@ -576,19 +650,25 @@ _insert_port_of_node = CompiledInsertIf(
 )
 
 
-@transaction.atomic
 def port_create(*, principal: Principal, run_id: int, port: int, label: str | None) -> AlgorithmPort:
-    # The usual case in one statement: the port of a run the calling node executes.
+    # The usual case in one statement: the port of a run the calling node executes (on PostgreSQL
+    # with its audit record: one round trip, no transaction of its own).
     keys = {
         "run": run_id,
         "organization": principal.organization_id,
         "collaboration": principal.node.collaboration_id,
     }
-    algorithm_port = _insert_port_of_node(keys, run_id=run_id, port=port, label=label)
-    if algorithm_port is None:
-        run = _run_of_node(principal, run_id)  # the 404 or the 401, as the permission engine judges
-        algorithm_port = _insert_port(run=run, port=port, label=label)
-    audit(principal, "port.create", algorithm_port)
+    values = {"run_id": run_id, "port": port, "label": label}
+    if connection.vendor == "postgresql":
+        algorithm_port = audited_insert(_insert_port_of_node, keys, principal, "port.create", **values)
+        if algorithm_port is not None:
+            return algorithm_port
+    with transaction.atomic():
+        algorithm_port = _insert_port_of_node(keys, **values)
+        if algorithm_port is None:
+            run = _run_of_node(principal, run_id)  # the 404 or the 401, as the permission engine judges
+            algorithm_port = _insert_port(run=run, port=port, label=label)
+        audit(principal, "port.create", algorithm_port)
     return algorithm_port
 
 

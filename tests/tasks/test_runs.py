@@ -303,12 +303,16 @@ def test_ports_are_managed_by_the_node_of_the_run(api, world, runs):
     assert response.status_code == 201
     assert response.json() == {"id": AlgorithmPort.objects.get().pk, "port": 8080, "label": "api"}
     entry = AuditEntry.objects.filter(action="port.create").get()
-    assert (entry.actor_type, entry.actor_id, entry.object_type, entry.object_id) == (
-        "node",
-        world.node_a.pk,
-        "algorithmport",
-        response.json()["id"],
-    )
+    assert (
+        entry.actor_type,
+        entry.actor_id,
+        entry.actor_organization_id,
+        entry.object_type,
+        entry.object_id,
+        entry.object_organization_id,
+        entry.data,
+    ) == ("node", world.node_a.pk, world.org_a.pk, "algorithmport", response.json()["id"], None, {})
+    assert entry.created_at is not None
     for bad in (
         {"port": 0, "run_id": runs["ra"].pk},
         {"port": 70000, "run_id": 1},

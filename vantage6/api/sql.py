@@ -268,6 +268,22 @@ class CompiledRows:
             rows = cursor.fetchall()
         return [tuple(_converted(row, plan.converters, connection)) for row in rows]
 
+    def lock_later(self, **values: int) -> None:
+        """Take the row locks of this query (a ``select_for_update`` one) with the transaction's next
+        statement, in its query string, where the database backend can (``defer``: one round trip less
+        on PostgreSQL; each statement of a query string takes its own snapshot, so the next one sees
+        what was committed before the locks were granted), else at once. Without row locks (SQLite,
+        whose one writer excludes the others): nothing."""
+        connection = connections[DEFAULT_DB_ALIAS]
+        if not connection.features.has_select_for_update or not _in_range(values):
+            return
+        defer = getattr(connection, "defer", None)
+        if defer is None:
+            self(**values)
+            return
+        plan, params = self.query(connection, values)
+        defer(plan.sql, params)
+
 
 def _in_range(values: dict[str, int]) -> bool:
     return all(_INT64_MIN <= value <= _INT64_MAX for value in values.values())
@@ -388,8 +404,35 @@ class CompiledInsert(_CompiledWrite[M]):
         instances = [self.model(**values) for values in rows]
         if not connection.features.can_return_rows_from_bulk_insert:  # an SQLite older than 3.35
             return self.model._default_manager.bulk_create(instances)
-        insert, _, returning = self.sql(connection).partition(" RETURNING ")
-        head, _, one = insert.rpartition(" VALUES ")
+        returning = self.sql(connection).partition(" RETURNING ")[2]
+        for batch, sql, params in self._batches(instances, connection):
+            with connection.cursor() as cursor:
+                cursor.execute(f"{sql} RETURNING {returning}", params)
+                keys = [row[0] for row in cursor.fetchall()]
+            for instance, pk in zip(batch, keys, strict=True):
+                instance.pk = pk
+                instance._state.adding = False
+                instance._state.db = connection.alias
+        return instances
+
+    def many_later(self, rows: Sequence[dict]) -> list[M]:
+        """``many(rows)`` sent with the transaction's next statement or its commit, where the database
+        backend can (``defer``), else at once. Deferred, the instances have no primary keys: for rows
+        nothing reads in the same request but through these instances' other fields."""
+        connection = connections[DEFAULT_DB_ALIAS]
+        defer = getattr(connection, "defer", None)
+        if defer is None:
+            return self.many(rows)
+        instances = [self.model(**values) for values in rows]
+        for _batch, sql, params in self._batches(instances, connection):
+            defer(sql, params)
+        return instances
+
+    def _batches(
+        self, instances: list[M], connection: BaseDatabaseWrapper
+    ) -> Iterator[tuple[list[M], str, list]]:
+        """The ``INSERT`` of each ``BATCH`` of ``instances`` (without ``RETURNING``), and its parameters."""
+        head, _, one = self.sql(connection).partition(" RETURNING ")[0].rpartition(" VALUES ")
         for start in range(0, len(instances), self.BATCH):
             batch = instances[start : start + self.BATCH]
             params = [
@@ -397,14 +440,7 @@ class CompiledInsert(_CompiledWrite[M]):
                 for instance in batch
                 for field in self.fields
             ]
-            with connection.cursor() as cursor:
-                cursor.execute(f"{head} VALUES {', '.join([one] * len(batch))} RETURNING {returning}", params)
-                keys = [row[0] for row in cursor.fetchall()]
-            for instance, pk in zip(batch, keys, strict=True):
-                instance.pk = pk
-                instance._state.adding = False
-                instance._state.db = connection.alias
-        return instances
+            yield batch, f"{head} VALUES {', '.join([one] * len(batch))}", params
 
 
 class CompiledUpdate(_CompiledWrite[M]):
@@ -524,6 +560,48 @@ class CompiledInsertIf(_CompiledWrite[M]):
         if pk is None:
             return None
         instance.pk = pk
+        instance._state.adding = False
+        instance._state.db = connection.alias
+        return instance
+
+    def with_entry(
+        self,
+        keys: dict[str, int],
+        entry: CompiledInsert,
+        entry_values: Callable[[M], dict],
+        reference: str,
+        **values: object,
+    ) -> M | None:
+        """``self(keys, **values)`` and, in the same statement, one row of ``entry`` (the values
+        ``entry_values`` gives for the new instance) whose field ``reference`` is the new row's key:
+        a data-modifying ``WITH`` (PostgreSQL only), atomic on its own. Neither row is written when
+        ``condition`` finds no row."""
+        if not _in_range(keys):
+            return None
+        connection = connections[DEFAULT_DB_ALIAS]
+        instance = self.model(**values)
+        params = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in self.fields]
+        query, condition_params = self.condition.query(connection, keys)
+        noted = entry.model(**entry_values(instance))
+        key = connection.ops.quote_name(self.pk_column)
+        columns, noted_params = [], []
+        for field in entry.fields:
+            if field.name == reference:
+                columns.append(f"n.{key}")
+            else:
+                columns.append("%s")
+                noted_params.append(field.get_db_prep_save(field.pre_save(noted, True), connection))
+        head = entry.sql(connection).partition(" VALUES ")[0]
+        sql = (
+            f"WITH n AS ({self.sql(connection)} ({query.sql}) RETURNING {key}), "
+            f"e AS ({head} SELECT {', '.join(columns)} FROM n) SELECT {key} FROM n"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, *condition_params, *noted_params])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        instance.pk = row[0]
         instance._state.adding = False
         instance._state.db = connection.alias
         return instance
