@@ -18,7 +18,7 @@ from django.contrib.auth.forms import PasswordChangeForm
 from django.contrib.auth.models import Group
 from django.contrib.auth.views import PasswordChangeView
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from django.urls import reverse
 from rest_framework.exceptions import ValidationError as ApiValidationError
 
@@ -62,7 +62,7 @@ class AdminPasswordChangeForm(PasswordChangeForm):
         return self.cleaned_data["old_password"]  # checked by the service, which counts a wrong one
 
     def clean(self) -> dict:
-        cleaned = super().clean()
+        cleaned = cast(dict, super().clean())
         if self.errors:
             return cleaned
         try:
@@ -84,7 +84,7 @@ class AdminPasswordChangeForm(PasswordChangeForm):
         return self.user
 
 
-def _password_change(request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+def _password_change(request: HttpRequest, extra_context: dict | None = None) -> HttpResponseBase:
     """Django's page for changing one's own password, with ``AdminPasswordChangeForm``."""
     view = PasswordChangeView.as_view(
         form_class=AdminPasswordChangeForm,
@@ -97,7 +97,7 @@ def _password_change(request: HttpRequest, extra_context: dict | None = None) ->
 
 admin.site.login_form = AdminLoginForm
 admin.site.login_template = "accounts/admin_login.html"
-admin.site.password_change = _password_change  # type: ignore[method-assign]  # before the URLs are built
+admin.site.password_change = _password_change  # type: ignore[method-assign,assignment]  # before the URLs exist
 admin.site.site_header = "vantage6 server administration"
 admin.site.unregister(Group)  # permissions come from rules, never from Django groups
 
