@@ -41,12 +41,14 @@ def require_no_node_yet(*, organization_id: int, collaboration_id: int) -> None:
 
 @transaction.atomic
 def collaboration_node_add(*, principal: Principal, collaboration: Collaboration, node_id: int) -> None:
-    # A node of a member may join, whoever may view it.
+    # A node of a member may join, whoever may view it, by those who may edit it: the node serves its
+    # organization's data to whichever collaboration it is in.
     members = collaboration.organizations.values_list("pk", flat=True)
     node = fetch_named(
         principal, Node.objects.select_for_update(), node_id, missing=f"Node with id={node_id} not found",
         reach=lambda node: node.organization_id in members,
     )  # fmt: skip
+    principal.require(principal.allows("node", node, "edit"))
     if node.collaboration_id == collaboration.pk:
         raise bad_request(f"Node id={node.pk} is already part of collaboration id={collaboration.pk}")
     # A node belongs to one collaboration: moving it would hand it the other one's tasks.
