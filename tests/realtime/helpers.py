@@ -177,9 +177,9 @@ def make_user(org: Organization, *, event_scope: str | None = None, roles: tuple
 
 
 def token_pair(identity: User | Node) -> tuple[str, str]:
-    """Tokens of a login of ``identity`` on the live database."""
+    """Tokens of a login of ``identity``, on the database it was loaded from (the live one, mostly)."""
     kind = "user" if isinstance(identity, User) else "node"
-    session = LoginSession.objects.using(LIVE).create(
+    session = LoginSession.objects.using(identity._state.db).create(
         id=uuid.uuid4().hex, identity_id=identity.pk, refresh_jti=uuid.uuid4().hex
     )
     return login_tokens(
