@@ -41,14 +41,12 @@ def require_no_node_yet(*, organization_id: int, collaboration_id: int) -> None:
 
 @transaction.atomic
 def collaboration_node_add(*, principal: Principal, collaboration: Collaboration, node_id: int) -> None:
-    # A node of a member may join, whoever may view it, by those who may edit it: the node serves its
-    # organization's data to whichever collaboration it is in.
+    # A node of a member may join, whoever may view it.
     members = collaboration.organizations.values_list("pk", flat=True)
     node = fetch_named(
         principal, Node.objects.select_for_update(), node_id, missing=f"Node with id={node_id} not found",
         reach=lambda node: node.organization_id in members,
     )  # fmt: skip
-    principal.require(principal.allows("node", node, "edit"))
     if node.collaboration_id == collaboration.pk:
         raise bad_request(f"Node id={node.pk} is already part of collaboration id={collaboration.pk}")
     # A node belongs to one collaboration: moving it would hand it the other one's tasks.
@@ -60,6 +58,8 @@ def collaboration_node_add(*, principal: Principal, collaboration: Collaboration
             f"collaboration id={collaboration.pk}"
         )
     require_no_node_yet(organization_id=node.organization_id, collaboration_id=collaboration.pk)
+    # Only by those who may edit the node: it serves its organization's data to its collaboration.
+    principal.require(principal.allows("node", node, "edit"))
     node.collaboration = collaboration
     node.save(update_fields=["collaboration"])
     audit(principal, "collaboration.edit", collaboration, added_node=node.pk)

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from accounts.models import Role, Rule, User
+from accounts.models import LoginSession, Role, Rule, User
 from accounts.sessions import TOKEN_REVOKED
 from accounts.tokens import login_tokens
 from tasks.models import AlgorithmPort
@@ -223,15 +223,17 @@ def test_a_token_used_before_stops_when_its_login_ends(api, world):
 LOGIN_LOOKUP = 'SELECT 1 AS "a" FROM "login_session"'
 
 
-def test_a_login_is_looked_up_once_per_process(api, world):
-    make_user(world.org_a, "Root", username="root-a")
-    headers = auth(login(api, "root-a")["access_token"])
+def test_a_login_started_by_another_process_is_looked_up_once(api, world):
+    user = make_user(world.org_a, "Root", username="root-a")
+    elsewhere = LoginSession.objects.create(id=uuid.uuid4().hex, identity=user, refresh_jti=uuid.uuid4().hex)
+    access, _refresh = login_tokens(
+        user.pk, "user", [], generation=user.token_generation, session_id=elsewhere.id,
+        refresh_jti=elsewhere.refresh_jti, ends=None,
+    )  # fmt: skip
     lookups = []
     for _ in range(3):
         with CaptureQueriesContext(connection) as queries:
-            assert api.post("/api/token/user/validate", **headers).status_code == 200
-        lookups.append(
-            sum(query["sql"].startswith('SELECT 1 AS "a" FROM "login_session"') for query in queries)
-        )
+            assert api.post("/api/token/user/validate", **auth(access)).status_code == 200
+        lookups.append(sum(query["sql"].startswith(LOGIN_LOOKUP) for query in queries))
 
     assert lookups == [1, 0, 0]
