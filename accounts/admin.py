@@ -14,17 +14,21 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import authenticate
+from django.contrib.auth.forms import PasswordChangeForm
 from django.contrib.auth.models import Group
+from django.contrib.auth.views import PasswordChangeView
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseBase
+from django.urls import reverse
 from rest_framework.exceptions import ValidationError as ApiValidationError
 
-from accounts import services
+from accounts import login, services
 from accounts.backends import object_allowed, principal_of
 from accounts.models import AuditEntry, Role, Rule, User
 from accounts.permissions import Principal
 from accounts.serializers import validate_password_policy, validate_role_name
 from vantage6.admin import AdminPage, ScopedAdmin, ServiceForm
+from vantage6.api.errors import ApiError
 
 
 # --- login ------------------------------------------------------------------------------------------
@@ -50,8 +54,50 @@ class AdminLoginForm(AdminAuthenticationForm):
         return self.cleaned_data
 
 
+class AdminPasswordChangeForm(PasswordChangeForm):
+    """The site's own password change, as ``PATCH /api/password/change`` does it: the password policy,
+    the current password checked under the lock-out, every login of the user ended, an audit record."""
+
+    def clean_old_password(self) -> str:
+        return self.cleaned_data["old_password"]  # checked by the service, which counts a wrong one
+
+    def clean(self) -> dict:
+        cleaned = cast(dict, super().clean())
+        if self.errors:
+            return cleaned
+        try:
+            new_password = _policy_checked(cleaned["new_password2"], validate_password_policy)
+            login.password_change(
+                principal=principal_of(self.user),
+                current_password=cleaned["old_password"],
+                new_password=new_password,
+            )
+        except forms.ValidationError as exc:
+            self.add_error("new_password2", exc)
+        except ApiError as exc:  # the page shows the errors of its fields only
+            self.add_error("old_password" if exc.status_code == 401 else "new_password2", str(exc.msg))
+        return cleaned
+
+    def save(self, commit: bool = True) -> User:
+        # Saved by the service: the session goes on with the new password and token generation.
+        self.user.refresh_from_db(fields=["password", "token_generation"])
+        return self.user
+
+
+def _password_change(request: HttpRequest, extra_context: dict | None = None) -> HttpResponseBase:
+    """Django's page for changing one's own password, with ``AdminPasswordChangeForm``."""
+    view = PasswordChangeView.as_view(
+        form_class=AdminPasswordChangeForm,
+        success_url=reverse("admin:password_change_done", current_app=admin.site.name),
+        extra_context={**admin.site.each_context(request), **(extra_context or {})},
+    )
+    request.current_app = admin.site.name
+    return view(request)
+
+
 admin.site.login_form = AdminLoginForm
 admin.site.login_template = "accounts/admin_login.html"
+admin.site.password_change = _password_change  # type: ignore[method-assign,assignment]  # before the URLs exist
 admin.site.site_header = "vantage6 server administration"
 admin.site.unregister(Group)  # permissions come from rules, never from Django groups
 

@@ -223,15 +223,25 @@ class Principal:
         rules = list(rules)
         if missing := self._first_missing(rules):
             raise unauthorized(f"You don't have the rule {missing}")
-        if organization_id is None or organization_id == self.organization_id:
-            return
-        reaching = [(r, s, o) for r, s, o in rules if s in (ORG, COL) and not self.has(r, GLO, o)]
-        if reaching and self._beyond(organization_id):
-            resource, scope, operation = reaching[0]
+        if reaching := self._first_reaching_beyond(rules, organization_id):
             raise unauthorized(
                 f"Organization id={organization_id} is in collaborations you are not in: you cannot "
-                f"give its users the rule ({resource}, {scope.lower()}, {_op(operation).lower()})"
+                f"give its users the rule {reaching}"
             )
+
+    def _first_reaching_beyond(
+        self, rules: Iterable[tuple[str, str, str]], organization_id: int | None
+    ) -> str | None:
+        """The first rule of organization or collaboration scope that, held by a user of
+        ``organization_id``, reaches into a collaboration the caller is not in (and does not hold
+        globally), as the 401 names it."""
+        if organization_id is None or organization_id == self.organization_id:
+            return None
+        reaching = [(r, s, o) for r, s, o in rules if s in (ORG, COL) and not self.has(r, GLO, o)]
+        if not reaching or not self._beyond(organization_id):
+            return None
+        resource, scope, operation = reaching[0]
+        return f"({resource}, {scope.lower()}, {_op(operation).lower()})"
 
     def _beyond(self, organization_id: int) -> bool:
         """Whether the organization is in a collaboration that the caller's organization is not in."""
@@ -240,16 +250,28 @@ class Principal:
         )
         return not set(theirs) <= self.collaboration_ids
 
+    def _target_problem(self, user) -> str | None:
+        """Why the caller may not target ``user`` (see ``require_holds_target``), or None."""
+        if user.pk == self.id:
+            return None
+        rules = sorted(rules_of_user(user.pk))
+        if missing := self._first_missing(rules):
+            return f"User id={user.pk} holds the rule {missing} that you don't have"
+        if reaching := self._first_reaching_beyond(rules, user.organization_id):
+            return f"User id={user.pk} holds the rule {reaching} in collaborations you are not in"
+        return None
+
     def holds_target(self, user) -> bool:
-        """Hold what you target: the caller holds every rule of ``user`` (always true for oneself)."""
-        return user.pk == self.id or self.holds(sorted(rules_of_user(user.pk)))
+        """Hold what you target: see ``require_holds_target`` (always true for oneself)."""
+        return self._target_problem(user) is None
 
     def require_holds_target(self, user) -> None:
         """Changing another user's credentials, e-mail, organization, roles or rules, or deleting that
         user, needs every rule the user holds (the AT_LEAST comparison of ``require_holds``), so
-        nobody takes over an account that can do more than they can."""
-        if user.pk != self.id and (missing := self._first_missing(sorted(rules_of_user(user.pk)))):
-            raise unauthorized(f"User id={user.pk} holds the rule {missing} that you don't have")
+        nobody takes over an account that can do more than they can; and, as for granting them, where
+        the user's rules reach into collaborations the caller is not in, needs them globally."""
+        if problem := self._target_problem(user):
+            raise unauthorized(problem)
 
     @cached_property
     def role_ids(self) -> frozenset[int]:

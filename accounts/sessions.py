@@ -59,6 +59,7 @@ def start_login(identity: Authenticatable, client_type: str) -> tuple[str, str]:
     session = LoginSession.objects.create(
         id=uuid.uuid4().hex, identity_id=identity_id, refresh_jti=uuid.uuid4().hex, expires_at=ends
     )
+    _known(identity_id, session.id)
     return login_tokens(
         identity_id,
         client_type,
@@ -154,9 +155,28 @@ def with_revoked_logins(queryset: QuerySet) -> QuerySet:
     return queryset.annotate(revoked_logins=joined(ended, "id"))
 
 
+# The logins (identity id, sid) this process started or found in the database. A login is only ever
+# deleted when its tokens can no longer be valid (expired, or the identity's generation changed), and
+# its end shows in ``revoked_logins``: so it is looked up once per process, not on every request.
+_known_logins: set[tuple[int, str]] = set()
+KNOWN_LOGINS_KEPT = 65536
+
+
 def check_current(identity: Authenticatable, claims: dict) -> None:
-    """TokenRevoked unless ``claims`` belong to a login of ``identity`` that has not been ended."""
+    """TokenRevoked unless ``claims`` belong to a login of ``identity`` that this server started and
+    has not ended (a token signed elsewhere with the same key, or kept across a restored database,
+    names a login this server does not know)."""
     revoked = (getattr(identity, "revoked_logins", None) or "").split(",")
     sid = claims.get("sid")
     if claims.get("gen") != identity.token_generation or not isinstance(sid, str) or sid in revoked:
         raise TokenRevoked
+    if (identity.pk, sid) not in _known_logins:
+        if not LoginSession.objects.filter(pk=sid, identity_id=identity.pk, revoked_at__isnull=True).exists():
+            raise TokenRevoked
+        _known(identity.pk, sid)
+
+
+def _known(identity_id: int, sid: str) -> None:
+    if len(_known_logins) >= KNOWN_LOGINS_KEPT:
+        _known_logins.clear()
+    _known_logins.add((identity_id, sid))

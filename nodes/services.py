@@ -58,6 +58,8 @@ def collaboration_node_add(*, principal: Principal, collaboration: Collaboration
             f"collaboration id={collaboration.pk}"
         )
     require_no_node_yet(organization_id=node.organization_id, collaboration_id=collaboration.pk)
+    # Only by those who may edit the node: it serves its organization's data to its collaboration.
+    principal.require(principal.allows("node", node, "edit"))
     node.collaboration = collaboration
     node.save(update_fields=["collaboration"])
     audit(principal, "collaboration.edit", collaboration, added_node=node.pk)

@@ -54,6 +54,7 @@ WRITE_SECONDS = 60
 KEEPALIVE_SECONDS = 75
 FEED_CHUNK = 256 * 1024  # unread body bytes above which reading pauses
 SWEEP_SECONDS = 1.0
+REFUSAL_LOG_SECONDS = 60.0  # connections refused over the cap are logged at most this often
 
 TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 TARGET = re.compile(rb"/[\x21-\x7e]*")
@@ -92,21 +93,49 @@ def http_date() -> bytes:
 
 class Factory:
     """Builds the HTTP connections of one server; ``draining`` once it stops (each answer then closes
-    its connection)."""
+    its connection). With ``max_connections`` open (HTTP and websockets), a new one is closed at once."""
 
-    def __init__(self, application: Application, ws_factory: Any) -> None:
+    def __init__(self, application: Application, ws_factory: Any, max_connections: int) -> None:
         self.application = application
         self.ws_factory = ws_factory  # builds the protocol an upgraded connection is handed to
+        self.max_connections = max_connections
+        self.refused = 0  # connections closed for being over max_connections
+        self.refusal_logged = 0.0
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Future] = set()  # the application's, until they end
         self.draining = False
         self.sweeping = False
 
-    def buildProtocol(self, _address: object) -> Connection:
+    def buildProtocol(self, _address: object) -> Connection | None:
+        if len(self.connections) + len(self.ws_factory.sockets) >= self.max_connections:
+            self._refuse()
+            return None  # Twisted closes the accepted socket
         if not self.sweeping:
             self.sweeping = True
             asyncio.get_running_loop().call_later(SWEEP_SECONDS, self._sweep)
         return Connection(self)
+
+    def _refuse(self) -> None:
+        self.refused += 1
+        now = time.monotonic()
+        if now - self.refusal_logged >= REFUSAL_LOG_SECONDS:  # a flood must not flood the log too
+            self.refusal_logged = now
+            logger.warning(
+                "%d connections open, the most allowed (V6_MAX_CONNECTIONS): new ones are closed (%d so far)",
+                self.max_connections,
+                self.refused,
+            )
+
+    def gauges(self) -> list[str]:
+        """The metrics of the connections of this process."""
+        return [
+            "# HELP vantage6_connections_open open HTTP and websocket connections of this process",
+            "# TYPE vantage6_connections_open gauge",
+            f"vantage6_connections_open {len(self.connections) + len(self.ws_factory.sockets)}",
+            "# HELP vantage6_connections_refused_total connections closed at once for V6_MAX_CONNECTIONS",
+            "# TYPE vantage6_connections_refused_total counter",
+            f"vantage6_connections_refused_total {self.refused}",
+        ]
 
     def _sweep(self) -> None:
         """Close the connections whose client is too slow (or idle too long)."""
@@ -667,6 +696,8 @@ def parse_head(head: bytes) -> tuple[bytes, bytes, bytes, list[tuple[bytes, byte
             raise BadRequest(400, f"Repeated {name.decode()} header")
         seen.add(name)
         headers.append((name, value))
+    if version == b"HTTP/1.1" and b"host" not in seen:
+        raise BadRequest(400, "Missing Host header")  # RFC 9112, 3.2
     return method, target, version, headers
 
 

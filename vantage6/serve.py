@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -37,6 +38,8 @@ APPLICATION = "vantage6.asgi:application"
 STOP_SECONDS = 20
 IDLE_SECONDS = 5
 BACKLOG = 1024
+# Files a server process holds besides its connections: database and broker connections, logs, modules.
+OTHER_FILES = 256
 # The handshake headers the websocket application reads (the token, in nodes.consumers.handshake_auth):
 # the only ones its scope carries.
 SCOPE_HEADERS = (b"authorization",)
@@ -74,6 +77,24 @@ def endpoint(host: str, port: int) -> str:
     return f"tcp:port={port}:interface={interface}:backlog={BACKLOG}"
 
 
+def allow_open_files(connections: int) -> None:
+    """Raise this process's limit of open files (as far as its hard limit allows) to hold
+    ``connections`` and ``OTHER_FILES``: the connection cap must come before the limit does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + OTHER_FILES
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+    if raised < wanted:
+        logger.warning(
+            "The limit of open files (%d) is below V6_MAX_CONNECTIONS + %d: lower V6_MAX_CONNECTIONS "
+            "or raise the limit (ulimit -n)",
+            raised,
+            OTHER_FILES,
+        )
+
+
 def run_daphne(binding: list[str]) -> None:
     """Serve in this process until SIGTERM or SIGINT, then stop gracefully."""
     # daphne.server installs Twisted's asyncio reactor: imported here, before anything imports Twisted.
@@ -103,6 +124,9 @@ def run_daphne(binding: list[str]) -> None:
 
         def listen_success(self, port: object) -> None:
             self.ports.append(port)
+            from django.conf import settings
+
+            from vantage6.api.observability import register_gauges
             from vantage6.asgi import SOCKET_PATH as SOCKETS  # the application daphne serves, loaded
             from vantage6.asgi import server as sockets
             from vantage6.socketio.consumers import WebsocketConsumer
@@ -116,7 +140,9 @@ def run_daphne(binding: list[str]) -> None:
                 handler_for, max_message=sockets.max_payload, scope_headers=SCOPE_HEADERS
             )
             # The connections are served by the server's own HTTP protocol (daphne's is Twisted's).
-            self.http = http.Factory(self.application, self.ws_factory)
+            self.http = http.Factory(self.application, self.ws_factory, settings.MAX_CONNECTIONS)
+            register_gauges(self.http.gauges)
+            allow_open_files(settings.MAX_CONNECTIONS)
             self.http_factory.buildProtocol = self.http.buildProtocol  # before the reactor accepts any
             super().listen_success(port)
 

@@ -197,6 +197,9 @@ MAX_BODY_BYTES = env_int("MAX_BODY_MB", 16, minimum=1, maximum=1024) * 2**20
 MAX_BLOB_UPLOAD_BYTES = env_int("MAX_BLOB_UPLOAD_MB", 1024, minimum=1, maximum=1024**2) * 2**20
 # What the blobs of one organization may take of the large result store in all (0: no bound).
 BLOB_QUOTA_BYTES = env_int("BLOB_QUOTA_MB", 10240, minimum=0, maximum=1024**3) * 2**20
+# Open connections (HTTP and websocket) of one server process; further ones are closed at once, so
+# that no client can take all of its file descriptors (vantage6.http).
+MAX_CONNECTIONS = env_int("MAX_CONNECTIONS", 10000, minimum=1, maximum=1_000_000)
 
 # --- E-mail ---------------------------------------------------------------------------------------
 EMAIL_HOST = env_str("SMTP_SERVER", "")

@@ -6,12 +6,17 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 
 import jwt
 import pytest
 from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from accounts.models import Role, Rule
+from accounts.models import LoginSession, Role, Rule, User
+from accounts.sessions import TOKEN_REVOKED
+from accounts.tokens import login_tokens
 from tasks.models import AlgorithmPort
 from tests.factories import PASSWORD, bearer, make_task, make_user
 from tests.tasks.conftest import container_headers_from
@@ -165,3 +170,70 @@ def test_rules_taken_from_a_role_end_on_the_next_request(api, world):
     role.rules.clear()
 
     assert api.get("/api/user", **reader).status_code == 401
+
+
+# --- logins this server does not know ------------------------------------------------------------------
+def _login_tokens_elsewhere(identity) -> str:
+    """A token as another server sharing this one's key (or this one before its database was restored)
+    signs it: right identity and generation, a login this database never had."""
+    kind = "user" if isinstance(identity, User) else "node"
+    identity.refresh_from_db(fields=["token_generation"])
+    access, _refresh = login_tokens(
+        identity.pk, kind, [], generation=identity.token_generation, session_id=uuid.uuid4().hex,
+        refresh_jti=uuid.uuid4().hex, ends=None,
+    )  # fmt: skip
+    return access
+
+
+UNKNOWN_LOGIN_REQUESTS = [
+    ("user", "get", "/api/user"),
+    ("user", "post", "/api/token/user/validate"),
+    ("user", "post", "/api/token/revoke"),
+    ("node", "get", "/api/organization"),
+    ("node", "post", "/api/token/node/validate"),
+]
+
+
+@pytest.mark.parametrize(("kind", "method", "path"), UNKNOWN_LOGIN_REQUESTS)
+def test_a_token_of_a_login_this_server_never_started_is_refused(api, world, kind, method, path):
+    identity = make_user(world.org_a, "Root", username="root-a") if kind == "user" else world.node_a
+    assert api.get("/api/version", **bearer(identity)).status_code == 200  # its own logins work
+    before = _state()
+
+    response = getattr(api, method)(path, {}, format="json", **auth(_login_tokens_elsewhere(identity)))
+
+    assert (response.status_code, response.json()) == (401, {"msg": TOKEN_REVOKED})
+    assert _state() == before
+
+
+def test_a_token_used_before_stops_when_its_login_ends(api, world):
+    # The token's signature and its login are checked once per process; its login's end still counts.
+    make_user(world.org_a, "Root", username="root-a")
+    tokens = [login(api, "root-a")["access_token"] for _ in range(2)]
+    for token in tokens:
+        assert api.get("/api/user", **auth(token)).status_code == 200
+        assert api.get("/api/user", **auth(token)).status_code == 200
+
+    assert api.post("/api/token/revoke", **auth(tokens[0])).status_code == 200
+
+    assert api.get("/api/user", **auth(tokens[0])).json() == {"msg": TOKEN_REVOKED}
+    assert api.get("/api/user", **auth(tokens[1])).status_code == 200
+
+
+LOGIN_LOOKUP = 'SELECT 1 AS "a" FROM "login_session"'
+
+
+def test_a_login_started_by_another_process_is_looked_up_once(api, world):
+    user = make_user(world.org_a, "Root", username="root-a")
+    elsewhere = LoginSession.objects.create(id=uuid.uuid4().hex, identity=user, refresh_jti=uuid.uuid4().hex)
+    access, _refresh = login_tokens(
+        user.pk, "user", [], generation=user.token_generation, session_id=elsewhere.id,
+        refresh_jti=elsewhere.refresh_jti, ends=None,
+    )  # fmt: skip
+    lookups = []
+    for _ in range(3):
+        with CaptureQueriesContext(connection) as queries:
+            assert api.post("/api/token/user/validate", **auth(access)).status_code == 200
+        lookups.append(sum(query["sql"].startswith(LOGIN_LOOKUP) for query in queries))
+
+    assert lookups == [1, 0, 0]

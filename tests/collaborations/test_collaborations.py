@@ -186,21 +186,21 @@ def test_remove_organization(api, world):
 def test_attach_and_detach_node(api, world):
     admin = headers_of(world.org_a, "Collaboration Admin")
     url = f"/api/collaboration/{world.collab_ab.pk}/node"
-    detached = api.delete(url, {"id": world.node_b.pk}, format="json", **admin)
+    detached = api.delete(url, {"id": world.node_a.pk}, format="json", **admin)
     assert detached.status_code == 200
     assert "msg" in detached.json()
-    world.node_b.refresh_from_db()
-    assert world.node_b.collaboration_id is None
-    assert api.delete(url, {"id": world.node_b.pk}, format="json", **admin).status_code == 400
+    world.node_a.refresh_from_db()
+    assert world.node_a.collaboration_id is None
+    assert api.delete(url, {"id": world.node_a.pk}, format="json", **admin).status_code == 400
 
-    attached = api.post(url, {"id": world.node_b.pk}, format="json", **admin)
+    attached = api.post(url, {"id": world.node_a.pk}, format="json", **admin)
     assert attached.status_code == 201
     assert attached.json() == [
         {"id": node.pk, "ip": None, "last_seen": None, "status": "offline", "name": node.name,
          "organization": ref("organization", node.organization_id)}
         for node in (world.node_a, world.node_b)
     ]  # fmt: skip
-    again = api.post(url, {"id": world.node_b.pk}, format="json", **admin)
+    again = api.post(url, {"id": world.node_a.pk}, format="json", **admin)
     assert again.status_code == 400
     assert "already part" in again.json()["msg"]
     assert api.post(url, {"id": 99999}, format="json", **admin).status_code == 401  # as a hidden node

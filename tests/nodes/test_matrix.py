@@ -14,6 +14,7 @@ from nodes.models import Node
 from tests.factories import make_collab
 from tests.matrix import (
     OTHER,
+    OWN,
     PLACES,
     Case,
     Rules,
@@ -40,6 +41,13 @@ def detached_place_node(ctx) -> Node:
     node.collaboration = None
     node.save()
     return node
+
+
+def attachable(r: Rules, place: str) -> bool:
+    """Whether the node of ``place``, in no collaboration, may join the collaboration of ``place``: edit
+    of that collaboration, and of the node (which, in no collaboration, only organization scope reaches)."""
+    node_editor = r.has("node", "glo", "edit") or (r.has("node", "org", "edit") and place == OWN)
+    return r.can_col("collaboration", "edit", place) and node_editor
 
 
 def node_allowed(r: Rules, operation: str, place: str) -> bool:
@@ -109,7 +117,7 @@ CASES = [
     Case(
         "collaboration attach node", "post", "collaboration/<pk>/node", target=detached_place_node,
         path=lambda ctx: f"/api/collaboration/{ctx.collab.pk}/node", body=lambda ctx: {"id": ctx.target.pk},
-        status=lambda r, place: ok_if(r.can_col("collaboration", "edit", place), 201),
+        status=lambda r, place: ok_if(attachable(r, place), 201),
     ),
     Case(
         "collaboration detach node", "delete", "collaboration/<pk>/node", target=place_node,

@@ -22,7 +22,7 @@ from channels.layers import channel_layers
 from django.conf import settings
 from django.test import override_settings
 
-from accounts.models import Role, Rule, User
+from accounts.models import LoginSession, Role, Rule, User
 from accounts.tokens import AccessToken, login_tokens
 from collaborations.models import Collaboration, Organization
 from nodes.models import Node
@@ -177,16 +177,18 @@ def make_user(org: Organization, *, event_scope: str | None = None, roles: tuple
 
 
 def token_pair(identity: User | Node) -> tuple[str, str]:
-    """Tokens of a login of ``identity`` on the live database; the login needs no row there for its
-    access token, which is only checked against ended logins."""
+    """Tokens of a login of ``identity``, on the database it was loaded from (the live one, mostly)."""
     kind = "user" if isinstance(identity, User) else "node"
+    session = LoginSession.objects.using(identity._state.db).create(
+        id=uuid.uuid4().hex, identity_id=identity.pk, refresh_jti=uuid.uuid4().hex
+    )
     return login_tokens(
         identity.pk,
         kind,
         [],
         generation=identity.token_generation,
-        session_id=uuid.uuid4().hex,
-        refresh_jti=uuid.uuid4().hex,
+        session_id=session.id,
+        refresh_jti=session.refresh_jti,
         ends=None,
     )
 

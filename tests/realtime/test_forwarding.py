@@ -158,9 +158,10 @@ def _node_server() -> Server:
 def test_an_upgrade_on_another_process_takes_the_session_over_with_its_rooms(world):
     owner, other = _node_server(), _node_server()
     room = collaboration_room(world.collab_ab.pk)
+    headers = {"authorization": f"Bearer {token(world.node_a)}"}
 
     async def scenario() -> tuple[str, Session, list[str], dict]:
-        session, _ = await owner.open_session("polling", {"authorization": f"Bearer {token(world.node_a)}"})
+        session, _ = await owner.open_session("polling", headers)
         await owner.receive(session, f"0{TASKS_NAMESPACE},{{}}")  # connected over polling: in its rooms
         session.outbox.clear()
         await other.listening()

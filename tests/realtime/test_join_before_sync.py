@@ -25,8 +25,10 @@ def test_a_task_made_as_the_node_hears_sync_reaches_it(world, monkeypatch):
     monkeypatch.setattr(Socket, "emit", emit_then_publish)
     monkeypatch.setattr(server, "ensure_housekeeping", lambda: None)  # not what is looked at here
 
+    headers = {"authorization": f"Bearer {token(world.node_a)}"}
+
     async def scenario() -> list[str]:
-        session, _ = await server.open_session(POLLING, {"authorization": f"Bearer {token(world.node_a)}"})
+        session, _ = await server.open_session(POLLING, headers)
         await server.receive(session, f"0{TASKS_NAMESPACE},{{}}")
         return session.outbox
 

@@ -12,6 +12,7 @@ from channels.testing import HttpCommunicator, WebsocketCommunicator
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
 
+from accounts.sessions import start_login
 from nodes.consumers import server
 from nodes.events import TASKS_NAMESPACE
 from tests.realtime.helpers import in_memory, token
@@ -72,7 +73,7 @@ class _Conversation:
 @pytest.mark.django_db(transaction=True)  # database_sync_to_async closes a connection inside one
 def test_a_node_connects_and_disconnects_in_five_statements_each(world, monkeypatch):
     monkeypatch.setattr(server, "ensure_housekeeping", lambda: None)  # the periodic work is not looked at
-    conversation = _Conversation(token(world.node_a))
+    conversation = _Conversation(start_login(world.node_a, "node")[0])  # logged in on this process
     marks: list[int] = []
 
     async def scenario() -> list[str]:

@@ -113,14 +113,13 @@ def test_a_node_status_report_costs_one_statement_and_no_publish_in_one_process(
     task = make_task(world.collab_ab, world.org_a, world.org_a)
     run = task.runs.get()
     report = {"run_id": run.pk, "status": "active"}
+    tokens = [token(node) for node in (world.node_a, world.node_b)]
 
     async def scenario() -> tuple[Sink, Sink, list[str], list[str]]:
         sinks = []
-        for node in (world.node_a, world.node_b):
+        for access in tokens:
             sink = Sink()
-            session, _ = await server.open_session(
-                "websocket", {"authorization": f"Bearer {token(node)}"}, sink
-            )
+            session, _ = await server.open_session("websocket", {"authorization": f"Bearer {access}"}, sink)
             await server.receive(session, f"0{TASKS_NAMESPACE},{{}}")
             sinks.append((session, sink))
         (sender, heard_by_sender), (_, heard) = sinks

@@ -51,9 +51,10 @@ def test_events_published_during_the_upgrade_arrive_once(world, monkeypatch):
 
     monkeypatch.setattr(server, "upgraded", upgraded)
     monkeypatch.setattr(server, "ensure_housekeeping", lambda: None)  # not what is looked at here
+    headers = {"authorization": f"Bearer {token(world.node_a)}"}
 
     async def scenario() -> list[str]:
-        session, _ = await server.open_session(POLLING, {"authorization": f"Bearer {token(world.node_a)}"})
+        session, _ = await server.open_session(POLLING, headers)
         await server.receive(session, f"0{TASKS_NAMESPACE},{{}}")  # connected over polling: in its rooms
         return await _upgrade(session.sid)
 
