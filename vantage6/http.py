@@ -11,6 +11,12 @@ leaves the answers unread (the transport's buffer is full) reading stops. The ap
 the head is in and takes the body as it arrives (reading pauses while it has a ``FEED_CHUNK`` unread);
 a streamed response is written as the transport takes it.
 
+Answers the application marks as replayable (a ``"vantage6.replay"`` function in its
+``http.response.start``: the view declared its answer constant, see ``vantage6.api.middleware``) are kept
+per request head, byte for byte, and written again with a fresh ``Date`` for a later request with the
+same head, without calling the application: only heads of small requests without credentials, body or
+forwarding headers (``REPLAYABLE_FIELDS``) qualify, whose answer then depends on nothing else.
+
 A request asking for a websocket (``Upgrade: websocket``) hands the connection to ``vantage6.websocket``
 with the request's bytes, as daphne does. Slow clients: a request head must be complete within
 ``HEAD_SECONDS`` of its first byte and a body must bring ``MIN_BODY_PROGRESS`` bytes (or its end)
@@ -66,6 +72,39 @@ REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 HEAD, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILER = range(6)  # what the connection reads
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 SOCKET_PATH = b"/socket.io/"
+# The header fields a request whose answer may be replayed can have: none carries credentials, a body or
+# what a proxy says of the client. Their values are part of the head the answer is kept under.
+REPLAYABLE_FIELDS = frozenset(
+    {
+        b"host",
+        b"user-agent",
+        b"accept",
+        b"accept-encoding",
+        b"accept-language",
+        b"connection",
+        b"keep-alive",
+        b"cache-control",
+        b"pragma",
+        b"content-type",
+        b"origin",
+        b"referer",
+        b"dnt",
+        b"priority",
+        b"upgrade-insecure-requests",
+        b"sec-fetch-dest",
+        b"sec-fetch-mode",
+        b"sec-fetch-site",
+        b"sec-fetch-user",
+        b"sec-ch-ua",
+        b"sec-ch-ua-mobile",
+        b"sec-ch-ua-platform",
+        b"access-control-request-method",
+        b"access-control-request-headers",
+    }
+)
+MAX_REPLAY_HEAD = 2048  # bytes of a request head whose answer is kept
+MAX_REPLAY_BODY = 16 * 1024  # bytes of a kept answer's body
+MAX_REPLAYS = 256  # kept answers per server; when full, they are dropped and kept anew
 
 Application = Callable[[dict, Any, Any], Any]
 
@@ -101,6 +140,14 @@ class Factory:
         self.tasks: set[asyncio.Future] = set()  # the application's, until they end
         self.draining = False
         self.sweeping = False
+        # Replayable answers by request head: the answer up to its Date value, the rest, whether the
+        # connection stays open, and the application's function to call with the seconds of a replay.
+        self.answers: dict[bytes, tuple[bytes, bytes, bool, Callable[[float], None]]] = {}
+
+    def keep(self, head: bytes, answer: tuple[bytes, bytes, bool, Callable[[float], None]]) -> None:
+        if len(self.answers) >= MAX_REPLAYS:
+            self.answers.clear()  # bounded whatever the variety of heads clients send
+        self.answers[head] = answer
 
     def buildProtocol(self, _address: object) -> Connection:
         if not self.sweeping:
@@ -230,12 +277,17 @@ class Connection:
             raise BadRequest(431, "Request header fields too large")
         head = bytes(self.buffer[:end])
         del self.buffer[: end + 4]
+        answer = self.factory.answers.get(head)
+        if answer is not None and not self.factory.draining:
+            return self._replay(answer)
         method, target, version, headers = parse_head(head)
         fields = dict(headers)
         if fields.get(b"upgrade", b"").lower() == b"websocket":
             self._upgrade(head, target)
             return False
         exchange = Exchange(self, method, target, version, fields)
+        if end <= MAX_REPLAY_HEAD and fields.keys() <= REPLAYABLE_FIELDS:
+            exchange.key = head
         self.exchange = exchange
         self._start(exchange, headers, fields)
         return True
@@ -274,6 +326,22 @@ class Connection:
         if expects and not exchange.complete and not self.buffer:
             self.transport.write(CONTINUE)
         exchange.run(headers)
+
+    def _replay(self, answer: tuple[bytes, bytes, bool, Callable[[float], None]]) -> bool:
+        """Answer a request (whose head was read) with a kept answer, as the application answered it;
+        False if the connection ends with it."""
+        started = time.perf_counter()
+        before_date, after_date, keep_alive, replayed = answer
+        self.transport.write(before_date + http_date() + after_date)
+        if keep_alive:
+            self.deadline = time.monotonic() + KEEPALIVE_SECONDS
+            if self.write_paused is not None:  # as in ``answered``: the next request waits for the client
+                self.held = True
+                self._pause_if(True)
+        else:
+            self._close()
+        replayed(time.perf_counter() - started)
+        return keep_alive
 
     def _body_deadline(self) -> None:
         self.deadline = time.monotonic() + BODY_SECONDS
@@ -452,10 +520,12 @@ class Exchange:
         "disconnected",
         "head_only",
         "keep_alive",
+        "key",
         "limit",
         "method",
         "received",
         "refused",
+        "replay",
         "started",
         "target",
         "unread",
@@ -482,6 +552,8 @@ class Exchange:
         self.delivered = False  # and given to the application
         self.disconnected = False  # the client is gone, or the answer is out
         self.refused = False
+        self.key: bytes | None = None  # the request head, if its answer may be kept for replays
+        self.replay: Callable[[float], None] | None = None  # the application's, for a replayable answer
         self.started: tuple[int, Any] | None = None  # the response's status and headers
         self.written = False  # its head
         self.chunked = False  # its body goes in chunks
@@ -578,6 +650,7 @@ class Exchange:
             if self.started is not None:
                 raise ValueError("HTTP response has already been started")
             self.started = (message["status"], message.get("headers", ()))
+            self.replay = message.get("vantage6.replay")
             return
         if kind != "http.response.body":
             raise ValueError(f"Cannot handle message type {kind}")
@@ -586,8 +659,11 @@ class Exchange:
         body, more = message.get("body", b""), message.get("more_body", False)
         out = b""
         if not self.written:
-            out = self._head(body, more)
+            fields, dated, rest = self._head(body, more)
+            out = fields + (b"" if dated else b"Date: %s\r\n" % http_date()) + rest
             self.written = True
+            if self.replay is not None and self.key is not None and not (more or dated):
+                self._keep(fields, rest, body)
         if self.head_only:
             pass
         elif self.chunked:
@@ -606,8 +682,18 @@ class Exchange:
         elif connection.write_paused is not None:
             await connection.write_paused  # the client reads slower than the application writes
 
-    def _head(self, body: bytes, more: bool) -> bytes:
-        """The response head, for a first body part ``body`` (``more`` to come)."""
+    def _keep(self, fields: bytes, rest: bytes, body: bytes) -> None:
+        """Keep a whole answer the application marked replayable, split at the value of its Date."""
+        assert self.started is not None and self.key is not None and self.replay is not None
+        if not 200 <= self.started[0] < 300 or len(body) > MAX_REPLAY_BODY:
+            return
+        after_date = b"\r\n" + rest + (b"" if self.head_only else body)
+        self.connection.factory.keep(self.key, (fields + b"Date: ", after_date, self.keep_alive, self.replay))
+
+    def _head(self, body: bytes, more: bool) -> tuple[bytes, bool, bytes]:
+        """The response head, for a first body part ``body`` (``more`` to come), in two parts: the status
+        line and the application's fields, then (after a Date line, unless the application gave one:
+        the second value) the fields of this protocol and the empty line."""
         assert self.started is not None
         status, headers = self.started
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Unknown"))]
@@ -623,8 +709,7 @@ class Exchange:
             length = length or lower == b"content-length"
             dated = dated or lower == b"date"
             lines.append(b"%s: %s\r\n" % (name, value))
-        if not dated:
-            lines.append(b"Date: %s\r\n" % http_date())
+        fields, lines = b"".join(lines), []
         if status < 200 or status in (204, 304):
             self.head_only = True  # an answer without a body
         elif not length:
@@ -642,7 +727,7 @@ class Exchange:
         elif self.version == b"HTTP/1.0":
             lines.append(b"Connection: keep-alive\r\n")
         lines.append(b"\r\n")
-        return b"".join(lines)
+        return fields, dated, b"".join(lines)
 
 
 def parse_head(head: bytes) -> tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]]:
