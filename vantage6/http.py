@@ -37,6 +37,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
+from twisted.internet import tcp
 from twisted.internet.protocol import connectionDone
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
@@ -168,7 +169,7 @@ class Factory:
         """Drop the connections of Socket.IO long-polling requests (they only wait for packets); how many."""
         waiting = [c for c in self.connections if c.exchange is not None and c.exchange.waits_for_packets()]
         for connection in waiting:
-            connection.transport.abortConnection()
+            connection.abort()
         return len(waiting)
 
     def busy(self) -> int:
@@ -196,6 +197,7 @@ class Connection:
         self.closing = False  # the connection ends once its answer is out
         self.client: list | None = None
         self.server: list | None = None
+        self.socket: Any = None  # a plain TCP connection's, written to directly while nothing waits
 
     # --- Twisted's protocol and producer interfaces ----------------------------------------------------
     def makeConnection(self, transport: Any) -> None:
@@ -204,6 +206,8 @@ class Connection:
         self.client = [peer.host, peer.port] if hasattr(peer, "port") else None
         self.server = [host.host, host.port] if hasattr(host, "port") else None
         transport.registerProducer(self, True)
+        if isinstance(transport, tcp.Connection) and not transport.TLS:
+            self.socket = transport.socket
         self.factory.connections.add(self)
         self.deadline = time.monotonic() + KEEPALIVE_SECONDS
 
@@ -332,7 +336,7 @@ class Connection:
         False if the connection ends with it."""
         started = time.perf_counter()
         before_date, after_date, keep_alive, replayed = answer
-        self.transport.write(before_date + http_date() + after_date)
+        self.write(before_date + http_date() + after_date)
         if keep_alive:
             self.deadline = time.monotonic() + KEEPALIVE_SECONDS
             if self.write_paused is not None:  # as in ``answered``: the next request waits for the client
@@ -342,6 +346,26 @@ class Connection:
             self._close()
         replayed(time.perf_counter() - started)
         return keep_alive
+
+    def write(self, data: bytes) -> None:
+        """``transport.write``, but what the socket takes at once is sent at once when nothing of the
+        connection waits to be sent: Twisted's transport would send it a turn of the loop later, after
+        asking the loop to watch the socket for writing and before asking it to stop (~10 µs of CPU of
+        a 25 µs request)."""
+        transport = self.transport
+        if (
+            self.socket is not None
+            and not (transport.dataBuffer or transport._tempDataBuffer)
+            and transport.connected
+            and not (transport.disconnecting or transport._writeDisconnected)
+        ):
+            try:
+                sent = self.socket.send(data)
+            except OSError:  # full (sent later), or failing: the transport finds out and closes
+                sent = 0
+            data = data[sent:]
+        if data:
+            transport.write(data)
 
     def _body_deadline(self) -> None:
         self.deadline = time.monotonic() + BODY_SECONDS
@@ -490,6 +514,11 @@ class Connection:
 
     def drop(self, why: str) -> None:
         logger.info("client %s %s: dropped", self.peer(), why)
+        self.abort()
+
+    def abort(self) -> None:
+        """End the connection at once; what was not sent yet (or is written later) is dropped."""
+        self.socket = None
         self.transport.abortConnection()
 
     def _upgrade(self, head: bytes, target: bytes) -> None:
@@ -675,7 +704,7 @@ class Exchange:
             out += body
         connection = self.connection
         if out:
-            connection.transport.write(out)
+            connection.write(out)
         if not more:
             self.gone()
             connection.answered(self, self.keep_alive)
