@@ -14,8 +14,9 @@ a streamed response is written as the transport takes it.
 Answers the application marks as replayable (a ``"vantage6.replay"`` function in its
 ``http.response.start``: the view declared its answer constant, see ``vantage6.api.middleware``) are kept
 per request head, byte for byte, and written again with a fresh ``Date`` for a later request with the
-same head, without calling the application: only heads of small requests without credentials, body or
-forwarding headers (``REPLAYABLE_FIELDS``) qualify, whose answer then depends on nothing else.
+same head, without calling the application: only heads of small requests with a Host and without
+credentials, body or forwarding headers (``REPLAYABLE_FIELDS``) qualify, whose answer then depends on
+nothing else.
 
 A request asking for a websocket (``Upgrade: websocket``) hands the connection to ``vantage6.websocket``
 with the request's bytes, as daphne does. Slow clients: a request head must be complete within
@@ -290,7 +291,8 @@ class Connection:
             self._upgrade(head, target)
             return False
         exchange = Exchange(self, method, target, version, fields)
-        if end <= MAX_REPLAY_HEAD and fields.keys() <= REPLAYABLE_FIELDS:
+        # Without a Host the application would read the address the connection came to instead.
+        if end <= MAX_REPLAY_HEAD and b"host" in fields and fields.keys() <= REPLAYABLE_FIELDS:
             exchange.key = head
         self.exchange = exchange
         self._start(exchange, headers, fields)

@@ -115,8 +115,8 @@ def undated(answer: bytes) -> bytes:
         (b"GET /api/version HTTP/1.1\r\nHost: x\r\nOrigin: http://ui.example\r\n\r\n", True),
         (b"GET /api/version HTTP/1.1\r\nHost: x\r\nOrigin: http://other.example\r\n\r\n", True),
         (b"GET /api/version?format=json HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n", True),
-        (b"GET /api/version HTTP/1.0\r\n\r\n", True),
-        (b"GET /api/version HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", True),
+        (b"GET /api/version HTTP/1.0\r\nHost: x\r\n\r\n", True),
+        (b"GET /api/version HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n", True),
         (b"GET /api/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", True),
         (b"GET /robots.txt HTTP/1.1\r\nHost: x\r\n\r\n", True),
         # A CORS preflight is answered by the middleware, not by a view: through the application.
@@ -125,6 +125,8 @@ def undated(answer: bytes) -> bytes:
             b"Access-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: authorization\r\n\r\n",
             False,
         ),
+        # Without a Host, Django reads the address the connection came to: not the head alone.
+        (b"GET /api/version HTTP/1.0\r\n\r\n", False),
         # Answers that are not a success.
         (b"DELETE /api/version HTTP/1.1\r\nHost: x\r\n\r\n", False),
         (b"GET /api/nothing-here HTTP/1.1\r\nHost: x\r\n\r\n", False),
@@ -141,6 +143,7 @@ def undated(answer: bytes) -> bytes:
         "1.1 close",
         "robots.txt",
         "preflight",
+        "1.0 without host",
         "405",
         "404",
     ],
