@@ -257,6 +257,7 @@ def test_metrics_count_replays():
         metered.send(VERSION)
         metered.send(VERSION)
     metered.loop.close()
+    metered.handler.executor.shutdown()
     assert metered.calls == 1
     assert METRICS.requests.get(key, 0) == before + 2
 
