@@ -80,6 +80,8 @@ class PooledASGIHandler(ASGIHandler):
                         "type": "http.response.start",
                         "status": response.status_code,
                         "headers": self._headers(response),
+                        # vantage6.http's: the answer may be given again (ConstantAnswersMiddleware)
+                        "vantage6.replay": getattr(response, "replay", None),
                     }
                 )
                 await send({"type": "http.response.body", "body": response.content})

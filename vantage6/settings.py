@@ -81,6 +81,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: nothing may see X-Forwarded-Proto from a peer that is not a trusted proxy.
     "vantage6.api.middleware.ForwardedProtoMiddleware",
+    "vantage6.api.middleware.ConstantAnswersMiddleware",
     "vantage6.api.middleware.PrivateAnswersMiddleware",
     "vantage6.api.observability.RequestLogMiddleware",
     "vantage6.api.middleware.CorsMiddleware",

@@ -12,7 +12,7 @@ import requests
 
 from tests.realtime.helpers import make_user, token
 from tests.realtime.live import Daphne
-from tests.realtime.rawhttp import VERSION, Reader, connect, still_serving
+from tests.realtime.rawhttp import VERSION, Reader, connect, log_size, still_serving
 
 LOGIN = b"POST /api/token/user HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 
@@ -38,6 +38,39 @@ def test_kept_alive_connection_answers_pipelined_requests_in_order(served):
     assert "version" in json.loads(answers[0][2]) and "msg" in json.loads(answers[1][2])
     assert head[0] == 200 and int(head[1]["content-length"]) == len(answers[2][2])
     assert last[0] == 200 and last[2] == answers[0][2]
+
+
+def test_a_constant_answer_is_given_again_as_first_given_and_logged_each_time(served):
+    """``/api/version`` is replayed by the protocol after its first answer: the same bytes but the Date,
+    also on a connection whose client reads its answers late, and one request log line each."""
+    head = b"GET /api/version HTTP/1.1\r\nHost: replayed.example\r\nUser-Agent: replay-test\r\n\r\n"
+    since = log_size(served.log)
+    with connect(served.port) as sock:
+        sock.sendall(head)
+        reader = Reader(sock)
+        first = reader.response()
+        sock.sendall(head * 200)
+        time.sleep(0.2)  # answered while the client does not read
+        answers = [reader.response() for _ in range(200)]
+    assert first[0] == 200 and "date" in first[1]
+    assert all(
+        (status, _undated(fields), body) == (200, _undated(first[1]), first[2])
+        for status, fields, body in answers
+    )
+    deadline = time.monotonic() + 5
+    while (logged := _log_lines(served, since, "GET /api/version 200")) < 201 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert logged == 201
+
+
+def _undated(fields: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in fields.items() if name != "date"}
+
+
+def _log_lines(daphne: Daphne, since: int, text: str) -> int:
+    with daphne.log.open("rb") as file:
+        file.seek(since)
+        return file.read().decode(errors="replace").count(text)
 
 
 def test_response_head_says_no_server_software(served):

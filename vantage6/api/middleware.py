@@ -1,5 +1,6 @@
 """The scheme from trusted proxies only, CORS for the API and the Socket.IO endpoint (vantage6 allows
-all origins by default), and the admin site's middleware kept off the API."""
+all origins by default), the admin site's middleware kept off the API, and the answers of constant views
+marked for replay."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from django.contrib.sessions import middleware as session_middleware
 from django.http import HttpRequest, HttpResponse
 from django.middleware import csrf
 
+from vantage6.api.observability import replay_recorder
 from vantage6.throttle import from_trusted_proxy
 
 ALLOWED_METHODS = "GET, POST, PATCH, PUT, DELETE, OPTIONS"
@@ -79,6 +81,34 @@ class CorsMiddleware:
             response["Access-Control-Allow-Origin"] = "*" if "*" in self.allowed else origin
             if "*" not in self.allowed:
                 response["Vary"] = "Origin"
+        return response
+
+
+class ConstantAnswersMiddleware:
+    """Marks a successful answer of a view declaring ``constant = True`` (``ApiView``) as replayable:
+    ``vantage6.http`` then writes it again for a request with the same head (method, target and header
+    fields; never with credentials, a body or forwarding headers) without calling the application,
+    logging and counting it as ``RequestLogMiddleware`` does.
+
+    Such a view's answer depends on nothing but that head, and so does what every middleware of the
+    chain adds to it (CORS by Origin, the security headers); a middleware whose answer depends on
+    anything else (the client's address, the time, a counter) must not run for the paths of such views.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        match = request.resolver_match
+        view = getattr(match.func, "view_class", None) if match is not None else None
+        if (
+            getattr(view, "constant", False)
+            and 200 <= response.status_code < 300
+            and not response.streaming
+            and not response.cookies
+        ):
+            response.replay = replay_recorder(request, response.status_code)  # type: ignore[attr-defined]
         return response
 
 

@@ -119,31 +119,56 @@ class RequestLogMiddleware:
         response = self.get_response(request)
         seconds = time.perf_counter() - start
         if logger.isEnabledFor(logging.INFO):
-            principal = _principal_label(request)
-            # Control characters (a decoded %0A) must not start a forged log line.
-            method, path = client_text(request.method), client_text(request.path, PATH_TEXT_LIMIT)
-            logger.info(
-                "%s %s %s %.1fms %s",
-                method,
-                path,
-                response.status_code,
-                seconds * 1000,
-                principal,
-                extra={
-                    "fields": {
-                        "method": method,
-                        "path": path,
-                        "status": response.status_code,
-                        "ms": round(seconds * 1000, 2),
-                        "principal": principal,
-                    }
-                },
-            )
+            _log(request.method or "", request.path, response.status_code, seconds, _principal_label(request))
         if self.metrics:
-            match = getattr(request, "resolver_match", None)
-            route = match.route if match is not None else "unmatched"
-            METRICS.observe(request.method or "", route, response.status_code, seconds)
+            METRICS.observe(request.method or "", _route(request), response.status_code, seconds)
         return response
+
+
+def replay_recorder(request: HttpRequest, status: int) -> Callable[[float], None]:
+    """Logs and counts an answer given again as to ``request`` (by ``vantage6.http``, without the
+    application), given the seconds it took."""
+    method, path, principal, route = (
+        request.method or "",
+        request.path,
+        _principal_label(request),
+        _route(request),
+    )
+
+    def record(seconds: float) -> None:
+        if logger.isEnabledFor(logging.INFO):
+            _log(method, path, status, seconds, principal)
+        if settings.METRICS_ENABLED:
+            METRICS.observe(method, route, status, seconds)
+
+    return record
+
+
+def _route(request: HttpRequest) -> str:
+    match = getattr(request, "resolver_match", None)
+    return match.route if match is not None else "unmatched"
+
+
+def _log(method: str, path: str, status: int, seconds: float, principal: str) -> None:
+    # Control characters (a decoded %0A) must not start a forged log line.
+    method, path = client_text(method), client_text(path, PATH_TEXT_LIMIT)
+    logger.info(
+        "%s %s %s %.1fms %s",
+        method,
+        path,
+        status,
+        seconds * 1000,
+        principal,
+        extra={
+            "fields": {
+                "method": method,
+                "path": path,
+                "status": status,
+                "ms": round(seconds * 1000, 2),
+                "principal": principal,
+            }
+        },
+    )
 
 
 def metrics_view(_request: HttpRequest) -> HttpResponse:

@@ -296,7 +296,7 @@ MAX_KEY = 2**63 - 1
 
 def by_pk(queryset: QuerySet[M], pk: int | str) -> M | None:
     """The row of ``queryset`` with this primary key, or None (``first()`` would add an ORDER BY)."""
-    if int(pk) > MAX_KEY:
+    if not -MAX_KEY - 1 <= int(pk) <= MAX_KEY:  # out of the database's integers: no such row
         return None
     rows = list(queryset.filter(pk=pk)[:1])
     return rows[0] if rows else None

@@ -23,6 +23,10 @@ class ApiView(APIView):
     checks, throttles, renderers, content negotiator) made once per view class instead of on every
     request; they keep nothing of a request."""
 
+    # True for a view whose answer depends on nothing in the request but its method, path and header
+    # fields (no principal, no database, no state of the process): it may be replayed
+    # (``vantage6.api.middleware.ConstantAnswersMiddleware``).
+    constant = False
     _made: dict[tuple[type, str], Any] = {}
 
     def _once(self, name: str, make: Callable[[], Any]) -> Any:
@@ -91,6 +95,7 @@ class HealthView(ApiView):
 class VersionView(ApiView):
     authentication_classes: list = []
     permission_classes: list = []
+    constant = True
 
     @extend_schema(responses=inline_serializer("Version", {"version": serializers.CharField()}))
     def get(self, request: Request) -> Response:
@@ -102,6 +107,7 @@ class RobotsView(ApiView):
 
     authentication_classes: list = []
     permission_classes: list = []
+    constant = True
     content = "User-agent: *\nDisallow: /\n"
 
     @extend_schema(exclude=True)
