@@ -23,6 +23,10 @@ Ownership and routing:
   ``eio.peer``; ``eio.bye`` when one stops or was found dead), and a process publishes to the room's
   own group (skipping its copy when it comes back) until ``settle_time`` after its hello, while the
   others bind its keys. Synchronous code (a REST request) publishes to the room's group.
+* The processes of one ``vantage6.serve`` (siblings, of one ``family``) pass each other the room packets
+  of their loops over their own links (``vantage6.socketio.siblings``), not through the broker: they do
+  not learn of each other over ``PROCESSES`` and skip each other's packets that the broker carries. A
+  settled process that knows no other publishes no room packet to the broker.
 * The database keeps no session: only the liveness row of each process (``Liveness``), and what the
   application keeps of its connections.
 """
