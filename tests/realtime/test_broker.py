@@ -18,12 +18,11 @@ from nodes.metrics import _room_message_lines
 from tests.conftest import requires_services
 from tests.ops import services
 from tests.realtime.conftest import _daphne
-from tests.realtime.helpers import create_task, make_user, token
+from tests.realtime.helpers import ABSENT_BROKER, apart, create_task, make_run, make_user, token
+from tests.realtime.live import Daphne
 from vantage6.layers import RabbitmqChannelLayer, dropped
 
 pytestmark = pytest.mark.live
-
-ABSENT_BROKER = "amqp://guest:guest@127.0.0.1:9/absent"  # nothing listens there
 
 
 def _publish(layer: RabbitmqChannelLayer, count: int) -> None:
@@ -149,3 +148,32 @@ def test_room_messages_that_waited_for_the_broker_go_out_in_order_once_it_is_bac
             await layer.close()
 
     assert asyncio.run(outage()) == ([3, 4, 5, 6, 7], 3)
+
+
+def test_sibling_processes_pass_their_events_while_the_broker_restarts(
+    broker, live_db, live_folder, live_world, sockets
+):
+    server = Daphne(live_db.process_env(V6_RABBITMQ_URI=broker.url), live_folder, workers=2)
+    try:
+        sender, listener = apart(sockets, server.url, token(live_world.node_a), token(live_world.node_b))
+        sender.wait_ready(live_world.node_a)
+        listener.wait_ready(live_world.node_b)
+        run = make_run(live_world)
+
+        def status_change(status: str) -> None:
+            sender.emit("algorithm_status_change", {"run_id": run.pk, "status": status})
+            for socket in (sender, listener):
+                assert socket.wait_for("algorithm_status_change")["status"] == status
+
+        status_change("active")
+        broker.kill()
+        status_change("completed")  # between the processes of one server the broker is not needed
+        broker.start()
+        for socket in (sender, listener):
+            socket.wait_for("sync", timeout=30)  # each process has its broker back
+        status_change("failed")
+        for socket in (sender, listener):  # each event once
+            assert [name for name, _ in socket.received(0.5) if name == "algorithm_status_change"] == []
+    finally:
+        server.stop()
+        server.show_log()

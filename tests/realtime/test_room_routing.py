@@ -24,7 +24,7 @@ from django.test import override_settings
 from tasks.models import Run, Task
 from tests.conftest import requires_services
 from tests.realtime.conftest import _daphne
-from tests.realtime.helpers import Sink, create_task, make_user, token
+from tests.realtime.helpers import ABSENT_BROKER, Sink, create_task, make_user, token
 from tests.realtime.live import LIVE
 from vantage6.socketio.server import Namespace, Server, from_process, room_group
 from vantage6.socketio.siblings import Siblings
@@ -32,7 +32,6 @@ from vantage6.socketio.siblings import Siblings
 pytestmark = requires_services("rabbitmq")
 
 NAMESPACE = "/tasks"
-ABSENT_BROKER = "amqp://guest:guest@127.0.0.1:9/absent"  # nothing listens there
 NO_SIBLINGS = {"to_siblings": 0, "from_siblings": 0}
 
 

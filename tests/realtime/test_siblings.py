@@ -3,37 +3,15 @@ links: a node's event on one process reaches a node on the other once, with Rabb
 
 from __future__ import annotations
 
-import base64
 import os
-import random
 
 import pytest
 
-from tasks.models import Run, Task
 from tests.conftest import requires_services
-from tests.realtime.helpers import NodeSocket, create_task, make_user, token
-from tests.realtime.live import LIVE, Daphne
+from tests.realtime.helpers import ABSENT_BROKER, apart, create_task, make_run, make_user, token
+from tests.realtime.live import Daphne
 
 pytestmark = pytest.mark.live
-
-ABSENT_BROKER = "amqp://guest:guest@127.0.0.1:9/absent"  # nothing listens there
-
-
-def _process(socket: NodeSocket) -> str:
-    """The server process of a socket: its sid carries the channel of its process, whose queue names it."""
-    body = socket.client.eio.sid.partition(".")[0]
-    return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))[9:].decode().partition("!")[0]
-
-
-def _apart(sockets, url: str, first: str, second: str) -> tuple[NodeSocket, NodeSocket]:
-    """A websocket of token ``first`` and one of ``second`` on different processes of the server."""
-    one = sockets(url, first, transports=["websocket"])
-    for _ in range(32):
-        other = sockets(url, second, transports=["websocket"])
-        if _process(other) != _process(one):
-            return one, other
-        other.close()
-    raise AssertionError("every socket landed on one process")
 
 
 @pytest.fixture(
@@ -53,18 +31,10 @@ def family(request, live_db, live_folder):
 
 
 def test_a_node_event_on_one_process_reaches_a_node_on_the_other_once(family, live_world, sockets):
-    sender, listener = _apart(sockets, family.url, token(live_world.node_a), token(live_world.node_b))
+    sender, listener = apart(sockets, family.url, token(live_world.node_a), token(live_world.node_b))
     sender.wait_ready(live_world.node_a)
     listener.wait_ready(live_world.node_b)
-    task = Task(
-        collaboration=live_world.collab_ab,
-        image="i",
-        job_id=random.randrange(10**9),
-        init_org=live_world.org_a,
-    )
-    task.save(using=LIVE)
-    run = Run(task=task, organization=live_world.org_a)
-    run.save(using=LIVE)
+    run = make_run(live_world)
 
     statuses = ["active", "completed"] * 5
     for status in statuses:  # one at a time
@@ -76,14 +46,13 @@ def test_a_node_event_on_one_process_reaches_a_node_on_the_other_once(family, li
         assert [name for name, _ in socket.received(0.5) if name == "algorithm_status_change"] == []
 
     # Still authorized as before: a run of another organization is not the node's to report on.
-    other = Run(task=task, organization=live_world.org_b)
-    other.save(using=LIVE)
+    other = make_run(live_world, live_world.org_b)
     sender.emit("algorithm_status_change", {"run_id": other.pk, "status": "failed"})
     assert [name for name, _ in listener.received(1) if name == "algorithm_status_change"] == []
 
 
 def test_a_rest_requests_event_reaches_the_nodes_on_both_processes_once(family, live_world, sockets):
-    first, second = _apart(sockets, family.url, token(live_world.node_a), token(live_world.node_b))
+    first, second = apart(sockets, family.url, token(live_world.node_a), token(live_world.node_b))
     first.wait_ready(live_world.node_a)
     second.wait_ready(live_world.node_b)
 
