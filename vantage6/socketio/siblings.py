@@ -81,8 +81,3 @@ class Siblings:
             with contextlib.suppress(ValueError):
                 self._writers.remove(writer)
             writer.close()
-
-    @property
-    def linked(self) -> int:
-        """How many siblings are linked at the moment."""
-        return len(self._writers)
