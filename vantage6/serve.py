@@ -117,8 +117,10 @@ def run_daphne(binding: list[str], family: str = "", links: list[socket.socket] 
             from vantage6.asgi import server as sockets  # the application daphne serves, loaded already
             from vantage6.socketio.siblings import Siblings
 
-            linking = reactor._asyncioEventloop.create_task(sockets.link_siblings(Siblings(family, links)))
-            self.linking = linking  # held until done
+            # Held here: the loop keeps only a weak reference to a task.
+            self.linking = reactor._asyncioEventloop.create_task(
+                sockets.link_siblings(Siblings(family, links))
+            )
 
         def _on_signals(self) -> None:
             loop = reactor._asyncioEventloop
