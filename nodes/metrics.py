@@ -57,14 +57,18 @@ def gauges() -> list[str]:
 
 
 def _room_message_lines() -> list[str]:
-    """The room messages this process published to the channel layer and received from it."""
+    """The room messages this process published to the channel layer and received from it, sent to its
+    sibling processes and received from them, and dropped (a broker away too long, a sibling stalled)."""
     from nodes.consumers import server
+    from vantage6 import layers
 
     lines = [
         "# HELP vantage6_socket_room_messages_total room messages of this server process on the channel "
-        "layer, published and received",
+        "layer (published, received), on the links to its sibling processes (to_siblings, "
+        "from_siblings), and dropped",
         "# TYPE vantage6_socket_room_messages_total counter",
     ]
-    for direction, count in server.room_messages.items():
+    dropped = layers.dropped() + (server.siblings.dropped if server.siblings is not None else 0)
+    for direction, count in [*server.room_messages.items(), ("dropped", dropped)]:
         lines.append(f'vantage6_socket_room_messages_total{{direction="{direction}"}} {count}')
     return lines

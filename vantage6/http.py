@@ -235,6 +235,10 @@ class Connection:
         peer, host = transport.getPeer(), transport.getHost()
         self.client = [peer.host, peer.port] if hasattr(peer, "port") else None
         self.server = [host.host, host.port] if hasattr(host, "port") else None
+        if hasattr(host, "port"):
+            # Each answer and socket event goes out at once: Nagle's algorithm held a small write back
+            # until the client acknowledged the one before, which it may delay by 40 ms.
+            transport.setTcpNoDelay(True)
         transport.registerProducer(self, True)
         if isinstance(transport, tcp.Connection) and not transport.TLS:
             self.socket = transport.socket

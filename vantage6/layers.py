@@ -1,17 +1,31 @@
 """The RabbitMQ channel layer, made safe for callers that get cancelled while the broker is away, with a
-publish that does not wait for the broker's confirm."""
+publish that does not wait for the broker's confirm, and a bounded backlog while the broker is away."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from functools import partial
 
 import carehare
+from channels.exceptions import StopConsumer
 from channels_rabbitmq import core
 from channels_rabbitmq.util import GroupRecipient, serialize_message
 
 logger = logging.getLogger(__name__)
+
+# Messages of one layer waiting for its broker: beyond this many, the oldest are dropped.
+BACKLOG_LIMIT = 10_000
+# How long the backlog waits before trying again when the connection it was given closed meanwhile.
+_RETRY_SECONDS = 0.1
+
+_dropped = 0
+
+
+def dropped() -> int:
+    """Messages this process dropped from a full backlog while its broker was away."""
+    return _dropped
 
 
 class RabbitmqChannelLayer(core.RabbitmqChannelLayer):
@@ -19,23 +33,78 @@ class RabbitmqChannelLayer(core.RabbitmqChannelLayer):
     waits (a client that left, a publish given up on) would cancel that future too, and the layer would
     never connect again. Each caller awaits a shield of it instead."""
 
+    backlog_limit = BACKLOG_LIMIT
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        # (group, message) waiting for the broker, in order; published by one task once it is back.
+        self._backlog: deque[tuple[str, dict]] = deque()
+        self._backlog_task: asyncio.Task | None = None
+        self._warned = False
+
     @property
     def carehare_connection(self) -> asyncio.Future:
         return asyncio.shield(super().carehare_connection)
 
-    def publish_soon(self, group: str, message: dict) -> bool:
+    def publish_soon(self, group: str, message: dict) -> None:
         """``group_send`` written to the broker now, without waiting for its confirm (a refusal is
-        logged when it comes); False when the layer has no broker connection at the moment."""
-        connected = self._carehare_connection
-        if self._want_close or not connected.done() or connected.cancelled() or connected.exception():
+        logged when it comes). Without a broker connection at the moment it waits for one, in order
+        with the others, among at most ``backlog_limit`` (the oldest is dropped, and counted)."""
+        if self._backlog or not self._publish_now(group, message):
+            self._wait_for_broker(group, message)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the layer has a broker connection at the moment."""
+        connection = self._carehare_connection
+        return (
+            not self._want_close
+            and connection.done()
+            and not connection.cancelled()
+            and connection.exception() is None
+        )
+
+    def _publish_now(self, group: str, message: dict) -> bool:
+        if not self.connected:
             return False
         body = serialize_message(GroupRecipient(group), message)
         try:
-            confirm = connected.result().publish(body, exchange_name=self.groups_exchange, routing_key=group)
+            connection = self._carehare_connection.result()
+            confirm = connection.publish(body, exchange_name=self.groups_exchange, routing_key=group)
         except carehare.ConnectionClosed:
             return False
         confirm.add_done_callback(partial(_confirmed, group))
         return True
+
+    def _wait_for_broker(self, group: str, message: dict) -> None:
+        global _dropped
+        self._backlog.append((group, message))
+        if len(self._backlog) > self.backlog_limit:
+            self._backlog.popleft()
+            _dropped += 1
+            if not self._warned:  # once per outage
+                self._warned = True
+                logger.warning(
+                    "the broker is away and %d room messages wait for it: the oldest are dropped",
+                    self.backlog_limit,
+                )
+        if self._backlog_task is None:
+            self._backlog_task = asyncio.get_running_loop().create_task(self._publish_backlog())
+
+    async def _publish_backlog(self) -> None:
+        try:
+            while self._backlog:
+                try:
+                    await self.carehare_connection  # waits while the broker is away
+                except StopConsumer:
+                    return  # the layer was closed: what waits is lost, as the layer's own messages
+                while self._backlog and self._publish_now(*self._backlog[0]):
+                    self._backlog.popleft()
+                if self._backlog:  # the connection closed meanwhile, and the layer has not noticed yet
+                    await asyncio.sleep(_RETRY_SECONDS)
+            self._warned = False
+        finally:
+            self._backlog_task = None
 
 
 def _confirmed(group: str, confirm: asyncio.Future) -> None:

@@ -6,6 +6,8 @@ One process: daphne runs in this one. Several: the sockets are bound here, one p
 (``--fd``) on the same address, and the kernel spreads the connections over them (a Python process
 uses one core). Ending this process (SIGTERM, SIGINT) ends them all; when one of them
 exits, the others are stopped and this process exits with its status, for the supervisor to restart.
+Each two of them are linked by a Unix socket pair made here, over which they pass each other their
+room events (``vantage6.socketio.siblings``); RabbitMQ carries the rest, and the events of other machines.
 
 daphne runs the event loop; the connections are served by protocols of our own in place of Twisted's
 and autobahn's: ``vantage6.http`` parses HTTP and calls the ASGI application, and hands the
@@ -27,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import secrets
 import signal
 import socket
 import subprocess
@@ -50,6 +53,17 @@ logger = logging.getLogger("vantage6.serve")
 def daphne(*binding: str) -> list[str]:
     """The command of one daphne process of this server, bound as ``binding`` says."""
     return [sys.executable, "-m", "vantage6.serve", *binding]
+
+
+def sibling_links(count: int) -> list[list[socket.socket]]:
+    """For each of ``count`` processes, its ends of a socket pair with each other one."""
+    ends: list[list[socket.socket]] = [[] for _ in range(count)]
+    for first in range(count):
+        for second in range(first + 1, count):
+            one, other = socket.socketpair()
+            ends[first].append(one)
+            ends[second].append(other)
+    return ends
 
 
 def listen(host: str, port: int, count: int) -> list[socket.socket]:
@@ -95,8 +109,9 @@ def allow_open_files(connections: int) -> None:
         )
 
 
-def run_daphne(binding: list[str]) -> None:
-    """Serve in this process until SIGTERM or SIGINT, then stop gracefully."""
+def run_daphne(binding: list[str], family: str = "", links: list[socket.socket] | None = None) -> None:
+    """Serve in this process until SIGTERM or SIGINT, then stop gracefully; with the ``links`` to its
+    siblings, of ``family``."""
     # daphne.server installs Twisted's asyncio reactor: imported here, before anything imports Twisted.
     from daphne.cli import CommandLineInterface
     from daphne.server import Server
@@ -115,7 +130,18 @@ def run_daphne(binding: list[str]) -> None:
 
         def run(self) -> None:
             reactor.callWhenRunning(self._on_signals)
+            if links:
+                reactor.callWhenRunning(self._link_siblings)
             super().run()
+
+        def _link_siblings(self) -> None:
+            from vantage6.asgi import server as sockets  # the application daphne serves, loaded already
+            from vantage6.socketio.siblings import Siblings
+
+            # Held here: the loop keeps only a weak reference to a task.
+            self.linking = reactor._asyncioEventloop.create_task(
+                sockets.link_siblings(Siblings(family, links))
+            )
 
         def _on_signals(self) -> None:
             loop = reactor._asyncioEventloop
@@ -200,10 +226,14 @@ def serve(host: str, port: int, workers: int) -> int:
         run_daphne(["-e", endpoint(host, port)])
         return 0
     sockets = listen(host, port, workers)
-    children = [
-        subprocess.Popen(daphne("--fd", str(sock.fileno())), pass_fds=(sock.fileno(),)) for sock in sockets
-    ]
-    for sock in sockets:
+    family = secrets.token_hex(8)
+    links = sibling_links(workers)
+    children = []
+    for sock, ends in zip(sockets, links, strict=True):
+        fds = [sock.fileno(), *(end.fileno() for end in ends)]
+        siblings = f"{family}:{','.join(str(fd) for fd in fds[1:])}"
+        children.append(subprocess.Popen(daphne("--fd", str(fds[0]), "--siblings", siblings), pass_fds=fds))
+    for sock in [*sockets, *(end for ends in links for end in ends)]:
         sock.close()  # each child holds its own
 
     def stop(*_args: object) -> None:
@@ -229,7 +259,9 @@ def serve(host: str, port: int, workers: int) -> int:
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vantage6.settings")
     if sys.argv[1:2] == ["--fd"]:  # one process of several, started by serve()
-        run_daphne(sys.argv[1:3])
+        family, _, fds = sys.argv[4].partition(":")
+        links = [socket.socket(fileno=int(fd)) for fd in fds.split(",")]
+        run_daphne(sys.argv[1:3], family, links)
         return
     from django.conf import settings
 

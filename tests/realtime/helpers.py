@@ -26,6 +26,7 @@ from accounts.models import LoginSession, Role, Rule, User
 from accounts.tokens import AccessToken, login_tokens
 from collaborations.models import Collaboration, Organization
 from nodes.models import Node
+from tasks.models import Run, Task
 from tests.factories import PASSWORD
 from tests.realtime.live import LIVE
 
@@ -91,6 +92,37 @@ class NodeSocket:
 
     def close(self) -> None:
         self.client.disconnect()
+
+
+ABSENT_BROKER = "amqp://guest:guest@127.0.0.1:9/absent"  # a RabbitMQ URI where nothing listens
+
+
+def process_of(socket: NodeSocket) -> str:
+    """The server process of a socket: its sid carries the channel of its process, whose queue names it."""
+    body = socket.client.eio.sid.partition(".")[0]
+    return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))[9:].decode().partition("!")[0]
+
+
+def make_run(world: LiveWorld, organization: Organization | None = None) -> Run:
+    """A run of a fresh task of collaboration AB, for ``organization`` (A by default)."""
+    task = Task(
+        collaboration=world.collab_ab, image="i", job_id=uuid.uuid4().int % 10**9, init_org=world.org_a
+    )
+    task.save(using=LIVE)
+    run = Run(task=task, organization=organization or world.org_a)
+    run.save(using=LIVE)
+    return run
+
+
+def apart(sockets, url: str, first: str, second: str) -> tuple[NodeSocket, NodeSocket]:
+    """A websocket of token ``first`` and one of ``second`` on different processes of the server."""
+    one = sockets(url, first, transports=["websocket"])
+    for _ in range(32):
+        other = sockets(url, second, transports=["websocket"])
+        if process_of(other) != process_of(one):
+            return one, other
+        other.close()
+    raise AssertionError("every socket landed on one process")
 
 
 class PollingSession:

@@ -102,10 +102,14 @@ def _connection_fields(database: dict) -> dict:
 
 
 class Daphne:
-    """A server process (``python -m vantage6.serve``: daphne) serving the project on a free loopback port."""
+    """A server (``python -m vantage6.serve``: daphne, in ``workers`` processes) serving the project on a
+    free loopback port."""
 
-    def __init__(self, env: dict[str, str], folder: Path, command: list[str] | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], folder: Path, command: list[str] | None = None, workers: int = 1
+    ) -> None:
         self.env = env
+        self.workers = workers
         self.command = command or [sys.executable, "-m", "vantage6.serve"]
         self.port = free_port()
         self.log = folder / f"daphne-{self.port}.log"
@@ -118,7 +122,12 @@ class Daphne:
             self.process = subprocess.Popen(
                 self.command,
                 cwd=ROOT,
-                env={**self.env, "V6_HOST": "127.0.0.1", "V6_PORT": str(self.port), "V6_WORKERS": "1"},
+                env={
+                    **self.env,
+                    "V6_HOST": "127.0.0.1",
+                    "V6_PORT": str(self.port),
+                    "V6_WORKERS": str(self.workers),
+                },
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

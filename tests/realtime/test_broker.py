@@ -1,9 +1,11 @@
 """Losing the broker: a REST request is never held by a publish, every node socket hears ``sync``
-once the channel layer is back, and a channel left in a group does not wedge a process's delivery."""
+once the channel layer is back, a channel left in a group does not wedge a process's delivery, and
+the room messages waiting for the broker are bounded."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import tempfile
 import time
@@ -12,13 +14,41 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from nodes.metrics import _room_message_lines
 from tests.conftest import requires_services
 from tests.ops import services
 from tests.realtime.conftest import _daphne
-from tests.realtime.helpers import create_task, make_user, token
-from vantage6.layers import RabbitmqChannelLayer
+from tests.realtime.helpers import ABSENT_BROKER, apart, create_task, make_run, make_user, token
+from tests.realtime.live import Daphne
+from vantage6.layers import RabbitmqChannelLayer, dropped
 
 pytestmark = pytest.mark.live
+
+
+def _publish(layer: RabbitmqChannelLayer, count: int) -> None:
+    for number in range(count):
+        layer.publish_soon("room", {"type": "m", "n": number})
+
+
+def test_room_messages_waiting_for_an_absent_broker_are_bounded_the_oldest_dropped(caplog):
+    async def wait() -> tuple[list[int], int]:
+        layer = RabbitmqChannelLayer(host=ABSENT_BROKER, **settings.RABBITMQ_LAYER_CONFIG)
+        layer.backlog_limit = 5
+        before = dropped()
+        try:
+            _publish(layer, 8)
+            return [message["n"] for _, message in layer._backlog], dropped() - before
+        finally:
+            await layer.close()
+
+    with caplog.at_level(logging.WARNING, logger="vantage6.layers"):
+        waiting, lost = asyncio.run(wait())
+
+    assert waiting == [3, 4, 5, 6, 7] and lost == 3
+    assert f'vantage6_socket_room_messages_total{{direction="dropped"}} {dropped()}' in _room_message_lines()
+    assert [record.message for record in caplog.records if record.name == "vantage6.layers"] == [
+        "the broker is away and 5 room messages wait for it: the oldest are dropped"
+    ]
 
 
 @requires_services("rabbitmq")
@@ -94,3 +124,56 @@ def test_broker_restart_while_nodes_are_connected(server_on_broker, broker, live
             "parent_id": None,
         }
     assert during != after
+
+
+def test_room_messages_that_waited_for_the_broker_go_out_in_order_once_it_is_back(broker):
+    async def outage() -> tuple[list[int], int]:
+        layer = RabbitmqChannelLayer(host=broker.url, **settings.RABBITMQ_LAYER_CONFIG)
+        layer.backlog_limit = 5
+        try:
+            channel = await layer.new_channel()
+            await layer.group_add("room", channel)
+            await asyncio.to_thread(broker.kill)
+            while layer.connected:
+                await asyncio.sleep(0.05)
+            before = dropped()
+            _publish(layer, 8)
+            lost = dropped() - before
+            await asyncio.to_thread(broker.start)
+            heard = [(await asyncio.wait_for(layer.receive(channel), 60))["n"] for _ in range(5)]
+            with pytest.raises(TimeoutError):  # nothing more
+                await asyncio.wait_for(layer.receive(channel), 0.5)
+            return heard, lost
+        finally:
+            await layer.close()
+
+    assert asyncio.run(outage()) == ([3, 4, 5, 6, 7], 3)
+
+
+def test_sibling_processes_pass_their_events_while_the_broker_restarts(
+    broker, live_db, live_folder, live_world, sockets
+):
+    server = Daphne(live_db.process_env(V6_RABBITMQ_URI=broker.url), live_folder, workers=2)
+    try:
+        sender, listener = apart(sockets, server.url, token(live_world.node_a), token(live_world.node_b))
+        sender.wait_ready(live_world.node_a)
+        listener.wait_ready(live_world.node_b)
+        run = make_run(live_world)
+
+        def status_change(status: str) -> None:
+            sender.emit("algorithm_status_change", {"run_id": run.pk, "status": status})
+            for socket in (sender, listener):
+                assert socket.wait_for("algorithm_status_change")["status"] == status
+
+        status_change("active")
+        broker.kill()
+        status_change("completed")  # between the processes of one server the broker is not needed
+        broker.start()
+        for socket in (sender, listener):
+            socket.wait_for("sync", timeout=30)  # each process has its broker back
+        status_change("failed")
+        for socket in (sender, listener):  # each event once
+            assert [name for name, _ in socket.received(0.5) if name == "algorithm_status_change"] == []
+    finally:
+        server.stop()
+        server.show_log()

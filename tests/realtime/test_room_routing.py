@@ -11,6 +11,7 @@ import asyncio
 import os
 import random
 import re
+import socket
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -23,13 +24,15 @@ from django.test import override_settings
 from tasks.models import Run, Task
 from tests.conftest import requires_services
 from tests.realtime.conftest import _daphne
-from tests.realtime.helpers import Sink, create_task, make_user, token
+from tests.realtime.helpers import ABSENT_BROKER, Sink, create_task, make_user, token
 from tests.realtime.live import LIVE
 from vantage6.socketio.server import Namespace, Server, from_process, room_group
+from vantage6.socketio.siblings import Siblings
 
 pytestmark = requires_services("rabbitmq")
 
 NAMESPACE = "/tasks"
+NO_SIBLINGS = {"to_siblings": 0, "from_siblings": 0}
 
 
 def _server(alias: str) -> Server:
@@ -49,9 +52,12 @@ async def _member(server: Server, room: str) -> Sink:
     return sink
 
 
-def _on_broker(scenario: Callable[[], Awaitable[object]], aliases: tuple[str, ...]) -> object:
-    """Await ``scenario()`` with a RabbitMQ layer for each alias; the layers are closed at the end."""
-    config = {"host": os.environ["V6_RABBITMQ_URI"], **settings.RABBITMQ_LAYER_CONFIG}
+def _on_broker(
+    scenario: Callable[[], Awaitable[object]], aliases: tuple[str, ...], host: str | None = None
+) -> object:
+    """Await ``scenario()`` with a RabbitMQ layer for each alias (on ``host``, the test broker by
+    default); the layers are closed at the end."""
+    config = {"host": host or os.environ["V6_RABBITMQ_URI"], **settings.RABBITMQ_LAYER_CONFIG}
     layers = {
         alias: {"BACKEND": "vantage6.layers.RabbitmqChannelLayer", "CONFIG": config} for alias in aliases
     }
@@ -101,8 +107,8 @@ def test_an_event_crosses_the_broker_once_and_never_comes_back_to_its_publisher(
     here, there, sent, heard = _on_broker(scenario, ("one", "two"))
 
     assert here.packets == _events(10) and there.packets == _events(10)
-    assert sent == {"published": 10, "received": 0}
-    assert heard == {"published": 0, "received": 10}
+    assert sent == {"published": 10, "received": 0, **NO_SIBLINGS}
+    assert heard == {"published": 0, "received": 10, **NO_SIBLINGS}
 
 
 @pytest.mark.django_db  # the handshake's check runs where the database may be used
@@ -126,8 +132,8 @@ def test_the_events_of_one_turn_of_the_loop_go_out_in_one_message():
     here, there, sent, heard = _on_broker(scenario, ("one", "two"))
 
     assert here.packets == _events(50) and there.packets == _events(50)
-    assert sent == {"published": 1, "received": 0}
-    assert heard == {"published": 0, "received": 1}
+    assert sent == {"published": 1, "received": 0, **NO_SIBLINGS}
+    assert heard == {"published": 0, "received": 1, **NO_SIBLINGS}
 
 
 @pytest.mark.django_db  # the handshake's check runs where the database may be used
@@ -237,8 +243,154 @@ def test_a_node_event_is_published_once_and_received_once_across_two_processes(m
 
     # A REST request's event too: the process that serves it delivers it to its own sockets itself.
     task_id = create_task(a.url, make_user(live_world.org_a, roles=("Researcher",)), live_world.collab_ab)
-    for socket in (sender, listener):
-        assert socket.wait_for("new_task") == {"id": task_id, "parent_id": None}
+    for client in (sender, listener):
+        assert client.wait_for("new_task") == {"id": task_id, "parent_id": None}
     final = [_room_messages(a.url), _room_messages(b.url)]
     assert final[0]["received"] == after[0]["received"]
     assert final[1]["received"] == after[1]["received"] + 1  # new_task to node_b's organization room
+
+
+# --- siblings: the processes of one `vantage6.serve` ------------------------------------------------------
+def _siblings(*servers: Server) -> Callable[[], Awaitable[None]]:
+    """Links ``servers`` as one ``vantage6.serve`` links its processes (a socket pair each two); the
+    coroutine function that starts the links in the running loop."""
+    family = f"family-{random.randrange(10**9)}"
+    ends: list[list[socket.socket]] = [[] for _ in servers]
+    for first in range(len(servers)):
+        for second in range(first + 1, len(servers)):
+            one, other = socket.socketpair()
+            ends[first].append(one)
+            ends[second].append(other)
+
+    async def link() -> None:
+        for server, links in zip(servers, ends, strict=True):
+            await server.link_siblings(Siblings(family, links))
+
+    return link
+
+
+async def _emit(server: Server, count: int, room: str = "collaboration_1", first: int = 0) -> None:
+    for number in range(first, first + count):  # one at a time: a message each
+        await server.emit("algorithm_status_change", {"run_id": number}, room=room, namespace=NAMESPACE)
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.django_db  # the handshake's check runs where the database may be used
+def test_siblings_pass_room_events_over_their_link_and_the_broker_carries_them_to_other_machines():
+    one, two, elsewhere = _server("one"), _server("two"), _server("three")
+    link = _siblings(one, two)
+
+    async def scenario() -> tuple[list[Sink], list[dict]]:
+        await link()
+        await _settled(one, two, elsewhere)
+        sinks = [await _member(server, "collaboration_1") for server in (one, two, elsewhere)]
+        await _emit(one, 5)
+        await _emit(two, 5, first=5)
+        await _emit(elsewhere, 5, first=10)
+        await asyncio.sleep(0.3)
+        return sinks, [dict(server.room_messages) for server in (one, two, elsewhere)]
+
+    sinks, counts = _on_broker(scenario, ("one", "two", "three"))
+
+    assert [sorted(sink.packets) for sink in sinks] == [sorted(_events(15))] * 3  # each once
+    # Each sibling sent its five over the link, and to the other machine's process through the broker;
+    # it heard its sibling's over the link only, and the other machine's through the broker.
+    for count in counts[:2]:
+        assert count == {"published": 5, "received": 5, "to_siblings": 5, "from_siblings": 5}
+    assert counts[2] == {"published": 5, "received": 10, **NO_SIBLINGS}
+
+
+@pytest.mark.django_db  # the handshake's check runs where the database may be used
+def test_siblings_alone_on_the_broker_publish_nothing_to_it():
+    one, two = _server("one"), _server("two")
+    link = _siblings(one, two)
+
+    async def scenario() -> tuple[list[Sink], list[dict]]:
+        await link()
+        await _settled(one, two)
+        sinks = [await _member(one, "collaboration_1"), await _member(two, "collaboration_1")]
+        await _emit(one, 10)
+        await asyncio.sleep(0.3)
+        return sinks, [dict(server.room_messages) for server in (one, two)]
+
+    sinks, counts = _on_broker(scenario, ("one", "two"))
+
+    assert [sink.packets for sink in sinks] == [_events(10)] * 2
+    assert counts == [
+        {"published": 0, "received": 0, "to_siblings": 10, "from_siblings": 0},
+        {"published": 0, "received": 0, "to_siblings": 0, "from_siblings": 10},
+    ]
+
+
+@pytest.mark.django_db  # the handshake's check runs where the database may be used
+def test_a_stopping_siblings_events_through_the_rooms_group_reach_each_socket_once():
+    one, two, elsewhere = _server("one"), _server("two"), _server("three")
+    link = _siblings(one, two)
+
+    async def scenario() -> list[Sink]:
+        await link()
+        await _settled(one, two, elsewhere)
+        sinks = [await _member(server, "collaboration_1") for server in (one, two, elsewhere)]
+        one.stop()  # it publishes to the room's group from now on, which its sibling is bound to too
+        await _emit(one, 10)
+        await asyncio.sleep(0.3)
+        return sinks
+
+    assert [sink.packets for sink in _on_broker(scenario, ("one", "two", "three"))] == [_events(10)] * 3
+
+
+@pytest.mark.django_db  # the handshake's check runs where the database may be used
+def test_a_sibling_hears_every_event_emitted_after_its_join_returned():
+    emitting, joining = _server("one"), _server("two")
+    link = _siblings(emitting, joining)
+
+    async def scenario() -> list[list[str]]:
+        await link()
+        await _settled(emitting, joining)
+        heard = []
+        for number in range(20):
+            room = f"collaboration_{number}"
+            sink = await _member(joining, room)
+            await emitting.emit("algorithm_status_change", {"run_id": 0}, room=room, namespace=NAMESPACE)
+            heard.append(sink)
+        await asyncio.sleep(0.3)
+        return [sink.packets for sink in heard]
+
+    assert _on_broker(scenario, ("one", "two")) == [_events(1)] * 20
+
+
+@pytest.mark.django_db  # the handshake's check runs where the database may be used
+def test_siblings_pass_room_events_while_the_broker_is_absent():
+    one, two = _server("one"), _server("two")
+    link = _siblings(one, two)
+
+    async def scenario() -> list[Sink]:
+        await link()
+        sinks = [await _member(one, "collaboration_1"), await _member(two, "collaboration_1")]
+        await _emit(one, 5)
+        await _emit(two, 5, first=5)
+        await asyncio.sleep(0.2)
+        return sinks
+
+    sinks = _on_broker(scenario, ("one", "two"), host=ABSENT_BROKER)
+
+    assert [sorted(sink.packets) for sink in sinks] == [sorted(_events(10))] * 2
+
+
+@pytest.mark.django_db  # the handshake's check runs where the database may be used
+def test_a_sibling_gone_leaves_the_others_rooms_working():
+    one, two, elsewhere = _server("one"), _server("two"), _server("three")
+    link = _siblings(one, two)
+
+    async def scenario() -> list[Sink]:
+        await link()
+        await _settled(one, two, elsewhere)
+        sinks = [await _member(one, "collaboration_1"), await _member(elsewhere, "collaboration_1")]
+        for writer in list(two.siblings._writers):
+            writer.transport.abort()  # as when its process dies
+        await asyncio.sleep(0.1)
+        await _emit(one, 5)
+        await asyncio.sleep(0.3)
+        return sinks
+
+    assert [sink.packets for sink in _on_broker(scenario, ("one", "two", "three"))] == [_events(5)] * 2

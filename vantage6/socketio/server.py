@@ -23,6 +23,10 @@ Ownership and routing:
   ``eio.peer``; ``eio.bye`` when one stops or was found dead), and a process publishes to the room's
   own group (skipping its copy when it comes back) until ``settle_time`` after its hello, while the
   others bind its keys. Synchronous code (a REST request) publishes to the room's group.
+* The processes of one ``vantage6.serve`` (siblings, of one ``family``) pass each other the room packets
+  of their loops over their own links (``vantage6.socketio.siblings``), not through the broker: they do
+  not learn of each other over ``PROCESSES`` and skip each other's packets that the broker carries. A
+  settled process that knows no other publishes no room packet to the broker.
 * The database keeps no session: only the liveness row of each process (``Liveness``), and what the
   application keeps of its connections.
 """
@@ -51,6 +55,7 @@ from django.db import DatabaseError
 from vantage6.logging import client_text, database_error_text
 from vantage6.socketio import bridge
 from vantage6.socketio import packets as p
+from vantage6.socketio.siblings import Siblings
 from vantage6.socketio.store import POLLING, WEBSOCKET, Liveness, Session
 
 logger = logging.getLogger(__name__)
@@ -287,11 +292,14 @@ class Server:
         self.settled = False
         self._hello: asyncio.Event | None = None
         self._keys: dict[str, str] = {}
-        # The room packets of this turn of the loop, in order: (key, message), and their flush is due.
-        self._outgoing: list[tuple[str, dict]] = []
+        # The room packets of this turn of the loop, in order: (group, packets), and their flush is due.
+        self._outgoing: list[tuple[str, list[str]]] = []
         self._flush_due = False
-        # Room messages this process published and received (``eio.packets``), for the metrics.
-        self.room_messages = {"published": 0, "received": 0}
+        # The other processes of this one's ``vantage6.serve``, linked directly (``link_siblings``).
+        self.siblings: Siblings | None = None
+        # Room messages this process published to and received from the layer (``eio.packets``) and
+        # its siblings, for the metrics.
+        self.room_messages = {"published": 0, "received": 0, "to_siblings": 0, "from_siblings": 0}
         # Sessions handed over to another process: their sid → (its channel, until when to forward).
         self.moved: dict[str, tuple[str, float]] = {}
         # Forwarded requests of this process waiting for their owner's answer, by request id.
@@ -343,14 +351,15 @@ class Server:
         self.channel = await layer.new_channel()
         if not self.on_broker:
             ready.set()
-        try:
-            await layer.group_add(PROCESSES, self.channel)
-        except Exception:
-            logger.exception("could not listen to the other server processes")
-        if self.on_broker:
+        else:
             # Socket handshakes wait until the others know this process (at most a bound: its broker may
             # be away, and then it publishes to the rooms' groups until it comes back).
             asyncio.get_running_loop().call_later(self.settle_time + self.publish_timeout, ready.set)
+        try:
+            await layer.group_add(PROCESSES, self.channel)  # waits while the broker is away
+        except Exception:
+            logger.exception("could not listen to the other server processes")
+        if self.on_broker:
             keep(asyncio.get_running_loop().create_task(self._introduce(ready)))
         while True:
             try:
@@ -370,15 +379,17 @@ class Server:
         kind = message["type"]
         if kind == "eio.packets":
             self.room_messages["received"] += 1
-            if message.get("origin") != self.channel:  # this process delivered its own already
+            # This process delivered its own already, and a sibling's came over their link.
+            if message.get("origin") != self.channel and not self._sibling(message):
                 await self._deliver_room(message["group"], message["packets"])
         elif kind == "eio.hello":
             if message["process"] == self.process:
                 cast(asyncio.Event, self._hello).set()
-            else:
+            elif not self._sibling(message):
                 await self._learn(message["process"])
-                await self.layer.send(message["reply"], {"type": "eio.peer", "process": self.process})
-        elif kind == "eio.peer":
+                peer = {"type": "eio.peer", "process": self.process, "family": self.family}
+                await self.layer.send(message["reply"], peer)
+        elif kind == "eio.peer" and not self._sibling(message):
             await self._learn(message["process"])
         elif kind == "eio.bye":
             await self._forget(message["process"])
@@ -406,7 +417,8 @@ class Server:
         self.settled = False
         hello = self._hello = asyncio.Event()
         await self.layer.group_send(
-            PROCESSES, {"type": "eio.hello", "process": self.process, "reply": self.channel}
+            PROCESSES,
+            {"type": "eio.hello", "process": self.process, "reply": self.channel, "family": self.family},
         )
         await hello.wait()
         await asyncio.sleep(self.settle_time)
@@ -415,8 +427,27 @@ class Server:
             if ready is not None:
                 ready.set()
 
+    @property
+    def family(self) -> str:
+        """What the processes of this one's ``vantage6.serve`` share ("" for a process alone)."""
+        return self.siblings.family if self.siblings is not None else ""
+
+    def _sibling(self, message: dict) -> bool:
+        """Whether ``message`` comes from a sibling (whose room packets come over their link)."""
+        return self.siblings is not None and message.get("family") == self.siblings.family
+
+    async def link_siblings(self, siblings: Siblings) -> None:
+        """Exchange the room packets of this process's loop (the running one) with its siblings over
+        their links; the broker keeps the others."""
+        self.siblings = siblings
+        await siblings.start(self._from_sibling)
+
+    async def _from_sibling(self, group: str, packets: list[str]) -> None:
+        self.room_messages["from_siblings"] += 1
+        await self._deliver_room(group, packets)
+
     async def _learn(self, process: str) -> None:
-        """Another process is known: this process's rooms are bound to its keys."""
+        """Another process (not a sibling) is known: this process's rooms are bound to its keys."""
         if process in self.peers:
             return
         self.peers.add(process)
@@ -623,7 +654,7 @@ class Server:
         if members is None:
             members = self.room_members[group] = {sid}
             keys = [group, *(from_process(group, process) for process in self.peers)]
-            await asyncio.gather(*(self.layer.group_add(key, self.channel) for key in keys))
+            await self._change_bindings(self.layer.group_add, keys)
         else:
             members.add(sid)
 
@@ -634,7 +665,19 @@ class Server:
             if not members:
                 del self.room_members[group]
                 keys = [group, *(from_process(group, process) for process in self.peers)]
-                await asyncio.gather(*(self.layer.group_discard(key, self.channel) for key in keys))
+                await self._change_bindings(self.layer.group_discard, keys)
+
+    async def _change_bindings(self, change: Callable[[str, str], Awaitable[None]], keys: list[str]) -> None:
+        """``change`` (the layer's ``group_add`` or ``group_discard``) of this process's channel for each
+        of ``keys``; not awaited while the broker is away (it is done once the broker is back, whose
+        absence meanwhile ``layer_reconnected`` makes up for): a socket joins or leaves at once, and its
+        sibling processes' events reach it meanwhile."""
+        changing = asyncio.gather(*(change(key, self.channel) for key in keys))
+        if getattr(self.layer, "connected", True):
+            await changing
+        else:
+            changing.add_done_callback(_log_failure)
+            keep(changing)
 
     # --- long-polling -------------------------------------------------------------------------------------
     async def serve_polling(
@@ -957,37 +1000,46 @@ class Server:
         message = {"type": "eio.packets", "group": group, "packets": [packet]}
         layer = self.layer
         publish_soon = getattr(layer, "publish_soon", None)
-        if publish_soon is None or not publish_soon(group, message):
+        if publish_soon is None:
             await layer.group_send(group, message)
+        else:
+            publish_soon(group, message)
 
     def _publish_soon(self, group: str, packet: str) -> None:
         """Publish a room packet of this process's loop to the room's other processes at the end of this
         turn of the loop: the packets of one turn to one room in one message, without waiting for
         the broker's confirm (the frames are written in order)."""
-        if self.settled:
-            key = self._keys.get(group) or self._keys.setdefault(group, from_process(group, self.process))
+        if self._outgoing and self._outgoing[-1][0] == group:
+            self._outgoing[-1][1].append(packet)
         else:
-            key = group
-        if self._outgoing and self._outgoing[-1][0] == key:
-            self._outgoing[-1][1]["packets"].append(packet)
-        else:
-            message = {"type": "eio.packets", "group": group, "packets": [packet]}
-            if key == group:
-                message["origin"] = self.channel  # the process skips its own copy
-            self._outgoing.append((key, message))
+            self._outgoing.append((group, [packet]))
         if not self._flush_due:
             self._flush_due = True
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         outgoing, self._outgoing, self._flush_due = self._outgoing, [], False
+        if self.siblings is not None:
+            self.room_messages["to_siblings"] += len(outgoing)
+            for group, packets in outgoing:
+                self.siblings.send(group, packets)
+        if self.settled and not self.peers:
+            return  # no other process is known to be there: the siblings had them all
         layer = self.layer
         publish_soon = getattr(layer, "publish_soon", None)
         self.room_messages["published"] += len(outgoing)
-        for key, message in outgoing:
-            if publish_soon is None or not publish_soon(key, message):
-                # In memory, or no broker at the moment: published once it is back, in order.
-                keep(asyncio.get_running_loop().create_task(layer.group_send(key, message)))
+        for group, packets in outgoing:
+            message = {"type": "eio.packets", "group": group, "packets": packets}
+            if self.settled:
+                key = self._keys.get(group) or self._keys.setdefault(group, from_process(group, self.process))
+            else:
+                key = group
+                # This process skips its copy, its siblings theirs.
+                message.update(origin=self.channel, family=self.family)
+            if publish_soon is None:
+                keep(asyncio.get_running_loop().create_task(layer.group_send(key, message)))  # in memory
+            else:
+                publish_soon(key, message)  # in order, also while the broker is away
 
     async def _deliver_room(self, group: str, packets: list[str]) -> None:
         for sid in list(self.room_members.get(group, ())):
@@ -1120,10 +1172,19 @@ class Server:
                 await self.revoke(session, event)
 
 
-_running: set[asyncio.Task] = set()
+_running: set[asyncio.Future] = set()
 
 
-def keep(task: asyncio.Task) -> None:
+def _log_failure(future: asyncio.Future) -> None:
+    """A done callback: the failure of layer work nobody waits for is logged (not the end of the layer)."""
+    if future.cancelled():
+        return
+    exc = future.exception()
+    if exc is not None and not isinstance(exc, asyncio.CancelledError | StopConsumer):
+        logger.error("channel layer work failed", exc_info=exc)
+
+
+def keep(task: asyncio.Future) -> None:
     """Hold a reference to a background task until it finishes."""
     _running.add(task)
     task.add_done_callback(_running.discard)
