@@ -109,7 +109,7 @@ def allow_open_files(connections: int) -> None:
         )
 
 
-def run_daphne(binding: list[str], family: str = "", links: list[socket.socket] | None = None) -> None:
+def run_daphne(binding: list[str], family: str = "", links: tuple[socket.socket, ...] = ()) -> None:
     """Serve in this process until SIGTERM or SIGINT, then stop gracefully; with the ``links`` to its
     siblings, of ``family``."""
     # daphne.server installs Twisted's asyncio reactor: imported here, before anything imports Twisted.
@@ -140,7 +140,7 @@ def run_daphne(binding: list[str], family: str = "", links: list[socket.socket] 
 
             # Held here: the loop keeps only a weak reference to a task.
             self.linking = reactor._asyncioEventloop.create_task(
-                sockets.link_siblings(Siblings(family, links))
+                sockets.link_siblings(Siblings(family, list(links)))
             )
 
         def _on_signals(self) -> None:
@@ -260,7 +260,7 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vantage6.settings")
     if sys.argv[1:2] == ["--fd"]:  # one process of several, started by serve()
         family, _, fds = sys.argv[4].partition(":")
-        links = [socket.socket(fileno=int(fd)) for fd in fds.split(",")]
+        links = tuple(socket.socket(fileno=int(fd)) for fd in fds.split(","))
         run_daphne(sys.argv[1:3], family, links)
         return
     from django.conf import settings
