@@ -133,14 +133,21 @@ def test_an_unauthenticated_session_is_polled_on_another_instance(instances, liv
     assert f'42/tasks,["{event}"]' in packets or [event] in session.events(3)
 
 
+@pytest.fixture
+def node_a_token(live_world) -> str:
+    """Made before ``db`` wraps the test, which keeps it off the live database (the login's row)."""
+    return token(live_world.node_a)
+
+
 def test_emit_from_synchronous_code_works_every_time(
     instances,
     live_world,
     sockets,
+    node_a_token,
     db,  # noqa: ARG001 - after live_world: the test database is wrapped only once the live data is in
     django_capture_on_commit_callbacks,
 ):
-    node = sockets(instances[1].url, token(live_world.node_a))
+    node = sockets(instances[1].url, node_a_token)
     node.wait_ready(live_world.node_a)
     room = collaboration_room(live_world.collab_ab.pk)
 

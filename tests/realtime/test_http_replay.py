@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from types import SimpleNamespace
 
 import pytest
 from django.test import override_settings
@@ -40,6 +41,9 @@ class Transport:
     def registerProducer(self, _producer: object, _streaming: bool) -> None:
         pass
 
+    def setTcpNoDelay(self, _enabled: bool) -> None:
+        pass
+
     def getPeer(self) -> Address:
         return Address()
 
@@ -62,7 +66,8 @@ class Server:
     def __init__(self, handler: PooledASGIHandler) -> None:
         self.handler = handler
         self.calls = 0
-        self.factory = http.Factory(self._application, None)
+        # No websockets here: the factory only counts them against its connection cap.
+        self.factory = http.Factory(self._application, SimpleNamespace(sockets=()), max_connections=100)
         self.factory.sweeping = True  # no periodic sweep: every connection here is short
         self.loop = asyncio.new_event_loop()
 

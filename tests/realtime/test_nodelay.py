@@ -28,7 +28,9 @@ class Transport:
 
 def _connect(address: object) -> Transport:
     transport = Transport(address)
-    http.Connection(http.Factory(application=None, ws_factory=None)).makeConnection(transport)
+    http.Connection(http.Factory(application=None, ws_factory=None, max_connections=1)).makeConnection(
+        transport
+    )
     return transport
 
 
