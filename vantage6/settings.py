@@ -129,7 +129,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         transaction_mode="IMMEDIATE",
         timeout=20,
-        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL",
+        init_command="PRAGMA synchronous=FULL",  # and journal_mode=WAL, set by vantage6.db.sqlite3
     )
     # Request threads are pooled (vantage6.handler): each keeps its connection instead of reopening it.
     DATABASES["default"].setdefault("CONN_MAX_AGE", 60)

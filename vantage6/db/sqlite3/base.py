@@ -19,6 +19,7 @@ import fcntl
 import os
 import threading
 import time
+from typing import Any
 
 from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper
 
@@ -134,6 +135,15 @@ def writer_queue(database: str, in_memory: bool) -> WriterQueue:
 
 class DatabaseWrapper(SQLiteDatabaseWrapper):
     _queued: WriterQueue | None = None  # the write queue this connection is at the head of, if any
+
+    def get_new_connection(self, conn_params: dict) -> Any:
+        connection = super().get_new_connection(conn_params)
+        # The write-ahead log is kept by the database file: set once, found by later connections. Set
+        # again on every connection, it took a lock that SQLite's busy handler does not wait for, and a
+        # connection opened while another process wrote failed with "database is locked".
+        if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            connection.execute("PRAGMA journal_mode=WAL")
+        return connection
 
     def _start_transaction_under_autocommit(self) -> None:
         queue = writer_queue(str(self.settings_dict["NAME"]), self.is_in_memory_db())
