@@ -326,6 +326,19 @@ def joined(queryset: QuerySet, expression: Expression | str, separator: str = ",
     )
 
 
+def _inserted_values(fields: Sequence[Field], instance: Model, connection: BaseDatabaseWrapper) -> list:
+    """The values of ``fields`` of a new ``instance``, as the database takes them."""
+    return [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+
+
+def _saved(instance: M, pk: object, alias: str) -> M:
+    """``instance`` as a row of database ``alias`` with primary key ``pk``, as ``save`` leaves it."""
+    instance.pk = pk
+    instance._state.adding = False
+    instance._state.db = alias
+    return instance
+
+
 class _CompiledWrite(Generic[M]):
     """A statement writing ``fields`` of one row of ``model``, its SQL written once per database backend."""
 
@@ -371,7 +384,7 @@ class CompiledInsert(_CompiledWrite[M]):
     def __call__(self, **values: object) -> M:
         connection = connections[DEFAULT_DB_ALIAS]
         instance = self.model(**values)
-        params = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in self.fields]
+        params = _inserted_values(self.fields, instance, connection)
         with connection.cursor() as cursor:
             cursor.execute(self.sql(connection), params)
             pk = (
@@ -379,10 +392,7 @@ class CompiledInsert(_CompiledWrite[M]):
                 if connection.features.can_return_columns_from_insert
                 else cursor.lastrowid
             )
-        instance.pk = pk
-        instance._state.adding = False
-        instance._state.db = connection.alias
-        return instance
+        return _saved(instance, pk, connection.alias)
 
     def later(self, **values: object) -> None:
         """``create(**values)`` sent with the transaction's next statement or its commit, where the
@@ -394,7 +404,7 @@ class CompiledInsert(_CompiledWrite[M]):
             self(**values)
             return
         instance = self.model(**values)
-        params = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in self.fields]
+        params = _inserted_values(self.fields, instance, connection)
         defer(self.sql(connection).partition(" RETURNING ")[0], params)
 
     def many(self, rows: Sequence[dict]) -> list[M]:
@@ -410,9 +420,7 @@ class CompiledInsert(_CompiledWrite[M]):
                 cursor.execute(f"{sql} RETURNING {returning}", params)
                 keys = [row[0] for row in cursor.fetchall()]
             for instance, pk in zip(batch, keys, strict=True):
-                instance.pk = pk
-                instance._state.adding = False
-                instance._state.db = connection.alias
+                _saved(instance, pk, connection.alias)
         return instances
 
     def many_later(self, rows: Sequence[dict]) -> list[M]:
@@ -538,15 +546,25 @@ class CompiledInsertIf(_CompiledWrite[M]):
         values = ", ".join(["%s"] * len(self.columns))
         return f"INSERT INTO {quote(self.table)} ({columns}) SELECT {values} WHERE EXISTS"
 
-    def __call__(self, keys: dict[str, int], **values: object) -> M | None:
-        """The row of ``values``, if ``condition`` finds a row for ``keys``."""
+    def _prepared(
+        self, keys: dict[str, int], values: dict[str, object]
+    ) -> tuple[BaseDatabaseWrapper, M, list, str, list] | None:
+        """The connection, the new instance, its values, the condition's SQL and its parameters; None
+        when ``keys`` cannot name a row."""
         if not _in_range(keys):
             return None
         connection = connections[DEFAULT_DB_ALIAS]
         instance = self.model(**values)
-        params = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in self.fields]
         query, condition_params = self.condition.query(connection, keys)
-        sql = f"{self.sql(connection)} ({query.sql})"
+        params = _inserted_values(self.fields, instance, connection)
+        return connection, instance, params, query.sql, condition_params
+
+    def __call__(self, keys: dict[str, int], **values: object) -> M | None:
+        """The row of ``values``, if ``condition`` finds a row for ``keys``."""
+        if (prepared := self._prepared(keys, values)) is None:
+            return None
+        connection, instance, params, condition_sql, condition_params = prepared
+        sql = f"{self.sql(connection)} ({condition_sql})"
         returning = connection.features.can_return_columns_from_insert
         if returning:
             sql += f" RETURNING {connection.ops.quote_name(self.pk_column)}"
@@ -557,12 +575,7 @@ class CompiledInsertIf(_CompiledWrite[M]):
                 pk = row[0] if row else None
             else:  # an SQLite older than 3.35
                 pk = cursor.lastrowid if cursor.rowcount == 1 else None
-        if pk is None:
-            return None
-        instance.pk = pk
-        instance._state.adding = False
-        instance._state.db = connection.alias
-        return instance
+        return None if pk is None else _saved(instance, pk, connection.alias)
 
     def with_entry(
         self,
@@ -576,12 +589,9 @@ class CompiledInsertIf(_CompiledWrite[M]):
         ``entry_values`` gives for the new instance) whose field ``reference`` is the new row's key:
         a data-modifying ``WITH`` (PostgreSQL only), atomic on its own. Neither row is written when
         ``condition`` finds no row."""
-        if not _in_range(keys):
+        if (prepared := self._prepared(keys, values)) is None:
             return None
-        connection = connections[DEFAULT_DB_ALIAS]
-        instance = self.model(**values)
-        params = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in self.fields]
-        query, condition_params = self.condition.query(connection, keys)
+        connection, instance, params, condition_sql, condition_params = prepared
         noted = entry.model(**entry_values(instance))
         key = connection.ops.quote_name(self.pk_column)
         columns, noted_params = [], []
@@ -593,18 +603,13 @@ class CompiledInsertIf(_CompiledWrite[M]):
                 noted_params.append(field.get_db_prep_save(field.pre_save(noted, True), connection))
         head = entry.sql(connection).partition(" VALUES ")[0]
         sql = (
-            f"WITH n AS ({self.sql(connection)} ({query.sql}) RETURNING {key}), "
+            f"WITH n AS ({self.sql(connection)} ({condition_sql}) RETURNING {key}), "
             f"e AS ({head} SELECT {', '.join(columns)} FROM n) SELECT {key} FROM n"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, [*params, *condition_params, *noted_params])
             row = cursor.fetchone()
-        if row is None:
-            return None
-        instance.pk = row[0]
-        instance._state.adding = False
-        instance._state.db = connection.alias
-        return instance
+        return None if row is None else _saved(instance, row[0], connection.alias)
 
 
 # A condition's shape: its structure, lookups and constants, with its integers as parameters:
