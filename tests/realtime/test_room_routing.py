@@ -142,17 +142,24 @@ def test_a_socket_hears_every_event_emitted_after_its_join_returned():
 
     async def scenario() -> list[list[str]]:
         await _settled(emitting, joining)
-        heard = []
-        for number in range(20):
-            room = f"collaboration_{number}"
-            await _member(emitting, room)
-            sink = await _member(joining, room)
-            await emitting.emit("algorithm_status_change", {"run_id": 0}, room=room, namespace=NAMESPACE)
-            heard.append(sink)
-        await asyncio.sleep(0.3)
-        return [sink.packets for sink in heard]
+        return await _heard_after_joins(emitting, joining, emitter_in_room=True)
 
     assert _on_broker(scenario, ("one", "two")) == [_events(1)] * 20
+
+
+async def _heard_after_joins(emitting: Server, joining: Server, *, emitter_in_room: bool) -> list[list[str]]:
+    """What a socket of ``joining`` heard of one event that ``emitting`` emitted to each of 20 rooms
+    right after the socket's join returned."""
+    heard = []
+    for number in range(20):
+        room = f"collaboration_{number}"
+        if emitter_in_room:
+            await _member(emitting, room)
+        sink = await _member(joining, room)
+        await emitting.emit("algorithm_status_change", {"run_id": 0}, room=room, namespace=NAMESPACE)
+        heard.append(sink)
+    await asyncio.sleep(0.3)
+    return [sink.packets for sink in heard]
 
 
 @pytest.mark.django_db  # the handshake's check runs where the database may be used
@@ -347,14 +354,7 @@ def test_a_sibling_hears_every_event_emitted_after_its_join_returned():
     async def scenario() -> list[list[str]]:
         await link()
         await _settled(emitting, joining)
-        heard = []
-        for number in range(20):
-            room = f"collaboration_{number}"
-            sink = await _member(joining, room)
-            await emitting.emit("algorithm_status_change", {"run_id": 0}, room=room, namespace=NAMESPACE)
-            heard.append(sink)
-        await asyncio.sleep(0.3)
-        return [sink.packets for sink in heard]
+        return await _heard_after_joins(emitting, joining, emitter_in_room=False)
 
     assert _on_broker(scenario, ("one", "two")) == [_events(1)] * 20
 
