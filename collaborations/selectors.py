@@ -88,6 +88,18 @@ def collaboration_get(
     return collaboration
 
 
+def collaboration_named(principal: Principal, pk: int, resource: str, operation: str) -> Collaboration:
+    """The collaboration a request body names, to ``operation`` on ``resource`` in it: the caller views
+    it or may do that there (``fetch_named``)."""
+    return fetch_named(
+        principal,
+        Collaboration.objects.all(),
+        pk,
+        missing=f"Collaboration with id={pk} not found",
+        reach=lambda collaboration: principal.reaches(resource, operation, collaboration_id=collaboration.pk),
+    )
+
+
 def collaboration_for_edit(principal: Principal, pk: int | str, operation: str = "edit") -> Collaboration:
     return get_for(
         principal, Collaboration.objects.all(), pk, operation, missing=f"Collaboration with id={pk} not found"

@@ -11,11 +11,11 @@ from urllib.parse import urlsplit
 from django.db import transaction
 from django.db.models import Model
 
-from accounts.permissions import GLO, Principal, fetch_named
+from accounts.permissions import GLO, Principal
 from accounts.services import audit
 from collaborations import store_client
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
-from collaborations.selectors import organization_get
+from collaborations.selectors import collaboration_named, organization_get
 from vantage6.api.errors import bad_request
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -185,13 +185,7 @@ def _study_members(collaboration: Collaboration, organization_ids: list[int]) ->
 def study_create(
     *, principal: Principal, name: str, collaboration_id: int, organization_ids: list[int]
 ) -> Study:
-    collaboration = fetch_named(
-        principal,
-        Collaboration.objects.all(),
-        collaboration_id,
-        missing=f"Collaboration with id={collaboration_id} not found",
-        reach=lambda collaboration: principal.reaches("study", "create", collaboration_id=collaboration.pk),
-    )
+    collaboration = collaboration_named(principal, collaboration_id, "study", "create")
     principal.require(principal.reaches("study", "create", collaboration_id=collaboration.pk))
     _require_unique_name(Study, name, "Study")
     members = _study_members(collaboration, organization_ids)
@@ -250,6 +244,13 @@ def _require_store_edit(principal: Principal, collaboration_id: int | None) -> N
         principal.require(principal.reaches("collaboration", "edit", collaboration_id=collaboration_id))
 
 
+def _require_new_link(principal: Principal, collaboration_id: int | None) -> None:
+    """A link a request body asks for: to a collaboration the caller may name, and edit."""
+    if collaboration_id is not None:
+        collaboration_named(principal, collaboration_id, "collaboration", "edit")
+    _require_store_edit(principal, collaboration_id)
+
+
 def _check_link_is_new(url: str, collaboration_id: int | None, exclude_pk: int | None = None) -> None:
     links = AlgorithmStore.objects.filter(url=url)
     if exclude_pk is not None:
@@ -273,17 +274,7 @@ def algorithm_store_create(
     authorization: str | None,
 ) -> AlgorithmStore:
     """Link a store to a collaboration (or to all) after registering this server at the store."""
-    if collaboration_id is not None:
-        fetch_named(
-            principal,
-            Collaboration.objects.all(),
-            collaboration_id,
-            missing=f"Collaboration with id={collaboration_id} not found",
-            reach=lambda collaboration: principal.reaches(
-                "collaboration", "edit", collaboration_id=collaboration.pk
-            ),
-        )
-    _require_store_edit(principal, collaboration_id)
+    _require_new_link(principal, collaboration_id)
     url = url.rstrip("/")
     _check_link_is_new(url, collaboration_id)
     if not force and (urlsplit(url).hostname or "").lower() in LOCAL_HOSTS:
@@ -316,17 +307,7 @@ def algorithm_store_update(*, principal: Principal, store: AlgorithmStore, data:
     _require_store_edit(principal, store.collaboration_id)
     if "collaboration_id" in data:
         collaboration_id = data["collaboration_id"]
-        if collaboration_id is not None:
-            fetch_named(
-                principal,
-                Collaboration.objects.all(),
-                collaboration_id,
-                missing=f"Collaboration with id={collaboration_id} not found",
-                reach=lambda collaboration: principal.reaches(
-                    "collaboration", "edit", collaboration_id=collaboration.pk
-                ),
-            )
-        _require_store_edit(principal, collaboration_id)
+        _require_new_link(principal, collaboration_id)
         _check_link_is_new(store.url, collaboration_id, exclude_pk=store.pk)
         if collaboration_id is None:
             AlgorithmStore.objects.filter(url=store.url).exclude(pk=store.pk).delete()

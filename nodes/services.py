@@ -9,6 +9,7 @@ from typing import cast
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.login import audit_failed_login
@@ -17,6 +18,7 @@ from accounts.permissions import Principal, fetch_named
 from accounts.services import actor_of, audit
 from accounts.sessions import end_all_logins, start_login
 from collaborations.models import Collaboration, Organization
+from collaborations.selectors import collaboration_named
 from nodes.models import Node, NodeMetrics, api_key_digest
 from nodes.selectors import node_by_api_key
 from vantage6.api.errors import bad_request, unauthorized
@@ -39,14 +41,21 @@ def require_no_node_yet(*, organization_id: int, collaboration_id: int) -> None:
         )
 
 
-@transaction.atomic
-def collaboration_node_add(*, principal: Principal, collaboration: Collaboration, node_id: int) -> None:
-    # A node of a member may join, whoever may view it.
+def _member_node(
+    principal: Principal, collaboration: Collaboration, nodes: QuerySet[Node], node_id: int
+) -> Node:
+    """The node a request names to join or leave ``collaboration``: a node of a member may, whoever may
+    view it."""
     members = collaboration.organizations.values_list("pk", flat=True)
-    node = fetch_named(
-        principal, Node.objects.select_for_update(), node_id, missing=f"Node with id={node_id} not found",
+    return fetch_named(
+        principal, nodes, node_id, missing=f"Node with id={node_id} not found",
         reach=lambda node: node.organization_id in members,
     )  # fmt: skip
+
+
+@transaction.atomic
+def collaboration_node_add(*, principal: Principal, collaboration: Collaboration, node_id: int) -> None:
+    node = _member_node(principal, collaboration, Node.objects.select_for_update(), node_id)
     if node.collaboration_id == collaboration.pk:
         raise bad_request(f"Node id={node.pk} is already part of collaboration id={collaboration.pk}")
     # A node belongs to one collaboration: moving it would hand it the other one's tasks.
@@ -67,11 +76,7 @@ def collaboration_node_add(*, principal: Principal, collaboration: Collaboration
 
 @transaction.atomic
 def collaboration_node_remove(*, principal: Principal, collaboration: Collaboration, node_id: int) -> None:
-    members = collaboration.organizations.values_list("pk", flat=True)
-    node = fetch_named(
-        principal, Node.objects.all(), node_id, missing=f"Node with id={node_id} not found",
-        reach=lambda node: node.organization_id in members,
-    )  # fmt: skip
+    node = _member_node(principal, collaboration, Node.objects.all(), node_id)
     if node.collaboration_id != collaboration.pk:
         raise bad_request(f"Node id={node.pk} is not part of collaboration id={collaboration.pk}")
     node.collaboration = None
@@ -88,13 +93,7 @@ def node_create(
     name: str | None = None,
 ) -> tuple[Node, str]:
     """A new node (offline) and its plaintext API key, which is never stored."""
-    collaboration = fetch_named(
-        principal,
-        Collaboration.objects.all(),
-        collaboration_id,
-        missing=f"Collaboration with id={collaboration_id} not found",
-        reach=lambda collaboration: principal.reaches("node", "create", collaboration_id=collaboration.pk),
-    )
+    collaboration = collaboration_named(principal, collaboration_id, "node", "create")
     organization_id = organization_id or principal.organization_id
     organization = fetch_named(
         principal,
