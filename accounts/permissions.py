@@ -8,8 +8,8 @@ Each resource has one ``Scope`` definition (``RESOURCE_SCOPES``); from it come t
 (``visible``), the check of one row (``allows``, and ``get_for``: 404 missing, 401 out of reach) and
 the check of a filter value such as ``?organization_id=`` (``reaches``, vantage6's ``ALLOW_ORG``,
 ``ALLOW_ORG_IN_COL`` and ``CAN_COL``; a list filter that a ``Scope`` declares otherwise:
-``filter_reaches``). ``max_scope`` and ``at_least`` are vantage6's helpers of the
-same names.
+``filter_reaches``; the list narrowed by such a filter: ``filtered``). ``max_scope`` and ``at_least``
+are vantage6's helpers of the same names.
 """
 
 from __future__ import annotations
@@ -168,6 +168,17 @@ class Principal:
             return True
         reach = declared.get(scope) if scope is not None else None
         return reach is not None and reach(self, value)
+
+    def filtered(
+        self, rows: QuerySet[M], resource: str, filters: dict, name: str, lookup: str = ""
+    ) -> QuerySet[M]:
+        """``rows`` narrowed by the list filter ``name`` of ``filters``, when given, as ``lookup``
+        (``name`` itself by default); the 401 where the principal may not filter on that value
+        (``filter_reaches``)."""
+        if (value := filters.get(name)) is None:
+            return rows
+        self.require(self.filter_reaches(resource, name, value))
+        return rows.filter(**{lookup or name: value})
 
     def event_reach(self, operation: str = "receive") -> list[tuple[int, int | None]]:
         """Where the principal's broadest ``event`` scope for ``operation`` reaches (permissions.md

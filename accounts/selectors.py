@@ -76,9 +76,7 @@ def user_list(principal: Principal, filters: dict) -> QuerySet[User]:
     for name in ("username", "firstname", "lastname", "email"):
         if value := filters.get(name):
             users = users.filter(like(name, value))
-    if (organization_id := filters.get("organization_id")) is not None:
-        principal.require(principal.reaches("user", "view", organization_id=organization_id))
-        users = users.filter(organization_id=organization_id)
+    users = principal.filtered(users, "user", filters, "organization_id")
     if (collaboration_id := filters.get("collaboration_id")) is not None:
         principal.require(principal.reaches("user", "view", collaboration_id=collaboration_id))
         users = users.filter(organization_id__in=_members_of(collaboration_id))

@@ -67,9 +67,7 @@ def collaboration_list(
         collabs = collabs.filter(like("name", name))
     if (encrypted := filters.get("encrypted")) is not None:
         collabs = collabs.filter(encrypted=encrypted)
-    if (organization_id := filters.get("organization_id")) is not None:
-        principal.require(principal.reaches("collaboration", "view", organization_id=organization_id))
-        collabs = collabs.filter(organizations=organization_id)
+    collabs = principal.filtered(collabs, "collaboration", filters, "organization_id", "organizations")
     if (store_id := filters.get("algorithm_store_id")) is not None:
         store = fetch(
             AlgorithmStore.objects.all(), store_id, missing=f"Algorithm store with id={store_id} not found"
@@ -113,12 +111,9 @@ def study_list(
     studies = principal.visible("study", _studies)
     if name := filters.get("name"):
         studies = studies.filter(like("name", name))
-    if (organization_id := filters.get("organization_id")) is not None:
-        principal.require(principal.filter_reaches("study", "organization_id", organization_id))
-        studies = studies.filter(organizations__id=organization_id)  # an id past the column finds nothing
-    if (collaboration_id := filters.get("collaboration_id")) is not None:
-        principal.require(principal.filter_reaches("study", "collaboration_id", collaboration_id))
-        studies = studies.filter(collaboration_id=collaboration_id)
+    # an id past the column finds nothing
+    studies = principal.filtered(studies, "study", filters, "organization_id", "organizations__id")
+    studies = principal.filtered(studies, "study", filters, "collaboration_id")
     return _with_organizations(studies, include_organizations)
 
 

@@ -42,12 +42,8 @@ _node_pages = CompiledList(_nodes)  # the pages of the node list
 
 def node_list(principal: Principal, filters: dict) -> QuerySet[Node]:
     nodes = principal.visible("node", _node_pages)
-    if (organization_id := filters.get("organization_id")) is not None:
-        principal.require(principal.reaches("node", "view", organization_id=organization_id))
-        nodes = nodes.filter(organization_id=organization_id)
-    if (collaboration_id := filters.get("collaboration_id")) is not None:
-        principal.require(principal.reaches("node", "view", collaboration_id=collaboration_id))
-        nodes = nodes.filter(collaboration_id=collaboration_id)
+    nodes = principal.filtered(nodes, "node", filters, "organization_id")
+    nodes = principal.filtered(nodes, "node", filters, "collaboration_id")
     if (study_id := filters.get("study_id")) is not None:
         missing = missing_to(principal, "study", f"Study with id={study_id} not found")
         study = fetch(Study.objects.all(), study_id, missing=missing)

@@ -189,9 +189,7 @@ def task_list(principal: Principal, filters: dict, include: AbstractSet[str] = f
         )
     tasks = principal.visible("task", _tasks)
 
-    if (collaboration_id := filters.get("collaboration_id")) is not None:
-        principal.require(principal.reaches("task", "view", collaboration_id=collaboration_id))
-        tasks = tasks.filter(collaboration_id=collaboration_id)
+    tasks = principal.filtered(tasks, "task", filters, "collaboration_id")
     if (init_org_id := filters.get("init_org_id")) is not None:
         principal.require(principal.reaches("task", "view", organization_id=init_org_id))
         tasks = tasks.filter(init_org_id=init_org_id)
@@ -256,16 +254,12 @@ def run_list(principal: Principal, filters: dict, *, with_task: bool = False) ->
         task = _named(principal, Task.objects.all(), task_id, "Task", "run")
         principal.require(principal.allows("task_runs", task))
         runs = runs.filter(task_id=task_id)
-    if (organization_id := filters.get("organization_id")) is not None:
-        principal.require(principal.reaches("run", "view", organization_id=organization_id))
-        runs = runs.filter(organization_id=organization_id)
+    runs = principal.filtered(runs, "run", filters, "organization_id")
     if (node_id := filters.get("node_id")) is not None:
         node = _named(principal, Node.objects.all(), node_id, "Node", "run")
         principal.require(principal.reaches("run", "view", collaboration_id=node.collaboration_id))
         runs = runs.filter(organization_id=node.organization_id, task__collaboration_id=node.collaboration_id)
-    if (collaboration_id := filters.get("collaboration_id")) is not None:
-        principal.require(principal.reaches("run", "view", collaboration_id=collaboration_id))
-        runs = runs.filter(task__collaboration_id=collaboration_id)
+    runs = principal.filtered(runs, "run", filters, "collaboration_id", "task__collaboration_id")
     if filters.get("state") == "open":
         runs = runs.filter(finished_at__isnull=True)
     for name, lookup in _PERIOD_FILTERS.items():
