@@ -128,17 +128,19 @@ class AuditEntryOutput(OutputSerializer):
 
 
 # --- tokens and recovery ---------------------------------------------------------------------------
-class UserTokensOutput(serializers.Serializer):
+class _TokensOutput(serializers.Serializer):
+    """The token pair of a login, for a user or a node."""
+
     access_token = serializers.CharField()
     refresh_token = serializers.CharField()
     refresh_url = serializers.CharField()
+
+
+class UserTokensOutput(_TokensOutput):
     user_url = serializers.CharField()
 
 
-class NodeTokensOutput(serializers.Serializer):
-    access_token = serializers.CharField()
-    refresh_token = serializers.CharField()
-    refresh_url = serializers.CharField()
+class NodeTokensOutput(_TokensOutput):
     node_url = serializers.CharField()
 
 
