@@ -135,7 +135,10 @@ class ScopedAdmin(AdminPage):
         return principal.allows(self.resource, obj, operation)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return self.principal(request).visible_or_none(self.resource, super().get_queryset(request))
+        rows = self.principal(request).visible_or_none(self.resource, super().get_queryset(request))
+        # The autocomplete view pages these rows as they come: unordered, a row could show on two pages
+        # or on none. The change list orders them itself.
+        return rows if rows.ordered else rows.order_by("pk")
 
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Any:
         """The row of a change, history or delete page, fetched by the rule engine (``get_for``); one
