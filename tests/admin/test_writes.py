@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 from django.db import transaction
+from django.db.models import Model
 
 from accounts.catalogue import COL_ADMIN, ORG_ADMIN
 from accounts.models import AuditEntry, Rule
@@ -79,7 +80,19 @@ def _change(model: str, pk: int) -> str:
     return f"/admin/{model}/{pk}/change/"
 
 
-CASES: dict[str, tuple[Callable[[Scene], object], Callable[[Scene], object]]] = {
+Through = tuple[Callable[[Scene], object], Callable[[Scene], object]]  # the admin's way, the API's
+
+
+def _edit(model: str, row: Callable[[Scene], Model], changes: dict) -> Through:
+    """The same ``changes`` to ``row`` in its admin change form and with ``PATCH /api/<model>/<id>``."""
+    endpoint = f"/api/{model.split('/')[1]}"
+    return (
+        lambda s: s.browser.submit(_change(model, row(s).pk), changes),
+        lambda s: s.api.patch(f"{endpoint}/{row(s).pk}", changes, format="json", **s.headers),
+    )
+
+
+CASES: dict[str, Through] = {
     "remove a member": (
         lambda s: s.browser.submit(
             _change("collaborations/collaboration", s.x.pk), {"organizations": [s.world.org_a.pk]}
@@ -88,10 +101,7 @@ CASES: dict[str, tuple[Callable[[Scene], object], Callable[[Scene], object]]] = 
             f"/api/collaboration/{s.x.pk}/organization", {"id": s.world.org_b.pk}, format="json", **s.headers
         ),
     ),
-    "rename a collaboration": (
-        lambda s: s.browser.submit(_change("collaborations/collaboration", s.x.pk), {"name": "Y"}),
-        lambda s: s.api.patch(f"/api/collaboration/{s.x.pk}", {"name": "Y"}, format="json", **s.headers),
-    ),
+    "rename a collaboration": _edit("collaborations/collaboration", lambda s: s.x, {"name": "Y"}),
     "create a study": (
         lambda s: s.browser.submit(
             "/admin/collaborations/study/add/",
@@ -125,17 +135,7 @@ CASES: dict[str, tuple[Callable[[Scene], object], Callable[[Scene], object]]] = 
         ),
         lambda s: s.api.post("/api/node", {"collaboration_id": s.x.pk}, format="json", **s.headers),
     ),
-    "change a node": (
-        lambda s: s.browser.submit(
-            _change("nodes/node", s.world.node_a.pk), {"name": "renamed", "ip": "10.0.0.1"}
-        ),
-        lambda s: s.api.patch(
-            f"/api/node/{s.world.node_a.pk}",
-            {"name": "renamed", "ip": "10.0.0.1"},
-            format="json",
-            **s.headers,
-        ),
-    ),
+    "change a node": _edit("nodes/node", lambda s: s.world.node_a, {"name": "renamed", "ip": "10.0.0.1"}),
     "delete a node": (
         lambda s: s.browser.submit(f"/admin/nodes/node/{s.world.node_b.pk}/delete/", {"post": "yes"}),
         lambda s: s.api.delete(f"/api/node/{s.world.node_b.pk}", **s.headers),
@@ -146,23 +146,10 @@ CASES: dict[str, tuple[Callable[[Scene], object], Callable[[Scene], object]]] = 
         ),
         lambda s: s.api.post("/api/recover/node", {"id": s.world.node_a.pk}, format="json", **s.headers),
     ),
-    "change an organization": (
-        lambda s: s.browser.submit(
-            _change("collaborations/organization", s.world.org_b.pk), {"name": "B2", "country": "NL"}
-        ),
-        lambda s: s.api.patch(
-            f"/api/organization/{s.world.org_b.pk}",
-            {"name": "B2", "country": "NL"},
-            format="json",
-            **s.headers,
-        ),
+    "change an organization": _edit(
+        "collaborations/organization", lambda s: s.world.org_b, {"name": "B2", "country": "NL"}
     ),
-    "rename a store link": (
-        lambda s: s.browser.submit(_change("collaborations/algorithmstore", s.store.pk), {"name": "renamed"}),
-        lambda s: s.api.patch(
-            f"/api/algorithmstore/{s.store.pk}", {"name": "renamed"}, format="json", **s.headers
-        ),
-    ),
+    "rename a store link": _edit("collaborations/algorithmstore", lambda s: s.store, {"name": "renamed"}),
 }
 
 
