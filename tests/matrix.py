@@ -237,6 +237,31 @@ def place_node(ctx) -> object:
     return Node.objects.get(organization=ctx.org, collaboration=ctx.collab)
 
 
+def matrix_tests(
+    cases: list[Case],
+    urlconf: str,
+    resources: Iterable[str],
+    exempt: dict[tuple[str, str], str] | None = None,
+) -> tuple[Callable, Callable, Callable]:
+    """The tests of an app's matrix: each case for each role and place, then that every endpoint of
+    ``urlconf`` has a case (or is ``exempt``) and that the cases exercise every rule of ``resources``.
+    A test module takes them as its own: ``test_matrix, test_every_endpoint_has_a_case,
+    test_every_..._rule_is_exercised = matrix_tests(...)``."""
+    import pytest
+
+    @pytest.mark.parametrize(*matrix_params(cases))
+    def test_matrix(api, world, case, role, place) -> None:
+        run_case(api, world, case, role, place)
+
+    def test_every_endpoint_has_a_case() -> None:
+        assert_routes_covered(cases, urlconf, exempt or {})
+
+    def test_every_rule_is_exercised() -> None:
+        assert_rules_covered(cases, resources)
+
+    return test_matrix, test_every_endpoint_has_a_case, test_every_rule_is_exercised
+
+
 def matrix_params(cases: list[Case]) -> tuple[str, list]:
     """``pytest.mark.parametrize`` arguments: each case for each role (and place, when it matters)."""
     import pytest

@@ -16,13 +16,10 @@ from tests.matrix import (
     ANY_CLIENT,
     Case,
     Rules,
-    assert_routes_covered,
-    assert_rules_covered,
     deleted_unless_refused,
-    matrix_params,
+    matrix_tests,
     members,
     ok_if,
-    run_case,
 )
 
 pytestmark = pytest.mark.django_db
@@ -288,14 +285,6 @@ EXEMPT = {
 }
 
 
-@pytest.mark.parametrize(*matrix_params(CASES))
-def test_matrix(api, world, case, role, place):
-    run_case(api, world, case, role, place)
-
-
-def test_every_endpoint_has_a_case():
-    assert_routes_covered(CASES, "accounts.urls", EXEMPT)
-
-
-def test_every_user_role_and_audit_rule_is_exercised():
-    assert_rules_covered(CASES, ["user", "role", "audit"])
+test_matrix, test_every_endpoint_has_a_case, test_every_user_role_and_audit_rule_is_exercised = matrix_tests(
+    CASES, "accounts.urls", ["user", "role", "audit"], EXEMPT
+)

@@ -14,13 +14,10 @@ from tests.matrix import (
     PLACES,
     Case,
     Rules,
-    assert_routes_covered,
-    assert_rules_covered,
     deleted_unless_refused,
-    matrix_params,
+    matrix_tests,
     members,
     ok_if,
-    run_case,
 )
 
 pytestmark = pytest.mark.django_db
@@ -278,14 +275,8 @@ CASES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(*matrix_params(CASES))
-def test_matrix(api, world, case, role, place):
-    run_case(api, world, case, role, place)
-
-
-def test_every_endpoint_has_a_case():
-    assert_routes_covered(CASES, "collaborations.urls", exempt={})
-
-
-def test_every_organization_collaboration_and_study_rule_is_exercised():
-    assert_rules_covered(CASES, ["organization", "collaboration", "study"])
+(
+    test_matrix,
+    test_every_endpoint_has_a_case,
+    test_every_organization_collaboration_and_study_rule_is_exercised,
+) = matrix_tests(CASES, "collaborations.urls", ["organization", "collaboration", "study"])

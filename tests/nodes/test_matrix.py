@@ -18,13 +18,10 @@ from tests.matrix import (
     PLACES,
     Case,
     Rules,
-    assert_routes_covered,
-    assert_rules_covered,
     deleted_unless_refused,
-    matrix_params,
+    matrix_tests,
     ok_if,
     place_node,
-    run_case,
 )
 
 pytestmark = pytest.mark.django_db
@@ -127,14 +124,6 @@ CASES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(*matrix_params(CASES))
-def test_matrix(api, world, case, role, place):
-    run_case(api, world, case, role, place)
-
-
-def test_every_endpoint_has_a_case():
-    assert_routes_covered(CASES, "nodes.urls", exempt={})
-
-
-def test_every_node_rule_is_exercised():
-    assert_rules_covered(CASES, ["node"])
+test_matrix, test_every_endpoint_has_a_case, test_every_node_rule_is_exercised = matrix_tests(
+    CASES, "nodes.urls", ["node"]
+)

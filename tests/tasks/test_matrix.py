@@ -13,12 +13,9 @@ from tests.matrix import (
     OWN,
     Case,
     Rules,
-    assert_routes_covered,
-    assert_rules_covered,
     deleted_unless_refused,
-    matrix_params,
+    matrix_tests,
     ok_if,
-    run_case,
 )
 from tests.tasks.conftest import plain
 
@@ -194,15 +191,11 @@ CASES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(*matrix_params(CASES))
-def test_matrix(api, world, case, role, place, settings):
+@pytest.fixture(autouse=True)
+def _no_large_result_store(settings):
     settings.LARGE_RESULT_STORE = ""
-    run_case(api, world, case, role, place)
 
 
-def test_every_endpoint_has_a_case():
-    assert_routes_covered(CASES, "tasks.urls", exempt={})
-
-
-def test_every_task_and_run_rule_is_exercised():
-    assert_rules_covered(CASES, ["task", "run"])
+test_matrix, test_every_endpoint_has_a_case, test_every_task_and_run_rule_is_exercised = matrix_tests(
+    CASES, "tasks.urls", ["task", "run"]
+)
