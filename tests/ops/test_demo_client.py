@@ -7,9 +7,9 @@ import base64
 import json
 
 import pytest
-import requests
 from django.core.management import call_command
 
+from tests.rest_node import RestNode
 from vantage6.client import Client
 from vantage6.common import Singleton
 from vantage6.common.encryption import DummyCryptor
@@ -17,19 +17,12 @@ from vantage6.common.encryption import DummyCryptor
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 
 
-class DemoNode:
+class DemoNode(RestNode):
     """What a node does over REST for its runs in an unencrypted collaboration."""
 
     def __init__(self, api: str, node: dict) -> None:
-        self.api, self.id, self.organization_id = api, node["id"], node["organization_id"]
-        response = requests.post(f"{api}/token/node", json={"api_key": node["api_key"]}, timeout=10)
-        assert response.status_code == 200, response.text
-        self.headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-    def call(self, method: str, path: str, **kwargs) -> dict:
-        response = requests.request(method, f"{self.api}/{path}", headers=self.headers, timeout=10, **kwargs)
-        assert response.status_code < 300, (method, path, response.status_code, response.text)
-        return response.json()
+        super().__init__(api, node["api_key"])
+        self.id, self.organization_id = node["id"], node["organization_id"]
 
     def complete_open_runs(self) -> int:
         runs = self.call("get", f"run?state=open&node_id={self.id}&include=task")["data"]

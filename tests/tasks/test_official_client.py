@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from tests.factories import PASSWORD, make_collab, make_node, make_org, make_user
+from tests.rest_node import RestNode
 from vantage6.client import Client
 from vantage6.common import Singleton
 from vantage6.common.encryption import DummyCryptor, RSACryptor
@@ -32,19 +33,12 @@ def make_key(path):
     return path
 
 
-class FakeNode:
+class FakeNode(RestNode):
     """What a vantage6 node does over REST for its runs (node-protocol §3.2 to §3.4)."""
 
     def __init__(self, base: str, node, api_key: str, cryptor) -> None:
-        self.base, self.node, self.cryptor = base, node, cryptor
-        response = requests.post(f"{base}/token/node", json={"api_key": api_key}, timeout=10)
-        assert response.status_code == 200, response.text
-        self.headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-    def call(self, method: str, path: str, **kwargs) -> dict:
-        response = requests.request(method, f"{self.base}/{path}", headers=self.headers, timeout=10, **kwargs)
-        assert response.status_code < 300, (method, path, response.status_code, response.text)
-        return response.json()
+        super().__init__(base, api_key)
+        self.node, self.cryptor = node, cryptor
 
     def share_public_key(self) -> None:
         self.call(
