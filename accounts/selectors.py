@@ -11,7 +11,7 @@ from accounts.catalogue import OPERATIONS, SCOPES
 from accounts.models import AuditAction, AuditEntry, Role, Rule, User
 from accounts.permissions import GLO, Principal, fetch, fetch_named, memberships, missing_to
 from vantage6.api.errors import bad_request, unauthorized
-from vantage6.api.lookups import like
+from vantage6.api.lookups import like, like_filtered
 from vantage6.api.sql import CompiledList, PkLookup
 
 
@@ -73,9 +73,7 @@ def user_list(principal: Principal, filters: dict) -> QuerySet[User]:
         users = User.objects.filter(pk=principal.user.pk)
     else:
         users = principal.visible("user", _users)
-    for name in ("username", "firstname", "lastname", "email"):
-        if value := filters.get(name):
-            users = users.filter(like(name, value))
+    users = like_filtered(users, filters, "username", "firstname", "lastname", "email")
     users = principal.filtered(users, "user", filters, "organization_id")
     if (collaboration_id := filters.get("collaboration_id")) is not None:
         principal.require(principal.reaches("user", "view", collaboration_id=collaboration_id))

@@ -6,7 +6,7 @@ from django.db.models import Q, QuerySet, prefetch_related_objects
 
 from accounts.permissions import Principal, fetch, fetch_named, get_for, missing_to
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
-from vantage6.api.lookups import like
+from vantage6.api.lookups import like_filtered
 from vantage6.api.sql import CompiledList, PkLookup
 
 # --- organizations -----------------------------------------------------------------------------------
@@ -19,8 +19,7 @@ _stores = CompiledList(AlgorithmStore.objects.all)
 
 def organization_list(principal: Principal, filters: dict) -> QuerySet[Organization]:
     orgs = principal.visible("organization", _organizations)
-    if name := filters.get("name"):
-        orgs = orgs.filter(like("name", name))
+    orgs = like_filtered(orgs, filters, "name")
     if country := filters.get("country"):
         orgs = orgs.filter(country=country)
     if (collaboration_id := filters.get("collaboration_id")) is not None:
@@ -63,8 +62,7 @@ def collaboration_list(
     principal: Principal, filters: dict, *, include_organizations: bool = False
 ) -> QuerySet[Collaboration]:
     collabs = principal.visible("collaboration", _collaborations)
-    if name := filters.get("name"):
-        collabs = collabs.filter(like("name", name))
+    collabs = like_filtered(collabs, filters, "name")
     if (encrypted := filters.get("encrypted")) is not None:
         collabs = collabs.filter(encrypted=encrypted)
     collabs = principal.filtered(collabs, "collaboration", filters, "organization_id", "organizations")
@@ -109,8 +107,7 @@ def study_list(
     principal: Principal, filters: dict, *, include_organizations: bool = False
 ) -> QuerySet[Study]:
     studies = principal.visible("study", _studies)
-    if name := filters.get("name"):
-        studies = studies.filter(like("name", name))
+    studies = like_filtered(studies, filters, "name")
     # an id past the column finds nothing
     studies = principal.filtered(studies, "study", filters, "organization_id", "organizations__id")
     studies = principal.filtered(studies, "study", filters, "collaboration_id")
@@ -134,10 +131,7 @@ def study_for_member_change(principal: Principal, pk: int | str) -> Study:
 # --- algorithm stores --------------------------------------------------------------------------------
 def algorithm_store_list(principal: Principal, filters: dict) -> QuerySet[AlgorithmStore]:
     stores = principal.visible("algorithmstore", _stores)
-    if name := filters.get("name"):
-        stores = stores.filter(like("name", name))
-    if url := filters.get("url"):
-        stores = stores.filter(like("url", url))
+    stores = like_filtered(stores, filters, "name", "url")
     if (collaboration_id := filters.get("collaboration_id")) is not None:
         fetch(
             Collaboration.objects.all(),

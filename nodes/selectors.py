@@ -11,7 +11,7 @@ from accounts.models import AuthStatus
 from accounts.permissions import Principal, fetch, get_for, missing_to
 from collaborations.models import Study
 from nodes.models import LEGACY_HASH_PREFIX, Node, NodeConfig, NodeMetrics, api_key_digest
-from vantage6.api.lookups import like
+from vantage6.api.lookups import like_filtered
 from vantage6.api.sql import CompiledList, CorrelatedSQL, PkLookup
 
 
@@ -56,8 +56,7 @@ def node_list(principal: Principal, filters: dict) -> QuerySet[Node]:
         nodes = nodes.filter(status=status)
     if ip := filters.get("ip"):
         nodes = nodes.filter(ip=ip)
-    if name := filters.get("name"):
-        nodes = nodes.filter(like("name", name))
+    nodes = like_filtered(nodes, filters, "name")
     # Whole days, both ends included.
     if (seen_from := filters.get("last_seen_from")) is not None:
         nodes = nodes.filter(last_seen__gte=datetime.combine(seen_from, time.min))

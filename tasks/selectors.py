@@ -16,7 +16,7 @@ from collaborations.models import AlgorithmStore, Collaboration, Study
 from nodes.models import Node, NodeConfig
 from tasks.models import AlgorithmPort, Run, Task, TaskDatabase, is_finished
 from vantage6.api.errors import bad_request
-from vantage6.api.lookups import like
+from vantage6.api.lookups import like_filtered
 from vantage6.api.sql import CompiledList, CompiledRows, PkLookup
 
 M = TypeVar("M", bound=Model)
@@ -211,9 +211,7 @@ def task_list(principal: Principal, filters: dict, include: AbstractSet[str] = f
             raise missing_to(principal, "task", bad_request(f"Job id={job_id} does not exist!"))
         principal.require(principal.reaches("task", "view", collaboration_id=job_task.collaboration_id))
         tasks = tasks.filter(job_id=job_id)
-    for name in ("name", "image", "description"):
-        if value := filters.get(name):
-            tasks = tasks.filter(like(name, value))
+    tasks = like_filtered(tasks, filters, "name", "image", "description")
     if database := filters.get("database"):
         tasks = tasks.filter(pk__in=TaskDatabase.objects.filter(database=database).values("task_id"))
     if (is_user_created := filters.get("is_user_created")) is not None:

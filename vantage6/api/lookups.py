@@ -1,13 +1,18 @@
 """SQL ``LIKE`` with the raw value, as the vantage6 text filters use it.
 
 ``%`` and ``_`` are the caller's wildcards and none are added; case sensitivity follows the database.
-``like("name", value)`` is a ``Q`` for ``filter()`` (combinable with ``|`` and ``&``); the ``like``
-lookup (``name__like=value``) is registered on every text column.
+``like("name", value)`` is a ``Q`` for ``filter()`` (combinable with ``|`` and ``&``), and
+``like_filtered`` applies a list's text filters; the ``like`` lookup (``name__like=value``) is
+registered on every text column.
 """
 
 from __future__ import annotations
 
-from django.db.models import CharField, Lookup, Q, TextField
+from typing import TypeVar
+
+from django.db.models import CharField, Lookup, Model, Q, QuerySet, TextField
+
+M = TypeVar("M", bound=Model)
 
 
 @CharField.register_lookup
@@ -24,3 +29,11 @@ class Like(Lookup):
 def like(field: str, value: str) -> Q:
     """Rows whose ``field`` matches the LIKE pattern ``value``."""
     return Q(**{f"{field}__like": value})
+
+
+def like_filtered(rows: QuerySet[M], filters: dict, *names: str) -> QuerySet[M]:
+    """``rows`` matching the LIKE pattern of each text filter ``names`` that ``filters`` gives."""
+    for name in names:
+        if value := filters.get(name):
+            rows = rows.filter(like(name, value))
+    return rows
