@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import threading
 import time
 
 import pytest
@@ -25,6 +24,7 @@ from tests.realtime.helpers import (
     token,
 )
 from tests.realtime.live import LIVE, Daphne
+from tests.realtime.upgrade import upgraded
 
 pytestmark = [pytest.mark.live, requires_services("rabbitmq")]
 
@@ -67,20 +67,7 @@ def test_polling_requests_may_alternate_between_instances(instances, live_world)
 def test_upgrade_to_websocket_on_another_instance(instances, live_world):
     a, b = instances
     polling = PollingSession([a.url], token(live_world.node_a))
-    ws = websocket.create_connection(
-        f"ws://127.0.0.1:{b.port}/socket.io/?EIO=4&transport=websocket&sid={polling.sid}", timeout=10
-    )
-    waiting: list[list[str]] = []
-    get = threading.Thread(target=lambda: waiting.append(polling.poll()))
-    get.start()
-    try:
-        ws.send("2probe")
-        assert ws.recv() == "3probe"
-        get.join(10)
-        assert waiting == [["6"]]  # the GET waiting on a is released by the upgrade on b
-        ws.send("5")
-        ws.send("40/tasks,{}")
-        assert ws.recv().startswith('40/tasks,{"sid":')
+    with upgraded(polling, b.port) as ws:  # the GET waiting on a is released by the upgrade on b
         assert ws.recv() == '42/tasks,["sync"]'
         room = f"collaboration_{live_world.collab_ab.pk}_organization_{live_world.org_a.pk}"
         while not ws.recv().endswith(f'joined room {room}"]'):
@@ -93,8 +80,6 @@ def test_upgrade_to_websocket_on_another_instance(instances, live_world):
             assert packet.startswith(("42/tasks,", "2")), packet
             if packet == "2":
                 ws.send("3")
-    finally:
-        ws.close()
 
 
 UNUSABLE_TOKENS = pytest.mark.parametrize(

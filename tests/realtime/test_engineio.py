@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 import requests
 import websocket
 
 from tests.realtime.helpers import PollingSession, in_memory, token
+from tests.realtime.upgrade import upgraded
 from vantage6.socketio.server import Namespace, Server
 
 pytestmark = pytest.mark.live
@@ -90,23 +90,8 @@ def test_polling_connect_sync_and_ping(server, live_world):
 
 def test_upgrade_answers_the_waiting_get_with_noop(server, live_world):
     polling = PollingSession([server.url], token(live_world.node_a))
-    ws = websocket.create_connection(
-        f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket&sid={polling.sid}", timeout=10
-    )
-    waiting: list[list[str]] = []
-    get = threading.Thread(target=lambda: waiting.append(polling.poll()))
-    get.start()
-    try:
-        ws.send("2probe")
-        assert ws.recv() == "3probe"
-        get.join(10)
-        assert waiting == [["6"]]
-        ws.send("5")
-        ws.send("40/tasks,{}")
-        assert ws.recv().startswith('40/tasks,{"sid":')
+    with upgraded(polling, server.port) as ws:
         assert ws.recv() == '42/tasks,["sync"]'
-    finally:
-        ws.close()
 
 
 def test_websocket_without_sid_gets_its_own_session(server, live_world):
