@@ -13,6 +13,7 @@ import random
 import re
 import socket
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import pytest
 import requests
@@ -89,22 +90,30 @@ async def _settled(*servers: Server) -> None:
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.django_db  # the handshake's check runs where the database may be used
-def test_an_event_crosses_the_broker_once_and_never_comes_back_to_its_publisher():
+async def _emit(server: Server, count: int, room: str = "collaboration_1", first: int = 0) -> None:
+    for number in range(first, first + count):  # one at a time: a message each
+        await server.emit("algorithm_status_change", {"run_id": number}, room=room, namespace=NAMESPACE)
+        await asyncio.sleep(0.01)
+
+
+def _across_the_broker(emit_events: Callable[[Server], Awaitable[None]]) -> tuple[Sink, Sink, dict, dict]:
+    """Two processes on the broker, each with a socket in collaboration_1; ``emit_events`` emits on
+    the first. What each socket heard, and the room messages of each process."""
     emitting, other = _server("one"), _server("two")
 
     async def scenario() -> tuple[Sink, Sink, dict, dict]:
         await _settled(emitting, other)
         here, there = await _member(emitting, "collaboration_1"), await _member(other, "collaboration_1")
-        for number in range(10):  # one at a time: a message each
-            await emitting.emit(
-                "algorithm_status_change", {"run_id": number}, room="collaboration_1", namespace=NAMESPACE
-            )
-            await asyncio.sleep(0.02)
+        await emit_events(emitting)
         await asyncio.sleep(0.3)
         return here, there, dict(emitting.room_messages), dict(other.room_messages)
 
-    here, there, sent, heard = _on_broker(scenario, ("one", "two"))
+    return cast(tuple[Sink, Sink, dict, dict], _on_broker(scenario, ("one", "two")))
+
+
+@pytest.mark.django_db  # the handshake's check runs where the database may be used
+def test_an_event_crosses_the_broker_once_and_never_comes_back_to_its_publisher():
+    here, there, sent, heard = _across_the_broker(lambda emitting: _emit(emitting, 10))
 
     assert here.packets == _events(10) and there.packets == _events(10)
     assert sent == {"published": 10, "received": 0, **NO_SIBLINGS}
@@ -113,11 +122,7 @@ def test_an_event_crosses_the_broker_once_and_never_comes_back_to_its_publisher(
 
 @pytest.mark.django_db  # the handshake's check runs where the database may be used
 def test_the_events_of_one_turn_of_the_loop_go_out_in_one_message():
-    emitting, other = _server("one"), _server("two")
-
-    async def scenario() -> tuple[Sink, Sink, dict, dict]:
-        await _settled(emitting, other)
-        here, there = await _member(emitting, "collaboration_1"), await _member(other, "collaboration_1")
+    async def in_one_turn(emitting: Server) -> None:
         await asyncio.gather(
             *(
                 emitting.emit(
@@ -126,10 +131,8 @@ def test_the_events_of_one_turn_of_the_loop_go_out_in_one_message():
                 for number in range(50)
             )
         )
-        await asyncio.sleep(0.3)
-        return here, there, dict(emitting.room_messages), dict(other.room_messages)
 
-    here, there, sent, heard = _on_broker(scenario, ("one", "two"))
+    here, there, sent, heard = _across_the_broker(in_one_turn)
 
     assert here.packets == _events(50) and there.packets == _events(50)
     assert sent == {"published": 1, "received": 0, **NO_SIBLINGS}
@@ -274,12 +277,6 @@ def _siblings(*servers: Server) -> Callable[[], Awaitable[None]]:
             await server.link_siblings(Siblings(family, links))
 
     return link
-
-
-async def _emit(server: Server, count: int, room: str = "collaboration_1", first: int = 0) -> None:
-    for number in range(first, first + count):  # one at a time: a message each
-        await server.emit("algorithm_status_change", {"run_id": number}, room=room, namespace=NAMESPACE)
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.django_db  # the handshake's check runs where the database may be used
