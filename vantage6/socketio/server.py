@@ -448,30 +448,30 @@ class Server:
 
     async def _learn(self, process: str) -> None:
         """Another process (not a sibling) is known: this process's rooms are bound to its keys."""
-        if process in self.peers:
-            return
-        self.peers.add(process)
-        groups = list(self.room_members)
-        for start in range(0, len(groups), _BINDINGS_AT_ONCE):
-            await asyncio.gather(
-                *(
-                    self.layer.group_add(from_process(group, process), self.channel)
-                    for group in groups[start : start + _BINDINGS_AT_ONCE]
-                    if group in self.room_members
-                )
-            )
+        if process not in self.peers:
+            self.peers.add(process)
+            # Not a room left meanwhile: its leave unbound the key already.
+            await self._change_keys_of(process, self.layer.group_add, skip_left=True)
 
     async def _forget(self, process: str) -> None:
         """Another process stopped (or was found dead): its keys are unbound."""
-        if process not in self.peers:
-            return
-        self.peers.discard(process)
+        if process in self.peers:
+            self.peers.discard(process)
+            # Also a room left meanwhile: its leave no longer unbinds this key.
+            await self._change_keys_of(process, self.layer.group_discard, skip_left=False)
+
+    async def _change_keys_of(
+        self, process: str, change: Callable[[str, str], Awaitable[None]], *, skip_left: bool
+    ) -> None:
+        """``change`` (the layer's ``group_add`` or ``group_discard``) of this process's channel for
+        ``process``'s key of each room this process is in, a batch at a time."""
         groups = list(self.room_members)
         for start in range(0, len(groups), _BINDINGS_AT_ONCE):
             await asyncio.gather(
                 *(
-                    self.layer.group_discard(from_process(group, process), self.channel)
+                    change(from_process(group, process), self.channel)
                     for group in groups[start : start + _BINDINGS_AT_ONCE]
+                    if not skip_left or group in self.room_members
                 )
             )
 
