@@ -198,6 +198,10 @@ class Namespace:
     async def on_move(self, socket: Socket) -> None:
         """The session was taken over by this process (its websocket upgrade landed here)."""
 
+    async def on_recheck(self, sockets: list[Socket]) -> None:
+        """What the clients of ``sockets`` may do changed (``Server.recheck``); their logins are still
+        good: what the sockets hold (their rooms) is derived again."""
+
 
 Authenticate = Callable[[dict[str, str]], tuple[dict, bool]]
 """From the handshake's headers (lower-case names): what the session keeps of them (no secret) and
@@ -408,7 +412,8 @@ class Server:
         elif kind == "sio.recheck":
             owners = set(message["owners"])
             sessions = [session for session in self.sessions.values() if session.owner in owners]
-            keep(asyncio.get_running_loop().create_task(self._verify(sessions)))
+            if sessions:
+                keep(asyncio.get_running_loop().create_task(self._recheck(sessions)))
 
     async def _introduce(self, ready: asyncio.Event | None = None) -> None:
         """Tell the other processes of this one (each binds this process's key of its rooms, then
@@ -630,8 +635,25 @@ class Server:
             entry["state"] = {}
 
     async def recheck(self, owners: list[str]) -> None:
-        """Check the sessions of ``owners`` again with ``verify``, in every process."""
+        """In every process, the sessions of ``owners`` are checked again: those ``verify`` finds are
+        revoked, and the namespaces derive again what the others hold (``on_recheck``)."""
         await self.layer.group_send(PROCESSES, {"type": "sio.recheck", "owners": owners})
+
+    async def _recheck(self, sessions: list[Session]) -> None:
+        try:
+            await self._verify(sessions)
+            kept = [
+                session for session in sessions if session.owner and self.sessions.get(session.sid) is session
+            ]
+            for namespace, handler in self.namespaces.items():
+                sockets = [
+                    Socket(self, session, namespace) for session in kept if namespace in session.namespaces
+                ]
+                if sockets:
+                    await handler.on_recheck(sockets)
+        except DatabaseError as exc:
+            # The next change rechecks them; a login that ended meanwhile is found by the heartbeat round.
+            database_failed(f"recheck of {len(sessions)} sessions skipped", exc)
 
     # --- rooms ------------------------------------------------------------------------------------------
     async def join(self, session: Session, namespace: str, room: str) -> None:
