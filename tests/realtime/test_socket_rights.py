@@ -16,7 +16,7 @@ import requests
 
 from accounts.models import Role, Rule, User
 from nodes import consumers
-from nodes.models import SocketConnection
+from nodes.models import Node, SocketConnection
 from tests import factories
 from tests.conftest import requires_services
 from tests.realtime.helpers import LiveWorld, NodeSocket, create_task, make_user, token
@@ -41,7 +41,8 @@ def event_rule(using: str = LIVE) -> Rule:
 
 
 def _call(method: str, url: str, bearer: str, **body: object) -> None:
-    response = requests.request(method, url, json=body or None, headers={"Authorization": f"Bearer {bearer}"})
+    headers = {"Authorization": f"Bearer {bearer}"}
+    response = requests.request(method, url, json=body or None, headers=headers, timeout=30)
     assert response.ok, response.text
 
 
@@ -58,48 +59,66 @@ def assert_hear_new_task(api: str, world: LiveWorld, *sockets: NodeSocket) -> No
 
 
 @dataclass
-class Listener:
-    """A user of organization A who hears the events of collaboration AB through ``role`` (or, without
-    one, through the rule given to him directly); ``admin`` manages him."""
+class Scene:
+    """A socket of ``identity`` that hears the events of collaboration AB, and node B's (the witness);
+    the admin (a root user, ``admin`` its token) calls the API at ``api``."""
 
-    user: User
-    role: Role | None
+    identity: User | Node
+    socket: NodeSocket
+    witness: NodeSocket
     world: LiveWorld
     api: str
     admin: str
+    role: Role | None = None  # the user's role holding the event rule, if not given to him directly
+
+    def assert_left_collaboration(self) -> None:
+        """The socket is told it left collaboration AB's room, and hears no more of its events."""
+        self.socket.wait_for("message", where=left(f"collaboration_{self.world.collab_ab.pk}"), timeout=5)
+        assert_hears_no_new_task(self.socket, self.api, self.world, self.witness)
 
 
-def role_taken_from_user(listener: Listener) -> None:
-    _call("PATCH", f"{listener.api}/api/user/{listener.user.pk}", listener.admin, roles=[])
+def scene(hosts: tuple[str, str], world: LiveWorld, sockets, identity: User | Node) -> Scene:
+    connect, api = hosts
+    socket = sockets(connect, token(identity))
+    if isinstance(identity, Node):
+        socket.wait_ready(identity)
+    else:
+        socket.wait_for("message", where=joined)
+    witness = sockets(connect, token(world.node_b))
+    witness.wait_ready(world.node_b)
+    assert_hear_new_task(api, world, socket, witness)
+    admin = token(make_user(world.org_a, roles=("Root",)))
+    return Scene(identity, socket, witness, world, api, admin)
 
 
-def rule_taken_from_role(listener: Listener) -> None:
-    _call("PATCH", f"{listener.api}/api/role/{listener.role.pk}", listener.admin, rules=[])
+def role_taken_from_user(scene: Scene) -> None:
+    _call("PATCH", f"{scene.api}/api/user/{scene.identity.pk}", scene.admin, roles=[])
 
 
-def rule_removed_from_role(listener: Listener) -> None:
-    url = f"{listener.api}/api/role/{listener.role.pk}/rule/{event_rule().pk}"
-    _call("DELETE", url, listener.admin)
+def rule_taken_from_role(scene: Scene) -> None:
+    _call("PATCH", f"{scene.api}/api/role/{scene.role.pk}", scene.admin, rules=[])
 
 
-def role_deleted(listener: Listener) -> None:
-    _call("DELETE", f"{listener.api}/api/role/{listener.role.pk}?delete_dependents=1", listener.admin)
+def rule_removed_from_role(scene: Scene) -> None:
+    _call("DELETE", f"{scene.api}/api/role/{scene.role.pk}/rule/{event_rule().pk}", scene.admin)
 
 
-def rule_taken_from_user(listener: Listener) -> None:
-    _call("PATCH", f"{listener.api}/api/user/{listener.user.pk}", listener.admin, rules=[])
+def role_deleted(scene: Scene) -> None:
+    _call("DELETE", f"{scene.api}/api/role/{scene.role.pk}?delete_dependents=1", scene.admin)
 
 
-def organization_left_collaboration(listener: Listener) -> None:
-    world = listener.world
-    url = f"{listener.api}/api/collaboration/{world.collab_ab.pk}"
-    _call("PATCH", url, listener.admin, organization_ids=[world.org_b.pk])
+def rule_taken_from_user(scene: Scene) -> None:
+    _call("PATCH", f"{scene.api}/api/user/{scene.identity.pk}", scene.admin, rules=[])
 
 
-def organization_removed_from_collaboration(listener: Listener) -> None:
-    world = listener.world
-    url = f"{listener.api}/api/collaboration/{world.collab_ab.pk}/organization"
-    _call("DELETE", url, listener.admin, id=world.org_a.pk)
+def organization_left_collaboration(scene: Scene) -> None:
+    url = f"{scene.api}/api/collaboration/{scene.world.collab_ab.pk}"
+    _call("PATCH", url, scene.admin, organization_ids=[scene.world.org_b.pk])
+
+
+def organization_removed_from_collaboration(scene: Scene) -> None:
+    url = f"{scene.api}/api/collaboration/{scene.world.collab_ab.pk}/organization"
+    _call("DELETE", url, scene.admin, id=scene.world.org_a.pk)
 
 
 THROUGH_ROLE = [role_taken_from_user, rule_taken_from_role, rule_removed_from_role, role_deleted]
@@ -111,7 +130,6 @@ DIRECT = [rule_taken_from_user, organization_left_collaboration, organization_re
 def test_a_user_whose_right_is_withdrawn_stops_hearing_the_collaboration(
     hosts, live_world, sockets, withdraw
 ):
-    connect, api = hosts
     role = None
     if withdraw in THROUGH_ROLE:
         user = make_user(live_world.org_a)
@@ -122,17 +140,12 @@ def test_a_user_whose_right_is_withdrawn_stops_hearing_the_collaboration(
         user.roles.add(role)
     else:
         user = make_user(live_world.org_a, event_scope="COLLABORATION")
-    socket = sockets(connect, token(user))
-    socket.wait_for("message", where=joined)
-    witness = sockets(connect, token(live_world.node_b))
-    witness.wait_ready(live_world.node_b)
-    assert_hear_new_task(api, live_world, socket, witness)
-    admin = token(make_user(live_world.org_a, roles=("Root",)))
+    listener = scene(hosts, live_world, sockets, user)
+    listener.role = role
 
-    withdraw(Listener(user, role, live_world, api, admin))
+    withdraw(listener)
 
-    socket.wait_for("message", where=left(f"collaboration_{live_world.collab_ab.pk}"), timeout=5)
-    assert_hears_no_new_task(socket, api, live_world, witness)
+    listener.assert_left_collaboration()
 
 
 @live
@@ -151,41 +164,26 @@ def test_a_user_granted_the_right_while_connected_hears_the_next_event(hosts, li
 
 @live
 def test_a_node_whose_organization_leaves_the_collaboration_stops_hearing_it(hosts, live_world, sockets):
-    connect, api = hosts
-    node = live_world.node_a
-    socket = sockets(connect, token(node))
-    socket.wait_ready(node)
-    witness = sockets(connect, token(live_world.node_b))
-    witness.wait_ready(live_world.node_b)
-    assert_hear_new_task(api, live_world, socket, witness)
-    admin = token(make_user(live_world.org_a, roles=("Root",)))
+    node = scene(hosts, live_world, sockets, live_world.node_a)
 
-    organization_removed_from_collaboration(Listener(None, None, live_world, api, admin))
+    organization_removed_from_collaboration(node)
 
-    socket.wait_for("message", where=left(f"collaboration_{live_world.collab_ab.pk}"), timeout=5)
-    assert_hears_no_new_task(socket, api, live_world, witness)
+    node.assert_left_collaboration()
 
 
 @live
 def test_a_node_follows_its_collaboration_without_reconnecting(hosts, live_world, sockets):
-    connect, api = hosts
-    node = live_world.node_a
-    socket = sockets(connect, token(node))
-    socket.wait_ready(node)
-    witness = sockets(connect, token(live_world.node_b))
-    witness.wait_ready(live_world.node_b)
-    admin = token(make_user(live_world.org_a, roles=("Root",)))
-    url = f"{api}/api/collaboration/{live_world.collab_ab.pk}/node"
+    node = scene(hosts, live_world, sockets, live_world.node_a)
+    url = f"{node.api}/api/collaboration/{live_world.collab_ab.pk}/node"
 
-    _call("DELETE", url, admin, id=node.pk)
+    _call("DELETE", url, node.admin, id=live_world.node_a.pk)
 
-    socket.wait_for("message", where=left(f"collaboration_{live_world.collab_ab.pk}"), timeout=5)
-    assert_hears_no_new_task(socket, api, live_world, witness)
+    node.assert_left_collaboration()
 
-    _call("POST", url, admin, id=node.pk)
+    _call("POST", url, node.admin, id=live_world.node_a.pk)
 
-    socket.wait_for("sync", timeout=5)  # it fetches the open work of its collaboration
-    assert_hear_new_task(api, live_world, socket)
+    node.socket.wait_for("sync", timeout=5)  # it fetches the open work of its collaboration
+    assert_hear_new_task(node.api, live_world, node.socket)
 
 
 # --- cost ------------------------------------------------------------------------------------------------
