@@ -654,6 +654,8 @@ class Server:
         except DatabaseError as exc:
             # The next change rechecks them; a login that ended meanwhile is found by the heartbeat round.
             database_failed(f"recheck of {len(sessions)} sessions skipped", exc)
+        except Exception:
+            logger.exception("recheck of %d sessions failed", len(sessions))
 
     # --- rooms ------------------------------------------------------------------------------------------
     async def join(self, session: Session, namespace: str, room: str) -> None:
