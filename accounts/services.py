@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from accounts.catalogue import ROOT
 from accounts.models import AuditAction, AuditEntry, Authenticatable, Role, Rule, User
 from accounts.permissions import Principal, missing_to, organizations
+from accounts.signals import rights_changed
 from vantage6.api.errors import bad_request, not_found, unauthorized
 from vantage6.api.sql import CompiledInsert, CompiledInsertIf, M
 
@@ -286,6 +287,8 @@ def user_update(*, principal: Principal, user: User, data: dict) -> User:
         new_rules = set(_rules(data["rules"], strict=True))
         principal.require_holds(_triples(new_rules - set(user.rules.all())), user.organization_id)
         user.rules.set(new_rules)
+    if data.keys() & {"roles", "rules", "organization_id"}:
+        rights_changed.send(sender=User, identities=[user.pk])
     audit(principal, "user.update", user, fields=sorted(data))
     return user
 
@@ -385,6 +388,7 @@ def role_update(*, principal: Principal, role: Role, data: dict) -> Role:
         new = set(_rules(data["rules"], strict=True))
         principal.require_holds(_triples(new | set(role.rules.all())), role.organization_id)
         role.rules.set(new)
+        rights_changed.send(sender=Role, roles=[role.pk])
     audit(principal, "role.update", role, fields=sorted(k for k, v in data.items() if v is not None))
     return role
 
@@ -400,6 +404,7 @@ def role_delete(*, principal: Principal, role: Role, delete_dependents: bool) ->
             "from them as well."
         )
     audit(principal, "role.delete", role, name=role.name)
+    rights_changed.send(sender=Role, roles=[role.pk])  # while it has its holders
     role.delete()
 
 
@@ -415,4 +420,5 @@ def role_rule_change(*, principal: Principal, role: Role, rule: Rule, add: bool)
         if not role.rules.filter(pk=rule.pk).exists():
             raise not_found(f"Rule id={rule.pk} is not part of role id={role.pk}!")
         role.rules.remove(rule)
+    rights_changed.send(sender=Role, roles=[role.pk])
     audit(principal, "role.rule_add" if add else "role.rule_remove", role, rule_id=rule.pk)

@@ -1,9 +1,17 @@
 """Seed the rule catalogue and built-in roles after every migrate; end the logins of deleted users
-and nodes for those who act on it (``logins_ended``)."""
+and nodes for those who act on it (``logins_ended``); tell them of changes of rights
+(``rights_changed``)."""
 
 from __future__ import annotations
 
 from django.db.models.signals import post_delete, post_migrate
+from django.dispatch import Signal
+
+# Sent within the transaction of a change of what users and nodes may see, for those who act on it
+# at once, such as live sockets: ``identities`` (user and node ids) got other roles, rules, organization
+# or collaboration; ``roles`` got other rules or are about to be deleted (their holders);
+# ``organizations`` joined or left collaborations (their users and nodes).
+rights_changed = Signal()
 
 
 def _seed(sender, **kwargs) -> None:  # noqa: ARG001

@@ -13,6 +13,7 @@ from django.db.models import Model
 
 from accounts.permissions import GLO, Principal
 from accounts.services import audit
+from accounts.signals import rights_changed
 from collaborations import store_client
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from collaborations.selectors import collaboration_named, organization_get
@@ -108,6 +109,7 @@ def collaboration_create(
     collaboration = Collaboration.objects.create(name=name, encrypted=encrypted)
     # Unknown organization ids are left out, as in vantage6.
     collaboration.organizations.set(Organization.objects.filter(pk__in=organization_ids))
+    rights_changed.send(sender=Collaboration, organizations=organization_ids)
     audit(principal, "collaboration.create", collaboration)
     return collaboration
 
@@ -122,6 +124,7 @@ def collaboration_update(*, principal: Principal, collaboration: Collaboration, 
         current = set(collaboration.organizations.values_list("pk", flat=True))
         collaboration.organizations.add(*(wanted - current))
         _remove_members(collaboration, current - wanted)
+        rights_changed.send(sender=Collaboration, organizations=wanted ^ current)
     if "name" in data:
         _require_unique_name(Collaboration, data["name"], "Collaboration", exclude_pk=collaboration.pk)
         collaboration.name = data["name"]
@@ -143,6 +146,8 @@ def collaboration_delete(
     }
     _require_no_dependents(f"Collaboration id={collaboration.pk}", counts, delete_dependents)
     audit(principal, "collaboration.delete", collaboration, name=collaboration.name)
+    members = collaboration.organizations.values_list("pk", flat=True)
+    rights_changed.send(sender=Collaboration, organizations=list(members))
     # Tasks (with their runs), nodes, studies and the collaboration's algorithm-store links cascade.
     collaboration.delete()
 
@@ -154,6 +159,7 @@ def collaboration_organization_add(
     principal.require(principal.may_add_members())
     organization = organization_get(principal, organization_id, None)
     collaboration.organizations.add(organization)
+    rights_changed.send(sender=Collaboration, organizations=[organization.pk])
     audit(principal, "collaboration.edit", collaboration, added_organization=organization.pk)
 
 
@@ -167,6 +173,7 @@ def collaboration_organization_remove(
             f"Organization id={organization.pk} is not part of collaboration id={collaboration.pk}"
         )
     _remove_members(collaboration, {organization.pk})
+    rights_changed.send(sender=Collaboration, organizations=[organization.pk])
     audit(principal, "collaboration.edit", collaboration, removed_organization=organization.pk)
 
 

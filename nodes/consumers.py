@@ -11,16 +11,25 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Iterable
 from datetime import timedelta
 
 import jwt
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.authentication import principal_from_claims
 from accounts.models import Authenticatable, AuthStatus
+from accounts.permissions import (
+    Principal,
+    principal_for_node,
+    principal_for_user,
+    users_with_rules,
+    with_memberships,
+)
 from accounts.sessions import TokenRevoked, check_current, with_revoked_logins
 from accounts.tokens import TokenError, decode
 from nodes.events import (
@@ -113,22 +122,49 @@ def ended_sessions(sessions: list[Session]) -> dict[str, str]:
 
 
 def revoke_sockets(identity_id: int, **_kwargs: object) -> None:
-    """Receiver of ``logins_ended``: after the commit, every server process checks the sockets of the
-    identity again (``ended_sessions``); those of the ended logins are told (``invalid_token``) and
-    lose their identity and rooms."""
+    """Receiver of ``logins_ended``: the sockets of the identity are checked again after the commit
+    (``recheck_after_commit``); those of the ended logins are told (``invalid_token``) and lose their
+    identity and rooms."""
+    recheck_after_commit([f"{kind}:{identity_id}" for kind in ("user", "node")])
 
-    def revoke() -> None:
-        owners = [f"{kind}:{identity_id}" for kind in ("user", "node")]
+
+def follow_rights(
+    *,
+    identities: Iterable[int] = (),
+    roles: Iterable[int] = (),
+    organizations: Iterable[int] = (),
+    **_kwargs: object,
+) -> None:
+    """Receiver of ``rights_changed``: the sockets of the users and nodes it touches move to the rooms
+    they reach now, after the commit (``recheck_after_commit``). Only identities with a connection are
+    looked up, at once: the holders of a role are gone once it is deleted."""
+    touched = (
+        Q(identity_id__in=identities)
+        | Q(identity__user__roles__in=roles)
+        | Q(identity__user__organization_id__in=organizations)
+        | Q(identity__node__organization_id__in=organizations)
+    )
+    connected = SocketConnection.objects.filter(touched).values_list("identity__type", "identity_id")
+    if owners := sorted({f"{kind}:{pk}" for kind, pk in connected}):
+        recheck_after_commit(owners)
+
+
+def recheck_after_commit(owners: list[str]) -> None:
+    """After the commit, every server process checks the sockets of ``owners`` (``kind:id``) again: those
+    whose login ended are revoked (``ended_sessions``), the others move to the rooms they reach now
+    (``TasksNamespace.on_recheck``)."""
+
+    def recheck() -> None:
         try:
-            # Within the request that ended the logins: a broker that is away must not hold it.
+            # Within the request that made the change: a broker that is away must not hold it.
             server.run_sync(lambda: server.recheck(owners), timeout=server.publish_timeout)
         except TimeoutError:
-            logger.warning("the sockets of identity %s are revoked in the background", identity_id)
+            logger.warning("the sockets of %s are checked again in the background", ", ".join(owners))
         except Exception:
-            # The logins have ended already; the next heartbeat round finds the sockets that were missed.
-            logger.exception("could not revoke the sockets of identity %s", identity_id)
+            # Ended logins are found by the next heartbeat round; rooms follow the next change or reconnect.
+            logger.exception("could not check the sockets of %s again", ", ".join(owners))
 
-    transaction.on_commit(revoke)
+    transaction.on_commit(recheck)
 
 
 def identify(auth: dict, process: str) -> dict | str | None:
@@ -151,10 +187,15 @@ def identify(auth: dict, process: str) -> dict | str | None:
     return identity
 
 
-def _node(claims: dict) -> dict:
-    """A node's identity: one query (a node's rooms need no permission rule)."""
+def _nodes() -> QuerySet:
+    """Nodes with what their rooms are derived from (``node_place``)."""
     fields = ("name", "organization_id", "collaboration_id", "token_generation")
-    node = with_revoked_logins(Node.objects.filter(pk=claims["sub"]).only(*fields)).first()
+    return with_memberships(Node.objects.only(*fields))
+
+
+def _node(claims: dict) -> dict:
+    """A node's identity: one query."""
+    node = with_revoked_logins(_nodes().filter(pk=claims["sub"])).first()
     if node is None:
         raise TokenRevoked
     check_current(node, claims)
@@ -163,8 +204,17 @@ def _node(claims: dict) -> dict:
         "id": node.pk,
         "name": node.name,
         "org_id": node.organization_id,
+        **node_place(node),
+    }
+
+
+def node_place(node: Node) -> dict:
+    """A node's collaboration, and its rooms: those of the collaboration only while the node's
+    organization is a member of it."""
+    member = node.collaboration_id in principal_for_node(node).collaboration_ids
+    return {
         "collaboration_id": node.collaboration_id,
-        "rooms": node_rooms(node.organization_id, node.collaboration_id),
+        "rooms": node_rooms(node.organization_id, node.collaboration_id if member else None),
     }
 
 
@@ -174,11 +224,34 @@ def _user(claims: dict) -> dict:
         "kind": "user",
         "id": principal.id,
         "name": principal.user.username,
-        "rooms": [
-            collaboration_room(cid) if oid is None else organization_room(cid, oid)
-            for cid, oid in principal.event_reach("receive")
-        ],
+        "rooms": user_rooms(principal),
     }
+
+
+def user_rooms(principal: Principal) -> list[str]:
+    """The rooms whose events a user receives (its ``event`` rules)."""
+    return [
+        collaboration_room(cid) if oid is None else organization_room(cid, oid)
+        for cid, oid in principal.event_reach("receive")
+    ]
+
+
+def places(kinds: dict[int, str]) -> dict[int, dict]:
+    """By id, what the sockets of these users and nodes (id: kind) reach now: their ``rooms``, and a
+    node's ``collaboration_id``; one query per kind. A deleted identity is left out."""
+    users = [pk for pk, kind in kinds.items() if kind == "user"]
+    nodes = [pk for pk, kind in kinds.items() if kind == "node"]
+    found = {}
+    if users:
+        found.update(
+            {
+                user.pk: {"rooms": user_rooms(principal_for_user(user))}
+                for user in users_with_rules().filter(pk__in=users)
+            }
+        )
+    if nodes:
+        found.update({node.pk: node_place(node) for node in _nodes().filter(pk__in=nodes)})
+    return found
 
 
 def connected(identity_id: int, process: str) -> str:
@@ -293,6 +366,34 @@ async def _tell_users(socket: Socket, event: str, data: object, rooms: list[str]
             await socket.server.emit(event, data, room=presence_room(room), namespace=TASKS_NAMESPACE)
 
 
+async def _join(socket: Socket, identity: dict, rooms: list[str]) -> None:
+    """The socket joins ``rooms``, with the notices; a node is told to ``sync`` (its work there)."""
+    node = identity["kind"] == "node"
+    # Rooms before ``sync``: a task made after the node's listing on ``sync`` reaches it as an event.
+    for room in rooms:
+        await socket.join(room)
+    if node:
+        await socket.emit("sync")
+        await _tell_users(socket, "node-online", _node_notice(identity), rooms)
+    for room in rooms:
+        if room != ALL_NODES_ROOM:
+            notice = _notice(identity, "joined", room)
+            await _tell_users(socket, "message", notice, [room])
+            await socket.emit("message", notice)
+        if not node:
+            await socket.join(presence_room(room))
+
+
+async def _leave(socket: Socket, identity: dict, rooms: list[str]) -> None:
+    """The socket leaves ``rooms``, with the notices."""
+    for room in rooms:
+        await socket.leave(room)
+        if identity["kind"] == "user":
+            await socket.leave(presence_room(room))
+        if room != ALL_NODES_ROOM:
+            await _tell_users(socket, "message", _notice(identity, "left", room), [room])
+
+
 class TasksNamespace(Namespace):
     """Presence notices go to the user sockets of a room (``presence_room``), plus the joiner's own
     ``message``: nodes do not act on the presence of others, and sending it to them would cost
@@ -312,21 +413,7 @@ class TasksNamespace(Namespace):
                 logger.info("socket %s connected without a usable token", socket.sid)
             return
         socket.set_owner(f"{identity['kind']}:{identity['id']}")
-        rooms = identity["rooms"]
-        node = identity["kind"] == "node"
-        # Rooms before ``sync``: a task made after the node's listing on ``sync`` reaches it as an event.
-        for room in rooms:
-            await socket.join(room)
-        if node:
-            await socket.emit("sync")
-            await _tell_users(socket, "node-online", _node_notice(identity), rooms)
-        for room in rooms:
-            if room != ALL_NODES_ROOM:
-                notice = _notice(identity, "joined", room)
-                await _tell_users(socket, "message", notice, [room])
-                await socket.emit("message", notice)
-            if not node:
-                await socket.join(presence_room(room))
+        await _join(socket, identity, identity["rooms"])
 
     async def on_disconnect(self, socket: Socket) -> None:
         identity = socket.state
@@ -336,15 +423,32 @@ class TasksNamespace(Namespace):
             # Its next connection, to another process, follows at once (one that never comes is found
             # by the heartbeat sweep): notices now would only make the UI flap.
             return
-        for room in identity["rooms"]:
-            await socket.leave(room)
-            if identity["kind"] == "user":
-                await socket.leave(presence_room(room))
-            if room != ALL_NODES_ROOM:
-                await _tell_users(socket, "message", _notice(identity, "left", room), [room])
+        await _leave(socket, identity, identity["rooms"])
         # Not if it connected again meanwhile (a newer generation): it lost the race with a quick reconnect.
         if await database_sync_to_async(went_offline)(identity) and identity["kind"] == "node":
             await _tell_users(socket, "node-offline", _node_notice(identity), identity["rooms"])
+
+    async def on_recheck(self, sockets: list[Socket]) -> None:
+        """Each socket leaves the rooms its identity no longer reaches (and is told, as it is told
+        of those it joins), and joins those it reaches now: one query per kind of identity."""
+        identified = [socket for socket in sockets if "kind" in socket.state]
+        kinds = {socket.state["id"]: socket.state["kind"] for socket in identified}
+        now = await database_sync_to_async(places)(kinds) if kinds else {}
+        for socket in identified:
+            identity = socket.state
+            if (place := now.get(identity["id"])) is None:
+                continue  # deleted: its login ended, and verify revoked the socket
+            before = identity["rooms"]
+            identity.update(place)
+            lost = [room for room in before if room not in place["rooms"]]
+            await _leave(socket, identity, lost)
+            for room in lost:
+                if room != ALL_NODES_ROOM:
+                    await socket.emit("message", _notice(identity, "left", room))
+            if identity["kind"] == "node":
+                await _tell_users(socket, "node-offline", _node_notice(identity), lost)
+            if gained := [room for room in place["rooms"] if room not in before]:
+                await _join(socket, identity, gained)
 
     async def on_move(self, socket: Socket) -> None:
         identity = socket.state

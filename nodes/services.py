@@ -17,6 +17,7 @@ from accounts.models import AuditAction, AuthStatus
 from accounts.permissions import Principal, fetch_named
 from accounts.services import actor_of, audit
 from accounts.sessions import end_all_logins, start_login
+from accounts.signals import rights_changed
 from collaborations.models import Collaboration, Organization
 from collaborations.selectors import collaboration_named
 from nodes.models import Node, NodeMetrics, api_key_digest
@@ -71,6 +72,7 @@ def collaboration_node_add(*, principal: Principal, collaboration: Collaboration
     principal.require(principal.allows("node", node, "edit"))
     node.collaboration = collaboration
     node.save(update_fields=["collaboration"])
+    rights_changed.send(sender=Node, identities=[node.pk])
     audit(principal, "collaboration.edit", collaboration, added_node=node.pk)
 
 
@@ -81,6 +83,7 @@ def collaboration_node_remove(*, principal: Principal, collaboration: Collaborat
         raise bad_request(f"Node id={node.pk} is not part of collaboration id={collaboration.pk}")
     node.collaboration = None
     node.save(update_fields=["collaboration"])
+    rights_changed.send(sender=Node, identities=[node.pk])
     audit(principal, "collaboration.edit", collaboration, removed_node=node.pk)
 
 

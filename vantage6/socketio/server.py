@@ -198,6 +198,10 @@ class Namespace:
     async def on_move(self, socket: Socket) -> None:
         """The session was taken over by this process (its websocket upgrade landed here)."""
 
+    async def on_recheck(self, sockets: list[Socket]) -> None:
+        """What the clients of ``sockets`` may do changed (``Server.recheck``); their logins are still
+        good: what the sockets hold (their rooms) is derived again."""
+
 
 Authenticate = Callable[[dict[str, str]], tuple[dict, bool]]
 """From the handshake's headers (lower-case names): what the session keeps of them (no secret) and
@@ -408,7 +412,8 @@ class Server:
         elif kind == "sio.recheck":
             owners = set(message["owners"])
             sessions = [session for session in self.sessions.values() if session.owner in owners]
-            keep(asyncio.get_running_loop().create_task(self._verify(sessions)))
+            if sessions:
+                keep(asyncio.get_running_loop().create_task(self._recheck(sessions)))
 
     async def _introduce(self, ready: asyncio.Event | None = None) -> None:
         """Tell the other processes of this one (each binds this process's key of its rooms, then
@@ -448,30 +453,30 @@ class Server:
 
     async def _learn(self, process: str) -> None:
         """Another process (not a sibling) is known: this process's rooms are bound to its keys."""
-        if process in self.peers:
-            return
-        self.peers.add(process)
-        groups = list(self.room_members)
-        for start in range(0, len(groups), _BINDINGS_AT_ONCE):
-            await asyncio.gather(
-                *(
-                    self.layer.group_add(from_process(group, process), self.channel)
-                    for group in groups[start : start + _BINDINGS_AT_ONCE]
-                    if group in self.room_members
-                )
-            )
+        if process not in self.peers:
+            self.peers.add(process)
+            # Not a room left meanwhile: its leave unbound the key already.
+            await self._change_keys_of(process, self.layer.group_add, skip_left=True)
 
     async def _forget(self, process: str) -> None:
         """Another process stopped (or was found dead): its keys are unbound."""
-        if process not in self.peers:
-            return
-        self.peers.discard(process)
+        if process in self.peers:
+            self.peers.discard(process)
+            # Also a room left meanwhile: its leave no longer unbinds this key.
+            await self._change_keys_of(process, self.layer.group_discard, skip_left=False)
+
+    async def _change_keys_of(
+        self, process: str, change: Callable[[str, str], Awaitable[None]], *, skip_left: bool
+    ) -> None:
+        """``change`` (the layer's ``group_add`` or ``group_discard``) of this process's channel for
+        ``process``'s key of each room this process is in, a batch at a time."""
         groups = list(self.room_members)
         for start in range(0, len(groups), _BINDINGS_AT_ONCE):
             await asyncio.gather(
                 *(
-                    self.layer.group_discard(from_process(group, process), self.channel)
+                    change(from_process(group, process), self.channel)
                     for group in groups[start : start + _BINDINGS_AT_ONCE]
+                    if not skip_left or group in self.room_members
                 )
             )
 
@@ -630,8 +635,27 @@ class Server:
             entry["state"] = {}
 
     async def recheck(self, owners: list[str]) -> None:
-        """Check the sessions of ``owners`` again with ``verify``, in every process."""
+        """In every process, the sessions of ``owners`` are checked again: those ``verify`` finds are
+        revoked, and the namespaces derive again what the others hold (``on_recheck``)."""
         await self.layer.group_send(PROCESSES, {"type": "sio.recheck", "owners": owners})
+
+    async def _recheck(self, sessions: list[Session]) -> None:
+        try:
+            await self._verify(sessions)
+            kept = [
+                session for session in sessions if session.owner and self.sessions.get(session.sid) is session
+            ]
+            for namespace, handler in self.namespaces.items():
+                sockets = [
+                    Socket(self, session, namespace) for session in kept if namespace in session.namespaces
+                ]
+                if sockets:
+                    await handler.on_recheck(sockets)
+        except DatabaseError as exc:
+            # The next change rechecks them; a login that ended meanwhile is found by the heartbeat round.
+            database_failed(f"recheck of {len(sessions)} sessions skipped", exc)
+        except Exception:
+            logger.exception("recheck of %d sessions failed", len(sessions))
 
     # --- rooms ------------------------------------------------------------------------------------------
     async def join(self, session: Session, namespace: str, room: str) -> None:
