@@ -69,7 +69,11 @@ def _answer(port: int, source: str, forwarded: str | None = None, path: str = "/
     """The status of a request on a new connection; None if the connection was closed without one."""
     with contextlib.suppress(OSError, EOFError), _connect(port, source) as sock:
         sock.sendall(_request(path, forwarded, close=True))
-        return Reader(sock).response()[0]
+        reader = Reader(sock)
+        status = reader.response()[0]
+        # Until the server closed its end: then the connection no longer counts for the client.
+        assert reader.closed()
+        return status
     return None
 
 
