@@ -361,6 +361,7 @@ def main() -> None:
                 V6_SOCKET_PING_INTERVAL="25",
                 V6_SOCKET_PING_TIMEOUT="60",
                 V6_NODE_HEARTBEAT_TIMEOUT="65",
+                V6_MAX_CONNECTIONS_PER_CLIENT="20000",  # every client of the benchmark is on 127.0.0.1
             )
             servers = [Daphne(env, Path(folder)), Daphne(env, Path(folder))]
             for server in servers:  # import everything and build the layer before the RSS baseline

@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
@@ -43,7 +45,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 
-from vantage6 import limits
+from vantage6 import limits, throttle
 from vantage6.logging import PATH_TEXT_LIMIT, client_text
 
 logger = logging.getLogger("vantage6.http")
@@ -132,16 +134,52 @@ def http_date() -> bytes:
     return _date[1]
 
 
+class Refusals:
+    """Connections closed at once for being over a cap: counted, and logged at most once a minute (a flood
+    must not flood the log too)."""
+
+    def __init__(self, setting: str) -> None:
+        self.setting = setting
+        self.count = 0
+        self.logged = 0.0
+
+    def note(self, what: str) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self.logged >= REFUSAL_LOG_SECONDS:
+            self.logged = now
+            logger.warning(
+                "%s, the most allowed (%s): new ones are closed (%d so far)", what, self.setting, self.count
+            )
+
+
 class Factory:
     """Builds the HTTP connections of one server; ``draining`` once it stops (each answer then closes
-    its connection). With ``max_connections`` open (HTTP and websockets), a new one is closed at once."""
+    its connection). With ``max_connections`` open (HTTP and websockets), a new one is closed at once;
+    so is one of a client address with ``max_per_client`` open (default: ``max_connections``).
 
-    def __init__(self, application: Application, ws_factory: Any, max_connections: int) -> None:
+    The client address is the peer's, or, for a request from one of ``trusted_proxies``, the one its
+    ``X-Forwarded-For`` says (as the login throttle reads it): a connection of a trusted proxy counts for
+    the client of its latest request, which is answered 429 if that client has ``max_per_client`` open.
+    """
+
+    def __init__(
+        self,
+        application: Application,
+        ws_factory: Any,
+        max_connections: int,
+        *,
+        max_per_client: int | None = None,
+        trusted_proxies: Iterable[throttle.IPNetwork] = (),
+    ) -> None:
         self.application = application
         self.ws_factory = ws_factory  # builds the protocol an upgraded connection is handed to
         self.max_connections = max_connections
-        self.refused = 0  # connections closed for being over max_connections
-        self.refusal_logged = 0.0
+        self.max_per_client = max_per_client or max_connections
+        self.trusted_proxies = tuple(trusted_proxies)
+        self.refused = Refusals("V6_MAX_CONNECTIONS")
+        self.refused_per_client = Refusals("V6_MAX_CONNECTIONS_PER_CLIENT")
+        self.clients: Counter[str] = Counter()  # open connections (HTTP and websockets) per client address
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Future] = set()  # the application's, until they end
         self.draining = False
@@ -155,25 +193,35 @@ class Factory:
             self.answers.clear()  # bounded whatever the variety of heads clients send
         self.answers[head] = answer
 
-    def buildProtocol(self, _address: object) -> Connection | None:
+    def buildProtocol(self, address: object) -> Connection | None:
         if len(self.connections) + len(self.ws_factory.sockets) >= self.max_connections:
-            self._refuse()
+            self.refused.note(f"{self.max_connections} connections open")
             return None  # Twisted closes the accepted socket
+        peer = getattr(address, "host", None)  # None: not over IP (a Unix socket), not counted
+        meta = {"REMOTE_ADDR": peer or ""}
+        proxied = peer is not None and throttle.from_trusted_proxy(meta, self.trusted_proxies)
+        # A trusted proxy's connection counts once a request names its client.
+        client = throttle.client_address(meta, ()) if peer and not proxied else None
+        if client is not None and not self.admit(client):
+            return None
         if not self.sweeping:
             self.sweeping = True
             asyncio.get_running_loop().call_later(SWEEP_SECONDS, self._sweep)
-        return Connection(self)
+        return Connection(self, client, proxied=proxied)
 
-    def _refuse(self) -> None:
-        self.refused += 1
-        now = time.monotonic()
-        if now - self.refusal_logged >= REFUSAL_LOG_SECONDS:  # a flood must not flood the log too
-            self.refusal_logged = now
-            logger.warning(
-                "%d connections open, the most allowed (V6_MAX_CONNECTIONS): new ones are closed (%d so far)",
-                self.max_connections,
-                self.refused,
-            )
+    def admit(self, client: str) -> bool:
+        """Count a connection of ``client``, unless it has ``max_per_client`` open already."""
+        if self.clients[client] >= self.max_per_client:
+            self.refused_per_client.note(f"client {client} has {self.max_per_client} connections open")
+            return False
+        self.clients[client] += 1
+        return True
+
+    def release(self, client: str) -> None:
+        """A connection of ``client`` ended."""
+        self.clients[client] -= 1
+        if self.clients[client] <= 0:
+            del self.clients[client]
 
     def gauges(self) -> list[str]:
         """The metrics of the connections of this process."""
@@ -183,7 +231,11 @@ class Factory:
             f"vantage6_connections_open {len(self.connections) + len(self.ws_factory.sockets)}",
             "# HELP vantage6_connections_refused_total connections closed at once for V6_MAX_CONNECTIONS",
             "# TYPE vantage6_connections_refused_total counter",
-            f"vantage6_connections_refused_total {self.refused}",
+            f"vantage6_connections_refused_total {self.refused.count}",
+            "# HELP vantage6_connections_refused_per_client_total connections closed at once for "
+            "V6_MAX_CONNECTIONS_PER_CLIENT",
+            "# TYPE vantage6_connections_refused_per_client_total counter",
+            f"vantage6_connections_refused_per_client_total {self.refused_per_client.count}",
         ]
 
     def _sweep(self) -> None:
@@ -211,8 +263,10 @@ class Connection:
     """One HTTP connection: a Twisted protocol (and the producer its transport pauses when its write
     buffer is full)."""
 
-    def __init__(self, factory: Factory) -> None:
+    def __init__(self, factory: Factory, counted: str | None = None, *, proxied: bool = False) -> None:
         self.factory = factory
+        self.counted = counted  # the client address the connection counts for (factory.clients)
+        self.proxied = proxied  # the peer is a trusted proxy: each request says which client it is for
         self.transport: Any = None
         self.buffer = bytearray()
         self.reading = HEAD
@@ -254,6 +308,7 @@ class Connection:
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.factory.connections.discard(self)
+        self._uncount()
         self.deadline = 0.0
         self.buffer = bytearray()
         self.held = False
@@ -319,6 +374,8 @@ class Connection:
         if answer is not None and not self.factory.draining:
             return self._replay(answer)
         method, target, version, headers = parse_head(head)
+        if self.proxied and not self._count_for(headers):
+            raise BadRequest(429, "Too many connections from this client address")
         fields = dict(headers)
         if fields.get(b"upgrade", b"").lower() == b"websocket":
             self._upgrade(head, target)
@@ -330,6 +387,25 @@ class Connection:
         self.exchange = exchange
         self._start(exchange, headers, fields)
         return True
+
+    def _count_for(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Count a trusted proxy's connection for the client its request is for (instead of the one of its
+        request before); False if that client has as many connections as it may."""
+        forwarded = b",".join(value for name, value in headers if name == b"x-forwarded-for")
+        meta = {"REMOTE_ADDR": self.peer(), "HTTP_X_FORWARDED_FOR": forwarded.decode("latin-1")}
+        client = throttle.client_address(meta, self.factory.trusted_proxies)
+        if client == self.counted:
+            return True
+        self._uncount()
+        if not self.factory.admit(client):
+            return False
+        self.counted = client
+        return True
+
+    def _uncount(self) -> None:
+        if self.counted is not None:
+            self.factory.release(self.counted)
+            self.counted = None
 
     def _start(
         self, exchange: Exchange, headers: list[tuple[bytes, bytes]], fields: dict[bytes, bytes]
@@ -535,7 +611,7 @@ class Connection:
             exchange.gone()
         if exchange is None or not (exchange.written or exchange.refused):
             self.transport.write(error_response(status, message))
-        if status != 408:
+        if status not in (408, 429):  # a timeout is no fault; 429s are logged by Refusals, not each
             logger.info("bad request from %s: %s", self.peer(), message)
         self.buffer = bytearray()
         self.reading = HEAD
@@ -563,6 +639,9 @@ class Connection:
         self.deadline = 0.0
         protocol = self.factory.ws_factory.buildProtocol(self.transport.getPeer())
         protocol._raw_query_string = target.partition(b"?")[2]
+        if self.counted is not None:  # the websocket counts for the client now, until it ends
+            protocol.release = functools.partial(self.factory.release, self.counted)
+            self.counted = None
         transport, self.transport = self.transport, None
         if isinstance(transport, ProtocolWrapper):
             transport.wrappedProtocol = protocol

@@ -166,7 +166,13 @@ def run_daphne(binding: list[str], family: str = "", links: tuple[socket.socket,
                 handler_for, max_message=sockets.max_payload, scope_headers=SCOPE_HEADERS
             )
             # The connections are served by the server's own HTTP protocol (daphne's is Twisted's).
-            self.http = http.Factory(self.application, self.ws_factory, settings.MAX_CONNECTIONS)
+            self.http = http.Factory(
+                self.application,
+                self.ws_factory,
+                settings.MAX_CONNECTIONS,
+                max_per_client=settings.MAX_CONNECTIONS_PER_CLIENT,
+                trusted_proxies=settings.TRUSTED_PROXIES,
+            )
             register_gauges(self.http.gauges)
             allow_open_files(settings.MAX_CONNECTIONS)
             self.http_factory.buildProtocol = self.http.buildProtocol  # before the reactor accepts any

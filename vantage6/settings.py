@@ -201,6 +201,9 @@ BLOB_QUOTA_BYTES = env_int("BLOB_QUOTA_MB", 10240, minimum=0, maximum=1024**3) *
 # Open connections (HTTP and websocket) of one server process; further ones are closed at once, so
 # that no client can take all of its file descriptors (vantage6.http).
 MAX_CONNECTIONS = env_int("MAX_CONNECTIONS", 10000, minimum=1, maximum=1_000_000)
+# Of these, what one client address may hold (the peer's, or the one a trusted proxy names), so that one
+# client cannot take all of them and lock every node and user out.
+MAX_CONNECTIONS_PER_CLIENT = env_int("MAX_CONNECTIONS_PER_CLIENT", 1000, minimum=1, maximum=1_000_000)
 
 # --- E-mail ---------------------------------------------------------------------------------------
 EMAIL_HOST = env_str("SMTP_SERVER", "")

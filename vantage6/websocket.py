@@ -174,6 +174,7 @@ class WebSocket:
         "opcode",
         "outgoing",
         "paused",
+        "release",
         "state",
         "task",
         "transport",
@@ -193,6 +194,8 @@ class WebSocket:
         self.paused = False  # reading, while the handler has INBOX_LIMIT events waiting
         self.blocked = False  # reading, while the transport's write buffer is full
         self.outgoing: list[bytes] | None = None  # frames of this turn of the loop, not written yet
+        # Called once the socket no longer counts as open: its share of its client's connections.
+        self.release: Callable[[], None] | None = None
 
     # --- Twisted's protocol interface ------------------------------------------------------------------
     def makeConnection(self, transport: Any) -> None:
@@ -247,9 +250,16 @@ class WebSocket:
         was_closed, self.state = self.state == CLOSED, CLOSED
         self.buffer, self.message = b"", None
         if self.handler is None:
-            self.factory.sockets.discard(self)
+            self._forget()
         elif not was_closed:
             self._deliver(DISCONNECTED)
+
+    def _forget(self) -> None:
+        """The socket no longer counts as open (its connection is lost, and its handler ended)."""
+        self.factory.sockets.discard(self)
+        release, self.release = self.release, None
+        if release is not None:
+            release()
 
     # --- the opening handshake -------------------------------------------------------------------------
     def _handshake(self) -> None:
@@ -506,7 +516,7 @@ class WebSocket:
                 self._failed()
             if event == DISCONNECTED:
                 self.handler = self.inbox = self.task = None
-                self.factory.sockets.discard(self)
+                self._forget()
                 return
         self.inbox = self.task = None
 

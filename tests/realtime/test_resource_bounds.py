@@ -43,7 +43,12 @@ def served(live_db, live_folder):
     blobs, temporary = live_folder / "bounds-blobs", live_folder / "bounds-tmp"
     blobs.mkdir(exist_ok=True)
     temporary.mkdir(exist_ok=True)
-    env = live_db.process_env(V6_LOG_LEVEL="info", V6_LARGE_RESULT_STORE=str(blobs), TMPDIR=str(temporary))
+    env = live_db.process_env(
+        V6_LOG_LEVEL="info",
+        V6_LARGE_RESULT_STORE=str(blobs),
+        TMPDIR=str(temporary),
+        V6_MAX_CONNECTIONS_PER_CLIENT="2000",  # the bursts below come from one address
+    )
     daphne = Daphne(env, live_folder)
     daphne.blobs, daphne.temporary = blobs, temporary
     yield daphne

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from rest_framework.request import Request
 
 from vantage6.api.errors import bad_request
+from vantage6.api.sql import MAX_KEY
 
 
 def first(request: Request, name: str) -> str | None:
@@ -26,7 +27,7 @@ def int_param(request: Request, name: str) -> int | None:
     if raw is None or raw == "":
         return None
     try:
-        return int(raw)
+        return _in_range(name, int(raw))
     except ValueError:
         raise bad_request(f"{name} must be an integer, got {raw!r}") from None
 
@@ -40,10 +41,18 @@ def int_list_param(request: Request, name: str) -> list[int]:
             if not item:
                 continue
             try:
-                values.append(int(item))
+                values.append(_in_range(name, int(item)))
             except ValueError:
                 raise bad_request(f"{name} must be a list of integers, got {raw!r}") from None
     return values
+
+
+def _in_range(name: str, value: int) -> int:
+    """``value``, if the database's integers hold it: beyond them SQLite raises instead of matching
+    no row, so such a filter is refused as malformed."""
+    if not -MAX_KEY - 1 <= value <= MAX_KEY:
+        raise bad_request(f"{name} must be an integer between {-MAX_KEY - 1} and {MAX_KEY}, got {value}")
+    return value
 
 
 def list_param(request: Request, name: str) -> list[str]:
