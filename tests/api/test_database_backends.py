@@ -248,6 +248,24 @@ def test_a_process_writing_without_pause_lets_another_process_in(sqlite_file):
     assert "other" in written[:-10], "the other process wrote while this one kept writing"
 
 
+def test_a_transaction_holds_other_writers_up_only_from_its_first_statement(sqlite_file):
+    database = Path(sqlite_file.settings_dict["NAME"])
+    with transaction.atomic(using=WRITERS):
+        # Still computing, no statement yet: another process writes meanwhile.
+        other = other_process(database, "other", 0)
+        began(other)
+        assert other.wait(5) == 0
+        sqlite_file.cursor().execute("INSERT INTO entry VALUES (%s)", ["this"])
+        # From its first statement on, it holds the others up until it ends.
+        later = other_process(database, "later", 0)
+        time.sleep(0.5)
+        assert later.poll() is None, "the later process waits for this transaction"
+        assert entries(sqlite_file) == ["other", "this"]  # its statements see what was committed before
+    began(later)
+    assert later.wait(10) == 0
+    assert entries(sqlite_file) == ["other", "this", "later"]
+
+
 def test_a_writer_gives_up_after_the_timeout_and_leaves_the_lock_to_the_next(sqlite_file):
     database = Path(sqlite_file.settings_dict["NAME"])
     sqlite_file.settings_dict["OPTIONS"]["timeout"] = 0.3

@@ -11,6 +11,10 @@ it ends. Both are released at commit, rollback or close; a process keeps the fil
 writer if one already waits, up to ``TURNS`` in a row. Waits are bounded by the database ``timeout``.
 Programs that do not take the lock still meet at SQLite's own lock, with its busy handler. Durability is
 SQLite's, unchanged.
+
+A transaction begins (queues, then ``BEGIN IMMEDIATE``) with its first statement, not as its ``atomic``
+block is entered: what a request computes before its first query of the transaction holds no other
+writer up. Its statements all run inside it, as before.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from typing import Any
 
 from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper
+from django.db.backends.sqlite3.base import SQLiteCursorWrapper
 
 # Writers of one process in a row while another of its writers waits, before the file's lock goes to
 # the other processes: fewer hand-overs between processes (each wakes a thread there), a bounded wait.
@@ -135,6 +140,7 @@ def writer_queue(database: str, in_memory: bool) -> WriterQueue:
 
 class DatabaseWrapper(SQLiteDatabaseWrapper):
     _queued: WriterQueue | None = None  # the write queue this connection is at the head of, if any
+    _begin_pending = False  # a transaction was started and begins with its first statement
 
     def get_new_connection(self, conn_params: dict) -> Any:
         connection = super().get_new_connection(conn_params)
@@ -145,7 +151,19 @@ class DatabaseWrapper(SQLiteDatabaseWrapper):
             connection.execute("PRAGMA journal_mode=WAL")
         return connection
 
+    def create_cursor(self, name: str | None = None) -> Any:
+        cursor = self.connection.cursor(factory=Cursor)
+        cursor.database = self
+        return cursor
+
     def _start_transaction_under_autocommit(self) -> None:
+        self._begin_pending = True
+
+    def begin_pending(self) -> None:
+        """Begin the transaction started last, if it has not begun yet (before its first statement)."""
+        if not self._begin_pending:
+            return
+        self._begin_pending = False
         queue = writer_queue(str(self.settings_dict["NAME"]), self.is_in_memory_db())
         # Bounded as SQLite's own wait (``timeout``): a writer that waits longer (another process
         # stopped in a transaction, a long migration) goes on to SQLite's own wait, and its "database is
@@ -159,18 +177,21 @@ class DatabaseWrapper(SQLiteDatabaseWrapper):
             raise
 
     def _commit(self) -> None:
+        self._begin_pending = False  # a transaction without statements has nothing to commit
         try:
             super()._commit()  # type: ignore[misc]  # not in the stubs
         finally:
             self._leave_queue()
 
     def _rollback(self) -> None:
+        self._begin_pending = False
         try:
             super()._rollback()  # type: ignore[misc]  # not in the stubs
         finally:
             self._leave_queue()
 
     def _close(self) -> None:
+        self._begin_pending = False
         try:
             super()._close()  # type: ignore[misc]  # not in the stubs
         finally:
@@ -180,3 +201,17 @@ class DatabaseWrapper(SQLiteDatabaseWrapper):
         if self._queued is not None:
             self._queued.leave()
             self._queued = None
+
+
+class Cursor(SQLiteCursorWrapper):
+    """Django's cursor, whose statements begin the connection's pending transaction first."""
+
+    database: DatabaseWrapper
+
+    def execute(self, query: str, params: Any = None) -> Any:
+        self.database.begin_pending()
+        return super().execute(query, params)
+
+    def executemany(self, query: str, param_list: Any) -> Any:
+        self.database.begin_pending()
+        return super().executemany(query, param_list)
