@@ -438,26 +438,106 @@ def write_breakdown(label: str, case, n: int, top: int | None) -> None:
     publish, render = server.publish, JSONRenderer.render
     server.publish = timed("event publishing", publish)
     JSONRenderer.render = timed("JSON rendering", render)
+    trips = RoundTrips(connection) if connection.vendor == "postgresql" else None
     try:
         with connection.execute_wrapper(sql):
             started = time.perf_counter()
             for _ in range(n):
                 statements.clear()
+                if trips:
+                    trips.clear()
                 one()
             wall = time.perf_counter() - started
     finally:
         server.publish, JSONRenderer.render = publish, render
+        if trips:
+            trips.stop()
     print(f"{label}\n  CPU per request: WSGI handler {cpu_ms:.2f} ms, ASGI application {asgi_ms:.2f} ms")
     print(f"  wall per request (WSGI handler): {wall * 1000 / n:.2f} ms")
     print(f"  SQL statements per request: {timings.pop('statements') / n:.1f}")
     for key, seconds in sorted(timings.items()):
         print(f"  {key:28s} {seconds * 1000 / n:6.2f} ms wall per request")
-    print("  SQL of one request (each statement a round trip):")
-    for statement in statements:
-        print(f"    {statement[:140]}")
+    if trips:
+        trips.report(n)
+    else:
+        print("  SQL of one request (each statement a round trip):")
+        for statement in statements:
+            print(f"    {statement[:140]}")
     if top:
         print(cprofile(one, n, top))
     print()
+
+
+class RoundTrips:
+    """The query strings sent to PostgreSQL (one a round trip: BEGIN, COMMIT and the connection check
+    included, which Django's query log does not show) with their wall time, recorded at psycopg2's
+    cursor; ``report`` adds each statement's planning and execution time on the server (``EXPLAIN
+    ANALYZE`` of the last request's statements, in a transaction rolled back)."""
+
+    def __init__(self, connection) -> None:
+        connection.ensure_connection()
+        self.connection = connection
+        self.sent: list[tuple[str, float]] = []
+        self.total = 0.0
+        self.count = 0
+        recorder = self
+
+        class Recording(connection.connection.cursor_factory):
+            def send(self, query, vars):
+                started = time.perf_counter()
+                try:
+                    return super().send(query, vars)
+                finally:
+                    ms = (time.perf_counter() - started) * 1000
+                    recorder.sent.append((self.mogrify(query, vars).decode(), ms))
+                    recorder.total += ms
+                    recorder.count += 1
+
+        self.original = connection.connection.cursor_factory
+        connection.connection.cursor_factory = Recording
+        self.backend = connection.connection.get_backend_pid()
+        self.cpu_at_start = _process_cpu_ms(self.backend)
+
+    def clear(self) -> None:
+        self.sent.clear()
+
+    def stop(self) -> None:
+        self.connection.connection.cursor_factory = self.original
+        self.server_cpu = _process_cpu_ms(self.backend) - self.cpu_at_start
+
+    def report(self, n: int) -> None:
+        import sqlparse
+
+        print(f"  round trips per request: {self.count / n:.1f}, {self.total / n:.2f} ms wall")
+        print(f"  PostgreSQL's CPU per request (its backend process): {self.server_cpu / n:.2f} ms")
+        print("  round trips of one request (wall ms; per statement the server's planning + execution ms):")
+        with self.connection.connection.cursor() as cursor:
+            for query, ms in self.sent:
+                print(f"    {ms:6.2f} ms  {_short(query)}")
+                cursor.send("BEGIN", None)
+                try:
+                    for statement in sqlparse.split(query):
+                        if statement.rstrip(";").upper() in ("BEGIN", "COMMIT", "ROLLBACK"):
+                            continue
+                        cursor.send(f"EXPLAIN (ANALYZE, SUMMARY, FORMAT JSON) {statement}", None)
+                        (plan,) = cursor.fetchone()[0]
+                        print(
+                            f"      {plan['Planning Time']:6.3f} + {plan['Execution Time']:6.3f} ms  "
+                            f"{_short(statement, 100)}"
+                        )
+                finally:
+                    cursor.send("ROLLBACK", None)
+
+
+def _process_cpu_ms(pid: int) -> float:
+    """The CPU time a process of this machine has used (user and system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def _short(sql: str, width: int = 140) -> str:
+    sql = " ".join(sql.split())
+    return sql if len(sql) <= width else sql[: width - 3] + "..."
 
 
 def _request(parts: tuple) -> tuple:

@@ -91,6 +91,7 @@ class PkLookup(Generic[M]):
         compiler = self.queryset().filter(pk=self._MARKER)[:1].query.get_compiler(connection=connection)
         sql, params = compiler.as_sql()
         (slot,) = (i for i, value in enumerate(params) if value == self._MARKER)
+        _prepare(connection, sql)
         return _Plan(sql=sql, params=list(params), slot=slot, **_instance_plan(compiler))
 
     def __call__(self, pk: int) -> M | None:
@@ -246,6 +247,7 @@ class CompiledRows:
         slots = [(i, markers[value]) for i, value in enumerate(params) if value in markers]
         assert {name for _, name in slots} == set(self.names), "every value is a parameter"
         converters = compiler.get_converters([col for col, _, _ in compiler.select[: compiler.col_count]])
+        _prepare(connection, sql)
         return _Query(sql, list(params), slots, converters)
 
     def query(self, connection: BaseDatabaseWrapper, values: dict[str, int]) -> tuple[_Query, list]:
@@ -283,6 +285,14 @@ class CompiledRows:
             return
         plan, params = self.query(connection, values)
         defer(plan.sql, params)
+
+
+def _prepare(connection: BaseDatabaseWrapper, sql: str) -> None:
+    """Have the server keep the plan of this SQL, run on every request, where the backend can (on
+    PostgreSQL a prepared statement per connection: no parsing and planning on each run)."""
+    prepare = getattr(connection, "prepare", None)
+    if prepare is not None:
+        prepare(sql)
 
 
 def _in_range(values: dict[str, int]) -> bool:
@@ -507,10 +517,10 @@ class CompiledUpdate(_CompiledWrite[M]):
         query, condition_params = condition.query(connection, keys)
         quote, meta = connection.ops.quote_name, self.model._meta
         columns = ", ".join(quote(cast(str, cast(Field, meta.get_field(name)).column)) for name in returning)
+        sql = f"{self.sql(connection)} IN ({query.sql}) RETURNING {columns}"
+        _prepare(connection, sql)  # the same text on every call
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"{self.sql(connection)} IN ({query.sql}) RETURNING {columns}", [*params, *condition_params]
-            )
+            cursor.execute(sql, [*params, *condition_params])
             return cursor.fetchall()
 
     def rows(self, pks: Sequence[int], values: Sequence[object]) -> int:
@@ -606,6 +616,7 @@ class CompiledInsertIf(_CompiledWrite[M]):
             f"WITH n AS ({self.sql(connection)} ({condition_sql}) RETURNING {key}), "
             f"e AS ({head} SELECT {', '.join(columns)} FROM n) SELECT {key} FROM n"
         )
+        _prepare(connection, sql)  # the same text on every call
         with connection.cursor() as cursor:
             cursor.execute(sql, [*params, *condition_params, *noted_params])
             row = cursor.fetchone()
