@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -111,5 +112,20 @@ def unpinged(live_db, live_folder):
     """A live server with no Engine.IO ping round within a test: a connection closes by the test's doing."""
     env = live_db.process_env(V6_LOG_LEVEL="info", V6_SOCKET_PING_INTERVAL="60", V6_SOCKET_PING_TIMEOUT="60")
     daphne = Daphne(env, live_folder)
+    yield daphne
+    daphne.stop()
+
+
+# The HTTP protocol's timers, short: what a slow client does shows within seconds.
+HASTY = (
+    "import vantage6.http as h, vantage6.websocket as w; h.HEAD_SECONDS = h.BODY_SECONDS = h.WRITE_SECONDS = "
+    "w.CLOSE_SECONDS = 1; import vantage6.serve as s; s.main()"
+)
+
+
+@pytest.fixture(scope="module")
+def hasty(live_db, live_folder):
+    """A live server whose HTTP timers (head, body, write, websocket close) are 1 s."""
+    daphne = Daphne(live_db.process_env(V6_LOG_LEVEL="info"), live_folder, [sys.executable, "-c", HASTY])
     yield daphne
     daphne.stop()

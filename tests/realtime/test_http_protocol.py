@@ -196,10 +196,10 @@ def test_an_incomplete_request_head_times_out(served):
     still_serving(served.port)
 
 
-def test_a_stalled_body_times_out(served):
+def test_a_stalled_body_times_out(hasty):
     head = LOGIN + b"Content-Length: 10\r\n\r\n"
-    with connect(served.port) as sock:
-        sock.settimeout(45)
+    with connect(hasty.port) as sock:
+        sock.settimeout(15)
         sock.sendall(head + b"{")
         reader = Reader(sock)
         assert reader.response()[0] == 408

@@ -7,7 +7,6 @@ import contextlib
 import json
 import resource
 import socket
-import sys
 import time
 
 import pytest
@@ -51,20 +50,6 @@ def served(live_db, live_folder):
     )
     daphne = Daphne(env, live_folder)
     daphne.blobs, daphne.temporary = blobs, temporary
-    yield daphne
-    daphne.stop()
-
-
-# The HTTP protocol's timers, short: what a slow client does shows within seconds.
-HASTY = (
-    "import vantage6.http as h, vantage6.websocket as w; h.HEAD_SECONDS = h.BODY_SECONDS = h.WRITE_SECONDS = "
-    "w.CLOSE_SECONDS = 1; import vantage6.serve as s; s.main()"
-)
-
-
-@pytest.fixture(scope="module")
-def hasty(live_db, live_folder):
-    daphne = Daphne(live_db.process_env(V6_LOG_LEVEL="info"), live_folder, [sys.executable, "-c", HASTY])
     yield daphne
     daphne.stop()
 
