@@ -8,20 +8,26 @@ on the one the socket is not connected to: it reaches the socket's process throu
 
 from __future__ import annotations
 
+import json
+import threading
 import uuid
 from dataclasses import dataclass
 
 import pytest
 import requests
+from django.db import transaction
 
 from accounts.models import Role, Rule, User
+from accounts.signals import rights_changed
 from nodes import consumers
+from nodes.events import TASKS_NAMESPACE, collaboration_room
 from nodes.models import Node, SocketConnection
 from tests import factories
 from tests.conftest import requires_services
-from tests.realtime.helpers import LiveWorld, NodeSocket, create_task, make_user, token
+from tests.realtime.helpers import LiveWorld, NodeSocket, Sink, create_task, in_memory, make_user, token
 from tests.realtime.live import LIVE
 from tests.realtime.test_socket_revocation import assert_hears_no_new_task, joined
+from vantage6.socketio.server import Server
 
 live = pytest.mark.live
 
@@ -184,6 +190,66 @@ def test_a_node_follows_its_collaboration_without_reconnecting(hosts, live_world
 
     node.socket.wait_for("sync", timeout=5)  # it fetches the open work of its collaboration
     assert_hear_new_task(node.api, live_world, node.socket)
+
+
+# --- a change while a socket connects --------------------------------------------------------------------
+def _events(sink: Sink) -> list[list]:
+    prefix = f"42{TASKS_NAMESPACE},"
+    return [json.loads(packet[len(prefix) :]) for packet in sink.packets if packet.startswith(prefix)]
+
+
+@pytest.mark.django_db(transaction=True)  # the sockets' database work runs on a thread of its own
+def test_a_change_committed_while_a_socket_connects_moves_it_once_connected(world, monkeypatch):
+    """The socket derived its rooms before the change was committed, and the process handled the change's
+    recheck before the socket had an owner: once connected, it leaves the room it no longer reaches."""
+    rule = event_rule("default")
+    user = factories.make_user(world.org_a, rules=[rule])
+    tokens = {"user": token(user), "witness": token(world.node_a)}
+    server = Server(
+        namespaces={TASKS_NAMESPACE: consumers.TasksNamespace()},
+        authenticate=consumers.handshake_auth,
+        verify=consumers.ended_sessions,
+        secret=b"s",
+    )
+    handled = threading.Event()
+    on_message = server._on_message
+
+    async def noting(message: dict) -> None:
+        await on_message(message)
+        if message["type"] == "sio.recheck":
+            handled.set()
+
+    monkeypatch.setattr(server, "_on_message", noting)
+    identify = consumers.identify
+
+    def identify_then_change(auth: dict, process: str) -> object:
+        identity = identify(auth, process)  # with the room of the rule
+        with transaction.atomic():
+            user.rules.remove(rule)
+            rights_changed.send(sender=User, identities=[user.pk])
+        assert handled.wait(10)  # the process is through with the recheck
+        return identity
+
+    async def connect(bearer: str) -> Sink:
+        sink = Sink()
+        session, _ = await server.open_session("websocket", {"authorization": f"Bearer {bearer}"}, sink)
+        await server.receive(session, f"0{TASKS_NAMESPACE},{{}}")
+        return sink
+
+    room = collaboration_room(world.collab_ab.pk)
+
+    async def scenario() -> tuple[Sink, Sink]:
+        witness = await connect(tokens["witness"])
+        monkeypatch.setattr(consumers, "identify", identify_then_change)
+        socket = await connect(tokens["user"])
+        await server.emit("new_task", {"id": 1, "parent_id": None}, room=room, namespace=TASKS_NAMESPACE)
+        return socket, witness
+
+    socket, witness = in_memory(scenario)
+
+    assert ["message", f"{user.username} left room {room}"] in _events(socket)
+    assert "new_task" not in [event[0] for event in _events(socket)]
+    assert ["new_task", {"id": 1, "parent_id": None}] in _events(witness)
 
 
 # --- cost ------------------------------------------------------------------------------------------------

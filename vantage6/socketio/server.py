@@ -139,6 +139,27 @@ class _Waiter:
         self.timer: asyncio.TimerHandle | None = None
 
 
+class _Connecting:
+    """The namespace connects of one session under way (from its admission to the end of its connect
+    handler), and the owners of the rechecks that came meanwhile (None: all of them)."""
+
+    __slots__ = ("count", "rechecked")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.rechecked: set[str] | None = set()
+
+    def note(self, owners: set[str] | None) -> None:
+        if owners is None or self.rechecked is None:
+            self.rechecked = None
+        else:
+            self.rechecked |= owners
+
+    def missed(self, owner: str) -> bool:
+        """Whether a recheck that may concern ``owner`` came while the session connected."""
+        return bool(owner) and (self.rechecked is None or owner in self.rechecked)
+
+
 class Socket:
     """One client connected to one namespace; what namespace handlers work with."""
 
@@ -286,6 +307,9 @@ class Server:
         # the other processes bind its keys (its socket handshakes wait as long when it starts).
         self.settle_time = settle_time
         self.sessions: dict[str, Session] = {}
+        # Sessions connecting a namespace, by sid: a recheck that comes meanwhile is done once the
+        # connect is (the state may have been derived before the change, and the owner is not set yet).
+        self._connecting: dict[str, _Connecting] = {}
         self._anonymous: OrderedDict[str, None] = OrderedDict()
         # The sids of this process's sessions in each room group it is bound to.
         self.room_members: dict[str, set[str]] = {}
@@ -340,6 +364,7 @@ class Server:
             self._ready = asyncio.Event()
             # Sessions of an earlier loop (tests run several) have no channel any more.
             self.sessions, self.room_members, self.moved, self.pending = {}, {}, {}, {}
+            self._connecting = {}
             self._anonymous, self._unconnected = OrderedDict(), {}
             self.peers, self.settled, self._outgoing, self._flush_due = set(), False, [], False
             keep(loop.create_task(self._listen(self._ready)))
@@ -410,10 +435,7 @@ class Server:
             if session is not None and session.waiter is not None and session.waiter.key == message["id"]:
                 self._stop_waiting(session)
         elif kind == "sio.recheck":
-            owners = set(message["owners"])
-            sessions = [session for session in self.sessions.values() if session.owner in owners]
-            if sessions:
-                keep(asyncio.get_running_loop().create_task(self._recheck(sessions)))
+            self._start_recheck(set(message["owners"]))
 
     async def _introduce(self, ready: asyncio.Event | None = None) -> None:
         """Tell the other processes of this one (each binds this process's key of its rooms, then
@@ -636,8 +658,26 @@ class Server:
 
     async def recheck(self, owners: list[str]) -> None:
         """In every process, the sessions of ``owners`` are checked again: those ``verify`` finds are
-        revoked, and the namespaces derive again what the others hold (``on_recheck``)."""
+        revoked, and the namespaces derive again what the others hold (``on_recheck``). A session
+        connecting meanwhile is checked once connected; a process whose broker was away (the message may
+        be lost) checks all its sessions when the broker is back."""
         await self.layer.group_send(PROCESSES, {"type": "sio.recheck", "owners": owners})
+
+    def _start_recheck(self, owners: set[str] | None) -> None:
+        """Check the sessions of ``owners`` (None: every identified one) again, in the background, with
+        one ``verify`` and one ``on_recheck`` per namespace for all of them; a session still connecting is
+        checked once its connect is done."""
+        for connecting in self._connecting.values():
+            connecting.note(owners)
+        sessions = [
+            session
+            for session in self.sessions.values()
+            if session.owner
+            and (owners is None or session.owner in owners)
+            and session.sid not in self._connecting
+        ]
+        if sessions:
+            keep(asyncio.get_running_loop().create_task(self._recheck(sessions)))
 
     async def _recheck(self, sessions: list[Session]) -> None:
         try:
@@ -920,6 +960,19 @@ class Server:
         if namespace not in session.namespaces:
             session.namespaces[namespace] = {"sid": new_id(), "state": {}}
             self._connected(session)
+        connecting = self._connecting.setdefault(session.sid, _Connecting())
+        connecting.count += 1
+        try:
+            await self._admit(session, namespace, handler)
+        finally:
+            connecting.count -= 1
+            if not connecting.count:
+                self._connecting.pop(session.sid, None)
+        if not connecting.count and connecting.missed(session.owner):
+            await self._recheck([session])
+
+    async def _admit(self, session: Session, namespace: str, handler: Namespace) -> None:
+        """The namespace's admission, the CONNECT ack (or the refusal) and its connect handler."""
         socket = Socket(self, session, namespace)
         try:
             await handler.on_admit(socket)
@@ -1099,6 +1152,8 @@ class Server:
             if previous is not None:
                 logger.warning("channel layer reconnected to its broker")
                 keep(asyncio.get_running_loop().create_task(self._introduce()))
+                # A recheck published while the broker was away may be lost: all sessions are checked.
+                self._start_recheck(None)
                 try:
                     if self.layer_reconnected is not None:
                         await self.layer_reconnected()
