@@ -33,6 +33,7 @@ import functools
 import json
 import logging
 import re
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -254,6 +255,11 @@ class Factory:
             connection.abort()
         return len(waiting)
 
+    def close_idle(self) -> int:
+        """Close the connections kept alive after an answer on which no request has begun since, but
+        those of trusted proxies (when stopping: ``vantage6.serve`` says why); how many."""
+        return len([c for c in list(self.connections) if not c.proxied and c.close_if_idle()])
+
     def busy(self) -> int:
         """Requests arriving or being answered, and application calls not ended yet."""
         return len([c for c in self.connections if c.busy()]) + len(self.tasks)
@@ -279,6 +285,7 @@ class Connection:
         self.write_paused: asyncio.Future | None = None  # set while the transport's buffer is full
         self.stalled_by = 0.0  # when the client, not reading, has it dropped
         self.closing = False  # the connection ends once its answer is out
+        self.kept = False  # kept alive after an answer
         self.client: list | None = None
         self.server: list | None = None
         self.socket: Any = None  # a plain TCP connection's, written to directly while nothing waits
@@ -339,6 +346,23 @@ class Connection:
 
     def busy(self) -> bool:
         return self.exchange is not None or (self.reading == HEAD and bool(self.buffer))
+
+    def close_if_idle(self) -> bool:
+        """Close the connection if it was kept alive after an answer and no request has begun on it
+        since; whether it was."""
+        if not self.kept or self.closing or self.busy() or self.reading != HEAD or self._arriving():
+            return False
+        self._close()
+        return True
+
+    def _arriving(self) -> bool:
+        """Bytes are in the socket, not read yet (a request that came as the connection was idle)."""
+        if self.socket is None:
+            return False
+        try:
+            return bool(self.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except OSError:  # nothing there, or the connection failed: the transport finds out
+            return False
 
     def _read(self) -> None:
         while self.buffer:
@@ -449,6 +473,7 @@ class Connection:
         before_date, after_date, keep_alive, replayed = answer
         self.write(before_date + http_date() + after_date)
         if keep_alive:
+            self.kept = True
             self.deadline = time.monotonic() + KEEPALIVE_SECONDS
             if self.write_paused is not None:  # as in ``answered``: the next request waits for the client
                 self.held = True
@@ -578,6 +603,7 @@ class Connection:
             # Closed (or a body the application did not wait for: the connection ends after the answer).
             self._close()
             return
+        self.kept = True
         self.deadline = time.monotonic() + KEEPALIVE_SECONDS
         if self.write_paused is not None:
             # The client does not read its answers (the transport's buffer is full): its next request

@@ -18,10 +18,13 @@ Every daphne process stops gracefully on SIGTERM or SIGINT: it stops accepting c
 its Socket.IO connections at once (websockets, and long-polling requests that only wait for packets)
 so that clients reconnect to another process without waiting for a timeout (their nodes are not
 announced offline meanwhile), lets the requests in progress finish (at most ``STOP_SECONDS``), and
-exits with status 0. Its responses from then on say ``Connection: close``, and it leaves the idle
-connections a proxy keeps alive for the proxy to close (for at most ``IDLE_SECONDS``: the proxy's
-upstream ``keepalive_timeout`` must be shorter, as in scripts/proxy): closing one itself could cross
-a request the proxy is sending on it, which is then lost (a 502 for a POST).
+exits with status 0. Its responses from then on say ``Connection: close``, and the connections kept
+alive after an answer with no request begun on them since are closed at once (a client finds its
+pooled connection closed and opens a new one). Those of a trusted proxy (``V6_TRUSTED_PROXIES``) are
+left for the proxy to close (for at most ``IDLE_SECONDS``: the proxy's upstream ``keepalive_timeout``
+must be shorter, as in scripts/proxy): the proxy sends request after request on them, and closing one
+itself could cross a request it is sending, which is then lost (a 502 for a POST). A connection that has
+brought no request yet (one accepted from the backlog as the process stops) gets as long for its first.
 """
 
 from __future__ import annotations
@@ -194,7 +197,9 @@ def run_daphne(binding: list[str], family: str = "", links: tuple[socket.socket,
 
             sockets.stop()  # its long-polling clients start over with another process
             logger.info(
-                "Stopping: %d socket connections closed, finishing the requests", self._drop_sockets()
+                "Stopping: %d socket and %d idle connections closed, finishing the requests",
+                self._drop_sockets(),
+                self.http.close_idle(),
             )
             self._stop_when_done()
 
@@ -210,6 +215,7 @@ def run_daphne(binding: list[str], family: str = "", links: tuple[socket.socket,
 
         def _stop_when_done(self) -> None:
             self._drop_sockets()
+            self.http.close_idle()  # also those kept alive by an answer begun before the stop
             busy = self._busy()
             if time.monotonic() < self.idle_by:
                 busy += len(self.http.connections)

@@ -3,9 +3,9 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
 
 from vantage6.api.observability import metrics_view
+from vantage6.api.schema_view import SchemaView
 from vantage6.api.views import DocsView, HealthView, RedocView, RobotsView, VersionView
 
 api = settings.API_PATH.lstrip("/")
@@ -15,7 +15,7 @@ urlpatterns = [
     path(f"{prefix}health", HealthView.as_view(), name="health"),
     path(f"{prefix}version", VersionView.as_view(), name="version"),
     path(f"{prefix}metrics", metrics_view, name="metrics"),
-    path(f"{prefix}schema", SpectacularAPIView.as_view(), name="schema"),
+    path(f"{prefix}schema", SchemaView.as_view(), name="schema"),
     path(f"{prefix}docs", DocsView.as_view(url_name="schema"), name="docs"),
     path(f"{prefix}redoc", RedocView.as_view(url_name="schema"), name="redoc"),
     path(prefix, include("accounts.urls")),

@@ -254,7 +254,9 @@ def test_blobs_stream_up_and_down(served, live_world):
 
 
 def test_a_graceful_stop_answers_kept_alive_connections_once_and_drops_long_polls(live_db, live_folder):
-    daphne = Daphne(live_db.process_env(), live_folder)
+    """The connections of a trusted proxy (the test's address) stay open for the proxy to close; those of
+    other clients are closed at once (``test_shutdown_idle``)."""
+    daphne = Daphne(live_db.process_env(V6_TRUSTED_PROXIES="127.0.0.1/32"), live_folder)
     try:
         with connect(daphne.port) as kept, connect(daphne.port) as poll:
             kept.sendall(VERSION)
