@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 
 from accounts.models import AuditEntry
+from tasks import services
 from tasks.models import Run, Task, TaskDatabase
 from tests.conftest import requires_services
 from tests.factories import bearer, make_run, make_task, make_user
@@ -112,7 +113,9 @@ def refused(table: str, when: str) -> Iterator[None]:
 
 @requires_services("postgres")
 @pytest.mark.django_db(transaction=True)  # the writes' own transactions, as the server runs them
-def test_a_kill_whose_audit_record_fails_kills_nothing(api, world):
+def test_a_kill_whose_audit_record_fails_kills_nothing(api, world, monkeypatch):
+    # The kill's lock compiled afresh, outside a transaction (as a new server process does).
+    monkeypatch.setattr(services._lock_family, "_plans", {})
     task = make_task(world.collab_ab, world.org_a)
     run = make_run(task, world.org_a, status="active")
     root = make_user(world.org_a, "Root")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 from django.core.exceptions import EmptyResultSet
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import (
     Aggregate,
@@ -243,7 +244,11 @@ class CompiledRows:
         markers = {self._MARKER + i: name for i, name in enumerate(self.names)}
         queryset = self.build(**{name: marker for marker, name in markers.items()})
         compiler = queryset.query.get_compiler(connection=connection)
-        sql, params = compiler.as_sql()
+        # Django compiles a locking query in a transaction only (a lock may be sent outside one, ``lead``);
+        # the transaction sends nothing.
+        locking = queryset.query.select_for_update and connection.get_autocommit()
+        with transaction.atomic() if locking else contextlib.nullcontext():
+            sql, params = compiler.as_sql()
         slots = [(i, markers[value]) for i, value in enumerate(params) if value in markers]
         assert {name for _, name in slots} == set(self.names), "every value is a parameter"
         converters = compiler.get_converters([col for col, _, _ in compiler.select[: compiler.col_count]])
