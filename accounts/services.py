@@ -15,7 +15,7 @@ from accounts.models import AuditAction, AuditEntry, Authenticatable, Role, Rule
 from accounts.permissions import Principal, missing_to, organizations
 from accounts.signals import rights_changed
 from vantage6.api.errors import bad_request, not_found, unauthorized
-from vantage6.api.sql import CompiledInsert, CompiledInsertIf, M
+from vantage6.api.sql import Children, CompiledInsert, CompiledInsertIf, M, Statement
 
 ROOT_USERNAME = "root"
 
@@ -59,6 +59,18 @@ def audit(principal: Any, action: str, obj: Any = None, **data: object) -> None:
     """Record one state-changing action by ``principal`` (a ``Principal`` or an ``Actor``; None: the
     system itself). ``action`` is one of ``AuditAction`` (ValueError otherwise)."""
     _insert_audit_entry.later(**audit_entry(principal, action, obj, **data))
+
+
+def audit_if_changed(principal: Any, action: str, obj: Any = None, **data: object) -> Statement:
+    """``audit``'s record as one of the writes of ``CompiledUpdate.matching`` (``then``): written with
+    the rows that statement changes, if any."""
+    return _insert_audit_entry.if_changed(**audit_entry(principal, action, obj, **data))
+
+
+def audit_children(principal: Any, action: str) -> Children:
+    """``audit``'s record of a new row as a child of ``CompiledInsert.with_children`` (the new row is
+    its object)."""
+    return _insert_audit_entry, "object_id", lambda obj: [audit_entry(principal, action, obj)]
 
 
 def audit_entry(principal: Any, action: str, obj: Any = None, **data: object) -> dict:

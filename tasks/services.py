@@ -34,7 +34,7 @@ from django.utils.dateparse import parse_datetime
 
 from accounts.models import User
 from accounts.permissions import Principal, fetch_named
-from accounts.services import audit, audited_insert
+from accounts.services import audit, audit_children, audit_if_changed, audited_insert
 from accounts.tokens import container_token
 from collaborations.models import AlgorithmStore, Collaboration, Study
 from collaborations.store_client import algorithm_digest, this_server_url, user_authorization
@@ -169,7 +169,6 @@ _collaboration_with_members = PkLookup(
         )
     )
 )
-_save_job_id = CompiledUpdate(Task, ["job_id"])
 
 
 def _all_fields(model: type[Model]) -> list[str]:
@@ -251,9 +250,19 @@ def _check_inputs(collaboration: Collaboration, organizations: list[dict], blob_
             )
 
 
-@transaction.atomic
 def task_create(*, principal: Principal, data: dict, authorization: str | None = None) -> Task:
-    """Create a task, its database entries and one run per organization (POST /task checks, in order)."""
+    """Create a task, its database entries and one run per organization (POST /task checks, in order).
+
+    On PostgreSQL the task's rows are one statement, atomic on its own, and the checks before it read
+    outside a transaction: at READ COMMITTED (ours) one around them would hold none of the rows they
+    read. Elsewhere all is one transaction."""
+    if connection.vendor == "postgresql":
+        return _task_create(principal, data, authorization)
+    with transaction.atomic():
+        return _task_create(principal, data, authorization)
+
+
+def _task_create(principal: Principal, data: dict, authorization: str | None) -> Task:
     collaboration, study = _collaboration_and_study(principal, data)
     org_ids = [entry["id"] for entry in data["organizations"]]
     members = {int(org_id) for org_id in (getattr(collaboration, "member_ids") or "").split(",") if org_id}  # noqa: B009 - an annotation
@@ -275,46 +284,46 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     blob_store = blobs.blob_storage() is not None
     _check_inputs(collaboration, data["organizations"], blob_store)
 
-    task = _insert_task(
-        name=data.get("name") or "",
-        description=data.get("description") or "",
-        image=image,
-        collaboration=collaboration,
-        study=study,
-        job_id=parent.job_id if parent else 0,
-        parent=parent,
-        init_org_id=principal.organization_id,
-        init_user_id=parent.init_user_id if parent else principal.id,
-        algorithm_store_id=store_id,
-        status=TaskStatus.PENDING,  # as all its runs
-    )
-    if parent is None:
-        # A top-level task starts a new job; its own id is unique and above every earlier job id.
-        task.job_id = task.pk
-        _save_job_id.later(task)
-    # Nothing reads the new rows back in this request: they go with the commit on PostgreSQL.
-    databases = _insert_databases.many_later(
-        [
-            {"task": task, "database": entry["label"], "parameters": database_parameters(entry)}
-            for entry in data.get("databases") or []
-        ]
-    )
-    _known_databases(task, databases)
     now = timezone.now()
-    _insert_runs.many_later(
+    values = {
+        "name": data.get("name") or "",
+        "description": data.get("description") or "",
+        "image": image,
+        "collaboration": collaboration,
+        "study": study,
+        "job_id": parent.job_id if parent else 0,
+        "parent": parent,
+        "init_org_id": principal.organization_id,
+        "init_user_id": parent.init_user_id if parent else principal.id,
+        "algorithm_store_id": store_id,
+        "status": TaskStatus.PENDING,  # as all its runs
+    }
+    # Its databases, its runs and the audit record refer to it; nothing reads them back in this request.
+    databases = [
+        {"database": entry["label"], "parameters": database_parameters(entry)}
+        for entry in data.get("databases") or []
+    ]
+    runs = [
+        {
+            "organization_id": entry["id"],
+            "input": entry["input"],
+            "assigned_at": now,
+            "status": TaskStatus.PENDING,
+            "blob_storage_used": blob_store,
+        }
+        for entry in data["organizations"]
+    ]
+    task, (written, _, _) = _insert_task.with_children(
+        values,
         [
-            {
-                "task": task,
-                "organization_id": entry["id"],
-                "input": entry["input"],
-                "assigned_at": now,
-                "status": TaskStatus.PENDING,
-                "blob_storage_used": blob_store,
-            }
-            for entry in data["organizations"]
-        ]
+            (_insert_databases, "task", lambda task: [{"task": task, **row} for row in databases]),
+            (_insert_runs, "task", lambda task: [{"task": task, **row} for row in runs]),
+            audit_children(principal, "task.create"),
+        ],
+        # A top-level task starts a new job; its own id is unique and above every earlier job id.
+        own=[] if parent else ["job_id"],
     )
-    audit(principal, "task.create", task)
+    _known_databases(task, cast(list[TaskDatabase], written))
     emit("new_task", {"id": task.pk, "parent_id": task.parent_id}, room=collaboration_room(collaboration.pk))
     return task
 
@@ -422,18 +431,45 @@ def _kill_runs(task_ids: list[int], *, mark: bool) -> list[dict]:
     return kill_list
 
 
-def _kill_open_task(task_id: int) -> list[dict] | None:
+def _kill_open_task(principal: Principal, task: Task) -> list[dict] | None:
     """The usual kill, an open task without subtasks, by one statement after its family's lock (sent
-    with it): its open runs marked killed by the UPDATE that finds them, and its new status stored
-    ("killed": it was open). The nodes' kill list; None when that UPDATE found no run (a finished or
-    deleted task, subtasks, no open run: ``_kill_runs``'s case)."""
-    _lock_family.lock_later(task=task_id)
+    with it): its open runs marked killed by the UPDATE that finds them, its new status stored
+    ("killed": it was open) and the audit record. On PostgreSQL the three are one statement (a
+    data-modifying WITH) and, with the lock, one query string: a transaction of its own, one round
+    trip. Elsewhere they are three, in the caller's transaction. The nodes' kill list; None when that
+    UPDATE found no run, nothing written (a finished or deleted task, subtasks, no open run:
+    ``_kill_runs``'s case)."""
+    _lock_family.lock_later(task=task.pk)
     values = [TaskStatus.KILLED, timezone.now()]
-    killed = _mark_killed.matching(_open_runs_of_open_task, {"task": task_id}, values, _KILL_LIST_FIELDS)
+    keys = {"task": task.pk}
+    status = Task(pk=task.pk, status=TaskStatus.KILLED, finished_at=None)
+    if connection.vendor == "postgresql":
+        then = [_save_task_status.if_changed(status), audit_if_changed(principal, "task.kill", task)]
+        killed = _mark_killed.matching(_open_runs_of_open_task, keys, values, _KILL_LIST_FIELDS, then)
+    else:
+        killed = _mark_killed.matching(_open_runs_of_open_task, keys, values, _KILL_LIST_FIELDS)
+        if killed:
+            _save_task_status.later(status)
+            audit(principal, "task.kill", task)
     if not killed:
         return None
-    _save_task_status.later(Task(pk=task_id, status=TaskStatus.KILLED, finished_at=None))
-    return [{"task_id": task, "run_id": pk, "organization_id": org} for pk, task, org in sorted(killed)]
+    return [{"task_id": task_id, "run_id": pk, "organization_id": org} for pk, task_id, org in sorted(killed)]
+
+
+def _kill_any_task(principal: Principal, task: Task, *, usual: bool) -> list[dict]:
+    """The kill in the caller's transaction, the usual one first when ``usual``: the nodes' kill list."""
+    kill_list = _kill_open_task(principal, task) if usual else None
+    if kill_list is not None:
+        return kill_list
+    family = dict(_lock_family(task=task.pk))
+    status = family.get(task.pk)
+    if status is None:
+        raise not_found(f"Task id={task.pk} not found!")  # deleted meanwhile
+    if is_finished(status):
+        raise bad_request(f"Task id={task.pk} already finished with status '{status}', nothing to kill!")
+    kill_list = _kill_runs(list(family), mark=True)
+    audit(principal, "task.kill", task)
+    return kill_list
 
 
 def _send_kill(collaboration_id: int, kill_list: list[dict]) -> None:
@@ -454,20 +490,15 @@ def task_kill(*, principal: Principal, task_id: int) -> None:
         reach=lambda task: principal.reaches("event", "send", collaboration_id=task.collaboration_id),
     )  # fmt: skip
     principal.require(principal.reaches("event", "send", collaboration_id=task.collaboration_id))
-    with transaction.atomic():
-        kill_list = _kill_open_task(task.pk) if connection.features.can_return_columns_from_insert else None
-        if kill_list is None:  # not the usual case (or an SQLite older than 3.35, without RETURNING)
-            family = dict(_lock_family(task=task.pk))
-            status = family.get(task.pk)
-            if status is None:
-                raise not_found(f"Task id={task.pk} not found!")  # deleted meanwhile
-            if is_finished(status):
-                raise bad_request(
-                    f"Task id={task.pk} already finished with status '{status}', nothing to kill!"
-                )
-            kill_list = _kill_runs(list(family), mark=True)
-        _send_kill(task.collaboration_id, kill_list)
-        audit(principal, "task.kill", task)
+    # On PostgreSQL the usual kill is a transaction of its own; the others (and the usual one on an
+    # SQLite with RETURNING, 3.35 or later) are made in one of Django's.
+    postgresql = connection.vendor == "postgresql"
+    kill_list = _kill_open_task(principal, task) if postgresql else None
+    if kill_list is None:
+        usual = not postgresql and connection.features.can_return_columns_from_insert
+        with transaction.atomic():
+            kill_list = _kill_any_task(principal, task, usual=usual)
+    _send_kill(task.collaboration_id, kill_list)  # after the commit
 
 
 @transaction.atomic

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from django.core.exceptions import EmptyResultSet
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import (
     Aggregate,
@@ -243,7 +244,11 @@ class CompiledRows:
         markers = {self._MARKER + i: name for i, name in enumerate(self.names)}
         queryset = self.build(**{name: marker for marker, name in markers.items()})
         compiler = queryset.query.get_compiler(connection=connection)
-        sql, params = compiler.as_sql()
+        # Django compiles a locking query in a transaction only (a lock may be sent outside one, ``lead``);
+        # the transaction sends nothing.
+        locking = queryset.query.select_for_update and connection.get_autocommit()
+        with transaction.atomic() if locking else contextlib.nullcontext():
+            sql, params = compiler.as_sql()
         slots = [(i, markers[value]) for i, value in enumerate(params) if value in markers]
         assert {name for _, name in slots} == set(self.names), "every value is a parameter"
         converters = compiler.get_converters([col for col, _, _ in compiler.select[: compiler.col_count]])
@@ -271,20 +276,20 @@ class CompiledRows:
         return [tuple(_converted(row, plan.converters, connection)) for row in rows]
 
     def lock_later(self, **values: int) -> None:
-        """Take the row locks of this query (a ``select_for_update`` one) with the transaction's next
-        statement, in its query string, where the database backend can (``defer``: one round trip less
-        on PostgreSQL; each statement of a query string takes its own snapshot, so the next one sees
-        what was committed before the locks were granted), else at once. Without row locks (SQLite,
-        whose one writer excludes the others): nothing."""
+        """Take the row locks of this query (a ``select_for_update`` one) with the next statement, in
+        its query string, where the database backend can (``lead``: one round trip less on PostgreSQL;
+        each statement of a query string takes its own snapshot, so the next one sees what was committed
+        before the locks were granted; outside a transaction the two run as one), else at once. Without
+        row locks (SQLite, whose one writer excludes the others): nothing."""
         connection = connections[DEFAULT_DB_ALIAS]
         if not connection.features.has_select_for_update or not _in_range(values):
             return
-        defer = getattr(connection, "defer", None)
-        if defer is None:
+        lead = getattr(connection, "lead", None)
+        if lead is None:
             self(**values)
             return
         plan, params = self.query(connection, values)
-        defer(plan.sql, params)
+        lead(plan.sql, params)
 
 
 def _prepare(connection: BaseDatabaseWrapper, sql: str) -> None:
@@ -341,12 +346,42 @@ def _inserted_values(fields: Sequence[Field], instance: Model, connection: BaseD
     return [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
 
 
+def _keyed_row(
+    fields: Sequence[Field], obj: Model, connection: BaseDatabaseWrapper, keyed: Sequence[str], key: str
+) -> tuple[list[str], list]:
+    """The places of ``obj``'s values of ``fields`` in an ``INSERT``, those of the fields ``keyed`` the
+    SQL ``key``, and the parameters of the others (as ``_inserted_values``)."""
+    places, params = [], []
+    for field in fields:
+        if field.name in keyed:
+            places.append(key)
+        else:
+            places.append("%s")
+            params.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
+    return places, params
+
+
+def _set_key(obj: Model, names: Sequence[str], key: object) -> None:
+    """Set the fields ``names`` of ``obj`` (their columns: the key of a foreign key) to ``key``."""
+    for name in names:
+        setattr(obj, cast(Field, obj._meta.get_field(name)).attname, key)
+
+
 def _saved(instance: M, pk: object, alias: str) -> M:
     """``instance`` as a row of database ``alias`` with primary key ``pk``, as ``save`` leaves it."""
     instance.pk = pk
     instance._state.adding = False
     instance._state.db = alias
     return instance
+
+
+# A statement and its parameters.
+Statement = tuple[str, list]
+
+# The rows a ``CompiledUpdate.matching`` changed, in the data-modifying ``WITH`` of the writes that go
+# with them (``then``), and the condition of those writes.
+_CHANGED = "changed"
+_IF_CHANGED = f"EXISTS (SELECT 1 FROM {_CHANGED})"
 
 
 class _CompiledWrite(Generic[M]):
@@ -363,6 +398,9 @@ class _CompiledWrite(Generic[M]):
 
     def _build(self, connection: BaseDatabaseWrapper) -> str:
         raise NotImplementedError
+
+    def _column(self, name: str) -> str:
+        return cast(str, cast(Field, self.model._meta.get_field(name)).column)
 
     def sql(self, connection: BaseDatabaseWrapper) -> str:
         sql = self._sql.get(connection.vendor)
@@ -417,6 +455,69 @@ class CompiledInsert(_CompiledWrite[M]):
         params = _inserted_values(self.fields, instance, connection)
         defer(self.sql(connection).partition(" RETURNING ")[0], params)
 
+    def if_changed(self, **values: object) -> Statement:
+        """``create(**values)`` as one of the writes of ``CompiledUpdate.matching`` (``then``): only
+        if that statement changed a row."""
+        connection = connections[DEFAULT_DB_ALIAS]
+        params = _inserted_values(self.fields, self.model(**values), connection)
+        head = self.sql(connection).partition(" VALUES ")[0]
+        return f"{head} SELECT {', '.join(['%s'] * len(params))} WHERE {_IF_CHANGED}", params
+
+    def with_children(
+        self, values: dict[str, object], children: Sequence[Children], *, own: Sequence[str] = ()
+    ) -> tuple[M, list[list[Model]]]:
+        """``create(**values)`` with the rows of other tables that refer to it, ``children``: for each
+        its insert, the field that refers to the new row and a function giving the rows' values (the
+        ``many`` of that insert) for the new instance. The fields ``own`` take the new row's key too.
+
+        On PostgreSQL one statement (a data-modifying ``WITH``, atomic on its own, one round trip): the
+        key is drawn from the table's sequence first, and every row takes it from there. Elsewhere one
+        statement per table, in the caller's transaction. The saved instance and the children's
+        instances, per insert (as ``many_later`` gives them)."""
+        connection = connections[DEFAULT_DB_ALIAS]
+        quote = connection.ops.quote_name
+        if connection.vendor != "postgresql":
+            instance = self(**values)
+            if own:
+                sets = ", ".join(f"{quote(self._column(name))} = %s" for name in own)
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        f"UPDATE {quote(self.table)} SET {sets} WHERE {quote(self.pk_column)} = %s",
+                        [instance.pk] * (len(own) + 1),
+                    )
+                _set_key(instance, own, instance.pk)
+            return instance, [insert.many_later(rows(instance)) for insert, _, rows in children]
+        instance = self.model(**values)
+        key = "(SELECT id FROM k)"
+        places, params = _keyed_row(self.fields, instance, connection, own, key)
+        columns = ", ".join(quote(column) for column in [self.pk_column, *self.columns])
+        parts = [
+            "k AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence(%s, %s)) AS id)",
+            f"t AS (INSERT INTO {quote(self.table)} ({columns}) VALUES ({', '.join([key, *places])}))",
+        ]
+        params = [quote(self.table), self.pk_column, *params]
+        written = [
+            (insert, reference, [insert.model(**row) for row in rows(instance)])
+            for insert, reference, rows in children
+        ]
+        for i, (insert, reference, objects) in enumerate(written):
+            rows_sql = []
+            for obj in objects:
+                places, row_params = _keyed_row(insert.fields, obj, connection, [reference], key)
+                rows_sql.append(f"({', '.join(places)})")
+                params += row_params
+            if rows_sql:
+                head = insert.sql(connection).partition(" VALUES ")[0]
+                parts.append(f"c{i} AS ({head} VALUES {', '.join(rows_sql)})")
+        with connection.cursor() as cursor:
+            cursor.execute(f"WITH {', '.join(parts)} SELECT id FROM k", params)
+            (pk,) = cursor.fetchone()
+        _set_key(instance, own, pk)
+        for _, reference, objects in written:
+            for obj in objects:
+                _set_key(obj, [reference], pk)
+        return _saved(instance, pk, connection.alias), [objects for _, _, objects in written]
+
     def many(self, rows: Sequence[dict]) -> list[M]:
         """``bulk_create`` of ``rows`` (each the values of one ``create``): one statement per
         ``BATCH`` rows; the saved instances, their primary keys set, in the order of ``rows``."""
@@ -461,6 +562,11 @@ class CompiledInsert(_CompiledWrite[M]):
             yield batch, f"{head} VALUES {', '.join([one] * len(batch))}", params
 
 
+# A child table's rows of ``CompiledInsert.with_children``: its insert, the field that refers to the
+# new row, the rows' values for the new instance.
+Children = tuple[CompiledInsert, str, Callable[[Any], Sequence[dict]]]
+
+
 class CompiledUpdate(_CompiledWrite[M]):
     """``instance.save(update_fields=fields)`` for a fixed list of fields, its SQL written once per
     database backend (no ``UpdateQuery`` built on every call; no model signals, as ``CompiledInsert``).
@@ -490,6 +596,12 @@ class CompiledUpdate(_CompiledWrite[M]):
             return
         defer(self.sql(connection) + " = %s", self._params(instance, connection))
 
+    def if_changed(self, instance: M) -> Statement:
+        """``self(instance)`` as one of the writes of ``matching`` (``then``): only if that statement
+        changed a row."""
+        connection = connections[DEFAULT_DB_ALIAS]
+        return f"{self.sql(connection)} = %s AND {_IF_CHANGED}", self._params(instance, connection)
+
     def _params(self, instance: M, connection: BaseDatabaseWrapper) -> list:
         params = [
             field.get_db_prep_save(field.pre_save(instance, False), connection) for field in self.fields
@@ -503,10 +615,13 @@ class CompiledUpdate(_CompiledWrite[M]):
         keys: dict[str, int],
         values: Sequence[object],
         returning: Sequence[str],
+        then: Sequence[Statement] = (),
     ) -> list[tuple]:
         """``filter(pk__in=<the keys of condition's rows>).update(...)`` with the fields' ``values``, in
         one statement: the ``returning`` fields (integer columns, no converters) of the rows it changed.
-        Needs ``UPDATE ... RETURNING`` (PostgreSQL; SQLite 3.35 or later)."""
+        Needs ``UPDATE ... RETURNING`` (PostgreSQL; SQLite 3.35 or later). ``then``: writes (of
+        ``if_changed``) made in the same statement if it changed a row (a data-modifying ``WITH``,
+        atomic on its own: PostgreSQL only)."""
         if not _in_range(keys):
             return []
         connection = connections[DEFAULT_DB_ALIAS]
@@ -515,12 +630,16 @@ class CompiledUpdate(_CompiledWrite[M]):
             for field, value in zip(self.fields, values, strict=True)
         ]
         query, condition_params = condition.query(connection, keys)
-        quote, meta = connection.ops.quote_name, self.model._meta
-        columns = ", ".join(quote(cast(str, cast(Field, meta.get_field(name)).column)) for name in returning)
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(self._column(name)) for name in returning)
         sql = f"{self.sql(connection)} IN ({query.sql}) RETURNING {columns}"
+        if then:
+            writes = "".join(f", w{i} AS ({write})" for i, (write, _) in enumerate(then))
+            sql = f"WITH {_CHANGED} AS ({sql}){writes} SELECT {columns} FROM {_CHANGED}"
         _prepare(connection, sql)  # the same text on every call
         with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, *condition_params])
+            then_params = [param for _, write_params in then for param in write_params]
+            cursor.execute(sql, [*params, *condition_params, *then_params])
             return cursor.fetchall()
 
     def rows(self, pks: Sequence[int], values: Sequence[object]) -> int:
@@ -604,13 +723,7 @@ class CompiledInsertIf(_CompiledWrite[M]):
         connection, instance, params, condition_sql, condition_params = prepared
         noted = entry.model(**entry_values(instance))
         key = connection.ops.quote_name(self.pk_column)
-        columns, noted_params = [], []
-        for field in entry.fields:
-            if field.name == reference:
-                columns.append(f"n.{key}")
-            else:
-                columns.append("%s")
-                noted_params.append(field.get_db_prep_save(field.pre_save(noted, True), connection))
+        columns, noted_params = _keyed_row(entry.fields, noted, connection, [reference], f"n.{key}")
         head = entry.sql(connection).partition(" VALUES ")[0]
         sql = (
             f"WITH n AS ({self.sql(connection)} ({condition_sql}) RETURNING {key}), "

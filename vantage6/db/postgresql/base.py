@@ -11,8 +11,10 @@ Transactions: psycopg2 sends ``BEGIN`` on its own before a transaction's first s
 ``COMMIT`` apart. Here psycopg2 stays in autocommit and the backend begins Django's transactions
 itself, with ``BEGIN`` in front of the first statement, in the same query string; statements given to
 ``defer`` (the audit record of a write) go the same way with the transaction's next statement, or
-with its ``COMMIT``. A query string of several statements is one round trip (psycopg2 interpolates
-the parameters and sends it whole), and each statement in it runs as it would alone.
+with its ``COMMIT``; those given to ``lead`` (a row lock) with the next statement, outside a
+transaction too (the query string is then one transaction of its own). A query string of several
+statements is one round trip (psycopg2 interpolates the parameters and sends it whole), and each
+statement in it runs as it would alone.
 
 Prepared statements: the statements compiled once and run on (nearly) every request (the caller's
 lookup, a run update's read and lock; ``prepare``) are prepared on the server once per connection, in
@@ -66,6 +68,14 @@ class DatabaseWrapper(PostgresDatabaseWrapper):
         else:
             self.connection.deferred.append((sql, params))
 
+    def lead(self, sql: str, params: Sequence) -> None:
+        """Send ``sql`` in front of the next statement, which must follow, in its query string: in a
+        transaction as ``defer``; outside one the two run as one transaction (PostgreSQL's implicit
+        transaction of a query string), so that the row locks ``sql`` takes hold while the next
+        statement runs. It gives nothing back."""
+        self.ensure_connection()
+        self.connection.deferred.append((sql, params))
+
     def prepare(self, sql: str) -> None:
         """Run ``sql`` (with its parameters, at least one) as a prepared statement on every connection
         from now on: for SQL compiled once and run on every request."""
@@ -104,11 +114,9 @@ class Connection(psycopg2.extensions.connection):
 
     def leading(self) -> list[Statement]:
         """What goes before the next statement (and is no longer pending): ``BEGIN`` if the transaction
-        has not begun yet, the deferred statements."""
-        if not self.in_transaction:
-            return []
+        has not begun yet, the deferred statements (outside a transaction: those of ``lead``)."""
         leading: list[Statement] = []
-        if self.get_transaction_status() == TRANSACTION_STATUS_IDLE:
+        if self.in_transaction and self.get_transaction_status() == TRANSACTION_STATUS_IDLE:
             leading.append((self.begin, None))
         leading += self.deferred
         self.deferred = []
