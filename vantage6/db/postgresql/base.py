@@ -32,6 +32,7 @@ import select
 from collections.abc import Mapping, Sequence
 from itertools import chain
 
+import psycopg2.errors
 import psycopg2.extensions
 from django.db.backends.postgresql.base import DatabaseWrapper as PostgresDatabaseWrapper
 from django.db.backends.utils import debug_transaction
@@ -142,10 +143,15 @@ class Connection(psycopg2.extensions.connection):
         types = ", ".join("bigint" if type(value) is int else "unknown" for value in params)
         return f"PREPARE {name} ({types}) AS {_numbered(sql)}; {execute}", params
 
-    def sent(self, succeeded: bool) -> None:
-        """After a query string: its PREPAREs ran if it succeeded (else they may not have)."""
-        if succeeded:
+    def sent(self, error: BaseException | None) -> None:
+        """After a query string: its PREPAREs ran if it succeeded (else they may not have). A prepared
+        plan keeps its result's row type, which a change of a column's type (an ``ALTER TABLE`` while
+        the server runs) makes fail on every run ("cached plan must not change result type", feature
+        not supported): then each statement is prepared again, under a new name, with its next use."""
+        if error is None:
             self.prepared.update(self.preparing)
+        elif isinstance(error, psycopg2.errors.FeatureNotSupported):
+            self.prepared.clear()
         self.preparing.clear()
 
     def commit(self) -> None:
@@ -155,7 +161,7 @@ class Connection(psycopg2.extensions.connection):
             ending = [*ending, ("COMMIT", None)]
         if ending:  # a transaction of deferred statements alone is their one query string
             with self.cursor() as cursor:
-                cursor.send(*_joined([self.bound(statement) for statement in ending]))
+                cursor.send_bound(ending)
 
     def rollback(self) -> None:
         self.deferred = []
@@ -172,8 +178,18 @@ class Cursor(psycopg2.extensions.cursor):
     def execute(self, query: str, vars: Sequence | Mapping | None = None) -> None:
         leading = self.connection.leading()
         if self.name is None and isinstance(query, str) and not isinstance(vars, Mapping):
-            bound = self.connection.bound
-            return self.send(*_joined([bound(statement) for statement in [*leading, (query, vars)]]))
+            statements = [*leading, (query, vars)]
+            alone = self.connection.get_transaction_status() == TRANSACTION_STATUS_IDLE
+            by_name = any(sql in self.connection.prepared for sql, _ in statements)
+            try:
+                return self.send_bound(statements)
+            except psycopg2.errors.FeatureNotSupported:
+                if not (alone and by_name):
+                    raise
+                # Nothing ran before this query string in its transaction: rolled back, it is sent again
+                # with its statements prepared again (``Connection.sent``), and answers as it would have.
+                self.connection.rollback()
+                return self.send_bound(statements)
         if leading:
             self._send_apart(leading)  # a named cursor's DECLARE or named parameters: not joined
         return self.send(query, vars)
@@ -186,16 +202,20 @@ class Cursor(psycopg2.extensions.cursor):
 
     def _send_apart(self, statements: list[Statement]) -> None:
         with self.connection.cursor() as cursor:
-            cursor.send(*_joined([self.connection.bound(statement) for statement in statements]))
+            cursor.send_bound(statements)
+
+    def send_bound(self, statements: list[Statement]) -> None:
+        """``statements`` as one query string, the preparable ones as their prepared statements."""
+        self.send(*_joined([self.connection.bound(statement) for statement in statements]))
 
     def send(self, query: str, vars: Sequence | Mapping | None) -> None:
         """One query string to the server: one round trip."""
-        succeeded = False
         try:
             super().execute(query, vars)
-            succeeded = True
-        finally:
-            self.connection.sent(succeeded)
+        except BaseException as error:
+            self.connection.sent(error)
+            raise
+        self.connection.sent(None)
 
 
 def _joined(statements: list[Statement]) -> Statement:
