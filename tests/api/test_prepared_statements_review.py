@@ -75,3 +75,20 @@ def test_a_statement_failing_inside_a_transaction_fails_once():
             for _ in range(2):
                 cursor.execute(sql, [1, True])
                 assert cursor.fetchall() == []
+
+
+def test_statements_a_pooled_session_kept_from_an_earlier_client_are_no_obstacle(api):
+    """A pooler in session mode without a reset (``server_reset_query`` empty) hands over a server
+    session with the prepared statements of its earlier client: names of this server's, from a
+    connection before. Its own are prepared under names no other connection used."""
+    headers = bearer(make_user(make_org("A"), "Researcher"))
+    connection.close()
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        for number in range(1, 21):
+            cursor.execute(f"PREPARE v6_{number} AS SELECT {number}")
+
+    for _ in range(3):
+        response = api.get("/api/organization", **headers)
+        assert response.status_code == 200, response.content
+        assert response.json()["data"][0]["name"] == "A"

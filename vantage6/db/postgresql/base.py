@@ -28,6 +28,7 @@ session mode.
 from __future__ import annotations
 
 import re
+import secrets
 import select
 from collections.abc import Mapping, Sequence
 from itertools import chain
@@ -108,9 +109,11 @@ class Connection(psycopg2.extensions.connection):
         self.deferred: list[Statement] = []
         # SQL -> the name of its prepared statement on this connection; those in ``preparing`` were
         # sent (with their first use) but not yet known to exist. A name is never used twice: a PREPARE
-        # sent with a query string that failed may or may not have run.
+        # sent with a query string that failed may or may not have run. Names start with a prefix of
+        # this connection's own: a pooler's server session may still hold an earlier client's.
         self.prepared: dict[str, str] = {}
         self.preparing: dict[str, str] = {}
+        self.prefix = f"v6_{secrets.token_hex(4)}_"
         self.names = 0
 
     def leading(self) -> list[Statement]:
@@ -133,7 +136,7 @@ class Connection(psycopg2.extensions.connection):
         prepare = name is None
         if name is None:
             self.names += 1
-            name = self.preparing[sql] = f"v6_{self.names}"
+            name = self.preparing[sql] = f"{self.prefix}{self.names}"
         execute = f"EXECUTE {name}({', '.join(['%s'] * len(params))})"
         if not prepare:
             return execute, params
