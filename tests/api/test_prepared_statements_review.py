@@ -92,3 +92,17 @@ def test_statements_a_pooled_session_kept_from_an_earlier_client_are_no_obstacle
         response = api.get("/api/organization", **headers)
         assert response.status_code == 200, response.content
         assert response.json()["data"][0]["name"] == "A"
+
+
+def test_a_statement_prepared_in_a_transaction_rolled_back_later_is_run_by_name():
+    """PREPARE is not undone by the rollback of the transaction it ran in: the name stays good."""
+    sql = 'SELECT count(*) FROM "authenticatable" WHERE "id" > %s'
+    connection.prepare(sql)  # type: ignore[attr-defined]  # the PostgreSQL backend's
+    with connection.cursor() as cursor:
+        with pytest.raises(ZeroDivisionError), transaction.atomic():
+            cursor.execute(sql, [0])
+            assert cursor.cursor.query.decode().startswith("BEGIN; PREPARE v6_")
+            1 / 0  # noqa: B018 - the transaction fails after the statement's first use
+        cursor.execute(sql, [0])
+        assert cursor.fetchone() == (0,)
+        assert cursor.cursor.query.decode().startswith("EXECUTE v6_")
