@@ -1,15 +1,14 @@
 """The statements prepared once per connection (the run a node writes, a kill's lock and update, a task's
 and a run's lookup) given identifiers of unusual types and sizes, first (PREPARE) and again (by name):
-a 4xx, never a 500, and the connection serves the next request."""
+a 4xx, never a 500, and the connection serves the next request (on SQLite too, without them)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.conftest import requires_services
 from tests.factories import bearer, make_collab, make_node, make_org, make_run, make_task, make_user
 
-pytestmark = [requires_services("postgres"), pytest.mark.usefixtures("transactional_db")]
+pytestmark = pytest.mark.usefixtures("transactional_db")
 
 NUMBERS = [0, -1, 2**31, -(2**31) - 1, 2**63 - 1, 2**63, -(2**63) - 1, 2**70]
 VALUES = [*NUMBERS, "abc", "1e3", " 7 ", 1.5, 1e308, True, None, [1], {"id": 1}, ""]
