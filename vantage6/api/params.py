@@ -87,7 +87,10 @@ def parse_datetime(raw: str) -> datetime:
 
     value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
     if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
+        try:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # year 1 or 9999 whose offset takes it out of the range of a datetime
+            raise ValueError(f"{raw!r} in UTC is out of range") from None
     return value
 
 
