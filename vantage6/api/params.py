@@ -11,10 +11,19 @@ from vantage6.api.errors import bad_request
 from vantage6.api.sql import MAX_KEY
 
 
+def param_values(request: Request, name: str) -> list[str]:
+    """Every value of a query parameter. One with a NUL character is malformed: no stored text has one,
+    and PostgreSQL refuses a string with one outright."""
+    found = request.query_params.getlist(name)
+    if any("\x00" in value for value in found):
+        raise bad_request(f"{name} must not contain a NUL character")
+    return found
+
+
 def first(request: Request, name: str) -> str | None:
     """The first value of a query parameter: vantage6 reads the first of repeated values."""
-    values = request.query_params.getlist(name)
-    return values[0] if values else None
+    found = param_values(request, name)
+    return found[0] if found else None
 
 
 def flag(request: Request, name: str) -> bool:
@@ -34,17 +43,17 @@ def int_param(request: Request, name: str) -> int | None:
 
 def int_list_param(request: Request, name: str) -> list[int]:
     """Repeated and/or comma-separated integers: ``ids=1&ids=2`` or ``ids=1,2``."""
-    values: list[int] = []
-    for raw in request.query_params.getlist(name):
+    numbers: list[int] = []
+    for raw in param_values(request, name):
         for item in raw.split(","):
             item = item.strip()
             if not item:
                 continue
             try:
-                values.append(_in_range(name, int(item)))
+                numbers.append(_in_range(name, int(item)))
             except ValueError:
                 raise bad_request(f"{name} must be a list of integers, got {raw!r}") from None
-    return values
+    return numbers
 
 
 def _in_range(name: str, value: int) -> int:
@@ -57,9 +66,7 @@ def _in_range(name: str, value: int) -> int:
 
 def list_param(request: Request, name: str) -> list[str]:
     """Repeated and/or comma-separated strings (``include=runs,results&include=task``)."""
-    return [
-        item.strip() for raw in request.query_params.getlist(name) for item in raw.split(",") if item.strip()
-    ]
+    return [item.strip() for raw in param_values(request, name) for item in raw.split(",") if item.strip()]
 
 
 def date_param(request: Request, name: str) -> date | None:
@@ -96,7 +103,7 @@ def parse_datetime(raw: str) -> datetime:
 
 def likes_param(request: Request, name: str) -> list[str]:
     """Every non-empty value of a repeated pattern parameter (a row matches any of them)."""
-    return [value for value in request.query_params.getlist(name) if value]
+    return [value for value in param_values(request, name) if value]
 
 
 def bool_param(request: Request, name: str) -> bool | None:
