@@ -8,6 +8,7 @@ on the one the socket is not connected to: it reaches the socket's process throu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import uuid
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 
 import pytest
 import requests
-from django.db import transaction
+from channels.db import database_sync_to_async
+from django.db import OperationalError, transaction
 
 from accounts.models import Role, Rule, User
 from accounts.signals import rights_changed
@@ -250,6 +252,56 @@ def test_a_change_committed_while_a_socket_connects_moves_it_once_connected(worl
     assert ["message", f"{user.username} left room {room}"] in _events(socket)
     assert "new_task" not in [event[0] for event in _events(socket)]
     assert ["new_task", {"id": 1, "parent_id": None}] in _events(witness)
+
+
+@pytest.mark.django_db(transaction=True)  # the sockets' database work runs on a thread of its own
+def test_a_recheck_the_database_cannot_answer_is_retried_until_it_can(world, monkeypatch):
+    """The database is away when the recheck comes (after the broker came back, say): the socket still
+    leaves the room it no longer reaches, at a housekeeping round once the database answers again."""
+    rule = event_rule("default")
+    user = factories.make_user(world.org_a, rules=[rule])
+    server = Server(
+        namespaces={TASKS_NAMESPACE: consumers.TasksNamespace()},
+        authenticate=consumers.handshake_auth,
+        verify=consumers.ended_sessions,
+        secret=b"s",
+        housekeeping_interval=0.05,
+    )
+    places = consumers.places
+    down = threading.Event()
+
+    def unless_down(kinds: dict[int, str]) -> dict[int, dict]:
+        if down.is_set():
+            raise OperationalError("the database is away")
+        return places(kinds)
+
+    monkeypatch.setattr(consumers, "places", unless_down)
+    room = collaboration_room(world.collab_ab.pk)
+    headers = {"authorization": f"Bearer {token(user)}"}
+
+    async def scenario() -> Sink:
+        sink = Sink()
+        session, _ = await server.open_session("websocket", headers, sink)
+        await server.receive(session, f"0{TASKS_NAMESPACE},{{}}")
+        await database_sync_to_async(user.rules.remove)(rule)
+        down.set()
+        server._start_recheck(None)  # as when the broker is back
+        await asyncio.sleep(0.2)
+        assert ["message", f"{user.username} left room {room}"] not in _events(sink)
+        down.clear()
+        housekeeping = asyncio.get_running_loop().create_task(server._housekeeping_forever())
+        try:
+            for _ in range(100):
+                if ["message", f"{user.username} left room {room}"] in _events(sink):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            housekeeping.cancel()
+        return sink
+
+    sink = in_memory(scenario)
+
+    assert ["message", f"{user.username} left room {room}"] in _events(sink)
 
 
 # --- cost ------------------------------------------------------------------------------------------------
