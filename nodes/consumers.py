@@ -496,6 +496,10 @@ class TasksNamespace(Namespace):
         if relay is None:
             logger.warning("node %s sent %s, which nothing here takes; ignored", node["id"], event)
             return
+        if collaboration_room(node["collaboration_id"]) not in node["rooms"]:
+            # Its organization left the collaboration: the members no longer hear of its runs there.
+            logger.warning("node %s sent %s outside its collaboration's rooms; ignored", node["id"], event)
+            return
         message = await events.run(relay, node, data)
         if message is None:
             logger.warning("node %s sent %s not valid for a run of its own; ignored", node["id"], event)
