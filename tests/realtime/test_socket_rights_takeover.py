@@ -13,7 +13,9 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -80,81 +82,70 @@ def _hears(ws: websocket.WebSocket, wanted, seconds: float) -> bool:
     return False
 
 
-def _assert_left_collaboration(ws: websocket.WebSocket, host: Daphne, world: LiveWorld) -> None:
-    """The socket is told it left collaboration AB's room, and hears no more of its events."""
-    room = collaboration_room(world.collab_ab.pk)
-    assert _hears(ws, lambda frame: frame.endswith(f' left room {room}"]'), 10)
-    task_id = create_task(host.url, make_user(world.org_a, roles=("Researcher",)), world.collab_ab)
-    assert not _hears(ws, lambda frame: f'"new_task",{{"id":{task_id},' in frame, 2)
-
-
 def _websocket(host: Daphne, sid: str) -> websocket.WebSocket:
     url = f"ws://127.0.0.1:{host.port}/socket.io/?EIO=4&transport=websocket&sid={sid}"
     return websocket.create_connection(url, timeout=30)
 
 
-def _arm(folder: Path, host: Daphne, hook: str) -> Path:
+@contextmanager
+def _armed(folder: Path, host: Daphne, hook: str) -> Iterator[None]:
     armed = folder / f"{host.port}.{hook}"
     armed.touch()
-    return armed
+    try:
+        yield
+    finally:
+        armed.unlink()
+
+
+def _assert_upgraded_and_left(ws: websocket.WebSocket, host: Daphne, world: LiveWorld) -> None:
+    """Once upgraded, the socket is told it left collaboration AB's room, and hears no more of its events."""
+    try:
+        _upgrade(ws)
+        room = collaboration_room(world.collab_ab.pk)
+        assert _hears(ws, lambda frame: frame.endswith(f' left room {room}"]'), 10)
+        task_id = create_task(host.url, make_user(world.org_a, roles=("Researcher",)), world.collab_ab)
+        assert not _hears(ws, lambda frame: f'"new_task",{{"id":{task_id},' in frame, 2)
+    finally:
+        ws.close()
 
 
 def test_a_change_made_while_the_session_is_on_its_way_to_the_other_process_moves_it(hooked, live_world):
     folder, a, b = hooked
-    world = live_world
-    user, polling = _listening(a, world)
-    admin = token(make_user(world.org_a, roles=("Root",)))
-    armed = _arm(folder, b, "hold-takeover")
-    try:
-        with ThreadPoolExecutor(1) as pool:
-            opening = pool.submit(_websocket, b, polling.sid)
-            # a handed the session over; b holds it until it handled the change's recheck.
-            assert eventually(lambda: (folder / f"{b.port}.taking-over").exists())
-            _call("PATCH", f"{a.url}/api/user/{user.pk}", admin, rules=[])
-            ws = opening.result(30)
-    finally:
-        armed.unlink()
-    try:
-        _upgrade(ws)
-        _assert_left_collaboration(ws, a, world)
-    finally:
-        ws.close()
+    user, polling = _listening(a, live_world)
+    admin = token(make_user(live_world.org_a, roles=("Root",)))
+    with _armed(folder, b, "hold-takeover"), ThreadPoolExecutor(1) as pool:
+        opening = pool.submit(_websocket, b, polling.sid)
+        # a handed the session over; b holds it until it handled the change's recheck.
+        assert eventually(lambda: (folder / f"{b.port}.taking-over").exists())
+        _call("PATCH", f"{a.url}/api/user/{user.pk}", admin, rules=[])
+        ws = opening.result(30)
+
+    _assert_upgraded_and_left(ws, a, live_world)
 
 
 def test_a_recheck_under_way_when_the_session_is_handed_over_is_done_by_its_new_process(hooked, live_world):
     folder, a, b = hooked
-    world = live_world
-    user, polling = _listening(a, world)
-    admin = token(make_user(world.org_a, roles=("Root",)))
-    armed = _arm(folder, a, "hold-recheck")
-    try:
+    user, polling = _listening(a, live_world)
+    admin = token(make_user(live_world.org_a, roles=("Root",)))
+    with _armed(folder, a, "hold-recheck"):
         _call("PATCH", f"{b.url}/api/user/{user.pk}", admin, rules=[])
         # a's recheck of the session is held until a handed it over to b.
         assert eventually(lambda: (folder / f"{a.port}.rechecking").exists())
         ws = _websocket(b, polling.sid)
-    finally:
-        armed.unlink()
-    try:
-        _upgrade(ws)
-        _assert_left_collaboration(ws, a, world)
-    finally:
-        ws.close()
+
+    _assert_upgraded_and_left(ws, a, live_world)
 
 
 def test_a_session_asked_for_while_it_connects_moves_once_connected(hooked, live_world):
     folder, a, b = hooked
     user = make_user(live_world.org_a, event_scope="COLLABORATION")
     polling = PollingSession([a.url], token(user))
-    armed = _arm(folder, a, "hold-connect")
-    try:
-        with ThreadPoolExecutor(1) as pool:
-            connecting = pool.submit(polling.send, "40/tasks,{}")
-            # a's connect of the session is held until b asked for the session.
-            assert eventually(lambda: (folder / f"{a.port}.connecting").exists())
-            ws = _websocket(b, polling.sid)
-            connecting.result(30)
-    finally:
-        armed.unlink()
+    with _armed(folder, a, "hold-connect"), ThreadPoolExecutor(1) as pool:
+        connecting = pool.submit(polling.send, "40/tasks,{}")
+        # a's connect of the session is held until b asked for the session.
+        assert eventually(lambda: (folder / f"{a.port}.connecting").exists())
+        ws = _websocket(b, polling.sid)
+        connecting.result(30)
     try:
         _upgrade(ws)
         assert _hears(ws, lambda frame: frame.startswith('40/tasks,{"sid":'), 10)
