@@ -304,6 +304,34 @@ def test_a_recheck_the_database_cannot_answer_is_retried_until_it_can(world, mon
     assert ["message", f"{user.username} left room {room}"] in _events(sink)
 
 
+@pytest.mark.django_db(transaction=True)  # the sockets' database work runs on a thread of its own
+def test_a_session_whose_connect_outlasts_the_wait_of_the_process_asking_for_it_stays(world):
+    """Another process asks for a session (its websocket upgrade landed there) while the session connects:
+    it is handed over once connected, but not after the asking process gave up waiting (it would be
+    lost): it stays, and its client goes on polling."""
+    server = Server(
+        namespaces={TASKS_NAMESPACE: consumers.TasksNamespace()},
+        authenticate=consumers.handshake_auth,
+        secret=b"s",
+        forward_timeout=0.2,
+    )
+    headers = {"authorization": f"Bearer {token(world.node_a)}"}
+
+    async def scenario() -> tuple[dict, bool]:
+        session, _ = await server.open_session("polling", headers)
+        asking = await server.layer.new_channel()
+        async with server._arrival(session.sid):  # a connect that does not end in time
+            takeover = {"type": "eio.takeover", "sid": session.sid, "reply": asking, "id": "r"}
+            await server._on_message(takeover)
+            answer = await asyncio.wait_for(server.layer.receive(asking), 1)
+        return answer, server.sessions.get(session.sid) is session
+
+    answer, kept = in_memory(scenario)
+
+    assert answer["state"] is None
+    assert kept
+
+
 # --- cost ------------------------------------------------------------------------------------------------
 @pytest.mark.django_db
 def test_a_rights_change_finds_the_connected_identities_it_touches_in_one_query(
