@@ -44,7 +44,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Protocol, cast
 
 from channels.db import database_sync_to_async
@@ -686,9 +686,14 @@ class Server:
         if sessions:
             keep(asyncio.get_running_loop().create_task(self._recheck(sessions)))
 
-    async def _recheck(self, sessions: list[Session]) -> None:
+    def _recheck(self, sessions: list[Session]) -> Coroutine[object, object, None]:
+        """The recheck of ``sessions``, under way from now on (a session handed over before it is done is
+        rechecked by its new owner), though it runs only when awaited or scheduled."""
         running = {session.sid for session in sessions}
         self._rechecking.append(running)
+        return self._check_again(sessions, running)
+
+    async def _check_again(self, sessions: list[Session], running: set[str]) -> None:
         try:
             await self._verify(sessions)
             kept = [
