@@ -332,6 +332,34 @@ def test_a_session_whose_connect_outlasts_the_wait_of_the_process_asking_for_it_
     assert kept
 
 
+@pytest.mark.django_db(transaction=True)  # the sockets' database work runs on a thread of its own
+def test_a_session_handed_over_before_its_scheduled_recheck_ran_is_rechecked_by_its_new_process(world):
+    """The recheck's task has not run yet when another process takes the session over: the new process
+    is told to recheck it (the task finds the session gone). The user is in no room yet, so that the
+    handover has no binding to wait for (a recheck after a rule was given to him would join him to one)."""
+    server = Server(
+        namespaces={TASKS_NAMESPACE: consumers.TasksNamespace()},
+        authenticate=consumers.handshake_auth,
+        verify=consumers.ended_sessions,
+        secret=b"s",
+    )
+    user = factories.make_user(world.org_a)
+    headers = {"authorization": f"Bearer {token(user)}"}
+
+    async def scenario() -> dict:
+        session, _ = await server.open_session("polling", headers)
+        await server.receive(session, f"0{TASKS_NAMESPACE},{{}}")
+        asking = await server.layer.new_channel()
+        server._start_recheck({session.owner})
+        await server._hand_over({"type": "eio.takeover", "sid": session.sid, "reply": asking, "id": "r"})
+        return await asyncio.wait_for(server.layer.receive(asking), 1)
+
+    answer = in_memory(scenario)
+
+    assert answer["state"]["owner"] == f"user:{user.pk}"
+    assert answer["recheck"] is True
+
+
 # --- cost ------------------------------------------------------------------------------------------------
 @pytest.mark.django_db
 def test_a_rights_change_finds_the_connected_identities_it_touches_in_one_query(
