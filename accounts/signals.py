@@ -10,7 +10,8 @@ from django.dispatch import Signal
 # Sent within the transaction of a change of what users and nodes may see, for those who act on it
 # at once, such as live sockets: ``identities`` (user and node ids) got other roles, rules, organization
 # or collaboration; ``roles`` got other rules or are about to be deleted (their holders);
-# ``organizations`` joined or left collaborations (their users and nodes).
+# ``organizations`` joined or left collaborations (their users and nodes); ``collaborations`` (True): a
+# collaboration was created or deleted (the users whose rights reach every collaboration).
 rights_changed = Signal()
 
 

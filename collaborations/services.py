@@ -109,7 +109,7 @@ def collaboration_create(
     collaboration = Collaboration.objects.create(name=name, encrypted=encrypted)
     # Unknown organization ids are left out, as in vantage6.
     collaboration.organizations.set(Organization.objects.filter(pk__in=organization_ids))
-    rights_changed.send(sender=Collaboration, organizations=organization_ids)
+    rights_changed.send(sender=Collaboration, organizations=organization_ids, collaborations=True)
     audit(principal, "collaboration.create", collaboration)
     return collaboration
 
@@ -147,7 +147,7 @@ def collaboration_delete(
     _require_no_dependents(f"Collaboration id={collaboration.pk}", counts, delete_dependents)
     audit(principal, "collaboration.delete", collaboration, name=collaboration.name)
     members = collaboration.organizations.values_list("pk", flat=True)
-    rights_changed.send(sender=Collaboration, organizations=list(members))
+    rights_changed.send(sender=Collaboration, organizations=list(members), collaborations=True)
     # Tasks (with their runs), nodes, studies and the collaboration's algorithm-store links cascade.
     collaboration.delete()
 

@@ -22,8 +22,9 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.authentication import principal_from_claims
-from accounts.models import Authenticatable, AuthStatus
+from accounts.models import Authenticatable, AuthStatus, Rule
 from accounts.permissions import (
+    GLO,
     Principal,
     principal_for_node,
     principal_for_user,
@@ -133,6 +134,7 @@ def follow_rights(
     identities: Iterable[int] = (),
     roles: Iterable[int] = (),
     organizations: Iterable[int] = (),
+    collaborations: bool = False,
     **_kwargs: object,
 ) -> None:
     """Receiver of ``rights_changed``: the sockets of the users and nodes it touches move to the rooms
@@ -144,6 +146,10 @@ def follow_rights(
         | Q(identity__user__organization_id__in=organizations)
         | Q(identity__node__organization_id__in=organizations)
     )
+    if collaborations:
+        # A user with the global event rule (his own or a role's) is in every collaboration's room.
+        everywhere = Rule.objects.filter(name="event", scope=GLO, operation="RECEIVE")
+        touched |= Q(identity__user__rules__in=everywhere) | Q(identity__user__roles__rules__in=everywhere)
     connected = SocketConnection.objects.filter(touched).values_list("identity__type", "identity_id")
     if owners := sorted({f"{kind}:{pk}" for kind, pk in connected}):
         recheck_after_commit(owners)
@@ -489,6 +495,10 @@ class TasksNamespace(Namespace):
         relay = node_reports.get(event)
         if relay is None:
             logger.warning("node %s sent %s, which nothing here takes; ignored", node["id"], event)
+            return
+        if collaboration_room(node["collaboration_id"]) not in node["rooms"]:
+            # Its organization left the collaboration: the members no longer hear of its runs there.
+            logger.warning("node %s sent %s outside its collaboration's rooms; ignored", node["id"], event)
             return
         message = await events.run(relay, node, data)
         if message is None:

@@ -8,6 +8,7 @@ on the one the socket is not connected to: it reaches the socket's process throu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import uuid
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 
 import pytest
 import requests
-from django.db import transaction
+from channels.db import database_sync_to_async
+from django.db import OperationalError, transaction
 
 from accounts.models import Role, Rule, User
 from accounts.signals import rights_changed
@@ -250,6 +252,112 @@ def test_a_change_committed_while_a_socket_connects_moves_it_once_connected(worl
     assert ["message", f"{user.username} left room {room}"] in _events(socket)
     assert "new_task" not in [event[0] for event in _events(socket)]
     assert ["new_task", {"id": 1, "parent_id": None}] in _events(witness)
+
+
+@pytest.mark.django_db(transaction=True)  # the sockets' database work runs on a thread of its own
+def test_a_recheck_the_database_cannot_answer_is_retried_until_it_can(world, monkeypatch):
+    """The database is away when the recheck comes (after the broker came back, say): the socket still
+    leaves the room it no longer reaches, at a housekeeping round once the database answers again."""
+    rule = event_rule("default")
+    user = factories.make_user(world.org_a, rules=[rule])
+    server = Server(
+        namespaces={TASKS_NAMESPACE: consumers.TasksNamespace()},
+        authenticate=consumers.handshake_auth,
+        verify=consumers.ended_sessions,
+        secret=b"s",
+        housekeeping_interval=0.05,
+    )
+    places = consumers.places
+    down = threading.Event()
+
+    def unless_down(kinds: dict[int, str]) -> dict[int, dict]:
+        if down.is_set():
+            raise OperationalError("the database is away")
+        return places(kinds)
+
+    monkeypatch.setattr(consumers, "places", unless_down)
+    room = collaboration_room(world.collab_ab.pk)
+    headers = {"authorization": f"Bearer {token(user)}"}
+
+    async def scenario() -> Sink:
+        sink = Sink()
+        session, _ = await server.open_session("websocket", headers, sink)
+        await server.receive(session, f"0{TASKS_NAMESPACE},{{}}")
+        await database_sync_to_async(user.rules.remove)(rule)
+        down.set()
+        server._start_recheck(None)  # as when the broker is back
+        await asyncio.sleep(0.2)
+        assert ["message", f"{user.username} left room {room}"] not in _events(sink)
+        down.clear()
+        housekeeping = asyncio.get_running_loop().create_task(server._housekeeping_forever())
+        try:
+            for _ in range(100):
+                if ["message", f"{user.username} left room {room}"] in _events(sink):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            housekeeping.cancel()
+        return sink
+
+    sink = in_memory(scenario)
+
+    assert ["message", f"{user.username} left room {room}"] in _events(sink)
+
+
+@pytest.mark.django_db(transaction=True)  # the sockets' database work runs on a thread of its own
+def test_a_session_whose_connect_outlasts_the_wait_of_the_process_asking_for_it_stays(world):
+    """Another process asks for a session (its websocket upgrade landed there) while the session connects:
+    it is handed over once connected, but not after the asking process gave up waiting (it would be
+    lost): it stays, and its client goes on polling."""
+    server = Server(
+        namespaces={TASKS_NAMESPACE: consumers.TasksNamespace()},
+        authenticate=consumers.handshake_auth,
+        secret=b"s",
+        forward_timeout=0.2,
+    )
+    headers = {"authorization": f"Bearer {token(world.node_a)}"}
+
+    async def scenario() -> tuple[dict, bool]:
+        session, _ = await server.open_session("polling", headers)
+        asking = await server.layer.new_channel()
+        async with server._arrival(session.sid):  # a connect that does not end in time
+            takeover = {"type": "eio.takeover", "sid": session.sid, "reply": asking, "id": "r"}
+            await server._on_message(takeover)
+            answer = await asyncio.wait_for(server.layer.receive(asking), 1)
+        return answer, server.sessions.get(session.sid) is session
+
+    answer, kept = in_memory(scenario)
+
+    assert answer["state"] is None
+    assert kept
+
+
+@pytest.mark.django_db(transaction=True)  # the sockets' database work runs on a thread of its own
+def test_a_session_handed_over_before_its_scheduled_recheck_ran_is_rechecked_by_its_new_process(world):
+    """The recheck's task has not run yet when another process takes the session over: the new process
+    is told to recheck it (the task finds the session gone). The user is in no room yet, so that the
+    handover has no binding to wait for (a recheck after a rule was given to him would join him to one)."""
+    server = Server(
+        namespaces={TASKS_NAMESPACE: consumers.TasksNamespace()},
+        authenticate=consumers.handshake_auth,
+        verify=consumers.ended_sessions,
+        secret=b"s",
+    )
+    user = factories.make_user(world.org_a)
+    headers = {"authorization": f"Bearer {token(user)}"}
+
+    async def scenario() -> dict:
+        session, _ = await server.open_session("polling", headers)
+        await server.receive(session, f"0{TASKS_NAMESPACE},{{}}")
+        asking = await server.layer.new_channel()
+        server._start_recheck({session.owner})
+        await server._hand_over({"type": "eio.takeover", "sid": session.sid, "reply": asking, "id": "r"})
+        return await asyncio.wait_for(server.layer.receive(asking), 1)
+
+    answer = in_memory(scenario)
+
+    assert answer["state"]["owner"] == f"user:{user.pk}"
+    assert answer["recheck"] is True
 
 
 # --- cost ------------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Protocol, cast
 
 from channels.db import database_sync_to_async
@@ -139,15 +139,17 @@ class _Waiter:
         self.timer: asyncio.TimerHandle | None = None
 
 
-class _Connecting:
-    """The namespace connects of one session under way (from its admission to the end of its connect
-    handler), and the owners of the rechecks that came meanwhile (None: all of them)."""
+class _Arriving:
+    """A session whose state is still coming: its namespace connects under way (from the admission to
+    the end of the connect handler) or its takeover from another process; the owners of the rechecks
+    that came meanwhile (None: all of them), and whether it has arrived."""
 
-    __slots__ = ("count", "rechecked")
+    __slots__ = ("count", "done", "rechecked")
 
     def __init__(self) -> None:
         self.count = 0
         self.rechecked: set[str] | None = set()
+        self.done = asyncio.Event()
 
     def note(self, owners: set[str] | None) -> None:
         if owners is None or self.rechecked is None:
@@ -156,7 +158,7 @@ class _Connecting:
             self.rechecked |= owners
 
     def missed(self, owner: str) -> bool:
-        """Whether a recheck that may concern ``owner`` came while the session connected."""
+        """Whether a recheck that may concern ``owner`` came while the session arrived."""
         return bool(owner) and (self.rechecked is None or owner in self.rechecked)
 
 
@@ -307,9 +309,14 @@ class Server:
         # the other processes bind its keys (its socket handshakes wait as long when it starts).
         self.settle_time = settle_time
         self.sessions: dict[str, Session] = {}
-        # Sessions connecting a namespace, by sid: a recheck that comes meanwhile is done once the
-        # connect is (the state may have been derived before the change, and the owner is not set yet).
-        self._connecting: dict[str, _Connecting] = {}
+        # Sessions connecting a namespace or being taken over, by sid: a recheck that comes meanwhile is
+        # done once they arrived (the state may have been derived before the change, the owner may not be
+        # set yet, or the state is on its way from another process).
+        self._arriving: dict[str, _Arriving] = {}
+        # The sids of each recheck under way: a session handed over meanwhile is rechecked by its new owner.
+        self._rechecking: list[set[str]] = []
+        # The owners whose recheck the database refused: retried at each housekeeping round until it answers.
+        self._recheck_due: set[str] = set()
         self._anonymous: OrderedDict[str, None] = OrderedDict()
         # The sids of this process's sessions in each room group it is bound to.
         self.room_members: dict[str, set[str]] = {}
@@ -364,7 +371,7 @@ class Server:
             self._ready = asyncio.Event()
             # Sessions of an earlier loop (tests run several) have no channel any more.
             self.sessions, self.room_members, self.moved, self.pending = {}, {}, {}, {}
-            self._connecting = {}
+            self._arriving, self._rechecking, self._recheck_due = {}, [], set()
             self._anonymous, self._unconnected = OrderedDict(), {}
             self.peers, self.settled, self._outgoing, self._flush_due = set(), False, [], False
             keep(loop.create_task(self._listen(self._ready)))
@@ -665,21 +672,28 @@ class Server:
 
     def _start_recheck(self, owners: set[str] | None) -> None:
         """Check the sessions of ``owners`` (None: every identified one) again, in the background, with
-        one ``verify`` and one ``on_recheck`` per namespace for all of them; a session still connecting is
-        checked once its connect is done."""
-        for connecting in self._connecting.values():
-            connecting.note(owners)
+        one ``verify`` and one ``on_recheck`` per namespace for all of them; a session still connecting or
+        being taken over is checked once it arrived."""
+        for arriving in self._arriving.values():
+            arriving.note(owners)
         sessions = [
             session
             for session in self.sessions.values()
             if session.owner
             and (owners is None or session.owner in owners)
-            and session.sid not in self._connecting
+            and session.sid not in self._arriving
         ]
         if sessions:
             keep(asyncio.get_running_loop().create_task(self._recheck(sessions)))
 
-    async def _recheck(self, sessions: list[Session]) -> None:
+    def _recheck(self, sessions: list[Session]) -> Coroutine[object, object, None]:
+        """The recheck of ``sessions``, under way from now on (a session handed over before it is done is
+        rechecked by its new owner), though it runs only when awaited or scheduled."""
+        running = {session.sid for session in sessions}
+        self._rechecking.append(running)
+        return self._check_again(sessions, running)
+
+    async def _check_again(self, sessions: list[Session], running: set[str]) -> None:
         try:
             await self._verify(sessions)
             kept = [
@@ -692,10 +706,27 @@ class Server:
                 if sockets:
                     await handler.on_recheck(sockets)
         except DatabaseError as exc:
-            # The next change rechecks them; a login that ended meanwhile is found by the heartbeat round.
-            database_failed(f"recheck of {len(sessions)} sessions skipped", exc)
+            # Their rooms may be ones they no longer reach: retried until the database answers.
+            self._recheck_due |= {session.owner for session in sessions if session.owner}
+            database_failed(f"recheck of {len(sessions)} sessions postponed", exc)
         except Exception:
             logger.exception("recheck of %d sessions failed", len(sessions))
+        finally:
+            self._rechecking.remove(running)
+
+    @contextlib.asynccontextmanager
+    async def _arrival(self, sid: str) -> AsyncIterator[_Arriving]:
+        """While the body runs, session ``sid`` is arriving (see ``_Arriving``); the caller rechecks it
+        afterwards if ``missed`` says so and no other arrival of it is still under way (``count``)."""
+        arriving = self._arriving.setdefault(sid, _Arriving())
+        arriving.count += 1
+        try:
+            yield arriving
+        finally:
+            arriving.count -= 1
+            if not arriving.count:
+                self._arriving.pop(sid, None)
+                arriving.done.set()
 
     # --- rooms ------------------------------------------------------------------------------------------
     async def join(self, session: Session, namespace: str, room: str) -> None:
@@ -834,7 +865,9 @@ class Server:
     # --- websockets -----------------------------------------------------------------------------------------
     async def take_over(self, sid: str) -> Session | None:
         """The long-polling session ``sid`` in this process, for its websocket upgrade: taken over from
-        the process that owns it if need be; None if no process has it."""
+        the process that owns it if need be; None if no process has it. A recheck that comes while its
+        state is on its way (its old owner no longer has it), or that was under way there, is done once
+        it is here."""
         await self.listening()
         owner = self.owner_of(sid)
         if owner is None:
@@ -844,6 +877,13 @@ class Server:
         target = self.moved.get(sid, (owner,))[0]
         if target == self.channel:
             return None
+        async with self._arrival(sid) as arriving:
+            session = await self._take_over_from(target, sid, arriving)
+        if session is not None and not arriving.count and arriving.missed(session.owner):
+            await self._recheck([session])
+        return session
+
+    async def _take_over_from(self, target: str, sid: str, arriving: _Arriving) -> Session | None:
         answered: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
 
         async def handler(message: dict) -> None:
@@ -859,6 +899,8 @@ class Server:
             self.pending.pop(request_id, None)
         if message.get("state") is None:
             return None
+        if message.get("recheck"):
+            arriving.note(None)
         session = Session.taken_over(message["state"])
         await self._adopt(session)
         for namespace, room in session.rooms:
@@ -874,8 +916,12 @@ class Server:
 
     async def _hand_over(self, message: dict) -> None:
         """Another process takes one of this process's sessions over: its state goes there, and
-        requests that still come here for it follow it for a while."""
+        requests that still come here for it follow it for a while. A session still arriving (a connect
+        under way) is handed over once it arrived; a recheck of it under way here is done there."""
         sid = message["sid"]
+        if sid in self._arriving:
+            keep(asyncio.get_running_loop().create_task(self._hand_over_once_arrived(message)))
+            return
         session = self.sessions.get(sid)
         state = None
         if session is not None and session.transport == POLLING:
@@ -888,7 +934,22 @@ class Server:
             self.moved[sid] = (message["reply"], time.monotonic() + self.ping_interval + self.ping_timeout)
             if (waiter := self._stop_waiting(session)) is not None:
                 await waiter.reply(200, p.encode_eio(p.NOOP).encode(), TEXT)
-        await self.layer.send(message["reply"], {"type": "eio.reply", "id": message["id"], "state": state})
+        recheck = any(sid in running for running in self._rechecking)
+        answer = {"type": "eio.reply", "id": message["id"], "state": state, "recheck": recheck}
+        await self.layer.send(message["reply"], answer)
+
+    async def _hand_over_once_arrived(self, message: dict) -> None:
+        """``_hand_over`` once the session's connects are done (their ack, owner and rooms are part of its
+        state); refused if that takes longer than the other process waits, so that the session stays."""
+        try:
+            async with asyncio.timeout(self.forward_timeout / 2):
+                while (arriving := self._arriving.get(message["sid"])) is not None:
+                    await arriving.done.wait()
+        except TimeoutError:
+            answer = {"type": "eio.reply", "id": message["id"], "state": None}
+            await self.layer.send(message["reply"], answer)
+            return
+        await self._hand_over(message)
 
     async def upgraded(self, session: Session, sink: Sink) -> None:
         """The client switched ``session`` to its websocket: what waited for polling goes there."""
@@ -960,15 +1021,9 @@ class Server:
         if namespace not in session.namespaces:
             session.namespaces[namespace] = {"sid": new_id(), "state": {}}
             self._connected(session)
-        connecting = self._connecting.setdefault(session.sid, _Connecting())
-        connecting.count += 1
-        try:
+        async with self._arrival(session.sid) as arriving:
             await self._admit(session, namespace, handler)
-        finally:
-            connecting.count -= 1
-            if not connecting.count:
-                self._connecting.pop(session.sid, None)
-        if not connecting.count and connecting.missed(session.owner):
+        if not arriving.count and arriving.missed(session.owner):
             await self._recheck([session])
 
     async def _admit(self, session: Session, namespace: str, handler: Namespace) -> None:
@@ -1166,6 +1221,9 @@ class Server:
     async def _housekeeping_forever(self) -> None:
         swept = time.monotonic() - self.ping_interval  # the first beat at once
         while True:
+            if self._recheck_due:
+                owners, self._recheck_due = self._recheck_due, set()
+                self._start_recheck(owners)
             try:
                 if time.monotonic() - swept >= self.ping_interval:
                     swept = time.monotonic()

@@ -1,0 +1,92 @@
+"""A server process whose websocket takeovers and rechecks can be held at a chosen point, for tests that
+need an exact interleaving of two processes: ``python -c "import tests.realtime.hooked_server as h;
+h.main()"`` with ``HOOKS_DIR`` set. A hook is armed by a file ``<port>.<hook>`` in that folder, and marks
+that it holds by a file ``<port>.<mark>``; each holds for at most ``HOLD_SECONDS``.
+
+* ``hold-takeover`` (mark ``taking-over``): the state of a session taken over from another process has
+  come (that process no longer has it), and is adopted only after this process handled a recheck.
+* ``hold-recheck`` (mark ``rechecking``): a recheck of this process's sessions is held before its
+  ``verify`` until all of them were handed over to another process.
+* ``hold-connect`` (mark ``connecting``): a namespace connect is held before its admission until
+  another process asked for the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from vantage6 import serve
+from vantage6.socketio.server import Namespace, Server
+from vantage6.socketio.store import Session
+
+HOLD_SECONDS = 15
+_in_recheck = contextvars.ContextVar("in_recheck", default=False)
+
+
+def _file(name: str) -> Path:
+    return Path(os.environ["HOOKS_DIR"]) / f"{os.environ['V6_PORT']}.{name}"
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + HOLD_SECONDS
+    while not check() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+
+
+def install() -> None:
+    adopt, start_recheck = Server._adopt, Server._start_recheck
+    recheck, verify = Server._recheck, Server._verify
+    admit, hand_over = Server._admit, Server._hand_over
+    handled = [0]  # rechecks this process handled
+    asked: set[str] = set()  # sessions another process asked for
+
+    def counting_start_recheck(self: Server, owners: set[str] | None) -> None:
+        start_recheck(self, owners)
+        handled[0] += 1
+
+    async def holding_adopt(self: Server, session: Session) -> None:
+        if session.namespaces and _file("hold-takeover").exists():  # a session with a past: taken over
+            before = handled[0]
+            _file("taking-over").touch()
+            await _until(lambda: handled[0] > before)
+        await adopt(self, session)
+
+    async def marked_recheck(self: Server, sessions: list[Session]) -> None:
+        token = _in_recheck.set(True)
+        try:
+            await recheck(self, sessions)
+        finally:
+            _in_recheck.reset(token)
+
+    async def holding_verify(self: Server, sessions: list[Session]) -> None:
+        if _in_recheck.get() and _file("hold-recheck").exists():
+            _file("rechecking").touch()
+            await _until(lambda: all(session.sid in self.moved for session in sessions))
+        await verify(self, sessions)
+
+    async def noting_hand_over(self: Server, message: dict) -> None:
+        asked.add(message["sid"])
+        await hand_over(self, message)
+
+    async def holding_admit(self: Server, session: Session, namespace: str, handler: Namespace) -> None:
+        if _file("hold-connect").exists():
+            _file("connecting").touch()
+            await _until(lambda: session.sid in asked)
+        await admit(self, session, namespace, handler)
+
+    Server._hand_over = noting_hand_over  # type: ignore[method-assign]
+    Server._admit = holding_admit  # type: ignore[method-assign]
+    Server._start_recheck = counting_start_recheck  # type: ignore[method-assign]
+    Server._adopt = holding_adopt  # type: ignore[method-assign]
+    Server._recheck = marked_recheck  # type: ignore[method-assign]
+    Server._verify = holding_verify  # type: ignore[method-assign]
+
+
+def main() -> None:
+    install()
+    serve.main()
