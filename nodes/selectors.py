@@ -13,19 +13,14 @@ from collaborations.models import Study
 from nodes.models import LEGACY_HASH_PREFIX, Node, NodeConfig, NodeMetrics, api_key_digest
 from vantage6.api.lookups import like_filtered
 from vantage6.api.sql import CompiledList, CorrelatedSQL, PkLookup
+from vantage6.db import operations
 
 
 def _config_sql(connection) -> tuple[str, tuple]:
     """The node's configuration rows as one JSON array of ``[id, key, value]``."""
-    q = connection.ops.quote_name
-    row = ", ".join(f"c.{q(name)}" for name in ("id", "key", "value"))
-    aggregate = (
-        f"CAST(json_agg(json_build_array({row})) AS text)"
-        if connection.vendor == "postgresql"
-        else f"json_group_array(json_array({row}))"
-    )
-    table, node = q(NodeConfig._meta.db_table), q(NodeConfig.node.field.column)
-    return f"SELECT {aggregate} FROM {table} c WHERE c.{node} = {{outer}}", ()
+    where = f"c.{connection.ops.quote_name(NodeConfig.node.field.column)} = {{outer}}"
+    columns = ["id", "key", "value"]
+    return operations(connection).json_rows_sql(NodeConfig._meta.db_table, "c", columns, where), ()
 
 
 # The configuration comes with each row: no prefetch query, whatever the page size. Built once (its

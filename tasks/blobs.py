@@ -20,13 +20,14 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, Sum
 
 from tasks.models import Blob, Run
+from vantage6.db import operations
 
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1024 * 1024
 # An upload that no run names this long after it was made is never used: it gives its room back.
 UNUSED_LIFETIME = timedelta(days=1)
-# PostgreSQL advisory locks (key, organization id): the growth of one organization's blobs, in turns.
+# The keys of a transaction lock (this, organization id): the growth of one organization's blobs, in turns.
 _QUOTA_LOCK = 0x626C6F62
 
 
@@ -102,8 +103,8 @@ def _counted(
                 "quota": quota,
             }
             with transaction.atomic(), connection.cursor() as cursor:
-                if connection.vendor == "postgresql":
-                    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_QUOTA_LOCK, organization_id])
+                if lock := operations(connection).transaction_lock_sql():
+                    cursor.execute(lock, [_QUOTA_LOCK, organization_id])
                 cursor.execute(_GROW, params)
                 if cursor.rowcount != 1:
                     used = Blob.objects.filter(organization_id=organization_id).exclude(name=name)

@@ -63,6 +63,7 @@ from vantage6.api.sql import (
     PkLookup,
     joined,
 )
+from vantage6.db import features, operations
 
 logger = logging.getLogger(__name__)
 
@@ -112,16 +113,9 @@ _POLICY_KEYS = ("allowed_users", "allowed_orgs")
 def _policies_sql(connection: BaseDatabaseWrapper) -> tuple[str, tuple]:
     """The node's ``allowed_users``/``allowed_orgs`` rows as one JSON array of ``[key, value]``."""
     q = connection.ops.quote_name
-    pair = f"c.{q('key')}, c.{q('value')}"
-    if connection.vendor == "postgresql":
-        aggregate = f"CAST(json_agg(json_build_array({pair})) AS text)"
-    else:
-        aggregate = f"json_group_array(json_array({pair}))"
-    table, node, key = q(NodeConfig._meta.db_table), q(NodeConfig.node.field.column), q("key")
-    return (
-        f"SELECT {aggregate} FROM {table} c WHERE c.{node} = {{outer}} AND c.{key} IN (%s, %s)",
-        _POLICY_KEYS,
-    )
+    where = f"c.{q(NodeConfig.node.field.column)} = {{outer}} AND c.{q('key')} IN (%s, %s)"
+    sql = operations(connection).json_rows_sql(NodeConfig._meta.db_table, "c", ["key", "value"], where)
+    return sql, _POLICY_KEYS
 
 
 def _target_nodes(collaboration: Collaboration, org_ids: list[int], *, policies: bool) -> list[Node]:
@@ -253,10 +247,10 @@ def _check_inputs(collaboration: Collaboration, organizations: list[dict], blob_
 def task_create(*, principal: Principal, data: dict, authorization: str | None = None) -> Task:
     """Create a task, its database entries and one run per organization (POST /task checks, in order).
 
-    On PostgreSQL the task's rows are one statement, atomic on its own, and the checks before it read
-    outside a transaction: at READ COMMITTED (ours) one around them would hold none of the rows they
-    read. Elsewhere all is one transaction."""
-    if connection.vendor == "postgresql":
+    Where the backend writes the task's rows in one statement, atomic on its own (PostgreSQL), the
+    checks before it read outside a transaction: at READ COMMITTED (ours) one around them would hold
+    none of the rows they read. Elsewhere all is one transaction."""
+    if features(connection).supports_data_modifying_with:
         return _task_create(principal, data, authorization)
     with transaction.atomic():
         return _task_create(principal, data, authorization)
@@ -434,16 +428,16 @@ def _kill_runs(task_ids: list[int], *, mark: bool) -> list[dict]:
 def _kill_open_task(principal: Principal, task: Task) -> list[dict] | None:
     """The usual kill, an open task without subtasks, by one statement after its family's lock (sent
     with it): its open runs marked killed by the UPDATE that finds them, its new status stored
-    ("killed": it was open) and the audit record. On PostgreSQL the three are one statement (a
-    data-modifying WITH) and, with the lock, one query string: a transaction of its own, one round
-    trip. Elsewhere they are three, in the caller's transaction. The nodes' kill list; None when that
-    UPDATE found no run, nothing written (a finished or deleted task, subtasks, no open run:
-    ``_kill_runs``'s case)."""
+    ("killed": it was open) and the audit record. Where the backend can, the three are one statement
+    (a data-modifying WITH) and, with the lock, one query string (PostgreSQL): a transaction of its
+    own, one round trip. Elsewhere they are three, in the caller's transaction. The nodes' kill list;
+    None when that UPDATE found no run, nothing written (a finished or deleted task, subtasks, no
+    open run: ``_kill_runs``'s case)."""
     _lock_family.lock_later(task=task.pk)
     values = [TaskStatus.KILLED, timezone.now()]
     keys = {"task": task.pk}
     status = Task(pk=task.pk, status=TaskStatus.KILLED, finished_at=None)
-    if connection.vendor == "postgresql":
+    if features(connection).supports_data_modifying_with:
         then = [_save_task_status.if_changed(status), audit_if_changed(principal, "task.kill", task)]
         killed = _mark_killed.matching(_open_runs_of_open_task, keys, values, _KILL_LIST_FIELDS, then)
     else:
@@ -490,12 +484,12 @@ def task_kill(*, principal: Principal, task_id: int) -> None:
         reach=lambda task: principal.reaches("event", "send", collaboration_id=task.collaboration_id),
     )  # fmt: skip
     principal.require(principal.reaches("event", "send", collaboration_id=task.collaboration_id))
-    # On PostgreSQL the usual kill is a transaction of its own; the others (and the usual one on an
-    # SQLite with RETURNING, 3.35 or later) are made in one of Django's.
-    postgresql = connection.vendor == "postgresql"
-    kill_list = _kill_open_task(principal, task) if postgresql else None
+    # Where it is one statement (PostgreSQL) the usual kill is a transaction of its own; the others (and
+    # the usual one on an SQLite with RETURNING, 3.35 or later) are made in one of Django's.
+    alone = features(connection).supports_data_modifying_with
+    kill_list = _kill_open_task(principal, task) if alone else None
     if kill_list is None:
-        usual = not postgresql and connection.features.can_return_columns_from_insert
+        usual = not alone and connection.features.can_return_columns_from_insert
         with transaction.atomic():
             kill_list = _kill_any_task(principal, task, usual=usual)
     _send_kill(task.collaboration_id, kill_list)  # after the commit
@@ -538,26 +532,16 @@ _run_with_task = PkLookup(lambda: Run.objects.select_related("task"))
 
 def _ports_sql(connection: BaseDatabaseWrapper) -> tuple[str, tuple]:
     """The run's ports as one JSON array of ``[id, port, label]``, in id order."""
-    q = connection.ops.quote_name
-    row = ", ".join(f"p.{q(name)}" for name in ("id", "port", "label"))
-    table, run = q(AlgorithmPort._meta.db_table), q(AlgorithmPort.run.field.column)
-    if connection.vendor == "postgresql":
-        aggregate = f"CAST(json_agg(json_build_array({row}) ORDER BY p.{q('id')}) AS text)"
-        return f"SELECT {aggregate} FROM {table} p WHERE p.{run} = {{outer}}", ()
-    ordered = f"SELECT * FROM {table} WHERE {run} = {{outer}} ORDER BY {q('id')}"
-    return f"SELECT json_group_array(json_array({row})) FROM ({ordered}) p", ()
+    where = f"p.{connection.ops.quote_name(AlgorithmPort.run.field.column)} = {{outer}}"
+    columns = ["id", "port", "label"]
+    return operations(connection).json_rows_sql(AlgorithmPort._meta.db_table, "p", columns, where, "id"), ()
 
 
 def _task_runs_sql(connection: BaseDatabaseWrapper) -> tuple[str, tuple]:
     """The runs of the outer row's task as one JSON array of ``[id, status, started_at, finished_at]``."""
-    q = connection.ops.quote_name
-    row = ", ".join(f"r.{q(name)}" for name in ("id", "status", "started_at", "finished_at"))
-    table, task = q(Run._meta.db_table), q(Run.task.field.column)
-    if connection.vendor == "postgresql":
-        aggregate = f"CAST(json_agg(json_build_array({row})) AS text)"
-    else:
-        aggregate = f"json_group_array(json_array({row}))"
-    return f"SELECT {aggregate} FROM {table} r WHERE r.{task} = {{outer}}", ()
+    where = f"r.{connection.ops.quote_name(Run.task.field.column)} = {{outer}}"
+    columns = ["id", "status", "started_at", "finished_at"]
+    return operations(connection).json_rows_sql(Run._meta.db_table, "r", columns, where), ()
 
 
 # The row of a run's task, locked: taken before the run is read (``lock_later``, with that read), as
@@ -682,15 +666,15 @@ _insert_port_of_node = CompiledInsertIf(
 
 
 def port_create(*, principal: Principal, run_id: int, port: int, label: str | None) -> AlgorithmPort:
-    # The usual case in one statement: the port of a run the calling node executes (on PostgreSQL
-    # with its audit record: one round trip, no transaction of its own).
+    # The usual case in one statement: the port of a run the calling node executes (where the backend
+    # can, with its audit record: one round trip, no transaction of its own).
     keys = {
         "run": run_id,
         "organization": principal.organization_id,
         "collaboration": principal.node.collaboration_id,
     }
     values = {"run_id": run_id, "port": port, "label": label}
-    if connection.vendor == "postgresql":
+    if features(connection).supports_data_modifying_with:
         algorithm_port = audited_insert(_insert_port_of_node, keys, principal, "port.create", **values)
         if algorithm_port is not None:
             return algorithm_port

@@ -27,6 +27,8 @@ from django.db.models.base import ModelState
 from django.db.models.expressions import RawSQL
 from django.db.models.signals import post_init, pre_init
 
+from vantage6.db import features
+
 # The compiled queries below are kept per database (its alias), not per connection: the connections of
 # every thread to one database compile the same SQL, and each new request thread (the pool grows with
 # the load) would otherwise compile them all again (several ms for the caller's lookup alone).
@@ -470,13 +472,13 @@ class CompiledInsert(_CompiledWrite[M]):
         its insert, the field that refers to the new row and a function giving the rows' values (the
         ``many`` of that insert) for the new instance. The fields ``own`` take the new row's key too.
 
-        On PostgreSQL one statement (a data-modifying ``WITH``, atomic on its own, one round trip): the
-        key is drawn from the table's sequence first, and every row takes it from there. Elsewhere one
-        statement per table, in the caller's transaction. The saved instance and the children's
-        instances, per insert (as ``many_later`` gives them)."""
+        Where the backend can (PostgreSQL), one statement (a data-modifying ``WITH``, atomic on its own,
+        one round trip): the key is drawn from the table's sequence first, and every row takes it from
+        there. Elsewhere one statement per table, in the caller's transaction. The saved instance and
+        the children's instances, per insert (as ``many_later`` gives them)."""
         connection = connections[DEFAULT_DB_ALIAS]
         quote = connection.ops.quote_name
-        if connection.vendor != "postgresql":
+        if not features(connection).supports_data_modifying_with:
             instance = self(**values)
             if own:
                 sets = ", ".join(f"{quote(self._column(name))} = %s" for name in own)
@@ -621,7 +623,7 @@ class CompiledUpdate(_CompiledWrite[M]):
         one statement: the ``returning`` fields (integer columns, no converters) of the rows it changed.
         Needs ``UPDATE ... RETURNING`` (PostgreSQL; SQLite 3.35 or later). ``then``: writes (of
         ``if_changed``) made in the same statement if it changed a row (a data-modifying ``WITH``,
-        atomic on its own: PostgreSQL only)."""
+        atomic on its own: ``supports_data_modifying_with``)."""
         if not _in_range(keys):
             return []
         connection = connections[DEFAULT_DB_ALIAS]
@@ -716,8 +718,8 @@ class CompiledInsertIf(_CompiledWrite[M]):
     ) -> M | None:
         """``self(keys, **values)`` and, in the same statement, one row of ``entry`` (the values
         ``entry_values`` gives for the new instance) whose field ``reference`` is the new row's key:
-        a data-modifying ``WITH`` (PostgreSQL only), atomic on its own. Neither row is written when
-        ``condition`` finds no row."""
+        a data-modifying ``WITH`` (``supports_data_modifying_with``), atomic on its own. Neither row is
+        written when ``condition`` finds no row."""
         if (prepared := self._prepared(keys, values)) is None:
             return None
         connection, instance, params, condition_sql, condition_params = prepared

@@ -36,8 +36,12 @@ from itertools import chain
 import psycopg2.errors
 import psycopg2.extensions
 from django.db.backends.postgresql.base import DatabaseWrapper as PostgresDatabaseWrapper
+from django.db.backends.postgresql.features import DatabaseFeatures as PostgresDatabaseFeatures
+from django.db.backends.postgresql.operations import DatabaseOperations as PostgresDatabaseOperations
 from django.db.backends.utils import debug_transaction
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+
+from vantage6.db import Features, Operations
 
 Statement = tuple[str, Sequence | None]
 
@@ -47,7 +51,27 @@ Statement = tuple[str, Sequence | None]
 _preparable: set[str] = set()
 
 
+class DatabaseFeatures(PostgresDatabaseFeatures, Features):
+    supports_data_modifying_with = True
+
+
+class DatabaseOperations(PostgresDatabaseOperations, Operations):
+    def json_rows_sql(
+        self, table: str, alias: str, columns: Sequence[str], where: str, order_by: str | None = None
+    ) -> str:
+        row = ", ".join(f"{alias}.{self.quote_name(column)}" for column in columns)
+        order = f" ORDER BY {alias}.{self.quote_name(order_by)}" if order_by else ""
+        aggregate = f"CAST(json_agg(json_build_array({row}){order}) AS text)"
+        return f"SELECT {aggregate} FROM {self.quote_name(table)} {alias} WHERE {where}"
+
+    def transaction_lock_sql(self) -> str:
+        return "SELECT pg_advisory_xact_lock(%s, %s)"
+
+
 class DatabaseWrapper(PostgresDatabaseWrapper):
+    features_class = DatabaseFeatures
+    ops_class = DatabaseOperations
+
     def get_new_connection(self, conn_params: dict) -> Connection:
         connection = super().get_new_connection(
             {**conn_params, "connection_factory": Connection, "cursor_factory": Cursor}

@@ -23,10 +23,15 @@ import fcntl
 import os
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper
 from django.db.backends.sqlite3.base import SQLiteCursorWrapper
+from django.db.backends.sqlite3.features import DatabaseFeatures as SQLiteDatabaseFeatures
+from django.db.backends.sqlite3.operations import DatabaseOperations as SQLiteDatabaseOperations
+
+from vantage6.db import Features, Operations
 
 # Writers of one process in a row while another of its writers waits, before the file's lock goes to
 # the other processes: fewer hand-overs between processes (each wakes a thread there), a bounded wait.
@@ -138,7 +143,29 @@ def writer_queue(database: str, in_memory: bool) -> WriterQueue:
         return _QUEUES[database]
 
 
+class DatabaseFeatures(SQLiteDatabaseFeatures, Features):
+    pass  # a WITH clause of SQLite only reads
+
+
+class DatabaseOperations(SQLiteDatabaseOperations, Operations):
+    def json_rows_sql(
+        self, table: str, alias: str, columns: Sequence[str], where: str, order_by: str | None = None
+    ) -> str:
+        row = ", ".join(f"{alias}.{self.quote_name(column)}" for column in columns)
+        rows = f"{self.quote_name(table)} {alias} WHERE {where}"
+        if order_by:
+            # Its aggregates take no ORDER BY (before SQLite 3.44): they take the rows in the order
+            # of the subquery they read.
+            rows = f"(SELECT * FROM {rows} ORDER BY {alias}.{self.quote_name(order_by)}) {alias}"
+        return f"SELECT json_group_array(json_array({row})) FROM {rows}"
+
+    def transaction_lock_sql(self) -> None:
+        return None  # a transaction takes the database's one write lock as it begins (BEGIN IMMEDIATE)
+
+
 class DatabaseWrapper(SQLiteDatabaseWrapper):
+    features_class = DatabaseFeatures
+    ops_class = DatabaseOperations
     _queued: WriterQueue | None = None  # the write queue this connection is at the head of, if any
     _begin_pending = False  # a transaction was started and begins with its first statement
 
