@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 
@@ -131,3 +132,21 @@ def test_the_tasks_of_a_loop_share_its_reader():
 
     first, second = asyncio.run(readers())
     assert first is second
+
+
+@requires_services("postgres")
+@pytest.mark.django_db(transaction=True)
+def test_a_cancelled_read_leaves_no_query_behind():
+    reader = AsyncReader(connection.get_connection_params())
+
+    async def reads() -> tuple:
+        slow = asyncio.get_running_loop().create_task(reader.rows("SELECT pg_sleep(%s)", [5]))
+        await asyncio.sleep(0.3)
+        slow.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await slow
+        started = time.monotonic()
+        return await reader.rows("SELECT %s + 1", [1]), time.monotonic() - started
+
+    again, waited = asyncio.run(reads())
+    assert again == [(2,)] and waited < 2

@@ -154,6 +154,9 @@ class AsyncReader(LoopReader):
             await self._ready(self._connection)
             self._prepared[sql] = name
             return cursor.fetchall()
+        except asyncio.CancelledError:
+            self._close()  # its query may still be under way: the next read connects afresh
+            raise
         except (psycopg2.Error, OSError, TimeoutError):
             # This read and those of the next RETRY_SECONDS go to the database thread; then the reader
             # connects again (not on every event while the database refuses: each attempt costs).
