@@ -39,6 +39,7 @@ from nodes.events import (
     collaboration_room,
     housekeeping_jobs,
     node_reports,
+    node_reports_on_loop,
     organization_room,
     presence_room,
 )
@@ -500,7 +501,10 @@ class TasksNamespace(Namespace):
             # Its organization left the collaboration: the members no longer hear of its runs there.
             logger.warning("node %s sent %s outside its collaboration's rooms; ignored", node["id"], event)
             return
-        message = await events.run(relay, node, data)
+        on_loop = node_reports_on_loop.get(event)
+        read, message = await on_loop(node, data) if on_loop is not None else (False, None)
+        if not read:
+            message = await events.run(relay, node, data)
         if message is None:
             logger.warning("node %s sent %s not valid for a run of its own; ignored", node["id"], event)
             return

@@ -11,7 +11,7 @@ node reports about its runs, ``on_housekeeping`` adds periodic work; ``nodes`` k
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from django.db import transaction
 from django.dispatch import Signal
@@ -64,13 +64,21 @@ relay to the node's collaboration room, or None to drop a report about something
 not valid).
 Runs in a thread: it may use the database."""
 
+LoopNodeReport = Callable[[dict, object], Awaitable[tuple[bool, dict | None]]]
+"""A ``NodeReport`` that reads on the event loop's thread (``vantage6.db.LoopReader``): (True, what the
+``NodeReport`` answers), or (False, None) where it could not read there; the ``NodeReport`` runs then."""
+
 node_reports: dict[str, NodeReport] = {}
+node_reports_on_loop: dict[str, LoopNodeReport] = {}
 housekeeping_jobs: list[Callable[[], object]] = []
 
 
-def on_node_report(event: str, handler: NodeReport) -> None:
-    """Let ``handler`` take the node event ``event`` (e.g. ``algorithm_status_change``)."""
+def on_node_report(event: str, handler: NodeReport, *, on_loop: LoopNodeReport | None = None) -> None:
+    """Let ``handler`` take the node event ``event`` (e.g. ``algorithm_status_change``); ``on_loop``
+    first, where given (a read that does not write: it needs no transaction)."""
     node_reports[event] = handler
+    if on_loop is not None:
+        node_reports_on_loop[event] = on_loop
 
 
 def on_housekeeping(job: Callable[[], object]) -> None:

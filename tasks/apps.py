@@ -14,7 +14,9 @@ class TasksConfig(AppConfig):
         from vantage6.api.observability import register_gauges
 
         register_gauges(metrics.gauges)
-        on_node_report("algorithm_status_change", services.run_status_reported)
+        on_node_report(
+            "algorithm_status_change", services.run_status_reported, on_loop=services.run_status_read_on_loop
+        )
         on_node_report("algorithm_log", services.run_log_reported)
         on_housekeeping(services.runs_cleanup_if_due)
         on_housekeeping(services.unused_blobs_cleanup_if_due)

@@ -846,22 +846,49 @@ _run_of_reporter = CompiledRows(
 )
 
 
-def _reported_run(node: dict, data: object) -> tuple[int, int, int, int | None] | None:
-    """The run a node's report is about, if it is a run of that node: (id, task id, job id, parent id)."""
+def _reporter_keys(node: dict, data: object) -> dict[str, int] | None:
+    """The keys of ``_run_of_reporter`` for a node's report, if it names a run."""
     run_id = data.get("run_id") if isinstance(data, dict) else None
     if not isinstance(run_id, int) or isinstance(run_id, bool):
         return None
-    rows = _run_of_reporter(run=run_id, organization=node["org_id"], collaboration=node["collaboration_id"])
+    return {"run": run_id, "organization": node["org_id"], "collaboration": node["collaboration_id"]}
+
+
+def _reported_run(node: dict, data: object) -> tuple[int, int, int, int | None] | None:
+    """The run a node's report is about, if it is a run of that node: (id, task id, job id, parent id)."""
+    keys = _reporter_keys(node, data)
+    rows = _run_of_reporter(**keys) if keys is not None else []
     return rows[0] if rows else None
+
+
+def _reported_status(data: object) -> str | None:
+    """The status of an ``algorithm_status_change``: only a status a run can have."""
+    status = data.get("status") if isinstance(data, dict) else None
+    return status if status in TaskStatus.values else None
 
 
 def run_status_reported(node: dict, data: object) -> dict | None:
     """The ``algorithm_status_change`` to relay: the node's report with ids from the database + job_id.
-    Only a status a run can have: it goes to every socket of the collaboration."""
-    status = data.get("status") if isinstance(data, dict) else None
-    run = _reported_run(node, data) if status in TaskStatus.values else None
-    if run is None:
-        return None
+    It goes to every socket of the collaboration."""
+    status = _reported_status(data)
+    run = _reported_run(node, data) if status is not None else None
+    return None if status is None or run is None else _status_event(node, status, run)
+
+
+async def run_status_read_on_loop(node: dict, data: object) -> tuple[bool, dict | None]:
+    """``run_status_reported`` with its run read on the event loop's thread: (True, the event or None),
+    or (False, None) where the run could not be read there."""
+    status = _reported_status(data)
+    keys = _reporter_keys(node, data) if status is not None else None
+    if status is None or keys is None:
+        return True, None
+    rows = await _run_of_reporter.on_loop(**keys)
+    if rows is None:
+        return False, None
+    return True, _status_event(node, status, rows[0]) if rows else None
+
+
+def _status_event(node: dict, status: str, run: tuple[int, int, int, int | None]) -> dict:
     run_id, task_id, job_id, parent_id = run
     return {
         "status": status,

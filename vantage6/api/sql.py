@@ -27,7 +27,7 @@ from django.db.models.base import ModelState
 from django.db.models.expressions import RawSQL
 from django.db.models.signals import post_init, pre_init
 
-from vantage6.db import features
+from vantage6.db import features, loop_reader
 
 # The compiled queries below are kept per database (its alias), not per connection: the connections of
 # every thread to one database compile the same SQL, and each new request thread (the pool grows with
@@ -275,6 +275,24 @@ class CompiledRows:
         with connection.cursor() as cursor:
             cursor.execute(plan.sql, params)
             rows = cursor.fetchall()
+        return [tuple(_converted(row, plan.converters, connection)) for row in rows]
+
+    async def on_loop(self, **values: int) -> list[tuple] | None:
+        """``self(**values)`` read on the running event loop's thread (``vantage6.db.LoopReader``);
+        None where it was not read there: the query is not compiled yet (a call of the usual kind
+        compiles it), or the reader cannot read now."""
+        if not _in_range(values):
+            return []
+        connection = connections[DEFAULT_DB_ALIAS]  # the loop thread's wrapper: never connected
+        plan = self._plans.get(connection.alias)
+        if plan is None:
+            return None
+        params = list(plan.params)
+        for position, name in plan.slots:
+            params[position] = values[name]
+        rows = await loop_reader(connection).rows(plan.sql, params)
+        if rows is None:
+            return None
         return [tuple(_converted(row, plan.converters, connection)) for row in rows]
 
     def lock_later(self, **values: int) -> None:

@@ -27,21 +27,24 @@ session mode.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import select
+import time
 from collections.abc import Mapping, Sequence
 from itertools import chain
 
+import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 from django.db.backends.postgresql.base import DatabaseWrapper as PostgresDatabaseWrapper
 from django.db.backends.postgresql.features import DatabaseFeatures as PostgresDatabaseFeatures
 from django.db.backends.postgresql.operations import DatabaseOperations as PostgresDatabaseOperations
 from django.db.backends.utils import debug_transaction
-from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+from psycopg2.extensions import POLL_OK, POLL_READ, POLL_WRITE, TRANSACTION_STATUS_IDLE
 
-from vantage6.db import Features, Operations
+from vantage6.db import Features, LoopReader, Operations
 
 Statement = tuple[str, Sequence | None]
 
@@ -102,6 +105,9 @@ class DatabaseWrapper(PostgresDatabaseWrapper):
         self.ensure_connection()
         self.connection.deferred.append((sql, params))
 
+    def make_loop_reader(self) -> LoopReader:
+        return AsyncReader(self.get_connection_params())
+
     def prepare(self, sql: str) -> None:
         """Run ``sql`` (with its parameters, at least one) as a prepared statement on every connection
         from now on: for SQL compiled once and run on every request."""
@@ -120,6 +126,84 @@ class DatabaseWrapper(PostgresDatabaseWrapper):
         if connection.get_transaction_status() == TRANSACTION_STATUS_IDLE and not _readable(connection):
             return True
         return super().is_usable()
+
+
+class AsyncReader(LoopReader):
+    """A psycopg2 connection in asynchronous mode, driven by the loop: the query is sent, and the loop
+    waits for its socket as for any other. Each query is a prepared statement of the connection."""
+
+    RETRY_SECONDS = 5.0
+
+    def __init__(self, params: dict) -> None:
+        self._params = params
+        self._connection: psycopg2.extensions.connection | None = None
+        self._busy = False
+        self._retry_at = 0.0
+        self._prepared: dict[str, str] = {}  # SQL -> the name of its prepared statement
+        self._prefix = f"v6_{secrets.token_hex(4)}_"  # as a ``Connection``'s: its own in a pooled session
+
+    async def rows(self, sql: str, params: Sequence) -> list[tuple] | None:
+        if self._busy or time.monotonic() < self._retry_at:
+            return None
+        self._busy = True
+        try:
+            if self._connection is None:
+                connection = psycopg2.connect(**self._params, async_=True)
+                self._connection = connection
+                await self._ready(connection)
+            name = self._prepared.get(sql) or f"{self._prefix}{len(self._prepared) + 1}"
+            cursor = self._connection.cursor()
+            cursor.execute(_executed(name, sql, params, sql not in self._prepared), params)
+            await self._ready(self._connection)
+            self._prepared[sql] = name
+            return cursor.fetchall()
+        except asyncio.CancelledError:
+            self._close()  # its query may still be under way: the next read connects afresh
+            raise
+        except (psycopg2.Error, OSError, TimeoutError):
+            # This read and those of the next RETRY_SECONDS go to the database thread; then the reader
+            # connects again (not on every event while the database refuses: each attempt costs).
+            self._close()
+            self._retry_at = time.monotonic() + self.RETRY_SECONDS
+            return None
+        finally:
+            self._busy = False
+
+    async def _ready(self, connection: psycopg2.extensions.connection) -> None:
+        """Wait until the connection has done its work (connected, or the query's result read)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.TIMEOUT
+        while (state := connection.poll()) != POLL_OK:
+            waiter = loop.create_future()
+            fd = connection.fileno()
+            if state == POLL_READ:
+                loop.add_reader(fd, _wake, waiter)
+            elif state == POLL_WRITE:
+                loop.add_writer(fd, _wake, waiter)
+            else:
+                raise OSError(f"unexpected poll state {state}")
+            timer = loop.call_at(deadline, _time_out, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                (loop.remove_reader if state == POLL_READ else loop.remove_writer)(fd)
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+            self._prepared.clear()
+
+
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _time_out(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("the database did not answer in time"))
 
 
 class Connection(psycopg2.extensions.connection):
@@ -161,14 +245,7 @@ class Connection(psycopg2.extensions.connection):
         if name is None:
             self.names += 1
             name = self.preparing[sql] = f"{self.prefix}{self.names}"
-        execute = f"EXECUTE {name}({', '.join(['%s'] * len(params))})"
-        if not prepare:
-            return execute, params
-        # Integers as bigint, as the literals psycopg2 writes in their place are typed: a key beyond an
-        # integer column's range finds no row instead of failing. Other parameters take the type their
-        # place in the statement gives them.
-        types = ", ".join("bigint" if type(value) is int else "unknown" for value in params)
-        return f"PREPARE {name} ({types}) AS {_numbered(sql)}; {execute}", params
+        return _executed(name, sql, params, prepare), params
 
     def sent(self, error: BaseException | None) -> None:
         """After a query string: its PREPAREs ran if it succeeded (else they may not have). A prepared
@@ -254,6 +331,19 @@ def _joined(statements: list[Statement]) -> Statement:
     # A statement without parameters is sent as written; among interpolated ones, its % must be doubled.
     sql = "; ".join(sql if params is not None else sql.replace("%", "%%") for sql, params in statements)
     return sql, list(chain.from_iterable(params for _, params in statements if params is not None))
+
+
+def _executed(name: str, sql: str, params: Sequence, prepare: bool) -> str:
+    """The ``EXECUTE`` of ``sql`` as prepared statement ``name``, with its ``PREPARE`` in front if
+    ``prepare``."""
+    execute = f"EXECUTE {name}({', '.join(['%s'] * len(params))})"
+    if not prepare:
+        return execute
+    # Integers as bigint, as the literals psycopg2 writes in their place are typed: a key beyond an
+    # integer column's range finds no row instead of failing. Other parameters take the type their
+    # place in the statement gives them.
+    types = ", ".join("bigint" if type(value) is int else "unknown" for value in params)
+    return f"PREPARE {name} ({types}) AS {_numbered(sql)}; {execute}"
 
 
 def _numbered(sql: str) -> str:

@@ -21,17 +21,18 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX, SQLiteCursorWrapper
 from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper
-from django.db.backends.sqlite3.base import SQLiteCursorWrapper
 from django.db.backends.sqlite3.features import DatabaseFeatures as SQLiteDatabaseFeatures
 from django.db.backends.sqlite3.operations import DatabaseOperations as SQLiteDatabaseOperations
 
-from vantage6.db import Features, Operations
+from vantage6.db import Features, LoopReader, Operations
 
 # Writers of one process in a row while another of its writers waits, before the file's lock goes to
 # the other processes: fewer hand-overs between processes (each wakes a thread there), a bounded wait.
@@ -169,6 +170,11 @@ class DatabaseWrapper(SQLiteDatabaseWrapper):
     _queued: WriterQueue | None = None  # the write queue this connection is at the head of, if any
     _begin_pending = False  # a transaction was started and begins with its first statement
 
+    def make_loop_reader(self) -> LoopReader:
+        if self.is_in_memory_db():
+            return LoopReader()  # another connection would not see this one's database
+        return DirectReader(str(self.settings_dict["NAME"]))
+
     def get_new_connection(self, conn_params: dict) -> Any:
         connection = super().get_new_connection(conn_params)
         # The write-ahead log is kept by the database file: set once, found by later connections. Set
@@ -228,6 +234,31 @@ class DatabaseWrapper(SQLiteDatabaseWrapper):
         if self._queued is not None:
             self._queued.leave()
             self._queued = None
+
+
+class DirectReader(LoopReader):
+    """A connection of its own that reads at once, on the loop's thread: a small read of a local file
+    takes less than the hand-over to a thread. It never waits for a lock (``timeout=0``): a read that
+    would wait goes to the database thread instead. Readers of the write-ahead log do not wait for
+    writers."""
+
+    def __init__(self, database: str) -> None:
+        self._database = database
+        self._connection: sqlite3.Connection | None = None
+
+    async def rows(self, sql: str, params: Sequence) -> list[tuple] | None:
+        try:
+            if self._connection is None:
+                self._connection = sqlite3.connect(
+                    self._database, timeout=0, isolation_level=None, check_same_thread=False
+                )
+            query = FORMAT_QMARK_REGEX.sub("?", sql).replace("%%", "%")
+            return self._connection.execute(query, tuple(params)).fetchall()
+        except sqlite3.Error:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+            return None
 
 
 class Cursor(SQLiteCursorWrapper):
