@@ -652,8 +652,14 @@ def _run_of_node(principal: Principal, run_id: int) -> Run:
 
 def _runs_of_node(run: int, organization: int, collaboration: int) -> QuerySet[Run]:
     """The run, if the node of this organization in this collaboration executes it (the permission
-    engine's rule for the runs a node writes, for SQL built once)."""
-    return Run.objects.filter(pk=run, organization_id=organization, task__collaboration_id=collaboration)
+    engine's rule for the runs a node writes, for SQL built once): only while the organization is a
+    member of the collaboration."""
+    member = Collaboration.organizations.through.objects.filter(
+        collaboration_id=collaboration, organization_id=organization
+    )
+    return Run.objects.filter(
+        Exists(member), pk=run, organization_id=organization, task__collaboration_id=collaboration
+    )
 
 
 _insert_port_of_node = CompiledInsertIf(
