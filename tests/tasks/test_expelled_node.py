@@ -1,13 +1,14 @@
-"""A node whose organization was taken out of its collaboration reaches nothing there any more, and
-reaches it again once the organization is a member again."""
+"""A node whose organization was taken out of its collaboration, and its algorithm containers, reach
+nothing there any more, and reach it again once the organization is a member again."""
 
 from __future__ import annotations
 
 import pytest
 
-from tasks.models import AlgorithmPort, Run
+from tasks.models import AlgorithmPort, Run, Task
 from tests.collaborations.helpers import headers_of
 from tests.factories import bearer, make_run, make_task, make_user
+from tests.tasks.conftest import container_headers_from, plain, task_body
 
 pytestmark = pytest.mark.django_db
 
@@ -45,14 +46,28 @@ def _cases(world, running) -> list[tuple[str, str, dict | None, int]]:
         ("get", f"/api/organization/{world.org_a.pk}", None, 200),
         ("patch", f"/api/run/{rb.pk}", {"log": "x"}, 200),
         ("post", "/api/port", {"run_id": rb.pk, "port": 8888, "label": "l"}, 201),
+        ("delete", f"/api/port?run_id={rb.pk}", None, 200),
         ("post", "/api/token/container", {"task_id": t.pk, "image": t.image}, 200),
     ]
 
 
-def _statuses(api, world, running) -> list[tuple[str, int]]:
-    headers = bearer(world.node_b)
+def _container_cases(world, running) -> list[tuple[str, str, dict | None, int]]:
+    t, rb = running["t"], running["rb"]
+    subtask = task_body(world, image=t.image, organizations=[{"id": world.org_b.pk, "input": plain()}])
+    return [
+        ("get", f"/api/task/{t.pk}", None, 200),
+        ("get", f"/api/run/{rb.pk}", None, 200),
+        ("get", f"/api/run?task_id={t.pk}", None, 200),
+        ("get", f"/api/result?task_id={t.pk}", None, 200),
+        ("get", f"/api/organization/{world.org_a.pk}", None, 200),
+        ("post", "/api/task", subtask, 201),
+    ]
+
+
+def _statuses(api, world, running, cases=_cases, headers=None) -> list[tuple[str, int]]:
+    headers = headers or bearer(world.node_b)
     statuses = []
-    for method, path, body, _ in _cases(world, running):
+    for method, path, body, _ in cases(world, running):
         if body is None:
             response = getattr(api, method)(path, **headers)
         else:
@@ -64,7 +79,7 @@ def _statuses(api, world, running) -> list[tuple[str, int]]:
 def test_an_expelled_node_reaches_nothing_in_its_collaboration_until_readmitted(api, world, running):
     member = [(f"{method} {path}", status) for method, path, _, status in _cases(world, running)]
     assert _statuses(api, world, running) == member
-    AlgorithmPort.objects.all().delete()
+    AlgorithmPort.objects.create(run_id=running["rb"].pk, port=1)
 
     _membership(api, world, "delete")
     log, ports = Run.objects.get(pk=running["rb"].pk).log, AlgorithmPort.objects.count()
@@ -74,6 +89,22 @@ def test_an_expelled_node_reaches_nothing_in_its_collaboration_until_readmitted(
 
     _membership(api, world, "post")
     assert _statuses(api, world, running) == member
+
+
+def test_an_expelled_nodes_containers_reach_nothing_there_until_readmitted(api, world, running):
+    headers = container_headers_from(api, world.node_b, running["t"])
+    member = [(f"{method} {path}", status) for method, path, _, status in _container_cases(world, running)]
+    assert _statuses(api, world, running, _container_cases, headers) == member
+
+    _membership(api, world, "delete")
+    tasks = Task.objects.count()
+    assert _statuses(api, world, running, _container_cases, headers) == [
+        (request, 401) for request, _ in member
+    ]
+    assert Task.objects.count() == tasks
+
+    _membership(api, world, "post")
+    assert _statuses(api, world, running, _container_cases, headers) == member
 
 
 def test_an_expelled_node_still_logs_in_and_reads_its_own_node(api, world):
