@@ -141,11 +141,12 @@ def follow_rights(
     they reach now (``recheck_after_commit``). The identities with a connection are looked up after the
     commit, in one query: a socket that connected meanwhile, with the rights before the change, is
     among them. (A deleted role names its holders as ``identities``: it has none after the commit.)"""
+    organizations = list(organizations)  # the lookup runs later, and reads it twice
     touched = (
         Q(identity_id__in=list(identities))
         | Q(identity__user__roles__in=list(roles))
-        | Q(identity__user__organization_id__in=list(organizations))
-        | Q(identity__node__organization_id__in=list(organizations))
+        | Q(identity__user__organization_id__in=organizations)
+        | Q(identity__node__organization_id__in=organizations)
     )
     if collaborations:
         # A user with the global event rule (his own or a role's) is in every collaboration's room.
