@@ -488,8 +488,9 @@ def _own_roles(p: Principal) -> Q:
 
 
 def _node_runs(p: Principal) -> Q:
-    # No rule edits runs: a node writes the runs it executes, its organization's in its collaboration.
-    if not p.is_node:
+    # No rule edits runs: a node writes the runs it executes, its organization's in its collaboration,
+    # while its organization is a member of that collaboration.
+    if not p.is_node or p.node.collaboration_id not in p.collaboration_ids:
         return NOTHING
     return Q(organization_id=p.organization_id, task__collaboration_id=p.node.collaboration_id)
 

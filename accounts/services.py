@@ -416,7 +416,8 @@ def role_delete(*, principal: Principal, role: Role, delete_dependents: bool) ->
             "from them as well."
         )
     audit(principal, "role.delete", role, name=role.name)
-    rights_changed.send(sender=Role, roles=[role.pk])  # while it has its holders
+    # By its holders: they are looked up after the commit, when the role is gone.
+    rights_changed.send(sender=Role, identities=list(role.users.values_list("pk", flat=True)))
     role.delete()
 
 

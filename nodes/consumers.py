@@ -139,11 +139,13 @@ def follow_rights(
     **_kwargs: object,
 ) -> None:
     """Receiver of ``rights_changed``: the sockets of the users and nodes it touches move to the rooms
-    they reach now, after the commit (``recheck_after_commit``). Only identities with a connection are
-    looked up, at once: the holders of a role are gone once it is deleted."""
+    they reach now (``recheck_after_commit``). The identities with a connection are looked up after the
+    commit, in one query: a socket that connected meanwhile, with the rights before the change, is
+    among them. (A deleted role names its holders as ``identities``: it has none after the commit.)"""
+    organizations = list(organizations)  # the lookup runs later, and reads it twice
     touched = (
-        Q(identity_id__in=identities)
-        | Q(identity__user__roles__in=roles)
+        Q(identity_id__in=list(identities))
+        | Q(identity__user__roles__in=list(roles))
         | Q(identity__user__organization_id__in=organizations)
         | Q(identity__node__organization_id__in=organizations)
     )
@@ -151,9 +153,14 @@ def follow_rights(
         # A user with the global event rule (his own or a role's) is in every collaboration's room.
         everywhere = Rule.objects.filter(name="event", scope=GLO, operation="RECEIVE")
         touched |= Q(identity__user__rules__in=everywhere) | Q(identity__user__roles__rules__in=everywhere)
-    connected = SocketConnection.objects.filter(touched).values_list("identity__type", "identity_id")
-    if owners := sorted({f"{kind}:{pk}" for kind, pk in connected}):
-        recheck_after_commit(owners)
+
+    def recheck_connected() -> None:
+        connected = SocketConnection.objects.filter(touched).values_list("identity__type", "identity_id")
+        if owners := sorted({f"{kind}:{pk}" for kind, pk in connected}):
+            recheck_after_commit(owners)  # at once: the commit is done
+
+    # Robust: the change is committed, a failed lookup leaves the sockets as the next change finds them.
+    transaction.on_commit(recheck_connected, robust=True)
 
 
 def recheck_after_commit(owners: list[str]) -> None:

@@ -107,6 +107,45 @@ def _check_members(
             raise bad_request(f"Organization(s) {missing} are not part of study id={study.pk}!")
 
 
+def _members(collaboration: Collaboration) -> set[int]:
+    """The member organizations of a collaboration loaded as ``_collaboration_with_members``."""
+    return {int(org_id) for org_id in (getattr(collaboration, "member_ids") or "").split(",") if org_id}  # noqa: B009 - an annotation
+
+
+def _check_creator_member(principal: Principal, members: set[int]) -> None:
+    principal.require(
+        principal.organization_id in members,
+        "You can only create tasks in collaborations your organization is part of",
+    )
+
+
+def _still_members(collaboration_id: int, org_ids: list[int]) -> tuple[str, list]:
+    """SQL that holds while every one of ``org_ids`` is a member of the collaboration (so while it exists)."""
+    through = Collaboration.organizations.through
+    quote = connection.ops.quote_name
+    distinct = sorted(set(org_ids))
+    places = ", ".join(["%s"] * len(distinct))
+    sql = (
+        f"(SELECT count(*) FROM {quote(through._meta.db_table)}"
+        f" WHERE {quote(through._meta.get_field('collaboration').column)} = %s"
+        f" AND {quote(through._meta.get_field('organization').column)} IN ({places})"
+        ") = %s"
+    )
+    return sql, [collaboration_id, *distinct, len(distinct)]
+
+
+def _membership_changed(principal: Principal, collaboration: Collaboration, org_ids: list[int]) -> ApiError:
+    """The answer to a task whose collaboration or memberships changed after its checks: as the
+    checks answer now."""
+    current = _collaboration_with_members(collaboration.pk)
+    if current is None:
+        return not_found(f"Collaboration id={collaboration.pk} not found!")
+    members = _members(current)
+    _check_members(current, None, org_ids, members)
+    _check_creator_member(principal, members)
+    return ApiError(409, "The collaboration's members changed while the task was created; try again")
+
+
 _POLICY_KEYS = ("allowed_users", "allowed_orgs")
 
 
@@ -259,15 +298,12 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
 def _task_create(principal: Principal, data: dict, authorization: str | None) -> Task:
     collaboration, study = _collaboration_and_study(principal, data)
     org_ids = [entry["id"] for entry in data["organizations"]]
-    members = {int(org_id) for org_id in (getattr(collaboration, "member_ids") or "").split(",") if org_id}  # noqa: B009 - an annotation
+    members = _members(collaboration)
     _check_members(collaboration, study, org_ids, members)
     nodes = _target_nodes(collaboration, org_ids, policies=principal.is_user)
     if principal.is_user:
         _check_node_policies(principal, nodes)
-    principal.require(
-        principal.organization_id in members,
-        "You can only create tasks in collaborations your organization is part of",
-    )
+    _check_creator_member(principal, members)
     parent = None
     if principal.is_container:
         parent = _check_container(principal, collaboration, data["image"])
@@ -307,7 +343,7 @@ def _task_create(principal: Principal, data: dict, authorization: str | None) ->
         }
         for entry in data["organizations"]
     ]
-    task, (written, _, _) = _insert_task.with_children(
+    created = _insert_task.with_children(
         values,
         [
             (_insert_databases, "task", lambda task: [{"task": task, **row} for row in databases]),
@@ -316,7 +352,12 @@ def _task_create(principal: Principal, data: dict, authorization: str | None) ->
         ],
         # A top-level task starts a new job; its own id is unique and above every earlier job id.
         own=[] if parent else ["job_id"],
+        # The checks above read outside the statement: it writes only while they still hold.
+        condition=_still_members(collaboration.pk, [*org_ids, principal.organization_id]),
     )
+    if created is None:
+        raise _membership_changed(principal, collaboration, org_ids)
+    task, (written, _, _) = created
     _known_databases(task, cast(list[TaskDatabase], written))
     emit("new_task", {"id": task.pk, "parent_id": task.parent_id}, room=collaboration_room(collaboration.pk))
     return task
@@ -652,8 +693,14 @@ def _run_of_node(principal: Principal, run_id: int) -> Run:
 
 def _runs_of_node(run: int, organization: int, collaboration: int) -> QuerySet[Run]:
     """The run, if the node of this organization in this collaboration executes it (the permission
-    engine's rule for the runs a node writes, for SQL built once)."""
-    return Run.objects.filter(pk=run, organization_id=organization, task__collaboration_id=collaboration)
+    engine's rule for the runs a node writes, for SQL built once): only while the organization is a
+    member of the collaboration."""
+    member = Collaboration.organizations.through.objects.filter(
+        collaboration_id=collaboration, organization_id=organization
+    )
+    return Run.objects.filter(
+        Exists(member), pk=run, organization_id=organization, task__collaboration_id=collaboration
+    )
 
 
 _insert_port_of_node = CompiledInsertIf(

@@ -7,7 +7,14 @@ import sys
 import traceback
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import DatabaseError, IntegrityError, InterfaceError, InternalError, OperationalError
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+)
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -22,6 +29,12 @@ UNEXPECTED = "An unexpected error occurred on the server!"
 DATABASE_UNAVAILABLE = "The database is unavailable at the moment; try again later."
 # PostgreSQL's SQLSTATE for a write in a read-only transaction (a standby, or a database set read-only).
 _READ_ONLY_SQL_TRANSACTION = "25006"
+# What PostgreSQL answers, once, to a prepared statement whose result type a change of a column's type
+# invalidated, in a transaction that had already run others (it is prepared again with its next use).
+_FEATURE_NOT_SUPPORTED = "0A000"
+_CACHED_PLAN_CHANGED = "cached plan must not change result type"
+# Seconds a client is asked to wait before it tries a request the database could not serve again.
+DATABASE_RETRY_AFTER = 1
 
 
 class ApiError(exceptions.APIException):
@@ -69,12 +82,16 @@ def _flatten(detail: object) -> object:
 
 def database_unavailable(exc: BaseException | None) -> bool:
     """Whether ``exc`` says the database cannot serve now (down, unreachable, restarting, read-only,
-    full, locked) rather than that the request is at fault."""
+    full, locked, a prepared statement to prepare again) rather than that the request is at fault."""
     if isinstance(exc, OperationalError | InterfaceError):
         return True
+    code = getattr(exc.__cause__, "pgcode", None) if exc is not None else None
+    if isinstance(exc, InternalError):
+        return code == _READ_ONLY_SQL_TRANSACTION
     return (
-        isinstance(exc, InternalError)
-        and getattr(exc.__cause__, "pgcode", None) == _READ_ONLY_SQL_TRANSACTION
+        isinstance(exc, NotSupportedError)
+        and code == _FEATURE_NOT_SUPPORTED
+        and _CACHED_PLAN_CHANGED in str(exc.__cause__)
     )
 
 
@@ -83,9 +100,12 @@ def _database_unavailable(exc: BaseException, where: str) -> dict:
     return {"msg": DATABASE_UNAVAILABLE}
 
 
+_RETRY = {"Retry-After": str(DATABASE_RETRY_AFTER)}
+
+
 def exception_handler(exc: Exception, context: dict) -> Response:
     if database_unavailable(exc):
-        return Response(_database_unavailable(exc, context["request"].path), status=503)
+        return Response(_database_unavailable(exc, context["request"].path), status=503, headers=_RETRY)
     if isinstance(exc, ApiError):
         return Response({"msg": exc.msg, **exc.extra}, status=exc.status_code, headers=exc.headers)
     if isinstance(exc, exceptions.ValidationError):
@@ -134,5 +154,5 @@ def json_500(request) -> JsonResponse:
     # Django calls this while handling the exception, so it is still at hand.
     exc = sys.exc_info()[1]
     if exc is not None and database_unavailable(exc):
-        return JsonResponse(_database_unavailable(exc, request.path), status=503)
+        return JsonResponse(_database_unavailable(exc, request.path), status=503, headers=_RETRY)
     return JsonResponse({"msg": UNEXPECTED}, status=500)

@@ -367,16 +367,25 @@ def _inserted_values(fields: Sequence[Field], instance: Model, connection: BaseD
 
 
 def _keyed_row(
-    fields: Sequence[Field], obj: Model, connection: BaseDatabaseWrapper, keyed: Sequence[str], key: str
+    fields: Sequence[Field],
+    obj: Model,
+    connection: BaseDatabaseWrapper,
+    keyed: Sequence[str],
+    key: str,
+    *,
+    typed: bool = False,
 ) -> tuple[list[str], list]:
     """The places of ``obj``'s values of ``fields`` in an ``INSERT``, those of the fields ``keyed`` the
-    SQL ``key``, and the parameters of the others (as ``_inserted_values``)."""
+    SQL ``key``, and the parameters of the others (as ``_inserted_values``). ``typed``: each place cast
+    to its column's type (without its length: a value is not cut), for rows selected from ``VALUES``,
+    whose untyped values would be taken as text."""
     places, params = [], []
     for field in fields:
         if field.name in keyed:
             places.append(key)
         else:
-            places.append("%s")
+            column_type = cast(str, field.db_type(connection)).partition("(")[0]
+            places.append(f"CAST(%s AS {column_type})" if typed else "%s")
             params.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
     return places, params
 
@@ -484,16 +493,23 @@ class CompiledInsert(_CompiledWrite[M]):
         return f"{head} SELECT {', '.join(['%s'] * len(params))} WHERE {_IF_CHANGED}", params
 
     def with_children(
-        self, values: dict[str, object], children: Sequence[Children], *, own: Sequence[str] = ()
-    ) -> tuple[M, list[list[Model]]]:
+        self,
+        values: dict[str, object],
+        children: Sequence[Children],
+        *,
+        own: Sequence[str] = (),
+        condition: Statement | None = None,
+    ) -> tuple[M, list[list[Model]]] | None:
         """``create(**values)`` with the rows of other tables that refer to it, ``children``: for each
         its insert, the field that refers to the new row and a function giving the rows' values (the
         ``many`` of that insert) for the new instance. The fields ``own`` take the new row's key too.
 
         Where the backend can (PostgreSQL), one statement (a data-modifying ``WITH``, atomic on its own,
-        one round trip): the key is drawn from the table's sequence first, and every row takes it from
-        there. Elsewhere one statement per table, in the caller's transaction. The saved instance and
-        the children's instances, per insert (as ``many_later`` gives them)."""
+        one round trip): the key is drawn from the table's sequence first, only if the SQL ``condition``
+        holds then, and every row is written from there (None, and nothing written, when it does not).
+        Elsewhere one statement per table, in the caller's transaction (whose checks stand for
+        ``condition``). The saved instance and the children's instances, per insert (as ``many_later``
+        gives them)."""
         connection = connections[DEFAULT_DB_ALIAS]
         quote = connection.ops.quote_name
         if not features(connection).supports_data_modifying_with:
@@ -509,13 +525,15 @@ class CompiledInsert(_CompiledWrite[M]):
             return instance, [insert.many_later(rows(instance)) for insert, _, rows in children]
         instance = self.model(**values)
         key = "(SELECT id FROM k)"
-        places, params = _keyed_row(self.fields, instance, connection, own, key)
+        where, params = (f" WHERE {condition[0]}", list(condition[1])) if condition else ("", [])
+        places, row_params = _keyed_row(self.fields, instance, connection, own, key)
         columns = ", ".join(quote(column) for column in [self.pk_column, *self.columns])
+        # Every row is selected only if k has one: none is written when it has not.
         parts = [
-            "k AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence(%s, %s)) AS id)",
-            f"t AS (INSERT INTO {quote(self.table)} ({columns}) VALUES ({', '.join([key, *places])}))",
+            f"k AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence(%s, %s)) AS id{where})",
+            f"t AS (INSERT INTO {quote(self.table)} ({columns}) SELECT {', '.join([key, *places])} FROM k)",
         ]
-        params = [quote(self.table), self.pk_column, *params]
+        params = [quote(self.table), self.pk_column, *params, *row_params]
         written = [
             (insert, reference, [insert.model(**row) for row in rows(instance)])
             for insert, reference, rows in children
@@ -523,15 +541,19 @@ class CompiledInsert(_CompiledWrite[M]):
         for i, (insert, reference, objects) in enumerate(written):
             rows_sql = []
             for obj in objects:
-                places, row_params = _keyed_row(insert.fields, obj, connection, [reference], key)
+                places, row_params = _keyed_row(insert.fields, obj, connection, [reference], key, typed=True)
                 rows_sql.append(f"({', '.join(places)})")
                 params += row_params
             if rows_sql:
                 head = insert.sql(connection).partition(" VALUES ")[0]
-                parts.append(f"c{i} AS ({head} VALUES {', '.join(rows_sql)})")
+                selected = f"SELECT * FROM (VALUES {', '.join(rows_sql)}) AS v"
+                parts.append(f"c{i} AS ({head} {selected} WHERE EXISTS (SELECT 1 FROM k))")
         with connection.cursor() as cursor:
             cursor.execute(f"WITH {', '.join(parts)} SELECT id FROM k", params)
-            (pk,) = cursor.fetchone()
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        (pk,) = row
         _set_key(instance, own, pk)
         for _, reference, objects in written:
             for obj in objects:
