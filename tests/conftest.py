@@ -38,7 +38,7 @@ def pytest_testnodedown(node) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    parallel.use_worker_broker(config)
+    parallel.configure_worker(config)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -98,20 +98,8 @@ def _usable(base: str, count: int) -> tuple[int, str]:
     )
 
 
-class Workers:
-    """The workers' broker URIs; a worker that replaces one that crashed takes the URI it left."""
-
-    def __init__(self, base: str, count: int) -> None:
-        self.free = worker_uris(base, count)
-
-    def take(self) -> str:
-        return self.free.pop(0)
-
-    def give_back(self, uri: str) -> None:
-        self.free.append(uri)
-
-
-_workers = pytest.StashKey[Workers]()
+# The broker URIs no worker has; a worker that replaces one that crashed takes the one it left.
+_free = pytest.StashKey[list[str]]()
 
 
 def auto_count(config: pytest.Config) -> int:
@@ -125,39 +113,47 @@ def auto_count(config: pytest.Config) -> int:
         print(f"{why}: {'serially' if usable < 2 else f'on {usable} workers'}", file=sys.stderr)
     if usable < 2:
         return 0
-    config.stash[_workers] = Workers(base, usable)
+    config.stash[_free] = worker_uris(base, usable)
     return usable
 
 
 def prepare(config: pytest.Config, count: int) -> None:
     """Before ``count`` workers start: their vhosts, or a stop that says how to make them."""
     base = os.environ.get("V6_RABBITMQ_URI")
-    if not base or _workers in config.stash:
+    if not base or _free in config.stash:
         return
     usable, why = _usable(base, count)
     if usable < count:
         pytest.exit(f"{why}, or run with -n auto or -n 0", returncode=pytest.ExitCode.USAGE_ERROR)
-    config.stash[_workers] = Workers(base, count)
+    config.stash[_free] = worker_uris(base, count)
 
 
 def assign(node) -> None:
-    if _workers in node.config.stash:
-        node.workerinput[WORKER_URI] = node.config.stash[_workers].take()
+    if _free in node.config.stash:
+        node.workerinput[WORKER_URI] = node.config.stash[_free].pop(0)
 
 
 def release(node) -> None:
     if uri := node.workerinput.get(WORKER_URI):
-        node.config.stash[_workers].give_back(uri)
+        node.config.stash[_free].append(uri)
 
 
-def use_worker_broker(config: pytest.Config) -> None:
-    """In a worker: its vhost for the tests, the channel layer and the servers the tests start."""
-    uri = getattr(config, "workerinput", {}).get(WORKER_URI)
-    if not uri:
+def configure_worker(config: pytest.Config) -> None:
+    """In a worker: an in-memory SQLite test database, and its vhost for the tests, the channel layer
+    and the servers the tests start."""
+    if not hasattr(config, "workerinput"):
         return
     from django.conf import settings
 
-    os.environ["V6_RABBITMQ_URI"] = uri
-    # The settings were read before the worker knew its vhost; nothing has used them yet.
-    settings.RABBITMQ_URI = uri
-    settings.CHANNEL_LAYERS["default"]["CONFIG"]["host"] = uri
+    # pytest-django gives each worker a database of its own by a suffix on the test database's name,
+    # and recognizes SQLite by Django's engine name only: on vantage6.db.sqlite3 it would name a file
+    # "test_<path>_gw0". The name Django takes by default, in memory, is each worker's own already.
+    for database in settings.DATABASES.values():
+        if database["ENGINE"].endswith("sqlite3") and not database.get("TEST", {}).get("NAME"):
+            database.setdefault("TEST", {})["NAME"] = ":memory:"
+    uri = config.workerinput.get(WORKER_URI)
+    if uri:
+        os.environ["V6_RABBITMQ_URI"] = uri
+        # The settings were read before the worker knew its vhost; nothing has used them yet.
+        settings.RABBITMQ_URI = uri
+        settings.CHANNEL_LAYERS["default"]["CONFIG"]["host"] = uri
