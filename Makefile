@@ -36,10 +36,12 @@ run: $(VENV)/.installed
 	$(VENV)/bin/python manage.py bootstrap
 	exec $(VENV)/bin/python -m vantage6.serve
 
-# The structure checks (pyproject.toml): import contracts (lint-imports) and types (mypy).
+# The suite runs on a pytest-xdist worker per core (tests/parallel.py); PYTEST_WORKERS=0 runs it serially.
+PYTEST_WORKERS ?= auto
 test: lint
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
+# The structure checks (pyproject.toml): import contracts (lint-imports) and types (mypy).
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -14,10 +14,31 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from tests import factories
+from tests import factories, parallel
 from vantage6.db.postgresql.base import Cursor
 
 SERVICES_REQUIRED = bool(os.environ.get("V6_REQUIRE_SERVICES"))
+
+
+# Several workers (tests/parallel.py): each on a RabbitMQ vhost of its own.
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    return parallel.auto_count(config)
+
+
+def pytest_xdist_setupnodes(config: pytest.Config, specs: list) -> None:
+    parallel.prepare(config, len(specs))
+
+
+def pytest_configure_node(node) -> None:
+    parallel.assign(node)
+
+
+def pytest_testnodedown(node) -> None:
+    parallel.release(node)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    parallel.configure_worker(config)
 
 
 @pytest.fixture(scope="session", autouse=True)

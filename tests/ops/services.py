@@ -33,13 +33,24 @@ def available() -> str | None:
     return None
 
 
+# The tests that start a deployment of their own (private services, scripts/cluster.sh) run one after
+# another on one worker (--dist loadgroup): two deployments starting side by side would race for the
+# ports services-start.sh prefers (epmd's 4369) and cluster.sh's nginx install, and share two cores
+# between tests whose outages and answers are timed.
+ONE_DEPLOYMENT_AT_A_TIME = pytest.mark.xdist_group("deployments")
+
+
 def marks() -> list[pytest.MarkDecorator]:
     """Marks of a module of live tests on private services: skipped where they cannot be started,
     failed instead under ``V6_REQUIRE_SERVICES`` (CI)."""
     missing = available()
     if missing and os.environ.get("V6_REQUIRE_SERVICES"):
         pytest.fail(f"private services cannot be started: {missing}", pytrace=False)
-    return [pytest.mark.live, pytest.mark.skipif(bool(missing), reason=str(missing))]
+    return [
+        pytest.mark.live,
+        ONE_DEPLOYMENT_AT_A_TIME,
+        pytest.mark.skipif(bool(missing), reason=str(missing)),
+    ]
 
 
 class PrivateService:

@@ -18,10 +18,11 @@ import pytest
 import requests
 
 from tests.conftest import requires_services
+from tests.ops import services
 from tests.realtime.helpers import NodeSocket
 from tests.realtime.live import ROOT, free_port, sql_apart
 
-pytestmark = [pytest.mark.live, requires_services("postgres", "rabbitmq")]
+pytestmark = [pytest.mark.live, services.ONE_DEPLOYMENT_AT_A_TIME, requires_services("postgres", "rabbitmq")]
 
 SCRIPT = str(ROOT / "scripts" / "cluster.sh")
 ROOT_PASSWORD = "Root-pass-1"

@@ -22,7 +22,7 @@ from tests.realtime.helpers import ABSENT_BROKER, apart, create_task, make_run, 
 from tests.realtime.live import Daphne
 from vantage6.layers import RabbitmqChannelLayer, dropped
 
-pytestmark = pytest.mark.live
+pytestmark = [pytest.mark.live, services.ONE_DEPLOYMENT_AT_A_TIME]  # a broker of its own
 
 
 def _publish(layer: RabbitmqChannelLayer, count: int) -> None:
