@@ -435,10 +435,14 @@ def password_reset(*, token: str, password: str) -> None:
 
 
 def two_factor_recovery_request(*, username: str, password: str) -> None:
-    """Mail a two-factor reset token to the owner of these (correct) credentials."""
+    """Mail a two-factor reset token to the owner of these (correct) credentials; a wrong password
+    counts as a failed login, a right one leaves the failures as they are."""
     if not settings.SMTP_CONFIGURED:
         raise bad_request("This server cannot send e-mail, so two-factor authentication cannot be reset")
-    user = check_credentials(username=username, password=password)
+    user, check = _checked_password(username, password, LOGIN_FAILED)
+    # The password alone forgives no failures: codes guessed at login stay counted (as when a login
+    # brings the right password without a code).
+    check.delete()
     token = issue_reset_token(user, PURPOSE_2FA)
     _mail(
         user,
