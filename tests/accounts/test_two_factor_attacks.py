@@ -48,3 +48,21 @@ def test_asking_for_a_two_factor_reset_does_not_forgive_the_codes_guessed(api, u
     again = api.post("/api/recover/2fa/lost", {"username": "alice", "password": PASSWORD}, format="json")
     assert again.status_code == 401
     assert len(_resets(delivered(mailoutbox))) == 1
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "\u0661\u0662\u0663\u0664\u0665\u0666",  # Arabic-Indic
+        "\u00b2" * 6,  # superscript two
+        "\uff11\uff12\uff13\uff14\uff15\uff16",  # fullwidth
+    ],
+)
+@pytest.mark.usefixtures("two_factor")
+def test_a_code_of_other_digits_is_a_wrong_code(api, user, code):
+    # Digits of other scripts are digits to Python, not to the code check.
+    login(api)  # sets up the secret
+    response = login(api, mfa_code=code)
+    assert response.status_code == 401
+    assert response.json() == {"msg": "Your two-factor authentication code is incorrect!"}
+    assert User.objects.get(pk=user.pk).failed_login_attempts == 1
