@@ -1,5 +1,5 @@
-"""Guessing two-factor codes by someone who knows the password: the guesses stay counted whatever other
-door the password opens."""
+"""Someone who knows the password and not the two-factor code: guesses at the code stay counted whatever
+other door the password opens, and the owner hears of it."""
 
 from __future__ import annotations
 
@@ -48,6 +48,15 @@ def test_asking_for_a_two_factor_reset_does_not_forgive_the_codes_guessed(api, u
     again = api.post("/api/recover/2fa/lost", {"username": "alice", "password": PASSWORD}, format="json")
     assert again.status_code == 401
     assert len(_resets(delivered(mailoutbox))) == 1
+
+
+@pytest.mark.usefixtures("user", "smtp", "two_factor")
+def test_a_two_factor_reset_mail_tells_the_owner_the_password_is_known(api, mailoutbox):
+    lost = api.post("/api/recover/2fa/lost", {"username": "alice", "password": PASSWORD}, format="json")
+    assert lost.status_code == 200
+    (mailed,) = _resets(delivered(mailoutbox))
+    assert "If you did not ask for this, someone knows your password: change it at once" in mailed.body
+    assert "ignore" not in mailed.body
 
 
 @pytest.mark.parametrize(
