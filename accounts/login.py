@@ -362,13 +362,18 @@ def _mail(user: User, subject: str, text: str) -> None:
     mail.send_later(user.email, subject, text)
 
 
-def _reset_mail_text(user: User, token: str, what: str) -> str:
+IGNORE_IF_UNASKED = "you can ignore this e-mail"
+# A two-factor reset is asked for with the password: whoever asked knows it.
+PASSWORD_KNOWN_IF_UNASKED = "someone knows your password: change it at once"
+
+
+def _reset_mail_text(user: User, token: str, what: str, if_unasked: str = IGNORE_IF_UNASKED) -> str:
     minutes = settings.EMAIL_TOKEN_VALIDITY_MINUTES
     return (
         f"Dear {user.firstname or user.username},\n\n"
         f"A {what} was requested for your vantage6 account '{user.username}' on {settings.SERVER_NAME}.\n"
         f"Use this reset token within {minutes} minutes:\n\n{token}\n\n"
-        f"If you did not ask for this, you can ignore this e-mail. Questions: {settings.SUPPORT_EMAIL}\n"
+        f"If you did not ask for this, {if_unasked}. Questions: {settings.SUPPORT_EMAIL}\n"
     )
 
 
@@ -435,15 +440,19 @@ def password_reset(*, token: str, password: str) -> None:
 
 
 def two_factor_recovery_request(*, username: str, password: str) -> None:
-    """Mail a two-factor reset token to the owner of these (correct) credentials."""
+    """Mail a two-factor reset token to the owner of these (correct) credentials; a wrong password
+    counts as a failed login, a right one leaves the failures as they are."""
     if not settings.SMTP_CONFIGURED:
         raise bad_request("This server cannot send e-mail, so two-factor authentication cannot be reset")
-    user = check_credentials(username=username, password=password)
+    user, check = _checked_password(username, password, LOGIN_FAILED)
+    # The password alone forgives no failures: codes guessed at login stay counted (as when a login
+    # brings the right password without a code).
+    check.delete()
     token = issue_reset_token(user, PURPOSE_2FA)
     _mail(
         user,
         "Two-factor authentication reset for vantage6",
-        _reset_mail_text(user, token, "two-factor authentication reset"),
+        _reset_mail_text(user, token, "two-factor authentication reset", PASSWORD_KNOWN_IF_UNASKED),
     )
 
 

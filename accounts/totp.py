@@ -45,7 +45,8 @@ def matching_step(secret: str, code: str, at: float | None = None) -> int | None
     """
     # A code sent as a JSON number has lost its leading zeros.
     code = code.strip().zfill(DIGITS)
-    if len(code) != DIGITS or not code.isdigit():
+    # ASCII only: other scripts' digits are digits to ``isdigit`` and break ``compare_digest``.
+    if len(code) != DIGITS or not (code.isascii() and code.isdigit()):
         return None
     now = _counter(at)
     steps = range(now - WINDOW, now + WINDOW + 1)

@@ -3,8 +3,6 @@
 import os
 import re
 
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-
 from vantage6.env import load_settings_or_exit
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vantage6.settings")
@@ -21,14 +19,14 @@ from accounts.tokens import is_api_access_token  # noqa: E402
 from nodes.consumers import server  # noqa: E402
 from nodes.routing import http_routes, socket_application, websocket_routes  # noqa: E402
 from vantage6 import limits  # noqa: E402
-from vantage6.handler import PooledASGIHandler  # noqa: E402
+from vantage6.handler import PooledASGIHandler, StaticFilesHandler  # noqa: E402
 
 # daphne (`make run`, the Docker image, runserver) imports this module before it serves.
 limits.install(is_access_token=is_api_access_token)
 
 django_http = PooledASGIHandler()
 # The admin's and API docs' static files are served by the server itself: one command starts it all.
-django_application = ASGIStaticFilesHandler(django_http)
+django_application = StaticFilesHandler(django_http)
 
 router = ProtocolTypeRouter(
     {

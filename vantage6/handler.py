@@ -16,15 +16,18 @@ import io
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import SyncToAsync
 from django.conf import settings
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers import base
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.http import FileResponse, HttpRequest, HttpResponseBase
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
 from django.urls import ResolverMatch, get_resolver, set_script_prefix
 
 from vantage6.api.routes import RouteIndex
@@ -176,3 +179,24 @@ def _with_body_length(scope: dict, body_file) -> dict:
     if not size:
         return scope
     return {**scope, "headers": [*scope["headers"], (b"content-length", str(size).encode())]}
+
+
+def _no_view(_request: HttpRequest) -> HttpResponse:
+    raise AssertionError("only the middleware's process_response is called")
+
+
+class StaticFilesHandler(ASGIStaticFilesHandler):
+    """The admin's and API docs' static files with the security headers of every other answer
+    (``nosniff``, ``X-Frame-Options``, referrer and opener policies, HSTS): Django serves them without
+    the middleware chain, and some are HTML pages of this origin that could otherwise be framed."""
+
+    def __init__(self, application: ASGIHandler) -> None:
+        super().__init__(application)
+        self._headers = (SecurityMiddleware(_no_view), XFrameOptionsMiddleware(_no_view))
+
+    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        response = await super().get_response_async(request)
+        for middleware in self._headers:
+            # A file is a streaming answer, whose headers these middleware set as any other's.
+            response = middleware.process_response(request, cast(HttpResponse, response))
+        return response

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from accounts.login import PURPOSE_PASSWORD, issue_reset_token
 from accounts.models import LoginSession, Role, Rule, User
 from accounts.sessions import TOKEN_REVOKED
 from accounts.tokens import login_tokens
@@ -95,6 +96,7 @@ def test_tokens_of_one_kind_do_not_open_the_endpoints_of_another(api, world):
     node = bearer(world.node_a)
     task = make_task(world.collab_ab, world.org_a, world.org_a)
     container = container_headers_from(api, world.node_a, task)
+    reset = auth(issue_reset_token(User.objects.get(username="root-a"), PURPOSE_PASSWORD))
     before = _state()
     refused = [
         ("get", "/api/user", auth(tokens["refresh_token"])),  # a refresh token as an access token
@@ -113,6 +115,10 @@ def test_tokens_of_one_kind_do_not_open_the_endpoints_of_another(api, world):
         ("post", "/api/recover/node", node),
         ("post", "/api/recover/node", container),
         ("post", "/api/token/revoke", container),
+        ("post", "/api/token/refresh", container),
+        ("post", "/api/token/refresh", reset),  # a mailed reset token, as a refresh token
+        ("post", "/api/token/user/validate", reset),
+        ("post", "/api/token/revoke", reset),
     ]
     for method, path, headers in refused:
         response = getattr(api, method)(path, {}, format="json", **headers)
@@ -148,7 +154,9 @@ def test_tokens_of_deleted_users_nodes_and_organizations_stop_working(api, world
     make_user(world.org_a, "Root", username="root-a")
     root = auth(login(api, "root-a")["access_token"])
     make_user(world.org_b, "Viewer", username="viewer-b")
-    viewer = auth(login(api, "viewer-b")["access_token"])
+    viewer_tokens = login(api, "viewer-b")
+    viewer = auth(viewer_tokens["access_token"])
+    viewer_reset = issue_reset_token(User.objects.get(username="viewer-b"), PURPOSE_PASSWORD)
     node = bearer(world.node_c)
     assert api.get("/api/organization", **viewer).status_code == 200
     assert api.post("/api/token/node/validate", **node).status_code == 200
@@ -157,6 +165,10 @@ def test_tokens_of_deleted_users_nodes_and_organizations_stop_working(api, world
     assert api.delete(f"/api/organization/{world.org_b.pk}?delete_dependents=1", **root).status_code == 200
 
     assert api.get("/api/organization", **viewer).status_code == 401
+    assert api.post("/api/token/refresh", **auth(viewer_tokens["refresh_token"])).status_code == 401
+    reset = {"reset_token": viewer_reset, "password": "Brand-new1"}
+    assert api.post("/api/recover/reset", reset, format="json").status_code == 400
+    assert not User.objects.filter(username="viewer-b").exists()
     assert api.post("/api/token/node/validate", **node).status_code == 401
 
 
