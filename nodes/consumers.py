@@ -191,13 +191,21 @@ def identify(auth: dict, process: str) -> dict | str | None:
         return auth.get("event")
     if claims["exp"] <= time.time():  # expired since the handshake
         return "expired_token"
+    # The connection row is written before the rights are read. A change of rights looks the connected
+    # sockets up after its commit (``follow_rights``): a lookup after this write finds the row and has the
+    # session rechecked (the server does that once its connect is done); a lookup before it follows a
+    # commit the read below sees. Read first, a socket could join with rights taken away between its read
+    # and its write, and no change would recheck it.
+    generation, created = connected(claims["sub"], process)
     try:
         identity = _node(claims) if claims["client_type"] == "node" else _user(claims)
-    except TokenRevoked:  # ended since the handshake
-        return "invalid_token"
-    except ApiError:
-        return None
-    identity["generation"] = connected(identity["id"], process)
+    except (TokenRevoked, ApiError) as exc:  # ended, or deleted, since the handshake
+        if created:  # a row that was there is left: an older connection of the identity may live on
+            SocketConnection.objects.filter(identity_id=claims["sub"], generation=generation).delete()
+        return "invalid_token" if isinstance(exc, TokenRevoked) else None
+    # Online, but not "seen": only REST calls and ping heartbeats set last_seen.
+    Authenticatable.objects.filter(pk=identity["id"]).update(status=AuthStatus.ONLINE)
+    identity["generation"] = generation
     return identity
 
 
@@ -268,20 +276,20 @@ def places(kinds: dict[int, str]) -> dict[int, dict]:
     return found
 
 
-def connected(identity_id: int, process: str) -> str:
-    """Mark an identity online with a new connection generation, held by server ``process``; the
-    generation."""
+def connected(identity_id: int, process: str) -> tuple[str, bool]:
+    """Record a new connection of an identity, held by server ``process``: its generation, and whether
+    the row is new (the identity had no connection on record)."""
     generation = secrets.token_hex(16)
-    # Online, but not "seen": only REST calls and ping heartbeats set last_seen.
-    Authenticatable.objects.filter(pk=identity_id).update(status=AuthStatus.ONLINE)
     # One statement for a known identity (no transaction around an upsert).
     rows = SocketConnection.objects.filter(identity_id=identity_id)
-    if not rows.update(generation=generation, process=process):
-        try:
-            SocketConnection.objects.create(identity_id=identity_id, generation=generation, process=process)
-        except IntegrityError:  # a connection of the same identity came first, on another process
-            rows.update(generation=generation, process=process)
-    return generation
+    if rows.update(generation=generation, process=process):
+        return generation, False
+    try:
+        SocketConnection.objects.create(identity_id=identity_id, generation=generation, process=process)
+    except IntegrityError:  # a connection of the same identity came first, or the identity is gone
+        rows.update(generation=generation, process=process)
+        return generation, False
+    return generation, True
 
 
 def moved(identity: dict, process: str) -> None:

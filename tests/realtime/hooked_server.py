@@ -9,6 +9,8 @@ that it holds by a file ``<port>.<mark>``; each holds for at most ``HOLD_SECONDS
   ``verify`` until all of them were handed over to another process.
 * ``hold-connect`` (mark ``connecting``): a namespace connect is held before its admission until
   another process asked for the session.
+* ``hold-identified`` (mark ``identified``): a namespace connect is held once it read the identity and
+  rights of its socket (``nodes.consumers._user`` / ``_node``), until the hook's file is removed.
 """
 
 from __future__ import annotations
@@ -38,7 +40,28 @@ async def _until(check: Callable[[], bool]) -> None:
         await asyncio.sleep(0.02)
 
 
+def _hold_identified() -> None:
+    import vantage6.asgi  # noqa: F401 - sets Django up; daphne serves this module, imported already
+    from nodes import consumers
+
+    def holding(read: Callable[[dict], dict]) -> Callable[[dict], dict]:
+        def held(claims: dict) -> dict:
+            identity = read(claims)
+            if _file("hold-identified").exists():  # on a thread of the database work: it may sleep
+                _file("identified").touch()
+                deadline = time.monotonic() + HOLD_SECONDS
+                while _file("hold-identified").exists() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            return identity
+
+        return held
+
+    consumers._user = holding(consumers._user)  # type: ignore[assignment]
+    consumers._node = holding(consumers._node)  # type: ignore[assignment]
+
+
 def install() -> None:
+    _hold_identified()
     adopt, start_recheck = Server._adopt, Server._start_recheck
     recheck, verify = Server._recheck, Server._verify
     admit, hand_over = Server._admit, Server._hand_over

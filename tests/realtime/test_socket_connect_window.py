@@ -1,0 +1,137 @@
+"""A socket that connects while a change of rights commits keeps no room the change took away: its
+connect read the rights before the change, and the change's lookup of the connected sockets (after its
+commit) ran before the connect finished. The connecting process holds right after it read the socket's
+identity and rooms (``hooked_server``'s ``hold-identified``) while the change is made on another process.
+
+The connection row a connect writes before that read is undone when the read refuses the socket.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+
+import pytest
+import websocket
+from django.utils import timezone
+
+from accounts.models import Authenticatable, LoginSession
+from accounts.sessions import end_all_logins
+from accounts.tokens import decode
+from nodes.consumers import identify
+from nodes.events import collaboration_room
+from nodes.models import SocketConnection
+from tests.conftest import requires_services
+from tests.realtime.helpers import LiveWorld, create_task, eventually, make_user, token
+from tests.realtime.live import Daphne
+from tests.realtime.test_socket_rights import _call
+from tests.realtime.test_socket_rights_takeover import _hears
+
+HOOKED = [sys.executable, "-c", "import tests.realtime.hooked_server as hooks; hooks.main()"]
+
+
+@pytest.fixture(scope="module")
+def hooked(live_db, live_folder):
+    """The hooks' folder, a hooked server process and a plain one, sharing the database and RabbitMQ."""
+    folder = live_folder / f"hooks-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    env = live_db.process_env(
+        V6_RABBITMQ_URI=os.environ["V6_RABBITMQ_URI"],
+        HOOKS_DIR=str(folder),
+        # The test reads a socket only when it waits for a frame: no ping may time out meanwhile.
+        V6_SOCKET_PING_INTERVAL="25",
+        V6_SOCKET_PING_TIMEOUT="60",
+    )
+    connecting = Daphne(env, live_folder, HOOKED)
+    try:
+        changing = Daphne(env, live_folder)
+        yield folder, connecting, changing
+        changing.stop()
+    finally:
+        connecting.stop()
+
+
+def _connect(host: Daphne, bearer: str) -> websocket.WebSocket:
+    """A websocket of ``bearer`` to ``host`` that asked to connect to ``/tasks`` (not yet answered)."""
+    url = f"ws://127.0.0.1:{host.port}/socket.io/?EIO=4&transport=websocket"
+    ws = websocket.create_connection(url, timeout=30, header=[f"Authorization: Bearer {bearer}"])
+    assert ws.recv().startswith("0{")  # the Engine.IO OPEN
+    ws.send("40/tasks,{}")
+    return ws
+
+
+def _remove_rules(host: Daphne, admin: str, user, world: LiveWorld) -> None:  # noqa: ARG001
+    _call("PATCH", f"{host.url}/api/user/{user.pk}", admin, rules=[])
+
+
+def _remove_organization(host: Daphne, admin: str, user, world: LiveWorld) -> None:  # noqa: ARG001
+    _call(
+        "DELETE", f"{host.url}/api/collaboration/{world.collab_ab.pk}/organization", admin, id=world.org_a.pk
+    )
+
+
+@pytest.mark.live
+@requires_services("rabbitmq")
+@pytest.mark.parametrize("change", [_remove_rules, _remove_organization])
+def test_a_socket_whose_rights_change_while_it_connects_leaves_the_rooms_it_lost(hooked, live_world, change):
+    folder, connecting, changing = hooked
+    room = collaboration_room(live_world.collab_ab.pk)
+    joined = f' joined room {room}"]'
+    witness = _connect(connecting, token(make_user(live_world.org_b, event_scope="COLLABORATION")))
+    sockets = [witness]
+    user = make_user(live_world.org_a, event_scope="COLLABORATION")  # never connected before
+    admin = token(make_user(live_world.org_c, roles=("Root",)))
+    armed = folder / f"{connecting.port}.hold-identified"
+    try:
+        assert _hears(witness, lambda frame: frame.endswith(joined), 10)
+        armed.touch()
+        ws = _connect(connecting, token(user))
+        sockets.append(ws)
+        # The connect read the user's rights (room of collaboration AB) and holds; the change commits
+        # and looks up the connected sockets meanwhile.
+        assert eventually(lambda: (folder / f"{connecting.port}.identified").exists())
+        change(changing, admin, user, live_world)
+        armed.unlink()
+
+        assert _hears(ws, lambda frame: frame.startswith('40/tasks,{"sid":'), 10)
+        assert _hears(ws, lambda frame: frame.endswith(f'"{user.username} left room {room}"]'), 10)
+        researcher = make_user(live_world.org_b, roles=("Researcher",))
+        task_id = create_task(changing.url, researcher, live_world.collab_ab, [live_world.org_b])
+        new_task = f'"new_task",{{"id":{task_id},'
+        assert _hears(witness, lambda frame: new_task in frame, 10)
+        assert not _hears(ws, lambda frame: new_task in frame, 2)
+    finally:
+        armed.unlink(missing_ok=True)
+        for socket in sockets:
+            socket.close()
+
+
+def _connect_with(claims: dict) -> object:
+    return identify({"claims": claims}, "a-process")
+
+
+@pytest.mark.django_db
+def test_a_connect_refused_for_an_ended_login_leaves_no_connection_and_the_node_offline(world):
+    node = world.node_a
+    claims = decode(token(node))
+    end_all_logins(node.pk)
+
+    assert _connect_with(claims) == "invalid_token"
+
+    assert not SocketConnection.objects.filter(identity_id=node.pk).exists()
+    assert Authenticatable.objects.get(pk=node.pk).status == "offline"
+
+
+@pytest.mark.django_db
+def test_a_connect_refused_leaves_the_connection_of_an_older_socket_on_record(world):
+    """Another login of the node may still be connected: rights changes find its socket by that row."""
+    node = world.node_a
+    kept, ended = decode(token(node)), decode(token(node))
+    assert isinstance(_connect_with(kept), dict)
+    LoginSession.objects.filter(pk=ended["sid"]).update(revoked_at=timezone.now())
+
+    assert _connect_with(ended) == "invalid_token"
+
+    assert SocketConnection.objects.filter(identity_id=node.pk).exists()
+    assert Authenticatable.objects.get(pk=node.pk).status == "online"
