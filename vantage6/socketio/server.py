@@ -552,7 +552,8 @@ class Server:
             return
         reply = self._remote(message)
         session = self.sessions.get(sid)
-        if session is None or session.address != message["address"]:
+        # (``get``: a request from a process of an older version names no address, and is refused.)
+        if session is None or session.address != message.get("address"):
             await reply(*UNKNOWN_SESSION)
             return
 
@@ -932,7 +933,7 @@ class Server:
             return
         session = self.sessions.get(sid)
         state = None
-        if session is not None and session.transport == POLLING and session.address == message["address"]:
+        if session is not None and session.transport == POLLING and session.address == message.get("address"):
             del self.sessions[sid]
             self._anonymous.pop(sid, None)
             self._connected(session)
