@@ -12,6 +12,9 @@ Ownership and routing:
   gets the client "Session ID unknown", on which it starts over.
 * A websocket upgrade that lands on another process takes the session over (``eio.takeover``): the
   owner hands its state over, forgets it and forwards the session's late polling requests.
+* A session answers only the client address that opened it (``Session.address``): a request or
+  upgrade of its sid from another address is answered as an unknown sid. Forwarded requests and
+  takeovers name the address, and the owner checks it.
 * A room is a channel-layer group. A process is bound once per room any of its sessions is in
   (``room_members`` counts them), and passes each room packet on to those sessions in memory: one
   frame per socket. An event emitted in the process's own loop reaches its sessions at once, and the
