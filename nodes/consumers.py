@@ -566,6 +566,7 @@ server = Server(
     verify=ended_sessions,
     secret=settings.SECRET_KEY.encode(),
     cors_allowed_origins=tuple(settings.CORS_ALLOWED_ORIGINS),
+    trusted_proxies=settings.TRUSTED_PROXIES,
     housekeeping=_housekeeping,
     housekeeping_interval=node_sweep_period(),
     layer_reconnected=resync_nodes,

@@ -46,9 +46,9 @@ IDLE_SECONDS = 5
 BACKLOG = 1024
 # Files a server process holds besides its connections: database and broker connections, logs, modules.
 OTHER_FILES = 256
-# The handshake headers the websocket application reads (the token, in nodes.consumers.handshake_auth):
-# the only ones its scope carries.
-SCOPE_HEADERS = (b"authorization",)
+# The handshake headers the websocket application reads (the token, in nodes.consumers.handshake_auth;
+# the client address a trusted proxy names, to which a session is bound): the only ones its scope carries.
+SCOPE_HEADERS = (b"authorization", b"x-forwarded-for")
 
 logger = logging.getLogger("vantage6.serve")
 

@@ -293,6 +293,7 @@ class WebSocket:
         self.state = CONNECTING
         self.accept = accept_key(headers[b"sec-websocket-key"])
         kept = self.factory.scope_headers
+        peer = self.transport.getPeer()
         scope = {
             "type": "websocket",
             "asgi": {"version": "3.0"},
@@ -300,6 +301,7 @@ class WebSocket:
             "query_string": getattr(self, "_raw_query_string", b""),
             "headers": [(name, value) for name, value in headers.items() if name in kept],
             "subprotocols": [],
+            "client": [peer.host, peer.port] if hasattr(peer, "port") else None,
         }
         if hasattr(self, "_raw_query_string"):
             del self._raw_query_string

@@ -128,11 +128,11 @@ def apart(sockets, url: str, first: str, second: str) -> tuple[NodeSocket, NodeS
 class PollingSession:
     """Engine.IO long-polling by hand; ``hosts`` are used in turn, one per request."""
 
-    def __init__(self, hosts: list[str], token: str) -> None:
+    def __init__(self, hosts: list[str], token: str, *, headers: dict[str, str] | None = None) -> None:
         self.hosts = hosts
         self.turn = 0
         self.http = requests.Session()
-        self.http.headers["Authorization"] = f"Bearer {token}"
+        self.http.headers.update({"Authorization": f"Bearer {token}", **(headers or {})})
         self.sid = json.loads(self._request("GET").text[1:])["sid"]
 
     def _request(self, method: str, data: str | None = None) -> requests.Response:

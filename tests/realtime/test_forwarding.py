@@ -165,7 +165,7 @@ def test_an_upgrade_on_another_process_takes_the_session_over_with_its_rooms(wor
         await owner.receive(session, f"0{TASKS_NAMESPACE},{{}}")  # connected over polling: in its rooms
         session.outbox.clear()
         await other.listening()
-        taken = await other.take_over(session.sid)
+        taken = await other.take_over(session.sid, "")
         await other.emit("new_task", {"id": 7}, room=room, namespace=TASKS_NAMESPACE)
         await asyncio.sleep(0.2)
         # A request that still reaches the first process follows the session.

@@ -321,7 +321,7 @@ def test_a_session_whose_connect_outlasts_the_wait_of_the_process_asking_for_it_
         session, _ = await server.open_session("polling", headers)
         asking = await server.layer.new_channel()
         async with server._arrival(session.sid):  # a connect that does not end in time
-            takeover = {"type": "eio.takeover", "sid": session.sid, "reply": asking, "id": "r"}
+            takeover = {"type": "eio.takeover", "sid": session.sid, "reply": asking, "id": "r", "address": ""}
             await server._on_message(takeover)
             answer = await asyncio.wait_for(server.layer.receive(asking), 1)
         return answer, server.sessions.get(session.sid) is session
@@ -351,7 +351,9 @@ def test_a_session_handed_over_before_its_scheduled_recheck_ran_is_rechecked_by_
         await server.receive(session, f"0{TASKS_NAMESPACE},{{}}")
         asking = await server.layer.new_channel()
         server._start_recheck({session.owner})
-        await server._hand_over({"type": "eio.takeover", "sid": session.sid, "reply": asking, "id": "r"})
+        await server._hand_over(
+            {"type": "eio.takeover", "sid": session.sid, "reply": asking, "id": "r", "address": ""}
+        )
         return await asyncio.wait_for(server.layer.receive(asking), 1)
 
     answer = in_memory(scenario)

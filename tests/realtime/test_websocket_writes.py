@@ -8,6 +8,7 @@ import os
 import socket
 
 import pytest
+from twisted.internet.address import IPv4Address
 
 from vantage6.websocket import NORMAL, TEXT, Factory, close_frame, frame
 
@@ -29,6 +30,9 @@ class Transport:
         self._tempDataBuffer: list[bytes] = []
         self.written: list[bytes] = []
         self.producer = None
+
+    def getPeer(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 40000)
 
     def write(self, data: bytes) -> None:
         self.written.append(data)

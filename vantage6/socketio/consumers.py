@@ -16,6 +16,7 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
+from vantage6 import throttle
 from vantage6.socketio import packets as p
 from vantage6.socketio.server import (
     TEXT,
@@ -40,6 +41,17 @@ def _query(scope: dict) -> dict[str, str]:
 
 def _headers(scope: dict) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def _address(scope: dict, server: Server) -> str:
+    """The client address of a request (the peer's, or the one a trusted proxy names): a session
+    answers only requests from the address that opened it."""
+    peer = scope.get("client")
+    forwarded = [
+        value.decode("latin-1") for name, value in scope.get("headers", []) if name == b"x-forwarded-for"
+    ]
+    meta = {"REMOTE_ADDR": str(peer[0]) if peer else "", "HTTP_X_FORWARDED_FOR": ",".join(forwarded)}
+    return throttle.client_address(meta, server.trusted_proxies)
 
 
 class _NoConnectionCheck:
@@ -109,13 +121,15 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
         if query.get("transport") != POLLING or "j" in query:
             await self.reply(*error(400, 0, "Transport unknown"))
             return
-        sid = query.get("sid")
+        sid, address = query.get("sid"), _address(self.scope, self.server)
         if method not in ("GET", "POST"):
             await self.reply(*error(405, 2, "Bad handshake method"))
         elif sid is None:
             if method == "GET":
                 try:
-                    _, open_packet = await self.server.open_session(POLLING, _headers(self.scope))
+                    _, open_packet = await self.server.open_session(
+                        POLLING, _headers(self.scope), address=address
+                    )
                 except Unavailable:
                     await self.reply(*UNAVAILABLE)
                     return
@@ -125,13 +139,16 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
         else:
             await self.server.listening()
             self.key = new_id()
-            self._session = self.server.sessions.get(sid)
-            if self._session is not None:
-                await self.server.serve_polling(self.session, method, body, self.reply, self.key)
+            session = self.server.sessions.get(sid)
+            if session is None:
+                await self._forward(sid, method, body, address)
+            elif session.address != address:
+                await self.reply(*UNKNOWN_SESSION)  # as for a sid no process has: it reveals nothing
             else:
-                await self._forward(sid, method, body)
+                self._session = session
+                await self.server.serve_polling(session, method, body, self.reply, self.key)
 
-    async def _forward(self, sid: str, method: str, body: bytes) -> None:
+    async def _forward(self, sid: str, method: str, body: bytes, address: str) -> None:
         """To the process that owns the session; a silent owner (it died) makes the session unknown."""
         server = self.server
         owner = server.owner_of(sid)
@@ -140,7 +157,7 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
             await self.reply(*UNKNOWN_SESSION)
             return
         self.owner = owner
-        message = {"type": "eio.forward", "sid": sid, "method": method, "body": body}
+        message = {"type": "eio.forward", "sid": sid, "method": method, "body": body, "address": address}
         self.key = await server.ask(owner, message, self._answer)
         self.timer = asyncio.get_running_loop().call_later(server.forward_timeout, self._owner_silent)
 
@@ -248,10 +265,12 @@ class WebsocketConsumer:
         if query.get("EIO") != PROTOCOL_VERSION or query.get("transport") != WEBSOCKET:
             await self.close()
             return
-        sid = query.get("sid")
+        sid, address = query.get("sid"), _address(scope, self.server)
         if sid is None:
             try:
-                self._session, open_packet = await self.server.open_session(WEBSOCKET, _headers(scope), self)
+                self._session, open_packet = await self.server.open_session(
+                    WEBSOCKET, _headers(scope), self, address=address
+                )
             except Unavailable:
                 await self.close()  # refused before it was accepted: an HTTP 403 to the upgrade
                 return
@@ -259,7 +278,7 @@ class WebsocketConsumer:
             await self._send({"type": "websocket.accept"})
             await self.send(open_packet)
             return
-        self._session = await self.server.take_over(sid)
+        self._session = await self.server.take_over(sid, address)
         if self._session is None or self.session.transport != POLLING:
             self._session = None
             await self.close()

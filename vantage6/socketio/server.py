@@ -12,6 +12,9 @@ Ownership and routing:
   gets the client "Session ID unknown", on which it starts over.
 * A websocket upgrade that lands on another process takes the session over (``eio.takeover``): the
   owner hands its state over, forgets it and forwards the session's late polling requests.
+* A session answers only the client address that opened it (``Session.address``): a request or
+  upgrade of its sid from another address is answered as an unknown sid. Forwarded requests and
+  takeovers name the address, and the owner checks it.
 * A room is a channel-layer group. A process is bound once per room any of its sessions is in
   (``room_members`` counts them), and passes each room packet on to those sessions in memory: one
   frame per socket. An event emitted in the process's own loop reaches its sessions at once, and the
@@ -44,7 +47,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Protocol, cast
 
 from channels.db import database_sync_to_async
@@ -52,6 +55,7 @@ from channels.exceptions import StopConsumer
 from channels.layers import DEFAULT_CHANNEL_LAYER, BaseChannelLayer, InMemoryChannelLayer
 from django.db import DatabaseError
 
+from vantage6 import throttle
 from vantage6.logging import client_text, database_error_text
 from vantage6.socketio import bridge
 from vantage6.socketio import packets as p
@@ -269,6 +273,7 @@ class Server:
         packet_rate: float = 20,
         packet_burst: int = 200,
         settle_time: float = 0.5,
+        trusted_proxies: Iterable[throttle.IPNetwork] = (),
     ) -> None:
         self.namespaces = namespaces
         self.liveness = liveness
@@ -292,6 +297,8 @@ class Server:
         # How long a process waits for the owner of a session to answer a forwarded request.
         self.forward_timeout = forward_timeout
         self.cors_allowed_origins = cors_allowed_origins
+        # The proxies whose X-Forwarded-For names the client address a session is bound to.
+        self.trusted_proxies = tuple(trusted_proxies)
         self.layer_alias = layer_alias
         self.housekeeping = housekeeping
         # ``housekeeping`` (the application's periodic work) runs every ``housekeeping_interval`` s.
@@ -548,7 +555,8 @@ class Server:
             return
         reply = self._remote(message)
         session = self.sessions.get(sid)
-        if session is None:
+        # (``get``: a request from a process of an older version names no address, and is refused.)
+        if session is None or session.address != message.get("address"):
             await reply(*UNKNOWN_SESSION)
             return
 
@@ -559,9 +567,10 @@ class Server:
 
     # --- sessions ------------------------------------------------------------------------------------
     async def open_session(
-        self, transport: str, headers: dict[str, str], sink: Sink | None = None
+        self, transport: str, headers: dict[str, str], sink: Sink | None = None, *, address: str = ""
     ) -> tuple[Session, str]:
-        """A new session of this process (of websocket ``sink`` if given) and its Engine.IO OPEN packet."""
+        """A new session of this process (of websocket ``sink`` if given) for the client at ``address``,
+        and its Engine.IO OPEN packet."""
         await self.listening()
         try:
             auth, authenticated = await database_sync_to_async(self.authenticate)(headers)
@@ -569,7 +578,7 @@ class Server:
             database_failed(f"{transport} handshake refused", exc)
             raise Unavailable from None
         expires_at = None if authenticated else time.time() + self.ping_interval + self.ping_timeout
-        session = Session(self._new_sid(), transport, auth, expires_at=expires_at)
+        session = Session(self._new_sid(), transport, auth, expires_at=expires_at, address=address)
         session.sink = sink
         await self._adopt(session)
         handshake = {
@@ -863,34 +872,37 @@ class Server:
             session.active_at = time.monotonic()
 
     # --- websockets -----------------------------------------------------------------------------------------
-    async def take_over(self, sid: str) -> Session | None:
-        """The long-polling session ``sid`` in this process, for its websocket upgrade: taken over from
-        the process that owns it if need be; None if no process has it. A recheck that comes while its
-        state is on its way (its old owner no longer has it), or that was under way there, is done once
-        it is here."""
+    async def take_over(self, sid: str, address: str) -> Session | None:
+        """The long-polling session ``sid`` in this process, for its websocket upgrade from ``address``:
+        taken over from the process that owns it if need be; None if no process has it for a client at
+        that address (then it stays as it is). A recheck that comes while its state is on its way (its
+        old owner no longer has it), or that was under way there, is done once it is here."""
         await self.listening()
         owner = self.owner_of(sid)
         if owner is None:
             return None
         if sid in self.sessions:
-            return self.sessions[sid]
+            here = self.sessions[sid]
+            return here if here.address == address else None
         target = self.moved.get(sid, (owner,))[0]
         if target == self.channel:
             return None
         async with self._arrival(sid) as arriving:
-            session = await self._take_over_from(target, sid, arriving)
+            session = await self._take_over_from(target, sid, address, arriving)
         if session is not None and not arriving.count and arriving.missed(session.owner):
             await self._recheck([session])
         return session
 
-    async def _take_over_from(self, target: str, sid: str, arriving: _Arriving) -> Session | None:
+    async def _take_over_from(
+        self, target: str, sid: str, address: str, arriving: _Arriving
+    ) -> Session | None:
         answered: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
 
         async def handler(message: dict) -> None:
             if not answered.done():
                 answered.set_result(message)
 
-        request_id = await self.ask(target, {"type": "eio.takeover", "sid": sid}, handler)
+        request_id = await self.ask(target, {"type": "eio.takeover", "sid": sid, "address": address}, handler)
         try:
             message = await asyncio.wait_for(answered, self.forward_timeout)
         except TimeoutError:
@@ -924,7 +936,7 @@ class Server:
             return
         session = self.sessions.get(sid)
         state = None
-        if session is not None and session.transport == POLLING:
+        if session is not None and session.transport == POLLING and session.address == message.get("address"):
             del self.sessions[sid]
             self._anonymous.pop(sid, None)
             self._connected(session)

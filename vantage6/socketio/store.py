@@ -20,6 +20,7 @@ class Session:
 
     __slots__ = (
         "active_at",
+        "address",
         "allowance",
         "auth",
         "expires_at",
@@ -46,9 +47,13 @@ class Session:
         *,
         owner: str = "",
         expires_at: float | None = None,
+        address: str = "",
     ) -> None:
         self.sid = sid
         self.transport = transport
+        # The client address that opened it: the only one whose requests it answers (a sid leaks in
+        # polling URLs, and so into proxy and access logs).
+        self.address = address
         # What the application kept of the handshake (see ``Server``'s ``authenticate``); never a secret.
         self.auth: dict = auth or {}
         # {namespace: {"sid": socket id, "state": application data}}
@@ -82,11 +87,14 @@ class Session:
             "expires_at": self.expires_at,
             "rooms": [list(room) for room in self.rooms],
             "outbox": self.outbox,
+            "address": self.address,
         }
 
     @classmethod
     def taken_over(cls, state: dict) -> Session:
-        session = cls(state["sid"], state["transport"], state["auth"], owner=state["owner"])
+        session = cls(
+            state["sid"], state["transport"], state["auth"], owner=state["owner"], address=state["address"]
+        )
         session.expires_at = state["expires_at"]
         session.namespaces = state["namespaces"]
         session.rooms = [(namespace, room) for namespace, room in state["rooms"]]
