@@ -27,8 +27,11 @@ from tests.conftest import requires_services
 from tests.realtime.conftest import _daphne
 from tests.realtime.helpers import ABSENT_BROKER, Sink, create_task, make_user, token
 from tests.realtime.live import LIVE
+from tests.realtime.test_websocket_writes import HANDSHAKE, Transport
+from vantage6.socketio.consumers import WebsocketConsumer
 from vantage6.socketio.server import Namespace, Server, from_process, room_group
 from vantage6.socketio.siblings import Siblings
+from vantage6.websocket import Factory
 
 pytestmark = requires_services("rabbitmq")
 
@@ -391,3 +394,53 @@ def test_a_sibling_gone_leaves_the_others_rooms_working():
         return sinks
 
     assert [sink.packets for sink in _on_broker(scenario, ("one", "two", "three"))] == [_events(5)] * 2
+
+
+class _Noted:
+    """A socket whose writes are noted in ``writes``."""
+
+    def __init__(self, sock: socket.socket, writes: list[str]) -> None:
+        self.sock = sock
+        self.writes = writes
+
+    def send(self, data: bytes) -> int:
+        self.writes.append("websocket")
+        return self.sock.send(data)
+
+
+@pytest.mark.django_db  # the handshake's check runs where the database may be used
+def test_a_room_event_goes_to_the_siblings_before_the_processes_own_websockets(monkeypatch):
+    """The sibling passes the event on while this process writes its own sockets of the room."""
+    one, two = _server("one"), _server("two")
+    link = _siblings(one, two)
+    writes: list[str] = []
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+
+    async def scenario() -> list[Sink]:
+        await link()
+        await _settled(one, two)
+        there = await _member(two, "collaboration_1")
+        consumer = WebsocketConsumer(server=one)
+        transport = Transport(cast(socket.socket, _Noted(ours, writes)))
+        websocket = Factory(lambda _path: consumer, max_message=1 << 20, scope_headers=()).buildProtocol(None)
+        websocket._raw_query_string = b"EIO=4&transport=websocket"  # as daphne sets it
+        websocket.makeConnection(transport)
+        websocket.dataReceived(HANDSHAKE)
+        await asyncio.sleep(0.1)
+        transport.drain()  # the upgrade's answer and the OPEN packet
+        await one.join(consumer.session, NAMESPACE, "collaboration_1")
+        send = one.siblings.send  # type: ignore[union-attr]
+        monkeypatch.setattr(one.siblings, "send", lambda *args: (writes.append("sibling"), send(*args)))
+        await _emit(one, 1)
+        await asyncio.sleep(0.2)
+        return [there]
+
+    try:
+        there = _on_broker(scenario, ("one", "two"))
+        assert cast(list[Sink], there)[0].packets == _events(1)
+        assert writes == ["sibling", "websocket"]
+        assert _events(1)[0].encode() in peer.recv(1 << 16)
+    finally:
+        ours.close()
+        peer.close()

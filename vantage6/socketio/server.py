@@ -1134,11 +1134,13 @@ class Server:
         carries it only to the other processes (in-memory: only if some other is bound to the room)."""
         group = room_group(namespace, room)
         if self.channel and asyncio.get_running_loop() is self._listening_loop:
-            await self._deliver_room(group, [packet])
             layer = self.layer
-            if isinstance(layer, InMemoryChannelLayer) and set(layer.groups.get(group, ())) <= {self.channel}:
-                return
-            self._publish_soon(group, packet)
+            groups = layer.groups if isinstance(layer, InMemoryChannelLayer) else None
+            if groups is None or not set(groups.get(group, ())) <= {self.channel}:
+                # Queued before this process's own deliveries: at the end of the turn the siblings' link
+                # is written before its websockets, so that the other process delivers meanwhile.
+                self._publish_soon(group, packet)
+            await self._deliver_room(group, [packet])
             return
         self.room_messages["published"] += 1
         message = {"type": "eio.packets", "group": group, "packets": [packet]}
