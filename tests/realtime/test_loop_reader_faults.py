@@ -11,7 +11,9 @@ import psycopg2
 import pytest
 from django.db import connection, connections
 
+from tasks.services import run_status_read_on_loop, run_status_reported
 from tests.conftest import requires_services
+from tests.factories import make_collab, make_node, make_org, make_task
 from tests.realtime.helpers import make_run, token
 from tests.realtime.live import LIVE, sql_apart
 from vantage6.db.postgresql.base import AsyncReader
@@ -131,3 +133,23 @@ def test_status_reports_go_on_after_the_servers_connections_are_terminated(own_s
 
 def _statuses(socket, seconds: float = 2.0) -> list[dict]:
     return [data for name, data in socket.received(seconds) if name == "algorithm_status_change"]
+
+
+def test_a_node_reports_no_run_beyond_the_id_column_nor_one_of_its_organization_elsewhere(transactional_db):  # noqa: ARG001
+    organization, other = make_org(), make_org()
+    here, elsewhere = make_collab(organization, other), make_collab(organization, other)
+    node, _ = make_node(organization, here)
+    reporter = {"id": node.pk, "org_id": organization.pk, "collaboration_id": here.pk}
+    own = make_task(here, organization, organization).runs.get()
+    # A run of the node's organization, but in a collaboration the node does not serve.
+    foreign = make_task(elsewhere, organization, organization).runs.get()
+    assert run_status_reported(reporter, {"run_id": own.pk, "status": "active"}) is not None  # compiled
+
+    async def reads() -> list:
+        return [
+            await run_status_read_on_loop(reporter, {"run_id": run_id, "status": "active"})
+            for run_id in (foreign.pk, 2**31, 2**63, -(2**63) - 1, 10**40)
+        ]
+
+    assert asyncio.run(reads()) == [(True, None)] * 5
+    assert run_status_reported(reporter, {"run_id": foreign.pk, "status": "active"}) is None
