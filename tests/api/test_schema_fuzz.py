@@ -84,8 +84,9 @@ def test_every_answer_is_what_the_document_says(case, caller_headers):
 
 # --- hostile bodies ------------------------------------------------------------------------------------
 # What a fuzzer's negative cases send to every write operation of the document: all fields of its body
-# at once as each hostile value, each field alone as the likeliest of them, and whole bodies that are not the JSON object asked
-# for. The answer must be a 4xx (or a success) with a JSON body, never a server error.
+# at once as each hostile value, each field alone as the likeliest of them, and whole bodies that are
+# not the JSON object asked for. The answer must be a 4xx (or a success) with a JSON body, never a
+# server error.
 DOCUMENT = SchemaGenerator().get_schema(request=None, public=True)
 HOSTILE_VALUES = [
     None,

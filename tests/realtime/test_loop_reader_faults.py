@@ -5,10 +5,16 @@ once. Each read answers its own query or hands it to the database thread (None);
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 
 import psycopg2
 import pytest
+from django.conf import settings
 from django.db import connection, connections
 
 from tasks.services import run_status_read_on_loop, run_status_reported
@@ -120,9 +126,13 @@ def test_status_reports_go_on_after_the_servers_connections_are_terminated(own_s
     node.emit("algorithm_status_change", {"run_id": mine.pk, "status": "active"})
     assert other.wait_for("algorithm_status_change")["run_id"] == mine.pk
 
-    # Every connection of the server to the database, the loop's reader's too.
+    # Every connection of the server to the database, the loop's reader's too (not the test's own).
+    with connections[LIVE].cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (own,) = cursor.fetchone()
     name = connections[LIVE].settings_dict["NAME"]
-    _apart("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", name)
+    terminate = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s"
+    _apart(terminate, name, own)
     for status in ("completed", "failed"):
         node.emit("algorithm_status_change", {"run_id": theirs.pk, "status": status})
         node.emit("algorithm_status_change", {"run_id": mine.pk, "status": status})
@@ -153,3 +163,69 @@ def test_a_node_reports_no_run_beyond_the_id_column_nor_one_of_its_organization_
 
     assert asyncio.run(reads()) == [(True, None)] * 5
     assert run_status_reported(reporter, {"run_id": foreign.pk, "status": "active"}) is None
+
+
+def test_a_database_host_given_by_name_is_connected_to(reader):
+    reader._params = {**reader._params, "host": "localhost"}  # looked up on a thread, then connected
+
+    assert asyncio.run(reader.rows("SELECT %s + 1", [1])) == [(2,)]
+
+
+# A loopback address for a DNS server that never answers.
+_SILENT_DNS = "127.0.0.153"
+# In a process of its own: a DNS server that never answers, the reader's first connection to a host by
+# name, and a ticker on the loop that notes its longest stall. The resolver waits 2 s for an answer.
+_SLOW_DNS = """
+import asyncio, json, socket, sys, time
+import django
+django.setup()
+from vantage6.db.postgresql.base import AsyncReader
+
+silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+silent.bind((sys.argv[1], 53))
+
+async def main():
+    stalls = []
+    async def ticker():
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.02)
+            stalls.append(time.monotonic() - last)
+            last = time.monotonic()
+    tick = asyncio.create_task(ticker())
+    await asyncio.sleep(0.1)
+    reader = AsyncReader({"dbname": "v6", "user": "v6", "host": "database.example.org", "port": "5432"})
+    started = time.monotonic()
+    rows = await reader.rows("SELECT %s", [1])
+    took = time.monotonic() - started
+    await asyncio.sleep(0.1)
+    tick.cancel()
+    print(json.dumps({"rows": rows, "took": took, "stall": max(stalls)}))
+
+asyncio.run(main())
+"""
+
+
+def test_a_database_host_name_the_dns_does_not_answer_for_does_not_stall_the_loop(tmp_path):
+    """libpq looks a host name up on the thread that connects, however asynchronous the connection:
+    on the loop's thread, every socket of the process would wait for the DNS."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("a resolver configuration of its own needs a mount namespace (root, unshare)")
+    resolver = tmp_path / "resolv.conf"
+    resolver.write_text(f"nameserver {_SILENT_DNS}\noptions timeout:2 attempts:1\n")
+    own_resolver = 'mount --bind "$0" /etc/resolv.conf && exec "$1" -c "$2" "$3"'
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", own_resolver, resolver, sys.executable, _SLOW_DNS, _SILENT_DNS],
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0 and "mount" in done.stderr:
+        pytest.skip(f"no mount namespace here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout.splitlines()[-1])
+    assert outcome["rows"] is None  # handed to the database thread
+    assert outcome["stall"] < 0.5, outcome
+    assert outcome["took"] < 1.5, outcome
