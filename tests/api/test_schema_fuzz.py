@@ -190,3 +190,32 @@ def test_a_hostile_body_is_never_a_server_error(api, hostile_callers, run_of_nod
                     f"{caller} {body[:80]!r} ({content_type}): {status} {response.content[:200]!r}"
                 )
     assert not failures, "\n".join(failures[:20])
+
+
+# Query parameters as a fuzzer's negative cases send them: numbers out of every range and in other
+# notations, LIKE patterns with wildcards and escapes, timestamps whose offset leaves the calendar.
+HOSTILE_QUERY_VALUES = [
+    *("", "-1", str(2**63), str(-(2**63) - 1), "1" * 50, "1.5", "1e5", "nan", "0x10", "1_000", " 1 "),
+    *("\uff12", "\u0661", "true", "a,b,,", ",".join(["1"] * 5000), "x" * 20000),
+    *("%", "_", "\\", "a\\", "\\\\", "%\\%", "'"),
+    *("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2020-02-30"),
+]
+READS = [
+    (path, [p["name"] for p in item["get"].get("parameters", []) if p["in"] == "query"])
+    for path, item in DOCUMENT["paths"].items()
+    if "get" in item
+]
+
+
+@pytest.mark.parametrize(("path", "names"), READS, ids=[path for path, _ in READS])
+def test_a_hostile_query_parameter_is_never_a_server_error(api, hostile_callers, run_of_node_a, path, names):
+    api.raise_request_exception = False
+    url = path.replace("{id}", str(run_of_node_a.pk)).replace("{rule_id}", "1").replace("{uuid}", "0" * 32)
+    failures = []
+    for caller, headers in hostile_callers.items():
+        for name in names:
+            for value in HOSTILE_QUERY_VALUES:
+                status = api.get(url, {name: value}, **headers).status_code
+                if status >= 500 and status != NOT_CONFIGURED:
+                    failures.append(f"{caller} {name}={value[:40]!r}: {status}")
+    assert not failures, "\n".join(failures[:20])
