@@ -1,11 +1,12 @@
-"""A bound on the nesting of JSON from clients, shared by the API's body parser and socket packets.
-
-Deeper input would exhaust the recursion of the decoder or of the code that walks the data.
+"""Checks of JSON from clients, shared by the API's body parser and socket packets: a bound on its
+nesting (deeper input would exhaust the recursion of the decoder or of the code that walks the data),
+and the search of its strings for characters no stored text can hold.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 # Deeper than any body of the API or event of the socket protocol.
 MAX_JSON_DEPTH = 64
@@ -44,3 +45,23 @@ def loads(text: str) -> object:
     if too_deep(data):
         raise TooDeep
     return data
+
+
+# What a \u escape of JSON can put in a string but no UTF-8 text holds (nor a database column, a log).
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def found_in_strings(data: object, pattern: re.Pattern[str]) -> str | None:
+    """The first match of ``pattern`` in a string, or a key, of ``data`` (decoded JSON); None if none."""
+    pending = [data]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if found := pattern.search(item):
+                return found.group()
+        elif isinstance(item, dict):
+            pending += item.keys()
+            pending += item.values()
+        elif isinstance(item, list):
+            pending += item
+    return None

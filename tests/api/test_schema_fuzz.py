@@ -8,10 +8,13 @@ headers or body are not what the document declares for that operation.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import schemathesis
 from django.core import signals
 from django.db import close_old_connections
+from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
     content_type_conformance,
@@ -21,7 +24,9 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from tasks.models import Run
 from tests.factories import bearer, make_org, make_task, make_user
+from tests.tasks.conftest import container_identity
 from vantage6.wsgi import application
 
 schema = schemathesis.openapi.from_wsgi("/api/schema", application)
@@ -75,3 +80,142 @@ def test_every_answer_is_what_the_document_says(case, caller_headers):
         else CHECKS
     )
     case.validate_response(response, checks=checks, headers=caller_headers)
+
+
+# --- hostile bodies ------------------------------------------------------------------------------------
+# What a fuzzer's negative cases send to every write operation of the document: all fields of its body
+# at once as each hostile value, each field alone as the likeliest of them, and whole bodies that are
+# not the JSON object asked for. The answer must be a 4xx (or a success) with a JSON body, never a
+# server error.
+DOCUMENT = SchemaGenerator().get_schema(request=None, public=True)
+HOSTILE_VALUES = [
+    None,
+    -1,
+    2**31,
+    2**63,
+    -(2**63) - 1,
+    10**40,
+    1.5,
+    1e308,
+    True,
+    "",
+    "\x00",
+    "a\x00b",
+    "\ud800",
+    "x" * 100_000,
+    [],
+    [None, "\x00"],
+    {},
+    {"a": {"b": [1, {"c": None}]}},
+]
+# Each field alone takes the values most likely to get past a check: a few, for every field is many.
+FIELD_VALUES = [None, 2**63, 1.5, "a\x00b", "\ud800", [None], {"a": {"b": [1]}}]
+HOSTILE_BODIES = [
+    (b"", "application/json"),
+    (b"null", "application/json"),
+    (b"[]", "application/json"),
+    (b"[{}]", "application/json"),
+    (b"0", "application/json"),
+    (b'"text"', "application/json"),
+    (b"{", "application/json"),
+    (b'{"id": 1, "id": "1"}', "application/json"),
+    (b'{"x": NaN, "y": Infinity, "z": -Infinity}', "application/json"),
+    (b'{"x": 1e999}', "application/json"),
+    (b'{"x": "\\ud800\\udc00\\udc00"}', "application/json"),
+    (b"\xff\xfe{}", "application/json"),
+    (b"{}", "application/json; charset=utf-16"),
+    (b"{}", "application/json; charset=no-such-charset"),
+    (b"{}", "text/plain"),
+    (b"a=1&a=%00", "application/x-www-form-urlencoded"),
+    (
+        b"--b\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--b--\r\n",
+        "multipart/form-data; boundary=b",
+    ),
+    (b"{}", "multipart/form-data"),
+]
+WRITES = [
+    (method, path, operation)
+    for path, item in DOCUMENT["paths"].items()
+    for method, operation in item.items()
+    if method in ("post", "patch", "put")
+]
+
+
+def _fields(operation: dict) -> list[str]:
+    """The fields of the operation's JSON body, from its schema in the document."""
+    schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+    if ref := schema.get("$ref"):
+        schema = DOCUMENT["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    return sorted(schema.get("properties", {}))
+
+
+def _hostile_requests(operation: dict) -> list[tuple[bytes, str]]:
+    fields = _fields(operation) or ["id"]
+    bodies = [{field: value} for field in fields for value in FIELD_VALUES]
+    bodies += [dict.fromkeys(fields, value) for value in HOSTILE_VALUES]
+    # Lone surrogates survive only as JSON escapes (ensure_ascii), as a client would send them.
+    return [(json.dumps(body).encode(), "application/json") for body in bodies] + HOSTILE_BODIES
+
+
+@pytest.fixture
+def run_of_node_a(world) -> Run:
+    return make_task(world.collab_ab, world.org_a, world.org_a, world.org_b).runs.get(
+        organization=world.org_a
+    )
+
+
+@pytest.fixture
+def hostile_callers(world, run_of_node_a) -> dict[str, dict[str, str]]:
+    """Root, a node and an algorithm container: between them every write operation gets past its gate."""
+    return {
+        "root": bearer(make_user(make_org("root-org"), "Root")),
+        "node": bearer(world.node_a),
+        "container": bearer(container_identity(run_of_node_a.task, world.node_a)),
+    }
+
+
+@pytest.mark.parametrize(("method", "path", "operation"), WRITES, ids=[f"{m} {p}" for m, p, _ in WRITES])
+def test_a_hostile_body_is_never_a_server_error(api, hostile_callers, run_of_node_a, method, path, operation):
+    api.raise_request_exception = False  # a server error is a status to report, not a crash of the test
+    # The run's id: a row for a run's path, and most likely one for the others' ({id} of a task, ...).
+    url = path.replace("{id}", str(run_of_node_a.pk)).replace("{rule_id}", "1")
+    failures = []
+    for caller, headers in hostile_callers.items():
+        for body, content_type in _hostile_requests(operation):
+            response = api.generic(method.upper(), url, body, content_type, **headers)
+            status = response.status_code
+            json_answer = status == 204 or response.get("Content-Type", "").startswith("application/json")
+            if (status >= 500 and status != NOT_CONFIGURED) or not json_answer:
+                failures.append(
+                    f"{caller} {body[:80]!r} ({content_type}): {status} {response.content[:200]!r}"
+                )
+    assert not failures, "\n".join(failures[:20])
+
+
+# Query parameters as a fuzzer's negative cases send them: numbers out of every range and in other
+# notations, LIKE patterns with wildcards and escapes, timestamps whose offset leaves the calendar.
+HOSTILE_QUERY_VALUES = [
+    *("", "-1", str(2**63), str(-(2**63) - 1), "1" * 50, "1.5", "1e5", "nan", "0x10", "1_000", " 1 "),
+    *("\uff12", "\u0661", "true", "a,b,,", ",".join(["1"] * 5000), "x" * 20000),
+    *("%", "_", "\\", "a\\", "\\\\", "%\\%", "'"),
+    *("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2020-02-30"),
+]
+READS = [
+    (path, [p["name"] for p in item["get"].get("parameters", []) if p["in"] == "query"])
+    for path, item in DOCUMENT["paths"].items()
+    if "get" in item
+]
+
+
+@pytest.mark.parametrize(("path", "names"), READS, ids=[path for path, _ in READS])
+def test_a_hostile_query_parameter_is_never_a_server_error(api, hostile_callers, run_of_node_a, path, names):
+    api.raise_request_exception = False
+    url = path.replace("{id}", str(run_of_node_a.pk)).replace("{rule_id}", "1").replace("{uuid}", "0" * 32)
+    failures = []
+    for caller, headers in hostile_callers.items():
+        for name in names:
+            for value in HOSTILE_QUERY_VALUES:
+                status = api.get(url, {name: value}, **headers).status_code
+                if status >= 500 and status != NOT_CONFIGURED:
+                    failures.append(f"{caller} {name}={value[:40]!r}: {status}")
+    assert not failures, "\n".join(failures[:20])

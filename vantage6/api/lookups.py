@@ -1,6 +1,8 @@
 """SQL ``LIKE`` with the raw value, as the vantage6 text filters use it.
 
-``%`` and ``_`` are the caller's wildcards and none are added; case sensitivity follows the database.
+``%`` and ``_`` are the caller's wildcards and none are added; a backslash takes the character after it
+as it is (PostgreSQL's default escape, which vantage6 inherits, given to SQLite as well); case
+sensitivity follows the database.
 ``like("name", value)`` is a ``Q`` for ``filter()`` (combinable with ``|`` and ``&``), and
 ``like_filtered`` applies a list's text filters; the ``like`` lookup (``name__like=value``) is
 registered on every text column.
@@ -23,7 +25,8 @@ class Like(Lookup):
     def as_sql(self, compiler, connection) -> tuple[str, list]:  # type: ignore[override]  # Lookup's own type
         lhs, lhs_params = self.process_lhs(compiler, connection)
         rhs, rhs_params = self.process_rhs(compiler, connection)
-        return f"{lhs} LIKE {rhs}", [*lhs_params, *rhs_params]
+        escape = "" if connection.vendor == "postgresql" else " ESCAPE '\\'"  # PostgreSQL's default
+        return f"{lhs} LIKE {rhs}{escape}", [*lhs_params, *rhs_params]
 
 
 def like(field: str, value: str) -> Q:

@@ -101,9 +101,24 @@ def parse_datetime(raw: str) -> datetime:
     return value
 
 
+def like_param(request: Request, name: str) -> str | None:
+    """A ``LIKE`` pattern parameter (its first value)."""
+    value = first(request, name)
+    return None if value is None else _pattern(name, value)
+
+
 def likes_param(request: Request, name: str) -> list[str]:
     """Every non-empty value of a repeated pattern parameter (a row matches any of them)."""
-    return [value for value in param_values(request, name) if value]
+    return [_pattern(name, value) for value in param_values(request, name) if value]
+
+
+def _pattern(name: str, value: str) -> str:
+    """A ``LIKE`` pattern as given, whose backslash escapes the character after it (PostgreSQL's
+    ``LIKE``, vantage6's): one ending in a backslash that escapes nothing is malformed (PostgreSQL
+    refuses it)."""
+    if (len(value) - len(value.rstrip("\\"))) % 2:
+        raise bad_request(f"{name} must not end with a lone backslash, which escapes the character after it")
+    return value
 
 
 def bool_param(request: Request, name: str) -> bool | None:
@@ -123,7 +138,7 @@ _PARSERS: dict[str, Callable[[Request, str], object]] = {
     "int": int_param,
     "ids": int_list_param,
     "text": first,
-    "like": first,
+    "like": like_param,
     "likes": likes_param,
     "date": date_param,
     "time": datetime_param,

@@ -1,4 +1,5 @@
-"""The JSON body parser of the API: DRF's, with a bound on nesting, reading the body at once."""
+"""The JSON body parser of the API: DRF's, with a bound on nesting, reading the body at once, refusing
+text that is not Unicode."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 from rest_framework.utils import json
 
-from vantage6.nesting import TOO_DEEP, too_deep
+from vantage6.nesting import LONE_SURROGATE, TOO_DEEP, found_in_strings, too_deep
 
 
 class JSONParser(parsers.JSONParser):
@@ -17,13 +18,18 @@ class JSONParser(parsers.JSONParser):
         # request); a body cut within a character is refused instead of parsed without that character.
         encoding = parsers.get_encoding(parser_context or {})  # type: ignore[attr-defined]  # not in the stubs
         try:
-            data = json.loads(
-                stream.read().decode(encoding), parse_constant=json.strict_constant if self.strict else None
-            )
+            text = stream.read().decode(encoding)
+            data = json.loads(text, parse_constant=json.strict_constant if self.strict else None)
         except RecursionError:
             raise ParseError(TOO_DEEP) from None
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
         if too_deep(data):
             raise ParseError(TOO_DEEP)
+        # A lone surrogate (a \ud800 escape, or a charset that decodes to one) is no Unicode text:
+        # every field, every answer that repeats it, the database would fail on it. Plain ASCII text
+        # without an escape has none: most bodies are not walked.
+        plain = text.isascii() and "\\u" not in text
+        if not plain and (found := found_in_strings(data, LONE_SURROGATE)) is not None:
+            raise ParseError(f"JSON text with a lone surrogate, U+{ord(found):04X}, which is no Unicode text")
         return data

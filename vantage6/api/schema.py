@@ -228,7 +228,7 @@ FILTER_KINDS: dict[str, tuple[Any, str]] = {
     "id": (int, "Only rows related to the object with this id."),
     "int": (int, "An integer."),
     "text": (str, "Exact value."),
-    "like": (str, "SQL LIKE pattern (`%` any text, `_` one character)."),
+    "like": (str, "SQL LIKE pattern (`%` any text, `_` one character, `\\` the next character as it is)."),
     "date": (OpenApiTypes.DATE, "A day, YYYY-MM-DD."),
     "time": (str, "An ISO-8601 date or time."),
     "flag": (bool, "A flag: any non-empty value is true."),

@@ -6,7 +6,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from vantage6.nesting import loads
+from vantage6.nesting import found_in_strings, loads
 
 # Engine.IO packet types.
 OPEN, CLOSE, PING, PONG, MESSAGE, UPGRADE, NOOP = range(7)
@@ -93,27 +93,11 @@ def decode_sio(text: str) -> SioPacket:
         data = loads(rest) if rest else None
     except ValueError as exc:  # TooDeep included
         raise PacketError(f"bad JSON in Socket.IO packet: {exc}") from None
-    if "\\u" in rest and _unstorable(data):
+    if "\\u" in rest and found_in_strings(data, UNSTORABLE) is not None:
         raise PacketError("a NUL or a lone surrogate in a Socket.IO packet")
     if packet_type == EVENT and (not isinstance(data, list) or not data or not isinstance(data[0], str)):
         raise PacketError("an event needs a name")
     return SioPacket(packet_type, namespace, data, ack_id)
-
-
-def _unstorable(data: object) -> bool:
-    """Whether ``data`` (decoded JSON) holds a string, or a key, that ``UNSTORABLE`` matches."""
-    pending = [data]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if UNSTORABLE.search(item):
-                return True
-        elif isinstance(item, dict):
-            pending += item.keys()
-            pending += item.values()
-        elif isinstance(item, list):
-            pending += item
-    return False
 
 
 def event_packet(namespace: str, event: str, data: object = None) -> str:

@@ -28,9 +28,11 @@ session mode.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import secrets
 import select
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from itertools import chain
@@ -148,7 +150,7 @@ class AsyncReader(LoopReader):
         self._busy = True
         try:
             if self._connection is None:
-                connection = psycopg2.connect(**self._params, async_=True)
+                connection = psycopg2.connect(**await self._addressed(), async_=True)
                 self._connection = connection
                 await self._ready(connection)
             name = self._prepared.get(sql) or f"{self._prefix}{len(self._prepared) + 1}"
@@ -168,6 +170,24 @@ class AsyncReader(LoopReader):
             return None
         finally:
             self._busy = False
+
+    async def _addressed(self) -> dict:
+        """The connection parameters, with the addresses of a host given by name looked up on a thread
+        (``hostaddr``): libpq looks a name up on the thread that connects, even asynchronously, and
+        the loop would wait as long as the DNS does. Its name stays the host TLS verifies."""
+        host = self._params.get("host") or ""
+        if not host or host.startswith("/") or "," in host or self._params.get("hostaddr"):
+            return self._params  # a socket directory, several hosts, or addresses given
+        try:
+            ipaddress.ip_address(host)
+            return self._params
+        except ValueError:
+            pass
+        loop = asyncio.get_running_loop()
+        found = await asyncio.wait_for(loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), self.TIMEOUT)
+        addresses = list(dict.fromkeys(str(address[4][0]) for address in found))
+        # libpq tries each address in turn, as it does those of a name it looks up itself.
+        return {**self._params, "host": ",".join([host] * len(addresses)), "hostaddr": ",".join(addresses)}
 
     async def _ready(self, connection: psycopg2.extensions.connection) -> None:
         """Wait until the connection has done its work (connected, or the query's result read)."""
