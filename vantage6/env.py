@@ -159,6 +159,18 @@ def env_secret(name: str, data_dir: Path, *, length: int = 64) -> str:
 
 
 DATABASE_CONNECT_TIMEOUT_SECONDS = 5
+# libpq options of every PostgreSQL connection unless the URL sets them. A connect to an unreachable server
+# ends in time; a connection whose peer vanished without a reset (a network cut, a host gone) is found dead
+# within about a minute instead of the kernel's retransmission timeout (~15 minutes), during which the
+# requests and socket events waiting on it would hang.
+DATABASE_OPTIONS = {
+    "connect_timeout": str(DATABASE_CONNECT_TIMEOUT_SECONDS),
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "60000",  # ms that sent data may stay unacknowledged
+}
 
 
 def env_database(name: str, default_sqlite: Path) -> dict:
@@ -182,9 +194,8 @@ def env_database(name: str, default_sqlite: Path) -> dict:
             port = url.port
         except ValueError:
             raise SettingError(f"{PREFIX}{name}: invalid port") from None
-        # Query arguments (e.g. ?sslmode=require) are libpq connection options. A bounded connect: while
-        # the database is unreachable, requests get a 503 in time instead of hanging.
-        options = {"connect_timeout": str(DATABASE_CONNECT_TIMEOUT_SECONDS), **dict(parse_qsl(url.query))}
+        # Query arguments (e.g. ?sslmode=require) are libpq connection options, over the defaults.
+        options = {**DATABASE_OPTIONS, **dict(parse_qsl(url.query))}
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": db_name,

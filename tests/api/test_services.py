@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -24,6 +25,18 @@ def test_the_database_is_postgresql():
         cursor.execute("SELECT version()")
         assert cursor.fetchone()[0].startswith("PostgreSQL ")
     assert connection.settings_dict["NAME"].startswith("test_")
+
+
+@requires_services("postgres")
+@pytest.mark.django_db
+def test_postgresql_connections_find_a_vanished_peer_within_a_minute():
+    """Keepalive probes on an idle connection, and a bound on unacknowledged data: without them a
+    network cut leaves requests waiting on the kernel's retransmission timeout (~15 minutes)."""
+    connection.ensure_connection()
+    with socket.socket(fileno=os.dup(connection.connection.fileno())) as sock:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        probes = (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT, socket.TCP_USER_TIMEOUT)
+        assert [sock.getsockopt(socket.IPPROTO_TCP, option) for option in probes] == [30, 10, 3, 60000]
 
 
 @requires_services("rabbitmq")

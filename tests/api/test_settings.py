@@ -16,6 +16,7 @@ from django.conf import settings as django_settings
 
 from vantage6 import env
 from vantage6.env import (
+    DATABASE_OPTIONS,
     SettingError,
     env_amqp,
     env_api_path,
@@ -190,14 +191,18 @@ def test_database_postgres_urls(monkeypatch, tmp_path, scheme):
         "ENGINE": "django.db.backends.postgresql", "NAME": "vantage 6", "USER": "v6",
         "PASSWORD": "p@ss/word", "HOST": "db.example.org", "PORT": "5433",
     }  # fmt: skip
-    assert config["OPTIONS"] == {"connect_timeout": "5"}  # a connect to an unreachable server ends in time
+    # A connect to an unreachable server ends in time; a dead peer is found within about a minute.
+    assert config["OPTIONS"] == {
+        "connect_timeout": "5", "keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10",
+        "keepalives_count": "3", "tcp_user_timeout": "60000",
+    }  # fmt: skip
 
 
 def test_database_postgres_defaults_and_options(monkeypatch, tmp_path):
     _set(monkeypatch, DATABASE_URL="postgres://db/v6?sslmode=require&connect_timeout=12")
     config = env_database("DATABASE_URL", tmp_path)
     assert (config["USER"], config["PASSWORD"], config["PORT"]) == ("", "", "5432")
-    assert config["OPTIONS"] == {"sslmode": "require", "connect_timeout": "12"}
+    assert config["OPTIONS"] == {**DATABASE_OPTIONS, "sslmode": "require", "connect_timeout": "12"}
 
 
 @pytest.mark.parametrize(
