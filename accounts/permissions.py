@@ -47,6 +47,7 @@ class Principal:
     user: Any = None  # accounts.User
     node: Any = None  # nodes.Node
     claims: dict = field(default_factory=dict)  # the container token's identity
+    task: Any = None  # tasks.Task: a container's task, read in part with its token's check
 
     # --- identity --------------------------------------------------------------------------------
     @property
@@ -783,10 +784,11 @@ def principal_for_system() -> Principal:
     return Principal(kind="system", organization_id=0, rules=rules)
 
 
-def principal_for_container(claims: dict) -> Principal:
+def principal_for_container(claims: dict, task: Any = None) -> Principal:
     return Principal(
         kind="container",
         organization_id=claims["organization_id"],
         rules=rules_of_role(CONTAINER),
         claims=claims,
+        task=task,
     )
