@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -48,7 +49,7 @@ def _touch_last_seen(identity) -> None:
 
 
 # Supplied at start-up by the apps above accounts (their AppConfig.ready()), which accounts does not
-# import: the rows of nodes (nodes), and whether the task a container token names still runs (tasks).
+# import: the rows of nodes (nodes), and the task a container token names while it still runs (tasks).
 _registered: dict[str, Callable] = {}
 
 
@@ -56,8 +57,10 @@ def register_node_rows(rows: Callable[[], QuerySet]) -> None:
     _registered["node_rows"] = rows
 
 
-def register_container_check(still_running: Callable[[dict], bool]) -> None:
-    _registered["container_still_running"] = still_running
+def register_container_check(task_if_running: Callable[[dict], Any]) -> None:
+    """``task_if_running(identity)``: the task of the container a token names, or None when the
+    container may no longer act."""
+    _registered["container_task"] = task_if_running
 
 
 def _node_queryset() -> QuerySet:
@@ -87,9 +90,10 @@ def principal_from_claims(claims: dict, *, seen: bool = True) -> Principal:
     if client_type == "container":
         if not isinstance(sub, dict) or "task_id" not in sub or claims.get("purpose"):
             raise ApiError(422, "Invalid container token")
-        if not _registered["container_still_running"](sub):
+        task = _registered["container_task"](sub)
+        if task is None:
             raise ApiError(401, CONTAINER_TOKEN_ENDED)
-        return principal_for_container(sub)
+        return principal_for_container(sub, task)
     if client_type == "user":
         user = _load_user(sub) if isinstance(sub, int) else None
         if user is None:

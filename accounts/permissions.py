@@ -47,6 +47,7 @@ class Principal:
     user: Any = None  # accounts.User
     node: Any = None  # nodes.Node
     claims: dict = field(default_factory=dict)  # the container token's identity
+    task: Any = None  # tasks.Task: a container's task, read in part with its token's check
 
     # --- identity --------------------------------------------------------------------------------
     @property
@@ -572,7 +573,7 @@ def get_for(
     ``operation`` None the service that acts on the row judges it. ``named``: ``pk`` comes from a
     request body, and a missing row is that 401 too (``missing_to``)."""
     if named:
-        missing = missing_to(principal, resource or _resource_of(_model_of(queryset)), missing)
+        missing = missing_to(principal, resource or _resource_of(queryset.model), missing)
     row = fetch(queryset, pk, missing=missing)
     if operation is not None:
         resource = resource or _resource_of(type(row))
@@ -595,7 +596,7 @@ def fetch_named(
     or ``reach`` it (may act on it without viewing it); otherwise the 401, and a missing row is that
     same 401 (``missing_to`` the row's resource, or the ``listed`` one of a list filter): what such
     ids name tells the caller nothing it may not see."""
-    resource = listed or _resource_of(_model_of(queryset))
+    resource = listed or _resource_of(queryset.model)
     row = fetch(queryset, pk, missing=missing_to(principal, resource, missing))
     judged = getattr(row, through) if through else row
     viewed = principal.allows(_resource_of(type(judged)), judged)
@@ -609,10 +610,6 @@ def missing_to(principal: Principal, resource: str, missing: str | ApiError) -> 
     if principal.max_scope(principal.rule_resource(resource), "view") != GLO:
         return unauthorized()
     return not_found(missing) if isinstance(missing, str) else missing
-
-
-def _model_of(queryset: QuerySet | PkLookup) -> type[Model]:
-    return queryset.queryset().model if isinstance(queryset, PkLookup) else queryset.model
 
 
 def _resource_of(model: type[Model]) -> str:
@@ -783,10 +780,11 @@ def principal_for_system() -> Principal:
     return Principal(kind="system", organization_id=0, rules=rules)
 
 
-def principal_for_container(claims: dict) -> Principal:
+def principal_for_container(claims: dict, task: Any = None) -> Principal:
     return Principal(
         kind="container",
         organization_id=claims["organization_id"],
         rules=rules_of_role(CONTAINER),
         claims=claims,
+        task=task,
     )

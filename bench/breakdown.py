@@ -6,8 +6,9 @@ uvicorn call), the SQL queries of one request, and the cost of pieces measured o
 (middleware chain, JWT decoding, loading the principal, the ASGI handler, JSON rendering).
 ``--cprofile`` adds the functions and packages that take the time (cProfile, WSGI path).
 ``--writes`` measures the writes instead (run updates by a node, task creation, ports, kills; fresh
-rows are made for the writes that consume them): CPU per request, SQL statements and their time with
-the audit insert apart, event publishing and JSON rendering.
+rows are made for the writes that consume them): CPU per request (also without publishing its event),
+SQL statements and their time with the audit insert apart, event publishing, JSON parsing and rendering,
+the sizes of body and answer; on PostgreSQL the round trips, and how a run's result is stored.
 
     .venv/bin/python bench/breakdown.py                       # the default paths
     .venv/bin/python bench/breakdown.py /api/task /api/run?include=task --cprofile
@@ -335,7 +336,7 @@ def write_cases(manifest: dict, n: int) -> dict:
     ).encode()
     completion = json.dumps({"status": "completed", "result": RESULT, "log": "ok"}).encode()
     pools: dict = {}
-    needed = 4 * n + 80  # warm-ups, measuring (WSGI and ASGI), counting, profiling
+    needed = 5 * n + 100  # warm-ups, measuring (WSGI with and without events, ASGI), counting, profiling
     complete, kill = fresh_runs(needed), fresh_tasks(needed)
     # A container of the first node, running a run of a task to the 5 organizations (its subtasks).
     parent = Task.objects.get(pk=next(fresh_tasks(1)))
@@ -395,6 +396,7 @@ def write_breakdown(label: str, case, n: int, top: int | None) -> None:
     from rest_framework.renderers import JSONRenderer
 
     from nodes.consumers import server
+    from vantage6.api.parsers import JSONParser
 
     handler = WSGIHandler()
     timings: Counter[str] = Counter()
@@ -421,12 +423,24 @@ def write_breakdown(label: str, case, n: int, top: int | None) -> None:
             timings["statements"] += 1
             statements.append(statement)
 
+    sizes = [0, 0]  # of the last request's body and answer
+
     def one() -> None:
-        status, body = call_wsgi(handler, *_request(case()))
+        request = _request(case())
+        status, body = call_wsgi(handler, *request)
         if status[0] != "2":
             raise SystemExit(f"{label}: {status} {body[:200]!r}")
+        sizes[:] = [len(request[3]), len(body)]
 
     cpu_ms = cpu_per_call(one, n)
+    # Without a server's loop an event is published through a loop made for it (the in-memory layer):
+    # a cost of this measurement, not of the server's, which posts the event to its own loop.
+    publish = server.publish
+    server.publish = lambda *_args, **_kwargs: None
+    try:
+        quiet_ms = cpu_per_call(one, n)
+    finally:
+        server.publish = publish
     through_asgi = asgi_requests(lambda: _request(case()))
 
     def one_asgi() -> None:
@@ -435,9 +449,10 @@ def write_breakdown(label: str, case, n: int, top: int | None) -> None:
             raise SystemExit(f"{label}: {status} {body[:200]!r}")
 
     asgi_ms = cpu_per_call(one_asgi, n)
-    publish, render = server.publish, JSONRenderer.render
+    render, parse = JSONRenderer.render, JSONParser.parse
     server.publish = timed("event publishing", publish)
     JSONRenderer.render = timed("JSON rendering", render)
+    JSONParser.parse = timed("JSON parsing", parse)
     trips = RoundTrips(connection) if connection.vendor == "postgresql" else None
     try:
         with connection.execute_wrapper(sql):
@@ -449,16 +464,20 @@ def write_breakdown(label: str, case, n: int, top: int | None) -> None:
                 one()
             wall = time.perf_counter() - started
     finally:
-        server.publish, JSONRenderer.render = publish, render
+        server.publish, JSONRenderer.render, JSONParser.parse = publish, render, parse
         if trips:
             trips.stop()
     print(f"{label}\n  CPU per request: WSGI handler {cpu_ms:.2f} ms, ASGI application {asgi_ms:.2f} ms")
+    print(f"  CPU per request, its event not published (WSGI handler): {quiet_ms:.2f} ms")
+    print(f"  bytes per request: body {sizes[0]}, answer {sizes[1]}")
     print(f"  wall per request (WSGI handler): {wall * 1000 / n:.2f} ms")
     print(f"  SQL statements per request: {timings.pop('statements') / n:.1f}")
     for key, seconds in sorted(timings.items()):
         print(f"  {key:28s} {seconds * 1000 / n:6.2f} ms wall per request")
     if trips:
         trips.report(n)
+        if "result)" in label:
+            _stored_result(connection)
     else:
         print("  SQL of one request (each statement a round trip):")
         for statement in statements:
@@ -527,6 +546,23 @@ class RoundTrips:
                         )
                 finally:
                     cursor.send("ROLLBACK", None)
+
+
+def _stored_result(connection) -> None:
+    """How PostgreSQL stores the last run result written: the column's storage (``x`` extended: pglz
+    compresses a value over ~2 KB before moving it out of the row, ``e`` external: out of the row
+    as it is) and the value's size as stored against its length."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attstorage FROM pg_attribute WHERE attrelid = 'run'::regclass AND attname = 'result'"
+        )
+        (storage,) = cursor.fetchone()
+        cursor.execute(
+            "SELECT pg_column_size(result), octet_length(result) FROM run"
+            " WHERE result IS NOT NULL ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1"
+        )
+        stored, length = cursor.fetchone()
+    print(f"  the result as stored: storage '{storage}', {stored} bytes for {length}")
 
 
 def _process_cpu_ms(pid: int) -> float:

@@ -20,7 +20,7 @@ class TasksConfig(AppConfig):
         on_node_report("algorithm_log", services.run_log_reported)
         on_housekeeping(services.runs_cleanup_if_due)
         on_housekeeping(services.unused_blobs_cleanup_if_due)
-        register_container_check(selectors.container_still_running)
+        register_container_check(selectors.container_task)
         register_user_dependents(
             UserDependents(
                 "tasks",

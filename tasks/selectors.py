@@ -23,6 +23,10 @@ M = TypeVar("M", bound=Model)
 TASK_INCLUDES = {"runs", "results"}
 
 
+# The container's task as task creation needs it for a subtask (read with the token's check, not again).
+_CONTAINER_TASK_FIELDS = ("status", "image", "job_id", "init_user_id", "algorithm_store_id")
+
+
 def _container_state(task: int, collaboration: int, node: int, organization: int) -> QuerySet:
     node_there = Node.objects.filter(pk=node, collaboration_id=collaboration, organization_id=organization)
     member = Collaboration.organizations.through.objects.filter(
@@ -31,7 +35,7 @@ def _container_state(task: int, collaboration: int, node: int, organization: int
     return (
         Task.objects.filter(pk=task, collaboration_id=collaboration)
         .annotate(node_there=Exists(node_there), member=Exists(member))
-        .values_list("status", "node_there", "member")[:1]
+        .values_list("node_there", "member", *_CONTAINER_TASK_FIELDS)[:1]
     )
 
 
@@ -39,18 +43,24 @@ def _container_state(task: int, collaboration: int, node: int, organization: int
 _container_state_rows = CompiledRows(_container_state, "task", "collaboration", "node", "organization")
 
 
-def container_still_running(identity: dict) -> bool:
-    """Whether the container a token names may still act, in one query: its task is unfinished and
-    in its collaboration, its node still exists there and its organization is still a member."""
+def container_task(identity: dict) -> Task | None:
+    """The task of the container a token names if the container may still act, in one query: its task
+    is unfinished and in its collaboration, its node still exists there and its organization is still a
+    member. The task has the fields a subtask takes from its parent; None when it may not act."""
     try:
         task_id, collaboration_id = int(identity["task_id"]), int(identity["collaboration_id"])
         node_id, organization_id = int(identity["node_id"]), int(identity["organization_id"])
     except (KeyError, TypeError, ValueError):
-        return False
+        return None
     found = _container_state_rows(
         task=task_id, collaboration=collaboration_id, node=node_id, organization=organization_id
     )
-    return bool(found) and not is_finished(found[0][0]) and bool(found[0][1]) and bool(found[0][2])
+    if not found or not found[0][0] or not found[0][1]:
+        return None
+    fields = dict(zip(_CONTAINER_TASK_FIELDS, found[0][2:], strict=True))
+    task = Task(pk=task_id, collaboration_id=collaboration_id, **fields)
+    task._state.adding, task._state.db = False, connection.alias  # a stored row, read in part
+    return None if is_finished(task.status) else task
 
 
 # One row by primary key, on every request of the detail endpoints: compiled once per connection.

@@ -191,7 +191,7 @@ def _check_node_policies(principal: Principal, nodes: list[Node]) -> None:
             )
 
 
-# A task by primary key, compiled once per connection (a container's parent task, a task to kill).
+# A task by primary key, compiled once per connection (a task to kill).
 _task_by_pk = PkLookup(lambda: Task.objects.all())
 # A collaboration with the ids of its organizations (``member_ids``, joined by commas), in one query.
 _collaboration_with_members = PkLookup(
@@ -215,10 +215,10 @@ _insert_runs = CompiledInsert(Run, _all_fields(Run))
 
 
 def _check_container(principal: Principal, collaboration: Collaboration, image: str) -> Task:
-    """The parent task of a container's subtask; 401 unless the token may create it."""
+    """The parent task of a container's subtask (the container's task, as its token's check read it in
+    this request); 401 unless the token may create it."""
     claims = principal.claims
-    task_id = claims.get("task_id")
-    parent = _task_by_pk(task_id) if isinstance(task_id, int) else None
+    parent = principal.task
     principal.require(
         parent is not None
         and image.endswith(str(claims.get("image")))

@@ -51,3 +51,24 @@ def test_the_lookup_builds_the_row_the_queryset_gets(world, which):
 @pytest.mark.parametrize("pk", [987_654_321, 2**63 - 1, 2**63, -(2**63) - 1])
 def test_a_missing_row_is_none(world, queryset, pk):  # noqa: ARG001 - the rows around it
     assert PkLookup(queryset)(pk) is None
+
+
+def test_the_permission_checks_build_a_lookups_queryset_once():
+    """A lookup's queryset (annotations and subqueries built in Python) is built for its model and its
+    SQL once, not on every request that fetches a row through it."""
+    from accounts.permissions import fetch_named, get_for, principal_for_system
+    from collaborations.models import Organization
+    from tests.factories import make_org
+
+    built = []
+
+    def organizations():
+        built.append(1)
+        return Organization.objects.all()
+
+    lookup = PkLookup(organizations)
+    org, system = make_org(), principal_for_system()
+    for _ in range(3):
+        assert get_for(system, lookup, org.pk, missing="gone") == org
+        assert fetch_named(system, lookup, org.pk, missing="gone") == org
+    assert len(built) == 2  # its model, its SQL

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Generic, TypeVar, cast
 
 from django.core.exceptions import EmptyResultSet
@@ -89,6 +90,12 @@ class PkLookup(Generic[M]):
     def __init__(self, queryset: Callable[[], QuerySet[M]]) -> None:
         self.queryset = queryset
         self._plans: dict[str, _Plan] = {}
+
+    @cached_property
+    def model(self) -> type[M]:
+        """The model of the rows, as ``QuerySet.model`` (asked on every request by the permission
+        checks: the queryset, with its annotations, is built once for it)."""
+        return self.queryset().model
 
     def _plan(self, connection: BaseDatabaseWrapper) -> _Plan:
         compiler = self.queryset().filter(pk=self._MARKER)[:1].query.get_compiler(connection=connection)
@@ -384,10 +391,21 @@ def _keyed_row(
         if field.name in keyed:
             places.append(key)
         else:
-            column_type = cast(str, field.db_type(connection)).partition("(")[0]
-            places.append(f"CAST(%s AS {column_type})" if typed else "%s")
+            places.append(f"CAST(%s AS {_column_type(field, connection)})" if typed else "%s")
             params.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
     return places, params
+
+
+# A column's type without its length, by field and backend: ``db_type`` of a foreign key builds a field.
+_column_types: dict[tuple[Field, str], str] = {}
+
+
+def _column_type(field: Field, connection: BaseDatabaseWrapper) -> str:
+    key = (field, connection.vendor)
+    column_type = _column_types.get(key)
+    if column_type is None:
+        column_type = _column_types[key] = cast(str, field.db_type(connection)).partition("(")[0]
+    return column_type
 
 
 def _set_key(obj: Model, names: Sequence[str], key: object) -> None:
