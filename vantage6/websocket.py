@@ -11,7 +11,8 @@ valid UTF-8 (close 1007), pings answered, the close handshake echoed. Anything e
 connection with close 1002. The frames of one turn of the loop are written together at its end,
 straight to the socket while the transport has nothing buffered.
 
-The handler's events run one at a time, in order, in a task that exists only while there are any: an
+The handler's events run one at a time, in order, from the turn of the loop that received them: a task
+exists only while the handler waits (for the database, another process) with events left. An
 idle connection is one slotted object and its handler (no task, coroutine, queue, copy of the request's
 headers or timer; keep-alive is the handler's own ping).
 """
@@ -21,10 +22,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextvars
 import hashlib
 import logging
 import struct
-from collections.abc import Awaitable, Callable
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Protocol
 from urllib.parse import unquote
 
@@ -138,6 +141,25 @@ class _Turn:
 _turn = _Turn()
 
 
+@types.coroutine
+def _resume(running: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, None, None]:
+    """Go on with a coroutine already started, which yielded ``waiting`` (what it waits for) to its
+    caller: the task running this waits for it instead, then steps the coroutine on."""
+    while True:
+        try:
+            yield waiting
+        except BaseException as exc:  # the task was cancelled: the coroutine hears it
+            try:
+                waiting = running.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                waiting = running.send(None)
+            except StopIteration:
+                return
+
+
 class Factory:
     """Builds the websockets of one server; keeps those whose handler has not ended (``sockets``)."""
 
@@ -190,7 +212,8 @@ class WebSocket:
         self.message: bytearray | None = None  # its fragments so far
         self.handler: Handler | None = None
         self.inbox: list[tuple[int, Any]] | None = None  # events for the handler
-        self.task: asyncio.Future | None = None  # runs them while there are any
+        # Runs them while there are any: True during the first step, then a task while the handler waits.
+        self.task: asyncio.Task | bool | None = None
         self.paused = False  # reading, while the handler has INBOX_LIMIT events waiting
         self.blocked = False  # reading, while the transport's write buffer is full
         self.outgoing: list[bytes] | None = None  # frames of this turn of the loop, not written yet
@@ -491,11 +514,23 @@ class WebSocket:
             self.inbox = []
         self.inbox.append((event, value))
         if self.task is None:
-            self.task = asyncio.ensure_future(self._run())
+            self._start()
         elif len(self.inbox) >= INBOX_LIMIT and not self.paused and self.state != CLOSED:
             self.paused = True  # the client sends faster than the handler takes its messages
             if not self.blocked:
                 self.transport.pauseProducing()
+
+    def _start(self) -> None:
+        """Run the queued events now, in this turn of the loop, up to the handler's first wait: only
+        what waits goes on in a task (events arriving meanwhile queue behind, in order)."""
+        context = contextvars.copy_context()  # a task's own, as if the task ran from the start
+        running = self._run()
+        self.task = True
+        try:
+            waiting = context.run(running.send, None)
+        except StopIteration:
+            return  # done: ``_run`` cleared the task
+        self.task = asyncio.Task(_resume(running, waiting), context=context)
 
     async def _run(self) -> None:
         handler = self.handler

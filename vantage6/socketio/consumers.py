@@ -33,6 +33,9 @@ from vantage6.socketio.store import POLLING, WEBSOCKET, Session
 PROTOCOL_VERSION = "4"
 # A channel-layer alias that is not configured: the consumers get no channel.
 NO_LAYER = "no channel of its own"
+# Those of every other answer of the server (Django's defaults): no answer is sniffed into HTML, nor
+# framed.
+SECURITY_HEADERS = [(b"X-Content-Type-Options", b"nosniff"), (b"X-Frame-Options", b"DENY")]
 
 
 def _query(scope: dict) -> dict[str, str]:
@@ -196,7 +199,11 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
 
     # --- responses ---------------------------------------------------------------------------------------
     async def _respond(self, status: int, body: bytes, content_type: str, *, preflight: bool = False) -> None:
-        headers = [(b"Content-Type", content_type.encode()), (b"Content-Length", str(len(body)).encode())]
+        headers = [
+            (b"Content-Type", content_type.encode()),
+            (b"Content-Length", str(len(body)).encode()),
+            *SECURITY_HEADERS,
+        ]
         origin = _headers(self.scope).get("origin")
         allowed = self.server.cors_allowed_origins
         if origin and ("*" in allowed or origin in allowed):
