@@ -361,7 +361,8 @@ class DatabaseWrapper(SQLiteDatabaseWrapper):
     def _commit(self) -> None:
         self._begin_pending = False  # a transaction without statements has nothing to commit
         if self._batch is not None:
-            self._end_member(commit=True)
+            with self.wrap_database_errors:
+                self._end_member(commit=True)
             return
         try:
             super()._commit()  # type: ignore[misc]  # not in the stubs
@@ -371,7 +372,8 @@ class DatabaseWrapper(SQLiteDatabaseWrapper):
     def _rollback(self) -> None:
         self._begin_pending = False
         if self._batch is not None:
-            self._end_member(commit=False)
+            with self.wrap_database_errors:
+                self._end_member(commit=False)
             return
         try:
             super()._rollback()  # type: ignore[misc]  # not in the stubs
