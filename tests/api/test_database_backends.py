@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import select
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ from collaborations.models import Organization
 from tests.conftest import requires_services
 from tests.factories import bearer, make_collab, make_node, make_org, make_run, make_task, make_user
 from tests.realtime.live import sql_apart
+from vantage6.db.sqlite3.base import writer_queue
 
 
 @pytest.fixture
@@ -166,11 +169,11 @@ with transaction.atomic():
 """
 
 
-def other_process(database: Path, name: str, hold: float) -> subprocess.Popen:
+def other_process(database: Path, name: str, hold: float, script: str = OTHER_PROCESS) -> subprocess.Popen:
     env = {key: value for key, value in os.environ.items() if not key.startswith("V6_")}
     env.update(V6_DATA_DIR=str(database.parent), V6_DATABASE_URL=f"sqlite:///{database}")
     writer = subprocess.Popen(
-        [sys.executable, "-c", OTHER_PROCESS, name, str(hold)],
+        [sys.executable, "-c", script, name, str(hold)],
         cwd=settings.BASE_DIR,
         env=env,
         stdout=subprocess.PIPE,
@@ -284,6 +287,149 @@ def test_a_writer_gives_up_after_the_timeout_and_leaves_the_lock_to_the_next(sql
     began(after)
     assert after.wait(5) == 0
     assert entries(sqlite_file) == ["other", "after"]
+
+
+# --- SQLite: the transactions of writers that follow each other are committed together -----------------
+def batch_statements(sqlite_file) -> list[str]:
+    """The statements sent from now on on the connection this process's batches of the file run on."""
+    batch = writer_queue(sqlite_file.settings_dict["NAME"], in_memory=False).batch
+    assert batch is not None
+    statements: list[str] = []
+    batch.connect(sqlite_file).set_trace_callback(statements.append)
+    return statements
+
+
+def stored(sqlite_file) -> list[str]:
+    """The entries another connection sees (committed)."""
+    with closing(sqlite3.connect(sqlite_file.settings_dict["NAME"])) as other:
+        return [name for (name,) in other.execute("SELECT writer FROM entry ORDER BY rowid")]
+
+
+def writers(sqlite_file, *plans: tuple[str, str]) -> tuple[dict[str, list[str]], list[str]]:
+    """Writers on threads of this process: the first holds its transaction 0.5 s, the others begin
+    meanwhile and wait for it. A plan is (name, SQL with one parameter); "fail" as name: a writer whose
+    transaction fails after its statement. Returns what each successful writer found stored as its
+    commit returned, and the errors."""
+    answered: dict[str, list[str]] = {}
+    errors: list[str] = []
+    holding = threading.Event()
+
+    def writer(name: str, sql: str, hold: float) -> None:
+        try:
+            with transaction.atomic(using=WRITERS):
+                connections[WRITERS].cursor().execute(sql, [name])
+                holding.set()
+                time.sleep(hold)
+                if name == "fail":
+                    raise RuntimeError("this writer's transaction fails")
+            answered[name] = stored(sqlite_file)
+        except RuntimeError:
+            pass
+        except Exception as error:  # the test reports it
+            errors.append(f"{name}: {error}")
+        finally:
+            connections[WRITERS].close()
+
+    first = threading.Thread(target=writer, args=(*plans[0], 0.5))
+    first.start()
+    assert holding.wait(5)
+    others = [threading.Thread(target=writer, args=(*plan, 0)) for plan in plans[1:]]
+    for other in others:
+        other.start()
+    for thread in [first, *others]:
+        thread.join(10)
+    return answered, errors
+
+
+INSERT = "INSERT INTO entry VALUES (%s)"
+
+
+def test_writers_that_wait_are_committed_together_and_answered_after_the_commit(sqlite_file):
+    statements = batch_statements(sqlite_file)
+
+    answered, errors = writers(sqlite_file, ("first", INSERT), ("b", INSERT), ("c", INSERT), ("d", INSERT))
+
+    assert errors == []
+    assert statements.count("COMMIT") == 1  # one commit, one fsync, for the four
+    assert statements.count('SAVEPOINT "vantage6_writer"') == 4
+    assert sorted(stored(sqlite_file)) == ["b", "c", "d", "first"]
+    # Every writer's commit returned once all of the batch was committed, the first's too.
+    assert {name: sorted(rows) for name, rows in answered.items()} == {
+        name: ["b", "c", "d", "first"] for name in ("first", "b", "c", "d")
+    }
+
+
+def test_a_failing_writer_of_a_batch_leaves_nothing_and_the_others_are_stored(sqlite_file):
+    statements = batch_statements(sqlite_file)
+
+    answered, errors = writers(sqlite_file, ("first", INSERT), ("fail", INSERT), ("c", INSERT))
+
+    assert errors == []
+    assert statements.count("COMMIT") == 1
+    assert sorted(stored(sqlite_file)) == ["c", "first"]
+    assert sorted(answered) == ["c", "first"]
+    write("after", threading.Event(), 0, False, errors)  # the connection is usable after it
+    assert sorted(stored(sqlite_file)) == ["after", "c", "first"]
+
+
+def test_a_batch_whose_commit_fails_fails_every_writer_in_it_and_stores_nothing(sqlite_file):
+    with sqlite_file.cursor() as cursor:
+        cursor.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        # As Django declares every foreign key on SQLite: checked at COMMIT only.
+        cursor.execute(
+            "CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+    dangling = "INSERT INTO child VALUES (length(%s) + 1000)"
+
+    answered, errors = writers(sqlite_file, ("first", INSERT), ("dangling", dangling))
+
+    assert answered == {}
+    assert sorted(errors) == [
+        "dangling: FOREIGN KEY constraint failed",
+        "first: FOREIGN KEY constraint failed",
+    ]
+    assert stored(sqlite_file) == []
+    write("after", threading.Event(), 0, False, errors)
+    assert errors[2:] == []
+    assert stored(sqlite_file) == ["after"]
+
+
+# The first thread's transaction ends while the main thread waits for the lock: it waits, unanswered, in
+# the batch the main thread joins, which holds its transaction open until the process is killed.
+KILLED_IN_BATCH = """
+import threading, time, django
+django.setup()
+from django.db import connection, transaction
+
+def first():
+    with transaction.atomic():
+        connection.cursor().execute("INSERT INTO entry VALUES ('first')")
+        time.sleep(0.5)
+    print("first answered", flush=True)
+
+threading.Thread(target=first).start()
+time.sleep(0.2)
+with transaction.atomic():
+    connection.cursor().execute("INSERT INTO entry VALUES ('second')")
+    print("began", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_process_killed_with_a_batch_open_leaves_nothing_of_it(sqlite_file):
+    other = other_process(Path(sqlite_file.settings_dict["NAME"]), "", 0, KILLED_IN_BATCH)
+    began(other)
+    other.send_signal(signal.SIGKILL)
+    output, _ = other.communicate(timeout=10)
+
+    assert "first answered" not in output
+    assert stored(sqlite_file) == []  # neither the answered-to-no-one first nor the second
+    errors: list[str] = []
+    started = time.monotonic()
+    write("this", threading.Event(), 0, False, errors)
+    assert errors == []
+    assert time.monotonic() - started < 2
+    assert stored(sqlite_file) == ["this"]
 
 
 # --- PostgreSQL: a write's transaction control and audit record ride with its statements ----------------

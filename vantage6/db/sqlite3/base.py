@@ -9,8 +9,13 @@ processes on an exclusive ``flock`` of a file beside the database (``<database>-
 kernel hands to the next process the moment it is released, and releases when its process ends, however
 it ends. Both are released at commit, rollback or close; a process keeps the file's lock for its next
 writer if one already waits, up to ``TURNS`` in a row. Waits are bounded by the database ``timeout``.
-Programs that do not take the lock still meet at SQLite's own lock, with its busy handler. Durability is
-SQLite's, unchanged.
+Programs that do not take the lock still meet at SQLite's own lock, with its busy handler.
+
+The writers a process runs in a row that way are committed together (``Batch``): their transactions run
+in savepoints of one connection of the process, and one ``COMMIT`` - one fsync of the log, most of the
+time a write holds the lock - ends all of them. Each writer's commit returns only once that ``COMMIT`` is
+done, so nothing is answered before it is durable (``synchronous=FULL`` unchanged); a failing writer rolls
+back to its savepoint alone; a failed ``COMMIT`` fails every writer of the batch.
 
 A transaction begins (queues, then ``BEGIN IMMEDIATE``) with its first statement, not as its ``atomic``
 block is entered: what a request computes before its first query of the transaction holds no other
@@ -37,6 +42,8 @@ from vantage6.db import Features, LoopReader, Operations
 # Writers of one process in a row while another of its writers waits, before the file's lock goes to
 # the other processes: fewer hand-overs between processes (each wakes a thread there), a bounded wait.
 TURNS = 4
+# The savepoint of each transaction in a batch (one at a time).
+SAVEPOINT = "vantage6_writer"
 
 
 class WriterQueue:
@@ -63,6 +70,8 @@ class WriterQueue:
         self._count = threading.Lock()
         self._queued = 0  # writers of this process waiting for their turn
         self._turns = 0  # writers of this process in a row since it took the file's lock (0: not held)
+        # An in-memory database cannot be shared by another connection of the process: no batches.
+        self.batch = None if in_memory else Batch()
 
     def enter(self, timeout: float) -> bool:
         """Wait at most ``timeout`` seconds for this process's turn, then for the file's."""
@@ -73,9 +82,10 @@ class WriterQueue:
         with self._count:
             self._queued -= 1
         if not turn:
-            # The previous writer may have kept the file's lock for this one: release it if no one
-            # else of this process took it over.
+            # The previous writer may have kept the file's lock, and its batch, for this one: commit
+            # the batch and release the lock if no one else of this process took them over.
             if self._threads.acquire(blocking=False):
+                self.end_batch()
                 self._release(keep_file=False)
             return False
         if self._file is None or self._turns or self._take_file(self._file, deadline):
@@ -88,6 +98,36 @@ class WriterQueue:
         with self._count:
             keep_file = self._queued > 0 and self._turns < TURNS
         self._release(keep_file)
+
+    def keeps_batch(self) -> bool:
+        """Whether the writer leaving now should leave its batch open for the next one, already
+        waiting: as long as this process keeps the file's lock for its own writers."""
+        with self._count:
+            return self._queued > 0 and self._turns < TURNS
+
+    def hand_on(self, member: Member | None) -> None:
+        """Leave, keeping the batch open (and the file's lock) for the next writer; ``member`` is
+        answered when the batch ends. Should that writer give up meanwhile, the batch is ended here."""
+        assert self.batch is not None
+        if member is not None:
+            self.batch.members.append(member)
+        self._threads.release()
+        with self._count:
+            waiting = self._queued > 0
+        if not waiting and self._threads.acquire(blocking=False):
+            self.end_batch()
+            self.leave()
+
+    def end_batch(self) -> BaseException | None:
+        """Commit the open batch, if any (its holder holds the thread lock), and answer its members."""
+        batch = self.batch
+        if batch is None or not batch.open:
+            return None
+        try:
+            batch.connection.execute("COMMIT")
+        except sqlite3.Error as error:  # a deferred foreign key, an I/O error, a full disk
+            return batch.close(error)
+        return batch.close(None)
 
     def _release(self, keep_file: bool) -> None:
         if self._turns and not keep_file:
@@ -130,6 +170,65 @@ class WriterQueue:
                     fcntl.flock(file, fcntl.LOCK_UN)
 
 
+class Member:
+    """A writer whose transaction was released into a batch, waiting for the batch's commit."""
+
+    def __init__(self) -> None:
+        self.ended = threading.Event()
+        self.error: BaseException | None = None
+
+    def outcome(self) -> None:
+        self.ended.wait()
+        if self.error is not None:
+            raise type(self.error)(*self.error.args)
+
+
+class Batch:
+    """The transactions of this process's writers that follow each other while more wait, committed
+    together: one ``COMMIT``, one fsync of the log, for all of them (group commit). Each runs in a
+    savepoint of the batch's one connection; a failing one rolls back to its savepoint only. A writer
+    whose transaction is done waits for the batch's ``COMMIT`` before it returns from its own commit:
+    nothing is answered (nor its events sent, ``on_commit``) before it is durable, and a process that
+    dies leaves nothing of an unanswered writer. Only the writer holding the queue's thread lock uses
+    the connection."""
+
+    def __init__(self) -> None:
+        self._made = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+        self.open = False  # a transaction is open on the connection
+        self.members: list[Member] = []
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        assert self._connection is not None
+        return self._connection
+
+    @property
+    def made(self) -> sqlite3.Connection | None:
+        return self._connection
+
+    def connect(self, database: DatabaseWrapper) -> sqlite3.Connection:
+        with self._made:
+            if self._connection is None:
+                connection = database.get_new_connection(database.get_connection_params())
+                connection.isolation_level = None  # statements of its own; BEGIN sent as Django does
+                self._connection = connection
+            return self._connection
+
+    def close(self, error: BaseException | None) -> BaseException | None:
+        """End the open transaction (rolled back if ``error``) and answer the members with ``error``."""
+        try:
+            if error is not None and self.connection.in_transaction:
+                self.connection.execute("ROLLBACK")  # a failed COMMIT leaves it open
+        finally:
+            self.open = False
+            members, self.members = self.members, []
+            for member in members:
+                member.error = error
+                member.ended.set()
+        return error
+
+
 # One queue per database file, shared by the connections of every thread of the process; a child
 # process made by fork() opens its own (a lock of an inherited descriptor would be the parent's).
 _QUEUES: dict[str, WriterQueue] = {}
@@ -169,6 +268,9 @@ class DatabaseWrapper(SQLiteDatabaseWrapper):
     ops_class = DatabaseOperations
     _queued: WriterQueue | None = None  # the write queue this connection is at the head of, if any
     _begin_pending = False  # a transaction was started and begins with its first statement
+    _batch: Batch | None = None  # the batch this connection's transaction runs in
+    _member = False  # its savepoint is open in the batch
+    _constraints_off = False  # foreign keys switched off on this connection
 
     def make_loop_reader(self) -> LoopReader:
         if self.is_in_memory_db():
@@ -185,32 +287,83 @@ class DatabaseWrapper(SQLiteDatabaseWrapper):
         return connection
 
     def create_cursor(self, name: str | None = None) -> Any:
-        cursor = self.connection.cursor(factory=Cursor)
+        # The statements of a batched transaction (and only those) run on the batch's connection.
+        connection = self.connection if self._batch is None else self._batch.connect(self)
+        cursor = connection.cursor(factory=Cursor)
         cursor.database = self
         return cursor
 
-    def _start_transaction_under_autocommit(self) -> None:
-        self._begin_pending = True
+    def _writer_queue(self) -> WriterQueue:
+        return writer_queue(str(self.settings_dict["NAME"]), self.is_in_memory_db())
 
-    def begin_pending(self) -> None:
-        """Begin the transaction started last, if it has not begun yet (before its first statement)."""
-        if not self._begin_pending:
-            return
+    def disable_constraint_checking(self) -> bool:
+        self._constraints_off = True
+        return super().disable_constraint_checking()
+
+    def enable_constraint_checking(self) -> None:
+        super().enable_constraint_checking()
+        self._constraints_off = False
+
+    def _start_transaction_under_autocommit(self) -> None:
+        # Entered as ``atomic`` is, before any cursor of the block exists. A transaction of a connection
+        # whose foreign keys are off (a schema change, loading fixtures) stays on that connection.
+        self._begin_pending = True
+        self._batch = None if self._constraints_off else self._writer_queue().batch
+
+    def begin_pending(self, cursor: sqlite3.Cursor) -> None:
+        """Before a statement of ``cursor``: begin the transaction started last, if it has not begun yet;
+        refuse a statement that would run outside the transaction it belongs to."""
+        if self._begin_pending:
+            self._begin(cursor.connection)
+        batched = self._batch is not None and self._member
+        if cursor.connection is not (self.batch_connection() if batched else self.connection):
+            raise sqlite3.ProgrammingError("A cursor used outside the transaction it was made for.")
+
+    def batch_connection(self) -> sqlite3.Connection | None:
+        return None if self._batch is None else self._batch.connection
+
+    def _begin(self, connection: sqlite3.Connection) -> None:
         self._begin_pending = False
-        queue = writer_queue(str(self.settings_dict["NAME"]), self.is_in_memory_db())
+        if self._batch is not None and connection is not self._batch.made:
+            # Its first statement is of a cursor made before ``atomic`` was entered (Django's feature
+            # checks do that): the transaction runs on the thread's own connection, as without batches.
+            self._batch = None
+        queue = self._writer_queue()
         # Bounded as SQLite's own wait (``timeout``): a writer that waits longer (another process
-        # stopped in a transaction, a long migration) goes on to SQLite's own wait, and its "database is
-        # locked", as before, instead of hanging.
-        if queue.enter(self.settings_dict["OPTIONS"].get("timeout", 5)):
+        # stopped in a transaction, a long migration) fails with "database is locked" instead of hanging.
+        # Without a batch (a database in memory) it goes on to SQLite's own wait, and its error.
+        entered = queue.enter(self.settings_dict["OPTIONS"].get("timeout", 5))
+        if entered:
             self._queued = queue
+        elif self._batch is not None:
+            self._batch = None
+            raise sqlite3.OperationalError("database is locked")
+        batch = self._batch
         try:
-            super()._start_transaction_under_autocommit()  # type: ignore[misc]  # not in the stubs
+            if batch is None:
+                super()._start_transaction_under_autocommit()  # type: ignore[misc]  # not in the stubs
+                return
+            if not batch.open:
+                if batch.connection.in_transaction:
+                    batch.connection.execute("ROLLBACK")  # left by a failure: nothing of it was answered
+                mode = getattr(self, "transaction_mode", None) or ""  # not in the stubs
+                batch.connection.execute(f"BEGIN {mode}")
+                batch.open = True
+            batch.connection.execute(f'SAVEPOINT "{SAVEPOINT}"')
+            self._member = True
         except BaseException:
+            if batch is not None:
+                self._batch = None
+                queue.end_batch()  # the members' transactions, if any, are intact
             self._leave_queue()
             raise
 
     def _commit(self) -> None:
         self._begin_pending = False  # a transaction without statements has nothing to commit
+        if self._batch is not None:
+            with self.wrap_database_errors:
+                self._end_member(commit=True)
+            return
         try:
             super()._commit()  # type: ignore[misc]  # not in the stubs
         finally:
@@ -218,6 +371,10 @@ class DatabaseWrapper(SQLiteDatabaseWrapper):
 
     def _rollback(self) -> None:
         self._begin_pending = False
+        if self._batch is not None:
+            with self.wrap_database_errors:
+                self._end_member(commit=False)
+            return
         try:
             super()._rollback()  # type: ignore[misc]  # not in the stubs
         finally:
@@ -226,9 +383,50 @@ class DatabaseWrapper(SQLiteDatabaseWrapper):
     def _close(self) -> None:
         self._begin_pending = False
         try:
-            super()._close()  # type: ignore[misc]  # not in the stubs
+            if self._batch is not None:
+                self._end_member(commit=False)
         finally:
-            self._leave_queue()
+            try:
+                super()._close()  # type: ignore[misc]  # not in the stubs
+            finally:
+                self._leave_queue()
+
+    def _end_member(self, commit: bool) -> None:
+        """End this connection's transaction in its batch: release its savepoint (``commit``) or roll
+        back to it; then leave the batch open for the next writer if one waits, else commit it. Returns
+        once the batch holding this transaction's writes is committed; raises if that commit failed."""
+        batch, self._batch = self._batch, None
+        if not self._member:
+            return  # no statement: nothing of it in the batch
+        self._member = False
+        queue, self._queued = self._queued, None
+        assert batch is not None and queue is not None
+        connection = batch.connection
+        try:
+            if not commit:
+                connection.execute(f'ROLLBACK TO "{SAVEPOINT}"')
+            connection.execute(f'RELEASE "{SAVEPOINT}"')
+        except sqlite3.Error as error:  # the transaction is lost (an I/O error, a full disk)
+            batch.close(error)
+            queue.leave()
+            raise
+        if not commit and not batch.members:
+            try:
+                connection.execute("ROLLBACK")  # nothing is left in it
+            finally:
+                batch.close(None)
+                queue.leave()
+            return
+        if queue.keeps_batch():
+            member = Member() if commit else None
+            queue.hand_on(member)
+            if member is not None:
+                member.outcome()
+            return
+        failed = queue.end_batch()
+        queue.leave()
+        if failed is not None and commit:
+            raise failed
 
     def _leave_queue(self) -> None:
         if self._queued is not None:
@@ -267,9 +465,9 @@ class Cursor(SQLiteCursorWrapper):
     database: DatabaseWrapper
 
     def execute(self, query: str, params: Any = None) -> Any:
-        self.database.begin_pending()
+        self.database.begin_pending(self)
         return super().execute(query, params)
 
     def executemany(self, query: str, param_list: Any) -> Any:
-        self.database.begin_pending()
+        self.database.begin_pending(self)
         return super().executemany(query, param_list)
