@@ -54,6 +54,36 @@ def test_a_terminated_backend_hands_one_read_over_and_the_reader_connects_again(
     assert again is not None and again[0][0] != pid
 
 
+class _PooledSession(psycopg2.extensions.connection):
+    """A server session a pooler keeps (session mode, no reset): closing it returns it to the pool."""
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_session_handed_back_by_a_pooler_gets_statements_of_new_names(reader, monkeypatch):
+    pool: list[psycopg2.extensions.connection] = []
+    connect = psycopg2.connect
+
+    def pooled(**params: object) -> psycopg2.extensions.connection:
+        if not params.get("async_"):  # not the reader's: Django's own connections
+            return connect(**params)
+        if not pool:
+            pool.append(connect(**params, connection_factory=_PooledSession))
+        return pool[0]
+
+    monkeypatch.setattr(psycopg2, "connect", pooled)
+
+    async def reads() -> tuple:
+        first = await reader.rows("SELECT %s + 1", [1])
+        failed = await reader.rows("SELECT 1 / %s", [0])  # the reader lets its connection go
+        return first, failed, [await reader.rows("SELECT %s + 2", [1]) for _ in range(2)]
+
+    first, failed, again = asyncio.run(reads())
+    psycopg2.extensions.connection.close(pool[0])  # the pool's own close, at the end of the test
+    assert (first, failed, again) == ([(2,)], None, [[(3,)], [(3,)]])
+
+
 def test_a_statement_invalidated_by_a_change_of_its_table_is_prepared_again(reader):
     _apart("DROP TABLE IF EXISTS loop_reader_altered")
     _apart("CREATE TABLE loop_reader_altered (x integer)")

@@ -142,7 +142,7 @@ class AsyncReader(LoopReader):
         self._busy = False
         self._retry_at = 0.0
         self._prepared: dict[str, str] = {}  # SQL -> the name of its prepared statement
-        self._prefix = f"v6_{secrets.token_hex(4)}_"  # as a ``Connection``'s: its own in a pooled session
+        self._prefix = ""  # of the names prepared on the connection
 
     async def rows(self, sql: str, params: Sequence) -> list[tuple] | None:
         if self._busy or time.monotonic() < self._retry_at:
@@ -152,6 +152,9 @@ class AsyncReader(LoopReader):
             if self._connection is None:
                 connection = psycopg2.connect(**await self._addressed(), async_=True)
                 self._connection = connection
+                # New names with each connection, as a ``Connection``'s: a pooler may hand back a server
+                # session that still has the names prepared on an earlier one.
+                self._prefix = f"v6_{secrets.token_hex(4)}_"
                 await self._ready(connection)
             name = self._prepared.get(sql) or f"{self._prefix}{len(self._prepared) + 1}"
             cursor = self._connection.cursor()
