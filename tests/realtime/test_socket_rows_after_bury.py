@@ -7,17 +7,43 @@ import signal
 
 import pytest
 import requests
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Authenticatable
 from nodes.models import SocketConnection, SocketProcess
+from nodes.socket_store import restore_rows
 from tests.conftest import requires_services
 from tests.realtime.helpers import eventually, make_user, token
 from tests.realtime.live import LIVE, Daphne
 from tests.realtime.test_socket_revocation import assert_hears_no_new_task, joined
 
-pytestmark = [pytest.mark.live, requires_services("rabbitmq")]
+
+@pytest.mark.django_db
+def test_a_round_with_every_row_in_place_costs_one_query_and_changes_nothing(world):
+    SocketConnection.objects.create(identity_id=world.node_a.pk, generation="newest", process="other")
+
+    with CaptureQueriesContext(connection) as context:
+        assert restore_rows("here", {world.node_a.pk: "older"}) == []
+
+    assert len(context.captured_queries) == 1
+    assert SocketConnection.objects.get(identity_id=world.node_a.pk).generation == "newest"
 
 
+@pytest.mark.django_db
+def test_an_identity_without_a_row_gets_one_held_here_and_is_online(world):
+    SocketConnection.objects.create(identity_id=world.node_b.pk, generation="kept", process="other")
+    Authenticatable.objects.filter(pk=world.node_a.pk).update(status="offline")
+
+    assert restore_rows("here", {world.node_a.pk: "older", world.node_b.pk: "mine"}) == [world.node_a.pk]
+
+    rows = SocketConnection.objects.values_list("identity_id", "generation", "process")
+    assert set(rows) == {(world.node_a.pk, "older", "here"), (world.node_b.pk, "kept", "other")}
+    assert Authenticatable.objects.get(pk=world.node_a.pk).status == "online"
+
+
+@pytest.mark.live
+@requires_services("rabbitmq")
 def test_rights_taken_after_a_process_died_reach_the_older_socket_on_a_live_one(
     live_db, live_folder, instances, live_world, sockets
 ):
