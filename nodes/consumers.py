@@ -45,7 +45,7 @@ from nodes.events import (
 )
 from nodes.models import Node, NodeConfig, NodeMetrics, SocketConnection
 from nodes.services import node_metrics_store
-from nodes.socket_store import DatabaseLiveness
+from nodes.socket_store import DatabaseLiveness, restore_rows
 from vantage6.api.errors import ApiError
 from vantage6.logging import client_text
 from vantage6.socketio.database import events
@@ -548,8 +548,24 @@ def _process_lost(nodes: list[dict]) -> None:
     server.publish("sync", room=ALL_NODES_ROOM, namespace=TASKS_NAMESPACE)
 
 
+async def _restore_connection_rows() -> None:
+    """The identities with a socket here keep a connection row (see ``restore_rows``); the sockets of
+    those that had lost it are checked again: a change of rights meanwhile did not find them."""
+    held: dict[int, tuple[str, str]] = {}
+    for session in list(server.sessions.values()):
+        entry = session.namespaces.get(TASKS_NAMESPACE)
+        if entry is not None and "generation" in entry["state"]:
+            held[entry["state"]["id"]] = (entry["state"]["kind"], entry["state"]["generation"])
+    if not held:
+        return
+    generations = {pk: generation for pk, (_, generation) in held.items()}
+    if restored := await database_sync_to_async(restore_rows)(server.process, generations):
+        await server.recheck([f"{held[pk][0]}:{pk}" for pk in restored])
+
+
 async def _housekeeping() -> None:
     await database_sync_to_async(mark_silent_nodes_offline)()
+    await _restore_connection_rows()
     for job in housekeeping_jobs:
         await database_sync_to_async(job)()
 

@@ -53,3 +53,18 @@ class DatabaseLiveness(Liveness):
             SocketConnection.objects.filter(process=process).delete()
             transaction.on_commit(lambda: self.process_lost(nodes))
         return True
+
+
+def restore_rows(process: str, held: dict[int, str]) -> list[int]:
+    """The identities of ``held`` (id: generation of one of their sockets on server ``process``) that have
+    no connection row get one, held by ``process``, and are online: the row went with a dead process that
+    held their newest socket, and without it no change of rights finds the sockets left here. One query
+    when none lacks a row; the ids of those that did."""
+    rowless = Authenticatable.objects.filter(pk__in=held, socket_connection__isnull=True)
+    lacking = list(rowless.values_list("pk", flat=True))
+    if lacking:
+        with transaction.atomic():
+            rows = [SocketConnection(identity_id=pk, generation=held[pk], process=process) for pk in lacking]
+            SocketConnection.objects.bulk_create(rows, ignore_conflicts=True)  # one may have connected since
+            Authenticatable.objects.filter(pk__in=lacking).update(status=AuthStatus.ONLINE)
+    return lacking
