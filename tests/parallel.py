@@ -139,8 +139,8 @@ def release(node) -> None:
 
 
 def configure_worker(config: pytest.Config) -> None:
-    """In a worker: an in-memory SQLite test database, and its vhost for the tests, the channel layer
-    and the servers the tests start."""
+    """In a worker: an in-memory SQLite test database (or a file: ``V6_TEST_SQLITE_DIR``), and its vhost
+    for the tests, the channel layer and the servers the tests start."""
     if not hasattr(config, "workerinput"):
         return
     from django.conf import settings
@@ -148,9 +148,13 @@ def configure_worker(config: pytest.Config) -> None:
     # pytest-django gives each worker a database of its own by a suffix on the test database's name,
     # and recognizes SQLite by Django's engine name only: on vantage6.db.sqlite3 it would name a file
     # "test_<path>_gw0". The name Django takes by default, in memory, is each worker's own already.
+    # V6_TEST_SQLITE_DIR: a file there instead (pytest-django adds the worker's suffix), as `make run` keeps
+    # its data: only a file database commits its writers in groups (vantage6.db.sqlite3).
+    files = os.environ.get("V6_TEST_SQLITE_DIR")
     for database in settings.DATABASES.values():
         if database["ENGINE"].endswith("sqlite3") and not database.get("TEST", {}).get("NAME"):
-            database.setdefault("TEST", {})["NAME"] = ":memory:"
+            name = os.path.join(files, "test.sqlite3") if files else ":memory:"
+            database.setdefault("TEST", {})["NAME"] = name
     uri = config.workerinput.get(WORKER_URI)
     if uri:
         os.environ["V6_RABBITMQ_URI"] = uri
