@@ -3,24 +3,16 @@ restarts what it stops, its replicas run again after each test, and its nodes ar
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import pytest
 
 from tests.faults.topology import Node, Topology
+from tests.ops import services
 
 
 @pytest.fixture(scope="package")
 def topology():
-    # Under /tmp, not pytest's private folder: the services' own users must reach their data.
-    with tempfile.TemporaryDirectory(prefix="v6-faults-") as folder:
-        deployment = Topology(Path(folder))
-        try:
-            deployment.start()
-            yield deployment
-        finally:
-            deployment.close()
+    with services.running("v6-faults-", Topology) as deployment:
+        yield deployment
 
 
 @pytest.fixture(autouse=True)

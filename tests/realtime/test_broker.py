@@ -7,9 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import tempfile
 import time
-from pathlib import Path
+from functools import partial
 
 import pytest
 from django.conf import settings
@@ -76,14 +75,8 @@ def test_a_channel_left_in_a_group_does_not_wedge_delivery():
 def broker():
     if reason := services.available():
         pytest.skip(reason)
-    with tempfile.TemporaryDirectory(prefix="v6-broker-") as folder:
-        rabbitmq = services.PrivateService("rabbitmq", Path(folder))
-        try:
-            rabbitmq.start()
-            yield rabbitmq
-        finally:
-            rabbitmq.kill()
-            rabbitmq.stop()
+    with services.running("v6-broker-", partial(services.PrivateService, "rabbitmq")) as rabbitmq:
+        yield rabbitmq
 
 
 @pytest.fixture
