@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -115,18 +116,37 @@ def sqlite_file(tmp_path, django_db_blocker):
     del connections.settings[WRITERS]
 
 
-def write(name: str, began: threading.Event, hold: float, fail: bool, errors: list) -> None:
-    """One writer's transaction, on its thread's own connection. SQLite itself would wait for the write
-    lock only 50 ms here, much less than the other writer holds it."""
+INSERT = "INSERT INTO entry VALUES (%s)"
+
+
+def write(
+    name: str,
+    errors: list[str],
+    *,
+    sql: str = INSERT,
+    hold: float = 0,
+    fail: bool = False,
+    began: threading.Event | None = None,
+    busy_timeout_ms: int | None = 50,
+    committed: Callable[[str], None] | None = None,
+) -> None:
+    """One writer's transaction on its thread's own connection: it runs ``sql`` with its name, sets
+    ``began``, holds the transaction ``hold`` seconds, then fails (``fail``) or commits and calls
+    ``committed`` with its name. Errors other than its own failure go to ``errors``. SQLite itself would
+    wait for the write lock only ``busy_timeout_ms`` (by default much less than another writer holds it)."""
     try:
-        with connections[WRITERS].cursor() as cursor:
-            cursor.execute("PRAGMA busy_timeout = 50")
+        if busy_timeout_ms is not None:
+            with connections[WRITERS].cursor() as cursor:
+                cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms:d}")
         with transaction.atomic(using=WRITERS):
-            connections[WRITERS].cursor().execute("INSERT INTO entry VALUES (%s)", [name])
-            began.set()
+            connections[WRITERS].cursor().execute(sql, [name])
+            if began is not None:
+                began.set()
             time.sleep(hold)
             if fail:
-                raise RuntimeError("the first writer's transaction fails")
+                raise RuntimeError(f"{name}'s transaction fails")
+        if committed is not None:
+            committed(name)
     except RuntimeError:
         pass
     except Exception as error:  # the test reports it
@@ -139,8 +159,10 @@ def write(name: str, began: threading.Event, hold: float, fail: bool, errors: li
 def test_two_writers_of_one_process_both_write(sqlite_file, first_fails):
     errors: list[str] = []
     began = threading.Event()
-    first = threading.Thread(target=write, args=("first", began, 0.3, first_fails, errors))
-    second = threading.Thread(target=write, args=("second", threading.Event(), 0, False, errors))
+    first = threading.Thread(
+        target=write, args=("first", errors), kwargs={"hold": 0.3, "fail": first_fails, "began": began}
+    )
+    second = threading.Thread(target=write, args=("second", errors))
     first.start()
     assert began.wait(5)
     started = time.monotonic()
@@ -197,7 +219,7 @@ def test_a_writer_waits_for_the_transaction_of_another_process(sqlite_file):
     began(other)
     errors: list[str] = []
 
-    write("this", threading.Event(), 0, False, errors)  # SQLite alone would give up after 50 ms
+    write("this", errors)  # SQLite alone would give up after 50 ms
 
     assert other.wait(10) == 0
     assert errors == []
@@ -208,7 +230,7 @@ def test_a_process_killed_in_its_transaction_holds_up_no_one(sqlite_file):
     other = other_process(Path(sqlite_file.settings_dict["NAME"]), "killed", 600)
     began(other)
     errors: list[str] = []
-    writer = threading.Thread(target=write, args=("this", threading.Event(), 0, False, errors))
+    writer = threading.Thread(target=write, args=("this", errors))
     writer.start()
     time.sleep(0.3)
     assert writer.is_alive(), "it waits for the other process"
@@ -229,7 +251,7 @@ def test_a_process_writing_without_pause_lets_another_process_in(sqlite_file):
         deadline = time.monotonic() + 30
         while not stop.is_set() and time.monotonic() < deadline:
             with transaction.atomic(using=WRITERS):
-                connections[WRITERS].cursor().execute("INSERT INTO entry VALUES (%s)", [name])
+                connections[WRITERS].cursor().execute(INSERT, [name])
         connections[WRITERS].close()
 
     writers = [threading.Thread(target=keep_writing, args=(f"this-{n}",)) for n in range(4)]
@@ -258,7 +280,7 @@ def test_a_transaction_holds_other_writers_up_only_from_its_first_statement(sqli
         other = other_process(database, "other", 0)
         began(other)
         assert other.wait(5) == 0
-        sqlite_file.cursor().execute("INSERT INTO entry VALUES (%s)", ["this"])
+        sqlite_file.cursor().execute(INSERT, ["this"])
         # From its first statement on, it holds the others up until it ends.
         later = other_process(database, "later", 0)
         time.sleep(0.5)
@@ -277,7 +299,7 @@ def test_a_writer_gives_up_after_the_timeout_and_leaves_the_lock_to_the_next(sql
     errors: list[str] = []
     started = time.monotonic()
 
-    write("this", threading.Event(), 0, False, errors)
+    write("this", errors)
 
     assert errors == ["this: database is locked"]
     assert time.monotonic() - started < 1.5  # the queue's 0.3 s, then SQLite's 50 ms
@@ -314,34 +336,22 @@ def writers(sqlite_file, *plans: tuple[str, str]) -> tuple[dict[str, list[str]],
     errors: list[str] = []
     holding = threading.Event()
 
-    def writer(name: str, sql: str, hold: float) -> None:
-        try:
-            with transaction.atomic(using=WRITERS):
-                connections[WRITERS].cursor().execute(sql, [name])
-                holding.set()
-                time.sleep(hold)
-                if name == "fail":
-                    raise RuntimeError("this writer's transaction fails")
-            answered[name] = stored(sqlite_file)
-        except RuntimeError:
-            pass
-        except Exception as error:  # the test reports it
-            errors.append(f"{name}: {error}")
-        finally:
-            connections[WRITERS].close()
+    def answer(name: str) -> None:
+        answered[name] = stored(sqlite_file)
 
-    first = threading.Thread(target=writer, args=(*plans[0], 0.5))
-    first.start()
+    def writer(plan: tuple[str, str], **options) -> threading.Thread:
+        name, sql = plan
+        options.update(sql=sql, fail=name == "fail", busy_timeout_ms=None, committed=answer)
+        thread = threading.Thread(target=write, args=(name, errors), kwargs=options)
+        thread.start()
+        return thread
+
+    first = writer(plans[0], hold=0.5, began=holding)
     assert holding.wait(5)
-    others = [threading.Thread(target=writer, args=(*plan, 0)) for plan in plans[1:]]
-    for other in others:
-        other.start()
+    others = [writer(plan) for plan in plans[1:]]
     for thread in [first, *others]:
         thread.join(10)
     return answered, errors
-
-
-INSERT = "INSERT INTO entry VALUES (%s)"
 
 
 def test_writers_that_wait_are_committed_together_and_answered_after_the_commit(sqlite_file):
@@ -368,7 +378,7 @@ def test_a_failing_writer_of_a_batch_leaves_nothing_and_the_others_are_stored(sq
     assert statements.count("COMMIT") == 1
     assert sorted(stored(sqlite_file)) == ["c", "first"]
     assert sorted(answered) == ["c", "first"]
-    write("after", threading.Event(), 0, False, errors)  # the connection is usable after it
+    write("after", errors)  # the connection is usable after it
     assert sorted(stored(sqlite_file)) == ["after", "c", "first"]
 
 
@@ -389,7 +399,7 @@ def test_a_batch_whose_commit_fails_fails_every_writer_in_it_and_stores_nothing(
         "first: FOREIGN KEY constraint failed",
     ]
     assert stored(sqlite_file) == []
-    write("after", threading.Event(), 0, False, errors)
+    write("after", errors)
     assert errors[2:] == []
     assert stored(sqlite_file) == ["after"]
 
@@ -426,7 +436,7 @@ def test_a_process_killed_with_a_batch_open_leaves_nothing_of_it(sqlite_file):
     assert stored(sqlite_file) == []  # neither the answered-to-no-one first nor the second
     errors: list[str] = []
     started = time.monotonic()
-    write("this", threading.Event(), 0, False, errors)
+    write("this", errors)
     assert errors == []
     assert time.monotonic() - started < 2
     assert stored(sqlite_file) == ["this"]

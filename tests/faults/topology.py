@@ -91,8 +91,7 @@ class Topology:
                 run_in_checkout([CLUSTER, "stop"], self.env, timeout=120)
         finally:
             for service in (self.postgres, self.rabbitmq):
-                service.kill()
-                service.stop()
+                service.close()
 
     # --- the server replicas ----------------------------------------------------------------------------
     def pid(self, replica: str) -> int:

@@ -13,8 +13,11 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -115,3 +118,29 @@ class PrivateService:
     def stop(self) -> None:
         """Stop what is left (RabbitMQ's epmd after a kill); the data goes with the test's folder."""
         subprocess.run([SCRIPTS / "services-stop.sh"], env=self._env(), check=True, capture_output=True)
+
+    def close(self) -> None:
+        self.kill()
+        self.stop()
+
+
+class Deployment(Protocol):
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+D = TypeVar("D", bound=Deployment)
+
+
+@contextlib.contextmanager
+def running(prefix: str, make: Callable[[Path], D]) -> Iterator[D]:
+    """``make(folder)`` started, in a new folder named ``prefix...``, and closed after, however it ends."""
+    # Under /tmp, not pytest's private folder: the services' own users must reach their data.
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        deployment = make(Path(folder))
+        try:
+            deployment.start()
+            yield deployment
+        finally:
+            deployment.close()

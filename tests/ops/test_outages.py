@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -117,19 +116,13 @@ class Stack:
                 self.server.show_log()
         finally:
             for service in (self.postgres, self.rabbitmq):
-                service.kill()
-                service.stop()
+                service.close()
 
 
 @pytest.fixture(scope="module")
 def stack():
-    with tempfile.TemporaryDirectory(prefix="v6-outage-") as folder:
-        stack = Stack(Path(folder))
-        try:
-            stack.start()
-            yield stack
-        finally:
-            stack.close()
+    with services.running("v6-outage-", Stack) as stack:
+        yield stack
 
 
 def test_database_restart_answers_503_then_recovers(stack):

@@ -114,6 +114,21 @@ def make_run(world: LiveWorld, organization: Organization | None = None) -> Run:
     return run
 
 
+def ready_nodes(sockets, url: str, *nodes: Node) -> list[NodeSocket]:
+    """A socket of each of ``nodes`` (in this order, each ready before the next connects)."""
+    opened = []
+    for node in nodes:
+        socket = sockets(url, token(node))
+        socket.wait_ready(node)
+        opened.append(socket)
+    return opened
+
+
+def status_changes(socket: NodeSocket, seconds: float = 1.5) -> list[dict]:
+    """The ``algorithm_status_change`` events ``socket`` receives within ``seconds``."""
+    return [data for name, data in socket.received(seconds) if name == "algorithm_status_change"]
+
+
 def apart(sockets, url: str, first: str, second: str) -> tuple[NodeSocket, NodeSocket]:
     """A websocket of token ``first`` and one of ``second`` on different processes of the server."""
     one = sockets(url, first, transports=["websocket"])

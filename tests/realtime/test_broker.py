@@ -7,9 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import tempfile
 import time
-from pathlib import Path
+from functools import partial
 
 import pytest
 from django.conf import settings
@@ -22,7 +21,7 @@ from tests.realtime.helpers import ABSENT_BROKER, apart, create_task, make_run, 
 from tests.realtime.live import Daphne
 from vantage6.layers import RabbitmqChannelLayer, dropped
 
-pytestmark = [pytest.mark.live, services.ONE_DEPLOYMENT_AT_A_TIME]  # a broker of its own
+pytestmark = pytest.mark.live  # those on a broker of their own: ONE_DEPLOYMENT_AT_A_TIME too
 
 
 def _publish(layer: RabbitmqChannelLayer, count: int) -> None:
@@ -76,14 +75,8 @@ def test_a_channel_left_in_a_group_does_not_wedge_delivery():
 def broker():
     if reason := services.available():
         pytest.skip(reason)
-    with tempfile.TemporaryDirectory(prefix="v6-broker-") as folder:
-        rabbitmq = services.PrivateService("rabbitmq", Path(folder))
-        try:
-            rabbitmq.start()
-            yield rabbitmq
-        finally:
-            rabbitmq.kill()
-            rabbitmq.stop()
+    with services.running("v6-broker-", partial(services.PrivateService, "rabbitmq")) as rabbitmq:
+        yield rabbitmq
 
 
 @pytest.fixture
@@ -99,6 +92,7 @@ def _timed_task(host: str, user, collaboration) -> tuple[int, float]:
     return task_id, time.monotonic() - started
 
 
+@services.ONE_DEPLOYMENT_AT_A_TIME
 def test_broker_restart_while_nodes_are_connected(server_on_broker, broker, live_world, sockets):
     host = server_on_broker.url
     researcher = make_user(live_world.org_a, roles=("Researcher",))
@@ -126,6 +120,7 @@ def test_broker_restart_while_nodes_are_connected(server_on_broker, broker, live
     assert during != after
 
 
+@services.ONE_DEPLOYMENT_AT_A_TIME
 def test_room_messages_that_waited_for_the_broker_go_out_in_order_once_it_is_back(broker):
     async def outage() -> tuple[list[int], int]:
         layer = RabbitmqChannelLayer(host=broker.url, **settings.RABBITMQ_LAYER_CONFIG)
@@ -150,6 +145,7 @@ def test_room_messages_that_waited_for_the_broker_go_out_in_order_once_it_is_bac
     assert asyncio.run(outage()) == ([3, 4, 5, 6, 7], 3)
 
 
+@services.ONE_DEPLOYMENT_AT_A_TIME
 def test_sibling_processes_pass_their_events_while_the_broker_restarts(
     broker, live_db, live_folder, live_world, sockets
 ):

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tasks.models import Run, Task
-from tests.realtime.helpers import token
+from tests.realtime.helpers import ready_nodes, token
 from tests.realtime.live import LIVE, Daphne
 
 pytestmark = pytest.mark.live
@@ -46,10 +46,7 @@ def _relayed(socket, seconds: float) -> int:
 
 
 def test_an_event_flood_is_relayed_only_up_to_the_bound(bounded_server, live_world, sockets):
-    watcher = sockets(bounded_server.url, token(live_world.node_b))
-    watcher.wait_ready(live_world.node_b)
-    node = sockets(bounded_server.url, token(live_world.node_a))
-    node.wait_ready(live_world.node_a)
+    watcher, node = ready_nodes(sockets, bounded_server.url, live_world.node_b, live_world.node_a)
     report = _report(live_world)
 
     started = time.monotonic()

@@ -20,7 +20,7 @@ from django.db import connection, connections
 from tasks.services import run_status_read_on_loop, run_status_reported
 from tests.conftest import requires_services
 from tests.factories import make_collab, make_node, make_org, make_task
-from tests.realtime.helpers import make_run, token
+from tests.realtime.helpers import make_run, ready_nodes, status_changes
 from tests.realtime.live import LIVE, sql_apart
 from vantage6.db.postgresql.base import AsyncReader
 
@@ -148,10 +148,7 @@ def test_reads_at_once_each_get_their_own_answer_or_none(reader):
 
 @pytest.mark.live
 def test_status_reports_go_on_after_the_servers_connections_are_terminated(own_server, live_world, sockets):
-    node = sockets(own_server.url, token(live_world.node_a))
-    node.wait_ready(live_world.node_a)
-    other = sockets(own_server.url, token(live_world.node_b))
-    other.wait_ready(live_world.node_b)
+    node, other = ready_nodes(sockets, own_server.url, live_world.node_a, live_world.node_b)
     mine, theirs = make_run(live_world), make_run(live_world, live_world.org_b)
     node.emit("algorithm_status_change", {"run_id": mine.pk, "status": "active"})
     assert other.wait_for("algorithm_status_change")["run_id"] == mine.pk
@@ -166,13 +163,9 @@ def test_status_reports_go_on_after_the_servers_connections_are_terminated(own_s
     for status in ("completed", "failed"):
         node.emit("algorithm_status_change", {"run_id": theirs.pk, "status": status})
         node.emit("algorithm_status_change", {"run_id": mine.pk, "status": status})
-        assert [(e["run_id"], e["status"]) for e in _statuses(other)] == [(mine.pk, status)]
+        assert [(e["run_id"], e["status"]) for e in status_changes(other, 2.0)] == [(mine.pk, status)]
     log = own_server.log.read_text()
     assert "Traceback" not in log and "ERROR" not in log
-
-
-def _statuses(socket, seconds: float = 2.0) -> list[dict]:
-    return [data for name, data in socket.received(seconds) if name == "algorithm_status_change"]
 
 
 def test_a_node_reports_no_run_beyond_the_id_column_nor_one_of_its_organization_elsewhere(transactional_db):  # noqa: ARG001

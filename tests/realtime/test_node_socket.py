@@ -17,6 +17,7 @@ from tests.realtime.helpers import (
     expired_token,
     foreign_token,
     make_user,
+    ready_nodes,
     token,
     token_pair,
 )
@@ -215,10 +216,7 @@ def test_algorithm_log_is_appended_and_relayed(server, live_world, sockets):
 
 
 def test_algorithm_status_change_is_relayed_with_job_id(server, live_world, sockets):
-    node = sockets(server.url, token(live_world.node_a))
-    node.wait_ready(live_world.node_a)
-    other = sockets(server.url, token(live_world.node_b))
-    other.wait_ready(live_world.node_b)
+    node, other = ready_nodes(sockets, server.url, live_world.node_a, live_world.node_b)
     run = make_run(live_world, live_world.org_a)
 
     node.emit(

@@ -15,25 +15,17 @@ from tasks.models import Task
 from tasks.services import run_status_read_on_loop, run_status_reported
 from tests.conftest import requires_services
 from tests.factories import make_collab, make_node, make_org, make_task
-from tests.realtime.helpers import token
+from tests.realtime.helpers import make_run, ready_nodes, status_changes
 from tests.realtime.live import LIVE
-from tests.realtime.test_node_socket import make_run as make_live_run
 from vantage6.db import loop_reader
 from vantage6.db.postgresql.base import AsyncReader
 from vantage6.db.sqlite3.base import DirectReader
 
 
-def status_events(socket, seconds: float = 1.5) -> list[dict]:
-    return [data for name, data in socket.received(seconds) if name == "algorithm_status_change"]
-
-
 @pytest.mark.live
 def test_a_status_of_a_deleted_run_is_not_relayed(server, live_world, sockets):
-    node = sockets(server.url, token(live_world.node_a))
-    node.wait_ready(live_world.node_a)
-    other = sockets(server.url, token(live_world.node_b))
-    other.wait_ready(live_world.node_b)
-    deleted, kept = make_live_run(live_world, live_world.org_a), make_live_run(live_world, live_world.org_a)
+    node, other = ready_nodes(sockets, server.url, live_world.node_a, live_world.node_b)
+    deleted, kept = make_run(live_world), make_run(live_world)
     node.emit("algorithm_status_change", {"run_id": deleted.pk, "status": "active"})
     assert other.wait_for("algorithm_status_change")["run_id"] == deleted.pk
 
@@ -41,7 +33,7 @@ def test_a_status_of_a_deleted_run_is_not_relayed(server, live_world, sockets):
     node.emit("algorithm_status_change", {"run_id": deleted.pk, "status": "completed"})
     node.emit("algorithm_status_change", {"run_id": kept.pk, "status": "active"})
 
-    assert [event["run_id"] for event in status_events(other)] == [kept.pk]
+    assert [event["run_id"] for event in status_changes(other)] == [kept.pk]
 
 
 def _world():
