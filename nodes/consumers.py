@@ -196,12 +196,11 @@ def identify(auth: dict, process: str) -> dict | str | None:
     # session rechecked (the server does that once its connect is done); a lookup before it follows a
     # commit the read below sees. Read first, a socket could join with rights taken away between its read
     # and its write, and no change would recheck it.
-    generation, created = connected(claims["sub"], process)
+    generation, replaced = connected(claims["sub"], process)
     try:
         identity = _node(claims) if claims["client_type"] == "node" else _user(claims)
     except (TokenRevoked, ApiError) as exc:  # ended, or deleted, since the handshake
-        if created:  # a row that was there is left: an older connection of the identity may live on
-            SocketConnection.objects.filter(identity_id=claims["sub"], generation=generation).delete()
+        unconnected(claims["sub"], generation, replaced)
         return "invalid_token" if isinstance(exc, TokenRevoked) else None
     # Online, but not "seen": only REST calls and ping heartbeats set last_seen.
     Authenticatable.objects.filter(pk=identity["id"]).update(status=AuthStatus.ONLINE)
@@ -276,20 +275,34 @@ def places(kinds: dict[int, str]) -> dict[int, dict]:
     return found
 
 
-def connected(identity_id: int, process: str) -> tuple[str, bool]:
-    """Record a new connection of an identity, held by server ``process``: its generation, and whether
-    the row is new (the identity had no connection on record)."""
+def connected(identity_id: int, process: str) -> tuple[str, tuple[str, str] | None]:
+    """Record a new connection of an identity, held by server ``process``: its generation, and the
+    (generation, process) of the connection it replaced on record, None if there was none."""
     generation = secrets.token_hex(16)
-    # One statement for a known identity (no transaction around an upsert).
     rows = SocketConnection.objects.filter(identity_id=identity_id)
-    if rows.update(generation=generation, process=process):
-        return generation, False
-    try:
-        SocketConnection.objects.create(identity_id=identity_id, generation=generation, process=process)
-    except IntegrityError:  # a connection of the same identity came first, or the identity is gone
-        rows.update(generation=generation, process=process)
-        return generation, False
-    return generation, True
+    row = SocketConnection(identity_id=identity_id, generation=generation, process=process)
+    while True:
+        replaced = rows.values_list("generation", "process").first()
+        if replaced is None:
+            try:
+                row.save(force_insert=True)
+                return generation, None
+            except IntegrityError:  # a connection of the same identity came first, or the identity is gone
+                if (replaced := rows.values_list("generation", "process").first()) is None:
+                    return generation, None
+        # Replaced only as read: what a refused connect puts back (``unconnected``) is what it replaced.
+        if rows.filter(generation=replaced[0]).update(generation=generation, process=process):
+            return generation, replaced
+
+
+def unconnected(identity_id: int, generation: str, replaced: tuple[str, str] | None) -> None:
+    """Undo ``connected`` for a connect that was refused, unless a newer one followed: the connection it
+    replaced is on record again, so that its disconnect marks the identity offline."""
+    rows = SocketConnection.objects.filter(identity_id=identity_id, generation=generation)
+    if replaced is None:
+        rows.delete()
+    else:
+        rows.update(generation=replaced[0], process=replaced[1])
 
 
 def moved(identity: dict, process: str) -> None:
