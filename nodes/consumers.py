@@ -357,16 +357,27 @@ def heartbeat(identity_id: int) -> None:
 
 @transaction.atomic
 def went_offline(identity: dict) -> bool:
-    """Mark an identity offline unless it connected again since (a newer generation); whether it did."""
+    """Mark an identity offline unless it connected again since (a newer generation); whether it did.
+    Its connection row goes too: a socket of it left on another process restores it (``restore_rows``)
+    and the identity is online again."""
     rows = Authenticatable.objects.filter(pk=identity["id"])
     if "generation" in identity:
         rows = rows.filter(socket_connection__generation=identity["generation"])
     if not rows.update(status=AuthStatus.OFFLINE):
         return False
+    SocketConnection.objects.filter(identity_id=identity["id"]).delete()
     if identity["kind"] == "node":
         NodeConfig.objects.filter(node_id=identity["id"]).delete()
         NodeMetrics.objects.filter(node_id=identity["id"]).delete()
     return True
+
+
+def handed_over(identity: dict, successor: str, process: str) -> None:
+    """The connection of ``identity`` (of ``identify``), if it is the newest on record, is now that of
+    generation ``successor``, another socket of the identity on server ``process``."""
+    SocketConnection.objects.filter(identity_id=identity["id"], generation=identity["generation"]).update(
+        generation=successor, process=process
+    )
 
 
 def node_sweep_period() -> float:
@@ -429,6 +440,17 @@ async def _leave(socket: Socket, identity: dict, rooms: list[str]) -> None:
             await _tell_users(socket, "message", _notice(identity, "left", room), [room])
 
 
+def _successor(socket: Socket) -> str | None:
+    """The generation of another connected socket of the identity of ``socket`` in this process, if any."""
+    owner = f"{socket.state['kind']}:{socket.state['id']}"  # a revoked session's own was cleared
+    for session in socket.server.sessions.values():
+        # A session leaving the namespace only (its client's DISCONNECT packet) is still among them.
+        entry = session.namespaces.get(TASKS_NAMESPACE)
+        if session.owner == owner and session is not socket.session and entry is not None:
+            return entry["state"]["generation"]
+    return None
+
+
 class TasksNamespace(Namespace):
     """Presence notices go to the user sockets of a room (``presence_room``), plus the joiner's own
     ``message``: nodes do not act on the presence of others, and sending it to them would cost
@@ -459,6 +481,10 @@ class TasksNamespace(Namespace):
             # by the heartbeat sweep): notices now would only make the UI flap.
             return
         await _leave(socket, identity, identity["rooms"])
+        if (successor := _successor(socket)) is not None:
+            # Another socket of the identity here (another tab, a node's reconnect): it stays online.
+            await database_sync_to_async(handed_over)(identity, successor, socket.server.process)
+            return
         # Not if it connected again meanwhile (a newer generation): it lost the race with a quick reconnect.
         if await database_sync_to_async(went_offline)(identity) and identity["kind"] == "node":
             await _tell_users(socket, "node-offline", _node_notice(identity), identity["rooms"])
