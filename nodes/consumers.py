@@ -440,13 +440,13 @@ async def _leave(socket: Socket, identity: dict, rooms: list[str]) -> None:
             await _tell_users(socket, "message", _notice(identity, "left", room), [room])
 
 
-def _successor(socket: Socket) -> str | None:
-    """The generation of another connected socket of the identity of ``socket`` in this process, if any."""
-    owner = f"{socket.state['kind']}:{socket.state['id']}"  # a revoked session's own was cleared
-    for session in socket.server.sessions.values():
-        # A session leaving the namespace only (its client's DISCONNECT packet) is still among them.
+def _successor(identity: dict, server: Server) -> str | None:
+    """The generation of a connected socket of ``identity`` in this process, if any."""
+    owner = f"{identity['kind']}:{identity['id']}"
+    for session in server.sessions.values():
+        # A socket disconnecting, whose session may still be listed, holds no generation (``on_disconnect``).
         entry = session.namespaces.get(TASKS_NAMESPACE)
-        if session.owner == owner and session is not socket.session and entry is not None:
+        if session.owner == owner and entry is not None and "generation" in entry["state"]:
             return entry["state"]["generation"]
     return None
 
@@ -480,14 +480,17 @@ class TasksNamespace(Namespace):
             # Its next connection, to another process, follows at once (one that never comes is found
             # by the heartbeat sweep): notices now would only make the UI flap.
             return
-        await _leave(socket, identity, identity["rooms"])
-        if (successor := _successor(socket)) is not None:
+        # The socket holds its connection no longer: no housekeeping round restores the row for it, and no
+        # other disconnect hands the row to it (a session leaving a namespace, or revoked, stays listed).
+        leaving = {**identity, "generation": identity.pop("generation")}
+        await _leave(socket, leaving, leaving["rooms"])
+        if (successor := _successor(leaving, socket.server)) is not None:
             # Another socket of the identity here (another tab, a node's reconnect): it stays online.
-            await database_sync_to_async(handed_over)(identity, successor, socket.server.process)
+            await database_sync_to_async(handed_over)(leaving, successor, socket.server.process)
             return
         # Not if it connected again meanwhile (a newer generation): it lost the race with a quick reconnect.
-        if await database_sync_to_async(went_offline)(identity) and identity["kind"] == "node":
-            await _tell_users(socket, "node-offline", _node_notice(identity), identity["rooms"])
+        if await database_sync_to_async(went_offline)(leaving) and leaving["kind"] == "node":
+            await _tell_users(socket, "node-offline", _node_notice(leaving), leaving["rooms"])
 
     async def on_recheck(self, sockets: list[Socket]) -> None:
         """Each socket leaves the rooms its identity no longer reaches (and is told, as it is told
@@ -513,7 +516,7 @@ class TasksNamespace(Namespace):
 
     async def on_move(self, socket: Socket) -> None:
         identity = socket.state
-        if "kind" not in identity:
+        if "generation" not in identity:  # unidentified, or disconnecting
             return
         await database_sync_to_async(moved)(identity, socket.server.process)
         if identity["kind"] == "node":
