@@ -196,12 +196,11 @@ def identify(auth: dict, process: str) -> dict | str | None:
     # session rechecked (the server does that once its connect is done); a lookup before it follows a
     # commit the read below sees. Read first, a socket could join with rights taken away between its read
     # and its write, and no change would recheck it.
-    generation, created = connected(claims["sub"], process)
+    generation, replaced = connected(claims["sub"], process)
     try:
         identity = _node(claims) if claims["client_type"] == "node" else _user(claims)
     except (TokenRevoked, ApiError) as exc:  # ended, or deleted, since the handshake
-        if created:  # a row that was there is left: an older connection of the identity may live on
-            SocketConnection.objects.filter(identity_id=claims["sub"], generation=generation).delete()
+        unconnected(claims["sub"], generation, replaced)
         return "invalid_token" if isinstance(exc, TokenRevoked) else None
     # Online, but not "seen": only REST calls and ping heartbeats set last_seen.
     Authenticatable.objects.filter(pk=identity["id"]).update(status=AuthStatus.ONLINE)
@@ -276,20 +275,34 @@ def places(kinds: dict[int, str]) -> dict[int, dict]:
     return found
 
 
-def connected(identity_id: int, process: str) -> tuple[str, bool]:
-    """Record a new connection of an identity, held by server ``process``: its generation, and whether
-    the row is new (the identity had no connection on record)."""
+def connected(identity_id: int, process: str) -> tuple[str, tuple[str, str] | None]:
+    """Record a new connection of an identity, held by server ``process``: its generation, and the
+    (generation, process) of the connection it replaced on record, None if there was none."""
     generation = secrets.token_hex(16)
-    # One statement for a known identity (no transaction around an upsert).
     rows = SocketConnection.objects.filter(identity_id=identity_id)
-    if rows.update(generation=generation, process=process):
-        return generation, False
-    try:
-        SocketConnection.objects.create(identity_id=identity_id, generation=generation, process=process)
-    except IntegrityError:  # a connection of the same identity came first, or the identity is gone
-        rows.update(generation=generation, process=process)
-        return generation, False
-    return generation, True
+    row = SocketConnection(identity_id=identity_id, generation=generation, process=process)
+    while True:
+        replaced = rows.values_list("generation", "process").first()
+        if replaced is None:
+            try:
+                row.save(force_insert=True)
+                return generation, None
+            except IntegrityError:  # a connection of the same identity came first, or the identity is gone
+                if (replaced := rows.values_list("generation", "process").first()) is None:
+                    return generation, None
+        # Replaced only as read: what a refused connect puts back (``unconnected``) is what it replaced.
+        if rows.filter(generation=replaced[0]).update(generation=generation, process=process):
+            return generation, replaced
+
+
+def unconnected(identity_id: int, generation: str, replaced: tuple[str, str] | None) -> None:
+    """Undo ``connected`` for a connect that was refused, unless a newer one followed: the connection it
+    replaced is on record again, so that its disconnect marks the identity offline."""
+    rows = SocketConnection.objects.filter(identity_id=identity_id, generation=generation)
+    if replaced is None:
+        rows.delete()
+    else:
+        rows.update(generation=replaced[0], process=replaced[1])
 
 
 def moved(identity: dict, process: str) -> None:
@@ -344,16 +357,27 @@ def heartbeat(identity_id: int) -> None:
 
 @transaction.atomic
 def went_offline(identity: dict) -> bool:
-    """Mark an identity offline unless it connected again since (a newer generation); whether it did."""
+    """Mark an identity offline unless it connected again since (a newer generation); whether it did.
+    Its connection row goes too: a socket of it left on another process restores it (``restore_rows``)
+    and the identity is online again."""
     rows = Authenticatable.objects.filter(pk=identity["id"])
     if "generation" in identity:
         rows = rows.filter(socket_connection__generation=identity["generation"])
     if not rows.update(status=AuthStatus.OFFLINE):
         return False
+    SocketConnection.objects.filter(identity_id=identity["id"]).delete()
     if identity["kind"] == "node":
         NodeConfig.objects.filter(node_id=identity["id"]).delete()
         NodeMetrics.objects.filter(node_id=identity["id"]).delete()
     return True
+
+
+def handed_over(identity: dict, successor: str, process: str) -> None:
+    """The connection of ``identity`` (of ``identify``), if it is the newest on record, is now that of
+    generation ``successor``, another socket of the identity on server ``process``."""
+    SocketConnection.objects.filter(identity_id=identity["id"], generation=identity["generation"]).update(
+        generation=successor, process=process
+    )
 
 
 def node_sweep_period() -> float:
@@ -416,6 +440,17 @@ async def _leave(socket: Socket, identity: dict, rooms: list[str]) -> None:
             await _tell_users(socket, "message", _notice(identity, "left", room), [room])
 
 
+def _successor(identity: dict, server: Server) -> str | None:
+    """The generation of a connected socket of ``identity`` in this process, if any."""
+    owner = f"{identity['kind']}:{identity['id']}"
+    for session in server.sessions.values():
+        # A socket disconnecting, whose session may still be listed, holds no generation (``on_disconnect``).
+        entry = session.namespaces.get(TASKS_NAMESPACE)
+        if session.owner == owner and entry is not None and "generation" in entry["state"]:
+            return entry["state"]["generation"]
+    return None
+
+
 class TasksNamespace(Namespace):
     """Presence notices go to the user sockets of a room (``presence_room``), plus the joiner's own
     ``message``: nodes do not act on the presence of others, and sending it to them would cost
@@ -445,10 +480,17 @@ class TasksNamespace(Namespace):
             # Its next connection, to another process, follows at once (one that never comes is found
             # by the heartbeat sweep): notices now would only make the UI flap.
             return
-        await _leave(socket, identity, identity["rooms"])
+        # The socket holds its connection no longer: no housekeeping round restores the row for it, and no
+        # other disconnect hands the row to it (a session leaving a namespace, or revoked, stays listed).
+        leaving = {**identity, "generation": identity.pop("generation")}
+        await _leave(socket, leaving, leaving["rooms"])
+        if (successor := _successor(leaving, socket.server)) is not None:
+            # Another socket of the identity here (another tab, a node's reconnect): it stays online.
+            await database_sync_to_async(handed_over)(leaving, successor, socket.server.process)
+            return
         # Not if it connected again meanwhile (a newer generation): it lost the race with a quick reconnect.
-        if await database_sync_to_async(went_offline)(identity) and identity["kind"] == "node":
-            await _tell_users(socket, "node-offline", _node_notice(identity), identity["rooms"])
+        if await database_sync_to_async(went_offline)(leaving) and leaving["kind"] == "node":
+            await _tell_users(socket, "node-offline", _node_notice(leaving), leaving["rooms"])
 
     async def on_recheck(self, sockets: list[Socket]) -> None:
         """Each socket leaves the rooms its identity no longer reaches (and is told, as it is told
@@ -474,7 +516,7 @@ class TasksNamespace(Namespace):
 
     async def on_move(self, socket: Socket) -> None:
         identity = socket.state
-        if "kind" not in identity:
+        if "generation" not in identity:  # unidentified, or disconnecting
             return
         await database_sync_to_async(moved)(identity, socket.server.process)
         if identity["kind"] == "node":

@@ -58,7 +58,8 @@ class DatabaseLiveness(Liveness):
 def restore_rows(process: str, held: dict[int, str]) -> list[int]:
     """The identities of ``held`` (id: generation of one of their sockets on server ``process``) that have
     no connection row get one, held by ``process``, and are online: the row went with a dead process that
-    held their newest socket, and without it no change of rights finds the sockets left here. One query
+    held their newest socket, or with the disconnect of that socket on another process, and without it
+    no change of rights finds the sockets left here. One query
     when none lacks a row; the ids of those that did."""
     rowless = Authenticatable.objects.filter(pk__in=held, socket_connection__isnull=True)
     lacking = list(rowless.values_list("pk", flat=True))

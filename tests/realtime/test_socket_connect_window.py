@@ -125,13 +125,16 @@ def test_a_connect_refused_for_an_ended_login_leaves_no_connection_and_the_node_
 
 @pytest.mark.django_db
 def test_a_connect_refused_leaves_the_connection_of_an_older_socket_on_record(world):
-    """Another login of the node may still be connected: rights changes find its socket by that row."""
+    """Another login of the node may still be connected: its disconnect marks the node offline, and a
+    dead process's connections are found, by that row."""
     node = world.node_a
     kept, ended = decode(token(node)), decode(token(node))
-    assert isinstance(_connect_with(kept), dict)
+    older = _connect_with(kept)
+    assert isinstance(older, dict)
     LoginSession.objects.filter(pk=ended["sid"]).update(revoked_at=timezone.now())
 
-    assert _connect_with(ended) == "invalid_token"
+    assert identify({"claims": ended}, "another-process") == "invalid_token"
 
-    assert SocketConnection.objects.filter(identity_id=node.pk).exists()
+    row = SocketConnection.objects.get(identity_id=node.pk)
+    assert (row.generation, row.process) == (older["generation"], "a-process")
     assert Authenticatable.objects.get(pk=node.pk).status == "online"

@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.middleware import csrf
 
 from vantage6.api.observability import replay_recorder
+from vantage6.cors import allow_origin, origin_allowed
 from vantage6.throttle import from_trusted_proxy
 
 ALLOWED_METHODS = "GET, POST, PATCH, PUT, DELETE, OPTIONS"
@@ -60,16 +61,13 @@ class CorsMiddleware:
         self.get_response = get_response
         self.allowed = set(settings.CORS_ALLOWED_ORIGINS)
 
-    def _origin_allowed(self, origin: str) -> bool:
-        return "*" in self.allowed or origin in self.allowed
-
     def __call__(self, request: HttpRequest) -> HttpResponse:
         # From META: ``request.headers`` would parse every header of every request for these three.
         meta = request.META
         origin = meta.get("HTTP_ORIGIN")
         if request.method == "OPTIONS" and origin and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in meta:
             response = HttpResponse(status=200)
-            if self._origin_allowed(origin):
+            if origin_allowed(origin, self.allowed):
                 response["Access-Control-Allow-Methods"] = ALLOWED_METHODS
                 response["Access-Control-Allow-Headers"] = meta.get(
                     "HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "Authorization, Content-Type"
@@ -77,10 +75,8 @@ class CorsMiddleware:
                 response["Access-Control-Max-Age"] = "86400"
         else:
             response = self.get_response(request)
-        if origin and self._origin_allowed(origin):
-            response["Access-Control-Allow-Origin"] = "*" if "*" in self.allowed else origin
-            if "*" not in self.allowed:
-                response["Vary"] = "Origin"
+        for name, value in allow_origin(origin, self.allowed):
+            response[name] = value
         return response
 
 

@@ -17,6 +17,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
 from vantage6 import throttle
+from vantage6.cors import allow_origin
 from vantage6.socketio import packets as p
 from vantage6.socketio.server import (
     TEXT,
@@ -204,13 +205,9 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
             (b"Content-Length", str(len(body)).encode()),
             *SECURITY_HEADERS,
         ]
-        origin = _headers(self.scope).get("origin")
-        allowed = self.server.cors_allowed_origins
-        if origin and ("*" in allowed or origin in allowed):
-            headers += [
-                (b"Access-Control-Allow-Origin", origin.encode()),
-                (b"Access-Control-Allow-Credentials", b"true"),
-            ]
+        allowing = allow_origin(_headers(self.scope).get("origin"), self.server.cors_allowed_origins)
+        if allowing:
+            headers += [(name.encode(), value.encode()) for name, value in allowing]
             if preflight:
                 requested = _headers(self.scope).get("access-control-request-headers", "Authorization")
                 headers += [

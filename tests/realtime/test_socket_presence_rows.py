@@ -1,0 +1,125 @@
+"""An identity is online while any of its sockets is connected, and offline once the last one closed:
+whatever order its sockets close in, and also when a connect of it was refused meanwhile."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+import websocket
+from django.utils import timezone
+
+from accounts.models import LoginSession
+from accounts.tokens import decode
+from nodes.models import SocketConnection
+from tests.conftest import requires_services
+from tests.realtime.helpers import eventually, make_user, token
+from tests.realtime.live import LIVE, Daphne
+from tests.realtime.test_socket_revocation import joined
+from tests.realtime.test_socket_rights_takeover import _hears
+
+CONNECTED = '40/tasks,{"sid":'
+
+
+def _open(host: Daphne, bearer: str) -> websocket.WebSocket:
+    """A websocket of ``bearer`` to ``host``, its Engine.IO handshake done."""
+    url = f"ws://127.0.0.1:{host.port}/socket.io/?EIO=4&transport=websocket"
+    ws = websocket.create_connection(url, timeout=30, header=[f"Authorization: Bearer {bearer}"])
+    assert ws.recv().startswith("0{")
+    return ws
+
+
+def _connect(host: Daphne, bearer: str) -> websocket.WebSocket:
+    """A websocket of ``bearer`` to ``host``, connected to ``/tasks`` and in its rooms."""
+    ws = _open(host, bearer)
+    ws.send("40/tasks,{}")
+    assert _hears(ws, lambda frame: frame.startswith(CONNECTED), 10)
+    return ws
+
+
+def _status(host: Daphne, path: str, admin: str) -> str:
+    headers = {"Authorization": f"Bearer {admin}"}
+    response = requests.get(f"{host.url}/api/{path}", headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()["status"]
+
+
+def _becomes(host: Daphne, path: str, admin: str, status: str, timeout: float = 5) -> bool:
+    return bool(eventually(lambda: _status(host, path, admin) == status, timeout=timeout))
+
+
+@pytest.mark.live
+def test_a_refused_connect_leaves_the_older_socket_of_the_identity_marking_it_offline(unpinged, live_world):
+    user = make_user(live_world.org_a, event_scope="COLLABORATION")
+    admin = token(make_user(live_world.org_c, roles=("Root",)))
+    older = _connect(unpinged, token(user))
+    sockets = [older]
+    try:
+        # A second login's socket, whose login ends between its handshake and its connect.
+        ended = token(user)
+        refused = _open(unpinged, ended)
+        sockets.append(refused)
+        LoginSession.objects.using(LIVE).filter(pk=decode(ended)["sid"]).update(revoked_at=timezone.now())
+        refused.send("40/tasks,{}")
+        assert _hears(refused, lambda frame: frame == '42/tasks,["invalid_token"]', 10)
+        assert _status(unpinged, f"user/{user.pk}", admin) == "online"
+
+        older.close()
+
+        assert _becomes(unpinged, f"user/{user.pk}", admin, "offline")
+    finally:
+        for ws in sockets:
+            ws.close()
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("kind", ["user", "node"])
+def test_closing_the_newer_of_two_sockets_on_one_process_leaves_the_identity_online(
+    unpinged, live_world, kind
+):
+    identity = (
+        make_user(live_world.org_a, event_scope="COLLABORATION") if kind == "user" else live_world.node_a
+    )
+    admin = token(make_user(live_world.org_c, roles=("Root",)))
+    older = _connect(unpinged, token(identity))
+    newer = _connect(unpinged, token(identity))
+    path = f"{kind}/{identity.pk}"
+    try:
+        assert _status(unpinged, path, admin) == "online"
+        newer.send("41/tasks,")  # as a client leaving does, before it closes the connection
+        newer.close()
+        assert not _becomes(unpinged, path, admin, "offline")
+
+        older.close()
+
+        assert _becomes(unpinged, path, admin, "offline")
+    finally:
+        newer.close()
+        older.close()
+
+
+@pytest.mark.live
+@requires_services("rabbitmq")
+def test_closing_the_newer_of_two_sockets_on_two_processes_leaves_the_identity_online(
+    instances, live_world, sockets
+):
+    """The process of the older socket finds the identity without a connection row at its next
+    housekeeping round, takes the row and marks the identity online again."""
+    a, b = instances
+    user = make_user(live_world.org_a, event_scope="COLLABORATION")
+    admin = token(make_user(live_world.org_c, roles=("Root",)))
+    path = f"user/{user.pk}"
+    older = sockets(a.url, token(user))
+    older.wait_for("message", where=joined)
+    rows = SocketConnection.objects.using(LIVE).filter(identity_id=user.pk)
+    first = rows.get().process
+    newer = sockets(b.url, token(user))
+    newer.wait_for("message", where=joined)
+    assert rows.get().process != first
+
+    newer.close()
+
+    # A housekeeping round comes every NODE_HEARTBEAT_TIMEOUT / 20 seconds (bounded generously).
+    assert eventually(lambda: rows.filter(process=first).exists(), timeout=20)
+    assert _becomes(b, path, admin, "online")
+    older.close()
+    assert _becomes(b, path, admin, "offline")
