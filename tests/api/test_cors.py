@@ -52,6 +52,12 @@ def test_configured_origin_is_echoed(restricted, auth):
     assert "Origin" in response["Vary"]
 
 
+def test_configured_origin_keeps_what_else_the_answer_varies_by(restricted, db):  # noqa: ARG001
+    response = restricted.get("/admin/login/", HTTP_ORIGIN=ORIGIN)  # its CSRF cookie: Vary: Cookie
+    assert response.status_code == 200
+    assert {"Cookie", "Origin"} <= {field.strip() for field in response["Vary"].split(",")}
+
+
 def test_other_origin_gets_no_cors_header(restricted, auth):
     response = restricted.get("/api/rule", HTTP_ORIGIN="https://evil.example.com", **auth)
     assert response.status_code == 200

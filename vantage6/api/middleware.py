@@ -12,6 +12,7 @@ from django.contrib.messages import middleware as messages_middleware
 from django.contrib.sessions import middleware as session_middleware
 from django.http import HttpRequest, HttpResponse
 from django.middleware import csrf
+from django.utils.cache import patch_vary_headers
 
 from vantage6.api.observability import replay_recorder
 from vantage6.cors import allow_origin, origin_allowed
@@ -76,7 +77,10 @@ class CorsMiddleware:
         else:
             response = self.get_response(request)
         for name, value in allow_origin(origin, self.allowed):
-            response[name] = value
+            if name == "Vary":  # added to, not replaced: the admin's pages vary by Cookie as well
+                patch_vary_headers(response, (value,))
+            else:
+                response[name] = value
         return response
 
 
