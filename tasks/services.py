@@ -286,16 +286,11 @@ def _check_inputs(collaboration: Collaboration, organizations: list[dict], blob_
 def task_create(*, principal: Principal, data: dict, authorization: str | None = None) -> Task:
     """Create a task, its database entries and one run per organization (POST /task checks, in order).
 
-    Where the backend writes the task's rows in one statement, atomic on its own (PostgreSQL), the
-    checks before it read outside a transaction: at READ COMMITTED (ours) one around them would hold
-    none of the rows they read. Elsewhere all is one transaction."""
-    if features(connection).supports_data_modifying_with:
-        return _task_create(principal, data, authorization)
-    with transaction.atomic():
-        return _task_create(principal, data, authorization)
-
-
-def _task_create(principal: Principal, data: dict, authorization: str | None) -> Task:
+    The checks read outside a transaction: at READ COMMITTED (PostgreSQL's, ours) one around them would
+    hold none of the rows they read, and on SQLite it would hold the database's one write lock, for every
+    writer of the deployment, while the algorithm store is asked (as long as the store takes). The rows
+    are written in one transaction (on PostgreSQL one statement), only while the memberships the checks
+    saw still hold."""
     collaboration, study = _collaboration_and_study(principal, data)
     org_ids = [entry["id"] for entry in data["organizations"]]
     members = _members(collaboration)
