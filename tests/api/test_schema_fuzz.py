@@ -292,6 +292,7 @@ HOSTILE_QUERY_VALUES = [
     *("\uff12", "\u0661", "true", "a,b,,", ",".join(["1"] * 5000), "x" * 20000),
     *("%", "_", "\\", "a\\", "\\\\", "%\\%", "'"),
     *("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2020-02-30"),
+    *("\x00", "a\x00", "\u00e9", "\U0001f600", "\ufeff1", "1\n", "\t", "1;2", "[1]", '{"a": 1}'),
 ]
 READS = [
     (path, [p["name"] for p in item["get"].get("parameters", []) if p["in"] == "query"])
@@ -311,4 +312,26 @@ def test_a_hostile_query_parameter_is_never_a_server_error(api, hostile_callers,
                 status = api.get(url, {name: value}, **headers).status_code
                 if status >= 500 and status != NOT_CONFIGURED:
                     failures.append(f"{caller} {name}={value[:40]!r}: {status}")
+    assert not failures, "\n".join(failures[:20])
+
+
+# Query strings as no client library writes them: percent escapes that are not (or not UTF-8), a
+# name without a value or without a name, the same parameter many times, a value given twice.
+RAW_QUERY_STRINGS = ["%", "%zz", "%ff", "%ed%a0%80", "%00", "=1", "&&&", "a", "&".join(["id=1"] * 500)]
+
+
+@pytest.mark.parametrize(("path", "names"), READS, ids=[path for path, _ in READS])
+def test_a_malformed_query_string_is_never_a_server_error(api, hostile_callers, run_of_node_a, path, names):
+    api.raise_request_exception = False
+    url = path.replace("{id}", str(run_of_node_a.pk)).replace("{rule_id}", "1").replace("{uuid}", "0" * 32)
+    queries = [
+        *RAW_QUERY_STRINGS,
+        *(f"{name}{raw}" for name in names for raw in ("=%ff", "=%00", "", "=1&" + name)),
+    ]
+    failures = []
+    for caller, headers in hostile_callers.items():
+        for query in queries:
+            status = api.get(f"{url}?{query}", **headers).status_code
+            if status >= 500 and status != NOT_CONFIGURED:
+                failures.append(f"{caller} ?{query[:60]}: {status}")
     assert not failures, "\n".join(failures[:20])
