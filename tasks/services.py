@@ -32,6 +32,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from accounts.authentication import CONTAINER_TOKEN_ENDED
 from accounts.models import User
 from accounts.permissions import Principal, fetch_named
 from accounts.services import audit, audit_children, audit_if_changed, audited_insert
@@ -132,6 +133,17 @@ def _still_members(collaboration_id: int, org_ids: list[int]) -> tuple[str, list
         ") = %s"
     )
     return sql, [collaboration_id, *distinct, len(distinct)]
+
+
+def _still_running(task_id: int) -> tuple[str, list]:
+    """SQL that holds while the task exists and is unfinished (the parent of a container's subtask)."""
+    places = ", ".join(["%s"] * len(OPEN_STATUSES))
+    table = connection.ops.quote_name(Task._meta.db_table)
+    return f"EXISTS (SELECT 1 FROM {table} WHERE id = %s AND status IN ({places}))", [task_id, *OPEN_STATUSES]
+
+
+def _all_of(*conditions: tuple[str, list]) -> tuple[str, list]:
+    return " AND ".join(f"({sql})" for sql, _ in conditions), [p for _, params in conditions for p in params]
 
 
 def _membership_changed(principal: Principal, collaboration: Collaboration, org_ids: list[int]) -> ApiError:
@@ -348,9 +360,14 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
         # A top-level task starts a new job; its own id is unique and above every earlier job id.
         own=[] if parent else ["job_id"],
         # The checks above read outside the statement: it writes only while they still hold.
-        condition=_still_members(collaboration.pk, [*org_ids, principal.organization_id]),
+        condition=_all_of(
+            _still_members(collaboration.pk, [*org_ids, principal.organization_id]),
+            *([_still_running(parent.pk)] if parent else []),
+        ),
     )
     if created is None:
+        if parent and not Task.objects.filter(pk=parent.pk, status__in=OPEN_STATUSES).exists():
+            raise ApiError(401, CONTAINER_TOKEN_ENDED)  # killed, finished or deleted since its token's check
         raise _membership_changed(principal, collaboration, org_ids)
     task, (written, _, _) = created
     _known_databases(task, cast(list[TaskDatabase], written))

@@ -1,11 +1,13 @@
 """A container's subtask as a hostile algorithm would try it, with the token its node got: after its task
-was killed or deleted, to organizations outside the collaboration or a study it is not in. Each is
-refused and creates nothing, and a proper subtask takes what it inherits from the task as it is now."""
+was killed or deleted (also while the subtask is checked), to organizations outside the collaboration or
+a study it is not in. Each is refused and creates nothing, and a proper subtask takes what it inherits
+from the task as it is now."""
 
 from __future__ import annotations
 
 import pytest
 
+from tasks import services
 from tasks.models import Task
 from tests.collaborations.helpers import headers_of
 from tests.factories import make_org, make_study, make_task, make_user
@@ -44,6 +46,22 @@ def test_no_subtask_once_the_task_is_killed_or_deleted(api, world, parent, end):
     response = api.post("/api/task", _subtask(world, parent), format="json", **headers)
     assert (response.status_code, response.json()) == (401, ENDED)
     assert Task.objects.count() == tasks
+
+
+@pytest.mark.parametrize("end", [_killed, _deleted])
+def test_no_subtask_once_the_task_ends_during_the_checks(api, world, parent, monkeypatch, end):
+    """The token's check passed; the task is killed or deleted before the subtask is written."""
+    headers = container_headers_from(api, world.node_a, parent)
+    checked = services._check_inputs
+
+    def then_ended(*args, **kwargs):
+        checked(*args, **kwargs)  # the last check before the writes
+        end(api, world, parent)
+
+    monkeypatch.setattr(services, "_check_inputs", then_ended)
+    response = api.post("/api/task", _subtask(world, parent), format="json", **headers)
+    assert (response.status_code, response.json()) == (401, ENDED)
+    assert not Task.objects.exclude(pk=parent.pk).exists()
 
 
 def test_no_subtask_for_an_organization_outside_the_collaboration(api, world, parent):
