@@ -38,7 +38,7 @@ from accounts.serializers import (
     UserTokensOutput,
     UserUpdateInput,
 )
-from vantage6.api.errors import bad_request
+from vantage6.api.errors import bad_request, flatten
 from vantage6.api.lists import ListAction
 from vantage6.api.params import Filters, flag
 from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput
@@ -245,7 +245,7 @@ def _role_input(serializer_class: type[serializers.Serializer], data: object) ->
     """Role endpoints answer validation errors as ``{"msg": {field: [...]}}``, as vantage6 does."""
     serializer = serializer_class(data=data)
     if not serializer.is_valid():
-        raise bad_request({field: [str(e) for e in errors] for field, errors in serializer.errors.items()})
+        raise bad_request(flatten(serializer.errors))
     return serializer.validated_data
 
 

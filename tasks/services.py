@@ -32,6 +32,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from accounts.authentication import CONTAINER_TOKEN_ENDED
 from accounts.models import User
 from accounts.permissions import Principal, fetch_named
 from accounts.services import audit, audit_children, audit_if_changed, audited_insert
@@ -132,6 +133,17 @@ def _still_members(collaboration_id: int, org_ids: list[int]) -> tuple[str, list
         ") = %s"
     )
     return sql, [collaboration_id, *distinct, len(distinct)]
+
+
+def _still_running(task_id: int) -> tuple[str, list]:
+    """SQL that holds while the task exists and is unfinished (the parent of a container's subtask)."""
+    places = ", ".join(["%s"] * len(OPEN_STATUSES))
+    table = connection.ops.quote_name(Task._meta.db_table)
+    return f"EXISTS (SELECT 1 FROM {table} WHERE id = %s AND status IN ({places}))", [task_id, *OPEN_STATUSES]
+
+
+def _all_of(*conditions: tuple[str, list]) -> tuple[str, list]:
+    return " AND ".join(f"({sql})" for sql, _ in conditions), [p for _, params in conditions for p in params]
 
 
 def _membership_changed(principal: Principal, collaboration: Collaboration, org_ids: list[int]) -> ApiError:
@@ -286,16 +298,11 @@ def _check_inputs(collaboration: Collaboration, organizations: list[dict], blob_
 def task_create(*, principal: Principal, data: dict, authorization: str | None = None) -> Task:
     """Create a task, its database entries and one run per organization (POST /task checks, in order).
 
-    Where the backend writes the task's rows in one statement, atomic on its own (PostgreSQL), the
-    checks before it read outside a transaction: at READ COMMITTED (ours) one around them would hold
-    none of the rows they read. Elsewhere all is one transaction."""
-    if features(connection).supports_data_modifying_with:
-        return _task_create(principal, data, authorization)
-    with transaction.atomic():
-        return _task_create(principal, data, authorization)
-
-
-def _task_create(principal: Principal, data: dict, authorization: str | None) -> Task:
+    The checks read outside a transaction: at READ COMMITTED (PostgreSQL's, ours) one around them would
+    hold none of the rows they read, and on SQLite it would hold the database's one write lock, for every
+    writer of the deployment, while the algorithm store is asked (as long as the store takes). The rows
+    are written in one transaction (on PostgreSQL one statement), only while the memberships the checks
+    saw still hold."""
     collaboration, study = _collaboration_and_study(principal, data)
     org_ids = [entry["id"] for entry in data["organizations"]]
     members = _members(collaboration)
@@ -353,9 +360,14 @@ def _task_create(principal: Principal, data: dict, authorization: str | None) ->
         # A top-level task starts a new job; its own id is unique and above every earlier job id.
         own=[] if parent else ["job_id"],
         # The checks above read outside the statement: it writes only while they still hold.
-        condition=_still_members(collaboration.pk, [*org_ids, principal.organization_id]),
+        condition=_all_of(
+            _still_members(collaboration.pk, [*org_ids, principal.organization_id]),
+            *([_still_running(parent.pk)] if parent else []),
+        ),
     )
     if created is None:
+        if parent and not Task.objects.filter(pk=parent.pk, status__in=OPEN_STATUSES).exists():
+            raise ApiError(401, CONTAINER_TOKEN_ENDED)  # killed, finished or deleted since its token's check
         raise _membership_changed(principal, collaboration, org_ids)
     task, (written, _, _) = created
     _known_databases(task, cast(list[TaskDatabase], written))

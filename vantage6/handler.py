@@ -22,7 +22,7 @@ from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core import signals
-from django.core.exceptions import RequestAborted
+from django.core.exceptions import RequestAborted, SuspiciousFileOperation
 from django.core.handlers import base
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase
@@ -30,6 +30,7 @@ from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.urls import ResolverMatch, get_resolver, set_script_prefix
 
+from vantage6.api.errors import json_400
 from vantage6.api.routes import RouteIndex
 
 # Upper bound of requests served at once by one process; threads are started on demand only, so a
@@ -181,6 +182,9 @@ def _with_body_length(scope: dict, body_file) -> dict:
     return {**scope, "headers": [*scope["headers"], (b"content-length", str(size).encode())]}
 
 
+OUT_OF_STATIC = "The path leads out of the static files"
+
+
 def _no_view(_request: HttpRequest) -> HttpResponse:
     raise AssertionError("only the middleware's process_response is called")
 
@@ -193,6 +197,15 @@ class StaticFilesHandler(ASGIStaticFilesHandler):
     def __init__(self, application: ASGIHandler) -> None:
         super().__init__(application)
         self._headers = (SecurityMiddleware(_no_view), XFrameOptionsMiddleware(_no_view))
+
+    def serve(self, request: HttpRequest) -> HttpResponse | FileResponse:
+        try:
+            return super().serve(request)
+        except SuspiciousFileOperation:
+            # A path out of the static folders (``..``), which anyone can send: Django's static handler
+            # lets this become a server error. A 400, without the error's text (it names server paths)
+            # and without a traceback in the log.
+            return json_400(request, OUT_OF_STATIC)
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         response = await super().get_response_async(request)

@@ -114,7 +114,6 @@ def test_create_role(api, world, admin_a):
         ({"name": "x"}, "rules"),
         ({"name": "x" * 129, "rules": []}, "name"),
         ({"name": "123", "rules": []}, "name"),
-        ({"name": "x", "rules": ["a"]}, "rules"),
         ({"name": "x", "rules": [], "description": "d" * 1025}, "description"),
         ({"name": "x", "rules": [], "organization_id": "abc"}, "organization_id"),
         *(({"name": name, "rules": []}, "name") for name in DEFAULT_ROLE_NAMES),
@@ -125,6 +124,17 @@ def test_create_role_validation_errors_are_keyed_by_field(api, admin_a, body, fi
     assert response.status_code == 400
     msg = response.json()["msg"]
     assert isinstance(msg, dict) and field in msg and isinstance(msg[field], list)
+
+
+@pytest.mark.parametrize("item", ["a", None, 1.5, 2**63, {}, []])
+def test_an_invalid_rule_id_is_named_by_its_place_and_reason(api, admin_a, item):
+    rule = rule_id(*VIEW_OWN_ORG)
+    response = api.post("/api/role", {"name": "x", "rules": [rule, item]}, format="json", **bearer(admin_a))
+    assert response.status_code == 400
+    # As vantage6's schema errors: the item's index, then what is wrong with it.
+    [reason] = response.json()["msg"]["rules"]["1"]
+    assert reason and not reason.isdigit()
+    assert not Role.objects.filter(name="x").exists()
 
 
 def test_create_role_unknown_rule_or_organization(api, root):

@@ -1,5 +1,5 @@
-"""A membership that ends after the checks of a new task and is back before its re-check (PostgreSQL,
-where the one statement that writes the task requires the memberships): no task, a 409 that asks the
+"""A membership that ends after the checks of a new task and is back before its re-check (the writes of
+the task require the memberships, on PostgreSQL in their one statement): no task, a 409 that asks the
 client to try again, and the same request is then answered with the task."""
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from accounts.models import AuditEntry
 from collaborations.models import Collaboration
 from tasks import services
 from tasks.models import Run, Task, TaskDatabase
-from tests.conftest import requires_services
 from tests.factories import bearer
 from tests.tasks.conftest import task_body
 
-pytestmark = [pytest.mark.django_db, requires_services("postgres")]
+pytestmark = pytest.mark.django_db
 
 MEMBERSHIPS = Collaboration.organizations.through.objects
 

@@ -71,12 +71,12 @@ def validation_error(errors: dict) -> ApiError:
     return ApiError(400, BODY_INCORRECT, errors=errors)
 
 
-def _flatten(detail: object) -> object:
-    """DRF's ErrorDetail tree as plain lists and dicts of strings."""
+def flatten(detail: object) -> object:
+    """DRF's ErrorDetail tree as plain lists and dicts of strings (a list's errors by item index)."""
     if isinstance(detail, dict):
-        return {key: _flatten(value) for key, value in detail.items()}
+        return {str(key): flatten(value) for key, value in detail.items()}
     if isinstance(detail, list):
-        return [_flatten(item) for item in detail]
+        return [flatten(item) for item in detail]
     return str(detail)
 
 
@@ -109,7 +109,7 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     if isinstance(exc, ApiError):
         return Response({"msg": exc.msg, **exc.extra}, status=exc.status_code, headers=exc.headers)
     if isinstance(exc, exceptions.ValidationError):
-        errors = _flatten(exc.detail)
+        errors = flatten(exc.detail)
         if not isinstance(errors, dict):
             errors = {"_schema": errors if isinstance(errors, list) else [errors]}
         return Response({"msg": BODY_INCORRECT, "errors": errors}, status=400)
@@ -124,7 +124,7 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     if isinstance(exc, (exceptions.NotFound, Http404)):
         return Response({"msg": str(exc) or "Not found"}, status=404)
     if isinstance(exc, exceptions.APIException):
-        return Response({"msg": _flatten(exc.detail)}, status=exc.status_code)
+        return Response({"msg": flatten(exc.detail)}, status=exc.status_code)
     view = context.get("view").__class__.__name__
     if isinstance(exc, IntegrityError):
         # Two requests raced past the same uniqueness check; the loser gets what a later one would.

@@ -19,6 +19,7 @@ from vantage6.cors import allow_origin, origin_allowed
 from vantage6.throttle import from_trusted_proxy
 
 ALLOWED_METHODS = "GET, POST, PATCH, PUT, DELETE, OPTIONS"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 class ForwardedProtoMiddleware:
@@ -37,9 +38,11 @@ class ForwardedProtoMiddleware:
 
 
 class PrivateAnswersMiddleware:
-    """An answer to a request with credentials (a bearer token) is kept by no cache: a shared one
-    would hand it to the next client. Cookies set over HTTPS (or, from a trusted proxy, for an HTTPS
-    request: ``ForwardedProtoMiddleware`` runs first) are Secure, whether or not V6_BEHIND_TLS is set."""
+    """An answer to a request with credentials (a bearer token), or to one that changes something (a
+    login's tokens, a two-factor secret: answers to requests without a token), is kept by no cache: a
+    shared one would hand it to the next client (RFC 6749 5.1 asks no-store of tokens). Cookies set over
+    HTTPS (or, from a trusted proxy, for an HTTPS request: ``ForwardedProtoMiddleware`` runs first) are
+    Secure, whether or not V6_BEHIND_TLS is set."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -47,7 +50,8 @@ class PrivateAnswersMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         meta = request.META
-        if "HTTP_AUTHORIZATION" in meta and not response.has_header("Cache-Control"):
+        private = "HTTP_AUTHORIZATION" in meta or request.method not in SAFE_METHODS
+        if private and not response.has_header("Cache-Control"):
             response["Cache-Control"] = "no-store, private"
         if response.cookies and (
             request.is_secure() or meta.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip() == "https"

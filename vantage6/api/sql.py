@@ -525,22 +525,27 @@ class CompiledInsert(_CompiledWrite[M]):
         Where the backend can (PostgreSQL), one statement (a data-modifying ``WITH``, atomic on its own,
         one round trip): the key is drawn from the table's sequence first, only if the SQL ``condition``
         holds then, and every row is written from there (None, and nothing written, when it does not).
-        Elsewhere one statement per table, in the caller's transaction (whose checks stand for
-        ``condition``). The saved instance and the children's instances, per insert (as ``many_later``
-        gives them)."""
+        Elsewhere one statement per table in a transaction, after one that checks ``condition`` in it.
+        The saved instance and the children's instances, per insert (as ``many_later`` gives them)."""
         connection = connections[DEFAULT_DB_ALIAS]
         quote = connection.ops.quote_name
         if not features(connection).supports_data_modifying_with:
-            instance = self(**values)
-            if own:
-                sets = ", ".join(f"{quote(self._column(name))} = %s" for name in own)
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        f"UPDATE {quote(self.table)} SET {sets} WHERE {quote(self.pk_column)} = %s",
-                        [instance.pk] * (len(own) + 1),
-                    )
-                _set_key(instance, own, instance.pk)
-            return instance, [insert.many_later(rows(instance)) for insert, _, rows in children]
+            with transaction.atomic():
+                if condition is not None:
+                    with connection.cursor() as cursor:
+                        cursor.execute(f"SELECT {condition[0]}", condition[1])
+                        if not cursor.fetchone()[0]:
+                            return None
+                instance = self(**values)
+                if own:
+                    sets = ", ".join(f"{quote(self._column(name))} = %s" for name in own)
+                    with connection.cursor() as cursor:
+                        cursor.execute(
+                            f"UPDATE {quote(self.table)} SET {sets} WHERE {quote(self.pk_column)} = %s",
+                            [instance.pk] * (len(own) + 1),
+                        )
+                    _set_key(instance, own, instance.pk)
+                return instance, [insert.many_later(rows(instance)) for insert, _, rows in children]
         instance = self.model(**values)
         key = "(SELECT id FROM k)"
         where, params = (f" WHERE {condition[0]}", list(condition[1])) if condition else ("", [])

@@ -1,0 +1,101 @@
+"""A container's subtask as a hostile algorithm would try it, with the token its node got: after its task
+was killed or deleted (also while the subtask is checked), to organizations outside the collaboration or
+a study it is not in. Each is refused and creates nothing, and a proper subtask takes what it inherits
+from the task as it is now."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks import services
+from tasks.models import Task
+from tests.collaborations.helpers import headers_of
+from tests.factories import make_org, make_study, make_task, make_user
+from tests.tasks.conftest import container_headers_from, plain, task_body
+
+pytestmark = pytest.mark.django_db
+
+ENDED = {"msg": "This container token is no longer valid"}
+
+
+@pytest.fixture
+def parent(world):
+    return make_task(world.collab_ab, world.org_a, world.org_a, world.org_b, init_user=make_user(world.org_a))
+
+
+def _subtask(world, parent, **overrides) -> dict:
+    organizations = [{"id": world.org_b.pk, "input": plain()}]
+    return {**task_body(world, image=parent.image, organizations=organizations), **overrides}
+
+
+def _killed(api, world, parent) -> None:
+    response = api.post("/api/kill/task", {"id": parent.pk}, format="json", **headers_of(world.org_a, "Root"))
+    assert response.status_code == 200, response.json()
+
+
+def _deleted(api, world, parent) -> None:
+    response = api.delete(f"/api/task/{parent.pk}", **headers_of(world.org_a, "Root"))
+    assert response.status_code == 200, response.json()
+
+
+@pytest.mark.parametrize("end", [_killed, _deleted])
+def test_no_subtask_once_the_task_is_killed_or_deleted(api, world, parent, end):
+    headers = container_headers_from(api, world.node_a, parent)
+    end(api, world, parent)
+    tasks = Task.objects.count()
+    response = api.post("/api/task", _subtask(world, parent), format="json", **headers)
+    assert (response.status_code, response.json()) == (401, ENDED)
+    assert Task.objects.count() == tasks
+
+
+@pytest.mark.parametrize("end", [_killed, _deleted])
+def test_no_subtask_once_the_task_ends_during_the_checks(api, world, parent, monkeypatch, end):
+    """The token's check passed; the task is killed or deleted before the subtask is written."""
+    headers = container_headers_from(api, world.node_a, parent)
+    checked = services._check_inputs
+
+    def then_ended(*args, **kwargs):
+        checked(*args, **kwargs)  # the last check before the writes
+        end(api, world, parent)
+
+    monkeypatch.setattr(services, "_check_inputs", then_ended)
+    response = api.post("/api/task", _subtask(world, parent), format="json", **headers)
+    assert (response.status_code, response.json()) == (401, ENDED)
+    assert not Task.objects.exclude(pk=parent.pk).exists()
+
+
+def test_no_subtask_for_an_organization_outside_the_collaboration(api, world, parent):
+    headers = container_headers_from(api, world.node_a, parent)
+    outsiders = [{"id": world.org_c.pk, "input": plain()}, {"id": make_org("new").pk, "input": plain()}]
+    for organization in outsiders:
+        response = api.post(
+            "/api/task", _subtask(world, parent, organizations=[organization]), format="json", **headers
+        )
+        assert response.status_code == 400, response.json()
+    assert Task.objects.count() == 1
+
+
+def test_no_subtask_in_a_study_without_its_organizations(api, world, parent):
+    headers = container_headers_from(api, world.node_a, parent)
+    only_a = make_study(world.collab_ab, world.org_a)
+    other_collaboration = make_study(world.collab_c, world.org_c)
+    for study in (only_a, other_collaboration):
+        response = api.post("/api/task", _subtask(world, parent, study_id=study.pk), format="json", **headers)
+        # A study it may not see is the 401 of what it may not see.
+        assert response.status_code == (400 if study is only_a else 401), response.json()
+    assert Task.objects.count() == 1
+
+
+def test_a_subtask_inherits_from_the_task_as_it_is(api, world, parent):
+    headers = container_headers_from(api, world.node_a, parent)
+    response = api.post(
+        "/api/task", _subtask(world, parent, image="other/" + parent.image), format="json", **headers
+    )
+    assert response.status_code == 201, response.json()
+    child = Task.objects.get(pk=response.json()["id"])
+    assert (child.parent_id, child.job_id, child.init_user_id) == (
+        parent.pk,
+        parent.job_id,
+        parent.init_user_id,
+    )
+    assert (child.image, child.init_org_id) == (parent.image, world.org_a.pk)
