@@ -1,7 +1,8 @@
 """Calls to a remote algorithm store: registering this server there, removing it, looking up images.
 
-The standard library is enough for these few JSON calls. Every call has a short timeout
-(``ALGORITHM_STORE_TIMEOUT_SECONDS``); a store that cannot be reached is a 404 as in vantage6.
+The standard library is enough for these few JSON calls. Every call ends within a short time
+(``ALGORITHM_STORE_TIMEOUT_SECONDS``, for the whole call); a store that cannot be reached is a 404 as in
+vantage6.
 
 A store URL is chosen by an administrator, so these calls must not become a way to reach this
 server's own network: the host is resolved first and loopback, private, link-local, multicast and
@@ -12,11 +13,14 @@ only a store's own ``msg`` is passed on in an error, never another body.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import json
 import socket
 import ssl
+import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
@@ -161,24 +165,38 @@ def _request_once(
     target = (parts.path or "/") + (f"?{query}" if query else "")
     payload = None if body is None else json.dumps(body).encode()
     all_headers = {"Accept": "application/json", "Content-Type": "application/json", **(headers or {})}
+    deadline = time.monotonic() + settings.ALGORITHM_STORE_TIMEOUT_SECONDS
     for address in _checked_addresses(url, parts.hostname, port):
-        connection = connection_class(
-            parts.hostname, port, address, timeout=settings.ALGORITHM_STORE_TIMEOUT_SECONDS
-        )
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        connection = connection_class(parts.hostname, port, address, timeout=remaining)
         try:
             connection.connect()
         except OSError:
             connection.close()
             continue  # refused or timed out: the store's next address, if it has one
+        # The socket's timeout bounds each read only: a store sending a byte at a time would hold this
+        # request's thread for as long as it likes, so the connection is cut at the deadline.
+        cutoff = threading.Timer(max(0.0, deadline - time.monotonic()), _cut, (connection.sock,))
+        cutoff.start()
         try:
             connection.request(method, target, body=payload, headers=all_headers)
             response = connection.getresponse()
             return StoreResponse(response.status, _decode(response.read(MAX_BODY_BYTES)))
         except (OSError, ValueError, http.client.HTTPException):
-            raise _unreachable(url) from None  # timed out, or not HTTP at all
+            raise _unreachable(url) from None  # timed out, cut, or not HTTP at all
         finally:
+            cutoff.cancel()
             connection.close()
     raise _unreachable(url)
+
+
+def _cut(sock: socket.socket) -> None:
+    """Ends a store connection's reads and writes from another thread (a TLS socket's too: its
+    ``shutdown`` would first drop the TLS state that a read in progress uses)."""
+    with contextlib.suppress(OSError):  # already closed
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 def store_error(response: StoreResponse) -> ApiError:

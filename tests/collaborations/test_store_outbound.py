@@ -8,7 +8,10 @@ a store's own ``msg`` comes back in an error.
 from __future__ import annotations
 
 import datetime
+import socket
 import ssl
+import threading
+import time
 
 import pytest
 from cryptography import x509
@@ -190,3 +193,39 @@ def test_https_store_certificate_is_checked_against_its_host_name(
         response = register(api, url, headers=headers_of(world.org_a, "Root"))
     assert response.status_code == expected, response.json()
     assert len(store.requests) == (1 if expected == 201 else 0)
+
+
+def test_a_store_that_answers_a_byte_at_a_time_is_cut_at_the_timeout(api, world, settings):
+    """The timeout bounds the whole call, not each read: a store chosen by a collaboration admin must
+    not hold a request's thread (of a bounded pool) for as long as it drips its answer."""
+    settings.ALGORITHM_STORE_ALLOW_PRIVATE = True
+    settings.ALGORITHM_STORE_TIMEOUT_SECONDS = 1
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip() -> None:
+        peer, _ = listener.accept()
+        with peer:
+            peer.recv(65536)
+            for byte in b"HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n" + b" " * 100:
+                if stop.wait(0.2):
+                    return
+                try:
+                    peer.sendall(bytes([byte]))
+                except OSError:
+                    return  # cut by the server
+
+    dripper = threading.Thread(target=drip, daemon=True)
+    dripper.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/api"
+    started = time.monotonic()
+    try:
+        response = register(api, url, headers=headers_of(world.org_a, "Root"))
+    finally:
+        stop.set()
+        dripper.join(5)
+        listener.close()
+    assert time.monotonic() - started < 5  # the drip alone takes 29 s
+    assert response.status_code == 404, response.json()
+    assert response.json()["msg"].startswith(f"Algorithm store cannot be reached at {url}")
+    assert nothing_registered()
