@@ -3,10 +3,9 @@
 The parent makes a Unix socket pair for each two of its processes. Each process writes the room packets
 of its own loop to every sibling at the end of the turn of the loop, which passes them on to its sockets
 of the room in the turn of its loop that read them (a sibling in no such room drops them): events between
-siblings do not wait for the broker,
-nor for the sibling's bindings there, and go on while the broker is away. The broker still carries the
-room packets to and from the processes of other machines (``Server``); its messages between siblings are
-told apart by ``family``, which the parent gives to all its processes.
+siblings do not wait for the broker, nor for the sibling's bindings there, and go on while the broker is
+away. The broker still carries the room packets to and from the processes of other machines (``Server``);
+its messages between siblings are told apart by ``family``, which the parent gives to all its processes.
 """
 
 from __future__ import annotations
