@@ -22,17 +22,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextvars
 import hashlib
 import logging
 import struct
-import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import unquote
 
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
+
+from vantage6 import eager
 
 logger = logging.getLogger("vantage6.websocket")
 
@@ -139,25 +139,6 @@ class _Turn:
 
 
 _turn = _Turn()
-
-
-@types.coroutine
-def _resume(running: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, None, None]:
-    """Go on with a coroutine already started, which yielded ``waiting`` (what it waits for) to its
-    caller: the task running this waits for it instead, then steps the coroutine on."""
-    while True:
-        try:
-            yield waiting
-        except BaseException as exc:  # the task was cancelled: the coroutine hears it
-            try:
-                waiting = running.throw(exc)
-            except StopIteration:
-                return
-        else:
-            try:
-                waiting = running.send(None)
-            except StopIteration:
-                return
 
 
 class Factory:
@@ -523,14 +504,9 @@ class WebSocket:
     def _start(self) -> None:
         """Run the queued events now, in this turn of the loop, up to the handler's first wait: only
         what waits goes on in a task (events arriving meanwhile queue behind, in order)."""
-        context = contextvars.copy_context()  # a task's own, as if the task ran from the start
-        running = self._run()
         self.task = True
-        try:
-            waiting = context.run(running.send, None)
-        except StopIteration:
-            return  # done: ``_run`` cleared the task
-        self.task = asyncio.Task(_resume(running, waiting), context=context)
+        if (task := eager.start(self._run())) is not None:  # else done: ``_run`` cleared the task
+            self.task = task
 
     async def _run(self) -> None:
         handler = self.handler

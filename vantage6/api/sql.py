@@ -28,7 +28,7 @@ from django.db.models.base import ModelState
 from django.db.models.expressions import RawSQL
 from django.db.models.signals import post_init, pre_init
 
-from vantage6.db import features, loop_reader
+from vantage6.db import features, loop_connection, loop_reader
 
 # The compiled queries below are kept per database (its alias), not per connection: the connections of
 # every thread to one database compile the same SQL, and each new request thread (the pool grows with
@@ -290,7 +290,7 @@ class CompiledRows:
         compiles it), or the reader cannot read now."""
         if not _in_range(values):
             return []
-        connection = connections[DEFAULT_DB_ALIAS]  # the loop thread's wrapper: never connected
+        connection = loop_connection(DEFAULT_DB_ALIAS)
         plan = self._plans.get(connection.alias)
         if plan is None:
             return None

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import cast
 from weakref import WeakKeyDictionary
 
+from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.features import BaseDatabaseFeatures
 from django.db.backends.base.operations import BaseDatabaseOperations
@@ -61,6 +62,19 @@ class LoopReader:
 
 # The readers of each event loop, by database alias; a loop's go with it.
 _readers: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, LoopReader]] = WeakKeyDictionary()
+# The same for the wrappers their reads use (operations, converters).
+_wrappers: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, BaseDatabaseWrapper]] = WeakKeyDictionary()
+
+
+def loop_connection(alias: str) -> BaseDatabaseWrapper:
+    """A wrapper of database ``alias`` for the reads of the running event loop, the same for all its tasks
+    (never connected: its ``loop_reader`` reads). Django builds a wrapper for each context that asks, and
+    each message a socket handles runs in a context of its own: ~20 µs per message."""
+    wrappers = _wrappers.setdefault(asyncio.get_running_loop(), {})
+    wrapper = wrappers.get(alias)
+    if wrapper is None:
+        wrapper = wrappers[alias] = connections[alias]
+    return wrapper
 
 
 def loop_reader(connection: BaseDatabaseWrapper) -> LoopReader:
