@@ -1,0 +1,71 @@
+"""A REST request's events leave its process after its answer, still in the order they were published: the
+sockets of a room, on either process of one server, hear its events in one order, that of the requests
+that one client made one after the other, also while other clients' requests run at the same time."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.conftest import requires_services
+from tests.realtime.helpers import ABSENT_BROKER, apart, create_task, make_user, token
+from tests.realtime.live import Daphne
+
+pytestmark = pytest.mark.live
+
+SEQUENTIAL = 8
+CONCURRENT = 16
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("rabbitmq", marks=requires_services("rabbitmq")),
+        pytest.param("absent", id="broker-absent"),
+    ],
+)
+def family(request, live_db, live_folder):
+    """One server of two processes on the live database, with RabbitMQ or with a broker that is absent."""
+    broker = os.environ["V6_RABBITMQ_URI"] if request.param == "rabbitmq" else ABSENT_BROKER
+    server = Daphne(live_db.process_env(V6_RABBITMQ_URI=broker), live_folder, workers=2)
+    yield server
+    server.stop()
+    server.show_log()
+
+
+def _new_tasks(socket, count: int) -> list[int]:
+    return [socket.wait_for("new_task")["id"] for _ in range(count)]
+
+
+def test_the_sockets_of_a_room_hear_a_processes_rest_events_in_one_order(family, live_world, sockets):
+    first, second = apart(sockets, family.url, token(live_world.node_a), token(live_world.node_b))
+    first.wait_ready(live_world.node_a)
+    second.wait_ready(live_world.node_b)
+    users = [make_user(live_world.org_a, roles=("Researcher",)) for _ in range(4)]
+
+    # One client's requests, one after the other, alternately on the two processes' connections.
+    created = [create_task(family.url, users[0], live_world.collab_ab) for _ in range(SEQUENTIAL)]
+    for socket in (first, second):
+        assert _new_tasks(socket, SEQUENTIAL) == created
+
+    # Several clients at once: every socket hears every task once, in the same order, and each client's
+    # tasks in the order it created them.
+    with ThreadPoolExecutor(len(users)) as pool:
+        made = list(
+            pool.map(
+                lambda user: [
+                    create_task(family.url, user, live_world.collab_ab)
+                    for _ in range(CONCURRENT // len(users))
+                ],
+                users,
+            )
+        )
+    heard = [_new_tasks(socket, CONCURRENT) for socket in (first, second)]
+    assert heard[0] == heard[1]
+    assert sorted(heard[0]) == sorted(task for tasks in made for task in tasks)
+    for tasks in made:
+        assert [task for task in heard[0] if task in tasks] == tasks
+    for socket in (first, second):
+        assert [name for name, _ in socket.received(0.5) if name == "new_task"] == []
