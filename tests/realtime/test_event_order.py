@@ -1,6 +1,7 @@
 """A REST request's events leave its process after its answer, still in the order they were published: the
 sockets of a room, on either process of one server, hear its events in one order, that of the requests
-that one client made one after the other, also while other clients' requests run at the same time."""
+that one client made one after the other, also while other clients' requests run at the same time. A
+process with no socket of its own passes them to its siblings too, also while the broker is away."""
 
 from __future__ import annotations
 
@@ -33,6 +34,26 @@ def family(request, live_db, live_folder):
     yield server
     server.stop()
     server.show_log()
+
+
+@pytest.fixture
+def brokerless(live_db, live_folder):
+    """A fresh server of two processes whose broker is absent: no socket has come to either yet."""
+    server = Daphne(live_db.process_env(V6_RABBITMQ_URI=ABSENT_BROKER), live_folder, workers=2)
+    yield server
+    server.stop()
+    server.show_log()
+
+
+def test_a_process_without_sockets_passes_its_rest_events_to_its_sibling(brokerless, live_world, sockets):
+    # One socket, on one of the processes: the REST requests that land on the other (each its own
+    # connection, spread over both by the kernel) reach it only over the processes' link. Before, a
+    # process listened only from its first socket on, and gave them to the broker instead: lost.
+    listener = sockets(brokerless.url, token(live_world.node_b), transports=["websocket"])
+    listener.wait_ready(live_world.node_b)
+    user = make_user(live_world.org_a, roles=("Researcher",))
+    created = [create_task(brokerless.url, user, live_world.collab_ab) for _ in range(SEQUENTIAL)]
+    assert _new_tasks(listener, SEQUENTIAL) == created
 
 
 def _new_tasks(socket, count: int) -> list[int]:
