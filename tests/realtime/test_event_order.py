@@ -5,12 +5,10 @@ process with no socket of its own passes them to its siblings too, also while th
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import requires_services
 from tests.realtime.helpers import ABSENT_BROKER, apart, create_task, make_user, token
 from tests.realtime.live import Daphne
 
@@ -18,22 +16,6 @@ pytestmark = pytest.mark.live
 
 SEQUENTIAL = 8
 CONCURRENT = 16
-
-
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param("rabbitmq", marks=requires_services("rabbitmq")),
-        pytest.param("absent", id="broker-absent"),
-    ],
-)
-def family(request, live_db, live_folder):
-    """One server of two processes on the live database, with RabbitMQ or with a broker that is absent."""
-    broker = os.environ["V6_RABBITMQ_URI"] if request.param == "rabbitmq" else ABSENT_BROKER
-    server = Daphne(live_db.process_env(V6_RABBITMQ_URI=broker), live_folder, workers=2)
-    yield server
-    server.stop()
-    server.show_log()
 
 
 @pytest.fixture
