@@ -32,10 +32,13 @@ from django.urls import ResolverMatch, get_resolver, set_script_prefix
 
 from vantage6.api.errors import json_400
 from vantage6.api.routes import RouteIndex
+from vantage6.socketio import bridge
 
 # Upper bound of requests served at once by one process; threads are started on demand only, so a
 # process under light load keeps a few. Slow calls (bcrypt, algorithm stores, e-mail) hold a thread.
 MAX_THREADS = 32
+# What a request's thread left for its loop to do once the answer is written (``bridge.after_answer``).
+Later = list[Callable[[], object]]
 
 
 class PooledASGIHandler(ASGIHandler):
@@ -45,15 +48,16 @@ class PooledASGIHandler(ASGIHandler):
         self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="http")
         self._routes: RouteIndex | None = None
 
-    async def _in_thread(self, func: Callable[..., Any], *args: Any) -> Any:
-        """``func(*args)`` in a worker thread of the pool, from where ``async_to_sync`` reaches this loop.
+    async def _in_thread(self, later: Later, func: Callable[..., Any], *args: Any) -> Any:
+        """``func(*args)`` in a worker thread of the pool, from where ``async_to_sync`` reaches this loop;
+        what it leaves for after the answer (its events: ``bridge.after_answer``) goes to ``later``.
 
         What asgiref's ``SyncToAsync`` does for that, without its copies of the loop's context into the
         thread and back on every call: the requests' code keeps nothing in context variables of the
         loop, so a worker thread keeps its own, as under WSGI.
         """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, _call_from, loop, func, args)
+        return await loop.run_in_executor(self.executor, _call_from, loop, later, func, args)
 
     async def read_body(self, receive) -> Any:
         """The body as a file: in memory when it comes in one message within Django's in-memory limit
@@ -76,8 +80,9 @@ class PooledASGIHandler(ASGIHandler):
         except RequestAborted:
             return
         scope = _with_body_length(scope, body_file)
+        later: Later = []
         try:
-            response = await self._in_thread(self._respond, scope, body_file)
+            response = await self._in_thread(later, self._respond, scope, body_file)
             if not response.streaming:  # the whole body: one message
                 await send(
                     {
@@ -90,12 +95,14 @@ class PooledASGIHandler(ASGIHandler):
                 )
                 await send({"type": "http.response.body", "body": response.content})
             elif not response.is_async:
-                await self._send_streaming(response, send)
+                await self._send_streaming(response, send, later)
             else:  # an async stream: Django's own path consumes it in the loop
                 await self.send_response(response, send)
-                await self._in_thread(response.close)
+                await self._in_thread(later, response.close)
         finally:
             body_file.close()
+            for call in later:  # the request's events, once its answer is written
+                call()
 
     def _respond(self, scope: dict, body_file) -> HttpResponseBase:
         """What ``WSGIHandler`` does for one request, minus writing the response."""
@@ -126,18 +133,18 @@ class PooledASGIHandler(ASGIHandler):
         request.resolver_match = match
         return match
 
-    async def _send_streaming(self, response: HttpResponseBase, send) -> None:
+    async def _send_streaming(self, response: HttpResponseBase, send, later: Later) -> None:
         """A sync stream, chunk by chunk, each pulled in a worker thread (never all in memory)."""
         headers = self._headers(response)
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
         chunks = iter(response)
         try:
-            while (part := await self._in_thread(next, chunks, None)) is not None:
+            while (part := await self._in_thread(later, next, chunks, None)) is not None:
                 for chunk, _last in self.chunk_bytes(part):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body"})
         finally:
-            await self._in_thread(response.close)
+            await self._in_thread(later, response.close)
 
     @staticmethod
     def _headers(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
@@ -152,11 +159,11 @@ class PooledASGIHandler(ASGIHandler):
         return headers + [(b"Set-Cookie", c.output(header="").encode("ascii").strip()) for c in cookies]
 
 
-def _call_from(loop: asyncio.AbstractEventLoop, func: Callable[..., Any], args: tuple) -> Any:
+def _call_from(loop: asyncio.AbstractEventLoop, later: Later, func: Callable[..., Any], args: tuple) -> Any:
     """``func(*args)`` in a worker thread, with what ``async_to_sync`` looks up to reach ``loop``."""
     local = SyncToAsync.threadlocal
     local.main_event_loop, local.main_event_loop_pid, local.task_context = loop, os.getpid(), None
-    return func(*args)
+    return bridge.serving(later, func, *args)
 
 
 def _replay(first: dict, receive: Callable[[], Any]) -> Callable[[], Any]:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.realtime.helpers import NodeSocket, make_world
+from tests.conftest import requires_services
+from tests.realtime.helpers import ABSENT_BROKER, NodeSocket, make_world
 from tests.realtime.live import Daphne, LiveDatabase
 
 
@@ -129,3 +130,19 @@ def hasty(live_db, live_folder):
     daphne = Daphne(live_db.process_env(V6_LOG_LEVEL="info"), live_folder, [sys.executable, "-c", HASTY])
     yield daphne
     daphne.stop()
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("rabbitmq", marks=requires_services("rabbitmq")),
+        pytest.param("absent", id="broker-absent"),
+    ],
+)
+def family(request, live_db, live_folder):
+    """One server of two processes on the live database, with RabbitMQ or with a broker that is absent."""
+    broker = os.environ["V6_RABBITMQ_URI"] if request.param == "rabbitmq" else ABSENT_BROKER
+    server = Daphne(live_db.process_env(V6_RABBITMQ_URI=broker), live_folder, workers=2)
+    yield server
+    server.stop()
+    server.show_log()

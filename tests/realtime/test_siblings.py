@@ -3,31 +3,11 @@ links: a node's event on one process reaches a node on the other once, with Rabb
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.conftest import requires_services
-from tests.realtime.helpers import ABSENT_BROKER, apart, create_task, make_run, make_user, token
-from tests.realtime.live import Daphne
+from tests.realtime.helpers import apart, create_task, make_run, make_user, token
 
 pytestmark = pytest.mark.live
-
-
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param("rabbitmq", marks=requires_services("rabbitmq")),
-        pytest.param("absent", id="broker-absent"),
-    ],
-)
-def family(request, live_db, live_folder):
-    """One server of two processes on the live database, with RabbitMQ or with a broker that is absent."""
-    broker = os.environ["V6_RABBITMQ_URI"] if request.param == "rabbitmq" else ABSENT_BROKER
-    server = Daphne(live_db.process_env(V6_RABBITMQ_URI=broker), live_folder, workers=2)
-    yield server
-    server.stop()
-    server.show_log()
 
 
 def test_a_node_event_on_one_process_reaches_a_node_on_the_other_once(family, live_world, sockets):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 
 import pytest
@@ -128,3 +130,53 @@ def test_a_bug_is_a_json_500(settings):
     status, _, content, _ = call(PooledASGIHandler(), "/api/test-broken")
     assert status == 500
     assert "msg" in json.loads(content)
+
+
+def test_a_requests_event_is_sent_after_its_answer_without_holding_its_thread(
+    world, application, monkeypatch
+):
+    from vantage6 import asgi
+
+    order: list[object] = []
+
+    async def fan_out(_namespace: str, room: str, _packet: str) -> None:
+        order.append(("event", room))
+
+    monkeypatch.setattr(asgi.server, "_fan_out", fan_out)
+    user = make_user(world.org_a, "Researcher")
+    plain = base64.b64encode(json.dumps({"method": "m"}).encode()).decode()
+    body = json.dumps(
+        {
+            "name": "t",
+            "image": "some/image",
+            "collaboration_id": world.collab_ab.pk,
+            "organizations": [{"id": org.pk, "input": plain} for org in (world.org_a, world.org_b)],
+            "databases": [{"label": "default"}],
+        }
+    ).encode()
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/api/task", "raw_path": b"/api/task", "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 7601),
+        "headers": [
+            (b"host", b"127.0.0.1:7601"), (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"authorization", auth(user)["Authorization"].encode()),
+        ],
+    }  # fmt: skip
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body}
+
+    async def send(message: dict) -> None:
+        order.append(message.get("status", message["type"]))
+
+    async def run() -> None:
+        await application(scope, receive, send)
+        for _ in range(3):  # the turns of the loop after the answer
+            await asyncio.sleep(0)
+
+    async_to_sync(run)()
+    # Before, the request's thread published and waited for the loop (in memory): its events came first.
+    assert order[:2] == [201, "http.response.body"]
+    assert order[2:] and all(entry[0] == "event" for entry in order[2:])

@@ -6,6 +6,10 @@ therefore share one long-lived publisher thread with its own loop and its own la
 coroutines it runs see that instance through ``layer()``.
 The in-memory layer is the exception: it only works within one process when the sender uses the
 very instance the consumers listen on, which ``async_to_sync`` does.
+
+A thread that serves a request whose answer the event loop writes (``serving``) leaves its layer work
+to that loop, after the answer (``after_answer``): the answer waits for no wake-up of the loop or of
+another process, and the thread for nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ logger = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 60
 
 _publisher_layer: ContextVar[BaseChannelLayer | None] = ContextVar("publisher_layer", default=None)
+_thread = threading.local()
 
 
 def layer(alias: str) -> BaseChannelLayer:
@@ -105,6 +110,27 @@ def post(call: Callable[[], Awaitable[object]], alias: str) -> None:
         async_to_sync(_await)(call)
         return
     _publisher(alias).post(call)
+
+
+def serving(later: list[Callable[[], object]], func: Callable[..., T], *args: object) -> T:
+    """``func(*args)`` in this thread for a request whose answer the event loop writes, then calls what
+    ``func`` left in ``later`` (``after_answer``)."""
+    _thread.later = later
+    try:
+        return func(*args)
+    finally:
+        _thread.later = None
+
+
+def after_answer(call: Callable[[], object]) -> bool:
+    """Have the loop call ``call()`` (once) after it wrote the answer of this thread's request, if the
+    thread serves one (``serving``); whether it will."""
+    later = getattr(_thread, "later", None)
+    if later is None:
+        return False
+    if call not in later:
+        later.append(call)
+    return True
 
 
 def _publisher(alias: str) -> _Publisher:

@@ -46,7 +46,7 @@ import logging
 import re
 import secrets
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Protocol, cast
 
@@ -337,6 +337,8 @@ class Server:
         # The room packets of this turn of the loop, in order: (group, packets), and their flush is due.
         self._outgoing: list[tuple[str, list[str]]] = []
         self._flush_due = False
+        # Packets published from outside a loop, not sent yet: (namespace, room, packet), in order.
+        self._unsent: deque[tuple[str, str, str]] = deque()
         # The other processes of this one's ``vantage6.serve``, linked directly (``link_siblings``).
         self.siblings: Siblings | None = None
         # Room messages this process published to and received from the layer (``eio.packets``) and
@@ -1101,9 +1103,10 @@ class Server:
 
     def publish(self, event: str, data: object = None, *, room: str, namespace: str = "/") -> None:
         """``emit`` for synchronous code, which does not wait for the broker (a REST request answers
-        at once; its events go out in order, once the broker is there); in an event loop's thread it
-        is scheduled instead. On a broker, the loop of this process's sockets emits it when it runs:
-        its sockets get it at once, and only the room's other processes through the broker."""
+        at once; its events go out in order, once the broker is there; those of a request its loop
+        answers go out right after the answer); in an event loop's thread it is scheduled instead.
+        On a broker, the loop of this process's sockets emits it when it runs: its sockets get it at
+        once, and only the room's other processes through the broker."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -1111,16 +1114,35 @@ class Server:
         if loop is not None:
             keep(loop.create_task(self.emit(event, data, room=room, namespace=namespace)))
             return
-        packet = p.event_packet(namespace, event, data)
+        # Every thread's packets wait in one queue, in the order they were published, for whichever
+        # loop sends them first.
+        self._unsent.append((namespace, room, p.event_packet(namespace, event, data)))
+        if bridge.after_answer(self._send_unsent):
+            return  # a request's: its loop sends them once the answer is written
         sockets_loop = self._listening_loop
         if sockets_loop is not None and sockets_loop.is_running() and not bridge.in_memory(self.layer_alias):
             with contextlib.suppress(RuntimeError):  # closed meanwhile: the publisher's loop takes it
-                emitting = asyncio.run_coroutine_threadsafe(
-                    self._fan_out(namespace, room, packet), sockets_loop
-                )
-                emitting.add_done_callback(bridge.log_failure)
+                sockets_loop.call_soon_threadsafe(self._send_unsent)
                 return
-        bridge.post(lambda: self._fan_out(namespace, room, packet), self.layer_alias)
+        bridge.post(self._fan_out_unsent, self.layer_alias)
+
+    def _send_unsent(self) -> None:
+        """In a loop: start the fan-out of every packet ``publish`` queued, in order."""
+        loop = asyncio.get_running_loop()
+        while (unsent := self._next_unsent()) is not None:
+            task = loop.create_task(self._fan_out(*unsent))
+            keep(task)
+            task.add_done_callback(_log_failure)
+
+    async def _fan_out_unsent(self) -> None:
+        while (unsent := self._next_unsent()) is not None:
+            await self._fan_out(*unsent)
+
+    def _next_unsent(self) -> tuple[str, str, str] | None:
+        try:
+            return self._unsent.popleft()
+        except IndexError:  # none left (another loop may take them too)
+            return None
 
     def run_sync(
         self, call: Callable[[], Awaitable[object]], *, timeout: float = bridge.TIMEOUT_SECONDS
