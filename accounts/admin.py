@@ -211,7 +211,8 @@ class RoleAdminForm(ServiceForm):
         if "organization" in self.fields:
             self.fields["organization"].required = True
             _offer_visible(self, "organization", "organization")
-        self.choices("rules").queryset = Rule.objects.order_by("id")
+        if "rules" in self.fields:  # a read-only page has no form fields
+            self.choices("rules").queryset = Rule.objects.order_by("id")
 
     def clean_name(self) -> str:
         return _policy_checked(self.cleaned_data["name"], validate_role_name)

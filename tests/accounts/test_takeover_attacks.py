@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.models import Role
+from accounts.models import Role, Rule
 from tests.admin.browser import Browser
 from tests.factories import PASSWORD, bearer, make_collab, make_org, make_task, make_user
 from tests.test_attacker_sweep import _state
@@ -78,3 +78,18 @@ def test_nor_a_new_password_through_the_admin_site(world):
     target.refresh_from_db()
     assert target.check_password(PASSWORD)
     assert Role.objects.filter(users=target).exists()
+
+
+@pytest.mark.parametrize("scope", ["ORGANIZATION", "COLLABORATION"])
+def test_no_rule_of_a_partner_that_works_elsewhere_reaches_there(api, world, admin_a, scope):
+    """Organization scope reaches the partner's own rows in its other collaborations as well."""
+    _works_elsewhere(world)
+    target = make_user(world.org_b, username="target-b")
+    rule = Rule.objects.get(name="task", scope=scope, operation="VIEW")
+    before = _state()
+
+    response = _send(api, admin_a, "patch", "/api/user/{target}", {"rules": [rule.pk]}, target.pk)
+
+    assert response.status_code == 401, response.content
+    assert "collaborations you are not in" in response.json()["msg"]
+    assert _state() == before
