@@ -73,6 +73,10 @@ class NodeSocket:
         last_room = f"collaboration_{node.collaboration_id}_organization_{node.organization_id}"
         self.wait_for("message", where=lambda text: text.endswith(f"joined room {last_room}"))
 
+    def wait_joined(self, timeout: float = 10) -> None:
+        """Until the server told the socket it joined a room (a user's rooms are joined all at once)."""
+        self.wait_for("message", timeout, where=joined)
+
     def received(self, seconds: float) -> list[tuple[str, object]]:
         """Every server event received within ``seconds`` (not the client's own connect/disconnect)."""
         got, deadline = [], time.monotonic() + seconds
@@ -92,6 +96,11 @@ class NodeSocket:
 
     def close(self) -> None:
         self.client.disconnect()
+
+
+def joined(text: object) -> bool:
+    """Whether a ``message`` event tells its socket it joined a room."""
+    return isinstance(text, str) and "joined room" in text
 
 
 ABSENT_BROKER = "amqp://guest:guest@127.0.0.1:9/absent"  # a RabbitMQ URI where nothing listens

@@ -152,7 +152,7 @@ def test_another_instance_ends_the_connections_of_a_dead_one(
     doomed = Daphne(live_db.process_env(V6_RABBITMQ_URI=a.env["V6_RABBITMQ_URI"]), live_folder)
     watcher = make_user(live_world.org_a, event_scope="COLLABORATION")
     watching = sockets(a.url, token(watcher))
-    watching.wait_for("message", where=lambda text: "joined room" in text)
+    watching.wait_joined()
     node = sockets(doomed.url, token(live_world.node_a))
     node.wait_ready(live_world.node_a)
     node.client.reconnection = False

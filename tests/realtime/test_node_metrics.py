@@ -72,7 +72,7 @@ def test_reports_cannot_add_series_or_come_from_users(metrics_server, live_world
     node_a = live_world.node_a
     user = make_user(live_world.org_a, event_scope="COLLABORATION")
     as_user = sockets(metrics_server.url, token(user))
-    as_user.wait_for("message", where=lambda text: "joined room" in text)
+    as_user.wait_joined()
     node = sockets(metrics_server.url, token(node_a))
     node.wait_ready(node_a)
 

@@ -19,7 +19,7 @@ PRESENCE = {"node-online", "node-offline", "message"}
 def test_a_node_connecting_and_leaving_sends_no_frame_to_the_other_nodes(server, live_world, sockets):
     watcher = make_user(live_world.org_a, event_scope="COLLABORATION")
     watching = sockets(server.url, token(watcher))
-    watching.wait_for("message", where=lambda text: "joined room" in text)
+    watching.wait_joined()
     other = sockets(server.url, token(live_world.node_b))
     other.wait_ready(live_world.node_b)
     node_a = live_world.node_a

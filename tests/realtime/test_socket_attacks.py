@@ -59,12 +59,12 @@ def test_a_forged_node_report_reaches_no_room_and_changes_nothing(
     server, live_world, sockets, sender, event, about, changes
 ):
     watcher = sockets(server.url, token(make_user(live_world.org_c, event_scope="GLOBAL")))
-    watcher.wait_for("message", where=lambda text: "joined room" in text)
+    watcher.wait_joined()
     node = sockets(server.url, token(live_world.node_a))
     node.wait_ready(live_world.node_a)
     if sender == "user":
         attacker = sockets(server.url, token(make_user(live_world.org_a, event_scope="COLLABORATION")))
-        attacker.wait_for("message", where=lambda text: "joined room" in text)
+        attacker.wait_joined()
     elif sender == "anonymous":
         attacker = sockets(server.url, "not-a-token")
         assert eventually(lambda: TASKS in attacker.client.namespaces)
@@ -111,9 +111,9 @@ def test_the_statuses_of_a_run_are_relayed(server, live_world, sockets):
 @pytest.mark.parametrize("event", ["join", "join_room", "enter_room", "subscribe"])
 def test_a_user_cannot_join_a_room_by_name(server, live_world, sockets, event):
     watcher = sockets(server.url, token(make_user(live_world.org_c, event_scope="GLOBAL")))
-    watcher.wait_for("message", where=lambda text: "joined room" in text)
+    watcher.wait_joined()
     user = sockets(server.url, token(make_user(live_world.org_a, event_scope="COLLABORATION")))
-    user.wait_for("message", where=lambda text: "joined room" in text)
+    user.wait_joined()
     node_c = sockets(server.url, token(live_world.node_c))
     node_c.wait_ready(live_world.node_c)
     run = _run(live_world.org_c, live_world.collab_c)
