@@ -338,6 +338,19 @@ def in_memory(scenario):
             channel_layers.backends.clear()
 
 
+def recorded(layer: object, method: str) -> list[tuple]:
+    """The arguments of every later call of ``layer``'s async ``method``, which still does its work."""
+    calls: list[tuple] = []
+    original = getattr(layer, method)
+
+    async def recording(*args) -> None:
+        calls.append(args)
+        await original(*args)
+
+    setattr(layer, method, recording)
+    return calls
+
+
 class Sink:
     """A socket's transport that keeps what the server sends it."""
 
