@@ -232,6 +232,13 @@ def make_user(org: Organization, *, event_scope: str | None = None, roles: tuple
     return user
 
 
+def user_socket(sockets, url: str, org: Organization, scope: str = "COLLABORATION") -> NodeSocket:
+    """A socket of a new user of ``org`` who receives events at ``scope``, once it joined its rooms."""
+    socket = sockets(url, token(make_user(org, event_scope=scope)))
+    socket.wait_joined()
+    return socket
+
+
 def token_pair(identity: User | Node) -> tuple[str, str]:
     """Tokens of a login of ``identity``, on the database it was loaded from (the live one, mostly)."""
     kind = "user" if isinstance(identity, User) else "node"
