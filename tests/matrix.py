@@ -221,6 +221,22 @@ def ok_if(allowed: bool, status: int = 200) -> int:
     return status if allowed else 401
 
 
+def list_case(
+    resource: str,
+    target: Callable[[Context], object],
+    path: str,
+    rows: Callable[[Rules, str | None], set[str]],
+    clients: tuple[str, ...] = USER_ONLY,
+) -> Case:
+    """The unfiltered list of ``resource`` at ``path``: any view rule of it allows the call, and the
+    ``rows`` the caller's rules reach are listed."""
+    return Case(
+        f"{resource} list", "get", resource, target=target, per_place=False, rules=((resource, "view"),),
+        path=lambda _ctx: path, status=lambda r, _: ok_if(r.max_scope(resource, "view") is not None),
+        rows=rows, clients=clients,
+    )  # fmt: skip
+
+
 def deleted_unless_refused(model):
     """A ``check`` of a delete case: the target is gone exactly when the call succeeded."""
 

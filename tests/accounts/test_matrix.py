@@ -17,6 +17,7 @@ from tests.matrix import (
     Case,
     Rules,
     deleted_unless_refused,
+    list_case,
     matrix_tests,
     members,
     ok_if,
@@ -91,11 +92,7 @@ CASES = [
         status=lambda r, _: 200,
     ),
     # --- users ---------------------------------------------------------------------------------------
-    Case(
-        "user list", "get", "user", target=org_user, per_place=False, rules=(("user", "view"),),
-        path=lambda ctx: "/api/user?per_page=1000",
-        status=lambda r, _: ok_if(r.max_scope("user", "view") is not None), rows=user_rows,
-    ),
+    list_case("user", org_user, "/api/user?per_page=1000", user_rows),
     Case(
         "user list by organization", "get", "user", target=org_user,
         path=lambda ctx: f"/api/user?per_page=1000&organization_id={ctx.org.pk}",
@@ -257,12 +254,7 @@ CASES = [
         path=lambda ctx: f"/api/rule/{rule(EVERYONE).pk}", status=lambda r, _: 200,
     ),
     # --- the audit trail: global scope everything, organization scope its organization's entries ----
-    Case(
-        "audit list", "get", "audit", target=org_entry, per_place=False, rules=(("audit", "view"),),
-        path=lambda ctx: "/api/audit?per_page=1000",
-        status=lambda r, _: ok_if(r.max_scope("audit", "view") is not None),
-        rows=lambda r, _: r.places("audit"),
-    ),
+    list_case("audit", org_entry, "/api/audit?per_page=1000", lambda r, _: r.places("audit")),
     Case(
         "audit list by organization", "get", "audit", target=org_entry,
         path=lambda ctx: f"/api/audit?per_page=1000&organization_id={ctx.org.pk}",

@@ -15,6 +15,7 @@ from tests.matrix import (
     Case,
     Rules,
     deleted_unless_refused,
+    list_case,
     matrix_tests,
     members,
     ok_if,
@@ -81,11 +82,8 @@ def study_allowed(r: Rules, operation: str, place: str) -> bool:
 
 CASES = [
     # --- organizations ---------------------------------------------------------------------------------
-    Case(
-        "organization list", "get", "organization", target=place_org, per_place=False,
-        rules=(("organization", "view"),), path=lambda ctx: "/api/organization?per_page=100",
-        status=lambda r, _: ok_if(r.max_scope("organization", "view") is not None),
-        rows=lambda r, _: r.places("organization"),
+    list_case(
+        "organization", place_org, "/api/organization?per_page=100", lambda r, _: r.places("organization"),
         clients=ANY_CLIENT,
     ),
     Case(
@@ -132,12 +130,9 @@ CASES = [
         check=deleted_unless_refused(Organization),
     ),
     # --- collaborations --------------------------------------------------------------------------------
-    Case(
-        "collaboration list", "get", "collaboration", target=place_collab, per_place=False,
-        rules=(("collaboration", "view"),), path=lambda ctx: "/api/collaboration",
-        status=lambda r, _: ok_if(r.max_scope("collaboration", "view") is not None),
-        rows=lambda r, _: {place for place in PLACES if collab_view(r, place)},
-        clients=("user", "node"),
+    list_case(
+        "collaboration", place_collab, "/api/collaboration",
+        lambda r, _: {place for place in PLACES if collab_view(r, place)}, clients=("user", "node"),
     ),
     Case(
         "collaboration detail", "get", "collaboration/<pk>", target=place_collab,
@@ -186,12 +181,9 @@ CASES = [
         status=lambda r, place: ok_if(r.can_col("collaboration", "edit", place)),
     ),
     # --- studies ---------------------------------------------------------------------------------------
-    Case(
-        "study list", "get", "study", target=place_study, per_place=False, rules=(("study", "view"),),
-        path=lambda ctx: "/api/study",
-        status=lambda r, _: ok_if(r.max_scope("study", "view") is not None),
-        rows=lambda r, _: {place for place in PLACES if study_allowed(r, "view", place)},
-        clients=("user", "node"),
+    list_case(
+        "study", place_study, "/api/study",
+        lambda r, _: {place for place in PLACES if study_allowed(r, "view", place)}, clients=("user", "node"),
     ),
     Case(
         "study list by organization", "get", "study", target=place_study,

@@ -19,6 +19,7 @@ from tests.matrix import (
     Case,
     Rules,
     deleted_unless_refused,
+    list_case,
     matrix_tests,
     ok_if,
     place_node,
@@ -52,12 +53,9 @@ def node_allowed(r: Rules, operation: str, place: str) -> bool:
 
 
 CASES = [
-    Case(
-        "node list", "get", "node", target=place_node, per_place=False, rules=(("node", "view"),),
-        path=lambda ctx: "/api/node",
-        status=lambda r, _: ok_if(r.max_scope("node", "view") is not None),
-        rows=lambda r, _: {place for place in PLACES if node_allowed(r, "view", place)},
-        clients=("user", "node"),
+    list_case(
+        "node", place_node, "/api/node",
+        lambda r, _: {place for place in PLACES if node_allowed(r, "view", place)}, clients=("user", "node"),
     ),
     Case(
         "node list by organization", "get", "node", target=place_node,

@@ -73,6 +73,10 @@ class NodeSocket:
         last_room = f"collaboration_{node.collaboration_id}_organization_{node.organization_id}"
         self.wait_for("message", where=lambda text: text.endswith(f"joined room {last_room}"))
 
+    def wait_joined(self, timeout: float = 10) -> None:
+        """Until the server told the socket it joined a room (a user's rooms are joined all at once)."""
+        self.wait_for("message", timeout, where=joined)
+
     def received(self, seconds: float) -> list[tuple[str, object]]:
         """Every server event received within ``seconds`` (not the client's own connect/disconnect)."""
         got, deadline = [], time.monotonic() + seconds
@@ -92,6 +96,11 @@ class NodeSocket:
 
     def close(self) -> None:
         self.client.disconnect()
+
+
+def joined(text: object) -> bool:
+    """Whether a ``message`` event tells its socket it joined a room."""
+    return isinstance(text, str) and "joined room" in text
 
 
 ABSENT_BROKER = "amqp://guest:guest@127.0.0.1:9/absent"  # a RabbitMQ URI where nothing listens
@@ -223,6 +232,13 @@ def make_user(org: Organization, *, event_scope: str | None = None, roles: tuple
     return user
 
 
+def user_socket(sockets, url: str, org: Organization, scope: str = "COLLABORATION") -> NodeSocket:
+    """A socket of a new user of ``org`` who receives events at ``scope``, once it joined its rooms."""
+    socket = sockets(url, token(make_user(org, event_scope=scope)))
+    socket.wait_joined()
+    return socket
+
+
 def token_pair(identity: User | Node) -> tuple[str, str]:
     """Tokens of a login of ``identity``, on the database it was loaded from (the live one, mostly)."""
     kind = "user" if isinstance(identity, User) else "node"
@@ -327,6 +343,19 @@ def in_memory(scenario):
             return async_to_sync(run)()
         finally:
             channel_layers.backends.clear()
+
+
+def recorded(layer: object, method: str) -> list[tuple]:
+    """The arguments of every later call of ``layer``'s async ``method``, which still does its work."""
+    calls: list[tuple] = []
+    original = getattr(layer, method)
+
+    async def recording(*args) -> None:
+        calls.append(args)
+        await original(*args)
+
+    setattr(layer, method, recording)
+    return calls
 
 
 class Sink:

@@ -99,7 +99,7 @@ def test_broker_restart_while_nodes_are_connected(server_on_broker, broker, live
     node = sockets(host, token(live_world.node_a))  # upgrades to websocket
     node.wait_ready(live_world.node_a)
     polling = sockets(host, token(live_world.node_b), transports=["polling"])
-    polling.wait_for("message", where=lambda text: "joined room" in text)  # its rooms again
+    polling.wait_joined()  # its rooms again
 
     broker.kill()
     during, elapsed = _timed_task(host, researcher, live_world.collab_ab)

@@ -15,7 +15,7 @@ from channels.testing import HttpCommunicator
 from nodes.consumers import TasksNamespace, handshake_auth
 from nodes.events import TASKS_NAMESPACE, collaboration_room
 from nodes.models import SocketConnection
-from tests.realtime.helpers import in_memory, token
+from tests.realtime.helpers import in_memory, recorded, token
 from vantage6.socketio import packets as p
 from vantage6.socketio.consumers import PollingConsumer
 from vantage6.socketio.server import Namespace, Server
@@ -124,22 +124,14 @@ def test_a_dead_process_is_buried_only_after_its_forwarded_requests_gave_up_on_i
 def test_a_sid_signed_with_another_secret_is_not_forwarded():
     other = _server()
     stranger = Server(namespaces={"/tasks": Namespace()}, secret=b"another deployment")
-    sent: list[dict] = []
 
-    async def scenario() -> dict:
+    async def scenario() -> tuple[dict, list[tuple]]:
         session, _ = await stranger.open_session("polling", {})
         await other.listening()
-        layer = other.layer
-        send = layer.send
+        sent = recorded(other.layer, "send")
+        return await _get(other, session.sid).get_response(timeout=5), sent
 
-        async def counted(channel: str, message: dict) -> None:
-            sent.append(message)
-            await send(channel, message)
-
-        layer.send = counted
-        return await _get(other, session.sid).get_response(timeout=5)
-
-    response = in_memory(scenario)
+    response, sent = in_memory(scenario)
 
     assert response["status"] == 400 and json.loads(response["body"])["code"] == 1
     assert sent == []

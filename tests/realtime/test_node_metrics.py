@@ -7,7 +7,7 @@ import requests
 
 from nodes.models import NodeMetrics
 from tests.ops.test_observability import metric
-from tests.realtime.helpers import eventually, make_user, token
+from tests.realtime.helpers import eventually, token, user_socket
 from tests.realtime.live import LIVE, Daphne
 
 pytestmark = pytest.mark.live
@@ -70,9 +70,7 @@ def test_a_nodes_report_becomes_labelled_gauges_until_it_disconnects(metrics_ser
 
 def test_reports_cannot_add_series_or_come_from_users(metrics_server, live_world, sockets):
     node_a = live_world.node_a
-    user = make_user(live_world.org_a, event_scope="COLLABORATION")
-    as_user = sockets(metrics_server.url, token(user))
-    as_user.wait_for("message", where=lambda text: "joined room" in text)
+    as_user = user_socket(sockets, metrics_server.url, live_world.org_a)
     node = sockets(metrics_server.url, token(node_a))
     node.wait_ready(node_a)
 

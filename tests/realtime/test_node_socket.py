@@ -20,6 +20,7 @@ from tests.realtime.helpers import (
     ready_nodes,
     token,
     token_pair,
+    user_socket,
 )
 from tests.realtime.live import LIVE
 
@@ -127,9 +128,7 @@ def test_user_joins_the_rooms_of_its_event_rule(server, live_world, sockets, sco
 
 
 def test_user_sees_no_event_of_another_collaboration(server, live_world, sockets):
-    watcher = make_user(live_world.org_a, event_scope="COLLABORATION")
-    socket = sockets(server.url, token(watcher))
-    socket.wait_for("message", where=lambda text: "joined room" in text)
+    socket = user_socket(sockets, server.url, live_world.org_a)
     researcher_a = make_user(live_world.org_a, roles=("Researcher",))
     researcher_c = make_user(live_world.org_c, roles=("Researcher",))
 
@@ -141,9 +140,7 @@ def test_user_sees_no_event_of_another_collaboration(server, live_world, sockets
 
 
 def test_node_online_offline_with_status_and_shared_config(server, live_world, sockets):
-    watcher = make_user(live_world.org_a, event_scope="COLLABORATION")
-    watching = sockets(server.url, token(watcher))
-    watching.wait_for("message", where=lambda text: "joined room" in text)
+    watching = user_socket(sockets, server.url, live_world.org_a)
     node_a = live_world.node_a
     notice = {"id": node_a.pk, "name": node_a.name, "org_id": node_a.organization_id}
 
@@ -198,9 +195,7 @@ def test_node_info_update_replaces_the_previous_config(server, live_world, socke
 
 
 def test_algorithm_log_is_appended_and_relayed(server, live_world, sockets):
-    watcher = make_user(live_world.org_b, event_scope="COLLABORATION")
-    watching = sockets(server.url, token(watcher))
-    watching.wait_for("message", where=lambda text: "joined room" in text)
+    watching = user_socket(sockets, server.url, live_world.org_b)
     node = sockets(server.url, token(live_world.node_a))
     node.wait_ready(live_world.node_a)
     run = make_run(live_world, live_world.org_a)
@@ -249,9 +244,7 @@ def test_algorithm_status_change_is_relayed_with_job_id(server, live_world, sock
 def test_node_events_about_runs_of_others_or_from_users_are_ignored(server, live_world, sockets):
     node = sockets(server.url, token(live_world.node_a))
     node.wait_ready(live_world.node_a)
-    user = make_user(live_world.org_a, event_scope="COLLABORATION")
-    as_user = sockets(server.url, token(user))
-    as_user.wait_for("message", where=lambda text: "joined room" in text)
+    as_user = user_socket(sockets, server.url, live_world.org_a)
     run_of_b = make_run(live_world, live_world.org_b)
     run_of_a = make_run(live_world, live_world.org_a)
 

@@ -10,16 +10,14 @@ from accounts.models import Authenticatable
 from accounts.tokens import decode
 from nodes.consumers import identify, went_offline
 from nodes.models import NodeConfig
-from tests.realtime.helpers import make_user, token
+from tests.realtime.helpers import token, user_socket
 
 PRESENCE = {"node-online", "node-offline", "message"}
 
 
 @pytest.mark.live
 def test_a_node_connecting_and_leaving_sends_no_frame_to_the_other_nodes(server, live_world, sockets):
-    watcher = make_user(live_world.org_a, event_scope="COLLABORATION")
-    watching = sockets(server.url, token(watcher))
-    watching.wait_for("message", where=lambda text: "joined room" in text)
+    watching = user_socket(sockets, server.url, live_world.org_a)
     other = sockets(server.url, token(live_world.node_b))
     other.wait_ready(live_world.node_b)
     node_a = live_world.node_a

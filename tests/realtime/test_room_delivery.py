@@ -13,7 +13,7 @@ from nodes.consumers import TasksNamespace, handshake_auth
 from nodes.events import TASKS_NAMESPACE
 from tasks import services as task_services
 from tests.factories import make_task
-from tests.realtime.helpers import Sink, in_memory, token
+from tests.realtime.helpers import Sink, in_memory, recorded, token
 from vantage6.socketio.database import events
 from vantage6.socketio.server import Namespace, Server
 
@@ -33,27 +33,14 @@ async def _member(server: Server, room: str = ROOM) -> Sink:
     return sink
 
 
-def _count_publishes(server: Server) -> list[str]:
-    groups: list[str] = []
-    layer = server.layer
-    group_send = layer.group_send
-
-    async def counted(group: str, message: dict) -> None:
-        groups.append(group)
-        await group_send(group, message)
-
-    layer.group_send = counted
-    return groups
-
-
 @pytest.mark.django_db  # the handshake's check runs where the database may be used
 def test_an_event_of_a_lone_process_is_delivered_without_the_channel_layer():
     server = _server()
 
-    async def scenario() -> tuple[list[Sink], Sink, list[str]]:
+    async def scenario() -> tuple[list[Sink], Sink, list[tuple]]:
         members = [await _member(server), await _member(server)]
         elsewhere = await _member(server, "collaboration_2")
-        publishes = _count_publishes(server)
+        publishes = recorded(server.layer, "group_send")
         await server.emit("algorithm_status_change", {"run_id": 1}, room=ROOM, namespace=NAMESPACE)
         await asyncio.sleep(0.1)
         return members, elsewhere, publishes
@@ -70,9 +57,9 @@ def test_an_event_of_a_lone_process_is_delivered_without_the_channel_layer():
 def test_an_event_reaches_the_other_process_once_and_its_own_sockets_once():
     emitting, other = _server(), _server()
 
-    async def scenario() -> tuple[Sink, Sink, list[str]]:
+    async def scenario() -> tuple[Sink, Sink, list[tuple]]:
         here, there = await _member(emitting), await _member(other)
-        publishes = _count_publishes(emitting)
+        publishes = recorded(emitting.layer, "group_send")
         await emitting.emit("algorithm_status_change", {"run_id": 1}, room=ROOM, namespace=NAMESPACE)
         await asyncio.sleep(0.1)
         return here, there, publishes
@@ -81,7 +68,7 @@ def test_an_event_reaches_the_other_process_once_and_its_own_sockets_once():
 
     expected = ['42/tasks,["algorithm_status_change",{"run_id":1}]']
     assert here.packets == expected and there.packets == expected
-    assert publishes == ["sio.tasks.collaboration_1"]
+    assert [group for group, _message in publishes] == ["sio.tasks.collaboration_1"]
 
 
 @pytest.mark.django_db  # the handshake's check runs where the database may be used
@@ -119,7 +106,7 @@ def test_a_node_status_report_costs_one_statement_and_no_publish_in_one_process(
     report = {"run_id": run.pk, "status": "active"}
     tokens = [token(node) for node in (world.node_a, world.node_b)]
 
-    async def scenario() -> tuple[Sink, Sink, list[str], list[str]]:
+    async def scenario() -> tuple[Sink, Sink, list[tuple], list[str]]:
         sinks = []
         for access in tokens:
             sink = Sink()
@@ -128,7 +115,7 @@ def test_a_node_status_report_costs_one_statement_and_no_publish_in_one_process(
             sinks.append((session, sink))
         (sender, heard_by_sender), (_, heard) = sinks
         heard.packets.clear()
-        publishes = _count_publishes(server)
+        publishes = recorded(server.layer, "group_send")
         await events.run(_worker_queries, True)
         await server.receive(sender, f"2{TASKS_NAMESPACE},{json.dumps(['algorithm_status_change', report])}")
         await asyncio.sleep(0.1)

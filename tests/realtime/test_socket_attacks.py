@@ -9,7 +9,7 @@ import pytest
 
 from nodes.models import NodeConfig
 from tasks.models import Run, Task
-from tests.realtime.helpers import TASKS, eventually, make_user, token
+from tests.realtime.helpers import TASKS, eventually, token, user_socket
 from tests.realtime.live import LIVE
 
 pytestmark = pytest.mark.live
@@ -58,13 +58,11 @@ ATTACKS = [
 def test_a_forged_node_report_reaches_no_room_and_changes_nothing(
     server, live_world, sockets, sender, event, about, changes
 ):
-    watcher = sockets(server.url, token(make_user(live_world.org_c, event_scope="GLOBAL")))
-    watcher.wait_for("message", where=lambda text: "joined room" in text)
+    watcher = user_socket(sockets, server.url, live_world.org_c, "GLOBAL")
     node = sockets(server.url, token(live_world.node_a))
     node.wait_ready(live_world.node_a)
     if sender == "user":
-        attacker = sockets(server.url, token(make_user(live_world.org_a, event_scope="COLLABORATION")))
-        attacker.wait_for("message", where=lambda text: "joined room" in text)
+        attacker = user_socket(sockets, server.url, live_world.org_a)
     elif sender == "anonymous":
         attacker = sockets(server.url, "not-a-token")
         assert eventually(lambda: TASKS in attacker.client.namespaces)
@@ -110,10 +108,8 @@ def test_the_statuses_of_a_run_are_relayed(server, live_world, sockets):
 
 @pytest.mark.parametrize("event", ["join", "join_room", "enter_room", "subscribe"])
 def test_a_user_cannot_join_a_room_by_name(server, live_world, sockets, event):
-    watcher = sockets(server.url, token(make_user(live_world.org_c, event_scope="GLOBAL")))
-    watcher.wait_for("message", where=lambda text: "joined room" in text)
-    user = sockets(server.url, token(make_user(live_world.org_a, event_scope="COLLABORATION")))
-    user.wait_for("message", where=lambda text: "joined room" in text)
+    watcher = user_socket(sockets, server.url, live_world.org_c, "GLOBAL")
+    user = user_socket(sockets, server.url, live_world.org_a)
     node_c = sockets(server.url, token(live_world.node_c))
     node_c.wait_ready(live_world.node_c)
     run = _run(live_world.org_c, live_world.collab_c)

@@ -20,6 +20,7 @@ from tests.realtime.helpers import (
     PollingSession,
     create_task,
     eventually,
+    joined,  # noqa: F401 (test_socket_presence_rows imports it from here)
     log_in,
     make_user,
     short_lived_token,
@@ -101,10 +102,6 @@ def assert_hears_no_new_task(socket, host, world, witness) -> None:
     assert "new_task" not in [name for name, _ in socket.received(1)]
 
 
-def joined(text: object) -> bool:
-    return isinstance(text, str) and "joined room" in text
-
-
 @pytest.mark.parametrize("end", USER_ENDINGS, ids=lambda end: end.__name__)
 def test_a_user_socket_is_told_and_loses_its_rooms_when_its_login_ends(
     unswept_server, live_world, sockets, end
@@ -113,7 +110,7 @@ def test_a_user_socket_is_told_and_loses_its_rooms_when_its_login_ends(
     user = make_user(live_world.org_a, event_scope="COLLABORATION")
     own = log_in(host, user)
     socket = sockets(host, own)
-    socket.wait_for("message", where=joined)
+    socket.wait_joined()
     witness = sockets(host, token(live_world.node_b))
     witness.wait_ready(live_world.node_b)
     admin = token(make_user(live_world.org_a, roles=("Root",)))
@@ -153,8 +150,8 @@ def test_ending_one_login_leaves_the_other_logins_sockets_alone(unswept_server, 
     user = make_user(live_world.org_a, event_scope="COLLABORATION")
     ended, kept = log_in(host, user), log_in(host, user)
     ended_socket, kept_socket = sockets(host, ended), sockets(host, kept)
-    ended_socket.wait_for("message", where=joined)
-    kept_socket.wait_for("message", where=joined)
+    ended_socket.wait_joined()
+    kept_socket.wait_joined()
 
     log_out(Login(host, user, ended, ""))
 
@@ -185,7 +182,7 @@ def test_a_socket_whose_token_expires_is_told_at_the_next_heartbeat_round(
 ):
     user = make_user(live_world.org_a, event_scope="COLLABORATION")
     socket = sockets(server.url, short_lived_token(user, 3), transports=transports)
-    socket.wait_for("message", where=joined)
+    socket.wait_joined()
     witness = sockets(server.url, token(live_world.node_b))
     witness.wait_ready(live_world.node_b)
 

@@ -28,7 +28,7 @@ from tests import factories
 from tests.conftest import requires_services
 from tests.realtime.helpers import LiveWorld, NodeSocket, Sink, create_task, in_memory, make_user, token
 from tests.realtime.live import LIVE
-from tests.realtime.test_socket_revocation import assert_hears_no_new_task, joined
+from tests.realtime.test_socket_revocation import assert_hears_no_new_task
 from vantage6.socketio.server import Server
 
 live = pytest.mark.live
@@ -91,7 +91,7 @@ def scene(hosts: tuple[str, str], world: LiveWorld, sockets, identity: User | No
     if isinstance(identity, Node):
         socket.wait_ready(identity)
     else:
-        socket.wait_for("message", where=joined)
+        socket.wait_joined()
     witness = sockets(connect, token(world.node_b))
     witness.wait_ready(world.node_b)
     assert_hear_new_task(api, world, socket, witness)
@@ -166,7 +166,7 @@ def test_a_user_granted_the_right_while_connected_hears_the_next_event(hosts, li
 
     _call("PATCH", f"{api}/api/user/{user.pk}", admin, rules=[event_rule().pk])
 
-    socket.wait_for("message", where=joined, timeout=5)
+    socket.wait_joined(timeout=5)
     assert_hear_new_task(api, live_world, socket)
 
 

@@ -10,9 +10,8 @@ import requests
 
 from collaborations.models import Collaboration
 from nodes.models import Node
-from tests.realtime.helpers import create_task, make_user, token
+from tests.realtime.helpers import create_task, joined, make_user, token
 from tests.realtime.live import LIVE
-from tests.realtime.test_socket_revocation import joined
 from tests.realtime.test_socket_rights import _call, left
 
 live = pytest.mark.live
@@ -24,7 +23,7 @@ def test_a_user_who_hears_every_collaboration_follows_one_created_and_deleted_wh
 ):
     user = make_user(live_world.org_c, event_scope="GLOBAL")
     socket = sockets(server.url, token(user))
-    socket.wait_for("message", where=joined)
+    socket.wait_joined()
     admin = token(make_user(live_world.org_a, roles=("Root",)))
 
     name = f"new-{uuid.uuid4().hex[:8]}"

@@ -16,7 +16,7 @@ from nodes.socket_store import restore_rows
 from tests.conftest import requires_services
 from tests.realtime.helpers import eventually, make_user, token
 from tests.realtime.live import LIVE, Daphne
-from tests.realtime.test_socket_revocation import assert_hears_no_new_task, joined
+from tests.realtime.test_socket_revocation import assert_hears_no_new_task
 
 
 @pytest.mark.django_db
@@ -50,13 +50,13 @@ def test_rights_taken_after_a_process_died_reach_the_older_socket_on_a_live_one(
     a, b = instances
     user = make_user(live_world.org_a, event_scope="COLLABORATION")
     older = sockets(a.url, token(user))
-    older.wait_for("message", where=joined)
+    older.wait_joined()
     witness = sockets(b.url, token(live_world.node_b))
     witness.wait_ready(live_world.node_b)
     doomed = Daphne(live_db.process_env(V6_RABBITMQ_URI=a.env["V6_RABBITMQ_URI"]), live_folder)
     try:
         newer = sockets(doomed.url, token(user))  # a second tab: the row names it now
-        newer.wait_for("message", where=joined)
+        newer.wait_joined()
         newer.client.reconnection = False
         dead = SocketConnection.objects.using(LIVE).get(identity_id=user.pk).process
 

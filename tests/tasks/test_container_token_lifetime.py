@@ -35,14 +35,19 @@ def reads(running) -> list[str]:
     ]
 
 
-def _organization_leaves(api, world, running) -> None:
+def _removed_from_ab(api, world, member: str, pk: int) -> None:
+    """Collaboration AB's admin takes its ``member`` (``organization`` or ``node``) ``pk`` out of it."""
     response = api.delete(
-        f"/api/collaboration/{world.collab_ab.pk}/organization",
-        {"id": world.org_b.pk},
+        f"/api/collaboration/{world.collab_ab.pk}/{member}",
+        {"id": pk},
         format="json",
         **headers_of(world.org_a, "Collaboration Admin"),
     )
     assert response.status_code == 200
+
+
+def _organization_leaves(api, world, running) -> None:
+    _removed_from_ab(api, world, "organization", world.org_b.pk)
 
 
 def _node_deleted(api, world, running) -> None:
@@ -51,13 +56,7 @@ def _node_deleted(api, world, running) -> None:
 
 
 def _node_detached(api, world, running) -> None:
-    response = api.delete(
-        f"/api/collaboration/{world.collab_ab.pk}/node",
-        {"id": world.node_b.pk},
-        format="json",
-        **headers_of(world.org_a, "Collaboration Admin"),
-    )
-    assert response.status_code == 200
+    _removed_from_ab(api, world, "node", world.node_b.pk)
 
 
 def _task_finished(api, world, running) -> None:

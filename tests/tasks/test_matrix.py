@@ -14,6 +14,7 @@ from tests.matrix import (
     Case,
     Rules,
     deleted_unless_refused,
+    list_case,
     matrix_tests,
     ok_if,
 )
@@ -77,12 +78,7 @@ def by_the_runs_node(status: int):
 
 
 CASES = [
-    Case(
-        "task list", "get", "task", target=task_in_place, path=fixed("/api/task?per_page=50"),
-        status=lambda r, _: ok_if(r.max_scope("task", "view") is not None), rows=task_rows, per_place=False,
-        rules=(("task", "view"),),
-        clients=ANY_CLIENT,
-    ),
+    list_case("task", task_in_place, "/api/task?per_page=50", task_rows, clients=ANY_CLIENT),
     Case(
         "task detail", "get", "task/<pk>", target=task_in_place,
         path=lambda ctx: f"/api/task/{ctx.target.pk}",
@@ -109,12 +105,7 @@ CASES = [
         check=deleted_unless_refused(Task),
         rules=(("task", "delete"),),
     ),
-    Case(
-        "run list", "get", "run", target=run_in_place, path=fixed("/api/run?per_page=50"),
-        status=lambda r, _: ok_if(r.max_scope("run", "view") is not None), rows=run_rows, per_place=False,
-        rules=(("run", "view"),),
-        clients=ANY_CLIENT,
-    ),
+    list_case("run", run_in_place, "/api/run?per_page=50", run_rows, clients=ANY_CLIENT),
     Case(
         "run detail", "get", "run/<pk>", target=run_in_place, path=lambda ctx: f"/api/run/{ctx.target.pk}",
         status=lambda r, p: ok_if(r.allow_org_in_col("run", "view", p, p)),
