@@ -12,9 +12,8 @@ from accounts.models import LoginSession
 from accounts.tokens import decode
 from nodes.models import SocketConnection
 from tests.conftest import requires_services
-from tests.realtime.helpers import eventually, make_user, token
+from tests.realtime.helpers import eventually, joined, make_user, token
 from tests.realtime.live import LIVE, Daphne
-from tests.realtime.test_socket_revocation import joined
 from tests.realtime.test_socket_rights_takeover import _hears
 
 CONNECTED = '40/tasks,{"sid":'

@@ -20,7 +20,6 @@ from tests.realtime.helpers import (
     PollingSession,
     create_task,
     eventually,
-    joined,  # noqa: F401 (test_socket_presence_rows imports it from here)
     log_in,
     make_user,
     short_lived_token,
