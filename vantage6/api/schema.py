@@ -45,15 +45,24 @@ VALIDATION_ERROR = {
     "properties": {"msg": {"type": "string"}, "errors": {"type": "object", "additionalProperties": {}}},
     "required": ["msg"],
 }
-# Role endpoints answer validation errors as ``{"msg": {field: [...]}}`` (as vantage6 does).
+# Role endpoints answer validation errors as ``{"msg": {field: [...]}}``, a list's by item index
+# (``{"rules": {"0": [...]}}``), as vantage6 does.
+MESSAGES = {"type": "array", "items": {"type": "string"}}
 ROLE_VALIDATION_ERROR = {
     "type": "object",
-    "description": "A refused request: `msg` is a text, or the messages per field of a body.",
+    "description": (
+        "A refused request: `msg` is a text, or the messages per field of a body (per item of a list)."
+    ),
     "properties": {
         "msg": {
             "anyOf": [
                 {"type": "string"},
-                {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                {
+                    "type": "object",
+                    "additionalProperties": {
+                        "anyOf": [MESSAGES, {"type": "object", "additionalProperties": MESSAGES}]
+                    },
+                },
             ]
         }
     },
