@@ -245,7 +245,10 @@ def writer_queue(database: str, in_memory: bool) -> WriterQueue:
 
 
 class DatabaseFeatures(SQLiteDatabaseFeatures, Features):
-    pass  # a WITH clause of SQLite only reads
+    # A WITH clause of SQLite only reads. Foreign keys are checked by each statement
+    # (``DatabaseSchemaEditor``): a cascading delete sets a nullable reference to null before it
+    # deletes the row it points at, and deletes the rows that reference others first.
+    can_defer_constraint_checks = False
 
 
 class DatabaseOperations(SQLiteDatabaseOperations, Operations):
