@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -234,8 +235,31 @@ def writers_file(tmp_path, django_db_blocker):
 
 
 def committed(database) -> list[str]:
-    with sqlite3.connect(database.settings_dict["NAME"]) as other:
+    with closing(sqlite3.connect(database.settings_dict["NAME"])) as other:
         return [name for (name,) in other.execute("SELECT writer FROM entry ORDER BY rowid")]
+
+
+def insert(name: str, *, began: threading.Event | None = None, until: Callable[[], bool] = bool) -> None:
+    """A writer's transaction: its row, then it holds the transaction until ``until()``."""
+    with transaction.atomic(using=WRITERS):
+        connections[WRITERS].cursor().execute("INSERT INTO entry VALUES (%s)", [name])
+        if began is not None:
+            began.set()
+        wait_for(until, "the next writer to wait for its turn")
+
+
+def writer(name: str, write: Callable[[], object], errors: list[str]) -> threading.Thread:
+    """A thread named ``name`` that runs ``write``, its error reported in ``errors``."""
+
+    def run() -> None:
+        try:
+            write()
+        except Exception as error:  # the test reports it
+            errors.append(f"{name}: {error}")
+        finally:
+            connections[WRITERS].close()
+
+    return threading.Thread(target=run, name=name, daemon=True)
 
 
 def test_a_writer_outside_the_batch_kept_open_for_it_commits_the_batch_before_it_begins(writers_file):
@@ -247,34 +271,24 @@ def test_a_writer_outside_the_batch_kept_open_for_it_commits_the_batch_before_it
     holding, answered = threading.Event(), threading.Event()
     errors: list[str] = []
 
-    def first() -> None:
-        try:
-            with transaction.atomic(using=WRITERS):
-                connections[WRITERS].cursor().execute("INSERT INTO entry VALUES ('first')")
-                holding.set()
-                wait_for(lambda: queue._queued == 1, "the second writer to wait for its turn")
-            answered.set()
-        except Exception as error:  # the test reports it
-            errors.append(f"first: {error}")
-        finally:
-            connections[WRITERS].close()
-
     def second() -> None:
-        try:
-            cursor = connections[WRITERS].cursor()
-            with transaction.atomic(using=WRITERS):
-                cursor.execute("INSERT INTO entry VALUES ('second')")
-        except Exception as error:  # the test reports it
-            errors.append(f"second: {error}")
-        finally:
-            connections[WRITERS].close()
+        cursor = connections[WRITERS].cursor()
+        with transaction.atomic(using=WRITERS):
+            cursor.execute("INSERT INTO entry VALUES ('second')")
 
-    writers = [threading.Thread(target=first, daemon=True), threading.Thread(target=second, daemon=True)]
+    writers = [
+        writer(
+            "first",
+            lambda: (insert("first", began=holding, until=lambda: queue._queued == 1), answered.set()),
+            errors,
+        ),
+        writer("second", second, errors),
+    ]
     writers[0].start()
     assert holding.wait(5)
     writers[1].start()
-    for writer in writers:
-        writer.join(5)
+    for thread in writers:
+        thread.join(5)
 
     assert answered.is_set(), "the first writer was answered"
     assert errors == []
@@ -336,33 +350,22 @@ def test_a_writer_that_gives_up_as_the_batch_is_kept_open_for_it_leaves_it_commi
     monkeypatch.setattr(type(queue), "hand_on", handing_on)
     monkeypatch.setattr(base.Member, "outcome", waiting)
 
-    def first() -> None:
-        try:
-            with transaction.atomic(using=WRITERS):
-                connections[WRITERS].cursor().execute("INSERT INTO entry VALUES ('first')")
-                wait_for(lambda: queue._queued == 1, "the second writer to wait for its turn")
-        except Exception as error:  # the test reports it
-            errors.append(f"first: {error}")
-        finally:
-            connections[WRITERS].close()
-
     def quitter() -> None:
         try:
-            with transaction.atomic(using=WRITERS):
-                connections[WRITERS].cursor().execute("INSERT INTO entry VALUES ('quitter')")
-        except Exception as error:  # the test reports it
-            errors.append(f"quitter: {error}")
+            insert("quitter")
         finally:
             gave_up.set()
-            connections[WRITERS].close()
 
-    writers = [threading.Thread(target=first, name="first"), threading.Thread(target=quitter, name="quitter")]
-    for writer in writers:
-        writer.start()
-    for writer in writers:
-        writer.join(10)
+    writers = [
+        writer("first", lambda: insert("first", until=lambda: queue._queued == 1), errors),
+        writer("quitter", quitter, errors),
+    ]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join(10)
 
-    assert not any(writer.is_alive() for writer in writers)
+    assert not any(thread.is_alive() for thread in writers)
     assert errors == ["quitter: database is locked"]
     assert committed(writers_file) == ["first"]
     # Neither the thread lock nor the file's is held, no batch is open.
