@@ -15,7 +15,9 @@ The writers a process runs in a row that way are committed together (``Batch``):
 in savepoints of one connection of the process, and one ``COMMIT`` - one fsync of the log, most of the
 time a write holds the lock - ends all of them. Each writer's commit returns only once that ``COMMIT`` is
 done, so nothing is answered before it is durable (``synchronous=FULL`` unchanged); a failing writer rolls
-back to its savepoint alone; a failed ``COMMIT`` fails every writer of the batch.
+back to its savepoint alone, also one whose row points at no row (foreign keys are checked by each
+statement, ``DatabaseSchemaEditor``); a failed ``COMMIT`` (an I/O error, a full disk) fails every writer
+of the batch.
 
 A transaction begins (queues, then ``BEGIN IMMEDIATE``) with its first statement, not as its ``atomic``
 block is entered: what a request computes before its first query of the transaction holds no other
@@ -126,7 +128,7 @@ class WriterQueue:
             return None
         try:
             batch.connection.execute("COMMIT")
-        except sqlite3.Error as error:  # a deferred foreign key, an I/O error, a full disk
+        except sqlite3.Error as error:  # an I/O error, a full disk
             return batch.close(error)
         return batch.close(None)
 
