@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ from accounts.models import AuditEntry, User
 from collaborations.models import Organization
 from tasks.models import Task
 from tests.realtime.helpers import make_user, make_world, token
-from tests.realtime.live import LIVE, Daphne, LiveDatabase
+from tests.realtime.live import LIVE, ROOT, Daphne, LiveDatabase
 from vantage6.db.sqlite3 import base
 from vantage6.db.sqlite3.base import writer_queue
 
@@ -123,7 +124,8 @@ class QueuedServer:
     def head_waits_for_the_file(self) -> bool:
         """A writer of the server is first in its queue and waits for the file's lock (the kernel lists
         a blocked ``flock`` as ``->``)."""
-        inode = f":{os.stat(self.writer_file).st_ino} "
+        found = os.stat(self.writer_file)
+        inode = f" {os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino} "
         locks = Path("/proc/locks").read_text().splitlines()
         return any("-> FLOCK" in line and inode in line for line in locks)
 
@@ -374,3 +376,47 @@ def test_a_writer_that_gives_up_as_the_batch_is_kept_open_for_it_leaves_it_commi
     with open(f"{writers_file.settings_dict['NAME']}-writer", "rb") as file:
         fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     assert queue.batch is not None and not queue.batch.open
+
+
+# --- a database made before: its foreign keys become immediate -----------------------------------------
+def migrate(database: Path, *target: str) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("V6_")}
+    env.update(V6_DATA_DIR=str(database.parent), V6_DATABASE_URL=f"sqlite:///{database}")
+    subprocess.run([sys.executable, "manage.py", "migrate", *target, "-v0"], cwd=ROOT, env=env, check=True)
+
+
+def test_a_database_made_with_deferred_foreign_keys_gets_immediate_ones_and_keeps_its_rows(tmp_path):
+    database = tmp_path / "earlier.sqlite3"
+    migrate(database, "tasks", "0005")
+    deferred = "SELECT count(*) FROM sqlite_master WHERE instr(sql, 'DEFERRABLE INITIALLY DEFERRED')"
+    with closing(sqlite3.connect(database, isolation_level=None)) as earlier:
+        # The tables as the earlier schema editor made them (Django's: every reference deferred).
+        earlier.execute("PRAGMA writable_schema = ON")
+        earlier.execute(
+            "UPDATE sqlite_master SET sql = replace(sql, ?, ?)"
+            " WHERE type = 'table' AND instr(sql, 'REFERENCES')",
+            [' ("id")', ' ("id") DEFERRABLE INITIALLY DEFERRED'],
+        )
+        version = earlier.execute("PRAGMA schema_version").fetchone()[0]
+        earlier.execute(f"PRAGMA schema_version = {version + 1}")
+        earlier.execute("PRAGMA writable_schema = OFF")
+        assert earlier.execute(deferred).fetchone()[0] > 0
+        earlier.execute(
+            "INSERT INTO organization (name, domain, address1, zipcode, country)"
+            " VALUES ('kept', '', '', '', '')"
+        )
+
+    migrate(database)
+
+    with closing(sqlite3.connect(database, isolation_level=None)) as now:
+        assert now.execute(deferred).fetchone()[0] == 0
+        assert now.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert now.execute("SELECT name FROM organization").fetchall() == [("kept",)]
+        now.execute("PRAGMA foreign_keys = ON")
+        now.execute("BEGIN")
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):  # by the statement, not at COMMIT
+            now.execute(
+                "INSERT INTO role (name, description, is_default_role, organization_id)"
+                " VALUES ('r', '', 0, 1000)"
+            )
+        now.execute("ROLLBACK")
