@@ -15,7 +15,9 @@ The writers a process runs in a row that way are committed together (``Batch``):
 in savepoints of one connection of the process, and one ``COMMIT`` - one fsync of the log, most of the
 time a write holds the lock - ends all of them. Each writer's commit returns only once that ``COMMIT`` is
 done, so nothing is answered before it is durable (``synchronous=FULL`` unchanged); a failing writer rolls
-back to its savepoint alone; a failed ``COMMIT`` fails every writer of the batch.
+back to its savepoint alone, also one whose row points at no row (foreign keys are checked by each
+statement, ``DatabaseSchemaEditor``); a failed ``COMMIT`` (an I/O error, a full disk) fails every writer
+of the batch.
 
 A transaction begins (queues, then ``BEGIN IMMEDIATE``) with its first statement, not as its ``atomic``
 block is entered: what a request computes before its first query of the transaction holds no other
@@ -29,13 +31,14 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX, SQLiteCursorWrapper
 from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper
 from django.db.backends.sqlite3.features import DatabaseFeatures as SQLiteDatabaseFeatures
 from django.db.backends.sqlite3.operations import DatabaseOperations as SQLiteDatabaseOperations
+from django.db.backends.sqlite3.schema import DatabaseSchemaEditor as SQLiteSchemaEditor
 
 from vantage6.db import Features, LoopReader, Operations
 
@@ -125,7 +128,7 @@ class WriterQueue:
             return None
         try:
             batch.connection.execute("COMMIT")
-        except sqlite3.Error as error:  # a deferred foreign key, an I/O error, a full disk
+        except sqlite3.Error as error:  # an I/O error, a full disk
             return batch.close(error)
         return batch.close(None)
 
@@ -244,7 +247,10 @@ def writer_queue(database: str, in_memory: bool) -> WriterQueue:
 
 
 class DatabaseFeatures(SQLiteDatabaseFeatures, Features):
-    pass  # a WITH clause of SQLite only reads
+    # A WITH clause of SQLite only reads. Foreign keys are checked by each statement
+    # (``DatabaseSchemaEditor``): a cascading delete sets a nullable reference to null before it
+    # deletes the row it points at, and deletes the rows that reference others first.
+    can_defer_constraint_checks = False
 
 
 class DatabaseOperations(SQLiteDatabaseOperations, Operations):
@@ -259,13 +265,64 @@ class DatabaseOperations(SQLiteDatabaseOperations, Operations):
             rows = f"(SELECT * FROM {rows} ORDER BY {alias}.{self.quote_name(order_by)}) {alias}"
         return f"SELECT json_group_array(json_array({row})) FROM {rows}"
 
+    def execute_sql_flush(self, sql_list: Iterable[str]) -> None:
+        # Its DELETEs empty the tables in name order, not in the order of their references: checked
+        # at the end, as Django's deferred foreign keys were, and not for a batched writer after it.
+        super().execute_sql_flush(
+            ["PRAGMA defer_foreign_keys = ON", *sql_list, "PRAGMA defer_foreign_keys = OFF"]
+        )
+
     def transaction_lock_sql(self) -> None:
         return None  # a transaction takes the database's one write lock as it begins (BEGIN IMMEDIATE)
+
+
+# How Django declares a foreign key on SQLite, checked at COMMIT only: in a batch, the one transaction of
+# all its writers, where a writer's dangling row failed every writer of the batch.
+DEFERRED = " DEFERRABLE INITIALLY DEFERRED"
+
+
+class DatabaseSchemaEditor(SQLiteSchemaEditor):
+    """Foreign keys checked by each statement (SQLite's default): a write that leaves a row pointing at
+    no row fails as it is made, alone, and its transaction can roll back to its savepoint."""
+
+    sql_create_inline_fk = "REFERENCES %(to_table)s (%(to_column)s)"
+    sql_create_column_inline_fk = sql_create_inline_fk
+
+
+def make_foreign_keys_immediate(schema_editor: SQLiteSchemaEditor) -> None:
+    """Turn the deferred foreign keys of the tables made before ``DatabaseSchemaEditor`` into immediate
+    ones, by SQLite's documented ``writable_schema`` procedure for changes that keep the stored format
+    (https://www.sqlite.org/lang_altertable.html#otheralter: "removing CHECK or FOREIGN KEY ... constraints"):
+    the table definitions' text is changed, no row is rewritten. Run in the transaction of a migration,
+    whose schema editor has switched foreign keys off."""
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND instr(sql, %s)", [DEFERRED]
+        )
+        tables = cursor.fetchall()
+        if not tables:
+            return
+        cursor.execute("PRAGMA schema_version")
+        (version,) = cursor.fetchone()
+        cursor.execute("PRAGMA writable_schema = ON")
+        for name, sql in tables:
+            cursor.execute(
+                "UPDATE sqlite_master SET sql = %s WHERE type = 'table' AND name = %s",
+                [sql.replace(DEFERRED, ""), name],
+            )
+        # Connections that read the old definitions read them again.
+        cursor.execute(f"PRAGMA schema_version = {int(version) + 1}")
+        cursor.execute("PRAGMA writable_schema = OFF")
+        cursor.execute("PRAGMA integrity_check")
+        problems = [row for (row,) in cursor.fetchall() if row != "ok"]
+        if problems:
+            raise RuntimeError(f"The database's integrity check failed: {problems[:5]}")
 
 
 class DatabaseWrapper(SQLiteDatabaseWrapper):
     features_class = DatabaseFeatures
     ops_class = DatabaseOperations
+    SchemaEditorClass = DatabaseSchemaEditor
     _queued: WriterQueue | None = None  # the write queue this connection is at the head of, if any
     _begin_pending = False  # a transaction was started and begins with its first statement
     _batch: Batch | None = None  # the batch this connection's transaction runs in
@@ -341,6 +398,10 @@ class DatabaseWrapper(SQLiteDatabaseWrapper):
         batch = self._batch
         try:
             if batch is None:
+                if entered:
+                    # A batch kept open for this writer holds SQLite's lock, which it would wait for
+                    # in vain, leaving the batch's writers unanswered: commit it first.
+                    queue.end_batch()
                 super()._start_transaction_under_autocommit()  # type: ignore[misc]  # not in the stubs
                 return
             if not batch.open:
