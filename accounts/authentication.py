@@ -76,6 +76,12 @@ def _user_queryset() -> QuerySet:
 _load_user, _load_node = PkLookup(_user_queryset), PkLookup(_node_queryset)
 
 
+# How the account a user's or node's token names is loaded, and made the request's principal.
+_ACCOUNTS: dict[str, tuple[Callable[[int], Any], Callable[[Any], Principal]]] = {
+    "user": (_load_user, principal_for_user),
+    "node": (_load_node, principal_for_node),
+}
+
 CONTAINER_TOKEN_ENDED = "This container token is no longer valid"
 
 
@@ -94,23 +100,16 @@ def principal_from_claims(claims: dict, *, seen: bool = True) -> Principal:
         if task is None:
             raise ApiError(401, CONTAINER_TOKEN_ENDED)
         return principal_for_container(sub, task)
-    if client_type == "user":
-        user = _load_user(sub) if isinstance(sub, int) else None
-        if user is None:
-            raise ApiError(401, f"Error loading the user {sub}")
-        check_current(user, claims)
-        if seen:
-            _touch_last_seen(user)
-        return principal_for_user(user)
-    if client_type == "node":
-        node = _load_node(sub) if isinstance(sub, int) else None
-        if node is None:
-            raise ApiError(401, f"Error loading the user {sub}")
-        check_current(node, claims)
-        if seen:
-            _touch_last_seen(node)
-        return principal_for_node(node)
-    raise ApiError(422, "Unknown client type in token")
+    if client_type not in _ACCOUNTS:
+        raise ApiError(422, "Unknown client type in token")
+    load, principal_for = _ACCOUNTS[client_type]
+    account = load(sub) if isinstance(sub, int) else None
+    if account is None:  # vantage6's words, for a node too
+        raise ApiError(401, f"Error loading the user {sub}")
+    check_current(account, claims)
+    if seen:
+        _touch_last_seen(account)
+    return principal_for(account)
 
 
 # The verified claims of the tokens in use, by token: a client sends the same token with every

@@ -26,6 +26,7 @@ from django.db import DatabaseError, close_old_connections, connection, connecti
 
 from accounts.services import audit
 from collaborations.models import Organization
+from tests.api.sqlite_files import sqlite_alias
 from tests.conftest import requires_services
 from tests.factories import bearer, make_collab, make_node, make_org, make_run, make_task, make_user
 from tests.realtime.live import sql_apart
@@ -98,22 +99,11 @@ WRITERS = "writers"
 @pytest.fixture
 def sqlite_file(tmp_path, django_db_blocker):
     """A database alias on an SQLite file, configured as the server's default database is."""
-    database = {
-        "ENGINE": "vantage6.db.sqlite3",
-        "NAME": str(tmp_path / "writers.sqlite3"),
-        "OPTIONS": {**settings.DATABASES["default"].get("OPTIONS", {})},
-    }
+    options = {**settings.DATABASES["default"].get("OPTIONS", {})}
     if not settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-        database["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
-    configured = connections.configure_settings({"default": settings.DATABASES["default"], WRITERS: database})
-    connections.settings[WRITERS] = configured[WRITERS]
-    with django_db_blocker.unblock():
-        with connections[WRITERS].cursor() as cursor:
-            cursor.execute("CREATE TABLE entry (writer TEXT)")
-        yield connections[WRITERS]
-        connections[WRITERS].close()
-    del connections[WRITERS]
-    del connections.settings[WRITERS]
+        options = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    with sqlite_alias(WRITERS, tmp_path / "writers.sqlite3", options, django_db_blocker) as database:
+        yield database
 
 
 INSERT = "INSERT INTO entry VALUES (%s)"

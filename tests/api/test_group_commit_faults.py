@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.conf import settings
 from django.db import connections, transaction
 
 from accounts.models import AuditEntry, User
 from collaborations.models import Organization
 from tasks.models import Task
+from tests.api.sqlite_files import sqlite_alias
 from tests.realtime.helpers import make_user, make_world, token
 from tests.realtime.live import LIVE, ROOT, Daphne, LiveDatabase
 from vantage6.db.sqlite3 import base
@@ -229,20 +229,9 @@ WRITERS = "group_commit_writers"
 def writers_file(tmp_path, django_db_blocker):
     """A database alias on an SQLite file of one table, configured as the server's database is, with a
     wait for the write lock of one second."""
-    database = {
-        "ENGINE": "vantage6.db.sqlite3",
-        "NAME": str(tmp_path / "writers.sqlite3"),
-        "OPTIONS": {"transaction_mode": "IMMEDIATE", "init_command": "PRAGMA synchronous=FULL", "timeout": 1},
-    }
-    configured = connections.configure_settings({"default": settings.DATABASES["default"], WRITERS: database})
-    connections.settings[WRITERS] = configured[WRITERS]
-    with django_db_blocker.unblock():
-        with connections[WRITERS].cursor() as cursor:
-            cursor.execute("CREATE TABLE entry (writer TEXT)")
-        yield connections[WRITERS]
-        connections[WRITERS].close()
-    del connections[WRITERS]
-    del connections.settings[WRITERS]
+    options = {"transaction_mode": "IMMEDIATE", "init_command": "PRAGMA synchronous=FULL", "timeout": 1}
+    with sqlite_alias(WRITERS, tmp_path / "writers.sqlite3", options, django_db_blocker) as database:
+        yield database
 
 
 def committed(database) -> list[str]:
