@@ -77,6 +77,10 @@ class LiveDatabase:
             database = {**_connection_fields(settings.DATABASES["default"]), "NAME": self.name}
         else:
             database = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(folder / "live.sqlite3")}
+        # A live database of a test module stands in for the session's (``live_db``) until it is dropped.
+        self._outer = connections.settings.get(LIVE)
+        if self._outer is not None:
+            _forget_connection()
         configured = connections.configure_settings(
             {"default": settings.DATABASES["default"], LIVE: database}
         )
@@ -90,11 +94,19 @@ class LiveDatabase:
         sql_apart(sql, dsn=self.postgres_url)
 
     def drop(self) -> None:
-        connections[LIVE].close()
-        del connections[LIVE]
-        del connections.settings[LIVE]
+        _forget_connection()
+        if self._outer is None:
+            del connections.settings[LIVE]
+        else:
+            connections.settings[LIVE] = self._outer
         if self.postgres_url:
             self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def _forget_connection() -> None:
+    """Close this thread's connection to the live database, so that its next use connects anew."""
+    connections[LIVE].close()
+    del connections[LIVE]
 
 
 def _connection_fields(database: dict) -> dict:
