@@ -11,12 +11,14 @@ import json
 import queue
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 import jwt
 import requests
 import socketio
+import websocket
 from asgiref.sync import async_to_sync
 from channels.layers import channel_layers
 from django.conf import settings
@@ -369,3 +371,19 @@ class Sink:
 
     async def close(self) -> None:
         pass
+
+
+def hears(ws: websocket.WebSocket, wanted: Callable[[str], bool], seconds: float) -> bool:
+    """Whether a frame matching ``wanted`` comes to a raw websocket within ``seconds`` (PINGs answered)."""
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        ws.settimeout(remaining)
+        try:
+            frame = ws.recv()
+        except websocket.WebSocketTimeoutException:
+            return False
+        if frame == "2":
+            ws.send("3")
+        elif wanted(frame):
+            return True
+    return False

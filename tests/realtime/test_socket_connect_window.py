@@ -23,10 +23,9 @@ from nodes.consumers import identify
 from nodes.events import collaboration_room
 from nodes.models import SocketConnection
 from tests.conftest import requires_services
-from tests.realtime.helpers import LiveWorld, create_task, eventually, make_user, token
+from tests.realtime.helpers import LiveWorld, create_task, eventually, hears, make_user, token
 from tests.realtime.live import Daphne
 from tests.realtime.test_socket_rights import _call
-from tests.realtime.test_socket_rights_takeover import _hears
 
 HOOKED = [sys.executable, "-c", "import tests.realtime.hooked_server as hooks; hooks.main()"]
 
@@ -84,7 +83,7 @@ def test_a_socket_whose_rights_change_while_it_connects_leaves_the_rooms_it_lost
     admin = token(make_user(live_world.org_c, roles=("Root",)))
     armed = folder / f"{connecting.port}.hold-identified"
     try:
-        assert _hears(witness, lambda frame: frame.endswith(joined), 10)
+        assert hears(witness, lambda frame: frame.endswith(joined), 10)
         armed.touch()
         ws = _connect(connecting, token(user))
         sockets.append(ws)
@@ -94,13 +93,13 @@ def test_a_socket_whose_rights_change_while_it_connects_leaves_the_rooms_it_lost
         change(changing, admin, user, live_world)
         armed.unlink()
 
-        assert _hears(ws, lambda frame: frame.startswith('40/tasks,{"sid":'), 10)
-        assert _hears(ws, lambda frame: frame.endswith(f'"{user.username} left room {room}"]'), 10)
+        assert hears(ws, lambda frame: frame.startswith('40/tasks,{"sid":'), 10)
+        assert hears(ws, lambda frame: frame.endswith(f'"{user.username} left room {room}"]'), 10)
         researcher = make_user(live_world.org_b, roles=("Researcher",))
         task_id = create_task(changing.url, researcher, live_world.collab_ab, [live_world.org_b])
         new_task = f'"new_task",{{"id":{task_id},'
-        assert _hears(witness, lambda frame: new_task in frame, 10)
-        assert not _hears(ws, lambda frame: new_task in frame, 2)
+        assert hears(witness, lambda frame: new_task in frame, 10)
+        assert not hears(ws, lambda frame: new_task in frame, 2)
     finally:
         armed.unlink(missing_ok=True)
         for socket in sockets:

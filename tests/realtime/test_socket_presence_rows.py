@@ -12,9 +12,8 @@ from accounts.models import LoginSession
 from accounts.tokens import decode
 from nodes.models import SocketConnection
 from tests.conftest import requires_services
-from tests.realtime.helpers import eventually, joined, make_user, token
+from tests.realtime.helpers import eventually, hears, joined, make_user, token
 from tests.realtime.live import LIVE, Daphne
-from tests.realtime.test_socket_rights_takeover import _hears
 
 CONNECTED = '40/tasks,{"sid":'
 
@@ -31,7 +30,7 @@ def _connect(host: Daphne, bearer: str) -> websocket.WebSocket:
     """A websocket of ``bearer`` to ``host``, connected to ``/tasks`` and in its rooms."""
     ws = _open(host, bearer)
     ws.send("40/tasks,{}")
-    assert _hears(ws, lambda frame: frame.startswith(CONNECTED), 10)
+    assert hears(ws, lambda frame: frame.startswith(CONNECTED), 10)
     return ws
 
 
@@ -59,7 +58,7 @@ def test_a_refused_connect_leaves_the_older_socket_of_the_identity_marking_it_of
         sockets.append(refused)
         LoginSession.objects.using(LIVE).filter(pk=decode(ended)["sid"]).update(revoked_at=timezone.now())
         refused.send("40/tasks,{}")
-        assert _hears(refused, lambda frame: frame == '42/tasks,["invalid_token"]', 10)
+        assert hears(refused, lambda frame: frame == '42/tasks,["invalid_token"]', 10)
         assert _status(unpinged, f"user/{user.pk}", admin) == "online"
 
         older.close()

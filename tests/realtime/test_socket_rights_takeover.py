@@ -23,7 +23,15 @@ import websocket
 
 from nodes.events import collaboration_room
 from tests.conftest import requires_services
-from tests.realtime.helpers import LiveWorld, PollingSession, create_task, eventually, make_user, token
+from tests.realtime.helpers import (
+    LiveWorld,
+    PollingSession,
+    create_task,
+    eventually,
+    hears,
+    make_user,
+    token,
+)
 from tests.realtime.live import Daphne
 from tests.realtime.test_socket_rights import _call
 
@@ -66,22 +74,6 @@ def _upgrade(ws: websocket.WebSocket) -> None:
     ws.send("5")
 
 
-def _hears(ws: websocket.WebSocket, wanted, seconds: float) -> bool:
-    """Whether a frame matching ``wanted`` comes within ``seconds`` (PINGs are answered)."""
-    deadline = time.monotonic() + seconds
-    while (remaining := deadline - time.monotonic()) > 0:
-        ws.settimeout(remaining)
-        try:
-            frame = ws.recv()
-        except websocket.WebSocketTimeoutException:
-            return False
-        if frame == "2":
-            ws.send("3")
-        elif wanted(frame):
-            return True
-    return False
-
-
 def _websocket(host: Daphne, sid: str) -> websocket.WebSocket:
     url = f"ws://127.0.0.1:{host.port}/socket.io/?EIO=4&transport=websocket&sid={sid}"
     return websocket.create_connection(url, timeout=30)
@@ -102,9 +94,9 @@ def _assert_upgraded_and_left(ws: websocket.WebSocket, host: Daphne, world: Live
     try:
         _upgrade(ws)
         room = collaboration_room(world.collab_ab.pk)
-        assert _hears(ws, lambda frame: frame.endswith(f' left room {room}"]'), 10)
+        assert hears(ws, lambda frame: frame.endswith(f' left room {room}"]'), 10)
         task_id = create_task(host.url, make_user(world.org_a, roles=("Researcher",)), world.collab_ab)
-        assert not _hears(ws, lambda frame: f'"new_task",{{"id":{task_id},' in frame, 2)
+        assert not hears(ws, lambda frame: f'"new_task",{{"id":{task_id},' in frame, 2)
     finally:
         ws.close()
 
@@ -148,10 +140,10 @@ def test_a_session_asked_for_while_it_connects_moves_once_connected(hooked, live
         connecting.result(30)
     try:
         _upgrade(ws)
-        assert _hears(ws, lambda frame: frame.startswith('40/tasks,{"sid":'), 10)
+        assert hears(ws, lambda frame: frame.startswith('40/tasks,{"sid":'), 10)
         room = collaboration_room(live_world.collab_ab.pk)
-        assert _hears(ws, lambda frame: frame.endswith(f' joined room {room}"]'), 10)
+        assert hears(ws, lambda frame: frame.endswith(f' joined room {room}"]'), 10)
         task_id = create_task(a.url, make_user(live_world.org_a, roles=("Researcher",)), live_world.collab_ab)
-        assert _hears(ws, lambda frame: f'"new_task",{{"id":{task_id},' in frame, 10)
+        assert hears(ws, lambda frame: f'"new_task",{{"id":{task_id},' in frame, 10)
     finally:
         ws.close()
