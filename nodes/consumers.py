@@ -11,7 +11,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 
 import jwt
@@ -440,15 +440,20 @@ async def _leave(socket: Socket, identity: dict, rooms: list[str]) -> None:
             await _tell_users(socket, "message", _notice(identity, "left", room), [room])
 
 
+def _connected(server: Server) -> Iterator[tuple[Session, dict]]:
+    """Each connected socket of this process: its session and identity (``identify``'s state). A socket
+    disconnecting, whose session may still be listed, holds no generation (``on_disconnect``)."""
+    for session in list(server.sessions.values()):
+        entry = session.namespaces.get(TASKS_NAMESPACE)
+        if entry is not None and "generation" in entry["state"]:
+            yield session, entry["state"]
+
+
 def _successor(identity: dict, server: Server) -> str | None:
     """The generation of a connected socket of ``identity`` in this process, if any."""
     owner = f"{identity['kind']}:{identity['id']}"
-    for session in server.sessions.values():
-        # A socket disconnecting, whose session may still be listed, holds no generation (``on_disconnect``).
-        entry = session.namespaces.get(TASKS_NAMESPACE)
-        if session.owner == owner and entry is not None and "generation" in entry["state"]:
-            return entry["state"]["generation"]
-    return None
+    generations = (state["generation"] for session, state in _connected(server) if session.owner == owner)
+    return next(generations, None)
 
 
 class TasksNamespace(Namespace):
@@ -593,16 +598,12 @@ def _process_lost(nodes: list[dict]) -> None:
 async def _restore_connection_rows() -> None:
     """The identities with a socket here keep a connection row (see ``restore_rows``); the sockets of
     those that had lost it are checked again: a change of rights meanwhile did not find them."""
-    held: dict[int, tuple[str, str]] = {}
-    for session in list(server.sessions.values()):
-        entry = session.namespaces.get(TASKS_NAMESPACE)
-        if entry is not None and "generation" in entry["state"]:
-            held[entry["state"]["id"]] = (entry["state"]["kind"], entry["state"]["generation"])
+    held = {state["id"]: state for _, state in _connected(server)}
     if not held:
         return
-    generations = {pk: generation for pk, (_, generation) in held.items()}
+    generations = {pk: state["generation"] for pk, state in held.items()}
     if restored := await database_sync_to_async(restore_rows)(server.process, generations):
-        await server.recheck([f"{held[pk][0]}:{pk}" for pk in restored])
+        await server.recheck([f"{held[pk]['kind']}:{pk}" for pk in restored])
 
 
 async def _housekeeping() -> None:
