@@ -435,3 +435,26 @@ def test_a_hostile_header_is_never_a_server_error(api, hostile_callers, method, 
     # An answer has a JSON body, but a preflight's (an OPTIONS of 200 may have none).
     json_answer = response.get("Content-Type", "").startswith("application/json")
     assert json_answer or (method, response.status_code) == ("options", 200), response.content[:200]
+
+
+# Methods the document does not declare for a path, as a fuzzer tries them: the standard ones and some
+# no framework knows.
+UNDECLARED_METHODS = ("get", "post", "put", "patch", "delete", "trace", "connect", "propfind", "foo")
+PATHS = list(DOCUMENT["paths"].items())
+
+
+@pytest.mark.parametrize(("path", "item"), PATHS, ids=[path for path, _ in PATHS])
+def test_an_undeclared_method_is_a_clear_refusal(api, hostile_callers, run_of_node_a, path, item):
+    api.raise_request_exception = False
+    url = re.sub(r"\{[^}]+\}", str(run_of_node_a.pk), path)
+    failures = []
+    for caller, headers in hostile_callers.items():
+        for method in UNDECLARED_METHODS:
+            if method in item:
+                continue
+            response = api.generic(method.upper(), url, b"{}", "application/json", **headers)
+            json_answer = response.get("Content-Type", "").startswith("application/json")
+            # Refused before the method is looked at (a token of the wrong kind) or for the method itself.
+            if not 400 <= response.status_code < 500 or not json_answer:
+                failures.append(f"{caller} {method} {url}: {response.status_code} {response.content[:100]!r}")
+    assert not failures, "\n".join(failures[:20])
