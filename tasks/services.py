@@ -782,12 +782,14 @@ def container_token_issue(*, principal: Principal, task_id: int, image: str) -> 
         "This task is not part of the collaboration of your node!",
     )
     # A node starts containers for its own runs only; any other token would act in the task's name.
-    principal.require(
-        task.runs.filter(organization_id=principal.organization_id).exists(),
-        "This task has no run of your node's organization!",
+    statuses = set(
+        task.runs.filter(organization_id=principal.organization_id).values_list("status", flat=True)
     )
+    principal.require(bool(statuses), "This task has no run of your node's organization!")
     if is_finished(task.status):
         raise bad_request("Task is already finished!")
+    if all(map(is_finished, statuses)):  # its token would not work (``selectors.container_task``)
+        raise bad_request("The run of your node's organization is already finished!")
     identity = {
         "client_type": "container",
         "node_id": principal.node.pk,

@@ -120,3 +120,26 @@ def test_a_containers_token_reads_nothing_once_its_run_ended(api, world, parent)
     for path in reads:
         response = api.get(path, **headers)
         assert (response.status_code, response.json()) == (401, ENDED), path
+
+
+def test_no_container_token_for_a_run_that_ended(api, world, parent):
+    _own_run_ended(api, world, parent)
+    response = api.post(
+        "/api/token/container",
+        {"task_id": parent.pk, "image": parent.image},
+        format="json",
+        **bearer(world.node_a),
+    )
+    assert (response.status_code, response.json()) == (
+        400,
+        {"msg": "The run of your node's organization is already finished!"},
+    )
+    assert (
+        api.post(  # node B's run goes on
+            "/api/token/container",
+            {"task_id": parent.pk, "image": parent.image},
+            format="json",
+            **bearer(world.node_b),
+        ).status_code
+        == 200
+    )
