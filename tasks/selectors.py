@@ -14,7 +14,7 @@ from accounts.models import User
 from accounts.permissions import Principal, fetch, fetch_named, get_for, missing_to
 from collaborations.models import AlgorithmStore, Collaboration, Study
 from nodes.models import Node, NodeConfig
-from tasks.models import AlgorithmPort, Run, Task, TaskDatabase, is_finished
+from tasks.models import OPEN_STATUSES, AlgorithmPort, Run, Task, TaskDatabase, is_finished
 from vantage6.api.errors import bad_request
 from vantage6.api.lookups import like_filtered
 from vantage6.api.sql import CompiledList, CompiledRows, PkLookup
@@ -32,10 +32,12 @@ def _container_state(task: int, collaboration: int, node: int, organization: int
     member = Collaboration.organizations.through.objects.filter(
         collaboration_id=collaboration, organization_id=organization
     )
+    # The container's own run: once it ended the container is gone, whatever the task's other runs do.
+    running = Run.objects.filter(task_id=task, organization_id=organization, status__in=OPEN_STATUSES)
     return (
         Task.objects.filter(pk=task, collaboration_id=collaboration)
-        .annotate(node_there=Exists(node_there), member=Exists(member))
-        .values_list("node_there", "member", *_CONTAINER_TASK_FIELDS)[:1]
+        .annotate(node_there=Exists(node_there), member=Exists(member), running=Exists(running))
+        .values_list("node_there", "member", "running", *_CONTAINER_TASK_FIELDS)[:1]
     )
 
 
@@ -45,8 +47,9 @@ _container_state_rows = CompiledRows(_container_state, "task", "collaboration", 
 
 def container_task(identity: dict) -> Task | None:
     """The task of the container a token names if the container may still act, in one query: its task
-    is unfinished and in its collaboration, its node still exists there and its organization is still a
-    member. The task has the fields a subtask takes from its parent; None when it may not act."""
+    and its organization's run of it are unfinished, the task is in its collaboration, its node still
+    exists there and its organization is still a member. The task has the fields a subtask takes from its
+    parent; None when it may not act."""
     try:
         task_id, collaboration_id = int(identity["task_id"]), int(identity["collaboration_id"])
         node_id, organization_id = int(identity["node_id"]), int(identity["organization_id"])
@@ -55,9 +58,9 @@ def container_task(identity: dict) -> Task | None:
     found = _container_state_rows(
         task=task_id, collaboration=collaboration_id, node=node_id, organization=organization_id
     )
-    if not found or not found[0][0] or not found[0][1]:
+    if not found or not all(found[0][:3]):
         return None
-    fields = dict(zip(_CONTAINER_TASK_FIELDS, found[0][2:], strict=True))
+    fields = dict(zip(_CONTAINER_TASK_FIELDS, found[0][3:], strict=True))
     task = Task(pk=task_id, collaboration_id=collaboration_id, **fields)
     task._state.adding, task._state.db = False, connection.alias  # a stored row, read in part
     return None if is_finished(task.status) else task

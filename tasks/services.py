@@ -53,6 +53,7 @@ from tasks.models import (
     is_finished,
     task_status,
 )
+from tasks.selectors import container_task
 from tasks.serializers import database_parameters
 from vantage6.api.errors import ApiError, bad_request, not_found
 from vantage6.api.sql import (
@@ -135,11 +136,16 @@ def _still_members(collaboration_id: int, org_ids: list[int]) -> tuple[str, list
     return sql, [collaboration_id, *distinct, len(distinct)]
 
 
-def _still_running(task_id: int) -> tuple[str, list]:
-    """SQL that holds while the task exists and is unfinished (the parent of a container's subtask)."""
+def _still_running(task_id: int, organization_id: int) -> tuple[str, list]:
+    """SQL that holds while the task exists and is unfinished, and so is the run of ``organization_id``
+    (the parent of a container's subtask, and the container's own run)."""
     places = ", ".join(["%s"] * len(OPEN_STATUSES))
-    table = connection.ops.quote_name(Task._meta.db_table)
-    return f"EXISTS (SELECT 1 FROM {table} WHERE id = %s AND status IN ({places}))", [task_id, *OPEN_STATUSES]
+    tasks, runs = (connection.ops.quote_name(model._meta.db_table) for model in (Task, Run))
+    return (
+        f"EXISTS (SELECT 1 FROM {tasks} WHERE id = %s AND status IN ({places})) AND EXISTS (SELECT 1 FROM "
+        f"{runs} WHERE task_id = %s AND organization_id = %s AND status IN ({places}))",
+        [task_id, *OPEN_STATUSES, task_id, organization_id, *OPEN_STATUSES],
+    )
 
 
 def _all_of(*conditions: tuple[str, list]) -> tuple[str, list]:
@@ -362,12 +368,12 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
         # The checks above read outside the statement: it writes only while they still hold.
         condition=_all_of(
             _still_members(collaboration.pk, [*org_ids, principal.organization_id]),
-            *([_still_running(parent.pk)] if parent else []),
+            *([_still_running(parent.pk, principal.organization_id)] if parent else []),
         ),
     )
     if created is None:
-        if parent and not Task.objects.filter(pk=parent.pk, status__in=OPEN_STATUSES).exists():
-            raise ApiError(401, CONTAINER_TOKEN_ENDED)  # killed, finished or deleted since its token's check
+        if parent and container_task(principal.claims) is None:
+            raise ApiError(401, CONTAINER_TOKEN_ENDED)  # its task or run ended since its token's check
         raise _membership_changed(principal, collaboration, org_ids)
     task, (written, _, _) = created
     _known_databases(task, cast(list[TaskDatabase], written))
@@ -776,12 +782,14 @@ def container_token_issue(*, principal: Principal, task_id: int, image: str) -> 
         "This task is not part of the collaboration of your node!",
     )
     # A node starts containers for its own runs only; any other token would act in the task's name.
-    principal.require(
-        task.runs.filter(organization_id=principal.organization_id).exists(),
-        "This task has no run of your node's organization!",
+    statuses = set(
+        task.runs.filter(organization_id=principal.organization_id).values_list("status", flat=True)
     )
+    principal.require(bool(statuses), "This task has no run of your node's organization!")
     if is_finished(task.status):
         raise bad_request("Task is already finished!")
+    if all(map(is_finished, statuses)):  # its token would not work (``selectors.container_task``)
+        raise bad_request("The run of your node's organization is already finished!")
     identity = {
         "client_type": "container",
         "node_id": principal.node.pk,

@@ -1,7 +1,7 @@
 """A container's subtask as a hostile algorithm would try it, with the token its node got: after its task
-was killed or deleted (also while the subtask is checked), to organizations outside the collaboration or
-a study it is not in. Each is refused and creates nothing, and a proper subtask takes what it inherits
-from the task as it is now."""
+was killed or deleted or its own run ended (also while the subtask is checked), to organizations outside
+the collaboration or a study it is not in. Each is refused and creates nothing, and a proper subtask takes
+what it inherits from the task as it is now."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from tasks import services
 from tasks.models import Task
 from tests.collaborations.helpers import headers_of
-from tests.factories import make_org, make_study, make_task, make_user
+from tests.factories import bearer, make_org, make_study, make_task, make_user
 from tests.tasks.conftest import container_headers_from, plain, task_body
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +38,16 @@ def _deleted(api, world, parent) -> None:
     assert response.status_code == 200, response.json()
 
 
-@pytest.mark.parametrize("end", [_killed, _deleted])
+def _own_run_ended(api, world, parent) -> None:
+    """Node A's run completes (its container is gone); node B's run, and so the task, goes on."""
+    run = parent.runs.get(organization=world.org_a)
+    response = api.patch(f"/api/run/{run.pk}", {"status": "completed"}, format="json", **bearer(world.node_a))
+    assert response.status_code == 200, response.json()
+    parent.refresh_from_db()
+    assert parent.status in ("pending", "active")
+
+
+@pytest.mark.parametrize("end", [_killed, _deleted, _own_run_ended])
 def test_no_subtask_once_the_task_is_killed_or_deleted(api, world, parent, end):
     headers = container_headers_from(api, world.node_a, parent)
     end(api, world, parent)
@@ -48,7 +57,7 @@ def test_no_subtask_once_the_task_is_killed_or_deleted(api, world, parent, end):
     assert Task.objects.count() == tasks
 
 
-@pytest.mark.parametrize("end", [_killed, _deleted])
+@pytest.mark.parametrize("end", [_killed, _deleted, _own_run_ended])
 def test_no_subtask_once_the_task_ends_during_the_checks(api, world, parent, monkeypatch, end):
     """The token's check passed; the task is killed or deleted before the subtask is written."""
     headers = container_headers_from(api, world.node_a, parent)
@@ -99,3 +108,38 @@ def test_a_subtask_inherits_from_the_task_as_it_is(api, world, parent):
         parent.init_user_id,
     )
     assert (child.image, child.init_org_id) == (parent.image, world.org_a.pk)
+
+
+def test_a_containers_token_reads_nothing_once_its_run_ended(api, world, parent):
+    """A token the algorithm let out (in its result, say) is of no use once its run is over, though other
+    organizations' runs keep the task open."""
+    headers = container_headers_from(api, world.node_a, parent)
+    assert api.get(f"/api/task/{parent.pk}", **headers).status_code == 200
+    _own_run_ended(api, world, parent)
+    reads = (f"/api/task/{parent.pk}", f"/api/run?task_id={parent.pk}", f"/api/result?task_id={parent.pk}")
+    for path in reads:
+        response = api.get(path, **headers)
+        assert (response.status_code, response.json()) == (401, ENDED), path
+
+
+def test_no_container_token_for_a_run_that_ended(api, world, parent):
+    _own_run_ended(api, world, parent)
+    response = api.post(
+        "/api/token/container",
+        {"task_id": parent.pk, "image": parent.image},
+        format="json",
+        **bearer(world.node_a),
+    )
+    assert (response.status_code, response.json()) == (
+        400,
+        {"msg": "The run of your node's organization is already finished!"},
+    )
+    assert (
+        api.post(  # node B's run goes on
+            "/api/token/container",
+            {"task_id": parent.pk, "image": parent.image},
+            format="json",
+            **bearer(world.node_b),
+        ).status_code
+        == 200
+    )

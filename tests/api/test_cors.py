@@ -67,3 +67,17 @@ def test_other_origin_gets_no_cors_header(restricted, auth):
     )
     assert "Access-Control-Allow-Origin" not in preflight
     assert "Access-Control-Allow-Methods" not in preflight
+
+
+@pytest.mark.parametrize("origin", [None, "https://evil.example.com", ORIGIN.upper(), ORIGIN + "/", "null"])
+def test_an_answer_allowing_no_origin_still_varies_by_it(restricted, auth, origin):
+    """A shared cache keyed without the Origin would hand an answer without the CORS header to the allowed
+    origin (or, were it the other way round, the allowed origin's answer to any other)."""
+    headers = {"HTTP_ORIGIN": origin} if origin else {}
+    for response in (
+        restricted.get("/api/rule", **headers, **auth),
+        restricted.get("/api/version", **headers),
+        restricted.options("/api/rule", **headers, HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET"),
+    ):
+        assert "Access-Control-Allow-Origin" not in response
+        assert "Origin" in {field.strip() for field in response.get("Vary", "").split(",")}

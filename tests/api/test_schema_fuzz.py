@@ -9,7 +9,9 @@ headers or body are not what the document declares for that operation.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import schemathesis
@@ -141,6 +143,12 @@ WRITES = [
     for path, item in DOCUMENT["paths"].items()
     for method, operation in item.items()
     if method in ("post", "patch", "put")
+] + [
+    # A DELETE beside a POST of a body takes that body (a member to remove), though the document cannot
+    # say so for a DELETE.
+    ("delete", path, item["post"])
+    for path, item in DOCUMENT["paths"].items()
+    if "delete" in item and "requestBody" in item.get("post", {})
 ]
 
 
@@ -299,6 +307,14 @@ READS = [
     for path, item in DOCUMENT["paths"].items()
     if "get" in item
 ]
+# The query parameters of the other operations (``delete_dependents``, a port's ``run_id``, ...).
+OTHER_QUERIES = [
+    (method, path, names)
+    for path, item in DOCUMENT["paths"].items()
+    for method, operation in item.items()
+    if method != "get"
+    and (names := [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"])
+]
 
 
 @pytest.mark.parametrize(("path", "names"), READS, ids=[path for path, _ in READS])
@@ -334,4 +350,111 @@ def test_a_malformed_query_string_is_never_a_server_error(api, hostile_callers, 
             status = api.get(f"{url}?{query}", **headers).status_code
             if status >= 500 and status != NOT_CONFIGURED:
                 failures.append(f"{caller} ?{query[:60]}: {status}")
+    assert not failures, "\n".join(failures[:20])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "names"), OTHER_QUERIES, ids=[f"{m} {p}" for m, p, _ in OTHER_QUERIES]
+)
+def test_a_hostile_query_parameter_of_a_write_is_never_a_server_error(
+    api, hostile_callers, run_of_node_a, method, path, names
+):
+    api.raise_request_exception = False
+    url = path.replace("{id}", str(run_of_node_a.pk))
+    failures = []
+    for caller, headers in hostile_callers.items():
+        for name in names:
+            for value in HOSTILE_QUERY_VALUES:
+                query = urlencode({name: value})
+                # An id of no row: a value that gets past its check changes nothing the next ones need.
+                target = url.replace(str(run_of_node_a.pk), str(2**31 - 1)) if method == "delete" else url
+                response = api.generic(
+                    method.upper(), f"{target}?{query}", b"{}", "application/json", **headers
+                )
+                if response.status_code >= 500 and response.status_code != NOT_CONFIGURED:
+                    failures.append(f"{caller} {method} {name}={value[:40]!r}: {response.status_code}")
+    assert not failures, "\n".join(failures[:20])
+
+
+# Path parameters as a fuzzer fills them in: ids out of every range and in other notations, escapes that
+# are not UTF-8 or are separators, and text where a number is asked for.
+HOSTILE_PATH_VALUES = [
+    *("0", "-1", str(2**31), str(2**63), "1" * 40, "1.5", "1e5", "%2e%2e", "%2F", "%00", "%ff", "%ed%a0%80"),
+    *("%EF%BC%92", "%D9%A1", "a", "x" * 5000, "%20", "1%0A", "null", "true", "%7B%7D", "'"),
+]
+OPERATIONS = [
+    (method, path)
+    for path, item in DOCUMENT["paths"].items()
+    for method in item
+    if method in ("get", "post", "patch", "put", "delete") and "{" in path
+]
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_a_hostile_path_parameter_is_never_a_server_error(api, hostile_callers, method, path):
+    api.raise_request_exception = False
+    failures = []
+    for caller, headers in hostile_callers.items():
+        for value in HOSTILE_PATH_VALUES:
+            url = re.sub(r"\{[^}]+\}", value, path)
+            response = api.generic(method.upper(), url, b"{}", "application/json", **headers)
+            json_answer = response.get("Content-Type", "").startswith("application/json")
+            if (response.status_code >= 500 and response.status_code != NOT_CONFIGURED) or not json_answer:
+                failures.append(
+                    f"{caller} {method} {url[:80]}: {response.status_code} {response.content[:100]!r}"
+                )
+    assert not failures, "\n".join(failures[:20])
+
+
+# Request header fields as a fuzzer (or a proxy) sends them: content negotiation no renderer meets, forwarding
+# fields that are not addresses, a host this server is not, and encodings it does not speak.
+HOSTILE_HEADERS = [
+    *(
+        {"HTTP_ACCEPT": value}
+        for value in ("text/html", "application/xml", "*/*;q=x", "\x00", "a" * 10_000, "")
+    ),
+    *({"HTTP_ACCEPT_LANGUAGE": value} for value in ("xx", "*;q=2", "\x00", "en-" * 1000)),
+    *({"HTTP_X_FORWARDED_FOR": value} for value in ("x", "1.2.3.4, ", "::1%eth0", ",,,", "\x00")),
+    *({"HTTP_X_FORWARDED_PROTO": value} for value in ("https, http", "gopher", "")),
+    *({"HTTP_HOST": value} for value in ("evil.example.com", "a b", "[::1", "\x00")),
+    *({"HTTP_CONTENT_ENCODING": value} for value in ("gzip", "br", "x")),
+    {"HTTP_TRANSFER_ENCODING": "chunked"},
+    {"HTTP_ORIGIN": "null", "HTTP_ACCESS_CONTROL_REQUEST_METHOD": "TRACE"},
+]
+
+
+@pytest.mark.parametrize("method", ["get", "post", "options"])
+@pytest.mark.parametrize("headers", HOSTILE_HEADERS, ids=[repr(h)[:60] for h in HOSTILE_HEADERS])
+def test_a_hostile_header_is_never_a_server_error(api, hostile_callers, method, headers):
+    api.raise_request_exception = False
+    path = "/api/organization" if method != "post" else "/api/token/user"
+    response = api.generic(
+        method.upper(), path, b"{}", "application/json", **hostile_callers["root"], **headers
+    )
+    assert response.status_code < 500, response.content[:300]
+    # An answer has a JSON body, but a preflight's (an OPTIONS of 200 may have none).
+    json_answer = response.get("Content-Type", "").startswith("application/json")
+    assert json_answer or (method, response.status_code) == ("options", 200), response.content[:200]
+
+
+# Methods the document does not declare for a path, as a fuzzer tries them: the standard ones and some
+# no framework knows.
+UNDECLARED_METHODS = ("get", "post", "put", "patch", "delete", "trace", "connect", "propfind", "foo")
+PATHS = list(DOCUMENT["paths"].items())
+
+
+@pytest.mark.parametrize(("path", "item"), PATHS, ids=[path for path, _ in PATHS])
+def test_an_undeclared_method_is_a_clear_refusal(api, hostile_callers, run_of_node_a, path, item):
+    api.raise_request_exception = False
+    url = re.sub(r"\{[^}]+\}", str(run_of_node_a.pk), path)
+    failures = []
+    for caller, headers in hostile_callers.items():
+        for method in UNDECLARED_METHODS:
+            if method in item:
+                continue
+            response = api.generic(method.upper(), url, b"{}", "application/json", **headers)
+            json_answer = response.get("Content-Type", "").startswith("application/json")
+            # Refused before the method is looked at (a token of the wrong kind) or for the method itself.
+            if not 400 <= response.status_code < 500 or not json_answer:
+                failures.append(f"{caller} {method} {url}: {response.status_code} {response.content[:100]!r}")
     assert not failures, "\n".join(failures[:20])
