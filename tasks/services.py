@@ -195,7 +195,8 @@ def _target_nodes(collaboration: Collaboration, org_ids: list[int]) -> list[Node
 
 
 def _check_node_policies(principal: Principal, nodes: list[Node]) -> None:
-    """Nodes that shared ``allowed_users``/``allowed_orgs`` only take tasks from those users/orgs."""
+    """Nodes that shared ``allowed_users``/``allowed_orgs`` only take tasks from those users/orgs (read
+    only when a target's node has a policy: ``policy_org_ids``)."""
     policies: dict[int, dict[str, set[str]]] = {}
     for node in nodes:
         for key, value in json.loads(getattr(node, "policy_rows") or "[]"):  # noqa: B009 - an annotation
@@ -215,8 +216,9 @@ def _check_node_policies(principal: Principal, nodes: list[Node]) -> None:
 
 # A task by primary key, compiled once per connection (a task to kill).
 _task_by_pk = PkLookup(lambda: Task.objects.all())
-# A collaboration with the ids of its organizations (``member_ids``) and of the organizations with a node
-# in it (``node_org_ids``), each joined by commas, in one query.
+# A collaboration with the ids of its organizations (``member_ids``), of the organizations with a node in
+# it (``node_org_ids``) and of those whose node has a policy (``policy_org_ids``, once per policy row),
+# each joined by commas, in one query.
 _collaboration_with_members = PkLookup(
     lambda: Collaboration.objects.annotate(
         member_ids=joined(
@@ -225,6 +227,10 @@ _collaboration_with_members = PkLookup(
         ),
         node_org_ids=joined(
             Node.objects.filter(collaboration_id=OuterRef("pk")), Cast("organization_id", CharField())
+        ),
+        policy_org_ids=joined(
+            NodeConfig.objects.filter(node__collaboration_id=OuterRef("pk"), key__in=_POLICY_KEYS),
+            Cast("node__organization_id", CharField()),
         ),
     )
 )
@@ -322,7 +328,7 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     members = _members(collaboration)
     _check_members(collaboration, study, org_ids, members)
     _check_nodes(collaboration, org_ids)
-    if principal.is_user:
+    if principal.is_user and _ids(collaboration, "policy_org_ids") & set(org_ids):
         _check_node_policies(principal, _target_nodes(collaboration, org_ids))
     _check_creator_member(principal, members)
     parent = None
