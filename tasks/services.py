@@ -109,9 +109,14 @@ def _check_members(
             raise bad_request(f"Organization(s) {missing} are not part of study id={study.pk}!")
 
 
+def _ids(collaboration: Collaboration, annotation: str) -> set[int]:
+    """The ids of an annotation of ``_collaboration_with_members`` (joined by commas)."""
+    return {int(pk) for pk in (getattr(collaboration, annotation) or "").split(",") if pk}
+
+
 def _members(collaboration: Collaboration) -> set[int]:
     """The member organizations of a collaboration loaded as ``_collaboration_with_members``."""
-    return {int(org_id) for org_id in (getattr(collaboration, "member_ids") or "").split(",") if org_id}  # noqa: B009 - an annotation
+    return _ids(collaboration, "member_ids")
 
 
 def _check_creator_member(principal: Principal, members: set[int]) -> None:
@@ -175,23 +180,29 @@ def _policies_sql(connection: BaseDatabaseWrapper) -> tuple[str, tuple]:
     return sql, _POLICY_KEYS
 
 
-def _target_nodes(collaboration: Collaboration, org_ids: list[int], *, policies: bool) -> list[Node]:
-    """The nodes of these organizations in the collaboration, with their policies (``policy_rows``)
-    when ``policies``."""
-    queryset = Node.objects.filter(collaboration=collaboration, organization_id__in=org_ids)
-    if policies:
-        queryset = queryset.annotate(policy_rows=CorrelatedSQL(_policies_sql, output_field=TextField()))
-    nodes = list(queryset)
-    if missing := sorted(set(org_ids) - {node.organization_id for node in nodes}):
+def _check_nodes(collaboration: Collaboration, org_ids: list[int]) -> None:
+    """Every one of these organizations has its node in the collaboration (loaded as
+    ``_collaboration_with_members``: no statement of its own)."""
+    if missing := sorted(set(org_ids) - _ids(collaboration, "node_org_ids")):
         raise bad_request(
             "Cannot create this task because there are no nodes for the following organization(s) "
             f"in collaboration id={collaboration.pk}: {missing}"
         )
-    return nodes
+
+
+def _target_nodes(collaboration: Collaboration, org_ids: list[int]) -> list[Node]:
+    """The nodes of these organizations in the collaboration, with their policies (``policy_rows``)."""
+    policies = CorrelatedSQL(_policies_sql, output_field=TextField())
+    return list(
+        Node.objects.filter(collaboration=collaboration, organization_id__in=org_ids).annotate(
+            policy_rows=policies
+        )
+    )
 
 
 def _check_node_policies(principal: Principal, nodes: list[Node]) -> None:
-    """Nodes that shared ``allowed_users``/``allowed_orgs`` only take tasks from those users/orgs."""
+    """Nodes that shared ``allowed_users``/``allowed_orgs`` only take tasks from those users/orgs (read
+    only when a target's node has a policy: ``policy_org_ids``)."""
     policies: dict[int, dict[str, set[str]]] = {}
     for node in nodes:
         for key, value in json.loads(getattr(node, "policy_rows") or "[]"):  # noqa: B009 - an annotation
@@ -211,13 +222,22 @@ def _check_node_policies(principal: Principal, nodes: list[Node]) -> None:
 
 # A task by primary key, compiled once per connection (a task to kill).
 _task_by_pk = PkLookup(lambda: Task.objects.all())
-# A collaboration with the ids of its organizations (``member_ids``, joined by commas), in one query.
+# A collaboration with the ids of its organizations (``member_ids``), of the organizations with a node in
+# it (``node_org_ids``) and of those whose node has a policy (``policy_org_ids``, once per policy row),
+# each joined by commas, in one query.
 _collaboration_with_members = PkLookup(
     lambda: Collaboration.objects.annotate(
         member_ids=joined(
             Collaboration.organizations.through.objects.filter(collaboration_id=OuterRef("pk")),
             Cast("organization_id", CharField()),
-        )
+        ),
+        node_org_ids=joined(
+            Node.objects.filter(collaboration_id=OuterRef("pk")), Cast("organization_id", CharField())
+        ),
+        policy_org_ids=joined(
+            NodeConfig.objects.filter(node__collaboration_id=OuterRef("pk"), key__in=_POLICY_KEYS),
+            Cast("node__organization_id", CharField()),
+        ),
     )
 )
 
@@ -313,9 +333,9 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     org_ids = [entry["id"] for entry in data["organizations"]]
     members = _members(collaboration)
     _check_members(collaboration, study, org_ids, members)
-    nodes = _target_nodes(collaboration, org_ids, policies=principal.is_user)
-    if principal.is_user:
-        _check_node_policies(principal, nodes)
+    _check_nodes(collaboration, org_ids)
+    if principal.is_user and _ids(collaboration, "policy_org_ids") & set(org_ids):
+        _check_node_policies(principal, _target_nodes(collaboration, org_ids))
     _check_creator_member(principal, members)
     parent = None
     if principal.is_container:

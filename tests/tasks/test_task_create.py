@@ -136,6 +136,26 @@ def test_check3_target_without_node_is_400_listing_it(api, world):
     response = post(api, outsider, body)
     assert response.status_code == 400
     assert response.json()["msg"].endswith(f"[{org_d.pk}]")
+    assert nothing_created()
+
+
+def test_check3_a_containers_subtask_to_a_target_without_node_is_400(api, world):
+    # org D is a member of the collaboration with a node in another collaboration only: that node counts not.
+    org_d = make_org("D")
+    world.collab_ab.organizations.add(org_d)
+    world.collab_c.organizations.add(org_d)
+    make_node(org_d, world.collab_c, "node-d-in-c")
+    parent = make_task(world.collab_ab, world.org_a, world.org_a)
+    headers = container_headers_from(api, world.node_a, parent)
+    organizations = [{"id": world.org_b.pk, "input": plain()}, {"id": org_d.pk, "input": plain()}]
+    body = task_body(world, image=parent.image, organizations=organizations)
+    response = api.post("/api/task", body, format="json", **headers)
+    assert response.status_code == 400
+    assert response.json()["msg"] == (
+        "Cannot create this task because there are no nodes for the following organization(s) "
+        f"in collaboration id={world.collab_ab.pk}: [{org_d.pk}]"
+    )
+    assert list(Task.objects.values_list("id", flat=True)) == [parent.pk]
 
 
 # --- check 4: node policies ----------------------------------------------------------------------------
