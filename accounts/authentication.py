@@ -100,10 +100,10 @@ def principal_from_claims(claims: dict, *, seen: bool = True) -> Principal:
         if task is None:
             raise ApiError(401, CONTAINER_TOKEN_ENDED)
         return principal_for_container(sub, task)
-    if client_type not in _ACCOUNTS:
+    if not isinstance(client_type, str) or client_type not in _ACCOUNTS:
         raise ApiError(422, "Unknown client type in token")
     load, principal_for = _ACCOUNTS[client_type]
-    account = load(sub) if isinstance(sub, int) else None
+    account = load(sub) if type(sub) is int else None  # not True, which Python counts as 1
     if account is None:  # vantage6's words, for a node too
         raise ApiError(401, f"Error loading the user {sub}")
     check_current(account, claims)

@@ -63,6 +63,9 @@ FORGERIES = {
     "a node's client_type": lambda c: signed({**c, "client_type": "node"}),
     "a container's client_type": lambda c: signed({**c, "client_type": "container"}),
     "sub as text": lambda c: signed({**c, "sub": str(c["sub"])}),
+    "sub as true": lambda c: signed({**c, "sub": True}),
+    "client_type as a list": lambda c: signed({**c, "client_type": ["user"]}),
+    "client_type as an object": lambda c: signed({**c, "client_type": {"user": 1}}),
     "type refresh": lambda c: signed({**c, "type": "refresh"}),
 }
 
