@@ -383,6 +383,9 @@ def migrate(database: Path, *target: str) -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", *target, "-v0"], cwd=ROOT, env=env, check=True)
 
 
+OPERATOR_DEFAULT = "see DEFERRABLE INITIALLY DEFERRED"
+
+
 def test_a_database_made_with_deferred_foreign_keys_gets_immediate_ones_and_keeps_its_rows(tmp_path):
     database = tmp_path / "earlier.sqlite3"
     migrate(database, "tasks", "0005")
@@ -403,11 +406,15 @@ def test_a_database_made_with_deferred_foreign_keys_gets_immediate_ones_and_keep
             "INSERT INTO organization (name, domain, address1, zipcode, country)"
             " VALUES ('kept', '', '', '', '')"
         )
+        # An operator's own table with the same words outside a reference.
+        earlier.execute(f"CREATE TABLE operator_note (body TEXT DEFAULT '{OPERATOR_DEFAULT}')")
 
     migrate(database)
 
     with closing(sqlite3.connect(database, isolation_level=None)) as now:
-        assert now.execute(deferred).fetchone()[0] == 0
+        assert now.execute(deferred).fetchone()[0] == 1  # the operator's table alone
+        now.execute("INSERT INTO operator_note DEFAULT VALUES")
+        assert now.execute("SELECT body FROM operator_note").fetchall() == [(OPERATOR_DEFAULT,)]
         assert now.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert now.execute("SELECT name FROM organization").fetchall() == [("kept",)]
         now.execute("PRAGMA foreign_keys = ON")

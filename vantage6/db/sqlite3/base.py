@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -279,6 +280,8 @@ class DatabaseOperations(SQLiteDatabaseOperations, Operations):
 # How Django declares a foreign key on SQLite, checked at COMMIT only: in a batch, the one transaction of
 # all its writers, where a writer's dangling row failed every writer of the batch.
 DEFERRED = " DEFERRABLE INITIALLY DEFERRED"
+# Only where it follows a reference: the same words in a name or a literal default stay as they are.
+_DEFERRED_REFERENCE = re.compile(r'(REFERENCES "[^"]+" \("[^"]+"\))' + DEFERRED)
 
 
 class DatabaseSchemaEditor(SQLiteSchemaEditor):
@@ -299,7 +302,7 @@ def make_foreign_keys_immediate(schema_editor: SQLiteSchemaEditor) -> None:
         cursor.execute(
             "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND instr(sql, %s)", [DEFERRED]
         )
-        tables = cursor.fetchall()
+        tables = [(name, _DEFERRED_REFERENCE.sub(r"\1", sql)) for name, sql in cursor.fetchall()]
         if not tables:
             return
         cursor.execute("PRAGMA schema_version")
@@ -308,7 +311,7 @@ def make_foreign_keys_immediate(schema_editor: SQLiteSchemaEditor) -> None:
         for name, sql in tables:
             cursor.execute(
                 "UPDATE sqlite_master SET sql = %s WHERE type = 'table' AND name = %s",
-                [sql.replace(DEFERRED, ""), name],
+                [sql, name],
             )
         # Connections that read the old definitions read them again.
         cursor.execute(f"PRAGMA schema_version = {int(version) + 1}")
