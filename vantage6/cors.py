@@ -15,9 +15,10 @@ def origin_allowed(origin: str, allowed: Collection[str]) -> bool:
 
 
 def allow_origin(origin: str | None, allowed: Collection[str]) -> list[tuple[str, str]]:
-    """The headers that let a page of ``origin`` read the answer: none for an origin not allowed."""
-    if not origin or not origin_allowed(origin, allowed):
-        return []
+    """The CORS headers of an answer to a request from ``origin``: what lets its page read the answer,
+    nothing for an origin not allowed; and with a list of origins ``Vary: Origin`` on every answer, one
+    that allows none (or was asked without Origin) too, so a shared cache never gives it to another."""
     if "*" in allowed:
-        return [("Access-Control-Allow-Origin", "*")]
-    return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+        return [("Access-Control-Allow-Origin", "*")] if origin else []
+    vary = ("Vary", "Origin")
+    return [("Access-Control-Allow-Origin", origin), vary] if origin and origin in allowed else [vary]

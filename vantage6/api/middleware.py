@@ -81,12 +81,10 @@ class CorsMiddleware:
         else:
             response = self.get_response(request)
         for name, value in allow_origin(origin, self.allowed):
-            if name != "Vary":
+            if name == "Vary":  # added to, not replaced: the admin's pages vary by Cookie as well
+                patch_vary_headers(response, (value,))
+            else:
                 response[name] = value
-        if "*" not in self.allowed:
-            # Then every answer depends on the Origin, one that allows none (or has none) too: a cache must
-            # not give it to another origin. Added to, not replaced: the admin's pages vary by Cookie as well.
-            patch_vary_headers(response, ("Origin",))
         return response
 
 

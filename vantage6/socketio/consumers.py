@@ -17,7 +17,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
 from vantage6 import throttle
-from vantage6.cors import allow_origin
+from vantage6.cors import allow_origin, origin_allowed
 from vantage6.socketio import packets as p
 from vantage6.socketio.server import (
     TEXT,
@@ -205,15 +205,14 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
             (b"Content-Length", str(len(body)).encode()),
             *SECURITY_HEADERS,
         ]
-        allowing = allow_origin(_headers(self.scope).get("origin"), self.server.cors_allowed_origins)
-        if allowing:
-            headers += [(name.encode(), value.encode()) for name, value in allowing]
-            if preflight:
-                requested = _headers(self.scope).get("access-control-request-headers", "Authorization")
-                headers += [
-                    (b"Access-Control-Allow-Methods", b"OPTIONS, GET, POST"),
-                    (b"Access-Control-Allow-Headers", requested.encode()),
-                ]
+        origin, allowed = _headers(self.scope).get("origin"), self.server.cors_allowed_origins
+        headers += [(name.encode(), value.encode()) for name, value in allow_origin(origin, allowed)]
+        if preflight and origin and origin_allowed(origin, allowed):
+            requested = _headers(self.scope).get("access-control-request-headers", "Authorization")
+            headers += [
+                (b"Access-Control-Allow-Methods", b"OPTIONS, GET, POST"),
+                (b"Access-Control-Allow-Headers", requested.encode()),
+            ]
         await self.send_response(status, body, headers=headers)
 
 
