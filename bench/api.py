@@ -10,11 +10,14 @@ What it does, all on 127.0.0.1 and bounded in time:
 1. for each database of ``--databases`` (``sqlite``; ``postgresql``: ``ORIG_DB_URI`` and
    ``V6_DATABASE_URL``, both dropped and created afresh), starts the original
    (``bench/setup_original.sh``: uWSGI + gevent, one worker) and this server under each deployment
-   of ``--targets`` (all on one database), and fills both through the API (``bench/seed.py``);
+   of ``--targets`` (all on one database; a target is up once every one of its processes answers),
+   fills both through the API (``bench/seed.py``), and has every process of every target answer each
+   read row a few times;
 2. for every row (endpoint) and every target in turn, probes once, then runs ``wrk`` for
-   ``--duration`` seconds with ``--connections`` connections (after a 1 s warm-up). A row answering
-   404/405/501 is marked ``missing``, any other failure ``error``. A row slower than 1 s a request
-   (node login on the original) is timed with sequential requests instead (``seq``);
+   ``--duration`` seconds with ``--connections`` connections (after a 1 s warm-up; on several
+   processes again when wrk's connections were spread very unevenly over them, see ``spread_wrk``).
+   A row answering 404/405/501 is marked ``missing``, any other failure ``error``. A row slower than
+   1 s a request (node login on the original) is timed with sequential requests instead (``seq``);
 3. prepares the write rows on both servers (``bench/writes.py``) and measures each write at
    concurrency 1 and 8 (``c1``, ``c8``): wrk walks through a pool of requests, so that every
    request succeeds (fresh runs to complete, fresh tasks to kill, new user names), grown before each
@@ -22,10 +25,12 @@ What it does, all on 127.0.0.1 and bounded in time:
 4. grows both datasets to 300 nodes and measures node login again;
 5. prints the tables (requests per second, ratio to the original, p50/p99 latency) and keeps them in
    ``bench/results/`` (latest.md, and a JSON file per run and database, with the load average at the
-   start and end of every cell), then the verdict against issue 14's targets (``bench/summary.py``).
+   start and end of every cell), then the verdict against issue 14's targets (``bench/summary.py``);
+   a database that failed or a cell not measured ends the run with status 1 instead of a verdict.
 
 Rows run target after target for each endpoint, so that load from elsewhere on the machine hits all
-targets alike; ``--rounds N`` repeats every measurement and keeps the best.
+targets alike; ``--rounds N`` repeats every measurement and keeps the best. Each ``BENCH_PORT_OFFSET``
+has data of its own (``bench/.ours-<offset>``, ``bench/.original/state-<offset>``), held by one run at a time.
 Needs ``wrk`` (``apt-get install wrk``); the extra deployments need gunicorn and uvicorn[standard],
 which are installed into ``bench/.deps`` on first use. ``daphne-2`` (``make run`` with RabbitMQ on
 this 2-core machine) needs a broker: ``BENCH_RABBITMQ_URI=amqp://...`` (scripts/services-start.sh).
