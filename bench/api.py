@@ -10,11 +10,14 @@ What it does, all on 127.0.0.1 and bounded in time:
 1. for each database of ``--databases`` (``sqlite``; ``postgresql``: ``ORIG_DB_URI`` and
    ``V6_DATABASE_URL``, both dropped and created afresh), starts the original
    (``bench/setup_original.sh``: uWSGI + gevent, one worker) and this server under each deployment
-   of ``--targets`` (all on one database), and fills both through the API (``bench/seed.py``);
+   of ``--targets`` (all on one database; a target is up once every one of its processes answers),
+   fills both through the API (``bench/seed.py``), and has every process of every target answer each
+   read row a few times;
 2. for every row (endpoint) and every target in turn, probes once, then runs ``wrk`` for
-   ``--duration`` seconds with ``--connections`` connections (after a 1 s warm-up). A row answering
-   404/405/501 is marked ``missing``, any other failure ``error``. A row slower than 1 s a request
-   (node login on the original) is timed with sequential requests instead (``seq``);
+   ``--duration`` seconds with ``--connections`` connections (after a 1 s warm-up; on several
+   processes again when wrk's connections were spread very unevenly over them, see ``spread_wrk``).
+   A row answering 404/405/501 is marked ``missing``, any other failure ``error``. A row slower than
+   1 s a request (node login on the original) is timed with sequential requests instead (``seq``);
 3. prepares the write rows on both servers (``bench/writes.py``) and measures each write at
    concurrency 1 and 8 (``c1``, ``c8``): wrk walks through a pool of requests, so that every
    request succeeds (fresh runs to complete, fresh tasks to kill, new user names), grown before each
@@ -22,10 +25,12 @@ What it does, all on 127.0.0.1 and bounded in time:
 4. grows both datasets to 300 nodes and measures node login again;
 5. prints the tables (requests per second, ratio to the original, p50/p99 latency) and keeps them in
    ``bench/results/`` (latest.md, and a JSON file per run and database, with the load average at the
-   start and end of every cell), then the verdict against issue 14's targets (``bench/summary.py``).
+   start and end of every cell), then the verdict against issue 14's targets (``bench/summary.py``);
+   a database that failed or a cell not measured ends the run with status 1 instead of a verdict.
 
 Rows run target after target for each endpoint, so that load from elsewhere on the machine hits all
-targets alike; ``--rounds N`` repeats every measurement and keeps the best.
+targets alike; ``--rounds N`` repeats every measurement and keeps the best. Each ``BENCH_PORT_OFFSET``
+has data of its own (``bench/.ours-<offset>``, ``bench/.original/state-<offset>``), held by one run at a time.
 Needs ``wrk`` (``apt-get install wrk``); the extra deployments need gunicorn and uvicorn[standard],
 which are installed into ``bench/.deps`` on first use. ``daphne-2`` (``make run`` with RabbitMQ on
 this 2-core machine) needs a broker: ``BENCH_RABBITMQ_URI=amqp://...`` (scripts/services-start.sh).
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import http.client
 import json
 import os
@@ -45,6 +51,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,12 +64,15 @@ from writes import Pool, WriteData, prepare, socket_status_changes
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENV_PY = ROOT / ".venv" / "bin" / "python"
-OURS_DIR = BENCH / ".ours"
-ORIG_DIR = BENCH / ".original"
+ORIG_DIR = BENCH / ".original"  # the original's venv
 RESULTS = BENCH / "results"
 DEPS = BENCH / ".deps"
-# BENCH_PORT_OFFSET moves every server of a run to other ports, so that two runs can share a machine.
+# BENCH_PORT_OFFSET moves every server of a run to other ports, so that two runs can share a machine;
+# each offset has data of its own (this server's, the original's database, pid file and manifests).
 PORT_OFFSET = int(os.environ.get("BENCH_PORT_OFFSET", "0"))
+_SUFFIX = f"-{PORT_OFFSET}" if PORT_OFFSET else ""
+OURS_DIR = BENCH / f".ours{_SUFFIX}"
+ORIG_STATE = ORIG_DIR / f"state{_SUFFIX}" if PORT_OFFSET else ORIG_DIR
 ORIG_PORT = 7602 + PORT_OFFSET
 os.environ["ORIG_PORT"] = str(ORIG_PORT)  # for setup_original.sh
 OURS_ROOT_PASSWORD = "Bench-root-password-1!"
@@ -137,6 +147,7 @@ def reset_postgres(url: str) -> None:
 
 def original_env() -> dict:
     env = {k: v for k, v in os.environ.items() if k != "ORIG_DB_URI"}
+    env["ORIG_STATE"] = str(ORIG_STATE)
     if DB.original:
         env["ORIG_DB_URI"] = DB.original
     return env
@@ -302,16 +313,109 @@ def request(base: str, method: str, path: str, token: str | None = None, body: b
     return response.status, raw, time.perf_counter() - started
 
 
-def wait_up(target: Target, seconds: float = 60) -> None:
+def processes(target: Target) -> int:
+    """How many processes serve the target's connections (the original's one worker sits behind
+    uWSGI's HTTP router, which holds its connections)."""
+    return target.workers if target.command else 1
+
+
+def connection_owners(pids: list[int], port: int) -> dict[int, int]:
+    """The established connections to ``port`` that ``pids`` hold: {client's port: pid}."""
+    inodes = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    link = os.readlink(fd)
+                    if link.startswith("socket:["):
+                        inodes[int(link[8:-1])] = pid
+    owners = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, remote, state, inode = fields[1], fields[2], fields[3], int(fields[9])
+                if state == "01" and int(local.rsplit(":", 1)[1], 16) == port and inode in inodes:
+                    owners[int(remote.rsplit(":", 1)[1], 16)] = inodes[inode]
+    return owners
+
+
+def split(target: Target, pids: list[int]) -> list[int]:
+    """The target's connections per process now, most first (a process with none: 0)."""
+    counts: dict[int, int] = {}
+    for pid in connection_owners(pids, target.port).values():
+        counts[pid] = counts.get(pid, 0) + 1
+    found = sorted(counts.values(), reverse=True)
+    return found + [0] * (processes(target) - len(found))
+
+
+def connect_each(target: Target, seconds: float = 60) -> list[http.client.HTTPConnection]:
+    """A kept-alive connection to every process of the target, each of which has answered
+    ``GET /api/version`` on it: new connections until every process holds one (the kernel spreads
+    them over the processes' sockets, SO_REUSEPORT), those to a process already held closed."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            if request(target.base, "GET", "/version")[0] == 200:
-                return
+    held: dict[int, http.client.HTTPConnection] = {}
+    while len(held) < processes(target):
         if target.proc is not None and target.proc.poll() is not None:
             raise SystemExit(f"{target.name} exited with {target.proc.returncode}; see {_log_path(target)}")
-        time.sleep(0.3)
-    raise SystemExit(f"{target.name} did not answer on port {target.port}; see {_log_path(target)}")
+        if time.monotonic() > deadline:
+            for conn in held.values():
+                conn.close()
+            raise SystemExit(
+                f"{target.name}: {len(held)} of its {processes(target)} processes answered on port "
+                f"{target.port} within {seconds:.0f} s; see {_log_path(target)}"
+            )
+        conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=5)
+        try:
+            conn.request("GET", "/api/version")
+            response = conn.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            time.sleep(0.3)
+            continue
+        owner = 0  # one process: whoever answered
+        if processes(target) > 1:
+            owner = connection_owners(server_pids(target), target.port).get(conn.sock.getsockname()[1], -1)
+        if response.status != 200 or owner in held or owner == -1:
+            conn.close()
+        else:
+            held[owner] = conn
+    return list(held.values())
+
+
+def wait_up(target: Target, seconds: float = 60) -> None:
+    """Until every process of the target answers (not only the first one to come up)."""
+    for conn in connect_each(target, seconds):
+        conn.close()
+
+
+# Requests of each read row every process of every target answers before the first measured cell.
+WARM_REQUESTS = 3
+
+
+def warm(target: Target, rows: list[Row]) -> None:
+    """Every process of the target answers each of the read ``rows`` a few times, the original's
+    included, so that no measured cell pays a process's first requests (imports, compiled queries,
+    caches) and every target starts alike."""
+    connections = connect_each(target)
+    try:
+        for row in rows:
+            token = target.tokens.get(row.auth) if row.auth else None
+            if row.pool or row.body or (row.auth and token is None):
+                continue  # the writes and logins have warm-ups of their own
+            path, _ = resolve(row, target)
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            for conn in connections:
+                for _ in range(WARM_REQUESTS):
+                    try:
+                        conn.request(row.method, "/api" + path, headers=headers)
+                        conn.getresponse().read()
+                    except (OSError, http.client.HTTPException):
+                        conn.close()  # a server that closed it: the next request opens another
+    finally:
+        for conn in connections:
+            conn.close()
 
 
 def _log_path(target: Target) -> Path:
@@ -379,7 +483,7 @@ def seed(jobs: list[tuple[Target, str, bool]], extend: int | None = None) -> Non
     them to ``extend`` nodes) first, all servers at once."""
     running = []
     for target, root_password, fresh in jobs:
-        manifest = (ORIG_DIR if target.command is None else OURS_DIR) / DB.manifest
+        manifest = (ORIG_STATE if target.command is None else OURS_DIR) / DB.manifest
         if fresh or extend:
             cmd = [sys.executable, str(BENCH / "seed.py"), "--url", target.base, "--out", str(manifest)]
             cmd += ["--root-password", root_password]
@@ -389,10 +493,50 @@ def seed(jobs: list[tuple[Target, str, bool]], extend: int | None = None) -> Non
             running.append(subprocess.Popen(cmd))
     if any(proc.wait() for proc in running):
         raise SystemExit("seeding failed")
-    for target, _, _ in jobs:
-        target.manifest = json.loads(
-            ((ORIG_DIR if target.command is None else OURS_DIR) / DB.manifest).read_text()
+    for target, _, fresh in jobs:
+        path = (ORIG_STATE if target.command is None else OURS_DIR) / DB.manifest
+        target.manifest = json.loads(path.read_text())
+        if fresh or extend:  # the manifest says which data it describes, for a later --reuse to check
+            target.manifest["data"] = data_of(target)
+            path.write_text(json.dumps(target.manifest, indent=1))
+        elif target.manifest.get("data") != data_of(target):
+            raise SystemExit(
+                f"--reuse: {path} describes the data of {target.manifest.get('data')!r}, this run's "
+                f"{target.name} has {data_of(target)!r}: run without --reuse"
+            )
+
+
+def data_of(target: Target) -> str:
+    """Where the target's data lives (a database URL or the SQLite file)."""
+    if target.command is None:
+        return DB.original or str(ORIG_STATE / "data" / "original.sqlite")
+    return DB.ours or str(OURS_DIR / "data" / "vantage6.sqlite3")
+
+
+def check_reused(target: Target) -> None:
+    """Stop a ``--reuse`` run whose server no longer holds the data of its manifest (another run
+    started afresh on the same database in between)."""
+    researcher = next(u for u in target.manifest["users"] if u["role"] == "Researcher")
+    status, raw, _ = request(target.base, "GET", f"/user/{researcher['id']}", target.tokens["root"])
+    if status != 200 or json.loads(raw).get("username") != researcher["username"]:
+        raise SystemExit(
+            f"--reuse: {target.name} does not hold the data of its manifest (user {researcher['id']}: "
+            f"{status} {raw[:100]!r}); another run replaced it: run without --reuse"
         )
+
+
+def claim(directory: Path):
+    """Hold ``directory`` for this run (until the process ends), or stop if another run holds it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = (directory / "run.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(
+            f"another bench/api.py run uses {directory} (BENCH_PORT_OFFSET={PORT_OFFSET}): "
+            "give this one another BENCH_PORT_OFFSET"
+        ) from None
+    return lock
 
 
 def login(target: Target) -> None:
@@ -510,6 +654,47 @@ def run_wrk(url: str, script: Path, duration: float, connections: int) -> dict:
     }
 
 
+# Runs of a cell on several processes until wrk's connections are spread over them (``uneven``).
+SPREAD_ATTEMPTS = 3
+
+
+def uneven(split: list[int], connections: int) -> bool:
+    """Whether a process holds less than half of its even share of the ``connections`` (never when
+    there are fewer connections than processes)."""
+    return connections >= len(split) and min(split) < connections / len(split) / 2
+
+
+def spread_wrk(target: Target, pids: list[int], url: str, script: Path, duration: float, connections: int):
+    """A wrk run with the server's CPU time per request; on a target of several processes, with how
+    wrk's connections were spread over them (read halfway through). The kernel places each connection
+    on a process by a hash of its addresses, so 8 connections land 7 and 1 (or 8 and 0) on two
+    processes in 1 of 14 runs: the process of one connection then mostly waits for wrk, and the run
+    measures about one process, not the deployment. A run that left a process less than half its even
+    share is run again (every run's split is kept in ``splits``)."""
+    several, splits = processes(target) > 1, []
+    for _ in range(SPREAD_ATTEMPTS):
+        seen: list[list[int]] = []
+        sample = threading.Timer(duration / 2, lambda into=seen: into.append(split(target, pids)))
+        if several:
+            sample.start()
+        cpu = cpu_seconds(pids)
+        try:
+            result = run_wrk(url, script, duration, connections)
+        finally:
+            if several:
+                sample.cancel()
+                sample.join()
+        result["cpu_ms"] = (cpu_seconds(pids) - cpu) * 1000 / max(result["requests"], 1)
+        if not seen:
+            return result
+        splits += seen
+        result["splits"] = list(splits)
+        if not uneven(seen[0], connections):
+            return result
+        log(f"  {url} on {target.name}: connections per process {seen[0]}, again")
+    return result
+
+
 def run_sequential(target: Target, row: Row, path: str, bodies: list[bytes], token, budget: float) -> dict:
     samples, started = [], time.monotonic()
     while not samples or (time.monotonic() - started < budget and len(samples) < 20):
@@ -536,7 +721,7 @@ def sequential_result(samples: list[float], elapsed: float) -> dict:
 
 def server_pids(target: Target) -> list[int]:
     """The server's processes: its root process and all descendants (workers, uWSGI's router)."""
-    root = target.proc.pid if target.proc is not None else int((ORIG_DIR / "uwsgi.pid").read_text())
+    root = target.proc.pid if target.proc is not None else int((ORIG_STATE / "uwsgi.pid").read_text())
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -732,9 +917,7 @@ def measure(target: Target, row: Row, args) -> dict:
             url = target.base + path
             run_wrk(url, script, 1, args.connections)  # warm-up
             for _ in range(args.rounds):
-                cpu = cpu_seconds(pids)
-                result = run_wrk(url, script, args.duration, args.connections)
-                result["cpu_ms"] = (cpu_seconds(pids) - cpu) * 1000 / max(result["requests"], 1)
+                result = spread_wrk(target, pids, url, script, args.duration, args.connections)
                 if best is None or result["rps"] > best["rps"]:
                     best = result
         finally:
@@ -867,7 +1050,7 @@ def run_database(db: Database, targets: list[Target], rows: list[Row], args, sta
     results: dict[str, dict] = {}
     try:
         if original:
-            if fresh or not (ORIG_DIR / db.manifest).exists():
+            if fresh or not (ORIG_STATE / db.manifest).exists():
                 if db.original:
                     reset_postgres(db.original)
                 subprocess.run([str(BENCH / "setup_original.sh"), "restart"], check=True, env=original_env())
@@ -902,6 +1085,9 @@ def run_database(db: Database, targets: list[Target], rows: list[Row], args, sta
             t.manifest = ours[0].manifest
         for t in targets:
             login(t)
+            if not fresh:
+                check_reused(t)
+            warm(t, [r for r in rows if r.phase == "main"])
 
         meta = {
             "when": time.strftime("%Y-%m-%d %H:%M"),
@@ -1008,9 +1194,21 @@ def main() -> None:
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     started = time.monotonic()
-    files = [run_database(db, targets, rows, args, stamp) for db in databases(args.databases)]
+    files, failures = [], []
+    with claim(OURS_DIR):  # the original's data of this offset too (ORIG_STATE)
+        for db in databases(args.databases):
+            try:
+                files.append(run_database(db, targets, rows, args, stamp))
+            except SystemExit as exc:  # a server that did not start, seeding that failed: the next database
+                failures.append(f"{db.name}: {exc}")
+                log(f"{db.name} failed: {exc}")
     log(f"done in {(time.monotonic() - started) / 60:.1f} min: {', '.join(str(f) for f in files)}")
-    print(summary.render([summary.load(f) for f in files]))
+    results = [summary.load(f) for f in files]
+    if results:
+        print(summary.render(results))
+    failures += summary.gaps(results, [t.name for t in targets], [r.label for r in rows])
+    if failures:
+        raise SystemExit("INCOMPLETE RUN, no verdict:\n  " + "\n  ".join(failures))
 
 
 if __name__ == "__main__":

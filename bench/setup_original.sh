@@ -7,8 +7,9 @@
 #   bench/setup_original.sh stop
 #   bench/setup_original.sh status
 #
-# Environment: ORIG_PORT (7602), ORIG_DIR (bench/.original, gitignored), ORIG_DB_URI (a SQLite file
-# in ORIG_DIR by default; give a postgresql:// URI to use PostgreSQL, psycopg2-binary is then
+# Environment: ORIG_PORT (7602), ORIG_DIR (bench/.original, gitignored: the venv), ORIG_STATE (the
+# database, config, log and pid file of one server: ORIG_DIR by default, one per port offset in
+# bench/api.py, so that runs beside each other keep apart), ORIG_DB_URI (a SQLite file in ORIG_STATE by default; give a postgresql:// URI to use PostgreSQL, psycopg2-binary is then
 # installed), ORIG_PROCESSES (1: the upstream default), ORIG_KEEP_DB=1 to keep the data of a
 # previous start, ORIG_EXTRA_CONFIG (lines added to its config.yaml, e.g. `two_factor_auth: true`),
 # PYTHON310 (pyenv's 3.10.13).
@@ -20,11 +21,12 @@ ORIG_DIR=${ORIG_DIR:-$HERE/.original}
 ORIG_PORT=${ORIG_PORT:-7602}
 ORIG_PROCESSES=${ORIG_PROCESSES:-1}
 PYTHON310=${PYTHON310:-/root/.pyenv/versions/3.10.13/bin/python}
+ORIG_STATE=${ORIG_STATE:-$ORIG_DIR}
 VENV=$ORIG_DIR/venv
-DB_FILE=$ORIG_DIR/data/original.sqlite
+DB_FILE=$ORIG_STATE/data/original.sqlite
 ORIG_DB_URI=${ORIG_DB_URI:-sqlite:///$DB_FILE}
-PIDFILE=$ORIG_DIR/uwsgi.pid
-LOG=$ORIG_DIR/uwsgi.log
+PIDFILE=$ORIG_STATE/uwsgi.pid
+LOG=$ORIG_STATE/uwsgi.log
 # A fixed secret: tokens of one run stay valid after a restart of the server.
 JWT_SECRET=${ORIG_JWT_SECRET:-bench-jwt-secret-0123456789abcdef0123456789abcdef}
 
@@ -44,8 +46,8 @@ install() {
 }
 
 write_config() {
-    mkdir -p "$ORIG_DIR/data" "$ORIG_DIR/log"
-    cat >"$ORIG_DIR/config.yaml" <<EOF
+    mkdir -p "$ORIG_STATE/data" "$ORIG_STATE/log"
+    cat >"$ORIG_STATE/config.yaml" <<EOF
 allow_drop_all: false
 api_path: /api
 description: benchmark reference
@@ -55,7 +57,7 @@ uri: $ORIG_DB_URI
 jwt_secret_key: $JWT_SECRET
 logging:
   level: WARNING
-  file: $ORIG_DIR/log/server.log
+  file: $ORIG_STATE/log/server.log
   use_console: false
   backup_count: 1
   max_size: 10240
@@ -63,7 +65,7 @@ logging:
   datefmt: '%Y-%m-%d %H:%M:%S'
 EOF
     if [[ -n ${ORIG_EXTRA_CONFIG:-} ]]; then
-        printf '%s\n' "$ORIG_EXTRA_CONFIG" >>"$ORIG_DIR/config.yaml"
+        printf '%s\n' "$ORIG_EXTRA_CONFIG" >>"$ORIG_STATE/config.yaml"
     fi
 }
 
@@ -83,11 +85,11 @@ start() {
     write_config
     # The flags of the upstream `v6 server start` command, bound to loopback instead of every
     # interface, daemonized, with a pid file.
-    (cd "$ORIG_DIR" && "$VENV/bin/uwsgi" --http "127.0.0.1:$ORIG_PORT" --gevent 1000 --http-websockets \
+    (cd "$ORIG_STATE" && "$VENV/bin/uwsgi" --http "127.0.0.1:$ORIG_PORT" --gevent 1000 --http-websockets \
         --http-chunked-input --http-keepalive --post-buffering 0 --master --processes "$ORIG_PROCESSES" \
         --callable app --disable-logging \
         --wsgi-file "$VENV/lib/python3.10/site-packages/vantage6/server/wsgi.py" \
-        --pyargv "$ORIG_DIR/config.yaml" --pidfile "$PIDFILE" --daemonize "$LOG")
+        --pyargv "$ORIG_STATE/config.yaml" --pidfile "$PIDFILE" --daemonize "$LOG")
     for _ in $(seq 1 120); do
         if curl -fsS "http://127.0.0.1:$ORIG_PORT/api/version" >/dev/null 2>&1; then
             echo "vantage6-server 4.15.2 on http://127.0.0.1:$ORIG_PORT/api (pid $(cat "$PIDFILE"))"

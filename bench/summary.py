@@ -78,6 +78,21 @@ def _worst(runs: list[dict], label: str, ours: str, key: str, target: float) -> 
     return f"{low:.1f}x{spread} {'ok' if low >= target else 'BELOW'}", low >= target
 
 
+def gaps(files: list[dict], targets: list[str], labels: list[str]) -> list[str]:
+    """Every cell of ``targets`` and rows ``labels`` that a run's files lack or that failed (error,
+    missing, timeout): a verdict without them would be one on fewer rows than asked."""
+    found = []
+    for f in files:
+        for label in labels:
+            for target in targets:
+                cell, where = f["results"].get(label, {}).get(target), f"{f['meta']['database']}: {label}"
+                if cell is None:
+                    found.append(f"{where} on {target}: not measured")
+                elif cell["mode"] in FAILED:
+                    found.append(f"{where} on {target}: {cell['mode']} ({cell.get('status')})")
+    return found
+
+
 def render(files: list[dict]) -> str:
     by_db: dict[str, list[dict]] = {}
     for f in sorted(files, key=lambda f: f["meta"]["database"] != "sqlite"):  # SQLite first

@@ -75,6 +75,8 @@ def listen(host: str, port: int, count: int) -> list[socket.socket]:
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     if family != socket.AF_INET:
         raise SystemExit(f"Configuration error: several workers need an IPv4 V6_HOST, got {host!r}")
+    if port:
+        refuse_taken(host, port)
     sockets = [socket.create_server((host, port), family=family, backlog=BACKLOG, reuse_port=True)]
     port = sockets[0].getsockname()[1]  # the one the system chose for port 0
     sockets += [
@@ -84,6 +86,18 @@ def listen(host: str, port: int, count: int) -> list[socket.socket]:
     for sock in sockets:
         sock.set_inheritable(True)
     return sockets
+
+
+def refuse_taken(host: str, port: int) -> None:
+    """Stop if a server already listens on the address: SO_REUSEPORT would let this one's sockets join
+    that server's (another instance left running, of the same user), and the kernel would give each a
+    share of the connections. A socket without it cannot bind while any other listens there."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # closed connections do not count
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise SystemExit(f"Configuration error: {host}:{port} is in use ({exc.strerror})") from None
 
 
 def endpoint(host: str, port: int) -> str:

@@ -96,6 +96,28 @@ def test_sockets_share_one_address():
             sock.close()
 
 
+def test_several_workers_do_not_join_a_server_already_on_the_address():
+    # Another instance of the server, left running: its sockets share the address too.
+    running = socket.create_server(("127.0.0.1", 0), reuse_port=True)
+    try:
+        with pytest.raises(SystemExit, match="is in use"):
+            listen("127.0.0.1", running.getsockname()[1], 2)
+    finally:
+        running.close()
+
+
+def test_several_workers_bind_beside_closed_connections():
+    server = socket.create_server(("127.0.0.1", 0), reuse_port=True)
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server closes first: its side waits in TIME_WAIT
+    client.close()
+    server.close()
+    for sock in listen("127.0.0.1", port, 2):
+        sock.close()
+
+
 def test_several_workers_need_rabbitmq(tmp_path):
     process = launch(tmp_path, free_port(), V6_WORKERS="2")
     _, err = process.communicate(timeout=60)
