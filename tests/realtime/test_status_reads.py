@@ -8,7 +8,6 @@ import contextlib
 import sqlite3
 import time
 
-import psycopg2
 import pytest
 from django.db import connection, connections
 
@@ -84,29 +83,6 @@ def test_a_read_the_database_does_not_answer_in_time_goes_to_the_database_thread
     slow, waited, again = asyncio.run(reads())
     assert slow is None and waited < 2
     assert again == [(2,)]
-
-
-@requires_services("postgres")
-@pytest.mark.django_db(transaction=True)
-def test_a_connection_the_server_ended_between_reads_is_replaced_at_once():
-    reader = AsyncReader(connection.get_connection_params())
-
-    async def reads() -> tuple:
-        first = await reader.rows("SELECT pg_backend_pid() + %s", [0])
-        with contextlib.closing(psycopg2.connect(**connection.get_connection_params())) as admin:
-            admin.autocommit = True
-            admin.cursor().execute("SELECT pg_terminate_backend(%s)", [first[0][0]])
-        # The reader hears the end of its connection while idle, as the loop turns on meanwhile.
-        turns, until = 0, time.monotonic() + 0.3
-        while time.monotonic() < until:
-            await asyncio.sleep(0.01)
-            turns += 1
-        return first, await reader.rows("SELECT pg_backend_pid() + %s", [0]), turns
-
-    first, second, turns = asyncio.run(reads())
-    # Read on the loop again, on a connection of its own, without the database thread's RETRY_SECONDS.
-    assert second is not None and second != first
-    assert turns > 10  # the ended connection did not keep the loop busy
 
 
 @requires_services("postgres")
