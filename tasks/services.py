@@ -948,10 +948,14 @@ def _reported_run(node: dict, data: object) -> tuple[int, int, int, int | None] 
     return rows[0] if rows else None
 
 
+# ``TaskStatus.values`` builds its list on every use (~10 µs): too much for each event a node reports.
+_RUN_STATUSES = frozenset(TaskStatus.values)
+
+
 def _reported_status(data: object) -> str | None:
     """The status of an ``algorithm_status_change``: only a status a run can have."""
     status = data.get("status") if isinstance(data, dict) else None
-    return status if status in TaskStatus.values else None
+    return status if isinstance(status, str) and status in _RUN_STATUSES else None
 
 
 def run_status_reported(node: dict, data: object) -> dict | None:

@@ -40,18 +40,35 @@ def reader(monkeypatch, transactional_db) -> AsyncReader:  # noqa: ARG001 - need
     return AsyncReader(connection.get_connection_params())
 
 
-def test_a_terminated_backend_hands_one_read_over_and_the_reader_connects_again(reader):
+def test_a_backend_terminated_under_a_read_hands_it_over_and_the_reader_connects_again(reader):
     async def reads() -> tuple:
         (pid,) = (await reader.rows("SELECT pg_backend_pid() + %s", [0]))[0]
-        _apart("SELECT pg_terminate_backend(%s)", pid)
-        await asyncio.sleep(0.2)  # the backend is gone before the next read
-        lost = await reader.rows("SELECT %s + 1", [1])
+        _apart("SELECT pg_terminate_backend(%s, 5000)", pid)  # returns once the backend is gone
+        lost = await reader.rows("SELECT %s + 1", [1])  # sent before the loop could hear of it
         again = await reader.rows("SELECT pg_backend_pid() + %s", [0])
         return pid, lost, again
 
     pid, lost, again = asyncio.run(reads())
     assert lost is None
     assert again is not None and again[0][0] != pid
+
+
+def test_a_backend_terminated_between_reads_is_replaced_before_the_next_read(reader, monkeypatch):
+    monkeypatch.setattr(AsyncReader, "RETRY_SECONDS", 5.0)  # a read handed over would hold the next ones
+
+    async def reads() -> tuple:
+        (pid,) = (await reader.rows("SELECT pg_backend_pid() + %s", [0]))[0]
+        _apart("SELECT pg_terminate_backend(%s, 5000)", pid)
+        # The reader hears of the end of its connection while idle, as the loop turns meanwhile.
+        turns, until = 0, time.monotonic() + 0.3
+        while time.monotonic() < until:
+            await asyncio.sleep(0.01)
+            turns += 1
+        return pid, await reader.rows("SELECT pg_backend_pid() + %s", [0]), turns
+
+    pid, again, turns = asyncio.run(reads())
+    assert again is not None and again[0][0] != pid  # read on the loop, by a new backend
+    assert turns > 10  # the ended connection did not keep the loop busy
 
 
 class _PooledSession(psycopg2.extensions.connection):

@@ -139,6 +139,8 @@ class AsyncReader(LoopReader):
     def __init__(self, params: dict) -> None:
         self._params = params
         self._connection: psycopg2.extensions.connection | None = None
+        self._watched: tuple[asyncio.AbstractEventLoop, int] | None = None  # its loop and socket, connected
+        self._waiter: asyncio.Future | None = None  # of the read waiting for the server's answer
         self._busy = False
         self._retry_at = 0.0
         self._prepared: dict[str, str] = {}  # SQL -> the name of its prepared statement
@@ -156,6 +158,7 @@ class AsyncReader(LoopReader):
                 # session that still has the names prepared on an earlier one.
                 self._prefix = f"v6_{secrets.token_hex(4)}_"
                 await self._ready(connection)
+                self._watch(connection)
             name = self._prepared.get(sql) or f"{self._prefix}{len(self._prepared) + 1}"
             cursor = self._connection.cursor()
             cursor.execute(_executed(name, sql, params, sql not in self._prepared), params)
@@ -197,10 +200,12 @@ class AsyncReader(LoopReader):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.TIMEOUT
         while (state := connection.poll()) != POLL_OK:
-            waiter = loop.create_future()
+            self._waiter = waiter = loop.create_future()
             fd = connection.fileno()
+            watched = state == POLL_READ and self._watched is not None  # ``_readable`` wakes it
             if state == POLL_READ:
-                loop.add_reader(fd, _wake, waiter)
+                if not watched:
+                    loop.add_reader(fd, _wake, waiter)
             elif state == POLL_WRITE:
                 loop.add_writer(fd, _wake, waiter)
             else:
@@ -210,9 +215,35 @@ class AsyncReader(LoopReader):
                 await waiter
             finally:
                 timer.cancel()
-                (loop.remove_reader if state == POLL_READ else loop.remove_writer)(fd)
+                self._waiter = None
+                if not watched:
+                    (loop.remove_reader if state == POLL_READ else loop.remove_writer)(fd)
+
+    def _watch(self, connection: psycopg2.extensions.connection) -> None:
+        """Watch the connected socket for as long as the connection lives: a read waits for its answer
+        without registering the socket with the loop and taking it off again (two system calls each)."""
+        loop = asyncio.get_running_loop()
+        self._watched = loop, connection.fileno()
+        loop.add_reader(connection.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        if self._waiter is not None:
+            _wake(self._waiter)
+            return
+        # Nothing asked: a notice, or the server ended the connection (its error, then the end of the
+        # stream). Read it, so that the loop is not woken for it again; an ended connection is closed.
+        try:
+            if self._connection is not None:
+                self._connection.poll()
+        except (psycopg2.Error, OSError):
+            self._close()
 
     def _close(self) -> None:
+        if self._watched is not None:
+            loop, fd = self._watched
+            self._watched = None
+            if not loop.is_closed():
+                loop.remove_reader(fd)  # before the socket is closed: its number may be reused
         if self._connection is not None:
             self._connection.close()
             self._connection = None
