@@ -136,3 +136,12 @@ def test_behind_a_trusted_proxy_a_session_answers_only_the_client_it_named(proxi
 def test_another_process_refuses_another_client_address_too(instances, live_world):
     first, second = instances
     _attack(first, second, live_world, "", ATTACKER)
+
+
+def test_a_forwarded_address_from_no_trusted_proxy_does_not_open_a_session(server, live_world):
+    # The attacker names the victim's address in X-Forwarded-For: only a trusted proxy's word counts.
+    _attack(server, server, live_world, "", ATTACKER, "127.0.0.1")
+
+
+def test_behind_a_trusted_proxy_a_client_beside_it_cannot_name_the_victim(proxied, live_world):
+    _attack(proxied, proxied, live_world, "10.1.1.1", ATTACKER, "10.1.1.1")
