@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from accounts.models import AuditEntry
 from collaborations.models import AlgorithmStore
 from tasks.models import Task
 from tests.collaborations.helpers import FakeStore, container_headers, headers_of, ids
@@ -244,6 +245,11 @@ def test_patch(api, world, links):
     assert api.patch(url, {"collaboration_id": 9999}, format="json", **root).status_code == 404
     made_global = api.patch(url, {"collaboration_id": None}, format="json", **root)
     assert made_global.json()["collaborations"] is None
+    # One record per change made, none for those refused.
+    edits = AuditEntry.objects.filter(action="algorithmstore.edit").order_by("id")
+    assert [(e.object_id, e.data["fields"]) for e in edits] == [
+        (link.pk, ["name"]), (link.pk, ["collaboration_id"]), (link.pk, ["collaboration_id"]),
+    ]  # fmt: skip
 
 
 # --- delete ------------------------------------------------------------------------------------------------
@@ -266,6 +272,8 @@ def test_delete_unregisters_and_removes_every_link_of_the_url(api, world, store)
     assert store.requests[0]["headers"]["server_url"] == SERVER_URL
     assert list(AlgorithmStore.objects.all()) == [other]
     assert Task.objects.get(pk=task.pk).algorithm_store_id is None
+    deleted = AuditEntry.objects.get(action="algorithmstore.delete")
+    assert (deleted.object_id, deleted.data) == (first.pk, {"url": store.url})
 
 
 def test_delete_when_the_store_does_not_know_this_server(api, world, store):
@@ -294,3 +302,4 @@ def test_delete_gates_and_errors(api, world, store, settings):
     assert api.delete("/api/algorithmstore/9999", **root).status_code == 404
     viewer = headers_of(world.org_a, "Viewer")
     assert api.delete(f"/api/algorithmstore/{shared.pk}?server_url={SERVER_URL}", **viewer).status_code == 401
+    assert not AuditEntry.objects.filter(action="algorithmstore.delete").exists()

@@ -44,6 +44,8 @@ def test_upload_and_download_round_trip(api, world, blob_store):
     assert response.status_code == 201
     name = response.json()["uuid"]
     assert uuid.UUID(name) and (blob_store / name).read_bytes() == b"\x00\x01payload"
+    recorded = AuditEntry.objects.get(action="blob.create")
+    assert (recorded.actor_id, recorded.data) == (researcher.pk, {"uuid": name})
 
     # Readable once a run refers to it, by those who may view that run.
     task = make_task(world.collab_ab, world.org_a)

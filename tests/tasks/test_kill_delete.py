@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from accounts.models import Authenticatable
+from accounts.models import AuditEntry, Authenticatable
 from tasks.models import AlgorithmPort, Run, Task, TaskDatabase, task_status
 from tests.factories import bearer, make_run, make_task, make_user
 from tests.tasks.conftest import rules, user_with
@@ -144,6 +144,8 @@ def test_kill_node_tasks(api, world, specs, org, allowed, events, django_capture
         ]  # fmt: skip
     else:
         assert events == []
+    recorded = AuditEntry.objects.filter(action="node.kill_tasks").values_list("actor_id", "object_id")
+    assert list(recorded) == ([(user.pk, world.node_a.pk)] if allowed else [])
 
 
 def test_kill_node_tasks_needs_an_online_node(api, world):
