@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -17,7 +15,7 @@ from accounts.permissions import fetch, fetch_named, get_for
 from collaborations.models import Collaboration
 from nodes.models import Node
 from tasks import blobs, selectors, services
-from tasks.models import Run, Task, is_finished
+from tasks.models import Run, Task
 from tasks.serializers import (
     ColumnInput,
     ContainerTokenInput,
@@ -323,12 +321,9 @@ class BlobViewSet(ApiViewSet):
     )
     def upload(self, request: Request) -> Response:
         principal = self.principal
+        # A container's token is refused once its run or task ended (``principal_from_claims``).
         if principal.is_user:
             principal.require(principal.at_least("col", "task", "create"))
-        elif principal.is_container:
-            parent = Task.objects.filter(pk=cast(int, principal.claims.get("task_id"))).first()
-            if parent is None or is_finished(parent.status):
-                raise ApiError(403, "The task of this container has finished; uploads are closed")
         # The raw body is read in chunks, never as a whole.
         name = services.blob_upload(principal=principal, read=request._request.read)
         return Response({"uuid": name}, status=201)
