@@ -135,27 +135,19 @@ def run_daphne(binding: list[str], family: str = "", links: tuple[socket.socket,
             reactor.callWhenRunning(self._on_signals)
             if links:
                 reactor.callWhenRunning(self._link_siblings)
-            reactor.callWhenRunning(self._listen)
             super().run()
 
         def _link_siblings(self) -> None:
             from vantage6.asgi import server as sockets  # the application daphne serves, loaded already
             from vantage6.socketio.siblings import Siblings
 
+            loop = reactor._asyncioEventloop
             # Held here: the loop keeps only a weak reference to a task.
-            self.linking = reactor._asyncioEventloop.create_task(
-                sockets.link_siblings(Siblings(family, list(links)))
-            )
-
-        def _listen(self) -> None:
-            from vantage6.asgi import server as sockets
-
+            self.linking = loop.create_task(sockets.link_siblings(Siblings(family, list(links))))
             # Listening from the start, not from its first socket: the room events of its REST requests go
             # to the siblings over their links, and to the broker only once another process is known
-            # (a process without sockets published each one to the broker and was woken by its confirm);
-            # and it confirms the rechecks of the changes of rights that the others wait for, as every
-            # process that beats (its first request's housekeeping) must.
-            self.listening = reactor._asyncioEventloop.create_task(sockets.listening())
+            # (a process without sockets published each one to the broker and was woken by its confirm).
+            self.listening = loop.create_task(sockets.listening())
 
         def _on_signals(self) -> None:
             loop = reactor._asyncioEventloop

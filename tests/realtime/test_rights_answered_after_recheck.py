@@ -26,7 +26,7 @@ from tests.realtime.helpers import (
 from tests.realtime.live import LIVE, Daphne
 from tests.realtime.test_socket_rights import event_rule
 
-pytestmark = [pytest.mark.live, requires_services("rabbitmq")]
+pytestmark = pytest.mark.live
 
 ROUNDS = 20
 
@@ -42,10 +42,19 @@ def two_processes(live_db, live_folder):
     server.show_log()
 
 
-@pytest.fixture(params=["replicas", "siblings"])
+@pytest.fixture(
+    params=[
+        "one process",
+        pytest.param("replicas", marks=requires_services("rabbitmq")),
+        pytest.param("siblings", marks=requires_services("rabbitmq")),
+    ]
+)
 def hosts(request) -> tuple[str, str]:
-    """Where the sockets connect, and where the changes and the tasks are made: another replica, or
-    whichever process of the server takes the request."""
+    """Where the sockets connect, and where the changes and the tasks are made: the one process of an
+    in-memory server, another replica, or whichever process of the server takes the request."""
+    if request.param == "one process":
+        server = request.getfixturevalue("server")
+        return server.url, server.url
     if request.param == "replicas":
         first, second = request.getfixturevalue("instances")
         return first.url, second.url

@@ -1270,6 +1270,9 @@ class Server:
             keep(loop.create_task(self._housekeeping_forever()))
             keep(loop.create_task(self._ping_forever()))
             keep(loop.create_task(self._watch_broker()))
+            if self.on_broker:
+                # A process that beats is awaited by the rechecks of the others (``recheck``): it listens.
+                keep(loop.create_task(self.listening()))
 
     async def _watch_broker(self) -> None:
         """Each time the layer's broker connection comes back, introduce this process again (a process
