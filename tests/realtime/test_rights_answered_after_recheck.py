@@ -6,13 +6,16 @@ now and then."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable
 
 import pytest
 import requests
+from django.utils import timezone
 
 from accounts.models import Role
+from nodes.models import SocketProcess
 from tests.conftest import requires_services
 from tests.realtime.helpers import (
     LiveWorld,
@@ -156,3 +159,25 @@ def test_a_user_whose_role_loses_the_event_rule_hears_none_of_the_later_events(h
         lambda: _call("PATCH", url, admin, rules=[]),
         lambda: _call("PATCH", url, admin, rules=[rule.pk]),
     )
+
+
+@requires_services("rabbitmq")
+def test_a_process_that_does_not_confirm_delays_the_answer_by_the_bound_only(instances, live_world, sockets):
+    """A process that died without being buried yet never confirms: the change is answered after the
+    bound (1 s) all the same, and the live processes moved their sockets."""
+    first, second = instances
+    admin = token(make_user(live_world.org_a, roles=("Root",)))
+    node = sockets(first.url, token(live_world.node_a), transports=["websocket"])
+    node.wait_ready(live_world.node_a)
+    witness = _witness(sockets, first.url, live_world, node)
+    url = f"{second.url}/api/collaboration/{live_world.collab_ab.pk}/organization"
+    dead = SocketProcess.objects.using(LIVE).create(id=uuid.uuid4().hex[:24], beat_at=timezone.now())
+    try:
+        started = time.monotonic()
+        _call("DELETE", url, admin, id=live_world.org_a.pk)
+        waited = time.monotonic() - started
+    finally:
+        dead.delete()
+
+    assert 1 <= waited < 3
+    assert _new_task_heard(live_world, second.url, witness, node) == []
