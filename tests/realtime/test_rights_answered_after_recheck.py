@@ -1,6 +1,6 @@
 """A change of rights is answered only once every server process moved the sockets it touches: an event
 published after the answer (a task another member creates, through another process) never reaches a
-socket that lost the right to hear it. Repeated, since without that wait the event loses the race only
+socket that lost the right to hear it. Repeated, since without that wait the event outruns the change only
 now and then."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-import requests
 from django.utils import timezone
 
 from accounts.models import Role
@@ -27,7 +26,7 @@ from tests.realtime.helpers import (
     token,
 )
 from tests.realtime.live import LIVE, Daphne
-from tests.realtime.test_socket_rights import event_rule
+from tests.realtime.test_socket_rights import _call, event_rule
 
 pytestmark = pytest.mark.live
 
@@ -63,12 +62,6 @@ def hosts(request) -> tuple[str, str]:
         return first.url, second.url
     server = request.getfixturevalue("two_processes")
     return server.url, server.url
-
-
-def _call(method: str, url: str, bearer: str, **body: object) -> None:
-    headers = {"Authorization": f"Bearer {bearer}"}
-    response = requests.request(method, url, json=body or None, headers=headers, timeout=30)
-    assert response.ok, response.text
 
 
 def _new_task_heard(world: LiveWorld, api: str, witness: NodeSocket, *deaf: NodeSocket) -> list[int]:
