@@ -30,6 +30,10 @@ Ownership and routing:
   of their loops over their own links (``vantage6.socketio.siblings``), not through the broker: they do
   not learn of each other over ``PROCESSES`` and skip each other's packets that the broker carries. A
   settled process that knows no other publishes no room packet to the broker.
+* A change of rights has every process recheck the sessions it touches (``sio.recheck`` on
+  ``PROCESSES``); each process named by the asker (those with a liveness row) confirms once done
+  (``sio.rechecked``), and the asker waits for them, at most ``publish_timeout``. A process listens
+  from its first request on a broker, as it beats from then on.
 * The database keeps no session: only the liveness row of each process (``Liveness``), and what the
   application keeps of its connections.
 """
