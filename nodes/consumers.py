@@ -43,7 +43,7 @@ from nodes.events import (
     organization_room,
     presence_room,
 )
-from nodes.models import Node, NodeConfig, NodeMetrics, SocketConnection
+from nodes.models import Node, NodeConfig, NodeMetrics, SocketConnection, SocketProcess
 from nodes.services import node_metrics_store
 from nodes.socket_store import DatabaseLiveness, restore_rows
 from vantage6.api.errors import ApiError
@@ -166,12 +166,16 @@ def follow_rights(
 def recheck_after_commit(owners: list[str]) -> None:
     """After the commit, every server process checks the sockets of ``owners`` (``kind:id``) again: those
     whose login ended are revoked (``ended_sessions``), the others move to the rooms they reach now
-    (``TasksNamespace.on_recheck``)."""
+    (``TasksNamespace.on_recheck``). The request that made the change is answered once they all did (or
+    the bound passed): an event published after its answer no longer reaches a socket that lost its room."""
 
     def recheck() -> None:
         try:
-            # Within the request that made the change: a broker that is away must not hold it.
-            server.run_sync(lambda: server.recheck(owners), timeout=server.publish_timeout)
+            # The processes that may hold their sockets: every one alive (in memory, only this one).
+            alive = [] if server.in_memory else list(SocketProcess.objects.values_list("id", flat=True))
+            # Within the request that made the change: a broker that is away must not hold it, nor a
+            # process that does not confirm (publishing, then the confirmations, each within the bound).
+            server.run_sync(lambda: server.recheck(owners, alive), timeout=2 * server.publish_timeout)
         except TimeoutError:
             logger.warning("the sockets of %s are checked again in the background", ", ".join(owners))
         except Exception:

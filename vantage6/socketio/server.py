@@ -30,6 +30,10 @@ Ownership and routing:
   of their loops over their own links (``vantage6.socketio.siblings``), not through the broker: they do
   not learn of each other over ``PROCESSES`` and skip each other's packets that the broker carries. A
   settled process that knows no other publishes no room packet to the broker.
+* A change of rights has every process recheck the sessions it touches (``sio.recheck`` on
+  ``PROCESSES``); each process named by the asker (those with a liveness row) confirms once done
+  (``sio.rechecked``), and the asker waits for them, at most ``publish_timeout``. A process listens
+  from its first request on a broker, as it beats from then on.
 * The database keeps no session: only the liveness row of each process (``Liveness``), and what the
   application keeps of its connections.
 """
@@ -450,8 +454,10 @@ class Server:
             session = self.sessions.get(message["sid"])
             if session is not None and session.waiter is not None and session.waiter.key == message["id"]:
                 self._stop_waiting(session)
-        elif kind == "sio.recheck":
-            self._start_recheck(set(message["owners"]))
+        elif kind == "sio.recheck" and message.get("origin") != self.channel:  # else the asker did its own
+            checking = self._start_recheck(set(message["owners"]))
+            if "reply" in message:
+                keep(asyncio.get_running_loop().create_task(self._rechecked(checking, message["reply"])))
 
     async def _introduce(self, ready: asyncio.Event | None = None) -> None:
         """Tell the other processes of this one (each binds this process's key of its rooms, then
@@ -674,17 +680,59 @@ class Server:
             await self._disconnected(socket)
             entry["state"] = {}
 
-    async def recheck(self, owners: list[str]) -> None:
+    async def recheck(self, owners: list[str], awaited: Iterable[str] = ()) -> None:
         """In every process, the sessions of ``owners`` are checked again: those ``verify`` finds are
-        revoked, and the namespaces derive again what the others hold (``on_recheck``). A session
-        connecting meanwhile is checked once connected; a process whose broker was away (the message may
-        be lost) checks all its sessions when the broker is back."""
-        await self.layer.group_send(PROCESSES, {"type": "sio.recheck", "owners": owners})
+        revoked, and the namespaces derive again what the others hold (``on_recheck``). Returns once each
+        process of ``awaited`` (those alive, for a request that changed rights) has done so and said so
+        (``sio.rechecked``), or ``publish_timeout`` after the publication, with a warning: a process that
+        does not answer is dead (its sockets went with it) or stalled. Called in this process's loop, its
+        own part is awaited directly. A session connecting meanwhile is checked once connected; a process
+        whose broker was away (the message may be lost) checks all its sessions when the broker is back."""
+        layer = self.layer
+        message: dict = {"type": "sio.recheck", "owners": owners}
+        # In memory this process is the only one, and another loop's acknowledgement would not wake this one.
+        others = set() if self.in_memory else set(awaited)
+        local = None
+        if asyncio.get_running_loop() is self._listening_loop:
+            local = self._start_recheck(set(owners))
+            message["origin"] = self.channel
+            others.discard(self.process)
+        if others:
+            message["reply"] = await layer.new_channel()
+        await layer.group_send(PROCESSES, message)
+        if local is not None:
+            await local
+        if others:
+            await self._acknowledged(message["reply"], others)
 
-    def _start_recheck(self, owners: set[str] | None) -> None:
+    @property
+    def in_memory(self) -> bool:
+        """Whether the channel layer is the in-memory one (this process is the only one)."""
+        return bridge.in_memory(self.layer_alias)
+
+    async def _acknowledged(self, reply: str, processes: set[str]) -> None:
+        """Until each of ``processes`` acknowledged on ``reply``, at most ``publish_timeout``."""
+        try:
+            async with asyncio.timeout(self.publish_timeout):
+                while processes:
+                    processes.discard((await self.layer.receive(reply))["process"])
+        except TimeoutError:
+            logger.warning(
+                "%d server processes did not confirm a recheck within %s s: dead or stalled",
+                len(processes),
+                self.publish_timeout,
+            )
+
+    async def _rechecked(self, checking: asyncio.Task | None, reply: str) -> None:
+        """Acknowledge a recheck once this process's part (``checking``, if any) is done."""
+        if checking is not None:
+            await checking
+        await self.layer.send(reply, {"type": "sio.rechecked", "process": self.process})
+
+    def _start_recheck(self, owners: set[str] | None) -> asyncio.Task | None:
         """Check the sessions of ``owners`` (None: every identified one) again, in the background, with
-        one ``verify`` and one ``on_recheck`` per namespace for all of them; a session still connecting or
-        being taken over is checked once it arrived."""
+        one ``verify`` and one ``on_recheck`` per namespace for all of them (its task, if there are any);
+        a session still connecting or being taken over is checked once it arrived."""
         for arriving in self._arriving.values():
             arriving.note(owners)
         sessions = [
@@ -694,8 +742,11 @@ class Server:
             and (owners is None or session.owner in owners)
             and session.sid not in self._arriving
         ]
-        if sessions:
-            keep(asyncio.get_running_loop().create_task(self._recheck(sessions)))
+        if not sessions:
+            return None
+        task = asyncio.get_running_loop().create_task(self._recheck(sessions))
+        keep(task)
+        return task
 
     def _recheck(self, sessions: list[Session]) -> Coroutine[object, object, None]:
         """The recheck of ``sessions``, under way from now on (a session handed over before it is done is
@@ -1223,6 +1274,9 @@ class Server:
             keep(loop.create_task(self._housekeeping_forever()))
             keep(loop.create_task(self._ping_forever()))
             keep(loop.create_task(self._watch_broker()))
+            if self.on_broker:
+                # A process that beats is awaited by the rechecks of the others (``recheck``): it listens.
+                keep(loop.create_task(self.listening()))
 
     async def _watch_broker(self) -> None:
         """Each time the layer's broker connection comes back, introduce this process again (a process
