@@ -45,7 +45,7 @@ from nodes.events import (
 )
 from nodes.models import Node, NodeConfig, NodeMetrics, SocketConnection
 from nodes.services import node_metrics_store
-from nodes.socket_store import DatabaseLiveness, restore_rows
+from nodes.socket_store import DatabaseLiveness, restore_rows, went_silent
 from vantage6.api.errors import ApiError
 from vantage6.logging import client_text
 from vantage6.socketio.database import events
@@ -384,8 +384,9 @@ def node_sweep_period() -> float:
     return settings.NODE_HEARTBEAT_TIMEOUT / 20
 
 
-def mark_silent_nodes_offline() -> int:
-    """Nodes whose last heartbeat is older than the timeout become offline; how many did.
+def mark_silent_nodes_offline() -> list[dict]:
+    """Nodes whose last heartbeat is older than the timeout become offline: those this call marked
+    (``went_silent``), whose users are to hear ``node-offline`` (``tell_offline``).
 
     Run every ``node_sweep_period()`` seconds, this marks a node offline at most
     ``NODE_HEARTBEAT_TIMEOUT`` seconds after its last heartbeat, on whichever instance it was connected.
@@ -393,7 +394,7 @@ def mark_silent_nodes_offline() -> int:
     cutoff = timezone.now() - timedelta(seconds=settings.NODE_HEARTBEAT_TIMEOUT - node_sweep_period())
     silent = Authenticatable.objects.filter(type="node", status=AuthStatus.ONLINE, last_seen__lt=cutoff)
     # Look before writing: most sweeps find nothing, and a write (even of no row) takes a lock.
-    return silent.update(status=AuthStatus.OFFLINE) if silent.exists() else 0
+    return went_silent(silent) if silent.exists() else []
 
 
 # --- the namespace ---------------------------------------------------------------------------------------
@@ -584,14 +585,19 @@ async def resync_nodes() -> None:
             await Socket(server, session, TASKS_NAMESPACE).emit("sync")
 
 
-def _process_lost(nodes: list[dict]) -> None:
-    """A server process died. The user sockets of their rooms hear that its nodes are offline, and every
-    node syncs: a task the process stored but did not get to publish reaches the nodes of the others."""
+def tell_offline(nodes: list[dict]) -> None:
+    """The user sockets of their rooms hear that ``nodes`` (``went_silent``) went offline."""
     for node in nodes:
         notice = {"id": node["id"], "name": node["name"], "org_id": node["organization_id"]}
         for room in node_rooms(node["organization_id"], node["collaboration_id"]):
             if room != ALL_NODES_ROOM:
                 server.publish("node-offline", notice, room=presence_room(room), namespace=TASKS_NAMESPACE)
+
+
+def _process_lost(nodes: list[dict]) -> None:
+    """A server process died. The user sockets of their rooms hear that its nodes are offline, and every
+    node syncs: a task the process stored but did not get to publish reaches the nodes of the others."""
+    tell_offline(nodes)
     server.publish("sync", room=ALL_NODES_ROOM, namespace=TASKS_NAMESPACE)
 
 
@@ -607,7 +613,7 @@ async def _restore_connection_rows() -> None:
 
 
 async def _housekeeping() -> None:
-    await database_sync_to_async(mark_silent_nodes_offline)()
+    tell_offline(await database_sync_to_async(mark_silent_nodes_offline)())
     await _restore_connection_rows()
     for job in housekeeping_jobs:
         await database_sync_to_async(job)()
