@@ -340,15 +340,14 @@ def config_rows(config: dict) -> list[tuple[str, str]]:
 
 
 @transaction.atomic
-def store_config(node_id: int, config: object) -> bool:
-    """Replace the configuration a node shares (``node_info_update``)."""
+def store_config(node_id: int, config: object) -> list[tuple[str, str]] | None:
+    """Replace the configuration a node shares (``node_info_update``); its rows, None if it is no object."""
     if not isinstance(config, dict):
-        return False
+        return None
+    rows = config_rows(config)
     NodeConfig.objects.filter(node_id=node_id).delete()
-    NodeConfig.objects.bulk_create(
-        NodeConfig(node_id=node_id, key=key, value=value) for key, value in config_rows(config)
-    )
-    return True
+    NodeConfig.objects.bulk_create(NodeConfig(node_id=node_id, key=key, value=value) for key, value in rows)
+    return rows
 
 
 def heartbeat(identity_id: int) -> None:
@@ -548,8 +547,12 @@ class TasksNamespace(Namespace):
 
     async def _node_event(self, socket: Socket, node: dict, event: str, data: object) -> None:
         if event == "node_info_update":
-            if not await events.run(store_config, node["id"], data):
+            if (rows := await events.run(store_config, node["id"], data)) is None:
                 logger.warning("node %s sent a configuration that is not an object", node["id"])
+            else:
+                # Kept with the socket: if its node goes offline by the close of another socket, on another
+                # process, the row this socket restores restores the configuration too (``restore_rows``).
+                node["config"] = rows
             return
         if event == "node_metrics_update":
             if ignored := await events.run(node_metrics_store, node["id"], data):
@@ -608,7 +611,8 @@ async def _restore_connection_rows() -> None:
     if not held:
         return
     generations = {pk: state["generation"] for pk, state in held.items()}
-    if restored := await database_sync_to_async(restore_rows)(server.process, generations):
+    configs = {pk: state["config"] for pk, state in held.items() if "config" in state}
+    if restored := await database_sync_to_async(restore_rows)(server.process, generations, configs):
         await server.recheck([f"{held[pk]['kind']}:{pk}" for pk in restored])
 
 

@@ -73,17 +73,29 @@ class DatabaseLiveness(Liveness):
         return True
 
 
-def restore_rows(process: str, held: dict[int, str]) -> list[int]:
+def restore_rows(process: str, held: dict[int, str], configs: dict[int, list[tuple[str, str]]]) -> list[int]:
     """The identities of ``held`` (id: generation of one of their sockets on server ``process``) that have
     no connection row get one, held by ``process``, and are online: the row went with a dead process that
     held their newest socket, or with the disconnect of that socket on another process, and without it
-    no change of rights finds the sockets left here. One query
-    when none lacks a row; the ids of those that did."""
+    no change of rights finds the sockets left here. A node among them has the configuration its socket
+    reported again (``configs``: id: its ``(key, value)`` rows), which went with the row. One query
+    when none lacks a row; the ids of those that got theirs from this call."""
     rowless = Authenticatable.objects.filter(pk__in=held, socket_connection__isnull=True)
     lacking = list(rowless.values_list("pk", flat=True))
-    if lacking:
-        with transaction.atomic():
-            rows = [SocketConnection(identity_id=pk, generation=held[pk], process=process) for pk in lacking]
-            SocketConnection.objects.bulk_create(rows, ignore_conflicts=True)  # one may have connected since
-            Authenticatable.objects.filter(pk__in=lacking).update(status=AuthStatus.ONLINE)
-    return lacking
+    if not lacking:
+        return []
+    with transaction.atomic():
+        rows = [SocketConnection(identity_id=pk, generation=held[pk], process=process) for pk in lacking]
+        SocketConnection.objects.bulk_create(rows, ignore_conflicts=True)  # one may have connected since
+        # Not those: that connect marks its identity online, and its node reports its configuration.
+        ours = SocketConnection.objects.filter(identity_id__in=lacking, process=process)
+        restored = [
+            pk for pk, generation in ours.values_list("identity_id", "generation") if generation == held[pk]
+        ]
+        Authenticatable.objects.filter(pk__in=restored).update(status=AuthStatus.ONLINE)
+        if reported := [pk for pk in restored if pk in configs]:
+            NodeConfig.objects.filter(node_id__in=reported).delete()
+            NodeConfig.objects.bulk_create(
+                NodeConfig(node_id=pk, key=key, value=value) for pk in reported for key, value in configs[pk]
+            )
+    return restored

@@ -121,3 +121,42 @@ def test_closing_the_newer_of_two_sockets_on_two_processes_leaves_the_identity_o
     assert _becomes(b, path, admin, "online")
     older.close()
     assert _becomes(b, path, admin, "offline")
+
+
+def _config(host: Daphne, node_id: int, admin: str) -> list[dict]:
+    headers = {"Authorization": f"Bearer {admin}"}
+    response = requests.get(f"{host.url}/api/node/{node_id}", headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()["config"]
+
+
+@pytest.mark.live
+@requires_services("rabbitmq")
+def test_a_node_keeps_its_configuration_while_a_socket_of_it_is_left_on_another_process(
+    instances, live_world, sockets
+):
+    a, b = instances
+    node = live_world.node_a
+    admin = token(make_user(live_world.org_c, roles=("Root",)))
+    older = sockets(a.url, token(node))
+    older.wait_ready(node)
+    older.emit("node_info_update", {"encryption": False, "allowed_orgs": [1, 2]})
+    shared = [{"key": "encryption", "value": "false"}, {"key": "allowed_orgs", "value": "1"}]
+    shared.append({"key": "allowed_orgs", "value": "2"})
+    assert eventually(lambda: _config(b, node.pk, admin) == shared)
+    rows = SocketConnection.objects.using(LIVE).filter(identity_id=node.pk)
+    first = rows.get().process
+    newer = sockets(b.url, token(node))
+    newer.wait_ready(node)
+    newer.emit("node_info_update", {"encryption": False, "allowed_orgs": [1, 2]})
+    assert rows.get().process != first
+
+    newer.close()
+
+    # The process of the older socket restores the node's row at its next housekeeping round.
+    assert eventually(lambda: rows.filter(process=first).exists(), timeout=20)
+    assert _status(b, f"node/{node.pk}", admin) == "online"
+    assert _config(b, node.pk, admin) == shared
+    older.close()
+    assert _becomes(b, f"node/{node.pk}", admin, "offline")
+    assert _config(b, node.pk, admin) == []  # as in vantage6: a node offline shares nothing
