@@ -280,7 +280,9 @@ def connected(identity_id: int, process: str) -> tuple[str, tuple[str, str] | No
     (generation, process) of the connection it replaced on record, None if there was none."""
     generation = secrets.token_hex(16)
     rows = SocketConnection.objects.filter(identity_id=identity_id)
-    row = SocketConnection(identity_id=identity_id, generation=generation, process=process)
+    row = SocketConnection(
+        identity_id=identity_id, generation=generation, process=process, replaced_generation=""
+    )
     while True:
         replaced = rows.values_list("generation", "process").first()
         if replaced is None:
@@ -291,18 +293,35 @@ def connected(identity_id: int, process: str) -> tuple[str, tuple[str, str] | No
                 if (replaced := rows.values_list("generation", "process").first()) is None:
                     return generation, None
         # Replaced only as read: what a refused connect puts back (``unconnected``) is what it replaced.
-        if rows.filter(generation=replaced[0]).update(generation=generation, process=process):
+        if rows.filter(generation=replaced[0]).update(
+            generation=generation,
+            process=process,
+            replaced_generation=replaced[0],
+            replaced_process=replaced[1],
+        ):
             return generation, replaced
 
 
+@transaction.atomic
 def unconnected(identity_id: int, generation: str, replaced: tuple[str, str] | None) -> None:
-    """Undo ``connected`` for a connect that was refused, unless a newer one followed: the connection it
-    replaced is on record again, so that its disconnect marks the identity offline."""
-    rows = SocketConnection.objects.filter(identity_id=identity_id, generation=generation)
-    if replaced is None:
-        rows.delete()
-    else:
-        rows.update(generation=replaced[0], process=replaced[1])
+    """Undo ``connected`` for a connect that was refused: the connection it replaced is on record again,
+    so that its disconnect marks the identity offline. If a newer connect replaced this one meanwhile, that
+    one's undo is to put back what this one replaced, not this one, which no socket holds."""
+    row = SocketConnection.objects.select_for_update().filter(identity_id=identity_id).first()
+    if row is None:
+        return
+    if row.generation == generation:
+        if row.replaced_generation is not None:  # a refused connect this one replaced left word here
+            replaced = (row.replaced_generation, row.replaced_process) if row.replaced_generation else None
+        if replaced is None:
+            row.delete()
+        else:
+            row.generation, row.process = replaced
+            row.replaced_generation, row.replaced_process = None, ""
+            row.save(update_fields=["generation", "process", "replaced_generation", "replaced_process"])
+    elif row.replaced_generation == generation:
+        row.replaced_generation, row.replaced_process = replaced or ("", "")
+        row.save(update_fields=["replaced_generation", "replaced_process"])
 
 
 def moved(identity: dict, process: str) -> None:
