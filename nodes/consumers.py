@@ -369,8 +369,13 @@ def store_config(node_id: int, config: object) -> list[tuple[str, str]] | None:
     return rows
 
 
-def heartbeat(identity_id: int) -> None:
-    Authenticatable.objects.filter(pk=identity_id).update(status=AuthStatus.ONLINE, last_seen=timezone.now())
+def heartbeat(identity_id: int) -> bool:
+    """A sign of life: the identity is seen, and online; whether this made it online (the heartbeat sweep
+    had marked it offline). One query while it is online."""
+    now, rows = timezone.now(), Authenticatable.objects.filter(pk=identity_id)
+    if rows.filter(status=AuthStatus.ONLINE).update(last_seen=now):
+        return False
+    return bool(rows.exclude(status=AuthStatus.ONLINE).update(status=AuthStatus.ONLINE, last_seen=now))
 
 
 @transaction.atomic
@@ -424,11 +429,11 @@ def _node_notice(identity: dict) -> dict:
     return {"id": identity["id"], "name": identity["name"], "org_id": identity["org_id"]}
 
 
-async def _tell_users(socket: Socket, event: str, data: object, rooms: list[str]) -> None:
+async def _tell_users(server: Server, event: str, data: object, rooms: list[str]) -> None:
     """Send a presence notice to the user sockets of ``rooms`` (no user is in ``all_nodes``)."""
     for room in rooms:
         if room != ALL_NODES_ROOM:
-            await socket.server.emit(event, data, room=presence_room(room), namespace=TASKS_NAMESPACE)
+            await server.emit(event, data, room=presence_room(room), namespace=TASKS_NAMESPACE)
 
 
 async def _join(socket: Socket, identity: dict, rooms: list[str]) -> None:
@@ -439,11 +444,11 @@ async def _join(socket: Socket, identity: dict, rooms: list[str]) -> None:
         await socket.join(room)
     if node:
         await socket.emit("sync")
-        await _tell_users(socket, "node-online", _node_notice(identity), rooms)
+        await _tell_users(socket.server, "node-online", _node_notice(identity), rooms)
     for room in rooms:
         if room != ALL_NODES_ROOM:
             notice = _notice(identity, "joined", room)
-            await _tell_users(socket, "message", notice, [room])
+            await _tell_users(socket.server, "message", notice, [room])
             await socket.emit("message", notice)
         if not node:
             await socket.join(presence_room(room))
@@ -456,7 +461,7 @@ async def _leave(socket: Socket, identity: dict, rooms: list[str]) -> None:
         if identity["kind"] == "user":
             await socket.leave(presence_room(room))
         if room != ALL_NODES_ROOM:
-            await _tell_users(socket, "message", _notice(identity, "left", room), [room])
+            await _tell_users(socket.server, "message", _notice(identity, "left", room), [room])
 
 
 def _connected(server: Server) -> Iterator[tuple[Session, dict]]:
@@ -514,7 +519,7 @@ class TasksNamespace(Namespace):
             return
         # Not if it connected again meanwhile (a newer generation): it lost the race with a quick reconnect.
         if await database_sync_to_async(went_offline)(leaving) and leaving["kind"] == "node":
-            await _tell_users(socket, "node-offline", _node_notice(leaving), leaving["rooms"])
+            await _tell_users(socket.server, "node-offline", _node_notice(leaving), leaving["rooms"])
 
     async def on_recheck(self, sockets: list[Socket]) -> None:
         """Each socket leaves the rooms its identity no longer reaches (and is told, as it is told
@@ -534,7 +539,7 @@ class TasksNamespace(Namespace):
                 if room != ALL_NODES_ROOM:
                     await socket.emit("message", _notice(identity, "left", room))
             if identity["kind"] == "node":
-                await _tell_users(socket, "node-offline", _node_notice(identity), lost)
+                await _tell_users(socket.server, "node-offline", _node_notice(identity), lost)
             if gained := [room for room in place["rooms"] if room not in before]:
                 await _join(socket, identity, gained)
 
@@ -556,7 +561,8 @@ class TasksNamespace(Namespace):
         elif event in ("message", "error"):
             logger.info("socket %s sent %s: %s", socket.sid, event, client_text(data))
         elif event == "ping":
-            await events.run(heartbeat, identity["id"])
+            if await events.run(heartbeat, identity["id"]) and identity["kind"] == "node":
+                await _tell_users(socket.server, "node-online", _node_notice(identity), identity["rooms"])
         elif event not in NODE_EVENTS:
             logger.info("socket %s sent unknown event %s; ignored", socket.sid, client_text(event))
         elif identity["kind"] != "node":
@@ -632,6 +638,9 @@ async def _restore_connection_rows() -> None:
     generations = {pk: state["generation"] for pk, state in held.items()}
     configs = {pk: state["config"] for pk, state in held.items() if "config" in state}
     if restored := await database_sync_to_async(restore_rows)(server.process, generations, configs):
+        for pk in restored:
+            if held[pk]["kind"] == "node":  # its users heard it go offline
+                await _tell_users(server, "node-online", _node_notice(held[pk]), held[pk]["rooms"])
         await server.recheck([f"{held[pk]['kind']}:{pk}" for pk in restored])
 
 

@@ -12,7 +12,7 @@ from accounts.models import LoginSession
 from accounts.tokens import decode
 from nodes.models import SocketConnection
 from tests.conftest import requires_services
-from tests.realtime.helpers import eventually, hears, joined, make_user, token
+from tests.realtime.helpers import eventually, hears, joined, make_user, token, user_socket
 from tests.realtime.live import LIVE, Daphne
 
 CONNECTED = '40/tasks,{"sid":'
@@ -138,6 +138,7 @@ def test_a_node_keeps_its_configuration_while_a_socket_of_it_is_left_on_another_
     a, b = instances
     node = live_world.node_a
     admin = token(make_user(live_world.org_c, roles=("Root",)))
+    watching = user_socket(sockets, a.url, live_world.org_a)
     older = sockets(a.url, token(node))
     older.wait_ready(node)
     older.emit("node_info_update", {"encryption": False, "allowed_orgs": [1, 2]})
@@ -154,7 +155,9 @@ def test_a_node_keeps_its_configuration_while_a_socket_of_it_is_left_on_another_
     newer.close()
 
     # The process of the older socket restores the node's row at its next housekeeping round.
-    assert eventually(lambda: rows.filter(process=first).exists(), timeout=20)
+    assert watching.wait_for("node-offline")["id"] == node.pk
+    assert watching.wait_for("node-online", timeout=20)["id"] == node.pk
+    assert rows.filter(process=first).exists()
     assert _status(b, f"node/{node.pk}", admin) == "online"
     assert _config(b, node.pk, admin) == shared
     older.close()
