@@ -3,6 +3,9 @@ whatever order its sockets close in, and also when a connect of it was refused m
 
 from __future__ import annotations
 
+import sys
+import uuid
+
 import pytest
 import requests
 import websocket
@@ -16,6 +19,7 @@ from tests.realtime.helpers import eventually, hears, joined, make_user, token, 
 from tests.realtime.live import LIVE, Daphne
 
 CONNECTED = '40/tasks,{"sid":'
+HOOKED = [sys.executable, "-c", "import tests.realtime.hooked_server as hooks; hooks.main()"]
 
 
 def _open(host: Daphne, bearer: str) -> websocket.WebSocket:
@@ -163,3 +167,54 @@ def test_a_node_keeps_its_configuration_while_a_socket_of_it_is_left_on_another_
     older.close()
     assert _becomes(b, f"node/{node.pk}", admin, "offline")
     assert _config(b, node.pk, admin) == []  # as in vantage6: a node offline shares nothing
+
+
+@pytest.fixture(scope="module")
+def hooked_pair(live_db, live_folder):
+    """The hooks' folder and two hooked server processes on the live database."""
+    folder = live_folder / f"hooks-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    # The test reads a socket only when it waits for a frame: no ping may time out meanwhile.
+    env = live_db.process_env(
+        HOOKS_DIR=str(folder), V6_SOCKET_PING_INTERVAL="60", V6_SOCKET_PING_TIMEOUT="60"
+    )
+    first = Daphne(env, live_folder, HOOKED)
+    try:
+        second = Daphne(env, live_folder, HOOKED)
+        yield folder, first, second
+        second.stop()
+    finally:
+        first.stop()
+
+
+@pytest.mark.live
+def test_a_node_goes_offline_when_its_socket_closes_after_two_refused_connects_of_it(hooked_pair, live_world):
+    """Two connects on two processes record their connections one after the other, both logins end, and
+    the earlier one is refused (and undone) first, then the later one."""
+    folder, first, second = hooked_pair
+    node = live_world.node_a
+    admin = token(make_user(live_world.org_c, roles=("Root",)))
+    older = _connect(first, token(node))
+    sockets = [older]
+    try:
+        ended = []
+        for host in (first, second):  # one after the other: the second replaces the first's connection
+            hook, mark = folder / f"{host.port}.hold-connected", folder / f"{host.port}.connected"
+            hook.touch()
+            ended.append(token(node))
+            sockets.append(_open(host, ended[-1]))
+            sockets[-1].send("40/tasks,{}")
+            assert eventually(mark.exists)
+        logins = [decode(bearer)["sid"] for bearer in ended]
+        LoginSession.objects.using(LIVE).filter(pk__in=logins).update(revoked_at=timezone.now())
+        for host, ws in zip((first, second), sockets[1:], strict=True):
+            (folder / f"{host.port}.hold-connected").unlink()
+            assert hears(ws, lambda frame: frame == '42/tasks,["invalid_token"]', 10)
+        assert _status(second, f"node/{node.pk}", admin) == "online"
+
+        older.close()
+
+        assert _becomes(second, f"node/{node.pk}", admin, "offline")
+    finally:
+        for ws in sockets:
+            ws.close()
