@@ -45,7 +45,7 @@ from nodes.events import (
 )
 from nodes.models import Node, NodeConfig, NodeMetrics, SocketConnection, SocketProcess
 from nodes.services import node_metrics_store
-from nodes.socket_store import DatabaseLiveness, restore_rows
+from nodes.socket_store import DatabaseLiveness, restore_rows, went_silent
 from vantage6.api.errors import ApiError
 from vantage6.logging import client_text
 from vantage6.socketio.database import events
@@ -284,7 +284,9 @@ def connected(identity_id: int, process: str) -> tuple[str, tuple[str, str] | No
     (generation, process) of the connection it replaced on record, None if there was none."""
     generation = secrets.token_hex(16)
     rows = SocketConnection.objects.filter(identity_id=identity_id)
-    row = SocketConnection(identity_id=identity_id, generation=generation, process=process)
+    row = SocketConnection(
+        identity_id=identity_id, generation=generation, process=process, replaced_generation=""
+    )
     while True:
         replaced = rows.values_list("generation", "process").first()
         if replaced is None:
@@ -295,18 +297,35 @@ def connected(identity_id: int, process: str) -> tuple[str, tuple[str, str] | No
                 if (replaced := rows.values_list("generation", "process").first()) is None:
                     return generation, None
         # Replaced only as read: what a refused connect puts back (``unconnected``) is what it replaced.
-        if rows.filter(generation=replaced[0]).update(generation=generation, process=process):
+        if rows.filter(generation=replaced[0]).update(
+            generation=generation,
+            process=process,
+            replaced_generation=replaced[0],
+            replaced_process=replaced[1],
+        ):
             return generation, replaced
 
 
+@transaction.atomic
 def unconnected(identity_id: int, generation: str, replaced: tuple[str, str] | None) -> None:
-    """Undo ``connected`` for a connect that was refused, unless a newer one followed: the connection it
-    replaced is on record again, so that its disconnect marks the identity offline."""
-    rows = SocketConnection.objects.filter(identity_id=identity_id, generation=generation)
-    if replaced is None:
-        rows.delete()
-    else:
-        rows.update(generation=replaced[0], process=replaced[1])
+    """Undo ``connected`` for a connect that was refused: the connection it replaced is on record again,
+    so that its disconnect marks the identity offline. If a newer connect replaced this one meanwhile, that
+    one's undo is to put back what this one replaced, not this one, which no socket holds."""
+    row = SocketConnection.objects.select_for_update().filter(identity_id=identity_id).first()
+    if row is None:
+        return
+    if row.generation == generation:
+        if row.replaced_generation is not None:  # a refused connect this one replaced left word here
+            replaced = (row.replaced_generation, row.replaced_process) if row.replaced_generation else None
+        if replaced is None:
+            row.delete()
+        else:
+            row.generation, row.process = replaced
+            row.replaced_generation, row.replaced_process = None, ""
+            row.save(update_fields=["generation", "process", "replaced_generation", "replaced_process"])
+    elif row.replaced_generation == generation:
+        row.replaced_generation, row.replaced_process = replaced or ("", "")
+        row.save(update_fields=["replaced_generation", "replaced_process"])
 
 
 def moved(identity: dict, process: str) -> None:
@@ -344,19 +363,23 @@ def config_rows(config: dict) -> list[tuple[str, str]]:
 
 
 @transaction.atomic
-def store_config(node_id: int, config: object) -> bool:
-    """Replace the configuration a node shares (``node_info_update``)."""
+def store_config(node_id: int, config: object) -> list[tuple[str, str]] | None:
+    """Replace the configuration a node shares (``node_info_update``); its rows, None if it is no object."""
     if not isinstance(config, dict):
-        return False
+        return None
+    rows = config_rows(config)
     NodeConfig.objects.filter(node_id=node_id).delete()
-    NodeConfig.objects.bulk_create(
-        NodeConfig(node_id=node_id, key=key, value=value) for key, value in config_rows(config)
-    )
-    return True
+    NodeConfig.objects.bulk_create(NodeConfig(node_id=node_id, key=key, value=value) for key, value in rows)
+    return rows
 
 
-def heartbeat(identity_id: int) -> None:
-    Authenticatable.objects.filter(pk=identity_id).update(status=AuthStatus.ONLINE, last_seen=timezone.now())
+def heartbeat(identity_id: int) -> bool:
+    """A sign of life: the identity is seen, and online; whether this made it online (the heartbeat sweep
+    had marked it offline). One query while it is online."""
+    now, rows = timezone.now(), Authenticatable.objects.filter(pk=identity_id)
+    if rows.filter(status=AuthStatus.ONLINE).update(last_seen=now):
+        return False
+    return bool(rows.exclude(status=AuthStatus.ONLINE).update(status=AuthStatus.ONLINE, last_seen=now))
 
 
 @transaction.atomic
@@ -388,8 +411,9 @@ def node_sweep_period() -> float:
     return settings.NODE_HEARTBEAT_TIMEOUT / 20
 
 
-def mark_silent_nodes_offline() -> int:
-    """Nodes whose last heartbeat is older than the timeout become offline; how many did.
+def mark_silent_nodes_offline() -> list[dict]:
+    """Nodes whose last heartbeat is older than the timeout become offline: those this call marked
+    (``went_silent``), whose users are to hear ``node-offline`` (``tell_offline``).
 
     Run every ``node_sweep_period()`` seconds, this marks a node offline at most
     ``NODE_HEARTBEAT_TIMEOUT`` seconds after its last heartbeat, on whichever instance it was connected.
@@ -397,7 +421,7 @@ def mark_silent_nodes_offline() -> int:
     cutoff = timezone.now() - timedelta(seconds=settings.NODE_HEARTBEAT_TIMEOUT - node_sweep_period())
     silent = Authenticatable.objects.filter(type="node", status=AuthStatus.ONLINE, last_seen__lt=cutoff)
     # Look before writing: most sweeps find nothing, and a write (even of no row) takes a lock.
-    return silent.update(status=AuthStatus.OFFLINE) if silent.exists() else 0
+    return went_silent(silent) if silent.exists() else []
 
 
 # --- the namespace ---------------------------------------------------------------------------------------
@@ -409,11 +433,11 @@ def _node_notice(identity: dict) -> dict:
     return {"id": identity["id"], "name": identity["name"], "org_id": identity["org_id"]}
 
 
-async def _tell_users(socket: Socket, event: str, data: object, rooms: list[str]) -> None:
+async def _tell_users(server: Server, event: str, data: object, rooms: list[str]) -> None:
     """Send a presence notice to the user sockets of ``rooms`` (no user is in ``all_nodes``)."""
     for room in rooms:
         if room != ALL_NODES_ROOM:
-            await socket.server.emit(event, data, room=presence_room(room), namespace=TASKS_NAMESPACE)
+            await server.emit(event, data, room=presence_room(room), namespace=TASKS_NAMESPACE)
 
 
 async def _join(socket: Socket, identity: dict, rooms: list[str]) -> None:
@@ -424,11 +448,11 @@ async def _join(socket: Socket, identity: dict, rooms: list[str]) -> None:
         await socket.join(room)
     if node:
         await socket.emit("sync")
-        await _tell_users(socket, "node-online", _node_notice(identity), rooms)
+        await _tell_users(socket.server, "node-online", _node_notice(identity), rooms)
     for room in rooms:
         if room != ALL_NODES_ROOM:
             notice = _notice(identity, "joined", room)
-            await _tell_users(socket, "message", notice, [room])
+            await _tell_users(socket.server, "message", notice, [room])
             await socket.emit("message", notice)
         if not node:
             await socket.join(presence_room(room))
@@ -441,7 +465,7 @@ async def _leave(socket: Socket, identity: dict, rooms: list[str]) -> None:
         if identity["kind"] == "user":
             await socket.leave(presence_room(room))
         if room != ALL_NODES_ROOM:
-            await _tell_users(socket, "message", _notice(identity, "left", room), [room])
+            await _tell_users(socket.server, "message", _notice(identity, "left", room), [room])
 
 
 def _connected(server: Server) -> Iterator[tuple[Session, dict]]:
@@ -499,7 +523,7 @@ class TasksNamespace(Namespace):
             return
         # Not if it connected again meanwhile (a newer generation): it lost the race with a quick reconnect.
         if await database_sync_to_async(went_offline)(leaving) and leaving["kind"] == "node":
-            await _tell_users(socket, "node-offline", _node_notice(leaving), leaving["rooms"])
+            await _tell_users(socket.server, "node-offline", _node_notice(leaving), leaving["rooms"])
 
     async def on_recheck(self, sockets: list[Socket]) -> None:
         """Each socket leaves the rooms its identity no longer reaches (and is told, as it is told
@@ -519,7 +543,7 @@ class TasksNamespace(Namespace):
                 if room != ALL_NODES_ROOM:
                     await socket.emit("message", _notice(identity, "left", room))
             if identity["kind"] == "node":
-                await _tell_users(socket, "node-offline", _node_notice(identity), lost)
+                await _tell_users(socket.server, "node-offline", _node_notice(identity), lost)
             if gained := [room for room in place["rooms"] if room not in before]:
                 await _join(socket, identity, gained)
 
@@ -541,7 +565,8 @@ class TasksNamespace(Namespace):
         elif event in ("message", "error"):
             logger.info("socket %s sent %s: %s", socket.sid, event, client_text(data))
         elif event == "ping":
-            await events.run(heartbeat, identity["id"])
+            if await events.run(heartbeat, identity["id"]) and identity["kind"] == "node":
+                await _tell_users(socket.server, "node-online", _node_notice(identity), identity["rooms"])
         elif event not in NODE_EVENTS:
             logger.info("socket %s sent unknown event %s; ignored", socket.sid, client_text(event))
         elif identity["kind"] != "node":
@@ -551,8 +576,12 @@ class TasksNamespace(Namespace):
 
     async def _node_event(self, socket: Socket, node: dict, event: str, data: object) -> None:
         if event == "node_info_update":
-            if not await events.run(store_config, node["id"], data):
+            if (rows := await events.run(store_config, node["id"], data)) is None:
                 logger.warning("node %s sent a configuration that is not an object", node["id"])
+            else:
+                # Kept with the socket: if its node goes offline by the close of another socket, on another
+                # process, the row this socket restores restores the configuration too (``restore_rows``).
+                node["config"] = rows
             return
         if event == "node_metrics_update":
             if ignored := await events.run(node_metrics_store, node["id"], data):
@@ -588,14 +617,19 @@ async def resync_nodes() -> None:
             await Socket(server, session, TASKS_NAMESPACE).emit("sync")
 
 
-def _process_lost(nodes: list[dict]) -> None:
-    """A server process died. The user sockets of their rooms hear that its nodes are offline, and every
-    node syncs: a task the process stored but did not get to publish reaches the nodes of the others."""
+def tell_offline(nodes: list[dict]) -> None:
+    """The user sockets of their rooms hear that ``nodes`` (``went_silent``) went offline."""
     for node in nodes:
         notice = {"id": node["id"], "name": node["name"], "org_id": node["organization_id"]}
         for room in node_rooms(node["organization_id"], node["collaboration_id"]):
             if room != ALL_NODES_ROOM:
                 server.publish("node-offline", notice, room=presence_room(room), namespace=TASKS_NAMESPACE)
+
+
+def _process_lost(nodes: list[dict]) -> None:
+    """A server process died. The user sockets of their rooms hear that its nodes are offline, and every
+    node syncs: a task the process stored but did not get to publish reaches the nodes of the others."""
+    tell_offline(nodes)
     server.publish("sync", room=ALL_NODES_ROOM, namespace=TASKS_NAMESPACE)
 
 
@@ -606,12 +640,16 @@ async def _restore_connection_rows() -> None:
     if not held:
         return
     generations = {pk: state["generation"] for pk, state in held.items()}
-    if restored := await database_sync_to_async(restore_rows)(server.process, generations):
+    configs = {pk: state["config"] for pk, state in held.items() if "config" in state}
+    if restored := await database_sync_to_async(restore_rows)(server.process, generations, configs):
+        for pk in restored:
+            if held[pk]["kind"] == "node":  # its users heard it go offline
+                await _tell_users(server, "node-online", _node_notice(held[pk]), held[pk]["rooms"])
         await server.recheck([f"{held[pk]['kind']}:{pk}" for pk in restored])
 
 
 async def _housekeeping() -> None:
-    await database_sync_to_async(mark_silent_nodes_offline)()
+    tell_offline(await database_sync_to_async(mark_silent_nodes_offline)())
     await _restore_connection_rows()
     for job in housekeeping_jobs:
         await database_sync_to_async(job)()

@@ -119,6 +119,11 @@ class SocketConnection(models.Model):
     generation = models.CharField(max_length=32)
     # The server process holding that connection (a SocketProcess id, not a key: rows outlive it).
     process = models.CharField(max_length=32, db_index=True, default="")
+    # What the undo of a refused connect of ``generation`` puts back (``unconnected``): the connection it
+    # replaced, or of a refused connect it replaced, what that one replaced; "" nothing (the row goes),
+    # NULL not recorded here (the refused connect knows what it replaced).
+    replaced_generation = models.CharField(max_length=32, null=True, default=None)
+    replaced_process = models.CharField(max_length=32, default="")
 
     class Meta:
         db_table = "socket_connection"

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from accounts.models import Authenticatable, AuthStatus
 from nodes.models import Node, NodeConfig, NodeMetrics, SocketConnection, SocketProcess
@@ -21,9 +22,28 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+NODE_NOTICE_FIELDS = ("id", "name", "organization_id", "collaboration_id")
+
+
+def went_silent(identities: QuerySet[Authenticatable]) -> list[dict]:
+    """Mark offline those of ``identities`` that are online; the nodes among them (``NODE_NOTICE_FIELDS``).
+
+    Each is reported by one caller only, whichever marks it: the rows are locked as they are read, and a
+    concurrent caller (the sweep or burial of another process) finds them offline once it may read them.
+    """
+    with transaction.atomic():
+        online = identities.filter(status=AuthStatus.ONLINE).select_for_update()
+        ids = list(online.values_list("pk", flat=True))
+        if not ids:
+            return []
+        Authenticatable.objects.filter(pk__in=ids).update(status=AuthStatus.OFFLINE)
+        return list(Node.objects.filter(pk__in=ids).values(*NODE_NOTICE_FIELDS))
+
+
 class DatabaseLiveness(Liveness):
     """``process_lost`` hears, after the commit, that a process was buried, with the nodes (id, name,
-    organization_id, collaboration_id) whose connection was on it."""
+    organization_id, collaboration_id) its burial marked offline (the heartbeat sweep may have been
+    first)."""
 
     def __init__(self, process_lost: Callable[[list[dict]], None]) -> None:
         self.process_lost = process_lost
@@ -45,9 +65,7 @@ class DatabaseLiveness(Liveness):
             if not SocketProcess.objects.filter(id=process, beat_at__lt=_moment(before)).delete()[0]:
                 return False
             held = SocketConnection.objects.filter(process=process).values("identity_id")
-            fields = ("id", "name", "organization_id", "collaboration_id")
-            nodes = list(Node.objects.filter(pk__in=held).values(*fields))
-            Authenticatable.objects.filter(pk__in=held).update(status=AuthStatus.OFFLINE)
+            nodes = went_silent(Authenticatable.objects.filter(pk__in=held))
             NodeConfig.objects.filter(node_id__in=held).delete()
             NodeMetrics.objects.filter(node_id__in=held).delete()
             SocketConnection.objects.filter(process=process).delete()
@@ -55,17 +73,29 @@ class DatabaseLiveness(Liveness):
         return True
 
 
-def restore_rows(process: str, held: dict[int, str]) -> list[int]:
+def restore_rows(process: str, held: dict[int, str], configs: dict[int, list[tuple[str, str]]]) -> list[int]:
     """The identities of ``held`` (id: generation of one of their sockets on server ``process``) that have
     no connection row get one, held by ``process``, and are online: the row went with a dead process that
     held their newest socket, or with the disconnect of that socket on another process, and without it
-    no change of rights finds the sockets left here. One query
-    when none lacks a row; the ids of those that did."""
+    no change of rights finds the sockets left here. A node among them has the configuration its socket
+    reported again (``configs``: id: its ``(key, value)`` rows), which went with the row. One query
+    when none lacks a row; the ids of those that got theirs from this call."""
     rowless = Authenticatable.objects.filter(pk__in=held, socket_connection__isnull=True)
     lacking = list(rowless.values_list("pk", flat=True))
-    if lacking:
-        with transaction.atomic():
-            rows = [SocketConnection(identity_id=pk, generation=held[pk], process=process) for pk in lacking]
-            SocketConnection.objects.bulk_create(rows, ignore_conflicts=True)  # one may have connected since
-            Authenticatable.objects.filter(pk__in=lacking).update(status=AuthStatus.ONLINE)
-    return lacking
+    if not lacking:
+        return []
+    with transaction.atomic():
+        rows = [SocketConnection(identity_id=pk, generation=held[pk], process=process) for pk in lacking]
+        SocketConnection.objects.bulk_create(rows, ignore_conflicts=True)  # one may have connected since
+        # Not those: that connect marks its identity online, and its node reports its configuration.
+        ours = SocketConnection.objects.filter(identity_id__in=lacking, process=process)
+        restored = [
+            pk for pk, generation in ours.values_list("identity_id", "generation") if generation == held[pk]
+        ]
+        Authenticatable.objects.filter(pk__in=restored).update(status=AuthStatus.ONLINE)
+        if reported := [pk for pk in restored if pk in configs]:
+            NodeConfig.objects.filter(node_id__in=reported).delete()
+            NodeConfig.objects.bulk_create(
+                NodeConfig(node_id=pk, key=key, value=value) for pk in reported for key, value in configs[pk]
+            )
+    return restored

@@ -11,6 +11,8 @@ that it holds by a file ``<port>.<mark>``; each holds for at most ``HOLD_SECONDS
   another process asked for the session.
 * ``hold-identified`` (mark ``identified``): a namespace connect is held once it read the identity and
   rights of its socket (``nodes.consumers._user`` / ``_node``), until the hook's file is removed.
+* ``hold-connected`` (mark ``connected``): a namespace connect is held once it recorded its connection
+  (``nodes.consumers.connected``), before it reads the identity, until the hook's file is removed.
 """
 
 from __future__ import annotations
@@ -40,28 +42,32 @@ async def _until(check: Callable[[], bool]) -> None:
         await asyncio.sleep(0.02)
 
 
-def _hold_identified() -> None:
+def _hold_after(call: Callable, hook: str, mark: str) -> Callable:
+    """``call``, which holds after it returned while the file of ``hook`` exists."""
+
+    def held(*args: object) -> object:
+        result = call(*args)
+        if _file(hook).exists():  # on a thread of the database work: it may sleep
+            _file(mark).touch()
+            deadline = time.monotonic() + HOLD_SECONDS
+            while _file(hook).exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return result
+
+    return held
+
+
+def _hold_connects() -> None:
     import vantage6.asgi  # noqa: F401 - sets Django up; daphne serves this module, imported already
     from nodes import consumers
 
-    def holding(read: Callable[[dict], dict]) -> Callable[[dict], dict]:
-        def held(claims: dict) -> dict:
-            identity = read(claims)
-            if _file("hold-identified").exists():  # on a thread of the database work: it may sleep
-                _file("identified").touch()
-                deadline = time.monotonic() + HOLD_SECONDS
-                while _file("hold-identified").exists() and time.monotonic() < deadline:
-                    time.sleep(0.02)
-            return identity
-
-        return held
-
-    consumers._user = holding(consumers._user)  # type: ignore[assignment]
-    consumers._node = holding(consumers._node)  # type: ignore[assignment]
+    consumers._user = _hold_after(consumers._user, "hold-identified", "identified")  # type: ignore[assignment]
+    consumers._node = _hold_after(consumers._node, "hold-identified", "identified")  # type: ignore[assignment]
+    consumers.connected = _hold_after(consumers.connected, "hold-connected", "connected")  # type: ignore[assignment]
 
 
 def install() -> None:
-    _hold_identified()
+    _hold_connects()
     adopt, start_recheck = Server._adopt, Server._start_recheck
     recheck, verify = Server._recheck, Server._verify
     admit, hand_over = Server._admit, Server._hand_over

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Authenticatable
 from accounts.tokens import decode
-from nodes.consumers import KEPT_CLAIMS, server
+from nodes.consumers import KEPT_CLAIMS, mark_silent_nodes_offline, server
 from nodes.models import NodeConfig, SocketConnection, SocketProcess
 from nodes.socket_store import DatabaseLiveness
 from tests.realtime.helpers import token
@@ -124,3 +124,20 @@ def test_a_dead_process_is_buried_once_with_what_it_held(world):
             "collaboration_id": node.collaboration_id,
         }
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_node_the_heartbeat_sweep_marked_offline_is_not_reported_again_by_the_burial(world):
+    lost: list[dict] = []
+    liveness = DatabaseLiveness(process_lost=lost.extend)
+    SocketProcess.objects.create(id="dead", beat_at=_ago(600))
+    _held_by("dead", world.node_a)
+    Authenticatable.objects.filter(pk=world.node_a.pk).update(last_seen=_ago(600))
+
+    swept = mark_silent_nodes_offline()
+
+    assert [node["id"] for node in swept] == [world.node_a.pk]
+    assert mark_silent_nodes_offline() == []  # another process's sweep
+    assert liveness.bury("dead", time.time() - 60) is True
+    assert lost == []
+    assert not SocketConnection.objects.exists()

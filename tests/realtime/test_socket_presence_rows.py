@@ -3,6 +3,9 @@ whatever order its sockets close in, and also when a connect of it was refused m
 
 from __future__ import annotations
 
+import sys
+import uuid
+
 import pytest
 import requests
 import websocket
@@ -12,10 +15,11 @@ from accounts.models import LoginSession
 from accounts.tokens import decode
 from nodes.models import SocketConnection
 from tests.conftest import requires_services
-from tests.realtime.helpers import eventually, hears, joined, make_user, token
+from tests.realtime.helpers import eventually, hears, joined, make_user, token, user_socket
 from tests.realtime.live import LIVE, Daphne
 
 CONNECTED = '40/tasks,{"sid":'
+HOOKED = [sys.executable, "-c", "import tests.realtime.hooked_server as hooks; hooks.main()"]
 
 
 def _open(host: Daphne, bearer: str) -> websocket.WebSocket:
@@ -121,3 +125,96 @@ def test_closing_the_newer_of_two_sockets_on_two_processes_leaves_the_identity_o
     assert _becomes(b, path, admin, "online")
     older.close()
     assert _becomes(b, path, admin, "offline")
+
+
+def _config(host: Daphne, node_id: int, admin: str) -> list[dict]:
+    headers = {"Authorization": f"Bearer {admin}"}
+    response = requests.get(f"{host.url}/api/node/{node_id}", headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()["config"]
+
+
+@pytest.mark.live
+@requires_services("rabbitmq")
+def test_a_node_keeps_its_configuration_while_a_socket_of_it_is_left_on_another_process(
+    instances, live_world, sockets
+):
+    a, b = instances
+    node = live_world.node_a
+    admin = token(make_user(live_world.org_c, roles=("Root",)))
+    watching = user_socket(sockets, a.url, live_world.org_a)
+    older = sockets(a.url, token(node))
+    older.wait_ready(node)
+    older.emit("node_info_update", {"encryption": False, "allowed_orgs": [1, 2]})
+    shared = [{"key": "encryption", "value": "false"}, {"key": "allowed_orgs", "value": "1"}]
+    shared.append({"key": "allowed_orgs", "value": "2"})
+    assert eventually(lambda: _config(b, node.pk, admin) == shared)
+    rows = SocketConnection.objects.using(LIVE).filter(identity_id=node.pk)
+    first = rows.get().process
+    newer = sockets(b.url, token(node))
+    newer.wait_ready(node)
+    newer.emit("node_info_update", {"encryption": False, "allowed_orgs": [1, 2]})
+    assert rows.get().process != first
+
+    newer.close()
+
+    # The process of the older socket restores the node's row at its next housekeeping round.
+    assert watching.wait_for("node-offline")["id"] == node.pk
+    assert watching.wait_for("node-online", timeout=20)["id"] == node.pk
+    assert rows.filter(process=first).exists()
+    assert _status(b, f"node/{node.pk}", admin) == "online"
+    assert _config(b, node.pk, admin) == shared
+    older.close()
+    assert _becomes(b, f"node/{node.pk}", admin, "offline")
+    assert _config(b, node.pk, admin) == []  # as in vantage6: a node offline shares nothing
+
+
+@pytest.fixture(scope="module")
+def hooked_pair(live_db, live_folder):
+    """The hooks' folder and two hooked server processes on the live database."""
+    folder = live_folder / f"hooks-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    # The test reads a socket only when it waits for a frame: no ping may time out meanwhile.
+    env = live_db.process_env(
+        HOOKS_DIR=str(folder), V6_SOCKET_PING_INTERVAL="60", V6_SOCKET_PING_TIMEOUT="60"
+    )
+    first = Daphne(env, live_folder, HOOKED)
+    try:
+        second = Daphne(env, live_folder, HOOKED)
+        yield folder, first, second
+        second.stop()
+    finally:
+        first.stop()
+
+
+@pytest.mark.live
+def test_a_node_goes_offline_when_its_socket_closes_after_two_refused_connects_of_it(hooked_pair, live_world):
+    """Two connects on two processes record their connections one after the other, both logins end, and
+    the earlier one is refused (and undone) first, then the later one."""
+    folder, first, second = hooked_pair
+    node = live_world.node_a
+    admin = token(make_user(live_world.org_c, roles=("Root",)))
+    older = _connect(first, token(node))
+    sockets = [older]
+    try:
+        ended = []
+        for host in (first, second):  # one after the other: the second replaces the first's connection
+            hook, mark = folder / f"{host.port}.hold-connected", folder / f"{host.port}.connected"
+            hook.touch()
+            ended.append(token(node))
+            sockets.append(_open(host, ended[-1]))
+            sockets[-1].send("40/tasks,{}")
+            assert eventually(mark.exists)
+        logins = [decode(bearer)["sid"] for bearer in ended]
+        LoginSession.objects.using(LIVE).filter(pk__in=logins).update(revoked_at=timezone.now())
+        for host, ws in zip((first, second), sockets[1:], strict=True):
+            (folder / f"{host.port}.hold-connected").unlink()
+            assert hears(ws, lambda frame: frame == '42/tasks,["invalid_token"]', 10)
+        assert _status(second, f"node/{node.pk}", admin) == "online"
+
+        older.close()
+
+        assert _becomes(second, f"node/{node.pk}", admin, "offline")
+    finally:
+        for ws in sockets:
+            ws.close()

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Authenticatable
-from nodes.models import SocketConnection, SocketProcess
+from nodes.models import NodeConfig, SocketConnection, SocketProcess
 from nodes.socket_store import restore_rows
 from tests.conftest import requires_services
 from tests.realtime.helpers import eventually, make_user, token
@@ -24,7 +24,7 @@ def test_a_round_with_every_row_in_place_costs_one_query_and_changes_nothing(wor
     SocketConnection.objects.create(identity_id=world.node_a.pk, generation="newest", process="other")
 
     with CaptureQueriesContext(connection) as context:
-        assert restore_rows("here", {world.node_a.pk: "older"}) == []
+        assert restore_rows("here", {world.node_a.pk: "older"}, {world.node_a.pk: [("key", "value")]}) == []
 
     assert len(context.captured_queries) == 1
     assert SocketConnection.objects.get(identity_id=world.node_a.pk).generation == "newest"
@@ -35,11 +35,24 @@ def test_an_identity_without_a_row_gets_one_held_here_and_is_online(world):
     SocketConnection.objects.create(identity_id=world.node_b.pk, generation="kept", process="other")
     Authenticatable.objects.filter(pk=world.node_a.pk).update(status="offline")
 
-    assert restore_rows("here", {world.node_a.pk: "older", world.node_b.pk: "mine"}) == [world.node_a.pk]
+    NodeConfig.objects.create(node=world.node_b, key="encryption", value="true")
+    reported = {
+        pk: [("encryption", "false"), ("allowed_users", "3")] for pk in (world.node_a.pk, world.node_b.pk)
+    }
+
+    assert restore_rows("here", {world.node_a.pk: "older", world.node_b.pk: "mine"}, reported) == [
+        world.node_a.pk
+    ]
 
     rows = SocketConnection.objects.values_list("identity_id", "generation", "process")
     assert set(rows) == {(world.node_a.pk, "older", "here"), (world.node_b.pk, "kept", "other")}
     assert Authenticatable.objects.get(pk=world.node_a.pk).status == "online"
+    config = NodeConfig.objects.values_list("node_id", "key", "value")
+    assert set(config) == {
+        (world.node_a.pk, "encryption", "false"),
+        (world.node_a.pk, "allowed_users", "3"),
+        (world.node_b.pk, "encryption", "true"),  # its row is another socket's, whose node reports its own
+    }
 
 
 @pytest.mark.live

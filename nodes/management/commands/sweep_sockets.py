@@ -6,7 +6,7 @@ before a restart) or for a scheduler.
 
 from django.core.management.base import BaseCommand
 
-from nodes.consumers import mark_silent_nodes_offline, server
+from nodes.consumers import mark_silent_nodes_offline, server, tell_offline
 
 
 class Command(BaseCommand):
@@ -14,5 +14,6 @@ class Command(BaseCommand):
 
     def handle(self, *_args, **_options) -> None:
         offline = mark_silent_nodes_offline()
+        tell_offline(offline)
         server.run_sync(server.sweep)
-        self.stdout.write(f"{offline} node(s) marked offline")
+        self.stdout.write(f"{len(offline)} node(s) marked offline")
