@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -177,3 +179,26 @@ class Daphne:
     def rss_kib(self) -> int:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+
+
+# A server whose steps can be held for an exact interleaving of processes (``tests.realtime.hooked_server``).
+HOOKED = [sys.executable, "-c", "import tests.realtime.hooked_server as hooks; hooks.main()"]
+
+
+@contextmanager
+def hooked_servers(
+    live_db: LiveDatabase, folder: Path, commands: list[list[str] | None], **env: str
+) -> Iterator[tuple[Path, list[Daphne]]]:
+    """The hooks' folder and a server per command (``HOOKED``, or None for a plain one) on the live
+    database, with ``env``; stopped when done."""
+    hooks = folder / f"hooks-{uuid.uuid4().hex[:8]}"
+    hooks.mkdir()
+    process_env = live_db.process_env(HOOKS_DIR=str(hooks), **env)
+    servers: list[Daphne] = []
+    try:
+        for command in commands:
+            servers.append(Daphne(process_env, folder, command))
+        yield hooks, servers
+    finally:
+        for server in reversed(servers):
+            server.stop()

@@ -9,8 +9,6 @@ The connection row a connect writes before that read is undone when the read ref
 from __future__ import annotations
 
 import os
-import sys
-import uuid
 
 import pytest
 import websocket
@@ -24,31 +22,21 @@ from nodes.events import collaboration_room
 from nodes.models import SocketConnection
 from tests.conftest import requires_services
 from tests.realtime.helpers import LiveWorld, create_task, eventually, hears, make_user, token
-from tests.realtime.live import Daphne
+from tests.realtime.live import HOOKED, Daphne, hooked_servers
 from tests.realtime.test_socket_rights import _call
-
-HOOKED = [sys.executable, "-c", "import tests.realtime.hooked_server as hooks; hooks.main()"]
 
 
 @pytest.fixture(scope="module")
 def hooked(live_db, live_folder):
     """The hooks' folder, a hooked server process and a plain one, sharing the database and RabbitMQ."""
-    folder = live_folder / f"hooks-{uuid.uuid4().hex[:8]}"
-    folder.mkdir()
-    env = live_db.process_env(
-        V6_RABBITMQ_URI=os.environ["V6_RABBITMQ_URI"],
-        HOOKS_DIR=str(folder),
+    env = {
+        "V6_RABBITMQ_URI": os.environ["V6_RABBITMQ_URI"],
         # The test reads a socket only when it waits for a frame: no ping may time out meanwhile.
-        V6_SOCKET_PING_INTERVAL="25",
-        V6_SOCKET_PING_TIMEOUT="60",
-    )
-    connecting = Daphne(env, live_folder, HOOKED)
-    try:
-        changing = Daphne(env, live_folder)
-        yield folder, connecting, changing
-        changing.stop()
-    finally:
-        connecting.stop()
+        "V6_SOCKET_PING_INTERVAL": "25",
+        "V6_SOCKET_PING_TIMEOUT": "60",
+    }
+    with hooked_servers(live_db, live_folder, [HOOKED, None], **env) as (folder, servers):
+        yield folder, *servers
 
 
 def _connect(host: Daphne, bearer: str) -> websocket.WebSocket:

@@ -3,9 +3,6 @@ whatever order its sockets close in, and also when a connect of it was refused m
 
 from __future__ import annotations
 
-import sys
-import uuid
-
 import pytest
 import requests
 import websocket
@@ -16,10 +13,9 @@ from accounts.tokens import decode
 from nodes.models import SocketConnection
 from tests.conftest import requires_services
 from tests.realtime.helpers import eventually, hears, joined, make_user, token, user_socket
-from tests.realtime.live import LIVE, Daphne
+from tests.realtime.live import HOOKED, LIVE, Daphne, hooked_servers
 
 CONNECTED = '40/tasks,{"sid":'
-HOOKED = [sys.executable, "-c", "import tests.realtime.hooked_server as hooks; hooks.main()"]
 
 
 def _open(host: Daphne, bearer: str) -> websocket.WebSocket:
@@ -172,19 +168,10 @@ def test_a_node_keeps_its_configuration_while_a_socket_of_it_is_left_on_another_
 @pytest.fixture(scope="module")
 def hooked_pair(live_db, live_folder):
     """The hooks' folder and two hooked server processes on the live database."""
-    folder = live_folder / f"hooks-{uuid.uuid4().hex[:8]}"
-    folder.mkdir()
     # The test reads a socket only when it waits for a frame: no ping may time out meanwhile.
-    env = live_db.process_env(
-        HOOKS_DIR=str(folder), V6_SOCKET_PING_INTERVAL="60", V6_SOCKET_PING_TIMEOUT="60"
-    )
-    first = Daphne(env, live_folder, HOOKED)
-    try:
-        second = Daphne(env, live_folder, HOOKED)
+    ping = {"V6_SOCKET_PING_INTERVAL": "60", "V6_SOCKET_PING_TIMEOUT": "60"}
+    with hooked_servers(live_db, live_folder, [HOOKED, HOOKED], **ping) as (folder, (first, second)):
         yield folder, first, second
-        second.stop()
-    finally:
-        first.stop()
 
 
 @pytest.mark.live

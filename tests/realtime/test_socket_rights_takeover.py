@@ -10,9 +10,7 @@ when it hands it over, or its connect is.
 from __future__ import annotations
 
 import os
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -32,27 +30,18 @@ from tests.realtime.helpers import (
     make_user,
     token,
 )
-from tests.realtime.live import Daphne
+from tests.realtime.live import HOOKED, Daphne, hooked_servers
 from tests.realtime.test_socket_rights import _call
 
 pytestmark = [pytest.mark.live, requires_services("rabbitmq")]
-
-HOOKED = [sys.executable, "-c", "import tests.realtime.hooked_server as hooks; hooks.main()"]
 
 
 @pytest.fixture(scope="module")
 def hooked(live_db, live_folder):
     """The hooks' folder and two hooked server processes sharing the live database and RabbitMQ."""
-    folder = live_folder / f"hooks-{uuid.uuid4().hex[:8]}"
-    folder.mkdir()
-    env = live_db.process_env(V6_RABBITMQ_URI=os.environ["V6_RABBITMQ_URI"], HOOKS_DIR=str(folder))
-    first = Daphne(env, live_folder, HOOKED)
-    try:
-        second = Daphne(env, live_folder, HOOKED)
-        yield folder, first, second
-        second.stop()
-    finally:
-        first.stop()
+    broker = os.environ["V6_RABBITMQ_URI"]
+    with hooked_servers(live_db, live_folder, [HOOKED, HOOKED], V6_RABBITMQ_URI=broker) as (folder, servers):
+        yield folder, *servers
 
 
 def _listening(host: Daphne, world: LiveWorld):
