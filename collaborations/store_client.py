@@ -183,12 +183,15 @@ def _request_once(
         try:
             connection.request(method, target, body=payload, headers=all_headers)
             response = connection.getresponse()
-            return StoreResponse(response.status, _decode(response.read(MAX_BODY_BYTES)))
+            raw = response.read(MAX_BODY_BYTES + 1)
         except (OSError, ValueError, http.client.HTTPException):
             raise _unreachable(url) from None  # timed out, cut, or not HTTP at all
         finally:
             cutoff.cancel()
             connection.close()
+        if len(raw) > MAX_BODY_BYTES:  # not an answer of a store: nothing of it is taken
+            raise ApiError(502, f"Algorithm store error: its answer is longer than {MAX_BODY_BYTES} bytes")
+        return StoreResponse(response.status, _decode(raw))
     raise _unreachable(url)
 
 
