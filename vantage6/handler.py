@@ -212,7 +212,7 @@ class RequestThreads:
                 self._idle += 1
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits the answer
                 future.get_loop().call_soon_threadsafe(_settle, future, result, error)
-            del call, future, result, error  # nothing of a request outlives it in an idle thread
+            del call, future, func, args, result, error  # nothing of a request stays in an idle thread
 
     def shutdown(self, wait: bool = True) -> None:
         """No new calls; the threads end once the calls queued before are made."""
