@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+import weakref
 
 import pytest
 
@@ -97,6 +99,28 @@ def test_a_call_cancelled_before_a_thread_takes_it_is_not_made():
     finally:
         threads.shutdown()
     assert made == []
+
+
+def test_an_idle_thread_keeps_nothing_of_its_last_call():
+    class Body:
+        pass
+
+    threads = RequestThreads(1)
+
+    async def main():
+        body = Body()
+        kept = weakref.ref(body)
+        await in_threads(threads, id, body)
+        return kept
+
+    try:
+        kept = run(main())
+        deadline = time.monotonic() + 2
+        while kept() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert kept() is None
+    finally:
+        threads.shutdown()
 
 
 def test_no_calls_after_shutdown():
