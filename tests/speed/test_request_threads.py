@@ -1,0 +1,134 @@
+"""The request threads of a process (``vantage6.handler.RequestThreads``) keep an executor's promises: every
+call answered, at most the given number at once, failures to the caller, a cancelled call not made."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import weakref
+
+import pytest
+
+from vantage6.handler import RequestThreads
+
+
+def run(coroutine):
+    return asyncio.new_event_loop().run_until_complete(coroutine)
+
+
+async def in_threads(threads: RequestThreads, func, *args):
+    future = asyncio.get_running_loop().create_future()
+    threads.submit(future, func, *args)
+    return await future
+
+
+def test_calls_beyond_the_threads_wait_and_are_all_answered():
+    threads = RequestThreads(2)
+    running, most, lock = [0], [0], threading.Lock()
+    release = threading.Event()
+
+    def work(number: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        release.wait(5)
+        with lock:
+            running[0] -= 1
+        return number * 2
+
+    async def main():
+        calls = [asyncio.ensure_future(in_threads(threads, work, n)) for n in range(6)]
+        await asyncio.sleep(0.1)
+        release.set()
+        return await asyncio.gather(*calls)
+
+    try:
+        assert run(main()) == [0, 2, 4, 6, 8, 10]
+    finally:
+        threads.shutdown()
+    assert most[0] == 2
+    assert len(threads._threads) == 2
+
+
+def test_one_idle_thread_serves_calls_one_after_another():
+    threads = RequestThreads(8)
+
+    async def main():
+        return [await in_threads(threads, threading.get_ident) for _ in range(20)]
+
+    try:
+        assert len(set(run(main()))) == 1
+    finally:
+        threads.shutdown()
+
+
+def test_a_failure_reaches_the_caller_and_the_thread_serves_on():
+    threads = RequestThreads(1)
+
+    def fail() -> None:
+        raise KeyError("lost")
+
+    async def main():
+        with pytest.raises(KeyError, match="lost"):
+            await in_threads(threads, fail)
+        return await in_threads(threads, lambda: "next")
+
+    try:
+        assert run(main()) == "next"
+    finally:
+        threads.shutdown()
+
+
+def test_a_call_cancelled_before_a_thread_takes_it_is_not_made():
+    threads = RequestThreads(1)
+    busy, made = threading.Event(), []
+
+    async def main():
+        first = asyncio.ensure_future(in_threads(threads, busy.wait, 5))
+        second = asyncio.ensure_future(in_threads(threads, made.append, "made"))
+        await asyncio.sleep(0.05)
+        second.cancel()
+        await asyncio.sleep(0)
+        busy.set()
+        assert await first is True
+        return await in_threads(threads, lambda: "after")
+
+    try:
+        assert run(main()) == "after"
+    finally:
+        threads.shutdown()
+    assert made == []
+
+
+def test_an_idle_thread_keeps_nothing_of_its_last_call():
+    class Body:
+        pass
+
+    threads = RequestThreads(1)
+
+    async def main():
+        body = Body()
+        kept = weakref.ref(body)
+        await in_threads(threads, id, body)
+        return kept
+
+    try:
+        kept = run(main())
+        deadline = time.monotonic() + 2
+        while kept() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert kept() is None
+    finally:
+        threads.shutdown()
+
+
+def test_no_calls_after_shutdown():
+    threads = RequestThreads(1)
+    threads.shutdown()
+
+    async def main():
+        await in_threads(threads, lambda: None)
+
+    with pytest.raises(RuntimeError):
+        run(main())
