@@ -59,6 +59,7 @@ def hosts(request) -> tuple[str, str]:
     if request.param == "replicas":
         first, second = request.getfixturevalue("instances")
         return first.url, second.url
+    request.getfixturevalue("broker_only")
     server = request.getfixturevalue("two_processes")
     return server.url, server.url
 
