@@ -66,27 +66,33 @@ class SharedServer:
     def __init__(self, live_db: LiveDatabase, folder: Path, blocker) -> None:
         self.live_db, self.folder, self.blocker = live_db, folder, blocker
         self.daphne: Daphne | None = None
-        self.process = ""  # the id of its liveness row
+        self.process, self.pid = "", 0  # the id of its liveness row, and the pid of its process
 
     def running(self) -> Daphne:
         if self.daphne is None:
             self.daphne = Daphne(self.live_db.process_env(), self.folder)
+            self._identify(self.daphne)
         elif self.daphne.process is None:
             self.daphne.start()
-        if not self.process:
-            with self.blocker.unblock():
-                known = _processes()
-                # Its first request starts its heartbeat round, whose first beat writes its row.
-                requests.get(f"{self.daphne.url}/api/version", timeout=30).raise_for_status()
-                (self.process,) = eventually(lambda: _processes() - known)
+            self._identify(self.daphne)
         return self.daphne
 
+    def _identify(self, daphne: Daphne) -> None:
+        with self.blocker.unblock():
+            known = _processes()
+            # Its first request starts its heartbeat round, whose first beat writes its row.
+            requests.get(f"{daphne.url}/api/version", timeout=30).raise_for_status()
+            (self.process,) = eventually(lambda: _processes() - known)
+        self.pid = daphne.process.pid
+
     def pause(self) -> None:
-        if self.daphne is not None and self.daphne.process is not None:
-            self.daphne.stop()
+        if self.daphne is None or self.daphne.process is None:
+            return
+        ours = self.daphne.process.pid == self.pid  # not a process a test started again
+        self.daphne.stop()
+        if ours:
             with self.blocker.unblock():
                 SocketProcess.objects.using(LIVE).filter(id=self.process).delete()
-            self.process = ""
 
 
 @pytest.fixture(scope="session")
