@@ -112,8 +112,8 @@ def server(_shared_server):
 
 @pytest.fixture
 def broker_only(_shared_server):
-    """No server without the broker is running on the live database but the test's own (see
-    ``SharedServer``)."""
+    """The shared in-memory server is paused for the test, whose servers on a broker then wait for no
+    process that cannot hear them (see ``SharedServer``)."""
     _shared_server.pause()
 
 
