@@ -1,4 +1,5 @@
-"""Fixtures of the identity tests: a user, e-mail switched on, two-factor authentication switched on."""
+"""Fixtures of the identity tests: a user, an organization admin and a root of the world, e-mail switched on,
+two-factor authentication switched on."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from django.core.mail.backends import locmem
 from django.utils import timezone
 
 from accounts import mail
+from accounts.catalogue import ORG_ADMIN, ROOT
 from tests.factories import PASSWORD, make_org, make_user
 
 
@@ -23,6 +25,16 @@ def org(db):  # noqa: ARG001 - needs the database
 @pytest.fixture
 def user(org):
     return make_user(org, "Viewer", username="alice")
+
+
+@pytest.fixture
+def admin_a(world):
+    return make_user(world.org_a, ORG_ADMIN, username="admin_a")
+
+
+@pytest.fixture
+def root(world):
+    return make_user(world.org_a, ROOT, username="rooty")
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from accounts.catalogue import COL_ADMIN, ORG_ADMIN, ROOT, VIEWER
+from accounts.catalogue import COL_ADMIN, ROOT, VIEWER
 from accounts.models import AuditAction, AuditEntry, Role, Rule, User
 from tests.factories import PASSWORD, bearer, make_org, make_user
 
@@ -36,11 +36,6 @@ def snapshot(user: User) -> tuple:
 
 
 @pytest.fixture
-def org_admin(world):
-    return make_user(world.org_a, ORG_ADMIN, username="orgadmin")
-
-
-@pytest.fixture
 def col_admin(world):
     return make_user(world.org_a, COL_ADMIN, username="coladmin")
 
@@ -63,29 +58,29 @@ def _attacks() -> list:
 
 
 @pytest.mark.parametrize(("method", "body"), _attacks())
-def test_an_organization_admin_cannot_touch_a_more_privileged_user(api, org_admin, col_admin, method, body):
+def test_an_organization_admin_cannot_touch_a_more_privileged_user(api, admin_a, col_admin, method, body):
     before = snapshot(col_admin)
     body = body() if callable(body) else body
     kwargs = {"data": body, "format": "json"} if body is not None else {}
-    response = getattr(api, method)(f"/api/user/{col_admin.pk}", **kwargs, **bearer(org_admin))
+    response = getattr(api, method)(f"/api/user/{col_admin.pk}", **kwargs, **bearer(admin_a))
     assert response.status_code == 401
     assert response.json()["msg"].startswith(f"User id={col_admin.pk} holds the rule (")
     assert snapshot(col_admin) == before
     assert not AuditEntry.objects.filter(object_type="user", object_id=col_admin.pk).exists()
 
 
-def test_names_are_not_guarded_and_less_privileged_users_stay_editable(api, world, org_admin, col_admin):
+def test_names_are_not_guarded_and_less_privileged_users_stay_editable(api, world, admin_a, col_admin):
     response = api.patch(
-        f"/api/user/{col_admin.pk}", {"firstname": "Renamed"}, format="json", **bearer(org_admin)
+        f"/api/user/{col_admin.pk}", {"firstname": "Renamed"}, format="json", **bearer(admin_a)
     )
     assert response.status_code == 200
     viewer = make_user(world.org_a, VIEWER)
     response = api.patch(
-        f"/api/user/{viewer.pk}", {"email": "new@example.org"}, format="json", **bearer(org_admin)
+        f"/api/user/{viewer.pk}", {"email": "new@example.org"}, format="json", **bearer(admin_a)
     )
     assert response.status_code == 200
     assert User.objects.get(pk=viewer.pk).email == "new@example.org"
-    assert api.delete(f"/api/user/{viewer.pk}", **bearer(org_admin)).status_code == 200
+    assert api.delete(f"/api/user/{viewer.pk}", **bearer(admin_a)).status_code == 200
 
 
 # --- hold what you target, through the admin as a browser ---------------------------------------------------
@@ -118,9 +113,9 @@ def admin_password_change(browser: Client, user: User) -> object:
     return browser.post(f"/admin/accounts/user/{user.pk}/change/", form)
 
 
-def test_the_admin_password_field_obeys_hold_what_you_target(org_admin, col_admin):
+def test_the_admin_password_field_obeys_hold_what_you_target(admin_a, col_admin):
     before = snapshot(col_admin)
-    response = admin_password_change(browser_login(org_admin), col_admin)
+    response = admin_password_change(browser_login(admin_a), col_admin)
     assert response.status_code == 200  # the form again, with the refusal
     assert f"User id={col_admin.pk} holds the rule (" in response.content.decode()
     assert snapshot(col_admin) == before
@@ -128,17 +123,17 @@ def test_the_admin_password_field_obeys_hold_what_you_target(org_admin, col_admi
     assert not AuditEntry.objects.filter(object_type="user", object_id=col_admin.pk).exists()
 
 
-def test_the_admin_password_field_sets_a_password_with_an_audit_record(world, org_admin):
+def test_the_admin_password_field_sets_a_password_with_an_audit_record(world, admin_a):
     viewer = make_user(world.org_a, VIEWER)
-    response = admin_password_change(browser_login(org_admin), viewer)
+    response = admin_password_change(browser_login(admin_a), viewer)
     assert response.status_code == 302, response.content.decode()[:2000]
     assert User.objects.get(pk=viewer.pk).check_password(NEW_PASSWORD)
     entry = AuditEntry.objects.get(action="user.password_set")
-    assert (entry.actor_type, entry.actor_id, entry.object_id) == ("user", org_admin.pk, viewer.pk)
+    assert (entry.actor_type, entry.actor_id, entry.object_id) == ("user", admin_a.pk, viewer.pk)
 
 
-def test_the_admin_does_not_offer_to_delete_a_more_privileged_user(org_admin, col_admin):
-    browser = browser_login(org_admin)
+def test_the_admin_does_not_offer_to_delete_a_more_privileged_user(admin_a, col_admin):
+    browser = browser_login(admin_a)
     assert browser.get(f"/admin/accounts/user/{col_admin.pk}/delete/").status_code == 403
     response = browser.post(
         f"/admin/accounts/user/{col_admin.pk}/delete/",
@@ -149,16 +144,15 @@ def test_the_admin_does_not_offer_to_delete_a_more_privileged_user(org_admin, co
 
 
 # --- the takeover chain: Organization Admin -> Collaboration Admin -> root ------------------------------
-def test_an_organization_admin_cannot_climb_to_root(api, world, org_admin, col_admin, root):
+def test_an_organization_admin_cannot_climb_to_root(api, world, admin_a, col_admin, root):
     chain_before = {user.pk: snapshot(user) for user in (col_admin, root)}
 
     # Step 1: the Organization Admin takes over the Collaboration Admin of its organization.
     for body in ({"email": "attacker@example.org"}, {"rules": [rule_id("user", "ORGANIZATION", "VIEW")]}):
         assert (
-            api.patch(f"/api/user/{col_admin.pk}", body, format="json", **bearer(org_admin)).status_code
-            == 401
+            api.patch(f"/api/user/{col_admin.pk}", body, format="json", **bearer(admin_a)).status_code == 401
         )
-    assert admin_password_change(browser_login(org_admin), col_admin).status_code == 200
+    assert admin_password_change(browser_login(admin_a), col_admin).status_code == 200
 
     # Step 2: the Collaboration Admin cannot bring root's organization into its collaboration...
     added = api.post(
@@ -253,9 +247,9 @@ def test_collaboration_scope_alone_sees_own_organizations_users_by_every_path(ap
     assert api.get(f"/api/rule?user_id={colleague.pk}", **headers).status_code == 200
 
 
-def test_the_admin_bulk_delete_leaves_a_more_privileged_user(world, org_admin, col_admin):
+def test_the_admin_bulk_delete_leaves_a_more_privileged_user(world, admin_a, col_admin):
     viewer = make_user(world.org_a, VIEWER)
-    browser = browser_login(org_admin)
+    browser = browser_login(admin_a)
     response = browser.post(
         "/admin/accounts/user/",
         {
@@ -267,13 +261,13 @@ def test_the_admin_bulk_delete_leaves_a_more_privileged_user(world, org_admin, c
     assert User.objects.filter(pk__in=[col_admin.pk, viewer.pk]).count() == 2
 
 
-def test_deleting_a_role_needs_its_rules(api, world, org_admin, col_admin):
+def test_deleting_a_role_needs_its_rules(api, world, admin_a, col_admin):
     """Deleting a role takes it from its users: as for taking it from one user, its rules are needed."""
     role = Role.objects.create(name="collaboration helpers", organization=world.org_a)
     role.rules.add(rule_id("user", "COLLABORATION", "EDIT"))
     col_admin.roles.add(role)
-    response = api.delete(f"/api/role/{role.pk}?delete_dependents=1", **bearer(org_admin))
+    response = api.delete(f"/api/role/{role.pk}?delete_dependents=1", **bearer(admin_a))
     assert response.status_code == 401
     assert response.json() == {"msg": "You don't have the rule (user, collaboration, edit)"}
-    assert browser_login(org_admin).get(f"/admin/accounts/role/{role.pk}/delete/").status_code == 403
+    assert browser_login(admin_a).get(f"/admin/accounts/role/{role.pk}/delete/").status_code == 403
     assert col_admin.roles.filter(pk=role.pk).exists()

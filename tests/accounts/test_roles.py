@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.catalogue import COL_ADMIN, DEFAULT_ROLE_NAMES, ORG_ADMIN, RESEARCHER, ROOT, VIEWER
+from accounts.catalogue import COL_ADMIN, DEFAULT_ROLE_NAMES, RESEARCHER, ROOT, VIEWER
 from accounts.models import Role, Rule
 from tests.accounts.test_users import count_queries, ids, role_id, rule_id
 from tests.factories import bearer, full_page, make_user
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_a(world):
-    return make_user(world.org_a, ORG_ADMIN, username="admin_a")
-
-
-@pytest.fixture
-def root(world):
-    return make_user(world.org_a, ROOT, username="rooty")
 
 
 def org_role(org, *rule_keys, name: str = "custom") -> Role:

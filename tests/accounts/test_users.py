@@ -27,16 +27,6 @@ def new_user_body(username: str = "bob", **extra) -> dict:
     return {"username": username, "email": f"{username}@example.org", "password": PASSWORD, **extra}
 
 
-@pytest.fixture
-def admin_a(world):
-    return make_user(world.org_a, ORG_ADMIN, username="admin_a")
-
-
-@pytest.fixture
-def root(world):
-    return make_user(world.org_a, ROOT, username="rooty")
-
-
 # --- representation ---------------------------------------------------------------------------------------
 def test_user_representation(api, world, root):
     user = make_user(world.org_a, VIEWER, username="carol")

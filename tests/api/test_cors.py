@@ -1,11 +1,35 @@
-"""CORS: every origin by default, a configured list otherwise; preflight requests are answered."""
+"""CORS: every origin by default, a configured list otherwise; preflight requests are answered. A configured
+origin is matched whole: an origin that only starts, ends or looks like it is another site, whose pages read
+nothing. And no answer lets a page of another origin send credentials: the API takes a bearer token, never
+the cookie a browser sends on its own."""
 
 from __future__ import annotations
 
 import pytest
+from django.http import HttpResponse
 from rest_framework.test import APIClient
 
 ORIGIN = "https://ui.example.org"
+OTHER_ORIGINS = [
+    "https://evil.example.com",
+    "https://ui.example.org.evil.com",
+    "https://ui.example.org:8443",
+    "http://ui.example.org",
+    "https://ui.example.or",
+    "https://evil-ui.example.org",
+    "https://UI.example.org.evil.com",
+    "null",
+]
+
+
+def _preflight(client: APIClient, origin: str) -> HttpResponse:
+    """A browser's preflight of a POST with a token from a page of ``origin``."""
+    return client.options(
+        "/api/rule",
+        HTTP_ORIGIN=origin,
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization, content-type",
+    )
 
 
 def test_simple_request_from_any_origin(api, auth):
@@ -26,12 +50,7 @@ def test_no_origin_no_cors_header(api, auth):
 
 
 def test_preflight_needs_no_token(api, db):  # noqa: ARG001
-    response = api.options(
-        "/api/rule",
-        HTTP_ORIGIN=ORIGIN,
-        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
-        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization, content-type",
-    )
+    response = _preflight(api, ORIGIN)
     assert response.status_code == 200
     assert response["Access-Control-Allow-Origin"] == "*"
     assert {"GET", "POST", "PATCH", "DELETE"} <= {
@@ -58,15 +77,16 @@ def test_configured_origin_keeps_what_else_the_answer_varies_by(restricted, db):
     assert {"Cookie", "Origin"} <= {field.strip() for field in response["Vary"].split(",")}
 
 
-def test_other_origin_gets_no_cors_header(restricted, auth):
-    response = restricted.get("/api/rule", HTTP_ORIGIN="https://evil.example.com", **auth)
-    assert response.status_code == 200
-    assert "Access-Control-Allow-Origin" not in response
-    preflight = restricted.options(
-        "/api/rule", HTTP_ORIGIN="https://evil.example.com", HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET"
-    )
+@pytest.mark.parametrize("origin", OTHER_ORIGINS)
+def test_another_origin_reads_nothing(restricted, auth, origin):
+    answer = restricted.get("/api/rule", HTTP_ORIGIN=origin, **auth)
+    preflight = _preflight(restricted, origin)
+
+    assert answer.status_code == 200
+    assert "Access-Control-Allow-Origin" not in answer
     assert "Access-Control-Allow-Origin" not in preflight
     assert "Access-Control-Allow-Methods" not in preflight
+    assert "Access-Control-Allow-Headers" not in preflight
 
 
 @pytest.mark.parametrize("origin", [None, "https://evil.example.com", ORIGIN.upper(), ORIGIN + "/", "null"])
@@ -81,3 +101,18 @@ def test_an_answer_allowing_no_origin_still_varies_by_it(restricted, auth, origi
     ):
         assert "Access-Control-Allow-Origin" not in response
         assert "Origin" in {field.strip() for field in response.get("Vary", "").split(",")}
+
+
+@pytest.mark.parametrize("configured", [["*"], [ORIGIN]], ids=["any origin", "one origin"])
+def test_no_answer_lets_another_origin_send_credentials(settings, auth, configured):
+    settings.CORS_ALLOWED_ORIGINS = configured
+    client = APIClient()
+
+    answers = [
+        client.get("/api/rule", HTTP_ORIGIN=ORIGIN, **auth),
+        client.get("/api/rule", HTTP_ORIGIN=ORIGIN),  # 401
+        client.options("/api/rule", HTTP_ORIGIN=ORIGIN, HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET"),
+    ]
+
+    assert [answer.has_header("Access-Control-Allow-Origin") for answer in answers] == [True] * 3
+    assert [answer.has_header("Access-Control-Allow-Credentials") for answer in answers] == [False] * 3

@@ -20,10 +20,11 @@ import summary  # noqa: E402
 
 # Two processes serving one address as vantage6.serve does: the listening sockets (SO_REUSEPORT) are made
 # first, so connections queue for a process before it accepts; the second starts accepting DELAY s later.
-# Each answers any GET with 200 and writes "<pid> <path>" for every request to LOG.
+# Each answers any GET with 200 and writes "<pid> <path>" for every request to LOG; a thread a connection,
+# so that a kept-alive connection does not hold a new one in the listening queue (daphne does not either).
 SERVER = """
 import os, socket, sys, time
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 port, delay, log = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 socks = [socket.create_server(("127.0.0.1", port), reuse_port=True) for _ in range(2)]
 class Handler(BaseHTTPRequestHandler):
@@ -37,7 +38,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"{}")
     def log_message(self, *args):
         pass
-class Server(HTTPServer):
+class Server(ThreadingHTTPServer):
     def server_bind(self):
         pass
 children = []

@@ -8,10 +8,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import requests
 
+from nodes.models import SocketProcess
 from tests.conftest import requires_services
-from tests.realtime.helpers import ABSENT_BROKER, NodeSocket, make_world
-from tests.realtime.live import Daphne, LiveDatabase
+from tests.realtime.helpers import ABSENT_BROKER, NodeSocket, eventually, make_world
+from tests.realtime.live import LIVE, Daphne, LiveDatabase
 
 
 @pytest.fixture(scope="session")
@@ -51,16 +53,68 @@ def _daphne(live_db, live_folder, **env):
     daphne.stop()
 
 
+def _processes() -> set[str]:
+    """The ids of the liveness rows of the server processes on the live database."""
+    return set(SocketProcess.objects.using(LIVE).values_list("id", flat=True))
+
+
+class SharedServer:
+    """The daphne with the in-memory channel layer that the tests share. Servers on a broker wait, at each
+    change of rights, until every process with a liveness row confirmed it, at most 1 s: this one never
+    hears them, so it is paused (stopped, its row dropped) while they serve a test."""
+
+    def __init__(self, live_db: LiveDatabase, folder: Path, blocker) -> None:
+        self.live_db, self.folder, self.blocker = live_db, folder, blocker
+        self.daphne: Daphne | None = None
+        self.process, self.pid = "", 0  # the id of its liveness row, and the pid of its process
+
+    def running(self) -> Daphne:
+        if self.daphne is None:
+            self.daphne = Daphne(self.live_db.process_env(), self.folder)
+            self._identify(self.daphne)
+        elif self.daphne.process is None:
+            self.daphne.start()
+            self._identify(self.daphne)
+        return self.daphne
+
+    def _identify(self, daphne: Daphne) -> None:
+        with self.blocker.unblock():
+            known = _processes()
+            # Its first request starts its heartbeat round, whose first beat writes its row.
+            requests.get(f"{daphne.url}/api/version", timeout=30).raise_for_status()
+            (self.process,) = eventually(lambda: _processes() - known)
+        self.pid = daphne.process.pid
+
+    def pause(self) -> None:
+        if self.daphne is None or self.daphne.process is None:
+            return
+        ours = self.daphne.process.pid == self.pid  # not a process a test started again
+        self.daphne.stop()
+        if ours:
+            with self.blocker.unblock():
+                SocketProcess.objects.using(LIVE).filter(id=self.process).delete()
+
+
 @pytest.fixture(scope="session")
-def _shared_server(live_db, live_folder):
-    yield from _daphne(live_db, live_folder)
+def _shared_server(live_db, live_folder, django_db_blocker):
+    shared = SharedServer(live_db, live_folder, django_db_blocker)
+    yield shared
+    shared.pause()
 
 
 @pytest.fixture
 def server(_shared_server):
     """A daphne on the live database with the in-memory channel layer, shared by the tests."""
-    yield _shared_server
-    _shared_server.show_log()
+    daphne = _shared_server.running()
+    yield daphne
+    daphne.show_log()
+
+
+@pytest.fixture
+def broker_only(_shared_server):
+    """The shared in-memory server is paused for the test, whose servers on a broker then wait for no
+    process that cannot hear them (see ``SharedServer``)."""
+    _shared_server.pause()
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +142,7 @@ def cluster(live_db, live_folder):
 
 
 @pytest.fixture
-def instances(cluster):
+def instances(cluster, broker_only):  # noqa: ARG001
     yield cluster
     for daphne in cluster:
         daphne.show_log()

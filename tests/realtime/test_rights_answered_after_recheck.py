@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable
 
 import pytest
 from django.utils import timezone
@@ -60,6 +59,7 @@ def hosts(request) -> tuple[str, str]:
     if request.param == "replicas":
         first, second = request.getfixturevalue("instances")
         return first.url, second.url
+    request.getfixturevalue("broker_only")
     server = request.getfixturevalue("two_processes")
     return server.url, server.url
 
@@ -79,17 +79,24 @@ def _new_task_heard(world: LiveWorld, api: str, witness: NodeSocket, *deaf: Node
 
 def _rounds(
     world: LiveWorld,
-    api: str,
-    witness: NodeSocket,
+    sockets,
+    hosts: tuple[str, str],
     removed: list[NodeSocket],
-    take: Callable[[], None],
-    give: Callable[[], None],
+    path: str,
+    take: tuple[str, dict],
+    give: tuple[str, dict],
 ) -> None:
+    """``ROUNDS`` times: ``take`` (a method and body of a root's request to ``path``) removes the sockets
+    of ``removed``, connected to ``hosts[0]``, from collaboration AB's events, and a task created after
+    its answer reaches none of them; ``give`` returns them."""
+    connect, api = hosts
+    admin = token(make_user(world.org_a, roles=("Root",)))
+    witness = _witness(sockets, connect, world, removed[0])
     heard = []
     for turn in range(ROUNDS):
-        take()
+        _call(take[0], f"{api}{path}", admin, **take[1])
         heard += [(turn, index) for index in _new_task_heard(world, api, witness, *removed)]
-        give()
+        _call(give[0], f"{api}{path}", admin, **give[1])
         for socket in removed:
             socket.wait_for("message", where=joined)
     assert heard == []
@@ -109,29 +116,18 @@ def _witness(sockets, connect: str, world: LiveWorld, near: NodeSocket) -> NodeS
 def test_an_organization_removed_from_a_collaboration_hears_none_of_its_later_events(
     hosts, live_world, sockets
 ):
-    connect, api = hosts
-    admin = token(make_user(live_world.org_a, roles=("Root",)))
     member = make_user(live_world.org_a, event_scope="COLLABORATION")
-    node = sockets(connect, token(live_world.node_a), transports=["websocket"])
-    user = sockets(connect, token(member), transports=["websocket"])
+    node = sockets(hosts[0], token(live_world.node_a), transports=["websocket"])
+    user = sockets(hosts[0], token(member), transports=["websocket"])
     node.wait_ready(live_world.node_a)
     user.wait_joined()
-    witness = _witness(sockets, connect, live_world, node)
-    url = f"{api}/api/collaboration/{live_world.collab_ab.pk}/organization"
+    path = f"/api/collaboration/{live_world.collab_ab.pk}/organization"
+    organization = {"id": live_world.org_a.pk}
 
-    _rounds(
-        live_world,
-        api,
-        witness,
-        [node, user],
-        lambda: _call("DELETE", url, admin, id=live_world.org_a.pk),
-        lambda: _call("POST", url, admin, id=live_world.org_a.pk),
-    )
+    _rounds(live_world, sockets, hosts, [node, user], path, ("DELETE", organization), ("POST", organization))
 
 
 def test_a_user_whose_role_loses_the_event_rule_hears_none_of_the_later_events(hosts, live_world, sockets):
-    connect, api = hosts
-    admin = token(make_user(live_world.org_a, roles=("Root",)))
     role = Role.objects.using(LIVE).create(
         name=f"listener-{uuid.uuid4().hex[:8]}", organization=live_world.org_a
     )
@@ -139,18 +135,17 @@ def test_a_user_whose_role_loses_the_event_rule_hears_none_of_the_later_events(h
     role.rules.add(rule)
     member = make_user(live_world.org_a)
     member.roles.add(role)
-    user = sockets(connect, token(member), transports=["websocket"])
+    user = sockets(hosts[0], token(member), transports=["websocket"])
     user.wait_joined()
-    witness = _witness(sockets, connect, live_world, user)
-    url = f"{api}/api/role/{role.pk}"
 
     _rounds(
         live_world,
-        api,
-        witness,
+        sockets,
+        hosts,
         [user],
-        lambda: _call("PATCH", url, admin, rules=[]),
-        lambda: _call("PATCH", url, admin, rules=[rule.pk]),
+        f"/api/role/{role.pk}",
+        ("PATCH", {"rules": []}),
+        ("PATCH", {"rules": [rule.pk]}),
     )
 
 

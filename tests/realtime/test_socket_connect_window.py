@@ -60,6 +60,7 @@ def _remove_organization(host: Daphne, admin: str, user, world: LiveWorld) -> No
 
 @pytest.mark.live
 @requires_services("rabbitmq")
+@pytest.mark.usefixtures("broker_only")
 @pytest.mark.parametrize("change", [_remove_rules, _remove_organization])
 def test_a_socket_whose_rights_change_while_it_connects_leaves_the_rooms_it_lost(hooked, live_world, change):
     folder, connecting, changing = hooked

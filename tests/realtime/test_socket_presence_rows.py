@@ -16,6 +16,16 @@ from tests.realtime.helpers import eventually, hears, joined, make_user, token, 
 from tests.realtime.live import HOOKED, LIVE, Daphne, hooked_servers
 
 CONNECTED = '40/tasks,{"sid":'
+REFUSED = '42/tasks,["invalid_token"]'
+
+
+@pytest.fixture
+def closing():
+    """The websockets a test appends here are closed at its end."""
+    opened: list[websocket.WebSocket] = []
+    yield opened
+    for ws in opened:
+        ws.close()
 
 
 def _open(host: Daphne, bearer: str) -> websocket.WebSocket:
@@ -45,54 +55,55 @@ def _becomes(host: Daphne, path: str, admin: str, status: str, timeout: float = 
     return bool(eventually(lambda: _status(host, path, admin) == status, timeout=timeout))
 
 
+def _offline_once_closed(host: Daphne, path: str, admin: str, last: websocket.WebSocket) -> None:
+    """The identity at ``path`` is online while its ``last`` socket is open, and offline once it closed."""
+    assert _status(host, path, admin) == "online"
+
+    last.close()
+
+    assert _becomes(host, path, admin, "offline")
+
+
 @pytest.mark.live
-def test_a_refused_connect_leaves_the_older_socket_of_the_identity_marking_it_offline(unpinged, live_world):
+def test_a_refused_connect_leaves_the_older_socket_of_the_identity_marking_it_offline(
+    unpinged, live_world, closing
+):
     user = make_user(live_world.org_a, event_scope="COLLABORATION")
     admin = token(make_user(live_world.org_c, roles=("Root",)))
     older = _connect(unpinged, token(user))
-    sockets = [older]
-    try:
-        # A second login's socket, whose login ends between its handshake and its connect.
-        ended = token(user)
-        refused = _open(unpinged, ended)
-        sockets.append(refused)
-        LoginSession.objects.using(LIVE).filter(pk=decode(ended)["sid"]).update(revoked_at=timezone.now())
-        refused.send("40/tasks,{}")
-        assert hears(refused, lambda frame: frame == '42/tasks,["invalid_token"]', 10)
-        assert _status(unpinged, f"user/{user.pk}", admin) == "online"
+    closing.append(older)
+    # A second login's socket, whose login ends between its handshake and its connect.
+    ended = token(user)
+    refused = _open(unpinged, ended)
+    closing.append(refused)
+    LoginSession.objects.using(LIVE).filter(pk=decode(ended)["sid"]).update(revoked_at=timezone.now())
+    refused.send("40/tasks,{}")
+    assert hears(refused, lambda frame: frame == REFUSED, 10)
 
-        older.close()
-
-        assert _becomes(unpinged, f"user/{user.pk}", admin, "offline")
-    finally:
-        for ws in sockets:
-            ws.close()
+    _offline_once_closed(unpinged, f"user/{user.pk}", admin, older)
 
 
 @pytest.mark.live
 @pytest.mark.parametrize("kind", ["user", "node"])
 def test_closing_the_newer_of_two_sockets_on_one_process_leaves_the_identity_online(
-    unpinged, live_world, kind
+    unpinged, live_world, kind, closing
 ):
     identity = (
         make_user(live_world.org_a, event_scope="COLLABORATION") if kind == "user" else live_world.node_a
     )
     admin = token(make_user(live_world.org_c, roles=("Root",)))
     older = _connect(unpinged, token(identity))
+    closing.append(older)
     newer = _connect(unpinged, token(identity))
+    closing.append(newer)
     path = f"{kind}/{identity.pk}"
-    try:
-        assert _status(unpinged, path, admin) == "online"
-        newer.send("41/tasks,")  # as a client leaving does, before it closes the connection
-        newer.close()
-        assert not _becomes(unpinged, path, admin, "offline")
+    assert _status(unpinged, path, admin) == "online"
 
-        older.close()
+    newer.send("41/tasks,")  # as a client leaving does, before it closes the connection
+    newer.close()
 
-        assert _becomes(unpinged, path, admin, "offline")
-    finally:
-        newer.close()
-        older.close()
+    assert not _becomes(unpinged, path, admin, "offline")
+    _offline_once_closed(unpinged, path, admin, older)
 
 
 @pytest.mark.live
@@ -175,33 +186,28 @@ def hooked_pair(live_db, live_folder):
 
 
 @pytest.mark.live
-def test_a_node_goes_offline_when_its_socket_closes_after_two_refused_connects_of_it(hooked_pair, live_world):
+def test_a_node_goes_offline_when_its_socket_closes_after_two_refused_connects_of_it(
+    hooked_pair, live_world, closing
+):
     """Two connects on two processes record their connections one after the other, both logins end, and
     the earlier one is refused (and undone) first, then the later one."""
     folder, first, second = hooked_pair
     node = live_world.node_a
     admin = token(make_user(live_world.org_c, roles=("Root",)))
     older = _connect(first, token(node))
-    sockets = [older]
-    try:
-        ended = []
-        for host in (first, second):  # one after the other: the second replaces the first's connection
-            hook, mark = folder / f"{host.port}.hold-connected", folder / f"{host.port}.connected"
-            hook.touch()
-            ended.append(token(node))
-            sockets.append(_open(host, ended[-1]))
-            sockets[-1].send("40/tasks,{}")
-            assert eventually(mark.exists)
-        logins = [decode(bearer)["sid"] for bearer in ended]
-        LoginSession.objects.using(LIVE).filter(pk__in=logins).update(revoked_at=timezone.now())
-        for host, ws in zip((first, second), sockets[1:], strict=True):
-            (folder / f"{host.port}.hold-connected").unlink()
-            assert hears(ws, lambda frame: frame == '42/tasks,["invalid_token"]', 10)
-        assert _status(second, f"node/{node.pk}", admin) == "online"
+    closing.append(older)
+    ended = []
+    for host in (first, second):  # one after the other: the second replaces the first's connection
+        hook, mark = folder / f"{host.port}.hold-connected", folder / f"{host.port}.connected"
+        hook.touch()
+        ended.append(token(node))
+        closing.append(_open(host, ended[-1]))
+        closing[-1].send("40/tasks,{}")
+        assert eventually(mark.exists)
+    logins = [decode(bearer)["sid"] for bearer in ended]
+    LoginSession.objects.using(LIVE).filter(pk__in=logins).update(revoked_at=timezone.now())
+    for host, ws in zip((first, second), closing[1:], strict=True):
+        (folder / f"{host.port}.hold-connected").unlink()
+        assert hears(ws, lambda frame: frame == REFUSED, 10)
 
-        older.close()
-
-        assert _becomes(second, f"node/{node.pk}", admin, "offline")
-    finally:
-        for ws in sockets:
-            ws.close()
+    _offline_once_closed(second, f"node/{node.pk}", admin, older)

@@ -33,7 +33,7 @@ from tests.realtime.helpers import (
 from tests.realtime.live import HOOKED, Daphne, hooked_servers
 from tests.realtime.test_socket_rights import _call
 
-pytestmark = [pytest.mark.live, requires_services("rabbitmq")]
+pytestmark = [pytest.mark.live, requires_services("rabbitmq"), pytest.mark.usefixtures("broker_only")]
 
 
 @pytest.fixture(scope="module")
