@@ -1,8 +1,8 @@
 """Calls to a remote algorithm store: registering this server there, removing it, looking up images.
 
 The standard library is enough for these few JSON calls. Every call ends within a short time
-(``ALGORITHM_STORE_TIMEOUT_SECONDS``, for the whole call); a store that cannot be reached is a 404 as in
-vantage6.
+(``ALGORITHM_STORE_TIMEOUT_SECONDS``, for the whole call, the name lookup included); a store that
+cannot be reached is a 404 as in vantage6.
 
 A store URL is chosen by an administrator, so these calls must not become a way to reach this
 server's own network: the host is resolved first and loopback, private, link-local, multicast and
@@ -21,6 +21,7 @@ import socket
 import ssl
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
@@ -83,10 +84,18 @@ def is_public_address(address: str) -> bool:
     return ip.is_global and not (ip.is_multicast or ip.is_reserved)
 
 
-def _checked_addresses(url: str, host: str, port: int) -> list[str]:
+# Name lookups, so that a call waits for one no longer than its deadline: the system resolver's own
+# timeouts (per DNS server and attempt) add up to minutes. A lookup that hangs keeps one of these threads
+# until the resolver gives up; lookups beyond them queue, each caller still bound by its own deadline.
+_lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store_lookup")
+
+
+def _checked_addresses(url: str, host: str, port: int, deadline: float) -> list[str]:
+    lookup = _lookups.submit(resolve, host, port)
     try:
-        addresses = resolve(host, port)
-    except (OSError, UnicodeError):
+        addresses = lookup.result(timeout=max(0.0, deadline - time.monotonic()))
+    except (OSError, UnicodeError):  # TimeoutError among them: the lookup outlasted the call's deadline
+        lookup.cancel()
         raise _unreachable(url) from None
     if not settings.ALGORITHM_STORE_ALLOW_PRIVATE and not all(map(is_public_address, addresses)):
         raise bad_request(
@@ -166,7 +175,7 @@ def _request_once(
     payload = None if body is None else json.dumps(body).encode()
     all_headers = {"Accept": "application/json", "Content-Type": "application/json", **(headers or {})}
     deadline = time.monotonic() + settings.ALGORITHM_STORE_TIMEOUT_SECONDS
-    for address in _checked_addresses(url, parts.hostname, port):
+    for address in _checked_addresses(url, parts.hostname, port, deadline):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break

@@ -229,3 +229,29 @@ def test_a_store_that_answers_a_byte_at_a_time_is_cut_at_the_timeout(api, world,
     assert response.status_code == 404, response.json()
     assert response.json()["msg"].startswith(f"Algorithm store cannot be reached at {url}")
     assert nothing_registered()
+
+
+def test_a_store_whose_name_lookup_hangs_is_given_up_at_the_timeout(api, world, settings, monkeypatch):
+    """The system resolver has timeouts of its own (per server and attempt, minutes in all): the store
+    call's deadline bounds the lookup too, or a store's DNS server that never answers would hold a
+    request's thread as long as the resolver waits."""
+    settings.ALGORITHM_STORE_TIMEOUT_SECONDS = 1
+    real, answer = socket.getaddrinfo, threading.Event()
+
+    def hanging(host, *args, **kwargs):
+        if host == "silent-dns.example":
+            answer.wait(30)  # a DNS server that does not answer
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    url = "http://silent-dns.example/api"
+    started = time.monotonic()
+    try:
+        response = register(api, url, headers=headers_of(world.org_a, "Root"))
+    finally:
+        answer.set()
+    assert time.monotonic() - started < 5
+    assert response.status_code == 404, response.json()
+    assert response.json()["msg"].startswith(f"Algorithm store cannot be reached at {url}")
+    assert nothing_registered()
