@@ -121,6 +121,8 @@ def decode(raw: str) -> dict:
         raise TokenError(401, "Token has expired") from None
     except jwt.InvalidTokenError as exc:
         raise TokenError(422, str(exc) or "Invalid token") from None
+    except (TypeError, OverflowError):  # PyJWT's int() of an exp, iat or nbf that is no finite number
+        raise TokenError(422, "Invalid token") from None
 
 
 def is_api_access_token(raw: str) -> bool:
