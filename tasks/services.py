@@ -252,9 +252,11 @@ _insert_databases = CompiledInsert(TaskDatabase, _all_fields(TaskDatabase))
 _insert_runs = CompiledInsert(Run, _all_fields(Run))
 
 
-def _check_container(principal: Principal, collaboration: Collaboration, image: str) -> Task:
+def _check_container(
+    principal: Principal, collaboration: Collaboration, study: Study | None, image: str
+) -> Task:
     """The parent task of a container's subtask (the container's task, as its token's check read it in
-    this request); 401 unless the token may create it."""
+    this request); 401 unless the token may create it, 400 outside the study of its task."""
     claims = principal.claims
     parent = principal.task
     principal.require(
@@ -264,6 +266,9 @@ def _check_container(principal: Principal, collaboration: Collaboration, image: 
         and claims.get("collaboration_id") == collaboration.pk,
         CONTAINER_TOKEN_INVALID,
     )
+    # A study bounds whom its task's algorithm reaches: it names no other study, nor none.
+    if (parent_study := claims.get("study_id")) and (study is None or study.pk != parent_study):
+        raise bad_request(f"A subtask stays in the study of its task (id={parent_study})!")
     return cast(Task, parent)
 
 
@@ -339,7 +344,7 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     _check_creator_member(principal, members)
     parent = None
     if principal.is_container:
-        parent = _check_container(principal, collaboration, data["image"])
+        parent = _check_container(principal, collaboration, study, data["image"])
         image, store_id = parent.image, parent.algorithm_store_id
     else:
         principal.require(principal.reaches("task", "create", collaboration_id=collaboration.pk))
