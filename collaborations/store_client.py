@@ -39,6 +39,12 @@ MAX_BODY_BYTES = 1_000_000
 MAX_MESSAGE_CHARS = 500
 # Statuses of POST /vantage6-server meaning "registered" and "was already registered".
 REGISTERED = (201, 208)
+# Calls to stores of a process at once: each holds a request thread (of ``vantage6.handler.MAX_THREADS``)
+# until the store answers or its deadline, so a store that never answers, called over and over by the
+# collaboration admin who linked it, would otherwise take them all from every other client.
+MAX_CALLS = 8
+STORES_BUSY = "Too many calls to algorithm stores at once; try again later"
+_calls = threading.BoundedSemaphore(MAX_CALLS)
 
 
 @dataclass(frozen=True)
@@ -127,12 +133,15 @@ def store_request(
     headers: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
 ) -> StoreResponse:
-    """One HTTP call to a store at a public address; a store that cannot be reached is a 404.
+    """One HTTP call to a store at a public address; a store that cannot be reached is a 404, and with
+    ``MAX_CALLS`` under way in this process the call is a 503 at once.
 
     A redirect is answered as it is (a 3xx), not followed: it could lead anywhere. A store registered
     at ``localhost`` that does not answer there is tried once more at ``DEV_HOST_URI``: in development
     the store runs beside a server that may itself be in a container.
     """
+    if not _calls.acquire(blocking=False):  # waiting for one would hold this thread as well
+        raise ApiError(503, STORES_BUSY)
     try:
         return _request_once(method, url, body=body, headers=headers, params=params)
     except ApiError:
@@ -140,6 +149,8 @@ def store_request(
         if retry_url is None:
             raise
         return _request_once(method, retry_url, body=body, headers=headers, params=params)
+    finally:
+        _calls.release()
 
 
 def _on_dev_host(url: str) -> str | None:
@@ -319,6 +330,8 @@ def algorithm_digest(*, store_url: str, image: str, server_url: str, authorizati
             params={"image": image},
         )
     except ApiError as exc:
+        if exc.msg == STORES_BUSY:
+            raise
         raise bad_request(f"Algorithm store error: could not look up image '{image}' ({exc.msg})") from None
     if response.status != 200:
         raise bad_request(f"Algorithm store error: the store answered {response.status} for image '{image}'")
