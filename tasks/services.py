@@ -266,7 +266,7 @@ def _check_container(
         and claims.get("collaboration_id") == collaboration.pk,
         CONTAINER_TOKEN_INVALID,
     )
-    # A study bounds whom its task's algorithm reaches: it names no other study, nor none.
+    # A study bounds whom its task's algorithm reaches: it names no other study.
     if (parent_study := claims.get("study_id")) and (study is None or study.pk != parent_study):
         raise bad_request(f"A subtask stays in the study of its task (id={parent_study})!")
     return cast(Task, parent)
@@ -334,6 +334,9 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     writer of the deployment, while the algorithm store is asked (as long as the store takes). The rows
     are written in one transaction (on PostgreSQL one statement), only while the memberships the checks
     saw still hold."""
+    if principal.is_container and not data.get("study_id"):
+        # A subtask of a task in a study is in that study (algorithms built before studies name none).
+        data = {**data, "study_id": principal.claims.get("study_id")}
     collaboration, study = _collaboration_and_study(principal, data)
     org_ids = [entry["id"] for entry in data["organizations"]]
     members = _members(collaboration)
