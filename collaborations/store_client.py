@@ -21,7 +21,7 @@ import socket
 import ssl
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
@@ -90,18 +90,27 @@ def is_public_address(address: str) -> bool:
     return ip.is_global and not (ip.is_multicast or ip.is_reserved)
 
 
-# Name lookups, so that a call waits for one no longer than its deadline: the system resolver's own
-# timeouts (per DNS server and attempt) add up to minutes. A lookup that hangs keeps one of these threads
-# until the resolver gives up; lookups beyond them queue, each caller still bound by its own deadline.
-_lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store_lookup")
+def _resolve_by(deadline: float, host: str, port: int) -> list[str]:
+    """``resolve``, waited for until ``deadline`` (TimeoutError): the system resolver's own timeouts (per
+    DNS server and attempt) add up to minutes. The lookup runs in a thread of its own, so that one left
+    waiting for the resolver keeps no later lookup waiting. Such threads stay few: ``MAX_CALLS`` calls at
+    once start them, and each ends when the resolver gives up."""
+    lookup: Future[list[str]] = Future()
+
+    def run() -> None:
+        try:
+            lookup.set_result(resolve(host, port))
+        except (OSError, UnicodeError) as exc:
+            lookup.set_exception(exc)
+
+    threading.Thread(target=run, name="store_lookup", daemon=True).start()
+    return lookup.result(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _checked_addresses(url: str, host: str, port: int, deadline: float) -> list[str]:
-    lookup = _lookups.submit(resolve, host, port)
     try:
-        addresses = lookup.result(timeout=max(0.0, deadline - time.monotonic()))
+        addresses = _resolve_by(deadline, host, port)
     except (OSError, UnicodeError):  # TimeoutError among them: the lookup outlasted the call's deadline
-        lookup.cancel()
         raise _unreachable(url) from None
     if not settings.ALGORITHM_STORE_ALLOW_PRIVATE and not all(map(is_public_address, addresses)):
         raise bad_request(

@@ -231,27 +231,44 @@ def test_a_store_that_answers_a_byte_at_a_time_is_cut_at_the_timeout(api, world,
     assert nothing_registered()
 
 
-def test_a_store_whose_name_lookup_hangs_is_given_up_at_the_timeout(api, world, settings, monkeypatch):
-    """The system resolver has timeouts of its own (per server and attempt, minutes in all): the store
-    call's deadline bounds the lookup too, or a store's DNS server that never answers would hold a
-    request's thread as long as the resolver waits."""
-    settings.ALGORITHM_STORE_TIMEOUT_SECONDS = 1
+@pytest.fixture
+def silent_dns(monkeypatch):
+    """``silent-dns.example`` is looked up by a DNS server that does not answer (until the test ends)."""
     real, answer = socket.getaddrinfo, threading.Event()
 
     def hanging(host, *args, **kwargs):
         if host == "silent-dns.example":
-            answer.wait(30)  # a DNS server that does not answer
+            answer.wait(30)
             raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", hanging)
-    url = "http://silent-dns.example/api"
+    yield "http://silent-dns.example/api"
+    answer.set()
+
+
+def test_a_store_whose_name_lookup_hangs_is_given_up_at_the_timeout(api, world, settings, silent_dns):
+    """The system resolver has timeouts of its own (per server and attempt, minutes in all): the store
+    call's deadline bounds the lookup too, or a store's DNS server that never answers would hold a
+    request's thread as long as the resolver waits."""
+    settings.ALGORITHM_STORE_TIMEOUT_SECONDS = 1
     started = time.monotonic()
-    try:
-        response = register(api, url, headers=headers_of(world.org_a, "Root"))
-    finally:
-        answer.set()
+    response = register(api, silent_dns, headers=headers_of(world.org_a, "Root"))
     assert time.monotonic() - started < 5
     assert response.status_code == 404, response.json()
-    assert response.json()["msg"].startswith(f"Algorithm store cannot be reached at {url}")
+    assert response.json()["msg"].startswith(f"Algorithm store cannot be reached at {silent_dns}")
     assert nothing_registered()
+
+
+def test_lookups_that_hang_keep_no_other_store_waiting(api, world, settings, silent_dns):
+    """Calls given up on a silent DNS server leave their lookups waiting for the resolver: the lookup of
+    another store's name does not wait behind them."""
+    settings.ALGORITHM_STORE_TIMEOUT_SECONDS = 1
+    settings.ALGORITHM_STORE_ALLOW_PRIVATE = True
+    headers = headers_of(world.org_a, "Root")
+    for _ in range(store_client.MAX_CALLS):
+        assert register(api, silent_dns, headers=headers).status_code == 404
+    with FakeStore() as store:
+        store.routes[("POST", "/vantage6-server")] = (201, {"id": 1})
+        response = register(api, f"http://localhost:{store.server.server_port}/api", headers=headers)
+    assert response.status_code == 201, response.json()
