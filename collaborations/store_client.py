@@ -151,13 +151,14 @@ def store_request(
     """
     if not _calls.acquire(blocking=False):  # waiting for one would hold this thread as well
         raise ApiError(503, STORES_BUSY)
+    deadline = time.monotonic() + settings.ALGORITHM_STORE_TIMEOUT_SECONDS  # of both tries
     try:
-        return _request_once(method, url, body=body, headers=headers, params=params)
+        return _request_once(method, url, body=body, headers=headers, params=params, deadline=deadline)
     except ApiError:
         retry_url = _on_dev_host(url)
         if retry_url is None:
             raise
-        return _request_once(method, retry_url, body=body, headers=headers, params=params)
+        return _request_once(method, retry_url, body=body, headers=headers, params=params, deadline=deadline)
     finally:
         _calls.release()
 
@@ -181,6 +182,7 @@ def _request_once(
     body: object,
     headers: dict[str, str] | None,
     params: dict[str, str] | None,
+    deadline: float,
 ) -> StoreResponse:
     parts = urlsplit(url)
     try:
@@ -194,7 +196,6 @@ def _request_once(
     target = (parts.path or "/") + (f"?{query}" if query else "")
     payload = None if body is None else json.dumps(body).encode()
     all_headers = {"Accept": "application/json", "Content-Type": "application/json", **(headers or {})}
-    deadline = time.monotonic() + settings.ALGORITHM_STORE_TIMEOUT_SECONDS
     for address in _checked_addresses(url, parts.hostname, port, deadline):
         remaining = deadline - time.monotonic()
         if remaining <= 0:

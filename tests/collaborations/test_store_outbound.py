@@ -272,3 +272,20 @@ def test_lookups_that_hang_keep_no_other_store_waiting(api, world, settings, sil
         store.routes[("POST", "/vantage6-server")] = (201, {"id": 1})
         response = register(api, f"http://localhost:{store.server.server_port}/api", headers=headers)
     assert response.status_code == 201, response.json()
+
+
+def test_the_second_try_on_the_development_host_is_within_the_same_timeout(api, world, settings):
+    """A store on ``localhost`` is tried again at ``DEV_HOST_URI``: both tries together end within the
+    timeout, as any call does."""
+    settings.ALGORITHM_STORE_ALLOW_PRIVATE = True
+    settings.ALGORITHM_STORE_TIMEOUT_SECONDS = 2
+    settings.DEV_HOST_URI = "127.0.0.2"
+    silent = socket.create_server(("0.0.0.0", 0))  # accepts on localhost and on 127.0.0.2, answers nothing
+    url = f"http://localhost:{silent.getsockname()[1]}/api"
+    started = time.monotonic()
+    try:
+        response = register(api, url, headers=headers_of(world.org_a, "Root"))
+    finally:
+        silent.close()
+    assert response.status_code == 404, response.json()
+    assert time.monotonic() - started < 3.5  # one timeout, not two
