@@ -65,6 +65,8 @@ FORGERIES = {
     "a container's client_type": lambda c: signed({**c, "client_type": "container"}),
     "sub as text": lambda c: signed({**c, "sub": str(c["sub"])}),
     "sub as true": lambda c: signed({**c, "sub": True}),
+    "sub beyond the ids": lambda c: signed({**c, "sub": 2**63}),
+    "sub negative": lambda c: signed({**c, "sub": -(10**30)}),
     "client_type as a list": lambda c: signed({**c, "client_type": ["user"]}),
     "client_type as an object": lambda c: signed({**c, "client_type": {"user": 1}}),
     "type refresh": lambda c: signed({**c, "type": "refresh"}),
