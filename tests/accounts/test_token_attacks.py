@@ -71,6 +71,8 @@ FORGERIES = {
     "client_type as an object": lambda c: signed({**c, "client_type": {"user": 1}}),
     "type refresh": lambda c: signed({**c, "type": "refresh"}),
     "exp as null": lambda c: signed({**c, "exp": None}),
+    "exp as text": lambda c: signed({**c, "exp": str(c["exp"])}),
+    "iat as text": lambda c: signed({**c, "iat": str(c["iat"])}),
     "exp infinite": lambda c: signed({**c, "exp": math.inf}),
     "iat as a list": lambda c: signed({**c, "iat": [c["iat"]]}),
     "nbf as an object": lambda c: signed({**c, "nbf": {"at": c["nbf"]}}),
