@@ -124,11 +124,14 @@ def decode(raw: str) -> dict:
         raise TokenError(422, str(exc) or "Invalid token") from None
     except (TypeError, OverflowError):  # PyJWT's int() of an exp, iat or nbf that is no finite number
         raise TokenError(422, "Invalid token") from None
-    # PyJWT takes any text int() reads as a time, and any ``sub``; their readers here take numbers, and
-    # the integer id of a user or node or the object of a container (or of a mailed reset token).
-    sub_type = dict if claims.get("client_type") == "container" else int
-    if type(claims["sub"]) is not sub_type or not all(
-        type(claims.get(name, 0)) in (int, float) for name in TIME_CLAIMS
+    # PyJWT takes any text int() reads as a time, any ``sub`` and no expiry; their readers here take
+    # numbers, the integer id of a user or node or the object of a container (or of a mailed reset
+    # token), and only a container's token lasts without one (as long as its task).
+    container = claims.get("client_type") == "container"
+    if (
+        type(claims["sub"]) is not (dict if container else int)
+        or ("exp" not in claims and not container)
+        or not all(type(claims.get(name, 0)) in (int, float) for name in TIME_CLAIMS)
     ):
         raise TokenError(422, "Invalid token")
     return claims

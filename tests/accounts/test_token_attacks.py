@@ -70,6 +70,7 @@ FORGERIES = {
     "client_type as a list": lambda c: signed({**c, "client_type": ["user"]}),
     "client_type as an object": lambda c: signed({**c, "client_type": {"user": 1}}),
     "type refresh": lambda c: signed({**c, "type": "refresh"}),
+    "no exp": lambda c: signed({k: v for k, v in c.items() if k != "exp"}),
     "exp as null": lambda c: signed({**c, "exp": None}),
     "exp as text": lambda c: signed({**c, "exp": str(c["exp"])}),
     "iat as text": lambda c: signed({**c, "iat": str(c["iat"])}),

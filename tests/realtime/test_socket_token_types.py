@@ -1,6 +1,6 @@
-"""A socket handshake with a signed token whose ``sub`` has the wrong type for its client (a list, an
-object for a user or node): the socket is told nothing of an identity, no exception escapes, and the
-server goes on serving sockets."""
+"""A socket handshake with a signed token whose claims have the wrong type (a ``sub`` that is a list, or an
+object for a user or node; an expiry as text) or lack one: the socket gets no identity, no exception
+escapes, and the server goes on serving sockets."""
 
 from __future__ import annotations
 
@@ -28,14 +28,21 @@ def _handshake(server, bearer: str) -> str:
         ws.close()
 
 
-@pytest.mark.parametrize("sub", [[1], {"id": 1}, ["a", {"b": 1}]])
-def test_a_sub_of_the_wrong_type_is_no_identity(server, live_world, sub):
-    claims = decode(token(live_world.node_a))
+ODD = {
+    "sub as a list": lambda c: {**c, "sub": [c["sub"]]},
+    "sub as an object": lambda c: {**c, "sub": {"id": c["sub"]}},
+    "sub nested": lambda c: {**c, "sub": ["a", {"b": 1}]},
+    "exp as text": lambda c: {**c, "exp": str(c["exp"])},
+    "no exp": lambda c: {k: v for k, v in c.items() if k != "exp"},
+}
+
+
+@pytest.mark.parametrize("change", ODD)
+def test_a_claim_of_the_wrong_type_is_no_identity(server, live_world, change):
+    claims = ODD[change](decode(token(live_world.node_a)))
     since = log_size(server.log)
 
-    answer = _handshake(
-        server, jwt.encode({**claims, "sub": sub}, settings.JWT_SECRET_KEY, algorithm="HS256")
-    )
+    answer = _handshake(server, jwt.encode(claims, settings.JWT_SECRET_KEY, algorithm="HS256"))
 
     assert answer.startswith("40/tasks,"), answer  # connected, as any socket without a usable token
     assert not escaped(server.log, since)
