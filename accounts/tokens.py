@@ -17,6 +17,7 @@ from django.conf import settings
 from rest_framework_simplejwt.tokens import Token
 
 ALGORITHM = "HS256"
+TIME_CLAIMS = ("exp", "iat", "nbf")
 
 
 class _VantageToken(Token):
@@ -111,7 +112,7 @@ class TokenError(Exception):
 def decode(raw: str) -> dict:
     """The verified claims of ``raw``; TokenError with flask-jwt-extended's status and message."""
     try:
-        return jwt.decode(
+        claims = jwt.decode(
             raw,
             settings.JWT_SECRET_KEY,
             algorithms=[ALGORITHM],
@@ -121,6 +122,19 @@ def decode(raw: str) -> dict:
         raise TokenError(401, "Token has expired") from None
     except jwt.InvalidTokenError as exc:
         raise TokenError(422, str(exc) or "Invalid token") from None
+    except (TypeError, OverflowError):  # PyJWT's int() of an exp, iat or nbf that is no finite number
+        raise TokenError(422, "Invalid token") from None
+    # PyJWT takes any text int() reads as a time, any ``sub`` and no expiry; their readers here take
+    # numbers, the integer id of a user or node or the object of a container (or of a mailed reset
+    # token), and only a container's token lasts without one (as long as its task).
+    container = claims.get("client_type") == "container"
+    if (
+        type(claims["sub"]) is not (dict if container else int)
+        or ("exp" not in claims and not container)
+        or not all(type(claims.get(name, 0)) in (int, float) for name in TIME_CLAIMS)
+    ):
+        raise TokenError(422, "Invalid token")
+    return claims
 
 
 def is_api_access_token(raw: str) -> bool:

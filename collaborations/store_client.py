@@ -1,8 +1,8 @@
 """Calls to a remote algorithm store: registering this server there, removing it, looking up images.
 
 The standard library is enough for these few JSON calls. Every call ends within a short time
-(``ALGORITHM_STORE_TIMEOUT_SECONDS``, for the whole call); a store that cannot be reached is a 404 as in
-vantage6.
+(``ALGORITHM_STORE_TIMEOUT_SECONDS``, for the whole call, the name lookup included); a store that
+cannot be reached is a 404 as in vantage6.
 
 A store URL is chosen by an administrator, so these calls must not become a way to reach this
 server's own network: the host is resolved first and loopback, private, link-local, multicast and
@@ -21,6 +21,7 @@ import socket
 import ssl
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
@@ -38,6 +39,12 @@ MAX_BODY_BYTES = 1_000_000
 MAX_MESSAGE_CHARS = 500
 # Statuses of POST /vantage6-server meaning "registered" and "was already registered".
 REGISTERED = (201, 208)
+# Calls to stores of a process at once: each holds a request thread (of ``vantage6.handler.MAX_THREADS``)
+# until the store answers or its deadline, so a store that never answers, called over and over by the
+# collaboration admin who linked it, would otherwise take them all from every other client.
+MAX_CALLS = 8
+STORES_BUSY = "Too many calls to algorithm stores at once; try again later"
+_calls = threading.BoundedSemaphore(MAX_CALLS)
 
 
 @dataclass(frozen=True)
@@ -83,10 +90,27 @@ def is_public_address(address: str) -> bool:
     return ip.is_global and not (ip.is_multicast or ip.is_reserved)
 
 
-def _checked_addresses(url: str, host: str, port: int) -> list[str]:
+def _resolve_by(deadline: float, host: str, port: int) -> list[str]:
+    """``resolve``, waited for until ``deadline`` (TimeoutError): the system resolver's own timeouts (per
+    DNS server and attempt) add up to minutes. The lookup runs in a thread of its own, so that one left
+    waiting for the resolver keeps no later lookup waiting. Such threads stay few: ``MAX_CALLS`` calls at
+    once start them, and each ends when the resolver gives up."""
+    lookup: Future[list[str]] = Future()
+
+    def run() -> None:
+        try:
+            lookup.set_result(resolve(host, port))
+        except (OSError, UnicodeError) as exc:
+            lookup.set_exception(exc)
+
+    threading.Thread(target=run, name="store_lookup", daemon=True).start()
+    return lookup.result(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def _checked_addresses(url: str, host: str, port: int, deadline: float) -> list[str]:
     try:
-        addresses = resolve(host, port)
-    except (OSError, UnicodeError):
+        addresses = _resolve_by(deadline, host, port)
+    except (OSError, UnicodeError):  # TimeoutError among them: the lookup outlasted the call's deadline
         raise _unreachable(url) from None
     if not settings.ALGORITHM_STORE_ALLOW_PRIVATE and not all(map(is_public_address, addresses)):
         raise bad_request(
@@ -118,19 +142,25 @@ def store_request(
     headers: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
 ) -> StoreResponse:
-    """One HTTP call to a store at a public address; a store that cannot be reached is a 404.
+    """One HTTP call to a store at a public address; a store that cannot be reached is a 404, and with
+    ``MAX_CALLS`` under way in this process the call is a 503 at once.
 
     A redirect is answered as it is (a 3xx), not followed: it could lead anywhere. A store registered
     at ``localhost`` that does not answer there is tried once more at ``DEV_HOST_URI``: in development
     the store runs beside a server that may itself be in a container.
     """
+    if not _calls.acquire(blocking=False):  # waiting for one would hold this thread as well
+        raise ApiError(503, STORES_BUSY)
+    deadline = time.monotonic() + settings.ALGORITHM_STORE_TIMEOUT_SECONDS  # of both tries
     try:
-        return _request_once(method, url, body=body, headers=headers, params=params)
+        return _request_once(method, url, body=body, headers=headers, params=params, deadline=deadline)
     except ApiError:
         retry_url = _on_dev_host(url)
         if retry_url is None:
             raise
-        return _request_once(method, retry_url, body=body, headers=headers, params=params)
+        return _request_once(method, retry_url, body=body, headers=headers, params=params, deadline=deadline)
+    finally:
+        _calls.release()
 
 
 def _on_dev_host(url: str) -> str | None:
@@ -152,6 +182,7 @@ def _request_once(
     body: object,
     headers: dict[str, str] | None,
     params: dict[str, str] | None,
+    deadline: float,
 ) -> StoreResponse:
     parts = urlsplit(url)
     try:
@@ -165,8 +196,7 @@ def _request_once(
     target = (parts.path or "/") + (f"?{query}" if query else "")
     payload = None if body is None else json.dumps(body).encode()
     all_headers = {"Accept": "application/json", "Content-Type": "application/json", **(headers or {})}
-    deadline = time.monotonic() + settings.ALGORITHM_STORE_TIMEOUT_SECONDS
-    for address in _checked_addresses(url, parts.hostname, port):
+    for address in _checked_addresses(url, parts.hostname, port, deadline):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
@@ -310,6 +340,8 @@ def algorithm_digest(*, store_url: str, image: str, server_url: str, authorizati
             params={"image": image},
         )
     except ApiError as exc:
+        if exc.msg == STORES_BUSY:
+            raise
         raise bad_request(f"Algorithm store error: could not look up image '{image}' ({exc.msg})") from None
     if response.status != 200:
         raise bad_request(f"Algorithm store error: the store answered {response.status} for image '{image}'")

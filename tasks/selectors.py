@@ -53,7 +53,7 @@ def container_task(identity: dict) -> Task | None:
     try:
         task_id, collaboration_id = int(identity["task_id"]), int(identity["collaboration_id"])
         node_id, organization_id = int(identity["node_id"]), int(identity["organization_id"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
         return None
     found = _container_state_rows(
         task=task_id, collaboration=collaboration_id, node=node_id, organization=organization_id

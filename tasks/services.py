@@ -252,9 +252,11 @@ _insert_databases = CompiledInsert(TaskDatabase, _all_fields(TaskDatabase))
 _insert_runs = CompiledInsert(Run, _all_fields(Run))
 
 
-def _check_container(principal: Principal, collaboration: Collaboration, image: str) -> Task:
+def _check_container(
+    principal: Principal, collaboration: Collaboration, study: Study | None, image: str
+) -> Task:
     """The parent task of a container's subtask (the container's task, as its token's check read it in
-    this request); 401 unless the token may create it."""
+    this request); 401 unless the token may create it, 400 outside the study of its task."""
     claims = principal.claims
     parent = principal.task
     principal.require(
@@ -264,6 +266,9 @@ def _check_container(principal: Principal, collaboration: Collaboration, image: 
         and claims.get("collaboration_id") == collaboration.pk,
         CONTAINER_TOKEN_INVALID,
     )
+    # A study bounds whom its task's algorithm reaches: it names no other study.
+    if (parent_study := claims.get("study_id")) and (study is None or study.pk != parent_study):
+        raise bad_request(f"A subtask stays in the study of its task (id={parent_study})!")
     return cast(Task, parent)
 
 
@@ -329,6 +334,9 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     writer of the deployment, while the algorithm store is asked (as long as the store takes). The rows
     are written in one transaction (on PostgreSQL one statement), only while the memberships the checks
     saw still hold."""
+    if principal.is_container and not data.get("study_id"):
+        # A subtask of a task in a study is in that study (algorithms built before studies name none).
+        data = {**data, "study_id": principal.claims.get("study_id")}
     collaboration, study = _collaboration_and_study(principal, data)
     org_ids = [entry["id"] for entry in data["organizations"]]
     members = _members(collaboration)
@@ -339,7 +347,7 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     _check_creator_member(principal, members)
     parent = None
     if principal.is_container:
-        parent = _check_container(principal, collaboration, data["image"])
+        parent = _check_container(principal, collaboration, study, data["image"])
         image, store_id = parent.image, parent.algorithm_store_id
     else:
         principal.require(principal.reaches("task", "create", collaboration_id=collaboration.pk))

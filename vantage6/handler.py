@@ -194,9 +194,22 @@ class RequestThreads:
                 self._threads.append(thread)
             else:
                 self._idle -= 1
-        self._calls.put((future, func, args))
         if start:
+            self._start(thread)
+        self._calls.put((future, func, args))
+
+    def _start(self, thread: threading.Thread) -> None:
+        """Start a thread for a call about to be queued; without one (the system's limit of threads or
+        memory), the running threads take the call, and with none running the caller gets the error and
+        nothing is queued (a call it was told failed must not run later)."""
+        try:
             thread.start()
+        except RuntimeError:
+            with self._lock:
+                self._threads.remove(thread)
+                if not self._threads:
+                    raise
+                self._idle -= 1  # the call waits for one of them
 
     def _serve(self) -> None:
         while (call := self._calls.get()) is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 import uuid
 
@@ -64,9 +65,19 @@ FORGERIES = {
     "a container's client_type": lambda c: signed({**c, "client_type": "container"}),
     "sub as text": lambda c: signed({**c, "sub": str(c["sub"])}),
     "sub as true": lambda c: signed({**c, "sub": True}),
+    "sub beyond the ids": lambda c: signed({**c, "sub": 2**63}),
+    "sub negative": lambda c: signed({**c, "sub": -(10**30)}),
     "client_type as a list": lambda c: signed({**c, "client_type": ["user"]}),
     "client_type as an object": lambda c: signed({**c, "client_type": {"user": 1}}),
     "type refresh": lambda c: signed({**c, "type": "refresh"}),
+    "no exp": lambda c: signed({k: v for k, v in c.items() if k != "exp"}),
+    "exp as null": lambda c: signed({**c, "exp": None}),
+    "exp as text": lambda c: signed({**c, "exp": str(c["exp"])}),
+    "iat as text": lambda c: signed({**c, "iat": str(c["iat"])}),
+    "exp infinite": lambda c: signed({**c, "exp": math.inf}),
+    "iat as a list": lambda c: signed({**c, "iat": [c["iat"]]}),
+    "nbf as an object": lambda c: signed({**c, "nbf": {"at": c["nbf"]}}),
+    "nbf infinite": lambda c: signed({**c, "nbf": -math.inf}),
 }
 
 
@@ -90,6 +101,19 @@ def test_a_kid_header_chooses_no_key(api, world):
     other = signed(claims, key="another-key-0123456789abcdef0123456789", kid="../../dev/null")
     assert api.get("/api/user", **auth(other)).status_code == 422
     assert api.get("/api/user", **auth(signed(claims, kid="anything"))).status_code == 200
+
+
+@pytest.mark.parametrize("key", ["task_id", "node_id", "organization_id", "collaboration_id"])
+@pytest.mark.parametrize("value", [math.inf, [1], {"id": 1}, None, "1; --", 2**70])
+def test_a_container_token_naming_its_ids_oddly_is_refused(api, world, key, value):
+    task = make_task(world.collab_ab, world.org_a, world.org_a)
+    claims = claims_of(container_headers_from(api, world.node_a, task)["HTTP_AUTHORIZATION"].split()[1])
+    odd = auth(signed({**claims, "sub": {**claims["sub"], key: value}}))
+    before = _state()
+    for method, path in [("get", "/api/run"), ("get", f"/api/task/{task.pk}"), ("post", "/api/task")]:
+        response = getattr(api, method)(path, {}, format="json", **odd)
+        assert response.status_code in (401, 422), (method, path, response.content)
+    assert _state() == before
 
 
 # --- the wrong kind of token -----------------------------------------------------------------------

@@ -82,7 +82,7 @@ def test_the_tokens_kept_are_bounded():
     _verified.clear()
     tokens = [
         jwt.encode(
-            {"sub": 1, "type": "access", "iat": int(time.time()), "n": n},
+            {"sub": 1, "type": "access", "iat": int(time.time()), "exp": int(time.time()) + 600, "n": n},
             django_settings.JWT_SECRET_KEY,
             algorithm="HS256",
         )

@@ -143,3 +143,31 @@ def test_no_container_token_for_a_run_that_ended(api, world, parent):
         ).status_code
         == 200
     )
+
+
+def test_a_subtask_stays_in_the_study_of_its_task(api, world):
+    """A task run in a study of A alone: its algorithm reaches no organization outside that study, whether
+    its subtask names another study or none (then it is in its task's study, as the official algorithm
+    client names it)."""
+    study = make_study(world.collab_ab, world.org_a)
+    parent = make_task(
+        world.collab_ab, world.org_a, world.org_a, init_user=make_user(world.org_a), study=study
+    )
+    headers = container_headers_from(api, world.node_a, parent)
+    to_a, to_b = ([{"id": org.pk, "input": plain()}] for org in (world.org_a, world.org_b))
+    wider = make_study(world.collab_ab, world.org_a, world.org_b)
+    refused = {
+        wider.pk: f"A subtask stays in the study of its task (id={study.pk})!",
+        None: f"Organization(s) [{world.org_b.pk}] are not part of study id={study.pk}!",
+    }
+    for study_id, message in refused.items():
+        body = _subtask(world, parent, organizations=to_b, **({"study_id": study_id} if study_id else {}))
+        response = api.post("/api/task", body, format="json", **headers)
+        assert (response.status_code, response.json()) == (400, {"msg": message})
+    assert Task.objects.count() == 1
+    for named in ({"study_id": study.pk}, {}):
+        response = api.post(
+            "/api/task", _subtask(world, parent, organizations=to_a, **named), format="json", **headers
+        )
+        assert response.status_code == 201, response.json()
+        assert Task.objects.get(pk=response.json()["id"]).study_id == study.pk

@@ -18,6 +18,9 @@ OTHER_ORIGINS = [
     "https://ui.example.or",
     "https://evil-ui.example.org",
     "https://UI.example.org.evil.com",
+    "HTTPS://UI.EXAMPLE.ORG",  # no browser sends the allowed origin so: written by hand
+    "https://ui.example.org/",
+    "https://ui.example.org:443",
     "null",
 ]
 
@@ -103,7 +106,9 @@ def test_an_answer_allowing_no_origin_still_varies_by_it(restricted, auth, origi
         assert "Origin" in {field.strip() for field in response.get("Vary", "").split(",")}
 
 
-@pytest.mark.parametrize("configured", [["*"], [ORIGIN]], ids=["any origin", "one origin"])
+@pytest.mark.parametrize(
+    "configured", [["*"], [ORIGIN], [ORIGIN, "*"]], ids=["any origin", "one origin", "a list with any"]
+)
 def test_no_answer_lets_another_origin_send_credentials(settings, auth, configured):
     settings.CORS_ALLOWED_ORIGINS = configured
     client = APIClient()
@@ -116,3 +121,18 @@ def test_no_answer_lets_another_origin_send_credentials(settings, auth, configur
 
     assert [answer.has_header("Access-Control-Allow-Origin") for answer in answers] == [True] * 3
     assert [answer.has_header("Access-Control-Allow-Credentials") for answer in answers] == [False] * 3
+
+
+@pytest.mark.parametrize("path", ["/admin/login/", "/admin/", "/api/docs"])
+def test_the_admin_and_docs_preflight_as_the_api(restricted, db, path):  # noqa: ARG001
+    """The admin's pages authenticate by cookie: a page of another origin may not read them, and not
+    even the allowed origin may send the cookie along."""
+    asks = {"HTTP_ACCESS_CONTROL_REQUEST_METHOD": "POST", "HTTP_ACCESS_CONTROL_REQUEST_HEADERS": "cookie"}
+    other = restricted.options(path, HTTP_ORIGIN="https://evil.example", **asks)
+    allowed = restricted.options(path, HTTP_ORIGIN=ORIGIN, **asks)
+    page = restricted.get(path, HTTP_ORIGIN="https://evil.example")
+
+    assert not any(name.startswith("Access-Control-Allow") for name, _ in other.items())
+    assert not any(name.startswith("Access-Control-Allow") for name, _ in page.items())
+    assert allowed["Access-Control-Allow-Origin"] == ORIGIN
+    assert not allowed.has_header("Access-Control-Allow-Credentials")

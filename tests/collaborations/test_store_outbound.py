@@ -229,3 +229,63 @@ def test_a_store_that_answers_a_byte_at_a_time_is_cut_at_the_timeout(api, world,
     assert response.status_code == 404, response.json()
     assert response.json()["msg"].startswith(f"Algorithm store cannot be reached at {url}")
     assert nothing_registered()
+
+
+@pytest.fixture
+def silent_dns(monkeypatch):
+    """``silent-dns.example`` is looked up by a DNS server that does not answer (until the test ends)."""
+    real, answer = socket.getaddrinfo, threading.Event()
+
+    def hanging(host, *args, **kwargs):
+        if host == "silent-dns.example":
+            answer.wait(30)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    yield "http://silent-dns.example/api"
+    answer.set()
+
+
+def test_a_store_whose_name_lookup_hangs_is_given_up_at_the_timeout(api, world, settings, silent_dns):
+    """The system resolver has timeouts of its own (per server and attempt, minutes in all): the store
+    call's deadline bounds the lookup too, or a store's DNS server that never answers would hold a
+    request's thread as long as the resolver waits."""
+    settings.ALGORITHM_STORE_TIMEOUT_SECONDS = 1
+    started = time.monotonic()
+    response = register(api, silent_dns, headers=headers_of(world.org_a, "Root"))
+    assert time.monotonic() - started < 5
+    assert response.status_code == 404, response.json()
+    assert response.json()["msg"].startswith(f"Algorithm store cannot be reached at {silent_dns}")
+    assert nothing_registered()
+
+
+def test_lookups_that_hang_keep_no_other_store_waiting(api, world, settings, silent_dns):
+    """Calls given up on a silent DNS server leave their lookups waiting for the resolver: the lookup of
+    another store's name does not wait behind them."""
+    settings.ALGORITHM_STORE_TIMEOUT_SECONDS = 1
+    settings.ALGORITHM_STORE_ALLOW_PRIVATE = True
+    headers = headers_of(world.org_a, "Root")
+    for _ in range(store_client.MAX_CALLS):
+        assert register(api, silent_dns, headers=headers).status_code == 404
+    with FakeStore() as store:
+        store.routes[("POST", "/vantage6-server")] = (201, {"id": 1})
+        response = register(api, f"http://localhost:{store.server.server_port}/api", headers=headers)
+    assert response.status_code == 201, response.json()
+
+
+def test_the_second_try_on_the_development_host_is_within_the_same_timeout(api, world, settings):
+    """A store on ``localhost`` is tried again at ``DEV_HOST_URI``: both tries together end within the
+    timeout, as any call does."""
+    settings.ALGORITHM_STORE_ALLOW_PRIVATE = True
+    settings.ALGORITHM_STORE_TIMEOUT_SECONDS = 2
+    settings.DEV_HOST_URI = "127.0.0.2"
+    silent = socket.create_server(("0.0.0.0", 0))  # accepts on localhost and on 127.0.0.2, answers nothing
+    url = f"http://localhost:{silent.getsockname()[1]}/api"
+    started = time.monotonic()
+    try:
+        response = register(api, url, headers=headers_of(world.org_a, "Root"))
+    finally:
+        silent.close()
+    assert response.status_code == 404, response.json()
+    assert time.monotonic() - started < 3.5  # one timeout, not two

@@ -4,6 +4,7 @@ call answered, at most the given number at once, failures to the caller, a cance
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import weakref
@@ -132,3 +133,52 @@ def test_no_calls_after_shutdown():
 
     with pytest.raises(RuntimeError):
         run(main())
+
+
+@contextlib.contextmanager
+def no_new_threads():
+    """The system gives no thread (as at its limit of threads or memory): a stack no one can map."""
+    threading.stack_size(2**40)
+    try:
+        yield
+    finally:
+        threading.stack_size(0)
+
+
+def test_a_thread_the_system_refuses_leaves_the_call_to_the_running_ones():
+    threads = RequestThreads(4)
+    release = threading.Event()
+
+    async def main():
+        first = asyncio.ensure_future(in_threads(threads, release.wait, 5))
+        await asyncio.sleep(0.05)  # the first thread is busy with it
+        with no_new_threads():
+            second = asyncio.ensure_future(in_threads(threads, lambda: "second"))
+            await asyncio.sleep(0)  # submitted while no thread can start
+        release.set()
+        return await asyncio.gather(first, second)
+
+    try:
+        assert run(main()) == [True, "second"]
+        assert all(thread.is_alive() for thread in threads._threads)
+        assert len(threads._threads) == 1
+    finally:
+        threads.shutdown()
+
+
+def test_a_call_refused_for_want_of_a_thread_is_never_made():
+    """The caller learns that its call failed: it must not run later all the same (a client retrying
+    its write would then make it twice)."""
+    threads = RequestThreads(4)
+    made = []
+
+    async def main():
+        with no_new_threads(), pytest.raises(RuntimeError):
+            await in_threads(threads, made.append, "refused")
+        return await in_threads(threads, made.append, "later")
+
+    try:
+        run(main())
+    finally:
+        threads.shutdown()
+    assert made == ["later"]

@@ -106,3 +106,29 @@ def test_a_forged_identity_without_its_node_is_refused(api, world, running):
     identity = {**container_identity(running["t"], world.node_b), "node_id": world.node_c.pk}
     response = api.get(f"/api/task/{running['t'].pk}", **bearer(identity))
     assert (response.status_code, response.json()) == (401, ENDED)
+
+
+@pytest.mark.parametrize("end", [_organization_leaves, _node_deleted, _task_failed, "own run ended"])
+def test_the_blob_store_closes_with_the_token(api, world, running, settings, tmp_path, end):
+    """Uploading and reading blobs with the token of a container whose reason ended: refused, nothing kept,
+    also while the task goes on for another organization's run."""
+    settings.LARGE_RESULT_STORE = f"file://{tmp_path}"
+    headers = container_headers_from(api, world.node_b, running["t"])
+    stored = api.generic("POST", "/api/blobstream", b"x", content_type="application/octet-stream", **headers)
+    assert stored.status_code == 201, stored.json()
+    name = stored.json()["uuid"]
+    Run.objects.filter(pk=running["rb"].pk).update(input=name, blob_storage_used=True)
+    assert api.get(f"/api/blobstream/{name}", **headers).status_code == 200
+
+    if end == "own run ended":
+        rb = running["rb"].pk
+        ended = api.patch(f"/api/run/{rb}", {"status": "completed"}, format="json", **bearer(world.node_b))
+        assert ended.status_code == 200, ended.json()
+    else:
+        end(api, world, running)
+
+    upload = api.generic("POST", "/api/blobstream", b"y", content_type="application/octet-stream", **headers)
+    assert (upload.status_code, upload.json()) == (401, ENDED)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [name]
+    download = api.get(f"/api/blobstream/{name}", **headers)
+    assert (download.status_code, download.json()) == (401, ENDED)

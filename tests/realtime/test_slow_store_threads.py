@@ -1,0 +1,88 @@
+"""A collaboration administrator links an algorithm store that never answers, and sends many calls to it
+at once: each call waits up to the store timeout in a request thread, and the process has a bounded
+number of them. The store calls take a few; the other clients are still answered meanwhile."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+import requests
+
+from collaborations.store_client import MAX_CALLS
+from tests.realtime.helpers import make_user, token
+from tests.realtime.live import Daphne
+
+pytestmark = pytest.mark.live
+
+STORE_TIMEOUT = 6
+CALLS = 40  # more than a process has request threads (vantage6.handler.MAX_THREADS)
+
+
+@pytest.fixture
+def silent_store():
+    """A store that accepts connections and never answers; its URL."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=CALLS * 2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/api"
+    stop.set()
+    acceptor.join(5)
+    for sock in held:
+        sock.close()
+    listener.close()
+
+
+def test_calls_to_a_silent_store_leave_threads_for_other_clients(
+    live_db, live_folder, live_world, silent_store
+):
+    env = live_db.process_env(
+        V6_ALGORITHM_STORE_ALLOW_PRIVATE="true", V6_ALGORITHM_STORE_TIMEOUT_SECONDS=str(STORE_TIMEOUT)
+    )
+    server = Daphne(env, live_folder)
+    try:
+        admin = {"Authorization": f"Bearer {token(make_user(live_world.org_a, roles=('Root',)))}"}
+        other = {"Authorization": f"Bearer {token(make_user(live_world.org_b, roles=('Researcher',)))}"}
+        assert requests.get(f"{server.url}/api/user", headers=other, timeout=30).status_code == 200
+        body = {
+            "name": "s",
+            "algorithm_store_url": silent_store,
+            "server_url": "https://v6.example.org/api",
+            "force": True,
+        }
+        answers: list[int] = []
+
+        def link() -> None:
+            response = requests.post(f"{server.url}/api/algorithmstore", json=body, headers=admin, timeout=60)
+            answers.append(response.status_code)
+
+        callers = [threading.Thread(target=link) for _ in range(CALLS)]
+        for caller in callers:
+            caller.start()
+        time.sleep(1)  # the calls have taken their threads
+        waits = []
+        for _ in range(5):
+            started = time.monotonic()
+            assert requests.get(f"{server.url}/api/user", headers=other, timeout=30).status_code == 200
+            waits.append(time.monotonic() - started)
+        for caller in callers:
+            caller.join(60)
+        assert max(waits) < STORE_TIMEOUT / 3, waits  # the first one came while the calls waited
+        assert len(answers) == CALLS
+        assert answers.count(503) >= CALLS - MAX_CALLS, answers  # too many at once: answered at once
+        assert set(answers) == {404, 503}, answers  # the others: not reached
+    finally:
+        server.stop()
