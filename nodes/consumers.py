@@ -309,23 +309,30 @@ def connected(identity_id: int, process: str) -> tuple[str, tuple[str, str] | No
 @transaction.atomic
 def unconnected(identity_id: int, generation: str, replaced: tuple[str, str] | None) -> None:
     """Undo ``connected`` for a connect that was refused: the connection it replaced is on record again,
-    so that its disconnect marks the identity offline. If a newer connect replaced this one meanwhile, that
-    one's undo is to put back what this one replaced, not this one, which no socket holds."""
+    so that its disconnect marks the identity offline. If newer connects replaced this one meanwhile, the
+    undo of the last of them is to put back what this one replaced, not this one, which no socket holds."""
     row = SocketConnection.objects.select_for_update().filter(identity_id=identity_id).first()
     if row is None:
         return
     if row.generation == generation:
         if row.replaced_generation is not None:  # a refused connect this one replaced left word here
             replaced = (row.replaced_generation, row.replaced_process) if row.replaced_generation else None
+        # What this one replaced may be refused too, its undo done before the chain reached it.
+        while replaced is not None and replaced[0] in row.deeper_undos:
+            deeper = row.deeper_undos.pop(replaced[0])
+            replaced = tuple(deeper) if deeper else None
         if replaced is None:
             row.delete()
-        else:
-            row.generation, row.process = replaced
-            row.replaced_generation, row.replaced_process = None, ""
-            row.save(update_fields=["generation", "process", "replaced_generation", "replaced_process"])
+            return
+        row.generation, row.process = replaced
+        row.replaced_generation, row.replaced_process = None, ""
     elif row.replaced_generation == generation:
         row.replaced_generation, row.replaced_process = replaced or ("", "")
-        row.save(update_fields=["replaced_generation", "replaced_process"])
+    else:  # replaced by two or more connects: kept until the undo of one of them reaches this one
+        row.deeper_undos[generation] = replaced
+    row.save(
+        update_fields=["generation", "process", "replaced_generation", "replaced_process", "deeper_undos"]
+    )
 
 
 def moved(identity: dict, process: str) -> None:
