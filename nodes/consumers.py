@@ -591,7 +591,10 @@ class TasksNamespace(Namespace):
                 node["config"] = rows
             return
         if event == "node_metrics_update":
-            if ignored := await events.run(node_metrics_store, node["id"], data):
+            ignored, kept = await events.run(node_metrics_store, node["id"], data)
+            if kept is not None:  # restored with the configuration (``restore_rows``)
+                node["metrics"] = kept
+            if ignored:
                 names = client_text(", ".join(ignored))
                 logger.info("node %s sent metrics that are not kept: %s", node["id"], names)
             return
@@ -647,8 +650,10 @@ async def _restore_connection_rows() -> None:
     if not held:
         return
     generations = {pk: state["generation"] for pk, state in held.items()}
-    configs = {pk: state["config"] for pk, state in held.items() if "config" in state}
-    if restored := await database_sync_to_async(restore_rows)(server.process, generations, configs):
+    reports = {
+        pk: {key: state[key] for key in ("config", "metrics") if key in state} for pk, state in held.items()
+    }
+    if restored := await database_sync_to_async(restore_rows)(server.process, generations, reports):
         for pk in restored:
             if held[pk]["kind"] == "node":  # its users heard it go offline
                 await _tell_users(server, "node-online", _node_notice(held[pk]), held[pk]["rooms"])

@@ -73,13 +73,14 @@ class DatabaseLiveness(Liveness):
         return True
 
 
-def restore_rows(process: str, held: dict[int, str], configs: dict[int, list[tuple[str, str]]]) -> list[int]:
+def restore_rows(process: str, held: dict[int, str], reports: dict[int, dict]) -> list[int]:
     """The identities of ``held`` (id: generation of one of their sockets on server ``process``) that have
     no connection row get one, held by ``process``, and are online: the row went with a dead process that
     held their newest socket, or with the disconnect of that socket on another process, and without it
-    no change of rights finds the sockets left here. A node among them has the configuration its socket
-    reported again (``configs``: id: its ``(key, value)`` rows), which went with the row. One query
-    when none lacks a row; the ids of those that got theirs from this call."""
+    no change of rights finds the sockets left here. A node among them has what its socket reported again
+    (``reports``: id: its ``config``, ``(key, value)`` rows, and its ``metrics``, the fields of its
+    ``NodeMetrics``), which went with the row. One query when none lacks a row; the ids of those that got
+    theirs from this call."""
     rowless = Authenticatable.objects.filter(pk__in=held, socket_connection__isnull=True)
     lacking = list(rowless.values_list("pk", flat=True))
     if not lacking:
@@ -93,9 +94,17 @@ def restore_rows(process: str, held: dict[int, str], configs: dict[int, list[tup
             pk for pk, generation in ours.values_list("identity_id", "generation") if generation == held[pk]
         ]
         Authenticatable.objects.filter(pk__in=restored).update(status=AuthStatus.ONLINE)
-        if reported := [pk for pk in restored if pk in configs]:
-            NodeConfig.objects.filter(node_id__in=reported).delete()
+        told = {pk: reports.get(pk, {}) for pk in restored}
+        if configs := {pk: report["config"] for pk, report in told.items() if "config" in report}:
+            NodeConfig.objects.filter(node_id__in=configs).delete()
             NodeConfig.objects.bulk_create(
-                NodeConfig(node_id=pk, key=key, value=value) for pk in reported for key, value in configs[pk]
+                NodeConfig(node_id=pk, key=key, value=value)
+                for pk, rows in configs.items()
+                for key, value in rows
+            )
+        if metrics := {pk: report["metrics"] for pk, report in told.items() if "metrics" in report}:
+            NodeMetrics.objects.filter(node_id__in=metrics).delete()
+            NodeMetrics.objects.bulk_create(
+                NodeMetrics(node_id=pk, **fields) for pk, fields in metrics.items()
             )
     return restored
