@@ -71,6 +71,10 @@ logger = logging.getLogger(__name__)
 _ROOM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 # Bindings asked of the broker at once when a process learns of another (one per room).
 _BINDINGS_AT_ONCE = 100
+# A namespace CONNECT records a connection, reads the rights and tells every user socket of the rooms
+# joined: it takes as many packets of a client's allowance as that many namespace connects fill the burst
+# (a client connects once per session).
+CONNECTS_AT_ONCE = 10
 # The group every server process listens on (for work on all the sessions of some owners).
 PROCESSES = "eio.processes"
 SIGNED = "."  # between a sid's body and its signature
@@ -1047,7 +1051,8 @@ class Server:
             logger.info("session %s: ignored packet: %s", session.sid, exc)
             return
         if packet.type == p.CONNECT:
-            await self._connect(session, packet.namespace)
+            if self.admits(session, max(1, self.packet_burst // CONNECTS_AT_ONCE) - 1):  # one was taken above
+                await self._connect(session, packet.namespace)
         elif packet.namespace not in session.namespaces:
             return
         elif packet.type == p.DISCONNECT:
@@ -1057,14 +1062,14 @@ class Server:
         elif packet.type == p.EVENT:
             await self._event(session, packet)
 
-    def admits(self, session: Session) -> bool:
-        """Whether the client of ``session`` may send one more packet now (a token bucket); the first
+    def admits(self, session: Session, cost: int = 1) -> bool:
+        """Whether the client of ``session`` may send ``cost`` more packets now (a token bucket); the first
         refusal of each minute is logged."""
         now = time.monotonic()
         allowance = min(self.packet_burst, session.allowance + (now - session.received_at) * self.packet_rate)
         session.received_at = now
-        if allowance >= 1:
-            session.allowance = allowance - 1
+        if allowance >= cost:
+            session.allowance = allowance - cost
             return True
         session.allowance = allowance
         if now - session.warned_at >= 60:
