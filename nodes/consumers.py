@@ -628,10 +628,11 @@ async def resync_nodes() -> None:
 
 
 def tell_offline(nodes: list[dict]) -> None:
-    """The user sockets of their rooms hear that ``nodes`` (``went_silent``) went offline."""
+    """The user sockets of their rooms hear that ``nodes`` (``went_silent``) went offline: those of the
+    collaboration's rooms only while their organization is a member (``node_place``)."""
     for node in nodes:
         notice = {"id": node["id"], "name": node["name"], "org_id": node["organization_id"]}
-        for room in node_rooms(node["organization_id"], node["collaboration_id"]):
+        for room in node_rooms(node["organization_id"], node["collaboration_id"] if node["member"] else None):
             if room != ALL_NODES_ROOM:
                 server.publish("node-offline", notice, room=presence_room(room), namespace=TASKS_NAMESPACE)
 

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from accounts.models import Authenticatable, AuthStatus
+from accounts.permissions import memberships
 from nodes.models import Node, NodeConfig, NodeMetrics, SocketConnection, SocketProcess
 from vantage6.socketio.store import Liveness
 
@@ -26,7 +27,8 @@ NODE_NOTICE_FIELDS = ("id", "name", "organization_id", "collaboration_id")
 
 
 def went_silent(identities: QuerySet[Authenticatable]) -> list[dict]:
-    """Mark offline those of ``identities`` that are online; the nodes among them (``NODE_NOTICE_FIELDS``).
+    """Mark offline those of ``identities`` that are online; the nodes among them (``NODE_NOTICE_FIELDS``,
+    and ``member``: whether their organization is in their collaboration, whose rooms they then hold).
 
     Each is reported by one caller only, whichever marks it: the rows are locked as they are read, and a
     concurrent caller (the sweep or burial of another process) finds them offline once it may read them.
@@ -37,7 +39,11 @@ def went_silent(identities: QuerySet[Authenticatable]) -> list[dict]:
         if not ids:
             return []
         Authenticatable.objects.filter(pk__in=ids).update(status=AuthStatus.OFFLINE)
-        return list(Node.objects.filter(pk__in=ids).values(*NODE_NOTICE_FIELDS))
+        member = memberships().filter(
+            collaboration_id=OuterRef("collaboration_id"), organization_id=OuterRef("organization_id")
+        )
+        nodes = Node.objects.filter(pk__in=ids).annotate(member=Exists(member))
+        return list(nodes.values(*NODE_NOTICE_FIELDS, "member"))
 
 
 class DatabaseLiveness(Liveness):
