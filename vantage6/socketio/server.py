@@ -32,9 +32,8 @@ Ownership and routing:
   settled process that knows no other publishes no room packet to the broker.
 * A change of rights has every process recheck the sessions it touches (``sio.recheck`` on
   ``PROCESSES``); each process named by the asker (those with a liveness row) confirms once done
-  (``sio.rechecked``), and the asker waits for them, at most ``publish_timeout`` (not for one that missed
-  a confirmation and has not beaten since). A process listens from its first request on a broker, as it
-  beats from then on.
+  (``sio.rechecked``), and the asker waits for them, at most ``publish_timeout``. A process listens
+  from its first request on a broker, as it beats from then on.
 * The database keeps no session: only the liveness row of each process (``Liveness``), and what the
   application keeps of its connections.
 """
