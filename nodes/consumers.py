@@ -171,9 +171,8 @@ def recheck_after_commit(owners: list[str]) -> None:
 
     def recheck() -> None:
         try:
-            # The processes that may hold their sockets: every one alive, with its last beat (in memory,
-            # only this one).
-            alive = {} if server.in_memory else dict(SocketProcess.objects.values_list("id", "beat_at"))
+            # The processes that may hold their sockets: every one alive (in memory, only this one).
+            alive = [] if server.in_memory else list(SocketProcess.objects.values_list("id", flat=True))
             # Within the request that made the change: a broker that is away must not hold it, nor a
             # process that does not confirm (publishing, then the confirmations, each within the bound).
             server.run_sync(lambda: server.recheck(owners, alive), timeout=2 * server.publish_timeout)

@@ -51,7 +51,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Protocol, cast
 
 from channels.db import database_sync_to_async
@@ -330,8 +330,6 @@ class Server:
         self._arriving: dict[str, _Arriving] = {}
         # The sids of each recheck under way: a session handed over meanwhile is rechecked by its new owner.
         self._rechecking: list[set[str]] = []
-        # Processes that did not confirm a recheck within the bound, with their beat then (``recheck``).
-        self._unconfirmed: dict[str, object] = {}
         # The owners whose recheck the database refused: retried at each housekeeping round until it answers.
         self._recheck_due: set[str] = set()
         self._anonymous: OrderedDict[str, None] = OrderedDict()
@@ -686,32 +684,18 @@ class Server:
             await self._disconnected(socket)
             entry["state"] = {}
 
-    async def recheck(self, owners: list[str], awaited: Mapping[str, object] | None = None) -> None:
+    async def recheck(self, owners: list[str], awaited: Iterable[str] = ()) -> None:
         """In every process, the sessions of ``owners`` are checked again: those ``verify`` finds are
         revoked, and the namespaces derive again what the others hold (``on_recheck``). Returns once each
-        process of ``awaited`` (those alive, for a request that changed rights: id and last beat) has done
-        so and said so (``sio.rechecked``), or ``publish_timeout`` after the publication, with a warning: a
-        process that does not answer is dead (its sockets went with it) or stalled, and is not waited for
-        again until it beats or confirms (a dead one costs each change the bound once, not until it is
-        buried). Called in this process's loop, its own part is awaited directly. A session connecting
-        meanwhile is checked once connected; a process whose broker was away (the message may be lost)
-        checks all its sessions when the broker is back."""
+        process of ``awaited`` (those alive, for a request that changed rights) has done so and said so
+        (``sio.rechecked``), or ``publish_timeout`` after the publication, with a warning: a process that
+        does not answer is dead (its sockets went with it) or stalled. Called in this process's loop, its
+        own part is awaited directly. A session connecting meanwhile is checked once connected; a process
+        whose broker was away (the message may be lost) checks all its sessions when the broker is back."""
         layer = self.layer
         message: dict = {"type": "sio.recheck", "owners": owners}
-        awaited = awaited or {}
-        self._unconfirmed = {
-            process: beat for process, beat in self._unconfirmed.items() if process in awaited
-        }
         # In memory this process is the only one, and another loop's acknowledgement would not wake this one.
-        others = (
-            set()
-            if self.in_memory
-            else {
-                process
-                for process, beat in awaited.items()
-                if process not in self._unconfirmed or self._unconfirmed[process] != beat
-            }
-        )
+        others = set() if self.in_memory else set(awaited)
         local = None
         if asyncio.get_running_loop() is self._listening_loop:
             local = self._start_recheck(set(owners))
@@ -724,7 +708,6 @@ class Server:
             await local
         if others:
             await self._acknowledged(message["reply"], others)
-            self._unconfirmed.update((process, awaited[process]) for process in others)
 
     @property
     def in_memory(self) -> bool:
@@ -732,14 +715,11 @@ class Server:
         return bridge.in_memory(self.layer_alias)
 
     async def _acknowledged(self, reply: str, processes: set[str]) -> None:
-        """Until each of ``processes`` acknowledged on ``reply``, at most ``publish_timeout``; those that
-        did not are left in ``processes``."""
+        """Until each of ``processes`` acknowledged on ``reply``, at most ``publish_timeout``."""
         try:
             async with asyncio.timeout(self.publish_timeout):
                 while processes:
-                    process = (await self.layer.receive(reply))["process"]
-                    processes.discard(process)
-                    self._unconfirmed.pop(process, None)
+                    processes.discard((await self.layer.receive(reply))["process"])
         except TimeoutError:
             logger.warning(
                 "%d server processes did not confirm a recheck within %s s: dead or stalled",
