@@ -309,23 +309,30 @@ def connected(identity_id: int, process: str) -> tuple[str, tuple[str, str] | No
 @transaction.atomic
 def unconnected(identity_id: int, generation: str, replaced: tuple[str, str] | None) -> None:
     """Undo ``connected`` for a connect that was refused: the connection it replaced is on record again,
-    so that its disconnect marks the identity offline. If a newer connect replaced this one meanwhile, that
-    one's undo is to put back what this one replaced, not this one, which no socket holds."""
+    so that its disconnect marks the identity offline. If newer connects replaced this one meanwhile, the
+    undo of the last of them is to put back what this one replaced, not this one, which no socket holds."""
     row = SocketConnection.objects.select_for_update().filter(identity_id=identity_id).first()
     if row is None:
         return
     if row.generation == generation:
         if row.replaced_generation is not None:  # a refused connect this one replaced left word here
             replaced = (row.replaced_generation, row.replaced_process) if row.replaced_generation else None
+        # What this one replaced may be refused too, its undo done before the chain reached it.
+        while replaced is not None and replaced[0] in row.deeper_undos:
+            deeper = row.deeper_undos.pop(replaced[0])
+            replaced = tuple(deeper) if deeper else None
         if replaced is None:
             row.delete()
-        else:
-            row.generation, row.process = replaced
-            row.replaced_generation, row.replaced_process = None, ""
-            row.save(update_fields=["generation", "process", "replaced_generation", "replaced_process"])
+            return
+        row.generation, row.process = replaced
+        row.replaced_generation, row.replaced_process = None, ""
     elif row.replaced_generation == generation:
         row.replaced_generation, row.replaced_process = replaced or ("", "")
-        row.save(update_fields=["replaced_generation", "replaced_process"])
+    else:  # replaced by two or more connects: kept until the undo of one of them reaches this one
+        row.deeper_undos[generation] = replaced
+    row.save(
+        update_fields=["generation", "process", "replaced_generation", "replaced_process", "deeper_undos"]
+    )
 
 
 def moved(identity: dict, process: str) -> None:
@@ -584,7 +591,10 @@ class TasksNamespace(Namespace):
                 node["config"] = rows
             return
         if event == "node_metrics_update":
-            if ignored := await events.run(node_metrics_store, node["id"], data):
+            ignored, kept = await events.run(node_metrics_store, node["id"], data)
+            if kept is not None:  # restored with the configuration (``restore_rows``)
+                node["metrics"] = kept
+            if ignored:
                 names = client_text(", ".join(ignored))
                 logger.info("node %s sent metrics that are not kept: %s", node["id"], names)
             return
@@ -618,10 +628,11 @@ async def resync_nodes() -> None:
 
 
 def tell_offline(nodes: list[dict]) -> None:
-    """The user sockets of their rooms hear that ``nodes`` (``went_silent``) went offline."""
+    """The user sockets of their rooms hear that ``nodes`` (``went_silent``) went offline: those of the
+    collaboration's rooms only while their organization is a member (``node_place``)."""
     for node in nodes:
         notice = {"id": node["id"], "name": node["name"], "org_id": node["organization_id"]}
-        for room in node_rooms(node["organization_id"], node["collaboration_id"]):
+        for room in node_rooms(node["organization_id"], node["collaboration_id"] if node["member"] else None):
             if room != ALL_NODES_ROOM:
                 server.publish("node-offline", notice, room=presence_room(room), namespace=TASKS_NAMESPACE)
 
@@ -640,8 +651,10 @@ async def _restore_connection_rows() -> None:
     if not held:
         return
     generations = {pk: state["generation"] for pk, state in held.items()}
-    configs = {pk: state["config"] for pk, state in held.items() if "config" in state}
-    if restored := await database_sync_to_async(restore_rows)(server.process, generations, configs):
+    reports = {
+        pk: {key: state[key] for key in ("config", "metrics") if key in state} for pk, state in held.items()
+    }
+    if restored := await database_sync_to_async(restore_rows)(server.process, generations, reports):
         for pk in restored:
             if held[pk]["kind"] == "node":  # its users heard it go offline
                 await _tell_users(server, "node-online", _node_notice(held[pk]), held[pk]["rooms"])

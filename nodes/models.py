@@ -124,6 +124,9 @@ class SocketConnection(models.Model):
     # NULL not recorded here (the refused connect knows what it replaced).
     replaced_generation = models.CharField(max_length=32, null=True, default=None)
     replaced_process = models.CharField(max_length=32, default="")
+    # The undos of refused connects that came while the chain of replacements did not reach them (two or
+    # more connects replaced theirs): generation: what it replaced, [generation, process] or None.
+    deeper_undos = models.JSONField(default=dict)
 
     class Meta:
         db_table = "socket_connection"

@@ -210,11 +210,11 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def node_metrics_store(node_id: int, report: object) -> list[str]:
-    """Keep a node's resource report in place of its previous one; the keys left out (unknown, or
-    values of the wrong type)."""
+def node_metrics_store(node_id: int, report: object) -> tuple[list[str], dict | None]:
+    """Keep a node's resource report in place of its previous one: the keys left out (unknown, or values
+    of the wrong type), and the fields of its row as kept (None if the report is no object)."""
     if not isinstance(report, dict):
-        return ["<not an object>"]
+        return ["<not an object>"], None
     values: dict[str, object] = {}
     labels = {"os": "", "platform": ""}
     ignored = []
@@ -227,7 +227,9 @@ def node_metrics_store(node_id: int, report: object) -> list[str]:
             values[key] = value[:MAX_GPUS]
         else:
             ignored.append(str(key)[:LABEL_LENGTH])
+    now = timezone.now()
     NodeMetrics.objects.update_or_create(
-        node_id=node_id, defaults={**labels, "values": values, "reported_at": timezone.now()}
+        node_id=node_id, defaults={**labels, "values": values, "reported_at": now}
     )
-    return ignored
+    # In plain values: a socket's state, which keeps it, travels with the socket to another process.
+    return ignored, {**labels, "values": values, "reported_at": now.isoformat()}

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from accounts.models import Authenticatable, AuthStatus
+from accounts.permissions import memberships
 from nodes.models import Node, NodeConfig, NodeMetrics, SocketConnection, SocketProcess
 from vantage6.socketio.store import Liveness
 
@@ -26,7 +27,8 @@ NODE_NOTICE_FIELDS = ("id", "name", "organization_id", "collaboration_id")
 
 
 def went_silent(identities: QuerySet[Authenticatable]) -> list[dict]:
-    """Mark offline those of ``identities`` that are online; the nodes among them (``NODE_NOTICE_FIELDS``).
+    """Mark offline those of ``identities`` that are online; the nodes among them (``NODE_NOTICE_FIELDS``,
+    and ``member``: whether their organization is in their collaboration, whose rooms they then hold).
 
     Each is reported by one caller only, whichever marks it: the rows are locked as they are read, and a
     concurrent caller (the sweep or burial of another process) finds them offline once it may read them.
@@ -37,7 +39,11 @@ def went_silent(identities: QuerySet[Authenticatable]) -> list[dict]:
         if not ids:
             return []
         Authenticatable.objects.filter(pk__in=ids).update(status=AuthStatus.OFFLINE)
-        return list(Node.objects.filter(pk__in=ids).values(*NODE_NOTICE_FIELDS))
+        member = memberships().filter(
+            collaboration_id=OuterRef("collaboration_id"), organization_id=OuterRef("organization_id")
+        )
+        nodes = Node.objects.filter(pk__in=ids).annotate(member=Exists(member))
+        return list(nodes.values(*NODE_NOTICE_FIELDS, "member"))
 
 
 class DatabaseLiveness(Liveness):
@@ -73,13 +79,14 @@ class DatabaseLiveness(Liveness):
         return True
 
 
-def restore_rows(process: str, held: dict[int, str], configs: dict[int, list[tuple[str, str]]]) -> list[int]:
+def restore_rows(process: str, held: dict[int, str], reports: dict[int, dict]) -> list[int]:
     """The identities of ``held`` (id: generation of one of their sockets on server ``process``) that have
     no connection row get one, held by ``process``, and are online: the row went with a dead process that
     held their newest socket, or with the disconnect of that socket on another process, and without it
-    no change of rights finds the sockets left here. A node among them has the configuration its socket
-    reported again (``configs``: id: its ``(key, value)`` rows), which went with the row. One query
-    when none lacks a row; the ids of those that got theirs from this call."""
+    no change of rights finds the sockets left here. A node among them has what its socket reported again
+    (``reports``: id: its ``config``, ``(key, value)`` rows, and its ``metrics``, the fields of its
+    ``NodeMetrics``), which went with the row. One query when none lacks a row; the ids of those that got
+    theirs from this call."""
     rowless = Authenticatable.objects.filter(pk__in=held, socket_connection__isnull=True)
     lacking = list(rowless.values_list("pk", flat=True))
     if not lacking:
@@ -93,9 +100,17 @@ def restore_rows(process: str, held: dict[int, str], configs: dict[int, list[tup
             pk for pk, generation in ours.values_list("identity_id", "generation") if generation == held[pk]
         ]
         Authenticatable.objects.filter(pk__in=restored).update(status=AuthStatus.ONLINE)
-        if reported := [pk for pk in restored if pk in configs]:
-            NodeConfig.objects.filter(node_id__in=reported).delete()
+        told = {pk: reports.get(pk, {}) for pk in restored}
+        if configs := {pk: report["config"] for pk, report in told.items() if "config" in report}:
+            NodeConfig.objects.filter(node_id__in=configs).delete()
             NodeConfig.objects.bulk_create(
-                NodeConfig(node_id=pk, key=key, value=value) for pk in reported for key, value in configs[pk]
+                NodeConfig(node_id=pk, key=key, value=value)
+                for pk, rows in configs.items()
+                for key, value in rows
+            )
+        if metrics := {pk: report["metrics"] for pk, report in told.items() if "metrics" in report}:
+            NodeMetrics.objects.filter(node_id__in=metrics).delete()
+            NodeMetrics.objects.bulk_create(
+                NodeMetrics(node_id=pk, **fields) for pk, fields in metrics.items()
             )
     return restored

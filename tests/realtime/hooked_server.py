@@ -74,9 +74,10 @@ def install() -> None:
     handled = [0]  # rechecks this process handled
     asked: set[str] = set()  # sessions another process asked for
 
-    def counting_start_recheck(self: Server, owners: set[str] | None) -> None:
-        start_recheck(self, owners)
+    def counting_start_recheck(self: Server, owners: set[str] | None) -> asyncio.Task | None:
+        checking = start_recheck(self, owners)
         handled[0] += 1
+        return checking  # what a recheck's confirmation waits for (``Server._rechecked``)
 
     async def holding_adopt(self: Server, session: Session) -> None:
         if session.namespaces and _file("hold-takeover").exists():  # a session with a past: taken over

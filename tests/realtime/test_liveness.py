@@ -122,6 +122,7 @@ def test_a_dead_process_is_buried_once_with_what_it_held(world):
             "name": node.name,
             "organization_id": node.organization_id,
             "collaboration_id": node.collaboration_id,
+            "member": True,
         }
     ]
 

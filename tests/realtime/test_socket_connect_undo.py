@@ -57,3 +57,34 @@ def test_a_refused_connect_replaced_by_an_accepted_one_leaves_that_one_on_record
     unconnected(node.pk, *refused)
 
     assert _on_record(node.pk) == (accepted, "p2")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "order", [("first", "second", "third"), ("second", "first", "third"), ("first", "third", "second")]
+)
+def test_three_refused_connects_in_any_order_put_back_the_connection_of_the_older_socket(world, order):
+    """The undo of a connect two or more connects deep in the chain is kept until the chain reaches it."""
+    node = world.node_a
+    older, _ = connected(node.pk, "p0")
+    Authenticatable.objects.filter(pk=node.pk).update(status="online")
+    refused = {name: connected(node.pk, f"p{i}") for i, name in enumerate(("first", "second", "third"), 1)}
+
+    for name in order:
+        unconnected(node.pk, *refused[name])
+
+    assert _on_record(node.pk) == (older, "p0")
+    assert went_offline({"id": node.pk, "kind": "node", "generation": older}) is True
+
+
+@pytest.mark.django_db
+def test_two_refused_connects_under_an_accepted_one_leave_that_one_on_record(world):
+    node = world.node_a
+    connected(node.pk, "p0")
+    first, second = connected(node.pk, "p1"), connected(node.pk, "p2")
+    accepted, _ = connected(node.pk, "p3")
+
+    unconnected(node.pk, *first)
+    unconnected(node.pk, *second)
+
+    assert _on_record(node.pk) == (accepted, "p3")

@@ -9,6 +9,8 @@ The connection row a connect writes before that read is undone when the read ref
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import pytest
 import websocket
@@ -89,6 +91,46 @@ def test_a_socket_whose_rights_change_while_it_connects_leaves_the_rooms_it_lost
         new_task = f'"new_task",{{"id":{task_id},'
         assert hears(witness, lambda frame: new_task in frame, 10)
         assert not hears(ws, lambda frame: new_task in frame, 2)
+    finally:
+        armed.unlink(missing_ok=True)
+        for socket in sockets:
+            socket.close()
+
+
+@pytest.mark.live
+@requires_services("rabbitmq")
+def test_a_change_is_answered_once_a_socket_connecting_meanwhile_was_checked_again(hooked, live_world):
+    """The connecting process confirms the change's recheck once the connect it held is done and checked
+    again, within the bound: an answer before that would let an event published after it reach the
+    socket in the room it joins with the rights of before."""
+    folder, connecting, changing = hooked
+    room = collaboration_room(live_world.collab_ab.pk)
+    user = make_user(live_world.org_a, event_scope="COLLABORATION")
+    admin = token(make_user(live_world.org_c, roles=("Root",)))
+    # Connected once the connecting process beat: the change waits for it.
+    witness = _connect(connecting, token(make_user(live_world.org_b, event_scope="COLLABORATION")))
+    sockets = [witness]
+    armed = folder / f"{connecting.port}.hold-identified"
+    answered: list[float] = []
+    try:
+        assert hears(witness, lambda frame: frame.endswith(f' joined room {room}"]'), 10)
+        armed.touch()
+        sockets.append(ws := _connect(connecting, token(user)))
+        assert eventually(lambda: (folder / f"{connecting.port}.identified").exists())
+        change = threading.Thread(
+            target=lambda: (
+                _remove_rules(changing, admin, user, live_world),
+                answered.append(time.monotonic()),
+            )
+        )
+        change.start()
+        time.sleep(0.3)  # within the bound the change waits for a confirmation (1 s)
+        released = time.monotonic()
+        armed.unlink()
+        change.join(10)
+
+        assert answered and answered[0] > released
+        assert hears(ws, lambda frame: frame.endswith(f'"{user.username} left room {room}"]'), 10)
     finally:
         armed.unlink(missing_ok=True)
         for socket in sockets:

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.models import LoginSession
 from accounts.tokens import decode
-from nodes.models import SocketConnection
+from nodes.models import NodeMetrics, SocketConnection
 from tests.conftest import requires_services
 from tests.realtime.helpers import eventually, hears, joined, make_user, token, user_socket
 from tests.realtime.live import HOOKED, LIVE, Daphne, hooked_servers
@@ -143,7 +143,7 @@ def _config(host: Daphne, node_id: int, admin: str) -> list[dict]:
 
 @pytest.mark.live
 @requires_services("rabbitmq")
-def test_a_node_keeps_its_configuration_while_a_socket_of_it_is_left_on_another_process(
+def test_a_node_keeps_its_configuration_and_metrics_while_a_socket_of_it_is_left_on_another_process(
     instances, live_world, sockets
 ):
     a, b = instances
@@ -153,9 +153,12 @@ def test_a_node_keeps_its_configuration_while_a_socket_of_it_is_left_on_another_
     older = sockets(a.url, token(node))
     older.wait_ready(node)
     older.emit("node_info_update", {"encryption": False, "allowed_orgs": [1, 2]})
+    older.emit("node_metrics_update", {"cpu_percent": 12.5, "os": "Linux"})
     shared = [{"key": "encryption", "value": "false"}, {"key": "allowed_orgs", "value": "1"}]
     shared.append({"key": "allowed_orgs", "value": "2"})
     assert eventually(lambda: _config(b, node.pk, admin) == shared)
+    metrics = NodeMetrics.objects.using(LIVE).filter(node_id=node.pk)
+    assert eventually(lambda: list(metrics.values_list("os", "values")) == [("Linux", {"cpu_percent": 12.5})])
     rows = SocketConnection.objects.using(LIVE).filter(identity_id=node.pk)
     first = rows.get().process
     newer = sockets(b.url, token(node))
@@ -171,9 +174,11 @@ def test_a_node_keeps_its_configuration_while_a_socket_of_it_is_left_on_another_
     assert rows.filter(process=first).exists()
     assert _status(b, f"node/{node.pk}", admin) == "online"
     assert _config(b, node.pk, admin) == shared
+    assert list(metrics.values_list("os", "values")) == [("Linux", {"cpu_percent": 12.5})]
     older.close()
     assert _becomes(b, f"node/{node.pk}", admin, "offline")
     assert _config(b, node.pk, admin) == []  # as in vantage6: a node offline shares nothing
+    assert not metrics.exists()
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,12 @@ def test_a_round_with_every_row_in_place_costs_one_query_and_changes_nothing(wor
     SocketConnection.objects.create(identity_id=world.node_a.pk, generation="newest", process="other")
 
     with CaptureQueriesContext(connection) as context:
-        assert restore_rows("here", {world.node_a.pk: "older"}, {world.node_a.pk: [("key", "value")]}) == []
+        assert (
+            restore_rows(
+                "here", {world.node_a.pk: "older"}, {world.node_a.pk: {"config": [("key", "value")]}}
+            )
+            == []
+        )
 
     assert len(context.captured_queries) == 1
     assert SocketConnection.objects.get(identity_id=world.node_a.pk).generation == "newest"
@@ -37,7 +42,8 @@ def test_an_identity_without_a_row_gets_one_held_here_and_is_online(world):
 
     NodeConfig.objects.create(node=world.node_b, key="encryption", value="true")
     reported = {
-        pk: [("encryption", "false"), ("allowed_users", "3")] for pk in (world.node_a.pk, world.node_b.pk)
+        pk: {"config": [("encryption", "false"), ("allowed_users", "3")]}
+        for pk in (world.node_a.pk, world.node_b.pk)
     }
 
     assert restore_rows("here", {world.node_a.pk: "older", world.node_b.pk: "mine"}, reported) == [

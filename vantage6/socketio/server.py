@@ -71,6 +71,10 @@ logger = logging.getLogger(__name__)
 _ROOM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 # Bindings asked of the broker at once when a process learns of another (one per room).
 _BINDINGS_AT_ONCE = 100
+# A namespace CONNECT records a connection, reads the rights and tells every user socket of the rooms
+# joined: it takes as many packets of a client's allowance as that many namespace connects fill the burst
+# (a client connects once per session).
+CONNECTS_AT_ONCE = 10
 # The group every server process listens on (for work on all the sessions of some owners).
 PROCESSES = "eio.processes"
 SIGNED = "."  # between a sid's body and its signature
@@ -150,14 +154,16 @@ class _Waiter:
 class _Arriving:
     """A session whose state is still coming: its namespace connects under way (from the admission to
     the end of the connect handler) or its takeover from another process; the owners of the rechecks
-    that came meanwhile (None: all of them), and whether it has arrived."""
+    that came meanwhile (None: all of them), whether it has arrived (``done``), and whether it was checked
+    again once arrived, if it had to be (``settled``)."""
 
-    __slots__ = ("count", "done", "rechecked")
+    __slots__ = ("count", "done", "rechecked", "settled")
 
     def __init__(self) -> None:
         self.count = 0
         self.rechecked: set[str] | None = set()
         self.done = asyncio.Event()
+        self.settled = asyncio.Event()
 
     def note(self, owners: set[str] | None) -> None:
         if owners is None or self.rechecked is None:
@@ -701,7 +707,7 @@ class Server:
             message["reply"] = await layer.new_channel()
         await layer.group_send(PROCESSES, message)
         if local is not None:
-            await local
+            await asyncio.wait({local}, timeout=self.publish_timeout)  # a connect here may be held
         if others:
             await self._acknowledged(message["reply"], others)
 
@@ -731,9 +737,11 @@ class Server:
 
     def _start_recheck(self, owners: set[str] | None) -> asyncio.Task | None:
         """Check the sessions of ``owners`` (None: every identified one) again, in the background, with
-        one ``verify`` and one ``on_recheck`` per namespace for all of them (its task, if there are any);
-        a session still connecting or being taken over is checked once it arrived."""
-        for arriving in self._arriving.values():
+        one ``verify`` and one ``on_recheck`` per namespace for all of them; a session still connecting or
+        being taken over is checked once it arrived. Its task, done once all of those are, if there are
+        any: what a confirmation of the recheck waits for (``_rechecked``)."""
+        arrivals = list(self._arriving.values())
+        for arriving in arrivals:
             arriving.note(owners)
         sessions = [
             session
@@ -742,11 +750,31 @@ class Server:
             and (owners is None or session.owner in owners)
             and session.sid not in self._arriving
         ]
-        if not sessions:
+        if not sessions and not arrivals:
             return None
-        task = asyncio.get_running_loop().create_task(self._recheck(sessions))
+        checking = self._recheck(sessions) if sessions else None  # under way from now on (``_hand_over``)
+        task = asyncio.get_running_loop().create_task(self._checked(checking, arrivals))
         keep(task)
         return task
+
+    async def _checked(
+        self, checking: Coroutine[object, object, None] | None, arrivals: list[_Arriving]
+    ) -> None:
+        if checking is not None:
+            await checking
+        for arriving in arrivals:
+            await arriving.settled.wait()
+
+    async def _arrived(self, arriving: _Arriving, session: Session | None) -> None:
+        """After an arrival of ``session`` (None: it did not come): checked again if a recheck came
+        meanwhile (``missed``) and no other arrival of it is still under way (``count``)."""
+        if arriving.count:
+            return
+        try:
+            if session is not None and arriving.missed(session.owner):
+                await self._recheck([session])
+        finally:
+            arriving.settled.set()
 
     def _recheck(self, sessions: list[Session]) -> Coroutine[object, object, None]:
         """The recheck of ``sessions``, under way from now on (a session handed over before it is done is
@@ -779,11 +807,14 @@ class Server:
     @contextlib.asynccontextmanager
     async def _arrival(self, sid: str) -> AsyncIterator[_Arriving]:
         """While the body runs, session ``sid`` is arriving (see ``_Arriving``); the caller rechecks it
-        afterwards if ``missed`` says so and no other arrival of it is still under way (``count``)."""
+        afterwards (``_arrived``), unless the body failed (no recheck waits for it then)."""
         arriving = self._arriving.setdefault(sid, _Arriving())
         arriving.count += 1
         try:
             yield arriving
+        except BaseException:
+            arriving.settled.set()
+            raise
         finally:
             arriving.count -= 1
             if not arriving.count:
@@ -942,8 +973,7 @@ class Server:
             return None
         async with self._arrival(sid) as arriving:
             session = await self._take_over_from(target, sid, address, arriving)
-        if session is not None and not arriving.count and arriving.missed(session.owner):
-            await self._recheck([session])
+        await self._arrived(arriving, session)
         return session
 
     async def _take_over_from(
@@ -1047,7 +1077,8 @@ class Server:
             logger.info("session %s: ignored packet: %s", session.sid, exc)
             return
         if packet.type == p.CONNECT:
-            await self._connect(session, packet.namespace)
+            if self.admits(session, max(1, self.packet_burst // CONNECTS_AT_ONCE) - 1):  # one was taken above
+                await self._connect(session, packet.namespace)
         elif packet.namespace not in session.namespaces:
             return
         elif packet.type == p.DISCONNECT:
@@ -1057,14 +1088,14 @@ class Server:
         elif packet.type == p.EVENT:
             await self._event(session, packet)
 
-    def admits(self, session: Session) -> bool:
-        """Whether the client of ``session`` may send one more packet now (a token bucket); the first
+    def admits(self, session: Session, cost: int = 1) -> bool:
+        """Whether the client of ``session`` may send ``cost`` more packets now (a token bucket); the first
         refusal of each minute is logged."""
         now = time.monotonic()
         allowance = min(self.packet_burst, session.allowance + (now - session.received_at) * self.packet_rate)
         session.received_at = now
-        if allowance >= 1:
-            session.allowance = allowance - 1
+        if allowance >= cost:
+            session.allowance = allowance - cost
             return True
         session.allowance = allowance
         if now - session.warned_at >= 60:
@@ -1088,8 +1119,7 @@ class Server:
             self._connected(session)
         async with self._arrival(session.sid) as arriving:
             await self._admit(session, namespace, handler)
-        if not arriving.count and arriving.missed(session.owner):
-            await self._recheck([session])
+        await self._arrived(arriving, session)
 
     async def _admit(self, session: Session, namespace: str, handler: Namespace) -> None:
         """The namespace's admission, the CONNECT ack (or the refusal) and its connect handler."""

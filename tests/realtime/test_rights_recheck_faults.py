@@ -1,0 +1,74 @@
+"""A server process that stalls, then is killed, while a change of rights waits for its confirmation: the
+change is answered within the bound all the same, the sockets of the live process moved, and so are
+the changes after it until and once the dead process is buried."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+
+import pytest
+import requests
+
+from nodes.models import SocketProcess
+from tests.conftest import requires_services
+from tests.realtime.helpers import eventually, joined, make_user, token
+from tests.realtime.live import LIVE, Daphne
+from tests.realtime.test_rights_answered_after_recheck import _new_task_heard, _witness
+from tests.realtime.test_socket_rights import _call
+
+pytestmark = [pytest.mark.live, requires_services("rabbitmq")]
+
+BOUND = 1  # publish_timeout: how long a change waits for the confirmations
+
+
+@pytest.fixture
+def pair(live_db, live_folder):
+    """Two server processes of the test's own on RabbitMQ (one of them is killed)."""
+    env = live_db.process_env(V6_RABBITMQ_URI=os.environ["V6_RABBITMQ_URI"])
+    servers = [Daphne(env, live_folder), Daphne(env, live_folder)]
+    yield servers
+    for server in servers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server.process.pid, signal.SIGCONT)  # if the test failed while it was stopped
+        server.stop()
+        server.show_log()
+
+
+def _timed(call) -> float:
+    started = time.monotonic()
+    call()
+    return time.monotonic() - started
+
+
+def test_a_process_killed_while_a_change_waits_for_it_delays_the_answer_by_the_bound_only(
+    pair, live_world, sockets
+):
+    live, victim = pair
+    admin = token(make_user(live_world.org_a, roles=("Root",)))
+    node = sockets(live.url, token(live_world.node_a), transports=["websocket"])
+    node.wait_ready(live_world.node_a)
+    witness = _witness(sockets, live.url, live_world, node)
+    processes = SocketProcess.objects.using(LIVE)
+    for server in pair:  # a process beats (and is waited for) from its first request on
+        assert requests.get(f"{server.url}/api/version", timeout=10).status_code == 200
+    assert eventually(lambda: processes.count() >= 2, timeout=20)
+    before = processes.count()
+    url = f"{live.url}/api/collaboration/{live_world.collab_ab.pk}/organization"
+    os.kill(victim.process.pid, signal.SIGSTOP)  # it hears the recheck no more, and does not confirm
+
+    killer = threading.Timer(BOUND / 2, os.kill, (victim.process.pid, signal.SIGKILL))
+    killer.start()
+    waited = _timed(lambda: _call("DELETE", url, admin, id=live_world.org_a.pk))
+    killer.join()
+
+    assert BOUND <= waited < 3 * BOUND
+    assert _new_task_heard(live_world, live.url, witness, node) == []
+    # Buried by the survivor once silent long enough (its heartbeat round), and then no longer waited
+    # for: a change is answered within the bound, its socket moved.
+    assert eventually(lambda: processes.count() < before, timeout=30)
+    assert _timed(lambda: _call("POST", url, admin, id=live_world.org_a.pk)) < 3 * BOUND
+    node.wait_for("message", where=joined)
