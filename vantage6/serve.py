@@ -29,6 +29,7 @@ brought no request yet (one accepted from the backlog as the process stops) gets
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import resource
@@ -38,7 +39,10 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vantage6.socketio.server import Server as SocketServer
 
 APPLICATION = "vantage6.asgi:application"
 STOP_SECONDS = 20
@@ -133,10 +137,16 @@ def run_daphne(binding: list[str], family: str = "", links: tuple[socket.socket,
     from daphne.cli import CommandLineInterface
     from daphne.server import Server
     from twisted.internet import reactor as twisted_reactor
+    from twisted.internet.defer import Deferred
 
     from vantage6 import http, websocket
 
     reactor: Any = twisted_reactor  # the asyncio reactor: its interfaces are not typed as one
+
+    def _sockets() -> SocketServer:
+        from vantage6.asgi import server  # the application daphne serves, loaded already
+
+        return server
 
     class GracefulServer(Server):
         def __init__(self, *args: object, **kwargs: object) -> None:
@@ -210,9 +220,7 @@ def run_daphne(binding: list[str], family: str = "", links: tuple[socket.socket,
                 port.doRead()
                 port.stopListening()
             self.http.draining = True  # each answer from now on closes its connection
-            from vantage6.asgi import server as sockets  # the application daphne serves, loaded already
-
-            sockets.stop()  # its long-polling clients start over with another process
+            _sockets().stop()  # its long-polling clients start over with another process
             logger.info(
                 "Stopping: %d socket and %d idle connections closed, finishing the requests",
                 self._drop_sockets(),
@@ -241,7 +249,9 @@ def run_daphne(binding: list[str], family: str = "", links: tuple[socket.socket,
                 return
             if busy:
                 logger.warning("Stopping: %d requests did not finish within %d s", busy, STOP_SECONDS)
-            reactor.stop()
+            # Its sockets dropped and its requests answered: the others wait for it no longer.
+            departed = Deferred.fromFuture(asyncio.ensure_future(_sockets().depart()))
+            departed.addBoth(lambda _: reactor.stop())
 
     class GracefulCommandLine(CommandLineInterface):
         server_class = GracefulServer

@@ -27,12 +27,12 @@ BOUND = 1  # publish_timeout: how long a change waits for the confirmations
 
 @pytest.fixture
 def pair(live_db, live_folder):
-    """Two server processes of the test's own on RabbitMQ (one of them is killed)."""
+    """Two server processes of the test's own on RabbitMQ (one of them is killed or stopped)."""
     env = live_db.process_env(V6_RABBITMQ_URI=os.environ["V6_RABBITMQ_URI"])
     servers = [Daphne(env, live_folder), Daphne(env, live_folder)]
     yield servers
     for server in servers:
-        with contextlib.suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError, AttributeError):  # AttributeError: stopped by the test
             os.kill(server.process.pid, signal.SIGCONT)  # if the test failed while it was stopped
         server.stop()
         server.show_log()
@@ -72,3 +72,29 @@ def test_a_process_killed_while_a_change_waits_for_it_delays_the_answer_by_the_b
     assert eventually(lambda: processes.count() < before, timeout=30)
     assert _timed(lambda: _call("POST", url, admin, id=live_world.org_a.pk)) < 3 * BOUND
     node.wait_for("message", where=joined)
+
+
+def test_a_process_that_stopped_gracefully_is_not_waited_for(pair, live_world, sockets, broker_only):  # noqa: ARG001
+    live, stopped = pair
+    admin = token(make_user(live_world.org_a, roles=("Root",)))
+    node = sockets(live.url, token(live_world.node_a), transports=["websocket"])
+    node.wait_ready(live_world.node_a)
+    witness = _witness(sockets, live.url, live_world, node)
+    processes = SocketProcess.objects.using(LIVE)
+    for server in pair:  # a process beats (and is waited for) from its first request on
+        assert requests.get(f"{server.url}/api/version", timeout=10).status_code == 200
+    assert eventually(lambda: processes.count() == 2, timeout=20)
+    stopped.stop()  # SIGTERM: it drops its sockets, answers its requests, says it ended and exits
+
+    waited = _timed(
+        lambda: _call(
+            "DELETE",
+            f"{live.url}/api/collaboration/{live_world.collab_ab.pk}/organization",
+            admin,
+            id=live_world.org_a.pk,
+        )
+    )
+
+    assert processes.count() == 2  # its liveness row waits for a heartbeat round to bury it
+    assert waited < BOUND
+    assert _new_task_heard(live_world, live.url, witness, node) == []

@@ -32,8 +32,9 @@ Ownership and routing:
   settled process that knows no other publishes no room packet to the broker.
 * A change of rights has every process recheck the sessions it touches (``sio.recheck`` on
   ``PROCESSES``); each process named by the asker (those with a liveness row) confirms once done
-  (``sio.rechecked``), and the asker waits for them, at most ``publish_timeout``. A process listens
-  from its first request on a broker, as it beats from then on.
+  (``sio.rechecked``), and the asker waits for them, at most ``publish_timeout``, but not for one that
+  said it ended after a graceful stop (``eio.gone``). A process listens from its first request on a
+  broker, as it beats from then on.
 * The database keeps no session: only the liveness row of each process (``Liveness``), and what the
   application keeps of its connections.
 """
@@ -341,6 +342,9 @@ class Server:
         # On a broker: the other processes known (their ids), whether they all bound this process's
         # keys by now, and this process's key of each room group.
         self.peers: set[str] = set()
+        # Processes that ended after a graceful stop (``eio.gone``): a recheck waits for no confirmation of
+        # theirs, though their liveness rows stay until a heartbeat round buries them.
+        self.departed: set[str] = set()
         self.settled = False
         self._hello: asyncio.Event | None = None
         self._keys: dict[str, str] = {}
@@ -448,6 +452,8 @@ class Server:
             await self._learn(message["process"])
         elif kind == "eio.bye":
             await self._forget(message["process"])
+        elif kind == "eio.gone":
+            self.departed.add(message["process"])
         elif kind in ("eio.reply", "eio.held"):
             handler = self.pending.get(message["id"])
             if handler is not None:
@@ -698,6 +704,8 @@ class Server:
         message: dict = {"type": "sio.recheck", "owners": owners}
         # In memory this process is the only one, and another loop's acknowledgement would not wake this one.
         others = set() if self.in_memory else set(awaited)
+        self.departed &= others  # the rows of the others are gone: so are they
+        others -= self.departed
         local = None
         if asyncio.get_running_loop() is self._listening_loop:
             local = self._start_recheck(set(owners))
@@ -938,6 +946,14 @@ class Server:
             # What it still publishes goes to the rooms' groups, which the others stay bound to.
             self.settled = False
             keep(asyncio.ensure_future(self._bye(self.process)))
+
+    async def depart(self) -> None:
+        """This process ends after a graceful stop (its sockets dropped, its requests answered): the
+        others wait for no confirmation of its from now on (``recheck``)."""
+        if self.channel and self.on_broker:
+            with contextlib.suppress(Exception):  # the broker away: they wait the bound, as for the dead
+                async with asyncio.timeout(self.publish_timeout):
+                    await self.layer.group_send(PROCESSES, {"type": "eio.gone", "process": self.process})
 
     async def _bye(self, process: str) -> None:
         """Every process forgets ``process`` (it stops, or was found dead)."""
