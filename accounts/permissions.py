@@ -133,10 +133,10 @@ class Principal:
         scope reaches the own organization (the own collaborations for a resource without an
         organization, such as a collaboration).
         """
+        if self.reaches_every(resource, operation):
+            return True
         rules = self.rule_resource(resource)
         operation = _op(operation)
-        if (rules, GLO, operation) in self.rules:
-            return True
         if (rules, COL, operation) in self.rules and (
             collaboration_id in self.collaboration_ids
             if collaboration_id is not None
@@ -156,6 +156,11 @@ class Principal:
             and not definition.organization
             and collaboration_id in self.collaboration_ids
         )
+
+    def reaches_every(self, resource: str, operation: str) -> bool:
+        """Whether ``reaches`` holds for every organization and collaboration (a global rule): a
+        write may then skip reading its row for the check."""
+        return (self.rule_resource(resource), GLO, _op(operation)) in self.rules
 
     def filter_reaches(self, resource: str, name: str, value: int) -> bool:
         """Whether a list of ``resource`` may be filtered on ``name`` (``organization_id`` or
