@@ -61,10 +61,14 @@ def audit(principal: Any, action: str, obj: Any = None, **data: object) -> None:
     _insert_audit_entry.later(**audit_entry(principal, action, obj, **data))
 
 
-def audit_if_changed(principal: Any, action: str, obj: Any = None, **data: object) -> Statement:
+def audit_if_changed(
+    principal: Any, action: str, obj: Any = None, *, organization_sql: Statement | None = None, **data: object
+) -> Statement:
     """``audit``'s record as one of the writes of ``CompiledUpdate.matching`` (``then``): written with
-    the rows that statement changes, if any."""
-    return _insert_audit_entry.if_changed(**audit_entry(principal, action, obj, **data))
+    the rows that statement changes, if any. ``organization_sql``: the object's organization as a
+    scalar subquery (an object not read before the statement)."""
+    queried = {"object_organization_id": organization_sql} if organization_sql is not None else None
+    return _insert_audit_entry.if_changed(queried, **audit_entry(principal, action, obj, **data))
 
 
 def audit_children(principal: Any, action: str) -> Children:

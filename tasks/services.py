@@ -63,6 +63,7 @@ from vantage6.api.sql import (
     CompiledUpdate,
     CorrelatedSQL,
     PkLookup,
+    Statement,
     joined,
 )
 from vantage6.db import features, operations
@@ -512,36 +513,58 @@ def _kill_runs(task_ids: list[int], *, mark: bool) -> list[dict]:
     return kill_list
 
 
-def _kill_open_task(principal: Principal, task: Task) -> list[dict] | None:
+def _kill_open_task(principal: Principal, task_id: int, task: Task | None) -> tuple[int, list[dict]] | None:
     """The usual kill, an open task without subtasks, by one statement after its family's lock (sent
     with it): its open runs marked killed by the UPDATE that finds them, its new status stored
     ("killed": it was open) and the audit record. Where the backend can, the three are one statement
     (a data-modifying WITH) and, with the lock, one query string (PostgreSQL): a transaction of its
-    own, one round trip. Elsewhere they are three, in the caller's transaction. The nodes' kill list;
-    None when that UPDATE found no run, nothing written (a finished or deleted task, subtasks, no
-    open run: ``_kill_runs``'s case)."""
-    _lock_family.lock_later(task=task.pk)
+    own, one round trip; there the task need not be read first (``task`` None): its organization (the
+    audit record's) and its collaboration come with the statement. Elsewhere they are three, in the
+    caller's transaction. The task's collaboration and the nodes' kill list; None when that UPDATE found
+    no run, nothing written (a missing, finished or deleted task, subtasks, no open run:
+    ``_kill_runs``'s case)."""
+    _lock_family.lock_later(task=task_id)
     values = [TaskStatus.KILLED, timezone.now()]
-    keys = {"task": task.pk}
-    status = Task(pk=task.pk, status=TaskStatus.KILLED, finished_at=None)
+    keys = {"task": task_id}
+    status = Task(pk=task_id, status=TaskStatus.KILLED, finished_at=None)
     if features(connection).supports_data_modifying_with:
-        then = [_save_task_status.if_changed(status), audit_if_changed(principal, "task.kill", task)]
-        killed = _mark_killed.matching(_open_runs_of_open_task, keys, values, _KILL_LIST_FIELDS, then)
+        if task is None:
+            organization = _of_task(Task.init_org.field.column, task_id)
+            audited = audit_if_changed(
+                principal, "task.kill", Task(pk=task_id), organization_sql=organization
+            )
+        else:
+            audited = audit_if_changed(principal, "task.kill", task)
+        then = [_save_task_status.if_changed(status), audited]
+        also = _of_task(Task.collaboration.field.column, task_id) if task is None else None
+        rows = _mark_killed.matching(_open_runs_of_open_task, keys, values, _KILL_LIST_FIELDS, then, also)
+        if not rows:
+            return None
+        collaboration_id = task.collaboration_id if task is not None else rows[0][3]
+        killed = [row[:3] for row in rows]
     else:
+        assert task is not None, "read first where the kill is not one statement"
         killed = _mark_killed.matching(_open_runs_of_open_task, keys, values, _KILL_LIST_FIELDS)
-        if killed:
-            _save_task_status.later(status)
-            audit(principal, "task.kill", task)
-    if not killed:
-        return None
-    return [{"task_id": task_id, "run_id": pk, "organization_id": org} for pk, task_id, org in sorted(killed)]
+        if not killed:
+            return None
+        _save_task_status.later(status)
+        audit(principal, "task.kill", task)
+        collaboration_id = task.collaboration_id
+    kill_list = [{"task_id": of, "run_id": pk, "organization_id": org} for pk, of, org in sorted(killed)]
+    return collaboration_id, kill_list
+
+
+def _of_task(column: str, task_id: int) -> Statement:
+    """A column of the task, as a scalar subquery of a statement that writes its runs."""
+    quote = connection.ops.quote_name
+    return f"SELECT {quote(column)} FROM {quote(Task._meta.db_table)} WHERE {quote('id')} = %s", [task_id]
 
 
 def _kill_any_task(principal: Principal, task: Task, *, usual: bool) -> list[dict]:
     """The kill in the caller's transaction, the usual one first when ``usual``: the nodes' kill list."""
-    kill_list = _kill_open_task(principal, task) if usual else None
-    if kill_list is not None:
-        return kill_list
+    killed = _kill_open_task(principal, task.pk, task) if usual else None
+    if killed is not None:
+        return killed[1]
     family = dict(_lock_family(task=task.pk))
     status = family.get(task.pk)
     if status is None:
@@ -566,20 +589,31 @@ def _send_kill(collaboration_id: int, kill_list: list[dict]) -> None:
 def task_kill(*, principal: Principal, task_id: int) -> None:
     """Stop the open runs of a task and of its direct children (the task must not be finished), for a
     user who may send events to the task's collaboration."""
+    # Where it is one statement (PostgreSQL) the usual kill is a transaction of its own; the others (and
+    # the usual one on an SQLite with RETURNING, 3.35 or later) are made in one of Django's. A caller
+    # whose right reaches every collaboration needs the task for no check: the usual kill comes first,
+    # and the task is read only when it changed nothing (for the 404, the 400, a family).
+    alone = features(connection).supports_data_modifying_with
+    if alone and principal.reaches_every("event", "send"):
+        killed = _kill_open_task(principal, task_id, None)
+        if killed is not None:
+            _send_kill(*killed)  # after the commit
+            return
+        alone = False  # tried: the transaction's kill follows
     task = fetch_named(
         principal, _task_by_pk, task_id, missing=f"Task id={task_id} not found!",
         reach=lambda task: principal.reaches("event", "send", collaboration_id=task.collaboration_id),
     )  # fmt: skip
     principal.require(principal.reaches("event", "send", collaboration_id=task.collaboration_id))
-    # Where it is one statement (PostgreSQL) the usual kill is a transaction of its own; the others (and
-    # the usual one on an SQLite with RETURNING, 3.35 or later) are made in one of Django's.
-    alone = features(connection).supports_data_modifying_with
-    kill_list = _kill_open_task(principal, task) if alone else None
-    if kill_list is None:
-        usual = not alone and connection.features.can_return_columns_from_insert
+    killed = _kill_open_task(principal, task.pk, task) if alone else None
+    if killed is None:
+        usual = (
+            not features(connection).supports_data_modifying_with
+            and connection.features.can_return_columns_from_insert
+        )
         with transaction.atomic():
-            kill_list = _kill_any_task(principal, task, usual=usual)
-    _send_kill(task.collaboration_id, kill_list)  # after the commit
+            killed = task.collaboration_id, _kill_any_task(principal, task, usual=usual)
+    _send_kill(*killed)  # after the commit
 
 
 @transaction.atomic

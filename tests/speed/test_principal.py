@@ -93,6 +93,14 @@ def test_the_rules_loaded_with_the_user_are_those_of_its_roles_and_its_own(world
     assert ("task", "GLOBAL", "VIEW") in principal.rules
 
 
+def test_a_rule_added_after_the_rules_were_read_counts_for_the_caller(world):
+    reader = make_user(world.org_a, "Root")
+    load(reader)  # the rules known to this process: read by id now
+    added = Rule.objects.create(name="newresource", scope="GLOBAL", operation="VIEW")
+    user = make_user(world.org_a, rules=[added, rule(*VIEW_USERS)])
+    assert load(user).rules == {("newresource", "GLOBAL", "VIEW"), VIEW_USERS}
+
+
 def test_a_user_without_any_rule_has_none(world):
     user = make_user(world.org_a)
     principal = load(user)

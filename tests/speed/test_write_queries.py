@@ -143,9 +143,9 @@ def test_kill_task_does_not_grow_with_the_runs(api, size):
     headers = warmed(api, make_user(orgs[0], "Root"))
     # The caller, the task, one UPDATE of its open runs (which finds them), one of the task's status,
     # the audit record; on PostgreSQL the three writes are one statement, after the lock of the task's
-    # family.
+    # family, and the task is not read before it (a global right to send events needs no row).
     kill = lambda: api.post("/api/kill/task", {"id": task.pk}, format="json", **headers)  # noqa: E731
-    assert statements(kill) == (4 if connection.vendor == "postgresql" else 5)
+    assert statements(kill) == (3 if connection.vendor == "postgresql" else 5)
 
 
 def test_create_user(api):
@@ -188,7 +188,8 @@ def test_post_task_answers_the_task_as_it_is_stored(api):
 # its task with BEGIN and the read of the run and its task's runs. The writes of one statement with
 # their audit record (a data-modifying WITH) need no transaction of their own: a port; a kill, whose
 # UPDATE of its open runs, its task's status and audit record go with its lock of the task's family in
-# one query string (one transaction); a new task with its job id, databases, runs and audit record, after
+# one query string (one transaction), read before it only where the caller's right depends on its
+# collaboration (a collaboration admin); a new task with its job id, databases, runs and audit record, after
 # the caller (a container: whether its task still runs, with the parent task's fields), the collaboration
 # with its members and the organizations that have a node in it (or a node with a policy: a user's task
 # reads those nodes then).
@@ -196,7 +197,8 @@ ROUND_TRIPS = [
     ("port", 2),
     ("run status", 3),
     ("run completion", 3),
-    ("kill", 3),
+    ("kill", 2),
+    ("kill (collaboration scope)", 3),
     ("task", 3),
     ("subtask", 3),
 ]
@@ -208,12 +210,19 @@ ROUND_TRIPS = [
 def test_round_trips_of_a_write_on_postgresql(api, sent, write, expected):
     orgs, collab, nodes = network(3)
     task = make_task(collab, orgs[0], init_user=make_user(orgs[0], "Researcher"))
-    run, *_ = (make_run(task, org, status="active" if write == "kill" else "pending") for org in orgs)
+    run, *_ = (
+        make_run(task, org, status="active" if write.startswith("kill") else "pending") for org in orgs
+    )
     writes = {
         "port": (nodes[0], "/api/port", {"port": 8080, "run_id": run.pk, "label": "api"}),
         "run status": (nodes[0], f"/api/run/{run.pk}", {"status": "active"}),
         "run completion": (nodes[0], f"/api/run/{run.pk}", {"status": "completed", "result": RESULT}),
         "kill": (make_user(orgs[0], "Root"), "/api/kill/task", {"id": task.pk}),
+        "kill (collaboration scope)": (
+            make_user(orgs[0], "Collaboration Admin"),
+            "/api/kill/task",
+            {"id": task.pk},
+        ),
         "task": (make_user(orgs[0], "Researcher"), "/api/task", task_body(collab, orgs)),
         "subtask": (None, "/api/task", {**task_body(collab, orgs), "image": task.image}),
     }
@@ -230,10 +239,16 @@ def test_round_trips_of_a_write_on_postgresql(api, sent, write, expected):
 
     assert response.status_code < 300, response.content
     assert len(sent) == expected, sent
-    if write in ("port", "kill", "task", "subtask"):  # one statement with its audit record: atomic alone
+    if write in (
+        "port",
+        "kill",
+        "kill (collaboration scope)",
+        "task",
+        "subtask",
+    ):  # one statement with its audit record
         assert "WITH " in sent[-1] and 'INSERT INTO "audit_entry"' in sent[-1]
         assert not any(sql.startswith("BEGIN") or sql.endswith("COMMIT") for sql in sent), sent
-        if write == "kill":  # after the lock of the task's family, in its query string
+        if write.startswith("kill"):  # after the lock of the task's family, in its query string
             assert sent[-1].index(" FOR UPDATE") < sent[-1].index("WITH ")
         return
     assert [sql.startswith("BEGIN; ") for sql in sent].count(True) == 1

@@ -94,6 +94,46 @@ def test_kill_of_a_task_without_subtasks_stops_exactly_its_open_runs(
     assert (task.status, task.finished_at) == task_status(task.runs.values_list("status", "finished_at"))
 
 
+@pytest.mark.parametrize("specs", [("event.glo.send",), ("event.col.send",)])
+def test_a_kill_answers_records_and_tells_the_same_whatever_the_callers_scope(
+    api, world, events, django_capture_on_commit_callbacks, specs
+):
+    """A global right needs no read of the task before the kill (PostgreSQL): its organization and
+    collaboration come with the kill's statement, and must be those the read gives."""
+    task = make_task(world.collab_ab, world.org_b)  # created by B, killed by a user of A
+    active, pending = make_run(task, world.org_a, status="active"), make_run(task, world.org_b)
+    sender = user_with(world.org_a, *specs)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = kill(api, sender, task.pk)
+    assert response.status_code == 200
+    assert response.json() == {"msg": f"Nodes have been instructed to kill the runs of task id={task.pk}."}
+    assert events[-1] == (
+        "kill_containers",
+        {
+            "kill_list": [
+                {"task_id": task.pk, "run_id": run.pk, "organization_id": run.organization_id}
+                for run in (active, pending)
+            ],
+            "collaboration_id": world.collab_ab.pk,
+        },
+        f"collaboration_{world.collab_ab.pk}",
+    )
+    entry = AuditEntry.objects.get(action="task.kill")
+    assert (entry.actor_type, entry.actor_id, entry.actor_organization_id) == (
+        "user",
+        sender.pk,
+        world.org_a.pk,
+    )
+    assert (entry.object_type, entry.object_id, entry.object_organization_id) == (
+        "task",
+        task.pk,
+        world.org_b.pk,
+    )
+    assert entry.data == {}
+    task.refresh_from_db()
+    assert task.status == "killed by user"
+
+
 @pytest.mark.parametrize(
     "specs, org, allowed",
     [

@@ -502,13 +502,23 @@ class CompiledInsert(_CompiledWrite[M]):
         params = _inserted_values(self.fields, instance, connection)
         defer(self.sql(connection).partition(" RETURNING ")[0], params)
 
-    def if_changed(self, **values: object) -> Statement:
+    def if_changed(self, queried: dict[str, Statement] | None = None, **values: object) -> Statement:
         """``create(**values)`` as one of the writes of ``CompiledUpdate.matching`` (``then``): only
-        if that statement changed a row."""
+        if that statement changed a row. ``queried``: fields whose value is a scalar subquery's, by name
+        (a value the statement finds, not read before it)."""
         connection = connections[DEFAULT_DB_ALIAS]
-        params = _inserted_values(self.fields, self.model(**values), connection)
+        instance = self.model(**values)
+        places, params = [], []
+        for field in self.fields:
+            subquery = queried.get(field.name) if queried else None
+            if subquery is None:
+                places.append("%s")
+                params.append(field.get_db_prep_save(field.pre_save(instance, True), connection))
+            else:
+                places.append(f"({subquery[0]})")
+                params.extend(subquery[1])
         head = self.sql(connection).partition(" VALUES ")[0]
-        return f"{head} SELECT {', '.join(['%s'] * len(params))} WHERE {_IF_CHANGED}", params
+        return f"{head} SELECT {', '.join(places)} WHERE {_IF_CHANGED}", params
 
     def with_children(
         self,
@@ -681,12 +691,14 @@ class CompiledUpdate(_CompiledWrite[M]):
         values: Sequence[object],
         returning: Sequence[str],
         then: Sequence[Statement] = (),
+        also: Statement | None = None,
     ) -> list[tuple]:
         """``filter(pk__in=<the keys of condition's rows>).update(...)`` with the fields' ``values``, in
         one statement: the ``returning`` fields (integer columns, no converters) of the rows it changed.
         Needs ``UPDATE ... RETURNING`` (PostgreSQL; SQLite 3.35 or later). ``then``: writes (of
         ``if_changed``) made in the same statement if it changed a row (a data-modifying ``WITH``,
-        atomic on its own: ``supports_data_modifying_with``)."""
+        atomic on its own: ``supports_data_modifying_with``). ``also``: a scalar subquery whose value
+        ends each row (with ``then`` only)."""
         if not _in_range(keys):
             return []
         connection = connections[DEFAULT_DB_ALIAS]
@@ -698,13 +710,16 @@ class CompiledUpdate(_CompiledWrite[M]):
         quote = connection.ops.quote_name
         columns = ", ".join(quote(self._column(name)) for name in returning)
         sql = f"{self.sql(connection)} IN ({query.sql}) RETURNING {columns}"
+        assert then or also is None, "a subquery in the rows of the WITH form only"
         if then:
             writes = "".join(f", w{i} AS ({write})" for i, (write, _) in enumerate(then))
-            sql = f"WITH {_CHANGED} AS ({sql}){writes} SELECT {columns} FROM {_CHANGED}"
+            selected = columns if also is None else f"{columns}, ({also[0]})"
+            sql = f"WITH {_CHANGED} AS ({sql}){writes} SELECT {selected} FROM {_CHANGED}"
         _prepare(connection, sql)  # the same text on every call
         with connection.cursor() as cursor:
             then_params = [param for _, write_params in then for param in write_params]
-            cursor.execute(sql, [*params, *condition_params, *then_params])
+            also_params = also[1] if also is not None else []
+            cursor.execute(sql, [*params, *condition_params, *then_params, *also_params])
             return cursor.fetchall()
 
     def rows(self, pks: Sequence[int], values: Sequence[object]) -> int:
