@@ -101,7 +101,12 @@ def _origin(value: str) -> str:
     if "://" not in value:
         example = "https://" + value.split("/")[0].lower()
         raise ValueError(f"never matches: a browser sends the scheme too, e.g. {example!r}")
-    url = urlsplit(value)
+    if "*" in value:
+        raise ValueError("never matches: an origin is matched whole, '*' in it is no wildcard")
+    try:
+        url = urlsplit(value)
+    except ValueError:  # e.g. an unclosed '[' of an IPv6 address
+        raise ValueError("never matches: it is no URL") from None
     if url.scheme not in _DEFAULT_PORTS:
         raise ValueError("never matches: it is not an http:// or https:// origin")
     try:

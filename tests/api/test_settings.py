@@ -140,7 +140,8 @@ def test_origins_default():
      ("NULL", "would let any sandboxed page or local file read the answers"),
      ("file:///var/www", "not an http:// or https:// origin"),
      ("https://ui.example.org:99999", "invalid port"), ("https://ui.example.org:x", "invalid port"),
-     ("https://", "needs a host"), ("https://bücher.example", "needs a host, in ASCII")],
+     ("https://", "needs a host"), ("https://bücher.example", "needs a host, in ASCII"),
+     ("https://*.example.org", "'*' in it is no wildcard"), ("https://[::1", "it is no URL")],
 )  # fmt: skip
 def test_origins_that_cannot_be_meant_name_the_value_and_what_a_browser_sends(monkeypatch, raw, sent):
     _set(monkeypatch, X=f"https://fine.example, {raw}")
