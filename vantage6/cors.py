@@ -7,18 +7,23 @@ sends on its own (the admin site's session).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+
+# The answer's header under '*', whether the request names an origin or not: one answer fits every origin,
+# so a shared cache may give any answer to any page without a Vary.
+_ANY_ORIGIN = (("Access-Control-Allow-Origin", "*"),)
 
 
 def origin_allowed(origin: str, allowed: Collection[str]) -> bool:
     return "*" in allowed or origin in allowed
 
 
-def allow_origin(origin: str | None, allowed: Collection[str]) -> list[tuple[str, str]]:
+def allow_origin(origin: str | None, allowed: Collection[str]) -> Sequence[tuple[str, str]]:
     """The CORS headers of an answer to a request from ``origin``: what lets its page read the answer,
-    nothing for an origin not allowed; and with a list of origins ``Vary: Origin`` on every answer, one
-    that allows none (or was asked without Origin) too, so a shared cache never gives it to another."""
+    nothing for an origin not allowed. Under ``*`` the same on every answer, one asked without Origin too;
+    with a list of origins ``Vary: Origin`` on every answer, one that allows none (or was asked without
+    Origin) too: either way a shared cache never gives a page an answer meant for another origin."""
     if "*" in allowed:
-        return [("Access-Control-Allow-Origin", "*")] if origin else []
+        return _ANY_ORIGIN
     vary = ("Vary", "Origin")
     return [("Access-Control-Allow-Origin", origin), vary] if origin and origin in allowed else [vary]

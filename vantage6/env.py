@@ -86,6 +86,60 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+# The port a browser leaves out of an Origin, by scheme.
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(value: str) -> str:
+    """``value`` as a browser writes the origin in ``Origin``: scheme and host in lower case, no default port
+    (the same origin however it is spelled). ValueError, saying what a browser sends, for a value that no
+    browser sends and so never matches, and for ``null``, which any sandboxed page or local file sends."""
+    if value.lower() == "null":
+        raise ValueError("would let any sandboxed page or local file read the answers")
+    if any(char.isspace() for char in value):
+        raise ValueError("never matches: it holds whitespace; separate origins with commas")
+    if "://" not in value:
+        example = "https://" + value.split("/")[0].lower()
+        raise ValueError(f"never matches: a browser sends the scheme too, e.g. {example!r}")
+    if "*" in value:
+        raise ValueError("never matches: an origin is matched whole, '*' in it is no wildcard")
+    try:
+        url = urlsplit(value)
+    except ValueError:  # e.g. an unclosed '[' of an IPv6 address
+        raise ValueError("never matches: it is no URL") from None
+    if url.scheme not in _DEFAULT_PORTS:
+        raise ValueError("never matches: it is not an http:// or https:// origin")
+    try:
+        port = url.port
+    except ValueError:
+        raise ValueError("never matches: it has an invalid port") from None
+    host = url.hostname or ""
+    if not host or not host.isascii():
+        raise ValueError("never matches: it needs a host, in ASCII (xn--) as a browser sends it")
+    host = f"[{host}]" if ":" in host else host
+    origin = f"{url.scheme}://{host}" + ("" if port in (None, _DEFAULT_PORTS[url.scheme]) else f":{port}")
+    if url.username is not None or url.path or url.query or url.fragment or value.endswith(("?", "#")):
+        raise ValueError(f"never matches: a browser sends {origin!r} (no path, not even '/')")
+    return origin
+
+
+def env_origins(name: str, default: list[str]) -> list[str]:
+    """Web origins (``https://ui.example.org``) as browsers send them in ``Origin``, or ``*`` alone for
+    every origin. A value no browser sends is refused, as is ``*`` with origins: which is meant is unclear."""
+    items = env_list(name, default)
+    if "*" in items:
+        if len(items) > 1:
+            raise SettingError(f"{PREFIX}{name} lists '*' with origins; give '*' alone, or the origins alone")
+        return items
+    origins = []
+    for item in items:
+        try:
+            origins.append(_origin(item))
+        except ValueError as exc:
+            raise SettingError(f"{PREFIX}{name}: {item!r} {exc}") from None
+    return origins
+
+
 def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """A list of IP addresses and networks (``10.0.0.1``, ``10.0.0.0/8``, ``fd00::/8``)."""
     networks = []

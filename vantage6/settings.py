@@ -22,6 +22,7 @@ from vantage6.env import (
     env_int,
     env_list,
     env_networks,
+    env_origins,
     env_secret,
     env_str,
 )
@@ -154,7 +155,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 
 # --- API behaviour -------------------------------------------------------------------------------
-CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", ["*"])
+CORS_ALLOWED_ORIGINS = env_origins("CORS_ALLOWED_ORIGINS", ["*"])
 ACCESS_TOKEN_LIFETIME = timedelta(hours=env_int("TOKEN_EXPIRES_HOURS", 6, minimum=1))
 REFRESH_TOKEN_LIFETIME = timedelta(hours=env_int("REFRESH_TOKEN_EXPIRES_HOURS", 48, minimum=2))
 if REFRESH_TOKEN_LIFETIME <= ACCESS_TOKEN_LIFETIME:

@@ -5,9 +5,15 @@ the cookie a browser sends on its own."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from channels.testing import HttpCommunicator
 from django.http import HttpResponse
 from rest_framework.test import APIClient
+
+from nodes.consumers import server
+from vantage6.socketio.consumers import PollingConsumer
 
 ORIGIN = "https://ui.example.org"
 OTHER_ORIGINS = [
@@ -48,8 +54,45 @@ def test_error_responses_carry_the_cors_header_too(api, db):  # noqa: ARG001
     assert response["Access-Control-Allow-Origin"] == "*"
 
 
-def test_no_origin_no_cors_header(api, auth):
-    assert "Access-Control-Allow-Origin" not in api.get("/api/rule", **auth)
+@pytest.mark.parametrize("origin", [None, ORIGIN, "https://another.example"], ids=["none", "one", "another"])
+def test_under_any_origin_every_answer_fits_every_origin(api, auth, origin):
+    """A shared cache that keeps an answer asked without Origin (or by another page) and gives it to a page
+    gives one the page can read: the same header on each, so no Vary by Origin is needed."""
+    headers = {"HTTP_ORIGIN": origin} if origin else {}
+    answers = [
+        api.get("/api/rule", **headers, **auth),
+        api.get("/api/rule", **headers),  # 401
+        api.get("/api/rule/999999", **headers, **auth),  # 404
+        api.get("/api/version", **headers),
+        api.options("/api/rule", **headers, **auth),
+        # With an Origin, a preflight.
+        api.options("/api/rule", **headers, HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET"),
+        api.get("/admin/login/", **headers),
+        api.get("/api/docs", **headers),
+    ]
+
+    preflight = 200 if origin else 401  # without an Origin, an OPTIONS without a token
+    assert [answer.status_code for answer in answers] == [200, 401, 404, 200, 200, preflight, 200, 200]
+    assert [answer["Access-Control-Allow-Origin"] for answer in answers] == ["*"] * len(answers)
+    assert not any("Origin" in answer.get("Vary", "") for answer in answers)
+
+
+@pytest.mark.parametrize("origin", [None, ORIGIN], ids=["none", "one"])
+def test_under_any_origin_every_polling_answer_fits_every_origin(db, origin):  # noqa: ARG001
+    headers = [(b"origin", origin.encode())] if origin else []
+    polling = PollingConsumer.as_asgi(server=server)
+    path = "/socket.io/?EIO=4&transport=polling"
+
+    async def answers() -> list[dict]:
+        return [
+            await HttpCommunicator(polling, method, target, headers=headers).get_response(timeout=10)
+            for method, target in [("GET", path), ("GET", path + "&sid=unknown"), ("OPTIONS", path)]
+        ]
+
+    received = asyncio.run(answers())
+    assert [answer["status"] for answer in received] == [200, 400, 200]  # opened, unknown sid, preflight
+    assert [dict(answer["headers"]).get(b"Access-Control-Allow-Origin") for answer in received] == [b"*"] * 3
+    assert not any(name == b"Vary" for answer in received for name, _ in answer["headers"])
 
 
 def test_preflight_needs_no_token(api, db):  # noqa: ARG001

@@ -26,6 +26,7 @@ from vantage6.env import (
     env_int,
     env_list,
     env_networks,
+    env_origins,
     env_secret,
     env_str,
 )
@@ -105,6 +106,58 @@ def test_list(monkeypatch):
     assert env_list("X", ["*"]) == ["a", "b", "c"]
     _set(monkeypatch, X="")
     assert env_list("X", ["*"]) == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("*", ["*"]), (" * ", ["*"]), ("", []),
+     (" https://ui.example.org , http://localhost:7600", ["https://ui.example.org", "http://localhost:7600"]),
+     # Spellings of the same origin, written as a browser sends it.
+     ("HTTPS://UI.Example.ORG", ["https://ui.example.org"]), ("https://ui.example.org:443", ["https://ui.example.org"]),
+     ("http://ui.example.org:80", ["http://ui.example.org"]), ("https://ui.example.org:80", ["https://ui.example.org:80"]),
+     ("http://[::1]:8080", ["http://[::1]:8080"]), ("http://127.0.0.1:7600", ["http://127.0.0.1:7600"])],
+)  # fmt: skip
+def test_origins(monkeypatch, raw, expected):
+    _set(monkeypatch, X=raw)
+    assert env_origins("X", ["*"]) == expected
+
+
+def test_origins_default():
+    assert env_origins("X", ["*"]) == ["*"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "sent"),
+    [("https://ui.example.org/", "a browser sends 'https://ui.example.org'"),
+     ("https://UI.example.org:443/app", "a browser sends 'https://ui.example.org'"),
+     ("https://ui.example.org?x=1", "a browser sends 'https://ui.example.org'"),
+     ("https://ui.example.org#", "a browser sends 'https://ui.example.org'"),
+     ("https://user@ui.example.org", "a browser sends 'https://ui.example.org'"),
+     ("ui.example.org", "e.g. 'https://ui.example.org'"),
+     ("UI.example.org:8443/", "e.g. 'https://ui.example.org:8443'"),
+     ("https://a.org https://b.org", "separate origins with commas"),
+     ("null", "would let any sandboxed page or local file read the answers"),
+     ("NULL", "would let any sandboxed page or local file read the answers"),
+     ("file:///var/www", "not an http:// or https:// origin"),
+     ("https://ui.example.org:99999", "invalid port"), ("https://ui.example.org:x", "invalid port"),
+     ("https://", "needs a host"), ("https://bücher.example", "needs a host, in ASCII"),
+     ("https://*.example.org", "'*' in it is no wildcard"), ("https://[::1", "it is no URL")],
+)  # fmt: skip
+def test_origins_that_cannot_be_meant_name_the_value_and_what_a_browser_sends(monkeypatch, raw, sent):
+    _set(monkeypatch, X=f"https://fine.example, {raw}")
+    with _fails_naming("X") as failure:
+        env_origins("X", ["*"])
+    assert str(failure.value).startswith(f"V6_X: {raw!r} ")
+    assert sent in str(failure.value)
+
+
+@pytest.mark.parametrize("raw", ["*, https://ui.example.org", "https://ui.example.org,*"])
+def test_origins_with_any_origin_among_them(monkeypatch, raw):
+    """Whether every origin was meant or only the listed ones is unknown: the operator says which."""
+    _set(monkeypatch, X=raw)
+    with _fails_naming("X") as failure:
+        env_origins("X", ["*"])
+    assert "'*' alone, or the origins alone" in str(failure.value)
 
 
 def test_networks(monkeypatch):
@@ -251,7 +304,8 @@ def _run(args: list[str], tmp_path: Path, **variables: str) -> subprocess.Comple
      ("DATABASE_URL", "mysql://u:secret@h/db"), ("RABBITMQ_URI", "http://mq"), ("LOG_LEVEL", "loud"),
      ("SECRET_KEY", "short"), ("TOKEN_EXPIRES_HOURS", "100"), ("BEHIND_TLS", "maybe"),
      ("ALGORITHM_STORE_ALLOW_PRIVATE", "2"), ("ROOT_PASSWORD", "secret" * 13), ("TRUSTED_PROXIES", "nginx"),
-     ("LOGIN_FAILURES_PER_MINUTE", "-1"), ("RECOVERY_REQUESTS_PER_HOUR", "many")],
+     ("LOGIN_FAILURES_PER_MINUTE", "-1"), ("RECOVERY_REQUESTS_PER_HOUR", "many"),
+     ("CORS_ALLOWED_ORIGINS", "https://ui.example.org/")],
 )  # fmt: skip
 def test_bad_variable_stops_manage_py_with_one_line(tmp_path, variable, value):
     result = _run(["manage.py", "check"], tmp_path, **{variable: value})
