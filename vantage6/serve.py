@@ -30,6 +30,7 @@ brought no request yet (one accepted from the backlog as the process stops) gets
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import resource
@@ -258,6 +259,9 @@ def run_daphne(binding: list[str], family: str = "", links: tuple[socket.socket,
 
     # -v 0: no access log of daphne's own, the server logs each request itself.
     GracefulCommandLine().run(["-v", "0", *binding, APPLICATION])
+    # Every request is answered and the port is closed: the heap is the system's to free. Collecting all
+    # of it at the interpreter's exit held the exit for 1-2 s on a loaded machine (0.2 s frozen).
+    gc.freeze()
 
 
 def serve(host: str, port: int, workers: int) -> int:

@@ -38,10 +38,13 @@ def test_a_stop_closes_idle_connections_at_once_and_finishes_a_request_in_progre
             closed_after = time.monotonic() - stopped
             busy.sendall(body[5:])
             status, fields, answer = Reader(busy).response()
+            answered = time.monotonic()
             assert daphne.process.wait(IDLE_SECONDS * 2) == 0
-            exited_after = time.monotonic() - stopped
+            exited_after = time.monotonic() - answered
         assert (status, fields["connection"]) == (401, "close")
         assert json.loads(answer)["msg"]
+        # The exit from the answer on: the request's own time (a login's bcrypt checks, seconds on a loaded
+        # machine) is not the stop's.
         assert closed_after < BOUND and exited_after < BOUND, (closed_after, exited_after)
     finally:
         daphne.show_log()
