@@ -65,16 +65,20 @@ def test_wrong_password_is_a_401_and_counts(api, user):
 
 
 @pytest.mark.usefixtures("user")
-def test_unknown_username_is_a_401_after_a_password_check(api, monkeypatch):
+def test_unknown_username_is_a_401_after_a_password_check(api, monkeypatch, settings):
     import accounts.login
 
+    settings.BCRYPT_ROUNDS = 5  # a cost no answer of this process has met before: its first one
     checked = []
-    real = accounts.login.bcrypt.checkpw
-    monkeypatch.setattr(accounts.login.bcrypt, "checkpw", lambda *a: checked.append(1) or real(*a))
+    for name in ("checkpw", "hashpw"):
+        real = getattr(accounts.login.bcrypt, name)
+        monkeypatch.setattr(
+            accounts.login.bcrypt, name, lambda *a, name=name, real=real: checked.append(name) or real(*a)
+        )
     response = login(api, username="nobody")
     assert response.status_code == 401
     assert response.json() == {"msg": "Failed to login"}
-    assert checked == [1]  # as costly as a wrong password for a real user
+    assert checked == ["checkpw"]  # as costly as a wrong password for a real user, the first time too
 
 
 def test_success_resets_the_failure_counter(api, user):
