@@ -48,6 +48,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import secrets
 import time
@@ -175,6 +176,17 @@ class _Arriving:
     def missed(self, owner: str) -> bool:
         """Whether a recheck that may concern ``owner`` came while the session arrived."""
         return bool(owner) and (self.rechecked is None or owner in self.rechecked)
+
+
+class _Allowance:
+    """A token bucket of the packets one client sends (see ``Server.admits``): full at first."""
+
+    __slots__ = ("allowance", "received_at", "warned_at")
+
+    def __init__(self) -> None:
+        self.allowance = math.inf
+        self.received_at = 0.0
+        self.warned_at = -math.inf  # when it was last logged for sending too many
 
 
 class Socket:
@@ -323,6 +335,9 @@ class Server:
         # over time; more are dropped (each event may be relayed to every socket of a room).
         self.packet_rate = packet_rate
         self.packet_burst = packet_burst
+        # The events of all the sessions of one client (``client_of`` their auth) in this process share
+        # one such bucket too: more sessions give a client no more events, however many it opens.
+        self._client_allowances: dict[object, _Allowance] = {}
         # On a broker: how long after its hello this process publishes to the rooms' own groups, while
         # the other processes bind its keys (its socket handshakes wait as long when it starts).
         self.settle_time = settle_time
@@ -1101,21 +1116,15 @@ class Server:
             await self._leave_namespace(session, packet.namespace)
             if not session.namespaces:
                 session.owner = ""
-        elif packet.type == p.EVENT:
+        elif packet.type == p.EVENT and self._client_admits(session):
             await self._event(session, packet)
 
     def admits(self, session: Session, cost: int = 1) -> bool:
-        """Whether the client of ``session`` may send ``cost`` more packets now (a token bucket); the first
-        refusal of each minute is logged."""
-        now = time.monotonic()
-        allowance = min(self.packet_burst, session.allowance + (now - session.received_at) * self.packet_rate)
-        session.received_at = now
-        if allowance >= cost:
-            session.allowance = allowance - cost
+        """Whether the client of ``session`` may send ``cost`` more packets now over it (a token bucket);
+        the first refusal of each minute is logged."""
+        if self._take(session, cost):
             return True
-        session.allowance = allowance
-        if now - session.warned_at >= 60:
-            session.warned_at = now
+        if self._warn(session):
             logger.warning(
                 "session %s (%s) sends more than %s packets per second; the excess is dropped",
                 session.sid,
@@ -1123,6 +1132,49 @@ class Server:
                 self.packet_rate,
             )
         return False
+
+    def _client_admits(self, session: Session) -> bool:
+        """Whether the authenticated client of ``session`` may send one more event now over all its
+        sessions in this process (a bucket of its own, of the same bounds); the first refusal of each
+        minute is logged."""
+        if session.expires_at is not None:
+            return True  # unauthenticated: it joins no room, and its session ends soon
+        client = self.client_of(session.auth)
+        bucket = self._client_allowances.setdefault(client, _Allowance())
+        if self._take(bucket, 1):
+            return True
+        if self._warn(bucket):
+            logger.warning(
+                "%s sends more than %s packets per second over all its sockets; the excess is dropped",
+                session.owner or f"client {client}",
+                self.packet_rate,
+            )
+        return False
+
+    def _take(self, bucket: Session | _Allowance, cost: int) -> bool:
+        now = time.monotonic()
+        allowance = min(self.packet_burst, bucket.allowance + (now - bucket.received_at) * self.packet_rate)
+        bucket.received_at = now
+        bucket.allowance = allowance - cost if allowance >= cost else allowance
+        return allowance >= cost
+
+    @staticmethod
+    def _warn(bucket: Session | _Allowance) -> bool:
+        """Whether a refusal of ``bucket`` is to be logged: the first of each minute."""
+        now = time.monotonic()
+        if now - bucket.warned_at < 60:
+            return False
+        bucket.warned_at = now
+        return True
+
+    def _forget_full_allowances(self) -> None:
+        """The client buckets that filled up again are forgotten: a new one is full too."""
+        now = time.monotonic()
+        self._client_allowances = {
+            client: bucket
+            for client, bucket in self._client_allowances.items()
+            if bucket.allowance + (now - bucket.received_at) * self.packet_rate < self.packet_burst
+        }
 
     async def _connect(self, session: Session, namespace: str) -> None:
         handler = self.namespaces.get(namespace)
@@ -1424,6 +1476,7 @@ class Server:
         """Revoke the sessions of this process that ``verify`` finds (one call for all), and bury the
         processes that fell silent."""
         await self._verify([session for session in self.sessions.values() if session.owner])
+        self._forget_full_allowances()
         if self.liveness is None:
             return
         # Silent longer than a dead session goes unnoticed, plus the bound of a GET forwarded to it and

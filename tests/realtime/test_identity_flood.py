@@ -1,0 +1,60 @@
+"""One identity (a node's stolen API key, say) that opens many sockets gets no more events relayed, nor
+written, than one socket of it may send: the packet bound holds per identity, across its sockets. Another
+node's events pass meanwhile."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.realtime.helpers import make_run, ready_nodes, token
+from tests.realtime.live import Daphne
+
+pytestmark = pytest.mark.live
+
+BURST, RATE = 10, 5
+SOCKETS = 12
+
+
+@pytest.fixture(scope="module")
+def bounded_server(live_db, live_folder):
+    daphne = Daphne(
+        live_db.process_env(V6_SOCKET_PACKET_BURST=str(BURST), V6_SOCKET_PACKET_RATE=str(RATE)), live_folder
+    )
+    yield daphne
+    daphne.stop()
+    daphne.show_log()
+
+
+def _relayed(socket, seconds: float) -> list[dict]:
+    return [data for name, data in socket.received(seconds) if name == "algorithm_status_change"]
+
+
+def test_many_sockets_of_one_node_share_its_packet_bound(bounded_server, live_world, sockets):
+    watcher, *flooders = ready_nodes(
+        sockets, bounded_server.url, live_world.node_b, *[live_world.node_a] * SOCKETS
+    )
+    run = make_run(live_world)
+    report = {"run_id": run.pk, "task_id": run.task_id, "collaboration_id": run.task.collaboration_id}
+
+    started = time.monotonic()
+    for _ in range(BURST):  # each socket stays within its own bound
+        for socket in flooders:
+            socket.emit("algorithm_status_change", {**report, "status": "active"})
+    flooding = time.monotonic() - started
+
+    relayed = len(_relayed(watcher, 2))
+    # One socket's bound (its burst, plus what the rate refilled while it flooded), not one per socket.
+    assert 1 <= relayed <= BURST + RATE * (flooding + 0.5)
+    assert f"node:{live_world.node_a.pk} sends more than" in bounded_server.log.read_text()
+
+    # Another node is not held by the bound of the flooding one.
+    node_b = sockets(bounded_server.url, token(live_world.node_b))
+    node_b.wait_ready(live_world.node_b)
+    run_b = make_run(live_world, live_world.org_b)
+    report_b = {"run_id": run_b.pk, "task_id": run_b.task_id, "collaboration_id": run_b.task.collaboration_id}
+    for status in ("active", "completed"):
+        node_b.emit("algorithm_status_change", {**report_b, "status": status})
+    heard = [data["status"] for data in _relayed(flooders[0], 2) if data["run_id"] == run_b.pk]
+    assert heard == ["active", "completed"]
