@@ -1,20 +1,22 @@
-"""One identity (a node's stolen API key, say) that opens many sockets gets no more events relayed, nor
-written, than one socket of it may send: the packet bound holds per identity, across its sockets. Another
-node's events pass meanwhile."""
+"""One identity (a node's stolen API key, say) that opens many sockets holds at most a few of them in a
+server process, the newest winning, and gets no more events relayed, nor written, than one socket of it may
+send: the packet bound holds per identity, across its sockets. Another node's events pass meanwhile."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
+import socketio
 
-from tests.realtime.helpers import make_run, ready_nodes, token
-from tests.realtime.live import Daphne
+from nodes.consumers import NODE_SESSIONS
+from nodes.models import Node
+from tests.realtime.helpers import TASKS, eventually, make_run, ready_nodes, token
+from tests.realtime.live import LIVE, Daphne
 
 pytestmark = pytest.mark.live
 
 BURST, RATE = 10, 5
-SOCKETS = 12
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,7 @@ def _relayed(socket, seconds: float) -> list[dict]:
 
 def test_many_sockets_of_one_node_share_its_packet_bound(bounded_server, live_world, sockets):
     watcher, *flooders = ready_nodes(
-        sockets, bounded_server.url, live_world.node_b, *[live_world.node_a] * SOCKETS
+        sockets, bounded_server.url, live_world.node_b, *[live_world.node_a] * NODE_SESSIONS
     )
     run = make_run(live_world)
     report = {"run_id": run.pk, "task_id": run.task_id, "collaboration_id": run.task.collaboration_id}
@@ -58,3 +60,26 @@ def test_many_sockets_of_one_node_share_its_packet_bound(bounded_server, live_wo
         node_b.emit("algorithm_status_change", {**report_b, "status": status})
     heard = [data["status"] for data in _relayed(flooders[0], 2) if data["run_id"] == run_b.pk]
     assert heard == ["active", "completed"]
+
+
+def test_a_node_holds_few_sockets_the_newest_winning(bounded_server, live_world):
+    opened = []
+    try:
+        for _ in range(NODE_SESSIONS + 4):
+            client = socketio.Client(reconnection=False)  # one that came back would end another
+            client.connect(
+                bounded_server.url,
+                headers={"Authorization": f"Bearer {token(live_world.node_c)}"},
+                namespaces=[TASKS],
+            )
+            opened.append(client)
+            time.sleep(0.2)  # connected in this order
+        assert eventually(
+            lambda: [client.connected for client in opened] == [False] * 4 + [True] * NODE_SESSIONS
+        )
+        # The newest sockets hold the node's connection: it stays online, and they are served.
+        assert Node.objects.using(LIVE).get(pk=live_world.node_c.pk).status == "online"
+        opened[-1].call("ping", namespace=TASKS, timeout=5)  # answered
+    finally:
+        for client in opened:
+            client.disconnect()

@@ -285,6 +285,7 @@ class Server:
         anonymous_capacity: int = 1000,
         client_of: Callable[[dict], object] = lambda _auth: None,
         max_unconnected: int = 20,
+        max_connected: Callable[[dict], int] = lambda _auth: 1_000_000,
         max_queued: int = 1_000_000,
         forward_timeout: float = 5,
         cors_allowed_origins: tuple[str, ...] = ("*",),
@@ -315,6 +316,10 @@ class Server:
         self.client_of = client_of
         self.max_unconnected = max_unconnected
         self._unconnected: dict[object, OrderedDict[str, None]] = {}
+        # And those that connected a namespace: at most ``max_connected`` of their auth in this process, the
+        # newest winning (a client that reconnects is not locked out while its old session is still known).
+        self.max_connected = max_connected
+        self._connected_sids: dict[object, OrderedDict[str, None]] = {}
         # A long-polling client that lets more characters than this wait loses its session.
         self.max_queued = max_queued
         # How long a process waits for the owner of a session to answer a forwarded request.
@@ -630,10 +635,18 @@ class Server:
         if session.expires_at is not None:
             if session.sink is None:
                 await self._bound(self._anonymous, session.sid, self.anonymous_capacity)
-        elif not session.namespaces and (client := self.client_of(session.auth)) is not None:
+        elif (client := self.client_of(session.auth)) is None:
+            return
+        elif not session.namespaces:
             await self._bound(
                 self._unconnected.setdefault(client, OrderedDict()), session.sid, self.max_unconnected
             )
+        else:  # taken over from another process
+            await self._bound_connected(session, client)
+
+    async def _bound_connected(self, session: Session, client: object) -> None:
+        sids = self._connected_sids.setdefault(client, OrderedDict())
+        await self._bound(sids, session.sid, self.max_connected(session.auth))
 
     async def _bound(self, sids: OrderedDict[str, None], sid: str, capacity: int) -> None:
         """Add ``sid``; sessions over ``capacity`` end, the oldest first."""
@@ -647,11 +660,14 @@ class Server:
         """``session`` connected a namespace (or ended): it no longer counts as unconnected."""
         if session.expires_at is not None:
             return
-        client = self.client_of(session.auth)
-        if (sids := self._unconnected.get(client)) is not None:
-            sids.pop(session.sid, None)
-            if not sids:
-                del self._unconnected[client]
+        _forget(self._unconnected, self.client_of(session.auth), session.sid)
+
+    def _gone(self, session: Session) -> None:
+        """``session`` ended or moved to another process: it counts for its client here no longer."""
+        self._anonymous.pop(session.sid, None)
+        self._connected(session)
+        if session.expires_at is None:
+            _forget(self._connected_sids, self.client_of(session.auth), session.sid)
 
     async def drop(self, session: Session) -> None:
         """End a session from the server's side: a websocket is closed, a long-polling client
@@ -665,8 +681,7 @@ class Server:
         if self.sessions.get(session.sid) is not session:
             return  # ended already, or moved
         del self.sessions[session.sid]
-        self._anonymous.pop(session.sid, None)
-        self._connected(session)
+        self._gone(session)
         waiter = self._stop_waiting(session)
         for namespace in list(session.namespaces):
             await self._leave_namespace(session, namespace)
@@ -1052,8 +1067,7 @@ class Server:
         state = None
         if session is not None and session.transport == POLLING and session.address == message.get("address"):
             del self.sessions[sid]
-            self._anonymous.pop(sid, None)
-            self._connected(session)
+            self._gone(session)
             for namespace, room in session.rooms:
                 await self._unbind(room_group(namespace, room), sid)
             state = session.handover()
@@ -1185,6 +1199,8 @@ class Server:
         if namespace not in session.namespaces:
             session.namespaces[namespace] = {"sid": new_id(), "state": {}}
             self._connected(session)
+            if session.expires_at is None and (client := self.client_of(session.auth)) is not None:
+                await self._bound_connected(session, client)
         async with self._arrival(session.sid) as arriving:
             await self._admit(session, namespace, handler)
         await self._arrived(arriving, session)
@@ -1496,6 +1512,13 @@ class Server:
         for sid, event in (await database_sync_to_async(self.verify)(sessions)).items():
             if (session := self.sessions.get(sid)) is not None:
                 await self.revoke(session, event)
+
+
+def _forget(sids_of: dict[object, OrderedDict[str, None]], client: object, sid: str) -> None:
+    if (sids := sids_of.get(client)) is not None:
+        sids.pop(sid, None)
+        if not sids:
+            del sids_of[client]
 
 
 _running: set[asyncio.Future] = set()
