@@ -5,6 +5,7 @@ send: the packet bound holds per identity, across its sockets. Another node's ev
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import socketio
@@ -62,17 +63,17 @@ def test_many_sockets_of_one_node_share_its_packet_bound(bounded_server, live_wo
     assert heard == ["active", "completed"]
 
 
+def _connected_client(url: str, bearer: str) -> socketio.Client:
+    client = socketio.Client(reconnection=False)  # one that came back would end another
+    client.connect(url, headers={"Authorization": f"Bearer {bearer}"}, namespaces=[TASKS])
+    return client
+
+
 def test_a_node_holds_few_sockets_the_newest_winning(bounded_server, live_world):
     opened = []
     try:
         for _ in range(NODE_SESSIONS + 4):
-            client = socketio.Client(reconnection=False)  # one that came back would end another
-            client.connect(
-                bounded_server.url,
-                headers={"Authorization": f"Bearer {token(live_world.node_c)}"},
-                namespaces=[TASKS],
-            )
-            opened.append(client)
+            opened.append(_connected_client(bounded_server.url, token(live_world.node_c)))
             time.sleep(0.2)  # connected in this order
         assert eventually(
             lambda: [client.connected for client in opened] == [False] * 4 + [True] * NODE_SESSIONS
@@ -80,6 +81,19 @@ def test_a_node_holds_few_sockets_the_newest_winning(bounded_server, live_world)
         # The newest sockets hold the node's connection: it stays online, and they are served.
         assert Node.objects.using(LIVE).get(pk=live_world.node_c.pk).status == "online"
         opened[-1].call("ping", namespace=TASKS, timeout=5)  # answered
+    finally:
+        for client in opened:
+            client.disconnect()
+
+
+def test_sockets_connecting_at_once_are_bounded_too(bounded_server, live_world):
+    bearer = token(live_world.node_c)
+    with ThreadPoolExecutor(8) as pool:
+        opened = list(pool.map(lambda _: _connected_client(bounded_server.url, bearer), range(8)))
+    try:
+        assert eventually(lambda: sum(client.connected for client in opened) == NODE_SESSIONS)
+        time.sleep(1)  # and stay so
+        assert sum(client.connected for client in opened) == NODE_SESSIONS
     finally:
         for client in opened:
             client.disconnect()

@@ -645,8 +645,17 @@ class Server:
             await self._bound_connected(session, client)
 
     async def _bound_connected(self, session: Session, client: object) -> None:
+        """Add ``session`` to the connected ones of its client; those over its bound end, the oldest first,
+        but not those whose connect is under way (their admission is not undone halfway: each bounds the
+        others once it arrived)."""
         sids = self._connected_sids.setdefault(client, OrderedDict())
-        await self._bound(sids, session.sid, self.max_connected(session.auth))
+        sids[session.sid] = None
+        excess = len(sids) - self.max_connected(session.auth)
+        settled = [sid for sid in sids if sid not in self._arriving and sid != session.sid]
+        for sid in settled[: max(0, excess)]:
+            if (dropped := self.sessions.get(sid)) is not None:
+                await self.drop(dropped)
+            sids.pop(sid, None)
 
     async def _bound(self, sids: OrderedDict[str, None], sid: str, capacity: int) -> None:
         """Add ``sid``; sessions over ``capacity`` end, the oldest first."""
@@ -1199,11 +1208,15 @@ class Server:
         if namespace not in session.namespaces:
             session.namespaces[namespace] = {"sid": new_id(), "state": {}}
             self._connected(session)
-            if session.expires_at is None and (client := self.client_of(session.auth)) is not None:
-                await self._bound_connected(session, client)
         async with self._arrival(session.sid) as arriving:
             await self._admit(session, namespace, handler)
         await self._arrived(arriving, session)
+        if (
+            self.sessions.get(session.sid) is session
+            and session.expires_at is None
+            and (client := self.client_of(session.auth)) is not None
+        ):
+            await self._bound_connected(session, client)
 
     async def _admit(self, session: Session, namespace: str, handler: Namespace) -> None:
         """The namespace's admission, the CONNECT ack (or the refusal) and its connect handler."""
