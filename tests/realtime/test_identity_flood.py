@@ -12,18 +12,24 @@ import socketio
 
 from nodes.consumers import NODE_SESSIONS
 from nodes.models import Node
-from tests.realtime.helpers import TASKS, eventually, make_run, ready_nodes, token
+from tests.realtime.helpers import TASKS, eventually, make_run, make_user, ready_nodes, token
 from tests.realtime.live import LIVE, Daphne
 
 pytestmark = pytest.mark.live
 
 BURST, RATE = 10, 5
+USER_SESSIONS = 3
 
 
 @pytest.fixture(scope="module")
 def bounded_server(live_db, live_folder):
     daphne = Daphne(
-        live_db.process_env(V6_SOCKET_PACKET_BURST=str(BURST), V6_SOCKET_PACKET_RATE=str(RATE)), live_folder
+        live_db.process_env(
+            V6_SOCKET_PACKET_BURST=str(BURST),
+            V6_SOCKET_PACKET_RATE=str(RATE),
+            V6_SOCKET_SESSIONS_PER_USER=str(USER_SESSIONS),
+        ),
+        live_folder,
     )
     yield daphne
     daphne.stop()
@@ -94,6 +100,20 @@ def test_sockets_connecting_at_once_are_bounded_too(bounded_server, live_world):
         assert eventually(lambda: sum(client.connected for client in opened) == NODE_SESSIONS)
         time.sleep(1)  # and stay so
         assert sum(client.connected for client in opened) == NODE_SESSIONS
+    finally:
+        for client in opened:
+            client.disconnect()
+
+
+def test_a_user_holds_the_configured_number_of_sockets(bounded_server, live_world):
+    bearer = token(make_user(live_world.org_a, event_scope="COLLABORATION"))
+    opened = []
+    try:
+        for _ in range(USER_SESSIONS + 2):
+            opened.append(_connected_client(bounded_server.url, bearer))
+            time.sleep(0.2)  # connected in this order
+        expected = [False] * 2 + [True] * USER_SESSIONS
+        assert eventually(lambda: [client.connected for client in opened] == expected)
     finally:
         for client in opened:
             client.disconnect()
