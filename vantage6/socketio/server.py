@@ -1162,7 +1162,8 @@ class Server:
         minute is logged."""
         if session.expires_at is not None:
             return True  # unauthenticated: it joins no room, and its session ends soon
-        client = self.client_of(session.auth)
+        if (client := self.client_of(session.auth)) is None:
+            return True  # no client known: its session's bucket alone
         bucket = self._client_allowances.setdefault(client, _Allowance())
         if self._take(bucket, 1):
             return True
