@@ -255,9 +255,12 @@ else:
 SOCKET_PING_INTERVAL = env_int("SOCKET_PING_INTERVAL", 25, minimum=1)
 SOCKET_PING_TIMEOUT = env_int("SOCKET_PING_TIMEOUT", 60, minimum=1)
 NODE_HEARTBEAT_TIMEOUT = env_int("NODE_HEARTBEAT_TIMEOUT", 65, minimum=2)
-# Socket.IO packets (events) one socket may send: a burst, then a sustained rate per second.
+# Socket.IO packets (events) one socket may send, and the events of all the sockets of one identity in a
+# process: a burst, then a sustained rate per second.
 SOCKET_PACKET_BURST = env_int("SOCKET_PACKET_BURST", 200, minimum=1)
 SOCKET_PACKET_RATE = env_int("SOCKET_PACKET_RATE", 20, minimum=1)
+# Sockets one user may hold in a server process (the UI opens one per tab); a further connect ends the oldest.
+SOCKET_SESSIONS_PER_USER = env_int("SOCKET_SESSIONS_PER_USER", 20, minimum=1, maximum=1_000_000)
 
 # --- Django REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {

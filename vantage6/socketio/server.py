@@ -48,6 +48,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import secrets
 import time
@@ -177,6 +178,17 @@ class _Arriving:
         return bool(owner) and (self.rechecked is None or owner in self.rechecked)
 
 
+class _Allowance:
+    """A token bucket of the packets one client sends (see ``Server.admits``): full at first."""
+
+    __slots__ = ("allowance", "received_at", "warned_at")
+
+    def __init__(self) -> None:
+        self.allowance = math.inf
+        self.received_at = 0.0
+        self.warned_at = -math.inf  # when it was last logged for sending too many
+
+
 class Socket:
     """One client connected to one namespace; what namespace handlers work with."""
 
@@ -273,6 +285,7 @@ class Server:
         anonymous_capacity: int = 1000,
         client_of: Callable[[dict], object] = lambda _auth: None,
         max_unconnected: int = 20,
+        max_connected: Callable[[dict], int] = lambda _auth: 1_000_000,
         max_queued: int = 1_000_000,
         forward_timeout: float = 5,
         cors_allowed_origins: tuple[str, ...] = ("*",),
@@ -303,6 +316,10 @@ class Server:
         self.client_of = client_of
         self.max_unconnected = max_unconnected
         self._unconnected: dict[object, OrderedDict[str, None]] = {}
+        # And those that connected a namespace: at most ``max_connected`` of their auth in this process, the
+        # newest winning (a client that reconnects is not locked out while its old session is still known).
+        self.max_connected = max_connected
+        self._connected_sids: dict[object, OrderedDict[str, None]] = {}
         # A long-polling client that lets more characters than this wait loses its session.
         self.max_queued = max_queued
         # How long a process waits for the owner of a session to answer a forwarded request.
@@ -323,6 +340,9 @@ class Server:
         # over time; more are dropped (each event may be relayed to every socket of a room).
         self.packet_rate = packet_rate
         self.packet_burst = packet_burst
+        # The events of all the sessions of one client (``client_of`` their auth) in this process share
+        # one such bucket too: more sessions give a client no more events, however many it opens.
+        self._client_allowances: dict[object, _Allowance] = {}
         # On a broker: how long after its hello this process publishes to the rooms' own groups, while
         # the other processes bind its keys (its socket handshakes wait as long when it starts).
         self.settle_time = settle_time
@@ -615,10 +635,27 @@ class Server:
         if session.expires_at is not None:
             if session.sink is None:
                 await self._bound(self._anonymous, session.sid, self.anonymous_capacity)
-        elif not session.namespaces and (client := self.client_of(session.auth)) is not None:
+        elif (client := self.client_of(session.auth)) is None:
+            return
+        elif not session.namespaces:
             await self._bound(
                 self._unconnected.setdefault(client, OrderedDict()), session.sid, self.max_unconnected
             )
+        else:  # taken over from another process
+            await self._bound_connected(session, client)
+
+    async def _bound_connected(self, session: Session, client: object) -> None:
+        """Add ``session`` to the connected ones of its client; those over its bound end, the oldest first,
+        but not those whose connect is under way (their admission is not undone halfway: each bounds the
+        others once it arrived)."""
+        sids = self._connected_sids.setdefault(client, OrderedDict())
+        sids[session.sid] = None
+        excess = len(sids) - self.max_connected(session.auth)
+        settled = [sid for sid in sids if sid not in self._arriving and sid != session.sid]
+        for sid in settled[: max(0, excess)]:
+            if (dropped := self.sessions.get(sid)) is not None:
+                await self.drop(dropped)
+            sids.pop(sid, None)
 
     async def _bound(self, sids: OrderedDict[str, None], sid: str, capacity: int) -> None:
         """Add ``sid``; sessions over ``capacity`` end, the oldest first."""
@@ -632,11 +669,14 @@ class Server:
         """``session`` connected a namespace (or ended): it no longer counts as unconnected."""
         if session.expires_at is not None:
             return
-        client = self.client_of(session.auth)
-        if (sids := self._unconnected.get(client)) is not None:
-            sids.pop(session.sid, None)
-            if not sids:
-                del self._unconnected[client]
+        _forget(self._unconnected, self.client_of(session.auth), session.sid)
+
+    def _gone(self, session: Session) -> None:
+        """``session`` ended or moved to another process: it counts for its client here no longer."""
+        self._anonymous.pop(session.sid, None)
+        self._connected(session)
+        if session.expires_at is None:
+            _forget(self._connected_sids, self.client_of(session.auth), session.sid)
 
     async def drop(self, session: Session) -> None:
         """End a session from the server's side: a websocket is closed, a long-polling client
@@ -650,8 +690,7 @@ class Server:
         if self.sessions.get(session.sid) is not session:
             return  # ended already, or moved
         del self.sessions[session.sid]
-        self._anonymous.pop(session.sid, None)
-        self._connected(session)
+        self._gone(session)
         waiter = self._stop_waiting(session)
         for namespace in list(session.namespaces):
             await self._leave_namespace(session, namespace)
@@ -1037,8 +1076,7 @@ class Server:
         state = None
         if session is not None and session.transport == POLLING and session.address == message.get("address"):
             del self.sessions[sid]
-            self._anonymous.pop(sid, None)
-            self._connected(session)
+            self._gone(session)
             for namespace, room in session.rooms:
                 await self._unbind(room_group(namespace, room), sid)
             state = session.handover()
@@ -1101,21 +1139,15 @@ class Server:
             await self._leave_namespace(session, packet.namespace)
             if not session.namespaces:
                 session.owner = ""
-        elif packet.type == p.EVENT:
+        elif packet.type == p.EVENT and self._client_admits(session):
             await self._event(session, packet)
 
     def admits(self, session: Session, cost: int = 1) -> bool:
-        """Whether the client of ``session`` may send ``cost`` more packets now (a token bucket); the first
-        refusal of each minute is logged."""
-        now = time.monotonic()
-        allowance = min(self.packet_burst, session.allowance + (now - session.received_at) * self.packet_rate)
-        session.received_at = now
-        if allowance >= cost:
-            session.allowance = allowance - cost
+        """Whether the client of ``session`` may send ``cost`` more packets now over it (a token bucket);
+        the first refusal of each minute is logged."""
+        if self._take(session, cost):
             return True
-        session.allowance = allowance
-        if now - session.warned_at >= 60:
-            session.warned_at = now
+        if self._warn(session):
             logger.warning(
                 "session %s (%s) sends more than %s packets per second; the excess is dropped",
                 session.sid,
@@ -1123,6 +1155,50 @@ class Server:
                 self.packet_rate,
             )
         return False
+
+    def _client_admits(self, session: Session) -> bool:
+        """Whether the authenticated client of ``session`` may send one more event now over all its
+        sessions in this process (a bucket of its own, of the same bounds); the first refusal of each
+        minute is logged."""
+        if session.expires_at is not None:
+            return True  # unauthenticated: it joins no room, and its session ends soon
+        if (client := self.client_of(session.auth)) is None:
+            return True  # no client known: its session's bucket alone
+        bucket = self._client_allowances.setdefault(client, _Allowance())
+        if self._take(bucket, 1):
+            return True
+        if self._warn(bucket):
+            logger.warning(
+                "%s sends more than %s packets per second over all its sockets; the excess is dropped",
+                session.owner or f"client {client}",
+                self.packet_rate,
+            )
+        return False
+
+    def _take(self, bucket: Session | _Allowance, cost: int) -> bool:
+        now = time.monotonic()
+        allowance = min(self.packet_burst, bucket.allowance + (now - bucket.received_at) * self.packet_rate)
+        bucket.received_at = now
+        bucket.allowance = allowance - cost if allowance >= cost else allowance
+        return allowance >= cost
+
+    @staticmethod
+    def _warn(bucket: Session | _Allowance) -> bool:
+        """Whether a refusal of ``bucket`` is to be logged: the first of each minute."""
+        now = time.monotonic()
+        if now - bucket.warned_at < 60:
+            return False
+        bucket.warned_at = now
+        return True
+
+    def _forget_full_allowances(self) -> None:
+        """The client buckets that filled up again are forgotten: a new one is full too."""
+        now = time.monotonic()
+        self._client_allowances = {
+            client: bucket
+            for client, bucket in self._client_allowances.items()
+            if bucket.allowance + (now - bucket.received_at) * self.packet_rate < self.packet_burst
+        }
 
     async def _connect(self, session: Session, namespace: str) -> None:
         handler = self.namespaces.get(namespace)
@@ -1136,6 +1212,12 @@ class Server:
         async with self._arrival(session.sid) as arriving:
             await self._admit(session, namespace, handler)
         await self._arrived(arriving, session)
+        if (
+            self.sessions.get(session.sid) is session
+            and session.expires_at is None
+            and (client := self.client_of(session.auth)) is not None
+        ):
+            await self._bound_connected(session, client)
 
     async def _admit(self, session: Session, namespace: str, handler: Namespace) -> None:
         """The namespace's admission, the CONNECT ack (or the refusal) and its connect handler."""
@@ -1424,6 +1506,7 @@ class Server:
         """Revoke the sessions of this process that ``verify`` finds (one call for all), and bury the
         processes that fell silent."""
         await self._verify([session for session in self.sessions.values() if session.owner])
+        self._forget_full_allowances()
         if self.liveness is None:
             return
         # Silent longer than a dead session goes unnoticed, plus the bound of a GET forwarded to it and
@@ -1443,6 +1526,13 @@ class Server:
         for sid, event in (await database_sync_to_async(self.verify)(sessions)).items():
             if (session := self.sessions.get(sid)) is not None:
                 await self.revoke(session, event)
+
+
+def _forget(sids_of: dict[object, OrderedDict[str, None]], client: object, sid: str) -> None:
+    if (sids := sids_of.get(client)) is not None:
+        sids.pop(sid, None)
+        if not sids:
+            del sids_of[client]
 
 
 _running: set[asyncio.Future] = set()
