@@ -84,9 +84,11 @@ OURS_ENV = {
     "V6_ROOT_PASSWORD": OURS_ROOT_PASSWORD,
     "V6_LOG_LEVEL": "warning",
     "V6_DEBUG": "false",
-    # The socket benchmarks send as many events over one socket as the server relays.
+    # The socket benchmarks send as many events over one socket as the server relays, over as many sockets
+    # of one node as the row's concurrency (vantage6 bounds neither).
     "V6_SOCKET_PACKET_BURST": "1000000",
     "V6_SOCKET_PACKET_RATE": "1000000",
+    "V6_SOCKET_SESSIONS_PER_NODE": "64",
 }
 SLOW_SECONDS = 1.0
 # The 1-minute load average of the machine when a cell started and ended (``load`` of each result).

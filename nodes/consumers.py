@@ -54,9 +54,6 @@ from vantage6.socketio.store import Session
 
 logger = logging.getLogger(__name__)
 
-# Sockets of one node in a server process; a further connect ends the oldest. The official node holds one,
-# and its reconnect after a network drop comes while the server may still know the dropped one.
-NODE_SESSIONS = 2
 NODE_EVENTS = {"algorithm_status_change", "algorithm_log", "node_info_update", "node_metrics_update"}
 
 
@@ -681,7 +678,9 @@ server = Server(
     authenticate=handshake_auth,
     client_of=lambda auth: auth["claims"]["sub"],
     max_connected=lambda auth: (
-        NODE_SESSIONS if auth["claims"]["client_type"] == "node" else settings.SOCKET_SESSIONS_PER_USER
+        settings.SOCKET_SESSIONS_PER_NODE
+        if auth["claims"]["client_type"] == "node"
+        else settings.SOCKET_SESSIONS_PER_USER
     ),
     verify=ended_sessions,
     secret=settings.SECRET_KEY.encode(),

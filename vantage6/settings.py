@@ -259,8 +259,11 @@ NODE_HEARTBEAT_TIMEOUT = env_int("NODE_HEARTBEAT_TIMEOUT", 65, minimum=2)
 # process: a burst, then a sustained rate per second.
 SOCKET_PACKET_BURST = env_int("SOCKET_PACKET_BURST", 200, minimum=1)
 SOCKET_PACKET_RATE = env_int("SOCKET_PACKET_RATE", 20, minimum=1)
-# Sockets one user may hold in a server process (the UI opens one per tab); a further connect ends the oldest.
+# Sockets one user / one node may hold in a server process (the UI opens one per tab, the official node one,
+# and its reconnect after a network drop may come while the dropped one is still known); a further connect
+# ends the oldest.
 SOCKET_SESSIONS_PER_USER = env_int("SOCKET_SESSIONS_PER_USER", 20, minimum=1, maximum=1_000_000)
+SOCKET_SESSIONS_PER_NODE = env_int("SOCKET_SESSIONS_PER_NODE", 2, minimum=1, maximum=1_000_000)
 
 # --- Django REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {

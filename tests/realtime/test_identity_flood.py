@@ -9,11 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import socketio
+from django.conf import settings
 
-from nodes.consumers import NODE_SESSIONS
 from nodes.models import Node
 from tests.realtime.helpers import TASKS, eventually, make_run, make_user, ready_nodes, token
 from tests.realtime.live import LIVE, Daphne
+
+NODE_SESSIONS = settings.SOCKET_SESSIONS_PER_NODE  # the servers' too: they read the same environment
 
 pytestmark = pytest.mark.live
 
