@@ -44,20 +44,27 @@ def _timed(call) -> float:
     return time.monotonic() - started
 
 
-def test_a_process_killed_while_a_change_waits_for_it_delays_the_answer_by_the_bound_only(
-    pair, live_world, sockets
-):
-    live, victim = pair
+def _watched(pair: list[Daphne], live_world, sockets) -> tuple[str, object, object, str]:
+    """Once both processes of ``pair`` beat (and are waited for): a Root user's token, a node's socket and
+    a witness's on the first, and the URL of the organizations of the collaboration they are in."""
+    live = pair[0]
     admin = token(make_user(live_world.org_a, roles=("Root",)))
     node = sockets(live.url, token(live_world.node_a), transports=["websocket"])
     node.wait_ready(live_world.node_a)
     witness = _witness(sockets, live.url, live_world, node)
-    processes = SocketProcess.objects.using(LIVE)
     for server in pair:  # a process beats (and is waited for) from its first request on
         assert requests.get(f"{server.url}/api/version", timeout=10).status_code == 200
-    assert eventually(lambda: processes.count() >= 2, timeout=20)
+    assert eventually(lambda: SocketProcess.objects.using(LIVE).count() >= 2, timeout=20)
+    return admin, node, witness, f"{live.url}/api/collaboration/{live_world.collab_ab.pk}/organization"
+
+
+def test_a_process_killed_while_a_change_waits_for_it_delays_the_answer_by_the_bound_only(
+    pair, live_world, sockets
+):
+    live, victim = pair
+    admin, node, witness, url = _watched(pair, live_world, sockets)
+    processes = SocketProcess.objects.using(LIVE)
     before = processes.count()
-    url = f"{live.url}/api/collaboration/{live_world.collab_ab.pk}/organization"
     os.kill(victim.process.pid, signal.SIGSTOP)  # it hears the recheck no more, and does not confirm
 
     killer = threading.Timer(BOUND / 2, os.kill, (victim.process.pid, signal.SIGKILL))
@@ -76,24 +83,13 @@ def test_a_process_killed_while_a_change_waits_for_it_delays_the_answer_by_the_b
 
 def test_a_process_that_stopped_gracefully_is_not_waited_for(pair, live_world, sockets, broker_only):  # noqa: ARG001
     live, stopped = pair
-    admin = token(make_user(live_world.org_a, roles=("Root",)))
-    node = sockets(live.url, token(live_world.node_a), transports=["websocket"])
-    node.wait_ready(live_world.node_a)
-    witness = _witness(sockets, live.url, live_world, node)
+    admin, node, witness, url = _watched(pair, live_world, sockets)
     processes = SocketProcess.objects.using(LIVE)
-    for server in pair:  # a process beats (and is waited for) from its first request on
-        assert requests.get(f"{server.url}/api/version", timeout=10).status_code == 200
-    assert eventually(lambda: processes.count() == 2, timeout=20)
+    # The pair's rows only: those of processes other tests ended (a killed one is waited for) are buried.
+    assert eventually(lambda: processes.count() == 2, timeout=30)
     stopped.stop()  # SIGTERM: it drops its sockets, answers its requests, says it ended and exits
 
-    waited = _timed(
-        lambda: _call(
-            "DELETE",
-            f"{live.url}/api/collaboration/{live_world.collab_ab.pk}/organization",
-            admin,
-            id=live_world.org_a.pk,
-        )
-    )
+    waited = _timed(lambda: _call("DELETE", url, admin, id=live_world.org_a.pk))
 
     assert processes.count() == 2  # its liveness row waits for a heartbeat round to bury it
     assert waited < BOUND
