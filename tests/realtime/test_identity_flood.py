@@ -12,8 +12,9 @@ import socketio
 from django.conf import settings
 
 from nodes.models import Node
+from tests.realtime.conftest import _daphne
 from tests.realtime.helpers import TASKS, eventually, make_run, make_user, ready_nodes, token
-from tests.realtime.live import LIVE, Daphne
+from tests.realtime.live import LIVE
 
 NODE_SESSIONS = settings.SOCKET_SESSIONS_PER_NODE  # the servers' too: they read the same environment
 
@@ -25,17 +26,14 @@ USER_SESSIONS = 3
 
 @pytest.fixture(scope="module")
 def bounded_server(live_db, live_folder):
-    daphne = Daphne(
-        live_db.process_env(
-            V6_SOCKET_PACKET_BURST=str(BURST),
-            V6_SOCKET_PACKET_RATE=str(RATE),
-            V6_SOCKET_SESSIONS_PER_USER=str(USER_SESSIONS),
-        ),
-        live_folder,
-    )
-    yield daphne
-    daphne.stop()
-    daphne.show_log()
+    bounds = {
+        "V6_SOCKET_PACKET_BURST": BURST,
+        "V6_SOCKET_PACKET_RATE": RATE,
+        "V6_SOCKET_SESSIONS_PER_USER": USER_SESSIONS,
+    }
+    for daphne in _daphne(live_db, live_folder, **{name: str(value) for name, value in bounds.items()}):
+        yield daphne
+        daphne.show_log()
 
 
 def _relayed(socket, seconds: float) -> list[dict]:
