@@ -104,6 +104,12 @@ class OutputSerializer(serializers.ModelSerializer):
             shown.append(cls(context=context).to_representation(row) if one is None else one)
         return shown
 
+    @classmethod
+    def one(cls, row: object, context: dict | None = None) -> dict:
+        """``cls(row, context=context).data`` as ``represent`` gives it: the same body, without a
+        serializer set up for the one row."""
+        return cls.represent([row], context)[0]
+
 
 def _planned(serializer: serializers.Serializer, plan: list[tuple[str, Step]], row: object) -> dict | None:
     """The representation of ``row`` by the steps of ``plan``; None for a row they do not cover."""
