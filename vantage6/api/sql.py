@@ -538,11 +538,13 @@ class CompiledInsert(_CompiledWrite[M]):
         database backend can (``defer``: one round trip less on PostgreSQL), else at once. Nothing is
         given back: for rows nothing reads in the same request (audit records)."""
         connection = connections[DEFAULT_DB_ALIAS]
+        sql, params = self.sql(connection).partition(" RETURNING ")[0], self._params(values, connection)
         defer = getattr(connection, "defer", None)
-        if defer is None:
-            self(**values)
+        if defer is not None:
+            defer(sql, params)
             return
-        defer(self.sql(connection).partition(" RETURNING ")[0], self._params(values, connection))
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
 
     def if_changed(self, queried: dict[str, Statement] | None = None, **values: object) -> Statement:
         """``create(**values)`` as one of the writes of ``CompiledUpdate.matching`` (``then``): only
