@@ -501,10 +501,10 @@ class CompiledInsert(_CompiledWrite[M]):
         """The parameters of ``create(**values)``: without building an instance where every field
         has a ``_preparer`` and ``values`` gives each (no default to apply), else as the ORM makes them."""
         # Per backend, as the SQL: the operations they call read settings only, the same on every connection.
-        preparers = self._preparers.get(connection.vendor, ())
-        if preparers == ():
+        if connection.vendor not in self._preparers:
             found = [_preparer(field, connection) for field in self.fields]
-            preparers = self._preparers[connection.vendor] = None if None in found else cast(list, found)
+            self._preparers[connection.vendor] = None if None in found else cast(list, found)
+        preparers = self._preparers[connection.vendor]
         if preparers is None or values.keys() != self._given:
             return _inserted_values(self.fields, self.model(**values), connection)
         return [
