@@ -132,7 +132,7 @@ class RunViewSet(ListAction, ApiViewSet):
         run = services.run_update(principal=self.principal, run_id=int(pk), data=data)
         # The updated run, its task, its ports and its node (the caller) are at hand.
         run.node_info = selectors.node_info(self.principal.node)  # type: ignore[attr-defined]  # read by RunOutput
-        return Response(RunOutput(run).data)
+        return Response(RunOutput.one(run))
 
 
 class ResultViewSet(ListAction, ApiViewSet):
@@ -161,7 +161,7 @@ class PortViewSet(ApiViewSet):
         port = services.port_create(
             principal=self.principal, run_id=data["run_id"], port=data["port"], label=data.get("label")
         )
-        return Response(PortOutput(port).data, status=201)
+        return Response(PortOutput.one(port), status=201)
 
     @extend_schema(
         parameters=[OpenApiParameter("run_id", int, required=True, description="The run whose ports go.")],

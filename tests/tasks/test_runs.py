@@ -301,7 +301,7 @@ def test_ports_are_managed_by_the_node_of_the_run(api, world, runs):
     assert not AlgorithmPort.objects.exists()
     response = api.post("/api/port", body, format="json", **bearer(world.node_a))
     assert response.status_code == 201
-    assert response.json() == {"id": AlgorithmPort.objects.get().pk, "port": 8080, "label": "api"}
+    assert response.content == b'{"id":%d,"port":8080,"label":"api"}' % AlgorithmPort.objects.get().pk
     entry = AuditEntry.objects.filter(action="port.create").get()
     assert (
         entry.actor_type,
@@ -433,7 +433,8 @@ def test_patch_answers_the_run_as_it_is_stored(api, world, runs, body, with_port
         AlgorithmPort.objects.create(run=runs["ra"], port=7070, label='q"uo\\te, [é] ☃')
     patched = api.patch(f"/api/run/{runs['ra'].pk}", body, format="json", **bearer(world.node_a))
     assert patched.status_code == 200, patched.json()
-    assert patched.json() == api.get(f"/api/run/{runs['ra'].pk}", **bearer(world.node_a)).json()
+    # Byte for byte: the same fields in the same order as the run's own page.
+    assert patched.content == api.get(f"/api/run/{runs['ra'].pk}", **bearer(world.node_a)).content
     ports = [(port["port"], port["label"]) for port in patched.json()["ports"]]
     assert ports == ([(8080, "api"), (9090, None), (7070, 'q"uo\\te, [é] ☃')] if with_ports else [])
     assert patched.json()["node"]["id"] == world.node_a.pk
