@@ -5,15 +5,9 @@ the cookie a browser sends on its own."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from channels.testing import HttpCommunicator
 from django.http import HttpResponse
 from rest_framework.test import APIClient
-
-from nodes.consumers import server
-from vantage6.socketio.consumers import PollingConsumer
 
 ORIGIN = "https://ui.example.org"
 OTHER_ORIGINS = [
@@ -75,24 +69,6 @@ def test_under_any_origin_every_answer_fits_every_origin(api, auth, origin):
     assert [answer.status_code for answer in answers] == [200, 401, 404, 200, 200, preflight, 200, 200]
     assert [answer["Access-Control-Allow-Origin"] for answer in answers] == ["*"] * len(answers)
     assert not any("Origin" in answer.get("Vary", "") for answer in answers)
-
-
-@pytest.mark.parametrize("origin", [None, ORIGIN], ids=["none", "one"])
-def test_under_any_origin_every_polling_answer_fits_every_origin(db, origin):  # noqa: ARG001
-    headers = [(b"origin", origin.encode())] if origin else []
-    polling = PollingConsumer.as_asgi(server=server)
-    path = "/socket.io/?EIO=4&transport=polling"
-
-    async def answers() -> list[dict]:
-        return [
-            await HttpCommunicator(polling, method, target, headers=headers).get_response(timeout=10)
-            for method, target in [("GET", path), ("GET", path + "&sid=unknown"), ("OPTIONS", path)]
-        ]
-
-    received = asyncio.run(answers())
-    assert [answer["status"] for answer in received] == [200, 400, 200]  # opened, unknown sid, preflight
-    assert [dict(answer["headers"]).get(b"Access-Control-Allow-Origin") for answer in received] == [b"*"] * 3
-    assert not any(name == b"Vary" for answer in received for name, _ in answer["headers"])
 
 
 def test_preflight_needs_no_token(api, db):  # noqa: ARG001

@@ -84,3 +84,21 @@ def test_with_every_origin_allowed_no_polling_answer_allows_credentials(server):
     assert opened.status_code == 200
     # No Access-Control-Allow-Credentials: a browser exposes no credentialed answer to a wildcard.
     assert _cors(opened) == {"Access-Control-Allow-Origin": "*"}
+
+
+@pytest.mark.parametrize("origin", [None, UI], ids=["none", "one"])
+def test_under_any_origin_every_polling_answer_fits_every_origin(server, origin):
+    """The default, ``*``: each answer allows any origin, one asked without Origin too, so a shared cache
+    may give any of them to any page, without a Vary."""
+    url = f"{server.url}/socket.io/"
+    params = {"EIO": "4", "transport": "polling"}
+    headers = {"Origin": origin} if origin else {}
+    answers = [
+        requests.get(url, params=params, headers=headers, timeout=10),  # opened
+        requests.get(url, params={**params, "sid": "unknown"}, headers=headers, timeout=10),
+        requests.options(url, params=params, headers=headers, timeout=10),  # preflight
+    ]
+
+    assert [answer.status_code for answer in answers] == [200, 400, 200]
+    assert [answer.headers.get("Access-Control-Allow-Origin") for answer in answers] == ["*"] * 3
+    assert not any("Vary" in answer.headers for answer in answers)
