@@ -1164,7 +1164,8 @@ class Server:
             return True  # unauthenticated: it joins no room, and its session ends soon
         if (client := self.client_of(session.auth)) is None:
             return True  # no client known: its session's bucket alone
-        bucket = self._client_allowances.setdefault(client, _Allowance())
+        if (bucket := self._client_allowances.get(client)) is None:  # no bucket made per event
+            bucket = self._client_allowances[client] = _Allowance()
         if self._take(bucket, 1):
             return True
         if self._warn(bucket):
