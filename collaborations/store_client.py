@@ -43,8 +43,14 @@ REGISTERED = (201, 208)
 # until the store answers or its deadline, so a store that never answers, called over and over by the
 # collaboration admin who linked it, would otherwise take them all from every other client.
 MAX_CALLS = 8
-STORES_BUSY = "Too many calls to algorithm stores at once; try again later"
 _calls = threading.BoundedSemaphore(MAX_CALLS)
+
+
+class StoresBusy(ApiError):
+    """``MAX_CALLS`` store calls are under way in this process: a 503 whatever the call was for."""
+
+    def __init__(self) -> None:
+        super().__init__(503, "Too many calls to algorithm stores at once; try again later")
 
 
 @dataclass(frozen=True)
@@ -150,7 +156,7 @@ def store_request(
     the store runs beside a server that may itself be in a container.
     """
     if not _calls.acquire(blocking=False):  # waiting for one would hold this thread as well
-        raise ApiError(503, STORES_BUSY)
+        raise StoresBusy
     deadline = time.monotonic() + settings.ALGORITHM_STORE_TIMEOUT_SECONDS  # of both tries
     try:
         return _request_once(method, url, body=body, headers=headers, params=params, deadline=deadline)
@@ -339,9 +345,9 @@ def algorithm_digest(*, store_url: str, image: str, server_url: str, authorizati
             headers=_headers(server_url, authorization),
             params={"image": image},
         )
+    except StoresBusy:
+        raise
     except ApiError as exc:
-        if exc.msg == STORES_BUSY:
-            raise
         raise bad_request(f"Algorithm store error: could not look up image '{image}' ({exc.msg})") from None
     if response.status != 200:
         raise bad_request(f"Algorithm store error: the store answered {response.status} for image '{image}'")

@@ -289,3 +289,21 @@ def test_the_second_try_on_the_development_host_is_within_the_same_timeout(api, 
         silent.close()
     assert response.status_code == 404, response.json()
     assert time.monotonic() - started < 3.5  # one timeout, not two
+
+
+def test_an_image_lookup_while_the_store_calls_are_all_taken_is_a_503_not_a_task_error():
+    """Task creation asks the store for its image's digest: too many calls under way is the server's 503
+    (try again), not a 400 blaming the task."""
+    taken = [store_client._calls.acquire(blocking=False) for _ in range(store_client.MAX_CALLS)]
+    try:
+        with pytest.raises(store_client.StoresBusy) as raised:
+            store_client.algorithm_digest(
+                store_url="https://store.example.org/api",
+                image="i",
+                server_url="https://s",
+                authorization=None,
+            )
+    finally:
+        for _ in filter(None, taken):
+            store_client._calls.release()
+    assert raised.value.status_code == 503
