@@ -67,6 +67,20 @@ def role_rows(r: Rules, _place) -> set[str]:
     return r.places("role")
 
 
+def user_create(name: str, role: str, **extra: object) -> Case:
+    """Creating a user of the place's organization holding ``role``: a user creation rule reaching the
+    place, and holding the role given (hold what you grant)."""
+    return Case(
+        name, "post", "user", path=lambda ctx: "/api/user",
+        body=lambda ctx: {
+            "username": f"new{ctx.place}", "email": f"new{ctx.place}@example.org", "password": PASSWORD,
+            "organization_id": ctx.org.pk, "roles": [Role.objects.get(name=role).pk],
+        },
+        status=lambda r, place: ok_if(r.allow_org("user", "create", place) and r.holds_role(role), 201),
+        **extra,
+    )  # fmt: skip
+
+
 def lists_by_place(resource: str, target: Callable[[Context], object]) -> list[Case]:
     """The list of ``resource`` filtered by the place's organization (its view rule at organization
     scope or more there) and by its collaboration (the rows of the members the caller's rules reach)."""
@@ -126,24 +140,8 @@ CASES = [
         "own user detail", "get", "user/<pk>", per_place=False,
         path=lambda ctx: f"/api/user/{ctx.caller.pk}?include_permissions=1", status=lambda r, _: 200,
     ),
-    Case(
-        "user create", "post", "user", rules=(("user", "create"),),
-        path=lambda ctx: "/api/user",
-        body=lambda ctx: {
-            "username": f"new{ctx.place}", "email": f"new{ctx.place}@example.org", "password": PASSWORD,
-            "organization_id": ctx.org.pk, "roles": [Role.objects.get(name=VIEWER).pk],
-        },
-        status=lambda r, place: ok_if(r.allow_org("user", "create", place) and r.holds_role(VIEWER), 201),
-    ),
-    Case(
-        "user create with a researcher role", "post", "user",
-        path=lambda ctx: "/api/user",
-        body=lambda ctx: {
-            "username": f"new{ctx.place}", "email": f"new{ctx.place}@example.org", "password": PASSWORD,
-            "organization_id": ctx.org.pk, "roles": [Role.objects.get(name=RESEARCHER).pk],
-        },
-        status=lambda r, place: ok_if(r.allow_org("user", "create", place) and r.holds_role(RESEARCHER), 201),
-    ),
+    user_create("user create", VIEWER, rules=(("user", "create"),)),
+    user_create("user create with a researcher role", RESEARCHER),
     Case(
         "user edit", "patch", "user/<pk>", target=org_user, rules=(("user", "edit"),),
         path=lambda ctx: f"/api/user/{ctx.target.pk}", body=lambda ctx: {"firstname": "Changed"},
