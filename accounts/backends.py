@@ -8,10 +8,20 @@ rule decides.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from accounts.permissions import Principal, principal_for_user
 from vantage6.api.errors import ApiError
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
+    from django.http import HttpRequest
+
+    from accounts.models import User
+
+    # Who Django asks about: a user of the admin, or its login page's anonymous visitor.
+    AnyUser = AbstractBaseUser | AnonymousUser
 
 # Django model → vantage6 rule resource; Django action → rule operation.
 RESOURCES = {"accounts.user": "user", "accounts.role": "role", "collaborations.organization": "organization"}
@@ -36,7 +46,7 @@ def principal_of(user) -> Principal:
     return cached
 
 
-def is_staff(user) -> bool:
+def is_staff(user: AnyUser) -> bool:
     principal = principal_of(user)
     return any(principal.at_least("org", resource, op) for resource, op in STAFF_RULES)
 
@@ -66,12 +76,12 @@ class RuleBackend:
 
     def authenticate(
         self,
-        request,
+        request: HttpRequest | None,
         username: str | None = None,
         password: str | None = None,
         mfa_code: str | None = None,
-        **_,
-    ):
+        **_: object,
+    ) -> User | None:
         from accounts.login import authenticate_user, failures_limited
 
         if username is None or password is None:
@@ -87,12 +97,12 @@ class RuleBackend:
             return None
         return outcome if isinstance(outcome, User) else None  # a dict: the code is still missing
 
-    def get_user(self, user_id: int):
+    def get_user(self, user_id: int) -> User | None:
         from accounts.models import User
 
         return User.objects.filter(pk=user_id).first()
 
-    def has_perm(self, user_obj, perm: str, obj: object | None = None) -> bool:
+    def has_perm(self, user_obj: AnyUser, perm: str, obj: object | None = None) -> bool:
         if not getattr(user_obj, "is_authenticated", False) or "." not in perm:
             return False
         app_label, codename = perm.split(".", 1)
@@ -108,7 +118,7 @@ class RuleBackend:
             return principal.at_least("org", resource, op)
         return object_allowed(principal, resource, op, obj)
 
-    def has_module_perms(self, user_obj, app_label: str) -> bool:
+    def has_module_perms(self, user_obj: AnyUser, app_label: str) -> bool:
         if not getattr(user_obj, "is_authenticated", False):
             return False
         principal = principal_of(user_obj)
@@ -119,5 +129,5 @@ class RuleBackend:
             for op in OPERATIONS.values()
         )
 
-    def get_all_permissions(self, user_obj, obj: object | None = None) -> set[str]:
+    def get_all_permissions(self, user_obj: AnyUser, obj: object | None = None) -> set[str]:
         return set()

@@ -158,7 +158,7 @@ class User(AbstractBaseUser, Authenticatable):
     def __str__(self) -> str:
         return self.username
 
-    def save(self, *args, **kwargs) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         self.type = "user"
         super().save(*args, **kwargs)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from django.db.models import CharField, Model, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Cast
@@ -25,6 +25,9 @@ from django.db.models.functions import Cast
 from accounts.catalogue import CONTAINER, NODE, OPERATIONS, SCOPE_RANK, SCOPES
 from vantage6.api.errors import ApiError, not_found, unauthorized
 from vantage6.api.sql import CompiledList, PkLookup, by_pk, joined
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 GLO, COL, ORG, OWN = "GLOBAL", "COLLABORATION", "ORGANIZATION", "OWN"
 M = TypeVar("M", bound=Model)
@@ -278,11 +281,11 @@ class Principal:
             return f"User id={user.pk} holds the rule {reaching} in collaborations you are not in"
         return None
 
-    def holds_target(self, user) -> bool:
+    def holds_target(self, user: User) -> bool:
         """Hold what you target: see ``require_holds_target`` (always true for oneself)."""
         return self._target_problem(user) is None
 
-    def require_holds_target(self, user) -> None:
+    def require_holds_target(self, user: User) -> None:
         """Changing another user's credentials, e-mail, organization, roles or rules, or deleting that
         user, needs every rule the user holds (the AT_LEAST comparison of ``require_holds``), so
         nobody takes over an account that can do more than they can; and, as for granting them, where
@@ -773,7 +776,7 @@ _RULE_BY_ID: dict[int, tuple[str, str, str]] = {}
 EMPTY: frozenset[tuple[str, str, str]] = frozenset()
 
 
-def principal_for_user(user) -> Principal:
+def principal_for_user(user: User) -> Principal:
     """The principal of ``user``; a user loaded through ``users_with_rules`` costs no further query."""
     keys: Any = getattr(user, "rule_keys", _NOT_LOADED)
     rules = rules_of_user(user.pk) if keys is _NOT_LOADED else _rules_of_keys(keys)

@@ -7,8 +7,11 @@ calls.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
-from django.db.models import Model
+from django.db.models import ForeignKey, ManyToManyField, Model, QuerySet
+from django.forms import ModelChoiceField, ModelMultipleChoiceField
 from django.http import HttpRequest
 
 from accounts.admin import RuleScopedAdmin
@@ -18,7 +21,7 @@ from collaborations.models import AlgorithmStore, Collaboration, Organization, S
 from vantage6.admin import ScopedAdmin, ServiceForm
 
 
-def visible_organizations(principal: Principal):
+def visible_organizations(principal: Principal) -> QuerySet[Organization]:
     return principal.visible_or_none("organization", Organization.objects.order_by("name"))
 
 
@@ -123,7 +126,9 @@ class CollaborationAdmin(ScopedAdmin):
     filter_horizontal = ["organizations"]
     inlines = [AlgorithmStoreInline]  # nodes adds the inline of its nodes
 
-    def formfield_for_manytomany(self, db_field, request: HttpRequest, **kwargs):
+    def formfield_for_manytomany(
+        self, db_field: ManyToManyField, request: HttpRequest, **kwargs: Any
+    ) -> ModelMultipleChoiceField | None:
         if db_field.name == "organizations":
             kwargs["queryset"] = visible_organizations(self.principal(request))
             kwargs["required"] = False
@@ -172,14 +177,18 @@ class StudyAdmin(ScopedAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Study | None = None) -> list[str]:
         return ["collaboration"] if obj is not None else []  # a study never moves
 
-    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
+    def formfield_for_foreignkey(
+        self, db_field: ForeignKey, request: HttpRequest, **kwargs: Any
+    ) -> ModelChoiceField | None:
         if db_field.name == "collaboration":
             kwargs["queryset"] = self.principal(request).visible_or_none(
                 "collaboration", Collaboration.objects.all()
             )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    def formfield_for_manytomany(self, db_field, request: HttpRequest, **kwargs):
+    def formfield_for_manytomany(
+        self, db_field: ManyToManyField, request: HttpRequest, **kwargs: Any
+    ) -> ModelMultipleChoiceField | None:
         if db_field.name == "organizations":
             kwargs["queryset"] = visible_organizations(self.principal(request))
         return super().formfield_for_manytomany(db_field, request, **kwargs)

@@ -3,9 +3,12 @@ a collaboration's page."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import ForeignKey, QuerySet
+from django.forms import ModelChoiceField
 from django.http import HttpRequest
 
 from collaborations import admin as collaborations_admin
@@ -98,7 +101,9 @@ class NodeAdmin(ScopedAdmin):
         # A node never moves: it would take its key into another organization's or collaboration's work.
         return ["organization", "collaboration", "status", "last_seen"] if obj else []
 
-    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
+    def formfield_for_foreignkey(
+        self, db_field: ForeignKey, request: HttpRequest, **kwargs: Any
+    ) -> ModelChoiceField | None:
         principal = self.principal(request)
         if db_field.name == "organization":
             kwargs["queryset"] = principal.visible_or_none("organization", Organization.objects.all())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
 import bcrypt
 from django.db import models
@@ -49,7 +50,7 @@ class Node(Authenticatable):
     def __str__(self) -> str:
         return self.name
 
-    def save(self, *args, **kwargs) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         self.type = "node"
         super().save(*args, **kwargs)
 

@@ -9,4 +9,4 @@ SOCKET_PATH = r"^socket\.io/?$"
 
 http_routes: list = [re_path(SOCKET_PATH, PollingConsumer.as_asgi(server=server))]
 socket_application = WebsocketConsumer.as_asgi(server=server)
-websocket_routes: list = [re_path(SOCKET_PATH, socket_application)]
+websocket_routes: list = [re_path(SOCKET_PATH, socket_application)]  # type: ignore[arg-type]  # ASGI app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
 
@@ -205,7 +206,7 @@ class IsoDateTimeField(serializers.Field):
 
     default_error_messages = {"invalid": "Not a valid ISO-8601 datetime."}
 
-    def to_internal_value(self, data: Any):
+    def to_internal_value(self, data: Any) -> datetime:
         if not isinstance(data, str):
             self.fail("invalid")
         try:
@@ -213,7 +214,7 @@ class IsoDateTimeField(serializers.Field):
         except ValueError:
             self.fail("invalid")
 
-    def to_representation(self, value):  # pragma: no cover - input only
+    def to_representation(self, value: datetime) -> datetime:  # pragma: no cover - input only
         return value
 
 

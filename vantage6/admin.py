@@ -173,7 +173,7 @@ class ScopedAdmin(AdminPage):
         return self.allowed(self.principal(request), "create", None)
 
     def get_form(
-        self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs
+        self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any
     ) -> type[forms.ModelForm]:
         form = cast(type[ServiceForm], super().get_form(request, obj, change=change, **kwargs))
         form.principal = self.principal(request)

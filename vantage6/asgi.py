@@ -2,6 +2,7 @@
 
 import os
 import re
+from collections.abc import Awaitable, Callable
 
 from vantage6.env import load_settings_or_exit
 
@@ -39,7 +40,9 @@ API_PREFIX = f"{settings.API_PATH}/" if settings.API_PATH else None
 SOCKET_PATH = re.compile(r"^/socket\.io/?$")
 
 
-async def application(scope, receive, send):
+async def application(
+    scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]
+) -> None:
     # The periodic work (silent nodes offline, dead socket sessions, the hourly run data clean-up) runs
     # in every instance's loop, started by its first request of any kind.
     kind = scope["type"]

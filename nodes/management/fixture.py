@@ -247,6 +247,9 @@ class _Loader:
     def _collab(self, name: str) -> Collaboration:
         return Collaboration.objects.get(name=name)
 
+    def _org_ids(self, names: list[str]) -> set[int]:
+        return set(Organization.objects.filter(name__in=names).values_list("pk", flat=True))
+
     def _organizations(self, entry: dict) -> str:
         organization = Organization.objects.filter(name=entry["name"]).first()
         if organization is None:
@@ -267,9 +270,7 @@ class _Loader:
         return outcome
 
     def _collaborations(self, entry: dict) -> str:
-        wanted = set(
-            Organization.objects.filter(name__in=entry["organizations"]).values_list("pk", flat=True)
-        )
+        wanted = self._org_ids(entry["organizations"])
         collaboration = Collaboration.objects.filter(name=entry["name"]).first()
         if collaboration is None:
             collaboration_create(
@@ -342,21 +343,19 @@ class _Loader:
 
     def _studies(self, entry: dict) -> str:
         collaboration = self._collab(entry["collaboration"])
-        members = list(
-            Organization.objects.filter(name__in=entry["organizations"]).values_list("pk", flat=True)
-        )
+        members = self._org_ids(entry["organizations"])
         study = Study.objects.filter(name=entry["name"]).first()
         if study is None:
             study_create(
                 principal=self.principal,
                 name=entry["name"],
                 collaboration_id=collaboration.pk,
-                organization_ids=members,
+                organization_ids=sorted(members),
             )
             return "created"
         if study.collaboration_id != collaboration.pk:
             raise ApiError(400, f"collaboration: the study exists in collaboration '{study.collaboration}'")
-        missing = set(members) - set(study.organizations.values_list("pk", flat=True))
+        missing = members - set(study.organizations.values_list("pk", flat=True))
         for organization_id in sorted(missing):
             study_organization_add(principal=self.principal, study=study, organization_id=organization_id)
         return "updated" if missing else "unchanged"

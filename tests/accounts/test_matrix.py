@@ -6,6 +6,8 @@ tests/matrix.py."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from accounts.catalogue import RESEARCHER, VIEWER
@@ -15,6 +17,7 @@ from tests.factories import PASSWORD, make_user
 from tests.matrix import (
     ANY_CLIENT,
     Case,
+    Context,
     Rules,
     deleted_unless_refused,
     list_case,
@@ -64,6 +67,40 @@ def role_rows(r: Rules, _place) -> set[str]:
     return r.places("role")
 
 
+def user_create(name: str, role: str, **extra: object) -> Case:
+    """Creating a user of the place's organization holding ``role``: a user creation rule reaching the
+    place, and holding the role given (hold what you grant)."""
+    return Case(
+        name, "post", "user", path=lambda ctx: "/api/user",
+        body=lambda ctx: {
+            "username": f"new{ctx.place}", "email": f"new{ctx.place}@example.org", "password": PASSWORD,
+            "organization_id": ctx.org.pk, "roles": [Role.objects.get(name=role).pk],
+        },
+        status=lambda r, place: ok_if(r.allow_org("user", "create", place) and r.holds_role(role), 201),
+        **extra,
+    )  # fmt: skip
+
+
+def lists_by_place(resource: str, target: Callable[[Context], object]) -> list[Case]:
+    """The list of ``resource`` filtered by the place's organization (its view rule at organization
+    scope or more there) and by its collaboration (the rows of the members the caller's rules reach)."""
+    path = f"/api/{resource}?per_page=1000"
+    return [
+        Case(
+            f"{resource} list by organization", "get", resource, target=target,
+            path=lambda ctx: f"{path}&organization_id={ctx.org.pk}",
+            status=lambda r, place: ok_if(r.allow_org(resource, "view", place)),
+            rows=lambda r, place: {place},
+        ),
+        Case(
+            f"{resource} list by collaboration", "get", resource, target=target,
+            path=lambda ctx: f"{path}&collaboration_id={ctx.collab.pk}",
+            status=lambda r, place: ok_if(r.can_col(resource, "view", place)),
+            rows=lambda r, place: members(place) & r.places(resource),
+        ),
+    ]  # fmt: skip
+
+
 CASES = [
     # --- tokens: the same for every role ------------------------------------------------------------
     Case(
@@ -93,18 +130,7 @@ CASES = [
     ),
     # --- users ---------------------------------------------------------------------------------------
     list_case("user", org_user, "/api/user?per_page=1000", user_rows),
-    Case(
-        "user list by organization", "get", "user", target=org_user,
-        path=lambda ctx: f"/api/user?per_page=1000&organization_id={ctx.org.pk}",
-        status=lambda r, place: ok_if(r.allow_org("user", "view", place)),
-        rows=lambda r, place: {place},
-    ),
-    Case(
-        "user list by collaboration", "get", "user", target=org_user,
-        path=lambda ctx: f"/api/user?per_page=1000&collaboration_id={ctx.collab.pk}",
-        status=lambda r, place: ok_if(r.can_col("user", "view", place)),
-        rows=lambda r, place: members(place) & r.places("user"),
-    ),
+    *lists_by_place("user", org_user),
     Case(
         "user detail", "get", "user/<pk>", target=org_user,
         path=lambda ctx: f"/api/user/{ctx.target.pk}",
@@ -114,24 +140,8 @@ CASES = [
         "own user detail", "get", "user/<pk>", per_place=False,
         path=lambda ctx: f"/api/user/{ctx.caller.pk}?include_permissions=1", status=lambda r, _: 200,
     ),
-    Case(
-        "user create", "post", "user", rules=(("user", "create"),),
-        path=lambda ctx: "/api/user",
-        body=lambda ctx: {
-            "username": f"new{ctx.place}", "email": f"new{ctx.place}@example.org", "password": PASSWORD,
-            "organization_id": ctx.org.pk, "roles": [Role.objects.get(name=VIEWER).pk],
-        },
-        status=lambda r, place: ok_if(r.allow_org("user", "create", place) and r.holds_role(VIEWER), 201),
-    ),
-    Case(
-        "user create with a researcher role", "post", "user",
-        path=lambda ctx: "/api/user",
-        body=lambda ctx: {
-            "username": f"new{ctx.place}", "email": f"new{ctx.place}@example.org", "password": PASSWORD,
-            "organization_id": ctx.org.pk, "roles": [Role.objects.get(name=RESEARCHER).pk],
-        },
-        status=lambda r, place: ok_if(r.allow_org("user", "create", place) and r.holds_role(RESEARCHER), 201),
-    ),
+    user_create("user create", VIEWER, rules=(("user", "create"),)),
+    user_create("user create with a researcher role", RESEARCHER),
     Case(
         "user edit", "patch", "user/<pk>", target=org_user, rules=(("user", "edit"),),
         path=lambda ctx: f"/api/user/{ctx.target.pk}", body=lambda ctx: {"firstname": "Changed"},
@@ -178,18 +188,7 @@ CASES = [
         "role list", "get", "role", target=org_role, per_place=False, rules=(("role", "view"),),
         path=lambda ctx: "/api/role?per_page=1000", status=lambda r, _: 200, rows=role_rows,
     ),
-    Case(
-        "role list by organization", "get", "role", target=org_role,
-        path=lambda ctx: f"/api/role?per_page=1000&organization_id={ctx.org.pk}",
-        status=lambda r, place: ok_if(r.allow_org("role", "view", place)),
-        rows=lambda r, place: {place},
-    ),
-    Case(
-        "role list by collaboration", "get", "role", target=org_role,
-        path=lambda ctx: f"/api/role?per_page=1000&collaboration_id={ctx.collab.pk}",
-        status=lambda r, place: ok_if(r.can_col("role", "view", place)),
-        rows=lambda r, place: members(place) & r.places("role"),
-    ),
+    *lists_by_place("role", org_role),
     Case(
         "role list by user", "get", "role",
         target=lambda ctx: make_user(ctx.org, rules=()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -361,6 +362,35 @@ def test_readme_documents_exactly_the_known_variables():
     readme = (BASE_DIR / "README.md").read_text()
     documented = set(re.findall(r"^\| `(V6_[A-Z0-9_]+)` \|", readme, flags=re.MULTILINE))
     assert documented == SETTINGS_VARIABLES
+
+
+def _constant(node: ast.expr) -> object:
+    """The value of a constant expression of the settings (``1024**2``)."""
+    return eval(compile(ast.Expression(node), "settings.py", "eval"), {"__builtins__": {}})
+
+
+def test_readme_states_the_defaults_and_bounds_the_settings_apply():
+    readme = (BASE_DIR / "README.md").read_text()
+    rows = {
+        cells[0].strip("`"): cells[1:]
+        for cells in (line[2:-2].split(" | ") for line in readme.splitlines() if line.startswith("| `V6_"))
+    }
+    checked = 0
+    for call in ast.walk(ast.parse((BASE_DIR / "vantage6" / "settings.py").read_text())):
+        helper = getattr(call.func, "id", "") if isinstance(call, ast.Call) else ""
+        if helper not in ("env_int", "env_bool", "env_str"):
+            continue
+        name, default = f"V6_{_constant(call.args[0])}", call.args[1] if len(call.args) > 1 else None
+        written, bounds = rows[name][0], rows[name][1]
+        if isinstance(default, ast.Constant) and default.value != "":
+            shown = str(default.value).lower() if helper == "env_bool" else default.value
+            assert written.startswith(f"`{shown}`"), name
+        if helper == "env_int":
+            limits = {keyword.arg: _constant(keyword.value) for keyword in call.keywords}
+            low, high = limits["minimum"], limits.get("maximum")
+            assert bounds == (f"at least {low}" if high is None else f"{low}\N{EN DASH}{high}"), name
+        checked += 1
+    assert checked > 40
 
 
 def _compose() -> dict:

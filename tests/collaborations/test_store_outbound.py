@@ -195,11 +195,20 @@ def test_https_store_certificate_is_checked_against_its_host_name(
     assert len(store.requests) == (1 if expected == 201 else 0)
 
 
-def test_a_store_that_answers_a_byte_at_a_time_is_cut_at_the_timeout(api, world, settings):
-    """The timeout bounds the whole call, not each read: a store chosen by a collaboration admin must
-    not hold a request's thread (of a bounded pool) for as long as it drips its answer."""
-    settings.ALGORITHM_STORE_ALLOW_PRIVATE = True
-    settings.ALGORITHM_STORE_TIMEOUT_SECONDS = 1
+def assert_given_up_within(seconds: float, api, world, url: str, *, last_tried: str = "") -> None:
+    """Registering a store at ``url``, which does not answer in time, ends within ``seconds`` in a 404
+    that names the URL tried last (``url`` unless told), and registers nothing."""
+    started = time.monotonic()
+    response = register(api, url, headers=headers_of(world.org_a, "Root"))
+    assert time.monotonic() - started < seconds
+    assert response.status_code == 404, response.json()
+    assert response.json()["msg"].startswith(f"Algorithm store cannot be reached at {last_tried or url}")
+    assert nothing_registered()
+
+
+@pytest.fixture
+def dripping_store():
+    """The URL of a store on ``127.0.0.1`` that answers a byte every 0.2 s (29 s in all)."""
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
@@ -217,18 +226,10 @@ def test_a_store_that_answers_a_byte_at_a_time_is_cut_at_the_timeout(api, world,
 
     dripper = threading.Thread(target=drip, daemon=True)
     dripper.start()
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}/api"
-    started = time.monotonic()
-    try:
-        response = register(api, url, headers=headers_of(world.org_a, "Root"))
-    finally:
-        stop.set()
-        dripper.join(5)
-        listener.close()
-    assert time.monotonic() - started < 5  # the drip alone takes 29 s
-    assert response.status_code == 404, response.json()
-    assert response.json()["msg"].startswith(f"Algorithm store cannot be reached at {url}")
-    assert nothing_registered()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/api"
+    stop.set()
+    dripper.join(5)
+    listener.close()
 
 
 @pytest.fixture
@@ -247,17 +248,29 @@ def silent_dns(monkeypatch):
     answer.set()
 
 
+@pytest.fixture
+def silent_localhost():
+    """The URL of a store on ``localhost`` that accepts connections, on every loopback address of this
+    machine, and answers nothing."""
+    listener = socket.create_server(("0.0.0.0", 0))
+    yield f"http://localhost:{listener.getsockname()[1]}/api"
+    listener.close()
+
+
+def test_a_store_that_answers_a_byte_at_a_time_is_cut_at_the_timeout(api, world, settings, dripping_store):
+    """The timeout bounds the whole call, not each read: a store chosen by a collaboration admin must
+    not hold a request's thread (of a bounded pool) for as long as it drips its answer."""
+    settings.ALGORITHM_STORE_ALLOW_PRIVATE = True
+    settings.ALGORITHM_STORE_TIMEOUT_SECONDS = 1
+    assert_given_up_within(5, api, world, dripping_store)
+
+
 def test_a_store_whose_name_lookup_hangs_is_given_up_at_the_timeout(api, world, settings, silent_dns):
     """The system resolver has timeouts of its own (per server and attempt, minutes in all): the store
     call's deadline bounds the lookup too, or a store's DNS server that never answers would hold a
     request's thread as long as the resolver waits."""
     settings.ALGORITHM_STORE_TIMEOUT_SECONDS = 1
-    started = time.monotonic()
-    response = register(api, silent_dns, headers=headers_of(world.org_a, "Root"))
-    assert time.monotonic() - started < 5
-    assert response.status_code == 404, response.json()
-    assert response.json()["msg"].startswith(f"Algorithm store cannot be reached at {silent_dns}")
-    assert nothing_registered()
+    assert_given_up_within(5, api, world, silent_dns)
 
 
 def test_lookups_that_hang_keep_no_other_store_waiting(api, world, settings, silent_dns):
@@ -274,21 +287,16 @@ def test_lookups_that_hang_keep_no_other_store_waiting(api, world, settings, sil
     assert response.status_code == 201, response.json()
 
 
-def test_the_second_try_on_the_development_host_is_within_the_same_timeout(api, world, settings):
+def test_the_second_try_on_the_development_host_is_within_the_same_timeout(
+    api, world, settings, silent_localhost
+):
     """A store on ``localhost`` is tried again at ``DEV_HOST_URI``: both tries together end within the
     timeout, as any call does."""
     settings.ALGORITHM_STORE_ALLOW_PRIVATE = True
     settings.ALGORITHM_STORE_TIMEOUT_SECONDS = 2
     settings.DEV_HOST_URI = "127.0.0.2"
-    silent = socket.create_server(("0.0.0.0", 0))  # accepts on localhost and on 127.0.0.2, answers nothing
-    url = f"http://localhost:{silent.getsockname()[1]}/api"
-    started = time.monotonic()
-    try:
-        response = register(api, url, headers=headers_of(world.org_a, "Root"))
-    finally:
-        silent.close()
-    assert response.status_code == 404, response.json()
-    assert time.monotonic() - started < 3.5  # one timeout, not two
+    dev_host = silent_localhost.replace("localhost", "127.0.0.2")
+    assert_given_up_within(3.5, api, world, silent_localhost, last_tried=dev_host)  # one timeout, not two
 
 
 def test_an_image_lookup_while_the_store_calls_are_all_taken_is_a_503_not_a_task_error():

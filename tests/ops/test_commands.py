@@ -1,11 +1,16 @@
-"""``createroot``, ``demo`` and ``node_key``: good and bad input, and the effect through the API."""
+"""``createroot``, ``demo`` and ``node_key``: good and bad input, and the effect through the API; the README's
+table of every command."""
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
+from pathlib import Path
 
 import pytest
+from django.conf import settings
+from django.core.management import get_commands, load_command_class
 
 from accounts.models import AuditEntry, User
 from collaborations.models import Collaboration, Organization
@@ -13,6 +18,12 @@ from nodes.models import Node
 from tests.factories import make_collab, make_node, make_org, make_user
 
 pytestmark = pytest.mark.django_db
+
+# The options Django gives every command.
+DJANGO_OPTIONS = {
+    "--help", "--version", "--verbosity", "--settings", "--pythonpath", "--traceback", "--no-color",
+    "--force-color", "--skip-checks",
+}  # fmt: skip
 
 
 def log_in(api, username: str, password: str) -> int:
@@ -199,3 +210,29 @@ def test_demo_refuses_when_its_names_are_taken(manage):
     assert "the demo network was not created" in outcome.err
     assert "organization 'demo-organization-2', user 'demo-researcher' exist(s) already" in outcome.err
     assert not Collaboration.objects.exists()
+
+
+# --- the README's table of commands -----------------------------------------------------------------
+def test_the_readme_lists_each_command_of_the_server_with_its_options():
+    readme = (Path(settings.BASE_DIR) / "README.md").read_text()
+    section = readme.split("\n## Operating the server\n", 1)[1].split("\n#", 1)[0]
+    rows = {
+        line.split("`")[1].split()[0]: line
+        for line in section.splitlines()
+        if line.startswith("| `") and not line.startswith("| `command")
+    }
+    ours = {
+        name
+        for name, app in get_commands().items()
+        if app in {"accounts", "collaborations", "nodes", "tasks"}
+    }
+    assert set(rows) == ours
+    for name, row in rows.items():
+        parser = load_command_class(get_commands()[name], name).create_parser("manage.py", name)
+        options = {
+            option
+            for action in parser._actions
+            for option in action.option_strings
+            if option.startswith("--") and option not in DJANGO_OPTIONS
+        }
+        assert set(re.findall(r"--[a-z][a-z-]*", row)) == options, name

@@ -76,9 +76,19 @@ def sockets_of(pid: int) -> int:
 
 
 @pytest.fixture
-def stop_later():
+def serving(tmp_path):
+    """Starts the server with the given ``V6_`` variables on a free port: (process, port) once it answers.
+    A process still running at the end of the test is killed."""
     started = []
-    yield started.append
+
+    def start(**env: str) -> tuple[subprocess.Popen, int]:
+        port = free_port()
+        process = launch(tmp_path, port, **env)
+        started.append(process)
+        wait_up(process, port)
+        return process, port
+
+    yield start
     for process in started:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)  # its own session: the launcher and its children
@@ -128,22 +138,16 @@ def test_several_workers_need_rabbitmq(tmp_path):
     )
 
 
-def test_one_worker_serves_in_the_process_itself(tmp_path, stop_later):
-    port = free_port()
-    process = launch(tmp_path, port)
-    stop_later(process)
-    wait_up(process, port)
+def test_one_worker_serves_in_the_process_itself(serving):
+    process, _port = serving()
     assert children(process) == []
     assert sockets_of(process.pid) > 0
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
 
 
-def test_workers_share_the_connections_and_stop_together(tmp_path, stop_later):
-    port = free_port()
-    process = launch(tmp_path, port, V6_WORKERS="2", V6_RABBITMQ_URI=UNUSED_BROKER)
-    stop_later(process)
-    wait_up(process, port)
+def test_workers_share_the_connections_and_stop_together(serving):
+    process, port = serving(V6_WORKERS="2", V6_RABBITMQ_URI=UNUSED_BROKER)
     workers = children(process)
     assert len(workers) == 2
     before = {pid: sockets_of(pid) for pid in workers}
@@ -160,11 +164,8 @@ def test_workers_share_the_connections_and_stop_together(tmp_path, stop_later):
     assert not Path(f"/proc/{workers[1]}").exists()  # stopped and reaped before the launcher exits
 
 
-def test_sigterm_stops_every_worker(tmp_path, stop_later):
-    port = free_port()
-    process = launch(tmp_path, port, V6_WORKERS="2", V6_RABBITMQ_URI=UNUSED_BROKER)
-    stop_later(process)
-    wait_up(process, port)
+def test_sigterm_stops_every_worker(serving):
+    process, port = serving(V6_WORKERS="2", V6_RABBITMQ_URI=UNUSED_BROKER)
     workers = children(process)
     process.send_signal(signal.SIGTERM)
     process.wait(30)

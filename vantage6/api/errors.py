@@ -15,7 +15,7 @@ from django.db import (
     NotSupportedError,
     OperationalError,
 )
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 
@@ -141,16 +141,16 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     return Response({"msg": UNEXPECTED}, status=500)
 
 
-def json_400(request, exception=None) -> JsonResponse:  # noqa: ARG001 - Django's handler signature
+def json_400(request: HttpRequest, exception: Exception | str | None = None) -> JsonResponse:  # noqa: ARG001 - Django's handler signature
     """A request Django refuses before any view (a malformed Host header, too many fields)."""
     return JsonResponse({"msg": str(exception or "") or "Bad request"}, status=400)
 
 
-def json_404(request, exception=None) -> JsonResponse:  # noqa: ARG001 - Django's handler signature
+def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:  # noqa: ARG001 - Django's handler signature
     return JsonResponse({"msg": "The requested URL was not found on the server."}, status=404)
 
 
-def json_500(request) -> JsonResponse:
+def json_500(request: HttpRequest) -> JsonResponse:
     # Django calls this while handling the exception, so it is still at hand.
     exc = sys.exc_info()[1]
     if exc is not None and database_unavailable(exc):

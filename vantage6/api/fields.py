@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from django.db.models import Model
 from rest_framework import serializers
@@ -17,13 +18,13 @@ MAX_ID = 2**31 - 1
 class IdField(serializers.IntegerField):
     """A database id: a positive integer that fits the id columns (huge numbers are a 400, not a 500)."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("min_value", 1)
         kwargs.setdefault("max_value", MAX_ID)
         super().__init__(**kwargs)
 
 
-def id_list(**kwargs) -> serializers.ListField:
+def id_list(**kwargs: Any) -> serializers.ListField:
     return serializers.ListField(child=IdField(), **kwargs)
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import CharField, Lookup, Model, Q, QuerySet, TextField
+from django.db.models.sql.compiler import SQLCompiler
 
 M = TypeVar("M", bound=Model)
 
@@ -22,7 +24,7 @@ M = TypeVar("M", bound=Model)
 class Like(Lookup):
     lookup_name = "like"
 
-    def as_sql(self, compiler, connection) -> tuple[str, list]:  # type: ignore[override]  # Lookup's own type
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, list]:  # type: ignore[override]  # Lookup's own type
         lhs, lhs_params = self.process_lhs(compiler, connection)
         rhs, rhs_params = self.process_rhs(compiler, connection)
         escape = "" if connection.vendor == "postgresql" else " ESCAPE '\\'"  # PostgreSQL's default

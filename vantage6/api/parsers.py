@@ -3,7 +3,8 @@ text that is not Unicode."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import IO, Any
 
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
@@ -13,7 +14,9 @@ from vantage6.nesting import LONE_SURROGATE, TOO_DEEP, found_in_strings, too_dee
 
 
 class JSONParser(parsers.JSONParser):
-    def parse(self, stream, media_type=None, parser_context=None) -> Any:
+    def parse(
+        self, stream: IO[Any], media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> Any:
         # The body decoded in one call rather than through DRF's stream reader (a few µs of Python per
         # request); a body cut within a character is refused instead of parsed without that character.
         encoding = parsers.get_encoding(parser_context or {})  # type: ignore[attr-defined]  # not in the stubs

@@ -122,7 +122,7 @@ def _planned(serializer: serializers.Serializer, plan: list[tuple[str, Step]], r
         return None
 
 
-def validated(serializer_class: type[serializers.Serializer], data: object, **kwargs) -> dict:
+def validated(serializer_class: type[serializers.Serializer], data: object, **kwargs: Any) -> dict:
     """The validated body; a 400 with the field errors otherwise (also for non-object bodies)."""
     if not kwargs:
         plan = _validation_plan(serializer_class)

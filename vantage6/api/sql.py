@@ -29,6 +29,7 @@ from django.db.models import (
 from django.db.models.base import ModelState
 from django.db.models.expressions import RawSQL
 from django.db.models.signals import post_init, pre_init
+from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 
 from vantage6.db import features, loop_connection, loop_reader
@@ -358,7 +359,9 @@ class Joined(Aggregate):
         assert "'" not in separator and "%" not in separator, "a plain separator"
         super().__init__(expression, separator=separator, output_field=CharField())
 
-    def as_postgresql(self, compiler, connection: BaseDatabaseWrapper, **extra) -> tuple[str, tuple]:
+    def as_postgresql(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
+    ) -> tuple[str, tuple]:
         return self.as_sql(compiler, connection, function="STRING_AGG", **extra)
 
 

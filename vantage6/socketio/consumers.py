@@ -235,7 +235,7 @@ class WebsocketConsumer:
         self.closed = False
 
     @classmethod
-    def as_asgi(cls, **initkwargs: object):
+    def as_asgi(cls, **initkwargs: object) -> Callable[..., Coroutine[object, object, None]]:
         def app(scope: dict, receive, send) -> Coroutine[object, object, None]:
             # The coroutine itself, not one awaiting it: one frame less held by every websocket.
             return cls(**initkwargs)(scope, receive, send)  # type: ignore[arg-type]

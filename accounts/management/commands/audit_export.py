@@ -39,7 +39,13 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *_args, since: str, until: str | None, action: str | None, organization: int | None, **_options
+        self,
+        *_args: object,
+        since: str,
+        until: str | None,
+        action: str | None,
+        organization: int | None,
+        **_options: object,
     ) -> None:
         try:
             require_migrated_database()

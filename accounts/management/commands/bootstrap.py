@@ -11,7 +11,7 @@ from vantage6.startup import deployment_warnings, secure_data_files
 class Command(BaseCommand):
     help = "Apply migrations, seed rules and built-in roles, and create the root user on a first start."
 
-    def handle(self, *_args, **_options) -> None:
+    def handle(self, *_args: object, **_options: object) -> None:
         for warning in [*secure_data_files(), *deployment_warnings()]:
             self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
         call_command("migrate", interactive=False, verbosity=0)

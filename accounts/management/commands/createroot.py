@@ -47,7 +47,7 @@ class Command(BaseCommand):
             help="read the password from the first line of FILE ('-': standard input) instead of asking",
         )
 
-    def handle(self, *_args, password_file: str | None, **_options) -> None:
+    def handle(self, *_args: object, password_file: str | None, **_options: object) -> None:
         try:
             require_migrated_database()
         except FixtureError as exc:

@@ -88,7 +88,7 @@ class Command(BaseCommand):
             "--json", action="store_true", dest="as_json", help="print the credentials as one JSON object"
         )
 
-    def handle(self, *_args, reset: bool, as_json: bool, **_options) -> None:
+    def handle(self, *_args: object, reset: bool, as_json: bool, **_options: object) -> None:
         try:
             require_migrated_database()
             exists = Collaboration.objects.filter(name=COLLABORATION).exists()

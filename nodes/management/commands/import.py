@@ -20,7 +20,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", help="the YAML fixture to load")
 
-    def handle(self, *_args, file: str, **_options) -> None:
+    def handle(self, *_args: object, file: str, **_options: object) -> None:
         try:
             require_migrated_database()
             data = read(Path(file))

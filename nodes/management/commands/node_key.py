@@ -36,7 +36,7 @@ class Command(BaseCommand):
             "--legacy", action="store_true", help="list the nodes still on a key imported from vantage6"
         )
 
-    def handle(self, *_args, node: str | None, legacy: bool, **_options) -> None:
+    def handle(self, *_args: object, node: str | None, legacy: bool, **_options: object) -> None:
         try:
             require_migrated_database()
         except FixtureError as exc:

@@ -12,7 +12,7 @@ from nodes.consumers import mark_silent_nodes_offline, server, tell_offline
 class Command(BaseCommand):
     help = "Mark nodes offline whose heartbeats stopped, and bury server processes that stopped beating."
 
-    def handle(self, *_args, **_options) -> None:
+    def handle(self, *_args: object, **_options: object) -> None:
         offline = mark_silent_nodes_offline()
         tell_offline(offline)
         server.run_sync(server.sweep)

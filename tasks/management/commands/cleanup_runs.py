@@ -39,7 +39,9 @@ class Command(BaseCommand):
             help="Also clear the inputs (default: V6_RUNS_DATA_CLEANUP_INCLUDE_INPUT).",
         )
 
-    def handle(self, *args, days: str | None, include_input: bool | None, **options) -> None:
+    def handle(
+        self, *_args: object, days: str | None, include_input: bool | None, **_options: object
+    ) -> None:
         if days is None:
             if settings.RUNS_DATA_CLEANUP_DAYS < 1:
                 self.stdout.write("Run data clean-up is off (V6_RUNS_DATA_CLEANUP_DAYS is 0); nothing done.")

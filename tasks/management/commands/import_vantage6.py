@@ -57,7 +57,7 @@ class Command(BaseCommand):
         parser.add_argument("source", help="the vantage6 server's database URL (read-only access is enough)")
         parser.add_argument("--dry-run", action="store_true", help="read and check everything, write nothing")
 
-    def handle(self, *_args, source: str, dry_run: bool, **_options) -> None:
+    def handle(self, *_args: object, source: str, dry_run: bool, **_options: object) -> None:
         try:
             reader = Source(source)
         except SourceError as exc:
