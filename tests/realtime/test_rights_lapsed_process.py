@@ -1,0 +1,108 @@
+"""A server process that went two beat periods without a beat is not waited for by a change of rights,
+long before it is buried: a killed one delays no change any more, and a stopped one that runs again
+checks its sockets before they get anything, so none keeps a room it lost while it was not waited for."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from nodes.models import SocketProcess
+from tests.conftest import requires_services
+from tests.realtime.helpers import create_task, eventually, make_user, token
+from tests.realtime.live import FAST_TIMERS, LIVE, Daphne
+from tests.realtime.test_rights_answered_after_recheck import _witness
+from tests.realtime.test_socket_rights import _call
+
+pytestmark = [pytest.mark.live, requires_services("rabbitmq")]
+
+BOUND = 1  # publish_timeout: how long a change waits for the confirmations of the live processes
+LAPSE = 2 * int(FAST_TIMERS["V6_SOCKET_PING_INTERVAL"])  # two beat periods
+# The clients' sockets outlive a stop of a few lapses (they expect a ping every interval + timeout), and
+# a silent process is buried only after 2 intervals + timeout + interval + forward timeout (31 s).
+PING_TIMEOUT = 20
+
+
+@pytest.fixture
+def pair(live_db, live_folder):
+    """Two server processes of the test's own on RabbitMQ (one of them is killed or stopped)."""
+    env = live_db.process_env(
+        V6_RABBITMQ_URI=os.environ["V6_RABBITMQ_URI"], V6_SOCKET_PING_TIMEOUT=str(PING_TIMEOUT)
+    )
+    servers = [Daphne(env, live_folder), Daphne(env, live_folder)]
+    yield servers
+    for server in servers:
+        with contextlib.suppress(ProcessLookupError, AttributeError):  # AttributeError: stopped by the test
+            os.kill(server.process.pid, signal.SIGCONT)  # if the test failed while it was stopped
+        server.stop()
+        server.show_log()
+
+
+def _timed(call) -> float:
+    started = time.monotonic()
+    call()
+    return time.monotonic() - started
+
+
+def _beating() -> int:
+    """The processes whose last beat is within the lapse."""
+    since = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=LAPSE)
+    return SocketProcess.objects.using(LIVE).filter(beat_at__gte=since).count()
+
+
+def _both_beat(pair: list[Daphne]) -> None:
+    for server in pair:  # a process beats (and is waited for) from its first request on
+        assert requests.get(f"{server.url}/api/version", timeout=10).status_code == 200
+    assert eventually(lambda: _beating() == 2, timeout=20)
+
+
+def test_a_killed_process_delays_no_change_once_it_missed_two_beats(pair, live_world, sockets):
+    live, victim = pair
+    admin = token(make_user(live_world.org_a, roles=("Root",)))
+    node = sockets(victim.url, token(live_world.node_a), transports=["websocket"])
+    node.wait_ready(live_world.node_a)
+    _both_beat(pair)
+    url = f"{live.url}/api/collaboration/{live_world.collab_ab.pk}/organization"
+
+    os.kill(victim.process.pid, signal.SIGKILL)
+    victim.process.wait()
+    assert eventually(lambda: _beating() == 1, timeout=3 * LAPSE)
+    waited = [
+        _timed(lambda method=method: _call(method, url, admin, id=live_world.org_a.pk))
+        for method in ("DELETE", "POST")
+    ]
+
+    assert SocketProcess.objects.using(LIVE).count() > _beating()  # not buried yet: its row is still there
+    assert max(waited) < BOUND / 2, waited
+
+
+def test_a_stopped_process_that_runs_again_delivers_nothing_of_a_room_its_socket_lost(
+    pair, live_world, sockets
+):
+    live, victim = pair
+    admin = token(make_user(live_world.org_a, roles=("Root",)))
+    node = sockets(victim.url, token(live_world.node_a), transports=["websocket"])
+    node.wait_ready(live_world.node_a)
+    witness = _witness(sockets, victim.url, live_world, node)  # node B, on the same process, keeps the room
+    _both_beat(pair)
+    url = f"{live.url}/api/collaboration/{live_world.collab_ab.pk}/organization"
+
+    os.kill(victim.process.pid, signal.SIGSTOP)
+    try:
+        assert eventually(lambda: _beating() == 1, timeout=3 * LAPSE)
+        # Answered without the stopped process, whose queue holds the recheck, then the new task's event.
+        assert _timed(lambda: _call("DELETE", url, admin, id=live_world.org_a.pk)) < BOUND / 2
+        researcher = make_user(live_world.org_b, roles=("Researcher",))
+        task_id = create_task(live.url, researcher, live_world.collab_ab, [live_world.org_b])
+    finally:
+        os.kill(victim.process.pid, signal.SIGCONT)
+
+    assert witness.wait_for("new_task", where=lambda data: data["id"] == task_id)["id"] == task_id
+    assert [data for name, data in node.received(0.5) if name == "new_task"] == []
+    assert node.client.connected  # checked again, not dropped
