@@ -1,12 +1,14 @@
 """A server process that went two beat periods without a beat is not waited for by a change of rights,
 long before it is buried: a killed one delays no change any more, and a stopped one that runs again
-checks its sockets before they get anything, so none keeps a room it lost while it was not waited for."""
+checks its sockets before they get anything, so none keeps a room it lost while it was not waited for.
+One that only missed a confirmation, and beats, is waited for by the next change all the same."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +19,7 @@ from nodes.models import SocketProcess
 from tests.conftest import requires_services
 from tests.realtime.helpers import create_task, eventually, make_user, token
 from tests.realtime.live import FAST_TIMERS, LIVE, Daphne
-from tests.realtime.test_rights_answered_after_recheck import _witness
+from tests.realtime.test_rights_answered_after_recheck import _new_task_heard, _witness
 from tests.realtime.test_socket_rights import _call
 
 pytestmark = [pytest.mark.live, requires_services("rabbitmq")]
@@ -106,3 +108,31 @@ def test_a_stopped_process_that_runs_again_delivers_nothing_of_a_room_its_socket
     assert witness.wait_for("new_task", where=lambda data: data["id"] == task_id)["id"] == task_id
     assert [data for name, data in node.received(0.5) if name == "new_task"] == []
     assert node.client.connected  # checked again, not dropped
+
+
+def test_a_process_that_missed_one_confirmation_is_still_waited_for(pair, live_world, sockets):
+    live, slow = pair
+    admin = token(make_user(live_world.org_a, roles=("Root",)))
+    node = sockets(slow.url, token(live_world.node_a), transports=["websocket"])
+    node.wait_ready(live_world.node_a)
+    witness = _witness(sockets, slow.url, live_world, node)
+    _both_beat(pair)
+    url = f"{live.url}/api/collaboration/{live_world.collab_ab.pk}/organization"
+    os.kill(slow.process.pid, signal.SIGSTOP)
+    try:
+        assert _timed(lambda: _call("DELETE", url, admin, id=live_world.org_a.pk)) >= BOUND  # not confirmed
+    finally:
+        os.kill(slow.process.pid, signal.SIGCONT)
+    _call("POST", url, admin, id=live_world.org_a.pk)
+
+    # Stalled again while the next change waits for it, for less than the bound: the change waits for it.
+    os.kill(slow.process.pid, signal.SIGSTOP)
+    waking = threading.Timer(BOUND / 2, os.kill, (slow.process.pid, signal.SIGCONT))
+    waking.start()
+    try:
+        waited = _timed(lambda: _call("DELETE", url, admin, id=live_world.org_a.pk))
+    finally:
+        waking.join()
+
+    assert BOUND / 2 <= waited < BOUND
+    assert _new_task_heard(live_world, live.url, witness, node) == []

@@ -428,6 +428,7 @@ class Server:
             self._arriving, self._rechecking, self._recheck_due = {}, [], set()
             self._anonymous, self._unconnected = OrderedDict(), {}
             self.peers, self.settled, self._outgoing, self._flush_due = set(), False, [], False
+            self._beat_at = None  # these sessions missed no change while an earlier loop's beat lapsed
             keep(loop.create_task(self._listen(self._ready)))
         await cast(asyncio.Event, self._ready).wait()
 
@@ -1258,8 +1259,7 @@ class Server:
             logger.exception("connect handler of %s failed", namespace)
 
     async def _event(self, session: Session, packet: p.SioPacket) -> None:
-        await self._caught_up()
-        if self.sessions.get(session.sid) is not session:
+        if await self._caught_up() and self.sessions.get(session.sid) is not session:
             return  # revoked by the check of all sockets
         socket = Socket(self, session, packet.namespace)
         event, args = cast(list, packet.data)[0], cast(list, packet.data)[1:]  # decode_sio checked it
@@ -1543,14 +1543,17 @@ class Server:
         the others may have stopped waiting for its rechecks."""
         return self._beat_at is not None and time.time() - self._beat_at > self.beat_lapse
 
-    async def _caught_up(self) -> None:
+    async def _caught_up(self) -> bool:
         """Before its sockets get a room packet or send an event: if this process lapsed, once it beat
-        and checked them all again (a socket may hold a room it lost while the change did not wait)."""
-        if self._lapsed() and asyncio.current_task() is not self._beating:  # not the check's own moves
-            try:
-                await self.beat()
-            except Exception as exc:  # the database away: served as before, no change commits meanwhile
-                logger.warning("could not check the sessions of a process without a beat: %s", exc)
+        and checked them all again (a socket may hold a room it lost while the change did not wait).
+        Whether it lapsed."""
+        if not self._lapsed() or asyncio.current_task() is self._beating:  # not the check's own moves
+            return False
+        try:
+            await self.beat()
+        except Exception as exc:  # the database away: served as before, nothing tells what changed
+            logger.warning("could not check the sessions of a process without a beat: %s", exc)
+        return True
 
     async def sweep(self) -> None:
         """Revoke the sessions of this process that ``verify`` finds (one call for all), and bury the
