@@ -5,11 +5,9 @@ One that only missed a confirmation, and beats, is waited for by the next change
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,6 +18,7 @@ from tests.conftest import requires_services
 from tests.realtime.helpers import create_task, eventually, make_user, token
 from tests.realtime.live import FAST_TIMERS, LIVE, Daphne
 from tests.realtime.test_rights_answered_after_recheck import _new_task_heard, _witness
+from tests.realtime.test_rights_recheck_faults import _timed, pair  # noqa: F401 - pair: a fixture
 from tests.realtime.test_socket_rights import _call
 
 pytestmark = [pytest.mark.live, requires_services("rabbitmq")]
@@ -31,25 +30,10 @@ LAPSE = 2 * int(FAST_TIMERS["V6_SOCKET_PING_INTERVAL"])  # two beat periods
 PING_TIMEOUT = 20
 
 
-@pytest.fixture
-def pair(live_db, live_folder):
-    """Two server processes of the test's own on RabbitMQ (one of them is killed or stopped)."""
-    env = live_db.process_env(
-        V6_RABBITMQ_URI=os.environ["V6_RABBITMQ_URI"], V6_SOCKET_PING_TIMEOUT=str(PING_TIMEOUT)
-    )
-    servers = [Daphne(env, live_folder), Daphne(env, live_folder)]
-    yield servers
-    for server in servers:
-        with contextlib.suppress(ProcessLookupError, AttributeError):  # AttributeError: stopped by the test
-            os.kill(server.process.pid, signal.SIGCONT)  # if the test failed while it was stopped
-        server.stop()
-        server.show_log()
-
-
-def _timed(call) -> float:
-    started = time.monotonic()
-    call()
-    return time.monotonic() - started
+@pytest.fixture(autouse=True)
+def patient_clients(live_db, monkeypatch) -> None:
+    """The pair's clients outlive a stop of a few lapses."""
+    monkeypatch.setitem(live_db.env, "V6_SOCKET_PING_TIMEOUT", str(PING_TIMEOUT))
 
 
 def _beating() -> int:
@@ -58,13 +42,13 @@ def _beating() -> int:
     return SocketProcess.objects.using(LIVE).filter(beat_at__gte=since).count()
 
 
-def _both_beat(pair: list[Daphne]) -> None:
-    for server in pair:  # a process beats (and is waited for) from its first request on
+def _both_beat(servers: list[Daphne]) -> None:
+    for server in servers:  # a process beats (and is waited for) from its first request on
         assert requests.get(f"{server.url}/api/version", timeout=10).status_code == 200
     assert eventually(lambda: _beating() == 2, timeout=20)
 
 
-def test_a_killed_process_delays_no_change_once_it_missed_two_beats(pair, live_world, sockets):
+def test_a_killed_process_delays_no_change_once_it_missed_two_beats(pair, live_world, sockets):  # noqa: F811
     live, victim = pair
     admin = token(make_user(live_world.org_a, roles=("Root",)))
     node = sockets(victim.url, token(live_world.node_a), transports=["websocket"])
@@ -85,13 +69,16 @@ def test_a_killed_process_delays_no_change_once_it_missed_two_beats(pair, live_w
 
 
 def test_a_stopped_process_that_runs_again_delivers_nothing_of_a_room_its_socket_lost(
-    pair, live_world, sockets
+    pair,  # noqa: F811
+    live_world,
+    sockets,
 ):
     live, victim = pair
     admin = token(make_user(live_world.org_a, roles=("Root",)))
     node = sockets(victim.url, token(live_world.node_a), transports=["websocket"])
     node.wait_ready(live_world.node_a)
     witness = _witness(sockets, victim.url, live_world, node)  # node B, on the same process, keeps the room
+    sid = node.client.eio.sid
     _both_beat(pair)
     url = f"{live.url}/api/collaboration/{live_world.collab_ab.pk}/organization"
 
@@ -107,10 +94,10 @@ def test_a_stopped_process_that_runs_again_delivers_nothing_of_a_room_its_socket
 
     assert witness.wait_for("new_task", where=lambda data: data["id"] == task_id)["id"] == task_id
     assert [data for name, data in node.received(0.5) if name == "new_task"] == []
-    assert node.client.connected  # checked again, not dropped
+    assert node.client.eio.sid == sid  # checked again on the same connection, not dropped
 
 
-def test_a_process_that_missed_one_confirmation_is_still_waited_for(pair, live_world, sockets):
+def test_a_process_that_missed_one_confirmation_is_still_waited_for(pair, live_world, sockets):  # noqa: F811
     live, slow = pair
     admin = token(make_user(live_world.org_a, roles=("Root",)))
     node = sockets(slow.url, token(live_world.node_a), transports=["websocket"])
