@@ -31,13 +31,12 @@ Ownership and routing:
   not learn of each other over ``PROCESSES`` and skip each other's packets that the broker carries. A
   settled process that knows no other publishes no room packet to the broker.
 * A change of rights has every process recheck the sessions it touches (``sio.recheck`` on
-  ``PROCESSES``); each process named by the asker (those with a liveness row) confirms once done
-  (``sio.rechecked``), and the asker waits for them, at most ``publish_timeout``, but not for one that
-  said it ended after a graceful stop (``eio.gone``), nor for one whose last beat is older than
-  ``beat_lapse`` (dead, or its loop stuck). A process listens from its first request on a broker, as it
-  beats from then on. A process that went ``beat_lapse`` without a beat may have been skipped: before
-  any further room packet reaches its sockets or they send an event, it beats and checks all of them
-  again (``_caught_up``).
+  ``PROCESSES``); each process named by the asker (those whose last beat is within ``beat_lapse``: one
+  silent longer is dead or stuck) confirms once done (``sio.rechecked``), and the asker waits for them,
+  at most ``publish_timeout``, but not for one that said it ended after a graceful stop (``eio.gone``).
+  A process listens from its first request on a broker, as it beats from then on. A process that went
+  ``beat_lapse`` without a beat may have been skipped: before any further room packet reaches its
+  sockets or they send an event, it beats and checks all of them again (``_caught_up``).
 * The database keeps no session: only the liveness row of each process (``Liveness``), and what the
   application keeps of its connections.
 """
