@@ -43,9 +43,9 @@ from nodes.events import (
     organization_room,
     presence_room,
 )
-from nodes.models import Node, NodeConfig, NodeMetrics, SocketConnection, SocketProcess
+from nodes.models import Node, NodeConfig, NodeMetrics, SocketConnection
 from nodes.services import node_metrics_store
-from nodes.socket_store import DatabaseLiveness, restore_rows, went_silent
+from nodes.socket_store import DatabaseLiveness, live_processes, restore_rows, went_silent
 from vantage6.api.errors import ApiError
 from vantage6.logging import client_text
 from vantage6.socketio.database import events
@@ -172,7 +172,7 @@ def recheck_after_commit(owners: list[str]) -> None:
     def recheck() -> None:
         try:
             # The processes that may hold their sockets: every one alive (in memory, only this one).
-            alive = [] if server.in_memory else list(SocketProcess.objects.values_list("id", flat=True))
+            alive = [] if server.in_memory else live_processes(server.beat_lapse)
             # Within the request that made the change: a broker that is away must not hold it, nor a
             # process that does not confirm (publishing, then the confirmations, each within the bound).
             server.run_sync(lambda: server.recheck(owners, alive), timeout=2 * server.publish_timeout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -77,6 +78,14 @@ class DatabaseLiveness(Liveness):
             SocketConnection.objects.filter(process=process).delete()
             transaction.on_commit(lambda: self.process_lost(nodes))
         return True
+
+
+def live_processes(lapse: float) -> list[str]:
+    """The server processes that beat within the last ``lapse`` seconds (``Server.beat_lapse``): those a
+    change of rights waits for. One silent longer is dead or stuck, and checks its sockets itself before
+    they act again (``Server._caught_up``)."""
+    since = _moment(time.time() - lapse)
+    return list(SocketProcess.objects.filter(beat_at__gte=since).values_list("id", flat=True))
 
 
 def restore_rows(process: str, held: dict[int, str], reports: dict[int, dict]) -> list[int]:

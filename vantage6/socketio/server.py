@@ -31,10 +31,12 @@ Ownership and routing:
   not learn of each other over ``PROCESSES`` and skip each other's packets that the broker carries. A
   settled process that knows no other publishes no room packet to the broker.
 * A change of rights has every process recheck the sessions it touches (``sio.recheck`` on
-  ``PROCESSES``); each process named by the asker (those with a liveness row) confirms once done
-  (``sio.rechecked``), and the asker waits for them, at most ``publish_timeout``, but not for one that
-  said it ended after a graceful stop (``eio.gone``). A process listens from its first request on a
-  broker, as it beats from then on.
+  ``PROCESSES``); each process named by the asker (those whose last beat is within ``beat_lapse``: one
+  silent longer is dead or stuck) confirms once done (``sio.rechecked``), and the asker waits for them,
+  at most ``publish_timeout``, but not for one that said it ended after a graceful stop (``eio.gone``).
+  A process listens from its first request on a broker, as it beats from then on. A process that went
+  ``beat_lapse`` without a beat may have been skipped: before any further room packet reaches its
+  sockets or they send an event, it beats and checks all of them again (``_caught_up``).
 * The database keeps no session: only the liveness row of each process (``Liveness``), and what the
   application keeps of its connections.
 """
@@ -389,7 +391,9 @@ class Server:
         # disconnects that follow are no departures.
         self.stopping = False
         self._process = ""
-        self._beaten = False
+        # When this process's last recorded beat started (None before its first), and the beat under way.
+        self._beat_at: float | None = None
+        self._beating: asyncio.Task | None = None
         self._listening_loop: asyncio.AbstractEventLoop | None = None
         self._housekeeping_loop: asyncio.AbstractEventLoop | None = None
 
@@ -405,6 +409,12 @@ class Server:
     def layer(self) -> BaseChannelLayer:
         return bridge.layer(self.layer_alias)
 
+    @property
+    def beat_lapse(self) -> float:
+        """How long without a beat a process is not waited for by a recheck (``recheck``): two beat
+        periods, where a live process beats every one."""
+        return 2 * self.ping_interval
+
     # --- the process channel --------------------------------------------------------------------------
     async def listening(self) -> None:
         """Make sure this process listens on its channel in the running loop (once per loop)."""
@@ -417,6 +427,7 @@ class Server:
             self._arriving, self._rechecking, self._recheck_due = {}, [], set()
             self._anonymous, self._unconnected = OrderedDict(), {}
             self.peers, self.settled, self._outgoing, self._flush_due = set(), False, [], False
+            self._beat_at = None  # these sessions missed no change while an earlier loop's beat lapsed
             keep(loop.create_task(self._listen(self._ready)))
         await cast(asyncio.Event, self._ready).wait()
 
@@ -832,16 +843,7 @@ class Server:
 
     async def _check_again(self, sessions: list[Session], running: set[str]) -> None:
         try:
-            await self._verify(sessions)
-            kept = [
-                session for session in sessions if session.owner and self.sessions.get(session.sid) is session
-            ]
-            for namespace, handler in self.namespaces.items():
-                sockets = [
-                    Socket(self, session, namespace) for session in kept if namespace in session.namespaces
-                ]
-                if sockets:
-                    await handler.on_recheck(sockets)
+            await self._derive_again(sessions)
         except DatabaseError as exc:
             # Their rooms may be ones they no longer reach: retried until the database answers.
             self._recheck_due |= {session.owner for session in sessions if session.owner}
@@ -850,6 +852,20 @@ class Server:
             logger.exception("recheck of %d sessions failed", len(sessions))
         finally:
             self._rechecking.remove(running)
+
+    async def _derive_again(self, sessions: list[Session]) -> None:
+        """Revoke those of ``sessions`` that ``verify`` finds; the namespaces derive again what the others
+        hold (``on_recheck``)."""
+        await self._verify(sessions)
+        kept = [
+            session for session in sessions if session.owner and self.sessions.get(session.sid) is session
+        ]
+        for namespace, handler in self.namespaces.items():
+            sockets = [
+                Socket(self, session, namespace) for session in kept if namespace in session.namespaces
+            ]
+            if sockets:
+                await handler.on_recheck(sockets)
 
     @contextlib.asynccontextmanager
     async def _arrival(self, sid: str) -> AsyncIterator[_Arriving]:
@@ -1242,6 +1258,8 @@ class Server:
             logger.exception("connect handler of %s failed", namespace)
 
     async def _event(self, session: Session, packet: p.SioPacket) -> None:
+        if await self._caught_up() and self.sessions.get(session.sid) is not session:
+            return  # revoked by the check of all sockets
         socket = Socket(self, session, packet.namespace)
         event, args = cast(list, packet.data)[0], cast(list, packet.data)[1:]  # decode_sio checked it
         try:
@@ -1390,6 +1408,7 @@ class Server:
                 publish_soon(key, message)  # in order, also while the broker is away
 
     async def _deliver_room(self, group: str, packets: list[str]) -> None:
+        await self._caught_up()
         for sid in list(self.room_members.get(group, ())):
             if (session := self.sessions.get(sid)) is not None:
                 await self._deliver(session, packets)
@@ -1489,19 +1508,51 @@ class Server:
         session.pong_due = False
 
     async def beat(self) -> None:
-        """Record that this process is alive: one write whatever the number of its sessions. If
-        another process took it for dead meanwhile (it stalled), what it kept of its connections was
-        ended there: its sessions end, and their clients connect again afresh."""
+        """Record that this process is alive: one write whatever the number of its sessions (one beat
+        at a time: a caller joins the one under way)."""
         if self.liveness is None:
             return
-        known = await database_sync_to_async(self.liveness.beat)(self.process)
-        if not known and self._beaten:
+        beating = self._beating
+        if beating is None or beating.done() or beating.get_loop() is not asyncio.get_running_loop():
+            beating = self._beating = asyncio.get_running_loop().create_task(self._beat())
+        await asyncio.shield(beating)
+
+    async def _beat(self) -> None:
+        """If another process took this one for dead meanwhile (it stalled), what it kept of its
+        connections was ended there: its sessions end, and their clients connect again afresh. If it
+        went ``beat_lapse`` without a beat, a change of rights may have been answered without waiting
+        for it: its sessions are checked again before its beat counts (``_caught_up``)."""
+        started = time.time()
+        known = await database_sync_to_async(cast(Liveness, self.liveness).beat)(self.process)
+        if not known and self._beat_at is not None:
             logger.warning("this process was taken for dead; ending its %d sessions", len(self.sessions))
             for session in list(self.sessions.values()):
                 await self.drop(session)
             if self.on_broker:  # the others forgot it
                 keep(asyncio.get_running_loop().create_task(self._introduce()))
-        self._beaten = True
+        elif self._lapsed():  # checked once the beat is written: a change that skipped it committed before
+            logger.warning(
+                "this process went %.0f s without a beat; checking its sessions again", self.beat_lapse
+            )
+            await self._derive_again([session for session in self.sessions.values() if session.owner])
+        self._beat_at = started
+
+    def _lapsed(self) -> bool:
+        """Whether this process went ``beat_lapse`` without a beat (its loop or its database stalled):
+        the others may have stopped waiting for its rechecks."""
+        return self._beat_at is not None and time.time() - self._beat_at > self.beat_lapse
+
+    async def _caught_up(self) -> bool:
+        """Before its sockets get a room packet or send an event: if this process lapsed, once it beat
+        and checked them all again (a socket may hold a room it lost while the change did not wait).
+        Whether it lapsed."""
+        if not self._lapsed() or asyncio.current_task() is self._beating:  # not the check's own moves
+            return False
+        try:
+            await self.beat()
+        except Exception as exc:  # the database away: served as before, nothing tells what changed
+            logger.warning("could not check the sessions of a process without a beat: %s", exc)
+        return True
 
     async def sweep(self) -> None:
         """Revoke the sessions of this process that ``verify`` finds (one call for all), and bury the
