@@ -136,7 +136,7 @@ def _unreachable(url: str) -> ApiError:
 def _decode(raw: bytes) -> object:
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested beyond the decoder's reach
         return None  # not a store's answer; never shown to anyone
 
 
