@@ -292,6 +292,7 @@ def _image_and_store(
         image=image,
         server_url=this_server_url(data.get("server_url")),
         authorization=user_authorization(store, authorization),
+        caller=principal,
     )
     if digest is None:
         return image, None
