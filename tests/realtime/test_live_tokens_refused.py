@@ -1,13 +1,15 @@
-"""Tokens that open no socket: one whose header nests deeper than a JSON reader goes (anyone can send one:
-a header is read before the signature is checked), an algorithm container's token of a running task and a
-mailed reset token. The socket gets no identity, no exception escapes, and the server goes on serving
-sockets."""
+"""Tokens that open no socket, against a live server: one whose header nests deeper than a JSON reader goes
+(anyone can send one: a header is read before the signature is checked), an algorithm container's token of
+a running task and a mailed reset token. The socket gets no identity, no exception escapes, and the server
+goes on serving sockets. The deep token is answered on HTTP too, where the server reads it before the body
+(the body limit of a blob upload depends on it)."""
 
 from __future__ import annotations
 
 import base64
 
 import pytest
+import requests
 
 from accounts.login import PURPOSE_PASSWORD
 from accounts.tokens import container_token, reset_token
@@ -23,16 +25,26 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+# Unsigned: its header is read first.
+DEEP = ".".join([_b64(b'{"alg":"HS256","x":' + b"[" * 2000 + b"]" * 2000 + b"}"), _b64(b"{}"), "x"])
+
+
 def test_a_token_nested_too_deep_is_no_identity(server, live_world):
-    deep = b"[" * 2000 + b"]" * 2000
-    bearer = ".".join([_b64(b'{"alg":"HS256","x":' + deep + b"}"), _b64(b"{}"), "x"])
     since = log_size(server.log)
 
-    answer = _handshake(server, bearer)
+    answer = _handshake(server, DEEP)
 
     assert answer.startswith("40/tasks,"), answer  # connected, as any socket without a usable token
     assert not escaped(server.log, since)
     assert _handshake(server, token(live_world.node_a)).startswith("40/tasks,")
+
+
+def test_a_blob_upload_with_a_token_nested_too_deep_is_answered(server):
+    headers = {"Authorization": f"Bearer {DEEP}"}
+
+    response = requests.post(f"{server.url}/api/blobstream", data=b"x" * 10, headers=headers, timeout=30)
+
+    assert response.status_code == 422, response.text
 
 
 def test_container_and_reset_tokens_are_no_identity(server, live_world, sockets):
