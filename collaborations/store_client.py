@@ -55,19 +55,16 @@ _calls_by_caller_lock = threading.Lock()
 
 
 class StoresBusy(ApiError):
-    """``MAX_CALLS`` store calls are under way in this process: a 503 whatever the call was for."""
+    """The store calls are all under way: ``MAX_CALLS`` of this process, a 503 whatever the call was for;
+    or (``own``) ``MAX_CALLS_PER_CALLER`` of the caller, a 429."""
 
-    def __init__(self) -> None:
-        super().__init__(503, "Too many calls to algorithm stores at once; try again later")
-
-
-class CallerStoresBusy(StoresBusy):
-    """``MAX_CALLS_PER_CALLER`` store calls of the caller are under way: a 429."""
-
-    def __init__(self) -> None:
-        ApiError.__init__(
-            self, 429, "Too many of your calls to algorithm stores at once; try again when they have ended"
-        )
+    def __init__(self, *, own: bool = False) -> None:
+        if own:
+            super().__init__(
+                429, "Too many of your calls to algorithm stores at once; try again when they ended"
+            )
+        else:
+            super().__init__(503, "Too many calls to algorithm stores at once; try again later")
 
 
 @contextlib.contextmanager
@@ -77,7 +74,7 @@ def _call_of(caller: Principal) -> Iterator[None]:
     key = (caller.kind, caller.id)
     with _calls_by_caller_lock:
         if _calls_by_caller[key] >= MAX_CALLS_PER_CALLER:
-            raise CallerStoresBusy
+            raise StoresBusy(own=True)
         if not _calls.acquire(blocking=False):
             raise StoresBusy
         _calls_by_caller[key] += 1
