@@ -122,7 +122,9 @@ def decode(raw: str) -> dict:
         raise TokenError(401, "Token has expired") from None
     except jwt.InvalidTokenError as exc:
         raise TokenError(422, str(exc) or "Invalid token") from None
-    except (TypeError, OverflowError):  # PyJWT's int() of an exp, iat or nbf that is no finite number
+    # PyJWT's int() of an exp, iat or nbf that is no finite number; JSON nested beyond the decoder's
+    # reach (in a header too, which is read before the signature is checked).
+    except (TypeError, OverflowError, RecursionError):
         raise TokenError(422, "Invalid token") from None
     # PyJWT takes any text int() reads as a time, any ``sub`` and no expiry; their readers here take
     # numbers, the integer id of a user or node or the object of a container (or of a mailed reset

@@ -345,6 +345,7 @@ def write_cases(manifest: dict, n: int) -> dict:
         {
             "client_type": "container",
             "node_id": node.pk,
+            "node_generation": node.token_generation,
             "organization_id": orgs[0],
             "collaboration_id": collab,
             "study_id": None,

@@ -294,6 +294,7 @@ def algorithm_store_create(
         server_url=store_client.this_server_url(server_url),
         force=force,
         authorization=authorization,
+        caller=principal,
     )
     with transaction.atomic():
         if collaboration_id is None:
@@ -340,6 +341,7 @@ def algorithm_store_delete(
         store_url=store.url,
         server_url=store_client.this_server_url(server_url),
         authorization=store_client.user_authorization(store, authorization),
+        caller=principal,
     )
     with transaction.atomic():
         audit(principal, "algorithmstore.delete", store, url=store.url)

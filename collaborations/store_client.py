@@ -21,6 +21,8 @@ import socket
 import ssl
 import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -31,6 +33,7 @@ from django.conf import settings
 from vantage6.api.errors import ApiError, bad_request, not_found
 
 if TYPE_CHECKING:
+    from accounts.permissions import Principal
     from collaborations.models import AlgorithmStore
 
 # A store's answers are small; never read more than this.
@@ -44,13 +47,45 @@ REGISTERED = (201, 208)
 # collaboration admin who linked it, would otherwise take them all from every other client.
 MAX_CALLS = 8
 _calls = threading.BoundedSemaphore(MAX_CALLS)
+# Of those, the calls of one caller at once: one who sends many calls to a store that never answers
+# takes this many, not every one of the others'.
+MAX_CALLS_PER_CALLER = 2
+_calls_by_caller: Counter[tuple[str, int | None]] = Counter()
+_calls_by_caller_lock = threading.Lock()
 
 
 class StoresBusy(ApiError):
-    """``MAX_CALLS`` store calls are under way in this process: a 503 whatever the call was for."""
+    """The store calls are all under way: ``MAX_CALLS`` of this process, a 503 whatever the call was for;
+    or (``own``) ``MAX_CALLS_PER_CALLER`` of the caller, a 429."""
 
-    def __init__(self) -> None:
-        super().__init__(503, "Too many calls to algorithm stores at once; try again later")
+    def __init__(self, *, own: bool = False) -> None:
+        if own:
+            super().__init__(
+                429, "Too many of your calls to algorithm stores at once; try again when they ended"
+            )
+        else:
+            super().__init__(503, "Too many calls to algorithm stores at once; try again later")
+
+
+@contextlib.contextmanager
+def _call_of(caller: Principal) -> Iterator[None]:
+    """One of the process's store calls and one of ``caller``'s, or at once (waiting would hold this
+    thread as well) ``StoresBusy`` when either has none left."""
+    key = (caller.kind, caller.id)
+    with _calls_by_caller_lock:
+        if _calls_by_caller[key] >= MAX_CALLS_PER_CALLER:
+            raise StoresBusy(own=True)
+        if not _calls.acquire(blocking=False):
+            raise StoresBusy
+        _calls_by_caller[key] += 1
+    try:
+        yield
+    finally:
+        with _calls_by_caller_lock:
+            _calls_by_caller[key] -= 1
+            if not _calls_by_caller[key]:
+                del _calls_by_caller[key]
+        _calls.release()
 
 
 @dataclass(frozen=True)
@@ -136,7 +171,7 @@ def _unreachable(url: str) -> ApiError:
 def _decode(raw: bytes) -> object:
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested beyond the decoder's reach
         return None  # not a store's answer; never shown to anyone
 
 
@@ -144,29 +179,30 @@ def store_request(
     method: str,
     url: str,
     *,
+    caller: Principal,
     body: object = None,
     headers: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
 ) -> StoreResponse:
-    """One HTTP call to a store at a public address; a store that cannot be reached is a 404, and with
-    ``MAX_CALLS`` under way in this process the call is a 503 at once.
+    """One HTTP call to a store at a public address, for ``caller``; a store that cannot be reached is a
+    404, and with ``MAX_CALLS`` under way in this process (or ``MAX_CALLS_PER_CALLER`` of the caller's)
+    the call is a 503 (a 429) at once.
 
     A redirect is answered as it is (a 3xx), not followed: it could lead anywhere. A store registered
     at ``localhost`` that does not answer there is tried once more at ``DEV_HOST_URI``: in development
     the store runs beside a server that may itself be in a container.
     """
-    if not _calls.acquire(blocking=False):  # waiting for one would hold this thread as well
-        raise StoresBusy
-    deadline = time.monotonic() + settings.ALGORITHM_STORE_TIMEOUT_SECONDS  # of both tries
-    try:
-        return _request_once(method, url, body=body, headers=headers, params=params, deadline=deadline)
-    except ApiError:
-        retry_url = _on_dev_host(url)
-        if retry_url is None:
-            raise
-        return _request_once(method, retry_url, body=body, headers=headers, params=params, deadline=deadline)
-    finally:
-        _calls.release()
+    with _call_of(caller):
+        deadline = time.monotonic() + settings.ALGORITHM_STORE_TIMEOUT_SECONDS  # of both tries
+        try:
+            return _request_once(method, url, body=body, headers=headers, params=params, deadline=deadline)
+        except ApiError:
+            retry_url = _on_dev_host(url)
+            if retry_url is None:
+                raise
+            return _request_once(
+                method, retry_url, body=body, headers=headers, params=params, deadline=deadline
+            )
 
 
 def _on_dev_host(url: str) -> str | None:
@@ -284,8 +320,8 @@ def _headers(server_url: str, authorization: str | None) -> dict[str, str]:
     return headers
 
 
-def _store_is_public(store_url: str) -> bool:
-    response = store_request("GET", f"{store_url}/policy/public")
+def _store_is_public(store_url: str, caller: Principal) -> bool:
+    response = store_request("GET", f"{store_url}/policy/public", caller=caller)
     return (
         response.status == 200
         and isinstance(response.body, dict)
@@ -293,22 +329,27 @@ def _store_is_public(store_url: str) -> bool:
     )
 
 
-def register_server(*, store_url: str, server_url: str, force: bool, authorization: str | None) -> None:
+def register_server(
+    *, store_url: str, server_url: str, force: bool, authorization: str | None, caller: Principal
+) -> None:
     """Whitelist this server at the store; a refusal is fine when the store's algorithms are public."""
     response = store_request(
         "POST",
         f"{store_url}/vantage6-server",
+        caller=caller,
         body={"url": server_url, "force": force},
         headers=_headers(server_url, authorization),
     )
     if response.status in REGISTERED:
         return
-    if response.status == 403 and _store_is_public(store_url):
+    if response.status == 403 and _store_is_public(store_url, caller):
         return
     raise store_error(response)
 
 
-def unregister_server(*, store_url: str, server_url: str, authorization: str | None) -> None:
+def unregister_server(
+    *, store_url: str, server_url: str, authorization: str | None, caller: Principal
+) -> None:
     """Remove this server from the store's whitelist.
 
     A store that never listed it is fine, and so is one that wants a credential when none may be
@@ -316,7 +357,7 @@ def unregister_server(*, store_url: str, server_url: str, authorization: str | N
     """
     headers = _headers(server_url, authorization)
     response = store_request(
-        "GET", f"{store_url}/vantage6-server", headers=headers, params={"url": server_url}
+        "GET", f"{store_url}/vantage6-server", caller=caller, headers=headers, params={"url": server_url}
     )
     if response.status == 403 or (response.status == 401 and authorization is None):
         return
@@ -328,12 +369,16 @@ def unregister_server(*, store_url: str, server_url: str, authorization: str | N
             continue
         if entry.get("url", server_url) != server_url:
             continue
-        deleted = store_request("DELETE", f"{store_url}/vantage6-server/{entry['id']}", headers=headers)
+        deleted = store_request(
+            "DELETE", f"{store_url}/vantage6-server/{entry['id']}", caller=caller, headers=headers
+        )
         if not 200 <= deleted.status < 300:
             raise store_error(deleted)
 
 
-def algorithm_digest(*, store_url: str, image: str, server_url: str, authorization: str | None) -> str | None:
+def algorithm_digest(
+    *, store_url: str, image: str, server_url: str, authorization: str | None, caller: Principal
+) -> str | None:
     """The digest the store records for ``image`` (None when it has none); 400 on any failure.
 
     Used to pin the image of a task to a digest; any failure of the store is a 400 for the task.
@@ -342,6 +387,7 @@ def algorithm_digest(*, store_url: str, image: str, server_url: str, authorizati
         response = store_request(
             "GET",
             f"{store_url}/algorithm",
+            caller=caller,
             headers=_headers(server_url, authorization),
             params={"image": image},
         )

@@ -27,8 +27,14 @@ TASK_INCLUDES = {"runs", "results"}
 _CONTAINER_TASK_FIELDS = ("status", "image", "job_id", "init_user_id", "algorithm_store_id")
 
 
-def _container_state(task: int, collaboration: int, node: int, organization: int) -> QuerySet:
-    node_there = Node.objects.filter(pk=node, collaboration_id=collaboration, organization_id=organization)
+def _container_state(
+    task: int, collaboration: int, node: int, organization: int, generation: int
+) -> QuerySet:
+    # The node's logins have not all ended since (a new API key): a thief of its key or token loses the
+    # containers' tokens it took too.
+    node_there = Node.objects.filter(
+        pk=node, collaboration_id=collaboration, organization_id=organization, token_generation=generation
+    )
     member = Collaboration.organizations.through.objects.filter(
         collaboration_id=collaboration, organization_id=organization
     )
@@ -42,21 +48,28 @@ def _container_state(task: int, collaboration: int, node: int, organization: int
 
 
 # Checked on every request of a container: compiled once per connection.
-_container_state_rows = CompiledRows(_container_state, "task", "collaboration", "node", "organization")
+_container_state_rows = CompiledRows(
+    _container_state, "task", "collaboration", "node", "organization", "generation"
+)
 
 
 def container_task(identity: dict) -> Task | None:
     """The task of the container a token names if the container may still act, in one query: its task
     and its organization's run of it are unfinished, the task is in its collaboration, its node still
-    exists there and its organization is still a member. The task has the fields a subtask takes from its
-    parent; None when it may not act."""
+    exists there without having ended all its logins since, and its organization is still a member. The
+    task has the fields a subtask takes from its parent; None when it may not act."""
     try:
         task_id, collaboration_id = int(identity["task_id"]), int(identity["collaboration_id"])
         node_id, organization_id = int(identity["node_id"]), int(identity["organization_id"])
+        generation = int(identity["node_generation"])
     except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
         return None
     found = _container_state_rows(
-        task=task_id, collaboration=collaboration_id, node=node_id, organization=organization_id
+        task=task_id,
+        collaboration=collaboration_id,
+        node=node_id,
+        organization=organization_id,
+        generation=generation,
     )
     if not found or not all(found[0][:3]):
         return None

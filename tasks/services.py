@@ -292,6 +292,7 @@ def _image_and_store(
         image=image,
         server_url=this_server_url(data.get("server_url")),
         authorization=user_authorization(store, authorization),
+        caller=principal,
     )
     if digest is None:
         return image, None
@@ -855,6 +856,7 @@ def container_token_issue(*, principal: Principal, task_id: int, image: str) -> 
     identity = {
         "client_type": "container",
         "node_id": principal.node.pk,
+        "node_generation": principal.node.token_generation,  # its logins' (``selectors.container_task``)
         "organization_id": principal.organization_id,
         "collaboration_id": task.collaboration_id,
         "study_id": task.study_id,

@@ -90,7 +90,8 @@ def container_headers(node) -> dict[str, str]:
     task that still runs there."""
     task = make_task(node.collaboration, node.organization, node.organization, image="x")
     identity = {
-        "client_type": "container", "node_id": node.pk, "organization_id": node.organization_id,
+        "client_type": "container", "node_id": node.pk, "node_generation": node.token_generation,
+        "organization_id": node.organization_id,
         "collaboration_id": node.collaboration_id, "task_id": task.pk, "image": "x", "databases": [],
     }  # fmt: skip
     return bearer(identity)

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from accounts.models import AuditEntry
+from accounts.permissions import Principal
 from collaborations import store_client
 from collaborations.models import AlgorithmStore
 from tests.collaborations.helpers import FakeStore, headers_of
@@ -310,6 +311,7 @@ def test_an_image_lookup_while_the_store_calls_are_all_taken_is_a_503_not_a_task
                 image="i",
                 server_url="https://s",
                 authorization=None,
+                caller=Principal(kind="user", organization_id=1, rules=frozenset()),
             )
     finally:
         for _ in filter(None, taken):

@@ -10,6 +10,7 @@ import pytest
 from accounts.models import Rule
 from accounts.tokens import decode
 from nodes.events import event_emitted
+from nodes.models import Node
 from tasks.models import Task
 from tests.factories import bearer, make_user
 
@@ -43,6 +44,7 @@ def container_identity(task: Task, node, image: str | None = None) -> dict:
     return {
         "client_type": "container",
         "node_id": node.pk,
+        "node_generation": Node.objects.get(pk=node.pk).token_generation,
         "organization_id": node.organization_id,
         "collaboration_id": task.collaboration_id,
         "study_id": task.study_id,

@@ -354,7 +354,8 @@ def test_container_token_claims(api, world, runs):
     claims = decode(response.json()["container_token"])
     assert "exp" not in claims and claims["client_type"] == "container" and claims["roles"] == []
     assert claims["sub"] == {
-        "client_type": "container", "node_id": world.node_b.pk, "organization_id": world.org_b.pk,
+        "client_type": "container", "node_id": world.node_b.pk, "node_generation": 0,
+        "organization_id": world.org_b.pk,
         "collaboration_id": world.collab_ab.pk, "study_id": None, "store_id": None, "task_id": t.pk,
         "image": t.image, "databases": [{"query": "q", "label": "default"}],
     }  # fmt: skip
