@@ -1,5 +1,6 @@
 """The ASGI application: Django for HTTP, and Socket.IO (polling and websocket) at ``/socket.io/``."""
 
+import gc
 import os
 import re
 from collections.abc import Awaitable, Callable
@@ -54,3 +55,9 @@ async def application(
             # No router frames or scope copies held for the life of every websocket.
             return await socket_application(scope, receive, send)
     return await router(scope, receive, send)
+
+
+# What start-up made (Django's apps and models, the URL patterns, the libraries: ~120,000 objects) lives as
+# long as the process. Frozen, it is left out of the cycle collector's full collections, which otherwise
+# walked all of it each time one ran, holding every request of the process for 50-110 ms.
+gc.freeze()
