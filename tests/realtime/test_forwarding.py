@@ -10,14 +10,14 @@ import time
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.testing import HttpCommunicator
+from channels.testing import HttpCommunicator, WebsocketCommunicator
 
 from nodes.consumers import TasksNamespace, handshake_auth
 from nodes.events import TASKS_NAMESPACE, collaboration_room
 from nodes.models import SocketConnection
 from tests.realtime.helpers import in_memory, recorded, token
 from vantage6.socketio import packets as p
-from vantage6.socketio.consumers import PollingConsumer
+from vantage6.socketio.consumers import PollingConsumer, WebsocketConsumer
 from vantage6.socketio.server import Namespace, Server
 from vantage6.socketio.store import Session
 
@@ -96,6 +96,61 @@ def test_a_stopping_owner_sends_its_long_polling_clients_elsewhere_at_once(get_b
     assert json.loads(response["body"]) == {"code": 1, "message": "Session ID unknown"}
     assert elapsed < 0.5  # the forward bound: the owner answered
     assert kept  # not ended there: its node is not announced offline by the stop
+
+
+@pytest.mark.parametrize("transport", ["polling", "websocket"])
+@pytest.mark.django_db  # the handshake's check may use the database
+def test_a_stopping_process_opens_no_session(transport):
+    """A handshake that still reaches a stopping process (over a proxy's kept-alive connection) is
+    refused, and its client connects again at once, to a live process: a session opened there would be
+    dropped moments after it connected, and a python-socketio client dropped while it ends a reconnection
+    connects no more."""
+    server = _server()
+
+    async def scenario() -> tuple[int, bytes | None, list[str]]:
+        await server.listening()
+        server.stop()
+        path = f"/socket.io/?EIO=4&transport={transport}"
+        if transport == "polling":
+            response = await HttpCommunicator(
+                PollingConsumer.as_asgi(server=server), "GET", path
+            ).get_response()
+            return response["status"], response["body"], list(server.sessions)
+        socket = WebsocketCommunicator(WebsocketConsumer.as_asgi(server=server), path)
+        connected, _ = await socket.connect()
+        return (101 if connected else 403), None, list(server.sessions)  # as the server answers the upgrade
+
+    status, body, sessions = in_memory(scenario)
+
+    if transport == "polling":
+        assert status == 503
+        assert json.loads(body) == {"code": 3, "message": "This server is stopping; connect again."}
+    else:
+        assert status == 403  # refused before it was accepted
+    assert sessions == []
+
+
+@pytest.mark.django_db  # the handshake's check may use the database
+def test_a_stopping_process_takes_no_session_over():
+    """An upgrade that still reaches a stopping process is refused: the session stays with its live owner
+    (the client keeps polling it), instead of moving to a websocket dropped moments later."""
+    owner, stopping = _server(), _server()
+
+    async def scenario() -> tuple[bool, Session | None, dict]:
+        session, _ = await owner.open_session("polling", {})
+        await stopping.listening()
+        stopping.stop()
+        path = f"/socket.io/?EIO=4&transport=websocket&sid={session.sid}"
+        socket = WebsocketCommunicator(WebsocketConsumer.as_asgi(server=stopping), path)
+        connected, _ = await socket.connect()
+        await owner.send(session, [p.event_packet("/tasks", "hello")])
+        return connected, owner.sessions.get(session.sid), await _get(stopping, session.sid).get_response()
+
+    upgraded, kept, polled = in_memory(scenario)
+
+    assert not upgraded
+    assert kept is not None and kept.transport == "polling"
+    assert (polled["status"], polled["body"]) == (200, b'42/tasks,["hello"]')  # forwarded to its owner
 
 
 @pytest.mark.django_db  # database_sync_to_async closes the thread's old connections

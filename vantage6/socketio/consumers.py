@@ -21,7 +21,6 @@ from vantage6.cors import allow_origin, origin_allowed
 from vantage6.socketio import packets as p
 from vantage6.socketio.server import (
     TEXT,
-    UNAVAILABLE,
     UNKNOWN_SESSION,
     Server,
     Unavailable,
@@ -134,8 +133,8 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
                     _, open_packet = await self.server.open_session(
                         POLLING, _headers(self.scope), address=address
                     )
-                except Unavailable:
-                    await self.reply(*UNAVAILABLE)
+                except Unavailable as exc:
+                    await self.reply(*exc.answer)
                     return
                 await self.reply(200, open_packet.encode(), TEXT)
             else:

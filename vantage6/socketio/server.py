@@ -125,10 +125,16 @@ UNKNOWN_SESSION = error(400, 1, "Session ID unknown")
 BAD_REQUEST = error(400, 3, "Bad request")
 UNAVAILABLE_TEXT = "The database is unavailable at the moment; try again later."
 UNAVAILABLE = error(503, 3, UNAVAILABLE_TEXT)
+STOPPING = error(503, 3, "This server is stopping; connect again.")
 
 
 class Unavailable(Exception):
-    """The database cannot be reached: the client is refused, and connects again later."""
+    """The database cannot be reached, or this process stops: the client is refused (with ``answer``),
+    and connects again later."""
+
+    def __init__(self, answer: tuple[int, bytes, str] = UNAVAILABLE) -> None:
+        super().__init__(answer)
+        self.answer = answer
 
 
 def database_failed(what: str, exc: DatabaseError) -> None:
@@ -623,6 +629,11 @@ class Server:
         """A new session of this process (of websocket ``sink`` if given) for the client at ``address``,
         and its Engine.IO OPEN packet."""
         await self.listening()
+        if self.stopping:
+            # A handshake that still reaches this process (over a proxy's kept-alive connection, left for
+            # the proxy to close): its client would be dropped moments after it connected. Refused, it
+            # connects again at once, to a live process.
+            raise Unavailable(STOPPING)
         try:
             auth, authenticated = await database_sync_to_async(self.authenticate)(headers)
         except DatabaseError as exc:
@@ -1031,8 +1042,12 @@ class Server:
         """The long-polling session ``sid`` in this process, for its websocket upgrade from ``address``:
         taken over from the process that owns it if need be; None if no process has it for a client at
         that address (then it stays as it is). A recheck that comes while its state is on its way (its
-        old owner no longer has it), or that was under way there, is done once it is here."""
+        old owner no longer has it), or that was under way there, is done once it is here. A stopping
+        process takes none: its websocket would be dropped moments after the upgrade, and the client keeps
+        polling its owner instead."""
         await self.listening()
+        if self.stopping:
+            return None
         owner = self.owner_of(sid)
         if owner is None:
             return None
