@@ -18,7 +18,8 @@ import io
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Hashable
 from typing import Any, cast
 
 from asgiref.sync import SyncToAsync
@@ -42,13 +43,23 @@ from vantage6.socketio import bridge
 MAX_THREADS = 32
 # What a request's thread left for its loop to do once the answer is written (``bridge.after_answer``).
 Later = list[Callable[[], object]]
+# Who a request comes from, read from its scope in the loop (``Shares``); None: anonymous.
+Identify = Callable[[dict], Hashable]
+
+
+def _anonymous(_scope: dict) -> None:
+    return None
 
 
 class PooledASGIHandler(ASGIHandler):
-    def __init__(self, max_threads: int = MAX_THREADS) -> None:
+    """``identify``: the identity a request counts for in ``Shares`` (the project's: its token's)."""
+
+    def __init__(self, max_threads: int = MAX_THREADS, identify: Identify = _anonymous) -> None:
         base.BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
         self.executor = RequestThreads(max_threads)
+        self.shares = Shares(min(settings.REQUEST_THREADS_PER_IDENTITY, max_threads))
+        self.identify = identify
         self._routes: RouteIndex | None = None
 
     async def _in_thread(self, later: Later, func: Callable[..., Any], *args: Any) -> Any:
@@ -85,6 +96,12 @@ class PooledASGIHandler(ASGIHandler):
         except RequestAborted:
             return
         scope = _with_body_length(scope, body_file)
+        identity = self.identify(scope)
+        try:
+            await self.shares.take(identity)
+        except BaseException:
+            body_file.close()
+            raise
         later: Later = []
         try:
             response = await self._in_thread(later, self._respond, scope, body_file)
@@ -105,6 +122,7 @@ class PooledASGIHandler(ASGIHandler):
                 await self.send_response(response, send)
                 await self._in_thread(later, response.close)
         finally:
+            self.shares.give_back(identity)
             body_file.close()
             for call in later:  # the request's events, once its answer is written
                 call()
@@ -162,6 +180,52 @@ class PooledASGIHandler(ASGIHandler):
         ]
         cookies = response.cookies.values()
         return headers + [(b"Set-Cookie", c.output(header="").encode("ascii").strip()) for c in cookies]
+
+
+class Shares:
+    """The requests each identity has in progress in a process, at most ``share`` at once; its further ones
+    wait in the loop, in the order they came, for one of them to end.
+
+    The request threads are few, and a request holds one while it waits (a store, another process's
+    confirmation): without a share, one identity sending many slow requests at once took every thread
+    and every other client's request waited behind them. A request over its share waits rather than
+    being refused (429): the official client and node send requests at once and take no 429 outside
+    login. The waiting ones are bounded by the identity's connections (one request each at a time).
+    """
+
+    def __init__(self, share: int) -> None:
+        self.share = share
+        self._held: dict[Hashable, int] = {}
+        self._waiting: dict[Hashable, deque[asyncio.Future]] = {}
+
+    async def take(self, identity: Hashable) -> None:
+        held = self._held.get(identity, 0)
+        if held < self.share:
+            self._held[identity] = held + 1
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(identity, deque()).append(turn)
+        try:
+            await turn  # ``give_back`` passed an ended request's place on to this one
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # given its place, then cancelled: pass it on
+                self.give_back(identity)
+            raise
+
+    def give_back(self, identity: Hashable) -> None:
+        """A request of ``identity`` that ``take`` let through ended: its place goes to the next waiting."""
+        waiting = self._waiting.get(identity)
+        while waiting:
+            turn = waiting.popleft()
+            if not turn.done():  # not cancelled while it waited
+                turn.set_result(None)
+                return
+        self._waiting.pop(identity, None)
+        held = self._held[identity] - 1
+        if held:
+            self._held[identity] = held
+        else:
+            del self._held[identity]
 
 
 class RequestThreads:
