@@ -32,18 +32,28 @@ def slow_server(live_db, live_folder):
     server.stop()
 
 
-def test_one_users_slow_requests_leave_threads_for_the_others(slow_server, live_world):
-    flooder = make_user(live_world.org_a, roles=("Researcher",))
-    other_user = make_user(live_world.org_b, roles=("Researcher",))
-    flood = {"Authorization": f"Bearer {token(flooder)}", HOLD_HEADER: str(HOLD)}
-    other = {"Authorization": f"Bearer {token(other_user)}"}
-    url = f"{slow_server.url}/api/user"
-    assert requests.get(url, headers=other, timeout=30).status_code == 200  # the server is warm
+@pytest.mark.parametrize("flooder", ["user", "anonymous"])
+def test_one_identitys_slow_requests_leave_threads_for_the_others(slow_server, live_world, flooder):
+    """A user's flood leaves threads for another user and for requests without a token; a flood without
+    a token (all such requests are one identity) leaves threads for a user."""
+    user = {"Authorization": f"Bearer {token(make_user(live_world.org_b, roles=('Researcher',)))}"}
+    # Without a token: a header that no answer is replayed for, so that the request reaches a thread.
+    anonymous = ({"X-Request-Id": "1"}, "/api/version")
+    others = [(user, "/api/user")]
+    if flooder == "user":
+        flood = {"Authorization": f"Bearer {token(make_user(live_world.org_a, roles=('Researcher',)))}"}
+        flood_path = "/api/user"
+        others.append(anonymous)
+    else:
+        flood, flood_path = anonymous
+    flood = {**flood, HOLD_HEADER: str(HOLD)}
+    for headers, path in others:  # the server is warm
+        assert requests.get(f"{slow_server.url}{path}", headers=headers, timeout=30).status_code == 200
     answers: list[tuple[int, float]] = []
     started = time.monotonic()
 
     def flood_once() -> None:
-        status = requests.get(url, headers=flood, timeout=60).status_code
+        status = requests.get(f"{slow_server.url}{flood_path}", headers=flood, timeout=60).status_code
         answers.append((status, time.monotonic() - started))
 
     callers = [threading.Thread(target=flood_once) for _ in range(FLOOD)]
@@ -51,8 +61,7 @@ def test_one_users_slow_requests_leave_threads_for_the_others(slow_server, live_
         caller.start()
     time.sleep(1)  # the flood holds its threads
     waits = []
-    # Without a token (a header that no answer is replayed for: the request reaches a thread).
-    for headers, path in ((other, "/api/user"), ({"X-Request-Id": "1"}, "/api/version")):
+    for headers, path in others:
         asked = time.monotonic()
         assert requests.get(f"{slow_server.url}{path}", headers=headers, timeout=30).status_code == 200
         waits.append(time.monotonic() - asked)
