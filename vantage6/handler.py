@@ -62,18 +62,23 @@ class PooledASGIHandler(ASGIHandler):
         self.identify = identify
         self._routes: RouteIndex | None = None
 
-    async def _in_thread(self, later: Later, func: Callable[..., Any], *args: Any) -> Any:
-        """``func(*args)`` in a worker thread of the pool, from where ``async_to_sync`` reaches this loop;
-        what it leaves for after the answer (its events: ``bridge.after_answer``) goes to ``later``.
+    async def _in_thread(self, identity: Hashable, later: Later, func: Callable[..., Any], *args: Any) -> Any:
+        """``func(*args)`` in a worker thread of the pool, from where ``async_to_sync`` reaches this loop,
+        once ``identity`` (whose request it is for) has a thread of its share free; what it leaves for
+        after the answer (its events: ``bridge.after_answer``) goes to ``later``.
 
         What asgiref's ``SyncToAsync`` does for that, without its copies of the loop's context into the
         thread and back on every call: the requests' code keeps nothing in context variables of the
         loop, so a worker thread keeps its own, as under WSGI.
         """
-        loop = asyncio.get_running_loop()
-        answer = loop.create_future()
-        self.executor.submit(answer, _call_from, loop, later, func, args)
-        return await answer
+        await self.shares.take(identity)
+        try:
+            loop = asyncio.get_running_loop()
+            answer = loop.create_future()
+            self.executor.submit(answer, _call_from, loop, later, func, args)
+            return await answer
+        finally:
+            self.shares.give_back(identity)
 
     async def read_body(self, receive) -> Any:
         """The body as a file: in memory when it comes in one message within Django's in-memory limit
@@ -97,14 +102,9 @@ class PooledASGIHandler(ASGIHandler):
             return
         scope = _with_body_length(scope, body_file)
         identity = self.identify(scope)
-        try:
-            await self.shares.take(identity)
-        except BaseException:
-            body_file.close()
-            raise
         later: Later = []
         try:
-            response = await self._in_thread(later, self._respond, scope, body_file)
+            response = await self._in_thread(identity, later, self._respond, scope, body_file)
             if not response.streaming:  # the whole body: one message
                 await send(
                     {
@@ -117,12 +117,11 @@ class PooledASGIHandler(ASGIHandler):
                 )
                 await send({"type": "http.response.body", "body": response.content})
             elif not response.is_async:
-                await self._send_streaming(response, send, later)
+                await self._send_streaming(response, send, identity, later)
             else:  # an async stream: Django's own path consumes it in the loop
                 await self.send_response(response, send)
-                await self._in_thread(later, response.close)
+                await self._in_thread(identity, later, response.close)
         finally:
-            self.shares.give_back(identity)
             body_file.close()
             for call in later:  # the request's events, once its answer is written
                 call()
@@ -156,18 +155,20 @@ class PooledASGIHandler(ASGIHandler):
         request.resolver_match = match
         return match
 
-    async def _send_streaming(self, response: HttpResponseBase, send, later: Later) -> None:
+    async def _send_streaming(
+        self, response: HttpResponseBase, send, identity: Hashable, later: Later
+    ) -> None:
         """A sync stream, chunk by chunk, each pulled in a worker thread (never all in memory)."""
         headers = self._headers(response)
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
         chunks = iter(response)
         try:
-            while (part := await self._in_thread(later, next, chunks, None)) is not None:
+            while (part := await self._in_thread(identity, later, next, chunks, None)) is not None:
                 for chunk, _last in self.chunk_bytes(part):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body"})
         finally:
-            await self._in_thread(later, response.close)
+            await self._in_thread(identity, later, response.close)
 
     @staticmethod
     def _headers(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
@@ -183,14 +184,15 @@ class PooledASGIHandler(ASGIHandler):
 
 
 class Shares:
-    """The requests each identity has in progress in a process, at most ``share`` at once; its further ones
+    """The request threads each identity holds in a process, at most ``share`` at once; its further calls
     wait in the loop, in the order they came, for one of them to end.
 
     The request threads are few, and a request holds one while it waits (a store, another process's
     confirmation): without a share, one identity sending many slow requests at once took every thread
     and every other client's request waited behind them. A request over its share waits rather than
-    being refused (429): the official client and node send requests at once and take no 429 outside
-    login. The waiting ones are bounded by the identity's connections (one request each at a time).
+    being refused (429): the official client and node send requests in parallel and take a 429 as a
+    failed call, not as one to retry. The waiting calls are bounded by the identity's connections (one
+    request each at a time).
     """
 
     def __init__(self, share: int) -> None:
@@ -213,7 +215,7 @@ class Shares:
             raise
 
     def give_back(self, identity: Hashable) -> None:
-        """A request of ``identity`` that ``take`` let through ended: its place goes to the next waiting."""
+        """A call of ``identity`` that ``take`` let through ended: its place goes to the next waiting."""
         waiting = self._waiting.get(identity)
         while waiting:
             turn = waiting.popleft()
