@@ -18,7 +18,8 @@ import io
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Hashable
 from typing import Any, cast
 
 from asgiref.sync import SyncToAsync
@@ -42,27 +43,42 @@ from vantage6.socketio import bridge
 MAX_THREADS = 32
 # What a request's thread left for its loop to do once the answer is written (``bridge.after_answer``).
 Later = list[Callable[[], object]]
+# Who a request comes from, read from its scope in the loop (``Shares``); None: anonymous.
+Identify = Callable[[dict], Hashable]
+
+
+def _anonymous(_scope: dict) -> None:
+    return None
 
 
 class PooledASGIHandler(ASGIHandler):
-    def __init__(self, max_threads: int = MAX_THREADS) -> None:
+    """``identify``: the identity a request counts for in ``Shares`` (the project's: its token's)."""
+
+    def __init__(self, max_threads: int = MAX_THREADS, identify: Identify = _anonymous) -> None:
         base.BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
         self.executor = RequestThreads(max_threads)
+        self.shares = Shares(min(settings.REQUEST_THREADS_PER_IDENTITY, max_threads))
+        self.identify = identify
         self._routes: RouteIndex | None = None
 
-    async def _in_thread(self, later: Later, func: Callable[..., Any], *args: Any) -> Any:
-        """``func(*args)`` in a worker thread of the pool, from where ``async_to_sync`` reaches this loop;
-        what it leaves for after the answer (its events: ``bridge.after_answer``) goes to ``later``.
+    async def _in_thread(self, identity: Hashable, later: Later, func: Callable[..., Any], *args: Any) -> Any:
+        """``func(*args)`` in a worker thread of the pool, from where ``async_to_sync`` reaches this loop,
+        once ``identity`` (whose request it is for) has a thread of its share free; what it leaves for
+        after the answer (its events: ``bridge.after_answer``) goes to ``later``.
 
         What asgiref's ``SyncToAsync`` does for that, without its copies of the loop's context into the
         thread and back on every call: the requests' code keeps nothing in context variables of the
         loop, so a worker thread keeps its own, as under WSGI.
         """
-        loop = asyncio.get_running_loop()
-        answer = loop.create_future()
-        self.executor.submit(answer, _call_from, loop, later, func, args)
-        return await answer
+        await self.shares.take(identity)
+        try:
+            loop = asyncio.get_running_loop()
+            answer = loop.create_future()
+            self.executor.submit(answer, _call_from, loop, later, func, args)
+            return await answer
+        finally:
+            self.shares.give_back(identity)
 
     async def read_body(self, receive) -> Any:
         """The body as a file: in memory when it comes in one message within Django's in-memory limit
@@ -85,9 +101,10 @@ class PooledASGIHandler(ASGIHandler):
         except RequestAborted:
             return
         scope = _with_body_length(scope, body_file)
+        identity = self.identify(scope)
         later: Later = []
         try:
-            response = await self._in_thread(later, self._respond, scope, body_file)
+            response = await self._in_thread(identity, later, self._respond, scope, body_file)
             if not response.streaming:  # the whole body: one message
                 await send(
                     {
@@ -100,10 +117,10 @@ class PooledASGIHandler(ASGIHandler):
                 )
                 await send({"type": "http.response.body", "body": response.content})
             elif not response.is_async:
-                await self._send_streaming(response, send, later)
+                await self._send_streaming(response, send, identity, later)
             else:  # an async stream: Django's own path consumes it in the loop
                 await self.send_response(response, send)
-                await self._in_thread(later, response.close)
+                await self._in_thread(identity, later, response.close)
         finally:
             body_file.close()
             for call in later:  # the request's events, once its answer is written
@@ -138,18 +155,20 @@ class PooledASGIHandler(ASGIHandler):
         request.resolver_match = match
         return match
 
-    async def _send_streaming(self, response: HttpResponseBase, send, later: Later) -> None:
+    async def _send_streaming(
+        self, response: HttpResponseBase, send, identity: Hashable, later: Later
+    ) -> None:
         """A sync stream, chunk by chunk, each pulled in a worker thread (never all in memory)."""
         headers = self._headers(response)
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
         chunks = iter(response)
         try:
-            while (part := await self._in_thread(later, next, chunks, None)) is not None:
+            while (part := await self._in_thread(identity, later, next, chunks, None)) is not None:
                 for chunk, _last in self.chunk_bytes(part):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body"})
         finally:
-            await self._in_thread(later, response.close)
+            await self._in_thread(identity, later, response.close)
 
     @staticmethod
     def _headers(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
@@ -162,6 +181,53 @@ class PooledASGIHandler(ASGIHandler):
         ]
         cookies = response.cookies.values()
         return headers + [(b"Set-Cookie", c.output(header="").encode("ascii").strip()) for c in cookies]
+
+
+class Shares:
+    """The request threads each identity holds in a process, at most ``share`` at once; its further calls
+    wait in the loop, in the order they came, for one of them to end.
+
+    The request threads are few, and a request holds one while it waits (a store, another process's
+    confirmation): without a share, one identity sending many slow requests at once took every thread
+    and every other client's request waited behind them. A request over its share waits rather than
+    being refused (429): the official client and node send requests in parallel and take a 429 as a
+    failed call, not as one to retry. The waiting calls are bounded by the identity's connections (one
+    request each at a time).
+    """
+
+    def __init__(self, share: int) -> None:
+        self.share = share
+        self._held: dict[Hashable, int] = {}
+        self._waiting: dict[Hashable, deque[asyncio.Future]] = {}
+
+    async def take(self, identity: Hashable) -> None:
+        held = self._held.get(identity, 0)
+        if held < self.share:
+            self._held[identity] = held + 1
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(identity, deque()).append(turn)
+        try:
+            await turn  # ``give_back`` passed an ended request's place on to this one
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # given its place, then cancelled: pass it on
+                self.give_back(identity)
+            raise
+
+    def give_back(self, identity: Hashable) -> None:
+        """A call of ``identity`` that ``take`` let through ended: its place goes to the next waiting."""
+        waiting = self._waiting.get(identity)
+        while waiting:
+            turn = waiting.popleft()
+            if not turn.done():  # not cancelled while it waited
+                turn.set_result(None)
+                return
+        self._waiting.pop(identity, None)
+        held = self._held[identity] - 1
+        if held:
+            self._held[identity] = held
+        else:
+            del self._held[identity]
 
 
 class RequestThreads:

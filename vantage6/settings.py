@@ -207,6 +207,10 @@ MAX_CONNECTIONS = env_int("MAX_CONNECTIONS", 10000, minimum=1, maximum=1_000_000
 # Of these, what one client address may hold (the peer's, or the one a trusted proxy names), so that one
 # client cannot take all of them and lock every node and user out.
 MAX_CONNECTIONS_PER_CLIENT = env_int("MAX_CONNECTIONS_PER_CLIENT", 1000, minimum=1, maximum=1_000_000)
+# Request threads (of a process's 32, vantage6.handler) one identity may hold at once: a user, node or
+# container by its token, all requests without a valid token as one; its further requests wait their
+# turn. At least 8: what one client sends at once (a browser's connections to a host, the node's threads).
+REQUEST_THREADS_PER_IDENTITY = env_int("REQUEST_THREADS_PER_IDENTITY", 16, minimum=8, maximum=32)
 
 # --- E-mail ---------------------------------------------------------------------------------------
 EMAIL_HOST = env_str("SMTP_SERVER", "")

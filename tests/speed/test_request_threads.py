@@ -1,5 +1,6 @@
 """The request threads of a process (``vantage6.handler.RequestThreads``) keep an executor's promises: every
-call answered, at most the given number at once, failures to the caller, a cancelled call not made."""
+call answered, at most the given number at once, failures to the caller, a cancelled call not made; and
+the shares of them (``Shares``): an identity over its share waits, in order, and no other identity with it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import weakref
 
 import pytest
 
-from vantage6.handler import RequestThreads
+from vantage6.handler import RequestThreads, Shares
 
 
 def run(coroutine):
@@ -182,3 +183,56 @@ def test_a_call_refused_for_want_of_a_thread_is_never_made():
     finally:
         threads.shutdown()
     assert made == ["later"]
+
+
+def test_an_identity_over_its_share_waits_in_order_while_another_goes_first():
+    shares = Shares(2)
+    order: list[str] = []
+
+    async def request(identity: str, name: str, hold: asyncio.Event) -> None:
+        await shares.take(identity)
+        order.append(name)
+        try:
+            await hold.wait()
+        finally:
+            shares.give_back(identity)
+
+    async def main():
+        hold, free = asyncio.Event(), asyncio.Event()
+        free.set()
+        flood = [asyncio.ensure_future(request("a", f"a{n}", hold)) for n in range(5)]
+        await asyncio.sleep(0)
+        other = asyncio.ensure_future(request("b", "b", free))
+        await asyncio.sleep(0.01)
+        assert order == ["a0", "a1", "b"]  # a's others wait; b does not wait behind them
+        hold.set()
+        await asyncio.gather(*flood, other)
+
+    run(main())
+    assert order == ["a0", "a1", "b", "a2", "a3", "a4"]
+    assert shares._held == {} and shares._waiting == {}
+
+
+def test_a_waiting_request_cancelled_passes_its_turn_on():
+    shares = Shares(1)
+
+    async def main():
+        await shares.take("a")
+        cancelled = asyncio.ensure_future(shares.take("a"))
+        waiting = asyncio.ensure_future(shares.take("a"))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        shares.give_back("a")  # the first request ends: the next one still waiting goes
+        await asyncio.wait_for(waiting, 1)
+        # Given its turn, then cancelled before it ran: the turn is given back, not lost.
+        given = asyncio.ensure_future(shares.take("a"))
+        await asyncio.sleep(0)
+        shares.give_back("a")
+        given.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await given
+        await asyncio.wait_for(shares.take("a"), 1)
+        shares.give_back("a")
+
+    run(main())
+    assert shares._held == {} and shares._waiting == {}

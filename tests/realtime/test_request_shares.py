@@ -1,0 +1,75 @@
+"""One identity (a user, or a node's stolen key) sending many slow requests at once holds at most its share of
+a process's request threads (``V6_REQUEST_THREADS_PER_IDENTITY``): its further requests wait their turn, and
+another user's request is answered meanwhile, as is one without a token."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import pytest
+import requests
+from django.conf import settings
+
+from tests.realtime.helpers import make_user, token
+from tests.realtime.live import Daphne
+from tests.realtime.slow_server import HOLD_HEADER
+from vantage6.handler import MAX_THREADS
+
+pytestmark = pytest.mark.live
+
+HOLD = 3  # seconds each of the flood's requests holds its thread
+FLOOD = MAX_THREADS + 8  # more requests at once than a process has threads
+SHARE = settings.REQUEST_THREADS_PER_IDENTITY  # the server's too: it reads the same environment
+
+
+@pytest.fixture
+def slow_server(live_db, live_folder):
+    command = [sys.executable, "-c", "import tests.realtime.slow_server as s; s.main()"]
+    server = Daphne(live_db.process_env(), live_folder, command)
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("flooder", ["user", "anonymous"])
+def test_one_identitys_slow_requests_leave_threads_for_the_others(slow_server, live_world, flooder):
+    """A user's flood leaves threads for another user and for requests without a token; a flood without
+    a token (all such requests are one identity) leaves threads for a user."""
+    user = {"Authorization": f"Bearer {token(make_user(live_world.org_b, roles=('Researcher',)))}"}
+    # Without a token: a header that no answer is replayed for, so that the request reaches a thread.
+    anonymous = ({"X-Request-Id": "1"}, "/api/version")
+    others = [(user, "/api/user")]
+    if flooder == "user":
+        flood = {"Authorization": f"Bearer {token(make_user(live_world.org_a, roles=('Researcher',)))}"}
+        flood_path = "/api/user"
+        others.append(anonymous)
+    else:
+        flood, flood_path = anonymous
+    flood = {**flood, HOLD_HEADER: str(HOLD)}
+    for headers, path in others:  # the server is warm
+        assert requests.get(f"{slow_server.url}{path}", headers=headers, timeout=30).status_code == 200
+    answers: list[tuple[int, float]] = []
+    started = time.monotonic()
+
+    def flood_once() -> None:
+        status = requests.get(f"{slow_server.url}{flood_path}", headers=flood, timeout=60).status_code
+        answers.append((status, time.monotonic() - started))
+
+    callers = [threading.Thread(target=flood_once) for _ in range(FLOOD)]
+    for caller in callers:
+        caller.start()
+    time.sleep(1)  # the flood holds its threads
+    waits = []
+    for headers, path in others:
+        asked = time.monotonic()
+        assert requests.get(f"{slow_server.url}{path}", headers=headers, timeout=30).status_code == 200
+        waits.append(time.monotonic() - asked)
+    for caller in callers:
+        caller.join(60)
+    # Before the flood's first requests end (HOLD seconds in): not queued behind them.
+    assert max(waits) < HOLD / 3, waits
+    # Every request of the flood is answered, not refused; at most SHARE of them at once.
+    assert [status for status, _ in answers] == [200] * FLOOD
+    rounds = -(-FLOOD // SHARE)
+    assert max(seconds for _, seconds in answers) >= rounds * HOLD * 0.9, answers
