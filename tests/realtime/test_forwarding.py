@@ -101,6 +101,31 @@ def test_requests_on_their_way_to_a_process_that_ends_gracefully_are_answered_wh
     assert survivor.pending == {}
 
 
+@pytest.mark.django_db  # the handshake's check may use the database
+def test_a_request_for_a_session_that_moved_to_a_process_that_ended_is_unknown_at_once():
+    """The owner of a session taken over by a process that since ended gracefully does not pass a late
+    request of it on to that process (it would wait the bound for nothing)."""
+    owner, other = (Server(namespaces={}, secret=SECRET, forward_timeout=5) for _ in range(2))
+
+    async def scenario() -> tuple[dict, float]:
+        session, _ = await owner.open_session("polling", {})
+        await other.listening()
+        gone = await owner.layer.new_channel()  # the process it moved to: nobody reads it any more
+        takeover = {"type": "eio.takeover", "sid": session.sid, "address": "", "reply": gone, "id": "t"}
+        await owner.layer.send(owner.channel, takeover)
+        ended = {"type": "eio.gone", "process": "ended", "channel": gone}
+        await owner.layer.group_send(PROCESSES, ended)
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        return await _get(other, session.sid).get_response(timeout=5), time.monotonic() - started
+
+    response, elapsed = in_memory(scenario)
+
+    assert response["status"] == 400
+    assert json.loads(response["body"]) == {"code": 1, "message": "Session ID unknown"}
+    assert elapsed < 1  # the bound is 5 s
+
+
 @pytest.mark.parametrize("get_before_the_stop", [True, False])
 @pytest.mark.django_db  # the handshake's check may use the database
 def test_a_stopping_owner_sends_its_long_polling_clients_elsewhere_at_once(get_before_the_stop):

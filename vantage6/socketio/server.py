@@ -632,10 +632,13 @@ class Server:
     async def _forwarded(self, message: dict) -> None:
         """A long-polling request of one of this process's sessions, received by another process."""
         sid = message["sid"]
-        if (moved := self.moved.get(sid)) is not None:
-            await self.layer.send(moved[0], message)  # the session's websocket is served there now
-            return
         reply = self._remote(message)
+        if (moved := self.moved.get(sid)) is not None:
+            if moved[0] in self.departed:  # served there until that process ended
+                await reply(*UNKNOWN_SESSION)
+            else:
+                await self.layer.send(moved[0], message)  # the session's websocket is served there now
+            return
         session = self.sessions.get(sid)
         # (``get``: a request from a process of an older version names no address, and is refused.)
         if session is None or session.address != message.get("address"):
