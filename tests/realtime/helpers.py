@@ -97,7 +97,12 @@ class NodeSocket:
         return self.client.transport()
 
     def close(self) -> None:
-        self.client.disconnect()
+        """Disconnect for good: ``disconnect`` alone leaves a reconnect under way running, and the socket
+        could come back during a later test."""
+        self.client.reconnection = False  # a drop from now on starts no reconnect
+        self.client.shutdown()  # ends a reconnect under way, waiting for it
+        if self.client.connected:  # the reconnect under way connected before it ended
+            self.client.disconnect()
 
 
 def joined(text: object) -> bool:

@@ -6,19 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 
 import pytest
+import requests
+import websocket
 from asgiref.sync import async_to_sync
 from channels.testing import HttpCommunicator, WebsocketCommunicator
 
 from nodes.consumers import TasksNamespace, handshake_auth
 from nodes.events import TASKS_NAMESPACE, collaboration_room
 from nodes.models import SocketConnection
-from tests.realtime.helpers import in_memory, recorded, token
+from tests.conftest import requires_services
+from tests.realtime.helpers import PollingSession, in_memory, recorded, token
+from tests.realtime.live import Daphne
 from vantage6.socketio import packets as p
 from vantage6.socketio.consumers import PollingConsumer, WebsocketConsumer
-from vantage6.socketio.server import Namespace, Server
+from vantage6.socketio.server import PROCESSES, Namespace, Server
 from vantage6.socketio.store import Session
 
 SECRET = b"the deployment's secret"
@@ -68,6 +74,56 @@ def test_a_request_for_a_session_of_a_dead_process_is_unknown_within_the_bound()
     assert response["status"] == 400
     assert json.loads(response["body"]) == {"code": 1, "message": "Session ID unknown"}
     assert 0.5 <= elapsed < 2
+
+
+@pytest.mark.django_db  # the handshake's check may use the database
+def test_requests_on_their_way_to_a_process_that_ends_gracefully_are_answered_when_it_says_so():
+    """A GET or an upgrade forwarded just before the owner's last read waits no bound once it ended."""
+    gone, survivor = (Server(namespaces={}, secret=SECRET, forward_timeout=5) for _ in range(2))
+
+    async def scenario() -> tuple[dict, Session | None, float]:
+        await survivor.listening()
+        gone.channel = await survivor.layer.new_channel()  # nobody reads it any more
+        response = asyncio.create_task(_get(survivor, gone._new_sid()).get_response(timeout=5))
+        taken = asyncio.create_task(survivor.take_over(gone._new_sid(), ""))
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        ended = {"type": "eio.gone", "process": gone.process, "channel": gone.channel}
+        await survivor.layer.group_send(PROCESSES, ended)
+        return await response, await taken, time.monotonic() - started
+
+    response, taken, elapsed = in_memory(scenario)
+
+    assert response["status"] == 400
+    assert json.loads(response["body"]) == {"code": 1, "message": "Session ID unknown"}
+    assert taken is None
+    assert elapsed < 1  # the bound is 5 s
+    assert survivor.pending == {}
+
+
+@pytest.mark.django_db  # the handshake's check may use the database
+def test_a_request_for_a_session_that_moved_to_a_process_that_ended_is_unknown_at_once():
+    """The owner of a session taken over by a process that since ended gracefully does not pass a late
+    request of it on to that process (it would wait the bound for nothing)."""
+    owner, other = (Server(namespaces={}, secret=SECRET, forward_timeout=5) for _ in range(2))
+
+    async def scenario() -> tuple[dict, float]:
+        session, _ = await owner.open_session("polling", {})
+        await other.listening()
+        gone = await owner.layer.new_channel()  # the process it moved to: nobody reads it any more
+        takeover = {"type": "eio.takeover", "sid": session.sid, "address": "", "reply": gone, "id": "t"}
+        await owner.layer.send(owner.channel, takeover)
+        ended = {"type": "eio.gone", "process": "ended", "channel": gone}
+        await owner.layer.group_send(PROCESSES, ended)
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        return await _get(other, session.sid).get_response(timeout=5), time.monotonic() - started
+
+    response, elapsed = in_memory(scenario)
+
+    assert response["status"] == 400
+    assert json.loads(response["body"]) == {"code": 1, "message": "Session ID unknown"}
+    assert elapsed < 1  # the bound is 5 s
 
 
 @pytest.mark.parametrize("get_before_the_stop", [True, False])
@@ -236,3 +292,43 @@ def test_an_upgrade_on_another_process_takes_the_session_over_with_its_rooms(wor
         f'42{TASKS_NAMESPACE},["new_task",{{"id":7}}]',
     ]
     assert SocketConnection.objects.get(identity_id=world.node_a.pk).process == other.process
+
+
+@pytest.mark.live
+@requires_services("rabbitmq")
+def test_a_session_of_a_process_that_stopped_gracefully_is_unknown_at_once(live_db, live_folder, live_world):
+    """A node's reconnect during a rolling restart: its next GET, or its upgrade, lands on the survivor,
+    which knows the owner ended (``eio.gone``) and answers at once instead of waiting the forward bound
+    (5 s) for a process that is no more."""
+    env = live_db.process_env(V6_RABBITMQ_URI=os.environ["V6_RABBITMQ_URI"])
+    stopped, survivor = Daphne(env, live_folder), Daphne(env, live_folder)
+    try:
+        requests.get(f"{survivor.url}/socket.io/?EIO=4&transport=polling", timeout=30)  # it listens
+        polled = PollingSession([stopped.url], token(live_world.node_a))
+        upgraded = PollingSession([stopped.url], token(live_world.node_a))
+
+        stopped.process.send_signal(signal.SIGTERM)
+        assert stopped.process.wait(30) == 0
+
+        started = time.monotonic()
+        response = requests.get(
+            f"{survivor.url}/socket.io/",
+            params={"EIO": "4", "transport": "polling", "sid": polled.sid},
+            timeout=30,
+        )
+        polled_in = time.monotonic() - started
+        started = time.monotonic()
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(
+                f"ws://127.0.0.1:{survivor.port}/socket.io/?EIO=4&transport=websocket&sid={upgraded.sid}",
+                timeout=30,
+            )
+        upgraded_in = time.monotonic() - started
+    finally:
+        for daphne in (stopped, survivor):
+            daphne.show_log()
+            daphne.stop()
+
+    assert (response.status_code, response.json()) == (400, {"code": 1, "message": "Session ID unknown"})
+    assert refused.value.status_code == 403
+    assert polled_in < 1 and upgraded_in < 1, (polled_in, upgraded_in)  # the bound is 5 s

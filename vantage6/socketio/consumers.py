@@ -154,9 +154,8 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
     async def _forward(self, sid: str, method: str, body: bytes, address: str) -> None:
         """To the process that owns the session; a silent owner (it died) makes the session unknown."""
         server = self.server
-        owner = server.owner_of(sid)
-        owner = server.moved.get(sid, (owner,))[0] if owner else None
-        if owner is None or owner == server.channel:
+        owner = server.forward_target(sid)
+        if owner is None:
             await self.reply(*UNKNOWN_SESSION)
             return
         self.owner = owner

@@ -9,9 +9,11 @@ Ownership and routing:
 * A long-polling GET or POST that lands on another process is forwarded to the owner's channel and
   answered on the forwarding process's channel (``eio.forward`` / ``eio.reply``); the owner holds a
   forwarded GET as a local one. An owner that does not answer within ``forward_timeout`` (it died)
-  gets the client "Session ID unknown", on which it starts over.
+  gets the client "Session ID unknown", on which it starts over; so does one that said it ended after
+  a graceful stop (``eio.gone``), at once.
 * A websocket upgrade that lands on another process takes the session over (``eio.takeover``): the
-  owner hands its state over, forgets it and forwards the session's late polling requests.
+  owner hands its state over, forgets it and forwards the session's late polling requests. An owner
+  that ended after a graceful stop is not asked: the upgrade is refused at once.
 * A session answers only the client address that opened it (``Session.address``): a request or
   upgrade of its sid from another address is answered as an unknown sid. Forwarded requests and
   takeovers name the address, and the owner checks it.
@@ -370,9 +372,10 @@ class Server:
         # On a broker: the other processes known (their ids), whether they all bound this process's
         # keys by now, and this process's key of each room group.
         self.peers: set[str] = set()
-        # Processes that ended after a graceful stop (``eio.gone``): a recheck waits for no confirmation of
-        # theirs, though their liveness rows stay until a heartbeat round buries them.
-        self.departed: set[str] = set()
+        # Processes that ended after a graceful stop (``eio.gone``), by their channel: a recheck waits for no
+        # confirmation of theirs, though their liveness rows stay until a heartbeat round buries them, and
+        # no request or takeover of their sessions is forwarded to them (``forward_target``).
+        self.departed: dict[str, str] = {}
         self.settled = False
         self._hello: asyncio.Event | None = None
         self._keys: dict[str, str] = {}
@@ -388,8 +391,9 @@ class Server:
         self.room_messages = {"published": 0, "received": 0, "to_siblings": 0, "from_siblings": 0}
         # Sessions handed over to another process: their sid → (its channel, until when to forward).
         self.moved: dict[str, tuple[str, float]] = {}
-        # Forwarded requests of this process waiting for their owner's answer, by request id.
-        self.pending: dict[str, Callable[[dict], Awaitable[None]]] = {}
+        # Forwarded requests of this process waiting for their owner's answer, by request id: the owner's
+        # channel and what takes the answer.
+        self.pending: dict[str, tuple[str, Callable[[dict], Awaitable[None]]]] = {}
         # This process's channel on the layer of its loop (named by the sids of its sessions).
         self.channel = ""
         self._ready: asyncio.Event | None = None
@@ -490,11 +494,13 @@ class Server:
         elif kind == "eio.bye":
             await self._forget(message["process"])
         elif kind == "eio.gone":
-            self.departed.add(message["process"])
+            # (A process of an older version names no channel: only its recheck is skipped.)
+            channel = message.get("channel") or message["process"]
+            self.departed[channel] = message["process"]
+            await self._unanswered(channel)
         elif kind in ("eio.reply", "eio.held"):
-            handler = self.pending.get(message["id"])
-            if handler is not None:
-                await handler(message)
+            if (asked := self.pending.get(message["id"])) is not None:
+                await asked[1](message)
         elif kind == "eio.forward":
             keep(asyncio.get_running_loop().create_task(self._forwarded(message)))
         elif kind == "eio.takeover":
@@ -583,6 +589,16 @@ class Server:
         except ValueError:
             return None
 
+    def forward_target(self, sid: str) -> str | None:
+        """The channel of the process to ask for the session ``sid`` of another process: its owner, or
+        the process it moved to from here; None if no live process can have it (not signed here, or its
+        process ended after a graceful stop), and then the session is unknown at once."""
+        owner = self.owner_of(sid)
+        if owner is None:
+            return None
+        target = self.moved.get(sid, (owner,))[0]
+        return None if target == self.channel or target in self.departed else target
+
     def _mac(self, body: str) -> str:
         return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest()[:_MAC_BYTES])
 
@@ -593,9 +609,18 @@ class Server:
     async def ask(self, channel: str, message: dict, handler: Callable[[dict], Awaitable[None]]) -> str:
         """Send a request to another process; its answers go to ``handler``. The request's id."""
         request_id = new_id()
-        self.pending[request_id] = handler
+        self.pending[request_id] = (channel, handler)
         await self.layer.send(channel, {**message, "reply": self.channel, "id": request_id})
         return request_id
+
+    async def _unanswered(self, channel: str) -> None:
+        """The requests sent to ``channel``, whose process ended, get their answer now: the session is
+        unknown (no state is handed over), as if it had not answered within the bound."""
+        status, body, content_type = UNKNOWN_SESSION
+        for request_id, (asked, handler) in list(self.pending.items()):
+            if asked == channel:
+                answer = {"type": "eio.reply", "id": request_id, "status": status, "body": body}
+                await handler({**answer, "content_type": content_type})
 
     def _remote(self, message: dict) -> Reply:
         async def reply(status: int, body: bytes, content_type: str) -> None:
@@ -607,10 +632,13 @@ class Server:
     async def _forwarded(self, message: dict) -> None:
         """A long-polling request of one of this process's sessions, received by another process."""
         sid = message["sid"]
-        if (moved := self.moved.get(sid)) is not None:
-            await self.layer.send(moved[0], message)  # the session's websocket is served there now
-            return
         reply = self._remote(message)
+        if (moved := self.moved.get(sid)) is not None:
+            if moved[0] in self.departed:  # served there until that process ended
+                await reply(*UNKNOWN_SESSION)
+            else:
+                await self.layer.send(moved[0], message)  # the session's websocket is served there now
+            return
         session = self.sessions.get(sid)
         # (``get``: a request from a process of an older version names no address, and is refused.)
         if session is None or session.address != message.get("address"):
@@ -765,8 +793,9 @@ class Server:
         message: dict = {"type": "sio.recheck", "owners": owners}
         # In memory this process is the only one, and another loop's acknowledgement would not wake this one.
         others = set() if self.in_memory else set(awaited)
-        self.departed &= others  # the rows of the others are gone: so are they
-        others -= self.departed
+        if others:  # those departed not among them: their rows are gone, so are they
+            self.departed = {channel: gone for channel, gone in self.departed.items() if gone in others}
+            others -= set(self.departed.values())
         local = None
         if asyncio.get_running_loop() is self._listening_loop:
             local = self._start_recheck(set(owners))
@@ -1019,7 +1048,8 @@ class Server:
         if self.channel and self.on_broker:
             with contextlib.suppress(Exception):  # the broker away: they wait the bound, as for the dead
                 async with asyncio.timeout(self.publish_timeout):
-                    await self.layer.group_send(PROCESSES, {"type": "eio.gone", "process": self.process})
+                    gone = {"type": "eio.gone", "process": self.process, "channel": self.channel}
+                    await self.layer.group_send(PROCESSES, gone)
 
     async def _bye(self, process: str) -> None:
         """Every process forgets ``process`` (it stops, or was found dead)."""
@@ -1048,14 +1078,11 @@ class Server:
         await self.listening()
         if self.stopping:
             return None
-        owner = self.owner_of(sid)
-        if owner is None:
-            return None
         if sid in self.sessions:
             here = self.sessions[sid]
             return here if here.address == address else None
-        target = self.moved.get(sid, (owner,))[0]
-        if target == self.channel:
+        target = self.forward_target(sid)
+        if target is None:
             return None
         async with self._arrival(sid) as arriving:
             session = await self._take_over_from(target, sid, address, arriving)
