@@ -142,9 +142,13 @@ def test_the_store_calls_of_many_callers_at_once_are_bounded(store_server, live_
     time.sleep(1)  # the calls have reached the silent store
     late = {"Authorization": f"Bearer {token(make_user(live_world.org_b, roles=('Root',)))}"}
     started = time.monotonic()
-    refused = _link(store_server, silent_store, late)
+    refused = [_link(store_server, silent_store, late) for _ in range(MAX_CALLS_PER_CALLER)]
     waited = time.monotonic() - started
     for thread in threads:
         thread.join(60)
-    assert (refused, held) == (503, [404] * MAX_CALLS)
+    assert (refused, held) == ([503] * MAX_CALLS_PER_CALLER, [404] * MAX_CALLS)
     assert waited < STORE_TIMEOUT / 3, waited
+    # The refused calls took none of the late caller's own: once the others ended, it calls a store.
+    with FakeStore() as store:
+        store.routes[("POST", "/vantage6-server")] = (201, {"id": 1})
+        assert _link(store_server, store.url, late) == 201
