@@ -676,7 +676,8 @@ server = Server(
     packet_rate=settings.SOCKET_PACKET_RATE,
     packet_burst=settings.SOCKET_PACKET_BURST,
     authenticate=handshake_auth,
-    client_of=lambda auth: auth["claims"]["sub"],
+    # Users and nodes are numbered apart: a user with a node's id is another client.
+    client_of=lambda auth: (auth["claims"]["client_type"], auth["claims"]["sub"]),
     max_connected=lambda auth: (
         settings.SOCKET_SESSIONS_PER_NODE
         if auth["claims"]["client_type"] == "node"

@@ -74,6 +74,7 @@ FORGERIES = {
     "exp as null": lambda c: signed({**c, "exp": None}),
     "exp as text": lambda c: signed({**c, "exp": str(c["exp"])}),
     "iat as text": lambda c: signed({**c, "iat": str(c["iat"])}),
+    "nbf as text": lambda c: signed({**c, "nbf": str(c["nbf"])}),
     "exp infinite": lambda c: signed({**c, "exp": math.inf}),
     "iat as a list": lambda c: signed({**c, "iat": [c["iat"]]}),
     "nbf as an object": lambda c: signed({**c, "nbf": {"at": c["nbf"]}}),

@@ -133,6 +133,7 @@ def test_origins_default():
      ("https://UI.example.org:443/app", "a browser sends 'https://ui.example.org'"),
      ("https://ui.example.org?x=1", "a browser sends 'https://ui.example.org'"),
      ("https://ui.example.org#", "a browser sends 'https://ui.example.org'"),
+     ("https://ui.example.org#/app", "a browser sends 'https://ui.example.org'"),
      ("https://user@ui.example.org", "a browser sends 'https://ui.example.org'"),
      ("ui.example.org", "e.g. 'https://ui.example.org'"),
      ("UI.example.org:8443/", "e.g. 'https://ui.example.org:8443'"),

@@ -5,12 +5,16 @@ send: the packet bound holds per identity, across its sockets. Another node's ev
 from __future__ import annotations
 
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import socketio
 from django.conf import settings
+from django.db.models import Max
 
+from accounts.models import Rule, User
+from collaborations.models import Organization
 from nodes.models import Node
 from tests.realtime.conftest import _daphne
 from tests.realtime.helpers import TASKS, eventually, make_run, make_user, ready_nodes, token
@@ -114,6 +118,30 @@ def test_a_user_holds_the_configured_number_of_sockets(bounded_server, live_worl
             time.sleep(0.2)  # connected in this order
         expected = [False] * 2 + [True] * USER_SESSIONS
         assert eventually(lambda: [client.connected for client in opened] == expected)
+    finally:
+        for client in opened:
+            client.disconnect()
+
+
+def test_a_user_with_a_node_s_id_ends_none_of_its_sockets(bounded_server, live_world):
+    """Users and nodes are numbered apart, so a user may have a node's id: the user's sockets (a tab each)
+    count towards the user's bound alone and end none of the node's."""
+    pk = 1000 + max(model.objects.using(LIVE).aggregate(top=Max("pk"))["top"] or 0 for model in (User, Node))
+    organization = Organization.objects.using(LIVE).create(name=f"org-{pk}")
+    live_world.collab_c.organizations.add(organization)
+    node = Node(pk=pk, name=f"node-{pk}", organization=organization, collaboration=live_world.collab_c)
+    node.set_api_key(str(uuid.uuid4()))
+    node.save(using=LIVE)
+    user = User(pk=pk, username=f"user-{pk}", email=f"{pk}@example.org", organization=live_world.org_a)
+    user.save(using=LIVE)
+    user.rules.add(*Rule.objects.using(LIVE).filter(name="event", scope="COLLABORATION", operation="RECEIVE"))
+    opened = [_connected_client(bounded_server.url, token(node))]
+    try:
+        for _ in range(USER_SESSIONS):
+            opened.append(_connected_client(bounded_server.url, token(user)))
+            time.sleep(0.2)  # connected in this order
+        time.sleep(1)  # an ended socket would be disconnected by now
+        assert [client.connected for client in opened] == [True] * (1 + USER_SESSIONS)
     finally:
         for client in opened:
             client.disconnect()

@@ -11,7 +11,6 @@ import time
 import pytest
 import requests
 
-from collaborations.store_client import MAX_CALLS, MAX_CALLS_PER_CALLER
 from tests.collaborations.helpers import FakeStore
 from tests.realtime.helpers import make_user, token
 from tests.realtime.live import Daphne
@@ -19,6 +18,8 @@ from tests.realtime.live import Daphne
 pytestmark = pytest.mark.live
 
 STORE_TIMEOUT = 6
+# The store calls of a process at once, and of one caller (as the README states them).
+MAX_CALLS, MAX_CALLS_PER_CALLER = 8, 2
 CALLS = 40  # more than a process has request threads (vantage6.handler.MAX_THREADS)
 
 
@@ -120,3 +121,34 @@ def test_one_callers_calls_to_a_silent_store_leave_store_calls_for_the_others(
         caller.join(60)
     assert answered == 201
     assert sorted(held) == [404] * MAX_CALLS_PER_CALLER + [429] * (MAX_CALLS - MAX_CALLS_PER_CALLER)
+
+
+def test_the_store_calls_of_many_callers_at_once_are_bounded(store_server, live_world, silent_store):
+    """Callers who each stay within their own bound take all the process's store calls: one more call,
+    of yet another caller, is a 503 at once, not another thread waiting for the silent store."""
+    callers = [make_user(live_world.org_a, roles=("Root",)) for _ in range(MAX_CALLS // MAX_CALLS_PER_CALLER)]
+    held: list[int] = []
+    threads = [
+        threading.Thread(
+            target=lambda user=user: held.append(
+                _link(store_server, silent_store, {"Authorization": f"Bearer {token(user)}"})
+            )
+        )
+        for user in callers
+        for _ in range(MAX_CALLS_PER_CALLER)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(1)  # the calls have reached the silent store
+    late = {"Authorization": f"Bearer {token(make_user(live_world.org_b, roles=('Root',)))}"}
+    started = time.monotonic()
+    refused = [_link(store_server, silent_store, late) for _ in range(MAX_CALLS_PER_CALLER)]
+    waited = time.monotonic() - started
+    for thread in threads:
+        thread.join(60)
+    assert (refused, held) == ([503] * MAX_CALLS_PER_CALLER, [404] * MAX_CALLS)
+    assert waited < STORE_TIMEOUT / 3, waited
+    # The refused calls took none of the late caller's own: once the others ended, it calls a store.
+    with FakeStore() as store:
+        store.routes[("POST", "/vantage6-server")] = (201, {"id": 1})
+        assert _link(store_server, store.url, late) == 201

@@ -29,3 +29,13 @@ def test_a_node_stores_a_result_of_a_few_mib(api, world):
     response = api.patch(f"/api/run/{run.pk}", {"result": result}, format="json", **bearer(world.node_a))
     assert response.status_code == 200, response.content[:200]
     assert Run.objects.get(pk=run.pk).result == result
+
+
+def test_a_result_just_within_the_server_s_limit_is_stored(api, world, settings):
+    """The bound is the server's limit itself, not some smaller one."""
+    task = make_task(world.collab_ab, world.org_a, world.org_a)
+    run = task.runs.get()
+    result = "A" * (settings.MAX_BODY_BYTES - 100)  # the rest of the body is '{"result": ""}'
+    response = api.patch(f"/api/run/{run.pk}", {"result": result}, format="json", **bearer(world.node_a))
+    assert response.status_code == 200, response.content[:200]
+    assert len(Run.objects.get(pk=run.pk).result) == len(result)

@@ -144,3 +144,67 @@ def test_a_body_with_nested_fields_is_validated_by_drf():
     with mock.patch.object(TaskInput, "is_valid", autospec=True, side_effect=TaskInput.is_valid) as is_valid:
         assert ours(TaskInput, body)[0] == "valid"
     assert is_valid.call_count == 1
+
+
+def _no_x(attrs: dict) -> None:
+    if attrs.get("name") == "x":
+        raise ValidationError("no x")
+
+
+class _NotBlank(serializers.Serializer):
+    name = serializers.CharField()
+
+
+class _ReadOnly(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    name = serializers.CharField()
+
+
+class _Checked(serializers.Serializer):
+    low = serializers.IntegerField()
+    high = serializers.IntegerField()
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs["low"] > attrs["high"]:
+            raise ValidationError("low above high")
+        return attrs
+
+
+class _FieldChecked(serializers.Serializer):
+    name = serializers.CharField()
+
+    def validate_name(self, value: str) -> str:
+        if value == "root":
+            raise ValidationError("taken")
+        return value
+
+
+class _Together(serializers.Serializer):
+    name = serializers.CharField()
+
+    class Meta:
+        validators = [_no_x]
+
+
+class _Renamed(serializers.Serializer):
+    name = serializers.CharField(source="title")
+
+
+# Bodies of what the fast validation leaves to DRF (a serializer's own checks, read-only or renamed fields,
+# blank text, form data): they give what DRF gives all the same.
+BEYOND_THE_FAST_PATH = [
+    (_NotBlank, {"name": "   "}),
+    (_ReadOnly, {"id": 5, "name": "a"}),
+    (_Checked, {"low": 2, "high": 1}),
+    (_FieldChecked, {"name": "root"}),
+    (_Together, {"name": "x"}),
+    (_Renamed, {"name": "a"}),
+    (IdInput, QueryDict("id=1")),
+    (PortInput, QueryDict("port=80&run_id=1&label=")),
+    (RunPatchInput, QueryDict("log=&result=")),
+]
+
+
+@pytest.mark.parametrize(("serializer_class", "data"), BEYOND_THE_FAST_PATH)
+def test_a_body_beyond_the_fast_path_gives_what_drf_gives(serializer_class, data):
+    assert ours(serializer_class, data) == drf(serializer_class, data)

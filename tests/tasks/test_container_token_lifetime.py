@@ -108,6 +108,26 @@ def test_a_forged_identity_without_its_node_is_refused(api, world, running):
     assert (response.status_code, response.json()) == (401, ENDED)
 
 
+def test_a_forged_identity_of_a_node_with_another_organization_is_refused(api, world, running):
+    """Node B's identity naming organization A, which is in the collaboration and has a run of the task."""
+    from tests.tasks.conftest import container_identity
+
+    identity = {**container_identity(running["t"], world.node_b), "organization_id": world.org_a.pk}
+    response = api.get(f"/api/task/{running['t'].pk}", **bearer(identity))
+    assert (response.status_code, response.json()) == (401, ENDED)
+
+
+def test_a_forged_identity_naming_another_collaboration_than_its_task_s_is_refused(api, world, running):
+    """Node C's identity in its own collaboration, for a task of AB that has a run of organization C."""
+    from tests.tasks.conftest import container_identity
+
+    make_run(running["t"], world.org_c)
+    identity = container_identity(running["t"], world.node_c)
+    identity["collaboration_id"] = world.collab_c.pk
+    response = api.get(f"/api/task/{running['t'].pk}", **bearer(identity))
+    assert (response.status_code, response.json()) == (401, ENDED)
+
+
 @pytest.mark.parametrize("end", [_organization_leaves, _node_deleted, _task_failed, "own run ended"])
 def test_the_blob_store_closes_with_the_token(api, world, running, settings, tmp_path, end):
     """Uploading and reading blobs with the token of a container whose reason ended: refused, nothing kept,
