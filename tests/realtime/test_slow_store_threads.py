@@ -7,6 +7,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -72,26 +74,36 @@ def _link(server: Daphne, store_url: str, headers: dict) -> int:
     ).status_code
 
 
+@contextmanager
+def _calls_waiting(server: Daphne, store_url: str, callers: list[dict]) -> Iterator[list[int]]:
+    """One call to link ``store_url`` per headers of ``callers``, all at once, each in a thread of its own;
+    the body runs once they have reached the store, and their answers are in the list once it ends."""
+    answers: list[int] = []
+    threads = [
+        threading.Thread(target=lambda headers=headers: answers.append(_link(server, store_url, headers)))
+        for headers in callers
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(1)  # the calls have reached the store (and taken their threads)
+    try:
+        yield answers
+    finally:
+        for thread in threads:
+            thread.join(60)
+
+
 def test_calls_to_a_silent_store_leave_threads_for_other_clients(store_server, live_world, silent_store):
     server = store_server
     admin = {"Authorization": f"Bearer {token(make_user(live_world.org_a, roles=('Root',)))}"}
     other = {"Authorization": f"Bearer {token(make_user(live_world.org_b, roles=('Researcher',)))}"}
     assert requests.get(f"{server.url}/api/user", headers=other, timeout=30).status_code == 200
-    answers: list[int] = []
-    callers = [
-        threading.Thread(target=lambda: answers.append(_link(server, silent_store, admin)))
-        for _ in range(CALLS)
-    ]
-    for caller in callers:
-        caller.start()
-    time.sleep(1)  # the calls have taken their threads
     waits = []
-    for _ in range(5):
-        started = time.monotonic()
-        assert requests.get(f"{server.url}/api/user", headers=other, timeout=30).status_code == 200
-        waits.append(time.monotonic() - started)
-    for caller in callers:
-        caller.join(60)
+    with _calls_waiting(server, silent_store, [admin] * CALLS) as answers:
+        for _ in range(5):
+            started = time.monotonic()
+            assert requests.get(f"{server.url}/api/user", headers=other, timeout=30).status_code == 200
+            waits.append(time.monotonic() - started)
     assert max(waits) < STORE_TIMEOUT / 3, waits  # the first one came while the calls waited
     assert len(answers) == CALLS
     # Too many at once, of one caller: answered at once; the others: not reached.
@@ -106,19 +118,9 @@ def test_one_callers_calls_to_a_silent_store_leave_store_calls_for_the_others(
     another client's call to a store that answers is made, not refused as one too many."""
     attacker = {"Authorization": f"Bearer {token(make_user(live_world.org_a, roles=('Root',)))}"}
     other = {"Authorization": f"Bearer {token(make_user(live_world.org_b, roles=('Root',)))}"}
-    held: list[int] = []
-    callers = [
-        threading.Thread(target=lambda: held.append(_link(store_server, silent_store, attacker)))
-        for _ in range(MAX_CALLS)
-    ]
-    for caller in callers:
-        caller.start()
-    time.sleep(1)  # the calls have reached the silent store
-    with FakeStore() as store:
+    with _calls_waiting(store_server, silent_store, [attacker] * MAX_CALLS) as held, FakeStore() as store:
         store.routes[("POST", "/vantage6-server")] = (201, {"id": 1})
         answered = _link(store_server, store.url, other)
-    for caller in callers:
-        caller.join(60)
     assert answered == 201
     assert sorted(held) == [404] * MAX_CALLS_PER_CALLER + [429] * (MAX_CALLS - MAX_CALLS_PER_CALLER)
 
@@ -127,25 +129,14 @@ def test_the_store_calls_of_many_callers_at_once_are_bounded(store_server, live_
     """Callers who each stay within their own bound take all the process's store calls: one more call,
     of yet another caller, is a 503 at once, not another thread waiting for the silent store."""
     callers = [make_user(live_world.org_a, roles=("Root",)) for _ in range(MAX_CALLS // MAX_CALLS_PER_CALLER)]
-    held: list[int] = []
-    threads = [
-        threading.Thread(
-            target=lambda user=user: held.append(
-                _link(store_server, silent_store, {"Authorization": f"Bearer {token(user)}"})
-            )
-        )
-        for user in callers
-        for _ in range(MAX_CALLS_PER_CALLER)
+    headers = [
+        {"Authorization": f"Bearer {token(user)}"} for user in callers for _ in range(MAX_CALLS_PER_CALLER)
     ]
-    for thread in threads:
-        thread.start()
-    time.sleep(1)  # the calls have reached the silent store
     late = {"Authorization": f"Bearer {token(make_user(live_world.org_b, roles=('Root',)))}"}
-    started = time.monotonic()
-    refused = [_link(store_server, silent_store, late) for _ in range(MAX_CALLS_PER_CALLER)]
-    waited = time.monotonic() - started
-    for thread in threads:
-        thread.join(60)
+    with _calls_waiting(store_server, silent_store, headers) as held:
+        started = time.monotonic()
+        refused = [_link(store_server, silent_store, late) for _ in range(MAX_CALLS_PER_CALLER)]
+        waited = time.monotonic() - started
     assert (refused, held) == ([503] * MAX_CALLS_PER_CALLER, [404] * MAX_CALLS)
     assert waited < STORE_TIMEOUT / 3, waited
     # The refused calls took none of the late caller's own: once the others ended, it calls a store.
