@@ -29,14 +29,23 @@ from vantage6.api.sql import PkLookup
 LAST_SEEN_RESOLUTION = timedelta(seconds=30)
 
 
+def _bearer_of(header: str) -> str | None:
+    """The token of an Authorization header ``Bearer <JWT>`` (as Django reads it: Latin-1); None for any
+    other. The one reading of the header, for the request's authentication and for its identity
+    (``request_identity``): a header they read apart let a signed-in caller's requests count as anonymous
+    ones, and take the threads of both."""
+    parts = header.split()
+    return parts[1] if len(parts) == 2 and parts[0] == "Bearer" else None
+
+
 def bearer_token(request: Request) -> str | None:
     header = request.META.get("HTTP_AUTHORIZATION")
     if not header:
         return None
-    parts = header.split()
-    if len(parts) != 2 or parts[0] != "Bearer":
+    token = _bearer_of(header)
+    if token is None:
         raise ApiError(422, "Bad Authorization header. Expected 'Authorization: Bearer <JWT>'")
-    return parts[1]
+    return token
 
 
 def _touch_last_seen(identity) -> None:
@@ -147,10 +156,9 @@ def request_identity(scope: dict) -> Hashable:
     attacker with many addresses every thread; so requests without a token (logins, among them) take at
     most a share, and those of signed-in users and nodes always have the rest."""
     raw = next((value for name, value in scope["headers"] if name == b"authorization"), None)
-    parts = raw.split() if raw is not None else []
-    if len(parts) != 2 or parts[0] != b"Bearer":
+    token = _bearer_of(raw.decode("latin-1")) if raw is not None else None
+    if token is None:
         return None  # authentication answers it
-    token = parts[1].decode("latin-1")
     try:
         claims = verified_claims(token)
     except TokenError as exc:

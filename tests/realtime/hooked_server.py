@@ -9,6 +9,8 @@ that it holds by a file ``<port>.<mark>``; each holds for at most ``HOLD_SECONDS
   ``verify`` until all of them were handed over to another process.
 * ``hold-connect`` (mark ``connecting``): a namespace connect is held before its admission until
   another process asked for the session.
+* ``hold-admission`` (mark ``admitting``): a namespace connect is held before its admission, in the loop
+  (the process serves everything else meanwhile), until the hook's file is removed.
 * ``hold-identified`` (mark ``identified``): a namespace connect is held once it read the identity and
   rights of its socket (``nodes.consumers._user`` / ``_node``), until the hook's file is removed.
 * ``hold-connected`` (mark ``connected``): a namespace connect is held once it recorded its connection
@@ -107,6 +109,9 @@ def install() -> None:
         if _file("hold-connect").exists():
             _file("connecting").touch()
             await _until(lambda: session.sid in asked)
+        if _file("hold-admission").exists():
+            _file("admitting").touch()
+            await _until(lambda: not _file("hold-admission").exists())
         await admit(self, session, namespace, handler)
 
     Server._hand_over = noting_hand_over  # type: ignore[method-assign]

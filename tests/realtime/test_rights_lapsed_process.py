@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -78,6 +79,10 @@ def test_a_stopped_process_that_runs_again_delivers_nothing_of_a_room_its_socket
     node = sockets(victim.url, token(live_world.node_a), transports=["websocket"])
     node.wait_ready(live_world.node_a)
     witness = _witness(sockets, victim.url, live_world, node)  # node B, on the same process, keeps the room
+    # A user of B on the other process: once it heard the new task, the event is on its way to the stopped
+    # one, whose sockets must not get it before it checked them again.
+    observer = sockets(live.url, token(make_user(live_world.org_b, event_scope="COLLABORATION")))
+    observer.wait_joined()
     sid = node.client.eio.sid
     _both_beat(pair)
     url = f"{live.url}/api/collaboration/{live_world.collab_ab.pk}/organization"
@@ -89,6 +94,8 @@ def test_a_stopped_process_that_runs_again_delivers_nothing_of_a_room_its_socket
         assert _timed(lambda: _call("DELETE", url, admin, id=live_world.org_a.pk)) < BOUND / 2
         researcher = make_user(live_world.org_b, roles=("Researcher",))
         task_id = create_task(live.url, researcher, live_world.collab_ab, [live_world.org_b])
+        observer.wait_for("new_task", where=lambda data: data["id"] == task_id)
+        time.sleep(0.2)  # the broker's routing to the stopped process's queue, after its publication
     finally:
         os.kill(victim.process.pid, signal.SIGCONT)
 

@@ -21,14 +21,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def call(app, path: str, *, method: str = "GET", headers: dict | None = None, body: bytes = b""):
-    """(status, headers, body, body messages) of one request through ``app``."""
+    """(status, headers, body, body messages) of one request through ``app`` (a header's value: text, or
+    the bytes sent as they are)."""
     route, _, query = path.partition("?")
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
         "scheme": "http", "path": route, "raw_path": route.encode(), "query_string": query.encode(),
         "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 7601),
         "headers": [(b"host", b"127.0.0.1:7601")]
-        + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+        + [(k.lower().encode(), v if isinstance(v, bytes) else v.encode())
+           for k, v in (headers or {}).items()],
     }  # fmt: skip
 
     async def run():

@@ -190,8 +190,51 @@ class _Renamed(serializers.Serializer):
     name = serializers.CharField(source="title")
 
 
+class _CheckedInRunValidation(serializers.CharField):
+    def run_validation(self, data: object = serializers.empty) -> object:
+        if data == "forbidden":
+            raise ValidationError("refused by the field")
+        return super().run_validation(data)
+
+
+class _ReadElsewhere(serializers.IntegerField):
+    def get_value(self, dictionary: dict) -> object:  # type: ignore[override]
+        return dictionary.get(f"{self.field_name}_given", serializers.empty)
+
+
+class _RefusedAsEmpty(serializers.IntegerField):
+    def validate_empty_values(self, data: object) -> tuple[bool, object]:
+        if data == 13:
+            raise ValidationError("refused before conversion")
+        return super().validate_empty_values(data)
+
+
+class _OwnRunValidation(serializers.Serializer):
+    name = _CheckedInRunValidation()
+
+
+class _OwnGetValue(serializers.Serializer):
+    n = _ReadElsewhere(required=False)
+
+
+class _OwnEmptyValues(serializers.Serializer):
+    n = _RefusedAsEmpty()
+
+
+class _Defaulted(serializers.Serializer):
+    n = serializers.IntegerField(default=7)
+
+
+class _OwnToInternalValue(serializers.Serializer):
+    name = serializers.CharField()
+
+    def to_internal_value(self, data: object) -> dict:
+        return {**super().to_internal_value(data), "added": True}
+
+
 # Bodies of what the fast validation leaves to DRF (a serializer's own checks, read-only or renamed fields,
-# blank text, form data): they give what DRF gives all the same.
+# fields whose class validates in its own way or with a default, blank text, form data): they give what
+# DRF gives all the same.
 BEYOND_THE_FAST_PATH = [
     (_NotBlank, {"name": "   "}),
     (_ReadOnly, {"id": 5, "name": "a"}),
@@ -199,6 +242,11 @@ BEYOND_THE_FAST_PATH = [
     (_FieldChecked, {"name": "root"}),
     (_Together, {"name": "x"}),
     (_Renamed, {"name": "a"}),
+    (_OwnRunValidation, {"name": "forbidden"}),
+    (_OwnGetValue, {"n": 5}),
+    (_OwnEmptyValues, {"n": 13}),
+    (_Defaulted, {}),
+    (_OwnToInternalValue, {"name": "a"}),
     (IdInput, QueryDict("id=1")),
     (PortInput, QueryDict("port=80&run_id=1&label=")),
     (RunPatchInput, QueryDict("log=&result=")),
