@@ -9,6 +9,7 @@ import pytest
 from accounts.models import User
 from collaborations.models import Organization
 from tests.factories import bearer, make_org, make_user
+from vantage6.nesting import TooDeep, loads
 
 
 def _nested(depth: int) -> str:
@@ -36,3 +37,23 @@ def test_ordinary_nesting_is_read(api, root):
     body = {"name": "nested-ok", "databases": [{"label": "x", "parameters": {"a": {"b": [1, [2, [3]]]}}}]}
     response = api.post("/api/organization", body, format="json", **bearer(root))
     assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize(
+    ("text", "deep"),
+    [
+        ("[" * 64 + "]" * 64, False),
+        ("[" * 65 + "]" * 65, True),
+        ('{"a":' * 40 + "[" * 25 + "]" * 25 + "}" * 40, True),
+        ('{"a":' * 40 + "[" * 24 + "]" * 24 + "}" * 40, False),
+        ('["' + "[{" * 500 + '", {"b": "}]"}]', False),  # brackets in strings nest nothing
+        ('["[[[[", ' + "[" * 63 + "]" * 63 + "]", False),
+        ('["[[[[", ' + "[" * 64 + "]" * 64 + "]", True),
+    ],
+)
+def test_nesting_is_bounded_by_its_depth_whatever_the_brackets_in_its_strings(text, deep):
+    if deep:
+        with pytest.raises(TooDeep):
+            loads(text)
+    else:
+        assert loads(text) == json.loads(text)

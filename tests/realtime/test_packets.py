@@ -59,3 +59,20 @@ def test_event_packet():
     assert p.event_packet("/tasks", "new_task", {"id": 1, "parent_id": None}) == (
         '42/tasks,["new_task",{"id":1,"parent_id":null}]'
     )
+
+
+@pytest.mark.parametrize(
+    ("namespace", "event", "data"),
+    [
+        ("/", "sync", None),
+        ("/tasks", "sync", None),
+        ("/tasks", "algorithm_status_change", {"status": "active", "run_id": 3, "parent_id": None}),
+        ("/admin", "message", 'é "quoted"\n\u2028 \U0001f600'),
+        ("/tasks", "kill_containers", {"kill_list": [{"run_id": 1}], "collaboration_id": 2}),
+        ("/tasks", "value", 0),
+    ],
+)
+def test_an_event_packet_is_what_its_socketio_packet_encodes_to(namespace, event, data):
+    args = [event] if data is None else [event, data]
+    assert p.event_packet(namespace, event, data) == p.SioPacket(p.EVENT, namespace, args).encode()
+    assert p.decode_sio(p.event_packet(namespace, event, data)[1:]).data == args

@@ -27,7 +27,7 @@ class JSONParser(parsers.JSONParser):
             raise ParseError(TOO_DEEP) from None
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
-        if too_deep(data):
+        if too_deep(text, data):
             raise ParseError(TOO_DEEP)
         # A lone surrogate (a \ud800 escape, or a charset that decodes to one) is no Unicode text:
         # every field, every answer that repeats it, the database would fail on it. Plain ASCII text

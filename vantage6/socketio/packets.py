@@ -12,6 +12,7 @@ from vantage6.nesting import found_in_strings, loads
 OPEN, CLOSE, PING, PONG, MESSAGE, UPGRADE, NOOP = range(7)
 # Socket.IO packet types.
 CONNECT, DISCONNECT, EVENT, ACK, CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = range(7)
+_EVENT_PREFIX = f"{MESSAGE}{EVENT}"  # an Engine.IO MESSAGE carrying a Socket.IO EVENT
 
 # Packets of one long-polling payload are separated by the ASCII record separator.
 RECORD_SEPARATOR = "\x1e"
@@ -47,8 +48,9 @@ def decode_payload(body: str) -> list[tuple[int, str]]:
     return [decode_eio(part) for part in body.split(RECORD_SEPARATOR) if part and part[0] != "b"]
 
 
-def _dumps(data: object) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+# Built once: ``json.dumps`` with arguments builds an encoder on every call (a room event is encoded
+# once per event, on the path of every event a node reports).
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 @dataclass(frozen=True)
@@ -101,5 +103,7 @@ def decode_sio(text: str) -> SioPacket:
 
 
 def event_packet(namespace: str, event: str, data: object = None) -> str:
-    """The encoded EVENT packet of ``event`` (no argument when ``data`` is None)."""
-    return SioPacket(EVENT, namespace, [event] if data is None else [event, data]).encode()
+    """The encoded EVENT packet of ``event`` (no argument when ``data`` is None): what
+    ``SioPacket(EVENT, namespace, [event, data]).encode()`` gives, without building the packet."""
+    prefix = _EVENT_PREFIX if namespace == "/" else f"{_EVENT_PREFIX}{namespace},"
+    return prefix + _dumps([event] if data is None else [event, data])

@@ -11,7 +11,6 @@ its messages between siblings are told apart by ``family``, which the parent giv
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
 import struct
@@ -54,8 +53,7 @@ class Siblings:
         """``packets`` of room ``group`` to every sibling, without waiting."""
         if not self._writers:
             return
-        body = json.dumps([group, packets], separators=(",", ":")).encode()
-        frame = _SIZE.pack(len(body)) + body
+        frame = _frame(group, packets)
         for link in self._writers:
             if link.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
                 self.dropped += 1
@@ -64,6 +62,25 @@ class Siblings:
                     logger.warning("a sibling server process does not read its room packets; dropped")
                 continue
             link.transport.write(frame)
+
+
+def _frame(group: str, packets: list[str]) -> bytes:
+    """The link's frame of a room's packets: its size, then the group and each packet, each its size and
+    its UTF-8 text. A packet is passed on as it is, not JSON-encoded a second time (and decoded on the other
+    side): a room event is on the link of every event a node reports."""
+    body = b"".join([_SIZE.pack(len(data)) + data for data in (group.encode(), *map(str.encode, packets))])
+    return _SIZE.pack(len(body)) + body
+
+
+def _unframe(buffer: bytearray, start: int, end: int) -> tuple[str, list[str]]:
+    """The group and the packets of the frame whose body is ``buffer[start:end]``."""
+    texts = []
+    while start < end:
+        (size,) = _SIZE.unpack_from(buffer, start)
+        start += _SIZE.size
+        texts.append(buffer[start : start + size].decode())
+        start += size
+    return texts[0], texts[1:]
 
 
 class _Link(asyncio.Protocol):
@@ -91,8 +108,7 @@ class _Link(asyncio.Protocol):
             end = offset + _SIZE.size + size
             if len(buffer) < end:
                 break
-            group, packets = json.loads(buffer[offset + _SIZE.size : end])
-            self.inbox.append((group, packets))
+            self.inbox.append(_unframe(buffer, offset + _SIZE.size, end))
             offset = end
         del buffer[:offset]
         if not self.inbox:

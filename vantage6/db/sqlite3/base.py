@@ -27,6 +27,7 @@ writer up. Its statements all run inside it, as before.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import re
 import sqlite3
@@ -514,8 +515,7 @@ class DirectReader(LoopReader):
                 self._connection = sqlite3.connect(
                     self._database, timeout=0, isolation_level=None, check_same_thread=False
                 )
-            query = FORMAT_QMARK_REGEX.sub("?", sql).replace("%%", "%")
-            return self._connection.execute(query, tuple(params)).fetchall()
+            return self._connection.execute(qmark_query(sql), tuple(params)).fetchall()
         except sqlite3.Error:
             if self._connection is not None:
                 self._connection.close()
@@ -523,10 +523,23 @@ class DirectReader(LoopReader):
             return None
 
 
+@functools.lru_cache(maxsize=1024)
+def qmark_query(query: str) -> str:
+    """Django's SQL (``%s`` parameters) as sqlite3 takes it (``?``), as ``SQLiteCursorWrapper`` converts
+    it, once per statement text: the conversion, a regular expression's pass over the whole text, cost
+    more than many a statement's own work on a small database (a request runs the same few statements)."""
+    return FORMAT_QMARK_REGEX.sub("?", query).replace("%%", "%")
+
+
 class Cursor(SQLiteCursorWrapper):
     """Django's cursor, whose statements begin the connection's pending transaction first."""
 
     database: DatabaseWrapper
+
+    def convert_query(self, query: str, *, param_names: list[str] | None = None) -> str:
+        if param_names is None:
+            return qmark_query(query)
+        return super().convert_query(query, param_names=param_names)
 
     def execute(self, query: str, params: Any = None) -> Any:
         self.database.begin_pending(self)
