@@ -8,7 +8,7 @@ import re
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 
-from tests.factories import bearer
+from tests.factories import bearer, make_org, make_user
 
 DOCUMENT = SchemaGenerator().get_schema(request=None, public=True)
 PATHS = list(DOCUMENT["paths"].items())
@@ -33,3 +33,32 @@ def test_an_undeclared_method_is_a_405_whoever_asks(api, world, path, item):
                     f"{method} {url} {bool(caller)}: {response.status_code} {response.content[:80]!r}"
                 )
     assert not failures, "\n".join(failures[:20])
+
+
+# What a fuzzer sends as a query parameter's negative case, by the type the document gives it: no value,
+# and text that is not of that type. A value the document does not allow is a 400, not a filter left out.
+NOT_OF_TYPE = {
+    "integer": ["", " 1", "1_000", "\uff12", "1.0", "null"],
+    "boolean": ["", "null", "yes please"],
+    "date": ["", "2020-13-01", "null"],
+}
+QUERIES = [
+    (path, parameter["name"], kind)
+    for path, item in DOCUMENT["paths"].items()
+    if "get" in item and "{" not in path
+    for parameter in item["get"].get("parameters", [])
+    if parameter["in"] == "query"
+    and (kind := parameter["schema"].get("format", parameter["schema"].get("type"))) in NOT_OF_TYPE
+]
+
+
+@pytest.mark.parametrize(("path", "name", "kind"), QUERIES, ids=[f"{p} {n}" for p, n, _ in QUERIES])
+def test_a_query_value_the_document_does_not_allow_is_a_400(api, db, path, name, kind):  # noqa: ARG001
+    api.raise_request_exception = False
+    root = bearer(make_user(make_org("root-org"), "Root"))
+    failures = []
+    for value in NOT_OF_TYPE[kind]:
+        response = api.get(path, {name: value}, **root)
+        if response.status_code != 400:
+            failures.append(f"{name}={value!r}: {response.status_code} {response.content[:80]!r}")
+    assert not failures, "\n".join(failures)
