@@ -4,11 +4,15 @@ the tokens of several identities: each answer is the one the document declares f
 from __future__ import annotations
 
 import re
+import time
 
+import jwt
 import pytest
+from django.conf import settings
 from drf_spectacular.generators import SchemaGenerator
 
-from tests.factories import bearer, make_org, make_user
+from tests.factories import bearer, make_org, make_task, make_user
+from tests.tasks.conftest import container_identity
 
 DOCUMENT = SchemaGenerator().get_schema(request=None, public=True)
 PATHS = list(DOCUMENT["paths"].items())
@@ -62,3 +66,23 @@ def test_a_query_value_the_document_does_not_allow_is_a_400(api, db, path, name,
         if response.status_code != 400:
             failures.append(f"{name}={value!r}: {response.status_code} {response.content[:80]!r}")
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("path", ["/api/schema", "/api/docs", "/api/redoc"])
+@pytest.mark.parametrize("token", ["x", "a.b.c", "expired", "container"])
+def test_the_public_document_ignores_the_token_sent_along(api, world, path, token):
+    """A fuzzer (or a client) sends its token with every request, the schema's too: the public document
+    is served whatever the token, as without one."""
+    if token == "container":
+        task = make_task(world.collab_ab, world.org_a, world.org_a)
+        token = bearer(container_identity(task, world.node_a))["HTTP_AUTHORIZATION"].split()[1]
+    elif token == "expired":
+        valid = bearer(world.node_a)["HTTP_AUTHORIZATION"].split()[1]
+        claims = jwt.decode(
+            valid, settings.JWT_SECRET_KEY, algorithms=["HS256"], options={"verify_sub": False}
+        )
+        token = jwt.encode(
+            {**claims, "exp": int(time.time()) - 60}, settings.JWT_SECRET_KEY, algorithm="HS256"
+        )
+    response = api.get(path, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200, response.content[:200]
