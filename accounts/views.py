@@ -243,10 +243,10 @@ class UserViewSet(ListAction, ApiViewSet):
 # --- roles ------------------------------------------------------------------------------------------
 def _role_input(serializer_class: type[serializers.Serializer], data: object) -> dict:
     """Role endpoints answer validation errors as ``{"msg": {field: [...]}}``, as vantage6 does."""
-    serializer = serializer_class(data=data)
-    if not serializer.is_valid():
-        raise bad_request(flatten(serializer.errors))
-    return serializer.validated_data
+    try:
+        return validated(serializer_class, data)
+    except serializers.ValidationError as error:
+        raise bad_request(flatten(error.detail)) from None
 
 
 class RoleViewSet(ListAction, ApiViewSet):

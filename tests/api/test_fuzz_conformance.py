@@ -3,6 +3,7 @@ the tokens of several identities: each answer is the one the document declares f
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -86,3 +87,42 @@ def test_the_public_document_ignores_the_token_sent_along(api, world, path, toke
         )
     response = api.get(path, HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 200, response.content[:200]
+
+
+def _body_properties(operation: dict) -> dict[str, dict]:
+    schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+    if ref := schema.get("$ref"):
+        schema = DOCUMENT["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    return schema.get("properties", {})
+
+
+# A value of another JSON type than the document gives a text or boolean field of a body.
+OTHER_TYPE = {"string": [0, 1.5, True], "boolean": [0, 1, "true", "no"]}
+TYPED_FIELDS = [
+    (method, path, name, kind)
+    for path, item in DOCUMENT["paths"].items()
+    if "{" not in path
+    for method, operation in item.items()
+    if method in ("post", "patch")
+    for name, field in _body_properties(operation).items()
+    if (kind := field.get("type")) in OTHER_TYPE and not field.get("readOnly")
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "name", "kind"), TYPED_FIELDS, ids=[f"{m} {p} {n}" for m, p, n, _ in TYPED_FIELDS]
+)
+def test_a_body_value_of_another_type_is_refused(api, db, method, path, name, kind):  # noqa: ARG001
+    api.raise_request_exception = False
+    root = bearer(make_user(make_org("root-org"), "Root"))
+    failures = []
+    for value in OTHER_TYPE[kind]:
+        response = api.generic(method.upper(), path, json.dumps({name: value}), "application/json", **root)
+        if response.status_code in (401, 403):
+            continue  # an endpoint of other callers (a node's, a container's)
+        answer = response.json()
+        # The role endpoints answer the errors in ``msg``, as vantage6 does.
+        errors = answer.get("errors") or answer["msg"] if response.status_code == 400 else {}
+        if not isinstance(errors, dict) or name not in errors:
+            failures.append(f"{name}={value!r}: {response.status_code} {response.content[:120]!r}")
+    assert not failures, "\n".join(failures)
