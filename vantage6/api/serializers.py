@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
 from django.db.models import Manager, Model
 from rest_framework import serializers
 from rest_framework.utils.serializer_helpers import BindingDict
@@ -74,6 +75,12 @@ class OutputSerializer(serializers.ModelSerializer):
     """
 
     _plans: dict[type, list[tuple[str, Step]]] = {}
+    # A model's time is shown as every time of the API is, naive UTC, and documented so (DRF's own
+    # field is documented as an RFC 3339 time, which needs an offset).
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.DateTimeField: TimestampField,
+    }
 
     @classmethod
     def _plan(cls) -> list[tuple[str, Step]]:
