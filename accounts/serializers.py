@@ -11,7 +11,7 @@ from rest_framework import serializers
 from accounts.catalogue import DEFAULT_ROLE_NAMES
 from accounts.models import BCRYPT_MAX_BYTES, AuditEntry, Role, Rule, User
 from accounts.selectors import user_permissions
-from vantage6.api.fields import IdField, ListLinkField, RefField, TimestampField, id_list
+from vantage6.api.fields import IdField, ListLinkField, RefField, TextOrNumberField, TimestampField, id_list
 from vantage6.api.serializers import OutputSerializer
 
 
@@ -163,8 +163,7 @@ class TokenValidOutput(serializers.Serializer):
 class LoginInput(serializers.Serializer):
     username = serializers.CharField(max_length=128)
     password = password_field(policy=False)
-    # The official client may send the code as a number.
-    mfa_code = serializers.CharField(max_length=10, required=False, allow_blank=True, allow_null=True)
+    mfa_code = TextOrNumberField(max_length=10, required=False, allow_blank=True, allow_null=True)
 
 
 class TokenRevokeInput(serializers.Serializer):

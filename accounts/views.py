@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import cast
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -41,7 +41,7 @@ from accounts.serializers import (
 from vantage6.api.errors import bad_request, flatten
 from vantage6.api.lists import ListAction
 from vantage6.api.params import Filters, flag
-from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput
+from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, flag_parameter
 from vantage6.api.serializers import validated
 from vantage6.api.views import ApiView
 
@@ -215,7 +215,7 @@ class UserViewSet(ListAction, ApiViewSet):
 
     @extend_schema(
         responses=UserPermissionsOutput,
-        parameters=[OpenApiParameter("include_permissions", bool, description="Add the user's permissions.")],
+        parameters=[flag_parameter("include_permissions", "Add the user's permissions")],
     )
     def retrieve(self, request: Request, pk: str) -> Response:
         user = self._get(pk, "view")
@@ -243,10 +243,10 @@ class UserViewSet(ListAction, ApiViewSet):
 # --- roles ------------------------------------------------------------------------------------------
 def _role_input(serializer_class: type[serializers.Serializer], data: object) -> dict:
     """Role endpoints answer validation errors as ``{"msg": {field: [...]}}``, as vantage6 does."""
-    serializer = serializer_class(data=data)
-    if not serializer.is_valid():
-        raise bad_request(flatten(serializer.errors))
-    return serializer.validated_data
+    try:
+        return validated(serializer_class, data)
+    except serializers.ValidationError as error:
+        raise bad_request(flatten(error.detail)) from None
 
 
 class RoleViewSet(ListAction, ApiViewSet):

@@ -288,6 +288,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "The REST API of the vantage6 central server (compatible with vantage6 4.15).",
     "VERSION": "4.15.2",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The document and its pages are public: a token sent along (expired, of a container, malformed) is
+    # not looked at, as no token is, instead of turning the document away.
+    "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": f"{API_PATH}/",
     "ENUM_NAME_OVERRIDES": {

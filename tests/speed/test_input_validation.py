@@ -14,7 +14,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
 from tasks.serializers import IdInput, PortInput, RunPatchInput, TaskInput
-from vantage6.api.serializers import validated
+from vantage6.api.serializers import _type_errors, validated
 
 BODIES = [
     (PortInput, {"port": 8080, "run_id": 3, "label": "api"}),
@@ -30,7 +30,10 @@ BODIES = [
 
 
 def drf(serializer_class: type[serializers.Serializer], data: object) -> tuple[str, object]:
-    """What DRF itself gives for the body: its validated data or its errors."""
+    """What DRF itself gives for the body: its validated data or its errors; a value of another JSON type
+    than its field's is refused before (a check of its own: ``tests/api/test_fuzz_conformance.py``)."""
+    if errors := _type_errors(serializer_class().fields, data):
+        return "errors", errors
     serializer = serializer_class(data=data)
     if serializer.is_valid():
         return "valid", dict(serializer.validated_data)

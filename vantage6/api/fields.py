@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Model
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from vantage6.api.references import list_link, ref
@@ -35,6 +36,14 @@ def format_datetime(value: datetime | None) -> str | None:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat()
+
+
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "integer"}]})
+class TextOrNumberField(serializers.CharField):
+    """Text a client may also send as a number, read as text (a two-factor code: the official client
+    sends the ``int | str`` it is given). Other text fields take text only (``serializers.validated``)."""
+
+    takes_numbers = True
 
 
 class TimestampField(serializers.DateTimeField):

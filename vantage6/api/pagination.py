@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from vantage6.api.errors import bad_request
+from vantage6.api.params import parse_int
 
 EXPOSED_HEADERS = "total-count, Link"
 # Larger values overflow the databases' LIMIT/OFFSET integers.
@@ -29,12 +30,9 @@ def _first(request: Request, name: str) -> str | None:
 
 def _positive_int(request: Request, name: str, default: int) -> int:
     raw = _first(request, name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad_request(f"{name} must be an integer, got {raw!r}") from None
+    value = parse_int(name, raw)
     if value < 1:
         raise bad_request(f"{name} needs to be >= 1")
     if value > MAX_PAGE_ARG:

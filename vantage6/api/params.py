@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
@@ -33,12 +34,18 @@ def flag(request: Request, name: str) -> bool:
 
 def int_param(request: Request, name: str) -> int | None:
     raw = first(request, name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return _in_range(name, int(raw))
-    except ValueError:
-        raise bad_request(f"{name} must be an integer, got {raw!r}") from None
+    return None if raw is None else parse_int(name, raw)
+
+
+# ASCII digits only: Python's ``int`` also reads `` 1 ``, ``1_000`` and other scripts' digits.
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def parse_int(name: str, raw: str) -> int:
+    """The integer ``raw`` writes in decimal digits (no value is none: a 400)."""
+    if not _INTEGER.fullmatch(raw):
+        raise bad_request(f"{name} must be an integer, got {raw!r}")
+    return _in_range(name, int(raw))
 
 
 def int_list_param(request: Request, name: str) -> list[int]:
@@ -49,10 +56,9 @@ def int_list_param(request: Request, name: str) -> list[int]:
             item = item.strip()
             if not item:
                 continue
-            try:
-                numbers.append(_in_range(name, int(item)))
-            except ValueError:
-                raise bad_request(f"{name} must be a list of integers, got {raw!r}") from None
+            if not _INTEGER.fullmatch(item):
+                raise bad_request(f"{name} must be a list of integers, got {raw!r}")
+            numbers.append(_in_range(name, int(item)))
     return numbers
 
 
@@ -71,7 +77,7 @@ def list_param(request: Request, name: str) -> list[str]:
 
 def date_param(request: Request, name: str) -> date | None:
     raw = first(request, name)
-    if not raw:
+    if raw is None:
         return None
     try:
         return date.fromisoformat(raw)
@@ -81,7 +87,7 @@ def date_param(request: Request, name: str) -> date | None:
 
 def datetime_param(request: Request, name: str) -> datetime | None:
     raw = first(request, name)
-    if not raw:
+    if raw is None:
         return None
     try:
         return parse_datetime(raw)
@@ -122,9 +128,9 @@ def _pattern(name: str, value: str) -> str:
 
 
 def bool_param(request: Request, name: str) -> bool | None:
-    """``1``, ``true``, ``0`` or ``false`` (any case); anything else is a 400."""
+    """``1``, ``true``, ``0`` or ``false`` (any case); anything else (also no value) is a 400."""
     raw = first(request, name)
-    if not raw:
+    if raw is None:
         return None
     if raw.lower() not in _BOOLEANS:
         raise bad_request(f"{name} must be one of 1, 0, true or false, got {raw!r}")

@@ -227,9 +227,14 @@ LIST_HEADERS = [
     ),
 ]  # fmt: skip
 
-DELETE_DEPENDENTS = OpenApiParameter(
-    "delete_dependents", bool, description="Also delete what depends on it (any non-empty value is true)."
-)
+
+def flag_parameter(name: str, description: str) -> OpenApiParameter:
+    """A vantage6 flag: true when given any non-empty value (``false`` and ``0`` too, as in vantage6),
+    so its values are text, not only what a boolean is written as."""
+    return OpenApiParameter(name, str, description=f"{description} (any non-empty value is true).")
+
+
+DELETE_DEPENDENTS = flag_parameter("delete_dependents", "Also delete what depends on it")
 
 
 # The kinds of query filters: the schema of their values and what they mean.
@@ -240,7 +245,7 @@ FILTER_KINDS: dict[str, tuple[Any, str]] = {
     "like": (str, "SQL LIKE pattern (`%` any text, `_` one character, `\\` the next character as it is)."),
     "date": (OpenApiTypes.DATE, "A day, YYYY-MM-DD."),
     "time": (str, "An ISO-8601 date or time."),
-    "flag": (bool, "A flag: any non-empty value is true."),
+    "flag": (str, "A flag: any non-empty value is true."),
     "bool": (bool, "1, 0, true or false."),
     "ids": ({"type": "array", "items": {"type": "integer"}}, "Ids, repeated or comma-separated."),
     "likes": (str, "SQL LIKE patterns, repeated: a row matches any of them."),

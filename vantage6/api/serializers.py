@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
 from django.db.models import Manager, Model
 from rest_framework import serializers
 from rest_framework.utils.serializer_helpers import BindingDict
@@ -74,6 +75,12 @@ class OutputSerializer(serializers.ModelSerializer):
     """
 
     _plans: dict[type, list[tuple[str, Step]]] = {}
+    # A model's time is shown as every time of the API is, naive UTC, and documented so (DRF's own
+    # field is documented as an RFC 3339 time, which needs an offset).
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.DateTimeField: TimestampField,
+    }
 
     @classmethod
     def _plan(cls) -> list[tuple[str, Step]]:
@@ -124,6 +131,8 @@ def _planned(serializer: serializers.Serializer, plan: list[tuple[str, Step]], r
 
 def validated(serializer_class: type[serializers.Serializer], data: object, **kwargs: Any) -> dict:
     """The validated body; a 400 with the field errors otherwise (also for non-object bodies)."""
+    if errors := _type_errors(_fields_of(serializer_class), data):
+        raise serializers.ValidationError(errors)
     if not kwargs:
         plan = _validation_plan(serializer_class)
         if plan is not None:
@@ -138,6 +147,45 @@ def validated(serializer_class: type[serializers.Serializer], data: object, **kw
 
 
 _per_thread = threading.local()
+
+
+def _fields_of(serializer_class: type[serializers.Serializer]) -> Mapping[str, serializers.Field]:
+    fields: dict[type, Mapping[str, serializers.Field]] = _per_thread.__dict__.setdefault("typed", {})
+    if serializer_class not in fields:
+        fields[serializer_class] = serializer_class().fields
+    return fields[serializer_class]
+
+
+def _type_errors(fields: Mapping[str, serializers.Field], data: object) -> dict[str, Any]:
+    """The errors of the values in ``data`` (and in the objects and lists within it) that are not of the
+    JSON type their field is documented with. DRF turns a number into text and takes ``0``, ``1``,
+    ``"yes"`` or ``"off"`` for a boolean: a value the API document does not allow would be stored."""
+    if type(data) is not dict:
+        return {}  # DRF's own answer to a body that is not an object
+    errors: dict[str, Any] = {}
+    for name, field in fields.items():
+        value = data.get(name)
+        if value is None or field.read_only:
+            continue
+        json_type = (
+            bool
+            if isinstance(field, serializers.BooleanField)
+            else str
+            if isinstance(field, serializers.CharField)
+            else None
+        )
+        numbers_taken = type(value) is int and getattr(field, "takes_numbers", False)
+        if json_type is not None and type(value) is not json_type and not numbers_taken:
+            errors[name] = [field.error_messages["invalid"]]
+        elif isinstance(field, serializers.Serializer):
+            if inner := _type_errors(field.fields, value):
+                errors[name] = inner
+        elif isinstance(field, serializers.ListSerializer) and type(value) is list:
+            child = field.child.fields if isinstance(field.child, serializers.Serializer) else {}
+            if items := {i: e for i, item in enumerate(value) if (e := _type_errors(child, item))}:
+                errors[name] = items
+    return errors
+
 
 # The fields of a flat body by name, for ``_quickly_validated``.
 ValidationPlan = dict[str, serializers.Field]

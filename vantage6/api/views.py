@@ -54,6 +54,15 @@ class ApiView(APIView):
     def get_content_negotiator(self) -> Any:
         return self._once("negotiator", self.content_negotiation_class)
 
+    def perform_authentication(self, request: Request) -> None:
+        # A method the view does not serve is a 405 for every caller, before the token is looked at:
+        # otherwise what the authentication of the view says about the token (a 422 of a refresh
+        # endpoint, a 401) stands in for the refusal of the method.
+        method = request.method.lower() if request.method else ""
+        if method not in self.http_method_names or not hasattr(self, method):
+            self.http_method_not_allowed(request)
+        super().perform_authentication(request)
+
 
 class ApiMetadata(SimpleMetadata):
     """DRF's answer to ``OPTIONS``; a view without a serializer (raw uploads, commands) lists no fields."""
