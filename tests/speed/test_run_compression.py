@@ -4,6 +4,7 @@ written in about two thirds of pglz's time)."""
 from __future__ import annotations
 
 import base64
+import importlib
 
 import pytest
 from django.db import DatabaseError, connection, transaction
@@ -39,3 +40,30 @@ def test_a_node_s_result_is_stored_lz4_compressed(api, world):
         columns = "pg_column_compression(result), pg_column_compression(log)"
         cursor.execute(f"SELECT {columns} FROM run WHERE id = %s", [run.pk])
         assert cursor.fetchone() == ("lz4", "lz4")
+
+
+def _compression_of_result() -> str | None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attcompression FROM pg_attribute WHERE attrelid = 'run'::regclass AND attname = 'result'"
+        )
+        return cursor.fetchone()[0] or None  # '' is the server's default
+
+
+def test_a_server_that_refuses_the_method_keeps_its_compression():
+    if connection.vendor != "postgresql":
+        pytest.skip("compression methods are PostgreSQL's")
+    from django.apps import apps
+
+    migration = importlib.import_module("tasks.migrations.0007_run_text_lz4")
+    before = _compression_of_result()
+    with transaction.atomic(), connection.schema_editor(atomic=False) as editor:
+        migration._set_compression(apps, editor, "no_such_method")  # refused, as lz4 by a server without it
+        assert _compression_of_result() == before  # and the migration's transaction goes on
+    with connection.schema_editor() as editor:
+        migration.use_default(apps, editor)  # the migration reversed
+    assert _compression_of_result() is None
+    if _server_has_lz4():
+        with connection.schema_editor() as editor:
+            migration.use_lz4(apps, editor)
+        assert _compression_of_result() == "l"
