@@ -29,14 +29,28 @@ from vantage6.api.sql import PkLookup
 LAST_SEEN_RESOLUTION = timedelta(seconds=30)
 
 
+BAD_AUTHORIZATION = "Bad Authorization header. Expected 'Authorization: Bearer <JWT>'"
+
+
+def token_of_header(header: str) -> str | None:
+    """The token of an ``Authorization`` header's value as Django reads it (its lines joined by commas,
+    latin-1), or None when it is not ``Bearer <JWT>``. One reading for the request's share of the threads
+    and its authentication: a spelling read as anonymous by one and as the user by the other let a user's
+    requests count against the requests without a token as well as against its own."""
+    parts = header.split()
+    if len(parts) != 2 or parts[0] != "Bearer":
+        return None
+    return parts[1]
+
+
 def bearer_token(request: Request) -> str | None:
     header = request.META.get("HTTP_AUTHORIZATION")
     if not header:
         return None
-    parts = header.split()
-    if len(parts) != 2 or parts[0] != "Bearer":
-        raise ApiError(422, "Bad Authorization header. Expected 'Authorization: Bearer <JWT>'")
-    return parts[1]
+    token = token_of_header(header)
+    if token is None:
+        raise ApiError(422, BAD_AUTHORIZATION)
+    return token
 
 
 def _touch_last_seen(identity) -> None:
@@ -146,11 +160,11 @@ def request_identity(scope: dict) -> Hashable:
     address: behind a proxy every client has the proxy's address, and one per address would give an
     attacker with many addresses every thread; so requests without a token (logins, among them) take at
     most a share, and those of signed-in users and nodes always have the rest."""
-    raw = next((value for name, value in scope["headers"] if name == b"authorization"), None)
-    parts = raw.split() if raw is not None else []
-    if len(parts) != 2 or parts[0] != b"Bearer":
+    # As Django's request reads it (``ASGIRequest``): every line of the header, joined.
+    lines = [value.decode("latin-1") for name, value in scope["headers"] if name.lower() == b"authorization"]
+    token = token_of_header(",".join(lines)) if lines else None
+    if token is None:
         return None  # authentication answers it
-    token = parts[1].decode("latin-1")
     try:
         claims = verified_claims(token)
     except TokenError as exc:

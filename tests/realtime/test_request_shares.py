@@ -32,31 +32,37 @@ def slow_server(live_db, live_folder):
     server.stop()
 
 
-@pytest.mark.parametrize("flooder", ["user", "anonymous"])
+@pytest.mark.parametrize("flooder", ["user", "user spelling its header two ways", "anonymous"])
 def test_one_identitys_slow_requests_leave_threads_for_the_others(slow_server, live_world, flooder):
-    """A user's flood leaves threads for another user and for requests without a token; a flood without
-    a token (all such requests are one identity) leaves threads for a user."""
+    """A user's flood leaves threads for another user and for requests without a token, also when half of
+    it separates ``Bearer`` from the token by a no-break space (which Django's reading of the header takes
+    as a space); a flood without a token (all such requests are one identity) leaves threads for a user."""
     user = {"Authorization": f"Bearer {token(make_user(live_world.org_b, roles=('Researcher',)))}"}
     # Without a token: a header that no answer is replayed for, so that the request reaches a thread.
     anonymous = ({"X-Request-Id": "1"}, "/api/version")
     others = [(user, "/api/user")]
-    if flooder == "user":
-        flood = {"Authorization": f"Bearer {token(make_user(live_world.org_a, roles=('Researcher',)))}"}
+    if flooder.startswith("user"):
+        flood_token = token(make_user(live_world.org_a, roles=("Researcher",)))
+        floods = [{"Authorization": f"Bearer {flood_token}"}]
+        if flooder != "user":
+            floods.append({"Authorization": f"Bearer\xa0{flood_token}"})
         flood_path = "/api/user"
         others.append(anonymous)
     else:
-        flood, flood_path = anonymous
-    flood = {**flood, HOLD_HEADER: str(HOLD)}
+        floods, flood_path = [anonymous[0]], anonymous[1]
+    floods = [{**flood, HOLD_HEADER: str(HOLD)} for flood in floods]
     for headers, path in others:  # the server is warm
         assert requests.get(f"{slow_server.url}{path}", headers=headers, timeout=30).status_code == 200
     answers: list[tuple[int, float]] = []
     started = time.monotonic()
 
-    def flood_once() -> None:
-        status = requests.get(f"{slow_server.url}{flood_path}", headers=flood, timeout=60).status_code
+    def flood_once(headers: dict[str, str]) -> None:
+        status = requests.get(f"{slow_server.url}{flood_path}", headers=headers, timeout=60).status_code
         answers.append((status, time.monotonic() - started))
 
-    callers = [threading.Thread(target=flood_once) for _ in range(FLOOD)]
+    callers = [
+        threading.Thread(target=flood_once, args=(floods[number % len(floods)],)) for number in range(FLOOD)
+    ]
     for caller in callers:
         caller.start()
     time.sleep(1)  # the flood holds its threads
