@@ -87,9 +87,9 @@ _run_with_task = PkLookup(lambda: run_queryset())
 def task_for_view(principal: Principal, pk: int | str, include: AbstractSet[str] = frozenset()) -> Task:
     """One task as ``GET /task/<id>`` returns it (401 without the rights, 404 when missing)."""
     task = get_for(principal, _task, pk, missing=f"Task id={pk} not found!")
-    if "results" in include:
-        principal.require(principal.allows("task_runs", task))
+    # Embedded runs show their input and log as GET /run does: judged by the run rules as results are.
     if include & TASK_INCLUDES:
+        principal.require(principal.allows("task_runs", task))
         prefetch_related_objects([task], _runs_prefetch())
     attach_task_details([task], include)
     return task
@@ -208,7 +208,8 @@ _TASKS_OF_COLLABORATION = {
 
 
 def task_list(principal: Principal, filters: dict, include: AbstractSet[str] = frozenset()) -> QuerySet[Task]:
-    if "results" in include:
+    # Embedded runs or results of every task listed: the run rules reach as far as the task rules.
+    if include & TASK_INCLUDES:
         task_scope, run_scope = principal.max_scope("task", "view"), principal.max_scope("run", "view")
         principal.require(
             task_scope is None or (run_scope is not None and SCOPE_RANK[run_scope] >= SCOPE_RANK[task_scope])

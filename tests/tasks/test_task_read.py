@@ -200,9 +200,22 @@ def test_include_runs_and_results(api, world, tasks):
 def test_include_results_needs_run_view_at_least_as_broad_as_task_view(api, world, tasks):
     narrow = user_with(world.org_a, "task.col.view", "run.org.view")
     assert api.get("/api/task?include=results", **bearer(narrow)).status_code == 401
-    assert api.get("/api/task?include=runs", **bearer(narrow)).status_code == 200
+    assert api.get("/api/task?include=runs", **bearer(narrow)).status_code == 401
     assert api.get(f"/api/task/{tasks.ab_b.pk}?include=results", **bearer(narrow)).status_code == 401
     assert api.get(f"/api/task/{tasks.ab_a.pk}?include=results", **bearer(narrow)).status_code == 200
+
+
+def test_embedded_runs_are_judged_by_the_run_rules(api, world, tasks):
+    """Runs embedded in a task show their input and log: a user whose run rules do not reach B's run of a
+    task gets neither through ``include=runs`` (GET /run refuses it the same run)."""
+    Run.objects.filter(task=tasks.ab_b, organization=world.org_b).update(log="the log of B's run")
+    for rules_held in (("task.col.view", "run.org.view"), ("task.col.view",)):
+        headers = bearer(user_with(world.org_a, *rules_held))
+        assert api.get(f"/api/run?task_id={tasks.ab_b.pk}", **headers).status_code == 401
+        for path in (f"/api/task/{tasks.ab_b.pk}?include=runs", "/api/task?include=runs"):
+            response = api.get(path, **headers)
+            assert response.status_code == 401, (rules_held, path)
+            assert "the log of B" not in response.content.decode()
 
 
 # --- query counts --------------------------------------------------------------------------------------
