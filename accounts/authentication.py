@@ -172,8 +172,11 @@ def request_identity(scope: dict) -> Hashable:
         return None
     scope[CHECKED_TOKEN] = (token, claims)
     sub = claims["sub"]
-    if type(sub) is dict:  # a container's: the task it runs for
-        sub = sub.get("task_id")
+    if type(sub) is dict:
+        # A container's: the task it runs for, on its node. The containers of one task on the nodes of
+        # other organizations are other parties: one of them must not fill the queue the others wait in.
+        sub = (sub.get("task_id"), sub.get("node_id"))
+        return ("container", *sub) if all(type(part) is int for part in sub) else None
     return (claims.get("client_type"), sub) if type(sub) is int else None
 
 
