@@ -29,22 +29,27 @@ from vantage6.api.sql import PkLookup
 LAST_SEEN_RESOLUTION = timedelta(seconds=30)
 
 
-def _bearer_of(header: str) -> str | None:
-    """The token of an Authorization header ``Bearer <JWT>`` (as Django reads it: Latin-1); None for any
-    other. The one reading of the header, for the request's authentication and for its identity
-    (``request_identity``): a header they read apart let a signed-in caller's requests count as anonymous
-    ones, and take the threads of both."""
+BAD_AUTHORIZATION = "Bad Authorization header. Expected 'Authorization: Bearer <JWT>'"
+
+
+def token_of_header(header: str) -> str | None:
+    """The token of an ``Authorization`` header's value as Django reads it (its lines joined by commas,
+    latin-1), or None when it is not ``Bearer <JWT>``. One reading for the request's share of the threads
+    and its authentication: a spelling read as anonymous by one and as the user by the other let a user's
+    requests count against the requests without a token as well as against its own."""
     parts = header.split()
-    return parts[1] if len(parts) == 2 and parts[0] == "Bearer" else None
+    if len(parts) != 2 or parts[0] != "Bearer":
+        return None
+    return parts[1]
 
 
 def bearer_token(request: Request) -> str | None:
     header = request.META.get("HTTP_AUTHORIZATION")
     if not header:
         return None
-    token = _bearer_of(header)
+    token = token_of_header(header)
     if token is None:
-        raise ApiError(422, "Bad Authorization header. Expected 'Authorization: Bearer <JWT>'")
+        raise ApiError(422, BAD_AUTHORIZATION)
     return token
 
 
@@ -155,8 +160,9 @@ def request_identity(scope: dict) -> Hashable:
     address: behind a proxy every client has the proxy's address, and one per address would give an
     attacker with many addresses every thread; so requests without a token (logins, among them) take at
     most a share, and those of signed-in users and nodes always have the rest."""
-    raw = next((value for name, value in scope["headers"] if name == b"authorization"), None)
-    token = _bearer_of(raw.decode("latin-1")) if raw is not None else None
+    # As Django's request reads it (``ASGIRequest``): every line of the header, joined.
+    lines = [value.decode("latin-1") for name, value in scope["headers"] if name.lower() == b"authorization"]
+    token = token_of_header(",".join(lines)) if lines else None
     if token is None:
         return None  # authentication answers it
     try:
@@ -166,8 +172,11 @@ def request_identity(scope: dict) -> Hashable:
         return None
     scope[CHECKED_TOKEN] = (token, claims)
     sub = claims["sub"]
-    if type(sub) is dict:  # a container's: the task it runs for
-        sub = sub.get("task_id")
+    if type(sub) is dict:
+        # A container's: the task it runs for, on its node. The containers of one task on the nodes of
+        # other organizations are other parties: one of them must not fill the queue the others wait in.
+        sub = (sub.get("task_id"), sub.get("node_id"))
+        return ("container", *sub) if all(type(part) is int for part in sub) else None
     return (claims.get("client_type"), sub) if type(sub) is int else None
 
 

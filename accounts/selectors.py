@@ -94,15 +94,18 @@ def user_list(principal: Principal, filters: dict) -> QuerySet[User]:
     return users
 
 
-def user_permissions(user: User) -> dict:
-    """What the UI reads after login: the user's roles, effective rules and collaborating organizations."""
+def user_permissions(user: User, viewer: Principal) -> dict:
+    """What the UI reads after login: the user's roles, effective rules and collaborating organizations.
+
+    The organizations of those of the user's collaborations that ``viewer`` is in (all of them for the user
+    itself), or may view all of: another organization's partners in collaborations the viewer is not in are
+    no more its to learn here than through ``GET /organization?collaboration_id=``."""
     via_roles = Rule.objects.filter(roles__users=user.pk).values_list("id", flat=True)
     direct = Rule.objects.filter(users=user.pk).values_list("id", flat=True)
-    members = memberships().filter(
-        collaboration_id__in=memberships()
-        .filter(organization_id=user.organization_id)
-        .values("collaboration_id")
-    )
+    collaborations = memberships().filter(organization_id=user.organization_id)
+    if not viewer.reaches_every("collaboration", "view"):
+        collaborations = collaborations.filter(collaboration_id__in=viewer.collaboration_ids)
+    members = memberships().filter(collaboration_id__in=collaborations.values("collaboration_id"))
     return {
         "roles": sorted(user.roles.values_list("id", flat=True)),
         "rules": sorted(via_roles.union(direct)),

@@ -95,7 +95,7 @@ class RuleOutput(OutputSerializer):
 
 class UserPermissionsOutput(UserOutput):
     """A user with ``include_permissions``: the ids of its roles and rules, and of the organizations
-    in its organization's collaborations."""
+    in its organization's collaborations; ``viewer`` in the context: whom it is shown to."""
 
     permissions = serializers.SerializerMethodField()
     # The schema of GET /user/<id> is this one: ``permissions`` only when asked for.
@@ -115,7 +115,7 @@ class UserPermissionsOutput(UserOutput):
         }
     )
     def get_permissions(self, user: User) -> dict:
-        return user_permissions(user)
+        return user_permissions(user, self.context["viewer"])
 
 
 class AuditEntryOutput(OutputSerializer):

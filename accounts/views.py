@@ -219,8 +219,9 @@ class UserViewSet(ListAction, ApiViewSet):
     )
     def retrieve(self, request: Request, pk: str) -> Response:
         user = self._get(pk, "view")
-        output = UserPermissionsOutput if flag(request, "include_permissions") else UserOutput
-        return Response(output(user).data)
+        if flag(request, "include_permissions"):
+            return Response(UserPermissionsOutput(user, context={"viewer": self.principal}).data)
+        return Response(UserOutput(user).data)
 
     @extend_schema(request=UserUpdateInput)
     def partial_update(self, request: Request, pk: str) -> Response:

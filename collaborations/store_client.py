@@ -350,10 +350,12 @@ def register_server(
 def unregister_server(
     *, store_url: str, server_url: str, authorization: str | None, caller: Principal
 ) -> None:
-    """Remove this server from the store's whitelist.
+    """Remove this server from the store's whitelist: its entry, the first the store lists for its URL.
 
     A store that never listed it is fine, and so is one that wants a credential when none may be
-    sent to it (see ``user_authorization``): the link is removed here all the same.
+    sent to it (see ``user_authorization``): the link is removed here all the same. One entry (vantage6
+    removes every one listed, where a store lists one): a store chosen by a collaboration administrator
+    that listed thousands had this request call it once for each, holding its thread as long as it liked.
     """
     headers = _headers(server_url, authorization)
     response = store_request(
@@ -364,16 +366,20 @@ def unregister_server(
     if response.status != 200:
         raise store_error(response)
     entries = response.body.get("data", []) if isinstance(response.body, dict) else response.body
-    for entry in entries if isinstance(entries, list) else []:
-        if not isinstance(entry, dict) or not isinstance(entry.get("id"), int):
-            continue
-        if entry.get("url", server_url) != server_url:
-            continue
-        deleted = store_request(
-            "DELETE", f"{store_url}/vantage6-server/{entry['id']}", caller=caller, headers=headers
-        )
-        if not 200 <= deleted.status < 300:
-            raise store_error(deleted)
+    ours = (
+        entry
+        for entry in (entries if isinstance(entries, list) else [])
+        if isinstance(entry, dict)
+        and isinstance(entry.get("id"), int)
+        and entry.get("url", server_url) == server_url
+    )
+    if (entry := next(ours, None)) is None:
+        return
+    deleted = store_request(
+        "DELETE", f"{store_url}/vantage6-server/{entry['id']}", caller=caller, headers=headers
+    )
+    if not 200 <= deleted.status < 300:
+        raise store_error(deleted)
 
 
 def algorithm_digest(

@@ -11,7 +11,7 @@ from django.db.models import Exists, Model, Prefetch, Q, QuerySet, prefetch_rela
 
 from accounts.catalogue import SCOPE_RANK
 from accounts.models import User
-from accounts.permissions import Principal, fetch, fetch_named, get_for, missing_to
+from accounts.permissions import COL, GLO, ORG, OWN, Principal, fetch, fetch_named, get_for, missing_to
 from collaborations.models import AlgorithmStore, Collaboration, Study
 from nodes.models import Node, NodeConfig
 from tasks.models import OPEN_STATUSES, AlgorithmPort, Run, Task, TaskDatabase, is_finished
@@ -87,9 +87,9 @@ _run_with_task = PkLookup(lambda: run_queryset())
 def task_for_view(principal: Principal, pk: int | str, include: AbstractSet[str] = frozenset()) -> Task:
     """One task as ``GET /task/<id>`` returns it (401 without the rights, 404 when missing)."""
     task = get_for(principal, _task, pk, missing=f"Task id={pk} not found!")
-    if "results" in include:
-        principal.require(principal.allows("task_runs", task))
+    # Embedded runs show their input and log as GET /run does: judged by the run rules as results are.
     if include & TASK_INCLUDES:
+        principal.require(principal.allows("task_runs", task))
         prefetch_related_objects([task], _runs_prefetch())
     attach_task_details([task], include)
     return task
@@ -99,6 +99,8 @@ def run_for_view(principal: Principal, pk: int | str, include_task: bool = False
     """One run as ``GET /run/<id>`` returns it: judged on its task by the run rules."""
     run = fetch(_run_with_task, pk, missing=f"Run id={pk} not found!")
     principal.require(principal.allows("task_runs", run.task))
+    if include_task:  # shown as GET /task shows it: judged by the task rules
+        principal.require(principal.allows("task", run.task))
     attach_run_details([run], include_task)
     return run
 
@@ -208,7 +210,8 @@ _TASKS_OF_COLLABORATION = {
 
 
 def task_list(principal: Principal, filters: dict, include: AbstractSet[str] = frozenset()) -> QuerySet[Task]:
-    if "results" in include:
+    # Embedded runs or results of every task listed: the run rules reach as far as the task rules.
+    if include & TASK_INCLUDES:
         task_scope, run_scope = principal.max_scope("task", "view"), principal.max_scope("run", "view")
         principal.require(
             task_scope is None or (run_scope is not None and SCOPE_RANK[run_scope] >= SCOPE_RANK[task_scope])
@@ -269,9 +272,19 @@ _PERIOD_FILTERS = {
 }
 
 
-def run_list(principal: Principal, filters: dict, *, with_task: bool = False) -> QuerySet[Run]:
+# The task view scope that reaches the tasks of every run listed at a run view scope: the runs of an
+# organization are those it executes, of tasks of its collaborations that other organizations started.
+_TASK_SCOPE_FOR_RUNS = {GLO: GLO, COL: COL, ORG: COL, OWN: OWN}
+
+
+def run_list(
+    principal: Principal, filters: dict, *, with_task: bool = False, embed_task: bool = False
+) -> QuerySet[Run]:
     """The runs (or results) the principal may see, filtered as ``GET /run`` and ``GET /result`` do;
-    ``with_task``: each with its task loaded."""
+    ``with_task``: each with its task loaded; ``embed_task``: and shown (``include=task``), which the
+    task rules must reach as far as the run rules do."""
+    if embed_task and (run_scope := principal.max_scope("run", "view")) is not None:
+        principal.require(principal.at_least(_TASK_SCOPE_FOR_RUNS[run_scope], "task", "view"))
     runs = principal.visible("run", _runs_with_task if with_task else _runs)
 
     if (task_id := filters.get("task_id")) is not None:

@@ -114,7 +114,7 @@ class RunViewSet(ListAction, ApiViewSet):
     default_order = NEWEST_FIRST
 
     def rows(self, filters: dict, include: set[str]) -> QuerySet:
-        return selectors.run_list(self.principal, filters, with_task=True)
+        return selectors.run_list(self.principal, filters, with_task=True, embed_task="task" in include)
 
     def output(self, rows: list, include: set[str]) -> list:
         selectors.attach_run_details(rows, "task" in include)

@@ -7,13 +7,17 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import uuid
 
 import pytest
 import requests
 from django.conf import settings
 
-from tests.realtime.helpers import make_user, token
-from tests.realtime.live import Daphne
+from accounts.tokens import container_token
+from nodes.models import Node
+from tasks.models import Run, Task
+from tests.realtime.helpers import LiveWorld, make_user, token
+from tests.realtime.live import LIVE, Daphne
 from tests.realtime.slow_server import HOLD_HEADER
 from vantage6.handler import MAX_THREADS
 
@@ -32,31 +36,68 @@ def slow_server(live_db, live_folder):
     server.stop()
 
 
-@pytest.mark.parametrize("flooder", ["user", "anonymous"])
+def _containers_of_one_task(world: LiveWorld) -> tuple[dict[str, str], dict[str, str], str]:
+    """The headers of the algorithm containers of one running task of collaboration AB on the nodes of A
+    and of B, and the task's path."""
+    task = Task(
+        collaboration=world.collab_ab,
+        image="i",
+        job_id=uuid.uuid4().int % 10**9,
+        init_org=world.org_a,
+        status="pending",  # its runs are
+    )
+    task.save(using=LIVE)
+    headers = []
+    for node in (world.node_a, world.node_b):
+        Run(task=task, organization_id=node.organization_id).save(using=LIVE)
+        identity = {
+            "client_type": "container", "node_id": node.pk, "organization_id": node.organization_id,
+            "node_generation": Node.objects.using(LIVE).get(pk=node.pk).token_generation,
+            "collaboration_id": task.collaboration_id, "task_id": task.pk, "image": task.image,
+        }  # fmt: skip
+        headers.append({"Authorization": f"Bearer {container_token(identity)}"})
+    return headers[0], headers[1], f"/api/task/{task.pk}"
+
+
+@pytest.mark.parametrize(
+    "flooder", ["user", "user spelling its header two ways", "algorithm container", "anonymous"]
+)
 def test_one_identitys_slow_requests_leave_threads_for_the_others(slow_server, live_world, flooder):
-    """A user's flood leaves threads for another user and for requests without a token; a flood without
-    a token (all such requests are one identity) leaves threads for a user."""
+    """A user's flood leaves threads for another user and for requests without a token, also when half of
+    it separates ``Bearer`` from the token by a no-break space (which Django's reading of the header takes
+    as a space); the flood of a container on B's node (its key stolen) leaves threads for the container of
+    the same task on A's node; a flood without a token (all such requests are one identity) leaves threads
+    for a user."""
     user = {"Authorization": f"Bearer {token(make_user(live_world.org_b, roles=('Researcher',)))}"}
     # Without a token: a header that no answer is replayed for, so that the request reaches a thread.
     anonymous = ({"X-Request-Id": "1"}, "/api/version")
     others = [(user, "/api/user")]
-    if flooder == "user":
-        flood = {"Authorization": f"Bearer {token(make_user(live_world.org_a, roles=('Researcher',)))}"}
+    if flooder == "algorithm container":
+        container_a, container_b, flood_path = _containers_of_one_task(live_world)
+        floods = [container_b]
+        others.append((container_a, flood_path))
+    elif flooder.startswith("user"):
+        flood_token = token(make_user(live_world.org_a, roles=("Researcher",)))
+        floods = [{"Authorization": f"Bearer {flood_token}"}]
+        if flooder != "user":
+            floods.append({"Authorization": f"Bearer\xa0{flood_token}"})
         flood_path = "/api/user"
         others.append(anonymous)
     else:
-        flood, flood_path = anonymous
-    flood = {**flood, HOLD_HEADER: str(HOLD)}
+        floods, flood_path = [anonymous[0]], anonymous[1]
+    floods = [{**flood, HOLD_HEADER: str(HOLD)} for flood in floods]
     for headers, path in others:  # the server is warm
         assert requests.get(f"{slow_server.url}{path}", headers=headers, timeout=30).status_code == 200
     answers: list[tuple[int, float]] = []
     started = time.monotonic()
 
-    def flood_once() -> None:
-        status = requests.get(f"{slow_server.url}{flood_path}", headers=flood, timeout=60).status_code
+    def flood_once(headers: dict[str, str]) -> None:
+        status = requests.get(f"{slow_server.url}{flood_path}", headers=headers, timeout=60).status_code
         answers.append((status, time.monotonic() - started))
 
-    callers = [threading.Thread(target=flood_once) for _ in range(FLOOD)]
+    callers = [
+        threading.Thread(target=flood_once, args=(floods[number % len(floods)],)) for number in range(FLOOD)
+    ]
     for caller in callers:
         caller.start()
     time.sleep(1)  # the flood holds its threads

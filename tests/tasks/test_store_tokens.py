@@ -100,3 +100,22 @@ def test_migration_trusts_the_stores_linked_to_all_collaborations(world):
     migration.trust_stores_of_all_collaborations(django_apps, None)
     assert AlgorithmStore.objects.get(pk=everywhere.pk).trusted
     assert not AlgorithmStore.objects.get(pk=linked.pk).trusted
+
+
+def test_removing_a_store_that_lists_this_server_many_times_calls_it_once_more(api, world, store):
+    """A collaboration administrator's store lists thousands of entries for this server: removing it is
+    one look-up and one removal, not a call for each entry (a request thread held as long as it likes)."""
+    admin = make_user(world.org_b, "Collaboration Admin")
+    linked = link(api, store, admin, world.collab_ab.pk)
+    listed = 200
+    store.routes[("GET", "/vantage6-server")] = (200, [{"id": n, "url": SERVER_URL} for n in range(listed)])
+    for n in range(listed):
+        store.routes[("DELETE", f"/vantage6-server/{n}")] = (200, {})
+    response = api.delete(f"/api/algorithmstore/{linked.pk}?server_url={SERVER_URL}", **bearer(admin))
+
+    assert response.status_code == 200, response.json()
+    assert not AlgorithmStore.objects.exists()
+    assert [(r["method"], r["path"]) for r in store.requests] == [
+        ("GET", "/vantage6-server"),
+        ("DELETE", "/vantage6-server/0"),
+    ]

@@ -200,9 +200,22 @@ def test_include_runs_and_results(api, world, tasks):
 def test_include_results_needs_run_view_at_least_as_broad_as_task_view(api, world, tasks):
     narrow = user_with(world.org_a, "task.col.view", "run.org.view")
     assert api.get("/api/task?include=results", **bearer(narrow)).status_code == 401
-    assert api.get("/api/task?include=runs", **bearer(narrow)).status_code == 200
+    assert api.get("/api/task?include=runs", **bearer(narrow)).status_code == 401
     assert api.get(f"/api/task/{tasks.ab_b.pk}?include=results", **bearer(narrow)).status_code == 401
     assert api.get(f"/api/task/{tasks.ab_a.pk}?include=results", **bearer(narrow)).status_code == 200
+
+
+def test_embedded_runs_are_judged_by_the_run_rules(api, world, tasks):
+    """Runs embedded in a task show their input and log: a user whose run rules do not reach B's run of a
+    task gets neither through ``include=runs`` (GET /run refuses it the same run)."""
+    Run.objects.filter(task=tasks.ab_b, organization=world.org_b).update(log="the log of B's run")
+    for rules_held in (("task.col.view", "run.org.view"), ("task.col.view",)):
+        headers = bearer(user_with(world.org_a, *rules_held))
+        assert api.get(f"/api/run?task_id={tasks.ab_b.pk}", **headers).status_code == 401
+        for path in (f"/api/task/{tasks.ab_b.pk}?include=runs", "/api/task?include=runs"):
+            response = api.get(path, **headers)
+            assert response.status_code == 401, (rules_held, path)
+            assert "the log of B" not in response.content.decode()
 
 
 # --- query counts --------------------------------------------------------------------------------------
@@ -242,3 +255,24 @@ def test_detail_query_counts(api, world, tasks):
     headers = caller("col", world, tasks)
     assert _count_queries(api, f"/api/task/{tasks.ab_a.pk}?include=runs,results", headers) == 6
     assert _count_queries(api, f"/api/run/{tasks.ab_a.runs.first().pk}?include=task", headers) == 5
+
+
+def test_an_embedded_task_is_judged_by_the_task_rules(api, world, tasks):
+    """The runs A executes are listed to a user of A with the organization's run rule, also those of a task
+    B started: with ``include=task`` that task is shown too, which its task rules (only the tasks A
+    started; GET /task/<id> refuses it B's) do not reach."""
+    tasks.ab_b.description = "what B's task is about"
+    tasks.ab_b.save(update_fields=["description"])
+    headers = bearer(user_with(world.org_a, "task.org.view", "run.org.view"))
+    assert api.get(f"/api/task/{tasks.ab_b.pk}", **headers).status_code in (401, 404)
+    listed = api.get(f"/api/run?organization_id={world.org_a.pk}", **headers).json()["data"]
+    assert tasks.ab_b.pk in {run["task"]["id"] for run in listed}  # the run itself is A's
+    response = api.get("/api/run?include=task", **headers)
+    assert response.status_code == 401
+    assert "what B's task is about" not in response.content.decode()
+    wider = bearer(user_with(world.org_a, "task.col.view", "run.org.view"))
+    response = api.get("/api/run?include=task", **wider)
+    assert response.status_code == 200
+    assert "what B's task is about" in response.content.decode()
+    run = Run.objects.get(task=tasks.ab_a, organization=world.org_a)
+    assert api.get(f"/api/run/{run.pk}?include=task", **headers).status_code == 200  # A's task
