@@ -81,6 +81,9 @@ _BINDINGS_AT_ONCE = 100
 # joined: it takes as many packets of a client's allowance as that many namespace connects fill the burst
 # (a client connects once per session).
 CONNECTS_AT_ONCE = 10
+# While the beat of a process without one fails (the database is away), how often a delivery tries it
+# again: every room packet would otherwise cost an attempt and a warning.
+BEAT_RETRY_SECONDS = 1.0
 # The group every server process listens on (for work on all the sessions of some owners).
 PROCESSES = "eio.processes"
 SIGNED = "."  # between a sid's body and its signature
@@ -404,6 +407,7 @@ class Server:
         # When this process's last recorded beat started (None before its first), and the beat under way.
         self._beat_at: float | None = None
         self._beating: asyncio.Task | None = None
+        self._beat_failed_at: float | None = None  # monotonic: the last failed catch-up beat of an outage
         self._listening_loop: asyncio.AbstractEventLoop | None = None
         self._housekeeping_loop: asyncio.AbstractEventLoop | None = None
 
@@ -1564,8 +1568,9 @@ class Server:
         connections was ended there: its sessions end, and their clients connect again afresh. If it
         went ``beat_lapse`` without a beat, a change of rights may have been answered without waiting
         for it: its sessions are checked again before its beat counts (``_caught_up``)."""
-        started = time.time()
+        started = time.monotonic()  # the lapse is this process's own interval: no clock step moves it
         known = await database_sync_to_async(cast(Liveness, self.liveness).beat)(self.process)
+        self._beat_failed_at = None
         if not known and self._beat_at is not None:
             logger.warning("this process was taken for dead; ending its %d sessions", len(self.sessions))
             for session in list(self.sessions.values()):
@@ -1582,18 +1587,24 @@ class Server:
     def _lapsed(self) -> bool:
         """Whether this process went ``beat_lapse`` without a beat (its loop or its database stalled):
         the others may have stopped waiting for its rechecks."""
-        return self._beat_at is not None and time.time() - self._beat_at > self.beat_lapse
+        return self._beat_at is not None and time.monotonic() - self._beat_at > self.beat_lapse
 
     async def _caught_up(self) -> bool:
         """Before its sockets get a room packet or send an event: if this process lapsed, once it beat
         and checked them all again (a socket may hold a room it lost while the change did not wait).
-        Whether it lapsed."""
+        Whether it lapsed. While the beat fails, it is tried again at most every ``BEAT_RETRY_SECONDS``,
+        and the first failure of an outage alone is logged."""
         if not self._lapsed() or asyncio.current_task() is self._beating:  # not the check's own moves
             return False
+        failed_at = self._beat_failed_at
+        if failed_at is not None and time.monotonic() - failed_at < BEAT_RETRY_SECONDS:
+            return True
         try:
             await self.beat()
         except Exception as exc:  # the database away: served as before, nothing tells what changed
-            logger.warning("could not check the sessions of a process without a beat: %s", exc)
+            if self._beat_failed_at is None:
+                logger.warning("could not check the sessions of a process without a beat: %s", exc)
+            self._beat_failed_at = time.monotonic()
         return True
 
     async def sweep(self) -> None:
@@ -1607,9 +1618,9 @@ class Server:
         # held there: its long-polling clients have started over elsewhere, and their nodes are not
         # announced offline meanwhile.
         held_forward = self.ping_interval + self.forward_timeout
-        before = time.time() - (2 * self.ping_interval + self.ping_timeout + held_forward)
-        for process in await database_sync_to_async(self.liveness.silent)(before):
-            if await database_sync_to_async(self.liveness.bury)(process, before):
+        age = 2 * self.ping_interval + self.ping_timeout + held_forward
+        for process in await database_sync_to_async(self.liveness.silent)(age):
+            if await database_sync_to_async(self.liveness.bury)(process, age):
                 logger.warning("server process %s fell silent; its connections ended", process)
                 if self.on_broker:
                     await self._bye(process)
