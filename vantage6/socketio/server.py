@@ -296,6 +296,7 @@ class Server:
         verify: Verify | None = None,
         secret: bytes | None = None,
         anonymous_capacity: int = 1000,
+        anonymous_per_address: int = 100,
         client_of: Callable[[dict], object] = lambda _auth: None,
         max_unconnected: int = 20,
         max_connected: Callable[[dict], int] = lambda _auth: 1_000_000,
@@ -324,6 +325,11 @@ class Server:
         # unauthenticated session ends pingInterval + pingTimeout after its handshake. (A websocket's
         # connection is bounded by the server's connection limits, not here.)
         self.anonymous_capacity = anonymous_capacity
+        # And at most ``anonymous_per_address`` of one client address (``Session.address``: the peer's,
+        # or the one a trusted proxy names), a new one ending that address's oldest: one client's flood
+        # of handshakes ends its own sessions, not the handshakes of others (a node's among them).
+        self.anonymous_per_address = anonymous_per_address
+        self._anonymous_of: dict[object, OrderedDict[str, None]] = {}
         # Authenticated sessions of one client (``client_of`` their auth) that have not connected a
         # namespace yet: at most ``max_unconnected``, so that a loop of handshakes ends its own oldest.
         self.client_of = client_of
@@ -439,7 +445,7 @@ class Server:
             # Sessions of an earlier loop (tests run several) have no channel any more.
             self.sessions, self.room_members, self.moved, self.pending = {}, {}, {}, {}
             self._arriving, self._rechecking, self._recheck_due = {}, [], set()
-            self._anonymous, self._unconnected = OrderedDict(), {}
+            self._anonymous, self._anonymous_of, self._unconnected = OrderedDict(), {}, {}
             self.peers, self.settled, self._outgoing, self._flush_due = set(), False, [], False
             self._beat_at = None  # these sessions missed no change while an earlier loop's beat lapsed
             keep(loop.create_task(self._listen(self._ready)))
@@ -688,6 +694,8 @@ class Server:
         self.sessions[session.sid] = session
         if session.expires_at is not None:
             if session.sink is None:
+                of_address = self._anonymous_of.setdefault(session.address, OrderedDict())
+                await self._bound(of_address, session.sid, self.anonymous_per_address)
                 await self._bound(self._anonymous, session.sid, self.anonymous_capacity)
         elif (client := self.client_of(session.auth)) is None:
             return
@@ -719,6 +727,12 @@ class Server:
             if (dropped := self.sessions.get(oldest)) is not None:
                 await self.drop(dropped)
 
+    def _not_anonymous(self, session: Session) -> None:
+        """``session`` ended, moved or upgraded: it counts among the unauthenticated long-polling ones no
+        longer."""
+        self._anonymous.pop(session.sid, None)
+        _forget(self._anonymous_of, session.address, session.sid)
+
     def _connected(self, session: Session) -> None:
         """``session`` connected a namespace (or ended): it no longer counts as unconnected."""
         if session.expires_at is not None:
@@ -727,7 +741,7 @@ class Server:
 
     def _gone(self, session: Session) -> None:
         """``session`` ended or moved to another process: it counts for its client here no longer."""
-        self._anonymous.pop(session.sid, None)
+        self._not_anonymous(session)
         self._connected(session)
         if session.expires_at is None:
             _forget(self._connected_sids, self.client_of(session.auth), session.sid)
@@ -1166,7 +1180,7 @@ class Server:
         """The client switched ``session`` to its websocket: what waited for polling goes there."""
         session.transport = WEBSOCKET
         session.sink = sink
-        self._anonymous.pop(session.sid, None)
+        self._not_anonymous(session)
         session.ping_sent_at = time.time()
         if (waiter := self._stop_waiting(session)) is not None:
             await waiter.reply(200, p.encode_eio(p.NOOP).encode(), TEXT)
