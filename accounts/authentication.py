@@ -14,11 +14,11 @@ from rest_framework.request import Request
 
 from accounts.permissions import (
     Principal,
+    nodes_with_rules,
     principal_for_container,
     principal_for_node,
     principal_for_user,
     users_with_rules,
-    with_memberships,
 )
 from accounts.sessions import check_current, with_revoked_logins
 from accounts.tokens import TokenError, decode
@@ -78,14 +78,14 @@ def register_container_check(task_if_running: Callable[[dict], Any]) -> None:
 
 
 def _node_queryset() -> QuerySet:
-    return with_revoked_logins(with_memberships(_registered["node_rows"]()))
+    return with_revoked_logins(nodes_with_rules(_registered["node_rows"]()))
 
 
 def _user_queryset() -> QuerySet:
     return with_revoked_logins(users_with_rules())
 
 
-# The caller by primary key in one query compiled once (a user with its rules; both with memberships
+# The caller by primary key in one query compiled once (a user or node with its rules and memberships,
 # and the ended logins its token is checked against).
 _load_user, _load_node = PkLookup(_user_queryset), PkLookup(_node_queryset)
 

@@ -636,29 +636,26 @@ def fetch(queryset: QuerySet[M] | PkLookup[M], pk: int | str, *, missing: str | 
 
 
 def rules_of_role(role_name: str) -> frozenset[tuple[str, str, str]]:
-    """The rules of the built-in node or container role, loaded once per process.
+    """The rules of the built-in node or container role, read now: for a node or container whose row
+    was loaded without them (``role_rule_keys``)."""
+    from accounts.models import Rule
 
-    Their rule sets change only when the catalogue is seeded again (the API refuses to edit built-in
-    roles), so a process restart after an upgrade is enough to see a change.
-    """
-    cached = _ROLE_RULES.get(role_name)
-    if cached is None:
-        from accounts.models import Rule
-
-        cached = frozenset(
-            Rule.objects.filter(roles__name=role_name, roles__is_default_role=True).values_list(
-                "name", "scope", "operation"
-            )
+    return frozenset(
+        Rule.objects.filter(roles__name=role_name, roles__is_default_role=True).values_list(
+            "name", "scope", "operation"
         )
-        _ROLE_RULES[role_name] = cached
-    return cached
+    )
 
 
-_ROLE_RULES: dict[str, frozenset[tuple[str, str, str]]] = {}
+def role_rule_keys(role_name: str) -> Subquery:
+    """The ids of the rules of the built-in node or container role as ``"3,5,7"`` (``rule_keys``), read
+    with the node's or the container's task's row on every request, as a user's own are: a seeding of
+    the catalogue by another process (an upgrade's ``bootstrap``) holds from its commit on, in every
+    process, without a restart. The rule sets are parsed once per process (``_rules_of_keys``)."""
+    from accounts.models import Role
 
-
-def clear_role_rule_cache() -> None:
-    _ROLE_RULES.clear()
+    rules = Role.rules.through.objects.filter(role__name=role_name, role__is_default_role=True)
+    return joined(rules, Cast("rule_id", CharField()), RULE_SEPARATOR)
 
 
 def rules_of_user(user_id: int) -> frozenset[tuple[str, str, str]]:
@@ -786,8 +783,21 @@ def principal_for_user(user: User) -> Principal:
 _NOT_LOADED = object()
 
 
+def nodes_with_rules(queryset: QuerySet) -> QuerySet:
+    """Nodes annotated with their memberships and ``rule_keys`` (the node role's rules), so that
+    loading the caller is one query."""
+    return with_memberships(queryset.annotate(rule_keys=role_rule_keys(NODE)))
+
+
+def _rules_of_builtin(row: object, role_name: str) -> frozenset[tuple[str, str, str]]:
+    keys: Any = getattr(row, "rule_keys", _NOT_LOADED)
+    return rules_of_role(role_name) if keys is _NOT_LOADED else _rules_of_keys(keys)
+
+
 def principal_for_node(node) -> Principal:
-    return Principal(kind="node", organization_id=node.organization_id, rules=rules_of_role(NODE), node=node)
+    """The principal of ``node``; a node loaded through ``nodes_with_rules`` costs no further query."""
+    rules = _rules_of_builtin(node, NODE)
+    return Principal(kind="node", organization_id=node.organization_id, rules=rules, node=node)
 
 
 def principal_for_system() -> Principal:
@@ -799,10 +809,12 @@ def principal_for_system() -> Principal:
 
 
 def principal_for_container(claims: dict, task: Any = None) -> Principal:
+    """The principal of a container token's ``claims``; a ``task`` read with ``rule_keys`` (the container
+    role's, ``role_rule_keys``) costs no further query."""
     return Principal(
         kind="container",
         organization_id=claims["organization_id"],
-        rules=rules_of_role(CONTAINER),
+        rules=_rules_of_builtin(task, CONTAINER),
         claims=claims,
         task=task,
     )

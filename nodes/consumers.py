@@ -26,10 +26,10 @@ from accounts.models import Authenticatable, AuthStatus, Rule
 from accounts.permissions import (
     GLO,
     Principal,
+    nodes_with_rules,
     principal_for_node,
     principal_for_user,
     users_with_rules,
-    with_memberships,
 )
 from accounts.sessions import TokenRevoked, check_current, with_revoked_logins
 from accounts.tokens import TokenError, decode
@@ -215,7 +215,7 @@ def identify(auth: dict, process: str) -> dict | str | None:
 def _nodes() -> QuerySet:
     """Nodes with what their rooms are derived from (``node_place``)."""
     fields = ("name", "organization_id", "collaboration_id", "token_generation")
-    return with_memberships(Node.objects.only(*fields))
+    return nodes_with_rules(Node.objects.only(*fields))
 
 
 def _node(claims: dict) -> dict:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, QuerySet, Value
+from django.db.models.expressions import CombinedExpression
+from django.db.models.functions import Now
 
 from accounts.models import Authenticatable, AuthStatus
 from accounts.permissions import memberships
@@ -15,13 +16,11 @@ from nodes.models import Node, NodeConfig, NodeMetrics, SocketConnection, Socket
 from vantage6.socketio.store import Liveness
 
 
-def _moment(epoch: float) -> datetime:
-    # Naive UTC, as every timestamp of the server (USE_TZ is off).
-    return datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+def _ago(seconds: float) -> CombinedExpression:
+    """The database's time ``seconds`` ago. Beats are written and judged by the database's clock alone:
+    judged by the clock of the process that asks, a process whose own clock runs behind would look
+    silent (skipped by changes of rights, buried) while it beats."""
+    return Now() - Value(timedelta(seconds=seconds))
 
 
 NODE_NOTICE_FIELDS = ("id", "name", "organization_id", "collaboration_id")
@@ -56,20 +55,19 @@ class DatabaseLiveness(Liveness):
         self.process_lost = process_lost
 
     def beat(self, process: str) -> bool:
-        now = _now()
-        if SocketProcess.objects.filter(id=process).update(beat_at=now):
+        if SocketProcess.objects.filter(id=process).update(beat_at=Now()):
             return True
-        SocketProcess.objects.bulk_create([SocketProcess(id=process, beat_at=now)], ignore_conflicts=True)
+        SocketProcess.objects.bulk_create([SocketProcess(id=process, beat_at=Now())], ignore_conflicts=True)
         return False
 
-    def silent(self, before: float) -> list[str]:
-        return list(SocketProcess.objects.filter(beat_at__lt=_moment(before)).values_list("id", flat=True))
+    def silent(self, age: float) -> list[str]:
+        return list(SocketProcess.objects.filter(beat_at__lt=_ago(age)).values_list("id", flat=True))
 
-    def bury(self, process: str, before: float) -> bool:
+    def bury(self, process: str, age: float) -> bool:
         with transaction.atomic():
             # The beat is checked in the same statement that forgets the process: one that was only
             # stalled and beat since it was found silent keeps its connections.
-            if not SocketProcess.objects.filter(id=process, beat_at__lt=_moment(before)).delete()[0]:
+            if not SocketProcess.objects.filter(id=process, beat_at__lt=_ago(age)).delete()[0]:
                 return False
             held = SocketConnection.objects.filter(process=process).values("identity_id")
             nodes = went_silent(Authenticatable.objects.filter(pk__in=held))
@@ -84,8 +82,7 @@ def live_processes(lapse: float) -> list[str]:
     """The server processes that beat within the last ``lapse`` seconds (``Server.beat_lapse``): those a
     change of rights waits for. One silent longer is dead or stuck, and checks its sockets itself before
     they act again (``Server._caught_up``)."""
-    since = _moment(time.time() - lapse)
-    return list(SocketProcess.objects.filter(beat_at__gte=since).values_list("id", flat=True))
+    return list(SocketProcess.objects.filter(beat_at__gte=_ago(lapse)).values_list("id", flat=True))
 
 
 def restore_rows(process: str, held: dict[int, str], reports: dict[int, dict]) -> list[int]:

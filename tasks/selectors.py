@@ -9,9 +9,20 @@ from typing import TypeVar, cast
 from django.db import connection
 from django.db.models import Exists, Model, Prefetch, Q, QuerySet, prefetch_related_objects
 
-from accounts.catalogue import SCOPE_RANK
+from accounts.catalogue import CONTAINER, SCOPE_RANK
 from accounts.models import User
-from accounts.permissions import COL, GLO, ORG, OWN, Principal, fetch, fetch_named, get_for, missing_to
+from accounts.permissions import (
+    COL,
+    GLO,
+    ORG,
+    OWN,
+    Principal,
+    fetch,
+    fetch_named,
+    get_for,
+    missing_to,
+    role_rule_keys,
+)
 from collaborations.models import AlgorithmStore, Collaboration, Study
 from nodes.models import Node, NodeConfig
 from tasks.models import OPEN_STATUSES, AlgorithmPort, Run, Task, TaskDatabase, is_finished
@@ -43,7 +54,8 @@ def _container_state(
     return (
         Task.objects.filter(pk=task, collaboration_id=collaboration)
         .annotate(node_there=Exists(node_there), member=Exists(member), running=Exists(running))
-        .values_list("node_there", "member", "running", *_CONTAINER_TASK_FIELDS)[:1]
+        .annotate(rule_keys=role_rule_keys(CONTAINER))
+        .values_list("node_there", "member", "running", "rule_keys", *_CONTAINER_TASK_FIELDS)[:1]
     )
 
 
@@ -57,7 +69,8 @@ def container_task(identity: dict) -> Task | None:
     """The task of the container a token names if the container may still act, in one query: its task
     and its organization's run of it are unfinished, the task is in its collaboration, its node still
     exists there without having ended all its logins since, and its organization is still a member. The
-    task has the fields a subtask takes from its parent; None when it may not act."""
+    task has the fields a subtask takes from its parent and the container role's ``rule_keys``; None when
+    it may not act."""
     try:
         task_id, collaboration_id = int(identity["task_id"]), int(identity["collaboration_id"])
         node_id, organization_id = int(identity["node_id"]), int(identity["organization_id"])
@@ -73,9 +86,10 @@ def container_task(identity: dict) -> Task | None:
     )
     if not found or not all(found[0][:3]):
         return None
-    fields = dict(zip(_CONTAINER_TASK_FIELDS, found[0][3:], strict=True))
+    fields = dict(zip(_CONTAINER_TASK_FIELDS, found[0][4:], strict=True))
     task = Task(pk=task_id, collaboration_id=collaboration_id, **fields)
     task._state.adding, task._state.db = False, connection.alias  # a stored row, read in part
+    task.rule_keys = found[0][3]  # type: ignore[attr-defined]  # read by ``principal_for_container``
     return None if is_finished(task.status) else task
 
 

@@ -41,6 +41,8 @@ from vantage6.socketio import bridge
 # Upper bound of requests served at once by one process; threads are started on demand only, so a
 # process under light load keeps a few. Slow calls (bcrypt, algorithm stores, e-mail) hold a thread.
 MAX_THREADS = 32
+# The fewest request threads one identity may hold, however many others share them (``Shares``).
+FAIR_SHARE_FLOOR = 8
 # What a request's thread left for its loop to do once the answer is written (``bridge.after_answer``).
 Later = list[Callable[[], object]]
 # Who a request comes from, read from its scope in the loop (``Shares``); None: anonymous.
@@ -58,7 +60,7 @@ class PooledASGIHandler(ASGIHandler):
         base.BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
         self.executor = RequestThreads(max_threads)
-        self.shares = Shares(min(settings.REQUEST_THREADS_PER_IDENTITY, max_threads))
+        self.shares = Shares(min(settings.REQUEST_THREADS_PER_IDENTITY, max_threads), max_threads)
         self.identify = identify
         self._routes: RouteIndex | None = None
 
@@ -184,7 +186,7 @@ class PooledASGIHandler(ASGIHandler):
 
 
 class Shares:
-    """The request threads each identity holds in a process, at most ``share`` at once; its further calls
+    """The request threads each identity holds in a process, at most its share at once; its further calls
     wait in the loop, in the order they came, for one of them to end.
 
     The request threads are few, and a request holds one while it waits (a store, another process's
@@ -193,41 +195,68 @@ class Shares:
     being refused (429): the official client and node send requests in parallel and take a 429 as a
     failed call, not as one to retry. The waiting calls are bounded by the identity's connections (one
     request each at a time).
+
+    The share is ``share`` while that leaves threads for one more identity, and shrinks as more
+    identities hold or wait for threads: ``threads`` divided among them and one newcomer, but never below
+    ``FAIR_SHARE_FLOOR`` (what the UI, the node and the client send at once). Two identities flooding
+    together thus leave threads for a third, where two full shares were every thread; an identity over
+    its shrunk share keeps what it holds, and takes no more until it is under it.
     """
 
-    def __init__(self, share: int) -> None:
+    def __init__(self, share: int, threads: int = MAX_THREADS) -> None:
         self.share = share
+        self.threads = threads
+        self.floor = min(FAIR_SHARE_FLOOR, share)
         self._held: dict[Hashable, int] = {}
         self._waiting: dict[Hashable, deque[asyncio.Future]] = {}
 
+    def current(self) -> int:
+        """The threads an identity may hold now."""
+        active = len(self._held) + sum(1 for identity in self._waiting if identity not in self._held)
+        return max(self.floor, min(self.share, self.threads // (active + 1)))
+
     async def take(self, identity: Hashable) -> None:
         held = self._held.get(identity, 0)
-        if held < self.share:
+        if held < self.current() and identity not in self._waiting:  # not ahead of its own waiting calls
             self._held[identity] = held + 1
             return
         turn = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(identity, deque()).append(turn)
+        waiting = self._waiting.setdefault(identity, deque())
+        waiting.append(turn)
         try:
-            await turn  # ``give_back`` passed an ended request's place on to this one
+            await turn  # ``_let_in`` gave this call a place
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled():  # given its place, then cancelled: pass it on
                 self.give_back(identity)
+            elif turn in waiting:  # cancelled while it waited, and not passed over yet
+                waiting.remove(turn)
+                if not waiting and self._waiting.get(identity) is waiting:
+                    del self._waiting[identity]
             raise
 
     def give_back(self, identity: Hashable) -> None:
-        """A call of ``identity`` that ``take`` let through ended: its place goes to the next waiting."""
-        waiting = self._waiting.get(identity)
-        while waiting:
-            turn = waiting.popleft()
-            if not turn.done():  # not cancelled while it waited
-                turn.set_result(None)
-                return
-        self._waiting.pop(identity, None)
+        """A call of ``identity`` that ``take`` let through ended: its place goes to the next waiting call
+        whose identity is under its share (its own, first)."""
         held = self._held[identity] - 1
         if held:
             self._held[identity] = held
         else:
             del self._held[identity]
+        if self._waiting:
+            self._let_in(identity)
+
+    def _let_in(self, first: Hashable) -> None:
+        """Waiting calls of ``first``, then of the others, each in order, while their identity is under
+        the share."""
+        for identity in sorted(self._waiting, key=lambda waiter: waiter != first):
+            waiting = self._waiting[identity]
+            while waiting and self._held.get(identity, 0) < self.current():
+                turn = waiting.popleft()
+                if not turn.done():  # not cancelled while it waited
+                    self._held[identity] = self._held.get(identity, 0) + 1
+                    turn.set_result(None)
+            if not waiting:
+                del self._waiting[identity]
 
 
 class RequestThreads:

@@ -4,7 +4,6 @@ silent when acted on."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -80,12 +79,11 @@ def test_a_stalled_process_that_beats_again_keeps_its_connections(world):
     liveness = DatabaseLiveness(process_lost=_unexpected)
     SocketProcess.objects.create(id="stalled", beat_at=_ago(600))
     _held_by("stalled", world.node_a)
-    before = time.time() - 60
 
-    assert liveness.silent(before) == ["stalled"]
+    assert liveness.silent(60) == ["stalled"]
     liveness.beat("stalled")  # it wakes up before the survivor acts
 
-    assert liveness.bury("stalled", before) is False
+    assert liveness.bury("stalled", 60) is False
     assert SocketProcess.objects.filter(id="stalled").exists()
     assert SocketConnection.objects.filter(process="stalled").exists()
     assert Authenticatable.objects.get(pk=world.node_a.pk).status == "online"
@@ -103,10 +101,9 @@ def test_a_dead_process_is_buried_once_with_what_it_held(world):
     SocketProcess.objects.create(id="alive", beat_at=_ago(0))
     _held_by("dead", world.node_a)
     _held_by("alive", world.node_b)
-    before = time.time() - 60
 
-    assert liveness.bury("dead", before) is True
-    assert liveness.bury("dead", before) is False  # another survivor was first
+    assert liveness.bury("dead", 60) is True
+    assert liveness.bury("dead", 60) is False  # another survivor was first
 
     statuses = dict(
         Authenticatable.objects.filter(pk__in=[world.node_a.pk, world.node_b.pk]).values_list("pk", "status")
@@ -139,6 +136,6 @@ def test_a_node_the_heartbeat_sweep_marked_offline_is_not_reported_again_by_the_
 
     assert [node["id"] for node in swept] == [world.node_a.pk]
     assert mark_silent_nodes_offline() == []  # another process's sweep
-    assert liveness.bury("dead", time.time() - 60) is True
+    assert liveness.bury("dead", 60) is True
     assert lost == []
     assert not SocketConnection.objects.exists()

@@ -13,10 +13,11 @@ from channels.testing import HttpCommunicator, WebsocketCommunicator
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
 
-from accounts.permissions import rules_of_role
+from accounts.permissions import nodes_with_rules, principal_for_node
 from accounts.sessions import start_login
 from nodes.consumers import server
 from nodes.events import TASKS_NAMESPACE
+from nodes.models import Node
 from tests.realtime.helpers import in_memory, token
 from vantage6.socketio import packets as p
 from vantage6.socketio.consumers import PollingConsumer, WebsocketConsumer
@@ -76,7 +77,8 @@ class _Conversation:
 def test_a_node_connects_in_five_statements_and_disconnects_in_six(world, monkeypatch):
     monkeypatch.setattr(server, "ensure_housekeeping", lambda: None)  # the periodic work is not looked at
     conversation = _Conversation(start_login(world.node_a, "node")[0])  # logged in on this process
-    rules_of_role("node")  # loaded once per process, by whichever connect comes first
+    # The rule table is read once per process, by whichever caller comes first.
+    principal_for_node(nodes_with_rules(Node.objects.filter(pk=world.node_a.pk)).get())
     marks: list[int] = []
 
     async def scenario() -> list[str]:

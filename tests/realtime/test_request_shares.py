@@ -114,3 +114,35 @@ def test_one_identitys_slow_requests_leave_threads_for_the_others(slow_server, l
     assert [status for status, _ in answers] == [200] * FLOOD
     rounds = -(-FLOOD // SHARE)
     assert max(seconds for _, seconds in answers) >= rounds * HOLD * 0.9, answers
+
+
+def test_two_identities_flooding_together_leave_threads_for_a_third(slow_server, live_world):
+    """Two full shares were every thread: the share shrinks as more identities hold threads, so a third
+    user's request is answered at once while two others' slow requests fill theirs."""
+    flooders = [
+        {"Authorization": f"Bearer {token(make_user(org, roles=('Researcher',)))}", HOLD_HEADER: str(HOLD)}
+        for org in (live_world.org_a, live_world.org_b)
+    ]
+    third = {"Authorization": f"Bearer {token(make_user(live_world.org_c, roles=('Researcher',)))}"}
+    for headers in [*flooders, third]:  # the server is warm
+        plain = {name: value for name, value in headers.items() if name != HOLD_HEADER}
+        assert requests.get(f"{slow_server.url}/api/user", headers=plain, timeout=30).status_code == 200
+    statuses: list[int] = []
+
+    def flood_once(headers: dict[str, str]) -> None:
+        statuses.append(requests.get(f"{slow_server.url}/api/user", headers=headers, timeout=60).status_code)
+
+    callers = [
+        threading.Thread(target=flood_once, args=(headers,)) for _ in range(SHARE + 4) for headers in flooders
+    ]
+    for caller in callers:
+        caller.start()
+    time.sleep(1)  # the floods hold their threads
+    asked = time.monotonic()
+    assert requests.get(f"{slow_server.url}/api/user", headers=third, timeout=30).status_code == 200
+    waited = time.monotonic() - asked
+    for caller in callers:
+        caller.join(60)
+
+    assert waited < HOLD / 3, waited  # not queued behind the floods' first requests
+    assert statuses == [200] * len(callers)  # the floods are answered, not refused

@@ -236,3 +236,26 @@ def test_a_waiting_request_cancelled_passes_its_turn_on():
 
     run(main())
     assert shares._held == {} and shares._waiting == {}
+
+
+def test_the_share_shrinks_while_identities_share_the_threads_and_grows_back():
+    shares = Shares(16, threads=32)
+
+    async def main():
+        for _ in range(16):
+            await shares.take("a")  # alone: the whole share
+        for _ in range(10):
+            await shares.take("b")  # with a: 32 / 3
+        over = asyncio.ensure_future(shares.take("b"))
+        await asyncio.sleep(0)
+        assert not over.done()  # 26 held: 6 left for a third
+        await asyncio.wait_for(shares.take("c"), 1)
+        shares.give_back("c")
+        for _ in range(16):
+            shares.give_back("a")
+        await asyncio.wait_for(over, 1)  # b alone again: its share grew back
+        for _ in range(11):
+            shares.give_back("b")
+
+    run(main())
+    assert shares._held == {} and shares._waiting == {}

@@ -81,6 +81,9 @@ _BINDINGS_AT_ONCE = 100
 # joined: it takes as many packets of a client's allowance as that many namespace connects fill the burst
 # (a client connects once per session).
 CONNECTS_AT_ONCE = 10
+# While the beat of a process without one fails (the database is away), how often a delivery tries it
+# again: every room packet would otherwise cost an attempt and a warning.
+BEAT_RETRY_SECONDS = 1.0
 # The group every server process listens on (for work on all the sessions of some owners).
 PROCESSES = "eio.processes"
 SIGNED = "."  # between a sid's body and its signature
@@ -293,6 +296,7 @@ class Server:
         verify: Verify | None = None,
         secret: bytes | None = None,
         anonymous_capacity: int = 1000,
+        anonymous_per_address: int = 100,
         client_of: Callable[[dict], object] = lambda _auth: None,
         max_unconnected: int = 20,
         max_connected: Callable[[dict], int] = lambda _auth: 1_000_000,
@@ -321,6 +325,11 @@ class Server:
         # unauthenticated session ends pingInterval + pingTimeout after its handshake. (A websocket's
         # connection is bounded by the server's connection limits, not here.)
         self.anonymous_capacity = anonymous_capacity
+        # And at most ``anonymous_per_address`` of one client address (``Session.address``: the peer's,
+        # or the one a trusted proxy names), a new one ending that address's oldest: one client's flood
+        # of handshakes ends its own sessions, not the handshakes of others (a node's among them).
+        self.anonymous_per_address = anonymous_per_address
+        self._anonymous_of: dict[object, OrderedDict[str, None]] = {}
         # Authenticated sessions of one client (``client_of`` their auth) that have not connected a
         # namespace yet: at most ``max_unconnected``, so that a loop of handshakes ends its own oldest.
         self.client_of = client_of
@@ -404,6 +413,7 @@ class Server:
         # When this process's last recorded beat started (None before its first), and the beat under way.
         self._beat_at: float | None = None
         self._beating: asyncio.Task | None = None
+        self._beat_failed_at: float | None = None  # monotonic: the last failed catch-up beat of an outage
         self._listening_loop: asyncio.AbstractEventLoop | None = None
         self._housekeeping_loop: asyncio.AbstractEventLoop | None = None
 
@@ -435,7 +445,7 @@ class Server:
             # Sessions of an earlier loop (tests run several) have no channel any more.
             self.sessions, self.room_members, self.moved, self.pending = {}, {}, {}, {}
             self._arriving, self._rechecking, self._recheck_due = {}, [], set()
-            self._anonymous, self._unconnected = OrderedDict(), {}
+            self._anonymous, self._anonymous_of, self._unconnected = OrderedDict(), {}, {}
             self.peers, self.settled, self._outgoing, self._flush_due = set(), False, [], False
             self._beat_at = None  # these sessions missed no change while an earlier loop's beat lapsed
             keep(loop.create_task(self._listen(self._ready)))
@@ -684,6 +694,8 @@ class Server:
         self.sessions[session.sid] = session
         if session.expires_at is not None:
             if session.sink is None:
+                of_address = self._anonymous_of.setdefault(session.address, OrderedDict())
+                await self._bound(of_address, session.sid, self.anonymous_per_address)
                 await self._bound(self._anonymous, session.sid, self.anonymous_capacity)
         elif (client := self.client_of(session.auth)) is None:
             return
@@ -715,6 +727,12 @@ class Server:
             if (dropped := self.sessions.get(oldest)) is not None:
                 await self.drop(dropped)
 
+    def _not_anonymous(self, session: Session) -> None:
+        """``session`` ended, moved or upgraded: it counts among the unauthenticated long-polling ones no
+        longer."""
+        self._anonymous.pop(session.sid, None)
+        _forget(self._anonymous_of, session.address, session.sid)
+
     def _connected(self, session: Session) -> None:
         """``session`` connected a namespace (or ended): it no longer counts as unconnected."""
         if session.expires_at is not None:
@@ -723,7 +741,7 @@ class Server:
 
     def _gone(self, session: Session) -> None:
         """``session`` ended or moved to another process: it counts for its client here no longer."""
-        self._anonymous.pop(session.sid, None)
+        self._not_anonymous(session)
         self._connected(session)
         if session.expires_at is None:
             _forget(self._connected_sids, self.client_of(session.auth), session.sid)
@@ -1162,7 +1180,7 @@ class Server:
         """The client switched ``session`` to its websocket: what waited for polling goes there."""
         session.transport = WEBSOCKET
         session.sink = sink
-        self._anonymous.pop(session.sid, None)
+        self._not_anonymous(session)
         session.ping_sent_at = time.time()
         if (waiter := self._stop_waiting(session)) is not None:
             await waiter.reply(200, p.encode_eio(p.NOOP).encode(), TEXT)
@@ -1564,8 +1582,9 @@ class Server:
         connections was ended there: its sessions end, and their clients connect again afresh. If it
         went ``beat_lapse`` without a beat, a change of rights may have been answered without waiting
         for it: its sessions are checked again before its beat counts (``_caught_up``)."""
-        started = time.time()
+        started = time.monotonic()  # the lapse is this process's own interval: no clock step moves it
         known = await database_sync_to_async(cast(Liveness, self.liveness).beat)(self.process)
+        self._beat_failed_at = None
         if not known and self._beat_at is not None:
             logger.warning("this process was taken for dead; ending its %d sessions", len(self.sessions))
             for session in list(self.sessions.values()):
@@ -1582,18 +1601,24 @@ class Server:
     def _lapsed(self) -> bool:
         """Whether this process went ``beat_lapse`` without a beat (its loop or its database stalled):
         the others may have stopped waiting for its rechecks."""
-        return self._beat_at is not None and time.time() - self._beat_at > self.beat_lapse
+        return self._beat_at is not None and time.monotonic() - self._beat_at > self.beat_lapse
 
     async def _caught_up(self) -> bool:
         """Before its sockets get a room packet or send an event: if this process lapsed, once it beat
         and checked them all again (a socket may hold a room it lost while the change did not wait).
-        Whether it lapsed."""
+        Whether it lapsed. While the beat fails, it is tried again at most every ``BEAT_RETRY_SECONDS``,
+        and the first failure of an outage alone is logged."""
         if not self._lapsed() or asyncio.current_task() is self._beating:  # not the check's own moves
             return False
+        failed_at = self._beat_failed_at
+        if failed_at is not None and time.monotonic() - failed_at < BEAT_RETRY_SECONDS:
+            return True
         try:
             await self.beat()
         except Exception as exc:  # the database away: served as before, nothing tells what changed
-            logger.warning("could not check the sessions of a process without a beat: %s", exc)
+            if self._beat_failed_at is None:
+                logger.warning("could not check the sessions of a process without a beat: %s", exc)
+            self._beat_failed_at = time.monotonic()
         return True
 
     async def sweep(self) -> None:
@@ -1607,9 +1632,9 @@ class Server:
         # held there: its long-polling clients have started over elsewhere, and their nodes are not
         # announced offline meanwhile.
         held_forward = self.ping_interval + self.forward_timeout
-        before = time.time() - (2 * self.ping_interval + self.ping_timeout + held_forward)
-        for process in await database_sync_to_async(self.liveness.silent)(before):
-            if await database_sync_to_async(self.liveness.bury)(process, before):
+        age = 2 * self.ping_interval + self.ping_timeout + held_forward
+        for process in await database_sync_to_async(self.liveness.silent)(age):
+            if await database_sync_to_async(self.liveness.bury)(process, age):
                 logger.warning("server process %s fell silent; its connections ended", process)
                 if self.on_broker:
                     await self._bye(process)

@@ -113,11 +113,11 @@ class Liveness(ABC):
         beat, and after another process took it for dead)."""
 
     @abstractmethod
-    def silent(self, before: float) -> list[str]:
-        """Processes without a beat since ``before``."""
+    def silent(self, age: float) -> list[str]:
+        """Processes without a beat for ``age`` seconds (by one clock for all processes, the store's)."""
 
     @abstractmethod
-    def bury(self, process: str, before: float) -> bool:
-        """Forget ``process`` if it is still silent since ``before`` (checked again in the same
-        statement, for a process that was only stalled), with what the application kept of its
+    def bury(self, process: str, age: float) -> bool:
+        """Forget ``process`` if it is still without a beat for ``age`` seconds (checked again in the
+        same statement, for a process that was only stalled), with what the application kept of its
         connections; True for the one caller that did."""
