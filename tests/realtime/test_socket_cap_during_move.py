@@ -13,6 +13,7 @@ import websocket
 from tests.conftest import requires_services
 from tests.realtime.helpers import PollingSession, eventually, hears, token
 from tests.realtime.live import HOOKED, Daphne, hooked_servers
+from tests.realtime.test_socket_connect_window import _connect
 from tests.realtime.test_socket_rights_takeover import _armed, _upgrade, _websocket
 
 pytestmark = [pytest.mark.live, requires_services("rabbitmq"), pytest.mark.usefixtures("broker_only")]
@@ -36,10 +37,7 @@ def hooked(live_db, live_folder):
 
 def _connected(host: Daphne, bearer: str) -> websocket.WebSocket:
     """A websocket of ``bearer`` to ``host`` connected to ``/tasks``."""
-    url = f"ws://127.0.0.1:{host.port}/socket.io/?EIO=4&transport=websocket"
-    ws = websocket.create_connection(url, timeout=30, header=[f"Authorization: Bearer {bearer}"])
-    assert ws.recv().startswith("0{")  # the Engine.IO OPEN
-    ws.send("40/tasks,{}")
+    ws = _connect(host, bearer)
     assert hears(ws, lambda frame: frame.startswith('40/tasks,{"sid":'), 10)
     return ws
 
