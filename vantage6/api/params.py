@@ -44,8 +44,8 @@ _INTEGER = re.compile(r"-?[0-9]+")
 def parse_int(name: str, raw: str) -> int:
     """The integer ``raw`` writes in decimal digits (no value is none: a 400)."""
     if not _INTEGER.fullmatch(raw):
-        raise bad_request(f"{name} must be an integer, got {raw!r}")
-    return _in_range(name, int(raw))
+        raise bad_request(f"{name} must be an integer, got {raw[:40]!r}")
+    return _in_range(name, raw)
 
 
 def int_list_param(request: Request, name: str) -> list[int]:
@@ -57,17 +57,23 @@ def int_list_param(request: Request, name: str) -> list[int]:
             if not item:
                 continue
             if not _INTEGER.fullmatch(item):
-                raise bad_request(f"{name} must be a list of integers, got {raw!r}")
-            numbers.append(_in_range(name, int(item)))
+                raise bad_request(f"{name} must be a list of integers, got {raw[:40]!r}")
+            numbers.append(_in_range(name, item))
     return numbers
 
 
-def _in_range(name: str, value: int) -> int:
-    """``value``, if the database's integers hold it: beyond them SQLite raises instead of matching
-    no row, so such a filter is refused as malformed."""
-    if not -MAX_KEY - 1 <= value <= MAX_KEY:
-        raise bad_request(f"{name} must be an integer between {-MAX_KEY - 1} and {MAX_KEY}, got {value}")
+def _in_range(name: str, digits: str) -> int:
+    """The integer ``digits`` writes, if the database's integers hold it: beyond them SQLite raises
+    instead of matching no row, so such a filter is refused as malformed. Digits past any database
+    integer's are not converted (``int`` refuses 4,300 and more with an error of its own)."""
+    value = int(digits) if len(digits) <= _KEY_DIGITS else None
+    if value is None or not -MAX_KEY - 1 <= value <= MAX_KEY:
+        bounds = f"between {-MAX_KEY - 1} and {MAX_KEY}"
+        raise bad_request(f"{name} must be an integer {bounds}, got {digits[:40]}")
     return value
+
+
+_KEY_DIGITS = len(str(-MAX_KEY - 1))
 
 
 def list_param(request: Request, name: str) -> list[str]:
