@@ -29,9 +29,6 @@ from vantage6.api.sql import PkLookup
 LAST_SEEN_RESOLUTION = timedelta(seconds=30)
 
 
-BAD_AUTHORIZATION = "Bad Authorization header. Expected 'Authorization: Bearer <JWT>'"
-
-
 def token_of_header(header: str) -> str | None:
     """The token of an ``Authorization`` header's value as Django reads it (its lines joined by commas,
     latin-1), or None when it is not ``Bearer <JWT>``. One reading for the request's share of the threads
@@ -49,7 +46,7 @@ def bearer_token(request: Request) -> str | None:
         return None
     token = token_of_header(header)
     if token is None:
-        raise ApiError(422, BAD_AUTHORIZATION)
+        raise ApiError(422, "Bad Authorization header. Expected 'Authorization: Bearer <JWT>'")
     return token
 
 

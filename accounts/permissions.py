@@ -8,8 +8,10 @@ Each resource has one ``Scope`` definition (``RESOURCE_SCOPES``); from it come t
 (``visible``), the check of one row (``allows``, and ``get_for``: 404 missing, 401 out of reach) and
 the check of a filter value such as ``?organization_id=`` (``reaches``, vantage6's ``ALLOW_ORG``,
 ``ALLOW_ORG_IN_COL`` and ``CAN_COL``; a list filter that a ``Scope`` declares otherwise:
-``filter_reaches``; the list narrowed by such a filter: ``filtered``). ``max_scope`` and ``at_least``
-are vantage6's helpers of the same names.
+``filter_reaches``; the list narrowed by such a filter: ``filtered``), and the rows that rows of another
+resource show on request (``include=``: ``Scope.embeds``; ``shows_embedded`` for one row,
+``visible(with_embedded=)`` for a list). ``max_scope`` and ``at_least`` are vantage6's helpers of the
+same names.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from django.db.models import CharField, Model, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Cast
 
-from accounts.catalogue import CONTAINER, NODE, OPERATIONS, SCOPE_RANK, SCOPES
+from accounts.catalogue import NODE, OPERATIONS, SCOPE_RANK, SCOPES
 from vantage6.api.errors import ApiError, not_found, unauthorized
 from vantage6.api.sql import CompiledList, PkLookup, by_pk, joined
 
@@ -127,19 +129,31 @@ class Principal:
         *,
         organization_id: int | None = None,
         collaboration_id: int | None = None,
+        owner_id: int | None = None,
     ) -> bool:
-        """Whether a row of ``resource`` in this organization and/or collaboration lies within a scope
-        the principal holds for ``operation``: what a filter such as ``?organization_id=`` may name.
+        """Whether a row of ``resource`` in this organization and/or collaboration (owned by the user
+        ``owner_id``) lies within a scope the principal holds for ``operation``: what a filter such as
+        ``?organization_id=`` may name.
 
         Derived from the resource's ``Scope``: collaboration scope reaches the auth collaborations,
         or, given only an organization, the collaborating organizations and the own one; organization
         scope reaches the own organization (the own collaborations for a resource without an
-        organization, such as a collaboration).
+        organization, such as a collaboration); own scope reaches what the calling user owns.
         """
         if self.reaches_every(resource, operation):
             return True
         rules = self.rule_resource(resource)
         operation = _op(operation)
+        definition = RESOURCE_SCOPES.get(resource)
+        if (
+            owner_id is not None
+            and self.is_user
+            and owner_id == self.id
+            and definition is not None
+            and definition.own
+            and (rules, OWN, operation) in self.rules
+        ):
+            return True
         if (rules, COL, operation) in self.rules and (
             collaboration_id in self.collaboration_ids
             if collaboration_id is not None
@@ -153,7 +167,6 @@ class Principal:
             return organization_id == self.organization_id
         # Only a resource that belongs to no organization (a collaboration) is reached through the
         # own collaborations; for any other (events included) organization scope needs the organization.
-        definition = RESOURCE_SCOPES.get(resource)
         return (
             definition is not None
             and not definition.organization
@@ -320,13 +333,28 @@ class Principal:
             condition |= definition.also_viewable(self)
         return condition
 
-    def visible(self, resource: str, queryset: QuerySet | CompiledList, operation: str = "view") -> QuerySet:
+    def visible(
+        self,
+        resource: str,
+        queryset: QuerySet | CompiledList,
+        operation: str = "view",
+        *,
+        with_embedded: str | None = None,
+    ) -> QuerySet:
         """``queryset`` narrowed to what the principal's broadest scope allows; 401 without any rule.
         For a ``CompiledList`` (a list page's rows), the same rows by SQL compiled once per shape of
-        the condition: a ``Narrowed``, which stands in for the queryset."""
+        the condition: a ``Narrowed``, which stands in for the queryset.
+
+        ``with_embedded``: the rows will show their rows of that resource (``include=``). Then a 401
+        unless the principal's view of it reaches the embedded rows of every row its view scope of
+        ``resource`` shows (``Embedded.reach_of``), and only the rows whose embedded rows it reaches
+        (``shows_embedded``): scopes do not nest once an organization has left a collaboration (its
+        runs and tasks there stay its own, but are no longer in its collaborations)."""
         condition = self.scope_condition(resource, operation)
         if condition is None:
             raise unauthorized()
+        if with_embedded is not None:
+            condition = self._with_embedded(resource, with_embedded, condition)
         distinct = RESOURCE_SCOPES[resource].repeats_rows and condition is not EVERYTHING
         if isinstance(queryset, CompiledList):
             if condition is NOTHING:
@@ -339,18 +367,50 @@ class Principal:
         narrowed = queryset.filter(condition)
         return narrowed.distinct() if distinct else narrowed
 
+    def _with_embedded(self, parent: str, embedded: str, condition: Q) -> Q:
+        """``condition`` (the principal's view of ``parent``) narrowed to the rows whose rows of
+        ``embedded`` may be shown (see ``visible``)."""
+        embedding = RESOURCE_SCOPES[parent].embeds[embedded]
+        scope = self.max_scope(self.rule_resource(parent), "view")
+        reach = embedding.reach_of(scope) if scope is not None else GLO
+        self.require(self.at_least(reach, self.rule_resource(embedded), "view"))
+        shown = self._embedded_condition(parent, embedded)
+        if shown is NOTHING or condition is NOTHING:
+            return NOTHING
+        if shown is EVERYTHING or shown == condition:  # the same SQL as without them
+            return condition
+        return shown if condition is EVERYTHING else condition & shown
+
+    def shows_embedded(self, parent: str, embedded: str, row: Any) -> bool:
+        """Whether the rows of ``embedded`` that ``row`` (of ``parent``) shows on request (``include=``)
+        are within the principal's view of them (``Scope.embeds`` of ``parent``): a caller learns
+        through a row nothing that the embedded rows' own endpoints refuse it."""
+        condition = self._embedded_condition(parent, embedded)
+        return condition is not NOTHING and (condition is EVERYTHING or _meets(condition, row))
+
+    def _embedded_condition(self, parent: str, embedded: str) -> Q:
+        """The rows of ``parent`` whose rows of ``embedded`` are within the principal's view of them."""
+        embedding = RESOURCE_SCOPES[parent].embeds[embedded]
+        if embedding.single:  # that one row as its own endpoint judges it
+            condition = self.scope_condition(embedded)
+            if condition is None:
+                return NOTHING
+            if condition is NOTHING or condition is EVERYTHING:
+                return condition
+            return _prefixed(condition, f"{embedding.single}__")
+        held = self.max_scope(self.rule_resource(embedded), "view")
+        covered = embedding.covered_by(held) if held is not None else None
+        if covered is None:
+            return NOTHING
+        return EVERYTHING if covered == GLO else RESOURCE_SCOPES[parent].condition(covered, self)
+
     def allows(self, resource: str, obj: Any, operation: str = "view") -> bool:
         """Whether ``obj`` is one of the rows ``visible`` gives: evaluated on the loaded row where the
         condition allows it, otherwise asked of the database."""
         condition = self.scope_condition(resource, operation)
         if condition is None or condition is NOTHING:
             return False
-        if condition is EVERYTHING:
-            return True
-        matched = _matches(condition, obj)
-        if matched is None:
-            matched = type(obj)._default_manager.filter(pk=obj.pk).filter(condition).exists()
-        return matched
+        return condition is EVERYTHING or _meets(condition, obj)
 
     def get(
         self,
@@ -447,6 +507,8 @@ class Scope:
     # Per list filter (``organization_id``, ``collaboration_id``) that does not follow ``reaches``:
     # what a value may name at each scope below global (a scope left out refuses every value).
     filters: dict[str, dict[str, Reach]] = field(default_factory=dict)
+    # Per resource whose rows each row shows on request (``include=``): where those lie.
+    embeds: dict[str, Embedded] = field(default_factory=dict)
 
     def condition(self, scope: str, p: Principal) -> Q:
         """The rows ``scope`` (below global) reaches for ``p``."""
@@ -474,6 +536,53 @@ def _any(conditions: Iterable[Q]) -> Q:
     for position, condition in enumerate(conditions):
         combined = condition if position == 0 else combined | condition
     return combined
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """Rows of another resource that each row of a resource shows on request (``include=``), judged by
+    that resource's view rules (``Principal.shows_embedded`` and ``visible(with_embedded=)``).
+
+    ``shared``: the scopes below global at which every embedded row lies where its parent row lies (in
+    its collaboration, of its organization, of its owner): a parent row within such a scope has its
+    embedded rows within that same scope of the embedded resource. ``single``: the attribute holding the
+    one embedded row of a parent row, which is then judged itself, as its own endpoint judges it.
+    """
+
+    shared: tuple[str, ...]
+    single: str = ""
+
+    def reach_of(self, scope: str) -> str:
+        """The scope of the embedded resource that reaches the embedded rows of every parent row at
+        ``scope``: that scope if shared, else the next broader one that is (global at the latest)."""
+        broader = _SCOPES_DESC[: _SCOPES_DESC.index(scope) + 1]
+        return next(s for s in reversed(broader) if s == GLO or s in self.shared)
+
+    def covered_by(self, scope: str) -> str | None:
+        """The broadest scope of the parent resource whose rows have all their embedded rows within
+        ``scope`` of the embedded resource: ``scope`` if shared, else the next narrower one that is."""
+        if scope == GLO:
+            return GLO
+        narrower = _SCOPES_DESC[_SCOPES_DESC.index(scope) :]
+        return next((s for s in narrower if s in self.shared), None)
+
+
+def _prefixed(condition: Q, prefix: str) -> Q:
+    """``condition`` on the rows that ``prefix`` (a foreign key and ``__``) leads to."""
+    children = [
+        _prefixed(child, prefix) if isinstance(child, Q) else (f"{prefix}{child[0]}", child[1])
+        for child in cast(list[Q | tuple[str, Any]], condition.children)
+    ]
+    return Q(*children, _connector=condition.connector, _negated=condition.negated)
+
+
+def _meets(condition: Q, row: Any) -> bool:
+    """Whether the stored ``row`` meets ``condition``: evaluated on the loaded row where the condition
+    allows it, otherwise asked of the database."""
+    matched = _matches(condition, row)
+    if matched is None:
+        matched = type(row)._default_manager.filter(pk=row.pk).filter(condition).exists()
+    return matched
 
 
 # What a filter value may name (``Scope.filters``).
@@ -506,7 +615,9 @@ def _node_runs(p: Principal) -> Q:
 
 RESOURCE_SCOPES: dict[str, Scope] = {
     "organization": Scope(organization=("id",)),
-    "collaboration": Scope(collaboration="id"),
+    # The members of a collaboration or a study are the organizations of its collaboration: within reach
+    # of a scope below global only as collaborating organizations.
+    "collaboration": Scope(collaboration="id", embeds={"organization": Embedded(shared=(COL,))}),
     # Oneself is always in reach, also without a rule (a user reads and, with own scope, edits
     # their own account).
     "user": Scope(
@@ -520,17 +631,27 @@ RESOURCE_SCOPES: dict[str, Scope] = {
         organization=("organizations",),
         collaboration="collaboration_id",
         repeats_rows=True,
+        embeds={"organization": Embedded(shared=(COL,))},
         filters={
             "organization_id": {COL: any_value, ORG: own_organization},
             "collaboration_id": {COL: auth_collaboration, ORG: auth_collaboration},
         },
     ),
-    "task": Scope(organization=("init_org_id",), collaboration="collaboration_id", own="init_user_id"),
+    # A task's runs (and results) lie where it does: judged on the task by the run rules (``task_runs``).
+    "task": Scope(
+        organization=("init_org_id",),
+        collaboration="collaboration_id",
+        own="init_user_id",
+        embeds={"run": Embedded(shared=(COL, ORG, OWN))},
+    ),
     "run": Scope(
         organization=("organization_id",),
         collaboration="task__collaboration_id",
         own="task__init_user_id",
         without_rule={"EDIT": _node_runs},
+        # A run's task is in its collaboration and has its owner, but another organization may have
+        # started it: the runs an organization executes include tasks of others.
+        embeds={"task": Embedded(shared=(COL, OWN), single="task")},
     ),
     # The runs of a task, judged on the task by the run rules, as vantage6 judges them.
     "task_runs": Scope(
@@ -635,23 +756,12 @@ def fetch(queryset: QuerySet[M] | PkLookup[M], pk: int | str, *, missing: str | 
     return row
 
 
-def rules_of_role(role_name: str) -> frozenset[tuple[str, str, str]]:
-    """The rules of the built-in node or container role, read now: for a node or container whose row
-    was loaded without them (``role_rule_keys``)."""
-    from accounts.models import Rule
-
-    return frozenset(
-        Rule.objects.filter(roles__name=role_name, roles__is_default_role=True).values_list(
-            "name", "scope", "operation"
-        )
-    )
-
-
 def role_rule_keys(role_name: str) -> Subquery:
     """The ids of the rules of the built-in node or container role as ``"3,5,7"`` (``rule_keys``), read
-    with the node's or the container's task's row on every request, as a user's own are: a seeding of
-    the catalogue by another process (an upgrade's ``bootstrap``) holds from its commit on, in every
-    process, without a restart. The rule sets are parsed once per process (``_rules_of_keys``)."""
+    with the node's or the container's task's row on every request, as a user's own are, and the only way
+    their principals get their rules: a seeding of the catalogue by another process (an upgrade's
+    ``bootstrap``) holds from its commit on, in every process, without a restart. The rule sets are
+    parsed once per process (``_rules_of_keys``)."""
     from accounts.models import Role
 
     rules = Role.rules.through.objects.filter(role__name=role_name, role__is_default_role=True)
@@ -775,6 +885,8 @@ EMPTY: frozenset[tuple[str, str, str]] = frozenset()
 
 def principal_for_user(user: User) -> Principal:
     """The principal of ``user``; a user loaded through ``users_with_rules`` costs no further query."""
+    # Users that Django loads itself come without ``rule_keys``: the admin's login form and session user,
+    # and any user row whose ``is_staff`` or ``has_perm`` is asked.
     keys: Any = getattr(user, "rule_keys", _NOT_LOADED)
     rules = rules_of_user(user.pk) if keys is _NOT_LOADED else _rules_of_keys(keys)
     return Principal(kind="user", organization_id=user.organization_id, rules=rules, user=user)
@@ -789,14 +901,9 @@ def nodes_with_rules(queryset: QuerySet) -> QuerySet:
     return with_memberships(queryset.annotate(rule_keys=role_rule_keys(NODE)))
 
 
-def _rules_of_builtin(row: object, role_name: str) -> frozenset[tuple[str, str, str]]:
-    keys: Any = getattr(row, "rule_keys", _NOT_LOADED)
-    return rules_of_role(role_name) if keys is _NOT_LOADED else _rules_of_keys(keys)
-
-
 def principal_for_node(node) -> Principal:
-    """The principal of ``node``; a node loaded through ``nodes_with_rules`` costs no further query."""
-    rules = _rules_of_builtin(node, NODE)
+    """The principal of ``node``, loaded through ``nodes_with_rules``."""
+    rules = _rules_of_keys(node.rule_keys)
     return Principal(kind="node", organization_id=node.organization_id, rules=rules, node=node)
 
 
@@ -808,13 +915,13 @@ def principal_for_system() -> Principal:
     return Principal(kind="system", organization_id=0, rules=rules)
 
 
-def principal_for_container(claims: dict, task: Any = None) -> Principal:
-    """The principal of a container token's ``claims``; a ``task`` read with ``rule_keys`` (the container
-    role's, ``role_rule_keys``) costs no further query."""
+def principal_for_container(claims: dict, task: Any) -> Principal:
+    """The principal of a container token's ``claims``, whose ``task`` was read with ``rule_keys`` (the
+    container role's, ``role_rule_keys``)."""
     return Principal(
         kind="container",
         organization_id=claims["organization_id"],
-        rules=_rules_of_builtin(task, CONTAINER),
+        rules=_rules_of_keys(task.rule_keys),
         claims=claims,
         task=task,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Q, QuerySet, prefetch_related_objects
 
-from accounts.permissions import GLO, Principal, fetch, fetch_named, get_for, missing_to
+from accounts.permissions import Principal, fetch, fetch_named, get_for, missing_to
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from vantage6.api.lookups import like_filtered
 from vantage6.api.sql import CompiledList, PkLookup
@@ -58,26 +58,14 @@ def _with_organizations(queryset: QuerySet, include: bool) -> QuerySet:
     return queryset.prefetch_related("organizations") if include else queryset
 
 
-# ``include=organizations`` shows the members of the rows as GET /organization does: judged by the
-# organization rules, as ``?collaboration_id=`` there is. A caller whose organization rules reach only its
-# own organization learns no other member through a collaboration or study it may view.
-def _require_members_of_list(principal: Principal, resource: str) -> None:
-    """Of every row listed: the rows of a global view reach past the own collaborations."""
-    scope = principal.max_scope(resource, "view")
-    if scope is not None:  # (without one the list itself is refused)
-        principal.require(principal.at_least("glo" if scope == GLO else "col", "organization", "view"))
-
-
-def _require_members_of(principal: Principal, collaboration_id: int) -> None:
-    principal.require(principal.reaches("organization", "view", collaboration_id=collaboration_id))
-
-
 def collaboration_list(
     principal: Principal, filters: dict, *, include_organizations: bool = False
 ) -> QuerySet[Collaboration]:
-    if include_organizations:
-        _require_members_of_list(principal, "collaboration")
-    collabs = principal.visible("collaboration", _collaborations)
+    # ``include=organizations`` shows the members as GET /organization does: judged by the organization
+    # rules, as ``?collaboration_id=`` there is.
+    collabs = principal.visible(
+        "collaboration", _collaborations, with_embedded="organization" if include_organizations else None
+    )
     collabs = like_filtered(collabs, filters, "name")
     if (encrypted := filters.get("encrypted")) is not None:
         collabs = collabs.filter(encrypted=encrypted)
@@ -96,7 +84,7 @@ def collaboration_get(
 ) -> Collaboration:
     collaboration = get_for(principal, _collaboration, pk, missing=f"Collaboration with id={pk} not found")
     if include_organizations:
-        _require_members_of(principal, collaboration.pk)
+        principal.require(principal.shows_embedded("collaboration", "organization", collaboration))
         prefetch_related_objects([collaboration], "organizations")
     return collaboration
 
@@ -123,9 +111,9 @@ def collaboration_for_edit(principal: Principal, pk: int | str, operation: str =
 def study_list(
     principal: Principal, filters: dict, *, include_organizations: bool = False
 ) -> QuerySet[Study]:
-    if include_organizations:
-        _require_members_of_list(principal, "study")
-    studies = principal.visible("study", _studies)
+    studies = principal.visible(
+        "study", _studies, with_embedded="organization" if include_organizations else None
+    )
     studies = like_filtered(studies, filters, "name")
     # an id past the column finds nothing
     studies = principal.filtered(studies, "study", filters, "organization_id", "organizations__id")
@@ -139,7 +127,7 @@ def study_get(
     queryset = _with_organizations(Study.objects.all(), include_organizations)
     study = get_for(principal, queryset, pk, operation, missing=f"Study with id={pk} not found")
     if include_organizations:
-        _require_members_of(principal, study.collaboration_id)
+        principal.require(principal.shows_embedded("study", "organization", study))
     return study
 
 

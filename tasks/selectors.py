@@ -9,13 +9,9 @@ from typing import TypeVar, cast
 from django.db import connection
 from django.db.models import Exists, Model, Prefetch, Q, QuerySet, prefetch_related_objects
 
-from accounts.catalogue import CONTAINER, SCOPE_RANK
+from accounts.catalogue import CONTAINER
 from accounts.models import User
 from accounts.permissions import (
-    COL,
-    GLO,
-    ORG,
-    OWN,
     Principal,
     fetch,
     fetch_named,
@@ -103,7 +99,7 @@ def task_for_view(principal: Principal, pk: int | str, include: AbstractSet[str]
     task = get_for(principal, _task, pk, missing=f"Task id={pk} not found!")
     # Embedded runs show their input and log as GET /run does: judged by the run rules as results are.
     if include & TASK_INCLUDES:
-        principal.require(principal.allows("task_runs", task))
+        principal.require(principal.shows_embedded("task", "run", task))
         prefetch_related_objects([task], _runs_prefetch())
     attach_task_details([task], include)
     return task
@@ -114,7 +110,7 @@ def run_for_view(principal: Principal, pk: int | str, include_task: bool = False
     run = fetch(_run_with_task, pk, missing=f"Run id={pk} not found!")
     principal.require(principal.allows("task_runs", run.task))
     if include_task:  # shown as GET /task shows it: judged by the task rules
-        principal.require(principal.allows("task", run.task))
+        principal.require(principal.shows_embedded("run", "task", run))
     attach_run_details([run], include_task)
     return run
 
@@ -224,13 +220,8 @@ _TASKS_OF_COLLABORATION = {
 
 
 def task_list(principal: Principal, filters: dict, include: AbstractSet[str] = frozenset()) -> QuerySet[Task]:
-    # Embedded runs or results of every task listed: the run rules reach as far as the task rules.
-    if include & TASK_INCLUDES:
-        task_scope, run_scope = principal.max_scope("task", "view"), principal.max_scope("run", "view")
-        principal.require(
-            task_scope is None or (run_scope is not None and SCOPE_RANK[run_scope] >= SCOPE_RANK[task_scope])
-        )
-    tasks = principal.visible("task", _tasks)
+    # Embedded runs or results: judged by the run rules.
+    tasks = principal.visible("task", _tasks, with_embedded="run" if include & TASK_INCLUDES else None)
 
     tasks = principal.filtered(tasks, "task", filters, "collaboration_id")
     if (init_org_id := filters.get("init_org_id")) is not None:
@@ -239,8 +230,7 @@ def task_list(principal: Principal, filters: dict, include: AbstractSet[str] = f
     if (init_user_id := filters.get("init_user_id")) is not None:
         user = _named(principal, User.objects.all(), init_user_id, "User")
         principal.require(
-            principal.reaches("task", "view", organization_id=user.organization_id)
-            or (principal.has("task", "own", "view") and principal.id == user.pk)
+            principal.reaches("task", "view", organization_id=user.organization_id, owner_id=user.pk)
         )
         tasks = tasks.filter(init_user_id=init_user_id)
     for name, (queryset, label, lookup) in _TASKS_OF_COLLABORATION.items():
@@ -286,20 +276,14 @@ _PERIOD_FILTERS = {
 }
 
 
-# The task view scope that reaches the tasks of every run listed at a run view scope: the runs of an
-# organization are those it executes, of tasks of its collaborations that other organizations started.
-_TASK_SCOPE_FOR_RUNS = {GLO: GLO, COL: COL, ORG: COL, OWN: OWN}
-
-
 def run_list(
     principal: Principal, filters: dict, *, with_task: bool = False, embed_task: bool = False
 ) -> QuerySet[Run]:
     """The runs (or results) the principal may see, filtered as ``GET /run`` and ``GET /result`` do;
     ``with_task``: each with its task loaded; ``embed_task``: and shown (``include=task``), which the
     task rules must reach as far as the run rules do."""
-    if embed_task and (run_scope := principal.max_scope("run", "view")) is not None:
-        principal.require(principal.at_least(_TASK_SCOPE_FOR_RUNS[run_scope], "task", "view"))
-    runs = principal.visible("run", _runs_with_task if with_task else _runs)
+    embedded = "task" if embed_task else None
+    runs = principal.visible("run", _runs_with_task if with_task else _runs, with_embedded=embedded)
 
     if (task_id := filters.get("task_id")) is not None:
         task = _named(principal, Task.objects.all(), task_id, "Task", "run")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 import uuid
 
+from accounts.authentication import principal_from_claims
 from accounts.models import Role, User
+from accounts.permissions import Principal
 from accounts.sessions import start_login
-from accounts.tokens import container_token
+from accounts.tokens import container_token, decode
 from collaborations.models import Collaboration, Organization, Study
 from nodes.models import Node
 
@@ -61,6 +63,13 @@ def bearer(identity: User | Node | dict) -> dict[str, str]:
         identity.refresh_from_db(fields=["token_generation"])
         token = start_login(identity, "user" if isinstance(identity, User) else "node")[0]
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+def loaded_principal(identity: User | Node | dict) -> Principal:
+    """The principal that a request of ``identity`` (a user, a node, or a container identity) is served
+    as: loaded by its token as the server loads it."""
+    token = bearer(identity)["HTTP_AUTHORIZATION"].split()[1]
+    return principal_from_claims(decode(token), seen=False)
 
 
 def full_page(api, path: str, headers: dict) -> str:

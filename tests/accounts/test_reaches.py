@@ -7,15 +7,9 @@ from __future__ import annotations
 import pytest
 
 from accounts.catalogue import OPERATIONS, RULES
-from accounts.permissions import (
-    RESOURCE_SCOPES,
-    Principal,
-    principal_for_container,
-    principal_for_node,
-    principal_for_user,
-)
-from tests.factories import make_collab
-from tests.matrix import CONTAINER, NODE, PLACES, ROLES, ContainerCaller, Rules, _caller
+from accounts.permissions import RESOURCE_SCOPES, Principal
+from tests.factories import loaded_principal, make_collab
+from tests.matrix import PLACES, ROLES, ContainerCaller, Rules, _caller
 
 pytestmark = pytest.mark.django_db
 
@@ -25,12 +19,7 @@ RESOURCE_OPERATIONS = sorted({(resource, OPERATIONS[op].lower()) for resource, _
 
 def _principal(world, role: str):
     caller = _caller(world, role)
-    if role == NODE:
-        return principal_for_node(caller)
-    if role == CONTAINER:
-        assert isinstance(caller, ContainerCaller)
-        return principal_for_container(caller.claims)
-    return principal_for_user(caller)
+    return loaded_principal(caller.claims if isinstance(caller, ContainerCaller) else caller)
 
 
 @pytest.mark.parametrize("role", ROLES)

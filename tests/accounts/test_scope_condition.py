@@ -8,17 +8,11 @@ import pytest
 
 from accounts.catalogue import OPERATIONS
 from accounts.models import AuditEntry, Role, Rule, User
-from accounts.permissions import (
-    RESOURCE_SCOPES,
-    Principal,
-    principal_for_container,
-    principal_for_node,
-    principal_for_user,
-)
+from accounts.permissions import RESOURCE_SCOPES, Principal
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from nodes.models import Node
 from tasks.models import Run, Task
-from tests.factories import make_org, make_study, make_task, make_user
+from tests.factories import loaded_principal, make_org, make_study, make_task, make_user
 from tests.tasks.conftest import container_identity
 
 pytestmark = pytest.mark.django_db
@@ -54,10 +48,10 @@ def _callers(world, lonely, resource: str):
         for scope in ("OWN", "ORGANIZATION", "COLLABORATION", "GLOBAL"):
             rule = Rule.objects.filter(name=rule_resource, scope=scope, operation=OPERATIONS["v"]).first()
             if rule is not None:
-                yield f"{scope} in {org.name}", principal_for_user(make_user(org, rules=[rule]))
-    yield "node", principal_for_node(world.node_a)
+                yield f"{scope} in {org.name}", loaded_principal(make_user(org, rules=[rule]))
+    yield "node", loaded_principal(world.node_a)
     task = Task.objects.filter(collaboration=world.collab_ab).first()
-    yield "container", principal_for_container(container_identity(task, world.node_a))
+    yield "container", loaded_principal(container_identity(task, world.node_a))
 
 
 @pytest.mark.parametrize("resource", sorted(MODELS))
@@ -74,7 +68,7 @@ def test_every_scope_definition_is_checked():
 
 
 def test_a_node_may_edit_only_the_runs_it_executes(world, rows):  # noqa: ARG001 - the rows
-    node = principal_for_node(world.node_a)
+    node = loaded_principal(world.node_a)
     editable = {run.pk for run in Run.objects.select_related("task") if node.allows("run", run, "edit")}
     expected = Run.objects.filter(organization=world.org_a, task__collaboration=world.collab_ab)
     assert editable == set(expected.values_list("pk", flat=True)) and editable

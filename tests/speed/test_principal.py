@@ -11,7 +11,7 @@ from accounts.models import Role, Rule
 from accounts.permissions import Principal, rules_of_user
 from accounts.tokens import decode
 from collaborations.models import Collaboration
-from tests.factories import bearer, make_collab, make_org, make_user
+from tests.factories import bearer, loaded_principal, make_collab, make_org, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -31,10 +31,6 @@ def own_role(world):
 @pytest.fixture
 def admin_a(world):
     return make_user(world.org_a, "Organization Admin")
-
-
-def load(identity) -> Principal:
-    return principal_from_claims(decode(bearer(identity)["HTTP_AUTHORIZATION"].split()[1]))
 
 
 def can_list_users(api, user) -> bool:
@@ -88,22 +84,22 @@ def test_changes_outside_the_api_count_from_the_next_request(api, world, own_rol
 @pytest.mark.parametrize("roles", [(), ("Viewer",), ("Researcher", "Viewer"), ("Root",)])
 def test_the_rules_loaded_with_the_user_are_those_of_its_roles_and_its_own(world, roles):
     user = make_user(world.org_a, *roles, rules=[rule("task", "GLOBAL", "VIEW"), rule(*VIEW_USERS)])
-    principal = load(user)
+    principal = loaded_principal(user)
     assert principal.rules == rules_of_user(user.pk)
     assert ("task", "GLOBAL", "VIEW") in principal.rules
 
 
 def test_a_rule_added_after_the_rules_were_read_counts_for_the_caller(world):
     reader = make_user(world.org_a, "Root")
-    load(reader)  # the rules known to this process: read by id now
+    loaded_principal(reader)  # the rules known to this process: read by id now
     added = Rule.objects.create(name="newresource", scope="GLOBAL", operation="VIEW")
     user = make_user(world.org_a, rules=[added, rule(*VIEW_USERS)])
-    assert load(user).rules == {("newresource", "GLOBAL", "VIEW"), VIEW_USERS}
+    assert loaded_principal(user).rules == {("newresource", "GLOBAL", "VIEW"), VIEW_USERS}
 
 
 def test_a_user_without_any_rule_has_none(world):
     user = make_user(world.org_a)
-    principal = load(user)
+    principal = loaded_principal(user)
     assert principal.rules == frozenset()
     assert principal.max_scope("user", "view") is None
 
@@ -138,12 +134,12 @@ def test_memberships_loaded_with_the_caller_are_those_the_database_has(world):
     make_collab(world.org_a, world.org_c, name="AC")
     identities = [make_user(org) for org in (world.org_a, world.org_b, world.org_c, loner)]
     for identity in [*identities, world.node_a, world.node_c]:
-        loaded = load(identity)
+        loaded = loaded_principal(identity)
         queried = Principal(kind=loaded.kind, organization_id=identity.organization_id, rules=frozenset())
         assert loaded.collaboration_ids == queried.collaboration_ids
         assert loaded.collaborating_organization_ids == queried.collaborating_organization_ids
-    assert load(identities[3]).collaboration_ids == frozenset()
-    assert load(identities[0]).collaboration_ids == {
+    assert loaded_principal(identities[3]).collaboration_ids == frozenset()
+    assert loaded_principal(identities[0]).collaboration_ids == {
         world.collab_ab.pk,
         Collaboration.objects.get(name="AC").pk,
     }

@@ -174,6 +174,15 @@ def test_task_filters_outside_the_callers_reach_are_401(api, world, tasks):
         assert api.get(f"/api/task?{query}", **col).status_code == 401, query
 
 
+def test_the_init_user_filter_reaches_the_callers_own_tasks_at_own_scope(api, world, tasks):
+    own = caller("own", world, tasks)  # the user who started ab_a, with the own-scope rules
+    response = api.get(f"/api/task?init_user_id={tasks.ua.pk}", **own)
+    assert response.status_code == 200
+    assert {item["id"] for item in response.json()["data"]} == {tasks.ab_a.pk}
+    colleague = make_user(world.org_a)
+    assert api.get(f"/api/task?init_user_id={colleague.pk}", **own).status_code == 401
+
+
 def test_task_list_sort_is_honoured_and_defaults_to_newest_first(api, world, tasks):
     glo = caller("glo", world, tasks)
     default = [item["id"] for item in api.get("/api/task", **glo).json()["data"]]
