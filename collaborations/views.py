@@ -59,6 +59,12 @@ class _WithMembers(ListAction, ApiViewSet):
     def _output(self, row: Collaboration | Study, include_organizations: bool) -> dict:
         return self.serializer_class(row, context={"include_organizations": include_organizations}).data
 
+    def _output_with_members(self, row: Collaboration | Study) -> dict:
+        """``row`` with its members where the caller's organization rules reach them (``include=``
+        would be refused otherwise), else with their link, as without ``include=``."""
+        resource = str(row._meta.model_name)
+        return self._output(row, self.principal.shows_embedded(resource, "organization", row))
+
     def _change_members(
         self, request: Request, row: Collaboration | Study, add: Callable, remove: Callable
     ) -> Response:
@@ -68,7 +74,8 @@ class _WithMembers(ListAction, ApiViewSet):
         # The services name the row after its model: ``collaboration=`` or ``study=``.
         target = {str(row._meta.model_name): row}
         change(principal=self.principal, organization_id=organization_id, **target)
-        return Response(_organizations(row.organizations.all()))
+        # The members the caller's organization rules reach, as GET /organization?collaboration_id= lists them.
+        return Response(_organizations(self.principal.visible("organization", row.organizations.all())))
 
 
 class OrganizationViewSet(ListAction, ApiViewSet):
@@ -179,7 +186,7 @@ class StudyViewSet(_WithMembers):
     def create(self, request: Request) -> Response:
         data = validated(StudyCreateInput, request.data)
         study = services.study_create(principal=self.principal, **data)
-        return Response(self._output(study, True), status=201)
+        return Response(self._output_with_members(study), status=201)
 
     @extend_schema(parameters=[include("organizations")])
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -193,7 +200,7 @@ class StudyViewSet(_WithMembers):
         data = validated(StudyUpdateInput, request.data)
         data.pop("collaboration_id", None)
         study = services.study_update(principal=self.principal, study=study, data=data)
-        return Response(self._output(study, True))
+        return Response(self._output_with_members(study))
 
     @extend_schema(parameters=[DELETE_DEPENDENTS])
     def destroy(self, request: Request, pk: str) -> Response:
