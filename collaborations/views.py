@@ -74,7 +74,7 @@ class _WithMembers(ListAction, ApiViewSet):
         # The services name the row after its model: ``collaboration=`` or ``study=``.
         target = {str(row._meta.model_name): row}
         change(principal=self.principal, organization_id=organization_id, **target)
-        # The members the caller's organization rules reach, as GET /organization?collaboration_id= lists them.
+        # The members the caller's organization rules reach, as GET /organization?collaboration_id= does.
         return Response(_organizations(self.principal.visible("organization", row.organizations.all())))
 
 
