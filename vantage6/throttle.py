@@ -57,6 +57,16 @@ def client_address(meta: Mapping[str, str], trusted_proxies: Iterable[IPNetwork]
     return str(peer)
 
 
+def scope_client_address(scope: dict, trusted_proxies: Iterable[IPNetwork]) -> str:
+    """``client_address`` of an ASGI request (its peer, and the ``X-Forwarded-For`` lines joined)."""
+    peer = scope.get("client")
+    forwarded = [
+        value.decode("latin-1") for name, value in scope.get("headers", []) if name == b"x-forwarded-for"
+    ]
+    meta = {"REMOTE_ADDR": str(peer[0]) if peer else "", "HTTP_X_FORWARDED_FOR": ",".join(forwarded)}
+    return client_address(meta, trusted_proxies)
+
+
 _COUNT = f"""
 INSERT INTO {TABLE} (name, closes_at, hits) VALUES (%(name)s, %(closes)s, 1)
 ON CONFLICT (name) DO UPDATE SET
