@@ -170,10 +170,12 @@ def request_identity(scope: dict) -> Hashable:
     scope[CHECKED_TOKEN] = (token, claims)
     sub = claims["sub"]
     if type(sub) is dict:
-        # A container's: the task it runs for, on its node. The containers of one task on the nodes of
-        # other organizations are other parties: one of them must not fill the queue the others wait in.
-        sub = (sub.get("task_id"), sub.get("node_id"))
-        return ("container", *sub) if all(type(part) is int for part in sub) else None
+        # A container's: all the containers of its node together. A node takes a token for each task its
+        # organization has a run of, and a container creates subtasks (more tasks, more tokens): one share
+        # per task gave the holder of a node's key as many shares as it liked, every thread. The containers
+        # of other nodes (a task's runs at other organizations) are other parties.
+        node_id = sub.get("node_id")
+        return ("container", node_id) if type(node_id) is int else None
     return (claims.get("client_type"), sub) if type(sub) is int else None
 
 

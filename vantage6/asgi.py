@@ -21,13 +21,16 @@ from accounts.authentication import request_identity  # noqa: E402
 from accounts.tokens import is_api_access_token  # noqa: E402
 from nodes.consumers import server  # noqa: E402
 from nodes.routing import http_routes, socket_application, websocket_routes  # noqa: E402
-from vantage6 import limits  # noqa: E402
+from vantage6 import limits, throttle  # noqa: E402
 from vantage6.handler import PooledASGIHandler, StaticFilesHandler  # noqa: E402
 
 # daphne (`make run`, the Docker image, runserver) imports this module before it serves.
 limits.install(is_access_token=is_api_access_token)
 
-django_http = PooledASGIHandler(identify=request_identity)
+django_http = PooledASGIHandler(
+    identify=request_identity,
+    client_of=lambda scope: throttle.scope_client_address(scope, settings.TRUSTED_PROXIES),
+)
 # The admin's and API docs' static files are served by the server itself: one command starts it all.
 django_application = StaticFilesHandler(django_http)
 

@@ -47,6 +47,8 @@ FAIR_SHARE_FLOOR = 8
 Later = list[Callable[[], object]]
 # Who a request comes from, read from its scope in the loop (``Shares``); None: anonymous.
 Identify = Callable[[dict], Hashable]
+# The client a request without a token comes from (its address), read from its scope (``Shares``).
+ClientOf = Callable[[dict], Hashable]
 
 
 def _anonymous(_scope: dict) -> None:
@@ -54,26 +56,35 @@ def _anonymous(_scope: dict) -> None:
 
 
 class PooledASGIHandler(ASGIHandler):
-    """``identify``: the identity a request counts for in ``Shares`` (the project's: its token's)."""
+    """``identify``: the identity a request counts for in ``Shares`` (the project's: its token's);
+    ``client_of``: for a request without one, the client whose turn it waits for (its address)."""
 
-    def __init__(self, max_threads: int = MAX_THREADS, identify: Identify = _anonymous) -> None:
+    def __init__(
+        self,
+        max_threads: int = MAX_THREADS,
+        identify: Identify = _anonymous,
+        client_of: ClientOf = _anonymous,
+    ) -> None:
         base.BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
         self.executor = RequestThreads(max_threads)
         self.shares = Shares(min(settings.REQUEST_THREADS_PER_IDENTITY, max_threads), max_threads)
         self.identify = identify
+        self.client_of = client_of
         self._routes: RouteIndex | None = None
 
-    async def _in_thread(self, identity: Hashable, later: Later, func: Callable[..., Any], *args: Any) -> Any:
+    async def _in_thread(
+        self, identity: Hashable, client: Hashable, later: Later, func: Callable[..., Any], *args: Any
+    ) -> Any:
         """``func(*args)`` in a worker thread of the pool, from where ``async_to_sync`` reaches this loop,
-        once ``identity`` (whose request it is for) has a thread of its share free; what it leaves for
-        after the answer (its events: ``bridge.after_answer``) goes to ``later``.
+        once ``identity`` (whose request it is for, from ``client``) has a thread of its share free; what it
+        leaves for after the answer (its events: ``bridge.after_answer``) goes to ``later``.
 
         What asgiref's ``SyncToAsync`` does for that, without its copies of the loop's context into the
         thread and back on every call: the requests' code keeps nothing in context variables of the
         loop, so a worker thread keeps its own, as under WSGI.
         """
-        await self.shares.take(identity)
+        await self.shares.take(identity, client)
         try:
             loop = asyncio.get_running_loop()
             answer = loop.create_future()
@@ -104,9 +115,10 @@ class PooledASGIHandler(ASGIHandler):
             return
         scope = _with_body_length(scope, body_file)
         identity = self.identify(scope)
+        client = self.client_of(scope) if identity is None else None
         later: Later = []
         try:
-            response = await self._in_thread(identity, later, self._respond, scope, body_file)
+            response = await self._in_thread(identity, client, later, self._respond, scope, body_file)
             if not response.streaming:  # the whole body: one message
                 await send(
                     {
@@ -119,10 +131,10 @@ class PooledASGIHandler(ASGIHandler):
                 )
                 await send({"type": "http.response.body", "body": response.content})
             elif not response.is_async:
-                await self._send_streaming(response, send, identity, later)
+                await self._send_streaming(response, send, identity, client, later)
             else:  # an async stream: Django's own path consumes it in the loop
                 await self.send_response(response, send)
-                await self._in_thread(identity, later, response.close)
+                await self._in_thread(identity, client, later, response.close)
         finally:
             body_file.close()
             for call in later:  # the request's events, once its answer is written
@@ -158,19 +170,19 @@ class PooledASGIHandler(ASGIHandler):
         return match
 
     async def _send_streaming(
-        self, response: HttpResponseBase, send, identity: Hashable, later: Later
+        self, response: HttpResponseBase, send, identity: Hashable, client: Hashable, later: Later
     ) -> None:
         """A sync stream, chunk by chunk, each pulled in a worker thread (never all in memory)."""
         headers = self._headers(response)
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
         chunks = iter(response)
         try:
-            while (part := await self._in_thread(identity, later, next, chunks, None)) is not None:
+            while (part := await self._in_thread(identity, client, later, next, chunks, None)) is not None:
                 for chunk, _last in self.chunk_bytes(part):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body"})
         finally:
-            await self._in_thread(identity, later, response.close)
+            await self._in_thread(identity, client, later, response.close)
 
     @staticmethod
     def _headers(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
@@ -187,7 +199,7 @@ class PooledASGIHandler(ASGIHandler):
 
 class Shares:
     """The request threads each identity holds in a process, at most its share at once; its further calls
-    wait in the loop, in the order they came, for one of them to end.
+    wait in the loop, in the order they came from each of its clients (``_Turns``), for one of them to end.
 
     The request threads are few, and a request holds one while it waits (a store, another process's
     confirmation): without a share, one identity sending many slow requests at once took every thread
@@ -208,30 +220,30 @@ class Shares:
         self.threads = threads
         self.floor = min(FAIR_SHARE_FLOOR, share)
         self._held: dict[Hashable, int] = {}
-        self._waiting: dict[Hashable, deque[asyncio.Future]] = {}
+        self._waiting: dict[Hashable, _Turns] = {}
 
     def current(self) -> int:
         """The threads an identity may hold now."""
         active = len(self._held) + sum(1 for identity in self._waiting if identity not in self._held)
         return max(self.floor, min(self.share, self.threads // (active + 1)))
 
-    async def take(self, identity: Hashable) -> None:
+    async def take(self, identity: Hashable, client: Hashable = None) -> None:
+        """A thread of ``identity``'s share, for a call from ``client``."""
         held = self._held.get(identity, 0)
         if held < self.current() and identity not in self._waiting:  # not ahead of its own waiting calls
             self._held[identity] = held + 1
             return
         turn = asyncio.get_running_loop().create_future()
-        waiting = self._waiting.setdefault(identity, deque())
-        waiting.append(turn)
+        waiting = self._waiting.setdefault(identity, _Turns())
+        waiting.append(client, turn)
         try:
             await turn  # ``_let_in`` gave this call a place
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled():  # given its place, then cancelled: pass it on
                 self.give_back(identity)
-            elif turn in waiting:  # cancelled while it waited, and not passed over yet
-                waiting.remove(turn)
-                if not waiting and self._waiting.get(identity) is waiting:
-                    del self._waiting[identity]
+            # cancelled while it waited, and not passed over yet
+            elif waiting.remove(client, turn) and not waiting and self._waiting.get(identity) is waiting:
+                del self._waiting[identity]
             raise
 
     def give_back(self, identity: Hashable) -> None:
@@ -257,6 +269,41 @@ class Shares:
                     turn.set_result(None)
             if not waiting:
                 del self._waiting[identity]
+
+
+class _Turns:
+    """The waiting calls of one identity: those of each client in the order they came, the clients taking
+    turns. All requests without a token are one identity, and each client address one client of it: one
+    address's flood of slow requests (logins, with the right password of its own account: no failures to
+    limit) is not ahead of every login of the other users and nodes, only of the next one's."""
+
+    def __init__(self) -> None:
+        self._of: dict[Hashable, deque[asyncio.Future]] = {}  # in the order of the clients' turns
+
+    def __bool__(self) -> bool:
+        return bool(self._of)
+
+    def append(self, client: Hashable, turn: asyncio.Future) -> None:
+        self._of.setdefault(client, deque()).append(turn)
+
+    def popleft(self) -> asyncio.Future:
+        """The first call of the client whose turn it is; that client's next call waits for the others'."""
+        client = next(iter(self._of))
+        waiting = self._of.pop(client)
+        turn = waiting.popleft()
+        if waiting:
+            self._of[client] = waiting  # last in line
+        return turn
+
+    def remove(self, client: Hashable, turn: asyncio.Future) -> bool:
+        """Whether ``turn`` of ``client`` was waiting (and is no longer)."""
+        waiting = self._of.get(client)
+        if waiting is None or turn not in waiting:
+            return False
+        waiting.remove(turn)
+        if not waiting:
+            del self._of[client]
+        return True
 
 
 class RequestThreads:

@@ -22,8 +22,15 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    # Some proxies name the client with its port (``203.0.113.7:51234``, ``[2001:db8::7]:51234``): read
+    # as no address, every client behind them was the proxy, one client for every limit.
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
     try:
-        address = ipaddress.ip_address(text.strip())
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
     mapped = getattr(address, "ipv4_mapped", None)
@@ -55,6 +62,16 @@ def client_address(meta: Mapping[str, str], trusted_proxies: Iterable[IPNetwork]
     if peer.version == 6:
         return str(ipaddress.ip_network(f"{peer}/64", strict=False))
     return str(peer)
+
+
+def scope_client_address(scope: dict, trusted_proxies: Iterable[IPNetwork]) -> str:
+    """``client_address`` of an ASGI request (its peer, and the ``X-Forwarded-For`` lines joined)."""
+    peer = scope.get("client")
+    forwarded = [
+        value.decode("latin-1") for name, value in scope.get("headers", []) if name == b"x-forwarded-for"
+    ]
+    meta = {"REMOTE_ADDR": str(peer[0]) if peer else "", "HTTP_X_FORWARDED_FOR": ",".join(forwarded)}
+    return client_address(meta, trusted_proxies)
 
 
 _COUNT = f"""

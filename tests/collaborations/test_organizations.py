@@ -238,11 +238,10 @@ def test_delete_with_dependents(api, world):
     assert list(study.organizations.all()) == [world.org_a]
 
 
-def test_delete_flag_counts_any_value_and_organization_without_dependents(api, world):
+def test_delete_flag_counts_any_value_but_false_and_organization_without_dependents(api, world):
     root = headers_of(make_org("root-org"), "Root")
     empty = make_org("empty")
     assert api.delete(f"/api/organization/{empty.pk}", **root).status_code == 200
-    # vantage6 flags are true for any non-empty value, as the official client sends "False".
-    response = api.delete(f"/api/organization/{world.org_c.pk}?delete_dependents=False", **root)
+    response = api.delete(f"/api/organization/{world.org_c.pk}?delete_dependents=yes", **root)
     assert response.status_code == 200
     assert api.delete("/api/organization/99999", **root).status_code == 404

@@ -69,15 +69,17 @@ def _login_token(sub: int, client_type: str) -> str:
     return access
 
 
-def test_users_nodes_and_containers_of_each_task_are_identities_apart():
-    """Users and nodes are numbered apart, and containers by their task: none of them shares another's
-    request threads, and none is one with the requests that have no token."""
+def test_users_nodes_and_the_containers_of_each_node_are_identities_apart():
+    """Users and nodes are numbered apart, and containers by their node (whatever their task): none of them
+    shares another's request threads, and none is one with the requests that have no token."""
     user, node = _login_token(7, "user"), _login_token(7, "node")
     containers = [container_token({"task_id": task, "node_id": 7}) for task in (7, 8)]
-    identities = [authentication.request_identity(_scope(raw)) for raw in (user, node, *containers)]
+    other_node = container_token({"task_id": 7, "node_id": 8})
+    tokens = (user, node, *containers, other_node)
+    identities = [authentication.request_identity(_scope(raw)) for raw in tokens]
     assert None not in identities
     assert len(set(identities)) == 4
-    assert authentication.request_identity(_scope(containers[0])) == identities[2]  # the same task: one
+    assert identities[2] == identities[3]  # the containers of one node: one
 
 
 def test_a_token_not_sent_as_a_bearer_token_is_anonymous():

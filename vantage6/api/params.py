@@ -28,8 +28,15 @@ def first(request: Request, name: str) -> str | None:
 
 
 def flag(request: Request, name: str) -> bool:
-    """vantage6 flags are true when present with any non-empty value (``?x=false`` is true)."""
-    return bool(first(request, name))
+    """A flag is true when present with a non-empty value other than ``false`` or ``0`` (any case).
+    vantage6 takes those as true as well, but the official clients send ``False`` for a flag left at its
+    default: ``client.collaboration.delete(id)``, documented to be refused while the collaboration has
+    tasks or nodes, deleted them along with it."""
+    raw = first(request, name)
+    return raw is not None and raw != "" and raw.lower() not in _FLAG_OFF
+
+
+_FLAG_OFF = frozenset({"false", "0"})
 
 
 def int_param(request: Request, name: str) -> int | None:

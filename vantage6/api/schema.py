@@ -227,11 +227,13 @@ LIST_HEADERS = [
     ),
 ]  # fmt: skip
 
+FLAG_VALUES = "any non-empty value but `false` or `0`, in any case, is true"
+
 
 def flag_parameter(name: str, description: str) -> OpenApiParameter:
-    """A vantage6 flag: true when given any non-empty value (``false`` and ``0`` too, as in vantage6),
-    so its values are text, not only what a boolean is written as."""
-    return OpenApiParameter(name, str, description=f"{description} (any non-empty value is true).")
+    """A vantage6 flag: true when given a non-empty value other than ``false`` or ``0`` (``yes`` too, as in
+    vantage6), so its values are text, not only what a boolean is written as."""
+    return OpenApiParameter(name, str, description=f"{description} ({FLAG_VALUES}).")
 
 
 DELETE_DEPENDENTS = flag_parameter("delete_dependents", "Also delete what depends on it")
@@ -245,7 +247,7 @@ FILTER_KINDS: dict[str, tuple[Any, str]] = {
     "like": (str, "SQL LIKE pattern (`%` any text, `_` one character, `\\` the next character as it is)."),
     "date": (OpenApiTypes.DATE, "A day, YYYY-MM-DD."),
     "time": (str, "An ISO-8601 date or time."),
-    "flag": (str, "A flag: any non-empty value is true."),
+    "flag": (str, f"A flag ({FLAG_VALUES})."),
     "bool": (bool, "1, 0, true or false."),
     "ids": ({"type": "array", "items": {"type": "integer"}}, "Ids, repeated or comma-separated."),
     "likes": (str, "SQL LIKE patterns, repeated: a row matches any of them."),

@@ -49,12 +49,7 @@ def _headers(scope: dict) -> dict[str, str]:
 def _address(scope: dict, server: Server) -> str:
     """The client address of a request (the peer's, or the one a trusted proxy names): a session
     answers only requests from the address that opened it."""
-    peer = scope.get("client")
-    forwarded = [
-        value.decode("latin-1") for name, value in scope.get("headers", []) if name == b"x-forwarded-for"
-    ]
-    meta = {"REMOTE_ADDR": str(peer[0]) if peer else "", "HTTP_X_FORWARDED_FOR": ",".join(forwarded)}
-    return throttle.client_address(meta, server.trusted_proxies)
+    return throttle.scope_client_address(scope, server.trusted_proxies)
 
 
 class _NoConnectionCheck:
