@@ -675,6 +675,8 @@ server = Server(
     ping_timeout=settings.SOCKET_PING_TIMEOUT,
     packet_rate=settings.SOCKET_PACKET_RATE,
     packet_burst=settings.SOCKET_PACKET_BURST,
+    anonymous_per_address=settings.SOCKET_ANONYMOUS_PER_ADDRESS,
+    beat_retry=settings.SOCKET_BEAT_RETRY_SECONDS,
     authenticate=handshake_auth,
     # Users and nodes are numbered apart: a user with a node's id is another client.
     client_of=lambda auth: (auth["claims"]["client_type"], auth["claims"]["sub"]),

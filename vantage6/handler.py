@@ -41,8 +41,11 @@ from vantage6.socketio import bridge
 # Upper bound of requests served at once by one process; threads are started on demand only, so a
 # process under light load keeps a few. Slow calls (bcrypt, algorithm stores, e-mail) hold a thread.
 MAX_THREADS = 32
-# The fewest request threads one identity may hold, however many others share them (``Shares``).
+# The fewest request threads one identity may hold while threads are free (``Shares``).
 FAIR_SHARE_FLOOR = 8
+# Request threads only an identity holding none may take (``Shares``): however many identities flood, a
+# newcomer's request is served at once.
+NEWCOMER_THREADS = 4
 # What a request's thread left for its loop to do once the answer is written (``bridge.after_answer``).
 Later = list[Callable[[], object]]
 # Who a request comes from, read from its scope in the loop (``Shares``); None: anonymous.
@@ -210,16 +213,23 @@ class Shares:
 
     The share is ``share`` while that leaves threads for one more identity, and shrinks as more
     identities hold or wait for threads: ``threads`` divided among them and one newcomer, but never below
-    ``FAIR_SHARE_FLOOR`` (what the UI, the node and the client send at once). Two identities flooding
-    together thus leave threads for a third, where two full shares were every thread; an identity over
-    its shrunk share keeps what it holds, and takes no more until it is under it.
+    ``FAIR_SHARE_FLOOR`` (what the UI, the node and the client send at once). An identity over its shrunk
+    share keeps what it holds, and takes no more until it is under it.
+
+    The identities holding threads together take at most ``threads`` less ``NEWCOMER_THREADS``: those are
+    for an identity holding none, so that however many identities flood at once (four or more full shares
+    of 8 were every thread), a newcomer's request starts at once. No more calls than ``threads`` are let
+    through, and when a thread comes free, the waiting identity holding the fewest goes next (its calls in
+    order): a newcomer that found the reserve taken is next in line, not behind the floods.
     """
 
     def __init__(self, share: int, threads: int = MAX_THREADS) -> None:
         self.share = share
         self.threads = threads
         self.floor = min(FAIR_SHARE_FLOOR, share)
+        self.reserve = min(NEWCOMER_THREADS, threads - 1)
         self._held: dict[Hashable, int] = {}
+        self._in_use = 0  # the threads held, by all identities
         self._waiting: dict[Hashable, _Turns] = {}
 
     def current(self) -> int:
@@ -227,11 +237,21 @@ class Shares:
         active = len(self._held) + sum(1 for identity in self._waiting if identity not in self._held)
         return max(self.floor, min(self.share, self.threads // (active + 1)))
 
+    def _may_take(self, identity: Hashable) -> bool:
+        """Whether a call of ``identity`` may take a thread now."""
+        held = self._held.get(identity, 0)
+        if not held:
+            return self._in_use < self.threads
+        return held < self.current() and self._in_use < self.threads - self.reserve
+
+    def _hold(self, identity: Hashable) -> None:
+        self._held[identity] = self._held.get(identity, 0) + 1
+        self._in_use += 1
+
     async def take(self, identity: Hashable, client: Hashable = None) -> None:
         """A thread of ``identity``'s share, for a call from ``client``."""
-        held = self._held.get(identity, 0)
-        if held < self.current() and identity not in self._waiting:  # not ahead of its own waiting calls
-            self._held[identity] = held + 1
+        if identity not in self._waiting and self._may_take(identity):  # not ahead of its own waiting calls
+            self._hold(identity)
             return
         turn = asyncio.get_running_loop().create_future()
         waiting = self._waiting.setdefault(identity, _Turns())
@@ -247,26 +267,27 @@ class Shares:
             raise
 
     def give_back(self, identity: Hashable) -> None:
-        """A call of ``identity`` that ``take`` let through ended: its place goes to the next waiting call
-        whose identity is under its share (its own, first)."""
+        """A call of ``identity`` that ``take`` let through ended: its place goes to the waiting calls that
+        may take one (``_let_in``)."""
         held = self._held[identity] - 1
         if held:
             self._held[identity] = held
         else:
             del self._held[identity]
+        self._in_use -= 1
         if self._waiting:
-            self._let_in(identity)
+            self._let_in()
 
-    def _let_in(self, first: Hashable) -> None:
-        """Waiting calls of ``first``, then of the others, each in order, while their identity is under
-        the share."""
-        for identity in sorted(self._waiting, key=lambda waiter: waiter != first):
+    def _let_in(self) -> None:
+        """Waiting calls, each of the identity holding the fewest threads among those that may take one
+        (the first of them to wait on a tie), while there are any."""
+        while ready := [identity for identity in self._waiting if self._may_take(identity)]:
+            identity = min(ready, key=lambda waiter: self._held.get(waiter, 0))
             waiting = self._waiting[identity]
-            while waiting and self._held.get(identity, 0) < self.current():
-                turn = waiting.popleft()
-                if not turn.done():  # not cancelled while it waited
-                    self._held[identity] = self._held.get(identity, 0) + 1
-                    turn.set_result(None)
+            turn = waiting.popleft()
+            if not turn.done():  # not cancelled while it waited
+                self._hold(identity)
+                turn.set_result(None)
             if not waiting:
                 del self._waiting[identity]
 

@@ -270,6 +270,12 @@ SOCKET_PACKET_RATE = env_int("SOCKET_PACKET_RATE", 20, minimum=1)
 # ends the oldest.
 SOCKET_SESSIONS_PER_USER = env_int("SOCKET_SESSIONS_PER_USER", 20, minimum=1, maximum=1_000_000)
 SOCKET_SESSIONS_PER_NODE = env_int("SOCKET_SESSIONS_PER_NODE", 2, minimum=1, maximum=1_000_000)
+# Unauthenticated long-polling sessions of one client address in a server process; a new one ends that
+# address's oldest.
+SOCKET_ANONYMOUS_PER_ADDRESS = env_int("SOCKET_ANONYMOUS_PER_ADDRESS", 100, minimum=1, maximum=1_000_000)
+# While the database is away, how often (seconds) a process that went without a beat tries it again before
+# a room delivery or a client's event.
+SOCKET_BEAT_RETRY_SECONDS = env_int("SOCKET_BEAT_RETRY_SECONDS", 1, minimum=1, maximum=3600)
 
 # --- Django REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {

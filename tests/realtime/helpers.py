@@ -44,14 +44,34 @@ class _Recorder(socketio.ClientNamespace):
         self.events.put((event, args[0] if args else None))
 
 
+# What python-socketio's connect raises when the namespace's acknowledgement did not come within its wait.
+GAVE_UP = "One or more namespaces failed to connect"
+
+
 class NodeSocket:
     """``socketio.Client(request_timeout=60)`` + a ``/tasks`` namespace class +
-    ``connect(url, headers={"Authorization": ...}, wait=False)``, as in the node."""
+    ``connect(url, headers={"Authorization": ...}, wait=False)``, as in the node.
+
+    ``gave_up``: when the client gave up a connect itself. Its reconnects wait 1 s for the namespace's
+    acknowledgement; without it by then, the client closes the session it opened (which the server may
+    have admitted meanwhile: the node's newest socket closes) and tries again later."""
 
     def __init__(self, url: str, token: str, *, transports: list[str] | None = None) -> None:
         self.events: queue.Queue = queue.Queue()
         self.client = socketio.Client(request_timeout=60)
         self.client.register_namespace(_Recorder(TASKS, self.events))
+        self.gave_up: list[float] = []
+        connect = self.client.connect
+
+        def noting_give_ups(*args, **kwargs) -> None:
+            try:
+                connect(*args, **kwargs)
+            except socketio.exceptions.ConnectionError as exc:
+                if str(exc).startswith(GAVE_UP):
+                    self.gave_up.append(time.monotonic())
+                raise
+
+        self.client.connect = noting_give_ups  # what its reconnects call
         extra = {"transports": transports} if transports else {}
         self.client.connect(url, headers={"Authorization": f"Bearer {token}"}, wait=False, **extra)
 

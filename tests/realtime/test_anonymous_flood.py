@@ -42,10 +42,13 @@ def _alive(client: http.client.HTTPConnection, sid: str) -> bool:
 
 
 @pytest.fixture
-def patient_server(live_db, live_folder):
-    """A server whose unauthenticated sessions outlive the flood (pingInterval + pingTimeout)."""
+def patient_server(live_db, live_folder, request):
+    """A server whose unauthenticated sessions outlive the flood (pingInterval + pingTimeout), with the
+    variables a test passes as the fixture's parameter."""
+    variables = getattr(request, "param", {})
     daphne = Daphne(
-        live_db.process_env(V6_SOCKET_PING_INTERVAL="25", V6_SOCKET_PING_TIMEOUT="60"), live_folder
+        live_db.process_env(V6_SOCKET_PING_INTERVAL="25", V6_SOCKET_PING_TIMEOUT="60", **variables),
+        live_folder,
     )
     yield daphne
     daphne.stop()
@@ -64,3 +67,11 @@ def test_a_flood_of_anonymous_handshakes_from_one_address_ends_only_its_own(pati
     assert _alive(flooder, flood[-1])
     assert not _alive(flooder, flood[-PER_ADDRESS - 1])  # its own oldest ended
     assert _alive(flooder, flood[-PER_ADDRESS])
+
+
+@pytest.mark.parametrize("patient_server", [{"V6_SOCKET_ANONYMOUS_PER_ADDRESS": "3"}], indirect=True)
+def test_the_bound_of_one_address_is_its_setting(patient_server):
+    client = _client(patient_server, "127.0.0.4")
+    sids = [_handshake(client) for _ in range(4)]
+
+    assert [_alive(client, sid) for sid in sids] == [False, True, True, True]

@@ -1,5 +1,6 @@
 """While the database is away, the room deliveries of a process that went without a beat try its beat
-again at most once a second, and the outage is logged once: not an attempt and a warning per packet."""
+again at most every ``V6_SOCKET_BEAT_RETRY_SECONDS`` (a second), and the outage is logged once: not an
+attempt and a warning per packet."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ import logging
 import time
 
 import pytest
+from django.conf import settings
 from django.db import OperationalError
 
+from nodes import consumers
 from tests.realtime.helpers import Sink, in_memory
 from vantage6.socketio.server import Namespace, Server
 from vantage6.socketio.store import Liveness
 
 ROOM, NAMESPACE = "collaboration_1", "/tasks"
 WARNING = "could not check the sessions of a process without a beat"
-RETRY_SECONDS = 1  # README: a retry at most once a second
+RETRY_SECONDS = 1  # README: V6_SOCKET_BEAT_RETRY_SECONDS
 
 
 class _Database(Liveness):
@@ -40,7 +43,8 @@ class _Database(Liveness):
 
 
 @pytest.mark.django_db  # the handshake's check runs where the database may be used
-def test_deliveries_of_a_lapsed_process_during_an_outage_retry_the_beat_rarely_and_warn_once(caplog):
+@pytest.mark.parametrize("retry", [RETRY_SECONDS, 2 * RETRY_SECONDS])
+def test_deliveries_of_a_lapsed_process_during_an_outage_retry_the_beat_rarely_and_warn_once(caplog, retry):
     database = _Database()
     # Beats every 0.1 s: it lapses after 0.2 s without one. Its own heartbeat round is not started.
     server = Server(
@@ -49,6 +53,7 @@ def test_deliveries_of_a_lapsed_process_during_an_outage_retry_the_beat_rarely_a
         ping_interval=0.1,
         authenticate=lambda _headers: ({}, True),
         secret=b"secret",
+        beat_retry=retry,
     )
     server.ensure_housekeeping = lambda: None  # type: ignore[method-assign]
 
@@ -70,4 +75,8 @@ def test_deliveries_of_a_lapsed_process_during_an_outage_retry_the_beat_rarely_a
 
     assert len(sink.packets) == 200  # served as before
     assert [record.getMessage().split(":")[0] for record in caplog.records] == [WARNING]
-    assert 1 <= attempts <= elapsed / RETRY_SECONDS + 1
+    assert 1 <= attempts <= elapsed / retry + 1
+
+
+def test_the_servers_retry_is_its_setting():
+    assert consumers.server.beat_retry == settings.SOCKET_BEAT_RETRY_SECONDS == RETRY_SECONDS

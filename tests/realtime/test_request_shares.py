@@ -19,7 +19,7 @@ from tasks.models import Run, Task
 from tests.realtime.helpers import LiveWorld, make_user, token
 from tests.realtime.live import LIVE, Daphne
 from tests.realtime.slow_server import HOLD_HEADER
-from vantage6.handler import MAX_THREADS
+from vantage6.handler import FAIR_SHARE_FLOOR, MAX_THREADS
 
 pytestmark = pytest.mark.live
 
@@ -116,15 +116,25 @@ def test_one_identitys_slow_requests_leave_threads_for_the_others(slow_server, l
     assert max(seconds for _, seconds in answers) >= rounds * HOLD * 0.9, answers
 
 
-def test_two_identities_flooding_together_leave_threads_for_a_third(slow_server, live_world):
-    """Two full shares were every thread: the share shrinks as more identities hold threads, so a third
-    user's request is answered at once while two others' slow requests fill theirs."""
+@pytest.mark.parametrize(
+    ("flooding", "each"),
+    [(2, SHARE + 4), (5, FAIR_SHARE_FLOOR + 1)],
+    ids=["two identities, more than their shrunk share each", "five identities, more than the floor each"],
+)
+def test_identities_flooding_together_leave_threads_for_a_newcomer(slow_server, live_world, flooding, each):
+    """Two full shares were every thread, and so were four or more at the share's floor of 8: the share
+    shrinks as more identities hold threads, and the identities holding threads leave some for one
+    holding none, so a newcomer's request is answered at once while the others' slow requests fill theirs."""
+    orgs = (live_world.org_a, live_world.org_b)
     flooders = [
-        {"Authorization": f"Bearer {token(make_user(org, roles=('Researcher',)))}", HOLD_HEADER: str(HOLD)}
-        for org in (live_world.org_a, live_world.org_b)
+        {
+            "Authorization": f"Bearer {token(make_user(orgs[n % 2], roles=('Researcher',)))}",
+            HOLD_HEADER: str(HOLD),
+        }
+        for n in range(flooding)
     ]
-    third = {"Authorization": f"Bearer {token(make_user(live_world.org_c, roles=('Researcher',)))}"}
-    for headers in [*flooders, third]:  # the server is warm
+    newcomer = {"Authorization": f"Bearer {token(make_user(live_world.org_c, roles=('Researcher',)))}"}
+    for headers in [*flooders, newcomer]:  # the server is warm
         plain = {name: value for name, value in headers.items() if name != HOLD_HEADER}
         assert requests.get(f"{slow_server.url}/api/user", headers=plain, timeout=30).status_code == 200
     statuses: list[int] = []
@@ -133,13 +143,13 @@ def test_two_identities_flooding_together_leave_threads_for_a_third(slow_server,
         statuses.append(requests.get(f"{slow_server.url}/api/user", headers=headers, timeout=60).status_code)
 
     callers = [
-        threading.Thread(target=flood_once, args=(headers,)) for _ in range(SHARE + 4) for headers in flooders
+        threading.Thread(target=flood_once, args=(headers,)) for _ in range(each) for headers in flooders
     ]
     for caller in callers:
         caller.start()
     time.sleep(1)  # the floods hold their threads
     asked = time.monotonic()
-    assert requests.get(f"{slow_server.url}/api/user", headers=third, timeout=30).status_code == 200
+    assert requests.get(f"{slow_server.url}/api/user", headers=newcomer, timeout=30).status_code == 200
     waited = time.monotonic() - asked
     for caller in callers:
         caller.join(60)

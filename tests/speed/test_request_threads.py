@@ -12,7 +12,7 @@ import weakref
 
 import pytest
 
-from vantage6.handler import RequestThreads, Shares
+from vantage6.handler import NEWCOMER_THREADS, RequestThreads, Shares
 
 
 def run(coroutine):
@@ -259,3 +259,32 @@ def test_the_share_shrinks_while_identities_share_the_threads_and_grows_back():
 
     run(main())
     assert shares._held == {} and shares._waiting == {}
+
+
+def test_however_many_identities_flood_a_newcomer_takes_a_thread_at_once_or_next():
+    shares = Shares(16, threads=32)
+
+    async def main():
+        # Ten identities flooding at once: at the floor of 8 each, they would take all 32 threads.
+        floods = {n: [] for n in range(10)}
+        for _ in range(8):
+            for n, calls in floods.items():
+                calls.append(asyncio.ensure_future(shares.take(n)))
+        await asyncio.sleep(0)
+        assert shares._in_use == 32 - NEWCOMER_THREADS
+        newcomers = [asyncio.ensure_future(shares.take(f"newcomer {n}")) for n in range(NEWCOMER_THREADS + 1)]
+        await asyncio.sleep(0)
+        assert [newcomer.done() for newcomer in newcomers] == [True] * NEWCOMER_THREADS + [False]
+        # A thread comes free: the newcomer still waiting goes first, not one of the floods' waiting calls.
+        holder = next(n for n, calls in floods.items() if calls[0].done())
+        shares.give_back(holder)
+        await asyncio.wait_for(newcomers[-1], 1)
+        for n in range(NEWCOMER_THREADS + 1):
+            shares.give_back(f"newcomer {n}")
+        while shares._held:  # the floods end, each call letting in the next
+            shares.give_back(next(iter(shares._held)))
+            await asyncio.sleep(0)
+        assert all(call.done() for calls in floods.values() for call in calls)
+
+    run(main())
+    assert shares._held == {} and shares._waiting == {} and shares._in_use == 0

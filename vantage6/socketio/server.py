@@ -81,9 +81,6 @@ _BINDINGS_AT_ONCE = 100
 # joined: it takes as many packets of a client's allowance as that many namespace connects fill the burst
 # (a client connects once per session).
 CONNECTS_AT_ONCE = 10
-# While the beat of a process without one fails (the database is away), how often a delivery tries it
-# again: every room packet would otherwise cost an attempt and a warning.
-BEAT_RETRY_SECONDS = 1.0
 # The group every server process listens on (for work on all the sessions of some owners).
 PROCESSES = "eio.processes"
 SIGNED = "."  # between a sid's body and its signature
@@ -312,6 +309,7 @@ class Server:
         packet_burst: int = 200,
         settle_time: float = 0.5,
         trusted_proxies: Iterable[throttle.IPNetwork] = (),
+        beat_retry: float = 1,
     ) -> None:
         self.namespaces = namespaces
         self.liveness = liveness
@@ -414,6 +412,9 @@ class Server:
         self._beat_at: float | None = None
         self._beating: asyncio.Task | None = None
         self._beat_failed_at: float | None = None  # monotonic: the last failed catch-up beat of an outage
+        # While that beat fails (the database is away), how often a delivery tries it again: every room
+        # packet would otherwise cost an attempt and a warning.
+        self.beat_retry = beat_retry
         self._listening_loop: asyncio.AbstractEventLoop | None = None
         self._housekeeping_loop: asyncio.AbstractEventLoop | None = None
 
@@ -1606,12 +1607,12 @@ class Server:
     async def _caught_up(self) -> bool:
         """Before its sockets get a room packet or send an event: if this process lapsed, once it beat
         and checked them all again (a socket may hold a room it lost while the change did not wait).
-        Whether it lapsed. While the beat fails, it is tried again at most every ``BEAT_RETRY_SECONDS``,
+        Whether it lapsed. While the beat fails, it is tried again at most every ``beat_retry`` seconds,
         and the first failure of an outage alone is logged."""
         if not self._lapsed() or asyncio.current_task() is self._beating:  # not the check's own moves
             return False
         failed_at = self._beat_failed_at
-        if failed_at is not None and time.monotonic() - failed_at < BEAT_RETRY_SECONDS:
+        if failed_at is not None and time.monotonic() - failed_at < self.beat_retry:
             return True
         try:
             await self.beat()
