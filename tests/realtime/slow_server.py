@@ -5,11 +5,36 @@ s.main()"``."""
 
 from __future__ import annotations
 
+import threading
 import time
+
+import requests
 
 from vantage6 import serve
 
 HOLD_HEADER = "X-Test-Hold"
+
+
+def wait_behind(
+    url: str, floods: list[tuple[dict[str, str], str]], asker: dict[str, str]
+) -> tuple[float, list[int]]:
+    """The seconds ``asker``'s ``GET /api/user`` waited once the ``floods`` (headers with ``HOLD_HEADER``,
+    path), all sent at once, hold their threads; and the floods' statuses once they are answered."""
+    statuses: list[int] = []
+
+    def flood_once(headers: dict[str, str], path: str) -> None:
+        statuses.append(requests.get(f"{url}{path}", headers=headers, timeout=60).status_code)
+
+    callers = [threading.Thread(target=flood_once, args=flood) for flood in floods]
+    for caller in callers:
+        caller.start()
+    time.sleep(1)  # the floods hold their threads
+    asked = time.monotonic()
+    assert requests.get(f"{url}/api/user", headers=asker, timeout=30).status_code == 200
+    waited = time.monotonic() - asked
+    for caller in callers:
+        caller.join(60)
+    return waited, statuses
 
 
 def install() -> None:

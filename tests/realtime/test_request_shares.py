@@ -18,7 +18,7 @@ from nodes.models import Node
 from tasks.models import Run, Task
 from tests.realtime.helpers import LiveWorld, make_user, token
 from tests.realtime.live import LIVE, Daphne
-from tests.realtime.slow_server import HOLD_HEADER
+from tests.realtime.slow_server import HOLD_HEADER, wait_behind
 from vantage6.handler import FAIR_SHARE_FLOOR, MAX_THREADS
 
 pytestmark = pytest.mark.live
@@ -137,22 +137,8 @@ def test_identities_flooding_together_leave_threads_for_a_newcomer(slow_server, 
     for headers in [*flooders, newcomer]:  # the server is warm
         plain = {name: value for name, value in headers.items() if name != HOLD_HEADER}
         assert requests.get(f"{slow_server.url}/api/user", headers=plain, timeout=30).status_code == 200
-    statuses: list[int] = []
-
-    def flood_once(headers: dict[str, str]) -> None:
-        statuses.append(requests.get(f"{slow_server.url}/api/user", headers=headers, timeout=60).status_code)
-
-    callers = [
-        threading.Thread(target=flood_once, args=(headers,)) for _ in range(each) for headers in flooders
-    ]
-    for caller in callers:
-        caller.start()
-    time.sleep(1)  # the floods hold their threads
-    asked = time.monotonic()
-    assert requests.get(f"{slow_server.url}/api/user", headers=newcomer, timeout=30).status_code == 200
-    waited = time.monotonic() - asked
-    for caller in callers:
-        caller.join(60)
+    floods = [(headers, "/api/user") for _ in range(each) for headers in flooders]
+    waited, statuses = wait_behind(slow_server.url, floods, newcomer)
 
     assert waited < HOLD / 3, waited  # not queued behind the floods' first requests
-    assert statuses == [200] * len(callers)  # the floods are answered, not refused
+    assert statuses == [200] * len(floods)  # the floods are answered, not refused

@@ -5,8 +5,6 @@ flood does."""
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 
 import pytest
@@ -16,7 +14,7 @@ from tasks.models import Run, Task
 from tests.realtime.conftest import live_data, live_db, live_folder, live_world  # noqa: F401 - fixtures
 from tests.realtime.helpers import LiveWorld, make_user, token
 from tests.realtime.live import LIVE
-from tests.realtime.slow_server import HOLD_HEADER
+from tests.realtime.slow_server import HOLD_HEADER, wait_behind
 from tests.realtime.test_request_shares import slow_server  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.live
@@ -59,20 +57,9 @@ def test_the_container_tokens_a_node_takes_share_one_identitys_threads(slow_serv
         floods.append(({**headers, HOLD_HEADER: str(HOLD)}, path))
     user = {"Authorization": f"Bearer {token(make_user(live_world.org_a, roles=('Researcher',)))}"}
     assert requests.get(f"{slow_server.url}/api/user", headers=user, timeout=30).status_code == 200
-    statuses: list[int] = []
-
-    def flood_once(headers: dict[str, str], path: str) -> None:
-        statuses.append(requests.get(f"{slow_server.url}{path}", headers=headers, timeout=60).status_code)
-
-    callers = [threading.Thread(target=flood_once, args=flood) for _ in range(PER_TASK) for flood in floods]
-    for caller in callers:
-        caller.start()
-    time.sleep(1)  # the flood holds its threads
-    asked = time.monotonic()
-    assert requests.get(f"{slow_server.url}/api/user", headers=user, timeout=30).status_code == 200
-    waited = time.monotonic() - asked
-    for caller in callers:
-        caller.join(60)
+    waited, statuses = wait_behind(
+        slow_server.url, [flood for _ in range(PER_TASK) for flood in floods], user
+    )
 
     assert waited < HOLD / 3, waited  # not queued behind the flood's first requests
-    assert statuses == [200] * len(callers)  # the flood is answered, not refused
+    assert statuses == [200] * PER_TASK * len(floods)  # the flood is answered, not refused
