@@ -7,9 +7,11 @@ from typing import Any, cast
 
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
+from accounts.authentication import DeferredCaller, DeferredJWTAuthentication, loaded
 from accounts.permissions import Principal
 from vantage6.api.errors import ApiError
 from vantage6.api.views import ApiMetadata, ApiView
@@ -19,8 +21,9 @@ ANY_CLIENT = (USER, NODE, CONTAINER)
 
 
 def caller(request: Request) -> Principal:
-    """The principal of the request's token (the token authentication puts it in ``request.user``)."""
-    return cast(Principal, request.user)
+    """The principal of the request's token (the token authentication puts it in ``request.user``),
+    loaded now where it was deferred."""
+    return loaded(cast(Principal | DeferredCaller, request.user))
 
 
 class ClientTypeGate(BasePermission):
@@ -33,12 +36,13 @@ class ClientTypeGate(BasePermission):
     def has_permission(self, request: Request, view: APIView) -> bool:
         clients = cast(Any, view).clients
         allowed = getattr(view, "action_clients", {}).get(getattr(view, "action", None), clients)
-        principal = cast(Principal | None, request.user)
+        principal = cast(Principal | DeferredCaller | None, request.user)
         if principal is None:
             if not allowed:
                 return True
             raise ApiError(401, "Missing Authorization Header")
         if principal.kind not in allowed:
+            loaded(principal)  # a token no longer valid is refused as such first, deferred or not
             raise ApiError(401, f"This endpoint is not available to {principal.kind}s")
         return True
 
@@ -52,6 +56,9 @@ class ApiViewSet(ApiView, GenericViewSet):
 
     clients: tuple[str, ...] = (USER,)
     action_clients: dict[str, tuple[str, ...]] = {}
+    # Actions whose write checks the caller in its own statement where it can: their caller is loaded
+    # only when needed (``DeferredCaller``), read through ``self.deferred_caller``.
+    deferred_actions: frozenset[str] = frozenset()
     permission_classes = [ClientTypeGate]
     metadata_class = ApiMetadata
     lookup_value_regex = r"[0-9]+"
@@ -59,3 +66,24 @@ class ApiViewSet(ApiView, GenericViewSet):
     @property
     def principal(self) -> Principal:
         return caller(self.request)
+
+    @property
+    def deferred_caller(self) -> Principal | DeferredCaller:
+        return cast(Principal | DeferredCaller, self.request.user)
+
+    def get_authenticators(self) -> list:
+        action = getattr(self, "action_map", {}).get((self.request.method or "").lower())
+        if action not in self.deferred_actions:
+            return super().get_authenticators()
+        return self._once("deferred_authenticators", lambda: [DeferredJWTAuthentication()])
+
+    def handle_exception(self, exc: Exception) -> Response:
+        # A caller not loaded yet is checked before any other refusal of its request is told (a body
+        # that is not valid, say), as a loaded one is checked before the view runs.
+        deferred = getattr(self.request, "_user", None)
+        if isinstance(deferred, DeferredCaller):
+            try:
+                deferred.load()
+            except ApiError as refused:
+                exc = refused
+        return super().handle_exception(exc)

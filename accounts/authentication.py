@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
@@ -20,10 +20,10 @@ from accounts.permissions import (
     principal_for_user,
     users_with_rules,
 )
-from accounts.sessions import check_current, with_revoked_logins
+from accounts.sessions import check_current, current_login_sql, with_revoked_logins
 from accounts.tokens import TokenError, decode
 from vantage6.api.errors import ApiError
-from vantage6.api.sql import PkLookup
+from vantage6.api.sql import PkLookup, Statement
 
 # last_seen is written at most this often per identity: every request would cost a write otherwise.
 LAST_SEEN_RESOLUTION = timedelta(seconds=30)
@@ -57,6 +57,33 @@ def _touch_last_seen(identity) -> None:
     if identity.last_seen is None or now - identity.last_seen >= LAST_SEEN_RESOLUTION:
         identity.last_seen = now
         Authenticatable.objects.filter(pk=identity.pk).update(last_seen=now)
+    _seen_at(identity.pk, identity.last_seen)
+
+
+# When ``last_seen`` of an identity was last written, as this process knows it: a caller that is not
+# loaded (``DeferredCaller.seen``) writes it no more often than a loaded one.
+_seen_written: dict[int, datetime] = {}
+SEEN_WRITTEN_KEPT = 65536
+
+
+def _touch_last_seen_unloaded(identity_id: int) -> None:
+    """``_touch_last_seen`` for an identity whose row was not read: at most once per resolution from this
+    process, and only where the stored value is older."""
+    from accounts.models import Authenticatable
+
+    now = timezone.now()
+    written = _seen_written.get(identity_id)
+    if written is not None and now - written < LAST_SEEN_RESOLUTION:
+        return
+    _seen_at(identity_id, now)
+    stale = Q(last_seen__isnull=True) | Q(last_seen__lte=now - LAST_SEEN_RESOLUTION)
+    Authenticatable.objects.filter(stale, pk=identity_id).update(last_seen=now)
+
+
+def _seen_at(identity_id: int, when: datetime) -> None:
+    if len(_seen_written) >= SEEN_WRITTEN_KEPT:
+        _seen_written.clear()
+    _seen_written[identity_id] = when
 
 
 # Supplied at start-up by the apps above accounts (their AppConfig.ready()), which accounts does not
@@ -189,12 +216,43 @@ def _checked_claims(request: Request, raw: str) -> dict:
     return checked[1]
 
 
+class DeferredCaller:
+    """The user or node of a verified access token, not loaded yet. A write that checks the caller in its
+    own statement (``current_sql``, and whatever right it needs) saves the caller's lookup, a round trip;
+    everything else loads it (``load``: every check of ``principal_from_claims``, its 401s)."""
+
+    def __init__(self, claims: dict) -> None:
+        self.claims = claims
+        self.kind: str = claims["client_type"]
+        self.id: int = claims["sub"]
+        self._principal: Principal | None = None
+
+    def load(self) -> Principal:
+        if self._principal is None:
+            self._principal = principal_from_claims(self.claims)
+        return self._principal
+
+    def current_sql(self) -> Statement | None:
+        """The token's check (``check_current``) as an SQL condition; None where it cannot hold."""
+        return current_login_sql(self.id, self.claims)
+
+    def seen(self) -> None:
+        """A statement found the caller current: the sign of life that loading it gives."""
+        _touch_last_seen_unloaded(self.id)
+
+
+def loaded(caller: Principal | DeferredCaller) -> Principal:
+    """The principal of a request's caller, loaded now if it was deferred."""
+    return caller.load() if isinstance(caller, DeferredCaller) else caller
+
+
 class JWTAuthentication(BaseAuthentication):
     """Access tokens only; refresh tokens are accepted by the refresh endpoint alone."""
 
     accept_refresh = False
 
-    def authenticate(self, request: Request) -> tuple[Principal, dict] | None:
+    def claims(self, request: Request) -> dict | None:
+        """The verified claims of the request's token, of the type this authentication takes."""
         raw = bearer_token(request)
         if raw is None:
             return None
@@ -206,7 +264,11 @@ class JWTAuthentication(BaseAuthentication):
             raise ApiError(422, "Only non-refresh tokens are allowed")
         if claims.get("type") != "refresh" and self.accept_refresh:
             raise ApiError(422, "Only refresh tokens are allowed")
-        return principal_from_claims(claims), claims
+        return claims
+
+    def authenticate(self, request: Request) -> tuple[Principal | DeferredCaller, dict] | None:
+        claims = self.claims(request)
+        return None if claims is None else (principal_from_claims(claims), claims)
 
     def authenticate_header(self, request: Request) -> str:
         return "Bearer"
@@ -214,3 +276,16 @@ class JWTAuthentication(BaseAuthentication):
 
 class RefreshJWTAuthentication(JWTAuthentication):
     accept_refresh = True
+
+
+class DeferredJWTAuthentication(JWTAuthentication):
+    """``JWTAuthentication`` whose user or node is loaded at its first use (``DeferredCaller``), for the
+    actions whose write can check the caller itself."""
+
+    def authenticate(self, request: Request) -> tuple[Principal | DeferredCaller, dict] | None:
+        claims = self.claims(request)
+        if claims is None:
+            return None
+        if claims.get("client_type") in _ACCOUNTS and type(claims["sub"]) is int:
+            return DeferredCaller(claims), claims
+        return principal_from_claims(claims), claims

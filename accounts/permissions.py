@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from django.db import connection
 from django.db.models import CharField, Model, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Cast
 
 from accounts.catalogue import NODE, OPERATIONS, SCOPE_RANK, SCOPES
 from vantage6.api.errors import ApiError, not_found, unauthorized
-from vantage6.api.sql import CompiledList, PkLookup, by_pk, joined
+from vantage6.api.sql import CompiledList, CompiledRows, PkLookup, Statement, by_pk, joined
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -777,16 +778,49 @@ def rules_of_user(user_id: int) -> frozenset[tuple[str, str, str]]:
     return frozenset(via_roles.union(direct))
 
 
+def _global_rule_of(resource: str, operation: str) -> CompiledRows:
+    from accounts.models import Rule
+
+    def rows(user: int) -> QuerySet:
+        held = Rule.objects.filter(_held_by(user), name=resource, scope=GLO, operation=operation)
+        return held.values_list("id")
+
+    return CompiledRows(rows, "user")
+
+
+# ``reaches_every``'s rule rows by (resource, operation), their SQL compiled once per database.
+_global_rules: dict[tuple[str, str], CompiledRows] = {}
+
+
+def reaches_every_sql(user_id: int, resource: str, operation: str) -> Statement:
+    """``Principal.reaches_every(resource, operation)`` of user ``user_id`` (not loaded) as an SQL
+    condition, for a write that checks its caller in its own statement: one of the user's rules
+    (``_held_by``, as the caller's lookup reads them) is that global rule."""
+    key = (Principal.rule_resource(resource), _op(operation))
+    rules = _global_rules.get(key)
+    if rules is None:
+        rules = _global_rules[key] = _global_rule_of(*key)
+    query, params = rules.query(connection, {"user": user_id})
+    return f"EXISTS ({query.sql})", params
+
+
 def _rules_of_outer_user() -> Subquery:
     """The ids of all rules of the outer user (via its roles and given directly) as ``"3,5,7"``: a
     tenth of the text of their names, which ``_rules_of_keys`` finds by id."""
-    from accounts.models import Role, Rule, User
+    from accounts.models import Rule
 
-    user = OuterRef(OuterRef("pk"))
+    rules = Rule.objects.filter(_held_by(OuterRef(OuterRef("pk"))))
+    return joined(rules, Cast("id", CharField()), RULE_SEPARATOR)
+
+
+def _held_by(user: Any) -> Q:
+    """The rules a user holds (``user``: its id, or a reference to it): those of its roles and those
+    given directly."""
+    from accounts.models import Role, User
+
     via_roles = Role.rules.through.objects.filter(role__users=user).values("rule_id")
     direct = User.rules.through.objects.filter(user_id=user).values("rule_id")
-    rules = Rule.objects.filter(Q(id__in=via_roles) | Q(id__in=direct))
-    return joined(rules, Cast("id", CharField()), RULE_SEPARATOR)
+    return Q(id__in=via_roles) | Q(id__in=direct)
 
 
 RULE_SEPARATOR = ","

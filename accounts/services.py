@@ -62,13 +62,27 @@ def audit(principal: Any, action: str, obj: Any = None, **data: object) -> None:
 
 
 def audit_if_changed(
-    principal: Any, action: str, obj: Any = None, *, organization_sql: Statement | None = None, **data: object
+    principal: Any,
+    action: str,
+    obj: Any = None,
+    *,
+    organization_sql: Statement | None = None,
+    actor_organization_sql: Statement | None = None,
+    **data: object,
 ) -> Statement:
     """``audit``'s record as one of the writes of ``CompiledUpdate.matching`` (``then``): written with
     the rows that statement changes, if any. ``organization_sql``: the object's organization as a
-    scalar subquery (an object not read before the statement)."""
-    queried = {"object_organization_id": organization_sql} if organization_sql is not None else None
-    return _insert_audit_entry.if_changed(queried, **audit_entry(principal, action, obj, **data))
+    scalar subquery (an object not read before the statement); ``actor_organization_sql``: the
+    caller's (a caller not loaded)."""
+    queried = {
+        name: sql
+        for name, sql in (
+            ("object_organization_id", organization_sql),
+            ("actor_organization_id", actor_organization_sql),
+        )
+        if sql is not None
+    }
+    return _insert_audit_entry.if_changed(queried or None, **audit_entry(principal, action, obj, **data))
 
 
 def audit_children(principal: Any, action: str) -> Children:
@@ -95,12 +109,28 @@ def audit_entry(principal: Any, action: str, obj: Any = None, **data: object) ->
 
 
 def audited_insert(
-    insert: CompiledInsertIf[M], keys: dict[str, int], principal: Any, action: str, **values: object
+    insert: CompiledInsertIf[M],
+    keys: dict[str, int],
+    principal: Any,
+    action: str,
+    *,
+    guard: Statement | None = None,
+    actor_organization_sql: Statement | None = None,
+    **values: object,
 ) -> M | None:
     """``insert(keys, **values)`` and ``audit``'s record of it in one statement (a data-modifying
-    ``WITH``: atomic on its own, one round trip): PostgreSQL only. None when nothing was written."""
+    ``WITH``: atomic on its own, one round trip): PostgreSQL only. None when nothing was written.
+    ``guard``: the caller's check, made by the statement (``CompiledInsertIf.with_entry``);
+    ``actor_organization_sql``: the organization of a caller not loaded, as a scalar subquery."""
+    queried = {"actor_organization_id": actor_organization_sql} if actor_organization_sql else None
     return insert.with_entry(
-        keys, _insert_audit_entry, lambda row: audit_entry(principal, action, row), "object_id", **values
+        keys,
+        _insert_audit_entry,
+        lambda row: audit_entry(principal, action, row),
+        "object_id",
+        guard=guard,
+        queried=queried,
+        **values,
     )
 
 

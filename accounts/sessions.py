@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import cast
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, OuterRef, Q, QuerySet
 from django.dispatch import Signal
 from django.utils import timezone
@@ -23,7 +23,7 @@ from accounts.permissions import Principal
 from accounts.services import audit
 from accounts.tokens import login_tokens
 from vantage6.api.errors import ApiError
-from vantage6.api.sql import joined
+from vantage6.api.sql import Statement, joined
 
 TOKEN_REVOKED = "Token has been revoked"
 # A refresh token just replaced still works this long: the official clients may refresh from two
@@ -174,6 +174,49 @@ def check_current(identity: Authenticatable, claims: dict) -> None:
         if not LoginSession.objects.filter(pk=sid, identity_id=identity.pk, revoked_at__isnull=True).exists():
             raise TokenRevoked
         _known(identity.pk, sid)
+
+
+# The largest token generation a token can carry (the column's range): the SQL form of the check
+# compares it as a parameter.
+MAX_GENERATION = 2**31 - 1
+
+
+def current_login_sql(identity_id: int, claims: dict) -> Statement | None:
+    """``check_current`` as an SQL condition, for a write that checks its caller in its own statement
+    (no lookup of the caller before it): the identity ``identity_id`` has the token's generation, and
+    the token's ``sid`` is a login of it that has not ended. The same rule: a login is only ever deleted
+    when its tokens can no longer be valid, so where ``check_current`` passes this holds, and where it
+    is stricter (a login deleted since this process saw it) the caller is loaded and judged by
+    ``check_current``. None where the claims cannot name a current login."""
+    generation, sid = claims.get("gen"), claims.get("sid")
+    if type(generation) is not int or not 0 <= generation <= MAX_GENERATION or not isinstance(sid, str):
+        return None
+    return _current_login_text(), [identity_id, generation, sid]
+
+
+_current_login_texts: dict[str, str] = {}
+
+
+def _current_login_text() -> str:
+    """The text of ``current_login_sql``'s condition, written once per database backend."""
+    text = _current_login_texts.get(connection.vendor)
+    if text is None:
+        identity, login = Authenticatable._meta, LoginSession._meta
+
+        def quote(name: str | None) -> str:
+            return connection.ops.quote_name(cast(str, name))
+
+        identity_id = f"v6_identity.{quote(identity.pk.column)}"
+        generation = quote(identity.get_field("token_generation").column)
+        login_identity = quote(login.get_field("identity").column)
+        revoked_at = quote(login.get_field("revoked_at").column)
+        text = _current_login_texts[connection.vendor] = (
+            f"EXISTS (SELECT 1 FROM {quote(identity.db_table)} v6_identity WHERE {identity_id} = %s"
+            f" AND v6_identity.{generation} = %s AND EXISTS (SELECT 1 FROM {quote(login.db_table)} v6_login"
+            f" WHERE v6_login.{quote(login.pk.column)} = %s AND v6_login.{login_identity} = {identity_id}"
+            f" AND v6_login.{revoked_at} IS NULL))"
+        )
+    return text
 
 
 def _known(identity_id: int, sid: str) -> None:

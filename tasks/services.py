@@ -32,10 +32,10 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from accounts.authentication import CONTAINER_TOKEN_ENDED
+from accounts.authentication import CONTAINER_TOKEN_ENDED, DeferredCaller
 from accounts.models import User
-from accounts.permissions import Principal, fetch_named
-from accounts.services import audit, audit_children, audit_if_changed, audited_insert
+from accounts.permissions import Principal, fetch_named, reaches_every_sql
+from accounts.services import Actor, audit, audit_children, audit_if_changed, audited_insert
 from accounts.tokens import container_token
 from collaborations.models import AlgorithmStore, Collaboration, Study
 from collaborations.store_client import algorithm_digest, this_server_url, user_authorization
@@ -514,7 +514,14 @@ def _kill_runs(task_ids: list[int], *, mark: bool) -> list[dict]:
     return kill_list
 
 
-def _kill_open_task(principal: Principal, task_id: int, task: Task | None) -> tuple[int, list[dict]] | None:
+def _kill_open_task(
+    principal: Principal | Actor,
+    task_id: int,
+    task: Task | None,
+    *,
+    guard: Statement | None = None,
+    actor_organization_sql: Statement | None = None,
+) -> tuple[int, list[dict]] | None:
     """The usual kill, an open task without subtasks, by one statement after its family's lock (sent
     with it): its open runs marked killed by the UPDATE that finds them, its new status stored
     ("killed": it was open) and the audit record. Where the backend can, the three are one statement
@@ -523,7 +530,8 @@ def _kill_open_task(principal: Principal, task_id: int, task: Task | None) -> tu
     audit record's) and its collaboration come with the statement. Elsewhere they are three, in the
     caller's transaction. The task's collaboration and the nodes' kill list; None when that UPDATE found
     no run, nothing written (a missing, finished or deleted task, subtasks, no open run:
-    ``_kill_runs``'s case)."""
+    ``_kill_runs``'s case). ``guard``, ``actor_organization_sql``: the check and the organization of a
+    caller not loaded, made and read by the statement (PostgreSQL, ``task`` None)."""
     _lock_family.lock_later(task=task_id)
     values = [TaskStatus.KILLED, timezone.now()]
     keys = {"task": task_id}
@@ -532,13 +540,19 @@ def _kill_open_task(principal: Principal, task_id: int, task: Task | None) -> tu
         if task is None:
             organization = _of_task(Task.init_org.field.column, task_id)
             audited = audit_if_changed(
-                principal, "task.kill", Task(pk=task_id), organization_sql=organization
+                principal,
+                "task.kill",
+                Task(pk=task_id),
+                organization_sql=organization,
+                actor_organization_sql=actor_organization_sql,
             )
         else:
             audited = audit_if_changed(principal, "task.kill", task)
         then = [_save_task_status.if_changed(status), audited]
         also = _of_task(Task.collaboration.field.column, task_id) if task is None else None
-        rows = _mark_killed.matching(_open_runs_of_open_task, keys, values, _KILL_LIST_FIELDS, then, also)
+        rows = _mark_killed.matching(
+            _open_runs_of_open_task, keys, values, _KILL_LIST_FIELDS, then, also, guard
+        )
         if not rows:
             return None
         collaboration_id = task.collaboration_id if task is not None else rows[0][3]
@@ -587,14 +601,58 @@ def _send_kill(collaboration_id: int, kill_list: list[dict]) -> None:
         )
 
 
-def task_kill(*, principal: Principal, task_id: int) -> None:
+# The users this process found without a global right to send events when they last killed a task: their
+# kills read the task for the check first, without trying the one statement that would not change a row.
+# Only a hint of the way to go: every kill is checked either way.
+_killers_without_global_right: set[int] = set()
+KILLERS_KEPT = 65536
+
+
+def _kill_by_deferred_user(caller: DeferredCaller, task_id: int) -> tuple[int, list[dict]] | None:
+    """The usual kill in one statement with the caller's own check (its token's login, a global right to
+    send events: then it needs the task for no check), the caller's lookup saved: ``_kill_open_task``'s
+    answer; None when it wrote nothing, for whatever reason."""
+    login = caller.current_sql()
+    if login is None:
+        return None
+    right = reaches_every_sql(caller.id, "event", "send")
+    guard = f"{login[0]} AND {right[0]}", [*login[1], *right[1]]
+    killed = _kill_open_task(
+        Actor(caller.kind, caller.id),
+        task_id,
+        None,
+        guard=guard,
+        actor_organization_sql=_organization_of_caller(caller),
+    )
+    if killed is not None:
+        caller.seen()
+    return killed
+
+
+def task_kill(*, principal: Principal | DeferredCaller, task_id: int) -> None:
     """Stop the open runs of a task and of its direct children (the task must not be finished), for a
     user who may send events to the task's collaboration."""
     # Where it is one statement (PostgreSQL) the usual kill is a transaction of its own; the others (and
     # the usual one on an SQLite with RETURNING, 3.35 or later) are made in one of Django's. A caller
     # whose right reaches every collaboration needs the task for no check: the usual kill comes first,
-    # and the task is read only when it changed nothing (for the 404, the 400, a family).
+    # and the task is read only when it changed nothing (for the 404, the 400, a family). A caller not
+    # loaded yet is checked by that statement itself, and loaded only when it changed nothing.
     alone = features(connection).supports_data_modifying_with
+    if isinstance(principal, DeferredCaller):
+        caller_id = principal.id
+        tried = alone and caller_id not in _killers_without_global_right
+        killed = _kill_by_deferred_user(principal, task_id) if tried else None
+        if killed is not None:
+            _send_kill(*killed)  # after the commit
+            return
+        principal = principal.load()
+        if principal.reaches_every("event", "send"):
+            _killers_without_global_right.discard(caller_id)
+            alone = alone and not tried  # tried: the transaction's kill follows
+        else:
+            if len(_killers_without_global_right) >= KILLERS_KEPT:
+                _killers_without_global_right.clear()
+            _killers_without_global_right.add(caller_id)
     if alone and principal.reaches_every("event", "send"):
         killed = _kill_open_task(principal, task_id, None)
         if killed is not None:
@@ -772,7 +830,7 @@ def _run_of_node(principal: Principal, run_id: int) -> Run:
     return run
 
 
-def _runs_of_node(run: int, organization: int, collaboration: int) -> QuerySet[Run]:
+def _runs_of_node(run: int, organization: int | Subquery, collaboration: int | Subquery) -> QuerySet[Run]:
     """The run, if the node of this organization in this collaboration executes it (the permission
     engine's rule for the runs a node writes, for SQL built once): only while the organization is a
     member of the collaboration."""
@@ -793,9 +851,68 @@ _insert_port_of_node = CompiledInsertIf(
 )
 
 
-def port_create(*, principal: Principal, run_id: int, port: int, label: str | None) -> AlgorithmPort:
+# The same rule for a node not loaded (``DeferredCaller``): its organization and collaboration as the
+# database has them.
+_insert_port_of_calling_node = CompiledInsertIf(
+    AlgorithmPort,
+    ["run", "port", "label"],
+    CompiledRows(
+        lambda run, node: _runs_of_node(
+            run,
+            Subquery(Node.objects.filter(pk=node).values("organization_id")),
+            Subquery(Node.objects.filter(pk=node).values("collaboration_id")),
+        ).values_list("id"),
+        "run",
+        "node",
+    ),
+)
+
+
+def _organization_of_caller(caller: DeferredCaller) -> Statement:
+    """The organization of a user or node not loaded, as a scalar subquery (its audit records')."""
+    model = Node if caller.kind == "node" else User
+    quote = connection.ops.quote_name
+    table, key = quote(model._meta.db_table), quote(cast(str, model._meta.pk.column))
+    return f"SELECT {quote(model.organization.field.column)} FROM {table} WHERE {key} = %s", [caller.id]
+
+
+def _port_of_deferred_node(
+    caller: DeferredCaller, run_id: int, port: int, label: str | None
+) -> AlgorithmPort | None:
+    """The usual port in one statement with the caller's own check (its token's login, its run): the
+    caller's lookup saved. None when it wrote nothing, for whatever reason."""
+    guard = caller.current_sql()
+    if guard is None:
+        return None
+    keys = {"run": run_id, "node": caller.id}
+    algorithm_port = audited_insert(
+        _insert_port_of_calling_node,
+        keys,
+        Actor(caller.kind, caller.id),
+        "port.create",
+        guard=guard,
+        actor_organization_sql=_organization_of_caller(caller),
+        run_id=run_id,
+        port=port,
+        label=label,
+    )
+    if algorithm_port is not None:
+        caller.seen()
+    return algorithm_port
+
+
+def port_create(
+    *, principal: Principal | DeferredCaller, run_id: int, port: int, label: str | None
+) -> AlgorithmPort:
     # The usual case in one statement: the port of a run the calling node executes (where the backend
-    # can, with its audit record: one round trip, no transaction of its own).
+    # can, with its audit record: one round trip, no transaction of its own), and with the caller's
+    # check when it was not loaded (one round trip for the whole request).
+    if isinstance(principal, DeferredCaller):
+        if features(connection).supports_data_modifying_with:
+            algorithm_port = _port_of_deferred_node(principal, run_id, port, label)
+            if algorithm_port is not None:
+                return algorithm_port
+        principal = principal.load()
     keys = {
         "run": run_id,
         "organization": principal.organization_id,
@@ -803,7 +920,9 @@ def port_create(*, principal: Principal, run_id: int, port: int, label: str | No
     }
     values = {"run_id": run_id, "port": port, "label": label}
     if features(connection).supports_data_modifying_with:
-        algorithm_port = audited_insert(_insert_port_of_node, keys, principal, "port.create", **values)
+        algorithm_port = audited_insert(
+            _insert_port_of_node, keys, principal, "port.create", run_id=run_id, port=port, label=label
+        )
         if algorithm_port is not None:
             return algorithm_port
     with transaction.atomic():

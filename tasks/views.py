@@ -154,12 +154,13 @@ class ResultViewSet(ListAction, ApiViewSet):
 
 class PortViewSet(ApiViewSet):
     clients = (NODE,)
+    deferred_actions = frozenset({"create"})
 
     @extend_schema(request=PortInput, responses={201: PortOutput})
     def create(self, request: Request) -> Response:
         data = validated(PortInput, request.data)
         port = services.port_create(
-            principal=self.principal, run_id=data["run_id"], port=data["port"], label=data.get("label")
+            principal=self.deferred_caller, run_id=data["run_id"], port=data["port"], label=data.get("label")
         )
         return Response(PortOutput.one(port), status=201)
 
@@ -177,11 +178,12 @@ class PortViewSet(ApiViewSet):
 
 class KillViewSet(ApiViewSet):
     clients = (USER,)
+    deferred_actions = frozenset({"task"})
 
     @extend_schema(request=IdInput, responses=MessageOutput)
     def task(self, request: Request) -> Response:
         task_id = validated(IdInput, request.data)["id"]
-        services.task_kill(principal=self.principal, task_id=task_id)
+        services.task_kill(principal=self.deferred_caller, task_id=task_id)
         return Response({"msg": f"Nodes have been instructed to kill the runs of task id={task_id}."})
 
     @extend_schema(request=IdInput, responses=MessageOutput)

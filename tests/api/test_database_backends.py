@@ -450,13 +450,14 @@ def test_a_write_begins_with_its_first_statement_and_commits_with_its_audit_reco
     )
 
     assert response.status_code == 201, response.content
-    # The caller (its statement prepared by the call before); the port with its audit record, one
-    # statement (atomic alone, without BEGIN and COMMIT; prepared with its first use): two round trips
-    # (psycopg2 sent BEGIN and COMMIT on their own, and the audit record was a round trip of its own).
-    caller, insert = sent
-    assert caller.startswith("EXECUTE v6_")
+    # The port with its audit record and the caller's check (its token's login, its run), one statement
+    # (atomic alone, without BEGIN and COMMIT; prepared with its first use): one round trip (psycopg2
+    # sent BEGIN and COMMIT on their own, the audit record was a round trip of its own, and the caller
+    # was read before the write).
+    (insert,) = sent
     assert insert.startswith("PREPARE v6_") and " AS WITH n AS (" in insert
-    assert 'INSERT INTO "algorithmport"' in sent[1] and 'INSERT INTO "audit_entry"' in sent[1]
+    assert 'INSERT INTO "algorithmport"' in insert and 'INSERT INTO "audit_entry"' in insert
+    assert 'FROM "login_session"' in insert
     # Committed, as seen by another connection.
     port = response.json()["id"]
     assert from_another_connection("SELECT port, label FROM algorithmport WHERE id = %s", port) == [

@@ -409,15 +409,21 @@ def _keyed_row(
     key: str,
     *,
     typed: bool = False,
+    queried: dict[str, Statement] | None = None,
 ) -> tuple[list[str], list]:
     """The places of ``obj``'s values of ``fields`` in an ``INSERT``, those of the fields ``keyed`` the
     SQL ``key``, and the parameters of the others (as ``_inserted_values``). ``typed``: each place cast
     to its column's type (without its length: a value is not cut), for rows selected from ``VALUES``,
-    whose untyped values would be taken as text."""
+    whose untyped values would be taken as text. ``queried``: fields whose value is a scalar
+    subquery's, by name."""
     places, params = [], []
     for field in fields:
+        subquery = queried.get(field.name) if queried else None
         if field.name in keyed:
             places.append(key)
+        elif subquery is not None:
+            places.append(f"({subquery[0]})")
+            params.extend(subquery[1])
         else:
             places.append(f"CAST(%s AS {_column_type(field, connection)})" if typed else "%s")
             params.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
@@ -738,13 +744,15 @@ class CompiledUpdate(_CompiledWrite[M]):
         returning: Sequence[str],
         then: Sequence[Statement] = (),
         also: Statement | None = None,
+        guard: Statement | None = None,
     ) -> list[tuple]:
         """``filter(pk__in=<the keys of condition's rows>).update(...)`` with the fields' ``values``, in
         one statement: the ``returning`` fields (integer columns, no converters) of the rows it changed.
         Needs ``UPDATE ... RETURNING`` (PostgreSQL; SQLite 3.35 or later). ``then``: writes (of
         ``if_changed``) made in the same statement if it changed a row (a data-modifying ``WITH``,
         atomic on its own: ``supports_data_modifying_with``). ``also``: a scalar subquery whose value
-        ends each row (with ``then`` only)."""
+        ends each row (with ``then`` only). ``guard``: an SQL condition without which no row changes
+        (the caller's, checked by the statement itself)."""
         if not _in_range(keys):
             return []
         connection = connections[DEFAULT_DB_ALIAS]
@@ -755,7 +763,8 @@ class CompiledUpdate(_CompiledWrite[M]):
         query, condition_params = condition.query(connection, keys)
         quote = connection.ops.quote_name
         columns = ", ".join(quote(self._column(name)) for name in returning)
-        sql = f"{self.sql(connection)} IN ({query.sql}) RETURNING {columns}"
+        guarded = f" AND {guard[0]}" if guard is not None else ""
+        sql = f"{self.sql(connection)} IN ({query.sql}){guarded} RETURNING {columns}"
         assert then or also is None, "a subquery in the rows of the WITH form only"
         if then:
             writes = "".join(f", w{i} AS ({write})" for i, (write, _) in enumerate(then))
@@ -765,7 +774,8 @@ class CompiledUpdate(_CompiledWrite[M]):
         with connection.cursor() as cursor:
             then_params = [param for _, write_params in then for param in write_params]
             also_params = also[1] if also is not None else []
-            cursor.execute(sql, [*params, *condition_params, *then_params, *also_params])
+            guard_params = guard[1] if guard is not None else []
+            cursor.execute(sql, [*params, *condition_params, *guard_params, *then_params, *also_params])
             return cursor.fetchall()
 
     def rows(self, pks: Sequence[int], values: Sequence[object]) -> int:
@@ -838,26 +848,33 @@ class CompiledInsertIf(_CompiledWrite[M]):
         entry: CompiledInsert,
         entry_values: Callable[[M], dict],
         reference: str,
+        guard: Statement | None = None,
+        queried: dict[str, Statement] | None = None,
         **values: object,
     ) -> M | None:
         """``self(keys, **values)`` and, in the same statement, one row of ``entry`` (the values
         ``entry_values`` gives for the new instance) whose field ``reference`` is the new row's key:
         a data-modifying ``WITH`` (``supports_data_modifying_with``), atomic on its own. Neither row is
-        written when ``condition`` finds no row."""
+        written when ``condition`` finds no row, or ``guard`` (an SQL condition: the caller's, checked
+        by the statement itself) does not hold. ``queried``: fields of ``entry`` whose value is a scalar
+        subquery's, by name."""
         if (prepared := self._prepared(keys, values)) is None:
             return None
         connection, instance, params, condition_sql, condition_params = prepared
         noted = entry.model(**entry_values(instance))
         key = connection.ops.quote_name(self.pk_column)
-        columns, noted_params = _keyed_row(entry.fields, noted, connection, [reference], f"n.{key}")
+        columns, noted_params = _keyed_row(
+            entry.fields, noted, connection, [reference], f"n.{key}", queried=queried
+        )
         head = entry.sql(connection).partition(" VALUES ")[0]
+        guarded, guard_params = (f" AND {guard[0]}", guard[1]) if guard is not None else ("", [])
         sql = (
-            f"WITH n AS ({self.sql(connection)} ({condition_sql}) RETURNING {key}), "
+            f"WITH n AS ({self.sql(connection)} ({condition_sql}){guarded} RETURNING {key}), "
             f"e AS ({head} SELECT {', '.join(columns)} FROM n) SELECT {key} FROM n"
         )
         _prepare(connection, sql)  # the same text on every call
         with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, *condition_params, *noted_params])
+            cursor.execute(sql, [*params, *condition_params, *guard_params, *noted_params])
             row = cursor.fetchone()
         return None if row is None else _saved(instance, row[0], connection.alias)
 
