@@ -114,7 +114,7 @@ CASES = [
     *_cases(
         "organization ids", "/api/collaboration", "root",
         lambda w, value: {"name": _name("collab"), "encrypted": False, "organization_ids": value(w)},
-        [lambda w: [w.org_a.pk, w.org_b.pk], lambda w: [w.org_a.pk, w.org_a.pk]],
+        [lambda w: [w.org_a.pk, w.org_b.pk], lambda w: [w.org_a.pk, w.org_a.pk], lambda _w: []],
     ),
     *_cases("task", "/api/task", "researcher", lambda w, value: {**w.task, **value}, TASK_CHANGES),
     *_cases(
@@ -165,3 +165,11 @@ def test_a_request_the_server_cannot_read_is_a_documented_answer(api, document, 
         if str(response.status_code) not in document["paths"][path]["get"]["responses"]:
             undocumented.append(f"{path}: {response.status_code}")
     assert not undocumented
+
+
+def test_a_body_refused_when_empty_is_documented_as_required(api, document):
+    """No body is read as an empty one: where that is refused, the document requires a body."""
+    response = api.post("/api/recover/lost")
+
+    assert response.status_code == 400
+    assert document["paths"]["/api/recover/lost"]["post"]["requestBody"]["required"] is True

@@ -16,7 +16,7 @@ from typing import Any
 from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.plumbing import ResolvedComponent
+from drf_spectacular.plumbing import ResolvedComponent, force_instance
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import Direction, OpenApiParameter, extend_schema_serializer
 from rest_framework import serializers
@@ -136,6 +136,8 @@ BLANK = {"type": "string", "maxLength": 0}  # drf-spectacular's alternative of a
 def stated_rules(field: serializers.Field) -> list[dict]:
     """The JSON-schema keywords of the rules ``field`` checks beyond its type and DRF's own keywords."""
     rules = [validator.schema for validator in field.validators if isinstance(validator, StatedRule)]
+    if isinstance(field, serializers.ListField) and not field.allow_empty:
+        rules.append({"minItems": 1})
     if isinstance(field, serializers.CharField):
         if any(isinstance(v, ProhibitNullCharactersValidator) for v in field.validators):
             rules.append(NO_NUL_CHARACTER)
@@ -161,6 +163,17 @@ def add_rule(schema: dict, rule: dict) -> None:
             schema[keyword] = _TIGHTER[keyword](schema[keyword], value)
         elif schema[keyword] != value:
             schema.setdefault("allOf", []).append({keyword: value})
+
+
+def _refuses_empty(serializer: serializers.Serializer) -> bool:
+    """Whether a rule of the body as a whole refuses an empty body."""
+    for rule in serializer.validators:
+        if isinstance(rule, StatedRule):
+            try:
+                rule({})
+            except serializers.ValidationError:
+                return True
+    return False
 
 
 def _nullable_in_model(field: serializers.Field, attname: str) -> bool:
@@ -403,6 +416,15 @@ class ApiSchema(AutoSchema):
         alternative = self._map_serializer_field(other, direction)
         self._insert_field_validators(other, alternative)
         return {"oneOf": [schema, alternative]}
+
+    def _get_request_body(self, direction: Direction = "request") -> dict | None:
+        body = super()._get_request_body(direction)
+        # No body is read as ``{}``: one that a rule of the body refuses empty is required.
+        if body and self.method in BODY_METHODS:
+            serializer = force_instance(self.get_request_serializer())
+            if isinstance(serializer, serializers.Serializer) and _refuses_empty(serializer):
+                body["required"] = True
+        return body
 
     def _insert_field_validators(self, field: serializers.Field, schema: dict) -> None:
         super()._insert_field_validators(field, schema)
