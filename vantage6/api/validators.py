@@ -85,8 +85,12 @@ class AnyKeyRequired(StatedRule):
 # An http(s) URL with a host (``http://server:5000`` too); or nothing.
 HTTP_URL = r"^$|^[hH][tT][tT][pP][sS]?://[^/?#]"
 
-# A UUID in the spellings ``uuid.UUID`` reads: either case, hyphens or none, in braces or a URN.
-UUID = r"^(urn:uuid:)?\{?[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\}?$"
+# A UUID in the spellings ``uuid.UUID`` reads: either case, hyphens or none, in braces or a URN (braces
+# as alternatives: a schema fuzzer rewrites a brace's ``?`` into a quantifier it cannot read).
+UUID = (
+    r"^(urn:uuid:)?([{]|)[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
+    r"[0-9a-fA-F]{12}([}]|)$"
+)
 
 # A number as a name is written: a sign, digits and a decimal point, blanks around it (a name is refused
 # when it is one, as vantage6 refuses numeric names).
