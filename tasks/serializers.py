@@ -200,7 +200,13 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-@extend_schema_field({"type": "string", "description": "An ISO-8601 date or time (UTC when without offset)."})
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": "date-time",
+        "description": "An ISO-8601 date or time (UTC when without offset).",
+    }
+)
 class IsoDateTimeField(serializers.Field):
     """Any ISO-8601 date or datetime, stored as naive UTC."""
 

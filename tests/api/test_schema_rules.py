@@ -123,6 +123,11 @@ CASES = [
         [{"method": "avg"}, plain(), 5, ["x"]],
     ),
     *_cases("recovery", "/api/recover/lost", "anonymous", lambda _w, value: value, RECOVERIES),
+    *_cases(
+        "two-factor code", "/api/token/user", "anonymous",
+        lambda _w, value: {"username": "nobody", "password": "wrong", "mfa_code": value},
+        [123456, "123456", 9999999999, 10000000000, -999999999, -1000000000, "12345678901"],
+    ),
 ]  # fmt: skip
 
 

@@ -105,7 +105,8 @@ def datetime_param(request: Request, name: str) -> datetime | None:
 def parse_datetime(raw: str) -> datetime:
     """Any ISO-8601 date or datetime, as naive UTC (raises ValueError)."""
 
-    value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    # RFC 3339 also writes UTC as a lower-case ``z`` (the API document's ``date-time``).
+    value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     if value.tzinfo is not None:
         try:
             value = value.astimezone(UTC).replace(tzinfo=None)

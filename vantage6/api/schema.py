@@ -136,6 +136,9 @@ BLANK = {"type": "string", "maxLength": 0}  # drf-spectacular's alternative of a
 def stated_rules(field: serializers.Field) -> list[dict]:
     """The JSON-schema keywords of the rules ``field`` checks beyond its type and DRF's own keywords."""
     rules = [validator.schema for validator in field.validators if isinstance(validator, StatedRule)]
+    if isinstance(field, serializers.IPAddressField) and field.protocol == "both":
+        forms = [{"format": "ipv4"}, {"format": "ipv6"}, *([{"maxLength": 0}] if field.allow_blank else [])]
+        rules.append({"anyOf": forms})
     if isinstance(field, serializers.ListField) and not field.allow_empty:
         rules.append({"minItems": 1})
     if isinstance(field, serializers.CharField):
