@@ -62,6 +62,7 @@ PASSWORDS = [
     "Password\u0661!",
     " Pass word1 ",
 ]
+EMAILS = ["a@example.org", "0@0.a", "a@localhost", "a@b.co", "a@[1.2.3.4]"]
 PUBLIC_KEYS = ["YWJj", "YWI=", "YQ==", "YWJjZA==", "", "YWJjZA=", "Y", "a b", "YQ===", "YQ", "Y\x00Q="]
 API_KEYS = [
     "00000000-0000-4000-8000-000000000000",
@@ -100,6 +101,7 @@ RECOVERIES = [
 ]
 CASES = [
     *_cases("password", "/api/user", "root", lambda w, value: _user(w.org_a.pk, value), PASSWORDS),
+    *_cases("email", "/api/user", "root", lambda w, value: {**_user(w.org_a.pk), "email": value}, EMAILS),
     *_cases(
         "role name", "/api/role", "root",
         lambda w, value: {"name": value, "rules": [w.rule], "organization_id": w.org_a.pk},

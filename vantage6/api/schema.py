@@ -13,7 +13,7 @@ import inspect
 import re
 from typing import Any
 
-from django.core.validators import ProhibitNullCharactersValidator
+from django.core.validators import EmailValidator, ProhibitNullCharactersValidator
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent, force_instance
@@ -130,6 +130,9 @@ NAIVE_TIMESTAMP = {
 # trims blanks and refuses an empty text) something besides blanks.
 NO_NUL_CHARACTER = {"not": {"type": "string", "pattern": "\\u0000"}}
 NOT_BLANK = {"pattern": r"\S"}
+# What Django's e-mail validator asks of a domain beyond ``format: email``: a top-level part of two
+# characters or more (``0@0.a`` is refused), an address literal, or ``localhost``.
+EMAIL_DOMAIN = {"pattern": "@(localhost|.*([.][A-Za-z0-9\u00a1-\uffff-]{2,63}|\\]))$"}
 BLANK = {"type": "string", "maxLength": 0}  # drf-spectacular's alternative of an empty text
 
 
@@ -139,6 +142,8 @@ def stated_rules(field: serializers.Field) -> list[dict]:
     if isinstance(field, serializers.IPAddressField) and field.protocol == "both":
         forms = [{"format": "ipv4"}, {"format": "ipv6"}, *([{"maxLength": 0}] if field.allow_blank else [])]
         rules.append({"anyOf": forms})
+    if any(isinstance(v, EmailValidator) for v in field.validators):
+        rules.append(EMAIL_DOMAIN)
     if isinstance(field, serializers.ListField) and not field.allow_empty:
         rules.append({"minItems": 1})
     if isinstance(field, serializers.CharField):
