@@ -13,6 +13,7 @@ from accounts.models import BCRYPT_MAX_BYTES, AuditEntry, Role, Rule, User
 from accounts.selectors import user_permissions
 from vantage6.api.fields import IdField, ListLinkField, RefField, TextOrNumberField, TimestampField, id_list
 from vantage6.api.serializers import OutputSerializer
+from vantage6.api.validators import AnyKeyRequired, Excluded, StatedRule, not_a_number
 
 
 def _optional_text(max_length: int) -> serializers.CharField:
@@ -20,25 +21,50 @@ def _optional_text(max_length: int) -> serializers.CharField:
 
 
 # --- passwords -------------------------------------------------------------------------------------
+# Characters the policy asks for, as Python and ECMA-262 read them alike (the document states them).
 _PASSWORD_RULES = (
-    (re.compile(r"\d"), "Password must contain at least one digit"),
-    (re.compile(r"[A-Z]"), "Password must contain at least one uppercase letter"),
-    (re.compile(r"[a-z]"), "Password must contain at least one lowercase letter"),
-    (re.compile(r"[^a-zA-Z0-9]"), "Password must contain at least one special character"),
+    ("[0-9]", "Password must contain at least one digit"),
+    ("[A-Z]", "Password must contain at least one uppercase letter"),
+    ("[a-z]", "Password must contain at least one lowercase letter"),
+    ("[^a-zA-Z0-9]", "Password must contain at least one special character"),
 )
+_PASSWORD_LENGTHS = (8, 128)
 
 
-def validate_password_policy(value: str) -> str:
-    """8 to 128 characters with a digit, an upper- and a lower-case letter and a special character."""
-    errors = [] if 8 <= len(value) <= 128 else ["Password must be between 8 and 128 characters long"]
-    if len(value.encode()) > BCRYPT_MAX_BYTES:
-        errors.append(
-            f"Password must be at most {BCRYPT_MAX_BYTES} bytes long (characters outside ASCII count 2 to 4)"
+class PasswordPolicy(StatedRule):
+    """8 to 128 characters, at most ``BCRYPT_MAX_BYTES`` bytes (so at most that many characters), with a
+    digit, an upper- and a lower-case letter and a special character."""
+
+    schema = {
+        "minLength": _PASSWORD_LENGTHS[0],
+        "maxLength": min(_PASSWORD_LENGTHS[1], BCRYPT_MAX_BYTES),
+        "allOf": [{"pattern": pattern} for pattern, _message in _PASSWORD_RULES],
+        "description": (
+            f"A password of {_PASSWORD_LENGTHS[0]} to {_PASSWORD_LENGTHS[1]} characters and at most "
+            f"{BCRYPT_MAX_BYTES} bytes in UTF-8 (characters outside ASCII count 2 to 4), with a digit, an "
+            "upper- and a lower-case letter and a special character."
+        ),
+    }
+
+    def __call__(self, value: str) -> str:
+        low, high = _PASSWORD_LENGTHS
+        errors = (
+            []
+            if low <= len(value) <= high
+            else [f"Password must be between {low} and {high} characters long"]
         )
-    errors += [message for pattern, message in _PASSWORD_RULES if not pattern.search(value)]
-    if errors:
-        raise serializers.ValidationError(errors)
-    return value
+        if len(value.encode()) > BCRYPT_MAX_BYTES:
+            errors.append(
+                f"Password must be at most {BCRYPT_MAX_BYTES} bytes long "
+                "(characters outside ASCII count 2 to 4)"
+            )
+        errors += [message for pattern, message in _PASSWORD_RULES if not re.search(pattern, value)]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+validate_password_policy = PasswordPolicy()
 
 
 def password_field(*, policy: bool) -> serializers.CharField:
@@ -175,10 +201,8 @@ class RecoverLostInput(serializers.Serializer):
     email = serializers.EmailField(max_length=256, required=False)
     username = serializers.CharField(max_length=128, required=False)
 
-    def validate(self, attrs: dict) -> dict:
-        if not attrs.get("email") and not attrs.get("username"):
-            raise serializers.ValidationError("Provide a username or an email address")
-        return attrs
+    class Meta:
+        validators = [AnyKeyRequired(("email", "username"), "Provide a username or an email address")]
 
 
 class ResetTokenInput(serializers.Serializer):
@@ -227,16 +251,20 @@ class UserUpdateInput(serializers.Serializer):
 
 
 # --- roles -----------------------------------------------------------------------------------------
+_ROLE_NAME_RULES: list[StatedRule] = [
+    Excluded(DEFAULT_ROLE_NAMES, "Role name '{value}' is reserved for a default role"),
+    not_a_number("Role name cannot be a number"),
+]
+
+
 def validate_role_name(value: str) -> str:
-    if value in DEFAULT_ROLE_NAMES:
-        raise serializers.ValidationError(f"Role name '{value}' is reserved for a default role")
-    if value.strip().lstrip("-").isdigit():
-        raise serializers.ValidationError("Role name cannot be a number")
+    for rule in _ROLE_NAME_RULES:
+        rule(value)
     return value
 
 
 class RoleCreateInput(serializers.Serializer):
-    name = serializers.CharField(max_length=128, validators=[validate_role_name])  # type: ignore[list-item]
+    name = serializers.CharField(max_length=128, validators=_ROLE_NAME_RULES)
     description = _optional_text(1024)
     rules = id_list()
     organization_id = IdField(required=False, allow_null=True)
@@ -246,7 +274,7 @@ class RoleUpdateInput(serializers.Serializer):
     # The official client sends null for what it leaves unchanged.
     name = serializers.CharField(
         max_length=128,
-        validators=[validate_role_name],  # type: ignore[list-item]
+        validators=_ROLE_NAME_RULES,
         required=False,
         allow_null=True,
     )

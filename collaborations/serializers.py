@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -14,21 +13,12 @@ from vantage6.api.fields import IdField, ListLinkField, RefField, id_list
 from vantage6.api.references import list_link
 from vantage6.api.schema import Embeddable
 from vantage6.api.serializers import OutputSerializer
+from vantage6.api.validators import HTTP_URL, TextPattern, UniqueItems, not_a_number
 
-
-def _unique_ids(values: list[int] | None) -> list[int] | None:
-    if values is not None and len(set(values)) != len(values):
-        raise serializers.ValidationError("The ids must be unique.")
-    return values
-
-
-def _proper_name(value: Any) -> Any:
-    if value is not None:
-        if not value.strip():
-            raise serializers.ValidationError("Name cannot be empty.")
-        if value.strip().isnumeric():
-            raise serializers.ValidationError("Name cannot be a number.")
-    return value
+_unique_ids = UniqueItems("The ids must be unique.")
+_proper_name = not_a_number("Name cannot be a number.")
+# Base64 with its padding, as ``base64.b64decode`` decodes it.
+_BASE64 = r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 
 class IdInput(serializers.Serializer):
@@ -68,16 +58,14 @@ class OrganizationCreateInput(serializers.Serializer):
     country = _text()
     # base64 of the PEM; stored as the decoded bytes.
     public_key = serializers.CharField(
-        allow_blank=True, allow_null=True, required=False, trim_whitespace=True
-    )
+        allow_blank=True, allow_null=True, required=False, trim_whitespace=True,
+        validators=[TextPattern(_BASE64, "The public key must be base64 encoded.")],
+    )  # fmt: skip
 
     def validate_public_key(self, value: str | None) -> bytes | None:
         if not value:
             return None if value is None else b""
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise serializers.ValidationError("The public key must be base64 encoded.") from None
+        return base64.b64decode(value, validate=True)
 
     def validate(self, attrs: dict) -> dict:
         # Fields sent as null are left alone.
@@ -171,6 +159,8 @@ class AlgorithmStoreOutput(OutputSerializer):
 class _CollaborationIdField(IdField):
     """A collaboration id; the official client sends it as a one-element list."""
 
+    also_takes = id_list(min_length=1, max_length=1)  # for the document
+
     def to_internal_value(self, data: Any) -> int:
         if isinstance(data, list) and len(data) == 1:
             data = data[0]
@@ -178,11 +168,9 @@ class _CollaborationIdField(IdField):
 
 
 class _HttpUrlField(serializers.URLField):
-    def to_internal_value(self, data: Any) -> str:
-        value = super().to_internal_value(data)
-        if not value.lower().startswith(("http://", "https://")):
-            raise serializers.ValidationError("Only http and https URLs are supported.")
-        return value
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators.append(TextPattern(HTTP_URL, "Only http and https URLs are supported."))
 
 
 class AlgorithmStoreCreateInput(serializers.Serializer):

@@ -12,6 +12,7 @@ from rest_framework import serializers
 from nodes.models import Node
 from vantage6.api.fields import IdField, RefField, TimestampField
 from vantage6.api.serializers import OutputSerializer
+from vantage6.api.validators import UUID, TextPattern
 
 
 class NodeSimpleOutput(OutputSerializer):
@@ -99,13 +100,10 @@ class NodeUpdateInput(serializers.Serializer):
 
 
 class NodeLoginInput(serializers.Serializer):
-    api_key = serializers.CharField(max_length=64)
+    api_key = serializers.CharField(max_length=64, validators=[TextPattern(UUID, "Not a valid UUID.")])
 
     def validate_api_key(self, value: str) -> uuid.UUID:
-        try:
-            return uuid.UUID(value)
-        except ValueError:
-            raise serializers.ValidationError("Not a valid UUID.") from None
+        return uuid.UUID(value)
 
 
 class NodeRecoverInput(serializers.Serializer):

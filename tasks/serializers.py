@@ -6,7 +6,6 @@ import base64
 import json
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlparse
 
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
@@ -19,6 +18,7 @@ from vantage6.api.params import parse_datetime
 from vantage6.api.references import list_link, ref
 from vantage6.api.schema import Embeddable, ReferenceOutput
 from vantage6.api.serializers import OutputSerializer
+from vantage6.api.validators import HTTP_URL, AnyKeyRequired, TextPattern, not_a_number
 
 
 # --- output -------------------------------------------------------------------------------------------
@@ -200,7 +200,13 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-@extend_schema_field({"type": "string", "description": "An ISO-8601 date or time (UTC when without offset)."})
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": "date-time",
+        "description": "An ISO-8601 date or time (UTC when without offset).",
+    }
+)
 class IsoDateTimeField(serializers.Field):
     """Any ISO-8601 date or datetime, stored as naive UTC."""
 
@@ -235,6 +241,8 @@ class RunInputField(StrictCharField):
     """A run's input string; the object older clients send is taken as unencrypted input, i.e. base64
     of its JSON (what the node reads), and then checked like any other input."""
 
+    also_takes = serializers.DictField()  # for the document
+
     def to_internal_value(self, data: Any) -> str:
         if isinstance(data, dict):
             data = base64.b64encode(json.dumps(data).encode()).decode()
@@ -246,10 +254,14 @@ class OrganizationInput(serializers.Serializer):
     input = RunInputField(allow_blank=True)
 
 
+STEP_FUNCTION = "function"  # the key every preprocessing step has
+
+
+@extend_schema_field({"type": "object", "additionalProperties": {}, "required": [STEP_FUNCTION]})
 class PreprocessingStep(serializers.DictField):
     def to_internal_value(self, data: Any) -> dict:
         value = super().to_internal_value(data)
-        if "function" not in value:
+        if STEP_FUNCTION not in value:
             raise serializers.ValidationError("Each preprocessing step needs a 'function'.")
         return value
 
@@ -265,6 +277,8 @@ class DatabaseInput(StrictSerializer):
 class DatabasesField(serializers.ListField):
     """A list of database entries, or a single label."""
 
+    also_takes = DatabaseInput._declared_fields["label"]  # for the document
+
     def __init__(self, **kwargs) -> None:
         super().__init__(child=DatabaseInput(), **kwargs)
 
@@ -274,34 +288,32 @@ class DatabasesField(serializers.ListField):
         return super().to_internal_value(data)
 
 
-def http_url(value: str) -> None:
-    """An http(s) URL with a host; hosts without a domain (``http://server:5000``) are fine."""
-    parts = urlparse(value)
-    if value and (parts.scheme not in ("http", "https") or not parts.netloc):
-        raise serializers.ValidationError("Enter an http(s) URL.")
-
-
-def not_numeric(value: str) -> None:
-    if value.strip().lstrip("+-").replace(".", "", 1).isdigit():
-        raise serializers.ValidationError("Must not be a number.")
-
-
 class TaskInput(serializers.Serializer):
-    name = StrictCharField(max_length=128, required=False, allow_blank=True, validators=[not_numeric])
+    name = StrictCharField(
+        max_length=128, required=False, allow_blank=True, validators=[not_a_number("Must not be a number.")]
+    )
     description = StrictCharField(max_length=1024, required=False, allow_blank=True)
     image = StrictCharField(min_length=1, max_length=512)
     collaboration_id = IdField(required=False, allow_null=True)
     study_id = IdField(required=False, allow_null=True)
     store_id = IdField(required=False, allow_null=True)
-    server_url = StrictCharField(required=False, allow_null=True, allow_blank=True, validators=[http_url])
+    server_url = StrictCharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        validators=[TextPattern(HTTP_URL, "Enter an http(s) URL.")],
+    )
     organizations = serializers.ListField(child=OrganizationInput(), min_length=1)
     databases = DatabasesField(required=False, allow_null=True)
 
-    def validate(self, attrs: dict) -> dict:
-        if not attrs.get("collaboration_id") and not attrs.get("study_id"):
-            raise serializers.ValidationError(
-                {"collaboration_id": ["Either a collaboration_id or a study_id is required."]}
+    class Meta:
+        validators = [
+            AnyKeyRequired(
+                ("collaboration_id", "study_id"), "Either a collaboration_id or a study_id is required."
             )
+        ]
+
+    def validate(self, attrs: dict) -> dict:
         ids = [org["id"] for org in attrs["organizations"]]
         if len(set(ids)) != len(ids):
             raise serializers.ValidationError({"organizations": ["An organization is listed twice."]})

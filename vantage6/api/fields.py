@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Model
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from vantage6.api.references import list_link, ref
@@ -38,12 +37,20 @@ def format_datetime(value: datetime | None) -> str | None:
     return value.isoformat()
 
 
-@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "integer"}]})
 class TextOrNumberField(serializers.CharField):
     """Text a client may also send as a number, read as text (a two-factor code: the official client
     sends the ``int | str`` it is given). Other text fields take text only (``serializers.validated``)."""
 
     takes_numbers = True
+
+    @property
+    def also_takes(self) -> serializers.IntegerField:
+        """The numbers it takes (for the document): those whose text is not longer than its own."""
+        if self.max_length is None:
+            return serializers.IntegerField()
+        return serializers.IntegerField(
+            min_value=1 - 10 ** (self.max_length - 1), max_value=10**self.max_length - 1
+        )
 
 
 class TimestampField(serializers.DateTimeField):

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 
 from vantage6.api.errors import bad_request
 from vantage6.api.sql import MAX_KEY
+from vantage6.api.validators import TextPattern
 
 
 def param_values(request: Request, name: str) -> list[str]:
@@ -111,7 +112,8 @@ def datetime_param(request: Request, name: str) -> datetime | None:
 def parse_datetime(raw: str) -> datetime:
     """Any ISO-8601 date or datetime, as naive UTC (raises ValueError)."""
 
-    value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    # RFC 3339 also writes UTC as a lower-case ``z`` (the API document's ``date-time``).
+    value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     if value.tzinfo is not None:
         try:
             value = value.astimezone(UTC).replace(tzinfo=None)
@@ -131,12 +133,19 @@ def likes_param(request: Request, name: str) -> list[str]:
     return [_pattern(name, value) for value in param_values(request, name) if value]
 
 
+# A ``LIKE`` pattern's backslash escapes the character after it (PostgreSQL's ``LIKE``, vantage6's): one
+# ending in a backslash that escapes nothing is malformed (PostgreSQL refuses it).
+LIKE_PATTERN = TextPattern(
+    r"(^|[^\\])(\\\\)*\\$",
+    "must not end with a lone backslash, which escapes the character after it",
+    refuses_match=True,
+)
+
+
 def _pattern(name: str, value: str) -> str:
-    """A ``LIKE`` pattern as given, whose backslash escapes the character after it (PostgreSQL's
-    ``LIKE``, vantage6's): one ending in a backslash that escapes nothing is malformed (PostgreSQL
-    refuses it)."""
-    if (len(value) - len(value.rstrip("\\"))) % 2:
-        raise bad_request(f"{name} must not end with a lone backslash, which escapes the character after it")
+    """A ``LIKE`` pattern as given (``LIKE_PATTERN``)."""
+    if LIKE_PATTERN.regex.search(value):
+        raise bad_request(f"{name} {LIKE_PATTERN.message}")
     return value
 
 

@@ -8,19 +8,25 @@ returns, and which token (user, node, container, refresh) each operation takes.
 
 from __future__ import annotations
 
+import copy
 import inspect
+import re
 from typing import Any
 
+from django.core.validators import EmailValidator, ProhibitNullCharactersValidator
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.plumbing import ResolvedComponent
+from drf_spectacular.plumbing import ResolvedComponent, force_instance
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import Direction, OpenApiParameter, extend_schema_serializer
 from rest_framework import serializers
 
 from vantage6.api.fields import ListLinkField, RefField, TimestampField
 from vantage6.api.lists import ListAction
-from vantage6.api.pagination import MAX_PAGE_ARG, MAX_PER_PAGE
+from vantage6.api.pagination import MAX_PAGE_ARG, MAX_PER_PAGE, sortable_fields
+from vantage6.api.params import LIKE_PATTERN
+from vantage6.api.sql import MAX_KEY
+from vantage6.api.validators import StatedRule
 
 # The security scheme of each client type's bearer token; all are JWTs from the token endpoints.
 TOKEN_SCHEMES = {
@@ -84,10 +90,15 @@ ERROR_DESCRIPTIONS = {
     "413": "Request body too large",
     "415": "Request body is not JSON",
     "422": "Malformed token, or a token of the wrong kind",
+    "429": "Too many requests: too many connections or failed attempts from this address, or calls at once",
     "501": "Not configured on this server",
     "502": "The algorithm store failed",
+    "503": "The database cannot be reached now: try again after `Retry-After` seconds",
     "4XX": "The algorithm store refused (its status, and its message)",
 }
+# What any request may be answered, whatever its operation: a request the server cannot read (a bad
+# header or query string), more connections from one address than it serves, the database down.
+EVERY_OPERATION = ["400", "429", "503"]
 BODY_METHODS = ("POST", "PATCH", "PUT")
 
 
@@ -113,6 +124,64 @@ NAIVE_TIMESTAMP = {
     "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?$",
     "description": "A UTC time without offset, e.g. `2024-01-01T10:00:00` or `2024-01-01T10:00:00.795264`.",
 }
+
+
+# The rules DRF's text fields check, as the document states them: no NUL character, and (where the field
+# trims blanks and refuses an empty text) something besides blanks.
+NO_NUL_CHARACTER = {"not": {"type": "string", "pattern": "\\u0000"}}
+NOT_BLANK = {"pattern": r"\S"}
+# What Django's e-mail validator asks of a domain beyond ``format: email``: a top-level part of two
+# characters or more (``0@0.a`` is refused), an address literal, or ``localhost``.
+EMAIL_DOMAIN = {"pattern": "@(localhost|.*([.][A-Za-z0-9\u00a1-\uffff-]{2,63}|\\]))$"}
+BLANK = {"type": "string", "maxLength": 0}  # drf-spectacular's alternative of an empty text
+
+
+def stated_rules(field: serializers.Field) -> list[dict]:
+    """The JSON-schema keywords of the rules ``field`` checks beyond its type and DRF's own keywords."""
+    rules = [validator.schema for validator in field.validators if isinstance(validator, StatedRule)]
+    if isinstance(field, serializers.IPAddressField) and field.protocol == "both":
+        forms = [{"format": "ipv4"}, {"format": "ipv6"}, *([{"maxLength": 0}] if field.allow_blank else [])]
+        rules.append({"anyOf": forms})
+    if any(isinstance(v, EmailValidator) for v in field.validators):
+        rules.append(EMAIL_DOMAIN)
+    if isinstance(field, serializers.ListField) and not field.allow_empty:
+        rules.append({"minItems": 1})
+    if isinstance(field, serializers.CharField):
+        if any(isinstance(v, ProhibitNullCharactersValidator) for v in field.validators):
+            rules.append(NO_NUL_CHARACTER)
+        if field.trim_whitespace and not field.allow_blank:
+            rules.append(NOT_BLANK)
+    return rules
+
+
+# Bounds that two rules give once: the tighter of the two.
+_TIGHTER = {
+    "minLength": max, "maxLength": min, "minimum": max, "maximum": min, "minItems": max, "maxItems": min,
+}  # fmt: skip
+
+
+def add_rule(schema: dict, rule: dict) -> None:
+    """Add ``rule``'s keywords to ``schema``; a keyword it already has is added alongside (``allOf``)."""
+    for keyword, value in copy.deepcopy(rule).items():
+        if keyword == "allOf":
+            schema.setdefault("allOf", []).extend(value)
+        elif keyword not in schema:
+            schema[keyword] = value
+        elif keyword in _TIGHTER:
+            schema[keyword] = _TIGHTER[keyword](schema[keyword], value)
+        elif schema[keyword] != value:
+            schema.setdefault("allOf", []).append({keyword: value})
+
+
+def _refuses_empty(serializer: serializers.Serializer) -> bool:
+    """Whether a rule of the body as a whole refuses an empty body."""
+    for rule in serializer.validators:
+        if isinstance(rule, StatedRule):
+            try:
+                rule({})
+            except serializers.ValidationError:
+                return True
+    return False
 
 
 def _nullable_in_model(field: serializers.Field, attname: str) -> bool:
@@ -183,6 +252,17 @@ class EmbeddableSchema(OpenApiSerializerFieldExtension):
         return {"oneOf": [link, embedded]}
 
 
+def _sort_rule(view: object) -> dict:
+    """The ``sort`` values a list takes (``sort_order``): its sort keys, each with signs in front,
+    comma-separated, blanks around them and empty items allowed."""
+    output = getattr(view, "serializer_class", None)
+    if output is None or not hasattr(getattr(output, "Meta", None), "model"):
+        return {}
+    key = f"[+-]*({'|'.join(re.escape(name) for name in sorted(sortable_fields(output)))})"
+    item = rf"\s*({key})?\s*"
+    return {"pattern": f"^{item}(,{item})*$"}
+
+
 class Envelope:
     """The list envelope of ``vantage6.api.pagination.paginate``, described for the schema."""
 
@@ -211,7 +291,7 @@ class Envelope:
                 "in": "query",
                 "required": False,
                 "description": "Comma-separated fields to sort by; `-` in front sorts descending.",
-                "schema": {"type": "string"},
+                "schema": {"type": "string", **_sort_rule(view)},
             },
         ]
 
@@ -239,19 +319,23 @@ def flag_parameter(name: str, description: str) -> OpenApiParameter:
 DELETE_DEPENDENTS = flag_parameter("delete_dependents", "Also delete what depends on it")
 
 
-# The kinds of query filters: the schema of their values and what they mean.
+# The kinds of query filters: the schema of their values and what they mean. Every value is without a
+# NUL character, and an integer one that the database's integers hold (``vantage6.api.params``).
+_TEXT = {"type": "string", **NO_NUL_CHARACTER}
+_INTEGER = {"type": "integer", "minimum": -MAX_KEY - 1, "maximum": MAX_KEY}
+_LIKE = {"type": "string", "allOf": [NO_NUL_CHARACTER, LIKE_PATTERN.schema]}
 FILTER_KINDS: dict[str, tuple[Any, str]] = {
-    "id": (int, "Only rows related to the object with this id."),
-    "int": (int, "An integer."),
-    "text": (str, "Exact value."),
-    "like": (str, "SQL LIKE pattern (`%` any text, `_` one character, `\\` the next character as it is)."),
+    "id": (_INTEGER, "Only rows related to the object with this id."),
+    "int": (_INTEGER, "An integer."),
+    "text": (_TEXT, "Exact value."),
+    "like": (_LIKE, "SQL LIKE pattern (`%` any text, `_` one character, `\\` the next character as it is)."),
     "date": (OpenApiTypes.DATE, "A day, YYYY-MM-DD."),
-    "time": (str, "An ISO-8601 date or time."),
-    "flag": (str, f"A flag ({FLAG_VALUES})."),
+    "time": ({"type": "string", "format": "date-time"}, "An ISO-8601 date or time."),
+    "flag": (_TEXT, f"A flag ({FLAG_VALUES})."),
     "bool": (bool, "1, 0, true or false."),
-    "ids": ({"type": "array", "items": {"type": "integer"}}, "Ids, repeated or comma-separated."),
-    "likes": (str, "SQL LIKE patterns, repeated: a row matches any of them."),
-    "list": (str, "Values, repeated or comma-separated."),
+    "ids": ({"type": "array", "items": _INTEGER}, "Ids, repeated or comma-separated."),
+    "likes": (_LIKE, "SQL LIKE patterns, repeated: a row matches any of them."),
+    "list": (_TEXT, "Values, repeated or comma-separated."),
 }
 
 
@@ -270,6 +354,8 @@ def include(*values: str) -> OpenApiParameter:
 
 class ApiSchema(AutoSchema):
     """The schema of one operation, with the conventions of the whole API (see the module doc)."""
+
+    _direction: Direction | None = None  # of the serializer being mapped
 
     def _action(self) -> str | None:
         return getattr(self.view, "action", None)
@@ -301,7 +387,19 @@ class ApiSchema(AutoSchema):
         return [*super().get_override_parameters(), *declared, *LIST_HEADERS]
 
     def _map_basic_serializer(self, serializer: serializers.Serializer, direction: Direction) -> dict:
-        schema = super()._map_basic_serializer(serializer, direction)
+        # The direction of the fields being mapped, for ``_insert_field_validators`` (nested serializers
+        # are mapped within, each with its own).
+        outer, self._direction = self._direction, direction
+        try:
+            schema = super()._map_basic_serializer(serializer, direction)
+        finally:
+            self._direction = outer
+        if direction == "request":
+            for rule in serializer.validators:
+                if isinstance(rule, StatedRule):
+                    add_rule(schema, rule.schema)
+            if getattr(serializer, "refuses_unknown_keys_only", False):
+                schema["additionalProperties"] = False  # its keys are the only ones it takes
         if type(serializer).__module__ != __name__:
             schema.pop("description", None)  # serializer docstrings are written for developers
         if direction == "response":
@@ -315,6 +413,37 @@ class ApiSchema(AutoSchema):
                 # Closed, so that a message is told apart from answers that also carry a ``msg``.
                 schema["additionalProperties"] = False
         return schema
+
+    def _map_serializer_field(
+        self, field: serializers.Field, direction: Direction, bypass_extensions: bool = False
+    ) -> dict:
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        other = getattr(field, "also_takes", None)
+        if direction != "request" or other is None:
+            return schema
+        # A field that also takes another form of its value (``also_takes``, a field): either form.
+        self._insert_field_validators(field, schema)
+        alternative = self._map_serializer_field(other, direction)
+        self._insert_field_validators(other, alternative)
+        return {"oneOf": [schema, alternative]}
+
+    def _get_request_body(self, direction: Direction = "request") -> dict | None:
+        body = super()._get_request_body(direction)
+        # No body is read as ``{}``: one that a rule of the body refuses empty is required.
+        if body and self.method in BODY_METHODS:
+            serializer = force_instance(self.get_request_serializer())
+            if isinstance(serializer, serializers.Serializer) and _refuses_empty(serializer):
+                body["required"] = True
+        return body
+
+    def _insert_field_validators(self, field: serializers.Field, schema: dict) -> None:
+        super()._insert_field_validators(field, schema)
+        # What a request's field must be, said by its validators (answers are not checked by them); for
+        # a text that may also be empty, said of the text that is not (drf-spectacular's ``oneOf``).
+        if self._direction == "request":
+            target = schema["oneOf"][0] if schema.get("oneOf", [None])[-1] == BLANK else schema
+            for rule in stated_rules(field):
+                add_rule(target, rule)
 
     # --- security ---------------------------------------------------------------------------------
     def _clients(self) -> tuple[str, ...]:
@@ -351,14 +480,12 @@ class ApiSchema(AutoSchema):
         return component.ref
 
     def _error_statuses(self) -> list[str]:
-        """The 4xx an operation of this kind can answer (views declare the others)."""
+        """The errors an operation of this kind can answer (views declare the others)."""
         request = self.get_request_serializer() if self.method in BODY_METHODS else None
         has_body, raw_body = request is not None, isinstance(request, dict)
         has_path_ids = "{" in self.path
         authenticated = bool(self._clients())
-        statuses = []
-        if has_body or has_path_ids or self._is_list() or self.method == "DELETE":
-            statuses.append("400")
+        statuses = list(EVERY_OPERATION)
         if authenticated:
             statuses += ["401", "422"]
         if has_path_ids or self._is_list() or (authenticated and self.method in (*BODY_METHODS, "DELETE")):

@@ -1,0 +1,182 @@
+"""The document states what the server accepts: a body the request schema of its operation allows is not
+refused as invalid (400), and a body it does not allow is refused. Each case is a body next to a valid
+one, with one field changed to a value a rule of that field is about (password policy, reserved and
+numeric names, base64, UUIDs, URLs, unique ids, blank and NUL text, unknown keys, keys one of which
+is needed)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import jsonschema_rs
+import pytest
+
+from accounts.models import Rule
+from tests.factories import bearer, make_org, make_user
+from tests.tasks.conftest import plain
+
+_unique = itertools.count()
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}{next(_unique)}"
+
+
+@pytest.fixture
+def document(api) -> dict:
+    return json.loads(api.get("/api/schema?format=json").content)
+
+
+def _allowed(document: dict, path: str, method: str, body: dict) -> bool:
+    """Whether the document's request schema of the operation allows ``body``."""
+    schema = document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+    return jsonschema_rs.validator_for({**schema, "components": document["components"]}).is_valid(body)
+
+
+def _user(org_id: int, password: str = "Password1!") -> dict:
+    name = _name("user")
+    return {"username": name, "email": f"{name}@example.org", "password": password, "organization_id": org_id}
+
+
+def _cases(about: str, path: str, caller: str, body: Callable[[Any, Any], dict], values: list) -> list:
+    """(what the case is about, path, caller, the body with the value in it) for each value."""
+    return [(about, path, caller, partial(body, value=value)) for value in values]
+
+
+NAMES = ["Team 1", "r2d2", "12", "-3", "1.5", " 7 ", ".5", "\u0661\u0662", "   ", "a\x00b", "x" * 129]
+PASSWORDS = [
+    "Password1!",
+    "password1!",
+    "PASSWORD1!",
+    "Password!!",
+    "Password11",
+    "Pa1!",
+    "Pa1!" + "a" * 68,
+    "Pa1!" + "a" * 69,
+    "Pa1!" + "a" * 125,
+    "P\u00e4ssw0rd",
+    "Password\u0661!",
+    " Pass word1 ",
+]
+EMAILS = ["a@example.org", "0@0.a", "a@localhost", "a@b.co", "a@[1.2.3.4]"]
+PUBLIC_KEYS = ["YWJj", "YWI=", "YQ==", "YWJjZA==", "", "YWJjZA=", "Y", "a b", "YQ===", "YQ", "Y\x00Q="]
+API_KEYS = [
+    "00000000-0000-4000-8000-000000000000",
+    "ABCDEF00-0000-4000-8000-000000000000",
+    "0" * 32,
+    "{00000000-0000-4000-8000-000000000000}",
+    "not-a-uuid",
+    "",
+]
+TASK_CHANGES = [
+    {},
+    {"name": "12"},
+    {"name": "+1.5"},
+    {"name": "task 1"},
+    {"name": ""},
+    {"server_url": "https://v6.example.org/api"},
+    {"server_url": "HTTP://server:5000"},
+    {"server_url": "ftp://v6.example.org"},
+    {"server_url": "http://"},
+    {"server_url": "v6.example.org"},
+    {"server_url": ""},
+    {"databases": [{"label": "default", "unknown": 1}]},
+    {"databases": [{"label": "default", "preprocessing": [{"function": "f"}]}]},
+    {"databases": [{"label": "default", "preprocessing": [{"parameters": {}}]}]},
+    {"collaboration_id": None},
+    {"collaboration_id": None, "study_id": None},
+    {"databases": "default"},
+    {"databases": ""},
+    {"databases": 5},
+]
+RECOVERIES = [
+    {},
+    {"username": "nobody"},
+    {"email": "no@example.org"},
+    {"username": "a", "email": "a@b.org"},
+]
+CASES = [
+    *_cases("password", "/api/user", "root", lambda w, value: _user(w.org_a.pk, value), PASSWORDS),
+    *_cases("email", "/api/user", "root", lambda w, value: {**_user(w.org_a.pk), "email": value}, EMAILS),
+    *_cases(
+        "role name", "/api/role", "root",
+        lambda w, value: {"name": value, "rules": [w.rule], "organization_id": w.org_a.pk},
+        [*NAMES, "Researcher", "Root", "researcher"],
+    ),
+    *_cases("organization name", "/api/organization", "root", lambda _w, value: {"name": value}, NAMES),
+    *_cases(
+        "public key", "/api/organization", "root",
+        lambda _w, value: {"name": _name("org"), "public_key": value}, PUBLIC_KEYS,
+    ),
+    *_cases("api key", "/api/token/node", "anonymous", lambda _w, value: {"api_key": value}, API_KEYS),
+    *_cases(
+        "organization ids", "/api/collaboration", "root",
+        lambda w, value: {"name": _name("collab"), "encrypted": False, "organization_ids": value(w)},
+        [lambda w: [w.org_a.pk, w.org_b.pk], lambda w: [w.org_a.pk, w.org_a.pk], lambda _w: []],
+    ),
+    *_cases("task", "/api/task", "researcher", lambda w, value: {**w.task, **value}, TASK_CHANGES),
+    *_cases(
+        "task input", "/api/task", "researcher",
+        lambda w, value: {**w.task, "organizations": [{"id": w.org_a.pk, "input": value}]},
+        [{"method": "avg"}, plain(), 5, ["x"]],
+    ),
+    *_cases("recovery", "/api/recover/lost", "anonymous", lambda _w, value: value, RECOVERIES),
+    *_cases(
+        "two-factor code", "/api/token/user", "anonymous",
+        lambda _w, value: {"username": "nobody", "password": "wrong", "mfa_code": value},
+        [123456, "123456", 9999999999, 10000000000, -999999999, -1000000000, "12345678901"],
+    ),
+]  # fmt: skip
+
+
+@pytest.fixture
+def callers(world) -> dict[str, dict[str, str]]:
+    world.rule = Rule.objects.get(name="task", scope="GLOBAL", operation="VIEW").pk
+    world.task = {
+        "image": "some/image",
+        "collaboration_id": world.collab_ab.pk,
+        "organizations": [{"id": world.org_a.pk, "input": plain()}],
+        "databases": [{"label": "default"}],
+    }
+    return {
+        "root": bearer(make_user(make_org("root-org"), "Root")),
+        "researcher": bearer(make_user(world.org_a, "Researcher")),
+        "anonymous": {},
+    }
+
+
+@pytest.mark.parametrize(
+    ("about", "path", "caller", "body"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
+)
+def test_the_document_says_which_bodies_are_valid(api, world, document, callers, about, path, caller, body):
+    sent = body(world)
+    response = api.post(path, sent, format="json", **callers[caller])
+
+    refused = response.status_code == 400
+    assert response.status_code < 500, response.content[:300]
+    assert refused is not _allowed(document, path, "post", sent), (
+        f"{about} {sent!r}: {response.status_code} {response.content[:300]!r}"
+    )
+
+
+def test_a_request_the_server_cannot_read_is_a_documented_answer(api, document, callers):
+    """A malformed ``Host`` is a 400 whatever the operation: every operation documents it."""
+    paths = [path for path, item in document["paths"].items() if "get" in item and "{" not in path]
+    undocumented = []
+    for path in paths:
+        response = api.get(path, HTTP_HOST="a b", **callers["root"])
+        if str(response.status_code) not in document["paths"][path]["get"]["responses"]:
+            undocumented.append(f"{path}: {response.status_code}")
+    assert not undocumented
+
+
+def test_a_body_refused_when_empty_is_documented_as_required(api, document):
+    """No body is read as an empty one: where that is refused, the document requires a body."""
+    response = api.post("/api/recover/lost")
+
+    assert response.status_code == 400
+    assert document["paths"]["/api/recover/lost"]["post"]["requestBody"]["required"] is True
