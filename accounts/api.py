@@ -72,7 +72,9 @@ class ApiViewSet(ApiView, GenericViewSet):
         return cast(Principal | DeferredCaller, self.request.user)
 
     def get_authenticators(self) -> list:
-        action = getattr(self, "action_map", {}).get((self.request.method or "").lower())
+        # (the schema generator builds its mock requests before the view has one)
+        method = getattr(self.request, "method", None) or ""
+        action = getattr(self, "action_map", {}).get(method.lower())
         if action not in self.deferred_actions:
             return super().get_authenticators()
         return self._once("deferred_authenticators", lambda: [DeferredJWTAuthentication()])
