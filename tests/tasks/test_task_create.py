@@ -313,6 +313,23 @@ def test_check7_store_digest_pins_the_image(api, world, researcher, store_server
     assert authorization.startswith("Bearer ")
 
 
+@pytest.mark.parametrize(
+    "server_url", ["http://me/api\x01", "http://me/api\r\n X-Injected: 1", "http://me/api\t", "http://me/a b"]
+)
+def test_check7_a_server_url_with_a_blank_or_control_character_never_reaches_the_store(
+    api, world, researcher, store_server, server_url
+):
+    """The URL goes to the store in a request header: a character a header would carry as something else
+    (a folded line, a control character) is a 400 before any call."""
+    server, handler = store_server
+    store = _store(world, server, "all")
+    response = post(api, researcher, task_body(world, store_id=store.pk, server_url=server_url))
+    assert response.status_code == 400, response.json()
+    assert "server_url" in response.json()["errors"]
+    assert handler.seen == []
+    assert nothing_created()
+
+
 def test_check7_store_without_digest_keeps_image_and_drops_store(api, world, researcher, store_server):
     server, handler = store_server
     store = _store(world, server)

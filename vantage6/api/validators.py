@@ -82,8 +82,9 @@ class AnyKeyRequired(StatedRule):
             raise serializers.ValidationError({self.keys[0]: [self.message]})
 
 
-# An http(s) URL with a host (``http://server:5000`` too); or nothing.
-HTTP_URL = r"^$|^[hH][tT][tT][pP][sS]?://[^/?#]"
+# An http(s) URL with a host (``http://server:5000`` too); or nothing. No blank or control character
+# anywhere: the URL goes to algorithm stores in a request header (``server_url``).
+HTTP_URL = r"^$|^[hH][tT][tT][pP][sS]?://[^/?#\x00-\x20\x7f][^\x00-\x20\x7f]*$"
 
 # A UUID in the spellings ``uuid.UUID`` reads: either case, hyphens or none, in braces or a URN (braces
 # as alternatives: a schema fuzzer rewrites a brace's ``?`` into a quantifier it cannot read).
