@@ -68,18 +68,24 @@ def test_a_port_is_written_by_its_node_with_its_audit_record(api, network):
     assert Authenticatable.objects.get(pk=node.pk).last_seen is not None
 
 
+def _invalidate(identity, attack: str) -> None:
+    """The tokens of ``identity`` made no longer valid as ``attack`` says (an unknown login: already)."""
+    if attack == "revoked login":
+        revoke_logins(identity)
+    elif attack == "older generation":
+        next_generation(identity)
+
+
 @pytest.mark.parametrize("attack", ["revoked login", "older generation", "unknown login", "deleted node"])
 def test_a_port_by_a_node_no_longer_valid_is_refused_and_nothing_is_written(api, network, attack):
     org, _, node, _, task = network
     run = task.runs.get(organization=org)
     headers = unknown_login(node, "node") if attack == "unknown login" else bearer(node)
     assert port(api, headers, run).status_code == (401 if attack == "unknown login" else 201)
-    if attack == "revoked login":
-        revoke_logins(node)
-    elif attack == "older generation":
-        next_generation(node)
-    elif attack == "deleted node":
+    if attack == "deleted node":
         node.delete()
+    else:
+        _invalidate(node, attack)
     before = AlgorithmPort.objects.count(), AuditEntry.objects.count()
     response = port(api, headers, run)
     assert response.status_code == 401, response.content
@@ -148,12 +154,10 @@ def test_a_kill_by_a_user_no_longer_allowed_is_refused_and_nothing_is_written(ap
     first = make_task(collab, org, org)
     headers = unknown_login(root, "user") if attack == "unknown login" else bearer(root)
     assert kill(api, headers, first).status_code == (401 if attack == "unknown login" else 200)
-    if attack == "revoked login":
-        revoke_logins(root)
-    elif attack == "older generation":
-        next_generation(root)
-    elif attack == "global right taken away":
+    if attack == "global right taken away":
         root.roles.clear()
+    else:
+        _invalidate(root, attack)
     before = AuditEntry.objects.count()
     response = kill(api, headers, task)
     assert response.status_code == 401, response.content
