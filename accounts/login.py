@@ -461,6 +461,8 @@ def two_factor_recovery_request(*, username: str, password: str) -> None:
 def two_factor_reset(*, token: str) -> dict:
     user = _user_of_reset_token(token, PURPOSE_2FA)
     body = _two_factor_setup(user)
+    # The old factor may be in other hands (a lost phone): the logins made with it end, as with a password.
+    end_all_logins(user.pk)
     audit(None, "user.2fa_reset", user)
     return body
 
