@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from tasks.models import Run
 from tasks.services import runs_cleanup
-from tests.factories import bearer, make_run, make_task, make_user
+from tests.factories import bearer, make_collab, make_node, make_run, make_task, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -75,5 +75,34 @@ def test_a_node_naming_anothers_blob_as_its_result_does_not_have_it_cleaned_up(
 
     with django_capture_on_commit_callbacks(execute=True):
         assert runs_cleanup(days=30, include_input=False) == 1
+
+    _still_there(api, world, name)
+
+
+def test_a_run_elsewhere_naming_anothers_blob_does_not_lock_its_owners_out(api, world, settings, tmp_path):
+    settings.LARGE_RESULT_STORE = f"file://{tmp_path}"
+    # Organization A's run in a collaboration B is not in, older than B's result.
+    elsewhere = make_collab(world.org_a, world.org_c, name="X")
+    node_a_elsewhere, _ = make_node(world.org_a, elsewhere, "node-a-x")
+    older_run = make_run(
+        make_task(elsewhere, world.org_a), world.org_a, status="active", blob_storage_used=True
+    )
+    octets = "application/octet-stream"
+    uploaded = api.generic(
+        "POST", "/api/blobstream", b"B's result", content_type=octets, **bearer(world.node_b)
+    )
+    name = uploaded.json()["uuid"]
+    make_run(
+        make_task(world.collab_ab, world.org_b),
+        world.org_b,
+        status="completed",
+        result=name,
+        blob_storage_used=True,
+    )
+
+    patched = api.patch(
+        f"/api/run/{older_run.pk}", {"result": name}, format="json", **bearer(node_a_elsewhere)
+    )
+    assert patched.status_code == 200, patched.json()
 
     _still_there(api, world, name)
