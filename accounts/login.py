@@ -379,8 +379,9 @@ def _reset_mail_text(user: User, token: str, what: str, if_unasked: str = IGNORE
 
 
 def _credentials_fingerprint(user: User) -> str:
-    """Changes with the password hash or the two-factor secret, and so voids earlier reset tokens."""
-    credentials = f"{user.password}\n{user.otp_secret or ''}"
+    """Changes with the password hash, the two-factor secret or the e-mail address, and so voids earlier
+    reset tokens: a token mailed to an address the account no longer has must not reset it."""
+    credentials = f"{user.password}\n{user.otp_secret or ''}\n{user.email}"
     return salted_hmac(
         "accounts.reset-token", credentials, secret=settings.JWT_SECRET_KEY, algorithm="sha256"
     ).hexdigest()
@@ -461,6 +462,8 @@ def two_factor_recovery_request(*, username: str, password: str) -> None:
 def two_factor_reset(*, token: str) -> dict:
     user = _user_of_reset_token(token, PURPOSE_2FA)
     body = _two_factor_setup(user)
+    # The old factor may be in other hands (a lost phone): the logins made with it end, as with a password.
+    end_all_logins(user.pk)
     audit(None, "user.2fa_reset", user)
     return body
 

@@ -122,6 +122,8 @@ def refresh_login(principal: Principal, claims: dict) -> tuple[str, str]:
 def _revoke_reused(principal: Principal, session: LoginSession) -> None:
     live = LoginSession.objects.filter(pk=session.pk, revoked_at__isnull=True)
     if live.update(revoked_at=timezone.now()):
+        # Its sockets (a thief's among them) end now, as at a logout, not at the next heartbeat round.
+        logins_ended.send(sender=None, identity_id=principal.id, login=session.pk)
         audit(principal, "token.reuse_revoked", principal.user or principal.node, login=session.pk)
 
 

@@ -152,12 +152,18 @@ def unused(made_before: datetime) -> list[str]:
 
 
 def delete(names: Iterable[str]) -> None:
-    """Remove the named blobs; a missing blob or store failure is logged, never raised."""
+    """Remove the named blobs that no run names any more; a missing blob or store failure is logged,
+    never raised. Whoever may view a run reads the names of its blobs and may name them in a run of
+    their own (a task's input, a node's result): the deletion or clean-up of that run must not take
+    the blob from the runs of others that name it."""
     storage = blob_storage()
     if storage is None:
         return
+    names = [name for name in names if is_blob_id(name)]
+    named = Run.objects.filter(Q(input__in=names) | Q(result__in=names), blob_storage_used=True)
+    still_named = {value for row in named.values_list("input", "result") for value in row}
     for name in names:
-        if not is_blob_id(name):
+        if name in still_named:
             continue
         try:
             storage.delete(name)

@@ -363,10 +363,7 @@ def column_names(collaboration_id: int, db_label: str) -> list[str] | None:
     return [value for node_id, value in rows if node_id == first]
 
 
-def run_of_blob(name: str) -> Run | None:
-    return (
-        Run.objects.select_related("task")
-        .filter(Q(input=name) | Q(result=name), blob_storage_used=True)
-        .order_by("id")
-        .first()
-    )
+def runs_of_blob(name: str) -> list[Run]:
+    """The runs that name blob ``name`` (its input or result), with their tasks."""
+    named = Run.objects.select_related("task").filter(Q(input=name) | Q(result=name), blob_storage_used=True)
+    return list(named.order_by("id"))
