@@ -523,7 +523,9 @@ class TasksNamespace(Namespace):
         # The socket holds its connection no longer: no housekeeping round restores the row for it, and no
         # other disconnect hands the row to it (a session leaving a namespace, or revoked, stays listed).
         leaving = {**identity, "generation": identity.pop("generation")}
-        await _leave(socket, leaving, leaving["rooms"])
+        # Not those it never joined: a session that ended while its connect was admitted joined none.
+        held = [room for room in leaving["rooms"] if (TASKS_NAMESPACE, room) in socket.session.rooms]
+        await _leave(socket, leaving, held)
         if (successor := _successor(leaving, socket.server)) is not None:
             # Another socket of the identity here (another tab, a node's reconnect): it stays online.
             await database_sync_to_async(handed_over)(leaving, successor, socket.server.process)

@@ -169,10 +169,12 @@ class _Arriving:
     that came meanwhile (None: all of them), whether it has arrived (``done``), and whether it was checked
     again once arrived, if it had to be (``settled``)."""
 
-    __slots__ = ("count", "done", "rechecked", "settled")
+    __slots__ = ("count", "done", "ended", "rechecked", "settled")
 
     def __init__(self) -> None:
         self.count = 0
+        # The session, if it ended meanwhile: its disconnect handlers run once it arrived (``_arrival``).
+        self.ended: Session | None = None
         self.rechecked: set[str] | None = set()
         self.done = asyncio.Event()
         self.settled = asyncio.Event()
@@ -761,12 +763,21 @@ class Server:
         del self.sessions[session.sid]
         self._gone(session)
         waiter = self._stop_waiting(session)
+        if (arriving := self._arriving.get(session.sid)) is not None:
+            # A connect under way: its disconnect handlers would run before its admission recorded what
+            # they undo (a node left online with no socket). They run once it arrived (``_arrival``).
+            arriving.ended = session
+        else:
+            await self._leave_all(session)
+        if waiter is not None:
+            await waiter.reply(200, p.encode_eio(p.NOOP).encode(), TEXT)
+
+    async def _leave_all(self, session: Session) -> None:
+        """An ended session leaves its namespaces (their disconnect handlers run) and its rooms."""
         for namespace in list(session.namespaces):
             await self._leave_namespace(session, namespace)
         for namespace, room in list(session.rooms):
             await self.leave(session, namespace, room)
-        if waiter is not None:
-            await waiter.reply(200, p.encode_eio(p.NOOP).encode(), TEXT)
 
     async def _leave_namespace(self, session: Session, namespace: str) -> None:
         await self._disconnected(Socket(self, session, namespace))
@@ -929,7 +940,8 @@ class Server:
     @contextlib.asynccontextmanager
     async def _arrival(self, sid: str) -> AsyncIterator[_Arriving]:
         """While the body runs, session ``sid`` is arriving (see ``_Arriving``); the caller rechecks it
-        afterwards (``_arrived``), unless the body failed (no recheck waits for it then)."""
+        afterwards (``_arrived``), unless the body failed (no recheck waits for it then). A session that
+        ended meanwhile leaves its namespaces and rooms once the last of its arrivals is done."""
         arriving = self._arriving.setdefault(sid, _Arriving())
         arriving.count += 1
         try:
@@ -942,6 +954,8 @@ class Server:
             if not arriving.count:
                 self._arriving.pop(sid, None)
                 arriving.done.set()
+                if arriving.ended is not None:
+                    await self._leave_all(arriving.ended)
 
     # --- rooms ------------------------------------------------------------------------------------------
     async def join(self, session: Session, namespace: str, room: str) -> None:
@@ -1312,6 +1326,8 @@ class Server:
             return
         except Exception:
             logger.exception("admission handler of %s failed", namespace)
+        if self.sessions.get(session.sid) is not session:
+            return  # ended meanwhile: no ack, and its disconnect handler runs instead (``disconnect``)
         await self.send(session, [p.SioPacket(p.CONNECT, namespace, {"sid": socket.sid}).encode()])
         try:
             await handler.on_connect(socket)
