@@ -385,6 +385,9 @@ class Server:
         # confirmation of theirs, though their liveness rows stay until a heartbeat round buries them, and
         # no request or takeover of their sessions is forwarded to them (``forward_target``).
         self.departed: dict[str, str] = {}
+        # The other processes that said goodbye (``eio.bye``: they stop, or were found dead), by when: the
+        # nodes a stopping one dropped reconnect elsewhere. Forgotten once such a process is buried.
+        self.stopped: dict[str, float] = {}
         self.settled = False
         self._hello: asyncio.Event | None = None
         self._keys: dict[str, str] = {}
@@ -505,6 +508,8 @@ class Server:
         elif kind == "eio.peer" and not self._sibling(message):
             await self._learn(message["process"])
         elif kind == "eio.bye":
+            if message["process"] != self.process:
+                self.stopped[message["process"]] = time.monotonic()
             await self._forget(message["process"])
         elif kind == "eio.gone":
             # (A process of an older version names no channel: only its recheck is skipped.)
@@ -1650,6 +1655,8 @@ class Server:
         # announced offline meanwhile.
         held_forward = self.ping_interval + self.forward_timeout
         age = 2 * self.ping_interval + self.ping_timeout + held_forward
+        now = time.monotonic()
+        self.stopped = {process: at for process, at in self.stopped.items() if now - at < 2 * age}
         for process in await database_sync_to_async(self.liveness.silent)(age):
             if await database_sync_to_async(self.liveness.bury)(process, age):
                 logger.warning("server process %s fell silent; its connections ended", process)
