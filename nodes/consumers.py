@@ -635,7 +635,8 @@ class TasksNamespace(Namespace):
 
 async def resync_nodes() -> None:
     """Every node socket of this process hears ``sync``: events published while the channel layer had no
-    broker may be lost, and on ``sync`` a node fetches its open work."""
+    broker may be lost, and a node told of a task while the database was away could not fetch it; on
+    ``sync`` a node fetches its open work."""
     for session in list(server.sessions.values()):
         entry = session.namespaces.get(TASKS_NAMESPACE)
         if entry is not None and entry["state"].get("kind") == "node":
@@ -707,4 +708,5 @@ server = Server(
     housekeeping=_housekeeping,
     housekeeping_interval=node_sweep_period(),
     layer_reconnected=resync_nodes,
+    database_reconnected=resync_nodes,
 )

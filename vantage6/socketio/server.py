@@ -307,6 +307,7 @@ class Server:
         housekeeping_interval: float = 5,
         publish_timeout: float = 1,
         layer_reconnected: Callable[[], Awaitable[None]] | None = None,
+        database_reconnected: Callable[[], Awaitable[None]] | None = None,
         packet_rate: float = 20,
         packet_burst: int = 200,
         settle_time: float = 0.5,
@@ -355,6 +356,8 @@ class Server:
         self.publish_timeout = publish_timeout
         # Runs when the channel layer got its broker back: what was published meanwhile may be lost.
         self.layer_reconnected = layer_reconnected
+        # Run once the housekeeping reaches the database again after it failed (an outage).
+        self.database_reconnected = database_reconnected
         # Socket.IO packets a client may send: ``packet_burst`` at once, ``packet_rate`` per second
         # over time; more are dropped (each event may be relayed to every socket of a room).
         self.packet_rate = packet_rate
@@ -1540,6 +1543,7 @@ class Server:
 
     async def _housekeeping_forever(self) -> None:
         swept = time.monotonic() - self.ping_interval  # the first beat at once
+        outage = False
         while True:
             if self._recheck_due:
                 owners, self._recheck_due = self._recheck_due, set()
@@ -1551,9 +1555,14 @@ class Server:
                     await self.sweep()
                 if self.housekeeping is not None:
                     await self.housekeeping()
+                if outage and self.database_reconnected is not None:
+                    logger.warning("database reachable again")
+                    await self.database_reconnected()
+                outage = False
             except DatabaseError as exc:
                 # An outage is answered 503 elsewhere; a traceback on every tick would bury the log.
                 logger.warning("socket housekeeping skipped, database unavailable: %s", exc)
+                outage = True
             except Exception:
                 logger.exception("socket housekeeping failed")
             await asyncio.sleep(min(self.housekeeping_interval, self.ping_interval))
