@@ -123,3 +123,58 @@ def test_postgres_dying_while_tasks_are_created_leaves_whole_tasks_or_none(topol
     runs = topology.runs_of(ids)
     for node in connected:
         assert node.wait_runs(node.own(runs), 30) == set(), f"node {node.id}"
+
+
+def _heard_status_update(researcher: NodeSocket, run_id: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for name, data in researcher.received(0.5):
+            if name == "status_update" and data == {"run_id": run_id}:
+                return True
+    return False
+
+
+def test_a_run_patched_while_rabbitmq_is_away_is_announced_by_its_replica_and_events_flow_again_after(
+    topology, nodes
+):
+    """A node PATCHes its run on replica-1 while RabbitMQ is down: the answer comes within the bound and
+    the researcher's socket on replica-1 hears ``status_update`` at once. The one on replica-2 may miss it
+    (replica-1 sends what it kept once it reconnects, maybe before replica-2 bound its rooms again: see
+    the README); the run's status is read over REST. Once the broker is back, the next PATCH's
+    ``status_update`` reaches replica-2's socket too."""
+    token = topology.login()
+    connected = nodes()
+    assert all(node.wait_connected(1, 20) for node in connected)
+    task_id = topology.create_task(token, "patched-while-the-broker-is-away")
+    node = connected[0]
+    (run_id,) = node.own(topology.runs_of([task_id]))
+    listeners = {name: NodeSocket(url, token) for name, url in topology.replicas.items()}
+
+    def patch() -> None:
+        now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+        base = topology.replicas["replica-1"]
+        response, elapsed = topology.request(
+            "PATCH", f"/run/{run_id}", node.access, base=base, json={"started_at": now}
+        )
+        assert response.status_code == 200 and elapsed < BOUND, response.text
+
+    try:
+        for listener in listeners.values():
+            listener.wait_for("message")  # joined its rooms
+        topology.rabbitmq.kill()
+        try:
+            patch()
+            assert _heard_status_update(listeners["replica-1"], run_id, 5)
+        finally:
+            topology.rabbitmq.start()
+        for base in topology.replicas.values():
+            assert topology.health_becomes(200, within=30, base=base).status_code == 200
+        deadline = time.monotonic() + 30
+        while True:  # each replica binds its rooms again once it has the broker back
+            patch()
+            if _heard_status_update(listeners["replica-2"], run_id, 2):
+                break
+            assert time.monotonic() < deadline, "no status_update reached replica-2 after the broker's return"
+    finally:
+        for listener in listeners.values():
+            listener.close()
