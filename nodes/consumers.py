@@ -11,7 +11,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from datetime import timedelta
 
 import jwt
@@ -45,7 +45,13 @@ from nodes.events import (
 )
 from nodes.models import Node, NodeConfig, NodeMetrics, SocketConnection
 from nodes.services import node_metrics_store
-from nodes.socket_store import DatabaseLiveness, live_processes, restore_rows, went_silent
+from nodes.socket_store import (
+    DatabaseLiveness,
+    back_to_stopped,
+    live_processes,
+    restore_rows,
+    went_silent,
+)
 from vantage6.api.errors import ApiError
 from vantage6.logging import client_text
 from vantage6.socketio.database import events
@@ -390,12 +396,15 @@ def heartbeat(identity_id: int) -> bool:
 
 
 @transaction.atomic
-def went_offline(identity: dict) -> bool:
-    """Mark an identity offline unless it connected again since (a newer generation); whether it did.
-    Its connection row goes too: a socket of it left on another process restores it (``restore_rows``)
-    and the identity is online again."""
+def went_offline(identity: dict, stopped: Collection[str] = ()) -> bool:
+    """Mark an identity offline unless it connected again since (a newer generation), or its connection
+    replaced one held by a process of ``stopped`` (``back_to_stopped``); whether it did. Its connection
+    row goes too: a socket of it left on another process restores it (``restore_rows``) and the identity
+    is online again."""
     rows = Authenticatable.objects.filter(pk=identity["id"])
     if "generation" in identity:
+        if stopped and back_to_stopped(identity["id"], identity["generation"], stopped):
+            return False
         rows = rows.filter(socket_connection__generation=identity["generation"])
     if not rows.update(status=AuthStatus.OFFLINE):
         return False
@@ -523,13 +532,19 @@ class TasksNamespace(Namespace):
         # The socket holds its connection no longer: no housekeeping round restores the row for it, and no
         # other disconnect hands the row to it (a session leaving a namespace, or revoked, stays listed).
         leaving = {**identity, "generation": identity.pop("generation")}
-        await _leave(socket, leaving, leaving["rooms"])
+        # Not those it never joined: a session that ended while its connect was admitted joined none.
+        held = [room for room in leaving["rooms"] if (TASKS_NAMESPACE, room) in socket.session.rooms]
+        await _leave(socket, leaving, held)
         if (successor := _successor(leaving, socket.server)) is not None:
             # Another socket of the identity here (another tab, a node's reconnect): it stays online.
             await database_sync_to_async(handed_over)(leaving, successor, socket.server.process)
             return
         # Not if it connected again meanwhile (a newer generation): it lost the race with a quick reconnect.
-        if await database_sync_to_async(went_offline)(leaving) and leaving["kind"] == "node":
+        # Nor if this socket replaced one that a stopping process dropped (its client gave this connect up
+        # and tries again: python-socketio waits 1 s for the ack): that one is on record again, as if
+        # this one never came, and goes with its process's burial if the client does not come back.
+        stopped = list(socket.server.stopped)
+        if await database_sync_to_async(went_offline)(leaving, stopped) and leaving["kind"] == "node":
             await _tell_users(socket.server, "node-offline", _node_notice(leaving), leaving["rooms"])
 
     async def on_recheck(self, sockets: list[Socket]) -> None:
@@ -620,7 +635,8 @@ class TasksNamespace(Namespace):
 
 async def resync_nodes() -> None:
     """Every node socket of this process hears ``sync``: events published while the channel layer had no
-    broker may be lost, and on ``sync`` a node fetches its open work."""
+    broker may be lost, and a node told of a task while the database was away could not fetch it; on
+    ``sync`` a node fetches its open work."""
     for session in list(server.sessions.values()):
         entry = session.namespaces.get(TASKS_NAMESPACE)
         if entry is not None and entry["state"].get("kind") == "node":
@@ -692,4 +708,5 @@ server = Server(
     housekeeping=_housekeeping,
     housekeeping_interval=node_sweep_period(),
     layer_reconnected=resync_nodes,
+    database_reconnected=resync_nodes,
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import timedelta
 
 from django.db import transaction
@@ -120,3 +120,32 @@ def restore_rows(process: str, held: dict[int, str], reports: dict[int, dict]) -
                 NodeMetrics(node_id=pk, **fields) for pk, fields in metrics.items()
             )
     return restored
+
+
+def back_to_stopped(identity_id: int, generation: str, stopped: Collection[str]) -> bool:
+    """If the connection of ``generation`` is on record and replaced one held by a process of ``stopped``
+    (they stopped gracefully, dropping their sockets without marking them offline) that is not buried
+    yet, that one is on record again: whether it is. Its burial marks the identity offline unless a
+    connect replaced it again by then. The process's liveness row is locked first, as its burial does:
+    a process buried meanwhile holds no connection any longer."""
+    with transaction.atomic():
+        replaced = (
+            SocketConnection.objects.filter(
+                identity_id=identity_id, generation=generation, replaced_process__in=stopped
+            )
+            .exclude(replaced_generation__isnull=True)
+            .exclude(replaced_generation="")
+            .values_list("replaced_generation", "replaced_process")
+            .first()
+        )
+        if replaced is None or not SocketProcess.objects.select_for_update().filter(id=replaced[1]).exists():
+            return False
+        generation_was, process_was = replaced
+        on_record = SocketConnection.objects.filter(
+            identity_id=identity_id,
+            generation=generation,
+            replaced_generation=generation_was,
+            replaced_process=process_was,
+        )
+        back = {"generation": generation_was, "process": process_was}
+        return bool(on_record.update(**back, replaced_generation=None, replaced_process=""))

@@ -169,10 +169,12 @@ class _Arriving:
     that came meanwhile (None: all of them), whether it has arrived (``done``), and whether it was checked
     again once arrived, if it had to be (``settled``)."""
 
-    __slots__ = ("count", "done", "rechecked", "settled")
+    __slots__ = ("count", "done", "ended", "rechecked", "settled")
 
     def __init__(self) -> None:
         self.count = 0
+        # The session, if it ended meanwhile: its disconnect handlers run once it arrived (``_arrival``).
+        self.ended: Session | None = None
         self.rechecked: set[str] | None = set()
         self.done = asyncio.Event()
         self.settled = asyncio.Event()
@@ -305,6 +307,7 @@ class Server:
         housekeeping_interval: float = 5,
         publish_timeout: float = 1,
         layer_reconnected: Callable[[], Awaitable[None]] | None = None,
+        database_reconnected: Callable[[], Awaitable[None]] | None = None,
         packet_rate: float = 20,
         packet_burst: int = 200,
         settle_time: float = 0.5,
@@ -353,6 +356,8 @@ class Server:
         self.publish_timeout = publish_timeout
         # Runs when the channel layer got its broker back: what was published meanwhile may be lost.
         self.layer_reconnected = layer_reconnected
+        # Run once the housekeeping reaches the database again after it failed (an outage).
+        self.database_reconnected = database_reconnected
         # Socket.IO packets a client may send: ``packet_burst`` at once, ``packet_rate`` per second
         # over time; more are dropped (each event may be relayed to every socket of a room).
         self.packet_rate = packet_rate
@@ -383,6 +388,9 @@ class Server:
         # confirmation of theirs, though their liveness rows stay until a heartbeat round buries them, and
         # no request or takeover of their sessions is forwarded to them (``forward_target``).
         self.departed: dict[str, str] = {}
+        # The other processes that said goodbye (``eio.bye``: they stop, or were found dead), by when: the
+        # nodes a stopping one dropped reconnect elsewhere. Forgotten once such a process is buried.
+        self.stopped: dict[str, float] = {}
         self.settled = False
         self._hello: asyncio.Event | None = None
         self._keys: dict[str, str] = {}
@@ -503,6 +511,8 @@ class Server:
         elif kind == "eio.peer" and not self._sibling(message):
             await self._learn(message["process"])
         elif kind == "eio.bye":
+            if message["process"] != self.process:
+                self.stopped[message["process"]] = time.monotonic()
             await self._forget(message["process"])
         elif kind == "eio.gone":
             # (A process of an older version names no channel: only its recheck is skipped.)
@@ -761,12 +771,21 @@ class Server:
         del self.sessions[session.sid]
         self._gone(session)
         waiter = self._stop_waiting(session)
+        if (arriving := self._arriving.get(session.sid)) is not None:
+            # A connect under way: its disconnect handlers would run before its admission recorded what
+            # they undo (a node left online with no socket). They run once it arrived (``_arrival``).
+            arriving.ended = session
+        else:
+            await self._leave_all(session)
+        if waiter is not None:
+            await waiter.reply(200, p.encode_eio(p.NOOP).encode(), TEXT)
+
+    async def _leave_all(self, session: Session) -> None:
+        """An ended session leaves its namespaces (their disconnect handlers run) and its rooms."""
         for namespace in list(session.namespaces):
             await self._leave_namespace(session, namespace)
         for namespace, room in list(session.rooms):
             await self.leave(session, namespace, room)
-        if waiter is not None:
-            await waiter.reply(200, p.encode_eio(p.NOOP).encode(), TEXT)
 
     async def _leave_namespace(self, session: Session, namespace: str) -> None:
         await self._disconnected(Socket(self, session, namespace))
@@ -929,7 +948,8 @@ class Server:
     @contextlib.asynccontextmanager
     async def _arrival(self, sid: str) -> AsyncIterator[_Arriving]:
         """While the body runs, session ``sid`` is arriving (see ``_Arriving``); the caller rechecks it
-        afterwards (``_arrived``), unless the body failed (no recheck waits for it then)."""
+        afterwards (``_arrived``), unless the body failed (no recheck waits for it then). A session that
+        ended meanwhile leaves its namespaces and rooms once the last of its arrivals is done."""
         arriving = self._arriving.setdefault(sid, _Arriving())
         arriving.count += 1
         try:
@@ -942,6 +962,8 @@ class Server:
             if not arriving.count:
                 self._arriving.pop(sid, None)
                 arriving.done.set()
+                if arriving.ended is not None:
+                    await self._leave_all(arriving.ended)
 
     # --- rooms ------------------------------------------------------------------------------------------
     async def join(self, session: Session, namespace: str, room: str) -> None:
@@ -1312,6 +1334,8 @@ class Server:
             return
         except Exception:
             logger.exception("admission handler of %s failed", namespace)
+        if self.sessions.get(session.sid) is not session:
+            return  # ended meanwhile: no ack, and its disconnect handler runs instead (``disconnect``)
         await self.send(session, [p.SioPacket(p.CONNECT, namespace, {"sid": socket.sid}).encode()])
         try:
             await handler.on_connect(socket)
@@ -1519,6 +1543,7 @@ class Server:
 
     async def _housekeeping_forever(self) -> None:
         swept = time.monotonic() - self.ping_interval  # the first beat at once
+        outage = False
         while True:
             if self._recheck_due:
                 owners, self._recheck_due = self._recheck_due, set()
@@ -1530,9 +1555,14 @@ class Server:
                     await self.sweep()
                 if self.housekeeping is not None:
                     await self.housekeeping()
+                if outage and self.database_reconnected is not None:
+                    logger.warning("database reachable again")
+                    await self.database_reconnected()
+                outage = False
             except DatabaseError as exc:
                 # An outage is answered 503 elsewhere; a traceback on every tick would bury the log.
                 logger.warning("socket housekeeping skipped, database unavailable: %s", exc)
+                outage = True
             except Exception:
                 logger.exception("socket housekeeping failed")
             await asyncio.sleep(min(self.housekeeping_interval, self.ping_interval))
@@ -1634,6 +1664,8 @@ class Server:
         # announced offline meanwhile.
         held_forward = self.ping_interval + self.forward_timeout
         age = 2 * self.ping_interval + self.ping_timeout + held_forward
+        now = time.monotonic()
+        self.stopped = {process: at for process, at in self.stopped.items() if now - at < 2 * age}
         for process in await database_sync_to_async(self.liveness.silent)(age):
             if await database_sync_to_async(self.liveness.bury)(process, age):
                 logger.warning("server process %s fell silent; its connections ended", process)
