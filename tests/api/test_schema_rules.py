@@ -183,3 +183,21 @@ def test_a_body_refused_when_empty_is_documented_as_required(api, document):
 
     assert response.status_code == 400
     assert document["paths"]["/api/recover/lost"]["post"]["requestBody"]["required"] is True
+
+
+@pytest.mark.parametrize("member", ["organization", "node"])
+def test_a_deletion_that_reads_a_body_documents_it(api, world, document, callers, member):
+    """``DELETE /collaboration/{id}/<member>`` takes the id in its body: a client following the document
+    sends it and the member is taken out (without the body the server cannot know which)."""
+    path = f"/api/collaboration/{{id}}/{member}"
+    body = {"id": world.org_b.pk if member == "organization" else world.node_b.pk}
+    operation = document["paths"][path]["delete"]
+
+    response = api.delete(f"/api/collaboration/{world.collab_ab.pk}/{member}", **callers["root"])
+    assert response.status_code == 400
+    assert operation["requestBody"]["required"] is True
+    assert _allowed(document, path, "delete", body)
+    response = api.delete(
+        f"/api/collaboration/{world.collab_ab.pk}/{member}", body, format="json", **callers["root"]
+    )
+    assert response.status_code == 200, response.content

@@ -20,6 +20,7 @@ from drf_spectacular.plumbing import ResolvedComponent, force_instance
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import Direction, OpenApiParameter, extend_schema_serializer
 from rest_framework import serializers
+from rest_framework.generics import GenericAPIView
 
 from vantage6.api.fields import ListLinkField, RefField, TimestampField
 from vantage6.api.lists import ListAction
@@ -427,7 +428,36 @@ class ApiSchema(AutoSchema):
         self._insert_field_validators(other, alternative)
         return {"oneOf": [schema, alternative]}
 
+    def _get_serializer(self) -> Any:
+        # A view without a serializer class has none to give: each of its operations declares its own
+        # (asked of a deletion's body, which may be declared or not).
+        view = self.view
+        if getattr(view, "serializer_class", None) is None and (
+            getattr(type(view), "get_serializer_class", None) in (None, GenericAPIView.get_serializer_class)
+        ):
+            return None
+        return super()._get_serializer()
+
+    def _declares_delete_body(self) -> bool:
+        """Whether this is a deletion that reads a body (``DELETE .../organization`` takes the id), which
+        drf-spectacular leaves out: only a serializer declared for it (``extend_schema``) is one."""
+        if self.method != "DELETE":
+            return False
+        declared = force_instance(self.get_request_serializer())
+        implied = getattr(self.view, "serializer_class", None)  # what every method of the view gets
+        return isinstance(declared, serializers.Serializer) and type(declared) is not implied
+
     def _get_request_body(self, direction: Direction = "request") -> dict | None:
+        if self._declares_delete_body():
+            # Mapped as a POST's body is; a deletion's body is required (its id is).
+            self.method = "POST"
+            try:
+                body = super()._get_request_body(direction)
+            finally:
+                self.method = "DELETE"
+            if body:
+                body["required"] = True
+            return body
         body = super()._get_request_body(direction)
         # No body is read as ``{}``: one that a rule of the body refuses empty is required.
         if body and self.method in BODY_METHODS:
@@ -481,7 +511,8 @@ class ApiSchema(AutoSchema):
 
     def _error_statuses(self) -> list[str]:
         """The errors an operation of this kind can answer (views declare the others)."""
-        request = self.get_request_serializer() if self.method in BODY_METHODS else None
+        has_request = self.method in BODY_METHODS or self._declares_delete_body()
+        request = self.get_request_serializer() if has_request else None
         has_body, raw_body = request is not None, isinstance(request, dict)
         has_path_ids = "{" in self.path
         authenticated = bool(self._clients())
