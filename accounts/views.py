@@ -40,7 +40,7 @@ from accounts.serializers import (
 )
 from vantage6.api.errors import bad_request, flatten
 from vantage6.api.lists import ListAction
-from vantage6.api.params import Filters, flag
+from vantage6.api.params import Filters, OneOf, flag
 from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, flag_parameter
 from vantage6.api.serializers import validated
 from vantage6.api.views import ApiView
@@ -342,8 +342,8 @@ class AuditViewSet(ListAction, ApiViewSet):
     serializer_class = AuditEntryOutput
 
     FILTERS = Filters(
-        actor_type="text", actor_id="int", action="text", object_type="text", object_id="int",
-        organization_id="id", since="time", until="time",
+        actor_type="text", actor_id="int", action=OneOf(AuditAction.values), object_type="text",
+        object_id="int", organization_id="id", since="time", until="time",
     )  # fmt: skip
 
     def rows(self, filters: dict, include: set[str]) -> QuerySet:

@@ -201,3 +201,16 @@ def test_a_deletion_that_reads_a_body_documents_it(api, world, document, callers
         f"/api/collaboration/{world.collab_ab.pk}/{member}", body, format="json", **callers["root"]
     )
     assert response.status_code == 200, response.content
+
+
+def test_the_audit_action_filter_takes_the_values_the_document_lists(api, document, callers):
+    """The actions are a vocabulary: the document lists them, and a value it does not list (an empty one
+    too) is refused rather than read as no filter or a filter nothing matches."""
+    (action,) = [p for p in document["paths"]["/api/audit"]["get"]["parameters"] if p["name"] == "action"]
+    listed = action["schema"]["enum"]
+
+    assert api.get("/api/audit", {"action": listed[0]}, **callers["root"]).status_code == 200
+    for unlisted in ["null", "", "USER.LOGIN"]:
+        assert unlisted not in listed
+        response = api.get("/api/audit", {"action": unlisted}, **callers["root"])
+        assert response.status_code == 400, (unlisted, response.content)

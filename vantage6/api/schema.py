@@ -25,7 +25,7 @@ from rest_framework.generics import GenericAPIView
 from vantage6.api.fields import ListLinkField, RefField, TimestampField
 from vantage6.api.lists import ListAction
 from vantage6.api.pagination import MAX_PAGE_ARG, MAX_PER_PAGE, sortable_fields
-from vantage6.api.params import LIKE_PATTERN
+from vantage6.api.params import LIKE_PATTERN, OneOf
 from vantage6.api.sql import MAX_KEY
 from vantage6.api.validators import StatedRule
 
@@ -340,10 +340,15 @@ FILTER_KINDS: dict[str, tuple[Any, str]] = {
 }
 
 
-def filters(**kinds: str) -> list[OpenApiParameter]:
-    """The query filters of a list endpoint, by name and kind (see ``FILTER_KINDS``)."""
+def filters(**kinds: str | OneOf) -> list[OpenApiParameter]:
+    """The query filters of a list endpoint, by name and kind (see ``FILTER_KINDS``; or ``OneOf`` its
+    values)."""
     return [
-        OpenApiParameter(name, FILTER_KINDS[kind][0], description=FILTER_KINDS[kind][1])
+        OpenApiParameter(
+            name, {"type": "string", "enum": list(kind.values)}, description="One of the values."
+        )
+        if isinstance(kind, OneOf)
+        else OpenApiParameter(name, FILTER_KINDS[kind][0], description=FILTER_KINDS[kind][1])
         for name, kind in kinds.items()
     ]
 
