@@ -127,6 +127,11 @@ CASES = [
         lambda w, value: {**w.task, "organizations": [{"id": w.org_a.pk, "input": value}]},
         [{"method": "avg"}, plain(), 5, ["x"]],
     ),
+    *_cases(
+        "task organizations", "/api/task", "researcher",
+        lambda w, value: {**w.task, "organizations": [{"id": org(w).pk, "input": plain()} for org in value]},
+        [[lambda w: w.org_a, lambda w: w.org_b], [lambda w: w.org_a, lambda w: w.org_a]],
+    ),
     *_cases("recovery", "/api/recover/lost", "anonymous", lambda _w, value: value, RECOVERIES),
     *_cases(
         "two-factor code", "/api/token/user", "anonymous",
