@@ -147,6 +147,8 @@ class RecoverResetView(PublicView):
 class Recover2faLostView(PublicView):
     @extend_schema(request=LoginInput, responses={200: MessageOutput, 401: None, 429: None})
     def post(self, request: Request) -> Response:
+        """Mail a token to reset two-factor authentication to the owner of these credentials. A server
+        without an SMTP server (`V6_SMTP_SERVER`) cannot: it answers 400 before the credentials are read."""
         data = validated(LoginInput, request.data)
         with login.failures_limited(request.META, AuditAction.USER_LOGIN_FAILED):
             login.two_factor_recovery_request(username=data["username"], password=data["password"])
