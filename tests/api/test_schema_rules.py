@@ -219,3 +219,24 @@ def test_the_audit_action_filter_takes_the_values_the_document_lists(api, docume
         assert unlisted not in listed
         response = api.get("/api/audit", {"action": unlisted}, **callers["root"])
         assert response.status_code == 400, (unlisted, response.content)
+
+
+def test_a_query_value_with_a_nul_character_is_refused_as_the_document_says(api, world, document, callers):
+    """Every query value with a NUL character is a 400: the document allows none in a text parameter."""
+    stated = []
+    for path, item in document["paths"].items():
+        operation = item.get("get")
+        if operation is None or ("{" in path and path != "/api/collaboration/{id}"):
+            continue
+        if operation.get("security") and {"userToken": []} not in operation["security"]:
+            continue  # a node's or a container's
+        url = path.replace("{id}", str(world.collab_ab.pk))
+        for parameter in operation.get("parameters", []):
+            schema = parameter["schema"]
+            if parameter["in"] != "query" or schema.get("type") != "string" or "format" in schema:
+                continue  # a date or time format has no NUL character in it
+            response = api.get(url, {parameter["name"]: "a\x00b"}, **callers["root"])
+            assert response.status_code == 400, (path, parameter["name"], response.status_code)
+            assert not jsonschema_rs.validator_for(schema).is_valid("a\x00b"), (path, parameter["name"])
+            stated.append((path, parameter["name"]))
+    assert ("/api/collaboration/{id}", "include") in stated

@@ -382,6 +382,16 @@ class ApiSchema(AutoSchema):
     def _get_paginator(self) -> Envelope | None:
         return Envelope() if self._is_list() else None
 
+    def _get_parameters(self) -> list[dict]:
+        parameters = super()._get_parameters()
+        for parameter in parameters:
+            schema = parameter.get("schema", {})
+            # Every query value with a NUL character is refused (``vantage6.api.params``): said of the
+            # text ones no pattern, format or list of values says it of already.
+            if parameter["in"] == "query" and schema.get("type") == "string" and schema.keys() == {"type"}:
+                add_rule(schema, NO_NUL_CHARACTER)
+        return parameters
+
     def get_override_parameters(self) -> list:
         if not self._is_list():
             return super().get_override_parameters()
