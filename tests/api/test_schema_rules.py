@@ -16,7 +16,7 @@ import jsonschema_rs
 import pytest
 
 from accounts.models import Rule
-from tests.factories import bearer, make_org, make_user
+from tests.factories import bearer, make_org, make_task, make_user
 from tests.tasks.conftest import plain
 
 _unique = itertools.count()
@@ -240,3 +240,14 @@ def test_a_query_value_with_a_nul_character_is_refused_as_the_document_says(api,
             assert not jsonschema_rs.validator_for(schema).is_valid("a\x00b"), (path, parameter["name"])
             stated.append((path, parameter["name"]))
     assert ("/api/collaboration/{id}", "include") in stated
+
+
+def test_a_container_token_is_answered_with_the_documented_status(api, world, document):
+    """A node's request for a container token is answered 200 (as in vantage6), which the document says."""
+    task = make_task(world.collab_ab, world.org_a, world.org_a)
+
+    body = {"task_id": task.pk, "image": task.image}
+    response = api.post("/api/token/container", body, format="json", **bearer(world.node_a))
+
+    assert response.status_code == 200, response.content
+    assert "200" in document["paths"]["/api/token/container"]["post"]["responses"]
