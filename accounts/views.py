@@ -40,7 +40,7 @@ from accounts.serializers import (
 )
 from vantage6.api.errors import bad_request, flatten
 from vantage6.api.lists import ListAction
-from vantage6.api.params import Filters, flag
+from vantage6.api.params import Filters, OneOf, flag
 from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, flag_parameter
 from vantage6.api.serializers import validated
 from vantage6.api.views import ApiView
@@ -147,6 +147,8 @@ class RecoverResetView(PublicView):
 class Recover2faLostView(PublicView):
     @extend_schema(request=LoginInput, responses={200: MessageOutput, 401: None, 429: None})
     def post(self, request: Request) -> Response:
+        """Mail a token to reset two-factor authentication to the owner of these credentials. A server
+        without an SMTP server (`V6_SMTP_SERVER`) cannot: it answers 400 before the credentials are read."""
         data = validated(LoginInput, request.data)
         with login.failures_limited(request.META, AuditAction.USER_LOGIN_FAILED):
             login.two_factor_recovery_request(username=data["username"], password=data["password"])
@@ -342,8 +344,8 @@ class AuditViewSet(ListAction, ApiViewSet):
     serializer_class = AuditEntryOutput
 
     FILTERS = Filters(
-        actor_type="text", actor_id="int", action="text", object_type="text", object_id="int",
-        organization_id="id", since="time", until="time",
+        actor_type="text", actor_id="int", action=OneOf(AuditAction.values), object_type="text",
+        object_id="int", organization_id="id", since="time", until="time",
     )  # fmt: skip
 
     def rows(self, filters: dict, include: set[str]) -> QuerySet:

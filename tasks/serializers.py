@@ -18,7 +18,7 @@ from vantage6.api.params import parse_datetime
 from vantage6.api.references import list_link, ref
 from vantage6.api.schema import Embeddable, ReferenceOutput
 from vantage6.api.serializers import OutputSerializer
-from vantage6.api.validators import HTTP_URL, AnyKeyRequired, TextPattern, not_a_number
+from vantage6.api.validators import HTTP_URL, AnyKeyRequired, TextPattern, UniqueItems, not_a_number
 
 
 # --- output -------------------------------------------------------------------------------------------
@@ -303,7 +303,11 @@ class TaskInput(serializers.Serializer):
         allow_blank=True,
         validators=[TextPattern(HTTP_URL, "Enter an http(s) URL.")],
     )
-    organizations = serializers.ListField(child=OrganizationInput(), min_length=1)
+    organizations = serializers.ListField(
+        child=OrganizationInput(),
+        min_length=1,
+        validators=[UniqueItems("An organization is listed twice.", key="id")],
+    )
     databases = DatabasesField(required=False, allow_null=True)
 
     class Meta:
@@ -312,12 +316,6 @@ class TaskInput(serializers.Serializer):
                 ("collaboration_id", "study_id"), "Either a collaboration_id or a study_id is required."
             )
         ]
-
-    def validate(self, attrs: dict) -> dict:
-        ids = [org["id"] for org in attrs["organizations"]]
-        if len(set(ids)) != len(ids):
-            raise serializers.ValidationError({"organizations": ["An organization is listed twice."]})
-        return attrs
 
 
 def database_parameters(entry: dict) -> str:

@@ -207,7 +207,7 @@ class ContainerTokenViewSet(ApiViewSet):
 
     @extend_schema(
         request=ContainerTokenInput,
-        responses=inline_serializer("ContainerToken", {"container_token": serializers.CharField()}),
+        responses={200: inline_serializer("ContainerToken", {"container_token": serializers.CharField()})},
     )
     def create(self, request: Request) -> Response:
         data = validated(ContainerTokenInput, request.data)

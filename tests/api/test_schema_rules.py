@@ -16,7 +16,7 @@ import jsonschema_rs
 import pytest
 
 from accounts.models import Rule
-from tests.factories import bearer, make_org, make_user
+from tests.factories import bearer, make_org, make_task, make_user
 from tests.tasks.conftest import plain
 
 _unique = itertools.count()
@@ -127,6 +127,11 @@ CASES = [
         lambda w, value: {**w.task, "organizations": [{"id": w.org_a.pk, "input": value}]},
         [{"method": "avg"}, plain(), 5, ["x"]],
     ),
+    *_cases(
+        "task organizations", "/api/task", "researcher",
+        lambda w, value: {**w.task, "organizations": [{"id": org(w).pk, "input": plain()} for org in value]},
+        [[lambda w: w.org_a, lambda w: w.org_b], [lambda w: w.org_a, lambda w: w.org_a]],
+    ),
     *_cases("recovery", "/api/recover/lost", "anonymous", lambda _w, value: value, RECOVERIES),
     *_cases(
         "two-factor code", "/api/token/user", "anonymous",
@@ -183,3 +188,66 @@ def test_a_body_refused_when_empty_is_documented_as_required(api, document):
 
     assert response.status_code == 400
     assert document["paths"]["/api/recover/lost"]["post"]["requestBody"]["required"] is True
+
+
+@pytest.mark.parametrize("member", ["organization", "node"])
+def test_a_deletion_that_reads_a_body_documents_it(api, world, document, callers, member):
+    """``DELETE /collaboration/{id}/<member>`` takes the id in its body: a client following the document
+    sends it and the member is taken out (without the body the server cannot know which)."""
+    path = f"/api/collaboration/{{id}}/{member}"
+    body = {"id": world.org_b.pk if member == "organization" else world.node_b.pk}
+    operation = document["paths"][path]["delete"]
+
+    response = api.delete(f"/api/collaboration/{world.collab_ab.pk}/{member}", **callers["root"])
+    assert response.status_code == 400
+    assert operation["requestBody"]["required"] is True
+    assert _allowed(document, path, "delete", body)
+    response = api.delete(
+        f"/api/collaboration/{world.collab_ab.pk}/{member}", body, format="json", **callers["root"]
+    )
+    assert response.status_code == 200, response.content
+
+
+def test_the_audit_action_filter_takes_the_values_the_document_lists(api, document, callers):
+    """The actions are a vocabulary: the document lists them, and a value it does not list (an empty one
+    too) is refused rather than read as no filter or a filter nothing matches."""
+    (action,) = [p for p in document["paths"]["/api/audit"]["get"]["parameters"] if p["name"] == "action"]
+    listed = action["schema"]["enum"]
+
+    assert api.get("/api/audit", {"action": listed[0]}, **callers["root"]).status_code == 200
+    for unlisted in ["null", "", "USER.LOGIN"]:
+        assert unlisted not in listed
+        response = api.get("/api/audit", {"action": unlisted}, **callers["root"])
+        assert response.status_code == 400, (unlisted, response.content)
+
+
+def test_a_query_value_with_a_nul_character_is_refused_as_the_document_says(api, world, document, callers):
+    """Every query value with a NUL character is a 400: the document allows none in a text parameter."""
+    stated = []
+    for path, item in document["paths"].items():
+        operation = item.get("get")
+        if operation is None or ("{" in path and path != "/api/collaboration/{id}"):
+            continue
+        if operation.get("security") and {"userToken": []} not in operation["security"]:
+            continue  # a node's or a container's
+        url = path.replace("{id}", str(world.collab_ab.pk))
+        for parameter in operation.get("parameters", []):
+            schema = parameter["schema"]
+            if parameter["in"] != "query" or schema.get("type") != "string" or "format" in schema:
+                continue  # a date or time format has no NUL character in it
+            response = api.get(url, {parameter["name"]: "a\x00b"}, **callers["root"])
+            assert response.status_code == 400, (path, parameter["name"], response.status_code)
+            assert not jsonschema_rs.validator_for(schema).is_valid("a\x00b"), (path, parameter["name"])
+            stated.append((path, parameter["name"]))
+    assert ("/api/collaboration/{id}", "include") in stated
+
+
+def test_a_container_token_is_answered_with_the_documented_status(api, world, document):
+    """A node's request for a container token is answered 200 (as in vantage6), which the document says."""
+    task = make_task(world.collab_ab, world.org_a, world.org_a)
+
+    body = {"task_id": task.pk, "image": task.image}
+    response = api.post("/api/token/container", body, format="json", **bearer(world.node_a))
+
+    assert response.status_code == 200, response.content
+    assert "200" in document["paths"]["/api/token/container"]["post"]["responses"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 
 from rest_framework.request import Request
@@ -176,13 +176,27 @@ _PARSERS: dict[str, Callable[[Request, str], object]] = {
 }
 
 
+class OneOf:
+    """The kind of a text filter whose value is one of ``values`` (an ``enum`` in the document); another
+    value (also an empty one) is a 400."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        self.values = tuple(values)
+
+    def __call__(self, request: Request, name: str) -> str | None:
+        raw = first(request, name)
+        if raw is not None and raw not in self.values:
+            raise bad_request(f"Unknown {name} {raw!r}; the values are: {', '.join(self.values)}")
+        return raw
+
+
 class Filters:
     """The query filters of one endpoint, declared once by name and kind (``vantage6.api.schema``'s
     ``FILTER_KINDS``): ``parse`` reads them strictly for the selector (a malformed value is a 400
     before anything is read), ``parameters`` describes them in the API document."""
 
-    def __init__(self, **kinds: str) -> None:
-        unknown = set(kinds.values()) - set(_PARSERS)
+    def __init__(self, **kinds: str | OneOf) -> None:
+        unknown = {kind for kind in kinds.values() if not isinstance(kind, OneOf)} - set(_PARSERS)
         assert not unknown, f"unknown filter kinds: {unknown}"
         self.kinds = kinds
 
@@ -190,7 +204,7 @@ class Filters:
         """The filters the request sets, parsed; absent and empty ones (and unset flags) are left out."""
         parsed = {}
         for name, kind in self.kinds.items():
-            value = _PARSERS[kind](request, name)
+            value = kind(request, name) if isinstance(kind, OneOf) else _PARSERS[kind](request, name)
             if value is not None and value != "" and value != []:
                 parsed[name] = value
         return parsed

@@ -20,11 +20,12 @@ from drf_spectacular.plumbing import ResolvedComponent, force_instance
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import Direction, OpenApiParameter, extend_schema_serializer
 from rest_framework import serializers
+from rest_framework.generics import GenericAPIView
 
 from vantage6.api.fields import ListLinkField, RefField, TimestampField
 from vantage6.api.lists import ListAction
 from vantage6.api.pagination import MAX_PAGE_ARG, MAX_PER_PAGE, sortable_fields
-from vantage6.api.params import LIKE_PATTERN
+from vantage6.api.params import LIKE_PATTERN, OneOf
 from vantage6.api.sql import MAX_KEY
 from vantage6.api.validators import StatedRule
 
@@ -339,10 +340,15 @@ FILTER_KINDS: dict[str, tuple[Any, str]] = {
 }
 
 
-def filters(**kinds: str) -> list[OpenApiParameter]:
-    """The query filters of a list endpoint, by name and kind (see ``FILTER_KINDS``)."""
+def filters(**kinds: str | OneOf) -> list[OpenApiParameter]:
+    """The query filters of a list endpoint, by name and kind (see ``FILTER_KINDS``; or ``OneOf`` its
+    values)."""
     return [
-        OpenApiParameter(name, FILTER_KINDS[kind][0], description=FILTER_KINDS[kind][1])
+        OpenApiParameter(
+            name, {"type": "string", "enum": list(kind.values)}, description="One of the values."
+        )
+        if isinstance(kind, OneOf)
+        else OpenApiParameter(name, FILTER_KINDS[kind][0], description=FILTER_KINDS[kind][1])
         for name, kind in kinds.items()
     ]
 
@@ -375,6 +381,16 @@ class ApiSchema(AutoSchema):
 
     def _get_paginator(self) -> Envelope | None:
         return Envelope() if self._is_list() else None
+
+    def _get_parameters(self) -> list[dict]:
+        parameters = super()._get_parameters()
+        for parameter in parameters:
+            schema = parameter.get("schema", {})
+            # Every query value with a NUL character is refused (``vantage6.api.params``): said of the
+            # text ones no pattern, format or list of values says it of already.
+            if parameter["in"] == "query" and schema.get("type") == "string" and schema.keys() == {"type"}:
+                add_rule(schema, NO_NUL_CHARACTER)
+        return parameters
 
     def get_override_parameters(self) -> list:
         if not self._is_list():
@@ -427,7 +443,36 @@ class ApiSchema(AutoSchema):
         self._insert_field_validators(other, alternative)
         return {"oneOf": [schema, alternative]}
 
+    def _get_serializer(self) -> Any:
+        # A view without a serializer class has none to give: each of its operations declares its own
+        # (asked of a deletion's body, which may be declared or not).
+        view = self.view
+        if getattr(view, "serializer_class", None) is None and (
+            getattr(type(view), "get_serializer_class", None) in (None, GenericAPIView.get_serializer_class)
+        ):
+            return None
+        return super()._get_serializer()
+
+    def _declares_delete_body(self) -> bool:
+        """Whether this is a deletion that reads a body (``DELETE .../organization`` takes the id), which
+        drf-spectacular leaves out: only a serializer declared for it (``extend_schema``) is one."""
+        if self.method != "DELETE":
+            return False
+        declared = force_instance(self.get_request_serializer())
+        implied = getattr(self.view, "serializer_class", None)  # what every method of the view gets
+        return isinstance(declared, serializers.Serializer) and type(declared) is not implied
+
     def _get_request_body(self, direction: Direction = "request") -> dict | None:
+        if self._declares_delete_body():
+            # Mapped as a POST's body is; a deletion's body is required (its id is).
+            self.method = "POST"
+            try:
+                body = super()._get_request_body(direction)
+            finally:
+                self.method = "DELETE"
+            if body:
+                body["required"] = True
+            return body
         body = super()._get_request_body(direction)
         # No body is read as ``{}``: one that a rule of the body refuses empty is required.
         if body and self.method in BODY_METHODS:
@@ -481,7 +526,8 @@ class ApiSchema(AutoSchema):
 
     def _error_statuses(self) -> list[str]:
         """The errors an operation of this kind can answer (views declare the others)."""
-        request = self.get_request_serializer() if self.method in BODY_METHODS else None
+        has_request = self.method in BODY_METHODS or self._declares_delete_body()
+        request = self.get_request_serializer() if has_request else None
         has_body, raw_body = request is not None, isinstance(request, dict)
         has_path_ids = "{" in self.path
         authenticated = bool(self._clients())

@@ -55,15 +55,21 @@ class Excluded(StatedRule):
 
 
 class UniqueItems(StatedRule):
-    """A list whose items are all different (``uniqueItems``)."""
+    """A list whose items are all different (``uniqueItems``); with ``key``, a list of objects no two of
+    which have the same ``key`` (of which ``uniqueItems`` states the part JSON schema can: two equal
+    objects are refused; so are two that differ elsewhere but have the same ``key``)."""
 
     schema: dict[str, Any] = {"uniqueItems": True}
 
-    def __init__(self, message: str = "The ids must be unique.") -> None:
+    def __init__(self, message: str = "The ids must be unique.", *, key: str | None = None) -> None:
         self.message = message
+        self.key = key
 
     def __call__(self, value: Any) -> None:
-        if isinstance(value, list) and len(set(value)) != len(value):
+        if not isinstance(value, list):
+            return
+        items = value if self.key is None else [item[self.key] for item in value]
+        if len(set(items)) != len(items):
             raise serializers.ValidationError(self.message)
 
 
