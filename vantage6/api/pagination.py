@@ -59,9 +59,11 @@ def sort_order(
     request: Request, queryset: QuerySet, default: Iterable[str], output: type[serializers.Serializer]
 ) -> list[str]:
     """``sort=a,-b`` as an ``order_by`` list; fields ``output`` does not show are a 400. ``id`` always
-    breaks ties."""
+    breaks ties. A column sorted on again orders nothing the first did not: only its first key is kept,
+    so that a query of thousands of keys (a request head holds some 20,000) costs the database nothing
+    (ordering by all of them took seconds)."""
     raw = _first(request, "sort")
-    order: list[str] = []
+    order: dict[str, str] = {}  # column -> its key
     if raw:
         fields = sortable_fields(output)
         for item in raw.split(","):
@@ -74,11 +76,10 @@ def sort_order(
                 raise bad_request(
                     f"Cannot sort a '{queryset.model.__name__}' by '{name}' because it does not exist"
                 )
-            order.append(("-" if descending else "") + fields[name])
+            order.setdefault(fields[name], ("-" if descending else "") + fields[name])
     for key in default:
-        if key.lstrip("-") not in {o.lstrip("-") for o in order}:
-            order.append(key)
-    return order
+        order.setdefault(key.lstrip("-"), key)
+    return list(order.values())
 
 
 def page_links(path: str, params: list[tuple[str, str]]) -> Callable[[int], str]:
