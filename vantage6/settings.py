@@ -215,7 +215,7 @@ REQUEST_THREADS_PER_IDENTITY = env_int("REQUEST_THREADS_PER_IDENTITY", 16, minim
 # limit): one address's flood of slow logins leaves the rest to every other address's. 6: what a browser
 # sends to one host at once.
 REQUEST_THREADS_PER_ADDRESS = env_int("REQUEST_THREADS_PER_ADDRESS", 6, minimum=1, maximum=32)
-# Values (list items, object members) one JSON body or socket packet may hold in all (vantage6.nesting):
+# Values (list items, object members) one JSON request body may hold in all (vantage6.nesting):
 # each id of a list is validated on its own, and millions fit within the largest body.
 MAX_JSON_VALUES = env_int("MAX_JSON_VALUES", 10000, minimum=100, maximum=10_000_000)
 
