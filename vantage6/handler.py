@@ -71,7 +71,11 @@ class PooledASGIHandler(ASGIHandler):
         base.BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
         self.executor = RequestThreads(max_threads)
-        self.shares = Shares(min(settings.REQUEST_THREADS_PER_IDENTITY, max_threads), max_threads)
+        self.shares = Shares(
+            min(settings.REQUEST_THREADS_PER_IDENTITY, max_threads),
+            max_threads,
+            per_client=settings.REQUEST_THREADS_PER_ADDRESS,
+        )
         self.identify = identify
         self.client_of = client_of
         self._routes: RouteIndex | None = None
@@ -94,7 +98,7 @@ class PooledASGIHandler(ASGIHandler):
             self.executor.submit(answer, _call_from, loop, later, func, args)
             return await answer
         finally:
-            self.shares.give_back(identity)
+            self.shares.give_back(identity, client)
 
     async def read_body(self, receive) -> Any:
         """The body as a file: in memory when it comes in one message within Django's in-memory limit
@@ -221,14 +225,21 @@ class Shares:
     of 8 were every thread), a newcomer's request starts at once. No more calls than ``threads`` are let
     through, and when a thread comes free, the waiting identity holding the fewest goes next (its calls in
     order): a newcomer that found the reserve taken is next in line, not behind the floods.
+
+    The clients of one identity (the addresses of the requests without a token) hold at most
+    ``per_client`` threads each: one address's flood of slow logins (the right password of its own
+    account: no failures to limit) leaves the rest of the anonymous share to every other address's
+    logins, which start at once rather than when one of the flood's ends.
     """
 
-    def __init__(self, share: int, threads: int = MAX_THREADS) -> None:
+    def __init__(self, share: int, threads: int = MAX_THREADS, per_client: int | None = None) -> None:
         self.share = share
         self.threads = threads
         self.floor = min(FAIR_SHARE_FLOOR, share)
         self.reserve = min(NEWCOMER_THREADS, threads - 1)
+        self.per_client = share if per_client is None else per_client
         self._held: dict[Hashable, int] = {}
+        self._held_by_client: dict[Hashable, int] = {}  # of the clients named (requests without a token)
         self._in_use = 0  # the threads held, by all identities
         self._waiting: dict[Hashable, _Turns] = {}
 
@@ -244,14 +255,22 @@ class Shares:
             return self._in_use < self.threads
         return held < self.current() and self._in_use < self.threads - self.reserve
 
-    def _hold(self, identity: Hashable) -> None:
+    def _client_may_take(self, client: Hashable) -> bool:
+        return client is None or self._held_by_client.get(client, 0) < self.per_client
+
+    def _hold(self, identity: Hashable, client: Hashable) -> None:
         self._held[identity] = self._held.get(identity, 0) + 1
         self._in_use += 1
+        if client is not None:
+            self._held_by_client[client] = self._held_by_client.get(client, 0) + 1
 
     async def take(self, identity: Hashable, client: Hashable = None) -> None:
         """A thread of ``identity``'s share, for a call from ``client``."""
-        if identity not in self._waiting and self._may_take(identity):  # not ahead of its own waiting calls
-            self._hold(identity)
+        waiting = self._waiting.get(identity)
+        # not ahead of its own waiting calls, unless those wait for their client's share alone
+        ahead = waiting is not None and waiting.any_of(self._client_may_take)
+        if not ahead and self._client_may_take(client) and self._may_take(identity):
+            self._hold(identity, client)
             return
         turn = asyncio.get_running_loop().create_future()
         waiting = self._waiting.setdefault(identity, _Turns())
@@ -260,20 +279,18 @@ class Shares:
             await turn  # ``_let_in`` gave this call a place
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled():  # given its place, then cancelled: pass it on
-                self.give_back(identity)
+                self.give_back(identity, client)
             # cancelled while it waited, and not passed over yet
             elif waiting.remove(client, turn) and not waiting and self._waiting.get(identity) is waiting:
                 del self._waiting[identity]
             raise
 
-    def give_back(self, identity: Hashable) -> None:
-        """A call of ``identity`` that ``take`` let through ended: its place goes to the waiting calls that
-        may take one (``_let_in``)."""
-        held = self._held[identity] - 1
-        if held:
-            self._held[identity] = held
-        else:
-            del self._held[identity]
+    def give_back(self, identity: Hashable, client: Hashable = None) -> None:
+        """A call of ``identity`` from ``client`` that ``take`` let through ended: its place goes to the
+        waiting calls that may take one (``_let_in``)."""
+        _release(self._held, identity)
+        if client is not None:
+            _release(self._held_by_client, client)
         self._in_use -= 1
         if self._waiting:
             self._let_in()
@@ -281,15 +298,27 @@ class Shares:
     def _let_in(self) -> None:
         """Waiting calls, each of the identity holding the fewest threads among those that may take one
         (the first of them to wait on a tie), while there are any."""
-        while ready := [identity for identity in self._waiting if self._may_take(identity)]:
+        while ready := [
+            identity
+            for identity, waiting in self._waiting.items()
+            if self._may_take(identity) and waiting.any_of(self._client_may_take)
+        ]:
             identity = min(ready, key=lambda waiter: self._held.get(waiter, 0))
             waiting = self._waiting[identity]
-            turn = waiting.popleft()
+            client, turn = waiting.popleft(self._client_may_take)
             if not turn.done():  # not cancelled while it waited
-                self._hold(identity)
+                self._hold(identity, client)
                 turn.set_result(None)
             if not waiting:
                 del self._waiting[identity]
+
+
+def _release(held: dict[Hashable, int], key: Hashable) -> None:
+    count = held[key] - 1
+    if count:
+        held[key] = count
+    else:
+        del held[key]
 
 
 class _Turns:
@@ -307,14 +336,19 @@ class _Turns:
     def append(self, client: Hashable, turn: asyncio.Future) -> None:
         self._of.setdefault(client, deque()).append(turn)
 
-    def popleft(self) -> asyncio.Future:
-        """The first call of the client whose turn it is; that client's next call waits for the others'."""
-        client = next(iter(self._of))
+    def any_of(self, may_take: Callable[[Hashable], bool]) -> bool:
+        """Whether a client for which ``may_take`` holds has a call waiting."""
+        return any(may_take(client) for client in self._of)
+
+    def popleft(self, may_take: Callable[[Hashable], bool]) -> tuple[Hashable, asyncio.Future]:
+        """The client whose turn it is among those ``may_take`` holds for (``any_of``), and its first call;
+        that client's next call waits for the others'."""
+        client = next(client for client in self._of if may_take(client))
         waiting = self._of.pop(client)
         turn = waiting.popleft()
         if waiting:
             self._of[client] = waiting  # last in line
-        return turn
+        return client, turn
 
     def remove(self, client: Hashable, turn: asyncio.Future) -> bool:
         """Whether ``turn`` of ``client`` was waiting (and is no longer)."""

@@ -211,6 +211,13 @@ MAX_CONNECTIONS_PER_CLIENT = env_int("MAX_CONNECTIONS_PER_CLIENT", 1000, minimum
 # container by its token, all requests without a valid token as one; its further requests wait their
 # turn. At least 8: what one client sends at once (a browser's connections to a host, the node's threads).
 REQUEST_THREADS_PER_IDENTITY = env_int("REQUEST_THREADS_PER_IDENTITY", 16, minimum=8, maximum=32)
+# Of the share of the requests without a valid token, what one client address may hold (as for the login
+# limit): one address's flood of slow logins leaves the rest to every other address's. 6: what a browser
+# sends to one host at once.
+REQUEST_THREADS_PER_ADDRESS = env_int("REQUEST_THREADS_PER_ADDRESS", 6, minimum=1, maximum=32)
+# Values (list items, object members) one JSON request body may hold in all (vantage6.nesting):
+# each id of a list is validated on its own, and millions fit within the largest body.
+MAX_JSON_VALUES = env_int("MAX_JSON_VALUES", 10000, minimum=100, maximum=10_000_000)
 
 # --- E-mail ---------------------------------------------------------------------------------------
 EMAIL_HOST = env_str("SMTP_SERVER", "")

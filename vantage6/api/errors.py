@@ -7,6 +7,7 @@ import sys
 import traceback
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import SuspiciousOperation
 from django.db import (
     DatabaseError,
     IntegrityError,
@@ -125,6 +126,10 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         return Response({"msg": str(exc) or "Not found"}, status=404)
     if isinstance(exc, exceptions.APIException):
         return Response({"msg": flatten(exc.detail)}, status=exc.status_code)
+    if isinstance(exc, SuspiciousOperation):
+        # What Django refuses as it reads the request for the view: more query or form fields than
+        # DATA_UPLOAD_MAX_NUMBER_FIELDS, say. Django answers these 400 outside DRF's views too.
+        return Response({"msg": str(exc)}, status=400)
     view = context.get("view").__class__.__name__
     if isinstance(exc, IntegrityError):
         # Two requests raced past the same uniqueness check; the loser gets what a later one would.

@@ -1,5 +1,5 @@
-"""The JSON body parser of the API: DRF's, with a bound on nesting, reading the body at once, refusing
-text that is not Unicode."""
+"""The JSON body parser of the API: DRF's, with bounds on nesting and on the values of lists and objects,
+reading the body at once, refusing text that is not Unicode."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 from rest_framework.utils import json
 
-from vantage6.nesting import LONE_SURROGATE, TOO_DEEP, found_in_strings, too_deep
+from vantage6.nesting import (
+    LONE_SURROGATE,
+    TOO_DEEP,
+    found_in_strings,
+    too_deep,
+    too_many_values,
+    too_many_values_message,
+)
 
 
 class JSONParser(parsers.JSONParser):
@@ -29,6 +36,8 @@ class JSONParser(parsers.JSONParser):
             raise ParseError(f"JSON parse error - {exc}") from None
         if too_deep(text, data):
             raise ParseError(TOO_DEEP)
+        if too_many_values(text, data):
+            raise ParseError(too_many_values_message())
         # A lone surrogate (a \ud800 escape, or a charset that decodes to one) is no Unicode text:
         # every field, every answer that repeats it, the database would fail on it. Plain ASCII text
         # without an escape has none: most bodies are not walked.
