@@ -778,14 +778,27 @@ def rules_of_user(user_id: int) -> frozenset[tuple[str, str, str]]:
     return frozenset(via_roles.union(direct))
 
 
-def _global_rule_of(resource: str, operation: str) -> CompiledRows:
+def _global_rule(resource: str, operation: str) -> QuerySet:
+    """The rule whose holders ``reaches_every(resource, operation)``: that of global scope."""
     from accounts.models import Rule
 
+    return Rule.objects.filter(name=Principal.rule_resource(resource), scope=GLO, operation=_op(operation))
+
+
+def _global_rule_of(resource: str, operation: str) -> CompiledRows:
     def rows(user: int) -> QuerySet:
-        held = Rule.objects.filter(_held_by(user), name=resource, scope=GLO, operation=operation)
-        return held.values_list("id")
+        return _global_rule(resource, operation).filter(_held_by(user)).values_list("id")
 
     return CompiledRows(rows, "user")
+
+
+def users_reaching_every(resource: str, operation: str, *, through: str = "") -> Q:
+    """The users for whom ``Principal.reaches_every(resource, operation)`` holds (the rule given directly
+    or through a role), as a condition on the rows that ``through`` (a relation to a user, ending in
+    ``__``) leads from: those whose reach grows and shrinks with the collaborations themselves, such as
+    the rooms of a global ``event`` rule."""
+    rule = _global_rule(resource, operation)
+    return Q(**{f"{through}rules__in": rule}) | Q(**{f"{through}roles__rules__in": rule})
 
 
 # ``reaches_every``'s rule rows by (resource, operation), their SQL compiled once per database.
