@@ -531,8 +531,9 @@ def _kill_open_task(
     caller's transaction. The task's collaboration and the nodes' kill list; None when that UPDATE found
     no run, nothing written (a missing, finished or deleted task, subtasks, no open run:
     ``_kill_runs``'s case). ``guard``, ``actor_organization_sql``: the check and the organization of a
-    caller not loaded, made and read by the statement (PostgreSQL, ``task`` None)."""
-    _lock_family.lock_later(task=task_id)
+    caller not loaded, made and read by the statement (PostgreSQL, ``task`` None); the lock is taken
+    only if the check holds."""
+    _lock_family.lock_later(guard, task=task_id)
     values = [TaskStatus.KILLED, timezone.now()]
     keys = {"task": task_id}
     status = Task(pk=task_id, status=TaskStatus.KILLED, finished_at=None)
