@@ -7,6 +7,7 @@ from collections.abc import Callable, Hashable
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
@@ -57,11 +58,13 @@ def _touch_last_seen(identity) -> None:
     if identity.last_seen is None or now - identity.last_seen >= LAST_SEEN_RESOLUTION:
         identity.last_seen = now
         Authenticatable.objects.filter(pk=identity.pk).update(last_seen=now)
-    _seen_at(identity.pk, identity.last_seen)
+        _seen_at(identity.pk, now)
 
 
-# When ``last_seen`` of an identity was last written, as this process knows it: a caller that is not
-# loaded (``DeferredCaller.seen``) writes it no more often than a loaded one.
+# When this process last wrote ``last_seen`` of an identity: a caller that is not loaded
+# (``DeferredCaller.seen``) writes it no more often than a loaded one. Noted with each write only, not
+# with every loaded caller: a value another process wrote costs the unloaded path one update that
+# changes no row, once per resolution.
 _seen_written: dict[int, datetime] = {}
 SEEN_WRITTEN_KEPT = 65536
 
@@ -115,7 +118,7 @@ _load_user, _load_node = PkLookup(_user_queryset), PkLookup(_node_queryset)
 
 
 # How the account a user's or node's token names is loaded, and made the request's principal.
-_ACCOUNTS: dict[str, tuple[Callable[[int], Any], Callable[[Any], Principal]]] = {
+_ACCOUNTS: dict[str, tuple[PkLookup[Any], Callable[[Any], Principal]]] = {
     "user": (_load_user, principal_for_user),
     "node": (_load_node, principal_for_node),
 }
@@ -235,6 +238,15 @@ class DeferredCaller:
     def current_sql(self) -> Statement | None:
         """The token's check (``check_current``) as an SQL condition; None where it cannot hold."""
         return current_login_sql(self.id, self.claims)
+
+    def organization_sql(self) -> Statement:
+        """The caller's organization as a scalar subquery, for what a statement that checks the caller
+        itself records of it (its audit record's organization)."""
+        meta = _ACCOUNTS[self.kind][0].model._meta
+        quote = connection.ops.quote_name
+        organization = quote(meta.get_field("organization").column)
+        table, key = quote(meta.db_table), quote(meta.pk.column)
+        return f"SELECT {organization} FROM {table} WHERE {key} = %s", [self.id]
 
     def seen(self) -> None:
         """A statement found the caller current: the sign of life that loading it gives."""

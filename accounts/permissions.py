@@ -187,10 +187,10 @@ class Principal:
         if declared is None:
             return self.reaches(resource, "view", **{name: value})
         scope = self.max_scope(self.rule_resource(resource), "view")
-        if scope == GLO:
-            return True
         reach = declared.get(scope) if scope is not None else None
-        return reach is not None and reach(self, value)
+        if reach is None:
+            return scope == GLO
+        return reach(self, value)
 
     def filtered(
         self, rows: QuerySet[M], resource: str, filters: dict, name: str, lookup: str = ""
@@ -506,7 +506,8 @@ class Scope:
     without_rule: dict[str, Callable[[Principal], Q]] = field(default_factory=dict)
     repeats_rows: bool = False  # the filter crosses a many-to-many relation
     # Per list filter (``organization_id``, ``collaboration_id``) that does not follow ``reaches``:
-    # what a value may name at each scope below global (a scope left out refuses every value).
+    # what a value may name at each scope (a scope below global left out refuses every value; global
+    # scope left out allows every value).
     filters: dict[str, dict[str, Reach]] = field(default_factory=dict)
     # Per resource whose rows each row shows on request (``include=``): where those lie.
     embeds: dict[str, Embedded] = field(default_factory=dict)
@@ -602,6 +603,12 @@ def auth_collaboration(p: Principal, collaboration_id: int) -> bool:
     return collaboration_id in p.collaboration_ids
 
 
+def member_or_viewed_collaboration(p: Principal, collaboration_id: int) -> bool:
+    return collaboration_id in p.collaboration_ids or p.reaches(
+        "collaboration", "view", collaboration_id=collaboration_id
+    )
+
+
 def _own_roles(p: Principal) -> Q:
     return Q(id__in=p.role_ids)
 
@@ -615,7 +622,12 @@ def _node_runs(p: Principal) -> Q:
 
 
 RESOURCE_SCOPES: dict[str, Scope] = {
-    "organization": Scope(organization=("id",)),
+    # Who sees every organization still learns the members of its own collaborations only (unless it
+    # sees every collaboration); below that, collaboration scope reaches the auth collaborations' members.
+    "organization": Scope(
+        organization=("id",),
+        filters={"collaboration_id": {GLO: member_or_viewed_collaboration, COL: auth_collaboration}},
+    ),
     # The members of a collaboration or a study are the organizations of its collaboration: within reach
     # of a scope below global only as collaborating organizations.
     "collaboration": Scope(collaboration="id", embeds={"organization": Embedded(shared=(COL,))}),
@@ -778,14 +790,27 @@ def rules_of_user(user_id: int) -> frozenset[tuple[str, str, str]]:
     return frozenset(via_roles.union(direct))
 
 
-def _global_rule_of(resource: str, operation: str) -> CompiledRows:
+def _global_rule(resource: str, operation: str) -> QuerySet:
+    """The rule whose holders ``reaches_every(resource, operation)``: that of global scope."""
     from accounts.models import Rule
 
+    return Rule.objects.filter(name=Principal.rule_resource(resource), scope=GLO, operation=_op(operation))
+
+
+def _global_rule_of(resource: str, operation: str) -> CompiledRows:
     def rows(user: int) -> QuerySet:
-        held = Rule.objects.filter(_held_by(user), name=resource, scope=GLO, operation=operation)
-        return held.values_list("id")
+        return _global_rule(resource, operation).filter(_held_by(user)).values_list("id")
 
     return CompiledRows(rows, "user")
+
+
+def users_reaching_every(resource: str, operation: str, *, through: str = "") -> Q:
+    """The users for whom ``Principal.reaches_every(resource, operation)`` holds (the rule given directly
+    or through a role), as a condition on the rows that ``through`` (a relation to a user, ending in
+    ``__``) leads from: those whose reach grows and shrinks with the collaborations themselves, such as
+    the rooms of a global ``event`` rule."""
+    rule = _global_rule(resource, operation)
+    return Q(**{f"{through}rules__in": rule}) | Q(**{f"{through}roles__rules__in": rule})
 
 
 # ``reaches_every``'s rule rows by (resource, operation), their SQL compiled once per database.

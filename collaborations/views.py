@@ -31,16 +31,12 @@ from collaborations.serializers import (
     StudyUpdateInput,
 )
 from vantage6.api.lists import ListAction
-from vantage6.api.params import Filters, first, flag, list_param
+from vantage6.api.params import Filters, first, flag
 from vantage6.api.schema import DELETE_DEPENDENTS, MessageOutput, include
 from vantage6.api.serializers import validated
 
 # The algorithm store's own refusals are passed on with its status; its failures are a 502.
 STORE_ERRORS = {"4XX": None, 502: None}
-
-
-def _include_organizations(request: Request) -> bool:
-    return "organizations" in list_param(request, "include")
 
 
 def _organizations(queryset) -> list[dict]:
@@ -138,7 +134,7 @@ class CollaborationViewSet(_WithMembers):
 
     @extend_schema(parameters=[include("organizations")])
     def retrieve(self, request: Request, pk: str) -> Response:
-        include = _include_organizations(request)
+        include = "organizations" in self.includes(request)
         collaboration = selectors.collaboration_get(self.principal, pk, include_organizations=include)
         return Response(self._output(collaboration, include))
 
@@ -190,7 +186,7 @@ class StudyViewSet(_WithMembers):
 
     @extend_schema(parameters=[include("organizations")])
     def retrieve(self, request: Request, pk: str) -> Response:
-        include = _include_organizations(request)
+        include = "organizations" in self.includes(request)
         study = selectors.study_get(self.principal, pk, include_organizations=include)
         return Response(self._output(study, include))
 

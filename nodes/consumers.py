@@ -22,13 +22,13 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.authentication import principal_from_claims
-from accounts.models import Authenticatable, AuthStatus, Rule
+from accounts.models import Authenticatable, AuthStatus
 from accounts.permissions import (
-    GLO,
     Principal,
     nodes_with_rules,
     principal_for_node,
     principal_for_user,
+    users_reaching_every,
     users_with_rules,
 )
 from accounts.sessions import TokenRevoked, check_current, with_revoked_logins
@@ -156,9 +156,8 @@ def follow_rights(
         | Q(identity__node__organization_id__in=organizations)
     )
     if collaborations:
-        # A user with the global event rule (his own or a role's) is in every collaboration's room.
-        everywhere = Rule.objects.filter(name="event", scope=GLO, operation="RECEIVE")
-        touched |= Q(identity__user__rules__in=everywhere) | Q(identity__user__roles__rules__in=everywhere)
+        # A user whose events reach every collaboration is in every collaboration's room.
+        touched |= users_reaching_every("event", "receive", through="identity__user__")
 
     def recheck_connected() -> None:
         connected = SocketConnection.objects.filter(touched).values_list("identity__type", "identity_id")

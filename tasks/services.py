@@ -531,8 +531,9 @@ def _kill_open_task(
     caller's transaction. The task's collaboration and the nodes' kill list; None when that UPDATE found
     no run, nothing written (a missing, finished or deleted task, subtasks, no open run:
     ``_kill_runs``'s case). ``guard``, ``actor_organization_sql``: the check and the organization of a
-    caller not loaded, made and read by the statement (PostgreSQL, ``task`` None)."""
-    _lock_family.lock_later(task=task_id)
+    caller not loaded, made and read by the statement (PostgreSQL, ``task`` None); the lock is taken
+    only if the check holds."""
+    _lock_family.lock_later(guard, task=task_id)
     values = [TaskStatus.KILLED, timezone.now()]
     keys = {"task": task_id}
     status = Task(pk=task_id, status=TaskStatus.KILLED, finished_at=None)
@@ -622,7 +623,7 @@ def _kill_by_deferred_user(caller: DeferredCaller, task_id: int) -> tuple[int, l
         task_id,
         None,
         guard=guard,
-        actor_organization_sql=_organization_of_caller(caller),
+        actor_organization_sql=caller.organization_sql(),
     )
     if killed is not None:
         caller.seen()
@@ -868,14 +869,6 @@ _insert_port_of_calling_node = CompiledInsertIf(
 )
 
 
-def _organization_of_caller(caller: DeferredCaller) -> Statement:
-    """The organization of a user or node not loaded, as a scalar subquery (its audit records')."""
-    model = Node if caller.kind == "node" else User
-    quote = connection.ops.quote_name
-    table, key = quote(model._meta.db_table), quote(cast(str, model._meta.pk.column))
-    return f"SELECT {quote(model.organization.field.column)} FROM {table} WHERE {key} = %s", [caller.id]
-
-
 def _port_of_deferred_node(
     caller: DeferredCaller, run_id: int, port: int, label: str | None
 ) -> AlgorithmPort | None:
@@ -891,7 +884,7 @@ def _port_of_deferred_node(
         Actor(caller.kind, caller.id),
         "port.create",
         guard=guard,
-        actor_organization_sql=_organization_of_caller(caller),
+        actor_organization_sql=caller.organization_sql(),
         run_id=run_id,
         port=port,
         label=label,

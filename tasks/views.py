@@ -30,7 +30,7 @@ from tasks.serializers import (
 )
 from vantage6.api.errors import ApiError, bad_request, not_found
 from vantage6.api.lists import ListAction
-from vantage6.api.params import Filters, first, int_param, list_param
+from vantage6.api.params import Filters, int_param
 from vantage6.api.schema import MessageOutput, include
 from vantage6.api.serializers import validated
 
@@ -50,10 +50,6 @@ ADDRESS_FILTERS = Filters(
     only_siblings="flag", only_self="flag", label="text",
 )  # fmt: skip
 NOT_CONFIGURED = OpenApiResponse(description="Not configured on this server")
-
-
-def _include(request: Request) -> set[str]:
-    return set(list_param(request, "include"))
 
 
 def _created(task: Task) -> Response:
@@ -88,7 +84,7 @@ class TaskViewSet(ListAction, ApiViewSet):
 
     @extend_schema(parameters=[include("runs", "results")])
     def retrieve(self, request: Request, pk: str) -> Response:
-        include = _include(request)
+        include = self.includes(request)
         task = selectors.task_for_view(self.principal, pk, include)
         return Response(TaskOutput(task, context={"include": include}).data)
 
@@ -122,7 +118,7 @@ class RunViewSet(ListAction, ApiViewSet):
 
     @extend_schema(parameters=[include("task")])
     def retrieve(self, request: Request, pk: str) -> Response:
-        include_task = first(request, "include") == "task"
+        include_task = "task" in self.includes(request)
         run = selectors.run_for_view(self.principal, pk, include_task)
         return Response(RunOutput(run, context={"include_task": include_task}).data)
 

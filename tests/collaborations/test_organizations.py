@@ -12,6 +12,7 @@ from nodes.models import Node
 from tasks.models import Run, Task
 from tests.collaborations.helpers import container_headers, headers_of, ids
 from tests.factories import bearer, make_org, make_study, make_task, make_user
+from tests.tasks.conftest import user_with
 
 pytestmark = pytest.mark.django_db
 
@@ -245,3 +246,28 @@ def test_delete_flag_counts_any_value_but_false_and_organization_without_depende
     response = api.delete(f"/api/organization/{world.org_c.pk}?delete_dependents=yes", **root)
     assert response.status_code == 200
     assert api.delete("/api/organization/99999", **root).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("specs", "own", "other", "missing"),
+    [
+        (("organization.glo.view", "collaboration.glo.view"), 200, 200, 200),
+        (("organization.glo.view", "collaboration.org.view"), 200, 401, 401),
+        (("organization.glo.view",), 200, 401, 401),
+        (("organization.col.view", "collaboration.glo.view"), 200, 401, 401),
+        (("organization.org.view", "collaboration.glo.view"), 401, 401, 401),
+    ],
+)
+def test_the_collaboration_filter_reaches_what_both_rules_reach(api, world, specs, own, other, missing):
+    """Members of the own collaborations at global or collaboration scope; of any collaboration (a
+    missing one an empty list, as vantage6 answers) only who also sees every collaboration."""
+    headers = bearer(user_with(world.org_a, *specs))
+    answers = [
+        api.get(f"/api/organization?collaboration_id={collaboration_id}", **headers)
+        for collaboration_id in (world.collab_ab.pk, world.collab_c.pk, 99999)
+    ]
+    assert [answer.status_code for answer in answers] == [own, other, missing]
+    if own == 200:
+        assert ids(answers[0]) == [world.org_a.pk, world.org_b.pk]
+    if missing == 200:
+        assert ids(answers[1]) == [world.org_c.pk] and ids(answers[2]) == []

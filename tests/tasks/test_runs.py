@@ -97,7 +97,7 @@ def test_run_representation(api, world, runs):
     task = data["task"]
     assert task["id"] == runs["t"].pk and "runs" not in task and task["status"] == "pending"
     assert task["databases"] == [{"label": "default", "parameters": '{"query":"q"}'}]
-    plain = api.get(f"/api/run/{runs['ra'].pk}?include=task,x", **bearer(world.node_a)).json()
+    plain = api.get(f"/api/run/{runs['ra'].pk}?include=x", **bearer(world.node_a)).json()
     assert plain["task"] == {
         "id": runs["t"].pk,
         "link": f"/api/task/{runs['t'].pk}",
@@ -105,6 +105,16 @@ def test_run_representation(api, world, runs):
     }
     result = api.get(f"/api/result/{runs['ra'].pk}", **bearer(world.node_a)).json()
     assert set(result) == {"id", "result", "cleanup_at", "blob_storage_used", "run", "task"}
+
+
+@pytest.mark.parametrize("include", ["task,x", "x,task", "x&include=task", "task&include=x"])
+def test_run_include_is_read_as_the_lists_read_it(api, world, runs, include):
+    """Every ``include`` value counts, repeated or comma-separated, for one run as for the list."""
+    headers = bearer(world.node_a)
+    one = api.get(f"/api/run/{runs['ra'].pk}?include={include}", **headers).json()
+    listed = api.get(f"/api/run?task_id={runs['t'].pk}&include={include}", **headers).json()["data"]
+    assert one["task"]["id"] == runs["t"].pk and "init_org" in one["task"]
+    assert [run["task"] for run in listed if run["id"] == runs["ra"].pk] == [one["task"]]
 
 
 def test_run_filters(api, world, runs):

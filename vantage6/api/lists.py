@@ -37,9 +37,14 @@ class ListAction:
     def paginated(self, filters: dict) -> bool:
         return True
 
+    def includes(self, request: Request) -> set[str]:
+        """The ``INCLUDES`` that ``include=`` names, repeated and/or comma-separated: for a list and
+        for one row alike."""
+        return set(list_param(request, "include")) & set(self.INCLUDES)
+
     def list(self, request: Request) -> Response:
         filters = self.FILTERS.parse(request)
-        include = set(list_param(request, "include")) & set(self.INCLUDES)
+        include = self.includes(request)
         return paginate(
             request,
             self.rows(filters, include),

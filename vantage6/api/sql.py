@@ -306,21 +306,37 @@ class CompiledRows:
             return None
         return [tuple(_converted(row, plan.converters, connection)) for row in rows]
 
-    def lock_later(self, **values: int) -> None:
+    def lock_later(self, guard: Statement | None = None, **values: int) -> None:
         """Take the row locks of this query (a ``select_for_update`` one) with the next statement, in
         its query string, where the database backend can (``lead``: one round trip less on PostgreSQL;
         each statement of a query string takes its own snapshot, so the next one sees what was committed
         before the locks were granted; outside a transaction the two run as one), else at once. Without
-        row locks (SQLite, whose one writer excludes the others): nothing."""
+        row locks (SQLite, whose one writer excludes the others): nothing. ``guard``: an SQL condition
+        without which no row is locked (the caller's check of a write that checks it itself): a caller
+        it refuses neither waits for the locks nor holds them."""
         connection = connections[DEFAULT_DB_ALIAS]
         if not connection.features.has_select_for_update or not _in_range(values):
             return
-        lead = getattr(connection, "lead", None)
-        if lead is None:
-            self(**values)
-            return
         plan, params = self.query(connection, values)
-        lead(plan.sql, params)
+        sql = plan.sql
+        if guard is not None:
+            sql, params = _guarded(sql, params, guard)
+            _prepare(connection, sql)
+        lead = getattr(connection, "lead", None)
+        if lead is not None:
+            lead(sql, params)
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+def _guarded(sql: str, params: list, guard: Statement) -> Statement:
+    """The compiled query ``sql`` (of one table, with a WHERE: its first) with ``guard`` as one more
+    condition of its WHERE (whose conditions Django joins by AND)."""
+    head, where, tail = sql.partition(" WHERE ")
+    assert where and "(SELECT" not in head, "a query of one table, with a WHERE"
+    before = head.count("%s")
+    return f"{head} WHERE ({guard[0]}) AND {tail}", [*params[:before], *guard[1], *params[before:]]
 
 
 def _prepare(connection: BaseDatabaseWrapper, sql: str) -> None:

@@ -1,0 +1,83 @@
+"""A kill whose caller its own statement checks (PostgreSQL) takes its task family's lock only for a
+caller that check lets through: a token no longer valid neither waits for the lock nor holds it."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import connection, connections, transaction
+from django.utils import timezone
+
+from accounts.models import AuditEntry, LoginSession
+from tasks.models import Run, Task
+from tests.conftest import requires_services
+from tests.factories import bearer, make_run, make_task, make_user
+
+pytestmark = [requires_services("postgres"), pytest.mark.django_db(transaction=True)]
+
+
+class LockHolder(threading.Thread):
+    """Holds the row lock of a task on a connection of its own until ``done``, and notes whether
+    another session of this database waited for a lock meanwhile (the holder then lets it go)."""
+
+    def __init__(self, task_id: int) -> None:
+        super().__init__(daemon=True)
+        self.task_id = task_id
+        self.locked, self.done = threading.Event(), threading.Event()
+        self.waiter_seen = False
+
+    def run(self) -> None:
+        try:
+            with transaction.atomic():
+                Task.objects.select_for_update().filter(pk=self.task_id).get()
+                self.locked.set()
+                deadline = time.monotonic() + 30
+                while not self.done.is_set() and time.monotonic() < deadline:
+                    if self._someone_waits():
+                        self.waiter_seen = True
+                        return
+                    time.sleep(0.02)
+        finally:
+            self.locked.set()
+            connections.close_all()
+
+    @staticmethod
+    def _someone_waits() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+            )
+            return cursor.fetchone() is not None
+
+
+def kill(api, headers: dict, task: Task):
+    return api.post("/api/kill/task", {"id": task.pk}, format="json", **headers)
+
+
+def test_a_kill_by_a_token_no_longer_valid_takes_no_lock_and_writes_nothing(api, world):
+    root = make_user(world.org_a, "Root")  # a global right: its kill is checked by its own statement
+    headers = bearer(root)
+    first = make_task(world.collab_ab, world.org_a)
+    make_run(first, world.org_a, status="active")
+    assert kill(api, headers, first).status_code == 200  # the statement's path, as a usual caller's
+    task = make_task(world.collab_ab, world.org_a)
+    make_run(task, world.org_a, status="active")
+    LoginSession.objects.filter(identity_id=root.pk).update(revoked_at=timezone.now())
+    before = AuditEntry.objects.count()
+
+    holder = LockHolder(task.pk)
+    holder.start()
+    try:
+        assert holder.locked.wait(10)
+        response = kill(api, headers, task)
+    finally:
+        holder.done.set()
+        holder.join(40)
+
+    assert response.status_code == 401, response.content
+    assert not holder.waiter_seen, "the refused kill waited for the task's lock"
+    assert list(Run.objects.filter(task=task).values_list("status", flat=True)) == ["active"]
+    assert AuditEntry.objects.count() == before
