@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg2
+import websocket
 from django.conf import settings
 from django.db import connections
 
@@ -31,6 +32,8 @@ FAST_TIMERS = {
     "V6_SOCKET_PING_TIMEOUT": "2",
     "V6_NODE_HEARTBEAT_TIMEOUT": "3",
 }
+# Pings far apart, for a test that reads a socket only when it waits for a frame: no ping times out meanwhile.
+LONG_PINGS = {"V6_SOCKET_PING_INTERVAL": "25", "V6_SOCKET_PING_TIMEOUT": "60"}
 
 
 def sql_apart(query: str, *args: object, **connect: object) -> list[tuple]:
@@ -44,6 +47,16 @@ def sql_apart(query: str, *args: object, **connect: object) -> list[tuple]:
             return cursor.fetchall() if cursor.description else []
     finally:
         conn.close()
+
+
+def open_tasks_socket(port: int, bearer: str) -> websocket.WebSocket:
+    """A websocket of ``bearer`` to the server on ``port`` that asked to connect to ``/tasks`` (not yet
+    answered)."""
+    url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+    ws = websocket.create_connection(url, timeout=30, header=[f"Authorization: Bearer {bearer}"])
+    assert ws.recv().startswith("0{")  # the Engine.IO OPEN
+    ws.send("40/tasks,{}")
+    return ws
 
 
 def free_port() -> int:

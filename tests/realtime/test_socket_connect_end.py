@@ -13,30 +13,18 @@ import threading
 
 import pytest
 import requests
-import websocket
 
 from accounts.models import Authenticatable
 from nodes.models import SocketConnection
 from tests.realtime.helpers import PollingSession, eventually, hears, make_user, token
-from tests.realtime.live import HOOKED, LIVE, hooked_servers
+from tests.realtime.live import HOOKED, LIVE, LONG_PINGS, hooked_servers, open_tasks_socket
 
 
 @pytest.fixture(scope="module")
 def hooked(live_db, live_folder):
     # Long pings: the test reads its witness's socket only when it waits for a frame.
-    with hooked_servers(
-        live_db, live_folder, [HOOKED], V6_SOCKET_PING_INTERVAL="25", V6_SOCKET_PING_TIMEOUT="60"
-    ) as (folder, (host,)):
+    with hooked_servers(live_db, live_folder, [HOOKED], **LONG_PINGS) as (folder, (host,)):
         yield folder, host
-
-
-def _open(port: int, bearer: str) -> websocket.WebSocket:
-    """A websocket of ``bearer`` that asked to connect to ``/tasks`` (not yet answered)."""
-    url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
-    ws = websocket.create_connection(url, timeout=30, header=[f"Authorization: Bearer {bearer}"])
-    assert ws.recv().startswith("0{")  # the Engine.IO OPEN
-    ws.send("40/tasks,{}")
-    return ws
 
 
 def _status(node_id: int) -> str:
@@ -49,7 +37,7 @@ def test_a_node_whose_session_ends_while_its_connect_is_admitted_is_offline_with
 ):
     folder, host = hooked
     node = live_world.node_a
-    witness = _open(host.port, token(make_user(live_world.org_b, event_scope="COLLABORATION")))
+    witness = open_tasks_socket(host.port, token(make_user(live_world.org_b, event_scope="COLLABORATION")))
     armed, held = folder / f"{host.port}.hold-identified", folder / f"{host.port}.identified"
     try:
         assert hears(witness, lambda frame: frame.startswith('40/tasks,{"sid":'), 10)

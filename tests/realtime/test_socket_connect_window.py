@@ -13,7 +13,6 @@ import threading
 import time
 
 import pytest
-import websocket
 from django.utils import timezone
 
 from accounts.models import Authenticatable, LoginSession
@@ -24,7 +23,7 @@ from nodes.events import collaboration_room
 from nodes.models import SocketConnection
 from tests.conftest import requires_services
 from tests.realtime.helpers import LiveWorld, create_task, eventually, hears, make_user, token
-from tests.realtime.live import HOOKED, Daphne, hooked_servers
+from tests.realtime.live import HOOKED, LONG_PINGS, Daphne, hooked_servers, open_tasks_socket
 from tests.realtime.test_socket_rights import _call
 
 
@@ -33,21 +32,10 @@ def hooked(live_db, live_folder):
     """The hooks' folder, a hooked server process and a plain one, sharing the database and RabbitMQ."""
     env = {
         "V6_RABBITMQ_URI": os.environ["V6_RABBITMQ_URI"],
-        # The test reads a socket only when it waits for a frame: no ping may time out meanwhile.
-        "V6_SOCKET_PING_INTERVAL": "25",
-        "V6_SOCKET_PING_TIMEOUT": "60",
+        **LONG_PINGS,
     }
     with hooked_servers(live_db, live_folder, [HOOKED, None], **env) as (folder, servers):
         yield folder, *servers
-
-
-def _connect(host: Daphne, bearer: str) -> websocket.WebSocket:
-    """A websocket of ``bearer`` to ``host`` that asked to connect to ``/tasks`` (not yet answered)."""
-    url = f"ws://127.0.0.1:{host.port}/socket.io/?EIO=4&transport=websocket"
-    ws = websocket.create_connection(url, timeout=30, header=[f"Authorization: Bearer {bearer}"])
-    assert ws.recv().startswith("0{")  # the Engine.IO OPEN
-    ws.send("40/tasks,{}")
-    return ws
 
 
 def _remove_rules(host: Daphne, admin: str, user, world: LiveWorld) -> None:  # noqa: ARG001
@@ -68,7 +56,9 @@ def test_a_socket_whose_rights_change_while_it_connects_leaves_the_rooms_it_lost
     folder, connecting, changing = hooked
     room = collaboration_room(live_world.collab_ab.pk)
     joined = f' joined room {room}"]'
-    witness = _connect(connecting, token(make_user(live_world.org_b, event_scope="COLLABORATION")))
+    witness = open_tasks_socket(
+        connecting.port, token(make_user(live_world.org_b, event_scope="COLLABORATION"))
+    )
     sockets = [witness]
     user = make_user(live_world.org_a, event_scope="COLLABORATION")  # never connected before
     admin = token(make_user(live_world.org_c, roles=("Root",)))
@@ -76,7 +66,7 @@ def test_a_socket_whose_rights_change_while_it_connects_leaves_the_rooms_it_lost
     try:
         assert hears(witness, lambda frame: frame.endswith(joined), 10)
         armed.touch()
-        ws = _connect(connecting, token(user))
+        ws = open_tasks_socket(connecting.port, token(user))
         sockets.append(ws)
         # The connect read the user's rights (room of collaboration AB) and holds; the change commits
         # and looks up the connected sockets meanwhile.
@@ -108,14 +98,16 @@ def test_a_change_is_answered_once_a_socket_connecting_meanwhile_was_checked_aga
     user = make_user(live_world.org_a, event_scope="COLLABORATION")
     admin = token(make_user(live_world.org_c, roles=("Root",)))
     # Connected once the connecting process beat: the change waits for it.
-    witness = _connect(connecting, token(make_user(live_world.org_b, event_scope="COLLABORATION")))
+    witness = open_tasks_socket(
+        connecting.port, token(make_user(live_world.org_b, event_scope="COLLABORATION"))
+    )
     sockets = [witness]
     armed = folder / f"{connecting.port}.hold-identified"
     answered: list[float] = []
     try:
         assert hears(witness, lambda frame: frame.endswith(f' joined room {room}"]'), 10)
         armed.touch()
-        sockets.append(ws := _connect(connecting, token(user)))
+        sockets.append(ws := open_tasks_socket(connecting.port, token(user)))
         assert eventually(lambda: (folder / f"{connecting.port}.identified").exists())
         change = threading.Thread(
             target=lambda: (

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 
 import pytest
-import websocket
 from django.utils import timezone
 
 from accounts.models import Authenticatable
@@ -18,7 +17,7 @@ from nodes.consumers import connected, went_offline
 from nodes.models import SocketConnection, SocketProcess
 from tests.conftest import requires_services
 from tests.realtime.helpers import eventually, hears, make_user, token
-from tests.realtime.live import HOOKED, LIVE, hooked_servers
+from tests.realtime.live import HOOKED, LIVE, LONG_PINGS, hooked_servers, open_tasks_socket
 
 ACK = '40/tasks,{"sid":'
 
@@ -29,20 +28,10 @@ def servers(live_db, live_folder):
     reads a socket only when it waits for a frame."""
     env = {
         "V6_RABBITMQ_URI": os.environ["V6_RABBITMQ_URI"],
-        "V6_SOCKET_PING_INTERVAL": "25",
-        "V6_SOCKET_PING_TIMEOUT": "60",
+        **LONG_PINGS,
     }
     with hooked_servers(live_db, live_folder, [None, HOOKED], **env) as (folder, servers):
         yield folder, *servers
-
-
-def _open(port: int, bearer: str) -> websocket.WebSocket:
-    """A websocket of ``bearer`` that asked to connect to ``/tasks`` (not yet answered)."""
-    url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
-    ws = websocket.create_connection(url, timeout=30, header=[f"Authorization: Bearer {bearer}"])
-    assert ws.recv().startswith("0{")  # the Engine.IO OPEN
-    ws.send("40/tasks,{}")
-    return ws
 
 
 @pytest.mark.live
@@ -52,18 +41,20 @@ def test_a_reconnect_given_up_after_a_graceful_stop_keeps_the_node_online(server
     folder, stopping, survivor = servers
     node = live_world.node_a
     record = SocketConnection.objects.using(LIVE).filter(identity_id=node.pk)
-    witness = _open(survivor.port, token(make_user(live_world.org_b, event_scope="COLLABORATION")))
+    witness = open_tasks_socket(
+        survivor.port, token(make_user(live_world.org_b, event_scope="COLLABORATION"))
+    )
     sockets = [witness]
     armed, held = folder / f"{survivor.port}.hold-identified", folder / f"{survivor.port}.identified"
     try:
         assert hears(witness, lambda frame: frame.startswith(ACK), 10)
-        sockets.append(first := _open(stopping.port, token(node)))
+        sockets.append(first := open_tasks_socket(stopping.port, token(node)))
         assert hears(first, lambda frame: frame.startswith(ACK), 10)
         stopped_process = record.get().process
         stopping.stop()  # SIGTERM: the node's socket is dropped, the node stays online
 
         armed.touch()  # the acknowledgement of the reconnect comes late
-        sockets.append(given_up := _open(survivor.port, token(node)))
+        sockets.append(given_up := open_tasks_socket(survivor.port, token(node)))
         assert eventually(held.exists)  # admitted: its connection replaced the dropped one on record
         given_up.close()  # the client gave the connect up
         armed.unlink()
@@ -72,7 +63,7 @@ def test_a_reconnect_given_up_after_a_graceful_stop_keeps_the_node_online(server
         assert Authenticatable.objects.using(LIVE).get(pk=node.pk).status == "online"
         assert record.get().process == stopped_process  # buried with it, unless the node comes back
 
-        sockets.append(retry := _open(survivor.port, token(node)))
+        sockets.append(retry := open_tasks_socket(survivor.port, token(node)))
         assert hears(retry, lambda frame: frame.startswith(ACK), 10)
         assert record.get().process != stopped_process
     finally:
