@@ -147,3 +147,28 @@ def test_a_list_filter_naming_a_hidden_object_answers_as_for_none(api, hidden_sc
             if found := _compare(api, ids, callers, hidden, send, also=also):
                 differ[parameter, hidden] = found
     assert not differ
+
+
+# Detail routes: (method, path, the hidden object ``{x}`` stands for).
+DETAILS = [
+    (method, f"{resource}/{{x}}", hidden)
+    for resource, hidden in (
+        ("organization", "org_c"), ("role", "role_c"), ("user", "user_c"), ("node", "node_c"),
+        ("collaboration", "collab_c"), ("study", "study_c"), ("task", "task_c"), ("run", "run_c"),
+        ("result", "run_c"),
+    )
+    for method in ("get", "patch", "delete")
+    if (resource, method) not in (("task", "patch"), ("result", "patch"), ("run", "delete"), ("run", "patch"))
+] + [("post", "role/{x}/rule/{rule}", "role_c"), ("delete", "role/{x}/rule/{rule}", "role_c")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path", "hidden"), DETAILS)
+def test_a_detail_route_of_a_hidden_object_answers_as_for_none(api, hidden_scene, method, path, hidden):
+    ids, callers = hidden_scene
+    before = _state()
+
+    send = lambda ids, caller: _answer(api, method, path, {}, ids, caller)  # noqa: E731
+    differ = _compare(api, ids, callers, hidden, send)
+
+    assert not differ
+    assert _state() == before
