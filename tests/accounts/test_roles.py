@@ -55,7 +55,7 @@ def test_role_404(api, admin_a, root):
     # only who views every role learns that an id names none (to others it is any role out of reach)
     assert api.get("/api/role/99999", **bearer(root)).status_code == 404
     assert api.get("/api/role/99999", **bearer(admin_a)).status_code == 401
-    assert api.get(f"/api/role/{10**25}", **bearer(admin_a)).status_code == 404
+    assert api.get(f"/api/role/{10**25}", **bearer(admin_a)).status_code == 401
 
 
 # --- filters -------------------------------------------------------------------------------------------
