@@ -704,18 +704,18 @@ def get_for(
     missing: str | ApiError,
     resource: str | None = None,
     refused: str | None = None,
-    named: bool = False,
 ) -> M:
     """The row of ``queryset`` (or of a compiled ``PkLookup``) with primary key ``pk``, fetched for
     ``principal``.
 
-    No such row: a 404 with the message ``missing``, or ``missing`` itself when it is an error (a
-    filter naming a row that does not exist is a 400). A row out of reach of the principal's scope
-    for ``operation`` on ``resource`` (by default the model's): the 401 (``refused``). With
-    ``operation`` None the service that acts on the row judges it. ``named``: ``pk`` comes from a
-    request body, and a missing row is that 401 too (``missing_to``)."""
-    if named:
-        missing = missing_to(principal, resource or _resource_of(queryset.model), missing)
+    No such row: to who views every row of ``resource``, a 404 with the message ``missing``, or
+    ``missing`` itself when it is an error (a filter naming a row that does not exist is a 400); to
+    anyone else the 401. A row out of reach of the principal's scope for ``operation`` on
+    ``resource`` (by default the model's): the 401 (``refused``). With ``operation`` None the service
+    that acts on the row judges it."""
+    # An id of no row answers as one out of reach, but to who views all of its kind (``missing_to``):
+    # otherwise a 404 for none and the 401 for another's row would tell which ids exist.
+    missing = missing_to(principal, resource or _resource_of(queryset.model), missing)
     row = fetch(queryset, pk, missing=missing)
     if operation is not None:
         resource = resource or _resource_of(type(row))

@@ -9,7 +9,7 @@ from django.db.models import Q, QuerySet
 
 from accounts.catalogue import OPERATIONS, SCOPES
 from accounts.models import AuditAction, AuditEntry, Role, Rule, User
-from accounts.permissions import GLO, Principal, fetch, fetch_named, memberships, missing_to
+from accounts.permissions import GLO, Principal, fetch, fetch_named, memberships
 from vantage6.api.errors import bad_request, unauthorized
 from vantage6.api.lookups import like, like_filtered
 from vantage6.api.sql import CompiledList, PkLookup
@@ -80,7 +80,7 @@ def user_list(principal: Principal, filters: dict) -> QuerySet[User]:
         users = users.filter(organization_id__in=_members_of(collaboration_id))
     if (role_id := filters.get("role_id")) is not None:
         missing = bad_request(f"Role id={role_id} does not exist!")
-        role = fetch(Role.objects.all(), role_id, missing=missing_to(principal, "role", missing))
+        role = fetch_named(principal, Role.objects.all(), role_id, missing=missing)
         if role.organization_id is not None:
             principal.require(principal.reaches("user", "view", organization_id=role.organization_id))
         users = users.filter(roles=role_id)

@@ -127,7 +127,6 @@ class NodeRecoverView(ApiView):
             node_id,
             "edit",
             missing=f"Node with id={node_id} not found",
-            named=True,
         )
         return Response({"api_key": services.node_api_key_reset(principal=principal, node=node)})
 

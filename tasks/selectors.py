@@ -107,7 +107,7 @@ def task_for_view(principal: Principal, pk: int | str, include: AbstractSet[str]
 
 def run_for_view(principal: Principal, pk: int | str, include_task: bool = False) -> Run:
     """One run as ``GET /run/<id>`` returns it: judged on its task by the run rules."""
-    run = fetch(_run_with_task, pk, missing=f"Run id={pk} not found!")
+    run = get_for(principal, _run_with_task, pk, None, missing=f"Run id={pk} not found!")
     principal.require(principal.allows("task_runs", run.task))
     if include_task:  # shown as GET /task shows it: judged by the task rules
         principal.require(principal.shows_embedded("run", "task", run))

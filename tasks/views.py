@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import ANY_CLIENT, CONTAINER, NODE, USER, ApiViewSet
-from accounts.permissions import fetch, fetch_named, get_for
+from accounts.permissions import fetch_named, get_for
 from collaborations.models import Collaboration
 from nodes.models import Node
 from tasks import blobs, selectors, services
@@ -143,7 +143,9 @@ class ResultViewSet(ListAction, ApiViewSet):
         return selectors.run_list(self.principal, filters)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        run = fetch(Run.objects.select_related("task"), pk, missing=f"Result id={pk} not found!")
+        run = get_for(
+            self.principal, Run.objects.select_related("task"), pk, None, missing=f"Result id={pk} not found!"
+        )
         self.principal.require(self.principal.allows("task_runs", run.task))
         return Response(ResultOutput(run).data)
 

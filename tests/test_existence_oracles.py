@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import pytest
 
+from accounts.models import Rule
 from collaborations.models import AlgorithmStore
+from tests.factories import bearer, make_user
 from tests.test_attacker_sweep import _filled, _state, _task, scene  # noqa: F401 - scene: a fixture
 
 pytestmark = pytest.mark.django_db
 
 MISSING = 2_000_000  # an id of no row
 CALLERS = ("researcher", "org admin", "collaboration admin", "node", "container")
+# Callers tried on some list filters only: the rows they list show the other ids anyway.
+FILTER_CALLERS = {"role_id": ("user viewer",)}
 
 # (method, path, body, the hidden object ``{x}`` stands for): A's own objects elsewhere.
 WRITES = [
@@ -54,8 +58,14 @@ WRITES = [
 
 @pytest.fixture
 def hidden_scene(scene, world):  # noqa: F811 - the attacker sweep's scene
-    """The attacker sweep's scene, with an algorithm store of C."""
+    """The attacker sweep's scene, with an algorithm store of C, and a caller of A who sees every user
+    (but no role of another organization)."""
     ids, callers = scene
+    global_view = Rule.objects.filter(scope="GLOBAL", operation="VIEW")
+    callers = {
+        **callers,
+        "user viewer": bearer(make_user(world.org_a, rules=global_view.filter(name="user"))),
+    }
     store = AlgorithmStore.objects.create(
         name="zzc-store", url="https://store.example.org/api", collaboration=world.collab_c
     )
@@ -67,6 +77,7 @@ DETAIL = {
     "org_c": "organization", "role_c": "role", "node_c": "node", "collab_c": "collaboration",
     "collab_c2": "collaboration", "user_c": "user", "study_c": "study", "task_c": "task", "run_c": "run",
     "job_c": ("task", "task_c"), "store_c": "algorithmstore",
+    "role_b": "role",
 }  # fmt: skip
 
 
@@ -77,11 +88,13 @@ def _answer(api, method: str, path: str, body: object, ids: dict, headers: dict)
     return response.status_code, response.content.decode()
 
 
-def _compare(api, ids: dict, callers: dict, hidden: str, send, skip: tuple[str, ...] = ()) -> dict:
-    """Per caller that may not read the hidden object: its answers (hidden, none) where they differ
-    by more than the id they echo."""
+def _compare(
+    api, ids: dict, callers: dict, hidden: str, send, skip: tuple[str, ...] = (), also: tuple[str, ...] = ()
+) -> dict:
+    """Per caller (of ``CALLERS`` and ``also``) that may not read the hidden object: its answers
+    (hidden, none) where they differ by more than the id they echo."""
     differ = {}
-    for caller in (caller for caller in CALLERS if caller not in skip):
+    for caller in (caller for caller in CALLERS + also if caller not in skip):
         resource, key = DETAIL[hidden] if isinstance(DETAIL[hidden], tuple) else (DETAIL[hidden], hidden)
         if api.get(f"/api/{resource}/{ids[key]}", **callers[caller]).status_code == 200:
             continue  # it sees the object anyway
@@ -107,13 +120,15 @@ def test_a_write_naming_a_hidden_object_answers_as_for_none(
 
 LISTS = ("user", "organization", "collaboration", "node", "task", "run", "result", "role", "rule", "study",
          "algorithmstore", "audit")  # fmt: skip
-# Each id filter, and the hidden object it names.
+# Each id filter, and the hidden objects it names: of C, and a role of partner B (the users, tasks and
+# runs of B are named by the rows their partners of A list anyway).
 FILTERS = {
-    "organization_id": "org_c", "collaboration_id": "collab_c", "user_id": "user_c", "role_id": "role_c",
-    "task_id": "task_c", "node_id": "node_c", "study_id": "study_c", "init_org_id": "org_c",
-    "init_user_id": "user_c", "parent_id": "task_c", "run_id": "run_c", "job_id": "job_c",
-    "object_id": "user_c", "actor_id": "user_c", "object_organization_id": "org_c",
-    "actor_organization_id": "org_c",
+    "organization_id": ("org_c",), "collaboration_id": ("collab_c",), "user_id": ("user_c",),
+    "role_id": ("role_c", "role_b"), "task_id": ("task_c",), "node_id": ("node_c",),
+    "study_id": ("study_c",), "init_org_id": ("org_c",), "init_user_id": ("user_c",),
+    "parent_id": ("task_c",), "run_id": ("run_c",), "job_id": ("job_c",),
+    "object_id": ("user_c",), "actor_id": ("user_c",), "object_organization_id": ("org_c",),
+    "actor_organization_id": ("org_c",),
 }  # fmt: skip
 
 
@@ -121,12 +136,39 @@ FILTERS = {
 def test_a_list_filter_naming_a_hidden_object_answers_as_for_none(api, hidden_scene, name):
     ids, callers = hidden_scene
     differ = {}
-    for parameter, hidden in FILTERS.items():
+    for parameter, hidden_objects in FILTERS.items():
 
         def send(ids: dict, caller: dict, parameter: str = parameter) -> tuple[int, str]:
             response = api.get(f"/api/{name}?{parameter}={ids['x']}", **caller)
             return response.status_code, response.content.decode()
 
-        if found := _compare(api, ids, callers, hidden, send):
-            differ[parameter] = found
+        for hidden in hidden_objects:
+            also = FILTER_CALLERS.get(parameter, ())
+            if found := _compare(api, ids, callers, hidden, send, also=also):
+                differ[parameter, hidden] = found
     assert not differ
+
+
+# Detail routes: (method, path, the hidden object ``{x}`` stands for).
+DETAILS = [
+    (method, f"{resource}/{{x}}", hidden)
+    for resource, hidden in (
+        ("organization", "org_c"), ("role", "role_c"), ("user", "user_c"), ("node", "node_c"),
+        ("collaboration", "collab_c"), ("study", "study_c"), ("task", "task_c"), ("run", "run_c"),
+        ("result", "run_c"),
+    )
+    for method in ("get", "patch", "delete")
+    if (resource, method) not in (("task", "patch"), ("result", "patch"), ("run", "delete"), ("run", "patch"))
+] + [("post", "role/{x}/rule/{rule}", "role_c"), ("delete", "role/{x}/rule/{rule}", "role_c")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path", "hidden"), DETAILS)
+def test_a_detail_route_of_a_hidden_object_answers_as_for_none(api, hidden_scene, method, path, hidden):
+    ids, callers = hidden_scene
+    before = _state()
+
+    send = lambda ids, caller: _answer(api, method, path, {}, ids, caller)  # noqa: E731
+    differ = _compare(api, ids, callers, hidden, send)
+
+    assert not differ
+    assert _state() == before

@@ -51,9 +51,11 @@ def test_role_list_shows_builtin_roles_to_role_viewers(api, world):
     assert builtin <= ids(api.get("/api/role?per_page=100", **bearer(viewer)))
 
 
-def test_role_404(api, admin_a):
-    assert api.get("/api/role/99999", **bearer(admin_a)).status_code == 404
-    assert api.get(f"/api/role/{10**25}", **bearer(admin_a)).status_code == 404
+def test_role_404(api, admin_a, root):
+    # only who views every role learns that an id names none (to others it is any role out of reach)
+    assert api.get("/api/role/99999", **bearer(root)).status_code == 404
+    assert api.get("/api/role/99999", **bearer(admin_a)).status_code == 401
+    assert api.get(f"/api/role/{10**25}", **bearer(admin_a)).status_code == 401
 
 
 # --- filters -------------------------------------------------------------------------------------------
@@ -207,7 +209,7 @@ def test_add_and_remove_a_rule(api, world, admin_a):
     assert [r["id"] for r in removed.json()] == [rule_id(*VIEW_OWN_ORG)]
     assert api.delete(f"/api/role/{role.pk}/rule/{extra}", **bearer(admin_a)).status_code == 404
     assert api.post(f"/api/role/{role.pk}/rule/99999", **bearer(admin_a)).status_code == 404
-    assert api.post(f"/api/role/99999/rule/{extra}", **bearer(admin_a)).status_code == 404
+    assert api.post(f"/api/role/99999/rule/{extra}", **bearer(admin_a)).status_code == 401
 
 
 # --- query counts ------------------------------------------------------------------------------------------

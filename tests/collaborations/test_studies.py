@@ -117,7 +117,7 @@ def test_patch(api, world, studies):
     )
     assert outsider.status_code == 400
     assert api.patch(f"/api/study/{study.pk}", {"name": "s-ab"}, format="json", **admin).status_code == 400
-    assert api.patch("/api/study/9999", {"name": "x"}, format="json", **admin).status_code == 404
+    assert api.patch("/api/study/9999", {"name": "x"}, format="json", **admin).status_code == 401
 
 
 def test_members(api, world, studies):

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from accounts.models import AuditEntry
+from accounts.models import AuditEntry, Rule
 from accounts.tokens import decode
 from tasks.models import AlgorithmPort, Run, TaskDatabase
 from tests.factories import (
@@ -75,11 +75,16 @@ def test_run_and_result_scoping(api, world, runs, kind, resource):
         assert api.get(f"/api/{resource}/{pk}", **headers).status_code == expected, key
 
 
-def test_run_list_without_rule_is_401_and_unknown_run_is_404(api, world):
+def test_run_list_without_rule_is_401_and_unknown_run_is_404_to_global_viewers(api, world):
     nobody = make_user(world.org_a)
     assert api.get("/api/run", **bearer(nobody)).status_code == 401
-    assert api.get("/api/run/99999", **bearer(world.node_a)).status_code == 404
-    assert api.get("/api/result/99999", **bearer(world.node_a)).status_code == 404
+    glo = bearer(
+        make_user(world.org_c, rules=Rule.objects.filter(name="run", scope="GLOBAL", operation="VIEW"))
+    )
+    for path in ("run", "result"):
+        assert api.get(f"/api/{path}/99999", **glo).status_code == 404
+        # to a node an unknown run is as one out of its reach
+        assert api.get(f"/api/{path}/99999", **bearer(world.node_a)).status_code == 401
 
 
 def test_run_representation(api, world, runs):
