@@ -147,7 +147,14 @@ def algorithm_store_list(principal: Principal, filters: dict) -> QuerySet[Algori
     return stores
 
 
-def algorithm_store_get(principal: Principal, pk: int | str) -> AlgorithmStore:
+def algorithm_store_get(
+    principal: Principal, pk: int | str, operation: str | None = "view"
+) -> AlgorithmStore:
+    """The store, or its 404; checked for ``operation`` unless it is None (the caller judges)."""
     return get_for(
-        principal, AlgorithmStore.objects.all(), pk, missing=f"Algorithm store with id={pk} not found"
+        principal,
+        AlgorithmStore.objects.all(),
+        pk,
+        operation,
+        missing=f"Algorithm store with id={pk} not found",
     )

@@ -12,7 +12,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import ANY_CLIENT, NODE, USER, ApiViewSet
-from accounts.permissions import get_for
 from collaborations import selectors, services
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from collaborations.serializers import (
@@ -104,13 +103,7 @@ class OrganizationViewSet(ListAction, ApiViewSet):
 
     @extend_schema(parameters=[DELETE_DEPENDENTS])
     def destroy(self, request: Request, pk: str) -> Response:
-        organization = get_for(
-            self.principal,
-            Organization.objects.all(),
-            pk,
-            None,
-            missing=f"Organization with id={pk} not found",
-        )
+        organization = selectors.organization_get(self.principal, pk, None)
         services.organization_delete(
             principal=self.principal,
             organization=organization,
@@ -252,13 +245,7 @@ class AlgorithmStoreViewSet(ListAction, ApiViewSet):
 
     @extend_schema(request=AlgorithmStoreUpdateInput)
     def partial_update(self, request: Request, pk: str) -> Response:
-        store = get_for(
-            self.principal,
-            AlgorithmStore.objects.all(),
-            pk,
-            None,
-            missing=f"Algorithm store with id={pk} not found",
-        )
+        store = selectors.algorithm_store_get(self.principal, pk, None)
         data = validated(AlgorithmStoreUpdateInput, request.data)
         store = services.algorithm_store_update(principal=self.principal, store=store, data=data)
         return Response(AlgorithmStoreOutput(store).data)
@@ -270,13 +257,7 @@ class AlgorithmStoreViewSet(ListAction, ApiViewSet):
         responses={200: MessageOutput, **STORE_ERRORS},
     )
     def destroy(self, request: Request, pk: str) -> Response:
-        store = get_for(
-            self.principal,
-            AlgorithmStore.objects.all(),
-            pk,
-            None,
-            missing=f"Algorithm store with id={pk} not found",
-        )
+        store = selectors.algorithm_store_get(self.principal, pk, None)
         services.algorithm_store_delete(
             principal=self.principal,
             store=store,
