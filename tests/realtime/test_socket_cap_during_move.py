@@ -12,8 +12,7 @@ import websocket
 
 from tests.conftest import requires_services
 from tests.realtime.helpers import PollingSession, eventually, hears, token
-from tests.realtime.live import HOOKED, Daphne, hooked_servers
-from tests.realtime.test_socket_connect_window import _connect
+from tests.realtime.live import HOOKED, LONG_PINGS, Daphne, hooked_servers, open_tasks_socket
 from tests.realtime.test_socket_rights_takeover import _armed, _upgrade, _websocket
 
 pytestmark = [pytest.mark.live, requires_services("rabbitmq"), pytest.mark.usefixtures("broker_only")]
@@ -27,9 +26,7 @@ def hooked(live_db, live_folder):
     env = {
         "V6_RABBITMQ_URI": os.environ["V6_RABBITMQ_URI"],
         "V6_SOCKET_SESSIONS_PER_NODE": str(NODE_SESSIONS),
-        # The test reads a socket only when it waits for a frame: no ping may time out meanwhile.
-        "V6_SOCKET_PING_INTERVAL": "25",
-        "V6_SOCKET_PING_TIMEOUT": "60",
+        **LONG_PINGS,
     }
     with hooked_servers(live_db, live_folder, [HOOKED, None], **env) as (folder, servers):
         yield folder, *servers
@@ -37,7 +34,7 @@ def hooked(live_db, live_folder):
 
 def _connected(host: Daphne, bearer: str) -> websocket.WebSocket:
     """A websocket of ``bearer`` to ``host`` connected to ``/tasks``."""
-    ws = _connect(host, bearer)
+    ws = open_tasks_socket(host.port, bearer)
     assert hears(ws, lambda frame: frame.startswith('40/tasks,{"sid":'), 10)
     return ws
 
