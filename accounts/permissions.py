@@ -307,6 +307,23 @@ class Principal:
         if problem := self._target_problem(user):
             raise unauthorized(problem)
 
+    def require_edits_holders(self, role: Any) -> None:
+        """Changing a role's rules changes them for everyone holding it: each other holder must be a
+        user whose roles the caller could change directly (may edit the user, and
+        ``require_holds_target``), or a role editor would take rights from, or give them to, users
+        beyond its reach (a partner's users, a colleague holding more than the editor)."""
+        from accounts.models import User
+
+        holders = User.objects.filter(roles=role).only("pk", "organization_id")
+        if self.id is not None:
+            holders = holders.exclude(pk=self.id)
+        editable = set(self.visible_or_none("user", holders, "edit").values_list("pk", flat=True))
+        for holder in holders:
+            if holder.pk not in editable:
+                raise unauthorized(f"Role id={role.pk} is held by user id={holder.pk}, whom you may not edit")
+            if problem := self._target_problem(holder):
+                raise unauthorized(problem)
+
     @cached_property
     def role_ids(self) -> frozenset[int]:
         """The ids of the user's own roles (empty for nodes and containers)."""
