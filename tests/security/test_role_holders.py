@@ -10,7 +10,7 @@ import pytest
 
 from accounts.models import Role, Rule, User
 from accounts.permissions import rules_of_user
-from tests.factories import bearer, make_user
+from tests.factories import bearer, make_collab, make_org, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -71,8 +71,25 @@ def _role_editor_without_user_rights(world) -> Scene:
     return Scene(editor, holder, role, create)
 
 
+def _collaboration_admin_over_a_partner_elsewhere(world) -> Scene:
+    """A Collaboration Admin of A who may also edit and delete its partners' roles, over a user of B
+    whose rules reach into a collaboration of B that A is not in."""
+    make_collab(world.org_b, make_org())
+    view = _rule("task", "COLLABORATION", "VIEW")
+    editor = make_user(
+        world.org_a,
+        "Collaboration Admin",
+        rules=[_rule("role", "COLLABORATION", op) for op in ("EDIT", "DELETE")],
+    )
+    role = _role(world.org_b, view)
+    holder = make_user(world.org_b, "Viewer")
+    holder.roles.add(role)
+    return Scene(editor, holder, role, _rule("event", "ORGANIZATION", "SEND"))
+
+
 SCENES = [
     _collaboration_role_editor,
+    _collaboration_admin_over_a_partner_elsewhere,
     _organization_admin_over_a_stronger_colleague,
     _role_editor_without_user_rights,
 ]
@@ -108,7 +125,12 @@ def test_a_role_edit_changes_no_holder_the_editor_may_not_edit(api, world, make_
     assert Role.objects.filter(pk=scene.role.pk).exists()
 
 
-@pytest.mark.parametrize("make_scene", SCENES, ids=lambda f: f.__name__.strip("_"))
+# Of a partner in collaborations the editor is not in, the role's rules are not the editor's to give at all.
+@pytest.mark.parametrize(
+    "make_scene",
+    [s for s in SCENES if s is not _collaboration_admin_over_a_partner_elsewhere],
+    ids=lambda f: f.__name__.strip("_"),
+)
 def test_a_role_nobody_else_holds_stays_the_editors_to_change(api, world, make_scene):
     scene = make_scene(world)
     scene.role.users.clear()
