@@ -307,6 +307,39 @@ class Principal:
         if problem := self._target_problem(user):
             raise unauthorized(problem)
 
+    def require_edits_holders(self, role: Any) -> None:
+        """Changing a role's rules changes them for everyone holding it: each other holder must be a
+        user whose roles the caller could change directly (may edit the user, and
+        ``require_holds_target``), or a role editor would take rights from, or give them to, users
+        beyond its reach (a partner's users, a colleague holding more than the editor). The rules of
+        the holders of one organization are judged together, in a query or two however many they are."""
+        from accounts.models import Role, Rule, User
+
+        holders = User.objects.filter(roles=role)
+        if self.id is not None:
+            holders = holders.exclude(pk=self.id)
+        editable = self.visible_or_none("user", holders, "edit").values("pk")
+        if (beyond := holders.exclude(pk__in=editable).values_list("pk", flat=True).first()) is not None:
+            raise unauthorized(f"Role id={role.pk} is held by user id={beyond}, whom you may not edit")
+        for organization_id in set(holders.values_list("organization_id", flat=True)):
+            theirs = holders.filter(organization_id=organization_id)
+            via_roles = Role.rules.through.objects.filter(role__users__in=theirs).values("rule_id")
+            direct = User.rules.through.objects.filter(user__in=theirs).values("rule_id")
+            rules = sorted(
+                Rule.objects.filter(Q(id__in=via_roles) | Q(id__in=direct)).values_list(
+                    "name", "scope", "operation"
+                )
+            )
+            if missing := self._first_missing(rules):
+                raise unauthorized(
+                    f"Role id={role.pk} is held by a user with the rule {missing} that you don't have"
+                )
+            if reaching := self._first_reaching_beyond(rules, organization_id):
+                raise unauthorized(
+                    f"Role id={role.pk} is held by a user with the rule {reaching} in collaborations you "
+                    "are not in"
+                )
+
     @cached_property
     def role_ids(self) -> frozenset[int]:
         """The ids of the user's own roles (empty for nodes and containers)."""

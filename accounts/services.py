@@ -431,8 +431,10 @@ def role_update(*, principal: Principal, role: Role, data: dict) -> Role:
         role.description = data["description"]
     role.save()
     if data.get("rules") is not None:
-        new = set(_rules(data["rules"], strict=True))
-        principal.require_holds(_triples(new | set(role.rules.all())), role.organization_id)
+        new, old = set(_rules(data["rules"], strict=True)), set(role.rules.all())
+        principal.require_holds(_triples(new | old), role.organization_id)
+        if new != old:
+            principal.require_edits_holders(role)
         role.rules.set(new)
         rights_changed.send(sender=Role, roles=[role.pk])
     audit(principal, "role.update", role, fields=sorted(k for k, v in data.items() if v is not None))
@@ -449,6 +451,7 @@ def role_delete(*, principal: Principal, role: Role, delete_dependents: bool) ->
             f"Role id={role.pk} is assigned to users. Set the 'delete_dependents' parameter to remove it "
             "from them as well."
         )
+    principal.require_edits_holders(role)
     audit(principal, "role.delete", role, name=role.name)
     # By its holders: they are looked up after the commit, when the role is gone.
     rights_changed.send(sender=Role, identities=list(role.users.values_list("pk", flat=True)))
@@ -461,6 +464,7 @@ def role_rule_change(*, principal: Principal, role: Role, rule: Rule, add: bool)
     _require_not_default(role)
     principal.require(principal.allows("role", role, "edit"))
     principal.require_holds(_triples([rule]), role.organization_id)
+    principal.require_edits_holders(role)
     if add:
         role.rules.add(rule)
     else:
