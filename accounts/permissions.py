@@ -319,8 +319,9 @@ class Principal:
         if self.id is not None:
             holders = holders.exclude(pk=self.id)
         editable = self.visible_or_none("user", holders, "edit").values("pk")
-        if (beyond := holders.exclude(pk__in=editable).values_list("pk", flat=True).first()) is not None:
-            raise unauthorized(f"Role id={role.pk} is held by user id={beyond}, whom you may not edit")
+        # The holder is not named: the editor may not view every user it cannot edit.
+        if holders.exclude(pk__in=editable).exists():
+            raise unauthorized(f"Role id={role.pk} is held by users you may not edit")
         for organization_id in set(holders.values_list("organization_id", flat=True)):
             theirs = holders.filter(organization_id=organization_id)
             via_roles = Role.rules.through.objects.filter(role__users__in=theirs).values("rule_id")
