@@ -33,18 +33,23 @@ def _role(org, *rules: Rule) -> Role:
     return role
 
 
+def _role_editor(world, scope: str, holders_organization) -> Scene:
+    """A user of A who may edit and delete roles of ``scope`` but not the users holding them, over a role of
+    ``holders_organization`` held by a Viewer there."""
+    view, create = _rule("task", "COLLABORATION", "VIEW"), _rule("task", "COLLABORATION", "CREATE")
+    editor = make_user(
+        world.org_a, rules=[_rule("role", scope, op) for op in ("VIEW", "EDIT", "DELETE")] + [view, create]
+    )
+    role = _role(holders_organization, view)
+    holder = make_user(holders_organization, "Viewer")
+    holder.roles.add(role)
+    return Scene(editor, holder, role, create)
+
+
 def _collaboration_role_editor(world) -> Scene:
     """A user of A editing the roles of its partner B (role rules of collaboration scope) without any
     right to edit B's users."""
-    view, create = _rule("task", "COLLABORATION", "VIEW"), _rule("task", "COLLABORATION", "CREATE")
-    editor = make_user(
-        world.org_a,
-        rules=[_rule("role", "COLLABORATION", op) for op in ("VIEW", "EDIT", "DELETE")] + [view, create],
-    )
-    role = _role(world.org_b, view)
-    holder = make_user(world.org_b, "Viewer")
-    holder.roles.add(role)
-    return Scene(editor, holder, role, create)
+    return _role_editor(world, "COLLABORATION", world.org_b)
 
 
 def _organization_admin_over_a_stronger_colleague(world) -> Scene:
@@ -60,15 +65,7 @@ def _organization_admin_over_a_stronger_colleague(world) -> Scene:
 
 def _role_editor_without_user_rights(world) -> Scene:
     """A user who may edit its organization's roles but not its users."""
-    view, create = _rule("task", "COLLABORATION", "VIEW"), _rule("task", "COLLABORATION", "CREATE")
-    editor = make_user(
-        world.org_a,
-        rules=[_rule("role", "ORGANIZATION", op) for op in ("VIEW", "EDIT", "DELETE")] + [view, create],
-    )
-    role = _role(world.org_a, view)
-    holder = make_user(world.org_a, "Viewer")
-    holder.roles.add(role)
-    return Scene(editor, holder, role, create)
+    return _role_editor(world, "ORGANIZATION", world.org_a)
 
 
 def _collaboration_admin_over_a_partner_elsewhere(world) -> Scene:
