@@ -749,7 +749,7 @@ def get_for(
     that acts on the row judges it."""
     # An id of no row answers as one out of reach, but to who views all of its kind (``missing_to``):
     # otherwise a 404 for none and the 401 for another's row would tell which ids exist.
-    missing = missing_to(principal, resource or _resource_of(queryset.model), missing)
+    missing = missing_to(principal, resource or _resource_of(queryset.model), missing, refused)
     row = fetch(queryset, pk, missing=missing)
     if operation is not None:
         resource = resource or _resource_of(type(row))
@@ -780,11 +780,14 @@ def fetch_named(
     return row
 
 
-def missing_to(principal: Principal, resource: str, missing: str | ApiError) -> ApiError:
+def missing_to(
+    principal: Principal, resource: str, missing: str | ApiError, refused: str | None = None
+) -> ApiError:
     """The answer to an id that names no row of ``resource``: only who views every row of it learns so
-    (``missing``; vantage6 tells everyone); to anyone else it is the 401 of a row out of reach."""
+    (``missing``; vantage6 tells everyone); to anyone else it is the 401 of a row out of reach, with the
+    message (``refused``) such a row gets."""
     if principal.max_scope(principal.rule_resource(resource), "view") != GLO:
-        return unauthorized()
+        return unauthorized(refused) if refused else unauthorized()
     return not_found(missing) if isinstance(missing, str) else missing
 
 

@@ -34,7 +34,7 @@ from django.utils.dateparse import parse_datetime
 
 from accounts.authentication import CONTAINER_TOKEN_ENDED, DeferredCaller
 from accounts.models import User
-from accounts.permissions import Principal, fetch_named, reaches_every_sql
+from accounts.permissions import Principal, fetch_named, missing_to, reaches_every_sql
 from accounts.services import Actor, audit, audit_children, audit_if_changed, audited_insert
 from accounts.tokens import container_token
 from collaborations.models import AlgorithmStore, Collaboration, Study
@@ -764,14 +764,17 @@ _save_task_status = CompiledUpdate(Task, ["status", "finished_at"])
 _insert_port = CompiledInsert(AlgorithmPort, ["run", "port", "label"])
 
 
+NOT_YOUR_RUN = "This is not your algorithm run to update!"
+
+
 @transaction.atomic
 def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     """A node's update of one of its runs, with the semantics the vantage6 node relies on."""
     _lock_task_of_run.lock_later(run=run_id)
     run = _run_to_update(run_id)
     if run is None:
-        raise not_found(f"Run id={run_id} not found!")
-    principal.require(principal.allows("run", run, "edit"), "This is not your algorithm run to update!")
+        raise missing_to(principal, "run", f"Run id={run_id} not found!", NOT_YOUR_RUN)
+    principal.require(principal.allows("run", run, "edit"), NOT_YOUR_RUN)
     runs: dict[int, list[Any]] = {
         pk: [status, _datetime(started_at), _datetime(finished_at)]
         for pk, status, started_at, finished_at in json.loads(getattr(run, "task_runs"))  # noqa: B009 - an annotation

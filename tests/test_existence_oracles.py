@@ -158,7 +158,7 @@ DETAILS = [
         ("result", "run_c"),
     )
     for method in ("get", "patch", "delete")
-    if (resource, method) not in (("task", "patch"), ("result", "patch"), ("run", "delete"), ("run", "patch"))
+    if (resource, method) not in (("task", "patch"), ("result", "patch"), ("run", "delete"))
 ] + [("post", "role/{x}/rule/{rule}", "role_c"), ("delete", "role/{x}/rule/{rule}", "role_c")]  # fmt: skip
 
 

@@ -301,8 +301,11 @@ def test_patch_validation(api, world, runs, body):
     assert Run.objects.get(pk=runs["ra"].pk).status == "pending"
 
 
-def test_patch_unknown_run_is_404(api, world):
-    assert api.patch("/api/run/99999", {}, format="json", **bearer(world.node_a)).status_code == 404
+def test_patch_unknown_run_is_answered_as_anothers(api, world):
+    # A node views no run beyond its own: an id of none gets the 401 of another organization's run.
+    response = api.patch("/api/run/99999", {}, format="json", **bearer(world.node_a))
+    assert response.status_code == 401
+    assert response.json() == {"msg": "This is not your algorithm run to update!"}
 
 
 # --- ports ---------------------------------------------------------------------------------------------
