@@ -21,7 +21,7 @@ from accounts import mail, totp
 from accounts.models import AuditAction, Authenticatable, LoginCheck, User, bcrypt_input
 from accounts.permissions import Principal
 from accounts.services import ANONYMOUS, actor_of, audit
-from accounts.sessions import end_all_logins, start_login
+from accounts.sessions import end_all_logins, end_other_logins, start_login
 from accounts.tokens import TokenError, reset_token, reset_token_claims
 from vantage6.api.errors import ApiError, bad_request, too_many_requests
 from vantage6.api.references import api_path
@@ -410,13 +410,49 @@ def password_recovery_request(meta: Mapping[str, str], *, username: str | None, 
     due = Q(last_email_recover_password_sent__isnull=True) | Q(
         last_email_recover_password_sent__lte=now - pause
     )
-    if not User.objects.filter(account, due).update(last_email_recover_password_sent=now):
-        return  # unknown, or mailed a short while ago
+    not_held = Q(recovery_held_until__isnull=True) | Q(recovery_held_until__lte=now)
+    if not User.objects.filter(account, due, not_held).update(last_email_recover_password_sent=now):
+        return  # unknown, mailed a short while ago, or held after a change of the address
     user = User.objects.filter(account).first()
     if user is None:  # deleted meanwhile
         return
     token = issue_reset_token(user, PURPOSE_PASSWORD)
     _mail(user, "Password reset for vantage6", _reset_mail_text(user, token, "password reset"))
+
+
+def email_changed(user: User, old_email: str, *, by_owner: bool, current_login: str | None) -> None:
+    """What follows a change of ``user``'s e-mail address, the way to password recovery.
+
+    The owner needs only an access token for it, and a stolen one would otherwise become the account
+    for good (new address, recovery, new password): so the owner's other logins end, as at a password
+    change, and recovery by e-mail waits EMAIL_CHANGE_RECOVERY_HOLD_HOURS, answered as for an unknown
+    account. The old address is told, so its owner can have an administrator put it back; an
+    administrator's change lifts a hold.
+    """
+    hold = timedelta(hours=settings.EMAIL_CHANGE_RECOVERY_HOLD_HOURS)
+    held_until = timezone.now() + hold if by_owner and hold else None
+    User.objects.filter(pk=user.pk).update(recovery_held_until=held_until)
+    user.recovery_held_until = held_until
+    if by_owner:
+        end_other_logins(user.pk, keep=current_login)
+    if settings.SMTP_CONFIGURED:
+        mail.send_later(old_email, "E-mail address changed on vantage6", _email_changed_text(user, by_owner))
+
+
+def _email_changed_text(user: User, by_owner: bool) -> str:
+    who = "with a login of your own" if by_owner else "by an administrator"
+    held = ""
+    if by_owner and settings.EMAIL_CHANGE_RECOVERY_HOLD_HOURS:
+        held = (
+            f"Password recovery by e-mail is off for {settings.EMAIL_CHANGE_RECOVERY_HOLD_HOURS} hours, "
+            "and your other logins have ended.\n"
+        )
+    return (
+        f"Dear {user.firstname or user.username},\n\n"
+        f"The e-mail address of your vantage6 account '{user.username}' on {settings.SERVER_NAME} was "
+        f"changed {who}; mail about the account no longer comes to this address.\n{held}"
+        f"If you did not do this, contact {settings.SUPPORT_EMAIL} at once.\n"
+    )
 
 
 def _user_of_reset_token(token: str, purpose: str) -> User:

@@ -298,8 +298,10 @@ def _touches_account(user: User, data: dict) -> bool:
 
 
 @transaction.atomic
-def user_update(*, principal: Principal, user: User, data: dict) -> User:
-    """Apply a partial update; ``roles``/``rules`` replace the sets (unknown ids are a 404)."""
+def user_update(*, principal: Principal, user: User, data: dict, current_login: str | None = None) -> User:
+    """Apply a partial update; ``roles``/``rules`` replace the sets (unknown ids are a 404).
+    ``current_login``: the caller's login (its token's ``sid``), which a change of one's own e-mail
+    address leaves in place."""
     principal.require(principal.allows("user", user, "edit"))
     if _touches_account(user, data):
         principal.require_holds_target(user)
@@ -315,6 +317,7 @@ def user_update(*, principal: Principal, user: User, data: dict) -> User:
         if User.objects.filter(username=data["username"]).exclude(pk=user.pk).exists():
             raise bad_request("username already exists.")
         user.username = data["username"]
+    old_email = user.email
     if "email" in data and data["email"] != user.email:
         if User.objects.filter(email=data["email"]).exclude(pk=user.pk).exists():
             raise bad_request("email already exists.")
@@ -333,6 +336,11 @@ def user_update(*, principal: Principal, user: User, data: dict) -> User:
         new_rules = set(_rules(data["rules"], strict=True))
         principal.require_holds(_triples(new_rules - set(user.rules.all())), user.organization_id)
         user.rules.set(new_rules)
+    # Last: the mail it sends must not go out for an update refused after all.
+    if user.email != old_email:
+        from accounts.login import email_changed  # it audits through this module
+
+        email_changed(user, old_email, by_owner=is_self, current_login=current_login)
     if data.keys() & {"roles", "rules", "organization_id"}:
         rights_changed.send(sender=User, identities=[user.pk])
     audit(principal, "user.update", user, fields=sorted(data))

@@ -144,6 +144,16 @@ def end_all_logins(identity_id: int) -> None:
     logins_ended.send(sender=None, identity_id=identity_id, login=None)
 
 
+def end_other_logins(identity_id: int, keep: str | None) -> None:
+    """Every login of a user or node but ``keep`` (the caller's) ends, its sockets with it; the
+    caller audits the action that asked for it."""
+    others = LoginSession.objects.filter(identity_id=identity_id, revoked_at__isnull=True).exclude(pk=keep)
+    ended = list(others.values_list("pk", flat=True))
+    LoginSession.objects.filter(pk__in=ended).update(revoked_at=timezone.now())
+    for login in ended:
+        logins_ended.send(sender=None, identity_id=identity_id, login=login)
+
+
 @transaction.atomic
 def end_all_logins_of(principal: Principal) -> None:
     end_all_logins(cast(int, principal.id))

@@ -231,7 +231,8 @@ class UserViewSet(ListAction, ApiViewSet):
         if isinstance(request.data, dict) and "password" in request.data:
             raise bad_request("You cannot change your password here!")
         data = validated(UserUpdateInput, request.data)
-        user = services.user_update(principal=self.principal, user=user, data=data)
+        login_id = request.auth.get("sid") if isinstance(request.auth, dict) else None
+        user = services.user_update(principal=self.principal, user=user, data=data, current_login=login_id)
         return Response(UserOutput(user).data)
 
     @extend_schema(parameters=[DELETE_DEPENDENTS])

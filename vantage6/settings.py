@@ -169,6 +169,9 @@ TWO_FACTOR_AUTH = env_bool("TWO_FACTOR_AUTH", False)
 PASSWORD_MAX_FAILED_ATTEMPTS = env_int("PASSWORD_MAX_FAILED_ATTEMPTS", 5, minimum=1)
 PASSWORD_INACTIVATION_MINUTES = env_int("PASSWORD_INACTIVATION_MINUTES", 15, minimum=0)
 PASSWORD_BETWEEN_USER_EMAILS_MINUTES = env_int("PASSWORD_BETWEEN_USER_EMAILS_MINUTES", 60, minimum=0)
+# Password recovery by e-mail waits this long after a user changed their own e-mail address (an access
+# token is enough for that change, and a stolen one must not become the account for good).
+EMAIL_CHANGE_RECOVERY_HOLD_HOURS = env_int("EMAIL_CHANGE_RECOVERY_HOLD_HOURS", 72, minimum=0)
 # Failed logins one client address may make per minute, all server processes together (0: no limit).
 LOGIN_FAILURES_PER_MINUTE = env_int("LOGIN_FAILURES_PER_MINUTE", 20, minimum=0, maximum=10_000)
 # Password recovery requests one client address may make per hour, all processes together (0: no limit).

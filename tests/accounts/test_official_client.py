@@ -71,3 +71,11 @@ def test_roles_and_rules_through_the_official_client(client):
     assert {
         r["id"] for r in client.rule.list(role=Role.objects.get(name=VIEWER).pk, per_page=100)["data"]
     } == set(Role.objects.get(name=VIEWER).rules.values_list("pk", flat=True))
+
+
+def test_own_email_change_through_the_official_client_keeps_its_login(client):
+    """The client sends no password with the change; its login goes on (the others end)."""
+    me = client.whoami.id_
+    assert client.user.update(me, email="boss-moved@example.org")["email"] == "boss-moved@example.org"
+    assert client.user.get(me)["email"] == "boss-moved@example.org"
+    assert User.objects.get(pk=me).recovery_held_until is not None

@@ -1,0 +1,127 @@
+"""A user may change their own e-mail address with an access token alone, and password recovery mails a
+reset token to the address on record. A stolen access token (valid for hours) must not become the account
+for good: move the address to the thief's mailbox, recover, set a new password, and the owner is out.
+
+After a change by the owner, recovery by e-mail waits (answered as for an unknown account), the owner's
+other logins end and the old address is told; an administrator's change holds nothing."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts.catalogue import ORG_ADMIN
+from accounts.models import User
+from accounts.sessions import start_login
+from tests.accounts.conftest import delivered
+from tests.factories import PASSWORD, bearer, make_user
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("smtp")]
+
+THIEF = "thief@example.net"
+SENT = {"msg": "If the username or email is in our database you will soon receive an email."}
+NEW_PASSWORD = "Taken-over1!"
+
+
+def _to(outbox: list, address: str) -> list:
+    return [message for message in delivered(outbox) if message.to == [address]]
+
+
+def _mailed_token(message) -> str:
+    return re.search(r"^(ey\S+)$", message.body, re.MULTILINE).group(1)
+
+
+def _take_over(api, user: User, stolen: dict, mailoutbox: list, recover_by: str) -> list:
+    """The thief's sequence; the reset tokens that reached the thief's mailbox."""
+    moved = api.patch(f"/api/user/{user.pk}", {"email": THIEF}, format="json", **stolen)
+    assert moved.status_code == 200, moved.json()
+    asked = {"email": THIEF} if recover_by == "email" else {"username": user.username}
+    recovery = api.post("/api/recover/lost", asked, format="json")
+    assert (recovery.status_code, recovery.json()) == (200, SENT)
+    tokens = [_mailed_token(message) for message in _to(mailoutbox, THIEF)]
+    for token in tokens:
+        reset = {"reset_token": token, "password": NEW_PASSWORD}
+        assert api.post("/api/recover/reset", reset, format="json").status_code == 200
+    return tokens
+
+
+@pytest.mark.parametrize("recover_by", ["email", "username"])
+def test_a_stolen_access_token_cannot_move_the_account_to_the_thiefs_mailbox(
+    api, world, mailoutbox, recover_by
+):
+    user = make_user(world.org_a, "Viewer")
+    old_address = user.email
+
+    assert _take_over(api, user, bearer(user), mailoutbox, recover_by) == []
+
+    login = {"username": user.username, "password": PASSWORD}
+    assert api.post("/api/token/user", login, format="json").status_code == 200
+    stolen = {"username": user.username, "password": NEW_PASSWORD}
+    assert api.post("/api/token/user", stolen, format="json").status_code == 401
+    (notice,) = _to(mailoutbox, old_address)
+    assert user.username in notice.body and "support" in notice.body
+
+
+def test_the_owners_other_logins_end_and_the_changing_login_goes_on(api, world):
+    user = make_user(world.org_a, "Viewer")
+    other_access, other_refresh = start_login(user, "user")
+    changing = bearer(user)
+
+    moved = api.patch(f"/api/user/{user.pk}", {"email": "moved@example.org"}, format="json", **changing)
+    assert moved.status_code == 200, moved.json()
+
+    ended = api.get(f"/api/user/{user.pk}", HTTP_AUTHORIZATION=f"Bearer {other_access}")
+    assert (ended.status_code, ended.json()) == (401, {"msg": "Token has been revoked"})
+    refresh = api.post("/api/token/refresh", HTTP_AUTHORIZATION=f"Bearer {other_refresh}")
+    assert refresh.status_code == 401
+    assert api.get(f"/api/user/{user.pk}", **changing).json()["email"] == "moved@example.org"
+
+
+def test_recovery_is_answered_as_for_an_unknown_account_while_held(api, world, mailoutbox):
+    """No oracle: a held account and no account give the same answer, and neither gets mail."""
+    user = make_user(world.org_a, "Viewer")
+    api.patch(f"/api/user/{user.pk}", {"email": THIEF}, format="json", **bearer(user))
+
+    held = api.post("/api/recover/lost", {"email": THIEF}, format="json")
+    unknown = api.post("/api/recover/lost", {"email": "nobody@example.net"}, format="json")
+    assert (held.status_code, held.json()) == (unknown.status_code, unknown.json()) == (200, SENT)
+    assert _to(mailoutbox, THIEF) == []
+
+
+def test_recovery_works_again_once_the_hold_is_over(api, world, mailoutbox, settings):
+    user = make_user(world.org_a, "Viewer")
+    api.patch(f"/api/user/{user.pk}", {"email": "moved@example.org"}, format="json", **bearer(user))
+    held_until = User.objects.get(pk=user.pk).recovery_held_until
+    expected = timezone.now() + timedelta(hours=settings.EMAIL_CHANGE_RECOVERY_HOLD_HOURS)
+    assert abs(held_until - expected) < timedelta(minutes=1)
+
+    User.objects.filter(pk=user.pk).update(recovery_held_until=timezone.now() - timedelta(seconds=1))
+    api.post("/api/recover/lost", {"email": "moved@example.org"}, format="json")
+    assert len(_to(mailoutbox, "moved@example.org")) == 1
+
+
+def test_an_administrators_change_holds_nothing_and_lifts_a_hold(api, world, mailoutbox):
+    user = make_user(world.org_a, "Viewer")
+    admin = make_user(world.org_a, ORG_ADMIN)
+    users_login = bearer(user)
+    api.patch(f"/api/user/{user.pk}", {"email": "first@example.org"}, format="json", **users_login)
+
+    moved = api.patch(f"/api/user/{user.pk}", {"email": "fixed@example.org"}, format="json", **bearer(admin))
+    assert moved.status_code == 200, moved.json()
+
+    api.post("/api/recover/lost", {"email": "fixed@example.org"}, format="json")
+    assert len(_to(mailoutbox, "fixed@example.org")) == 1
+    assert len(_to(mailoutbox, "first@example.org")) == 1  # told of the administrator's change
+    assert api.get(f"/api/user/{user.pk}", **users_login).status_code == 200  # no login ended
+
+
+def test_a_refused_change_tells_nobody_and_holds_nothing(api, world, mailoutbox):
+    user = make_user(world.org_a, "Viewer")
+    taken = make_user(world.org_a).email
+    refused = api.patch(f"/api/user/{user.pk}", {"email": taken}, format="json", **bearer(user))
+    assert refused.status_code == 400
+    assert User.objects.get(pk=user.pk).recovery_held_until is None
+    assert delivered(mailoutbox) == []
