@@ -49,8 +49,9 @@ class LoginSession(models.Model):
     id = models.CharField(primary_key=True, max_length=32)
     identity = models.ForeignKey(Authenticatable, on_delete=models.CASCADE, related_name="login_sessions")
     refresh_jti = models.CharField(max_length=64)
-    # The refresh token used last, still accepted for a moment (parallel refreshes of one client).
-    previous_jti = models.CharField(max_length=64, blank=True, default="")
+    # The refresh tokens replaced within REUSE_LEEWAY (``jti``: when, in seconds since the epoch), still
+    # accepted for that moment: the parallel refreshes of one client's threads.
+    replaced_jtis = models.JSONField(default=dict, blank=True)
     rotated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)  # None: not capped (nodes)

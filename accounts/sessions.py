@@ -26,9 +26,12 @@ from vantage6.api.errors import ApiError
 from vantage6.api.sql import Statement, joined
 
 TOKEN_REVOKED = "Token has been revoked"
-# A refresh token just replaced still works this long: the official clients may refresh from two
-# threads at once, and both must keep a usable token.
+# A refresh token replaced this recently still works: the official clients refresh from several threads
+# (a node's refresh thread, and every thread whose request gets an error answer), each with the token
+# it read, so a slow one may present a token replaced twice or more since; each must keep a usable one.
 REUSE_LEEWAY = timedelta(seconds=30)
+# The most replaced refresh tokens a login keeps within the leeway (a client refreshing in a loop).
+REPLACED_KEPT = 32
 
 
 # Sent with ``identity_id`` and ``login`` (the login's id, or None for all of them) when logins end,
@@ -88,8 +91,8 @@ def refresh_login(principal: Principal, claims: dict) -> tuple[str, str]:
     """The next token pair of the login of a verified refresh token; the token itself is used up.
 
     A refresh token used before ends the login (TokenRevoked), unless it was replaced within
-    REUSE_LEEWAY: then the answer repeats the current refresh token's id, so whichever pair the
-    client keeps stays usable.
+    REUSE_LEEWAY (however many times the login was refreshed since): then the answer repeats the
+    current refresh token's id, so whichever pair the client keeps stays usable.
     """
     now = timezone.now()
     sid, jti = claims.get("sid"), claims.get("jti")
@@ -98,11 +101,14 @@ def refresh_login(principal: Principal, claims: dict) -> tuple[str, str]:
     if session is None or (session.expires_at is not None and session.expires_at <= now):
         raise TokenRevoked
     next_jti = uuid.uuid4().hex
-    rotated = live.filter(refresh_jti=jti).update(refresh_jti=next_jti, previous_jti=jti, rotated_at=now)
+    # Compared and set on the current token: a rotation in between fails this one, and the list read
+    # with the session is the one this rotation replaces.
+    replaced = {**_recently_replaced(session, now), cast(str, jti): now.timestamp()}  # a str: checked above
+    kept = dict(sorted(replaced.items(), key=lambda item: item[1])[-REPLACED_KEPT:])
+    rotated = live.filter(refresh_jti=jti).update(refresh_jti=next_jti, replaced_jtis=kept, rotated_at=now)
     if not rotated:
         session.refresh_from_db()
-        recent = session.rotated_at is not None and now - session.rotated_at <= REUSE_LEEWAY
-        if session.revoked_at is not None or session.previous_jti != jti or not recent:
+        if session.revoked_at is not None or jti not in _recently_replaced(session, now):
             _revoke_reused(principal, session)
             raise TokenRevoked
         next_jti = session.refresh_jti
@@ -116,6 +122,13 @@ def refresh_login(principal: Principal, claims: dict) -> tuple[str, str]:
         refresh_jti=next_jti,
         ends=session.expires_at,
     )
+
+
+def _recently_replaced(session: LoginSession, now: datetime) -> dict[str, float]:
+    """The refresh tokens of ``session`` replaced within REUSE_LEEWAY of ``now``."""
+    since = (now - REUSE_LEEWAY).timestamp()
+    replaced = session.replaced_jtis if isinstance(session.replaced_jtis, dict) else {}
+    return {jti: when for jti, when in replaced.items() if isinstance(when, float | int) and when >= since}
 
 
 @transaction.atomic

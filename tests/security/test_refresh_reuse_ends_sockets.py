@@ -8,6 +8,8 @@ from __future__ import annotations
 import pytest
 import requests
 
+from accounts.models import LoginSession
+from accounts.sessions import REUSE_LEEWAY
 from tests.factories import PASSWORD
 from tests.realtime.conftest import (  # noqa: F401 - fixtures
     live_data,
@@ -17,7 +19,7 @@ from tests.realtime.conftest import (  # noqa: F401 - fixtures
     sockets,
     unswept_server,
 )
-from tests.realtime.helpers import make_user, token
+from tests.realtime.helpers import LIVE, make_user, token
 from tests.realtime.test_socket_revocation import assert_hears_no_new_task, assert_unidentified
 
 pytestmark = pytest.mark.live
@@ -39,10 +41,15 @@ def test_a_reused_refresh_token_ends_the_logins_sockets_at_once(unswept_server, 
     socket.wait_joined()
     witness = sockets(host, token(live_world.node_b))
     witness.wait_ready(live_world.node_b)
-    # The owner refreshes twice: the first refresh token is neither current nor just replaced.
+    # The owner refreshes twice, longer ago than the reuse leeway: the first refresh token is neither
+    # current nor just replaced.
     second = _refreshed(host, first_refresh)
     assert second.status_code == 200, second.text
     assert _refreshed(host, second.json()["refresh_token"]).status_code == 200
+    sessions = LoginSession.objects.using(LIVE).filter(identity=user)
+    leeway = REUSE_LEEWAY.total_seconds()
+    aged = {jti: when - leeway - 1 for jti, when in sessions.get().replaced_jtis.items()}
+    sessions.update(replaced_jtis=aged)
 
     reused = _refreshed(host, first_refresh)
 
