@@ -486,6 +486,13 @@ def two_factor_recovery_request(*, username: str, password: str) -> None:
     # The password alone forgives no failures: codes guessed at login stay counted (as when a login
     # brings the right password without a code).
     check.delete()
+    # The caller knows the password, so the answer may say why: the second factor is what stands
+    # between a stolen access token and password and the account, and the new address may be the thief's.
+    if user.recovery_held_until is not None and user.recovery_held_until > timezone.now():
+        raise bad_request(
+            "Two-factor authentication cannot be reset by e-mail for a while after the account's e-mail "
+            f"address changed; contact {settings.SUPPORT_EMAIL}"
+        )
     token = issue_reset_token(user, PURPOSE_2FA)
     _mail(
         user,

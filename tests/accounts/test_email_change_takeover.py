@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts import totp
 from accounts.catalogue import ORG_ADMIN
 from accounts.models import User
 from accounts.sessions import start_login
@@ -125,3 +126,23 @@ def test_a_refused_change_tells_nobody_and_holds_nothing(api, world, mailoutbox)
     assert refused.status_code == 400
     assert User.objects.get(pk=user.pk).recovery_held_until is None
     assert delivered(mailoutbox) == []
+
+
+def test_a_stolen_access_token_and_password_cannot_reset_the_second_factor_to_the_thiefs_mailbox(
+    api, world, mailoutbox, settings
+):
+    """The thief knows the password (phished) and holds an access token, not the owner's phone."""
+    settings.TWO_FACTOR_AUTH = True
+    user = make_user(world.org_a, "Viewer")
+    User.objects.filter(pk=user.pk).update(otp_secret=totp.new_secret())
+    credentials = {"username": user.username, "password": PASSWORD}
+    api.patch(f"/api/user/{user.pk}", {"email": THIEF}, format="json", **bearer(user))
+
+    asked = api.post("/api/recover/2fa/lost", credentials, format="json")
+
+    assert asked.status_code == 400
+    assert "e-mail address changed" in asked.json()["msg"]
+    assert _to(mailoutbox, THIEF) == []
+    User.objects.filter(pk=user.pk).update(recovery_held_until=timezone.now() - timedelta(seconds=1))
+    assert api.post("/api/recover/2fa/lost", credentials, format="json").status_code == 200
+    assert len(_to(mailoutbox, THIEF)) == 1

@@ -19,7 +19,8 @@ from tests.realtime.conftest import (  # noqa: F401 - fixtures
     sockets,
     unswept_server,
 )
-from tests.realtime.helpers import LIVE, make_user, token
+from tests.realtime.helpers import make_user, token
+from tests.realtime.live import LIVE
 from tests.realtime.test_socket_revocation import assert_hears_no_new_task, assert_unidentified
 
 pytestmark = pytest.mark.live
