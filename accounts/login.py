@@ -440,17 +440,16 @@ def email_changed(user: User, old_email: str, *, by_owner: bool, current_login: 
 
 
 def _email_changed_text(user: User, by_owner: bool) -> str:
-    who = "with a login of your own" if by_owner else "by an administrator"
-    held = ""
-    if by_owner and settings.EMAIL_CHANGE_RECOVERY_HOLD_HOURS:
-        held = (
-            f"Password recovery by e-mail is off for {settings.EMAIL_CHANGE_RECOVERY_HOLD_HOURS} hours, "
-            "and your other logins have ended.\n"
-        )
+    what_now = ""
+    if by_owner:
+        what_now = "Every other login of the account has ended.\n"
+        if hours := settings.EMAIL_CHANGE_RECOVERY_HOLD_HOURS:
+            what_now += f"Password and two-factor recovery by e-mail are off for {hours} hours.\n"
+    who = "from a login of the account itself" if by_owner else "by an administrator"
     return (
         f"Dear {user.firstname or user.username},\n\n"
         f"The e-mail address of your vantage6 account '{user.username}' on {settings.SERVER_NAME} was "
-        f"changed {who}; mail about the account no longer comes to this address.\n{held}"
+        f"changed {who}; mail about the account no longer comes to this address.\n{what_now}"
         f"If you did not do this, contact {settings.SUPPORT_EMAIL} at once.\n"
     )
 
