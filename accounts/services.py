@@ -359,11 +359,21 @@ def _move_user(principal: Principal, user: User, organization_id: int, new_role_
     user.organization_id = organization_id
 
 
+OWN_PASSWORD_WITH_THE_CURRENT_ONE = (
+    "Change your own password with your current password (the password change page of the admin site, "
+    "or PATCH /api/password/change)"
+)
+
+
 @transaction.atomic
 def user_password_set(*, principal: Principal, user: User, password: str) -> None:
-    """Give another user (or oneself) a new password, as an editor of that user who holds every
-    rule the user holds; the password policy is the caller's to check."""
+    """Give another user a new password, as an editor of that user who holds every rule the user
+    holds; the password policy is the caller's to check. One's own password is changed with the
+    current one (``PATCH /api/password/change``, the admin site's password change): a session or token
+    alone, perhaps stolen, must not set it."""
     principal.require(principal.allows("user", user, "edit"))
+    if user.pk == principal.id:
+        raise bad_request(OWN_PASSWORD_WITH_THE_CURRENT_ONE)
     from accounts.sessions import end_all_logins  # it audits through this module
 
     principal.require_holds_target(user)
