@@ -325,7 +325,10 @@ def user_update(*, principal: Principal, user: User, data: dict, current_login: 
     for name in ("firstname", "lastname"):
         if name in data:
             setattr(user, name, data[name] or "")
-    user.save()
+    # The fields asked for only: a request that loaded the user before another's change (a recovery
+    # hold, say) must not write back what it loaded.
+    fields = [name for name in ("username", "email", "firstname", "lastname") if name in data]
+    user.save(update_fields=fields + (["organization"] if "organization_id" in data else []))
 
     if "roles" in data:
         new = _roles(principal, data["roles"], strict=True)

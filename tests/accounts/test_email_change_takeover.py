@@ -16,6 +16,8 @@ from django.utils import timezone
 from accounts import totp
 from accounts.catalogue import ORG_ADMIN
 from accounts.models import User
+from accounts.permissions import principal_for_user
+from accounts.services import user_update
 from accounts.sessions import start_login
 from tests.accounts.conftest import delivered
 from tests.factories import PASSWORD, bearer, make_user
@@ -146,3 +148,18 @@ def test_a_stolen_access_token_and_password_cannot_reset_the_second_factor_to_th
     User.objects.filter(pk=user.pk).update(recovery_held_until=timezone.now() - timedelta(seconds=1))
     assert api.post("/api/recover/2fa/lost", credentials, format="json").status_code == 200
     assert len(_to(mailoutbox, THIEF)) == 1
+
+
+def test_a_concurrent_update_of_other_fields_does_not_lift_the_hold(api, world, mailoutbox):
+    """The thief's other request, whose user was loaded before the change of the address, writes only
+    what it changes: it cannot write back the account as it was before the hold."""
+    user = make_user(world.org_a, "Viewer")
+    loaded_before = User.objects.get(pk=user.pk)
+    api.patch(f"/api/user/{user.pk}", {"email": THIEF}, format="json", **bearer(user))
+
+    user_update(principal=principal_for_user(loaded_before), user=loaded_before, data={"firstname": "x"})
+
+    assert User.objects.get(pk=user.pk).recovery_held_until is not None
+    assert User.objects.get(pk=user.pk).email == THIEF
+    api.post("/api/recover/lost", {"email": THIEF}, format="json")
+    assert _to(mailoutbox, THIEF) == []
