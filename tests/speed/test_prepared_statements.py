@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import pytest
 from django.db import DataError, connection, transaction
+from django.db.models import OuterRef, Subquery
 
-from tasks.models import Run
+from tasks.models import Run, Task, TaskStatus
 from tests.conftest import requires_services
-from tests.factories import bearer, make_collab, make_node, make_org, make_run, make_task
+from tests.factories import bearer, make_collab, make_node, make_org, make_run, make_task, make_user
+from vantage6.api import sql as sql_module
+from vantage6.api.sql import CompiledRows
 
 pytestmark = [requires_services("postgres"), pytest.mark.usefixtures("transactional_db")]
 
@@ -72,3 +75,47 @@ def test_a_key_beyond_an_integer_column_finds_no_row(api):
     for _ in range(2):  # prepared with the first, run by name with the second
         response = api.patch(f"/api/run/{2**40}", {"status": "active"}, format="json", **headers)
         assert response.status_code == 401, response.content  # no row: as another organization's run
+
+
+def test_a_kill_checked_by_its_statement_builds_its_guarded_lock_once_and_runs_it_by_name(
+    api, sent, monkeypatch
+):
+    """The lock of a kill that carries the caller's check is built once per form of that check, and
+    run, as the write after it, by the name prepared with its first use: one query string of two
+    EXECUTEs from the second kill on."""
+    built = []
+    build = sql_module._guarded
+    monkeypatch.setattr(sql_module, "_guarded", lambda *args: built.append(args) or build(*args))
+    org = make_org("A")
+    collab = make_collab(org)
+    root = make_user(org, "Root")  # a global right: its kill is checked by its own statement
+    headers = bearer(root)
+    tasks = [make_task(collab, org) for _ in range(3)]
+    for task in tasks:
+        make_run(task, org, status="active")
+
+    for task in tasks:
+        sent.clear()
+        response = api.post("/api/kill/task", {"id": task.pk}, format="json", **headers)
+        assert response.status_code == 200, response.content
+
+    (killed,) = sent  # the last kill: one round trip
+    lock, write = killed.split("; ", 1)
+    assert lock.startswith("EXECUTE v6_") and write.startswith("EXECUTE v6_"), killed
+    assert "PREPARE" not in killed
+    assert len(built) <= 1, "the guarded lock was built again"  # once, unless an earlier test did
+    assert set(Run.objects.filter(task__in=tasks).values_list("status", flat=True)) == {TaskStatus.KILLED}
+
+
+def test_a_guard_needs_a_query_whose_first_where_is_its_own():
+    """The guard goes into the first WHERE of the compiled query: a query whose first WHERE is a
+    subquery's is refused when its guarded form is built (not by an ``assert``, which ``-O`` drops)."""
+    first_run = Subquery(Run.objects.filter(task_id=OuterRef("pk")).values("id")[:1])
+    rows = CompiledRows(
+        lambda task: (
+            Task.objects.select_for_update().annotate(run=first_run).filter(pk=task).values_list("id", "run")
+        ),
+        "task",
+    )
+    with pytest.raises(ValueError, match="not a query of one table with a WHERE"):
+        rows.lock_later(("1 = %s", [1]), task=1)

@@ -252,6 +252,9 @@ class CompiledRows:
     def __init__(self, build: Callable[..., QuerySet], *names: str) -> None:
         self.build, self.names = build, names
         self._plans: dict[str, _Query] = {}
+        # (database, the guard's text) -> the query with that guard (``lock_later``); the guards are
+        # texts of the code (one per form of a caller's check), so a bounded set.
+        self._guarded: dict[tuple[str, str], _Guarded] = {}
 
     def _plan(self, connection: BaseDatabaseWrapper) -> _Query:
         markers = {self._MARKER + i: name for i, name in enumerate(self.names)}
@@ -320,8 +323,12 @@ class CompiledRows:
         plan, params = self.query(connection, values)
         sql = plan.sql
         if guard is not None:
-            sql, params = _guarded(sql, params, guard)
-            _prepare(connection, sql)
+            guard_sql, guard_params = guard
+            guarded = self._guarded.get((connection.alias, guard_sql))
+            if guarded is None:
+                guarded = self._guarded[(connection.alias, guard_sql)] = _guarded(connection, sql, guard_sql)
+            sql, before = guarded.sql, guarded.params_before
+            params = [*params[:before], *(guard_params or ()), *params[before:]]
         lead = getattr(connection, "lead", None)
         if lead is not None:
             lead(sql, params)
@@ -330,13 +337,24 @@ class CompiledRows:
             cursor.execute(sql, params)
 
 
-def _guarded(sql: str, params: list, guard: Statement) -> Statement:
-    """The compiled query ``sql`` (of one table, with a WHERE: its first) with ``guard`` as one more
-    condition of its WHERE (whose conditions Django joins by AND)."""
+@dataclass(frozen=True)
+class _Guarded:
+    """A compiled query with one more condition in its WHERE."""
+
+    sql: str
+    params_before: int  # how many of the query's parameters come before the condition's
+
+
+def _guarded(connection: BaseDatabaseWrapper, sql: str, guard_sql: str) -> _Guarded:
+    """The compiled query ``sql`` (of one table, with a WHERE: its first) with the condition
+    ``guard_sql`` as one more of its WHERE (Django writes a WHERE of several conditions in parentheses:
+    it is one operand of the AND), prepared as the query itself is."""
     head, where, tail = sql.partition(" WHERE ")
-    assert where and "(SELECT" not in head, "a query of one table, with a WHERE"
-    before = head.count("%s")
-    return f"{head} WHERE ({guard[0]}) AND {tail}", [*params[:before], *guard[1], *params[before:]]
+    if not where or "(SELECT" in head:
+        raise ValueError(f"not a query of one table with a WHERE: {sql}")
+    guarded = _Guarded(f"{head} WHERE ({guard_sql}) AND {tail}", head.count("%s"))
+    _prepare(connection, guarded.sql)
+    return guarded
 
 
 def _prepare(connection: BaseDatabaseWrapper, sql: str) -> None:
