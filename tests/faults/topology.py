@@ -230,6 +230,7 @@ class Node:
         self.connects = 0  # connections that became ready (joined the node's rooms)
         self.disconnects: list[float] = []
         self.syncs: list[float] = []  # when each ``sync`` came
+        self.history: list[tuple[float, str]] = []  # (when, what) of each connect, disconnect and join
         self.changed = threading.Condition()  # guards the records above
         self.access, self.refresh = tokens or self._log_in()
         self.socket: NodeSocket | None = None
@@ -260,6 +261,9 @@ class Node:
                 continue  # a request during an outage: the next sync lists the runs again
 
     def _on(self, name: str, data: object) -> None:
+        if name in ("connect", "disconnect") or (name == "message" and "joined room" in str(data)):
+            with self.changed:
+                self.history.append((time.monotonic(), f"{name} {data}" if data else name))
         if name == "message" and str(data).endswith(f"joined room {self.last_room}"):
             with self.changed:  # ready: events to every room of the node reach it from now on
                 self.connects += 1
@@ -332,6 +336,13 @@ class Node:
             while self.connects < connects and (left := deadline - time.monotonic()) > 0:
                 self.changed.wait(min(left, 0.5))
             return self.connects >= connects
+
+    def account(self, origin: float) -> str:
+        """Why a node may not have come back, for a failure message: its events, in seconds from
+        ``origin`` (a ``time.monotonic()``), and its client's state."""
+        with self.changed:
+            events = [f"{at - origin:+.2f}s {what}" for at, what in self.history]
+        return f"node {self.id}: {'; '.join(events)}; {self.socket.state()}"
 
     def complete(self, run_id: int, *, started: bool = False) -> int:
         """Start (unless ``started``) and finish ``run_id`` as the node does; the status of the last PATCH."""

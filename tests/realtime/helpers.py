@@ -116,6 +116,16 @@ class NodeSocket:
     def transport(self) -> str:
         return self.client.transport()
 
+    def state(self) -> str:
+        """The client's own account, for a failure message: a client neither connected nor reconnecting
+        was dropped while its reconnect ended (python-socketio starts no other one then)."""
+        client = self.client
+        return (
+            f"connected={client.connected} engine.io={client.eio.state} "
+            f"transport={client.eio.current_transport} reconnecting={client._reconnect_task is not None} "
+            f"gave_up={len(self.gave_up)}"
+        )
+
     def close(self) -> None:
         """Disconnect for good: ``disconnect`` alone leaves a reconnect under way running, and the socket
         could come back during a later test."""
