@@ -245,7 +245,8 @@ class Node:
         return response.json()["access_token"], response.json()["refresh_token"]
 
     def _connect(self) -> None:
-        self.socket = NodeSocket(self.topology.url, self.access, transports=self.transports)
+        url, transports = self.topology.url, self.transports
+        self.socket = NodeSocket(url, self.access, transports=transports, heard=self._heard)
 
     # --- what the node does on each event ----------------------------------------------------------------
     def _handle_events(self) -> None:
@@ -260,7 +261,9 @@ class Node:
             except requests.RequestException:
                 continue  # a request during an outage: the next sync lists the runs again
 
-    def _on(self, name: str, data: object) -> None:
+    def _heard(self, name: str, data: object) -> None:
+        """The connection's state as its events arrive: not after the requests of those before them
+        (a ``sync``'s, seconds on a loaded machine)."""
         if name in ("connect", "disconnect") or (name == "message" and "joined room" in str(data)):
             with self.changed:
                 self.history.append((time.monotonic(), f"{name} {data}" if data else name))
@@ -272,7 +275,9 @@ class Node:
             with self.changed:
                 self.disconnects.append(time.monotonic())
                 self.changed.notify_all()
-        elif name == "sync":
+
+    def _on(self, name: str, data: object) -> None:
+        if name == "sync":
             with self.changed:
                 self.syncs.append(time.monotonic())
             self._fetch({"state": "open", "node_id": self.id, "include": "task"})
