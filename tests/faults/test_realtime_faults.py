@@ -85,7 +85,7 @@ def test_a_stopped_replica_hands_its_nodes_to_the_other(topology, nodes, stop):
         offline |= {node for node, status in _statuses(topology, ids).items() if status != "online"}
         time.sleep(0.2)
     for node in dropped:  # back through the proxy within the client's retry time
-        assert node.wait_connected(2, 0), f"node {node.id} did not reconnect"
+        assert node.wait_connected(2, 0), f"did not reconnect: {node.account(killed_at)}"
         assert node.disconnects[0] - killed_at < 3
     runs = topology.runs_of([task_id])
     for node in connected:
@@ -93,7 +93,8 @@ def test_a_stopped_replica_hands_its_nodes_to_the_other(topology, nodes, stop):
     # A long-polling session lived in the replica that answered its handshake: one that died with it
     # is unknown to the survivor (within the forward bound), and its node starts over there.
     for node in connected[len(topology.demo["nodes"]) :]:
-        assert node.wait_connected(len(node.disconnects) + 1, 0), f"node {node.id} did not reconnect"
+        back = node.wait_connected(len(node.disconnects) + 1, 0)
+        assert back, f"did not reconnect: {node.account(killed_at)}"
     # The newest connection of every node (one per identity) is held by a live process.
     held = "SELECT count(*) FROM socket_connection c JOIN socket_process p ON p.id = c.process"
     assert topology.sql(f"{held} WHERE c.identity_id = ANY(%s)", ids) == [(len(set(ids)),)]
@@ -129,7 +130,7 @@ def test_a_graceful_stop_does_not_announce_its_nodes_offline(topology, nodes):
     for node in dropped:
         # At once, or after the client's own retries once it gave a reconnect up (2 s, then 4 s later).
         back = node.wait_connected(2, 0) or (node.socket.gave_up and node.wait_connected(2, 10))
-        assert back, f"node {node.id} did not reconnect"
+        assert back, f"did not reconnect: {node.account(stopped_at)}"
         # Dropped once: the stopping replica takes no new socket (a handshake or upgrade that reaches it
         # over the proxy's kept-alive connections), which it would drop moments later: python-socketio's
         # client, dropped while its reconnection ends, may never connect again.

@@ -230,6 +230,7 @@ class Node:
         self.connects = 0  # connections that became ready (joined the node's rooms)
         self.disconnects: list[float] = []
         self.syncs: list[float] = []  # when each ``sync`` came
+        self.history: list[tuple[float, str]] = []  # (when, what) of each connect, disconnect and join
         self.changed = threading.Condition()  # guards the records above
         self.access, self.refresh = tokens or self._log_in()
         self.socket: NodeSocket | None = None
@@ -244,7 +245,8 @@ class Node:
         return response.json()["access_token"], response.json()["refresh_token"]
 
     def _connect(self) -> None:
-        self.socket = NodeSocket(self.topology.url, self.access, transports=self.transports)
+        url, transports = self.topology.url, self.transports
+        self.socket = NodeSocket(url, self.access, transports=transports, heard=self._heard)
 
     # --- what the node does on each event ----------------------------------------------------------------
     def _handle_events(self) -> None:
@@ -259,7 +261,12 @@ class Node:
             except requests.RequestException:
                 continue  # a request during an outage: the next sync lists the runs again
 
-    def _on(self, name: str, data: object) -> None:
+    def _heard(self, name: str, data: object) -> None:
+        """The connection's state as its events arrive: not after the requests of those before them
+        (a ``sync``'s, seconds on a loaded machine)."""
+        if name in ("connect", "disconnect") or (name == "message" and "joined room" in str(data)):
+            with self.changed:
+                self.history.append((time.monotonic(), f"{name} {data}" if data else name))
         if name == "message" and str(data).endswith(f"joined room {self.last_room}"):
             with self.changed:  # ready: events to every room of the node reach it from now on
                 self.connects += 1
@@ -268,7 +275,9 @@ class Node:
             with self.changed:
                 self.disconnects.append(time.monotonic())
                 self.changed.notify_all()
-        elif name == "sync":
+
+    def _on(self, name: str, data: object) -> None:
+        if name == "sync":
             with self.changed:
                 self.syncs.append(time.monotonic())
             self._fetch({"state": "open", "node_id": self.id, "include": "task"})
@@ -332,6 +341,13 @@ class Node:
             while self.connects < connects and (left := deadline - time.monotonic()) > 0:
                 self.changed.wait(min(left, 0.5))
             return self.connects >= connects
+
+    def account(self, origin: float) -> str:
+        """Why a node may not have come back, for a failure message: its events, in seconds from
+        ``origin`` (a ``time.monotonic()``), and its client's state."""
+        with self.changed:
+            events = [f"{at - origin:+.2f}s {what}" for at, what in self.history]
+        return f"node {self.id}: {'; '.join(events)}; {self.socket.state()}"
 
     def complete(self, run_id: int, *, started: bool = False) -> int:
         """Start (unless ``started``) and finish ``run_id`` as the node does; the status of the last PATCH."""

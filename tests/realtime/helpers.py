@@ -36,11 +36,13 @@ TASKS = "/tasks"
 
 
 class _Recorder(socketio.ClientNamespace):
-    def __init__(self, namespace: str, events: queue.Queue) -> None:
+    def __init__(self, namespace: str, events: queue.Queue, heard: Callable[[str, object], None]) -> None:
         super().__init__(namespace)
         self.events = events
+        self.heard = heard
 
     def trigger_event(self, event: str, *args) -> None:
+        self.heard(event, args[0] if args else None)
         self.events.put((event, args[0] if args else None))
 
 
@@ -50,16 +52,24 @@ GAVE_UP = "One or more namespaces failed to connect"
 
 class NodeSocket:
     """``socketio.Client(request_timeout=60)`` + a ``/tasks`` namespace class +
-    ``connect(url, headers={"Authorization": ...}, wait=False)``, as in the node.
+    ``connect(url, headers={"Authorization": ...}, wait=False)``, as in the node. ``heard`` is called
+    with each event as it arrives, in the client's thread (``events`` queues them for the test).
 
     ``gave_up``: when the client gave up a connect itself. Its reconnects wait 1 s for the namespace's
     acknowledgement; without it by then, the client closes the session it opened (which the server may
     have admitted meanwhile: the node's newest socket closes) and tries again later."""
 
-    def __init__(self, url: str, token: str, *, transports: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        transports: list[str] | None = None,
+        heard: Callable[[str, object], None] = lambda _event, _data: None,
+    ) -> None:
         self.events: queue.Queue = queue.Queue()
         self.client = socketio.Client(request_timeout=60)
-        self.client.register_namespace(_Recorder(TASKS, self.events))
+        self.client.register_namespace(_Recorder(TASKS, self.events, heard))
         self.gave_up: list[float] = []
         connect = self.client.connect
 
@@ -115,6 +125,16 @@ class NodeSocket:
     @property
     def transport(self) -> str:
         return self.client.transport()
+
+    def state(self) -> str:
+        """The client's own account, for a failure message: a client neither connected nor reconnecting
+        was dropped while its reconnect ended (python-socketio starts no other one then)."""
+        client = self.client
+        return (
+            f"connected={client.connected} engine.io={client.eio.state} "
+            f"transport={client.eio.current_transport} reconnecting={client._reconnect_task is not None} "
+            f"gave_up={len(self.gave_up)}"
+        )
 
     def close(self) -> None:
         """Disconnect for good: ``disconnect`` alone leaves a reconnect under way running, and the socket

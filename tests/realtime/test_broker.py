@@ -102,9 +102,14 @@ def test_broker_restart_while_nodes_are_connected(server_on_broker, broker, live
     polling.wait_joined()  # its rooms again
 
     broker.kill()
-    during, elapsed = _timed_task(host, researcher, live_world.collab_ab)
-    assert elapsed < 1  # its events wait for the broker, the request does not; the task is stored
-    broker.start()
+    try:  # the broker back whatever happens: the next tests of the module need it
+        during, elapsed = _timed_task(host, researcher, live_world.collab_ab)
+    finally:
+        broker.start()
+    # Its events wait for the broker, the request does not (one that waited would be held until the broker
+    # is back, started only after it answered); the task is stored. Its own time on a loaded machine
+    # passes 1 s at times.
+    assert elapsed < 5
 
     # The layer is back: each node hears sync, on which it lists its open runs, the task of the outage
     # among them. Neither reconnected: a session lives in its process, which served it meanwhile.

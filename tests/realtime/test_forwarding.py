@@ -200,13 +200,35 @@ def test_a_stopping_process_takes_no_session_over():
         socket = WebsocketCommunicator(WebsocketConsumer.as_asgi(server=stopping), path)
         connected, _ = await socket.connect()
         await owner.send(session, [p.event_packet("/tasks", "hello")])
-        return connected, owner.sessions.get(session.sid), await _get(stopping, session.sid).get_response()
+        return connected, owner.sessions.get(session.sid), await _get(owner, session.sid).get_response()
 
     upgraded, kept, polled = in_memory(scenario)
 
     assert not upgraded
     assert kept is not None and kept.transport == "polling"
-    assert (polled["status"], polled["body"]) == (200, b'42/tasks,["hello"]')  # forwarded to its owner
+    assert (polled["status"], polled["body"]) == (200, b'42/tasks,["hello"]')  # still polling its owner
+
+
+@pytest.mark.django_db  # the handshake's check may use the database
+def test_a_stopping_process_forwards_no_get_whose_answer_it_could_drop():
+    """A GET that reaches a stopping process for another one's session (over a proxy's kept-alive
+    connection) is answered at once, with no packet: forwarded, its owner could hand it packets just as
+    the stop drops the long polls the process holds (``vantage6.serve``), and they were lost (a node's
+    ``sync`` and room joins right after its reconnect, say). They wait at the owner for the next GET."""
+    owner, stopping = _server(), _server()
+
+    async def scenario() -> tuple[dict, dict]:
+        session, _ = await owner.open_session("polling", {})
+        await stopping.listening()
+        await owner.send(session, [p.event_packet("/tasks", "hello")])  # waiting for the client's GET
+        stopping.stop()
+        through_stopping = await _get(stopping, session.sid).get_response(timeout=1)
+        return through_stopping, await _get(owner, session.sid).get_response(timeout=1)
+
+    through_stopping, through_owner = in_memory(scenario)
+
+    assert (through_stopping["status"], through_stopping["body"]) == (200, b"6")  # a NOOP: poll again
+    assert (through_owner["status"], through_owner["body"]) == (200, b'42/tasks,["hello"]')
 
 
 @pytest.mark.django_db  # database_sync_to_async closes the thread's old connections
