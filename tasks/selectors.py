@@ -21,7 +21,7 @@ from accounts.permissions import (
 )
 from collaborations.models import AlgorithmStore, Collaboration, Study
 from nodes.models import Node, NodeConfig
-from tasks.models import OPEN_STATUSES, AlgorithmPort, Run, Task, TaskDatabase, is_finished
+from tasks.models import OPEN_STATUSES, AlgorithmPort, Blob, Run, Task, TaskDatabase, is_finished
 from vantage6.api.errors import bad_request
 from vantage6.api.lookups import like_filtered
 from vantage6.api.sql import CompiledList, CompiledRows, PkLookup
@@ -363,7 +363,16 @@ def column_names(collaboration_id: int, db_label: str) -> list[str] | None:
     return [value for node_id, value in rows if node_id == first]
 
 
-def runs_of_blob(name: str) -> list[Run]:
-    """The runs that name blob ``name`` (its input or result), with their tasks."""
-    named = Run.objects.select_related("task").filter(Q(input=name) | Q(result=name), blob_storage_used=True)
-    return list(named.order_by("id"))
+def blob_readers(names: Collection[str]) -> dict[str, tuple[int | None, list[Task]]]:
+    """What ``Principal.reads_blob`` judges each blob of ``names`` by: the organization that uploaded it
+    (None: no such blob) and the tasks of the runs that name it (as their input or result)."""
+    readers: dict[str, tuple[int | None, list[Task]]] = {name: (None, []) for name in names}
+    for name, organization_id in Blob.objects.filter(name__in=readers).values_list("name", "organization_id"):
+        readers[name] = (organization_id, [])
+    named = Run.objects.select_related("task").filter(
+        Q(input__in=readers) | Q(result__in=readers), blob_storage_used=True
+    )
+    for run in named.order_by("id"):
+        for name in {value for value in (run.input, run.result) if value is not None and value in readers}:
+            readers[name][1].append(run.task)
+    return readers

@@ -333,12 +333,12 @@ class BlobViewSet(ApiViewSet):
         storage = blobs.blob_storage()
         if storage is None:
             raise ApiError(501, "This server has no large result store configured")
-        runs = selectors.runs_of_blob(uuid) if blobs.is_blob_id(uuid) else []
-        if not runs or not storage.exists(uuid):
+        uploader, naming_tasks = (
+            selectors.blob_readers([uuid])[uuid] if blobs.is_blob_id(uuid) else (None, [])
+        )
+        if (uploader is None and not naming_tasks) or not storage.exists(uuid):
             raise not_found(f"Blob {uuid} not found!")
-        # Any run that names it: a run elsewhere may name another's blob (its names are read with the run),
-        # and whoever views the run that made it keeps reading it.
-        self.principal.require(any(self.principal.allows("task_runs", run.task) for run in runs))
+        self.principal.require(self.principal.reads_blob(uploader, naming_tasks))
         response = StreamingHttpResponse(blobs.stream(storage, uuid), content_type="application/octet-stream")
         response["Content-Disposition"] = f"attachment; filename=result_{uuid}.bin"
         return response
