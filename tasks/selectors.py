@@ -7,7 +7,20 @@ from collections.abc import Set as AbstractSet
 from typing import TypeVar, cast
 
 from django.db import connection
-from django.db.models import Exists, Model, Prefetch, Q, QuerySet, prefetch_related_objects
+from django.db.models import (
+    BigIntegerField,
+    Exists,
+    Expression,
+    Model,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    prefetch_related_objects,
+)
+from django.db.models.functions import Coalesce
 
 from accounts.catalogue import CONTAINER
 from accounts.models import User
@@ -24,6 +37,7 @@ from nodes.models import Node, NodeConfig
 from tasks.models import OPEN_STATUSES, AlgorithmPort, Blob, Run, Task, TaskDatabase, is_finished
 from vantage6.api.errors import bad_request
 from vantage6.api.lookups import like_filtered
+from vantage6.api.pagination import bytes_of
 from vantage6.api.sql import CompiledList, CompiledRows, PkLookup
 
 M = TypeVar("M", bound=Model)
@@ -361,6 +375,24 @@ def column_names(collaboration_id: int, db_label: str) -> list[str] | None:
         return None
     first = rows[0][0]
     return [value for node_id, value in rows if node_id == first]
+
+
+# A run's fields of any size (up to a request body each), which bound a page of runs or tasks with runs.
+RUN_LARGE_FIELDS = ("input", "result", "log")
+
+
+def task_bytes(include: AbstractSet[str]) -> Expression | None:
+    """The bytes of the large fields a task's row shows with ``include`` (its runs, its results)."""
+    fields = (RUN_LARGE_FIELDS if "runs" in include else ()) + (("result",) if "results" in include else ())
+    if not fields:
+        return None
+    per_task = (
+        Run.objects.filter(task=OuterRef("pk"))
+        .order_by()
+        .values("task")
+        .annotate(total=Sum(bytes_of(*fields)))
+    )
+    return Coalesce(Subquery(per_task.values("total"), output_field=BigIntegerField()), 0)
 
 
 def blob_readers(names: Collection[str]) -> dict[str, tuple[int | None, list[Task]]]:
