@@ -7,7 +7,20 @@ from collections.abc import Set as AbstractSet
 from typing import TypeVar, cast
 
 from django.db import connection
-from django.db.models import Exists, Model, Prefetch, Q, QuerySet, prefetch_related_objects
+from django.db.models import (
+    BigIntegerField,
+    Exists,
+    Expression,
+    Model,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    prefetch_related_objects,
+)
+from django.db.models.functions import Coalesce
 
 from accounts.catalogue import CONTAINER
 from accounts.models import User
@@ -21,9 +34,10 @@ from accounts.permissions import (
 )
 from collaborations.models import AlgorithmStore, Collaboration, Study
 from nodes.models import Node, NodeConfig
-from tasks.models import OPEN_STATUSES, AlgorithmPort, Run, Task, TaskDatabase, is_finished
+from tasks.models import OPEN_STATUSES, AlgorithmPort, Blob, Run, Task, TaskDatabase, is_finished
 from vantage6.api.errors import bad_request
 from vantage6.api.lookups import like_filtered
+from vantage6.api.pagination import bytes_of
 from vantage6.api.sql import CompiledList, CompiledRows, PkLookup
 
 M = TypeVar("M", bound=Model)
@@ -363,7 +377,34 @@ def column_names(collaboration_id: int, db_label: str) -> list[str] | None:
     return [value for node_id, value in rows if node_id == first]
 
 
-def runs_of_blob(name: str) -> list[Run]:
-    """The runs that name blob ``name`` (its input or result), with their tasks."""
-    named = Run.objects.select_related("task").filter(Q(input=name) | Q(result=name), blob_storage_used=True)
-    return list(named.order_by("id"))
+# A run's fields of any size (up to a request body each), which bound a page of runs or tasks with runs.
+RUN_LARGE_FIELDS = ("input", "result", "log")
+
+
+def task_bytes(include: AbstractSet[str]) -> Expression | None:
+    """The bytes of the large fields a task's row shows with ``include`` (its runs, its results)."""
+    fields = (RUN_LARGE_FIELDS if "runs" in include else ()) + (("result",) if "results" in include else ())
+    if not fields:
+        return None
+    per_task = (
+        Run.objects.filter(task=OuterRef("pk"))
+        .order_by()
+        .values("task")
+        .annotate(total=Sum(bytes_of(*fields)))
+    )
+    return Coalesce(Subquery(per_task.values("total"), output_field=BigIntegerField()), 0)
+
+
+def blob_readers(names: Collection[str]) -> dict[str, tuple[int | None, list[Task]]]:
+    """What ``Principal.reads_blob`` judges each blob of ``names`` by: the organization that uploaded it
+    (None: no such blob) and the tasks of the runs that name it (as their input or result)."""
+    readers: dict[str, tuple[int | None, list[Task]]] = {name: (None, []) for name in names}
+    for name, organization_id in Blob.objects.filter(name__in=readers).values_list("name", "organization_id"):
+        readers[name] = (organization_id, [])
+    named = Run.objects.select_related("task").filter(
+        Q(input__in=readers) | Q(result__in=readers), blob_storage_used=True
+    )
+    for run in named.order_by("id"):
+        for name in {value for value in (run.input, run.result) if value is not None and value in readers}:
+            readers[name][1].append(run.task)
+    return readers

@@ -41,7 +41,7 @@ from collaborations.models import AlgorithmStore, Collaboration, Study
 from collaborations.store_client import algorithm_digest, this_server_url, user_authorization
 from nodes.events import collaboration_room, emit
 from nodes.models import Node, NodeConfig
-from tasks import blobs
+from tasks import blobs, selectors
 from tasks.models import (
     OPEN_STATUSES,
     AlgorithmPort,
@@ -328,6 +328,18 @@ def _check_inputs(collaboration: Collaboration, organizations: list[dict], blob_
             )
 
 
+def _require_readable_blobs(principal: Principal, named: list[tuple[str, str]]) -> None:
+    """A 400 unless the principal may read each blob named (``Principal.reads_blob``; (what names it, its
+    name) pairs), the same for a blob out of reach as for none: a run naming it shows it to all who view
+    the run, and keeps it from its owner's deletion."""
+    readers = selectors.blob_readers({name for _, name in named})
+    for what, name in named:
+        if not principal.reads_blob(*readers[name]):
+            raise bad_request(
+                f"{what} names no blob you uploaded or may read; upload it to /api/blobstream first"
+            )
+
+
 def task_create(*, principal: Principal, data: dict, authorization: str | None = None) -> Task:
     """Create a task, its database entries and one run per organization (POST /task checks, in order).
 
@@ -356,6 +368,11 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
         image, store_id = _image_and_store(principal, data, collaboration, authorization)
     blob_store = blobs.blob_storage() is not None
     _check_inputs(collaboration, data["organizations"], blob_store)
+    if blob_store:
+        _require_readable_blobs(
+            principal,
+            [(f"Input for organization id={entry['id']}", entry["input"]) for entry in data["organizations"]],
+        )
 
     now = timezone.now()
     values = {
@@ -775,6 +792,8 @@ def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
     if run is None:
         raise missing_to(principal, "run", f"Run id={run_id} not found!", NOT_YOUR_RUN)
     principal.require(principal.allows("run", run, "edit"), NOT_YOUR_RUN)
+    if run.blob_storage_used and data.get("result") not in (None, "", run.result):
+        _require_readable_blobs(principal, [("The result", data["result"])])
     runs: dict[int, list[Any]] = {
         pk: [status, _datetime(started_at), _datetime(finished_at)]
         for pk, status, started_at, finished_at in json.loads(getattr(run, "task_runs"))  # noqa: B009 - an annotation

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Expression, QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -30,6 +30,7 @@ from tasks.serializers import (
 )
 from vantage6.api.errors import ApiError, bad_request, not_found
 from vantage6.api.lists import ListAction
+from vantage6.api.pagination import bytes_of
 from vantage6.api.params import Filters, int_param
 from vantage6.api.schema import MessageOutput, include
 from vantage6.api.serializers import validated
@@ -69,6 +70,9 @@ class TaskViewSet(ListAction, ApiViewSet):
 
     def rows(self, filters: dict, include: set[str]) -> QuerySet:
         return selectors.task_list(self.principal, filters, include)
+
+    def row_bytes(self, include: set[str]) -> Expression | None:
+        return selectors.task_bytes(include)
 
     def output(self, rows: list, include: set[str]) -> list:
         selectors.attach_task_details(rows, include)
@@ -112,6 +116,9 @@ class RunViewSet(ListAction, ApiViewSet):
     def rows(self, filters: dict, include: set[str]) -> QuerySet:
         return selectors.run_list(self.principal, filters, with_task=True, embed_task="task" in include)
 
+    def row_bytes(self, include: set[str]) -> Expression | None:
+        return bytes_of(*selectors.RUN_LARGE_FIELDS)
+
     def output(self, rows: list, include: set[str]) -> list:
         selectors.attach_run_details(rows, "task" in include)
         return RunOutput.represent(rows, {"include_task": "task" in include})
@@ -141,6 +148,9 @@ class ResultViewSet(ListAction, ApiViewSet):
 
     def rows(self, filters: dict, include: set[str]) -> QuerySet:
         return selectors.run_list(self.principal, filters)
+
+    def row_bytes(self, include: set[str]) -> Expression | None:
+        return bytes_of("result")
 
     def retrieve(self, request: Request, pk: str) -> Response:
         run = get_for(
@@ -333,12 +343,12 @@ class BlobViewSet(ApiViewSet):
         storage = blobs.blob_storage()
         if storage is None:
             raise ApiError(501, "This server has no large result store configured")
-        runs = selectors.runs_of_blob(uuid) if blobs.is_blob_id(uuid) else []
-        if not runs or not storage.exists(uuid):
+        uploader, naming_tasks = (
+            selectors.blob_readers([uuid])[uuid] if blobs.is_blob_id(uuid) else (None, [])
+        )
+        if (uploader is None and not naming_tasks) or not storage.exists(uuid):
             raise not_found(f"Blob {uuid} not found!")
-        # Any run that names it: a run elsewhere may name another's blob (its names are read with the run),
-        # and whoever views the run that made it keeps reading it.
-        self.principal.require(any(self.principal.allows("task_runs", run.task) for run in runs))
+        self.principal.require(self.principal.reads_blob(uploader, naming_tasks))
         response = StreamingHttpResponse(blobs.stream(storage, uuid), content_type="application/octet-stream")
         response["Content-Disposition"] = f"attachment; filename=result_{uuid}.bin"
         return response

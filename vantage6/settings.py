@@ -201,6 +201,9 @@ METRICS_ENABLED = env_bool("METRICS", False)
 MAX_BODY_BYTES = env_int("MAX_BODY_MB", 16, minimum=1, maximum=1024) * 2**20
 # Django's own bound of a body read whole (2.5 MiB unless set) would make a 500 of a body within the limit.
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
+# What the large fields (runs' inputs, results, logs) of one list page take at most, unless the page's
+# rows are no more than the 10 of a default page (``vantage6.api.pagination``).
+MAX_PAGE_BYTES = env_int("MAX_PAGE_MB", 64, minimum=1, maximum=1024**2) * 2**20
 MAX_BLOB_UPLOAD_BYTES = env_int("MAX_BLOB_UPLOAD_MB", 1024, minimum=1, maximum=1024**2) * 2**20
 # What the blobs of one organization may take of the large result store in all (0: no bound).
 BLOB_QUOTA_BYTES = env_int("BLOB_QUOTA_MB", 10240, minimum=0, maximum=1024**3) * 2**20

@@ -6,7 +6,6 @@ import base64
 import json
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -443,7 +442,10 @@ def test_check8_with_a_blob_store_inputs_must_be_uuids(api, world, researcher, s
     settings.LARGE_RESULT_STORE = str(tmp_path)
     response = post(api, researcher, task_body(world))
     assert response.status_code == 400
-    blob = str(uuid.uuid4())
+    uploaded = api.generic(
+        "POST", "/api/blobstream", b"x", content_type="application/octet-stream", **bearer(researcher)
+    )
+    blob = uploaded.json()["uuid"]
     body = task_body(world, organizations=[{"id": world.org_a.pk, "input": blob}])
     response = post(api, researcher, body)
     assert response.status_code == 201

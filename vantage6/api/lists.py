@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from django.db.models import QuerySet
+from django.db.models import Expression, QuerySet
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -37,6 +37,11 @@ class ListAction:
     def paginated(self, filters: dict) -> bool:
         return True
 
+    def row_bytes(self, include: set[str]) -> Expression | None:
+        """The bytes of a row's large fields as the list shows them (``pagination.bytes_of``), which
+        bound a page; None: it shows none."""
+        return None
+
     def includes(self, request: Request) -> set[str]:
         """The ``INCLUDES`` that ``include=`` names, repeated and/or comma-separated: for a list and
         for one row alike."""
@@ -52,4 +57,5 @@ class ListAction:
             serialize=lambda rows: self.output(rows, include),
             default_order=self.default_order,
             paginated=self.paginated(filters),
+            row_bytes=self.row_bytes(include),
         )

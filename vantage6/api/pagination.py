@@ -5,10 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from functools import cache
 from math import ceil
+from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.db import models
-from django.db.models import QuerySet
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import BigIntegerField, Expression, Func, Max, QuerySet, Value
+from django.db.models.functions import Coalesce
+from django.db.models.sql.compiler import SQLCompiler
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,6 +26,40 @@ EXPOSED_HEADERS = "total-count, Link"
 MAX_PAGE_ARG = 2**31 - 1
 # Rows of one page at most: a larger ``per_page`` is served in pages of this size (with links).
 MAX_PER_PAGE = 1000
+# Rows of a page when ``per_page`` is not given; a page of rows with large fields (runs' inputs, results
+# and logs) holds as many at least: the vantage6 node and client read pages of this size by number.
+DEFAULT_PER_PAGE = 10
+
+
+class OctetLength(Func):
+    """The bytes of a text column, 0 for NULL. PostgreSQL reads the size of a stored (TOASTed) value
+    without reading the value."""
+
+    template = "COALESCE(OCTET_LENGTH(%(expressions)s), 0)"
+    output_field = BigIntegerField()
+
+    def as_sqlite(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any) -> Any:
+        return self.as_sql(
+            compiler, connection, template="COALESCE(LENGTH(CAST(%(expressions)s AS BLOB)), 0)"
+        )
+
+
+def bytes_of(*fields: str) -> Expression:
+    """The bytes of a row's ``fields`` together, as a page's bound counts them."""
+    total: Expression = Value(0, output_field=BigIntegerField())
+    for name in fields:
+        total = total + OctetLength(name)
+    return total
+
+
+def _bounded_by_bytes(queryset: QuerySet, per_page: int, row_bytes: Expression) -> int:
+    """``per_page``, made smaller for a list whose largest row (``row_bytes``) would take a page past
+    ``settings.MAX_PAGE_BYTES``, but not below ``DEFAULT_PER_PAGE``. It is one size for every page of
+    the list, so that a page number names the same rows for every page size (the node counts pages)."""
+    largest = queryset.order_by().aggregate(largest=Coalesce(Max(row_bytes), 0))["largest"]
+    if largest * per_page <= settings.MAX_PAGE_BYTES:
+        return per_page
+    return max(DEFAULT_PER_PAGE, settings.MAX_PAGE_BYTES // max(largest, 1))
 
 
 def _first(request: Request, name: str) -> str | None:
@@ -113,16 +152,21 @@ def paginate(
     serialize: Callable[[list], list] | None = None,
     default_order: Iterable[str] = ("id",),
     paginated: bool = True,
+    row_bytes: Expression | None = None,
 ) -> Response:
     """One page of ``queryset`` in the vantage6 envelope, as ``output`` with ``context`` shows its
-    rows (``serialize`` when a list needs more than that); the shown fields are the sort keys."""
+    rows (``serialize`` when a list needs more than that); the shown fields are the sort keys.
+    ``row_bytes``: the bytes of a row's large fields, by which a page of more than ``DEFAULT_PER_PAGE``
+    rows is bounded (``_bounded_by_bytes``)."""
     if serialize is None:
 
         def serialize(rows: list) -> list:
             return list(output(rows, many=True, context=context or {}).data)
 
     page = _positive_int(request, "page", 1)
-    per_page = min(_positive_int(request, "per_page", 10), MAX_PER_PAGE)
+    per_page = min(_positive_int(request, "per_page", DEFAULT_PER_PAGE), MAX_PER_PAGE)
+    if row_bytes is not None and per_page > DEFAULT_PER_PAGE and paginated:
+        per_page = _bounded_by_bytes(queryset, per_page, row_bytes)
     queryset = queryset.order_by(*sort_order(request, queryset, default_order, output))
     if paginated:
         rows, total = _page(queryset, page, per_page)
