@@ -61,6 +61,16 @@ PASSWORDS = [
     "P\u00e4ssw0rd",
     "Password\u0661!",
     " Pass word1 ",
+    # bcrypt's 72 bytes, the characters counted as the widest of them: 2 bytes each (36 and 37
+    # characters), 3 (24, and 25 in 27 bytes), 4 (18, 19).
+    "P\u00e41!" + "\u00e9" * 32,
+    "P\u00e41!" + "\u00e9" * 33,
+    "Pa1!" + "\u20ac" * 20,
+    "Pa1!" + "a" * 20 + "\u20ac",
+    "Pa1!" + "\U0001f600" * 14,
+    "Pa1!" + "\U0001f600" * 15,
+    # 74 bytes in 39 characters: within 72 characters but beyond 72 bytes.
+    "Aa1!" + "\u00e9" * 35,
 ]
 EMAILS = ["a@example.org", "0@0.a", "a@localhost", "a@b.co", "a@[1.2.3.4]"]
 PUBLIC_KEYS = ["YWJj", "YWI=", "YQ==", "YWJjZA==", "", "YWJjZA=", "Y", "a b", "YQ===", "YQ", "Y\x00Q="]
