@@ -19,7 +19,7 @@ IDENTITIES=("$@")
 export V6_HOST=127.0.0.1 V6_ROOT_PASSWORD=${V6_ROOT_PASSWORD:-Fuzz-Root-123!}
 export V6_SECRET_KEY=${V6_SECRET_KEY:-$(openssl rand -hex 32)} V6_JWT_SECRET_KEY=${V6_JWT_SECRET_KEY:-$(openssl rand -hex 32)}
 # Logins are part of the fuzzing: the lock-out of an address would end it.
-export V6_LOGIN_FAILURES_PER_MINUTE=${V6_LOGIN_FAILURES_PER_MINUTE:-100000}
+export V6_LOGIN_FAILURES_PER_MINUTE=${V6_LOGIN_FAILURES_PER_MINUTE:-10000}
 PYTHON=$ROOT/.venv/bin/python
 API=http://127.0.0.1:$V6_PORT/api
 mkdir -p "$OUT"
