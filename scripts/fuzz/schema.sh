@@ -62,5 +62,5 @@ for identity in "${IDENTITIES[@]}"; do
         --max-examples "$EXAMPLES" --workers 2 --request-timeout 30 --suppress-health-check all --seed 18 \
         >"$OUT/$identity.txt" 2>&1 || true
     stop_server
-    grep -E "ST[0-9]+ |generated" "$OUT/$identity.txt" | sed "s/^/$identity: /" || true
+    grep -E "❌ ST[0-9]+|generated" "$OUT/$identity.txt" | sed "s/^/$identity: /" || true
 done
