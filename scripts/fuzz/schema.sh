@@ -37,7 +37,8 @@ trap stop_server EXIT
 start_server() {
     case "$V6_DATABASE_URL" in
         sqlite:///*) rm -f "${V6_DATABASE_URL#sqlite://}" "${V6_DATABASE_URL#sqlite://}"-* ;;
-        *) "$PYTHON" manage.py flush --no-input >/dev/null ;;
+        # Created and migrated when new, then emptied.
+        *) "$PYTHON" manage.py bootstrap >"$OUT/bootstrap.log" 2>&1 && "$PYTHON" manage.py flush --no-input ;;
     esac
     "$PYTHON" manage.py bootstrap >"$OUT/bootstrap.log" 2>&1
     "$PYTHON" manage.py demo --json --reset >"$OUT/demo.json"
