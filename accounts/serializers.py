@@ -12,7 +12,7 @@ from accounts.catalogue import DEFAULT_ROLE_NAMES
 from accounts.models import BCRYPT_MAX_BYTES, AuditEntry, Role, Rule, User
 from accounts.selectors import user_permissions
 from vantage6.api.fields import IdField, ListLinkField, RefField, TextOrNumberField, TimestampField, id_list
-from vantage6.api.serializers import OutputSerializer
+from vantage6.api.serializers import OutputSerializer, StrictSerializer
 from vantage6.api.validators import AnyKeyRequired, Excluded, StatedRule, not_a_number
 
 
@@ -215,7 +215,10 @@ class TokenRevokeInput(serializers.Serializer):
     all = serializers.BooleanField(required=False, default=False)
 
 
-class RecoverLostInput(serializers.Serializer):
+class RecoverLostInput(StrictSerializer):
+    """Unknown keys are refused, as vantage6 refuses them (marshmallow's default): an anonymous caller's
+    body says what it asks and nothing else."""
+
     email = serializers.EmailField(max_length=256, required=False)
     username = serializers.CharField(max_length=128, required=False)
 

@@ -263,3 +263,15 @@ def test_a_container_token_is_answered_with_the_documented_status(api, world, do
 
     assert response.status_code == 200, response.content
     assert "200" in document["paths"]["/api/token/container"]["post"]["responses"]
+
+
+def test_an_unknown_key_of_a_recovery_request_is_refused_as_the_document_says(api, document):
+    """vantage6 refuses a recovery body's unknown keys; the document says the body takes no others, so a
+    fuzzer's body with one more key is refused, not answered as a recovery."""
+    schema = document["components"]["schemas"]["RecoverLostRequest"]
+    response = api.post(
+        "/api/recover/lost", {"email": "a@example.org", "username": "a", "errors": {}}, format="json"
+    )
+    assert schema["additionalProperties"] is False
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {"errors": ["Unknown field."]}
