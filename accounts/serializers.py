@@ -12,7 +12,7 @@ from accounts.catalogue import DEFAULT_ROLE_NAMES
 from accounts.models import BCRYPT_MAX_BYTES, AuditEntry, Role, Rule, User
 from accounts.selectors import user_permissions
 from vantage6.api.fields import IdField, ListLinkField, RefField, TextOrNumberField, TimestampField, id_list
-from vantage6.api.serializers import OutputSerializer
+from vantage6.api.serializers import OutputSerializer, StrictSerializer
 from vantage6.api.validators import AnyKeyRequired, Excluded, StatedRule, not_a_number
 
 
@@ -29,20 +29,40 @@ _PASSWORD_RULES = (
     ("[^a-zA-Z0-9]", "Password must contain at least one special character"),
 )
 _PASSWORD_LENGTHS = (8, 128)
+# bcrypt's bound in bytes as a JSON schema can state it (it counts characters): every character counts as
+# many bytes as the widest of the password's characters takes in UTF-8. Its UTF-8 bytes are never more.
+_WIDTH_RANGES = (
+    (1, "\\u0000-\\u007f", "ASCII"),
+    (2, "\\u0000-\\u07ff", "up to U+07FF"),
+    (3, "\\u0000-\\ud7ff\\ue000-\\uffff", "up to U+FFFF"),
+    (4, "", "of any"),
+)
+_BYTE_BOUND = (
+    f"at most {BCRYPT_MAX_BYTES} bytes in UTF-8, every character counted as the widest of them: at most "
+    + ", ".join(f"{BCRYPT_MAX_BYTES // width} characters {name}" for width, _range, name in _WIDTH_RANGES)
+)
+
+
+def _widest_character_bytes(value: str) -> int:
+    return max((len(character.encode()) for character in value), default=1)
 
 
 class PasswordPolicy(StatedRule):
-    """8 to 128 characters, at most ``BCRYPT_MAX_BYTES`` bytes (so at most that many characters), with a
-    digit, an upper- and a lower-case letter and a special character."""
+    """8 to 128 characters, at most ``BCRYPT_MAX_BYTES`` bytes with every character counted as the widest
+    of them (so at most that many characters), with a digit, an upper- and a lower-case letter and a special
+    character."""
 
     schema = {
         "minLength": _PASSWORD_LENGTHS[0],
         "maxLength": min(_PASSWORD_LENGTHS[1], BCRYPT_MAX_BYTES),
         "allOf": [{"pattern": pattern} for pattern, _message in _PASSWORD_RULES],
+        "anyOf": [
+            {"maxLength": BCRYPT_MAX_BYTES // width, **({"pattern": f"^[{chars}]*$"} if chars else {})}
+            for width, chars, _name in _WIDTH_RANGES
+        ],
         "description": (
-            f"A password of {_PASSWORD_LENGTHS[0]} to {_PASSWORD_LENGTHS[1]} characters and at most "
-            f"{BCRYPT_MAX_BYTES} bytes in UTF-8 (characters outside ASCII count 2 to 4), with a digit, an "
-            "upper- and a lower-case letter and a special character."
+            f"A password of {_PASSWORD_LENGTHS[0]} to {BCRYPT_MAX_BYTES} characters, {_BYTE_BOUND}; with a "
+            "digit, an upper- and a lower-case letter and a special character."
         ),
     }
 
@@ -53,11 +73,9 @@ class PasswordPolicy(StatedRule):
             if low <= len(value) <= high
             else [f"Password must be between {low} and {high} characters long"]
         )
-        if len(value.encode()) > BCRYPT_MAX_BYTES:
-            errors.append(
-                f"Password must be at most {BCRYPT_MAX_BYTES} bytes long "
-                "(characters outside ASCII count 2 to 4)"
-            )
+        widest = _widest_character_bytes(value)
+        if len(value) * widest > BCRYPT_MAX_BYTES:
+            errors.append(f"Password must be {_BYTE_BOUND}")
         errors += [message for pattern, message in _PASSWORD_RULES if not re.search(pattern, value)]
         if errors:
             raise serializers.ValidationError(errors)
@@ -197,7 +215,10 @@ class TokenRevokeInput(serializers.Serializer):
     all = serializers.BooleanField(required=False, default=False)
 
 
-class RecoverLostInput(serializers.Serializer):
+class RecoverLostInput(StrictSerializer):
+    """Unknown keys are refused, as vantage6 refuses them (marshmallow's default): an anonymous caller's
+    body says what it asks and nothing else."""
+
     email = serializers.EmailField(max_length=256, required=False)
     username = serializers.CharField(max_length=128, required=False)
 

@@ -17,7 +17,7 @@ from vantage6.api.fields import IdField, ListLinkField, RefField, TimestampField
 from vantage6.api.params import parse_datetime
 from vantage6.api.references import list_link, ref
 from vantage6.api.schema import Embeddable, ReferenceOutput
-from vantage6.api.serializers import OutputSerializer
+from vantage6.api.serializers import OutputSerializer, StrictSerializer
 from vantage6.api.validators import HTTP_URL, AnyKeyRequired, TextPattern, UniqueItems, not_a_number
 
 
@@ -222,19 +222,6 @@ class IsoDateTimeField(serializers.Field):
 
     def to_representation(self, value: datetime) -> datetime:  # pragma: no cover - input only
         return value
-
-
-class StrictSerializer(serializers.Serializer):
-    """Refuses keys it does not declare."""
-
-    refuses_unknown_keys_only = True  # its own step of validation (``validated``'s quick path)
-
-    def to_internal_value(self, data: Any) -> dict:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
-        return super().to_internal_value(data)
 
 
 class RunInputField(StrictCharField):

@@ -14,7 +14,12 @@ pytestmark = pytest.mark.django_db
 LONG = "Aa1!" + "x" * 69  # 73 bytes
 ACCENTED = "Aa1!" + "é" * 35  # 39 characters, 74 bytes
 AT_THE_LIMIT = "Aa1!" + "x" * 68  # 72 bytes
-TOO_LONG = {"password": ["Password must be at most 72 bytes long (characters outside ASCII count 2 to 4)"]}
+TOO_LONG = {
+    "password": [
+        "Password must be at most 72 bytes in UTF-8, every character counted as the widest of them: at most "
+        "72 characters ASCII, 36 characters up to U+07FF, 24 characters up to U+FFFF, 18 characters of any"
+    ]
+}
 
 
 def _create(api, root, password):

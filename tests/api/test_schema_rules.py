@@ -48,6 +48,8 @@ def _cases(about: str, path: str, caller: str, body: Callable[[Any, Any], dict],
 
 
 NAMES = ["Team 1", "r2d2", "12", "-3", "1.5", " 7 ", ".5", "\u0661\u0662", "   ", "a\x00b", "x" * 129]
+# Blanks as the server trims them (str.strip), which are not all those of ECMA-262's or Rust's ``\s``.
+NAMES += ["\x1f", " \x1c\x85 ", "\ufeff", "\x1f12\x85", "\u30001.5"]
 PASSWORDS = [
     "Password1!",
     "password1!",
@@ -61,6 +63,16 @@ PASSWORDS = [
     "P\u00e4ssw0rd",
     "Password\u0661!",
     " Pass word1 ",
+    # bcrypt's 72 bytes, the characters counted as the widest of them: 2 bytes each (36 and 37
+    # characters), 3 (24, and 25 in 27 bytes), 4 (18, 19).
+    "P\u00e41!" + "\u00e9" * 32,
+    "P\u00e41!" + "\u00e9" * 33,
+    "Pa1!" + "\u20ac" * 20,
+    "Pa1!" + "a" * 20 + "\u20ac",
+    "Pa1!" + "\U0001f600" * 14,
+    "Pa1!" + "\U0001f600" * 15,
+    # 74 bytes in 39 characters: within 72 characters but beyond 72 bytes.
+    "Aa1!" + "\u00e9" * 35,
 ]
 EMAILS = ["a@example.org", "0@0.a", "a@localhost", "a@b.co", "a@[1.2.3.4]"]
 PUBLIC_KEYS = ["YWJj", "YWI=", "YQ==", "YWJjZA==", "", "YWJjZA=", "Y", "a b", "YQ===", "YQ", "Y\x00Q="]
@@ -251,3 +263,15 @@ def test_a_container_token_is_answered_with_the_documented_status(api, world, do
 
     assert response.status_code == 200, response.content
     assert "200" in document["paths"]["/api/token/container"]["post"]["responses"]
+
+
+def test_an_unknown_key_of_a_recovery_request_is_refused_as_the_document_says(api, document):
+    """vantage6 refuses a recovery body's unknown keys; the document says the body takes no others, so a
+    fuzzer's body with one more key is refused, not answered as a recovery."""
+    schema = document["components"]["schemas"]["RecoverLostRequest"]
+    response = api.post(
+        "/api/recover/lost", {"email": "a@example.org", "username": "a", "errors": {}}, format="json"
+    )
+    assert schema["additionalProperties"] is False
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {"errors": ["Unknown field."]}

@@ -27,7 +27,7 @@ from vantage6.api.lists import ListAction
 from vantage6.api.pagination import MAX_PAGE_ARG, MAX_PER_PAGE, sortable_fields
 from vantage6.api.params import LIKE_PATTERN, OneOf
 from vantage6.api.sql import MAX_KEY
-from vantage6.api.validators import StatedRule
+from vantage6.api.validators import BLANKS, StatedRule
 
 # The security scheme of each client type's bearer token; all are JWTs from the token endpoints.
 TOKEN_SCHEMES = {
@@ -130,7 +130,7 @@ NAIVE_TIMESTAMP = {
 # The rules DRF's text fields check, as the document states them: no NUL character, and (where the field
 # trims blanks and refuses an empty text) something besides blanks.
 NO_NUL_CHARACTER = {"not": {"type": "string", "pattern": "\\u0000"}}
-NOT_BLANK = {"pattern": r"\S"}
+NOT_BLANK = {"pattern": f"[^{BLANKS}]"}
 # What Django's e-mail validator asks of a domain beyond ``format: email``: a top-level part of two
 # characters or more (``0@0.a`` is refused), an address literal, or ``localhost``.
 EMAIL_DOMAIN = {"pattern": "@(localhost|.*([.][A-Za-z0-9\u00a1-\uffff-]{2,63}|\\]))$"}
@@ -260,7 +260,7 @@ def _sort_rule(view: object) -> dict:
     if output is None or not hasattr(getattr(output, "Meta", None), "model"):
         return {}
     key = f"[+-]*({'|'.join(re.escape(name) for name in sorted(sortable_fields(output)))})"
-    item = rf"\s*({key})?\s*"
+    item = rf"[{BLANKS}]*({key})?[{BLANKS}]*"
     return {"pattern": f"^{item}(,{item})*$"}
 
 

@@ -270,3 +270,16 @@ def _reuse_fields(serializer: serializers.Serializer) -> None:
     for field in fields.values():
         field.parent = serializer
     serializer.__dict__["fields"] = fields  # what the ``fields`` cached property would hold
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses keys it does not declare."""
+
+    refuses_unknown_keys_only = True  # its own step of validation (``validated``'s quick path)
+
+    def to_internal_value(self, data: Any) -> dict:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
+        return super().to_internal_value(data)

@@ -99,9 +99,13 @@ UUID = (
     r"[0-9a-fA-F]{12}([}]|)$"
 )
 
+# The characters ``str.strip()`` (DRF's trimming) and Python's ``\s`` take as blanks, spelled out for a
+# pattern of the document: ECMA-262's ``\s`` differs (U+001C-U+001F and U+0085 are none, U+FEFF is one).
+BLANKS = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
 # A number as a name is written: a sign, digits and a decimal point, blanks around it (a name is refused
 # when it is one, as vantage6 refuses numeric names).
-NUMBER = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)\s*$"
+NUMBER = rf"^[{BLANKS}]*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)[{BLANKS}]*$"
 
 
 def not_a_number(message: str) -> TextPattern:
