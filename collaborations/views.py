@@ -156,7 +156,7 @@ class CollaborationViewSet(_WithMembers):
         )
         return Response({"msg": f"Collaboration id={pk} has been deleted"})
 
-    @extend_schema(request=IdInput, responses=OrganizationOutput(many=True))
+    @extend_schema(request=IdInput, responses={200: OrganizationOutput(many=True)})
     @action(detail=True, methods=["post", "delete"], url_path="organization")
     def organizations(self, request: Request, pk: str) -> Response:
         return self._change_members(
@@ -205,7 +205,7 @@ class StudyViewSet(_WithMembers):
         )
         return Response({"msg": f"Study id={pk} has been deleted"})
 
-    @extend_schema(request=IdInput, responses=OrganizationOutput(many=True))
+    @extend_schema(request=IdInput, responses={200: OrganizationOutput(many=True)})
     @action(detail=True, methods=["post", "delete"], url_path="organization")
     def organizations(self, request: Request, pk: str) -> Response:
         return self._change_members(

@@ -16,6 +16,7 @@ import jsonschema_rs
 import pytest
 
 from accounts.models import Rule
+from collaborations.models import Study
 from tests.factories import bearer, make_org, make_task, make_user
 from tests.tasks.conftest import plain
 
@@ -35,6 +36,26 @@ def _allowed(document: dict, path: str, method: str, body: dict) -> bool:
     """Whether the document's request schema of the operation allows ``body``."""
     schema = document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
     return jsonschema_rs.validator_for({**schema, "components": document["components"]}).is_valid(body)
+
+
+def _json_schema(schema: Any) -> Any:
+    """An OpenAPI 3.0 schema as JSON Schema: ``nullable`` is a type of its own there."""
+    if isinstance(schema, list):
+        return [_json_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    converted = {key: _json_schema(value) for key, value in schema.items() if key != "nullable"}
+    if schema.get("nullable") and "type" in schema:
+        converted["type"] = [schema["type"], "null"]
+    return converted
+
+
+def _answered_as_documented(document: dict, path: str, method: str, response) -> bool:
+    """Whether the document's schema of the operation's answer with the response's status allows its body."""
+    answer = document["paths"][path][method]["responses"][str(response.status_code)]
+    schema = answer["content"]["application/json"]["schema"]
+    validator = jsonschema_rs.validator_for(_json_schema({**schema, "components": document["components"]}))
+    return validator.is_valid(json.loads(response.content))
 
 
 def _user(org_id: int, password: str = "Password1!") -> dict:
@@ -202,22 +223,29 @@ def test_a_body_refused_when_empty_is_documented_as_required(api, document):
     assert document["paths"]["/api/recover/lost"]["post"]["requestBody"]["required"] is True
 
 
-@pytest.mark.parametrize("member", ["organization", "node"])
-def test_a_deletion_that_reads_a_body_documents_it(api, world, document, callers, member):
-    """``DELETE /collaboration/{id}/<member>`` takes the id in its body: a client following the document
-    sends it and the member is taken out (without the body the server cannot know which)."""
-    path = f"/api/collaboration/{{id}}/{member}"
+@pytest.mark.parametrize(
+    ("kind", "member"),
+    [("collaboration", "organization"), ("collaboration", "node"), ("study", "organization")],
+)
+def test_a_deletion_that_reads_a_body_documents_it(api, world, document, callers, kind, member):
+    """``DELETE /<kind>/{id}/<member>`` takes the id in its body: a client following the document sends
+    it and the member is taken out (without the body the server cannot know which), and the answer (the
+    members left, or a message) is the one the document states."""
+    path = f"/api/{kind}/{{id}}/{member}"
     body = {"id": world.org_b.pk if member == "organization" else world.node_b.pk}
     operation = document["paths"][path]["delete"]
+    row = world.collab_ab
+    if kind == "study":
+        row = Study.objects.create(name=_name("study"), collaboration=world.collab_ab)
+        row.organizations.set([world.org_a, world.org_b])
 
-    response = api.delete(f"/api/collaboration/{world.collab_ab.pk}/{member}", **callers["root"])
+    response = api.delete(f"/api/{kind}/{row.pk}/{member}", **callers["root"])
     assert response.status_code == 400
     assert operation["requestBody"]["required"] is True
     assert _allowed(document, path, "delete", body)
-    response = api.delete(
-        f"/api/collaboration/{world.collab_ab.pk}/{member}", body, format="json", **callers["root"]
-    )
+    response = api.delete(f"/api/{kind}/{row.pk}/{member}", body, format="json", **callers["root"])
     assert response.status_code == 200, response.content
+    assert _answered_as_documented(document, path, "delete", response), response.content
 
 
 def test_the_audit_action_filter_takes_the_values_the_document_lists(api, document, callers):
