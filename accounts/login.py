@@ -436,7 +436,10 @@ def email_changed(user: User, old_email: str, *, by_owner: bool, current_login: 
     if by_owner:
         end_other_logins(user.pk, keep=current_login)
     if settings.SMTP_CONFIGURED:
-        mail.send_later(old_email, "E-mail address changed on vantage6", _email_changed_text(user, by_owner))
+        # Once committed: the admin site runs a change once to check it and rolls that back, and a form
+        # may be refused after the address (one's own password, say).
+        text = _email_changed_text(user, by_owner)
+        transaction.on_commit(lambda: mail.send_later(old_email, "E-mail address changed on vantage6", text))
 
 
 def _email_changed_text(user: User, by_owner: bool) -> str:

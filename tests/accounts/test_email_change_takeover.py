@@ -20,9 +20,12 @@ from accounts.permissions import principal_for_user
 from accounts.services import user_update
 from accounts.sessions import start_login
 from tests.accounts.conftest import delivered
+from tests.accounts.test_admin import _user_form
+from tests.admin.browser import Browser
 from tests.factories import PASSWORD, bearer, make_user
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("smtp")]
+# Committed: the notice to the old address goes out on commit.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("smtp")]
 
 THIEF = "thief@example.net"
 SENT = {"msg": "If the username or email is in our database you will soon receive an email."}
@@ -163,3 +166,32 @@ def test_a_concurrent_update_of_other_fields_does_not_lift_the_hold(api, world, 
     assert User.objects.get(pk=user.pk).email == THIEF
     api.post("/api/recover/lost", {"email": THIEF}, format="json")
     assert _to(mailoutbox, THIEF) == []
+
+
+def test_the_admin_sites_change_tells_the_old_address_once(world, mailoutbox):
+    """The admin site runs a change once to check it (rolled back) and once to save it: only what is
+    committed is told."""
+    make_user(world.org_a, ORG_ADMIN, username="org-admin")
+    colleague = make_user(world.org_a, "Viewer")
+    old_address = colleague.email
+
+    page = f"/admin/accounts/user/{colleague.pk}/change/"
+    response = Browser("org-admin").post(page, _user_form(colleague, email="moved@example.org"))
+
+    assert response.status_code == 302
+    assert len(_to(mailoutbox, old_address)) == 1
+
+
+def test_an_admin_form_refused_after_the_address_tells_nobody(world, mailoutbox):
+    """One's own address and one's own password in one form: the password is refused, so the address
+    stays, and its owner must not read that it changed."""
+    me = make_user(world.org_a, ORG_ADMIN, username="org-admin")
+    old_address = me.email
+
+    page = f"/admin/accounts/user/{me.pk}/change/"
+    form = _user_form(me, email="moved@example.org", new_password=NEW_PASSWORD)
+    response = Browser("org-admin").post(page, form)
+
+    assert response.status_code == 200  # the form again, with the refusal
+    assert User.objects.get(pk=me.pk).email == old_address
+    assert _to(mailoutbox, old_address) == []
