@@ -73,7 +73,7 @@ cmd_status() {
 }
 
 free_port() {
-    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    "$PYTHON" "$ROOT/scripts/free_port.py"
 }
 
 # Wait until $2 answers HTTP (any status) or process $3 exits.

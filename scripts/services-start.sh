@@ -34,27 +34,12 @@ if [ -f "$STATE" ]; then
     "$ROOT/scripts/services-stop.sh"
 fi
 
-# A free TCP port on 127.0.0.1: the preferred one when it is free, else one the kernel picks.
+# A free TCP port on 127.0.0.1 outside the ephemeral range: the preferred one when it is free.
 TAKEN=""
 free_port() {
     local port
-    port=$(python3 - "$1" "$TAKEN" <<'PY'
-import socket, sys
-preferred, taken = int(sys.argv[1]), set(sys.argv[2].split())
-def free(port):
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no obstacle
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return 0
-        return s.getsockname()[1]
-port = free(preferred) if str(preferred) not in taken else 0
-while not port or str(port) in taken:
-    port = free(0)
-print(port)
-PY
-)
+    # $TAKEN unquoted: one argument per taken port.
+    port=$(python3 "$ROOT/scripts/free_port.py" "$1" $TAKEN)
     TAKEN="$TAKEN $port"
     echo "$port"
 }
@@ -135,7 +120,11 @@ if wants rabbitmq; then
     export RABBITMQ_PID_FILE=$RMQ_BASE/rabbit.pid RABBITMQ_ENABLED_PLUGINS_FILE=$RMQ_BASE/enabled_plugins
     rabbitmq-server -detached
     # `wait <pidfile>` returns once the broker is up (await_startup gives up if epmd is not ready yet).
-    rabbitmqctl -q wait "$RABBITMQ_PID_FILE" --timeout 120 >/dev/null
+    if ! rabbitmqctl -q wait "$RABBITMQ_PID_FILE" --timeout 120 >/dev/null; then
+        log "RabbitMQ did not start; the end of its logs:"
+        tail -n 40 "$RMQ_BASE"/log/*.log >&2 || true
+        exit 1
+    fi
     epmd_pid=$(ss -Hltnp "sport = :$EPMD_PORT" | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2 || true)
     echo "EPMD_PID=${epmd_pid}" >>"$STATE"
     log "RabbitMQ on 127.0.0.1:$RMQ_PORT (epmd port $EPMD_PORT, data $RMQ_BASE)"

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from scripts.free_port import free_port
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 import api  # noqa: E402 - the benchmark's modules live beside each other in bench/
@@ -54,14 +56,6 @@ for number, sock in enumerate(socks):
 os.wait()
 """
 DELAY = 2.0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

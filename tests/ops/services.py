@@ -83,7 +83,8 @@ class PrivateService:
         )
 
     def wait_started(self) -> None:
-        out, err = self._starting.communicate(timeout=120)
+        # Longer than the script waits for RabbitMQ (120 s), so that its own report of a failure arrives.
+        out, err = self._starting.communicate(timeout=180)
         self._starting = None
         if (err and "failed" in err) or not out:
             raise RuntimeError(f"{self.name} did not start: {err}")

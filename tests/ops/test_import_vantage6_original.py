@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -24,6 +23,7 @@ from django.db import connection
 
 from accounts import totp
 from nodes.models import Node, api_key_digest
+from scripts.free_port import free_port
 from tasks.models import AlgorithmPort
 from tests.conftest import requires_services
 from vantage6.client import Client
@@ -45,12 +45,6 @@ if not (ORIGINAL_VENV / "bin" / "uwsgi").exists():
     )
 
 pytestmark = pytest.mark.django_db
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -82,7 +76,7 @@ def original(request, tmp_path):
     folder.mkdir()
     (folder / "venv").symlink_to(ORIGINAL_VENV)
     environment = {
-        **os.environ, "ORIG_DIR": str(folder), "ORIG_PORT": str(_free_port()),
+        **os.environ, "ORIG_DIR": str(folder), "ORIG_PORT": str(free_port()),
         "ORIG_EXTRA_CONFIG": "two_factor_auth: true",
     }  # fmt: skip
     with ExitStack() as stack:

@@ -23,6 +23,8 @@ import websocket
 from django.conf import settings
 from django.db import connections
 
+from scripts.free_port import free_port
+
 LIVE = "live"
 ROOT = Path(settings.BASE_DIR)
 
@@ -57,12 +59,6 @@ def open_tasks_socket(port: int, bearer: str) -> websocket.WebSocket:
     assert ws.recv().startswith("0{")  # the Engine.IO OPEN
     ws.send("40/tasks,{}")
     return ws
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class LiveDatabase:

@@ -14,17 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from scripts.free_port import free_port
 from vantage6.serve import listen
 
 ROOT = Path(__file__).resolve().parents[2]
 # Never contacted by these requests; several workers just need a broker to be configured.
 UNUSED_BROKER = "amqp://guest:guest@127.0.0.1:1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def launch(tmp_path: Path, port: int, **env: str) -> subprocess.Popen:

@@ -1,0 +1,1 @@
+"""Operations scripts (run from the shell); the tests import ``free_port`` from here."""
