@@ -18,9 +18,9 @@ from django.db.models import F, OuterRef, Q, QuerySet
 from django.dispatch import Signal
 from django.utils import timezone
 
+from accounts.audit import audit
 from accounts.models import Authenticatable, LoginSession, Role
 from accounts.permissions import Principal
-from accounts.services import audit
 from accounts.tokens import login_tokens
 from vantage6.api.errors import ApiError
 from vantage6.api.sql import Statement, joined

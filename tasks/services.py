@@ -32,10 +32,10 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from accounts.audit import Actor, audit, audit_children, audit_if_changed, audited_insert
 from accounts.authentication import CONTAINER_TOKEN_ENDED, DeferredCaller
 from accounts.models import User
 from accounts.permissions import Principal, fetch_named, missing_to, reaches_every_sql
-from accounts.services import Actor, audit, audit_children, audit_if_changed, audited_insert
 from accounts.tokens import container_token
 from collaborations.models import AlgorithmStore, Collaboration, Study
 from collaborations.store_client import algorithm_digest, this_server_url, user_authorization
