@@ -14,14 +14,12 @@ from django.utils import timezone
 
 from accounts import mail
 from accounts.audit import audit
-from accounts.catalogue import ROOT
+from accounts.catalogue import ROOT, ROOT_USERNAME
 from accounts.models import Role, Rule, User
 from accounts.permissions import Principal, missing_to, organizations
 from accounts.sessions import end_all_logins, end_other_logins
 from accounts.signals import rights_changed
 from vantage6.api.errors import bad_request, not_found, unauthorized
-
-ROOT_USERNAME = "root"
 
 
 def _organization_must_exist(organization_id: int) -> None:
