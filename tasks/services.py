@@ -332,7 +332,7 @@ def _require_readable_blobs(principal: Principal, named: list[tuple[str, str]]) 
     """A 400 unless the principal may read each blob named (``Principal.reads_blob``; (what names it, its
     name) pairs), the same for a blob out of reach as for none: a run naming it shows it to all who view
     the run, and keeps it from its owner's deletion."""
-    readers = selectors.blob_readers({name for _, name in named})
+    readers = selectors.blob_readers(principal, {name for _, name in named})
     for what, name in named:
         if not principal.reads_blob(*readers[name]):
             raise bad_request(

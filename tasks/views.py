@@ -343,12 +343,10 @@ class BlobViewSet(ApiViewSet):
         storage = blobs.blob_storage()
         if storage is None:
             raise ApiError(501, "This server has no large result store configured")
-        uploader, naming_tasks = (
-            selectors.blob_readers([uuid])[uuid] if blobs.is_blob_id(uuid) else (None, [])
-        )
-        if (uploader is None and not naming_tasks) or not storage.exists(uuid):
+        naming = selectors.blob_readers(self.principal, [uuid])[uuid] if blobs.is_blob_id(uuid) else None
+        if naming is None or not naming.exists or not storage.exists(uuid):
             raise not_found(f"Blob {uuid} not found!")
-        self.principal.require(self.principal.reads_blob(uploader, naming_tasks))
+        self.principal.require(self.principal.reads_blob(*naming))
         response = StreamingHttpResponse(blobs.stream(storage, uuid), content_type="application/octet-stream")
         response["Content-Disposition"] = f"attachment; filename=result_{uuid}.bin"
         return response
