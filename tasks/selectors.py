@@ -35,11 +35,20 @@ from accounts.permissions import (
 )
 from collaborations.models import AlgorithmStore, Collaboration, Study
 from nodes.models import Node, NodeConfig
-from tasks.models import OPEN_STATUSES, AlgorithmPort, Blob, Run, Task, TaskDatabase, is_finished
+from tasks.models import (
+    OPEN_STATUSES,
+    RUN_LARGE_FIELDS,
+    AlgorithmPort,
+    Blob,
+    Run,
+    Task,
+    TaskDatabase,
+    is_finished,
+)
 from vantage6.api.errors import bad_request
 from vantage6.api.lookups import like_filtered
-from vantage6.api.pagination import bytes_of
 from vantage6.api.sql import CompiledList, CompiledRows, PkLookup
+from vantage6.db.sizes import bytes_of
 
 M = TypeVar("M", bound=Model)
 TASK_INCLUDES = {"runs", "results"}
@@ -376,10 +385,6 @@ def column_names(collaboration_id: int, db_label: str) -> list[str] | None:
         return None
     first = rows[0][0]
     return [value for node_id, value in rows if node_id == first]
-
-
-# A run's fields of any size (up to a request body each), which bound a page of runs or tasks with runs.
-RUN_LARGE_FIELDS = ("input", "result", "log")
 
 
 def task_bytes(include: AbstractSet[str]) -> Expression | None:
