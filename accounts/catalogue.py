@@ -132,6 +132,7 @@ RULES: list[tuple[str, str, str, str, bool, bool]] = [
 ]
 
 ROOT, CONTAINER, NODE = "Root", "container", "node"
+ROOT_USERNAME = "root"  # the user of role Root created on the first start, in organization "root"
 VIEWER, RESEARCHER = "Viewer", "Researcher"
 ORG_ADMIN, COL_ADMIN = "Organization Admin", "Collaboration Admin"
 DEFAULT_ROLE_NAMES = (ROOT, CONTAINER, NODE, VIEWER, RESEARCHER, ORG_ADMIN, COL_ADMIN)

@@ -18,10 +18,10 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from accounts import mail, totp
+from accounts.audit import ANONYMOUS, actor_of, audit
 from accounts.models import AuditAction, Authenticatable, LoginCheck, User, bcrypt_input
 from accounts.permissions import Principal
-from accounts.services import ANONYMOUS, actor_of, audit
-from accounts.sessions import end_all_logins, end_other_logins, start_login
+from accounts.sessions import end_all_logins, start_login
 from accounts.tokens import TokenError, reset_token, reset_token_claims
 from vantage6.api.errors import ApiError, bad_request, too_many_requests
 from vantage6.api.references import api_path
@@ -418,43 +418,6 @@ def password_recovery_request(meta: Mapping[str, str], *, username: str | None, 
         return
     token = issue_reset_token(user, PURPOSE_PASSWORD)
     _mail(user, "Password reset for vantage6", _reset_mail_text(user, token, "password reset"))
-
-
-def email_changed(user: User, old_email: str, *, by_owner: bool, current_login: str | None) -> None:
-    """What follows a change of ``user``'s e-mail address, the way to password recovery.
-
-    The owner needs only an access token for it, and a stolen one would otherwise become the account
-    for good (new address, recovery, new password): so the owner's other logins end, as at a password
-    change, and recovery by e-mail waits EMAIL_CHANGE_RECOVERY_HOLD_HOURS, answered as for an unknown
-    account. The old address is told, so its owner can have an administrator put it back; an
-    administrator's change lifts a hold.
-    """
-    hold = timedelta(hours=settings.EMAIL_CHANGE_RECOVERY_HOLD_HOURS)
-    held_until = timezone.now() + hold if by_owner and hold else None
-    User.objects.filter(pk=user.pk).update(recovery_held_until=held_until)
-    user.recovery_held_until = held_until
-    if by_owner:
-        end_other_logins(user.pk, keep=current_login)
-    if settings.SMTP_CONFIGURED:
-        # Once committed: the admin site runs a change once to check it and rolls that back, and a form
-        # may be refused after the address (one's own password, say).
-        text = _email_changed_text(user, by_owner)
-        transaction.on_commit(lambda: mail.send_later(old_email, "E-mail address changed on vantage6", text))
-
-
-def _email_changed_text(user: User, by_owner: bool) -> str:
-    what_now = ""
-    if by_owner:
-        what_now = "Every other login of the account has ended.\n"
-        if hours := settings.EMAIL_CHANGE_RECOVERY_HOLD_HOURS:
-            what_now += f"Password and two-factor recovery by e-mail are off for {hours} hours.\n"
-    who = "from a login of the account itself" if by_owner else "by an administrator"
-    return (
-        f"Dear {user.firstname or user.username},\n\n"
-        f"The e-mail address of your vantage6 account '{user.username}' on {settings.SERVER_NAME} was "
-        f"changed {who}; mail about the account no longer comes to this address.\n{what_now}"
-        f"If you did not do this, contact {settings.SUPPORT_EMAIL} at once.\n"
-    )
 
 
 def _user_of_reset_token(token: str, purpose: str) -> User:

@@ -146,7 +146,7 @@ class User(AbstractBaseUser, Authenticatable):
     last_email_failed_login_sent = models.DateTimeField(null=True, blank=True)
     last_email_recover_password_sent = models.DateTimeField(null=True, blank=True)
     # Password recovery by e-mail is refused until then: the owner changed the address with a token
-    # alone, which may be stolen (accounts.login.email_changed).
+    # alone, which may be stolen (accounts.services._email_changed).
     recovery_held_until = models.DateTimeField(null=True, blank=True)
     roles = models.ManyToManyField(Role, related_name="users", db_table="permission", blank=True)
     rules = models.ManyToManyField(Rule, related_name="users", db_table="user_permission", blank=True)

@@ -447,15 +447,15 @@ class Principal:
             return False
         return condition is EVERYTHING or _meets(condition, obj)
 
-    def reads_blob(self, uploader_organization_id: int | None, naming_tasks: Iterable[Any]) -> bool:
+    def reads_blob(self, uploader_organization_id: int | None, named: bool, named_in_view: bool) -> bool:
         """Whether the principal may read a blob of the large result store: download it, or name it as
         a run's input or result (which shows it to whoever views that run, and keeps it from deletion).
-        Who may view a run that names it (``task_runs`` of its task) may; while no run names it, its
-        uploader's organization (``None``: no such blob), which names its upload in a task or result.
-        Knowing a name is not enough: it shows in every run that names it, to all who view that run."""
-        tasks = list(naming_tasks)
-        if tasks:
-            return any(self.allows("task_runs", task) for task in tasks)
+        Who may view a run that names it (``task_runs`` of its task: ``named_in_view``) may; while no run
+        names it (``named``), its uploader's organization (``None``: no such blob), which names its
+        upload in a task or result. Knowing a name is not enough: it shows in every run that names it,
+        to all who view that run."""
+        if named:
+            return named_in_view
         return uploader_organization_id is not None and uploader_organization_id == self.organization_id
 
     def get(

@@ -1,147 +1,25 @@
-"""Writes on identities: users, roles, the root account and the audit trail."""
+"""Writes on identities: users, roles and the root account."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 
-from accounts.catalogue import ROOT
-from accounts.models import AuditAction, AuditEntry, Authenticatable, Role, Rule, User
+from accounts import mail
+from accounts.audit import audit
+from accounts.catalogue import ROOT, ROOT_USERNAME
+from accounts.models import Role, Rule, User
 from accounts.permissions import Principal, missing_to, organizations
+from accounts.sessions import end_all_logins, end_other_logins
 from accounts.signals import rights_changed
 from vantage6.api.errors import bad_request, not_found, unauthorized
-from vantage6.api.sql import Children, CompiledInsert, CompiledInsertIf, M, Statement
-
-ROOT_USERNAME = "root"
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who acted, where no principal exists: a user or node logging in, or an anonymous caller."""
-
-    kind: str
-    id: int | None = None
-    organization_id: int | None = None
-
-
-ANONYMOUS = Actor("anonymous")
-
-
-def actor_of(identity: Authenticatable) -> Actor:
-    """A user or node as the actor of its own login."""
-    return Actor(identity.type, identity.pk, getattr(identity, "organization_id", None))
-
-
-# Every state-changing request writes one: its INSERT is written once, not built per call, and goes
-# with the write's next statement or its commit (``CompiledInsert.later``).
-_insert_audit_entry = CompiledInsert(
-    AuditEntry,
-    [
-        "created_at",
-        "actor_type",
-        "actor_id",
-        "actor_organization_id",
-        "action",
-        "object_type",
-        "object_id",
-        "object_organization_id",
-        "data",
-    ],
-)
-
-
-def audit(principal: Any, action: str, obj: Any = None, **data: object) -> None:
-    """Record one state-changing action by ``principal`` (a ``Principal`` or an ``Actor``; None: the
-    system itself). ``action`` is one of ``AuditAction`` (ValueError otherwise)."""
-    _insert_audit_entry.later(**audit_entry(principal, action, obj, **data))
-
-
-def audit_if_changed(
-    principal: Any,
-    action: str,
-    obj: Any = None,
-    *,
-    organization_sql: Statement | None = None,
-    actor_organization_sql: Statement | None = None,
-    **data: object,
-) -> Statement:
-    """``audit``'s record as one of the writes of ``CompiledUpdate.matching`` (``then``): written with
-    the rows that statement changes, if any. ``organization_sql``: the object's organization as a
-    scalar subquery (an object not read before the statement); ``actor_organization_sql``: the
-    caller's (a caller not loaded)."""
-    queried = {
-        name: sql
-        for name, sql in (
-            ("object_organization_id", organization_sql),
-            ("actor_organization_id", actor_organization_sql),
-        )
-        if sql is not None
-    }
-    return _insert_audit_entry.if_changed(queried or None, **audit_entry(principal, action, obj, **data))
-
-
-def audit_children(principal: Any, action: str) -> Children:
-    """``audit``'s record of a new row as a child of ``CompiledInsert.with_children`` (the new row is
-    its object)."""
-    return _insert_audit_entry, "object_id", lambda obj: [audit_entry(principal, action, obj)]
-
-
-def audit_entry(principal: Any, action: str, obj: Any = None, **data: object) -> dict:
-    """The values of ``audit``'s record."""
-    kind = getattr(principal, "kind", "system")
-    return {
-        "actor_type": kind,
-        "actor_id": getattr(principal, "id", None)
-        if kind != "container"
-        else principal.claims.get("node_id"),
-        "actor_organization_id": getattr(principal, "organization_id", None) if kind != "system" else None,
-        "action": AuditAction(action),
-        "object_type": type(obj).__name__.lower() if obj is not None else "",
-        "object_id": getattr(obj, "pk", None),
-        "object_organization_id": _organization_of(obj),
-        "data": data,
-    }
-
-
-def audited_insert(
-    insert: CompiledInsertIf[M],
-    keys: dict[str, int],
-    principal: Any,
-    action: str,
-    *,
-    guard: Statement | None = None,
-    actor_organization_sql: Statement | None = None,
-    **values: object,
-) -> M | None:
-    """``insert(keys, **values)`` and ``audit``'s record of it in one statement (a data-modifying
-    ``WITH``: atomic on its own, one round trip): PostgreSQL only. None when nothing was written.
-    ``guard``: the caller's check, made by the statement (``CompiledInsertIf.with_entry``);
-    ``actor_organization_sql``: the organization of a caller not loaded, as a scalar subquery."""
-    queried = {"actor_organization_id": actor_organization_sql} if actor_organization_sql else None
-    return insert.with_entry(
-        keys,
-        _insert_audit_entry,
-        lambda row: audit_entry(principal, action, row),
-        "object_id",
-        guard=guard,
-        queried=queried,
-        **values,
-    )
-
-
-def _organization_of(obj: Any) -> int | None:
-    """The organization an audited object belongs to, if any (as loaded: no query)."""
-    if obj is None:
-        return None
-    if obj._meta.label == "collaborations.Organization":
-        return obj.pk
-    # A task belongs to the organization that created it.
-    return getattr(obj, "organization_id", None) or getattr(obj, "init_org_id", None)
 
 
 def _organization_must_exist(organization_id: int) -> None:
@@ -178,8 +56,6 @@ def root_user_ensure(*, password: str = "", password_hash: str = "") -> tuple[Us
 def root_password_reset(*, password: str) -> bool:
     """Create root with ``password``, or give the existing root this password, clear its failed login
     attempts (lifting a lock-out) and give back the Root role. True when root was created."""
-    from accounts.sessions import end_all_logins  # it audits through this module
-
     if not User.objects.filter(username=ROOT_USERNAME).exists():
         root_user_ensure(password=password)
         return True
@@ -341,13 +217,48 @@ def user_update(*, principal: Principal, user: User, data: dict, current_login: 
         user.rules.set(new_rules)
     # Last: the mail it sends must not go out for an update refused after all.
     if user.email != old_email:
-        from accounts.login import email_changed  # it audits through this module
-
-        email_changed(user, old_email, by_owner=is_self, current_login=current_login)
+        _email_changed(user, old_email, by_owner=is_self, current_login=current_login)
     if data.keys() & {"roles", "rules", "organization_id"}:
         rights_changed.send(sender=User, identities=[user.pk])
     audit(principal, "user.update", user, fields=sorted(data))
     return user
+
+
+def _email_changed(user: User, old_email: str, *, by_owner: bool, current_login: str | None) -> None:
+    """What follows a change of ``user``'s e-mail address, the way to password recovery.
+
+    The owner needs only an access token for it, and a stolen one would otherwise become the account
+    for good (new address, recovery, new password): so the owner's other logins end, as at a password
+    change, and recovery by e-mail waits EMAIL_CHANGE_RECOVERY_HOLD_HOURS, answered as for an unknown
+    account. The old address is told, so its owner can have an administrator put it back; an
+    administrator's change lifts a hold.
+    """
+    hold = timedelta(hours=settings.EMAIL_CHANGE_RECOVERY_HOLD_HOURS)
+    held_until = timezone.now() + hold if by_owner and hold else None
+    User.objects.filter(pk=user.pk).update(recovery_held_until=held_until)
+    user.recovery_held_until = held_until
+    if by_owner:
+        end_other_logins(user.pk, keep=current_login)
+    if settings.SMTP_CONFIGURED:
+        # Once committed: the admin site runs a change once to check it and rolls that back, and a form
+        # may be refused after the address (one's own password, say).
+        text = _email_changed_text(user, by_owner)
+        transaction.on_commit(lambda: mail.send_later(old_email, "E-mail address changed on vantage6", text))
+
+
+def _email_changed_text(user: User, by_owner: bool) -> str:
+    what_now = ""
+    if by_owner:
+        what_now = "Every other login of the account has ended.\n"
+        if hours := settings.EMAIL_CHANGE_RECOVERY_HOLD_HOURS:
+            what_now += f"Password and two-factor recovery by e-mail are off for {hours} hours.\n"
+    who = "from a login of the account itself" if by_owner else "by an administrator"
+    return (
+        f"Dear {user.firstname or user.username},\n\n"
+        f"The e-mail address of your vantage6 account '{user.username}' on {settings.SERVER_NAME} was "
+        f"changed {who}; mail about the account no longer comes to this address.\n{what_now}"
+        f"If you did not do this, contact {settings.SUPPORT_EMAIL} at once.\n"
+    )
 
 
 def _move_user(principal: Principal, user: User, organization_id: int, new_role_ids: list | None) -> None:
@@ -377,8 +288,6 @@ def user_password_set(*, principal: Principal, user: User, password: str) -> Non
     principal.require(principal.allows("user", user, "edit"))
     if user.pk == principal.id:
         raise bad_request(OWN_PASSWORD_WITH_THE_CURRENT_ONE)
-    from accounts.sessions import end_all_logins  # it audits through this module
-
     principal.require_holds_target(user)
     user.set_password(password)
     user.save(update_fields=["password"])

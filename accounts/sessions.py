@@ -18,9 +18,9 @@ from django.db.models import F, OuterRef, Q, QuerySet
 from django.dispatch import Signal
 from django.utils import timezone
 
+from accounts.audit import audit
 from accounts.models import Authenticatable, LoginSession, Role
 from accounts.permissions import Principal
-from accounts.services import audit
 from accounts.tokens import login_tokens
 from vantage6.api.errors import ApiError
 from vantage6.api.sql import Statement, joined
@@ -34,8 +34,8 @@ REUSE_LEEWAY = timedelta(seconds=30)
 REPLACED_KEPT = 32
 
 
-# Sent with ``identity_id`` and ``login`` (the login's id, or None for all of them) when logins end,
-# within the transaction that ends them: for those who act on it at once, such as live sockets.
+# Sent once per ending with ``identity_id`` and ``logins`` (the ended logins' ids, or None for all of
+# them), within the transaction that ends them: for those who act on it at once, such as live sockets.
 logins_ended = Signal()
 
 
@@ -136,7 +136,7 @@ def _revoke_reused(principal: Principal, session: LoginSession) -> None:
     live = LoginSession.objects.filter(pk=session.pk, revoked_at__isnull=True)
     if live.update(revoked_at=timezone.now()):
         # Its sockets (a thief's among them) end now, as at a logout, not at the next heartbeat round.
-        logins_ended.send(sender=None, identity_id=principal.id, login=session.pk)
+        logins_ended.send(sender=None, identity_id=principal.id, logins=[session.pk])
         audit(principal, "token.reuse_revoked", principal.user or principal.node, login=session.pk)
 
 
@@ -145,7 +145,7 @@ def end_login(principal: Principal, claims: dict) -> None:
     """Log out: the login of this token ends (its other tokens stop working too)."""
     sessions = LoginSession.objects.filter(pk=claims.get("sid"), identity_id=principal.id)
     sessions.update(revoked_at=timezone.now())
-    logins_ended.send(sender=None, identity_id=principal.id, login=claims.get("sid"))
+    logins_ended.send(sender=None, identity_id=principal.id, logins=[claims.get("sid")])
     audit(principal, "token.revoke", principal.user or principal.node, login=claims.get("sid"))
 
 
@@ -154,17 +154,18 @@ def end_all_logins(identity_id: int) -> None:
     everywhere, deletion); the caller audits the action that asked for it."""
     Authenticatable.objects.filter(pk=identity_id).update(token_generation=F("token_generation") + 1)
     LoginSession.objects.filter(identity_id=identity_id).delete()
-    logins_ended.send(sender=None, identity_id=identity_id, login=None)
+    logins_ended.send(sender=None, identity_id=identity_id, logins=None)
 
 
 def end_other_logins(identity_id: int, keep: str | None) -> None:
-    """Every login of a user or node but ``keep`` (the caller's) ends, its sockets with it; the
-    caller audits the action that asked for it."""
+    """Every login of a user or node but ``keep`` (the caller's) ends, its sockets with it (one signal
+    for them all: their sockets are checked again in one go); the caller audits the action that asked
+    for it."""
     others = LoginSession.objects.filter(identity_id=identity_id, revoked_at__isnull=True).exclude(pk=keep)
     ended = list(others.values_list("pk", flat=True))
-    LoginSession.objects.filter(pk__in=ended).update(revoked_at=timezone.now())
-    for login in ended:
-        logins_ended.send(sender=None, identity_id=identity_id, login=login)
+    if ended:
+        LoginSession.objects.filter(pk__in=ended).update(revoked_at=timezone.now())
+        logins_ended.send(sender=None, identity_id=identity_id, logins=ended)
 
 
 @transaction.atomic

@@ -26,7 +26,7 @@ def _seed(sender, **kwargs) -> None:  # noqa: ARG001
 def _deleted(sender, instance, **kwargs) -> None:  # noqa: ARG001
     from accounts.sessions import logins_ended
 
-    logins_ended.send(sender=None, identity_id=instance.pk, login=None)
+    logins_ended.send(sender=None, identity_id=instance.pk, logins=None)
 
 
 def connect() -> None:

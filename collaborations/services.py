@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 from django.db import transaction
 from django.db.models import Model
 
+from accounts.audit import audit
 from accounts.permissions import GLO, Principal
-from accounts.services import audit
 from accounts.signals import rights_changed
 from collaborations import store_client
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study

@@ -12,10 +12,10 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from accounts.audit import actor_of, audit
 from accounts.login import audit_failed_login
 from accounts.models import AuditAction, AuthStatus
 from accounts.permissions import Principal, fetch_named
-from accounts.services import actor_of, audit
 from accounts.sessions import end_all_logins, start_login
 from accounts.signals import rights_changed
 from collaborations.models import Collaboration, Organization

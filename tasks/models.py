@@ -8,6 +8,8 @@ from datetime import datetime
 from django.db import models
 from django.utils import timezone
 
+from vantage6.db.sizes import bytes_of
+
 
 class TaskStatus(models.TextChoices):
     PENDING = "pending"
@@ -107,6 +109,10 @@ class TaskDatabase(models.Model):
         ordering = ["id"]
 
 
+# A run's fields of any size (up to a request body each), which bound a page of runs or tasks with runs.
+RUN_LARGE_FIELDS = ("input", "result", "log")
+
+
 class Run(models.Model):
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="runs")
     organization = models.ForeignKey(
@@ -124,6 +130,12 @@ class Run(models.Model):
 
     class Meta:
         db_table = "run"
+        # The bytes a run shows in a page of runs, and of results: a list finds its rows too large for a
+        # page (``vantage6.api.pagination``) in these, without a pass over its small ones.
+        indexes = [
+            models.Index(bytes_of(*RUN_LARGE_FIELDS), name="run_large_bytes"),
+            models.Index(bytes_of("result"), name="run_result_bytes"),
+        ]
 
     def __str__(self) -> str:
         return f"run {self.pk} of task {self.task_id}"

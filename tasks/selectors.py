@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from collections.abc import Set as AbstractSet
-from typing import TypeVar, cast
+from typing import NamedTuple, TypeVar, cast
 
 from django.db import connection
 from django.db.models import (
     BigIntegerField,
+    Count,
     Exists,
     Expression,
     Model,
@@ -34,11 +35,20 @@ from accounts.permissions import (
 )
 from collaborations.models import AlgorithmStore, Collaboration, Study
 from nodes.models import Node, NodeConfig
-from tasks.models import OPEN_STATUSES, AlgorithmPort, Blob, Run, Task, TaskDatabase, is_finished
+from tasks.models import (
+    OPEN_STATUSES,
+    RUN_LARGE_FIELDS,
+    AlgorithmPort,
+    Blob,
+    Run,
+    Task,
+    TaskDatabase,
+    is_finished,
+)
 from vantage6.api.errors import bad_request
 from vantage6.api.lookups import like_filtered
-from vantage6.api.pagination import bytes_of
 from vantage6.api.sql import CompiledList, CompiledRows, PkLookup
+from vantage6.db.sizes import bytes_of
 
 M = TypeVar("M", bound=Model)
 TASK_INCLUDES = {"runs", "results"}
@@ -377,10 +387,6 @@ def column_names(collaboration_id: int, db_label: str) -> list[str] | None:
     return [value for node_id, value in rows if node_id == first]
 
 
-# A run's fields of any size (up to a request body each), which bound a page of runs or tasks with runs.
-RUN_LARGE_FIELDS = ("input", "result", "log")
-
-
 def task_bytes(include: AbstractSet[str]) -> Expression | None:
     """The bytes of the large fields a task's row shows with ``include`` (its runs, its results)."""
     fields = (RUN_LARGE_FIELDS if "runs" in include else ()) + (("result",) if "results" in include else ())
@@ -395,16 +401,38 @@ def task_bytes(include: AbstractSet[str]) -> Expression | None:
     return Coalesce(Subquery(per_task.values("total"), output_field=BigIntegerField()), 0)
 
 
-def blob_readers(names: Collection[str]) -> dict[str, tuple[int | None, list[Task]]]:
-    """What ``Principal.reads_blob`` judges each blob of ``names`` by: the organization that uploaded it
-    (None: no such blob) and the tasks of the runs that name it (as their input or result)."""
-    readers: dict[str, tuple[int | None, list[Task]]] = {name: (None, []) for name in names}
-    for name, organization_id in Blob.objects.filter(name__in=readers).values_list("name", "organization_id"):
-        readers[name] = (organization_id, [])
-    named = Run.objects.select_related("task").filter(
-        Q(input__in=readers) | Q(result__in=readers), blob_storage_used=True
+class BlobNaming(NamedTuple):
+    """What ``Principal.reads_blob`` judges a blob by (its arguments, in order)."""
+
+    uploader_organization_id: int | None  # None: no such upload
+    named: bool  # a run names it (as its input or result)
+    named_in_view: bool  # a run the principal views (``task_runs`` of its task) names it
+
+    @property
+    def exists(self) -> bool:
+        return self.named or self.uploader_organization_id is not None
+
+
+def blob_readers(principal: Principal, names: Collection[str]) -> dict[str, BlobNaming]:
+    """``BlobNaming`` of each blob of ``names``, for ``principal``: one aggregate over the runs that name
+    them (no row loaded), and a lookup of the uploads no run names."""
+    names = list(dict.fromkeys(names))
+    if not names:
+        return {}
+    # The runs of a task the principal views runs of: the engine's definition, on the run's own task.
+    in_view = Exists(principal.visible_or_none("task_runs", Task.objects.filter(pk=OuterRef("task_id"))))
+    naming = [Q(input=name) | Q(result=name) for name in names]
+    counts = (
+        Run.objects.filter(Q(input__in=names) | Q(result__in=names), blob_storage_used=True)
+        .order_by()
+        .aggregate(
+            **{f"named_{index}": Count("pk", filter=q) for index, q in enumerate(naming)},
+            **{f"in_view_{index}": Count("pk", filter=q & Q(in_view)) for index, q in enumerate(naming)},
+        )
     )
-    for run in named.order_by("id"):
-        for name in {value for value in (run.input, run.result) if value is not None and value in readers}:
-            readers[name][1].append(run.task)
-    return readers
+    named = {name for index, name in enumerate(names) if counts[f"named_{index}"]}
+    in_view_names = {name for index, name in enumerate(names) if counts[f"in_view_{index}"]}
+    # The uploader counts only while no run names a blob.
+    unnamed = Blob.objects.filter(name__in=[name for name in names if name not in named])
+    uploaders = dict(unnamed.values_list("name", "organization_id")) if len(named) < len(names) else {}
+    return {name: BlobNaming(uploaders.get(name), name in named, name in in_view_names) for name in names}

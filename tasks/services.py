@@ -32,10 +32,10 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from accounts.audit import Actor, audit, audit_children, audit_if_changed, audited_insert
 from accounts.authentication import CONTAINER_TOKEN_ENDED, DeferredCaller
 from accounts.models import User
 from accounts.permissions import Principal, fetch_named, missing_to, reaches_every_sql
-from accounts.services import Actor, audit, audit_children, audit_if_changed, audited_insert
 from accounts.tokens import container_token
 from collaborations.models import AlgorithmStore, Collaboration, Study
 from collaborations.store_client import algorithm_digest, this_server_url, user_authorization
@@ -332,7 +332,7 @@ def _require_readable_blobs(principal: Principal, named: list[tuple[str, str]]) 
     """A 400 unless the principal may read each blob named (``Principal.reads_blob``; (what names it, its
     name) pairs), the same for a blob out of reach as for none: a run naming it shows it to all who view
     the run, and keeps it from its owner's deletion."""
-    readers = selectors.blob_readers({name for _, name in named})
+    readers = selectors.blob_readers(principal, {name for _, name in named})
     for what, name in named:
         if not principal.reads_blob(*readers[name]):
             raise bad_request(

@@ -15,7 +15,7 @@ from accounts.permissions import fetch_named, get_for
 from collaborations.models import Collaboration
 from nodes.models import Node
 from tasks import blobs, selectors, services
-from tasks.models import Run, Task
+from tasks.models import RUN_LARGE_FIELDS, Run, Task
 from tasks.serializers import (
     ColumnInput,
     ContainerTokenInput,
@@ -30,10 +30,10 @@ from tasks.serializers import (
 )
 from vantage6.api.errors import ApiError, bad_request, not_found
 from vantage6.api.lists import ListAction
-from vantage6.api.pagination import bytes_of
 from vantage6.api.params import Filters, int_param
 from vantage6.api.schema import MessageOutput, include
 from vantage6.api.serializers import validated
+from vantage6.db.sizes import bytes_of
 
 NEWEST_FIRST = ("-id",)
 RUN_FILTERS = Filters(
@@ -117,7 +117,7 @@ class RunViewSet(ListAction, ApiViewSet):
         return selectors.run_list(self.principal, filters, with_task=True, embed_task="task" in include)
 
     def row_bytes(self, include: set[str]) -> Expression | None:
-        return bytes_of(*selectors.RUN_LARGE_FIELDS)
+        return bytes_of(*RUN_LARGE_FIELDS)
 
     def output(self, rows: list, include: set[str]) -> list:
         selectors.attach_run_details(rows, "task" in include)
@@ -343,12 +343,10 @@ class BlobViewSet(ApiViewSet):
         storage = blobs.blob_storage()
         if storage is None:
             raise ApiError(501, "This server has no large result store configured")
-        uploader, naming_tasks = (
-            selectors.blob_readers([uuid])[uuid] if blobs.is_blob_id(uuid) else (None, [])
-        )
-        if (uploader is None and not naming_tasks) or not storage.exists(uuid):
+        naming = selectors.blob_readers(self.principal, [uuid])[uuid] if blobs.is_blob_id(uuid) else None
+        if naming is None or not naming.exists or not storage.exists(uuid):
             raise not_found(f"Blob {uuid} not found!")
-        self.principal.require(self.principal.reads_blob(uploader, naming_tasks))
+        self.principal.require(self.principal.reads_blob(*naming))
         response = StreamingHttpResponse(blobs.stream(storage, uuid), content_type="application/octet-stream")
         response["Content-Disposition"] = f"attachment; filename=result_{uuid}.bin"
         return response

@@ -11,8 +11,8 @@ import uuid
 import pytest
 from django.apps import apps
 
+from accounts.audit import audit
 from accounts.models import Role, Rule
-from accounts.services import audit
 from tasks.models import AlgorithmPort, Task
 from tests.admin.browser import Browser
 from tests.factories import (

@@ -17,10 +17,11 @@ from django.db import transaction
 from django.db.models import Model
 from rest_framework import serializers
 
+from accounts.audit import audit
 from accounts.models import Role, User
 from accounts.permissions import Principal, principal_for_system
 from accounts.serializers import UserCreateInput, validate_password_policy
-from accounts.services import audit, user_create, user_update
+from accounts.services import user_create, user_update
 from collaborations.models import Collaboration, Organization, Study
 from collaborations.serializers import CollaborationCreateInput, OrganizationCreateInput, StudyCreateInput
 from collaborations.services import (

@@ -17,9 +17,9 @@ from typing import cast
 from django.core.management.color import no_style
 from django.db import connection, models, transaction
 
+from accounts.audit import audit
 from accounts.catalogue import OPERATIONS, RULES, SCOPES, seed_rules_and_roles
 from accounts.models import Authenticatable, AuthStatus, Role, Rule, User
-from accounts.services import audit
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from nodes.models import Node, NodeConfig, api_key_digest
 from tasks.management.vantage6_source import Source

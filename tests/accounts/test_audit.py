@@ -289,7 +289,7 @@ def test_the_database_refuses_changes_and_on_postgresql_deletions(trail):
 
 
 def test_unknown_actions_are_refused():
-    from accounts.services import audit
+    from accounts.audit import audit
 
     with pytest.raises(ValueError):
         audit(None, "user.explode")

@@ -15,10 +15,10 @@ from django.utils import timezone
 
 from accounts import totp
 from accounts.catalogue import ORG_ADMIN
-from accounts.models import User
+from accounts.models import LoginSession, User
 from accounts.permissions import principal_for_user
 from accounts.services import user_update
-from accounts.sessions import start_login
+from accounts.sessions import logins_ended, start_login
 from tests.accounts.conftest import delivered
 from tests.accounts.test_admin import _user_form
 from tests.admin.browser import Browser
@@ -84,6 +84,36 @@ def test_the_owners_other_logins_end_and_the_changing_login_goes_on(api, world):
     refresh = api.post("/api/token/refresh", HTTP_AUTHORIZATION=f"Bearer {other_refresh}")
     assert refresh.status_code == 401
     assert api.get(f"/api/user/{user.pk}", **changing).json()["email"] == "moved@example.org"
+
+
+def test_the_other_logins_end_in_one_go(api, world):
+    """One signal names every ended login: their sockets are checked again once, not once per login
+    (each check waits for every server process to confirm)."""
+    user = make_user(world.org_a, "Viewer")
+    others = [start_login(user, "user")[0] for _ in range(3)]
+    sent: list[dict] = []
+
+    def record(**kwargs: object) -> None:
+        sent.append(kwargs)
+
+    logins_ended.connect(record)
+    try:
+        moved = api.patch(
+            f"/api/user/{user.pk}", {"email": "moved@example.org"}, format="json", **bearer(user)
+        )
+    finally:
+        logins_ended.disconnect(record)
+
+    assert moved.status_code == 200, moved.json()
+    assert len(sent) == 1
+    ended = LoginSession.objects.filter(identity_id=user.pk, revoked_at__isnull=False)
+    assert (sent[0]["identity_id"], sorted(sent[0]["logins"])) == (
+        user.pk,
+        sorted(ended.values_list("pk", flat=True)),
+    )
+    assert len(sent[0]["logins"]) == 3
+    for access in others:
+        assert api.get(f"/api/user/{user.pk}", HTTP_AUTHORIZATION=f"Bearer {access}").status_code == 401
 
 
 def test_recovery_is_answered_as_for_an_unknown_account_while_held(api, world, mailoutbox):

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
+from accounts.audit import audit
 from accounts.catalogue import RESEARCHER, VIEWER
 from accounts.models import AuditAction, AuditEntry, Role, Rule, User
-from accounts.services import audit
 from tests.factories import PASSWORD, make_user
 from tests.matrix import (
     ANY_CLIENT,

@@ -24,7 +24,7 @@ import pytest
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, connections, transaction
 
-from accounts.services import audit
+from accounts.audit import audit
 from collaborations.models import Organization
 from tests.api.sqlite_files import sqlite_alias
 from tests.conftest import requires_services

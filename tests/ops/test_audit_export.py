@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from accounts.audit import audit
 from accounts.models import AuditAction, AuditEntry
 from accounts.serializers import AuditEntryOutput
-from accounts.services import audit
 from tests.factories import make_org, make_user
 
 pytestmark = pytest.mark.django_db

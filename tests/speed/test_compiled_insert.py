@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db import connection, transaction
 
+from accounts.audit import _insert_audit_entry
 from accounts.models import AuditAction, AuditEntry
-from accounts.services import _insert_audit_entry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

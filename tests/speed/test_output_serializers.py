@@ -8,10 +8,10 @@ import pytest
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 
+from accounts.audit import actor_of, audit
 from accounts.models import AuditAction, AuditEntry, Role, Rule, User
 from accounts.permissions import principal_for_system
 from accounts.serializers import AuditEntryOutput, RoleOutput, RuleOutput, UserOutput, UserPermissionsOutput
-from accounts.services import actor_of, audit
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from collaborations.serializers import (
     AlgorithmStoreOutput,

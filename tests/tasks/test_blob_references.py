@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from tasks.models import Run, Task
-from tests.factories import bearer, make_run, make_task, make_user
+from tasks.selectors import blob_readers
+from tests.factories import bearer, loaded_principal, make_run, make_task, make_user
 from tests.tasks.conftest import container_headers_from, task_body
 
 pytestmark = pytest.mark.django_db
@@ -126,3 +127,32 @@ def test_own_uploads_and_blobs_of_viewable_runs_are_named(api, world):
     )
     subtask = post_task(api, container, world, sub_input.json()["uuid"])
     assert subtask.status_code == 201, subtask.json()
+
+
+def test_who_may_read_a_blob_is_one_aggregate_over_the_runs_naming_it(
+    api, world, result_of_c, django_assert_num_queries
+):
+    """No run or task is loaded, however many runs name a blob: one statement for the blobs that runs
+    name, one more for the uploads no run names yet."""
+    for _ in range(3):
+        make_run(
+            make_task(world.collab_c, world.org_c), world.org_c, blob_storage_used=True, input=result_of_c
+        )
+    researcher_c = loaded_principal(make_user(world.org_c, "Researcher"))
+    researcher_a = make_user(world.org_a, "Researcher")
+    own_upload = upload(api, researcher_a, b"A's input")
+    unknown = "0b9a3b4e-5c1d-4f7e-8a2b-6c3d4e5f6a7b"
+
+    with django_assert_num_queries(1):
+        readers = blob_readers(researcher_c, [result_of_c])
+    assert researcher_c.reads_blob(*readers[result_of_c])
+
+    principal_a = loaded_principal(researcher_a)
+    with django_assert_num_queries(2):
+        readers = blob_readers(principal_a, [result_of_c, own_upload, unknown])
+    assert [principal_a.reads_blob(*readers[name]) for name in (result_of_c, own_upload, unknown)] == [
+        False,
+        True,
+        False,
+    ]
+    assert [readers[name].exists for name in (result_of_c, own_upload, unknown)] == [True, True, False]

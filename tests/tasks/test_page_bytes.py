@@ -103,3 +103,13 @@ def test_the_memory_of_a_large_page_stays_near_the_bound(api, world, settings):
     assert response.status_code == 200 and len(response.json()["data"]) == 16
     assert len(response.content) < 4.2 * 2**20
     assert peak < 4 * 4 * 2**20, peak
+
+
+@pytest.mark.parametrize(("size", "pages"), [(LIMIT // 20, [20, 5]), (LIMIT // 20 + 1, [19, 6])])
+def test_a_page_is_smaller_only_from_a_row_too_large_for_it(api, world, size, pages):
+    """Rows of exactly their share of the bound fill a page; a byte more and the page holds one fewer."""
+    task = make_task(world.collab_ab, world.org_a)
+    for _ in range(25):
+        make_run(task, world.org_a, input="i" * size)
+    viewer = make_user(world.org_a, "Viewer")
+    assert [len(page) for page in every_page(api, viewer, "/api/run?per_page=20")] == pages

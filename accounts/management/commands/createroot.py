@@ -8,8 +8,9 @@ import sys
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rest_framework import serializers
 
+from accounts.catalogue import ROOT_USERNAME
 from accounts.serializers import validate_password_policy
-from accounts.services import ROOT_USERNAME, root_password_reset
+from accounts.services import root_password_reset
 from vantage6.management import FixtureError, require_migrated_database
 
 

@@ -9,9 +9,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from accounts.audit import audit
 from accounts.models import User
 from accounts.permissions import principal_for_system
-from accounts.services import audit
 from collaborations.models import Collaboration, Organization
 from nodes.management.fixture import load, node_key_lines
 from nodes.models import Node
