@@ -366,7 +366,16 @@ class Principal:
         condition = definition.condition(scope, self)
         if operation == "VIEW" and definition.also_viewable is not None:
             condition |= definition.also_viewable(self)
+        elif operation != "VIEW" and scope == COL and definition.partner_writes_confined:
+            condition &= self._organizations_within_own_collaborations(definition.organization)
         return condition
+
+    def _organizations_within_own_collaborations(self, lookups: tuple[str, ...]) -> Q:
+        """The rows of organizations that are in no collaboration the principal's organization is not in
+        (``lookups``: to the row's organization)."""
+        elsewhere = memberships().exclude(collaboration_id__in=self.collaboration_ids)
+        elsewhere = elsewhere.values("organization_id")
+        return ~_any(Q(**{f"{lookup}__in": elsewhere}) for lookup in lookups)
 
     def visible(
         self,
@@ -550,6 +559,10 @@ class Scope:
     # Per operation NAME: what a principal without any rule of it still reaches, instead of a 401.
     without_rule: dict[str, Callable[[Principal], Q]] = field(default_factory=dict)
     repeats_rows: bool = False  # the filter crosses a many-to-many relation
+    # A row of an organization alone (no collaboration) shows in every collaboration of that organization:
+    # a write at collaboration scope reaches only organizations in no collaboration but the caller's,
+    # or an administrator of one collaboration would change what the members of another see.
+    partner_writes_confined: bool = False
     # Per list filter (``organization_id``, ``collaboration_id``) that does not follow ``reaches``:
     # what a value may name at each scope (a scope below global left out refuses every value; global
     # scope left out allows every value).
@@ -671,6 +684,7 @@ RESOURCE_SCOPES: dict[str, Scope] = {
     # sees every collaboration); below that, collaboration scope reaches the auth collaborations' members.
     "organization": Scope(
         organization=("id",),
+        partner_writes_confined=True,
         filters={"collaboration_id": {GLO: member_or_viewed_collaboration, COL: auth_collaboration}},
     ),
     # The members of a collaboration or a study are the organizations of its collaboration: within reach
