@@ -393,6 +393,8 @@ class Principal:
         if scope is None:
             fallback = definition.without_rule.get(operation)
             return fallback(self) if fallback is not None else None
+        if operation != "VIEW" and self.is_node and definition.node_writes_own_row:
+            return Q(pk=self.node.pk)  # within every scope of a node's rules
         if scope == GLO:
             return EVERYTHING
         condition = definition.condition(scope, self)
@@ -597,6 +599,9 @@ class Scope:
     # members of another see, or make accounts and roles there that their organization's own
     # administrators later give rights in those collaborations.
     partner_writes_confined: bool = False
+    # A node writes only its own row of this resource, whatever its rule's scope reaches: its key, stolen,
+    # must not rename or re-address the other nodes of its organization, which serve other collaborations.
+    node_writes_own_row: bool = False
     # Per list filter (``organization_id``, ``collaboration_id``) that does not follow ``reaches``:
     # what a value may name at each scope (a scope below global left out refuses every value; global
     # scope left out allows every value).
@@ -732,7 +737,9 @@ RESOURCE_SCOPES: dict[str, Scope] = {
         own="id",
         without_rule={"VIEW": lambda p: Q(id=p.id) if p.is_user else NOTHING},
     ),
-    "node": Scope(organization=("organization_id",), collaboration="collaboration_id"),
+    "node": Scope(
+        organization=("organization_id",), collaboration="collaboration_id", node_writes_own_row=True
+    ),
     # vantage6's filters of the study list are laxer than ``reaches``: the scope narrows the rows anyway.
     "study": Scope(
         organization=("organizations",),
