@@ -143,6 +143,8 @@ class UserAdminForm(ServiceForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if "organization" not in self.fields:  # a read-only page has no model fields
+            return
         _offer_visible(self, "organization", "organization")
         _offer_visible(self, "roles", "role")
         self.choices("rules").queryset = Rule.objects.order_by("id")

@@ -159,7 +159,7 @@ class Principal:
             collaboration_id in self.collaboration_ids
             if collaboration_id is not None
             else organization_id == self.organization_id
-            or organization_id in self.collaborating_organization_ids
+            or self._partner_reached(definition, operation, organization_id)
         ):
             return True
         if (rules, ORG, operation) not in self.rules:
@@ -173,6 +173,14 @@ class Principal:
             and not definition.organization
             and collaboration_id in self.collaboration_ids
         )
+
+    def _partner_reached(self, definition: Scope | None, operation: str, organization_id: int | None) -> bool:
+        """Whether collaboration scope reaches another organization (``reaches``): a collaborating one,
+        for a write only one in no other collaboration where the resource is ``partner_writes_confined``."""
+        if organization_id not in self.collaborating_organization_ids:
+            return False
+        confined = definition is not None and definition.partner_writes_confined and operation != "VIEW"
+        return not (confined and self._beyond(organization_id))
 
     def reaches_every(self, resource: str, operation: str) -> bool:
         """Whether ``reaches`` holds for every organization and collaboration (a global rule): a
@@ -221,6 +229,30 @@ class Principal:
     def rule_resource(resource: str) -> str:
         """The resource whose rules judge ``resource`` (itself unless its ``Scope`` names another)."""
         return RESOURCE_SCOPES.get(resource, _NO_SCOPE).rule_resource or resource
+
+    def require_allows(self, resource: str, row: Any, operation: str) -> None:
+        """``allows``, else the 401; it says so where only the other collaborations of the row's
+        organization stand in the way (``Scope.partner_writes_confined``)."""
+        if not self.allows(resource, row, operation):
+            lookup = RESOURCE_SCOPES[resource].organization[0]
+            raise self._refusal(resource, operation, getattr(row, lookup))
+
+    def require_reaches(self, resource: str, operation: str, *, organization_id: int) -> None:
+        """``reaches`` for a row of the organization, else the 401 (as ``require_allows``)."""
+        if not self.reaches(resource, operation, organization_id=organization_id):
+            raise self._refusal(resource, operation, organization_id)
+
+    def _refusal(self, resource: str, operation: str, organization_id: int) -> ApiError:
+        if (
+            RESOURCE_SCOPES[resource].partner_writes_confined
+            and self.max_scope(resource, operation) == COL
+            and organization_id in self.collaborating_organization_ids
+        ):
+            return unauthorized(
+                f"Organization id={organization_id} is also in collaborations you are not in: only the "
+                f"global rule ({resource}, global, {_op(operation).lower()}) reaches it"
+            )
+        return unauthorized()
 
     def require(self, allowed: bool, msg: str | None = None) -> None:
         """Raise the vantage6 401 unless ``allowed``."""
@@ -361,12 +393,23 @@ class Principal:
         if scope is None:
             fallback = definition.without_rule.get(operation)
             return fallback(self) if fallback is not None else None
+        if operation != "VIEW" and self.is_node and definition.node_writes_own_row:
+            return Q(pk=self.node.pk)  # within every scope of a node's rules
         if scope == GLO:
             return EVERYTHING
         condition = definition.condition(scope, self)
         if operation == "VIEW" and definition.also_viewable is not None:
             condition |= definition.also_viewable(self)
+        elif operation != "VIEW" and scope == COL and definition.partner_writes_confined:
+            condition &= self._organizations_within_own_collaborations(definition.organization)
         return condition
+
+    def _organizations_within_own_collaborations(self, lookups: tuple[str, ...]) -> Q:
+        """The rows of organizations that are in no collaboration the principal's organization is not in
+        (``lookups``: to the row's organization), as ``_beyond`` judges one."""
+        elsewhere = memberships().exclude(collaboration_id__in=self.collaboration_ids)
+        elsewhere = elsewhere.values("organization_id")
+        return ~_any(Q(**{f"{lookup}__in": elsewhere}) for lookup in lookups)
 
     def visible(
         self,
@@ -550,6 +593,15 @@ class Scope:
     # Per operation NAME: what a principal without any rule of it still reaches, instead of a 401.
     without_rule: dict[str, Callable[[Principal], Q]] = field(default_factory=dict)
     repeats_rows: bool = False  # the filter crosses a many-to-many relation
+    # A row of an organization alone (no collaboration) shows in every collaboration of that organization:
+    # a write at collaboration scope (``scope_condition``, ``reaches``) reaches only organizations in no
+    # collaboration but the caller's, or an administrator of one collaboration would change what the
+    # members of another see, or make accounts and roles there that their organization's own
+    # administrators later give rights in those collaborations.
+    partner_writes_confined: bool = False
+    # A node writes only its own row of this resource, whatever its rule's scope reaches: its key, stolen,
+    # must not rename or re-address the other nodes of its organization, which serve other collaborations.
+    node_writes_own_row: bool = False
     # Per list filter (``organization_id``, ``collaboration_id``) that does not follow ``reaches``:
     # what a value may name at each scope (a scope below global left out refuses every value; global
     # scope left out allows every value).
@@ -671,6 +723,7 @@ RESOURCE_SCOPES: dict[str, Scope] = {
     # sees every collaboration); below that, collaboration scope reaches the auth collaborations' members.
     "organization": Scope(
         organization=("id",),
+        partner_writes_confined=True,
         filters={"collaboration_id": {GLO: member_or_viewed_collaboration, COL: auth_collaboration}},
     ),
     # The members of a collaboration or a study are the organizations of its collaboration: within reach
@@ -680,10 +733,13 @@ RESOURCE_SCOPES: dict[str, Scope] = {
     # their own account).
     "user": Scope(
         organization=("organization_id",),
+        partner_writes_confined=True,
         own="id",
         without_rule={"VIEW": lambda p: Q(id=p.id) if p.is_user else NOTHING},
     ),
-    "node": Scope(organization=("organization_id",), collaboration="collaboration_id"),
+    "node": Scope(
+        organization=("organization_id",), collaboration="collaboration_id", node_writes_own_row=True
+    ),
     # vantage6's filters of the study list are laxer than ``reaches``: the scope narrows the rows anyway.
     "study": Scope(
         organization=("organizations",),
@@ -729,6 +785,7 @@ RESOURCE_SCOPES: dict[str, Scope] = {
     # Built-in roles and the caller's own roles are always part of what a role viewer sees.
     "role": Scope(
         organization=("organization_id",),
+        partner_writes_confined=True,
         also_viewable=lambda p: Q(organization__isnull=True) | _own_roles(p),
         without_rule={"VIEW": _own_roles},
     ),

@@ -140,7 +140,7 @@ def user_create(
 ) -> User:
     """A new user; unknown role and rule ids are skipped, as in vantage6."""
     organization_id = organization_id or principal.organization_id
-    principal.require(principal.reaches("user", "create", organization_id=organization_id))
+    principal.require_reaches("user", "create", organization_id=organization_id)
     _organization_must_exist(organization_id)
     if User.objects.filter(username=username).exists():
         raise bad_request("username already exists.")
@@ -178,7 +178,7 @@ def user_update(*, principal: Principal, user: User, data: dict, current_login: 
     """Apply a partial update; ``roles``/``rules`` replace the sets (unknown ids are a 404).
     ``current_login``: the caller's login (its token's ``sid``), which a change of one's own e-mail
     address leaves in place."""
-    principal.require(principal.allows("user", user, "edit"))
+    principal.require_allows("user", user, "edit")
     if _touches_account(user, data):
         principal.require_holds_target(user)
     is_self = user.pk == principal.id
@@ -285,7 +285,7 @@ def user_password_set(*, principal: Principal, user: User, password: str) -> Non
     holds; the password policy is the caller's to check. One's own password is changed with the
     current one (``PATCH /api/password/change``, the admin site's password change): a session or token
     alone, perhaps stolen, must not set it."""
-    principal.require(principal.allows("user", user, "edit"))
+    principal.require_allows("user", user, "edit")
     if user.pk == principal.id:
         raise bad_request(OWN_PASSWORD_WITH_THE_CURRENT_ONE)
     principal.require_holds_target(user)
@@ -314,7 +314,7 @@ def register_user_dependents(dependents: UserDependents) -> None:
 
 @transaction.atomic
 def user_delete(*, principal: Principal, user: User, delete_dependents: bool) -> None:
-    principal.require(principal.allows("user", user, "delete"))
+    principal.require_allows("user", user, "delete")
     principal.require_holds_target(user)
     for dependents in _user_dependents.values():
         if not dependents.exist(user):
@@ -340,7 +340,7 @@ def role_create(
     organization_id: int | None = None,
 ) -> Role:
     organization_id = organization_id or principal.organization_id
-    principal.require(principal.reaches("role", "create", organization_id=organization_id))
+    principal.require_reaches("role", "create", organization_id=organization_id)
     _organization_must_exist(organization_id)
     rules = _rules(rule_ids, strict=True)
     principal.require_holds(_triples(rules), organization_id)
@@ -354,7 +354,7 @@ def role_create(
 def role_update(*, principal: Principal, role: Role, data: dict) -> Role:
     """Apply a partial update; a new rule list must be held in full, and so must the rules it drops."""
     _require_not_default(role)
-    principal.require(principal.allows("role", role, "edit"))
+    principal.require_allows("role", role, "edit")
     if data.get("name") is not None:
         role.name = data["name"]
     if data.get("description") is not None:
@@ -374,7 +374,7 @@ def role_update(*, principal: Principal, role: Role, data: dict) -> Role:
 @transaction.atomic
 def role_delete(*, principal: Principal, role: Role, delete_dependents: bool) -> None:
     _require_not_default(role)
-    principal.require(principal.allows("role", role, "delete"))
+    principal.require_allows("role", role, "delete")
     principal.require_holds(_triples(role.rules.all()))  # its users lose them
     if not delete_dependents and role.users.exists():
         raise bad_request(
@@ -392,7 +392,7 @@ def role_delete(*, principal: Principal, role: Role, delete_dependents: bool) ->
 def role_rule_change(*, principal: Principal, role: Role, rule: Rule, add: bool) -> None:
     """Add a rule to, or remove one from, a role of an organization (the caller must hold it)."""
     _require_not_default(role)
-    principal.require(principal.allows("role", role, "edit"))
+    principal.require_allows("role", role, "edit")
     principal.require_holds(_triples([rule]), role.organization_id)
     principal.require_edits_holders(role)
     if add:

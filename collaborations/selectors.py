@@ -63,9 +63,10 @@ def collaboration_list(
         collabs = collabs.filter(encrypted=encrypted)
     collabs = principal.filtered(collabs, "collaboration", filters, "organization_id", "organizations")
     if (store_id := filters.get("algorithm_store_id")) is not None:
-        store = fetch(
-            AlgorithmStore.objects.all(), store_id, missing=f"Algorithm store with id={store_id} not found"
-        )
+        # A store the caller may not view is the 401 of one that does not exist: the list, empty or
+        # not, would tell which ids name stores of other collaborations.
+        missing = f"Algorithm store with id={store_id} not found"
+        store = fetch_named(principal, AlgorithmStore.objects.all(), store_id, missing=missing)
         if store.collaboration_id is not None:
             collabs = collabs.filter(pk=store.collaboration_id)
     return _with_organizations(collabs, include_organizations)
