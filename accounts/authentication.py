@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
@@ -25,6 +25,8 @@ from accounts.sessions import check_current, current_login_sql, with_revoked_log
 from accounts.tokens import TokenError, decode
 from vantage6.api.errors import ApiError
 from vantage6.api.sql import PkLookup, Statement
+
+M = TypeVar("M", bound=Model)
 
 # last_seen is written at most this often per identity: every request would cost a write otherwise.
 LAST_SEEN_RESOLUTION = timedelta(seconds=30)
@@ -143,14 +145,20 @@ def principal_from_claims(claims: dict, *, seen: bool = True) -> Principal:
         return principal_for_container(sub, task)
     if not isinstance(client_type, str) or client_type not in _ACCOUNTS:
         raise ApiError(422, "Unknown client type in token")
-    load, principal_for = _ACCOUNTS[client_type]
+    load = _ACCOUNTS[client_type][0]
     account = load(sub) if type(sub) is int else None  # not True, which Python counts as 1
+    return _principal_of_account(client_type, account, claims, seen=seen)
+
+
+def _principal_of_account(client_type: str, account: Any, claims: dict, *, seen: bool = True) -> Principal:
+    """The principal of the user or node ``account`` (None: not found) that ``claims`` name, judged as
+    ``principal_from_claims`` judges it."""
     if account is None:  # vantage6's words, for a node too
-        raise ApiError(401, f"Error loading the user {sub}")
+        raise ApiError(401, f"Error loading the user {claims['sub']}")
     check_current(account, claims)
     if seen:
         _touch_last_seen(account)
-    return principal_for(account)
+    return _ACCOUNTS[client_type][1](account)
 
 
 # The verified claims of the tokens in use, by token: a client sends the same token with every
@@ -234,6 +242,17 @@ class DeferredCaller:
         if self._principal is None:
             self._principal = principal_from_claims(self.claims)
         return self._principal
+
+    def load_with(self, lookup: PkLookup[M], pk: int) -> tuple[Principal, M | None, bool]:
+        """``load()`` and ``lookup(pk)`` read by one statement (a round trip less), and whether
+        ``current_sql`` held in that statement (False where it cannot hold, or was not asked: then both
+        were read apart). The caller is judged as ``load`` judges it, from the row that statement read."""
+        login = self.current_sql()
+        if login is None:
+            return self.load(), lookup(pk), False
+        row, account, held = lookup.with_other(pk, _ACCOUNTS[self.kind][0], self.id, login)
+        self._principal = _principal_of_account(self.kind, account, self.claims)
+        return self._principal, row, held
 
     def current_sql(self) -> Statement | None:
         """The token's check (``check_current``) as an SQL condition; None where it cannot hold."""

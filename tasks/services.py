@@ -784,11 +784,27 @@ _insert_port = CompiledInsert(AlgorithmPort, ["run", "port", "label"])
 NOT_YOUR_RUN = "This is not your algorithm run to update!"
 
 
-@transaction.atomic
-def run_update(*, principal: Principal, run_id: int, data: dict) -> Run:
-    """A node's update of one of its runs, with the semantics the vantage6 node relies on."""
+def _locked_run(caller: Principal | DeferredCaller, run_id: int) -> tuple[Principal, Run | None]:
+    """The caller and the run to update, read after its task's lock. A caller not loaded yet is read
+    by the run's statement (one round trip less); the lock then carries the token's check (a token no
+    longer valid neither waits for the lock nor holds it), and the run is read again after an
+    unguarded lock where that check did not hold but the caller passes ``load``'s."""
+    if isinstance(caller, DeferredCaller):
+        guard = caller.current_sql()
+        if guard is not None:
+            _lock_task_of_run.lock_later(guard, run=run_id)
+            principal, run, locked = caller.load_with(_run_to_update, run_id)
+            if locked:  # the check holds in the later statement: it held for the lock
+                return principal, run
+        caller = caller.load()
     _lock_task_of_run.lock_later(run=run_id)
-    run = _run_to_update(run_id)
+    return caller, _run_to_update(run_id)
+
+
+@transaction.atomic
+def run_update(*, principal: Principal | DeferredCaller, run_id: int, data: dict) -> Run:
+    """A node's update of one of its runs, with the semantics the vantage6 node relies on."""
+    principal, run = _locked_run(principal, run_id)
     if run is None:
         raise missing_to(principal, "run", f"Run id={run_id} not found!", NOT_YOUR_RUN)
     principal.require(principal.allows("run", run, "edit"), NOT_YOUR_RUN)

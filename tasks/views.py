@@ -108,6 +108,7 @@ class RunViewSet(ListAction, ApiViewSet):
     serializer_class = RunOutput
     clients = ANY_CLIENT
     action_clients = {"partial_update": (NODE,)}
+    deferred_actions = frozenset({"partial_update"})
 
     FILTERS = RUN_FILTERS
     INCLUDES = ("task",)
@@ -132,7 +133,7 @@ class RunViewSet(ListAction, ApiViewSet):
     @extend_schema(request=RunPatchInput)
     def partial_update(self, request: Request, pk: str) -> Response:
         data = validated(RunPatchInput, request.data)
-        run = services.run_update(principal=self.principal, run_id=int(pk), data=data)
+        run = services.run_update(principal=self.deferred_caller, run_id=int(pk), data=data)
         # The updated run, its task, its ports and its node (the caller) are at hand.
         run.node_info = selectors.node_info(self.principal.node)  # type: ignore[attr-defined]  # read by RunOutput
         return Response(RunOutput.one(run))

@@ -56,14 +56,14 @@ def warmed(api, identity) -> dict:
     return headers
 
 
-# The caller, the run with its task, its ports and the statuses of its task's runs, the UPDATE, the
-# audit record; + the task when its status changes (here the first run to become active, and a
-# failure, which also fails the runs of the task that never started); + the lock of the task's row
-# before the run is read, where the database has row locks (PostgreSQL).
+# The caller with the run, its task, its ports and the statuses of its task's runs (one statement),
+# the UPDATE, the audit record; + the task when its status changes (here the first run to become
+# active, and a failure, which also fails the runs of the task that never started); + the lock of the
+# task's row before the run is read, where the database has row locks (PostgreSQL).
 PATCH_RUN = {
-    "status": ({"status": "active"}, 5),
-    "completion": ({"status": "completed", "result": RESULT, "log": "ok"}, 4),
-    "failure": ({"status": "failed", "log": "crash"}, 6),
+    "status": ({"status": "active"}, 4),
+    "completion": ({"status": "completed", "result": RESULT, "log": "ok"}, 3),
+    "failure": ({"status": "failed", "log": "crash"}, 5),
 }
 
 
@@ -186,7 +186,8 @@ def test_post_task_answers_the_task_as_it_is_stored(api):
 # the audit record with COMMIT. BEGIN, the audit record and COMMIT were a round trip each; the updates
 # of a run and of its task's status (rows the write holds locked, read by nothing after them) go with
 # the audit record and COMMIT too. Row locks go with the statement after them: a run update's lock of
-# its task with BEGIN and the read of the run and its task's runs. The writes of one statement with
+# its task (guarded by the token's check) with BEGIN and the read of the run and its task's runs, which
+# reads the node, its caller, too: two round trips in all. The writes of one statement with
 # their audit record (a data-modifying WITH) need no transaction of their own: a port; a kill, whose
 # UPDATE of its open runs, its task's status and audit record go with its lock of the task's family in
 # one query string (one transaction), read before it only where the caller's right depends on its
@@ -197,8 +198,8 @@ def test_post_task_answers_the_task_as_it_is_stored(api):
 # statement (its token's login and generation; the node's run, the user's right): one round trip in all.
 ROUND_TRIPS = [
     ("port", 1),
-    ("run status", 3),
-    ("run completion", 3),
+    ("run status", 2),
+    ("run completion", 2),
     ("kill", 1),
     ("kill (collaboration scope)", 3),
     ("task", 3),

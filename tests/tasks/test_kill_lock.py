@@ -81,3 +81,63 @@ def test_a_kill_by_a_token_no_longer_valid_takes_no_lock_and_writes_nothing(api,
     assert not holder.waiter_seen, "the refused kill waited for the task's lock"
     assert list(Run.objects.filter(task=task).values_list("status", flat=True)) == ["active"]
     assert AuditEntry.objects.count() == before
+
+
+def someone_waits_for_a_lock() -> bool:
+    """Whether a session of this database waits for a lock, asked in a transaction of its own: the
+    server shows a transaction the sessions' activity as it was at its first look, until it ends."""
+    answer: list[bool] = []
+
+    def ask() -> None:
+        try:
+            answer.append(LockHolder._someone_waits())
+        finally:
+            connections.close_all()
+
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    asking.join(10)
+    return bool(answer and answer[0])
+
+
+class Waiting(threading.Thread):
+    """A kill sent on a connection of its own, to wait for a lock another session holds."""
+
+    def __init__(self, api, headers: dict, task: Task) -> None:
+        super().__init__(daemon=True)
+        self.api, self.headers, self.task = api, headers, task
+        self.response = None
+
+    def run(self) -> None:
+        try:
+            self.response = kill(self.api, self.headers, self.task)
+        finally:
+            connections.close_all()
+
+
+def test_a_right_taken_away_while_the_kill_waits_for_the_lock_is_honoured(api, world):
+    # The lock's statement checks the caller before it waits; the write's statement, with a snapshot
+    # taken once the lock is granted, checks it again: a right taken away meanwhile stops the kill.
+    root = make_user(world.org_c, "Root")  # no member of the task's collaboration: the global right alone
+    headers = bearer(root)
+    first = make_task(world.collab_ab, world.org_a)
+    make_run(first, world.org_a, status="active")
+    assert kill(api, headers, first).status_code == 200  # the statement's path, as a usual caller's
+    task = make_task(world.collab_ab, world.org_a)
+    make_run(task, world.org_a, status="active")
+    before = AuditEntry.objects.count()
+
+    with transaction.atomic():
+        Task.objects.select_for_update().filter(pk=task.pk).get()
+        waiting = Waiting(api, headers, task)
+        waiting.start()
+        deadline = time.monotonic() + 20
+        while not someone_waits_for_a_lock():
+            assert time.monotonic() < deadline, "the kill never waited for the task's lock"
+            time.sleep(0.02)
+        root.roles.clear()  # committed with the lock's release, before the kill's write goes on
+    waiting.join(30)
+
+    assert waiting.response is not None and waiting.response.status_code == 401, waiting.response
+    assert list(Run.objects.filter(task=task).values_list("status", flat=True)) == ["active"]
+    assert AuditEntry.objects.count() == before

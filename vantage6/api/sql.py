@@ -79,6 +79,7 @@ class CorrelatedSQL(Expression):
 
 
 M = TypeVar("M", bound=Model)
+N = TypeVar("N", bound=Model)
 
 
 class PkLookup(Generic[M]):
@@ -106,23 +107,58 @@ class PkLookup(Generic[M]):
         sql, params = compiler.as_sql()
         (slot,) = (i for i, value in enumerate(params) if value == self._MARKER)
         _prepare(connection, sql)
-        return _Plan(sql=sql, params=list(params), slot=slot, **_instance_plan(compiler))
+        width = len(compiler.select)
+        return _Plan(sql=sql, params=list(params), slot=slot, width=width, **_instance_plan(compiler))
 
     def __call__(self, pk: int) -> M | None:
         if not _INT64_MIN <= pk <= _INT64_MAX:
             return None  # no such row: what the ORM answers instead of an overflow
         connection = connections[DEFAULT_DB_ALIAS]
-        plan = self._plans.get(connection.alias)
-        if plan is None:
-            plan = self._plans[connection.alias] = self._plan(connection)
-        params = list(plan.params)
-        params[plan.slot] = plan.row.model._meta.pk.get_db_prep_value(pk, connection)
+        plan = self._plan_on(connection)
         with connection.cursor() as cursor:
-            cursor.execute(plan.sql, params)
+            cursor.execute(plan.sql, plan.bind(pk, connection))
             row = cursor.fetchone()
         if row is None:
             return None
         return cast(M, _instance(plan, _converted(row, plan.converters, connection), connection.alias))
+
+    def with_other(
+        self, pk: int, other: PkLookup[N], other_pk: int, condition: Statement
+    ) -> tuple[M | None, N | None, bool]:
+        """``self(pk)``, ``other(other_pk)`` and whether the SQL ``condition`` holds, read by one
+        statement (one round trip instead of two): a write that needs its caller's row with the row it
+        writes."""
+        if not (_INT64_MIN <= pk <= _INT64_MAX and _INT64_MIN <= other_pk <= _INT64_MAX):
+            return self(pk), other(other_pk), False  # each answers None for a key out of range
+        connection = connections[DEFAULT_DB_ALIAS]
+        plan, other_plan = self._plan_on(connection), other._plan_on(connection)
+        condition_sql, condition_params = condition
+        # The lookups' rows side by side (NULLs where one finds none), a subquery each: their columns
+        # keep their places, whatever their names.
+        sql = (
+            f"SELECT ({condition_sql}), v6_a.*, v6_b.* FROM (SELECT 1) v6_one"
+            f" LEFT JOIN ({plan.sql}) v6_a ON TRUE LEFT JOIN ({other_plan.sql}) v6_b ON TRUE"
+        )
+        _prepare(connection, sql)
+        params = [*(condition_params or ()), *plan.bind(pk, connection)]
+        params += other_plan.bind(other_pk, connection)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        assert row is not None, "one row, whatever the lookups find"
+        held = bool(row[0])
+        first, second = row[1 : 1 + plan.width], row[1 + plan.width :]
+        return (
+            cast(M | None, plan.built(first, connection)),
+            cast(N | None, other_plan.built(second, connection)),
+            held,
+        )
+
+    def _plan_on(self, connection: BaseDatabaseWrapper) -> _Plan:
+        plan = self._plans.get(connection.alias)
+        if plan is None:
+            plan = self._plans[connection.alias] = self._plan(connection)
+        return plan
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -180,6 +216,19 @@ class _Plan(_Instances):
     sql: str
     params: list
     slot: int
+    width: int  # the columns of its rows
+
+    def bind(self, pk: int, connection: BaseDatabaseWrapper) -> list:
+        """The query's parameters for the row with this primary key."""
+        params = list(self.params)
+        params[self.slot] = self.row.model._meta.pk.get_db_prep_value(pk, connection)
+        return params
+
+    def built(self, row: Sequence, connection: BaseDatabaseWrapper) -> Model | None:
+        """The instance of a row of the query (None: a row of NULLs, no row found)."""
+        if row[self.row.start + self.row.pk_index] is None:
+            return None
+        return _instance(self, _converted(row, self.converters, connection), connection.alias)
 
 
 def _rows(compiler, klass_info: dict) -> _Rows:
