@@ -41,6 +41,11 @@ def pytest_configure(config: pytest.Config) -> None:
     parallel.configure_worker(config)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    parallel.group(config, items)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _release_test_database(django_db_setup, django_db_blocker):  # noqa: ARG001 - orders the teardown
     """End connections other threads still hold, so PostgreSQL can drop the test database.

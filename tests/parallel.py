@@ -20,6 +20,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import carehare
 import pytest
+from _pytest.nodeid import coerce_node_id
 
 ROOT = Path(__file__).resolve().parent.parent
 # The key of the worker's broker URI in xdist's ``workerinput``.
@@ -161,3 +162,18 @@ def configure_worker(config: pytest.Config) -> None:
         # The settings were read before the worker knew its vhost; nothing has used them yet.
         settings.RABBITMQ_URI = uri
         settings.CHANNEL_LAYERS["default"]["CONFIG"]["host"] = uri
+
+
+def group(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a worker under ``--dist loadgroup``: the node id of a test marked ``xdist_group(name)`` ends in
+    ``@name``, which is how the controller sends a group to one worker. pytest-xdist 3.8 writes that
+    suffix to an attribute pytest 9 no longer reads the node id from, so every group was spread over
+    all workers: deployments of their own started side by side, racing for ports and cores."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        marks = item.iter_markers("xdist_group")
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in marks})
+        suffix = f"@{'_'.join(names)}"
+        if names and not item.nodeid.endswith(suffix):
+            item._id = coerce_node_id(item.nodeid + suffix)  # what pytest-xdist means to do
