@@ -1,15 +1,22 @@
 """Schema fuzzing: requests generated from the OpenAPI document (``/api/schema``), sent as root and as
 a node, and every answer checked against the document.
 
-Bounded and repeatable: a few derandomized examples per operation, each operation in its own
-rolled-back transaction. An answer fails when it is a server error, or when its status, content type,
-headers or body are not what the document declares for that operation.
+Bounded and repeatable: the document's examples, schemathesis' coverage cases (every boundary and
+negative value the document defines) and a few derandomized fuzzed examples per operation, each
+operation in its own rolled-back transaction. An answer fails when it is a server error, or when its
+status, content type, headers or body are not what the document declares for that operation.
+
+The cases are built when an operation's test runs (not at collection, where every worker would build
+all of them), once per worker: both callers of an operation run on one worker.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,6 +24,7 @@ import pytest
 import schemathesis
 from django.core import signals
 from django.db import close_old_connections
+from django.urls import Resolver404, resolve
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
@@ -26,7 +34,10 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.generation.feedback import NO_FEEDBACK
+from schemathesis.pytest._test_builder import build_operation_test
 
+from accounts.api import NODE, USER
 from accounts.catalogue import VIEWER
 from accounts.models import Role, Rule
 from tasks.models import Run
@@ -35,6 +46,12 @@ from tests.tasks.conftest import container_identity, plain
 from vantage6.wsgi import application
 
 schema = schemathesis.openapi.from_wsgi("/api/schema", application)
+# The coverage phase for the callers the operation's client-type gate lets in; the others get the
+# examples and fuzzing phases (see _runs_coverage).
+WITHOUT_COVERAGE = copy.deepcopy(schema.config)
+WITHOUT_COVERAGE.phases.update(phases=["examples", "fuzzing"])
+SCHEMA_OPERATIONS = {result.ok().label: result.ok() for result in schema.get_all_operations()}
+CALLER_CLIENT_TYPES = {"root": USER, "node": NODE}
 
 CHECKS = [
     not_a_server_error,
@@ -57,15 +74,35 @@ def _connection_kept():
         signal.connect(close_old_connections)
 
 
-@pytest.fixture(params=["root", "node"])
-def caller_headers(request, world, _connection_kept) -> dict[str, str]:
-    """The token of root or of a node, in a world with a task (so lists and runs have rows)."""
-    make_task(world.collab_ab, world.org_a, world.org_a, world.org_b)
-    identity = make_user(make_org("root-org"), "Root") if request.param == "root" else world.node_a
-    return {"Authorization": bearer(identity)["HTTP_AUTHORIZATION"]}
+def _gate_clients(method: str, path: str) -> tuple[str, ...] | None:
+    """The client types the view's gate (``accounts.api.ClientTypeGate``) lets in for the operation;
+    None when it has no gate (anonymous endpoints) or the path does not resolve."""
+    try:
+        match = resolve(re.sub(r"\{[^}]+\}", "1", path))
+    except Resolver404:
+        return None
+    view = getattr(match.func, "cls", None)
+    if view is None or not hasattr(view, "clients"):
+        return None
+    action = (getattr(match.func, "actions", None) or {}).get(method.lower())
+    return getattr(view, "action_clients", {}).get(action, view.clients)
 
 
-@schema.parametrize()
+def _runs_coverage(label: str, caller: str) -> bool:
+    """Whether ``caller`` runs the coverage phase of the operation.
+
+    Before the gate the same code meets every caller's case alike (routing, content negotiation, body
+    and query parsing), and a refused caller's answer is the gate's 401 whatever the case: a caller the
+    gate refuses adds nothing root's (or the admitted caller's) coverage cases do not check, so it runs
+    the examples and fuzzing phases only (the gate's answer is still checked against the document).
+    Without a gate every caller runs it; when the gate lets in neither caller, root runs it."""
+    method, path = label.split(" ", 1)
+    clients = _gate_clients(method, path)
+    if clients is None or CALLER_CLIENT_TYPES[caller] in clients:
+        return True
+    return caller == "root" and not any(client in clients for client in CALLER_CLIENT_TYPES.values())
+
+
 @settings(
     max_examples=4,
     derandomize=True,
@@ -73,7 +110,7 @@ def caller_headers(request, world, _connection_kept) -> dict[str, str]:
     database=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_every_answer_is_what_the_document_says(case, caller_headers):
+def _answer_is_what_the_document_says(case, caller_headers: dict[str, str]) -> None:
     # The generated credentials (often none, or garbage) give way to the caller's: the fuzzing is
     # meant to get past authentication.
     case.headers = {**(case.headers or {}), **caller_headers}
@@ -85,6 +122,30 @@ def test_every_answer_is_what_the_document_says(case, caller_headers):
         else CHECKS
     )
     case.validate_response(response, checks=checks, headers=caller_headers)
+
+
+@functools.cache
+def _operation_test(label: str, coverage: bool) -> Callable[..., None]:
+    """The operation's Hypothesis test (its coverage cases are built here, once per worker)."""
+    return build_operation_test(
+        config=schema.config if coverage else WITHOUT_COVERAGE,
+        operation=SCHEMA_OPERATIONS[label],
+        test_func=_answer_is_what_the_document_says,
+        given_kwargs={},
+        feedback=NO_FEEDBACK,
+    )
+
+
+@pytest.mark.parametrize("caller", list(CALLER_CLIENT_TYPES))
+@pytest.mark.parametrize(
+    "label", [pytest.param(label, marks=pytest.mark.xdist_group(label)) for label in SCHEMA_OPERATIONS]
+)
+def test_every_answer_is_what_the_document_says(world, _connection_kept, label, caller):
+    # A world with a task, so that lists and runs have rows.
+    make_task(world.collab_ab, world.org_a, world.org_a, world.org_b)
+    identity = make_user(make_org("root-org"), "Root") if caller == "root" else world.node_a
+    headers = {"Authorization": bearer(identity)["HTTP_AUTHORIZATION"]}
+    _operation_test(label, _runs_coverage(label, caller))(caller_headers=headers)
 
 
 # --- hostile bodies ------------------------------------------------------------------------------------
