@@ -37,7 +37,7 @@ from schemathesis.checks import (
 from schemathesis.generation.feedback import NO_FEEDBACK
 from schemathesis.pytest._test_builder import build_operation_test
 
-from accounts.api import NODE, USER
+from accounts.api import CONTAINER, NODE, USER
 from accounts.catalogue import VIEWER
 from accounts.models import Role, Rule
 from tasks.models import Run
@@ -47,11 +47,12 @@ from vantage6.wsgi import application
 
 schema = schemathesis.openapi.from_wsgi("/api/schema", application)
 # The coverage phase for the callers the operation's client-type gate lets in; the others get the
-# examples and fuzzing phases (see _runs_coverage).
+# examples and fuzzing phases (see _past_the_gate).
 WITHOUT_COVERAGE = copy.deepcopy(schema.config)
 WITHOUT_COVERAGE.phases.update(phases=["examples", "fuzzing"])
 SCHEMA_OPERATIONS = {result.ok().label: result.ok() for result in schema.get_all_operations()}
-CALLER_CLIENT_TYPES = {"root": USER, "node": NODE}
+CALLER_CLIENT_TYPES = {"root": USER, "node": NODE, "container": CONTAINER}
+SCHEMA_CALLERS = ["root", "node"]
 
 CHECKS = [
     not_a_server_error,
@@ -88,19 +89,19 @@ def _gate_clients(method: str, path: str) -> tuple[str, ...] | None:
     return getattr(view, "action_clients", {}).get(action, view.clients)
 
 
-def _runs_coverage(label: str, caller: str) -> bool:
-    """Whether ``caller`` runs the coverage phase of the operation.
+def _past_the_gate(method: str, path: str, callers: list[str]) -> list[str]:
+    """Those of ``callers`` whose client type the operation's gate lets in: all of them without a
+    gate, root when it lets in none of them.
 
-    Before the gate the same code meets every caller's case alike (routing, content negotiation, body
-    and query parsing), and a refused caller's answer is the gate's 401 whatever the case: a caller the
-    gate refuses adds nothing root's (or the admitted caller's) coverage cases do not check, so it runs
-    the examples and fuzzing phases only (the gate's answer is still checked against the document).
-    Without a gate every caller runs it; when the gate lets in neither caller, root runs it."""
-    method, path = label.split(" ", 1)
+    Before the gate the same code meets every caller's request alike (routing, content negotiation,
+    body parsing), and a refused caller's answer is the gate's 401 whatever the request: a refused
+    caller's hostile or coverage cases check nothing that root's (or an admitted caller's) do not.
+    Refused callers still send the examples and fuzzing phases, so their 401 is checked against the
+    document."""
     clients = _gate_clients(method, path)
-    if clients is None or CALLER_CLIENT_TYPES[caller] in clients:
-        return True
-    return caller == "root" and not any(client in clients for client in CALLER_CLIENT_TYPES.values())
+    if clients is None:
+        return callers
+    return [caller for caller in callers if CALLER_CLIENT_TYPES[caller] in clients] or ["root"]
 
 
 @settings(
@@ -136,7 +137,7 @@ def _operation_test(label: str, coverage: bool) -> Callable[..., None]:
     )
 
 
-@pytest.mark.parametrize("caller", list(CALLER_CLIENT_TYPES))
+@pytest.mark.parametrize("caller", SCHEMA_CALLERS)
 @pytest.mark.parametrize(
     "label", [pytest.param(label, marks=pytest.mark.xdist_group(label)) for label in SCHEMA_OPERATIONS]
 )
@@ -145,7 +146,9 @@ def test_every_answer_is_what_the_document_says(world, _connection_kept, label, 
     make_task(world.collab_ab, world.org_a, world.org_a, world.org_b)
     identity = make_user(make_org("root-org"), "Root") if caller == "root" else world.node_a
     headers = {"Authorization": bearer(identity)["HTTP_AUTHORIZATION"]}
-    _operation_test(label, _runs_coverage(label, caller))(caller_headers=headers)
+    method, path = label.split(" ", 1)
+    coverage = caller in _past_the_gate(method, path, SCHEMA_CALLERS)
+    _operation_test(label, coverage)(caller_headers=headers)
 
 
 # --- hostile bodies ------------------------------------------------------------------------------------
@@ -342,7 +345,8 @@ def test_a_hostile_body_is_never_a_server_error(
     url = path.replace("{id}", str(run_of_node_a.pk)).replace("{rule_id}", "1")
     conforming = _conforming_bodies(world, run_of_node_a.task).get(path) if method == "post" else None
     failures = []
-    for caller, headers in hostile_callers.items():
+    for caller in _past_the_gate(method, path, list(hostile_callers)):
+        headers = hostile_callers[caller]
         for body, content_type in _hostile_requests(operation, conforming):
             response = api.generic(method.upper(), url, body, content_type, **headers)
             status = response.status_code
@@ -383,7 +387,8 @@ def test_a_hostile_query_parameter_is_never_a_server_error(api, hostile_callers,
     api.raise_request_exception = False
     url = path.replace("{id}", str(run_of_node_a.pk)).replace("{rule_id}", "1").replace("{uuid}", "0" * 32)
     failures = []
-    for caller, headers in hostile_callers.items():
+    for caller in _past_the_gate("get", path, list(hostile_callers)):
+        headers = hostile_callers[caller]
         for name in names:
             for value in HOSTILE_QUERY_VALUES:
                 status = api.get(url, {name: value}, **headers).status_code
@@ -406,7 +411,8 @@ def test_a_malformed_query_string_is_never_a_server_error(api, hostile_callers, 
         *(f"{name}{raw}" for name in names for raw in ("=%ff", "=%00", "", "=1&" + name)),
     ]
     failures = []
-    for caller, headers in hostile_callers.items():
+    for caller in _past_the_gate("get", path, list(hostile_callers)):
+        headers = hostile_callers[caller]
         for query in queries:
             status = api.get(f"{url}?{query}", **headers).status_code
             if status >= 500 and status != NOT_CONFIGURED:
@@ -423,7 +429,8 @@ def test_a_hostile_query_parameter_of_a_write_is_never_a_server_error(
     api.raise_request_exception = False
     url = path.replace("{id}", str(run_of_node_a.pk))
     failures = []
-    for caller, headers in hostile_callers.items():
+    for caller in _past_the_gate(method, path, list(hostile_callers)):
+        headers = hostile_callers[caller]
         for name in names:
             for value in HOSTILE_QUERY_VALUES:
                 query = urlencode({name: value})
@@ -455,7 +462,8 @@ OPERATIONS = [
 def test_a_hostile_path_parameter_is_never_a_server_error(api, hostile_callers, method, path):
     api.raise_request_exception = False
     failures = []
-    for caller, headers in hostile_callers.items():
+    for caller in _past_the_gate(method, path, list(hostile_callers)):
+        headers = hostile_callers[caller]
         for value in HOSTILE_PATH_VALUES:
             url = re.sub(r"\{[^}]+\}", value, path)
             response = api.generic(method.upper(), url, b"{}", "application/json", **headers)
