@@ -7,7 +7,7 @@ operation in its own rolled-back transaction. An answer fails when it is a serve
 status, content type, headers or body are not what the document declares for that operation.
 
 The cases are built when an operation's test runs (not at collection, where every worker would build
-all of them), once per worker: both callers of an operation run on one worker.
+all of them), once per worker that runs the operation.
 """
 
 from __future__ import annotations
@@ -138,9 +138,7 @@ def _operation_test(label: str, coverage: bool) -> Callable[..., None]:
 
 
 @pytest.mark.parametrize("caller", SCHEMA_CALLERS)
-@pytest.mark.parametrize(
-    "label", [pytest.param(label, marks=pytest.mark.xdist_group(label)) for label in SCHEMA_OPERATIONS]
-)
+@pytest.mark.parametrize("label", list(SCHEMA_OPERATIONS))
 def test_every_answer_is_what_the_document_says(world, _connection_kept, label, caller):
     # A world with a task, so that lists and runs have rows.
     make_task(world.collab_ab, world.org_a, world.org_a, world.org_b)
