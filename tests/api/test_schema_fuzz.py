@@ -1,15 +1,22 @@
 """Schema fuzzing: requests generated from the OpenAPI document (``/api/schema``), sent as root and as
 a node, and every answer checked against the document.
 
-Bounded and repeatable: a few derandomized examples per operation, each operation in its own
-rolled-back transaction. An answer fails when it is a server error, or when its status, content type,
-headers or body are not what the document declares for that operation.
+Bounded and repeatable: the document's examples, schemathesis' coverage cases (every boundary and
+negative value the document defines) and a few derandomized fuzzed examples per operation, each
+operation in its own rolled-back transaction. An answer fails when it is a server error, or when its
+status, content type, headers or body are not what the document declares for that operation.
+
+The cases are built when an operation's test runs (not at collection, where every worker would build
+all of them), once per worker that runs the operation.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,6 +24,7 @@ import pytest
 import schemathesis
 from django.core import signals
 from django.db import close_old_connections
+from django.urls import Resolver404, resolve
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
@@ -26,7 +34,10 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.generation.feedback import NO_FEEDBACK
+from schemathesis.pytest._test_builder import build_operation_test
 
+from accounts.api import CONTAINER, NODE, USER
 from accounts.catalogue import VIEWER
 from accounts.models import Role, Rule
 from tasks.models import Run
@@ -35,6 +46,13 @@ from tests.tasks.conftest import container_identity, plain
 from vantage6.wsgi import application
 
 schema = schemathesis.openapi.from_wsgi("/api/schema", application)
+# The coverage phase for the callers the operation's client-type gate lets in; the others get the
+# examples and fuzzing phases (see _past_the_gate).
+WITHOUT_COVERAGE = copy.deepcopy(schema.config)
+WITHOUT_COVERAGE.phases.update(phases=["examples", "fuzzing"])
+SCHEMA_OPERATIONS = {result.ok().label: result.ok() for result in schema.get_all_operations()}
+CALLER_CLIENT_TYPES = {"root": USER, "node": NODE, "container": CONTAINER}
+SCHEMA_CALLERS = ["root", "node"]
 
 CHECKS = [
     not_a_server_error,
@@ -57,15 +75,35 @@ def _connection_kept():
         signal.connect(close_old_connections)
 
 
-@pytest.fixture(params=["root", "node"])
-def caller_headers(request, world, _connection_kept) -> dict[str, str]:
-    """The token of root or of a node, in a world with a task (so lists and runs have rows)."""
-    make_task(world.collab_ab, world.org_a, world.org_a, world.org_b)
-    identity = make_user(make_org("root-org"), "Root") if request.param == "root" else world.node_a
-    return {"Authorization": bearer(identity)["HTTP_AUTHORIZATION"]}
+def _gate_clients(method: str, path: str) -> tuple[str, ...] | None:
+    """The client types the view's gate (``accounts.api.ClientTypeGate``) lets in for the operation;
+    None when it has no gate (anonymous endpoints) or the path does not resolve."""
+    try:
+        match = resolve(re.sub(r"\{[^}]+\}", "1", path))
+    except Resolver404:
+        return None
+    view = getattr(match.func, "cls", None)
+    if view is None or not hasattr(view, "clients"):
+        return None
+    action = (getattr(match.func, "actions", None) or {}).get(method.lower())
+    return getattr(view, "action_clients", {}).get(action, view.clients)
 
 
-@schema.parametrize()
+def _past_the_gate(method: str, path: str, callers: list[str]) -> list[str]:
+    """Those of ``callers`` whose client type the operation's gate lets in: all of them without a
+    gate, root when it lets in none of them.
+
+    Before the gate the same code meets every caller's request alike (routing, content negotiation,
+    body parsing), and a refused caller's answer is the gate's 401 whatever the request: a refused
+    caller's hostile or coverage cases check nothing that root's (or an admitted caller's) do not.
+    Refused callers still send the examples and fuzzing phases, so their 401 is checked against the
+    document."""
+    clients = _gate_clients(method, path)
+    if clients is None:
+        return callers
+    return [caller for caller in callers if CALLER_CLIENT_TYPES[caller] in clients] or ["root"]
+
+
 @settings(
     max_examples=4,
     derandomize=True,
@@ -73,7 +111,7 @@ def caller_headers(request, world, _connection_kept) -> dict[str, str]:
     database=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_every_answer_is_what_the_document_says(case, caller_headers):
+def _answer_is_what_the_document_says(case, caller_headers: dict[str, str]) -> None:
     # The generated credentials (often none, or garbage) give way to the caller's: the fuzzing is
     # meant to get past authentication.
     case.headers = {**(case.headers or {}), **caller_headers}
@@ -85,6 +123,30 @@ def test_every_answer_is_what_the_document_says(case, caller_headers):
         else CHECKS
     )
     case.validate_response(response, checks=checks, headers=caller_headers)
+
+
+@functools.cache
+def _operation_test(label: str, coverage: bool) -> Callable[..., None]:
+    """The operation's Hypothesis test (its coverage cases are built here, once per worker)."""
+    return build_operation_test(
+        config=schema.config if coverage else WITHOUT_COVERAGE,
+        operation=SCHEMA_OPERATIONS[label],
+        test_func=_answer_is_what_the_document_says,
+        given_kwargs={},
+        feedback=NO_FEEDBACK,
+    )
+
+
+@pytest.mark.parametrize("caller", SCHEMA_CALLERS)
+@pytest.mark.parametrize("label", list(SCHEMA_OPERATIONS))
+def test_every_answer_is_what_the_document_says(world, _connection_kept, label, caller):
+    # A world with a task, so that lists and runs have rows.
+    make_task(world.collab_ab, world.org_a, world.org_a, world.org_b)
+    identity = make_user(make_org("root-org"), "Root") if caller == "root" else world.node_a
+    headers = {"Authorization": bearer(identity)["HTTP_AUTHORIZATION"]}
+    method, path = label.split(" ", 1)
+    coverage = caller in _past_the_gate(method, path, SCHEMA_CALLERS)
+    _operation_test(label, coverage)(caller_headers=headers)
 
 
 # --- hostile bodies ------------------------------------------------------------------------------------
@@ -281,7 +343,8 @@ def test_a_hostile_body_is_never_a_server_error(
     url = path.replace("{id}", str(run_of_node_a.pk)).replace("{rule_id}", "1")
     conforming = _conforming_bodies(world, run_of_node_a.task).get(path) if method == "post" else None
     failures = []
-    for caller, headers in hostile_callers.items():
+    for caller in _past_the_gate(method, path, list(hostile_callers)):
+        headers = hostile_callers[caller]
         for body, content_type in _hostile_requests(operation, conforming):
             response = api.generic(method.upper(), url, body, content_type, **headers)
             status = response.status_code
@@ -322,7 +385,8 @@ def test_a_hostile_query_parameter_is_never_a_server_error(api, hostile_callers,
     api.raise_request_exception = False
     url = path.replace("{id}", str(run_of_node_a.pk)).replace("{rule_id}", "1").replace("{uuid}", "0" * 32)
     failures = []
-    for caller, headers in hostile_callers.items():
+    for caller in _past_the_gate("get", path, list(hostile_callers)):
+        headers = hostile_callers[caller]
         for name in names:
             for value in HOSTILE_QUERY_VALUES:
                 status = api.get(url, {name: value}, **headers).status_code
@@ -345,7 +409,8 @@ def test_a_malformed_query_string_is_never_a_server_error(api, hostile_callers, 
         *(f"{name}{raw}" for name in names for raw in ("=%ff", "=%00", "", "=1&" + name)),
     ]
     failures = []
-    for caller, headers in hostile_callers.items():
+    for caller in _past_the_gate("get", path, list(hostile_callers)):
+        headers = hostile_callers[caller]
         for query in queries:
             status = api.get(f"{url}?{query}", **headers).status_code
             if status >= 500 and status != NOT_CONFIGURED:
@@ -362,7 +427,8 @@ def test_a_hostile_query_parameter_of_a_write_is_never_a_server_error(
     api.raise_request_exception = False
     url = path.replace("{id}", str(run_of_node_a.pk))
     failures = []
-    for caller, headers in hostile_callers.items():
+    for caller in _past_the_gate(method, path, list(hostile_callers)):
+        headers = hostile_callers[caller]
         for name in names:
             for value in HOSTILE_QUERY_VALUES:
                 query = urlencode({name: value})
@@ -394,7 +460,8 @@ OPERATIONS = [
 def test_a_hostile_path_parameter_is_never_a_server_error(api, hostile_callers, method, path):
     api.raise_request_exception = False
     failures = []
-    for caller, headers in hostile_callers.items():
+    for caller in _past_the_gate(method, path, list(hostile_callers)):
+        headers = hostile_callers[caller]
         for value in HOSTILE_PATH_VALUES:
             url = re.sub(r"\{[^}]+\}", value, path)
             response = api.generic(method.upper(), url, b"{}", "application/json", **headers)
