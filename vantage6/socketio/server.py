@@ -1203,15 +1203,17 @@ class Server:
     async def upgraded(self, session: Session, sink: Sink) -> None:
         """The client switched ``session`` to its websocket: what waited for polling goes there."""
         session.transport = WEBSOCKET
-        session.sink = sink
         self._not_anonymous(session)
         session.ping_sent_at = time.time()
-        if (waiter := self._stop_waiting(session)) is not None:
-            await waiter.reply(200, p.encode_eio(p.NOOP).encode(), TEXT)
         # A NOOP left from the probe was meant for a long-polling GET.
         queued = [packet for packet in session.outbox if packet != p.encode_eio(p.NOOP)]
         session.outbox, session.queued = [], 0
+        session.sink = sink
+        # Before the waiting GET is answered: a packet sent to the sink meanwhile (the rest of a connect's
+        # acknowledgement, ``sync`` and notices) would overtake those that waited.
         await sink.send_packets(queued)
+        if (waiter := self._stop_waiting(session)) is not None:
+            await waiter.reply(200, p.encode_eio(p.NOOP).encode(), TEXT)
 
     async def probed(self, session: Session) -> None:
         """The client probed its websocket: its waiting (or next) GET returns, so that it can switch."""
