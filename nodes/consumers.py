@@ -17,7 +17,7 @@ from datetime import timedelta
 import jwt
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -50,11 +50,12 @@ from nodes.socket_store import (
     back_to_stopped,
     live_processes,
     restore_rows,
+    row_wait_ended,
     went_silent,
 )
 from vantage6.api.errors import ApiError
 from vantage6.logging import client_text
-from vantage6.socketio.database import events
+from vantage6.socketio.database import events, sweeps
 from vantage6.socketio.server import Namespace, Server, Socket
 from vantage6.socketio.store import Session
 
@@ -436,7 +437,15 @@ def mark_silent_nodes_offline() -> list[dict]:
     cutoff = timezone.now() - timedelta(seconds=settings.NODE_HEARTBEAT_TIMEOUT - node_sweep_period())
     silent = Authenticatable.objects.filter(type="node", status=AuthStatus.ONLINE, last_seen__lt=cutoff)
     # Look before writing: most sweeps find nothing, and a write (even of no row) takes a lock.
-    return went_silent(silent) if silent.exists() else []
+    if not silent.exists():
+        return []
+    try:
+        return went_silent(silent)
+    except OperationalError as exc:
+        if not row_wait_ended(exc):
+            raise
+        logger.warning("silent nodes wait for a row held elsewhere; marked offline next round")
+        return []
 
 
 # --- the namespace ---------------------------------------------------------------------------------------
@@ -677,7 +686,7 @@ async def _restore_connection_rows() -> None:
 
 
 async def _housekeeping() -> None:
-    tell_offline(await database_sync_to_async(mark_silent_nodes_offline)())
+    tell_offline(await sweeps.run(mark_silent_nodes_offline))
     await _restore_connection_rows()
     for job in housekeeping_jobs:
         await database_sync_to_async(job)()

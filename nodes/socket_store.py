@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet, Value
 from django.db.models.expressions import CombinedExpression
 from django.db.models.functions import Now
@@ -14,6 +15,28 @@ from accounts.models import Authenticatable, AuthStatus
 from accounts.permissions import memberships
 from nodes.models import Node, NodeConfig, NodeMetrics, SocketConnection, SocketProcess
 from vantage6.socketio.store import Liveness
+
+logger = logging.getLogger(__name__)
+
+# How long a statement of the sweeps waits for a row lock on PostgreSQL. An ordinary transaction holds its
+# rows for milliseconds; one that holds them longer belongs to a process stopped or dying mid-transaction,
+# and a sweep waiting for it would hold the rows it locked already, so the sweep gives up and its next
+# round tries again.
+ROW_WAIT_MS = 1000
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def _bound_row_waits() -> None:
+    """In the transaction under way: a statement waiting longer than ``ROW_WAIT_MS`` for a row lock fails
+    (see ``row_wait_ended``). SQLite's one write lock is waited for as any writer waits for it."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{ROW_WAIT_MS}ms"])
+
+
+def row_wait_ended(exc: OperationalError) -> bool:
+    """Whether ``exc`` ended a statement that waited ``ROW_WAIT_MS`` for a row lock."""
+    return getattr(exc.__cause__, "pgcode", None) == _LOCK_NOT_AVAILABLE
 
 
 def _ago(seconds: float) -> CombinedExpression:
@@ -32,8 +55,11 @@ def went_silent(identities: QuerySet[Authenticatable]) -> list[dict]:
 
     Each is reported by one caller only, whichever marks it: the rows are locked as they are read, and a
     concurrent caller (the sweep or burial of another process) finds them offline once it may read them.
+    A row locked elsewhere for longer than ``ROW_WAIT_MS`` fails the call (``row_wait_ended``), which
+    changes nothing.
     """
     with transaction.atomic():
+        _bound_row_waits()
         online = identities.filter(status=AuthStatus.ONLINE).select_for_update()
         ids = list(online.values_list("pk", flat=True))
         if not ids:
@@ -64,7 +90,17 @@ class DatabaseLiveness(Liveness):
         return list(SocketProcess.objects.filter(beat_at__lt=_ago(age)).values_list("id", flat=True))
 
     def bury(self, process: str, age: float) -> bool:
+        try:
+            return self._bury(process, age)
+        except OperationalError as exc:
+            if not row_wait_ended(exc):
+                raise
+            logger.warning("burial of server process %s waits for a row held elsewhere; tried again", process)
+            return False
+
+    def _bury(self, process: str, age: float) -> bool:
         with transaction.atomic():
+            _bound_row_waits()
             # The beat is checked in the same statement that forgets the process: one that was only
             # stalled and beat since it was found silent keeps its connections.
             if not SocketProcess.objects.filter(id=process, beat_at__lt=_ago(age)).delete()[0]:

@@ -82,3 +82,7 @@ def _settle(results: list[tuple[asyncio.Future, object, BaseException | None]]) 
 
 events = DatabaseThread("socket-events-db")
 """The thread of the database work of client events."""
+
+sweeps = DatabaseThread("socket-sweeps-db")
+"""The thread of the sweeps' database work (silent nodes, dead processes): a sweep waiting for a row another
+process holds holds up no client's handshake, admission or event."""

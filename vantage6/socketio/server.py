@@ -69,6 +69,7 @@ from vantage6 import throttle
 from vantage6.logging import client_text, database_error_text
 from vantage6.socketio import bridge
 from vantage6.socketio import packets as p
+from vantage6.socketio.database import sweeps
 from vantage6.socketio.siblings import Siblings
 from vantage6.socketio.store import POLLING, WEBSOCKET, Liveness, Session
 
@@ -1202,15 +1203,17 @@ class Server:
     async def upgraded(self, session: Session, sink: Sink) -> None:
         """The client switched ``session`` to its websocket: what waited for polling goes there."""
         session.transport = WEBSOCKET
-        session.sink = sink
         self._not_anonymous(session)
         session.ping_sent_at = time.time()
-        if (waiter := self._stop_waiting(session)) is not None:
-            await waiter.reply(200, p.encode_eio(p.NOOP).encode(), TEXT)
         # A NOOP left from the probe was meant for a long-polling GET.
         queued = [packet for packet in session.outbox if packet != p.encode_eio(p.NOOP)]
         session.outbox, session.queued = [], 0
+        session.sink = sink
+        # Before the waiting GET is answered: a packet sent to the sink meanwhile (the rest of a connect's
+        # acknowledgement, ``sync`` and notices) would overtake those that waited.
         await sink.send_packets(queued)
+        if (waiter := self._stop_waiting(session)) is not None:
+            await waiter.reply(200, p.encode_eio(p.NOOP).encode(), TEXT)
 
     async def probed(self, session: Session) -> None:
         """The client probed its websocket: its waiting (or next) GET returns, so that it can switch."""
@@ -1666,8 +1669,10 @@ class Server:
         age = 2 * self.ping_interval + self.ping_timeout + held_forward
         now = time.monotonic()
         self.stopped = {process: at for process, at in self.stopped.items() if now - at < 2 * age}
-        for process in await database_sync_to_async(self.liveness.silent)(age):
-            if await database_sync_to_async(self.liveness.bury)(process, age):
+        # On a thread of their own: the calls of the clients' handshakes and admissions never wait for a
+        # burial, which may wait for the rows of a process that stopped mid-transaction.
+        for process in await sweeps.run(self.liveness.silent, age):
+            if await sweeps.run(self.liveness.bury, process, age):
                 logger.warning("server process %s fell silent; its connections ended", process)
                 if self.on_broker:
                     await self._bye(process)
