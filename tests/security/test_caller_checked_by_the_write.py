@@ -5,6 +5,8 @@ never lets through a token the Python form refuses."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from django.db import connection
 from django.db.models import F
@@ -15,19 +17,9 @@ from accounts.models import AuditEntry, Authenticatable, LoginSession
 from accounts.sessions import TokenRevoked, check_current, current_login_sql
 from accounts.tokens import decode, login_tokens
 from tasks.models import AlgorithmPort, Run
-from tests.factories import bearer, make_collab, make_node, make_org, make_run, make_task, make_user
+from tests.factories import bearer, make_collab, make_org, make_run, make_task, make_user
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def network():
-    org, other = make_org("o"), make_org("p")
-    collab = make_collab(org, other, name="c")
-    node, _ = make_node(org, collab, "n")
-    other_node, _ = make_node(other, collab, "m")
-    task = make_task(collab, org, org, other)
-    return org, collab, node, other_node, task
 
 
 def port(api, headers, run):
@@ -44,6 +36,18 @@ def revoke_logins(identity) -> None:
 
 def next_generation(identity) -> None:
     Authenticatable.objects.filter(pk=identity.pk).update(token_generation=F("token_generation") + 1)
+
+
+def no_longer_valid(node, attack: str, accepted: Callable[[dict], bool]) -> dict:
+    """The node's headers, made invalid by ``attack`` after a write with them was ``accepted`` (refused
+    for a login the server never started)."""
+    headers = unknown_login(node, "node") if attack == "unknown login" else bearer(node)
+    assert accepted(headers) == (attack != "unknown login")
+    if attack == "deleted node":
+        node.delete()
+    else:
+        _invalidate(node, attack)
+    return headers
 
 
 def unknown_login(identity, client_type: str) -> dict:
@@ -80,12 +84,7 @@ def _invalidate(identity, attack: str) -> None:
 def test_a_port_by_a_node_no_longer_valid_is_refused_and_nothing_is_written(api, network, attack):
     org, _, node, _, task = network
     run = task.runs.get(organization=org)
-    headers = unknown_login(node, "node") if attack == "unknown login" else bearer(node)
-    assert port(api, headers, run).status_code == (401 if attack == "unknown login" else 201)
-    if attack == "deleted node":
-        node.delete()
-    else:
-        _invalidate(node, attack)
+    headers = no_longer_valid(node, attack, lambda headers: port(api, headers, run).status_code == 201)
     before = AlgorithmPort.objects.count(), AuditEntry.objects.count()
     response = port(api, headers, run)
     assert response.status_code == 401, response.content

@@ -10,24 +10,14 @@ from django.utils import timezone
 from accounts.models import AuditEntry, Authenticatable, LoginSession
 from tasks.models import Run, Task
 from tests.conftest import requires_services
-from tests.factories import bearer, make_collab, make_node, make_org, make_task, make_user
-from tests.security.test_caller_checked_by_the_write import _invalidate, unknown_login
+from tests.factories import bearer, make_collab, make_node, make_org, make_user
+from tests.security.test_caller_checked_by_the_write import no_longer_valid
 from tests.tasks.conftest import container_headers_from
 from tests.tasks.test_kill_lock import LockHolder
 
 pytestmark = pytest.mark.django_db
 
 NOT_YOURS = "This is not your algorithm run to update!"
-
-
-@pytest.fixture
-def network():
-    org, other = make_org("o"), make_org("p")
-    collab = make_collab(org, other, name="c")
-    node, _ = make_node(org, collab, "n")
-    other_node, _ = make_node(other, collab, "m")
-    task = make_task(collab, org, org, other)
-    return org, collab, node, other_node, task
 
 
 def patch(api, headers, run, body=None):
@@ -61,12 +51,7 @@ def test_a_node_updates_its_run_and_is_answered_with_itself(api, network):
 def test_an_update_by_a_node_no_longer_valid_is_refused_and_nothing_is_written(api, network, attack):
     org, _, node, _, task = network
     run = task.runs.get(organization=org)
-    headers = unknown_login(node, "node") if attack == "unknown login" else bearer(node)
-    assert patch(api, headers, run).status_code == (401 if attack == "unknown login" else 200)
-    if attack == "deleted node":
-        node.delete()
-    else:
-        _invalidate(node, attack)
+    headers = no_longer_valid(node, attack, lambda headers: patch(api, headers, run).status_code == 200)
     before = stored(run)
     response = patch(api, headers, run, {"status": "completed", "result": "r"})
     assert response.status_code == 401, response.content
