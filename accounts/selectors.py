@@ -7,7 +7,7 @@ from typing import cast
 
 from django.db.models import Q, QuerySet
 
-from accounts.catalogue import OPERATIONS, ROOT_USERNAME, SCOPES
+from accounts.catalogue import OPERATIONS, SCOPES
 from accounts.models import AuditAction, AuditEntry, Role, Rule, User
 from accounts.permissions import GLO, Principal, fetch, fetch_named, memberships
 from vantage6.api.errors import bad_request, unauthorized
@@ -26,10 +26,6 @@ def _user_for_filter(principal: Principal, user_id: int) -> User:
     sees_all = principal.max_scope("user", "view") == GLO
     missing = bad_request(f"User id={user_id} does not exist!") if sees_all else unauthorized()
     return fetch(User.objects.all(), user_id, missing=missing)
-
-
-def root_user_exists() -> bool:
-    return User.objects.filter(username=ROOT_USERNAME).exists()
 
 
 _rules = CompiledList(Rule.objects.all)  # the pages of the rule list (every rule is for everyone)

@@ -6,6 +6,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import transaction
@@ -27,16 +28,23 @@ def _organization_must_exist(organization_id: int) -> None:
         raise not_found(f"Organization id={organization_id} not found!")
 
 
-@transaction.atomic
-def root_user_ensure(*, password: str = "", password_hash: str = "") -> tuple[User, str | None]:
-    """Create organization ``root`` and user ``root`` (role Root) if there is no root user yet, with
-    ``password`` or the bcrypt ``password_hash``.
+class RootEnsured(NamedTuple):
+    """What ``root_user_ensure`` found or made: the root user, whether this call created it, and the
+    password it generated for it (None unless created without a given password)."""
 
-    Returns the user and, when it was created without a given password, the generated one.
-    """
+    user: User
+    created: bool
+    generated_password: str | None
+
+
+@transaction.atomic
+def root_user_ensure(*, password: str = "", password_hash: str = "") -> RootEnsured:
+    """Create organization ``root`` and user ``root`` (role Root) if there is no root user yet, with
+    ``password`` or the bcrypt ``password_hash``. One lookup of root: callers learn from the result
+    whether it was there."""
     user = User.objects.filter(username=ROOT_USERNAME).first()
     if user is not None:
-        return user, None
+        return RootEnsured(user, created=False, generated_password=None)
     generated = None
     if not password and not password_hash:
         password = generated = secrets.token_urlsafe(12)
@@ -49,17 +57,17 @@ def root_user_ensure(*, password: str = "", password_hash: str = "") -> tuple[Us
         user.save(update_fields=["password"])
     user.roles.add(Role.objects.get(name=ROOT, is_default_role=True))
     audit(None, "user.create", user, username=ROOT_USERNAME)
-    return user, generated
+    return RootEnsured(user, created=True, generated_password=generated)
 
 
 @transaction.atomic
 def root_password_reset(*, password: str) -> bool:
     """Create root with ``password``, or give the existing root this password, clear its failed login
     attempts (lifting a lock-out) and give back the Root role. True when root was created."""
-    if not User.objects.filter(username=ROOT_USERNAME).exists():
-        root_user_ensure(password=password)
+    root = root_user_ensure(password=password)
+    if root.created:
         return True
-    user = User.objects.get(username=ROOT_USERNAME)
+    user = root.user
     user.set_password(password)
     user.failed_login_attempts = 0
     user.last_login_attempt = None

@@ -125,7 +125,7 @@ def test_a_password_set_on_the_admin_site_ends_every_login(api, user):
 def test_createroot_ends_the_logins_of_root(api, tmp_path):
     from accounts.services import root_user_ensure
 
-    root, _ = root_user_ensure(password=PASSWORD)
+    root = root_user_ensure(password=PASSWORD).user
     stolen = user_login(api, "root")
     password_file = tmp_path / "password"
     password_file.write_text(NEW_PASSWORD + "\n")

@@ -5,7 +5,6 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from rest_framework import serializers
 
-from accounts.selectors import root_user_exists
 from accounts.serializers import validate_password_policy
 from accounts.services import root_user_ensure
 from vantage6.startup import deployment_warnings, secure_data_files
@@ -19,8 +18,8 @@ class Command(BaseCommand):
             self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
         call_command("migrate", interactive=False, verbosity=0)
         password = settings.ROOT_PASSWORD
-        refused = password and not root_user_exists() and _policy_problems(password)
-        _, generated = root_user_ensure(password=password, password_hash=settings.ROOT_PASSWORD_HASH)
+        root = root_user_ensure(password=password, password_hash=settings.ROOT_PASSWORD_HASH)
+        refused = root.created and password and _policy_problems(password)
         if refused:
             self.stderr.write(
                 self.style.WARNING(
@@ -32,8 +31,9 @@ class Command(BaseCommand):
         self.stdout.write(f"API:      {base}{settings.API_PATH}")
         self.stdout.write(f"API docs: {base}{settings.API_PATH}/docs")
         self.stdout.write(f"Admin:    {base}/admin/")
-        if generated:
-            self.stdout.write(self.style.WARNING(f"Created user 'root' with password: {generated}"))
+        if root.generated_password:
+            created = f"Created user 'root' with password: {root.generated_password}"
+            self.stdout.write(self.style.WARNING(created))
             self.stdout.write("This password is shown only once; change it after logging in.")
         else:
             self.stdout.write(
