@@ -17,7 +17,7 @@ from datetime import timedelta
 import jwt
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -49,8 +49,8 @@ from nodes.socket_store import (
     DatabaseLiveness,
     back_to_stopped,
     live_processes,
+    next_round_if_rows_held,
     restore_rows,
-    row_wait_ended,
     went_silent,
 )
 from vantage6.api.errors import ApiError
@@ -439,13 +439,11 @@ def mark_silent_nodes_offline() -> list[dict]:
     # Look before writing: most sweeps find nothing, and a write (even of no row) takes a lock.
     if not silent.exists():
         return []
-    try:
-        return went_silent(silent)
-    except OperationalError as exc:
-        if not row_wait_ended(exc):
-            raise
-        logger.warning("silent nodes wait for a row held elsewhere; marked offline next round")
-        return []
+    return next_round_if_rows_held(
+        lambda: went_silent(silent),
+        [],
+        "silent nodes wait for a row held elsewhere; marked offline next round",
+    )
 
 
 # --- the namespace ---------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection
 from datetime import timedelta
+from typing import TypeVar
 
 from django.db import OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet, Value
@@ -17,6 +18,8 @@ from nodes.models import Node, NodeConfig, NodeMetrics, SocketConnection, Socket
 from vantage6.socketio.store import Liveness
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # How long a statement of the sweeps waits for a row lock on PostgreSQL. An ordinary transaction holds its
 # rows for milliseconds; one that holds them longer belongs to a process stopped or dying mid-transaction,
@@ -37,6 +40,19 @@ def _bound_row_waits() -> None:
 def row_wait_ended(exc: OperationalError) -> bool:
     """Whether ``exc`` ended a statement that waited ``ROW_WAIT_MS`` for a row lock."""
     return getattr(exc.__cause__, "pgcode", None) == _LOCK_NOT_AVAILABLE
+
+
+def next_round_if_rows_held(sweep: Callable[[], T], otherwise: T, postponed: str, *args: object) -> T:
+    """``sweep()``, or, when one of its statements waited ``ROW_WAIT_MS`` for a row lock (``row_wait_ended``;
+    its transaction changed nothing), ``otherwise``, with the warning ``postponed`` (a log format for
+    ``args``): the sweep's next round tries again. Any other error is raised."""
+    try:
+        return sweep()
+    except OperationalError as exc:
+        if not row_wait_ended(exc):
+            raise
+        logger.warning(postponed, *args)
+        return otherwise
 
 
 def _ago(seconds: float) -> CombinedExpression:
@@ -90,13 +106,12 @@ class DatabaseLiveness(Liveness):
         return list(SocketProcess.objects.filter(beat_at__lt=_ago(age)).values_list("id", flat=True))
 
     def bury(self, process: str, age: float) -> bool:
-        try:
-            return self._bury(process, age)
-        except OperationalError as exc:
-            if not row_wait_ended(exc):
-                raise
-            logger.warning("burial of server process %s waits for a row held elsewhere; tried again", process)
-            return False
+        return next_round_if_rows_held(
+            lambda: self._bury(process, age),
+            False,
+            "burial of server process %s waits for a row held elsewhere; tried again",
+            process,
+        )
 
     def _bury(self, process: str, age: float) -> bool:
         with transaction.atomic():
