@@ -286,3 +286,21 @@ def test_a_new_thread_compiles_no_query_again(monkeypatch):
     thread.join()
     assert looked_up == [rule]
     assert compiled == []
+
+
+@pytest.mark.parametrize("found", [(True, True), (True, False), (False, True), (False, False)])
+def test_two_lookups_with_a_condition_come_in_one_statement_whichever_rows_exist(tasks, found):
+    parent, child = tasks
+    missing = Task.objects.order_by("-pk").values_list("pk", flat=True)[0] + 1
+    pk, other_pk = (child.pk if found[0] else missing), (parent.pk if found[1] else missing)
+
+    with CaptureQueriesContext(connection) as captured:
+        row, other, held = task_with_parent.with_other(pk, task_with_parent, other_pk, ("1 = %s", [1]))
+
+    assert len(captured) == 1
+    assert (row.pk if row else None, other.pk if other else None) == (
+        child.pk if found[0] else None,
+        parent.pk if found[1] else None,
+    )
+    assert held is True
+    assert row is None or row.parent == parent

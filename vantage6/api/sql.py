@@ -144,8 +144,9 @@ class PkLookup(Generic[M]):
         params += other_plan.bind(other_pk, connection)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            row = cursor.fetchone()
-        assert row is not None, "one row, whatever the lookups find"
+            # One row, whatever the lookups find (FROM one row, LEFT JOINs): unpacked, not asserted, so that
+            # another count fails here even under ``python -O``.
+            (row,) = cursor.fetchall()
         held = bool(row[0])
         first, second = row[1 : 1 + plan.width], row[1 + plan.width :]
         return (
