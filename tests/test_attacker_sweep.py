@@ -14,7 +14,6 @@ from django.apps import apps
 from accounts.audit import audit
 from accounts.models import Role, Rule
 from tasks.models import AlgorithmPort, Task
-from tests.admin.browser import Browser
 from tests.factories import (
     PASSWORD,
     bearer,
@@ -25,6 +24,7 @@ from tests.factories import (
     make_task,
     make_user,
 )
+from tests.security.partners import collaboration_admin_site, partner_also_elsewhere
 from tests.tasks.conftest import container_identity
 
 pytestmark = pytest.mark.django_db
@@ -373,8 +373,7 @@ def test_a_collaboration_admin_gives_no_partner_user_the_run_of_its_other_collab
     world, grant, method, path, body
 ):
     """B also works with D, without A: through a user of B, A's admin would read what B and D do."""
-    bd = make_collab(world.org_b, make_org("D"), name="BD")
-    make_task(bd, world.org_b, world.org_b, name="zzd-task")
+    partner_also_elsewhere(world)
     before = _state()
     response = grant(method, path, body)
     assert response.status_code == 401, response.content
@@ -390,10 +389,8 @@ def test_a_collaboration_admin_still_manages_the_users_of_partners_within_its_co
 
 
 def test_nor_through_the_admin_site(world):
-    bd = make_collab(world.org_b, make_org("D"), name="BD")
-    make_task(bd, world.org_b, world.org_b, name="zzd-task")
-    make_user(world.org_a, "Collaboration Admin", username="col_admin_a")
-    browser = Browser("col_admin_a")
+    partner_also_elsewhere(world)
+    browser = collaboration_admin_site(world)
     researcher = Role.objects.get(name="Researcher", is_default_role=True)
     before = _state()
     fields = {

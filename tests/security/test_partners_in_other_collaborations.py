@@ -10,17 +10,15 @@ import pytest
 
 from accounts.models import Role, Rule, User
 from collaborations.models import Organization
-from tests.admin.browser import Browser
 from tests.factories import PASSWORD, bearer, make_user
+from tests.security.partners import collaboration_admin_site, partner_also_elsewhere
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def b_also_in_c(world):
-    """B, a partner of A in AB, is also in C, where A is not."""
-    world.collab_c.organizations.add(world.org_b)
-    return world.org_b
+def b_elsewhere(world):
+    return partner_also_elsewhere(world)
 
 
 def _stored(organization: Organization) -> tuple:
@@ -28,12 +26,12 @@ def _stored(organization: Organization) -> tuple:
     return organization.name, organization.domain, organization.address1
 
 
-def test_a_collaboration_admin_cannot_edit_a_partner_that_is_in_other_collaborations(api, world, b_also_in_c):
+def test_a_collaboration_admin_cannot_edit_a_partner_that_is_in_other_collaborations(api, world, b_elsewhere):
     admin = bearer(make_user(world.org_a, "Collaboration Admin"))
-    before = _stored(b_also_in_c)
+    before = _stored(b_elsewhere)
 
     response = api.patch(
-        f"/api/organization/{b_also_in_c.pk}",
+        f"/api/organization/{b_elsewhere.pk}",
         {"name": "C's trusted lab", "domain": "attacker.example.org", "address1": "elsewhere"},
         format="json",
         **admin,
@@ -41,23 +39,22 @@ def test_a_collaboration_admin_cannot_edit_a_partner_that_is_in_other_collaborat
 
     assert response.status_code == 401
     assert response.json() == {"msg": "You lack the permission to do that!"}
-    assert _stored(b_also_in_c) == before
+    assert _stored(b_elsewhere) == before
     # it still views the partner
-    assert api.get(f"/api/organization/{b_also_in_c.pk}", **admin).status_code == 200
+    assert api.get(f"/api/organization/{b_elsewhere.pk}", **admin).status_code == 200
 
 
-def test_nor_through_the_admin_site(world, b_also_in_c):
-    make_user(world.org_a, "Collaboration Admin", username="col_admin_a")
-    browser = Browser("col_admin_a")
-    before = _stored(b_also_in_c)
+def test_nor_through_the_admin_site(world, b_elsewhere):
+    browser = collaboration_admin_site(world)
+    before = _stored(b_elsewhere)
 
     response = browser.submit(
-        f"/admin/collaborations/organization/{b_also_in_c.pk}/change/",
+        f"/admin/collaborations/organization/{b_elsewhere.pk}/change/",
         {"name": "C's trusted lab", "domain": "attacker.example.org"},
     )
 
     assert response.status_code == 403
-    assert _stored(b_also_in_c) == before
+    assert _stored(b_elsewhere) == before
 
 
 def _users_and_roles() -> tuple:
@@ -68,29 +65,29 @@ def _users_and_roles() -> tuple:
     )
 
 
-def test_nor_take_a_partners_account_make_one_there_or_touch_its_roles(api, world, b_also_in_c):
+def test_nor_take_a_partners_account_make_one_there_or_touch_its_roles(api, world, b_elsewhere):
     """The account and the role hold no rule yet: nothing for "hold what you target" to compare."""
     # with the collaboration-scope role rules, which the built-in role leaves out
     role_rules = Rule.objects.filter(name="role", scope="COLLABORATION")
     admin = bearer(make_user(world.org_a, "Collaboration Admin", rules=role_rules))
     dormant = make_user(world.org_b, username="dormant-b")
-    role = Role.objects.create(name="role-b", organization=b_also_in_c)
+    role = Role.objects.create(name="role-b", organization=b_elsewhere)
     before = _users_and_roles()
 
     writes = [
         ("patch", f"/api/user/{dormant.pk}", {"email": "attacker@example.org"}),
         ("patch", f"/api/user/{dormant.pk}", {"firstname": "Root"}),
         ("post", "/api/user", {"username": "planted", "email": "planted@example.org", "password": PASSWORD,
-                               "organization_id": b_also_in_c.pk}),
+                               "organization_id": b_elsewhere.pk}),
         ("patch", f"/api/role/{role.pk}", {"name": "Viewer (B)"}),
-        ("post", "/api/role", {"name": "planted", "rules": [], "organization_id": b_also_in_c.pk}),
+        ("post", "/api/role", {"name": "planted", "rules": [], "organization_id": b_elsewhere.pk}),
         ("delete", f"/api/role/{role.pk}", None),
     ]  # fmt: skip
     answers = [getattr(api, method)(path, body, format="json", **admin) for method, path, body in writes]
 
     assert [answer.status_code for answer in answers] == [401] * len(writes)
     assert answers[0].json() == {
-        "msg": f"Organization id={b_also_in_c.pk} is also in collaborations you are not in: only the global "
+        "msg": f"Organization id={b_elsewhere.pk} is also in collaborations you are not in: only the global "
         "rule (user, global, edit) reaches it"
     }
     assert _users_and_roles() == before
@@ -121,9 +118,9 @@ def test_the_partners_of_its_own_collaborations_alone_and_its_own_organization_s
     assert api.post("/api/role", role, format="json", **admin).status_code == 201
 
 
-def test_who_edits_every_organization_still_does(api, world, b_also_in_c):
+def test_who_edits_every_organization_still_does(api, world, b_elsewhere):
     editor = bearer(make_user(world.org_a, rules=Rule.objects.filter(scope="GLOBAL", operation="EDIT")))
 
-    response = api.patch(f"/api/organization/{b_also_in_c.pk}", {"address1": "x"}, format="json", **editor)
+    response = api.patch(f"/api/organization/{b_elsewhere.pk}", {"address1": "x"}, format="json", **editor)
 
     assert response.status_code == 200

@@ -10,7 +10,8 @@ import pytest
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from accounts.models import AuditEntry, LoginSession
+from accounts.models import AuditEntry, LoginSession, User
+from collaborations.models import Organization
 from tasks.models import Run, Task
 from tests.conftest import requires_services
 from tests.factories import bearer, make_run, make_task, make_user
@@ -57,14 +58,25 @@ def kill(api, headers: dict, task: Task):
     return api.post("/api/kill/task", {"id": task.pk}, format="json", **headers)
 
 
-def test_a_kill_by_a_token_no_longer_valid_takes_no_lock_and_writes_nothing(api, world):
-    root = make_user(world.org_a, "Root")  # a global right: its kill is checked by its own statement
-    headers = bearer(root)
-    first = make_task(world.collab_ab, world.org_a)
-    make_run(first, world.org_a, status="active")
-    assert kill(api, headers, first).status_code == 200  # the statement's path, as a usual caller's
+def open_task(world) -> Task:
+    """A task of AB with an active run: one the usual kill ends."""
     task = make_task(world.collab_ab, world.org_a)
     make_run(task, world.org_a, status="active")
+    return task
+
+
+def root_after_a_kill(api, world, organization: Organization) -> tuple[User, dict]:
+    """A Root user of ``organization`` (a global right: its kill is checked by its own statement) and its
+    headers, once a kill of theirs took the statement's path, as a usual caller's does."""
+    root = make_user(organization, "Root")
+    headers = bearer(root)
+    assert kill(api, headers, open_task(world)).status_code == 200
+    return root, headers
+
+
+def test_a_kill_by_a_token_no_longer_valid_takes_no_lock_and_writes_nothing(api, world):
+    root, headers = root_after_a_kill(api, world, world.org_a)
+    task = open_task(world)
     LoginSession.objects.filter(identity_id=root.pk).update(revoked_at=timezone.now())
     before = AuditEntry.objects.count()
 
@@ -118,13 +130,9 @@ class Waiting(threading.Thread):
 def test_a_right_taken_away_while_the_kill_waits_for_the_lock_is_honoured(api, world):
     # The lock's statement checks the caller before it waits; the write's statement, with a snapshot
     # taken once the lock is granted, checks it again: a right taken away meanwhile stops the kill.
-    root = make_user(world.org_c, "Root")  # no member of the task's collaboration: the global right alone
-    headers = bearer(root)
-    first = make_task(world.collab_ab, world.org_a)
-    make_run(first, world.org_a, status="active")
-    assert kill(api, headers, first).status_code == 200  # the statement's path, as a usual caller's
-    task = make_task(world.collab_ab, world.org_a)
-    make_run(task, world.org_a, status="active")
+    # C is no member of the task's collaboration: the global right alone lets the kill through.
+    root, headers = root_after_a_kill(api, world, world.org_c)
+    task = open_task(world)
     before = AuditEntry.objects.count()
 
     with transaction.atomic():
