@@ -410,6 +410,12 @@ class Server:
         # Forwarded requests of this process waiting for their owner's answer, by request id: the owner's
         # channel and what takes the answer.
         self.pending: dict[str, tuple[str, Callable[[dict], Awaitable[None]]]] = {}
+        # The long-polling GETs of this process forwarded to their owner and not answered yet, by request
+        # id: their sid and what asks the owner to answer one at once (``stop``).
+        self.forwarded_polls: dict[str, tuple[str, Callable[[], Awaitable[None]]]] = {}
+        # The ids of forwarded GETs whose forwarding process asked for their answer before they reached
+        # the session (``eio.release``): answered at once when they do.
+        self._released: set[str] = set()
         # This process's channel on the layer of its loop (named by the sids of its sessions).
         self.channel = ""
         self._ready: asyncio.Event | None = None
@@ -454,6 +460,7 @@ class Server:
             self._ready = asyncio.Event()
             # Sessions of an earlier loop (tests run several) have no channel any more.
             self.sessions, self.room_members, self.moved, self.pending = {}, {}, {}, {}
+            self.forwarded_polls, self._released = {}, set()
             self._arriving, self._rechecking, self._recheck_due = {}, [], set()
             self._anonymous, self._anonymous_of, self._unconnected = OrderedDict(), {}, {}
             self.peers, self.settled, self._outgoing, self._flush_due = set(), False, [], False
@@ -527,6 +534,8 @@ class Server:
             keep(asyncio.get_running_loop().create_task(self._forwarded(message)))
         elif kind == "eio.takeover":
             await self._hand_over(message)
+        elif kind == "eio.release":
+            await self._release(message)
         elif kind == "eio.cancel":
             session = self.sessions.get(message["sid"])
             if session is not None and session.waiter is not None and session.waiter.key == message["id"]:
@@ -671,6 +680,31 @@ class Server:
             await self.layer.send(message["reply"], {"type": "eio.held", "id": message["id"]})
 
         await self.serve_polling(session, message["method"], message["body"], reply, message["id"], held)
+
+    async def _release(self, message: dict) -> None:
+        """The process that forwarded a GET of one of this process's sessions stops: the GET is answered
+        now (a NOOP if no packet waits), where its process can still pass the answer on, instead of
+        when a packet comes. One that has not reached the session yet is answered as it does."""
+        sid, key = message["sid"], message["id"]
+        if (moved := self.moved.get(sid)) is not None:
+            if moved[0] not in self.departed:
+                await self.layer.send(moved[0], message)  # the GET was passed on there
+            return
+        session = self.sessions.get(sid)
+        if session is None:
+            return
+        if (waiter := session.waiter) is not None and waiter.key == key:
+            self._stop_waiting(session)
+            await waiter.reply(200, p.encode_eio(p.NOOP).encode(), TEXT)
+            return
+        # Its ``eio.forward`` is still on its way to the session (or was answered already): bounded, since
+        # an id that never comes stays only as long as its forwarding process waits for it.
+        self._released.add(key)
+        asyncio.get_running_loop().call_later(self.forward_timeout, self._released.discard, key)
+
+    def relays(self, sid: str) -> bool:
+        """Whether a long-polling GET of ``sid`` this process forwarded waits for its owner's answer."""
+        return any(forwarded == sid for forwarded, _ in self.forwarded_polls.values())
 
     # --- sessions ------------------------------------------------------------------------------------
     async def open_session(
@@ -1034,6 +1068,10 @@ class Server:
             packets, session.outbox, session.queued = session.outbox, [], 0
             await reply(200, p.encode_payload(packets).encode(), TEXT)
             return
+        if key in self._released:  # its forwarding process stops: answered while it can pass it on
+            self._released.discard(key)
+            await reply(200, p.encode_eio(p.NOOP).encode(), TEXT)
+            return
         if self.stopping:
             # Not held until this process ends (a proxy retries a dropped GET on another process, which
             # forwards it here): the client starts over with a live process at once.
@@ -1074,11 +1112,15 @@ class Server:
     def stop(self) -> None:
         """This process stops gracefully: the GETs its long-polling sessions wait with (here or forwarded
         from another process) and send from now on are answered so that their clients start over with
-        another process. The sessions are not ended here: their nodes are not announced offline."""
+        another process. The sessions are not ended here: their nodes are not announced offline. The
+        GETs it forwarded to the owners of other sessions, which live on, are answered by their owners
+        now (with what waits for them), so that no packet an owner hands one is lost with the stop."""
         self.stopping = True
         for session in self.sessions.values():
             if (waiter := self._stop_waiting(session)) is not None:
                 keep(asyncio.ensure_future(waiter.reply(*UNKNOWN_SESSION)))
+        for _, release in list(self.forwarded_polls.values()):
+            keep(asyncio.ensure_future(release()))
         if self.channel and self.on_broker:
             # What it still publishes goes to the rooms' groups, which the others stay bound to.
             self.settled = False
