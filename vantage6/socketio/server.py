@@ -65,6 +65,7 @@ from channels.exceptions import StopConsumer
 from channels.layers import DEFAULT_CHANNEL_LAYER, BaseChannelLayer, InMemoryChannelLayer
 from django.db import DatabaseError
 
+from vantage6 import database_outage as outage
 from vantage6 import throttle
 from vantage6.logging import client_text, database_error_text
 from vantage6.socketio import bridge
@@ -142,6 +143,7 @@ class Unavailable(Exception):
 
 def database_failed(what: str, exc: DatabaseError) -> None:
     """One warning line without traceback: mostly an outage, neither the client's fault nor a bug."""
+    outage.failed()
     logger.warning("%s, database error: %s", what, database_error_text(exc))
 
 
@@ -357,7 +359,7 @@ class Server:
         self.publish_timeout = publish_timeout
         # Runs when the channel layer got its broker back: what was published meanwhile may be lost.
         self.layer_reconnected = layer_reconnected
-        # Run once the housekeeping reaches the database again after it failed (an outage).
+        # Run at the end of a database outage, whatever part of the process noticed it (``database_outage``).
         self.database_reconnected = database_reconnected
         # Socket.IO packets a client may send: ``packet_burst`` at once, ``packet_rate`` per second
         # over time; more are dropped (each event may be relayed to every socket of a room).
@@ -432,6 +434,7 @@ class Server:
         self.beat_retry = beat_retry
         self._listening_loop: asyncio.AbstractEventLoop | None = None
         self._housekeeping_loop: asyncio.AbstractEventLoop | None = None
+        outage.on_recovery(self._database_back)
 
     @property
     def process(self) -> str:
@@ -1556,6 +1559,17 @@ class Server:
                 # A process that beats is awaited by the rechecks of the others (``recheck``): it listens.
                 keep(loop.create_task(self.listening()))
 
+    def _database_back(self) -> None:
+        """The end of a database outage, seen by any thread of this process (``vantage6.database_outage``)."""
+        loop = self._housekeeping_loop
+        if loop is not None and not loop.is_closed() and self.database_reconnected is not None:
+            loop.call_soon_threadsafe(lambda: keep(loop.create_task(self._database_reconnected())))
+
+    async def _database_reconnected(self) -> None:
+        logger.warning("database reachable again")
+        if self.database_reconnected is not None:
+            await self.database_reconnected()
+
     async def _watch_broker(self) -> None:
         """Each time the layer's broker connection comes back, introduce this process again (a process
         that started meanwhile does not know it) and run ``layer_reconnected`` (a layer without a
@@ -1588,7 +1602,6 @@ class Server:
 
     async def _housekeeping_forever(self) -> None:
         swept = time.monotonic() - self.ping_interval  # the first beat at once
-        outage = False
         while True:
             if self._recheck_due:
                 owners, self._recheck_due = self._recheck_due, set()
@@ -1600,14 +1613,11 @@ class Server:
                     await self.sweep()
                 if self.housekeeping is not None:
                     await self.housekeeping()
-                if outage and self.database_reconnected is not None:
-                    logger.warning("database reachable again")
-                    await self.database_reconnected()
-                outage = False
+                outage.reached()
             except DatabaseError as exc:
                 # An outage is answered 503 elsewhere; a traceback on every tick would bury the log.
                 logger.warning("socket housekeeping skipped, database unavailable: %s", exc)
-                outage = True
+                outage.failed()
             except Exception:
                 logger.exception("socket housekeeping failed")
             await asyncio.sleep(min(self.housekeeping_interval, self.ping_interval))
