@@ -53,6 +53,7 @@ from nodes.socket_store import (
     restore_rows,
     went_silent,
 )
+from vantage6 import layers
 from vantage6.api.errors import ApiError
 from vantage6.logging import client_text
 from vantage6.socketio.database import events, sweeps
@@ -649,6 +650,23 @@ async def resync_nodes() -> None:
             await Socket(server, session, TASKS_NAMESPACE).emit("sync")
 
 
+_lost_before = 0  # the room messages this process had lost at its last broker reconnect
+
+
+async def broker_reconnected() -> None:
+    """The channel layer has its broker back. The node sockets of this process hear ``sync`` (what other
+    processes published meanwhile may be lost). If this process lost room messages meanwhile (more than
+    its backlog held, or not confirmed), every node of every process hears it: the others may have kept
+    their broker connection, and nothing else tells their nodes of a task whose event went missing."""
+    global _lost_before
+    if (lost := layers.lost()) != _lost_before:
+        _lost_before = lost
+        logger.warning("room messages lost while the broker was away: every node is told to sync")
+        await server.emit("sync", room=ALL_NODES_ROOM, namespace=TASKS_NAMESPACE)
+    else:
+        await resync_nodes()
+
+
 def tell_offline(nodes: list[dict]) -> None:
     """The user sockets of their rooms hear that ``nodes`` (``went_silent``) went offline: those of the
     collaboration's rooms only while their organization is a member (``node_place``)."""
@@ -713,6 +731,6 @@ server = Server(
     trusted_proxies=settings.TRUSTED_PROXIES,
     housekeeping=_housekeeping,
     housekeeping_interval=node_sweep_period(),
-    layer_reconnected=resync_nodes,
+    layer_reconnected=broker_reconnected,
     database_reconnected=resync_nodes,
 )

@@ -248,9 +248,14 @@ class Factory:
             connection.drop("does not read its answers")
         asyncio.get_running_loop().call_later(SWEEP_SECONDS, self._sweep)
 
-    def drop_long_polls(self) -> int:
-        """Drop the connections of Socket.IO long-polling requests (they only wait for packets); how many."""
-        waiting = [c for c in self.connections if c.exchange is not None and c.exchange.waits_for_packets()]
+    def drop_long_polls(self, spare: Callable[[bytes], bool] = lambda _target: False) -> int:
+        """Drop the connections of Socket.IO long-polling requests (they only wait for packets), but those
+        whose request target ``spare`` names (answered soon); how many."""
+        waiting = [
+            c
+            for c in self.connections
+            if c.exchange is not None and c.exchange.waits_for_packets() and not spare(c.exchange.target)
+        ]
         for connection in waiting:
             connection.abort()
         return len(waiting)

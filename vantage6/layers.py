@@ -21,11 +21,18 @@ BACKLOG_LIMIT = 10_000
 _RETRY_SECONDS = 0.1
 
 _dropped = 0
+_unconfirmed = 0
 
 
 def dropped() -> int:
     """Messages this process dropped from a full backlog while its broker was away."""
     return _dropped
+
+
+def lost() -> int:
+    """Messages this process published that may never have reached the broker: dropped from a full
+    backlog, or not confirmed (written to a connection that was closing)."""
+    return _dropped + _unconfirmed
 
 
 class RabbitmqChannelLayer(core.RabbitmqChannelLayer):
@@ -108,5 +115,7 @@ class RabbitmqChannelLayer(core.RabbitmqChannelLayer):
 
 
 def _confirmed(group: str, confirm: asyncio.Future) -> None:
+    global _unconfirmed
     if not confirm.cancelled() and (exc := confirm.exception()) is not None:
+        _unconfirmed += 1
         logger.warning("a publish to group %s was not confirmed by the broker: %r", group, exc)

@@ -41,6 +41,7 @@ import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 if TYPE_CHECKING:
     from vantage6.socketio.server import Server as SocketServer
@@ -149,6 +150,12 @@ def run_daphne(binding: list[str], family: str = "", links: tuple[socket.socket,
 
         return server
 
+    def _relayed(target: bytes) -> bool:
+        """A long-polling GET forwarded to the owner of its session, which lives on: the owner answers it
+        at the stop (``SocketServer.stop``), and a drop would lose the packets of that answer."""
+        query = parse_qs(target.partition(b"?")[2].decode("latin-1"))
+        return _sockets().relays(query.get("sid", [""])[0])
+
     class GracefulServer(Server):
         def __init__(self, *args: object, **kwargs: object) -> None:
             super().__init__(*args, **{**kwargs, "signal_handlers": False})
@@ -233,7 +240,8 @@ def run_daphne(binding: list[str], family: str = "", links: tuple[socket.socket,
             """Drop the websockets and long-polling requests (also those that came since, on kept-alive
             connections); how many."""
             # A dropped connection, not an Engine.IO CLOSE: clients reconnect to another process.
-            return self.http.drop_long_polls() + len([s for s in list(self.ws_factory.sockets) if s.drop()])
+            polls = self.http.drop_long_polls(spare=_relayed)
+            return polls + len([s for s in list(self.ws_factory.sockets) if s.drop()])
 
         def _busy(self) -> int:
             """Requests still arriving or being answered, and applications still ending."""

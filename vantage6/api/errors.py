@@ -20,6 +20,7 @@ from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 
+from vantage6 import database_outage as outage
 from vantage6.logging import database_error_text
 
 logger = logging.getLogger("vantage6.api")
@@ -97,6 +98,7 @@ def database_unavailable(exc: BaseException | None) -> bool:
 
 
 def _database_unavailable(exc: BaseException, where: str) -> dict:
+    outage.failed()
     logger.error("Database unavailable, %s answered 503: %s", where, database_error_text(exc))
     return {"msg": DATABASE_UNAVAILABLE}
 

@@ -90,6 +90,7 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
         self.answered = False
         self.owner = ""  # the process a forwarded request went to
         self.timer: asyncio.TimerHandle | None = None
+        self.released = False  # a forwarded GET whose owner was asked to answer it at once
 
     # --- request handling -------------------------------------------------------------------------------
     async def http_request(self, message: dict) -> None:
@@ -162,14 +163,30 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
         message = {"type": "eio.forward", "sid": sid, "method": method, "body": body, "address": address}
         self.key = await server.ask(owner, message, self._answer)
         self.timer = asyncio.get_running_loop().call_later(server.forward_timeout, self._owner_silent)
+        if method == "GET":
+            # Answered by its owner if this process stops meanwhile, not dropped (``Server.stop``).
+            server.forwarded_polls[self.key] = (sid, self._release)
 
-    async def _answer(self, message: dict) -> None:
+    async def _release(self) -> None:
+        """This process stops: the owner answers the GET now, with what waits for it (or a NOOP), within
+        the forward bound."""
+        self.released = True
+        self._wait_for_owner(self.server.forward_timeout)
+        query = _query(self.scope)
+        await self.server.layer.send(self.owner, {"type": "eio.release", "sid": query["sid"], "id": self.key})
+
+    def _wait_for_owner(self, seconds: float) -> None:
         if self.timer is not None:
             self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(seconds, self._owner_silent)
+
+    async def _answer(self, message: dict) -> None:
         if message["type"] == "eio.held":  # a GET the owner holds: it answers within its ping interval
-            bound = self.server.ping_interval + self.server.forward_timeout
-            self.timer = asyncio.get_running_loop().call_later(bound, self._owner_silent)
+            if not self.released:
+                self._wait_for_owner(self.server.ping_interval + self.server.forward_timeout)
             return
+        if self.timer is not None:
+            self.timer.cancel()
         self.server.pending.pop(self.key, None)
         await self.reply(message["status"], message["body"], message["content_type"])
 
@@ -180,12 +197,14 @@ class PollingConsumer(_NoConnectionCheck, AsyncHttpConsumer):
     async def reply(self, status: int, body: bytes, content_type: str) -> None:
         if not self.answered:
             self.answered = True
+            self.server.forwarded_polls.pop(self.key, None)
             await self._respond(status, body, content_type)
 
     async def disconnect(self) -> None:
         if self.answered:
             return
         self.answered = True  # the client went away
+        self.server.forwarded_polls.pop(self.key, None)
         if self.timer is not None:
             self.timer.cancel()
         if self._session is not None:

@@ -65,6 +65,7 @@ from channels.exceptions import StopConsumer
 from channels.layers import DEFAULT_CHANNEL_LAYER, BaseChannelLayer, InMemoryChannelLayer
 from django.db import DatabaseError
 
+from vantage6 import database_outage as outage
 from vantage6 import throttle
 from vantage6.logging import client_text, database_error_text
 from vantage6.socketio import bridge
@@ -142,6 +143,7 @@ class Unavailable(Exception):
 
 def database_failed(what: str, exc: DatabaseError) -> None:
     """One warning line without traceback: mostly an outage, neither the client's fault nor a bug."""
+    outage.failed()
     logger.warning("%s, database error: %s", what, database_error_text(exc))
 
 
@@ -357,7 +359,7 @@ class Server:
         self.publish_timeout = publish_timeout
         # Runs when the channel layer got its broker back: what was published meanwhile may be lost.
         self.layer_reconnected = layer_reconnected
-        # Run once the housekeeping reaches the database again after it failed (an outage).
+        # Run at the end of a database outage, whatever part of the process noticed it (``database_outage``).
         self.database_reconnected = database_reconnected
         # Socket.IO packets a client may send: ``packet_burst`` at once, ``packet_rate`` per second
         # over time; more are dropped (each event may be relayed to every socket of a room).
@@ -410,6 +412,12 @@ class Server:
         # Forwarded requests of this process waiting for their owner's answer, by request id: the owner's
         # channel and what takes the answer.
         self.pending: dict[str, tuple[str, Callable[[dict], Awaitable[None]]]] = {}
+        # The long-polling GETs of this process forwarded to their owner and not answered yet, by request
+        # id: their sid and what asks the owner to answer one at once (``stop``).
+        self.forwarded_polls: dict[str, tuple[str, Callable[[], Awaitable[None]]]] = {}
+        # The ids of forwarded GETs whose forwarding process asked for their answer before they reached
+        # the session (``eio.release``): answered at once when they do.
+        self._released: set[str] = set()
         # This process's channel on the layer of its loop (named by the sids of its sessions).
         self.channel = ""
         self._ready: asyncio.Event | None = None
@@ -426,6 +434,7 @@ class Server:
         self.beat_retry = beat_retry
         self._listening_loop: asyncio.AbstractEventLoop | None = None
         self._housekeeping_loop: asyncio.AbstractEventLoop | None = None
+        outage.on_recovery(self._database_back)
 
     @property
     def process(self) -> str:
@@ -454,6 +463,7 @@ class Server:
             self._ready = asyncio.Event()
             # Sessions of an earlier loop (tests run several) have no channel any more.
             self.sessions, self.room_members, self.moved, self.pending = {}, {}, {}, {}
+            self.forwarded_polls, self._released = {}, set()
             self._arriving, self._rechecking, self._recheck_due = {}, [], set()
             self._anonymous, self._anonymous_of, self._unconnected = OrderedDict(), {}, {}
             self.peers, self.settled, self._outgoing, self._flush_due = set(), False, [], False
@@ -527,6 +537,8 @@ class Server:
             keep(asyncio.get_running_loop().create_task(self._forwarded(message)))
         elif kind == "eio.takeover":
             await self._hand_over(message)
+        elif kind == "eio.release":
+            await self._release(message)
         elif kind == "eio.cancel":
             session = self.sessions.get(message["sid"])
             if session is not None and session.waiter is not None and session.waiter.key == message["id"]:
@@ -671,6 +683,31 @@ class Server:
             await self.layer.send(message["reply"], {"type": "eio.held", "id": message["id"]})
 
         await self.serve_polling(session, message["method"], message["body"], reply, message["id"], held)
+
+    async def _release(self, message: dict) -> None:
+        """The process that forwarded a GET of one of this process's sessions stops: the GET is answered
+        now (a NOOP if no packet waits), where its process can still pass the answer on, instead of
+        when a packet comes. One that has not reached the session yet is answered as it does."""
+        sid, key = message["sid"], message["id"]
+        if (moved := self.moved.get(sid)) is not None:
+            if moved[0] not in self.departed:
+                await self.layer.send(moved[0], message)  # the GET was passed on there
+            return
+        session = self.sessions.get(sid)
+        if session is None:
+            return
+        if (waiter := session.waiter) is not None and waiter.key == key:
+            self._stop_waiting(session)
+            await waiter.reply(200, p.encode_eio(p.NOOP).encode(), TEXT)
+            return
+        # Its ``eio.forward`` is still on its way to the session (or was answered already): bounded, since
+        # an id that never comes stays only as long as its forwarding process waits for it.
+        self._released.add(key)
+        asyncio.get_running_loop().call_later(self.forward_timeout, self._released.discard, key)
+
+    def relays(self, sid: str) -> bool:
+        """Whether a long-polling GET of ``sid`` this process forwarded waits for its owner's answer."""
+        return any(forwarded == sid for forwarded, _ in self.forwarded_polls.values())
 
     # --- sessions ------------------------------------------------------------------------------------
     async def open_session(
@@ -1034,6 +1071,10 @@ class Server:
             packets, session.outbox, session.queued = session.outbox, [], 0
             await reply(200, p.encode_payload(packets).encode(), TEXT)
             return
+        if key in self._released:  # its forwarding process stops: answered while it can pass it on
+            self._released.discard(key)
+            await reply(200, p.encode_eio(p.NOOP).encode(), TEXT)
+            return
         if self.stopping:
             # Not held until this process ends (a proxy retries a dropped GET on another process, which
             # forwards it here): the client starts over with a live process at once.
@@ -1074,11 +1115,15 @@ class Server:
     def stop(self) -> None:
         """This process stops gracefully: the GETs its long-polling sessions wait with (here or forwarded
         from another process) and send from now on are answered so that their clients start over with
-        another process. The sessions are not ended here: their nodes are not announced offline."""
+        another process. The sessions are not ended here: their nodes are not announced offline. The
+        GETs it forwarded to the owners of other sessions, which live on, are answered by their owners
+        now (with what waits for them), so that no packet an owner hands one is lost with the stop."""
         self.stopping = True
         for session in self.sessions.values():
             if (waiter := self._stop_waiting(session)) is not None:
                 keep(asyncio.ensure_future(waiter.reply(*UNKNOWN_SESSION)))
+        for _, release in list(self.forwarded_polls.values()):
+            keep(asyncio.ensure_future(release()))
         if self.channel and self.on_broker:
             # What it still publishes goes to the rooms' groups, which the others stay bound to.
             self.settled = False
@@ -1514,6 +1559,17 @@ class Server:
                 # A process that beats is awaited by the rechecks of the others (``recheck``): it listens.
                 keep(loop.create_task(self.listening()))
 
+    def _database_back(self) -> None:
+        """The end of a database outage, seen by any thread of this process (``vantage6.database_outage``)."""
+        loop = self._housekeeping_loop
+        if loop is not None and not loop.is_closed() and self.database_reconnected is not None:
+            loop.call_soon_threadsafe(lambda: keep(loop.create_task(self._database_reconnected())))
+
+    async def _database_reconnected(self) -> None:
+        logger.warning("database reachable again")
+        if self.database_reconnected is not None:
+            await self.database_reconnected()
+
     async def _watch_broker(self) -> None:
         """Each time the layer's broker connection comes back, introduce this process again (a process
         that started meanwhile does not know it) and run ``layer_reconnected`` (a layer without a
@@ -1546,7 +1602,6 @@ class Server:
 
     async def _housekeeping_forever(self) -> None:
         swept = time.monotonic() - self.ping_interval  # the first beat at once
-        outage = False
         while True:
             if self._recheck_due:
                 owners, self._recheck_due = self._recheck_due, set()
@@ -1558,14 +1613,11 @@ class Server:
                     await self.sweep()
                 if self.housekeeping is not None:
                     await self.housekeeping()
-                if outage and self.database_reconnected is not None:
-                    logger.warning("database reachable again")
-                    await self.database_reconnected()
-                outage = False
+                outage.reached()
             except DatabaseError as exc:
                 # An outage is answered 503 elsewhere; a traceback on every tick would bury the log.
                 logger.warning("socket housekeeping skipped, database unavailable: %s", exc)
-                outage = True
+                outage.failed()
             except Exception:
                 logger.exception("socket housekeeping failed")
             await asyncio.sleep(min(self.housekeeping_interval, self.ping_interval))

@@ -1,0 +1,72 @@
+"""The end of a database outage tells the process's nodes ``sync`` whatever noticed the outage: a node
+told of a task while the database was away could not fetch it. Before, only a housekeeping round that
+failed during the outage led to the ``sync``, and an outage between two rounds went unnoticed."""
+
+from __future__ import annotations
+
+import queue
+import time
+
+import pytest
+
+from tests.ops import services
+from tests.ops.test_outages import Stack
+from tests.realtime.helpers import NodeSocket
+
+pytestmark = services.marks()
+
+# No housekeeping round (nor heartbeat) within the test: the outage is noticed by a request alone.
+QUIET = {
+    "V6_SOCKET_PING_INTERVAL": "120",
+    "V6_SOCKET_PING_TIMEOUT": "60",
+    "V6_NODE_HEARTBEAT_TIMEOUT": "2400",
+}
+
+
+class QuietStack(Stack):
+    def start(self) -> None:
+        super().start()
+        server = self.server
+        assert server is not None
+        server.stop()
+        server.env = {**server.env, **QUIET}
+        server.start()
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with services.running("v6-resync-", QuietStack) as stack:
+        yield stack
+
+
+def _events(node: NodeSocket, seconds: float) -> list[str]:
+    """The names of the events (the client's own connects and disconnects too) within ``seconds``."""
+    names, deadline = [], time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            names.append(node.events.get(timeout=remaining)[0])
+        except queue.Empty:
+            break
+    return names
+
+
+def test_nodes_hear_sync_after_an_outage_only_a_request_noticed(stack):
+    token = stack.node_token()
+    node = NodeSocket(stack.url, token)
+    try:
+        node.wait_for("sync")  # of its connect
+        _events(node, 1)  # its room joins
+        stack.postgres.kill()
+        try:
+            response, _ = stack.request("GET", "/api/run", token)
+            assert response.status_code == 503, response.text
+        finally:
+            stack.postgres.start()
+        assert stack.health_becomes(200, within=15).status_code == 200
+        heard = _events(node, 5)
+    finally:
+        node.close()
+
+    assert "sync" in heard, heard
+    assert "disconnect" not in heard and "connect" not in heard, heard  # not the sync of a reconnect
+    assert "database reachable again" in stack.server.log.read_text()
