@@ -237,11 +237,27 @@ class DeferredCaller:
         self.kind: str = claims["client_type"]
         self.id: int = claims["sub"]
         self._principal: Principal | None = None
+        self._unseen: Any = None  # the account loaded, its sign of life not written yet
 
     def load(self) -> Principal:
         if self._principal is None:
-            self._principal = principal_from_claims(self.claims)
+            self._principal = self._judged(_ACCOUNTS[self.kind][0](self.id))
         return self._principal
+
+    def _judged(self, account: Any) -> Principal:
+        """The principal of ``account`` as ``principal_from_claims`` judges it, its ``last_seen`` left to
+        ``seen_once_done``: a deferred caller is loaded inside its write's transaction, and a refused write
+        (a finished run's 400) would take the sign of life back with it."""
+        principal = _principal_of_account(self.kind, account, self.claims, seen=False)
+        self._unseen = account
+        return principal
+
+    def seen_once_done(self) -> None:
+        """The sign of life of a caller that was loaded, written once its request's work is over, outside
+        the work's transaction (whether it committed or not)."""
+        if self._unseen is not None:
+            account, self._unseen = self._unseen, None
+            _touch_last_seen(account)
 
     def load_with(self, lookup: PkLookup[M], pk: int) -> tuple[Principal, M | None, bool]:
         """``load()`` and ``lookup(pk)`` read by one statement (a round trip less), and whether
@@ -251,7 +267,7 @@ class DeferredCaller:
         if login is None:
             return self.load(), lookup(pk), False
         row, account, held = lookup.with_other(pk, _ACCOUNTS[self.kind][0], self.id, login)
-        self._principal = _principal_of_account(self.kind, account, self.claims)
+        self._principal = self._judged(account)
         return self._principal, row, held
 
     def current_sql(self) -> Statement | None:
