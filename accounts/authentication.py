@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Hashable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
@@ -27,6 +28,8 @@ from vantage6.api.errors import ApiError
 from vantage6.api.sql import PkLookup, Statement
 
 M = TypeVar("M", bound=Model)
+
+logger = logging.getLogger(__name__)
 
 # last_seen is written at most this often per identity: every request would cost a write otherwise.
 LAST_SEEN_RESOLUTION = timedelta(seconds=30)
@@ -257,7 +260,11 @@ class DeferredCaller:
         the work's transaction (whether it committed or not)."""
         if self._unseen is not None:
             account, self._unseen = self._unseen, None
-            _touch_last_seen(account)
+            try:
+                _touch_last_seen(account)
+            except DatabaseError:
+                # The answer stands (a committed update answered with an error would be sent again).
+                logger.exception("could not record when %s %s was last seen", self.kind, self.id)
 
     def load_with(self, lookup: PkLookup[M], pk: int) -> tuple[Principal, M | None, bool]:
         """``load()`` and ``lookup(pk)`` read by one statement (a round trip less), and whether
