@@ -79,6 +79,12 @@ class ApiViewSet(ApiView, GenericViewSet):
             return super().get_authenticators()
         return self._once("deferred_authenticators", lambda: [DeferredJWTAuthentication()])
 
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        deferred = getattr(request, "_user", None)
+        if isinstance(deferred, DeferredCaller):
+            deferred.seen_once_done()
+        return super().finalize_response(request, response, *args, **kwargs)
+
     def handle_exception(self, exc: Exception) -> Response:
         # A caller not loaded yet is checked before any other refusal of its request is told (a body
         # that is not valid, say), as a loaded one is checked before the view runs.

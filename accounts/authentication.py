@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Hashable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
@@ -27,6 +28,8 @@ from vantage6.api.errors import ApiError
 from vantage6.api.sql import PkLookup, Statement
 
 M = TypeVar("M", bound=Model)
+
+logger = logging.getLogger(__name__)
 
 # last_seen is written at most this often per identity: every request would cost a write otherwise.
 LAST_SEEN_RESOLUTION = timedelta(seconds=30)
@@ -237,11 +240,31 @@ class DeferredCaller:
         self.kind: str = claims["client_type"]
         self.id: int = claims["sub"]
         self._principal: Principal | None = None
+        self._unseen: Any = None  # the account loaded, its sign of life not written yet
 
     def load(self) -> Principal:
         if self._principal is None:
-            self._principal = principal_from_claims(self.claims)
+            self._principal = self._judged(_ACCOUNTS[self.kind][0](self.id))
         return self._principal
+
+    def _judged(self, account: Any) -> Principal:
+        """The principal of ``account`` as ``principal_from_claims`` judges it, its ``last_seen`` left to
+        ``seen_once_done``: a deferred caller is loaded inside its write's transaction, and a refused write
+        (a finished run's 400) would take the sign of life back with it."""
+        principal = _principal_of_account(self.kind, account, self.claims, seen=False)
+        self._unseen = account
+        return principal
+
+    def seen_once_done(self) -> None:
+        """The sign of life of a caller that was loaded, written once its request's work is over, outside
+        the work's transaction (whether it committed or not)."""
+        if self._unseen is not None:
+            account, self._unseen = self._unseen, None
+            try:
+                _touch_last_seen(account)
+            except DatabaseError:
+                # The answer stands (a committed update answered with an error would be sent again).
+                logger.exception("could not record when %s %s was last seen", self.kind, self.id)
 
     def load_with(self, lookup: PkLookup[M], pk: int) -> tuple[Principal, M | None, bool]:
         """``load()`` and ``lookup(pk)`` read by one statement (a round trip less), and whether
@@ -251,7 +274,7 @@ class DeferredCaller:
         if login is None:
             return self.load(), lookup(pk), False
         row, account, held = lookup.with_other(pk, _ACCOUNTS[self.kind][0], self.id, login)
-        self._principal = _principal_of_account(self.kind, account, self.claims)
+        self._principal = self._judged(account)
         return self._principal, row, held
 
     def current_sql(self) -> Statement | None:

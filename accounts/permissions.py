@@ -840,8 +840,24 @@ def fetch_named(
     or ``reach`` it (may act on it without viewing it); otherwise the 401, and a missing row is that
     same 401 (``missing_to`` the row's resource, or the ``listed`` one of a list filter): what such
     ids name tells the caller nothing it may not see."""
+    row = queryset(int(pk)) if isinstance(queryset, PkLookup) else by_pk(queryset, pk)
     resource = listed or _resource_of(queryset.model)
-    row = fetch(queryset, pk, missing=missing_to(principal, resource, missing))
+    return judged_named(principal, row, resource, missing=missing, through=through, reach=reach)
+
+
+def judged_named(
+    principal: Principal,
+    row: M | None,
+    resource: str,
+    *,
+    missing: str | ApiError,
+    through: str = "",
+    reach: Callable[[M], bool] | None = None,
+) -> M:
+    """``fetch_named``'s judgement of a row of ``resource`` read already (None: no such row), for a
+    write that read it with its caller."""
+    if row is None:
+        raise missing_to(principal, resource, missing)
     judged = getattr(row, through) if through else row
     viewed = principal.allows(_resource_of(type(judged)), judged)
     principal.require(viewed or (reach is not None and reach(row)))

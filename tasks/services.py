@@ -35,7 +35,7 @@ from django.utils.dateparse import parse_datetime
 from accounts.audit import Actor, audit, audit_children, audit_if_changed, audited_insert
 from accounts.authentication import CONTAINER_TOKEN_ENDED, DeferredCaller
 from accounts.models import User
-from accounts.permissions import Principal, fetch_named, missing_to, reaches_every_sql
+from accounts.permissions import Principal, fetch_named, judged_named, missing_to, reaches_every_sql
 from accounts.tokens import container_token
 from collaborations.models import AlgorithmStore, Collaboration, Study
 from collaborations.store_client import algorithm_digest, this_server_url, user_authorization
@@ -656,6 +656,7 @@ def task_kill(*, principal: Principal | DeferredCaller, task_id: int) -> None:
     # and the task is read only when it changed nothing (for the 404, the 400, a family). A caller not
     # loaded yet is checked by that statement itself, and loaded only when it changed nothing.
     alone = features(connection).supports_data_modifying_with
+    read, task = False, None
     if isinstance(principal, DeferredCaller):
         caller_id = principal.id
         tried = alone and caller_id not in _killers_without_global_right
@@ -663,7 +664,9 @@ def task_kill(*, principal: Principal | DeferredCaller, task_id: int) -> None:
         if killed is not None:
             _send_kill(*killed)  # after the commit
             return
-        principal = principal.load()
+        # The caller with the task that its checks below need: one statement.
+        principal, task, _ = principal.load_with(_task_by_pk, task_id)
+        read = True
         if principal.reaches_every("event", "send"):
             _killers_without_global_right.discard(caller_id)
             alone = alone and not tried  # tried: the transaction's kill follows
@@ -677,8 +680,8 @@ def task_kill(*, principal: Principal | DeferredCaller, task_id: int) -> None:
             _send_kill(*killed)  # after the commit
             return
         alone = False  # tried: the transaction's kill follows
-    task = fetch_named(
-        principal, _task_by_pk, task_id, missing=f"Task id={task_id} not found!",
+    task = judged_named(
+        principal, task if read else _task_by_pk(task_id), "task", missing=f"Task id={task_id} not found!",
         reach=lambda task: principal.reaches("event", "send", collaboration_id=task.collaboration_id),
     )  # fmt: skip
     principal.require(principal.reaches("event", "send", collaboration_id=task.collaboration_id))
