@@ -109,15 +109,19 @@ class NodeSocket:
         """Until the server told the socket it joined a room (a user's rooms are joined all at once)."""
         self.wait_for("message", timeout, where=joined)
 
-    def received(self, seconds: float) -> list[tuple[str, object]]:
-        """Every server event received within ``seconds`` (not the client's own connect/disconnect)."""
+    def heard(self, seconds: float) -> list[tuple[str, object]]:
+        """Everything the client heard within ``seconds``, its own connects and disconnects too."""
         got, deadline = [], time.monotonic() + seconds
         while (remaining := deadline - time.monotonic()) > 0:
             try:
                 got.append(self.events.get(timeout=remaining))
             except queue.Empty:
                 break
-        return [(name, data) for name, data in got if name not in ("connect", "disconnect")]
+        return got
+
+    def received(self, seconds: float) -> list[tuple[str, object]]:
+        """Every server event received within ``seconds`` (not the client's own connect/disconnect)."""
+        return [(name, data) for name, data in self.heard(seconds) if name not in ("connect", "disconnect")]
 
     def emit(self, event: str, data: object = None) -> None:
         self.client.emit(event, data, namespace=TASKS)

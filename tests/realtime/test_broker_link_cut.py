@@ -6,11 +6,9 @@ broker, so their own reconnect, which tells their nodes ``sync``, never comes.)"
 from __future__ import annotations
 
 import os
-import queue
 import socket
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager, suppress
 from urllib.parse import urlsplit
@@ -20,7 +18,7 @@ import requests
 
 from scripts.free_port import free_port
 from tests.conftest import requires_services
-from tests.realtime.helpers import NodeSocket, create_task, make_user, token
+from tests.realtime.helpers import create_task, make_user, token
 from tests.realtime.live import Daphne
 
 pytestmark = [pytest.mark.live, requires_services("rabbitmq")]
@@ -91,17 +89,6 @@ def linked(uri: str) -> Iterator[tuple[Link, str]]:
         link.close()
 
 
-def _heard(node: NodeSocket, seconds: float) -> list[tuple[str, object]]:
-    """What the node's client heard within ``seconds``, its own connects and disconnects too."""
-    heard, deadline = [], time.monotonic() + seconds
-    while (remaining := deadline - time.monotonic()) > 0:
-        try:
-            heard.append(node.events.get(timeout=remaining))
-        except queue.Empty:
-            break
-    return heard
-
-
 @pytest.mark.usefixtures("broker_only")
 def test_nodes_of_other_processes_sync_after_one_lost_its_messages(live_db, live_folder, live_world, sockets):
     broker = os.environ["V6_RABBITMQ_URI"]
@@ -120,7 +107,7 @@ def test_nodes_of_other_processes_sync_after_one_lost_its_messages(live_db, live
             missed = create_task(cut.url, researcher, live_world.collab_ab)  # its new_task is lost
             link.mend()
 
-            heard = _heard(node, 10)
+            heard = node.heard(10)
         finally:
             for daphne in (cut, keeping):
                 daphne.show_log()
