@@ -408,6 +408,9 @@ class Principal:
             return fallback(self) if fallback is not None else None
         if operation != "VIEW" and self.is_node and definition.node_writes_own_row:
             return Q(pk=self.node.pk)  # within every scope of a node's rules
+        if self.is_container and definition.container_job is not None:
+            job = Q(**{definition.container_job: self.task.job_id})
+            return job if scope == GLO else definition.condition(scope, self) & job
         if scope == GLO:
             return EVERYTHING
         condition = definition.condition(scope, self)
@@ -618,6 +621,10 @@ class Scope:
     # The fields of a row a node may change, if not every field its rule allows: its key, stolen, must not
     # rename or re-address its organization as every partner sees it (a node only publishes its key).
     node_writes_fields: frozenset[str] | None = None
+    # The lookup of a row's job, where an algorithm container reaches the rows of its own job alone,
+    # whatever its rule's scope reaches: a container runs code of whoever made the task, which must not
+    # read the tasks and results of the collaboration's other jobs (only its own and its subtasks').
+    container_job: str | None = None
     # Per list filter (``organization_id``, ``collaboration_id``) that does not follow ``reaches``:
     # what a value may name at each scope (a scope below global left out refuses every value; global
     # scope left out allows every value).
@@ -773,12 +780,14 @@ RESOURCE_SCOPES: dict[str, Scope] = {
         organization=("init_org_id",),
         collaboration="collaboration_id",
         own="init_user_id",
+        container_job="job_id",
         embeds={"run": Embedded(shared=(COL, ORG, OWN))},
     ),
     "run": Scope(
         organization=("organization_id",),
         collaboration="task__collaboration_id",
         own="task__init_user_id",
+        container_job="task__job_id",
         without_rule={"EDIT": _node_runs},
         # A run's task is in its collaboration and has its owner, but another organization may have
         # started it: the runs an organization executes include tasks of others.
@@ -789,6 +798,7 @@ RESOURCE_SCOPES: dict[str, Scope] = {
         organization=("init_org_id",),
         collaboration="collaboration_id",
         own="init_user_id",
+        container_job="job_id",
         rule_resource="run",
     ),
     # Algorithm stores are governed by collaboration rules; global stores are seen by all who see any.
