@@ -83,17 +83,19 @@ class Principal:
 
     @cached_property
     def collaboration_ids(self) -> frozenset[int]:
-        """The "auth collaborations": those of the organization; for a container only its own."""
+        """The "auth collaborations": those of the organization; for a container only its own, for a
+        node only its own while its organization is a member (vantage6: every collaboration of the
+        organization, so a node's key, stolen, read the tasks and results of collaborations it does
+        not serve)."""
         if self.is_container:
             return frozenset([self.claims["collaboration_id"]])
         loaded = _loaded_ids(self.user or self.node, "collaboration_keys")
         if loaded is not None:
             return loaded
-        return frozenset(
-            memberships()
-            .filter(organization_id=self.organization_id)
-            .values_list("collaboration_id", flat=True)
-        )
+        rows = memberships().filter(organization_id=self.organization_id)
+        if self.is_node:
+            rows = rows.filter(collaboration_id=self.node.collaboration_id)
+        return frozenset(rows.values_list("collaboration_id", flat=True))
 
     @cached_property
     def collaborating_organization_ids(self) -> frozenset[int]:
@@ -254,6 +256,17 @@ class Principal:
             )
         return unauthorized()
 
+    def require_writes_fields(self, resource: str, fields: Iterable[str]) -> None:
+        """The 401 for a node changing fields of ``resource`` beyond ``Scope.node_writes_fields``."""
+        writable = RESOURCE_SCOPES[resource].node_writes_fields
+        if not self.is_node or writable is None:
+            return
+        if refused := sorted(set(fields) - writable):
+            raise unauthorized(
+                f"A node may only change the fields {', '.join(sorted(writable))} of a {resource}, "
+                f"not {', '.join(refused)}"
+            )
+
     def require(self, allowed: bool, msg: str | None = None) -> None:
         """Raise the vantage6 401 unless ``allowed``."""
         if not allowed:
@@ -395,6 +408,9 @@ class Principal:
             return fallback(self) if fallback is not None else None
         if operation != "VIEW" and self.is_node and definition.node_writes_own_row:
             return Q(pk=self.node.pk)  # within every scope of a node's rules
+        if self.is_container and definition.container_job is not None:
+            job = Q(**{definition.container_job: self.task.job_id})
+            return job if scope == GLO else definition.condition(scope, self) & job
         if scope == GLO:
             return EVERYTHING
         condition = definition.condition(scope, self)
@@ -602,6 +618,13 @@ class Scope:
     # A node writes only its own row of this resource, whatever its rule's scope reaches: its key, stolen,
     # must not rename or re-address the other nodes of its organization, which serve other collaborations.
     node_writes_own_row: bool = False
+    # The fields of a row a node may change, if not every field its rule allows: its key, stolen, must not
+    # rename or re-address its organization as every partner sees it (a node only publishes its key).
+    node_writes_fields: frozenset[str] | None = None
+    # The lookup of a row's job, where an algorithm container reaches the rows of its own job alone,
+    # whatever its rule's scope reaches: a container runs code of whoever made the task, which must not
+    # read the tasks and results of the collaboration's other jobs (only its own and its subtasks').
+    container_job: str | None = None
     # Per list filter (``organization_id``, ``collaboration_id``) that does not follow ``reaches``:
     # what a value may name at each scope (a scope below global left out refuses every value; global
     # scope left out allows every value).
@@ -724,6 +747,7 @@ RESOURCE_SCOPES: dict[str, Scope] = {
     "organization": Scope(
         organization=("id",),
         partner_writes_confined=True,
+        node_writes_fields=frozenset({"public_key"}),
         filters={"collaboration_id": {GLO: member_or_viewed_collaboration, COL: auth_collaboration}},
     ),
     # The members of a collaboration or a study are the organizations of its collaboration: within reach
@@ -756,12 +780,14 @@ RESOURCE_SCOPES: dict[str, Scope] = {
         organization=("init_org_id",),
         collaboration="collaboration_id",
         own="init_user_id",
+        container_job="job_id",
         embeds={"run": Embedded(shared=(COL, ORG, OWN))},
     ),
     "run": Scope(
         organization=("organization_id",),
         collaboration="task__collaboration_id",
         own="task__init_user_id",
+        container_job="task__job_id",
         without_rule={"EDIT": _node_runs},
         # A run's task is in its collaboration and has its owner, but another organization may have
         # started it: the runs an organization executes include tasks of others.
@@ -772,6 +798,7 @@ RESOURCE_SCOPES: dict[str, Scope] = {
         organization=("init_org_id",),
         collaboration="collaboration_id",
         own="init_user_id",
+        container_job="job_id",
         rule_resource="run",
     ),
     # Algorithm stores are governed by collaboration rules; global stores are seen by all who see any.
@@ -1000,14 +1027,16 @@ def memberships() -> QuerySet:
     return _rows["memberships"]()
 
 
-def with_memberships(queryset: QuerySet) -> QuerySet:
-    """Users or nodes annotated with the collaborations of their organization and the organizations
-    in those (with repeats), as ``"1,5,7"``, which most scope checks need: loaded with the caller,
-    they cost no query of their own."""
+def with_memberships(queryset: QuerySet, *, own_collaboration: bool = False) -> QuerySet:
+    """Users or nodes annotated with the collaborations of their organization (``own_collaboration``:
+    only the row's own collaboration, for nodes) and the organizations in those (with repeats), as
+    ``"1,5,7"``, which most scope checks need: loaded with the caller, they cost no query of their own."""
     own = memberships().filter(organization_id=OuterRef("organization_id"))
-    shared = (
-        memberships().filter(organization_id=OuterRef(OuterRef("organization_id"))).values("collaboration_id")
-    )
+    shared = memberships().filter(organization_id=OuterRef(OuterRef("organization_id")))
+    if own_collaboration:
+        own = own.filter(collaboration_id=OuterRef("collaboration_id"))
+        shared = shared.filter(collaboration_id=OuterRef(OuterRef("collaboration_id")))
+    shared = shared.values("collaboration_id")
     return queryset.annotate(
         collaboration_keys=joined(own, Cast("collaboration_id", CharField())),
         partner_keys=joined(
@@ -1078,7 +1107,7 @@ _NOT_LOADED = object()
 def nodes_with_rules(queryset: QuerySet) -> QuerySet:
     """Nodes annotated with their memberships and ``rule_keys`` (the node role's rules), so that
     loading the caller is one query."""
-    return with_memberships(queryset.annotate(rule_keys=role_rule_keys(NODE)))
+    return with_memberships(queryset.annotate(rule_keys=role_rule_keys(NODE)), own_collaboration=True)
 
 
 def principal_for_node(node) -> Principal:

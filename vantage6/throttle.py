@@ -19,6 +19,10 @@ WINDOW_SECONDS = 60.0
 TABLE = "client_limit"
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# An IPv6 client stands for its /64, and whoever holds a /48 (what a site is given) holds 65,536 of them,
+# each with a budget of its own: the /48 also shares one, this many times a client's, so that a site's
+# clients failing together are held back long before the /48 of an attacker would be.
+BLOCK_BUDGETS = 16
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -62,6 +66,18 @@ def client_address(meta: Mapping[str, str], trusted_proxies: Iterable[IPNetwork]
     if peer.version == 6:
         return str(ipaddress.ip_network(f"{peer}/64", strict=False))
     return str(peer)
+
+
+def client_block(client: str) -> str | None:
+    """The /48 of an IPv6 client (a ``client_address``), which shares a budget of its clients; None for
+    an IPv4 client, whose address is its budget alone."""
+    try:
+        network = ipaddress.ip_network(client, strict=False)
+    except ValueError:
+        return None
+    if network.version != 6:
+        return None
+    return str(network.supernet(new_prefix=48))
 
 
 def scope_client_address(scope: dict, trusted_proxies: Iterable[IPNetwork]) -> str:
@@ -128,23 +144,37 @@ class FailureLimiter:
     def _name(self, key: str) -> str:
         return f"{self.name} {key}"
 
+    @staticmethod
+    def _budgets(key: str, limit: int) -> list[tuple[str, int]]:
+        """The budgets a client ``key`` draws on: its own, and its IPv6 /48's (``BLOCK_BUDGETS``)."""
+        block = client_block(key)
+        return [(key, limit)] + ([(block, limit * BLOCK_BUDGETS)] if block is not None else [])
+
     def retry_after(self, key: str, limit: int) -> int:
         """Whole seconds until ``key`` may try again; 0: now. ``limit`` 0 means no limit."""
-        return self._wait(key, limit, self.clock()) if limit else 0
+        if not limit:
+            return 0
+        now = self.clock()
+        return max(self._wait(name, budget, now) for name, budget in self._budgets(key, limit))
 
     def fail(self, key: str, limit: int) -> None:
         """Count a failure of ``key`` (none past ``limit``: the window closes as late anyway)."""
         if limit:
-            self._count(key, limit, self.clock())
+            now = self.clock()
+            for name, budget in self._budgets(key, limit):
+                self._count(name, budget, now)
 
     def attempt(self, key: str, limit: int) -> int:
         """Count an attempt of ``key`` unless it is at ``limit``: then the whole seconds to wait
-        (nothing counted); 0: counted. One statement, so that a burst in parallel, on any number of
-        servers, cannot pass the limit."""
+        (nothing counted); 0: counted. One statement per budget, so that a burst in parallel, on any
+        number of servers, cannot pass the limit."""
         if not limit:
             return 0
         now = self.clock()
-        return 0 if self._count(key, limit, now) else max(1, self._wait(key, limit, now))
+        for name, budget in self._budgets(key, limit):
+            if not self._count(name, budget, now):
+                return max(1, self._wait(name, budget, now))
+        return 0
 
     def first(self, key: str, kind: str) -> bool:
         """Whether this is the first ``kind`` of event of ``key`` within the window (noted along

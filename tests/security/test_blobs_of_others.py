@@ -103,6 +103,7 @@ def test_a_run_elsewhere_naming_anothers_blob_does_not_lock_its_owners_out(api, 
     patched = api.patch(
         f"/api/run/{older_run.pk}", {"result": name}, format="json", **bearer(node_a_elsewhere)
     )
-    assert patched.status_code == 200, patched.json()
+    # A node views the runs of its own collaboration alone: B's blob, named in AB only, is not its to name.
+    assert patched.status_code == 400, patched.json()
 
     _still_there(api, world, name)

@@ -135,10 +135,16 @@ def test_memberships_loaded_with_the_caller_are_those_the_database_has(world):
     identities = [make_user(org) for org in (world.org_a, world.org_b, world.org_c, loner)]
     for identity in [*identities, world.node_a, world.node_c]:
         loaded = loaded_principal(identity)
-        queried = Principal(kind=loaded.kind, organization_id=identity.organization_id, rules=frozenset())
+        node = identity if loaded.is_node else None
+        queried = Principal(
+            kind=loaded.kind, organization_id=identity.organization_id, rules=frozenset(), node=node
+        )
         assert loaded.collaboration_ids == queried.collaboration_ids
         assert loaded.collaborating_organization_ids == queried.collaborating_organization_ids
     assert loaded_principal(identities[3]).collaboration_ids == frozenset()
+    # A's node serves AB alone, though A is in AC too.
+    assert loaded_principal(world.node_a).collaboration_ids == {world.collab_ab.pk}
+    assert loaded_principal(world.node_a).collaborating_organization_ids == {world.org_a.pk, world.org_b.pk}
     assert loaded_principal(identities[0]).collaboration_ids == {
         world.collab_ab.pk,
         Collaboration.objects.get(name="AC").pk,
