@@ -107,26 +107,25 @@ HOT += [("node", path) for path in [*LISTS[1:], "/api/study", "/api/result"]]
 
 
 @pytest.mark.parametrize("path", sorted({path for _, path in HOT}))
-def test_a_list_page_builds_no_query_once_its_shape_is_compiled(api, callers, monkeypatch, path):
+def test_a_list_page_builds_no_query_once_its_shape_is_compiled(api, callers, path):
     full = f"{path}?per_page=1"  # a page that more rows follow
-    path_callers = [caller for caller, hot_path in HOT if hot_path == path]
-    for caller in path_callers:
-        assert api.get(full, **callers[caller]).status_code == 200
-    compiled: list[str] = []
     as_sql = SQLCompiler.as_sql
-
-    def counted(self, *args, **kwargs):
-        sql, params = as_sql(self, *args, **kwargs)
-        compiled.append(sql)
-        return sql, params
-
-    monkeypatch.setattr(SQLCompiler, "as_sql", counted)
     built = {}
-    for caller in path_callers:
-        compiled.clear()
-        response = api.get(full, **callers[caller])
+    for caller in (caller for caller, hot_path in HOT if hot_path == path):
+        headers = callers[caller]
+        assert api.get(full, **headers).status_code == 200, caller
+        compiled: list[str] = []
+
+        def counted(self, *args, compiled=compiled, **kwargs):
+            sql, params = as_sql(self, *args, **kwargs)
+            compiled.append(sql)
+            return sql, params
+
+        with pytest.MonkeyPatch.context() as counting:
+            counting.setattr(SQLCompiler, "as_sql", counted)
+            response = api.get(full, **headers)
         assert response.status_code == 200, (caller, response.content)
         assert len(response.json()["data"]) == 1, caller
-        built[caller] = list(compiled)
+        built[caller] = compiled
 
-    assert built == {caller: [] for caller in path_callers}
+    assert built == {caller: [] for caller in built}
