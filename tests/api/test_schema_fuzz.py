@@ -137,8 +137,15 @@ def _operation_test(label: str, coverage: bool) -> Callable[..., None]:
     )
 
 
+# The callers of an operation on one worker (--dist loadgroup): its cases are built once, not on each.
 @pytest.mark.parametrize("caller", SCHEMA_CALLERS)
-@pytest.mark.parametrize("label", list(SCHEMA_OPERATIONS))
+@pytest.mark.parametrize(
+    "label",
+    [
+        pytest.param(label, marks=pytest.mark.xdist_group(f"schema-operation-{number}"), id=label)
+        for number, label in enumerate(SCHEMA_OPERATIONS)
+    ],
+)
 def test_every_answer_is_what_the_document_says(world, _connection_kept, label, caller):
     # A world with a task, so that lists and runs have rows.
     make_task(world.collab_ab, world.org_a, world.org_a, world.org_b)

@@ -59,15 +59,21 @@ def _answer(response) -> tuple:
     return response.status_code, response.content, response.get("total-count"), response.get("Link")
 
 
-@pytest.mark.parametrize("caller", CALLERS)
+# Every caller of a path in one test: the network of ``callers`` is built once for them all. Each
+# caller's compiled and ORM answers follow each other (a node's request changes what the node lists show).
 @pytest.mark.parametrize("path", [*LISTS, *MORE, *INCLUDES])
-def test_a_compiled_page_answers_as_the_orms_query(api, callers, monkeypatch, caller, path):
-    headers = callers[caller]
-    compiled = [_answer(api.get(page, **headers)) for page in _pages(path)]
-    compiled += [_answer(api.get(page, **headers)) for page in _pages(path)]  # the plans at work
-    monkeypatch.setattr(CompiledList, "plan", lambda *_: None)  # the ORM's way
+def test_a_compiled_page_answers_as_the_orms_query(api, callers, path):
+    def answers(headers: dict[str, str]) -> list[tuple]:
+        return [_answer(api.get(page, **headers)) for page in _pages(path)]
 
-    assert compiled == [_answer(api.get(page, **headers)) for page in _pages(path)] * 2
+    differ = []
+    for caller in CALLERS:
+        compiled = answers(callers[caller]) + answers(callers[caller])  # the second time: the plans at work
+        with pytest.MonkeyPatch.context() as orm:
+            orm.setattr(CompiledList, "plan", lambda *_: None)  # the ORM's way
+            if compiled != answers(callers[caller]) * 2:
+                differ.append(caller)
+    assert differ == []
 
 
 @pytest.mark.parametrize("path", LISTS)
@@ -100,22 +106,28 @@ HOT = [(caller, path) for caller, path in HOT if path != "/api/role" or caller =
 HOT += [("node", path) for path in [*LISTS[1:], "/api/study", "/api/result"]]
 
 
-@pytest.mark.parametrize(("caller", "path"), HOT)
-def test_a_list_page_builds_no_query_once_its_shape_is_compiled(api, callers, monkeypatch, caller, path):
-    headers = callers[caller]
+@pytest.mark.parametrize("path", sorted({path for _, path in HOT}))
+def test_a_list_page_builds_no_query_once_its_shape_is_compiled(api, callers, path):
     full = f"{path}?per_page=1"  # a page that more rows follow
-    assert api.get(full, **headers).status_code == 200
-    compiled: list[str] = []
     as_sql = SQLCompiler.as_sql
+    built = {}
+    for caller in (caller for caller, hot_path in HOT if hot_path == path):
+        headers = callers[caller]
+        # Warmed right before its counted request: a list drops all its plans once it holds MAX_PLANS,
+        # which another caller's warm-up in between could make it do.
+        assert api.get(full, **headers).status_code == 200, caller
+        compiled: list[str] = []
 
-    def counted(self, *args, **kwargs):
-        sql, params = as_sql(self, *args, **kwargs)
-        compiled.append(sql)
-        return sql, params
+        def counted(self, *args, compiled=compiled, **kwargs):
+            sql, params = as_sql(self, *args, **kwargs)
+            compiled.append(sql)
+            return sql, params
 
-    monkeypatch.setattr(SQLCompiler, "as_sql", counted)
-    response = api.get(full, **headers)
+        with pytest.MonkeyPatch.context() as counting:
+            counting.setattr(SQLCompiler, "as_sql", counted)
+            response = api.get(full, **headers)
+        assert response.status_code == 200, (caller, response.content)
+        assert len(response.json()["data"]) == 1, caller
+        built[caller] = compiled
 
-    assert response.status_code == 200, response.content
-    assert len(response.json()["data"]) == 1
-    assert compiled == []
+    assert built == {caller: [] for caller in built}
