@@ -165,9 +165,9 @@ class FailureLimiter:
                 self._count(name, budget, now)
 
     def attempt(self, key: str, limit: int) -> int:
-        """Count an attempt of ``key`` unless it is at ``limit``: then the whole seconds to wait
-        (nothing counted); 0: counted. One statement per budget, so that a burst in parallel, on any
-        number of servers, cannot pass the limit."""
+        """Count an attempt of ``key`` unless one of its budgets is at its limit: then the whole seconds
+        to wait (the budgets before that one, the client's own first, still count it); 0: counted. One
+        statement per budget, so that a burst in parallel, on any number of servers, cannot pass it."""
         if not limit:
             return 0
         now = self.clock()
