@@ -148,8 +148,6 @@ class Rules:
 
     def allow_org_in_col(self, resource: str, operation: str, org_place: str, col_place: str) -> bool:
         """An object of the organization of ``org_place`` in the collaboration of ``col_place``."""
-        if self.kind == CONTAINER and resource in ("task", "run"):
-            return False  # the matrix's tasks are of other jobs than the container's (README: deviations)
         return (
             self.has(resource, "glo", operation)
             or (self.has(resource, "org", operation) and org_place == OWN)
