@@ -9,6 +9,7 @@ from collections import deque
 from functools import partial
 
 import carehare
+from carehare import _connection, _protocol
 from channels.exceptions import StopConsumer
 from channels_rabbitmq import core
 from channels_rabbitmq.util import GroupRecipient, serialize_message
@@ -119,3 +120,18 @@ def _confirmed(group: str, confirm: asyncio.Future) -> None:
     if not confirm.cancelled() and (exc := confirm.exception()) is not None:
         _unconfirmed += 1
         logger.warning("a publish to group %s was not confirmed by the broker: %r", group, exc)
+
+
+class _HandshakeProtocol(_protocol.Protocol):
+    """carehare's protocol, whose connect learns of a broker that closes the socket during the handshake
+    without a word (end of file: a broker stopping or starting, a proxy with none behind it). carehare
+    leaves that connect waiting forever (it asserts an error), and with it the layer's reconnect: the
+    process would never have its broker again. Now the connect fails, and the layer tries again."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is None and not self.open.done() and self._crash_exc is None and self._close_frame is None:
+            exc = ConnectionResetError("the broker closed the connection during the handshake")
+        super().connection_lost(exc)
+
+
+_connection.Protocol = _HandshakeProtocol  # the protocol carehare connects with

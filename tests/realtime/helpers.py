@@ -9,11 +9,15 @@ from __future__ import annotations
 import base64
 import json
 import queue
+import socket
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import jwt
 import requests
@@ -28,6 +32,7 @@ from accounts.models import LoginSession, Role, Rule, User
 from accounts.tokens import AccessToken, login_tokens
 from collaborations.models import Collaboration, Organization
 from nodes.models import Node
+from scripts.free_port import free_port
 from tasks.models import Run, Task
 from tests.factories import PASSWORD
 from tests.realtime.live import LIVE
@@ -109,13 +114,16 @@ class NodeSocket:
         """Until the server told the socket it joined a room (a user's rooms are joined all at once)."""
         self.wait_for("message", timeout, where=joined)
 
-    def heard(self, seconds: float) -> list[tuple[str, object]]:
-        """Everything the client heard within ``seconds``, its own connects and disconnects too."""
+    def heard(self, seconds: float, until: tuple[str, object] | None = None) -> list[tuple[str, object]]:
+        """Everything the client heard within ``seconds`` (or up to the event ``until``), its own
+        connects and disconnects too."""
         got, deadline = [], time.monotonic() + seconds
         while (remaining := deadline - time.monotonic()) > 0:
             try:
                 got.append(self.events.get(timeout=remaining))
             except queue.Empty:
+                break
+            if got[-1] == until:
                 break
         return got
 
@@ -436,3 +444,65 @@ def hears(ws: websocket.WebSocket, wanted: Callable[[str], bool], seconds: float
         elif wanted(frame):
             return True
     return False
+
+
+class Link:
+    """A TCP relay to ``upstream`` on a port of its own; ``cut`` closes its connections and closes new
+    ones at once until ``mend``."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", free_port()))
+        self.port = self.listener.getsockname()[1]
+        self.open: list[socket.socket] = []
+        self.cut_off = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with suppress(OSError):  # the listener closed
+            while True:
+                client, _ = self.listener.accept()
+                if self.cut_off:
+                    # Closed once the client's first bytes (AMQP's protocol header) are read: it reads an
+                    # end of file, as from a broker that stops, not a reset.
+                    with suppress(OSError):
+                        client.settimeout(1)
+                        client.recv(8)
+                    client.close()
+                    continue
+                server = socket.create_connection(self.upstream)
+                self.open += [client, server]
+                for source, target in ((client, server), (server, client)):
+                    threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        with suppress(OSError), closing(source), closing(target):
+            while data := source.recv(65536):
+                target.sendall(data)
+
+    def cut(self) -> None:
+        self.cut_off = True
+        for connection in self.open:
+            with suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        self.open = []
+
+    def mend(self) -> None:
+        self.cut_off = False
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+@contextmanager
+def linked(uri: str) -> Iterator[tuple[Link, str]]:
+    """A link to the broker of ``uri``, and the URI that goes through it."""
+    parts = urlsplit(uri)
+    link = Link((parts.hostname or "127.0.0.1", parts.port or 5672))
+    try:
+        credentials = parts.netloc.rpartition("@")[0]
+        yield link, parts._replace(netloc=f"{credentials}@127.0.0.1:{link.port}").geturl()
+    finally:
+        link.close()
