@@ -259,8 +259,8 @@ def package_of(filename: str, name: str) -> str:
     return "other Python"
 
 
-def cprofile(one, n: int, top: int) -> str:
-    """Where the time of ``n`` calls of ``one`` (a request) goes."""
+def cprofile(one, n: int, top: int, sort: str = "cumulative") -> str:
+    """Where the time of ``n`` calls of ``one`` (a request) goes; the functions listed by ``sort``."""
     profiler = cProfile.Profile()
     for _ in range(20):
         one()
@@ -277,8 +277,8 @@ def cprofile(one, n: int, top: int) -> str:
     lines += [f"    {label:28s} {100 * t / total:5.1f}%" for label, t in by_package.most_common()]
     stream = io.StringIO()
     stats.stream = stream
-    stats.sort_stats("cumulative").print_stats(top)
-    lines += ["  by cumulative time:", stream.getvalue()]
+    stats.sort_stats(sort).print_stats(top)
+    lines += [f"  by {sort} time:", stream.getvalue()]
     return "\n".join(lines)
 
 
@@ -390,7 +390,7 @@ def write_cases(manifest: dict, n: int) -> dict:
     }  # fmt: skip
 
 
-def write_breakdown(label: str, case, n: int, top: int | None) -> None:
+def write_breakdown(label: str, case, n: int, top: int | None, sort: str = "cumulative") -> None:
     """CPU per request of one write, its SQL (the audit insert apart), event publishing and rendering."""
     from django.core.handlers.wsgi import WSGIHandler
     from django.db import connection
@@ -484,7 +484,7 @@ def write_breakdown(label: str, case, n: int, top: int | None) -> None:
         for statement in statements:
             print(f"    {statement[:140]}")
     if top:
-        print(cprofile(one, n, top))
+        print(cprofile(one, n, top, sort))
     print()
 
 
@@ -589,6 +589,9 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=200, help="requests per measurement")
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument(
+        "--sort", choices=("cumulative", "tottime"), default="cumulative", help="--cprofile's order"
+    )
     parser.add_argument("--only", help="with --writes: only writes whose label contains this text (a|b)")
     parser.add_argument(
         "--as", dest="who", choices=("root", "researcher", "node"), default="root", help="who asks (paths)"
@@ -602,7 +605,7 @@ def main() -> None:
         for label, case in write_cases(manifest, args.n).items():
             if args.only and not any(text in label for text in args.only.split("|")):
                 continue
-            write_breakdown(label, case, args.n, args.top if args.cprofile else None)
+            write_breakdown(label, case, args.n, args.top if args.cprofile else None, args.sort)
         return
     token = token_as(manifest, args.who)
     values = {"org_id": manifest["organizations"][0], "task_id": manifest["tasks"][0]}
@@ -626,7 +629,7 @@ def main() -> None:
             for label, ms in pieces(auth, path, args.n).items():
                 print(f"  {label:40s} {ms:6.2f} ms")
         if args.cprofile:
-            print(cprofile(lambda: call_wsgi(handler, path, auth), args.n, args.top))  # noqa: B023
+            print(cprofile(lambda: call_wsgi(handler, path, auth), args.n, args.top, args.sort))  # noqa: B023
         print()
 
 

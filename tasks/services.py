@@ -553,20 +553,20 @@ def _kill_open_task(
     _lock_family.lock_later(guard, task=task_id)
     values = [TaskStatus.KILLED, timezone.now()]
     keys = {"task": task_id}
-    status = Task(pk=task_id, status=TaskStatus.KILLED, finished_at=None)
+    as_killed = Task(pk=task_id, status=TaskStatus.KILLED, finished_at=None)
     if features(connection).supports_data_modifying_with:
         if task is None:
             organization = _of_task(Task.init_org.field.column, task_id)
             audited = audit_if_changed(
                 principal,
                 "task.kill",
-                Task(pk=task_id),
+                as_killed,  # names the task; its organization comes with the statement
                 organization_sql=organization,
                 actor_organization_sql=actor_organization_sql,
             )
         else:
             audited = audit_if_changed(principal, "task.kill", task)
-        then = [_save_task_status.if_changed(status), audited]
+        then = [_save_task_status.if_changed(as_killed), audited]
         also = _of_task(Task.collaboration.field.column, task_id) if task is None else None
         rows = _mark_killed.matching(
             _open_runs_of_open_task, keys, values, _KILL_LIST_FIELDS, then, also, guard
@@ -580,7 +580,7 @@ def _kill_open_task(
         killed = _mark_killed.matching(_open_runs_of_open_task, keys, values, _KILL_LIST_FIELDS)
         if not killed:
             return None
-        _save_task_status.later(status)
+        _save_task_status.later(as_killed)
         audit(principal, "task.kill", task)
         collaboration_id = task.collaboration_id
     kill_list = [{"task_id": of, "run_id": pk, "organization_id": org} for pk, of, org in sorted(killed)]
