@@ -411,6 +411,8 @@ class Principal:
         if self.is_container and definition.container_job is not None:
             job = Q(**{definition.container_job: self.task.job_id})
             return job if scope == GLO else definition.condition(scope, self) & job
+        if self.is_node and definition.collaboration is not None:
+            return self._within_own_collaboration(definition, scope, operation)
         if scope == GLO:
             return EVERYTHING
         condition = definition.condition(scope, self)
@@ -418,6 +420,16 @@ class Principal:
             condition |= definition.also_viewable(self)
         elif operation != "VIEW" and scope == COL and definition.partner_writes_confined:
             condition &= self._organizations_within_own_collaborations(definition.organization)
+        return condition
+
+    def _within_own_collaboration(self, definition: Scope, scope: str, operation: str) -> Q:
+        """A node's rows of a resource that lives in collaborations: those of its own collaboration alone,
+        whatever its rule's scope reaches (``Scope.collaboration``; rows every viewer sees still show)."""
+        own = Q(**{definition.collaboration or "": self.node.collaboration_id})
+        condition = definition.condition(scope, self) if scope != GLO else EVERYTHING
+        condition = own if condition is EVERYTHING else NOTHING if condition is NOTHING else condition & own
+        if operation == "VIEW" and definition.also_viewable is not None:
+            condition |= definition.also_viewable(self)
         return condition
 
     def _organizations_within_own_collaborations(self, lookups: tuple[str, ...]) -> Q:
@@ -601,6 +613,9 @@ class Scope:
     """
 
     organization: tuple[str, ...] = ()
+    # A node reaches only the rows of its own collaboration, whatever its rule's scope reaches (its
+    # organization-scope rules reach every collaboration of its organization): its key, stolen, must not read
+    # the nodes, addresses and studies of collaborations that other nodes of its organization serve.
     collaboration: str | None = None
     own: str | None = None
     rule_resource: str | None = None  # judged by another resource's rules
@@ -762,7 +777,10 @@ RESOURCE_SCOPES: dict[str, Scope] = {
         without_rule={"VIEW": lambda p: Q(id=p.id) if p.is_user else NOTHING},
     ),
     "node": Scope(
-        organization=("organization_id",), collaboration="collaboration_id", node_writes_own_row=True
+        organization=("organization_id",),
+        collaboration="collaboration_id",
+        node_writes_own_row=True,
+        node_writes_fields=frozenset({"ip", "clear_ip"}),
     ),
     # vantage6's filters of the study list are laxer than ``reaches``: the scope narrows the rows anyway.
     "study": Scope(

@@ -22,6 +22,7 @@ from django.db.models import (
     prefetch_related_objects,
 )
 from django.db.models.functions import Coalesce
+from django.db.models.lookups import GreaterThan
 
 from accounts.catalogue import CONTAINER
 from accounts.models import User
@@ -33,7 +34,7 @@ from accounts.permissions import (
     missing_to,
     role_rule_keys,
 )
-from collaborations.models import AlgorithmStore, Collaboration, Study
+from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from nodes.models import Node, NodeConfig
 from tasks.models import (
     OPEN_STATUSES,
@@ -399,6 +400,18 @@ def task_bytes(include: AbstractSet[str]) -> Expression | None:
         .annotate(total=Sum(bytes_of(*fields)))
     )
     return Coalesce(Subquery(per_task.values("total"), output_field=BigIntegerField()), 0)
+
+
+def tasks_with_large_runs(include: AbstractSet[str], threshold: int) -> Q:
+    """The tasks that may show more than ``threshold`` bytes with ``include`` (``task_bytes``), found
+    through the runs' indexes on their bytes: a task has a run per organization at most, so one of those
+    shows more than its share of ``threshold``; a run shows its result once more with both included."""
+    share = threshold // max(Organization.objects.count(), 1)
+    if "runs" in include:
+        large = GreaterThan(bytes_of(*RUN_LARGE_FIELDS), share // 2 if "results" in include else share)
+    else:
+        large = GreaterThan(bytes_of("result"), share)
+    return Q(pk__in=Run.objects.filter(large).values("task_id"))
 
 
 class BlobNaming(NamedTuple):

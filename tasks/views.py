@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.db.models import Expression, QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -30,6 +32,7 @@ from tasks.serializers import (
 )
 from vantage6.api.errors import ApiError, bad_request, not_found
 from vantage6.api.lists import ListAction
+from vantage6.api.pagination import LargeRows
 from vantage6.api.params import Filters, int_param
 from vantage6.api.schema import MessageOutput, include
 from vantage6.api.serializers import validated
@@ -73,6 +76,9 @@ class TaskViewSet(ListAction, ApiViewSet):
 
     def row_bytes(self, include: set[str]) -> Expression | None:
         return selectors.task_bytes(include)
+
+    def large_rows(self, include: set[str]) -> LargeRows | None:
+        return partial(selectors.tasks_with_large_runs, include)
 
     def output(self, rows: list, include: set[str]) -> list:
         selectors.attach_task_details(rows, include)

@@ -176,7 +176,7 @@ def test_create_refusals(api, world):
     assert not Node.objects.filter(collaboration=x).exists()
 
 
-def test_patch_name_ip_and_clear_ip(api, world):
+def test_patch_ip_and_clear_ip_by_the_node_and_name_by_its_admin(api, world):
     headers = bearer(world.node_a)
     url = f"/api/node/{world.node_a.pk}"
     response = api.patch(url, {"ip": "10.1.2.3"}, format="json", **headers)
@@ -184,8 +184,13 @@ def test_patch_name_ip_and_clear_ip(api, world):
     assert response.json()["ip"] == "10.1.2.3"
     assert api.patch(url, {"ip": ""}, format="json", **headers).json()["ip"] == "10.1.2.3"
     assert api.patch(url, {"clear_ip": True}, format="json", **headers).json()["ip"] is None
-    assert api.patch(url, {"name": "renamed"}, format="json", **headers).json()["name"] == "renamed"
-    for body in ({"name": "node-b"}, {"ip": "nope"}, {"organization_id": 1}, {"collaboration_id": 1}, [1]):
+    # Its name is what every partner and user sees: a node changes only its address (vantage6: also its
+    # name; the official node never sends one), its organization's administrators rename it.
+    assert api.patch(url, {"name": "renamed"}, format="json", **headers).status_code == 401
+    admin = headers_of(world.org_a, "Organization Admin")
+    assert api.patch(url, {"name": "renamed"}, format="json", **admin).json()["name"] == "renamed"
+    assert api.patch(url, {"name": "node-b"}, format="json", **admin).status_code == 400
+    for body in ({"ip": "nope"}, {"organization_id": 1}, {"collaboration_id": 1}, [1]):
         assert api.patch(url, body, format="json", **headers).status_code == 400, body
     world.node_a.refresh_from_db()
     assert (world.node_a.name, world.node_a.organization_id) == ("renamed", world.org_a.pk)

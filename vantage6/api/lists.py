@@ -8,7 +8,7 @@ from django.db.models import Expression, QuerySet
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from vantage6.api.pagination import paginate
+from vantage6.api.pagination import LargeRows, paginate
 from vantage6.api.params import Filters, list_param
 
 
@@ -42,6 +42,11 @@ class ListAction:
         bound a page; None: it shows none."""
         return None
 
+    def large_rows(self, include: set[str]) -> LargeRows | None:
+        """The rows that may show more than a number of bytes, found without summing ``row_bytes``
+        for every row (``pagination._bounded_by_bytes``); None: ``row_bytes`` itself is indexed."""
+        return None
+
     def includes(self, request: Request) -> set[str]:
         """The ``INCLUDES`` that ``include=`` names, repeated and/or comma-separated: for a list and
         for one row alike."""
@@ -58,4 +63,5 @@ class ListAction:
             default_order=self.default_order,
             paginated=self.paginated(filters),
             row_bytes=self.row_bytes(include),
+            large_rows=self.large_rows(include),
         )
