@@ -4,9 +4,6 @@ failed during the outage led to the ``sync``, and an outage between two rounds w
 
 from __future__ import annotations
 
-import queue
-import time
-
 import pytest
 
 from tests.ops import services
@@ -41,13 +38,7 @@ def stack():
 
 def _events(node: NodeSocket, seconds: float) -> list[str]:
     """The names of the events (the client's own connects and disconnects too) within ``seconds``."""
-    names, deadline = [], time.monotonic() + seconds
-    while (remaining := deadline - time.monotonic()) > 0:
-        try:
-            names.append(node.events.get(timeout=remaining)[0])
-        except queue.Empty:
-            break
-    return names
+    return [name for name, _ in node.heard(seconds)]
 
 
 def test_nodes_hear_sync_after_an_outage_only_a_request_noticed(stack):
