@@ -80,6 +80,10 @@ class ApiViewSet(ApiView, GenericViewSet):
         return self._once("deferred_authenticators", lambda: [DeferredJWTAuthentication()])
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        # A deferred caller's sign of life, once the view's transaction is over: not on its commit (a
+        # refused write rolls back, and the caller was still seen), nor on Django's request_finished (one
+        # signal for the process: a receiver per request would be called by every thread's requests), nor
+        # after the answer (``bridge.after_answer`` runs in the event loop, no place for a database write).
         deferred = getattr(request, "_user", None)
         if isinstance(deferred, DeferredCaller):
             deferred.seen_once_done()

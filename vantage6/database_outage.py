@@ -3,21 +3,23 @@
 Any part of the process that finds the database unavailable says so (``failed``: a request answered
 503, a socket handshake or connect refused, a housekeeping round skipped); the first connection made
 after that, or the first housekeeping round that reaches the database, ends the outage (``reached``),
-and the listeners hear it once (the socket server tells its nodes ``sync``: a node told of a task while
-the database was away could not fetch it). So the end of an outage is noticed whatever noticed its start.
+and ``database_recovered`` is sent once (the socket server tells its nodes ``sync``: a node told of a
+task while the database was away could not fetch it). So the end of an outage is noticed whatever
+noticed its start.
 """
 
 from __future__ import annotations
 
 import threading
-import weakref
-from collections.abc import Callable
 
 from django.db.backends.signals import connection_created
+from django.dispatch import Signal
+
+# Sent, from the thread that saw it, at the end of each outage of this process.
+database_recovered = Signal()
 
 _lock = threading.Lock()
 _down = False
-_listeners: list[weakref.WeakMethod] = []
 
 
 def failed() -> None:
@@ -27,8 +29,8 @@ def failed() -> None:
 
 
 def reached() -> None:
-    """A call of this process reached the database (from any thread): the listeners hear of the end of
-    an outage once."""
+    """A call of this process reached the database (from any thread): ``database_recovered`` is sent
+    once at the end of an outage."""
     global _down
     if not _down:
         return
@@ -36,16 +38,7 @@ def reached() -> None:
         if not _down:
             return
         _down = False
-    for reference in list(_listeners):
-        if (listener := reference()) is not None:
-            listener()
-
-
-def on_recovery(listener: Callable[[], None]) -> None:
-    """``listener`` (a bound method, held weakly) is called, from the thread that saw it, at the end of
-    each outage."""
-    _listeners[:] = [reference for reference in _listeners if reference() is not None]
-    _listeners.append(weakref.WeakMethod(listener))
+    database_recovered.send(sender=None)
 
 
 def _connected(**_kwargs: object) -> None:

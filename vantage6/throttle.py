@@ -96,8 +96,10 @@ ON CONFLICT (name) DO UPDATE SET
     hits = CASE WHEN {TABLE}.closes_at <= %(now)s THEN 1 ELSE {TABLE}.hits + 1 END,
     closes_at = CASE WHEN {TABLE}.closes_at <= %(now)s THEN excluded.closes_at ELSE {TABLE}.closes_at END
 WHERE {TABLE}.closes_at <= %(now)s OR {TABLE}.hits < %(limit)s
-RETURNING hits
+RETURNING hits, closes_at
 """
+# Takes back a count of the window it was made in (none of a window opened since).
+_UNCOUNT = f"UPDATE {TABLE} SET hits = hits - 1 WHERE name = %s AND closes_at = %s AND hits > 0"
 
 
 class FailureLimiter:
@@ -106,9 +108,10 @@ class FailureLimiter:
     to wait, until the window closes. Also tells the first event of a kind per client and window
     (``first``), to record repeated events once.
 
-    One statement per check and one per count, in the database every server process shares. Unlike a
-    sliding window, a client may fail ``limit`` times at the end of one window and again at the start
-    of the next one: at most twice the limit within any window's time, whatever the number of servers.
+    One statement per check (of all the client's budgets) and one per count, in the database every
+    server process shares. Unlike a sliding window, a client may fail ``limit`` times at the end of one
+    window and again at the start of the next one: at most twice the limit within any window's time,
+    whatever the number of servers.
     """
 
     def __init__(self, name: str, window: float = WINDOW_SECONDS) -> None:
@@ -116,18 +119,21 @@ class FailureLimiter:
         self.window = window
         self.clock = time.time  # shared by the servers, unlike a monotonic clock
 
-    def _wait(self, key: str, limit: int, now: float) -> int:
+    def _wait(self, budgets: list[tuple[str, int]], now: float) -> int:
+        """Whole seconds until none of ``budgets`` (keys and their limits) is at its limit; 0: now.
+        One statement for all of them."""
+        limits = {self._name(key): limit for key, limit in budgets}
+        marks = ", ".join(["%s"] * len(limits))
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT closes_at, hits FROM {TABLE} WHERE name = %s", [self._name(key)])
-            row = cursor.fetchone()
-        if row is None or row[0] <= now or row[1] < limit:
-            return 0
-        return max(1, math.ceil(row[0] - now))
+            cursor.execute(f"SELECT name, closes_at, hits FROM {TABLE} WHERE name IN ({marks})", list(limits))
+            rows = cursor.fetchall()
+        closes = [closes_at for name, closes_at, hits in rows if closes_at > now and hits >= limits[name]]
+        return max(1, math.ceil(max(closes) - now)) if closes else 0
 
-    def _count(self, key: str, limit: int, now: float, *, tidy: bool = True) -> bool:
-        """Count a failure of ``key`` unless it is at ``limit``; whether it counted. ``tidy``: the
-        first failure of a window also forgets the windows that closed (few, found by the index), so
-        the table holds no more than the clients of the windows open now."""
+    def _count(self, key: str, limit: int, now: float, *, tidy: bool = True) -> float | None:
+        """Count a failure of ``key`` unless it is at ``limit``: when its window closes if it counted,
+        else None. ``tidy``: the first failure of a window also forgets the windows that closed (few,
+        found by the index), so the table holds no more than the clients of the windows open now."""
         params: dict[str, str | float] = {
             "name": self._name(key),
             "closes": now + self.window,
@@ -137,9 +143,15 @@ class FailureLimiter:
         with connection.cursor() as cursor:
             cursor.execute(_COUNT, params)
             row = cursor.fetchone()
-            if tidy and row == (1,):
+            if row is None:
+                return None
+            if tidy and row[0] == 1:
                 cursor.execute(f"DELETE FROM {TABLE} WHERE closes_at <= %s", [now])
-        return row is not None
+        return row[1]
+
+    def _uncount(self, key: str, closes_at: float) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(_UNCOUNT, [self._name(key), closes_at])
 
     def _name(self, key: str) -> str:
         return f"{self.name} {key}"
@@ -154,8 +166,7 @@ class FailureLimiter:
         """Whole seconds until ``key`` may try again; 0: now. ``limit`` 0 means no limit."""
         if not limit:
             return 0
-        now = self.clock()
-        return max(self._wait(name, budget, now) for name, budget in self._budgets(key, limit))
+        return self._wait(self._budgets(key, limit), self.clock())
 
     def fail(self, key: str, limit: int) -> None:
         """Count a failure of ``key`` (none past ``limit``: the window closes as late anyway)."""
@@ -166,17 +177,24 @@ class FailureLimiter:
 
     def attempt(self, key: str, limit: int) -> int:
         """Count an attempt of ``key`` unless one of its budgets is at its limit: then the whole seconds
-        to wait (the budgets before that one, the client's own first, still count it); 0: counted. One
-        statement per budget, so that a burst in parallel, on any number of servers, cannot pass it."""
+        to wait, and the attempt counts in none of them (a client refused because its /48 is exhausted
+        keeps its own budget for when the /48's window closes); 0: counted. One conditional statement
+        per budget, so that a burst in parallel, on any number of servers, cannot pass it: a count is
+        taken back only from an attempt refused, never from one let through."""
         if not limit:
             return 0
         now = self.clock()
+        counted: list[tuple[str, float]] = []
         for name, budget in self._budgets(key, limit):
-            if not self._count(name, budget, now):
-                return max(1, self._wait(name, budget, now))
+            closes_at = self._count(name, budget, now)
+            if closes_at is None:
+                for counted_name, counted_window in counted:
+                    self._uncount(counted_name, counted_window)
+                return max(1, self._wait([(name, budget)], now))
+            counted.append((name, closes_at))
         return 0
 
     def first(self, key: str, kind: str) -> bool:
         """Whether this is the first ``kind`` of event of ``key`` within the window (noted along
         with a failure of ``key``, whose new window does the tidying)."""
-        return self._count(f"{key} {kind}", 1, self.clock(), tidy=False)
+        return self._count(f"{key} {kind}", 1, self.clock(), tidy=False) is not None

@@ -4,10 +4,17 @@ client's, so spreading guesses over the /64s buys sixteen budgets, not 65,536.""
 
 from __future__ import annotations
 
-import pytest
+import threading
 
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from accounts.login import RECOVERY_REQUESTS
+from accounts.models import ClientLimit
+from tests.conftest import requires_services
 from tests.factories import PASSWORD, make_org, make_user
-from vantage6.throttle import BLOCK_BUDGETS
+from vantage6.throttle import BLOCK_BUDGETS, TABLE, FailureLimiter
 
 pytestmark = pytest.mark.django_db
 
@@ -63,3 +70,63 @@ def test_recovery_requests_spread_over_the_64s_of_a_48_are_held_back_together(ap
 
     assert refused.status_code == 429
     assert int(refused["Retry-After"]) >= 1
+
+
+def test_a_clients_budgets_are_read_in_one_statement(api, settings):
+    settings.LOGIN_FAILURES_PER_MINUTE = LIMIT
+    make_user(make_org("A"), username="victim")
+    with CaptureQueriesContext(connection) as queries:
+        assert _login(api, PASSWORD, _in_site(1)).status_code == 200
+    budgets = [query["sql"] for query in queries if TABLE in query["sql"]]
+    assert len(budgets) == 1, budgets  # its own and its /48's
+
+
+def _ask(api, address: str):
+    return api.post("/api/recover/lost", {"email": "x@example.org"}, format="json", REMOTE_ADDR=address)
+
+
+def test_a_client_refused_for_its_48_keeps_its_own_budget(api, settings, monkeypatch):
+    settings.RECOVERY_REQUESTS_PER_HOUR = LIMIT
+    now = [0.0]
+    monkeypatch.setattr(RECOVERY_REQUESTS, "clock", lambda: now[0])
+    for n in range(BLOCK_BUDGETS):  # the site's other clients use up its /48's budget
+        assert _ask(api, _in_site(n)).status_code == 200
+    now[0] = 600
+    assert _ask(api, _in_site(BLOCK_BUDGETS)).status_code == 429
+
+    now[0] = RECOVERY_REQUESTS.window + 1  # the /48's window closed; the refusal opened none of its own
+
+    assert _ask(api, _in_site(BLOCK_BUDGETS)).status_code == 200
+
+
+@requires_services("postgres")
+@pytest.mark.django_db(transaction=True)
+def test_a_parallel_burst_passes_no_budget():
+    """Each thread on its own connection, as servers are: clients of one /48 asking at once, several
+    times each, are let through no more often than either budget allows."""
+    # More clients than the /48 lets through (its budget binds), each trying past its own.
+    limiter, limit, clients, tries = FailureLimiter("burst", window=3600), 1, BLOCK_BUDGETS + 4, 2
+    start = threading.Barrier(clients)
+    passed: list[str] = []
+
+    def client(n: int) -> None:
+        start.wait()
+        try:
+            for _ in range(tries):
+                if limiter.attempt(_in_site(n), limit) == 0:
+                    passed.append(_in_site(n))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(passed) == limit * BLOCK_BUDGETS  # of clients * tries (40) attempts
+    assert all(passed.count(address) <= limit for address in set(passed))
+    hits = dict(ClientLimit.objects.values_list("name", "hits"))
+    assert hits.pop("burst 2001:db8:7::/48") == limit * BLOCK_BUDGETS
+    # What each client's own budget holds is what it was let through: refusals took nothing.
+    assert hits == {f"burst {_in_site(n)}": passed.count(_in_site(n)) for n in range(clients)}

@@ -20,6 +20,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import jwt
+import psycopg2
 import requests
 import socketio
 import websocket
@@ -506,3 +507,23 @@ def linked(uri: str) -> Iterator[tuple[Link, str]]:
         yield link, parts._replace(netloc=f"{credentials}@127.0.0.1:{link.port}").geturl()
     finally:
         link.close()
+
+
+def listening(url: str) -> None:
+    """The server process at ``url`` has its socket server started (its first Socket.IO request starts
+    it): it beats, and listens for the other processes' rechecks and forwards."""
+    requests.get(f"{url}/socket.io/?EIO=4&transport=polling", timeout=30)
+
+
+@contextmanager
+def row_held(pk: int, **connect: object) -> Iterator[None]:
+    """Another connection (``psycopg2.connect(**connect)``) holds the row of identity ``pk`` in a
+    transaction it does not end meanwhile (a stopped or dying process, mid-transaction)."""
+    holder = psycopg2.connect(**connect)
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("SELECT id FROM authenticatable WHERE id = %s FOR UPDATE", [pk])
+        yield
+    finally:
+        holder.rollback()
+        holder.close()

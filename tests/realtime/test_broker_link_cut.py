@@ -9,10 +9,9 @@ import os
 import sys
 
 import pytest
-import requests
 
 from tests.conftest import requires_services
-from tests.realtime.helpers import create_task, linked, make_user, token
+from tests.realtime.helpers import create_task, linked, listening, make_user, token
 from tests.realtime.live import Daphne
 
 pytestmark = [pytest.mark.live, requires_services("rabbitmq")]
@@ -35,7 +34,7 @@ def test_nodes_of_other_processes_sync_after_one_lost_its_messages(live_db, live
         cut = Daphne(live_db.process_env(V6_RABBITMQ_URI=through_link), live_folder, NO_BACKLOG)
         try:
             for daphne in (keeping, cut):
-                requests.get(f"{daphne.url}/socket.io/?EIO=4&transport=polling", timeout=30)  # it listens
+                listening(daphne.url)
             node = sockets(keeping.url, token(live_world.node_a))
             node.wait_ready(live_world.node_a)
             node.received(1)

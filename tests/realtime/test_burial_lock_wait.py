@@ -10,14 +10,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-import psycopg2
 import pytest
 import websocket
 
 from accounts.models import Authenticatable
 from nodes.models import Node, SocketConnection, SocketProcess
 from tests.conftest import requires_services
-from tests.realtime.helpers import eventually, hears, token
+from tests.realtime.helpers import eventually, hears, row_held, token
 from tests.realtime.live import LIVE, sql_apart
 
 pytestmark = [pytest.mark.live, requires_services("postgres")]
@@ -70,15 +69,9 @@ def _burial_waiting(dsn: str, held: list[Node], locked: Node) -> Iterator[str]:
     for node in held:
         SocketConnection.objects.using(LIVE).create(identity_id=node.pk, generation="g", process=dead)
     Authenticatable.objects.using(LIVE).filter(pk__in=[node.pk for node in held]).update(status="online")
-    holder = psycopg2.connect(dsn=dsn)
-    try:
-        with holder.cursor() as cursor:
-            cursor.execute("SELECT id FROM authenticatable WHERE id = %s FOR UPDATE", [locked.pk])
+    with row_held(locked.pk, dsn=dsn):
         assert eventually(lambda: _lock_waits(dsn) > 0, timeout=10)
         yield dead
-    finally:
-        holder.rollback()
-        holder.close()
 
 
 def _buried(dead: str) -> bool:

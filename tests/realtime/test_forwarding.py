@@ -20,7 +20,7 @@ from nodes.consumers import TasksNamespace, handshake_auth
 from nodes.events import TASKS_NAMESPACE, collaboration_room
 from nodes.models import SocketConnection
 from tests.conftest import requires_services
-from tests.realtime.helpers import PollingSession, in_memory, recorded, token
+from tests.realtime.helpers import PollingSession, in_memory, listening, recorded, token
 from tests.realtime.live import Daphne
 from vantage6.socketio import packets as p
 from vantage6.socketio.consumers import PollingConsumer, WebsocketConsumer
@@ -324,7 +324,7 @@ def test_a_session_of_a_process_that_stopped_gracefully_is_unknown_at_once(live_
     env = live_db.process_env(V6_RABBITMQ_URI=os.environ["V6_RABBITMQ_URI"])
     stopped, survivor = Daphne(env, live_folder), Daphne(env, live_folder)
     try:
-        requests.get(f"{survivor.url}/socket.io/?EIO=4&transport=polling", timeout=30)  # it listens
+        listening(survivor.url)
         polled = PollingSession([stopped.url], token(live_world.node_a))
         upgraded = PollingSession([stopped.url], token(live_world.node_a))
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.conftest import requires_services
-from tests.realtime.helpers import PollingSession, token
+from tests.realtime.helpers import PollingSession, listening, token
 from tests.realtime.live import LONG_PINGS, Daphne
 from vantage6.socketio import packets as p
 
@@ -26,7 +26,7 @@ def test_a_stop_answers_the_get_it_forwarded_and_loses_no_packet(live_db, live_f
     env = live_db.process_env(V6_RABBITMQ_URI=os.environ["V6_RABBITMQ_URI"], **LONG_PINGS)
     stopping, owner = Daphne(env, live_folder), Daphne(env, live_folder)
     try:
-        requests.get(f"{stopping.url}/socket.io/?EIO=4&transport=polling", timeout=30)  # it listens
+        listening(stopping.url)
         session = PollingSession([owner.url], token(live_world.node_a))
         params = {"EIO": "4", "transport": "polling", "sid": session.sid}
         with ThreadPoolExecutor(1) as pool:

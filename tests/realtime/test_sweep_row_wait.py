@@ -5,11 +5,9 @@ round, once the row is free, does the work."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 
-import psycopg2
 import pytest
 from django.db import connection
 
@@ -18,6 +16,7 @@ from nodes.consumers import mark_silent_nodes_offline
 from nodes.models import SocketConnection, SocketProcess
 from nodes.socket_store import DatabaseLiveness
 from tests.conftest import requires_services
+from tests.realtime.helpers import row_held
 
 pytestmark = [pytest.mark.django_db(transaction=True), requires_services("postgres")]
 
@@ -26,17 +25,8 @@ def _ago(seconds: float) -> datetime:
     return datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=seconds)
 
 
-@contextmanager
-def _row_held(pk: int) -> Iterator[None]:
-    """Another connection holds the row of identity ``pk`` in a transaction it does not end meanwhile."""
-    holder = psycopg2.connect(**connection.get_connection_params())
-    try:
-        with holder.cursor() as cursor:
-            cursor.execute("SELECT id FROM authenticatable WHERE id = %s FOR UPDATE", [pk])
-        yield
-    finally:
-        holder.rollback()
-        holder.close()
+def _row_held(pk: int) -> AbstractContextManager[None]:
+    return row_held(pk, **connection.get_connection_params())
 
 
 def _status(node) -> str:

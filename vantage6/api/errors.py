@@ -97,10 +97,11 @@ def database_unavailable(exc: BaseException | None) -> bool:
     )
 
 
-def _database_unavailable(exc: BaseException, where: str) -> dict:
+def _answering_database_unavailable(exc: BaseException, where: str) -> None:
+    """A request is answered 503 for ``exc``: the outage is noted, so that its end is noticed
+    (``database_outage``), and logged."""
     outage.failed()
     logger.error("Database unavailable, %s answered 503: %s", where, database_error_text(exc))
-    return {"msg": DATABASE_UNAVAILABLE}
 
 
 _RETRY = {"Retry-After": str(DATABASE_RETRY_AFTER)}
@@ -108,7 +109,8 @@ _RETRY = {"Retry-After": str(DATABASE_RETRY_AFTER)}
 
 def exception_handler(exc: Exception, context: dict) -> Response:
     if database_unavailable(exc):
-        return Response(_database_unavailable(exc, context["request"].path), status=503, headers=_RETRY)
+        _answering_database_unavailable(exc, context["request"].path)
+        return Response({"msg": DATABASE_UNAVAILABLE}, status=503, headers=_RETRY)
     if isinstance(exc, ApiError):
         return Response({"msg": exc.msg, **exc.extra}, status=exc.status_code, headers=exc.headers)
     if isinstance(exc, exceptions.ValidationError):
@@ -161,5 +163,6 @@ def json_500(request: HttpRequest) -> JsonResponse:
     # Django calls this while handling the exception, so it is still at hand.
     exc = sys.exc_info()[1]
     if exc is not None and database_unavailable(exc):
-        return JsonResponse(_database_unavailable(exc, request.path), status=503, headers=_RETRY)
+        _answering_database_unavailable(exc, request.path)
+        return JsonResponse({"msg": DATABASE_UNAVAILABLE}, status=503, headers=_RETRY)
     return JsonResponse({"msg": UNEXPECTED}, status=500)

@@ -434,7 +434,8 @@ class Server:
         self.beat_retry = beat_retry
         self._listening_loop: asyncio.AbstractEventLoop | None = None
         self._housekeeping_loop: asyncio.AbstractEventLoop | None = None
-        outage.on_recovery(self._database_back)
+        # Held weakly (a signal's default): a server no longer used is not kept alive by it.
+        outage.database_recovered.connect(self._database_back)
 
     @property
     def process(self) -> str:
@@ -1559,8 +1560,9 @@ class Server:
                 # A process that beats is awaited by the rechecks of the others (``recheck``): it listens.
                 keep(loop.create_task(self.listening()))
 
-    def _database_back(self) -> None:
-        """The end of a database outage, seen by any thread of this process (``vantage6.database_outage``)."""
+    def _database_back(self, **_kwargs: object) -> None:
+        """Receiver of ``vantage6.database_outage.database_recovered``: the end of a database outage,
+        seen by any thread of this process."""
         loop = self._housekeeping_loop
         if loop is not None and not loop.is_closed() and self.database_reconnected is not None:
             loop.call_soon_threadsafe(lambda: keep(loop.create_task(self._database_reconnected())))
