@@ -9,11 +9,16 @@ the database was away could not fetch it). So the end of an outage is noticed wh
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import weakref
 from collections.abc import Callable
 
 from django.db.backends.signals import connection_created
+
+# PostgreSQL's SQLSTATEs of a statement that waited for a lock in vain: lock_timeout, a deadlock, and a
+# serializable transaction that met another's writes.
+_LOCK_WAITS = {"55P03", "40P01", "40001"}
 
 _lock = threading.Lock()
 _down = False
@@ -24,6 +29,19 @@ def failed() -> None:
     """The database could not serve a call of this process (from any thread)."""
     global _down
     _down = True
+
+
+def lock_wait(exc: BaseException) -> bool:
+    """Whether the database error ``exc`` ended a wait for a lock another transaction held (SQLite's
+    "database is locked", PostgreSQL's lock timeout or deadlock). It is no outage: the database answered,
+    and its readers never waited, so no node missed a task it could not fetch."""
+    cause = exc.__cause__ or exc
+    if isinstance(cause, sqlite3.OperationalError):
+        primary_code = getattr(cause, "sqlite_errorcode", 0) & 0xFF
+        # vantage6.db.sqlite3's own wait raises it without a code
+        locked = str(cause) == "database is locked"
+        return locked or primary_code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return getattr(cause, "pgcode", None) in _LOCK_WAITS
 
 
 def reached() -> None:

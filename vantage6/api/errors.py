@@ -98,7 +98,8 @@ def database_unavailable(exc: BaseException | None) -> bool:
 
 
 def _database_unavailable(exc: BaseException, where: str) -> dict:
-    outage.failed()
+    if not outage.lock_wait(exc):
+        outage.failed()
     logger.error("Database unavailable, %s answered 503: %s", where, database_error_text(exc))
     return {"msg": DATABASE_UNAVAILABLE}
 

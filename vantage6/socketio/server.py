@@ -143,7 +143,8 @@ class Unavailable(Exception):
 
 def database_failed(what: str, exc: DatabaseError) -> None:
     """One warning line without traceback: mostly an outage, neither the client's fault nor a bug."""
-    outage.failed()
+    if not outage.lock_wait(exc):
+        outage.failed()
     logger.warning("%s, database error: %s", what, database_error_text(exc))
 
 
@@ -1617,7 +1618,8 @@ class Server:
             except DatabaseError as exc:
                 # An outage is answered 503 elsewhere; a traceback on every tick would bury the log.
                 logger.warning("socket housekeeping skipped, database unavailable: %s", exc)
-                outage.failed()
+                if not outage.lock_wait(exc):
+                    outage.failed()
             except Exception:
                 logger.exception("socket housekeeping failed")
             await asyncio.sleep(min(self.housekeeping_interval, self.ping_interval))
