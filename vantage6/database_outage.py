@@ -10,6 +10,7 @@ noticed its start.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 
 from django.db.backends.signals import connection_created
@@ -18,14 +19,33 @@ from django.dispatch import Signal
 # Sent, from the thread that saw it, at the end of each outage of this process.
 database_recovered = Signal()
 
+# PostgreSQL's SQLSTATEs of a statement that waited for a lock in vain: lock_timeout, a deadlock, and a
+# serializable transaction that met another's writes.
+_LOCK_WAITS = {"55P03", "40P01", "40001"}
+
 _lock = threading.Lock()
 _down = False
 
 
-def failed() -> None:
-    """The database could not serve a call of this process (from any thread)."""
+def failed(exc: BaseException) -> None:
+    """The database could not serve a call of this process (from any thread) with ``exc``: an outage
+    unless it ended a lock wait."""
     global _down
-    _down = True
+    if not lock_wait(exc):
+        _down = True
+
+
+def lock_wait(exc: BaseException) -> bool:
+    """Whether the database error ``exc`` ended a wait for a lock another transaction held (SQLite's
+    "database is locked", PostgreSQL's lock timeout or deadlock). It is no outage: the database answered,
+    and its readers never waited, so no node missed a task it could not fetch."""
+    cause = exc.__cause__ or exc
+    if isinstance(cause, sqlite3.OperationalError):
+        primary_code = getattr(cause, "sqlite_errorcode", 0) & 0xFF
+        # vantage6.db.sqlite3's own wait raises it without a code
+        locked = str(cause) == "database is locked"
+        return locked or primary_code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return getattr(cause, "pgcode", None) in _LOCK_WAITS
 
 
 def reached() -> None:

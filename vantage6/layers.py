@@ -1,12 +1,14 @@
 """The RabbitMQ channel layer, made safe for callers that get cancelled while the broker is away, with a
-publish that does not wait for the broker's confirm, and a bounded backlog while the broker is away."""
+publish that does not wait for the broker's confirm, a bounded backlog while the broker is away, and a
+reconnect that closes the connections it gives up on."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import deque
-from functools import partial
+from collections.abc import Awaitable, Callable
+from functools import partial, wraps
 
 import carehare
 from carehare import _connection, _protocol
@@ -20,6 +22,8 @@ logger = logging.getLogger(__name__)
 BACKLOG_LIMIT = 10_000
 # How long the backlog waits before trying again when the connection it was given closed meanwhile.
 _RETRY_SECONDS = 0.1
+# How long the reconnect waits for the broker to close a connection whose setup failed.
+_CLOSE_SECONDS = 5
 
 _dropped = 0
 _unconfirmed = 0
@@ -135,3 +139,36 @@ class _HandshakeProtocol(_protocol.Protocol):
 
 
 _connection.Protocol = _HandshakeProtocol  # the protocol carehare connects with
+
+
+def _closed_on_failure(setup: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """``setup`` of a connection of the layer's reconnect, which closes that connection when it fails.
+    channels-rabbitmq drops a connection whose setup failed without closing it and tries again a second
+    later: while the broker still holds the process's exclusive queue for a connection cut without its
+    knowing (``RESOURCE_LOCKED``, until it notices), every retry left one more connection open."""
+
+    @wraps(setup)
+    async def setup_or_close(*, connection: carehare.Connection, **kwargs: object) -> None:
+        try:
+            await setup(connection=connection, **kwargs)
+        except Exception:
+            await _close(connection)
+            raise
+
+    return setup_or_close
+
+
+async def _close(connection: carehare.Connection) -> None:
+    if connection.closed.done():  # closed by the broker or the network meanwhile
+        return
+    try:
+        # Shielded: the wait must not cancel carehare's own future of the close (it would fail setting
+        # it). A broker that does not answer is left to carehare's heartbeat monitor.
+        await asyncio.wait_for(asyncio.shield(connection.close()), _CLOSE_SECONDS)
+    except Exception as exc:  # the setup's error is the one raised
+        logger.warning("a RabbitMQ connection whose setup failed did not close cleanly: %r", exc)
+
+
+# The two steps of the layer's reconnect (``_reconnect_forever`` calls them by these module names).
+core._setup_connection = _closed_on_failure(core._setup_connection)
+core._setup_subscriptions = _closed_on_failure(core._setup_subscriptions)

@@ -100,7 +100,7 @@ def database_unavailable(exc: BaseException | None) -> bool:
 def _answering_database_unavailable(exc: BaseException, where: str) -> None:
     """A request is answered 503 for ``exc``: the outage is noted, so that its end is noticed
     (``database_outage``), and logged."""
-    outage.failed()
+    outage.failed(exc)
     logger.error("Database unavailable, %s answered 503: %s", where, database_error_text(exc))
 
 

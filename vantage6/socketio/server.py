@@ -143,7 +143,7 @@ class Unavailable(Exception):
 
 def database_failed(what: str, exc: DatabaseError) -> None:
     """One warning line without traceback: mostly an outage, neither the client's fault nor a bug."""
-    outage.failed()
+    outage.failed(exc)
     logger.warning("%s, database error: %s", what, database_error_text(exc))
 
 
@@ -1619,7 +1619,7 @@ class Server:
             except DatabaseError as exc:
                 # An outage is answered 503 elsewhere; a traceback on every tick would bury the log.
                 logger.warning("socket housekeeping skipped, database unavailable: %s", exc)
-                outage.failed()
+                outage.failed(exc)
             except Exception:
                 logger.exception("socket housekeeping failed")
             await asyncio.sleep(min(self.housekeeping_interval, self.ping_interval))
