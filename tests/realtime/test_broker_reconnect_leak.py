@@ -1,6 +1,7 @@
 """The layer's reconnect closes every connection whose setup it gives up on. While the broker still holds
 the process's exclusive queue for a connection cut without its knowing, each setup is refused
-(``RESOURCE_LOCKED``) and the reconnect tries again a second later: channels-rabbitmq dropped each such
+(``RESOURCE_LOCKED``; here the queue is held by another connection of the test's) and the reconnect tries
+again a second later: channels-rabbitmq dropped each such
 connection open, and a process piled up one more broker connection per second of the wait."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+import carehare
 from channels_rabbitmq import core
 from django.conf import settings
 
@@ -36,18 +38,25 @@ def established_to(port: int) -> int:
 @requires_services("rabbitmq")
 def test_refused_setups_leave_no_broker_connection_open(caplog):
     async def refused_setups(link, uri: str) -> list[int]:
+        # The queue the layer declares is held, exclusively, by another connection (as by the layer's own
+        # cut connection that the broker has not seen end): each of the layer's setups is refused.
+        holder = carehare.Connection(url=os.environ["V6_RABBITMQ_URI"])
+        await holder.connect()
         layer = RabbitmqChannelLayer(host=uri, **settings.RABBITMQ_LAYER_CONFIG)
         try:
-            await layer.group_add("room", await layer.new_channel())
-            link.cut()  # the broker keeps the connection, and with it the queue, for many seconds
-            link.mend()
+            await holder.queue_declare(layer._queue_name, exclusive=True)
+            joining = asyncio.create_task(layer.group_add("room", await layer.new_channel()))
             open_after_each, deadline = [], time.monotonic() + 15
             while len(open_after_each) < REFUSED_SETUPS and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
                 if len(refusals()) > len(open_after_each):
                     open_after_each.append(established_to(link.port))
+            await holder.close()
+            await asyncio.wait_for(joining, 15)  # the queue released, the layer has its broker
             return open_after_each
         finally:
+            if not holder.closed.done():
+                await holder.close()
             await asyncio.wait_for(layer.close(), 15)
 
     def refusals() -> list[logging.LogRecord]:
@@ -59,7 +68,7 @@ def test_refused_setups_leave_no_broker_connection_open(caplog):
     ):
         open_after_each = asyncio.run(refused_setups(link, uri))
 
-    assert len(open_after_each) == REFUSED_SETUPS, "the broker did not refuse the reconnect's setups"
+    assert len(open_after_each) == REFUSED_SETUPS, "the broker did not refuse the layer's setups"
     assert open_after_each == [0] * REFUSED_SETUPS  # was [1, 2, 3]
 
 
