@@ -12,6 +12,8 @@ from django.db.models import (
     Count,
     Exists,
     Expression,
+    ExpressionWrapper,
+    Func,
     Model,
     OuterRef,
     Prefetch,
@@ -19,9 +21,10 @@ from django.db.models import (
     QuerySet,
     Subquery,
     Sum,
+    Value,
     prefetch_related_objects,
 )
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest
 from django.db.models.lookups import GreaterThan
 
 from accounts.catalogue import CONTAINER
@@ -405,13 +408,15 @@ def task_bytes(include: AbstractSet[str]) -> Expression | None:
 def tasks_with_large_runs(include: AbstractSet[str], threshold: int) -> Q:
     """The tasks that may show more than ``threshold`` bytes with ``include`` (``task_bytes``), found
     through the runs' indexes on their bytes: a task has a run per organization at most, so one of those
-    shows more than its share of ``threshold``; a run shows its result once more with both included."""
-    share = threshold // max(Organization.objects.count(), 1)
+    shows more than its share of ``threshold``; a run shows its result once more with both included.
+    The organizations are counted inside the statement: no round trip of its own."""
+    organizations = Organization.objects.order_by().values(n=Func(Value(1), function="COUNT"))
+    shares: Expression = Greatest(Subquery(organizations, output_field=BigIntegerField()), 1)
+    fields: tuple[str, ...] = ("result",)
     if "runs" in include:
-        large = GreaterThan(bytes_of(*RUN_LARGE_FIELDS), share // 2 if "results" in include else share)
-    else:
-        large = GreaterThan(bytes_of("result"), share)
-    return Q(pk__in=Run.objects.filter(large).values("task_id"))
+        fields, shares = RUN_LARGE_FIELDS, shares * 2 if "results" in include else shares
+    share = ExpressionWrapper(Value(threshold) / shares, output_field=BigIntegerField())
+    return Q(pk__in=Run.objects.filter(GreaterThan(bytes_of(*fields), share)).values("task_id"))
 
 
 class BlobNaming(NamedTuple):
