@@ -148,7 +148,9 @@ def test_a_loop_of_handshakes_writes_no_row(server, live_world):
     assert server.rss_kib() - rss < 20_000
     # Nor does a handshake with a usable token: sessions live in the memory of their process.
     assert _handshake(http, server.url, usable).status_code == 200
-    assert _row_counts() == rows
+    # No table grew (the live server's housekeeping may still bury an earlier test's sockets meanwhile).
+    after = _row_counts()
+    assert {table: count for table, count in after.items() if count > rows[table]} == {}
 
 
 @pytest.mark.live
