@@ -53,8 +53,10 @@ def test_every_request_in_every_format_is_answered_from_one_generation(api, worl
     assert [answer.status_code for answer in first + again] == [200] * (2 * len(FORMATS))
     assert [(a.content, a["Content-Type"]) for a in again] == [(a.content, a["Content-Type"]) for a in first]
     assert (head.status_code, head.content, head["Content-Type"]) == (200, b"", first[1]["Content-Type"])
+    # libyaml's safe loader: the same document as the pure-Python one reads, some 20 times sooner.
     documents = [
-        json.loads(a.content) if "json" in a["Content-Type"] else yaml.safe_load(a.content) for a in first
+        json.loads(a.content) if "json" in a["Content-Type"] else yaml.load(a.content, yaml.CSafeLoader)
+        for a in first
     ]
     assert all(document == documents[0] for document in documents)
     assert "/api/rule/{id}" in documents[0]["paths"]

@@ -45,12 +45,14 @@ ONE_DEPLOYMENT_AT_A_TIME = pytest.mark.xdist_group("deployments")
 
 def marks() -> list[pytest.MarkDecorator]:
     """Marks of a module of live tests on private services: skipped where they cannot be started,
-    failed instead under ``V6_REQUIRE_SERVICES`` (CI)."""
+    failed instead under ``V6_REQUIRE_SERVICES`` (CI). ``own_services``: they run alike whatever the
+    run's database and channel layer, so CI's run on the defaults leaves them out."""
     missing = available()
     if missing and os.environ.get("V6_REQUIRE_SERVICES"):
         pytest.fail(f"private services cannot be started: {missing}", pytrace=False)
     return [
         pytest.mark.live,
+        pytest.mark.own_services,
         ONE_DEPLOYMENT_AT_A_TIME,
         pytest.mark.skipif(bool(missing), reason=str(missing)),
     ]
