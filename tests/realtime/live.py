@@ -8,13 +8,14 @@ extra connection alias ``LIVE`` (queries must say ``.using(LIVE)``).
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -153,6 +154,7 @@ class Daphne:
                 },
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # its worker processes with it: ``stop`` can end them all
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -171,7 +173,10 @@ class Daphne:
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                # The workers too: killed alone, the parent left them to end their graceful stop (up to
+                # STOP_SECONDS), beating meanwhile in the live database the next test counts processes in.
+                with suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.process = None
 

@@ -46,7 +46,8 @@ def _beating() -> int:
 def _both_beat(servers: list[Daphne]) -> None:
     for server in servers:  # a process beats (and is waited for) from its first request on
         assert requests.get(f"{server.url}/api/version", timeout=10).status_code == 200
-    assert eventually(lambda: _beating() == 2, timeout=20)
+    rows = SocketProcess.objects.using(LIVE).values_list("id", "beat_at")
+    assert eventually(lambda: _beating() == 2, timeout=20), (datetime.now(UTC), list(rows))
 
 
 def test_a_killed_process_delays_no_change_once_it_missed_two_beats(pair, live_world, sockets):  # noqa: F811
