@@ -154,6 +154,29 @@ def _still_running(task_id: int, organization_id: int) -> tuple[str, list]:
     )
 
 
+def _with_nodes(collaboration_id: int, org_ids: list[int]) -> tuple[str, list]:
+    """SQL that holds while each of ``org_ids`` has its node in the collaboration (``_check_nodes``)."""
+    quote = connection.ops.quote_name
+    distinct = sorted(set(org_ids))
+    organization = quote(Node._meta.get_field("organization").column)
+    sql = (
+        f"(SELECT count(DISTINCT {organization}) FROM {quote(Node._meta.db_table)}"
+        f" WHERE {quote(Node._meta.get_field('collaboration').column)} = %s"
+        f" AND {organization} IN ({', '.join(['%s'] * len(distinct))})) = %s"
+    )
+    return sql, [collaboration_id, *distinct, len(distinct)]
+
+
+def _encrypted(collaboration_id: int, encrypted: bool) -> tuple[str, list]:
+    """SQL that holds while the collaboration's ``encrypted`` is this (``_check_inputs``)."""
+    quote = connection.ops.quote_name
+    return (
+        f"EXISTS (SELECT 1 FROM {quote(Collaboration._meta.db_table)} WHERE {quote('id')} = %s"
+        f" AND {quote('encrypted')} = %s)",
+        [collaboration_id, encrypted],
+    )
+
+
 def _all_of(*conditions: tuple[str, list]) -> tuple[str, list]:
     return " AND ".join(f"({sql})" for sql, _ in conditions), [p for _, params in conditions for p in params]
 
@@ -351,6 +374,8 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     if principal.is_container and not data.get("study_id"):
         # A subtask of a task in a study is in that study (algorithms built before studies name none).
         data = {**data, "study_id": principal.claims.get("study_id")}
+        if (task := _subtask_checked_by_its_write(principal, data)) is not None:
+            return task
     collaboration, study = _collaboration_and_study(principal, data)
     org_ids = [entry["id"] for entry in data["organizations"]]
     members = _members(collaboration)
@@ -373,13 +398,77 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
             principal,
             [(f"Input for organization id={entry['id']}", entry["input"]) for entry in data["organizations"]],
         )
+    # The checks above read outside the statement: it writes only while they still hold.
+    task = _write_task(
+        principal, data, collaboration.pk, study, parent, image, store_id, blob_store,
+        _still_members(collaboration.pk, [*org_ids, principal.organization_id]),
+    )  # fmt: skip
+    if task is None:
+        if parent and container_task(principal.claims) is None:
+            raise ApiError(401, CONTAINER_TOKEN_ENDED)  # its task or run ended since its token's check
+        raise _membership_changed(principal, collaboration, org_ids)
+    return task
 
+
+def _names_collaboration(principal: Principal, collaboration_id: int) -> bool:
+    """Whether ``_collaboration_and_study`` lets the principal name this collaboration, if it exists: it
+    views it or may create tasks in it (``Principal.reaches``: judged without the row)."""
+    return principal.reaches("collaboration", "view", collaboration_id=collaboration_id) or principal.reaches(
+        "task", "create", collaboration_id=collaboration_id
+    )
+
+
+def _subtask_checked_by_its_write(principal: Principal, data: dict) -> Task | None:
+    """A container's subtask outside a study, without a read of its collaboration first: the checks of
+    ``task_create`` on the collaboration (its members, their nodes, its encryption) are conditions of the
+    write's own statement, the others those of the token (``_check_container``) and the caller's rules.
+    None, and nothing written, when a check does not hold or needs what the statement cannot check (a
+    blob store, inputs both readable and not): the request then takes ``task_create``'s way and its answer."""
+    claims, parent = principal.claims, principal.task
+    collaboration_id = data.get("collaboration_id")
+    if (
+        data.get("study_id")
+        or parent is None
+        or collaboration_id is None
+        or claims.get("collaboration_id") != collaboration_id
+        or not data["image"].endswith(str(claims.get("image")))
+        or is_finished(parent.status)
+        or not _names_collaboration(principal, collaboration_id)
+        or blobs.blob_storage() is not None
+    ):
+        return None
+    readable = {_readable(entry["input"]) for entry in data["organizations"]}
+    if len(readable) != 1:
+        return None
+    org_ids = [entry["id"] for entry in data["organizations"]]
+    return _write_task(
+        principal, data, collaboration_id, None, parent, parent.image, parent.algorithm_store_id, False,
+        _still_members(collaboration_id, [*org_ids, principal.organization_id]),
+        _with_nodes(collaboration_id, org_ids),
+        _encrypted(collaboration_id, not readable.pop()),
+    )  # fmt: skip
+
+
+def _write_task(
+    principal: Principal,
+    data: dict,
+    collaboration_id: int,
+    study: Study | None,
+    parent: Task | None,
+    image: str,
+    store_id: int | None,
+    blob_store: bool,
+    *conditions: tuple[str, list],
+) -> Task | None:
+    """The rows of a task that passed its checks, in one statement (``with_children``) written only while
+    ``conditions`` hold (and, for a subtask, its parent and the container's run still run); its event.
+    None, and nothing written, when they do not."""
     now = timezone.now()
     values = {
         "name": data.get("name") or "",
         "description": data.get("description") or "",
         "image": image,
-        "collaboration": collaboration,
+        "collaboration_id": collaboration_id,
         "study": study,
         "job_id": parent.job_id if parent else 0,
         "parent": parent,
@@ -412,19 +501,15 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
         ],
         # A top-level task starts a new job; its own id is unique and above every earlier job id.
         own=[] if parent else ["job_id"],
-        # The checks above read outside the statement: it writes only while they still hold.
         condition=_all_of(
-            _still_members(collaboration.pk, [*org_ids, principal.organization_id]),
-            *([_still_running(parent.pk, principal.organization_id)] if parent else []),
+            *conditions, *([_still_running(parent.pk, principal.organization_id)] if parent else [])
         ),
     )
     if created is None:
-        if parent and container_task(principal.claims) is None:
-            raise ApiError(401, CONTAINER_TOKEN_ENDED)  # its task or run ended since its token's check
-        raise _membership_changed(principal, collaboration, org_ids)
+        return None
     task, (written, _, _) = created
     _known_databases(task, cast(list[TaskDatabase], written))
-    emit("new_task", {"id": task.pk, "parent_id": task.parent_id}, room=collaboration_room(collaboration.pk))
+    emit("new_task", {"id": task.pk, "parent_id": task.parent_id}, room=collaboration_room(collaboration_id))
     return task
 
 

@@ -11,6 +11,7 @@ from tasks import services
 from tasks.models import Task
 from tests.collaborations.helpers import headers_of
 from tests.factories import bearer, make_org, make_study, make_task, make_user
+from tests.tasks.conftest import ENCRYPTED as ENCRYPTED_INPUT
 from tests.tasks.conftest import container_headers_from, plain, task_body
 
 pytestmark = pytest.mark.django_db
@@ -61,13 +62,16 @@ def test_no_subtask_once_the_task_is_killed_or_deleted(api, world, parent, end):
 def test_no_subtask_once_the_task_ends_during_the_checks(api, world, parent, monkeypatch, end):
     """The token's check passed; the task is killed or deleted before the subtask is written."""
     headers = container_headers_from(api, world.node_a, parent)
-    checked = services._check_inputs
+    write = services._write_task
+    ended = []
 
-    def then_ended(*args, **kwargs):
-        checked(*args, **kwargs)  # the last check before the writes
-        end(api, world, parent)
+    def ended_first(*args, **kwargs):
+        if not ended:  # after every check, before the write
+            ended.append(parent.pk)
+            end(api, world, parent)
+        return write(*args, **kwargs)
 
-    monkeypatch.setattr(services, "_check_inputs", then_ended)
+    monkeypatch.setattr(services, "_write_task", ended_first)
     response = api.post("/api/task", _subtask(world, parent), format="json", **headers)
     assert (response.status_code, response.json()) == (401, ENDED)
     assert not Task.objects.exclude(pk=parent.pk).exists()
@@ -171,3 +175,30 @@ def test_a_subtask_stays_in_the_study_of_its_task(api, world):
         )
         assert response.status_code == 201, response.json()
         assert Task.objects.get(pk=response.json()["id"]).study_id == study.pk
+
+
+def test_no_subtask_for_an_organization_whose_node_left(api, world, parent):
+    """A subtask outside a study is checked by its write's own statement: an organization of the
+    collaboration without its node there is refused as when the collaboration is read first."""
+    headers = container_headers_from(api, world.node_a, parent)
+    world.node_b.delete()
+    response = api.post("/api/task", _subtask(world, parent), format="json", **headers)
+    assert response.status_code == 400, response.json()
+    assert response.json()["msg"] == (
+        "Cannot create this task because there are no nodes for the following organization(s) in "
+        f"collaboration id={world.collab_ab.pk}: [{world.org_b.pk}]"
+    )
+    assert Task.objects.count() == 1
+
+
+@pytest.mark.parametrize("encrypted", [True, False])
+def test_no_subtask_whose_input_does_not_match_the_collaborations_encryption(api, world, parent, encrypted):
+    headers = container_headers_from(api, world.node_a, parent)
+    world.collab_ab.encrypted = encrypted
+    world.collab_ab.save(update_fields=["encrypted"])
+    entry = {"id": world.org_b.pk, "input": plain() if encrypted else ENCRYPTED_INPUT}
+    response = api.post("/api/task", _subtask(world, parent, organizations=[entry]), format="json", **headers)
+    assert response.status_code == 400, response.json()
+    expected = "requires encryption" if encrypted else "is not readable"
+    assert expected in response.json()["msg"]
+    assert Task.objects.count() == 1

@@ -117,3 +117,56 @@ def test_a_guard_needs_a_query_whose_first_where_is_its_own():
     )
     with pytest.raises(ValueError, match="not a query of one table with a WHERE"):
         rows.lock_later(("1 = %s", [1]), task=1)
+
+
+def _create_task(api, headers: dict, collab, orgs: list) -> dict:
+    body = {
+        "image": "some/image",
+        "collaboration_id": collab.pk,
+        "organizations": [{"id": org.pk, "input": "e30="} for org in orgs],
+        "databases": [{"label": "default"}],
+    }
+    response = api.post("/api/task", body, format="json", **headers)
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def test_a_task_creation_writes_its_rows_by_the_name_prepared_with_its_first_use(api, sent):
+    """The one statement writing a task, its runs, databases and audit record is prepared per shape
+    (count of rows): from the second task of a shape on it runs by name, and writes what it wrote."""
+    orgs = [make_org(f"O{i}") for i in range(2)]
+    collab = make_collab(*orgs)
+    for org in orgs:
+        make_node(org, collab)
+    headers = bearer(make_user(orgs[0], "Root"))
+
+    tasks = []
+    for _ in range(2):
+        sent.clear()
+        tasks.append(_create_task(api, headers, collab, orgs))
+
+    write = sent[-1]
+    assert write.startswith("EXECUTE v6_") and "PREPARE" not in write, write
+    assert tasks[1]["id"] > tasks[0]["id"] and tasks[1]["job_id"] == tasks[1]["id"]
+    for task in tasks:
+        runs = Run.objects.filter(task_id=task["id"])
+        assert sorted(runs.values_list("organization_id", flat=True)) == [org.pk for org in orgs]
+        assert Task.objects.get(pk=task["id"]).databases.get().database == "default"
+
+
+def test_a_task_creation_of_many_rows_is_not_prepared(api, sent):
+    """Past ``PREPARED_CHILDREN`` child rows the statement is sent as written (a bounded set of
+    prepared texts per connection)."""
+    count = sql_module.CompiledInsert.PREPARED_CHILDREN  # runs, with a database and the audit record
+    orgs = [make_org(f"O{i}") for i in range(count)]
+    collab = make_collab(*orgs)
+    for org in orgs:
+        make_node(org, collab)
+    headers = bearer(make_user(orgs[0], "Root"))
+
+    for _ in range(2):
+        sent.clear()
+        task = _create_task(api, headers, collab, orgs)
+
+    assert sent[-1].startswith("WITH k AS MATERIALIZED"), sent[-1]
+    assert Run.objects.filter(task_id=task["id"]).count() == count
