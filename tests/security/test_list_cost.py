@@ -1,0 +1,81 @@
+"""What one request of any account can make the database spend: on PostgreSQL a statement is canceled
+past ``STATEMENT_TIMEOUT_SECONDS`` and its request answered a clear 503, its transaction rolled back;
+the server's own hourly clean-up is not bound (SQLite has no statement timeout)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import psycopg2
+import pytest
+from django.db import connection
+from django.test import override_settings
+from django.utils import timezone
+
+from collaborations.models import Organization
+from tasks.services import runs_cleanup_if_due
+from tests.factories import bearer, make_org, make_run, make_task, make_user
+from vantage6 import database_outage
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite has no statement timeout"),
+]
+
+
+@override_settings(STATEMENT_TIMEOUT_SECONDS=7)
+def test_every_connection_is_made_with_the_statement_timeout_and_without_jit():
+    made = psycopg2.connect(**connection.get_connection_params())
+    try:
+        with made.cursor() as cursor:
+            cursor.execute("SELECT current_setting('statement_timeout'), current_setting('jit')")
+            assert cursor.fetchone() == ("7s", "off")
+    finally:
+        made.close()
+
+
+def test_a_request_whose_statement_runs_too_long_is_answered_503_and_changes_nothing(api):
+    root = bearer(make_user(make_org("root-org"), "Root"))
+    with connection.cursor() as cursor:
+        # A write that takes longer than the bound: the insert of this organization waits in a trigger.
+        cursor.execute(
+            "CREATE FUNCTION slow_insert() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(5); RETURN NEW; END"
+            " $$ LANGUAGE plpgsql"
+        )
+        cursor.execute(
+            "CREATE TRIGGER slow_insert BEFORE INSERT ON organization FOR EACH ROW"
+            " WHEN (NEW.name = 'slow') EXECUTE FUNCTION slow_insert()"
+        )
+        cursor.execute("SET LOCAL statement_timeout = '200ms'")  # the requests run in this transaction
+
+    response = api.post("/api/organization", {"name": "slow"}, format="json", **root)
+
+    assert response.status_code == 503, response.content
+    assert response.json()["msg"].startswith("The request took longer than the database allows")
+    assert "Retry-After" not in response.headers  # the same request would be canceled again
+    assert not database_outage._down  # the database answered: no outage, no sync to the nodes
+    assert not Organization.objects.filter(name="slow").exists()
+    # The connection serves the next request.
+    assert api.post("/api/organization", {"name": "quick"}, format="json", **root).status_code == 201
+
+
+def test_the_hourly_clean_up_is_not_bound_by_the_statement_timeout(world, settings):
+    settings.RUNS_DATA_CLEANUP_DAYS = 30
+    task = make_task(world.collab_ab, world.org_a)
+    finished_at = timezone.now() - timedelta(days=40)
+    run = make_run(task, world.org_a, status="completed", finished_at=finished_at, result="slow")
+    with connection.cursor() as cursor:
+        # A clean-up of many runs, as the first one of a large database: its update outlasts the bound.
+        cursor.execute(
+            "CREATE FUNCTION slow_update() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(0.5); RETURN NEW; END"
+            " $$ LANGUAGE plpgsql"
+        )
+        cursor.execute(
+            "CREATE TRIGGER slow_update BEFORE UPDATE ON run FOR EACH ROW EXECUTE FUNCTION slow_update()"
+        )
+        cursor.execute("SET LOCAL statement_timeout = '200ms'")
+
+    assert runs_cleanup_if_due() == 1
+
+    run.refresh_from_db()
+    assert run.result == "" and run.cleanup_at is not None
