@@ -10,9 +10,11 @@ import psycopg2
 import pytest
 from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from collaborations.models import Organization
+from tasks.models import Run, Task
 from tasks.services import runs_cleanup_if_due
 from tests.factories import bearer, make_org, make_run, make_task, make_user
 from vantage6 import database_outage
@@ -79,3 +81,67 @@ def test_the_hourly_clean_up_is_not_bound_by_the_statement_timeout(world, settin
 
     run.refresh_from_db()
     assert run.result == "" and run.cleanup_at is not None
+
+
+def _plan_nodes(plan: dict) -> list[dict]:
+    return [plan, *(node for child in plan.get("Plans", ()) for node in _plan_nodes(child))]
+
+
+def _rows_out(node: dict) -> int:
+    return node["Actual Rows"] * node["Actual Loops"]
+
+
+# (list page, its model, the order of its rows): page 290 of 3,000 runs, page 140 of 1,500 tasks.
+DEEP_PAGES = [
+    ("/api/run?page=290", Run, ("-id",)),
+    ("/api/run?page=290&sort=status,assigned_at", Run, ("status", "assigned_at", "-id")),
+    ("/api/result?page=290", Run, ("-id",)),
+    ("/api/task?page=140&sort=-name", Task, ("-name", "-id")),
+]
+
+
+@pytest.mark.parametrize(("path", "model", "order"), DEEP_PAGES)
+def test_a_deep_page_skips_keys_not_whole_rows(api, world, path, model, order):
+    tasks = Task.objects.bulk_create(
+        Task(
+            collaboration=world.collab_ab,
+            init_org=world.org_a,
+            image="some/image",
+            job_id=n,
+            name=f"t{n % 7}",
+        )
+        for n in range(1500)
+    )
+    Run.objects.bulk_create(
+        Run(task=task, organization=org, input="i" * 100, result="r" * 100, log="l" * 100, status=status)
+        for task in tasks
+        for org, status in ((world.org_a, "completed"), (world.org_b, "failed"))
+    )
+    researcher = bearer(make_user(world.org_a, "Researcher"))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE task, run")
+
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get(path, **researcher)
+
+    assert response.status_code == 200
+    offset = (int(response.wsgi_request.GET["page"]) - 1) * 10
+    expected = list(model.objects.order_by(*order).values_list("id", flat=True)[offset : offset + 10])
+    assert [row["id"] for row in response.json()["data"]] == expected
+    assert response["total-count"] == str(model.objects.count())
+    (statement,) = [query["sql"] for query in queries.captured_queries if "OFFSET" in query["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, VERBOSE, FORMAT JSON) {statement}")
+        plan = cursor.fetchone()[0][0]["Plan"]
+    # The rows a deep page skips (the sort before its OFFSET, the OFFSET itself) are keys and sort columns:
+    # only the page's rows are read with their large fields and their tasks.
+    skipping = [
+        node
+        for node in _plan_nodes(plan)
+        if (node["Node Type"] in ("Sort", "Incremental Sort") and _rows_out(node) > 11)
+        or (node["Node Type"] == "Limit" and _rows_out(node["Plans"][0]) > 11)
+    ]
+    assert skipping
+    wide = {"input", "result", "log", "image", "description"}
+    for node in skipping:
+        assert not wide & {column.rsplit(".", 1)[-1] for column in node["Output"]}, node["Node Type"]
