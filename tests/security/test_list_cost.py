@@ -61,6 +61,24 @@ def test_a_request_whose_statement_runs_too_long_is_answered_503_and_changes_not
     assert api.post("/api/organization", {"name": "quick"}, format="json", **root).status_code == 201
 
 
+def test_a_list_whose_statement_waits_too_long_is_answered_503(api, world):
+    researcher = bearer(make_user(world.org_a, "Researcher"))
+    # Another connection holds table ``run`` (as a long statement would): the page's read waits for it.
+    holder = psycopg2.connect(**connection.get_connection_params())
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("LOCK TABLE run IN ACCESS EXCLUSIVE MODE")
+            with connection.cursor() as own:
+                own.execute("SET LOCAL statement_timeout = '200ms'")
+            response = api.get("/api/run", **researcher)
+    finally:
+        holder.close()
+
+    assert response.status_code == 503, response.content
+    assert response.json()["msg"].startswith("The request took longer than the database allows")
+    assert not database_outage._down
+
+
 def test_the_hourly_clean_up_is_not_bound_by_the_statement_timeout(world, settings):
     settings.RUNS_DATA_CLEANUP_DAYS = 30
     task = make_task(world.collab_ab, world.org_a)
