@@ -1022,7 +1022,7 @@ class _ListPlan(_Instances):
     # The same rows and columns for a page past the first: the page's primary keys are chosen first, by
     # a query of the keys alone (its LIMIT and OFFSET are the values after the condition's), and only
     # those rows are read whole. The rows a deep page skips are then keys, not rows of every column
-    # joined to their related rows (at 500,000 runs, page 49,000 took 0.99 s, and 0.43 s so). None: a
+    # joined to their related rows (page 49,000 of 500,000 runs: 0.95 s before, 0.43 s so). None: a
     # DISTINCT list, whose key query would select its sort columns too.
     deep_sql: str | None
     deep_params: list
