@@ -1182,6 +1182,10 @@ def runs_cleanup_if_due(*, now: datetime | None = None) -> int | None:
     with transaction.atomic():
         if not _claim(RUNS_CLEANUP_JOB, RUNS_CLEANUP_PERIOD, now):
             return None
+        # The first clean-up of a large database may update more runs than a request's bound allows.
+        if unbounded := operations(connection).unbounded_transaction_sql():
+            with connection.cursor() as cursor:
+                cursor.execute(unbounded)
         return runs_cleanup(days=days, include_input=settings.RUNS_DATA_CLEANUP_INCLUDE_INPUT, now=now)
 
 

@@ -22,6 +22,8 @@ database_recovered = Signal()
 # PostgreSQL's SQLSTATEs of a statement that waited for a lock in vain: lock_timeout, a deadlock, and a
 # serializable transaction that met another's writes.
 _LOCK_WAITS = {"55P03", "40P01", "40001"}
+# PostgreSQL's SQLSTATE of a statement canceled: past ``statement_timeout`` (or canceled by an operator).
+_QUERY_CANCELED = "57014"
 
 _lock = threading.Lock()
 _down = False
@@ -31,7 +33,7 @@ def failed(exc: BaseException) -> None:
     """The database could not serve a call of this process (from any thread) with ``exc``: an outage
     unless it ended a lock wait."""
     global _down
-    if not lock_wait(exc):
+    if not lock_wait(exc) and not statement_canceled(exc):
         _down = True
 
 
@@ -46,6 +48,12 @@ def lock_wait(exc: BaseException) -> bool:
         locked = str(cause) == "database is locked"
         return locked or primary_code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
     return getattr(cause, "pgcode", None) in _LOCK_WAITS
+
+
+def statement_canceled(exc: BaseException) -> bool:
+    """Whether the database error ``exc`` canceled a statement that ran too long (``settings.
+    STATEMENT_TIMEOUT_SECONDS``). It is no outage: the database answered."""
+    return getattr(exc.__cause__ or exc, "pgcode", None) == _QUERY_CANCELED
 
 
 def reached() -> None:

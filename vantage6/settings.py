@@ -204,6 +204,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
 # What the large fields (runs' inputs, results, logs) of one list page take at most, unless the page's
 # rows are no more than the 10 of a default page (``vantage6.api.pagination``).
 MAX_PAGE_BYTES = env_int("MAX_PAGE_MB", 64, minimum=1, maximum=1024**2) * 2**20
+# What one database statement may take on PostgreSQL, in seconds (0: no bound): a statement that runs
+# longer is canceled and its request answered 503, its transaction rolled back. It bounds what one request
+# of any account can make the database spend (a list's deep page, a sort of all its rows); migrations and
+# the hourly run clean-up are not bound (vantage6.db.postgresql). SQLite has no such bound.
+STATEMENT_TIMEOUT_SECONDS = env_int("STATEMENT_TIMEOUT_SECONDS", 30, minimum=0, maximum=24 * 3600)
 MAX_BLOB_UPLOAD_BYTES = env_int("MAX_BLOB_UPLOAD_MB", 1024, minimum=1, maximum=1024**2) * 2**20
 # What the blobs of one organization may take of the large result store in all (0: no bound).
 BLOB_QUOTA_BYTES = env_int("BLOB_QUOTA_MB", 10240, minimum=0, maximum=1024**3) * 2**20

@@ -6,6 +6,7 @@ import logging
 import sys
 import traceback
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import SuspiciousOperation
 from django.db import (
@@ -35,6 +36,10 @@ _READ_ONLY_SQL_TRANSACTION = "25006"
 # invalidated, in a transaction that had already run others (it is prepared again with its next use).
 _FEATURE_NOT_SUPPORTED = "0A000"
 _CACHED_PLAN_CHANGED = "cached plan must not change result type"
+STATEMENT_TIMEOUT = (
+    "The request took longer than the database allows ({seconds} s) and was canceled; nothing was "
+    "changed. Ask for less: filter the list, or sort it by fewer columns."
+)
 # Seconds a client is asked to wait before it tries a request the database could not serve again.
 DATABASE_RETRY_AFTER = 1
 
@@ -107,7 +112,19 @@ def _answering_database_unavailable(exc: BaseException, where: str) -> None:
 _RETRY = {"Retry-After": str(DATABASE_RETRY_AFTER)}
 
 
+def _statement_timed_out(exc: BaseException, where: str) -> dict | None:
+    """The body of the 503 of a request whose statement ran past ``STATEMENT_TIMEOUT_SECONDS`` (its
+    transaction rolled back), logged; None for any other error. Retrying the same request soon is no
+    use: no ``Retry-After``."""
+    if not (isinstance(exc, OperationalError) and outage.statement_canceled(exc)):
+        return None
+    logger.warning("Statement canceled, %s answered 503: %s", where, database_error_text(exc))
+    return {"msg": STATEMENT_TIMEOUT.format(seconds=settings.STATEMENT_TIMEOUT_SECONDS)}
+
+
 def exception_handler(exc: Exception, context: dict) -> Response:
+    if (canceled := _statement_timed_out(exc, context["request"].path)) is not None:
+        return Response(canceled, status=503)
     if database_unavailable(exc):
         _answering_database_unavailable(exc, context["request"].path)
         return Response({"msg": DATABASE_UNAVAILABLE}, status=503, headers=_RETRY)
@@ -162,6 +179,8 @@ def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonRe
 def json_500(request: HttpRequest) -> JsonResponse:
     # Django calls this while handling the exception, so it is still at hand.
     exc = sys.exc_info()[1]
+    if exc is not None and (canceled := _statement_timed_out(exc, request.path)) is not None:
+        return JsonResponse(canceled, status=503)
     if exc is not None and database_unavailable(exc):
         _answering_database_unavailable(exc, request.path)
         return JsonResponse({"msg": DATABASE_UNAVAILABLE}, status=503, headers=_RETRY)

@@ -125,11 +125,22 @@ def page_links(path: str, params: list[tuple[str, str]]) -> Callable[[int], str]
     return lambda page: f"{head}page={page}{tail}"
 
 
+def _window(queryset: QuerySet, offset: int, limit: int) -> QuerySet | list:
+    """The ``limit`` rows of ``queryset`` from ``offset``. Past the first page the keys of those rows are
+    chosen first, by a query of the keys and sort columns alone, and only those rows are read whole:
+    the rows the ``OFFSET`` skips are keys, not rows of every column with their related rows (a list
+    compiled by ``vantage6.api.sql.CompiledList`` does the same in its own SQL). Not for a DISTINCT
+    list, whose query of keys would select its sort columns too."""
+    if offset and isinstance(queryset, QuerySet) and not queryset.query.distinct:
+        return queryset.filter(pk__in=queryset.values("pk")[offset : offset + limit])
+    return queryset[offset : offset + limit]
+
+
 def _page(queryset: QuerySet, page: int, per_page: int) -> tuple[list, int]:
     """The rows of one page and the number of rows of all pages. The page is read with one row more:
     a page that is the last one tells the number itself, and then there is no count query."""
     offset = (page - 1) * per_page
-    rows = list(queryset[offset : offset + per_page + 1])
+    rows = list(_window(queryset, offset, per_page + 1))
     if len(rows) <= per_page and (rows or offset == 0):
         return rows, offset + len(rows)
     return rows[:per_page], queryset.count()

@@ -44,6 +44,11 @@ class Operations(BaseDatabaseOperations):
         writer already."""
         raise NotImplementedError
 
+    def unbounded_transaction_sql(self) -> str | None:
+        """A statement lifting ``settings.STATEMENT_TIMEOUT_SECONDS`` for the rest of the transaction,
+        for the server's own periodic work that no client waits for; None where there is no bound."""
+        return None
+
 
 class LoopReader:
     """Reads of a few rows on an event loop's own thread, through a connection of its own: for the
