@@ -16,7 +16,7 @@ same names.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -256,16 +256,17 @@ class Principal:
             )
         return unauthorized()
 
-    def require_writes_fields(self, resource: str, fields: Iterable[str]) -> None:
-        """The 401 for a node changing fields of ``resource`` beyond ``Scope.node_writes_fields``."""
-        writable = RESOURCE_SCOPES[resource].node_writes_fields
-        if not self.is_node or writable is None:
-            return
-        if refused := sorted(set(fields) - writable):
-            raise unauthorized(
-                f"A node may only change the fields {', '.join(sorted(writable))} of a {resource}, "
-                f"not {', '.join(refused)}"
-            )
+    def fields_refusal(self, resource: str, operation: str, fields: Collection[str] | None) -> str | None:
+        """Why an edit of a row of ``resource`` may not change ``fields`` (None: not told, so any field),
+        or None: a node changes only the fields its ``Scope.node_writes_fields`` names."""
+        writable = RESOURCE_SCOPES.get(resource, _NO_SCOPE).node_writes_fields
+        if writable is None or not self.is_node or _op(operation) != "EDIT":
+            return None
+        only = f"A node may only change the fields {', '.join(sorted(writable))} of a {resource}"
+        if fields is None:
+            return only
+        refused = sorted(set(fields) - writable)
+        return f"{only}, not {', '.join(refused)}" if refused else None
 
     def require(self, allowed: bool, msg: str | None = None) -> None:
         """Raise the vantage6 401 unless ``allowed``."""
@@ -511,9 +512,14 @@ class Principal:
             return NOTHING
         return EVERYTHING if covered == GLO else RESOURCE_SCOPES[parent].condition(covered, self)
 
-    def allows(self, resource: str, obj: Any, operation: str = "view") -> bool:
+    def allows(
+        self, resource: str, obj: Any, operation: str = "view", *, fields: Collection[str] | None = None
+    ) -> bool:
         """Whether ``obj`` is one of the rows ``visible`` gives: evaluated on the loaded row where the
-        condition allows it, otherwise asked of the database."""
+        condition allows it, otherwise asked of the database. An edit changes ``fields`` (None: any),
+        which ``fields_refusal`` judges."""
+        if self.fields_refusal(resource, operation, fields) is not None:
+            return False
         condition = self.scope_condition(resource, operation)
         if condition is None or condition is NOTHING:
             return False
@@ -635,7 +641,8 @@ class Scope:
     # must not rename or re-address the other nodes of its organization, which serve other collaborations.
     node_writes_own_row: bool = False
     # The fields of a row a node may change, if not every field its rule allows: its key, stolen, must not
-    # rename or re-address its organization as every partner sees it (a node only publishes its key).
+    # rename or re-address its organization as every partner sees it (a node only publishes its key). Judged
+    # with the edit itself (``Principal.allows``): an edit that does not name its fields refuses a node.
     node_writes_fields: frozenset[str] | None = None
     # The lookup of a row's job, where an algorithm container reaches the rows of its own job alone,
     # whatever its rule's scope reaches: a container runs code of whoever made the task, which must not
@@ -852,9 +859,10 @@ def get_for(
     missing: str | ApiError,
     resource: str | None = None,
     refused: str | None = None,
+    fields: Collection[str] | None = None,
 ) -> M:
     """The row of ``queryset`` (or of a compiled ``PkLookup``) with primary key ``pk``, fetched for
-    ``principal``.
+    ``principal``; an edit names the ``fields`` it changes (``Principal.allows``).
 
     No such row: to who views every row of ``resource``, a 404 with the message ``missing``, or
     ``missing`` itself when it is an error (a filter naming a row that does not exist is a 400); to
@@ -867,7 +875,10 @@ def get_for(
     row = fetch(queryset, pk, missing=missing)
     if operation is not None:
         resource = resource or _resource_of(type(row))
-        principal.require(principal.allows(resource, row, operation), refused)
+        principal.require(
+            principal.allows(resource, row, operation, fields=fields),
+            principal.fields_refusal(resource, operation, fields) or refused,
+        )
     return row
 
 
