@@ -412,26 +412,16 @@ class Principal:
         if self.is_container and definition.container_job is not None:
             job = Q(**{definition.container_job: self.task.job_id})
             return job if scope == GLO else definition.condition(scope, self) & job
-        if self.is_node and definition.collaboration is not None:
-            return self._within_own_collaboration(definition, definition.collaboration, scope, operation)
-        if scope == GLO:
-            return EVERYTHING
-        condition = definition.condition(scope, self)
+        condition = EVERYTHING if scope == GLO else definition.condition(scope, self)
+        if self.is_node and definition.collaboration is not None and condition is not NOTHING:
+            # ``Scope.collaboration``: its own collaboration alone, whatever its rule's scope reaches.
+            condition &= Q(**{definition.collaboration: self.node.collaboration_id})
+        if condition is EVERYTHING:
+            return condition
         if operation == "VIEW" and definition.also_viewable is not None:
             condition |= definition.also_viewable(self)
         elif operation != "VIEW" and scope == COL and definition.partner_writes_confined:
             condition &= self._organizations_within_own_collaborations(definition.organization)
-        return condition
-
-    def _within_own_collaboration(self, definition: Scope, lookup: str, scope: str, operation: str) -> Q:
-        """A node's rows of a resource that lives in collaborations (``lookup``: to the row's collaboration):
-        those of its own collaboration alone, whatever its rule's scope reaches (``Scope.collaboration``;
-        rows every viewer sees still show)."""
-        own = Q(**{lookup: self.node.collaboration_id})
-        condition = definition.condition(scope, self) if scope != GLO else EVERYTHING
-        condition = own if condition is EVERYTHING else NOTHING if condition is NOTHING else condition & own
-        if operation == "VIEW" and definition.also_viewable is not None:
-            condition |= definition.also_viewable(self)
         return condition
 
     def _organizations_within_own_collaborations(self, lookups: tuple[str, ...]) -> Q:
