@@ -146,9 +146,9 @@ class FailureLimiter:
     (``first``), to record repeated events once.
 
     One statement per check (of all the client's budgets), per count of a failure in each budget and per
-    attempt (in all of them), in the database every server process shares. Unlike a sliding window, a client may fail ``limit`` times at the end of one
-    window and again at the start of the next one: at most twice the limit within any window's time,
-    whatever the number of servers.
+    attempt (in all of them), in the database every server process shares. Unlike a sliding window, a
+    client may fail ``limit`` times at the end of one window and again at the start of the next one: at
+    most twice the limit within any window's time, whatever the number of servers.
     """
 
     def __init__(self, name: str, window: float = WINDOW_SECONDS) -> None:
