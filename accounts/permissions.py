@@ -256,17 +256,27 @@ class Principal:
             )
         return unauthorized()
 
-    def fields_refusal(self, resource: str, operation: str, fields: Collection[str] | None) -> str | None:
-        """Why an edit of a row of ``resource`` may not change ``fields`` (None: not told, so any field),
-        or None: a node changes only the fields its ``Scope.node_writes_fields`` names."""
-        writable = RESOURCE_SCOPES.get(resource, _NO_SCOPE).node_writes_fields
-        if writable is None or not self.is_node or _op(operation) != "EDIT":
+    def fields_refusal(
+        self, resource: str, operation: str, fields: Collection[str] | None, row: Any = None
+    ) -> str | None:
+        """Why an edit of ``row`` of ``resource`` may not change ``fields`` (None: not told, so any field),
+        or None: a node changes only the fields its ``Scope.node_writes_fields`` names, and only the row's
+        own organization the ``Scope.own_organization_fields``."""
+        if _op(operation) != "EDIT":
             return None
-        only = f"A node may only change the fields {', '.join(sorted(writable))} of a {resource}"
-        if fields is None:
-            return only
-        refused = sorted(set(fields) - writable)
-        return f"{only}, not {', '.join(refused)}" if refused else None
+        definition = RESOURCE_SCOPES.get(resource, _NO_SCOPE)
+        writable = definition.node_writes_fields
+        if self.is_node and writable is not None:
+            only = f"A node may only change the fields {', '.join(sorted(writable))} of a {resource}"
+            if fields is None:
+                return only
+            if refused := sorted(set(fields) - writable):
+                return f"{only}, not {', '.join(refused)}"
+        owned = sorted(set(fields or ()) & definition.own_organization_fields)
+        if owned and getattr(row, definition.organization[0]) != self.organization_id:
+            names = " and ".join(name.replace("_", " ") for name in owned)
+            return f"You can only change the {names} of your own organization!"
+        return None
 
     def require(self, allowed: bool, msg: str | None = None) -> None:
         """Raise the vantage6 401 unless ``allowed``."""
@@ -508,7 +518,7 @@ class Principal:
         """Whether ``obj`` is one of the rows ``visible`` gives: evaluated on the loaded row where the
         condition allows it, otherwise asked of the database. An edit changes ``fields`` (None: any),
         which ``fields_refusal`` judges."""
-        if self.fields_refusal(resource, operation, fields) is not None:
+        if self.fields_refusal(resource, operation, fields, obj) is not None:
             return False
         condition = self.scope_condition(resource, operation)
         if condition is None or condition is NOTHING:
@@ -634,6 +644,9 @@ class Scope:
     # rename or re-address its organization as every partner sees it (a node only publishes its key). Judged
     # with the edit itself (``Principal.allows``): an edit that does not name its fields refuses a node.
     node_writes_fields: frozenset[str] | None = None
+    # The fields of a row that only its own organization's users and nodes change, whatever their rule's
+    # scope reaches: only they hold what it names (an organization's public key: the private key).
+    own_organization_fields: frozenset[str] = frozenset()
     # The lookup of a row's job, where an algorithm container reaches the rows of its own job alone,
     # whatever its rule's scope reaches: a container runs code of whoever made the task, which must not
     # read the tasks and results of the collaboration's other jobs (only its own and its subtasks').
@@ -761,6 +774,7 @@ RESOURCE_SCOPES: dict[str, Scope] = {
         organization=("id",),
         partner_writes_confined=True,
         node_writes_fields=frozenset({"public_key"}),
+        own_organization_fields=frozenset({"public_key"}),
         filters={"collaboration_id": {GLO: member_or_viewed_collaboration, COL: auth_collaboration}},
     ),
     # The members of a collaboration or a study are the organizations of its collaboration: within reach
@@ -867,7 +881,7 @@ def get_for(
         resource = resource or _resource_of(type(row))
         principal.require(
             principal.allows(resource, row, operation, fields=fields),
-            principal.fields_refusal(resource, operation, fields) or refused,
+            principal.fields_refusal(resource, operation, fields, row) or refused,
         )
     return row
 
