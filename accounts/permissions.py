@@ -5,13 +5,13 @@ filters, the admin site and websocket rooms alike. A principal is a user, a node
 container; its rules are loaded once per request.
 
 Each resource has one ``Scope`` definition (``RESOURCE_SCOPES``); from it come the rows a list shows
-(``visible``), the check of one row (``allows``, and ``get_for``: 404 missing, 401 out of reach) and
-the check of a filter value such as ``?organization_id=`` (``reaches``, vantage6's ``ALLOW_ORG``,
-``ALLOW_ORG_IN_COL`` and ``CAN_COL``; a list filter that a ``Scope`` declares otherwise:
-``filter_reaches``; the list narrowed by such a filter: ``filtered``), and the rows that rows of another
-resource show on request (``include=``: ``Scope.embeds``; ``shows_embedded`` for one row,
-``visible(with_embedded=)`` for a list). ``max_scope`` and ``at_least`` are vantage6's helpers of the
-same names.
+(``visible``), the check of one row (``allows``, and ``get_for``: 404 missing, 401 out of reach; of an
+edit, also of the fields it changes: ``fields_refusal``) and the check of a filter value such as
+``?organization_id=`` (``reaches``, vantage6's ``ALLOW_ORG``, ``ALLOW_ORG_IN_COL`` and ``CAN_COL``; a
+list filter that a ``Scope`` declares otherwise: ``filter_reaches``; the list narrowed by such a filter:
+``filtered``), and the rows that rows of another resource show on request (``include=``:
+``Scope.embeds``; ``shows_embedded`` for one row, ``visible(with_embedded=)`` for a list). ``max_scope``
+and ``at_least`` are vantage6's helpers of the same names.
 """
 
 from __future__ import annotations
