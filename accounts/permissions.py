@@ -5,18 +5,18 @@ filters, the admin site and websocket rooms alike. A principal is a user, a node
 container; its rules are loaded once per request.
 
 Each resource has one ``Scope`` definition (``RESOURCE_SCOPES``); from it come the rows a list shows
-(``visible``), the check of one row (``allows``, and ``get_for``: 404 missing, 401 out of reach) and
-the check of a filter value such as ``?organization_id=`` (``reaches``, vantage6's ``ALLOW_ORG``,
-``ALLOW_ORG_IN_COL`` and ``CAN_COL``; a list filter that a ``Scope`` declares otherwise:
-``filter_reaches``; the list narrowed by such a filter: ``filtered``), and the rows that rows of another
-resource show on request (``include=``: ``Scope.embeds``; ``shows_embedded`` for one row,
-``visible(with_embedded=)`` for a list). ``max_scope`` and ``at_least`` are vantage6's helpers of the
-same names.
+(``visible``), the check of one row (``allows``, and ``get_for``: 404 missing, 401 out of reach; of an
+edit, also of the fields it changes: ``fields_refusal``) and the check of a filter value such as
+``?organization_id=`` (``reaches``, vantage6's ``ALLOW_ORG``, ``ALLOW_ORG_IN_COL`` and ``CAN_COL``; a
+list filter that a ``Scope`` declares otherwise: ``filter_reaches``; the list narrowed by such a filter:
+``filtered``), and the rows that rows of another resource show on request (``include=``:
+``Scope.embeds``; ``shows_embedded`` for one row, ``visible(with_embedded=)`` for a list). ``max_scope``
+and ``at_least`` are vantage6's helpers of the same names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -256,16 +256,27 @@ class Principal:
             )
         return unauthorized()
 
-    def require_writes_fields(self, resource: str, fields: Iterable[str]) -> None:
-        """The 401 for a node changing fields of ``resource`` beyond ``Scope.node_writes_fields``."""
-        writable = RESOURCE_SCOPES[resource].node_writes_fields
-        if not self.is_node or writable is None:
-            return
-        if refused := sorted(set(fields) - writable):
-            raise unauthorized(
-                f"A node may only change the fields {', '.join(sorted(writable))} of a {resource}, "
-                f"not {', '.join(refused)}"
-            )
+    def fields_refusal(
+        self, resource: str, operation: str, fields: Collection[str] | None, row: Any = None
+    ) -> str | None:
+        """Why an edit of ``row`` of ``resource`` may not change ``fields`` (None: not told, so any field),
+        or None: a node changes only the fields its ``Scope.node_writes_fields`` names, and only the row's
+        own organization the ``Scope.own_organization_fields``."""
+        if _op(operation) != "EDIT":
+            return None
+        definition = RESOURCE_SCOPES.get(resource, _NO_SCOPE)
+        writable = definition.node_writes_fields
+        if self.is_node and writable is not None:
+            only = f"A node may only change the fields {', '.join(sorted(writable))} of a {resource}"
+            if fields is None:
+                return only
+            if refused := sorted(set(fields) - writable):
+                return f"{only}, not {', '.join(refused)}"
+        owned = sorted(set(fields or ()) & definition.own_organization_fields)
+        if owned and getattr(row, definition.organization[0]) != self.organization_id:
+            names = " and ".join(name.replace("_", " ") for name in owned)
+            return f"You can only change the {names} of your own organization!"
+        return None
 
     def require(self, allowed: bool, msg: str | None = None) -> None:
         """Raise the vantage6 401 unless ``allowed``."""
@@ -411,26 +422,16 @@ class Principal:
         if self.is_container and definition.container_job is not None:
             job = Q(**{definition.container_job: self.task.job_id})
             return job if scope == GLO else definition.condition(scope, self) & job
-        if self.is_node and definition.collaboration is not None:
-            return self._within_own_collaboration(definition, definition.collaboration, scope, operation)
-        if scope == GLO:
-            return EVERYTHING
-        condition = definition.condition(scope, self)
+        condition = EVERYTHING if scope == GLO else definition.condition(scope, self)
+        if self.is_node and definition.collaboration is not None and condition is not NOTHING:
+            # ``Scope.collaboration``: its own collaboration alone, whatever its rule's scope reaches.
+            condition &= Q(**{definition.collaboration: self.node.collaboration_id})
+        if condition is EVERYTHING:
+            return condition
         if operation == "VIEW" and definition.also_viewable is not None:
             condition |= definition.also_viewable(self)
         elif operation != "VIEW" and scope == COL and definition.partner_writes_confined:
             condition &= self._organizations_within_own_collaborations(definition.organization)
-        return condition
-
-    def _within_own_collaboration(self, definition: Scope, lookup: str, scope: str, operation: str) -> Q:
-        """A node's rows of a resource that lives in collaborations (``lookup``: to the row's collaboration):
-        those of its own collaboration alone, whatever its rule's scope reaches (``Scope.collaboration``;
-        rows every viewer sees still show)."""
-        own = Q(**{lookup: self.node.collaboration_id})
-        condition = definition.condition(scope, self) if scope != GLO else EVERYTHING
-        condition = own if condition is EVERYTHING else NOTHING if condition is NOTHING else condition & own
-        if operation == "VIEW" and definition.also_viewable is not None:
-            condition |= definition.also_viewable(self)
         return condition
 
     def _organizations_within_own_collaborations(self, lookups: tuple[str, ...]) -> Q:
@@ -511,9 +512,14 @@ class Principal:
             return NOTHING
         return EVERYTHING if covered == GLO else RESOURCE_SCOPES[parent].condition(covered, self)
 
-    def allows(self, resource: str, obj: Any, operation: str = "view") -> bool:
+    def allows(
+        self, resource: str, obj: Any, operation: str = "view", *, fields: Collection[str] | None = None
+    ) -> bool:
         """Whether ``obj`` is one of the rows ``visible`` gives: evaluated on the loaded row where the
-        condition allows it, otherwise asked of the database."""
+        condition allows it, otherwise asked of the database. An edit changes ``fields`` (None: any),
+        which ``fields_refusal`` judges."""
+        if self.fields_refusal(resource, operation, fields, obj) is not None:
+            return False
         condition = self.scope_condition(resource, operation)
         if condition is None or condition is NOTHING:
             return False
@@ -635,8 +641,12 @@ class Scope:
     # must not rename or re-address the other nodes of its organization, which serve other collaborations.
     node_writes_own_row: bool = False
     # The fields of a row a node may change, if not every field its rule allows: its key, stolen, must not
-    # rename or re-address its organization as every partner sees it (a node only publishes its key).
+    # rename or re-address its organization as every partner sees it (a node only publishes its key). Judged
+    # with the edit itself (``Principal.allows``): an edit that does not name its fields refuses a node.
     node_writes_fields: frozenset[str] | None = None
+    # The fields of a row that only its own organization's users and nodes change, whatever their rule's
+    # scope reaches: only they hold what it names (an organization's public key: the private key).
+    own_organization_fields: frozenset[str] = frozenset()
     # The lookup of a row's job, where an algorithm container reaches the rows of its own job alone,
     # whatever its rule's scope reaches: a container runs code of whoever made the task, which must not
     # read the tasks and results of the collaboration's other jobs (only its own and its subtasks').
@@ -764,6 +774,7 @@ RESOURCE_SCOPES: dict[str, Scope] = {
         organization=("id",),
         partner_writes_confined=True,
         node_writes_fields=frozenset({"public_key"}),
+        own_organization_fields=frozenset({"public_key"}),
         filters={"collaboration_id": {GLO: member_or_viewed_collaboration, COL: auth_collaboration}},
     ),
     # The members of a collaboration or a study are the organizations of its collaboration: within reach
@@ -852,9 +863,10 @@ def get_for(
     missing: str | ApiError,
     resource: str | None = None,
     refused: str | None = None,
+    fields: Collection[str] | None = None,
 ) -> M:
     """The row of ``queryset`` (or of a compiled ``PkLookup``) with primary key ``pk``, fetched for
-    ``principal``.
+    ``principal``; an edit names the ``fields`` it changes (``Principal.allows``).
 
     No such row: to who views every row of ``resource``, a 404 with the message ``missing``, or
     ``missing`` itself when it is an error (a filter naming a row that does not exist is a 400); to
@@ -867,7 +879,10 @@ def get_for(
     row = fetch(queryset, pk, missing=missing)
     if operation is not None:
         resource = resource or _resource_of(type(row))
-        principal.require(principal.allows(resource, row, operation), refused)
+        principal.require(
+            principal.allows(resource, row, operation, fields=fields),
+            principal.fields_refusal(resource, operation, fields, row) or refused,
+        )
     return row
 
 

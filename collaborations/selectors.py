@@ -40,9 +40,14 @@ _organization = PkLookup(Organization.objects.all)
 _collaboration = PkLookup(Collaboration.objects.all)
 
 
-def organization_get(principal: Principal, pk: int | str, operation: str | None = "view") -> Organization:
-    """The organization, or its 404; checked for ``operation`` unless it is None (the caller judges)."""
-    return get_for(principal, _organization, pk, operation, missing=f"Organization with id={pk} not found")
+def organization_get(
+    principal: Principal, pk: int | str, operation: str | None = "view", *, fields: dict | None = None
+) -> Organization:
+    """The organization, or its 404; checked for ``operation`` (an edit of ``fields``) unless it is None
+    (the caller judges)."""
+    return get_for(
+        principal, _organization, pk, operation, missing=f"Organization with id={pk} not found", fields=fields
+    )
 
 
 # --- collaborations ----------------------------------------------------------------------------------

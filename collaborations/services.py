@@ -1,7 +1,8 @@
 """Writes on organizations, collaborations, studies and algorithm stores.
 
 Permission checks that depend on the body are made here; the object itself was fetched (404) and
-judged (401) by the selectors.
+judged (401), with the fields an edit changes (``Scope.node_writes_fields``, ``own_organization_fields``),
+by the selectors.
 """
 
 from __future__ import annotations
@@ -57,13 +58,7 @@ def organization_create(*, principal: Principal, data: dict) -> Organization:
 
 @transaction.atomic
 def organization_update(*, principal: Principal, organization: Organization, data: dict) -> Organization:
-    principal.require_writes_fields("organization", data)
     if "public_key" in data:
-        # Only the organization's own users and nodes hold its private key.
-        principal.require(
-            principal.organization_id == organization.pk,
-            "You can only change the public key of your own organization!",
-        )
         organization.public_key_bytes = data.pop("public_key") or None
     if "name" in data:
         _require_unique_name(Organization, data["name"], "Organization", exclude_pk=organization.pk)

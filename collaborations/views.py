@@ -94,8 +94,8 @@ class OrganizationViewSet(ListAction, ApiViewSet):
 
     @extend_schema(request=OrganizationUpdateInput)
     def partial_update(self, request: Request, pk: str) -> Response:
-        organization = selectors.organization_get(self.principal, pk, "edit")
         data = validated(OrganizationUpdateInput, request.data)
+        organization = selectors.organization_get(self.principal, pk, "edit", fields=data)
         organization = services.organization_update(
             principal=self.principal, organization=organization, data=data
         )

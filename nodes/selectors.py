@@ -63,9 +63,12 @@ def node_list(principal: Principal, filters: dict) -> QuerySet[Node]:
 _node = PkLookup(_nodes)  # compiled once per connection
 
 
-def node_get(principal: Principal, pk: int | str, operation: str = "view") -> Node:
-    """A node, judged on its own collaboration (not on any collaboration its organization shares)."""
-    return get_for(principal, _node, pk, operation, missing=f"Node with id={pk} not found")
+def node_get(
+    principal: Principal, pk: int | str, operation: str = "view", *, fields: dict | None = None
+) -> Node:
+    """A node, judged on its own collaboration (not on any collaboration its organization shares); an edit
+    on the ``fields`` it changes."""
+    return get_for(principal, _node, pk, operation, missing=f"Node with id={pk} not found", fields=fields)
 
 
 def node_by_api_key(api_key: uuid.UUID) -> Node | None:

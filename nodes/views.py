@@ -65,8 +65,8 @@ class NodeViewSet(ListAction, ApiViewSet):
 
     @extend_schema(request=NodeUpdateInput)
     def partial_update(self, request: Request, pk: str) -> Response:
-        node = selectors.node_get(self.principal, pk, "edit")
         data = validated(NodeUpdateInput, request.data)
+        node = selectors.node_get(self.principal, pk, "edit", fields=data)
         node = services.node_update(principal=self.principal, node=node, data=data)
         return Response(NodeOutput(node).data)
 

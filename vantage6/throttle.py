@@ -98,8 +98,45 @@ ON CONFLICT (name) DO UPDATE SET
 WHERE {TABLE}.closes_at <= %(now)s OR {TABLE}.hits < %(limit)s
 RETURNING hits, closes_at
 """
+# Counts an attempt in every budget (``%(budgets)s``: (name, limit) rows) if none is at its limit, else in
+# none: the rows at their limit come back unchanged, with the refusal (``counts`` false), for the wait. A
+# refused attempt makes no row of its own (should a row it saw at its limit be tidied away meanwhile, the
+# one it makes is closed already). Rows are written in the order of their names, so that two attempts
+# writing the same rows never wait for each other in turn.
+_ATTEMPT = f"""
+WITH budget (name, most) AS (VALUES %(budgets)s),
+spent AS MATERIALIZED (
+    SELECT budget.name FROM budget JOIN {TABLE} ON {TABLE}.name = budget.name
+    WHERE {TABLE}.closes_at > %%(now)s AND {TABLE}.hits >= budget.most
+),
+room (counts) AS MATERIALIZED (SELECT NOT EXISTS (SELECT 1 FROM spent))
+INSERT INTO {TABLE} (name, closes_at, hits)
+SELECT budget.name, CASE WHEN counts THEN %%(closes)s ELSE %%(now)s END, CASE WHEN counts THEN 1 ELSE 0 END
+FROM budget, room WHERE counts OR budget.name IN (SELECT name FROM spent)
+ORDER BY budget.name
+ON CONFLICT (name) DO UPDATE SET
+    hits = CASE
+        WHEN excluded.hits = 0 THEN {TABLE}.hits
+        WHEN {TABLE}.closes_at <= %%(now)s THEN 1
+        ELSE {TABLE}.hits + 1
+    END,
+    closes_at = CASE
+        WHEN excluded.hits = 1 AND {TABLE}.closes_at <= %%(now)s THEN excluded.closes_at
+        ELSE {TABLE}.closes_at
+    END
+WHERE excluded.hits = 0 OR {TABLE}.closes_at <= %%(now)s
+    OR {TABLE}.hits < (SELECT most FROM budget WHERE budget.name = excluded.name)
+RETURNING name, hits, closes_at, (SELECT counts FROM room)
+"""
 # Takes back a count of the window it was made in (none of a window opened since).
 _UNCOUNT = f"UPDATE {TABLE} SET hits = hits - 1 WHERE name = %s AND closes_at = %s AND hits > 0"
+
+
+def _tidy(now: float) -> None:
+    """Forget the windows closed at ``now`` (few, found by the index), so that the table holds no more
+    than the clients of the windows open now: done by the first count of a window."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {TABLE} WHERE closes_at <= %s", [now])
 
 
 class FailureLimiter:
@@ -108,10 +145,10 @@ class FailureLimiter:
     to wait, until the window closes. Also tells the first event of a kind per client and window
     (``first``), to record repeated events once.
 
-    One statement per check (of all the client's budgets) and one per count, in the database every
-    server process shares. Unlike a sliding window, a client may fail ``limit`` times at the end of one
-    window and again at the start of the next one: at most twice the limit within any window's time,
-    whatever the number of servers.
+    One statement per check (of all the client's budgets), per count of a failure in each budget and per
+    attempt (in all of them), in the database every server process shares. Unlike a sliding window, a
+    client may fail ``limit`` times at the end of one window and again at the start of the next one: at
+    most twice the limit within any window's time, whatever the number of servers.
     """
 
     def __init__(self, name: str, window: float = WINDOW_SECONDS) -> None:
@@ -145,13 +182,9 @@ class FailureLimiter:
             row = cursor.fetchone()
             if row is None:
                 return None
-            if tidy and row[0] == 1:
-                cursor.execute(f"DELETE FROM {TABLE} WHERE closes_at <= %s", [now])
+        if tidy and row[0] == 1:
+            _tidy(now)
         return row[1]
-
-    def _uncount(self, key: str, closes_at: float) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(_UNCOUNT, [self._name(key), closes_at])
 
     def _name(self, key: str) -> str:
         return f"{self.name} {key}"
@@ -178,20 +211,34 @@ class FailureLimiter:
     def attempt(self, key: str, limit: int) -> int:
         """Count an attempt of ``key`` unless one of its budgets is at its limit: then the whole seconds
         to wait, and the attempt counts in none of them (a client refused because its /48 is exhausted
-        keeps its own budget for when the /48's window closes); 0: counted. One conditional statement
-        per budget, so that a burst in parallel, on any number of servers, cannot pass it: a count is
-        taken back only from an attempt refused, never from one let through."""
+        keeps its own budget for when the /48's window closes); 0: counted. One statement for all
+        budgets (``_ATTEMPT``), then, when it opened a window, the tidying (``_tidy``).
+
+        The statement decides on the rows as it read them, and counts in a row only while it has room as
+        the row stands when written: of a burst in parallel, on any number of servers, none passes a
+        budget. Where a parallel attempt took a budget's last count in between, this one counted in the
+        other budgets alone: it takes those counts back (a count is taken back only from an attempt
+        refused) and is refused."""
         if not limit:
             return 0
         now = self.clock()
-        counted: list[tuple[str, float]] = []
-        for name, budget in self._budgets(key, limit):
-            closes_at = self._count(name, budget, now)
-            if closes_at is None:
-                for counted_name, counted_window in counted:
-                    self._uncount(counted_name, counted_window)
-                return max(1, self._wait([(name, budget)], now))
-            counted.append((name, closes_at))
+        budgets = self._budgets(key, limit)
+        params: dict[str, str | float | int] = {"now": now, "closes": now + self.window}
+        for n, (name, most) in enumerate(budgets):
+            params.update({f"name{n}": self._name(name), f"most{n}": most})
+        rows_sql = ", ".join(f"(%(name{n})s, %(most{n})s)" for n in range(len(budgets)))
+        with connection.cursor() as cursor:
+            cursor.execute(_ATTEMPT % {"budgets": rows_sql}, params)
+            rows = cursor.fetchall()
+        if rows and not rows[0][3]:
+            return max(1, math.ceil(max(closes_at for _, _, closes_at, _ in rows) - now))
+        if len(rows) < len(budgets):  # a parallel attempt took the last count of one first
+            for name, _, closes_at, _ in rows:
+                with connection.cursor() as cursor:
+                    cursor.execute(_UNCOUNT, [name, closes_at])
+            return max(1, self._wait(budgets, now))
+        if any(hits == 1 for _, hits, _, _ in rows):
+            _tidy(now)
         return 0
 
     def first(self, key: str, kind: str) -> bool:

@@ -189,7 +189,7 @@ def test_public_key_only_by_members_of_the_organization(api, world):
     root = headers_of(world.org_a, "Root")
     other = api.patch(f"/api/organization/{world.org_b.pk}", {"public_key": PEM_B64}, format="json", **root)
     assert other.status_code == 401
-    assert "own organization" in other.json()["msg"]
+    assert other.json()["msg"] == "You can only change the public key of your own organization!"
     world.org_b.refresh_from_db()
     assert world.org_b.public_key == ""
     own = api.patch(f"/api/organization/{world.org_a.pk}", {"public_key": PEM_B64}, format="json", **root)

@@ -26,28 +26,6 @@ def other_collaboration(world):
     return ac, sibling, make_study(ac, world.org_a, world.org_c, name="AC study")
 
 
-def test_a_node_cannot_rename_itself(api, world):
-    url = f"/api/node/{world.node_a.pk}"
-
-    response = api.patch(url, {"name": "node-of-the-trusted-hospital"}, format="json", **bearer(world.node_a))
-    with_ip = api.patch(url, {"name": "renamed", "ip": "10.8.0.9"}, format="json", **bearer(world.node_a))
-
-    assert (response.status_code, with_ip.status_code) == (401, 401)
-    assert "ip" in response.json()["msg"] and "name" in response.json()["msg"]
-    assert Node.objects.filter(pk=world.node_a.pk).values_list("name", "ip").get() == ("node-a", None)
-
-
-def test_a_node_still_reports_and_clears_its_address(api, world):
-    url = f"/api/node/{world.node_a.pk}"
-
-    reported = api.patch(url, {"ip": "10.8.0.9"}, format="json", **bearer(world.node_a))
-    stored = Node.objects.get(pk=world.node_a.pk).ip
-    cleared = api.patch(url, {"clear_ip": True}, format="json", **bearer(world.node_a))
-
-    assert (reported.status_code, stored) == (200, "10.8.0.9")
-    assert (cleared.status_code, cleared.json()["ip"]) == (200, None)
-
-
 def test_a_node_does_not_see_its_organizations_nodes_of_other_collaborations(api, world, other_collaboration):
     ac, sibling, _ = other_collaboration
     thief = bearer(world.node_a)
