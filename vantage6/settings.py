@@ -317,6 +317,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": f"{API_PATH}/",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "vantage6.api.schema.link_creations",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "AuthStatusEnum": "accounts.models.AuthStatus",
         "RunStatusEnum": "tasks.models.TaskStatus",

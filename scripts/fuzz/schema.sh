@@ -58,7 +58,7 @@ for identity in "${IDENTITIES[@]}"; do
         auth=(-H "Authorization: Bearer $token")
     fi
     # Revoking the token or changing the password would end the run's own login.
-    "$ROOT/.venv/bin/schemathesis" run "$API/schema?format=json" "${auth[@]}" --checks all \
+    "$ROOT/.venv/bin/schemathesis" --config-file "$ROOT/scripts/fuzz/schemathesis.toml" run "$API/schema?format=json" "${auth[@]}" --checks all \
         --exclude-checks ignored_auth --exclude-path /api/token/revoke --exclude-path /api/password/change \
         --max-examples "$EXAMPLES" --workers 2 --request-timeout 30 --suppress-health-check all --seed 18 \
         >"$OUT/$identity.txt" 2>&1 || true

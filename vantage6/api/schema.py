@@ -565,3 +565,47 @@ class ApiSchema(AutoSchema):
             "description": ERROR_DESCRIPTIONS.get(status, "Error"),
             "content": {"application/json": {"schema": self._component(name, schema)}},
         }
+
+
+# --- links ---------------------------------------------------------------------------------------------
+HTTP_METHODS = ("get", "put", "post", "patch", "delete")
+PATH_PARAMETER = re.compile(r"\{([^}]+)\}")
+
+
+def _created_fields(document: dict, response: dict) -> set[str]:
+    """The fields of a creation's JSON answer (its schema's properties, through a component)."""
+    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    if ref := schema.get("$ref"):
+        schema = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    return set(schema.get("properties", {}))
+
+
+def link_creations(result: dict, **_context: object) -> dict:
+    """drf-spectacular post-processing hook: a creation's answer links to the operations on what it
+    created (``POST /api/role`` to ``GET``, ``PATCH`` and ``DELETE /api/role/{id}``), the created row's
+    key taken from the answer. Clients, and tests driven by the document, can follow what they create
+    instead of guessing ids."""
+    paths = result["paths"]
+    for path, item in paths.items():
+        responses = item.get("post", {}).get("responses", {})
+        status = next((status for status in ("201", "200") if status in responses), None)
+        if status is None or "{" in path:
+            continue
+        fields = _created_fields(result, responses[status])
+        links = {}
+        for target, target_item in paths.items():
+            key = PATH_PARAMETER.fullmatch(target.removeprefix(f"{path}/").split("/", 1)[0])
+            if not target.startswith(f"{path}/") or key is None or key[1] not in fields:
+                continue
+            if set(PATH_PARAMETER.findall(target)) != {key[1]}:
+                continue  # another key in the path (a rule's id) the answer does not give
+            for method in HTTP_METHODS:
+                if method in target_item:
+                    operation_id = target_item[method]["operationId"]
+                    links[operation_id] = {
+                        "operationId": operation_id,
+                        "parameters": {f"path.{key[1]}": f"$response.body#/{key[1]}"},
+                    }
+        if links:
+            responses[status]["links"] = links
+    return result
