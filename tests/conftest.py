@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -15,6 +16,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from tests import factories, parallel
+from tests.ops import services
 from vantage6.db.postgresql.base import Cursor
 
 SERVICES_REQUIRED = bool(os.environ.get("V6_REQUIRE_SERVICES"))
@@ -74,6 +76,28 @@ def _mail_stays_in_its_test():
     from accounts import mail
 
     mail.wait_sent()
+
+
+@pytest.fixture(scope="session")
+def private_postgres() -> Iterator[services.PrivateService]:
+    """The PostgreSQL of the deployment tests (tests/ops/services.py), started at its first use."""
+    with services.shared("postgres") as postgres:
+        yield postgres
+
+
+@pytest.fixture(scope="session")
+def private_rabbitmq() -> Iterator[services.PrivateService]:
+    """The RabbitMQ of the deployment tests (tests/ops/services.py), started at its first use."""
+    with services.shared("rabbitmq") as rabbitmq:
+        yield rabbitmq
+
+
+@pytest.fixture(autouse=True)
+def _private_services_run_after_the_test():
+    """A test that stopped a private service, and failed before starting it again, leaves the next ones
+    a whole deployment."""
+    yield
+    services.start_stopped()
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@ restarts what it stops, its replicas run again after each test, and its nodes ar
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from tests.faults.topology import Node, Topology
@@ -10,8 +12,9 @@ from tests.ops import services
 
 
 @pytest.fixture(scope="package")
-def topology():
-    with services.running("v6-faults-", Topology) as deployment:
+def topology(private_postgres, private_rabbitmq):
+    make = partial(Topology, postgres=private_postgres, rabbitmq=private_rabbitmq)
+    with services.running("v6-faults-", make) as deployment:
         yield deployment
 
 

@@ -1,4 +1,4 @@
-"""The deployment the fault tests break: a private PostgreSQL and RabbitMQ (to stop and start for real),
+"""The deployment the fault tests break: on the private PostgreSQL and RabbitMQ (to stop and start for real),
 two server replicas and nginx started by ``scripts/cluster.sh``, the demo network in it, and nodes that
 behave as the official node does.
 
@@ -43,10 +43,15 @@ def run_in_checkout(argv: list[str], env: dict[str, str], timeout: float) -> sub
 class Topology:
     """PostgreSQL, RabbitMQ, ``replica-1``, ``replica-2`` and the proxy at ``url``."""
 
-    def __init__(self, folder: Path, **settings: str) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        postgres: services.PrivateService,
+        rabbitmq: services.PrivateService,
+        **settings: str,
+    ) -> None:
         self.folder = folder
-        self.postgres = services.PrivateService("postgres", folder)
-        self.rabbitmq = services.PrivateService("rabbitmq", folder)
+        self.postgres, self.rabbitmq = postgres, rabbitmq
         self.state = folder / "cluster"
         self.settings = settings
         self.env: dict[str, str] = {}
@@ -56,10 +61,7 @@ class Topology:
 
     # --- life cycle --------------------------------------------------------------------------------------
     def start(self) -> None:
-        for service in (self.postgres, self.rabbitmq):
-            service.begin_start()
-        self.postgres.wait_started()
-        self.rabbitmq.wait_started()
+        self.postgres.new_database()
         base = {key: value for key, value in os.environ.items() if not key.startswith("V6_")}
         self.env = {
             **base,
@@ -86,12 +88,8 @@ class Topology:
         self.demo = json.loads(demo.stdout)
 
     def close(self) -> None:
-        try:
-            if self.env:
-                run_in_checkout([CLUSTER, "stop"], self.env, timeout=120)
-        finally:
-            for service in (self.postgres, self.rabbitmq):
-                service.close()
+        if self.env:
+            run_in_checkout([CLUSTER, "stop"], self.env, timeout=120)
 
     # --- the server replicas ----------------------------------------------------------------------------
     def pid(self, replica: str) -> int:

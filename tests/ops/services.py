@@ -1,8 +1,12 @@
-"""PostgreSQL and RabbitMQ of a test's own, to stop and start for real without touching the shared ones.
+"""PostgreSQL and RabbitMQ of the deployment tests' own, to stop and start for real without touching the
+run's.
 
-Each service is started by ``scripts/services-start.sh`` in a folder of its own under the test's
-temporary folder (so that stopping one leaves the other running), on a free port that it keeps when it
-is started again. Needs root and the Debian packages, as the scripts do.
+Each service is started by ``scripts/services-start.sh`` in a folder of its own (so that stopping one
+leaves the other running), on a free port that it keeps when it is started again. They are started once
+for the run (``private_postgres`` and ``private_rabbitmq`` in tests/conftest.py; a start costs seconds)
+and shared by the deployments, one after another: each deployment starts on a new empty database, and
+a test that stopped a service has it started again after it. Needs root and the Debian packages, as the
+scripts do.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.realtime.live import ROOT, free_port
+from tests.realtime.live import ROOT, free_port, sql_apart
 
 SCRIPTS = ROOT / "scripts"
 _EXPORT = re.compile(r"^export (V6_[A-Z_]+)=(\S+)$")
@@ -68,26 +73,21 @@ class PrivateService:
         folder.chmod(0o755)  # the service's own user must reach its data
         self.port = free_port()
         self.url = ""
-        self._starting: subprocess.Popen | None = None
 
     def _env(self) -> dict[str, str]:
         port_variable = "V6_PG_PORT" if self.name == "postgres" else "V6_RABBITMQ_PORT"
         return {**os.environ, "V6_SERVICES_DIR": str(self.folder), port_variable: str(self.port)}
 
-    def begin_start(self) -> None:
-        """Start in the background (``wait_started`` waits): two services start side by side."""
-        self._starting = subprocess.Popen(
+    def start(self) -> None:
+        started = subprocess.run(
             [SCRIPTS / "services-start.sh", self.name],
             env=self._env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             text=True,
+            # Longer than the script waits for RabbitMQ (120 s), so that its own report of a failure arrives.
+            timeout=180,
         )
-
-    def wait_started(self) -> None:
-        # Longer than the script waits for RabbitMQ (120 s), so that its own report of a failure arrives.
-        out, err = self._starting.communicate(timeout=180)
-        self._starting = None
+        out, err = started.stdout, started.stderr
         if (err and "failed" in err) or not out:
             raise RuntimeError(f"{self.name} did not start: {err}")
         state = (self.folder / "state.env").read_text()
@@ -98,10 +98,6 @@ class PrivateService:
         if f":{self.port}" not in url:
             raise RuntimeError(f"{self.name} came back on another port: {url}")
         self.url = url
-
-    def start(self) -> None:
-        self.begin_start()
-        self.wait_started()
 
     def kill(self) -> None:
         """Stop at once, as a crash does: PostgreSQL's immediate shutdown, the broker killed."""
@@ -126,6 +122,55 @@ class PrivateService:
         self.kill()
         self.stop()
 
+    def alive(self) -> bool:
+        """Running: its process neither gone nor a zombie."""
+        pid_file = self.folder / (
+            "pgdata/postmaster.pid" if self.name == "postgres" else "rabbitmq/rabbit.pid"
+        )
+        try:
+            status = Path(f"/proc/{int(pid_file.read_text().split()[0])}/status").read_text()
+        except (OSError, IndexError, ValueError):  # no pid file (stopped), or no such process
+            return False
+        return "\nState:\tZ" not in status
+
+    def new_database(self) -> None:
+        """The database of ``url`` dropped and created empty, for the next deployment on this server."""
+        name = urlsplit(self.url).path[1:]
+        admin = (
+            urlsplit(self.url)._replace(netloc=f"postgres@127.0.0.1:{self.port}", path="/postgres").geturl()
+        )
+        sql_apart(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', dsn=admin)
+        sql_apart(f'CREATE DATABASE "{name}" OWNER vantage6', dsn=admin)
+
+
+# The services of the run's deployments (``shared``), while they are started.
+_shared: list[PrivateService] = []
+
+
+@contextlib.contextmanager
+def shared(name: str) -> Iterator[PrivateService]:
+    """The service ``name`` started in a new folder, and stopped after (its data goes with the folder)."""
+    if reason := available():
+        pytest.skip(reason)
+    # Under /tmp, not pytest's private folder: the services' own users must reach their data.
+    with tempfile.TemporaryDirectory(prefix=f"v6-{name}-") as folder:
+        service = PrivateService(name, Path(folder))
+        try:
+            service.start()
+            _shared.append(service)
+            yield service
+        finally:
+            if service in _shared:
+                _shared.remove(service)
+            service.close()
+
+
+def start_stopped() -> None:
+    """Start again the shared services a test stopped (or killed), for the next test."""
+    for service in _shared:
+        if not service.alive():
+            service.start()
+
 
 class Deployment(Protocol):
     def start(self) -> None: ...
@@ -139,8 +184,10 @@ D = TypeVar("D", bound=Deployment)
 @contextlib.contextmanager
 def running(prefix: str, make: Callable[[Path], D]) -> Iterator[D]:
     """``make(folder)`` started, in a new folder named ``prefix...``, and closed after, however it ends."""
-    # Under /tmp, not pytest's private folder: the services' own users must reach their data.
+    # Under /tmp, not pytest's private folder: the services' own users must reach what a test keeps
+    # there for them (the fault tests' tablespace).
     with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        Path(folder).chmod(0o755)
         deployment = make(Path(folder))
         try:
             deployment.start()

@@ -4,6 +4,8 @@ failed during the outage led to the ``sync``, and an outage between two rounds w
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from tests.ops import services
@@ -31,8 +33,9 @@ class QuietStack(Stack):
 
 
 @pytest.fixture(scope="module")
-def stack():
-    with services.running("v6-resync-", QuietStack) as stack:
+def stack(private_postgres, private_rabbitmq):
+    make = partial(QuietStack, postgres=private_postgres, rabbitmq=private_rabbitmq)
+    with services.running("v6-resync-", make) as stack:
         yield stack
 
 

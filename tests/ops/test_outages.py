@@ -1,4 +1,4 @@
-"""A live server while its PostgreSQL restarts or its RabbitMQ dies (private instances, stopped for
+"""A live server while its PostgreSQL restarts or its RabbitMQ dies (the private instances, stopped for
 real): JSON 503s within a bound during the outage, and recovery without restarting the server."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -28,18 +29,16 @@ pytestmark = services.marks()
 
 
 class Stack:
-    def __init__(self, folder: Path) -> None:
+    def __init__(
+        self, folder: Path, postgres: services.PrivateService, rabbitmq: services.PrivateService
+    ) -> None:
         self.folder = folder
-        self.postgres = services.PrivateService("postgres", folder)
-        self.rabbitmq = services.PrivateService("rabbitmq", folder)
+        self.postgres, self.rabbitmq = postgres, rabbitmq
         self.server: Daphne | None = None
 
     def start(self) -> None:
         folder = self.folder
-        # RabbitMQ takes longest to start: the database is migrated meanwhile.
-        for service in (self.postgres, self.rabbitmq):
-            service.begin_start()
-        self.postgres.wait_started()
+        self.postgres.new_database()
         base = {k: v for k, v in os.environ.items() if not k.startswith("V6_")}
         env = {
             **base,
@@ -55,7 +54,6 @@ class Stack:
         subprocess.run(
             [sys.executable, "manage.py", "bootstrap"], cwd=ROOT, env=env, check=True, capture_output=True
         )
-        self.rabbitmq.wait_started()
         env["V6_RABBITMQ_URI"] = self.rabbitmq.url
         self.server = Daphne(env, folder)
         self.url = self.server.url
@@ -110,18 +108,16 @@ class Stack:
             time.sleep(0.2)
 
     def close(self) -> None:
-        try:
-            if self.server is not None:
-                self.server.stop()
-                self.server.show_log()
-        finally:
-            for service in (self.postgres, self.rabbitmq):
-                service.close()
+        if self.server is not None:
+            self.server.stop()
+            self.server.show_log()
 
 
 @pytest.fixture(scope="module")
-def stack():
-    with services.running("v6-outage-", Stack) as stack:
+def stack(private_postgres, private_rabbitmq):
+    with services.running(
+        "v6-outage-", partial(Stack, postgres=private_postgres, rabbitmq=private_rabbitmq)
+    ) as stack:
         yield stack
 
 

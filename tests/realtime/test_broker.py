@@ -8,7 +8,6 @@ import asyncio
 import logging
 import os
 import time
-from functools import partial
 
 import pytest
 from django.conf import settings
@@ -71,12 +70,9 @@ def test_a_channel_left_in_a_group_does_not_wedge_delivery():
     assert asyncio.run(deliver()) == list(range(20))
 
 
-@pytest.fixture(scope="module")
-def broker():
-    if reason := services.available():
-        pytest.skip(reason)
-    with services.running("v6-broker-", partial(services.PrivateService, "rabbitmq")) as rabbitmq:
-        yield rabbitmq
+@pytest.fixture
+def broker(private_rabbitmq):
+    return private_rabbitmq
 
 
 @pytest.fixture
