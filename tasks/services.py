@@ -276,6 +276,18 @@ _insert_databases = CompiledInsert(TaskDatabase, _all_fields(TaskDatabase))
 _insert_runs = CompiledInsert(Run, _all_fields(Run))
 
 
+def _token_creates(principal: Principal, collaboration_id: int, image: str) -> bool:
+    """Whether a container's token may create a subtask of ``image`` in the collaboration: its task still
+    runs, in that collaboration, with that image."""
+    parent = principal.task
+    return (
+        parent is not None
+        and image.endswith(str(principal.claims.get("image")))
+        and not is_finished(parent.status)
+        and principal.claims.get("collaboration_id") == collaboration_id
+    )
+
+
 def _check_container(
     principal: Principal, collaboration: Collaboration, study: Study | None, image: str
 ) -> Task:
@@ -283,13 +295,7 @@ def _check_container(
     this request); 401 unless the token may create it, 400 outside the study of its task."""
     claims = principal.claims
     parent = principal.task
-    principal.require(
-        parent is not None
-        and image.endswith(str(claims.get("image")))
-        and not is_finished(parent.status)
-        and claims.get("collaboration_id") == collaboration.pk,
-        CONTAINER_TOKEN_INVALID,
-    )
+    principal.require(_token_creates(principal, collaboration.pk, image), CONTAINER_TOKEN_INVALID)
     # A study bounds whom its task's algorithm reaches: it names no other study.
     if (parent_study := claims.get("study_id")) and (study is None or study.pk != parent_study):
         raise bad_request(f"A subtask stays in the study of its task (id={parent_study})!")
@@ -424,15 +430,12 @@ def _subtask_checked_by_its_write(principal: Principal, data: dict) -> Task | No
     write's own statement, the others those of the token (``_check_container``) and the caller's rules.
     None, and nothing written, when a check does not hold or needs what the statement cannot check (a
     blob store, inputs both readable and not): the request then takes ``task_create``'s way and its answer."""
-    claims, parent = principal.claims, principal.task
+    parent = principal.task
     collaboration_id = data.get("collaboration_id")
     if (
         data.get("study_id")
-        or parent is None
         or collaboration_id is None
-        or claims.get("collaboration_id") != collaboration_id
-        or not data["image"].endswith(str(claims.get("image")))
-        or is_finished(parent.status)
+        or not _token_creates(principal, collaboration_id, data["image"])
         or not _names_collaboration(principal, collaboration_id)
         or blobs.blob_storage() is not None
     ):

@@ -233,8 +233,8 @@ class FailureLimiter:
         if rows and not rows[0][3]:
             return max(1, math.ceil(max(closes_at for _, _, closes_at, _ in rows) - now))
         if len(rows) < len(budgets):  # a parallel attempt took the last count of one first
-            for name, _, closes_at, _ in rows:
-                with connection.cursor() as cursor:
+            with connection.cursor() as cursor:
+                for name, _, closes_at, _ in rows:
                     cursor.execute(_UNCOUNT, [name, closes_at])
             return max(1, self._wait(budgets, now))
         if any(hits == 1 for _, hits, _, _ in rows):
