@@ -14,7 +14,9 @@ from typing import Any, cast
 from django import forms
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.models import LogEntry
 from django.contrib.admin.utils import get_fields_from_path
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Field, Model, Q, QuerySet
@@ -155,6 +157,14 @@ class ScopedAdmin(AdminPage):
             )
         except (ApiError, ValidationError):
             return None
+
+    def get_paginator(self, request: HttpRequest, queryset: QuerySet, *args: Any, **kwargs: Any) -> Any:
+        if queryset.model is LogEntry:
+            # A history page names who changed the row: only users the viewer may see (and itself), else
+            # it would list the accounts of organizations whose users the viewer may not list.
+            users = self.principal(request).visible_or_none("user", get_user_model().objects.all())
+            queryset = queryset.filter(Q(user=request.user) | Q(user__in=users.values("pk")))
+        return super().get_paginator(request, queryset, *args, **kwargs)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return self.has_view_permission(request)
