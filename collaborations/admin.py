@@ -59,8 +59,15 @@ class OrganizationAdmin(RuleScopedAdmin):
 
 # --- collaborations -------------------------------------------------------------------------------------
 class ReadOnlyInline(admin.TabularInline):
+    """Related rows on a page, read-only: those of them the rule engine shows the viewer, as their own
+    page and endpoint do (one may view a collaboration and not its nodes)."""
+
+    resource: str  # the resource name of the rule engine's row filters
     extra = 0
     show_change_link = True
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return ScopedAdmin.principal(request).visible_or_none(self.resource, super().get_queryset(request))
 
     def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return True
@@ -77,6 +84,7 @@ class ReadOnlyInline(admin.TabularInline):
 
 class AlgorithmStoreInline(ReadOnlyInline):
     model = AlgorithmStore
+    resource = "algorithmstore"
     fields = ["name", "url"]
     readonly_fields = fields  # type: ignore[assignment]  # django-stubs types fields and readonly_fields apart
 

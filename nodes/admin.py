@@ -136,6 +136,7 @@ class NodeInline(ReadOnlyInline):
     """The collaboration's nodes; a node is created on its own page, which shows its API key once."""
 
     model = Node
+    resource = "node"
     fields = ["name", "organization", "status", "last_seen"]
     readonly_fields = fields  # type: ignore[assignment]  # django-stubs types fields and readonly_fields apart
 
