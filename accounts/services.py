@@ -127,6 +127,13 @@ def _require_assignable(principal: Principal, roles: Iterable[Role], organizatio
     )
 
 
+def _require_not_reserved(username: str) -> None:
+    # ``createroot`` gives the account of this name the Root role and a password back: once root is gone
+    # or renamed, another account of that name would be made root.
+    if username == ROOT_USERNAME:
+        raise bad_request(f"Username '{ROOT_USERNAME}' is reserved for the root user")
+
+
 def _require_not_default(role: Role) -> None:
     if role.is_default_role:
         raise bad_request(f"Role '{role.name}' is a default role and cannot be changed or deleted")
@@ -150,6 +157,7 @@ def user_create(
     organization_id = organization_id or principal.organization_id
     principal.require_reaches("user", "create", organization_id=organization_id)
     _organization_must_exist(organization_id)
+    _require_not_reserved(username)
     if User.objects.filter(username=username).exists():
         raise bad_request("username already exists.")
     if User.objects.filter(email=email).exists():
@@ -198,6 +206,7 @@ def user_update(*, principal: Principal, user: User, data: dict, current_login: 
     if "username" in data and data["username"] != user.username:
         if not is_self:
             raise bad_request("You cannot change the username of another user")
+        _require_not_reserved(data["username"])
         if User.objects.filter(username=data["username"]).exclude(pk=user.pk).exists():
             raise bad_request("username already exists.")
         user.username = data["username"]
