@@ -49,8 +49,11 @@ def root_user_ensure(*, password: str = "", password_hash: str = "") -> RootEnsu
     if not password and not password_hash:
         password = generated = secrets.token_urlsafe(12)
     organization, _ = organizations().get_or_create(name=ROOT_USERNAME)
+    email = "root@domain.ext"
+    if User.objects.filter(email=email).exists():  # a root that renamed itself kept it: a start must not fail
+        email = f"root-{secrets.token_hex(4)}@domain.ext"
     user = User.objects.create_user(
-        username=ROOT_USERNAME, password=password or None, email="root@domain.ext", organization=organization
+        username=ROOT_USERNAME, password=password or None, email=email, organization=organization
     )
     if password_hash:
         user.password = password_hash
