@@ -132,8 +132,8 @@ def _window(queryset: QuerySet, offset: int, limit: int) -> QuerySet | list:
     the rows the ``OFFSET`` skips are keys, not rows of every column with their related rows (a list
     compiled by ``vantage6.api.sql.CompiledList`` does the same in its own SQL). A DISTINCT list's keys
     come from a semi-join (``page_keys``)."""
-    if offset and isinstance(queryset, QuerySet) and (keys := page_keys(queryset)) is not None:
-        return queryset.filter(pk__in=keys[offset : offset + limit])
+    if offset and isinstance(queryset, QuerySet):
+        return queryset.filter(pk__in=page_keys(queryset)[offset : offset + limit])
     return queryset[offset : offset + limit]
 
 
