@@ -184,6 +184,14 @@ class Principal:
         confined = definition is not None and definition.partner_writes_confined and operation != "VIEW"
         return not (confined and self._beyond(organization_id))
 
+    def names_collaboration(self, collaboration_id: int, resource: str, operation: str) -> bool:
+        """Whether a request body may name the collaboration to ``operation`` on ``resource`` there: the
+        principal views it or may do that there. Judged on its id (the database is asked only if its scope
+        ever needs another column), so a write that reads the row first (``fetch_in_collaboration``) and
+        one whose statement checks that it exists get one answer."""
+        viewed = self.allows("collaboration", collaborations().model(pk=collaboration_id))
+        return viewed or self.reaches(resource, operation, collaboration_id=collaboration_id)
+
     def reaches_every(self, resource: str, operation: str) -> bool:
         """Whether ``reaches`` holds for every organization and collaboration (a global rule): a
         write may then skip reading its row for the check."""
@@ -904,6 +912,27 @@ def fetch_named(
     row = queryset(int(pk)) if isinstance(queryset, PkLookup) else by_pk(queryset, pk)
     resource = listed or _resource_of(queryset.model)
     return judged_named(principal, row, resource, missing=missing, through=through, reach=reach)
+
+
+def fetch_in_collaboration(
+    principal: Principal,
+    queryset: QuerySet[M] | PkLookup[M],
+    pk: int | str,
+    *,
+    resource: str,
+    operation: str,
+    missing: str | ApiError,
+    collaboration: str = "pk",
+) -> M:
+    """The row with primary key ``pk`` that a request body names to ``operation`` on ``resource`` in its
+    collaboration (``collaboration``: the attribute holding that collaboration's id; a collaboration's
+    own ``pk``): the 401 unless the principal ``names_collaboration``, and a missing row is that same 401
+    but to who views every row of its kind (``missing_to``)."""
+    row = queryset(int(pk)) if isinstance(queryset, PkLookup) else by_pk(queryset, pk)
+    if row is None:
+        raise missing_to(principal, _resource_of(queryset.model), missing)
+    principal.require(principal.names_collaboration(getattr(row, collaboration), resource, operation))
+    return row
 
 
 def judged_named(

@@ -9,7 +9,7 @@ from django.db.models import Q, QuerySet
 
 from accounts.catalogue import OPERATIONS, SCOPES
 from accounts.models import AuditAction, AuditEntry, Role, Rule, User
-from accounts.permissions import GLO, Principal, fetch, fetch_named, memberships
+from accounts.permissions import Principal, fetch, fetch_named, memberships, missing_to
 from vantage6.api.errors import bad_request, unauthorized
 from vantage6.api.lookups import like, like_filtered
 from vantage6.api.sql import CompiledList, PkLookup
@@ -22,9 +22,8 @@ def _name_or_code(value: str, codes: dict[str, str]) -> str:
 
 def _user_for_filter(principal: Principal, user_id: int) -> User:
     """The user a query filter names. Only who sees every user learns that an id does not exist;
-    to anyone else a missing user is the same 401 as one they may not see."""
-    sees_all = principal.max_scope("user", "view") == GLO
-    missing = bad_request(f"User id={user_id} does not exist!") if sees_all else unauthorized()
+    to anyone else a missing user is the same 401 as one they may not see (``missing_to``)."""
+    missing = missing_to(principal, "user", bad_request(f"User id={user_id} does not exist!"))
     return fetch(User.objects.all(), user_id, missing=missing)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Q, QuerySet, prefetch_related_objects
 
-from accounts.permissions import Principal, fetch, fetch_named, get_for, missing_to
+from accounts.permissions import Principal, fetch, fetch_in_collaboration, fetch_named, get_for, missing_to
 from collaborations.models import AlgorithmStore, Collaboration, Organization, Study
 from vantage6.api.lookups import like_filtered
 from vantage6.api.sql import CompiledList, PkLookup
@@ -89,13 +89,14 @@ def collaboration_get(
 
 def collaboration_named(principal: Principal, pk: int, resource: str, operation: str) -> Collaboration:
     """The collaboration a request body names, to ``operation`` on ``resource`` in it: the caller views
-    it or may do that there (``fetch_named``)."""
-    return fetch_named(
+    it or may do that there (``fetch_in_collaboration``)."""
+    return fetch_in_collaboration(
         principal,
         Collaboration.objects.all(),
         pk,
+        resource=resource,
+        operation=operation,
         missing=f"Collaboration with id={pk} not found",
-        reach=lambda collaboration: principal.reaches(resource, operation, collaboration_id=collaboration.pk),
     )
 
 

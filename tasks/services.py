@@ -35,7 +35,14 @@ from django.utils.dateparse import parse_datetime
 from accounts.audit import Actor, audit, audit_children, audit_if_changed, audited_insert
 from accounts.authentication import CONTAINER_TOKEN_ENDED, DeferredCaller
 from accounts.models import User
-from accounts.permissions import Principal, fetch_named, judged_named, missing_to, reaches_every_sql
+from accounts.permissions import (
+    Principal,
+    fetch_in_collaboration,
+    fetch_named,
+    judged_named,
+    missing_to,
+    reaches_every_sql,
+)
 from accounts.tokens import container_token
 from collaborations.models import AlgorithmStore, Collaboration, Study
 from collaborations.store_client import algorithm_digest, this_server_url, user_authorization
@@ -75,24 +82,19 @@ CONTAINER_TOKEN_INVALID = "Container-token is not valid"
 
 # --- task creation -------------------------------------------------------------------------------------
 def _collaboration_and_study(principal: Principal, data: dict) -> tuple[Collaboration, Study | None]:
-    # Fetched as visible only: task_create judges the caller on the collaboration afterwards. A study
-    # counts as visible with its collaboration (a task may go to a study without the caller's organization).
-    def creates_in(collaboration_id: int) -> bool:
-        return principal.reaches("task", "create", collaboration_id=collaboration_id)
-
+    # Fetched as named to create a task there (``Principal.names_collaboration``): task_create judges the
+    # caller on the collaboration afterwards. A study counts as named with its collaboration (a task may
+    # go to a study without the caller's organization).
     study = None
     if study_id := data.get("study_id"):
-        missing = f"Study id={study_id} not found!"
-        studies = Study.objects.select_related("collaboration")
-        study = fetch_named(
-            principal, studies, study_id, missing=missing, through="collaboration",
-            reach=lambda study: creates_in(study.collaboration_id),
+        study = fetch_in_collaboration(
+            principal, Study.objects.select_related("collaboration"), study_id, resource="task",
+            operation="create", missing=f"Study id={study_id} not found!", collaboration="collaboration_id",
         )  # fmt: skip
     collaboration_id = data.get("collaboration_id") or study.collaboration_id  # type: ignore[union-attr]
-    missing = f"Collaboration id={collaboration_id} not found!"
-    collaboration = fetch_named(
-        principal, _collaboration_with_members, collaboration_id, missing=missing,
-        reach=lambda collaboration: creates_in(collaboration.pk),
+    collaboration = fetch_in_collaboration(
+        principal, _collaboration_with_members, collaboration_id, resource="task", operation="create",
+        missing=f"Collaboration id={collaboration_id} not found!",
     )  # fmt: skip
     if study is not None and study.collaboration_id != collaboration.pk:
         raise bad_request(f"Study id={study.pk} is not part of collaboration id={collaboration.pk}!")
@@ -416,14 +418,6 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     return task
 
 
-def _names_collaboration(principal: Principal, collaboration_id: int) -> bool:
-    """Whether ``_collaboration_and_study`` lets the principal name this collaboration, if it exists: it
-    views it or may create tasks in it (``Principal.reaches``: judged without the row)."""
-    return principal.reaches("collaboration", "view", collaboration_id=collaboration_id) or principal.reaches(
-        "task", "create", collaboration_id=collaboration_id
-    )
-
-
 def _subtask_checked_by_its_write(principal: Principal, data: dict) -> Task | None:
     """A container's subtask outside a study, without a read of its collaboration first: the checks of
     ``task_create`` on the collaboration (its members, their nodes, its encryption) are conditions of the
@@ -436,7 +430,8 @@ def _subtask_checked_by_its_write(principal: Principal, data: dict) -> Task | No
         data.get("study_id")
         or collaboration_id is None
         or not _token_creates(principal, collaboration_id, data["image"])
-        or not _names_collaboration(principal, collaboration_id)
+        # the judgement of ``_collaboration_and_study``, without the row: the statement checks it exists
+        or not principal.names_collaboration(collaboration_id, "task", "create")
         or blobs.blob_storage() is not None
     ):
         return None

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import ANY_CLIENT, CONTAINER, NODE, USER, ApiViewSet
-from accounts.permissions import fetch_named, get_for
+from accounts.permissions import fetch_in_collaboration, fetch_named, get_for
 from collaborations.models import Collaboration
 from nodes.models import Node
 from tasks import blobs, selectors, services
@@ -293,14 +293,13 @@ class ColumnViewSet(ApiViewSet):
     def create(self, request: Request) -> Response:
         data = validated(ColumnInput, request.data)
         collaboration_id = data["collaboration_id"]
-        collaboration = fetch_named(
+        collaboration = fetch_in_collaboration(
             self.principal,
             Collaboration.objects.all(),
             collaboration_id,
+            resource="task",
+            operation="create",
             missing=f"Collaboration id={collaboration_id} not found!",
-            reach=lambda collaboration: self.principal.reaches(
-                "task", "create", collaboration_id=collaboration.pk
-            ),
         )
         self.principal.require(self.principal.reaches("task", "create", collaboration_id=collaboration.pk))
         columns = selectors.column_names(collaboration.pk, data["db_label"])

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 
 from vantage6.api.errors import bad_request
 from vantage6.api.params import parse_int
+from vantage6.api.sql import page_keys
 
 EXPOSED_HEADERS = "total-count, Link"
 # Larger values overflow the databases' LIMIT/OFFSET integers.
@@ -129,10 +130,10 @@ def _window(queryset: QuerySet, offset: int, limit: int) -> QuerySet | list:
     """The ``limit`` rows of ``queryset`` from ``offset``. Past the first page the keys of those rows are
     chosen first, by a query of the keys and sort columns alone, and only those rows are read whole:
     the rows the ``OFFSET`` skips are keys, not rows of every column with their related rows (a list
-    compiled by ``vantage6.api.sql.CompiledList`` does the same in its own SQL). Not for a DISTINCT
-    list, whose query of keys would select its sort columns too."""
-    if offset and isinstance(queryset, QuerySet) and not queryset.query.distinct:
-        return queryset.filter(pk__in=queryset.values("pk")[offset : offset + limit])
+    compiled by ``vantage6.api.sql.CompiledList`` does the same in its own SQL). A DISTINCT list's keys
+    come from a semi-join (``page_keys``)."""
+    if offset and isinstance(queryset, QuerySet):
+        return queryset.filter(pk__in=page_keys(queryset)[offset : offset + limit])
     return queryset[offset : offset + limit]
 
 
