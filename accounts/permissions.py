@@ -189,7 +189,9 @@ class Principal:
         principal views it or may do that there. Judged on its id (the database is asked only if its scope
         ever needs another column), so a write that reads the row first (``fetch_in_collaboration``) and
         one whose statement checks that it exists get one answer."""
-        viewed = self.allows("collaboration", collaborations().model(pk=collaboration_id))
+        # Its other columns deferred, not defaults: a scope that ever reads one reads it from the database.
+        row = collaborations().model.from_db(None, ["id"], [collaboration_id])
+        viewed = self.allows("collaboration", row)
         return viewed or self.reaches(resource, operation, collaboration_id=collaboration_id)
 
     def reaches_every(self, resource: str, operation: str) -> bool:
