@@ -7,6 +7,7 @@ pingInterval + pingTimeout after its handshake.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -17,7 +18,7 @@ from datetime import timedelta
 import jwt
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -210,11 +211,17 @@ def identify(auth: dict, process: str) -> dict | str | None:
     generation, replaced = connected(claims["sub"], process)
     try:
         identity = _node(claims) if claims["client_type"] == "node" else _user(claims)
+        # Online, but not "seen": only REST calls and ping heartbeats set last_seen.
+        Authenticatable.objects.filter(pk=identity["id"]).update(status=AuthStatus.ONLINE)
     except (TokenRevoked, ApiError) as exc:  # ended, or deleted, since the handshake
         unconnected(claims["sub"], generation, replaced)
         return "invalid_token" if isinstance(exc, TokenRevoked) else None
-    # Online, but not "seen": only REST calls and ping heartbeats set last_seen.
-    Authenticatable.objects.filter(pk=identity["id"]).update(status=AuthStatus.ONLINE)
+    except DatabaseError:
+        # The connect is refused (``Server._admit``): no socket holds this connection. Undone where the
+        # database still answers (a statement canceled, a lock wait).
+        with contextlib.suppress(DatabaseError):
+            unconnected(claims["sub"], generation, replaced)
+        raise
     identity["generation"] = generation
     return identity
 
