@@ -7,6 +7,8 @@ pingInterval + pingTimeout after its handshake.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import logging
 import secrets
@@ -17,7 +19,7 @@ from datetime import timedelta
 import jwt
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -210,11 +212,17 @@ def identify(auth: dict, process: str) -> dict | str | None:
     generation, replaced = connected(claims["sub"], process)
     try:
         identity = _node(claims) if claims["client_type"] == "node" else _user(claims)
+        # Online, but not "seen": only REST calls and ping heartbeats set last_seen.
+        Authenticatable.objects.filter(pk=identity["id"]).update(status=AuthStatus.ONLINE)
     except (TokenRevoked, ApiError) as exc:  # ended, or deleted, since the handshake
         unconnected(claims["sub"], generation, replaced)
         return "invalid_token" if isinstance(exc, TokenRevoked) else None
-    # Online, but not "seen": only REST calls and ping heartbeats set last_seen.
-    Authenticatable.objects.filter(pk=identity["id"]).update(status=AuthStatus.ONLINE)
+    except DatabaseError:
+        # The connect is refused (``Server._admit``): no socket holds this connection. Undone where the
+        # database still answers (a statement canceled, a lock wait).
+        with contextlib.suppress(DatabaseError):
+            unconnected(claims["sub"], generation, replaced)
+        raise
     identity["generation"] = generation
     return identity
 
@@ -364,24 +372,36 @@ def _config_text(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def config_rows(config: dict) -> list[tuple[str, str]]:
+# Rows of a node's shared configuration kept. The official node shares a few dozen (more with the columns
+# of a wide dataset), in the order of its policies first; every report rewrites them all, on the thread
+# that serves the events of every node of the process.
+MAX_CONFIG_ROWS = 1000
+
+
+def config_rows(config: dict) -> Iterator[tuple[str, str]]:
     """(key, value) rows of a shared node configuration: lists give a row per item, an object's inner
     keys become keys."""
-    rows = []
     for key, value in config.items():
         entries = value.items() if isinstance(value, dict) else [(key, value)]
         for entry_key, entry in entries:
             for item in entry if isinstance(entry, list) else [entry]:
-                rows.append((str(entry_key)[:256], _config_text(item)))
-    return rows
+                yield str(entry_key)[:256], _config_text(item)
 
 
 @transaction.atomic
 def store_config(node_id: int, config: object) -> list[tuple[str, str]] | None:
-    """Replace the configuration a node shares (``node_info_update``); its rows, None if it is no object."""
+    """Replace the configuration a node shares (``node_info_update``), up to ``MAX_CONFIG_ROWS`` rows;
+    its rows, None if it is no object."""
     if not isinstance(config, dict):
         return None
-    rows = config_rows(config)
+    rows = list(itertools.islice(config_rows(config), MAX_CONFIG_ROWS + 1))
+    if len(rows) > MAX_CONFIG_ROWS:
+        del rows[MAX_CONFIG_ROWS:]
+        logger.warning(
+            "node %s shared more than %d configuration rows: the rest is not kept",
+            node_id,
+            MAX_CONFIG_ROWS,
+        )
     NodeConfig.objects.filter(node_id=node_id).delete()
     NodeConfig.objects.bulk_create(NodeConfig(node_id=node_id, key=key, value=value) for key, value in rows)
     return rows

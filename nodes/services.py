@@ -3,7 +3,7 @@ resource reports of nodes."""
 
 from __future__ import annotations
 
-import math
+import sys
 import uuid
 from typing import cast
 
@@ -207,7 +207,11 @@ LABEL_LENGTH = 64  # of the os and platform labels
 
 
 def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite number a gauge (a float) holds: JSON's integers have no bound, and ``math.isfinite``
+    raises for one beyond a float."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return abs(value) <= sys.float_info.max  # False for NaN too
 
 
 def node_metrics_store(node_id: int, report: object) -> tuple[list[str], dict | None]:

@@ -1285,7 +1285,10 @@ def run_log_reported(node: dict, data: object) -> dict | None:
     reported = _reported_run(node, data)
     if not isinstance(log, str) or reported is None:
         return None
-    run = Run.objects.select_for_update().get(pk=reported[0])
+    # Its finish freezes a run (``run_update``): the log of a finished run is what the node reported then.
+    run = Run.objects.select_for_update().filter(pk=reported[0], finished_at__isnull=True).first()
+    if run is None:
+        return None
     stored = run.log or ""
     if len(stored) + 1 + len(log) > settings.MAX_BODY_BYTES:
         return None

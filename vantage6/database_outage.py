@@ -13,6 +13,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 
+from django.conf import settings
+from django.db import InterfaceError, InternalError, NotSupportedError, OperationalError
 from django.db.backends.signals import connection_created
 from django.dispatch import Signal
 
@@ -24,17 +26,40 @@ database_recovered = Signal()
 _LOCK_WAITS = {"55P03", "40P01", "40001"}
 # PostgreSQL's SQLSTATE of a statement canceled: past ``statement_timeout`` (or canceled by an operator).
 _QUERY_CANCELED = "57014"
+# PostgreSQL's SQLSTATE for a write in a read-only transaction (a standby, or a database set read-only).
+_READ_ONLY_SQL_TRANSACTION = "25006"
+# What PostgreSQL answers, once, to a prepared statement whose result type a change of a column's type
+# invalidated, in a transaction that had already run others (it is prepared again with its next use).
+_FEATURE_NOT_SUPPORTED = "0A000"
+_CACHED_PLAN_CHANGED = "cached plan must not change result type"
 
 _lock = threading.Lock()
 _down = False
 
 
 def failed(exc: BaseException) -> None:
-    """The database could not serve a call of this process (from any thread) with ``exc``: an outage
-    unless it ended a lock wait."""
+    """A call of this process (from any thread) failed with the database error ``exc``: an outage if
+    the database could not serve it (``unavailable``), unless it ended a lock wait or a statement that
+    ran too long. Any other error (a conflict, a bug) is no outage either: the database answered."""
     global _down
-    if not lock_wait(exc) and not statement_canceled(exc):
+    if unavailable(exc) and not lock_wait(exc) and not statement_canceled(exc):
         _down = True
+
+
+def unavailable(exc: BaseException | None) -> bool:
+    """Whether ``exc`` says the database cannot serve now (down, unreachable, restarting, read-only,
+    full, locked, a prepared statement to prepare again, a statement canceled) rather than that the
+    call is at fault."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    code = getattr(exc.__cause__, "pgcode", None) if exc is not None else None
+    if isinstance(exc, InternalError):
+        return code == _READ_ONLY_SQL_TRANSACTION
+    return (
+        isinstance(exc, NotSupportedError)
+        and code == _FEATURE_NOT_SUPPORTED
+        and _CACHED_PLAN_CHANGED in str(exc.__cause__)
+    )
 
 
 def lock_wait(exc: BaseException) -> bool:
@@ -54,6 +79,14 @@ def statement_canceled(exc: BaseException) -> bool:
     """Whether the database error ``exc`` canceled a statement that ran too long (``settings.
     STATEMENT_TIMEOUT_SECONDS``). It is no outage: the database answered."""
     return getattr(exc.__cause__ or exc, "pgcode", None) == _QUERY_CANCELED
+
+
+def canceled_text() -> str:
+    """What a client is told of its call whose statement was canceled (``statement_canceled``)."""
+    return (
+        f"The request took longer than the database allows ({settings.STATEMENT_TIMEOUT_SECONDS} s) and "
+        "was canceled; nothing was changed."
+    )
 
 
 def reached() -> None:

@@ -38,4 +38,7 @@ def test_a_database_outage_is_one_warning_a_tick_without_a_traceback(caplog):
     records = [r for r in caplog.records if r.name == "vantage6.socketio.server"]
     assert records
     assert all(r.levelno == logging.WARNING and r.exc_info is None for r in records)
-    assert "database unavailable: connection refused" in records[0].getMessage()
+    assert (
+        "housekeeping skipped, database error: OperationalError, connection refused"
+        in records[0].getMessage()
+    )

@@ -6,17 +6,9 @@ import logging
 import sys
 import traceback
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import SuspiciousOperation
-from django.db import (
-    DatabaseError,
-    IntegrityError,
-    InterfaceError,
-    InternalError,
-    NotSupportedError,
-    OperationalError,
-)
+from django.db import DatabaseError, IntegrityError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -30,16 +22,7 @@ BODY_INCORRECT = "Request body is incorrect"
 NO_PERMISSION = "You lack the permission to do that!"
 UNEXPECTED = "An unexpected error occurred on the server!"
 DATABASE_UNAVAILABLE = "The database is unavailable at the moment; try again later."
-# PostgreSQL's SQLSTATE for a write in a read-only transaction (a standby, or a database set read-only).
-_READ_ONLY_SQL_TRANSACTION = "25006"
-# What PostgreSQL answers, once, to a prepared statement whose result type a change of a column's type
-# invalidated, in a transaction that had already run others (it is prepared again with its next use).
-_FEATURE_NOT_SUPPORTED = "0A000"
-_CACHED_PLAN_CHANGED = "cached plan must not change result type"
-STATEMENT_TIMEOUT = (
-    "The request took longer than the database allows ({seconds} s) and was canceled; nothing was "
-    "changed. Ask for less: filter the list, or sort it by fewer columns."
-)
+ASK_FOR_LESS = "Ask for less: filter the list, or sort it by fewer columns."
 # Seconds a client is asked to wait before it tries a request the database could not serve again.
 DATABASE_RETRY_AFTER = 1
 
@@ -87,21 +70,6 @@ def flatten(detail: object) -> object:
     return str(detail)
 
 
-def database_unavailable(exc: BaseException | None) -> bool:
-    """Whether ``exc`` says the database cannot serve now (down, unreachable, restarting, read-only,
-    full, locked, a prepared statement to prepare again) rather than that the request is at fault."""
-    if isinstance(exc, OperationalError | InterfaceError):
-        return True
-    code = getattr(exc.__cause__, "pgcode", None) if exc is not None else None
-    if isinstance(exc, InternalError):
-        return code == _READ_ONLY_SQL_TRANSACTION
-    return (
-        isinstance(exc, NotSupportedError)
-        and code == _FEATURE_NOT_SUPPORTED
-        and _CACHED_PLAN_CHANGED in str(exc.__cause__)
-    )
-
-
 def _answering_database_unavailable(exc: BaseException, where: str) -> None:
     """A request is answered 503 for ``exc``: the outage is noted, so that its end is noticed
     (``database_outage``), and logged."""
@@ -116,16 +84,16 @@ def _statement_timed_out(exc: BaseException, where: str) -> dict | None:
     """The body of the 503 of a request whose statement ran past ``STATEMENT_TIMEOUT_SECONDS`` (its
     transaction rolled back), logged; None for any other error. Retrying the same request soon is no
     use: no ``Retry-After``."""
-    if not (isinstance(exc, OperationalError) and outage.statement_canceled(exc)):
+    if not outage.statement_canceled(exc):
         return None
     logger.warning("Statement canceled, %s answered 503: %s", where, database_error_text(exc))
-    return {"msg": STATEMENT_TIMEOUT.format(seconds=settings.STATEMENT_TIMEOUT_SECONDS)}
+    return {"msg": f"{outage.canceled_text()} {ASK_FOR_LESS}"}
 
 
 def exception_handler(exc: Exception, context: dict) -> Response:
     if (canceled := _statement_timed_out(exc, context["request"].path)) is not None:
         return Response(canceled, status=503)
-    if database_unavailable(exc):
+    if outage.unavailable(exc):
         _answering_database_unavailable(exc, context["request"].path)
         return Response({"msg": DATABASE_UNAVAILABLE}, status=503, headers=_RETRY)
     if isinstance(exc, ApiError):
@@ -181,7 +149,7 @@ def json_500(request: HttpRequest) -> JsonResponse:
     exc = sys.exc_info()[1]
     if exc is not None and (canceled := _statement_timed_out(exc, request.path)) is not None:
         return JsonResponse(canceled, status=503)
-    if exc is not None and database_unavailable(exc):
+    if exc is not None and outage.unavailable(exc):
         _answering_database_unavailable(exc, request.path)
         return JsonResponse({"msg": DATABASE_UNAVAILABLE}, status=503, headers=_RETRY)
     return JsonResponse({"msg": UNEXPECTED}, status=500)

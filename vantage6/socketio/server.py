@@ -56,6 +56,7 @@ import math
 import re
 import secrets
 import time
+import traceback
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Protocol, cast
@@ -128,23 +129,33 @@ def error(status: int, code: int, message: str) -> tuple[int, bytes, str]:
 UNKNOWN_SESSION = error(400, 1, "Session ID unknown")
 BAD_REQUEST = error(400, 3, "Bad request")
 UNAVAILABLE_TEXT = "The database is unavailable at the moment; try again later."
-UNAVAILABLE = error(503, 3, UNAVAILABLE_TEXT)
+UNEXPECTED_TEXT = "An unexpected error occurred on the server!"
 STOPPING = error(503, 3, "This server is stopping; connect again.")
 
 
 class Unavailable(Exception):
-    """The database cannot be reached, or this process stops: the client is refused (with ``answer``),
-    and connects again later."""
+    """The database could not serve the handshake, or this process stops: the client is refused (with
+    ``answer``), and connects again later."""
 
-    def __init__(self, answer: tuple[int, bytes, str] = UNAVAILABLE) -> None:
+    def __init__(self, answer: tuple[int, bytes, str]) -> None:
         super().__init__(answer)
         self.answer = answer
 
 
-def database_failed(what: str, exc: DatabaseError) -> None:
-    """One warning line without traceback: mostly an outage, neither the client's fault nor a bug."""
-    outage.failed(exc)
-    logger.warning("%s, database error: %s", what, database_error_text(exc))
+def database_failed(what: str, exc: DatabaseError) -> tuple[int, str]:
+    """Log ``exc`` and note an outage (``database_outage``); the HTTP status and the text a client refused
+    for it is told, as REST answers the same error. One warning line without traceback where the database
+    could not serve (an outage, a lock wait, a statement canceled): neither the client's fault nor a bug."""
+    if outage.statement_canceled(exc):
+        logger.warning("%s, statement canceled: %s", what, database_error_text(exc))
+        return 503, outage.canceled_text()
+    if outage.unavailable(exc):
+        outage.failed(exc)
+        logger.warning("%s, database error: %s", what, database_error_text(exc))
+        return 503, UNAVAILABLE_TEXT
+    where = "".join(traceback.format_tb(exc.__traceback__))
+    logger.error("%s, unexpected database error: %s\n%s", what, database_error_text(exc), where.rstrip())
+    return 500, UNEXPECTED_TEXT
 
 
 class Sink(Protocol):
@@ -725,8 +736,8 @@ class Server:
         try:
             auth, authenticated = await database_sync_to_async(self.authenticate)(headers)
         except DatabaseError as exc:
-            database_failed(f"{transport} handshake refused", exc)
-            raise Unavailable from None
+            status, text = database_failed(f"{transport} handshake refused", exc)
+            raise Unavailable(error(status, 3, text)) from None
         expires_at = None if authenticated else time.time() + self.ping_interval + self.ping_timeout
         session = Session(self._new_sid(), transport, auth, expires_at=expires_at, address=address)
         session.sink = sink
@@ -1374,9 +1385,9 @@ class Server:
         try:
             await handler.on_admit(socket)
         except DatabaseError as exc:
-            database_failed(f"connect of session {session.sid} to {namespace} refused", exc)
+            _, text = database_failed(f"connect of session {session.sid} to {namespace} refused", exc)
             del session.namespaces[namespace]
-            refusal = p.SioPacket(p.CONNECT_ERROR, namespace, {"message": UNAVAILABLE_TEXT})
+            refusal = p.SioPacket(p.CONNECT_ERROR, namespace, {"message": text})
             await self.send(session, [refusal.encode()])
             # A plain drop: the client connects again by itself (it would not after a DISCONNECT).
             await self.drop(session)
@@ -1618,8 +1629,7 @@ class Server:
                 outage.reached()
             except DatabaseError as exc:
                 # An outage is answered 503 elsewhere; a traceback on every tick would bury the log.
-                logger.warning("socket housekeeping skipped, database unavailable: %s", exc)
-                outage.failed(exc)
+                database_failed("socket housekeeping skipped", exc)
             except Exception:
                 logger.exception("socket housekeeping failed")
             await asyncio.sleep(min(self.housekeeping_interval, self.ping_interval))
