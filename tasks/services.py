@@ -175,7 +175,8 @@ def _without_policies(collaboration_id: int, org_ids: list[int]) -> tuple[str, l
     node, places = quote(Node._meta.db_table), ", ".join(["%s"] * len(distinct))
     sql = (
         f"NOT EXISTS (SELECT 1 FROM {quote(NodeConfig._meta.db_table)} c INNER JOIN {node} n"
-        f" ON n.{quote(Node._meta.pk.column)} = c.{quote(NodeConfig.node.field.column)}"
+        f" ON n.{quote(Node._meta.get_field('authenticatable_ptr').column)}"
+        f" = c.{quote(NodeConfig.node.field.column)}"
         f" WHERE n.{quote(Node._meta.get_field('collaboration').column)} = %s"
         f" AND n.{quote(Node._meta.get_field('organization').column)} IN ({places})"
         f" AND c.{quote('key')} IN (%s, %s))"
