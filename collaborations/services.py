@@ -216,7 +216,17 @@ def study_update(*, principal: Principal, study: Study, data: dict) -> Study:
 
 @transaction.atomic
 def study_delete(*, principal: Principal, study: Study, delete_dependents: bool) -> None:
-    _require_no_dependents(f"Study id={study.pk}", {"tasks": study.tasks.count()}, delete_dependents)
+    tasks = study.tasks.all()
+    count = tasks.count()
+    _require_no_dependents(f"Study id={study.pk}", {"tasks": count}, delete_dependents)
+    # Its tasks go with it only where the caller may delete each (DELETE /task, which takes a task's
+    # subtasks along): study rules reach the tasks other organizations' researchers ran in it.
+    if count:
+        jobs = tasks.exclude(parent__study=study)
+        principal.require(
+            principal.visible("task", jobs, "delete").count() == jobs.count(),
+            f"Study id={study.pk} has tasks you may not delete",
+        )
     audit(principal, "study.delete", study, name=study.name)
     study.delete()
 

@@ -169,6 +169,23 @@ def _with_nodes(collaboration_id: int, org_ids: list[int]) -> tuple[str, list]:
     return sql, [collaboration_id, *distinct, len(distinct)]
 
 
+def _without_policies(collaboration_id: int, org_ids: list[int]) -> tuple[str, list]:
+    """SQL that holds while no node of ``org_ids`` in the collaboration has a policy: a subtask to one
+    is judged by ``_check_node_policies``."""
+    quote = connection.ops.quote_name
+    distinct = sorted(set(org_ids))
+    node, places = quote(Node._meta.db_table), ", ".join(["%s"] * len(distinct))
+    sql = (
+        f"NOT EXISTS (SELECT 1 FROM {quote(NodeConfig._meta.db_table)} c INNER JOIN {node} n"
+        f" ON n.{quote(Node._meta.get_field('authenticatable_ptr').column)}"
+        f" = c.{quote(NodeConfig.node.field.column)}"
+        f" WHERE n.{quote(Node._meta.get_field('collaboration').column)} = %s"
+        f" AND n.{quote(Node._meta.get_field('organization').column)} IN ({places})"
+        f" AND c.{quote('key')} IN (%s, %s))"
+    )
+    return sql, [collaboration_id, *distinct, *_POLICY_KEYS]
+
+
 def _encrypted(collaboration_id: int, encrypted: bool) -> tuple[str, list]:
     """SQL that holds while the collaboration's ``encrypted`` is this (``_check_inputs``)."""
     quote = connection.ops.quote_name
@@ -226,23 +243,31 @@ def _target_nodes(collaboration: Collaboration, org_ids: list[int]) -> list[Node
     )
 
 
-def _check_node_policies(principal: Principal, nodes: list[Node]) -> None:
-    """Nodes that shared ``allowed_users``/``allowed_orgs`` only take tasks from those users/orgs (read
-    only when a target's node has a policy: ``policy_org_ids``)."""
+def _job_user(principal: Principal) -> User | None:
+    """The user a task is made for: the caller, or the user of a container's job (its subtasks go out in
+    that user's name); None when that user is gone."""
+    if principal.is_user:
+        return principal.user
+    return User.objects.select_related("organization").filter(pk=principal.task.init_user_id).first()
+
+
+def _check_node_policies(user: User | None, nodes: list[Node]) -> None:
+    """Nodes that shared ``allowed_users``/``allowed_orgs`` only take tasks from those users/orgs, also
+    as subtasks of their jobs (read only when a target's node has a policy: ``policy_org_ids``)."""
     policies: dict[int, dict[str, set[str]]] = {}
     for node in nodes:
         for key, value in json.loads(getattr(node, "policy_rows") or "[]"):  # noqa: B009 - an annotation
             policies.setdefault(node.pk, {name: set() for name in _POLICY_KEYS})[key].add(value.strip())
     if not policies:
         return
-    user = principal.user
-    me = {str(user.pk), user.username}
-    my_org = {str(user.organization_id), user.organization.name}
+    me = {str(user.pk), user.username} if user else set()
+    my_org = {str(user.organization_id), user.organization.name} if user else set()
     for node in nodes:
         policy = policies.get(node.pk)
         if policy and not (policy["allowed_users"] & me or policy["allowed_orgs"] & my_org):
+            name = user.username if user else None
             raise bad_request(
-                f"Node '{node.name}' does not allow tasks from user '{user.username}' or its organization"
+                f"Node '{node.name}' does not allow tasks from user '{name}' or its organization"
             )
 
 
@@ -389,8 +414,8 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
     members = _members(collaboration)
     _check_members(collaboration, study, org_ids, members)
     _check_nodes(collaboration, org_ids)
-    if principal.is_user and _ids(collaboration, "policy_org_ids") & set(org_ids):
-        _check_node_policies(principal, _target_nodes(collaboration, org_ids))
+    if _ids(collaboration, "policy_org_ids") & set(org_ids):
+        _check_node_policies(_job_user(principal), _target_nodes(collaboration, org_ids))
     _check_creator_member(principal, members)
     parent = None
     if principal.is_container:
@@ -420,8 +445,9 @@ def task_create(*, principal: Principal, data: dict, authorization: str | None =
 
 def _subtask_checked_by_its_write(principal: Principal, data: dict) -> Task | None:
     """A container's subtask outside a study, without a read of its collaboration first: the checks of
-    ``task_create`` on the collaboration (its members, their nodes, its encryption) are conditions of the
-    write's own statement, the others those of the token (``_check_container``) and the caller's rules.
+    ``task_create`` on the collaboration (its members, their nodes and policies, its encryption) are
+    conditions of the write's own statement, the others those of the token (``_check_container``) and
+    the caller's rules.
     None, and nothing written, when a check does not hold or needs what the statement cannot check (a
     blob store, inputs both readable and not): the request then takes ``task_create``'s way and its answer."""
     parent = principal.task
@@ -443,6 +469,7 @@ def _subtask_checked_by_its_write(principal: Principal, data: dict) -> Task | No
         principal, data, collaboration_id, None, parent, parent.image, parent.algorithm_store_id, False,
         _still_members(collaboration_id, [*org_ids, principal.organization_id]),
         _with_nodes(collaboration_id, org_ids),
+        _without_policies(collaboration_id, org_ids),
         _encrypted(collaboration_id, not readable.pop()),
     )  # fmt: skip
 

@@ -8,19 +8,20 @@ choices: any other lookup would make the row count an oracle on fields the page 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import Any, cast
 
 from django import forms
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.models import LogEntry
 from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Field, Model, Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 from django.utils.module_loading import import_string
 
 from vantage6.api.errors import ApiError
@@ -201,5 +202,21 @@ class ScopedAdmin(AdminPage):
         raise NotImplementedError  # each page deletes through its service
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for obj in queryset:
-            self.delete_model(request, obj)
+        with transaction.atomic():  # all of them, or none where the service refuses one
+            for obj in queryset:
+                self.delete_model(request, obj)
+
+    # A service may refuse a deletion the row's rule allows (its dependents beyond the caller's reach):
+    # its message on the page, the deletion rolled back, as the API answers it.
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> Any:
+        return self._refusal_shown(request, super().delete_view, object_id, extra_context)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
+        return self._refusal_shown(request, super().changelist_view, extra_context)
+
+    def _refusal_shown(self, request: HttpRequest, view: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return view(request, *args)
+        except ApiError as exc:
+            self.message_user(request, str(exc.msg), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
