@@ -87,7 +87,7 @@ def test_a_burst_of_connections_is_accepted_at_once_and_idle_ones_cost_little(se
             idle.append(socket.create_connection(("127.0.0.1", served.port), timeout=10))
             slowest = max(slowest, time.monotonic() - started)
         # None waited for a retry of its SYN (a second): the listening backlog takes the burst.
-        assert slowest < 0.5
+        assert slowest < 0.9
         assert wait_until(lambda: served_sockets(served) == count + 1)  # and the listening one
         assert (served.rss_kib() - rss) / count < 10  # KiB per idle connection
         still_serving(served.port)
