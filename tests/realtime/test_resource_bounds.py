@@ -78,7 +78,7 @@ def test_pipelined_requests_of_a_client_that_reads_nothing_hold_no_memory(served
 def test_a_burst_of_connections_is_accepted_at_once_and_idle_ones_cost_little(served):
     count = 1000  # within the listening backlog, however late the server accepts them
     still_serving(served.port)
-    assert wait_until(lambda: unconnected(served))
+    assert wait_until(lambda: unconnected(served)), served_sockets(served)
     rss = served.rss_kib()
     idle, slowest = [], 0.0
     try:
@@ -88,13 +88,14 @@ def test_a_burst_of_connections_is_accepted_at_once_and_idle_ones_cost_little(se
             slowest = max(slowest, time.monotonic() - started)
         # None waited for a retry of its SYN (a second): the listening backlog takes the burst.
         assert slowest < 0.9
-        assert wait_until(lambda: served_sockets(served) == count + 1)  # and the listening one
-        assert (served.rss_kib() - rss) / count < 10  # KiB per idle connection
+        # Ours and the listening one.
+        assert wait_until(lambda: served_sockets(served) >= count + 1), served_sockets(served)
+        assert (grown := (served.rss_kib() - rss) / count) < 10, grown  # KiB per idle connection
         still_serving(served.port)
     finally:
         for sock in idle:
             sock.close()
-    assert wait_until(lambda: unconnected(served))
+    assert wait_until(lambda: unconnected(served)), served_sockets(served)
 
 
 def test_at_the_descriptor_limit_connections_are_refused_without_spinning_and_served_again(served):
