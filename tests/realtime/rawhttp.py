@@ -135,6 +135,13 @@ def served_sockets(daphne: Daphne) -> int:
     return len(held & on_port)
 
 
+def unconnected(daphne: Daphne) -> bool:
+    """Whether the server (of one process) has closed every connection: it holds its listening socket
+    alone. Counting a server's sockets, a test waits for this first: a connection an earlier step closed
+    may still be open on the server's side, and closing there later it would hide one the test left."""
+    return served_sockets(daphne) == 1
+
+
 def _link(fd: Path) -> str:
     try:
         return str(fd.readlink())

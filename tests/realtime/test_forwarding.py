@@ -28,10 +28,13 @@ from vantage6.socketio.server import PROCESSES, Namespace, Server
 from vantage6.socketio.store import Session
 
 SECRET = b"the deployment's secret"
+# A forward bound far above what an answer given at once takes, however loaded the machine: a test that
+# tells "answered at once" from "waited the bound" asserts a third of it.
+PATIENT = 30
 
 
-def _server() -> Server:
-    return Server(namespaces={"/tasks": Namespace()}, secret=SECRET, forward_timeout=0.5)
+def _server(forward_timeout: float = 0.5) -> Server:
+    return Server(namespaces={"/tasks": Namespace()}, secret=SECRET, forward_timeout=forward_timeout)
 
 
 def _get(server: Server, sid: str) -> HttpCommunicator:
@@ -79,12 +82,12 @@ def test_a_request_for_a_session_of_a_dead_process_is_unknown_within_the_bound()
 @pytest.mark.django_db  # the handshake's check may use the database
 def test_requests_on_their_way_to_a_process_that_ends_gracefully_are_answered_when_it_says_so():
     """A GET or an upgrade forwarded just before the owner's last read waits no bound once it ended."""
-    gone, survivor = (Server(namespaces={}, secret=SECRET, forward_timeout=5) for _ in range(2))
+    gone, survivor = (Server(namespaces={}, secret=SECRET, forward_timeout=PATIENT) for _ in range(2))
 
     async def scenario() -> tuple[dict, Session | None, float]:
         await survivor.listening()
         gone.channel = await survivor.layer.new_channel()  # nobody reads it any more
-        response = asyncio.create_task(_get(survivor, gone._new_sid()).get_response(timeout=5))
+        response = asyncio.create_task(_get(survivor, gone._new_sid()).get_response(timeout=2 * PATIENT))
         taken = asyncio.create_task(survivor.take_over(gone._new_sid(), ""))
         await asyncio.sleep(0.2)
         started = time.monotonic()
@@ -97,7 +100,7 @@ def test_requests_on_their_way_to_a_process_that_ends_gracefully_are_answered_wh
     assert response["status"] == 400
     assert json.loads(response["body"]) == {"code": 1, "message": "Session ID unknown"}
     assert taken is None
-    assert elapsed < 1  # the bound is 5 s
+    assert elapsed < PATIENT / 3
     assert survivor.pending == {}
 
 
@@ -105,7 +108,7 @@ def test_requests_on_their_way_to_a_process_that_ends_gracefully_are_answered_wh
 def test_a_request_for_a_session_that_moved_to_a_process_that_ended_is_unknown_at_once():
     """The owner of a session taken over by a process that since ended gracefully does not pass a late
     request of it on to that process (it would wait the bound for nothing)."""
-    owner, other = (Server(namespaces={}, secret=SECRET, forward_timeout=5) for _ in range(2))
+    owner, other = (Server(namespaces={}, secret=SECRET, forward_timeout=PATIENT) for _ in range(2))
 
     async def scenario() -> tuple[dict, float]:
         session, _ = await owner.open_session("polling", {})
@@ -117,13 +120,13 @@ def test_a_request_for_a_session_that_moved_to_a_process_that_ended_is_unknown_a
         await owner.layer.group_send(PROCESSES, ended)
         await asyncio.sleep(0.1)
         started = time.monotonic()
-        return await _get(other, session.sid).get_response(timeout=5), time.monotonic() - started
+        return await _get(other, session.sid).get_response(timeout=2 * PATIENT), time.monotonic() - started
 
     response, elapsed = in_memory(scenario)
 
     assert response["status"] == 400
     assert json.loads(response["body"]) == {"code": 1, "message": "Session ID unknown"}
-    assert elapsed < 1  # the bound is 5 s
+    assert elapsed < PATIENT / 3
 
 
 @pytest.mark.parametrize("get_before_the_stop", [True, False])
@@ -132,25 +135,25 @@ def test_a_stopping_owner_sends_its_long_polling_clients_elsewhere_at_once(get_b
     """A GET forwarded to a stopping owner (held there, or arriving since: a proxy retries a GET the
     stopping process dropped on the other one) must not wait for the owner's end: its client starts
     over with a live process before the owner is taken for dead and its node announced offline."""
-    owner, other = _server(), _server()
+    owner, other = _server(PATIENT), _server(PATIENT)
 
     async def scenario() -> tuple[dict, float, bool]:
         session, _ = await owner.open_session("polling", {})
         await other.listening()
         if get_before_the_stop:
-            response = asyncio.create_task(_get(other, session.sid).get_response(timeout=5))
+            response = asyncio.create_task(_get(other, session.sid).get_response(timeout=2 * PATIENT))
             await asyncio.sleep(0.2)  # held by the owner
         started = time.monotonic()
         owner.stop()
         if not get_before_the_stop:
-            response = asyncio.create_task(_get(other, session.sid).get_response(timeout=5))
+            response = asyncio.create_task(_get(other, session.sid).get_response(timeout=2 * PATIENT))
         return await response, time.monotonic() - started, session.sid in owner.sessions
 
     response, elapsed, kept = in_memory(scenario)
 
     assert response["status"] == 400
     assert json.loads(response["body"]) == {"code": 1, "message": "Session ID unknown"}
-    assert elapsed < 0.5  # the forward bound: the owner answered
+    assert elapsed < PATIENT / 3  # the owner answered: not the forward bound
     assert kept  # not ended there: its node is not announced offline by the stop
 
 

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from tests.realtime.rawhttp import Reader, escaped, log_size, served_sockets, still_serving
+from tests.realtime.rawhttp import Reader, escaped, log_size, served_sockets, still_serving, wait_until
 
 pytestmark = pytest.mark.live
 
@@ -193,6 +193,5 @@ def test_mutated_requests_get_well_formed_answers_and_no_errors(server):
         still_serving(server.port)
         assert not escaped(server.log, since), "\n".join(escaped(server.log, since))
     assert tried > 500
-    time.sleep(WAIT)  # the connections given up on are closed by now
+    assert wait_until(lambda: served_sockets(server) <= sockets)  # no connection left behind
     assert server.rss_kib() - rss < 40 * MIB
-    assert served_sockets(server) <= sockets  # no connection left behind
