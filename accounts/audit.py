@@ -107,8 +107,8 @@ def audited_insert(
     actor_organization_sql: Statement | None = None,
     **values: object,
 ) -> M | None:
-    """``insert(keys, **values)`` and ``audit``'s record of it in one statement (a data-modifying
-    ``WITH``: atomic on its own, one round trip): PostgreSQL only. None when nothing was written.
+    """``insert(keys, **values)`` and ``audit``'s record of it, atomic (``CompiledInsertIf.with_entry``:
+    on PostgreSQL one statement, one round trip). None when nothing was written.
     ``guard``: the caller's check, made by the statement (``CompiledInsertIf.with_entry``);
     ``actor_organization_sql``: the organization of a caller not loaded, as a scalar subquery."""
     queried = {"actor_organization_id": actor_organization_sql} if actor_organization_sql else None

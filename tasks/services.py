@@ -1001,8 +1001,8 @@ _insert_port_of_calling_node = CompiledInsertIf(
 def _port_of_deferred_node(
     caller: DeferredCaller, run_id: int, port: int, label: str | None
 ) -> AlgorithmPort | None:
-    """The usual port in one statement with the caller's own check (its token's login, its run): the
-    caller's lookup saved. None when it wrote nothing, for whatever reason."""
+    """The usual port, its write checking the caller itself (its token's login, its run): the caller's
+    lookup saved. None when it wrote nothing, for whatever reason."""
     guard = caller.current_sql()
     if guard is None:
         return None
@@ -1026,32 +1026,27 @@ def _port_of_deferred_node(
 def port_create(
     *, principal: Principal | DeferredCaller, run_id: int, port: int, label: str | None
 ) -> AlgorithmPort:
-    # The usual case in one statement: the port of a run the calling node executes (where the backend
-    # can, with its audit record: one round trip, no transaction of its own), and with the caller's
-    # check when it was not loaded (one round trip for the whole request).
+    # The usual case: the port of a run the calling node executes with its audit record (on PostgreSQL
+    # one statement, one round trip), and with the caller's check when it was not loaded (no lookup of
+    # the caller before it).
     if isinstance(principal, DeferredCaller):
-        if features(connection).supports_data_modifying_with:
-            algorithm_port = _port_of_deferred_node(principal, run_id, port, label)
-            if algorithm_port is not None:
-                return algorithm_port
+        algorithm_port = _port_of_deferred_node(principal, run_id, port, label)
+        if algorithm_port is not None:
+            return algorithm_port
         principal = principal.load()
     keys = {
         "run": run_id,
         "organization": principal.organization_id,
         "collaboration": principal.node.collaboration_id,
     }
-    values = {"run_id": run_id, "port": port, "label": label}
-    if features(connection).supports_data_modifying_with:
-        algorithm_port = audited_insert(
-            _insert_port_of_node, keys, principal, "port.create", run_id=run_id, port=port, label=label
-        )
-        if algorithm_port is not None:
-            return algorithm_port
+    algorithm_port = audited_insert(
+        _insert_port_of_node, keys, principal, "port.create", run_id=run_id, port=port, label=label
+    )
+    if algorithm_port is not None:
+        return algorithm_port
     with transaction.atomic():
-        algorithm_port = _insert_port_of_node(keys, **values)
-        if algorithm_port is None:
-            run = _run_of_node(principal, run_id)  # the 404 or the 401, as the permission engine judges
-            algorithm_port = _insert_port(run=run, port=port, label=label)
+        run = _run_of_node(principal, run_id)  # the 404 or the 401, as the permission engine judges
+        algorithm_port = _insert_port(run=run, port=port, label=label)
         audit(principal, "port.create", algorithm_port)
     return algorithm_port
 
