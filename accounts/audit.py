@@ -44,10 +44,21 @@ _insert_audit_entry = CompiledInsert(
 )
 
 
-def audit(principal: Any, action: str, obj: Any = None, **data: object) -> None:
+def audit(
+    principal: Any,
+    action: str,
+    obj: Any = None,
+    *,
+    organization_sql: Statement | None = None,
+    actor_organization_sql: Statement | None = None,
+    **data: object,
+) -> None:
     """Record one state-changing action by ``principal`` (a ``Principal`` or an ``Actor``; None: the
-    system itself). ``action`` is one of ``AuditAction`` (ValueError otherwise)."""
-    _insert_audit_entry.later(**audit_entry(principal, action, obj, **data))
+    system itself). ``action`` is one of ``AuditAction`` (ValueError otherwise). ``organization_sql``,
+    ``actor_organization_sql``: as ``audit_if_changed``'s."""
+    _insert_audit_entry.later(
+        _queried(organization_sql, actor_organization_sql), **audit_entry(principal, action, obj, **data)
+    )
 
 
 def audit_if_changed(
@@ -63,6 +74,13 @@ def audit_if_changed(
     the rows that statement changes, if any. ``organization_sql``: the object's organization as a
     scalar subquery (an object not read before the statement); ``actor_organization_sql``: the
     caller's (a caller not loaded)."""
+    return _insert_audit_entry.if_changed(
+        _queried(organization_sql, actor_organization_sql), **audit_entry(principal, action, obj, **data)
+    )
+
+
+def _queried(organization_sql: Statement | None, actor_organization_sql: Statement | None) -> dict | None:
+    """The fields of an audit record given by scalar subqueries, by name; None without any."""
     queried = {
         name: sql
         for name, sql in (
@@ -71,7 +89,7 @@ def audit_if_changed(
         )
         if sql is not None
     }
-    return _insert_audit_entry.if_changed(queried or None, **audit_entry(principal, action, obj, **data))
+    return queried or None
 
 
 def audit_children(principal: Any, action: str) -> Children:

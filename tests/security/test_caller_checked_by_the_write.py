@@ -1,7 +1,7 @@
-"""A node's port (both databases) and a user's kill (PostgreSQL) check their caller in the write's own
-statement: the token's login and generation, the node's run, the user's global right. Every way a caller
-is no longer valid, or never was, is refused as before, with nothing written; the SQL form of the token's
-check never lets through a token the Python form refuses."""
+"""A node's port and a user's kill check their caller in the write's own statement (on SQLite too): the
+token's login and generation, the node's run, the user's global right. Every way a caller is no longer
+valid, or never was, is refused as before, with nothing written; the SQL form of the token's check
+never lets through a token the Python form refuses."""
 
 from __future__ import annotations
 

@@ -852,7 +852,7 @@ class CompiledUpdate(_CompiledWrite[M]):
         Needs ``UPDATE ... RETURNING`` (PostgreSQL; SQLite 3.35 or later). ``then``: writes (of
         ``if_changed``) made in the same statement if it changed a row (a data-modifying ``WITH``,
         atomic on its own: ``supports_data_modifying_with``). ``also``: a scalar subquery whose value
-        ends each row (with ``then`` only). ``guard``: an SQL condition without which no row changes
+        ends each row. ``guard``: an SQL condition without which no row changes
         (the caller's, checked by the statement itself)."""
         if not _in_range(keys):
             return []
@@ -865,12 +865,13 @@ class CompiledUpdate(_CompiledWrite[M]):
         quote = connection.ops.quote_name
         columns = ", ".join(quote(self._column(name)) for name in returning)
         guarded = f" AND {guard[0]}" if guard is not None else ""
-        sql = f"{self.sql(connection)} IN ({query.sql}){guarded} RETURNING {columns}"
-        assert then or also is None, "a subquery in the rows of the WITH form only"
+        update = f"{self.sql(connection)} IN ({query.sql}){guarded} RETURNING"
+        selected = columns if also is None else f"{columns}, ({also[0]})"
         if then:
             writes = "".join(f", w{i} AS ({write})" for i, (write, _) in enumerate(then))
-            selected = columns if also is None else f"{columns}, ({also[0]})"
-            sql = f"WITH {_CHANGED} AS ({sql}){writes} SELECT {selected} FROM {_CHANGED}"
+            sql = f"WITH {_CHANGED} AS ({update} {columns}){writes} SELECT {selected} FROM {_CHANGED}"
+        else:
+            sql = f"{update} {selected}"
         _prepare(connection, sql)  # the same text on every call
         with connection.cursor() as cursor:
             then_params = [param for _, write_params in then for param in write_params]
