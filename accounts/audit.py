@@ -44,20 +44,23 @@ _insert_audit_entry = CompiledInsert(
 )
 
 
-def audit(
+def audit(principal: Any, action: str, obj: Any = None, **data: object) -> None:
+    """Record one state-changing action by ``principal`` (a ``Principal`` or an ``Actor``; None: the
+    system itself). ``action`` is one of ``AuditAction`` (ValueError otherwise)."""
+    _insert_audit_entry.later(**audit_entry(principal, action, obj, **data))
+
+
+def audit_queried(
     principal: Any,
     action: str,
-    obj: Any = None,
-    *,
-    organization_sql: Statement | None = None,
-    actor_organization_sql: Statement | None = None,
-    **data: object,
+    obj: Any,
+    organization_sql: Statement | None,
+    actor_organization_sql: Statement | None,
 ) -> None:
-    """Record one state-changing action by ``principal`` (a ``Principal`` or an ``Actor``; None: the
-    system itself). ``action`` is one of ``AuditAction`` (ValueError otherwise). ``organization_sql``,
-    ``actor_organization_sql``: as ``audit_if_changed``'s."""
+    """``audit``'s record of a write that may have read neither its object nor its caller: their
+    organizations, where given, as ``audit_if_changed`` takes them (scalar subqueries)."""
     _insert_audit_entry.later(
-        _queried(organization_sql, actor_organization_sql), **audit_entry(principal, action, obj, **data)
+        _queried(organization_sql, actor_organization_sql), **audit_entry(principal, action, obj)
     )
 
 

@@ -32,7 +32,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from accounts.audit import Actor, audit, audit_children, audit_if_changed, audited_insert
+from accounts.audit import Actor, audit, audit_children, audit_if_changed, audit_queried, audited_insert
 from accounts.authentication import CONTAINER_TOKEN_ENDED, DeferredCaller
 from accounts.models import User
 from accounts.permissions import Principal, fetch_named, judged_named, missing_to, reaches_every_sql
@@ -667,13 +667,7 @@ def _kill_open_task(
             )
             if rows:
                 _save_task_status.later(as_killed)
-                audit(
-                    principal,
-                    "task.kill",
-                    recorded,
-                    organization_sql=organization,
-                    actor_organization_sql=actor_organization_sql,
-                )
+                audit_queried(principal, "task.kill", recorded, organization, actor_organization_sql)
     if not rows:
         return None
     collaboration_id = task.collaboration_id if task is not None else rows[0][3]
