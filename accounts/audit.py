@@ -50,6 +50,20 @@ def audit(principal: Any, action: str, obj: Any = None, **data: object) -> None:
     _insert_audit_entry.later(**audit_entry(principal, action, obj, **data))
 
 
+def audit_queried(
+    principal: Any,
+    action: str,
+    obj: Any,
+    organization_sql: Statement | None,
+    actor_organization_sql: Statement | None,
+) -> None:
+    """``audit``'s record of a write that may have read neither its object nor its caller: their
+    organizations, where given, as ``audit_if_changed`` takes them (scalar subqueries)."""
+    _insert_audit_entry.later(
+        _queried(organization_sql, actor_organization_sql), **audit_entry(principal, action, obj)
+    )
+
+
 def audit_if_changed(
     principal: Any,
     action: str,
@@ -63,6 +77,13 @@ def audit_if_changed(
     the rows that statement changes, if any. ``organization_sql``: the object's organization as a
     scalar subquery (an object not read before the statement); ``actor_organization_sql``: the
     caller's (a caller not loaded)."""
+    return _insert_audit_entry.if_changed(
+        _queried(organization_sql, actor_organization_sql), **audit_entry(principal, action, obj, **data)
+    )
+
+
+def _queried(organization_sql: Statement | None, actor_organization_sql: Statement | None) -> dict | None:
+    """The fields of an audit record given by scalar subqueries, by name; None without any."""
     queried = {
         name: sql
         for name, sql in (
@@ -71,7 +92,7 @@ def audit_if_changed(
         )
         if sql is not None
     }
-    return _insert_audit_entry.if_changed(queried or None, **audit_entry(principal, action, obj, **data))
+    return queried or None
 
 
 def audit_children(principal: Any, action: str) -> Children:
@@ -107,8 +128,8 @@ def audited_insert(
     actor_organization_sql: Statement | None = None,
     **values: object,
 ) -> M | None:
-    """``insert(keys, **values)`` and ``audit``'s record of it in one statement (a data-modifying
-    ``WITH``: atomic on its own, one round trip): PostgreSQL only. None when nothing was written.
+    """``insert(keys, **values)`` and ``audit``'s record of it, atomic (``CompiledInsertIf.with_entry``:
+    on PostgreSQL one statement, one round trip). None when nothing was written.
     ``guard``: the caller's check, made by the statement (``CompiledInsertIf.with_entry``);
     ``actor_organization_sql``: the organization of a caller not loaded, as a scalar subquery."""
     queried = {"actor_organization_id": actor_organization_sql} if actor_organization_sql else None

@@ -32,7 +32,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from accounts.audit import Actor, audit, audit_children, audit_if_changed, audited_insert
+from accounts.audit import Actor, audit, audit_children, audit_if_changed, audit_queried, audited_insert
 from accounts.authentication import CONTAINER_TOKEN_ENDED, DeferredCaller
 from accounts.models import User
 from accounts.permissions import (
@@ -653,46 +653,47 @@ def _kill_open_task(
     with it): its open runs marked killed by the UPDATE that finds them, its new status stored
     ("killed": it was open) and the audit record. Where the backend can, the three are one statement
     (a data-modifying WITH) and, with the lock, one query string (PostgreSQL): a transaction of its
-    own, one round trip; there the task need not be read first (``task`` None): its organization (the
-    audit record's) and its collaboration come with the statement. Elsewhere they are three, in the
-    caller's transaction. The task's collaboration and the nodes' kill list; None when that UPDATE found
-    no run, nothing written (a missing, finished or deleted task, subtasks, no open run:
+    own, one round trip. Elsewhere they are three, in a transaction (the caller's, if any). The task
+    need not be read first (``task`` None): its organization (the audit record's) and its collaboration
+    come with the statements. The task's collaboration and the nodes' kill list; None when that UPDATE
+    found no run, nothing written (a missing, finished or deleted task, subtasks, no open run:
     ``_kill_runs``'s case). ``guard``, ``actor_organization_sql``: the check and the organization of a
-    caller not loaded, made and read by the statement (PostgreSQL, ``task`` None); the lock is taken
-    only if the check holds."""
+    caller not loaded, made and read by the statements (``task`` None); the lock is taken only if the
+    check holds."""
     _lock_family.lock_later(guard, task=task_id)
     values = [TaskStatus.KILLED, timezone.now()]
     keys = {"task": task_id}
     as_killed = Task(pk=task_id, status=TaskStatus.KILLED, finished_at=None)
+    # A task not read: named by ``as_killed``, its organization and collaboration read by the statements.
+    recorded, organization, also = task, None, None
+    if task is None:
+        recorded = as_killed
+        organization = _of_task(Task.init_org.field.column, task_id)
+        also = _of_task(Task.collaboration.field.column, task_id)
     if features(connection).supports_data_modifying_with:
-        if task is None:
-            organization = _of_task(Task.init_org.field.column, task_id)
-            audited = audit_if_changed(
-                principal,
-                "task.kill",
-                as_killed,  # names the task; its organization comes with the statement
-                organization_sql=organization,
-                actor_organization_sql=actor_organization_sql,
-            )
-        else:
-            audited = audit_if_changed(principal, "task.kill", task)
+        audited = audit_if_changed(
+            principal,
+            "task.kill",
+            recorded,
+            organization_sql=organization,
+            actor_organization_sql=actor_organization_sql,
+        )
         then = [_save_task_status.if_changed(as_killed), audited]
-        also = _of_task(Task.collaboration.field.column, task_id) if task is None else None
         rows = _mark_killed.matching(
             _open_runs_of_open_task, keys, values, _KILL_LIST_FIELDS, then, also, guard
         )
-        if not rows:
-            return None
-        collaboration_id = task.collaboration_id if task is not None else rows[0][3]
-        killed = [row[:3] for row in rows]
     else:
-        assert task is not None, "read first where the kill is not one statement"
-        killed = _mark_killed.matching(_open_runs_of_open_task, keys, values, _KILL_LIST_FIELDS)
-        if not killed:
-            return None
-        _save_task_status.later(as_killed)
-        audit(principal, "task.kill", task)
-        collaboration_id = task.collaboration_id
+        with transaction.atomic(savepoint=False):
+            rows = _mark_killed.matching(
+                _open_runs_of_open_task, keys, values, _KILL_LIST_FIELDS, also=also, guard=guard
+            )
+            if rows:
+                _save_task_status.later(as_killed)
+                audit_queried(principal, "task.kill", recorded, organization, actor_organization_sql)
+    if not rows:
+        return None
+    collaboration_id = task.collaboration_id if task is not None else rows[0][3]
+    killed = [row[:3] for row in rows]
     kill_list = [{"task_id": of, "run_id": pk, "organization_id": org} for pk, of, org in sorted(killed)]
     return collaboration_id, kill_list
 
@@ -737,8 +738,8 @@ KILLERS_KEPT = 65536
 
 
 def _kill_by_deferred_user(caller: DeferredCaller, task_id: int) -> tuple[int, list[dict]] | None:
-    """The usual kill in one statement with the caller's own check (its token's login, a global right to
-    send events: then it needs the task for no check), the caller's lookup saved: ``_kill_open_task``'s
+    """The usual kill with the caller's own check in its statements (its token's login, a global right
+    to send events: then it needs the task for no check), the caller's lookup saved: ``_kill_open_task``'s
     answer; None when it wrote nothing, for whatever reason."""
     login = caller.current_sql()
     if login is None:
@@ -764,12 +765,14 @@ def task_kill(*, principal: Principal | DeferredCaller, task_id: int) -> None:
     # the usual one on an SQLite with RETURNING, 3.35 or later) are made in one of Django's. A caller
     # whose right reaches every collaboration needs the task for no check: the usual kill comes first,
     # and the task is read only when it changed nothing (for the 404, the 400, a family). A caller not
-    # loaded yet is checked by that statement itself, and loaded only when it changed nothing.
+    # loaded yet is checked by the usual kill's statements themselves (on either database), and loaded
+    # only when they changed nothing.
     alone = features(connection).supports_data_modifying_with
+    usual = not alone and connection.features.can_return_columns_from_insert
     read, task = False, None
     if isinstance(principal, DeferredCaller):
         caller_id = principal.id
-        tried = alone and caller_id not in _killers_without_global_right
+        tried = (alone or usual) and caller_id not in _killers_without_global_right
         killed = _kill_by_deferred_user(principal, task_id) if tried else None
         if killed is not None:
             _send_kill(*killed)  # after the commit
@@ -779,7 +782,8 @@ def task_kill(*, principal: Principal | DeferredCaller, task_id: int) -> None:
         read = True
         if principal.reaches_every("event", "send"):
             _killers_without_global_right.discard(caller_id)
-            alone = alone and not tried  # tried: the transaction's kill follows
+            if tried:  # the transaction's kill follows, without the usual one
+                alone = usual = False
         else:
             if len(_killers_without_global_right) >= KILLERS_KEPT:
                 _killers_without_global_right.clear()
@@ -797,10 +801,6 @@ def task_kill(*, principal: Principal | DeferredCaller, task_id: int) -> None:
     principal.require(principal.reaches("event", "send", collaboration_id=task.collaboration_id))
     killed = _kill_open_task(principal, task.pk, task) if alone else None
     if killed is None:
-        usual = (
-            not features(connection).supports_data_modifying_with
-            and connection.features.can_return_columns_from_insert
-        )
         with transaction.atomic():
             killed = task.collaboration_id, _kill_any_task(principal, task, usual=usual)
     _send_kill(*killed)  # after the commit
@@ -1023,8 +1023,8 @@ _insert_port_of_calling_node = CompiledInsertIf(
 def _port_of_deferred_node(
     caller: DeferredCaller, run_id: int, port: int, label: str | None
 ) -> AlgorithmPort | None:
-    """The usual port in one statement with the caller's own check (its token's login, its run): the
-    caller's lookup saved. None when it wrote nothing, for whatever reason."""
+    """The usual port, its write checking the caller itself (its token's login, its run): the caller's
+    lookup saved. None when it wrote nothing, for whatever reason."""
     guard = caller.current_sql()
     if guard is None:
         return None
@@ -1048,32 +1048,27 @@ def _port_of_deferred_node(
 def port_create(
     *, principal: Principal | DeferredCaller, run_id: int, port: int, label: str | None
 ) -> AlgorithmPort:
-    # The usual case in one statement: the port of a run the calling node executes (where the backend
-    # can, with its audit record: one round trip, no transaction of its own), and with the caller's
-    # check when it was not loaded (one round trip for the whole request).
+    # The usual case: the port of a run the calling node executes with its audit record (on PostgreSQL
+    # one statement, one round trip), and with the caller's check when it was not loaded (no lookup of
+    # the caller before it).
     if isinstance(principal, DeferredCaller):
-        if features(connection).supports_data_modifying_with:
-            algorithm_port = _port_of_deferred_node(principal, run_id, port, label)
-            if algorithm_port is not None:
-                return algorithm_port
+        algorithm_port = _port_of_deferred_node(principal, run_id, port, label)
+        if algorithm_port is not None:
+            return algorithm_port
         principal = principal.load()
     keys = {
         "run": run_id,
         "organization": principal.organization_id,
         "collaboration": principal.node.collaboration_id,
     }
-    values = {"run_id": run_id, "port": port, "label": label}
-    if features(connection).supports_data_modifying_with:
-        algorithm_port = audited_insert(
-            _insert_port_of_node, keys, principal, "port.create", run_id=run_id, port=port, label=label
-        )
-        if algorithm_port is not None:
-            return algorithm_port
+    algorithm_port = audited_insert(
+        _insert_port_of_node, keys, principal, "port.create", run_id=run_id, port=port, label=label
+    )
+    if algorithm_port is not None:
+        return algorithm_port
     with transaction.atomic():
-        algorithm_port = _insert_port_of_node(keys, **values)
-        if algorithm_port is None:
-            run = _run_of_node(principal, run_id)  # the 404 or the 401, as the permission engine judges
-            algorithm_port = _insert_port(run=run, port=port, label=label)
+        run = _run_of_node(principal, run_id)  # the 404 or the 401, as the permission engine judges
+        algorithm_port = _insert_port(run=run, port=port, label=label)
         audit(principal, "port.create", algorithm_port)
     return algorithm_port
 

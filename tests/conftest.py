@@ -70,6 +70,15 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def _last_seen_noted_per_test():
+    """Rolled-back rows give their ids again (SQLite): this process's note of when it last wrote an
+    identity's ``last_seen`` would keep a later test's identity of the same id from having it written."""
+    from accounts import authentication
+
+    authentication._seen_written.clear()
+
+
+@pytest.fixture(autouse=True)
 def _mail_stays_in_its_test():
     """E-mail leaves after the answer: wait for it, so that it never lands in a later test's outbox."""
     yield

@@ -1,4 +1,4 @@
-"""A node's port and a user's kill check their caller in the write's own statement (PostgreSQL): the
+"""A node's port and a user's kill check their caller in the write's own statement (on SQLite too): the
 token's login and generation, the node's run, the user's global right. Every way a caller is no longer
 valid, or never was, is refused as before, with nothing written; the SQL form of the token's check
 never lets through a token the Python form refuses."""
@@ -16,6 +16,7 @@ from accounts.authentication import DeferredCaller
 from accounts.models import AuditEntry, Authenticatable, LoginSession
 from accounts.sessions import TokenRevoked, check_current, current_login_sql
 from accounts.tokens import decode, login_tokens
+from nodes.events import event_emitted
 from tasks.models import AlgorithmPort, Run
 from tests.factories import bearer, make_collab, make_org, make_run, make_task, make_user
 
@@ -129,14 +130,42 @@ def test_a_token_no_longer_valid_is_refused_before_the_body_is_judged(api, netwo
         assert malformed.status_code == 401, malformed.content
 
 
-def test_a_kill_by_a_user_with_a_global_right_is_written_with_its_audit_record(api, network):
-    org, _, _, _, task = network
+def test_a_kill_by_a_user_with_a_global_right_is_written_with_its_audit_record(
+    api, network, django_capture_on_commit_callbacks
+):
+    org, _, _, _, first = network
+    root = make_user(org, "Root")
+    # A collaboration whose id is none of the other keys of its task or the kill: only it names the room
+    # (a task more than collaborations first: their ids do not go in step).
+    make_task(first.collaboration, org)
+    for name in "defgh":
+        collab = make_collab(org, name=name)
+        task = make_task(collab, org, org)
+        if collab.pk not in (org.pk, root.pk, task.pk, task.job_id, task.init_user_id):
+            break
+    else:
+        pytest.fail("no collaboration of an id of its own")
     for run in task.runs.all():
         run.status = "active"
         run.save()
-    root = make_user(org, "Root")
-    response = kill(api, bearer(root), task)
+    sent: list[tuple[str, object, str]] = []
+
+    def receive(sender, event, data, room, namespace, **kwargs):  # noqa: ARG001 - signal signature
+        sent.append((event, data, room))
+
+    event_emitted.connect(receive, weak=False)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = kill(api, bearer(root), task)
+    finally:
+        event_emitted.disconnect(receive)
     assert response.status_code == 200, response.content
+    # The task's collaboration, read by the statement that kills its runs, names the nodes' room.
+    (event, data, room), *_ = sent
+    assert (event, room) == ("kill_containers", f"collaboration_{collab.pk}")
+    assert data["collaboration_id"] == collab.pk
+    killed = sorted(entry["run_id"] for entry in data["kill_list"])
+    assert killed == sorted(task.runs.values_list("id", flat=True))
     assert set(Run.objects.filter(task=task).values_list("status", flat=True)) == {"killed by user"}
     entry = AuditEntry.objects.get(action="task.kill")
     assert (entry.actor_type, entry.actor_id, entry.actor_organization_id) == ("user", root.pk, org.pk)

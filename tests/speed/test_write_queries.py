@@ -131,9 +131,9 @@ def test_port_of_a_run(api):
     run = make_run(make_task(collab, orgs[0]), orgs[0])
     headers = warmed(api, nodes[0])
     body = {"port": 8080, "run_id": run.pk, "label": "api"}
-    # The caller, the INSERT (if the run is one the node executes), the audit record; on PostgreSQL one
-    # statement: the INSERT with its audit record, and the caller's check (its token's login, its run).
-    expected = 1 if connection.vendor == "postgresql" else 3
+    # The INSERT (if the run is one the node executes), with the caller's check (its token's login, its
+    # run: no lookup of the caller before it), and the audit record; on PostgreSQL one statement.
+    expected = 1 if connection.vendor == "postgresql" else 2
     assert statements(lambda: api.post("/api/port", body, format="json", **headers)) == expected
 
 
@@ -144,12 +144,12 @@ def test_kill_task_does_not_grow_with_the_runs(api, size):
     for org in orgs:
         make_run(task, org, status="active")
     headers = warmed(api, make_user(orgs[0], "Root"))
-    # The caller with the task (one statement), one UPDATE of its open runs (which finds them), one of
+    # One UPDATE of its open runs (which finds them, and checks the caller itself: its token's login, its
+    # global right to send events; then neither the caller nor the task needs a read before it), one of
     # the task's status, the audit record; on PostgreSQL the three writes are one statement, after the
-    # lock of the task's family, which checks the caller itself (its token's login, its global right to
-    # send events: then the task needs no read before it).
+    # lock of the task's family.
     kill = lambda: api.post("/api/kill/task", {"id": task.pk}, format="json", **headers)  # noqa: E731
-    assert statements(kill) == (2 if connection.vendor == "postgresql" else 4)
+    assert statements(kill) == (2 if connection.vendor == "postgresql" else 3)
 
 
 def test_create_user(api):

@@ -630,12 +630,16 @@ class CompiledInsert(_CompiledWrite[M]):
             )
         return _saved(instance, pk, connection.alias)
 
-    def later(self, **values: object) -> None:
+    def later(self, queried: dict[str, Statement] | None = None, **values: object) -> None:
         """``create(**values)`` sent with the transaction's next statement or its commit, where the
         database backend can (``defer``: one round trip less on PostgreSQL), else at once. Nothing is
-        given back: for rows nothing reads in the same request (audit records)."""
+        given back: for rows nothing reads in the same request (audit records). ``queried``: fields
+        whose value is a scalar subquery's, by name."""
         connection = connections[DEFAULT_DB_ALIAS]
-        sql, params = self.sql(connection).partition(" RETURNING ")[0], self._params(values, connection)
+        if queried:
+            sql, params = self._selected(connection, queried, values)
+        else:
+            sql, params = self.sql(connection).partition(" RETURNING ")[0], self._params(values, connection)
         defer = getattr(connection, "defer", None)
         if defer is not None:
             defer(sql, params)
@@ -647,7 +651,13 @@ class CompiledInsert(_CompiledWrite[M]):
         """``create(**values)`` as one of the writes of ``CompiledUpdate.matching`` (``then``): only
         if that statement changed a row. ``queried``: fields whose value is a scalar subquery's, by name
         (a value the statement finds, not read before it)."""
-        connection = connections[DEFAULT_DB_ALIAS]
+        sql, params = self._selected(connections[DEFAULT_DB_ALIAS], queried, values)
+        return f"{sql} WHERE {_IF_CHANGED}", params
+
+    def _selected(
+        self, connection: BaseDatabaseWrapper, queried: dict[str, Statement] | None, values: dict[str, object]
+    ) -> Statement:
+        """``create(**values)`` as ``INSERT ... SELECT``, the fields of ``queried`` by their subqueries."""
         places, params = [], []
         for field, value in zip(self.fields, self._params(values, connection), strict=True):
             subquery = queried.get(field.name) if queried else None
@@ -658,7 +668,7 @@ class CompiledInsert(_CompiledWrite[M]):
                 places.append(f"({subquery[0]})")
                 params.extend(subquery[1])
         head = self.sql(connection).partition(" VALUES ")[0]
-        return f"{head} SELECT {', '.join(places)} WHERE {_IF_CHANGED}", params
+        return f"{head} SELECT {', '.join(places)}", params
 
     def with_children(
         self,
@@ -842,7 +852,7 @@ class CompiledUpdate(_CompiledWrite[M]):
         Needs ``UPDATE ... RETURNING`` (PostgreSQL; SQLite 3.35 or later). ``then``: writes (of
         ``if_changed``) made in the same statement if it changed a row (a data-modifying ``WITH``,
         atomic on its own: ``supports_data_modifying_with``). ``also``: a scalar subquery whose value
-        ends each row (with ``then`` only). ``guard``: an SQL condition without which no row changes
+        ends each row. ``guard``: an SQL condition without which no row changes
         (the caller's, checked by the statement itself)."""
         if not _in_range(keys):
             return []
@@ -855,12 +865,13 @@ class CompiledUpdate(_CompiledWrite[M]):
         quote = connection.ops.quote_name
         columns = ", ".join(quote(self._column(name)) for name in returning)
         guarded = f" AND {guard[0]}" if guard is not None else ""
-        sql = f"{self.sql(connection)} IN ({query.sql}){guarded} RETURNING {columns}"
-        assert then or also is None, "a subquery in the rows of the WITH form only"
+        update = f"{self.sql(connection)} IN ({query.sql}){guarded} RETURNING"
+        selected = columns if also is None else f"{columns}, ({also[0]})"
         if then:
             writes = "".join(f", w{i} AS ({write})" for i, (write, _) in enumerate(then))
-            selected = columns if also is None else f"{columns}, ({also[0]})"
-            sql = f"WITH {_CHANGED} AS ({sql}){writes} SELECT {selected} FROM {_CHANGED}"
+            sql = f"WITH {_CHANGED} AS ({update} {columns}){writes} SELECT {selected} FROM {_CHANGED}"
+        else:
+            sql = f"{update} {selected}"
         _prepare(connection, sql)  # the same text on every call
         with connection.cursor() as cursor:
             then_params = [param for _, write_params in then for param in write_params]
@@ -915,17 +926,19 @@ class CompiledInsertIf(_CompiledWrite[M]):
         params = _inserted_values(self.fields, instance, connection)
         return connection, instance, params, query.sql, condition_params
 
-    def __call__(self, keys: dict[str, int], **values: object) -> M | None:
-        """The row of ``values``, if ``condition`` finds a row for ``keys``."""
+    def __call__(self, keys: dict[str, int], guard: Statement | None = None, **values: object) -> M | None:
+        """The row of ``values``, if ``condition`` finds a row for ``keys`` (and ``guard`` holds: an SQL
+        condition, the caller's, checked by the statement itself)."""
         if (prepared := self._prepared(keys, values)) is None:
             return None
         connection, instance, params, condition_sql, condition_params = prepared
-        sql = f"{self.sql(connection)} ({condition_sql})"
+        guarded, guard_params = (f" AND {guard[0]}", guard[1]) if guard is not None else ("", [])
+        sql = f"{self.sql(connection)} ({condition_sql}){guarded}"
         returning = connection.features.can_return_columns_from_insert
         if returning:
             sql += f" RETURNING {connection.ops.quote_name(self.pk_column)}"
         with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, *condition_params])
+            cursor.execute(sql, [*params, *condition_params, *guard_params])
             if returning:
                 row = cursor.fetchone()
                 pk = row[0] if row else None
@@ -948,7 +961,13 @@ class CompiledInsertIf(_CompiledWrite[M]):
         a data-modifying ``WITH`` (``supports_data_modifying_with``), atomic on its own. Neither row is
         written when ``condition`` finds no row, or ``guard`` (an SQL condition: the caller's, checked
         by the statement itself) does not hold. ``queried``: fields of ``entry`` whose value is a scalar
-        subquery's, by name."""
+        subquery's, by name. Elsewhere the two statements in a transaction, the entry only after a row."""
+        if not features(connections[DEFAULT_DB_ALIAS]).supports_data_modifying_with:
+            with transaction.atomic():
+                row = self(keys, guard, **values)
+                if row is not None:
+                    entry.later(queried, **{**entry_values(row), reference: row.pk})
+            return row
         if (prepared := self._prepared(keys, values)) is None:
             return None
         connection, instance, params, condition_sql, condition_params = prepared
