@@ -14,7 +14,7 @@ import requests
 from nodes.models import SocketConnection
 from tests.conftest import requires_services
 from tests.realtime.helpers import eventually, make_world, token
-from tests.realtime.live import LIVE, Daphne
+from tests.realtime.live import LIVE, LONG_PINGS, Daphne
 
 pytestmark = [pytest.mark.live, requires_services("postgres")]
 
@@ -23,8 +23,10 @@ CANCELED = "The request took longer than the database allows (1 s) and was cance
 
 @pytest.fixture(scope="module")
 def bounded(live_db, live_folder):
-    """A server whose statements are canceled after one second."""
-    daphne = Daphne(live_db.process_env(V6_STATEMENT_TIMEOUT_SECONDS="1"), live_folder)
+    """A server whose statements are canceled after one second. Its beats far apart: on a loaded machine
+    the waits behind a held lock could add up past a short beat lapse, and a process that went without a
+    beat checks its sessions again, telling its nodes ``sync`` too (not what is asked here)."""
+    daphne = Daphne(live_db.process_env(V6_STATEMENT_TIMEOUT_SECONDS="1", **LONG_PINGS), live_folder)
     yield daphne
     daphne.stop()
 
