@@ -15,7 +15,7 @@ django.setup(set_prefix=False)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402 - needs Django set up first
 from django.conf import settings  # noqa: E402
-from django.urls import re_path  # noqa: E402
+from django.urls import get_resolver, re_path  # noqa: E402
 
 from accounts.authentication import request_identity  # noqa: E402
 from accounts.tokens import is_api_access_token  # noqa: E402
@@ -60,6 +60,10 @@ async def application(
             return await socket_application(scope, receive, send)
     return await router(scope, receive, send)
 
+
+# The URL configuration is imported now, not by the first request: that import must not meet a process at
+# its descriptor limit (it failed there, a 500), and what it makes is frozen with the rest below.
+get_resolver().url_patterns  # noqa: B018 - the property imports it
 
 # What start-up made (Django's apps and models, the URL patterns, the libraries: ~120,000 objects) lives as
 # long as the process. Frozen, it is left out of the cycle collector's full collections, which otherwise
