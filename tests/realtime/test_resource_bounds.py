@@ -99,7 +99,7 @@ def test_a_burst_of_connections_is_accepted_at_once_and_idle_ones_cost_little(se
 
 
 def test_at_the_descriptor_limit_connections_are_refused_without_spinning_and_served_again(served):
-    # Warm (a first request imports the URL configuration): run first, the server served nothing yet.
+    # Warm (a first request may import what start-up left): run first, the server served nothing yet.
     still_serving(served.port)
     # A connection closing after the limit is set (the start's probe, an earlier test's) frees a
     # descriptor under it, which the connection below would be served on.
