@@ -23,9 +23,18 @@ CANCELED = "The request took longer than the database allows (1 s) and was cance
 
 @pytest.fixture(scope="module")
 def bounded(live_db, live_folder):
-    """A server whose statements are canceled after one second. Its beats far apart: on a loaded machine
-    the waits behind a held lock could add up past a short beat lapse, and a process that went without a
-    beat checks its sessions again, telling its nodes ``sync`` too (not what is asked here)."""
+    """A server whose statements are canceled after one second (the live tests' short timers: a client
+    that gave up a connect is found gone within seconds)."""
+    daphne = Daphne(live_db.process_env(V6_STATEMENT_TIMEOUT_SECONDS="1"), live_folder)
+    yield daphne
+    daphne.stop()
+
+
+@pytest.fixture(scope="module")
+def bounded_slow_beat(live_db, live_folder):
+    """``bounded`` with its beats far apart: on a loaded machine the waits behind a held table could add
+    up past a short beat lapse, and a process that went without a beat checks its sessions again, telling
+    its nodes ``sync`` too (not what is asked here)."""
     daphne = Daphne(live_db.process_env(V6_STATEMENT_TIMEOUT_SECONDS="1", **LONG_PINGS), live_folder)
     yield daphne
     daphne.stop()
@@ -44,15 +53,15 @@ def held(dsn: str, sql: str, *args: object) -> Iterator[None]:
         holder.close()
 
 
-def test_a_canceled_handshake_is_told_so_and_is_no_outage(bounded, live_data, sockets):
+def test_a_canceled_handshake_is_told_so_and_is_no_outage(bounded_slow_beat, live_data, sockets):
     world = make_world()
-    witness = sockets(bounded.url, token(world.node_a))
+    witness = sockets(bounded_slow_beat.url, token(world.node_a))
     witness.wait_ready(world.node_a)
     bearer = token(world.node_b)
     # The handshake reads the token's identity: the table is held, the read waits past the bound.
     with held(live_data.url, "LOCK TABLE authenticatable IN ACCESS EXCLUSIVE MODE"):
         handshake = requests.get(
-            f"{bounded.url}/socket.io/",
+            f"{bounded_slow_beat.url}/socket.io/",
             params={"EIO": "4", "transport": "polling"},
             headers={"Authorization": f"Bearer {bearer}"},
             timeout=30,
